@@ -1,0 +1,48 @@
+namespace Morphisms.Attestation.Verify.Dcap;
+
+/// <summary>The platform TCB as the PCK certificate states it.</summary>
+/// <param name="Fmspc">FMSPC, 6 bytes.</param>
+/// <param name="PceId">PCEID, 2 bytes.</param>
+/// <param name="SgxTcbComponents">The 16 SGX TCB component SVNs (the CPUSVN as certified).</param>
+/// <param name="PceSvn">The PCE SVN as certified.</param>
+public sealed record PlatformTcb(byte[] Fmspc, byte[] PceId, byte[] SgxTcbComponents, ushort PceSvn);
+
+/// <summary>The TDX-specific TCB inputs, from the TD report body.</summary>
+/// <param name="TeeTcbSvn">TEE_TCB_SVN, 16 bytes (byte 0 = TDX module ISV SVN, byte 1 = module major version).</param>
+/// <param name="MrSignerSeam">MRSIGNERSEAM, 48 bytes.</param>
+/// <param name="SeamAttributes">SEAMATTRIBUTES, 8 bytes.</param>
+public sealed record TdxTcb(byte[] TeeTcbSvn, byte[] MrSignerSeam, byte[] SeamAttributes);
+
+/// <summary>The identity of the quoting enclave, from the QE report inside the quote.</summary>
+/// <param name="MrSigner">MRSIGNER, 32 bytes.</param>
+/// <param name="IsvProdId">ISVPRODID.</param>
+/// <param name="IsvSvn">ISVSVN.</param>
+/// <param name="MiscSelect">MISCSELECT.</param>
+/// <param name="Attributes">ATTRIBUTES, 16 bytes.</param>
+public sealed record QeReportIdentity(byte[] MrSigner, ushort IsvProdId, ushort IsvSvn, uint MiscSelect, byte[] Attributes);
+
+/// <summary>
+/// The TCB status Intel's algorithm assigns. <see cref="Status"/> is the final combined status
+/// (platform, TDX module and QE converged as Intel's QVL does), null when none could be computed
+/// (for example "no matching TCB level").
+/// </summary>
+public sealed record TcbEvaluation
+{
+    /// <summary>Combined status: UpToDate, SWHardeningNeeded, ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded or Revoked.</summary>
+    public string? Status { get; init; }
+
+    /// <summary>Status of the matched platform TCB level.</summary>
+    public string? PlatformStatus { get; init; }
+
+    /// <summary>Status of the matched QE identity TCB level.</summary>
+    public string? QeStatus { get; init; }
+
+    /// <summary>Status of the matched TDX module identity level (TDX only, when the module has one).</summary>
+    public string? TdxModuleStatus { get; init; }
+
+    /// <summary>Advisory IDs of the matched levels (platform, module and QE), de-duplicated.</summary>
+    public IReadOnlyList<string> AdvisoryIds { get; init; } = [];
+
+    /// <summary>tcbDate of the matched platform level.</summary>
+    public DateTimeOffset? TcbDate { get; init; }
+}
