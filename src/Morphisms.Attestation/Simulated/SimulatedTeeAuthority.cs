@@ -1,0 +1,436 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using Morphisms.Attestation.Collateral;
+using Morphisms.Attestation.Trust;
+
+namespace Morphisms.Attestation.Simulated;
+
+/// <summary>
+/// The simulated TEE for machines without TEE hardware. It plays the AMD secure processor and the
+/// Intel quoting enclave: it emits evidence in the real SEV-SNP report and SGX DCAP quote formats,
+/// signed under roots generated once per installation, together with the certificates and signed
+/// collateral a verifier needs. Verifiers accept it only when told to trust <see cref="AmdRoots"/>
+/// and <see cref="IntelRoot"/> (dev mode), and then mark every result simulated.
+/// </summary>
+public sealed class SimulatedTeeAuthority : IDisposable
+{
+    /// <summary>The SNP product name of the simulated platform (certificate CNs "ARK-Simulated", "SEV-Simulated").</summary>
+    public const string SnpProduct = "Simulated";
+
+    /// <summary>SNP guest policy used unless a request says otherwise: ABI 0.0, SMT allowed, reserved bit 17 set, no debug, no migration agent.</summary>
+    public const ulong DefaultSnpPolicy = 0x30000;
+
+    private const string FileName = "simulated-tee.json";
+    private static readonly byte[] QeVendorId = Convert.FromHexString("939A7233F79C4CA9940A0DB3957F0607");
+
+    private readonly State _state;
+    private readonly Keys _keys;
+
+    private SimulatedTeeAuthority(State state)
+    {
+        _state = state;
+        _keys = Keys.Load(state);
+        AmdRoots = new AmdProductRoots(SnpProduct, _keys.Ark, _keys.Ask, Asvk: null, Simulated: true);
+        IntelRoot = new IntelRoot(_keys.SgxRoot, Simulated: true);
+    }
+
+    /// <summary>The simulated AMD roots, to pass to <see cref="TrustAnchors.WithSimulated"/>.</summary>
+    public AmdProductRoots AmdRoots { get; }
+
+    /// <summary>The simulated Intel SGX root, to pass to <see cref="TrustAnchors.WithSimulated"/>.</summary>
+    public IntelRoot IntelRoot { get; }
+
+    /// <summary>The simulated VCEK that signs SNP reports (give it to the verifier as the endorsement).</summary>
+    public X509Certificate2 Vcek => _keys.Vcek;
+
+    /// <summary>The simulated platform's chip ID (the VCEK's hwID).</summary>
+    public byte[] ChipId => Convert.FromHexString(_state.ChipId);
+
+    /// <summary>The SNP TCB the simulated platform reports and its VCEK certifies.</summary>
+    public SimulatedTcb SnpTcb { get; } = new(Bootloader: 4, Tee: 0, Snp: 22, Microcode: 213);
+
+    /// <summary>The SGX platform the simulated PCK certificate describes.</summary>
+    public SimulatedPlatform SgxPlatform => Platform;
+
+    /// <summary>SHA-256 of the simulated SNP root (ARK) certificate, for logs and for pinning it.</summary>
+    public string Fingerprint => Convert.ToHexStringLower(SHA256.HashData(_keys.Ark.RawData));
+
+    private static SimulatedPlatform Platform { get; } = new(
+        Fmspc: Convert.FromHexString("F0F0F0000000"),
+        PceId: [0, 0],
+        Ppid: SHA256.HashData("morphisms simulated ppid"u8)[..16],
+        SgxTcbComponents: [14, 14, 3, 3, 255, 255, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        PceSvn: 13);
+
+    /// <summary>The trust anchors to use in dev mode: the real vendor roots plus this simulated TEE's.</summary>
+    public TrustAnchors TrustedWith(TrustAnchors vendor) => vendor.WithSimulated(AmdRoots, IntelRoot);
+
+    /// <summary>Creates a new simulated TEE with fresh keys. Certificates are valid from <paramref name="time"/>'s now for ten years.</summary>
+    public static SimulatedTeeAuthority Create(TimeProvider time) => new(State.Generate(time.GetUtcNow()));
+
+    /// <summary>
+    /// Loads the installation's simulated TEE from <paramref name="directory"/>, creating it (mode 0600)
+    /// on first use so that every process of one installation shares one simulated root.
+    /// </summary>
+    public static SimulatedTeeAuthority LoadOrCreate(string directory, TimeProvider time)
+    {
+        var path = Path.Combine(directory, FileName);
+        if (File.Exists(path))
+        {
+            var state = JsonSerializer.Deserialize<State>(File.ReadAllBytes(path))
+                ?? throw new InvalidDataException($"{path}: empty simulated TEE state");
+            return new SimulatedTeeAuthority(state);
+        }
+
+        Directory.CreateDirectory(directory);
+        var created = State.Generate(time.GetUtcNow());
+        var temp = path + ".tmp";
+        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
+        {
+            // Restrict the file before the private keys are written into it.
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+
+            JsonSerializer.Serialize(stream, created);
+            stream.Flush(flushToDisk: true);
+        }
+
+        File.Move(temp, path, overwrite: false);
+        return new SimulatedTeeAuthority(created);
+    }
+
+    /// <summary>Produces a 1184-byte SEV-SNP attestation report (version 3) signed by the simulated VCEK.</summary>
+    public byte[] CreateSnpReport(SimulatedSnpReportRequest request)
+    {
+        RequireLength(request.ReportData, 64, "report_data");
+        RequireLength(request.Measurement, 48, "measurement");
+        RequireLength(request.HostData, 32, "host_data");
+
+        var report = new byte[0x4A0];
+        var span = report.AsSpan();
+        var tcb = SnpTcb.ToUInt64();
+        BinaryPrimitives.WriteUInt32LittleEndian(span[0x00..], 3);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[0x04..], request.GuestSvn);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[0x08..], request.Policy);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[0x30..], request.Vmpl);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[0x34..], 1); // ECDSA P-384 with SHA-384
+        BinaryPrimitives.WriteUInt64LittleEndian(span[0x38..], tcb); // current TCB
+        BinaryPrimitives.WriteUInt64LittleEndian(span[0x40..], 1); // platform_info: SMT enabled
+        request.ReportData.CopyTo(span[0x50..]);
+        request.Measurement.CopyTo(span[0x90..]);
+        request.HostData.CopyTo(span[0xC0..]);
+        RandomNumberGenerator.Fill(span.Slice(0x140, 32)); // report_id
+        span.Slice(0x160, 32).Fill(0xFF); // report_id_ma: no migration agent
+        BinaryPrimitives.WriteUInt64LittleEndian(span[0x180..], tcb); // reported TCB
+        ChipId.CopyTo(span[0x1A0..]);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[0x1E0..], tcb); // committed TCB
+        span[0x1E8] = 7; // current build, minor, major
+        span[0x1E9] = 55;
+        span[0x1EA] = 1;
+        span[0x1EC] = 7; // committed build, minor, major
+        span[0x1ED] = 55;
+        span[0x1EE] = 1;
+        BinaryPrimitives.WriteUInt64LittleEndian(span[0x1F0..], tcb); // launch TCB
+
+        using var vcekKey = _keys.VcekKey();
+        var signature = vcekKey.SignData(report.AsSpan(0, 0x2A0), HashAlgorithmName.SHA384);
+        // AMD stores r and s little-endian, each zero-padded to 72 bytes.
+        WriteLittleEndian(signature.AsSpan(0, 48), span.Slice(0x2A0, 72));
+        WriteLittleEndian(signature.AsSpan(48, 48), span.Slice(0x2E8, 72));
+        return report;
+    }
+
+    /// <summary>
+    /// Produces an SGX DCAP quote (version 3, ECDSA P-256) over an enclave report, with a QE report
+    /// signed by the simulated PCK key and the PCK certificate chain embedded (certification data type 5).
+    /// </summary>
+    public byte[] CreateSgxQuote(SimulatedSgxQuoteRequest request)
+    {
+        RequireLength(request.ReportData, 64, "report_data");
+        RequireLength(request.MrEnclave, 32, "mrenclave");
+        var mrSigner = request.MrSigner ?? SHA256.HashData("morphisms simulated enclave signer"u8);
+        RequireLength(mrSigner, 32, "mrsigner");
+
+        using var attestationKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var attestationPublic = RawPublicKey(attestationKey);
+
+        var header = new byte[48];
+        BinaryPrimitives.WriteUInt16LittleEndian(header, 3);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(2), 2); // ECDSA-256-with-P-256
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(8), QeIsvSvn);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(10), Platform.PceSvn);
+        QeVendorId.CopyTo(header.AsSpan(12));
+        SHA256.HashData(Encoding.ASCII.GetBytes(_state.ChipId)).AsSpan(0, 20).CopyTo(header.AsSpan(28));
+
+        var flags = 0x05UL | (request.Debug ? 0x02UL : 0UL); // INIT | MODE64BIT (| DEBUG)
+        var body = ReportBody(Platform.SgxTcbComponents, flags, request.MrEnclave, mrSigner, request.IsvProdId, request.IsvSvn, request.ReportData);
+
+        var authData = new byte[32];
+        for (var i = 0; i < authData.Length; i++)
+        {
+            authData[i] = (byte)i;
+        }
+
+        var qeReportData = new byte[64];
+        SHA256.HashData([.. attestationPublic, .. authData]).CopyTo(qeReportData, 0);
+        var qeReport = ReportBody(Platform.SgxTcbComponents, 0x11, QeMrEnclave, QeMrSigner, QeIsvProdId, QeIsvSvn, qeReportData);
+
+        using var pckKey = _keys.PckKey();
+        var qeSignature = pckKey.SignData(qeReport, HashAlgorithmName.SHA256);
+        var quoteSignature = attestationKey.SignData([.. header, .. body], HashAlgorithmName.SHA256);
+
+        var chainPem = Encoding.ASCII.GetBytes(_keys.Pck.ExportCertificatePem() + "\n" + _keys.PckCa.ExportCertificatePem() + "\n" + _keys.SgxRoot.ExportCertificatePem() + "\n");
+        using var signatureData = new MemoryStream();
+        signatureData.Write(quoteSignature);
+        signatureData.Write(attestationPublic);
+        signatureData.Write(qeReport);
+        signatureData.Write(qeSignature);
+        WriteUInt16(signatureData, (ushort)authData.Length);
+        signatureData.Write(authData);
+        WriteUInt16(signatureData, 5); // certification data type 5: PCK certificate chain (PEM)
+        WriteUInt32(signatureData, (uint)chainPem.Length);
+        signatureData.Write(chainPem);
+
+        using var quote = new MemoryStream();
+        quote.Write(header);
+        quote.Write(body);
+        WriteUInt32(quote, (uint)signatureData.Length);
+        signatureData.Position = 0;
+        signatureData.CopyTo(quote);
+        return quote.ToArray();
+    }
+
+    /// <summary>
+    /// Signed collateral for the simulated SGX platform, in Intel's formats (TCB info v3, QE identity v2,
+    /// CRLs), valid from <paramref name="now"/> for 30 days.
+    /// </summary>
+    public DcapCollateral CreateSgxCollateral(DateTimeOffset now)
+    {
+        var issue = now.AddMinutes(-1);
+        var next = now.AddDays(30);
+        using var signingKey = _keys.TcbSigningKey();
+        var tcbInfo = TcbInfoJson(issue, next);
+        var qeIdentity = QeIdentityJson(issue, next);
+        using var rootWithKey = _keys.SgxRoot.CopyWithPrivateKey(_keys.SgxRootKey());
+        using var pckCaWithKey = _keys.PckCa.CopyWithPrivateKey(_keys.PckCaKey());
+        return new DcapCollateral
+        {
+            TcbInfo = new SignedCollateralJson(tcbInfo, signingKey.SignData(tcbInfo, HashAlgorithmName.SHA256)),
+            QeIdentity = new SignedCollateralJson(qeIdentity, signingKey.SignData(qeIdentity, HashAlgorithmName.SHA256)),
+            TcbSigningCertificates = [_keys.TcbSigning],
+            PckCrl = SimulatedCertificates.EmptyCrl(pckCaWithKey, issue, next),
+            RootCaCrl = SimulatedCertificates.EmptyCrl(rootWithKey, issue, next),
+            Origin = "simulated TEE",
+        };
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _keys.Dispose();
+
+    private const ushort QeIsvProdId = 1;
+    private const ushort QeIsvSvn = 8;
+    private static readonly byte[] QeMrEnclave = SHA256.HashData("morphisms simulated quoting enclave"u8);
+    private static readonly byte[] QeMrSigner = SHA256.HashData("morphisms simulated quoting enclave signer"u8);
+
+    private static byte[] ReportBody(byte[] cpuSvn, ulong flags, byte[] mrEnclave, byte[] mrSigner, ushort isvProdId, ushort isvSvn, byte[] reportData)
+    {
+        var body = new byte[384];
+        var span = body.AsSpan();
+        cpuSvn.CopyTo(span);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[48..], flags);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[56..], 0xE7); // XFRM
+        mrEnclave.CopyTo(span[64..]);
+        mrSigner.CopyTo(span[128..]);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[256..], isvProdId);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[258..], isvSvn);
+        reportData.CopyTo(span[320..]);
+        return body;
+    }
+
+    private static byte[] TcbInfoJson(DateTimeOffset issue, DateTimeOffset next)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("id", "SGX");
+            json.WriteNumber("version", 3);
+            json.WriteString("issueDate", IntelTime(issue));
+            json.WriteString("nextUpdate", IntelTime(next));
+            json.WriteString("fmspc", Convert.ToHexStringLower(Platform.Fmspc));
+            json.WriteString("pceId", Convert.ToHexStringLower(Platform.PceId));
+            json.WriteNumber("tcbType", 0);
+            json.WriteNumber("tcbEvaluationDataNumber", 17);
+            json.WriteStartArray("tcbLevels");
+            json.WriteStartObject();
+            json.WriteStartObject("tcb");
+            json.WriteStartArray("sgxtcbcomponents");
+            foreach (var svn in Platform.SgxTcbComponents)
+            {
+                json.WriteStartObject();
+                json.WriteNumber("svn", svn);
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteNumber("pcesvn", Platform.PceSvn);
+            json.WriteEndObject();
+            json.WriteString("tcbDate", IntelTime(issue.AddDays(-1)));
+            json.WriteString("tcbStatus", "UpToDate");
+            json.WriteEndObject();
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        return buffer.ToArray();
+    }
+
+    private static byte[] QeIdentityJson(DateTimeOffset issue, DateTimeOffset next)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("id", "QE");
+            json.WriteNumber("version", 2);
+            json.WriteString("issueDate", IntelTime(issue));
+            json.WriteString("nextUpdate", IntelTime(next));
+            json.WriteNumber("tcbEvaluationDataNumber", 17);
+            json.WriteString("miscselect", "00000000");
+            json.WriteString("miscselectMask", "FFFFFFFF");
+            json.WriteString("attributes", "11000000000000000000000000000000");
+            json.WriteString("attributesMask", "FBFFFFFFFFFFFFFF0000000000000000");
+            json.WriteString("mrsigner", Convert.ToHexString(QeMrSigner));
+            json.WriteNumber("isvprodid", QeIsvProdId);
+            json.WriteStartArray("tcbLevels");
+            json.WriteStartObject();
+            json.WriteStartObject("tcb");
+            json.WriteNumber("isvsvn", QeIsvSvn);
+            json.WriteEndObject();
+            json.WriteString("tcbDate", IntelTime(issue.AddDays(-1)));
+            json.WriteString("tcbStatus", "UpToDate");
+            json.WriteEndObject();
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        return buffer.ToArray();
+    }
+
+    private static string IntelTime(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static byte[] RawPublicKey(ECDsa key)
+    {
+        var parameters = key.ExportParameters(false);
+        return [.. parameters.Q.X!, .. parameters.Q.Y!];
+    }
+
+    private static void WriteLittleEndian(ReadOnlySpan<byte> bigEndian, Span<byte> destination)
+    {
+        destination.Clear();
+        for (var i = 0; i < bigEndian.Length; i++)
+        {
+            destination[i] = bigEndian[bigEndian.Length - 1 - i];
+        }
+    }
+
+    private static void WriteUInt16(Stream stream, ushort value)
+    {
+        Span<byte> buffer = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(buffer, value);
+        stream.Write(buffer);
+    }
+
+    private static void WriteUInt32(Stream stream, uint value)
+    {
+        Span<byte> buffer = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer, value);
+        stream.Write(buffer);
+    }
+
+    private static void RequireLength(byte[] value, int length, string field)
+    {
+        if (value.Length != length)
+        {
+            throw new ArgumentException($"{field} must be {length} bytes, got {value.Length}", field);
+        }
+    }
+
+    /// <summary>Serialisable key material of one installation's simulated TEE (PEM strings).</summary>
+    private sealed record State(
+        string ArkKey, string Ark, string AskKey, string Ask, string VcekKey, string Vcek, string ChipId,
+        string SgxRootKey, string SgxRoot, string PckCaKey, string PckCa, string PckKey, string Pck,
+        string TcbSigningKey, string TcbSigning)
+    {
+        public static State Generate(DateTimeOffset now)
+        {
+            var from = now.AddDays(-1);
+            var until = now.AddYears(10);
+            using var arkKey = RSA.Create(3072);
+            using var askKey = RSA.Create(3072);
+            using var vcekKey = ECDsa.Create(ECCurve.NamedCurves.nistP384);
+            var chipId = RandomNumberGenerator.GetBytes(64);
+            using var ark = SimulatedCertificates.SelfSignedRsaPss(arkKey, $"CN=ARK-{SnpProduct}, O=Morphisms Simulated TEE", from, until);
+            using var ask = SimulatedCertificates.IssueRsaPssCa(ark, arkKey, askKey, $"CN=SEV-{SnpProduct}, O=Morphisms Simulated TEE", from, until);
+            using var vcek = SimulatedCertificates.IssueVcek(ask, askKey, vcekKey, SnpProduct, new SimulatedTcb(4, 0, 22, 213), chipId, from, until);
+
+            using var rootKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var pckCaKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var pckKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var tcbKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var root = SimulatedCertificates.SelfSignedEcdsa(rootKey, "CN=Morphisms Simulated SGX Root CA, O=Morphisms Simulated TEE", from, until);
+            using var pckCa = SimulatedCertificates.IssueEcdsaCa(root, rootKey, pckCaKey, "CN=Intel SGX PCK Platform CA, O=Morphisms Simulated TEE", from, until);
+            using var pck = SimulatedCertificates.IssuePck(pckCa, pckCaKey, pckKey, Platform, from, until);
+            using var tcbSigning = SimulatedCertificates.IssueEcdsaCa(root, rootKey, tcbKey, "CN=Intel SGX TCB Signing, O=Morphisms Simulated TEE", from, until);
+
+            return new State(
+                arkKey.ExportPkcs8PrivateKeyPem(), ark.ExportCertificatePem(),
+                askKey.ExportPkcs8PrivateKeyPem(), ask.ExportCertificatePem(),
+                vcekKey.ExportPkcs8PrivateKeyPem(), vcek.ExportCertificatePem(), Convert.ToHexStringLower(chipId),
+                rootKey.ExportPkcs8PrivateKeyPem(), root.ExportCertificatePem(),
+                pckCaKey.ExportPkcs8PrivateKeyPem(), pckCa.ExportCertificatePem(),
+                pckKey.ExportPkcs8PrivateKeyPem(), pck.ExportCertificatePem(),
+                tcbKey.ExportPkcs8PrivateKeyPem(), tcbSigning.ExportCertificatePem());
+        }
+    }
+
+    /// <summary>Parsed certificates of the state; private keys are re-imported per use and disposed.</summary>
+    private sealed class Keys(State state) : IDisposable
+    {
+        public X509Certificate2 Ark { get; } = X509Certificate2.CreateFromPem(state.Ark);
+        public X509Certificate2 Ask { get; } = X509Certificate2.CreateFromPem(state.Ask);
+        public X509Certificate2 Vcek { get; } = X509Certificate2.CreateFromPem(state.Vcek);
+        public X509Certificate2 SgxRoot { get; } = X509Certificate2.CreateFromPem(state.SgxRoot);
+        public X509Certificate2 PckCa { get; } = X509Certificate2.CreateFromPem(state.PckCa);
+        public X509Certificate2 Pck { get; } = X509Certificate2.CreateFromPem(state.Pck);
+        public X509Certificate2 TcbSigning { get; } = X509Certificate2.CreateFromPem(state.TcbSigning);
+
+        public static Keys Load(State state) => new(state);
+
+        public ECDsa VcekKey() => ImportEc(state.VcekKey);
+        public ECDsa PckKey() => ImportEc(state.PckKey);
+        public ECDsa PckCaKey() => ImportEc(state.PckCaKey);
+        public ECDsa SgxRootKey() => ImportEc(state.SgxRootKey);
+        public ECDsa TcbSigningKey() => ImportEc(state.TcbSigningKey);
+
+        public void Dispose()
+        {
+            foreach (var certificate in new[] { Ark, Ask, Vcek, SgxRoot, PckCa, Pck, TcbSigning })
+            {
+                certificate.Dispose();
+            }
+        }
+
+        private static ECDsa ImportEc(string pem)
+        {
+            var key = ECDsa.Create();
+            key.ImportFromPem(pem);
+            return key;
+        }
+    }
+}
