@@ -1,0 +1,177 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Kms.Audit;
+
+/// <summary>
+/// The append-only audit file. Each line carries a sequence number and chains to the previous line (see
+/// <see cref="AuditChain"/>); after a restart it continues from the last complete line. A line torn by a crash
+/// is cut off and the cut is itself recorded as a notice entry, so the chain stays verifiable.
+/// </summary>
+internal sealed class AuditLog : IDisposable
+{
+    private readonly FileStream _file;
+    private readonly AuditKeys _keys;
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private long _seq;
+    private string _prevHash = AuditChain.Genesis;
+    private string _prevMac = "";
+
+    private AuditLog(FileStream file, AuditKeys keys, TimeProvider time)
+    {
+        _file = file;
+        _keys = keys;
+        _time = time;
+    }
+
+    /// <summary>The log file path.</summary>
+    public string Path => _file.Name;
+
+    /// <summary>Opens (creating if needed) the log and positions after its last complete entry.</summary>
+    public static AuditLog Open(string path, AuditKeys keys, TimeProvider time)
+    {
+        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(dir))
+        {
+            Directory.CreateDirectory(dir);
+        }
+
+        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.Read };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        var file = new FileStream(path, options);
+        var log = new AuditLog(file, keys, time);
+        try
+        {
+            log.Recover();
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+
+        return log;
+    }
+
+    /// <summary>Appends one entry; <paramref name="fields"/> must not contain <c>seq</c>, <c>prev</c>, <c>hash</c> or <c>mac</c>.</summary>
+    public void Append(JsonObject fields)
+    {
+        lock (_lock)
+        {
+            var seq = _seq + 1;
+            var body = new StringBuilder();
+            body.Append(CultureInfo.InvariantCulture, $"{{\"seq\":{seq}");
+            body.Append(",\"time\":").Append(JsonSerializer.Serialize(Http.Timestamps.Rfc3339(_time.GetUtcNow())));
+            foreach (var (key, value) in fields)
+            {
+                body.Append(',').Append(JsonSerializer.Serialize(key)).Append(':').Append(value?.ToJsonString() ?? "null");
+            }
+
+            body.Append(",\"prev\":\"").Append(_prevHash).Append('"');
+            var bodyText = body.ToString();
+            var hash = AuditChain.HashBody(bodyText);
+            var mac = AuditChain.Mac(_keys.ChainKey, _prevMac, hash);
+            var line = Encoding.UTF8.GetBytes(bodyText + AuditChain.Suffix(hash, mac) + "\n");
+            _file.Write(line);
+            _file.Flush();
+            _seq = seq;
+            _prevHash = hash;
+            _prevMac = mac;
+        }
+    }
+
+    /// <summary>Closes the file.</summary>
+    public void Dispose() => _file.Dispose();
+
+    private void Recover()
+    {
+        var length = _file.Length;
+        if (length == 0)
+        {
+            return;
+        }
+
+        var (lastLine, lastLineEnd) = ReadLastCompleteLine(length);
+        long torn = length - lastLineEnd;
+        if (torn > 0)
+        {
+            _file.SetLength(lastLineEnd);
+        }
+
+        _file.Seek(0, SeekOrigin.End);
+        var notice = (string?)null;
+        if (lastLine is not null && AuditChain.TrySplit(lastLine, out var body, out var hash, out var mac))
+        {
+            using var doc = JsonDocument.Parse(body + "}");
+            _seq = doc.RootElement.GetProperty("seq").GetInt64();
+            _prevHash = hash;
+            _prevMac = mac;
+        }
+        else if (lastLine is not null)
+        {
+            notice = "the last entry of the existing log is not in chain format; a new chain starts here";
+        }
+
+        if (torn > 0)
+        {
+            notice = string.Create(CultureInfo.InvariantCulture, $"removed a torn entry of {torn} bytes left by a crash");
+        }
+
+        if (notice is not null)
+        {
+            Append(new JsonObject { ["type"] = "notice", ["notice"] = notice });
+        }
+    }
+
+    private (string? Line, long End) ReadLastCompleteLine(long length)
+    {
+        // Walk back from the end in chunks until the last newline and the one before it are found.
+        const int Chunk = 64 * 1024;
+        var buffer = new List<byte>();
+        long position = length;
+        long lastNewline = -1;
+        while (position > 0)
+        {
+            var size = (int)Math.Min(Chunk, position);
+            position -= size;
+            var chunk = new byte[size];
+            _file.Seek(position, SeekOrigin.Begin);
+            _file.ReadExactly(chunk);
+            buffer.InsertRange(0, chunk);
+            var newlines = new List<long>();
+            for (var i = buffer.Count - 1; i >= 0; i--)
+            {
+                if (buffer[i] == (byte)'\n')
+                {
+                    newlines.Add(position + i);
+                    if (newlines.Count == 2)
+                    {
+                        break;
+                    }
+                }
+            }
+
+            if (newlines.Count == 0)
+            {
+                continue;
+            }
+
+            lastNewline = newlines[0];
+            if (newlines.Count == 2 || position == 0)
+            {
+                var start = newlines.Count == 2 ? newlines[1] + 1 : 0;
+                var bytes = buffer.GetRange((int)(start - position), (int)(lastNewline - start)).ToArray();
+                return (Encoding.UTF8.GetString(bytes), lastNewline + 1);
+            }
+        }
+
+        return (null, lastNewline + 1);
+    }
+}

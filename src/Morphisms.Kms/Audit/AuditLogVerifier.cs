@@ -1,0 +1,92 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace Morphisms.Kms.Audit;
+
+/// <summary>
+/// Checks an audit log file. Without a key it checks the SHA-256 chain and sequence numbers, which detects an
+/// edited, inserted, reordered or removed entry unless the whole tail after it was recomputed. With the chain key
+/// (held by the KMS under its barrier; <c>sys/audit-verify</c> runs this inside the KMS) it also checks each MAC,
+/// which nobody without the key can recompute. Truncating the tail is only visible against a previously recorded
+/// <see cref="AuditVerification.LastHash"/>, passed back as the expected last hash.
+/// </summary>
+public static class AuditLogVerifier
+{
+    /// <summary>Verifies the log at <paramref name="path"/>.</summary>
+    /// <param name="path">The audit log file.</param>
+    /// <param name="chainKey">The chain key (<see cref="AuditKeys.ChainKey"/>), or null to check hashes only.</param>
+    /// <param name="expectedLastHash">A hash recorded earlier that must still be in the log, or null.</param>
+    public static AuditVerification Verify(string path, byte[]? chainKey = null, string? expectedLastHash = null)
+    {
+        var problems = new List<string>();
+        var previousHash = AuditChain.Genesis;
+        var previousMac = "";
+        long entries = 0;
+        long lastSeq = 0;
+        var sawExpected = expectedLastHash is null;
+        var lineNumber = 0;
+        foreach (var line in File.ReadLines(path, Encoding.UTF8))
+        {
+            lineNumber++;
+            if (!AuditChain.TrySplit(line, out var body, out var hash, out var mac))
+            {
+                problems.Add(Line(lineNumber, "is not a chained audit entry (malformed or truncated)"));
+                continue;
+            }
+
+            long seq;
+            string? prev;
+            try
+            {
+                using var doc = JsonDocument.Parse(body + "}");
+                seq = doc.RootElement.GetProperty("seq").GetInt64();
+                prev = doc.RootElement.GetProperty("prev").GetString();
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                problems.Add(Line(lineNumber, "has a body that is not valid JSON with seq and prev"));
+                continue;
+            }
+
+            if (seq != lastSeq + 1)
+            {
+                problems.Add(Line(lineNumber, $"has sequence {seq}, expected {lastSeq + 1} (an entry was removed, inserted or reordered)"));
+            }
+
+            if (prev != previousHash)
+            {
+                problems.Add(Line(lineNumber, "does not chain to the previous entry (prev differs from the previous hash)"));
+            }
+
+            if (!FixedEquals(AuditChain.HashBody(body), hash))
+            {
+                problems.Add(Line(lineNumber, "was modified (its hash does not match its content)"));
+            }
+
+            if (chainKey is not null && !FixedEquals(AuditChain.Mac(chainKey, previousMac, hash), mac))
+            {
+                problems.Add(Line(lineNumber, "has an invalid MAC (forged or re-chained without the key)"));
+            }
+
+            sawExpected |= hash == expectedLastHash;
+            previousHash = hash;
+            previousMac = mac;
+            lastSeq = seq;
+            entries++;
+        }
+
+        if (!sawExpected)
+        {
+            problems.Add("the expected last hash was not found: the log was truncated or replaced");
+        }
+
+        return new AuditVerification(problems.Count == 0, entries, lastSeq, previousHash, chainKey is not null, problems);
+    }
+
+    private static string Line(int n, string what) => string.Create(CultureInfo.InvariantCulture, $"line {n} {what}");
+
+    private static bool FixedEquals(string a, string b) =>
+        CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(a), Encoding.ASCII.GetBytes(b));
+}

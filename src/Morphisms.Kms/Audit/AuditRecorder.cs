@@ -1,0 +1,135 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Tokens;
+
+namespace Morphisms.Kms.Audit;
+
+/// <summary>
+/// Turns requests and responses into audit entries shaped like Vault's file audit device. Every value in
+/// request and response data, and every token and accessor, is replaced by its <c>hmac-sha256:</c> hash;
+/// field names, paths, policies, status codes and error messages (which never carry secrets) stay readable.
+/// </summary>
+internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
+{
+    /// <summary>The file device's path, for sys/audit.</summary>
+    public string FilePath => log.Path;
+
+    /// <summary>The value-hashing keys.</summary>
+    public AuditKeys Keys => keys;
+
+    /// <summary>Records a request before it is handled (or when it is refused).</summary>
+    public void Request(KmsRequest request, string? error = null)
+    {
+        var entry = new JsonObject
+        {
+            ["type"] = "request",
+            ["auth"] = AuthOf(request.Token),
+            ["request"] = RequestOf(request),
+        };
+        if (error is not null)
+        {
+            entry["error"] = error;
+        }
+
+        log.Append(entry);
+    }
+
+    /// <summary>Records the response (or the error) of a request.</summary>
+    public void Response(KmsRequest request, int status, KmsResponse? response, string? error)
+    {
+        var body = new JsonObject { ["status"] = status };
+        if (response?.Data is { } data)
+        {
+            body["data"] = HashStructure(data);
+        }
+
+        if (response?.Auth is { } auth)
+        {
+            var hashed = auth.DeepClone().AsObject();
+            foreach (var secretField in new[] { "client_token", "accessor" })
+            {
+                if (hashed[secretField] is JsonValue v && v.GetValueKind() == JsonValueKind.String)
+                {
+                    hashed[secretField] = keys.Hash(v.GetValue<string>());
+                }
+            }
+
+            body["auth"] = hashed;
+        }
+
+        if (response is { Warnings.Count: > 0 })
+        {
+            body["warnings"] = JsonValues.Strings(response.Warnings);
+        }
+
+        var entry = new JsonObject
+        {
+            ["type"] = "response",
+            ["auth"] = AuthOf(request.Token),
+            ["request"] = RequestOf(request),
+            ["response"] = body,
+        };
+        if (error is not null)
+        {
+            entry["error"] = error;
+        }
+
+        log.Append(entry);
+    }
+
+    /// <summary>Records a free-form notice (seal, rotation).</summary>
+    public void Notice(string notice) => log.Append(new JsonObject { ["type"] = "notice", ["notice"] = notice });
+
+    /// <summary>Closes the log file.</summary>
+    public void Dispose() => log.Dispose();
+
+    /// <summary>Replaces every leaf value with its HMAC, keeping the shape.</summary>
+    public JsonNode? HashStructure(JsonNode? node) => node switch
+    {
+        null => null,
+        JsonObject obj => new JsonObject([.. obj.Select(p => new KeyValuePair<string, JsonNode?>(p.Key, HashStructure(p.Value)))]),
+        JsonArray arr => new JsonArray([.. arr.Select(HashStructure)]),
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => keys.Hash(v.GetValue<string>()),
+        JsonValue v => keys.Hash(v.ToJsonString()),
+        _ => null,
+    };
+
+    private JsonObject RequestOf(KmsRequest request)
+    {
+        var r = new JsonObject
+        {
+            ["id"] = request.Id,
+            ["operation"] = request.Operation.Name(),
+            ["mount_point"] = request.MountPoint,
+            ["path"] = request.Path,
+            ["remote_address"] = request.RemoteAddress,
+        };
+        if (request.ClientToken is { } token)
+        {
+            r["client_token"] = keys.Hash(token);
+        }
+
+        if (request.Token is { } entry)
+        {
+            r["client_token_accessor"] = keys.Hash(entry.Accessor);
+        }
+
+        if (request.Data.Count > 0)
+        {
+            r["data"] = HashStructure(request.Data);
+        }
+
+        return r;
+    }
+
+    private JsonObject? AuthOf(TokenEntry? entry) => entry is null ? null : new JsonObject
+    {
+        ["accessor"] = keys.Hash(entry.Accessor),
+        ["display_name"] = entry.DisplayName,
+        ["policies"] = JsonValues.Strings(entry.Policies),
+        ["metadata"] = JsonValues.StringMap(entry.Meta),
+        ["token_type"] = "service",
+        ["orphan"] = entry.Orphan,
+    };
+}

@@ -1,0 +1,60 @@
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Audit;
+
+/// <summary><c>sys/audit</c> (list devices), <c>sys/audit-hash/NAME</c> (HMAC a value to search the log) and <c>sys/audit-verify</c> (check the chain with the key inside the KMS).</summary>
+internal static class AuditRoutes
+{
+    public static void Register(RouteTable routes)
+    {
+        routes.Add(
+            new Route("sys/audit", "audit/?") { Sudo = true },
+            (Operation.Read, (r, _, _) =>
+            {
+                var data = new JsonObject();
+                if (r.RequireState().Audit is { } audit)
+                {
+                    data["file/"] = new JsonObject
+                    {
+                        ["type"] = "file",
+                        ["path"] = "file/",
+                        ["description"] = "hash-chained append-only audit log",
+                        ["local"] = false,
+                        ["options"] = new JsonObject { ["file_path"] = audit.FilePath },
+                    };
+                }
+
+                return Task.FromResult<KmsResponse?>(new KmsResponse { Data = data, MergeDataToTopLevel = true });
+            }));
+        routes.Add(
+            new Route("sys/audit-hash", "audit-hash/(?<name>.+)"),
+            (Operation.Update, (r, m, _) =>
+            {
+                var audit = Device(r, m["name"]);
+                var input = r.Fields.String("input") ?? throw KmsException.BadRequest("missing required parameter 'input'");
+                return Task.FromResult<KmsResponse?>(KmsResponse.WithData(new JsonObject { ["hash"] = audit.Keys.Hash(input) }));
+            }));
+        routes.Add(
+            new Route("sys/audit-verify", "audit-verify") { Sudo = true },
+            (Operation.Update, (r, _, _) =>
+            {
+                var audit = Device(r, "file");
+                var result = AuditLogVerifier.Verify(audit.FilePath, audit.Keys.ChainKey, r.Fields.String("expected_last_hash"));
+                return Task.FromResult<KmsResponse?>(KmsResponse.WithData(new JsonObject
+                {
+                    ["valid"] = result.Valid,
+                    ["entries"] = result.Entries,
+                    ["last_sequence"] = result.LastSequence,
+                    ["last_hash"] = result.LastHash,
+                    ["macs_checked"] = result.MacsChecked,
+                    ["problems"] = JsonValues.Strings(result.Problems),
+                }));
+            }));
+    }
+
+    private static AuditRecorder Device(KmsRequest request, string name) =>
+        name.TrimEnd('/') == "file" && request.RequireState().Audit is { } audit
+            ? audit
+            : throw KmsException.BadRequest($"no audit device named '{name}'");
+}

@@ -1,0 +1,10 @@
+namespace Morphisms.Kms.Audit;
+
+/// <summary>The outcome of <see cref="AuditLogVerifier.Verify"/>.</summary>
+/// <param name="Valid">True when no problem was found.</param>
+/// <param name="Entries">How many well-formed entries were read.</param>
+/// <param name="LastSequence">The last entry's sequence number (0 for an empty log).</param>
+/// <param name="LastHash">The last entry's chain hash: record it elsewhere to detect a truncated tail later.</param>
+/// <param name="MacsChecked">Whether the chain MACs were checked (a chain key was given).</param>
+/// <param name="Problems">One message per problem, naming the line number.</param>
+public sealed record AuditVerification(bool Valid, long Entries, long LastSequence, string LastHash, bool MacsChecked, IReadOnlyList<string> Problems);

@@ -1,0 +1,75 @@
+using Morphisms.Kms.Storage;
+
+namespace Morphisms.Kms.Barrier;
+
+/// <summary>
+/// The security barrier: every value crossing it is encrypted with the keyring's active term and the key path
+/// as associated data. Keys stay plaintext (as in Vault) so the physical store can list by prefix.
+/// </summary>
+internal sealed class BarrierStorage : ISecureStorage
+{
+    /// <summary>Where the keyring lives, encrypted under the root key rather than a keyring term.</summary>
+    public const string KeyringPath = "core/keyring";
+
+    private readonly IPhysicalStorage _physical;
+    private Keyring _keyring;
+
+    public BarrierStorage(IPhysicalStorage physical, Keyring keyring)
+    {
+        _physical = physical;
+        _keyring = keyring;
+    }
+
+    /// <summary>The keyring in use.</summary>
+    public Keyring Keyring => Volatile.Read(ref _keyring);
+
+    /// <summary>Encrypts the keyring under the root key for <see cref="KeyringPath"/>.</summary>
+    public static byte[] WrapKeyring(ReadOnlySpan<byte> rootKey, Keyring keyring) =>
+        AesGcmEnvelope.Seal(rootKey, 0, KeyringPath, keyring.Serialize());
+
+    /// <summary>Decrypts the keyring stored at <see cref="KeyringPath"/>.</summary>
+    public static Keyring UnwrapKeyring(ReadOnlySpan<byte> rootKey, ReadOnlySpan<byte> ciphertext) =>
+        Keyring.Deserialize(AesGcmEnvelope.Open(rootKey, KeyringPath, ciphertext));
+
+    /// <summary>
+    /// Adds a keyring term and makes it active. The new keyring is durable before it is used, so no ciphertext
+    /// is ever written under a term that a restart would not know.
+    /// </summary>
+    public async Task<Keyring> RotateAsync(byte[] rootKey, DateTimeOffset now, CancellationToken ct)
+    {
+        var next = Keyring.Rotate(now);
+        await _physical.PutAsync(KeyringPath, WrapKeyring(rootKey, next), ct).ConfigureAwait(false);
+        Volatile.Write(ref _keyring, next);
+        return next;
+    }
+
+    public async Task<byte[]?> GetAsync(string key, CancellationToken ct = default)
+    {
+        var ciphertext = await _physical.GetAsync(key, ct).ConfigureAwait(false);
+        if (ciphertext is null)
+        {
+            return null;
+        }
+
+        var keyring = Keyring;
+        return AesGcmEnvelope.Open(keyring.Key(AesGcmEnvelope.ReadTerm(ciphertext)), key, ciphertext);
+    }
+
+    public Task PutAsync(string key, byte[] value, CancellationToken ct = default) =>
+        _physical.PutAsync(key, Encrypt(key, value), ct);
+
+    public Task DeleteAsync(string key, CancellationToken ct = default) => _physical.DeleteAsync(key, ct);
+
+    public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken ct = default) => _physical.ListAsync(prefix, ct);
+
+    public Task TransactAsync(IReadOnlyList<(string Key, byte[]? Value)> operations, CancellationToken ct = default) =>
+        _physical.TransactAsync(
+            [.. operations.Select(op => op.Value is null ? StorageOperation.Delete(op.Key) : StorageOperation.Put(op.Key, Encrypt(op.Key, op.Value)))],
+            ct);
+
+    private byte[] Encrypt(string key, byte[] value)
+    {
+        var keyring = Keyring;
+        return AesGcmEnvelope.Seal(keyring.Key(keyring.ActiveTerm), keyring.ActiveTerm, key, value);
+    }
+}

@@ -1,0 +1,127 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+
+namespace Morphisms.Kms.Http;
+
+/// <summary>Reads and validates a request body: size-limited, JSON, an object, no duplicate keys.</summary>
+internal static class RequestBody
+{
+    private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64, AllowDuplicateProperties = false };
+
+    /// <summary>The body as an object (empty when there is no body).</summary>
+    /// <exception cref="KmsException">413 when too large, 400 when not a JSON object.</exception>
+    public static async Task<JsonObject> ReadAsync(HttpRequest request, long limit, CancellationToken ct)
+    {
+        if (request.ContentLength > limit)
+        {
+            await DrainAsync(request, limit, ct).ConfigureAwait(false);
+            throw TooLarge(limit);
+        }
+
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        while (true)
+        {
+            var read = await request.Body.ReadAsync(chunk, ct).ConfigureAwait(false);
+            if (read == 0)
+            {
+                break;
+            }
+
+            if (buffer.Length + read > limit)
+            {
+                await DrainAsync(request, limit, ct).ConfigureAwait(false);
+                throw TooLarge(limit);
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
+        return Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+    }
+
+    /// <summary>Parses a body; the error names the position, never echoes the content (it may be a secret).</summary>
+    public static JsonObject Parse(ReadOnlySpan<byte> utf8)
+    {
+        var trimmed = utf8.Trim(" \t\r\n"u8);
+        if (trimmed.Length == 0)
+        {
+            return [];
+        }
+
+        JsonNode? node;
+        try
+        {
+            using var doc = JsonDocument.Parse(trimmed.ToArray(), ParseOptions);
+            node = doc.RootElement.ValueKind == JsonValueKind.Object ? JsonObject.Create(doc.RootElement.Clone()) : null;
+            if (node is null)
+            {
+                throw KmsException.BadRequest("request body must be a JSON object");
+            }
+
+            // JsonObject materialises lazily; do it here so a malformed body cannot fail later, mid-handler.
+            Touch(node);
+        }
+        catch (JsonException e)
+        {
+            throw KmsException.BadRequest($"failed to parse JSON input: invalid JSON at line {(e.LineNumber ?? 0) + 1}, byte {(e.BytePositionInLine ?? 0) + 1}");
+        }
+        catch (ArgumentException)
+        {
+            throw KmsException.BadRequest("failed to parse JSON input: duplicate key");
+        }
+
+        return (JsonObject)node;
+    }
+
+    /// <summary>How much of an oversized body is read and discarded so the client can finish sending and read the 413.</summary>
+    public static long DrainLimit(long limit) => Math.Max(limit * 4, 256 * 1024);
+
+    private static async Task DrainAsync(HttpRequest request, long limit, CancellationToken ct)
+    {
+        // A client still writing when the server closes the connection sees a reset instead of the 413. Reading
+        // a bounded amount more avoids that for moderately oversized bodies; bigger ones hit Kestrel's limit.
+        if (request.ContentLength > DrainLimit(limit))
+        {
+            return;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        var sink = new byte[16 * 1024];
+        try
+        {
+            while (await request.Body.ReadAsync(sink, timeout.Token).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception e) when (e is BadHttpRequestException or OperationCanceledException or IOException)
+        {
+            // Past the drain limit or too slow: answer anyway.
+        }
+    }
+
+    private static void Touch(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject obj:
+                foreach (var (_, value) in obj)
+                {
+                    Touch(value);
+                }
+
+                break;
+            case JsonArray arr:
+                foreach (var item in arr)
+                {
+                    Touch(item);
+                }
+
+                break;
+        }
+    }
+
+    private static KmsException TooLarge(long limit) => new(413, $"request body too large: the limit is {limit} bytes");
+}

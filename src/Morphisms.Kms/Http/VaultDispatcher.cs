@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Morphisms.Kms.Audit;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Metrics;
+using Morphisms.Kms.Sys;
+using Morphisms.Kms.Tokens;
+
+namespace Morphisms.Kms.Http;
+
+/// <summary>
+/// Vault's request pipeline for everything under <c>/v1/</c>: decode, pick the backend by mount, match the
+/// route (404/405), enforce the seal (503), authenticate (403), run the existence check, check the ACL (403),
+/// audit, handle, audit, encode. Only unexpected exceptions become a 500, with no internals in the body.
+/// </summary>
+internal sealed partial class VaultDispatcher(KmsCore core, SysBackend sys, TokenBackend tokens, KmsMetrics metrics, ILogger<VaultDispatcher> logger)
+{
+    /// <summary>Handles one request.</summary>
+    public async Task HandleAsync(HttpContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var requestId = Guid.NewGuid().ToString();
+        var pathClass = "unmatched";
+        var head = HttpMethods.IsHead(context.Request.Method);
+        try
+        {
+            pathClass = await DispatchAsync(context, requestId, head).ConfigureAwait(false);
+        }
+        catch (KmsException e)
+        {
+            await VaultEnvelope.WriteErrorAsync(context, e.StatusCode, e.Errors, head).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException e)
+        {
+            // Kestrel's own limits (e.g. a body over MaxRequestBodySize) and malformed framing.
+            var message = e.StatusCode == StatusCodes.Status413PayloadTooLarge
+                ? $"request body too large: the limit is {core.Options.MaxRequestBodyBytes} bytes"
+                : "malformed HTTP request";
+            await VaultEnvelope.WriteErrorAsync(context, e.StatusCode, [message], head).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; nobody is left to answer.
+        }
+        catch (Exception e)
+        {
+            LogUnexpected(logger, e, requestId);
+            if (!context.Response.HasStarted)
+            {
+                await VaultEnvelope.WriteErrorAsync(context, StatusCodes.Status500InternalServerError, [$"internal error (request id {requestId})"], head).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // Label values come from a fixed set so clients cannot grow the metrics without bound.
+            var method = context.Request.Method is "GET" or "HEAD" or "POST" or "PUT" or "DELETE" or "PATCH" or "LIST" ? context.Request.Method : "other";
+            metrics.Observe(pathClass, method, context.Response.StatusCode, Stopwatch.GetElapsedTime(started));
+        }
+    }
+
+    private async Task<string> DispatchAsync(HttpContext context, string requestId, bool head)
+    {
+        var http = context.Request;
+        var path = (http.Path.Value ?? "")["/v1/".Length..];
+        var operation = OperationFor(http);
+
+        if (http.Headers.ContainsKey("X-Vault-Wrap-TTL"))
+        {
+            throw KmsException.BadRequest("response wrapping is not supported");
+        }
+
+        var data = operation is Operation.Read or Operation.List or Operation.Delete
+            ? QueryData(http.Query)
+            : await RequestBody.ReadAsync(http, core.Options.MaxRequestBodyBytes, context.RequestAborted).ConfigureAwait(false);
+        var request = new KmsRequest
+        {
+            Id = requestId,
+            Operation = operation,
+            Path = path,
+            Data = data,
+            ClientToken = TokenOf(http),
+            RemoteAddress = context.Connection.RemoteIpAddress?.ToString() ?? "",
+            ContentType = http.ContentType,
+        };
+
+        var state = core.Acquire();
+        try
+        {
+            request.State = state;
+            var (backend, mountPoint) = Resolve(path, state);
+            request.MountPoint = mountPoint;
+            request.RelativePath = path.Length >= mountPoint.Length ? path[mountPoint.Length..] : "";
+            var found = backend.Routes.Find(request.RelativePath);
+            if (found is not { } hit)
+            {
+                throw state is null ? KmsException.Sealed() : KmsException.UnsupportedPath(path);
+            }
+
+            var (route, match) = hit;
+            if (state is null && !route.AllowWhenSealed)
+            {
+                throw KmsException.Sealed();
+            }
+
+            // POST/PUT reach a route that only creates (or only updates) as well: the existence check decides later.
+            if (route.HandlerFor(operation) is null && (operation != Operation.Update || route.HandlerFor(Operation.Create) is null))
+            {
+                throw KmsException.UnsupportedOperation(head ? "HEAD" : operation.Name(), path);
+            }
+
+            var audit = route.AllowWhenSealed ? null : state?.Audit;
+            var response = await AuthorizeAndHandleAsync(request, route, match, audit, context.RequestAborted).ConfigureAwait(false);
+            await VaultEnvelope.WriteAsync(context, requestId, response, backend.Type, head).ConfigureAwait(false);
+            return route.Name;
+        }
+        finally
+        {
+            state?.Release();
+        }
+    }
+
+    private static async Task<KmsResponse?> AuthorizeAndHandleAsync(KmsRequest request, Route route, RouteMatch match, AuditRecorder? audit, CancellationToken ct)
+    {
+        if (!route.Unauthenticated)
+        {
+            var state = request.RequireState();
+            var token = request.ClientToken is { } t ? await state.Tokens.UseAsync(t, ct).ConfigureAwait(false) : null;
+            if (token is null)
+            {
+                audit?.Request(request, "permission denied");
+                throw KmsException.PermissionDenied();
+            }
+
+            request.Token = token;
+            request.Acl = await state.Policies.AclAsync(token.Policies, ct).ConfigureAwait(false);
+            if (request.Operation is Operation.Update && route.Existence is { } exists)
+            {
+                request.Operation = await exists(request, match, ct).ConfigureAwait(false) ? Operation.Update : Operation.Create;
+            }
+
+            var aclPath = request.Operation == Operation.List && !request.Path.EndsWith('/') ? request.Path + "/" : request.Path;
+            if (!route.HandlerAuthorizes && !request.Acl.Allows(request.Operation, aclPath, route.Sudo))
+            {
+                audit?.Request(request, "permission denied");
+                throw KmsException.PermissionDenied();
+            }
+        }
+
+        audit?.Request(request);
+        KmsResponse? response;
+        try
+        {
+            var handler = route.HandlerFor(request.Operation) ?? throw KmsException.UnsupportedOperation(request.Operation.Name(), request.Path);
+            response = await handler(request, match, ct).ConfigureAwait(false);
+        }
+        catch (KmsException e)
+        {
+            audit?.Response(request, e.StatusCode, null, string.Join("; ", e.Errors));
+            throw;
+        }
+        catch (BarrierException e)
+        {
+            audit?.Response(request, 500, null, "stored data failed integrity checks");
+            throw new InvalidOperationException("barrier failure", e);
+        }
+
+        if (response is not null && request.Fields.Unused.ToList() is { Count: > 0 } unused && response.RawBody is null)
+        {
+            response.Warnings.Add("Endpoint ignored these unrecognized parameters: [" + string.Join(" ", unused) + "]");
+        }
+
+        audit?.Response(request, response?.StatusCode ?? 204, response, null);
+        return response;
+    }
+
+    private (ILogicalBackend Backend, string MountPoint) Resolve(string path, UnsealedState? state)
+    {
+        if (path.StartsWith("sys/", StringComparison.Ordinal))
+        {
+            return (sys, "sys/");
+        }
+
+        if (path.StartsWith("auth/token/", StringComparison.Ordinal))
+        {
+            return (tokens, "auth/token/");
+        }
+
+        if (state is null)
+        {
+            throw KmsException.Sealed();
+        }
+
+        if (state.Mounts.Resolve(path) is { } mount)
+        {
+            return (mount.Backend, mount.Entry.Path);
+        }
+
+        throw new KmsException(404, $"no handler for route \"{path}\". route entry not found.");
+    }
+
+    private static Operation OperationFor(HttpRequest http)
+    {
+        var method = http.Method;
+        if (HttpMethods.IsGet(method) || HttpMethods.IsHead(method))
+        {
+            var list = http.Query["list"].ToString();
+            return list is "true" or "1" ? Operation.List : Operation.Read;
+        }
+
+        if (HttpMethods.IsPost(method) || HttpMethods.IsPut(method))
+        {
+            return Operation.Update;
+        }
+
+        if (HttpMethods.IsDelete(method))
+        {
+            return Operation.Delete;
+        }
+
+        if (HttpMethods.IsPatch(method))
+        {
+            return Operation.Patch;
+        }
+
+        if (method == "LIST")
+        {
+            return Operation.List;
+        }
+
+        throw new KmsException(405, $"unsupported method {(method.Length <= 16 && method.All(char.IsAsciiLetter) ? method : "")}".TrimEnd());
+    }
+
+    private static JsonObject QueryData(IQueryCollection query)
+    {
+        var data = new JsonObject();
+        foreach (var (key, values) in query)
+        {
+            if (key is not ("list" or "help"))
+            {
+                data[key] = values.Count > 0 ? values[0] : "";
+            }
+        }
+
+        return data;
+    }
+
+    private static string? TokenOf(HttpRequest http)
+    {
+        var token = http.Headers["X-Vault-Token"].ToString();
+        if (token.Length == 0)
+        {
+            var authorization = http.Headers.Authorization.ToString();
+            if (authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            {
+                token = authorization["Bearer ".Length..].Trim();
+            }
+        }
+
+        return token.Length == 0 ? null : token;
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "unexpected failure handling request {RequestId}")]
+    private static partial void LogUnexpected(ILogger logger, Exception exception, string requestId);
+}

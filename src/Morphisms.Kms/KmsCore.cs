@@ -1,0 +1,272 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Morphisms.Kms.Audit;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Policies;
+using Morphisms.Kms.Seal;
+using Morphisms.Kms.Storage;
+using Morphisms.Kms.Sys;
+using Morphisms.Kms.Tokens;
+
+namespace Morphisms.Kms;
+
+/// <summary>
+/// The seal state machine: uninitialised → sealed → unsealed. The key chain is
+/// shares → (Shamir) unseal key → root key (<c>core/root-key</c>) → keyring (<c>core/keyring</c>) → data.
+/// Init writes everything in one storage transaction, so a crash leaves the KMS either uninitialised or fully
+/// initialised.
+/// </summary>
+internal sealed class KmsCore : IAsyncDisposable
+{
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
+    private readonly IPhysicalStorage _physical;
+    private readonly SemaphoreSlim _transition = new(1, 1);
+    private readonly UnsealProgress _progress = new();
+    private SealConfig? _sealConfig;
+    private UnsealedState? _active;
+    private Task _closing = Task.CompletedTask;
+
+    public KmsCore(IPhysicalStorage physical, KmsServerOptions options)
+    {
+        _physical = physical;
+        Options = options;
+    }
+
+    /// <summary>The server options.</summary>
+    public KmsServerOptions Options { get; }
+
+    /// <summary>The clock.</summary>
+    public TimeProvider Time => Options.TimeProvider;
+
+    /// <summary>The storage type reported by seal-status.</summary>
+    public string StorageType => Options.Storage.StartsWith("sqlite:", StringComparison.Ordinal) ? "sqlite" : "inmem";
+
+    /// <summary>The seal configuration once initialised.</summary>
+    public SealConfig? SealConfig => Volatile.Read(ref _sealConfig);
+
+    /// <summary>Whether <c>sys/init</c> has run.</summary>
+    public bool Initialized => SealConfig is not null;
+
+    /// <summary>Whether requests needing the barrier are refused.</summary>
+    public bool Sealed => Volatile.Read(ref _active) is null;
+
+    /// <summary>Unseal shares submitted so far.</summary>
+    public int UnsealProgressCount => _progress.Count;
+
+    /// <summary>The current unseal attempt's nonce.</summary>
+    public string UnsealNonce => _progress.Nonce;
+
+    /// <summary>The unsealed state's cluster identity, or null while sealed.</summary>
+    public ClusterInfo? Cluster => Volatile.Read(ref _active)?.Cluster;
+
+    /// <summary>Reads the seal configuration from storage (at start).</summary>
+    public async Task LoadAsync(CancellationToken ct)
+    {
+        var bytes = await _physical.GetAsync(SealConfig.StoragePath, ct).ConfigureAwait(false);
+        Volatile.Write(ref _sealConfig, bytes is null ? null : JsonSerializer.Deserialize<SealConfig>(bytes));
+    }
+
+    /// <summary>The unsealed state with a lease the caller must release, or null when sealed.</summary>
+    public UnsealedState? Acquire()
+    {
+        var state = Volatile.Read(ref _active);
+        return state is not null && state.TryAcquire() ? state : null;
+    }
+
+    /// <summary>Initialises the KMS: new keys, shares, root token, default policy and the <c>secret/</c> mount.</summary>
+    public async Task<InitResult> InitializeAsync(int shares, int threshold, CancellationToken ct)
+    {
+        if (SealConfig.Validate(shares, threshold) is { } problem)
+        {
+            throw KmsException.BadRequest(problem);
+        }
+
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await LoadAsync(ct).ConfigureAwait(false);
+            if (Initialized)
+            {
+                throw KmsException.BadRequest("Vault is already initialized");
+            }
+
+            var now = Time.GetUtcNow();
+            var unsealKey = RandomNumberGenerator.GetBytes(32);
+            var rootKey = RandomNumberGenerator.GetBytes(32);
+            var keyring = Keyring.Create(now);
+            try
+            {
+                var keys = shares == 1 ? [unsealKey.ToArray()] : Shamir.Split(unsealKey, shares, threshold);
+
+                // Build the initial contents through a barrier over scratch storage: ciphertexts are bound to their
+                // key path, not to the store, so they can be copied verbatim into one transaction.
+                var staging = new InMemoryStorage();
+                var barrier = new BarrierStorage(staging, keyring);
+                var salt = RandomNumberGenerator.GetBytes(32);
+                await barrier.PutAsync(TokenStore.SaltPath, salt, ct).ConfigureAwait(false);
+                await barrier.PutAsync(AuditKeys.StoragePath, RandomNumberGenerator.GetBytes(32), ct).ConfigureAwait(false);
+                var clusterId = Guid.NewGuid().ToString();
+                await barrier.PutJsonAsync(UnsealedState.ClusterPath, new ClusterInfo(Options.ClusterName ?? "kms-cluster-" + clusterId[..8], clusterId), ct).ConfigureAwait(false);
+                var (policyKey, policyValue) = PolicyStore.DefaultPolicyRecord();
+                await barrier.PutAsync(policyKey, policyValue, ct).ConfigureAwait(false);
+                await barrier.PutJsonAsync(MountTable.StoragePath, MountTable.Initial(), ct).ConfigureAwait(false);
+                var tokens = new TokenStore(barrier, salt, Time, new TokenStoreOptions(Options.DefaultTokenTtl, Options.MaxTokenTtl));
+                var (rootToken, _, _) = await tokens.CreateAsync(
+                    new TokenCreateRequest { Policies = [BuiltinPolicies.Root], DisplayName = "root", Path = "auth/token/root", Renewable = false },
+                    ct).ConfigureAwait(false);
+
+                var config = new SealConfig("shamir", shares, threshold);
+                var ops = staging.Snapshot().Select(e => StorageOperation.Put(e.Key, e.Value)).ToList();
+                ops.Add(StorageOperation.Put(SealConfig.RootKeyPath, AesGcmEnvelope.Seal(unsealKey, 0, SealConfig.RootKeyPath, rootKey)));
+                ops.Add(StorageOperation.Put(BarrierStorage.KeyringPath, BarrierStorage.WrapKeyring(rootKey, keyring)));
+                ops.Add(StorageOperation.Put(SealConfig.StoragePath, JsonSerializer.SerializeToUtf8Bytes(config)));
+                await _physical.TransactAsync(ops, ct).ConfigureAwait(false);
+                Volatile.Write(ref _sealConfig, config);
+                return new InitResult(keys, rootToken);
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(unsealKey);
+                CryptographicOperations.ZeroMemory(rootKey);
+                keyring.Zero();
+            }
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
+    /// <summary>Adds one unseal key share; unseals when the threshold is reached.</summary>
+    /// <exception cref="KmsException">Not initialised, a malformed key, or shares that do not open the root key (progress resets).</exception>
+    public async Task SubmitUnsealKeyAsync(byte[] share, CancellationToken ct)
+    {
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var config = SealConfig ?? throw KmsException.BadRequest("Vault is not initialized");
+            if (!Sealed)
+            {
+                CryptographicOperations.ZeroMemory(share);
+                return;
+            }
+
+            var expected = config.SecretShares == 1 ? 32 : 33;
+            if (share.Length != expected)
+            {
+                CryptographicOperations.ZeroMemory(share);
+                throw KmsException.BadRequest($"invalid key: an unseal key is {expected} bytes, hex or base64 encoded");
+            }
+
+            _progress.Add(share);
+            if (_progress.Count < config.SecretThreshold)
+            {
+                return;
+            }
+
+            byte[] unsealKey;
+            try
+            {
+                unsealKey = config.SecretShares == 1 ? _progress.Parts[0].ToArray() : Shamir.Combine(_progress.Parts);
+            }
+            catch (ArgumentException e)
+            {
+                _progress.Reset();
+                throw KmsException.BadRequest($"unseal failed: {e.Message}; progress was reset");
+            }
+
+            try
+            {
+                await UnsealWithKeyAsync(unsealKey, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(unsealKey);
+                _progress.Reset();
+            }
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
+    /// <summary>Discards submitted shares.</summary>
+    public async Task ResetUnsealAsync(CancellationToken ct)
+    {
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            _progress.Reset();
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
+    /// <summary>
+    /// Seals now: new requests see a sealed KMS at once; in-flight ones finish before the keys are wiped.
+    /// Returns without waiting so the request that asked for the seal can complete.
+    /// </summary>
+    public void BeginSeal()
+    {
+        var state = Interlocked.Exchange(ref _active, null);
+        if (state is not null)
+        {
+            _closing = state.CloseAsync(DrainTimeout);
+        }
+    }
+
+    /// <summary>Seals and waits until the keys are wiped.</summary>
+    public async Task SealAsync()
+    {
+        await _transition.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            BeginSeal();
+            _progress.Reset();
+        }
+        finally
+        {
+            _transition.Release();
+        }
+
+        await _closing.ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await SealAsync().ConfigureAwait(false);
+        await _physical.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private async Task UnsealWithKeyAsync(byte[] unsealKey, CancellationToken ct)
+    {
+        await _closing.ConfigureAwait(false);
+        var wrapped = await _physical.GetAsync(SealConfig.RootKeyPath, ct).ConfigureAwait(false)
+            ?? throw new BarrierException("the root key is missing from storage");
+        byte[] rootKey;
+        try
+        {
+            rootKey = AesGcmEnvelope.Open(unsealKey, SealConfig.RootKeyPath, wrapped);
+        }
+        catch (BarrierException)
+        {
+            throw KmsException.BadRequest("unseal failed: the key shares do not decrypt the root key; progress was reset");
+        }
+
+        var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
+            ?? throw new BarrierException("the keyring is missing from storage");
+        var keyring = BarrierStorage.UnwrapKeyring(rootKey, keyringBytes);
+        var state = await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false);
+        Volatile.Write(ref _active, state);
+    }
+}
+
+/// <summary>What <c>sys/init</c> returns once.</summary>
+/// <param name="Keys">The unseal key shares.</param>
+/// <param name="RootToken">The initial root token.</param>
+internal sealed record InitResult(IReadOnlyList<byte[]> Keys, string RootToken);

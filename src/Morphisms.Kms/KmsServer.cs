@@ -1,0 +1,240 @@
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Metrics;
+using Morphisms.Kms.Seal;
+using Morphisms.Kms.Storage;
+using Morphisms.Kms.Sys;
+using Morphisms.Kms.Tokens;
+
+namespace Morphisms.Kms;
+
+/// <summary>
+/// The KMS as a hostable server: Kestrel serving the Vault-compatible API under <c>/v1/</c>. The CLI runs it
+/// with <see cref="RunAsync"/>; tests and <c>morph up</c> start it, read <see cref="BaseAddress"/> (and in dev mode
+/// <see cref="DevCredentials"/>), and dispose it.
+/// </summary>
+public sealed class KmsServer : IAsyncDisposable
+{
+    private readonly KmsServerOptions _options;
+    private readonly KmsCore _core;
+    private readonly WebApplication _app;
+    private readonly TextWriter _warnings;
+    private bool _started;
+
+    /// <summary>Validates the options, opens storage and builds (but does not start) the web application.</summary>
+    /// <exception cref="ArgumentException">The listen address, storage or TLS options are invalid.</exception>
+    public KmsServer(KmsServerOptions options)
+        : this(options, null)
+    {
+    }
+
+    /// <summary>Test seam: serve over a given storage instead of opening <see cref="KmsServerOptions.Storage"/>.</summary>
+    internal KmsServer(KmsServerOptions options, IPhysicalStorage? storage)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options;
+        _warnings = options.WarningWriter ?? Console.Error;
+        var (address, port) = ParseListen(options.Listen);
+        if (options.Tls.Mode == KmsTlsMode.Disabled && !IPAddress.IsLoopback(address))
+        {
+            throw new ArgumentException($"refusing to serve plain HTTP on non-loopback address {options.Listen}: configure TLS (certificate files or self-signed)", nameof(options));
+        }
+
+        if (options.MaxRequestBodyBytes is < 1024 or > 64L * 1024 * 1024)
+        {
+            throw new ArgumentException("the request body limit must be between 1 KiB and 64 MiB", nameof(options));
+        }
+
+        TlsCertificate = LoadCertificate(options.Tls, address, options.TimeProvider, out var chain);
+        _core = new KmsCore(storage ?? StorageSpec.Open(options.Storage), options);
+        _app = BuildApp(address, port, chain);
+    }
+
+    /// <summary>The base URL (<c>http(s)://HOST:PORT</c>) once started.</summary>
+    public Uri? BaseAddress { get; private set; }
+
+    /// <summary>The TLS certificate served (pin it in clients), or null for plain HTTP.</summary>
+    public X509Certificate2? TlsCertificate { get; }
+
+    /// <summary>The unseal key and root token in dev mode, once started.</summary>
+    public KmsDevCredentials? DevCredentials { get; private set; }
+
+    /// <summary>Whether the KMS is sealed (or not yet initialised).</summary>
+    public bool Sealed => _core.Sealed;
+
+    /// <summary>Builds, starts and runs a server until <paramref name="cancellationToken"/> fires, then stops it.</summary>
+    public static async Task RunAsync(KmsServerOptions options, CancellationToken cancellationToken)
+    {
+        await using var server = new KmsServer(options);
+        await server.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Normal shutdown.
+        }
+    }
+
+    /// <summary>Loads the seal state, auto-unseals in dev mode, and starts listening.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        await _core.LoadAsync(cancellationToken).ConfigureAwait(false);
+        if (_options.Dev)
+        {
+            var keyFile = _options.DevKeyFile ?? (StorageSpec.SqlitePath(_options.Storage) is { } db ? db + ".dev-keys.json" : null);
+            DevCredentials = await DevSeal.StartAsync(_core, keyFile, cancellationToken).ConfigureAwait(false);
+            await _warnings.WriteLineAsync(
+                "WARNING! dev mode is enabled: the KMS unsealed itself with a single unseal key "
+                + (keyFile is null ? "kept in memory" : $"stored in plain text at {keyFile}")
+                + ". Anyone who can read it controls every secret. Never use dev mode in production.").ConfigureAwait(false);
+        }
+
+        if (_options.Tls.Mode == KmsTlsMode.Disabled)
+        {
+            await _warnings.WriteLineAsync($"WARNING! the KMS serves plain HTTP on {_options.Listen} (loopback only); use TLS for anything but local development.").ConfigureAwait(false);
+        }
+
+        await _app.StartAsync(cancellationToken).ConfigureAwait(false);
+        _started = true;
+        var bound = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        BaseAddress = new Uri(bound.Replace("[::]", "[::1]", StringComparison.Ordinal));
+    }
+
+    /// <summary>Seals (wiping keys from memory), stops listening and closes storage.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_started)
+        {
+            await _app.StopAsync().ConfigureAwait(false);
+        }
+
+        await _app.DisposeAsync().ConfigureAwait(false);
+        await _core.DisposeAsync().ConfigureAwait(false);
+        TlsCertificate?.Dispose();
+    }
+
+    private WebApplication BuildApp(IPAddress address, int port, X509Certificate2Collection? chain)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Morphisms.Kms", ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        if (_options.ConsoleLogging)
+        {
+            builder.Logging.AddSimpleConsole();
+        }
+
+        if (TlsCertificate is not null)
+        {
+            builder.WebHost.UseKestrelHttpsConfiguration();
+        }
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+
+            // Above the KMS's own limit: its check answers with a Vault-style 413 after draining a bounded excess.
+            kestrel.Limits.MaxRequestBodySize = RequestBody.DrainLimit(_options.MaxRequestBodyBytes);
+            kestrel.Listen(address, port, listen =>
+            {
+                if (TlsCertificate is null)
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    return;
+                }
+
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(https =>
+                {
+                    https.ServerCertificate = TlsCertificate;
+                    https.ServerCertificateChain = chain;
+                });
+            });
+        });
+
+        builder.Services.AddSingleton(_core);
+        builder.Services.AddSingleton<KmsMetrics>();
+        builder.Services.AddSingleton<SysBackend>();
+        builder.Services.AddSingleton<TokenBackend>();
+        builder.Services.AddSingleton<VaultDispatcher>();
+
+        var app = builder.Build();
+        app.UseExceptionHandler(error => error.Run(context =>
+            VaultEnvelope.WriteErrorAsync(context, StatusCodes.Status500InternalServerError, ["internal error"])));
+        var dispatcher = app.Services.GetRequiredService<VaultDispatcher>();
+        app.Map("/v1/{**path}", dispatcher.HandleAsync);
+        app.MapFallback(context => VaultEnvelope.WriteErrorAsync(context, StatusCodes.Status404NotFound, ["unsupported path: the Vault API is served under /v1/"]));
+        return app;
+    }
+
+    private static (IPAddress Address, int Port) ParseListen(string listen)
+    {
+        var colon = listen.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(listen.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port > 65535)
+        {
+            throw new ArgumentException($"invalid listen address '{listen}': use HOST:PORT", nameof(listen));
+        }
+
+        var host = listen[..colon].Trim('[', ']');
+        if (host == "localhost")
+        {
+            return (IPAddress.Loopback, port);
+        }
+
+        return IPAddress.TryParse(host, out var address)
+            ? (address, port)
+            : throw new ArgumentException($"invalid listen host '{host}': use an IP address or localhost", nameof(listen));
+    }
+
+    private static X509Certificate2? LoadCertificate(KmsTlsOptions tls, IPAddress address, TimeProvider time, out X509Certificate2Collection? chain)
+    {
+        chain = null;
+        switch (tls.Mode)
+        {
+            case KmsTlsMode.Disabled:
+                return null;
+            case KmsTlsMode.Files:
+                if (string.IsNullOrEmpty(tls.CertificateFile) || string.IsNullOrEmpty(tls.KeyFile))
+                {
+                    throw new ArgumentException("TLS from files needs both a certificate file and a key file", nameof(tls));
+                }
+
+                var leaf = X509Certificate2.CreateFromPemFile(tls.CertificateFile, tls.KeyFile);
+                var all = new X509Certificate2Collection();
+                all.ImportFromPemFile(tls.CertificateFile);
+                chain = [.. all.Where(c => c.Thumbprint != leaf.Thumbprint)];
+                return leaf;
+            default:
+                using (var key = ECDsa.Create(ECCurve.NamedCurves.nistP256))
+                {
+                    var request = new CertificateRequest("CN=morphisms-kms", key, HashAlgorithmName.SHA256);
+                    var san = new SubjectAlternativeNameBuilder();
+                    san.AddDnsName("localhost");
+                    san.AddIpAddress(IPAddress.Loopback);
+                    san.AddIpAddress(IPAddress.IPv6Loopback);
+                    if (!IPAddress.Any.Equals(address) && !IPAddress.IPv6Any.Equals(address) && !IPAddress.IsLoopback(address))
+                    {
+                        san.AddIpAddress(address);
+                    }
+
+                    request.CertificateExtensions.Add(san.Build());
+                    request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, critical: true));
+                    request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], critical: false));
+                    var now = time.GetUtcNow();
+                    return request.CreateSelfSigned(now.AddHours(-1), now.AddYears(1));
+                }
+        }
+    }
+}

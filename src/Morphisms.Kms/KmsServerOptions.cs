@@ -1,0 +1,79 @@
+namespace Morphisms.Kms;
+
+/// <summary>How a <see cref="KmsServer"/> listens, stores and seals. The CLI's <c>morph kms server</c> flags map onto this.</summary>
+public sealed record KmsServerOptions
+{
+    /// <summary><c>HOST:PORT</c> to listen on (<c>127.0.0.1:8200</c>, <c>[::1]:8200</c>, <c>localhost:0</c>); port 0 picks a free port.</summary>
+    public string Listen { get; init; } = "127.0.0.1:8200";
+
+    /// <summary>Storage: <c>sqlite:PATH</c> or <c>inmem</c> (tests and throw-away dev servers).</summary>
+    public required string Storage { get; init; }
+
+    /// <summary>TLS: off (loopback only), PEM files, or a self-signed certificate made at start.</summary>
+    public KmsTlsOptions Tls { get; init; } = KmsTlsOptions.Disabled;
+
+    /// <summary>
+    /// Insecure development mode: initialise with one key share if needed, keep the unseal key and root token in
+    /// <see cref="DevKeyFile"/> (or in memory for <c>inmem</c> storage) and unseal automatically. Never the default.
+    /// </summary>
+    public bool Dev { get; init; }
+
+    /// <summary>Where dev mode keeps its unseal key and root token; defaults to <c>PATH.dev-keys.json</c> beside the SQLite file.</summary>
+    public string? DevKeyFile { get; init; }
+
+    /// <summary>The append-only audit log file; null disables the audit device.</summary>
+    public string? AuditLogPath { get; init; }
+
+    /// <summary>The largest accepted request body; larger ones get 413.</summary>
+    public long MaxRequestBodyBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>TTL of a token created without one (Vault's default 768h).</summary>
+    public TimeSpan DefaultTokenTtl { get; init; } = TimeSpan.FromHours(768);
+
+    /// <summary>The longest any token may live from creation (Vault's default 768h).</summary>
+    public TimeSpan MaxTokenTtl { get; init; } = TimeSpan.FromHours(768);
+
+    /// <summary>Serve <c>sys/metrics</c> without a token (Vault's <c>unauthenticated_metrics_access</c>).</summary>
+    public bool UnauthenticatedMetrics { get; init; }
+
+    /// <summary>The cluster name reported by sys/health; a random one is chosen at init when null.</summary>
+    public string? ClusterName { get; init; }
+
+    /// <summary>The clock for token TTLs, KV timestamps and the audit log.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Where warnings for the operator go (dev mode, plain HTTP); standard error by default.</summary>
+    public TextWriter? WarningWriter { get; init; }
+
+    /// <summary>Write ASP.NET Core's own logs (warnings and errors) to the console.</summary>
+    public bool ConsoleLogging { get; init; }
+}
+
+/// <summary>The listener's TLS configuration.</summary>
+/// <param name="Mode">Off, PEM files, or self-signed.</param>
+/// <param name="CertificateFile">PEM certificate (chain) for <see cref="KmsTlsMode.Files"/>.</param>
+/// <param name="KeyFile">PEM private key for <see cref="KmsTlsMode.Files"/>.</param>
+public sealed record KmsTlsOptions(KmsTlsMode Mode, string? CertificateFile = null, string? KeyFile = null)
+{
+    /// <summary>Plain HTTP; refused on non-loopback addresses.</summary>
+    public static KmsTlsOptions Disabled { get; } = new(KmsTlsMode.Disabled);
+
+    /// <summary>A fresh self-signed ECDSA P-256 certificate (its SPKI is what self-attestation will bind).</summary>
+    public static KmsTlsOptions SelfSigned { get; } = new(KmsTlsMode.SelfSigned);
+
+    /// <summary>A certificate and key from PEM files.</summary>
+    public static KmsTlsOptions FromFiles(string certificateFile, string keyFile) => new(KmsTlsMode.Files, certificateFile, keyFile);
+}
+
+/// <summary>How the listener does TLS.</summary>
+public enum KmsTlsMode
+{
+    /// <summary>Plain HTTP.</summary>
+    Disabled,
+
+    /// <summary>PEM certificate and key files.</summary>
+    Files,
+
+    /// <summary>A self-signed certificate generated at start.</summary>
+    SelfSigned,
+}

@@ -1,0 +1,416 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Kv;
+
+/// <summary>
+/// Vault's versioned key/value engine (KV v2) on one mount: <c>data/</c>, <c>metadata/</c>, <c>delete/</c>,
+/// <c>undelete/</c>, <c>destroy/</c> and <c>config</c>, with check-and-set, max_versions and soft deletion.
+/// Writes on the mount are serialised so check-and-set is exact; each write is one storage transaction.
+/// </summary>
+internal sealed class KvV2Backend : ILogicalBackend
+{
+    /// <summary>Versions kept when neither key nor mount says.</summary>
+    public const long DefaultMaxVersions = 10;
+
+    private const int MaxCustomMetadataKeys = 64;
+    private readonly ISecureStorage _storage;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _writes = new(1, 1);
+
+    public KvV2Backend(ISecureStorage storage, TimeProvider time)
+    {
+        _storage = storage;
+        _time = time;
+        Routes.Add(new Route("kv/config", "config"), (Operation.Read, ReadConfig), (Operation.Update, WriteConfig));
+        Routes.Add(
+            new Route("kv/data", "data/(?<path>.+)") { Existence = (_, m, ct) => ExistsAsync(m["path"], ct) },
+            (Operation.Read, ReadData), (Operation.Create, WriteData), (Operation.Update, WriteData), (Operation.Delete, DeleteLatest), (Operation.Patch, PatchData));
+        Routes.Add(new Route("kv/delete", "delete/(?<path>.+)"), (Operation.Update, (r, m, ct) => ChangeVersions(r, m, VersionChange.Delete, ct)));
+        Routes.Add(new Route("kv/undelete", "undelete/(?<path>.+)"), (Operation.Update, (r, m, ct) => ChangeVersions(r, m, VersionChange.Undelete, ct)));
+        Routes.Add(new Route("kv/destroy", "destroy/(?<path>.+)"), (Operation.Update, (r, m, ct) => ChangeVersions(r, m, VersionChange.Destroy, ct)));
+        Routes.Add(
+            new Route("kv/metadata", "metadata(/(?<path>.*))?") { Existence = (_, m, ct) => ExistsAsync(m["path"], ct) },
+            (Operation.Read, ReadMetadata), (Operation.List, ListMetadata), (Operation.Create, WriteMetadata), (Operation.Update, WriteMetadata),
+            (Operation.Patch, WriteMetadata), (Operation.Delete, DeleteMetadata));
+    }
+
+    /// <inheritdoc />
+    public string Type => "kv";
+
+    /// <inheritdoc />
+    public RouteTable Routes { get; } = new();
+
+    private async Task<bool> ExistsAsync(string path, CancellationToken ct) =>
+        IsValidKey(path) && await _storage.GetAsync(MetadataKey(path), ct).ConfigureAwait(false) is not null;
+
+    private async Task<KmsResponse?> ReadConfig(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+        return KmsResponse.WithData(new JsonObject
+        {
+            ["cas_required"] = config.CasRequired,
+            ["delete_version_after"] = Durations.ToGoString(TimeSpan.FromSeconds(config.DeleteVersionAfter)),
+            ["max_versions"] = config.MaxVersions,
+        });
+    }
+
+    private async Task<KmsResponse?> WriteConfig(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+            config.MaxVersions = f.NonNegativeInt("max_versions") ?? config.MaxVersions;
+            config.CasRequired = f.Bool("cas_required") ?? config.CasRequired;
+            config.DeleteVersionAfter = (long)(f.Duration("delete_version_after")?.TotalSeconds ?? config.DeleteVersionAfter);
+            await _storage.PutJsonAsync("config", config, ct).ConfigureAwait(false);
+            return null;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private async Task<KmsResponse?> ReadData(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var path = ValidKey(match["path"]);
+        var requested = request.Fields.NonNegativeInt("version", long.MaxValue) ?? 0;
+        var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false);
+        if (meta is null)
+        {
+            throw KmsException.NotFound();
+        }
+
+        var version = requested == 0 ? meta.CurrentVersion : requested;
+        if (!meta.Versions.TryGetValue(version, out var v))
+        {
+            throw KmsException.NotFound();
+        }
+
+        if (v.IsGone(_time.GetUtcNow()))
+        {
+            // Vault answers 404 but still shows the version's metadata, so clients can tell deleted from absent.
+            return new KmsResponse { StatusCode = 404, Data = new JsonObject { ["data"] = null, ["metadata"] = meta.VersionJson(version) } };
+        }
+
+        var stored = await _storage.GetAsync(VersionKey(path, version), ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        return KmsResponse.WithData(new JsonObject
+        {
+            ["data"] = JsonNode.Parse(stored),
+            ["metadata"] = meta.VersionJson(version),
+        });
+    }
+
+    private Task<KmsResponse?> WriteData(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var path = ValidKey(match["path"]);
+        var data = request.Fields.Object("data") ?? throw KmsException.BadRequest("no data provided");
+        var options = request.Fields.Object("options");
+        var cas = options is null ? null : new Fields(options).NonNegativeInt("cas", long.MaxValue);
+        return WriteVersionAsync(path, cas, _ => data.DeepClone().AsObject(), ct);
+    }
+
+    private Task<KmsResponse?> PatchData(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        if (!string.Equals(request.ContentType?.Split(';')[0].Trim(), "application/merge-patch+json", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new KmsException(415, "PATCH requires Content-Type application/merge-patch+json");
+        }
+
+        var path = ValidKey(match["path"]);
+        var patch = request.Fields.Object("data") ?? throw KmsException.BadRequest("no data provided");
+        var options = request.Fields.Object("options");
+        var cas = options is null ? null : new Fields(options).NonNegativeInt("cas", long.MaxValue);
+        return WriteVersionAsync(path, cas, current => current is null ? throw KmsException.NotFound() : MergePatch(current, patch), ct);
+    }
+
+    private async Task<KmsResponse?> WriteVersionAsync(string path, long? cas, Func<JsonObject?, JsonObject> produce, CancellationToken ct)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var now = _time.GetUtcNow();
+            var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+            var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false) ?? new KvKeyMetadata { CreatedTime = now };
+            if (cas is { } expected)
+            {
+                if (expected != meta.CurrentVersion)
+                {
+                    throw KmsException.BadRequest("check-and-set parameter did not match the current version");
+                }
+            }
+            else if (meta.CasRequired || config.CasRequired)
+            {
+                throw KmsException.BadRequest("check-and-set parameter required for this call");
+            }
+
+            JsonObject? current = null;
+            if (meta.Versions.TryGetValue(meta.CurrentVersion, out var cur) && !cur.IsGone(now)
+                && await _storage.GetAsync(VersionKey(path, meta.CurrentVersion), ct).ConfigureAwait(false) is { } bytes)
+            {
+                current = JsonNode.Parse(bytes)?.AsObject();
+            }
+
+            var data = produce(current);
+            var version = meta.CurrentVersion + 1;
+            var deleteAfter = EffectiveDeleteAfter(meta, config);
+            meta.Versions[version] = new KvVersion { CreatedTime = now, DeletionTime = deleteAfter > 0 ? now.AddSeconds(deleteAfter) : null };
+            meta.CurrentVersion = version;
+            meta.UpdatedTime = now;
+
+            var ops = new List<(string, byte[]?)> { (VersionKey(path, version), Encoding.UTF8.GetBytes(data.ToJsonString())) };
+            Prune(path, meta, meta.MaxVersions > 0 ? meta.MaxVersions : config.MaxVersions > 0 ? config.MaxVersions : DefaultMaxVersions, ops);
+            ops.Add((MetadataKey(path), SecureStorageJson.ToJson(meta)));
+            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            return KmsResponse.WithData(meta.VersionJson(version));
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private Task<KmsResponse?> DeleteLatest(KmsRequest request, RouteMatch match, CancellationToken ct) =>
+        MutateVersionsAsync(ValidKey(match["path"]), meta => [meta.CurrentVersion], VersionChange.Delete, ct);
+
+    private Task<KmsResponse?> ChangeVersions(KmsRequest request, RouteMatch match, VersionChange change, CancellationToken ct)
+    {
+        var path = ValidKey(match["path"]);
+        var versions = request.Fields.IntList("versions");
+        if (versions is null || versions.Count == 0)
+        {
+            throw KmsException.BadRequest("no version number provided");
+        }
+
+        if (versions.Any(v => v <= 0))
+        {
+            throw KmsException.BadRequest("version numbers must be positive");
+        }
+
+        return MutateVersionsAsync(path, _ => versions, change, ct);
+    }
+
+    private async Task<KmsResponse?> MutateVersionsAsync(string path, Func<KvKeyMetadata, IEnumerable<long>> select, VersionChange change, CancellationToken ct)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false);
+            if (meta is null)
+            {
+                return null;
+            }
+
+            var now = _time.GetUtcNow();
+            var ops = new List<(string, byte[]?)>();
+            foreach (var n in select(meta))
+            {
+                if (!meta.Versions.TryGetValue(n, out var v) || v.Destroyed)
+                {
+                    continue;
+                }
+
+                switch (change)
+                {
+                    case VersionChange.Delete when !v.IsGone(now):
+                        v.DeletionTime = now;
+                        break;
+                    case VersionChange.Undelete:
+                        v.DeletionTime = null;
+                        break;
+                    case VersionChange.Destroy:
+                        v.Destroyed = true;
+                        ops.Add((VersionKey(path, n), null));
+                        break;
+                }
+            }
+
+            meta.UpdatedTime = now;
+            ops.Add((MetadataKey(path), SecureStorageJson.ToJson(meta)));
+            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            return null;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private async Task<KmsResponse?> ReadMetadata(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var path = match["path"];
+        if (path.Length == 0 || path.EndsWith('/'))
+        {
+            // A folder: GET on it behaves as a list, as Vault's CLI expects.
+            return await ListMetadata(request, match, ct).ConfigureAwait(false);
+        }
+
+        var meta = await LoadMetadataAsync(ValidKey(path), ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        return KmsResponse.WithData(meta.ToJson());
+    }
+
+    private async Task<KmsResponse?> ListMetadata(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var folder = match["path"];
+        if (folder.Length > 0 && !folder.EndsWith('/'))
+        {
+            folder += "/";
+        }
+
+        var keys = await _storage.ListAsync("metadata/" + folder, ct).ConfigureAwait(false);
+        if (keys.Count == 0)
+        {
+            throw KmsException.NotFound();
+        }
+
+        return KmsResponse.WithData(new JsonObject { ["keys"] = JsonValues.Strings(keys) });
+    }
+
+    private async Task<KmsResponse?> WriteMetadata(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var path = ValidKey(match["path"]);
+        var f = request.Fields;
+        var maxVersions = f.NonNegativeInt("max_versions");
+        var casRequired = f.Bool("cas_required");
+        var deleteAfter = f.Duration("delete_version_after");
+        var custom = f.StringMap("custom_metadata");
+        if (custom is not null)
+        {
+            ValidateCustomMetadata(custom);
+        }
+
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var now = _time.GetUtcNow();
+            var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false) ?? new KvKeyMetadata { CreatedTime = now };
+            meta.MaxVersions = maxVersions ?? meta.MaxVersions;
+            meta.CasRequired = casRequired ?? meta.CasRequired;
+            meta.DeleteVersionAfter = deleteAfter is { } d ? (long)d.TotalSeconds : meta.DeleteVersionAfter;
+            meta.CustomMetadata = custom ?? meta.CustomMetadata;
+            meta.UpdatedTime = now;
+
+            var ops = new List<(string, byte[]?)>();
+            Prune(path, meta, meta.MaxVersions > 0 ? meta.MaxVersions : long.MaxValue, ops);
+            ops.Add((MetadataKey(path), SecureStorageJson.ToJson(meta)));
+            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            return null;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private async Task<KmsResponse?> DeleteMetadata(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var path = ValidKey(match["path"]);
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false);
+            if (meta is not null)
+            {
+                var ops = meta.Versions.Keys.Select(v => (VersionKey(path, v), (byte[]?)null)).ToList();
+                ops.Add((MetadataKey(path), null));
+                await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            }
+
+            return null;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private async Task<KvConfig> LoadConfigAsync(CancellationToken ct) =>
+        await _storage.GetJsonAsync<KvConfig>("config", ct).ConfigureAwait(false) ?? new KvConfig();
+
+    private Task<KvKeyMetadata?> LoadMetadataAsync(string path, CancellationToken ct) =>
+        _storage.GetJsonAsync<KvKeyMetadata>(MetadataKey(path), ct);
+
+    /// <summary>Drops the oldest versions beyond <paramref name="max"/>, adding the deletes to <paramref name="ops"/>.</summary>
+    private static void Prune(string path, KvKeyMetadata meta, long max, List<(string, byte[]?)> ops)
+    {
+        while (meta.Versions.Count > max)
+        {
+            var oldest = meta.Versions.Keys.First();
+            meta.Versions.Remove(oldest);
+            ops.Add((VersionKey(path, oldest), null));
+            meta.OldestVersion = meta.Versions.Keys.First();
+        }
+    }
+
+    private static long EffectiveDeleteAfter(KvKeyMetadata meta, KvConfig config) =>
+        (meta.DeleteVersionAfter, config.DeleteVersionAfter) switch
+        {
+            (0, var c) => c,
+            (var k, 0) => k,
+            (var k, var c) => Math.Min(k, c),
+        };
+
+    private static JsonObject MergePatch(JsonObject target, JsonObject patch)
+    {
+        // RFC 7386: null removes a member, objects merge recursively, anything else replaces.
+        var result = target.DeepClone().AsObject();
+        foreach (var (key, value) in patch)
+        {
+            if (value is null)
+            {
+                result.Remove(key);
+            }
+            else if (value is JsonObject po && result[key] is JsonObject to)
+            {
+                result[key] = MergePatch(to, po);
+            }
+            else
+            {
+                result[key] = value.DeepClone();
+            }
+        }
+
+        return result;
+    }
+
+    private static void ValidateCustomMetadata(Dictionary<string, string> custom)
+    {
+        if (custom.Count > MaxCustomMetadataKeys)
+        {
+            throw KmsException.BadRequest($"custom_metadata may hold at most {MaxCustomMetadataKeys} keys");
+        }
+
+        foreach (var (k, v) in custom)
+        {
+            if (k.Length == 0 || Encoding.UTF8.GetByteCount(k) > 128 || Encoding.UTF8.GetByteCount(v) > 512)
+            {
+                throw KmsException.BadRequest("custom_metadata keys must be 1-128 bytes and values at most 512 bytes");
+            }
+        }
+    }
+
+    private static string ValidKey(string path) =>
+        IsValidKey(path) ? path : throw KmsException.BadRequest("invalid secret path: it must be non-empty, not end with '/', and have no empty, '.' or '..' segments");
+
+    private static bool IsValidKey(string path) =>
+        path.Length > 0 && path.Split('/').All(s => s is not ("" or "." or "..")) && !path.Any(char.IsControl);
+
+    private static string MetadataKey(string path) => "metadata/" + path;
+
+    private static string VersionKey(string path, long version) =>
+        "versions/" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(path))) + "/" + version.ToString(CultureInfo.InvariantCulture);
+
+    private enum VersionChange
+    {
+        Delete,
+        Undelete,
+        Destroy,
+    }
+}

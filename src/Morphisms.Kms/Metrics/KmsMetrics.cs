@@ -1,0 +1,102 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+
+namespace Morphisms.Kms.Metrics;
+
+/// <summary>
+/// Request counters and latency histograms, rendered in the Prometheus text format by hand: the set is small,
+/// and labels are route names (never client-chosen paths, which may name secrets).
+/// </summary>
+internal sealed class KmsMetrics
+{
+    private static readonly double[] Buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+    private readonly ConcurrentDictionary<(string Class, string Method, int Code), Counter> _requests = new();
+    private readonly ConcurrentDictionary<string, Histogram> _latency = new();
+
+    /// <summary>Counts one finished request.</summary>
+    public void Observe(string pathClass, string method, int status, TimeSpan elapsed)
+    {
+        _requests.GetOrAdd((pathClass, method, status), _ => new Counter()).Increment();
+        _latency.GetOrAdd(pathClass, _ => new Histogram()).Observe(elapsed.TotalSeconds);
+    }
+
+    /// <summary>The exposition text; seal state comes from the caller at scrape time.</summary>
+    public string Render(bool initialized, bool isSealed, int unsealProgress)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("# HELP kms_http_requests_total HTTP requests handled, by route class, method and status code.");
+        sb.AppendLine("# TYPE kms_http_requests_total counter");
+        foreach (var ((cls, method, code), counter) in _requests.OrderBy(k => k.Key.Class, StringComparer.Ordinal).ThenBy(k => k.Key.Method, StringComparer.Ordinal).ThenBy(k => k.Key.Code))
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"kms_http_requests_total{{class=\"{cls}\",method=\"{method}\",code=\"{code}\"}} {counter.Value}\n");
+        }
+
+        sb.AppendLine("# HELP kms_http_request_duration_seconds Request latency by route class.");
+        sb.AppendLine("# TYPE kms_http_request_duration_seconds histogram");
+        foreach (var (cls, h) in _latency.OrderBy(k => k.Key, StringComparer.Ordinal))
+        {
+            h.Render(sb, cls);
+        }
+
+        sb.AppendLine("# HELP kms_initialized Whether the KMS has been initialised (1) or not (0).");
+        sb.AppendLine("# TYPE kms_initialized gauge");
+        sb.Append(CultureInfo.InvariantCulture, $"kms_initialized {(initialized ? 1 : 0)}\n");
+        sb.AppendLine("# HELP kms_sealed Whether the KMS is sealed (1) or unsealed (0).");
+        sb.AppendLine("# TYPE kms_sealed gauge");
+        sb.Append(CultureInfo.InvariantCulture, $"kms_sealed {(isSealed ? 1 : 0)}\n");
+        sb.AppendLine("# HELP kms_unseal_progress Unseal key shares submitted towards the threshold.");
+        sb.AppendLine("# TYPE kms_unseal_progress gauge");
+        sb.Append(CultureInfo.InvariantCulture, $"kms_unseal_progress {unsealProgress}\n");
+        return sb.ToString();
+    }
+
+    private sealed class Counter
+    {
+        private long _value;
+
+        public long Value => Interlocked.Read(ref _value);
+
+        public void Increment() => Interlocked.Increment(ref _value);
+    }
+
+    private sealed class Histogram
+    {
+        private readonly long[] _counts = new long[Buckets.Length];
+        private readonly Lock _lock = new();
+        private long _count;
+        private double _sum;
+
+        public void Observe(double seconds)
+        {
+            lock (_lock)
+            {
+                for (var i = 0; i < Buckets.Length; i++)
+                {
+                    if (seconds <= Buckets[i])
+                    {
+                        _counts[i]++;
+                    }
+                }
+
+                _count++;
+                _sum += seconds;
+            }
+        }
+
+        public void Render(StringBuilder sb, string cls)
+        {
+            lock (_lock)
+            {
+                for (var i = 0; i < Buckets.Length; i++)
+                {
+                    sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_bucket{{class=\"{cls}\",le=\"{Buckets[i]}\"}} {_counts[i]}\n");
+                }
+
+                sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_bucket{{class=\"{cls}\",le=\"+Inf\"}} {_count}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_sum{{class=\"{cls}\"}} {_sum}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_count{{class=\"{cls}\"}} {_count}\n");
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using System.Collections.Concurrent;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Policies;
+
+/// <summary>ACL policies under the barrier at <c>sys/policy/NAME</c>, parsed once and cached.</summary>
+internal sealed class PolicyStore(ISecureStorage storage)
+{
+    private const string Prefix = "sys/policy/";
+    private static readonly Policy RootPolicy = new(BuiltinPolicies.Root, "", []);
+    private readonly ConcurrentDictionary<string, Policy> _cache = new(StringComparer.Ordinal);
+
+    /// <summary>The storage write that creates the default policy at init.</summary>
+    public static (string Key, byte[] Value) DefaultPolicyRecord() =>
+        (Prefix + BuiltinPolicies.Default, SecureStorageJson.ToJson(new StoredPolicy(BuiltinPolicies.Default, BuiltinPolicies.DefaultText)));
+
+    /// <summary>Normalises and validates a policy name (lower-case; letters, digits and <c>-_./@+=</c>).</summary>
+    public static string NormalizeName(string name)
+    {
+        var n = name.Trim().ToLowerInvariant();
+        if (n.Length == 0 || n.Length > 128 || n.Split('/').Any(s => s is "" or "." or "..")
+            || !n.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/' or '@' or '+' or '='))
+        {
+            throw KmsException.BadRequest("invalid policy name: use 1-128 letters, digits and -_./@+=");
+        }
+
+        return n;
+    }
+
+    /// <summary>The policy named <paramref name="name"/>, or null.</summary>
+    public async Task<Policy?> GetAsync(string name, CancellationToken ct)
+    {
+        if (name == BuiltinPolicies.Root)
+        {
+            return RootPolicy;
+        }
+
+        if (_cache.TryGetValue(name, out var cached))
+        {
+            return cached;
+        }
+
+        var stored = await storage.GetJsonAsync<StoredPolicy>(Prefix + name, ct).ConfigureAwait(false);
+        if (stored is null)
+        {
+            return null;
+        }
+
+        var policy = PolicyParser.Parse(stored.Name, stored.Policy);
+        _cache[name] = policy;
+        return policy;
+    }
+
+    /// <summary>Every policy name, including <c>root</c>.</summary>
+    public async Task<List<string>> ListAsync(CancellationToken ct)
+    {
+        var names = await storage.ListRecursiveAsync(Prefix, ct).ConfigureAwait(false);
+        names.Add(BuiltinPolicies.Root);
+        names.Sort(StringComparer.Ordinal);
+        return names;
+    }
+
+    /// <summary>Parses and stores a policy.</summary>
+    /// <exception cref="KmsException">The name is reserved or the text does not parse (400).</exception>
+    public async Task PutAsync(string name, string text, CancellationToken ct)
+    {
+        if (name == BuiltinPolicies.Root)
+        {
+            throw KmsException.BadRequest("cannot update \"root\" policy");
+        }
+
+        Policy policy;
+        try
+        {
+            policy = PolicyParser.Parse(name, text);
+        }
+        catch (PolicyParseException e)
+        {
+            throw KmsException.BadRequest($"failed to parse policy: {e.Message}");
+        }
+
+        await storage.PutJsonAsync(Prefix + name, new StoredPolicy(name, text), ct).ConfigureAwait(false);
+        _cache[name] = policy;
+    }
+
+    /// <summary>Deletes a policy; <c>root</c> and <c>default</c> cannot be deleted.</summary>
+    public async Task DeleteAsync(string name, CancellationToken ct)
+    {
+        if (name is BuiltinPolicies.Root or BuiltinPolicies.Default)
+        {
+            throw KmsException.BadRequest($"cannot delete \"{name}\" policy");
+        }
+
+        await storage.DeleteAsync(Prefix + name, ct).ConfigureAwait(false);
+        _cache.TryRemove(name, out _);
+    }
+
+    /// <summary>The ACL of a set of policy names; names that no longer exist grant nothing.</summary>
+    public async Task<Acl> AclAsync(IEnumerable<string> names, CancellationToken ct)
+    {
+        var policies = new List<Policy>();
+        foreach (var name in names)
+        {
+            if (await GetAsync(name, ct).ConfigureAwait(false) is { } p)
+            {
+                policies.Add(p);
+            }
+        }
+
+        return new Acl(policies);
+    }
+
+    private sealed record StoredPolicy(string Name, string Policy);
+}

@@ -1,0 +1,202 @@
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Seal;
+
+/// <summary><c>sys/init</c>, <c>sys/unseal</c>, <c>sys/seal</c>, <c>sys/seal-status</c>, <c>sys/health</c>, <c>sys/leader</c>, <c>sys/rotate</c>, <c>sys/key-status</c>.</summary>
+internal static class SealRoutes
+{
+    /// <summary>The Vault version this KMS answers as (its API subset follows Vault 1.15).</summary>
+    public const string Version = "1.15.0+morphisms";
+
+    public static void Register(RouteTable routes, KmsCore core)
+    {
+        routes.Add(
+            new Route("sys/init", "init") { Unauthenticated = true, AllowWhenSealed = true },
+            (Operation.Read, (_, _, _) => Raw(new JsonObject { ["initialized"] = core.Initialized })),
+            (Operation.Update, (r, _, ct) => InitAsync(core, r, ct)));
+        routes.Add(
+            new Route("sys/unseal", "unseal") { Unauthenticated = true, AllowWhenSealed = true },
+            (Operation.Update, (r, _, ct) => UnsealAsync(core, r, ct)));
+        routes.Add(
+            new Route("sys/seal-status", "seal-status") { Unauthenticated = true, AllowWhenSealed = true },
+            (Operation.Read, (_, _, _) => Raw(SealStatus(core))));
+        routes.Add(
+            new Route("sys/health", "health") { Unauthenticated = true, AllowWhenSealed = true },
+            (Operation.Read, (r, _, _) => Task.FromResult<KmsResponse?>(Health(core, r))));
+        routes.Add(
+            new Route("sys/leader", "leader") { Unauthenticated = true, AllowWhenSealed = true },
+            (Operation.Read, (_, _, _) => core.Sealed ? throw KmsException.Sealed() : Raw(new JsonObject
+            {
+                ["ha_enabled"] = false,
+                ["is_self"] = false,
+                ["active_time"] = "0001-01-01T00:00:00Z",
+                ["leader_address"] = "",
+                ["leader_cluster_address"] = "",
+                ["performance_standby"] = false,
+                ["performance_standby_last_remote_wal"] = 0,
+            })));
+        routes.Add(
+            new Route("sys/seal", "seal") { Sudo = true },
+            (Operation.Update, (r, _, _) =>
+            {
+                r.RequireState().Audit?.Notice("seal requested");
+                core.BeginSeal();
+                return Task.FromResult<KmsResponse?>(null);
+            }));
+        routes.Add(
+            new Route("sys/rotate", "rotate") { Sudo = true },
+            (Operation.Update, async (r, _, ct) =>
+            {
+                await r.RequireState().RotateAsync(core.Time.GetUtcNow(), ct).ConfigureAwait(false);
+                return null;
+            }));
+        routes.Add(
+            new Route("sys/key-status", "key-status"),
+            (Operation.Read, (r, _, _) =>
+            {
+                var keyring = r.RequireState().Barrier.Keyring;
+                var active = keyring.Terms.Single(t => t.Term == keyring.ActiveTerm);
+                return Task.FromResult<KmsResponse?>(KmsResponse.WithData(new JsonObject
+                {
+                    ["term"] = active.Term,
+                    ["install_time"] = Timestamps.Rfc3339(active.InstallTime),
+                    ["terms"] = keyring.Terms.Count(),
+                }));
+            }));
+    }
+
+    /// <summary>The seal-status object (also returned by sys/unseal).</summary>
+    public static JsonObject SealStatus(KmsCore core)
+    {
+        var config = core.SealConfig;
+        var status = new JsonObject
+        {
+            ["type"] = "shamir",
+            ["initialized"] = config is not null,
+            ["sealed"] = core.Sealed,
+            ["t"] = config?.SecretThreshold ?? 0,
+            ["n"] = config?.SecretShares ?? 0,
+            ["progress"] = core.UnsealProgressCount,
+            ["nonce"] = core.UnsealNonce,
+            ["version"] = Version,
+            ["build_date"] = "2026-01-01T00:00:00Z",
+            ["migration"] = false,
+            ["recovery_seal"] = false,
+            ["storage_type"] = core.StorageType,
+        };
+        if (core.Cluster is { } cluster)
+        {
+            status["cluster_name"] = cluster.Name;
+            status["cluster_id"] = cluster.Id;
+        }
+
+        return status;
+    }
+
+    private static async Task<KmsResponse?> InitAsync(KmsCore core, KmsRequest request, CancellationToken ct)
+    {
+        var f = request.Fields;
+        if (f.StringList("pgp_keys") is { Count: > 0 } || f.String("root_token_pgp_key") is { Length: > 0 })
+        {
+            throw KmsException.BadRequest("PGP-encrypted key shares are not supported");
+        }
+
+        var shares = f.Int("secret_shares") ?? throw KmsException.BadRequest("missing required parameter 'secret_shares'");
+        var threshold = f.Int("secret_threshold") ?? throw KmsException.BadRequest("missing required parameter 'secret_threshold'");
+        if (shares is < 0 or > int.MaxValue || threshold is < 0 or > int.MaxValue)
+        {
+            throw KmsException.BadRequest("invalid seal configuration: secret_shares and secret_threshold must be small positive integers");
+        }
+
+        var result = await core.InitializeAsync((int)shares, (int)threshold, ct).ConfigureAwait(false);
+        return new KmsResponse
+        {
+            RawBody = new JsonObject
+            {
+                ["keys"] = JsonValues.Strings(result.Keys.Select(Convert.ToHexStringLower)),
+                ["keys_base64"] = JsonValues.Strings(result.Keys.Select(k => Convert.ToBase64String(k))),
+                ["root_token"] = result.RootToken,
+            },
+        };
+    }
+
+    private static async Task<KmsResponse?> UnsealAsync(KmsCore core, KmsRequest request, CancellationToken ct)
+    {
+        var f = request.Fields;
+        if (f.Bool("migrate") == true)
+        {
+            throw KmsException.BadRequest("seal migration is not supported");
+        }
+
+        if (f.Bool("reset") == true)
+        {
+            await core.ResetUnsealAsync(ct).ConfigureAwait(false);
+            return new KmsResponse { RawBody = SealStatus(core) };
+        }
+
+        var key = f.String("key");
+        if (string.IsNullOrEmpty(key))
+        {
+            throw KmsException.BadRequest("'key' must be specified in request body as JSON, or 'reset' set to true");
+        }
+
+        await core.SubmitUnsealKeyAsync(DecodeKey(key), ct).ConfigureAwait(false);
+        return new KmsResponse { RawBody = SealStatus(core) };
+    }
+
+    /// <summary>Unseal keys come hex-encoded (as <c>keys</c>) or base64-encoded (as <c>keys_base64</c>).</summary>
+    private static byte[] DecodeKey(string key)
+    {
+        if (key.Length % 2 == 0 && key.All(char.IsAsciiHexDigit))
+        {
+            return Convert.FromHexString(key);
+        }
+
+        var buffer = new byte[key.Length];
+        return Convert.TryFromBase64String(key, buffer, out var written)
+            ? buffer[..written]
+            : throw KmsException.BadRequest("'key' must be a valid hex or base64 string");
+    }
+
+    private static KmsResponse Health(KmsCore core, KmsRequest request)
+    {
+        var f = request.Fields;
+        int Code(string name, int fallback)
+        {
+            var v = f.Int(name);
+            return v is null ? fallback : v is >= 100 and <= 599 ? (int)v : throw KmsException.BadRequest($"invalid value for parameter '{name}': expected an HTTP status code");
+        }
+
+        // Parsed for validation; a single active node is never a standby.
+        _ = f.Bool("standbyok");
+        _ = f.Bool("perfstandbyok");
+        _ = Code("standbycode", 429);
+        _ = Code("performancestandbycode", 473);
+        _ = Code("drsecondarycode", 472);
+        var status = !core.Initialized ? Code("uninitcode", 501) : core.Sealed ? Code("sealedcode", 503) : Code("activecode", 200);
+        var body = new JsonObject
+        {
+            ["initialized"] = core.Initialized,
+            ["sealed"] = core.Sealed,
+            ["standby"] = false,
+            ["performance_standby"] = false,
+            ["replication_performance_mode"] = "disabled",
+            ["replication_dr_mode"] = "disabled",
+            ["server_time_utc"] = core.Time.GetUtcNow().ToUnixTimeSeconds(),
+            ["version"] = Version,
+            ["enterprise"] = false,
+            ["echo_duration_ms"] = 0,
+            ["clock_skew_ms"] = 0,
+        };
+        if (core.Cluster is { } cluster)
+        {
+            body["cluster_name"] = cluster.Name;
+            body["cluster_id"] = cluster.Id;
+        }
+
+        return new KmsResponse { StatusCode = status, RawBody = body };
+    }
+
+    private static Task<KmsResponse?> Raw(JsonObject body) => Task.FromResult<KmsResponse?>(new KmsResponse { RawBody = body });
+}

@@ -1,0 +1,83 @@
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Sys;
+
+/// <summary><c>sys/mounts</c>, <c>sys/mounts/PATH</c>, <c>sys/auth</c> and <c>sys/internal/ui/mounts/PATH</c> (used by Vault's CLI to find a KV version).</summary>
+internal static class MountRoutes
+{
+    public static void Register(RouteTable routes)
+    {
+        routes.Add(
+            new Route("sys/mounts", "mounts/?"),
+            (Operation.Read, (r, _, _) =>
+            {
+                var data = new JsonObject
+                {
+                    ["sys/"] = new JsonObject
+                    {
+                        ["type"] = "system",
+                        ["description"] = "system endpoints used for control, policy and debugging",
+                        ["accessor"] = "system",
+                        ["options"] = null,
+                        ["local"] = false,
+                        ["seal_wrap"] = false,
+                    },
+                };
+                foreach (var entry in r.RequireState().Mounts.Entries)
+                {
+                    data[entry.Path] = entry.ToJson();
+                }
+
+                return Task.FromResult<KmsResponse?>(new KmsResponse { Data = data, MergeDataToTopLevel = true });
+            }));
+        routes.Add(
+            new Route("sys/mounts/path", "mounts/(?<path>.+)"),
+            (Operation.Read, (r, m, _) =>
+            {
+                var entry = r.RequireState().Mounts.Get(m["path"]) ?? throw KmsException.BadRequest("no mount at this path");
+                return Task.FromResult<KmsResponse?>(KmsResponse.WithData(entry.ToJson()));
+            }),
+            (Operation.Update, async (r, m, ct) =>
+            {
+                var f = r.Fields;
+                var type = f.RequiredString("type");
+                var options = f.StringMap("options") ?? [];
+                _ = f.Object("config");
+                await r.RequireState().Mounts.MountAsync(m["path"], type, f.String("description") ?? "", options, ct).ConfigureAwait(false);
+                return null;
+            }),
+            (Operation.Delete, async (r, m, ct) =>
+            {
+                await r.RequireState().Mounts.UnmountAsync(m["path"], ct).ConfigureAwait(false);
+                return null;
+            }));
+        routes.Add(
+            new Route("sys/auth", "auth/?"),
+            (Operation.Read, (_, _, _) =>
+            {
+                var data = new JsonObject
+                {
+                    ["token/"] = new JsonObject
+                    {
+                        ["type"] = "token",
+                        ["description"] = "token based credentials",
+                        ["accessor"] = "auth_token",
+                        ["local"] = false,
+                        ["seal_wrap"] = false,
+                        ["options"] = null,
+                    },
+                };
+                return Task.FromResult<KmsResponse?>(new KmsResponse { Data = data, MergeDataToTopLevel = true });
+            }));
+        routes.Add(
+            new Route("sys/internal/ui/mounts/path", "internal/ui/mounts/(?<path>.+)") { HandlerAuthorizes = true },
+            (Operation.Read, (r, m, _) =>
+            {
+                var resolved = r.RequireState().Mounts.Resolve(m["path"]) ?? throw KmsException.BadRequest("no mount serves this path");
+                var data = resolved.Entry.ToJson();
+                data["path"] = resolved.Entry.Path;
+                return Task.FromResult<KmsResponse?>(KmsResponse.WithData(data));
+            }));
+    }
+}

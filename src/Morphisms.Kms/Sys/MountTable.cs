@@ -1,0 +1,170 @@
+using System.Collections.Immutable;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Kv;
+
+namespace Morphisms.Kms.Sys;
+
+/// <summary>One mounted secrets engine.</summary>
+/// <param name="Path">The mount path with trailing slash.</param>
+/// <param name="Type">The engine type (<c>kv</c>).</param>
+/// <param name="Uuid">Names the engine's storage prefix, so a remount never sees another mount's data.</param>
+/// <param name="Accessor">Vault's mount accessor.</param>
+/// <param name="Description">Free text.</param>
+/// <param name="Options">Engine options (<c>version</c>).</param>
+internal sealed record MountEntry(string Path, string Type, string Uuid, string Accessor, string Description, Dictionary<string, string> Options)
+{
+    /// <summary>The sys/mounts representation.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["accessor"] = Accessor,
+        ["config"] = new JsonObject { ["default_lease_ttl"] = 0, ["max_lease_ttl"] = 0, ["force_no_cache"] = false },
+        ["description"] = Description,
+        ["external_entropy_access"] = false,
+        ["local"] = false,
+        ["options"] = JsonValues.StringMap(Options),
+        ["seal_wrap"] = false,
+        ["type"] = Type,
+        ["uuid"] = Uuid,
+    };
+}
+
+/// <summary>The secrets engines mounted under the barrier at <c>core/mounts</c>; paths resolve by longest prefix.</summary>
+internal sealed class MountTable
+{
+    /// <summary>Where the table is stored.</summary>
+    public const string StoragePath = "core/mounts";
+
+    private static readonly string[] Reserved = ["sys/", "auth/", "cubbyhole/", "identity/", "audit/"];
+    private readonly ISecureStorage _storage;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private ImmutableDictionary<string, (MountEntry Entry, KvV2Backend Backend)> _mounts = ImmutableDictionary<string, (MountEntry, KvV2Backend)>.Empty;
+
+    public MountTable(ISecureStorage storage, TimeProvider time)
+    {
+        _storage = storage;
+        _time = time;
+    }
+
+    /// <summary>The mounted engines.</summary>
+    public IEnumerable<MountEntry> Entries => _mounts.Values.Select(m => m.Entry).OrderBy(e => e.Path, StringComparer.Ordinal);
+
+    /// <summary>The table written at init: KV v2 at <c>secret/</c>.</summary>
+    public static List<MountEntry> Initial() => [NewEntry("secret/", "kv", "key/value secret storage")];
+
+    /// <summary>Loads the table and creates the backends.</summary>
+    public async Task LoadAsync(CancellationToken ct)
+    {
+        var entries = await _storage.GetJsonAsync<List<MountEntry>>(StoragePath, ct).ConfigureAwait(false) ?? [];
+        _mounts = entries.ToImmutableDictionary(e => e.Path, e => (e, CreateBackend(e)), StringComparer.Ordinal);
+    }
+
+    /// <summary>The engine serving <paramref name="path"/> and its mount path, by longest prefix.</summary>
+    public (MountEntry Entry, ILogicalBackend Backend)? Resolve(string path)
+    {
+        var mounts = _mounts;
+        (MountEntry, ILogicalBackend)? best = null;
+        var bestLength = -1;
+        foreach (var (mountPath, m) in mounts)
+        {
+            if ((path.StartsWith(mountPath, StringComparison.Ordinal) || path + "/" == mountPath) && mountPath.Length > bestLength)
+            {
+                best = (m.Entry, m.Backend);
+                bestLength = mountPath.Length;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>The mount at exactly <paramref name="path"/>, or null.</summary>
+    public MountEntry? Get(string path) => _mounts.TryGetValue(NormalizePath(path), out var m) ? m.Entry : null;
+
+    /// <summary>Mounts a new engine.</summary>
+    public async Task MountAsync(string path, string type, string description, Dictionary<string, string> options, CancellationToken ct)
+    {
+        path = NormalizePath(path);
+        if (Reserved.Any(r => path.StartsWith(r, StringComparison.Ordinal) || r.StartsWith(path, StringComparison.Ordinal)))
+        {
+            throw KmsException.BadRequest($"cannot mount at '{path}': the path is reserved");
+        }
+
+        var (engineType, version) = (type, options.GetValueOrDefault("version")) switch
+        {
+            ("kv-v2", _) or ("kv", "2") => ("kv", "2"),
+            ("kv", null or "" or "1") => throw KmsException.BadRequest("KV version 1 is not supported: mount with options {\"version\": \"2\"} or type kv-v2"),
+            _ => throw KmsException.BadRequest($"unsupported secrets engine type '{type}': this KMS serves kv (version 2)"),
+        };
+
+        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (_mounts.Keys.FirstOrDefault(p => p.StartsWith(path, StringComparison.Ordinal) || path.StartsWith(p, StringComparison.Ordinal)) is { } clash)
+            {
+                throw KmsException.BadRequest($"path is already in use at {clash}");
+            }
+
+            var entry = NewEntry(path, engineType, description) with { Options = new() { ["version"] = version } };
+            var next = _mounts.Add(path, (entry, CreateBackend(entry)));
+            await _storage.PutJsonAsync(StoragePath, next.Values.Select(m => m.Entry).ToList(), ct).ConfigureAwait(false);
+            _mounts = next;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>Unmounts an engine and deletes all of its data in the same transaction.</summary>
+    public async Task UnmountAsync(string path, CancellationToken ct)
+    {
+        path = NormalizePath(path);
+        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (!_mounts.TryGetValue(path, out var m))
+            {
+                return;
+            }
+
+            var next = _mounts.Remove(path);
+            var prefix = StoragePrefix(m.Entry);
+            var ops = (await _storage.ListRecursiveAsync(prefix, ct).ConfigureAwait(false)).Select(k => (prefix + k, (byte[]?)null)).ToList();
+            ops.Add((StoragePath, SecureStorageJson.ToJson(next.Values.Select(v => v.Entry).ToList())));
+            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            _mounts = next;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>Normalises a mount path to <c>a/b/</c> and validates it.</summary>
+    public static string NormalizePath(string path)
+    {
+        var p = path.Trim('/');
+        if (p.Length == 0 || p.Length > 256 || p.Split('/').Any(s => s is "" or "." or "..")
+            || !p.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/'))
+        {
+            throw KmsException.BadRequest("invalid mount path: use letters, digits, '-', '_', '.' and '/' segments");
+        }
+
+        return p + "/";
+    }
+
+    private KvV2Backend CreateBackend(MountEntry entry) => new(new PrefixedStorage(_storage, StoragePrefix(entry)), _time);
+
+    private static string StoragePrefix(MountEntry entry) => "logical/" + entry.Uuid + "/";
+
+    private static MountEntry NewEntry(string path, string type, string description) => new(
+        path,
+        type,
+        Guid.NewGuid().ToString(),
+        type + "_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4)),
+        description,
+        new() { ["version"] = "2" });
+}

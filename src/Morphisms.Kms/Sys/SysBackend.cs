@@ -1,0 +1,27 @@
+using Morphisms.Kms.Audit;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Metrics;
+using Morphisms.Kms.Policies;
+using Morphisms.Kms.Seal;
+
+namespace Morphisms.Kms.Sys;
+
+/// <summary>The <c>sys/</c> mount: its routes come from each feature's own route group.</summary>
+internal sealed class SysBackend : ILogicalBackend
+{
+    public SysBackend(KmsCore core, KmsMetrics metrics)
+    {
+        SealRoutes.Register(Routes, core);
+        PolicyRoutes.Register(Routes);
+        MountRoutes.Register(Routes);
+        CapabilityRoutes.Register(Routes);
+        AuditRoutes.Register(Routes);
+        MetricsRoutes.Register(Routes, core, metrics);
+    }
+
+    /// <inheritdoc />
+    public string Type => "system";
+
+    /// <inheritdoc />
+    public RouteTable Routes { get; } = new();
+}

@@ -1,0 +1,66 @@
+using Morphisms.Kms.Audit;
+
+namespace Morphisms.Kms.Tests.Audit;
+
+public sealed class AuditIntegrationTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kms-audit-it-").FullName;
+
+    [Fact]
+    public async Task The_log_records_requests_without_secrets_and_verifies()
+    {
+        var log = Path.Combine(_dir, "audit.log");
+        var storage = "sqlite:" + Path.Combine(_dir, "kms.db");
+        string child;
+        List<string> keys;
+        string root;
+        await using (var kms = await TestKms.StartAsync(o => o with { AuditLogPath = log }, storage))
+        {
+            await kms.InitAsync(1, 1);
+            await kms.UnsealAsync();
+            (root, keys) = (kms.RootToken, kms.Keys.ToList());
+            var c = kms.Client;
+            child = (await c.PostAsync("auth/token/create", new { ttl = "1h", policies = new[] { "default" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+            (await c.PostAsync("secret/data/db", new { data = new { password = "correct-horse-battery" } })).Expect(200);
+            (await c.GetAsync("secret/data/db")).Expect(200);
+            (await c.GetAsync("secret/data/db", "hvs.wrong")).Expect(403);
+
+            var text = await File.ReadAllTextAsync(log);
+            Assert.DoesNotContain("correct-horse-battery", text, StringComparison.Ordinal);
+            Assert.DoesNotContain(root, text, StringComparison.Ordinal);
+            Assert.DoesNotContain(child, text, StringComparison.Ordinal);
+            Assert.DoesNotContain("hvs.wrong", text, StringComparison.Ordinal);
+            Assert.Contains("\"path\":\"secret/data/db\"", text, StringComparison.Ordinal);
+            Assert.Contains("\"error\":\"permission denied\"", text, StringComparison.Ordinal);
+
+            // An operator can find a known value by its HMAC, without the log revealing it.
+            var hash = (await c.PostAsync("sys/audit-hash/file", new { input = "correct-horse-battery" })).Expect(200).Data["hash"]!.GetValue<string>();
+            Assert.StartsWith("hmac-sha256:", hash, StringComparison.Ordinal);
+            Assert.Contains(hash, text, StringComparison.Ordinal);
+            Assert.Contains((await c.PostAsync("sys/audit-hash/file", new { input = child })).Data["hash"]!.GetValue<string>(), text, StringComparison.Ordinal);
+
+            var verified = (await c.PostAsync("sys/audit-verify")).Expect(200).Data;
+            Assert.True(verified["valid"]!.GetValue<bool>(), verified.ToJsonString());
+            Assert.True(verified["macs_checked"]!.GetValue<bool>());
+            Assert.Equal("file", (await c.GetAsync("sys/audit")).Expect(200).Data["file/"]!["type"]!.GetValue<string>());
+            (await c.PostAsync("sys/audit-verify", token: child)).Expect(403);
+        }
+
+        // After a restart the chain continues in the same file.
+        var entriesBefore = AuditLogVerifier.Verify(log).Entries;
+        await using (var again = await TestKms.StartAsync(o => o with { AuditLogPath = log }, storage))
+        {
+            again.Keys.AddRange(keys);
+            again.Client.Token = root;
+            await again.UnsealAsync();
+            (await again.Client.GetAsync("secret/data/db")).Expect(200);
+        }
+
+        var result = AuditLogVerifier.Verify(log);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.True(result.Entries > entriesBefore);
+        Assert.Contains("\"notice\":\"sealed\"", await File.ReadAllTextAsync(log), StringComparison.Ordinal);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}

@@ -1,0 +1,142 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Time.Testing;
+using Morphisms.Kms.Audit;
+
+namespace Morphisms.Kms.Tests.Audit;
+
+public sealed class AuditLogTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kms-audit-").FullName;
+    private readonly AuditKeys _keys = AuditKeys.Derive(RandomNumberGenerator.GetBytes(32));
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
+
+    private string LogPath => Path.Combine(_dir, "audit.log");
+
+    [Fact]
+    public void An_untouched_log_verifies_with_and_without_the_key()
+    {
+        Write(5);
+        var withoutKey = AuditLogVerifier.Verify(LogPath);
+        var withKey = AuditLogVerifier.Verify(LogPath, _keys.ChainKey);
+
+        Assert.True(withoutKey.Valid, string.Join("; ", withoutKey.Problems));
+        Assert.False(withoutKey.MacsChecked);
+        Assert.True(withKey.Valid, string.Join("; ", withKey.Problems));
+        Assert.True(withKey.MacsChecked);
+        Assert.Equal(5, withKey.Entries);
+        Assert.Equal(5, withKey.LastSequence);
+        Assert.True(AuditLogVerifier.Verify(LogPath, _keys.ChainKey, withKey.LastHash).Valid);
+    }
+
+    [Fact]
+    public void An_edited_entry_is_detected()
+    {
+        Write(4);
+        var lines = File.ReadAllLines(LogPath);
+        lines[1] = lines[1].Replace("\"n\":1", "\"n\":7", StringComparison.Ordinal);
+        File.WriteAllLines(LogPath, lines);
+
+        var result = AuditLogVerifier.Verify(LogPath);
+        Assert.False(result.Valid);
+        Assert.Contains(result.Problems, p => p.StartsWith("line 2 was modified", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_removed_or_reordered_entry_is_detected()
+    {
+        Write(4);
+        var lines = File.ReadAllLines(LogPath).ToList();
+        File.WriteAllLines(LogPath, lines.Where((_, i) => i != 1));
+        var removed = AuditLogVerifier.Verify(LogPath);
+        Assert.Contains(removed.Problems, p => p.Contains("has sequence 3, expected 2", StringComparison.Ordinal));
+        Assert.Contains(removed.Problems, p => p.Contains("does not chain", StringComparison.Ordinal));
+
+        File.WriteAllLines(LogPath, [lines[0], lines[2], lines[1], lines[3]]);
+        Assert.False(AuditLogVerifier.Verify(LogPath).Valid);
+    }
+
+    [Fact]
+    public void A_rechained_forgery_passes_the_hash_check_but_not_the_mac_check()
+    {
+        Write(3);
+
+        // An attacker without the key edits line 2 and recomputes every hash after it.
+        var lines = File.ReadAllLines(LogPath);
+        var prev = AuditChain.Genesis;
+        var forged = new List<string>();
+        for (var i = 0; i < lines.Length; i++)
+        {
+            Assert.True(AuditChain.TrySplit(lines[i], out var body, out _, out var mac));
+            var json = JsonNode.Parse(body + "}")!.AsObject();
+            json["prev"] = prev;
+            if (i == 1)
+            {
+                json["n"] = 99;
+            }
+
+            var text = json.ToJsonString();
+            var newBody = text[..^1];
+            var hash = AuditChain.HashBody(newBody);
+            forged.Add(newBody + AuditChain.Suffix(hash, mac));
+            prev = hash;
+        }
+
+        File.WriteAllLines(LogPath, forged);
+        Assert.True(AuditLogVerifier.Verify(LogPath).Valid);
+        var withKey = AuditLogVerifier.Verify(LogPath, _keys.ChainKey);
+        Assert.False(withKey.Valid);
+        Assert.Contains(withKey.Problems, p => p.Contains("invalid MAC", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_wrong_key_or_a_truncated_tail_is_reported()
+    {
+        Write(3);
+        var full = AuditLogVerifier.Verify(LogPath);
+        Assert.False(AuditLogVerifier.Verify(LogPath, AuditKeys.Derive(new byte[32]).ChainKey).Valid);
+
+        var lines = File.ReadAllLines(LogPath);
+        File.WriteAllLines(LogPath, lines[..2]);
+        Assert.True(AuditLogVerifier.Verify(LogPath).Valid);
+        var truncated = AuditLogVerifier.Verify(LogPath, _keys.ChainKey, full.LastHash);
+        Assert.False(truncated.Valid);
+        Assert.Contains(truncated.Problems, p => p.Contains("truncated", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Reopening_continues_the_chain_and_a_torn_tail_is_cut_and_noted()
+    {
+        Write(2);
+        const string torn = "{\"seq\":3,\"time\":\"2026-";
+        File.AppendAllText(LogPath, torn);
+        Write(2);
+
+        var text = File.ReadAllText(LogPath);
+        Assert.Contains($"removed a torn entry of {torn.Length} bytes", text, StringComparison.Ordinal);
+        var result = AuditLogVerifier.Verify(LogPath, _keys.ChainKey);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(5, result.Entries);
+    }
+
+    [Fact]
+    public void Values_are_hashed_with_the_value_key_in_vault_notation()
+    {
+        var hash = _keys.Hash("s3cr3t");
+        Assert.StartsWith("hmac-sha256:", hash, StringComparison.Ordinal);
+        Assert.Equal(Convert.ToHexStringLower(HMACSHA256.HashData(_keys.ValueKey, Encoding.UTF8.GetBytes("s3cr3t"))), hash["hmac-sha256:".Length..]);
+        Assert.NotEqual(_keys.ValueKey, _keys.ChainKey);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private void Write(int count)
+    {
+        using var log = AuditLog.Open(LogPath, _keys, _time);
+        for (var i = 0; i < count; i++)
+        {
+            log.Append(new JsonObject { ["type"] = "request", ["n"] = i, ["text"] = "line with \"quotes\" and ,\"hash\":\"" });
+        }
+    }
+}

@@ -1,0 +1,153 @@
+using System.Net.Http.Headers;
+using System.Text;
+
+namespace Morphisms.Kms.Tests.Http;
+
+/// <summary>Malformed input at every writing endpoint: always a 4xx that names the problem, never a 500, never a write.</summary>
+public class BadInputTests
+{
+    private static readonly (string Method, string Path)[] Endpoints =
+    [
+        ("PUT", "sys/init"), ("PUT", "sys/unseal"), ("PUT", "sys/seal"), ("PUT", "sys/rotate"),
+        ("POST", "sys/mounts/fuzz"), ("PUT", "sys/policy/fuzz"), ("PUT", "sys/policies/acl/fuzz"), ("POST", "sys/capabilities-self"),
+        ("POST", "sys/capabilities"), ("POST", "sys/audit-verify"), ("POST", "sys/audit-hash/file"),
+        ("POST", "auth/token/create"), ("POST", "auth/token/create-orphan"), ("POST", "auth/token/lookup"), ("POST", "auth/token/lookup-self"),
+        ("POST", "auth/token/lookup-accessor"), ("POST", "auth/token/renew"), ("POST", "auth/token/renew-self"), ("POST", "auth/token/renew-accessor"),
+        ("POST", "auth/token/revoke"), ("POST", "auth/token/revoke-self"), ("POST", "auth/token/revoke-accessor"), ("POST", "auth/token/revoke-orphan"),
+        ("POST", "secret/config"), ("POST", "secret/data/fuzz"), ("PATCH", "secret/data/fuzz"), ("POST", "secret/metadata/fuzz"),
+        ("POST", "secret/delete/fuzz"), ("POST", "secret/undelete/fuzz"), ("POST", "secret/destroy/fuzz"),
+    ];
+
+    private static readonly byte[][] MalformedBodies =
+    [
+        "{"u8.ToArray(), "}"u8.ToArray(), "[]"u8.ToArray(), "\"text\""u8.ToArray(), "42"u8.ToArray(), "null"u8.ToArray(), "true"u8.ToArray(),
+        "{\"a\":}"u8.ToArray(), "{\"a\" 1}"u8.ToArray(), "{'a': 1}"u8.ToArray(), "{\"a\":1,}"u8.ToArray(), "{\"a\":1}{"u8.ToArray(),
+        "{\"a\":1,\"a\":2}"u8.ToArray(), [0xFF, 0xFE, 0x7B], "{\"a\":\"\\uD800\"x}"u8.ToArray(), "\u0000"u8.ToArray(),
+        Encoding.UTF8.GetBytes(new string('[', 5000)), Encoding.UTF8.GetBytes("{\"a\":" + new string('[', 200) + new string(']', 200) + "}"),
+    ];
+
+    [Fact]
+    public async Task Malformed_json_at_every_endpoint_is_a_400_and_writes_nothing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = null });
+        var before = Snapshot(kms);
+        var statuses = new List<string>();
+        foreach (var (method, path) in Endpoints)
+        {
+            foreach (var body in MalformedBodies)
+            {
+                var (status, text) = await Send(kms, method, path, body, "application/json");
+                Assert.True(status is 400 or 415, $"{method} {path} with {Describe(body)} answered {status}: {text}");
+                Assert.Contains("\"errors\":[\"", text, StringComparison.Ordinal);
+                statuses.Add($"{status}");
+            }
+        }
+
+        Assert.Equal(before, Snapshot(kms));
+        Assert.False(kms.Server.Sealed);
+    }
+
+    [Fact]
+    public async Task Wrong_types_for_known_fields_are_400s_naming_the_field()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var before = Snapshot(kms);
+        var cases = new (string Method, string Path, string Body, string Field)[]
+        {
+            ("POST", "auth/token/create", """{"ttl":[1]}""", "ttl"),
+            ("POST", "auth/token/create", """{"renewable":"maybe"}""", "renewable"),
+            ("POST", "auth/token/create", """{"num_uses":1.5}""", "num_uses"),
+            ("POST", "auth/token/create", """{"explicit_max_ttl":-5}""", "explicit_max_ttl"),
+            ("POST", "auth/token/create", """{"no_parent":{}}""", "no_parent"),
+            ("POST", "auth/token/create", """{"period":"99999999999h"}""", "period"),
+            ("POST", "auth/token/create", """{"explicit_max_ttl":9223372036854775807}""", "explicit_max_ttl"),
+            ("POST", "secret/metadata/x", """{"delete_version_after":"876000000h"}""", "delete_version_after"),
+            ("POST", "auth/token/renew-self", """{"increment":"forever"}""", "increment"),
+            ("POST", "auth/token/lookup", """{"token":{"a":1}}""", "token"),
+            ("PUT", "sys/policies/acl/x", """{"policy":["a"]}""", "policy"),
+            ("POST", "sys/mounts/x", """{"type":"kv","options":"v2"}""", "options"),
+            ("POST", "secret/data/x", """{"data":{"a":1},"options":{"cas":"one"}}""", "cas"),
+            ("POST", "secret/data/x", """{"data":[1,2]}""", "data"),
+            ("POST", "secret/metadata/x", """{"max_versions":-1}""", "max_versions"),
+            ("POST", "secret/metadata/x", """{"custom_metadata":{"a":1}}""", "custom_metadata"),
+            ("POST", "secret/metadata/x", """{"delete_version_after":true}""", "delete_version_after"),
+            ("POST", "secret/config", """{"cas_required":"sometimes"}""", "cas_required"),
+            ("POST", "secret/destroy/x", """{"versions":[{"v":1}]}""", "versions"),
+            ("PUT", "sys/unseal", """{"key":["a"]}""", "key"),
+            ("PUT", "sys/unseal", """{"reset":"later"}""", "reset"),
+            ("PUT", "sys/init", """{"secret_shares":"many","secret_threshold":1}""", "secret_shares"),
+        };
+        foreach (var (method, path, body, field) in cases)
+        {
+            var (status, text) = await Send(kms, method, path, Encoding.UTF8.GetBytes(body), "application/json");
+            Assert.True(status == 400, $"{method} {path} {body} answered {status}: {text}");
+            Assert.Contains($"'{field}'", text, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(before, Snapshot(kms));
+    }
+
+    [Fact]
+    public async Task Oversized_bodies_get_413_with_a_vault_error()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { MaxRequestBodyBytes = 4096 });
+        var before = Snapshot(kms);
+        var big = Encoding.UTF8.GetBytes("{\"data\":{\"v\":\"" + new string('x', 5000) + "\"}}");
+        var (status, text) = await Send(kms, "POST", "secret/data/big", big, "application/json");
+        Assert.Equal(413, status);
+        Assert.Contains("request body too large: the limit is 4096 bytes", text, StringComparison.Ordinal);
+
+        // Without Content-Length (chunked), the limit still holds.
+        using var chunked = new HttpRequestMessage(HttpMethod.Post, "/v1/secret/data/big") { Content = new StreamContent(new MemoryStream(big)) };
+        chunked.Headers.Add("X-Vault-Token", kms.RootToken);
+        chunked.Headers.TransferEncodingChunked = true;
+        using var response = await kms.Client.Http.SendAsync(chunked);
+        Assert.Equal(413, (int)response.StatusCode);
+        Assert.Equal(before, Snapshot(kms));
+    }
+
+    [Fact]
+    public async Task Unknown_paths_methods_and_versions_are_4xx()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        Assert.StartsWith("unsupported path", (await c.GetAsync("sys/nothing-here")).Expect(404).Errors[0], StringComparison.Ordinal);
+        Assert.StartsWith("unsupported path", (await c.GetAsync("auth/token/nothing")).Expect(404).Errors[0], StringComparison.Ordinal);
+        Assert.StartsWith("unsupported operation", (await c.DeleteAsync("sys/init")).Expect(405).Errors[0], StringComparison.Ordinal);
+        Assert.StartsWith("unsupported operation", (await c.GetAsync("auth/token/create")).Expect(405).Errors[0], StringComparison.Ordinal);
+        Assert.StartsWith("unsupported method", (await c.SendAsync("BREW", "secret/data/x")).Expect(405).Errors[0], StringComparison.Ordinal);
+        (await c.SendAsync("OPTIONS", "sys/health")).Expect(405);
+
+        using var v2 = await c.Http.GetAsync("/v2/sys/health");
+        Assert.Equal(404, (int)v2.StatusCode);
+        Assert.Contains("/v1/", await v2.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var root = await c.Http.GetAsync("/");
+        Assert.Equal(404, (int)root.StatusCode);
+
+        Assert.Equal(["response wrapping is not supported"], await WrapError(c));
+    }
+
+    private static async Task<List<string>> WrapError(VaultHttp c)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/secret/data/x");
+        request.Headers.Add("X-Vault-Wrap-TTL", "5m");
+        using var response = await c.Http.SendAsync(request);
+        Assert.Equal(400, (int)response.StatusCode);
+        var body = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        return [.. body["errors"]!.AsArray().Select(e => e!.GetValue<string>())];
+    }
+
+    private static async Task<(int Status, string Text)> Send(TestKms kms, string method, string path, byte[] body, string contentType)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), "/v1/" + path) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = MediaTypeHeaderValue.Parse(contentType);
+        request.Headers.Add("X-Vault-Token", kms.RootToken);
+        using var response = await kms.Client.Http.SendAsync(request);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
+    private static string Snapshot(TestKms kms) =>
+        string.Join("\n", kms.Storage!.Snapshot().OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => e.Key + "=" + Convert.ToHexString(e.Value)));
+
+    private static string Describe(byte[] body) => body.Length > 40 ? $"{body.Length} bytes" : Convert.ToHexString(body);
+}

@@ -1,0 +1,94 @@
+using System.Security.Cryptography.X509Certificates;
+
+namespace Morphisms.Kms.Tests.Http;
+
+public class MetricsAndTlsTests
+{
+    [Fact]
+    public async Task Prometheus_metrics_count_requests_by_route_class_and_show_the_seal()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/private-name", new { data = new { v = 1 } })).Expect(200);
+        (await c.GetAsync("secret/data/private-name")).Expect(200);
+        (await c.GetAsync("sys/metrics?format=prometheus", "")).Expect(403);
+        var text = (await c.GetAsync("sys/metrics?format=prometheus")).Expect(200).Raw;
+
+        Assert.Contains("kms_http_requests_total{class=\"kv/data\",method=\"POST\",code=\"200\"} 1", text, StringComparison.Ordinal);
+        Assert.Contains("kms_http_requests_total{class=\"kv/data\",method=\"GET\",code=\"200\"} 1", text, StringComparison.Ordinal);
+        Assert.Contains("kms_http_request_duration_seconds_bucket{class=\"kv/data\",le=\"+Inf\"} 2", text, StringComparison.Ordinal);
+        Assert.Contains("kms_http_request_duration_seconds_count{class=\"sys/unseal\"}", text, StringComparison.Ordinal);
+        Assert.Contains("kms_sealed 0", text, StringComparison.Ordinal);
+        Assert.Contains("# TYPE kms_http_request_duration_seconds histogram", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("private-name", text, StringComparison.Ordinal);
+        Assert.Contains("format", (await c.GetAsync("sys/metrics?format=json")).Expect(400).Errors[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Metrics_can_be_served_without_a_token_even_while_sealed()
+    {
+        await using var kms = await TestKms.StartAsync(o => o with { UnauthenticatedMetrics = true });
+        var text = (await kms.Client.GetAsync("sys/metrics")).Expect(200).Raw;
+        Assert.Contains("kms_sealed 1", text, StringComparison.Ordinal);
+        Assert.Contains("kms_initialized 0", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Self_signed_tls_serves_the_api_to_a_client_that_pins_the_certificate()
+    {
+        await using var server = new KmsServer(new KmsServerOptions { Listen = "127.0.0.1:0", Storage = "inmem", Tls = KmsTlsOptions.SelfSigned, WarningWriter = TextWriter.Null });
+        await server.StartAsync();
+        Assert.Equal("https", server.BaseAddress!.Scheme);
+        var pinned = server.TlsCertificate!.GetCertHashString();
+
+        using var handler = new HttpClientHandler
+        {
+            ServerCertificateCustomValidationCallback = (_, cert, _, errors) => cert is not null && cert.GetCertHashString() == pinned,
+        };
+        using var http = new HttpClient(handler) { BaseAddress = server.BaseAddress };
+        var response = await http.GetAsync("/v1/sys/health");
+        Assert.Equal(501, (int)response.StatusCode);
+
+        using var strict = new HttpClient { BaseAddress = server.BaseAddress };
+        await Assert.ThrowsAsync<HttpRequestException>(() => strict.GetAsync("/v1/sys/health"));
+        Assert.Contains(server.TlsCertificate.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateIPAddresses(), ip => ip.ToString() == "127.0.0.1");
+    }
+
+    [Fact]
+    public async Task Tls_from_pem_files_serves_the_given_certificate()
+    {
+        var dir = Directory.CreateTempSubdirectory("kms-tls-").FullName;
+        try
+        {
+            using var key = System.Security.Cryptography.ECDsa.Create();
+            var request = new CertificateRequest("CN=kms.test", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+            using var cert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+            var certFile = Path.Combine(dir, "cert.pem");
+            var keyFile = Path.Combine(dir, "key.pem");
+            await File.WriteAllTextAsync(certFile, cert.ExportCertificatePem());
+            await File.WriteAllTextAsync(keyFile, key.ExportPkcs8PrivateKeyPem());
+
+            await using var server = new KmsServer(new KmsServerOptions { Listen = "127.0.0.1:0", Storage = "inmem", Tls = KmsTlsOptions.FromFiles(certFile, keyFile), WarningWriter = TextWriter.Null });
+            await server.StartAsync();
+            string? seen = null;
+            using var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = (_, c, _, _) => (seen = c?.Thumbprint) is not null };
+            using var http = new HttpClient(handler) { BaseAddress = server.BaseAddress };
+            Assert.Equal(501, (int)(await http.GetAsync("/v1/sys/health")).StatusCode);
+            Assert.Equal(cert.Thumbprint, seen);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Plain_http_is_refused_off_loopback_and_bad_options_are_named()
+    {
+        Assert.Contains("non-loopback", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Listen = "0.0.0.0:0", Storage = "inmem" })).Message, StringComparison.Ordinal);
+        Assert.Contains("HOST:PORT", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Listen = "8200", Storage = "inmem" })).Message, StringComparison.Ordinal);
+        Assert.Contains("IP address", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Listen = "example.org:8200", Storage = "inmem" })).Message, StringComparison.Ordinal);
+        Assert.Contains("unsupported storage", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Storage = "redis:x" })).Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Storage = "inmem", Tls = new KmsTlsOptions(KmsTlsMode.Files) }));
+    }
+}

@@ -1,0 +1,82 @@
+namespace Morphisms.Kms.Tests.Http;
+
+public class PolicyApiTests
+{
+    [Fact]
+    public async Task Policies_are_written_read_listed_and_deleted_in_both_api_shapes()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        const string text = "path \"secret/data/a/*\" {\n  capabilities = [\"read\"]\n}\n";
+        (await c.PutAsync("sys/policies/acl/Team-A", new { policy = text })).Expect(204);
+
+        var acl = (await c.GetAsync("sys/policies/acl/team-a")).Expect(200).Data;
+        Assert.Equal("team-a", acl["name"]!.GetValue<string>());
+        Assert.Equal(text, acl["policy"]!.GetValue<string>());
+        var legacy = (await c.GetAsync("sys/policy/team-a")).Expect(200).Body!;
+        Assert.Equal(text, legacy["rules"]!.GetValue<string>());
+        Assert.Equal(text, legacy["data"]!["rules"]!.GetValue<string>());
+
+        var names = (await c.ListAsync("sys/policies/acl")).Expect(200).Data["keys"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
+        Assert.Equal(["default", "root", "team-a"], names);
+        var all = (await c.GetAsync("sys/policy")).Expect(200).Body!["policies"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
+        Assert.Equal(names, all);
+
+        (await c.PutAsync("sys/policy/sgx-app/signer", new { rules = text })).Expect(204);
+        (await c.GetAsync("sys/policy/sgx-app/signer")).Expect(200);
+
+        (await c.DeleteAsync("sys/policies/acl/team-a")).Expect(204);
+        (await c.GetAsync("sys/policies/acl/team-a")).Expect(404);
+        Assert.Equal(["cannot delete \"default\" policy"], (await c.DeleteAsync("sys/policy/default")).Expect(400).Errors);
+        Assert.Equal(["cannot delete \"root\" policy"], (await c.DeleteAsync("sys/policy/root")).Expect(400).Errors);
+        Assert.Equal(["cannot update \"root\" policy"], (await c.PutAsync("sys/policy/root", new { policy = text })).Expect(400).Errors);
+    }
+
+    [Fact]
+    public async Task Invalid_policies_are_refused_with_the_line_and_nothing_is_stored()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        var bad = (await c.PutAsync("sys/policies/acl/bad", new { policy = "path \"a\" {\n  capabilities = [\"read\", \"fly\"]\n}" })).Expect(400);
+        Assert.Equal(["failed to parse policy: line 2: path \"a\": invalid capability \"fly\""], bad.Errors);
+        (await c.GetAsync("sys/policies/acl/bad")).Expect(404);
+        Assert.Contains("'policy'", (await c.PutAsync("sys/policies/acl/bad", new { })).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.Contains("invalid policy name", (await c.PutAsync("sys/policies/acl/bad%20name", new { policy = "path \"a\" { capabilities = [\"read\"] }" })).Expect(400).Errors[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_token_gets_exactly_what_its_policies_grant()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("sys/policies/acl/writer", new
+        {
+            policy = """
+                path "secret/data/app/*" { capabilities = ["create", "read"] }
+                path "secret/data/app/locked" { capabilities = ["deny"] }
+                path "secret/metadata/app/" { capabilities = ["list"] }
+                path "sys/seal" { capabilities = ["update"] }
+                """,
+        })).Expect(204);
+        var token = (await c.PostAsync("auth/token/create", new { policies = new[] { "writer" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+        // create, but not update: the second write to the same key needs "update".
+        (await c.PostAsync("secret/data/app/one", new { data = new { a = "1" } }, token)).Expect(200);
+        Assert.Equal(["permission denied"], (await c.PostAsync("secret/data/app/one", new { data = new { a = "2" } }, token)).Expect(403).Errors);
+        (await c.GetAsync("secret/data/app/one", token)).Expect(200);
+        (await c.DeleteAsync("secret/data/app/one", token)).Expect(403);
+        (await c.PostAsync("secret/data/app/locked", new { data = new { a = "1" } }, token)).Expect(403);
+        (await c.PostAsync("secret/data/other", new { data = new { a = "1" } }, token)).Expect(403);
+        (await c.ListAsync("secret/metadata/app", token)).Expect(200);
+        (await c.GetAsync("sys/policies/acl/writer", token)).Expect(403);
+
+        // sys/seal is root-protected: update without sudo is not enough.
+        (await c.PutAsync("sys/seal", token: token)).Expect(403);
+        Assert.False(kms.Server.Sealed);
+
+        var caps = (await c.PostAsync("sys/capabilities-self", new { paths = new[] { "secret/data/app/x", "secret/data/app/locked", "sys/seal" } }, token)).Expect(200).Data;
+        Assert.Equal(["create", "read"], caps["secret/data/app/x"]!.AsArray().Select(n => n!.GetValue<string>()));
+        Assert.Equal(["deny"], caps["secret/data/app/locked"]!.AsArray().Select(n => n!.GetValue<string>()));
+        Assert.Equal(["root"], (await c.PostAsync("sys/capabilities-self", new { paths = new[] { "x" } })).Expect(200).Data["x"]!.AsArray().Select(n => n!.GetValue<string>()));
+    }
+}
