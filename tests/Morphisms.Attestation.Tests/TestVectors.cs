@@ -30,6 +30,19 @@ public static class TestVectors
             return env;
         }
 
+        var repositoryRoot = typeof(TestVectors).Assembly
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .OfType<System.Reflection.AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "RepositoryRoot")?.Value;
+        if (repositoryRoot is not null)
+        {
+            var beside = System.IO.Path.GetFullPath(System.IO.Path.Combine(repositoryRoot, "..", "shared", "testvectors"));
+            if (Directory.Exists(beside))
+            {
+                return beside;
+            }
+        }
+
         // Walk up from the test binary to the repository root, then look beside it.
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
