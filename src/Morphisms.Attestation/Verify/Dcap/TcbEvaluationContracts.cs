@@ -11,7 +11,14 @@ public sealed record PlatformTcb(byte[] Fmspc, byte[] PceId, byte[] SgxTcbCompon
 /// <param name="TeeTcbSvn">TEE_TCB_SVN, 16 bytes (byte 0 = TDX module ISV SVN, byte 1 = module major version).</param>
 /// <param name="MrSignerSeam">MRSIGNERSEAM, 48 bytes.</param>
 /// <param name="SeamAttributes">SEAMATTRIBUTES, 8 bytes.</param>
-public sealed record TdxTcb(byte[] TeeTcbSvn, byte[] MrSignerSeam, byte[] SeamAttributes);
+public sealed record TdxTcb(byte[] TeeTcbSvn, byte[] MrSignerSeam, byte[] SeamAttributes)
+{
+    /// <summary>
+    /// TEE_TCB_SVN2 of a TD report 1.5 (quote v5 body type 3), 16 bytes; null for TD report 1.0.
+    /// Intel's algorithm uses it to tell a TD that only needs a relaunch from an out-of-date one.
+    /// </summary>
+    public byte[]? TeeTcbSvn2 { get; init; }
+}
 
 /// <summary>The identity of the quoting enclave, from the QE report inside the quote.</summary>
 /// <param name="MrSigner">MRSIGNER, 32 bytes.</param>
@@ -45,4 +52,7 @@ public sealed record TcbEvaluation
 
     /// <summary>tcbDate of the matched platform level.</summary>
     public DateTimeOffset? TcbDate { get; init; }
+
+    /// <summary>Id of the TDX module identity used (<c>TDX_01</c>, <c>TDX_03</c>, …); null for SGX and for module major version 0.</summary>
+    public string? TdxModuleIdentityId { get; init; }
 }
