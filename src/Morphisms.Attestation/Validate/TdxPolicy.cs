@@ -1,0 +1,54 @@
+namespace Morphisms.Attestation.Validate;
+
+/// <summary>
+/// What a TDX trust domain must be for a relying party to accept it (appraisal, after the quote was
+/// verified authentic). Unset expectations are not checked. The defaults refuse a debug TD and accept
+/// only an UpToDate TCB.
+/// </summary>
+public sealed record TdxPolicy
+{
+    /// <summary>The default policy: debug refused, UpToDate TCB only, no reference values.</summary>
+    public static TdxPolicy Default { get; } = new();
+
+    /// <summary>Acceptable MRTD values (48 bytes each); null accepts any.</summary>
+    public IReadOnlyList<byte[]>? MrTds { get; init; }
+
+    /// <summary>Expected RTMR0 (48 bytes, firmware); null accepts any.</summary>
+    public byte[]? Rtmr0 { get; init; }
+
+    /// <summary>Expected RTMR1 (48 bytes, OS loader and kernel); null accepts any.</summary>
+    public byte[]? Rtmr1 { get; init; }
+
+    /// <summary>Expected RTMR2 (48 bytes, command line and initrd); null accepts any.</summary>
+    public byte[]? Rtmr2 { get; init; }
+
+    /// <summary>Expected RTMR3 (48 bytes, runtime); null accepts any.</summary>
+    public byte[]? Rtmr3 { get; init; }
+
+    /// <summary>Expected MRCONFIGID (48 bytes); null accepts any.</summary>
+    public byte[]? MrConfigId { get; init; }
+
+    /// <summary>Expected MROWNER (48 bytes); null accepts any.</summary>
+    public byte[]? MrOwner { get; init; }
+
+    /// <summary>Expected MROWNERCONFIG (48 bytes); null accepts any.</summary>
+    public byte[]? MrOwnerConfig { get; init; }
+
+    /// <summary>Expected REPORTDATA (up to 64 bytes; a shorter value must be followed by zeros); null accepts any.</summary>
+    public byte[]? ReportData { get; init; }
+
+    /// <summary>Accept a TD with TD_ATTRIBUTES.DEBUG set. Off by default: the host can read a debug TD's state.</summary>
+    public bool AllowDebug { get; init; }
+
+    /// <summary>
+    /// TCB statuses to accept (Intel's names, see <see cref="Collateral.TcbStatus"/>). Default: UpToDate only.
+    /// Accepting another status turns it into a warning instead of a failure.
+    /// </summary>
+    public IReadOnlyCollection<string> AcceptedTcbStatuses { get; init; } = DcapTcbPolicy.DefaultStatuses;
+
+    /// <summary>When set, every advisory ID of the matched TCB levels must be in this list; null accepts any.</summary>
+    public IReadOnlyCollection<string>? AcceptedAdvisoryIds { get; init; }
+
+    /// <summary>The expected RTMRs in index order (null entries accept any).</summary>
+    internal IReadOnlyList<byte[]?> Rtmrs => [Rtmr0, Rtmr1, Rtmr2, Rtmr3];
+}
