@@ -1,0 +1,39 @@
+using Morphisms.Attestation.Simulated;
+
+namespace Morphisms.Attestation.Tests.Simulated;
+
+public sealed class SimulatedAuthorityTests
+{
+    [Fact]
+    public void LoadOrCreate_persists_one_root_per_installation_with_private_permissions()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-sim-").FullName;
+        try
+        {
+            string fingerprint;
+            using (var first = SimulatedTeeAuthority.LoadOrCreate(dir, TimeProvider.System))
+            {
+                fingerprint = first.Fingerprint;
+            }
+
+            using var second = SimulatedTeeAuthority.LoadOrCreate(dir, TimeProvider.System);
+            Assert.Equal(fingerprint, second.Fingerprint);
+            var file = Assert.Single(Directory.GetFiles(dir));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Two_installations_have_different_roots()
+    {
+        using var a = SimulatedTeeAuthority.Create(TimeProvider.System);
+        using var b = SimulatedTeeAuthority.Create(TimeProvider.System);
+        Assert.NotEqual(a.Fingerprint, b.Fingerprint);
+        Assert.True(a.AmdRoots.Simulated);
+        Assert.True(a.IntelRoot.Simulated);
+    }
+}
