@@ -1,1 +1,3 @@
-﻿Console.WriteLine("Hello, World!");
+using Morphisms.Cli;
+
+return await MorphCli.RunAsync(args, Console.Out, Console.Error);

@@ -1,0 +1,36 @@
+using System.CommandLine;
+using Morphisms.Cli.Commands.Evidence;
+
+namespace Morphisms.Cli;
+
+/// <summary>Builds the <c>morph</c> command tree and runs it, mapping parse errors to exit code 2.</summary>
+public static class MorphCli
+{
+    /// <summary>Creates the root command with every subcommand.</summary>
+    public static RootCommand CreateRootCommand(TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand("Morphisms: confidential serverless functions in TEEs (SEV-SNP, SGX, TDX).");
+        root.Subcommands.Add(EvidenceCommand.Create(stdout, stderr));
+        return root;
+    }
+
+    /// <summary>Parses and runs <paramref name="args"/>; usage errors print to stderr and return 2.</summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = CreateRootCommand(stdout, stderr);
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var error in parsed.Errors)
+            {
+                await stderr.WriteLineAsync($"morph: {error.Message}");
+            }
+
+            await stderr.WriteLineAsync("Run 'morph --help' for usage.");
+            return ExitCodes.UsageOrInput;
+        }
+
+        var configuration = new InvocationConfiguration { Output = stdout, Error = stderr };
+        return await parsed.InvokeAsync(configuration);
+    }
+}
