@@ -5,6 +5,9 @@ set -euo pipefail
 
 need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The KMS is tested with a Vault client written by others (npm node-vault).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
