@@ -139,14 +139,8 @@ public sealed class SimulatedRoundTripTests(SimulatedFixture fixture) : IClassFi
         {
             Tee = TeeType.Sgx,
             Evidence = quote,
-            Collateral = new FixedCollateral(collateral),
+            Collateral = new FixedCollateralSource(collateral),
             Anchors = anchors,
             ExpectedMeasurement = expected,
         });
-
-    private sealed class FixedCollateral(DcapCollateral collateral) : ICollateralSource
-    {
-        public ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default) =>
-            ValueTask.FromResult<DcapCollateral?>(collateral);
-    }
 }

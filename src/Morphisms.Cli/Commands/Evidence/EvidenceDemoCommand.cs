@@ -88,7 +88,7 @@ public static class EvidenceDemoCommand
 
             var report = tee.CreateSnpReport(new SimulatedSnpReportRequest { ReportData = reportData, Measurement = snpMeasurement });
             var quote = tee.CreateSgxQuote(new SimulatedSgxQuoteRequest { ReportData = reportData, MrEnclave = mrEnclave });
-            var collateral = new FixedCollateral(tee.CreateSgxCollateral(DateTimeOffset.UtcNow));
+            var collateral = new FixedCollateralSource(tee.CreateSgxCollateral(DateTimeOffset.UtcNow));
             var devAnchors = tee.TrustedWith(TrustAnchors.Vendor);
 
             var snp = new EvidenceVerificationRequest
@@ -169,11 +169,5 @@ public static class EvidenceDemoCommand
                 await stdout.WriteLineAsync($"         {failure}");
             }
         }
-    }
-
-    private sealed class FixedCollateral(DcapCollateral collateral) : ICollateralSource
-    {
-        public ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default) =>
-            ValueTask.FromResult<DcapCollateral?>(collateral);
     }
 }

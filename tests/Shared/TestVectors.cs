@@ -1,4 +1,4 @@
-namespace Morphisms.Cli.Tests;
+namespace Morphisms.Testing;
 
 /// <summary>
 /// Locates the real-hardware test vectors: <c>MORPHISMS_TESTVECTORS</c>, else <c>../shared/testvectors</c>
