@@ -10,9 +10,12 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Morphisms.Kms.Attest;
+using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Metrics;
 using Morphisms.Kms.Seal;
+using Morphisms.Kms.SelfAttestation;
 using Morphisms.Kms.Storage;
 using Morphisms.Kms.Sys;
 using Morphisms.Kms.Tokens;
@@ -55,6 +58,8 @@ public sealed class KmsServer : IAsyncDisposable
         {
             throw new ArgumentException("the request body limit must be between 1 KiB and 64 MiB", nameof(options));
         }
+
+        ValidateAttestation(options.Attestation);
 
         TlsCertificate = LoadCertificate(options.Tls, address, options.TimeProvider, out var chain);
         _core = new KmsCore(storage ?? StorageSpec.Open(options.Storage), options);
@@ -100,6 +105,13 @@ public sealed class KmsServer : IAsyncDisposable
                 "WARNING! dev mode is enabled: the KMS unsealed itself with a single unseal key "
                 + (keyFile is null ? "kept in memory" : $"stored in plain text at {keyFile}")
                 + ". Anyone who can read it controls every secret. Never use dev mode in production.").ConfigureAwait(false);
+        }
+
+        if (_options.Attestation is { TrustSimulatedTee: true, SimulatedTee: { } simulated })
+        {
+            await _warnings.WriteLineAsync(
+                $"WARNING! the KMS accepts evidence from the simulated TEE (root sha256 {simulated.Fingerprint[..16]}…): functions that log in with it "
+                + "prove nothing about TEE hardware, and their tokens say simulated=true. Never trust a simulated TEE in production.").ConfigureAwait(false);
         }
 
         if (_options.Tls.Mode == KmsTlsMode.Disabled)
@@ -164,10 +176,18 @@ public sealed class KmsServer : IAsyncDisposable
             });
         });
 
+        var attestation = _options.Attestation;
+        builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, EmbeddedHostLifetime>();
         builder.Services.AddSingleton(_core);
         builder.Services.AddSingleton<KmsMetrics>();
+        builder.Services.AddSingleton(new KmsIdentity(TlsCertificate, EvidenceProviderOf(attestation)));
+        builder.Services.AddSingleton(new ChallengeStore(_options.TimeProvider, attestation.NonceTtl, attestation.MaxOutstandingNonces));
+        builder.Services.AddSingleton(new LoginAppraiser(attestation, _options.TimeProvider));
+        builder.Services.AddSingleton<IFunctionCertificateIssuer, NoCertificateIssuer>();
         builder.Services.AddSingleton<SysBackend>();
         builder.Services.AddSingleton<TokenBackend>();
+        builder.Services.AddSingleton<AttestBackend>();
+        builder.Services.AddSingleton<FunctionRegistryBackend>();
         builder.Services.AddSingleton<VaultDispatcher>();
 
         var app = builder.Build();
@@ -178,6 +198,33 @@ public sealed class KmsServer : IAsyncDisposable
         app.MapFallback(context => VaultEnvelope.WriteErrorAsync(context, StatusCodes.Status404NotFound, ["unsupported path: the Vault API is served under /v1/"]));
         return app;
     }
+
+    private static void ValidateAttestation(KmsAttestationOptions attestation)
+    {
+        if (attestation.TrustSimulatedTee && attestation.SimulatedTee is null)
+        {
+            throw new ArgumentException("trusting the simulated TEE needs the simulated TEE itself (its roots)", nameof(attestation));
+        }
+
+        if (attestation.NonceTtl < TimeSpan.FromSeconds(1) || attestation.NonceTtl > TimeSpan.FromHours(1))
+        {
+            throw new ArgumentException("the challenge nonce TTL must be between 1 second and 1 hour", nameof(attestation));
+        }
+
+        if (attestation.MaxOutstandingNonces is < 1 or > 1_000_000)
+        {
+            throw new ArgumentException("the outstanding challenge limit must be between 1 and 1000000", nameof(attestation));
+        }
+
+        if (attestation.SimulatedMeasurement is { Length: not 48 })
+        {
+            throw new ArgumentException("the simulated KMS measurement must be 48 bytes", nameof(attestation));
+        }
+    }
+
+    private static IKmsEvidenceProvider? EvidenceProviderOf(KmsAttestationOptions attestation) =>
+        attestation.EvidenceProvider
+        ?? (attestation.SimulatedTee is { } tee ? new SimulatedKmsEvidenceProvider(tee, attestation.SimulatedMeasurement ?? KmsMeasurement.Simulated) : null);
 
     private static (IPAddress Address, int Port) ParseListen(string listen)
     {

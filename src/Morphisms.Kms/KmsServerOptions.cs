@@ -45,6 +45,9 @@ public sealed record KmsServerOptions
     /// <summary>Where warnings for the operator go (dev mode, plain HTTP); standard error by default.</summary>
     public TextWriter? WarningWriter { get; init; }
 
+    /// <summary>Attestation login and self-attestation: trusted roots, the simulated TEE, challenge limits.</summary>
+    public KmsAttestationOptions Attestation { get; init; } = new();
+
     /// <summary>Write ASP.NET Core's own logs (warnings and errors) to the console.</summary>
     public bool ConsoleLogging { get; init; }
 }

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using Morphisms.Kms.Audit;
 using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Functions;
+using Morphisms.Kms.Pki;
 using Morphisms.Kms.Policies;
 using Morphisms.Kms.Storage;
 using Morphisms.Kms.Sys;
@@ -24,8 +26,10 @@ internal sealed class UnsealedState
     private int _leases;
     private bool _closing;
 
-    private UnsealedState(byte[] rootKey, BarrierStorage barrier, TokenStore tokens, PolicyStore policies, MountTable mounts, AuditKeys auditKeys, AuditRecorder? audit, ClusterInfo cluster)
+    private UnsealedState(byte[] rootKey, BarrierStorage barrier, TokenStore tokens, PolicyStore policies, MountTable mounts, AuditKeys auditKeys, AuditRecorder? audit, ClusterInfo cluster, FunctionRegistry functions, KmsRootCa rootCa)
     {
+        Functions = functions;
+        RootCa = rootCa;
         _rootKey = rootKey;
         Barrier = barrier;
         Tokens = tokens;
@@ -57,6 +61,12 @@ internal sealed class UnsealedState
     /// <summary>The cluster's name and id.</summary>
     public ClusterInfo Cluster { get; }
 
+    /// <summary>Registered functions and their reference values.</summary>
+    public FunctionRegistry Functions { get; }
+
+    /// <summary>The KMS root CA (self-attestation binds its certificate).</summary>
+    public KmsRootCa RootCa { get; }
+
     /// <summary>Opens the stores over a decrypted keyring.</summary>
     public static async Task<UnsealedState> OpenAsync(IPhysicalStorage physical, byte[] rootKey, Keyring keyring, KmsServerOptions options, CancellationToken ct)
     {
@@ -72,9 +82,11 @@ internal sealed class UnsealedState
 
         var mounts = new MountTable(barrier, options.TimeProvider);
         await mounts.LoadAsync(ct).ConfigureAwait(false);
+        var rootCa = await KmsRootCa.LoadOrCreateAsync(barrier, cluster.Name, options.TimeProvider, ct).ConfigureAwait(false);
         var audit = options.AuditLogPath is { } path ? new AuditRecorder(AuditLog.Open(path, auditKeys, options.TimeProvider), auditKeys) : null;
         var tokens = new TokenStore(barrier, salt, options.TimeProvider, new TokenStoreOptions(options.DefaultTokenTtl, options.MaxTokenTtl));
-        return new UnsealedState(rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster);
+        var functions = new FunctionRegistry(barrier, options.TimeProvider);
+        return new UnsealedState(rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
     }
 
     /// <summary>Rotates the barrier keyring (<c>sys/rotate</c>).</summary>
@@ -124,6 +136,7 @@ internal sealed class UnsealedState
         Audit?.Dispose();
         Barrier.Keyring.Zero();
         AuditKeys.Zero();
+        RootCa.Dispose();
         CryptographicOperations.ZeroMemory(_rootKey);
     }
 }

@@ -78,6 +78,31 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
         log.Append(entry);
     }
 
+    /// <summary>
+    /// Records a security event of an auth method (an attestation login accepted or refused) with its details in
+    /// plain text: callers pass only non-secret values (names, measurements, reasons) and hash anything else first.
+    /// </summary>
+    public void Event(string type, KmsRequest request, JsonObject details)
+    {
+        var entry = new JsonObject
+        {
+            ["type"] = type,
+            ["request"] = new JsonObject
+            {
+                ["id"] = request.Id,
+                ["operation"] = request.Operation.Name(),
+                ["path"] = request.Path,
+                ["remote_address"] = request.RemoteAddress,
+            },
+        };
+        foreach (var (key, value) in details)
+        {
+            entry[key] = value?.DeepClone();
+        }
+
+        log.Append(entry);
+    }
+
     /// <summary>Records a free-form notice (seal, rotation).</summary>
     public void Notice(string notice) => log.Append(new JsonObject { ["type"] = "notice", ["notice"] = notice });
 

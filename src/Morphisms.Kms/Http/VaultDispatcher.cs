@@ -2,8 +2,10 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using Morphisms.Kms.Attest;
 using Morphisms.Kms.Audit;
 using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Functions;
 using Morphisms.Kms.Metrics;
 using Morphisms.Kms.Sys;
 using Morphisms.Kms.Tokens;
@@ -15,7 +17,8 @@ namespace Morphisms.Kms.Http;
 /// route (404/405), enforce the seal (503), authenticate (403), run the existence check, check the ACL (403),
 /// audit, handle, audit, encode. Only unexpected exceptions become a 500, with no internals in the body.
 /// </summary>
-internal sealed partial class VaultDispatcher(KmsCore core, SysBackend sys, TokenBackend tokens, KmsMetrics metrics, ILogger<VaultDispatcher> logger)
+internal sealed partial class VaultDispatcher(
+    KmsCore core, SysBackend sys, TokenBackend tokens, AttestBackend attest, FunctionRegistryBackend functions, KmsMetrics metrics, ILogger<VaultDispatcher> logger)
 {
     /// <summary>Handles one request.</summary>
     public async Task HandleAsync(HttpContext context)
@@ -185,6 +188,16 @@ internal sealed partial class VaultDispatcher(KmsCore core, SysBackend sys, Toke
         if (path.StartsWith("auth/token/", StringComparison.Ordinal))
         {
             return (tokens, "auth/token/");
+        }
+
+        if (path.StartsWith("auth/attest/", StringComparison.Ordinal))
+        {
+            return (attest, "auth/attest/");
+        }
+
+        if (path.StartsWith("morphisms/", StringComparison.Ordinal))
+        {
+            return (functions, "morphisms/");
         }
 
         if (state is null)

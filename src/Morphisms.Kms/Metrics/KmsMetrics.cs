@@ -13,6 +13,8 @@ internal sealed class KmsMetrics
     private static readonly double[] Buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
     private readonly ConcurrentDictionary<(string Class, string Method, int Code), Counter> _requests = new();
     private readonly ConcurrentDictionary<string, Histogram> _latency = new();
+    private readonly ConcurrentDictionary<(string Tee, string Outcome), Counter> _logins = new();
+    private readonly ConcurrentDictionary<string, Counter> _challenges = new();
 
     /// <summary>Counts one finished request.</summary>
     public void Observe(string pathClass, string method, int status, TimeSpan elapsed)
@@ -21,8 +23,14 @@ internal sealed class KmsMetrics
         _latency.GetOrAdd(pathClass, _ => new Histogram()).Observe(elapsed.TotalSeconds);
     }
 
-    /// <summary>The exposition text; seal state comes from the caller at scrape time.</summary>
-    public string Render(bool initialized, bool isSealed, int unsealProgress)
+    /// <summary>Counts one attestation login by TEE type (<c>snp</c>, <c>sgx</c>, <c>tdx</c>, <c>unknown</c>) and outcome (<c>accepted</c>, <c>refused</c>, <c>invalid</c>).</summary>
+    public void ObserveLogin(string tee, string outcome) => _logins.GetOrAdd((tee, outcome), _ => new Counter()).Increment();
+
+    /// <summary>Counts one challenge request by outcome (<c>issued</c>, <c>refused</c>).</summary>
+    public void ObserveChallenge(string outcome) => _challenges.GetOrAdd(outcome, _ => new Counter()).Increment();
+
+    /// <summary>The exposition text; seal state and outstanding nonces come from the caller at scrape time.</summary>
+    public string Render(bool initialized, bool isSealed, int unsealProgress, int outstandingNonces)
     {
         var sb = new StringBuilder();
         sb.AppendLine("# HELP kms_http_requests_total HTTP requests handled, by route class, method and status code.");
@@ -48,6 +56,23 @@ internal sealed class KmsMetrics
         sb.AppendLine("# HELP kms_unseal_progress Unseal key shares submitted towards the threshold.");
         sb.AppendLine("# TYPE kms_unseal_progress gauge");
         sb.Append(CultureInfo.InvariantCulture, $"kms_unseal_progress {unsealProgress}\n");
+        sb.AppendLine("# HELP kms_attest_logins_total Attestation logins, by TEE type and outcome.");
+        sb.AppendLine("# TYPE kms_attest_logins_total counter");
+        foreach (var ((tee, outcome), counter) in _logins.OrderBy(k => k.Key.Tee, StringComparer.Ordinal).ThenBy(k => k.Key.Outcome, StringComparer.Ordinal))
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"kms_attest_logins_total{{tee=\"{tee}\",outcome=\"{outcome}\"}} {counter.Value}\n");
+        }
+
+        sb.AppendLine("# HELP kms_attest_challenges_total Attestation challenges, by outcome.");
+        sb.AppendLine("# TYPE kms_attest_challenges_total counter");
+        foreach (var (outcome, counter) in _challenges.OrderBy(k => k.Key, StringComparer.Ordinal))
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"kms_attest_challenges_total{{outcome=\"{outcome}\"}} {counter.Value}\n");
+        }
+
+        sb.AppendLine("# HELP kms_attest_outstanding_nonces Challenge nonces held (issued, not yet expired).");
+        sb.AppendLine("# TYPE kms_attest_outstanding_nonces gauge");
+        sb.Append(CultureInfo.InvariantCulture, $"kms_attest_outstanding_nonces {outstandingNonces}\n");
         return sb.ToString();
     }
 

@@ -1,3 +1,4 @@
+using Morphisms.Kms.Attest;
 using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Metrics;
@@ -5,7 +6,7 @@ namespace Morphisms.Kms.Metrics;
 /// <summary><c>sys/metrics?format=prometheus</c>.</summary>
 internal static class MetricsRoutes
 {
-    public static void Register(RouteTable routes, KmsCore core, KmsMetrics metrics)
+    public static void Register(RouteTable routes, KmsCore core, KmsMetrics metrics, ChallengeStore challenges)
     {
         var open = core.Options.UnauthenticatedMetrics;
         routes.Add(
@@ -21,7 +22,7 @@ internal static class MetricsRoutes
                 return Task.FromResult<KmsResponse?>(new KmsResponse
                 {
                     ContentType = "text/plain; version=0.0.4; charset=utf-8",
-                    TextBody = metrics.Render(core.Initialized, core.Sealed, core.UnsealProgressCount),
+                    TextBody = metrics.Render(core.Initialized, core.Sealed, core.UnsealProgressCount, challenges.Outstanding),
                 });
             }));
     }

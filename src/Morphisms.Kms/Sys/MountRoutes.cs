@@ -67,6 +67,15 @@ internal static class MountRoutes
                         ["seal_wrap"] = false,
                         ["options"] = null,
                     },
+                    ["attest/"] = new JsonObject
+                    {
+                        ["type"] = "attest",
+                        ["description"] = "TEE attestation login for registered functions",
+                        ["accessor"] = "auth_attest",
+                        ["local"] = false,
+                        ["seal_wrap"] = false,
+                        ["options"] = null,
+                    },
                 };
                 return Task.FromResult<KmsResponse?>(new KmsResponse { Data = data, MergeDataToTopLevel = true });
             }));

@@ -37,7 +37,7 @@ internal sealed class MountTable
     /// <summary>Where the table is stored.</summary>
     public const string StoragePath = "core/mounts";
 
-    private static readonly string[] Reserved = ["sys/", "auth/", "cubbyhole/", "identity/", "audit/"];
+    private static readonly string[] Reserved = ["sys/", "auth/", "cubbyhole/", "identity/", "audit/", "morphisms/"];
     private readonly ISecureStorage _storage;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _lock = new(1, 1);

@@ -1,0 +1,224 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Morphisms.Attestation;
+using Morphisms.Kms.Functions;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Metrics;
+using Morphisms.Kms.Tokens;
+
+namespace Morphisms.Kms.Attest;
+
+/// <summary>
+/// The attestation auth method at <c>auth/attest/</c> (DESIGN.md §3): <c>challenge</c> hands out a single-use
+/// nonce, <c>login</c> exchanges evidence that binds that nonce and a TEE-generated key for a token carrying only
+/// the function's policies. Both are unauthenticated: the evidence is the credential.
+/// </summary>
+internal sealed class AttestBackend : ILogicalBackend
+{
+    private readonly KmsMetrics _metrics;
+    private readonly ChallengeStore _challenges;
+    private readonly LoginAppraiser _appraiser;
+    private readonly IFunctionCertificateIssuer _issuer;
+
+    public AttestBackend(KmsMetrics metrics, ChallengeStore challenges, LoginAppraiser appraiser, IFunctionCertificateIssuer issuer)
+    {
+        _metrics = metrics;
+        _challenges = challenges;
+        _appraiser = appraiser;
+        _issuer = issuer;
+        Routes.Add(new Route("auth/attest/challenge", "challenge") { Unauthenticated = true }, (Operation.Update, ChallengeAsync));
+        Routes.Add(new Route("auth/attest/login", "login") { Unauthenticated = true }, (Operation.Update, LoginAsync));
+    }
+
+    /// <inheritdoc />
+    public string Type => "attest";
+
+    /// <inheritdoc />
+    public RouteTable Routes { get; } = new();
+
+    private async Task<KmsResponse?> ChallengeAsync(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var name = request.Fields.RequiredString("function");
+        try
+        {
+            FunctionRegistry.ValidName(name);
+        }
+        catch (KmsException)
+        {
+            throw KmsException.BadRequest("invalid value for parameter 'function': expected a function name (1-63 lowercase letters, digits and '-')");
+        }
+
+        // 404 rather than a nonce: the agent learns at once that nothing will accept it, and no nonce is held for
+        // nothing. Function names are not secret (they are DNS names in certificates), so this reveals nothing.
+        if (await request.RequireState().Functions.GetAsync(name, ct).ConfigureAwait(false) is null)
+        {
+            _metrics.ObserveChallenge("refused");
+            throw new KmsException(404, $"function {name} is not registered");
+        }
+
+        (byte[] Nonce, DateTimeOffset ExpiresAt) issued;
+        try
+        {
+            issued = _challenges.Issue(name);
+        }
+        catch (KmsException)
+        {
+            _metrics.ObserveChallenge("refused");
+            throw;
+        }
+
+        _metrics.ObserveChallenge("issued");
+        return KmsResponse.WithData(new JsonObject
+        {
+            ["function"] = name,
+            ["nonce"] = Convert.ToBase64String(issued.Nonce),
+            ["expires_at"] = Timestamps.Rfc3339(issued.ExpiresAt),
+        });
+    }
+
+    private async Task<KmsResponse?> LoginAsync(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        LoginRequest login;
+        try
+        {
+            login = LoginRequest.Parse(request.Fields);
+        }
+        catch (KmsException)
+        {
+            _metrics.ObserveLogin(LoginRequest.TeeLabel(request.Fields), "invalid");
+            throw;
+        }
+
+        var tee = login.Tee.ToWireName();
+        try
+        {
+            var response = await AuthenticateAsync(request, login, ct).ConfigureAwait(false);
+            _metrics.ObserveLogin(tee, "accepted");
+            return response;
+        }
+        catch (KmsException e) when (e.StatusCode == 403)
+        {
+            _metrics.ObserveLogin(tee, "refused");
+            request.RequireState().Audit?.Event("attest-login", request, new JsonObject
+            {
+                ["outcome"] = "refused",
+                ["function"] = login.Function,
+                ["tee"] = tee,
+                ["reason"] = e.Message,
+                ["evidence_sha256"] = Convert.ToHexStringLower(SHA256.HashData(login.Evidence)),
+            });
+            throw;
+        }
+        catch (KmsException e) when (e.StatusCode == 400)
+        {
+            _metrics.ObserveLogin(tee, "invalid");
+            throw;
+        }
+    }
+
+    private async Task<KmsResponse> AuthenticateAsync(KmsRequest request, LoginRequest login, CancellationToken ct)
+    {
+        var state = request.RequireState();
+
+        // The nonce is spent before anything else is looked at, so a refused attempt cannot be retried with it.
+        var nonce = _challenges.Consume(login.Nonce, login.Function);
+        if (nonce != NonceCheck.Valid)
+        {
+            throw Refused(nonce switch
+            {
+                NonceCheck.Expired => "nonce expired",
+                NonceCheck.AlreadyUsed => "nonce already used",
+                NonceCheck.OtherFunction => "nonce was issued for another function",
+                _ => "nonce unknown: not issued by this KMS, or expired and forgotten",
+            });
+        }
+
+        // 403, not 404: login answers every refusal alike (DESIGN.md §3), and a function deleted between challenge
+        // and login is a refusal of that login, not a missing resource.
+        var function = await state.Functions.GetAsync(login.Function, ct).ConfigureAwait(false)
+            ?? throw Refused($"function {login.Function} is not registered");
+
+        var appraisal = await _appraiser.AppraiseAsync(login, function, ct).ConfigureAwait(false);
+        var result = appraisal.Result;
+        if (!result.Accepted || appraisal.Revision is not { } revision)
+        {
+            throw Refused(string.Join("; ", result.Failures.Select(f => f.ToString())));
+        }
+
+        var evidenceHash = SHA256.HashData(login.Evidence);
+        var measurement = Hex.Of(result.Claims.Measurement);
+        var simulated = result.Simulated ? "true" : "false";
+        var (token, entry, warnings) = await state.Tokens.CreateAsync(
+            new TokenCreateRequest
+            {
+                Policies = function.Policies,
+                Meta = new Dictionary<string, string>
+                {
+                    ["function"] = function.Name,
+                    ["tee"] = result.Tee.ToWireName(),
+                    ["measurement"] = measurement,
+                    ["simulated"] = simulated,
+                    ["revision"] = revision.Revision.ToString(CultureInfo.InvariantCulture),
+                },
+                Ttl = TimeSpan.FromSeconds(function.TokenTtl),
+                ExplicitMaxTtl = TimeSpan.FromSeconds(function.TokenMaxTtl),
+                Renewable = true,
+                DisplayName = "attest-" + function.Name,
+                Path = request.Path,
+                InternalData = new JsonObject
+                {
+                    ["evidence_sha256"] = Convert.ToHexStringLower(evidenceHash),
+                    ["key_sha256"] = Convert.ToHexStringLower(SHA256.HashData(login.CsrSpki)),
+                    ["attestation_status"] = result.Status.ToWireName(),
+                },
+            },
+            ct).ConfigureAwait(false);
+
+        var certificate = await _issuer.IssueAsync(
+            new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), ct).ConfigureAwait(false);
+        state.Audit?.Event("attest-login", request, new JsonObject
+        {
+            ["outcome"] = "accepted",
+            ["function"] = function.Name,
+            ["revision"] = revision.Revision,
+            ["tee"] = result.Tee.ToWireName(),
+            ["measurement"] = measurement,
+            ["simulated"] = result.Simulated,
+            ["status"] = result.Status.ToWireName(),
+            ["evidence_sha256"] = Convert.ToHexStringLower(evidenceHash),
+            ["accessor"] = state.Audit.Keys.Hash(entry.Accessor),
+            ["policies"] = JsonValues.Strings(entry.Policies),
+        });
+
+        var response = new KmsResponse
+        {
+            Auth = TokenResponses.Auth(token, entry, state.Tokens.RemainingSeconds(entry)),
+            Data = new JsonObject
+            {
+                ["function"] = function.Name,
+                ["revision"] = revision.Revision,
+                ["attestation"] = Summary(result, evidenceHash),
+                ["certificate"] = certificate.Certificate,
+                ["ca_chain"] = JsonValues.Strings(certificate.CaChain),
+            },
+        };
+        response.Warnings.AddRange(result.Warnings);
+        response.Warnings.AddRange(warnings);
+        return response;
+    }
+
+    private static JsonObject Summary(AttestationResult result, byte[] evidenceHash) => new()
+    {
+        ["status"] = result.Status.ToWireName(),
+        ["tee"] = result.Tee.ToWireName(),
+        ["simulated"] = result.Simulated,
+        ["measurement"] = Hex.Of(result.Claims.Measurement),
+        ["tcb_status"] = result.TcbStatus,
+        ["advisory_ids"] = JsonValues.Strings(result.AdvisoryIds),
+        ["warnings"] = JsonValues.Strings(result.Warnings),
+        ["evidence_sha256"] = Convert.ToHexStringLower(evidenceHash),
+    };
+
+    private static KmsException Refused(string reason) => new(403, "attestation refused: " + reason);
+}

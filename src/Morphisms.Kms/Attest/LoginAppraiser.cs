@@ -1,0 +1,150 @@
+using Morphisms.Attestation;
+using Morphisms.Attestation.Abi.Dcap;
+using Morphisms.Attestation.Abi.Snp;
+using Morphisms.Attestation.Binding;
+using Morphisms.Attestation.Collateral;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Attestation.Trust;
+using Morphisms.Attestation.Validate;
+using Morphisms.Attestation.Verify.Dcap;
+using Morphisms.Attestation.Verify.Snp;
+using Morphisms.Kms.Functions;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Attest;
+
+/// <summary>
+/// Judges login evidence in three steps, recording every failure rather than the first: verify (authenticity:
+/// signatures and chains to the trusted roots, collateral, TCB), appraise against the function's active reference
+/// values (the simulated ones for simulated evidence, the hardware ones otherwise), and check the binding of the
+/// nonce and the CSR's key into REPORT_DATA.
+/// </summary>
+internal sealed class LoginAppraiser
+{
+    /// <summary>Check name: no active revision registers the evidence's measurement.</summary>
+    public const string ReferenceValuesCheck = "reference_values";
+
+    /// <summary>Check name: REPORT_DATA is not the binding of this nonce and this CSR key.</summary>
+    public const string BindingCheck = "binding";
+
+    private readonly TrustAnchors _anchors;
+    private readonly ICollateralSource? _collateral;
+    private readonly SimulatedTeeAuthority? _trustedSimulated;
+    private readonly TimeProvider _time;
+
+    public LoginAppraiser(KmsAttestationOptions options, TimeProvider time)
+    {
+        _time = time;
+        _trustedSimulated = options.TrustSimulatedTee ? options.SimulatedTee : null;
+        _anchors = _trustedSimulated?.TrustedWith(options.VendorAnchors) ?? options.VendorAnchors;
+        _collateral = _trustedSimulated is null ? options.Collateral : new SimulatedCollateralSource(_trustedSimulated, time, options.Collateral);
+    }
+
+    /// <summary>Verifies and appraises <paramref name="login"/>'s evidence for <paramref name="function"/>.</summary>
+    public async Task<LoginAppraisal> AppraiseAsync(LoginRequest login, FunctionRecord function, CancellationToken ct)
+    {
+        var log = new CheckLog();
+        var (claims, tcb) = login.Tee == TeeType.Snp ? VerifySnp(login, log) : await VerifyDcapAsync(login, log, ct).ConfigureAwait(false);
+        var revision = AppraiseReferenceValues(function, claims, tcb, log);
+        var expected = ReportDataBinding.ForFunction(login.Nonce, login.CsrSpki);
+        log.Require(ReportDataBinding.Matches(claims.ReportData.Span, expected), BindingCheck,
+            "REPORT_DATA is not SHA-512(\"morphisms/attest/v1\" ‖ nonce ‖ SHA-256(CSR public key)) for this nonce and this CSR");
+        return new LoginAppraisal(AttestationResult.From(claims, log, tcb?.Status, tcb?.AdvisoryIds), revision);
+    }
+
+    private (EvidenceClaims, TcbEvaluation?) VerifySnp(LoginRequest login, CheckLog log)
+    {
+        var report = SnpReport.Parse(login.Evidence);
+        var endorsements = login.SnpEndorsements ?? SimulatedEndorsements(report);
+        if (endorsements is null)
+        {
+            log.Fail(EvidenceVerifier.MissingSnpCertificateCheck, "the VCEK/VLEK certificate is missing: send it, base64-encoded, as endorsements");
+            return (new SnpClaims(report), null);
+        }
+
+        var verification = new SnpVerifier(new SnpVerifyOptions { Anchors = _anchors, Time = _time }).Verify(report, endorsements);
+        log.Append(verification.Log);
+        return (verification.Claims, null);
+    }
+
+    /// <summary>The trusted simulated TEE's VCEK when the report names its chip: it has no AMD KDS to fetch it from.</summary>
+    private SnpEndorsements? SimulatedEndorsements(SnpReport report) =>
+        _trustedSimulated is { } tee && report.ChipId.Span.SequenceEqual(tee.ChipId) ? new SnpEndorsements(tee.Vcek) : null;
+
+    private async Task<(EvidenceClaims, TcbEvaluation?)> VerifyDcapAsync(LoginRequest login, CheckLog log, CancellationToken ct)
+    {
+        var options = new DcapVerifyOptions { Anchors = _anchors, Time = _time, Collateral = login.Collateral, CollateralSource = _collateral };
+        DcapVerification verification;
+        try
+        {
+            verification = await DcapVerifier.VerifyAsync(login.Evidence, options, ct).ConfigureAwait(false);
+        }
+        catch (FormatException e)
+        {
+            throw KmsException.BadRequest($"invalid value for parameter 'evidence': {e.Message}");
+        }
+
+        log.Append(verification.Log);
+        return (verification.Claims, verification.Tcb);
+    }
+
+    private static FunctionRevision? AppraiseReferenceValues(FunctionRecord function, EvidenceClaims claims, TcbEvaluation? tcb, CheckLog log)
+    {
+        (FunctionRevision Revision, CheckLog Log)? first = null;
+        foreach (var revision in function.ActiveRevisions)
+        {
+            if (Appraiser(revision.ReferenceValues, claims, tcb) is not { } appraise)
+            {
+                continue;
+            }
+
+            var outcome = appraise();
+            if (outcome.Passed)
+            {
+                log.Append(outcome);
+                return revision;
+            }
+
+            first ??= (revision, outcome);
+        }
+
+        if (first is { } failed)
+        {
+            log.Append(failed.Log);
+            return failed.Revision;
+        }
+
+        var kind = claims.Simulated ? $"simulated {claims.Tee.ToWireName()}-format" : claims.Tee.ToWireName();
+        log.Fail(ReferenceValuesCheck, $"measurement {Hex.Of(claims.Measurement)} ({kind}) not registered for function {function.Name}");
+        return null;
+    }
+
+    /// <summary>The appraisal of one revision, or null when the revision does not register this evidence's identity.</summary>
+    private static Func<CheckLog>? Appraiser(ReferenceValues values, EvidenceClaims claims, TcbEvaluation? tcb)
+    {
+        var measurement = Hex.Of(claims.Measurement);
+        return claims switch
+        {
+            SnpClaims snp when claims.Simulated => values.Simulated?.Snp?.Contains(measurement) == true
+                ? () => SnpValidator.Validate(snp, ReferencePolicies.SimulatedSnp(measurement)) : null,
+            SgxClaims sgx when claims.Simulated => values.Simulated?.Sgx?.Contains(measurement) == true
+                ? () => SgxValidator.Validate(sgx, tcb, ReferencePolicies.SimulatedSgx(measurement)) : null,
+            SnpClaims snp => values.Snp is { } r && r.Measurements.Contains(measurement)
+                ? () => SnpValidator.Validate(snp, ReferencePolicies.Snp(r)) : null,
+            SgxClaims sgx => values.Sgx is { } r && Registers(r, sgx)
+                ? () => SgxValidator.Validate(sgx, tcb, ReferencePolicies.Sgx(r)) : null,
+            TdxClaims tdx when !claims.Simulated => values.Tdx is { } r && r.MrTds.Contains(measurement)
+                ? () => TdxValidator.Validate(tdx, tcb, ReferencePolicies.Tdx(r)) : null,
+            _ => null,
+        };
+    }
+
+    private static bool Registers(SgxReference r, SgxClaims claims) =>
+        (r.MrEnclaves is null || r.MrEnclaves.Contains(Hex.Of(claims.MrEnclave)))
+        && (r.MrSigner is null || (r.MrSigner == Hex.Of(claims.MrSigner) && r.IsvProdId == claims.IsvProdId));
+}
+
+/// <summary>The verdict on login evidence and the revision it was appraised against (null when none registers it).</summary>
+/// <param name="Result">Claims, status and every failed check.</param>
+/// <param name="Revision">The matching revision.</param>
+internal sealed record LoginAppraisal(AttestationResult Result, FunctionRevision? Revision);

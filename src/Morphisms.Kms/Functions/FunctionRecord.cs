@@ -1,0 +1,72 @@
+using System.Text.Json.Serialization;
+
+namespace Morphisms.Kms.Functions;
+
+/// <summary>
+/// One registered function, stored under the barrier at <c>morphisms/functions/NAME</c>. Reference values are
+/// kept as numbered revisions rather than overwritten, so the later update flow (owner approval of new values,
+/// retiring a revision) can add states without migrating stored records.
+/// </summary>
+internal sealed record FunctionRecord
+{
+    /// <summary>The function name (a DNS label: it becomes part of certificate names).</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Who owns the function (for the M-of-N approval of new reference values, later).</summary>
+    public List<string> Owners { get; init; } = [];
+
+    /// <summary>Policies granted to an attested instance's token (never <c>root</c> or <c>default</c>).</summary>
+    public List<string> Policies { get; init; } = [];
+
+    /// <summary>TTL of a login token, seconds.</summary>
+    public long TokenTtl { get; init; }
+
+    /// <summary>Lifetime cap of a login token including renewals, seconds.</summary>
+    public long TokenMaxTtl { get; init; }
+
+    /// <summary>The KV path of the function's secret bundle (<c>MOUNT/PATH</c>), or null.</summary>
+    public string? SecretPath { get; init; }
+
+    /// <summary>Reference value revisions, oldest first.</summary>
+    public List<FunctionRevision> Revisions { get; init; } = [];
+
+    /// <summary>When the function was registered.</summary>
+    public DateTimeOffset CreatedTime { get; init; }
+
+    /// <summary>When it last changed.</summary>
+    public DateTimeOffset UpdatedTime { get; init; }
+
+    /// <summary>Revisions whose reference values are accepted at login.</summary>
+    [JsonIgnore]
+    public IEnumerable<FunctionRevision> ActiveRevisions => Revisions.Where(r => r.Status == RevisionStatus.Active);
+
+    /// <summary>The newest revision, or null.</summary>
+    [JsonIgnore]
+    public FunctionRevision? Current => Revisions.Count == 0 ? null : Revisions[^1];
+}
+
+/// <summary>One set of reference values with its number and state.</summary>
+internal sealed record FunctionRevision
+{
+    /// <summary>1, 2, 3, … in registration order.</summary>
+    public required int Revision { get; init; }
+
+    /// <summary>See <see cref="RevisionStatus"/>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>When the revision was registered.</summary>
+    public required DateTimeOffset CreatedTime { get; init; }
+
+    /// <summary>The reference values.</summary>
+    public required ReferenceValues ReferenceValues { get; init; }
+}
+
+/// <summary>Revision states. The update flow will add pending (awaiting owner approval) and retired.</summary>
+internal static class RevisionStatus
+{
+    /// <summary>Accepted at login.</summary>
+    public const string Active = "active";
+
+    /// <summary>Replaced by a newer revision; kept for history, not accepted.</summary>
+    public const string Superseded = "superseded";
+}

@@ -1,0 +1,130 @@
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Functions;
+
+/// <summary>
+/// The registered functions under the barrier at <c>morphisms/functions/NAME</c>. Writes are serialised so that
+/// revision numbers are never handed out twice.
+/// </summary>
+internal sealed class FunctionRegistry(ISecureStorage storage, TimeProvider time)
+{
+    /// <summary>A login token's TTL when the registration does not say (DESIGN.md §3).</summary>
+    public static readonly TimeSpan DefaultTokenTtl = TimeSpan.FromSeconds(30);
+
+    /// <summary>A login token's lifetime cap when the registration does not say (DESIGN.md §3).</summary>
+    public static readonly TimeSpan DefaultTokenMaxTtl = TimeSpan.FromMinutes(60);
+
+    private const string Prefix = "morphisms/functions/";
+    private const int MaxRevisionsKept = 100;
+    private readonly SemaphoreSlim _writes = new(1, 1);
+
+    /// <summary>Validates a function name: a lowercase DNS label, because it becomes <c>NAME.DOMAIN</c> in certificates.</summary>
+    public static string ValidName(string name) =>
+        name.Length is >= 1 and <= 63
+        && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-')
+        && name[0] != '-' && name[^1] != '-'
+            ? name
+            : throw KmsException.BadRequest("invalid function name: use 1-63 lowercase letters, digits and '-' (a DNS label)");
+
+    /// <summary>The function, or null.</summary>
+    public Task<FunctionRecord?> GetAsync(string name, CancellationToken ct) =>
+        storage.GetJsonAsync<FunctionRecord>(Prefix + name, ct);
+
+    /// <summary>Every registered name, sorted.</summary>
+    public Task<IReadOnlyList<string>> ListAsync(CancellationToken ct) => storage.ListAsync(Prefix, ct);
+
+    /// <summary>Removes a function.</summary>
+    public async Task DeleteAsync(string name, CancellationToken ct)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await storage.DeleteAsync(Prefix + name, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    /// <summary>
+    /// Creates or updates a function. Fields the spec leaves out keep their value; new reference values that differ
+    /// from the current revision's become a new active revision and the older ones are superseded.
+    /// </summary>
+    /// <param name="name">A name already checked by <see cref="ValidName"/>.</param>
+    /// <param name="spec">The validated write.</param>
+    /// <param name="maxTokenTtl">The KMS-wide token lifetime cap; a registration may not exceed it.</param>
+    /// <param name="ct">Cancellation.</param>
+    public async Task<FunctionRecord> PutAsync(string name, FunctionSpec spec, TimeSpan maxTokenTtl, CancellationToken ct)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var existing = await GetAsync(name, ct).ConfigureAwait(false);
+            var now = time.GetUtcNow();
+            var ttl = spec.TokenTtl ?? (existing is null ? DefaultTokenTtl : TimeSpan.FromSeconds(existing.TokenTtl));
+            var maxTtl = spec.TokenMaxTtl ?? (existing is null ? DefaultTokenMaxTtl : TimeSpan.FromSeconds(existing.TokenMaxTtl));
+            if (maxTtl > maxTokenTtl)
+            {
+                throw StrictObject.Invalid("token_max_ttl", $"at most the KMS's maximum token TTL ({Durations.ToGoString(maxTokenTtl)})");
+            }
+
+            if (ttl > maxTtl)
+            {
+                throw StrictObject.Invalid(spec.TokenTtl is not null ? "token_ttl" : "token_max_ttl",
+                    $"token_ttl ({Durations.ToGoString(ttl)}) not above token_max_ttl ({Durations.ToGoString(maxTtl)})");
+            }
+
+            var record = new FunctionRecord
+            {
+                Name = name,
+                Owners = spec.Owners ?? existing?.Owners ?? [],
+                Policies = spec.Policies ?? existing?.Policies ?? [],
+                TokenTtl = (long)ttl.TotalSeconds,
+                TokenMaxTtl = (long)maxTtl.TotalSeconds,
+                SecretPath = spec.SecretPath ?? existing?.SecretPath,
+                Revisions = Revise(existing, spec.ReferenceValues, now),
+                CreatedTime = existing?.CreatedTime ?? now,
+                UpdatedTime = now,
+            };
+            await storage.PutJsonAsync(Prefix + name, record, ct).ConfigureAwait(false);
+            return record;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private static List<FunctionRevision> Revise(FunctionRecord? existing, ReferenceValues? values, DateTimeOffset now)
+    {
+        var revisions = existing?.Revisions.ToList() ?? [];
+        if (values is null)
+        {
+            return revisions.Count > 0
+                ? revisions
+                : throw StrictObject.Invalid("snp", "reference values for at least one of snp, sgx, tdx or simulated when registering a function");
+        }
+
+        // Re-sending the same values (an idempotent PUT) must not mint a revision nobody asked for.
+        var current = existing?.Current;
+        if (current is not null && SameValues(current.ReferenceValues, values))
+        {
+            return revisions;
+        }
+
+        revisions = [.. revisions.Select(r => r.Status == RevisionStatus.Active ? r with { Status = RevisionStatus.Superseded } : r)];
+        revisions.Add(new FunctionRevision
+        {
+            Revision = (current?.Revision ?? 0) + 1,
+            Status = RevisionStatus.Active,
+            CreatedTime = now,
+            ReferenceValues = values,
+        });
+        return revisions.Count > MaxRevisionsKept ? revisions.GetRange(revisions.Count - MaxRevisionsKept, MaxRevisionsKept) : revisions;
+    }
+
+    private static bool SameValues(ReferenceValues a, ReferenceValues b) =>
+        SecureStorageJson.ToJson(a).AsSpan().SequenceEqual(SecureStorageJson.ToJson(b));
+}

@@ -1,0 +1,50 @@
+using Morphisms.Attestation.Collateral;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Attestation.Trust;
+using Morphisms.Kms.SelfAttestation;
+
+namespace Morphisms.Kms;
+
+/// <summary>
+/// How the KMS judges attestation evidence (<c>auth/attest</c>) and how it attests itself (<c>sys/attestation</c>).
+/// The defaults trust the real vendor roots only.
+/// </summary>
+public sealed record KmsAttestationOptions
+{
+    /// <summary>
+    /// The installation's simulated TEE, for machines without TEE hardware. When set (and no
+    /// <see cref="EvidenceProvider"/> is given) the KMS attests itself with simulated SNP-format evidence from it.
+    /// Its evidence is accepted at login only when <see cref="TrustSimulatedTee"/> is also set. The caller owns it.
+    /// </summary>
+    public SimulatedTeeAuthority? SimulatedTee { get; init; }
+
+    /// <summary>
+    /// Accept login evidence that chains to <see cref="SimulatedTee"/>'s roots (dev mode, or an explicit operator
+    /// decision). Such evidence proves nothing about hardware; tokens and audit entries made from it say so.
+    /// </summary>
+    public bool TrustSimulatedTee { get; init; }
+
+    /// <summary>The hardware vendor roots (AMD ARKs, Intel SGX root); the embedded ones by default.</summary>
+    public TrustAnchors VendorAnchors { get; init; } = TrustAnchors.Vendor;
+
+    /// <summary>SGX/TDX collateral used when a login brings none (an offline store or a cached PCS source).</summary>
+    public ICollateralSource? Collateral { get; init; }
+
+    /// <summary>How long an attestation challenge nonce stays valid.</summary>
+    public TimeSpan NonceTtl { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>The most challenge nonces kept at once (issued and not yet expired); beyond it challenges get 429.</summary>
+    public int MaxOutstandingNonces { get; init; } = 4096;
+
+    /// <summary>
+    /// Where the KMS's own evidence comes from (a hardware provider in a real TEE). Null means: simulated evidence
+    /// from <see cref="SimulatedTee"/> when one is set, otherwise no self-attestation.
+    /// </summary>
+    public IKmsEvidenceProvider? EvidenceProvider { get; init; }
+
+    /// <summary>
+    /// The 48-byte measurement the KMS reports in simulated evidence; null measures the KMS's own assemblies
+    /// (<see cref="KmsMeasurement.Simulated"/>).
+    /// </summary>
+    public byte[]? SimulatedMeasurement { get; init; }
+}

@@ -1,0 +1,63 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Morphisms.Kms.Barrier;
+
+namespace Morphisms.Kms.Pki;
+
+/// <summary>
+/// The KMS root CA: the certificate clients pin after attesting the KMS, and (once the PKI engine exists) the
+/// root of every function certificate. Created at the first unseal and kept under the barrier at
+/// <see cref="StoragePath"/>, so untrusted storage can neither read its key nor swap the certificate the KMS
+/// attests to. Only the certificate stays in memory; the key is read when something needs to sign.
+/// </summary>
+internal sealed class KmsRootCa : IDisposable
+{
+    /// <summary>Where the certificate and key are stored.</summary>
+    public const string StoragePath = "core/root-ca";
+
+    private static readonly TimeSpan Validity = TimeSpan.FromDays(3650);
+
+    private KmsRootCa(X509Certificate2 certificate)
+    {
+        Certificate = certificate;
+    }
+
+    /// <summary>The self-signed CA certificate (public part only).</summary>
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>The certificate in PEM.</summary>
+    public string CertificatePem => Certificate.ExportCertificatePem();
+
+    /// <summary>Loads the CA, creating it on first use.</summary>
+    public static async Task<KmsRootCa> LoadOrCreateAsync(ISecureStorage storage, string clusterName, TimeProvider time, CancellationToken ct)
+    {
+        var stored = await storage.GetJsonAsync<StoredCa>(StoragePath, ct).ConfigureAwait(false);
+        if (stored is null)
+        {
+            stored = Create(clusterName, time.GetUtcNow());
+            await storage.PutJsonAsync(StoragePath, stored, ct).ConfigureAwait(false);
+        }
+
+        return new KmsRootCa(X509Certificate2.CreateFromPem(stored.Certificate));
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Certificate.Dispose();
+
+    private static StoredCa Create(string clusterName, DateTimeOffset now)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP384);
+        var subject = new X500DistinguishedNameBuilder();
+        subject.AddOrganizationName("Morphisms KMS " + clusterName);
+        subject.AddCommonName("Morphisms KMS Root CA");
+        var request = new CertificateRequest(subject.Build(), key, HashAlgorithmName.SHA384);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, critical: true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
+        using var certificate = request.CreateSelfSigned(now.AddHours(-1), now + Validity);
+        return new StoredCa(certificate.ExportCertificatePem(), key.ExportPkcs8PrivateKeyPem());
+    }
+
+    /// <summary>The stored form: PEM certificate and PKCS#8 PEM key.</summary>
+    private sealed record StoredCa(string Certificate, string PrivateKey);
+}

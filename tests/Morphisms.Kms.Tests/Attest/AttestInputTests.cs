@@ -1,0 +1,125 @@
+using Morphisms.Attestation;
+
+namespace Morphisms.Kms.Tests.Attest;
+
+/// <summary>Malformed logins and challenges: 4xx naming the field, the nonce untouched, never a 500.</summary>
+public sealed class AttestInputTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kms-attest-").FullName;
+
+    [Fact]
+    public async Task Malformed_login_fields_are_400s_that_name_the_field_and_leave_the_nonce_usable()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+        var report = instance.SnpReport(nonce);
+        var good = new Dictionary<string, object?>
+        {
+            ["function"] = "signer",
+            ["tee"] = "snp",
+            ["evidence"] = Convert.ToBase64String(report),
+            ["nonce"] = Convert.ToBase64String(nonce),
+            ["csr"] = instance.CsrPem,
+        };
+
+        var cases = new (string Field, object? Value, string Named)[]
+        {
+            ("function", null, "'function'"),
+            ("function", "Signer!", "'function'"),
+            ("tee", "sev", "'tee'"),
+            ("tee", "sgx", "'evidence'"),
+            ("evidence", "not base64 !!", "'evidence'"),
+            ("evidence", Convert.ToBase64String(report[..1000]), "'evidence'"),
+            ("evidence", Convert.ToBase64String([.. report, 0]), "'evidence'"),
+            ("evidence", Convert.ToBase64String([9, .. report[1..]]), "'evidence'"),
+            ("nonce", Convert.ToBase64String(nonce[..16]), "'nonce'"),
+            ("nonce", "%%%", "'nonce'"),
+            ("csr", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----", "'csr'"),
+            ("csr", TamperedCsr(instance.CsrPem), "'csr'"),
+            ("endorsements", Convert.ToBase64String("not a certificate"u8.ToArray()), "'endorsements'"),
+        };
+        foreach (var (field, value, named) in cases)
+        {
+            var body = new Dictionary<string, object?>(good) { [field] = value };
+            var result = (await kms.Client.SendAsync("POST", "auth/attest/login", body, token: "")).Expect(400);
+            Assert.Contains(named, result.Errors.Single(), StringComparison.Ordinal);
+        }
+
+        (await kms.Client.SendAsync("POST", "auth/attest/login", "{\"function\": \"signer\", \"function\": \"x\"}", token: "")).Expect(400);
+        (await kms.Client.SendAsync("POST", "auth/attest/login", "[1,2]", token: "")).Expect(400);
+
+        // Nothing was spent: the real login still works with the same nonce.
+        (await kms.Client.SendAsync("POST", "auth/attest/login", good, token: "")).Expect(200);
+    }
+
+    [Fact]
+    public async Task Challenge_input_is_checked_and_outstanding_nonces_are_capped()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with
+        {
+            Attestation = SimulatedTees.TrustingSimulated(o).Attestation with { MaxOutstandingNonces = 2 },
+        });
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        Assert.Contains("'function'", (await kms.Client.PostAsync("auth/attest/challenge", new { }, token: "")).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'function'", (await kms.Client.PostAsync("auth/attest/challenge", new { function = "../sys" }, token: "")).Expect(400).Errors.Single(), StringComparison.Ordinal);
+
+        var data = (await kms.Client.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(200).Data;
+        Assert.Equal(32, Convert.FromBase64String(data["nonce"]!.GetValue<string>()).Length);
+        Assert.Equal("2026-11-22T12:01:00.0000000Z", data["expires_at"]!.GetValue<string>());
+        await AttestFlow.ChallengeAsync(kms.Client);
+        (await kms.Client.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(429);
+
+        // Expired nonces make room again.
+        kms.Time.Advance(TimeSpan.FromSeconds(61));
+        await AttestFlow.ChallengeAsync(kms.Client);
+    }
+
+    [Fact]
+    public async Task Sealed_kms_answers_503_and_logins_are_counted_and_audited()
+    {
+        var audit = Path.Combine(_dir, "audit.log");
+        await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { AuditLogPath = audit });
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+        var login = (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(200);
+        var token = login.Auth["client_token"]!.GetValue<string>();
+        (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(403);
+        (await AttestFlow.LoginAsync(kms.Client, "tdx", [1, 2, 3], nonce, instance.CsrPem)).Expect(400);
+
+        var metrics = (await kms.Client.GetAsync("sys/metrics?format=prometheus")).Expect(200).Raw;
+        Assert.Contains("kms_attest_logins_total{tee=\"snp\",outcome=\"accepted\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("kms_attest_logins_total{tee=\"snp\",outcome=\"refused\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("kms_attest_logins_total{tee=\"tdx\",outcome=\"invalid\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("kms_attest_challenges_total{outcome=\"issued\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("kms_attest_outstanding_nonces 1", metrics, StringComparison.Ordinal);
+
+        var log = await File.ReadAllTextAsync(audit);
+        Assert.Contains("\"type\":\"attest-login\"", log, StringComparison.Ordinal);
+        Assert.Contains("\"outcome\":\"accepted\"", log, StringComparison.Ordinal);
+        Assert.Contains("\"outcome\":\"refused\"", log, StringComparison.Ordinal);
+        Assert.Contains("nonce already used", log, StringComparison.Ordinal);
+        Assert.Contains(Hex.Of(FunctionInstance.SnpMeasurement), log, StringComparison.Ordinal);
+        Assert.Contains("\"simulated\":true", log, StringComparison.Ordinal);
+        Assert.DoesNotContain(token, log, StringComparison.Ordinal);
+
+        (await kms.Client.PutAsync("sys/seal")).Expect(204);
+        (await kms.Client.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(503);
+        (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(503);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>The CSR with one base64 character of its signature changed: still PEM and DER, no longer signed.</summary>
+    private static string TamperedCsr(string pem)
+    {
+        var lines = pem.Split('\n');
+        var last = Array.FindLastIndex(lines, l => l.Length > 20 && !l.StartsWith('-'));
+        var chars = lines[last].ToCharArray();
+        chars[10] = chars[10] == 'A' ? 'B' : 'A';
+        lines[last] = new string(chars);
+        return string.Join('\n', lines);
+    }
+}
