@@ -11,6 +11,7 @@ public static class MorphCli
     {
         var root = new RootCommand("Morphisms: confidential serverless functions in TEEs (SEV-SNP, SGX, TDX).");
         root.Subcommands.Add(EvidenceCommand.Create(stdout, stderr));
+        root.Subcommands.Add(Commands.Kms.KmsCommand.Create(stdout, stderr));
         return root;
     }
 

@@ -1,0 +1,79 @@
+using System.CommandLine;
+
+namespace Morphisms.Cli.Commands.Kms;
+
+/// <summary>
+/// The options every client command shares: where the KMS is, which CA to trust, where the token comes from, and
+/// <c>--json</c>. A token is never an option value: argv is visible to every process on the machine.
+/// </summary>
+public sealed class KmsConnection
+{
+    /// <summary>Environment variable with the KMS address.</summary>
+    public const string AddressVariable = "MORPH_KMS_ADDR";
+
+    /// <summary>Environment variable with the token.</summary>
+    public const string TokenVariable = "MORPH_KMS_TOKEN";
+
+    /// <summary>Environment variable with a PEM file of certificates to trust for the KMS's TLS.</summary>
+    public const string CaCertVariable = "MORPH_KMS_CACERT";
+
+    /// <summary>The address used when neither <c>--address</c> nor <see cref="AddressVariable"/> is set.</summary>
+    public const string DefaultAddress = "http://127.0.0.1:8200";
+
+    private readonly Option<string?> _address = new("--address") { Description = $"KMS URL (default: ${AddressVariable}, else {DefaultAddress})." };
+    private readonly Option<FileInfo?> _caCert = new("--ca-cert") { Description = $"PEM certificate(s) to trust for the KMS's TLS (default: ${CaCertVariable})." };
+    private readonly Option<FileInfo?> _tokenFile = new("--token-file") { Description = $"File holding the token (default: ${TokenVariable})." };
+    private readonly Option<bool> _json = new("--json") { Description = "Print the KMS's JSON response." };
+
+    /// <summary>Adds the options to <paramref name="command"/>.</summary>
+    public void AddTo(Command command)
+    {
+        command.Options.Add(_address);
+        command.Options.Add(_caCert);
+        command.Options.Add(_tokenFile);
+        command.Options.Add(_json);
+    }
+
+    /// <summary>Whether <c>--json</c> was given.</summary>
+    public bool Json(ParseResult parse) => parse.GetValue(_json);
+
+    /// <summary>A client for the parsed options; <paramref name="needsToken"/> makes a missing token a usage error.</summary>
+    /// <exception cref="KmsCliException">The address, CA file or token file is unusable.</exception>
+    public KmsHttp Connect(ParseResult parse, bool needsToken = true)
+    {
+        var text = parse.GetValue(_address) ?? NonEmpty(Environment.GetEnvironmentVariable(AddressVariable)) ?? DefaultAddress;
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
+        {
+            throw KmsCliException.Usage($"--address: not an http(s) URL: {text}");
+        }
+
+        var caFile = parse.GetValue(_caCert)?.FullName ?? NonEmpty(Environment.GetEnvironmentVariable(CaCertVariable));
+        var token = Token(parse);
+        if (needsToken && token is null)
+        {
+            throw KmsCliException.Usage($"no token: set {TokenVariable} or pass --token-file FILE");
+        }
+
+        return new KmsHttp(address, token, caFile);
+    }
+
+    private string? Token(ParseResult parse)
+    {
+        if (parse.GetValue(_tokenFile) is { } file)
+        {
+            try
+            {
+                var token = File.ReadAllText(file.FullName).Trim();
+                return token.Length > 0 ? token : throw KmsCliException.Usage($"--token-file: {file.FullName} is empty");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw KmsCliException.Usage($"--token-file: {e.Message}");
+            }
+        }
+
+        return NonEmpty(Environment.GetEnvironmentVariable(TokenVariable)?.Trim());
+    }
+
+    private static string? NonEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+}

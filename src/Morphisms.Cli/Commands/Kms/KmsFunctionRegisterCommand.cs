@@ -1,0 +1,115 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Cli.Commands.Kms;
+
+/// <summary>
+/// <c>morph kms function register NAME</c>: creates or updates a function from a JSON spec (<c>--file</c>, the body
+/// of <c>PUT morphisms/functions/NAME</c>) and/or flags, which override the file's fields. New reference values
+/// become a new revision.
+/// </summary>
+public static class KmsFunctionRegisterCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var name = new Argument<string>("name") { Description = "Function name (a DNS label)." };
+        var file = new Option<FileInfo?>("--file") { Description = "JSON spec: owners, policies, token_ttl, token_max_ttl, secret_path, snp, sgx, tdx, simulated." };
+        var owners = Many("--owner", "Owner (repeatable).");
+        var policies = Many("--policy", "Policy granted to the function's tokens (repeatable).");
+        var ttl = new Option<string?>("--token-ttl") { Description = "Login token TTL (default 30s)." };
+        var maxTtl = new Option<string?>("--token-max-ttl") { Description = "Login token lifetime cap with renewals (default 60m)." };
+        var secretPath = new Option<string?>("--secret-path") { Description = "KV path of the function's secret bundle, e.g. secret/data/NAME." };
+        var snp = Many("--snp-measurement", "SEV-SNP launch measurement, 48 bytes hex (repeatable).");
+        var hostData = new Option<string?>("--snp-host-data") { Description = "Required SEV-SNP HOST_DATA, 32 bytes hex." };
+        var sgx = Many("--sgx-mrenclave", "SGX MRENCLAVE, 32 bytes hex (repeatable).");
+        var tdx = Many("--tdx-mrtd", "TDX MRTD, 48 bytes hex (repeatable).");
+        var simSnp = Many("--sim-snp", "Simulated TEE measurement in SNP format, 48 bytes hex (repeatable).");
+        var simSgx = Many("--sim-sgx", "Simulated TEE measurement in SGX format, 32 bytes hex (repeatable).");
+        var command = new Command("register", "Create or update a function's registration.")
+        {
+            name, file, owners, policies, ttl, maxTtl, secretPath, snp, hostData, sgx, tdx, simSnp, simSgx,
+        };
+        KmsAction.Set(command, stdout, stderr, async (parse, kms, json, ct) =>
+        {
+            var spec = parse.GetValue(file) is { } f ? ReadSpec(f) : [];
+            SetList(spec, "owners", parse.GetValue(owners));
+            SetList(spec, "policies", parse.GetValue(policies));
+            SetString(spec, "token_ttl", parse.GetValue(ttl));
+            SetString(spec, "token_max_ttl", parse.GetValue(maxTtl));
+            SetString(spec, "secret_path", parse.GetValue(secretPath));
+            if (parse.GetValue(snp) is { Length: > 0 } measurements)
+            {
+                var section = Section(spec, "snp");
+                SetList(section, "measurements", measurements);
+                SetString(section, "host_data", parse.GetValue(hostData));
+            }
+            else if (parse.GetValue(hostData) is not null)
+            {
+                throw KmsCliException.Usage("--snp-host-data needs --snp-measurement");
+            }
+
+            SetList(parse.GetValue(sgx) is { Length: > 0 } ? Section(spec, "sgx") : null, "mrenclaves", parse.GetValue(sgx));
+            SetList(parse.GetValue(tdx) is { Length: > 0 } ? Section(spec, "tdx") : null, "mrtds", parse.GetValue(tdx));
+            SetList(parse.GetValue(simSnp) is { Length: > 0 } ? Section(spec, "simulated") : null, "snp", parse.GetValue(simSnp));
+            SetList(parse.GetValue(simSgx) is { Length: > 0 } ? Section(spec, "simulated") : null, "sgx", parse.GetValue(simSgx));
+
+            var functionName = parse.GetValue(name)!;
+            var reply = await kms.SendAsync("PUT", "morphisms/functions/" + Uri.EscapeDataString(functionName), spec, ct);
+            if (json)
+            {
+                await KmsAction.PrintJsonAsync(stdout, reply.Data);
+            }
+            else
+            {
+                await stdout.WriteLineAsync($"function {functionName} registered: revision {reply.Data["current_revision"]} active");
+            }
+
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Option<string[]> Many(string name, string description) => new(name) { Description = description, AllowMultipleArgumentsPerToken = true };
+
+    private static JsonObject ReadSpec(FileInfo file)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(file.FullName)) as JsonObject ?? throw KmsCliException.Usage($"--file: {file.FullName} is not a JSON object");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            throw KmsCliException.Usage($"--file: {e.Message}");
+        }
+    }
+
+    private static JsonObject Section(JsonObject spec, string name)
+    {
+        if (spec[name] is JsonObject existing)
+        {
+            return existing;
+        }
+
+        var section = new JsonObject();
+        spec[name] = section;
+        return section;
+    }
+
+    private static void SetList(JsonObject? target, string name, string[]? values)
+    {
+        if (target is not null && values is { Length: > 0 })
+        {
+            target[name] = new JsonArray([.. values.Select(v => (JsonNode)v)]);
+        }
+    }
+
+    private static void SetString(JsonObject target, string name, string? value)
+    {
+        if (value is not null)
+        {
+            target[name] = value;
+        }
+    }
+}

@@ -1,0 +1,166 @@
+using System.CommandLine;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Cli.Paths;
+using Morphisms.Kms;
+
+namespace Morphisms.Cli.Commands.Kms;
+
+/// <summary>
+/// <c>morph kms server</c>: runs a KMS until interrupted. Production-style by default (Shamir seal, uninitialised
+/// until <c>morph kms init</c>, simulated evidence refused at login); <c>--dev</c> initialises and unseals itself
+/// and trusts the installation's simulated TEE, loudly. Either way the KMS attests itself with the installation's
+/// simulated TEE on a machine without TEE hardware.
+/// </summary>
+public static class KmsServerCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var listen = new Option<string>("--listen") { Description = "HOST:PORT to listen on (port 0 picks one).", DefaultValueFactory = _ => "127.0.0.1:8200" };
+        var storage = new Option<string?>("--storage") { Description = "sqlite:PATH, or inmem (default inmem with --dev; required otherwise)." };
+        var tlsCert = new Option<FileInfo?>("--tls-cert") { Description = "PEM certificate (chain) to serve." };
+        var tlsKey = new Option<FileInfo?>("--tls-key") { Description = "PEM private key of --tls-cert." };
+        var tlsSelf = new Option<bool>("--tls-self") { Description = "Serve a fresh self-signed certificate (pin it through sys/attestation)." };
+        var dev = new Option<bool>("--dev") { Description = "INSECURE: one unseal key kept beside the storage, auto-unseal, simulated TEE trusted." };
+        var audit = new Option<FileInfo?>("--audit") { Description = "Append-only, hash-chained audit log file." };
+        var trustSimulated = new Option<DirectoryInfo?>("--trust-simulated-tee") { Description = "Accept login evidence from the simulated TEE in DIR (insecure; --dev trusts the installation's)." };
+        var command = new Command("server", "Run a KMS (Vault-compatible API under /v1/) until interrupted.")
+        {
+            listen, storage, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            KmsServerOptions options;
+            SimulatedTeeAuthority? tee = null;
+            try
+            {
+                // Every flag is checked before the simulated TEE is loaded (or created): a usage error changes nothing.
+                var isDev = parse.GetValue(dev);
+                var trustDir = parse.GetValue(trustSimulated);
+                var listenAddress = Listen(parse.GetValue(listen)!);
+                var storageSpec = Storage(parse.GetValue(storage), isDev);
+                var tls = Tls(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsSelf));
+                if (trustDir is not null && !trustDir.Exists)
+                {
+                    throw KmsCliException.Usage($"--trust-simulated-tee: no simulated TEE at {trustDir.FullName}");
+                }
+
+                tee = SimulatedTeeAuthority.LoadOrCreate(trustDir?.FullName ?? MorphPaths.FromEnvironment().SimulatedTeeDirectory, TimeProvider.System);
+                options = new KmsServerOptions
+                {
+                    Listen = listenAddress,
+                    Storage = storageSpec,
+                    Tls = tls,
+                    Dev = isDev,
+                    AuditLogPath = parse.GetValue(audit)?.FullName,
+                    Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = isDev || trustDir is not null },
+                    WarningWriter = stderr,
+                };
+            }
+            catch (Exception e) when (e is KmsCliException or IOException or UnauthorizedAccessException or InvalidDataException or System.Text.Json.JsonException)
+            {
+                tee?.Dispose();
+                await stderr.WriteLineAsync($"morph: {e.Message}");
+                return e is KmsCliException k ? k.ExitCode : ExitCodes.UsageOrInput;
+            }
+
+            using (tee)
+            {
+                return await RunAsync(options, stdout, stderr, ct);
+            }
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(KmsServerOptions options, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        KmsServer server;
+        try
+        {
+            server = new KmsServer(options);
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or System.Security.Cryptography.CryptographicException or System.Data.Common.DbException)
+        {
+            await stderr.WriteLineAsync($"morph: {e.Message}");
+            return ExitCodes.UsageOrInput;
+        }
+
+        await using (server)
+        {
+            try
+            {
+                await server.StartAsync(ct);
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException)
+            {
+                await stderr.WriteLineAsync($"morph: the KMS could not start: {e.Message}");
+                return ExitCodes.Rejected;
+            }
+
+            await stdout.WriteLineAsync($"listening {server.BaseAddress}");
+            if (server.DevCredentials is { } credentials)
+            {
+                await stdout.WriteLineAsync(credentials.KeyFile is { } file
+                    ? $"dev mode: the unseal key and root token are in {file}"
+                    : $"dev mode: root token {credentials.RootToken} (in memory only; export it as {KmsConnection.TokenVariable})");
+            }
+
+            await stdout.FlushAsync(CancellationToken.None);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                // Interrupted: dispose seals the KMS (wiping keys) and stops listening.
+            }
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    private static string Listen(string listen)
+    {
+        var colon = listen.LastIndexOf(':');
+        var host = colon > 0 ? listen[..colon].Trim('[', ']') : "";
+        return colon > 0
+            && int.TryParse(listen.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) && port <= 65535
+            && (host == "localhost" || System.Net.IPAddress.TryParse(host, out _))
+                ? listen
+                : throw KmsCliException.Usage($"--listen: expected HOST:PORT with an IP address or localhost, got '{listen}'");
+    }
+
+    private static string Storage(string? storage, bool dev) => storage switch
+    {
+        null when dev => "inmem",
+        null => throw KmsCliException.Usage("--storage is required (sqlite:PATH), except with --dev"),
+        "inmem" => storage,
+        _ when storage.StartsWith("sqlite:", StringComparison.Ordinal) && storage.Length > "sqlite:".Length => storage,
+        _ => throw KmsCliException.Usage($"--storage: expected sqlite:PATH or inmem, got '{storage}'"),
+    };
+
+    private static KmsTlsOptions Tls(FileInfo? certificate, FileInfo? key, bool selfSigned)
+    {
+        if (selfSigned && (certificate is not null || key is not null))
+        {
+            throw KmsCliException.Usage("--tls-self cannot be combined with --tls-cert/--tls-key");
+        }
+
+        if ((certificate is null) != (key is null))
+        {
+            throw KmsCliException.Usage("--tls-cert and --tls-key go together");
+        }
+
+        foreach (var file in new[] { certificate, key })
+        {
+            if (file is { Exists: false })
+            {
+                throw KmsCliException.Usage($"{(file == certificate ? "--tls-cert" : "--tls-key")}: file not found: {file.FullName}");
+            }
+        }
+
+        return selfSigned ? KmsTlsOptions.SelfSigned
+            : certificate is not null ? KmsTlsOptions.FromFiles(certificate.FullName, key!.FullName)
+            : KmsTlsOptions.Disabled;
+    }
+}

@@ -1,0 +1,31 @@
+namespace Morphisms.Cli.Commands.Kms;
+
+/// <summary>
+/// Reads secret input (unseal keys, secret data, a token to act on) from a file or standard input, never from the
+/// command line, where any process on the machine could read it.
+/// </summary>
+internal static class SecretInput
+{
+    /// <summary>The text of <paramref name="path"/>, or of standard input when it is null or <c>-</c>.</summary>
+    /// <exception cref="KmsCliException">The file cannot be read (exit 2).</exception>
+    public static string Read(string? path, string option)
+    {
+        if (path is null or "-")
+        {
+            return Console.In.ReadToEnd();
+        }
+
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw KmsCliException.Usage($"{option}: {e.Message}");
+        }
+    }
+
+    /// <summary>The non-empty, non-comment lines of <paramref name="text"/>, trimmed.</summary>
+    public static List<string> Lines(string text) =>
+        [.. text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#'))];
+}

@@ -1,0 +1,151 @@
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Cli.Tests.Kms;
+
+public class KmsClientCommandTests
+{
+    [Fact]
+    public async Task Status_reports_an_unsealed_dev_kms()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var text = await kms.RunAsync("status");
+        Assert.Equal(ExitCodes.Ok, text.ExitCode);
+        Assert.Contains("sealed", text.Stdout, StringComparison.Ordinal);
+        var json = await kms.RunAsync("status", "--json");
+        Assert.False(JsonNode.Parse(json.Stdout)!["sealed"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task Policies_are_written_read_listed_and_deleted()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var file = Path.Combine(kms.Directory, "app.hcl");
+        await File.WriteAllTextAsync(file, """path "secret/data/app" { capabilities = ["read"] }""");
+
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("policy", "write", "app", file)).ExitCode);
+        Assert.Contains("secret/data/app", (await kms.RunAsync("policy", "read", "app")).Stdout, StringComparison.Ordinal);
+        Assert.Contains("app", (await kms.RunAsync("policy", "list")).Stdout.Split('\n').Select(l => l.Trim()));
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("policy", "delete", "app")).ExitCode);
+        Assert.Equal(ExitCodes.Rejected, (await kms.RunAsync("policy", "read", "app")).ExitCode);
+
+        await File.WriteAllTextAsync(file, """path "x" { capabilities = ["fly"] }""");
+        var bad = await kms.RunAsync("policy", "write", "bad", file);
+        Assert.Equal(ExitCodes.UsageOrInput, bad.ExitCode);
+        Assert.Contains("failed to parse policy", bad.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Tokens_are_created_looked_up_renewed_and_revoked_by_accessor()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var created = await kms.RunAsync("token", "create", "--policy", "default", "--ttl", "1h", "--display-name", "ci", "--json");
+        Assert.Equal(ExitCodes.Ok, created.ExitCode);
+        var auth = JsonNode.Parse(created.Stdout)!["auth"]!;
+        var accessor = auth["accessor"]!.GetValue<string>();
+        Assert.Equal(3600, auth["lease_duration"]!.GetValue<long>());
+
+        var lookup = await kms.RunAsync("token", "lookup", "--accessor", accessor);
+        Assert.Equal(ExitCodes.Ok, lookup.ExitCode);
+        Assert.Contains("token-ci", lookup.Stdout, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("token", "renew", "--accessor", accessor, "--increment", "30m")).ExitCode);
+
+        // Revoking needs an explicit target; the caller's own token is never revoked by default.
+        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("token", "revoke")).ExitCode);
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("token", "revoke", "--accessor", accessor)).ExitCode);
+        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("token", "lookup", "--accessor", accessor)).ExitCode);
+
+        var self = await kms.RunAsync("token", "lookup");
+        Assert.Contains("root", self.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain(kms.Server.DevCredentials!.RootToken, self.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Kv_secrets_come_from_files_and_round_trip()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var data = Path.Combine(kms.Directory, "db.json");
+        await File.WriteAllTextAsync(data, """{"user":"app","password":"correct-horse"}""");
+
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data)).ExitCode);
+        var get = await kms.RunAsync("kv", "get", "secret/app/db");
+        Assert.Equal(ExitCodes.Ok, get.ExitCode);
+        Assert.Contains("correct-horse", get.Stdout, StringComparison.Ordinal);
+        Assert.Equal("correct-horse", (await kms.RunAsync("kv", "get", "secret/app/db", "--field", "password")).Stdout.Trim());
+        Assert.Equal("db", (await kms.RunAsync("kv", "list", "secret/app")).Stdout.Trim());
+        Assert.Equal("app/", (await kms.RunAsync("kv", "list", "secret")).Stdout.Trim());
+
+        await File.WriteAllTextAsync(data, """{"password":"new"}""");
+        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data, "--cas", "0")).ExitCode);
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data, "--cas", "1")).ExitCode);
+        Assert.Equal("correct-horse", (await kms.RunAsync("kv", "get", "secret/app/db", "--version", "1", "--field", "password")).Stdout.Trim());
+
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("kv", "delete", "secret/app/db")).ExitCode);
+        var gone = await kms.RunAsync("kv", "get", "secret/app/db");
+        Assert.Equal(ExitCodes.Rejected, gone.ExitCode);
+        Assert.Contains("deleted at", gone.Stderr, StringComparison.Ordinal);
+
+        await File.WriteAllTextAsync(data, "{not json");
+        var bad = await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data);
+        Assert.Equal(ExitCodes.UsageOrInput, bad.ExitCode);
+        Assert.DoesNotContain("not json", bad.Stderr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("kv", "get", "secret")).ExitCode);
+        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("kv", "get", "sys/health")).ExitCode);
+    }
+
+    [Fact]
+    public async Task Functions_are_registered_from_flags_and_files()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var snp = new string('a', 96);
+        var sgx = new string('b', 64);
+        var registered = await kms.RunAsync("function", "register", "signer", "--owner", "alice", "--policy", "signer-read", "--sim-snp", snp, "--sim-sgx", sgx, "--token-ttl", "45s");
+        Assert.Equal(ExitCodes.Ok, registered.ExitCode);
+        Assert.Contains("revision 1", registered.Stdout, StringComparison.Ordinal);
+
+        var spec = Path.Combine(kms.Directory, "verifier.json");
+        await File.WriteAllTextAsync(spec, $$$"""{"policies":["v"],"snp":{"measurements":["{{{snp}}}"],"min_guest_svn":2}}""");
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("function", "register", "verifier", "--file", spec, "--snp-host-data", new string('c', 64), "--snp-measurement", snp)).ExitCode);
+
+        var get = JsonNode.Parse((await kms.RunAsync("function", "get", "signer", "--json")).Stdout)!;
+        Assert.Equal(45, get["token_ttl"]!.GetValue<long>());
+        Assert.Equal(sgx, get["simulated"]!["sgx"]![0]!.GetValue<string>());
+        var verifier = JsonNode.Parse((await kms.RunAsync("function", "get", "verifier", "--json")).Stdout)!;
+        Assert.Equal(new string('c', 64), verifier["snp"]!["host_data"]!.GetValue<string>());
+        Assert.Equal(["signer", "verifier"], (await kms.RunAsync("function", "list")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Contains("1 active", (await kms.RunAsync("function", "get", "signer")).Stdout, StringComparison.Ordinal);
+
+        var bad = await kms.RunAsync("function", "register", "broken", "--sim-snp", "abcd");
+        Assert.Equal(ExitCodes.UsageOrInput, bad.ExitCode);
+        Assert.Contains("simulated.snp[0]", bad.Stderr, StringComparison.Ordinal);
+
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("function", "delete", "signer")).ExitCode);
+        var missing = await kms.RunAsync("function", "get", "signer");
+        Assert.Equal(ExitCodes.Rejected, missing.ExitCode);
+        Assert.Contains("not registered", missing.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Connection_problems_are_named()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var badAddress = await MorphRunner.RunAsync("kms", "status", "--address", "ftp://example");
+        Assert.Equal(ExitCodes.UsageOrInput, badAddress.ExitCode);
+
+        var unreachable = await MorphRunner.RunAsync("kms", "status", "--address", "http://127.0.0.1:1");
+        Assert.Equal(ExitCodes.Rejected, unreachable.ExitCode);
+        Assert.Contains("cannot reach the KMS", unreachable.Stderr, StringComparison.Ordinal);
+
+        var wrongToken = Path.Combine(kms.Directory, "wrong");
+        await File.WriteAllTextAsync(wrongToken, "hvs.not-a-token");
+        var denied = await MorphRunner.RunAsync("kms", "policy", "list", "--address", kms.Address, "--token-file", wrongToken, "--json");
+        Assert.Equal(ExitCodes.Rejected, denied.ExitCode);
+        Assert.Contains("permission denied", denied.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Token_values_are_not_accepted_as_arguments()
+    {
+        var outcome = await MorphRunner.RunAsync("kms", "token", "lookup", "--token", "hvs.secret");
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+    }
+}

@@ -1,0 +1,109 @@
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Cli.Tests.Kms;
+
+/// <summary>Tests that change process-wide state (environment, standard input); their collection runs them one at a time.</summary>
+[Collection(nameof(KmsProcessStateTests))]
+public class KmsProcessStateTests
+{
+    [Fact]
+    public async Task Address_and_token_come_from_the_environment_and_a_missing_token_is_named()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        using (new EnvironmentScope(("MORPH_KMS_ADDR", kms.Address), ("MORPH_KMS_TOKEN", null)))
+        {
+            var noToken = await MorphRunner.RunAsync("kms", "policy", "list");
+            Assert.Equal(ExitCodes.UsageOrInput, noToken.ExitCode);
+            Assert.Contains("MORPH_KMS_TOKEN", noToken.Stderr, StringComparison.Ordinal);
+        }
+
+        using (new EnvironmentScope(("MORPH_KMS_ADDR", kms.Address), ("MORPH_KMS_TOKEN", kms.Server.DevCredentials!.RootToken)))
+        {
+            var list = await MorphRunner.RunAsync("kms", "policy", "list");
+            Assert.Equal(ExitCodes.Ok, list.ExitCode);
+            Assert.Contains("default", list.Stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Secrets_are_read_from_standard_input()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var created = JsonNode.Parse((await kms.RunAsync("token", "create", "--policy", "default", "--json")).Stdout)!["auth"]!;
+        var token = created["client_token"]!.GetValue<string>();
+
+        var lookup = await WithStdinAsync(token + "\n", () => kms.RunAsync("token", "lookup", "--stdin", "--json"));
+        Assert.Equal(ExitCodes.Ok, lookup.ExitCode);
+        Assert.Equal(created["accessor"]!.GetValue<string>(), JsonNode.Parse(lookup.Stdout)!["accessor"]!.GetValue<string>());
+
+        var put = await WithStdinAsync("""{"api_key":"from-stdin"}""", () => kms.RunAsync("kv", "put", "secret/stdin"));
+        Assert.Equal(ExitCodes.Ok, put.ExitCode);
+        Assert.Equal("from-stdin", (await kms.RunAsync("kv", "get", "secret/stdin", "--field", "api_key")).Stdout.Trim());
+
+        Assert.Equal(ExitCodes.Ok, (await WithStdinAsync(token, () => kms.RunAsync("token", "revoke", "--stdin"))).ExitCode);
+        var revoked = await WithStdinAsync(token, () => kms.RunAsync("token", "lookup", "--stdin"));
+        Assert.Equal(ExitCodes.Rejected, revoked.ExitCode);
+        Assert.DoesNotContain(token, revoked.Stderr + revoked.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Init_writes_the_keys_privately_and_unseal_reads_them_from_stdin()
+    {
+        await using var kms = await CliKms.StartFreshAsync();
+        Assert.Equal(ExitCodes.Rejected, (await kms.RunAsync("status")).ExitCode);
+
+        var output = Path.Combine(kms.Directory, "init.json");
+        var init = await kms.RunAsync("init", "--key-shares", "3", "--key-threshold", "2", "--output", output);
+        Assert.Equal(ExitCodes.Ok, init.ExitCode);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(output));
+        var keys = JsonNode.Parse(await File.ReadAllTextAsync(output))!;
+        Assert.DoesNotContain(keys["root_token"]!.GetValue<string>(), init.Stdout, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("init", "--output", output)).ExitCode);
+
+        var first = keys["keys"]![0]!.GetValue<string>();
+        var second = keys["keys_base64"]![1]!.GetValue<string>();
+        var partial = await WithStdinAsync(first + "\n", () => kms.RunAsync("unseal"));
+        Assert.Equal(ExitCodes.Rejected, partial.ExitCode);
+        Assert.Contains("1/2", partial.Stdout, StringComparison.Ordinal);
+        var unsealed = await WithStdinAsync($"# shares\n{second}\n", () => kms.RunAsync("unseal", "--key-file", "-"));
+        Assert.Equal(ExitCodes.Ok, unsealed.ExitCode);
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("status")).ExitCode);
+        Assert.Equal(ExitCodes.UsageOrInput, (await WithStdinAsync("", () => kms.RunAsync("unseal"))).ExitCode);
+    }
+
+    private static async Task<MorphRunner.Outcome> WithStdinAsync(string input, Func<Task<MorphRunner.Outcome>> run)
+    {
+        var previous = Console.In;
+        Console.SetIn(new StringReader(input));
+        try
+        {
+            return await run();
+        }
+        finally
+        {
+            Console.SetIn(previous);
+        }
+    }
+
+    private sealed class EnvironmentScope : IDisposable
+    {
+        private readonly List<(string Name, string? Value)> _previous = [];
+
+        public EnvironmentScope(params (string Name, string? Value)[] values)
+        {
+            foreach (var (name, value) in values)
+            {
+                _previous.Add((name, Environment.GetEnvironmentVariable(name)));
+                Environment.SetEnvironmentVariable(name, value);
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach (var (name, value) in _previous)
+            {
+                Environment.SetEnvironmentVariable(name, value);
+            }
+        }
+    }
+}

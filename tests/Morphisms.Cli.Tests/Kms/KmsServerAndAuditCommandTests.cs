@@ -1,0 +1,137 @@
+using System.Collections.Concurrent;
+using System.CommandLine;
+using System.Text;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Cli.Commands.Kms;
+
+namespace Morphisms.Cli.Tests.Kms;
+
+public class KmsServerAndAuditCommandTests
+{
+    [Fact]
+    public async Task Server_runs_in_dev_mode_trusting_the_given_simulated_tee_until_cancelled()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-kms-server-").FullName;
+        try
+        {
+            SimulatedTeeAuthority.LoadOrCreate(dir, TimeProvider.System).Dispose();
+            var stdout = new LineWriter();
+            using var stderr = new StringWriter();
+            var root = new RootCommand { KmsCommand.Create(stdout, stderr) };
+            using var cts = new CancellationTokenSource();
+            var run = root.Parse(["kms", "server", "--dev", "--listen", "127.0.0.1:0", "--trust-simulated-tee", dir])
+                .InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr }, cts.Token);
+
+            var listening = await stdout.WaitForAsync("listening ", TimeSpan.FromSeconds(60));
+            var address = listening["listening ".Length..];
+            var token = (await stdout.WaitForAsync("dev mode: root token ", TimeSpan.FromSeconds(10))).Split(' ')[4];
+            var tokenFile = Path.Combine(dir, "token");
+            await File.WriteAllTextAsync(tokenFile, token);
+
+            Assert.Equal(ExitCodes.Ok, (await MorphRunner.RunAsync("kms", "status", "--address", address)).ExitCode);
+            Assert.Equal(ExitCodes.Ok, (await MorphRunner.RunAsync("kms", "function", "list", "--address", address, "--token-file", tokenFile)).ExitCode);
+
+            await cts.CancelAsync();
+            Assert.Equal(ExitCodes.Ok, await run);
+            var warnings = stderr.ToString();
+            Assert.Contains("dev mode is enabled", warnings, StringComparison.Ordinal);
+            Assert.Contains("simulated TEE", warnings, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("--listen", "127.0.0.1:0")]
+    [InlineData("--storage", "inmem", "--tls-cert", "/nonexistent.pem")]
+    [InlineData("--storage", "inmem", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key")]
+    [InlineData("--storage", "sqlite:")]
+    [InlineData("--storage", "inmem", "--tls-self", "--tls-cert", "a", "--tls-key", "b")]
+    [InlineData("--storage", "redis:x", "--listen", "127.0.0.1:0")]
+    [InlineData("--dev", "--listen", "example.org:0")]
+    [InlineData("--dev", "--trust-simulated-tee", "/nonexistent-simulated-tee")]
+    public async Task Server_options_are_checked_before_anything_starts(params string[] args)
+    {
+        var outcome = await MorphRunner.RunAsync(["kms", "server", .. args]);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.StartsWith("morph: ", outcome.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Audit_verify_checks_the_chain_offline()
+    {
+        string log;
+        await using (var kms = await CliKms.StartDevAsync(audit: true))
+        {
+            log = Path.Combine(kms.Directory, "audit.log");
+            Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("policy", "list")).ExitCode);
+            var copy = Path.Combine(Path.GetTempPath(), $"morph-audit-{Guid.NewGuid():N}.log");
+            await kms.Server.DisposeAsync();
+            File.Copy(log, copy);
+            log = copy;
+        }
+
+        try
+        {
+            var valid = await MorphRunner.RunAsync("kms", "audit", "verify", log);
+            Assert.Equal(ExitCodes.Ok, valid.ExitCode);
+            Assert.StartsWith("valid:", valid.Stdout, StringComparison.Ordinal);
+
+            var lines = await File.ReadAllLinesAsync(log);
+            Assert.Contains("\"operation\":\"list\"", lines[0], StringComparison.Ordinal);
+            lines[0] = lines[0].Replace("\"operation\":\"list\"", "\"operation\":\"read\"", StringComparison.Ordinal);
+            await File.WriteAllLinesAsync(log, lines);
+            var broken = await MorphRunner.RunAsync("kms", "audit", "verify", log, "--json");
+            Assert.Equal(ExitCodes.Rejected, broken.ExitCode);
+            Assert.Contains("\"valid\": false", broken.Stdout, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(log);
+        }
+
+        Assert.Equal(ExitCodes.UsageOrInput, (await MorphRunner.RunAsync("kms", "audit", "verify", log)).ExitCode);
+    }
+
+    /// <summary>Collects written lines so a test can wait for one while the command keeps running.</summary>
+    private sealed class LineWriter : TextWriter
+    {
+        private readonly BlockingCollection<string> _lines = [];
+        private readonly StringBuilder _current = new();
+        private readonly Lock _lock = new();
+
+        public override Encoding Encoding => Encoding.UTF8;
+
+        public override void Write(char value)
+        {
+            lock (_lock)
+            {
+                if (value == '\n')
+                {
+                    _lines.Add(_current.ToString().TrimEnd('\r'));
+                    _current.Clear();
+                }
+                else
+                {
+                    _current.Append(value);
+                }
+            }
+        }
+
+        public Task<string> WaitForAsync(string prefix, TimeSpan timeout) => Task.Run(() =>
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            foreach (var line in _lines.GetConsumingEnumerable(cts.Token))
+            {
+                if (line.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    return line;
+                }
+            }
+
+            throw new TimeoutException(prefix);
+        });
+    }
+}
