@@ -71,20 +71,39 @@ public sealed class SimulatedTeeAuthority : IDisposable
     /// <summary>Creates a new simulated TEE with fresh keys. Certificates are valid from <paramref name="time"/>'s now for ten years.</summary>
     public static SimulatedTeeAuthority Create(TimeProvider time) => new(State.Generate(time.GetUtcNow()));
 
+    /// <summary>True when <paramref name="directory"/> holds a simulated TEE.</summary>
+    public static bool Exists(string directory) => File.Exists(Path.Combine(directory, FileName));
+
+    /// <summary>
+    /// Loads an existing simulated TEE; unlike <see cref="LoadOrCreate"/> it never creates one, so
+    /// trusting a directory can never mint a fresh root by accident.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No simulated TEE in <paramref name="directory"/>.</exception>
+    public static SimulatedTeeAuthority Load(string directory)
+    {
+        var path = Path.Combine(directory, FileName);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"no simulated TEE in {directory}", path);
+        }
+
+        var state = JsonSerializer.Deserialize<State>(File.ReadAllBytes(path))
+            ?? throw new InvalidDataException($"{path}: empty simulated TEE state");
+        return new SimulatedTeeAuthority(state);
+    }
+
     /// <summary>
     /// Loads the installation's simulated TEE from <paramref name="directory"/>, creating it (mode 0600)
     /// on first use so that every process of one installation shares one simulated root.
     /// </summary>
     public static SimulatedTeeAuthority LoadOrCreate(string directory, TimeProvider time)
     {
-        var path = Path.Combine(directory, FileName);
-        if (File.Exists(path))
+        if (Exists(directory))
         {
-            var state = JsonSerializer.Deserialize<State>(File.ReadAllBytes(path))
-                ?? throw new InvalidDataException($"{path}: empty simulated TEE state");
-            return new SimulatedTeeAuthority(state);
+            return Load(directory);
         }
 
+        var path = Path.Combine(directory, FileName);
         Directory.CreateDirectory(directory);
         var created = State.Generate(time.GetUtcNow());
         var temp = path + ".tmp";

@@ -37,3 +37,23 @@ public sealed class SimulatedAuthorityTests
         Assert.True(a.IntelRoot.Simulated);
     }
 }
+
+public sealed class SimulatedAuthorityLoadTests
+{
+    [Fact]
+    public void Load_never_creates_a_simulated_tee()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-sim-empty-").FullName;
+        try
+        {
+            Assert.False(SimulatedTeeAuthority.Exists(dir));
+            var error = Assert.Throws<FileNotFoundException>(() => SimulatedTeeAuthority.Load(dir));
+            Assert.Contains("no simulated TEE", error.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

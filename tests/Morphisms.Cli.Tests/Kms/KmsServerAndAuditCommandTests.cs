@@ -60,6 +60,23 @@ public class KmsServerAndAuditCommandTests
     }
 
     [Fact]
+    public async Task Trusting_a_directory_without_a_simulated_tee_is_refused_and_creates_nothing()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-kms-empty-tee-").FullName;
+        try
+        {
+            var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--trust-simulated-tee", dir);
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains("no simulated TEE", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Audit_verify_checks_the_chain_offline()
     {
         string log;

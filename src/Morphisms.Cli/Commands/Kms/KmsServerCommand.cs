@@ -40,12 +40,15 @@ public static class KmsServerCommand
                 var listenAddress = Listen(parse.GetValue(listen)!);
                 var storageSpec = Storage(parse.GetValue(storage), isDev);
                 var tls = Tls(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsSelf));
-                if (trustDir is not null && !trustDir.Exists)
+                if (trustDir is not null && !SimulatedTeeAuthority.Exists(trustDir.FullName))
                 {
                     throw KmsCliException.Usage($"--trust-simulated-tee: no simulated TEE at {trustDir.FullName}");
                 }
 
-                tee = SimulatedTeeAuthority.LoadOrCreate(trustDir?.FullName ?? MorphPaths.FromEnvironment().SimulatedTeeDirectory, TimeProvider.System);
+                // A trusted directory is only ever loaded: trusting must never create a new root.
+                tee = trustDir is not null
+                    ? SimulatedTeeAuthority.Load(trustDir.FullName)
+                    : SimulatedTeeAuthority.LoadOrCreate(MorphPaths.FromEnvironment().SimulatedTeeDirectory, TimeProvider.System);
                 options = new KmsServerOptions
                 {
                     Listen = listenAddress,
