@@ -1,0 +1,64 @@
+namespace Morphisms.Serving.Autoscaling;
+
+/// <summary>
+/// Knative KPA settings for one revision. Defaults are Knative's: a 60 s stable window, a panic
+/// window of 10 % of it, a 200 % panic threshold, a concurrency target of 100 used at 70 %, scale
+/// up at most 1000× and down at most 2× per decision, and a 30 s grace period before scaling to zero.
+/// </summary>
+public sealed record AutoscalerOptions
+{
+    /// <summary>Window over which the stable (non-panic) average concurrency is taken.</summary>
+    public TimeSpan StableWindow { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Panic window as a percentage of the stable window (Knative: 10).</summary>
+    public double PanicWindowPercentage { get; init; } = 10;
+
+    /// <summary>Enter panic when the panic-window demand reaches this percentage of the ready instances (Knative: 200).</summary>
+    public double PanicThresholdPercentage { get; init; } = 200;
+
+    /// <summary>Concurrent requests one instance should handle (Knative's container-concurrency-target-default).</summary>
+    public double TargetConcurrency { get; init; } = 100;
+
+    /// <summary>Fraction of <see cref="TargetConcurrency"/> to aim for, leaving headroom for bursts.</summary>
+    public double TargetUtilization { get; init; } = 0.7;
+
+    /// <summary>A decision may multiply the ready instances by at most this much.</summary>
+    public double MaxScaleUpRate { get; init; } = 1000;
+
+    /// <summary>A decision may divide the ready instances by at most this much.</summary>
+    public double MaxScaleDownRate { get; init; } = 2;
+
+    /// <summary>How long a revision stays at one instance without traffic before it may go to zero.</summary>
+    public TimeSpan ScaleToZeroGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Lower bound on instances; 0 allows scale to zero.</summary>
+    public int MinScale { get; init; }
+
+    /// <summary>Upper bound on instances; 0 means unbounded.</summary>
+    public int MaxScale { get; init; }
+
+    /// <summary>Instances to start with when the revision is created.</summary>
+    public int InitialScale { get; init; } = 1;
+
+    /// <summary>The panic window's length.</summary>
+    public TimeSpan PanicWindow => TimeSpan.FromTicks((long)(StableWindow.Ticks * PanicWindowPercentage / 100));
+
+    /// <summary>The concurrency each instance is actually asked to carry.</summary>
+    public double EffectiveTarget => TargetConcurrency * TargetUtilization;
+
+    /// <summary>Checks the settings; returns the first problem, naming the field, or null.</summary>
+    public string? Validate() =>
+        StableWindow < TimeSpan.FromSeconds(6) || StableWindow > TimeSpan.FromHours(1) ? "stable window must be between 6s and 1h"
+        : PanicWindowPercentage is < 1 or > 100 ? "panic window percentage must be between 1 and 100"
+        : PanicThresholdPercentage is < 110 or > 1000 ? "panic threshold percentage must be between 110 and 1000"
+        : TargetConcurrency <= 0 ? "target concurrency must be positive"
+        : TargetUtilization is <= 0 or > 1 ? "target utilization must be in (0, 1]"
+        : MaxScaleUpRate <= 1 ? "max scale-up rate must be greater than 1"
+        : MaxScaleDownRate <= 1 ? "max scale-down rate must be greater than 1"
+        : ScaleToZeroGracePeriod < TimeSpan.Zero ? "scale-to-zero grace period must not be negative"
+        : MinScale < 0 ? "min scale must not be negative"
+        : MaxScale < 0 ? "max scale must not be negative"
+        : MaxScale > 0 && MinScale > MaxScale ? "min scale must not exceed max scale"
+        : InitialScale < 0 ? "initial scale must not be negative"
+        : null;
+}

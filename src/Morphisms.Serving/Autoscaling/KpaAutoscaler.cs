@@ -1,0 +1,108 @@
+namespace Morphisms.Serving.Autoscaling;
+
+/// <summary>
+/// Knative's Pod Autoscaler (KPA) algorithm for one revision. It keeps two averages of observed
+/// concurrency: over the stable window (default 60 s) for calm decisions, and over the panic window
+/// (10 % of it) to react to bursts. When the panic-window demand reaches the panic threshold
+/// (200 % of the ready instances) it enters panic mode, in which it only scales up, until a whole
+/// stable window passes without another panic condition. Scale-downs are rate limited, and the
+/// last instance goes only after the stable average has been zero for the grace period.
+/// Not thread-safe: one autoscaler is driven by one loop.
+/// </summary>
+public sealed class KpaAutoscaler
+{
+    private readonly AutoscalerOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ConcurrencyWindow _window;
+    private DateTimeOffset? _panicSince;
+    private int _maxPanicInstances;
+    private DateTimeOffset? _idleSince;
+
+    /// <summary>Creates an autoscaler.</summary>
+    /// <exception cref="ArgumentException">The options are invalid; the message names the field.</exception>
+    public KpaAutoscaler(AutoscalerOptions options, TimeProvider time)
+    {
+        if (options.Validate() is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(options));
+        }
+
+        _options = options;
+        _time = time;
+        _window = new ConcurrencyWindow(options.StableWindow);
+    }
+
+    /// <summary>Records the revision's current concurrency (requests in flight, including queued ones at the activator).</summary>
+    public void Record(double concurrency) => _window.Record(_time.GetUtcNow(), Math.Max(0, concurrency));
+
+    /// <summary>Decides how many instances the revision should have, given how many are ready now.</summary>
+    public ScaleDecision Decide(int readyInstances)
+    {
+        var now = _time.GetUtcNow();
+        var stable = _window.Average(now, _options.StableWindow);
+        var panic = _window.Average(now, _options.PanicWindow);
+        if (stable is null || panic is null)
+        {
+            return new ScaleDecision(Clamp(Math.Max(readyInstances, _options.InitialScale)), false, null, null, "no metrics yet: initial scale");
+        }
+
+        // Rates and the panic ratio are relative to at least one instance, so scaling from zero works.
+        var ready = Math.Max(1, readyInstances);
+        var maxUp = (int)Math.Ceiling(_options.MaxScaleUpRate * ready);
+        var maxDown = (int)Math.Floor(ready / _options.MaxScaleDownRate);
+        var stableWant = Math.Clamp((int)Math.Ceiling(stable.Value / _options.EffectiveTarget), maxDown, maxUp);
+        var panicWant = Math.Clamp((int)Math.Ceiling(panic.Value / _options.EffectiveTarget), maxDown, maxUp);
+        var overThreshold = (double)panicWant / ready >= _options.PanicThresholdPercentage / 100;
+
+        if (overThreshold)
+        {
+            _panicSince = now; // entering, or extending: panic lasts a stable window past the last burst
+        }
+        else if (_panicSince is { } since && now - since >= _options.StableWindow)
+        {
+            _panicSince = null;
+            _maxPanicInstances = 0;
+        }
+
+        int desired;
+        string reason;
+        if (_panicSince is not null)
+        {
+            // In panic mode the revision never scales down.
+            _maxPanicInstances = Math.Max(_maxPanicInstances, Math.Max(panicWant, readyInstances));
+            desired = _maxPanicInstances;
+            reason = $"panic: {panic.Value:0.##} concurrent over {_options.PanicWindow.TotalSeconds:0.#}s";
+        }
+        else
+        {
+            desired = stableWant;
+            reason = $"stable: {stable.Value:0.##} concurrent over {_options.StableWindow.TotalSeconds:0}s, target {_options.EffectiveTarget:0.##} per instance";
+        }
+
+        if (desired == 0)
+        {
+            _idleSince ??= now;
+            if (now - _idleSince.Value < _options.ScaleToZeroGracePeriod)
+            {
+                desired = Math.Min(1, readyInstances);
+                reason = $"idle, scale-to-zero grace period until {(_idleSince.Value + _options.ScaleToZeroGracePeriod):HH:mm:ss}";
+            }
+            else
+            {
+                reason = "idle for the stable window and the grace period: scale to zero";
+            }
+        }
+        else
+        {
+            _idleSince = null;
+        }
+
+        return new ScaleDecision(Clamp(desired), _panicSince is not null, stable, panic, reason);
+    }
+
+    private int Clamp(int desired)
+    {
+        var atLeast = Math.Max(desired, _options.MinScale);
+        return _options.MaxScale > 0 ? Math.Min(atLeast, _options.MaxScale) : atLeast;
+    }
+}
