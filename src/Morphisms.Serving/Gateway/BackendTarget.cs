@@ -1,0 +1,18 @@
+using System.Net;
+
+namespace Morphisms.Serving.Gateway;
+
+/// <summary>Where a connection for a host name goes: an instance of a revision.</summary>
+/// <param name="Revision">The revision the instance belongs to (for concurrency accounting).</param>
+/// <param name="Endpoint">The instance's TLS port (its TLS terminator runs inside the TEE).</param>
+public sealed record BackendTarget(string Revision, IPEndPoint Endpoint);
+
+/// <summary>
+/// Picks the instance for a host name. An implementation may wait — that is where the activator
+/// holds a connection while its revision scales from zero — and returns null for an unknown host.
+/// </summary>
+public interface IBackendResolver
+{
+    /// <summary>Resolves <paramref name="serverName"/> (lowercase SNI) to an instance, or null when no route matches.</summary>
+    ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken);
+}

@@ -1,0 +1,19 @@
+using System.Net;
+
+namespace Morphisms.Serving.Gateway;
+
+/// <summary>Settings of the confidential-mode gateway.</summary>
+public sealed record SniGatewayOptions
+{
+    /// <summary>Where to listen (port 0 picks a free one).</summary>
+    public IPEndPoint Listen { get; init; } = new(IPAddress.Loopback, 0);
+
+    /// <summary>How long a client has to send its ClientHello before it is dropped (slowloris guard).</summary>
+    public TimeSpan ClientHelloTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long to wait for the backend: resolving (which may include a scale from zero) and connecting.</summary>
+    public TimeSpan BackendTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Connections served at once; further ones are refused so memory stays bounded.</summary>
+    public int MaxConnections { get; init; } = 4096;
+}
