@@ -39,6 +39,11 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
 
     private long _refusedForCapacity;
 
+    /// <summary>Connections closed because no instance could take them (queue full, timeout, connect failure).</summary>
+    public long RefusedForBackend => Interlocked.Read(ref _refusedForBackend);
+
+    private long _refusedForBackend;
+
     /// <summary>Starts listening and accepting.</summary>
     public void Start()
     {
@@ -126,9 +131,11 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
 
             await backend.ConnectAsync(target.Endpoint, backendTimeout.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException)
+        catch (Exception e) when (e is OperationCanceledException or SocketException or Activation.ActivatorOverloadedException)
         {
-            return; // no instance in time: the client sees the connection close
+            // No instance in time, or the activator's queue is full: TLS has not started, so closing is all we can say.
+            Interlocked.Increment(ref _refusedForBackend);
+            return;
         }
 
         using var inFlight = _concurrency.Begin(target.Revision);

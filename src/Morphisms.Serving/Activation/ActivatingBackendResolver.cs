@@ -1,0 +1,40 @@
+using Morphisms.Serving.Gateway;
+using Morphisms.Serving.Routing;
+
+namespace Morphisms.Serving.Activation;
+
+/// <summary>
+/// The activator, as the gateway's resolver: host → revision through the route table, then a ready
+/// instance; when the revision has none (scaled to zero, or all starting), it pokes the autoscaler
+/// and holds the request in a bounded queue until an instance is ready or the wait times out.
+/// </summary>
+public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstances instances, IScaleFromZeroTrigger trigger, ActivatorOptions options) : IBackendResolver
+{
+    /// <inheritdoc />
+    /// <exception cref="ActivatorOverloadedException">The revision's queue is full, or no instance became ready in time.</exception>
+    public async ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken)
+    {
+        if (routes.Resolve(serverName) is not { } revision)
+        {
+            return null;
+        }
+
+        if (instances.TryPick(revision) is { } ready)
+        {
+            return new BackendTarget(revision, ready);
+        }
+
+        trigger.Poke(revision, instances.Queued(revision) + 1);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.QueueTimeout);
+        try
+        {
+            var endpoint = await instances.WaitAsync(revision, options.MaxQueuedPerRevision, options.RetryAfter, timeout.Token).ConfigureAwait(false);
+            return new BackendTarget(revision, endpoint);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new ActivatorOverloadedException(revision, $"no instance became ready within {options.QueueTimeout.TotalSeconds:0.#}s", options.RetryAfter);
+        }
+    }
+}

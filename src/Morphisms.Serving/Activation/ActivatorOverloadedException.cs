@@ -1,0 +1,15 @@
+namespace Morphisms.Serving.Activation;
+
+/// <summary>
+/// Thrown when a request cannot be held: the revision's queue is full or the wait timed out.
+/// HTTP mode answers 503 with Retry-After; confidential mode closes the connection.
+/// </summary>
+public sealed class ActivatorOverloadedException(string revision, string reason, TimeSpan retryAfter)
+    : Exception($"revision {revision}: {reason}")
+{
+    /// <summary>The revision that could not take the request.</summary>
+    public string Revision { get; } = revision;
+
+    /// <summary>How long the client should wait before retrying.</summary>
+    public TimeSpan RetryAfter { get; } = retryAfter;
+}

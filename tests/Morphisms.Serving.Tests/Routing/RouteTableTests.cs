@@ -1,0 +1,58 @@
+using Morphisms.Serving.Routing;
+
+namespace Morphisms.Serving.Tests.Routing;
+
+public class RouteTableTests
+{
+    [Fact]
+    public void Traffic_splits_by_percent_within_tolerance()
+    {
+        var table = new RouteTable();
+        table.Set(FunctionRoute.Create("signer", "fn.morphisms.local", [new("signer-00001", 80), new("signer-00002", 20)]));
+        const int requests = 20_000;
+        var second = Enumerable.Range(0, requests).Count(_ => table.Resolve("signer.fn.morphisms.local") == "signer-00002");
+        // 20 % of 20,000 is 4,000 with a standard deviation of about 57: ±400 is 7 sigma.
+        Assert.InRange(second, 3_600, 4_400);
+    }
+
+    [Fact]
+    public void Pick_is_exact_at_the_percent_boundaries()
+    {
+        var route = FunctionRoute.Create("signer", "fn.morphisms.local", [new("a", 30), new("b", 0, "canary"), new("c", 70)]);
+        Assert.Equal("a", route.Pick("signer.fn.morphisms.local", 0));
+        Assert.Equal("a", route.Pick("signer.fn.morphisms.local", 29));
+        Assert.Equal("c", route.Pick("signer.fn.morphisms.local", 30));
+        Assert.Equal("c", route.Pick("signer.fn.morphisms.local", 99));
+    }
+
+    [Fact]
+    public void A_tag_gets_its_own_host_even_at_zero_percent()
+    {
+        var table = new RouteTable();
+        table.Set(FunctionRoute.Create("signer", "fn.morphisms.local", [new("signer-00001", 100), new("signer-00002", 0, "canary")]));
+        Assert.Equal("signer-00002", table.Resolve("canary-signer.fn.morphisms.local"));
+        Assert.Equal("signer-00001", table.Resolve("SIGNER.fn.morphisms.local"));
+        Assert.Null(table.Resolve("other.fn.morphisms.local"));
+        table.Remove("signer");
+        Assert.Null(table.Resolve("signer.fn.morphisms.local"));
+    }
+
+    [Theory]
+    [InlineData(90, 20, null, "sum to 110")]
+    [InlineData(110, -10, null, "outside 0..100")]
+    [InlineData(50, 50, "Bad_Tag", "not a DNS label")]
+    public void Invalid_traffic_blocks_are_refused_naming_the_problem(int first, int second, string? tag, string expected)
+    {
+        var error = Assert.Throws<ArgumentException>(() =>
+            FunctionRoute.Create("signer", "fn.morphisms.local", [new("a", first), new("b", second, tag)]));
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public void A_repeated_tag_is_refused()
+    {
+        var error = Assert.Throws<ArgumentException>(() =>
+            FunctionRoute.Create("signer", "d", [new("a", 50, "x"), new("b", 50, "x")]));
+        Assert.Contains("used twice", error.Message);
+    }
+}
