@@ -1,0 +1,205 @@
+using System.Globalization;
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace Morphisms.Serving.Spec;
+
+/// <summary>
+/// Reads a function spec from YAML strictly: unknown fields, wrong types and out-of-range values are
+/// errors naming the field, because a typo in a security-relevant field must not be silently ignored.
+/// </summary>
+public static class FunctionSpecLoader
+{
+    /// <summary>The file name <c>morph deploy DIR</c> looks for.</summary>
+    public const string FileName = "function.yaml";
+
+    private static readonly IDeserializer Yaml = new DeserializerBuilder()
+        .WithNamingConvention(CamelCaseNamingConvention.Instance)
+        .Build();
+
+    /// <summary>Loads <paramref name="path"/>: a spec file, or a directory holding <see cref="FileName"/>.</summary>
+    /// <exception cref="FunctionSpecException">The spec is missing or invalid.</exception>
+    public static FunctionSpec Load(string path)
+    {
+        var file = Directory.Exists(path) ? Path.Combine(path, FileName) : path;
+        if (!File.Exists(file))
+        {
+            throw new FunctionSpecException($"no function spec at {file}");
+        }
+
+        return Parse(File.ReadAllText(file), Path.GetDirectoryName(Path.GetFullPath(file))!);
+    }
+
+    /// <summary>Parses YAML; relative bundle paths are resolved against <paramref name="baseDirectory"/>.</summary>
+    /// <exception cref="FunctionSpecException">The spec is invalid.</exception>
+    public static FunctionSpec Parse(string yaml, string baseDirectory)
+    {
+        Document document;
+        try
+        {
+            document = Yaml.Deserialize<Document?>(yaml) ?? throw new FunctionSpecException("the spec is empty");
+        }
+        catch (YamlException e)
+        {
+            throw new FunctionSpecException($"line {e.Start.Line}: {Describe(Innermost(e))}");
+        }
+
+        var name = Required(document.Name, "name");
+        if (!IsDnsLabel(name))
+        {
+            throw new FunctionSpecException($"name: '{name}' is not a DNS label (lowercase letters, digits, '-')");
+        }
+
+        var bundle = Path.GetFullPath(Path.Combine(baseDirectory, Required(document.Bundle, "bundle")));
+        if (!Directory.Exists(bundle))
+        {
+            throw new FunctionSpecException($"bundle: directory not found: {bundle}");
+        }
+
+        var command = document.Command ?? throw new FunctionSpecException("command: required");
+        if (command.Count == 0 || command.Any(string.IsNullOrWhiteSpace))
+        {
+            throw new FunctionSpecException("command: needs a program and no empty arguments");
+        }
+
+        var scale = document.Scale ?? new ScaleDocument();
+        var spec = new FunctionSpec
+        {
+            Name = name,
+            Tee = ParseTee(document.Tee),
+            Bundle = bundle,
+            Command = command,
+            Port = document.Port is { } port and (< 1 or > 65535) ? throw new FunctionSpecException($"port: {port} is not a TCP port") : document.Port ?? 8080,
+            Env = ParseEnv(document.Env),
+            Secrets = document.Secrets is { } secrets && !secrets.Contains("/data/", StringComparison.Ordinal)
+                ? throw new FunctionSpecException($"secrets: '{secrets}' is not a KV v2 data path (mount/data/path)")
+                : document.Secrets,
+            Scale = new ScaleSpec
+            {
+                Min = NonNegative(scale.Min, "scale.min") ?? 0,
+                Max = NonNegative(scale.Max, "scale.max") ?? 0,
+                Initial = NonNegative(scale.Initial, "scale.initial") ?? 1,
+                Target = scale.Target is { } target and <= 0 ? throw new FunctionSpecException("scale.target: must be positive") : scale.Target ?? 100,
+                TargetUtilization = scale.TargetUtilization is { } u and (<= 0 or > 1) ? throw new FunctionSpecException("scale.targetUtilization: must be in (0, 1]") : scale.TargetUtilization ?? 0.7,
+                ContainerConcurrency = NonNegative(scale.ContainerConcurrency, "scale.containerConcurrency") ?? 0,
+                StableWindow = Duration(scale.StableWindow, "scale.stableWindow") ?? TimeSpan.FromSeconds(60),
+                ScaleToZeroGracePeriod = Duration(scale.ScaleToZeroGracePeriod, "scale.scaleToZeroGracePeriod") ?? TimeSpan.FromSeconds(30),
+                WarmPool = NonNegative(scale.WarmPool, "scale.warmPool") ?? 0,
+            },
+            Traffic = (document.Traffic ?? []).Select((t, i) => new TrafficSpec(
+                Required(t.Revision, $"traffic[{i}].revision"),
+                t.Percent ?? throw new FunctionSpecException($"traffic[{i}].percent: required"),
+                t.Tag)).ToList(),
+        };
+        if (spec.Scale.Max > 0 && spec.Scale.Min > spec.Scale.Max)
+        {
+            throw new FunctionSpecException($"scale.min ({spec.Scale.Min}) exceeds scale.max ({spec.Scale.Max})");
+        }
+
+        return spec;
+    }
+
+    /// <summary>Parses durations like <c>500ms</c>, <c>30s</c>, <c>5m</c>, <c>1h</c>.</summary>
+    public static bool TryParseDuration(string text, out TimeSpan duration)
+    {
+        duration = default;
+        var units = new (string Suffix, double Seconds)[] { ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600) };
+        foreach (var (suffix, seconds) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.Ordinal)
+                && double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out var value)
+                && value >= 0 && (suffix != "m" || !text.EndsWith("ms", StringComparison.Ordinal)))
+            {
+                duration = TimeSpan.FromSeconds(value * seconds);
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static FunctionTee ParseTee(string? tee) => tee?.ToLowerInvariant() switch
+    {
+        null or "sim" => FunctionTee.Sim,
+        "snp" => FunctionTee.Snp,
+        "sgx" => FunctionTee.Sgx,
+        "tdx" => FunctionTee.Tdx,
+        "none" => FunctionTee.None,
+        _ => throw new FunctionSpecException($"tee: '{tee}' is not one of sim, snp, sgx, tdx, none"),
+    };
+
+    private static Dictionary<string, string> ParseEnv(Dictionary<string, string>? env)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, value) in env ?? [])
+        {
+            if (key.Length == 0 || !(char.IsAsciiLetter(key[0]) || key[0] == '_') || !key.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'))
+            {
+                throw new FunctionSpecException($"env: '{key}' is not a valid variable name");
+            }
+
+            result[key] = value ?? string.Empty;
+        }
+
+        return result;
+    }
+
+    private static string Required(string? value, string field) =>
+        string.IsNullOrWhiteSpace(value) ? throw new FunctionSpecException($"{field}: required") : value;
+
+    private static int? NonNegative(int? value, string field) =>
+        value is < 0 ? throw new FunctionSpecException($"{field}: must not be negative") : value;
+
+    private static TimeSpan? Duration(string? text, string field) =>
+        text is null ? null
+        : TryParseDuration(text, out var duration) ? duration
+        : throw new FunctionSpecException($"{field}: '{text}' is not a duration like 30s, 5m or 500ms");
+
+    private static bool IsDnsLabel(string label) =>
+        label.Length is > 0 and <= 63
+        && label.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-')
+        && label[0] != '-' && label[^1] != '-';
+
+    private static Exception Innermost(Exception e) => e.InnerException is { } inner ? Innermost(inner) : e;
+
+    // YamlDotNet names our private DTO types; users need the field.
+    private static string Describe(Exception e) =>
+        System.Text.RegularExpressions.Regex.Match(e.Message, "Property '([^']+)' not found") is { Success: true } unknown
+            ? $"unknown field '{unknown.Groups[1].Value}'"
+            : e.Message;
+
+    // The YAML shape, kept apart from the validated spec so nothing unchecked leaks out.
+    private sealed class Document
+    {
+        public string? Name { get; set; }
+        public string? Tee { get; set; }
+        public string? Bundle { get; set; }
+        public List<string>? Command { get; set; }
+        public int? Port { get; set; }
+        public Dictionary<string, string>? Env { get; set; }
+        public string? Secrets { get; set; }
+        public ScaleDocument? Scale { get; set; }
+        public List<TrafficDocument>? Traffic { get; set; }
+    }
+
+    private sealed class ScaleDocument
+    {
+        public int? Min { get; set; }
+        public int? Max { get; set; }
+        public int? Initial { get; set; }
+        public double? Target { get; set; }
+        public double? TargetUtilization { get; set; }
+        public int? ContainerConcurrency { get; set; }
+        public string? StableWindow { get; set; }
+        public string? ScaleToZeroGracePeriod { get; set; }
+        public int? WarmPool { get; set; }
+    }
+
+    private sealed class TrafficDocument
+    {
+        public string? Revision { get; set; }
+        public int? Percent { get; set; }
+        public string? Tag { get; set; }
+    }
+}
