@@ -17,7 +17,7 @@ namespace Morphisms.Kms;
 /// Init writes everything in one storage transaction, so a crash leaves the KMS either uninitialised or fully
 /// initialised.
 /// </summary>
-internal sealed class KmsCore : IAsyncDisposable
+internal sealed partial class KmsCore : IAsyncDisposable
 {
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
     private readonly IPhysicalStorage _physical;
@@ -145,6 +145,8 @@ internal sealed class KmsCore : IAsyncDisposable
         await _transition.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            // A restore replaces the seal config after the old state drains; judge the share against the new one.
+            await _closing.ConfigureAwait(false);
             var config = SealConfig ?? throw KmsException.BadRequest("Vault is not initialized");
             if (!Sealed)
             {
@@ -258,9 +260,20 @@ internal sealed class KmsCore : IAsyncDisposable
             throw KmsException.BadRequest("unseal failed: the key shares do not decrypt the root key; progress was reset");
         }
 
+        try
+        {
+            await CheckRestoredSnapshotAsync(rootKey, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            CryptographicOperations.ZeroMemory(rootKey);
+            throw;
+        }
+
         var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
             ?? throw new BarrierException("the keyring is missing from storage");
         var keyring = BarrierStorage.UnwrapKeyring(rootKey, keyringBytes);
+        await RefreshAutoUnsealAsync(rootKey, ct).ConfigureAwait(false);
         var state = await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false);
         Volatile.Write(ref _active, state);
     }

@@ -97,6 +97,12 @@ public sealed class KmsServer : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         await _core.LoadAsync(cancellationToken).ConfigureAwait(false);
+        if (!_options.Dev && _options.AutoUnseal is not null && _core.Initialized
+            && await _core.TryAutoUnsealAsync(cancellationToken).ConfigureAwait(false) is { } notUnsealed)
+        {
+            await _warnings.WriteLineAsync($"WARNING! the KMS is still sealed: {notUnsealed}").ConfigureAwait(false);
+        }
+
         if (_options.Dev)
         {
             var keyFile = _options.DevKeyFile ?? (StorageSpec.SqlitePath(_options.Storage) is { } db ? db + ".dev-keys.json" : null);
@@ -183,7 +189,7 @@ public sealed class KmsServer : IAsyncDisposable
         builder.Services.AddSingleton(new KmsIdentity(TlsCertificate, EvidenceProviderOf(attestation)));
         builder.Services.AddSingleton(new ChallengeStore(_options.TimeProvider, attestation.NonceTtl, attestation.MaxOutstandingNonces));
         builder.Services.AddSingleton(new LoginAppraiser(attestation, _options.TimeProvider));
-        builder.Services.AddSingleton<IFunctionCertificateIssuer, NoCertificateIssuer>();
+        builder.Services.AddSingleton<IFunctionCertificateIssuer, Pki.FunctionCertificateIssuer>();
         builder.Services.AddSingleton<SysBackend>();
         builder.Services.AddSingleton<TokenBackend>();
         builder.Services.AddSingleton<AttestBackend>();

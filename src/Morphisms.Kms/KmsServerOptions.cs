@@ -50,6 +50,12 @@ public sealed record KmsServerOptions
 
     /// <summary>Write ASP.NET Core's own logs (warnings and errors) to the console.</summary>
     public bool ConsoleLogging { get; init; }
+
+    /// <summary>
+    /// Auto-unseal (TEE sealing key or PKCS#11 key): start-up unseals from the root key it wrapped; the shares
+    /// stay usable as recovery keys. Ignored in dev mode.
+    /// </summary>
+    public AutoUnseal.IRootKeyWrapper? AutoUnseal { get; init; }
 }
 
 /// <summary>The listener's TLS configuration.</summary>

@@ -92,6 +92,23 @@ internal sealed class UnsealedState
     /// <summary>Rotates the barrier keyring (<c>sys/rotate</c>).</summary>
     public Task<Keyring> RotateAsync(DateTimeOffset now, CancellationToken ct) => Barrier.RotateAsync(_rootKey, now, ct);
 
+    /// <summary>A key derived from the root key for one purpose (<see cref="RootSubkeys"/>); the root key itself never leaves.</summary>
+    public byte[] DeriveRootSubkey(string purpose) => RootSubkeys.Derive(_rootKey, purpose);
+
+    /// <summary>Whether <paramref name="ciphertext"/> (made for <paramref name="path"/>) was encrypted under this root key.</summary>
+    public bool RootKeyOpens(string path, byte[] ciphertext)
+    {
+        try
+        {
+            CryptographicOperations.ZeroMemory(AesGcmEnvelope.Open(_rootKey, path, ciphertext));
+            return true;
+        }
+        catch (BarrierException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Takes a lease for one request; false once sealing has begun.</summary>
     public bool TryAcquire()
     {

@@ -5,7 +5,7 @@ using Morphisms.Kms.Functions;
 namespace Morphisms.Kms.Attest;
 
 /// <summary>
-/// Signs an attested instance's CSR at login. The seam for the PKI engine: until it exists,
+/// Signs an attested instance's CSR at login. The PKI engine implements it (<c>Pki.FunctionCertificateIssuer</c>);
 /// <see cref="NoCertificateIssuer"/> answers with an empty certificate and chain.
 /// </summary>
 internal interface IFunctionCertificateIssuer

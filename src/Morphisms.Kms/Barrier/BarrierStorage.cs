@@ -12,6 +12,10 @@ internal sealed class BarrierStorage : ISecureStorage
     public const string KeyringPath = "core/keyring";
 
     private readonly IPhysicalStorage _physical;
+
+    // Two rotations computed from the same keyring would both mint term N+1 with different keys; the second put
+    // would orphan every value already written under the first. Rotations therefore run one at a time.
+    private readonly SemaphoreSlim _rotation = new(1, 1);
     private Keyring _keyring;
 
     public BarrierStorage(IPhysicalStorage physical, Keyring keyring)
@@ -37,10 +41,18 @@ internal sealed class BarrierStorage : ISecureStorage
     /// </summary>
     public async Task<Keyring> RotateAsync(byte[] rootKey, DateTimeOffset now, CancellationToken ct)
     {
-        var next = Keyring.Rotate(now);
-        await _physical.PutAsync(KeyringPath, WrapKeyring(rootKey, next), ct).ConfigureAwait(false);
-        Volatile.Write(ref _keyring, next);
-        return next;
+        await _rotation.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var next = Keyring.Rotate(now);
+            await _physical.PutAsync(KeyringPath, WrapKeyring(rootKey, next), ct).ConfigureAwait(false);
+            Volatile.Write(ref _keyring, next);
+            return next;
+        }
+        finally
+        {
+            _rotation.Release();
+        }
     }
 
     public async Task<byte[]?> GetAsync(string key, CancellationToken ct = default)

@@ -41,6 +41,20 @@ internal sealed class KmsRootCa : IDisposable
         return new KmsRootCa(X509Certificate2.CreateFromPem(stored.Certificate));
     }
 
+    /// <summary>
+    /// The root's certificate and signing key, read from the barrier for one signing operation (the PKI mount at
+    /// <c>pki/</c> signs its intermediates with it); the caller disposes it.
+    /// </summary>
+    public static async Task<CaKey> LoadSignerAsync(ISecureStorage storage, CancellationToken ct)
+    {
+        var stored = await storage.GetJsonAsync<StoredCa>(StoragePath, ct).ConfigureAwait(false)
+            ?? throw new BarrierException("the KMS root CA is missing from storage");
+        return CaKey.FromPem(KmsRootIssuerId, stored.Certificate, stored.PrivateKey);
+    }
+
+    /// <summary>The issuer id under which PKI mounts list the KMS root.</summary>
+    public const string KmsRootIssuerId = "kms-root";
+
     /// <inheritdoc />
     public void Dispose() => Certificate.Dispose();
 

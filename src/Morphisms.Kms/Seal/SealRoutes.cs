@@ -72,7 +72,7 @@ internal static class SealRoutes
         var config = core.SealConfig;
         var status = new JsonObject
         {
-            ["type"] = "shamir",
+            ["type"] = core.Options.AutoUnseal?.Type ?? "shamir",
             ["initialized"] = config is not null,
             ["sealed"] = core.Sealed,
             ["t"] = config?.SecretThreshold ?? 0,
@@ -82,7 +82,7 @@ internal static class SealRoutes
             ["version"] = Version,
             ["build_date"] = "2026-01-01T00:00:00Z",
             ["migration"] = false,
-            ["recovery_seal"] = false,
+            ["recovery_seal"] = core.Options.AutoUnseal is not null,
             ["storage_type"] = core.StorageType,
         };
         if (core.Cluster is { } cluster)
@@ -110,6 +110,15 @@ internal static class SealRoutes
         }
 
         var result = await core.InitializeAsync((int)shares, (int)threshold, ct).ConfigureAwait(false);
+        if (core.Options.AutoUnseal is not null && !core.Options.Dev)
+        {
+            // Auto-unseal starts unsealed, as in Vault: the fresh shares open it once, which also wraps the root key.
+            foreach (var key in result.Keys.Take((int)threshold))
+            {
+                await core.SubmitUnsealKeyAsync(key.ToArray(), ct).ConfigureAwait(false);
+            }
+        }
+
         return new KmsResponse
         {
             RawBody = new JsonObject
@@ -146,7 +155,7 @@ internal static class SealRoutes
     }
 
     /// <summary>Unseal keys come hex-encoded (as <c>keys</c>) or base64-encoded (as <c>keys_base64</c>).</summary>
-    private static byte[] DecodeKey(string key)
+    internal static byte[] DecodeKey(string key)
     {
         if (key.Length % 2 == 0 && key.All(char.IsAsciiHexDigit))
         {

@@ -25,6 +25,33 @@ public interface IPhysicalStorage : IAsyncDisposable
 
     /// <summary>Applies every operation or none of them.</summary>
     Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Every key and value, ordinally sorted, for backups. The built-in stores read them atomically (one lock, one
+    /// SQLite statement); this fallback walks the key space and is only consistent when nothing writes meanwhile.
+    /// </summary>
+    async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
+    {
+        var result = new List<KeyValuePair<string, byte[]>>();
+        var folders = new Stack<string>([""]);
+        while (folders.TryPop(out var folder))
+        {
+            foreach (var child in await ListAsync(folder, cancellationToken).ConfigureAwait(false))
+            {
+                if (child.EndsWith('/'))
+                {
+                    folders.Push(folder + child);
+                }
+                else if (await GetAsync(folder + child, cancellationToken).ConfigureAwait(false) is { } value)
+                {
+                    result.Add(new(folder + child, value));
+                }
+            }
+        }
+
+        result.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
+        return result;
+    }
 }
 
 /// <summary>One write inside <see cref="IPhysicalStorage.TransactAsync"/>: a put when <see cref="Value"/> is set, else a delete.</summary>

@@ -28,6 +28,15 @@ public sealed class InMemoryStorage : IPhysicalStorage
     }
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult<IReadOnlyList<KeyValuePair<string, byte[]>>>([.. _entries.Select(e => new KeyValuePair<string, byte[]>(e.Key, e.Value.ToArray()))]);
+        }
+    }
+
+    /// <inheritdoc />
     public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
     {
         lock (_lock)

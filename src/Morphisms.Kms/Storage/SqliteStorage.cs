@@ -69,6 +69,33 @@ public sealed class SqliteStorage : IPhysicalStorage
     }
 
     /// <inheritdoc />
+    public async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // One statement reads one consistent database state, so a backup never mixes before and after a transaction.
+            using var cmd = _connection.CreateCommand();
+            cmd.CommandText = "SELECT key, value FROM kms_entries";
+            var result = new List<KeyValuePair<string, byte[]>>();
+            using (var reader = cmd.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    result.Add(new(reader.GetString(0), (byte[])reader.GetValue(1)));
+                }
+            }
+
+            result.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
+            return result;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <inheritdoc />
     public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
         TransactAsync([StorageOperation.Put(key, value)], cancellationToken);
 

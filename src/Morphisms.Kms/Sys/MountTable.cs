@@ -41,7 +41,7 @@ internal sealed class MountTable
     private readonly ISecureStorage _storage;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _lock = new(1, 1);
-    private ImmutableDictionary<string, (MountEntry Entry, KvV2Backend Backend)> _mounts = ImmutableDictionary<string, (MountEntry, KvV2Backend)>.Empty;
+    private ImmutableDictionary<string, (MountEntry Entry, ILogicalBackend Backend)> _mounts = ImmutableDictionary<string, (MountEntry, ILogicalBackend)>.Empty;
 
     public MountTable(ISecureStorage storage, TimeProvider time)
     {
@@ -52,8 +52,16 @@ internal sealed class MountTable
     /// <summary>The mounted engines.</summary>
     public IEnumerable<MountEntry> Entries => _mounts.Values.Select(m => m.Entry).OrderBy(e => e.Path, StringComparer.Ordinal);
 
-    /// <summary>The table written at init: KV v2 at <c>secret/</c>.</summary>
-    public static List<MountEntry> Initial() => [NewEntry("secret/", "kv", "key/value secret storage")];
+    /// <summary>
+    /// The table written at init: KV v2 at <c>secret/</c>, PKI at <c>pki/</c> (rooted in the KMS root CA, so
+    /// attest-login can issue function certificates) and transit at <c>transit/</c>.
+    /// </summary>
+    public static List<MountEntry> Initial() =>
+    [
+        NewEntry("secret/", "kv", "key/value secret storage"),
+        NewEntry("pki/", "pki", "function certificates under the KMS root CA") with { Options = new() { [Pki.PkiBackend.KmsRootOption] = "true" } },
+        NewEntry("transit/", "transit", "encryption as a service") with { Options = [] },
+    ];
 
     /// <summary>Loads the table and creates the backends.</summary>
     public async Task LoadAsync(CancellationToken ct)
@@ -95,8 +103,10 @@ internal sealed class MountTable
         var (engineType, version) = (type, options.GetValueOrDefault("version")) switch
         {
             ("kv-v2", _) or ("kv", "2") => ("kv", "2"),
+            ("pki", _) => ("pki", (string?)null),
+            ("transit", _) => ("transit", null),
             ("kv", null or "" or "1") => throw KmsException.BadRequest("KV version 1 is not supported: mount with options {\"version\": \"2\"} or type kv-v2"),
-            _ => throw KmsException.BadRequest($"unsupported secrets engine type '{type}': this KMS serves kv (version 2)"),
+            _ => throw KmsException.BadRequest($"unsupported secrets engine type '{type}': this KMS serves kv (version 2), pki and transit"),
         };
 
         await _lock.WaitAsync(ct).ConfigureAwait(false);
@@ -107,7 +117,12 @@ internal sealed class MountTable
                 throw KmsException.BadRequest($"path is already in use at {clash}");
             }
 
-            var entry = NewEntry(path, engineType, description) with { Options = new() { ["version"] = version } };
+            // kms_root roots a pki mount in the KMS root CA (for installations initialised before pki/ existed).
+            var kmsRoot = engineType == "pki" && options.GetValueOrDefault(Pki.PkiBackend.KmsRootOption) == "true";
+            var entry = NewEntry(path, engineType, description) with
+            {
+                Options = version is not null ? new() { ["version"] = version } : kmsRoot ? new() { [Pki.PkiBackend.KmsRootOption] = "true" } : [],
+            };
             var next = _mounts.Add(path, (entry, CreateBackend(entry)));
             await _storage.PutJsonAsync(StoragePath, next.Values.Select(m => m.Entry).ToList(), ct).ConfigureAwait(false);
             _mounts = next;
@@ -156,7 +171,12 @@ internal sealed class MountTable
         return p + "/";
     }
 
-    private KvV2Backend CreateBackend(MountEntry entry) => new(new PrefixedStorage(_storage, StoragePrefix(entry)), _time);
+    private ILogicalBackend CreateBackend(MountEntry entry) => entry.Type switch
+    {
+        "pki" => new Pki.PkiBackend(new PrefixedStorage(_storage, StoragePrefix(entry)), _storage, entry.Options.GetValueOrDefault(Pki.PkiBackend.KmsRootOption) == "true", _time),
+        "transit" => new Transit.TransitBackend(new PrefixedStorage(_storage, StoragePrefix(entry)), _time),
+        _ => new KvV2Backend(new PrefixedStorage(_storage, StoragePrefix(entry)), _time),
+    };
 
     private static string StoragePrefix(MountEntry entry) => "logical/" + entry.Uuid + "/";
 

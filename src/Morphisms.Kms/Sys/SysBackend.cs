@@ -5,6 +5,7 @@ using Morphisms.Kms.Metrics;
 using Morphisms.Kms.Policies;
 using Morphisms.Kms.Seal;
 using Morphisms.Kms.SelfAttestation;
+using Morphisms.Kms.Snapshots;
 
 namespace Morphisms.Kms.Sys;
 
@@ -14,6 +15,8 @@ internal sealed class SysBackend : ILogicalBackend
     public SysBackend(KmsCore core, KmsMetrics metrics, KmsIdentity identity, ChallengeStore challenges)
     {
         SealRoutes.Register(Routes, core);
+        RekeyRoutes.Register(Routes, core);
+        SnapshotRoutes.Register(Routes, core);
         PolicyRoutes.Register(Routes);
         MountRoutes.Register(Routes);
         CapabilityRoutes.Register(Routes);

@@ -192,7 +192,7 @@ public class KvV2ApiTests
         Assert.Contains("already in use", (await c.PostAsync("sys/mounts/team", new { type = "kv-v2" })).Expect(400).Errors[0], StringComparison.Ordinal);
         Assert.Contains("reserved", (await c.PostAsync("sys/mounts/sys/x", new { type = "kv-v2" })).Expect(400).Errors[0], StringComparison.Ordinal);
         Assert.Contains("version 1", (await c.PostAsync("sys/mounts/v1", new { type = "kv" })).Expect(400).Errors[0], StringComparison.Ordinal);
-        Assert.Contains("unsupported secrets engine", (await c.PostAsync("sys/mounts/p", new { type = "pki" })).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.Contains("unsupported secrets engine", (await c.PostAsync("sys/mounts/p", new { type = "ssh" })).Expect(400).Errors[0], StringComparison.Ordinal);
 
         var before = kms.Storage!.Count;
         (await c.DeleteAsync("sys/mounts/team/kv")).Expect(204);

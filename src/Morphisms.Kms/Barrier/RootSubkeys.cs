@@ -1,0 +1,15 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Morphisms.Kms.Barrier;
+
+/// <summary>Keys derived from the root key for one purpose each, so no purpose can be turned against another.</summary>
+internal static class RootSubkeys
+{
+    /// <summary>Authenticates storage snapshots (<c>sys/storage/snapshot</c>).</summary>
+    public const string Snapshot = "morphisms/kms/snapshot/v1";
+
+    /// <summary>HKDF-SHA256(root key, info = <paramref name="purpose"/>), 32 bytes.</summary>
+    public static byte[] Derive(ReadOnlySpan<byte> rootKey, string purpose) =>
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, rootKey.ToArray(), 32, salt: [], info: Encoding.UTF8.GetBytes(purpose));
+}

@@ -1,0 +1,36 @@
+using Morphisms.Attestation;
+using Morphisms.Kms.Attest;
+
+namespace Morphisms.Kms.Pki;
+
+/// <summary>
+/// Signs an attested instance's CSR at login through the PKI mount at <c>pki/</c> (rooted in the KMS root CA, so
+/// the chain ends at the root <c>sys/attestation</c> serves). The role is derived from the registry rather than
+/// stored: the certificate may only name the function and its matching revision, and lives as long as the
+/// token's max TTL. Without a KMS-rooted mount at <c>pki/</c> (an operator unmounted it) no certificate is issued.
+/// </summary>
+internal sealed class FunctionCertificateIssuer : IFunctionCertificateIssuer
+{
+    /// <summary>The mount that signs function certificates.</summary>
+    public const string MountPath = "pki/";
+
+    /// <inheritdoc />
+    public async Task<IssuedCertificate> IssueAsync(FunctionCertificateRequest request, CancellationToken ct)
+    {
+        if (request.State.Mounts.Resolve(MountPath) is not { Backend: PkiBackend pki, Entry.Path: MountPath } || !pki.IsKmsRooted)
+        {
+            return new IssuedCertificate("", []);
+        }
+
+        var identity = new AttestedIdentityExtension(
+            request.Attestation.Tee.ToWireName(),
+            request.Attestation.Claims.Measurement.ToArray(),
+            request.Function.Name,
+            request.Revision,
+            request.EvidenceSha256,
+            request.Attestation.Simulated);
+        var (certificate, chain) = await pki.IssueFunctionCertificateAsync(
+            request.Function.Name, request.Revision, request.Csr.PublicKey, TimeSpan.FromSeconds(request.Function.TokenMaxTtl), identity, ct).ConfigureAwait(false);
+        return new IssuedCertificate(certificate, chain);
+    }
+}

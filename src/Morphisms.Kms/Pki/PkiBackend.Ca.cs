@@ -1,0 +1,360 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Pki;
+
+/// <summary>CA set-up, issuer rotation and issuer reads.</summary>
+internal sealed partial class PkiBackend
+{
+    private static readonly TimeSpan DefaultRootTtl = TimeSpan.FromDays(3650);
+
+    private async Task<KmsResponse?> GenerateRoot(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var commonName = f.RequiredString("common_name");
+        var ttl = f.Duration("ttl") ?? DefaultRootTtl;
+        var bits = CaKeyBits(f);
+        PkiRole.RejectUnknown(f, ["common_name", "ttl", "key_type", "key_bits"]);
+        if (_kmsRoot)
+        {
+            throw KmsException.BadRequest("this mount is rooted in the KMS root CA (the root sys/attestation serves): it cannot generate another root; mount a separate pki engine for that");
+        }
+
+        using var key = PkiCertificates.NewCaKey(bits);
+        var now = _time.GetUtcNow();
+        var csr = new CertificateRequest(PkiCertificates.Subject(commonName), key, bits > 256 ? HashAlgorithmName.SHA384 : HashAlgorithmName.SHA256);
+        PkiCertificates.AddCaExtensions(csr, null, root: true);
+        var serial = PkiCertificates.NewSerial();
+        using var certificate = csr.Create(csr.SubjectName, X509SignatureGenerator.CreateForECDsa(key), now - PkiCertificates.Backdate, now + ttl, serial);
+        var issuer = new IssuerRecord
+        {
+            Id = NewIssuerId(),
+            Certificate = PkiCertificates.Pem(certificate),
+            PrivateKey = key.ExportPkcs8PrivateKeyPem(),
+            IsRoot = true,
+            CreatedAt = now,
+        };
+
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+            config.Default ??= issuer.Id;
+            await _storage.TransactAsync(
+            [
+                ("issuers/" + issuer.Id, SecureStorageJson.ToJson(issuer)),
+                (ConfigKey, SecureStorageJson.ToJson(config)),
+                ("certs/" + PkiCertificates.SerialKey(serial), SecureStorageJson.ToJson(new CertRecord { Certificate = issuer.Certificate, IssuerId = issuer.Id })),
+            ], ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writes.Release();
+        }
+
+        var data = CertData(issuer.Certificate, issuer, PkiCertificates.FormatSerial(serial), new DateTimeOffset(certificate.NotAfter.ToUniversalTime()));
+        if (match["type"] == "exported")
+        {
+            data["private_key"] = issuer.PrivateKey;
+            data["private_key_type"] = "ec";
+        }
+
+        return KmsResponse.WithData(data);
+    }
+
+    private async Task<KmsResponse?> GenerateIntermediate(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var commonName = f.RequiredString("common_name");
+        var bits = CaKeyBits(f);
+        PkiRole.RejectUnknown(f, ["common_name", "key_type", "key_bits"]);
+        using var key = PkiCertificates.NewCaKey(bits);
+        var csr = new CertificateRequest(PkiCertificates.Subject(commonName), key, bits > 256 ? HashAlgorithmName.SHA384 : HashAlgorithmName.SHA256);
+        var keyId = Convert.ToHexStringLower(SHA256.HashData(key.ExportSubjectPublicKeyInfo()));
+        var pending = new PendingKey { PrivateKey = key.ExportPkcs8PrivateKeyPem(), CreatedAt = _time.GetUtcNow() };
+        await _storage.PutJsonAsync("pending/" + keyId, pending, ct).ConfigureAwait(false);
+        var data = new JsonObject { ["csr"] = csr.CreateSigningRequestPem(), ["key_id"] = keyId, ["key_type"] = "ec" };
+        if (match["type"] == "exported")
+        {
+            data["private_key"] = pending.PrivateKey;
+            data["private_key_type"] = "ec";
+        }
+
+        return KmsResponse.WithData(data);
+    }
+
+    private async Task<KmsResponse?> SignIntermediate(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var csr = ParseCsr(f.RequiredString("csr"), "csr");
+        var commonName = f.String("common_name");
+        var ttl = f.Duration("ttl") ?? DefaultIntermediateTtl;
+        PkiRole.RejectUnknown(f, ["csr", "common_name", "ttl", "format"]);
+        var (signerId, parents) = await RootSignerAsync(ct).ConfigureAwait(false);
+        using var signer = await LoadKeyAsync(signerId, ct).ConfigureAwait(false);
+        var subject = commonName is null ? csr.SubjectName : PkiCertificates.Subject(commonName);
+        var now = _time.GetUtcNow();
+        var serial = PkiCertificates.NewSerial();
+        var request2 = new CertificateRequest(subject, csr.PublicKey, signer.Hash);
+        PkiCertificates.AddCaExtensions(request2, signer.Certificate, root: false);
+        using var certificate = PkiCertificates.Sign(request2, signer, now - PkiCertificates.Backdate, now + ttl, serial);
+        var pem = PkiCertificates.Pem(certificate);
+        await _storage.PutJsonAsync("certs/" + PkiCertificates.SerialKey(serial), new CertRecord { Certificate = pem, IssuerId = signerId }, ct).ConfigureAwait(false);
+        var signerPem = PkiCertificates.Pem(signer.Certificate);
+        return KmsResponse.WithData(new JsonObject
+        {
+            ["certificate"] = pem,
+            ["issuing_ca"] = signerPem,
+            ["ca_chain"] = JsonValues.Strings([pem, signerPem, .. parents]),
+            ["serial_number"] = PkiCertificates.FormatSerial(serial),
+            ["expiration"] = new DateTimeOffset(certificate.NotAfter.ToUniversalTime()).ToUnixTimeSeconds(),
+        });
+    }
+
+    private async Task<KmsResponse?> SetSigned(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var bundle = f.RequiredString("certificate");
+        PkiRole.RejectUnknown(f, ["certificate"]);
+        List<X509Certificate2> certificates;
+        try
+        {
+            certificates = PkiCertificates.ReadCertificates(bundle);
+        }
+        catch (Exception e) when (e is CryptographicException or FormatException)
+        {
+            throw KmsException.BadRequest("invalid 'certificate': not a PEM certificate bundle");
+        }
+
+        if (certificates.Count == 0)
+        {
+            throw KmsException.BadRequest("invalid 'certificate': no PEM certificate found");
+        }
+
+        var leaf = certificates[0];
+        if (leaf.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is not { CertificateAuthority: true })
+        {
+            throw KmsException.BadRequest("invalid 'certificate': it is not a CA certificate");
+        }
+
+        var keyId = Convert.ToHexStringLower(SHA256.HashData(leaf.PublicKey.ExportSubjectPublicKeyInfo()));
+        var pending = await _storage.GetJsonAsync<PendingKey>("pending/" + keyId, ct).ConfigureAwait(false)
+            ?? throw KmsException.BadRequest("invalid 'certificate': its key was not generated by intermediate/generate on this mount");
+        var parents = certificates.Skip(1).Select(PkiCertificates.Pem).ToList();
+        if (_kmsRoot && parents.Count == 0)
+        {
+            using var root = await KmsRootCa.LoadSignerAsync(_barrier, ct).ConfigureAwait(false);
+            if (leaf.IssuerName.RawData.AsSpan().SequenceEqual(root.Certificate.SubjectName.RawData))
+            {
+                parents.Add(PkiCertificates.Pem(root.Certificate));
+            }
+        }
+
+        var issuer = new IssuerRecord
+        {
+            Id = NewIssuerId(),
+            Certificate = PkiCertificates.Pem(leaf),
+            Parents = parents,
+            PrivateKey = pending.PrivateKey,
+            CreatedAt = _time.GetUtcNow(),
+        };
+        foreach (var c in certificates)
+        {
+            c.Dispose();
+        }
+
+        await InstallIssuerAsync(issuer, [("pending/" + keyId, null)], ct).ConfigureAwait(false);
+        return KmsResponse.WithData(new JsonObject { ["imported_issuers"] = JsonValues.Strings([issuer.Id]), ["issuer_id"] = issuer.Id });
+    }
+
+    private async Task<KmsResponse?> Rotate(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var commonName = f.String("common_name");
+        var ttl = f.Duration("ttl");
+        PkiRole.RejectUnknown(f, ["common_name", "ttl"]);
+        var (issuer, previous) = await RotateIntermediateAsync(commonName, ttl, onlyIfMissing: false, ct).ConfigureAwait(false);
+        return KmsResponse.WithData(new JsonObject
+        {
+            ["issuer_id"] = issuer.Id,
+            ["previous_issuer_id"] = previous,
+            ["certificate"] = issuer.Certificate,
+            ["ca_chain"] = JsonValues.Strings(ChainOf(issuer)),
+        });
+    }
+
+    /// <summary>
+    /// Makes a new intermediate under the mount's root and makes it the default; the previous default becomes
+    /// retiring, so leaves it signed keep validating against <c>ca_chain</c> until they expire. Issuance never
+    /// waits on this: it reads whichever default is current.
+    /// </summary>
+    private async Task<(IssuerRecord Issuer, string? Previous)> RotateIntermediateAsync(string? commonName, TimeSpan? ttl, bool onlyIfMissing, CancellationToken ct)
+    {
+        var (signerId, parents) = await RootSignerAsync(ct).ConfigureAwait(false);
+        using var signer = await LoadKeyAsync(signerId, ct).ConfigureAwait(false);
+        using var key = PkiCertificates.NewCaKey(384);
+        var now = _time.GetUtcNow();
+        var name = commonName ?? "Morphisms Functions Intermediate CA " + now.ToString("yyyy-MM-dd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        var csr = new CertificateRequest(PkiCertificates.Subject(name), key, HashAlgorithmName.SHA384);
+        PkiCertificates.AddCaExtensions(csr, signer.Certificate, root: false);
+        using var certificate = PkiCertificates.Sign(csr, signer, now - PkiCertificates.Backdate, now + (ttl ?? DefaultIntermediateTtl), PkiCertificates.NewSerial());
+        var issuer = new IssuerRecord
+        {
+            Id = NewIssuerId(),
+            Certificate = PkiCertificates.Pem(certificate),
+            Parents = [PkiCertificates.Pem(signer.Certificate), .. parents],
+            PrivateKey = key.ExportPkcs8PrivateKeyPem(),
+            CreatedAt = now,
+        };
+        var previous = await InstallIssuerAsync(issuer, [], ct, onlyIfMissing).ConfigureAwait(false);
+        return (issuer, previous);
+    }
+
+    /// <summary>Stores <paramref name="issuer"/> as the new default in one transaction and retires the old default.</summary>
+    private async Task<string?> InstallIssuerAsync(IssuerRecord issuer, List<(string, byte[]?)> extra, CancellationToken ct, bool onlyIfMissing = false)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+            var previousId = config.Default;
+            if (onlyIfMissing && previousId is not null)
+            {
+                // Another request created the first intermediate meanwhile; one is enough.
+                return previousId;
+            }
+
+            var ops = new List<(string, byte[]?)>(extra) { ("issuers/" + issuer.Id, SecureStorageJson.ToJson(issuer)) };
+            if (previousId is not null && await LoadIssuerAsync(previousId, ct).ConfigureAwait(false) is { IsRoot: false } previous)
+            {
+                previous.RetiredAt = issuer.CreatedAt;
+                ops.Add(("issuers/" + previous.Id, SecureStorageJson.ToJson(previous)));
+            }
+
+            config.Default = issuer.Id;
+            ops.Add((ConfigKey, SecureStorageJson.ToJson(config)));
+            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            return previousId;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    /// <summary>The mount's root: the KMS root CA, or the mount's own (non-retired) self-signed issuer.</summary>
+    private async Task<(string Id, List<string> Parents)> RootSignerAsync(CancellationToken ct)
+    {
+        if (_kmsRoot)
+        {
+            return (KmsRootCa.KmsRootIssuerId, []);
+        }
+
+        var root = (await LoadIssuersAsync(ct).ConfigureAwait(false)).LastOrDefault(i => i.IsRoot && i.RetiredAt is null)
+            ?? throw KmsException.BadRequest("this mount has no root issuer: generate one with root/generate first");
+        return (root.Id, []);
+    }
+
+    private async Task<KmsResponse?> ListIssuers(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+        var now = _time.GetUtcNow();
+        var issuers = await LoadIssuersAsync(ct).ConfigureAwait(false);
+        var info = new JsonObject();
+        foreach (var i in issuers)
+        {
+            info[i.Id] = IssuerJson(i, now, config.Default);
+        }
+
+        return KmsResponse.WithData(new JsonObject { ["keys"] = JsonValues.Strings(issuers.Select(i => i.Id)), ["key_info"] = info, ["default"] = config.Default });
+    }
+
+    private async Task<KmsResponse?> ReadIssuer(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+        var id = match["ref"] == "default" ? config.Default ?? throw KmsException.NotFound() : match["ref"];
+        var issuer = await LoadIssuerAsync(id, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        var data = IssuerJson(issuer, _time.GetUtcNow(), config.Default);
+        data["issuer_id"] = issuer.Id;
+        data["certificate"] = issuer.Certificate;
+        data["ca_chain"] = JsonValues.Strings(ChainOf(issuer));
+        return KmsResponse.WithData(data);
+    }
+
+    private static JsonObject IssuerJson(IssuerRecord i, DateTimeOffset now, string? defaultId)
+    {
+        using var certificate = X509Certificate2.CreateFromPem(i.Certificate);
+        return new JsonObject
+        {
+            ["state"] = i.StateAt(now, defaultId),
+            ["is_default"] = i.Id == defaultId,
+            ["common_name"] = certificate.GetNameInfo(X509NameType.SimpleName, false),
+            ["not_after"] = Timestamps.Rfc3339(new DateTimeOffset(certificate.NotAfter.ToUniversalTime())),
+            ["retired_at"] = i.RetiredAt is { } r ? Timestamps.Rfc3339(r) : null,
+            ["last_leaf_not_after"] = i.LastLeafNotAfter is { } l ? Timestamps.Rfc3339(l) : null,
+        };
+    }
+
+    private async Task<KmsResponse?> ReadFunctionConfig(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+        return KmsResponse.WithData(new JsonObject { ["domain"] = config.FunctionDomain ?? DefaultFunctionDomain });
+    }
+
+    private async Task<KmsResponse?> WriteFunctionConfig(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var domain = f.RequiredString("domain").ToLowerInvariant();
+        PkiRole.RejectUnknown(f, ["domain"]);
+        if (!PkiRole.IsHostname(domain) || domain.StartsWith('*'))
+        {
+            throw KmsException.BadRequest("invalid 'domain': it must be a DNS name");
+        }
+
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+            config.FunctionDomain = domain;
+            await _storage.PutJsonAsync(ConfigKey, config, ct).ConfigureAwait(false);
+            return null;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private static int CaKeyBits(Fields f)
+    {
+        var type = f.String("key_type") ?? "ec";
+        if (type != "ec")
+        {
+            throw KmsException.BadRequest("invalid 'key_type': CA keys are ECDSA (\"ec\")");
+        }
+
+        var bits = f.NonNegativeInt("key_bits") ?? 384;
+        return bits switch
+        {
+            0 or 384 => 384,
+            256 => 256,
+            _ => throw KmsException.BadRequest("invalid 'key_bits': use 256 or 384"),
+        };
+    }
+
+    /// <summary>Parses and verifies a CSR (its self-signature proves possession of the key); 400 naming the field.</summary>
+    private static CertificateRequest ParseCsr(string pem, string field)
+    {
+        try
+        {
+            return CertificateRequest.LoadSigningRequestPem(pem, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.Default);
+        }
+        catch (Exception e) when (e is CryptographicException or ArgumentException or FormatException)
+        {
+            throw KmsException.BadRequest($"invalid '{field}': not a PEM certificate request with a valid signature");
+        }
+    }
+}

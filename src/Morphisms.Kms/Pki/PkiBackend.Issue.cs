@@ -1,0 +1,192 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Pki;
+
+/// <summary>Roles and issuance.</summary>
+internal sealed partial class PkiBackend
+{
+    private static readonly string[] IssueFields = ["common_name", "alt_names", "ip_sans", "ttl", "format", "exclude_cn_from_sans", "private_key_format"];
+
+    private async Task<KmsResponse?> ListRoles(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var keys = await _storage.ListAsync("roles/", ct).ConfigureAwait(false);
+        return keys.Count == 0 ? throw KmsException.NotFound() : KmsResponse.WithData(new JsonObject { ["keys"] = JsonValues.Strings(keys) });
+    }
+
+    private async Task<KmsResponse?> ReadRole(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var role = await LoadRoleAsync(match["name"], ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        return KmsResponse.WithData(role.ToJson());
+    }
+
+    private async Task<KmsResponse?> WriteRole(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var existing = await LoadRoleAsync(match["name"], ct).ConfigureAwait(false);
+            var role = PkiRole.Parse(request.Fields, existing);
+            await _storage.PutJsonAsync("roles/" + match["name"], role, ct).ConfigureAwait(false);
+            return null;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private async Task<KmsResponse?> DeleteRole(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        await _storage.DeleteAsync("roles/" + match["name"], ct).ConfigureAwait(false);
+        return null;
+    }
+
+    private Task<PkiRole?> LoadRoleAsync(string name, CancellationToken ct) => _storage.GetJsonAsync<PkiRole>("roles/" + name, ct);
+
+    /// <summary><c>issue/ROLE</c>: the KMS makes the key pair and returns the private key once; it is never stored.</summary>
+    private async Task<KmsResponse?> Issue(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var role = await LoadRoleAsync(match["name"], ct).ConfigureAwait(false) ?? throw KmsException.BadRequest($"unknown role '{match["name"]}'");
+        var (subject, names, ips, ttl) = ParseIssueFields(request.Fields, role);
+        using var key = role.KeyType == "rsa" ? RSA.Create(role.KeyBits)
+            : (AsymmetricAlgorithm)ECDsa.Create(role.KeyBits == 384 ? ECCurve.NamedCurves.nistP384 : ECCurve.NamedCurves.nistP256);
+        var publicKey = new PublicKey(key);
+        var (data, _) = await SignLeafAsync(publicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, role.KeyType == "rsa", null, ct).ConfigureAwait(false);
+        data["private_key"] = key.ExportPkcs8PrivateKeyPem();
+        data["private_key_type"] = role.KeyType;
+        return KmsResponse.WithData(data);
+    }
+
+    /// <summary><c>sign/ROLE</c>: signs a CSR whose signature verifies, keeping the CSR's key and the role's names.</summary>
+    private async Task<KmsResponse?> Sign(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var role = await LoadRoleAsync(match["name"], ct).ConfigureAwait(false) ?? throw KmsException.BadRequest($"unknown role '{match["name"]}'");
+        var csr = ParseCsr(request.Fields.RequiredString("csr"), "csr");
+        var csrKeyType = csr.PublicKey.Oid.Value switch
+        {
+            "1.2.840.10045.2.1" => "ec",
+            "1.2.840.113549.1.1.1" => "rsa",
+            _ => throw KmsException.BadRequest("invalid 'csr': its key is neither EC nor RSA"),
+        };
+        if (csrKeyType != role.KeyType)
+        {
+            throw KmsException.BadRequest($"invalid 'csr': the role requires a {role.KeyType} key");
+        }
+
+        var fields = request.Fields;
+        if (!fields.Has("common_name") && csr.SubjectName.Name.Length > 0)
+        {
+            fields.Data["common_name"] = CommonNameOf(csr.SubjectName);
+        }
+
+        var (subject, names, ips, ttl) = ParseIssueFields(fields, role, "csr");
+        var (data, _) = await SignLeafAsync(csr.PublicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, csrKeyType == "rsa", null, ct).ConfigureAwait(false);
+        return KmsResponse.WithData(data);
+    }
+
+    /// <summary>
+    /// Signs a function certificate at attest-login under the function's derived role: SANs
+    /// <c>FUNCTION.DOMAIN</c> and <c>REVISION.FUNCTION.DOMAIN</c>, client and server use, the attested-identity
+    /// extension, and the validity given (the token's max TTL).
+    /// </summary>
+    public async Task<(string Certificate, List<string> Chain)> IssueFunctionCertificateAsync(
+        string function, int revision, PublicKey publicKey, TimeSpan validity, AttestedIdentityExtension identity, CancellationToken ct)
+    {
+        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+        var domain = config.FunctionDomain ?? DefaultFunctionDomain;
+        var name = function + "." + domain;
+        var names = new List<string> { name, revision.ToString(System.Globalization.CultureInfo.InvariantCulture) + "." + name };
+        var subject = PkiCertificates.Subject(name, "Morphisms function");
+        var (data, issuer) = await SignLeafAsync(publicKey, subject, names, [], validity, true, true, false, identity.ToExtension(), ct).ConfigureAwait(false);
+        return (data["certificate"]!.GetValue<string>(), ChainOf(issuer));
+    }
+
+    private static (X500DistinguishedName Subject, List<string> Names, List<IPAddress> Ips, TimeSpan Ttl) ParseIssueFields(Fields f, PkiRole role, params string[] extra)
+    {
+        var commonName = f.RequiredString("common_name");
+        var altNames = f.StringList("alt_names") ?? [];
+        var ipTexts = f.StringList("ip_sans") ?? [];
+        var ttl = role.Validity(f.Duration("ttl"));
+        var format = f.String("format") ?? "pem";
+        var excludeCn = f.Bool("exclude_cn_from_sans") ?? false;
+        var keyFormat = f.String("private_key_format") ?? "pkcs8";
+        PkiRole.RejectUnknown(f, [.. IssueFields, .. extra]);
+        if (format != "pem")
+        {
+            throw KmsException.BadRequest("invalid 'format': only \"pem\" is supported");
+        }
+
+        if (keyFormat is not ("pkcs8" or "der" or "pem"))
+        {
+            throw KmsException.BadRequest("invalid 'private_key_format': only \"pkcs8\" is supported");
+        }
+
+        role.CheckNames([commonName], "common_name");
+        role.CheckNames(altNames, "alt_names");
+        var ips = new List<IPAddress>();
+        foreach (var text in ipTexts)
+        {
+            ips.Add(IPAddress.TryParse(text, out var ip) ? ip : throw KmsException.BadRequest($"invalid 'ip_sans': \"{PkiRole.Printable(text)}\" is not an IP address"));
+        }
+
+        role.CheckIps(ips);
+        var names = (excludeCn ? altNames : [commonName, .. altNames]).Select(n => n.ToLowerInvariant()).Distinct().ToList();
+        if (names.Count + ips.Count > 100)
+        {
+            throw KmsException.BadRequest("invalid 'alt_names': at most 100 names");
+        }
+
+        return (PkiCertificates.Subject(commonName), names, ips, ttl);
+    }
+
+    /// <summary>
+    /// Signs a leaf with the current default issuer, then records it and pushes the issuer's last-leaf expiry
+    /// (which keeps a retiring issuer in the served chain) in one transaction.
+    /// </summary>
+    private async Task<(JsonObject Data, IssuerRecord Issuer)> SignLeafAsync(
+        PublicKey publicKey, X500DistinguishedName subject, List<string> names, List<IPAddress> ips, TimeSpan ttl,
+        bool server, bool client, bool rsa, X509Extension? extra, CancellationToken ct)
+    {
+        var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
+        using var signer = CaKey.FromPem(issuer.Id, issuer.Certificate, issuer.PrivateKey);
+        var request = new CertificateRequest(subject, publicKey, signer.Hash);
+        PkiCertificates.AddLeafExtensions(request, signer.Certificate, names, ips, server, client, rsa);
+        if (extra is not null)
+        {
+            request.CertificateExtensions.Add(extra);
+        }
+
+        var now = _time.GetUtcNow();
+        var serial = PkiCertificates.NewSerial();
+        using var certificate = PkiCertificates.Sign(request, signer, now - PkiCertificates.Backdate, now + ttl, serial);
+        var pem = PkiCertificates.Pem(certificate);
+        var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var ops = new List<(string, byte[]?)> { ("certs/" + PkiCertificates.SerialKey(serial), SecureStorageJson.ToJson(new CertRecord { Certificate = pem, IssuerId = issuer.Id })) };
+            if (await LoadIssuerAsync(issuer.Id, ct).ConfigureAwait(false) is { } current && (current.LastLeafNotAfter is null || current.LastLeafNotAfter < notAfter))
+            {
+                current.LastLeafNotAfter = notAfter;
+                ops.Add(("issuers/" + current.Id, SecureStorageJson.ToJson(current)));
+            }
+
+            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writes.Release();
+        }
+
+        return (CertData(pem, issuer, PkiCertificates.FormatSerial(serial), notAfter), issuer);
+    }
+
+    /// <summary>The CN of a distinguished name, or empty.</summary>
+    private static string CommonNameOf(X500DistinguishedName name) =>
+        name.EnumerateRelativeDistinguishedNames().FirstOrDefault(r => !r.HasMultipleElements && r.GetSingleElementType().Value == "2.5.4.3")?.GetSingleElementValue() ?? "";
+}

@@ -1,0 +1,164 @@
+using System.Numerics;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+
+namespace Morphisms.Kms.Pki;
+
+/// <summary>Revocation, CRLs and certificate/chain reads.</summary>
+internal sealed partial class PkiBackend
+{
+    /// <summary>CRL lifetime: Vault's default expiry (72 h); the CRL is rebuilt on every read.</summary>
+    private static readonly TimeSpan CrlLifetime = TimeSpan.FromHours(72);
+
+    private async Task<KmsResponse?> Revoke(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var text = f.RequiredString("serial_number");
+        PkiRole.RejectUnknown(f, ["serial_number"]);
+        var serial = PkiCertificates.ParseSerial(text) ?? throw KmsException.BadRequest("invalid 'serial_number': use hex pairs such as 4a:0b:…");
+        var key = PkiCertificates.SerialKey(serial);
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var record = await _storage.GetJsonAsync<CertRecord>("certs/" + key, ct).ConfigureAwait(false)
+                ?? throw KmsException.BadRequest("invalid 'serial_number': no certificate with this serial was issued by this mount");
+            if (record.RevokedAt is { } already)
+            {
+                return KmsResponse.WithData(new JsonObject { ["revocation_time"] = already.ToUnixTimeSeconds(), ["state"] = "revoked" });
+            }
+
+            using var certificate = X509Certificate2.CreateFromPem(record.Certificate);
+            if (await LoadIssuerAsync(record.IssuerId, ct).ConfigureAwait(false) is null && record.IssuerId != KmsRootCa.KmsRootIssuerId)
+            {
+                throw KmsException.BadRequest("invalid 'serial_number': its issuer no longer exists on this mount");
+            }
+
+            var now = _time.GetUtcNow();
+            record.RevokedAt = now;
+            var crl = await LoadCrlAsync(ct).ConfigureAwait(false);
+            crl.Revoked.Add(new RevokedEntry(key, record.IssuerId, now, new DateTimeOffset(certificate.NotAfter.ToUniversalTime())));
+            crl.Number++;
+            await _storage.TransactAsync(
+            [
+                ("certs/" + key, SecureStorageJson.ToJson(record)),
+                (CrlKey, SecureStorageJson.ToJson(crl)),
+            ], ct).ConfigureAwait(false);
+            return KmsResponse.WithData(new JsonObject { ["revocation_time"] = now.ToUnixTimeSeconds(), ["revocation_time_rfc3339"] = Timestamps.Rfc3339(now), ["state"] = "revoked" });
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private async Task<CrlState> LoadCrlAsync(CancellationToken ct) =>
+        await _storage.GetJsonAsync<CrlState>(CrlKey, ct).ConfigureAwait(false) ?? new CrlState();
+
+    /// <summary>The DER CRL of issuer <paramref name="issuerId"/>: the revoked certificates it signed.</summary>
+    private async Task<byte[]> BuildCrlAsync(string issuerId, CancellationToken ct)
+    {
+        var crl = await LoadCrlAsync(ct).ConfigureAwait(false);
+        using var signer = await LoadKeyAsync(issuerId, ct).ConfigureAwait(false);
+        var builder = new CertificateRevocationListBuilder();
+        foreach (var entry in crl.Revoked.Where(e => e.IssuerId == issuerId))
+        {
+            builder.AddEntry(Convert.FromHexString(entry.Serial), entry.RevokedAt);
+        }
+
+        var now = _time.GetUtcNow();
+        return builder.Build(
+            signer.Certificate.SubjectName,
+            signer.Generator,
+            new BigInteger(crl.Number),
+            now + CrlLifetime,
+            signer.Hash,
+            X509AuthorityKeyIdentifierExtension.CreateFromCertificate(signer.Certificate, true, false),
+            now - PkiCertificates.Backdate);
+    }
+
+    private async Task<KmsResponse?> ReadCrlJson(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
+        var der = await BuildCrlAsync(issuer.Id, ct).ConfigureAwait(false);
+        return KmsResponse.WithData(new JsonObject { ["certificate"] = PkiCertificates.Pem("X509 CRL", der), ["issuer_id"] = issuer.Id });
+    }
+
+    private async Task<KmsResponse?> ReadCrlPem(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
+        return Text(PkiCertificates.Pem("X509 CRL", await BuildCrlAsync(issuer.Id, ct).ConfigureAwait(false)), "application/pem-file");
+    }
+
+    private async Task<KmsResponse?> ReadIssuerCrl(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var id = match["ref"] == "default" ? (await DefaultIssuerAsync(ct).ConfigureAwait(false)).Id : match["ref"];
+        if (await LoadIssuerAsync(id, ct).ConfigureAwait(false) is null)
+        {
+            throw KmsException.NotFound();
+        }
+
+        var pem = PkiCertificates.Pem("X509 CRL", await BuildCrlAsync(id, ct).ConfigureAwait(false));
+        return match["pem"].Length > 0 ? Text(pem, "application/pem-file") : KmsResponse.WithData(new JsonObject { ["crl"] = pem, ["issuer_id"] = id });
+    }
+
+    /// <summary>
+    /// The served chain: the default issuer up to the root, then every retiring issuer (rotated out but with
+    /// leaves still valid), so clients holding this bundle validate old and new leaves alike.
+    /// </summary>
+    private async Task<List<string>> ServedChainAsync(CancellationToken ct)
+    {
+        var current = await DefaultIssuerAsync(ct).ConfigureAwait(false);
+        var now = _time.GetUtcNow();
+        var chain = ChainOf(current);
+        foreach (var issuer in await LoadIssuersAsync(ct).ConfigureAwait(false))
+        {
+            if (issuer.StateAt(now, current.Id) == "retiring")
+            {
+                chain.AddRange(ChainOf(issuer));
+            }
+        }
+
+        return [.. chain.Distinct(StringComparer.Ordinal)];
+    }
+
+    private async Task<KmsResponse?> ReadCaChainPem(KmsRequest request, RouteMatch match, CancellationToken ct) =>
+        Text(PkiCertificates.Bundle(await ServedChainAsync(ct).ConfigureAwait(false)), "application/pem-file");
+
+    private async Task<KmsResponse?> ReadCaChainJson(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var chain = await ServedChainAsync(ct).ConfigureAwait(false);
+        return KmsResponse.WithData(new JsonObject { ["ca_chain"] = PkiCertificates.Bundle(chain), ["certificate"] = chain[0] });
+    }
+
+    private async Task<KmsResponse?> ReadCaPem(KmsRequest request, RouteMatch match, CancellationToken ct) =>
+        Text((await DefaultIssuerAsync(ct).ConfigureAwait(false)).Certificate, "application/pem-file");
+
+    private async Task<KmsResponse?> ReadCert(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        if (match["serial"] == "ca")
+        {
+            var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
+            return KmsResponse.WithData(new JsonObject { ["certificate"] = issuer.Certificate, ["issuer_id"] = issuer.Id });
+        }
+
+        var serial = PkiCertificates.ParseSerial(match["serial"]) ?? throw KmsException.BadRequest("invalid serial number: use hex pairs such as 4a:0b:…");
+        var record = await _storage.GetJsonAsync<CertRecord>("certs/" + PkiCertificates.SerialKey(serial), ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        return KmsResponse.WithData(new JsonObject
+        {
+            ["certificate"] = record.Certificate,
+            ["issuer_id"] = record.IssuerId,
+            ["revocation_time"] = record.RevokedAt?.ToUnixTimeSeconds() ?? 0,
+            ["revocation_time_rfc3339"] = record.RevokedAt is { } r ? Timestamps.Rfc3339(r) : "",
+        });
+    }
+
+    private async Task<KmsResponse?> ListCerts(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var keys = await _storage.ListAsync("certs/", ct).ConfigureAwait(false);
+        return keys.Count == 0
+            ? throw KmsException.NotFound()
+            : KmsResponse.WithData(new JsonObject { ["keys"] = JsonValues.Strings(keys.Select(k => PkiCertificates.FormatSerial(Convert.FromHexString(k)))) });
+    }
+}

@@ -1,0 +1,160 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+
+namespace Morphisms.Kms.Pki;
+
+/// <summary>Certificate building blocks shared by CA set-up, role issuance and function certificates.</summary>
+internal static class PkiCertificates
+{
+    /// <summary>Backdating of NotBefore, so a relying party whose clock is slightly behind accepts a fresh certificate.</summary>
+    public static readonly TimeSpan Backdate = TimeSpan.FromSeconds(30);
+
+    /// <summary>A random positive 16-byte serial with a non-zero top byte, so its DER encoding is exactly 16 bytes.</summary>
+    public static byte[] NewSerial()
+    {
+        var serial = RandomNumberGenerator.GetBytes(16);
+        serial[0] = (byte)((serial[0] & 0x7F) | 0x40);
+        return serial;
+    }
+
+    /// <summary>Vault's serial format: lower-case hex pairs joined by colons.</summary>
+    public static string FormatSerial(ReadOnlySpan<byte> serial) =>
+        string.Join(':', Convert.ToHexStringLower(serial).Chunk(2).Select(c => new string(c)));
+
+    /// <summary>Parses <c>aa:bb:…</c> or <c>aa-bb-…</c> or plain hex; null when it is not a serial.</summary>
+    public static byte[]? ParseSerial(string text)
+    {
+        var hex = text.Replace(":", "", StringComparison.Ordinal).Replace("-", "", StringComparison.Ordinal);
+        if (hex.Length is 0 or > 40 || hex.Length % 2 != 0 || !hex.All(char.IsAsciiHexDigit))
+        {
+            return null;
+        }
+
+        return Convert.FromHexString(hex);
+    }
+
+    /// <summary>The storage key of a certificate: its serial as plain lower-case hex.</summary>
+    public static string SerialKey(ReadOnlySpan<byte> serial) => Convert.ToHexStringLower(serial);
+
+    /// <summary>A new ECDSA CA key (P-256 or P-384).</summary>
+    public static ECDsa NewCaKey(int bits) =>
+        ECDsa.Create(bits == 256 ? ECCurve.NamedCurves.nistP256 : ECCurve.NamedCurves.nistP384);
+
+    /// <summary>The subject for a CA with <paramref name="commonName"/>.</summary>
+    public static X500DistinguishedName Subject(string commonName, string? organization = null)
+    {
+        var builder = new X500DistinguishedNameBuilder();
+        if (organization is not null)
+        {
+            builder.AddOrganizationName(organization);
+        }
+
+        builder.AddCommonName(commonName);
+        return builder.Build();
+    }
+
+    /// <summary>Adds the extensions of a CA certificate (path length 0 for intermediates: they only sign leaves).</summary>
+    public static void AddCaExtensions(CertificateRequest request, X509Certificate2? issuer, bool root)
+    {
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, !root, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign | X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        if (issuer is not null)
+        {
+            request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        }
+    }
+
+    /// <summary>Adds the extensions of an end-entity certificate.</summary>
+    public static void AddLeafExtensions(CertificateRequest request, X509Certificate2 issuer, IReadOnlyList<string> dnsNames, IReadOnlyList<IPAddress> ips, bool server, bool client, bool rsa)
+    {
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        var usage = X509KeyUsageFlags.DigitalSignature | (rsa ? X509KeyUsageFlags.KeyEncipherment : X509KeyUsageFlags.KeyAgreement);
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(usage, true));
+        var ekus = new OidCollection();
+        if (server)
+        {
+            ekus.Add(new Oid("1.3.6.1.5.5.7.3.1"));
+        }
+
+        if (client)
+        {
+            ekus.Add(new Oid("1.3.6.1.5.5.7.3.2"));
+        }
+
+        if (ekus.Count > 0)
+        {
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(ekus, false));
+        }
+
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        if (dnsNames.Count + ips.Count > 0)
+        {
+            var san = new SubjectAlternativeNameBuilder();
+            foreach (var name in dnsNames)
+            {
+                san.AddDnsName(name);
+            }
+
+            foreach (var ip in ips)
+            {
+                san.AddIpAddress(ip);
+            }
+
+            request.CertificateExtensions.Add(san.Build());
+        }
+    }
+
+    /// <summary>Signs <paramref name="request"/> with <paramref name="issuer"/>; the validity is clipped to the issuer's.</summary>
+    public static X509Certificate2 Sign(CertificateRequest request, CaKey issuer, DateTimeOffset notBefore, DateTimeOffset notAfter, byte[] serial)
+    {
+        var issuerNotAfter = new DateTimeOffset(issuer.Certificate.NotAfter.ToUniversalTime());
+        if (notAfter > issuerNotAfter)
+        {
+            notAfter = issuerNotAfter;
+        }
+
+        return request.Create(issuer.Certificate.SubjectName, issuer.Generator, notBefore, notAfter, serial);
+    }
+
+    /// <summary>PEM of a certificate.</summary>
+    public static string Pem(X509Certificate2 certificate) => certificate.ExportCertificatePem();
+
+    /// <summary>Splits a PEM bundle into its certificates; other blocks (keys) are skipped.</summary>
+    public static List<X509Certificate2> ReadCertificates(string pem)
+    {
+        var list = new List<X509Certificate2>();
+
+        // Bundles made by concatenating PEMs without a newline are common; RFC 7468 parsers reject them.
+        var text = pem.Replace("----------BEGIN", "-----\n-----BEGIN", StringComparison.Ordinal).AsSpan();
+        while (PemEncoding.TryFind(text, out var fields))
+        {
+            if (text[fields.Label].SequenceEqual("CERTIFICATE"))
+            {
+                list.Add(X509CertificateLoader.LoadCertificate(Convert.FromBase64String(text[fields.Base64Data].ToString())));
+            }
+
+            text = text[fields.Location.End.Value..];
+        }
+
+        return list;
+    }
+
+    /// <summary>PEM text of a DER blob with <paramref name="label"/>.</summary>
+    public static string Pem(string label, byte[] der) => new string(PemEncoding.Write(label, der)) + "\n";
+
+    /// <summary>A PEM bundle of several certificates.</summary>
+    public static string Bundle(IEnumerable<string> pems)
+    {
+        var sb = new StringBuilder();
+        foreach (var pem in pems)
+        {
+            sb.Append(pem.TrimEnd()).Append('\n');
+        }
+
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,202 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Pki;
+
+namespace Morphisms.Kms.Transit;
+
+/// <summary>Encrypt, decrypt, rewrap, datakey, sign and verify.</summary>
+internal sealed partial class TransitBackend
+{
+    private const int MaxBatch = 1000;
+
+    private async Task<KmsResponse?> Encrypt(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var key = await RequireEncryptionKeyAsync(match["name"], ct).ConfigureAwait(false);
+        return Batch(request.Fields, ["plaintext", "key_version", "context", "nonce"], item =>
+        {
+            var plaintext = TransitCiphertext.Base64(item.String("plaintext") ?? throw KmsException.BadRequest("missing required parameter 'plaintext'"), "plaintext");
+            var (version, material) = key.ForEncryption(item.NonNegativeInt("key_version"));
+            RejectContext(item);
+            return new JsonObject { ["ciphertext"] = TransitCiphertext.Encrypt(material, version, plaintext), ["key_version"] = version };
+        });
+    }
+
+    private async Task<KmsResponse?> Decrypt(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var key = await RequireEncryptionKeyAsync(match["name"], ct).ConfigureAwait(false);
+        return Batch(request.Fields, ["ciphertext", "context", "nonce"], item =>
+        {
+            RejectContext(item);
+            var plaintext = DecryptText(key, item.String("ciphertext"));
+            return new JsonObject { ["plaintext"] = Convert.ToBase64String(plaintext) };
+        });
+    }
+
+    private async Task<KmsResponse?> Rewrap(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var key = await RequireEncryptionKeyAsync(match["name"], ct).ConfigureAwait(false);
+        return Batch(request.Fields, ["ciphertext", "key_version", "context", "nonce"], item =>
+        {
+            RejectContext(item);
+            var plaintext = DecryptText(key, item.String("ciphertext"));
+            var (version, material) = key.ForEncryption(item.NonNegativeInt("key_version"));
+            return new JsonObject { ["ciphertext"] = TransitCiphertext.Encrypt(material, version, plaintext), ["key_version"] = version };
+        });
+    }
+
+    private async Task<KmsResponse?> DataKey(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var bits = f.NonNegativeInt("bits") ?? 256;
+        var keyVersion = f.NonNegativeInt("key_version");
+        RejectContext(f);
+        PkiRole.RejectUnknown(f, ["bits", "key_version", "context", "nonce"]);
+        if (bits is not (128 or 256 or 512))
+        {
+            throw KmsException.BadRequest("invalid 'bits': use 128, 256 or 512");
+        }
+
+        var key = await RequireEncryptionKeyAsync(match["name"], ct).ConfigureAwait(false);
+        var (version, material) = key.ForEncryption(keyVersion);
+        var plaintext = RandomNumberGenerator.GetBytes((int)bits / 8);
+        var data = new JsonObject { ["ciphertext"] = TransitCiphertext.Encrypt(material, version, plaintext), ["key_version"] = version };
+        if (match["kind"] == "plaintext")
+        {
+            data["plaintext"] = Convert.ToBase64String(plaintext);
+        }
+
+        CryptographicOperations.ZeroMemory(plaintext);
+        return KmsResponse.WithData(data);
+    }
+
+    private async Task<KmsResponse?> Sign(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var input = TransitCiphertext.Base64(f.RequiredString("input"), "input");
+        var (hash, jws) = SigningOptions(f, match["hash"]);
+        var keyVersion = f.NonNegativeInt("key_version");
+        PkiRole.RejectUnknown(f, ["input", "hash_algorithm", "marshaling_algorithm", "key_version", "signature_algorithm"]);
+        var key = await RequireSigningKeyAsync(match["name"], ct).ConfigureAwait(false);
+        var (version, material) = key.ForEncryption(keyVersion);
+        var signature = TransitSigning.Sign(key.Type, material, input, hash, jws);
+        var text = jws ? Convert.ToBase64String(signature).TrimEnd('=').Replace('+', '-').Replace('/', '_') : Convert.ToBase64String(signature);
+        return KmsResponse.WithData(new JsonObject { ["signature"] = TransitCiphertext.Prefix(version) + text, ["key_version"] = version });
+    }
+
+    private async Task<KmsResponse?> Verify(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var f = request.Fields;
+        var input = TransitCiphertext.Base64(f.RequiredString("input"), "input");
+        var (version, signature) = TransitCiphertext.Parse(f.RequiredString("signature"), "signature");
+        var (hash, jws) = SigningOptions(f, match["hash"]);
+        PkiRole.RejectUnknown(f, ["input", "signature", "hash_algorithm", "marshaling_algorithm", "signature_algorithm"]);
+        var key = await RequireSigningKeyAsync(match["name"], ct).ConfigureAwait(false);
+        var material = key.ForDecryption(version, "signature");
+        bool valid;
+        try
+        {
+            valid = TransitSigning.Verify(key.Type, material, input, signature, hash, jws);
+        }
+        catch (Exception e) when (e is CryptographicException or ArgumentException or FormatException)
+        {
+            // A signature of the wrong length or shape is simply not valid, never a server error.
+            valid = false;
+        }
+
+        return KmsResponse.WithData(new JsonObject { ["valid"] = valid });
+    }
+
+    private static (HashAlgorithmName Hash, bool Jws) SigningOptions(Fields f, string pathHash)
+    {
+        var name = f.String("hash_algorithm") ?? (pathHash.Length > 0 ? pathHash : "sha2-256");
+        var hash = name switch
+        {
+            "sha2-256" => HashAlgorithmName.SHA256,
+            "sha2-384" => HashAlgorithmName.SHA384,
+            "sha2-512" => HashAlgorithmName.SHA512,
+            _ => throw KmsException.BadRequest("invalid 'hash_algorithm': use sha2-256, sha2-384 or sha2-512"),
+        };
+        var marshaling = f.String("marshaling_algorithm") ?? "asn1";
+        if (marshaling is not ("asn1" or "jws"))
+        {
+            throw KmsException.BadRequest("invalid 'marshaling_algorithm': use asn1 or jws");
+        }
+
+        if (f.String("signature_algorithm") is { } sa && sa.Length > 0)
+        {
+            throw KmsException.BadRequest("invalid 'signature_algorithm': only RSA keys have one, and this engine has none");
+        }
+
+        return (hash, marshaling == "jws");
+    }
+
+    private static byte[] DecryptText(TransitKey key, string? ciphertext)
+    {
+        var (version, blob) = TransitCiphertext.Parse(ciphertext ?? throw KmsException.BadRequest("missing required parameter 'ciphertext'"), "ciphertext");
+        return TransitCiphertext.Decrypt(key.ForDecryption(version, "ciphertext"), blob, "ciphertext");
+    }
+
+    private static void RejectContext(Fields f)
+    {
+        if (!string.IsNullOrEmpty(f.String("context")) || !string.IsNullOrEmpty(f.String("nonce")))
+        {
+            throw KmsException.BadRequest("invalid 'context': key derivation is not supported (keys are not derived)");
+        }
+    }
+
+    private async Task<TransitKey> RequireEncryptionKeyAsync(string name, CancellationToken ct)
+    {
+        var key = await RequireAsync(name, ct).ConfigureAwait(false);
+        return key.SupportsEncryption ? key : throw KmsException.BadRequest($"key type {key.Type} does not support encryption");
+    }
+
+    private async Task<TransitKey> RequireSigningKeyAsync(string name, CancellationToken ct)
+    {
+        var key = await RequireAsync(name, ct).ConfigureAwait(false);
+        return key.SupportsSigning ? key : throw KmsException.BadRequest($"key type {key.Type} does not support signing");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="one"/> on the request itself, or on each item of <c>batch_input</c>. A failing item
+    /// reports its error in its result and makes the response a 400 (Vault's partial-failure default).
+    /// </summary>
+    private static KmsResponse Batch(Fields f, string[] itemFields, Func<Fields, JsonObject> one)
+    {
+        if (!f.Has("batch_input"))
+        {
+            var result = one(f);
+            PkiRole.RejectUnknown(f, itemFields);
+            return KmsResponse.WithData(result);
+        }
+
+        if (f.Data["batch_input"] is not JsonArray items || items.Count is 0 or > MaxBatch || items.Any(i => i is not JsonObject))
+        {
+            throw KmsException.BadRequest($"invalid 'batch_input': an array of 1 to {MaxBatch} objects");
+        }
+
+        PkiRole.RejectUnknown(f, ["batch_input"]);
+        var results = new JsonArray();
+        var errors = new List<string>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var itemFields2 = new Fields(items[i]!.AsObject());
+            try
+            {
+                var result = one(itemFields2);
+                PkiRole.RejectUnknown(itemFields2, itemFields);
+                results.Add(result);
+            }
+            catch (KmsException e)
+            {
+                var message = $"batch_input[{i}]: {string.Join("; ", e.Errors)}";
+                errors.Add(message);
+                results.Add(new JsonObject { ["error"] = message });
+            }
+        }
+
+        var data = new JsonObject { ["batch_results"] = results };
+        return errors.Count == 0 ? KmsResponse.WithData(data) : new KmsResponse { StatusCode = 400, Data = data, Errors = errors };
+    }
+}

@@ -1,0 +1,196 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Verify;
+
+namespace Morphisms.Kms.Tests.Pki;
+
+/// <summary>The PKI engine over HTTP: CA set-up, roles, issue/sign, revocation and CRLs.</summary>
+public sealed class PkiApiTests
+{
+    private static readonly DateTimeOffset At = SimulatedTees.Epoch.AddMinutes(1);
+
+    [Fact]
+    public async Task Root_and_intermediate_set_up_on_separate_mounts_issue_chains_that_x509chain_and_openssl_accept()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("sys/mounts/root-ca", new { type = "pki" })).Expect(204);
+        (await c.PostAsync("sys/mounts/int-ca", new { type = "pki" })).Expect(204);
+
+        var root = (await c.PostAsync("root-ca/root/generate/internal", new { common_name = "Test Root", ttl = "87600h" })).Expect(200).Data;
+        Assert.Null(root["private_key"]);
+        var rootPem = root["certificate"]!.GetValue<string>();
+
+        var csr = (await c.PostAsync("int-ca/intermediate/generate/internal", new { common_name = "Test Intermediate" })).Expect(200).Data["csr"]!.GetValue<string>();
+        var signed = (await c.PostAsync("root-ca/root/sign-intermediate", new { csr, ttl = "43800h" })).Expect(200).Data;
+        var intermediatePem = signed["certificate"]!.GetValue<string>();
+        (await c.PostAsync("int-ca/intermediate/set-signed", new { certificate = intermediatePem + rootPem })).Expect(200);
+
+        (await c.PostAsync("int-ca/roles/web", new { allowed_domains = "example.com", allow_subdomains = true, max_ttl = "720h", key_type = "ec", key_bits = 384 })).Expect(204);
+        var issued = (await c.PostAsync("int-ca/issue/web", new { common_name = "api.example.com", alt_names = "www.example.com", ttl = "24h" })).Expect(200).Data;
+        var leafPem = issued["certificate"]!.GetValue<string>();
+        Assert.StartsWith("-----BEGIN PRIVATE KEY-----", issued["private_key"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal("ec", issued["private_key_type"]!.GetValue<string>());
+
+        using var leaf = X509Certificate2.CreateFromPem(leafPem);
+        using var rootCert = X509Certificate2.CreateFromPem(rootPem);
+        var chain = PkiAssert.Certificates(issued["ca_chain"]!.AsArray().Select(n => n!.GetValue<string>()));
+        PkiAssert.Chains(leaf, rootCert, chain, At);
+        PkiAssert.OpensslVerifies(leafPem, rootPem, [intermediatePem], At);
+        Assert.Equal(TimeSpan.FromHours(24), leaf.NotAfter - leaf.NotBefore - TimeSpan.FromSeconds(30));
+        var san = leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateDnsNames().ToList();
+        Assert.Equal(["api.example.com", "www.example.com"], san);
+        Assert.Equal(16, leaf.GetSerialNumber().Length);
+
+        // The private key is returned once and never stored: the stored record has only the certificate.
+        var serial = issued["serial_number"]!.GetValue<string>();
+        var stored = (await c.GetAsync("int-ca/cert/" + serial)).Expect(200).Data;
+        Assert.Equal(leafPem, stored["certificate"]!.GetValue<string>());
+        Assert.Null(stored["private_key"]);
+        Assert.Contains(serial, (await c.ListAsync("int-ca/certs")).Expect(200).Data["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
+
+        // sign/: the CSR's key is kept, and the chain validates too.
+        using var key = RSA.Create(2048);
+        (await c.PostAsync("int-ca/roles/rsa", new { allowed_domains = "example.com", allow_bare_domains = true, key_type = "rsa" })).Expect(204);
+        var request = new CertificateRequest("CN=example.com", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1).CreateSigningRequestPem();
+        var signedLeaf = (await c.PostAsync("int-ca/sign/rsa", new { csr = request })).Expect(200).Data["certificate"]!.GetValue<string>();
+        using var signedCert = X509Certificate2.CreateFromPem(signedLeaf);
+        Assert.Equal(key.ExportSubjectPublicKeyInfo(), signedCert.PublicKey.ExportSubjectPublicKeyInfo());
+        PkiAssert.OpensslVerifies(signedLeaf, rootPem, [intermediatePem], At);
+    }
+
+    [Fact]
+    public async Task Revoked_serials_are_on_the_crl_for_the_parser_and_for_openssl()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true })).Expect(204);
+        var first = (await c.PostAsync("pki/issue/svc", new { common_name = "a.svc.local" })).Expect(200).Data;
+        var second = (await c.PostAsync("pki/issue/svc", new { common_name = "b.svc.local" })).Expect(200).Data;
+        var serial = first["serial_number"]!.GetValue<string>();
+        var revoked = (await c.PostAsync("pki/revoke", new { serial_number = serial })).Expect(200).Data;
+        Assert.True(revoked["revocation_time"]!.GetValue<long>() > 0);
+        Assert.NotEqual(0, (await c.GetAsync("pki/cert/" + serial)).Expect(200).Data["revocation_time"]!.GetValue<long>());
+
+        var crlPem = (await c.GetAsync("pki/crl/pem")).Expect(200).Raw;
+        var crlJson = (await c.GetAsync("pki/crl")).Expect(200).Data["certificate"]!.GetValue<string>();
+        Assert.Equal(1, CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(crlJson)).RevokedCount);
+        var crl = CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(crlPem));
+        using var firstCert = X509Certificate2.CreateFromPem(first["certificate"]!.GetValue<string>());
+        using var secondCert = X509Certificate2.CreateFromPem(second["certificate"]!.GetValue<string>());
+        using var issuer = X509Certificate2.CreateFromPem(first["issuing_ca"]!.GetValue<string>());
+        Assert.True(crl.IsRevoked(firstCert));
+        Assert.False(crl.IsRevoked(secondCert));
+        Assert.True(crl.VerifySignature(issuer));
+        Assert.Equal(1, crl.RevokedCount);
+
+        var dir = Directory.CreateTempSubdirectory("kms-crl-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "crl.pem"), crlPem);
+            File.WriteAllText(Path.Combine(dir, "issuer.pem"), issuer.ExportCertificatePem());
+            var (code, text) = PkiAssert.Openssl(dir, "crl", "-in", "crl.pem", "-text", "-noout", "-CAfile", "issuer.pem");
+            Assert.True(code == 0, text);
+            Assert.Contains("verify OK", text, StringComparison.Ordinal);
+            Assert.Contains("Serial Number: " + serial.Replace(":", "", StringComparison.Ordinal).ToUpperInvariant(), text, StringComparison.Ordinal);
+            Assert.DoesNotContain(second["serial_number"]!.GetValue<string>().Replace(":", "", StringComparison.Ordinal).ToUpperInvariant(), text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+
+        // Revoking again is idempotent and keeps the original time.
+        Assert.Equal(revoked["revocation_time"]!.GetValue<long>(), (await c.PostAsync("pki/revoke", new { serial_number = serial })).Expect(200).Data["revocation_time"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public async Task Bad_input_is_a_400_naming_the_field_and_writes_nothing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        var roleCases = new (object Body, string Named)[]
+        {
+            (new { allowed_domains = "example.com", allowed_domain = "typo.com" }, "'allowed_domain'"),
+            (new { allowed_domains = "exa mple.com" }, "'allowed_domains'"),
+            (new { allowed_domains = "example.com", key_type = "dsa" }, "'key_type'"),
+            (new { allowed_domains = "example.com", key_bits = 1024 }, "'key_bits'"),
+            (new { allowed_domains = "example.com", key_type = "rsa", key_bits = 256 }, "'key_bits'"),
+            (new { allowed_domains = "example.com", ttl = "48h", max_ttl = "24h" }, "'ttl'"),
+            (new { allowed_domains = "example.com", ttl = "soon" }, "'ttl'"),
+            (new { allowed_domains = "example.com", allow_subdomains = "maybe" }, "'allow_subdomains'"),
+            (new { allowed_domains = "example.com", server_flag = false, client_flag = false }, "'server_flag'"),
+        };
+        foreach (var (body, named) in roleCases)
+        {
+            Assert.Contains(named, (await c.PostAsync("pki/roles/bad", body)).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        }
+
+        (await c.ListAsync("pki/roles")).Expect(404);
+        (await c.GetAsync("pki/roles/bad")).Expect(404);
+
+        (await c.PostAsync("pki/roles/web", new { allowed_domains = "example.com", allow_subdomains = true, max_ttl = "1h" })).Expect(204);
+        var issueCases = new (object Body, string Named)[]
+        {
+            (new { }, "'common_name'"),
+            (new { common_name = "evil.org" }, "'common_name'"),
+            (new { common_name = "example.com" }, "'common_name'"),
+            (new { common_name = "a.example.com", alt_names = "b.example.com,evil.org" }, "'alt_names'"),
+            (new { common_name = "a.example.com", ip_sans = "10.0.0.1" }, "'ip_sans'"),
+            (new { common_name = "a.example.com", ip_sans = "not-an-ip" }, "'ip_sans'"),
+            (new { common_name = "a.example.com", ttl = "2h" }, "'ttl'"),
+            (new { common_name = "a.example.com", format = "der" }, "'format'"),
+            (new { common_name = "a.example.com", colour = "blue" }, "'colour'"),
+        };
+        foreach (var (body, named) in issueCases)
+        {
+            Assert.Contains(named, (await c.PostAsync("pki/issue/web", body)).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        }
+
+        (await c.ListAsync("pki/certs")).Expect(404);
+        Assert.Contains("'csr'", (await c.PostAsync("pki/sign/web", new { csr = "garbage" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'csr'", (await c.PostAsync("pki/sign/web", new { csr = TamperedCsr() })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'serial_number'", (await c.PostAsync("pki/revoke", new { serial_number = "zz" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'serial_number'", (await c.PostAsync("pki/revoke", new { serial_number = "01:02" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("unknown role", (await c.PostAsync("pki/issue/nope", new { common_name = "a.example.com" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("KMS root", (await c.PostAsync("pki/root/generate/internal", new { common_name = "x" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'certificate'", (await c.PostAsync("pki/intermediate/set-signed", new { certificate = "nope" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'key_bits'", (await c.PostAsync("pki/intermediate/generate/internal", new { common_name = "x", key_bits = 521 })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'domain'", (await c.PostAsync("pki/config/functions", new { domain = "not a domain" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        (await c.PostAsync("sys/mounts/empty-ca", new { type = "pki" })).Expect(204);
+        Assert.Contains("no issuer", (await c.GetAsync("empty-ca/ca/pem")).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        (await c.ListAsync("pki/certs")).Expect(404);
+    }
+
+    [Fact]
+    public async Task The_default_mount_is_rooted_in_the_kms_root_ca()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        var mounts = (await c.GetAsync("sys/mounts")).Expect(200).Data;
+        Assert.Equal("pki", mounts["pki/"]!["type"]!.GetValue<string>());
+        Assert.Equal("transit", mounts["transit/"]!["type"]!.GetValue<string>());
+        var chain = PkiAssert.Certificates([(await c.GetAsync("pki/ca_chain")).Expect(200).Raw]);
+        Assert.Equal(2, chain.Count);
+        Assert.Equal("Morphisms KMS Root CA", chain[1].GetNameInfo(X509NameType.SimpleName, false));
+        Assert.Equal(chain[1].SubjectName.Name, chain[1].IssuerName.Name);
+        Assert.Equal(chain[0].IssuerName.Name, chain[1].SubjectName.Name);
+        Assert.Equal(PkiAssert.Certificates([(await c.GetAsync("pki/ca/pem")).Expect(200).Raw])[0].Thumbprint, chain[0].Thumbprint);
+        Assert.Equal("fn.morphisms.local", (await c.GetAsync("pki/config/functions")).Expect(200).Data["domain"]!.GetValue<string>());
+
+        // Installations initialised before pki/ existed mount one rooted in the KMS root CA explicitly.
+        (await c.PostAsync("sys/mounts/pki2", new { type = "pki", options = new { kms_root = "true" } })).Expect(204);
+        var other = PkiAssert.Certificates([(await c.GetAsync("pki2/ca_chain")).Expect(200).Raw]);
+        Assert.Equal(chain[1].Thumbprint, other[1].Thumbprint);
+        Assert.NotEqual(chain[0].Thumbprint, other[0].Thumbprint);
+    }
+
+    private static string TamperedCsr()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var der = new CertificateRequest("CN=a.example.com", key, HashAlgorithmName.SHA256).CreateSigningRequest();
+        der[^5] ^= 0x01;
+        return new string(PemEncoding.Write("CERTIFICATE REQUEST", der));
+    }
+
+}

@@ -1,0 +1,154 @@
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Kms.Tests.Snapshots;
+
+public class SnapshotTests
+{
+    private const string Snp48 = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    [Fact]
+    public async Task A_snapshot_restored_into_a_fresh_kms_reads_identically()
+    {
+        await using var source = await TestKms.StartUnsealedAsync(shares: 3, threshold: 2);
+        var c = source.Client;
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p1" } })).Expect(200);
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p2" } })).Expect(200);
+        (await c.PutAsync("sys/policies/acl/reader", new { policy = """path "secret/data/*" { capabilities = ["read"] }""" })).Expect(204);
+        var token = (await c.PostAsync("auth/token/create", new { policies = new[] { "reader" }, ttl = "1h" })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        (await c.PutAsync("morphisms/functions/signer", new { owners = new[] { "alice" }, policies = new[] { "reader" }, simulated = new { snp = new[] { Snp48 } } })).Expect(200);
+        (await c.PutAsync("sys/rotate")).Expect(204);
+        (await c.PutAsync("secret/data/after-rotate", new { data = new { v = "r" } })).Expect(200);
+
+        var snapshot = (await c.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        (await c.GetAsync("sys/storage/snapshot", token)).Expect(403);
+
+        // Only ciphertext: no secret value appears anywhere in the document.
+        var entries = snapshot["entries"]!.AsArray();
+        Assert.Contains(entries, e => e!["key"]!.GetValue<string>() == "core/root-key");
+        Assert.DoesNotContain("p2", string.Concat(entries.Select(e => System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(e!["value"]!.GetValue<string>())))), StringComparison.Ordinal);
+
+        await using var target = await TestKms.StartUnsealedAsync();
+        (await target.Client.PostAsync("sys/storage/snapshot", snapshot.ToJsonString())).Expect(204);
+        (await target.Client.GetAsync("secret/data/db")).Expect(503);
+
+        // Sealed now; only the snapshot's shares open it.
+        var t = target.Client;
+        (await t.PutAsync("sys/unseal", new { key = source.Keys[0] })).Expect(200);
+        Assert.False((await t.PutAsync("sys/unseal", new { key = source.Keys[2] })).Expect(200).Body!["sealed"]!.GetValue<bool>());
+        t.Token = source.RootToken;
+        foreach (var path in new[] { "secret/data/db", "secret/data/db?version=1", "secret/data/after-rotate", "sys/policies/acl/reader", "morphisms/functions/signer", "sys/key-status" })
+        {
+            Assert.Equal(Stable((await c.GetAsync(path)).Expect(200)), Stable((await t.GetAsync(path)).Expect(200)));
+        }
+
+        Assert.Equal("p2", (await t.GetAsync("secret/data/db", token)).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+        (await t.GetAsync("secret/data/db", target.RootToken)).Expect(403);
+        (await t.PutAsync("secret/data/new", new { data = new { v = 1 } })).Expect(200);
+    }
+
+    [Fact]
+    public async Task Truncated_or_tampered_snapshots_are_refused_and_change_nothing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p1" } })).Expect(200);
+        var good = (await c.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p2" } })).Expect(200);
+        var before = kms.Storage!.Snapshot();
+
+        var text = good.ToJsonString();
+        (await c.PostAsync("sys/storage/snapshot", text[..(text.Length / 2)])).Expect(400);
+
+        var dropped = Clone(good);
+        dropped["entries"]!.AsArray().RemoveAt(dropped["entries"]!.AsArray().Count - 1);
+        Assert.Contains("sha256", (await c.PostAsync("sys/storage/snapshot", dropped.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        var flipped = Clone(good);
+        var entry = flipped["entries"]!.AsArray().First(e => e!["key"]!.GetValue<string>().Contains("db", StringComparison.Ordinal))!;
+        var bytes = Convert.FromBase64String(entry["value"]!.GetValue<string>());
+        bytes[^1] ^= 1;
+        entry["value"] = Convert.ToBase64String(bytes);
+        Assert.Contains("sha256", (await c.PostAsync("sys/storage/snapshot", flipped.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        // A forger who recomputes the hash still lacks the root key: the HMAC fails.
+        var reHashed = Clone(good);
+        reHashed["hmac"] = new string('0', 64);
+        Assert.Contains("hmac", (await c.PostAsync("sys/storage/snapshot", reHashed.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        foreach (var (field, value) in new (string, JsonNode?)[] { ("format", "x"), ("entries", 3), ("sha256", "zz"), ("extra", 1) })
+        {
+            var bad = Clone(good);
+            bad[field] = value;
+            Assert.Contains($"'{field}'", (await c.PostAsync("sys/storage/snapshot", bad.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+        }
+
+        Assert.Equal(before.Keys.Order(), kms.Storage.Snapshot().Keys.Order());
+        Assert.Equal("p2", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+
+        // The intact one restores into the same KMS (rolling back to p1) with the same shares.
+        (await c.PostAsync("sys/storage/snapshot", good.ToJsonString())).Expect(204);
+        await kms.UnsealAsync();
+        Assert.Equal("p1", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_foreign_snapshot_whose_hmac_fails_is_refused_at_unseal()
+    {
+        await using var source = await TestKms.StartUnsealedAsync();
+        var snapshot = (await source.Client.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        await using var target = await TestKms.StartUnsealedAsync();
+
+        // Drop an entry and recompute the keyless hash; the other KMS cannot check the HMAC until the snapshot's key arrives.
+        var forged = Clone(snapshot);
+        var kept = forged["entries"]!.AsArray().Where(e => !e!["key"]!.GetValue<string>().StartsWith("sys/policy/", StringComparison.Ordinal)).Select(e => e!.DeepClone()).ToList();
+        forged["entries"] = new JsonArray([.. kept]);
+        forged["sha256"] = Sha(kept);
+        (await target.Client.PostAsync("sys/storage/snapshot", forged.ToJsonString())).Expect(204);
+        Assert.Contains("does not authenticate", (await target.Client.PutAsync("sys/unseal", new { key = source.Keys[0] })).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.True((await target.Client.GetAsync("sys/seal-status")).Body!["sealed"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task Snapshot_needs_sudo()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("sys/policies/acl/snap", new { policy = """path "sys/storage/snapshot" { capabilities = ["read", "update"] }""" })).Expect(204);
+        var token = (await c.PostAsync("auth/token/create", new { policies = new[] { "snap" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        (await c.GetAsync("sys/storage/snapshot", token)).Expect(403);
+        (await c.PostAsync("sys/storage/snapshot", new { }, token)).Expect(403);
+    }
+
+    private static JsonObject Clone(JsonObject o) => (JsonObject)o.DeepClone();
+
+    private static string Stable(VaultResult r)
+    {
+        var body = (JsonObject)r.Body!.DeepClone();
+        body.Remove("request_id");
+        return body.ToJsonString();
+    }
+
+    private static string Sha(List<JsonNode> entries)
+    {
+        using var stream = new MemoryStream();
+        stream.Write("morphisms-kms-snapshot/1"u8);
+        var sorted = entries.Select(e => (Key: e["key"]!.GetValue<string>(), Value: Convert.FromBase64String(e["value"]!.GetValue<string>()))).OrderBy(e => e.Key, StringComparer.Ordinal);
+        foreach (var (key, value) in sorted)
+        {
+            var k = System.Text.Encoding.UTF8.GetBytes(key);
+            stream.Write(BigEndian(k.Length));
+            stream.Write(k);
+            stream.Write(BigEndian(value.Length));
+            stream.Write(value);
+        }
+
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream.ToArray()));
+    }
+
+    private static byte[] BigEndian(int n)
+    {
+        var b = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(b, n);
+        return b;
+    }
+}

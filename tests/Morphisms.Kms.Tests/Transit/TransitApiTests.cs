@@ -1,0 +1,152 @@
+using System.Text;
+
+namespace Morphisms.Kms.Tests.Transit;
+
+/// <summary>The transit engine over HTTP: versions, min_decryption_version, rewrap, sign/verify, bad input.</summary>
+public sealed class TransitApiTests
+{
+    private static string B64(string s) => Convert.ToBase64String(Encoding.UTF8.GetBytes(s));
+
+    [Fact]
+    public async Task Old_versions_decrypt_until_min_decryption_version_passes_them_and_rewrap_moves_to_the_latest()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("transit/keys/orders")).Expect(204);
+        var v1 = (await c.PostAsync("transit/encrypt/orders", new { plaintext = B64("one") })).Expect(200).Data["ciphertext"]!.GetValue<string>();
+        Assert.StartsWith("vault:v1:", v1, StringComparison.Ordinal);
+        Assert.Equal(12 + 3 + 16, Convert.FromBase64String(v1["vault:v1:".Length..]).Length);
+
+        (await c.PostAsync("transit/keys/orders/rotate")).Expect(200);
+        (await c.PostAsync("transit/keys/orders/rotate")).Expect(200);
+        var v3 = (await c.PostAsync("transit/encrypt/orders", new { plaintext = B64("three") })).Expect(200).Data["ciphertext"]!.GetValue<string>();
+        Assert.StartsWith("vault:v3:", v3, StringComparison.Ordinal);
+        var v2 = (await c.PostAsync("transit/encrypt/orders", new { plaintext = B64("two"), key_version = 2 })).Expect(200).Data["ciphertext"]!.GetValue<string>();
+        Assert.StartsWith("vault:v2:", v2, StringComparison.Ordinal);
+
+        foreach (var (ct, plain) in new[] { (v1, "one"), (v2, "two"), (v3, "three") })
+        {
+            Assert.Equal(B64(plain), (await c.PostAsync("transit/decrypt/orders", new { ciphertext = ct })).Expect(200).Data["plaintext"]!.GetValue<string>());
+        }
+
+        var rewrapped = (await c.PostAsync("transit/rewrap/orders", new { ciphertext = v1 })).Expect(200).Data;
+        Assert.Equal(3, rewrapped["key_version"]!.GetValue<int>());
+        var v1Now3 = rewrapped["ciphertext"]!.GetValue<string>();
+        Assert.StartsWith("vault:v3:", v1Now3, StringComparison.Ordinal);
+
+        var key = (await c.PostAsync("transit/keys/orders/config", new { min_decryption_version = 2 })).Expect(200).Data;
+        Assert.Equal(2, key["min_decryption_version"]!.GetValue<int>());
+        Assert.Contains("min_decryption_version", (await c.PostAsync("transit/decrypt/orders", new { ciphertext = v1 })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Equal(B64("two"), (await c.PostAsync("transit/decrypt/orders", new { ciphertext = v2 })).Expect(200).Data["plaintext"]!.GetValue<string>());
+        Assert.Equal(B64("one"), (await c.PostAsync("transit/decrypt/orders", new { ciphertext = v1Now3 })).Expect(200).Data["plaintext"]!.GetValue<string>());
+        Assert.Contains("'key_version'", (await c.PostAsync("transit/encrypt/orders", new { plaintext = B64("x"), key_version = 1 })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+
+        var read = (await c.GetAsync("transit/keys/orders")).Expect(200).Data;
+        Assert.Equal(3, read["latest_version"]!.GetValue<int>());
+        Assert.Equal(3, read["keys"]!.AsObject().Count);
+        Assert.DoesNotContain("\"key\"", read.ToJsonString(), StringComparison.Ordinal);
+
+        // Batch: every item answers; one bad item makes the response a 400 with the others' results intact.
+        var batch = (await c.PostAsync("transit/decrypt/orders", new { batch_input = new object[] { new { ciphertext = v2 }, new { ciphertext = v3 } } })).Expect(200).Data["batch_results"]!.AsArray();
+        Assert.Equal([B64("two"), B64("three")], batch.Select(r => r!["plaintext"]!.GetValue<string>()));
+        var partial = (await c.PostAsync("transit/decrypt/orders", new { batch_input = new object[] { new { ciphertext = v2 }, new { ciphertext = v1 } } })).Expect(400);
+        Assert.Equal(B64("two"), partial.Data["batch_results"]![0]!["plaintext"]!.GetValue<string>());
+        Assert.Contains("batch_input[1]", partial.Data["batch_results"]![1]!["error"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        // Datakeys: the wrapped form decrypts to the plaintext form's key.
+        var dk = (await c.PostAsync("transit/datakey/plaintext/orders", new { bits = 128 })).Expect(200).Data;
+        Assert.Equal(16, Convert.FromBase64String(dk["plaintext"]!.GetValue<string>()).Length);
+        Assert.Equal(dk["plaintext"]!.GetValue<string>(), (await c.PostAsync("transit/decrypt/orders", new { ciphertext = dk["ciphertext"]!.GetValue<string>() })).Expect(200).Data["plaintext"]!.GetValue<string>());
+        Assert.Null((await c.PostAsync("transit/datakey/wrapped/orders")).Expect(200).Data["plaintext"]);
+
+        // Deletion only once allowed.
+        Assert.Contains("deletion_allowed", (await c.DeleteAsync("transit/keys/orders")).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        (await c.PostAsync("transit/keys/orders/config", new { deletion_allowed = true })).Expect(200);
+        (await c.DeleteAsync("transit/keys/orders")).Expect(204);
+        (await c.GetAsync("transit/keys/orders")).Expect(404);
+    }
+
+    [Theory]
+    [InlineData("ecdsa-p256")]
+    [InlineData("ed25519")]
+    public async Task Signatures_verify_across_rotations_and_tampering_fails(string type)
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("transit/keys/signer", new { type })).Expect(204);
+        var input = B64("attested payload");
+        var sig1 = (await c.PostAsync("transit/sign/signer", new { input })).Expect(200).Data["signature"]!.GetValue<string>();
+        Assert.StartsWith("vault:v1:", sig1, StringComparison.Ordinal);
+        (await c.PostAsync("transit/keys/signer/rotate")).Expect(200);
+        var sig2 = (await c.PostAsync("transit/sign/signer", new { input })).Expect(200).Data["signature"]!.GetValue<string>();
+        Assert.StartsWith("vault:v2:", sig2, StringComparison.Ordinal);
+
+        foreach (var sig in new[] { sig1, sig2 })
+        {
+            Assert.True((await c.PostAsync("transit/verify/signer", new { input, signature = sig })).Expect(200).Data["valid"]!.GetValue<bool>());
+            Assert.False((await c.PostAsync("transit/verify/signer", new { input = B64("other payload"), signature = sig })).Expect(200).Data["valid"]!.GetValue<bool>());
+        }
+
+        Assert.False((await c.PostAsync("transit/verify/signer", new { input, signature = "vault:v2:AAAA" })).Expect(200).Data["valid"]!.GetValue<bool>());
+        var swapped = "vault:v2:" + sig1["vault:v1:".Length..];
+        Assert.False((await c.PostAsync("transit/verify/signer", new { input, signature = swapped })).Expect(200).Data["valid"]!.GetValue<bool>());
+        if (type == "ecdsa-p256")
+        {
+            var jws = (await c.PostAsync("transit/sign/signer/sha2-384", new { input, marshaling_algorithm = "jws" })).Expect(200).Data["signature"]!.GetValue<string>();
+            Assert.DoesNotContain('=', jws);
+            Assert.True((await c.PostAsync("transit/verify/signer/sha2-384", new { input, signature = jws, marshaling_algorithm = "jws" })).Expect(200).Data["valid"]!.GetValue<bool>());
+        }
+
+        var keys = (await c.GetAsync("transit/keys/signer")).Expect(200).Data["keys"]!.AsObject();
+        Assert.False(string.IsNullOrEmpty(keys["2"]!["public_key"]!.GetValue<string>()));
+
+        (await c.PostAsync("transit/keys/signer/config", new { min_decryption_version = 2 })).Expect(200);
+        Assert.Contains("'signature'", (await c.PostAsync("transit/verify/signer", new { input, signature = sig1 })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("does not support encryption", (await c.PostAsync("transit/encrypt/signer", new { plaintext = input })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Bad_input_is_a_400_naming_the_field_and_writes_nothing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        Assert.Contains("'type'", (await c.PostAsync("transit/keys/k", new { type = "rsa-4096" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'exportable'", (await c.PostAsync("transit/keys/k", new { exportable = true })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'colour'", (await c.PostAsync("transit/keys/k", new { colour = "red" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        (await c.ListAsync("transit/keys")).Expect(404);
+
+        (await c.PostAsync("transit/keys/k")).Expect(204);
+        var good = (await c.PostAsync("transit/encrypt/k", new { plaintext = B64("x") })).Expect(200).Data["ciphertext"]!.GetValue<string>();
+        var cases = new (string Path, object Body, string Named)[]
+        {
+            ("transit/encrypt/k", new { }, "'plaintext'"),
+            ("transit/encrypt/k", new { plaintext = "%%%" }, "'plaintext'"),
+            ("transit/encrypt/k", new { plaintext = B64("x"), key_version = 9 }, "'key_version'"),
+            ("transit/encrypt/k", new { plaintext = B64("x"), context = B64("c") }, "'context'"),
+            ("transit/decrypt/k", new { ciphertext = "vault:v1" }, "'ciphertext'"),
+            ("transit/decrypt/k", new { ciphertext = "vault:vX:AAAA" }, "'ciphertext'"),
+            ("transit/decrypt/k", new { ciphertext = "vault:v7:" + good["vault:v1:".Length..] }, "'ciphertext'"),
+            ("transit/decrypt/k", new { ciphertext = good[..^4] + "AAAA" }, "'ciphertext'"),
+            ("transit/decrypt/k", new { ciphertext = "vault:v1:AAAA" }, "'ciphertext'"),
+            ("transit/decrypt/k", new { batch_input = "nope" }, "'batch_input'"),
+            ("transit/datakey/plaintext/k", new { bits = 100 }, "'bits'"),
+            ("transit/keys/k/config", new { min_decryption_version = 5 }, "'min_decryption_version'"),
+            ("transit/keys/k/config", new { min_encryption_version = 5 }, "'min_encryption_version'"),
+            ("transit/keys/k/config", new { deletion_allowed = "perhaps" }, "'deletion_allowed'"),
+            ("transit/sign/k", new { input = B64("x") }, "does not support signing"),
+            ("transit/sign/k", new { input = B64("x"), hash_algorithm = "md5" }, "'hash_algorithm'"),
+        };
+        foreach (var (path, body, named) in cases)
+        {
+            var result = (await c.PostAsync(path, body)).Expect(400);
+            Assert.Contains(named, result.Errors.Single(), StringComparison.Ordinal);
+        }
+
+        Assert.Contains("no transit key", (await c.PostAsync("transit/encrypt/missing", new { plaintext = B64("x") })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        var read = (await c.GetAsync("transit/keys/k")).Expect(200).Data;
+        Assert.Equal(1, read["latest_version"]!.GetValue<int>());
+        Assert.Equal(1, read["min_decryption_version"]!.GetValue<int>());
+        Assert.False(read["deletion_allowed"]!.GetValue<bool>());
+        Assert.Equal(["k"], (await c.ListAsync("transit/keys")).Expect(200).Data["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
+    }
+}
