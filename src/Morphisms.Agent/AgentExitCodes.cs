@@ -1,0 +1,26 @@
+namespace Morphisms.Agent;
+
+/// <summary>
+/// Exit codes of <c>morph-init</c>. Once the app runs, the agent exits with the app's own code; the codes below are
+/// for failures before the app starts (so the app never starts without its secrets).
+/// </summary>
+public static class AgentExitCodes
+{
+    /// <summary>Usage error or unreadable configuration.</summary>
+    public const int Usage = 2;
+
+    /// <summary>The KMS refused the attestation (unregistered measurement, bad binding, expired nonce, ...).</summary>
+    public const int AttestationRefused = 3;
+
+    /// <summary>The KMS could not be reached, or failed the pin check, within the bounded retries.</summary>
+    public const int KmsUnavailable = 4;
+
+    /// <summary>The secret bundle could not be read or written.</summary>
+    public const int Secrets = 5;
+
+    /// <summary>No TEE evidence could be obtained.</summary>
+    public const int Evidence = 6;
+
+    /// <summary>The app did not start or did not answer on its port in time.</summary>
+    public const int AppNotReady = 7;
+}

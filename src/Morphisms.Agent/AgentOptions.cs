@@ -1,0 +1,100 @@
+namespace Morphisms.Agent;
+
+/// <summary>Everything <c>morph-init</c> needs; the command line maps onto this.</summary>
+public sealed record AgentOptions
+{
+    /// <summary>The KMS base address (https only: the agent never talks to a KMS it cannot pin).</summary>
+    public required Uri Kms { get; init; }
+
+    /// <summary>The pinned KMS CA: SHA-256 of its certificate DER (from the measured launch configuration).</summary>
+    public required byte[] KmsCaSha256 { get; init; }
+
+    /// <summary>The function this instance runs.</summary>
+    public required string Function { get; init; }
+
+    /// <summary>The app's command line (program and arguments).</summary>
+    public required IReadOnlyList<string> App { get; init; }
+
+    /// <summary>The evidence provider: <c>sim</c>, <c>gramine</c>, <c>snp</c>, <c>tdx</c> or <c>auto</c>.</summary>
+    public string Tee { get; init; } = "auto";
+
+    /// <summary>The instance port where TLS is terminated (0 picks one, for tests).</summary>
+    public int Port { get; init; } = 8443;
+
+    /// <summary>The address the TLS terminator binds.</summary>
+    public string ListenAddress { get; init; } = "0.0.0.0";
+
+    /// <summary>The app's plain-HTTP port on loopback.</summary>
+    public int AppPort { get; init; } = 8080;
+
+    /// <summary>Where secret files go (a tmpfs inside the TEE); created 0700, files 0400.</summary>
+    public string SecretsDir { get; init; } = "/run/morph/secrets";
+
+    /// <summary>The KV v2 path of the secret bundle; defaults to <c>secret/data/FUNCTION</c>.</summary>
+    public string? SecretPath { get; init; }
+
+    /// <summary>A command run (instead of SIGHUP) after new secrets are written.</summary>
+    public string? ReloadCommand { get; init; }
+
+    /// <summary>How often the secret bundle is checked for a new version.</summary>
+    public TimeSpan SecretsPollInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Where the cold-start report is POSTed (optional).</summary>
+    public Uri? ReportUrl { get; init; }
+
+    /// <summary>Simulated TEE settings (<c>--tee sim</c>).</summary>
+    public SimulatedTeeOptions Simulated { get; init; } = new();
+
+    /// <summary>Device roots, overridable so tests drive the providers with fake device trees.</summary>
+    public DeviceRoots Devices { get; init; } = new();
+
+    /// <summary>Attempts per KMS call before giving up on transport failures.</summary>
+    public int KmsAttempts { get; init; } = 5;
+
+    /// <summary>Delay before the first retry; it doubles per attempt.</summary>
+    public TimeSpan KmsRetryDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long the app has to answer on its port.</summary>
+    public TimeSpan AppReadyTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long the app has to exit after SIGTERM before it is killed.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The clock for renewals, re-attestation and phase timings.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Where structured log lines (JSON) go; standard error by default.</summary>
+    public TextWriter? Log { get; init; }
+
+    /// <summary>The KV path actually used.</summary>
+    public string EffectiveSecretPath => SecretPath ?? $"secret/data/{Function}";
+}
+
+/// <summary>The installation's simulated TEE, for machines without TEE hardware.</summary>
+public sealed record SimulatedTeeOptions
+{
+    /// <summary>The simulated TEE authority's state directory.</summary>
+    public string? AuthorityDirectory { get; init; }
+
+    /// <summary>The function bundle directory that is measured.</summary>
+    public string? BundleDirectory { get; init; }
+
+    /// <summary>The launch configuration file that is measured with the bundle.</summary>
+    public string? LaunchConfigFile { get; init; }
+
+    /// <summary>The evidence format: <c>snp</c> or <c>sgx</c>.</summary>
+    public string Format { get; init; } = "snp";
+}
+
+/// <summary>Where the TEE device interfaces live.</summary>
+public sealed record DeviceRoots
+{
+    /// <summary>Gramine's attestation pseudo-filesystem.</summary>
+    public string Gramine { get; init; } = "/dev/attestation";
+
+    /// <summary>The configfs-tsm report directory.</summary>
+    public string ConfigFsTsm { get; init; } = "/sys/kernel/config/tsm/report";
+
+    /// <summary>The SEV-SNP guest device.</summary>
+    public string SevGuest { get; init; } = "/dev/sev-guest";
+}

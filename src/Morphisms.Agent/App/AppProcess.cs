@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using Morphisms.Agent.Secrets;
+
+namespace Morphisms.Agent.App;
+
+/// <summary>The function's app: started with the bundle's env and argv, signalled on secret changes, drained on stop.</summary>
+public sealed class AppProcess : IDisposable
+{
+    private readonly Process _process;
+
+    private AppProcess(Process process) => _process = process;
+
+    /// <summary>The app's process id.</summary>
+    public int Id => _process.Id;
+
+    /// <summary>Completes with the exit code when the app exits.</summary>
+    public Task<int> Exited { get; private set; } = Task.FromResult(0);
+
+    /// <summary>Starts <paramref name="command"/> plus the bundle's argv, with the bundle's env and the agent's variables.</summary>
+    public static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort)
+    {
+        var info = new ProcessStartInfo(command[0]) { UseShellExecute = false };
+        foreach (var arg in command.Skip(1).Concat(bundle.Argv))
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        foreach (var (name, value) in bundle.Env)
+        {
+            info.Environment[name] = value;
+        }
+
+        // The agent's own contract with the app: where secrets are and which loopback port to serve plain HTTP on.
+        info.Environment["MORPH_SECRETS_DIR"] = secretsDir;
+        info.Environment["PORT"] = appPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var process = Process.Start(info) ?? throw new AgentException(AgentExitCodes.AppNotReady, $"could not start {command[0]}");
+        var app = new AppProcess(process);
+        app.Exited = app.WaitAsync();
+        return app;
+    }
+
+    /// <summary>Waits until the app accepts an HTTP request on loopback, or fails when it exits or the timeout passes.</summary>
+    public async Task WaitReadyAsync(int port, TimeSpan timeout, TimeProvider time, CancellationToken ct)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = time.GetUtcNow() + timeout;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (Exited.IsCompleted)
+            {
+                throw new AgentException(AgentExitCodes.AppNotReady, $"the app exited with code {await Exited.ConfigureAwait(false)} before answering on port {port}");
+            }
+
+            try
+            {
+                // Any HTTP answer counts: readiness means "serving", not "healthy by some app-specific rule".
+                using var response = await http.GetAsync($"http://127.0.0.1:{port}/", ct).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (e is HttpRequestException or SocketException or TaskCanceledException && !ct.IsCancellationRequested)
+            {
+                if (time.GetUtcNow() > deadline)
+                {
+                    throw new AgentException(AgentExitCodes.AppNotReady, $"the app did not answer on 127.0.0.1:{port} within {timeout.TotalSeconds:0}s");
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(50), time, ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Sends SIGHUP (the app reloads its secret files).</summary>
+    public bool Reload() => Posix.Signal(_process.Id, Posix.SigHup);
+
+    /// <summary>Forwards SIGTERM and waits up to <paramref name="drain"/>, then kills; returns the exit code.</summary>
+    public async Task<int> StopAsync(TimeSpan drain, TimeProvider time)
+    {
+        if (!Exited.IsCompleted)
+        {
+            Posix.Signal(_process.Id, Posix.SigTerm);
+            var finished = await Task.WhenAny(Exited, Task.Delay(drain, time)).ConfigureAwait(false);
+            if (finished != Exited)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+        }
+
+        return await Exited.ConfigureAwait(false);
+    }
+
+    private async Task<int> WaitAsync()
+    {
+        await _process.WaitForExitAsync().ConfigureAwait(false);
+        return _process.ExitCode;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _process.Dispose();
+}

@@ -1,0 +1,47 @@
+using Morphisms.Attestation.Simulated;
+
+namespace Morphisms.Agent.Evidence;
+
+/// <summary>Picks the evidence provider for <c>--tee</c>, probing the device interfaces for <c>auto</c>.</summary>
+public static class EvidenceProviders
+{
+    /// <summary>Creates the provider; <paramref name="owned"/> is disposed by the caller when the agent ends.</summary>
+    public static IEvidenceProvider Create(AgentOptions options, byte[] launchConfig, out IDisposable? owned)
+    {
+        owned = null;
+        var devices = options.Devices;
+        var tee = options.Tee;
+        if (tee == "auto")
+        {
+            // Gramine first: inside an enclave the configfs and /dev/sev-guest paths of the host are not ours.
+            tee = GramineEvidenceProvider.IsPresent(devices.Gramine) ? "gramine"
+                : File.Exists("/dev/tdx_guest") ? "tdx"
+                : SevGuestEvidenceProvider.IsPresent(devices.SevGuest) ? "snp"
+                : throw new AgentException(AgentExitCodes.Evidence, "no TEE found (no /dev/attestation, /dev/tdx_guest or /dev/sev-guest); on a machine without TEE hardware use --tee sim");
+        }
+
+        switch (tee)
+        {
+            case "gramine":
+                return new GramineEvidenceProvider(devices.Gramine);
+            case "tdx":
+                return new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, ConfigFsTsmEvidenceProvider.TdxGuest);
+            case "snp":
+                return ConfigFsTsmEvidenceProvider.IsPresent(devices.ConfigFsTsm)
+                    ? new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, ConfigFsTsmEvidenceProvider.SevGuest)
+                    : new SevGuestEvidenceProvider(devices.SevGuest);
+            case "sim":
+                var sim = options.Simulated;
+                if (sim.AuthorityDirectory is null || sim.BundleDirectory is null)
+                {
+                    throw new AgentException(AgentExitCodes.Usage, "--tee sim needs --sim-dir (the simulated TEE's state) and --bundle (the measured function bundle)");
+                }
+
+                var authority = SimulatedTeeAuthority.LoadOrCreate(sim.AuthorityDirectory, options.Time);
+                owned = authority;
+                return SimulatedEvidenceProvider.Measure(authority, sim.BundleDirectory, launchConfig, sim.Format);
+            default:
+                throw new AgentException(AgentExitCodes.Usage, $"unknown --tee '{tee}': expected sim, gramine, snp, tdx or auto");
+        }
+    }
+}

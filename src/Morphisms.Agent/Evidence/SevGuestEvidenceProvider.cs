@@ -1,0 +1,97 @@
+using System.Runtime.InteropServices;
+using Morphisms.Attestation.Abi.Snp;
+
+namespace Morphisms.Agent.Evidence;
+
+/// <summary>
+/// SEV-SNP through <c>/dev/sev-guest</c> (SNP_GET_EXT_REPORT, falling back to SNP_GET_REPORT), for kernels without
+/// configfs-tsm. UNTESTED ON HARDWARE: the struct marshalling is unit-tested, and the ioctl path is exercised only
+/// against devices that are not SNP guests (where it fails cleanly).
+/// </summary>
+public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 0) : IEvidenceProvider
+{
+    private const int PageSize = 4096;
+
+    /// <inheritdoc />
+    public string Name => "sev-guest";
+
+    /// <summary>True when the device node exists.</summary>
+    public static bool IsPresent(string device) => File.Exists(device);
+
+    /// <inheritdoc />
+    public Task<TeeEvidence> GetEvidenceAsync(ReadOnlyMemory<byte> reportData, CancellationToken ct)
+    {
+        ReportDataCheck.RequireLength(reportData);
+        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(device, FileMode.Open, FileAccess.ReadWrite);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new EvidenceException($"sev-guest: cannot open {device}: {e.Message}", e);
+        }
+
+        using (handle)
+        {
+            var fd = (int)handle.DangerousGetHandle();
+            var (report, certificates) = ExtendedReport(fd, reportData.Span);
+            var parsed = SnpReport.Parse(report);
+            ReportDataCheck.RequireMatch(parsed.ReportData.Span, reportData, "sev-guest");
+            return Task.FromResult(new TeeEvidence("snp", report, SnpCertTable.SigningKeyCertificate(certificates)));
+        }
+    }
+
+    private unsafe (byte[] Report, byte[] Certificates) ExtendedReport(int fd, ReadOnlySpan<byte> userData)
+    {
+        var certsLength = 4 * PageSize;
+        var response = stackalloc byte[SevGuestAbi.ResponseSize];
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            var certs = NativeMemory.AlignedAlloc((nuint)certsLength, PageSize);
+            try
+            {
+                new Span<byte>(certs, certsLength).Clear();
+                var request = new SevGuestAbi.ExtReportRequest { Data = SevGuestAbi.Request(userData, vmpl), CertsAddress = (ulong)certs, CertsLength = (uint)certsLength };
+                var guest = new SevGuestAbi.GuestRequest { MsgVersion = SevGuestAbi.MessageVersion, ReqData = (ulong)&request, RespData = (ulong)response };
+                if (Ioctl(fd, SevGuestAbi.SnpGetExtReport, &guest) == 0)
+                {
+                    var table = new Span<byte>(certs, (int)Math.Min(request.CertsLength == 0 ? certsLength : request.CertsLength, (uint)certsLength)).ToArray();
+                    return (SevGuestAbi.ReportFromResponse(new ReadOnlySpan<byte>(response, SevGuestAbi.ResponseSize)), table);
+                }
+
+                if (guest.VmmError == SevGuestAbi.VmmErrorInvalidLength && request.CertsLength > certsLength)
+                {
+                    certsLength = (int)request.CertsLength;
+                    continue;
+                }
+
+                // Hosts that do not serve certificates fail the extended request; the plain report still works.
+                return (PlainReport(fd, userData), []);
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(certs);
+            }
+        }
+
+        return (PlainReport(fd, userData), []);
+    }
+
+    private unsafe byte[] PlainReport(int fd, ReadOnlySpan<byte> userData)
+    {
+        var request = SevGuestAbi.Request(userData, vmpl);
+        var response = stackalloc byte[SevGuestAbi.ResponseSize];
+        var guest = new SevGuestAbi.GuestRequest { MsgVersion = SevGuestAbi.MessageVersion, ReqData = (ulong)&request, RespData = (ulong)response };
+        if (Ioctl(fd, SevGuestAbi.SnpGetReport, &guest) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new EvidenceException($"sev-guest: SNP_GET_REPORT failed: errno {errno}, firmware error 0x{guest.FwError:x}, VMM error 0x{guest.VmmError:x}");
+        }
+
+        return SevGuestAbi.ReportFromResponse(new ReadOnlySpan<byte>(response, SevGuestAbi.ResponseSize));
+    }
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static unsafe partial int Ioctl(int fd, ulong request, void* argument);
+}

@@ -1,0 +1,88 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Morphisms.Agent.Kms;
+
+/// <summary>
+/// The KMS trust pin: SHA-256 of the KMS root CA certificate (DER), taken from the measured launch configuration.
+/// A KMS connection is accepted only when the chain it presents contains a certificate with that hash and the leaf
+/// validates up to it. Nothing is trusted on first use, and the system trust store plays no part. Before the KMS
+/// PKI exists its TLS certificate is self-signed; pinning that certificate's own hash works the same way.
+/// </summary>
+public sealed class KmsPin(byte[] sha256, TimeProvider time)
+{
+    private readonly byte[] _sha256 = sha256.Length == 32 ? sha256.ToArray() : throw new ArgumentException("a KMS CA pin is 32 bytes (SHA-256)", nameof(sha256));
+
+    /// <summary>The pinned hash, lowercase hex.</summary>
+    public string Hex => Convert.ToHexStringLower(_sha256);
+
+    /// <summary>The last rejection reason (for the error the agent exits with).</summary>
+    public string? LastFailure { get; private set; }
+
+    /// <summary>A <see cref="RemoteCertificateValidationCallback"/> applying the pin.</summary>
+    public bool Validate(object? sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        var ok = Check(certificate, chain, errors, out var reason);
+        LastFailure = ok ? null : reason;
+        return ok;
+    }
+
+    /// <summary>Checks a presented chain against the pin.</summary>
+    public bool Check(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, out string reason)
+    {
+        if (certificate is null)
+        {
+            reason = "the KMS presented no certificate";
+            return false;
+        }
+
+        // The pin replaces the trust store, not the host name check.
+        if ((errors & (SslPolicyErrors.RemoteCertificateNameMismatch | SslPolicyErrors.RemoteCertificateNotAvailable)) != 0)
+        {
+            reason = $"the KMS certificate does not match the host name ({errors})";
+            return false;
+        }
+
+        using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+        var presented = new X509Certificate2Collection { leaf };
+        if (chain is not null)
+        {
+            foreach (var element in chain.ChainElements)
+            {
+                presented.Add(element.Certificate);
+            }
+
+            presented.AddRange(chain.ChainPolicy.ExtraStore);
+        }
+
+        var anchor = presented.FirstOrDefault(c => CryptographicOperations.FixedTimeEquals(SHA256.HashData(c.RawData), _sha256));
+        if (anchor is null)
+        {
+            reason = $"no certificate in the KMS TLS chain has the pinned SHA-256 {Hex}";
+            return false;
+        }
+
+        using var build = new X509Chain();
+        build.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        build.ChainPolicy.CustomTrustStore.Add(anchor);
+        build.ChainPolicy.ExtraStore.AddRange(presented);
+        build.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        build.ChainPolicy.VerificationTime = time.GetUtcNow().UtcDateTime;
+        if (!build.Build(leaf))
+        {
+            reason = "the KMS TLS chain does not validate to the pinned CA: " + string.Join("; ", build.ChainStatus.Select(s => s.StatusInformation.Trim()));
+            return false;
+        }
+
+        var root = build.ChainElements[^1].Certificate;
+        if (!root.RawData.AsSpan().SequenceEqual(anchor.RawData))
+        {
+            reason = "the KMS TLS chain ends at a CA other than the pinned one";
+            return false;
+        }
+
+        reason = "";
+        return true;
+    }
+}

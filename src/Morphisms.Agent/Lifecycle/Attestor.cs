@@ -1,0 +1,70 @@
+using System.Text.Json.Nodes;
+using Morphisms.Agent.Evidence;
+using Morphisms.Agent.Identity;
+using Morphisms.Agent.Kms;
+using Morphisms.Agent.Telemetry;
+
+namespace Morphisms.Agent.Lifecycle;
+
+/// <summary>One attest-login: challenge, fresh key and CSR, evidence binding both, login.</summary>
+public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string function, TimeProvider time)
+{
+    /// <summary>Attests; phases are timed into <paramref name="report"/> when given. A refusal throws an <see cref="AgentException"/>.</summary>
+    public async Task<Attestation> AttestAsync(ColdStartReport? report, CancellationToken ct)
+    {
+        report ??= new ColdStartReport(time);
+        var identity = report.Time("keygen", () => new InstanceIdentity(function));
+        try
+        {
+            var nonce = await kms.ChallengeAsync(function, ct).ConfigureAwait(false);
+            TeeEvidence tee;
+            try
+            {
+                tee = await report.TimeAsync("evidence", () => evidence.GetEvidenceAsync(identity.ReportData(nonce), ct)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is EvidenceException or IOException or UnauthorizedAccessException)
+            {
+                throw new AgentException(AgentExitCodes.Evidence, $"no evidence from {evidence.Name}: {e.Message}", e);
+            }
+
+            var request = new JsonObject
+            {
+                ["function"] = function,
+                ["tee"] = tee.Tee,
+                ["evidence"] = Convert.ToBase64String(tee.Evidence),
+                ["nonce"] = Convert.ToBase64String(nonce),
+                ["csr"] = identity.CsrPem,
+            };
+            if (tee.Endorsements is { } endorsements)
+            {
+                request["endorsements"] = Convert.ToBase64String(endorsements);
+            }
+
+            LoginResult login;
+            try
+            {
+                login = await report.TimeAsync("login", () => kms.LoginAsync(request, ct)).ConfigureAwait(false);
+            }
+            catch (KmsCallException e) when (e.Status is 400 or 403 or 404)
+            {
+                throw new AgentException(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
+            }
+
+            return new Attestation(identity, login, identity.Certificate(login, time), tee.Tee, tee.Simulated, time.GetUtcNow());
+        }
+        catch
+        {
+            identity.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>The outcome of one attestation.</summary>
+/// <param name="Identity">The TEE key it bound.</param>
+/// <param name="Login">Token and certificate.</param>
+/// <param name="Certificate">What the TLS terminator serves.</param>
+/// <param name="Tee">The evidence type.</param>
+/// <param name="Simulated">Whether the evidence was simulated.</param>
+/// <param name="At">When it happened.</param>
+public sealed record Attestation(InstanceIdentity Identity, LoginResult Login, ServingCertificate Certificate, string Tee, bool Simulated, DateTimeOffset At);

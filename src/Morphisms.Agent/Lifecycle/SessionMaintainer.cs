@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Morphisms.Agent.App;
+using Morphisms.Agent.Kms;
+using Morphisms.Agent.Secrets;
+using Morphisms.Agent.Telemetry;
+using Morphisms.Agent.Tls;
+
+namespace Morphisms.Agent.Lifecycle;
+
+/// <summary>
+/// Keeps a running instance provisioned: renews the token at half its TTL, re-attests (new key, token and
+/// certificate, hot-swapped into the terminator) when renewal hits the max TTL or fails, or when the certificate is
+/// two thirds through its life, and applies new secret versions to the running app.
+/// </summary>
+public sealed class SessionMaintainer(
+    AgentOptions options, KmsClient kms, Attestor attestor, TlsTerminator terminator, SecretDirectory secrets, AgentLog log)
+{
+    private Attestation _current = null!;
+    private DateTimeOffset _tokenExpires;
+    private int _secretVersion;
+
+    /// <summary>The attestation (token, key, certificate) in use.</summary>
+    public Attestation Current => _current;
+
+    /// <summary>The app to signal after secret changes.</summary>
+    public AppProcess? App { get; set; }
+
+    /// <summary>How many times the instance has re-attested.</summary>
+    public int Reattestations { get; private set; }
+
+    /// <summary>How many secret versions have been applied after start.</summary>
+    public int SecretUpdates { get; private set; }
+
+    /// <summary>Starts from the cold-start attestation and bundle version.</summary>
+    public void Begin(Attestation attestation, int secretVersion)
+    {
+        _current = attestation;
+        _tokenExpires = attestation.At + attestation.Login.LeaseDuration;
+        _secretVersion = secretVersion;
+    }
+
+    /// <summary>Runs until cancelled; KMS outages are logged and retried, refusals end the loop with an exception.</summary>
+    public async Task RunAsync(CancellationToken ct)
+    {
+        var time = options.Time;
+        var nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
+        while (!ct.IsCancellationRequested)
+        {
+            var now = time.GetUtcNow();
+            var renewAt = _tokenExpires - (_current.Login.LeaseDuration / 2);
+            var certificate = _current.Certificate.Certificate;
+            var certLife = certificate.NotAfter.ToUniversalTime() - certificate.NotBefore.ToUniversalTime();
+            var rotateCertAt = new DateTimeOffset(certificate.NotBefore.ToUniversalTime()) + (certLife * 2 / 3);
+            var next = new[] { renewAt, rotateCertAt, nextSecrets }.Min();
+            if (next > now)
+            {
+                await Task.Delay(next - now, time, ct).ConfigureAwait(false);
+                continue;
+            }
+
+            try
+            {
+                if (now >= rotateCertAt)
+                {
+                    await ReattestAsync("certificate rollover", ct).ConfigureAwait(false);
+                }
+                else if (now >= renewAt)
+                {
+                    await RenewAsync(ct).ConfigureAwait(false);
+                }
+
+                if (time.GetUtcNow() >= nextSecrets)
+                {
+                    await RefreshSecretsAsync(ct).ConfigureAwait(false);
+                    nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
+                }
+            }
+            catch (AgentException e) when (e.ExitCode == AgentExitCodes.KmsUnavailable)
+            {
+                // The app keeps serving with what it has; the next round tries again.
+                log.Warn("kms_unavailable", e.Message);
+                nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
+                await Task.Delay(options.KmsRetryDelay, time, ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task RenewAsync(CancellationToken ct)
+    {
+        var ttl = _current.Login.LeaseDuration;
+        try
+        {
+            var granted = await kms.RenewSelfAsync(_current.Login.Token, ttl, ct).ConfigureAwait(false);
+
+            // A shorter grant than asked means the max TTL is near: re-attest rather than let the token lapse.
+            if (granted < ttl)
+            {
+                await ReattestAsync("token max TTL reached", ct).ConfigureAwait(false);
+                return;
+            }
+
+            _tokenExpires = options.Time.GetUtcNow() + granted;
+            log.Info("token_renewed", "token renewed", new JsonObject { ["ttl_s"] = granted.TotalSeconds });
+        }
+        catch (KmsCallException e) when (e.Status is 400 or 403)
+        {
+            await ReattestAsync($"renewal refused ({e.Errors})", ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ReattestAsync(string reason, CancellationToken ct)
+    {
+        var fresh = await attestor.AttestAsync(null, ct).ConfigureAwait(false);
+        var old = _current;
+        _current = fresh;
+        _tokenExpires = fresh.At + fresh.Login.LeaseDuration;
+        terminator.Swap(fresh.Certificate);
+        Reattestations++;
+        log.Info("reattested", $"re-attested: {reason}", new JsonObject
+        {
+            ["certificate"] = fresh.Certificate.Issued ? "kms-issued" : "self-signed",
+            ["not_after"] = fresh.Certificate.Certificate.NotAfter.ToUniversalTime().ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+        });
+
+        // Open connections keep using the old certificate object; the key can go once no new handshake can pick it.
+        old.Identity.Dispose();
+    }
+
+    private async Task RefreshSecretsAsync(CancellationToken ct)
+    {
+        var secret = await kms.ReadKvAsync(options.EffectiveSecretPath, _current.Login.Token, ct).ConfigureAwait(false);
+        if (secret.Version <= _secretVersion)
+        {
+            return;
+        }
+
+        var bundle = SecretBundle.Parse(secret.Version, secret.Data);
+        var changed = secrets.Apply(bundle.Files);
+        _secretVersion = secret.Version;
+        SecretUpdates++;
+        log.Info("secrets_updated", $"secret bundle version {secret.Version} applied", new JsonObject
+        {
+            ["version"] = secret.Version,
+            ["files_changed"] = changed,
+            ["note"] = bundle.Env.Count > 0 || bundle.Argv.Count > 0 ? "env/argv changes apply at the next instance start" : null,
+        });
+        await ReloadAsync(ct).ConfigureAwait(false);
+    }
+
+    private async Task ReloadAsync(CancellationToken ct)
+    {
+        if (options.ReloadCommand is { } command)
+        {
+            using var process = Process.Start(new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command }, UseShellExecute = false });
+            if (process is not null)
+            {
+                await process.WaitForExitAsync(ct).ConfigureAwait(false);
+                if (process.ExitCode != 0)
+                {
+                    log.Warn("reload_failed", $"reload command exited with {process.ExitCode}");
+                }
+            }
+
+            return;
+        }
+
+        App?.Reload();
+    }
+}

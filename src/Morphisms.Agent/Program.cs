@@ -1,0 +1,8 @@
+using System.Runtime.InteropServices;
+using Morphisms.Agent;
+
+// SIGTERM (and Ctrl-C) start a drain: forwarded to the app, which gets the drain timeout to finish.
+using var stop = new CancellationTokenSource();
+using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; stop.Cancel(); });
+using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, context => { context.Cancel = true; stop.Cancel(); });
+return await AgentCli.RunAsync(args, Console.Out, Console.Error, stop.Token);

@@ -1,0 +1,135 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using Morphisms.Agent.Identity;
+
+namespace Morphisms.Agent.Tls;
+
+/// <summary>
+/// Terminates TLS on the instance port with the attested certificate and pipes plaintext to the app on loopback.
+/// The certificate lives in a volatile field read per handshake, so a rollover reaches new connections at once while
+/// open connections keep the certificate they were made with and are never dropped.
+/// </summary>
+public sealed class TlsTerminator : IAsyncDisposable
+{
+    private readonly TcpListener _listener;
+    private readonly int _appPort;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly HashSet<Task> _connections = [];
+    private volatile SslStreamCertificateContext _context;
+    private Task _accepting = Task.CompletedTask;
+
+    /// <summary>Creates a terminator for <paramref name="address"/>:<paramref name="port"/> forwarding to <paramref name="appPort"/>.</summary>
+    public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate)
+    {
+        _listener = new TcpListener(IPAddress.Parse(address), port);
+        _appPort = appPort;
+        _context = Context(certificate);
+    }
+
+    /// <summary>The bound port (after <see cref="Start"/>).</summary>
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    /// <summary>Connections accepted so far.</summary>
+    public long Accepted => Interlocked.Read(ref _accepted);
+
+    private long _accepted;
+
+    /// <summary>Starts accepting.</summary>
+    public void Start()
+    {
+        _listener.Start();
+        _accepting = AcceptLoopAsync();
+    }
+
+    /// <summary>Swaps the certificate for new handshakes.</summary>
+    public void Swap(ServingCertificate certificate) => _context = Context(certificate);
+
+    private static SslStreamCertificateContext Context(ServingCertificate certificate) =>
+        SslStreamCertificateContext.Create(certificate.Certificate, certificate.Chain, offline: true);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _listener.AcceptSocketAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+
+            Interlocked.Increment(ref _accepted);
+            var task = HandleAsync(client);
+            lock (_connections)
+            {
+                _connections.Add(task);
+            }
+
+            _ = task.ContinueWith(t => { lock (_connections) { _connections.Remove(t); } }, TaskScheduler.Default);
+        }
+    }
+
+    private async Task HandleAsync(Socket client)
+    {
+        using var _ = client;
+        await using var tls = new SslStream(new NetworkStream(client, ownsSocket: false));
+        using var app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            handshake.CancelAfter(TimeSpan.FromSeconds(10));
+            await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = _context }, handshake.Token).ConfigureAwait(false);
+            await app.ConnectAsync(IPAddress.Loopback, _appPort).ConfigureAwait(false);
+            await using var plain = new NetworkStream(app, ownsSocket: false);
+
+            // Either side closing ends the pair; a half-close is forwarded so request/response bodies finish.
+            var up = PumpAsync(tls, plain, () => app.Shutdown(SocketShutdown.Send));
+            var down = PumpAsync(plain, tls, () => tls.ShutdownAsync().GetAwaiter().GetResult());
+            await Task.WhenAny(up, down).ConfigureAwait(false);
+            await Task.WhenAll(up, down).WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or TimeoutException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
+        {
+            // A client that goes away or fails the handshake affects only its own connection.
+        }
+    }
+
+    private static async Task PumpAsync(Stream from, Stream to, Action close)
+    {
+        try
+        {
+            await from.CopyToAsync(to).ConfigureAwait(false);
+            close();
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The other direction ends the connection.
+        }
+    }
+
+    /// <summary>Stops accepting and waits up to <paramref name="drain"/> for open connections.</summary>
+    public async Task StopAsync(TimeSpan drain)
+    {
+        _listener.Stop();
+        Task[] open;
+        lock (_connections)
+        {
+            open = [.. _connections];
+        }
+
+        await Task.WhenAll(open).WaitAsync(drain).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _accepting.ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}

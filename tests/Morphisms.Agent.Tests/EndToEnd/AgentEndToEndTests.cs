@@ -1,0 +1,179 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Agent.Tests.EndToEnd;
+
+/// <summary>
+/// The whole agent against a real KMS (loopback TLS, simulated TEE trusted), with the test app as a real child
+/// process and real TLS through the terminator.
+/// </summary>
+public sealed class AgentEndToEndTests
+{
+    private static JsonObject Bundle(string greeting) => new()
+    {
+        ["env"] = new JsonObject { ["GREETING"] = "hello-from-env" },
+        ["files"] = new JsonObject { ["greeting"] = greeting, ["key.bin"] = new JsonObject { ["base64"] = Convert.ToBase64String([1, 2, 3]) } },
+        ["argv"] = new JsonArray("--from-bundle"),
+    };
+
+    [Fact]
+    public async Task ColdStart_AttestsProvisionsAndServesTheAppOverTls()
+    {
+        using var harness = new AgentHarness("greeter");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("greeter", harness.Measurement);
+        await kms.PutBundleAsync("greeter", Bundle("v1"));
+        var log = new LogSink();
+        using var reports = new ReportCollector();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { ReportUrl = reports.Url }, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        // The client trusts what the KMS issued; until the KMS PKI lands (empty data.certificate) the agent serves a
+        // self-signed certificate for its attested key, and the client pins exactly that certificate instead.
+        var served = agent.Maintainer!.Current.Certificate;
+        var rootCa = X509Certificate2.CreateFromPem(await kms.RootCaPemAsync());
+        using var client = Client((cert, chain) => served.Issued ? ChainsTo(cert, chain, rootCa) : cert.RawData.AsSpan().SequenceEqual(served.Certificate.RawData));
+        var body = await client.GetStringAsync($"https://localhost:{agent.Port}/");
+        Assert.Contains("greeting=v1", body);
+        Assert.Contains("env=hello-from-env", body);
+        Assert.Contains("--from-bundle", body);
+
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(harness.SecretsDir));
+        Assert.Equal(UnixFileMode.UserRead, File.GetUnixFileMode(Path.Combine(harness.SecretsDir, "greeting")));
+        Assert.Equal(new byte[] { 1, 2, 3 }, File.ReadAllBytes(Path.Combine(harness.SecretsDir, "key.bin")));
+
+        var phases = agent.ColdStart!["phases_ms"]!.AsObject();
+        Assert.Equal(["keygen", "evidence", "login", "secrets", "app_ready"], phases.Select(p => p.Key));
+        Assert.Contains("\"event\":\"cold_start\"", log.Text);
+        Assert.DoesNotContain("hello-from-env", log.Text);
+        var posted = await reports.Received.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal("greeter", posted["function"]!.GetValue<string>());
+        Assert.True(posted["phases_ms"]!["login"]!.GetValue<double>() > 0);
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task LiveRotation_NewSecretsAndCertificateReachTheRunningAppWithoutRestart()
+    {
+        using var harness = new AgentHarness("rotor");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+
+        // A 2 s token that may live 4 s: renewal hits the max TTL quickly, forcing re-attestation and a new certificate.
+        await kms.RegisterAsync("rotor", harness.Measurement, tokenTtl: "2s", tokenMaxTtl: "4s");
+        await kms.PutBundleAsync("rotor", Bundle("v1"));
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, new LogSink()), harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        var url = $"https://localhost:{agent.Port}/";
+
+        var seen = new List<byte[]>();
+        var issued = agent.Maintainer!.Current.Certificate.Issued;
+        var rootCa = X509Certificate2.CreateFromPem(await kms.RootCaPemAsync());
+        bool Record(X509Certificate2 cert, X509Chain? chain)
+        {
+            lock (seen)
+            {
+                seen.Add(cert.RawData);
+            }
+
+            // KMS-issued certificates must chain to the KMS root; the pre-PKI stand-in is checked by name only.
+            return issued ? ChainsTo(cert, chain, rootCa) : cert.Subject == "CN=rotor";
+        }
+
+        // One keep-alive client hammers the instance through both rotations; none of its requests may fail.
+        using var steady = Client(Record);
+        var first = await steady.GetStringAsync(url);
+        var pid = Field(first, "pid");
+        var failures = 0;
+        var responses = new List<string>();
+        using var load = new CancellationTokenSource();
+        var hammer = Task.Run(async () =>
+        {
+            while (!load.IsCancellationRequested)
+            {
+                try
+                {
+                    var text = await steady.GetStringAsync(url);
+                    lock (responses)
+                    {
+                        responses.Add(text);
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    Interlocked.Increment(ref failures);
+                }
+
+                await Task.Delay(20);
+            }
+        });
+
+        await kms.PutBundleAsync("rotor", Bundle("v2"));
+        await Until(() => { lock (responses) { return responses.Any(r => r.Contains("greeting=v2") && Field(r, "hups") == "1"); } }, "the app sees secret v2 after one SIGHUP");
+        await Until(() => agent.Maintainer!.Reattestations >= 1, "re-attestation before the token's max TTL");
+
+        using var fresh = Client(Record);
+        var after = await fresh.GetStringAsync(url);
+        await load.CancelAsync();
+        await hammer;
+
+        Assert.Equal(0, failures);
+        Assert.Equal(pid, Field(after, "pid"));
+        Assert.Contains("greeting=v2", after);
+        lock (seen)
+        {
+            Assert.False(seen[0].AsSpan().SequenceEqual(seen[^1]), "a new connection gets the rolled-over certificate");
+        }
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    private static string Field(string body, string name) =>
+        body.Split(';').Select(p => p.Split('=', 2)).First(p => p[0] == name)[1];
+
+    private static async Task Until(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for: {what}");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>What a Morphisms client does: the served chain must end at the KMS root CA it pinned.</summary>
+    private static bool ChainsTo(X509Certificate2 leaf, X509Chain? presented, X509Certificate2 root)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(root);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (presented is not null)
+        {
+            chain.ChainPolicy.ExtraStore.AddRange(presented.ChainPolicy.ExtraStore);
+            foreach (var element in presented.ChainElements)
+            {
+                chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
+
+        return chain.Build(leaf);
+    }
+
+    private static HttpClient Client(Func<X509Certificate2, X509Chain?, bool> trust)
+    {
+        var handler = new SocketsHttpHandler { PooledConnectionLifetime = Timeout.InfiniteTimeSpan };
+        handler.SslOptions = new SslClientAuthenticationOptions
+        {
+            RemoteCertificateValidationCallback = (_, cert, chain, _) => cert is X509Certificate2 c && trust(c, chain),
+        };
+        return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+    }
+}

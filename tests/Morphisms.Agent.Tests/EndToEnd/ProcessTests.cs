@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Agent.Tests.EndToEnd;
+
+/// <summary>The real <c>morph-init</c> executable: command line, structured stderr, SIGTERM forwarded and drained.</summary>
+public sealed partial class ProcessTests
+{
+    [Fact]
+    public async Task MorphInit_StartsTheApp_AndDrainsItOnSigterm()
+    {
+        using var harness = new AgentHarness("proc");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("proc", harness.Measurement);
+        await kms.PutBundleAsync("proc", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "hi" } });
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, TextWriter.Null);
+        var launchConfig = Path.Combine(Path.GetDirectoryName(harness.BundleDir)!, "launch.json");
+        await File.WriteAllBytesAsync(launchConfig, harness.LaunchConfig);
+
+        var info = new ProcessStartInfo(options.App[0]) { RedirectStandardError = true, UseShellExecute = false };
+        string[] args =
+        [
+            Path.Combine(AppContext.BaseDirectory, "morph-init.dll"),
+            "--kms", kms.Server.BaseAddress!.ToString(), "--kms-ca-sha256", Convert.ToHexStringLower(kms.Pin), "--function", "proc",
+            "--tee", "sim", "--sim-dir", harness.SimDir, "--bundle", harness.BundleDir, "--launch-config", launchConfig,
+            "--port", AgentHarness.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture), "--listen-address", "127.0.0.1",
+            "--app-port", options.AppPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--secrets-dir", harness.SecretsDir,
+            "--", .. options.App,
+        ];
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var agent = Process.Start(info)!;
+        var lines = new List<string>();
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        agent.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                return;
+            }
+
+            lock (lines)
+            {
+                lines.Add(e.Data);
+            }
+
+            if (e.Data.Contains("\"event\":\"cold_start\""))
+            {
+                ready.TrySetResult();
+            }
+        };
+        agent.BeginErrorReadLine();
+        try
+        {
+            await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(File.Exists(harness.Marker));
+
+            Assert.Equal(0, Kill(agent.Id, 15));
+            await agent.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(0, agent.ExitCode);
+            lock (lines)
+            {
+                Assert.Contains(lines, l => l.Contains("\"event\":\"exit\"") && l.Contains("drained"));
+                Assert.All(lines, l => JsonNode.Parse(l));
+            }
+        }
+        finally
+        {
+            if (!agent.HasExited)
+            {
+                agent.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
+}

@@ -1,0 +1,58 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+
+namespace Morphisms.Agent.Tests.EndToEnd;
+
+/// <summary>Every refusal ends the agent non-zero with a clear reason, and the app never starts.</summary>
+public sealed class RefusalTests
+{
+    [Fact]
+    public async Task WrongKmsPin_IsRefused_AppNeverStarts()
+    {
+        using var harness = new AgentHarness("pinned");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("pinned", harness.Measurement);
+        var log = new LogSink();
+        var code = await new Agent(harness.Options(kms.Server.BaseAddress!, RandomNumberGenerator.GetBytes(32), log), harness.LaunchConfig).RunAsync(default);
+
+        Assert.Equal(AgentExitCodes.KmsUnavailable, code);
+        Assert.Contains("pinned SHA-256", log.Text);
+        Assert.False(File.Exists(harness.Marker));
+    }
+
+    [Fact]
+    public async Task UnregisteredMeasurement_IsRefused_AppNeverStarts()
+    {
+        using var harness = new AgentHarness("changed");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+
+        // The KMS knows another build of the function: one byte differs, so the measurement does not match.
+        await kms.RegisterAsync("changed", SHA384.HashData("some other build"u8));
+        await kms.PutBundleAsync("changed", new() { ["files"] = new System.Text.Json.Nodes.JsonObject { ["greeting"] = "never" } });
+        var log = new LogSink();
+        var code = await new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig).RunAsync(default);
+
+        Assert.Equal(AgentExitCodes.AttestationRefused, code);
+        Assert.Contains("refused attestation", log.Text);
+        Assert.False(File.Exists(harness.Marker));
+        Assert.False(Directory.Exists(harness.SecretsDir));
+    }
+
+    [Fact]
+    public async Task UnreachableKms_RetriesBoundedThenExits_AppNeverStarts()
+    {
+        using var harness = new AgentHarness("lonely");
+        var log = new LogSink();
+        var clock = Stopwatch.StartNew();
+        var options = harness.Options(new Uri($"https://127.0.0.1:{AgentHarness.FreePort()}"), RandomNumberGenerator.GetBytes(32), log) with { Tee = "sim" };
+
+        // The simulated TEE needs its state directory even when the KMS is never reached.
+        Directory.CreateDirectory(harness.SimDir);
+        var code = await new Agent(options, harness.LaunchConfig).RunAsync(default);
+
+        Assert.Equal(AgentExitCodes.KmsUnavailable, code);
+        Assert.Contains("unreachable after 3 attempts", log.Text);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30));
+        Assert.False(File.Exists(harness.Marker));
+    }
+}

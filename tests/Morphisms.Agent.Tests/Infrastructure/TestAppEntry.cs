@@ -1,0 +1,87 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Morphisms.Agent.Tests;
+
+/// <summary>
+/// The test assembly's own entry point: the function app the agent starts (<c>dotnet Morphisms.Agent.Tests.dll app
+/// --marker FILE</c>). A compiled helper rather than python3 or busybox, which a fresh Debian 12 with the .NET SDK
+/// may lack; only the SDK the tests already need is assumed. It serves plain HTTP/1.1 (keep-alive) on
+/// <c>127.0.0.1:$PORT</c> and answers every request with what it was provisioned: the <c>greeting</c> secret file
+/// (read per request), the <c>GREETING</c> env var, its argv and how many SIGHUPs it got. The xunit runner never calls it.
+/// </summary>
+public static class TestAppEntry
+{
+    private static int _hups;
+
+    /// <summary>Runs the app until SIGTERM.</summary>
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] != "app")
+        {
+            await Console.Error.WriteLineAsync("usage: app [--marker FILE] [ARGS...]");
+            return 2;
+        }
+
+        var marker = Array.IndexOf(args, "--marker") is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+        if (marker is not null)
+        {
+            await File.WriteAllTextAsync(marker, "started");
+        }
+
+        using var stop = new CancellationTokenSource();
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; Interlocked.Increment(ref _hups); });
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        var port = int.Parse(Environment.GetEnvironmentVariable("PORT")!, System.Globalization.CultureInfo.InvariantCulture);
+        var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var client = await listener.AcceptTcpClientAsync(stop.Token);
+                _ = ServeAsync(client, args);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        listener.Stop();
+        return 0;
+    }
+
+    private static async Task ServeAsync(TcpClient client, string[] args)
+    {
+        using var _ = client;
+        var stream = client.GetStream();
+        var reader = new StreamReader(stream, Encoding.ASCII);
+        try
+        {
+            while (true)
+            {
+                var line = await reader.ReadLineAsync();
+                if (line is null)
+                {
+                    return;
+                }
+
+                while (!string.IsNullOrEmpty(await reader.ReadLineAsync()))
+                {
+                }
+
+                var dir = Environment.GetEnvironmentVariable("MORPH_SECRETS_DIR")!;
+                var greeting = File.Exists(Path.Combine(dir, "greeting")) ? await File.ReadAllTextAsync(Path.Combine(dir, "greeting")) : "";
+                var body = Encoding.UTF8.GetBytes($"greeting={greeting};env={Environment.GetEnvironmentVariable("GREETING")};argv={string.Join(',', args.Skip(1))};hups={Volatile.Read(ref _hups)};pid={Environment.ProcessId}");
+                var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\n\r\n");
+                await stream.WriteAsync(head);
+                await stream.WriteAsync(body);
+            }
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

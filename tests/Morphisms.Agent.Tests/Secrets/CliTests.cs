@@ -1,0 +1,29 @@
+namespace Morphisms.Agent.Tests.Secrets;
+
+/// <summary>The command line: usage errors exit 2 before anything is contacted.</summary>
+public sealed class CliTests
+{
+    [Theory]
+    [InlineData("--function", "f", "--kms-ca-sha256", "00", "--", "app")]
+    [InlineData("--kms", "https://127.0.0.1:1", "--kms-ca-sha256", "00", "--", "app")]
+    [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--kms-ca-sha256", "00")]
+    [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sev", "--kms-ca-sha256", "00", "--", "app")]
+    [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--kms-ca-sha256", "not-hex", "--", "app")]
+    [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--", "app")]
+    public async Task UsageErrors_ExitTwo(params string[] args)
+    {
+        var stderr = new StringWriter();
+        Assert.Equal(AgentExitCodes.Usage, await AgentCli.RunAsync(args, TextWriter.Null, stderr, default));
+        Assert.StartsWith("morph-init:", stderr.ToString());
+    }
+
+    [Fact]
+    public async Task TeeSimWithoutItsState_IsAUsageError()
+    {
+        var stderr = new StringWriter();
+        var code = await AgentCli.RunAsync(
+            ["--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sim", "--kms-ca-sha256", new string('a', 64), "--", "app"], TextWriter.Null, stderr, default);
+        Assert.Equal(AgentExitCodes.Usage, code);
+        Assert.Contains("--sim-dir", stderr.ToString());
+    }
+}

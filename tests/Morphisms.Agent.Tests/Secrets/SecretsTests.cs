@@ -1,0 +1,63 @@
+using System.Text.Json.Nodes;
+using Morphisms.Agent.Secrets;
+
+namespace Morphisms.Agent.Tests.Secrets;
+
+/// <summary>The secret bundle's parsing and the private directory's modes and atomic updates.</summary>
+public sealed class SecretsTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Directory.CreateTempSubdirectory("morph-secrets-").FullName, "s");
+
+    [Fact]
+    public void Parse_ReadsEnvFilesArgv()
+    {
+        var bundle = SecretBundle.Parse(3, JsonNode.Parse("""{"env":{"A":"1"},"files":{"t":"x","b":{"base64":"AQI="}},"argv":["--x"]}""")!.AsObject());
+        Assert.Equal(3, bundle.Version);
+        Assert.Equal("1", bundle.Env["A"]);
+        Assert.Equal("x"u8.ToArray(), bundle.Files["t"]);
+        Assert.Equal(new byte[] { 1, 2 }, bundle.Files["b"]);
+        Assert.Equal(["--x"], bundle.Argv);
+    }
+
+    [Theory]
+    [InlineData("""{"environment":{}}""", "unknown key 'environment'")]
+    [InlineData("""{"files":{"../etc/passwd":"x"}}""", "plain name")]
+    [InlineData("""{"files":{".hidden":"x"}}""", "plain name")]
+    [InlineData("""{"files":{"b":{"base64":"%%"}}}""", "not valid base64")]
+    [InlineData("""{"env":{"A=B":"x"}}""", "without '='")]
+    [InlineData("""{"argv":[1]}""", "array of strings")]
+    public void Parse_RejectsBadBundlesNamingTheFieldNotTheValue(string json, string expected)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => SecretBundle.Parse(1, JsonNode.Parse(json)!.AsObject()));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Directory_IsPrivate_FilesReadOnly_UpdatesReplaceAndRemove()
+    {
+        var dir = new SecretDirectory(_dir);
+        dir.Create();
+        Assert.True(dir.Apply(new Dictionary<string, byte[]> { ["a"] = [1], ["b"] = [2] }));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_dir));
+        Assert.Equal(UnixFileMode.UserRead, File.GetUnixFileMode(Path.Combine(_dir, "a")));
+
+        Assert.False(dir.Apply(new Dictionary<string, byte[]> { ["a"] = [1], ["b"] = [2] }));
+        Assert.True(dir.Apply(new Dictionary<string, byte[]> { ["a"] = [9] }));
+        Assert.Equal(new byte[] { 9 }, File.ReadAllBytes(Path.Combine(_dir, "a")));
+        Assert.False(File.Exists(Path.Combine(_dir, "b")));
+        Assert.Single(Directory.EnumerateFileSystemEntries(_dir));
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir))
+        {
+            foreach (var f in Directory.EnumerateFiles(_dir))
+            {
+                File.SetUnixFileMode(f, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+        }
+
+        Directory.Delete(Path.GetDirectoryName(_dir)!, recursive: true);
+    }
+}
