@@ -1,4 +1,5 @@
 using Morphisms.Attestation;
+using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Attest;
 
 namespace Morphisms.Kms.Pki;

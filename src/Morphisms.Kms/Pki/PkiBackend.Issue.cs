@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
 

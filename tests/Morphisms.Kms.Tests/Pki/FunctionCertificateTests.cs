@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Pki;
 
 namespace Morphisms.Kms.Tests.Pki;

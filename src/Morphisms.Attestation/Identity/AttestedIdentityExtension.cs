@@ -2,7 +2,7 @@ using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Morphisms.Kms.Pki;
+namespace Morphisms.Attestation.Identity;
 
 /// <summary>
 /// The attested-identity extension of a function certificate: what the KMS verified at attest-login, so a peer
