@@ -1,5 +1,6 @@
 namespace Morphisms.Cli.Tests;
 
+[Collection(Kms.MorphismsHomeCollection.Name)]
 public class EvidenceDemoCommandTests
 {
     [Fact]

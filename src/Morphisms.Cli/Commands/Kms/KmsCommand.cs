@@ -22,6 +22,7 @@ public static class KmsCommand
         command.Subcommands.Add(KmsKvCommand.Create(stdout, stderr));
         command.Subcommands.Add(KmsFunctionCommand.Create(stdout, stderr));
         command.Subcommands.Add(KmsAuditCommand.Create(stdout, stderr));
+        command.Subcommands.Add(KmsTrustCommand.Create(stdout, stderr));
         return command;
     }
 }

@@ -1,0 +1,17 @@
+namespace Morphisms.Client.Functions;
+
+/// <summary>What a client requires of the function it talks to.</summary>
+public sealed record FunctionExpectation
+{
+    /// <summary>The function name the certificate's attested identity must carry.</summary>
+    public required string Function { get; init; }
+
+    /// <summary>The host name the client connects to (the TLS SNI); the certificate must name it.</summary>
+    public required string Host { get; init; }
+
+    /// <summary>When set, the attested measurement must equal it.</summary>
+    public byte[]? Measurement { get; init; }
+
+    /// <summary>Accept an identity attested by the simulated TEE (dev installations only).</summary>
+    public bool AllowSimulated { get; init; }
+}

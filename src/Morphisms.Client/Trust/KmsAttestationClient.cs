@@ -1,0 +1,151 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Morphisms.Attestation;
+using Morphisms.Attestation.Binding;
+
+namespace Morphisms.Client.Trust;
+
+/// <summary>
+/// Verifies a KMS before anything is sent to it (DESIGN.md §3): asks for its evidence with a fresh
+/// nonce, and recomputes REPORT_DATA from the TLS certificate this connection actually saw and the
+/// root CA the KMS serves. Only when the evidence is genuine, passes the policy and binds exactly
+/// those does the client pin the root CA — never on first use.
+/// </summary>
+public static class KmsAttestationClient
+{
+    /// <summary>Verifies the KMS at <paramref name="kmsUrl"/> (an https URL).</summary>
+    public static async Task<KmsTrustOutcome> VerifyAsync(string kmsUrl, KmsTrustOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!Uri.TryCreate(kmsUrl, UriKind.Absolute, out var baseUri) || baseUri.Scheme != Uri.UriSchemeHttps)
+        {
+            return Refused($"{kmsUrl}: a KMS can only be attested over https — its evidence binds the TLS key");
+        }
+
+        var nonce = RandomNumberGenerator.GetBytes(32);
+        X509Certificate2? presented = null;
+        using var handler = new SocketsHttpHandler();
+        // Any certificate is accepted for this one request: nothing secret is sent, and the evidence
+        // below decides whether the certificate seen here belongs to an attested KMS.
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+        {
+            presented = certificate is null ? null : new X509Certificate2(certificate);
+            return certificate is not null;
+        };
+        using var http = new HttpClient(handler) { Timeout = options.Timeout };
+
+        JsonElement data;
+        try
+        {
+            var url = new Uri(baseUri, $"v1/sys/attestation?nonce={Convert.ToHexStringLower(nonce)}");
+            using var response = await http.GetAsync(url, cancellationToken).ConfigureAwait(false);
+            using var body = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false), cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (!response.IsSuccessStatusCode)
+            {
+                var errors = body.RootElement.TryGetProperty("errors", out var e) ? string.Join("; ", e.EnumerateArray().Select(x => x.GetString())) : response.ReasonPhrase;
+                return Refused($"the KMS refused to attest: {(int)response.StatusCode} {errors}");
+            }
+
+            data = body.RootElement.GetProperty("data").Clone();
+        }
+        catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException or TaskCanceledException)
+        {
+            return Refused($"could not get the KMS's attestation from {kmsUrl}: {e.Message}");
+        }
+
+        if (presented is null)
+        {
+            return Refused("the KMS presented no TLS certificate");
+        }
+
+        using var tlsCertificate = presented;
+        if (!TryRead(data, out var tee, out var evidence, out var snpCertificate, out var rootCa, out var problem))
+        {
+            return Refused($"the KMS's attestation response is malformed: {problem}");
+        }
+
+        using var root = rootCa;
+        var binding = ReportDataBinding.ForKms(nonce, tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo(), root.RawData);
+        AttestationResult result;
+        try
+        {
+            result = await EvidenceVerifier.VerifyAsync(new EvidenceVerificationRequest
+            {
+                Tee = tee,
+                Evidence = evidence,
+                SnpCertificate = snpCertificate,
+                Collateral = options.Collateral,
+                Anchors = options.Anchors,
+                Time = options.Time,
+                ExpectedMeasurement = options.ExpectedMeasurement,
+                ExpectedReportData = binding,
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (EvidenceFormatException e)
+        {
+            return Refused($"the KMS's evidence is malformed: {e.Message}");
+        }
+
+        var failures = result.Failures.Select(f => f.ToString()).ToList();
+        if (!IsCertificateAuthority(root))
+        {
+            failures.Add("root_ca: the certificate the KMS serves as its root CA is not a self-signed CA certificate");
+        }
+
+        if (failures.Count > 0)
+        {
+            return new KmsTrustOutcome(null, result, failures);
+        }
+
+        var record = new KmsTrustRecord
+        {
+            KmsUrl = KmsTrustStore.Normalize(kmsUrl),
+            RootCaPem = root.ExportCertificatePem(),
+            RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(root.RawData)),
+            TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo())),
+            Tee = tee.ToWireName(),
+            Measurement = Hex.Of(result.Claims.Measurement),
+            Simulated = result.Simulated,
+            VerifiedAt = options.Time.GetUtcNow(),
+        };
+        return new KmsTrustOutcome(record, result, []);
+    }
+
+    private static bool TryRead(JsonElement data, out TeeType tee, out byte[] evidence, out byte[]? snpCertificate, out X509Certificate2 rootCa, out string problem)
+    {
+        tee = default;
+        evidence = [];
+        snpCertificate = null;
+        rootCa = null!;
+        problem = string.Empty;
+        try
+        {
+            if (!TeeTypes.TryParse(data.GetProperty("tee").GetString(), out tee))
+            {
+                problem = "tee: unknown TEE type";
+                return false;
+            }
+
+            evidence = Convert.FromBase64String(data.GetProperty("evidence").GetString() ?? string.Empty);
+            if (data.TryGetProperty("vcek", out var vcek) && vcek.ValueKind == JsonValueKind.String)
+            {
+                snpCertificate = System.Text.Encoding.ASCII.GetBytes(vcek.GetString()!);
+            }
+
+            rootCa = X509Certificate2.CreateFromPem(data.GetProperty("root_ca").GetString() ?? string.Empty);
+            return true;
+        }
+        catch (Exception e) when (e is KeyNotFoundException or FormatException or InvalidOperationException or CryptographicException or ArgumentException)
+        {
+            problem = e.Message;
+            return false;
+        }
+    }
+
+    private static bool IsCertificateAuthority(X509Certificate2 certificate) =>
+        certificate.SubjectName.RawData.AsSpan().SequenceEqual(certificate.IssuerName.RawData)
+        && certificate.Extensions.OfType<X509BasicConstraintsExtension>().Any(b => b.CertificateAuthority);
+
+    private static KmsTrustOutcome Refused(string reason) => new(null, null, [reason]);
+}

@@ -1,0 +1,32 @@
+namespace Morphisms.Client.Trust;
+
+/// <summary>
+/// What a client pinned after verifying a KMS's attestation: the KMS root CA (which every function
+/// certificate must chain to), the KMS's TLS key, and what the evidence showed.
+/// </summary>
+public sealed record KmsTrustRecord
+{
+    /// <summary>The KMS base URL the record is for.</summary>
+    public required string KmsUrl { get; init; }
+
+    /// <summary>The KMS root CA certificate, PEM.</summary>
+    public required string RootCaPem { get; init; }
+
+    /// <summary>Lowercase hex SHA-256 of the root CA certificate DER (the pin the agent uses too).</summary>
+    public required string RootCaSha256 { get; init; }
+
+    /// <summary>Lowercase hex SHA-256 of the KMS TLS certificate's SubjectPublicKeyInfo, bound into the evidence.</summary>
+    public required string TlsSpkiSha256 { get; init; }
+
+    /// <summary>The KMS's TEE type.</summary>
+    public required string Tee { get; init; }
+
+    /// <summary>The KMS's measurement, lowercase hex.</summary>
+    public required string Measurement { get; init; }
+
+    /// <summary>True when the KMS attested with the simulated TEE: the pin then proves nothing about hardware.</summary>
+    public required bool Simulated { get; init; }
+
+    /// <summary>When the evidence was verified.</summary>
+    public required DateTimeOffset VerifiedAt { get; init; }
+}

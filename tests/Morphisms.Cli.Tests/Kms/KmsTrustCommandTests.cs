@@ -1,0 +1,65 @@
+using System.Text.Json;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Kms;
+
+namespace Morphisms.Cli.Tests.Kms;
+
+/// <summary><c>morph kms trust</c> against a dev KMS on TLS whose self-attestation uses a simulated TEE.</summary>
+[Collection(MorphismsHomeCollection.Name)]
+public sealed class KmsTrustCommandTests
+{
+    [Fact]
+    public async Task Trust_verifies_the_kms_and_pins_its_root_ca_only_when_the_simulated_root_is_trusted()
+    {
+        var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
+        var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
+        Environment.SetEnvironmentVariable("MORPHISMS_HOME", home);
+        var teeDir = Path.Combine(home, "data", "simulated-tee");
+        try
+        {
+            using var tee = SimulatedTeeAuthority.LoadOrCreate(teeDir, TimeProvider.System);
+            await using var kms = new KmsServer(new KmsServerOptions
+            {
+                Listen = "127.0.0.1:0",
+                Storage = "inmem",
+                Dev = true,
+                Tls = KmsTlsOptions.SelfSigned,
+                WarningWriter = TextWriter.Null,
+                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, SimulatedMeasurement = new byte[48] },
+            });
+            await kms.StartAsync();
+            var url = kms.BaseAddress!.ToString();
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+
+            var refused = await MorphRunner.RunAsync("kms", "trust", url);
+            Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+            Assert.Contains("NOT trusted", refused.Stderr);
+            Assert.Contains("snp.chain", refused.Stderr);
+            Assert.False(File.Exists(trustFile));
+
+            var wrongMeasurement = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", new string('1', 96));
+            Assert.Equal(ExitCodes.Rejected, wrongMeasurement.ExitCode);
+            Assert.False(File.Exists(trustFile));
+
+            var trusted = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", new string('0', 96), "--json");
+            Assert.Equal(ExitCodes.Ok, trusted.ExitCode);
+            Assert.Contains("simulated TEE", trusted.Stderr);
+            var record = JsonDocument.Parse(trusted.Stdout).RootElement;
+            Assert.True(record.GetProperty("simulated").GetBoolean());
+            Assert.True(File.Exists(trustFile));
+            Assert.Contains(record.GetProperty("root_ca_sha256").GetString()!, await File.ReadAllTextAsync(trustFile));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("MORPHISMS_HOME", previous);
+            Directory.Delete(home, recursive: true);
+        }
+    }
+}
+
+/// <summary>Tests that set MORPHISMS_HOME (process-wide) run one at a time.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class MorphismsHomeCollection
+{
+    public const string Name = "MORPHISMS_HOME";
+}
