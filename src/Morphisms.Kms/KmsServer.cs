@@ -78,6 +78,23 @@ public sealed class KmsServer : IAsyncDisposable
     /// <summary>Whether the KMS is sealed (or not yet initialised).</summary>
     public bool Sealed => _core.Sealed;
 
+    /// <summary>Long-poll KV reads parked right now (tests wait for a read to park before writing).</summary>
+    internal int KvWaiters
+    {
+        get
+        {
+            var state = _core.Acquire();
+            try
+            {
+                return state?.Mounts.KvWatch.Waiters ?? 0;
+            }
+            finally
+            {
+                state?.Release();
+            }
+        }
+    }
+
     /// <summary>Builds, starts and runs a server until <paramref name="cancellationToken"/> fires, then stops it.</summary>
     public static async Task RunAsync(KmsServerOptions options, CancellationToken cancellationToken)
     {
@@ -190,6 +207,8 @@ public sealed class KmsServer : IAsyncDisposable
         builder.Services.AddSingleton(new ChallengeStore(_options.TimeProvider, attestation.NonceTtl, attestation.MaxOutstandingNonces));
         builder.Services.AddSingleton(new LoginAppraiser(attestation, _options.TimeProvider));
         builder.Services.AddSingleton<IFunctionCertificateIssuer, Pki.FunctionCertificateIssuer>();
+        builder.Services.AddSingleton<Updates.IFunctionCertificateRevoker, Updates.IndexedCertificateRevoker>();
+        builder.Services.AddSingleton<Updates.FunctionRetirement>();
         builder.Services.AddSingleton<SysBackend>();
         builder.Services.AddSingleton<TokenBackend>();
         builder.Services.AddSingleton<AttestBackend>();

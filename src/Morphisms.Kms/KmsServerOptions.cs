@@ -56,6 +56,15 @@ public sealed record KmsServerOptions
     /// stay usable as recovery keys. Ignored in dev mode.
     /// </summary>
     public AutoUnseal.IRootKeyWrapper? AutoUnseal { get; init; }
+
+    /// <summary>The default of <see cref="MaxKvWaiters"/>.</summary>
+    public const int DefaultMaxKvWaiters = 1024;
+
+    /// <summary>
+    /// How many long-poll KV reads (<c>wait_version_gt</c>) may wait at once across the KMS; one more is a 429.
+    /// Each holds a connection, so this bounds what idle watchers can cost.
+    /// </summary>
+    public int MaxKvWaiters { get; init; } = DefaultMaxKvWaiters;
 }
 
 /// <summary>The listener's TLS configuration.</summary>

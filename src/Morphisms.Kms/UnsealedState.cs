@@ -80,7 +80,7 @@ internal sealed class UnsealedState
         var auditKeys = AuditKeys.Derive(auditSecret);
         CryptographicOperations.ZeroMemory(auditSecret);
 
-        var mounts = new MountTable(barrier, options.TimeProvider);
+        var mounts = new MountTable(barrier, options.TimeProvider, new Kv.KvWatch(options.MaxKvWaiters, options.TimeProvider));
         await mounts.LoadAsync(ct).ConfigureAwait(false);
         var rootCa = await KmsRootCa.LoadOrCreateAsync(barrier, cluster.Name, options.TimeProvider, ct).ConfigureAwait(false);
         var audit = options.AuditLogPath is { } path ? new AuditRecorder(AuditLog.Open(path, auditKeys, options.TimeProvider), auditKeys) : null;
@@ -148,6 +148,8 @@ internal sealed class UnsealedState
             }
         }
 
+        // Long-poll reads would otherwise hold their leases (and the seal) until their wait ends.
+        Mounts.KvWatch.Close();
         await Task.WhenAny(_drained.Task, Task.Delay(drainTimeout)).ConfigureAwait(false);
         Audit?.Notice("sealed");
         Audit?.Dispose();

@@ -20,13 +20,15 @@ internal sealed class AttestBackend : ILogicalBackend
     private readonly ChallengeStore _challenges;
     private readonly LoginAppraiser _appraiser;
     private readonly IFunctionCertificateIssuer _issuer;
+    private readonly Updates.FunctionRetirement _retirement;
 
-    public AttestBackend(KmsMetrics metrics, ChallengeStore challenges, LoginAppraiser appraiser, IFunctionCertificateIssuer issuer)
+    public AttestBackend(KmsMetrics metrics, ChallengeStore challenges, LoginAppraiser appraiser, IFunctionCertificateIssuer issuer, Updates.FunctionRetirement retirement)
     {
         _metrics = metrics;
         _challenges = challenges;
         _appraiser = appraiser;
         _issuer = issuer;
+        _retirement = retirement;
         Routes.Add(new Route("auth/attest/challenge", "challenge") { Unauthenticated = true }, (Operation.Update, ChallengeAsync));
         Routes.Add(new Route("auth/attest/login", "login") { Unauthenticated = true }, (Operation.Update, LoginAsync));
     }
@@ -177,6 +179,9 @@ internal sealed class AttestBackend : ILogicalBackend
 
         var certificate = await _issuer.IssueAsync(
             new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), ct).ConfigureAwait(false);
+
+        // Indexed for retirement; refuses (revoking both) if the revision was retired while this login ran.
+        await _retirement.RecordLoginAsync(state, function.Name, revision.Revision, entry, certificate.Certificate, ct).ConfigureAwait(false);
         state.Audit?.Event("attest-login", request, new JsonObject
         {
             ["outcome"] = "accepted",

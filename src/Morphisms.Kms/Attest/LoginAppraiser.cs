@@ -114,6 +114,13 @@ internal sealed class LoginAppraiser
             return failed.Revision;
         }
 
+        // Said plainly, so the operator of a retired build learns why it stopped working rather than "not registered".
+        if (function.Revisions.LastOrDefault(r => r.Status == RevisionStatus.Retired && Appraiser(r.ReferenceValues, claims, tcb) is not null) is { } retired)
+        {
+            log.Fail(ReferenceValuesCheck, $"revision retired: measurement {Hex.Of(claims.Measurement)} is registered only by revision {retired.Revision} of function {function.Name}, which was retired");
+            return null;
+        }
+
         var kind = claims.Simulated ? $"simulated {claims.Tee.ToWireName()}-format" : claims.Tee.ToWireName();
         log.Fail(ReferenceValuesCheck, $"measurement {Hex.Of(claims.Measurement)} ({kind}) not registered for function {function.Name}");
         return null;

@@ -89,6 +89,20 @@ internal sealed partial class KmsCore
             }
         }
 
-        await _physical.PutAsync(AutoUnsealPaths.WrappedRootKey, await wrapper.WrapAsync(rootKey, ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+        byte[] wrapped;
+        try
+        {
+            wrapped = await wrapper.WrapAsync(rootKey, ct).ConfigureAwait(false);
+        }
+        catch (AutoUnsealException e)
+        {
+            // The shares opened the KMS; an unreachable HSM (wrong PIN, missing token) must not undo that. The
+            // previous wrapped key, if any, stays as it was and the next start says why it cannot auto-unseal.
+            await (Options.WarningWriter ?? Console.Error).WriteLineAsync(
+                $"WARNING! unsealed with the shares, but the {wrapper.Type} seal could not wrap the root key: {e.Message}; auto-unseal stays off until it can").ConfigureAwait(false);
+            return;
+        }
+
+        await _physical.PutAsync(AutoUnsealPaths.WrappedRootKey, wrapped, ct).ConfigureAwait(false);
     }
 }

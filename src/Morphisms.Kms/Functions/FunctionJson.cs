@@ -21,6 +21,7 @@ internal static class FunctionJson
         {
             ["name"] = record.Name,
             ["owners"] = JsonValues.Strings(record.Owners),
+            ["approvals_required"] = record.ApprovalsRequired,
             ["policies"] = JsonValues.Strings(record.Policies),
             ["token_ttl"] = record.TokenTtl,
             ["token_max_ttl"] = record.TokenMaxTtl,
@@ -36,6 +37,7 @@ internal static class FunctionJson
 
         data["current_revision"] = record.Current?.Revision ?? 0;
         data["revisions"] = new JsonArray([.. record.Revisions.Select(Revision)]);
+        data["pending_updates"] = new JsonArray([.. record.Updates.Where(u => u.Status == Updates.UpdateStatus.Pending).Select(u => (JsonNode)u.Id)]);
         data["created_time"] = Timestamps.Rfc3339(record.CreatedTime);
         data["updated_time"] = Timestamps.Rfc3339(record.UpdatedTime);
         return data;
@@ -49,6 +51,11 @@ internal static class FunctionJson
             ["status"] = revision.Status,
             ["created_time"] = Timestamps.Rfc3339(revision.CreatedTime),
         };
+        if (revision.RetiredTime is { } retired)
+        {
+            json["retired_time"] = Timestamps.Rfc3339(retired);
+        }
+
         foreach (var (key, value) in ValuesOf(revision.ReferenceValues))
         {
             json[key] = value?.DeepClone();
@@ -57,5 +64,6 @@ internal static class FunctionJson
         return json;
     }
 
-    private static JsonObject ValuesOf(ReferenceValues values) => JsonSerializer.SerializeToNode(values, Options)!.AsObject();
+    /// <summary>Reference values as a write takes them.</summary>
+    public static JsonObject ValuesOf(ReferenceValues values) => JsonSerializer.SerializeToNode(values, Options)!.AsObject();
 }

@@ -12,8 +12,20 @@ internal sealed record FunctionRecord
     /// <summary>The function name (a DNS label: it becomes part of certificate names).</summary>
     public required string Name { get; init; }
 
-    /// <summary>Who owns the function (for the M-of-N approval of new reference values, later).</summary>
+    /// <summary>Who owns the function: the names that may approve updates (see <c>Updates/</c>).</summary>
     public List<string> Owners { get; init; } = [];
+
+    /// <summary>
+    /// M of the M-of-N owner approval: with M &gt; 0, new reference values, owners or M itself become a pending
+    /// update that M distinct owners must approve; 0 applies writes at once.
+    /// </summary>
+    public int ApprovalsRequired { get; init; }
+
+    /// <summary>Updates awaiting approval and the most recent resolved ones, oldest first.</summary>
+    public List<Updates.PendingUpdate> Updates { get; init; } = [];
+
+    /// <summary>The id the next pending update gets (ids are never reused).</summary>
+    public int NextUpdateId { get; init; } = 1;
 
     /// <summary>Policies granted to an attested instance's token (never <c>root</c> or <c>default</c>).</summary>
     public List<string> Policies { get; init; } = [];
@@ -59,9 +71,12 @@ internal sealed record FunctionRevision
 
     /// <summary>The reference values.</summary>
     public required ReferenceValues ReferenceValues { get; init; }
+
+    /// <summary>When the revision was retired (its tokens and certificates revoked), or null.</summary>
+    public DateTimeOffset? RetiredTime { get; init; }
 }
 
-/// <summary>Revision states. The update flow will add pending (awaiting owner approval) and retired.</summary>
+/// <summary>Revision states. Values awaiting owner approval are not a revision yet: they are a pending update.</summary>
 internal static class RevisionStatus
 {
     /// <summary>Accepted at login.</summary>
@@ -69,4 +84,7 @@ internal static class RevisionStatus
 
     /// <summary>Replaced by a newer revision; kept for history, not accepted.</summary>
     public const string Superseded = "superseded";
+
+    /// <summary>Withdrawn: its tokens and certificates were revoked and its measurement is refused at login.</summary>
+    public const string Retired = "retired";
 }

@@ -1,5 +1,6 @@
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
+using Morphisms.Kms.Updates;
 
 namespace Morphisms.Kms.Functions;
 
@@ -7,7 +8,7 @@ namespace Morphisms.Kms.Functions;
 /// The registered functions under the barrier at <c>morphisms/functions/NAME</c>. Writes are serialised so that
 /// revision numbers are never handed out twice.
 /// </summary>
-internal sealed class FunctionRegistry(ISecureStorage storage, TimeProvider time)
+internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvider time)
 {
     /// <summary>A login token's TTL when the registration does not say (DESIGN.md §3).</summary>
     public static readonly TimeSpan DefaultTokenTtl = TimeSpan.FromSeconds(30);
@@ -50,13 +51,15 @@ internal sealed class FunctionRegistry(ISecureStorage storage, TimeProvider time
 
     /// <summary>
     /// Creates or updates a function. Fields the spec leaves out keep their value; new reference values that differ
-    /// from the current revision's become a new active revision and the older ones are superseded.
+    /// from the current revision's become a new active revision and the older ones are superseded. When the function
+    /// requires owner approval, changes to reference values, owners or the threshold become a pending update instead
+    /// (returned as the second value) and only the other fields change now.
     /// </summary>
     /// <param name="name">A name already checked by <see cref="ValidName"/>.</param>
     /// <param name="spec">The validated write.</param>
     /// <param name="maxTokenTtl">The KMS-wide token lifetime cap; a registration may not exceed it.</param>
     /// <param name="ct">Cancellation.</param>
-    public async Task<FunctionRecord> PutAsync(string name, FunctionSpec spec, TimeSpan maxTokenTtl, CancellationToken ct)
+    public async Task<(FunctionRecord Record, PendingUpdate? Proposed)> PutAsync(string name, FunctionSpec spec, TimeSpan maxTokenTtl, CancellationToken ct)
     {
         await _writes.WaitAsync(ct).ConfigureAwait(false);
         try
@@ -76,20 +79,31 @@ internal sealed class FunctionRegistry(ISecureStorage storage, TimeProvider time
                     $"token_ttl ({Durations.ToGoString(ttl)}) not above token_max_ttl ({Durations.ToGoString(maxTtl)})");
             }
 
+            var owners = spec.Owners ?? existing?.Owners ?? [];
+            var approvals = spec.ApprovalsRequired ?? existing?.ApprovalsRequired ?? 0;
+            if (approvals > owners.Count)
+            {
+                throw StrictObject.Invalid(spec.ApprovalsRequired is not null ? "approvals_required" : "owners", $"approvals_required ({approvals}) not above the number of owners ({owners.Count})");
+            }
+
+            var proposed = existing is { ApprovalsRequired: > 0 } gated ? Propose(gated, spec, now) : null;
             var record = new FunctionRecord
             {
                 Name = name,
-                Owners = spec.Owners ?? existing?.Owners ?? [],
+                Owners = existing is { ApprovalsRequired: > 0 } ? existing.Owners : owners,
+                ApprovalsRequired = existing is { ApprovalsRequired: > 0 } ? existing.ApprovalsRequired : approvals,
                 Policies = spec.Policies ?? existing?.Policies ?? [],
                 TokenTtl = (long)ttl.TotalSeconds,
                 TokenMaxTtl = (long)maxTtl.TotalSeconds,
                 SecretPath = spec.SecretPath ?? existing?.SecretPath,
-                Revisions = Revise(existing, spec.ReferenceValues, now),
+                Revisions = existing is { ApprovalsRequired: > 0 } ? existing.Revisions : Revise(existing, spec.ReferenceValues, now),
+                Updates = proposed is null ? existing?.Updates ?? [] : KeepRecent([.. existing!.Updates, proposed]),
+                NextUpdateId = (existing?.NextUpdateId ?? 1) + (proposed is null ? 0 : 1),
                 CreatedTime = existing?.CreatedTime ?? now,
                 UpdatedTime = now,
             };
             await storage.PutJsonAsync(Prefix + name, record, ct).ConfigureAwait(false);
-            return record;
+            return (record, proposed);
         }
         finally
         {
@@ -109,7 +123,7 @@ internal sealed class FunctionRegistry(ISecureStorage storage, TimeProvider time
 
         // Re-sending the same values (an idempotent PUT) must not mint a revision nobody asked for.
         var current = existing?.Current;
-        if (current is not null && SameValues(current.ReferenceValues, values))
+        if (current is not null && current.Status != RevisionStatus.Retired && SameValues(current.ReferenceValues, values))
         {
             return revisions;
         }

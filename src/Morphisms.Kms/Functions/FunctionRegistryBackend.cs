@@ -10,7 +10,7 @@ namespace Morphisms.Kms.Functions;
 /// </summary>
 internal sealed class FunctionRegistryBackend : ILogicalBackend
 {
-    public FunctionRegistryBackend(KmsCore core)
+    public FunctionRegistryBackend(KmsCore core, Updates.FunctionRetirement retirement)
     {
         Routes.Add(
             new Route("morphisms/functions", "functions/?") { Sudo = true },
@@ -19,7 +19,8 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             new Route("morphisms/functions/name", "functions/(?<name>[^/]+)") { Sudo = true, Existence = ExistsAsync },
             (Operation.Read, ReadAsync),
             (Operation.Update, (r, m, ct) => WriteAsync(r, m, core.Options.MaxTokenTtl, ct)),
-            (Operation.Delete, DeleteAsync));
+            (Operation.Delete, (r, m, ct) => DeleteAsync(r, m, retirement, ct)));
+        Updates.UpdateRoutes.Register(Routes, retirement);
     }
 
     /// <inheritdoc />
@@ -50,13 +51,41 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
     {
         var name = FunctionRegistry.ValidName(match["name"]);
         var spec = FunctionSpec.Parse(request.Fields);
-        var record = await request.RequireState().Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
-        return KmsResponse.WithData(FunctionJson.Of(record));
+        var state = request.RequireState();
+        var (record, proposed) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
+        var data = FunctionJson.Of(record);
+        if (proposed is null)
+        {
+            return KmsResponse.WithData(data);
+        }
+
+        state.Audit?.Event("function-update-proposed", request, new JsonObject
+        {
+            ["function"] = name,
+            ["update"] = proposed.Id,
+            ["reference_values"] = proposed.ReferenceValues is not null,
+            ["owners"] = proposed.Owners is null ? null : JsonValues.Strings(proposed.Owners),
+            ["new_approvals_required"] = proposed.ApprovalsRequired,
+            ["approvals_required"] = record.ApprovalsRequired,
+        });
+        data["pending_update"] = Updates.UpdateJson.Of(record, proposed);
+        var response = KmsResponse.WithData(data);
+        response.Warnings.Add($"function {name} requires {record.ApprovalsRequired} owner approvals: the new reference values, owners or threshold are pending update {proposed.Id} "
+            + $"(POST morphisms/functions/{name}/updates/{proposed.Id}/approve)");
+        return response;
     }
 
-    private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, CancellationToken ct)
+    private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, Updates.FunctionRetirement retirement, CancellationToken ct)
     {
-        await request.RequireState().Functions.DeleteAsync(FunctionRegistry.ValidName(match["name"]), ct).ConfigureAwait(false);
+        var name = FunctionRegistry.ValidName(match["name"]);
+        var state = request.RequireState();
+        if (await state.Functions.GetAsync(name, ct).ConfigureAwait(false) is { } record)
+        {
+            // Deleted first so no new login can succeed, then whatever was issued goes too.
+            await state.Functions.DeleteAsync(name, ct).ConfigureAwait(false);
+            await retirement.RevokeAllAsync(state, record, ct).ConfigureAwait(false);
+        }
+
         return null;
     }
 }

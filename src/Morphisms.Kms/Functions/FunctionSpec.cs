@@ -10,11 +10,14 @@ namespace Morphisms.Kms.Functions;
 /// </summary>
 internal sealed record FunctionSpec
 {
-    private static readonly string[] Writable = ["owners", "policies", "token_ttl", "token_max_ttl", "secret_path", "snp", "sgx", "tdx", "simulated"];
-    private static readonly string[] ReadOnly = ["name", "revisions", "current_revision", "created_time", "updated_time"];
+    private static readonly string[] Writable = ["owners", "approvals_required", "policies", "token_ttl", "token_max_ttl", "secret_path", "snp", "sgx", "tdx", "simulated"];
+    private static readonly string[] ReadOnly = ["name", "revisions", "current_revision", "created_time", "updated_time", "pending_updates"];
 
     /// <summary>Owners.</summary>
     public List<string>? Owners { get; init; }
+
+    /// <summary>M of the M-of-N owner approval of updates.</summary>
+    public int? ApprovalsRequired { get; init; }
 
     /// <summary>Policies for login tokens.</summary>
     public List<string>? Policies { get; init; }
@@ -55,6 +58,7 @@ internal sealed record FunctionSpec
         return new FunctionSpec
         {
             Owners = OwnerNames(f.StringList("owners")),
+            ApprovalsRequired = f.NonNegativeInt("approvals_required", 32) is { } m ? (int)m : null,
             Policies = PolicyNames(f.StringList("policies")),
             TokenTtl = PositiveDuration(f, "token_ttl"),
             TokenMaxTtl = PositiveDuration(f, "token_max_ttl"),

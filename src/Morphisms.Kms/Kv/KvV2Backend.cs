@@ -21,11 +21,16 @@ internal sealed class KvV2Backend : ILogicalBackend
     private readonly ISecureStorage _storage;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _writes = new(1, 1);
+    private readonly KvWatch _watch;
 
-    public KvV2Backend(ISecureStorage storage, TimeProvider time)
+    // Distinguishes this mount's keys from another mount's in the KMS-wide watch.
+    private readonly string _watchPrefix = Guid.NewGuid().ToString("N") + "/";
+
+    public KvV2Backend(ISecureStorage storage, TimeProvider time, KvWatch? watch = null)
     {
         _storage = storage;
         _time = time;
+        _watch = watch ?? new KvWatch(KmsServerOptions.DefaultMaxKvWaiters, time);
         Routes.Add(new Route("kv/config", "config"), (Operation.Read, ReadConfig), (Operation.Update, WriteConfig));
         Routes.Add(
             new Route("kv/data", "data/(?<path>.+)") { Existence = (_, m, ct) => ExistsAsync(m["path"], ct) },
@@ -81,7 +86,50 @@ internal sealed class KvV2Backend : ILogicalBackend
     private async Task<KmsResponse?> ReadData(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
         var path = ValidKey(match["path"]);
-        var requested = request.Fields.NonNegativeInt("version", long.MaxValue) ?? 0;
+        var f = request.Fields;
+        var requested = f.NonNegativeInt("version", long.MaxValue) ?? 0;
+        var after = f.NonNegativeInt("wait_version_gt", long.MaxValue);
+        var wait = f.Duration("wait");
+        if (after is null)
+        {
+            return wait is null
+                ? await ReadVersionAsync(path, requested, ct).ConfigureAwait(false)
+                : throw KmsException.BadRequest("invalid parameter 'wait': it only applies with 'wait_version_gt'");
+        }
+
+        if (requested != 0)
+        {
+            throw KmsException.BadRequest("invalid parameter 'wait_version_gt': it waits for the current version, so it cannot be combined with 'version'");
+        }
+
+        if (wait is { } w && (w <= TimeSpan.Zero || w > KvWatch.MaxWait))
+        {
+            throw KmsException.BadRequest($"invalid parameter 'wait': a duration above 0 and at most {Durations.ToGoString(KvWatch.MaxWait)}");
+        }
+
+        // A missing key counts as version 0, so an agent can wait for its bundle to be written; at the end it is a 404.
+        var result = await _watch.WaitAsync(
+            _watchPrefix + path,
+            after.Value,
+            wait ?? KvWatch.DefaultWait,
+            async () =>
+            {
+                try
+                {
+                    return await ReadVersionAsync(path, 0, ct).ConfigureAwait(false);
+                }
+                catch (KmsException e) when (e.StatusCode == 404)
+                {
+                    return null;
+                }
+            },
+            r => r?.Data?["metadata"]?["version"]?.GetValue<long>() ?? 0,
+            ct).ConfigureAwait(false);
+        return result ?? throw KmsException.NotFound();
+    }
+
+    private async Task<KmsResponse> ReadVersionAsync(string path, long requested, CancellationToken ct)
+    {
         var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false);
         if (meta is null)
         {
@@ -169,6 +217,7 @@ internal sealed class KvV2Backend : ILogicalBackend
             Prune(path, meta, meta.MaxVersions > 0 ? meta.MaxVersions : config.MaxVersions > 0 ? config.MaxVersions : DefaultMaxVersions, ops);
             ops.Add((MetadataKey(path), SecureStorageJson.ToJson(meta)));
             await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            _watch.Notify(_watchPrefix + path);
             return KmsResponse.WithData(meta.VersionJson(version));
         }
         finally
@@ -235,6 +284,7 @@ internal sealed class KvV2Backend : ILogicalBackend
             meta.UpdatedTime = now;
             ops.Add((MetadataKey(path), SecureStorageJson.ToJson(meta)));
             await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            _watch.Notify(_watchPrefix + path);
             return null;
         }
         finally

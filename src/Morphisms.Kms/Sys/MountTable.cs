@@ -43,11 +43,15 @@ internal sealed class MountTable
     private readonly SemaphoreSlim _lock = new(1, 1);
     private ImmutableDictionary<string, (MountEntry Entry, ILogicalBackend Backend)> _mounts = ImmutableDictionary<string, (MountEntry, ILogicalBackend)>.Empty;
 
-    public MountTable(ISecureStorage storage, TimeProvider time)
+    public MountTable(ISecureStorage storage, TimeProvider time, KvWatch? kvWatch = null)
     {
+        KvWatch = kvWatch ?? new KvWatch(KmsServerOptions.DefaultMaxKvWaiters, time);
         _storage = storage;
         _time = time;
     }
+
+    /// <summary>Long-poll reads across every KV mount (one limit, woken together at seal).</summary>
+    public KvWatch KvWatch { get; }
 
     /// <summary>The mounted engines.</summary>
     public IEnumerable<MountEntry> Entries => _mounts.Values.Select(m => m.Entry).OrderBy(e => e.Path, StringComparer.Ordinal);
@@ -175,7 +179,7 @@ internal sealed class MountTable
     {
         "pki" => new Pki.PkiBackend(new PrefixedStorage(_storage, StoragePrefix(entry)), _storage, entry.Options.GetValueOrDefault(Pki.PkiBackend.KmsRootOption) == "true", _time),
         "transit" => new Transit.TransitBackend(new PrefixedStorage(_storage, StoragePrefix(entry)), _time),
-        _ => new KvV2Backend(new PrefixedStorage(_storage, StoragePrefix(entry)), _time),
+        _ => new KvV2Backend(new PrefixedStorage(_storage, StoragePrefix(entry)), _time, KvWatch),
     };
 
     private static string StoragePrefix(MountEntry entry) => "logical/" + entry.Uuid + "/";

@@ -116,6 +116,12 @@ internal sealed class TokenBackend : ILogicalBackend
             throw KmsException.BadRequest("meta may hold at most 64 keys of 1-128 characters with values of at most 512");
         }
 
+        // An owner's name is an authority to approve function updates (Updates/OwnerIdentity): only root grants it.
+        if (meta.ContainsKey(Updates.OwnerIdentity.MetadataKey) && !parent.IsRoot)
+        {
+            throw new KmsException(403, $"only a root token may set the meta key '{Updates.OwnerIdentity.MetadataKey}'");
+        }
+
         var displayName = f.String("display_name") is { Length: > 0 } name ? "token-" + Sanitize(name) : "token";
         var (token, entry, warnings) = await state.Tokens.CreateAsync(
             new TokenCreateRequest

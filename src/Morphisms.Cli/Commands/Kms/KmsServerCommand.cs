@@ -2,6 +2,7 @@ using System.CommandLine;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Cli.Paths;
 using Morphisms.Kms;
+using Morphisms.Kms.AutoUnseal;
 
 namespace Morphisms.Cli.Commands.Kms;
 
@@ -24,9 +25,16 @@ public static class KmsServerCommand
         var dev = new Option<bool>("--dev") { Description = "INSECURE: one unseal key kept beside the storage, auto-unseal, simulated TEE trusted." };
         var audit = new Option<FileInfo?>("--audit") { Description = "Append-only, hash-chained audit log file." };
         var trustSimulated = new Option<DirectoryInfo?>("--trust-simulated-tee") { Description = "Accept login evidence from the simulated TEE in DIR (insecure; --dev trusts the installation's)." };
+        var seal = new Option<string>("--seal") { Description = "shamir (default), or pkcs11: auto-unseal with an AES key in an HSM (the shares become recovery keys).", DefaultValueFactory = _ => "shamir" };
+        var pkcs11Lib = new Option<string?>("--pkcs11-lib") { Description = "With --seal pkcs11: the PKCS#11 module (.so)." };
+        var pkcs11Token = new Option<string?>("--pkcs11-token") { Description = "With --seal pkcs11: the token label." };
+        var pkcs11Slot = new Option<ulong?>("--pkcs11-slot") { Description = "With --seal pkcs11: the slot id (instead of --pkcs11-token)." };
+        var pkcs11Key = new Option<string>("--pkcs11-key") { Description = "With --seal pkcs11: the AES key's label (created on first init).", DefaultValueFactory = _ => "morphisms-kms-root" };
+        var pkcs11PinFile = new Option<string?>("--pkcs11-pin-file") { Description = "With --seal pkcs11: a file holding the user PIN." };
+        var pkcs11PinEnv = new Option<string?>("--pkcs11-pin-env") { Description = "With --seal pkcs11: an environment variable holding the user PIN (never pass the PIN itself)." };
         var command = new Command("server", "Run a KMS (Vault-compatible API under /v1/) until interrupted.")
         {
-            listen, storage, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated,
+            listen, storage, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated, seal, pkcs11Lib, pkcs11Token, pkcs11Slot, pkcs11Key, pkcs11PinFile, pkcs11PinEnv,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -40,6 +48,20 @@ public static class KmsServerCommand
                 var listenAddress = Listen(parse.GetValue(listen)!);
                 var storageSpec = Storage(parse.GetValue(storage), isDev);
                 var tls = Tls(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsSelf));
+                var autoUnseal = parse.GetValue(seal) switch
+                {
+                    "shamir" => null,
+                    "pkcs11" => Pkcs11(new Pkcs11SealOptions
+                    {
+                        LibraryPath = parse.GetValue(pkcs11Lib) ?? throw KmsCliException.Usage("--seal pkcs11 needs --pkcs11-lib"),
+                        TokenLabel = parse.GetValue(pkcs11Token),
+                        SlotId = parse.GetValue(pkcs11Slot),
+                        KeyLabel = parse.GetValue(pkcs11Key)!,
+                        PinFile = parse.GetValue(pkcs11PinFile),
+                        PinEnvironmentVariable = parse.GetValue(pkcs11PinEnv),
+                    }),
+                    var other => throw KmsCliException.Usage($"--seal: expected shamir or pkcs11, got '{other}'"),
+                };
                 if (trustDir is not null && !SimulatedTeeAuthority.Exists(trustDir.FullName))
                 {
                     throw KmsCliException.Usage($"--trust-simulated-tee: no simulated TEE at {trustDir.FullName}");
@@ -58,6 +80,7 @@ public static class KmsServerCommand
                     AuditLogPath = parse.GetValue(audit)?.FullName,
                     Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = isDev || trustDir is not null },
                     WarningWriter = stderr,
+                    AutoUnseal = autoUnseal,
                 };
             }
             catch (Exception e) when (e is KmsCliException or IOException or UnauthorizedAccessException or InvalidDataException or System.Text.Json.JsonException)
@@ -121,6 +144,9 @@ public static class KmsServerCommand
 
         return ExitCodes.Ok;
     }
+
+    private static Pkcs11RootKeyWrapper Pkcs11(Pkcs11SealOptions options) =>
+        options.Problem() is { } problem ? throw KmsCliException.Usage("--seal pkcs11: " + problem) : new Pkcs11RootKeyWrapper(options);
 
     private static string Listen(string listen)
     {

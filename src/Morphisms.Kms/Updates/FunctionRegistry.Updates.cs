@@ -1,0 +1,161 @@
+using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Updates;
+
+namespace Morphisms.Kms.Functions;
+
+/// <summary>The update flow's registry operations: propose, approve, cancel, retire. Each is one write under the lock.</summary>
+internal sealed partial class FunctionRegistry
+{
+    /// <summary>Pending updates one function may have at once; more is a 400 (cancel or approve some first).</summary>
+    public const int MaxPendingUpdates = 16;
+
+    private const int MaxResolvedUpdatesKept = 32;
+
+    /// <summary>Records an owner's approval; applies the update when it has enough.</summary>
+    /// <exception cref="KmsException">404 unknown function or update, 403 not an owner, 400 not pending or already approved by this owner.</exception>
+    public Task<(FunctionRecord Record, PendingUpdate Update)> ApproveAsync(string name, int id, string owner, CancellationToken ct) =>
+        ChangeUpdateAsync(name, id, (record, update, now) =>
+        {
+            if (!record.Owners.Contains(owner, StringComparer.Ordinal))
+            {
+                throw new KmsException(403, $"'{owner}' is not an owner of function {name}");
+            }
+
+            if (update.Approvals.Any(a => a.Owner == owner))
+            {
+                throw KmsException.BadRequest($"owner '{owner}' already approved update {id}: each owner counts once");
+            }
+
+            var approved = update with { Approvals = [.. update.Approvals, new UpdateApproval(owner, now)] };
+            return approved.Approvals.Count >= record.ApprovalsRequired ? Apply(record, approved, now) : (record, approved);
+        }, ct);
+
+    /// <summary>Withdraws a pending update.</summary>
+    public Task<(FunctionRecord Record, PendingUpdate Update)> CancelAsync(string name, int id, CancellationToken ct) =>
+        ChangeUpdateAsync(name, id, (record, update, now) => (record, update with { Status = UpdateStatus.Cancelled, ResolvedTime = now }), ct);
+
+    /// <summary>Marks a revision retired (idempotent, so a sweep interrupted by a crash can be re-run).</summary>
+    /// <exception cref="KmsException">404 unknown function or revision.</exception>
+    public async Task<FunctionRecord> RetireAsync(string name, int revision, CancellationToken ct)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var record = await GetAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+            var index = record.Revisions.FindIndex(r => r.Revision == revision);
+            if (index < 0)
+            {
+                throw new KmsException(404, $"function {name} has no revision {revision}");
+            }
+
+            if (record.Revisions[index].Status == RevisionStatus.Retired)
+            {
+                return record;
+            }
+
+            var now = time.GetUtcNow();
+            var revisions = record.Revisions.ToList();
+            revisions[index] = revisions[index] with { Status = RevisionStatus.Retired, RetiredTime = now };
+            var updated = record with { Revisions = revisions, UpdatedTime = now };
+            await storage.PutJsonAsync(Prefix + name, updated, ct).ConfigureAwait(false);
+            return updated;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    /// <summary>The gated part of a write to a function that requires approval, as a pending update; null when it changes none of it.</summary>
+    private static PendingUpdate? Propose(FunctionRecord existing, FunctionSpec spec, DateTimeOffset now)
+    {
+        var current = existing.Current is { Status: not RevisionStatus.Retired } c ? c : null;
+        var values = spec.ReferenceValues is { } v && (current is null || !SameValues(current.ReferenceValues, v)) ? v : null;
+        var owners = spec.Owners is { } o && !o.Order(StringComparer.Ordinal).SequenceEqual(existing.Owners.Order(StringComparer.Ordinal)) ? o : null;
+        int? approvals = spec.ApprovalsRequired is { } m && m != existing.ApprovalsRequired ? m : null;
+        if (values is null && owners is null && approvals is null)
+        {
+            return null;
+        }
+
+        var resultingOwners = (owners ?? existing.Owners).Count;
+        if ((approvals ?? existing.ApprovalsRequired) > resultingOwners)
+        {
+            throw StrictObject.Invalid(approvals is not null ? "approvals_required" : "owners", $"approvals_required not above the number of owners ({resultingOwners})");
+        }
+
+        if (existing.Updates.Count(u => u.Status == UpdateStatus.Pending) >= MaxPendingUpdates)
+        {
+            throw KmsException.BadRequest($"function {existing.Name} already has {MaxPendingUpdates} pending updates: approve or cancel some first");
+        }
+
+        return new PendingUpdate
+        {
+            Id = existing.NextUpdateId,
+            Status = UpdateStatus.Pending,
+            CreatedTime = now,
+            ReferenceValues = values,
+            Owners = owners,
+            ApprovalsRequired = approvals,
+        };
+    }
+
+    /// <summary>Puts an approved update into effect: a new active revision, new owners or threshold.</summary>
+    private static (FunctionRecord, PendingUpdate) Apply(FunctionRecord record, PendingUpdate update, DateTimeOffset now)
+    {
+        var revisions = update.ReferenceValues is { } values ? Revise(record, values, now) : record.Revisions;
+        var applied = update with
+        {
+            Status = UpdateStatus.Applied,
+            ResolvedTime = now,
+            AppliedRevision = update.ReferenceValues is null ? null : revisions[^1].Revision,
+        };
+        return (record with
+        {
+            Revisions = revisions,
+            Owners = update.Owners ?? record.Owners,
+            ApprovalsRequired = update.ApprovalsRequired ?? record.ApprovalsRequired,
+        }, applied);
+    }
+
+    private async Task<(FunctionRecord, PendingUpdate)> ChangeUpdateAsync(
+        string name, int id, Func<FunctionRecord, PendingUpdate, DateTimeOffset, (FunctionRecord, PendingUpdate)> change, CancellationToken ct)
+    {
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var record = await GetAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+            var index = record.Updates.FindIndex(u => u.Id == id);
+            if (index < 0)
+            {
+                throw new KmsException(404, $"function {name} has no update {id}");
+            }
+
+            if (record.Updates[index].Status != UpdateStatus.Pending)
+            {
+                throw KmsException.BadRequest($"update {id} is {record.Updates[index].Status}, not pending");
+            }
+
+            var now = time.GetUtcNow();
+            var (changed, update) = change(record, record.Updates[index], now);
+            var updates = changed.Updates.ToList();
+            updates[index] = update;
+            changed = changed with { Updates = KeepRecent(updates), UpdatedTime = now };
+            await storage.PutJsonAsync(Prefix + name, changed, ct).ConfigureAwait(false);
+            return (changed, update);
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    /// <summary>Every pending update and the most recent resolved ones, so the record cannot grow without bound.</summary>
+    private static List<PendingUpdate> KeepRecent(List<PendingUpdate> updates)
+    {
+        var resolved = updates.Where(u => u.Status != UpdateStatus.Pending).ToList();
+        var drop = resolved.Take(Math.Max(0, resolved.Count - MaxResolvedUpdatesKept)).ToHashSet();
+        return [.. updates.Where(u => !drop.Contains(u))];
+    }
+}

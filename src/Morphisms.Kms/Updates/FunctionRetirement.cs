@@ -1,0 +1,74 @@
+using System.Globalization;
+using Morphisms.Kms.Functions;
+using Morphisms.Kms.Http;
+using Morphisms.Kms.Tokens;
+
+namespace Morphisms.Kms.Updates;
+
+/// <summary>
+/// Retiring a revision: mark it retired (logins with its measurement are refused from then on), then revoke every
+/// token and certificate attest-login issued for it. Logins record what they issue before checking the revision
+/// once more, so a login racing a retirement either is swept by it or sees the retirement and undoes itself.
+/// </summary>
+internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificates)
+{
+    /// <summary>Retires <paramref name="revision"/> and revokes its credentials; returns the record and how many tokens and certificates went.</summary>
+    public async Task<(FunctionRecord Record, int Tokens, int Certificates)> RetireAsync(UnsealedState state, string function, int revision, CancellationToken ct)
+    {
+        var record = await state.Functions.RetireAsync(function, revision, ct).ConfigureAwait(false);
+        var (tokens, certs) = await RevokeCredentialsAsync(state, function, revision, ct).ConfigureAwait(false);
+        return (record, tokens, certs);
+    }
+
+    /// <summary>Revokes what every revision of a function was issued (the function is being deleted).</summary>
+    public async Task RevokeAllAsync(UnsealedState state, FunctionRecord record, CancellationToken ct)
+    {
+        foreach (var revision in record.Revisions)
+        {
+            await RevokeCredentialsAsync(state, record.Name, revision.Revision, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Called by attest-login after issuing: indexes the token and certificate, then refuses (revoking both) if the
+    /// revision was retired in the meantime.
+    /// </summary>
+    /// <exception cref="KmsException">403 <c>attestation refused: revision N of function F retired</c>.</exception>
+    public async Task RecordLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificatePem, CancellationToken ct)
+    {
+        var maxExpiry = token.CreationTime + (token.ExplicitMaxTtl > 0 ? TimeSpan.FromSeconds(token.ExplicitMaxTtl) : state.Tokens.Options.MaxTtl);
+        await IssuedCredentials.RecordAsync(state.Barrier, function, revision, token.Hash, maxExpiry, certificatePem, token.CreationTime, ct).ConfigureAwait(false);
+        var record = await state.Functions.GetAsync(function, ct).ConfigureAwait(false);
+        if (record?.Revisions.Find(r => r.Revision == revision) is { Status: not RevisionStatus.Retired })
+        {
+            return;
+        }
+
+        await RevokeCredentialsAsync(state, function, revision, ct).ConfigureAwait(false);
+        throw Retired(function, revision, record is null);
+    }
+
+    /// <summary>The refusal for a login whose revision is retired (or whose function went away meanwhile).</summary>
+    public static KmsException Retired(string function, int revision, bool deleted = false) =>
+        new(403, deleted
+            ? $"attestation refused: function {function} was deleted"
+            : string.Create(CultureInfo.InvariantCulture, $"attestation refused: revision retired: revision {revision} of function {function} was retired"));
+
+    private async Task<(int Tokens, int Certificates)> RevokeCredentialsAsync(UnsealedState state, string function, int revision, CancellationToken ct)
+    {
+        var tokens = 0;
+        foreach (var (key, hash) in await IssuedCredentials.TokenEntriesAsync(state.Barrier, function, revision, ct).ConfigureAwait(false))
+        {
+            if (await state.Tokens.LookupValidAsync(hash, ct).ConfigureAwait(false) is not null)
+            {
+                tokens++;
+            }
+
+            // Revokes children too: anything a function token created dies with it.
+            await state.Tokens.RevokeTreeAsync(hash, ct).ConfigureAwait(false);
+            await state.Barrier.DeleteAsync(IssuedCredentials.TokenKey(function, revision, key), ct).ConfigureAwait(false);
+        }
+
+        return (tokens, await certificates.RevokeAsync(state, function, revision, ct).ConfigureAwait(false));
+    }
+}

@@ -1,0 +1,56 @@
+using Morphisms.Kms.Functions;
+
+namespace Morphisms.Kms.Updates;
+
+/// <summary>
+/// A change to what a function trusts (reference values, owners, the approval threshold) proposed for a function
+/// whose <see cref="FunctionRecord.ApprovalsRequired"/> is above zero. Stored inside the function's record, so a
+/// proposal, an approval and its application are each one write under the registry's lock.
+/// </summary>
+internal sealed record PendingUpdate
+{
+    /// <summary>Per-function id, 1, 2, 3, … (never reused).</summary>
+    public required int Id { get; init; }
+
+    /// <summary>See <see cref="UpdateStatus"/>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>When it was proposed.</summary>
+    public required DateTimeOffset CreatedTime { get; init; }
+
+    /// <summary>When it was applied or cancelled.</summary>
+    public DateTimeOffset? ResolvedTime { get; init; }
+
+    /// <summary>New reference values (a new revision once applied), or null to keep them.</summary>
+    public ReferenceValues? ReferenceValues { get; init; }
+
+    /// <summary>New owners, or null to keep them.</summary>
+    public List<string>? Owners { get; init; }
+
+    /// <summary>New approval threshold, or null to keep it.</summary>
+    public int? ApprovalsRequired { get; init; }
+
+    /// <summary>Owners who approved, in order.</summary>
+    public List<UpdateApproval> Approvals { get; init; } = [];
+
+    /// <summary>The revision the update created when applied with new reference values.</summary>
+    public int? AppliedRevision { get; init; }
+}
+
+/// <summary>One owner's approval.</summary>
+/// <param name="Owner">The owner's name (the approving token's <c>morphisms_owner</c> metadata).</param>
+/// <param name="Time">When.</param>
+internal sealed record UpdateApproval(string Owner, DateTimeOffset Time);
+
+/// <summary>Update states.</summary>
+internal static class UpdateStatus
+{
+    /// <summary>Waiting for approvals.</summary>
+    public const string Pending = "pending";
+
+    /// <summary>Approved by enough owners and in effect.</summary>
+    public const string Applied = "applied";
+
+    /// <summary>Withdrawn before it was applied.</summary>
+    public const string Cancelled = "cancelled";
+}

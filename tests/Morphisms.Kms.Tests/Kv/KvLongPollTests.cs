@@ -1,0 +1,95 @@
+namespace Morphisms.Kms.Tests.Kv;
+
+/// <summary>Long-poll reads (<c>wait_version_gt</c>): running instances learn of a new secret version at once.</summary>
+public sealed class KvLongPollTests
+{
+    [Fact]
+    public async Task A_parked_read_returns_as_soon_as_a_newer_version_is_written()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
+
+        // Already newer than asked: no wait at all.
+        var now = (await c.GetAsync("secret/data/app?wait_version_gt=0")).Expect(200).Data;
+        Assert.Equal(1, now["metadata"]!["version"]!.GetValue<long>());
+
+        var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=60s");
+        await WaitForWaitersAsync(kms, 1);
+        Assert.False(parked.IsCompleted);
+        (await c.PostAsync("secret/data/other", new { data = new { v = "x" } })).Expect(200);
+        await Task.Delay(100);
+        Assert.False(parked.IsCompleted);
+
+        (await c.PostAsync("secret/data/app", new { data = new { v = "2" } })).Expect(200);
+        var woken = (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(200);
+        Assert.Equal("2", woken.Data["data"]!["v"]!.GetValue<string>());
+        Assert.Equal(2, woken.Data["metadata"]!["version"]!.GetValue<long>());
+        Assert.Equal("kv", woken.Body!["mount_type"]?.GetValue<string>() ?? "kv");
+    }
+
+    [Fact]
+    public async Task At_the_timeout_the_current_data_comes_back_and_a_missing_key_can_be_waited_for()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
+        var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=30s");
+        await WaitForWaitersAsync(kms, 1);
+        kms.Time.Advance(TimeSpan.FromSeconds(31));
+        var timedOut = (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(200);
+        Assert.Equal(1, timedOut.Data["metadata"]!["version"]!.GetValue<long>());
+
+        var missing = c.GetAsync("secret/data/later?wait_version_gt=0");
+        await WaitForWaitersAsync(kms, 1);
+        (await c.PostAsync("secret/data/later", new { data = new { v = "now" } })).Expect(200);
+        Assert.Equal("now", (await missing.WaitAsync(TimeSpan.FromSeconds(10))).Expect(200).Data["data"]!["v"]!.GetValue<string>());
+
+        var never = c.GetAsync("secret/data/never?wait_version_gt=0&wait=5s");
+        await WaitForWaitersAsync(kms, 1);
+        kms.Time.Advance(TimeSpan.FromSeconds(6));
+        (await never.WaitAsync(TimeSpan.FromSeconds(10))).Expect(404);
+    }
+
+    [Fact]
+    public async Task The_number_of_waiters_is_bounded_and_sealing_wakes_them()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { MaxKvWaiters = 1 });
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
+        var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=300s");
+        await WaitForWaitersAsync(kms, 1);
+        Assert.Contains("too many long-poll", (await c.GetAsync("secret/data/app?wait_version_gt=1")).Expect(429).Errors[0], StringComparison.Ordinal);
+
+        // Sealing does not wait for the parked read: it answers with the current data and the seal completes.
+        (await c.PutAsync("sys/seal")).Expect(204);
+        Assert.Equal(1, (await parked.WaitAsync(TimeSpan.FromSeconds(5))).Expect(200).Data["metadata"]!["version"]!.GetValue<long>());
+        Assert.True(kms.Server.Sealed);
+    }
+
+    [Theory]
+    [InlineData("wait=10s", "wait")]
+    [InlineData("wait_version_gt=1&wait=10m", "wait")]
+    [InlineData("wait_version_gt=1&wait=0s", "wait")]
+    [InlineData("wait_version_gt=-1", "wait_version_gt")]
+    [InlineData("wait_version_gt=x", "wait_version_gt")]
+    [InlineData("wait_version_gt=1&version=1", "wait_version_gt")]
+    [InlineData("wait_version_gt=1&wait=soon", "wait")]
+    public async Task Bad_wait_parameters_are_400s_naming_the_field(string query, string field)
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        (await kms.Client.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
+        var error = (await kms.Client.GetAsync("secret/data/app?" + query)).Expect(400).Errors[0];
+        Assert.Contains($"'{field}'", error, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitForWaitersAsync(TestKms kms, int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (kms.Server.KvWaiters != count)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"expected {count} parked readers, have {kms.Server.KvWaiters}");
+            await Task.Delay(10);
+        }
+    }
+}
