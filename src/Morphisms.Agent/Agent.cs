@@ -58,10 +58,14 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         var report = new ColdStartReport(time);
         var provider = EvidenceProviders.Create(options, launchConfig, out var owned);
         using var _ = owned;
-        var pin = new KmsPin(options.KmsCaSha256, time);
+
+        // The pin is settled before the first byte goes to the KMS: a KMS the instance cannot pin must learn nothing.
+        var (pinned, pinSource) = await PinResolver.ResolveAsync(
+            provider, options.KmsCaSha256, options.AllowUnmeasuredPin, warning => log.Warn("unmeasured_pin", warning), stop).ConfigureAwait(false);
+        var pin = new KmsPin(pinned, time);
         using var kms = new KmsClient(options.Kms, pin, time, options.KmsAttempts, options.KmsRetryDelay);
         var attestor = new Attestor(kms, provider, options.Function, time);
-        log.Info("start", $"attesting with {provider.Name} to {options.Kms}", new JsonObject { ["kms_ca_sha256"] = pin.Hex });
+        log.Info("start", $"attesting with {provider.Name} to {options.Kms}", new JsonObject { ["kms_ca_sha256"] = pin.Hex, ["kms_ca_pin_source"] = pinSource });
 
         var attestation = await attestor.AttestAsync(report, stop).ConfigureAwait(false);
         log.Info("attested", "attestation accepted", new JsonObject
@@ -78,11 +82,11 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             KvSecret secret;
             try
             {
-                secret = await kms.ReadKvAsync(options.EffectiveSecretPath, attestation.Login.Token, stop).ConfigureAwait(false);
+                secret = await kms.ReadKvAsync(options.SecretPathFor(attestation.Login), attestation.Login.Token, stop).ConfigureAwait(false);
             }
             catch (KmsCallException e)
             {
-                throw new AgentException(AgentExitCodes.Secrets, $"cannot read the secret bundle at {options.EffectiveSecretPath}: {e.Status} {e.Errors}", e);
+                throw new AgentException(AgentExitCodes.Secrets, $"cannot read the secret bundle at {options.SecretPathFor(attestation.Login)}: {e.Status} {e.Errors}", e);
             }
 
             try

@@ -1,14 +1,14 @@
 using System.CommandLine;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Text.Json.Nodes;
 
 namespace Morphisms.Agent;
 
 /// <summary>
 /// <c>morph-init --kms URL (--kms-ca FILE | --kms-ca-sha256 HEX) --function NAME [...] -- APP ARGS...</c>: the one
-/// command of the guest agent. The pin may also come from the measured launch configuration (<c>kms_ca_sha256</c>);
-/// when both are given they must agree.
+/// command of the guest agent. The pin the agent uses comes from the TEE's measured launch configuration (SNP HOST_DATA,
+/// TDX MRCONFIGID, the Gramine manifest, the simulated launch configuration); a command-line pin must agree with it, and
+/// stands alone only with <c>--allow-unmeasured-pin</c> (see <see cref="Kms.PinResolver"/>).
 /// </summary>
 public static class AgentCli
 {
@@ -18,6 +18,7 @@ public static class AgentCli
         var kms = new Option<string>("--kms") { Description = "KMS base address (https).", Required = true };
         var kmsCa = new Option<FileInfo?>("--kms-ca") { Description = "PEM of the KMS root CA to pin." };
         var kmsCaSha = new Option<string?>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the KMS root CA certificate DER to pin." };
+        var allowUnmeasured = new Option<bool>("--allow-unmeasured-pin") { Description = "Use the command-line pin when the launch configuration measured none (the host then chooses the KMS)." };
         var function = new Option<string>("--function") { Description = "The function this instance runs.", Required = true };
         var tee = new Option<string>("--tee") { Description = "Evidence provider: sim, gramine, snp, tdx, auto.", DefaultValueFactory = _ => "auto" };
         tee.AcceptOnlyFromAmong("sim", "gramine", "snp", "tdx", "auto");
@@ -31,7 +32,8 @@ public static class AgentCli
         var reportUrl = new Option<string?>("--report-url") { Description = "POST the cold-start report here." };
         var simDir = new Option<string?>("--sim-dir") { Description = "State directory of the installation's simulated TEE (--tee sim)." };
         var bundleDir = new Option<string?>("--bundle") { Description = "The function bundle directory the simulated TEE measures." };
-        var launchConfig = new Option<FileInfo?>("--launch-config") { Description = "The measured launch configuration (JSON; may carry kms_ca_sha256)." };
+        var launchConfig = new Option<FileInfo?>("--launch-config") { Description = "The simulated TEE's measured launch configuration (JSON; may carry kms_ca_sha256)." };
+        var simHostData = new Option<string?>("--sim-host-data") { Description = "SNP HOST_DATA (64 hex digits) of the simulated launch, e.g. the KMS CA pin." };
         var simFormat = new Option<string>("--sim-format") { Description = "Simulated evidence format: snp or sgx.", DefaultValueFactory = _ => "snp" };
         simFormat.AcceptOnlyFromAmong("snp", "sgx");
         var attempts = new Option<int>("--kms-attempts") { Description = "Attempts per KMS call before giving up.", DefaultValueFactory = _ => 5 };
@@ -39,8 +41,8 @@ public static class AgentCli
 
         var root = new RootCommand("morph-init: attest to the KMS, provision secrets, then run the app behind attested TLS.")
         {
-            kms, kmsCa, kmsCaSha, function, tee, port, listen, appPort, secretsDir, secretPath, reload, poll, reportUrl,
-            simDir, bundleDir, launchConfig, simFormat, attempts, app,
+            kms, kmsCa, kmsCaSha, allowUnmeasured, function, tee, port, listen, appPort, secretsDir, secretPath, reload, poll, reportUrl,
+            simDir, bundleDir, launchConfig, simHostData, simFormat, attempts, app,
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -64,7 +66,8 @@ public static class AgentCli
             var options = new AgentOptions
             {
                 Kms = Url(parsed.GetValue(kms)!, "--kms"),
-                KmsCaSha256 = Pin(parsed.GetValue(kmsCa), parsed.GetValue(kmsCaSha), config),
+                KmsCaSha256 = CommandLinePin(parsed.GetValue(kmsCa), parsed.GetValue(kmsCaSha)),
+                AllowUnmeasuredPin = parsed.GetValue(allowUnmeasured),
                 Function = parsed.GetValue(function)!,
                 App = parsed.GetValue(app)!,
                 Tee = parsed.GetValue(tee)!,
@@ -82,6 +85,7 @@ public static class AgentCli
                     AuthorityDirectory = parsed.GetValue(simDir),
                     BundleDirectory = parsed.GetValue(bundleDir),
                     Format = parsed.GetValue(simFormat)!,
+                    HostData = parsed.GetValue(simHostData) is { } hostData ? ParseHex(hostData, "--sim-host-data") : null,
                 },
                 Log = stderr,
             };
@@ -95,12 +99,11 @@ public static class AgentCli
     }
 
     /// <summary>
-    /// The KMS CA pin from the flags and the launch configuration. Flags alone are not measured, so when the launch
-    /// configuration names a pin it wins, and a contradicting flag is an error rather than silently ignored.
+    /// The pin named on the command line, or null. It is not measured, so the agent only cross-checks it against the
+    /// measured pin (or uses it alone with <c>--allow-unmeasured-pin</c>).
     /// </summary>
-    public static byte[] Pin(FileInfo? caFile, string? sha256Hex, byte[] launchConfig)
+    public static byte[]? CommandLinePin(FileInfo? caFile, string? sha256Hex)
     {
-        byte[]? fromFlags = null;
         if (caFile is not null && sha256Hex is not null)
         {
             throw new AgentException(AgentExitCodes.Usage, "give either --kms-ca or --kms-ca-sha256, not both");
@@ -109,35 +112,10 @@ public static class AgentCli
         if (caFile is not null)
         {
             using var ca = X509Certificate2.CreateFromPemFile(caFile.FullName);
-            fromFlags = SHA256.HashData(ca.RawData);
-        }
-        else if (sha256Hex is not null)
-        {
-            fromFlags = ParseHex(sha256Hex, "--kms-ca-sha256");
+            return SHA256.HashData(ca.RawData);
         }
 
-        byte[]? fromConfig = null;
-        if (launchConfig.Length > 0)
-        {
-            try
-            {
-                if (JsonNode.Parse(launchConfig)?["kms_ca_sha256"]?.GetValue<string>() is { } hex)
-                {
-                    fromConfig = ParseHex(hex, "launch configuration kms_ca_sha256");
-                }
-            }
-            catch (System.Text.Json.JsonException e)
-            {
-                throw new AgentException(AgentExitCodes.Usage, $"the launch configuration is not JSON: {e.Message}");
-            }
-        }
-
-        if (fromConfig is not null && fromFlags is not null && !fromConfig.AsSpan().SequenceEqual(fromFlags))
-        {
-            throw new AgentException(AgentExitCodes.Usage, "the KMS CA pin given on the command line differs from the measured launch configuration's");
-        }
-
-        return fromConfig ?? fromFlags ?? throw new AgentException(AgentExitCodes.Usage, "no KMS CA pin: give --kms-ca, --kms-ca-sha256 or kms_ca_sha256 in the launch configuration");
+        return sha256Hex is null ? null : ParseHex(sha256Hex, "--kms-ca-sha256");
     }
 
     private static Uri Url(string text, string what) =>
@@ -145,14 +123,6 @@ public static class AgentCli
             ? url
             : throw new AgentException(AgentExitCodes.Usage, what == "--kms" ? $"--kms must be an https URL, got '{text}'" : $"{what} must be an http(s) URL, got '{text}'");
 
-    private static byte[] ParseHex(string hex, string what)
-    {
-        hex = hex.Trim().Replace(":", "", StringComparison.Ordinal);
-        if (hex.Length != 64 || !hex.All(char.IsAsciiHexDigit))
-        {
-            throw new AgentException(AgentExitCodes.Usage, $"{what} must be 64 hex digits (SHA-256)");
-        }
-
-        return Convert.FromHexString(hex);
-    }
+    private static byte[] ParseHex(string hex, string what) =>
+        Evidence.MeasuredPin.ParseHex(hex) ?? throw new AgentException(AgentExitCodes.Usage, $"{what} must be 64 hex digits (SHA-256)");
 }

@@ -23,4 +23,10 @@ public static class AgentExitCodes
 
     /// <summary>The app did not start or did not answer on its port in time.</summary>
     public const int AppNotReady = 7;
+
+    /// <summary>
+    /// No KMS CA pin in the measured launch configuration (SNP HOST_DATA or TDX MRCONFIGID all zeros, no Gramine
+    /// manifest constant) and <c>--allow-unmeasured-pin</c> not given. Nothing was sent to any KMS.
+    /// </summary>
+    public const int NoMeasuredPin = 8;
 }

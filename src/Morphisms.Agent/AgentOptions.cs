@@ -6,8 +6,15 @@ public sealed record AgentOptions
     /// <summary>The KMS base address (https only: the agent never talks to a KMS it cannot pin).</summary>
     public required Uri Kms { get; init; }
 
-    /// <summary>The pinned KMS CA: SHA-256 of its certificate DER (from the measured launch configuration).</summary>
-    public required byte[] KmsCaSha256 { get; init; }
+    /// <summary>
+    /// The KMS CA pin given on the command line (SHA-256 of the CA certificate DER). It is not measured: the pin the
+    /// agent uses comes from the TEE's measured launch configuration, and this one must agree with it. It is used on its
+    /// own only with <see cref="AllowUnmeasuredPin"/> (or on the simulated TEE). See <see cref="Kms.PinResolver"/>.
+    /// </summary>
+    public byte[]? KmsCaSha256 { get; init; }
+
+    /// <summary>Accept <see cref="KmsCaSha256"/> when the launch configuration carries no measured pin (logged loudly).</summary>
+    public bool AllowUnmeasuredPin { get; init; }
 
     /// <summary>The function this instance runs.</summary>
     public required string Function { get; init; }
@@ -66,8 +73,11 @@ public sealed record AgentOptions
     /// <summary>Where structured log lines (JSON) go; standard error by default.</summary>
     public TextWriter? Log { get; init; }
 
-    /// <summary>The KV path actually used.</summary>
-    public string EffectiveSecretPath => SecretPath ?? $"secret/data/{Function}";
+    /// <summary>
+    /// The KV path of the bundle: <see cref="SecretPath"/> when given explicitly, else the path the KMS named at login
+    /// (<c>data.secret_path</c>: it knows what the function's policy grants), else <c>secret/data/FUNCTION</c>.
+    /// </summary>
+    public string SecretPathFor(Kms.LoginResult login) => SecretPath ?? login.SecretPath ?? $"secret/data/{Function}";
 }
 
 /// <summary>The installation's simulated TEE, for machines without TEE hardware.</summary>
@@ -84,6 +94,9 @@ public sealed record SimulatedTeeOptions
 
     /// <summary>The evidence format: <c>snp</c> or <c>sgx</c>.</summary>
     public string Format { get; init; } = "snp";
+
+    /// <summary>SNP HOST_DATA the simulated host sets at launch (32 bytes; a KMS CA pin, as on hardware), or null for zeros.</summary>
+    public byte[]? HostData { get; init; }
 }
 
 /// <summary>Where the TEE device interfaces live.</summary>
@@ -94,6 +107,12 @@ public sealed record DeviceRoots
 
     /// <summary>The configfs-tsm report directory.</summary>
     public string ConfigFsTsm { get; init; } = "/sys/kernel/config/tsm/report";
+
+    /// <summary>
+    /// A fixed, already existing configfs-tsm report entry to use (and leave in place), or null for a fresh entry per
+    /// agent (removed afterwards). Tests point this at an entry of a fake tree they populated.
+    /// </summary>
+    public string? ConfigFsTsmEntry { get; init; }
 
     /// <summary>The SEV-SNP guest device.</summary>
     public string SevGuest { get; init; } = "/dev/sev-guest";

@@ -7,9 +7,10 @@ namespace Morphisms.Agent.Evidence;
 /// Linux configfs-tsm (<c>/sys/kernel/config/tsm/report</c>) for SEV-SNP (<c>sev_guest</c>) and TDX (<c>tdx_guest</c>):
 /// make a report entry, write <c>inblob</c>, read <c>outblob</c> (and SNP's <c>auxblob</c> certificate table). The
 /// kernel bumps <c>generation</c> on every write; if it changed between our write and our read, another process
-/// wrote the same entry and the outblob may be theirs, so the evidence is rejected.
+/// wrote the same entry and the outblob may be theirs, so the evidence is rejected. The measured KMS CA pin comes from
+/// a report of the same interface: SNP HOST_DATA or TDX MRCONFIGID.
 /// </summary>
-public sealed class ConfigFsTsmEvidenceProvider(string root, string expectedProvider) : IEvidenceProvider
+public sealed class ConfigFsTsmEvidenceProvider(string root, string expectedProvider) : IEvidenceProvider, IMeasuredPinSource
 {
     /// <summary>The provider name for SEV-SNP guests.</summary>
     public const string SevGuest = "sev_guest";
@@ -33,6 +34,21 @@ public sealed class ConfigFsTsmEvidenceProvider(string root, string expectedProv
     public async Task<TeeEvidence> GetEvidenceAsync(ReadOnlyMemory<byte> reportData, CancellationToken ct)
     {
         ReportDataCheck.RequireLength(reportData);
+        var (outblob, auxblob) = await ReportAsync(reportData, ct).ConfigureAwait(false);
+        return expectedProvider == SevGuest ? Snp(outblob, auxblob, reportData) : Tdx(outblob, reportData);
+    }
+
+    /// <inheritdoc />
+    public async Task<MeasuredPin> ReadKmsCaPinAsync(CancellationToken ct)
+    {
+        // HOST_DATA and MRCONFIGID are fixed for the life of the guest, so any report of ours carries them: the report
+        // data is irrelevant here (zeros), and a report answering someone else's request would carry the same values.
+        var (outblob, _) = await ReportAsync(new byte[64], ct).ConfigureAwait(false);
+        return expectedProvider == SevGuest ? MeasuredPin.FromSnpReport(outblob, "configfs-tsm") : MeasuredPin.FromTdxQuote(outblob, "configfs-tsm");
+    }
+
+    private async Task<(byte[] Outblob, byte[] Auxblob)> ReportAsync(ReadOnlyMemory<byte> reportData, CancellationToken ct)
+    {
         var entry = Path.Combine(root, EntryName);
         Directory.CreateDirectory(entry);
         try
@@ -54,7 +70,7 @@ public sealed class ConfigFsTsmEvidenceProvider(string root, string expectedProv
                 throw new EvidenceException($"configfs-tsm: generation changed from {generation.Trim()} to {after.Trim()} while reading: another writer used entry {EntryName}");
             }
 
-            return expectedProvider == SevGuest ? Snp(outblob, auxblob, reportData) : Tdx(outblob, reportData);
+            return (outblob, auxblob);
         }
         finally
         {

@@ -25,10 +25,10 @@ public static class EvidenceProviders
             case "gramine":
                 return new GramineEvidenceProvider(devices.Gramine);
             case "tdx":
-                return new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, ConfigFsTsmEvidenceProvider.TdxGuest);
+                return ConfigFsTsm(devices, ConfigFsTsmEvidenceProvider.TdxGuest);
             case "snp":
                 return ConfigFsTsmEvidenceProvider.IsPresent(devices.ConfigFsTsm)
-                    ? new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, ConfigFsTsmEvidenceProvider.SevGuest)
+                    ? ConfigFsTsm(devices, ConfigFsTsmEvidenceProvider.SevGuest)
                     : new SevGuestEvidenceProvider(devices.SevGuest);
             case "sim":
                 var sim = options.Simulated;
@@ -37,11 +37,21 @@ public static class EvidenceProviders
                     throw new AgentException(AgentExitCodes.Usage, "--tee sim needs --sim-dir (the simulated TEE's state) and --bundle (the measured function bundle)");
                 }
 
+                if (sim.HostData is { } hostData && (hostData.Length != 32 || sim.Format == "sgx"))
+                {
+                    throw new AgentException(AgentExitCodes.Usage, "--sim-host-data is 32 bytes (64 hex digits) and applies to --sim-format snp only");
+                }
+
                 var authority = SimulatedTeeAuthority.LoadOrCreate(sim.AuthorityDirectory, options.Time);
                 owned = authority;
-                return SimulatedEvidenceProvider.Measure(authority, sim.BundleDirectory, launchConfig, sim.Format);
+                return SimulatedEvidenceProvider.Measure(authority, sim.BundleDirectory, launchConfig, sim.Format, sim.HostData);
             default:
                 throw new AgentException(AgentExitCodes.Usage, $"unknown --tee '{tee}': expected sim, gramine, snp, tdx or auto");
         }
     }
+
+    private static ConfigFsTsmEvidenceProvider ConfigFsTsm(DeviceRoots devices, string provider) =>
+        devices.ConfigFsTsmEntry is { } entry
+            ? new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, provider) { EntryName = entry, RemoveEntry = false }
+            : new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, provider);
 }

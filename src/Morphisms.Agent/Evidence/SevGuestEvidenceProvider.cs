@@ -6,9 +6,10 @@ namespace Morphisms.Agent.Evidence;
 /// <summary>
 /// SEV-SNP through <c>/dev/sev-guest</c> (SNP_GET_EXT_REPORT, falling back to SNP_GET_REPORT), for kernels without
 /// configfs-tsm. UNTESTED ON HARDWARE: the struct marshalling is unit-tested, and the ioctl path is exercised only
-/// against devices that are not SNP guests (where it fails cleanly).
+/// against devices that are not SNP guests (where it fails cleanly). The measured KMS CA pin is HOST_DATA of a plain
+/// report.
 /// </summary>
-public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 0) : IEvidenceProvider
+public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 0) : IEvidenceProvider, IMeasuredPinSource
 {
     private const int PageSize = 4096;
 
@@ -22,23 +23,35 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
     public Task<TeeEvidence> GetEvidenceAsync(ReadOnlyMemory<byte> reportData, CancellationToken ct)
     {
         ReportDataCheck.RequireLength(reportData);
-        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
-        try
-        {
-            handle = File.OpenHandle(device, FileMode.Open, FileAccess.ReadWrite);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new EvidenceException($"sev-guest: cannot open {device}: {e.Message}", e);
-        }
-
-        using (handle)
+        using (var handle = Open())
         {
             var fd = (int)handle.DangerousGetHandle();
             var (report, certificates) = ExtendedReport(fd, reportData.Span);
             var parsed = SnpReport.Parse(report);
             ReportDataCheck.RequireMatch(parsed.ReportData.Span, reportData, "sev-guest");
             return Task.FromResult(new TeeEvidence("snp", report, SnpCertTable.SigningKeyCertificate(certificates)));
+        }
+    }
+
+    /// <inheritdoc />
+    public Task<MeasuredPin> ReadKmsCaPinAsync(CancellationToken ct)
+    {
+        // HOST_DATA is the same in every report of this guest, so the report data does not matter, and the plain
+        // request suffices: the certificates the extended one adds are not needed to read a field.
+        using var handle = Open();
+        var report = PlainReport((int)handle.DangerousGetHandle(), new byte[64]);
+        return Task.FromResult(MeasuredPin.FromSnpReport(report, "sev-guest"));
+    }
+
+    private Microsoft.Win32.SafeHandles.SafeFileHandle Open()
+    {
+        try
+        {
+            return File.OpenHandle(device, FileMode.Open, FileAccess.ReadWrite);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new EvidenceException($"sev-guest: cannot open {device}: {e.Message}", e);
         }
     }
 

@@ -49,17 +49,7 @@ public sealed class KmsClient : IDisposable
     public async Task<LoginResult> LoginAsync(JsonObject request, CancellationToken ct)
     {
         var body = await SendAsync(HttpMethod.Post, "auth/attest/login", request, null, ct).ConfigureAwait(false);
-        var auth = body["auth"] as JsonObject ?? throw new InvalidDataException("login response without auth");
-        var data = body["data"] as JsonObject;
-        var metadata = auth["metadata"] as JsonObject;
-        return new LoginResult(
-            auth["client_token"]?.GetValue<string>() ?? throw new InvalidDataException("login response without auth.client_token"),
-            TimeSpan.FromSeconds(auth["lease_duration"]?.GetValue<long>() ?? 0),
-            auth["renewable"]?.GetValue<bool>() ?? false,
-            data?["certificate"]?.GetValue<string>() ?? "",
-            (data?["ca_chain"] as JsonArray)?.Select(n => n!.GetValue<string>()).ToList() ?? [],
-            metadata?["revision"]?.ToString(),
-            metadata?["measurement"]?.GetValue<string>());
+        return LoginResult.Parse(body);
     }
 
     /// <summary>Renews the token; returns the new TTL (capped by the max TTL, which is how the agent sees it coming).</summary>

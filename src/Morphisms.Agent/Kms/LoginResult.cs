@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+
 namespace Morphisms.Agent.Kms;
 
 /// <summary>A successful attest-login.</summary>
@@ -8,8 +10,41 @@ namespace Morphisms.Agent.Kms;
 /// <param name="CaChainPem">The certificate's CA chain.</param>
 /// <param name="Revision">The function revision whose reference values matched.</param>
 /// <param name="Measurement">The measurement the KMS attested (hex).</param>
+/// <param name="SecretPath">The KV v2 path of the function's bundle when the KMS names it (<c>data.secret_path</c>).</param>
 public sealed record LoginResult(
-    string Token, TimeSpan LeaseDuration, bool Renewable, string CertificatePem, IReadOnlyList<string> CaChainPem, string? Revision, string? Measurement);
+    string Token, TimeSpan LeaseDuration, bool Renewable, string CertificatePem, IReadOnlyList<string> CaChainPem, string? Revision, string? Measurement,
+    string? SecretPath = null)
+{
+    /// <summary>
+    /// Parses an attest-login response body. <c>data.secret_path</c> is optional (older KMS versions omit it); when
+    /// present it must be a plain relative KV path, because it is spliced into the request URL.
+    /// </summary>
+    public static LoginResult Parse(JsonObject body)
+    {
+        var auth = body["auth"] as JsonObject ?? throw new InvalidDataException("login response without auth");
+        var data = body["data"] as JsonObject;
+        var metadata = auth["metadata"] as JsonObject;
+        var secretPath = data?["secret_path"] is JsonValue path && path.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
+        if (secretPath is not null && !IsKvPath(secretPath))
+        {
+            throw new AgentException(AgentExitCodes.Secrets, $"the KMS named a secret path that is not a KV path: '{secretPath}'");
+        }
+
+        return new LoginResult(
+            auth["client_token"]?.GetValue<string>() ?? throw new InvalidDataException("login response without auth.client_token"),
+            TimeSpan.FromSeconds(auth["lease_duration"]?.GetValue<long>() ?? 0),
+            auth["renewable"]?.GetValue<bool>() ?? false,
+            data?["certificate"]?.GetValue<string>() ?? "",
+            (data?["ca_chain"] as JsonArray)?.Select(n => n!.GetValue<string>()).ToList() ?? [],
+            metadata?["revision"]?.ToString(),
+            metadata?["measurement"]?.GetValue<string>(),
+            secretPath);
+    }
+
+    private static bool IsKvPath(string path) =>
+        path.Split('/') is var segments && segments.Length >= 2
+        && segments.All(s => s.Length > 0 && s != "." && s != ".." && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'));
+}
 
 /// <summary>One version of the secret bundle as read from KV v2.</summary>
 /// <param name="Version">The KV version.</param>

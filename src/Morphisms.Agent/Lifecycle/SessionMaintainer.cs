@@ -129,7 +129,7 @@ public sealed class SessionMaintainer(
 
     private async Task RefreshSecretsAsync(CancellationToken ct)
     {
-        var secret = await kms.ReadKvAsync(options.EffectiveSecretPath, _current.Login.Token, ct).ConfigureAwait(false);
+        var secret = await kms.ReadKvAsync(options.SecretPathFor(_current.Login), _current.Login.Token, ct).ConfigureAwait(false);
         if (secret.Version <= _secretVersion)
         {
             return;

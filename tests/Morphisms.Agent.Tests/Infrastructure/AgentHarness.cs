@@ -47,8 +47,8 @@ public sealed class AgentHarness : IDisposable
     /// <summary>The simulated SNP measurement of the bundle and launch configuration.</summary>
     public byte[] Measurement => SimulatedMeasurement.ForSnp(BundleDir, LaunchConfig);
 
-    /// <summary>Options for an agent against <paramref name="kms"/> with <paramref name="pin"/>.</summary>
-    public AgentOptions Options(Uri kms, byte[] pin, TextWriter log) => new()
+    /// <summary>Options for an agent against <paramref name="kms"/> with the command-line <paramref name="pin"/> (null: none).</summary>
+    public AgentOptions Options(Uri kms, byte[]? pin, TextWriter log) => new()
     {
         Kms = kms,
         KmsCaSha256 = pin,

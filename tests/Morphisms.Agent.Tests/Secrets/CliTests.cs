@@ -9,7 +9,7 @@ public sealed class CliTests
     [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--kms-ca-sha256", "00")]
     [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sev", "--kms-ca-sha256", "00", "--", "app")]
     [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--kms-ca-sha256", "not-hex", "--", "app")]
-    [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--", "app")]
+    [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sim", "--sim-host-data", "xyz", "--", "app")]
     public async Task UsageErrors_ExitTwo(params string[] args)
     {
         var stderr = new StringWriter();
@@ -25,5 +25,19 @@ public sealed class CliTests
             ["--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sim", "--kms-ca-sha256", new string('a', 64), "--", "app"], TextWriter.Null, stderr, default);
         Assert.Equal(AgentExitCodes.Usage, code);
         Assert.Contains("--sim-dir", stderr.ToString());
+    }
+
+    [Fact]
+    public async Task NoPinAnywhere_ExitsNoMeasuredPin_BeforeContactingTheKms()
+    {
+        // A missing pin is no longer a usage error: it may come from the TEE, so the agent asks the TEE first.
+        using var harness = new AgentHarness("pinless");
+        var stderr = new StringWriter();
+        var code = await AgentCli.RunAsync(
+            ["--kms", "https://127.0.0.1:1", "--function", "pinless", "--tee", "sim", "--sim-dir", harness.SimDir, "--bundle", harness.BundleDir, "--", "app"],
+            TextWriter.Null, stderr, default);
+        Assert.Equal(AgentExitCodes.NoMeasuredPin, code);
+        Assert.Contains("no KMS CA pin", stderr.ToString());
+        Assert.DoesNotContain("unreachable", stderr.ToString());
     }
 }

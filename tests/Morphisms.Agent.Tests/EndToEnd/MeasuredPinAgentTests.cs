@@ -1,0 +1,100 @@
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Morphisms.Agent.Evidence;
+using Morphisms.Agent.Tests.Evidence;
+
+namespace Morphisms.Agent.Tests.EndToEnd;
+
+/// <summary>
+/// The whole agent taking its KMS CA pin from the measured launch configuration: an SNP guest on a fake configfs-tsm
+/// tree (refusals happen before the KMS is contacted), and a full cold start whose only pin is simulated HOST_DATA.
+/// </summary>
+public sealed class MeasuredPinAgentTests
+{
+    private const string Entry = "entry0";
+
+    private static AgentOptions SnpOptions(AgentHarness harness, FakeDeviceTree tree, byte[]? commandLinePin, LogSink log) =>
+        harness.Options(new Uri($"https://127.0.0.1:{AgentHarness.FreePort()}"), commandLinePin, log) with
+        {
+            Tee = "snp",
+            Devices = new DeviceRoots { ConfigFsTsm = tree.Root, ConfigFsTsmEntry = Entry, SevGuest = "/nonexistent" },
+        };
+
+    [VectorFact]
+    public async Task Snp_ZeroHostData_RefusesTheCommandLinePin_WithoutContactingTheKms()
+    {
+        using var harness = new AgentHarness("zero-host-data");
+        using var tree = MeasuredPinTests.ConfigFsTree("sev_guest", TestVectors.Read("snp", "gosevguest_milan_v2_report.bin"), Entry);
+        var log = new LogSink();
+
+        var code = await new Agent(SnpOptions(harness, tree, RandomNumberGenerator.GetBytes(32), log), harness.LaunchConfig).RunAsync(default);
+
+        Assert.Equal(AgentExitCodes.NoMeasuredPin, code);
+        Assert.Contains("HOST_DATA is all zeros", log.Text);
+        Assert.Contains("--allow-unmeasured-pin", log.Text);
+        Assert.DoesNotContain("unreachable", log.Text);
+        Assert.False(File.Exists(harness.Marker));
+    }
+
+    [VectorFact]
+    public async Task Snp_ZeroHostData_AllowUnmeasured_UsesTheCommandLinePinLoudly()
+    {
+        using var harness = new AgentHarness("allowed");
+        using var tree = MeasuredPinTests.ConfigFsTree("sev_guest", TestVectors.Read("snp", "gosevguest_milan_v2_report.bin"), Entry);
+        var log = new LogSink();
+        var pin = RandomNumberGenerator.GetBytes(32);
+
+        // Past the pin the agent goes to the KMS, which is not there: exit 4 proves the pin was accepted.
+        var code = await new Agent(SnpOptions(harness, tree, pin, log) with { AllowUnmeasuredPin = true }, harness.LaunchConfig).RunAsync(default);
+
+        Assert.Equal(AgentExitCodes.KmsUnavailable, code);
+        Assert.Contains("\"event\":\"unmeasured_pin\"", log.Text);
+        Assert.Contains(Convert.ToHexStringLower(pin), log.Text);
+        Assert.Contains("command line (unmeasured)", log.Text);
+    }
+
+    [Fact]
+    public async Task Snp_HostDataPin_IsUsed_AndAContradictingCommandLinePinIsRefused()
+    {
+        using var harness = new AgentHarness("host-data");
+        var pin = RandomNumberGenerator.GetBytes(32);
+        using var tree = MeasuredPinTests.ConfigFsTree("sev_guest", MeasuredPinTests.SnpReportWithHostData(pin), Entry);
+
+        var log = new LogSink();
+        var code = await new Agent(SnpOptions(harness, tree, null, log), harness.LaunchConfig).RunAsync(default);
+        Assert.Equal(AgentExitCodes.KmsUnavailable, code);
+        var start = log.Text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!).Single(l => l["event"]!.GetValue<string>() == "start");
+        Assert.Equal(Convert.ToHexStringLower(pin), start["kms_ca_sha256"]!.GetValue<string>());
+        Assert.Equal("configfs-tsm SNP HOST_DATA", start["kms_ca_pin_source"]!.GetValue<string>());
+
+        var contradicted = new LogSink();
+        code = await new Agent(SnpOptions(harness, tree, RandomNumberGenerator.GetBytes(32), contradicted) with { AllowUnmeasuredPin = true }, harness.LaunchConfig).RunAsync(default);
+        Assert.Equal(AgentExitCodes.Usage, code);
+        Assert.Contains("differs from the measured one", contradicted.Text);
+        Assert.DoesNotContain("unreachable", contradicted.Text);
+        Assert.False(File.Exists(harness.Marker));
+    }
+
+    [Fact]
+    public async Task ColdStart_WithTheOnlyPinInSimulatedHostData()
+    {
+        using var harness = new AgentHarness("measured");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("measured", harness.Measurement);
+        await kms.PutBundleAsync("measured", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "pinned by the launch" } });
+        var log = new LogSink();
+        var options = harness.Options(kms.Server.BaseAddress!, null, log);
+        options = options with { Simulated = options.Simulated with { HostData = kms.Pin } };
+        var agent = new Agent(options, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal("pinned by the launch", File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")));
+        Assert.Contains("simulated SNP HOST_DATA", log.Text);
+        Assert.DoesNotContain("unmeasured_pin", log.Text);
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+}

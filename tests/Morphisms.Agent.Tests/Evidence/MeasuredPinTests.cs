@@ -1,0 +1,169 @@
+using System.Security.Cryptography;
+using System.Text;
+using Morphisms.Agent.Evidence;
+using Morphisms.Attestation.Abi.Dcap;
+using Morphisms.Attestation.Abi.Snp;
+using Morphisms.Attestation.Simulated;
+
+namespace Morphisms.Agent.Tests.Evidence;
+
+/// <summary>
+/// The measured KMS CA pin as each provider reads it: SNP HOST_DATA and TDX MRCONFIGID from fake configfs-tsm trees
+/// (real captured reports, which carry none, and synthetic ones that do), the Gramine manifest variable, and the
+/// simulated TEE.
+/// </summary>
+public sealed class MeasuredPinTests
+{
+    private const string Entry = "entry0";
+
+    /// <summary>A simulated SNP report whose HOST_DATA is <paramref name="hostData"/>.</summary>
+    public static byte[] SnpReportWithHostData(byte[] hostData)
+    {
+        using var authority = SimulatedTeeAuthority.Create(TimeProvider.System);
+        return authority.CreateSnpReport(new SimulatedSnpReportRequest
+        {
+            ReportData = RandomNumberGenerator.GetBytes(64),
+            Measurement = SHA384.HashData("some build"u8),
+            HostData = hostData,
+        });
+    }
+
+    /// <summary>A fake configfs-tsm tree whose entry answers with <paramref name="outblob"/>.</summary>
+    public static FakeDeviceTree ConfigFsTree(string provider, byte[] outblob, string entry = Entry)
+    {
+        var tree = new FakeDeviceTree();
+        tree.Write($"{entry}/provider", provider + "\n");
+        tree.Write($"{entry}/generation", "1\n");
+        tree.Write($"{entry}/outblob", outblob);
+        return tree;
+    }
+
+    /// <summary>A copy of a real TDX quote with MRCONFIGID replaced (the quote signature no longer verifies; the agent never checks it).</summary>
+    public static byte[] WithMrConfigId(byte[] quote, byte[] mrConfigId)
+    {
+        // Header 48 bytes, then (v5 only) body type u16 + body size u32; MRCONFIGID follows TEE_TCB_SVN, MRSEAM,
+        // MRSIGNERSEAM, SEAMATTRIBUTES, TDATTRIBUTES, XFAM and MRTD in the TD report body: offset 184.
+        var copy = quote.ToArray();
+        var body = BitConverter.ToUInt16(copy, 0) == 5 ? 48 + 6 : 48;
+        mrConfigId.CopyTo(copy, body + 184);
+        Assert.Equal(mrConfigId, DcapQuote.Parse(copy).TdBody!.MrConfigId.ToArray());
+        return copy;
+    }
+
+    private static ConfigFsTsmEvidenceProvider Provider(FakeDeviceTree tree, string provider) =>
+        new(tree.Root, provider) { EntryName = Entry, RemoveEntry = false };
+
+    [Fact]
+    public async Task Snp_HostDataIsThePin()
+    {
+        var pin = RandomNumberGenerator.GetBytes(32);
+        using var tree = ConfigFsTree("sev_guest", SnpReportWithHostData(pin));
+
+        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.SevGuest).ReadKmsCaPinAsync(default);
+
+        Assert.Equal(pin, measured.Sha256);
+        Assert.Contains("SNP HOST_DATA", measured.Source);
+        Assert.False(measured.Simulated);
+
+        // Any report data will do for reading a launch-time field; the provider asks with zeros.
+        Assert.Equal(new byte[64], File.ReadAllBytes(Path.Combine(tree.Root, Entry, "inblob")));
+    }
+
+    [VectorTheory]
+    [InlineData("gosevguest_milan_v2_report.bin")]
+    [InlineData("trustee_milan_v2_report.bin")]
+    public async Task Snp_RealReportsWithZeroHostData_CarryNoPin(string vector)
+    {
+        var report = TestVectors.Read("snp", vector);
+        Assert.False(SnpReport.Parse(report).HostData.Span.ContainsAnyExcept((byte)0));
+        using var tree = ConfigFsTree("sev_guest", report);
+
+        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.SevGuest).ReadKmsCaPinAsync(default);
+
+        Assert.Null(measured.Sha256);
+        Assert.Contains("all zeros", measured.Source);
+    }
+
+    [VectorTheory]
+    [InlineData("trustee_emr_90c06f000000_v5_quote.bin")]
+    [InlineData("gotdxguest_gcp_spr_00806f050000_v4_quote_8000.bin")]
+    public async Task Tdx_MrConfigIdPrefixIsThePin_RealQuotesCarryNone(string vector)
+    {
+        var quote = TestVectors.Read("tdx", vector);
+        using (var real = ConfigFsTree("tdx_guest", quote))
+        {
+            var none = await Provider(real, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default);
+            Assert.Null(none.Sha256);
+            Assert.Contains("MRCONFIGID is all zeros", none.Source);
+        }
+
+        var pin = RandomNumberGenerator.GetBytes(32);
+        using var tree = ConfigFsTree("tdx_guest", WithMrConfigId(quote, [.. pin, .. new byte[16]]));
+        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default);
+        Assert.Equal(pin, measured.Sha256);
+        Assert.Contains("TDX MRCONFIGID", measured.Source);
+    }
+
+    [VectorFact]
+    public async Task Tdx_MrConfigIdWithANonZeroTail_IsNotAPin()
+    {
+        // A full 48-byte value (another scheme's SHA-384, say): taking its first 32 bytes as a pin would trust an accident.
+        var quote = WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), SHA384.HashData("initdata"u8));
+        using var tree = ConfigFsTree("tdx_guest", quote);
+        var e = await Assert.ThrowsAsync<EvidenceException>(() => Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default));
+        Assert.Contains("not a Morphisms KMS CA pin", e.Message);
+    }
+
+    [Fact]
+    public async Task SevGuest_PinReadOnANonSnpDevice_FailsCleanly()
+    {
+        var e = await Assert.ThrowsAsync<EvidenceException>(() => new SevGuestEvidenceProvider("/dev/null").ReadKmsCaPinAsync(default));
+        Assert.Contains("SNP_GET_REPORT failed", e.Message);
+    }
+
+    [Fact]
+    public async Task Gramine_ManifestVariableIsThePin()
+    {
+        var pin = RandomNumberGenerator.GetBytes(32);
+        using var tree = new FakeDeviceTree();
+        var env = new Dictionary<string, string?> { [GramineEvidenceProvider.PinVariable] = Convert.ToHexString(pin) };
+
+        var measured = await new GramineEvidenceProvider(tree.Root, name => env.GetValueOrDefault(name)).ReadKmsCaPinAsync(default);
+        Assert.Equal(pin, measured.Sha256);
+        Assert.Contains("loader.env.MORPH_KMS_CA_SHA256", measured.Source);
+
+        env.Clear();
+        var none = await new GramineEvidenceProvider(tree.Root, name => env.GetValueOrDefault(name)).ReadKmsCaPinAsync(default);
+        Assert.Null(none.Sha256);
+
+        // A malformed manifest value is a broken build, never "no pin" (which could fall back to the command line).
+        env[GramineEvidenceProvider.PinVariable] = "abc";
+        await Assert.ThrowsAsync<EvidenceException>(() => new GramineEvidenceProvider(tree.Root, name => env.GetValueOrDefault(name)).ReadKmsCaPinAsync(default));
+    }
+
+    [Fact]
+    public async Task Simulated_LaunchConfigThenHostData_AndTheyMustAgree()
+    {
+        using var authority = SimulatedTeeAuthority.Create(TimeProvider.System);
+        var measurement = SHA384.HashData("bundle"u8);
+        var a = RandomNumberGenerator.GetBytes(32);
+        var b = RandomNumberGenerator.GetBytes(32);
+        byte[] Config(byte[] pin) => Encoding.UTF8.GetBytes($$"""{"kms_ca_sha256":"{{Convert.ToHexStringLower(pin)}}"}""");
+
+        var fromConfig = await new SimulatedEvidenceProvider(authority, measurement, "snp", null, Config(a)).ReadKmsCaPinAsync(default);
+        Assert.Equal(a, fromConfig.Sha256);
+        Assert.True(fromConfig.Simulated);
+
+        var fromHostData = await new SimulatedEvidenceProvider(authority, measurement, "snp", a, "{}"u8.ToArray()).ReadKmsCaPinAsync(default);
+        Assert.Equal(a, fromHostData.Sha256);
+        Assert.Contains("SNP HOST_DATA", fromHostData.Source);
+
+        Assert.Equal(a, (await new SimulatedEvidenceProvider(authority, measurement, "snp", a, Config(a)).ReadKmsCaPinAsync(default)).Sha256);
+        var e = await Assert.ThrowsAsync<AgentException>(() => new SimulatedEvidenceProvider(authority, measurement, "snp", b, Config(a)).ReadKmsCaPinAsync(default));
+        Assert.Equal(AgentExitCodes.Usage, e.ExitCode);
+
+        var none = await new SimulatedEvidenceProvider(authority, measurement, "sgx").ReadKmsCaPinAsync(default);
+        Assert.Null(none.Sha256);
+        Assert.True(none.Simulated);
+    }
+}
