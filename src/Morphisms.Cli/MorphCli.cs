@@ -12,6 +12,7 @@ public static class MorphCli
         var root = new RootCommand("Morphisms: confidential serverless functions in TEEs (SEV-SNP, SGX, TDX).");
         root.Subcommands.Add(EvidenceCommand.Create(stdout, stderr));
         root.Subcommands.Add(Commands.Kms.KmsCommand.Create(stdout, stderr));
+        Commands.Serving.ServingCommands.Create(stdout, stderr).ToList().ForEach(root.Subcommands.Add);
         return root;
     }
 

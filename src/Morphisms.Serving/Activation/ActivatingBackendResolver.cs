@@ -30,7 +30,7 @@ public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstanc
         try
         {
             var endpoint = await instances.WaitAsync(revision, options.MaxQueuedPerRevision, options.RetryAfter, timeout.Token).ConfigureAwait(false);
-            return new BackendTarget(revision, endpoint);
+            return new BackendTarget(revision, endpoint, Held: true);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

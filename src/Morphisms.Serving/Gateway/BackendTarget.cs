@@ -4,8 +4,9 @@ namespace Morphisms.Serving.Gateway;
 
 /// <summary>Where a connection for a host name goes: an instance of a revision.</summary>
 /// <param name="Revision">The revision the instance belongs to (for concurrency accounting).</param>
-/// <param name="Endpoint">The instance's TLS port (its TLS terminator runs inside the TEE).</param>
-public sealed record BackendTarget(string Revision, IPEndPoint Endpoint);
+/// <param name="Endpoint">The instance's TLS port (its TLS terminator runs inside the TEE); in HTTP mode its plain port.</param>
+/// <param name="Held">True when the request waited at the activator for an instance (a cold start, as the client saw it).</param>
+public sealed record BackendTarget(string Revision, IPEndPoint Endpoint, bool Held = false);
 
 /// <summary>
 /// Picks the instance for a host name. An implementation may wait — that is where the activator

@@ -16,14 +16,16 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     private readonly SniGatewayOptions _options;
     private readonly IBackendResolver _resolver;
     private readonly RevisionConcurrency _concurrency;
+    private readonly IGatewayObserver? _observer;
     private readonly TcpListener _listener;
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _slots;
     private Task? _acceptLoop;
 
-    /// <summary>Creates the gateway; call <see cref="Start"/> to listen.</summary>
-    public SniPassthroughGateway(SniGatewayOptions options, IBackendResolver resolver, RevisionConcurrency concurrency)
+    /// <summary>Creates the gateway; call <see cref="Start"/> to listen. <paramref name="observer"/> receives per-connection events for metrics.</summary>
+    public SniPassthroughGateway(SniGatewayOptions options, IBackendResolver resolver, RevisionConcurrency concurrency, IGatewayObserver? observer = null)
     {
+        _observer = observer;
         _options = options;
         _resolver = resolver;
         _concurrency = concurrency;
@@ -103,6 +105,7 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     private async Task ServeAsync(TcpClient client, CancellationToken stopping)
     {
         using var _ = client;
+        var accepted = System.Diagnostics.Stopwatch.GetTimestamp();
         client.NoDelay = true;
         var downstream = client.GetStream();
         var (status, serverName, prefix) = await ReadClientHelloAsync(downstream, stopping).ConfigureAwait(false);
@@ -135,14 +138,19 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
         {
             // No instance in time, or the activator's queue is full: TLS has not started, so closing is all we can say.
             Interlocked.Increment(ref _refusedForBackend);
+            _observer?.Refused(serverName, (e as Activation.ActivatorOverloadedException)?.Revision);
             return;
         }
 
         using var inFlight = _concurrency.Begin(target.Revision);
+        _observer?.Forwarded(target);
         var upstream = backend.GetStream();
         await upstream.WriteAsync(prefix, stopping).ConfigureAwait(false);
-        var toBackend = PumpAsync(downstream, upstream, backend.Client, stopping);
-        var toClient = PumpAsync(upstream, downstream, client.Client, stopping);
+        var toBackend = PumpAsync(downstream, upstream, backend.Client, null, stopping);
+        Action? firstByte = target.Held && _observer is { } observer
+            ? () => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted))
+            : null;
+        var toClient = PumpAsync(upstream, downstream, client.Client, firstByte, stopping);
         await Task.WhenAll(toBackend, toClient).ConfigureAwait(false);
     }
 
@@ -186,10 +194,24 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
         }
     }
 
-    private static async Task PumpAsync(NetworkStream from, NetworkStream to, Socket toSocket, CancellationToken stopping)
+    private static async Task PumpAsync(NetworkStream from, NetworkStream to, Socket toSocket, Action? firstByte, CancellationToken stopping)
     {
         try
         {
+            if (firstByte is not null)
+            {
+                // The first bytes back from the instance (its ServerHello) end the cold start the client saw.
+                var buffer = new byte[16 * 1024];
+                var read = await from.ReadAsync(buffer, stopping).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return;
+                }
+
+                firstByte();
+                await to.WriteAsync(buffer.AsMemory(0, read), stopping).ConfigureAwait(false);
+            }
+
             await from.CopyToAsync(to, 16 * 1024, stopping).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)

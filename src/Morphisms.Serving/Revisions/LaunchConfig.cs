@@ -11,8 +11,12 @@ namespace Morphisms.Serving.Revisions;
 /// </summary>
 public static class LaunchConfig
 {
-    /// <summary>The canonical launch configuration of <paramref name="spec"/>.</summary>
-    public static byte[] For(FunctionSpec spec)
+    /// <summary>
+    /// The canonical launch configuration of <paramref name="spec"/>. <paramref name="kmsCaSha256"/> (hex SHA-256
+    /// of the KMS CA the agent pins) is written as <c>kms_ca_sha256</c>: the agent reads its pin from here, so the
+    /// pin is measured and a host that points instances at another KMS changes their measurement.
+    /// </summary>
+    public static byte[] For(FunctionSpec spec, string? kmsCaSha256 = null)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -33,6 +37,11 @@ public static class LaunchConfig
 
             json.WriteEndObject();
             json.WriteString("function", spec.Name);
+            if (kmsCaSha256 is not null)
+            {
+                json.WriteString("kms_ca_sha256", kmsCaSha256.ToLowerInvariant());
+            }
+
             json.WriteNumber("port", spec.Port);
             if (spec.Secrets is { } secrets)
             {

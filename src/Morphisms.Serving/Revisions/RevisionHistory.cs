@@ -24,16 +24,19 @@ public sealed class RevisionHistory(string function)
     /// <summary>The newest revision, or null before the first deploy.</summary>
     public Revision? Latest => _revisions.Count == 0 ? null : _revisions[^1].Revision;
 
-    /// <summary>Applies <paramref name="spec"/>: returns the revision that now represents it and whether it is new.</summary>
+    /// <summary>
+    /// Applies <paramref name="spec"/>: returns the revision that now represents it and whether it is new.
+    /// <paramref name="kmsCaSha256"/> is the KMS CA pin written into (and measured with) the launch configuration.
+    /// </summary>
     /// <exception cref="ArgumentException">The spec is for another function.</exception>
-    public (Revision Revision, bool Created) Apply(FunctionSpec spec, DateTimeOffset now)
+    public (Revision Revision, bool Created) Apply(FunctionSpec spec, DateTimeOffset now, string? kmsCaSha256 = null)
     {
         if (spec.Name != Function)
         {
             throw new ArgumentException($"spec is for {spec.Name}, not {Function}", nameof(spec));
         }
 
-        var launchConfig = LaunchConfig.For(spec);
+        var launchConfig = LaunchConfig.For(spec, kmsCaSha256);
         var measurement = Hex.Of(spec.Tee == FunctionTee.Sgx
             ? SimulatedMeasurement.ForSgx(spec.Bundle, launchConfig)
             : SimulatedMeasurement.ForSnp(spec.Bundle, launchConfig));

@@ -42,7 +42,7 @@ public class ActivatorTests
         var endpoint = new IPEndPoint(IPAddress.Loopback, 12345);
         instances.SetReady("hello-00001", [endpoint]);
         var target = await pending.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(new BackendTarget("hello-00001", endpoint), target);
+        Assert.Equal(new BackendTarget("hello-00001", endpoint, Held: true), target);
         Assert.Equal(0, instances.Queued("hello-00001"));
     }
 

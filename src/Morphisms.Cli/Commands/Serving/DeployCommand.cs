@@ -1,0 +1,33 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Cli.Commands.Serving;
+
+/// <summary><c>morph deploy DIR|SPEC</c>: apply a function spec (a new revision when anything but traffic changed).</summary>
+public static class DeployCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var path = new Argument<string>("path") { Description = "A function directory (with function.yaml) or a spec file." };
+        var command = new Command("deploy", "Deploy a function: create a revision, register its measurement with the KMS, route traffic.") { path };
+        ServingControl.Set(command, stdout, stderr, async (parse, http, json, ct) =>
+        {
+            // The host runs on this machine and reads the spec itself; send an absolute path so relative bundles resolve.
+            var result = await ServingControl.SendAsync(http, HttpMethod.Post, "v1/functions", new JsonObject { ["path"] = Path.GetFullPath(parse.GetValue(path)!) }, ct);
+            if (json)
+            {
+                await ServingControl.PrintJsonAsync(stdout, result);
+                return ExitCodes.Ok;
+            }
+
+            var created = result?["created"]?.GetValue<bool>() == true;
+            await stdout.WriteLineAsync($"{result?["function"]}: revision {result?["revision"]}{(created ? " created" : " unchanged")}");
+            await stdout.WriteLineAsync($"  host         {result?["host"]}");
+            await stdout.WriteLineAsync($"  measurement  {result?["measurement"]}");
+            await stdout.WriteLineAsync($"  kms          {result?["kms"]}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

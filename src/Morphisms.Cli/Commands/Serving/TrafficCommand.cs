@@ -1,0 +1,71 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Cli.Commands.Serving;
+
+/// <summary><c>morph traffic FN REV=PERCENT… [--tag REV=TAG]</c>: replace a function's traffic split.</summary>
+public static class TrafficCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var function = new Argument<string>("function") { Description = "The function." };
+        var split = new Argument<string[]>("split") { Description = "REVISION=PERCENT pairs summing to 100 (REVISION may be 'latest').", Arity = ArgumentArity.OneOrMore };
+        var tags = new Option<string[]>("--tag") { Description = "REVISION=TAG: the revision also answers at TAG-FUNCTION.DOMAIN.", AllowMultipleArgumentsPerToken = false };
+        var command = new Command("traffic", "Split a function's traffic across revisions, and tag revisions with their own host names.") { function, split, tags };
+        ServingControl.Set(command, stdout, stderr, async (parse, http, json, ct) =>
+        {
+            var entries = new List<(string Revision, int Percent, string? Tag)>();
+            foreach (var pair in parse.GetValue(split)!)
+            {
+                var (revision, value) = Split(pair, "REVISION=PERCENT");
+                if (!int.TryParse(value.TrimEnd('%'), NumberStyles.None, CultureInfo.InvariantCulture, out var percent))
+                {
+                    throw new ServingCliException($"'{pair}': the percent is not a whole number");
+                }
+
+                entries.Add((revision, percent, null));
+            }
+
+            foreach (var pair in parse.GetValue(tags) ?? [])
+            {
+                var (revision, tag) = Split(pair, "REVISION=TAG");
+                var index = entries.FindIndex(e => e.Revision == revision);
+                if (index >= 0)
+                {
+                    entries[index] = entries[index] with { Tag = tag };
+                }
+                else
+                {
+                    entries.Add((revision, 0, tag)); // tagged only: reachable at its tag host, no share of the main host
+                }
+            }
+
+            var body = new JsonObject
+            {
+                ["traffic"] = new JsonArray([.. entries.Select(e => (JsonNode)new JsonObject { ["revision"] = e.Revision, ["percent"] = e.Percent, ["tag"] = e.Tag })]),
+            };
+            var result = await ServingControl.SendAsync(http, HttpMethod.Put, $"v1/functions/{Uri.EscapeDataString(parse.GetValue(function)!)}/traffic", body, ct);
+            if (json)
+            {
+                await ServingControl.PrintJsonAsync(stdout, result);
+                return ExitCodes.Ok;
+            }
+
+            foreach (var t in result?["traffic"] as JsonArray ?? [])
+            {
+                await stdout.WriteLineAsync($"{t!["revision"]}  {t["percent"]}%{(t["tag_host"] is { } host ? $"  {host}" : "")}");
+            }
+
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static (string Left, string Right) Split(string pair, string form)
+    {
+        var at = pair.IndexOf('=', StringComparison.Ordinal);
+        return at > 0 && at < pair.Length - 1 ? (pair[..at], pair[(at + 1)..]) : throw new ServingCliException($"'{pair}' is not {form}");
+    }
+}

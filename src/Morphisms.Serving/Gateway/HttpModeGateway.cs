@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Morphisms.Serving.Activation;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Morphisms.Serving.Gateway;
+
+/// <summary>
+/// The development gateway: plain HTTP, routed by the Host header, forwarded with YARP to the instances' plain
+/// app ports. <b>Not confidential</b>: the gateway sees plaintext and bypasses the instance's attested TLS. It says
+/// so at start and in a response header. Requests for a revision with no ready instance wait at the activator;
+/// when the activator refuses (queue full or timeout) the client gets 503 with Retry-After.
+/// </summary>
+public sealed class HttpModeGateway : IAsyncDisposable
+{
+    /// <summary>The response header that marks every answer of this gateway.</summary>
+    public const string WarningHeader = "Morphisms-Warning";
+
+    /// <summary>Its value.</summary>
+    public const string WarningText = "HTTP mode: not confidential";
+
+    private readonly HttpGatewayOptions _options;
+    private readonly IBackendResolver _resolver;
+    private readonly RevisionConcurrency _concurrency;
+    private readonly IGatewayObserver? _observer;
+    private readonly HttpMessageInvoker _client;
+    private WebApplication? _app;
+
+    /// <summary>Creates the gateway; <see cref="StartAsync"/> listens.</summary>
+    public HttpModeGateway(HttpGatewayOptions options, IBackendResolver resolver, RevisionConcurrency concurrency, IGatewayObserver? observer = null)
+    {
+        _options = options;
+        _resolver = resolver;
+        _concurrency = concurrency;
+        _observer = observer;
+
+        // YARP's recommended forwarding client: no proxy, cookies, redirects or decompression in between.
+        _client = new HttpMessageInvoker(new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+            ActivityHeadersPropagator = null,
+        });
+    }
+
+    /// <summary>The bound address (after <see cref="StartAsync"/>).</summary>
+    public IPEndPoint LocalEndPoint { get; private set; } = new(IPAddress.Loopback, 0);
+
+    /// <summary>Listens and serves.</summary>
+    public async Task StartAsync(CancellationToken ct)
+    {
+        var warnings = _options.Warnings ?? Console.Error;
+        await warnings.WriteLineAsync($"WARNING! {WarningText}: the gateway terminates plain HTTP and forwards plaintext to the apps; for development only.").ConfigureAwait(false);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Morphisms.Serving.HttpGateway", ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(_options.Listen));
+        builder.Services.AddHttpForwarder();
+        _app = builder.Build();
+        var forwarder = _app.Services.GetRequiredService<IHttpForwarder>();
+        _app.Run(context => ServeAsync(context, forwarder));
+        await _app.StartAsync(ct).ConfigureAwait(false);
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        LocalEndPoint = new IPEndPoint(_options.Listen.Address, new Uri(address).Port);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync().ConfigureAwait(false);
+            await _app.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _client.Dispose();
+    }
+
+    private async Task ServeAsync(HttpContext context, IHttpForwarder forwarder)
+    {
+        var arrived = Stopwatch.GetTimestamp();
+        context.Response.Headers[WarningHeader] = WarningText;
+        var host = context.Request.Host.Host.ToLowerInvariant();
+        BackendTarget? target;
+        try
+        {
+            target = await _resolver.ResolveAsync(host, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (ActivatorOverloadedException e)
+        {
+            _observer?.Refused(host, e.Revision);
+            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(e.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            await context.Response.WriteAsync($"{e.Message}\n", context.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+
+        if (target is null)
+        {
+            context.Response.StatusCode = StatusCodes.Status404NotFound;
+            await context.Response.WriteAsync($"no function at {host}\n", context.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+
+        using var inFlight = _concurrency.Begin(target.Revision);
+        _observer?.Forwarded(target);
+        if (target.Held && _observer is { } observer)
+        {
+            context.Response.OnStarting(() =>
+            {
+                observer.FirstByte(target, Stopwatch.GetElapsedTime(arrived));
+                return Task.CompletedTask;
+            });
+        }
+
+        var error = await forwarder.SendAsync(context, $"http://{target.Endpoint}", _client, new ForwarderRequestConfig { ActivityTimeout = _options.ActivityTimeout }).ConfigureAwait(false);
+        if (error != ForwarderError.None && !context.Response.HasStarted)
+        {
+            context.Response.StatusCode = StatusCodes.Status502BadGateway;
+            context.Response.Headers.RetryAfter = "1";
+        }
+    }
+}

@@ -1,0 +1,17 @@
+namespace Morphisms.Serving.Hosting;
+
+/// <summary>The KMS the serving host registers revisions with and points its agents at.</summary>
+public sealed record KmsConnection
+{
+    /// <summary>The KMS base address (https).</summary>
+    public required Uri Url { get; init; }
+
+    /// <summary>
+    /// Hex SHA-256 of the KMS CA certificate: the pin agents use (written into every measured launch configuration)
+    /// and the host uses for its own calls (the presented chain must contain a certificate with this hash).
+    /// </summary>
+    public required string CaSha256 { get; init; }
+
+    /// <summary>A token allowed to write ACL policies and the function registry (sudo on <c>morphisms/functions</c>).</summary>
+    public required string Token { get; init; }
+}

@@ -1,0 +1,83 @@
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Morphisms.Serving.Revisions;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Hosting;
+
+/// <summary>
+/// Registers a function's revisions with the KMS function registry: a policy that lets its instances read their
+/// secret bundle and renew their token, and the simulated measurements of all its live revisions in one write
+/// (the registry keeps only the latest write active, and two revisions split traffic at once). Hardware TEEs'
+/// reference values cannot be computed here; those are registered by their owners (<c>morph kms function register</c>).
+/// The host trusts the KMS only through the pin, never through the system trust store.
+/// </summary>
+public sealed class KmsRegistrar : IDisposable
+{
+    private readonly HttpClient _http;
+
+    /// <summary>Creates a client for <paramref name="kms"/>.</summary>
+    public KmsRegistrar(KmsConnection kms)
+    {
+        var pin = Convert.FromHexString(kms.CaSha256);
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+            certificate is not null && (SHA256.HashData(certificate.GetRawCertData()).AsSpan().SequenceEqual(pin)
+                || chain?.ChainElements.Any(e => SHA256.HashData(e.Certificate.RawData).AsSpan().SequenceEqual(pin)) == true);
+        _http = new HttpClient(handler) { BaseAddress = kms.Url, Timeout = TimeSpan.FromSeconds(15) };
+        _http.DefaultRequestHeaders.Add("X-Vault-Token", kms.Token);
+    }
+
+    /// <summary>The policy name the host writes for <paramref name="function"/>.</summary>
+    public static string PolicyName(string function) => $"morph-fn-{function}";
+
+    /// <summary>Registers <paramref name="revisions"/> (all of one function) and returns a note for the deploy output.</summary>
+    /// <exception cref="InvalidOperationException">The KMS refused; the message carries its errors.</exception>
+    public async Task<string> RegisterAsync(IReadOnlyList<Revision> revisions, CancellationToken ct)
+    {
+        var latest = revisions[^1].Spec;
+        var simulated = revisions.Where(r => r.Spec.Tee == FunctionTee.Sim).Select(r => r.Measurement).Distinct().ToList();
+        if (simulated.Count == 0)
+        {
+            return $"{latest.Tee.ToString().ToLowerInvariant()}: register the hardware reference values with 'morph kms function register'";
+        }
+
+        var secretPath = latest.Secrets ?? $"secret/data/{latest.Name}";
+        var policy = $$"""
+            path "{{secretPath}}" { capabilities = ["read"] }
+            path "auth/token/renew-self" { capabilities = ["update"] }
+            path "auth/token/lookup-self" { capabilities = ["read"] }
+            """;
+        await SendAsync(HttpMethod.Put, $"v1/sys/policies/acl/{PolicyName(latest.Name)}", new JsonObject { ["policy"] = policy }, ct).ConfigureAwait(false);
+        var body = await SendAsync(HttpMethod.Put, $"v1/morphisms/functions/{latest.Name}", new JsonObject
+        {
+            ["policies"] = new JsonArray(PolicyName(latest.Name)),
+            ["secret_path"] = secretPath,
+            ["simulated"] = new JsonObject { ["snp"] = new JsonArray([.. simulated.Select(m => JsonValue.Create(m))]) },
+        }, ct).ConfigureAwait(false);
+        return body?["data"]?["proposed"] is not null || body?["data"]?["update"] is not null
+            ? "registered as a proposed update: the function's owners must approve it before instances can log in"
+            : $"registered {simulated.Count} simulated measurement(s) with the KMS";
+    }
+
+    /// <summary>Deletes the function from the registry, so its instances can no longer log in.</summary>
+    public async Task UnregisterAsync(string function, CancellationToken ct) =>
+        await SendAsync(HttpMethod.Delete, $"v1/morphisms/functions/{function}", null, ct).ConfigureAwait(false);
+
+    /// <inheritdoc />
+    public void Dispose() => _http.Dispose();
+
+    private async Task<JsonObject?> SendAsync(HttpMethod method, string path, JsonObject? body, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+        using var response = await _http.SendAsync(request, ct).ConfigureAwait(false);
+        var text = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"KMS {method} {path}: {(int)response.StatusCode} {text}");
+        }
+
+        return text.Length == 0 ? null : JsonNode.Parse(text) as JsonObject;
+    }
+}

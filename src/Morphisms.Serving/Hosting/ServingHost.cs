@@ -1,0 +1,415 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text.Json.Nodes;
+using Morphisms.Serving.Activation;
+using Morphisms.Serving.Autoscaling;
+using Morphisms.Serving.Gateway;
+using Morphisms.Serving.Metrics;
+using Morphisms.Serving.Revisions;
+using Morphisms.Serving.Routing;
+using Morphisms.Serving.Runtime;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Hosting;
+
+/// <summary>
+/// The serving layer in one object: route table, activator, gateway (SNI passthrough or HTTP mode), one autoscaler
+/// loop and one supervisor per routed revision, the local runtime, the KMS registrar and the control API.
+/// Everything here is untrusted in the design's sense — it starts and stops instances and moves ciphertext — so
+/// nothing here holds a function's key or secret. <c>morph up</c> can run it in-process.
+/// </summary>
+public sealed partial class ServingHost : IAsyncDisposable
+{
+    private readonly ServingHostOptions _options;
+    private readonly SemaphoreSlim _changes = new(1, 1);
+    private readonly ConcurrentDictionary<string, FunctionEntry> _functions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
+    private readonly TextWriter _log;
+    private readonly Lock _logGate = new();
+    private IInstanceLauncher? _launcher;
+    private KmsRegistrar? _registrar;
+    private SniPassthroughGateway? _sni;
+    private HttpModeGateway? _http;
+    private ControlApi? _control;
+
+    /// <summary>Creates the host; <see cref="StartAsync"/> brings it up.</summary>
+    public ServingHost(ServingHostOptions options)
+    {
+        _options = options;
+        _log = options.Log ?? Console.Error;
+        Resolver = new ActivatingBackendResolver(Routes, Instances, new Trigger(this), options.Activator);
+        Metrics.Gauges = Gauges;
+    }
+
+    /// <summary>The routes.</summary>
+    public RouteTable Routes { get; } = new();
+
+    /// <summary>Ready instances per revision and the requests the activator holds.</summary>
+    public RevisionInstances Instances { get; } = new();
+
+    /// <summary>In-flight requests per revision.</summary>
+    public RevisionConcurrency Concurrency { get; } = new();
+
+    /// <summary>Prometheus metrics.</summary>
+    public ServingMetrics Metrics { get; } = new();
+
+    /// <summary>The activator (the gateways' resolver).</summary>
+    public ActivatingBackendResolver Resolver { get; }
+
+    /// <summary>The confidential gateway (null in HTTP mode). It has no certificate and no key.</summary>
+    public SniPassthroughGateway? SniGateway => _sni;
+
+    /// <summary>The HTTP-mode gateway (null in confidential mode).</summary>
+    public HttpModeGateway? HttpGateway => _http;
+
+    /// <summary>The gateway's bound address.</summary>
+    public IPEndPoint GatewayEndPoint => _sni?.LocalEndPoint ?? _http?.LocalEndPoint ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The control API's base URL.</summary>
+    public Uri ControlUrl => _control?.Url ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The options.</summary>
+    public ServingHostOptions Options => _options;
+
+    /// <summary>Starts the control API, the runtime and the gateway, then writes the state file.</summary>
+    public async Task StartAsync(CancellationToken ct)
+    {
+        _control = await ControlApi.StartAsync(this, _options.ControlListen, ct).ConfigureAwait(false);
+        _registrar = _options.Kms is { } kms ? new KmsRegistrar(kms) : null;
+        _launcher = _options.Launcher ?? new ProcessInstanceLauncher((_options.Runtime ?? new RuntimeOptions { DataDirectory = _options.DataDirectory }) with
+        {
+            DataDirectory = _options.DataDirectory,
+            KmsUrl = _options.Kms?.Url,
+            KmsCaSha256 = _options.Kms?.CaSha256,
+            SimulatedTeeDirectory = _options.SimulatedTeeDirectory,
+            ReportUrl = _control.Url,
+        }, _options.Time, Log);
+        var observer = new Observer(Metrics);
+        if (_options.Mode == GatewayMode.Confidential)
+        {
+            _sni = new SniPassthroughGateway(new SniGatewayOptions { Listen = _options.GatewayListen }, Resolver, Concurrency, observer);
+            _sni.Start();
+            Log($"gateway: confidential (SNI passthrough, no certificate, no key) on {_sni.LocalEndPoint}");
+        }
+        else
+        {
+            _http = new HttpModeGateway(new HttpGatewayOptions { Listen = _options.GatewayListen, Warnings = _log }, Resolver, Concurrency, observer);
+            await _http.StartAsync(ct).ConfigureAwait(false);
+            Log($"gateway: HTTP MODE, NOT CONFIDENTIAL, on {_http.LocalEndPoint}");
+        }
+
+        Log($"control API on {_control.Url}");
+        if (_options.StateFile is { } stateFile)
+        {
+            new ServingStateFile(_control.Url.ToString(), GatewayEndPoint.ToString(), _options.Mode == GatewayMode.Confidential ? "confidential" : "http", Environment.ProcessId).Write(stateFile);
+        }
+    }
+
+    /// <summary>Applies a spec: a new revision when it changed, KMS registration, routes and instances.</summary>
+    /// <exception cref="ServingException">The spec cannot be served (e.g. <c>tee: none</c> in confidential mode, bad traffic).</exception>
+    public async Task<DeployResult> DeployAsync(FunctionSpec spec, CancellationToken ct)
+    {
+        if (spec.Tee == FunctionTee.None && _options.Mode == GatewayMode.Confidential)
+        {
+            throw new ServingException("tee: none has no TLS terminator; serve it with the HTTP-mode gateway (development only)");
+        }
+
+        if (spec.Tee != FunctionTee.None && _options.Kms is null)
+        {
+            throw new ServingException($"tee: {spec.Tee.ToString().ToLowerInvariant()} needs a KMS; this host has none configured");
+        }
+
+        await _changes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
+            var (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256);
+            var note = "no KMS registration (tee: none)";
+            if (_registrar is not null && spec.Tee != FunctionTee.None)
+            {
+                try
+                {
+                    note = await _registrar.RegisterAsync(entry.History.Revisions, ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is InvalidOperationException or HttpRequestException)
+                {
+                    throw new ServingException($"KMS registration failed: {e.Message}");
+                }
+            }
+
+            await ApplyTrafficAsync(entry, spec.Traffic).ConfigureAwait(false);
+            Log($"deploy {spec.Name}: {revision.Name}{(created ? " (new)" : " (unchanged)")}; {note}");
+            return new DeployResult(spec.Name, revision.Name, created, HostOf(spec.Name), revision.Measurement, note);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Replaces a function's traffic block.</summary>
+    /// <exception cref="ServingException">Unknown function or revision, or an invalid split.</exception>
+    public async Task SetTrafficAsync(string function, IReadOnlyList<TrafficSpec> traffic, CancellationToken ct)
+    {
+        await _changes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await ApplyTrafficAsync(Entry(function), traffic).ConfigureAwait(false);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Removes a function: route, instances and its KMS registration.</summary>
+    /// <exception cref="ServingException">Unknown function.</exception>
+    public async Task RemoveAsync(string function, CancellationToken ct)
+    {
+        await _changes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var entry = Entry(function);
+            Routes.Remove(function);
+            foreach (var revision in entry.History.Revisions)
+            {
+                await StopRevisionAsync(revision.Name).ConfigureAwait(false);
+            }
+
+            _functions.TryRemove(function, out _);
+            if (_registrar is not null && entry.History.Latest?.Spec.Tee is not (null or FunctionTee.None))
+            {
+                try
+                {
+                    await _registrar.UnregisterAsync(function, ct).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is InvalidOperationException or HttpRequestException)
+                {
+                    Log($"rm {function}: KMS unregistration failed: {e.Message}");
+                }
+            }
+
+            Log($"rm {function}");
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>All functions.</summary>
+    public IReadOnlyList<FunctionStatus> List() =>
+        _functions.Values.OrderBy(e => e.History.Function, StringComparer.Ordinal).Select(e =>
+        {
+            var latest = e.History.Latest!;
+            return new FunctionStatus(e.History.Function, HostOf(e.History.Function), latest.Spec.Tee.ToString().ToLowerInvariant(), latest.Name,
+                e.Traffic.Select(t =>
+                {
+                    _running.TryGetValue(t.Revision, out var run);
+                    var counts = run?.Supervisor.Counts();
+                    return new TrafficStatus(t.Revision, t.Percent, t.Tag, t.Tag is null ? null : $"{t.Tag}-{HostOf(e.History.Function)}",
+                        counts?[InstanceState.Ready] ?? 0, run?.Supervisor.Desired ?? 0, counts?[InstanceState.Standby] ?? 0, run?.Loop.Last?.Reason);
+                }).ToList());
+        }).ToList();
+
+    /// <summary>A function's revisions, oldest first.</summary>
+    /// <exception cref="ServingException">Unknown function.</exception>
+    public IReadOnlyList<RevisionStatus> Revisions(string function)
+    {
+        var entry = Entry(function);
+        return entry.History.Revisions.Select(r =>
+        {
+            _running.TryGetValue(r.Name, out var run);
+            var targets = entry.Traffic.Where(t => t.Revision == r.Name).ToList();
+            return new RevisionStatus(r.Name, r.Generation, r.CreatedAt, r.Measurement, r.Spec.Tee.ToString().ToLowerInvariant(),
+                targets.Sum(t => t.Percent), targets.Where(t => t.Tag is not null).Select(t => t.Tag!).ToList(),
+                run?.Supervisor.ReadyCount ?? 0, run?.Supervisor.TotalCrashes ?? 0);
+        }).ToList();
+    }
+
+    /// <summary>The last <paramref name="max"/> log lines of a function's instances and supervisors, oldest first.</summary>
+    /// <exception cref="ServingException">Unknown function.</exception>
+    public IReadOnlyList<(string Source, LogLine Line)> Logs(string function, int max)
+    {
+        var entry = Entry(function);
+        List<(string, LogLine)> lines = [];
+        foreach (var revision in entry.History.Revisions)
+        {
+            if (_running.TryGetValue(revision.Name, out var run))
+            {
+                lines.AddRange(run.Supervisor.History.Snapshot().Select(l => (revision.Name, l)));
+                foreach (var (process, _) in run.Supervisor.Snapshot())
+                {
+                    lines.AddRange(process.Logs.Snapshot().Select(l => (process.Id, l)));
+                }
+            }
+        }
+
+        return lines.OrderBy(l => l.Item2.Time).TakeLast(Math.Max(1, max)).ToList();
+    }
+
+    /// <summary>Accepts an agent's cold-start report (POSTed to the control API): one more readiness signal for that instance.</summary>
+    public bool AcceptColdStartReport(string instanceId, JsonObject report)
+    {
+        foreach (var run in _running.Values)
+        {
+            foreach (var (process, _) in run.Supervisor.Snapshot())
+            {
+                if (process.Id == instanceId && process is ProcessInstance local)
+                {
+                    local.AcceptReport(report);
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The autoscaler loop of a running revision (tests drive it with a fake clock).</summary>
+    internal AutoscalerLoop? Loop(string revision) => _running.TryGetValue(revision, out var run) ? run.Loop : null;
+
+    /// <summary>The supervisor of a running revision.</summary>
+    public RevisionSupervisor? Supervisor(string revision) => _running.TryGetValue(revision, out var run) ? run.Supervisor : null;
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_sni is not null)
+        {
+            await _sni.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_http is not null)
+        {
+            await _http.DisposeAsync().ConfigureAwait(false);
+        }
+
+        foreach (var revision in _running.Keys.ToList())
+        {
+            await StopRevisionAsync(revision).ConfigureAwait(false);
+        }
+
+        if (_control is not null)
+        {
+            await _control.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _registrar?.Dispose();
+        if (_options.StateFile is { } stateFile && ServingStateFile.Read(stateFile)?.Pid == Environment.ProcessId)
+        {
+            File.Delete(stateFile);
+        }
+
+        _changes.Dispose();
+    }
+
+    private async Task ApplyTrafficAsync(FunctionEntry entry, IReadOnlyList<TrafficSpec> traffic)
+    {
+        var latest = entry.History.Latest!;
+        var targets = traffic.Count == 0
+            ? [new TrafficTarget(latest.Name, 100)]
+            : traffic.Select(t => new TrafficTarget(
+                t.Revision == "latest" ? latest.Name
+                : entry.History.Find(t.Revision)?.Name ?? throw new ServingException($"traffic: {entry.History.Function} has no revision {t.Revision}", notFound: true),
+                t.Percent, t.Tag)).ToList();
+        FunctionRoute route;
+        try
+        {
+            route = FunctionRoute.Create(entry.History.Function, _options.Domain, targets);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ServingException(e.Message);
+        }
+
+        // Instances first, then the route: a request routed to a new revision finds its autoscaler ready to poke.
+        var wanted = targets.Where(t => t.Percent > 0 || t.Tag is not null).Select(t => t.Revision).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in wanted.Where(n => !_running.ContainsKey(n)))
+        {
+            StartRevision(entry.History.Find(name)!);
+        }
+
+        entry.Traffic = targets;
+        Routes.Set(route);
+        foreach (var revision in entry.History.Revisions.Where(r => !wanted.Contains(r.Name)))
+        {
+            await StopRevisionAsync(revision.Name).ConfigureAwait(false);
+        }
+    }
+
+    private void StartRevision(Revision revision)
+    {
+        var supervisor = new RevisionSupervisor(revision, _launcher!, Instances,
+            _options.Supervisor with { PublishTlsEndpoints = _options.Mode == GatewayMode.Confidential }, _options.Time, Log, OnReady);
+        var loop = new AutoscalerLoop(AutoscalerLoop.OptionsFor(revision.Spec.Scale), Concurrency, Instances, supervisor, _options.Time);
+        _running[revision.Name] = new Running(supervisor, loop);
+    }
+
+    private async Task StopRevisionAsync(string revision)
+    {
+        if (_running.TryRemove(revision, out var run))
+        {
+            await run.Loop.DisposeAsync().ConfigureAwait(false);
+            await run.Supervisor.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private void OnReady(Revision revision, IInstanceProcess process)
+    {
+        if (process.ColdStart is { } phases)
+        {
+            Metrics.ColdStart(revision.Function, revision.Name, phases);
+        }
+    }
+
+    private IEnumerable<RevisionGauges> Gauges() =>
+        _running.Values.Select(r => new RevisionGauges(r.Supervisor.Revision.Function, r.Supervisor.Revision.Name,
+            Concurrency.Current(r.Supervisor.Revision.Name), Instances.Queued(r.Supervisor.Revision.Name), r.Supervisor.Desired, r.Supervisor.Counts()));
+
+    private FunctionEntry Entry(string function) =>
+        _functions.TryGetValue(function, out var entry) ? entry : throw new ServingException($"no function {function}", notFound: true);
+
+    private string HostOf(string function) => $"{function}.{_options.Domain}";
+
+    private void Log(string line)
+    {
+        lock (_logGate)
+        {
+            _log.WriteLine($"{_options.Time.GetUtcNow():O} serving: {line}");
+            _log.Flush();
+        }
+    }
+
+    private sealed class FunctionEntry(RevisionHistory history)
+    {
+        public RevisionHistory History { get; } = history;
+
+        public IReadOnlyList<TrafficTarget> Traffic { get; set; } = [];
+    }
+
+    private sealed record Running(RevisionSupervisor Supervisor, AutoscalerLoop Loop);
+
+    private sealed class Trigger(ServingHost host) : IScaleFromZeroTrigger
+    {
+        public void Poke(string revision, int queued) => host.Loop(revision)?.Poke(revision, queued);
+    }
+
+    private sealed class Observer(ServingMetrics metrics) : IGatewayObserver
+    {
+        public void Forwarded(BackendTarget target) => metrics.Request(FunctionOf(target.Revision), target.Revision, "forwarded");
+
+        public void Refused(string host, string? revision)
+        {
+            if (revision is not null)
+            {
+                metrics.Request(FunctionOf(revision), revision, "refused");
+            }
+        }
+
+        public void FirstByte(BackendTarget target, TimeSpan elapsed) => metrics.FirstByte(FunctionOf(target.Revision), target.Revision, elapsed);
+
+        // Revision names are FUNCTION-NNNNN.
+        private static string FunctionOf(string revision) => revision[..revision.LastIndexOf('-')];
+    }
+}

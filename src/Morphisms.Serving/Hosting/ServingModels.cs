@@ -1,0 +1,48 @@
+namespace Morphisms.Serving.Hosting;
+
+/// <summary>The outcome of a deploy.</summary>
+/// <param name="Function">The function.</param>
+/// <param name="Revision">The revision now representing the spec.</param>
+/// <param name="Created">False when the spec matched the latest revision (only traffic may have changed).</param>
+/// <param name="Host">The function's host name.</param>
+/// <param name="Measurement">The revision's measurement (hex).</param>
+/// <param name="Kms">What happened at the KMS registry.</param>
+public sealed record DeployResult(string Function, string Revision, bool Created, string Host, string Measurement, string Kms);
+
+/// <summary>One function in <c>morph ls</c>.</summary>
+/// <param name="Name">The function.</param>
+/// <param name="Host">Its host name.</param>
+/// <param name="Tee">Its TEE (latest revision).</param>
+/// <param name="Latest">Its newest revision.</param>
+/// <param name="Traffic">The traffic block with live state per revision.</param>
+public sealed record FunctionStatus(string Name, string Host, string Tee, string Latest, IReadOnlyList<TrafficStatus> Traffic);
+
+/// <summary>One traffic entry with its revision's state.</summary>
+/// <param name="Revision">The revision.</param>
+/// <param name="Percent">Its share of the main host.</param>
+/// <param name="Tag">Its tag, if any.</param>
+/// <param name="TagHost">The tag's host name, if any.</param>
+/// <param name="Ready">Ready (routed) instances.</param>
+/// <param name="Desired">Instances the autoscaler wants.</param>
+/// <param name="Standby">Warm-pool instances ready.</param>
+/// <param name="Reason">The autoscaler's latest reason.</param>
+public sealed record TrafficStatus(string Revision, int Percent, string? Tag, string? TagHost, int Ready, int Desired, int Standby, string? Reason);
+
+/// <summary>One revision in <c>morph revisions</c>.</summary>
+/// <param name="Name">The revision.</param>
+/// <param name="Generation">Its generation.</param>
+/// <param name="Created">When it was created.</param>
+/// <param name="Measurement">Its measurement (hex).</param>
+/// <param name="Tee">Its TEE.</param>
+/// <param name="Percent">Its share of the main host (0 when not in the traffic block).</param>
+/// <param name="Tags">Its tags.</param>
+/// <param name="Ready">Ready instances.</param>
+/// <param name="Crashes">Instance crashes seen.</param>
+public sealed record RevisionStatus(string Name, int Generation, DateTimeOffset Created, string Measurement, string Tee, int Percent, IReadOnlyList<string> Tags, int Ready, int Crashes);
+
+/// <summary>A request that cannot be carried out (unknown function or revision, invalid traffic); the control API answers 400/404.</summary>
+public sealed class ServingException(string message, bool notFound = false) : Exception(message)
+{
+    /// <summary>True when something named does not exist.</summary>
+    public bool NotFound { get; } = notFound;
+}

@@ -1,0 +1,46 @@
+using System.Text.Json;
+
+namespace Morphisms.Serving.Hosting;
+
+/// <summary>
+/// Where a running serving host can be found: written by the host, read by <c>morph deploy|ls|...</c>.
+/// It holds addresses only (no token: the control API is loopback-only and the file is 0600).
+/// </summary>
+/// <param name="Control">The control API's base URL.</param>
+/// <param name="Gateway">The gateway's address (<c>host:port</c>).</param>
+/// <param name="Mode"><c>confidential</c> or <c>http</c>.</param>
+/// <param name="Pid">The host's process id.</param>
+public sealed record ServingStateFile(string Control, string Gateway, string Mode, int Pid)
+{
+    /// <summary>The file name under the data directory.</summary>
+    public const string FileName = "serving.json";
+
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    /// <summary>Writes the file (mode 0600).</summary>
+    public void Write(string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, JsonSerializer.Serialize(this, Json));
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
+        File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>Reads the file, or null when absent or unreadable.</summary>
+    public static ServingStateFile? Read(string path)
+    {
+        try
+        {
+            return File.Exists(path) ? JsonSerializer.Deserialize<ServingStateFile>(File.ReadAllText(path), Json) : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,110 @@
+using System.Diagnostics;
+
+namespace Morphisms.Serving.Runtime;
+
+/// <summary>
+/// Bubblewrap isolation for instances: read-only root, private <c>/tmp</c>, fresh <c>/proc</c> and <c>/dev</c>,
+/// private PID, IPC and UTS namespaces, and the sandbox dies with the runtime. The network namespace is shared:
+/// bubblewrap alone cannot give an instance a private network that still exposes its port to the gateway (that needs
+/// a veth pair or slirp4netns), so instances can reach the host's network — a known gap, reported in the log.
+/// </summary>
+public sealed class Bubblewrap
+{
+    private Bubblewrap(string path, string version)
+    {
+        Path = path;
+        Version = version;
+    }
+
+    /// <summary>The bwrap executable.</summary>
+    public string Path { get; }
+
+    /// <summary>What <c>bwrap --version</c> printed.</summary>
+    public string Version { get; }
+
+    /// <summary>Finds a working bubblewrap (present on PATH and able to create its namespaces here), or null with the reason.</summary>
+    public static Bubblewrap? Probe(out string reason)
+    {
+        var path = (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin")
+            .Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(d => System.IO.Path.Combine(d, "bwrap"))
+            .FirstOrDefault(File.Exists);
+        if (path is null)
+        {
+            reason = "bubblewrap (bwrap) is not installed";
+            return null;
+        }
+
+        var (code, output) = Run(path, ["--version"]);
+        if (code != 0)
+        {
+            reason = $"bwrap --version failed ({code})";
+            return null;
+        }
+
+        // Installed is not enough: unprivileged user namespaces may be disabled, so try the real flags once.
+        var (probe, error) = Run(path, [.. CommonArguments(), "--", "/bin/true"]);
+        if (probe != 0)
+        {
+            reason = $"bwrap cannot create its namespaces here: {error.Trim()}";
+            return null;
+        }
+
+        reason = "";
+        return new Bubblewrap(path, output.Trim());
+    }
+
+    /// <summary>
+    /// The bwrap argument list that runs <paramref name="command"/> with <paramref name="writable"/> bound read-write
+    /// and <paramref name="readable"/> re-bound read-only (paths under <c>/tmp</c> would otherwise be hidden by the private tmpfs).
+    /// </summary>
+    public IReadOnlyList<string> Wrap(IReadOnlyList<string> command, IEnumerable<string> readable, IEnumerable<string> writable)
+    {
+        List<string> args = [.. CommonArguments()];
+        foreach (var path in readable.Where(p => Directory.Exists(p) || File.Exists(p)).Distinct(StringComparer.Ordinal))
+        {
+            args.AddRange(["--ro-bind", path, path]);
+        }
+
+        foreach (var path in writable.Distinct(StringComparer.Ordinal))
+        {
+            args.AddRange(["--bind", path, path]);
+        }
+
+        args.Add("--");
+        args.AddRange(command);
+        return args;
+    }
+
+    private static string[] CommonArguments() =>
+    [
+        "--die-with-parent", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+    ];
+
+    private static (int Code, string Output) Run(string program, IReadOnlyList<string> args)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        try
+        {
+            using var process = Process.Start(info)!;
+            var output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
+            if (!process.WaitForExit(5000))
+            {
+                process.Kill(entireProcessTree: true);
+                return (-1, "timed out");
+            }
+
+            return (process.ExitCode, output);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            return (-1, e.Message);
+        }
+    }
+}

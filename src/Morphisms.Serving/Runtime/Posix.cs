@@ -1,0 +1,54 @@
+using System.Runtime.InteropServices;
+
+namespace Morphisms.Serving.Runtime;
+
+/// <summary>The one POSIX call the runtime needs: sending a signal (SIGTERM for a graceful drain).</summary>
+internal static class Posix
+{
+    public const int SigTerm = 15;
+
+    public static bool Signal(int pid, int signal) => Kill(pid, signal) == 0;
+
+    /// <summary>The live descendants of <paramref name="pid"/> (from /proc), so a sandbox's inner processes can be signalled too.</summary>
+    public static IReadOnlyList<int> Descendants(int pid)
+    {
+        var parents = new Dictionary<int, int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var child))
+            {
+                continue;
+            }
+
+            try
+            {
+                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may contain spaces, so parse after the last ')'.
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                parents[child] = int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+            {
+            }
+        }
+
+        List<int> result = [];
+        var frontier = new Queue<int>([pid]);
+        while (frontier.TryDequeue(out var parent))
+        {
+            foreach (var (child, ppid) in parents)
+            {
+                if (ppid == parent)
+                {
+                    result.Add(child);
+                    frontier.Enqueue(child);
+                }
+            }
+        }
+
+        return result;
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+}

@@ -1,0 +1,194 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Serving.Runtime;
+
+/// <summary>
+/// A local process running one instance: <c>morph-init</c> (confidential) or the app itself (<c>tee: none</c>).
+/// Its output goes to a bounded ring. A confidential instance is ready when the agent reported its cold start
+/// (the <c>cold_start</c> log event, or the report POSTed to the control API) and its TLS port accepts; a plain one
+/// when its app port accepts. The runtime is untrusted: readiness is about availability, never about trust —
+/// clients still verify the instance's attested certificate themselves.
+/// </summary>
+public sealed class ProcessInstance : IInstanceProcess
+{
+    private readonly Process _process;
+    private readonly TimeProvider _time;
+    private readonly long _spawnedAt;
+    private readonly bool _confidential;
+    private readonly bool _sandboxed;
+    private readonly TaskCompletionSource<JsonObject> _report = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _gone = new();
+    private readonly Action<string>? _onExit;
+
+    internal ProcessInstance(string id, ProcessStartInfo info, IPEndPoint? tls, IPEndPoint app, LogRing logs, TimeProvider time, bool sandboxed, Action<string>? onExit)
+    {
+        Id = id;
+        TlsEndpoint = tls;
+        AppEndpoint = app;
+        Logs = logs;
+        _time = time;
+        _confidential = tls is not null;
+        _sandboxed = sandboxed;
+        _onExit = onExit;
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        _spawnedAt = time.GetTimestamp();
+        _process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        _process.OutputDataReceived += (_, e) => OnLine("stdout", e.Data);
+        _process.ErrorDataReceived += (_, e) => OnLine("stderr", e.Data);
+        _process.Exited += (_, _) => OnExited();
+        _process.Start();
+        Pid = _process.Id;
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        Ready = WaitReadyAsync(_gone.Token);
+    }
+
+    /// <inheritdoc />
+    public string Id { get; }
+
+    /// <summary>The process id of what was spawned (bwrap, morph-init or the app).</summary>
+    public int Pid { get; }
+
+    /// <inheritdoc />
+    public IPEndPoint? TlsEndpoint { get; }
+
+    /// <inheritdoc />
+    public IPEndPoint AppEndpoint { get; }
+
+    /// <inheritdoc />
+    public Task Ready { get; }
+
+    /// <inheritdoc />
+    public Task<int> Exited => _exited.Task;
+
+    /// <inheritdoc />
+    public ColdStartPhases? ColdStart { get; private set; }
+
+    /// <inheritdoc />
+    public LogRing Logs { get; }
+
+    /// <summary>Accepts the agent's cold-start report POSTed to the control API (the same JSON the agent logs).</summary>
+    public void AcceptReport(JsonObject report) => _report.TrySetResult(report);
+
+    /// <inheritdoc />
+    public async Task StopAsync(TimeSpan drain)
+    {
+        if (Exited.IsCompleted)
+        {
+            return;
+        }
+
+        // Under bubblewrap the spawned pid is bwrap, which does not forward signals: signal the agent inside too.
+        Posix.Signal(Pid, Posix.SigTerm);
+        if (_sandboxed)
+        {
+            foreach (var pid in Posix.Descendants(Pid))
+            {
+                Posix.Signal(pid, Posix.SigTerm);
+            }
+        }
+
+        var finished = await Task.WhenAny(Exited, Task.Delay(drain, _time)).ConfigureAwait(false);
+        if (finished != Exited)
+        {
+            Logs.Add(_time.GetUtcNow(), "runtime", $"not stopped within {drain.TotalSeconds:0.#}s of SIGTERM: killing");
+            try
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+
+        await Exited.ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        _gone.Dispose();
+        _process.Dispose();
+    }
+
+    private void OnLine(string stream, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        Logs.Add(_time.GetUtcNow(), stream, line);
+        if (_confidential && stream == "stderr" && line.Contains("\"event\":\"cold_start\"", StringComparison.Ordinal))
+        {
+            try
+            {
+                if (JsonNode.Parse(line) is JsonObject report)
+                {
+                    _report.TrySetResult(report);
+                }
+            }
+            catch (JsonException)
+            {
+            }
+        }
+    }
+
+    private void OnExited()
+    {
+        // Exited fires before the redirected streams are drained; wait for them so the last lines are kept.
+        _process.WaitForExit();
+        var code = _process.ExitCode;
+        Logs.Add(_time.GetUtcNow(), "runtime", $"exited with code {code}");
+        _gone.Cancel();
+        _exited.TrySetResult(code);
+        _onExit?.Invoke(Id);
+    }
+
+    private async Task WaitReadyAsync(CancellationToken gone)
+    {
+        try
+        {
+            JsonObject? report = null;
+            if (_confidential)
+            {
+                report = await _report.Task.WaitAsync(gone).ConfigureAwait(false);
+            }
+
+            var probe = TlsEndpoint ?? AppEndpoint;
+            while (!await Ports.AcceptsAsync(probe, gone).ConfigureAwait(false))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), _time, gone).ConfigureAwait(false);
+            }
+
+            ColdStart = Phases(report, _time.GetElapsedTime(_spawnedAt).TotalMilliseconds);
+        }
+        catch (OperationCanceledException) when (gone.IsCancellationRequested)
+        {
+            throw new InvalidOperationException($"instance {Id} exited before it was ready (code {(Exited.IsCompleted ? Exited.Result.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")})");
+        }
+    }
+
+    private static ColdStartPhases Phases(JsonObject? report, double wallMs)
+    {
+        if (report?["phases_ms"] is not JsonObject phases)
+        {
+            return new ColdStartPhases(wallMs, 0, 0, 0);
+        }
+
+        double Get(string name) => phases[name] is JsonValue v && v.TryGetValue<double>(out var ms) ? ms : 0;
+        var agentTotal = report["total_ms"] is JsonValue t && t.TryGetValue<double>(out var total) ? total : 0;
+        return new ColdStartPhases(
+            Math.Max(0, wallMs - agentTotal),
+            Get("keygen") + Get("evidence") + Get("login"),
+            Get("secrets"),
+            Get("app_ready"));
+    }
+}

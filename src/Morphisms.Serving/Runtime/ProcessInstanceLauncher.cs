@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using Morphisms.Serving.Revisions;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Runtime;
+
+/// <summary>
+/// Starts instances as local processes: confidential ones through <c>morph-init</c> (which attests, fetches
+/// secrets, terminates TLS and starts the app), <c>tee: none</c> ones as the app itself. Under bubblewrap where
+/// it works (see <see cref="Bubblewrap"/>), plain processes otherwise — said once in the log at start.
+/// </summary>
+public sealed class ProcessInstanceLauncher : IInstanceLauncher
+{
+    private readonly RuntimeOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Action<string> _log;
+    private readonly Bubblewrap? _bwrap;
+    private readonly CgroupLimits _cgroups = new();
+    private readonly IReadOnlyList<string> _morphInit;
+
+    /// <summary>Probes bubblewrap and logs how instances will be isolated.</summary>
+    /// <exception cref="InvalidOperationException">The sandbox is required but unavailable, or morph-init cannot be found.</exception>
+    public ProcessInstanceLauncher(RuntimeOptions options, TimeProvider time, Action<string> log)
+    {
+        _options = options;
+        _time = time;
+        _log = log;
+        _morphInit = options.MorphInit ?? DefaultMorphInit();
+        if (options.Sandbox == SandboxMode.Off)
+        {
+            log("runtime: sandbox off: instances run as plain processes (no bubblewrap)");
+        }
+        else
+        {
+            _bwrap = Bubblewrap.Probe(out var reason);
+            if (_bwrap is null && options.Sandbox == SandboxMode.Required)
+            {
+                throw new InvalidOperationException($"runtime: a sandbox is required but {reason}");
+            }
+
+            log(_bwrap is null
+                ? $"runtime: {reason}: instances run as PLAIN PROCESSES, not sandboxed"
+                : $"runtime: {_bwrap.Version}: instances run with a read-only root, private /tmp, PID/IPC/UTS namespaces and die-with-parent; the network namespace is shared (the instance port must stay reachable)");
+        }
+
+        log(options.MemoryLimitBytes > 0 || options.PidsLimit > 0
+            ? "runtime: cgroup v1 limits are applied per instance where writable (each outcome is logged)"
+            : "runtime: no cgroup limits configured");
+    }
+
+    /// <summary>True when instances run under bubblewrap.</summary>
+    public bool Sandboxed => _bwrap is not null;
+
+    /// <inheritdoc />
+    public IInstanceProcess Launch(Revision revision, string instanceId)
+    {
+        var spec = revision.Spec;
+        var dir = Directory.CreateDirectory(Path.Combine(_options.DataDirectory, "instances", instanceId)).FullName;
+        var appPort = Ports.Free();
+        var confidential = spec.Tee != FunctionTee.None;
+        var tlsPort = confidential ? Ports.Free() : 0;
+        var app = ResolveCommand(spec);
+        List<string> command;
+        if (confidential)
+        {
+            var launchConfig = Path.Combine(dir, "launch.json");
+            File.WriteAllBytes(launchConfig, revision.LaunchConfig);
+            command = [.. _morphInit, .. AgentArguments(revision, instanceId, dir, launchConfig, tlsPort, appPort), "--", .. app];
+        }
+        else
+        {
+            command = [.. app];
+        }
+
+        if (_bwrap is not null)
+        {
+            // Paths under /tmp vanish behind the private tmpfs unless bound again.
+            var readable = new List<string> { spec.Bundle };
+            readable.AddRange(command.Where(Path.IsPathRooted).Select(a => File.Exists(a) ? Path.GetDirectoryName(a)! : a));
+            if (_options.SimulatedTeeDirectory is { } sim)
+            {
+                readable.Add(sim);
+            }
+
+            command = [.. _bwrap.Wrap(command, readable, [dir])];
+        }
+
+        var info = new ProcessStartInfo(command[0]) { WorkingDirectory = spec.Bundle };
+        foreach (var arg in command.Skip(1))
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        // The spec's env is measured and non-secret; secrets reach the app only through the agent.
+        foreach (var (name, value) in spec.Env)
+        {
+            info.Environment[name] = value;
+        }
+
+        if (confidential)
+        {
+            foreach (var (name, value) in _options.AgentEnvironment)
+            {
+                info.Environment[name] = value;
+            }
+        }
+        else
+        {
+            info.Environment["PORT"] = appPort.ToString(CultureInfo.InvariantCulture);
+        }
+
+        var logs = new LogRing(_options.LogLines);
+        var instance = new ProcessInstance(
+            instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
+            logs, _time, _bwrap is not null, id => _cgroups.Remove(id));
+        logs.Add(_time.GetUtcNow(), "runtime", $"started {(confidential ? "morph-init" : "app")} pid {instance.Pid}{(_bwrap is null ? " (not sandboxed)" : " under bubblewrap")}");
+        if (_options.MemoryLimitBytes > 0 || _options.PidsLimit > 0)
+        {
+            foreach (var note in _cgroups.Apply(instanceId, instance.Pid, _options.MemoryLimitBytes, _options.PidsLimit))
+            {
+                logs.Add(_time.GetUtcNow(), "runtime", note);
+            }
+        }
+
+        return instance;
+    }
+
+    private List<string> AgentArguments(Revision revision, string instanceId, string dir, string launchConfig, int tlsPort, int appPort)
+    {
+        var spec = revision.Spec;
+        var kms = _options.KmsUrl ?? throw new InvalidOperationException("runtime: a confidential function needs the KMS URL");
+        List<string> args =
+        [
+            "--kms", kms.ToString(), "--function", spec.Name, "--tee", AgentTee(spec.Tee),
+            "--port", tlsPort.ToString(CultureInfo.InvariantCulture), "--listen-address", "127.0.0.1",
+            "--app-port", appPort.ToString(CultureInfo.InvariantCulture),
+            "--secrets-dir", Path.Combine(dir, "secrets"), "--launch-config", launchConfig,
+        ];
+        if (spec.Secrets is { } secrets)
+        {
+            args.AddRange(["--secret-path", secrets]);
+        }
+
+        if (_options.ReportUrl is { } report)
+        {
+            args.AddRange(["--report-url", new Uri(report, $"v1/instances/{instanceId}/cold-start").ToString()]);
+        }
+
+        if (spec.Tee == FunctionTee.Sim)
+        {
+            var sim = _options.SimulatedTeeDirectory ?? throw new InvalidOperationException("runtime: tee sim needs the simulated TEE directory");
+            args.AddRange(["--sim-dir", sim, "--bundle", spec.Bundle, "--sim-format", "snp"]);
+        }
+
+        return args;
+    }
+
+    private static string AgentTee(FunctionTee tee) => tee switch
+    {
+        FunctionTee.Sim => "sim",
+        FunctionTee.Snp => "snp",
+        FunctionTee.Sgx => "gramine",
+        FunctionTee.Tdx => "tdx",
+        _ => throw new ArgumentOutOfRangeException(nameof(tee), tee, "no agent for this TEE"),
+    };
+
+    // A command naming a file in the bundle runs that file; otherwise it is looked up on PATH, as a shell would.
+    private static List<string> ResolveCommand(FunctionSpec spec)
+    {
+        var first = spec.Command[0];
+        var inBundle = Path.Combine(spec.Bundle, first);
+        return [File.Exists(inBundle) ? Path.GetFullPath(inBundle) : first, .. spec.Command.Skip(1)];
+    }
+
+    private static List<string> DefaultMorphInit()
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "morph-init.dll");
+        if (!File.Exists(dll))
+        {
+            throw new InvalidOperationException($"runtime: morph-init not found at {dll}; set RuntimeOptions.MorphInit");
+        }
+
+        // Under `dotnet test` or `dotnet morph.dll` the host is known; an apphost (`morph`) is not dotnet itself.
+        var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host
+            : Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self
+            : "dotnet";
+        return [dotnet, dll];
+    }
+}

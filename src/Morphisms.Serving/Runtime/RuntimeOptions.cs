@@ -1,0 +1,54 @@
+namespace Morphisms.Serving.Runtime;
+
+/// <summary>How the local runtime starts instances.</summary>
+public sealed record RuntimeOptions
+{
+    /// <summary>Working directory of instances: launch configurations and secret directories live under it.</summary>
+    public required string DataDirectory { get; init; }
+
+    /// <summary>
+    /// How to start <c>morph-init</c>: the program and leading arguments, e.g. <c>["dotnet", "/opt/morph/morph-init.dll"]</c>.
+    /// Null finds <c>morph-init.dll</c> beside the running assembly.
+    /// </summary>
+    public IReadOnlyList<string>? MorphInit { get; init; }
+
+    /// <summary>The KMS the agents attest to (https).</summary>
+    public Uri? KmsUrl { get; init; }
+
+    /// <summary>The KMS CA pin (hex SHA-256) the agents use; also written into every launch configuration.</summary>
+    public string? KmsCaSha256 { get; init; }
+
+    /// <summary>The simulated TEE's state directory (<c>tee: sim</c>).</summary>
+    public string? SimulatedTeeDirectory { get; init; }
+
+    /// <summary>Where agents POST their cold-start report (the control API), or null.</summary>
+    public Uri? ReportUrl { get; init; }
+
+    /// <summary>Sandbox with bubblewrap: <c>auto</c> (when present and working), <c>off</c>, or <c>required</c>.</summary>
+    public SandboxMode Sandbox { get; init; } = SandboxMode.Auto;
+
+    /// <summary>Memory limit per instance through the cgroup v1 memory controller (0 = none); applied only where writable.</summary>
+    public long MemoryLimitBytes { get; init; }
+
+    /// <summary>Process limit per instance through the cgroup v1 pids controller (0 = none); applied only where writable.</summary>
+    public int PidsLimit { get; init; }
+
+    /// <summary>Lines of stdout/stderr kept per instance.</summary>
+    public int LogLines { get; init; } = 500;
+
+    /// <summary>Extra environment for every agent process (not the app's: the app's env comes from the spec and its bundle).</summary>
+    public IReadOnlyDictionary<string, string> AgentEnvironment { get; init; } = new Dictionary<string, string>();
+}
+
+/// <summary>Whether instances run under bubblewrap.</summary>
+public enum SandboxMode
+{
+    /// <summary>Use bubblewrap when it is installed and works here; otherwise plain processes, said in the log.</summary>
+    Auto,
+
+    /// <summary>Plain processes.</summary>
+    Off,
+
+    /// <summary>Refuse to start instances without bubblewrap.</summary>
+    Required,
+}

@@ -1,0 +1,82 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Morphisms.Serving.Tests;
+
+/// <summary>
+/// The test assembly's own entry point: the function app instances run (<c>dotnet Morphisms.Serving.Tests.dll app</c>),
+/// so only the SDK the tests already need is assumed. Plain HTTP/1.1 keep-alive on <c>127.0.0.1:$PORT</c>; every
+/// answer names the revision (<c>REV</c>, from the measured env) and the pid. <c>/crash</c> answers and then exits
+/// with code 3 (crash recovery tests); <c>/slow</c> answers after 1.5 s. The xunit runner never calls it.
+/// </summary>
+public static class ServingTestApp
+{
+    /// <summary>Runs the app until SIGTERM.</summary>
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] != "app")
+        {
+            await Console.Error.WriteLineAsync("usage: app");
+            return 2;
+        }
+
+        using var stop = new CancellationTokenSource();
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        var port = int.Parse(Environment.GetEnvironmentVariable("PORT")!, System.Globalization.CultureInfo.InvariantCulture);
+        var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        Console.WriteLine($"app listening on {port}");
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var client = await listener.AcceptTcpClientAsync(stop.Token);
+                _ = ServeAsync(client);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        listener.Stop();
+        Console.WriteLine("app drained");
+        return 0;
+    }
+
+    private static async Task ServeAsync(TcpClient client)
+    {
+        using var _ = client;
+        var stream = client.GetStream();
+        var reader = new StreamReader(stream, Encoding.ASCII);
+        try
+        {
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                while (!string.IsNullOrEmpty(await reader.ReadLineAsync()))
+                {
+                }
+
+                var path = line.Split(' ') is { Length: > 1 } parts ? parts[1] : "/";
+                if (path.StartsWith("/slow", StringComparison.Ordinal))
+                {
+                    await Task.Delay(1500);
+                }
+
+                var body = Encoding.UTF8.GetBytes($"rev={Environment.GetEnvironmentVariable("REV")};pid={Environment.ProcessId}");
+                await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\n\r\n"));
+                await stream.WriteAsync(body);
+                await stream.FlushAsync();
+                if (path.StartsWith("/crash", StringComparison.Ordinal))
+                {
+                    Console.Error.WriteLine("app: crashing on request");
+                    Environment.Exit(3);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

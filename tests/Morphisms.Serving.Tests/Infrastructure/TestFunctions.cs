@@ -1,0 +1,103 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Runtime;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Tests;
+
+/// <summary>Bundles, specs, serving hosts and clients for the end-to-end tests.</summary>
+internal sealed class TestFunctions : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("morph-serving-").FullName;
+
+    public string DataDir => Path.Combine(_root, "data");
+
+    public StringWriter Log { get; } = new();
+
+    /// <summary>The test app (this assembly) as a function command.</summary>
+    public static IReadOnlyList<string> AppCommand =>
+        [Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", typeof(ServingTestApp).Assembly.Location, "app"];
+
+    /// <summary>morph-init, copied beside the tests by the project reference.</summary>
+    public static IReadOnlyList<string> MorphInit =>
+        [Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", Path.Combine(AppContext.BaseDirectory, "morph-init.dll")];
+
+    /// <summary>A spec for the test app with its own bundle directory.</summary>
+    public FunctionSpec Spec(string name, string rev, FunctionTee tee = FunctionTee.Sim, ScaleSpec? scale = null)
+    {
+        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundles", name)).FullName;
+        File.WriteAllText(Path.Combine(bundle, "app.txt"), $"the {name} function");
+        return new FunctionSpec
+        {
+            Name = name,
+            Tee = tee,
+            Bundle = bundle,
+            Command = AppCommand,
+            Env = new Dictionary<string, string> { ["REV"] = rev },
+            Scale = scale ?? new ScaleSpec(),
+        };
+    }
+
+    /// <summary>A started host.</summary>
+    public async Task<ServingHost> HostAsync(GatewayMode mode, KmsConnection? kms = null, string? simDir = null, IInstanceLauncher? launcher = null,
+        Morphisms.Serving.Activation.ActivatorOptions? activator = null, TimeProvider? time = null)
+    {
+        var host = new ServingHost(new ServingHostOptions
+        {
+            Mode = mode,
+            DataDirectory = DataDir,
+            Kms = kms,
+            SimulatedTeeDirectory = simDir,
+            Launcher = launcher,
+            Runtime = new RuntimeOptions { DataDirectory = DataDir, MorphInit = MorphInit },
+            Supervisor = new SupervisorOptions { DrainTimeout = TimeSpan.FromSeconds(2), RestartBackoff = TimeSpan.FromMilliseconds(200) },
+            Activator = activator ?? new Morphisms.Serving.Activation.ActivatorOptions { QueueTimeout = TimeSpan.FromSeconds(40) },
+            Time = time ?? TimeProvider.System,
+            Log = TextWriter.Synchronized(Log),
+        });
+        await host.StartAsync(CancellationToken.None);
+        return host;
+    }
+
+    /// <summary>
+    /// A client that connects every request to the gateway and sends the function's host name as SNI, checking the
+    /// certificate with <paramref name="verify"/>. One connection per request, so each is routed anew.
+    /// </summary>
+    public static HttpClient SniClient(IPEndPoint gateway, Func<X509Certificate2, X509Chain?, bool> verify)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            PooledConnectionLifetime = TimeSpan.Zero,
+            ConnectCallback = async (_, ct) =>
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                await socket.ConnectAsync(gateway, ct);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, cert, chain, _) => cert is X509Certificate2 c && verify(c, chain),
+            },
+        };
+        return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            foreach (var file in Directory.EnumerateFiles(_root, "*", SearchOption.AllDirectories))
+            {
+                File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
