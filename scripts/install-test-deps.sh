@@ -8,6 +8,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The KMS is tested with a Vault client written by others (npm node-vault).
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# Serving sandboxes instances with bubblewrap where it is present; test that path.
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 # PKCS#11 auto-unseal is tested against a real SoftHSM2 token.
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 

@@ -55,12 +55,12 @@ public sealed class Bubblewrap
     }
 
     /// <summary>
-    /// The bwrap argument list that runs <paramref name="command"/> with <paramref name="writable"/> bound read-write
+    /// The command line (bwrap first) that runs <paramref name="command"/> with <paramref name="writable"/> bound read-write
     /// and <paramref name="readable"/> re-bound read-only (paths under <c>/tmp</c> would otherwise be hidden by the private tmpfs).
     /// </summary>
     public IReadOnlyList<string> Wrap(IReadOnlyList<string> command, IEnumerable<string> readable, IEnumerable<string> writable)
     {
-        List<string> args = [.. CommonArguments()];
+        List<string> args = [Path, .. CommonArguments()];
         foreach (var path in readable.Where(p => Directory.Exists(p) || File.Exists(p)).Distinct(StringComparer.Ordinal))
         {
             args.AddRange(["--ro-bind", path, path]);

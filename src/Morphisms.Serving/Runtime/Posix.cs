@@ -9,7 +9,20 @@ internal static class Posix
 
     public static bool Signal(int pid, int signal) => Kill(pid, signal) == 0;
 
-    /// <summary>The live descendants of <paramref name="pid"/> (from /proc), so a sandbox's inner processes can be signalled too.</summary>
+    /// <summary>The short command name of <paramref name="pid"/> (/proc/PID/comm), or null when it cannot be read.</summary>
+    public static string? CommandName(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/comm").Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // gone, or not ours to read
+        }
+    }
+
+    /// <summary>The live descendants of <paramref name="pid"/> (from /proc), nearest first, so a sandbox's inner processes can be signalled.</summary>
     public static IReadOnlyList<int> Descendants(int pid)
     {
         var parents = new Dictionary<int, int>();

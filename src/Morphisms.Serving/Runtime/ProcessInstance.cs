@@ -84,15 +84,11 @@ public sealed class ProcessInstance : IInstanceProcess
             return;
         }
 
-        // Under bubblewrap the spawned pid is bwrap, which does not forward signals: signal the agent inside too.
-        Posix.Signal(Pid, Posix.SigTerm);
-        if (_sandboxed)
-        {
-            foreach (var pid in Posix.Descendants(Pid))
-            {
-                Posix.Signal(pid, Posix.SigTerm);
-            }
-        }
+        // Under bubblewrap the spawned pid is bwrap, which neither forwards signals nor survives one
+        // gracefully: signal the first process inside that is not bwrap (the agent, or a plain app),
+        // which drains and exits, and bwrap then exits with its status.
+        var target = _sandboxed ? Posix.Descendants(Pid).FirstOrDefault(pid => Posix.CommandName(pid) is not (null or "bwrap")) : 0;
+        Posix.Signal(target != 0 ? target : Pid, Posix.SigTerm);
 
         var finished = await Task.WhenAny(Exited, Task.Delay(drain, _time)).ConfigureAwait(false);
         if (finished != Exited)

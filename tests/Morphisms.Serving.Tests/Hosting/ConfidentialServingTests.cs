@@ -111,7 +111,7 @@ public sealed class ConfidentialServingTests(ServingKms kms) : IClassFixture<Ser
         await Eventually.True(() => host.Supervisor(deployed.Revision)!.TotalCrashes == 1, "crash noticed");
         var after = await client.GetStringAsync($"https://phoenix.{Domain}/");
         Assert.StartsWith("rev=a;", after);
-        Assert.NotEqual(before, after); // another pid: a new instance
+        Assert.NotEqual(before, after); // another boot value: a new instance
         Assert.Contains(host.Logs("phoenix", 500), l => l.Line.Text.Contains("exited unexpectedly (code 3)", StringComparison.Ordinal));
     }
 

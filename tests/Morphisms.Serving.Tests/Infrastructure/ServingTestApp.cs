@@ -13,6 +13,9 @@ namespace Morphisms.Serving.Tests;
 /// </summary>
 public static class ServingTestApp
 {
+    // A fresh value per process: under a PID namespace a restarted app can get the same pid again.
+    private static readonly string Boot = Guid.NewGuid().ToString("N");
+
     /// <summary>Runs the app until SIGTERM.</summary>
     public static async Task<int> Main(string[] args)
     {
@@ -64,7 +67,7 @@ public static class ServingTestApp
                     await Task.Delay(1500);
                 }
 
-                var body = Encoding.UTF8.GetBytes($"rev={Environment.GetEnvironmentVariable("REV")};pid={Environment.ProcessId}");
+                var body = Encoding.UTF8.GetBytes($"rev={Environment.GetEnvironmentVariable("REV")};pid={Environment.ProcessId};boot={Boot}");
                 await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\n\r\n"));
                 await stream.WriteAsync(body);
                 await stream.FlushAsync();
