@@ -1,0 +1,159 @@
+// The Morphisms benchmark function: signs every message POSTed to it with Ed25519.
+// Listens on 127.0.0.1:$PORT in plain HTTP; morph-init terminates the attested TLS in front of it.
+using System.Globalization;
+using System.Net;
+using System.Runtime.InteropServices;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Morphisms.Samples.Signer;
+using NSec.Cryptography;
+
+const string Algorithm = "ed25519";
+
+if (!TryPort(Environment.GetEnvironmentVariable("PORT"), out var port))
+{
+    Console.Error.WriteLine("signer: PORT must be a TCP port (1-65535)");
+    return 2;
+}
+
+var maxMessageBytes = 1024 * 1024;
+if (Environment.GetEnvironmentVariable("SIGNER_MAX_MESSAGE_BYTES") is { Length: > 0 } limitText
+    && !(int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out maxMessageBytes) && maxMessageBytes > 0))
+{
+    Console.Error.WriteLine("signer: SIGNER_MAX_MESSAGE_BYTES must be a positive integer");
+    return 2;
+}
+
+SigningKeyStore keys;
+try
+{
+    keys = SigningKeyStore.Create(Environment.GetEnvironmentVariable("MORPH_SECRETS_DIR"));
+}
+catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"signer: cannot use the signing key: {e.Message}");
+    return 1;
+}
+
+// New secret versions arrive as rewritten files plus SIGHUP (morph-init's default reload).
+using var reload = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+{
+    context.Cancel = true;
+    var (_, message) = keys.Reload();
+    Console.Error.WriteLine($"signer: SIGHUP: {message}");
+});
+
+// The empty builder (no config files, no logging, Kestrel core and routing only) starts ~100 ms sooner than
+// CreateSlimBuilder on 2 cores; a function gets its settings from env anyway.
+var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = args });
+builder.WebHost.UseKestrelCore();
+builder.Services.AddRoutingCore();
+if (Environment.GetEnvironmentVariable("LOG_LEVEL") is { Length: > 0 } level)
+{
+    builder.Logging.AddSimpleConsole().SetMinimumLevel(ParseLevel(level));
+}
+
+builder.WebHost.ConfigureKestrel(kestrel =>
+{
+    kestrel.AddServerHeader = false;
+    kestrel.Limits.MaxRequestBodySize = maxMessageBytes;
+    kestrel.Listen(IPAddress.Loopback, port);
+});
+
+var app = builder.Build();
+
+app.MapGet("/healthz", () => "ok");
+
+app.MapGet("/public-key", () =>
+{
+    var identity = keys.Current;
+    return TypedResults.Json(new PublicKeyResponse(identity.PublicKeyBase64, Algorithm, identity.Source), SignerJson.Relaxed.PublicKeyResponse);
+});
+
+app.MapPost("/sign", async Task<Results<JsonHttpResult<SignResponse>, JsonHttpResult<ErrorResponse>>> (HttpRequest request) =>
+{
+    if (request.ContentLength > maxMessageBytes)
+    {
+        return TooLarge();
+    }
+
+    byte[] message;
+    try
+    {
+        message = await ReadBodyAsync(request, maxMessageBytes);
+    }
+    catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+    {
+        return TooLarge();
+    }
+    catch (InvalidDataException)
+    {
+        return TooLarge();
+    }
+
+    if (message.Length == 0)
+    {
+        return TypedResults.Json(new ErrorResponse("empty message: POST the bytes to sign"), SignerJson.Relaxed.ErrorResponse, statusCode: StatusCodes.Status400BadRequest);
+    }
+
+    var identity = keys.Current;
+    var signature = SignatureAlgorithm.Ed25519.Sign(identity.Key, message);
+    return TypedResults.Json(new SignResponse(Convert.ToBase64String(signature), identity.PublicKeyBase64, Algorithm), SignerJson.Relaxed.SignResponse);
+
+    JsonHttpResult<ErrorResponse> TooLarge()
+    {
+        // The unread rest of the body makes the connection unusable: say so, so clients do not reuse it.
+        request.HttpContext.Response.Headers.Connection = "close";
+        return TypedResults.Json(
+            new ErrorResponse($"message larger than {maxMessageBytes} bytes"), SignerJson.Relaxed.ErrorResponse, statusCode: StatusCodes.Status413PayloadTooLarge);
+    }
+});
+
+app.Lifetime.ApplicationStarted.Register(() => Console.Error.WriteLine($"signer: listening on http://127.0.0.1:{port} (key: {keys.Current.Source}, public key {keys.Current.PublicKeyBase64})"));
+try
+{
+    await app.RunAsync();
+}
+catch (IOException e)
+{
+    // Most often the port is taken.
+    Console.Error.WriteLine($"signer: cannot listen on 127.0.0.1:{port}: {e.Message}");
+    return 1;
+}
+
+return 0;
+
+static bool TryPort(string? text, out int port)
+{
+    port = 8080;
+    return string.IsNullOrEmpty(text)
+        || (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out port) && port is >= 1 and <= 65535);
+}
+
+static LogLevel ParseLevel(string level) => level.ToLowerInvariant() switch
+{
+    "trace" => LogLevel.Trace,
+    "debug" => LogLevel.Debug,
+    "info" or "information" => LogLevel.Information,
+    "warn" or "warning" => LogLevel.Warning,
+    "error" => LogLevel.Error,
+    _ => LogLevel.Information,
+};
+
+// Reads at most `limit` bytes; Kestrel enforces the same limit for chunked bodies (413 BadHttpRequestException).
+static async Task<byte[]> ReadBodyAsync(HttpRequest request, int limit)
+{
+    using var buffer = new MemoryStream(request.ContentLength is { } length ? (int)length : 4096);
+    var chunk = new byte[16 * 1024];
+    int read;
+    while ((read = await request.Body.ReadAsync(chunk, request.HttpContext.RequestAborted)) > 0)
+    {
+        if (buffer.Length + read > limit)
+        {
+            throw new InvalidDataException("message too large");
+        }
+
+        buffer.Write(chunk, 0, read);
+    }
+
+    return buffer.ToArray();
+}
