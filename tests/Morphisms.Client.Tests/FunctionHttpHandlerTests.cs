@@ -21,9 +21,9 @@ public sealed class FunctionHttpHandlerTests : IDisposable
     public async Task Requests_reach_a_function_whose_certificate_chains_to_the_pinned_root()
     {
         using var leaf = _pki.Leaf("signer", Host, new byte[48]);
-        await using var server = new HttpsFunction(leaf, _pki.Intermediate);
+        await using var server = HttpsFunction(leaf, _pki.Intermediate);
         AttestedIdentityExtension? seen = null;
-        using var http = Client(new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true }, server.Port, identity => seen = identity);
+        using var http = Client(new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true }, server.Endpoint.Port, identity => seen = identity);
 
         Assert.Equal("signed", await http.GetStringAsync($"https://{Host}/"));
         Assert.Equal("signer", seen!.Function);
@@ -33,9 +33,9 @@ public sealed class FunctionHttpHandlerTests : IDisposable
     public async Task A_function_with_another_identity_gets_no_request()
     {
         using var leaf = _pki.Leaf("hello", Host, new byte[48]);
-        await using var server = new HttpsFunction(leaf, _pki.Intermediate);
+        await using var server = HttpsFunction(leaf, _pki.Intermediate);
         IReadOnlyList<string>? refused = null;
-        using var http = Client(new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true }, server.Port, rejected: f => refused = f);
+        using var http = Client(new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true }, server.Endpoint.Port, rejected: f => refused = f);
 
         await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync($"https://{Host}/"));
         Assert.Contains(refused!, f => f.Contains("'hello'", StringComparison.Ordinal));
@@ -67,61 +67,7 @@ public sealed class FunctionHttpHandlerTests : IDisposable
     }
 
     /// <summary>A one-route HTTPS server presenting leaf + intermediate, like an instance's TLS terminator.</summary>
-    private sealed class HttpsFunction : IAsyncDisposable
-    {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _loop;
-        private int _served;
-
-        public HttpsFunction(X509Certificate2 leaf, X509Certificate2 intermediate)
-        {
-            var context = SslStreamCertificateContext.Create(leaf, [intermediate], offline: true);
-            _listener.Start();
-            _loop = Task.Run(async () =>
-            {
-                while (!_stop.IsCancellationRequested)
-                {
-                    TcpClient client;
-                    try
-                    {
-                        client = await _listener.AcceptTcpClientAsync(_stop.Token);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        return;
-                    }
-
-                    _ = Task.Run(async () =>
-                    {
-                        using var _ = client;
-                        await using var ssl = new SslStream(client.GetStream());
-                        try
-                        {
-                            await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = context });
-                            var buffer = new byte[4096];
-                            var read = await ssl.ReadAsync(buffer);
-                            Assert.True(read > 0);
-                            Interlocked.Increment(ref _served);
-                            await ssl.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsigned"));
-                        }
-                        catch (Exception e) when (e is IOException or System.Security.Authentication.AuthenticationException)
-                        {
-                        }
-                    });
-                }
-            });
-        }
-
-        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
-
-        public int RequestsServed => Volatile.Read(ref _served);
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            _listener.Stop();
-            await _loop;
-        }
-    }
+    private static TlsTestServer HttpsFunction(X509Certificate2 leaf, X509Certificate2 intermediate) =>
+        new(SslStreamCertificateContext.Create(leaf, [intermediate], offline: true),
+            _ => Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsigned"));
 }

@@ -88,7 +88,7 @@ public class ActivatorTests
     public async Task Through_the_gateway_a_tls_client_waits_out_a_scale_from_zero()
     {
         using var certificate = TlsTestPeers.SelfSigned("hello.fn.morphisms.local");
-        await using var backend = new TlsTestPeers.Backend(certificate, "cold-started instance");
+        await using var backend = TlsTestPeers.Backend(certificate, "cold-started instance");
         var instances = new RevisionInstances();
         // The "autoscaler" answers a poke by bringing an instance up a little later.
         var trigger = new RecordingTrigger(revision => _ = Task.Delay(200).ContinueWith(_ => instances.SetReady(revision, [backend.Endpoint]), TaskScheduler.Default));

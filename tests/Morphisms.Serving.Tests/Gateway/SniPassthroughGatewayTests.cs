@@ -15,7 +15,7 @@ public class SniPassthroughGatewayTests
     public async Task Tls_passes_through_to_the_instance_that_holds_the_key()
     {
         using var certificate = TlsTestPeers.SelfSigned("hello.fn.morphisms.local");
-        await using var backend = new TlsTestPeers.Backend(certificate, "instance");
+        await using var backend = TlsTestPeers.Backend(certificate, "instance");
         var concurrency = new RevisionConcurrency();
         await using var gateway = new SniPassthroughGateway(new SniGatewayOptions(),
             new MapResolver(new() { ["hello.fn.morphisms.local"] = new("hello-00001", backend.Endpoint) }), concurrency);

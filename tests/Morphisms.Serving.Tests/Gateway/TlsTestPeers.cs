@@ -56,63 +56,9 @@ internal static class TlsTestPeers
         return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
     }
 
-    /// <summary>A TLS server (standing in for an instance's terminator) that answers every connection with one line.</summary>
-    public sealed class Backend : IAsyncDisposable
-    {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _loop;
-
-        public Backend(X509Certificate2 certificate, string reply)
-        {
-            Certificate = certificate;
-            _listener.Start();
-            _loop = Task.Run(async () =>
-            {
-                while (!_stop.IsCancellationRequested)
-                {
-                    TcpClient client;
-                    try
-                    {
-                        client = await _listener.AcceptTcpClientAsync(_stop.Token);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        return;
-                    }
-
-                    _ = Task.Run(async () =>
-                    {
-                        using var _ = client;
-                        await using var ssl = new SslStream(client.GetStream());
-                        try
-                        {
-                            await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate });
-                            var line = new byte[256];
-                            var read = await ssl.ReadAsync(line);
-                            await ssl.WriteAsync(Encoding.UTF8.GetBytes($"{reply}: {Encoding.UTF8.GetString(line, 0, read)}"));
-                            await ssl.ShutdownAsync();
-                        }
-                        catch (Exception e) when (e is IOException or System.Security.Authentication.AuthenticationException)
-                        {
-                        }
-                    });
-                }
-            });
-        }
-
-        public X509Certificate2 Certificate { get; }
-
-        public IPEndPoint Endpoint => (IPEndPoint)_listener.LocalEndpoint;
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            _listener.Stop();
-            await _loop;
-            _stop.Dispose();
-        }
-    }
+    /// <summary>An instance's stand-in: answers every connection with "REPLY: what the client sent".</summary>
+    public static TlsTestServer Backend(X509Certificate2 certificate, string reply) =>
+        new(SslStreamCertificateContext.Create(certificate, null), request => Encoding.UTF8.GetBytes($"{reply}: {Encoding.UTF8.GetString(request)}"));
 
     /// <summary>Connects through <paramref name="gateway"/> as a client that pins <paramref name="expected"/>.</summary>
     public static async Task<string> AskAsync(IPEndPoint gateway, string host, X509Certificate2 expected, string message)
