@@ -13,6 +13,9 @@ public static class MorphCli
         root.Subcommands.Add(EvidenceCommand.Create(stdout, stderr));
         root.Subcommands.Add(Commands.Kms.KmsCommand.Create(stdout, stderr));
         Commands.Serving.ServingCommands.Create(stdout, stderr).ToList().ForEach(root.Subcommands.Add);
+        root.Subcommands.Add(Commands.Up.UpCommand.Create(stdout, stderr));
+        root.Subcommands.Add(Commands.Invoke.InvokeCommand.Create(stdout, stderr));
+        root.Subcommands.Add(Commands.Quickstart.QuickstartCommand.Create(stdout, stderr));
         return root;
     }
 
@@ -32,7 +35,9 @@ public static class MorphCli
             return ExitCodes.UsageOrInput;
         }
 
-        var configuration = new InvocationConfiguration { Output = stdout, Error = stderr };
+        // Ctrl-C cancels the command's token; morph up then drains instances and seals the KMS, which takes longer
+        // than System.CommandLine's default grace of 2 s before it gives up waiting.
+        var configuration = new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = TimeSpan.FromSeconds(60) };
         return await parsed.InvokeAsync(configuration);
     }
 }

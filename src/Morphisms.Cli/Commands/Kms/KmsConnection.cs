@@ -20,7 +20,7 @@ public sealed class KmsConnection
     /// <summary>The address used when neither <c>--address</c> nor <see cref="AddressVariable"/> is set.</summary>
     public const string DefaultAddress = "http://127.0.0.1:8200";
 
-    private readonly Option<string?> _address = new("--address") { Description = $"KMS URL (default: ${AddressVariable}, else {DefaultAddress})." };
+    private readonly Option<string?> _address = new("--address") { Description = $"KMS URL (default: ${AddressVariable}, else a running morph up, else {DefaultAddress})." };
     private readonly Option<FileInfo?> _caCert = new("--ca-cert") { Description = $"PEM certificate(s) to trust for the KMS's TLS (default: ${CaCertVariable})." };
     private readonly Option<FileInfo?> _tokenFile = new("--token-file") { Description = $"File holding the token (default: ${TokenVariable})." };
     private readonly Option<bool> _json = new("--json") { Description = "Print the KMS's JSON response." };
@@ -41,14 +41,20 @@ public sealed class KmsConnection
     /// <exception cref="KmsCliException">The address, CA file or token file is unusable.</exception>
     public KmsHttp Connect(ParseResult parse, bool needsToken = true)
     {
-        var text = parse.GetValue(_address) ?? NonEmpty(Environment.GetEnvironmentVariable(AddressVariable)) ?? DefaultAddress;
+        var explicitAddress = parse.GetValue(_address) ?? NonEmpty(Environment.GetEnvironmentVariable(AddressVariable));
+
+        // Without an address, a running `morph up` is the KMS meant: its address, TLS certificate and token file.
+        var up = explicitAddress is null
+            ? Up.UpStateFile.ReadLive(Path.Combine(Paths.MorphPaths.FromEnvironment().DataDirectory, Up.UpStateFile.FileName))
+            : null;
+        var text = explicitAddress ?? up?.KmsUrl ?? DefaultAddress;
         if (!Uri.TryCreate(text, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
         {
             throw KmsCliException.Usage($"--address: not an http(s) URL: {text}");
         }
 
-        var caFile = parse.GetValue(_caCert)?.FullName ?? NonEmpty(Environment.GetEnvironmentVariable(CaCertVariable));
-        var token = Token(parse);
+        var caFile = parse.GetValue(_caCert)?.FullName ?? NonEmpty(Environment.GetEnvironmentVariable(CaCertVariable)) ?? up?.KmsCaFile;
+        var token = Token(parse) ?? (up is null ? null : ReadTokenFile(up.TokenFile, "morph up's token file"));
         if (needsToken && token is null)
         {
             throw KmsCliException.Usage($"no token: set {TokenVariable} or pass --token-file FILE");
@@ -57,22 +63,22 @@ public sealed class KmsConnection
         return new KmsHttp(address, token, caFile);
     }
 
-    private string? Token(ParseResult parse)
-    {
-        if (parse.GetValue(_tokenFile) is { } file)
-        {
-            try
-            {
-                var token = File.ReadAllText(file.FullName).Trim();
-                return token.Length > 0 ? token : throw KmsCliException.Usage($"--token-file: {file.FullName} is empty");
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw KmsCliException.Usage($"--token-file: {e.Message}");
-            }
-        }
+    private string? Token(ParseResult parse) =>
+        parse.GetValue(_tokenFile) is { } file
+            ? ReadTokenFile(file.FullName, "--token-file")
+            : NonEmpty(Environment.GetEnvironmentVariable(TokenVariable)?.Trim());
 
-        return NonEmpty(Environment.GetEnvironmentVariable(TokenVariable)?.Trim());
+    private static string ReadTokenFile(string path, string what)
+    {
+        try
+        {
+            var token = File.ReadAllText(path).Trim();
+            return token.Length > 0 ? token : throw KmsCliException.Usage($"{what}: {path} is empty");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw KmsCliException.Usage($"{what}: {e.Message}");
+        }
     }
 
     private static string? NonEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;

@@ -1,0 +1,116 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation;
+using Morphisms.Attestation.Identity;
+using Morphisms.Client.Functions;
+using Morphisms.Client.Trust;
+
+namespace Morphisms.Cli.Commands.Invoke;
+
+/// <summary>What <see cref="FunctionInvoker"/> sends.</summary>
+/// <param name="Function">The function name; the request goes to <c>FUNCTION.DOMAIN</c>.</param>
+/// <param name="Domain">The serving domain.</param>
+/// <param name="Gateway">Where to connect (the gateway routes by SNI alone).</param>
+/// <param name="Path">The request path.</param>
+/// <param name="Data">The POST body, or null for a GET.</param>
+/// <param name="ExpectedMeasurement">When set, the attested measurement must equal it.</param>
+internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, byte[]? ExpectedMeasurement);
+
+/// <summary>What came back: the response, or the reasons the function's certificate was refused.</summary>
+internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, AttestedIdentityExtension? Identity, IReadOnlyList<X509Certificate2> Chain, IReadOnlyList<string> Refusals);
+
+/// <summary>
+/// Calls a function through the confidential gateway with <see cref="FunctionHttpHandler"/>: the TLS session ends
+/// in the instance, whose certificate must chain to the pinned KMS root CA and carry the function's attested
+/// identity. Nothing is sent on a connection whose certificate fails.
+/// </summary>
+internal static class FunctionInvoker
+{
+    public static async Task<InvokeResult> InvokeAsync(KmsTrustRecord trust, InvokeRequest request, CancellationToken ct)
+    {
+        var host = $"{request.Function}.{request.Domain}";
+        var expectation = new FunctionExpectation
+        {
+            Function = request.Function,
+            Host = host,
+            Measurement = request.ExpectedMeasurement,
+            // A simulated identity proves nothing about hardware; it is acceptable only from a KMS that is itself
+            // simulated, i.e. a development installation the user already chose to trust as such.
+            AllowSimulated = trust.Simulated,
+        };
+        AttestedIdentityExtension? identity = null;
+        IReadOnlyList<string> refusals = [];
+        List<X509Certificate2> chain = [];
+        using var handler = FunctionHttpHandler.Create(trust, expectation, onVerified: i => identity = i, onRejected: f => refusals = f);
+        var verify = handler.SslOptions.RemoteCertificateValidationCallback!;
+        handler.SslOptions.RemoteCertificateValidationCallback = (sender, certificate, presented, errors) =>
+        {
+            // Keep what was presented for --show-attestation; the decision stays FunctionHttpHandler's.
+            chain = [.. presented?.ChainPolicy.ExtraStore.Cast<X509Certificate2>().Select(c => X509CertificateLoader.LoadCertificate(c.RawData)) ?? []];
+            if (certificate is not null && !chain.Any(c => c.RawData.AsSpan().SequenceEqual(certificate.GetRawCertData())))
+            {
+                chain.Insert(0, X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
+            }
+
+            return verify(sender, certificate, presented, errors);
+        };
+        handler.ConnectCallback = async (_, token) =>
+        {
+            var socket = new Socket(request.Gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(request.Gateway, token);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        };
+
+        // Scale-from-zero holds the first request while an instance starts and attests.
+        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromMinutes(2) };
+        using var message = new HttpRequestMessage(request.Data is null ? HttpMethod.Get : HttpMethod.Post, $"https://{host}{request.Path}");
+        if (request.Data is not null)
+        {
+            message.Content = new ByteArrayContent(request.Data);
+            message.Content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        }
+
+        try
+        {
+            using var response = await http.SendAsync(message, ct);
+            var body = await response.Content.ReadAsByteArrayAsync(ct);
+            return new InvokeResult(response.StatusCode, body, identity, chain, []);
+        }
+        catch (HttpRequestException) when (refusals.Count > 0)
+        {
+            return new InvokeResult(null, [], null, chain, refusals);
+        }
+    }
+
+    /// <summary>Prints the attested identity and a summary of the certificate chain.</summary>
+    public static async Task PrintAttestationAsync(TextWriter stdout, KmsTrustRecord trust, InvokeResult result)
+    {
+        var identity = result.Identity!;
+        await stdout.WriteLineAsync($"attestation  verified: the TLS session ends in an instance the KMS attested");
+        await stdout.WriteLineAsync($"  function     {identity.Function}");
+        await stdout.WriteLineAsync($"  revision     {identity.Revision}");
+        await stdout.WriteLineAsync($"  tee          {identity.Tee}{(identity.Simulated ? " (SIMULATED: accepted only because the pinned KMS is itself simulated; proves nothing about hardware)" : string.Empty)}");
+        await stdout.WriteLineAsync($"  simulated    {(identity.Simulated ? "true" : "false")}");
+        await stdout.WriteLineAsync($"  measurement  {Hex.Of(identity.Measurement)}");
+        await stdout.WriteLineAsync($"  evidence     sha256 {Hex.Of(identity.EvidenceSha256)}");
+        await stdout.WriteLineAsync($"  chain        (pinned KMS root CA sha256 {trust.RootCaSha256})");
+        using var root = X509Certificate2.CreateFromPem(trust.RootCaPem);
+        var chain = result.Chain.Any(c => c.RawData.AsSpan().SequenceEqual(root.RawData)) ? result.Chain : [.. result.Chain, root];
+        foreach (var certificate in chain)
+        {
+            var pinned = string.Equals(Convert.ToHexStringLower(SHA256.HashData(certificate.RawData)), trust.RootCaSha256, StringComparison.Ordinal);
+            await stdout.WriteLineAsync($"    {certificate.Subject}, until {certificate.NotAfter.ToUniversalTime():yyyy-MM-ddTHH:mm:ssZ}{(pinned ? " [pinned root]" : string.Empty)}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+using System.CommandLine;
+using System.Net;
+using Morphisms.Attestation;
+using Morphisms.Cli.Commands.Kms;
+using Morphisms.Cli.Commands.Up;
+using Morphisms.Cli.Paths;
+using Morphisms.Client.Trust;
+
+namespace Morphisms.Cli.Commands.Invoke;
+
+/// <summary>
+/// <c>morph invoke FN</c>: calls a function over TLS through the gateway, verifying its certificate against the KMS
+/// root CA pinned by <c>morph kms trust</c> (or by <c>morph up</c> through the same attestation) and the function's
+/// attested identity, then prints the response.
+/// </summary>
+public static class InvokeCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var function = new Argument<string>("function") { Description = "The function name (served at FUNCTION.DOMAIN)." };
+        var data = new Option<string?>("--data") { Description = "POST this body (STRING, or @FILE for a file's bytes); without it, GET." };
+        var path = new Option<string>("--path") { Description = "The request path.", DefaultValueFactory = _ => "/" };
+        var show = new Option<bool>("--show-attestation") { Description = "Also print the function's attested identity and certificate chain." };
+        var measurement = new Option<string?>("--expect-measurement") { Description = "Refuse unless the attested measurement is this (hex)." };
+        var kms = new Option<string?>("--kms") { Description = "The pinned KMS whose root CA the function must chain to (default: morph up's)." };
+        var gateway = new Option<string?>("--gateway") { Description = "The gateway's IP:PORT (default: morph up's)." };
+        var domain = new Option<string?>("--domain") { Description = "The serving domain (default: morph up's)." };
+        var command = new Command("invoke", "Call a function over attested TLS through the gateway and print the response.")
+        {
+            function, data, path, show, measurement, kms, gateway, domain,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            KmsTrustRecord trust;
+            InvokeRequest request;
+            try
+            {
+                var paths = MorphPaths.FromEnvironment();
+                var up = UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, UpStateFile.FileName));
+                var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new InvokeUsageException("no running morph up found: start one, or pass --kms URL --gateway IP:PORT");
+                var store = new KmsTrustStore(Path.Combine(paths.ConfigDirectory, KmsTrustCommand.TrustFileName));
+                trust = store.Find(kmsUrl) ?? throw new InvokeUsageException($"the KMS {kmsUrl} is not trusted: run 'morph kms trust {kmsUrl}' first");
+                var gatewayText = parse.GetValue(gateway) ?? up?.Gateway ?? throw new InvokeUsageException("--gateway IP:PORT is needed without a running morph up");
+                if (!IPEndPoint.TryParse(gatewayText, out var endPoint) || endPoint.Port == 0)
+                {
+                    throw new InvokeUsageException($"--gateway: expected IP:PORT, got '{gatewayText}'");
+                }
+
+                var requestPath = parse.GetValue(path)!;
+                request = new InvokeRequest(
+                    parse.GetValue(function)!,
+                    parse.GetValue(domain) ?? up?.Domain ?? "fn.morphisms.local",
+                    endPoint,
+                    requestPath.StartsWith('/') ? requestPath : "/" + requestPath,
+                    parse.GetValue(data) is { } text ? Body(text) : null,
+                    parse.GetValue(measurement) is { } hex ? Hex.Parse(hex, "--expect-measurement") : null);
+            }
+            catch (Exception e) when (e is InvokeUsageException or FormatException or IOException or UnauthorizedAccessException or InvalidDataException)
+            {
+                await stderr.WriteLineAsync($"morph: {e.Message}");
+                return ExitCodes.UsageOrInput;
+            }
+
+            return await RunAsync(trust, request, parse.GetValue(show), stdout, stderr, ct);
+        });
+        return command;
+    }
+
+    /// <summary>Invokes and prints; 0 for a 2xx answer from a verified function, 1 otherwise.</summary>
+    internal static async Task<int> RunAsync(KmsTrustRecord trust, InvokeRequest request, bool showAttestation, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        InvokeResult result;
+        try
+        {
+            result = await FunctionInvoker.InvokeAsync(trust, request, ct);
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+        {
+            await stderr.WriteLineAsync($"morph: {request.Function}: {e.Message}");
+            return ExitCodes.Rejected;
+        }
+
+        if (result.Refusals.Count > 0)
+        {
+            await stderr.WriteLineAsync($"morph: {request.Function}: certificate REFUSED, nothing was sent:");
+            foreach (var refusal in result.Refusals)
+            {
+                await stderr.WriteLineAsync($"  {refusal}");
+            }
+
+            return ExitCodes.Rejected;
+        }
+
+        if (result.Identity is { Simulated: true })
+        {
+            await stderr.WriteLineAsync("note: the function was attested by the SIMULATED TEE (accepted because the pinned KMS is simulated too)");
+        }
+
+        if (showAttestation && result.Identity is not null)
+        {
+            await FunctionInvoker.PrintAttestationAsync(stdout, trust, result);
+        }
+
+        var ok = (int)result.Status!.Value is >= 200 and < 300;
+        if (!ok)
+        {
+            await stderr.WriteLineAsync($"morph: {request.Function} answered {(int)result.Status}");
+        }
+
+        var body = System.Text.Encoding.UTF8.GetString(result.Body);
+        await stdout.WriteAsync(body);
+        if (body.Length > 0 && !body.EndsWith('\n'))
+        {
+            await stdout.WriteLineAsync();
+        }
+
+        return ok ? ExitCodes.Ok : ExitCodes.Rejected;
+    }
+
+    private static byte[] Body(string data)
+    {
+        if (data.StartsWith('@'))
+        {
+            return File.ReadAllBytes(data[1..]);
+        }
+
+        return System.Text.Encoding.UTF8.GetBytes(data);
+    }
+
+    private sealed class InvokeUsageException(string message) : Exception(message);
+}

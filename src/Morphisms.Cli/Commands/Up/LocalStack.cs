@@ -1,0 +1,162 @@
+using System.Net;
+using System.Security.Cryptography;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Attestation.Trust;
+using Morphisms.Cli.Commands.Kms;
+using Morphisms.Cli.Paths;
+using Morphisms.Client.Trust;
+using Morphisms.Kms;
+using Morphisms.Serving.Hosting;
+using ServingKms = Morphisms.Serving.Hosting.KmsConnection;
+
+namespace Morphisms.Cli.Commands.Up;
+
+/// <summary>
+/// Everything <c>morph up</c> runs in one process: a dev KMS (SQLite under the data directory, dev seal, TLS
+/// self-signed, the installation's simulated TEE trusted, loopback) and a confidential serving host pointed at it.
+/// State lives under the data directory, so a second start finds the same KMS data, root CA and simulated TEE.
+/// <c>morph quickstart</c> runs the same stack and tears it down when done.
+/// </summary>
+public sealed class LocalStack : IAsyncDisposable
+{
+    private readonly MorphPaths _paths;
+    private SimulatedTeeAuthority? _tee;
+    private KmsServer? _kms;
+    private ServingHost? _serving;
+
+    private LocalStack(MorphPaths paths) => _paths = paths;
+
+    /// <summary>The directory the KMS keeps its database, dev keys, audit log, TLS certificate and token file in.</summary>
+    public string KmsDirectory => Path.Combine(_paths.DataDirectory, "kms");
+
+    /// <summary>The paths this stack uses.</summary>
+    public MorphPaths Paths => _paths;
+
+    /// <summary>The KMS.</summary>
+    public KmsServer Kms => _kms ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The serving host.</summary>
+    public ServingHost Serving => _serving ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The KMS as the client pinned it, through its attestation (not by reading any file).</summary>
+    public KmsTrustRecord Trust { get; private set; } = null!;
+
+    /// <summary>Where other commands find this stack.</summary>
+    public UpStateFile State { get; private set; } = null!;
+
+    /// <summary>The state file's path.</summary>
+    public string StateFilePath => Path.Combine(_paths.DataDirectory, UpStateFile.FileName);
+
+    /// <summary>The trust store the KMS was pinned in.</summary>
+    public string TrustStorePath => Path.Combine(_paths.ConfigDirectory, KmsTrustCommand.TrustFileName);
+
+    /// <summary>
+    /// Starts the KMS, attests it and pins its root CA for this user, then starts serving against it.
+    /// Warnings (dev mode, simulated TEE) and the serving log go to <paramref name="log"/>.
+    /// </summary>
+    /// <exception cref="UpException">Another <c>morph up</c> is running on this data directory, or a part failed to start.</exception>
+    public static async Task<LocalStack> StartAsync(MorphPaths paths, TextWriter log, CancellationToken ct)
+    {
+        var stack = new LocalStack(paths);
+        try
+        {
+            await stack.StartCoreAsync(log, ct);
+            return stack;
+        }
+        catch
+        {
+            await stack.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task StartCoreAsync(TextWriter log, CancellationToken ct)
+    {
+        if (UpStateFile.ReadLive(StateFilePath) is { } running)
+        {
+            throw new UpException($"morph up is already running (pid {running.Pid}, gateway {running.Gateway}); stop it first");
+        }
+
+        Directory.CreateDirectory(KmsDirectory);
+        _tee = SimulatedTeeAuthority.LoadOrCreate(_paths.SimulatedTeeDirectory, TimeProvider.System);
+        _kms = new KmsServer(new KmsServerOptions
+        {
+            Listen = "127.0.0.1:0",
+            Storage = "sqlite:" + Path.Combine(KmsDirectory, "kms.db"),
+            Dev = true,
+            Tls = KmsTlsOptions.SelfSigned,
+            AuditLogPath = Path.Combine(KmsDirectory, "audit.log"),
+            Attestation = new KmsAttestationOptions { SimulatedTee = _tee, TrustSimulatedTee = true },
+            WarningWriter = log,
+        });
+        try
+        {
+            await _kms.StartAsync(ct);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or CryptographicException or System.Data.Common.DbException)
+        {
+            throw new UpException($"the KMS could not start: {e.Message}");
+        }
+
+        var kmsUrl = _kms.BaseAddress!;
+        var caFile = Path.Combine(KmsDirectory, "tls.pem");
+        PrivateFile.Write(caFile, _kms.TlsCertificate!.ExportCertificatePem() + "\n");
+        var tokenFile = Path.Combine(KmsDirectory, "token");
+        PrivateFile.Write(tokenFile, _kms.DevCredentials!.RootToken + "\n");
+
+        // Pin the KMS the way any client must: through its evidence, bound to this TLS key and root CA with a fresh
+        // nonce. Only the simulated TEE of this installation is added to the vendor roots.
+        var outcome = await KmsAttestationClient.VerifyAsync(kmsUrl.ToString(), new KmsTrustOptions { Anchors = _tee.TrustedWith(TrustAnchors.Vendor) }, ct);
+        if (!outcome.Trusted)
+        {
+            throw new UpException("the KMS's own attestation failed: " + string.Join("; ", outcome.Failures));
+        }
+
+        Trust = outcome.Record!;
+        new KmsTrustStore(TrustStorePath).Save(Trust);
+
+        var caSha256 = Convert.ToHexStringLower(SHA256.HashData(_kms.TlsCertificate.RawData));
+        _serving = new ServingHost(new ServingHostOptions
+        {
+            Mode = GatewayMode.Confidential,
+            DataDirectory = Path.Combine(_paths.DataDirectory, "serving"),
+            GatewayListen = new IPEndPoint(IPAddress.Loopback, 0),
+            Kms = new ServingKms { Url = kmsUrl, CaSha256 = caSha256, Token = _kms.DevCredentials.RootToken },
+            SimulatedTeeDirectory = _paths.SimulatedTeeDirectory,
+            StateFile = Path.Combine(_paths.DataDirectory, ServingStateFile.FileName),
+            Log = log,
+        });
+        await _serving.StartAsync(ct);
+
+        State = new UpStateFile(kmsUrl.ToString(), caFile, caSha256, tokenFile, _serving.GatewayEndPoint.ToString(), _serving.Options.Domain,
+            _serving.ControlUrl.ToString(), Environment.ProcessId);
+        State.Write(StateFilePath);
+    }
+
+    /// <summary>Drains every instance and stops serving, then seals and stops the KMS; removes the state file.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_serving is not null)
+        {
+            await _serving.DisposeAsync();
+            _serving = null;
+        }
+
+        if (UpStateFile.ReadLive(StateFilePath)?.Pid == Environment.ProcessId)
+        {
+            File.Delete(StateFilePath);
+        }
+
+        if (_kms is not null)
+        {
+            await _kms.DisposeAsync();
+            _kms = null;
+        }
+
+        _tee?.Dispose();
+        _tee = null;
+    }
+}
+
+/// <summary><c>morph up</c> could not start; the message is for the user.</summary>
+public sealed class UpException(string message) : Exception(message);

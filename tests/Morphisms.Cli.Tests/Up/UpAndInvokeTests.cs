@@ -1,0 +1,90 @@
+namespace Morphisms.Cli.Tests.Up;
+
+/// <summary>
+/// <c>morph up</c> as a real process, other commands (run in-process) finding it without flags, <c>morph invoke</c>
+/// accepting and refusing function certificates, Ctrl-C stopping it cleanly, and a second start reusing the state.
+/// </summary>
+[Collection(Kms.MorphismsHomeCollection.Name)]
+public sealed class UpAndInvokeTests
+{
+    [Fact]
+    public async Task Up_serves_invoke_verifies_and_refuses_ctrl_c_stops_and_a_second_up_reuses_the_state()
+    {
+        var home = Directory.CreateTempSubdirectory("morph-up-").FullName;
+        var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
+        Environment.SetEnvironmentVariable("MORPHISMS_HOME", home);
+        try
+        {
+            string firstRoot;
+            await using (var up = MorphProcess.Start(home, "up"))
+            {
+                await up.WaitForAsync("running;");
+                firstRoot = QuickstartTests.Field(up.Stdout, @"root CA    sha256 ([0-9a-f]{64})");
+                Assert.DoesNotContain(await File.ReadAllTextAsync(Path.Combine(home, "data", "kms", "token")), up.Stdout + up.Stderr);
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(home, "data", "kms", "token")));
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(home, "data", "up.json")));
+
+                // No flags anywhere: the KMS commands and the serving commands find `morph up` through its state files.
+                var bundle = Path.Combine(home, "bundle.json");
+                await File.WriteAllTextAsync(bundle, """{"files":{}}""");
+                var put = await MorphRunner.RunAsync("kms", "kv", "put", "secret/signer", "--data-file", bundle);
+                Assert.True(put.ExitCode == 0, put.Stderr);
+                var signerDir = Path.Combine(Path.GetDirectoryName(MorphProcess.MorphDll)!, "samples", "signer");
+                var deploy = await MorphRunner.RunAsync("deploy", signerDir);
+                Assert.True(deploy.ExitCode == 0, deploy.Stderr);
+                var measurement = QuickstartTests.Field(deploy.Stdout, "  measurement  ([0-9a-f]{96})");
+
+                var shown = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key", "--show-attestation", "--expect-measurement", measurement);
+                Assert.True(shown.ExitCode == 0, shown.Stderr);
+                Assert.Contains($"  measurement  {measurement}", shown.Stdout);
+                Assert.Contains("  simulated    true", shown.Stdout);
+                Assert.Contains("[pinned root]", shown.Stdout);
+                Assert.Contains("\"algorithm\":\"ed25519\"", shown.Stdout);
+                Assert.Contains("SIMULATED", shown.Stderr);
+
+                var signed = await MorphRunner.RunAsync("invoke", "signer", "--path", "/sign", "--data", "abc");
+                Assert.True(signed.ExitCode == 0, signed.Stderr);
+                Assert.Contains("\"signature\"", signed.Stdout);
+
+                // Another measurement than the attested one: the certificate is refused and nothing is sent.
+                var wrong = await MorphRunner.RunAsync("invoke", "signer", "--path", "/sign", "--data", "abc", "--expect-measurement", new string('0', 96));
+                Assert.Equal(ExitCodes.Rejected, wrong.ExitCode);
+                Assert.Contains("certificate REFUSED", wrong.Stderr);
+                Assert.Contains("is not the expected", wrong.Stderr);
+                Assert.DoesNotContain("signature", wrong.Stdout);
+
+                up.Interrupt();
+                Assert.Equal(0, await up.ExitAsync());
+                Assert.Contains("stopped", up.Stdout);
+                Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
+                Assert.False(File.Exists(Path.Combine(home, "data", "serving.json")));
+                Assert.Contains("draining", up.Stderr);
+            }
+
+            // Gone: commands say so instead of guessing.
+            var noHost = await MorphRunner.RunAsync("invoke", "signer");
+            Assert.Equal(ExitCodes.UsageOrInput, noHost.ExitCode);
+
+            await using (var again = MorphProcess.Start(home, "up"))
+            {
+                await again.WaitForAsync("running;");
+                Assert.Equal(firstRoot, QuickstartTests.Field(again.Stdout, @"root CA    sha256 ([0-9a-f]{64})"));
+
+                // Only one `morph up` per data directory.
+                await using (var second = MorphProcess.Start(home, "up"))
+                {
+                    Assert.Equal(ExitCodes.Rejected, await second.ExitAsync());
+                    Assert.Contains("already running", second.Stderr);
+                }
+
+                again.Interrupt();
+                Assert.Equal(0, await again.ExitAsync());
+            }
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("MORPHISMS_HOME", previous);
+            Directory.Delete(home, recursive: true);
+        }
+    }
+}
