@@ -16,6 +16,8 @@ public static class MorphCli
         root.Subcommands.Add(Commands.Up.UpCommand.Create(stdout, stderr));
         root.Subcommands.Add(Commands.Invoke.InvokeCommand.Create(stdout, stderr));
         root.Subcommands.Add(Commands.Quickstart.QuickstartCommand.Create(stdout, stderr));
+        root.Subcommands.Add(Commands.Export.ExportCommand.Create(stdout, stderr));
+        root.Subcommands.Add(Commands.Measure.MeasureCommand.Create(stdout, stderr));
         return root;
     }
 

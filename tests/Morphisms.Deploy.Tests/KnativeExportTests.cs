@@ -1,0 +1,290 @@
+using System.Security.Cryptography;
+using System.Text;
+using k8s;
+using k8s.Models;
+using Morphisms.Deploy.Knative;
+using Morphisms.Serving.Spec;
+using YamlDotNet.RepresentationModel;
+
+namespace Morphisms.Deploy.Tests;
+
+public sealed class KnativeExportTests : IDisposable
+{
+    private const string Image = "registry.example/fn@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    private static readonly byte[] Pin = SHA256.HashData("kms-ca"u8);
+    private readonly string _dir = Directory.CreateTempSubdirectory("morph-export-").FullName;
+
+    public KnativeExportTests()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "bundle"));
+        File.WriteAllText(Path.Combine(_dir, "bundle", "app"), "#!/bin/sh\n");
+        File.WriteAllText(Path.Combine(_dir, "function.yaml"), """
+            name: hello
+            tee: snp
+            bundle: bundle
+            command: [app, --greeting, hi]
+            port: 9000
+            env: { MODE: prod }
+            secrets: secret/data/hello
+            scale: { min: 1, max: 5, initial: 2, target: 10, containerConcurrency: 4, stableWindow: 30s, scaleToZeroGracePeriod: 45s }
+            traffic: [{ revision: latest, percent: 100 }]
+            """);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private ExportRequest Request(ExportTee tee) => new()
+    {
+        Function = FunctionSpecLoader.Load(_dir), Tee = tee, Kms = new Uri("https://kms.morph.svc:8200"), KmsCaSha256 = Pin, Image = Image,
+    };
+
+    [Theory]
+    [InlineData(ExportTee.Snp, "kata-qemu-snp", 32)]
+    [InlineData(ExportTee.Tdx, "kata-qemu-tdx", 48)]
+    public void KataServiceParsesIntoTypedObjectsAndCarriesMeasuredInitdata(ExportTee tee, string runtimeClass, int digestLength)
+    {
+        var result = KnativeExporter.Export(Request(tee));
+        var yaml = result.Files.Single(f => f.Path == "service.yaml").Content;
+        KnativeSchema.Check(yaml);
+        Assert.Contains("kubernetes.podspec-runtimeclassname", yaml);
+
+        var service = KubernetesYaml.Deserialize<KnativeService>(yaml);
+        Assert.Equal("serving.knative.dev/v1", service.ApiVersion);
+        Assert.Equal("hello", service.Metadata.Name);
+        var template = service.Spec.Template;
+        Assert.Equal(runtimeClass, template.Spec.RuntimeClassName);
+        Assert.Equal(4, template.Spec.ContainerConcurrency);
+        var annotations = template.Metadata.Annotations;
+        Assert.Equal("1", annotations["autoscaling.knative.dev/min-scale"]);
+        Assert.Equal("5", annotations["autoscaling.knative.dev/max-scale"]);
+        Assert.Equal("2", annotations["autoscaling.knative.dev/initial-scale"]);
+        Assert.Equal("10", annotations["autoscaling.knative.dev/target"]);
+        Assert.Equal("30s", annotations["autoscaling.knative.dev/window"]);
+        Assert.Equal("45s", annotations["autoscaling.knative.dev/scale-to-zero-pod-retention-period"]);
+
+        var container = Assert.Single(template.Spec.Containers);
+        Assert.Equal(Image, container.Image);
+        Assert.Equal(["/morph/morph-init"], container.Command);
+        Assert.Equal(
+            ["--kms", "https://kms.morph.svc:8200/", "--function", "hello", "--tee", tee.ToString().ToLowerInvariant(), "--port", "8443", "--app-port", "9000",
+             "--secrets-dir", "/run/morph/secrets", "--secret-path", "secret/data/hello", "--", "/app/app", "--greeting", "hi"],
+            container.Args);
+        Assert.Equal(8443, Assert.Single(container.Ports).ContainerPort);
+        Assert.Equal("Memory", template.Spec.Volumes.Single(v => v.Name == "morph-secrets").EmptyDir.Medium);
+        Assert.True(Assert.Single(service.Spec.Traffic!).LatestRevision);
+
+        // The annotation decodes to the exported initdata.toml, and its digest is what the report's field holds.
+        var document = Initdata.Decode(annotations[Initdata.Annotation]);
+        Assert.Equal(result.Files.Single(f => f.Path == "initdata.toml").Content, document);
+        Assert.Contains($"kms_ca_sha256 = \"{Convert.ToHexStringLower(Pin)}\"", document);
+        var digest = tee == ExportTee.Snp ? SHA256.HashData(Encoding.UTF8.GetBytes(document)) : SHA384.HashData(Encoding.UTF8.GetBytes(document));
+        Assert.Equal(digestLength, digest.Length);
+        Assert.Contains(Convert.ToHexStringLower(digest), result.Measured[0]);
+    }
+
+    [Fact]
+    public void SgxExportHasDevicesAesmdAndAMeasuredGramineManifest()
+    {
+        var result = KnativeExporter.Export(Request(ExportTee.Sgx));
+        var yaml = result.Files.Single(f => f.Path == "service.yaml").Content;
+        KnativeSchema.Check(yaml);
+        var service = KubernetesYaml.Deserialize<KnativeService>(yaml);
+        var spec = service.Spec.Template.Spec;
+        Assert.Null(spec.RuntimeClassName);
+        var container = Assert.Single(spec.Containers);
+        Assert.Equal("1", container.Resources.Limits["sgx.intel.com/enclave"].ToString());
+        Assert.Equal("1", container.Resources.Limits["sgx.intel.com/provision"].ToString());
+        Assert.Contains(container.VolumeMounts, m => m.MountPath == "/var/run/aesmd");
+        Assert.Equal("/var/run/aesmd", spec.Volumes.Single(v => v.Name == "aesmd").HostPath.Path);
+
+        var manifest = GramineToml.TopLevelKeys(result.Files.Single(f => f.Path == "hello.manifest.template").Content);
+        foreach (var key in Gramine.GramineManifest.RequiredKeys)
+        {
+            Assert.True(manifest.ContainsKey(key), $"manifest lacks {key}");
+        }
+
+        Assert.Equal("\"/morph/morph-init\"", manifest["libos.entrypoint"]);
+        Assert.Equal("\"dcap\"", manifest["sgx.remote_attestation"]);
+        Assert.Equal("false", manifest["sgx.debug"]);
+        Assert.Equal($"\"{Convert.ToHexStringLower(Pin)}\"", manifest["loader.env.MORPH_KMS_CA_SHA256"]);
+        Assert.Equal("\"https://kms.morph.svc:8200/\"", manifest["loader.env.MORPH_KMS_URL"]);
+        Assert.Contains("\"--tee\", \"gramine\"", manifest["loader.argv"]);
+        Assert.Contains("type = \"tmpfs\", path = \"/run/morph/secrets\"", manifest["fs.mounts"]);
+        Assert.DoesNotContain(result.Files.Single(f => f.Path == "hello.manifest.template").Content.Split('\n'), l => !l.StartsWith('#') && l.Contains("passthrough", StringComparison.Ordinal));
+        Assert.Contains("ENTRYPOINT [\"gramine-sgx\", \"hello\"]", result.Files.Single(f => f.Path == "Dockerfile").Content);
+    }
+
+    [Theory]
+    [InlineData("registry.example/fn:latest")]
+    [InlineData("registry.example/fn@sha256:abc")]
+    public void ImagesMustBePinnedByDigest(string image) =>
+        Assert.Contains("pinned by digest", Assert.Throws<ArgumentException>(() => KnativeExporter.Export(Request(ExportTee.Snp) with { Image = image })).Message);
+
+    [Fact]
+    public async Task CliWritesTheFilesAndRejectsBadInput()
+    {
+        var output = Path.Combine(_dir, "out");
+        var (code, stdout, stderr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "-o", output);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("HOST_DATA", stdout);
+        Assert.True(File.Exists(Path.Combine(output, "service.yaml")));
+        Assert.True(File.Exists(Path.Combine(output, "initdata.toml")));
+
+        var (badPin, _, pinErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", "abcd", "--image", Image);
+        Assert.Equal(2, badPin);
+        Assert.Contains("64 hex digits", pinErr);
+        var (plain, _, plainErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "http://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image);
+        Assert.Equal(2, plain);
+        Assert.Contains("https", plainErr);
+    }
+}
+
+/// <summary>The slice of a Knative Service these tests read, on KubernetesClient's typed pod objects.</summary>
+public sealed class KnativeService
+{
+    public string ApiVersion { get; set; } = "";
+    public string Kind { get; set; } = "";
+    public V1ObjectMeta Metadata { get; set; } = new();
+    public KnativeServiceSpec Spec { get; set; } = new();
+}
+
+public sealed class KnativeServiceSpec
+{
+    public RevisionTemplate Template { get; set; } = new();
+    public List<TrafficTarget>? Traffic { get; set; }
+}
+
+public sealed class RevisionTemplate
+{
+    public V1ObjectMeta Metadata { get; set; } = new();
+    public RevisionSpec Spec { get; set; } = new();
+}
+
+/// <summary>Knative's RevisionSpec: a PodSpec plus containerConcurrency.</summary>
+public sealed record RevisionSpec : V1PodSpec
+{
+    public long? ContainerConcurrency { get; set; }
+}
+
+public sealed class TrafficTarget
+{
+    public bool? LatestRevision { get; set; }
+    public string? RevisionName { get; set; }
+    public long? Percent { get; set; }
+    public string? Tag { get; set; }
+}
+
+/// <summary>
+/// The fields a Knative Service may use here, by path ("*" = any map key, "[]" = list item): anything else is a field
+/// Knative's webhook would reject or we did not mean to emit.
+/// </summary>
+internal static class KnativeSchema
+{
+    private static readonly HashSet<string> Allowed =
+    [
+        "apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace", "metadata.labels", "metadata.labels.*",
+        "spec", "spec.template", "spec.template.metadata", "spec.template.metadata.labels", "spec.template.metadata.labels.*",
+        "spec.template.metadata.annotations", "spec.template.metadata.annotations.*",
+        "spec.template.spec", "spec.template.spec.runtimeClassName", "spec.template.spec.containerConcurrency", "spec.template.spec.enableServiceLinks",
+        "spec.template.spec.containers", "spec.template.spec.containers[]", "spec.template.spec.volumes", "spec.template.spec.volumes[]",
+        "spec.template.spec.volumes[].name", "spec.template.spec.volumes[].emptyDir", "spec.template.spec.volumes[].emptyDir.medium",
+        "spec.template.spec.volumes[].emptyDir.sizeLimit", "spec.template.spec.volumes[].hostPath", "spec.template.spec.volumes[].hostPath.path",
+        "spec.template.spec.volumes[].hostPath.type",
+        "spec.traffic", "spec.traffic[]", "spec.traffic[].latestRevision", "spec.traffic[].revisionName", "spec.traffic[].percent", "spec.traffic[].tag",
+        .. new[] { "name", "image", "command", "command[]", "args", "args[]", "ports", "ports[]", "ports[].name", "ports[].containerPort", "env", "env[]",
+            "env[].name", "env[].value", "resources", "resources.limits", "resources.limits.*", "volumeMounts", "volumeMounts[]", "volumeMounts[].name",
+            "volumeMounts[].mountPath" }.Select(p => "spec.template.spec.containers[]." + p),
+    ];
+
+    private static readonly HashSet<string> Required = ["apiVersion", "kind", "metadata.name", "spec.template.spec.containers[].image"];
+
+    public static void Check(string yaml)
+    {
+        var stream = new YamlStream();
+        stream.Load(new StringReader(yaml));
+        var seen = new HashSet<string>();
+        Walk(stream.Documents.Single().RootNode, "", seen);
+        Assert.Equal("serving.knative.dev/v1", ((YamlScalarNode)((YamlMappingNode)stream.Documents[0].RootNode)["apiVersion"]).Value);
+        Assert.Equal("Service", ((YamlScalarNode)((YamlMappingNode)stream.Documents[0].RootNode)["kind"]).Value);
+        foreach (var path in Required)
+        {
+            Assert.Contains(path, seen);
+        }
+    }
+
+    private static void Walk(YamlNode node, string path, HashSet<string> seen)
+    {
+        switch (node)
+        {
+            case YamlMappingNode map:
+                foreach (var (key, value) in map.Children)
+                {
+                    var name = ((YamlScalarNode)key).Value!;
+                    var child = path.Length == 0 ? name : $"{path}.{name}";
+                    var wildcard = $"{path}.*";
+                    Assert.True(Allowed.Contains(child) || Allowed.Contains(wildcard), $"field {child} is not in the Knative schema");
+                    if (Allowed.Contains(wildcard))
+                    {
+                        // Annotation, label and limit values must be strings: quoted scalars.
+                        Assert.Equal(YamlDotNet.Core.ScalarStyle.DoubleQuoted, ((YamlScalarNode)value).Style);
+                    }
+
+                    seen.Add(child);
+                    Walk(value, Allowed.Contains(child) ? child : wildcard, seen);
+                }
+
+                break;
+            case YamlSequenceNode list:
+                Assert.Contains(path + "[]", Allowed);
+                foreach (var item in list)
+                {
+                    seen.Add(path + "[]");
+                    Walk(item, path + "[]", seen);
+                }
+
+                break;
+        }
+    }
+}
+
+/// <summary>Just enough TOML for a Gramine manifest: top-level <c>key = value</c>, values spanning lines until brackets balance.</summary>
+internal static class GramineToml
+{
+    public static Dictionary<string, string> TopLevelKeys(string toml)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        string? key = null;
+        var value = new StringBuilder();
+        var depth = 0;
+        foreach (var line in toml.Split('\n'))
+        {
+            if (key is null)
+            {
+                if (line.StartsWith('#') || string.IsNullOrWhiteSpace(line))
+                {
+                    continue;
+                }
+
+                var eq = line.IndexOf(" = ", StringComparison.Ordinal);
+                Assert.True(eq > 0, $"not a key = value line: {line}");
+                key = line[..eq].Trim();
+                Assert.DoesNotContain(key, (IDictionary<string, string>)result);
+                value.Clear().Append(line[(eq + 3)..]);
+            }
+            else
+            {
+                value.Append('\n').Append(line);
+            }
+
+            depth += line.Count(c => c is '[' or '{') - line.Count(c => c is ']' or '}');
+            if (depth == 0)
+            {
+                result[key] = value.ToString().Trim();
+                key = null;
+            }
+        }
+
+        Assert.Null(key);
+        return result;
+    }
+}
