@@ -131,8 +131,9 @@ public sealed partial class ServingHost : IAsyncDisposable
                 {
                     note = await _registrar.RegisterAsync(entry.History.Revisions, ct).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is InvalidOperationException or HttpRequestException)
+                catch (Exception e) when (e is InvalidOperationException or HttpRequestException || (e is TaskCanceledException && !ct.IsCancellationRequested))
                 {
+                    // A KMS that times out is a failed registration, not a crash of the control API.
                     throw new ServingException($"KMS registration failed: {e.Message}");
                 }
             }
@@ -183,8 +184,9 @@ public sealed partial class ServingHost : IAsyncDisposable
                 {
                     await _registrar.UnregisterAsync(function, ct).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is InvalidOperationException or HttpRequestException)
+                catch (Exception e) when (e is InvalidOperationException or HttpRequestException || (e is TaskCanceledException && !ct.IsCancellationRequested))
                 {
+                    // The route and instances are already gone; a slow KMS must not turn rm into an error.
                     Log($"rm {function}: KMS unregistration failed: {e.Message}");
                 }
             }
