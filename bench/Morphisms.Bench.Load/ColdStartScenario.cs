@@ -1,0 +1,126 @@
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Bench.Load;
+
+/// <summary>
+/// Cold start: request → first response byte from zero instances, the signer <c>tee: sim</c> vs <c>tee: none</c>.
+/// Every start is a fresh deploy (initial 0) after <c>rm</c> drained the previous instances, so each measured request
+/// is held by the activator while an instance spawns (and, confidential, attests, fetches secrets and its certificate).
+/// The two flavours alternate so that machine noise hits both alike.
+/// </summary>
+internal static class ColdStartScenario
+{
+    public static async Task<JsonObject> RunAsync(BenchEnvironment env, int starts, CancellationToken ct)
+    {
+        var flavours = new[] { Flavour.Confidential, Flavour.Plain };
+        var firstByte = flavours.ToDictionary(f => f, _ => new List<double>());
+        var phases = flavours.ToDictionary(f => f, _ => new Dictionary<string, List<double>>(StringComparer.Ordinal));
+        var errors = flavours.ToDictionary(f => f, _ => new List<string>());
+
+        // One unmeasured start per flavour: JIT of the harness's own client path, file cache of the bundle.
+        foreach (var flavour in flavours)
+        {
+            await env.DeployFromZeroAsync(flavour, ct);
+            await env.SignAsync(flavour, ct);
+            await env.RemoveAsync(flavour, ct);
+        }
+
+        for (var i = 0; i < starts; i++)
+        {
+            foreach (var flavour in flavours)
+            {
+                await env.DeployFromZeroAsync(flavour, ct);
+                var before = env.PhaseTotals(flavour);
+                var sample = await env.SignAsync(flavour, ct);
+                await env.RemoveAsync(flavour, ct);
+                var after = env.PhaseTotals(flavour);
+                if (sample.Status != 200)
+                {
+                    errors[flavour].Add($"start {i}: {sample.Status} {sample.Error}");
+                    continue;
+                }
+
+                firstByte[flavour].Add(sample.FirstByteMs);
+                foreach (var (phase, (sum, count)) in after)
+                {
+                    var (sum0, count0) = before.GetValueOrDefault(phase);
+                    if (count - count0 == 1)
+                    {
+                        (phases[flavour].TryGetValue(phase, out var list) ? list : phases[flavour][phase] = []).Add(sum - sum0);
+                    }
+                }
+
+                Console.Error.Write(flavour == Flavour.Confidential ? "c" : "p");
+            }
+        }
+
+        Console.Error.WriteLine();
+        var conf = firstByte[Flavour.Confidential];
+        var plain = firstByte[Flavour.Plain];
+        var ratio50 = Stats.Percentile(conf, 50) / Stats.Percentile(plain, 50);
+        var ratio95 = Stats.Percentile(conf, 95) / Stats.Percentile(plain, 95);
+
+        Console.WriteLine();
+        Console.WriteLine($"cold start, request -> first response byte, {starts} starts each (fresh deploy from zero every start)");
+        Console.WriteLine($"{"flavour",-14} {"n",4} {"p50 ms",9} {"p95 ms",9} {"min ms",9} {"max ms",9} {"errors",7}");
+        foreach (var flavour in flavours)
+        {
+            var s = firstByte[flavour];
+            Console.WriteLine($"{Name(flavour),-14} {s.Count,4} {Stats.Percentile(s, 50),9:0.0} {Stats.Percentile(s, 95),9:0.0} {(s.Count > 0 ? s.Min() : double.NaN),9:0.0} {(s.Count > 0 ? s.Max() : double.NaN),9:0.0} {errors[flavour].Count,7}");
+        }
+
+        Console.WriteLine($"ratio confidential/plain: p50 {ratio50:0.00}, p95 {ratio95:0.00}   (targets: ratio <= 1.15 {Verdict(ratio50 <= 1.15)}, confidential p50 <= 300 ms {Verdict(Stats.Percentile(conf, 50) <= 300)})");
+        Console.WriteLine();
+        Console.WriteLine("per-phase (serving metrics; agent report for confidential), ms");
+        Console.WriteLine($"{"flavour",-14} {"phase",-12} {"n",4} {"p50",9} {"p95",9} {"mean",9}");
+        foreach (var flavour in flavours)
+        {
+            foreach (var (phase, values) in phases[flavour].OrderBy(p => PhaseOrder(p.Key)))
+            {
+                Console.WriteLine($"{Name(flavour),-14} {phase,-12} {values.Count,4} {Stats.Percentile(values, 50),9:0.0} {Stats.Percentile(values, 95),9:0.0} {values.Average(),9:0.0}");
+            }
+        }
+
+        var json = new JsonObject
+        {
+            ["starts"] = starts,
+            ["targets"] = new JsonObject { ["ratio_max"] = 1.15, ["confidential_p50_ms_max"] = 300 },
+            ["ratio_p50"] = Math.Round(ratio50, 3),
+            ["ratio_p95"] = Math.Round(ratio95, 3),
+            ["ratio_met"] = ratio50 <= 1.15,
+            ["p50_met"] = Stats.Percentile(conf, 50) <= 300,
+        };
+        foreach (var flavour in flavours)
+        {
+            var phaseJson = new JsonObject();
+            foreach (var (phase, values) in phases[flavour])
+            {
+                phaseJson[phase] = Stats.Summary(values);
+            }
+
+            json[Name(flavour)] = new JsonObject
+            {
+                ["first_byte"] = Stats.Summary(firstByte[flavour]),
+                ["samples_ms"] = new JsonArray([.. firstByte[flavour].Select(v => (JsonNode)Stats.Round(v))]),
+                ["phases"] = phaseJson,
+                ["errors"] = new JsonArray([.. errors[flavour].Select(e => (JsonNode)e)]),
+            };
+        }
+
+        return json;
+    }
+
+    public static string Name(Flavour flavour) => flavour == Flavour.Confidential ? "confidential" : "plain";
+
+    public static string Verdict(bool met) => met ? "MET" : "MISSED";
+
+    private static int PhaseOrder(string phase) => phase switch
+    {
+        "spawn" => 0,
+        "attestation" => 1,
+        "secrets" => 2,
+        "app_ready" => 3,
+        "first_byte" => 4,
+        _ => 5,
+    };
+}

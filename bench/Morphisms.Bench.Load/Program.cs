@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Bench.Load;
+
+/// <summary>
+/// <c>dotnet run -c Release --project bench/Morphisms.Bench.Load -- SCENARIO [options]</c>: one command per scenario,
+/// each prints a table and writes <c>bench/results/SCENARIO.json</c>. Scenarios: <c>coldstart</c>, <c>burst</c>, <c>kms</c>.
+/// </summary>
+public static class Program
+{
+    private const string Usage = """
+        usage: Morphisms.Bench.Load SCENARIO [options]
+          coldstart [--starts N=30]                  signer from zero: tee sim vs tee none, request -> first response byte
+          burst [--sizes 25,50,75] [--reps N=1]      N concurrent requests from zero, time until the last response
+          kms [--seconds S=5] [--rates 200] [--concurrency C=16]
+                                                      attest-login round trips: closed-loop max rate, then fixed rates
+        common: [--signer DIR=samples/signer] [--out DIR=bench/results]
+        """;
+
+    /// <summary>Entry point.</summary>
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help")
+        {
+            Console.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+
+        var options = Options.Parse(args.Skip(1));
+        var root = RepositoryRoot();
+        var signerDir = options.Get("signer") ?? Path.Combine(root, "samples", "signer");
+        var outDir = options.Get("out") ?? Path.Combine(root, "bench", "results");
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+
+        JsonObject result;
+        await using (var env = await BenchEnvironment.StartAsync(signerDir, cts.Token))
+        {
+            Console.WriteLine($"# machine: {Machine.Describe()}");
+            Console.WriteLine($"# log: {env.LogPath}");
+            result = args[0] switch
+            {
+                "coldstart" => await ColdStartScenario.RunAsync(env, options.Int("starts", 30), cts.Token),
+                "burst" => await BurstScenario.RunAsync(env, options.Ints("sizes", [25, 50, 75]), options.Int("reps", 1), cts.Token),
+                "kms" => await KmsScenario.RunAsync(env, options.Int("seconds", 5), options.Ints("rates", [200]), options.Int("concurrency", 16), cts.Token),
+                _ => throw new ArgumentException($"unknown scenario {args[0]}\n{Usage}"),
+            };
+        }
+
+        result["scenario"] = args[0];
+        result["command"] = "dotnet run -c Release --project bench/Morphisms.Bench.Load -- " + string.Join(' ', args);
+        result["machine"] = Machine.Describe();
+        result["finished_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture);
+        Directory.CreateDirectory(outDir);
+        var file = Path.Combine(outDir, args[0] + ".json");
+        await File.WriteAllTextAsync(file, result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"# wrote {file}");
+        return 0;
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Morphisms.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        var built = typeof(Program).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == "RepositoryRoot")?.Value;
+        return Path.GetFullPath(built ?? Environment.CurrentDirectory);
+    }
+}
+
+internal sealed class Options
+{
+    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
+
+    public static Options Parse(IEnumerable<string> args)
+    {
+        var options = new Options();
+        string? key = null;
+        foreach (var arg in args)
+        {
+            if (arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                key = arg[2..];
+                options._values[key] = "true";
+            }
+            else if (key is not null)
+            {
+                options._values[key] = arg;
+                key = null;
+            }
+            else
+            {
+                throw new ArgumentException($"unexpected argument {arg}");
+            }
+        }
+
+        return options;
+    }
+
+    public string? Get(string key) => _values.GetValueOrDefault(key);
+
+    public int Int(string key, int fallback) => Get(key) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+
+    public int[] Ints(string key, int[] fallback) =>
+        Get(key) is { } v ? [.. v.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))] : fallback;
+}
+
+internal static class Machine
+{
+    public static string Describe()
+    {
+        var cpu = File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim()
+            : null;
+        double? memGiB = null;
+        if (File.Exists("/proc/meminfo"))
+        {
+            var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
+            if (line is not null && long.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture, out var kb))
+            {
+                memGiB = kb / 1024.0 / 1024.0;
+            }
+        }
+
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{Environment.ProcessorCount} cores ({cpu ?? "unknown cpu"}), {memGiB:0} GiB, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+    }
+}
+
+internal static class Stats
+{
+    public static double Percentile(IReadOnlyList<double> values, double p)
+    {
+        if (values.Count == 0)
+        {
+            return double.NaN;
+        }
+
+        var sorted = values.Order().ToArray();
+        var rank = p / 100.0 * (sorted.Length - 1);
+        var lo = (int)Math.Floor(rank);
+        var hi = (int)Math.Ceiling(rank);
+        return sorted[lo] + ((sorted[hi] - sorted[lo]) * (rank - lo));
+    }
+
+    public static JsonObject Summary(IReadOnlyList<double> ms) => new()
+    {
+        ["n"] = ms.Count,
+        ["p50_ms"] = Round(Percentile(ms, 50)),
+        ["p95_ms"] = Round(Percentile(ms, 95)),
+        ["p99_ms"] = Round(Percentile(ms, 99)),
+        ["min_ms"] = Round(ms.Count == 0 ? double.NaN : ms.Min()),
+        ["max_ms"] = Round(ms.Count == 0 ? double.NaN : ms.Max()),
+        ["mean_ms"] = Round(ms.Count == 0 ? double.NaN : ms.Average()),
+    };
+
+    public static double Round(double v) => double.IsNaN(v) ? -1 : Math.Round(v, 2);
+
+    public static double Ms(long startTimestamp) => Stopwatch.GetElapsedTime(startTimestamp).TotalMilliseconds;
+}
