@@ -1,3 +1,5 @@
+using Morphisms.Serving.Spec;
+
 namespace Morphisms.Serving.Routing;
 
 /// <summary>
@@ -63,7 +65,7 @@ public sealed class FunctionRoute
         }
 
         var tags = targets.Where(t => t.Tag is not null).Select(t => t.Tag!).ToList();
-        if (tags.FirstOrDefault(t => !IsDnsLabel(t)) is { } badTag)
+        if (tags.FirstOrDefault(t => !DnsLabel.IsValid(t)) is { } badTag)
         {
             throw new ArgumentException($"traffic: tag '{badTag}' is not a DNS label");
         }
@@ -97,9 +99,4 @@ public sealed class FunctionRoute
 
         return Targets.FirstOrDefault(t => t.Tag is not null && string.Equals(host, TagHost(t.Tag), StringComparison.OrdinalIgnoreCase))?.Revision;
     }
-
-    private static bool IsDnsLabel(string label) =>
-        label.Length is > 0 and <= 63
-        && label.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-')
-        && label[0] != '-' && label[^1] != '-';
 }

@@ -46,7 +46,7 @@ public static class FunctionSpecLoader
         }
 
         var name = Required(document.Name, "name");
-        if (!IsDnsLabel(name))
+        if (!DnsLabel.IsValid(name))
         {
             throw new FunctionSpecException($"name: '{name}' is not a DNS label (lowercase letters, digits, '-')");
         }
@@ -155,11 +155,6 @@ public static class FunctionSpecLoader
         text is null ? null
         : TryParseDuration(text, out var duration) ? duration
         : throw new FunctionSpecException($"{field}: '{text}' is not a duration like 30s, 5m or 500ms");
-
-    private static bool IsDnsLabel(string label) =>
-        label.Length is > 0 and <= 63
-        && label.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-')
-        && label[0] != '-' && label[^1] != '-';
 
     private static Exception Innermost(Exception e) => e.InnerException is { } inner ? Innermost(inner) : e;
 
