@@ -53,8 +53,8 @@ internal sealed partial class SampleProcess : IAsyncDisposable
     public static SampleProcess Launch(string assemblyName, IReadOnlyDictionary<string, string>? environment = null, int? port = null)
     {
         var dll = Locate(assemblyName);
-        var chosen = port ?? FreePort();
-        var info = new ProcessStartInfo(DotnetHost())
+        var chosen = port ?? TestProcesses.FreePort();
+        var info = new ProcessStartInfo(TestProcesses.DotnetHost)
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
@@ -190,17 +190,4 @@ internal sealed partial class SampleProcess : IAsyncDisposable
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    // The host running the tests (dotnet test sets DOTNET_HOST_PATH), else dotnet on PATH.
-    private static string DotnetHost() =>
-        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host
-        : Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self
-        : "dotnet";
 }

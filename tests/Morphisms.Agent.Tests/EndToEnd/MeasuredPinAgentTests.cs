@@ -14,7 +14,7 @@ public sealed class MeasuredPinAgentTests
     private const string Entry = "entry0";
 
     private static AgentOptions SnpOptions(AgentHarness harness, FakeDeviceTree tree, byte[]? commandLinePin, LogSink log) =>
-        harness.Options(new Uri($"https://127.0.0.1:{AgentHarness.FreePort()}"), commandLinePin, log) with
+        harness.Options(new Uri($"https://127.0.0.1:{TestProcesses.FreePort()}"), commandLinePin, log) with
         {
             Tee = "snp",
             Devices = new DeviceRoots { ConfigFsTsm = tree.Root, ConfigFsTsmEntry = Entry, SevGuest = "/nonexistent" },

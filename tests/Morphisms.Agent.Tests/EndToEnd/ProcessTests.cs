@@ -24,7 +24,7 @@ public sealed partial class ProcessTests
             Path.Combine(AppContext.BaseDirectory, "morph-init.dll"),
             "--kms", kms.Server.BaseAddress!.ToString(), "--kms-ca-sha256", Convert.ToHexStringLower(kms.Pin), "--function", "proc",
             "--tee", "sim", "--sim-dir", harness.SimDir, "--bundle", harness.BundleDir, "--launch-config", launchConfig,
-            "--port", AgentHarness.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture), "--listen-address", "127.0.0.1",
+            "--port", TestProcesses.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture), "--listen-address", "127.0.0.1",
             "--app-port", options.AppPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--secrets-dir", harness.SecretsDir,
             "--", .. options.App,
         ];

@@ -44,7 +44,7 @@ public sealed class RefusalTests
         using var harness = new AgentHarness("lonely");
         var log = new LogSink();
         var clock = Stopwatch.StartNew();
-        var options = harness.Options(new Uri($"https://127.0.0.1:{AgentHarness.FreePort()}"), RandomNumberGenerator.GetBytes(32), log) with { Tee = "sim" };
+        var options = harness.Options(new Uri($"https://127.0.0.1:{TestProcesses.FreePort()}"), RandomNumberGenerator.GetBytes(32), log) with { Tee = "sim" };
 
         // The simulated TEE needs its state directory even when the KMS is never reached.
         Directory.CreateDirectory(harness.SimDir);

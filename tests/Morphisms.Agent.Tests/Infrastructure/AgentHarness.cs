@@ -56,9 +56,9 @@ public sealed class AgentHarness : IDisposable
         Tee = "sim",
         Port = 0,
         ListenAddress = "127.0.0.1",
-        AppPort = FreePort(),
+        AppPort = TestProcesses.FreePort(),
         SecretsDir = SecretsDir,
-        App = [Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", typeof(TestAppEntry).Assembly.Location, "app", "--marker", Marker],
+        App = [TestProcesses.DotnetHost, typeof(TestAppEntry).Assembly.Location, "app", "--marker", Marker],
         Simulated = new SimulatedTeeOptions { AuthorityDirectory = SimDir, BundleDirectory = BundleDir },
         SecretsPollInterval = TimeSpan.FromMilliseconds(200),
         KmsAttempts = 3,
@@ -66,14 +66,6 @@ public sealed class AgentHarness : IDisposable
         DrainTimeout = TimeSpan.FromSeconds(5),
         Log = log,
     };
-
-    /// <summary>A port nothing listens on right now.</summary>
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     /// <inheritdoc />
     public void Dispose()

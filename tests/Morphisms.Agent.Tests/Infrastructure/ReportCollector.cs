@@ -12,7 +12,7 @@ public sealed class ReportCollector : IDisposable
     /// <summary>Listens on a free loopback port.</summary>
     public ReportCollector()
     {
-        var port = AgentHarness.FreePort();
+        var port = TestProcesses.FreePort();
         Url = new Uri($"http://127.0.0.1:{port}/cold-start/");
         _listener.Prefixes.Add(Url.ToString());
         _listener.Start();

@@ -33,7 +33,7 @@ public sealed class MorphProcess : IAsyncDisposable
 
     public static MorphProcess Start(string home, params string[] args)
     {
-        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        var info = new ProcessStartInfo(TestProcesses.DotnetHost)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

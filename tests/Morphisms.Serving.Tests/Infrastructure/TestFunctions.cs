@@ -19,11 +19,11 @@ internal sealed class TestFunctions : IDisposable
 
     /// <summary>The test app (this assembly) as a function command.</summary>
     public static IReadOnlyList<string> AppCommand =>
-        [Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", typeof(ServingTestApp).Assembly.Location, "app"];
+        [TestProcesses.DotnetHost, typeof(ServingTestApp).Assembly.Location, "app"];
 
     /// <summary>morph-init, copied beside the tests by the project reference.</summary>
     public static IReadOnlyList<string> MorphInit =>
-        [Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", Path.Combine(AppContext.BaseDirectory, "morph-init.dll")];
+        [TestProcesses.DotnetHost, Path.Combine(AppContext.BaseDirectory, "morph-init.dll")];
 
     /// <summary>A spec for the test app with its own bundle directory.</summary>
     public FunctionSpec Spec(string name, string rev, FunctionTee tee = FunctionTee.Sim, ScaleSpec? scale = null)
