@@ -32,7 +32,7 @@ public class SnpVerificationBenchmarks
         }
 
         _vcekKey = _endorsements.KeyCertificate.GetECDsaPublicKey()!;
-        _signature = P1363(_report);
+        _signature = SnpReport.Parse(_report).SignatureP1363()!;
     }
 
     [Benchmark(Baseline = true, Description = "bare ECDSA P-384 verify")]
@@ -40,17 +40,4 @@ public class SnpVerificationBenchmarks
 
     [Benchmark(Description = "SNP report verify (chain cached)")]
     public bool CachedSnpVerification() => _verifier.Verify(SnpReport.Parse(_report), _endorsements).Log.Passed;
-
-    private static byte[] P1363(byte[] report)
-    {
-        // r and s are stored little-endian in 72-byte fields; P-384 uses the low 48 bytes of each.
-        var signature = new byte[96];
-        for (var i = 0; i < 48; i++)
-        {
-            signature[47 - i] = report[0x2A0 + i];
-            signature[95 - i] = report[0x2E8 + i];
-        }
-
-        return signature;
-    }
 }
