@@ -60,8 +60,16 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         using var _ = owned;
 
         // The pin is settled before the first byte goes to the KMS: a KMS the instance cannot pin must learn nothing.
+        var pinRequest = new PinRequest
+        {
+            Unmeasured = options.KmsCaSha256,
+            AllowUnmeasured = options.AllowUnmeasuredPin,
+            Initdata = options.Initdata,
+            Function = options.Function,
+            Kms = options.Kms,
+        };
         var (pinned, pinSource) = await PinResolver.ResolveAsync(
-            provider, options.KmsCaSha256, options.AllowUnmeasuredPin, warning => log.Warn("unmeasured_pin", warning), stop).ConfigureAwait(false);
+            provider, pinRequest, warning => log.Warn("unmeasured_pin", warning), stop).ConfigureAwait(false);
         var pin = new KmsPin(pinned, time);
         using var kms = new KmsClient(options.Kms, pin, time, options.KmsAttempts, options.KmsRetryDelay);
         var attestor = new Attestor(kms, provider, options.Function, time);

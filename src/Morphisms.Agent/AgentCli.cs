@@ -18,6 +18,7 @@ public static class AgentCli
         var kms = new Option<string>("--kms") { Description = "KMS base address (https).", Required = true };
         var kmsCa = new Option<FileInfo?>("--kms-ca") { Description = "PEM of the KMS root CA to pin." };
         var kmsCaSha = new Option<string?>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the KMS root CA certificate DER to pin." };
+        var initdata = new Option<string?>("--initdata") { Description = "Kata initdata document (env:NAME or a file; base64+gzip or TOML) whose digest the TEE measured; its morph.toml carries the KMS CA pin." };
         var allowUnmeasured = new Option<bool>("--allow-unmeasured-pin") { Description = "Use the command-line pin when the launch configuration measured none (the host then chooses the KMS)." };
         var function = new Option<string>("--function") { Description = "The function this instance runs.", Required = true };
         var tee = new Option<string>("--tee") { Description = "Evidence provider: sim, gramine, snp, tdx, auto.", DefaultValueFactory = _ => "auto" };
@@ -41,7 +42,7 @@ public static class AgentCli
 
         var root = new RootCommand("morph-init: attest to the KMS, provision secrets, then run the app behind attested TLS.")
         {
-            kms, kmsCa, kmsCaSha, allowUnmeasured, function, tee, port, listen, appPort, secretsDir, secretPath, reload, poll, reportUrl,
+            kms, kmsCa, kmsCaSha, initdata, allowUnmeasured, function, tee, port, listen, appPort, secretsDir, secretPath, reload, poll, reportUrl,
             simDir, bundleDir, launchConfig, simHostData, simFormat, attempts, app,
         };
         var parsed = root.Parse(args);
@@ -68,6 +69,7 @@ public static class AgentCli
                 Kms = Url(parsed.GetValue(kms)!, "--kms"),
                 KmsCaSha256 = CommandLinePin(parsed.GetValue(kmsCa), parsed.GetValue(kmsCaSha)),
                 AllowUnmeasuredPin = parsed.GetValue(allowUnmeasured),
+                Initdata = parsed.GetValue(initdata) is { } initdataSource ? LoadInitdata(initdataSource) : null,
                 Function = parsed.GetValue(function)!,
                 App = parsed.GetValue(app)!,
                 Tee = parsed.GetValue(tee)!,
@@ -116,6 +118,19 @@ public static class AgentCli
         }
 
         return sha256Hex is null ? null : ParseHex(sha256Hex, "--kms-ca-sha256");
+    }
+
+    /// <summary>Loads <c>--initdata</c>; an unreadable or malformed document stops the agent before it talks to anyone.</summary>
+    internal static Evidence.KataInitdata LoadInitdata(string source)
+    {
+        try
+        {
+            return Evidence.KataInitdata.Load(source, Environment.GetEnvironmentVariable);
+        }
+        catch (Evidence.EvidenceException e)
+        {
+            throw new AgentException(AgentExitCodes.Evidence, e.Message, e);
+        }
     }
 
     private static Uri Url(string text, string what) =>

@@ -13,6 +13,12 @@ public sealed record AgentOptions
     /// </summary>
     public byte[]? KmsCaSha256 { get; init; }
 
+    /// <summary>
+    /// The Kata initdata document (<c>--initdata</c>): under Kata the launch field holds its digest, and the pin comes
+    /// from its <c>morph.toml</c> once the digest matches. See <see cref="Kms.PinResolver"/>.
+    /// </summary>
+    public Evidence.KataInitdata? Initdata { get; init; }
+
     /// <summary>Accept <see cref="KmsCaSha256"/> when the launch configuration carries no measured pin (logged loudly).</summary>
     public bool AllowUnmeasuredPin { get; init; }
 

@@ -67,8 +67,12 @@ public sealed class KnativeExportTests : IDisposable
         Assert.Equal(["/morph/morph-init"], container.Command);
         Assert.Equal(
             ["--kms", "https://kms.morph.svc:8200/", "--function", "hello", "--tee", tee.ToString().ToLowerInvariant(), "--port", "8443", "--app-port", "9000",
-             "--secrets-dir", "/run/morph/secrets", "--secret-path", "secret/data/hello", "--", "/app/app", "--greeting", "hi"],
+             "--secrets-dir", "/run/morph/secrets", "--secret-path", "secret/data/hello", "--initdata", "env:MORPH_INITDATA", "--", "/app/app", "--greeting", "hi"],
             container.Args);
+        var initdataVariable = container.Env.Single(e => e.Name == KnativeExporter.InitdataVariable);
+        Assert.Equal($"metadata.annotations['{Initdata.Annotation}']", initdataVariable.ValueFrom.FieldRef.FieldPath);
+        Assert.Equal("prod", container.Env.Single(e => e.Name == "MODE").Value);
+        Assert.Contains("kubernetes.podspec-fieldref", yaml);
         Assert.Equal(8443, Assert.Single(container.Ports).ContainerPort);
         Assert.Equal("Memory", template.Spec.Volumes.Single(v => v.Name == "morph-secrets").EmptyDir.Medium);
         Assert.True(Assert.Single(service.Spec.Traffic!).LatestRevision);
@@ -80,6 +84,24 @@ public sealed class KnativeExportTests : IDisposable
         var digest = tee == ExportTee.Snp ? SHA256.HashData(Encoding.UTF8.GetBytes(document)) : SHA384.HashData(Encoding.UTF8.GetBytes(document));
         Assert.Equal(digestLength, digest.Length);
         Assert.Contains(Convert.ToHexStringLower(digest), result.Measured[0]);
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp, "SNP HOST_DATA", 32)]
+    [InlineData(ExportTee.Tdx, "TDX MRCONFIGID", 48)]
+    public void ExportedInitdata_IsWhatMorphInitAccepts(ExportTee tee, string fieldName, int fieldLength)
+    {
+        var result = KnativeExporter.Export(Request(tee));
+        var service = KubernetesYaml.Deserialize<KnativeService>(result.Files.Single(f => f.Path == "service.yaml").Content);
+        var annotation = service.Spec.Template.Metadata.Annotations[Initdata.Annotation];
+
+        // What the agent reads from MORPH_INITDATA (the annotation via the downward API), checked against the field the
+        // host stamps: the digest Kata computes, which the exporter printed.
+        var initdata = Agent.Evidence.KataInitdata.Load($"env:{KnativeExporter.InitdataVariable}", name => name == KnativeExporter.InitdataVariable ? annotation : null);
+        var digest = Initdata.Digest(Initdata.Decode(annotation), tee);
+        Assert.Equal(fieldLength, digest.Length);
+        Assert.Equal(Pin, initdata.VerifyAgainst(new Agent.Evidence.LaunchField(fieldName, digest), "hello", new Uri("https://kms.morph.svc:8200")));
+        Assert.Equal(Image, initdata.Image);
     }
 
     [Fact]
@@ -192,7 +214,7 @@ internal static class KnativeSchema
         "spec.template.spec.volumes[].hostPath.type",
         "spec.traffic", "spec.traffic[]", "spec.traffic[].latestRevision", "spec.traffic[].revisionName", "spec.traffic[].percent", "spec.traffic[].tag",
         .. new[] { "name", "image", "command", "command[]", "args", "args[]", "ports", "ports[]", "ports[].name", "ports[].containerPort", "env", "env[]",
-            "env[].name", "env[].value", "resources", "resources.limits", "resources.limits.*", "volumeMounts", "volumeMounts[]", "volumeMounts[].name",
+            "env[].name", "env[].value", "env[].valueFrom", "env[].valueFrom.fieldRef", "env[].valueFrom.fieldRef.fieldPath", "resources", "resources.limits", "resources.limits.*", "volumeMounts", "volumeMounts[]", "volumeMounts[].name",
             "volumeMounts[].mountPath" }.Select(p => "spec.template.spec.containers[]." + p),
     ];
 

@@ -11,6 +11,15 @@ namespace Morphisms.Agent.Evidence;
 /// <param name="Simulated">True for the simulated TEE, whose "measurement" proves nothing about hardware.</param>
 public sealed record MeasuredPin(byte[]? Sha256, string Source, bool Simulated = false)
 {
+    /// <summary>
+    /// The launch field the pin was looked for in, verbatim (SNP HOST_DATA, TDX MRCONFIGID), when the TEE has one. Under
+    /// Kata the field holds the initdata document's digest instead of the pin (see <see cref="KataInitdata"/>).
+    /// </summary>
+    public LaunchField? Field { get; init; }
+
+    /// <summary>Why <see cref="Field"/>, read as a pin directly, is not one; null when it is one or is all zeros.</summary>
+    public string? NotAPin { get; init; }
+
     /// <summary>The length of the TDX MRCONFIGID field.</summary>
     public const int MrConfigIdLength = 48;
 
@@ -31,9 +40,10 @@ public sealed record MeasuredPin(byte[]? Sha256, string Source, bool Simulated =
         }
 
         var hostData = parsed.HostData.Span;
+        var field = new LaunchField("SNP HOST_DATA", hostData.ToArray());
         return hostData.ContainsAnyExcept((byte)0)
-            ? new MeasuredPin(hostData.ToArray(), $"{source} SNP HOST_DATA")
-            : new MeasuredPin(null, $"{source} SNP HOST_DATA is all zeros");
+            ? new MeasuredPin(hostData.ToArray(), $"{source} SNP HOST_DATA") { Field = field }
+            : new MeasuredPin(null, $"{source} SNP HOST_DATA is all zeros") { Field = field };
     }
 
     /// <summary>
@@ -54,18 +64,25 @@ public sealed record MeasuredPin(byte[]? Sha256, string Source, bool Simulated =
         }
 
         var configId = body.MrConfigId.Span;
+        var field = new LaunchField("TDX MRCONFIGID", configId.ToArray());
         if (!configId.ContainsAnyExcept((byte)0))
         {
-            return new MeasuredPin(null, $"{source} TDX MRCONFIGID is all zeros");
+            return new MeasuredPin(null, $"{source} TDX MRCONFIGID is all zeros") { Field = field };
         }
 
         if (configId.Length != MrConfigIdLength || configId[32..].ContainsAnyExcept((byte)0))
         {
-            throw new EvidenceException(
-                $"{source}: TDX MRCONFIGID {Convert.ToHexStringLower(configId)} is not a Morphisms KMS CA pin (32-byte SHA-256 followed by 16 zero bytes)");
+            // Not an error yet: a Kata TD carries its initdata digest here, which the resolver checks when given the
+            // document. Without one, the resolver refuses with this reason.
+            return new MeasuredPin(null, $"{source} TDX MRCONFIGID")
+            {
+                Field = field,
+                NotAPin = $"{source}: TDX MRCONFIGID {Convert.ToHexStringLower(configId)} is not a Morphisms KMS CA pin (32-byte SHA-256 followed by 16 zero bytes); "
+                    + "if this is a Kata TD, pass its initdata document with --initdata",
+            };
         }
 
-        return new MeasuredPin(configId[..32].ToArray(), $"{source} TDX MRCONFIGID");
+        return new MeasuredPin(configId[..32].ToArray(), $"{source} TDX MRCONFIGID") { Field = field };
     }
 
     /// <summary>Parses a pin written as hex (64 digits; colons allowed, as fingerprints are often printed).</summary>
@@ -76,13 +93,18 @@ public sealed record MeasuredPin(byte[]? Sha256, string Source, bool Simulated =
     }
 }
 
+/// <summary>A launch-time field of the TEE's report, verbatim.</summary>
+/// <param name="Name">What it is, e.g. <c>SNP HOST_DATA</c>.</param>
+/// <param name="Value">Its bytes (32 for HOST_DATA, 48 for MRCONFIGID).</param>
+public sealed record LaunchField(string Name, byte[] Value);
+
 /// <summary>An evidence provider that can read the KMS CA pin from its TEE's measured launch configuration.</summary>
 public interface IMeasuredPinSource
 {
     /// <summary>
     /// Reads the measured pin before anything is sent to the KMS. Returns a <see cref="MeasuredPin"/> without a value
-    /// when the launch configuration carries none; throws <see cref="EvidenceException"/> when the TEE cannot be read
-    /// or the field holds something that is not a pin.
+    /// when the launch configuration carries none (with <see cref="MeasuredPin.NotAPin"/> set when the field holds
+    /// something else, such as a Kata initdata digest); throws <see cref="EvidenceException"/> when the TEE cannot be read.
     /// </summary>
     Task<MeasuredPin> ReadKmsCaPinAsync(CancellationToken ct);
 }

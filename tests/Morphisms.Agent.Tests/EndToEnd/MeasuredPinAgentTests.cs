@@ -97,4 +97,49 @@ public sealed class MeasuredPinAgentTests
         await stop.CancelAsync();
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
     }
+
+    [Fact]
+    public async Task ColdStart_WithThePinInKataInitdata_WhoseDigestIsTheSimulatedHostData()
+    {
+        using var harness = new AgentHarness("kata");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("kata", harness.Measurement);
+        await kms.PutBundleAsync("kata", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "pinned by initdata" } });
+        var kmsUrl = kms.Server.BaseAddress!;
+        var document = KataInitdataTests.Document(kms.Pin, function: "kata", kms: kmsUrl.AbsoluteUri);
+        var initdata = KataInitdata.Load("env:MORPH_INITDATA", name => name == "MORPH_INITDATA" ? KataInitdataTests.Annotation(document) : null);
+        var log = new LogSink();
+        var options = harness.Options(kmsUrl, null, log) with { Initdata = initdata };
+        options = options with { Simulated = options.Simulated with { HostData = SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(document)) } };
+        var agent = new Agent(options, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal("pinned by initdata", File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")));
+        Assert.Contains("Kata initdata (sha256) in SNP HOST_DATA", log.Text);
+        Assert.DoesNotContain("unmeasured_pin", log.Text);
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task Snp_InitdataThatIsNotTheMeasuredOne_IsRefused_WithoutContactingTheKms()
+    {
+        using var harness = new AgentHarness("kata-refused");
+        var launched = KataInitdataTests.Document(RandomNumberGenerator.GetBytes(32), function: "kata-refused");
+        var offered = KataInitdataTests.Document(RandomNumberGenerator.GetBytes(32), function: "kata-refused");
+        using var tree = MeasuredPinTests.ConfigFsTree("sev_guest", MeasuredPinTests.SnpReportWithHostData(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(launched))), Entry);
+        var log = new LogSink();
+        var options = SnpOptions(harness, tree, null, log);
+        options = options with { Initdata = KataInitdata.Parse(System.Text.Encoding.UTF8.GetBytes(offered.Replace("https://kms.morph.svc:8200/", options.Kms.AbsoluteUri, StringComparison.Ordinal))) };
+
+        var code = await new Agent(options, harness.LaunchConfig).RunAsync(default);
+
+        Assert.Equal(AgentExitCodes.Evidence, code);
+        Assert.Contains("not the one this TEE was launched with", log.Text);
+        Assert.DoesNotContain("unreachable", log.Text);
+        Assert.False(File.Exists(harness.Marker));
+    }
 }

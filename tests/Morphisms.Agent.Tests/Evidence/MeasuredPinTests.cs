@@ -110,8 +110,10 @@ public sealed class MeasuredPinTests
         // A full 48-byte value (another scheme's SHA-384, say): taking its first 32 bytes as a pin would trust an accident.
         var quote = WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), SHA384.HashData("initdata"u8));
         using var tree = ConfigFsTree("tdx_guest", quote);
-        var e = await Assert.ThrowsAsync<EvidenceException>(() => Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default));
-        Assert.Contains("not a Morphisms KMS CA pin", e.Message);
+        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default);
+        Assert.Null(measured.Sha256);
+        Assert.Contains("not a Morphisms KMS CA pin", measured.NotAPin);
+        Assert.Equal(SHA384.HashData("initdata"u8), measured.Field!.Value);
     }
 
     [Fact]
