@@ -12,6 +12,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 # PKCS#11 auto-unseal is tested against a real SoftHSM2 token.
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
+# The KMS's PostgreSQL storage and HA tests start a real server (initdb, pg_ctl) from Debian's package.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Morphisms.Kms.Audit;
 using Morphisms.Kms.Barrier;
+using Morphisms.Kms.HighAvailability;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Policies;
 using Morphisms.Kms.Seal;
@@ -27,11 +28,36 @@ internal sealed partial class KmsCore : IAsyncDisposable
     private UnsealedState? _active;
     private Task _closing = Task.CompletedTask;
 
+    // HA only: the root key of an unsealed node, kept so it can load its state whenever it becomes the active node.
+    private byte[]? _heldRootKey;
+
     public KmsCore(IPhysicalStorage physical, KmsServerOptions options)
     {
         _physical = physical;
         Options = options;
+        if (physical is PostgresStorage postgres)
+        {
+            Election = new LeaderElection(postgres, this, options.TimeProvider, options.WarningWriter ?? Console.Error);
+        }
     }
+
+    /// <summary>Active/standby election when the storage is shared (PostgreSQL), else null.</summary>
+    public LeaderElection? Election { get; }
+
+    /// <summary>
+    /// HA: unsealed but not serving — not the active node, or just won the lock and still loading its state — so
+    /// sys/health answers as a standby and requests other than seal, health and leader are not served here.
+    /// </summary>
+    public bool Standby => Election is not null && Volatile.Read(ref _heldRootKey) is not null && !Serving;
+
+    /// <summary>Whether an unsealed state is being served (false while sealed, standing by, or promoting).</summary>
+    public bool Serving => Volatile.Read(ref _active) is not null;
+
+    /// <summary>HA: whether this node is unsealed and so competes for the leadership lock.</summary>
+    public bool WantsLeadership => Volatile.Read(ref _heldRootKey) is not null;
+
+    /// <summary>The wipe of the last unsealed state (after a seal, step-down or restore), complete once its requests drained.</summary>
+    public Task Closing => _closing;
 
     /// <summary>The server options.</summary>
     public KmsServerOptions Options { get; }
@@ -40,7 +66,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
     public TimeProvider Time => Options.TimeProvider;
 
     /// <summary>The storage type reported by seal-status.</summary>
-    public string StorageType => Options.Storage.StartsWith("sqlite:", StringComparison.Ordinal) ? "sqlite" : "inmem";
+    public string StorageType => StorageSpec.TypeName(Options.Storage);
 
     /// <summary>The seal configuration once initialised.</summary>
     public SealConfig? SealConfig => Volatile.Read(ref _sealConfig);
@@ -49,7 +75,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
     public bool Initialized => SealConfig is not null;
 
     /// <summary>Whether requests needing the barrier are refused.</summary>
-    public bool Sealed => Volatile.Read(ref _active) is null;
+    public bool Sealed => Volatile.Read(ref _active) is null && Volatile.Read(ref _heldRootKey) is null;
 
     /// <summary>Unseal shares submitted so far.</summary>
     public int UnsealProgressCount => _progress.Count;
@@ -83,12 +109,24 @@ internal sealed partial class KmsCore : IAsyncDisposable
         }
 
         await _transition.WaitAsync(ct).ConfigureAwait(false);
+        IAsyncDisposable? haHold = null;
         try
         {
             await LoadAsync(ct).ConfigureAwait(false);
             if (Initialized)
             {
                 throw KmsException.BadRequest("Vault is already initialized");
+            }
+
+            if (Election is not null)
+            {
+                // Nodes sharing one database: only the lock holder may initialise it, and it re-checks under the lock.
+                haHold = await Election.HoldForInitAsync(ct).ConfigureAwait(false);
+                await LoadAsync(ct).ConfigureAwait(false);
+                if (Initialized)
+                {
+                    throw KmsException.BadRequest("Vault is already initialized");
+                }
             }
 
             var now = Time.GetUtcNow();
@@ -134,6 +172,11 @@ internal sealed partial class KmsCore : IAsyncDisposable
         }
         finally
         {
+            if (haHold is not null)
+            {
+                await haHold.DisposeAsync().ConfigureAwait(false);
+            }
+
             _transition.Release();
         }
     }
@@ -147,6 +190,12 @@ internal sealed partial class KmsCore : IAsyncDisposable
         {
             // A restore replaces the seal config after the old state drains; judge the share against the new one.
             await _closing.ConfigureAwait(false);
+            if (Election is not null && (_progress.Count == 0 || !Initialized))
+            {
+                // HA: another node may have initialised or rekeyed the shared store since this one last looked.
+                await LoadAsync(ct).ConfigureAwait(false);
+            }
+
             var config = SealConfig ?? throw KmsException.BadRequest("Vault is not initialized");
             if (!Sealed)
             {
@@ -214,6 +263,94 @@ internal sealed partial class KmsCore : IAsyncDisposable
     /// </summary>
     public void BeginSeal()
     {
+        var held = Interlocked.Exchange(ref _heldRootKey, null);
+        var state = Interlocked.Exchange(ref _active, null);
+        if (state is not null)
+        {
+            _closing = state.CloseAsync(DrainTimeout);
+        }
+
+        if (held is not null)
+        {
+            // HA: the election hands the lock over once the requests drained (their writes still need it).
+            _closing = ForgetAfterAsync(_closing, held);
+            Election?.Wake();
+        }
+    }
+
+    /// <summary>
+    /// HA: this node just won the leadership lock; loads everything from storage (the previous active node may have
+    /// changed any of it) before serving. False when the held root key no longer opens the store (restored from
+    /// another cluster, say): the node seals itself.
+    /// </summary>
+    public async Task<bool> PromoteAsync(CancellationToken ct)
+    {
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            StepDown();
+            await _closing.ConfigureAwait(false);
+            if (Volatile.Read(ref _heldRootKey) is not { } held)
+            {
+                return false;
+            }
+
+            var rootKey = held.ToArray();
+            Keyring? keyring = null;
+            try
+            {
+                await LoadAsync(ct).ConfigureAwait(false);
+                await CheckRestoredSnapshotAsync(rootKey, ct).ConfigureAwait(false);
+                var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
+                    ?? throw new BarrierException("the keyring is missing from storage");
+                keyring = BarrierStorage.UnwrapKeyring(rootKey, keyringBytes);
+                await RefreshAutoUnsealAsync(rootKey, ct).ConfigureAwait(false);
+                var state = await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false);
+                if (Election is { IsActive: false })
+                {
+                    // Deposed while loading: never serve.
+                    _closing = state.CloseAsync(DrainTimeout);
+                    return false;
+                }
+
+                Volatile.Write(ref _active, state);
+                if (Election is { IsActive: false })
+                {
+                    // Deposed between the check above and now: the step-down may have missed this state.
+                    StepDown();
+                    return false;
+                }
+
+                return true;
+            }
+            catch (Exception e) when (e is BarrierException or KmsException)
+            {
+                CryptographicOperations.ZeroMemory(rootKey);
+                keyring?.Zero();
+                if (Interlocked.Exchange(ref _heldRootKey, null) is { } forgotten)
+                {
+                    CryptographicOperations.ZeroMemory(forgotten);
+                }
+
+                await (Options.WarningWriter ?? Console.Error).WriteLineAsync($"WARNING! this node sealed itself instead of becoming active: {e.Message}").ConfigureAwait(false);
+                return false;
+            }
+            catch
+            {
+                CryptographicOperations.ZeroMemory(rootKey);
+                keyring?.Zero();
+                throw;
+            }
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
+    /// <summary>HA: stops serving now (the lock is gone) and wipes the state once its requests drained; the node stays unsealed.</summary>
+    public void StepDown()
+    {
         var state = Interlocked.Exchange(ref _active, null);
         if (state is not null)
         {
@@ -242,7 +379,29 @@ internal sealed partial class KmsCore : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await SealAsync().ConfigureAwait(false);
+        if (Election is not null)
+        {
+            await Election.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _physical.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>HA: an unsealed node keeps the root key and competes for the lock; its state loads once it wins.</summary>
+    private void HoldForLeadership(byte[] rootKey)
+    {
+        if (Interlocked.Exchange(ref _heldRootKey, rootKey) is { } previous)
+        {
+            CryptographicOperations.ZeroMemory(previous);
+        }
+
+        Election!.Wake();
+    }
+
+    private static async Task ForgetAfterAsync(Task closing, byte[] rootKey)
+    {
+        await closing.ConfigureAwait(false);
+        CryptographicOperations.ZeroMemory(rootKey);
     }
 
     private async Task UnsealWithKeyAsync(byte[] unsealKey, CancellationToken ct)
@@ -258,6 +417,12 @@ internal sealed partial class KmsCore : IAsyncDisposable
         catch (BarrierException)
         {
             throw KmsException.BadRequest("unseal failed: the key shares do not decrypt the root key; progress was reset");
+        }
+
+        if (Election is not null)
+        {
+            HoldForLeadership(rootKey);
+            return;
         }
 
         try

@@ -60,6 +60,7 @@ public sealed class KmsServer : IAsyncDisposable
         }
 
         ValidateAttestation(options.Attestation);
+        ValidateApiAddress(options);
 
         TlsCertificate = LoadCertificate(options.Tls, address, options.TimeProvider, out var chain);
         _core = new KmsCore(storage ?? StorageSpec.Open(options.Storage), options);
@@ -146,6 +147,16 @@ public sealed class KmsServer : IAsyncDisposable
         _started = true;
         var bound = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         BaseAddress = new Uri(bound.Replace("[::]", "[::1]", StringComparison.Ordinal));
+        if (_core.Election is { } election)
+        {
+            if (_options.ApiAddress is null && !IPAddress.IsLoopback(ParseListen(_options.Listen).Address))
+            {
+                await _warnings.WriteLineAsync($"WARNING! HA without an API address: standbys will redirect clients to {BaseAddress}; set the address clients reach this node at (--api-addr).").ConfigureAwait(false);
+            }
+
+            // After listening: once active, the node serves at once; a lone node is active when this returns.
+            await election.StartAsync(_options.ApiAddress ?? BaseAddress, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Seals (wiping keys from memory), stops listening and closes storage.</summary>
@@ -222,6 +233,24 @@ public sealed class KmsServer : IAsyncDisposable
         app.Map("/v1/{**path}", dispatcher.HandleAsync);
         app.MapFallback(context => VaultEnvelope.WriteErrorAsync(context, StatusCodes.Status404NotFound, ["unsupported path: the Vault API is served under /v1/"]));
         return app;
+    }
+
+    private static void ValidateApiAddress(KmsServerOptions options)
+    {
+        if (options.ApiAddress is not { } api)
+        {
+            return;
+        }
+
+        if (!StorageSpec.IsPostgres(options.Storage))
+        {
+            throw new ArgumentException("an API address is only used for HA, with PostgreSQL storage", nameof(options));
+        }
+
+        if (!api.IsAbsoluteUri || api.Scheme is not ("http" or "https") || api.AbsolutePath != "/" || api.Query.Length > 0 || api.Fragment.Length > 0 || api.UserInfo.Length > 0)
+        {
+            throw new ArgumentException($"invalid API address '{api}': use http(s)://HOST:PORT", nameof(options));
+        }
     }
 
     private static void ValidateAttestation(KmsAttestationOptions attestation)

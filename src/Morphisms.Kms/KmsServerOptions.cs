@@ -6,8 +6,18 @@ public sealed record KmsServerOptions
     /// <summary><c>HOST:PORT</c> to listen on (<c>127.0.0.1:8200</c>, <c>[::1]:8200</c>, <c>localhost:0</c>); port 0 picks a free port.</summary>
     public string Listen { get; init; } = "127.0.0.1:8200";
 
-    /// <summary>Storage: <c>sqlite:PATH</c> or <c>inmem</c> (tests and throw-away dev servers).</summary>
+    /// <summary>
+    /// Storage: <c>sqlite:PATH</c>, <c>inmem</c> (tests and throw-away dev servers), or PostgreSQL shared by several
+    /// nodes in active/standby HA: <c>postgres</c> (connection string in <c>MORPHISMS_KMS_PG</c>) or
+    /// <c>postgres:file=PATH</c>.
+    /// </summary>
     public required string Storage { get; init; }
+
+    /// <summary>
+    /// HA (PostgreSQL storage): the address clients reach this node at (Vault's <c>api_addr</c>), published while it
+    /// is active so standbys can name and redirect to it. Defaults to the bound listen address.
+    /// </summary>
+    public Uri? ApiAddress { get; init; }
 
     /// <summary>TLS: off (loopback only), PEM files, or a self-signed certificate made at start.</summary>
     public KmsTlsOptions Tls { get; init; } = KmsTlsOptions.Disabled;

@@ -50,6 +50,13 @@ internal sealed partial class KmsCore
             }
 
             await _closing.ConfigureAwait(false);
+            if (Election is not null)
+            {
+                // HA: the snapshot check, keyring and state load happen when this node becomes active.
+                HoldForLeadership(rootKey);
+                return null;
+            }
+
             await CheckRestoredSnapshotAsync(rootKey, ct).ConfigureAwait(false);
             var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
                 ?? throw new BarrierException("the keyring is missing from storage");

@@ -43,6 +43,11 @@ internal sealed partial class VaultDispatcher(
                 : "malformed HTTP request";
             await VaultEnvelope.WriteErrorAsync(context, e.StatusCode, [message], head).ConfigureAwait(false);
         }
+        catch (HighAvailability.StandbyWriteException e)
+        {
+            // The node was deposed while handling this request: nothing was written.
+            await VaultEnvelope.WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, [e.Message], head).ConfigureAwait(false);
+        }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             // The client went away; nobody is left to answer.
@@ -72,6 +77,12 @@ internal sealed partial class VaultDispatcher(
         if (http.Headers.ContainsKey("X-Vault-Wrap-TTL"))
         {
             throw KmsException.BadRequest("response wrapping is not supported");
+        }
+
+        // Before the body is read: a standby redirects the request as it came.
+        if (core.Election is not null && !core.Sealed && !core.Serving && await RedirectedToActiveNodeAsync(context, path).ConfigureAwait(false))
+        {
+            return "standby-redirect";
         }
 
         var data = operation is Operation.Read or Operation.List or Operation.Delete
@@ -122,6 +133,37 @@ internal sealed partial class VaultDispatcher(
         {
             state?.Release();
         }
+    }
+
+    /// <summary>
+    /// HA, on an unsealed node that is not serving: Vault's standby behaviour. Seal status, health, leader, unseal
+    /// and init are answered here; everything else is redirected (307, same path and query) to the active node.
+    /// </summary>
+    private async Task<bool> RedirectedToActiveNodeAsync(HttpContext context, string path)
+    {
+        if (path is "sys/health" or "sys/leader" or "sys/seal-status" or "sys/unseal" or "sys/init")
+        {
+            return false;
+        }
+
+        if (core.Election!.IsActive)
+        {
+            throw new KmsException(503, "this node has just become the active node and is loading its state; retry shortly");
+        }
+
+        if (path == "sys/seal")
+        {
+            throw KmsException.BadRequest("this node is a standby and cannot seal while in standby mode; stop it instead (sys/seal on the active node seals that node)");
+        }
+
+        var leader = await core.Election!.CurrentLeaderAsync(context.RequestAborted).ConfigureAwait(false)
+            ?? throw new KmsException(503, "this node is a standby and no active node is known right now; retry shortly");
+        var http = context.Request;
+        context.Response.StatusCode = StatusCodes.Status307TemporaryRedirect;
+        context.Response.Headers.Location = leader.Address.AbsoluteUri.TrimEnd('/') + http.PathBase.ToUriComponent() + http.Path.ToUriComponent() + http.QueryString.ToUriComponent();
+        context.Response.Headers.CacheControl = "no-store";
+        await context.Response.CompleteAsync().ConfigureAwait(false);
+        return true;
     }
 
     private static async Task<KmsResponse?> AuthorizeAndHandleAsync(KmsRequest request, Route route, RouteMatch match, AuditRecorder? audit, CancellationToken ct)

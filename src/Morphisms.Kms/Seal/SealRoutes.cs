@@ -26,16 +26,7 @@ internal static class SealRoutes
             (Operation.Read, (r, _, _) => Task.FromResult<KmsResponse?>(Health(core, r))));
         routes.Add(
             new Route("sys/leader", "leader") { Unauthenticated = true, AllowWhenSealed = true },
-            (Operation.Read, (_, _, _) => core.Sealed ? throw KmsException.Sealed() : Raw(new JsonObject
-            {
-                ["ha_enabled"] = false,
-                ["is_self"] = false,
-                ["active_time"] = "0001-01-01T00:00:00Z",
-                ["leader_address"] = "",
-                ["leader_cluster_address"] = "",
-                ["performance_standby"] = false,
-                ["performance_standby_last_remote_wal"] = 0,
-            })));
+            (Operation.Read, async (_, _, ct) => core.Sealed ? throw KmsException.Sealed() : new KmsResponse { RawBody = await LeaderAsync(core, ct).ConfigureAwait(false) }));
         routes.Add(
             new Route("sys/seal", "seal") { Sudo = true },
             (Operation.Update, (r, _, _) =>
@@ -177,18 +168,22 @@ internal static class SealRoutes
             return v is null ? fallback : v is >= 100 and <= 599 ? (int)v : throw KmsException.BadRequest($"invalid value for parameter '{name}': expected an HTTP status code");
         }
 
-        // Parsed for validation; a single active node is never a standby.
-        _ = f.Bool("standbyok");
+        // Parsed for validation even when unused: there are no performance standbys or DR secondaries.
+        var standbyOk = f.Bool("standbyok") == true;
         _ = f.Bool("perfstandbyok");
-        _ = Code("standbycode", 429);
+        var standbyCode = Code("standbycode", 429);
         _ = Code("performancestandbycode", 473);
         _ = Code("drsecondarycode", 472);
-        var status = !core.Initialized ? Code("uninitcode", 501) : core.Sealed ? Code("sealedcode", 503) : Code("activecode", 200);
+        var standby = core.Standby;
+        var status = !core.Initialized ? Code("uninitcode", 501)
+            : core.Sealed ? Code("sealedcode", 503)
+            : standby && !standbyOk ? standbyCode
+            : Code("activecode", 200);
         var body = new JsonObject
         {
             ["initialized"] = core.Initialized,
             ["sealed"] = core.Sealed,
-            ["standby"] = false,
+            ["standby"] = standby,
             ["performance_standby"] = false,
             ["replication_performance_mode"] = "disabled",
             ["replication_dr_mode"] = "disabled",
@@ -205,6 +200,24 @@ internal static class SealRoutes
         }
 
         return new KmsResponse { StatusCode = status, RawBody = body };
+    }
+
+    /// <summary>sys/leader: who the active node is. Without HA, this node (if unsealed) is the only one.</summary>
+    private static async Task<JsonObject> LeaderAsync(KmsCore core, CancellationToken ct)
+    {
+        var election = core.Election;
+        var self = election is { IsActive: true };
+        var leader = self || election is null ? null : await election.CurrentLeaderAsync(ct).ConfigureAwait(false);
+        return new JsonObject
+        {
+            ["ha_enabled"] = election is not null,
+            ["is_self"] = self,
+            ["active_time"] = self ? Timestamps.Rfc3339(election!.ActiveSince) : "0001-01-01T00:00:00Z",
+            ["leader_address"] = self ? election!.Address : leader?.Address.AbsoluteUri.TrimEnd('/') ?? "",
+            ["leader_cluster_address"] = "",
+            ["performance_standby"] = false,
+            ["performance_standby_last_remote_wal"] = 0,
+        };
     }
 
     private static Task<KmsResponse?> Raw(JsonObject body) => Task.FromResult<KmsResponse?>(new KmsResponse { RawBody = body });

@@ -56,6 +56,13 @@ internal sealed partial class KmsCore
             Interlocked.Exchange(ref _rekey, null)?.Shares.Reset();
             _progress.Reset();
             _closing = ReplaceStoreAsync(active, snapshot, verified);
+
+            // HA: the restored store needs its own shares; the lock is handed over once the replacement is written.
+            if (Interlocked.Exchange(ref _heldRootKey, null) is { } held)
+            {
+                _closing = ForgetAfterAsync(_closing, held);
+                Election?.Wake();
+            }
         }
         finally
         {
@@ -77,7 +84,7 @@ internal sealed partial class KmsCore
             ops.Add(verified ? StorageOperation.Delete(StorageSnapshot.PendingHmacPath) : StorageOperation.Put(StorageSnapshot.PendingHmacPath, snapshot.Hmac));
             await _physical.TransactAsync(ops).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or Microsoft.Data.Sqlite.SqliteException)
+        catch (Exception e) when (e is IOException or System.Data.Common.DbException)
         {
             // The transaction did not apply: the old store is intact and its own shares still unseal it.
             await (Options.WarningWriter ?? Console.Error).WriteLineAsync($"ERROR: snapshot restore failed, the previous store is unchanged: {e.Message}").ConfigureAwait(false);

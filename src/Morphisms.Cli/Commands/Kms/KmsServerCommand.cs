@@ -18,7 +18,12 @@ public static class KmsServerCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var listen = new Option<string>("--listen") { Description = "HOST:PORT to listen on (port 0 picks one).", DefaultValueFactory = _ => "127.0.0.1:8200" };
-        var storage = new Option<string?>("--storage") { Description = "sqlite:PATH, or inmem (default inmem with --dev; required otherwise)." };
+        var storage = new Option<string?>("--storage")
+        {
+            Description = "sqlite:PATH, inmem (default with --dev; required otherwise), or PostgreSQL for several nodes in active/standby HA: "
+                + $"postgres (connection string in ${Morphisms.Kms.Storage.PostgresStorage.ConnectionStringVariable}) or postgres:file=PATH (connection string in a file).",
+        };
+        var apiAddr = new Option<string?>("--api-addr") { Description = "With PostgreSQL storage: the URL clients reach this node at (https://HOST:PORT); standbys redirect to the active node's. Default: the listen address." };
         var tlsCert = new Option<FileInfo?>("--tls-cert") { Description = "PEM certificate (chain) to serve." };
         var tlsKey = new Option<FileInfo?>("--tls-key") { Description = "PEM private key of --tls-cert." };
         var tlsSelf = new Option<bool>("--tls-self") { Description = "Serve a fresh self-signed certificate (pin it through sys/attestation)." };
@@ -34,7 +39,7 @@ public static class KmsServerCommand
         var pkcs11PinEnv = new Option<string?>("--pkcs11-pin-env") { Description = "With --seal pkcs11: an environment variable holding the user PIN (never pass the PIN itself)." };
         var command = new Command("server", "Run a KMS (Vault-compatible API under /v1/) until interrupted.")
         {
-            listen, storage, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated, seal, pkcs11Lib, pkcs11Token, pkcs11Slot, pkcs11Key, pkcs11PinFile, pkcs11PinEnv,
+            listen, storage, apiAddr, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated, seal, pkcs11Lib, pkcs11Token, pkcs11Slot, pkcs11Key, pkcs11PinFile, pkcs11PinEnv,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -47,6 +52,7 @@ public static class KmsServerCommand
                 var trustDir = parse.GetValue(trustSimulated);
                 var listenAddress = Listen(parse.GetValue(listen)!);
                 var storageSpec = Storage(parse.GetValue(storage), isDev);
+                var apiAddress = ApiAddress(parse.GetValue(apiAddr), storageSpec);
                 var tls = Tls(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsSelf));
                 var autoUnseal = parse.GetValue(seal) switch
                 {
@@ -75,6 +81,7 @@ public static class KmsServerCommand
                 {
                     Listen = listenAddress,
                     Storage = storageSpec,
+                    ApiAddress = apiAddress,
                     Tls = tls,
                     Dev = isDev,
                     AuditLogPath = parse.GetValue(audit)?.FullName,
@@ -117,7 +124,7 @@ public static class KmsServerCommand
             {
                 await server.StartAsync(ct);
             }
-            catch (Exception e) when (e is IOException or InvalidOperationException)
+            catch (Exception e) when (e is IOException or InvalidOperationException or System.Data.Common.DbException)
             {
                 await stderr.WriteLineAsync($"morph: the KMS could not start: {e.Message}");
                 return ExitCodes.Rejected;
@@ -162,11 +169,35 @@ public static class KmsServerCommand
     private static string Storage(string? storage, bool dev) => storage switch
     {
         null when dev => "inmem",
-        null => throw KmsCliException.Usage("--storage is required (sqlite:PATH), except with --dev"),
+        null => throw KmsCliException.Usage("--storage is required (sqlite:PATH, postgres or postgres:file=PATH), except with --dev"),
         "inmem" => storage,
         _ when storage.StartsWith("sqlite:", StringComparison.Ordinal) && storage.Length > "sqlite:".Length => storage,
-        _ => throw KmsCliException.Usage($"--storage: expected sqlite:PATH or inmem, got '{storage}'"),
+        _ when Morphisms.Kms.Storage.StorageSpec.IsPostgres(storage) => storage,
+
+        // Never echo what was given: it may be a connection string with a password, which does not belong on a command line.
+        _ when storage.StartsWith("postgres", StringComparison.OrdinalIgnoreCase) => throw KmsCliException.Usage(
+            $"--storage: expected postgres (connection string in ${Morphisms.Kms.Storage.PostgresStorage.ConnectionStringVariable}) or postgres:file=PATH; "
+            + "a connection string never goes on the command line"),
+        _ => throw KmsCliException.Usage($"--storage: expected sqlite:PATH, inmem, postgres or postgres:file=PATH, got '{storage}'"),
     };
+
+    private static Uri? ApiAddress(string? apiAddr, string storage)
+    {
+        if (apiAddr is null)
+        {
+            return null;
+        }
+
+        if (!Morphisms.Kms.Storage.StorageSpec.IsPostgres(storage))
+        {
+            throw KmsCliException.Usage("--api-addr is for HA, with --storage postgres or postgres:file=PATH");
+        }
+
+        return Uri.TryCreate(apiAddr, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"
+            && uri.Query.Length == 0 && uri.Fragment.Length == 0 && uri.UserInfo.Length == 0
+                ? uri
+                : throw KmsCliException.Usage($"--api-addr: expected http(s)://HOST:PORT, got '{apiAddr}'");
+    }
 
     private static KmsTlsOptions Tls(FileInfo? certificate, FileInfo? key, bool selfSigned)
     {

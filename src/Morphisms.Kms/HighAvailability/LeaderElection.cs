@@ -1,0 +1,320 @@
+using Morphisms.Kms.Storage;
+
+namespace Morphisms.Kms.HighAvailability;
+
+/// <summary>
+/// Active/standby high availability over PostgreSQL, with Vault's semantics. Every unsealed node tries to take the
+/// leadership lock (<see cref="PostgresLeaderLock"/>) about once a second; the holder is the active node and serves
+/// everything, the others are standbys that answer <c>sys/health</c>, <c>sys/leader</c>, <c>sys/seal-status</c> and
+/// <c>sys/unseal</c> themselves and redirect the rest to the active node's advertised address.
+/// </summary>
+/// <remarks>
+/// A node that becomes active loads its state (keyring, mounts, policies, tokens...) from storage before serving;
+/// a node that loses the lock, or cannot prove it still holds it, stops serving at once and drops that state.
+/// Writes are fenced by the leader epoch (see <see cref="PostgresStorage"/>), which covers the window before a
+/// deposed node notices.
+/// </remarks>
+internal sealed class LeaderElection : IAsyncDisposable
+{
+    /// <summary>How often a standby retries the lock and the active node re-checks it.</summary>
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
+
+    private static readonly TimeSpan InitLockWait = TimeSpan.FromSeconds(10);
+
+    private readonly PostgresStorage _storage;
+    private readonly PostgresLeaderLock _lock;
+    private readonly KmsCore _core;
+    private readonly TimeProvider _time;
+    private readonly TextWriter _log;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _wake = new(0, 1);
+    private Task _loop = Task.CompletedTask;
+    private string _address = "";
+    private LeaderRecord? _leader;
+    private int _active;
+    private DateTimeOffset _activeSince;
+
+    public LeaderElection(PostgresStorage storage, KmsCore core, TimeProvider time, TextWriter log)
+    {
+        _storage = storage;
+        _lock = new PostgresLeaderLock(storage);
+        _core = core;
+        _time = time;
+        _log = log;
+
+        // Nothing is written until this node has won the lock; a write that finds another node's epoch steps it down.
+        storage.FenceAsStandby();
+        storage.LeadershipLost += () => _ = Task.Run(() => StepDownAsync("a write found that another node became active"));
+    }
+
+    /// <summary>This node's random id (in the leader row while it is active).</summary>
+    public string NodeId { get; } = Guid.NewGuid().ToString();
+
+    /// <summary>The advertised API address (<c>--api-addr</c>), once started.</summary>
+    public string Address => _address;
+
+    /// <summary>Whether this node holds the leadership lock.</summary>
+    public bool IsActive => Volatile.Read(ref _active) == 1;
+
+    /// <summary>When this node last became active.</summary>
+    public DateTimeOffset ActiveSince => _activeSince;
+
+    /// <summary>The active node as last seen by this standby (refreshed every <see cref="Interval"/>), or null if none.</summary>
+    public LeaderRecord? Leader => Volatile.Read(ref _leader);
+
+    /// <summary>
+    /// The active node: this one, the view refreshed every <see cref="Interval"/>, or — for a standby with no view
+    /// yet (just unsealed) — a fresh read. Null when no node holds the lock or PostgreSQL cannot be asked.
+    /// </summary>
+    public async Task<LeaderRecord?> CurrentLeaderAsync(CancellationToken ct)
+    {
+        if (IsActive)
+        {
+            return new LeaderRecord(NodeId, new Uri(_address), _activeSince);
+        }
+
+        if (Leader is { } known)
+        {
+            return known;
+        }
+
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var fresh = await _lock.ReadLeaderAsync(ct).ConfigureAwait(false);
+            Volatile.Write(ref _leader, fresh);
+            return fresh;
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or TimeoutException)
+        {
+            return null;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Publishes <paramref name="address"/>, runs one election round (so a lone node is active on return) and starts the loop.</summary>
+    public async Task StartAsync(Uri address, CancellationToken ct)
+    {
+        _address = address.AbsoluteUri.TrimEnd('/');
+        try
+        {
+            await RoundAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await StepDownAsync($"leadership round failed: {e.GetType().Name}: {e.Message}").ConfigureAwait(false);
+        }
+
+        _loop = Task.Run(LoopAsync, CancellationToken.None);
+    }
+
+    /// <summary>Runs the next round now instead of at the next tick (after an unseal).</summary>
+    public void Wake()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // A wake-up is already pending.
+        }
+    }
+
+    /// <summary>
+    /// Holds the leadership lock (writes allowed) while <c>sys/init</c> writes, so two nodes initialising the same
+    /// empty database cannot both succeed. Waits a bounded time for the lock.
+    /// </summary>
+    public async Task<IAsyncDisposable> HoldForInitAsync(CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var deadline = _time.GetUtcNow() + InitLockWait;
+            while (true)
+            {
+                if (await _lock.TryAcquireAsync(NodeId, "", ct).ConfigureAwait(false) is { } epoch)
+                {
+                    _storage.FenceAsLeader(epoch);
+                    return new InitHold(this);
+                }
+
+                if (_time.GetUtcNow() > deadline)
+                {
+                    throw new Http.KmsException(503, "another KMS node holds the leadership lock: it is initialised already, or initialising; retry");
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(200), _time, ct).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            _gate.Release();
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(false);
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _storage.FenceAsStandby();
+            Volatile.Write(ref _active, 0);
+            await _lock.ReleaseAsync().ConfigureAwait(false);
+            await _lock.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task LoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                await _wake.WaitAsync(Interval, _stop.Token).ConfigureAwait(false);
+                await RoundAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // PostgreSQL unreachable, a failed promotion...: not active until a later round succeeds.
+                await StepDownAsync($"leadership round failed: {e.GetType().Name}: {PostgresStorage.Scrub(e.Message, null)}").ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task RoundAsync(CancellationToken ct)
+    {
+        bool promote;
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (IsActive)
+            {
+                if (!_core.WantsLeadership)
+                {
+                    // Sealed (or restored): let in-flight requests finish their writes, then hand over.
+                    await _core.Closing.ConfigureAwait(false);
+                    await GiveUpAsync("this node was sealed").ConfigureAwait(false);
+                }
+                else if (!await _lock.StillHeldAsync(ct).ConfigureAwait(false))
+                {
+                    await GiveUpAsync("the leadership lock was lost").ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            if (_core.Serving)
+            {
+                // A promotion that finished just after a step-down: never serve without the lock.
+                _core.StepDown();
+            }
+
+            if (!_core.WantsLeadership)
+            {
+                // Sealed: keep seal-status and health current with the shared store (another node may have run init).
+                Volatile.Write(ref _leader, null);
+                await _core.LoadAsync(ct).ConfigureAwait(false);
+                return;
+            }
+
+            if (await _lock.TryAcquireAsync(NodeId, _address, ct).ConfigureAwait(false) is { } epoch)
+            {
+                _storage.FenceAsLeader(epoch);
+                _activeSince = _time.GetUtcNow();
+                Volatile.Write(ref _leader, new LeaderRecord(NodeId, new Uri(_address), _activeSince));
+                Volatile.Write(ref _active, 1);
+                promote = true;
+            }
+            else
+            {
+                Volatile.Write(ref _leader, await _lock.ReadLeaderAsync(ct).ConfigureAwait(false));
+                promote = false;
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+
+        // Outside the gate: loading state takes the core's transition lock, which sys/init holds while it waits for the gate.
+        if (promote)
+        {
+            if (await _core.PromoteAsync(ct).ConfigureAwait(false))
+            {
+                await _log.WriteLineAsync($"KMS HA: this node ({_address}) is now the active node").ConfigureAwait(false);
+            }
+            else
+            {
+                await StepDownAsync("this node could not load its state").ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task StepDownAsync(string why)
+    {
+        // Fence and stop serving first, without waiting for the gate: a deposed node must stop at once.
+        _storage.FenceAsStandby();
+        var wasActive = Interlocked.Exchange(ref _active, 0) == 1;
+        _core.StepDown();
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            // A round may have won the lock again (a new term) while this waited: that one is not ours to give up.
+            if (!IsActive)
+            {
+                await _lock.ReleaseAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+
+        if (wasActive)
+        {
+            await _log.WriteLineAsync($"KMS HA: this node stepped down: {why}").ConfigureAwait(false);
+        }
+    }
+
+    private async Task GiveUpAsync(string why)
+    {
+        _storage.FenceAsStandby();
+        Volatile.Write(ref _active, 0);
+        _core.StepDown();
+        await _lock.ReleaseAsync().ConfigureAwait(false);
+        await _log.WriteLineAsync($"KMS HA: this node is no longer active: {why}").ConfigureAwait(false);
+    }
+
+    private sealed class InitHold(LeaderElection election) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            election._storage.FenceAsStandby();
+            try
+            {
+                await election._lock.ReleaseAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                election._gate.Release();
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+using System.Globalization;
+using Npgsql;
+using Morphisms.Kms.Storage;
+
+namespace Morphisms.Kms.HighAvailability;
+
+/// <summary>
+/// The leadership lock: a session-level <c>pg_try_advisory_lock</c> held on one dedicated, unpooled connection.
+/// PostgreSQL releases it the moment that session ends — the process died (its socket closed), the connection
+/// broke, or keepalives found the client gone — so the lock is exactly "this node's session is alive".
+/// Not thread-safe: <see cref="LeaderElection"/> serialises every call.
+/// </summary>
+internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDisposable
+{
+    /// <summary>How long one check of the lock may take before the node gives up being active.</summary>
+    public static readonly TimeSpan CheckTimeout = TimeSpan.FromSeconds(3);
+
+    // pg_locks shows a bigint advisory key as two oids: the high and the low 32 bits (objsubid 1).
+    private static readonly string LockFilter = string.Create(
+        CultureInfo.InvariantCulture,
+        $"locktype = 'advisory' AND classid = {(uint)(PostgresStorage.LeaderLockKey >> 32)} AND objid = {PostgresStorage.LeaderLockKey & 0xFFFF_FFFF} AND objsubid = 1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+
+    private NpgsqlConnection? _session;
+
+    /// <summary>Whether this session holds the lock (as far as this side knows).</summary>
+    public bool Held { get; private set; }
+
+    /// <summary>
+    /// Takes the lock if free and, holding it, bumps the leader epoch and publishes <paramref name="address"/>.
+    /// Returns the new epoch, or null when another session holds the lock.
+    /// </summary>
+    public async Task<long?> TryAcquireAsync(string nodeId, string address, CancellationToken ct)
+    {
+        var session = await SessionAsync(ct).ConfigureAwait(false);
+        await using (var take = new NpgsqlCommand($"SELECT pg_try_advisory_lock({PostgresStorage.LeaderLockKey})", session))
+        {
+            if (await take.ExecuteScalarAsync(ct).ConfigureAwait(false) is not true)
+            {
+                return null;
+            }
+        }
+
+        Held = true;
+
+        // The UPDATE waits for the previous active node's in-flight write transactions (they hold the row FOR SHARE)
+        // and makes all its later ones fail their epoch check: see PostgresStorage.TransactAsync.
+        await using var bump = new NpgsqlCommand(
+            "UPDATE kms_ha_leader SET epoch = epoch + 1, node_id = $1, api_addr = $2, active_since = now() WHERE id = 1 RETURNING epoch",
+            session);
+        bump.Parameters.Add(new NpgsqlParameter { Value = nodeId });
+        bump.Parameters.Add(new NpgsqlParameter { Value = address });
+        return (long)(await bump.ExecuteScalarAsync(ct).ConfigureAwait(false))!;
+    }
+
+    /// <summary>Whether the session is alive and still holds the lock; false (and the session dropped) on any failure.</summary>
+    public async Task<bool> StillHeldAsync(CancellationToken ct)
+    {
+        if (_session is null || !Held)
+        {
+            return false;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(CheckTimeout);
+        try
+        {
+            await using var check = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND {LockFilter})", _session);
+            if (await check.ExecuteScalarAsync(timeout.Token).ConfigureAwait(false) is true)
+            {
+                return true;
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException or InvalidOperationException or IOException or TimeoutException)
+        {
+            // Unreachable or broken: unable to prove the lock is ours, so it is not.
+        }
+
+        await DropSessionAsync().ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Gives the lock up (by unlocking, or by ending the session if that fails).</summary>
+    public async Task ReleaseAsync()
+    {
+        if (_session is null || !Held)
+        {
+            return;
+        }
+
+        Held = false;
+        try
+        {
+            using var timeout = new CancellationTokenSource(CheckTimeout);
+            await using var unlock = new NpgsqlCommand($"SELECT pg_advisory_unlock({PostgresStorage.LeaderLockKey})", _session);
+            await unlock.ExecuteNonQueryAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException or InvalidOperationException or IOException or TimeoutException)
+        {
+            await DropSessionAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The active node, or null when no session holds the lock right now.</summary>
+    public async Task<LeaderRecord?> ReadLeaderAsync(CancellationToken ct)
+    {
+        var session = await SessionAsync(ct).ConfigureAwait(false);
+        await using var read = new NpgsqlCommand(
+            $"SELECT node_id, api_addr, active_since FROM kms_ha_leader WHERE id = 1 AND EXISTS (SELECT 1 FROM pg_locks WHERE {LockFilter})",
+            session);
+        await using var reader = await read.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        if (!await reader.ReadAsync(ct).ConfigureAwait(false) || reader.IsDBNull(2))
+        {
+            return null;
+        }
+
+        return Uri.TryCreate(reader.GetString(1), UriKind.Absolute, out var address)
+            ? new LeaderRecord(reader.GetString(0), address, reader.GetFieldValue<DateTimeOffset>(2))
+            : null;
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => DropSessionAsync();
+
+    private async Task<NpgsqlConnection> SessionAsync(CancellationToken ct)
+    {
+        if (_session is { State: System.Data.ConnectionState.Open } open)
+        {
+            return open;
+        }
+
+        await DropSessionAsync().ConfigureAwait(false);
+        var session = await storage.SessionSource.OpenConnectionAsync(ct).ConfigureAwait(false);
+        try
+        {
+            // The server drops a vanished client (and so its lock) within about 10 s instead of the OS's two hours.
+            // On a Unix socket these settings are accepted and ignored: there a dead process closes the socket at once.
+            await using var settings = new NpgsqlCommand(
+                "SET tcp_keepalives_idle = 3; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000; SET statement_timeout = 5000",
+                session);
+            await settings.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await session.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        _session = session;
+        return session;
+    }
+
+    private async ValueTask DropSessionAsync()
+    {
+        Held = false;
+        if (Interlocked.Exchange(ref _session, null) is { } session)
+        {
+            try
+            {
+                await session.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is NpgsqlException or IOException or InvalidOperationException)
+            {
+                // Already broken; the server ends the session (and the lock) on its side.
+            }
+        }
+    }
+}

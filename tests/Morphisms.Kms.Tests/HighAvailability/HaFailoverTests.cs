@@ -1,0 +1,402 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using Xunit.Abstractions;
+
+namespace Morphisms.Kms.Tests.HighAvailability;
+
+/// <summary>
+/// Active/standby HA over a real PostgreSQL with real KMS processes: Vault's standby answers, redirects to the
+/// active node, failover after <c>kill -9</c> without losing an acknowledged write, and a race-free init.
+/// </summary>
+public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper output) : IClassFixture<PostgresFixture>, IDisposable
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+    private readonly string _dir = Directory.CreateTempSubdirectory("kms-ha-").FullName;
+    private readonly List<KmsProcess> _nodes = [];
+
+    [Fact]
+    public async Task A_standby_answers_health_and_leader_itself_and_redirects_everything_else_to_the_active_node()
+    {
+        // Both start on an empty database; init goes through one, and the other sees it.
+        var storage = await NewDatabaseAsync();
+        var started = await Task.WhenAll(StartAsync(storage), StartAsync(storage));
+        var (a, b) = (started[0], started[1]);
+        using var ca = Client(a);
+        using var cb = Client(b);
+        (await cb.GetAsync("sys/health")).Expect(501);
+        var (key, root) = await InitAsync(ca);
+        cb.Token = root;
+        await WaitForAsync(cb, 503);
+        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(ca, 200);
+        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(cb, 429);
+
+        var health = (await cb.GetAsync("sys/health")).Expect(429).Body!;
+        Assert.True(health["standby"]!.GetValue<bool>());
+        Assert.False(health["sealed"]!.GetValue<bool>());
+        (await cb.GetAsync("sys/health?standbyok=true")).Expect(200);
+        (await cb.GetAsync("sys/health?standbycode=473")).Expect(473);
+        Assert.False((await cb.GetAsync("sys/seal-status")).Expect(200).Body!["sealed"]!.GetValue<bool>());
+        Assert.Equal("postgresql", (await cb.GetAsync("sys/seal-status")).Body!["storage_type"]!.GetValue<string>());
+
+        var leaderSeenByStandby = (await cb.GetAsync("sys/leader")).Expect(200).Body!;
+        Assert.True(leaderSeenByStandby["ha_enabled"]!.GetValue<bool>());
+        Assert.False(leaderSeenByStandby["is_self"]!.GetValue<bool>());
+        Assert.Equal(Origin(a), leaderSeenByStandby["leader_address"]!.GetValue<string>());
+        var leaderSeenByActive = (await ca.GetAsync("sys/leader")).Expect(200).Body!;
+        Assert.True(leaderSeenByActive["is_self"]!.GetValue<bool>());
+        Assert.Equal(Origin(a), leaderSeenByActive["leader_address"]!.GetValue<string>());
+        Assert.NotEqual("0001-01-01T00:00:00Z", leaderSeenByActive["active_time"]!.GetValue<string>());
+
+        // Everything else: 307 to the same path and query on the active node, whose answer is the real one.
+        Assert.Equal(Origin(a) + "/v1/secret/data/app/db", await RedirectAsync(cb, HttpMethod.Post, "secret/data/app/db"));
+        Assert.Equal(Origin(a) + "/v1/secret/data/app/db?version=1", await RedirectAsync(cb, HttpMethod.Get, "secret/data/app/db?version=1"));
+        Assert.Equal(Origin(a) + "/v1/sys/mounts", await RedirectAsync(cb, HttpMethod.Get, "sys/mounts"));
+        using (var followed = Client(a))
+        {
+            (await followed.PostAsync("secret/data/app/db", new { data = new { password = "p1" } }, root)).Expect(200);
+        }
+
+        // A client that follows redirects (as Vault clients do) never notices the standby.
+        using var following = new VaultHttp(new HttpClient { BaseAddress = b.BaseAddress, Timeout = TimeSpan.FromSeconds(10) }) { Token = root };
+        (await following.PostAsync("secret/data/app/api", new { data = new { token = "t1" } })).Expect(200);
+        Assert.Equal("t1", (await following.GetAsync("secret/data/app/api")).Expect(200).Data["data"]!["token"]!.GetValue<string>());
+        Assert.Equal("p1", (await ca.GetAsync("secret/data/app/db", root)).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+
+        // A standby cannot seal itself through the API (as Vault): that would need the active node's token store.
+        (await cb.PutAsync("sys/seal")).Expect(400);
+    }
+
+    [Fact]
+    public async Task Killing_the_active_node_fails_over_within_seconds_and_loses_no_acknowledged_write()
+    {
+        var storage = await NewDatabaseAsync();
+        var a = await StartAsync(storage);
+        using var ca = Client(a);
+        var (key, root) = await InitAsync(ca);
+        ca.Token = root;
+        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(ca, 200);
+        var standbys = new List<(KmsProcess Node, VaultHttp Client)>();
+        foreach (var node in await Task.WhenAll(StartAsync(storage), StartAsync(storage)))
+        {
+            var client = Client(node);
+            client.Token = root;
+            (await client.PutAsync("sys/unseal", new { key })).Expect(200);
+            standbys.Add((node, client));
+        }
+
+        foreach (var (_, client) in standbys)
+        {
+            await WaitForAsync(client, 429);
+        }
+
+        // Acknowledged before the kill, one at a time.
+        for (var i = 0; i < 20; i++)
+        {
+            (await ca.PostAsync($"secret/data/before/k{i}", new { data = new { v = i } })).Expect(200);
+        }
+
+        // And concurrently while it dies: whatever got a 200 must be there afterwards.
+        var acknowledged = new ConcurrentBag<(string Path, int Value)>();
+        var tokens = new ConcurrentBag<string>();
+        using var stop = new CancellationTokenSource();
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; !stop.IsCancellationRequested; i++)
+            {
+                try
+                {
+                    if (w == 3)
+                    {
+                        var t = await ca.PostAsync("auth/token/create", new { ttl = "1h" });
+                        if (t.Status == 200)
+                        {
+                            tokens.Add(t.Auth["client_token"]!.GetValue<string>());
+                        }
+
+                        continue;
+                    }
+
+                    var path = $"secret/data/during/w{w}/k{i}";
+                    if ((await ca.PostAsync(path, new { data = new { v = i } })).Status == 200)
+                    {
+                        acknowledged.Add((path, i));
+                    }
+                }
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException)
+                {
+                    return;
+                }
+            }
+        })).ToList();
+
+        var deadline = DateTime.UtcNow + Patience;
+        while (acknowledged.Count < 60 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        a.Kill();
+        var sinceKill = Stopwatch.StartNew();
+        await stop.CancelAsync();
+        await Task.WhenAll(writers);
+        Assert.True(acknowledged.Count >= 60, $"only {acknowledged.Count} writes were acknowledged before the kill");
+
+        // One standby takes over; the other keeps standing by and points at it.
+        (KmsProcess Node, VaultHttp Client)? promoted = null;
+        while (promoted is null && sinceKill.Elapsed < Patience)
+        {
+            foreach (var candidate in standbys)
+            {
+                if ((await candidate.Client.GetAsync("sys/health")).Status == 200)
+                {
+                    promoted = candidate;
+                    break;
+                }
+            }
+
+            await Task.Delay(50);
+        }
+
+        var takeover = sinceKill.Elapsed;
+        Assert.True(promoted is not null, "no standby became active");
+        output.WriteLine($"takeover {takeover.TotalMilliseconds:F0} ms after kill -9; {acknowledged.Count} concurrent writes and {tokens.Count} tokens acknowledged around it");
+        Assert.True(takeover < TimeSpan.FromSeconds(10), $"the takeover took {takeover}");
+        var (active, c) = promoted.Value;
+        var other = standbys.Single(s => s.Node != active).Client;
+        await WaitForAsync(other, 429);
+        var leader = await WaitForLeaderAsync(other, Origin(active));
+        Assert.False(leader["is_self"]!.GetValue<bool>());
+
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal(i, (await c.GetAsync($"secret/data/before/k{i}")).Expect(200).Data["data"]!["v"]!.GetValue<int>());
+        }
+
+        foreach (var (path, value) in acknowledged)
+        {
+            var read = await c.GetAsync(path);
+            Assert.True(read.Status == 200, $"acknowledged write {path} is missing after the failover: {read.Status} {read.Raw}");
+            Assert.Equal(value, read.Data["data"]!["v"]!.GetValue<int>());
+        }
+
+        foreach (var token in tokens)
+        {
+            (await c.GetAsync("auth/token/lookup-self", token)).Expect(200);
+        }
+
+        // The new active node serves writes; the remaining standby redirects to it.
+        (await c.PostAsync("secret/data/after", new { data = new { v = 1 } })).Expect(200);
+        Assert.Equal(Origin(active) + "/v1/secret/data/after", await RedirectAsync(other, HttpMethod.Get, "secret/data/after"));
+    }
+
+    [Fact]
+    public async Task An_active_node_that_loses_its_lock_session_steps_down_and_a_new_term_begins()
+    {
+        var storage = await NewDatabaseAsync();
+        var nodes = await Task.WhenAll(StartAsync(storage), StartAsync(storage));
+        var clients = nodes.Select(Client).ToList();
+        var (key, root) = await InitAsync(clients[0]);
+        foreach (var c in clients)
+        {
+            c.Token = root;
+            (await c.PutAsync("sys/unseal", new { key })).Expect(200);
+        }
+
+        var (active, _) = await OneActiveAsync(clients);
+        var term = (await active.GetAsync("sys/leader")).Expect(200).Body!["active_time"]!.GetValue<string>();
+        (await active.PostAsync("secret/data/before", new { data = new { v = 1 } })).Expect(200);
+
+        // Its process lives on, but PostgreSQL ends the session holding the lock (as a broken connection would).
+        await using (var db = new Npgsql.NpgsqlConnection(await File.ReadAllTextAsync(storage["postgres:file=".Length..])))
+        {
+            await db.OpenAsync();
+            await using var kill = new Npgsql.NpgsqlCommand(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                db);
+            Assert.Equal(1L, await kill.ExecuteScalarAsync());
+        }
+
+        // The node that held it stepped down (its term ended); one node, perhaps the same, is active in a new term.
+        var deadline = DateTime.UtcNow + Patience;
+        string? newTerm = null;
+        VaultHttp? now = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            (now, _) = await OneActiveAsync(clients);
+            newTerm = (await now.GetAsync("sys/leader")).Expect(200).Body!["active_time"]!.GetValue<string>();
+            if (newTerm != term)
+            {
+                break;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.NotEqual(term, newTerm);
+        Assert.Equal(1, (await now!.GetAsync("secret/data/before")).Expect(200).Data["data"]!["v"]!.GetValue<int>());
+        (await now.PostAsync("secret/data/after", new { data = new { v = 2 } })).Expect(200);
+        foreach (var c in clients)
+        {
+            c.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Two_nodes_initialising_one_empty_database_cannot_both_succeed()
+    {
+        var storage = await NewDatabaseAsync();
+        var nodes = await Task.WhenAll(StartAsync(storage), StartAsync(storage));
+        var clients = nodes.Select(Client).ToList();
+        var results = await Task.WhenAll(clients.Select(c => c.PutAsync("sys/init", new { secret_shares = 1, secret_threshold = 1 })));
+        Assert.Single(results, r => r.Status == 200);
+        Assert.All(results.Where(r => r.Status != 200), r => Assert.Contains(r.Status, new[] { 400, 503 }));
+
+        var key = results.Single(r => r.Status == 200).Body!["keys"]![0]!.GetValue<string>();
+        foreach (var c in clients)
+        {
+            (await c.PutAsync("sys/unseal", new { key })).Expect(200);
+        }
+
+        var statuses = new List<int>();
+        var deadline = DateTime.UtcNow + Patience;
+        while (DateTime.UtcNow < deadline)
+        {
+            statuses = [.. await Task.WhenAll(clients.Select(async c => (await c.GetAsync("sys/health")).Status))];
+            if (statuses.Order().SequenceEqual([200, 429]))
+            {
+                break;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Equal([200, 429], statuses.Order());
+        foreach (var c in clients)
+        {
+            c.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var node in _nodes)
+        {
+            node.Dispose();
+        }
+
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private static string Origin(KmsProcess node) => node.BaseAddress.AbsoluteUri.TrimEnd('/');
+
+    private static VaultHttp Client(KmsProcess node) =>
+        new(new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = node.BaseAddress, Timeout = TimeSpan.FromSeconds(10) });
+
+    /// <summary>Sends a request to a standby and returns where its 307 points (the token stays in its header).</summary>
+    private static async Task<string> RedirectAsync(VaultHttp standby, HttpMethod method, string path)
+    {
+        using var request = new HttpRequestMessage(method, "/v1/" + path);
+        request.Headers.Add("X-Vault-Token", standby.Token);
+        if (method == HttpMethod.Post)
+        {
+            request.Content = new StringContent("{\"data\":{}}");
+        }
+
+        using var response = await standby.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.TemporaryRedirect, response.StatusCode);
+        return response.Headers.Location!.OriginalString;
+    }
+
+    private static async Task<(string Key, string Root)> InitAsync(VaultHttp client)
+    {
+        var init = (await client.PutAsync("sys/init", new { secret_shares = 1, secret_threshold = 1 })).Expect(200).Body!;
+        return (init["keys"]![0]!.GetValue<string>(), init["root_token"]!.GetValue<string>());
+    }
+
+    /// <summary>Waits until exactly one node answers sys/health 200 and the others 429.</summary>
+    private static async Task<(VaultHttp Active, List<VaultHttp> Standbys)> OneActiveAsync(List<VaultHttp> clients)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        var statuses = new int[clients.Count];
+        while (DateTime.UtcNow < deadline)
+        {
+            statuses = await Task.WhenAll(clients.Select(async c => (await c.GetAsync("sys/health")).Status));
+            if (statuses.Count(s => s == 200) == 1 && statuses.Count(s => s == 429) == clients.Count - 1)
+            {
+                var active = clients[Array.IndexOf(statuses, 200)];
+                return (active, clients.Where(c => c != active).ToList());
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"never exactly one active node: sys/health answered {string.Join(", ", statuses)}");
+        return default;
+    }
+
+    private static async Task WaitForAsync(VaultHttp client, int healthStatus)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        var last = 0;
+        while (DateTime.UtcNow < deadline)
+        {
+            last = (await client.GetAsync("sys/health")).Status;
+            if (last == healthStatus)
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"sys/health stayed {last}, expected {healthStatus}");
+    }
+
+    private static async Task<System.Text.Json.Nodes.JsonObject> WaitForLeaderAsync(VaultHttp client, string address)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        System.Text.Json.Nodes.JsonObject? body = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            body = (await client.GetAsync("sys/leader")).Expect(200).Body!;
+            if (body["leader_address"]!.GetValue<string>() == address)
+            {
+                return body;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"sys/leader never named {address}: {body}");
+        return body!;
+    }
+
+    /// <summary>A fresh database, its connection string in a 0600 file for <c>--storage postgres:file=</c>.</summary>
+    private async Task<string> NewDatabaseAsync()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var file = Path.Combine(_dir, Guid.NewGuid().ToString("N") + ".pg");
+        await using (var stream = new FileStream(file, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
+        await using (var writer = new StreamWriter(stream))
+        {
+            await writer.WriteAsync(connectionString);
+        }
+
+        return "postgres:file=" + file;
+    }
+
+    private async Task<KmsProcess> StartAsync(string storage)
+    {
+        var node = await KmsProcess.StartAsync("--listen", "127.0.0.1:0", "--storage", storage);
+        lock (_nodes)
+        {
+            _nodes.Add(node);
+        }
+
+        return node;
+    }
+}

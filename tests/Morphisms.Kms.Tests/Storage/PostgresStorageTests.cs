@@ -1,0 +1,143 @@
+using Morphisms.Kms.HighAvailability;
+using Morphisms.Kms.Storage;
+using Npgsql;
+
+namespace Morphisms.Kms.Tests.Storage;
+
+/// <summary>What only the PostgreSQL store does: atomic rollback, secret-safe errors, connection string sources and write fencing.</summary>
+public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixture<PostgresFixture>, IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kms-pg-spec-").FullName;
+
+    [Fact]
+    public async Task A_failing_transaction_writes_nothing()
+    {
+        var server = postgres.Server;
+        await using var storage = PostgresStorage.Open(await server.CreateDatabaseAsync());
+        await storage.PutAsync("kept", "1"u8.ToArray());
+
+        // PostgreSQL text cannot hold NUL: the third operation fails after two have run inside the transaction.
+        await Assert.ThrowsAnyAsync<Exception>(() => storage.TransactAsync(
+            [StorageOperation.Put("new", "2"u8.ToArray()), StorageOperation.Delete("kept"), StorageOperation.Put("bad\0key", "3"u8.ToArray())]));
+
+        Assert.Null(await storage.GetAsync("new"));
+        Assert.Equal("1"u8.ToArray(), await storage.GetAsync("kept"));
+    }
+
+    [Fact]
+    public async Task Opening_twice_creates_the_schema_once_and_shares_the_data()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var opened = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => Task.Run(() => PostgresStorage.Open(connectionString))));
+        await opened[0].PutAsync("k", "v"u8.ToArray());
+        Assert.Equal("v"u8.ToArray(), await opened[2].GetAsync("k"));
+        foreach (var storage in opened)
+        {
+            await storage.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Errors_name_the_server_but_never_the_password()
+    {
+        var server = postgres.Server;
+        var good = await server.CreateDatabaseAsync();
+        var database = new NpgsqlConnectionStringBuilder(good).Database!;
+        const string wrong = "wrong-password-do-not-echo";
+        var e = Assert.Throws<IOException>(() => PostgresStorage.Open(server.ConnectionString(database, wrong)));
+        Assert.DoesNotContain(wrong, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(server.Password, e.Message, StringComparison.Ordinal);
+        Assert.Contains("127.0.0.1", e.Message, StringComparison.Ordinal);
+        Assert.Contains("password authentication failed", e.Message, StringComparison.Ordinal);
+
+        var malformed = Assert.Throws<ArgumentException>(() => PostgresStorage.Open("Host=x;Password=s3cret-value;Bogus Keyword=1"));
+        Assert.DoesNotContain("s3cret-value", malformed.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_database_that_is_not_utf8_is_refused()
+    {
+        var server = postgres.Server;
+        var latin = await server.CreateDatabaseAsync("LATIN1");
+        var e = Assert.Throws<IOException>(() => PostgresStorage.Open(latin));
+        Assert.Contains("UTF8", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_connection_string_comes_from_a_file_or_the_environment_never_the_spec()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var file = Path.Combine(_dir, "pg");
+        await File.WriteAllTextAsync(file, connectionString + "\n");
+        await using (var storage = StorageSpec.Open("postgres:file=" + file))
+        {
+            Assert.IsType<PostgresStorage>(storage);
+            Assert.Equal("postgresql", StorageSpec.TypeName("postgres:file=" + file));
+        }
+
+        Assert.Throws<IOException>(() => StorageSpec.Open("postgres:file=" + Path.Combine(_dir, "missing")));
+        await File.WriteAllTextAsync(file, " \n");
+        Assert.Throws<ArgumentException>(() => StorageSpec.Open("postgres:file=" + file));
+        Assert.Throws<ArgumentException>(() => StorageSpec.Open("postgres:Host=db;Password=x"));
+        Assert.Throws<ArgumentException>(() => StorageSpec.Open("postgres:file="));
+        if (Environment.GetEnvironmentVariable(PostgresStorage.ConnectionStringVariable) is null)
+        {
+            var e = Assert.Throws<ArgumentException>(() => StorageSpec.Open("postgres"));
+            Assert.Contains(PostgresStorage.ConnectionStringVariable, e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Writes_are_fenced_by_the_leader_epoch()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        await using var oldNode = PostgresStorage.Open(connectionString);
+        await using var newNode = PostgresStorage.Open(connectionString);
+        await using var oldLock = new PostgresLeaderLock(oldNode);
+        await using var newLock = new PostgresLeaderLock(newNode);
+        var lost = 0;
+        oldNode.LeadershipLost += () => Interlocked.Increment(ref lost);
+
+        // A standby writes nothing.
+        oldNode.FenceAsStandby();
+        await Assert.ThrowsAsync<StandbyWriteException>(() => oldNode.PutAsync("k", "standby"u8.ToArray()));
+
+        var oldEpoch = await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", default);
+        Assert.NotNull(oldEpoch);
+        Assert.Null(await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", default));
+        oldNode.FenceAsLeader(oldEpoch.Value);
+        await oldNode.PutAsync("k", "old"u8.ToArray());
+        Assert.True(await oldLock.StillHeldAsync(default));
+        Assert.Equal("http://127.0.0.1:1/", (await newLock.ReadLeaderAsync(default))?.Address.AbsoluteUri);
+
+        // The old node's lock session ends (as when its connection breaks) but it has not noticed yet: the new node
+        // takes over, and the old node's next write must fail rather than overwrite the new node's data.
+        await oldLock.DisposeAsync();
+
+        // The server ends the closed session (releasing its lock) asynchronously: retry as the election does.
+        long? newEpoch = null;
+        for (var attempt = 0; newEpoch is null && attempt < 200; attempt++)
+        {
+            newEpoch = await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", default);
+            if (newEpoch is null)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        Assert.Equal(oldEpoch + 1, newEpoch);
+        newNode.FenceAsLeader(newEpoch!.Value);
+        await newNode.PutAsync("k", "new"u8.ToArray());
+
+        await Assert.ThrowsAsync<StandbyWriteException>(() => oldNode.TransactAsync([StorageOperation.Put("k", "stale"u8.ToArray()), StorageOperation.Put("other", "stale"u8.ToArray())]));
+        Assert.Equal(1, lost);
+        Assert.Equal("new"u8.ToArray(), await newNode.GetAsync("k"));
+        Assert.Null(await newNode.GetAsync("other"));
+
+        // Once fenced as standby it refuses without asking the database.
+        await Assert.ThrowsAsync<StandbyWriteException>(() => oldNode.PutAsync("k", "stale"u8.ToArray()));
+        Assert.Equal("new"u8.ToArray(), await oldNode.GetAsync("k"));
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}
