@@ -15,7 +15,7 @@ namespace Morphisms.Attestation.Simulated;
 /// collateral a verifier needs. Verifiers accept it only when told to trust <see cref="AmdRoots"/>
 /// and <see cref="IntelRoot"/> (dev mode), and then mark every result simulated.
 /// </summary>
-public sealed class SimulatedTeeAuthority : IDisposable
+public sealed partial class SimulatedTeeAuthority : IDisposable
 {
     /// <summary>The SNP product name of the simulated platform (certificate CNs "ARK-Simulated", "SEV-Simulated").</summary>
     public const string SnpProduct = "Simulated";
@@ -87,7 +87,7 @@ public sealed class SimulatedTeeAuthority : IDisposable
             throw new FileNotFoundException($"no simulated TEE in {directory}", path);
         }
 
-        var state = JsonSerializer.Deserialize<State>(File.ReadAllBytes(path))
+        var state = JsonSerializer.Deserialize(File.ReadAllBytes(path), StateJson.Default.State)
             ?? throw new InvalidDataException($"{path}: empty simulated TEE state");
         return new SimulatedTeeAuthority(state);
     }
@@ -115,7 +115,7 @@ public sealed class SimulatedTeeAuthority : IDisposable
                 File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             }
 
-            JsonSerializer.Serialize(stream, created);
+            JsonSerializer.Serialize(stream, created, StateJson.Default.State);
             stream.Flush(flushToDisk: true);
         }
 
@@ -156,8 +156,7 @@ public sealed class SimulatedTeeAuthority : IDisposable
         span[0x1EE] = 1;
         BinaryPrimitives.WriteUInt64LittleEndian(span[0x1F0..], tcb); // launch TCB
 
-        using var vcekKey = _keys.VcekKey();
-        var signature = vcekKey.SignData(report.AsSpan(0, 0x2A0), HashAlgorithmName.SHA384);
+        var signature = _keys.SignWithVcek(report.AsSpan(0, 0x2A0));
         // AMD stores r and s little-endian, each zero-padded to 72 bytes.
         WriteLittleEndian(signature.AsSpan(0, 48), span.Slice(0x2A0, 72));
         WriteLittleEndian(signature.AsSpan(48, 48), span.Slice(0x2E8, 72));
@@ -199,8 +198,7 @@ public sealed class SimulatedTeeAuthority : IDisposable
         SHA256.HashData([.. attestationPublic, .. authData]).CopyTo(qeReportData, 0);
         var qeReport = ReportBody(Platform.SgxTcbComponents, 0x11, QeMrEnclave, QeMrSigner, QeIsvProdId, QeIsvSvn, qeReportData);
 
-        using var pckKey = _keys.PckKey();
-        var qeSignature = pckKey.SignData(qeReport, HashAlgorithmName.SHA256);
+        var qeSignature = _keys.SignWithPck(qeReport);
         var quoteSignature = attestationKey.SignData([.. header, .. body], HashAlgorithmName.SHA256);
 
         var chainPem = Encoding.ASCII.GetBytes(_keys.Pck.ExportCertificatePem() + "\n" + _keys.PckCa.ExportCertificatePem() + "\n" + _keys.SgxRoot.ExportCertificatePem() + "\n");
@@ -380,6 +378,11 @@ public sealed class SimulatedTeeAuthority : IDisposable
         }
     }
 
+    // Source-generated (same property names as the reflection serializer wrote): no reflection at load, which is
+    // on every simulated instance's cold start and unavailable to a NativeAOT morph-init.
+    [System.Text.Json.Serialization.JsonSerializable(typeof(State))]
+    private sealed partial class StateJson : System.Text.Json.Serialization.JsonSerializerContext;
+
     /// <summary>Serialisable key material of one installation's simulated TEE (PEM strings).</summary>
     private sealed record State(
         string ArkKey, string Ark, string AskKey, string Ask, string VcekKey, string Vcek, string ChipId,
@@ -429,10 +432,15 @@ public sealed class SimulatedTeeAuthority : IDisposable
         public X509Certificate2 Pck { get; } = X509Certificate2.CreateFromPem(state.Pck);
         public X509Certificate2 TcbSigning { get; } = X509Certificate2.CreateFromPem(state.TcbSigning);
 
+        // Importing a private key re-derives and checks its public point, which costs more than the signature
+        // itself; the keys signing every report and quote are therefore imported once per concurrent signer.
+        private readonly KeyPool _vcek = new(state.VcekKey);
+        private readonly KeyPool _pck = new(state.PckKey);
+
         public static Keys Load(State state) => new(state);
 
-        public ECDsa VcekKey() => ImportEc(state.VcekKey);
-        public ECDsa PckKey() => ImportEc(state.PckKey);
+        public byte[] SignWithVcek(ReadOnlySpan<byte> data) => _vcek.Sign(data, HashAlgorithmName.SHA384);
+        public byte[] SignWithPck(ReadOnlySpan<byte> data) => _pck.Sign(data, HashAlgorithmName.SHA256);
         public ECDsa PckCaKey() => ImportEc(state.PckCaKey);
         public ECDsa SgxRootKey() => ImportEc(state.SgxRootKey);
         public ECDsa TcbSigningKey() => ImportEc(state.TcbSigningKey);
@@ -443,6 +451,9 @@ public sealed class SimulatedTeeAuthority : IDisposable
             {
                 certificate.Dispose();
             }
+
+            _vcek.Dispose();
+            _pck.Dispose();
         }
 
         private static ECDsa ImportEc(string pem)
@@ -450,6 +461,38 @@ public sealed class SimulatedTeeAuthority : IDisposable
             var key = ECDsa.Create();
             key.ImportFromPem(pem);
             return key;
+        }
+    }
+
+    /// <summary>One private key, imported once per concurrent user: the BCL does not promise one ECDsa is safe to share.</summary>
+    private sealed class KeyPool(string pem) : IDisposable
+    {
+        private readonly System.Collections.Concurrent.ConcurrentBag<ECDsa> _idle = [];
+
+        public byte[] Sign(ReadOnlySpan<byte> data, HashAlgorithmName hash)
+        {
+            if (!_idle.TryTake(out var key))
+            {
+                key = ECDsa.Create();
+                key.ImportFromPem(pem);
+            }
+
+            try
+            {
+                return key.SignData(data, hash);
+            }
+            finally
+            {
+                _idle.Add(key);
+            }
+        }
+
+        public void Dispose()
+        {
+            while (_idle.TryTake(out var key))
+            {
+                key.Dispose();
+            }
         }
     }
 }

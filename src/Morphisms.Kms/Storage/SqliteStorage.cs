@@ -1,18 +1,36 @@
+using System.Collections.Concurrent;
 using Microsoft.Data.Sqlite;
 
 namespace Morphisms.Kms.Storage;
 
 /// <summary>
 /// Embedded SQLite storage. WAL journal with <c>synchronous=FULL</c> makes every acknowledged commit reach the
-/// disk before the call returns, so it survives <c>kill -9</c> and power loss. One connection serialised by a
-/// lock: the KMS's write rate is small and SQLite has a single writer anyway.
+/// disk before the call returns, so it survives <c>kill -9</c> and power loss. Writes go through one writer
+/// connection with group commit (<see cref="GroupCommit{T}"/>): transactions arriving while a commit's fsync runs
+/// are committed together by the next one, each in its own savepoint, so concurrent writers share an fsync
+/// without one failing transaction undoing another. Reads use a small pool of separate connections: under WAL
+/// they see the last committed state and neither wait for nor block the writer.
 /// </summary>
 public sealed class SqliteStorage : IPhysicalStorage
 {
-    private readonly SqliteConnection _connection;
-    private readonly SemaphoreSlim _lock = new(1, 1);
+    private const string PutSql = "INSERT INTO kms_entries(key, value) VALUES($k, $v) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+    private const string DeleteSql = "DELETE FROM kms_entries WHERE key = $k";
 
-    private SqliteStorage(SqliteConnection connection) => _connection = connection;
+    private readonly string _connectionString;
+    private readonly SqliteConnection _writer;
+    private readonly GroupCommit<IReadOnlyList<StorageOperation>> _commits;
+    private readonly ConcurrentBag<SqliteConnection> _readers = [];
+    private int _disposed;
+
+    private SqliteStorage(string connectionString, SqliteConnection writer)
+    {
+        _connectionString = connectionString;
+        _writer = writer;
+        _commits = new GroupCommit<IReadOnlyList<StorageOperation>>(CommitBatch);
+    }
+
+    /// <summary>Write batches committed so far (each one fsync).</summary>
+    internal long Commits => _commits.Batches;
 
     /// <summary>Opens (creating if needed) the database at <paramref name="path"/>.</summary>
     public static SqliteStorage Open(string path)
@@ -24,12 +42,13 @@ public sealed class SqliteStorage : IPhysicalStorage
             Directory.CreateDirectory(dir);
         }
 
-        var connection = new SqliteConnection(new SqliteConnectionStringBuilder
+        var connectionString = new SqliteConnectionStringBuilder
         {
             DataSource = full,
             Mode = SqliteOpenMode.ReadWriteCreate,
             Pooling = false,
-        }.ToString());
+        }.ToString();
+        var connection = new SqliteConnection(connectionString);
         connection.Open();
         using (var cmd = connection.CreateCommand())
         {
@@ -48,34 +67,31 @@ public sealed class SqliteStorage : IPhysicalStorage
             File.SetUnixFileMode(full, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
 
-        return new SqliteStorage(connection);
+        return new SqliteStorage(connectionString, connection);
     }
 
     /// <inheritdoc />
-    public async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
+    public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
     {
-        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult(Read(connection =>
         {
-            using var cmd = _connection.CreateCommand();
+            using var cmd = connection.CreateCommand();
             cmd.CommandText = "SELECT value FROM kms_entries WHERE key = $k";
             cmd.Parameters.AddWithValue("$k", key);
             return cmd.ExecuteScalar() as byte[];
-        }
-        finally
-        {
-            _lock.Release();
-        }
+        }));
     }
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
     {
-        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult<IReadOnlyList<KeyValuePair<string, byte[]>>>(Read(connection =>
         {
-            // One statement reads one consistent database state, so a backup never mixes before and after a transaction.
-            using var cmd = _connection.CreateCommand();
+            // One statement reads one consistent database state (a WAL snapshot), so a backup never mixes before
+            // and after a transaction.
+            using var cmd = connection.CreateCommand();
             cmd.CommandText = "SELECT key, value FROM kms_entries";
             var result = new List<KeyValuePair<string, byte[]>>();
             using (var reader = cmd.ExecuteReader())
@@ -88,11 +104,7 @@ public sealed class SqliteStorage : IPhysicalStorage
 
             result.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
             return result;
-        }
-        finally
-        {
-            _lock.Release();
-        }
+        }));
     }
 
     /// <inheritdoc />
@@ -104,12 +116,12 @@ public sealed class SqliteStorage : IPhysicalStorage
         TransactAsync([StorageOperation.Delete(key)], cancellationToken);
 
     /// <inheritdoc />
-    public async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
     {
-        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult(Read(connection =>
         {
-            using var cmd = _connection.CreateCommand();
+            using var cmd = connection.CreateCommand();
             var upper = StorageKeys.PrefixUpperBound(prefix);
             cmd.CommandText = upper is null
                 ? "SELECT key FROM kms_entries WHERE key >= $p"
@@ -134,63 +146,172 @@ public sealed class SqliteStorage : IPhysicalStorage
             }
 
             return StorageKeys.ImmediateChildren(prefix, keys);
-        }
-        finally
-        {
-            _lock.Release();
-        }
+        }));
     }
 
     /// <inheritdoc />
-    public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+    public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
     {
         if (operations.Count == 0)
         {
-            return;
+            return Task.CompletedTask;
         }
 
-        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            using var tx = _connection.BeginTransaction();
-            using var put = _connection.CreateCommand();
-            put.Transaction = tx;
-            put.CommandText = "INSERT INTO kms_entries(key, value) VALUES($k, $v) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
-            var pk = put.Parameters.Add("$k", SqliteType.Text);
-            var pv = put.Parameters.Add("$v", SqliteType.Blob);
-            using var del = _connection.CreateCommand();
-            del.Transaction = tx;
-            del.CommandText = "DELETE FROM kms_entries WHERE key = $k";
-            var dk = del.Parameters.Add("$k", SqliteType.Text);
-            foreach (var op in operations)
-            {
-                if (op.Value is { } value)
-                {
-                    pk.Value = op.Key;
-                    pv.Value = value.ToArray();
-                    put.ExecuteNonQuery();
-                }
-                else
-                {
-                    dk.Value = op.Key;
-                    del.ExecuteNonQuery();
-                }
-            }
-
-            // Cancellation is not observed past this point: a commit either happens fully or not at all.
-            tx.Commit();
-        }
-        finally
-        {
-            _lock.Release();
-        }
+        // Cancellation is not observed once queued: a commit either happens fully or not at all, and the caller
+        // is told which.
+        cancellationToken.ThrowIfCancellationRequested();
+        return _commits.SubmitAsync([.. operations]);
     }
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()
     {
-        _connection.Dispose();
-        _lock.Dispose();
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        _commits.Dispose();
+        _writer.Dispose();
+        while (_readers.TryTake(out var reader))
+        {
+            reader.Dispose();
+        }
+
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Commits <paramref name="batch"/> in one SQLite transaction (one fsync), each member in a savepoint so a
+    /// member that fails is rolled back alone. If the transaction as a whole cannot commit, every member that had
+    /// applied is retried in a transaction of its own, so each still gets its own outcome.
+    /// </summary>
+    internal IReadOnlyList<Exception?> CommitBatch(IReadOnlyList<IReadOnlyList<StorageOperation>> batch)
+    {
+        var outcomes = new Exception?[batch.Count];
+        try
+        {
+            using var tx = _writer.BeginTransaction();
+            using var statements = new Statements(_writer, tx);
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (batch.Count == 1)
+                {
+                    statements.Apply(batch[i]);
+                    continue;
+                }
+
+                tx.Save("member");
+                try
+                {
+                    statements.Apply(batch[i]);
+                    tx.Release("member");
+                }
+                catch (Exception e) when (e is SqliteException or InvalidOperationException or ArgumentException)
+                {
+                    // A failure inside the savepoint leaves the transaction usable once rolled back to it.
+                    tx.Rollback("member");
+                    tx.Release("member");
+                    outcomes[i] = e;
+                }
+            }
+
+            tx.Commit();
+            return outcomes;
+        }
+        catch (Exception e) when (e is SqliteException or InvalidOperationException or ArgumentException && batch.Count > 1)
+        {
+            // The batch as a whole failed (the commit itself, or a savepoint that could not be rolled back): nothing
+            // of it is durable. Each member that had not failed on its own gets its own transaction.
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (outcomes[i] is null)
+                {
+                    outcomes[i] = CommitBatch([batch[i]])[0];
+                }
+            }
+
+            return outcomes;
+        }
+        catch (Exception e) when (e is SqliteException or InvalidOperationException or ArgumentException)
+        {
+            return [e];
+        }
+    }
+
+    private TResult Read<TResult>(Func<SqliteConnection, TResult> query)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
+        if (!_readers.TryTake(out var connection))
+        {
+            connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var cmd = connection.CreateCommand();
+            cmd.CommandText = "PRAGMA busy_timeout=5000;";
+            cmd.ExecuteNonQuery();
+        }
+
+        try
+        {
+            return query(connection);
+        }
+        finally
+        {
+            if (Volatile.Read(ref _disposed) == 1)
+            {
+                connection.Dispose();
+            }
+            else
+            {
+                _readers.Add(connection);
+            }
+        }
+    }
+
+    /// <summary>The prepared put and delete of one write transaction.</summary>
+    private sealed class Statements : IDisposable
+    {
+        private readonly SqliteCommand _put;
+        private readonly SqliteCommand _delete;
+        private readonly SqliteParameter _putKey;
+        private readonly SqliteParameter _putValue;
+        private readonly SqliteParameter _deleteKey;
+
+        public Statements(SqliteConnection connection, SqliteTransaction tx)
+        {
+            _put = connection.CreateCommand();
+            _put.Transaction = tx;
+            _put.CommandText = PutSql;
+            _putKey = _put.Parameters.Add("$k", SqliteType.Text);
+            _putValue = _put.Parameters.Add("$v", SqliteType.Blob);
+            _delete = connection.CreateCommand();
+            _delete.Transaction = tx;
+            _delete.CommandText = DeleteSql;
+            _deleteKey = _delete.Parameters.Add("$k", SqliteType.Text);
+        }
+
+        public void Apply(IReadOnlyList<StorageOperation> operations)
+        {
+            foreach (var op in operations)
+            {
+                if (op.Value is { } value)
+                {
+                    _putKey.Value = op.Key;
+                    _putValue.Value = value.ToArray();
+                    _put.ExecuteNonQuery();
+                }
+                else
+                {
+                    _deleteKey.Value = op.Key;
+                    _delete.ExecuteNonQuery();
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            _put.Dispose();
+            _delete.Dispose();
+        }
     }
 }

@@ -68,6 +68,17 @@ internal sealed class TokenStore
             InternalData = request.InternalData,
         };
 
+        if (request.CustomId is null && entry.ParentHash is null)
+        {
+            // A fresh random orphan (every attest-login) cannot collide with an existing id and joins no tree a
+            // revocation could be walking, so it needs neither the existence check nor the store-wide lock: it is
+            // one transaction, and concurrent logins share their commits.
+            await _storage.TransactAsync(
+                [(IdPrefix + entry.Hash, SecureStorageJson.ToJson(entry)), (AccessorPrefix + Hash(entry.Accessor), SecureStorageJson.ToJson(new AccessorIndex(entry.Hash)))],
+                ct).ConfigureAwait(false);
+            return (token, entry, warnings);
+        }
+
         await _mutate.WaitAsync(ct).ConfigureAwait(false);
         try
         {

@@ -1,0 +1,131 @@
+namespace Morphisms.Kms.Storage;
+
+/// <summary>
+/// Group commit: transactions submitted while a commit is running wait for it and are then committed together,
+/// so N concurrent writers pay for one durable flush (an fsync) instead of N flushes one after the other. One
+/// committer runs at a time; a submitter learns its transaction's outcome only once the batch holding it is
+/// durable (or has failed), so acknowledging a write still means it is on disk.
+/// </summary>
+/// <typeparam name="T">One transaction.</typeparam>
+internal sealed class GroupCommit<T> : IDisposable
+{
+    private readonly Func<IReadOnlyList<T>, IReadOnlyList<Exception?>> _commit;
+    private readonly int _maxBatch;
+    private readonly Lock _lock = new();
+    private readonly List<(T Item, TaskCompletionSource Done)> _queue = [];
+    private TaskCompletionSource? _idle;
+    private bool _committing;
+    private bool _disposed;
+
+    /// <param name="commit">
+    /// Commits a batch as one durable unit where it can and returns one outcome per transaction, in order: null when
+    /// it is durable, else why it failed. One transaction's failure must not undo the others (the SQLite store runs
+    /// each in a savepoint and retries the rest alone if the batch as a whole cannot commit). Called on one thread at
+    /// a time; an exception it throws fails the whole batch.
+    /// </param>
+    /// <param name="maxBatch">The most transactions committed together, bounding how long one commit takes.</param>
+    public GroupCommit(Func<IReadOnlyList<T>, IReadOnlyList<Exception?>> commit, int maxBatch = 256)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
+        _commit = commit;
+        _maxBatch = maxBatch;
+    }
+
+    /// <summary>Batches committed so far (for tests and diagnostics).</summary>
+    public long Batches { get; private set; }
+
+    /// <summary>Transactions committed or failed so far.</summary>
+    public long Transactions { get; private set; }
+
+    /// <summary>Queues <paramref name="item"/>; completes once it is durable, or faults with why it is not.</summary>
+    /// <exception cref="ObjectDisposedException">The store is closing.</exception>
+    public Task SubmitAsync(T item)
+    {
+        // Continuations run elsewhere: the committer must not execute its callers' code before taking the next batch.
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        bool lead;
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _queue.Add((item, done));
+            lead = !_committing;
+            _committing = true;
+        }
+
+        if (lead)
+        {
+            // The first writer of a quiet period starts the committer; everyone arriving while it runs joins a batch.
+            _ = Task.Run(Drain);
+        }
+
+        return done.Task;
+    }
+
+    /// <summary>Waits until no batch is running or queued; afterwards no new transaction is accepted.</summary>
+    public void Dispose()
+    {
+        Task idle;
+        lock (_lock)
+        {
+            _disposed = true;
+            if (!_committing)
+            {
+                return;
+            }
+
+            _idle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            idle = _idle.Task;
+        }
+
+        idle.Wait();
+    }
+
+    private void Drain()
+    {
+        while (true)
+        {
+            List<(T Item, TaskCompletionSource Done)> batch;
+            lock (_lock)
+            {
+                if (_queue.Count == 0)
+                {
+                    _committing = false;
+                    _idle?.TrySetResult();
+                    return;
+                }
+
+                var take = Math.Min(_queue.Count, _maxBatch);
+                batch = _queue.GetRange(0, take);
+                _queue.RemoveRange(0, take);
+            }
+
+            IReadOnlyList<Exception?> outcomes;
+            try
+            {
+                outcomes = _commit([.. batch.Select(b => b.Item)]);
+                if (outcomes.Count != batch.Count)
+                {
+                    throw new InvalidOperationException($"group commit: {outcomes.Count} outcomes for a batch of {batch.Count}");
+                }
+            }
+            catch (Exception e)
+            {
+                outcomes = [.. batch.Select(_ => e)];
+            }
+
+            Batches++;
+            Transactions += batch.Count;
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (outcomes[i] is { } failure)
+                {
+                    batch[i].Done.TrySetException(failure);
+                }
+                else
+                {
+                    batch[i].Done.TrySetResult();
+                }
+            }
+        }
+    }
+}
