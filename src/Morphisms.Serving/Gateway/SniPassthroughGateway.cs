@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 
@@ -10,6 +11,12 @@ namespace Morphisms.Serving.Gateway;
 /// </summary>
 public sealed class SniPassthroughGateway : IAsyncDisposable
 {
+    // Per direction per connection, from the shared pool: one TLS record (16 KiB + overhead) mostly fits one receive.
+    private const int BufferSize = 16 * 1024;
+
+    // The ClientHello is at most MaxClientHelloBytes split over records with 5-byte headers; the pool rounds up.
+    private const int MaxClientHelloBuffer = ClientHelloParser.MaxClientHelloBytes + (5 * 8);
+
     // TLS alert record: fatal (2), unrecognized_name (112).
     private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
 
@@ -71,10 +78,10 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     {
         while (!stopping.IsCancellationRequested)
         {
-            TcpClient client;
+            Socket client;
             try
             {
-                client = await _listener.AcceptTcpClientAsync(stopping).ConfigureAwait(false);
+                client = await _listener.AcceptSocketAsync(stopping).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
             {
@@ -88,77 +95,120 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
                 continue;
             }
 
-            _ = Task.Run(async () =>
-            {
-                try
-                {
-                    await ServeAsync(client, stopping).ConfigureAwait(false);
-                }
-                finally
-                {
-                    _slots.Release();
-                }
-            }, CancellationToken.None);
+            // No Task.Run hop: ServeAsync runs inline only until its first pending receive or the backend connect, so
+            // the accept loop waits at most for one ClientHello parse (bounded by MaxClientHelloBuffer).
+            _ = ServeAndReleaseAsync(client, stopping);
         }
     }
 
-    private async Task ServeAsync(TcpClient client, CancellationToken stopping)
+    private async Task ServeAndReleaseAsync(Socket client, CancellationToken stopping)
+    {
+        try
+        {
+            await ServeAsync(client, stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The connection is gone; nothing to tell anyone.
+        }
+        finally
+        {
+            _slots.Release();
+        }
+    }
+
+    private async Task ServeAsync(Socket client, CancellationToken stopping)
     {
         using var _ = client;
         var accepted = System.Diagnostics.Stopwatch.GetTimestamp();
         client.NoDelay = true;
-        var downstream = client.GetStream();
-        var (status, serverName, prefix) = await ReadClientHelloAsync(downstream, stopping).ConfigureAwait(false);
-        if (status != ClientHelloStatus.Found || serverName is null)
-        {
-            if (status == ClientHelloStatus.NoServerName)
-            {
-                await TrySendAsync(downstream, UnrecognizedNameAlert).ConfigureAwait(false);
-            }
 
-            return;
-        }
-
-        using var backendTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        backendTimeout.CancelAfter(_options.BackendTimeout);
-        BackendTarget? target;
-        using var backend = new TcpClient { NoDelay = true };
+        // One pooled buffer per direction for the connection's whole life; the ClientHello is read into the
+        // upstream one and forwarded from it in a single send, never copied.
+        var toBackendBuffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        var toClientBuffer = (byte[]?)null;
         try
         {
-            target = await _resolver.ResolveAsync(serverName, backendTimeout.Token).ConfigureAwait(false);
-            if (target is null)
+            (var status, var serverName, toBackendBuffer, var helloLength) = await ReadClientHelloAsync(client, toBackendBuffer, stopping).ConfigureAwait(false);
+            if (status != ClientHelloStatus.Found || serverName is null)
             {
-                await TrySendAsync(downstream, UnrecognizedNameAlert).ConfigureAwait(false);
+                if (status == ClientHelloStatus.NoServerName)
+                {
+                    await TrySendAsync(client, UnrecognizedNameAlert).ConfigureAwait(false);
+                }
+
                 return;
             }
 
-            await backend.ConnectAsync(target.Endpoint, backendTimeout.Token).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or Activation.ActivatorOverloadedException)
-        {
-            // No instance in time, or the activator's queue is full: TLS has not started, so closing is all we can say.
-            Interlocked.Increment(ref _refusedForBackend);
-            _observer?.Refused(serverName, (e as Activation.ActivatorOverloadedException)?.Revision);
-            return;
-        }
+            using var backendTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+            backendTimeout.CancelAfter(_options.BackendTimeout);
+            BackendTarget? target;
+            Socket? connecting = null;
+            try
+            {
+                target = await _resolver.ResolveAsync(serverName, backendTimeout.Token).ConfigureAwait(false);
+                if (target is null)
+                {
+                    await TrySendAsync(client, UnrecognizedNameAlert).ConfigureAwait(false);
+                    return;
+                }
 
-        using var inFlight = _concurrency.Begin(target.Revision);
-        _observer?.Forwarded(target);
-        var upstream = backend.GetStream();
-        await upstream.WriteAsync(prefix, stopping).ConfigureAwait(false);
-        var toBackend = PumpAsync(downstream, upstream, backend.Client, null, stopping);
-        Action? firstByte = target.Held && _observer is { } observer
-            ? () => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted))
-            : null;
-        var toClient = PumpAsync(upstream, downstream, client.Client, firstByte, stopping);
-        await Task.WhenAll(toBackend, toClient).ConfigureAwait(false);
+                connecting = new Socket(target.Endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                await connecting.ConnectAsync(target.Endpoint, backendTimeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or Activation.ActivatorOverloadedException)
+            {
+                // No instance in time, or the activator's queue is full: TLS has not started, so closing is all we can say.
+                Interlocked.Increment(ref _refusedForBackend);
+                _observer?.Refused(serverName, (e as Activation.ActivatorOverloadedException)?.Revision);
+                connecting?.Dispose();
+                return;
+            }
+
+            using var backend = connecting;
+            using var inFlight = _concurrency.Begin(target.Revision);
+            _observer?.Forwarded(target);
+
+            // One registration per connection instead of a cancellable token on every receive and send: stopping
+            // the gateway closes both sockets, which ends both pumps.
+            using var stop = stopping.UnsafeRegister(static state =>
+            {
+                var (a, b) = ((Socket, Socket))state!;
+                a.Dispose();
+                b.Dispose();
+            }, (client, backend));
+
+            if (!await TrySendAllAsync(backend, toBackendBuffer.AsMemory(0, helloLength)).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            toClientBuffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+            Action? firstByte = target.Held && _observer is { } observer
+                ? () => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted))
+                : null;
+            var toBackend = PumpAsync(client, backend, toBackendBuffer, null);
+            var toClient = PumpAsync(backend, client, toClientBuffer, firstByte);
+            await Task.WhenAll(toBackend, toClient).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(toBackendBuffer);
+            if (toClientBuffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(toClientBuffer);
+            }
+        }
     }
 
-    private async Task<(ClientHelloStatus Status, string? ServerName, byte[] Prefix)> ReadClientHelloAsync(NetworkStream stream, CancellationToken stopping)
+    /// <summary>
+    /// Reads until the ClientHello's server name is known. Returns the buffer holding the bytes read (a larger rented
+    /// one, with the original returned to the pool, when the ClientHello outgrew it) and their length.
+    /// </summary>
+    private async Task<(ClientHelloStatus Status, string? ServerName, byte[] Buffer, int Length)> ReadClientHelloAsync(Socket client, byte[] buffer, CancellationToken stopping)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         timeout.CancelAfter(_options.ClientHelloTimeout);
-        var buffer = new byte[4096];
         var length = 0;
         try
         {
@@ -166,55 +216,68 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
             {
                 if (length == buffer.Length)
                 {
-                    if (buffer.Length >= ClientHelloParser.MaxClientHelloBytes + 5 * 8)
+                    if (buffer.Length >= MaxClientHelloBuffer)
                     {
-                        return (ClientHelloStatus.Invalid, null, []);
+                        return (ClientHelloStatus.Invalid, null, buffer, 0);
                     }
 
-                    Array.Resize(ref buffer, buffer.Length * 2);
+                    var larger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
                 }
 
-                var read = await stream.ReadAsync(buffer.AsMemory(length), timeout.Token).ConfigureAwait(false);
+                var read = await client.ReceiveAsync(buffer.AsMemory(length), SocketFlags.None, timeout.Token).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    return (ClientHelloStatus.Invalid, null, []);
+                    return (ClientHelloStatus.Invalid, null, buffer, 0);
                 }
 
                 length += read;
                 var status = ClientHelloParser.TryReadServerName(buffer.AsSpan(0, length), out var serverName);
                 if (status != ClientHelloStatus.NeedMoreData)
                 {
-                    return (status, serverName, buffer[..length]);
+                    return (status, serverName, buffer, length);
                 }
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException)
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
         {
-            return (ClientHelloStatus.Invalid, null, []);
+            return (ClientHelloStatus.Invalid, null, buffer, 0);
         }
     }
 
-    private static async Task PumpAsync(NetworkStream from, NetworkStream to, Socket toSocket, Action? firstByte, CancellationToken stopping)
+    /// <summary>
+    /// Copies one direction until its sender half-closes or either side fails, then half-closes the receiver, as TLS
+    /// close_notify expects. Plain socket calls without a cancellation token: the per-connection registration closes
+    /// the sockets when the gateway stops.
+    /// </summary>
+    private static async Task PumpAsync(Socket from, Socket to, byte[] buffer, Action? firstByte)
     {
         try
         {
-            if (firstByte is not null)
+            while (true)
             {
-                // The first bytes back from the instance (its ServerHello) end the cold start the client saw.
-                var buffer = new byte[16 * 1024];
-                var read = await from.ReadAsync(buffer, stopping).ConfigureAwait(false);
+                var read = await from.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    return;
+                    break;
                 }
 
-                firstByte();
-                await to.WriteAsync(buffer.AsMemory(0, read), stopping).ConfigureAwait(false);
-            }
+                if (firstByte is not null)
+                {
+                    // The first bytes back from the instance (its ServerHello) end the cold start the client saw.
+                    firstByte();
+                    firstByte = null;
+                }
 
-            await from.CopyToAsync(to, 16 * 1024, stopping).ConfigureAwait(false);
+                if (!await TrySendAllAsync(to, buffer.AsMemory(0, read)).ConfigureAwait(false))
+                {
+                    break;
+                }
+            }
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             // Either side went away; the other pump ends when its socket closes.
         }
@@ -222,7 +285,7 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
         {
             try
             {
-                toSocket.Shutdown(SocketShutdown.Send); // pass the half-close on, as TLS close_notify expects
+                to.Shutdown(SocketShutdown.Send); // pass the half-close on
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
@@ -230,14 +293,23 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
         }
     }
 
-    private static async Task TrySendAsync(NetworkStream stream, byte[] bytes)
+    private static async ValueTask<bool> TrySendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes)
     {
         try
         {
-            await stream.WriteAsync(bytes).ConfigureAwait(false);
+            while (!bytes.IsEmpty)
+            {
+                var sent = await socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
+                bytes = bytes[sent..];
+            }
+
+            return true;
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
+            return false;
         }
     }
+
+    private static async Task TrySendAsync(Socket socket, byte[] bytes) => await TrySendAllAsync(socket, bytes).ConfigureAwait(false);
 }
