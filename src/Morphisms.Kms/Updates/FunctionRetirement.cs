@@ -12,6 +12,13 @@ namespace Morphisms.Kms.Updates;
 /// </summary>
 internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificates)
 {
+    // Pruning lists every index entry of the revision; doing it on every login made a login's cost grow with the number
+    // of live logins (quadratic over a token lifetime at hundreds of logins per second). Once a minute per revision
+    // keeps the index bounded by a minute's worth of expired entries. Losing this on restart or failover only means
+    // one earlier prune.
+    private static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(1);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Function, int Revision), DateTimeOffset> _lastPrune = new();
+
     /// <summary>Retires <paramref name="revision"/> and revokes its credentials; returns the record and how many tokens and certificates went.</summary>
     public async Task<(FunctionRecord Record, int Tokens, int Certificates)> RetireAsync(UnsealedState state, string function, int revision, CancellationToken ct)
     {
@@ -37,7 +44,7 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
     public async Task RecordLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificatePem, CancellationToken ct)
     {
         var maxExpiry = token.CreationTime + (token.ExplicitMaxTtl > 0 ? TimeSpan.FromSeconds(token.ExplicitMaxTtl) : state.Tokens.Options.MaxTtl);
-        await IssuedCredentials.RecordAsync(state.Barrier, function, revision, token.Hash, maxExpiry, certificatePem, token.CreationTime, ct).ConfigureAwait(false);
+        await IssuedCredentials.RecordAsync(state.Barrier, function, revision, token.Hash, maxExpiry, certificatePem, token.CreationTime, PruneDue(function, revision, token.CreationTime), ct).ConfigureAwait(false);
         var record = await state.Functions.GetAsync(function, ct).ConfigureAwait(false);
         if (record?.Revisions.Find(r => r.Revision == revision) is { Status: not RevisionStatus.Retired })
         {
@@ -46,6 +53,14 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
 
         await RevokeCredentialsAsync(state, function, revision, ct).ConfigureAwait(false);
         throw Retired(function, revision, record is null);
+    }
+
+    /// <summary>Whether this login should also prune the revision's expired index entries (at most once per minute per revision).</summary>
+    internal bool PruneDue(string function, int revision, DateTimeOffset now)
+    {
+        var key = (function, revision);
+        var last = _lastPrune.GetOrAdd(key, DateTimeOffset.MinValue);
+        return now - last >= PruneInterval && _lastPrune.TryUpdate(key, now, last);
     }
 
     /// <summary>The refusal for a login whose revision is retired (or whose function went away meanwhile).</summary>

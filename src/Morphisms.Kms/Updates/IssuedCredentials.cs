@@ -15,8 +15,11 @@ internal static class IssuedCredentials
 {
     private const string Prefix = "morphisms/issued/";
 
-    /// <summary>Records a login's token and certificate (one transaction) and drops the revision's expired token entries.</summary>
-    public static async Task RecordAsync(ISecureStorage storage, string function, int revision, string tokenHash, DateTimeOffset maxExpiry, string certificatePem, DateTimeOffset now, CancellationToken ct)
+    /// <summary>
+    /// Records a login's token and certificate (one transaction); with <paramref name="prune"/>, also drops the revision's
+    /// expired token entries in that transaction.
+    /// </summary>
+    public static async Task RecordAsync(ISecureStorage storage, string function, int revision, string tokenHash, DateTimeOffset maxExpiry, string certificatePem, DateTimeOffset now, bool prune, CancellationToken ct)
     {
         var ops = new List<(string, byte[]?)> { (TokensOf(function, revision) + maxExpiry.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture) + "-" + tokenHash, "{}"u8.ToArray()) };
         if (SerialOf(certificatePem) is { } serial)
@@ -24,11 +27,14 @@ internal static class IssuedCredentials
             ops.Add((CertsOf(function, revision) + serial, "{}"u8.ToArray()));
         }
 
-        foreach (var (key, _) in await TokenEntriesAsync(storage, function, revision, ct).ConfigureAwait(false))
+        if (prune)
         {
-            if (ExpiryOf(key) is { } expiry && expiry < now.ToUnixTimeSeconds())
+            foreach (var (key, _) in await TokenEntriesAsync(storage, function, revision, ct).ConfigureAwait(false))
             {
-                ops.Add((TokensOf(function, revision) + key, null));
+                if (ExpiryOf(key) is { } expiry && expiry < now.ToUnixTimeSeconds())
+                {
+                    ops.Add((TokensOf(function, revision) + key, null));
+                }
             }
         }
 
