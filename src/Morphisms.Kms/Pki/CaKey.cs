@@ -4,8 +4,8 @@ using System.Security.Cryptography.X509Certificates;
 namespace Morphisms.Kms.Pki;
 
 /// <summary>
-/// A CA certificate with its private key, loaded from the barrier for the duration of one signing operation
-/// and disposed after it, so CA keys do not sit in memory between requests.
+/// A CA certificate with its private key, loaded from the barrier. Issuing keys are kept loaded in the mount's
+/// <see cref="CaKeyPool"/> while the KMS is unsealed; other uses load one for an operation and dispose it.
 /// </summary>
 internal sealed class CaKey : IDisposable
 {

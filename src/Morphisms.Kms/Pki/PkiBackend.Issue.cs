@@ -154,7 +154,21 @@ internal sealed partial class PkiBackend
         bool server, bool client, bool rsa, X509Extension? extra, CancellationToken ct)
     {
         var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
-        using var signer = CaKey.FromPem(issuer.Id, issuer.Certificate, issuer.PrivateKey);
+        var signer = _signers.Rent(issuer);
+        try
+        {
+            return await SignLeafWithAsync(signer, issuer, publicKey, subject, names, ips, ttl, server, client, rsa, extra, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _signers.Return(issuer, signer);
+        }
+    }
+
+    private async Task<(JsonObject Data, IssuerRecord Issuer)> SignLeafWithAsync(
+        CaKey signer, IssuerRecord issuer, PublicKey publicKey, X500DistinguishedName subject, List<string> names, List<IPAddress> ips, TimeSpan ttl,
+        bool server, bool client, bool rsa, X509Extension? extra, CancellationToken ct)
+    {
         var request = new CertificateRequest(subject, publicKey, signer.Hash);
         PkiCertificates.AddLeafExtensions(request, signer.Certificate, names, ips, server, client, rsa);
         if (extra is not null)
@@ -167,24 +181,45 @@ internal sealed partial class PkiBackend
         using var certificate = PkiCertificates.Sign(request, signer, now - PkiCertificates.Backdate, now + ttl, serial);
         var pem = PkiCertificates.Pem(certificate);
         var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
-        await _writes.WaitAsync(ct).ConfigureAwait(false);
-        try
-        {
-            var ops = new List<(string, byte[]?)> { ("certs/" + PkiCertificates.SerialKey(serial), SecureStorageJson.ToJson(new CertRecord { Certificate = pem, IssuerId = issuer.Id })) };
-            if (await LoadIssuerAsync(issuer.Id, ct).ConfigureAwait(false) is { } current && (current.LastLeafNotAfter is null || current.LastLeafNotAfter < notAfter))
-            {
-                current.LastLeafNotAfter = notAfter;
-                ops.Add(("issuers/" + current.Id, SecureStorageJson.ToJson(current)));
-            }
+        var certOp = ("certs/" + PkiCertificates.SerialKey(serial), SecureStorageJson.ToJson(new CertRecord { Certificate = pem, IssuerId = issuer.Id }));
 
-            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
-        }
-        finally
+        // The issuer's last-leaf expiry only needs to cover every leaf, so it moves in whole hours: most leaves are
+        // already covered and commit alone, in parallel (sharing fsyncs), instead of queueing on the mount's write
+        // lock for a read-modify-write of the issuer. A retiring issuer stays in the chain up to an hour longer.
+        var covers = LastLeafBucket(notAfter);
+        if (await LoadIssuerAsync(issuer.Id, ct).ConfigureAwait(false) is { LastLeafNotAfter: { } known } && known >= notAfter)
         {
-            _writes.Release();
+            await _storage.TransactAsync([certOp], ct).ConfigureAwait(false);
+        }
+        else
+        {
+            await _writes.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                var ops = new List<(string, byte[]?)> { certOp };
+                if (await LoadIssuerAsync(issuer.Id, ct).ConfigureAwait(false) is { } current && (current.LastLeafNotAfter is null || current.LastLeafNotAfter < notAfter))
+                {
+                    current.LastLeafNotAfter = covers;
+                    ops.Add(("issuers/" + current.Id, SecureStorageJson.ToJson(current)));
+                }
+
+                await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                _writes.Release();
+            }
         }
 
         return (CertData(pem, issuer, PkiCertificates.FormatSerial(serial), notAfter), issuer);
+    }
+
+    /// <summary><paramref name="notAfter"/> rounded up to the next whole hour (UTC).</summary>
+    internal static DateTimeOffset LastLeafBucket(DateTimeOffset notAfter)
+    {
+        var hour = TimeSpan.TicksPerHour;
+        var ticks = notAfter.UtcTicks % hour == 0 ? notAfter.UtcTicks : (notAfter.UtcTicks / hour + 1) * hour;
+        return new DateTimeOffset(ticks, TimeSpan.Zero);
     }
 
     /// <summary>The CN of a distinguished name, or empty.</summary>

@@ -28,6 +28,7 @@ internal sealed partial class PkiBackend : ILogicalBackend
     private readonly bool _kmsRoot;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _writes = new(1, 1);
+    private readonly CaKeyPool _signers = new();
 
     /// <param name="storage">The mount's own storage.</param>
     /// <param name="barrier">The whole barrier (the KMS root CA's key lives at <c>core/root-ca</c>).</param>
