@@ -76,8 +76,12 @@ public sealed class TlsTerminator : IAsyncDisposable
     private async Task HandleAsync(Socket client)
     {
         using var _ = client;
+
+        // The TLS handshake and request/response exchanges are small writes answered by the peer: with Nagle on, each
+        // waited for the peer's delayed ACK (~40 ms per new connection, measured by the gateway benchmark).
+        client.NoDelay = true;
         await using var tls = new SslStream(new NetworkStream(client, ownsSocket: false));
-        using var app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
