@@ -23,24 +23,17 @@ if (Environment.GetEnvironmentVariable("SIGNER_MAX_MESSAGE_BYTES") is { Length: 
     return 2;
 }
 
-SigningKeyStore keys;
-try
+// Started early by morph-init (`MORPH_SECRETS_READY=stdin`, function.yaml env MORPH_APP_START=early): the runtime
+// start-up and the app build below overlap attestation, but no secret is read and no port opened until morph-init
+// writes "ready" on standard input. Without the variable, the secrets are already in place.
+var secretsReady = Environment.GetEnvironmentVariable("MORPH_SECRETS_READY");
+if (secretsReady is { Length: > 0 } and not "stdin")
 {
-    keys = SigningKeyStore.Create(Environment.GetEnvironmentVariable("MORPH_SECRETS_DIR"));
-}
-catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
-{
-    Console.Error.WriteLine($"signer: cannot use the signing key: {e.Message}");
-    return 1;
+    Console.Error.WriteLine($"signer: MORPH_SECRETS_READY must be 'stdin' (or unset), not '{secretsReady}'");
+    return 2;
 }
 
-// New secret versions arrive as rewritten files plus SIGHUP (morph-init's default reload).
-using var reload = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
-{
-    context.Cancel = true;
-    var (_, message) = keys.Reload();
-    Console.Error.WriteLine($"signer: SIGHUP: {message}");
-});
+SigningKeyStore? keys = null;
 
 // The empty builder (no config files, no logging, Kestrel core and routing only) starts ~100 ms sooner than
 // CreateSlimBuilder on 2 cores; a function gets its settings from env anyway.
@@ -65,7 +58,7 @@ app.MapGet("/healthz", () => "ok");
 
 app.MapGet("/public-key", () =>
 {
-    var identity = keys.Current;
+    var identity = keys!.Current;
     return TypedResults.Json(new PublicKeyResponse(identity.PublicKeyBase64, Algorithm, identity.Source), SignerJson.Relaxed.PublicKeyResponse);
 });
 
@@ -95,7 +88,7 @@ app.MapPost("/sign", async Task<Results<JsonHttpResult<SignResponse>, JsonHttpRe
         return TypedResults.Json(new ErrorResponse("empty message: POST the bytes to sign"), SignerJson.Relaxed.ErrorResponse, statusCode: StatusCodes.Status400BadRequest);
     }
 
-    var identity = keys.Current;
+    var identity = keys!.Current;
     var signature = SignatureAlgorithm.Ed25519.Sign(identity.Key, message);
     return TypedResults.Json(new SignResponse(Convert.ToBase64String(signature), identity.PublicKeyBase64, Algorithm), SignerJson.Relaxed.SignResponse);
 
@@ -106,6 +99,41 @@ app.MapPost("/sign", async Task<Results<JsonHttpResult<SignResponse>, JsonHttpRe
         return TypedResults.Json(
             new ErrorResponse($"message larger than {maxMessageBytes} bytes"), SignerJson.Relaxed.ErrorResponse, statusCode: StatusCodes.Status413PayloadTooLarge);
     }
+});
+
+if (secretsReady == "stdin")
+{
+    // Warm the signing path (libsodium load, first signature) while attestation runs; the throwaway key is never used.
+    using (var warmup = Key.Create(SignatureAlgorithm.Ed25519))
+    {
+        SignatureAlgorithm.Ed25519.Sign(warmup, "warm-up"u8);
+    }
+
+    Console.Error.WriteLine("signer: started early: waiting for 'ready' from morph-init on standard input");
+    using var stdin = new StreamReader(Console.OpenStandardInput());
+    if (await stdin.ReadLineAsync() != "ready")
+    {
+        Console.Error.WriteLine("signer: morph-init closed standard input without 'ready' (no attestation or no secrets): exiting");
+        return 1;
+    }
+}
+
+try
+{
+    keys = SigningKeyStore.Create(Environment.GetEnvironmentVariable("MORPH_SECRETS_DIR"));
+}
+catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"signer: cannot use the signing key: {e.Message}");
+    return 1;
+}
+
+// New secret versions arrive as rewritten files plus SIGHUP (morph-init's default reload).
+using var reload = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+{
+    context.Cancel = true;
+    var (_, message) = keys.Reload();
+    Console.Error.WriteLine($"signer: SIGHUP: {message}");
 });
 
 app.Lifetime.ApplicationStarted.Register(() => Console.Error.WriteLine($"signer: listening on http://127.0.0.1:{port} (key: {keys.Current.Source}, public key {keys.Current.PublicKeyBase64})"));

@@ -29,6 +29,9 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
 
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    // The app process once started (early, or after the secrets); stopped if the agent fails before it is ready.
+    private AppProcess? _app;
+
     /// <summary>Runs until the app exits (its exit code) or <paramref name="stop"/> fires (SIGTERM: drain, then the app's code).</summary>
     public async Task<int> RunAsync(CancellationToken stop)
     {
@@ -56,7 +59,11 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
     {
         var time = options.Time;
         var report = new ColdStartReport(time);
-        var provider = EvidenceProviders.Create(options, launchConfig, out var owned);
+
+        // "launch": what a TEE does before any guest code runs (the simulated TEE measures the bundle here), so an
+        // app started early below runs exactly what was measured.
+        IDisposable? owned = null;
+        var provider = report.Time("launch", () => EvidenceProviders.Create(options, launchConfig, out owned));
         using var _ = owned;
 
         // The pin is settled before the first byte goes to the KMS: a KMS the instance cannot pin must learn nothing.
@@ -68,13 +75,44 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             Function = options.Function,
             Kms = options.Kms,
         };
-        var (pinned, pinSource) = await PinResolver.ResolveAsync(
-            provider, pinRequest, warning => log.Warn("unmeasured_pin", warning), stop).ConfigureAwait(false);
+        var (pinned, pinSource) = await report.TimeAsync("pin", () => PinResolver.ResolveAsync(
+            provider, pinRequest, warning => log.Warn("unmeasured_pin", warning), stop)).ConfigureAwait(false);
         var pin = new KmsPin(pinned, time);
         using var kms = new KmsClient(options.Kms, pin, time, options.KmsAttempts, options.KmsRetryDelay);
         var attestor = new Attestor(kms, provider, options.Function, time);
-        log.Info("start", $"attesting with {provider.Name} to {options.Kms}", new JsonObject { ["kms_ca_sha256"] = pin.Hex, ["kms_ca_pin_source"] = pinSource });
+        log.Info("start", $"attesting with {provider.Name} to {options.Kms}", new JsonObject
+        {
+            ["kms_ca_sha256"] = pin.Hex,
+            ["kms_ca_pin_source"] = pinSource,
+            ["app_start"] = options.AppStart == AppStart.Early ? "early" : "after-secrets",
+        });
 
+        var secrets = new SecretDirectory(options.SecretsDir);
+        try
+        {
+            if (options.AppStart == AppStart.Early)
+            {
+                // The app's start-up overlaps attestation; it gets no secret and no connection until ReleaseSecrets.
+                secrets.Create();
+                _app = report.Time("app_spawn", () => AppProcess.StartEarly(options.App, secrets.Path, options.AppPort));
+            }
+
+            return await ServeAsync(log, report, kms, attestor, secrets, stop).ConfigureAwait(false);
+        }
+        catch when (_app is { } unready && !_ready.Task.IsCompleted)
+        {
+            await unready.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            _app?.Dispose();
+        }
+    }
+
+    private async Task<int> ServeAsync(AgentLog log, ColdStartReport report, KmsClient kms, Attestor attestor, SecretDirectory secrets, CancellationToken stop)
+    {
+        var time = options.Time;
         var attestation = await attestor.AttestAsync(report, stop).ConfigureAwait(false);
         log.Info("attested", "attestation accepted", new JsonObject
         {
@@ -84,7 +122,6 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             ["certificate"] = attestation.Certificate.Issued ? "kms-issued" : "self-signed (the KMS issued none)",
         });
 
-        var secrets = new SecretDirectory(options.SecretsDir);
         var bundle = await report.TimeAsync("secrets", async () =>
         {
             KvSecret secret;
@@ -110,46 +147,63 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             }
         }).ConfigureAwait(false);
 
-        await using var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppPort, attestation.Certificate);
-        terminator.Start();
+        var terminator = report.Time("terminator", () =>
+        {
+            var started = new TlsTerminator(options.ListenAddress, options.Port, options.AppPort, attestation.Certificate);
+            started.Start();
+            return started;
+        });
+        await using var __ = terminator;
         Port = terminator.Port;
-        using var app = AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort);
-        try
+
+        if (_app is { } early && (bundle.Env.Count > 0 || bundle.Argv.Count > 0))
         {
-            await report.TimeAsync("app_ready", async () =>
+            // Env and argv can only be given at exec: the early app never had them, so it is replaced (slower, still right).
+            log.Warn("app_restart", "the secret bundle sets env or argv, which an app started early cannot receive: restarting the app with them");
+            _app = null;
+            await early.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+            early.Dispose();
+        }
+
+        var running = await report.TimeAsync("app_ready", async () =>
+        {
+            var app = _app;
+            if (app is null)
             {
-                await app.WaitReadyAsync(options.AppPort, options.AppReadyTimeout, time, stop).ConfigureAwait(false);
-                return true;
-            }).ConfigureAwait(false);
-        }
-        catch
-        {
-            await app.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
-            throw;
-        }
+                _app = app = AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort);
+            }
+            else
+            {
+                app.ReleaseSecrets();
+            }
+
+            await app.WaitReadyAsync(options.AppPort, options.AppReadyTimeout, time, stop).ConfigureAwait(false);
+            return app;
+        }).ConfigureAwait(false);
 
         ColdStart = report.ToJson(options.Function, attestation.Tee, attestation.Simulated, attestation.Certificate.Issued);
         log.Info("cold_start", "ready", ColdStart);
-        if (options.ReportUrl is { } url)
-        {
-            await ColdStartReport.PostAsync(url, ColdStart, log, stop).ConfigureAwait(false);
-        }
 
-        Maintainer = new SessionMaintainer(options, kms, attestor, terminator, secrets, log) { App = app };
+        Maintainer = new SessionMaintainer(options, kms, attestor, terminator, secrets, log) { App = running };
         Maintainer.Begin(attestation, bundle.Version);
         _ready.TrySetResult();
+        if (options.ReportUrl is { } url)
+        {
+            // After readiness and off the request path: the log line above already carries the same report.
+            _ = ColdStartReport.PostAsync(url, ColdStart, log, stop);
+        }
 
         using var maintainerStop = CancellationTokenSource.CreateLinkedTokenSource(stop);
         var maintaining = Maintainer.RunAsync(maintainerStop.Token);
         var stopped = Task.Delay(Timeout.Infinite, stop);
-        var first = await Task.WhenAny(app.Exited, maintaining, stopped).ConfigureAwait(false);
+        var first = await Task.WhenAny(running.Exited, maintaining, stopped).ConfigureAwait(false);
         await maintainerStop.CancelAsync().ConfigureAwait(false);
         if (first == maintaining && maintaining.Exception?.InnerException is AgentException refused)
         {
             log.Error("deprovisioned", $"stopping the app: {refused.Message}");
         }
 
-        var code = await app.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
+        var code = await running.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
         await terminator.StopAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         try
         {
@@ -163,7 +217,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             return e.ExitCode;
         }
 
-        log.Info("exit", first == app.Exited ? "the app exited" : "stopped: app drained", new JsonObject { ["exit_code"] = code });
+        log.Info("exit", first == running.Exited ? "the app exited" : "stopped: app drained", new JsonObject { ["exit_code"] = code });
         return code;
     }
 }

@@ -37,13 +37,19 @@ public static class AgentCli
         var simHostData = new Option<string?>("--sim-host-data") { Description = "SNP HOST_DATA (64 hex digits) of the simulated launch, e.g. the KMS CA pin." };
         var simFormat = new Option<string>("--sim-format") { Description = "Simulated evidence format: snp or sgx.", DefaultValueFactory = _ => "snp" };
         simFormat.AcceptOnlyFromAmong("snp", "sgx");
+        var appStart = new Option<string>("--app-start")
+        {
+            Description = "When to start the app: after-secrets, or early (in parallel with attestation; the app must wait for MORPH_SECRETS_READY). Default: $MORPH_APP_START, else after-secrets.",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MORPH_APP_START") is { Length: > 0 } fromEnv ? fromEnv : "after-secrets",
+        };
+        appStart.AcceptOnlyFromAmong("after-secrets", "early");
         var attempts = new Option<int>("--kms-attempts") { Description = "Attempts per KMS call before giving up.", DefaultValueFactory = _ => 5 };
         var app = new Argument<string[]>("app") { Description = "The app command line (after --).", Arity = ArgumentArity.OneOrMore };
 
         var root = new RootCommand("morph-init: attest to the KMS, provision secrets, then run the app behind attested TLS.")
         {
             kms, kmsCa, kmsCaSha, initdata, allowUnmeasured, function, tee, port, listen, appPort, secretsDir, secretPath, reload, poll, reportUrl,
-            simDir, bundleDir, launchConfig, simHostData, simFormat, attempts, app,
+            simDir, bundleDir, launchConfig, simHostData, simFormat, attempts, appStart, app,
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -82,6 +88,7 @@ public static class AgentCli
                 SecretsPollInterval = TimeSpan.FromSeconds(parsed.GetValue(poll)),
                 ReportUrl = parsed.GetValue(reportUrl) is { } report ? Url(report, "--report-url") : null,
                 KmsAttempts = parsed.GetValue(attempts),
+                AppStart = ParseAppStart(parsed.GetValue(appStart)!),
                 Simulated = new SimulatedTeeOptions
                 {
                     AuthorityDirectory = parsed.GetValue(simDir),
@@ -119,6 +126,14 @@ public static class AgentCli
 
         return sha256Hex is null ? null : ParseHex(sha256Hex, "--kms-ca-sha256");
     }
+
+    // The default comes from MORPH_APP_START (the function spec's measured env), which the parser does not validate.
+    private static AppStart ParseAppStart(string value) => value switch
+    {
+        "after-secrets" => AppStart.AfterSecrets,
+        "early" => AppStart.Early,
+        _ => throw new AgentException(AgentExitCodes.Usage, $"--app-start / MORPH_APP_START must be after-secrets or early, not '{value}'"),
+    };
 
     /// <summary>Loads <c>--initdata</c>; an unreadable or malformed document stops the agent before it talks to anyone.</summary>
     internal static Evidence.KataInitdata LoadInitdata(string source)

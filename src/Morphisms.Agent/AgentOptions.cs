@@ -67,6 +67,12 @@ public sealed record AgentOptions
     /// <summary>Delay before the first retry; it doubles per attempt.</summary>
     public TimeSpan KmsRetryDelay { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// When the app process starts: <see cref="AppStart.AfterSecrets"/> (default) or <see cref="AppStart.Early"/>, in
+    /// parallel with attestation, for apps that wait for <c>MORPH_SECRETS_READY</c> (see the README's "Early app start").
+    /// </summary>
+    public AppStart AppStart { get; init; } = AppStart.AfterSecrets;
+
     /// <summary>How long the app has to answer on its port.</summary>
     public TimeSpan AppReadyTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -122,4 +128,18 @@ public sealed record DeviceRoots
 
     /// <summary>The SEV-SNP guest device.</summary>
     public string SevGuest { get; init; } = "/dev/sev-guest";
+}
+
+/// <summary>When <c>morph-init</c> starts the app.</summary>
+public enum AppStart
+{
+    /// <summary>After attestation and secret provisioning succeeded; the app gets the bundle's env and argv.</summary>
+    AfterSecrets,
+
+    /// <summary>
+    /// Right after the launch is measured and the KMS pin settled, in parallel with attestation. The app gets
+    /// <c>MORPH_SECRETS_READY=stdin</c>: it must not read its secrets or listen until the line <c>ready</c> arrives on
+    /// standard input (end of input without it: attestation failed, exit). No traffic reaches it before then.
+    /// </summary>
+    Early,
 }

@@ -27,6 +27,9 @@ internal sealed partial class SampleProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>The process's standard input (only when launched with <c>redirectInput</c>).</summary>
+    public StreamWriter StandardInput => _process.StandardInput;
+
     /// <summary>What the process wrote to stderr so far.</summary>
     public string Stderr
     {
@@ -50,7 +53,7 @@ internal sealed partial class SampleProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the sample without waiting for it.</summary>
-    public static SampleProcess Launch(string assemblyName, IReadOnlyDictionary<string, string>? environment = null, int? port = null)
+    public static SampleProcess Launch(string assemblyName, IReadOnlyDictionary<string, string>? environment = null, int? port = null, bool redirectInput = false)
     {
         var dll = Locate(assemblyName);
         var chosen = port ?? TestProcesses.FreePort();
@@ -58,12 +61,13 @@ internal sealed partial class SampleProcess : IAsyncDisposable
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
+            RedirectStandardInput = redirectInput,
             UseShellExecute = false,
             WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
         info.ArgumentList.Add(dll);
         info.Environment["PORT"] = chosen.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        foreach (var name in new[] { "MORPH_SECRETS_DIR", "MORPH_FUNCTION", "MORPH_REVISION", "K_SERVICE", "K_REVISION", "LOG_LEVEL", "SIGNER_MAX_MESSAGE_BYTES" })
+        foreach (var name in new[] { "MORPH_SECRETS_DIR", "MORPH_FUNCTION", "MORPH_REVISION", "K_SERVICE", "K_REVISION", "LOG_LEVEL", "SIGNER_MAX_MESSAGE_BYTES", "MORPH_SECRETS_READY" })
         {
             info.Environment.Remove(name);
         }

@@ -107,6 +107,51 @@ public sealed class SignerTests : IDisposable
     }
 
     [Fact]
+    public async Task Started_early_it_reads_its_key_and_listens_only_after_ready()
+    {
+        var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
+        await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
+        await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+
+        // Waiting: no port yet, and the key written now (as morph-init does after attestation) is the one it uses.
+        using (var probe = new System.Net.Sockets.TcpClient())
+        {
+            await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync(IPAddress.Loopback, signer.Port));
+        }
+
+        using var key = Key.Create(Ed25519, new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
+        WriteKey(key.Export(KeyBlobFormat.RawPrivateKey));
+        await signer.StandardInput.WriteLineAsync("ready");
+        signer.StandardInput.Close();
+        await signer.WaitHealthyAsync();
+
+        var (publicKey, source) = await PublicKeyAsync(signer);
+        Assert.Equal(key.PublicKey.Export(KeyBlobFormat.RawPublicKey), publicKey);
+        Assert.Equal("secret", source);
+    }
+
+    [Fact]
+    public async Task Started_early_without_ready_it_exits_without_listening()
+    {
+        var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
+        await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
+        await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+        signer.StandardInput.Close();
+
+        Assert.Equal(1, await signer.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("without 'ready'", signer.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("listening on", signer.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_MORPH_SECRETS_READY_other_than_stdin_is_a_usage_error()
+    {
+        await using var signer = SampleProcess.Launch("Signer", new Dictionary<string, string> { ["MORPH_SECRETS_READY"] = "file" });
+        Assert.Equal(2, await signer.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("MORPH_SECRETS_READY", signer.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_empty_secrets_directory_means_a_generated_key()
     {
         await using var signer = await SampleProcess.StartAsync("Signer", Env());
@@ -176,6 +221,15 @@ public sealed class SignerTests : IDisposable
     }
 
     private Dictionary<string, string> Env() => new() { ["MORPH_SECRETS_DIR"] = _secrets };
+
+    private static async Task WaitForAsync(Func<bool> condition)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        while (!condition())
+        {
+            await Task.Delay(25, timeout.Token);
+        }
+    }
 
     // morph-init's way: a temp file, mode 0400, renamed over the old one.
     private void WriteKey(byte[] content)

@@ -17,10 +17,40 @@ public sealed class AppProcess : IDisposable
     /// <summary>Completes with the exit code when the app exits.</summary>
     public Task<int> Exited { get; private set; } = Task.FromResult(0);
 
+    // An early-started app's standard input until ReleaseSecrets (null otherwise).
+    private StreamWriter? _stdin;
+
     /// <summary>Starts <paramref name="command"/> plus the bundle's argv, with the bundle's env and the agent's variables.</summary>
-    public static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort)
+    public static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort) =>
+        Start(command, bundle, secretsDir, appPort, early: false);
+
+    /// <summary>
+    /// Starts the app before attestation (<see cref="AppStart.Early"/>): no bundle env or argv (there is no bundle yet),
+    /// <c>MORPH_SECRETS_READY=stdin</c>, and standard input a pipe on which <see cref="ReleaseSecrets"/> writes <c>ready</c>.
+    /// </summary>
+    public static AppProcess StartEarly(IReadOnlyList<string> command, string secretsDir, int appPort) =>
+        Start(command, new SecretBundle(0, new Dictionary<string, string>(), new Dictionary<string, byte[]>(), []), secretsDir, appPort, early: true);
+
+    /// <summary>Tells an early-started app that its secrets are in place (one line, then end of input).</summary>
+    public void ReleaseSecrets()
     {
-        var info = new ProcessStartInfo(command[0]) { UseShellExecute = false };
+        var stdin = _stdin ?? throw new InvalidOperationException("the app was not started early, or was already released");
+        _stdin = null;
+        try
+        {
+            stdin.Write("ready\n");
+            stdin.Flush();
+            stdin.Dispose();
+        }
+        catch (IOException)
+        {
+            // The app is gone (broken pipe): WaitReadyAsync reports its exit.
+        }
+    }
+
+    private static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort, bool early)
+    {
+        var info = new ProcessStartInfo(command[0]) { UseShellExecute = false, RedirectStandardInput = early };
         foreach (var arg in command.Skip(1).Concat(bundle.Argv))
         {
             info.ArgumentList.Add(arg);
@@ -34,8 +64,18 @@ public sealed class AppProcess : IDisposable
         // The agent's own contract with the app: where secrets are and which loopback port to serve plain HTTP on.
         info.Environment["MORPH_SECRETS_DIR"] = secretsDir;
         info.Environment["PORT"] = appPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (early)
+        {
+            info.Environment["MORPH_SECRETS_READY"] = "stdin";
+        }
+        else
+        {
+            // An app started normally has its secrets already; a value inherited from elsewhere must not make it wait.
+            info.Environment.Remove("MORPH_SECRETS_READY");
+        }
+
         var process = Process.Start(info) ?? throw new AgentException(AgentExitCodes.AppNotReady, $"could not start {command[0]}");
-        var app = new AppProcess(process);
+        var app = new AppProcess(process) { _stdin = early ? process.StandardInput : null };
         app.Exited = app.WaitAsync();
         return app;
     }
@@ -66,7 +106,8 @@ public sealed class AppProcess : IDisposable
                     throw new AgentException(AgentExitCodes.AppNotReady, $"the app did not answer on 127.0.0.1:{port} within {timeout.TotalSeconds:0}s");
                 }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(50), time, ct).ConfigureAwait(false);
+                // Short: this poll sits on the cold-start path, and a refused loopback connect costs next to nothing.
+                await Task.Delay(TimeSpan.FromMilliseconds(10), time, ct).ConfigureAwait(false);
             }
         }
     }
@@ -97,5 +138,10 @@ public sealed class AppProcess : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => _process.Dispose();
+    public void Dispose()
+    {
+        // Closing an unreleased app's input tells it that no secrets will come.
+        _stdin?.Dispose();
+        _process.Dispose();
+    }
 }

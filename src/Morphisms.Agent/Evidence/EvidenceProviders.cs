@@ -42,9 +42,14 @@ public static class EvidenceProviders
                     throw new AgentException(AgentExitCodes.Usage, "--sim-host-data is 32 bytes (64 hex digits) and applies to --sim-format snp only");
                 }
 
+                // Hashing the bundle and loading the authority (key material, certificates) are independent and
+                // both on the cold-start path: one runs on the thread pool while the other runs here.
+                var bundle = sim.BundleDirectory;
+                var format = sim.Format;
+                var measuring = Task.Run(() => format == "sgx" ? SimulatedMeasurement.ForSgx(bundle, launchConfig) : SimulatedMeasurement.ForSnp(bundle, launchConfig));
                 var authority = SimulatedTeeAuthority.LoadOrCreate(sim.AuthorityDirectory, options.Time);
                 owned = authority;
-                return SimulatedEvidenceProvider.Measure(authority, sim.BundleDirectory, launchConfig, sim.Format, sim.HostData);
+                return new SimulatedEvidenceProvider(authority, measuring.GetAwaiter().GetResult(), format, sim.HostData, launchConfig);
             default:
                 throw new AgentException(AgentExitCodes.Usage, $"unknown --tee '{tee}': expected sim, gramine, snp, tdx or auto");
         }

@@ -16,7 +16,8 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
         var identity = report.Time("keygen", () => new InstanceIdentity(function));
         try
         {
-            var nonce = await kms.ChallengeAsync(function, ct).ConfigureAwait(false);
+            // At a cold start this round trip also carries the agent's first TLS handshake with the KMS.
+            var nonce = await report.TimeAsync("challenge", () => kms.ChallengeAsync(function, ct)).ConfigureAwait(false);
             TeeEvidence tee;
             try
             {
@@ -50,7 +51,8 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
                 throw new AgentException(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
             }
 
-            return new Attestation(identity, login, identity.Certificate(login, time), tee.Tee, tee.Simulated, time.GetUtcNow());
+            var certificate = report.Time("certificate", () => identity.Certificate(login, time));
+            return new Attestation(identity, login, certificate, tee.Tee, tee.Simulated, time.GetUtcNow());
         }
         catch
         {

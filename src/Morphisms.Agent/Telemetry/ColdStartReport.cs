@@ -1,11 +1,12 @@
-using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 
 namespace Morphisms.Agent.Telemetry;
 
 /// <summary>
-/// Times the cold-start phases (keygen, evidence, login, secrets, app_ready) with the injected clock, and emits them
-/// as one structured log event and, optionally, a POST to the serving layer.
+/// Times the cold-start phases with the injected clock, and emits them as one structured log event and, optionally,
+/// a POST to the serving layer. The phases run one after another (launch, pin, [app_spawn], keygen, challenge,
+/// evidence, login, certificate, secrets, terminator, app_ready), so they add up to nearly the total: what is left is
+/// logging and bookkeeping between them.
 /// </summary>
 public sealed class ColdStartReport(TimeProvider time)
 {
@@ -59,7 +60,9 @@ public sealed class ColdStartReport(TimeProvider time)
         try
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-            using var response = await http.PostAsJsonAsync(url, report, ct).ConfigureAwait(false);
+            // Serialised by the JSON DOM itself: no reflection-based serializer (trimming/NativeAOT friendly, less JIT).
+            using var content = new StringContent(report.ToJsonString(), System.Text.Encoding.UTF8, "application/json");
+            using var response = await http.PostAsync(url, content, ct).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {
                 log.Warn("cold_start_report", $"report POST to {url} answered {(int)response.StatusCode}");

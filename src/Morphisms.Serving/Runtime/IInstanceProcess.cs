@@ -32,7 +32,7 @@ public interface IInstanceProcess : IAsyncDisposable
 
 /// <summary>Cold-start phases of one instance, in milliseconds.</summary>
 /// <param name="SpawnMs">From spawning the process to the agent's own clock starting (process and runtime start-up), plus the readiness probe.</param>
-/// <param name="AttestationMs">Key generation, evidence and attest-login (the agent's report).</param>
+/// <param name="AttestationMs">Key generation, challenge, evidence, attest-login and the certificate (the agent's report).</param>
 /// <param name="SecretsMs">Fetching and writing the secret bundle (the agent's report).</param>
 /// <param name="AppReadyMs">From starting the app to its first HTTP answer (the agent's report).</param>
 public sealed record ColdStartPhases(double SpawnMs, double AttestationMs, double SecretsMs, double AppReadyMs);

@@ -13,6 +13,9 @@ namespace Morphisms.Serving.Runtime;
 /// </summary>
 public sealed class ProcessInstanceLauncher : IInstanceLauncher
 {
+    /// <summary>The variable naming the morph-init to run when <see cref="RuntimeOptions.MorphInit"/> is not set.</summary>
+    public const string MorphInitVariable = "MORPH_INIT";
+
     private readonly RuntimeOptions _options;
     private readonly TimeProvider _time;
     private readonly Action<string> _log;
@@ -28,6 +31,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         _time = time;
         _log = log;
         _morphInit = options.MorphInit ?? DefaultMorphInit();
+        log($"runtime: confidential instances start with {string.Join(' ', _morphInit)}");
         if (options.Sandbox == SandboxMode.Off)
         {
             log("runtime: sandbox off: instances run as plain processes (no bubblewrap)");
@@ -176,16 +180,37 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
     private static List<string> DefaultMorphInit()
     {
+        // A published build (ReadyToRun or NativeAOT) starts in a fraction of the JIT's time, and morph-init's start
+        // is on every cold start's path; the build output beside this assembly is the fallback that always exists.
+        if (Environment.GetEnvironmentVariable(MorphInitVariable) is { Length: > 0 } configured)
+        {
+            return FromPath(configured);
+        }
+
         var dll = Path.Combine(AppContext.BaseDirectory, "morph-init.dll");
         if (!File.Exists(dll))
         {
-            throw new InvalidOperationException($"runtime: morph-init not found at {dll}; set RuntimeOptions.MorphInit");
+            throw new InvalidOperationException($"runtime: morph-init not found at {dll}; set RuntimeOptions.MorphInit or {MorphInitVariable}");
         }
 
-        // Under `dotnet test` or `dotnet morph.dll` the host is known; an apphost (`morph`) is not dotnet itself.
-        var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host
-            : Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self
-            : "dotnet";
-        return [dotnet, dll];
+        return [DotnetHost(), dll];
     }
+
+    // A .dll runs under the dotnet host; anything else must be an executable (a NativeAOT or apphost build).
+    private static List<string> FromPath(string path)
+    {
+        var full = Path.GetFullPath(path);
+        if (!File.Exists(full))
+        {
+            throw new InvalidOperationException($"runtime: {MorphInitVariable}={path}: no such file");
+        }
+
+        return full.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? [DotnetHost(), full] : [full];
+    }
+
+    // Under `dotnet test` or `dotnet morph.dll` the host is known; an apphost (`morph`) is not dotnet itself.
+    private static string DotnetHost() =>
+        Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host
+        : Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self
+        : "dotnet";
 }

@@ -8,7 +8,8 @@ public sealed record RuntimeOptions
 
     /// <summary>
     /// How to start <c>morph-init</c>: the program and leading arguments, e.g. <c>["dotnet", "/opt/morph/morph-init.dll"]</c>.
-    /// Null finds <c>morph-init.dll</c> beside the running assembly.
+    /// Null uses <c>$MORPH_INIT</c> (a published build: a NativeAOT or apphost executable, or a <c>.dll</c> run with
+    /// <c>dotnet</c>), else <c>morph-init.dll</c> beside the running assembly (JIT-compiled: the slowest start).
     /// </summary>
     public IReadOnlyList<string>? MorphInit { get; init; }
 

@@ -34,6 +34,29 @@ public static class TestAppEntry
         using var stop = new CancellationTokenSource();
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; Interlocked.Increment(ref _hups); });
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+
+        // Started early (AppStart.Early): no secret, no port until morph-init writes "ready"; the marker records
+        // whether it ever got that far, so tests can tell "never released" from "never started".
+        if (Environment.GetEnvironmentVariable("MORPH_SECRETS_READY") == "stdin")
+        {
+            using var stdin = new StreamReader(Console.OpenStandardInput());
+
+            // A blocking pipe read does not observe cancellation: SIGTERM wins the race instead.
+            var reading = stdin.ReadLineAsync();
+            var stopped = Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => (string?)null, TaskScheduler.Default);
+            var line = await await Task.WhenAny(reading, stopped);
+
+            if (marker is not null)
+            {
+                await File.AppendAllTextAsync(marker, line == "ready" ? ";released" : ";not-released");
+            }
+
+            if (line != "ready")
+            {
+                return 3;
+            }
+        }
+
         var port = int.Parse(Environment.GetEnvironmentVariable("PORT")!, System.Globalization.CultureInfo.InvariantCulture);
         var listener = new TcpListener(IPAddress.Loopback, port);
         listener.Start();

@@ -10,6 +10,7 @@ public sealed class CliTests
     [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sev", "--kms-ca-sha256", "00", "--", "app")]
     [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--kms-ca-sha256", "not-hex", "--", "app")]
     [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sim", "--sim-host-data", "xyz", "--", "app")]
+    [InlineData("--kms", "https://127.0.0.1:1", "--function", "f", "--kms-ca-sha256", "00", "--app-start", "soon", "--", "app")]
     public async Task UsageErrors_ExitTwo(params string[] args)
     {
         var stderr = new StringWriter();

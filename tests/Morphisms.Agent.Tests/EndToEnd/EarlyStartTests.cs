@@ -1,0 +1,99 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Agent.Tests.EndToEnd;
+
+/// <summary>
+/// <see cref="AppStart.Early"/>: the app starts while the agent attests, but gets its secrets (and a connection) only
+/// after attestation and provisioning succeeded; a refusal stops it without ever releasing it.
+/// </summary>
+public sealed class EarlyStartTests
+{
+    [Fact]
+    public async Task EarlyApp_IsReleasedAfterSecrets_AndServesThem()
+    {
+        using var harness = new AgentHarness("early");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("early", harness.Measurement);
+        await kms.PutBundleAsync("early", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "early-v1" } });
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { AppStart = AppStart.Early }, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        var body = await GetAsync(agent);
+        Assert.Contains("greeting=early-v1", body);
+        Assert.Equal("started;released", await File.ReadAllTextAsync(harness.Marker));
+        var phases = agent.ColdStart!["phases_ms"]!.AsObject().Select(p => p.Key).ToList();
+        Assert.True(phases.IndexOf("app_spawn") < phases.IndexOf("challenge"), string.Join(",", phases));
+        Assert.Contains("\"app_start\":\"early\"", log.Text);
+        Assert.DoesNotContain("app_restart", log.Text);
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task EarlyApp_RefusedAttestation_StopsTheAppUnreleasedWithoutSecrets()
+    {
+        using var harness = new AgentHarness("early-refused");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("early-refused", SHA384.HashData("some other build"u8));
+        await kms.PutBundleAsync("early-refused", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "never" } });
+        var log = new LogSink();
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { AppStart = AppStart.Early };
+
+        var code = await new Agent(options, harness.LaunchConfig).RunAsync(default).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(AgentExitCodes.AttestationRefused, code);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(harness.SecretsDir));
+
+        // The app may have been stopped before it wrote its marker at all; if it ran, it was never released.
+        var marker = File.Exists(harness.Marker) ? await File.ReadAllTextAsync(harness.Marker) : "";
+        Assert.DoesNotContain("released", marker.Replace("not-released", ""));
+        using var probe = new System.Net.Sockets.TcpClient();
+        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync("127.0.0.1", options.AppPort));
+    }
+
+    [Fact]
+    public async Task EarlyApp_BundleWithEnvAndArgv_IsRestartedWithThem()
+    {
+        using var harness = new AgentHarness("early-env");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("early-env", harness.Measurement);
+        await kms.PutBundleAsync("early-env", new JsonObject
+        {
+            ["env"] = new JsonObject { ["GREETING"] = "from-env" },
+            ["files"] = new JsonObject { ["greeting"] = "early-v1" },
+            ["argv"] = new JsonArray("--from-bundle"),
+        });
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { AppStart = AppStart.Early }, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        var body = await GetAsync(agent);
+        Assert.Contains("env=from-env", body);
+        Assert.Contains("--from-bundle", body);
+        Assert.Contains("app_restart", log.Text);
+        Assert.DoesNotContain("from-env", log.Text);
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    // The certificate is the one the agent serves (its trust is AgentEndToEndTests' subject, not this one's).
+    private static async Task<string> GetAsync(Agent agent)
+    {
+        var served = agent.Maintainer!.Current.Certificate.Certificate.RawData;
+        using var handler = new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && cert.GetRawCertData().AsSpan().SequenceEqual(served) },
+        };
+        using var client = new HttpClient(handler);
+        return await client.GetStringAsync($"https://localhost:{agent.Port}/");
+    }
+}
