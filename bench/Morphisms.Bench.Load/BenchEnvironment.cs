@@ -56,17 +56,58 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
 
     public ServingHost Host(Flavour flavour) => flavour == Flavour.Confidential ? _stack!.Serving : _plain!;
 
-    public static async Task<BenchEnvironment> StartAsync(string signerDir, CancellationToken ct)
+    /// <summary>How instances are built and started in this run (recorded with every result).</summary>
+    public JsonObject Setup { get; private set; } = [];
+
+    /// <summary>
+    /// Starts the world. <paramref name="options"/>: <c>--app aot|r2r</c> (the signer build both flavours run;
+    /// default aot: <c>MORPH_NATIVE_AOT=1 bash samples/build.sh</c>), <c>--app-start early|after-secrets</c> (default:
+    /// the signer's function.yaml, which says after-secrets), <c>--morph-init aot|r2r|jit|PATH</c> (default r2r; aot
+    /// and r2r are published here, incrementally; <c>$MORPH_INIT</c> wins when set).
+    /// </summary>
+    public static async Task<BenchEnvironment> StartAsync(string signerDir, Options options, CancellationToken ct)
     {
         var spec = FunctionSpecLoader.Load(signerDir);
-        if (!File.Exists(Path.Combine(spec.Bundle, "Signer.dll")))
+        var app = options.Get("app") ?? "aot";
+        spec = app switch
         {
-            throw new InvalidOperationException($"no signer bundle at {spec.Bundle}: run `bash samples/build.sh` first");
+            // The NativeAOT build is a single executable; the function.yaml's `dotnet Signer.dll` is the portable default.
+            "aot" => spec with { Bundle = Path.Combine(Path.GetDirectoryName(spec.Bundle)!, "publish-aot"), Command = ["./Signer"] },
+            "r2r" => spec,
+            _ => throw new ArgumentException($"--app must be aot or r2r, not {app}"),
+        };
+        var appFile = Path.Combine(spec.Bundle, app == "aot" ? "Signer" : "Signer.dll");
+        if (!File.Exists(appFile))
+        {
+            throw new InvalidOperationException($"no signer bundle at {appFile}: run `{(app == "aot" ? "MORPH_NATIVE_AOT=1 " : "")}bash samples/build.sh` first (or pass --app {(app == "aot" ? "r2r" : "aot")})");
+        }
+
+        var appStart = options.Get("app-start") ?? spec.Env.GetValueOrDefault("MORPH_APP_START") ?? "after-secrets";
+        if (appStart is not ("early" or "after-secrets"))
+        {
+            throw new ArgumentException($"--app-start must be early or after-secrets, not {appStart}");
+        }
+
+        spec = spec with { Env = new Dictionary<string, string>(spec.Env) { ["MORPH_APP_START"] = appStart } };
+        var morphInit = Environment.GetEnvironmentVariable(Morphisms.Serving.Runtime.ProcessInstanceLauncher.MorphInitVariable) is { Length: > 0 } fromEnv
+            ? fromEnv
+            : await MorphInitAsync(options.Get("morph-init") ?? "r2r", ct);
+        if (morphInit is not null)
+        {
+            // ServingHost's launcher reads it when it starts (LocalStack has no option for it).
+            Environment.SetEnvironmentVariable(Morphisms.Serving.Runtime.ProcessInstanceLauncher.MorphInitVariable, morphInit);
         }
 
         var root = Directory.CreateTempSubdirectory("morph-bench-").FullName;
         var log = new StreamWriter(Path.Combine(root, "bench.log")) { AutoFlush = true };
         var env = new BenchEnvironment(root, log, spec);
+        env.Setup = new JsonObject
+        {
+            ["app"] = app == "aot" ? "signer NativeAOT (publish-aot/Signer)" : "signer framework-dependent ReadyToRun (dotnet Signer.dll)",
+            ["app_start"] = appStart,
+            ["morph_init"] = morphInit ?? "dotnet morph-init.dll (build output, JIT)",
+        };
+        Console.WriteLine($"# setup: app {env.Setup["app"]}; app start {appStart}; morph-init {env.Setup["morph_init"]}");
         var writer = TextWriter.Synchronized(log);
         env._stack = await LocalStack.StartAsync(new MorphPaths(Path.Combine(root, "data"), Path.Combine(root, "config")), writer, ct);
         env._plain = new ServingHost(new ServingHostOptions
@@ -82,6 +123,80 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
         }
 
         return env;
+    }
+
+    // aot/r2r: `dotnet publish` NativeAOT/ReadyToRun into a per-user temp directory (incremental); jit: the
+    // build output beside this harness (null); anything else is a path to a published morph-init.
+    private static async Task<string?> MorphInitAsync(string choice, CancellationToken ct)
+    {
+        if (choice == "jit")
+        {
+            return null;
+        }
+
+        if (choice is not ("r2r" or "aot"))
+        {
+            return Path.GetFullPath(choice);
+        }
+
+        var project = Path.Combine(Program.RepositoryRoot(), "src", "Morphisms.Agent", "Morphisms.Agent.csproj");
+        var output = Path.Combine(Path.GetTempPath(), $"morph-bench-morph-init-{choice}-{Environment.UserName}");
+        Console.WriteLine($"# publishing morph-init {(choice == "aot" ? "NativeAOT (minutes the first time)" : "ReadyToRun")} to {output}");
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        string[] build = choice == "aot"
+            // Tomlyn (--initdata only, which the bench does not use) still has trimming warnings: tolerated here only.
+            ? ["-p:PublishAot=true", "-p:TreatWarningsAsErrors=false"]
+            : ["--self-contained", "false", "-p:PublishReadyToRun=true"];
+        string[] args =
+        [
+            "publish", project, "-c", "Release", "-r", "linux-x64", .. build,
+            "-o", Path.Combine(output, "publish"), "--artifacts-path", Path.Combine(output, "artifacts"), "-nologo", "-v", "q",
+        ];
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var publish = Process.Start(info)!;
+        var stdout = publish.StandardOutput.ReadToEndAsync(ct);
+        var stderr = publish.StandardError.ReadToEndAsync(ct);
+        await publish.WaitForExitAsync(ct);
+        if (publish.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"publishing morph-init failed ({publish.ExitCode}):\n{await stdout}\n{await stderr}");
+        }
+
+        return Path.Combine(output, "publish", choice == "aot" ? "morph-init" : "morph-init.dll");
+    }
+
+    /// <summary>The agent's own cold-start phases (ms) from its latest <c>cold_start</c> log line, or null.</summary>
+    public (Dictionary<string, double> Phases, double TotalMs)? AgentReport(Flavour flavour)
+    {
+        var lines = Host(flavour).Logs(Function, 400);
+
+        // Into bench.log too: the instance's own lines (agent events, app output) explain an outlier.
+        foreach (var (source, line) in lines)
+        {
+            _log.WriteLine($"{line.Time:O} instance {source} {line.Stream}: {line.Text}");
+        }
+
+        foreach (var (_, line) in lines.Reverse())
+        {
+            if (!line.Text.Contains("\"event\":\"cold_start\"", StringComparison.Ordinal) || JsonNode.Parse(line.Text) is not JsonObject report)
+            {
+                continue;
+            }
+
+            var phases = new Dictionary<string, double>(StringComparer.Ordinal);
+            foreach (var (name, value) in report["phases_ms"]?.AsObject() ?? [])
+            {
+                phases[name] = value!.GetValue<double>();
+            }
+
+            return (phases, report["total_ms"]!.GetValue<double>());
+        }
+
+        return null;
     }
 
     /// <summary>The signer as <paramref name="flavour"/>, starting from zero instances (initial 0).</summary>

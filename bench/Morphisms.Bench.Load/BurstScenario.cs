@@ -15,6 +15,7 @@ internal static class BurstScenario
         var flavours = new[] { Flavour.Confidential, Flavour.Plain };
         var rows = new JsonArray();
         var table = new List<(int Size, Flavour Flavour, double LastMs, double P50, double P95, int Errors)>();
+        var loadBefore = ColdStartScenario.LoadAverage();
 
         foreach (var flavour in flavours)
         {
@@ -56,7 +57,8 @@ internal static class BurstScenario
 
         Console.Error.WriteLine();
         Console.WriteLine();
-        Console.WriteLine($"burst from zero: N concurrent POST /sign, each caller its own connection; time until the last response ({reps} rep(s), median shown)");
+        var loadAfter = ColdStartScenario.LoadAverage();
+        Console.WriteLine($"burst from zero: N concurrent POST /sign, each caller its own connection; time until the last response ({reps} rep(s), median shown); load average before {loadBefore}, after {loadAfter}");
         Console.WriteLine($"{"N",4} {"confidential ms",16} {"plain ms",10} {"ratio",7} {"conf p50",9} {"plain p50",10} {"errors c/p",11}  targets");
         var summary = new JsonArray();
         var met = true;
@@ -77,7 +79,7 @@ internal static class BurstScenario
                 ["size"] = size,
                 ["confidential_last_ms"] = Stats.Round(cLast),
                 ["plain_last_ms"] = Stats.Round(pLast),
-                ["ratio"] = Math.Round(ratio, 3),
+                ["ratio"] = Stats.Round(ratio),
                 ["ratio_met"] = ratioMet,
                 ["time_met"] = size == 75 ? timeMet : null,
                 ["errors"] = errors,
@@ -88,6 +90,9 @@ internal static class BurstScenario
         {
             ["sizes"] = new JsonArray([.. sizes.Select(s => (JsonNode)s)]),
             ["reps"] = reps,
+            ["setup"] = env.Setup.DeepClone(),
+            ["load_average_before"] = loadBefore,
+            ["load_average_after"] = loadAfter,
             ["targets"] = new JsonObject { ["ratio_max"] = 1.2, ["n75_last_ms_max"] = 3000 },
             ["all_met"] = met,
             ["summary"] = summary,

@@ -8,7 +8,7 @@ namespace Morphisms.Bench.Load;
 
 /// <summary>
 /// <c>dotnet run -c Release --project bench/Morphisms.Bench.Load -- SCENARIO [options]</c>: one command per scenario,
-/// each prints a table and writes <c>bench/results/SCENARIO.json</c>. Scenarios: <c>coldstart</c>, <c>burst</c>, <c>kms</c>.
+/// each prints a table and writes <c>bench/results/SCENARIO.json</c>. Scenarios: <c>coldstart</c>, <c>burst</c>, <c>gateway</c>, <c>kms</c>.
 /// </summary>
 public static class Program
 {
@@ -16,9 +16,11 @@ public static class Program
         usage: Morphisms.Bench.Load SCENARIO [options]
           coldstart [--starts N=30]                  signer from zero: tee sim vs tee none, request -> first response byte
           burst [--sizes 25,50,75] [--reps N=1]      N concurrent requests from zero, time until the last response
-          kms [--seconds S=5] [--rates 200] [--concurrency C=16]
-                                                      attest-login round trips: closed-loop max rate, then fixed rates
-        common: [--signer DIR=samples/signer] [--out DIR=bench/results]
+          gateway [--seconds S=5] [--rounds N=3] [--concurrency 1,16,64] [--modes keepalive,close] [--requests sign,healthz]
+                                                      warm instance via SNI gateway vs direct vs nginx ssl_preread (bench/setup.sh)
+          kms [--seconds S=5] [--rates 200] [--concurrency C=16] [--ops login,login-fresh,read,sign]
+                                                      KMS login, secret read, CSR signing: closed-loop max rate, then fixed rates
+        common: [--signer DIR=samples/signer] [--out DIR=bench/results] [--app aot|r2r] [--app-start early|after-secrets] [--morph-init aot|r2r|jit|PATH]
         """;
 
     /// <summary>Entry point.</summary>
@@ -30,6 +32,7 @@ public static class Program
             return args.Length == 0 ? 2 : 0;
         }
 
+        if (args[0] == GatewayLoadClient.Command) { return await GatewayLoadClient.RunAsync(args); } // the gateway scenario's load process
         var options = Options.Parse(args.Skip(1));
         var root = RepositoryRoot();
         var signerDir = options.Get("signer") ?? Path.Combine(root, "samples", "signer");
@@ -38,7 +41,7 @@ public static class Program
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
 
         JsonObject result;
-        await using (var env = await BenchEnvironment.StartAsync(signerDir, cts.Token))
+        await using (var env = await BenchEnvironment.StartAsync(signerDir, options, cts.Token))
         {
             Console.WriteLine($"# machine: {Machine.Describe()}");
             Console.WriteLine($"# log: {env.LogPath}");
@@ -46,7 +49,8 @@ public static class Program
             {
                 "coldstart" => await ColdStartScenario.RunAsync(env, options.Int("starts", 30), cts.Token),
                 "burst" => await BurstScenario.RunAsync(env, options.Ints("sizes", [25, 50, 75]), options.Int("reps", 1), cts.Token),
-                "kms" => await KmsScenario.RunAsync(env, options.Int("seconds", 5), options.Ints("rates", [200]), options.Int("concurrency", 16), cts.Token),
+                "gateway" => await GatewayScenario.RunAsync(env, options, cts.Token),
+                "kms" => await KmsScenario.RunAsync(env, options.Int("seconds", 5), options.Ints("rates", [200]), options.Int("concurrency", 16), cts.Token, options.Get("ops")),
                 _ => throw new ArgumentException($"unknown scenario {args[0]}\n{Usage}"),
             };
         }
@@ -62,7 +66,7 @@ public static class Program
         return 0;
     }
 
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
         {
