@@ -144,8 +144,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
         Console.WriteLine($"# publishing morph-init {(choice == "aot" ? "NativeAOT (minutes the first time)" : "ReadyToRun")} to {output}");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         string[] build = choice == "aot"
-            // Tomlyn (--initdata only, which the bench does not use) still has trimming warnings: tolerated here only.
-            ? ["-p:PublishAot=true", "-p:TreatWarningsAsErrors=false"]
+            ? ["-p:PublishAot=true"]
             : ["--self-contained", "false", "-p:PublishReadyToRun=true"];
         string[] args =
         [

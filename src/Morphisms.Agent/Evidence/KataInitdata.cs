@@ -139,12 +139,12 @@ public sealed class KataInitdata
         }
 
         var root = Toml(document, "the initdata document");
-        if (String(root, "version", "initdata") != "0.1.0")
+        if (String(root, "version", "the document") != "0.1.0")
         {
             throw new EvidenceException($"initdata: unsupported version '{root["version"]}' (expected 0.1.0)");
         }
 
-        var algorithm = String(root, "algorithm", "initdata");
+        var algorithm = String(root, "algorithm", "the document");
         if (algorithm is not ("sha256" or "sha384" or "sha512"))
         {
             throw new EvidenceException($"initdata: unsupported algorithm '{algorithm}' (expected sha256, sha384 or sha512)");
@@ -241,7 +241,7 @@ public sealed class KataInitdata
 
         try
         {
-            return TomlSerializer.Deserialize<TomlTable>(text) ?? throw new EvidenceException($"initdata: {what} is empty");
+            return TomlSerializer.Deserialize(text, InitdataToml.Default.TomlTable) ?? throw new EvidenceException($"initdata: {what} is empty");
         }
         catch (TomlException e)
         {
@@ -254,3 +254,7 @@ public sealed class KataInitdata
             ? text
             : throw new EvidenceException($"initdata: {where} needs a non-empty string '{key}'");
 }
+
+/// <summary>Source-generated TOML metadata: no reflection, so a trimmed or NativeAOT morph-init reads initdata too.</summary>
+[Tomlyn.Serialization.TomlSerializable(typeof(TomlTable))]
+internal sealed partial class InitdataToml : Tomlyn.Serialization.TomlSerializerContext;
