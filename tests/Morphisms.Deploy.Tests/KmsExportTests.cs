@@ -27,9 +27,16 @@ public sealed class KmsExportTests : IDisposable
         Assert.Equal("/v1/sys/health", container.ReadinessProbe.HttpGet.Path);
         Assert.Equal("HTTPS", container.ReadinessProbe.HttpGet.Scheme);
         Assert.StartsWith("/v1/sys/health?", container.LivenessProbe.HttpGet.Path);
-        var database = Assert.Single(container.Env);
+        // The connection string arrives where `--storage postgres` reads it, from a Secret, never as a literal.
+        var database = container.Env.Single(e => e.Name == Morphisms.Kms.Storage.PostgresStorage.ConnectionStringVariable);
         Assert.Equal("morph-kms-postgres", database.ValueFrom.SecretKeyRef.Name);
-        Assert.Null(database.Value); // never a literal connection string
+        Assert.Null(database.Value);
+        Assert.Equal(["--storage", "postgres"], container.Args.SkipWhile(a => a != "--storage").Take(2));
+        Assert.DoesNotContain(container.Args, a => a.Contains("Password", StringComparison.OrdinalIgnoreCase));
+
+        // Each replica advertises its own address, which standbys redirect to.
+        Assert.Equal("status.podIP", container.Env.Single(e => e.Name == KmsExporter.PodIpVariable).ValueFrom.FieldRef.FieldPath);
+        Assert.Equal(["--api-addr", "https://$(POD_IP):8200"], container.Args.SkipWhile(a => a != "--api-addr").Take(2));
         Assert.Equal(deployment.Spec.Selector.MatchLabels, service.Spec.Selector);
         Assert.Equal(8200, Assert.Single(service.Spec.Ports).Port);
     }
