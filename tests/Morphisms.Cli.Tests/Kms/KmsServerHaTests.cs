@@ -40,6 +40,13 @@ public sealed class KmsServerHaTests(PostgresFixture postgres) : IClassFixture<P
         await SendAsync(http, HttpMethod.Put, second + "sys/unseal", $$"""{"key":"{{key}}"}""");
         await WaitForHealthAsync(http, second, HttpStatusCode.TooManyRequests);
 
+        var standbyStatus = await MorphRunner.RunAsync("kms", "status", "--address", $"http://127.0.0.1:{ports[1]}");
+        Assert.Equal(ExitCodes.Ok, standbyStatus.ExitCode);
+        Assert.Matches(@"ha mode\s+standby", standbyStatus.Stdout);
+        Assert.Matches($@"active node\s+http://localhost:{ports[0]}", standbyStatus.Stdout);
+        var activeStatus = await MorphRunner.RunAsync("kms", "status", "--address", $"http://127.0.0.1:{ports[0]}", "--json");
+        Assert.Equal("active", JsonNode.Parse(activeStatus.Stdout)!["ha"]!["mode"]!.GetValue<string>());
+
         var leader = await SendAsync(http, HttpMethod.Get, second + "sys/leader");
         Assert.Equal($"http://localhost:{ports[0]}", leader!["leader_address"]!.GetValue<string>());
         using (var redirected = await http.GetAsync(second + "sys/mounts?x=1"))
