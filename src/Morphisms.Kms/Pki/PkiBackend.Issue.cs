@@ -186,8 +186,10 @@ internal sealed partial class PkiBackend
         // The issuer's last-leaf expiry only needs to cover every leaf, so it moves in whole hours: most leaves are
         // already covered and commit alone, in parallel (sharing fsyncs), instead of queueing on the mount's write
         // lock for a read-modify-write of the issuer. A retiring issuer stays in the chain up to an hour longer.
+        // `issuer` was read from storage for this signature, and the value only ever grows, so if it covers the leaf
+        // the stored one still does; otherwise it is re-read under the lock below.
         var covers = LastLeafBucket(notAfter);
-        if (await LoadIssuerAsync(issuer.Id, ct).ConfigureAwait(false) is { LastLeafNotAfter: { } known } && known >= notAfter)
+        if (issuer.LastLeafNotAfter is { } known && known >= notAfter)
         {
             await _storage.TransactAsync([certOp], ct).ConfigureAwait(false);
         }
