@@ -139,12 +139,12 @@ public sealed class KataInitdata
         }
 
         var root = Toml(document, "the initdata document");
-        if (String(root, "version", "the document") != "0.1.0")
+        if (RequiredString(root, "version", "the document") != "0.1.0")
         {
             throw new EvidenceException($"initdata: unsupported version '{root["version"]}' (expected 0.1.0)");
         }
 
-        var algorithm = String(root, "algorithm", "the document");
+        var algorithm = RequiredString(root, "algorithm", "the document");
         if (algorithm is not ("sha256" or "sha384" or "sha512"))
         {
             throw new EvidenceException($"initdata: unsupported algorithm '{algorithm}' (expected sha256, sha384 or sha512)");
@@ -166,14 +166,14 @@ public sealed class KataInitdata
             throw new EvidenceException($"initdata: {MorphEntry} has unknown key '{unknown}'");
         }
 
-        var function = String(morph, "function", MorphEntry);
-        var kmsText = String(morph, "kms_url", MorphEntry);
+        var function = RequiredString(morph, "function", MorphEntry);
+        var kmsText = RequiredString(morph, "kms_url", MorphEntry);
         if (!Uri.TryCreate(kmsText, UriKind.Absolute, out var kms) || kms.Scheme != Uri.UriSchemeHttps)
         {
             throw new EvidenceException($"initdata: {MorphEntry} kms_url '{kmsText}' is not an https URL");
         }
 
-        var pin = MeasuredPin.ParseHex(String(morph, "kms_ca_sha256", MorphEntry))
+        var pin = MeasuredPin.ParseHex(RequiredString(morph, "kms_ca_sha256", MorphEntry))
             ?? throw new EvidenceException($"initdata: {MorphEntry} kms_ca_sha256 is not 64 hex digits");
         var image = morph.TryGetValue("image", out var imageValue) ? imageValue as string ?? throw new EvidenceException($"initdata: {MorphEntry} image is not a string") : null;
         return new KataInitdata(document, algorithm, function, kms, pin, image);
@@ -249,7 +249,7 @@ public sealed class KataInitdata
         }
     }
 
-    private static string String(TomlTable table, string key, string where) =>
+    private static string RequiredString(TomlTable table, string key, string where) =>
         table.TryGetValue(key, out var value) && value is string text && text.Length > 0
             ? text
             : throw new EvidenceException($"initdata: {where} needs a non-empty string '{key}'");

@@ -76,48 +76,38 @@ public sealed class MeasuredPinAgentTests
     }
 
     [Fact]
-    public async Task ColdStart_WithTheOnlyPinInSimulatedHostData()
-    {
-        using var harness = new AgentHarness("measured");
-        await using var kms = await AgentKms.StartAsync(harness.SimDir);
-        await kms.RegisterAsync("measured", harness.Measurement);
-        await kms.PutBundleAsync("measured", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "pinned by the launch" } });
-        var log = new LogSink();
-        var options = harness.Options(kms.Server.BaseAddress!, null, log);
-        options = options with { Simulated = options.Simulated with { HostData = kms.Pin } };
-        var agent = new Agent(options, harness.LaunchConfig);
-        using var stop = new CancellationTokenSource();
-        var run = agent.RunAsync(stop.Token);
-        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
-
-        Assert.Equal("pinned by the launch", File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")));
-        Assert.Contains("simulated SNP HOST_DATA", log.Text);
-        Assert.DoesNotContain("unmeasured_pin", log.Text);
-
-        await stop.CancelAsync();
-        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
-    }
+    public Task ColdStart_WithTheOnlyPinInSimulatedHostData() =>
+        ColdStartPinnedAsync("measured", "simulated SNP HOST_DATA", (options, kms) =>
+            options with { Simulated = options.Simulated with { HostData = kms.Pin } });
 
     [Fact]
-    public async Task ColdStart_WithThePinInKataInitdata_WhoseDigestIsTheSimulatedHostData()
+    public Task ColdStart_WithThePinInKataInitdata_WhoseDigestIsTheSimulatedHostData() =>
+        ColdStartPinnedAsync("kata", "Kata initdata (sha256) in SNP HOST_DATA", (options, kms) =>
+        {
+            var document = KataInitdataTests.Document(kms.Pin, function: "kata", kms: options.Kms.AbsoluteUri);
+            var initdata = KataInitdata.Load("env:MORPH_INITDATA", name => name == "MORPH_INITDATA" ? KataInitdataTests.Annotation(document) : null);
+            var hostData = SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(document));
+            return options with { Initdata = initdata, Simulated = options.Simulated with { HostData = hostData } };
+        });
+
+    /// <summary>
+    /// A full cold start with no command-line pin: <paramref name="launch"/> puts the pin into the simulated launch;
+    /// the agent must reach ready with its secret, name <paramref name="pinSource"/> and never fall back to an unmeasured pin.
+    /// </summary>
+    private static async Task ColdStartPinnedAsync(string function, string pinSource, Func<AgentOptions, AgentKms, AgentOptions> launch)
     {
-        using var harness = new AgentHarness("kata");
+        using var harness = new AgentHarness(function);
         await using var kms = await AgentKms.StartAsync(harness.SimDir);
-        await kms.RegisterAsync("kata", harness.Measurement);
-        await kms.PutBundleAsync("kata", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "pinned by initdata" } });
-        var kmsUrl = kms.Server.BaseAddress!;
-        var document = KataInitdataTests.Document(kms.Pin, function: "kata", kms: kmsUrl.AbsoluteUri);
-        var initdata = KataInitdata.Load("env:MORPH_INITDATA", name => name == "MORPH_INITDATA" ? KataInitdataTests.Annotation(document) : null);
+        await kms.RegisterAsync(function, harness.Measurement);
+        await kms.PutBundleAsync(function, new JsonObject { ["files"] = new JsonObject { ["greeting"] = $"pinned: {pinSource}" } });
         var log = new LogSink();
-        var options = harness.Options(kmsUrl, null, log) with { Initdata = initdata };
-        options = options with { Simulated = options.Simulated with { HostData = SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(document)) } };
-        var agent = new Agent(options, harness.LaunchConfig);
+        var agent = new Agent(launch(harness.Options(kms.Server.BaseAddress!, null, log), kms), harness.LaunchConfig);
         using var stop = new CancellationTokenSource();
         var run = agent.RunAsync(stop.Token);
         await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
 
-        Assert.Equal("pinned by initdata", File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")));
-        Assert.Contains("Kata initdata (sha256) in SNP HOST_DATA", log.Text);
+        Assert.Equal($"pinned: {pinSource}", File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")));
+        Assert.Contains(pinSource, log.Text);
         Assert.DoesNotContain("unmeasured_pin", log.Text);
 
         await stop.CancelAsync();
