@@ -33,7 +33,7 @@ public sealed record KmsAttestationOptions
     /// <summary>How long an attestation challenge nonce stays valid.</summary>
     public TimeSpan NonceTtl { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>The most challenge nonces kept at once (issued and not yet expired); beyond it challenges get 429.</summary>
+    /// <summary>The most challenge nonces outstanding at once (issued, unspent, unexpired); beyond it challenges get 429.</summary>
     public int MaxOutstandingNonces { get; init; } = 4096;
 
     /// <summary>

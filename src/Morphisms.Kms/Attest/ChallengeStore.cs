@@ -6,46 +6,54 @@ namespace Morphisms.Kms.Attest;
 /// <summary>
 /// Challenge nonces of <c>auth/attest</c>: 32 random bytes, single use, bound to one function, expiring after a
 /// TTL. Kept in memory only: a restart forgets them, which costs an agent one retry and never lets a nonce be used
-/// twice. Used nonces stay until they expire so a replay is reported as such. The number held is capped, so
-/// unauthenticated callers cannot grow memory without bound.
+/// twice.
 /// </summary>
+/// <remarks>
+/// The cap applies to nonces issued and not yet spent, so unauthenticated callers cannot grow memory without bound,
+/// while a spent nonce frees its slot at once: the sustainable login rate is not tied to cap ÷ TTL. Spent nonces are
+/// remembered separately (up to four times the cap, oldest forgotten first) only so that a replay is reported as
+/// such; one forgotten early is reported as unknown, which is refused all the same. Every nonce has the same TTL, so
+/// issue order is expiry order and purging walks a queue from its head instead of scanning.
+/// </remarks>
 internal sealed class ChallengeStore(TimeProvider time, TimeSpan ttl, int capacity)
 {
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, Challenge> _challenges = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Challenge> _pending = new(StringComparer.Ordinal);
+    private readonly Queue<(string Key, DateTimeOffset ExpiresAt)> _pendingOrder = new();
+    private readonly Dictionary<string, DateTimeOffset> _spent = new(StringComparer.Ordinal);
+    private readonly Queue<(string Key, DateTimeOffset ExpiresAt)> _spentOrder = new();
 
-    /// <summary>Nonces currently held (issued or used, not yet purged).</summary>
+    /// <summary>Nonces issued and neither spent nor expired: the figure the cap applies to.</summary>
     public int Outstanding
     {
         get
         {
             lock (_lock)
             {
-                return _challenges.Count;
+                Purge(time.GetUtcNow());
+                return _pending.Count;
             }
         }
     }
 
     /// <summary>Issues a nonce for <paramref name="function"/>.</summary>
-    /// <exception cref="KmsException">429 when the capacity is reached by unexpired nonces.</exception>
+    /// <exception cref="KmsException">429 when the capacity is reached by unspent, unexpired nonces.</exception>
     public (byte[] Nonce, DateTimeOffset ExpiresAt) Issue(string function)
     {
         var now = time.GetUtcNow();
         var nonce = RandomNumberGenerator.GetBytes(32);
+        var key = Convert.ToBase64String(nonce);
         var expires = now + ttl;
         lock (_lock)
         {
-            if (_challenges.Count >= capacity)
-            {
-                Purge(now);
-            }
-
-            if (_challenges.Count >= capacity)
+            Purge(now);
+            if (_pending.Count >= capacity)
             {
                 throw new KmsException(429, "too many outstanding attestation challenges: try again once some have expired");
             }
 
-            _challenges[Convert.ToBase64String(nonce)] = new Challenge(function, expires, Used: false);
+            _pending[key] = new Challenge(function, expires);
+            _pendingOrder.Enqueue((key, expires));
         }
 
         return (nonce, expires);
@@ -61,39 +69,60 @@ internal sealed class ChallengeStore(TimeProvider time, TimeSpan ttl, int capaci
         var now = time.GetUtcNow();
         lock (_lock)
         {
-            if (!_challenges.TryGetValue(key, out var challenge))
+            if (_pending.Remove(key, out var challenge))
             {
-                return NonceCheck.Unknown;
+                if (challenge.ExpiresAt <= now)
+                {
+                    return NonceCheck.Expired;
+                }
+
+                RememberSpent(key, challenge.ExpiresAt);
+                return challenge.Function == function ? NonceCheck.Valid : NonceCheck.OtherFunction;
             }
 
-            if (challenge.ExpiresAt <= now)
-            {
-                _challenges.Remove(key);
-                return NonceCheck.Expired;
-            }
+            return _spent.TryGetValue(key, out var expiresAt) && expiresAt > now ? NonceCheck.AlreadyUsed : NonceCheck.Unknown;
+        }
+    }
 
-            if (challenge.Used)
-            {
-                return NonceCheck.AlreadyUsed;
-            }
-
-            _challenges[key] = challenge with { Used = true };
-            return challenge.Function == function ? NonceCheck.Valid : NonceCheck.OtherFunction;
+    private void RememberSpent(string key, DateTimeOffset expiresAt)
+    {
+        _spent[key] = expiresAt;
+        _spentOrder.Enqueue((key, expiresAt));
+        while (_spentOrder.Count > capacity * 4L)
+        {
+            _spent.Remove(_spentOrder.Dequeue().Key);
         }
     }
 
     private void Purge(DateTimeOffset now)
     {
-        foreach (var (key, challenge) in _challenges.ToList())
+        // A queue entry whose nonce was spent meanwhile is skipped: the dictionaries are the truth, the queues only
+        // say what to look at next.
+        while (_pendingOrder.TryPeek(out var head) && head.ExpiresAt <= now)
         {
-            if (challenge.ExpiresAt <= now)
+            _pendingOrder.Dequeue();
+            _pending.Remove(head.Key);
+        }
+
+        if (_pendingOrder.Count > 2 * Math.Max(_pending.Count, capacity))
+        {
+            // Spent nonces leave their queue entries behind; when they dominate, rebuild from the dictionary.
+            var live = _pendingOrder.Where(e => _pending.ContainsKey(e.Key)).ToList();
+            _pendingOrder.Clear();
+            foreach (var entry in live)
             {
-                _challenges.Remove(key);
+                _pendingOrder.Enqueue(entry);
             }
+        }
+
+        while (_spentOrder.TryPeek(out var head) && head.ExpiresAt <= now)
+        {
+            _spentOrder.Dequeue();
+            _spent.Remove(head.Key);
         }
     }
 
-    private sealed record Challenge(string Function, DateTimeOffset ExpiresAt, bool Used);
+    private sealed record Challenge(string Function, DateTimeOffset ExpiresAt);
 }
 
 /// <summary>The outcome of spending a nonce.</summary>
@@ -102,7 +131,7 @@ internal enum NonceCheck
     /// <summary>Issued for this function, unexpired, unused: now used.</summary>
     Valid,
 
-    /// <summary>Never issued by this KMS process, or expired and purged.</summary>
+    /// <summary>Never issued by this KMS process, or expired and purged, or spent so long ago it was forgotten.</summary>
     Unknown,
 
     /// <summary>Past its expiry.</summary>

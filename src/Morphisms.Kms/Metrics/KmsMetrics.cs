@@ -70,7 +70,7 @@ internal sealed class KmsMetrics
             sb.Append(CultureInfo.InvariantCulture, $"kms_attest_challenges_total{{outcome=\"{outcome}\"}} {counter.Value}\n");
         }
 
-        sb.AppendLine("# HELP kms_attest_outstanding_nonces Challenge nonces held (issued, not yet expired).");
+        sb.AppendLine("# HELP kms_attest_outstanding_nonces Challenge nonces issued and neither spent nor expired.");
         sb.AppendLine("# TYPE kms_attest_outstanding_nonces gauge");
         sb.Append(CultureInfo.InvariantCulture, $"kms_attest_outstanding_nonces {outstandingNonces}\n");
         return sb.ToString();
