@@ -18,7 +18,7 @@ public static class Program
           burst [--sizes 25,50,75] [--reps N=1]      N concurrent requests from zero, time until the last response
           gateway [--seconds S=5] [--rounds N=3] [--concurrency 1,16,64] [--modes keepalive,close] [--requests sign,healthz]
                                                       warm instance via SNI gateway vs direct vs nginx ssl_preread (bench/setup.sh)
-          kms [--seconds S=5] [--rates 200] [--concurrency C=16] [--ops login,login-fresh,read,sign]
+          kms [--seconds S=5] [--warmup S=10] [--rates 200] [--concurrency C=16] [--ops login,login-fresh,read,sign]
                                                       KMS login, secret read, CSR signing: closed-loop max rate, then fixed rates
         common: [--signer DIR=samples/signer] [--out DIR=bench/results] [--app aot|r2r] [--app-start early|after-secrets] [--morph-init aot|r2r|jit|PATH]
         """;
@@ -50,7 +50,7 @@ public static class Program
                 "coldstart" => await ColdStartScenario.RunAsync(env, options.Int("starts", 30), cts.Token),
                 "burst" => await BurstScenario.RunAsync(env, options.Ints("sizes", [25, 50, 75]), options.Int("reps", 1), cts.Token),
                 "gateway" => await GatewayScenario.RunAsync(env, options, cts.Token),
-                "kms" => await KmsScenario.RunAsync(env, options.Int("seconds", 5), options.Ints("rates", [200]), options.Int("concurrency", 16), cts.Token, options.Get("ops")),
+                "kms" => await KmsScenario.RunAsync(env, new KmsRunOptions(options.Int("seconds", 5), options.Int("warmup", 10), options.Ints("rates", [200]), options.Int("concurrency", 16), options.Get("ops")), cts.Token),
                 _ => throw new ArgumentException($"unknown scenario {args[0]}\n{Usage}"),
             };
         }
