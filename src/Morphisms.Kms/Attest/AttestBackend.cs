@@ -181,7 +181,7 @@ internal sealed class AttestBackend : ILogicalBackend
             new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), ct).ConfigureAwait(false);
 
         // Indexed for retirement; refuses (revoking both) if the revision was retired while this login ran.
-        await _retirement.RecordLoginAsync(state, function.Name, revision.Revision, entry, certificate.Certificate, ct).ConfigureAwait(false);
+        await _retirement.RecordLoginAsync(state, function.Name, revision.Revision, entry, certificate.Serial, ct).ConfigureAwait(false);
         state.Audit?.Event("attest-login", request, new JsonObject
         {
             ["outcome"] = "accepted",

@@ -27,7 +27,8 @@ internal sealed record FunctionCertificateRequest(
 /// <summary>A signed certificate and its CA chain, PEM.</summary>
 /// <param name="Certificate">The leaf, or empty.</param>
 /// <param name="CaChain">Issuer certificates up to the root.</param>
-internal sealed record IssuedCertificate(string Certificate, IReadOnlyList<string> CaChain);
+/// <param name="Serial">The leaf's serial number, lower-case hex without separators (the retirement index's key), or empty.</param>
+internal sealed record IssuedCertificate(string Certificate, IReadOnlyList<string> CaChain, string Serial = "");
 
 /// <summary>The issuer until the PKI engine exists: no certificate.</summary>
 internal sealed class NoCertificateIssuer : IFunctionCertificateIssuer

@@ -30,8 +30,8 @@ internal sealed class FunctionCertificateIssuer : IFunctionCertificateIssuer
             request.Revision,
             request.EvidenceSha256,
             request.Attestation.Simulated);
-        var (certificate, chain) = await pki.IssueFunctionCertificateAsync(
+        var (certificate, chain, serial) = await pki.IssueFunctionCertificateAsync(
             request.Function.Name, request.Revision, request.Csr.PublicKey, TimeSpan.FromSeconds(request.Function.TokenMaxTtl), identity, ct).ConfigureAwait(false);
-        return new IssuedCertificate(certificate, chain);
+        return new IssuedCertificate(certificate, chain, serial);
     }
 }

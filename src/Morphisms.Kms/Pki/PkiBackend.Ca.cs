@@ -175,8 +175,9 @@ internal sealed partial class PkiBackend
         var f = request.Fields;
         var commonName = f.String("common_name");
         var ttl = f.Duration("ttl");
-        PkiRole.RejectUnknown(f, ["common_name", "ttl"]);
-        var (issuer, previous) = await RotateIntermediateAsync(commonName, ttl, onlyIfMissing: false, ct).ConfigureAwait(false);
+        var bits = CaKeyBits(f, DefaultIntermediateKeyBits);
+        PkiRole.RejectUnknown(f, ["common_name", "ttl", "key_type", "key_bits"]);
+        var (issuer, previous) = await RotateIntermediateAsync(new IntermediateSpec(commonName, ttl, bits), onlyIfMissing: false, ct).ConfigureAwait(false);
         return KmsResponse.WithData(new JsonObject
         {
             ["issuer_id"] = issuer.Id,
@@ -191,16 +192,16 @@ internal sealed partial class PkiBackend
     /// retiring, so leaves it signed keep validating against <c>ca_chain</c> until they expire. Issuance never
     /// waits on this: it reads whichever default is current.
     /// </summary>
-    private async Task<(IssuerRecord Issuer, string? Previous)> RotateIntermediateAsync(string? commonName, TimeSpan? ttl, bool onlyIfMissing, CancellationToken ct)
+    private async Task<(IssuerRecord Issuer, string? Previous)> RotateIntermediateAsync(IntermediateSpec spec, bool onlyIfMissing, CancellationToken ct)
     {
         var (signerId, parents) = await RootSignerAsync(ct).ConfigureAwait(false);
         using var signer = await LoadKeyAsync(signerId, ct).ConfigureAwait(false);
-        using var key = PkiCertificates.NewCaKey(384);
+        using var key = PkiCertificates.NewCaKey(spec.KeyBits);
         var now = _time.GetUtcNow();
-        var name = commonName ?? "Morphisms Functions Intermediate CA " + now.ToString("yyyy-MM-dd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
-        var csr = new CertificateRequest(PkiCertificates.Subject(name), key, HashAlgorithmName.SHA384);
+        var name = spec.CommonName ?? "Morphisms Functions Intermediate CA " + now.ToString("yyyy-MM-dd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        var csr = new CertificateRequest(PkiCertificates.Subject(name), key, spec.KeyBits == 384 ? HashAlgorithmName.SHA384 : HashAlgorithmName.SHA256);
         PkiCertificates.AddCaExtensions(csr, signer.Certificate, root: false);
-        using var certificate = PkiCertificates.Sign(csr, signer, now - PkiCertificates.Backdate, now + (ttl ?? DefaultIntermediateTtl), PkiCertificates.NewSerial());
+        using var certificate = PkiCertificates.Sign(csr, signer, now - PkiCertificates.Backdate, now + (spec.Ttl ?? DefaultIntermediateTtl), PkiCertificates.NewSerial());
         var issuer = new IssuerRecord
         {
             Id = NewIssuerId(),
@@ -328,7 +329,7 @@ internal sealed partial class PkiBackend
         }
     }
 
-    private static int CaKeyBits(Fields f)
+    private static int CaKeyBits(Fields f, int defaultBits = 384)
     {
         var type = f.String("key_type") ?? "ec";
         if (type != "ec")
@@ -336,10 +337,11 @@ internal sealed partial class PkiBackend
             throw KmsException.BadRequest("invalid 'key_type': CA keys are ECDSA (\"ec\")");
         }
 
-        var bits = f.NonNegativeInt("key_bits") ?? 384;
+        var bits = f.NonNegativeInt("key_bits") ?? defaultBits;
         return bits switch
         {
-            0 or 384 => 384,
+            0 => defaultBits,
+            384 => 384,
             256 => 256,
             _ => throw KmsException.BadRequest("invalid 'key_bits': use 256 or 384"),
         };

@@ -95,7 +95,7 @@ internal sealed partial class PkiBackend
     /// <c>FUNCTION.DOMAIN</c> and <c>REVISION.FUNCTION.DOMAIN</c>, client and server use, the attested-identity
     /// extension, and the validity given (the token's max TTL).
     /// </summary>
-    public async Task<(string Certificate, List<string> Chain)> IssueFunctionCertificateAsync(
+    public async Task<(string Certificate, List<string> Chain, string Serial)> IssueFunctionCertificateAsync(
         string function, int revision, PublicKey publicKey, TimeSpan validity, AttestedIdentityExtension identity, CancellationToken ct)
     {
         var config = await LoadConfigAsync(ct).ConfigureAwait(false);
@@ -104,7 +104,7 @@ internal sealed partial class PkiBackend
         var names = new List<string> { name, revision.ToString(System.Globalization.CultureInfo.InvariantCulture) + "." + name };
         var subject = PkiCertificates.Subject(name, "Morphisms function");
         var (data, issuer) = await SignLeafAsync(publicKey, subject, names, [], validity, true, true, false, identity.ToExtension(), ct).ConfigureAwait(false);
-        return (data["certificate"]!.GetValue<string>(), ChainOf(issuer));
+        return (data["certificate"]!.GetValue<string>(), ChainOf(issuer), data["serial_number"]!.GetValue<string>().Replace(":", "", StringComparison.Ordinal));
     }
 
     private static (X500DistinguishedName Subject, List<string> Names, List<IPAddress> Ips, TimeSpan Ttl) ParseIssueFields(Fields f, PkiRole role, params string[] extra)
@@ -154,33 +154,33 @@ internal sealed partial class PkiBackend
         bool server, bool client, bool rsa, X509Extension? extra, CancellationToken ct)
     {
         var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
+        var now = _time.GetUtcNow();
+        var serial = PkiCertificates.NewSerial();
+        string pem;
+        DateTimeOffset notAfter;
+
+        // The loaded key goes back to the pool as soon as it has signed, not after the commit: held across the fsync,
+        // as many keys are out as logins wait on the disk, more than the pool keeps, and each extra one is a P-384
+        // import, dearer than the signature.
         var signer = _signers.Rent(issuer);
         try
         {
-            return await SignLeafWithAsync(signer, issuer, publicKey, subject, names, ips, ttl, server, client, rsa, extra, ct).ConfigureAwait(false);
+            var request = new CertificateRequest(subject, publicKey, signer.Hash);
+            PkiCertificates.AddLeafExtensions(request, signer.Certificate, names, ips, server, client, rsa);
+            if (extra is not null)
+            {
+                request.CertificateExtensions.Add(extra);
+            }
+
+            using var certificate = PkiCertificates.Sign(request, signer, now - PkiCertificates.Backdate, now + ttl, serial);
+            pem = PkiCertificates.Pem(certificate);
+            notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
         }
         finally
         {
             _signers.Return(issuer, signer);
         }
-    }
 
-    private async Task<(JsonObject Data, IssuerRecord Issuer)> SignLeafWithAsync(
-        CaKey signer, IssuerRecord issuer, PublicKey publicKey, X500DistinguishedName subject, List<string> names, List<IPAddress> ips, TimeSpan ttl,
-        bool server, bool client, bool rsa, X509Extension? extra, CancellationToken ct)
-    {
-        var request = new CertificateRequest(subject, publicKey, signer.Hash);
-        PkiCertificates.AddLeafExtensions(request, signer.Certificate, names, ips, server, client, rsa);
-        if (extra is not null)
-        {
-            request.CertificateExtensions.Add(extra);
-        }
-
-        var now = _time.GetUtcNow();
-        var serial = PkiCertificates.NewSerial();
-        using var certificate = PkiCertificates.Sign(request, signer, now - PkiCertificates.Backdate, now + ttl, serial);
-        var pem = PkiCertificates.Pem(certificate);
-        var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
         var certOp = ("certs/" + PkiCertificates.SerialKey(serial), SecureStorageJson.ToJson(new CertRecord { Certificate = pem, IssuerId = issuer.Id }));
 
         // The issuer's last-leaf expiry only needs to cover every leaf, so it moves in whole hours: most leaves are

@@ -41,10 +41,10 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
     /// revision was retired in the meantime.
     /// </summary>
     /// <exception cref="KmsException">403 <c>attestation refused: revision N of function F retired</c>.</exception>
-    public async Task RecordLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificatePem, CancellationToken ct)
+    public async Task RecordLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificateSerial, CancellationToken ct)
     {
         var maxExpiry = token.CreationTime + (token.ExplicitMaxTtl > 0 ? TimeSpan.FromSeconds(token.ExplicitMaxTtl) : state.Tokens.Options.MaxTtl);
-        await IssuedCredentials.RecordAsync(state.Barrier, function, revision, token.Hash, maxExpiry, certificatePem, token.CreationTime, PruneDue(function, revision, token.CreationTime), ct).ConfigureAwait(false);
+        await IssuedCredentials.RecordAsync(state.Barrier, function, revision, token.Hash, maxExpiry, certificateSerial, token.CreationTime, PruneDue(function, revision, token.CreationTime), ct).ConfigureAwait(false);
         var record = await state.Functions.GetAsync(function, ct).ConfigureAwait(false);
         if (record?.Revisions.Find(r => r.Revision == revision) is { Status: not RevisionStatus.Retired })
         {

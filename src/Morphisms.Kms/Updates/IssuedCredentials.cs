@@ -19,12 +19,12 @@ internal static class IssuedCredentials
     /// Records a login's token and certificate (one transaction); with <paramref name="prune"/>, also drops the revision's
     /// expired token entries in that transaction.
     /// </summary>
-    public static async Task RecordAsync(ISecureStorage storage, string function, int revision, string tokenHash, DateTimeOffset maxExpiry, string certificatePem, DateTimeOffset now, bool prune, CancellationToken ct)
+    public static async Task RecordAsync(ISecureStorage storage, string function, int revision, string tokenHash, DateTimeOffset maxExpiry, string certificateSerial, DateTimeOffset now, bool prune, CancellationToken ct)
     {
         var ops = new List<(string, byte[]?)> { (TokensOf(function, revision) + maxExpiry.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture) + "-" + tokenHash, "{}"u8.ToArray()) };
-        if (SerialOf(certificatePem) is { } serial)
+        if (certificateSerial.Length > 0)
         {
-            ops.Add((CertsOf(function, revision) + serial, "{}"u8.ToArray()));
+            ops.Add((CertsOf(function, revision) + certificateSerial, "{}"u8.ToArray()));
         }
 
         if (prune)
@@ -64,15 +64,4 @@ internal static class IssuedCredentials
 
     private static long? ExpiryOf(string key) =>
         long.TryParse(key.AsSpan(0, Math.Max(0, key.IndexOf('-', StringComparison.Ordinal))), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : null;
-
-    private static string? SerialOf(string pem)
-    {
-        if (pem.Length == 0)
-        {
-            return null;
-        }
-
-        using var certificate = X509Certificate2.CreateFromPem(pem);
-        return certificate.SerialNumber.ToLowerInvariant();
-    }
 }

@@ -50,4 +50,41 @@ public sealed class PkiRotationTests
         Assert.Equal("retired", (await c.GetAsync("pki/issuer/" + oldIssuer)).Expect(200).Data["state"]!.GetValue<string>());
         Assert.Equal(2, PkiAssert.Certificates([(await c.GetAsync("pki/ca_chain")).Expect(200).Raw]).Count);
     }
+
+    [Fact]
+    public async Task Function_intermediates_are_P256_under_the_P384_root_unless_a_rotation_asks_for_P384()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true })).Expect(204);
+        var first = (await c.PostAsync("pki/issue/svc", new { common_name = "a.svc.local", ttl = "1h" })).Expect(200).Data;
+        Assert.Equal(256, KeyBitsOf(first["issuing_ca"]!.GetValue<string>()));
+        var served = PkiAssert.Certificates([(await c.GetAsync("pki/ca_chain")).Expect(200).Raw]);
+        Assert.Equal(384, KeyBitsOf(served.Single(s => s.SubjectName.RawData.AsSpan().SequenceEqual(s.IssuerName.RawData)).ExportCertificatePem()));
+        using (var leaf = X509Certificate2.CreateFromPem(first["certificate"]!.GetValue<string>()))
+        {
+            Assert.Equal("1.2.840.10045.4.3.2", leaf.SignatureAlgorithm.Value); // ecdsa-with-SHA256, matching the P-256 issuer
+        }
+
+        var rotated = (await c.PostAsync("pki/intermediate/rotate", new { key_bits = 384 })).Expect(200).Data;
+        Assert.Equal(384, KeyBitsOf(rotated["certificate"]!.GetValue<string>()));
+        var after = (await c.PostAsync("pki/issue/svc", new { common_name = "b.svc.local", ttl = "1h" })).Expect(200).Data;
+        using (var leaf = X509Certificate2.CreateFromPem(after["certificate"]!.GetValue<string>()))
+        {
+            Assert.Equal("1.2.840.10045.4.3.3", leaf.SignatureAlgorithm.Value); // ecdsa-with-SHA384
+        }
+
+        // A size the CA does not support is refused and changes nothing.
+        var issuers = (await c.ListAsync("pki/issuers")).Expect(200).Data["keys"]!.AsArray().Count;
+        Assert.Contains("'key_bits'", (await c.PostAsync("pki/intermediate/rotate", new { key_bits = 521 })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("'key_type'", (await c.PostAsync("pki/intermediate/rotate", new { key_type = "rsa" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Equal(issuers, (await c.ListAsync("pki/issuers")).Expect(200).Data["keys"]!.AsArray().Count);
+    }
+
+    private static int KeyBitsOf(string pem)
+    {
+        using var certificate = X509Certificate2.CreateFromPem(pem);
+        using var key = certificate.GetECDsaPublicKey()!;
+        return key.KeySize;
+    }
 }
