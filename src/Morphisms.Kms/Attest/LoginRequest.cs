@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation;
@@ -156,20 +157,26 @@ internal sealed record LoginRequest
     {
         try
         {
-            using var ec = key.GetECDsaPublicKey();
-            if (ec is not null)
+            // An EC key's curve is read from its parameters rather than by importing it: loading the CSR has just
+            // imported it once to check the signature, and an import re-validates the point (a scalar multiplication).
+            if (key.Oid.Value == EcPublicKeyOid)
             {
-                return ec.KeySize is 256 or 384;
+                return key.EncodedParameters?.RawData is { } parameters
+                    && new AsnReader(parameters, AsnEncodingRules.DER).ReadObjectIdentifier() is P256CurveOid or P384CurveOid;
             }
 
             using var rsa = key.GetRSAPublicKey();
             return rsa is { KeySize: >= 2048 and <= 8192 };
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or AsnContentException)
         {
             return false;
         }
     }
+
+    private const string EcPublicKeyOid = "1.2.840.10045.2.1";
+    private const string P256CurveOid = "1.2.840.10045.3.1.7";
+    private const string P384CurveOid = "1.3.132.0.34";
 
     private static byte[]? Base64(Fields f, string name, int maxBytes)
     {

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation;
 
 namespace Morphisms.Kms.Tests.Attest;
@@ -38,6 +40,9 @@ public sealed class AttestInputTests : IDisposable
             ("nonce", "%%%", "'nonce'"),
             ("csr", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----", "'csr'"),
             ("csr", TamperedCsr(instance.CsrPem), "'csr'"),
+            ("csr", EcCsr(ECCurve.NamedCurves.nistP521), "'csr'"),
+            ("csr", EcCsr(ECCurve.CreateFromFriendlyName("secp256k1")), "'csr'"),
+            ("csr", RsaCsr(1024), "'csr'"),
             ("endorsements", Convert.ToBase64String("not a certificate"u8.ToArray()), "'endorsements'"),
         };
         foreach (var (field, value, named) in cases)
@@ -113,6 +118,18 @@ public sealed class AttestInputTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>The CSR with one base64 character of its signature changed: still PEM and DER, no longer signed.</summary>
+    private static string EcCsr(ECCurve curve)
+    {
+        using var key = ECDsa.Create(curve);
+        return new CertificateRequest("CN=signer", key, HashAlgorithmName.SHA256).CreateSigningRequestPem();
+    }
+
+    private static string RsaCsr(int bits)
+    {
+        using var key = RSA.Create(bits);
+        return new CertificateRequest("CN=signer", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1).CreateSigningRequestPem();
+    }
+
     private static string TamperedCsr(string pem)
     {
         var lines = pem.Split('\n');
