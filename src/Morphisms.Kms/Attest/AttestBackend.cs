@@ -151,7 +151,11 @@ internal sealed class AttestBackend : ILogicalBackend
         var evidenceHash = SHA256.HashData(login.Evidence);
         var measurement = Hex.Of(result.Claims.Measurement);
         var simulated = result.Simulated ? "true" : "false";
-        var (token, entry, warnings) = await state.Tokens.CreateAsync(
+        // Token and certificate are independent, so they are made side by side and their commits share one fsync
+        // (storage's group commit) instead of waiting for two in a row. Both are durable before the retirement index
+        // names them, which is what lets a concurrent retirement find and revoke them. Should one fail, the other
+        // is never returned to anyone and simply expires.
+        var creating = state.Tokens.CreateAsync(
             new TokenCreateRequest
             {
                 Policies = function.Policies,
@@ -175,10 +179,12 @@ internal sealed class AttestBackend : ILogicalBackend
                     ["attestation_status"] = result.Status.ToWireName(),
                 },
             },
-            ct).ConfigureAwait(false);
-
-        var certificate = await _issuer.IssueAsync(
-            new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), ct).ConfigureAwait(false);
+            ct);
+        var issuing = _issuer.IssueAsync(
+            new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), ct);
+        await Task.WhenAll(creating, issuing).ConfigureAwait(false);
+        var (token, entry, warnings) = await creating.ConfigureAwait(false);
+        var certificate = await issuing.ConfigureAwait(false);
 
         // Indexed for retirement; refuses (revoking both) if the revision was retired while this login ran.
         await _retirement.RecordLoginAsync(state, function.Name, revision.Revision, entry, certificate.Serial, ct).ConfigureAwait(false);
