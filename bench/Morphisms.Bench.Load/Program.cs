@@ -19,7 +19,8 @@ public static class Program
           gateway [--seconds S=5] [--rounds N=3] [--concurrency 1,16,64] [--modes keepalive,close] [--requests sign,healthz]
                                                       warm instance via SNI gateway vs direct vs nginx ssl_preread (bench/setup.sh)
           kms [--seconds S=5] [--warmup S=10] [--rates 200] [--concurrency C=16] [--ops login,login-fresh,read,sign]
-                                                      KMS login, secret read, CSR signing: closed-loop max rate, then fixed rates
+                                                      KMS login, secret read, CSR signing: closed-loop max rate, then fixed rates;
+                                                      each run from a kms-client process (own warm-up), KMS and client CPU apart
         common: [--signer DIR=samples/signer] [--out DIR=bench/results] [--app aot|r2r] [--app-start early|after-secrets] [--morph-init aot|r2r|jit|PATH]
         """;
 
@@ -33,6 +34,7 @@ public static class Program
         }
 
         if (args[0] == GatewayLoadClient.Command) { return await GatewayLoadClient.RunAsync(args); } // the gateway scenario's load process
+        if (args[0] == KmsLoadClient.Command) { return await KmsLoadClient.RunAsync(args); } // the KMS scenario's load process
         var options = Options.Parse(args.Skip(1));
         var root = RepositoryRoot();
         var signerDir = options.Get("signer") ?? Path.Combine(root, "samples", "signer");

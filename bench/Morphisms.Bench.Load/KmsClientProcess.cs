@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Bench.Load;
+
+/// <summary>
+/// Runs one <see cref="KmsLoadClient"/> measurement in a child process and splits its CPU: the child reports its own
+/// CPU time over the measured window; this process — the KMS, plus the idle serving hosts — samples its own when the
+/// child prints the window's edges.
+/// </summary>
+internal static class KmsClientProcess
+{
+    public static async Task<KmsRun> RunAsync(KmsClientInput input, KmsMeasurement measurement, string workDirectory, CancellationToken ct)
+    {
+        var output = Path.Combine(workDirectory, "kms-client.json");
+        File.Delete(output);
+        var processPath = Environment.ProcessPath ?? "dotnet";
+        var info = new ProcessStartInfo(processPath)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        if (Path.GetFileNameWithoutExtension(processPath) == "dotnet")
+        {
+            info.ArgumentList.Add(typeof(KmsLoadClient).Assembly.Location);
+        }
+
+        foreach (var arg in (string[])[KmsLoadClient.Command, .. measurement.Arguments(), "--out", output])
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(info) ?? throw new InvalidOperationException("kms-client did not start");
+        using var kill = ct.Register(() => Kill(process));
+        var window = WindowCpu.Follow(process);
+        var stderr = process.StandardError.ReadToEndAsync(ct);
+
+        // The tokens travel here, not on the command line.
+        await process.StandardInput.WriteAsync(input.ToJson().ToJsonString());
+        process.StandardInput.Close();
+        await process.WaitForExitAsync(ct);
+        var loadAverage = LoadAverage1();
+        var errors = (await stderr).Trim();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kms-client {measurement.Label} failed ({process.ExitCode}): {errors}");
+        }
+
+        var kmsCpu = await window.Completion;
+
+        if (errors.Length > 0)
+        {
+            Console.Error.WriteLine($"# kms-client {measurement.Label}: {errors}");
+        }
+
+        var result = JsonNode.Parse(await File.ReadAllTextAsync(output, ct))!.AsObject();
+        var latencies = result["latencies_ms"]!.AsArray().Select(n => n!.GetValue<double>()).ToList();
+        var failures = result["failures"]!.GetValue<int>();
+        var calls = Math.Max(1, latencies.Count + failures);
+        var phases = result["phases_ms"]!.AsObject().ToDictionary(
+            p => p.Key, p => p.Value!.AsArray().Select(n => n!.GetValue<double>()).ToList(), StringComparer.Ordinal);
+        return new KmsRun(
+            latencies,
+            failures,
+            latencies.Count / result["seconds"]!.GetValue<double>(),
+            kmsCpu.TotalMilliseconds / calls,
+            result["cpu_ms"]!.GetValue<double>() / calls,
+            loadAverage,
+            phases,
+            result["first_failure"]?.GetValue<string>());
+    }
+
+    private static void Kill(Process process)
+    {
+        try
+        {
+            process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // already exited
+        }
+    }
+
+    private static double LoadAverage1() =>
+        File.Exists("/proc/loadavg") && double.TryParse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture, out var v) ? v : -1;
+
+    /// <summary>
+    /// This process's CPU time between the child's <see cref="KmsLoadClient.Measuring"/> and <see cref="KmsLoadClient.Done"/>
+    /// lines. A dedicated thread blocked in <c>ReadLine</c> samples when the line arrives, not when a thread pool kept
+    /// busy by the KMS gets round to a continuation.
+    /// </summary>
+    private sealed class WindowCpu
+    {
+        private readonly TaskCompletionSource<TimeSpan> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task<TimeSpan> Completion => _completion.Task;
+
+        public static WindowCpu Follow(Process child)
+        {
+            var window = new WindowCpu();
+            new Thread(() => window.Read(child.StandardOutput)) { IsBackground = true, Name = "kms-client window" }.Start();
+            return window;
+        }
+
+        private void Read(StreamReader stdout)
+        {
+            TimeSpan? start = null;
+            TimeSpan? end = null;
+            try
+            {
+                while (stdout.ReadLine() is { } line)
+                {
+                    if (line == KmsLoadClient.Measuring)
+                    {
+                        start = Environment.CpuUsage.TotalTime;
+                    }
+                    else if (line == KmsLoadClient.Done)
+                    {
+                        end = Environment.CpuUsage.TotalTime;
+                    }
+                }
+
+                _completion.SetResult(start is { } s && end is { } e
+                    ? e - s
+                    : throw new InvalidDataException("kms-client exited without marking its measured window"));
+            }
+            catch (Exception ex) when (ex is InvalidDataException or IOException or ObjectDisposedException)
+            {
+                _completion.SetException(ex);
+            }
+        }
+    }
+}
+
+/// <summary>
+/// One measured run: successful latencies, failures, achieved rate, CPU ms per call of the KMS's process and of the
+/// client's, the load average after it, the login phases (empty for other operations) and the client's first failure.
+/// </summary>
+internal sealed record KmsRun(
+    List<double> Latencies, int Failures, double PerSecond, double KmsCpuMsPerCall, double ClientCpuMsPerCall, double LoadAverage,
+    Dictionary<string, List<double>> Phases, string? FirstFailure)
+{
+    /// <summary>The calls per second the KMS's CPU alone allows on this machine's cores, were the clients elsewhere.</summary>
+    public double KmsCapacityPerSecond => 1000.0 * Environment.ProcessorCount / KmsCpuMsPerCall;
+
+    public JsonObject ToJson() => new()
+    {
+        ["per_s"] = Math.Round(PerSecond, 1),
+        ["latency"] = Stats.Summary(Latencies),
+        ["failures"] = Failures,
+        ["kms_cpu_ms_per_call"] = Math.Round(KmsCpuMsPerCall, 3),
+        ["client_cpu_ms_per_call"] = Math.Round(ClientCpuMsPerCall, 3),
+        ["kms_capacity_per_s"] = Math.Round(KmsCapacityPerSecond),
+        ["load_average_1m"] = LoadAverage,
+    };
+}

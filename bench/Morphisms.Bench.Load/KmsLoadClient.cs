@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json.Nodes;
+using Morphisms.Agent.Kms;
+using Morphisms.Agent.Lifecycle;
+
+namespace Morphisms.Bench.Load;
+
+/// <summary>
+/// The KMS scenario's load generator, run as its own process (<c>Morphisms.Bench.Load kms-client --op OP …</c>, the
+/// tokens and addresses as <see cref="KmsClientInput"/> JSON on stdin) so that its CPU — keygen, CSRs, simulated SNP
+/// evidence signing, the HTTP client — is not counted as the KMS's: in production every agent runs in its own TEE on
+/// other hosts. It warms up (20 calls, then a closed loop, then a 1 s pause), then makes ONE measurement of
+/// <see cref="KmsMeasurement"/>, printing <see cref="Measuring"/> and <see cref="Done"/> on stdout at the window's edges
+/// so the parent (the KMS's process) can sample its own CPU over the same window, and writes latencies, failures, login
+/// phases and its own CPU time in the window to <c>--out FILE</c> as JSON.
+/// </summary>
+internal static class KmsLoadClient
+{
+    public const string Command = "kms-client";
+
+    /// <summary>Printed on stdout when the measured window starts.</summary>
+    public const string Measuring = "measuring";
+
+    /// <summary>Printed on stdout when the measured window ends.</summary>
+    public const string Done = "done";
+
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(1);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var options = Options.Parse(args.Skip(1));
+        var measurement = KmsMeasurement.Parse(options);
+        var output = options.Get("out") ?? throw new ArgumentException("--out FILE is required");
+        var input = KmsClientInput.Parse(JsonNode.Parse(await Console.In.ReadToEndAsync())?.AsObject()
+            ?? throw new InvalidDataException("kms-client: no input on stdin"));
+        using var agent = new KmsAgentSide(input);
+        var calls = new KmsCalls(agent, input);
+        var call = calls.For(measurement.Operation);
+
+        // Warm-up: connection pool, then a closed loop until tiered compilation has settled, on both sides — the KMS is
+        // a long-running server whose first seconds spend a core in the JIT, and this process has just started.
+        for (var i = 0; i < 20; i++)
+        {
+            await calls.MeasureAsync(call, Stopwatch.GetTimestamp());
+        }
+
+        if (measurement.Warmup > 0)
+        {
+            await ClosedLoopAsync(calls, call, measurement.Warmup, measurement.Concurrency);
+        }
+
+        // Then a pause, so that what the warm-up leaves behind in both processes (background tier-1 JIT, a GC after the
+        // saturated loop) is not billed to the measured calls: without it a 100/s read window after a closed-loop
+        // warm-up showed 2-4x the KMS CPU per call.
+        await Task.Delay(Settle);
+        calls.RecordPhases = KmsOperations.IsLogin(measurement.Operation);
+        var cpu = Environment.CpuUsage.TotalTime;
+        Console.WriteLine(Measuring);
+        var start = Stopwatch.GetTimestamp();
+        var (latencies, failures) = measurement.Rate is { } rate
+            ? await OpenLoopAsync(calls, call, measurement.Seconds, rate)
+            : await ClosedLoopAsync(calls, call, measurement.Seconds, measurement.Concurrency);
+        var seconds = Stats.Ms(start) / 1000;
+        Console.WriteLine(Done);
+        var cpuMs = (Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds;
+        calls.RecordPhases = false;
+
+        var result = new JsonObject
+        {
+            ["operation"] = measurement.Operation,
+            ["seconds"] = seconds,
+            ["latencies_ms"] = new JsonArray([.. latencies.Select(ms => (JsonNode)ms)]),
+            ["failures"] = failures,
+            ["first_failure"] = calls.FirstFailure,
+            ["cpu_ms"] = cpuMs,
+            ["phases_ms"] = calls.PhasesJson(),
+        };
+        await File.WriteAllTextAsync(output, result.ToJsonString());
+        return 0;
+    }
+
+    private static async Task<(List<double> Latencies, int Failures)> ClosedLoopAsync(KmsCalls calls, Func<Task> call, int seconds, int concurrency)
+    {
+        var latencies = new ConcurrentBag<double>();
+        var failures = 0;
+        var until = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
+        {
+            while (Stopwatch.GetTimestamp() < until)
+            {
+                if (await calls.MeasureAsync(call, Stopwatch.GetTimestamp()) is { } ms)
+                {
+                    latencies.Add(ms);
+                }
+                else
+                {
+                    Interlocked.Increment(ref failures);
+                }
+            }
+        })));
+        return ([.. latencies], failures);
+    }
+
+    /// <summary>Calls start on schedule whether or not earlier ones have returned; latency counts from the scheduled start.</summary>
+    private static async Task<(List<double> Latencies, int Failures)> OpenLoopAsync(KmsCalls calls, Func<Task> call, int seconds, int rate)
+    {
+        var latencies = new ConcurrentBag<double>();
+        var failures = 0;
+        var started = new List<Task>();
+        var t0 = Stopwatch.GetTimestamp();
+        var total = rate * seconds;
+        for (var i = 0; i < total; i++)
+        {
+            var scheduled = t0 + (long)(i * Stopwatch.Frequency / (double)rate);
+            var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), scheduled);
+            if (wait > TimeSpan.FromMilliseconds(1))
+            {
+                await Task.Delay(wait);
+            }
+
+            started.Add(Task.Run(async () =>
+            {
+                if (await calls.MeasureAsync(call, scheduled) is { } ms)
+                {
+                    latencies.Add(ms);
+                }
+                else
+                {
+                    Interlocked.Increment(ref failures);
+                }
+            }));
+        }
+
+        await Task.WhenAll(started);
+        return ([.. latencies], failures);
+    }
+
+    /// <summary>The calls of each operation as the child makes them, with the first failure and the login phases they record.</summary>
+    private sealed class KmsCalls(KmsAgentSide agent, KmsClientInput input)
+    {
+        private readonly ConcurrentDictionary<string, ConcurrentBag<double>> _phases = new(StringComparer.Ordinal);
+        private readonly Attestor _attestor = agent.Attestor(agent.Client);
+        private int _csrIndex;
+        private string? _firstFailure;
+
+        /// <summary>Whether logins add their phase timings (only inside the measured window).</summary>
+        public bool RecordPhases { get; set; }
+
+        /// <summary>The first failure's message, warm-up included.</summary>
+        public string? FirstFailure => _firstFailure;
+
+        public Func<Task> For(string operation) => operation switch
+        {
+            "login" => () => LoginAsync(_attestor),
+            "login-fresh" => async () =>
+            {
+                using var fresh = agent.NewClient();
+                await LoginAsync(agent.Attestor(fresh));
+            },
+            "read" => () => agent.Client.ReadKvAsync(input.SecretPath, input.FunctionToken ?? throw new InvalidDataException("read needs a function token"), default),
+            "sign" => SignCall(),
+            _ => throw new ArgumentException($"unknown KMS operation '{operation}': choose from {KmsOperations.All}"),
+        };
+
+        /// <summary>Runs one call; its latency from <paramref name="scheduled"/>, or null when it failed.</summary>
+        public async Task<double?> MeasureAsync(Func<Task> call, long scheduled)
+        {
+            try
+            {
+                await call();
+                return Stats.Ms(scheduled);
+            }
+            catch (Exception e) when (e is Morphisms.Agent.AgentException or KmsCallException or HttpRequestException or InvalidDataException)
+            {
+                Interlocked.CompareExchange(ref _firstFailure, e.GetBaseException().Message, null);
+                return null;
+            }
+        }
+
+        public JsonObject PhasesJson() => new([.. _phases.OrderBy(p => p.Key, StringComparer.Ordinal)
+            .Select(p => KeyValuePair.Create(p.Key, (JsonNode?)new JsonArray([.. p.Value.Select(ms => (JsonNode)ms)])))]);
+
+        // A pool of pre-made CSRs, so the caller's keygen is not in the figure.
+        private Func<Task> SignCall()
+        {
+            string[] csrs = [.. Enumerable.Range(0, 64).Select(i =>
+            {
+                using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+                return new CertificateRequest($"CN=c{i}.{input.RoleDomain}", key, HashAlgorithmName.SHA256).CreateSigningRequestPem();
+            })];
+            return () => agent.Client.SendAsync(HttpMethod.Post, "pki/sign/" + input.Role, new JsonObject
+            {
+                ["csr"] = csrs[Interlocked.Increment(ref _csrIndex) % csrs.Length],
+            }, input.RootToken, default);
+        }
+
+        private async Task LoginAsync(Attestor with)
+        {
+            var report = new Morphisms.Agent.Telemetry.ColdStartReport(TimeProvider.System);
+            var a = await with.AttestAsync(report, default);
+            a.Identity.Dispose();
+
+            // An instance keeps its certificate for its lifetime; here thousands a second would otherwise be left to
+            // the finalizer, whose X509 frees then cost more CPU than the KMS's own work.
+            a.Certificate.Certificate.Dispose();
+            foreach (var c in a.Certificate.Chain)
+            {
+                c.Dispose();
+            }
+
+            if (RecordPhases)
+            {
+                foreach (var (phase, phaseMs) in report.Phases)
+                {
+                    _phases.GetOrAdd(phase, _ => []).Add(phaseMs);
+                }
+            }
+        }
+    }
+}
