@@ -16,4 +16,13 @@ public sealed record SniGatewayOptions
 
     /// <summary>Connections served at once; further ones are refused so memory stays bounded.</summary>
     public int MaxConnections { get; init; } = 4096;
+
+    /// <summary>
+    /// Moves the bytes of established connections with the epoll + splice(2) relay (Linux) instead of async copy
+    /// loops; where the relay cannot run the gateway uses the copy loops regardless. False forces the copy loops.
+    /// </summary>
+    public bool UseSpliceRelay { get; init; } = true;
+
+    /// <summary>Relay threads when <see cref="UseSpliceRelay"/>; 0 picks one per machine up to 3 cores, two from 4.</summary>
+    public int SpliceRelayThreads { get; init; }
 }

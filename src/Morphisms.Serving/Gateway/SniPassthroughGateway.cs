@@ -8,6 +8,8 @@ namespace Morphisms.Serving.Gateway;
 /// The confidential-mode gateway: accepts TCP, reads only the SNI of the TLS ClientHello, and
 /// splices the connection's bytes to an instance of the matching revision. It holds no certificate
 /// and no key; it never sees plaintext. An unknown host gets a TLS <c>unrecognized_name</c> alert.
+/// On Linux an epoll + splice(2) relay moves the bytes (see <see cref="SniGatewayOptions.UseSpliceRelay"/>);
+/// elsewhere two async copy loops per connection do.
 /// </summary>
 public sealed class SniPassthroughGateway : IAsyncDisposable
 {
@@ -27,6 +29,7 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     private readonly TcpListener _listener;
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _slots;
+    private SpliceRelay? _relay;
     private Task? _acceptLoop;
 
     /// <summary>Creates the gateway; call <see cref="Start"/> to listen. <paramref name="observer"/> receives per-connection events for metrics.</summary>
@@ -53,10 +56,19 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
 
     private long _refusedForBackend;
 
+    /// <summary>The relay moving established connections, or null when they are copied by async pumps.</summary>
+    internal SpliceRelay? Relay => _relay;
+
     /// <summary>Starts listening and accepting.</summary>
     public void Start()
     {
         _listener.Start();
+        if (_options.UseSpliceRelay)
+        {
+            // Null off Linux or without epoll: the connections then go through the async pumps.
+            _relay = SpliceRelay.TryCreate(_options.SpliceRelayThreads > 0 ? _options.SpliceRelayThreads : SpliceRelay.DefaultThreads);
+        }
+
         _acceptLoop = AcceptLoopAsync(_stopping.Token);
     }
 
@@ -70,6 +82,9 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
             await _acceptLoop.ConfigureAwait(false);
         }
 
+        // After the stop registrations ran: they ended the relayed pairs already. This ends any a connection handed
+        // over meanwhile and stops the relay threads.
+        _relay?.Dispose();
         _stopping.Dispose();
         _slots.Dispose();
     }
@@ -125,7 +140,7 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
 
         // One pooled buffer per direction for the connection's whole life; the ClientHello is read into the
         // upstream one and forwarded from it in a single send, never copied.
-        var toBackendBuffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        byte[]? toBackendBuffer = ArrayPool<byte>.Shared.Rent(BufferSize);
         var toClientBuffer = (byte[]?)null;
         try
         {
@@ -154,9 +169,11 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
                 }
 
                 connecting = new Socket(target.Endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                await connecting.ConnectAsync(target.Endpoint, backendTimeout.Token).ConfigureAwait(false);
+                await (_relay is { } relay
+                    ? relay.ConnectAsync(connecting, target.Endpoint, backendTimeout.Token)
+                    : connecting.ConnectAsync(target.Endpoint, backendTimeout.Token)).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or Activation.ActivatorOverloadedException)
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or Activation.ActivatorOverloadedException)
             {
                 // No instance in time, or the activator's queue is full: TLS has not started, so closing is all we can say.
                 Interlocked.Increment(ref _refusedForBackend);
@@ -170,30 +187,46 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
             _observer?.Forwarded(target);
 
             // One registration per connection instead of a cancellable token on every receive and send: stopping
-            // the gateway closes both sockets, which ends both pumps.
-            using var stop = stopping.UnsafeRegister(static state =>
-            {
-                var (a, b) = ((Socket, Socket))state!;
-                a.Dispose();
-                b.Dispose();
-            }, (client, backend));
+            // the gateway closes both sockets, which ends both pumps (or the relayed pair).
+            var connection = new ConnectionStop(client, backend);
+            using var stop = stopping.UnsafeRegister(static state => ((ConnectionStop)state!).Stop(), connection);
 
-            if (!await TrySendAllAsync(backend, toBackendBuffer.AsMemory(0, helloLength)).ConfigureAwait(false))
+            if (!await TryForwardHelloAsync(backend, toBackendBuffer.AsMemory(0, helloLength)).ConfigureAwait(false))
             {
                 return;
             }
 
+            var observer = target.Held ? _observer : null;
+            if (_relay?.TryStart(client, backend, observer is null ? null : at => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted, at))) is { } relayed)
+            {
+                // Nothing is pending on either socket now (the hello's send completed), as the relay requires.
+                ArrayPool<byte>.Shared.Return(toBackendBuffer);
+                toBackendBuffer = null;
+                connection.Relayed = relayed;
+                if (stopping.IsCancellationRequested)
+                {
+                    relayed.Abort(); // the stop may have run before Relayed was set
+                }
+
+                await relayed.Completion.ConfigureAwait(false);
+                return;
+            }
+
             toClientBuffer = ArrayPool<byte>.Shared.Rent(BufferSize);
-            Action? firstByte = target.Held && _observer is { } observer
-                ? () => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted))
-                : null;
+            Action? firstByte = observer is null
+                ? null
+                : () => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted));
             var toBackend = PumpAsync(client, backend, toBackendBuffer, null);
             var toClient = PumpAsync(backend, client, toClientBuffer, firstByte);
             await Task.WhenAll(toBackend, toClient).ConfigureAwait(false);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(toBackendBuffer);
+            if (toBackendBuffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(toBackendBuffer);
+            }
+
             if (toClientBuffer is not null)
             {
                 ArrayPool<byte>.Shared.Return(toClientBuffer);
@@ -227,7 +260,10 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
                     buffer = larger;
                 }
 
-                var read = await client.ReceiveAsync(buffer.AsMemory(length), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+                // With the relay, the ClientHello (as the connect and the hello's forwarding) waits on a relay thread: see SpliceRelay.
+                var read = await (_relay is { } relay
+                    ? relay.ReceiveAsync(client, buffer.AsMemory(length), timeout.Token)
+                    : client.ReceiveAsync(buffer.AsMemory(length), SocketFlags.None, timeout.Token)).ConfigureAwait(false);
                 if (read == 0)
                 {
                     return (ClientHelloStatus.Invalid, null, buffer, 0);
@@ -293,6 +329,28 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Sends the ClientHello (and whatever came with it) to the backend. No token: the stop registration closes the
+    /// socket, which ends a wait for writability on the relay as it ends .NET's send.
+    /// </summary>
+    private async ValueTask<bool> TryForwardHelloAsync(Socket backend, ReadOnlyMemory<byte> hello)
+    {
+        if (_relay is null)
+        {
+            return await TrySendAllAsync(backend, hello).ConfigureAwait(false);
+        }
+
+        try
+        {
+            await _relay.SendAllAsync(backend, hello, CancellationToken.None).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
     private static async ValueTask<bool> TrySendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes)
     {
         try
@@ -312,4 +370,25 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     }
 
     private static async Task TrySendAsync(Socket socket, byte[] bytes) => await TrySendAllAsync(socket, bytes).ConfigureAwait(false);
+
+    /// <summary>What stopping the gateway does to one connection.</summary>
+    private sealed class ConnectionStop(Socket client, Socket backend)
+    {
+        private volatile RelayedPair? _relayed;
+
+        public RelayedPair? Relayed
+        {
+            set => _relayed = value;
+        }
+
+        public void Stop()
+        {
+            // Abort at the relay first: disposing a socket whose handle the relay still references waits until the
+            // relay lets go. The dispose's abortive disconnect wakes the relay too, but the abort does not depend
+            // on which readiness the relay happens to be waiting for.
+            _relayed?.Abort();
+            client.Dispose();
+            backend.Dispose();
+        }
+    }
 }
