@@ -120,7 +120,7 @@ internal sealed unsafe class SpliceRelayLoop : IDisposable
 
     private void Wake()
     {
-        // One eventfd write per batch of requests: the loop clears the flag before it drains the queues.
+        // One eventfd write per batch of requests: the loop drains the eventfd, then clears the flag, then the queues.
         if (Interlocked.Exchange(ref _wakePending, 1) == 0)
         {
             ulong one = 1;
@@ -211,9 +211,14 @@ internal sealed unsafe class SpliceRelayLoop : IDisposable
     /// <summary>Registers new entries and ends aborted ones. False when the loop is to stop.</summary>
     private bool TakeRequests()
     {
-        Volatile.Write(ref _wakePending, 0);
+        // Drain first, then clear the flag, with a full fence before the queues are read. Cleared before the drain, a
+        // producer's wake-up written in between was swallowed by the drain while the flag stayed set, so no later
+        // producer ever wrote again and their entries sat in the queue for good (the gateway hung at ~500 new
+        // connections/s). In this order a producer that saw the flag set enqueued before the exchange below, so the
+        // dequeue sees its entry; one that sees it clear writes a wake-up the drain has not consumed.
         ulong drained;
         _ = Read(_wake, &drained, sizeof(ulong));
+        Interlocked.Exchange(ref _wakePending, 0);
 
         while (_incoming.TryDequeue(out var entry))
         {

@@ -388,6 +388,58 @@ public class SpliceRelayTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task Set_up_waits_from_many_threads_at_once_are_never_lost()
+    {
+        // Eight connections each wait for a byte on the relay thousands of times while the others do the same, so
+        // requests keep arriving while the loop drains its wake-up. A lost wake-up leaves a wait queued forever
+        // (the gateway then stops reading new ClientHellos); here it times out the wait.
+        var relay = SpliceRelay.TryCreate(1);
+        Assert.NotNull(relay);
+        using var listener = Listen();
+        var pairs = new List<(Socket Waiter, Socket Sender)>();
+        for (var i = 0; i < 8; i++)
+        {
+            var sender = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            await sender.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+            pairs.Add((await listener.AcceptSocketAsync(), sender));
+        }
+
+        try
+        {
+            await Task.WhenAll(pairs.Select(pair => Task.Run(async () =>
+            {
+                var buffer = new byte[1];
+                for (var n = 0; n < 1500; n++)
+                {
+                    var receiving = relay.ReceiveAsync(pair.Waiter, buffer, CancellationToken.None).AsTask();
+                    pair.Sender.Send([(byte)n]);
+
+                    // A wall-clock bound, not a token: a wait the loop never took cannot be canceled through it either.
+                    Assert.Equal(1, await receiving.WaitAsync(TimeSpan.FromSeconds(10)));
+                    Assert.Equal((byte)n, buffer[0]);
+                }
+            })));
+        }
+        finally
+        {
+            // Bounded: after a lost wake-up, disposing a socket the stuck wait still references blocks, and so does
+            // stopping the loop; the test must fail, not hang.
+            await Task.Run(() =>
+            {
+                foreach (var (waiter, sender) in pairs)
+                {
+                    waiter.Dispose();
+                    sender.Dispose();
+                }
+
+                relay.Dispose();
+            }).WaitAsync(TimeSpan.FromSeconds(10));
+        }
+
+        Assert.Equal(0, relay.Active);
+    }
+
     private static TcpListener Listen()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
