@@ -15,7 +15,7 @@ internal static class BurstScenario
         var flavours = new[] { Flavour.Confidential, Flavour.Plain };
         var rows = new JsonArray();
         var table = new List<(int Size, Flavour Flavour, double LastMs, double P50, double P95, int Errors)>();
-        var loadBefore = ColdStartScenario.LoadAverage();
+        var loadBefore = Machine.LoadAverages();
 
         foreach (var flavour in flavours)
         {
@@ -57,7 +57,7 @@ internal static class BurstScenario
 
         Console.Error.WriteLine();
         Console.WriteLine();
-        var loadAfter = ColdStartScenario.LoadAverage();
+        var loadAfter = Machine.LoadAverages();
         Console.WriteLine($"burst from zero: N concurrent POST /sign, each caller its own connection; time until the last response ({reps} rep(s), median shown); load average before {loadBefore}, after {loadAfter}");
         Console.WriteLine($"{"N",4} {"confidential ms",16} {"plain ms",10} {"ratio",7} {"conf p50",9} {"plain p50",10} {"errors c/p",11}  targets");
         var summary = new JsonArray();

@@ -13,7 +13,7 @@ internal static class ColdStartScenario
     public static async Task<JsonObject> RunAsync(BenchEnvironment env, int starts, CancellationToken ct)
     {
         var flavours = new[] { Flavour.Confidential, Flavour.Plain };
-        var loadBefore = LoadAverage();
+        var loadBefore = Machine.LoadAverages();
         var firstByte = flavours.ToDictionary(f => f, _ => new List<double>());
         var phases = flavours.ToDictionary(f => f, _ => new Dictionary<string, List<double>>(StringComparer.Ordinal));
         var errors = flavours.ToDictionary(f => f, _ => new List<string>());
@@ -73,7 +73,7 @@ internal static class ColdStartScenario
         }
 
         Console.Error.WriteLine();
-        var loadAfter = LoadAverage();
+        var loadAfter = Machine.LoadAverages();
         var conf = firstByte[Flavour.Confidential];
         var plain = firstByte[Flavour.Plain];
         var ratio50 = Stats.Percentile(conf, 50) / Stats.Percentile(plain, 50);
@@ -134,10 +134,6 @@ internal static class ColdStartScenario
 
     private static void Add(Dictionary<string, List<double>> phases, string phase, double ms) =>
         (phases.TryGetValue(phase, out var list) ? list : phases[phase] = []).Add(ms);
-
-    /// <summary>The 1/5/15-minute load averages (the machine is shared: every figure is reported next to them).</summary>
-    public static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
 
     public static string Name(Flavour flavour) => flavour == Flavour.Confidential ? "confidential" : "plain";
 

@@ -241,24 +241,13 @@ internal static class GatewayScenario
     private static async Task<Trial> RunTrialAsync(TrialSpec spec, Func<TimeSpan>? proxyCpu, CancellationToken ct, Func<TimeSpan>? instanceCpu = null)
     {
         var output = Path.Combine(spec.WorkDirectory, "latencies.bin");
-        var self = typeof(GatewayScenario).Assembly.Location;
-        var processPath = Environment.ProcessPath ?? "dotnet";
-        var info = new ProcessStartInfo(processPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(processPath) == "dotnet")
-        {
-            info.ArgumentList.Add(self);
-        }
-
-        foreach (var arg in new[]
-                 {
-                     GatewayLoadClient.Command, "--connect", spec.Connect.ToString(), "--sni", spec.Name, "--pin", Convert.ToHexString(spec.Pin),
-                     "--concurrency", spec.Concurrency.ToString(CultureInfo.InvariantCulture), "--mode", spec.Mode,
-                     "--request", spec.Request.ToString().ToLowerInvariant(), "--seconds", spec.Seconds.ToString(CultureInfo.InvariantCulture),
-                     "--warmup", spec.Warmup.ToString(CultureInfo.InvariantCulture), "--out", output,
-                 })
-        {
-            info.ArgumentList.Add(arg);
-        }
+        var info = Machine.ChildStartInfo(
+        [
+            GatewayLoadClient.Command, "--connect", spec.Connect.ToString(), "--sni", spec.Name, "--pin", Convert.ToHexString(spec.Pin),
+            "--concurrency", spec.Concurrency.ToString(CultureInfo.InvariantCulture), "--mode", spec.Mode,
+            "--request", spec.Request.ToString().ToLowerInvariant(), "--seconds", spec.Seconds.ToString(CultureInfo.InvariantCulture),
+            "--warmup", spec.Warmup.ToString(CultureInfo.InvariantCulture), "--out", output,
+        ]);
 
         var instanceBefore = instanceCpu?.Invoke();
         var cpuBefore = proxyCpu?.Invoke();
@@ -270,7 +259,7 @@ internal static class GatewayScenario
         var cpuAfter = proxyCpu?.Invoke();
         var instanceAfter = instanceCpu?.Invoke();
         var wall = Stopwatch.GetElapsedTime(wallStart);
-        var loadAverage = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        var loadAverage = Machine.LoadAverages(1);
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"load client failed ({process.ExitCode}): {await stderr}");

@@ -15,23 +15,8 @@ internal static class KmsClientProcess
     {
         var output = Path.Combine(workDirectory, "kms-client.json");
         File.Delete(output);
-        var processPath = Environment.ProcessPath ?? "dotnet";
-        var info = new ProcessStartInfo(processPath)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        if (Path.GetFileNameWithoutExtension(processPath) == "dotnet")
-        {
-            info.ArgumentList.Add(typeof(KmsLoadClient).Assembly.Location);
-        }
-
-        foreach (var arg in (string[])[KmsLoadClient.Command, .. measurement.Arguments(), "--out", output])
-        {
-            info.ArgumentList.Add(arg);
-        }
+        var info = Machine.ChildStartInfo([KmsLoadClient.Command, .. measurement.Arguments(), "--out", output]);
+        info.RedirectStandardInput = true; // the tokens travel on stdin
 
         using var process = Process.Start(info) ?? throw new InvalidOperationException("kms-client did not start");
         using var kill = ct.Register(() => Kill(process));
@@ -42,7 +27,7 @@ internal static class KmsClientProcess
         await process.StandardInput.WriteAsync(input.ToJson().ToJsonString());
         process.StandardInput.Close();
         await process.WaitForExitAsync(ct);
-        var loadAverage = LoadAverage1();
+        var loadAverage = Machine.LoadAverage1();
         var errors = (await stderr).Trim();
         if (process.ExitCode != 0)
         {
@@ -84,9 +69,6 @@ internal static class KmsClientProcess
             // already exited
         }
     }
-
-    private static double LoadAverage1() =>
-        File.Exists("/proc/loadavg") && double.TryParse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture, out var v) ? v : -1;
 
     /// <summary>
     /// This process's CPU time between the child's <see cref="KmsLoadClient.Measuring"/> and <see cref="KmsLoadClient.Done"/>

@@ -84,31 +84,22 @@ internal static class KmsLoadClient
 
     private static async Task<(List<double> Latencies, int Failures)> ClosedLoopAsync(KmsCalls calls, Func<Task> call, int seconds, int concurrency)
     {
-        var latencies = new ConcurrentBag<double>();
-        var failures = 0;
+        var tally = new Tally();
         var until = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
         await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
         {
             while (Stopwatch.GetTimestamp() < until)
             {
-                if (await calls.MeasureAsync(call, Stopwatch.GetTimestamp()) is { } ms)
-                {
-                    latencies.Add(ms);
-                }
-                else
-                {
-                    Interlocked.Increment(ref failures);
-                }
+                tally.Add(await calls.MeasureAsync(call, Stopwatch.GetTimestamp()));
             }
         })));
-        return ([.. latencies], failures);
+        return tally.Result();
     }
 
     /// <summary>Calls start on schedule whether or not earlier ones have returned; latency counts from the scheduled start.</summary>
     private static async Task<(List<double> Latencies, int Failures)> OpenLoopAsync(KmsCalls calls, Func<Task> call, int seconds, int rate)
     {
-        var latencies = new ConcurrentBag<double>();
-        var failures = 0;
+        var tally = new Tally();
         var started = new List<Task>();
         var t0 = Stopwatch.GetTimestamp();
         var total = rate * seconds;
@@ -121,21 +112,33 @@ internal static class KmsLoadClient
                 await Task.Delay(wait);
             }
 
-            started.Add(Task.Run(async () =>
-            {
-                if (await calls.MeasureAsync(call, scheduled) is { } ms)
-                {
-                    latencies.Add(ms);
-                }
-                else
-                {
-                    Interlocked.Increment(ref failures);
-                }
-            }));
+            started.Add(Task.Run(async () => tally.Add(await calls.MeasureAsync(call, scheduled))));
         }
 
         await Task.WhenAll(started);
-        return ([.. latencies], failures);
+        return tally.Result();
+    }
+
+    /// <summary>Latencies of the calls that succeeded and the count of those that failed, added from any thread.</summary>
+    private sealed class Tally
+    {
+        private readonly ConcurrentBag<double> _latencies = [];
+        private int _failures;
+
+        /// <summary>Adds one call's outcome: its latency, or null when it failed.</summary>
+        public void Add(double? latencyMs)
+        {
+            if (latencyMs is { } ms)
+            {
+                _latencies.Add(ms);
+            }
+            else
+            {
+                Interlocked.Increment(ref _failures);
+            }
+        }
+
+        public (List<double> Latencies, int Failures) Result() => ([.. _latencies], Volatile.Read(ref _failures));
     }
 
     /// <summary>The calls of each operation as the child makes them, with the first failure and the login phases they record.</summary>

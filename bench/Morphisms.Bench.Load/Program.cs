@@ -122,6 +122,35 @@ internal sealed class Options
 
 internal static class Machine
 {
+    /// <summary>The first <paramref name="count"/> load averages (1, 5, 15 minutes) as the kernel prints them, or "unknown".</summary>
+    public static string LoadAverages(int count = 3) =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(count)) : "unknown";
+
+    /// <summary>The 1-minute load average, or -1 when unknown.</summary>
+    public static double LoadAverage1() =>
+        double.TryParse(LoadAverages(1), CultureInfo.InvariantCulture, out var v) ? v : -1;
+
+    /// <summary>
+    /// Starts this bench's own assembly as a child running <paramref name="arguments"/> (a scenario's load generator),
+    /// with its standard output and error redirected: through the <c>dotnet</c> host when that is what runs us.
+    /// </summary>
+    public static ProcessStartInfo ChildStartInfo(IEnumerable<string> arguments)
+    {
+        var processPath = Environment.ProcessPath ?? "dotnet";
+        var info = new ProcessStartInfo(processPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(processPath) == "dotnet")
+        {
+            info.ArgumentList.Add(typeof(Machine).Assembly.Location);
+        }
+
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        return info;
+    }
+
     public static string Describe()
     {
         var cpu = File.Exists("/proc/cpuinfo")
