@@ -96,7 +96,7 @@ public class SniPassthroughSpliceTests
     {
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await client.ConnectAsync(gateway);
-        var reading = ReadToEndAsync(client);
+        var reading = SocketTestIo.ReadToEndAsync(client);
         foreach (var piece in pieces)
         {
             await client.SendAsync(piece);
@@ -108,19 +108,6 @@ public class SniPassthroughSpliceTests
 
         client.Shutdown(SocketShutdown.Send);
         return await reading.WaitAsync(TimeSpan.FromSeconds(30));
-    }
-
-    private static async Task<byte[]> ReadToEndAsync(Socket socket)
-    {
-        var all = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        int read;
-        while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-        {
-            all.Write(buffer, 0, read);
-        }
-
-        return all.ToArray();
     }
 
     /// <summary>
@@ -185,7 +172,7 @@ public class SniPassthroughSpliceTests
         private async Task ServeAsync()
         {
             using var socket = await _listener.AcceptSocketAsync();
-            var received = await ReadToEndAsync(socket);
+            var received = await SocketTestIo.ReadToEndAsync(socket);
             await socket.SendAsync(received);
             socket.Shutdown(SocketShutdown.Both);
         }

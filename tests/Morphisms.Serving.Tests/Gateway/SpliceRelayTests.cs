@@ -78,14 +78,14 @@ public class SpliceRelayTests(ITestOutputHelper output)
         {
             using var socket = await listener.AcceptSocketAsync();
             var sending = socket.SendAsync(download);
-            var received = await ReadToEndAsync(socket);
+            var received = await SocketTestIo.ReadToEndAsync(socket);
             await sending;
             socket.Shutdown(SocketShutdown.Send);
             return received;
         });
 
         using var client = await ConnectAsync(gateway);
-        var reading = ReadToEndAsync(client);
+        var reading = SocketTestIo.ReadToEndAsync(client);
         await client.SendAsync(hello);
         await client.SendAsync(upload);
         client.Shutdown(SocketShutdown.Send);
@@ -204,7 +204,7 @@ public class SpliceRelayTests(ITestOutputHelper output)
         Assert.True(elapsed >= TimeSpan.FromMilliseconds(150), $"elapsed {elapsed} counts from the accept");
         backend.Shutdown(SocketShutdown.Both);
         client.Shutdown(SocketShutdown.Send);
-        Assert.Equal("server hellomore"u8.ToArray(), await ReadToEndAsync(client).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal("server hellomore"u8.ToArray(), await SocketTestIo.ReadToEndAsync(client).WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(1, gateway.Relay!.Started);
         Assert.Equal(1, observer.Calls);
     }
@@ -383,7 +383,7 @@ public class SpliceRelayTests(ITestOutputHelper output)
             await client.SendAsync(hello);
             await client.SendAsync("ping"u8.ToArray());
             client.Shutdown(SocketShutdown.Send);
-            var echoed = await ReadToEndAsync(client).WaitAsync(TimeSpan.FromSeconds(10));
+            var echoed = await SocketTestIo.ReadToEndAsync(client).WaitAsync(TimeSpan.FromSeconds(10));
             Assert.Equal([.. hello, .. "ping"u8], echoed);
         }
     }
@@ -460,19 +460,6 @@ public class SpliceRelayTests(ITestOutputHelper output)
         var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await client.ConnectAsync(gateway.LocalEndPoint);
         return client;
-    }
-
-    private static async Task<byte[]> ReadToEndAsync(Socket socket)
-    {
-        var all = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        int read;
-        while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-        {
-            all.Write(buffer, 0, read);
-        }
-
-        return all.ToArray();
     }
 
     private static async Task<byte[]> ReadExactlyAsync(Socket socket, int length)
@@ -569,7 +556,7 @@ public class SpliceRelayTests(ITestOutputHelper output)
                 _ = Task.Run(async () =>
                 {
                     using var _ = socket;
-                    var received = await ReadToEndAsync(socket);
+                    var received = await SocketTestIo.ReadToEndAsync(socket);
                     await socket.SendAsync(received);
                     socket.Shutdown(SocketShutdown.Both);
                 }, CancellationToken.None);
