@@ -6,6 +6,7 @@ using Morphisms.Attestation.Collateral;
 using Morphisms.Attestation.Verify.Snp;
 using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
+using Morphisms.Kms.Pki;
 
 namespace Morphisms.Kms.Attest;
 
@@ -159,10 +160,10 @@ internal sealed record LoginRequest
         {
             // An EC key's curve is read from its parameters rather than by importing it: loading the CSR has just
             // imported it once to check the signature, and an import re-validates the point (a scalar multiplication).
-            if (key.Oid.Value == EcPublicKeyOid)
+            if (key.Oid.Value == PkiCertificates.EcPublicKeyOid)
             {
                 return key.EncodedParameters?.RawData is { } parameters
-                    && new AsnReader(parameters, AsnEncodingRules.DER).ReadObjectIdentifier() is P256CurveOid or P384CurveOid;
+                    && new AsnReader(parameters, AsnEncodingRules.DER).ReadObjectIdentifier() is PkiCertificates.P256CurveOid or PkiCertificates.P384CurveOid;
             }
 
             using var rsa = key.GetRSAPublicKey();
@@ -173,10 +174,6 @@ internal sealed record LoginRequest
             return false;
         }
     }
-
-    private const string EcPublicKeyOid = "1.2.840.10045.2.1";
-    private const string P256CurveOid = "1.2.840.10045.3.1.7";
-    private const string P384CurveOid = "1.3.132.0.34";
 
     private static byte[]? Base64(Fields f, string name, int maxBytes)
     {

@@ -70,8 +70,8 @@ internal sealed partial class PkiBackend
         var csr = ParseCsr(request.Fields.RequiredString("csr"), "csr");
         var csrKeyType = csr.PublicKey.Oid.Value switch
         {
-            "1.2.840.10045.2.1" => "ec",
-            "1.2.840.113549.1.1.1" => "rsa",
+            PkiCertificates.EcPublicKeyOid => "ec",
+            PkiCertificates.RsaPublicKeyOid => "rsa",
             _ => throw KmsException.BadRequest("invalid 'csr': its key is neither EC nor RSA"),
         };
         if (csrKeyType != role.KeyType)
