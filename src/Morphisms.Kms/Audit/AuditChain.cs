@@ -19,7 +19,10 @@ internal static partial class AuditChain
     public static readonly int SuffixLength = Suffix(Genesis, "hmac-sha256:" + Genesis).Length;
 
     /// <summary>SHA-256 of the body, hex.</summary>
-    public static string HashBody(string body) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(body)));
+    public static string HashBody(string body) => HashBody(Encoding.UTF8.GetBytes(body));
+
+    /// <summary>SHA-256 of the body's UTF-8 bytes, hex.</summary>
+    public static string HashBody(ReadOnlySpan<byte> utf8Body) => Convert.ToHexStringLower(SHA256.HashData(utf8Body));
 
     /// <summary>The chain MAC of an entry.</summary>
     public static string Mac(byte[] chainKey, string previousMac, string hash) =>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -12,6 +13,9 @@ namespace Morphisms.Kms.Audit;
 /// </summary>
 internal sealed class AuditLog : IDisposable
 {
+    private const int InitialLineBytes = 4096;
+    private const int RetainedLineBytes = 256 * 1024;
+
     private readonly FileStream _file;
     private readonly AuditKeys _keys;
     private readonly TimeProvider _time;
@@ -19,6 +23,10 @@ internal sealed class AuditLog : IDisposable
     private long _seq;
     private string _prevHash = AuditChain.Genesis;
     private string _prevMac = "";
+    private ArrayBufferWriter<byte> _line = new(InitialLineBytes);
+
+    // Not validating: the body is deliberately left open (the chain suffix closes it), and its shape is fixed here.
+    private readonly Utf8JsonWriter _writer = new(Stream.Null, new JsonWriterOptions { SkipValidation = true });
 
     private AuditLog(FileStream file, AuditKeys keys, TimeProvider time)
     {
@@ -65,30 +73,52 @@ internal sealed class AuditLog : IDisposable
     {
         lock (_lock)
         {
+            // Every request writes two or three entries, so the line is built as UTF-8 in one buffer reused under
+            // the lock; building it as strings was most of the KMS's garbage under login load. The bytes are those
+            // the verifier hashes: it re-encodes the body it reads, and Utf8JsonWriter escapes as the serialiser does.
             var seq = _seq + 1;
-            var body = new StringBuilder();
-            body.Append(CultureInfo.InvariantCulture, $"{{\"seq\":{seq}");
-            body.Append(",\"time\":").Append(JsonSerializer.Serialize(Http.Timestamps.Rfc3339(_time.GetUtcNow())));
+            _line.ResetWrittenCount();
+            _writer.Reset(_line);
+            _writer.WriteStartObject();
+            _writer.WriteNumber("seq", seq);
+            _writer.WriteString("time", Http.Timestamps.Rfc3339(_time.GetUtcNow()));
             foreach (var (key, value) in fields)
             {
-                body.Append(',').Append(JsonSerializer.Serialize(key)).Append(':').Append(value?.ToJsonString() ?? "null");
+                _writer.WritePropertyName(key);
+                if (value is null)
+                {
+                    _writer.WriteNullValue();
+                }
+                else
+                {
+                    value.WriteTo(_writer);
+                }
             }
 
-            body.Append(",\"prev\":\"").Append(_prevHash).Append('"');
-            var bodyText = body.ToString();
-            var hash = AuditChain.HashBody(bodyText);
+            _writer.WriteString("prev", _prevHash);
+            _writer.Flush();
+            var hash = AuditChain.HashBody(_line.WrittenSpan);
             var mac = AuditChain.Mac(_keys.ChainKey, _prevMac, hash);
-            var line = Encoding.UTF8.GetBytes(bodyText + AuditChain.Suffix(hash, mac) + "\n");
-            _file.Write(line);
+            Encoding.UTF8.GetBytes(AuditChain.Suffix(hash, mac) + "\n", _line);
+            _file.Write(_line.WrittenSpan);
             _file.Flush();
             _seq = seq;
             _prevHash = hash;
             _prevMac = mac;
+            if (_line.Capacity > RetainedLineBytes)
+            {
+                // One huge entry (a large secret's hashed shape) should not pin its buffer for the process's life.
+                _line = new ArrayBufferWriter<byte>(InitialLineBytes);
+            }
         }
     }
 
     /// <summary>Closes the file.</summary>
-    public void Dispose() => _file.Dispose();
+    public void Dispose()
+    {
+        _writer.Dispose();
+        _file.Dispose();
+    }
 
     private void Recover()
     {

@@ -121,6 +121,42 @@ public sealed class AuditLogTests : IDisposable
     }
 
     [Fact]
+    public void Entries_are_escaped_json_the_serialiser_would_write_and_verify_after_a_large_one()
+    {
+        var parsed = JsonNode.Parse("""{"nested":{"list":[1,2.5,true,null,"x"]},"unicode":"caf\u00e9 \u2603 <tag> & 'q' +"}""")!.AsObject();
+        var fields = new JsonObject
+        {
+            ["type"] = "request",
+            ["odd key \"\u00e9\n"] = "line\nbreak\ttab\u0001 caf\u00e9 <script>",
+            ["parsed"] = parsed,
+            ["none"] = null,
+            ["big"] = new string('a', 300_000),
+        };
+        using (var log = AuditLog.Open(LogPath, _keys, _time))
+        {
+            log.Append(fields.DeepClone().AsObject());
+            log.Append(new JsonObject { ["type"] = "after" });
+        }
+
+        var line = File.ReadAllLines(LogPath)[0];
+        Assert.True(AuditChain.TrySplit(line, out var body, out _, out _));
+
+        // What the log wrote before it built lines as UTF-8: the serialiser's escaping of each key and value.
+        var expected = new StringBuilder("{\"seq\":1,\"time\":").Append(System.Text.Json.JsonSerializer.Serialize(Morphisms.Kms.Http.Timestamps.Rfc3339(_time.GetUtcNow())));
+        foreach (var (key, value) in fields)
+        {
+            expected.Append(',').Append(System.Text.Json.JsonSerializer.Serialize(key)).Append(':').Append(value?.ToJsonString() ?? "null");
+        }
+
+        expected.Append(",\"prev\":\"").Append(AuditChain.Genesis).Append('"');
+        Assert.Equal(expected.ToString(), body);
+        Assert.True(line.All(char.IsAscii));
+        var result = AuditLogVerifier.Verify(LogPath, _keys.ChainKey);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(2, result.Entries);
+    }
+
+    [Fact]
     public void Values_are_hashed_with_the_value_key_in_vault_notation()
     {
         var hash = _keys.Hash("s3cr3t");

@@ -114,6 +114,42 @@ public class BadInputTests
     }
 
     [Fact]
+    public async Task Bodies_bigger_than_the_first_read_buffer_arrive_whole_up_to_the_limit()
+    {
+        const int Limit = 200_000;
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { MaxRequestBodyBytes = Limit });
+        var envelope = "{\"data\":{\"v\":\"\"}}".Length;
+        var exact = new string('e', Limit - envelope);
+        var chunked = string.Concat(Enumerable.Range(0, 90_000).Select(i => (char)('a' + i % 26)));
+        foreach (var (path, value, chunk) in new[] { ("secret/data/exact", exact, false), ("secret/data/chunked", chunked, true) })
+        {
+            var body = Encoding.UTF8.GetBytes("{\"data\":{\"v\":\"" + value + "\"}}");
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/" + path) { Content = new StreamContent(new MemoryStream(body)) };
+            request.Headers.Add("X-Vault-Token", kms.RootToken);
+            request.Headers.TransferEncodingChunked = chunk;
+            if (!chunk)
+            {
+                request.Content.Headers.ContentLength = body.Length;
+            }
+
+            using var response = await kms.Client.Http.SendAsync(request);
+            Assert.Equal(200, (int)response.StatusCode);
+            var read = (await kms.Client.GetAsync(path)).Expect(200).Data!;
+            Assert.Equal(value, read["data"]!["v"]!.GetValue<string>());
+        }
+
+        // One byte over, sent without a length: refused, and nothing written.
+        var before = Snapshot(kms);
+        var over = Encoding.UTF8.GetBytes("{\"data\":{\"v\":\"" + exact + "x\"}}");
+        using var overRequest = new HttpRequestMessage(HttpMethod.Post, "/v1/secret/data/over") { Content = new StreamContent(new MemoryStream(over)) };
+        overRequest.Headers.Add("X-Vault-Token", kms.RootToken);
+        overRequest.Headers.TransferEncodingChunked = true;
+        using var overResponse = await kms.Client.Http.SendAsync(overRequest);
+        Assert.Equal(413, (int)overResponse.StatusCode);
+        Assert.Equal(before, Snapshot(kms));
+    }
+
+    [Fact]
     public async Task Unknown_paths_methods_and_versions_are_4xx()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
