@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Morphisms.Attestation;
+using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Metrics;
@@ -151,11 +152,11 @@ internal sealed class AttestBackend : ILogicalBackend
         var evidenceHash = SHA256.HashData(login.Evidence);
         var measurement = Hex.Of(result.Claims.Measurement);
         var simulated = result.Simulated ? "true" : "false";
-        // Token and certificate are independent, so they are made side by side and their commits share one fsync
-        // (storage's group commit) instead of waiting for two in a row. Both are durable before the retirement index
-        // names them, which is what lets a concurrent retirement find and revoke them. Should one fail, the other
-        // is never returned to anyone and simply expires.
-        var creating = state.Tokens.CreateAsync(
+        // Token, certificate and the retirement index entries naming them are committed in one transaction: one
+        // fsync per login (shared with concurrent logins by group commit), and no moment at which a credential
+        // exists that a retirement's walk of the index could miss. Until the commit, none of them exists.
+        var writes = new WriteSet();
+        var (token, entry, warnings) = state.Tokens.PrepareOrphan(
             new TokenCreateRequest
             {
                 Policies = function.Policies,
@@ -179,15 +180,14 @@ internal sealed class AttestBackend : ILogicalBackend
                     ["attestation_status"] = result.Status.ToWireName(),
                 },
             },
-            ct);
-        var issuing = _issuer.IssueAsync(
-            new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), ct);
-        await Task.WhenAll(creating, issuing).ConfigureAwait(false);
-        var (token, entry, warnings) = await creating.ConfigureAwait(false);
-        var certificate = await issuing.ConfigureAwait(false);
+            writes);
+        var certificate = await _issuer.IssueAsync(
+            new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), writes, ct).ConfigureAwait(false);
+        await _retirement.IndexLoginAsync(state, function.Name, revision.Revision, entry, certificate.Serial, writes, ct).ConfigureAwait(false);
+        await writes.CommitAsync(ct).ConfigureAwait(false);
 
-        // Indexed for retirement; refuses (revoking both) if the revision was retired while this login ran.
-        await _retirement.RecordLoginAsync(state, function.Name, revision.Revision, entry, certificate.Serial, ct).ConfigureAwait(false);
+        // Refuses (revoking both) if the revision was retired while this login ran.
+        await _retirement.RefuseIfRetiredAsync(state, function.Name, revision.Revision, ct).ConfigureAwait(false);
         state.Audit?.Event("attest-login", request, new JsonObject
         {
             ["outcome"] = "accepted",

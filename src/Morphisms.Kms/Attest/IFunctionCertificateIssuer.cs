@@ -10,8 +10,11 @@ namespace Morphisms.Kms.Attest;
 /// </summary>
 internal interface IFunctionCertificateIssuer
 {
-    /// <summary>The certificate for <paramref name="request"/>, or an empty one when no CA can issue yet.</summary>
-    Task<IssuedCertificate> IssueAsync(FunctionCertificateRequest request, CancellationToken ct);
+    /// <summary>
+    /// The certificate for <paramref name="request"/>, or an empty one when no CA can issue yet. Its record is added to
+    /// <paramref name="writes"/>: the certificate exists for the KMS (revocable, listed) once the caller commits them.
+    /// </summary>
+    Task<IssuedCertificate> IssueAsync(FunctionCertificateRequest request, Barrier.WriteSet writes, CancellationToken ct);
 }
 
 /// <summary>What the issuer needs: who attested, as what, and the CSR of the key that lives in the TEE.</summary>
@@ -34,6 +37,6 @@ internal sealed record IssuedCertificate(string Certificate, IReadOnlyList<strin
 internal sealed class NoCertificateIssuer : IFunctionCertificateIssuer
 {
     /// <inheritdoc />
-    public Task<IssuedCertificate> IssueAsync(FunctionCertificateRequest request, CancellationToken ct) =>
+    public Task<IssuedCertificate> IssueAsync(FunctionCertificateRequest request, Barrier.WriteSet writes, CancellationToken ct) =>
         Task.FromResult(new IssuedCertificate("", []));
 }

@@ -1,6 +1,7 @@
 using Morphisms.Attestation;
 using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Attest;
+using Morphisms.Kms.Barrier;
 
 namespace Morphisms.Kms.Pki;
 
@@ -16,7 +17,7 @@ internal sealed class FunctionCertificateIssuer : IFunctionCertificateIssuer
     public const string MountPath = "pki/";
 
     /// <inheritdoc />
-    public async Task<IssuedCertificate> IssueAsync(FunctionCertificateRequest request, CancellationToken ct)
+    public async Task<IssuedCertificate> IssueAsync(FunctionCertificateRequest request, WriteSet writes, CancellationToken ct)
     {
         if (request.State.Mounts.Resolve(MountPath) is not { Backend: PkiBackend pki, Entry.Path: MountPath } || !pki.IsKmsRooted)
         {
@@ -31,7 +32,7 @@ internal sealed class FunctionCertificateIssuer : IFunctionCertificateIssuer
             request.EvidenceSha256,
             request.Attestation.Simulated);
         var (certificate, chain, serial) = await pki.IssueFunctionCertificateAsync(
-            request.Function.Name, request.Revision, request.Csr.PublicKey, TimeSpan.FromSeconds(request.Function.TokenMaxTtl), identity, ct).ConfigureAwait(false);
+            new FunctionLeaf(request.Function.Name, request.Revision, request.Csr.PublicKey, TimeSpan.FromSeconds(request.Function.TokenMaxTtl), identity), writes, ct).ConfigureAwait(false);
         return new IssuedCertificate(certificate, chain, serial);
     }
 }

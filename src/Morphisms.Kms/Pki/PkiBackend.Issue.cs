@@ -57,7 +57,7 @@ internal sealed partial class PkiBackend
         using var key = role.KeyType == "rsa" ? RSA.Create(role.KeyBits)
             : (AsymmetricAlgorithm)ECDsa.Create(role.KeyBits == 384 ? ECCurve.NamedCurves.nistP384 : ECCurve.NamedCurves.nistP256);
         var publicKey = new PublicKey(key);
-        var (data, _) = await SignLeafAsync(publicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, role.KeyType == "rsa", null, ct).ConfigureAwait(false);
+        var (data, _) = await SignLeafAsync(new LeafRequest(publicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, role.KeyType == "rsa"), ct).ConfigureAwait(false);
         data["private_key"] = key.ExportPkcs8PrivateKeyPem();
         data["private_key_type"] = role.KeyType;
         return KmsResponse.WithData(data);
@@ -86,24 +86,26 @@ internal sealed partial class PkiBackend
         }
 
         var (subject, names, ips, ttl) = ParseIssueFields(fields, role, "csr");
-        var (data, _) = await SignLeafAsync(csr.PublicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, csrKeyType == "rsa", null, ct).ConfigureAwait(false);
+        var (data, _) = await SignLeafAsync(new LeafRequest(csr.PublicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, csrKeyType == "rsa"), ct).ConfigureAwait(false);
         return KmsResponse.WithData(data);
     }
 
     /// <summary>
     /// Signs a function certificate at attest-login under the function's derived role: SANs
     /// <c>FUNCTION.DOMAIN</c> and <c>REVISION.FUNCTION.DOMAIN</c>, client and server use, the attested-identity
-    /// extension, and the validity given (the token's max TTL).
+    /// extension, and the validity given (the token's max TTL). The certificate's record is added to
+    /// <paramref name="writes"/>, for the login to commit with its token and retirement index.
     /// </summary>
     public async Task<(string Certificate, List<string> Chain, string Serial)> IssueFunctionCertificateAsync(
-        string function, int revision, PublicKey publicKey, TimeSpan validity, AttestedIdentityExtension identity, CancellationToken ct)
+        FunctionLeaf leaf, WriteSet writes, CancellationToken ct)
     {
         var config = await LoadConfigAsync(ct).ConfigureAwait(false);
         var domain = config.FunctionDomain ?? DefaultFunctionDomain;
-        var name = function + "." + domain;
-        var names = new List<string> { name, revision.ToString(System.Globalization.CultureInfo.InvariantCulture) + "." + name };
+        var name = leaf.Function + "." + domain;
+        var names = new List<string> { name, leaf.Revision.ToString(System.Globalization.CultureInfo.InvariantCulture) + "." + name };
         var subject = PkiCertificates.Subject(name, "Morphisms function");
-        var (data, issuer) = await SignLeafAsync(publicKey, subject, names, [], validity, true, true, false, identity.ToExtension(), ct).ConfigureAwait(false);
+        var (data, issuer) = await SignLeafAsync(
+            new LeafRequest(leaf.PublicKey, subject, names, [], leaf.Validity, Server: true, Client: true, Rsa: false, leaf.Identity.ToExtension(), writes), ct).ConfigureAwait(false);
         return (data["certificate"]!.GetValue<string>(), ChainOf(issuer), data["serial_number"]!.GetValue<string>().Replace(":", "", StringComparison.Ordinal));
     }
 
@@ -147,11 +149,10 @@ internal sealed partial class PkiBackend
 
     /// <summary>
     /// Signs a leaf with the current default issuer, then records it and pushes the issuer's last-leaf expiry
-    /// (which keeps a retiring issuer in the served chain) in one transaction.
+    /// (which keeps a retiring issuer in the served chain) in one transaction; or, when the request carries a
+    /// <see cref="WriteSet"/>, adds the leaf's record to it and commits only the issuer's expiry, ahead of the leaf.
     /// </summary>
-    private async Task<(JsonObject Data, IssuerRecord Issuer)> SignLeafAsync(
-        PublicKey publicKey, X500DistinguishedName subject, List<string> names, List<IPAddress> ips, TimeSpan ttl,
-        bool server, bool client, bool rsa, X509Extension? extra, CancellationToken ct)
+    private async Task<(JsonObject Data, IssuerRecord Issuer)> SignLeafAsync(LeafRequest leaf, CancellationToken ct)
     {
         var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
         var now = _time.GetUtcNow();
@@ -165,14 +166,14 @@ internal sealed partial class PkiBackend
         var signer = _signers.Rent(issuer);
         try
         {
-            var request = new CertificateRequest(subject, publicKey, signer.Hash);
-            PkiCertificates.AddLeafExtensions(request, signer.Certificate, names, ips, server, client, rsa);
-            if (extra is not null)
+            var request = new CertificateRequest(leaf.Subject, leaf.PublicKey, signer.Hash);
+            PkiCertificates.AddLeafExtensions(request, signer.Certificate, leaf.Names, leaf.Ips, leaf.Server, leaf.Client, leaf.Rsa);
+            if (leaf.Extra is not null)
             {
-                request.CertificateExtensions.Add(extra);
+                request.CertificateExtensions.Add(leaf.Extra);
             }
 
-            using var certificate = PkiCertificates.Sign(request, signer, now - PkiCertificates.Backdate, now + ttl, serial);
+            using var certificate = PkiCertificates.Sign(request, signer, now - PkiCertificates.Backdate, now + leaf.Ttl, serial);
             pem = PkiCertificates.Pem(certificate);
             notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
         }
@@ -181,31 +182,47 @@ internal sealed partial class PkiBackend
             _signers.Return(issuer, signer);
         }
 
-        var certOp = ("certs/" + PkiCertificates.SerialKey(serial), SecureStorageJson.ToJson(new CertRecord { Certificate = pem, IssuerId = issuer.Id }));
+        var certKey = "certs/" + PkiCertificates.SerialKey(serial);
+        var certRecord = SecureStorageJson.ToJson(new CertRecord { Certificate = pem, IssuerId = issuer.Id });
+        var certOps = new List<(string, byte[]?)>();
+        if (leaf.Writes is { } writes)
+        {
+            writes.Add(_storage, certKey, certRecord);
+        }
+        else
+        {
+            certOps.Add((certKey, certRecord));
+        }
 
         // The issuer's last-leaf expiry only needs to cover every leaf, so it moves in whole hours: most leaves are
         // already covered and commit alone, in parallel (sharing fsyncs), instead of queueing on the mount's write
         // lock for a read-modify-write of the issuer. A retiring issuer stays in the chain up to an hour longer.
         // `issuer` was read from storage for this signature, and the value only ever grows, so if it covers the leaf
-        // the stored one still does; otherwise it is re-read under the lock below.
+        // the stored one still does; otherwise it is re-read under the lock below. Committing the expiry before the
+        // leaf (the write-set case) is safe: it only ever claims more than the leaves need.
         var covers = LastLeafBucket(notAfter);
         if (issuer.LastLeafNotAfter is { } known && known >= notAfter)
         {
-            await _storage.TransactAsync([certOp], ct).ConfigureAwait(false);
+            if (certOps.Count > 0)
+            {
+                await _storage.TransactAsync(certOps, ct).ConfigureAwait(false);
+            }
         }
         else
         {
             await _writes.WaitAsync(ct).ConfigureAwait(false);
             try
             {
-                var ops = new List<(string, byte[]?)> { certOp };
                 if (await LoadIssuerAsync(issuer.Id, ct).ConfigureAwait(false) is { } current && (current.LastLeafNotAfter is null || current.LastLeafNotAfter < notAfter))
                 {
                     current.LastLeafNotAfter = covers;
-                    ops.Add(("issuers/" + current.Id, SecureStorageJson.ToJson(current)));
+                    certOps.Add(("issuers/" + current.Id, SecureStorageJson.ToJson(current)));
                 }
 
-                await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+                if (certOps.Count > 0)
+                {
+                    await _storage.TransactAsync(certOps, ct).ConfigureAwait(false);
+                }
             }
             finally
             {
@@ -228,3 +245,26 @@ internal sealed partial class PkiBackend
     private static string CommonNameOf(X500DistinguishedName name) =>
         name.EnumerateRelativeDistinguishedNames().FirstOrDefault(r => !r.HasMultipleElements && r.GetSingleElementType().Value == "2.5.4.3")?.GetSingleElementValue() ?? "";
 }
+
+/// <summary>What a leaf certificate says and how it is recorded.</summary>
+/// <param name="PublicKey">The subject's key.</param>
+/// <param name="Subject">The subject name.</param>
+/// <param name="Names">DNS SANs.</param>
+/// <param name="Ips">IP SANs.</param>
+/// <param name="Ttl">Validity from now (clipped to the issuer's).</param>
+/// <param name="Server">Server-auth usage.</param>
+/// <param name="Client">Client-auth usage.</param>
+/// <param name="Rsa">Whether the key is RSA (key usages differ).</param>
+/// <param name="Extra">One more extension, or null.</param>
+/// <param name="Writes">Where the leaf's record goes for the caller to commit; null to commit it here.</param>
+internal sealed record LeafRequest(
+    PublicKey PublicKey, X500DistinguishedName Subject, List<string> Names, List<IPAddress> Ips, TimeSpan Ttl,
+    bool Server, bool Client, bool Rsa, X509Extension? Extra = null, WriteSet? Writes = null);
+
+/// <summary>A function certificate to issue at attest-login.</summary>
+/// <param name="Function">The function's name.</param>
+/// <param name="Revision">The revision that matched.</param>
+/// <param name="PublicKey">The TEE-generated key from the verified CSR.</param>
+/// <param name="Validity">How long it lives (the token's max TTL).</param>
+/// <param name="Identity">The attested-identity extension.</param>
+internal sealed record FunctionLeaf(string Function, int Revision, PublicKey PublicKey, TimeSpan Validity, AttestedIdentityExtension Identity);

@@ -45,40 +45,16 @@ internal sealed class TokenStore
     /// <summary>Creates a token, returning its value (shown once) and entry.</summary>
     public async Task<(string Token, TokenEntry Entry, List<string> Warnings)> CreateAsync(TokenCreateRequest request, CancellationToken ct)
     {
-        var warnings = new List<string>();
-        var now = _time.GetUtcNow();
-        var ttl = ComputeTtl(request, warnings);
-        var token = request.CustomId ?? TokenGenerator.NewToken();
-        var entry = new TokenEntry
+        if (request.CustomId is null && request.ParentHash is null)
         {
-            Hash = Hash(token),
-            Accessor = TokenGenerator.NewAccessor(),
-            ParentHash = request.ParentHash,
-            Policies = [.. request.Policies],
-            Meta = new(request.Meta, StringComparer.Ordinal),
-            DisplayName = request.DisplayName,
-            NumUses = request.NumUses,
-            CreationTime = now,
-            CreationTtl = (long)ttl.TotalSeconds,
-            ExplicitMaxTtl = (long)request.ExplicitMaxTtl.TotalSeconds,
-            Period = (long)request.Period.TotalSeconds,
-            ExpireTime = ttl > TimeSpan.Zero ? now + ttl : null,
-            Renewable = request.Renewable && ttl > TimeSpan.Zero,
-            Path = request.Path,
-            InternalData = request.InternalData,
-        };
-
-        if (request.CustomId is null && entry.ParentHash is null)
-        {
-            // A fresh random orphan (every attest-login) cannot collide with an existing id and joins no tree a
-            // revocation could be walking, so it needs neither the existence check nor the store-wide lock: it is
-            // one transaction, and concurrent logins share their commits.
-            await _storage.TransactAsync(
-                [(IdPrefix + entry.Hash, SecureStorageJson.ToJson(entry)), (AccessorPrefix + Hash(entry.Accessor), SecureStorageJson.ToJson(new AccessorIndex(entry.Hash)))],
-                ct).ConfigureAwait(false);
-            return (token, entry, warnings);
+            var writes = new WriteSet();
+            var created = PrepareOrphan(request, writes);
+            await writes.CommitAsync(ct).ConfigureAwait(false);
+            return created;
         }
 
+        var warnings = new List<string>();
+        var (token, entry) = NewEntry(request, warnings);
         await _mutate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
@@ -105,6 +81,54 @@ internal sealed class TokenStore
         }
 
         return (token, entry, warnings);
+    }
+
+    /// <summary>
+    /// Makes a fresh random orphan token (what every attest-login gets) and adds its writes to
+    /// <paramref name="writes"/> instead of committing them, so the caller can commit it together with what it
+    /// issues alongside. The token is valid once <paramref name="writes"/> is committed, and never exists otherwise.
+    /// </summary>
+    /// <exception cref="ArgumentException">The request names a custom id or a parent.</exception>
+    public (string Token, TokenEntry Entry, List<string> Warnings) PrepareOrphan(TokenCreateRequest request, WriteSet writes)
+    {
+        if (request.CustomId is not null || request.ParentHash is not null)
+        {
+            throw new ArgumentException("only a random orphan token can be prepared; custom ids and children go through CreateAsync", nameof(request));
+        }
+
+        // A random orphan cannot collide with an existing id and joins no tree a revocation could be walking, so it
+        // needs neither the existence check nor the store-wide lock: concurrent logins share their commits.
+        var warnings = new List<string>();
+        var (token, entry) = NewEntry(request, warnings);
+        writes.Add(_storage, IdPrefix + entry.Hash, SecureStorageJson.ToJson(entry));
+        writes.Add(_storage, AccessorPrefix + Hash(entry.Accessor), SecureStorageJson.ToJson(new AccessorIndex(entry.Hash)));
+        return (token, entry, warnings);
+    }
+
+    private (string Token, TokenEntry Entry) NewEntry(TokenCreateRequest request, List<string> warnings)
+    {
+        var now = _time.GetUtcNow();
+        var ttl = ComputeTtl(request, warnings);
+        var token = request.CustomId ?? TokenGenerator.NewToken();
+        var entry = new TokenEntry
+        {
+            Hash = Hash(token),
+            Accessor = TokenGenerator.NewAccessor(),
+            ParentHash = request.ParentHash,
+            Policies = [.. request.Policies],
+            Meta = new(request.Meta, StringComparer.Ordinal),
+            DisplayName = request.DisplayName,
+            NumUses = request.NumUses,
+            CreationTime = now,
+            CreationTtl = (long)ttl.TotalSeconds,
+            ExplicitMaxTtl = (long)request.ExplicitMaxTtl.TotalSeconds,
+            Period = (long)request.Period.TotalSeconds,
+            ExpireTime = ttl > TimeSpan.Zero ? now + ttl : null,
+            Renewable = request.Renewable && ttl > TimeSpan.Zero,
+            Path = request.Path,
+            InternalData = request.InternalData,
+        };
+        return (token, entry);
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Tokens;
@@ -37,14 +38,25 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
     }
 
     /// <summary>
-    /// Called by attest-login after issuing: indexes the token and certificate, then refuses (revoking both) if the
-    /// revision was retired in the meantime.
+    /// Called by attest-login while issuing: adds the index entries naming the login's token and certificate to
+    /// <paramref name="writes"/>, the transaction that creates both, so no credential exists unindexed and the index
+    /// names none that does not exist.
     /// </summary>
-    /// <exception cref="KmsException">403 <c>attestation refused: revision N of function F retired</c>.</exception>
-    public async Task RecordLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificateSerial, CancellationToken ct)
+    public Task IndexLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificateSerial, WriteSet writes, CancellationToken ct)
     {
         var maxExpiry = token.CreationTime + (token.ExplicitMaxTtl > 0 ? TimeSpan.FromSeconds(token.ExplicitMaxTtl) : state.Tokens.Options.MaxTtl);
-        await IssuedCredentials.RecordAsync(state.Barrier, function, revision, token.Hash, maxExpiry, certificateSerial, token.CreationTime, PruneDue(function, revision, token.CreationTime), ct).ConfigureAwait(false);
+        return IssuedCredentials.AddAsync(state.Barrier, new IssuedLogin(function, revision, token.Hash, maxExpiry, certificateSerial), token.CreationTime, PruneDue(function, revision, token.CreationTime), writes, ct);
+    }
+
+    /// <summary>
+    /// Called by attest-login once its credentials and their index entries are committed: refuses the login (revoking
+    /// what it was issued) if the revision was retired or the function deleted meanwhile. A retirement marks the
+    /// revision before it walks the index, and the login commits its index entries before this check, so either the
+    /// retirement's walk finds them or this check finds the mark.
+    /// </summary>
+    /// <exception cref="KmsException">403 <c>attestation refused: revision N of function F retired</c>.</exception>
+    public async Task RefuseIfRetiredAsync(UnsealedState state, string function, int revision, CancellationToken ct)
+    {
         var record = await state.Functions.GetAsync(function, ct).ConfigureAwait(false);
         if (record?.Revisions.Find(r => r.Revision == revision) is { Status: not RevisionStatus.Retired })
         {

@@ -16,29 +16,27 @@ internal static class IssuedCredentials
     private const string Prefix = "morphisms/issued/";
 
     /// <summary>
-    /// Records a login's token and certificate (one transaction); with <paramref name="prune"/>, also drops the revision's
-    /// expired token entries in that transaction.
+    /// Adds a login's index entries to <paramref name="writes"/> (committed by the caller with the token and the
+    /// certificate they name); with <paramref name="prune"/>, also the deletion of the revision's expired token entries.
     /// </summary>
-    public static async Task RecordAsync(ISecureStorage storage, string function, int revision, string tokenHash, DateTimeOffset maxExpiry, string certificateSerial, DateTimeOffset now, bool prune, CancellationToken ct)
+    public static async Task AddAsync(ISecureStorage storage, IssuedLogin login, DateTimeOffset now, bool prune, WriteSet writes, CancellationToken ct)
     {
-        var ops = new List<(string, byte[]?)> { (TokensOf(function, revision) + maxExpiry.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture) + "-" + tokenHash, "{}"u8.ToArray()) };
-        if (certificateSerial.Length > 0)
+        writes.Add(storage, TokensOf(login.Function, login.Revision) + login.MaxExpiry.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture) + "-" + login.TokenHash, "{}"u8.ToArray());
+        if (login.CertificateSerial.Length > 0)
         {
-            ops.Add((CertsOf(function, revision) + certificateSerial, "{}"u8.ToArray()));
+            writes.Add(storage, CertsOf(login.Function, login.Revision) + login.CertificateSerial, "{}"u8.ToArray());
         }
 
         if (prune)
         {
-            foreach (var (key, _) in await TokenEntriesAsync(storage, function, revision, ct).ConfigureAwait(false))
+            foreach (var (key, _) in await TokenEntriesAsync(storage, login.Function, login.Revision, ct).ConfigureAwait(false))
             {
                 if (ExpiryOf(key) is { } expiry && expiry < now.ToUnixTimeSeconds())
                 {
-                    ops.Add((TokensOf(function, revision) + key, null));
+                    writes.Add(storage, TokensOf(login.Function, login.Revision) + key, null);
                 }
             }
         }
-
-        await storage.TransactAsync(ops, ct).ConfigureAwait(false);
     }
 
     /// <summary>The revision's indexed tokens: (index entry name, token hash).</summary>
@@ -65,3 +63,11 @@ internal static class IssuedCredentials
     private static long? ExpiryOf(string key) =>
         long.TryParse(key.AsSpan(0, Math.Max(0, key.IndexOf('-', StringComparison.Ordinal))), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : null;
 }
+
+/// <summary>What one attest-login issued, as the retirement index records it.</summary>
+/// <param name="Function">The function.</param>
+/// <param name="Revision">The revision that matched.</param>
+/// <param name="TokenHash">The token's storage hash.</param>
+/// <param name="MaxExpiry">When even renewals can no longer keep the token alive.</param>
+/// <param name="CertificateSerial">The certificate's serial (lowercase hex), or empty when none was issued.</param>
+internal sealed record IssuedLogin(string Function, int Revision, string TokenHash, DateTimeOffset MaxExpiry, string CertificateSerial);

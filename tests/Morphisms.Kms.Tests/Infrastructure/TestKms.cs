@@ -36,22 +36,22 @@ public sealed class TestKms : IAsyncDisposable
     /// <summary>The root token from init.</summary>
     public string RootToken { get; private set; } = "";
 
-    /// <summary>Starts a server over in-memory storage (or the given spec).</summary>
-    public static async Task<TestKms> StartAsync(Func<KmsServerOptions, KmsServerOptions>? configure = null, string? storageSpec = null)
+    /// <summary>Starts a server over in-memory storage (or the given spec, or the given store).</summary>
+    public static async Task<TestKms> StartAsync(Func<KmsServerOptions, KmsServerOptions>? configure = null, string? storageSpec = null, IPhysicalStorage? physical = null)
     {
         var time = new FakeTimeProvider(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
-        var storage = storageSpec is null ? new InMemoryStorage() : null;
+        var storage = storageSpec is null && physical is null ? new InMemoryStorage() : null;
         var options = new KmsServerOptions { Listen = "127.0.0.1:0", Storage = storageSpec ?? "inmem", TimeProvider = time, WarningWriter = TextWriter.Null };
         options = configure?.Invoke(options) ?? options;
-        var server = new KmsServer(options, storage);
+        var server = new KmsServer(options, physical ?? storage);
         await server.StartAsync();
         return new TestKms(server, storage, time);
     }
 
     /// <summary>Starts, initialises and unseals a server; the client carries the root token.</summary>
-    public static async Task<TestKms> StartUnsealedAsync(Func<KmsServerOptions, KmsServerOptions>? configure = null, int shares = 1, int threshold = 1)
+    public static async Task<TestKms> StartUnsealedAsync(Func<KmsServerOptions, KmsServerOptions>? configure = null, int shares = 1, int threshold = 1, IPhysicalStorage? physical = null)
     {
-        var kms = await StartAsync(configure);
+        var kms = await StartAsync(configure, physical: physical);
         await kms.InitAsync(shares, threshold);
         await kms.UnsealAsync();
         return kms;
