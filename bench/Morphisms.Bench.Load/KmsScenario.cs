@@ -102,15 +102,10 @@ internal static class KmsScenario
                 Print($"{name}: closed, {concurrency} workers", closed, isLogin ? $">= {LoginTarget}/s {ColdStartScenario.Verdict(closedMet)}" : "");
                 var closedJson = closed.ToJson();
                 var operation = new JsonObject { ["title"] = titles[name], ["closed_loop"] = closedJson };
+                PrintPhases(closed, closedJson);
                 if (isLogin)
                 {
                     closedJson["met"] = closedMet;
-                    closedJson["phases"] = new JsonObject([.. closed.Phases.OrderBy(p => p.Key, StringComparer.Ordinal)
-                        .Select(p => KeyValuePair.Create(p.Key, (JsonNode?)Stats.Summary(p.Value)))]);
-                    foreach (var (phase, list) in closed.Phases.OrderBy(p => p.Key, StringComparer.Ordinal))
-                    {
-                        Console.WriteLine($"{$"  phase: {phase}",-34} {"",7} {list.Count,6} {Stats.Percentile(list, 50),8:0.0} {Stats.Percentile(list, 99),8:0.0} {list.Max(),8:0.0}");
-                    }
 
                     // The closed loop saturates the KMS: its CPU per login is the one the capacity rests on.
                     var bound = closed.KmsCapacityPerSecond;
@@ -135,6 +130,7 @@ internal static class KmsScenario
                     bool? met = isLogin && rate == 200 ? p99 < 20 : null;
                     Print($"{name}: open, {rate}/s", run, met is { } m ? $"p99 < 20 ms {ColdStartScenario.Verdict(m)}" : "");
                     var runJson = run.ToJson();
+                    PrintPhases(run, runJson);
                     runJson["rate"] = rate;
                     runJson["met"] = met;
                     open.Add(runJson);
@@ -168,6 +164,25 @@ internal static class KmsScenario
         }
 
         return json;
+    }
+
+    /// <summary>
+    /// Prints and records a run's phases: a login's agent-side phases, and in an open loop how late the client started
+    /// calls (if that is not small, the load generator, not the KMS, is behind the tail).
+    /// </summary>
+    private static void PrintPhases(KmsRun run, JsonObject runJson)
+    {
+        if (run.Phases.Count == 0)
+        {
+            return;
+        }
+
+        runJson["phases"] = new JsonObject([.. run.Phases.OrderBy(p => p.Key, StringComparer.Ordinal)
+            .Select(p => KeyValuePair.Create(p.Key, (JsonNode?)Stats.Summary(p.Value)))]);
+        foreach (var (phase, list) in run.Phases.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            Console.WriteLine($"{$"  phase: {phase}",-34} {"",7} {list.Count,6} {Stats.Percentile(list, 50),8:0.0} {Stats.Percentile(list, 99),8:0.0} {list.Max(),8:0.0}");
+        }
     }
 
     /// <summary>
