@@ -1,5 +1,9 @@
 using System.Runtime.InteropServices;
 using Morphisms.Agent;
+using Morphisms.Agent.Tls;
+
+// Before anything starts TLS: the agent trusts nothing of the OS's certificate store (see SystemTrustStore).
+SystemTrustStore.Hide();
 
 // SIGTERM (and Ctrl-C) start a drain: forwarded to the app, which gets the drain timeout to finish.
 using var stop = new CancellationTokenSource();

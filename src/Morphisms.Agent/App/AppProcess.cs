@@ -56,6 +56,7 @@ public sealed class AppProcess : IDisposable
             info.ArgumentList.Add(arg);
         }
 
+        Tls.SystemTrustStore.RestoreFor(info);
         foreach (var (name, value) in bundle.Env)
         {
             info.Environment[name] = value;

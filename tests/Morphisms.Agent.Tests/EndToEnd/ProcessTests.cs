@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 
 namespace Morphisms.Agent.Tests.EndToEnd;
 
-/// <summary>The real <c>morph-init</c> executable: command line, structured stderr, SIGTERM forwarded and drained.</summary>
+/// <summary>The real <c>morph-init</c> executable: command line, structured stderr, SIGTERM forwarded and drained, the app's environment.</summary>
 public sealed partial class ProcessTests
 {
     [Fact]
@@ -19,6 +19,12 @@ public sealed partial class ProcessTests
         await File.WriteAllBytesAsync(launchConfig, harness.LaunchConfig);
 
         var info = new ProcessStartInfo(options.App[0]) { RedirectStandardError = true, UseShellExecute = false };
+
+        // morph-init empties the OS trust store for itself only: the app gets the variables as morph-init got them.
+        var envReport = harness.SecretsDir + "-env-report";
+        info.Environment["SSL_CERT_FILE"] = "/etc/app-trust/ca.pem";
+        info.Environment.Remove("SSL_CERT_DIR");
+        info.Environment["TEST_APP_ENV_REPORT"] = envReport;
         string[] args =
         [
             Path.Combine(AppContext.BaseDirectory, "morph-init.dll"),
@@ -58,6 +64,7 @@ public sealed partial class ProcessTests
         {
             await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
             Assert.True(File.Exists(harness.Marker));
+            Assert.Equal("SSL_CERT_FILE=/etc/app-trust/ca.pem\nSSL_CERT_DIR=(unset)", await File.ReadAllTextAsync(envReport));
 
             Assert.Equal(0, Kill(agent.Id, 15));
             await agent.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));

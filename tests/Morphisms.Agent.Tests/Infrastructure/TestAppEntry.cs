@@ -11,6 +11,7 @@ namespace Morphisms.Agent.Tests;
 /// may lack; only the SDK the tests already need is assumed. It serves plain HTTP/1.1 (keep-alive) on
 /// <c>127.0.0.1:$PORT</c> and answers every request with what it was provisioned: the <c>greeting</c> secret file
 /// (read per request), the <c>GREETING</c> env var, its argv and how many SIGHUPs it got. The xunit runner never calls it.
+/// <c>trust-probe [--hide]</c> prints the size of the OS trust store, with or without <c>SystemTrustStore.Hide</c>.
 /// </summary>
 public static class TestAppEntry
 {
@@ -19,10 +20,21 @@ public static class TestAppEntry
     /// <summary>Runs the app until SIGTERM.</summary>
     public static async Task<int> Main(string[] args)
     {
+        if (args is ["trust-probe", ..])
+        {
+            return TrustProbe(hide: args.Contains("--hide"));
+        }
+
         if (args.Length == 0 || args[0] != "app")
         {
-            await Console.Error.WriteLineAsync("usage: app [--marker FILE] [ARGS...]");
+            await Console.Error.WriteLineAsync("usage: app [--marker FILE] [ARGS...] | trust-probe [--hide]");
             return 2;
+        }
+
+        // What the agent passed on of the OS trust-store variables (it hides them from itself, not from the app).
+        if (Environment.GetEnvironmentVariable("TEST_APP_ENV_REPORT") is { Length: > 0 } report)
+        {
+            await File.WriteAllTextAsync(report, $"SSL_CERT_FILE={Environment.GetEnvironmentVariable("SSL_CERT_FILE") ?? "(unset)"}\nSSL_CERT_DIR={Environment.GetEnvironmentVariable("SSL_CERT_DIR") ?? "(unset)"}");
         }
 
         var marker = Array.IndexOf(args, "--marker") is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
@@ -73,6 +85,21 @@ public static class TestAppEntry
         }
 
         listener.Stop();
+        return 0;
+    }
+
+    /// <summary>Prints how many CA certificates the OS trust store gives this process, after hiding it or not.</summary>
+    private static int TrustProbe(bool hide)
+    {
+        if (hide)
+        {
+            Morphisms.Agent.Tls.SystemTrustStore.Hide();
+        }
+
+        using var store = new System.Security.Cryptography.X509Certificates.X509Store(
+            System.Security.Cryptography.X509Certificates.StoreName.Root, System.Security.Cryptography.X509Certificates.StoreLocation.LocalMachine);
+        store.Open(System.Security.Cryptography.X509Certificates.OpenFlags.ReadOnly);
+        Console.WriteLine(store.Certificates.Count);
         return 0;
     }
 

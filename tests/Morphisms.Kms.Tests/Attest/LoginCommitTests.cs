@@ -16,8 +16,7 @@ public sealed class LoginCommitTests
     public async Task A_login_commits_its_token_certificate_and_index_entries_in_one_transaction()
     {
         var storage = new RecordingStorage();
-        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated, physical: storage);
-        await AttestFlow.RegisterSignerAsync(kms.Client);
+        await using var kms = await StartAsync(storage);
         using var instance = new FunctionInstance();
 
         storage.Transactions.Clear();
@@ -38,8 +37,7 @@ public sealed class LoginCommitTests
     public async Task A_login_whose_commit_fails_leaves_no_token_certificate_or_index_entry()
     {
         var storage = new RecordingStorage();
-        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated, physical: storage);
-        await AttestFlow.RegisterSignerAsync(kms.Client);
+        await using var kms = await StartAsync(storage);
         using var instance = new FunctionInstance();
         (await LoginAsync(kms, instance)).Expect(200);
         var before = await storage.Inner.ReadAllAsync();
@@ -59,8 +57,7 @@ public sealed class LoginCommitTests
     public async Task A_later_login_drops_index_entries_past_their_max_ttl_in_its_own_transaction()
     {
         var storage = new RecordingStorage();
-        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated, physical: storage);
-        await AttestFlow.RegisterSignerAsync(kms.Client);
+        await using var kms = await StartAsync(storage);
         using var instance = new FunctionInstance();
         (await LoginAsync(kms, instance)).Expect(200);
         var first = Assert.Single(await storage.Inner.ListAsync(IndexKeys + "tokens/"));
@@ -75,6 +72,14 @@ public sealed class LoginCommitTests
         Assert.NotEqual(first, second);
         var withToken = Assert.Single(storage.Transactions, t => t.Any(k => k.StartsWith(TokenKeys, StringComparison.Ordinal)));
         Assert.Contains(IndexKeys + "tokens/" + first, withToken);
+    }
+
+    /// <summary>A KMS over <paramref name="storage"/> with the signer registered.</summary>
+    private static async Task<TestKms> StartAsync(RecordingStorage storage)
+    {
+        var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated, physical: storage);
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        return kms;
     }
 
     private static async Task<VaultResult> LoginAsync(TestKms kms, FunctionInstance instance)

@@ -105,11 +105,7 @@ public class BadInputTests
         Assert.Contains("request body too large: the limit is 4096 bytes", text, StringComparison.Ordinal);
 
         // Without Content-Length (chunked), the limit still holds.
-        using var chunked = new HttpRequestMessage(HttpMethod.Post, "/v1/secret/data/big") { Content = new StreamContent(new MemoryStream(big)) };
-        chunked.Headers.Add("X-Vault-Token", kms.RootToken);
-        chunked.Headers.TransferEncodingChunked = true;
-        using var response = await kms.Client.Http.SendAsync(chunked);
-        Assert.Equal(413, (int)response.StatusCode);
+        Assert.Equal(413, await PostRawAsync(kms, "secret/data/big", big, chunked: true));
         Assert.Equal(before, Snapshot(kms));
     }
 
@@ -123,17 +119,7 @@ public class BadInputTests
         var chunked = string.Concat(Enumerable.Range(0, 90_000).Select(i => (char)('a' + i % 26)));
         foreach (var (path, value, chunk) in new[] { ("secret/data/exact", exact, false), ("secret/data/chunked", chunked, true) })
         {
-            var body = Encoding.UTF8.GetBytes("{\"data\":{\"v\":\"" + value + "\"}}");
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/" + path) { Content = new StreamContent(new MemoryStream(body)) };
-            request.Headers.Add("X-Vault-Token", kms.RootToken);
-            request.Headers.TransferEncodingChunked = chunk;
-            if (!chunk)
-            {
-                request.Content.Headers.ContentLength = body.Length;
-            }
-
-            using var response = await kms.Client.Http.SendAsync(request);
-            Assert.Equal(200, (int)response.StatusCode);
+            Assert.Equal(200, await PostRawAsync(kms, path, Encoding.UTF8.GetBytes("{\"data\":{\"v\":\"" + value + "\"}}"), chunk));
             var read = (await kms.Client.GetAsync(path)).Expect(200).Data!;
             Assert.Equal(value, read["data"]!["v"]!.GetValue<string>());
         }
@@ -141,12 +127,23 @@ public class BadInputTests
         // One byte over, sent without a length: refused, and nothing written.
         var before = Snapshot(kms);
         var over = Encoding.UTF8.GetBytes("{\"data\":{\"v\":\"" + exact + "x\"}}");
-        using var overRequest = new HttpRequestMessage(HttpMethod.Post, "/v1/secret/data/over") { Content = new StreamContent(new MemoryStream(over)) };
-        overRequest.Headers.Add("X-Vault-Token", kms.RootToken);
-        overRequest.Headers.TransferEncodingChunked = true;
-        using var overResponse = await kms.Client.Http.SendAsync(overRequest);
-        Assert.Equal(413, (int)overResponse.StatusCode);
+        Assert.Equal(413, await PostRawAsync(kms, "secret/data/over", over, chunked: true));
         Assert.Equal(before, Snapshot(kms));
+    }
+
+    /// <summary>POSTs raw bytes with the root token, with a Content-Length or chunked; answers the status.</summary>
+    private static async Task<int> PostRawAsync(TestKms kms, string path, byte[] body, bool chunked)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/" + path) { Content = new StreamContent(new MemoryStream(body)) };
+        request.Headers.Add("X-Vault-Token", kms.RootToken);
+        request.Headers.TransferEncodingChunked = chunked;
+        if (!chunked)
+        {
+            request.Content.Headers.ContentLength = body.Length;
+        }
+
+        using var response = await kms.Client.Http.SendAsync(request);
+        return (int)response.StatusCode;
     }
 
     [Fact]
