@@ -11,10 +11,10 @@ internal sealed class GroupCommit<T> : IDisposable
 {
     private readonly Func<IReadOnlyList<T>, IReadOnlyList<Exception?>> _commit;
     private readonly int _maxBatch;
-    private readonly Lock _lock = new();
+    private readonly string _name;
+    private readonly object _gate = new();
     private readonly List<(T Item, TaskCompletionSource Done)> _queue = [];
-    private TaskCompletionSource? _idle;
-    private bool _committing;
+    private Thread? _committer;
     private bool _disposed;
 
     /// <param name="commit">
@@ -24,11 +24,13 @@ internal sealed class GroupCommit<T> : IDisposable
     /// a time; an exception it throws fails the whole batch.
     /// </param>
     /// <param name="maxBatch">The most transactions committed together, bounding how long one commit takes.</param>
-    public GroupCommit(Func<IReadOnlyList<T>, IReadOnlyList<Exception?>> commit, int maxBatch = 256)
+    /// <param name="name">The committer thread's name (for diagnostics).</param>
+    public GroupCommit(Func<IReadOnlyList<T>, IReadOnlyList<Exception?>> commit, int maxBatch = 256, string name = "group commit")
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         _commit = commit;
         _maxBatch = maxBatch;
+        _name = name;
     }
 
     /// <summary>Batches committed so far (for tests and diagnostics).</summary>
@@ -43,55 +45,62 @@ internal sealed class GroupCommit<T> : IDisposable
     {
         // Continuations run elsewhere: the committer must not execute its callers' code before taking the next batch.
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        bool lead;
-        lock (_lock)
+        lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             _queue.Add((item, done));
-            lead = !_committing;
-            _committing = true;
-        }
 
-        if (lead)
-        {
-            // The first writer of a quiet period starts the committer; everyone arriving while it runs joins a batch.
-            _ = Task.Run(Drain);
+            // The committer blocks in the database and in fsync for as long as writes keep coming, so it has a thread
+            // of its own, started by the first write: on the thread pool it held a worker that requests needed, and a
+            // pool with all workers blocked waits up to a second before it adds one.
+            if (_committer is null)
+            {
+                _committer = new Thread(Run) { IsBackground = true, Name = _name };
+                _committer.Start();
+            }
+            else
+            {
+                Monitor.Pulse(_gate);
+            }
         }
 
         return done.Task;
     }
 
-    /// <summary>Waits until no batch is running or queued; afterwards no new transaction is accepted.</summary>
+    /// <summary>Commits what is queued, then stops the committer; afterwards no new transaction is accepted.</summary>
     public void Dispose()
     {
-        Task idle;
-        lock (_lock)
+        Thread? committer;
+        lock (_gate)
         {
-            _disposed = true;
-            if (!_committing)
+            if (_disposed)
             {
                 return;
             }
 
-            _idle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            idle = _idle.Task;
+            _disposed = true;
+            committer = _committer;
+            Monitor.Pulse(_gate);
         }
 
-        idle.Wait();
+        committer?.Join();
     }
 
-    private void Drain()
+    private void Run()
     {
         while (true)
         {
             List<(T Item, TaskCompletionSource Done)> batch;
-            lock (_lock)
+            lock (_gate)
             {
-                if (_queue.Count == 0)
+                while (_queue.Count == 0)
                 {
-                    _committing = false;
-                    _idle?.TrySetResult();
-                    return;
+                    if (_disposed)
+                    {
+                        return;
+                    }
+
+                    Monitor.Wait(_gate);
                 }
 
                 var take = Math.Min(_queue.Count, _maxBatch);

@@ -26,7 +26,7 @@ public sealed class SqliteStorage : IPhysicalStorage
     {
         _connectionString = connectionString;
         _writer = writer;
-        _commits = new GroupCommit<IReadOnlyList<StorageOperation>>(CommitBatch);
+        _commits = new GroupCommit<IReadOnlyList<StorageOperation>>(CommitBatch, name: "kms sqlite commit");
     }
 
     /// <summary>Write batches committed so far (each one fsync).</summary>

@@ -91,6 +91,31 @@ public sealed class GroupCommitTests
     }
 
     [Fact]
+    public async Task Every_batch_commits_on_one_dedicated_thread_outside_the_pool()
+    {
+        var threads = new System.Collections.Concurrent.ConcurrentBag<(int Id, bool Pooled, string? Name)>();
+        using var commits = new GroupCommit<int>(
+            batch =>
+            {
+                threads.Add((Environment.CurrentManagedThreadId, Thread.CurrentThread.IsThreadPoolThread, Thread.CurrentThread.Name));
+                return [.. batch.Select(_ => (Exception?)null)];
+            },
+            name: "test commit");
+
+        for (var i = 0; i < 5; i++)
+        {
+            // One at a time, each after the committer went idle: it must wake, not be replaced.
+            await commits.SubmitAsync(i);
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(5, commits.Batches);
+        var thread = Assert.Single(threads.Distinct());
+        Assert.False(thread.Pooled);
+        Assert.Equal("test commit", thread.Name);
+    }
+
+    [Fact]
     public async Task Batches_are_capped_and_keep_submission_order()
     {
         using var hold = new ManualResetEventSlim();
