@@ -184,14 +184,14 @@ internal sealed partial class PkiBackend
 
         var certKey = "certs/" + PkiCertificates.SerialKey(serial);
         var certRecord = SecureStorageJson.ToJson(new CertRecord { Certificate = pem, IssuerId = issuer.Id });
-        var certOps = new List<(string, byte[]?)>();
+        var ops = new List<(string, byte[]?)>();
         if (leaf.Writes is { } writes)
         {
             writes.Add(_storage, certKey, certRecord);
         }
         else
         {
-            certOps.Add((certKey, certRecord));
+            ops.Add((certKey, certRecord));
         }
 
         // The issuer's last-leaf expiry only needs to cover every leaf, so it moves in whole hours: most leaves are
@@ -203,9 +203,9 @@ internal sealed partial class PkiBackend
         var covers = LastLeafBucket(notAfter);
         if (issuer.LastLeafNotAfter is { } known && known >= notAfter)
         {
-            if (certOps.Count > 0)
+            if (ops.Count > 0)
             {
-                await _storage.TransactAsync(certOps, ct).ConfigureAwait(false);
+                await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
             }
         }
         else
@@ -216,12 +216,12 @@ internal sealed partial class PkiBackend
                 if (await LoadIssuerAsync(issuer.Id, ct).ConfigureAwait(false) is { } current && (current.LastLeafNotAfter is null || current.LastLeafNotAfter < notAfter))
                 {
                     current.LastLeafNotAfter = covers;
-                    certOps.Add(("issuers/" + current.Id, SecureStorageJson.ToJson(current)));
+                    ops.Add(("issuers/" + current.Id, SecureStorageJson.ToJson(current)));
                 }
 
-                if (certOps.Count > 0)
+                if (ops.Count > 0)
                 {
-                    await _storage.TransactAsync(certOps, ct).ConfigureAwait(false);
+                    await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
                 }
             }
             finally
