@@ -126,6 +126,9 @@ internal sealed record KmsRun(
     List<double> Latencies, int Failures, double PerSecond, double KmsCpuMsPerCall, double ClientCpuMsPerCall, double LoadAverage,
     Dictionary<string, List<double>> Phases, string? FirstFailure)
 {
+    /// <summary>The KMS's storage commits while the child ran (warm-up included), when known.</summary>
+    public CommitCounts? Commits { get; init; }
+
     /// <summary>The calls per second the KMS's CPU alone allows on this machine's cores, were the clients elsewhere.</summary>
     public double KmsCapacityPerSecond => 1000.0 * Environment.ProcessorCount / KmsCpuMsPerCall;
 

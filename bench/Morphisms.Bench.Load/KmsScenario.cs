@@ -49,6 +49,7 @@ internal static class KmsScenario
         var selected = (operations ?? KmsOperations.All).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var titles = selected.ToDictionary(name => name, name => KmsOperations.Title(name, input), StringComparer.Ordinal);
         using var agent = new KmsAgentSide(input);
+        using var commits = new StorageCommits(env.Stack.Kms.BaseAddress!, env.Stack.Kms.TlsCertificate!, input.RootToken);
 
         // The sign role (the reads' function tokens are made per run, below).
         await agent.Client.SendAsync(HttpMethod.Post, "pki/roles/" + Role, new JsonObject
@@ -88,7 +89,12 @@ internal static class KmsScenario
                     // Function tokens live 30 s by default: each read run gets a fresh one that outlives the child.
                     var runInput = name == "read" ? input with { FunctionToken = await FunctionTokenAsync(agent, TimeSpan.FromSeconds(warmup + seconds + 60), ct) } : input;
                     var measurement = new KmsMeasurement(name, seconds, warmup, concurrency, rate);
-                    var run = await KmsClientProcess.RunAsync(runInput, measurement, work, ct);
+                    var before = await commits.SnapshotAsync(ct);
+                    var run = await KmsClientProcess.RunAsync(runInput, measurement, work, ct) with
+                    {
+                        // Warm-up included: a stall in the measured window shows here, not necessarily only there.
+                        Commits = StorageCommits.Between(before, await commits.SnapshotAsync(ct)),
+                    };
                     if (run.FirstFailure is { } failure)
                     {
                         Console.Error.WriteLine($"# first failure in {measurement.Label} (warm-up included): {failure}");
@@ -167,11 +173,17 @@ internal static class KmsScenario
     }
 
     /// <summary>
-    /// Prints and records a run's phases: a login's agent-side phases, and in an open loop how late the client started
-    /// calls (if that is not small, the load generator, not the KMS, is behind the tail).
+    /// Prints and records a run's storage commits (slow ones explain a write tail), a login's agent-side phases, and in an
+    /// open loop how late the client started calls (if that is not small, the load generator, not the KMS, is behind the tail).
     /// </summary>
     private static void PrintPhases(KmsRun run, JsonObject runJson)
     {
+        if (run.Commits is { } commits)
+        {
+            Console.WriteLine($"  storage (whole child run, warm-up included): {commits}");
+            runJson["storage_commits"] = commits.ToJson();
+        }
+
         if (run.Phases.Count == 0)
         {
             return;

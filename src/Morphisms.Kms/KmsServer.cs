@@ -31,6 +31,7 @@ public sealed class KmsServer : IAsyncDisposable
 {
     private readonly KmsServerOptions _options;
     private readonly KmsCore _core;
+    private readonly KmsMetrics _metrics = new();
     private readonly WebApplication _app;
     private readonly TextWriter _warnings;
     private bool _started;
@@ -63,7 +64,13 @@ public sealed class KmsServer : IAsyncDisposable
         ValidateApiAddress(options);
 
         TlsCertificate = LoadCertificate(options.Tls, address, options.TimeProvider, out var chain);
-        _core = new KmsCore(storage ?? StorageSpec.Open(options.Storage), options);
+        var physical = storage ?? StorageSpec.Open(options.Storage);
+        if (physical is SqliteStorage sqlite)
+        {
+            sqlite.CommitObserver = _metrics.ObserveCommit;
+        }
+
+        _core = new KmsCore(physical, options);
         _app = BuildApp(address, port, chain);
     }
 
@@ -213,7 +220,7 @@ public sealed class KmsServer : IAsyncDisposable
         var attestation = _options.Attestation;
         builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, EmbeddedHostLifetime>();
         builder.Services.AddSingleton(_core);
-        builder.Services.AddSingleton<KmsMetrics>();
+        builder.Services.AddSingleton(_metrics);
         builder.Services.AddSingleton(new KmsIdentity(TlsCertificate, EvidenceProviderOf(attestation)));
         builder.Services.AddSingleton(new ChallengeStore(_options.TimeProvider, attestation.NonceTtl, attestation.MaxOutstandingNonces));
         builder.Services.AddSingleton(new LoginAppraiser(attestation, _options.TimeProvider));

@@ -15,6 +15,8 @@ internal sealed class KmsMetrics
     private readonly ConcurrentDictionary<string, Histogram> _latency = new();
     private readonly ConcurrentDictionary<(string Tee, string Outcome), Counter> _logins = new();
     private readonly ConcurrentDictionary<string, Counter> _challenges = new();
+    private readonly Histogram _commits = new();
+    private readonly Counter _committedTransactions = new();
 
     /// <summary>Counts one finished request.</summary>
     public void Observe(string pathClass, string method, int status, TimeSpan elapsed)
@@ -25,6 +27,16 @@ internal sealed class KmsMetrics
 
     /// <summary>Counts one attestation login by TEE type (<c>snp</c>, <c>sgx</c>, <c>tdx</c>, <c>unknown</c>) and outcome (<c>accepted</c>, <c>refused</c>, <c>invalid</c>).</summary>
     public void ObserveLogin(string tee, string outcome) => _logins.GetOrAdd((tee, outcome), _ => new Counter()).Increment();
+
+    /// <summary>
+    /// Records one storage commit (a group-commit batch: its statements and its fsync) and how many transactions it
+    /// held. A slow disk shows here first: every write request waits for the batch that holds it.
+    /// </summary>
+    public void ObserveCommit(TimeSpan elapsed, int transactions)
+    {
+        _commits.Observe(elapsed.TotalSeconds);
+        _committedTransactions.Add(transactions);
+    }
 
     /// <summary>Counts one challenge request by outcome (<c>issued</c>, <c>refused</c>).</summary>
     public void ObserveChallenge(string outcome) => _challenges.GetOrAdd(outcome, _ => new Counter()).Increment();
@@ -44,8 +56,15 @@ internal sealed class KmsMetrics
         sb.AppendLine("# TYPE kms_http_request_duration_seconds histogram");
         foreach (var (cls, h) in _latency.OrderBy(k => k.Key, StringComparer.Ordinal))
         {
-            h.Render(sb, cls);
+            h.Render(sb, "kms_http_request_duration_seconds", $"class=\"{cls}\"");
         }
+
+        sb.AppendLine("# HELP kms_storage_commit_duration_seconds Storage commits (SQLite group-commit batches, fsync included).");
+        sb.AppendLine("# TYPE kms_storage_commit_duration_seconds histogram");
+        _commits.Render(sb, "kms_storage_commit_duration_seconds", "");
+        sb.AppendLine("# HELP kms_storage_committed_transactions_total Transactions those commits carried.");
+        sb.AppendLine("# TYPE kms_storage_committed_transactions_total counter");
+        sb.Append(CultureInfo.InvariantCulture, $"kms_storage_committed_transactions_total {_committedTransactions.Value}\n");
 
         sb.AppendLine("# HELP kms_initialized Whether the KMS has been initialised (1) or not (0).");
         sb.AppendLine("# TYPE kms_initialized gauge");
@@ -83,6 +102,8 @@ internal sealed class KmsMetrics
         public long Value => Interlocked.Read(ref _value);
 
         public void Increment() => Interlocked.Increment(ref _value);
+
+        public void Add(long amount) => Interlocked.Add(ref _value, amount);
     }
 
     private sealed class Histogram
@@ -109,18 +130,20 @@ internal sealed class KmsMetrics
             }
         }
 
-        public void Render(StringBuilder sb, string cls)
+        public void Render(StringBuilder sb, string name, string labels)
         {
+            var prefix = labels.Length == 0 ? "" : labels + ",";
+            var suffix = labels.Length == 0 ? "" : "{" + labels + "}";
             lock (_lock)
             {
                 for (var i = 0; i < Buckets.Length; i++)
                 {
-                    sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_bucket{{class=\"{cls}\",le=\"{Buckets[i]}\"}} {_counts[i]}\n");
+                    sb.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{prefix}le=\"{Buckets[i]}\"}} {_counts[i]}\n");
                 }
 
-                sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_bucket{{class=\"{cls}\",le=\"+Inf\"}} {_count}\n");
-                sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_sum{{class=\"{cls}\"}} {_sum}\n");
-                sb.Append(CultureInfo.InvariantCulture, $"kms_http_request_duration_seconds_count{{class=\"{cls}\"}} {_count}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{prefix}le=\"+Inf\"}} {_count}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"{name}_sum{suffix} {_sum}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"{name}_count{suffix} {_count}\n");
             }
         }
     }

@@ -39,6 +39,9 @@ internal sealed class GroupCommit<T> : IDisposable
     /// <summary>Transactions committed or failed so far.</summary>
     public long Transactions { get; private set; }
 
+    /// <summary>Told each batch's wall time and size once it is durable or failed, on the committer thread (metrics).</summary>
+    public Action<TimeSpan, int>? Observer { get; set; }
+
     /// <summary>Queues <paramref name="item"/>; completes once it is durable, or faults with why it is not.</summary>
     /// <exception cref="ObjectDisposedException">The store is closing.</exception>
     public Task SubmitAsync(T item)
@@ -109,6 +112,7 @@ internal sealed class GroupCommit<T> : IDisposable
             }
 
             IReadOnlyList<Exception?> outcomes;
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 outcomes = _commit([.. batch.Select(b => b.Item)]);
@@ -124,6 +128,7 @@ internal sealed class GroupCommit<T> : IDisposable
 
             Batches++;
             Transactions += batch.Count;
+            Observer?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(started), batch.Count);
             for (var i = 0; i < batch.Count; i++)
             {
                 if (outcomes[i] is { } failure)

@@ -32,6 +32,13 @@ public sealed class SqliteStorage : IPhysicalStorage
     /// <summary>Write batches committed so far (each one fsync).</summary>
     internal long Commits => _commits.Batches;
 
+    /// <summary>Told each write batch's duration (statements and fsync) and size; the KMS's metrics listen here.</summary>
+    internal Action<TimeSpan, int>? CommitObserver
+    {
+        get => _commits.Observer;
+        set => _commits.Observer = value;
+    }
+
     /// <summary>Opens (creating if needed) the database at <paramref name="path"/>.</summary>
     public static SqliteStorage Open(string path)
     {

@@ -25,6 +25,35 @@ public class MetricsAndTlsTests
     }
 
     [Fact]
+    public async Task Sqlite_commits_are_timed_as_a_histogram_with_the_transactions_they_carried()
+    {
+        var dir = Directory.CreateTempSubdirectory("kms-metrics-").FullName;
+        try
+        {
+            await using var kms = await TestKms.StartAsync(storageSpec: "sqlite:" + Path.Combine(dir, "kms.db"));
+            await kms.InitAsync(1, 1);
+            await kms.UnsealAsync();
+            var before = Committed((await kms.Client.GetAsync("sys/metrics?format=prometheus")).Expect(200).Raw);
+            await Task.WhenAll(Enumerable.Range(0, 8).Select(i => kms.Client.PostAsync($"secret/data/k{i}", new { data = new { v = i } })));
+            var text = (await kms.Client.GetAsync("sys/metrics?format=prometheus")).Expect(200).Raw;
+
+            Assert.Contains("# TYPE kms_storage_commit_duration_seconds histogram", text, StringComparison.Ordinal);
+            Assert.Matches("kms_storage_commit_duration_seconds_bucket\\{le=\"\\+Inf\"\\} [1-9]", text);
+            Assert.Matches("kms_storage_commit_duration_seconds_count [1-9]", text);
+
+            // Every KV write is at least one transaction; concurrent ones may share a commit.
+            Assert.True(Committed(text) - before >= 8, text);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static long Committed(string metrics) =>
+        long.Parse(System.Text.RegularExpressions.Regex.Match(metrics, "kms_storage_committed_transactions_total (\\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
     public async Task Metrics_can_be_served_without_a_token_even_while_sealed()
     {
         await using var kms = await TestKms.StartAsync(o => o with { UnauthenticatedMetrics = true });
