@@ -152,7 +152,11 @@ public sealed class SessionMaintainer(
     {
         if (options.ReloadCommand is { } command)
         {
-            using var process = Process.Start(new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command }, UseShellExecute = false });
+            var info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command }, UseShellExecute = false };
+
+            // The reload command acts for the app, so it sees the OS trust store the app sees, not the agent's empty one.
+            Tls.SystemTrustStore.RestoreFor(info);
+            using var process = Process.Start(info);
             if (process is not null)
             {
                 await process.WaitForExitAsync(ct).ConfigureAwait(false);

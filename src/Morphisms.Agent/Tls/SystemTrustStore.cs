@@ -10,7 +10,7 @@ namespace Morphisms.Agent.Tls;
 /// (~150 CA certificates, each a slow decode on OpenSSL 3.0) cost ~80 ms of CPU in every cold start, more than
 /// attestation itself. Pointing <c>SSL_CERT_FILE</c> and <c>SSL_CERT_DIR</c> at nothing in the process's native
 /// environment, before any TLS, leaves that store empty; a stray HTTPS call to a web-PKI host now fails instead of
-/// trusting the OS's CAs. The app still gets the values the agent was started with.
+/// trusting the OS's CAs. The app and its reload command still get the values the agent was started with.
 /// </summary>
 internal static partial class SystemTrustStore
 {
@@ -42,7 +42,7 @@ internal static partial class SystemTrustStore
         }
     }
 
-    /// <summary>Gives the app the variables as the agent received them (set, or absent), not the emptied ones.</summary>
+    /// <summary>Gives a process the agent starts for the app (the app, its reload command) the variables as the agent received them (set, or absent), not the emptied ones.</summary>
     public static void RestoreFor(ProcessStartInfo app)
     {
         if (s_original is not { } original)
