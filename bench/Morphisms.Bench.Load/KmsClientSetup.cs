@@ -113,6 +113,9 @@ internal sealed class KmsAgentSide : IDisposable
         Client = NewClient();
     }
 
+    /// <summary>The KMS pin every client of this side checks the KMS's certificate against.</summary>
+    public KmsPin Pin => _pin;
+
     /// <summary>The pooled client: its connections are reused across calls.</summary>
     public KmsClient Client { get; }
 

@@ -49,7 +49,7 @@ internal static class KmsScenario
         var selected = (operations ?? KmsOperations.All).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var titles = selected.ToDictionary(name => name, name => KmsOperations.Title(name, input), StringComparer.Ordinal);
         using var agent = new KmsAgentSide(input);
-        using var commits = new StorageCommits(env.Stack.Kms.BaseAddress!, env.Stack.Kms.TlsCertificate!, input.RootToken);
+        using var commits = new StorageCommits(env.Stack.Kms.BaseAddress!, agent.Pin, input.RootToken);
 
         // The sign role (the reads' function tokens are made per run, below).
         await agent.Client.SendAsync(HttpMethod.Post, "pki/roles/" + Role, new JsonObject

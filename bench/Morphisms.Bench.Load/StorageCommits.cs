@@ -1,7 +1,7 @@
 using System.Globalization;
-using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Morphisms.Agent.Kms;
 
 namespace Morphisms.Bench.Load;
 
@@ -15,12 +15,12 @@ internal sealed partial class StorageCommits : IDisposable
     private readonly HttpClient _http;
     private readonly string _token;
 
-    public StorageCommits(Uri kms, X509Certificate2 tls, string token)
+    public StorageCommits(Uri kms, KmsPin pin, string token)
     {
-        // Pinned to the in-process KMS's own certificate: nothing else is trusted.
+        // The agent's own pin check, as every other call of the bench to the KMS: nothing else is trusted.
         var handler = new HttpClientHandler
         {
-            ServerCertificateCustomValidationCallback = (_, presented, _, _) => presented is not null && presented.RawData.AsSpan().SequenceEqual(tls.RawData),
+            ServerCertificateCustomValidationCallback = (request, presented, chain, errors) => pin.Check(presented, chain, errors, out _),
         };
         _http = new HttpClient(handler) { BaseAddress = kms, Timeout = TimeSpan.FromSeconds(30) };
         _token = token;
