@@ -108,7 +108,7 @@ internal static class KmsScenario
                 Print($"{name}: closed, {concurrency} workers", closed, isLogin ? $">= {LoginTarget}/s {ColdStartScenario.Verdict(closedMet)}" : "");
                 var closedJson = closed.ToJson();
                 var operation = new JsonObject { ["title"] = titles[name], ["closed_loop"] = closedJson };
-                PrintPhases(closed, closedJson);
+                PrintBreakdown(closed, closedJson);
                 if (isLogin)
                 {
                     closedJson["met"] = closedMet;
@@ -136,7 +136,7 @@ internal static class KmsScenario
                     bool? met = isLogin && rate == 200 ? p99 < 20 : null;
                     Print($"{name}: open, {rate}/s", run, met is { } m ? $"p99 < 20 ms {ColdStartScenario.Verdict(m)}" : "");
                     var runJson = run.ToJson();
-                    PrintPhases(run, runJson);
+                    PrintBreakdown(run, runJson);
                     runJson["rate"] = rate;
                     runJson["met"] = met;
                     open.Add(runJson);
@@ -176,7 +176,7 @@ internal static class KmsScenario
     /// Prints and records a run's storage commits (slow ones explain a write tail), a login's agent-side phases, and in an
     /// open loop how late the client started calls (if that is not small, the load generator, not the KMS, is behind the tail).
     /// </summary>
-    private static void PrintPhases(KmsRun run, JsonObject runJson)
+    private static void PrintBreakdown(KmsRun run, JsonObject runJson)
     {
         if (run.Commits is { } commits)
         {
