@@ -9,7 +9,8 @@ namespace Morphisms.Kms.Storage;
 /// connection with group commit (<see cref="GroupCommit{T}"/>): transactions arriving while a commit's fsync runs
 /// are committed together by the next one, each in its own savepoint, so concurrent writers share an fsync
 /// without one failing transaction undoing another. Reads use a small pool of separate connections: under WAL
-/// they see the last committed state and neither wait for nor block the writer.
+/// they see the last committed state and neither wait for nor block the writer. The log is copied back into the
+/// database file by a <see cref="WalCheckpointer"/> of its own, not by the commits.
 /// </summary>
 public sealed class SqliteStorage : IPhysicalStorage
 {
@@ -19,18 +20,32 @@ public sealed class SqliteStorage : IPhysicalStorage
     private readonly string _connectionString;
     private readonly SqliteConnection _writer;
     private readonly GroupCommit<IReadOnlyList<StorageOperation>> _commits;
+    private readonly WalCheckpointer _checkpointer;
     private readonly ConcurrentBag<SqliteConnection> _readers = [];
     private int _disposed;
 
-    private SqliteStorage(string connectionString, SqliteConnection writer)
+    /// <summary>The default least time between two background checkpoints.</summary>
+    internal static readonly TimeSpan DefaultCheckpointInterval = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// The log length, in pages, at which a commit checkpoints after all: only when the background checkpointer has
+    /// fallen this far behind (SQLite's default, used on every commit path, is 1 000).
+    /// </summary>
+    internal const int BackstopCheckpointPages = 10_000;
+
+    private SqliteStorage(string connectionString, SqliteConnection writer, TimeSpan checkpointInterval)
     {
         _connectionString = connectionString;
         _writer = writer;
-        _commits = new GroupCommit<IReadOnlyList<StorageOperation>>(CommitBatch, name: "kms sqlite commit");
+        _checkpointer = new WalCheckpointer(connectionString, checkpointInterval);
+        _commits = new GroupCommit<IReadOnlyList<StorageOperation>>(CommitAndNotify, name: "kms sqlite commit");
     }
 
     /// <summary>Write batches committed so far (each one fsync).</summary>
     internal long Commits => _commits.Batches;
+
+    /// <summary>Background checkpoints run so far.</summary>
+    internal long Checkpoints => _checkpointer.Checkpoints;
 
     /// <summary>Told each write batch's duration (statements and fsync) and size; the KMS's metrics listen here.</summary>
     internal Action<TimeSpan, int>? CommitObserver
@@ -40,7 +55,10 @@ public sealed class SqliteStorage : IPhysicalStorage
     }
 
     /// <summary>Opens (creating if needed) the database at <paramref name="path"/>.</summary>
-    public static SqliteStorage Open(string path)
+    public static SqliteStorage Open(string path) => Open(path, DefaultCheckpointInterval);
+
+    /// <summary>Opens the database at <paramref name="path"/> with background checkpoints at most every <paramref name="checkpointInterval"/>.</summary>
+    internal static SqliteStorage Open(string path, TimeSpan checkpointInterval)
     {
         var full = Path.GetFullPath(path);
         var dir = Path.GetDirectoryName(full);
@@ -59,10 +77,11 @@ public sealed class SqliteStorage : IPhysicalStorage
         connection.Open();
         using (var cmd = connection.CreateCommand())
         {
-            cmd.CommandText = """
+            cmd.CommandText = $"""
                 PRAGMA journal_mode=WAL;
                 PRAGMA synchronous=FULL;
                 PRAGMA busy_timeout=5000;
+                PRAGMA wal_autocheckpoint={BackstopCheckpointPages};
                 CREATE TABLE IF NOT EXISTS kms_entries (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
                 """;
             cmd.ExecuteNonQuery();
@@ -74,7 +93,7 @@ public sealed class SqliteStorage : IPhysicalStorage
             File.SetUnixFileMode(full, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
 
-        return new SqliteStorage(connectionString, connection);
+        return new SqliteStorage(connectionString, connection, checkpointInterval);
     }
 
     /// <inheritdoc />
@@ -179,6 +198,7 @@ public sealed class SqliteStorage : IPhysicalStorage
         }
 
         _commits.Dispose();
+        _checkpointer.Dispose();
         _writer.Dispose();
         while (_readers.TryTake(out var reader))
         {
@@ -186,6 +206,13 @@ public sealed class SqliteStorage : IPhysicalStorage
         }
 
         return ValueTask.CompletedTask;
+    }
+
+    private IReadOnlyList<Exception?> CommitAndNotify(IReadOnlyList<IReadOnlyList<StorageOperation>> batch)
+    {
+        var outcomes = CommitBatch(batch);
+        _checkpointer.Notify();
+        return outcomes;
     }
 
     /// <summary>
