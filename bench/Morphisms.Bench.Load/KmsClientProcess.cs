@@ -7,11 +7,11 @@ namespace Morphisms.Bench.Load;
 /// <summary>
 /// Runs one <see cref="KmsLoadClient"/> measurement in a child process and splits its CPU: the child reports its own
 /// CPU time over the measured window; this process — the KMS, plus the idle serving hosts — samples its own when the
-/// child prints the window's edges.
+/// child prints the window's edges, and reads the KMS's storage-commit histogram there too.
 /// </summary>
 internal static class KmsClientProcess
 {
-    public static async Task<KmsRun> RunAsync(KmsClientInput input, KmsMeasurement measurement, string workDirectory, CancellationToken ct)
+    public static async Task<KmsRun> RunAsync(KmsClientInput input, KmsMeasurement measurement, StorageCommits commits, string workDirectory, CancellationToken ct)
     {
         var output = Path.Combine(workDirectory, "kms-client.json");
         File.Delete(output);
@@ -20,7 +20,7 @@ internal static class KmsClientProcess
 
         using var process = Process.Start(info) ?? throw new InvalidOperationException("kms-client did not start");
         using var kill = ct.Register(() => Kill(process));
-        var window = WindowCpu.Follow(process);
+        var window = WindowCpu.Follow(process, () => commits.SnapshotAsync(ct));
         var stderr = process.StandardError.ReadToEndAsync(ct);
 
         // The tokens travel here, not on the command line.
@@ -35,6 +35,7 @@ internal static class KmsClientProcess
         }
 
         var kmsCpu = await window.Completion;
+        var committed = StorageCommits.Between(await window.CommitsAtStart!, await window.CommitsAtEnd!);
 
         if (errors.Length > 0)
         {
@@ -55,7 +56,10 @@ internal static class KmsClientProcess
             result["cpu_ms"]!.GetValue<double>() / calls,
             loadAverage,
             phases,
-            result["first_failure"]?.GetValue<string>());
+            result["first_failure"]?.GetValue<string>())
+        {
+            Commits = committed,
+        };
     }
 
     private static void Kill(Process process)
@@ -73,17 +77,23 @@ internal static class KmsClientProcess
     /// <summary>
     /// This process's CPU time between the child's <see cref="KmsLoadClient.Measuring"/> and <see cref="KmsLoadClient.Done"/>
     /// lines. A dedicated thread blocked in <c>ReadLine</c> samples when the line arrives, not when a thread pool kept
-    /// busy by the KMS gets round to a continuation.
+    /// busy by the KMS gets round to a continuation. The commit histogram is requested at the same moments.
     /// </summary>
-    private sealed class WindowCpu
+    private sealed class WindowCpu(Func<Task<SortedDictionary<double, long>>> commits)
     {
         private readonly TaskCompletionSource<TimeSpan> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public Task<TimeSpan> Completion => _completion.Task;
 
-        public static WindowCpu Follow(Process child)
+        /// <summary>The storage-commit histogram at the window's start (set before <see cref="Completion"/> succeeds).</summary>
+        public Task<SortedDictionary<double, long>>? CommitsAtStart { get; private set; }
+
+        /// <summary>The storage-commit histogram at the window's end (set before <see cref="Completion"/> succeeds).</summary>
+        public Task<SortedDictionary<double, long>>? CommitsAtEnd { get; private set; }
+
+        public static WindowCpu Follow(Process child, Func<Task<SortedDictionary<double, long>>> commits)
         {
-            var window = new WindowCpu();
+            var window = new WindowCpu(commits);
             new Thread(() => window.Read(child.StandardOutput)) { IsBackground = true, Name = "kms-client window" }.Start();
             return window;
         }
@@ -99,10 +109,12 @@ internal static class KmsClientProcess
                     if (line == KmsLoadClient.Measuring)
                     {
                         start = Environment.CpuUsage.TotalTime;
+                        CommitsAtStart = commits();
                     }
                     else if (line == KmsLoadClient.Done)
                     {
                         end = Environment.CpuUsage.TotalTime;
+                        CommitsAtEnd = commits();
                     }
                 }
 
@@ -126,7 +138,7 @@ internal sealed record KmsRun(
     List<double> Latencies, int Failures, double PerSecond, double KmsCpuMsPerCall, double ClientCpuMsPerCall, double LoadAverage,
     Dictionary<string, List<double>> Phases, string? FirstFailure)
 {
-    /// <summary>The KMS's storage commits while the child ran (warm-up included), when known.</summary>
+    /// <summary>The KMS's storage commits in the measured window.</summary>
     public CommitCounts? Commits { get; init; }
 
     /// <summary>The calls per second the KMS's CPU alone allows on this machine's cores, were the clients elsewhere.</summary>
