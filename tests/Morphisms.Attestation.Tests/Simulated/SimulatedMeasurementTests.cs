@@ -1,3 +1,6 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
 using Morphisms.Attestation.Simulated;
 
 namespace Morphisms.Attestation.Tests.Simulated;
@@ -50,6 +53,45 @@ public sealed class SimulatedMeasurementTests : IDisposable
         var path = Path.Combine(_bundle, "app.py");
         File.SetUnixFileMode(path, File.GetUnixFileMode(path) | UnixFileMode.UserExecute);
         Assert.NotEqual(before, SimulatedMeasurement.ForSnp(_bundle, "{}"u8));
+    }
+
+    [Fact]
+    public void The_encoding_is_pinned_so_registered_reference_values_stay_valid()
+    {
+        // A file several read buffers long, so that streaming it must give what hashing it whole gave.
+        var big = new byte[300_001];
+        new Random(7).NextBytes(big);
+        File.WriteAllBytes(Path.Combine(_bundle, "lib", "big.bin"), big);
+        var config = "{\"function\":\"hello\"}"u8.ToArray();
+
+        using var expected = IncrementalHash.CreateHash(HashAlgorithmName.SHA384);
+        expected.AppendData("morphisms/sim-measurement/v1\0"u8);
+        foreach (var (name, content) in new[]
+        {
+            ("app.py", Encoding.UTF8.GetBytes("print('hello')\n")),
+            ("lib/big.bin", big),
+            ("lib/data.bin", new byte[] { 1, 2, 3, 4 }),
+        })
+        {
+            Length(expected, name.Length);
+            expected.AppendData(Encoding.UTF8.GetBytes(name));
+            expected.AppendData([0]);
+            Length(expected, content.Length);
+            expected.AppendData(content);
+        }
+
+        expected.AppendData("\0launch-config\0"u8);
+        Length(expected, config.Length);
+        expected.AppendData(config);
+
+        Assert.Equal(expected.GetHashAndReset(), SimulatedMeasurement.ForSnp(_bundle, config));
+
+        static void Length(IncrementalHash hash, long value)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(bytes, value);
+            hash.AppendData(bytes);
+        }
     }
 
     [Fact]
