@@ -42,7 +42,35 @@ public sealed class FunctionHttpHandlerTests : IDisposable
         Assert.Equal(0, server.RequestsServed);
     }
 
-    private HttpClient Client(FunctionExpectation expectation, int port, Action<AttestedIdentityExtension>? verified = null, Action<IReadOnlyList<string>>? rejected = null)
+    [Fact]
+    public async Task A_function_whose_certificate_chains_to_another_root_gets_no_request()
+    {
+        // The handshake's own chain build is the one the handler trusts: it must refuse what does not reach the pin.
+        using var other = new TestPki();
+        using var leaf = other.Leaf("signer", Host, new byte[48]);
+        await using var server = HttpsFunction(leaf, other.Intermediate);
+        IReadOnlyList<string>? refused = null;
+        using var http = Client(new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true }, server.Endpoint.Port, rejected: f => refused = f);
+
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync($"https://{Host}/"));
+        Assert.Contains(refused!, f => f.StartsWith("chain:", StringComparison.Ordinal));
+        Assert.Equal(0, server.RequestsServed);
+    }
+
+    [Fact]
+    public async Task A_handler_on_another_clock_checks_expiry_at_that_clocks_time()
+    {
+        using var leaf = _pki.Leaf("signer", Host, new byte[48], lifetime: TimeSpan.FromHours(1));
+        await using var server = HttpsFunction(leaf, _pki.Intermediate);
+        IReadOnlyList<string>? refused = null;
+        var later = new FixedClock(DateTimeOffset.UtcNow.AddHours(2));
+        using var http = Client(new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true }, server.Endpoint.Port, rejected: f => refused = f, time: later);
+
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync($"https://{Host}/"));
+        Assert.Contains(refused!, f => f.StartsWith("chain:", StringComparison.Ordinal));
+    }
+
+    private HttpClient Client(FunctionExpectation expectation, int port, Action<AttestedIdentityExtension>? verified = null, Action<IReadOnlyList<string>>? rejected = null, TimeProvider? time = null)
     {
         var trust = new KmsTrustRecord
         {
@@ -55,7 +83,7 @@ public sealed class FunctionHttpHandlerTests : IDisposable
             Simulated = true,
             VerifiedAt = DateTimeOffset.UtcNow,
         };
-        var handler = FunctionHttpHandler.Create(trust, expectation, onVerified: verified, onRejected: rejected);
+        var handler = FunctionHttpHandler.Create(trust, expectation, time, onVerified: verified, onRejected: rejected);
         // The host name is a function's, not a DNS entry: connect to the test server whatever it resolves to.
         handler.ConnectCallback = async (_, ct) =>
         {
@@ -70,4 +98,9 @@ public sealed class FunctionHttpHandlerTests : IDisposable
     private static TlsTestServer HttpsFunction(X509Certificate2 leaf, X509Certificate2 intermediate) =>
         new(SslStreamCertificateContext.Create(leaf, [intermediate], offline: true),
             _ => Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsigned"));
+
+    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
 }

@@ -33,7 +33,11 @@ public static class FunctionHttpHandler
         handler.SslOptions = new SslClientAuthenticationOptions
         {
             TargetHost = expectation.Host,
-            RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+
+            // The handshake builds the chain under this policy, and the callback checks that chain: one build against
+            // the pinned root instead of one against the OS store (a verdict nobody read) and ours after it.
+            CertificateChainPolicy = FunctionCertificateValidator.ChainPolicy(root),
+            RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
             {
                 if (certificate is null)
                 {
@@ -42,8 +46,21 @@ public static class FunctionHttpHandler
                 }
 
                 using var leaf = new X509Certificate2(certificate);
-                var presented = chain?.ChainPolicy.ExtraStore.Cast<X509Certificate2>().ToList() ?? [];
-                var failures = FunctionCertificateValidator.Validate(leaf, presented, root, expectation, clock.GetUtcNow(), out var identity);
+                AttestedIdentityExtension? identity;
+                IReadOnlyList<string> failures;
+                if (chain is not null && ReferenceEquals(clock, TimeProvider.System))
+                {
+                    // Host names are checked by the validator, which also names what is wrong: only chain errors count here.
+                    var built = (errors & (SslPolicyErrors.RemoteCertificateChainErrors | SslPolicyErrors.RemoteCertificateNotAvailable)) == 0;
+                    failures = FunctionCertificateValidator.ValidateBuilt(leaf, chain, built, root, expectation, out identity);
+                }
+                else
+                {
+                    // Another clock (tests, replays): the handshake built the chain at the real time, so build again at this one.
+                    var presented = chain?.ChainPolicy.ExtraStore.Cast<X509Certificate2>().ToList() ?? [];
+                    failures = FunctionCertificateValidator.Validate(leaf, presented, root, expectation, clock.GetUtcNow(), out identity);
+                }
+
                 if (failures.Count > 0)
                 {
                     onRejected?.Invoke(failures);
