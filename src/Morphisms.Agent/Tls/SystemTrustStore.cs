@@ -20,16 +20,13 @@ internal static partial class SystemTrustStore
 
     private static (string? File, string? Directory)? s_original;
 
-    /// <summary>Whether <see cref="Hide"/> has run in this process.</summary>
-    public static bool Hidden => s_original is not null;
-
     /// <summary>
     /// Empties the system trust store for this process. Call first thing in <c>Main</c>: OpenSSL reads the variables
     /// natively (the managed <see cref="Environment"/> is a copy and does not reach it) when the store is first loaded.
     /// </summary>
     public static void Hide()
     {
-        if (!OperatingSystem.IsLinux() || Hidden)
+        if (!OperatingSystem.IsLinux() || s_original is not null)
         {
             return;
         }

@@ -10,8 +10,8 @@ namespace Morphisms.Agent.Tls;
 /// One throwaway TLS handshake with itself over loopback, started while the TEE measures the launch. A fresh process's
 /// first handshake pays for loading and initialising OpenSSL, the key exchange and the X.509 code; paying it here
 /// overlaps it with the measurement instead of adding it to the attestation. (Most of what it used to wait for was the
-/// OS trust store's loading, which <see cref="SystemTrustStore"/> now prevents.) Nothing leaves the process and nothing is trusted: the KMS has not been pinned yet,
-/// so it must not be contacted, and this connection carries no data.
+/// OS trust store's loading, which <see cref="SystemTrustStore"/> now prevents.) Nothing leaves the process and nothing
+/// is trusted: the KMS has not been pinned yet, so it must not be contacted, and this connection carries no data.
 /// </summary>
 internal static class TlsWarmup
 {
