@@ -39,35 +39,6 @@ public sealed class FunctionCertificateValidatorTests : IDisposable
     }
 
     [Fact]
-    public void A_chain_built_under_the_pinned_policy_is_accepted_and_one_built_under_another_is_not()
-    {
-        using var leaf = _pki.Leaf("signer", Host, _measurement);
-        using (var pinned = new X509Chain { ChainPolicy = FunctionCertificateValidator.ChainPolicy(_pki.Root) })
-        {
-            pinned.ChainPolicy.ExtraStore.Add(_pki.Intermediate);
-            Assert.Empty(FunctionCertificateValidator.ValidateBuilt(leaf, pinned, pinned.Build(leaf), _pki.Root, Expect(), out var identity));
-            Assert.Equal("signer", identity!.Function);
-        }
-
-        // The OS store's verdict (here: no trusted root) must not stand in for the pin, even when told it built.
-        using var system = new X509Chain();
-        system.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        system.ChainPolicy.ExtraStore.Add(_pki.Intermediate);
-        system.ChainPolicy.ExtraStore.Add(_pki.Root);
-        system.Build(leaf);
-        Assert.Contains(FunctionCertificateValidator.ValidateBuilt(leaf, system, built: true, _pki.Root, Expect(), out _),
-            f => f.StartsWith("chain: it was not built with the pinned", StringComparison.Ordinal));
-
-        // A chain for another certificate does not vouch for this one.
-        using var another = _pki.Leaf("signer", Host, _measurement);
-        using var forAnother = new X509Chain { ChainPolicy = FunctionCertificateValidator.ChainPolicy(_pki.Root) };
-        forAnother.ChainPolicy.ExtraStore.Add(_pki.Intermediate);
-        Assert.True(forAnother.Build(another));
-        Assert.Contains(FunctionCertificateValidator.ValidateBuilt(leaf, forAnother, built: true, _pki.Root, Expect(), out _),
-            f => f.StartsWith("chain: the chain does not run from this certificate", StringComparison.Ordinal));
-    }
-
-    [Fact]
     public void Another_root_is_refused()
     {
         using var other = new TestPki();

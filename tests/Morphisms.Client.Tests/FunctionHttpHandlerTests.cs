@@ -70,7 +70,35 @@ public sealed class FunctionHttpHandlerTests : IDisposable
         Assert.Contains(refused!, f => f.StartsWith("chain:", StringComparison.Ordinal));
     }
 
-    private HttpClient Client(FunctionExpectation expectation, int port, Action<AttestedIdentityExtension>? verified = null, Action<IReadOnlyList<string>>? rejected = null, TimeProvider? time = null)
+    [Fact]
+    public async Task Connections_after_the_first_to_an_instance_take_its_chain_from_the_cache()
+    {
+        // Separate handlers, as separate callers in one process have: the chain cache is what they share.
+        using var leaf = _pki.Leaf("signer", Host, new byte[48]);
+        await using var server = HttpsFunction(leaf, _pki.Intermediate);
+        var cache = new VerifiedChainCache();
+        var verified = 0;
+        for (var i = 0; i < 3; i++)
+        {
+            using var http = Client(new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true }, server.Endpoint.Port, _ => verified++, cache: cache);
+            Assert.Equal("signed", await http.GetStringAsync($"https://{Host}/"));
+        }
+
+        Assert.Equal((3, 1, 2), (verified, cache.Misses, cache.Hits));
+
+        // The cache does not stand in for the identity check: the same chain, expected as another function, is refused.
+        IReadOnlyList<string>? refused = null;
+        using (var wrong = Client(new FunctionExpectation { Function = "hello", Host = Host, AllowSimulated = true }, server.Endpoint.Port, rejected: f => refused = f, cache: cache))
+        {
+            await Assert.ThrowsAsync<HttpRequestException>(() => wrong.GetStringAsync($"https://{Host}/"));
+        }
+
+        Assert.Contains(refused!, f => f.Contains("'signer'", StringComparison.Ordinal));
+        Assert.Equal(3, cache.Hits);
+        Assert.Equal(3, server.RequestsServed);
+    }
+
+    private HttpClient Client(FunctionExpectation expectation, int port, Action<AttestedIdentityExtension>? verified = null, Action<IReadOnlyList<string>>? rejected = null, TimeProvider? time = null, VerifiedChainCache? cache = null)
     {
         var trust = new KmsTrustRecord
         {
@@ -83,7 +111,7 @@ public sealed class FunctionHttpHandlerTests : IDisposable
             Simulated = true,
             VerifiedAt = DateTimeOffset.UtcNow,
         };
-        var handler = FunctionHttpHandler.Create(trust, expectation, time, onVerified: verified, onRejected: rejected);
+        var handler = FunctionHttpHandler.Create(trust, expectation, time, onVerified: verified, onRejected: rejected, chainCache: cache ?? new VerifiedChainCache());
         // The host name is a function's, not a DNS entry: connect to the test server whatever it resolves to.
         handler.ConnectCallback = async (_, ct) =>
         {

@@ -15,8 +15,8 @@ public static class FunctionCertificateValidator
 {
     /// <summary>
     /// The chain policy a function's certificate is built under: the pinned KMS root as the only trust anchor, no
-    /// revocation fetch. Given to the TLS stack up front (<see cref="FunctionHttpHandler"/>), it makes the handshake's
-    /// own chain build the one that counts, instead of one against the OS store followed by this one.
+    /// revocation fetch and no download of missing intermediates (a validation must not reach out to addresses a
+    /// certificate names).
     /// </summary>
     public static X509ChainPolicy ChainPolicy(X509Certificate2 pinnedRoot)
     {
@@ -26,6 +26,7 @@ public static class FunctionCertificateValidator
 
             // Function certificates live minutes, not years: expiry is the revocation that matters here.
             RevocationMode = X509RevocationMode.NoCheck,
+            DisableCertificateDownloads = true,
         };
         policy.CustomTrustStore.Add(pinnedRoot);
         return policy;
@@ -34,54 +35,76 @@ public static class FunctionCertificateValidator
     /// <summary>Validates <paramref name="leaf"/>; returns every failure (empty when valid) and the identity it carries.</summary>
     public static IReadOnlyList<string> Validate(
         X509Certificate2 leaf,
-        IEnumerable<X509Certificate2> presentedCertificates,
+        IReadOnlyList<X509Certificate2> presentedCertificates,
         X509Certificate2 pinnedRoot,
         FunctionExpectation expectation,
         DateTimeOffset now,
+        out AttestedIdentityExtension? identity) =>
+        Validate(leaf, presentedCertificates, pinnedRoot, expectation, now, chainCache: null, out identity);
+
+    /// <summary>
+    /// Validates <paramref name="leaf"/> as <see cref="Validate(X509Certificate2, IReadOnlyList{X509Certificate2}, X509Certificate2, FunctionExpectation, DateTimeOffset, out AttestedIdentityExtension?)"/>
+    /// does, taking the chain's verdict from <paramref name="chainCache"/> when these exact certificates were built to
+    /// this root before (and adding it when they build now).
+    /// </summary>
+    public static IReadOnlyList<string> Validate(
+        X509Certificate2 leaf,
+        IReadOnlyList<X509Certificate2> presentedCertificates,
+        X509Certificate2 pinnedRoot,
+        FunctionExpectation expectation,
+        DateTimeOffset now,
+        VerifiedChainCache? chainCache,
         out AttestedIdentityExtension? identity)
     {
+        var failures = new List<string>();
+        if (CheckChain(leaf, presentedCertificates, pinnedRoot, now, chainCache) is { } chainFailure)
+        {
+            failures.Add(chainFailure);
+        }
+
+        CheckHostAndIdentity(leaf, expectation, failures, out identity);
+        return failures;
+    }
+
+    private static string? CheckChain(X509Certificate2 leaf, IReadOnlyList<X509Certificate2> presented, X509Certificate2 pinnedRoot, DateTimeOffset now, VerifiedChainCache? cache)
+    {
+        var key = cache is null ? null : VerifiedChainCache.KeyOf(pinnedRoot, leaf, presented);
+        if (key is not null && cache!.TryHit(key, now))
+        {
+            return null;
+        }
+
         using var chain = new X509Chain();
         chain.ChainPolicy = ChainPolicy(pinnedRoot);
-        foreach (var certificate in presentedCertificates)
+        foreach (var certificate in presented)
         {
             chain.ChainPolicy.ExtraStore.Add(certificate);
         }
 
         chain.ChainPolicy.VerificationTime = now.UtcDateTime;
         chain.ChainPolicy.VerificationTimeIgnored = false;
-        return ValidateBuilt(leaf, chain, chain.Build(leaf), pinnedRoot, expectation, out identity);
-    }
+        if (!chain.Build(leaf))
+        {
+            return $"chain: the certificate does not chain to the pinned KMS root CA ({string.Join(", ", chain.ChainStatus.Select(s => s.StatusInformation.Trim()).Distinct())})";
+        }
 
-    /// <summary>
-    /// Validates <paramref name="leaf"/> given a chain already built for it under <see cref="ChainPolicy"/> (by the TLS
-    /// handshake); <paramref name="built"/> is what that build returned.
-    /// </summary>
-    public static IReadOnlyList<string> ValidateBuilt(
-        X509Certificate2 leaf,
-        X509Chain chain,
-        bool built,
-        X509Certificate2 pinnedRoot,
-        FunctionExpectation expectation,
-        out AttestedIdentityExtension? identity)
-    {
-        var failures = new List<string>();
-        if (chain.ChainPolicy.TrustMode != X509ChainTrustMode.CustomRootTrust
-            || chain.ChainPolicy.CustomTrustStore.Count != 1
-            || !chain.ChainPolicy.CustomTrustStore[0].RawData.AsSpan().SequenceEqual(pinnedRoot.RawData))
-        {
-            failures.Add("chain: it was not built with the pinned KMS root CA as its only trust anchor");
-        }
-        else if (!built)
-        {
-            failures.Add($"chain: the certificate does not chain to the pinned KMS root CA ({string.Join(", ", chain.ChainStatus.Select(s => s.StatusInformation.Trim()).Distinct())})");
-        }
-        else if (chain.ChainElements.Count == 0
+        if (chain.ChainElements.Count == 0
             || !chain.ChainElements[0].Certificate.RawData.AsSpan().SequenceEqual(leaf.RawData)
             || !chain.ChainElements[^1].Certificate.RawData.AsSpan().SequenceEqual(pinnedRoot.RawData))
         {
-            failures.Add("chain: the chain does not run from this certificate to the pinned KMS root CA");
+            return "chain: the chain does not run from this certificate to the pinned KMS root CA";
         }
 
+        if (key is not null)
+        {
+            cache!.Add(key, chain, now);
+        }
+
+        return null;
+    }
+
+    private static void CheckHostAndIdentity(X509Certificate2 leaf, FunctionExpectation expectation, List<string> failures, out AttestedIdentityExtension? identity)
+    {
         if (!leaf.MatchesHostname(expectation.Host, allowWildcards: false))
         {
             failures.Add($"host: the certificate does not name {expectation.Host}");
@@ -103,7 +126,7 @@ public static class FunctionCertificateValidator
 
         if (identity is null)
         {
-            return failures;
+            return;
         }
 
         if (!string.Equals(identity.Function, expectation.Function, StringComparison.Ordinal))
@@ -120,7 +143,5 @@ public static class FunctionCertificateValidator
         {
             failures.Add("identity: the function was attested by the simulated TEE, which proves nothing about hardware");
         }
-
-        return failures;
     }
 }
