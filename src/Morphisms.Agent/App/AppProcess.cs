@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net;
 using System.Net.Sockets;
 using Morphisms.Agent.Secrets;
 
@@ -81,6 +82,9 @@ public sealed class AppProcess : IDisposable
         return app;
     }
 
+    /// <summary>How often readiness is probed: the probe sits on the cold-start path, and a refused loopback connect costs microseconds.</summary>
+    internal static readonly TimeSpan ReadyPollInterval = TimeSpan.FromMilliseconds(2);
+
     /// <summary>Waits until the app accepts an HTTP request on loopback, or fails when it exits or the timeout passes.</summary>
     public async Task WaitReadyAsync(int port, TimeSpan timeout, TimeProvider time, CancellationToken ct)
     {
@@ -94,22 +98,41 @@ public sealed class AppProcess : IDisposable
                 throw new AgentException(AgentExitCodes.AppNotReady, $"the app exited with code {await Exited.ConfigureAwait(false)} before answering on port {port}");
             }
 
-            try
+            // A bare connect until the port accepts (cheap enough to repeat every few milliseconds), then one HTTP request.
+            if (await AcceptsAsync(port, ct).ConfigureAwait(false))
             {
-                // Any HTTP answer counts: readiness means "serving", not "healthy by some app-specific rule".
-                using var response = await http.GetAsync($"http://127.0.0.1:{port}/", ct).ConfigureAwait(false);
-                return;
-            }
-            catch (Exception e) when (e is HttpRequestException or SocketException or TaskCanceledException && !ct.IsCancellationRequested)
-            {
-                if (time.GetUtcNow() > deadline)
+                try
                 {
-                    throw new AgentException(AgentExitCodes.AppNotReady, $"the app did not answer on 127.0.0.1:{port} within {timeout.TotalSeconds:0}s");
+                    // Any HTTP answer counts: readiness means "serving", not "healthy by some app-specific rule".
+                    using var response = await http.GetAsync($"http://127.0.0.1:{port}/", ct).ConfigureAwait(false);
+                    return;
                 }
-
-                // Short: this poll sits on the cold-start path, and a refused loopback connect costs next to nothing.
-                await Task.Delay(TimeSpan.FromMilliseconds(10), time, ct).ConfigureAwait(false);
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+                {
+                    // Listening but not answering HTTP yet: probe again.
+                }
             }
+
+            if (time.GetUtcNow() > deadline)
+            {
+                throw new AgentException(AgentExitCodes.AppNotReady, $"the app did not answer on 127.0.0.1:{port} within {timeout.TotalSeconds:0}s");
+            }
+
+            await Task.Delay(ReadyPollInterval, time, ct).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<bool> AcceptsAsync(int port, CancellationToken ct)
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
         }
     }
 

@@ -14,6 +14,9 @@ namespace Morphisms.Serving.Runtime;
 /// </summary>
 public sealed class ProcessInstance : IInstanceProcess
 {
+    /// <summary>How often a starting instance's port is probed.</summary>
+    internal static readonly TimeSpan ReadyPollInterval = TimeSpan.FromMilliseconds(2);
+
     private readonly Process _process;
     private readonly TimeProvider _time;
     private readonly long _spawnedAt;
@@ -161,8 +164,8 @@ public sealed class ProcessInstance : IInstanceProcess
             var probe = TlsEndpoint ?? AppEndpoint;
             while (!await Ports.AcceptsAsync(probe, gone).ConfigureAwait(false))
             {
-                // Every millisecond here is on the cold-start path of the held requests; a refused loopback connect is cheap.
-                await Task.Delay(TimeSpan.FromMilliseconds(10), _time, gone).ConfigureAwait(false);
+                // Every millisecond here is on the cold-start path of the held requests; a refused loopback connect costs microseconds.
+                await Task.Delay(ReadyPollInterval, _time, gone).ConfigureAwait(false);
             }
 
             ColdStart = Phases(report, _time.GetElapsedTime(_spawnedAt).TotalMilliseconds);
