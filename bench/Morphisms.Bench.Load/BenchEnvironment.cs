@@ -125,7 +125,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
         return env;
     }
 
-    // aot/r2r: `dotnet publish` NativeAOT/ReadyToRun into a per-user temp directory (incremental); jit: the
+    // aot/r2r: `dotnet publish` NativeAOT/ReadyToRun into a per-user, per-checkout temp directory (incremental); jit: the
     // build output beside this harness (null); anything else is a path to a published morph-init.
     private static async Task<string?> MorphInitAsync(string choice, CancellationToken ct)
     {
@@ -140,7 +140,9 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
         }
 
         var project = Path.Combine(Program.RepositoryRoot(), "src", "Morphisms.Agent", "Morphisms.Agent.csproj");
-        var output = Path.Combine(Path.GetTempPath(), $"morph-bench-morph-init-{choice}-{Environment.UserName}");
+        // One directory per checkout: an A/B between two worktrees must not run one's agent for the other.
+        var checkout = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Program.RepositoryRoot())))[..8];
+        var output = Path.Combine(Path.GetTempPath(), $"morph-bench-morph-init-{choice}-{Environment.UserName}-{checkout}");
         Console.WriteLine($"# publishing morph-init {(choice == "aot" ? "NativeAOT (minutes the first time)" : "ReadyToRun")} to {output}");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         string[] build = choice == "aot"
