@@ -183,7 +183,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
 
         foreach (var (_, line) in lines.Reverse())
         {
-            if (!line.Text.Contains("\"event\":\"cold_start\"", StringComparison.Ordinal) || JsonNode.Parse(line.Text) is not JsonObject report)
+            if (!line.Text.Contains("\"event\":\"cold_start\"", StringComparison.Ordinal) || ParseOrNull(line.Text) is not JsonObject report)
             {
                 continue;
             }
@@ -198,6 +198,19 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
         }
 
         return null;
+    }
+
+    // A line cut by another process's output on the same pipe is skipped (and stays in bench.log), not fatal.
+    private static JsonNode? ParseOrNull(string text)
+    {
+        try
+        {
+            return JsonNode.Parse(text);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The signer as <paramref name="flavour"/>, starting from zero instances (initial 0).</summary>

@@ -9,4 +9,5 @@ SystemTrustStore.Hide();
 using var stop = new CancellationTokenSource();
 using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; stop.Cancel(); });
 using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, context => { context.Cancel = true; stop.Cancel(); });
-return await AgentCli.RunAsync(args, Console.Out, Console.Error, stop.Token);
+using var stderr = Morphisms.Agent.Telemetry.AgentLog.LineAtomic(Console.OpenStandardError());
+return await AgentCli.RunAsync(args, Console.Out, stderr, stop.Token);
