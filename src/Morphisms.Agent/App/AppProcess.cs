@@ -128,7 +128,10 @@ public sealed class AppProcess : IDisposable
         try
         {
             await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct).ConfigureAwait(false);
-            return true;
+
+            // A connect given the probed port as its source connects to itself, not to the app; the HTTP request
+            // would fail anyway, but this way the probe says what it means.
+            return !(probe.LocalEndPoint is IPEndPoint local && local.Port == port);
         }
         catch (SocketException)
         {

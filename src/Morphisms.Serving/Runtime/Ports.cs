@@ -23,11 +23,19 @@ internal static class Ports
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(TimeSpan.FromSeconds(1));
             await client.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
-            return true;
+            return !IsSelfConnected(client.Client);
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException && !ct.IsCancellationRequested)
         {
             return false;
         }
     }
+
+    /// <summary>
+    /// True when a loopback connect to a port nobody listens on was given that same port as its source, and so
+    /// connected to itself (TCP simultaneous open): the port looks open but no app is there. Instance ports come from
+    /// the ephemeral range, where a probe repeated every few milliseconds can hit this.
+    /// </summary>
+    public static bool IsSelfConnected(Socket socket) =>
+        socket.LocalEndPoint is IPEndPoint local && socket.RemoteEndPoint is IPEndPoint remote && local.Equals(remote);
 }
