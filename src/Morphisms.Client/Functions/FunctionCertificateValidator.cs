@@ -18,7 +18,7 @@ public static class FunctionCertificateValidator
     /// revocation fetch and no download of missing intermediates (a validation must not reach out to addresses a
     /// certificate names).
     /// </summary>
-    public static X509ChainPolicy ChainPolicy(X509Certificate2 pinnedRoot)
+    private static X509ChainPolicy ChainPolicy(X509Certificate2 pinnedRoot)
     {
         var policy = new X509ChainPolicy
         {

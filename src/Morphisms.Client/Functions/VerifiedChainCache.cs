@@ -12,7 +12,7 @@ namespace Morphisms.Client.Functions;
 /// </summary>
 /// <remarks>
 /// An entry stands for one exact input: the bytes of the pinned root, the leaf and every certificate the server
-/// presented, in order. Building that input under <see cref="FunctionCertificateValidator.ChainPolicy"/> gives the
+/// presented, in order. Building that input under the validator's policy (the pinned root as the only anchor) gives the
 /// same result at any time inside the validity of every certificate in the chain, so a hit also requires the time
 /// of use to fall inside that window. Only successful builds are stored; the per-connection checks (host, attested
 /// identity, measurement) are never cached. Shared by every handler of a process unless one is given its own.
