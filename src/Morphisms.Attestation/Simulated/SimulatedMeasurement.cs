@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 using System.Text;
 
@@ -9,9 +10,16 @@ namespace Morphisms.Attestation.Simulated;
 /// bundle (path, executable bit and content) and the launch configuration — so changing one byte of
 /// the function changes the measurement, exactly as it would change MRENCLAVE or the SNP launch digest.
 /// </summary>
+/// <remarks>
+/// Shaped like Gramine's trusted files (and the dm-verity root a confidential VM's command line carries): each file's
+/// content is digested with SHA-256, and the launch measurement — SHA-384 for SNP, SHA-256 for SGX — covers the
+/// list of names, executable bits, lengths and content digests, then the launch configuration. No real TEE feeds
+/// megabytes of application through its launch digest; digesting content with SHA-256 (about twice SHA-384's speed
+/// with the SHA extensions) and the files in parallel keeps the measurement off most of a cold start.
+/// </remarks>
 public static class SimulatedMeasurement
 {
-    private static readonly byte[] Domain = Encoding.ASCII.GetBytes("morphisms/sim-measurement/v1\0");
+    private static readonly byte[] Domain = Encoding.ASCII.GetBytes("morphisms/sim-measurement/v2\0");
 
     // Large enough that the hash, not the reads, sets the pace; small enough to stay in cache.
     private const int ReadBufferSize = 128 * 1024;
@@ -31,70 +39,50 @@ public static class SimulatedMeasurement
             throw new DirectoryNotFoundException($"function bundle directory not found: {bundleDirectory}");
         }
 
-        using var hash = IncrementalHash.CreateHash(algorithm);
-        var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
-        try
-        {
-            AppendBundle(hash, bundleDirectory, launchConfig, buffer);
-            return hash.GetHashAndReset();
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    private static void AppendBundle(IncrementalHash hash, string bundleDirectory, ReadOnlySpan<byte> launchConfig, byte[] buffer)
-    {
-        hash.AppendData(Domain);
         var root = Path.GetFullPath(bundleDirectory);
         var files = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
-            .Select(f => (Full: f, Relative: Path.GetRelativePath(root, f).Replace('\\', '/')))
-            .OrderBy(f => f.Relative, StringComparer.Ordinal);
+            .Select(f => new BundleFile(f, Path.GetRelativePath(root, f).Replace('\\', '/')))
+            .OrderBy(f => f.Relative, StringComparer.Ordinal)
+            .ToArray();
+        DigestContents(files);
+
+        using var hash = IncrementalHash.CreateHash(algorithm);
+        hash.AppendData(Domain);
         Span<byte> length = stackalloc byte[8];
-        foreach (var (full, relative) in files)
+        foreach (var file in files)
         {
-            var name = Encoding.UTF8.GetBytes(relative);
+            var name = Encoding.UTF8.GetBytes(file.Relative);
             AppendLength(hash, length, name.Length);
             hash.AppendData(name);
-            var executable = !OperatingSystem.IsWindows() && (File.GetUnixFileMode(full) & UnixFileMode.UserExecute) != 0;
-            hash.AppendData([executable ? (byte)1 : (byte)0]);
-            AppendContent(hash, length, full, buffer);
+            hash.AppendData([file.Executable ? (byte)1 : (byte)0]);
+            AppendLength(hash, length, file.Length);
+            hash.AppendData(file.ContentDigest);
         }
 
         // The launch configuration follows the files, separated by a marker no file entry can produce.
         hash.AppendData("\0launch-config\0"u8);
         AppendLength(hash, length, launchConfig.Length);
         hash.AppendData(launchConfig);
+        return hash.GetHashAndReset();
     }
 
-    /// <summary>
-    /// Appends a file's length, then its content, streamed: a bundle is megabytes, and a fresh array of that size
-    /// costs a cold process its page faults on top of the hash.
-    /// </summary>
-    /// <exception cref="IOException">The file changed size while it was being measured.</exception>
-    private static void AppendContent(IncrementalHash hash, Span<byte> length, string path, byte[] buffer)
+    /// <summary>Digests every file's content, the files in parallel: they are independent, and a bundle is megabytes.</summary>
+    private static void DigestContents(BundleFile[] files)
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-        var expected = file.Length;
-        AppendLength(hash, length, expected);
-        long read = 0;
-        int n;
-        while ((n = file.Read(buffer)) > 0)
+        if (files.Length == 1)
         {
-            read += n;
-            if (read > expected)
-            {
-                break;
-            }
-
-            hash.AppendData(buffer, 0, n);
+            files[0].Digest();
+            return;
         }
 
-        if (read != expected)
+        try
         {
-            // The length prefix is already hashed: a file that grew or shrank meanwhile must not yield a measurement.
-            throw new IOException($"function bundle file changed while it was being measured: {path}");
+            Parallel.ForEach(files, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, file => file.Digest());
+        }
+        catch (AggregateException e)
+        {
+            // Callers expect the file's own error (missing, unreadable, changed), not the parallel loop's wrapper.
+            ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
         }
     }
 
@@ -102,5 +90,58 @@ public static class SimulatedMeasurement
     {
         System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(buffer, value);
         hash.AppendData(buffer);
+    }
+
+    private sealed class BundleFile(string full, string relative)
+    {
+        public string Relative { get; } = relative;
+
+        public bool Executable { get; private set; }
+
+        public long Length { get; private set; }
+
+        public byte[] ContentDigest { get; private set; } = [];
+
+        /// <summary>
+        /// Streams the content through SHA-256: a fresh array the size of a bundle's binary costs a cold process its
+        /// page faults on top of the hash.
+        /// </summary>
+        /// <exception cref="IOException">The file changed size while it was being measured.</exception>
+        public void Digest()
+        {
+            Executable = !OperatingSystem.IsWindows() && (File.GetUnixFileMode(full) & UnixFileMode.UserExecute) != 0;
+            using var file = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            using var sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);
+            try
+            {
+                var expected = file.Length;
+                long read = 0;
+                int n;
+                while ((n = file.Read(buffer)) > 0)
+                {
+                    read += n;
+                    if (read > expected)
+                    {
+                        break;
+                    }
+
+                    sha256.AppendData(buffer, 0, n);
+                }
+
+                if (read != expected)
+                {
+                    // The length is hashed with the digest: a file that grew or shrank meanwhile must not yield a measurement.
+                    throw new IOException($"function bundle file changed while it was being measured: {full}");
+                }
+
+                Length = expected;
+                ContentDigest = sha256.GetHashAndReset();
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
     }
 }

@@ -64,27 +64,34 @@ public sealed class SimulatedMeasurementTests : IDisposable
         File.WriteAllBytes(Path.Combine(_bundle, "lib", "big.bin"), big);
         var config = "{\"function\":\"hello\"}"u8.ToArray();
 
-        using var expected = IncrementalHash.CreateHash(HashAlgorithmName.SHA384);
-        expected.AppendData("morphisms/sim-measurement/v1\0"u8);
-        foreach (var (name, content) in new[]
+        var files = new[]
         {
             ("app.py", Encoding.UTF8.GetBytes("print('hello')\n")),
             ("lib/big.bin", big),
             ("lib/data.bin", new byte[] { 1, 2, 3, 4 }),
-        })
+        };
+
+        Assert.Equal(Expected(HashAlgorithmName.SHA384), SimulatedMeasurement.ForSnp(_bundle, config));
+        Assert.Equal(Expected(HashAlgorithmName.SHA256), SimulatedMeasurement.ForSgx(_bundle, config));
+
+        byte[] Expected(HashAlgorithmName algorithm)
         {
-            Length(expected, name.Length);
-            expected.AppendData(Encoding.UTF8.GetBytes(name));
-            expected.AppendData([0]);
-            Length(expected, content.Length);
-            expected.AppendData(content);
+            using var expected = IncrementalHash.CreateHash(algorithm);
+            expected.AppendData("morphisms/sim-measurement/v2\0"u8);
+            foreach (var (name, content) in files)
+            {
+                Length(expected, name.Length);
+                expected.AppendData(Encoding.UTF8.GetBytes(name));
+                expected.AppendData([0]);
+                Length(expected, content.Length);
+                expected.AppendData(SHA256.HashData(content));
+            }
+
+            expected.AppendData("\0launch-config\0"u8);
+            Length(expected, config.Length);
+            expected.AppendData(config);
+            return expected.GetHashAndReset();
         }
-
-        expected.AppendData("\0launch-config\0"u8);
-        Length(expected, config.Length);
-        expected.AppendData(config);
-
-        Assert.Equal(expected.GetHashAndReset(), SimulatedMeasurement.ForSnp(_bundle, config));
 
         static void Length(IncrementalHash hash, long value)
         {
@@ -92,6 +99,15 @@ public sealed class SimulatedMeasurementTests : IDisposable
             BinaryPrimitives.WriteInt64BigEndian(bytes, value);
             hash.AppendData(bytes);
         }
+    }
+
+    [Fact]
+    public void An_unreadable_file_fails_with_its_own_error_not_a_wrapper()
+    {
+        // Files are digested in parallel; the caller must still see which file failed and why.
+        File.CreateSymbolicLink(Path.Combine(_bundle, "lib", "gone.so"), Path.Combine(_bundle, "missing-target"));
+        var error = Assert.Throws<FileNotFoundException>(() => SimulatedMeasurement.ForSnp(_bundle, "{}"u8));
+        Assert.Contains("gone.so", error.Message);
     }
 
     [Fact]
