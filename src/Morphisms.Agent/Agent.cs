@@ -67,38 +67,39 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         var provider = report.Time("launch", () => EvidenceProviders.Create(options, launchConfig, out owned));
         using var _ = owned;
 
-        // The pin is settled before the first byte goes to the KMS: a KMS the instance cannot pin must learn nothing.
-        var pinRequest = new PinRequest
-        {
-            Unmeasured = options.KmsCaSha256,
-            AllowUnmeasured = options.AllowUnmeasuredPin,
-            Initdata = options.Initdata,
-            Function = options.Function,
-            Kms = options.Kms,
-        };
-        var (pinned, pinSource) = await report.TimeAsync("pin", () => PinResolver.ResolveAsync(
-            provider, pinRequest, warning => log.Warn("unmeasured_pin", warning), stop)).ConfigureAwait(false);
-        // Whatever of the process's TLS initialisation is still running; timed, so the report has no gap. It never throws.
-        await report.TimeAsync("tls_warmup", async () => { await warmup.ConfigureAwait(false); return true; }).ConfigureAwait(false);
-        var pin = new KmsPin(pinned, time);
-        using var kms = new KmsClient(options.Kms, pin, time, options.KmsAttempts, options.KmsRetryDelay);
-        var attestor = new Attestor(kms, provider, options.Function, time);
-        log.Info("start", $"attesting with {provider.Name} to {options.Kms}", new JsonObject
-        {
-            ["kms_ca_sha256"] = pin.Hex,
-            ["kms_ca_pin_source"] = pinSource,
-            ["app_start"] = options.AppStart == AppStart.Early ? "early" : "after-secrets",
-        });
-
         var secrets = new SecretDirectory(options.SecretsDir);
         try
         {
             if (options.AppStart == AppStart.Early)
             {
-                // The app's start-up overlaps attestation; it gets no secret and no connection until ReleaseSecrets.
+                // The app's start-up overlaps the pin and attestation; it gets no secret and no connection until
+                // ReleaseSecrets, and it is stopped if either fails.
                 secrets.Create();
                 _app = report.Time("app_spawn", () => AppProcess.StartEarly(options.App, secrets.Path, options.AppPort));
             }
+
+            // The pin is settled before the first byte goes to the KMS: a KMS the instance cannot pin must learn nothing.
+            var pinRequest = new PinRequest
+            {
+                Unmeasured = options.KmsCaSha256,
+                AllowUnmeasured = options.AllowUnmeasuredPin,
+                Initdata = options.Initdata,
+                Function = options.Function,
+                Kms = options.Kms,
+            };
+            var (pinned, pinSource) = await report.TimeAsync("pin", () => PinResolver.ResolveAsync(
+                provider, pinRequest, warning => log.Warn("unmeasured_pin", warning), stop)).ConfigureAwait(false);
+            // Whatever of the process's TLS initialisation is still running; timed, so the report has no gap. It never throws.
+            await report.TimeAsync("tls_warmup", async () => { await warmup.ConfigureAwait(false); return true; }).ConfigureAwait(false);
+            var pin = new KmsPin(pinned, time);
+            using var kms = new KmsClient(options.Kms, pin, time, options.KmsAttempts, options.KmsRetryDelay);
+            var attestor = new Attestor(kms, provider, options.Function, time);
+            log.Info("start", $"attesting with {provider.Name} to {options.Kms}", new JsonObject
+            {
+                ["kms_ca_sha256"] = pin.Hex,
+                ["kms_ca_pin_source"] = pinSource,
+                ["app_start"] = options.AppStart == AppStart.Early ? "early" : "after-secrets",
+            });
 
             return await ServeAsync(log, report, kms, attestor, secrets, stop).ConfigureAwait(false);
         }

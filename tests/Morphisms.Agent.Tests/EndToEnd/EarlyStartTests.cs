@@ -53,6 +53,33 @@ public sealed class EarlyStartTests
         // The app may have been stopped before it wrote its marker at all; if it ran, it was never released.
         var marker = File.Exists(harness.Marker) ? await File.ReadAllTextAsync(harness.Marker) : "";
         Assert.DoesNotContain("released", marker.Replace("not-released", ""));
+        Assert.False(IsRunning(harness.Marker), "the early app outlived the agent");
+        using var probe = new System.Net.Sockets.TcpClient();
+        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync("127.0.0.1", options.AppPort));
+    }
+
+    [Fact]
+    public async Task EarlyApp_RefusedPin_StopsTheAppUnreleased_BeforeContactingTheKms()
+    {
+        // The early app is spawned before the pin is settled; a pin refusal must stop it like an attestation refusal.
+        using var harness = new AgentHarness("early-pin");
+        var log = new LogSink();
+        var options = harness.Options(new Uri($"https://127.0.0.1:{TestProcesses.FreePort()}"), RandomNumberGenerator.GetBytes(32), log) with
+        {
+            AppStart = AppStart.Early,
+            AllowUnmeasuredPin = true,
+        };
+        options = options with { Simulated = options.Simulated with { HostData = RandomNumberGenerator.GetBytes(32) } };
+
+        var code = await new Agent(options, harness.LaunchConfig).RunAsync(default).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(AgentExitCodes.Usage, code);
+        Assert.Contains("differs from the measured one", log.Text);
+        Assert.DoesNotContain("unreachable", log.Text);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(harness.SecretsDir));
+        var marker = File.Exists(harness.Marker) ? await File.ReadAllTextAsync(harness.Marker) : "";
+        Assert.DoesNotContain("released", marker.Replace("not-released", ""));
+        Assert.False(IsRunning(harness.Marker), "the early app outlived the agent");
         using var probe = new System.Net.Sockets.TcpClient();
         await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync("127.0.0.1", options.AppPort));
     }
@@ -84,6 +111,20 @@ public sealed class EarlyStartTests
         await stop.CancelAsync();
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
     }
+
+    // Whether a live process has this argument (the harness's marker path is unique to one test's app).
+    private static bool IsRunning(string argument) =>
+        Directory.EnumerateDirectories("/proc").Any(dir =>
+        {
+            try
+            {
+                return File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0').Contains(argument);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return false;
+            }
+        });
 
     // The certificate is the one the agent serves (its trust is AgentEndToEndTests' subject, not this one's).
     private static async Task<string> GetAsync(Agent agent)
