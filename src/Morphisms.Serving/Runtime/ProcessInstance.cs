@@ -45,7 +45,8 @@ public sealed class ProcessInstance : IInstanceProcess
         _process.OutputDataReceived += (_, e) => OnLine("stdout", e.Data);
         _process.ErrorDataReceived += (_, e) => OnLine("stderr", e.Data);
         _process.Exited += (_, _) => OnExited();
-        _process.Start();
+        // Not from this (possibly thread-pool) thread: a sandboxed instance dies with the thread that forked it.
+        SpawnThread.Start(_process);
         Pid = _process.Id;
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
