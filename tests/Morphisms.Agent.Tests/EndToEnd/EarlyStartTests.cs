@@ -48,14 +48,7 @@ public sealed class EarlyStartTests
         var code = await new Agent(options, harness.LaunchConfig).RunAsync(default).WaitAsync(TimeSpan.FromSeconds(60));
 
         Assert.Equal(AgentExitCodes.AttestationRefused, code);
-        Assert.Empty(Directory.EnumerateFileSystemEntries(harness.SecretsDir));
-
-        // The app may have been stopped before it wrote its marker at all; if it ran, it was never released.
-        var marker = File.Exists(harness.Marker) ? await File.ReadAllTextAsync(harness.Marker) : "";
-        Assert.DoesNotContain("released", marker.Replace("not-released", ""));
-        Assert.False(IsRunning(harness.Marker), "the early app outlived the agent");
-        using var probe = new System.Net.Sockets.TcpClient();
-        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync("127.0.0.1", options.AppPort));
+        await AssertStoppedUnreleasedAsync(harness, options);
     }
 
     [Fact]
@@ -76,12 +69,7 @@ public sealed class EarlyStartTests
         Assert.Equal(AgentExitCodes.Usage, code);
         Assert.Contains("differs from the measured one", log.Text);
         Assert.DoesNotContain("unreachable", log.Text);
-        Assert.Empty(Directory.EnumerateFileSystemEntries(harness.SecretsDir));
-        var marker = File.Exists(harness.Marker) ? await File.ReadAllTextAsync(harness.Marker) : "";
-        Assert.DoesNotContain("released", marker.Replace("not-released", ""));
-        Assert.False(IsRunning(harness.Marker), "the early app outlived the agent");
-        using var probe = new System.Net.Sockets.TcpClient();
-        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync("127.0.0.1", options.AppPort));
+        await AssertStoppedUnreleasedAsync(harness, options);
     }
 
     [Fact]
@@ -110,6 +98,17 @@ public sealed class EarlyStartTests
 
         await stop.CancelAsync();
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    // No secret written, and the app — if it ran at all before it was stopped — never released, gone, its port closed.
+    private static async Task AssertStoppedUnreleasedAsync(AgentHarness harness, AgentOptions options)
+    {
+        Assert.Empty(Directory.EnumerateFileSystemEntries(harness.SecretsDir));
+        var marker = File.Exists(harness.Marker) ? await File.ReadAllTextAsync(harness.Marker) : "";
+        Assert.DoesNotContain("released", marker.Replace("not-released", ""));
+        Assert.False(IsRunning(harness.Marker), "the early app outlived the agent");
+        using var probe = new System.Net.Sockets.TcpClient();
+        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync("127.0.0.1", options.AppPort));
     }
 
     // Whether a live process has this argument (the harness's marker path is unique to one test's app).
