@@ -22,17 +22,27 @@ public sealed class SpawnThreadTests
         // inside runs: bubblewrap arms the parent-death signal during its set-up, and a parent thread gone before then
         // would go unnoticed.
         string? first = null;
+        Exception? failed = null;
         var caller = new Thread(() =>
         {
-            SpawnThread.Start(process);
-            first = process.StandardOutput.ReadLine();
+            try
+            {
+                SpawnThread.Start(process);
+                first = process.StandardOutput.ReadLine();
+            }
+            catch (Exception e)
+            {
+                failed = e;
+            }
         });
         caller.Start();
         caller.Join();
-        Assert.Equal("up", first);
+        Assert.Null(failed);
 
         try
         {
+            Assert.Equal("up", first);
+
             // The parent-death signal is sent as the forking thread exits, so a wrong parent shows within milliseconds.
             Assert.False(process.WaitForExit(500), $"the sandbox died with the thread that asked for it (exit {(process.HasExited ? process.ExitCode : 0)})");
         }
