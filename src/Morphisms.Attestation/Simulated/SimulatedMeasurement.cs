@@ -69,12 +69,6 @@ public static class SimulatedMeasurement
     /// <summary>Digests every file's content, the files in parallel: they are independent, and a bundle is megabytes.</summary>
     private static void DigestContents(BundleFile[] files)
     {
-        if (files.Length == 1)
-        {
-            files[0].Digest();
-            return;
-        }
-
         try
         {
             Parallel.ForEach(files, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, file => file.Digest());
