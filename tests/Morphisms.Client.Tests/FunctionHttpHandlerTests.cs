@@ -45,7 +45,7 @@ public sealed class FunctionHttpHandlerTests : IDisposable
     [Fact]
     public async Task A_function_whose_certificate_chains_to_another_root_gets_no_request()
     {
-        // The handshake's own chain build is the one the handler trusts: it must refuse what does not reach the pin.
+        // The handshake builds without an anchor and its verdict is ignored: the validator's build to the pin must refuse this.
         using var other = new TestPki();
         using var leaf = other.Leaf("signer", Host, new byte[48]);
         await using var server = HttpsFunction(leaf, other.Intermediate);
