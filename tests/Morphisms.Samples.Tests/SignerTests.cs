@@ -107,40 +107,56 @@ public sealed class SignerTests : IDisposable
     }
 
     [Fact]
-    public async Task Started_early_it_reads_its_key_and_listens_only_after_ready()
+    public async Task Started_early_it_listens_but_answers_only_after_ready_with_the_key_written_for_it()
     {
         var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
         await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
         await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
 
-        // Waiting: no port yet, and the key written now (as morph-init does after attestation) is the one it uses.
-        using (var probe = new System.Net.Sockets.TcpClient())
-        {
-            await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync(IPAddress.Loopback, signer.Port));
-        }
+        // The port is open, but a request sent now is held until release, and is answered with the key written
+        // after it was sent (as morph-init writes it after attestation).
+        var heldRequest = PublicKeyAsync(signer);
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        Assert.False(heldRequest.IsCompleted, "the signer answered before 'ready'");
 
         using var key = Key.Create(Ed25519, new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
         WriteKey(key.Export(KeyBlobFormat.RawPrivateKey));
         await signer.StandardInput.WriteLineAsync("ready");
         signer.StandardInput.Close();
-        await signer.WaitHealthyAsync();
 
-        var (publicKey, source) = await PublicKeyAsync(signer);
+        var (publicKey, source) = await heldRequest;
         Assert.Equal(key.PublicKey.Export(KeyBlobFormat.RawPublicKey), publicKey);
         Assert.Equal("secret", source);
+        Assert.Equal(1, CountOccurrences(signer.Stderr, "listening on"));
     }
 
     [Fact]
-    public async Task Started_early_without_ready_it_exits_without_listening()
+    public async Task Started_early_without_ready_it_exits_and_a_held_request_gets_no_answer()
     {
         var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
         await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
         await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+        var heldRequest = signer.Client.GetAsync("healthz");
+        await Task.Delay(TimeSpan.FromMilliseconds(100));
         signer.StandardInput.Close();
 
         Assert.Equal(1, await signer.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("without 'ready'", signer.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("listening on", signer.Stderr, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<HttpRequestException>(() => heldRequest);
+    }
+
+    [Fact]
+    public async Task Started_early_a_SIGTERM_while_it_waits_for_ready_stops_it()
+    {
+        var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
+        await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
+        await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+
+        // Standard input stays open: only the signal can end the wait.
+        signer.Signal(SampleProcess.SIGTERM);
+        Assert.Equal(1, await signer.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("stopped before 'ready'", signer.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
