@@ -126,64 +126,28 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             ["certificate"] = attestation.Certificate.Issued ? "kms-issued" : "self-signed (the KMS issued none)",
         });
 
-        var bundle = await report.TimeAsync("secrets", async () =>
-        {
-            KvSecret secret;
-            try
-            {
-                secret = await kms.ReadKvAsync(options.SecretPathFor(attestation.Login), attestation.Login.Token, stop).ConfigureAwait(false);
-            }
-            catch (KmsCallException e)
-            {
-                throw new AgentException(AgentExitCodes.Secrets, $"cannot read the secret bundle at {options.SecretPathFor(attestation.Login)}: {e.Status} {e.Errors}", e);
-            }
+        // The terminator needs only the certificate: its start (the chain context, the listener) runs beside the
+        // secrets and the app's release, and only "cold_start" waits for it. Nothing reaches it before then: serving
+        // routes after "cold_start".
+        var terminatorStart = Task.Run(() => StartTerminatorAsync(attestation.Certificate), CancellationToken.None);
 
-            try
-            {
-                var parsed = SecretBundle.Parse(secret.Version, secret.Data);
-                secrets.Create();
-                secrets.Apply(parsed.Files);
-                return parsed;
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
-            {
-                throw new AgentException(AgentExitCodes.Secrets, e.Message, e);
-            }
-        }).ConfigureAwait(false);
-
-        var terminator = report.Time("terminator", () =>
+        SecretBundle bundle;
+        AppProcess running;
+        try
         {
-            var started = new TlsTerminator(options.ListenAddress, options.Port, options.AppPort, attestation.Certificate);
-            started.Start();
-            return started;
-        });
-        await using var __ = terminator;
-        Port = terminator.Port;
-
-        if (_app is { } early && (bundle.Env.Count > 0 || bundle.Argv.Count > 0))
+            bundle = await ProvisionSecretsAsync(report, kms, attestation, secrets, stop).ConfigureAwait(false);
+            running = await StartAppAsync(log, report, bundle, secrets, stop).ConfigureAwait(false);
+        }
+        catch
         {
-            // Env and argv can only be given at exec: the early app never had them, so it is replaced (slower, still right).
-            log.Warn("app_restart", "the secret bundle sets env or argv, which an app started early cannot receive: restarting the app with them");
-            _app = null;
-            await early.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
-            early.Dispose();
+            await StopQuietlyAsync(terminatorStart).ConfigureAwait(false);
+            throw;
         }
 
-        var running = await report.TimeAsync("app_ready", async () =>
-        {
-            var app = _app;
-            if (app is null)
-            {
-                _app = app = AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort);
-            }
-            else
-            {
-                app.ReleaseSecrets();
-            }
-
-            await app.WaitReadyAsync(options.AppPort, options.AppReadyTimeout, time, stop).ConfigureAwait(false);
-            return app;
-        }).ConfigureAwait(false);
+        // What is left of the terminator's start (usually nothing); timed, so the report has no gap.
+        var terminator = await report.TimeAsync("terminator", () => terminatorStart).ConfigureAwait(false);
+        await using var __ = terminator;
+        Port = terminator.Port;
 
         ColdStart = report.ToJson(options.Function, attestation.Tee, attestation.Simulated, attestation.Certificate.Issued);
         log.Info("cold_start", "ready", ColdStart);
@@ -223,5 +187,88 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
 
         log.Info("exit", first == running.Exited ? "the app exited" : "stopped: app drained", new JsonObject { ["exit_code"] = code });
         return code;
+    }
+
+    private async Task<SecretBundle> ProvisionSecretsAsync(ColdStartReport report, KmsClient kms, Lifecycle.Attestation attestation, SecretDirectory secrets, CancellationToken stop) =>
+        await report.TimeAsync("secrets", async () =>
+        {
+            KvSecret secret;
+            try
+            {
+                secret = await kms.ReadKvAsync(options.SecretPathFor(attestation.Login), attestation.Login.Token, stop).ConfigureAwait(false);
+            }
+            catch (KmsCallException e)
+            {
+                throw new AgentException(AgentExitCodes.Secrets, $"cannot read the secret bundle at {options.SecretPathFor(attestation.Login)}: {e.Status} {e.Errors}", e);
+            }
+
+            try
+            {
+                var parsed = SecretBundle.Parse(secret.Version, secret.Data);
+                secrets.Create();
+                secrets.Apply(parsed.Files);
+                return parsed;
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                throw new AgentException(AgentExitCodes.Secrets, e.Message, e);
+            }
+        }).ConfigureAwait(false);
+
+    private async Task<AppProcess> StartAppAsync(AgentLog log, ColdStartReport report, SecretBundle bundle, SecretDirectory secrets, CancellationToken stop)
+    {
+        var time = options.Time;
+        if (_app is { } early && (bundle.Env.Count > 0 || bundle.Argv.Count > 0))
+        {
+            // Env and argv can only be given at exec: the early app never had them, so it is replaced (slower, still right).
+            log.Warn("app_restart", "the secret bundle sets env or argv, which an app started early cannot receive: restarting the app with them");
+            _app = null;
+            await early.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+            early.Dispose();
+        }
+
+        return await report.TimeAsync("app_ready", async () =>
+        {
+            var app = _app;
+            if (app is null)
+            {
+                _app = app = AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort);
+            }
+            else
+            {
+                app.ReleaseSecrets();
+            }
+
+            await app.WaitReadyAsync(options.AppPort, options.AppReadyTimeout, time, stop).ConfigureAwait(false);
+            return app;
+        }).ConfigureAwait(false);
+    }
+
+    private async Task<TlsTerminator> StartTerminatorAsync(Identity.ServingCertificate certificate)
+    {
+        var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppPort, certificate);
+        try
+        {
+            terminator.Start();
+            return terminator;
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            await terminator.DisposeAsync().ConfigureAwait(false);
+            throw new AgentException(AgentExitCodes.ListenFailed, $"the TLS terminator cannot listen on {options.ListenAddress}:{options.Port}: {e.Message}", e);
+        }
+    }
+
+    // A terminator whose start failed, or that started for an instance that will not serve: nothing to report.
+    private static async Task StopQuietlyAsync(Task<TlsTerminator> starting)
+    {
+        try
+        {
+            await using var terminator = await starting.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is AgentException or System.Security.Cryptography.CryptographicException or InvalidOperationException)
+        {
+            // The caller's own failure is the one to report.
+        }
     }
 }

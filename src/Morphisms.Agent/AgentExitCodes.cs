@@ -29,4 +29,7 @@ public static class AgentExitCodes
     /// manifest constant) and <c>--allow-unmeasured-pin</c> not given. Nothing was sent to any KMS.
     /// </summary>
     public const int NoMeasuredPin = 8;
+
+    /// <summary>The TLS terminator could not listen on <c>--port</c> (taken, or not an address of this machine).</summary>
+    public const int ListenFailed = 9;
 }

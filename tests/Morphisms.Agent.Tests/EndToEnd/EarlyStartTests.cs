@@ -73,6 +73,33 @@ public sealed class EarlyStartTests
     }
 
     [Fact]
+    public async Task EarlyApp_TerminatorCannotListen_StopsTheReleasedApp()
+    {
+        // The terminator starts beside the secrets and the release: its failure comes after the app was released,
+        // and must still stop it, with an exit code that names the port.
+        using var harness = new AgentHarness("early-listen");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("early-listen", harness.Measurement);
+        await kms.PutBundleAsync("early-listen", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "early-v1" } });
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var log = new LogSink();
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { AppStart = AppStart.Early, Port = port };
+        var agent = new Agent(options, harness.LaunchConfig);
+
+        var code = await agent.RunAsync(default).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(AgentExitCodes.ListenFailed, code);
+        Assert.Contains($"cannot listen on 127.0.0.1:{port}", log.Text);
+        Assert.DoesNotContain("\"event\":\"cold_start\"", log.Text);
+        Assert.False(agent.Ready.IsCompletedSuccessfully);
+        Assert.False(IsRunning(harness.Marker), "the released app outlived the agent");
+        using var probe = new System.Net.Sockets.TcpClient();
+        await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync("127.0.0.1", options.AppPort));
+    }
+
+    [Fact]
     public async Task EarlyApp_BundleWithEnvAndArgv_IsRestartedWithThem()
     {
         using var harness = new AgentHarness("early-env");
