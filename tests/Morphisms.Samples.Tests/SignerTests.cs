@@ -109,9 +109,7 @@ public sealed class SignerTests : IDisposable
     [Fact]
     public async Task Started_early_it_listens_but_answers_only_after_ready_with_the_key_written_for_it()
     {
-        var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
-        await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
-        await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+        await using var signer = await LaunchEarlyAsync();
 
         // The port is open, but a request sent now is held until release, and is answered with the key written
         // after it was sent (as morph-init writes it after attestation).
@@ -133,9 +131,7 @@ public sealed class SignerTests : IDisposable
     [Fact]
     public async Task Started_early_without_ready_it_exits_and_a_held_request_gets_no_answer()
     {
-        var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
-        await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
-        await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+        await using var signer = await LaunchEarlyAsync();
         var heldRequest = signer.Client.GetAsync("healthz");
         await Task.Delay(TimeSpan.FromMilliseconds(100));
         signer.StandardInput.Close();
@@ -149,9 +145,7 @@ public sealed class SignerTests : IDisposable
     [Fact]
     public async Task Started_early_a_SIGTERM_while_it_waits_for_ready_stops_it()
     {
-        var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
-        await using var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
-        await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+        await using var signer = await LaunchEarlyAsync();
 
         // Standard input stays open: only the signal can end the wait.
         signer.Signal(SampleProcess.SIGTERM);
@@ -237,6 +231,23 @@ public sealed class SignerTests : IDisposable
     }
 
     private Dictionary<string, string> Env() => new() { ["MORPH_SECRETS_DIR"] = _secrets };
+
+    // As morph-init starts it with MORPH_APP_START=early: returned once it says it waits for "ready".
+    private async Task<SampleProcess> LaunchEarlyAsync()
+    {
+        var early = new Dictionary<string, string>(Env()) { ["MORPH_SECRETS_READY"] = "stdin" };
+        var signer = SampleProcess.Launch("Signer", early, redirectInput: true);
+        try
+        {
+            await WaitForAsync(() => signer.Stderr.Contains("waiting for 'ready'", StringComparison.Ordinal));
+            return signer;
+        }
+        catch
+        {
+            await signer.DisposeAsync();
+            throw;
+        }
+    }
 
     private static async Task WaitForAsync(Func<bool> condition)
     {
