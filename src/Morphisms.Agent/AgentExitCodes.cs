@@ -1,8 +1,8 @@
 namespace Morphisms.Agent;
 
 /// <summary>
-/// Exit codes of <c>morph-init</c>. Once the app runs, the agent exits with the app's own code; the codes below are
-/// for failures before the app starts (so the app never starts without its secrets).
+/// Exit codes of <c>morph-init</c>. Once the instance is ready, the agent exits with the app's own code; the codes
+/// below are for failures before that (an app already started, early or released, is stopped first).
 /// </summary>
 public static class AgentExitCodes
 {
