@@ -44,9 +44,16 @@ public static class EvidenceProviders
 
                 // Hashing the bundle and loading the authority (key material, certificates) are independent and
                 // both on the cold-start path: one runs on the thread pool while the other runs here.
+                // The simulated TEE's record of digests (written by the host at deploy, read-only here) spares the files
+                // that did not change since; any other file is digested now.
                 var bundle = sim.BundleDirectory;
                 var format = sim.Format;
-                var measuring = Task.Run(() => format == "sgx" ? SimulatedMeasurement.ForSgx(bundle, launchConfig) : SimulatedMeasurement.ForSnp(bundle, launchConfig));
+                var stateDirectory = sim.AuthorityDirectory;
+                var measuring = Task.Run(() =>
+                {
+                    var cache = SimulatedMeasurementCache.Open(stateDirectory);
+                    return format == "sgx" ? SimulatedMeasurement.ForSgx(bundle, launchConfig, cache) : SimulatedMeasurement.ForSnp(bundle, launchConfig, cache);
+                });
                 var authority = SimulatedTeeAuthority.LoadOrCreate(sim.AuthorityDirectory, options.Time);
                 owned = authority;
                 return new SimulatedEvidenceProvider(authority, measuring.GetAwaiter().GetResult(), format, sim.HostData, launchConfig);

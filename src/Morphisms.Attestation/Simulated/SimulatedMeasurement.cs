@@ -15,7 +15,8 @@ namespace Morphisms.Attestation.Simulated;
 /// content is digested with SHA-256, and the launch measurement — SHA-384 for SNP, SHA-256 for SGX — covers the
 /// list of names, executable bits, lengths and content digests, then the launch configuration. No real TEE feeds
 /// megabytes of application through its launch digest; digesting content with SHA-256 (about twice SHA-384's speed
-/// with the SHA extensions) and the files in parallel keeps the measurement off most of a cold start.
+/// with the SHA extensions) and the files in parallel keeps the measurement off most of a cold start, and a
+/// <see cref="SimulatedMeasurementCache"/> lets a launch skip the content of files digested before and unchanged since.
 /// </remarks>
 public static class SimulatedMeasurement
 {
@@ -24,15 +25,18 @@ public static class SimulatedMeasurement
     // Large enough that the hash, not the reads, sets the pace; small enough to stay in cache.
     private const int ReadBufferSize = 128 * 1024;
 
-    /// <summary>48-byte measurement for SNP-format evidence (SHA-384).</summary>
-    public static byte[] ForSnp(string bundleDirectory, ReadOnlySpan<byte> launchConfig) =>
-        Compute(HashAlgorithmName.SHA384, bundleDirectory, launchConfig);
+    /// <summary>
+    /// 48-byte measurement for SNP-format evidence (SHA-384). With <paramref name="cache"/>, a file whose content was
+    /// digested before and has not changed since is not read again, and files digested now are recorded in it.
+    /// </summary>
+    public static byte[] ForSnp(string bundleDirectory, ReadOnlySpan<byte> launchConfig, SimulatedMeasurementCache? cache = null) =>
+        Compute(HashAlgorithmName.SHA384, bundleDirectory, launchConfig, cache);
 
-    /// <summary>32-byte MRENCLAVE for SGX-format evidence (SHA-256).</summary>
-    public static byte[] ForSgx(string bundleDirectory, ReadOnlySpan<byte> launchConfig) =>
-        Compute(HashAlgorithmName.SHA256, bundleDirectory, launchConfig);
+    /// <summary>32-byte MRENCLAVE for SGX-format evidence (SHA-256); <paramref name="cache"/> as for <see cref="ForSnp"/>.</summary>
+    public static byte[] ForSgx(string bundleDirectory, ReadOnlySpan<byte> launchConfig, SimulatedMeasurementCache? cache = null) =>
+        Compute(HashAlgorithmName.SHA256, bundleDirectory, launchConfig, cache);
 
-    private static byte[] Compute(HashAlgorithmName algorithm, string bundleDirectory, ReadOnlySpan<byte> launchConfig)
+    private static byte[] Compute(HashAlgorithmName algorithm, string bundleDirectory, ReadOnlySpan<byte> launchConfig, SimulatedMeasurementCache? cache)
     {
         if (!Directory.Exists(bundleDirectory))
         {
@@ -44,7 +48,7 @@ public static class SimulatedMeasurement
             .Select(f => new BundleFile(f, Path.GetRelativePath(root, f).Replace('\\', '/')))
             .OrderBy(f => f.Relative, StringComparer.Ordinal)
             .ToArray();
-        DigestContents(files);
+        DigestContents(files, cache);
 
         using var hash = IncrementalHash.CreateHash(algorithm);
         hash.AppendData(Domain);
@@ -67,11 +71,11 @@ public static class SimulatedMeasurement
     }
 
     /// <summary>Digests every file's content, the files in parallel: they are independent, and a bundle is megabytes.</summary>
-    private static void DigestContents(BundleFile[] files)
+    private static void DigestContents(BundleFile[] files, SimulatedMeasurementCache? cache)
     {
         try
         {
-            Parallel.ForEach(files, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, file => file.Digest());
+            Parallel.ForEach(files, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, file => file.Digest(cache));
         }
         catch (AggregateException e)
         {
@@ -96,14 +100,34 @@ public static class SimulatedMeasurement
 
         public byte[] ContentDigest { get; private set; } = [];
 
+        /// <summary>Reads the executable bit, and the content digest from <paramref name="cache"/> or from the content.</summary>
+        /// <exception cref="IOException">The file changed size while it was being measured.</exception>
+        public void Digest(SimulatedMeasurementCache? cache)
+        {
+            Executable = !OperatingSystem.IsWindows() && (File.GetUnixFileMode(full) & UnixFileMode.UserExecute) != 0;
+            var identity = cache is null ? null : FileIdentity.Of(full);
+            if (identity is { } unchanged && cache!.TryGet(full, unchanged, out var digest))
+            {
+                Length = unchanged.Size;
+                ContentDigest = digest;
+                return;
+            }
+
+            DigestContent();
+
+            // Recorded only when nothing changed while it was read: the digest is then the content the identity names.
+            if (identity is { } before && before.Size == Length && FileIdentity.Of(full) == before)
+            {
+                cache!.Record(full, before, ContentDigest);
+            }
+        }
+
         /// <summary>
         /// Streams the content through SHA-256: a fresh array the size of a bundle's binary costs a cold process its
         /// page faults on top of the hash.
         /// </summary>
-        /// <exception cref="IOException">The file changed size while it was being measured.</exception>
-        public void Digest()
+        private void DigestContent()
         {
-            Executable = !OperatingSystem.IsWindows() && (File.GetUnixFileMode(full) & UnixFileMode.UserExecute) != 0;
             using var file = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
             using var sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             var buffer = ArrayPool<byte>.Shared.Rent(ReadBufferSize);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation.Simulated;
 using Morphisms.Serving.Activation;
 using Morphisms.Serving.Autoscaling;
 using Morphisms.Serving.Gateway;
@@ -32,10 +33,15 @@ public sealed partial class ServingHost : IAsyncDisposable
     private HttpModeGateway? _http;
     private ControlApi? _control;
 
+    // The simulated TEE's record of file digests: deploys measure every bundle anyway, and what they record spares the
+    // instances of the revision from digesting it again at launch (they only read it; see SimulatedMeasurementCache).
+    private readonly SimulatedMeasurementCache? _measurementCache;
+
     /// <summary>Creates the host; <see cref="StartAsync"/> brings it up.</summary>
     public ServingHost(ServingHostOptions options)
     {
         _options = options;
+        _measurementCache = options.SimulatedTeeDirectory is { } simulated ? SimulatedMeasurementCache.Open(simulated) : null;
         _log = options.Log ?? Console.Error;
         Resolver = new ActivatingBackendResolver(Routes, Instances, new Trigger(this), options.Activator);
         Metrics.Gauges = Gauges;
@@ -123,7 +129,12 @@ public sealed partial class ServingHost : IAsyncDisposable
         try
         {
             var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
-            var (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256);
+            var (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256, _measurementCache);
+            if (_measurementCache?.Save() == false)
+            {
+                Log("the simulated TEE's measurement cache could not be written: instances will digest their bundle at every launch");
+            }
+
             var note = "no KMS registration (tee: none)";
             if (_registrar is not null && spec.Tee != FunctionTee.None)
             {

@@ -26,10 +26,11 @@ public sealed class RevisionHistory(string function)
 
     /// <summary>
     /// Applies <paramref name="spec"/>: returns the revision that now represents it and whether it is new.
-    /// <paramref name="kmsCaSha256"/> is the KMS CA pin written into (and measured with) the launch configuration.
+    /// <paramref name="kmsCaSha256"/> is the KMS CA pin written into (and measured with) the launch configuration;
+    /// <paramref name="measurementCache"/>, when given, spares unchanged files a second digest and records new ones.
     /// </summary>
     /// <exception cref="ArgumentException">The spec is for another function.</exception>
-    public (Revision Revision, bool Created) Apply(FunctionSpec spec, DateTimeOffset now, string? kmsCaSha256 = null)
+    public (Revision Revision, bool Created) Apply(FunctionSpec spec, DateTimeOffset now, string? kmsCaSha256 = null, SimulatedMeasurementCache? measurementCache = null)
     {
         if (spec.Name != Function)
         {
@@ -38,8 +39,8 @@ public sealed class RevisionHistory(string function)
 
         var launchConfig = LaunchConfig.For(spec, kmsCaSha256);
         var measurement = Hex.Of(spec.Tee == FunctionTee.Sgx
-            ? SimulatedMeasurement.ForSgx(spec.Bundle, launchConfig)
-            : SimulatedMeasurement.ForSnp(spec.Bundle, launchConfig));
+            ? SimulatedMeasurement.ForSgx(spec.Bundle, launchConfig, measurementCache)
+            : SimulatedMeasurement.ForSnp(spec.Bundle, launchConfig, measurementCache));
         var identity = $"{measurement}/{ScaleIdentity(spec.Scale)}";
         if (_revisions.Count > 0 && _revisions[^1].Identity == identity)
         {

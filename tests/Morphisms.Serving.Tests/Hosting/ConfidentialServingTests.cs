@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation.Identity;
+using Morphisms.Attestation.Simulated;
 using Morphisms.Serving.Gateway;
 using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Spec;
@@ -31,6 +32,10 @@ public sealed class ConfidentialServingTests(ServingKms kms) : IClassFixture<Ser
         });
         var deployed = await host.DeployAsync(spec, CancellationToken.None);
         Assert.Empty(host.Instances.Ready(deployed.Revision));
+
+        // The deploy measured the bundle and left the simulated TEE its file digests, which the instance's launch
+        // measurement reads instead of the files (the attested measurement below must still be the deploy's).
+        Assert.NotEqual(0, SimulatedMeasurementCache.Open(kms.SimDir).Count);
 
         // The gateway is untrusted: it has no certificate, no key and no TLS stream anywhere in its state.
         AssertHoldsNoTlsMaterial(host.SniGateway!);
