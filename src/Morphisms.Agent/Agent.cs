@@ -117,26 +117,25 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
     private async Task<int> ServeAsync(AgentLog log, ColdStartReport report, KmsClient kms, Attestor attestor, SecretDirectory secrets, CancellationToken stop)
     {
         var time = options.Time;
-        var attested = await attestor.LogInAsync(report, stop).ConfigureAwait(false);
+        var attestation = await attestor.AttestAsync(report, stop).ConfigureAwait(false);
         log.Info("attested", "attestation accepted", new JsonObject
         {
-            ["tee"] = attested.Tee,
-            ["simulated"] = attested.Simulated,
-            ["revision"] = attested.Login.Revision,
-            ["certificate"] = attested.Issued ? "kms-issued" : "self-signed (the KMS issued none)",
+            ["tee"] = attestation.Tee,
+            ["simulated"] = attestation.Simulated,
+            ["revision"] = attestation.Login.Revision,
+            ["certificate"] = attestation.Certificate.Issued ? "kms-issued" : "self-signed (the KMS issued none)",
         });
 
-        // The terminator needs only the certificate: building it (the CA chain, the private key attached) and the
-        // terminator's start (the chain context, the listener) run beside the secrets and the app's release, and only
-        // "cold_start" waits for them. Nothing reaches the terminator before then: serving routes after "cold_start".
-        // The login was checked (the certificate is for the attested key) before anything used it.
-        var terminatorStart = Task.Run(() => StartTerminatorAsync(attested), CancellationToken.None);
+        // The terminator needs only the certificate: its start (the chain context, the listener) runs beside the
+        // secrets and the app's release, and only "cold_start" waits for it. Nothing reaches it before then: serving
+        // routes after "cold_start".
+        var terminatorStart = Task.Run(() => StartTerminatorAsync(attestation.Certificate), CancellationToken.None);
 
         SecretBundle bundle;
         AppProcess running;
         try
         {
-            bundle = await ProvisionSecretsAsync(report, kms, attested.Login, secrets, stop).ConfigureAwait(false);
+            bundle = await ProvisionSecretsAsync(report, kms, attestation, secrets, stop).ConfigureAwait(false);
             running = await StartAppAsync(log, report, bundle, secrets, stop).ConfigureAwait(false);
         }
         catch
@@ -146,7 +145,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         }
 
         // What is left of the terminator's start (usually nothing); timed, so the report has no gap.
-        var (attestation, terminator) = await report.TimeAsync("terminator", () => terminatorStart).ConfigureAwait(false);
+        var terminator = await report.TimeAsync("terminator", () => terminatorStart).ConfigureAwait(false);
         await using var __ = terminator;
         Port = terminator.Port;
 
@@ -190,17 +189,17 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         return code;
     }
 
-    private async Task<SecretBundle> ProvisionSecretsAsync(ColdStartReport report, KmsClient kms, LoginResult login, SecretDirectory secrets, CancellationToken stop) =>
+    private async Task<SecretBundle> ProvisionSecretsAsync(ColdStartReport report, KmsClient kms, Lifecycle.Attestation attestation, SecretDirectory secrets, CancellationToken stop) =>
         await report.TimeAsync("secrets", async () =>
         {
             KvSecret secret;
             try
             {
-                secret = await kms.ReadKvAsync(options.SecretPathFor(login), login.Token, stop).ConfigureAwait(false);
+                secret = await kms.ReadKvAsync(options.SecretPathFor(attestation.Login), attestation.Login.Token, stop).ConfigureAwait(false);
             }
             catch (KmsCallException e)
             {
-                throw new AgentException(AgentExitCodes.Secrets, $"cannot read the secret bundle at {options.SecretPathFor(login)}: {e.Status} {e.Errors}", e);
+                throw new AgentException(AgentExitCodes.Secrets, $"cannot read the secret bundle at {options.SecretPathFor(attestation.Login)}: {e.Status} {e.Errors}", e);
             }
 
             try
@@ -245,14 +244,13 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         }).ConfigureAwait(false);
     }
 
-    private async Task<(Lifecycle.Attestation Attestation, TlsTerminator Terminator)> StartTerminatorAsync(Lifecycle.AttestedLogin attested)
+    private async Task<TlsTerminator> StartTerminatorAsync(Identity.ServingCertificate certificate)
     {
-        var attestation = attested.WithServingCertificate(options.Time);
-        var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppPort, attestation.Certificate);
+        var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppPort, certificate);
         try
         {
             terminator.Start();
-            return (attestation, terminator);
+            return terminator;
         }
         catch (System.Net.Sockets.SocketException e)
         {
@@ -262,11 +260,11 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
     }
 
     // A terminator whose start failed, or that started for an instance that will not serve: nothing to report.
-    private static async Task StopQuietlyAsync(Task<(Lifecycle.Attestation, TlsTerminator Terminator)> starting)
+    private static async Task StopQuietlyAsync(Task<TlsTerminator> starting)
     {
         try
         {
-            await using var terminator = (await starting.ConfigureAwait(false)).Terminator;
+            await using var terminator = await starting.ConfigureAwait(false);
         }
         catch (Exception e) when (e is AgentException or System.Security.Cryptography.CryptographicException or InvalidOperationException)
         {

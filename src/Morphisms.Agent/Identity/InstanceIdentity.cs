@@ -31,47 +31,23 @@ public sealed class InstanceIdentity : IDisposable
     /// The serving certificate: the KMS-issued one with its CA chain, or — while the KMS has no PKI — a self-signed
     /// certificate for the same key (clients cannot chain it to the KMS CA; <see cref="ServingCertificate.Issued"/> says so).
     /// </summary>
-    public ServingCertificate Certificate(LoginResult login, TimeProvider time) => Certificate(login, CheckIssued(login), time);
-
-    /// <summary>
-    /// Checks that the certificate the KMS returned certifies this key, and returns it parsed (null when the KMS issued
-    /// none). The cheap half of <see cref="Certificate(LoginResult, TimeProvider)"/>: a cold start does it before it
-    /// uses the login, and builds the rest beside the secrets.
-    /// </summary>
-    public X509Certificate2? CheckIssued(LoginResult login)
+    public ServingCertificate Certificate(LoginResult login, TimeProvider time)
     {
-        ArgumentNullException.ThrowIfNull(login);
-        if (string.IsNullOrWhiteSpace(login.CertificatePem))
+        if (!string.IsNullOrWhiteSpace(login.CertificatePem))
         {
-            return null;
-        }
-
-        var issued = X509Certificate2.CreateFromPem(login.CertificatePem);
-        if (!issued.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(Spki))
-        {
-            issued.Dispose();
-            throw new AgentException(AgentExitCodes.AttestationRefused, "the KMS returned a certificate for a different key than the attested CSR");
-        }
-
-        return issued;
-    }
-
-    /// <summary>The serving certificate from a leaf <see cref="CheckIssued"/> returned (which it disposes), or the self-signed stand-in for null.</summary>
-    public ServingCertificate Certificate(LoginResult login, X509Certificate2? checkedLeaf, TimeProvider time)
-    {
-        ArgumentNullException.ThrowIfNull(login);
-        if (checkedLeaf is not null)
-        {
-            using (checkedLeaf)
+            using var issued = X509Certificate2.CreateFromPem(login.CertificatePem);
+            if (!issued.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(Spki))
             {
-                var chain = new X509Certificate2Collection();
-                foreach (var pem in login.CaChainPem)
-                {
-                    chain.Add(X509Certificate2.CreateFromPem(pem));
-                }
-
-                return new ServingCertificate(checkedLeaf.CopyWithPrivateKey(_key), chain, Issued: true);
+                throw new AgentException(AgentExitCodes.AttestationRefused, "the KMS returned a certificate for a different key than the attested CSR");
             }
+
+            var chain = new X509Certificate2Collection();
+            foreach (var pem in login.CaChainPem)
+            {
+                chain.Add(X509Certificate2.CreateFromPem(pem));
+            }
+
+            return new ServingCertificate(issued.CopyWithPrivateKey(_key), chain, Issued: true);
         }
 
         var now = time.GetUtcNow();

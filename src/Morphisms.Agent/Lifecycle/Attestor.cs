@@ -1,4 +1,3 @@
-using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
 using Morphisms.Agent.Evidence;
 using Morphisms.Agent.Identity;
@@ -12,24 +11,6 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
 {
     /// <summary>Attests; phases are timed into <paramref name="report"/> when given. A refusal throws an <see cref="AgentException"/>.</summary>
     public async Task<Attestation> AttestAsync(ColdStartReport? report, CancellationToken ct)
-    {
-        var login = await LogInAsync(report, ct).ConfigureAwait(false);
-        try
-        {
-            return login.WithServingCertificate(time);
-        }
-        catch
-        {
-            login.Identity.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>
-    /// Attests up to the checked login: the KMS's certificate is known to certify the attested key, but the serving
-    /// certificate (CA chain, private key attached) is not built yet, so a cold start can build it beside other work.
-    /// </summary>
-    public async Task<AttestedLogin> LogInAsync(ColdStartReport? report, CancellationToken ct)
     {
         report ??= new ColdStartReport(time);
         var identity = report.Time("keygen", () => new InstanceIdentity(function));
@@ -70,8 +51,8 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
                 throw new AgentException(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
             }
 
-            var issued = report.Time("certificate", () => identity.CheckIssued(login));
-            return new AttestedLogin(identity, login, issued, tee.Tee, tee.Simulated, time.GetUtcNow());
+            var certificate = report.Time("certificate", () => identity.Certificate(login, time));
+            return new Attestation(identity, login, certificate, tee.Tee, tee.Simulated, time.GetUtcNow());
         }
         catch
         {
@@ -79,23 +60,6 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
             throw;
         }
     }
-}
-
-/// <summary>A login whose certificate was checked against the attested key; the serving certificate is built from it.</summary>
-/// <param name="Identity">The TEE key it bound.</param>
-/// <param name="Login">Token and certificate.</param>
-/// <param name="IssuedLeaf">The KMS's certificate for the key, parsed and checked (null when the KMS issued none).</param>
-/// <param name="Tee">The evidence type.</param>
-/// <param name="Simulated">Whether the evidence was simulated.</param>
-/// <param name="At">When it happened.</param>
-public sealed record AttestedLogin(InstanceIdentity Identity, LoginResult Login, X509Certificate2? IssuedLeaf, string Tee, bool Simulated, DateTimeOffset At)
-{
-    /// <summary>Whether the KMS issued a certificate (false: the serving certificate is self-signed).</summary>
-    public bool Issued => IssuedLeaf is not null;
-
-    /// <summary>Builds the serving certificate (the issued leaf is consumed) and returns the complete attestation.</summary>
-    public Attestation WithServingCertificate(TimeProvider time) =>
-        new(Identity, Login, Identity.Certificate(Login, IssuedLeaf, time), Tee, Simulated, At);
 }
 
 /// <summary>The outcome of one attestation.</summary>

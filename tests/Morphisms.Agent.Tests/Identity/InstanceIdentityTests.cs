@@ -14,30 +14,27 @@ public sealed class InstanceIdentityTests
     private static readonly DateTimeOffset Now = DateTimeOffset.UtcNow;
 
     [Fact]
-    public void CheckIssued_CertificateForAnotherKey_IsRefused()
+    public void ACertificateForAnotherKey_IsRefused()
     {
         using var identity = new InstanceIdentity("signer");
         using var ca = NewCa();
         using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var login = LoginWith(IssueFor(otherKey, ca), ca);
 
-        var e = Assert.Throws<AgentException>(() => identity.CheckIssued(login));
+        var e = Assert.Throws<AgentException>(() => identity.Certificate(login, TimeProvider.System));
 
         Assert.Equal(AgentExitCodes.AttestationRefused, e.ExitCode);
         Assert.Contains("different key", e.Message, StringComparison.Ordinal);
-        Assert.Throws<AgentException>(() => identity.Certificate(login, TimeProvider.System));
     }
 
     [Fact]
-    public void CheckedLeaf_BuildsTheServedCertificate_WithTheKeyAndTheChain()
+    public void TheIssuedCertificate_IsServedWithTheKeyAndTheChain()
     {
         using var identity = new InstanceIdentity("signer");
         using var ca = NewCa();
         var login = LoginWith(IssueFor(identity, ca), ca);
 
-        var leaf = identity.CheckIssued(login);
-        Assert.NotNull(leaf);
-        var served = identity.Certificate(login, leaf, TimeProvider.System);
+        var served = identity.Certificate(login, TimeProvider.System);
 
         Assert.True(served.Issued);
         Assert.True(served.Certificate.HasPrivateKey);
@@ -51,7 +48,6 @@ public sealed class InstanceIdentityTests
         using var identity = new InstanceIdentity("signer");
         var login = new LoginResult("token", TimeSpan.FromMinutes(1), true, "", [], "1", null);
 
-        Assert.Null(identity.CheckIssued(login));
         var served = identity.Certificate(login, TimeProvider.System);
 
         Assert.False(served.Issued);
