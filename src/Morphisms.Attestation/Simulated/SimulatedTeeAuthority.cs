@@ -28,20 +28,22 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
 
     private readonly State _state;
     private readonly Keys _keys;
+    private readonly Lazy<AmdProductRoots> _amdRoots;
+    private readonly Lazy<IntelRoot> _intelRoot;
 
     private SimulatedTeeAuthority(State state)
     {
         _state = state;
         _keys = Keys.Load(state);
-        AmdRoots = new AmdProductRoots(SnpProduct, _keys.Ark, _keys.Ask, Asvk: null, Simulated: true);
-        IntelRoot = new IntelRoot(_keys.SgxRoot, Simulated: true);
+        _amdRoots = new(() => new AmdProductRoots(SnpProduct, _keys.Ark, _keys.Ask, Asvk: null, Simulated: true));
+        _intelRoot = new(() => new IntelRoot(_keys.SgxRoot, Simulated: true));
     }
 
     /// <summary>The simulated AMD roots, to pass to <see cref="TrustAnchors.WithSimulated"/>.</summary>
-    public AmdProductRoots AmdRoots { get; }
+    public AmdProductRoots AmdRoots => _amdRoots.Value;
 
     /// <summary>The simulated Intel SGX root, to pass to <see cref="TrustAnchors.WithSimulated"/>.</summary>
-    public IntelRoot IntelRoot { get; }
+    public IntelRoot IntelRoot => _intelRoot.Value;
 
     /// <summary>The simulated VCEK that signs SNP reports (give it to the verifier as the endorsement).</summary>
     public X509Certificate2 Vcek => _keys.Vcek;
@@ -424,13 +426,23 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     /// <summary>Parsed certificates of the state; private keys are re-imported per use and disposed.</summary>
     private sealed class Keys(State state) : IDisposable
     {
-        public X509Certificate2 Ark { get; } = X509Certificate2.CreateFromPem(state.Ark);
-        public X509Certificate2 Ask { get; } = X509Certificate2.CreateFromPem(state.Ask);
-        public X509Certificate2 Vcek { get; } = X509Certificate2.CreateFromPem(state.Vcek);
-        public X509Certificate2 SgxRoot { get; } = X509Certificate2.CreateFromPem(state.SgxRoot);
-        public X509Certificate2 PckCa { get; } = X509Certificate2.CreateFromPem(state.PckCa);
-        public X509Certificate2 Pck { get; } = X509Certificate2.CreateFromPem(state.Pck);
-        public X509Certificate2 TcbSigning { get; } = X509Certificate2.CreateFromPem(state.TcbSigning);
+        // Parsed on first use: an instance signing SNP reports needs the VCEK alone, and each certificate costs a
+        // cold process a fraction of a millisecond on its launch.
+        private readonly Lazy<X509Certificate2> _ark = Parsed(state.Ark);
+        private readonly Lazy<X509Certificate2> _ask = Parsed(state.Ask);
+        private readonly Lazy<X509Certificate2> _vcekCertificate = Parsed(state.Vcek);
+        private readonly Lazy<X509Certificate2> _sgxRoot = Parsed(state.SgxRoot);
+        private readonly Lazy<X509Certificate2> _pckCa = Parsed(state.PckCa);
+        private readonly Lazy<X509Certificate2> _pckCertificate = Parsed(state.Pck);
+        private readonly Lazy<X509Certificate2> _tcbSigning = Parsed(state.TcbSigning);
+
+        public X509Certificate2 Ark => _ark.Value;
+        public X509Certificate2 Ask => _ask.Value;
+        public X509Certificate2 Vcek => _vcekCertificate.Value;
+        public X509Certificate2 SgxRoot => _sgxRoot.Value;
+        public X509Certificate2 PckCa => _pckCa.Value;
+        public X509Certificate2 Pck => _pckCertificate.Value;
+        public X509Certificate2 TcbSigning => _tcbSigning.Value;
 
         // Importing a private key re-derives and checks its public point, which costs more than the signature
         // itself; the keys signing every report and quote are therefore imported once per concurrent signer.
@@ -447,14 +459,16 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
 
         public void Dispose()
         {
-            foreach (var certificate in new[] { Ark, Ask, Vcek, SgxRoot, PckCa, Pck, TcbSigning })
+            foreach (var certificate in new[] { _ark, _ask, _vcekCertificate, _sgxRoot, _pckCa, _pckCertificate, _tcbSigning }.Where(c => c.IsValueCreated))
             {
-                certificate.Dispose();
+                certificate.Value.Dispose();
             }
 
             _vcek.Dispose();
             _pck.Dispose();
         }
+
+        private static Lazy<X509Certificate2> Parsed(string pem) => new(() => X509Certificate2.CreateFromPem(pem));
 
         private static ECDsa ImportEc(string pem)
         {
