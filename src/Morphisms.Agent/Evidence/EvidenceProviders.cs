@@ -52,7 +52,7 @@ public static class EvidenceProviders
                 var stateDirectory = sim.AuthorityDirectory;
                 var measuring = Task.Run(() =>
                 {
-                    var cache = SimulatedMeasurementCache.Open(stateDirectory);
+                    var cache = SimulatedMeasurementCache.Open(stateDirectory, bundle);
                     return format == "sgx" ? SimulatedMeasurement.ForSgx(bundle, launchConfig, cache) : SimulatedMeasurement.ForSnp(bundle, launchConfig, cache);
                 });
                 var authority = SimulatedTeeAuthority.LoadOrCreate(sim.AuthorityDirectory, options.Time);

@@ -4,8 +4,9 @@ using System.Text.Json.Nodes;
 namespace Morphisms.Attestation.Simulated;
 
 /// <summary>
-/// Content digests of bundle files the simulated TEE measured before, kept beside its keys (<see cref="FileName"/> in
-/// its state directory), so that a cold start does not digest again megabytes that did not change. An entry counts
+/// Content digests of one bundle's files that the simulated TEE measured before, kept beside its keys (a file per
+/// bundle under <see cref="DirectoryName"/> in its state directory), so that a cold start does not digest again
+/// megabytes that did not change. An entry counts
 /// only while the file's <see cref="FileIdentity"/> is the one recorded with it: any write to the file, or a new file
 /// at its path, invalidates it and the content is digested again. The cache changes how fast a measurement is taken,
 /// never its value.
@@ -18,11 +19,12 @@ namespace Morphisms.Attestation.Simulated;
 /// </remarks>
 public sealed class SimulatedMeasurementCache
 {
-    /// <summary>The cache's file name in the simulated TEE's state directory.</summary>
-    public const string FileName = "measured-files.json";
+    /// <summary>The directory, in the simulated TEE's state directory, that holds one record per bundle.</summary>
+    public const string DirectoryName = "measured-files";
 
-    // Stale entries are dropped at every save; the bound only stops an unusual host from growing the file forever.
-    private const int MaxEntries = 4096;
+    // Stale entries are dropped at every save; the bound only stops an unusual bundle from growing the file forever
+    // (a launch reads the whole record of its bundle).
+    private const int MaxEntries = 65536;
 
     private readonly string _path;
     private readonly Lock _lock = new();
@@ -48,14 +50,22 @@ public sealed class SimulatedMeasurementCache
     }
 
     /// <summary>
-    /// Opens the cache of the simulated TEE whose state is in <paramref name="stateDirectory"/>. A missing or
-    /// unreadable file, or one that is not the expected JSON, gives an empty cache: every file is then digested.
+    /// Opens the record of <paramref name="bundleDirectory"/> kept by the simulated TEE whose state is in
+    /// <paramref name="stateDirectory"/>. A missing or unreadable record, or one that is not the expected JSON, gives
+    /// an empty cache: every file is then digested.
     /// </summary>
-    public static SimulatedMeasurementCache Open(string stateDirectory)
+    public static SimulatedMeasurementCache Open(string stateDirectory, string bundleDirectory)
     {
-        var path = Path.Combine(stateDirectory, FileName);
+        var path = RecordPath(stateDirectory, bundleDirectory);
         return new SimulatedMeasurementCache(path, Read(path));
     }
+
+    /// <summary>Where the record of <paramref name="bundleDirectory"/> is kept: named by the SHA-256 of its full path.</summary>
+    public static string RecordPath(string stateDirectory, string bundleDirectory) =>
+        Path.Combine(
+            stateDirectory,
+            DirectoryName,
+            Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(bundleDirectory)))) + ".json");
 
     /// <summary>
     /// Writes what was recorded since opening, without the entries whose file has changed or gone, by replacing the
@@ -85,6 +95,7 @@ public sealed class SimulatedMeasurementCache
         var temporary = $"{_path}.{Guid.NewGuid():N}.tmp";
         try
         {
+            Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
             var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
             if (!OperatingSystem.IsWindows())
             {

@@ -33,15 +33,10 @@ public sealed partial class ServingHost : IAsyncDisposable
     private HttpModeGateway? _http;
     private ControlApi? _control;
 
-    // The simulated TEE's record of file digests: deploys measure every bundle anyway, and what they record spares the
-    // instances of the revision from digesting it again at launch (they only read it; see SimulatedMeasurementCache).
-    private readonly SimulatedMeasurementCache? _measurementCache;
-
     /// <summary>Creates the host; <see cref="StartAsync"/> brings it up.</summary>
     public ServingHost(ServingHostOptions options)
     {
         _options = options;
-        _measurementCache = options.SimulatedTeeDirectory is { } simulated ? SimulatedMeasurementCache.Open(simulated) : null;
         _log = options.Log ?? Console.Error;
         Resolver = new ActivatingBackendResolver(Routes, Instances, new Trigger(this), options.Activator);
         Metrics.Gauges = Gauges;
@@ -129,8 +124,11 @@ public sealed partial class ServingHost : IAsyncDisposable
         try
         {
             var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
-            var (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256, _measurementCache);
-            if (_measurementCache?.Save() == false)
+            // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
+            // records spares the revision's instances from digesting it again at launch (they only read it).
+            var measured = _options.SimulatedTeeDirectory is { } simulated ? SimulatedMeasurementCache.Open(simulated, spec.Bundle) : null;
+            var (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256, measured);
+            if (measured?.Save() == false)
             {
                 Log("the simulated TEE's measurement cache could not be written: instances will digest their bundle at every launch");
             }

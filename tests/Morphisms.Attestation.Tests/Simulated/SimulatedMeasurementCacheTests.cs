@@ -20,7 +20,7 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
         File.WriteAllBytes(Path.Combine(_bundle, "lib", "data.bin"), [1, 2, 3, 4]);
     }
 
-    private string CacheFile => Path.Combine(_state, SimulatedMeasurementCache.FileName);
+    private string CacheFile => SimulatedMeasurementCache.RecordPath(_state, _bundle);
 
     public void Dispose()
     {
@@ -34,7 +34,7 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
         var uncached = SimulatedMeasurement.ForSnp(_bundle, Config);
         Record();
 
-        var reopened = SimulatedMeasurementCache.Open(_state);
+        var reopened = SimulatedMeasurementCache.Open(_state, _bundle);
         Assert.Equal(2, reopened.Count);
         Assert.Equal(uncached, SimulatedMeasurement.ForSnp(_bundle, Config, reopened));
         Assert.Equal(SimulatedMeasurement.ForSgx(_bundle, Config), SimulatedMeasurement.ForSgx(_bundle, Config, reopened));
@@ -42,7 +42,7 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
         // Proof that the digests came from the cache: a (tampered) digest for an unchanged file is what is measured.
         // The cache sits beside the simulated TEE's signing keys, so whoever can write it could sign anything anyway.
         RewriteDigests("00");
-        Assert.NotEqual(uncached, SimulatedMeasurement.ForSnp(_bundle, Config, SimulatedMeasurementCache.Open(_state)));
+        Assert.NotEqual(uncached, SimulatedMeasurement.ForSnp(_bundle, Config, SimulatedMeasurementCache.Open(_state, _bundle)));
     }
 
     [Fact]
@@ -59,7 +59,7 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
         Assert.Equal(4, new FileInfo(path).Length);
 
         // Same size, same mtime: only the status-change time tells — and the measurement must follow the content.
-        Assert.Equal(SimulatedMeasurement.ForSnp(_bundle, Config), SimulatedMeasurement.ForSnp(_bundle, Config, SimulatedMeasurementCache.Open(_state)));
+        Assert.Equal(SimulatedMeasurement.ForSnp(_bundle, Config), SimulatedMeasurement.ForSnp(_bundle, Config, SimulatedMeasurementCache.Open(_state, _bundle)));
     }
 
     [Fact]
@@ -71,7 +71,7 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
         File.WriteAllText(replacement, "print('HELLO')\n");
         File.Move(replacement, path, overwrite: true);
 
-        Assert.Equal(SimulatedMeasurement.ForSnp(_bundle, Config), SimulatedMeasurement.ForSnp(_bundle, Config, SimulatedMeasurementCache.Open(_state)));
+        Assert.Equal(SimulatedMeasurement.ForSnp(_bundle, Config), SimulatedMeasurement.ForSnp(_bundle, Config, SimulatedMeasurementCache.Open(_state, _bundle)));
     }
 
     [Theory]
@@ -82,9 +82,10 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
     [InlineData("[1,2,3]")]
     public void A_cache_file_it_cannot_use_is_ignored(string content)
     {
+        Directory.CreateDirectory(Path.GetDirectoryName(CacheFile)!);
         File.WriteAllText(CacheFile, content);
 
-        var cache = SimulatedMeasurementCache.Open(_state);
+        var cache = SimulatedMeasurementCache.Open(_state, _bundle);
 
         Assert.Equal(0, cache.Count);
         Assert.Equal(SimulatedMeasurement.ForSnp(_bundle, Config), SimulatedMeasurement.ForSnp(_bundle, Config, cache));
@@ -95,7 +96,7 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
     {
         Record();
         File.Delete(Path.Combine(_bundle, "app.py"));
-        var cache = SimulatedMeasurementCache.Open(_state);
+        var cache = SimulatedMeasurementCache.Open(_state, _bundle);
         SimulatedMeasurement.ForSnp(_bundle, Config, cache);
         File.AppendAllText(Path.Combine(_bundle, "lib", "data.bin"), "x");
         SimulatedMeasurement.ForSnp(_bundle, Config, cache);
@@ -104,23 +105,43 @@ public sealed class SimulatedMeasurementCacheTests : IDisposable
 
         var saved = Assert.IsType<JsonObject>(JsonNode.Parse(File.ReadAllText(CacheFile))!["files"]);
         Assert.Equal([Path.Combine(_bundle, "lib", "data.bin")], saved.Select(f => f.Key));
-        Assert.Equal([SimulatedMeasurementCache.FileName], Directory.GetFiles(_state).Select(Path.GetFileName));
+        Assert.Equal([CacheFile], Directory.GetFiles(_state, "*", SearchOption.AllDirectories));
     }
 
     [Fact]
     public void A_state_directory_it_cannot_write_is_reported_and_changes_nothing()
     {
-        var cache = SimulatedMeasurementCache.Open(Path.Combine(_state, "missing"));
+        // A regular file where the state directory should be: no directory can be made under it, even by root.
+        var notADirectory = Path.Combine(_state, "not-a-directory");
+        File.WriteAllText(notADirectory, "");
+        var cache = SimulatedMeasurementCache.Open(notADirectory, _bundle);
         var measured = SimulatedMeasurement.ForSnp(_bundle, Config, cache);
 
         Assert.False(cache.Save());
         Assert.Equal(SimulatedMeasurement.ForSnp(_bundle, Config), measured);
-        Assert.Empty(Directory.GetFileSystemEntries(_state));
+        Assert.Equal([notADirectory], Directory.GetFileSystemEntries(_state));
+    }
+
+    [Fact]
+    public void Each_bundle_has_its_own_record()
+    {
+        Record();
+        var other = Directory.CreateTempSubdirectory("morph-bundle-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(other, "app.py"), "print('other')\n");
+            Assert.Equal(0, SimulatedMeasurementCache.Open(_state, other).Count);
+            Assert.NotEqual(SimulatedMeasurementCache.RecordPath(_state, _bundle), SimulatedMeasurementCache.RecordPath(_state, other));
+        }
+        finally
+        {
+            Directory.Delete(other, recursive: true);
+        }
     }
 
     private void Record()
     {
-        var cache = SimulatedMeasurementCache.Open(_state);
+        var cache = SimulatedMeasurementCache.Open(_state, _bundle);
         SimulatedMeasurement.ForSnp(_bundle, Config, cache);
         Assert.True(cache.Save());
     }

@@ -35,7 +35,7 @@ public sealed class ConfidentialServingTests(ServingKms kms) : IClassFixture<Ser
 
         // The deploy measured the bundle and left the simulated TEE its file digests, which the instance's launch
         // measurement reads instead of the files (the attested measurement below must still be the deploy's).
-        Assert.NotEqual(0, SimulatedMeasurementCache.Open(kms.SimDir).Count);
+        Assert.NotEqual(0, SimulatedMeasurementCache.Open(kms.SimDir, spec.Bundle).Count);
 
         // The gateway is untrusted: it has no certificate, no key and no TLS stream anywhere in its state.
         AssertHoldsNoTlsMaterial(host.SniGateway!);
