@@ -63,7 +63,6 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         // "launch": what a TEE does before any guest code runs (the simulated TEE measures the bundle here), so an
         // app started early below runs exactly what was measured.
         IDisposable? owned = null;
-        var warmup = Tls.TlsWarmup.RunAsync(); // beside the measurement; contacts nobody (the KMS is not pinned yet)
         var provider = report.Time("launch", () => EvidenceProviders.Create(options, launchConfig, out owned));
         using var _ = owned;
 
@@ -89,8 +88,6 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             };
             var (pinned, pinSource) = await report.TimeAsync("pin", () => PinResolver.ResolveAsync(
                 provider, pinRequest, warning => log.Warn("unmeasured_pin", warning), stop)).ConfigureAwait(false);
-            // Whatever of the process's TLS initialisation is still running; timed, so the report has no gap. It never throws.
-            await report.TimeAsync("tls_warmup", async () => { await warmup.ConfigureAwait(false); return true; }).ConfigureAwait(false);
             var pin = new KmsPin(pinned, time);
             using var kms = new KmsClient(options.Kms, pin, time, options.KmsAttempts, options.KmsRetryDelay);
             var attestor = new Attestor(kms, provider, options.Function, time);

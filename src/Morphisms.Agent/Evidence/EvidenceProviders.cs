@@ -43,8 +43,7 @@ public static class EvidenceProviders
                 }
 
                 // Measuring the bundle and loading the authority (key material, certificates) are independent and
-                // both on the cold-start path: one runs on the thread pool while the other runs here (when a pool
-                // thread is free; the TLS warm-up's handshake often holds them, and the wait then runs it here).
+                // both on the cold-start path: one runs on the thread pool while the other runs here.
                 // The simulated TEE's record of digests (written by the host at deploy, read-only here) spares the files
                 // that did not change since; any other file is digested now.
                 var bundle = sim.BundleDirectory;

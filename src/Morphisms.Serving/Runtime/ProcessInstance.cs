@@ -188,8 +188,7 @@ public sealed class ProcessInstance : IInstanceProcess
         var agentTotal = report["total_ms"] is JsonValue t && t.TryGetValue<double>(out var total) ? total : 0;
         return new ColdStartPhases(
             Math.Max(0, wallMs - agentTotal),
-            // The TLS warm-up is the first KMS connection's set-up, moved earlier: it is attestation's cost.
-            Get("tls_warmup") + Get("keygen") + Get("challenge") + Get("evidence") + Get("login") + Get("certificate"),
+            Get("keygen") + Get("challenge") + Get("evidence") + Get("login") + Get("certificate"),
             Get("secrets"),
             Get("app_ready"));
     }

@@ -46,7 +46,7 @@ public sealed class AgentEndToEndTests
         Assert.Equal(new byte[] { 1, 2, 3 }, File.ReadAllBytes(Path.Combine(harness.SecretsDir, "key.bin")));
 
         var phases = agent.ColdStart!["phases_ms"]!.AsObject();
-        Assert.Equal(["launch", "pin", "tls_warmup", "keygen", "challenge", "evidence", "login", "certificate", "secrets", "app_ready", "terminator"], phases.Select(p => p.Key));
+        Assert.Equal(["launch", "pin", "keygen", "challenge", "evidence", "login", "certificate", "secrets", "app_ready", "terminator"], phases.Select(p => p.Key));
         Assert.Contains("\"event\":\"cold_start\"", log.Text);
         Assert.DoesNotContain("hello-from-env", log.Text);
         var posted = await reports.Received.WaitAsync(TimeSpan.FromSeconds(10));
