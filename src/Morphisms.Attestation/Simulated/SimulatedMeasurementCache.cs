@@ -6,10 +6,9 @@ namespace Morphisms.Attestation.Simulated;
 /// <summary>
 /// Content digests of one bundle's files that the simulated TEE measured before, kept beside its keys (a file per
 /// bundle under <see cref="DirectoryName"/> in its state directory), so that a cold start does not digest again
-/// megabytes that did not change. An entry counts
-/// only while the file's <see cref="FileIdentity"/> is the one recorded with it: any write to the file, or a new file
-/// at its path, invalidates it and the content is digested again. The cache changes how fast a measurement is taken,
-/// never its value.
+/// megabytes that did not change. An entry counts only while the file's <see cref="FileIdentity"/> is the one
+/// recorded with it: any write to the file, or a new file at its path, invalidates it and the content is digested
+/// again. The cache changes how fast a measurement is taken, never its value.
 /// </summary>
 /// <remarks>
 /// The host records digests when it measures a revision at deploy (<see cref="Save"/>); an instance only reads them,
