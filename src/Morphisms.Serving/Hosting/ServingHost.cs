@@ -126,7 +126,9 @@ public sealed partial class ServingHost : IAsyncDisposable
             var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
             // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
             // records spares the revision's instances from digesting it again at launch (they only read it).
-            var measured = _options.SimulatedTeeDirectory is { } simulated ? SimulatedMeasurementCache.Open(simulated, spec.Bundle) : null;
+            var measured = spec.Tee == FunctionTee.Sim && _options.SimulatedTeeDirectory is { } simulated
+                ? SimulatedMeasurementCache.Open(simulated, spec.Bundle)
+                : null;
             var (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256, measured);
             if (measured?.Save() == false)
             {
