@@ -4,6 +4,7 @@ using Morphisms.Agent.Evidence;
 using Morphisms.Agent.Kms;
 using Morphisms.Agent.Lifecycle;
 using Morphisms.Attestation.Simulated;
+using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Bench.Load;
 

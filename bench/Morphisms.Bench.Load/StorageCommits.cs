@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using Morphisms.Agent.Kms;
+using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Bench.Load;
 

@@ -6,6 +6,7 @@ using Morphisms.Agent.Lifecycle;
 using Morphisms.Agent.Secrets;
 using Morphisms.Agent.Telemetry;
 using Morphisms.Agent.Tls;
+using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Agent;
 

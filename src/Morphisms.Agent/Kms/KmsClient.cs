@@ -3,6 +3,7 @@ using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Agent.Kms;
 

@@ -5,7 +5,7 @@ namespace Morphisms.Agent.Tls;
 
 /// <summary>
 /// Keeps the operating system's certificate authorities out of morph-init. The agent trusts no web PKI: the KMS is
-/// pinned (<see cref="Kms.KmsPin"/>, custom root trust) and the terminator serves a chain it was handed. Yet .NET builds
+/// pinned (<see cref="Morphisms.Attestation.Trust.KmsPin"/>, custom root trust) and the terminator serves a chain it was handed. Yet .NET builds
 /// an X.509 chain against the system store whenever it makes a server certificate context, and loading that store
 /// (~150 CA certificates, each a slow decode on OpenSSL 3.0) cost ~80 ms of CPU in every cold start, more than
 /// attestation itself. Pointing <c>SSL_CERT_FILE</c> and <c>SSL_CERT_DIR</c> at nothing in the process's native

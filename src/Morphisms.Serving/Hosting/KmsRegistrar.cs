@@ -1,6 +1,7 @@
 using System.Net.Http.Json;
-using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation.Trust;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Spec;
 
@@ -16,15 +17,24 @@ namespace Morphisms.Serving.Hosting;
 public sealed class KmsRegistrar : IDisposable
 {
     private readonly HttpClient _http;
+    private readonly KmsPin _pin;
 
     /// <summary>Creates a client for <paramref name="kms"/>.</summary>
-    public KmsRegistrar(KmsConnection kms)
+    public KmsRegistrar(KmsConnection kms, TimeProvider time)
     {
-        var pin = Convert.FromHexString(kms.CaSha256);
+        ArgumentNullException.ThrowIfNull(kms);
+
+        // The same check as the agents' (the chain must validate up to the pinned CA, and the name must match): this
+        // connection carries a token that may write policies, so an impostor must not get as far as a request.
+        _pin = new KmsPin(Convert.FromHexString(kms.CaSha256), time);
         var handler = new SocketsHttpHandler();
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
-            certificate is not null && (SHA256.HashData(certificate.GetRawCertData()).AsSpan().SequenceEqual(pin)
-                || chain?.ChainElements.Any(e => SHA256.HashData(e.Certificate.RawData).AsSpan().SequenceEqual(pin)) == true);
+        handler.SslOptions.RemoteCertificateValidationCallback = _pin.Validate;
+        handler.SslOptions.CertificateChainPolicy = new X509ChainPolicy
+        {
+            TrustMode = X509ChainTrustMode.CustomRootTrust,
+            RevocationMode = X509RevocationMode.NoCheck,
+            DisableCertificateDownloads = true,
+        };
         _http = new HttpClient(handler) { BaseAddress = kms.Url, Timeout = TimeSpan.FromSeconds(15) };
         _http.DefaultRequestHeaders.Add("X-Vault-Token", kms.Token);
     }
@@ -71,7 +81,17 @@ public sealed class KmsRegistrar : IDisposable
     private async Task<JsonObject?> SendAsync(HttpMethod method, string path, JsonObject? body, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
-        using var response = await _http.SendAsync(request, ct).ConfigureAwait(false);
+        HttpResponseMessage sent;
+        try
+        {
+            sent = await _http.SendAsync(request, ct).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e) when (_pin.LastFailure is { } refused)
+        {
+            throw new InvalidOperationException($"refusing the KMS at {_http.BaseAddress}: {refused}", e);
+        }
+
+        using var response = sent;
         var text = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {

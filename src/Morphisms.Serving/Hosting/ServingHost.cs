@@ -76,7 +76,7 @@ public sealed partial class ServingHost : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         _control = await ControlApi.StartAsync(this, _options.ControlListen, ct).ConfigureAwait(false);
-        _registrar = _options.Kms is { } kms ? new KmsRegistrar(kms) : null;
+        _registrar = _options.Kms is { } kms ? new KmsRegistrar(kms, _options.Time) : null;
         _launcher = _options.Launcher ?? new ProcessInstanceLauncher((_options.Runtime ?? new RuntimeOptions { DataDirectory = _options.DataDirectory }) with
         {
             DataDirectory = _options.DataDirectory,

@@ -2,13 +2,15 @@ using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Morphisms.Agent.Kms;
+namespace Morphisms.Attestation.Trust;
 
 /// <summary>
-/// The KMS trust pin: SHA-256 of the KMS root CA certificate (DER), taken from the measured launch configuration.
+/// The KMS trust pin: SHA-256 of the KMS root CA certificate (DER). The agent takes it from the measured launch
+/// configuration; the serving host from its configuration, and it sends an admin token over the connection.
 /// A KMS connection is accepted only when the chain it presents contains a certificate with that hash and the leaf
-/// validates up to it. Nothing is trusted on first use, and the system trust store plays no part. Before the KMS
-/// PKI exists its TLS certificate is self-signed; pinning that certificate's own hash works the same way.
+/// validates up to it, signatures included: the CA certificate is public, so finding it among the presented ones
+/// proves nothing by itself. Nothing is trusted on first use, and the system trust store plays no part. Before the
+/// KMS PKI exists its TLS certificate is self-signed; pinning that certificate's own hash works the same way.
 /// </summary>
 public sealed class KmsPin(byte[] sha256, TimeProvider time)
 {

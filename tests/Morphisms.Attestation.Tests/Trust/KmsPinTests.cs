@@ -1,0 +1,102 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Trust;
+
+namespace Morphisms.Attestation.Tests.Trust;
+
+/// <summary>What the KMS pin accepts: a chain that validates, signatures included, up to the pinned certificate.</summary>
+public sealed class KmsPinTests
+{
+    [Fact]
+    public void AcceptsAChainThroughThePinnedCa_RejectsOthers()
+    {
+        using var ca = Ca("CN=Test KMS Root");
+        using var leaf = Leaf(ca);
+        using var chain = Presented(ca);
+
+        var pin = new KmsPin(SHA256.HashData(ca.RawData), TimeProvider.System);
+        Assert.True(pin.Check(leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out _));
+
+        var other = new KmsPin(RandomNumberGenerator.GetBytes(32), TimeProvider.System);
+        Assert.False(other.Check(leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out var reason));
+        Assert.Contains("pinned SHA-256", reason);
+
+        // The pinned CA must be presented: a leaf alone cannot be chained to a hash.
+        using var empty = new X509Chain();
+        Assert.False(pin.Check(leaf, empty, SslPolicyErrors.RemoteCertificateChainErrors, out _));
+        Assert.False(pin.Check(leaf, chain, SslPolicyErrors.RemoteCertificateNameMismatch, out _));
+    }
+
+    [Fact]
+    public void ACopyOfThePinnedCa_DoesNotVouchForALeafItDidNotSign()
+    {
+        using var ca = Ca("CN=Test KMS Root");
+
+        // Same issuer name, and the pinned CA's key identifier: only the signature is wrong.
+        using var impostor = Ca("CN=Test KMS Root");
+        using var forged = Leaf(impostor, named: ca);
+        using var chain = Presented(ca);
+
+        var pin = new KmsPin(SHA256.HashData(ca.RawData), TimeProvider.System);
+        Assert.False(pin.Check(forged, chain, SslPolicyErrors.RemoteCertificateChainErrors, out var reason));
+        Assert.Contains("does not validate to the pinned CA", reason);
+    }
+
+    [Fact]
+    public void AnExpiredLeaf_IsRefused_ByThePinsClock()
+    {
+        using var ca = Ca("CN=Test KMS Root");
+        using var leaf = Leaf(ca);
+        using var chain = Presented(ca);
+
+        var later = new KmsPin(SHA256.HashData(ca.RawData), new FixedClock(DateTimeOffset.UtcNow.AddDays(3)));
+        Assert.False(later.Check(leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out var reason));
+        Assert.Contains("does not validate to the pinned CA", reason);
+    }
+
+    [Fact]
+    public void Validate_RecordsTheLastRefusal_AndClearsItOnSuccess()
+    {
+        using var ca = Ca("CN=Test KMS Root");
+        using var leaf = Leaf(ca);
+        using var chain = Presented(ca);
+        var pin = new KmsPin(SHA256.HashData(ca.RawData), TimeProvider.System);
+
+        Assert.False(pin.Validate(null, null, null, SslPolicyErrors.RemoteCertificateNotAvailable));
+        Assert.Contains("no certificate", pin.LastFailure);
+        Assert.True(pin.Validate(null, leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors));
+        Assert.Null(pin.LastFailure);
+        Assert.Throws<ArgumentException>(() => new KmsPin(new byte[20], TimeProvider.System));
+    }
+
+    private static X509Certificate2 Ca(string name)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(name, key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+    }
+
+    private static X509Certificate2 Leaf(X509Certificate2 signer, X509Certificate2? named = null)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=kms", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(named ?? signer, true, false));
+        return request.Create(signer, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddHours(1), RandomNumberGenerator.GetBytes(8));
+    }
+
+    /// <summary>What a TLS stack hands the callback: the server's extra certificates in the chain policy's extra store.</summary>
+    private static X509Chain Presented(X509Certificate2 ca)
+    {
+        var chain = new X509Chain();
+        chain.ChainPolicy.ExtraStore.Add(ca);
+        return chain;
+    }
+
+    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
+}
