@@ -5,12 +5,13 @@ using System.Security.Cryptography.X509Certificates;
 namespace Morphisms.Attestation.Trust;
 
 /// <summary>
-/// The KMS trust pin: SHA-256 of the KMS root CA certificate (DER). The agent takes it from the measured launch
-/// configuration; the serving host from its configuration, and it sends an admin token over the connection.
-/// A KMS connection is accepted only when the chain it presents contains a certificate with that hash and the leaf
-/// validates up to it, signatures included: the CA certificate is public, so finding it among the presented ones
-/// proves nothing by itself. Nothing is trusted on first use, and the system trust store plays no part. Before the
-/// KMS PKI exists its TLS certificate is self-signed; pinning that certificate's own hash works the same way.
+/// The KMS trust pin: SHA-256 of a certificate in the KMS's TLS chain, usually its CA (DER). The agent takes it from
+/// the measured launch configuration; the serving host from its configuration, and it sends an admin token over the
+/// connection. A KMS connection is accepted only when the chain it presents contains a certificate with that hash and
+/// the leaf validates up to it, every signature included: the CA certificate is public, so finding it among the
+/// presented ones proves nothing by itself. The pinned certificate may be a self-signed root (the KMS's own
+/// self-signed TLS certificate is pinned this way), an intermediate, or the leaf. Nothing is trusted on first use,
+/// and the system trust store plays no part.
 /// </summary>
 public sealed class KmsPin(byte[] sha256, TimeProvider time)
 {
@@ -70,17 +71,39 @@ public sealed class KmsPin(byte[] sha256, TimeProvider time)
         build.ChainPolicy.CustomTrustStore.Add(anchor);
         build.ChainPolicy.ExtraStore.AddRange(presented);
         build.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+
+        // A certificate must not make the agent fetch from an address it names.
+        build.ChainPolicy.DisableCertificateDownloads = true;
         build.ChainPolicy.VerificationTime = time.GetUtcNow().UtcDateTime;
-        if (!build.Build(leaf))
+        build.Build(leaf);
+
+        // The verdict is read from the elements, from the leaf up to the pinned one. A TLS server never sends a
+        // self-signed root (.NET's and Kestrel's leave it out), so a KMS whose certificate a CA issued can only be
+        // pinned at a certificate it serves: an intermediate, or its leaf. The chain then stops there unfinished
+        // (PartialChain), which says nothing about the links below; every other flag on them refuses.
+        var elements = build.ChainElements;
+        var reached = -1;
+        for (var i = 0; i < elements.Count && reached < 0; i++)
         {
-            reason = "the KMS TLS chain does not validate to the pinned CA: " + string.Join("; ", build.ChainStatus.Select(s => s.StatusInformation.Trim()));
+            reached = elements[i].Certificate.RawData.AsSpan().SequenceEqual(anchor.RawData) ? i : -1;
+        }
+
+        if (reached < 0)
+        {
+            reason = "the KMS TLS chain does not validate to the pinned CA: it does not reach the pinned certificate ("
+                + string.Join("; ", build.ChainStatus.Select(s => s.StatusInformation.Trim())) + ")";
             return false;
         }
 
-        var root = build.ChainElements[^1].Certificate;
-        if (!root.RawData.AsSpan().SequenceEqual(anchor.RawData))
+        var problems = elements.Take(reached + 1)
+            .SelectMany(e => e.ChainElementStatus)
+            .Where(s => s.Status != X509ChainStatusFlags.NoError && s.Status != X509ChainStatusFlags.PartialChain)
+            .Select(s => s.StatusInformation.Trim())
+            .Distinct()
+            .ToList();
+        if (problems.Count > 0)
         {
-            reason = "the KMS TLS chain ends at a CA other than the pinned one";
+            reason = "the KMS TLS chain does not validate to the pinned CA: " + string.Join("; ", problems);
             return false;
         }
 

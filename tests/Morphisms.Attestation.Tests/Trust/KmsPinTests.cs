@@ -44,6 +44,47 @@ public sealed class KmsPinTests
     }
 
     [Fact]
+    public void ACaIssuedChain_CanBePinnedAtTheCertificatesItServes()
+    {
+        // TLS servers leave a self-signed root out, so the client sees leaf and intermediate only.
+        using var root = Ca("CN=Test Enterprise Root");
+        using var intermediate = Ca("CN=Test KMS CA", issuer: root);
+        using var leaf = Leaf(intermediate);
+        using var chain = Presented(intermediate);
+
+        Assert.True(new KmsPin(SHA256.HashData(intermediate.RawData), TimeProvider.System).Check(leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out var reason), reason);
+        Assert.True(new KmsPin(SHA256.HashData(leaf.RawData), TimeProvider.System).Check(leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out reason), reason);
+
+        // The root itself cannot be pinned by hash when it is not presented.
+        Assert.False(new KmsPin(SHA256.HashData(root.RawData), TimeProvider.System).Check(leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out reason));
+        Assert.Contains("pinned SHA-256", reason);
+
+        // Presented, it anchors the whole chain.
+        chain.ChainPolicy.ExtraStore.Add(root);
+        Assert.True(new KmsPin(SHA256.HashData(root.RawData), TimeProvider.System).Check(leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out reason), reason);
+    }
+
+    [Fact]
+    public void APinnedIntermediate_DoesNotVouchForALeafItDidNotSign_NorWhenExpired()
+    {
+        using var root = Ca("CN=Test Enterprise Root");
+        using var intermediate = Ca("CN=Test KMS CA", issuer: root);
+        using var impostor = Ca("CN=Test KMS CA");
+        using var forged = Leaf(impostor, named: intermediate);
+        using var chain = Presented(intermediate);
+        var pin = new KmsPin(SHA256.HashData(intermediate.RawData), TimeProvider.System);
+
+        Assert.False(pin.Check(forged, chain, SslPolicyErrors.RemoteCertificateChainErrors, out var reason));
+        Assert.Contains("does not validate to the pinned CA", reason);
+
+        // Three hours on, the pinned intermediate (valid ±2 h) and its leaf have expired.
+        using var genuine = Leaf(intermediate);
+        var later = new KmsPin(SHA256.HashData(intermediate.RawData), new FixedClock(DateTimeOffset.UtcNow.AddHours(3)));
+        Assert.False(later.Check(genuine, chain, SslPolicyErrors.RemoteCertificateChainErrors, out reason));
+        Assert.Contains("does not validate to the pinned CA", reason);
+    }
+
+    [Fact]
     public void AnExpiredLeaf_IsRefused_ByThePinsClock()
     {
         using var ca = Ca("CN=Test KMS Root");
@@ -70,13 +111,20 @@ public sealed class KmsPinTests
         Assert.Throws<ArgumentException>(() => new KmsPin(new byte[20], TimeProvider.System));
     }
 
-    private static X509Certificate2 Ca(string name)
+    private static X509Certificate2 Ca(string name, X509Certificate2? issuer = null)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest(name, key, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
-        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        if (issuer is null)
+        {
+            return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        }
+
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        using var issued = request.Create(issuer, DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow.AddHours(2), RandomNumberGenerator.GetBytes(8));
+        return issued.CopyWithPrivateKey(key);
     }
 
     private static X509Certificate2 Leaf(X509Certificate2 signer, X509Certificate2? named = null)

@@ -1,4 +1,6 @@
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Kms.Tests.Http;
 
@@ -109,6 +111,62 @@ public class MetricsAndTlsTests
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task Tls_from_a_ca_issued_chain_is_pinned_at_the_issuing_ca_which_it_serves_and_never_at_the_root()
+    {
+        var dir = Directory.CreateTempSubdirectory("kms-tls-chain-").FullName;
+        try
+        {
+            using var rootKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var rootRequest = new CertificateRequest("CN=Test Enterprise Root", rootKey, HashAlgorithmName.SHA256);
+            rootRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            using var root = rootRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
+            using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var caRequest = new CertificateRequest("CN=Test KMS CA", caKey, HashAlgorithmName.SHA256);
+            caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            using var ca = caRequest.Create(root, DateTimeOffset.UtcNow.AddHours(-12), DateTimeOffset.UtcNow.AddDays(1), RandomNumberGenerator.GetBytes(8));
+            using var caWithKey = ca.CopyWithPrivateKey(caKey);
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest("CN=kms.test", key, HashAlgorithmName.SHA256);
+            var san = new SubjectAlternativeNameBuilder();
+            san.AddIpAddress(System.Net.IPAddress.Loopback);
+            request.CertificateExtensions.Add(san.Build());
+            using var leaf = request.Create(caWithKey, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddHours(12), RandomNumberGenerator.GetBytes(8));
+
+            // The whole chain in the file, as an operator would write it: the root is still not sent.
+            var certFile = Path.Combine(dir, "kms.pem");
+            var keyFile = Path.Combine(dir, "kms.key");
+            await File.WriteAllTextAsync(certFile, leaf.ExportCertificatePem() + "\n" + ca.ExportCertificatePem() + "\n" + root.ExportCertificatePem());
+            await File.WriteAllTextAsync(keyFile, key.ExportPkcs8PrivateKeyPem());
+            await using var server = new KmsServer(new KmsServerOptions { Listen = "127.0.0.1:0", Storage = "inmem", Tls = KmsTlsOptions.FromFiles(certFile, keyFile), WarningWriter = TextWriter.Null });
+            await server.StartAsync();
+
+            var atCa = new KmsPin(SHA256.HashData(ca.RawData), TimeProvider.System);
+            using (var http = Pinned(server, atCa))
+            {
+                Assert.Equal(501, (int)(await http.GetAsync("/v1/sys/health")).StatusCode);
+            }
+
+            var atRoot = new KmsPin(SHA256.HashData(root.RawData), TimeProvider.System);
+            using (var http = Pinned(server, atRoot))
+            {
+                await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("/v1/sys/health"));
+                Assert.Contains("pinned SHA-256", atRoot.LastFailure);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static HttpClient Pinned(KmsServer server, KmsPin pin)
+    {
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = pin.Validate;
+        return new HttpClient(handler) { BaseAddress = server.BaseAddress };
     }
 
     [Fact]

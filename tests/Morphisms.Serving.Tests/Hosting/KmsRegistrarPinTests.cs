@@ -32,6 +32,28 @@ public sealed class KmsRegistrarPinTests
     }
 
     [Fact]
+    public async Task ACaIssuedCertificate_PinnedAtItsIssuingCa_GetsTheRequest()
+    {
+        // A KMS started with --tls-cert from an enterprise CA: the server sends leaf and intermediate, never the root.
+        using var root = Ca("CN=Test Enterprise Root", issuer: null);
+        using var intermediate = Ca("CN=Test KMS CA", issuer: root);
+        using var leaf = Leaf("127.0.0.1", signer: intermediate, named: intermediate);
+        await using var kms = new FakeKms(leaf, intermediate, root);
+
+        using (var registrar = Registrar(kms, intermediate))
+        {
+            await registrar.UnregisterAsync("greeter", CancellationToken.None);
+        }
+
+        Assert.Contains(Token, kms.Received);
+
+        using var pinnedAtRoot = Registrar(kms, root);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => pinnedAtRoot.UnregisterAsync("other", CancellationToken.None));
+        Assert.Contains("pinned SHA-256", refused.Message);
+        Assert.DoesNotContain("other", kms.Received);
+    }
+
+    [Fact]
     public async Task ACopyOfThePinnedCaBesideAForgedLeaf_IsRefused_BeforeTheTokenIsSent()
     {
         // An intermediate as the pinned CA, so that the server sends it (TLS servers leave a self-signed root out).
