@@ -54,6 +54,14 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             _ready.TrySetCanceled(stop);
             return 143;
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A bug, not a verdict: still one clear log line and a defined exit code rather than an abort. The app, if
+            // it had started, was stopped on the way out (RunCoreAsync's handlers and ServeAsync's finally).
+            log.Error("exit", $"internal error: {e.GetType().Name}: {e.Message}", new JsonObject { ["exit_code"] = AgentExitCodes.Internal });
+            _ready.TrySetException(e);
+            return AgentExitCodes.Internal;
+        }
     }
 
     private async Task<int> RunCoreAsync(AgentLog log, CancellationToken stop)
@@ -171,6 +179,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
 
         var code = await running.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
         await terminator.StopAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        WipeSecrets(secrets, log);
         try
         {
             await maintaining.ConfigureAwait(false);
@@ -187,6 +196,19 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         return code;
     }
 
+    // The secrets outlive no app: on a TEE's tmpfs they would vanish with the instance, on a disk they would not.
+    private static void WipeSecrets(SecretDirectory secrets, AgentLog log)
+    {
+        try
+        {
+            secrets.Wipe();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            log.Warn("secrets_not_wiped", $"the secret files at {secrets.Path} could not be deleted: {e.Message}");
+        }
+    }
+
     private async Task<SecretBundle> ProvisionSecretsAsync(ColdStartReport report, KmsClient kms, Lifecycle.Attestation attestation, SecretDirectory secrets, CancellationToken stop) =>
         await report.TimeAsync("secrets", async () =>
         {
@@ -198,6 +220,10 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             catch (KmsCallException e)
             {
                 throw new AgentException(AgentExitCodes.Secrets, $"cannot read the secret bundle at {options.SecretPathFor(attestation.Login)}: {e.Status} {e.Errors}", e);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new AgentException(AgentExitCodes.Secrets, $"cannot use the secret bundle at {options.SecretPathFor(attestation.Login)}: {e.Message}", e);
             }
 
             try

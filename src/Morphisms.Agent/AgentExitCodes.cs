@@ -32,4 +32,7 @@ public static class AgentExitCodes
 
     /// <summary>The TLS terminator could not listen on <c>--port</c> (taken, or not an address of this machine).</summary>
     public const int ListenFailed = 9;
+
+    /// <summary>An unexpected error inside the agent (a bug): logged with its type and message; the app is stopped.</summary>
+    public const int Internal = 70;
 }

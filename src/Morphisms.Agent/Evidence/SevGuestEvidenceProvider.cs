@@ -13,6 +13,9 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
 {
     private const int PageSize = 4096;
 
+    // A VCEK, ASK and ARK take a few KiB; a host asking for more than this is not asking for certificates.
+    private const uint MaxCertsLength = 64 * PageSize;
+
     /// <inheritdoc />
     public string Name => "sev-guest";
 
@@ -27,7 +30,16 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
         {
             var fd = (int)handle.DangerousGetHandle();
             var (report, certificates) = ExtendedReport(fd, reportData.Span);
-            var parsed = SnpReport.Parse(report);
+            SnpReport parsed;
+            try
+            {
+                parsed = SnpReport.Parse(report);
+            }
+            catch (Exception e) when (e is not EvidenceException)
+            {
+                throw new EvidenceException($"sev-guest: the SNP report does not parse: {e.Message}", e);
+            }
+
             ReportDataCheck.RequireMatch(parsed.ReportData.Span, reportData, "sev-guest");
             return Task.FromResult(new TeeEvidence("snp", report, SnpCertTable.SigningKeyCertificate(certificates)));
         }
@@ -73,9 +85,10 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
                     return (SevGuestAbi.ReportFromResponse(new ReadOnlySpan<byte>(response, SevGuestAbi.ResponseSize)), table);
                 }
 
-                if (guest.VmmError == SevGuestAbi.VmmErrorInvalidLength && request.CertsLength > certsLength)
+                // The length asked for comes from the host: a few pages of certificates, never an allocation it picks.
+                if (guest.VmmError == SevGuestAbi.VmmErrorInvalidLength && request.CertsLength > certsLength && request.CertsLength <= MaxCertsLength)
                 {
-                    certsLength = (int)request.CertsLength;
+                    certsLength = (int)((request.CertsLength + PageSize - 1) / PageSize * PageSize);
                     continue;
                 }
 

@@ -71,6 +71,7 @@ public static class SnpCertTable
     }
 
     /// <summary>The VCEK or VLEK from a table, or null when it carries neither.</summary>
+    /// <exception cref="EvidenceException">The table (which the host supplies) is malformed.</exception>
     public static byte[]? SigningKeyCertificate(ReadOnlySpan<byte> table)
     {
         if (table.IsEmpty)
@@ -78,7 +79,16 @@ public static class SnpCertTable
             return null;
         }
 
-        var entries = Parse(table);
+        IReadOnlyDictionary<Guid, byte[]> entries;
+        try
+        {
+            entries = Parse(table);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new EvidenceException($"the host's SNP certificate table is malformed: {e.Message}", e);
+        }
+
         return entries.TryGetValue(Vcek, out var vcek) ? vcek : entries.TryGetValue(Vlek, out var vlek) ? vlek : null;
     }
 }

@@ -51,7 +51,11 @@ public sealed class KmsClient : IDisposable
     public async Task<byte[]> ChallengeAsync(string function, CancellationToken ct)
     {
         var data = await SendAsync(HttpMethod.Post, "auth/attest/challenge", new JsonObject { ["function"] = function }, null, ct).ConfigureAwait(false);
-        return Convert.FromBase64String(data["data"]?["nonce"]?.GetValue<string>() ?? throw new InvalidDataException("challenge response without data.nonce"));
+        var nonce = KmsJson.OptionalString(data["data"]?["nonce"], "data.nonce") ?? throw new InvalidDataException("challenge response without data.nonce");
+        var bytes = new byte[nonce.Length];
+        return Convert.TryFromBase64String(nonce, bytes, out var length) && length > 0
+            ? bytes[..length]
+            : throw new InvalidDataException("challenge response: data.nonce is not base64");
     }
 
     /// <summary>Logs in with evidence; a refusal surfaces as a 403 <see cref="KmsCallException"/> (never retried).</summary>
@@ -65,7 +69,8 @@ public sealed class KmsClient : IDisposable
     public async Task<TimeSpan> RenewSelfAsync(string token, TimeSpan increment, CancellationToken ct)
     {
         var body = await SendAsync(HttpMethod.Post, "auth/token/renew-self", new JsonObject { ["increment"] = $"{(long)increment.TotalSeconds}s" }, token, ct).ConfigureAwait(false);
-        return TimeSpan.FromSeconds(body["auth"]?["lease_duration"]?.GetValue<long>() ?? 0);
+        var seconds = KmsJson.OptionalInteger(body["auth"]?["lease_duration"], "auth.lease_duration") ?? 0;
+        return seconds is >= 0 and <= 10 * 365 * 86_400L ? TimeSpan.FromSeconds(seconds) : throw new InvalidDataException($"auth.lease_duration {seconds} is out of range");
     }
 
     /// <summary>Reads the latest version of a KV v2 secret (<c>MOUNT/data/PATH</c>).</summary>
@@ -73,7 +78,7 @@ public sealed class KmsClient : IDisposable
     {
         var body = await SendAsync(HttpMethod.Get, path, null, token, ct).ConfigureAwait(false);
         var data = body["data"] as JsonObject ?? throw new InvalidDataException($"KV response for {path} without data");
-        var version = data["metadata"]?["version"]?.GetValue<int>() ?? 0;
+        var version = KmsJson.OptionalInteger(data["metadata"]?["version"], "data.metadata.version") is { } v and >= 0 and <= int.MaxValue ? (int)v : 0;
         var values = data["data"] as JsonObject ?? throw new InvalidDataException($"KV secret {path} has no data (deleted or destroyed)");
         return new KvSecret(version, (JsonObject)values.DeepClone());
     }

@@ -24,20 +24,32 @@ public sealed record LoginResult(
         var auth = body["auth"] as JsonObject ?? throw new InvalidDataException("login response without auth");
         var data = body["data"] as JsonObject;
         var metadata = auth["metadata"] as JsonObject;
-        var secretPath = data?["secret_path"] is JsonValue path && path.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
+        var secretPath = KmsJson.OptionalString(data?["secret_path"], "data.secret_path") is { Length: > 0 } text ? text : null;
         if (secretPath is not null && !IsKvPath(secretPath))
         {
             throw new AgentException(AgentExitCodes.Secrets, $"the KMS named a secret path that is not a KV path: '{secretPath}'");
         }
 
+        var chain = data?["ca_chain"] switch
+        {
+            null => [],
+            JsonArray list => list.Select((n, i) => KmsJson.OptionalString(n, $"data.ca_chain[{i}]") ?? throw new InvalidDataException($"data.ca_chain[{i}] is null")).ToList(),
+            _ => throw new InvalidDataException("data.ca_chain is not an array"),
+        };
+        var lease = KmsJson.OptionalInteger(auth["lease_duration"], "auth.lease_duration") ?? 0;
+        if (lease is < 0 or > 10 * 365 * 86_400L)
+        {
+            throw new InvalidDataException($"auth.lease_duration {lease} is out of range");
+        }
+
         return new LoginResult(
-            auth["client_token"]?.GetValue<string>() ?? throw new InvalidDataException("login response without auth.client_token"),
-            TimeSpan.FromSeconds(auth["lease_duration"]?.GetValue<long>() ?? 0),
-            auth["renewable"]?.GetValue<bool>() ?? false,
-            data?["certificate"]?.GetValue<string>() ?? "",
-            (data?["ca_chain"] as JsonArray)?.Select(n => n!.GetValue<string>()).ToList() ?? [],
+            KmsJson.OptionalString(auth["client_token"], "auth.client_token") ?? throw new InvalidDataException("login response without auth.client_token"),
+            TimeSpan.FromSeconds(lease),
+            KmsJson.OptionalBoolean(auth["renewable"], "auth.renewable") ?? false,
+            KmsJson.OptionalString(data?["certificate"], "data.certificate") ?? "",
+            chain,
             metadata?["revision"]?.ToString(),
-            metadata?["measurement"]?.GetValue<string>(),
+            KmsJson.OptionalString(metadata?["measurement"], "auth.metadata.measurement"),
             secretPath);
     }
 

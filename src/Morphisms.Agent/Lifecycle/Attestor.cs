@@ -17,7 +17,16 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
         try
         {
             // At a cold start this round trip also carries the agent's first TLS handshake with the KMS.
-            var nonce = await report.TimeAsync("challenge", () => kms.ChallengeAsync(function, ct)).ConfigureAwait(false);
+            byte[] nonce;
+            try
+            {
+                nonce = await report.TimeAsync("challenge", () => kms.ChallengeAsync(function, ct)).ConfigureAwait(false);
+            }
+            catch (InvalidDataException e)
+            {
+                throw Malformed("challenge", e);
+            }
+
             TeeEvidence tee;
             try
             {
@@ -50,8 +59,21 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
             {
                 throw new AgentException(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
             }
+            catch (InvalidDataException e)
+            {
+                throw Malformed("login", e);
+            }
 
-            var certificate = report.Time("certificate", () => identity.Certificate(login, time));
+            ServingCertificate certificate;
+            try
+            {
+                certificate = report.Time("certificate", () => identity.Certificate(login, time));
+            }
+            catch (System.Security.Cryptography.CryptographicException e)
+            {
+                throw Malformed("login's certificate", e);
+            }
+
             return new Attestation(identity, login, certificate, tee.Tee, tee.Simulated, time.GetUtcNow());
         }
         catch
@@ -60,6 +82,11 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
             throw;
         }
     }
+
+    // The pinned KMS sent something the agent cannot use: not a refusal of this instance, so the maintainer retries it
+    // like an outage, and a cold start exits as if the KMS were unreachable.
+    private static AgentException Malformed(string what, Exception e) =>
+        new(AgentExitCodes.KmsUnavailable, $"the KMS answered the {what} with a malformed response: {e.Message}", e);
 }
 
 /// <summary>The outcome of one attestation.</summary>

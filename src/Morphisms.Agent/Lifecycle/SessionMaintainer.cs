@@ -11,7 +11,9 @@ namespace Morphisms.Agent.Lifecycle;
 /// <summary>
 /// Keeps a running instance provisioned: renews the token at half its TTL, re-attests (new key, token and
 /// certificate, hot-swapped into the terminator) when renewal hits the max TTL or fails, or when the certificate is
-/// two thirds through its life, and applies new secret versions to the running app.
+/// two thirds through its life, and applies new secret versions to the running app. A KMS that is away, a bundle
+/// version that cannot be used, or a deleted bundle leave the app serving what it has (logged); a KMS that refuses
+/// the instance even after a fresh attestation ends the loop, and the agent stops the app.
 /// </summary>
 public sealed class SessionMaintainer(
     AgentOptions options, KmsClient kms, Attestor attestor, TlsTerminator terminator, SecretDirectory secrets, AgentLog log)
@@ -19,6 +21,7 @@ public sealed class SessionMaintainer(
     private Attestation _current = null!;
     private DateTimeOffset _tokenExpires;
     private int _secretVersion;
+    private int _rejectedVersion;
 
     /// <summary>The attestation (token, key, certificate) in use.</summary>
     public Attestation Current => _current;
@@ -45,6 +48,7 @@ public sealed class SessionMaintainer(
     {
         var time = options.Time;
         var nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
+        var notBefore = DateTimeOffset.MinValue;
         while (!ct.IsCancellationRequested)
         {
             var now = time.GetUtcNow();
@@ -52,13 +56,17 @@ public sealed class SessionMaintainer(
             var certificate = _current.Certificate.Certificate;
             var certLife = certificate.NotAfter.ToUniversalTime() - certificate.NotBefore.ToUniversalTime();
             var rotateCertAt = new DateTimeOffset(certificate.NotBefore.ToUniversalTime()) + (certLife * 2 / 3);
-            var next = new[] { renewAt, rotateCertAt, nextSecrets }.Min();
+
+            // A round that moved nothing forward (a token without a lease, a certificate already two thirds through its
+            // life by a clock running ahead) must not become a loop of logins against the KMS.
+            var next = new[] { new[] { renewAt, rotateCertAt, nextSecrets }.Min(), notBefore }.Max();
             if (next > now)
             {
                 await Task.Delay(next - now, time, ct).ConfigureAwait(false);
                 continue;
             }
 
+            notBefore = now + options.KmsRetryDelay;
             try
             {
                 if (now >= rotateCertAt)
@@ -76,9 +84,10 @@ public sealed class SessionMaintainer(
                     nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
                 }
             }
-            catch (AgentException e) when (e.ExitCode == AgentExitCodes.KmsUnavailable)
+            catch (Exception e) when (e is AgentException { ExitCode: AgentExitCodes.KmsUnavailable } or KmsCallException or InvalidDataException)
             {
-                // The app keeps serving with what it has; the next round tries again.
+                // The app keeps serving with what it has; the next round tries again. (A KmsCallException here is a
+                // status no step expects, e.g. a 404 on renew-self; InvalidDataException a malformed renewal answer.)
                 log.Warn("kms_unavailable", e.Message);
                 nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
                 await Task.Delay(options.KmsRetryDelay, time, ct).ConfigureAwait(false);
@@ -129,14 +138,45 @@ public sealed class SessionMaintainer(
 
     private async Task RefreshSecretsAsync(CancellationToken ct)
     {
-        var secret = await kms.ReadKvAsync(options.SecretPathFor(_current.Login), _current.Login.Token, ct).ConfigureAwait(false);
-        if (secret.Version <= _secretVersion)
+        var path = options.SecretPathFor(_current.Login);
+        KvSecret secret;
+        try
+        {
+            secret = await ReadSecretsAsync(path, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is KmsCallException { Status: 404 } or InvalidDataException)
+        {
+            // Deleted (or its latest version deleted): what the app has stays until someone writes a new version or
+            // takes the instance's access away.
+            log.Warn("secrets_unavailable", $"the secret bundle at {path} cannot be read ({e.Message}): the app keeps version {_secretVersion}");
+            return;
+        }
+
+        if (secret.Version <= _secretVersion || secret.Version == _rejectedVersion)
         {
             return;
         }
 
-        var bundle = SecretBundle.Parse(secret.Version, secret.Data);
-        var changed = secrets.Apply(bundle.Files);
+        SecretBundle bundle;
+        bool changed;
+        try
+        {
+            bundle = SecretBundle.Parse(secret.Version, secret.Data);
+            changed = secrets.Apply(bundle.Files);
+        }
+        catch (InvalidDataException e)
+        {
+            _rejectedVersion = secret.Version;
+            log.Warn("secrets_rejected", $"secret bundle version {secret.Version} is not usable ({e.Message}): the app keeps version {_secretVersion}");
+            return;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Nothing was replaced (Apply stages every file first); the next poll tries again.
+            log.Warn("secrets_not_applied", $"secret bundle version {secret.Version} could not be written ({e.Message}): the app keeps version {_secretVersion}");
+            return;
+        }
+
         _secretVersion = secret.Version;
         SecretUpdates++;
         log.Info("secrets_updated", $"secret bundle version {secret.Version} applied", new JsonObject
@@ -146,6 +186,29 @@ public sealed class SessionMaintainer(
             ["note"] = bundle.Env.Count > 0 || bundle.Argv.Count > 0 ? "env/argv changes apply at the next instance start" : null,
         });
         await ReloadAsync(ct).ConfigureAwait(false);
+    }
+
+    // A refusal may be this token's alone (revoked, or its policies changed): one fresh attestation, then the verdict
+    // stands. A login the KMS refuses ends the loop from inside ReattestAsync.
+    private async Task<KvSecret> ReadSecretsAsync(string path, CancellationToken ct)
+    {
+        try
+        {
+            return await kms.ReadKvAsync(path, _current.Login.Token, ct).ConfigureAwait(false);
+        }
+        catch (KmsCallException e) when (e.Status is 401 or 403)
+        {
+            await ReattestAsync($"secret read refused ({e.Errors})", ct).ConfigureAwait(false);
+        }
+
+        try
+        {
+            return await kms.ReadKvAsync(options.SecretPathFor(_current.Login), _current.Login.Token, ct).ConfigureAwait(false);
+        }
+        catch (KmsCallException e) when (e.Status is 401 or 403)
+        {
+            throw new AgentException(AgentExitCodes.Secrets, $"deprovisioned: the KMS refuses the secret bundle to a freshly attested instance ({e.Errors})", e);
+        }
     }
 
     private async Task ReloadAsync(CancellationToken ct)

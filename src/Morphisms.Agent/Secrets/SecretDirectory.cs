@@ -18,31 +18,48 @@ public sealed class SecretDirectory(string path)
         File.SetUnixFileMode(Path, DirectoryMode);
     }
 
-    /// <summary>Writes the bundle's files and removes files it no longer has; returns true when anything changed.</summary>
+    /// <summary>
+    /// Writes the bundle's files and removes files it no longer has; returns true when anything changed. Every new
+    /// content is written to a temporary file first: if one cannot be written (a full tmpfs), the temporaries go and
+    /// no secret has changed.
+    /// </summary>
+    /// <exception cref="IOException">A file could not be written; nothing was replaced.</exception>
     public bool Apply(IReadOnlyDictionary<string, byte[]> files)
     {
-        var changed = false;
-        foreach (var (name, content) in files)
+        var staged = new List<(string Temp, string Target)>();
+        try
         {
-            var target = System.IO.Path.Combine(Path, name);
-            if (File.Exists(target) && File.ReadAllBytes(target).AsSpan().SequenceEqual(content))
+            foreach (var (name, content) in files)
             {
-                continue;
+                var target = System.IO.Path.Combine(Path, name);
+                if (Directory.Exists(target))
+                {
+                    // The app shares the directory's owner; a directory it made under a secret's name cannot be replaced.
+                    throw new IOException($"secret file '{name}': a directory is in the way");
+                }
+
+                if (!Unchanged(target, content))
+                {
+                    staged.Add((Stage(name, content), target));
+                }
+            }
+        }
+        catch
+        {
+            foreach (var (temp, _) in staged)
+            {
+                File.Delete(temp);
             }
 
-            var temp = System.IO.Path.Combine(Path, $".{name}.{Guid.NewGuid():N}.tmp");
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite };
-            using (var stream = new FileStream(temp, options))
-            {
-                stream.Write(content);
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead);
-            File.Move(temp, target, overwrite: true);
-            changed = true;
+            throw;
         }
 
+        foreach (var (temp, target) in staged)
+        {
+            File.Move(temp, target, overwrite: true);
+        }
+
+        var changed = staged.Count > 0;
         foreach (var existing in Directory.EnumerateFiles(Path))
         {
             var name = System.IO.Path.GetFileName(existing);
@@ -54,5 +71,45 @@ public sealed class SecretDirectory(string path)
         }
 
         return changed;
+    }
+
+    /// <summary>Deletes the secret files and the directory (the app has stopped: nothing may read them any more).</summary>
+    public void Wipe()
+    {
+        if (Directory.Exists(Path))
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+    }
+
+    // Only a regular file of the right length is read back: the app shares this directory's owner, and a link it
+    // planted under a secret's name (to /dev/zero, say) must not make the agent read without end.
+    private static bool Unchanged(string target, byte[] content)
+    {
+        var existing = new FileInfo(target);
+        return existing.Exists && existing.LinkTarget is null && existing.Length == content.Length
+            && File.ReadAllBytes(target).AsSpan().SequenceEqual(content);
+    }
+
+    private string Stage(string name, byte[] content)
+    {
+        var temp = System.IO.Path.Combine(Path, $".{name}.{Guid.NewGuid():N}.tmp");
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite };
+        try
+        {
+            using (var stream = new FileStream(temp, options))
+            {
+                stream.Write(content);
+                stream.Flush(flushToDisk: true);
+            }
+
+            File.SetUnixFileMode(temp, UnixFileMode.UserRead);
+            return temp;
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
     }
 }

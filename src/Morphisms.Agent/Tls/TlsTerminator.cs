@@ -16,8 +16,16 @@ public sealed class TlsTerminator : IAsyncDisposable
     private readonly int _appPort;
     private readonly CancellationTokenSource _stop = new();
     private readonly HashSet<Task> _connections = [];
+
+    // Beyond this many open connections the terminator stops accepting (the kernel's backlog holds the rest), so a
+    // crowd of idle or half-open clients cannot take every descriptor the agent needs for the KMS and its secrets.
+    private readonly SemaphoreSlim _slots = new(MaxConnections);
     private volatile SslStreamCertificateContext _context;
+    private volatile bool _stopping;
     private Task _accepting = Task.CompletedTask;
+
+    /// <summary>The most connections open at once.</summary>
+    public const int MaxConnections = 1024;
 
     /// <summary>Creates a terminator for <paramref name="address"/>:<paramref name="port"/> forwarding to <paramref name="appPort"/>.</summary>
     public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate)
@@ -34,6 +42,8 @@ public sealed class TlsTerminator : IAsyncDisposable
     public long Accepted => Interlocked.Read(ref _accepted);
 
     private long _accepted;
+
+    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Starts accepting.</summary>
     public void Start()
@@ -55,11 +65,36 @@ public sealed class TlsTerminator : IAsyncDisposable
             Socket client;
             try
             {
-                client = await _listener.AcceptSocketAsync(_stop.Token).ConfigureAwait(false);
+                await _slots.WaitAsync(_stop.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            catch (OperationCanceledException)
             {
                 return;
+            }
+
+            try
+            {
+                client = await _listener.AcceptSocketAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || (e is SocketException && _stopping))
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                // Out of descriptors (EMFILE) or buffers: the listener is still good, and connections closing will
+                // free what it needs. Giving up here would leave a ready instance that accepts nothing.
+                _slots.Release();
+                try
+                {
+                    await Task.Delay(AcceptRetryDelay, _stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
             }
 
             Interlocked.Increment(ref _accepted);
@@ -69,7 +104,15 @@ public sealed class TlsTerminator : IAsyncDisposable
                 _connections.Add(task);
             }
 
-            _ = task.ContinueWith(t => { lock (_connections) { _connections.Remove(t); } }, TaskScheduler.Default);
+            _ = task.ContinueWith(t =>
+            {
+                lock (_connections)
+                {
+                    _connections.Remove(t);
+                }
+
+                _slots.Release();
+            }, TaskScheduler.Default);
         }
     }
 
@@ -81,12 +124,14 @@ public sealed class TlsTerminator : IAsyncDisposable
         // waited for the peer's delayed ACK (~40 ms per new connection, measured by the gateway benchmark).
         client.NoDelay = true;
         await using var tls = new SslStream(new NetworkStream(client, ownsSocket: false));
-        using var app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             handshake.CancelAfter(TimeSpan.FromSeconds(10));
             await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = _context }, handshake.Token).ConfigureAwait(false);
+
+            // Only a client that completed the handshake costs a second descriptor.
+            using var app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             await app.ConnectAsync(IPAddress.Loopback, _appPort).ConfigureAwait(false);
             await using var plain = new NetworkStream(app, ownsSocket: false);
 
@@ -118,6 +163,7 @@ public sealed class TlsTerminator : IAsyncDisposable
     /// <summary>Stops accepting and waits up to <paramref name="drain"/> for open connections.</summary>
     public async Task StopAsync(TimeSpan drain)
     {
+        _stopping = true;
         _listener.Stop();
         Task[] open;
         lock (_connections)

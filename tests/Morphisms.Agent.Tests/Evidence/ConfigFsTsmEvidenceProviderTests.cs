@@ -33,6 +33,21 @@ public sealed class ConfigFsTsmEvidenceProviderTests
     }
 
     [VectorFact]
+    public async Task Snp_AMalformedCertificateTableFromTheHost_IsAnEvidenceError()
+    {
+        var report = TestVectors.Read("snp", "gosevguest_milan_v2_report.bin");
+        var reportData = SnpReport.Parse(report).ReportData.ToArray();
+        using var tree = new FakeDeviceTree();
+        tree.Write($"{Entry}/provider", "sev_guest\n");
+        tree.Write($"{Entry}/generation", "1\n");
+        tree.Write($"{Entry}/outblob", report);
+        tree.Write($"{Entry}/auxblob", Enumerable.Repeat((byte)0xFF, 30).ToArray());
+
+        var e = await Assert.ThrowsAsync<EvidenceException>(() => Provider(tree, ConfigFsTsmEvidenceProvider.SevGuest).GetEvidenceAsync(reportData, default));
+        Assert.Contains("certificate table is malformed", e.Message);
+    }
+
+    [VectorFact]
     public async Task Tdx_ReturnsTheQuote()
     {
         var quote = TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin");

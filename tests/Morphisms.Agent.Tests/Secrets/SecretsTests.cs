@@ -48,11 +48,47 @@ public sealed class SecretsTests : IDisposable
         Assert.Single(Directory.EnumerateFileSystemEntries(_dir));
     }
 
+    [Fact]
+    public void ALinkPlantedUnderASecretsName_IsReplaced_NotFollowed()
+    {
+        var dir = new SecretDirectory(_dir);
+        dir.Create();
+        File.CreateSymbolicLink(Path.Combine(_dir, "a"), "/dev/zero");
+
+        Assert.True(dir.Apply(new Dictionary<string, byte[]> { ["a"] = [1, 2] }));
+        Assert.Null(new FileInfo(Path.Combine(_dir, "a")).LinkTarget);
+        Assert.Equal(new byte[] { 1, 2 }, File.ReadAllBytes(Path.Combine(_dir, "a")));
+    }
+
+    [Fact]
+    public void AnUpdateThatCannotBeCompleted_ChangesNoSecret()
+    {
+        var dir = new SecretDirectory(_dir);
+        dir.Create();
+        dir.Apply(new Dictionary<string, byte[]> { ["a"] = [1], ["b"] = [2] });
+
+        // A directory where "c" should go: "a" is staged, then renaming "c" fails, and "a" must still be the old one.
+        Directory.CreateDirectory(Path.Combine(_dir, "c", "sub"));
+        Assert.ThrowsAny<IOException>(() => dir.Apply(new Dictionary<string, byte[]> { ["a"] = [9], ["c"] = [3] }));
+        Assert.Equal(new byte[] { 1 }, File.ReadAllBytes(Path.Combine(_dir, "a")));
+    }
+
+    [Fact]
+    public void Wipe_RemovesTheDirectory()
+    {
+        var dir = new SecretDirectory(_dir);
+        dir.Create();
+        dir.Apply(new Dictionary<string, byte[]> { ["a"] = [1] });
+        dir.Wipe();
+        Assert.False(Directory.Exists(_dir));
+        dir.Wipe();
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(_dir))
         {
-            foreach (var f in Directory.EnumerateFiles(_dir))
+            foreach (var f in Directory.EnumerateFiles(_dir, "*", SearchOption.AllDirectories))
             {
                 File.SetUnixFileMode(f, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             }

@@ -1,0 +1,83 @@
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Agent.Tests.EndToEnd;
+
+/// <summary>
+/// A running instance against a KMS whose answers change under it: an unusable bundle version, a deleted bundle, and
+/// access taken away. None of them may crash the agent; only the last may stop the app.
+/// </summary>
+public sealed class MaintenanceTests
+{
+    private static JsonObject Bundle(string greeting) => new() { ["files"] = new JsonObject { ["greeting"] = greeting } };
+
+    [Fact]
+    public async Task AnUnusableOrDeletedBundle_LeavesTheAppServingTheLastGoodVersion()
+    {
+        using var harness = new AgentHarness("keeper");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("keeper", harness.Measurement);
+        await kms.PutBundleAsync("keeper", Bundle("v1"));
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        var greeting = Path.Combine(harness.SecretsDir, "greeting");
+
+        // Version 2 names a file outside the directory: refused as a whole, once.
+        await kms.PutBundleAsync("keeper", new JsonObject { ["files"] = new JsonObject { ["../escaped"] = "x", ["greeting"] = "v2" } });
+        await Until(() => log.Text.Contains("\"event\":\"secrets_rejected\""), "the bad version is rejected");
+        Assert.Equal("v1", File.ReadAllText(greeting));
+        Assert.False(File.Exists(Path.Combine(Path.GetDirectoryName(harness.SecretsDir)!, "escaped")));
+
+        // Version 3 is good again, and applied.
+        await kms.PutBundleAsync("keeper", Bundle("v3"));
+        await Until(() => File.Exists(greeting) && File.ReadAllText(greeting) == "v3", "version 3 reaches the app");
+
+        // The bundle's latest version deleted: the app keeps version 3.
+        (await kms.Root.DeleteAsync("v1/secret/data/keeper")).EnsureSuccessStatusCode();
+        await Until(() => log.Text.Contains("\"event\":\"secrets_unavailable\""), "the deleted bundle is noticed");
+        Assert.Equal("v3", File.ReadAllText(greeting));
+
+        Assert.False(run.IsCompleted, log.Text);
+        Assert.Equal(1, Count(log.Text, "\"event\":\"secrets_rejected\""));
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.False(Directory.Exists(harness.SecretsDir), "the secrets are wiped once the app has stopped");
+    }
+
+    [Fact]
+    public async Task AccessTakenAway_DeprovisionsAfterOneFreshAttestation_AndWipesTheSecrets()
+    {
+        using var harness = new AgentHarness("revoked");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("revoked", harness.Measurement);
+        await kms.PutBundleAsync("revoked", Bundle("v1"));
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        var run = agent.RunAsync(default);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(File.Exists(Path.Combine(harness.SecretsDir, "greeting")));
+
+        // The function's policy goes: every token it gets, old or new, is refused the bundle.
+        (await kms.Root.DeleteAsync("v1/sys/policies/acl/revoked")).EnsureSuccessStatusCode();
+
+        Assert.Equal(AgentExitCodes.Secrets, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("\"event\":\"deprovisioned\"", log.Text);
+        Assert.Contains("re-attested: secret read refused", log.Text);
+        Assert.Equal(1, agent.Maintainer!.Reattestations);
+        Assert.False(Directory.Exists(harness.SecretsDir));
+    }
+
+    private static int Count(string text, string what) => (text.Length - text.Replace(what, "", StringComparison.Ordinal).Length) / what.Length;
+
+    private static async Task Until(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for: {what}");
+            await Task.Delay(50);
+        }
+    }
+}
