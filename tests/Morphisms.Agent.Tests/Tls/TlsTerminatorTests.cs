@@ -1,0 +1,48 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Morphisms.Agent.Identity;
+using Morphisms.Agent.Tls;
+
+namespace Morphisms.Agent.Tests.Tls;
+
+/// <summary>The terminator in front of a stand-in app on loopback.</summary>
+public sealed class TlsTerminatorTests
+{
+    [Fact]
+    public async Task OnlyAClientThatCompletesTheHandshake_ReachesTheApp()
+    {
+        using var app = new TcpListener(IPAddress.Loopback, 0);
+        app.Start();
+        var appPort = ((IPEndPoint)app.LocalEndpoint).Port;
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        await using var terminator = new TlsTerminator("127.0.0.1", 0, appPort, certificate);
+        terminator.Start();
+
+        // A client that connects and says nothing: no connection reaches the app.
+        using var silent = new TcpClient();
+        await silent.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        var pending = app.AcceptTcpClientAsync();
+        await Task.Delay(300);
+        Assert.False(pending.IsCompleted);
+
+        // A client that completes the handshake does, and its bytes arrive in plaintext.
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        await using var tls = new SslStream(client.GetStream());
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "term",
+            RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && presented.GetCertHashString(HashAlgorithmName.SHA256) == certificate.Certificate.GetCertHashString(HashAlgorithmName.SHA256),
+        });
+        await tls.WriteAsync("hello"u8.ToArray());
+        using var accepted = await pending.WaitAsync(TimeSpan.FromSeconds(10));
+        var buffer = new byte[5];
+        await accepted.GetStream().ReadExactlyAsync(buffer);
+        Assert.Equal("hello", Encoding.ASCII.GetString(buffer));
+        Assert.Equal(2, terminator.Accepted);
+    }
+}
