@@ -10,11 +10,13 @@ namespace Morphisms.Kms.Pki;
 /// and issuer rotation (<c>intermediate/rotate</c>: the old issuer stays in <c>ca_chain</c> until its last
 /// leaf expires). A mount with the <see cref="KmsRootOption"/> (the default <c>pki/</c>) is rooted in the KMS
 /// root CA served by <c>sys/attestation</c>, creates its first intermediate on demand and signs function
-/// certificates at attest-login. Everything lives under the barrier; writes are serialised per mount.
+/// certificates at attest-login; it refuses every route that would give a caller a CA, a CA key or an imported
+/// issuer under that root (<see cref="KmsRootRule"/>), and only init sets the option. Everything lives under the
+/// barrier; writes are serialised per mount.
 /// </summary>
 internal sealed partial class PkiBackend : ILogicalBackend
 {
-    /// <summary>The mount option that roots the mount in the KMS root CA.</summary>
+    /// <summary>The mount option that roots the mount in the KMS root CA (set by init only; <c>sys/mounts</c> refuses it).</summary>
     public const string KmsRootOption = "kms_root";
 
     /// <summary>The function-certificate domain when none is configured.</summary>

@@ -95,10 +95,19 @@ internal sealed class MountTable
     /// <summary>The mount at exactly <paramref name="path"/>, or null.</summary>
     public MountEntry? Get(string path) => _mounts.TryGetValue(NormalizePath(path), out var m) ? m.Entry : null;
 
-    /// <summary>Mounts a new engine.</summary>
+    /// <summary>
+    /// Mounts a new engine (<c>sys/mounts/PATH</c>). The <c>kms_root</c> option is refused, whatever its value: only
+    /// init roots a mount in the KMS root CA (<see cref="Initial"/>), since clients accept any chain to that root that
+    /// carries an attested identity.
+    /// </summary>
     public async Task MountAsync(string path, string type, string description, Dictionary<string, string> options, CancellationToken ct)
     {
         path = NormalizePath(path);
+        if (options.ContainsKey(Pki.PkiBackend.KmsRootOption))
+        {
+            throw KmsException.BadRequest($"invalid option '{Pki.PkiBackend.KmsRootOption}': only the KMS sets it, on the pki/ mount init creates ({Pki.PkiBackend.KmsRootRule})");
+        }
+
         if (Reserved.Any(r => path.StartsWith(r, StringComparison.Ordinal) || r.StartsWith(path, StringComparison.Ordinal)))
         {
             throw KmsException.BadRequest($"cannot mount at '{path}': the path is reserved");
@@ -121,11 +130,9 @@ internal sealed class MountTable
                 throw KmsException.BadRequest($"path is already in use at {clash}");
             }
 
-            // kms_root roots a pki mount in the KMS root CA (for installations initialised before pki/ existed).
-            var kmsRoot = engineType == "pki" && options.GetValueOrDefault(Pki.PkiBackend.KmsRootOption) == "true";
             var entry = NewEntry(path, engineType, description) with
             {
-                Options = version is not null ? new() { ["version"] = version } : kmsRoot ? new() { [Pki.PkiBackend.KmsRootOption] = "true" } : [],
+                Options = version is not null ? new() { ["version"] = version } : [],
             };
             var next = _mounts.Add(path, (entry, CreateBackend(entry)));
             await _storage.PutJsonAsync(StoragePath, next.Values.Select(m => m.Entry).ToList(), ct).ConfigureAwait(false);
