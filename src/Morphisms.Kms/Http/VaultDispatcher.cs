@@ -71,7 +71,9 @@ internal sealed partial class VaultDispatcher(
     private async Task<string> DispatchAsync(HttpContext context, string requestId, bool head)
     {
         var http = context.Request;
-        var path = (http.Path.Value ?? "")["/v1/".Length..];
+        // The route matches a bare "/v1" too, which has no "/v1/" to cut: it is the empty path, which no backend serves (404).
+        var raw = http.Path.Value ?? "";
+        var path = raw.Length > "/v1/".Length ? raw["/v1/".Length..] : "";
         var operation = OperationFor(http);
 
         if (http.Headers.ContainsKey("X-Vault-Wrap-TTL"))

@@ -167,6 +167,25 @@ public class BadInputTests
         Assert.Equal(["response wrapping is not supported"], await WrapError(c));
     }
 
+    [Fact]
+    public async Task The_bare_v1_prefix_is_an_unknown_path_not_a_500()
+    {
+        // "/v1/{**path}" matches "/v1" itself, with no path after the prefix.
+        await using var kms = await TestKms.StartUnsealedAsync();
+        foreach (var (method, url) in new[] { ("GET", "/v1"), ("GET", "/v1/"), ("LIST", "/v1"), ("POST", "/v1"), ("HEAD", "/v1") })
+        {
+            using var request = new HttpRequestMessage(new HttpMethod(method), url);
+            request.Headers.Add("X-Vault-Token", kms.RootToken);
+            using var response = await kms.Client.Http.SendAsync(request);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True((int)response.StatusCode == 404, $"{method} {url} answered {(int)response.StatusCode}: {text}");
+            if (method != "HEAD")
+            {
+                Assert.Contains("\"errors\":[\"", text, StringComparison.Ordinal);
+            }
+        }
+    }
+
     private static async Task<List<string>> WrapError(VaultHttp c)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/secret/data/x");
