@@ -116,6 +116,7 @@ internal sealed partial class PkiBackend
         RefuseOnKmsRoot("root/sign-intermediate");
         var f = request.Fields;
         var csr = ParseCsr(f.RequiredString("csr"), "csr");
+        CheckCsrKey(csr.PublicKey, null);
         var commonName = f.String("common_name");
         var ttl = f.Duration("ttl") ?? DefaultIntermediateTtl;
         PkiRole.RejectUnknown(f, ["csr", "common_name", "ttl", "format"]);

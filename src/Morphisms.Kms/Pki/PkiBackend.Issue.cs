@@ -1,3 +1,5 @@
+using System.Formats.Asn1;
+using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -11,6 +13,9 @@ namespace Morphisms.Kms.Pki;
 /// <summary>Roles and issuance.</summary>
 internal sealed partial class PkiBackend
 {
+    // Vault's floor for RSA keys, whatever the role says.
+    private const int MinimumRsaBits = 2048;
+
     private static readonly string[] IssueFields = ["common_name", "alt_names", "ip_sans", "ttl", "format", "exclude_cn_from_sans", "private_key_format"];
 
     private async Task<KmsResponse?> ListRoles(KmsRequest request, RouteMatch match, CancellationToken ct)
@@ -79,6 +84,8 @@ internal sealed partial class PkiBackend
             throw KmsException.BadRequest($"invalid 'csr': the role requires a {role.KeyType} key");
         }
 
+        CheckCsrKey(csr.PublicKey, role);
+
         var fields = request.Fields;
         if (!fields.Has("common_name") && csr.SubjectName.Name.Length > 0)
         {
@@ -88,6 +95,70 @@ internal sealed partial class PkiBackend
         var (subject, names, ips, ttl) = ParseIssueFields(fields, role, "csr");
         var (data, _) = await SignLeafAsync(new LeafRequest(csr.PublicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, csrKeyType == "rsa"), ct).ConfigureAwait(false);
         return KmsResponse.WithData(data);
+    }
+
+    /// <summary>
+    /// Refuses a CSR key other than one the role would make, as Vault's sign does: an RSA key needs at least the role's
+    /// <c>key_bits</c> (and never fewer than 2048), an EC key must be on the NIST curve <c>key_bits</c> names. Without a
+    /// role (<c>root/sign-intermediate</c>, Vault's <c>key_type</c> "any") only the floor holds: RSA of 2048 bits or more,
+    /// or a NIST curve. Comparing the key family alone signed RSA-512 keys under 4096-bit roles and secp256k1 keys under ec ones.
+    /// </summary>
+    private static void CheckCsrKey(PublicKey key, PkiRole? role)
+    {
+        if (key.Oid.Value == PkiCertificates.RsaPublicKeyOid)
+        {
+            int bits;
+            try
+            {
+                using var rsa = key.GetRSAPublicKey();
+                bits = rsa?.KeySize ?? 0;
+            }
+            catch (CryptographicException)
+            {
+                throw KmsException.BadRequest("invalid 'csr': its RSA public key cannot be read");
+            }
+
+            if (bits < MinimumRsaBits)
+            {
+                throw KmsException.BadRequest($"invalid 'csr': its RSA key has {bits.ToString(CultureInfo.InvariantCulture)} bits; the minimum is {MinimumRsaBits.ToString(CultureInfo.InvariantCulture)}");
+            }
+
+            if (role is not null && bits < role.KeyBits)
+            {
+                throw KmsException.BadRequest($"invalid 'csr': its RSA key has {bits.ToString(CultureInfo.InvariantCulture)} bits; the role requires at least {role.KeyBits.ToString(CultureInfo.InvariantCulture)}");
+            }
+
+            return;
+        }
+
+        if (key.Oid.Value != PkiCertificates.EcPublicKeyOid)
+        {
+            throw KmsException.BadRequest("invalid 'csr': its key is neither EC nor RSA");
+        }
+
+        // The curve is named by the key's parameters; explicit curve parameters (no name) are refused like unknown curves.
+        string? curve;
+        try
+        {
+            curve = key.EncodedParameters?.RawData is { } parameters ? new AsnReader(parameters, AsnEncodingRules.DER).ReadObjectIdentifier() : null;
+        }
+        catch (AsnContentException)
+        {
+            curve = null;
+        }
+
+        var curveBits = curve switch
+        {
+            PkiCertificates.P224CurveOid => 224,
+            PkiCertificates.P256CurveOid => 256,
+            PkiCertificates.P384CurveOid => 384,
+            PkiCertificates.P521CurveOid => 521,
+            _ => throw KmsException.BadRequest("invalid 'csr': its EC key is not on a NIST curve (P-224, P-256, P-384 or P-521)"),
+        };
+        if (role is not null && curveBits != role.KeyBits)
+        {
+            throw KmsException.BadRequest($"invalid 'csr': the role requires an EC key on P-{role.KeyBits.ToString(CultureInfo.InvariantCulture)}; this one is on P-{curveBits.ToString(CultureInfo.InvariantCulture)}");
+        }
     }
 
     /// <summary>

@@ -14,11 +14,17 @@ internal static class PkiCertificates
     /// <summary>OID of an RSA public key (rsaEncryption).</summary>
     public const string RsaPublicKeyOid = "1.2.840.113549.1.1.1";
 
+    /// <summary>OID of the NIST P-224 curve (secp224r1).</summary>
+    public const string P224CurveOid = "1.3.132.0.33";
+
     /// <summary>OID of the NIST P-256 curve (prime256v1).</summary>
     public const string P256CurveOid = "1.2.840.10045.3.1.7";
 
     /// <summary>OID of the NIST P-384 curve (secp384r1).</summary>
     public const string P384CurveOid = "1.3.132.0.34";
+
+    /// <summary>OID of the NIST P-521 curve (secp521r1).</summary>
+    public const string P521CurveOid = "1.3.132.0.35";
 
     /// <summary>Backdating of NotBefore, so a relying party whose clock is slightly behind accepts a fresh certificate.</summary>
     public static readonly TimeSpan Backdate = TimeSpan.FromSeconds(30);

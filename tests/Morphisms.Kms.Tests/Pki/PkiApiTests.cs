@@ -163,6 +163,53 @@ public sealed class PkiApiTests
     }
 
     [Fact]
+    public async Task Sign_refuses_csr_keys_smaller_than_or_on_another_curve_than_the_role_names()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/rsa", new { allowed_domains = "example.com", allow_subdomains = true, key_type = "rsa", key_bits = 3072 })).Expect(204);
+        (await c.PostAsync("pki/roles/ec", new { allowed_domains = "example.com", allow_subdomains = true, key_type = "ec", key_bits = 256 })).Expect(204);
+
+        // RSA: never below Vault's 2048, and never below the role's key_bits; more is fine.
+        Assert.Contains("minimum is 2048", await SignError(c, "pki/sign/rsa", RsaCsr(512)), StringComparison.Ordinal);
+        Assert.Contains("role requires at least 3072", await SignError(c, "pki/sign/rsa", RsaCsr(2048)), StringComparison.Ordinal);
+        (await c.PostAsync("pki/sign/rsa", new { csr = RsaCsr(3072) })).Expect(200);
+
+        // EC: exactly the NIST curve key_bits names; secp256k1 has 256 bits but is not P-256.
+        Assert.Contains("not on a NIST curve", await SignError(c, "pki/sign/ec", EcCsr(ECCurve.CreateFromFriendlyName("secp256k1"))), StringComparison.Ordinal);
+        Assert.Contains("requires an EC key on P-256", await SignError(c, "pki/sign/ec", EcCsr(ECCurve.NamedCurves.nistP384)), StringComparison.Ordinal);
+        (await c.PostAsync("pki/sign/ec", new { csr = EcCsr(ECCurve.NamedCurves.nistP256) })).Expect(200);
+
+        // root/sign-intermediate has no role (Vault's key_type "any"): the floor still holds.
+        (await c.PostAsync("sys/mounts/ca", new { type = "pki" })).Expect(204);
+        (await c.PostAsync("ca/root/generate/internal", new { common_name = "Test Root" })).Expect(200);
+        Assert.Contains("minimum is 2048", await SignError(c, "ca/root/sign-intermediate", RsaCsr(1024)), StringComparison.Ordinal);
+        Assert.Contains("not on a NIST curve", await SignError(c, "ca/root/sign-intermediate", EcCsr(ECCurve.CreateFromFriendlyName("secp256k1"))), StringComparison.Ordinal);
+        (await c.PostAsync("ca/root/sign-intermediate", new { csr = EcCsr(ECCurve.NamedCurves.nistP384) })).Expect(200);
+
+        // Only the two accepted leaves were issued on pki/.
+        Assert.Equal(2, (await c.ListAsync("pki/certs")).Expect(200).Data["keys"]!.AsArray().Count);
+    }
+
+    private static async Task<string> SignError(VaultHttp c, string path, string csr)
+    {
+        var errors = (await c.PostAsync(path, new { csr })).Expect(400).Errors;
+        return Assert.Single(errors);
+    }
+
+    private static string RsaCsr(int bits)
+    {
+        using var key = RSA.Create(bits);
+        return new CertificateRequest("CN=a.example.com", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1).CreateSigningRequestPem();
+    }
+
+    private static string EcCsr(ECCurve curve)
+    {
+        using var key = ECDsa.Create(curve);
+        return new CertificateRequest("CN=a.example.com", key, HashAlgorithmName.SHA256).CreateSigningRequestPem();
+    }
+
+    [Fact]
     public async Task The_default_mount_is_rooted_in_the_kms_root_ca()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
