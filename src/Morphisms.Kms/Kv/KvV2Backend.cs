@@ -298,8 +298,9 @@ internal sealed class KvV2Backend : ILogicalBackend
         var path = match["path"];
         if (path.Length == 0 || path.EndsWith('/'))
         {
-            // A folder: GET on it behaves as a list, as Vault's CLI expects.
-            return await ListMetadata(request, match, ct).ConfigureAwait(false);
+            // A folder is not a key: a read of it is a 404, as in Vault. Listing is LIST or GET ?list=true, which the
+            // ACL checks for "list"; answering the read with the listing handed key names to "read"-only tokens.
+            throw new KmsException(404, "a folder has no metadata to read: list it (LIST, or GET with ?list=true)");
         }
 
         var meta = await LoadMetadataAsync(ValidKey(path), ct).ConfigureAwait(false) ?? throw KmsException.NotFound();

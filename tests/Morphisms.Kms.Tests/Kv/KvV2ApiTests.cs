@@ -133,6 +133,37 @@ public class KvV2ApiTests
     }
 
     [Fact]
+    public async Task Listing_a_metadata_folder_needs_list_and_a_plain_get_of_one_is_not_a_listing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        foreach (var path in new[] { "team/a", "team/b" })
+        {
+            (await c.PostAsync("secret/data/" + path, new { data = new { x = "1" } })).Expect(200);
+        }
+
+        (await c.PutAsync("sys/policies/acl/reader", new { policy = """path "secret/metadata/team/*" { capabilities = ["read"] }""" })).Expect(204);
+        (await c.PutAsync("sys/policies/acl/lister", new { policy = """path "secret/metadata/team/*" { capabilities = ["list"] }""" })).Expect(204);
+        var reader = (await c.PostAsync("auth/token/create", new { policies = new[] { "reader" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        var lister = (await c.PostAsync("auth/token/create", new { policies = new[] { "lister" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+        // "read" reads a key's metadata, but a folder is not a key: no names come back, even to root.
+        (await c.GetAsync("secret/metadata/team/a", reader)).Expect(200);
+        foreach (var (folder, token) in new[] { ("secret/metadata/team/", reader), ("secret/metadata/team/", kms.RootToken), ("secret/metadata/", kms.RootToken) })
+        {
+            var read = (await c.GetAsync(folder, token)).Expect(404);
+            Assert.DoesNotContain("keys", read.Raw, StringComparison.Ordinal);
+        }
+
+        // Listing is LIST or GET ?list=true, and needs "list".
+        (await c.ListAsync("secret/metadata/team/", reader)).Expect(403);
+        (await c.GetAsync("secret/metadata/team/?list=true", reader)).Expect(403);
+        Assert.Equal(["a", "b"], Keys(await c.ListAsync("secret/metadata/team/", lister)));
+        Assert.Equal(["a", "b"], Keys(await c.GetAsync("secret/metadata/team/?list=true", lister)));
+        (await c.GetAsync("secret/metadata/team/", lister)).Expect(403);
+    }
+
+    [Fact]
     public async Task Listing_custom_metadata_and_merge_patch()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
