@@ -73,6 +73,62 @@ internal sealed class Acl
         return (caps & needed) == needed;
     }
 
+    /// <summary>
+    /// Whether the token may learn about the mount at <paramref name="mountPath"/> (ending in <c>/</c>), as Vault's
+    /// <c>hasMountAccess</c> decides for <c>sys/internal/ui/mounts</c>: a capability on the mount path itself, or a rule
+    /// other than <c>deny</c> on some path under it.
+    /// </summary>
+    public bool HasMountAccess(string mountPath)
+    {
+        if (IsRoot || CapabilitiesOn(mountPath) != Capability.None)
+        {
+            return true;
+        }
+
+        return _rules.Any(r => r.Value != Capability.Deny && r.Value != Capability.None && ReachesUnder(r.Key, mountPath));
+    }
+
+    /// <summary>Whether <paramref name="pattern"/> can match some path under <paramref name="mountPath"/> (which ends in <c>/</c>).</summary>
+    private static bool ReachesUnder(string pattern, string mountPath)
+    {
+        // Patterns that start inside the mount (Vault walks these by prefix); broader globs such as "*" were answered
+        // by CapabilitiesOn(mountPath), where a more specific deny on the mount still wins.
+        if (pattern.StartsWith(mountPath, StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        if (!pattern.Contains('+'))
+        {
+            return false;
+        }
+
+        // "+" segments: the pattern's leading segments must fit the mount's, and it must go on below the mount.
+        var glob = pattern.EndsWith('*');
+        var ps = (glob ? pattern[..^1] : pattern).Split('/');
+        var ms = mountPath[..^1].Split('/');
+        for (var i = 0; i < ms.Length; i++)
+        {
+            if (i >= ps.Length)
+            {
+                return false;
+            }
+
+            var last = i == ps.Length - 1;
+            if (glob && last)
+            {
+                return ps[i] == "+" || ms[i].StartsWith(ps[i], StringComparison.Ordinal);
+            }
+
+            if (ps[i] != "+" && ps[i] != ms[i])
+            {
+                return false;
+            }
+        }
+
+        return ps.Length > ms.Length;
+    }
+
     /// <summary>Whether <paramref name="pattern"/> matches <paramref name="path"/>.</summary>
     internal static bool Matches(string pattern, string path)
     {

@@ -83,10 +83,26 @@ internal static class MountRoutes
             new Route("sys/internal/ui/mounts/path", "internal/ui/mounts/(?<path>.+)") { HandlerAuthorizes = true },
             (Operation.Read, (r, m, _) =>
             {
-                var resolved = r.RequireState().Mounts.Resolve(m["path"]) ?? throw KmsException.BadRequest("no mount serves this path");
+                // Any token may ask, but the answer (type, accessor, uuid) is only for tokens with some capability under
+                // the mount, as in Vault. A missing mount gets the same 403, so the route does not reveal which exist
+                // (root, which may read sys/mounts anyway, is told there is none).
+                var acl = r.Acl ?? throw KmsException.PermissionDenied();
+                if (r.RequireState().Mounts.Resolve(m["path"]) is not { } resolved)
+                {
+                    throw acl.IsRoot ? KmsException.BadRequest("no mount serves this path") : Denied();
+                }
+
+                if (!acl.HasMountAccess(resolved.Entry.Path))
+                {
+                    throw Denied();
+                }
+
                 var data = resolved.Entry.ToJson();
                 data["path"] = resolved.Entry.Path;
                 return Task.FromResult<KmsResponse?>(KmsResponse.WithData(data));
             }));
     }
+
+    private static KmsException Denied() =>
+        new(403, "permission denied: the token has no capability on any path under the mount that serves this path");
 }

@@ -79,4 +79,31 @@ public class PolicyApiTests
         Assert.Equal(["deny"], caps["secret/data/app/locked"]!.AsArray().Select(n => n!.GetValue<string>()));
         Assert.Equal(["root"], (await c.PostAsync("sys/capabilities-self", new { paths = new[] { "x" } })).Expect(200).Data["x"]!.AsArray().Select(n => n!.GetValue<string>()));
     }
+
+    [Fact]
+    public async Task Ui_mounts_describes_a_mount_only_to_tokens_with_a_capability_under_it()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("sys/policies/acl/app", new { policy = """path "secret/data/app/*" { capabilities = ["read"] }""" })).Expect(204);
+        var app = (await c.PostAsync("auth/token/create", new { policies = new[] { "app" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        var none = (await c.PostAsync("auth/token/create", new { policies = new[] { "default" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+        // Under the mount it can use, any path of that mount resolves (as Vault's CLI asks before a kv command).
+        var secret = (await c.GetAsync("sys/internal/ui/mounts/secret/app/db", app)).Expect(200).Data;
+        Assert.Equal("secret/", secret["path"]!.GetValue<string>());
+        Assert.Equal("kv", secret["type"]!.GetValue<string>());
+        (await c.GetAsync("sys/internal/ui/mounts/secret/other", app)).Expect(200);
+
+        // Elsewhere: 403 without the mount's type, accessor or uuid, and the same 403 for a mount that does not exist.
+        foreach (var (path, token) in new[] { ("transit/keys/k", app), ("pki/issue/x", app), ("secret/app/db", none), ("nothing/here", app) })
+        {
+            var denied = (await c.GetAsync("sys/internal/ui/mounts/" + path, token)).Expect(403);
+            Assert.StartsWith("permission denied", Assert.Single(denied.Errors), StringComparison.Ordinal);
+            Assert.DoesNotContain("accessor", denied.Raw, StringComparison.Ordinal);
+        }
+
+        (await c.GetAsync("sys/internal/ui/mounts/transit/keys/k")).Expect(200);
+        Assert.Contains("no mount", (await c.GetAsync("sys/internal/ui/mounts/nothing/here")).Expect(400).Errors.Single(), StringComparison.Ordinal);
+    }
 }

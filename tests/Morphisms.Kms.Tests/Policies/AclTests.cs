@@ -96,6 +96,33 @@ public class AclTests
         Assert.False(acl.Allows(Operation.Read, "nothing/here"));
     }
 
+    [Theory]
+    [InlineData("""path "secret/data/app/x" { capabilities = ["read"] }""", true)]
+    [InlineData("""path "secret/metadata/*" { capabilities = ["list"] }""", true)]
+    [InlineData("""path "secret/" { capabilities = ["read"] }""", true)]
+    [InlineData("""path "sec*" { capabilities = ["read"] }""", true)]
+    [InlineData("""path "+/data/x" { capabilities = ["read"] }""", true)]
+    [InlineData("""path "+/+/x" { capabilities = ["read"] }""", true)]
+    [InlineData("""path "+*" { capabilities = ["read"] }""", true)]
+    [InlineData("""path "secret" { capabilities = ["read"] }""", false)]
+    [InlineData("""path "secretx/*" { capabilities = ["read"] }""", false)]
+    [InlineData("""path "other/+/x" { capabilities = ["read"] }""", false)]
+    [InlineData("""path "+" { capabilities = ["read"] }""", false)]
+    [InlineData("""path "secret/data/x" { capabilities = ["deny"] }""", false)]
+    [InlineData("path \"*\" { capabilities = [\"read\"] }\npath \"secret/*\" { capabilities = [\"deny\"] }", false)]
+    [InlineData("""path "transit/*" { capabilities = ["read"] }""", false)]
+    public void Mount_access_needs_a_capability_somewhere_under_the_mount(string policy, bool access) =>
+        Assert.Equal(access, Acl(policy).HasMountAccess("secret/"));
+
+    [Fact]
+    public void Mount_access_of_a_nested_mount_follows_its_segments()
+    {
+        Assert.True(Acl("""path "team/+/data/*" { capabilities = ["read"] }""").HasMountAccess("team/kv/"));
+        Assert.False(Acl("""path "team/other/*" { capabilities = ["read"] }""").HasMountAccess("team/kv/"));
+        Assert.False(Acl("""path "team/+" { capabilities = ["read"] }""").HasMountAccess("team/kv/"));
+        Assert.True(new Acl([new Policy(BuiltinPolicies.Root, "", [])]).HasMountAccess("team/kv/"));
+    }
+
     [Fact]
     public void The_root_policy_allows_everything()
     {
