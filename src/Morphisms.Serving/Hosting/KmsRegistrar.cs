@@ -43,17 +43,24 @@ public sealed class KmsRegistrar : IDisposable
     public static string PolicyName(string function) => $"morph-fn-{function}";
 
     /// <summary>Registers <paramref name="revisions"/> (all of one function) and returns a note for the deploy output.</summary>
-    /// <exception cref="InvalidOperationException">The KMS refused; the message carries its errors.</exception>
+    /// <exception cref="InvalidOperationException">The secret path is not a plain KV v2 data path (nothing is sent), or the KMS refused; the message says which.</exception>
     public async Task<string> RegisterAsync(IReadOnlyList<Revision> revisions, CancellationToken ct)
     {
         var latest = revisions[^1].Spec;
+        var secretPath = latest.Secrets ?? $"secret/data/{latest.Name}";
+        if (!KvSecretPath.IsValid(secretPath))
+        {
+            // The loader already refuses such a spec; this guards specs built in code, since the path is pasted into
+            // the policy text and a quote, brace or glob in it would add or widen rules.
+            throw new InvalidOperationException($"refusing to register {latest.Name}: its secret path '{secretPath}' is not {KvSecretPath.Description}");
+        }
+
         var simulated = revisions.Where(r => r.Spec.Tee == FunctionTee.Sim).Select(r => r.Measurement).Distinct().ToList();
         if (simulated.Count == 0)
         {
             return $"{latest.Tee.ToString().ToLowerInvariant()}: register the hardware reference values with 'morph kms function register'";
         }
 
-        var secretPath = latest.Secrets ?? $"secret/data/{latest.Name}";
         var policy = $$"""
             path "{{secretPath}}" { capabilities = ["read"] }
             path "auth/token/renew-self" { capabilities = ["update"] }

@@ -72,8 +72,9 @@ public static class FunctionSpecLoader
             Command = command,
             Port = document.Port is { } port and (< 1 or > 65535) ? throw new FunctionSpecException($"port: {port} is not a TCP port") : document.Port ?? 8080,
             Env = ParseEnv(document.Env),
-            Secrets = document.Secrets is { } secrets && !secrets.Contains("/data/", StringComparison.Ordinal)
-                ? throw new FunctionSpecException($"secrets: '{secrets}' is not a KV v2 data path (mount/data/path)")
+            // Pasted into the function's KMS policy (KmsRegistrar): nothing but plain segments may pass.
+            Secrets = document.Secrets is { } secrets && !KvSecretPath.IsValid(secrets)
+                ? throw new FunctionSpecException($"secrets: '{secrets}' is not {KvSecretPath.Description}")
                 : document.Secrets,
             Scale = new ScaleSpec
             {

@@ -6,12 +6,15 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Revisions;
+using Morphisms.Serving.Spec;
 
 namespace Morphisms.Serving.Tests.Hosting;
 
 /// <summary>
 /// The serving host sends a token that may write policies to the KMS, so its pin must hold against an impostor
-/// that presents a copy of the (public) pinned CA certificate beside a leaf of its own.
+/// that presents a copy of the (public) pinned CA certificate beside a leaf of its own. And the policy it writes must
+/// never carry rules smuggled in through a function's secret path.
 /// </summary>
 public sealed class KmsRegistrarPinTests
 {
@@ -98,6 +101,47 @@ public sealed class KmsRegistrarPinTests
             Assert.DoesNotContain(Token, kms.Received);
         }
     }
+
+    [Theory]
+    [InlineData("secret/data/x\" { capabilities = [\"read\"] } path \"sys/*")]
+    [InlineData("secret/data/*")]
+    [InlineData("secret/data/+")]
+    [InlineData("secret/data/../../sys/policies/acl/root")]
+    [InlineData("secret/data/x\npath")]
+    [InlineData("secret/x")]
+    public async Task ASecretPathThatCouldInjectPolicyRules_IsRefused_BeforeAnythingIsSent(string secretPath)
+    {
+        // A spec built in code skips the loader's check; the registrar checks again before it writes the policy.
+        using var tls = SelfSigned("127.0.0.1");
+        await using var kms = new FakeKms(tls);
+        using var registrar = Registrar(kms, tls);
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => registrar.RegisterAsync([SimRevision(secretPath)], CancellationToken.None));
+
+        Assert.Contains("refusing to register greeter: its secret path", refused.Message);
+        Assert.Equal(string.Empty, kms.Received);
+    }
+
+    [Fact]
+    public async Task APlainSecretPath_IsRegistered()
+    {
+        using var tls = SelfSigned("127.0.0.1");
+        await using var kms = new FakeKms(tls);
+        using var registrar = Registrar(kms, tls);
+
+        await registrar.RegisterAsync([SimRevision("secret/data/greeter")], CancellationToken.None);
+
+        Assert.Contains("PUT /v1/sys/policies/acl/morph-fn-greeter", kms.Received);
+        Assert.Contains("PUT /v1/morphisms/functions/greeter", kms.Received);
+    }
+
+    private static Revision SimRevision(string secretPath) => new(
+        "greeter-00001",
+        1,
+        new FunctionSpec { Name = "greeter", Bundle = "/nonexistent", Command = ["./app"], Secrets = secretPath },
+        [],
+        new string('0', 96),
+        DateTimeOffset.UnixEpoch);
 
     private static KmsRegistrar Registrar(FakeKms kms, X509Certificate2 pinned) => new(new KmsConnection
     {

@@ -73,6 +73,43 @@ public sealed class FunctionSpecTests : IDisposable
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("'secret/data/x\" { capabilities = [\"read\"] } path \"sys/*'")]
+    [InlineData("'secret/data/x\" {capabilities=[\"read\",\"update\"]}'")]
+    [InlineData("'secret/data/*'")]
+    [InlineData("'secret/data/+/x'")]
+    [InlineData("'secret/data/x*'")]
+    [InlineData("secret/data/../../sys/policies/acl")]
+    [InlineData("secret/data/./x")]
+    [InlineData("'secret/data/a b'")]
+    [InlineData("'secret/data/x}'")]
+    [InlineData("\"secret/data/x\\npath\"")]
+    [InlineData("/secret/data/x")]
+    [InlineData("secret/data/x/")]
+    [InlineData("secret//data/x")]
+    [InlineData("secret/data/")]
+    [InlineData("secret/data")]
+    [InlineData("secret/meta/x")]
+    [InlineData("secret/data/caf\u00e9")]
+    public void Secret_paths_that_could_inject_policy_rules_are_refused(string yamlValue)
+    {
+        var error = Assert.Throws<FunctionSpecException>(() => FunctionSpecLoader.Parse(
+            Valid.Replace("secrets: secret/data/signer", "secrets: " + yamlValue, StringComparison.Ordinal), _dir));
+        Assert.StartsWith("secrets: ", error.Message, StringComparison.Ordinal);
+        Assert.Contains("is not a KV v2 data path MOUNT/data/PATH", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("secret/data/signer")]
+    [InlineData("kv-2/data/team_a/signer.v1")]
+    [InlineData("secret/data/a/b/c")]
+    public void Plain_kv_v2_data_paths_are_accepted(string path)
+    {
+        var spec = FunctionSpecLoader.Parse(Valid.Replace("secrets: secret/data/signer", "secrets: " + path, StringComparison.Ordinal), _dir);
+        Assert.Equal(path, spec.Secrets);
+        Assert.True(KvSecretPath.IsValid(path));
+    }
+
     [Fact]
     public void A_new_revision_comes_with_a_change_of_code_launch_config_or_scale_but_not_traffic()
     {
