@@ -26,6 +26,10 @@ namespace Morphisms.Serving.Hosting;
 /// GET    /metrics                           (Prometheus text)
 /// </code>
 /// Loopback only because it has no authentication: anyone who can reach it can deploy. It never handles secrets.
+/// A web page in the user's browser can reach loopback too, so every request must name a loopback host
+/// (<see cref="IsLoopbackHost"/>: no DNS rebinding) and every POST/PUT/PATCH must be <c>application/json</c> (a
+/// browser sends that cross-origin only after a CORS preflight, which this API never answers); anything else gets a
+/// 4xx <c>{"errors": […]}</c> before it reaches a route.
 /// </summary>
 public sealed class ControlApi : IAsyncDisposable
 {
@@ -67,8 +71,62 @@ public sealed class ControlApi : IAsyncDisposable
         await _app.DisposeAsync().ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// True when <paramref name="host"/> (a Host header's host part, without the port; IPv6 in brackets or not) is
+    /// <c>localhost</c> or a loopback IP literal. A rebound DNS name pointing at 127.0.0.1 is not.
+    /// </summary>
+    public static bool IsLoopbackHost(string? host)
+    {
+        if (string.IsNullOrEmpty(host))
+        {
+            return false;
+        }
+
+        if (string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        var literal = host.StartsWith('[') && host.EndsWith(']') ? host[1..^1] : host;
+        return literal.All(c => char.IsAsciiHexDigit(c) || c is '.' or ':')
+            && IPAddress.TryParse(literal, out var address)
+            && IPAddress.IsLoopback(address);
+    }
+
+    // Before routing: a request from a browser page (another Host after DNS rebinding, or a "simple" cross-origin
+    // POST as text/plain or a form) never reaches a handler.
+    private static async Task GuardAsync(HttpContext context, Func<Task> next)
+    {
+        var request = context.Request;
+        if (!request.Host.HasValue || !IsLoopbackHost(request.Host.Host))
+        {
+            await RefuseAsync(context, StatusCodes.Status421MisdirectedRequest, $"the control API answers only to a loopback Host (localhost, 127.0.0.1, [::1]), not '{request.Host}'");
+            return;
+        }
+
+        if ((HttpMethods.IsPost(request.Method) || HttpMethods.IsPut(request.Method) || HttpMethods.IsPatch(request.Method))
+            && !IsJson(request.ContentType))
+        {
+            await RefuseAsync(context, StatusCodes.Status415UnsupportedMediaType, $"{request.Method} needs Content-Type: application/json, not '{request.ContentType}'");
+            return;
+        }
+
+        await next();
+    }
+
+    private static bool IsJson(string? contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var media)
+        && string.Equals(media.MediaType.Value, "application/json", StringComparison.OrdinalIgnoreCase);
+
+    private static async Task RefuseAsync(HttpContext context, int status, string error)
+    {
+        context.Response.StatusCode = status;
+        await context.Response.WriteAsJsonAsync(new { errors = new[] { error } }, Json, context.RequestAborted);
+    }
+
     private static void Map(WebApplication app, ServingHost host)
     {
+        app.Use(GuardAsync);
         app.MapPost("/v1/functions", (HttpContext c) => Handle(c, async () =>
         {
             var body = await ReadAsync(c);

@@ -27,7 +27,7 @@ internal static class ServingControl
             try
             {
                 var url = parse.GetValue(control) ?? FromStateFile();
-                using var http = new HttpClient { BaseAddress = new Uri(url.EndsWith('/') ? url : url + "/"), Timeout = TimeSpan.FromMinutes(2) };
+                using var http = CreateClient(url);
                 return await action(parse, http, parse.GetValue(json), ct);
             }
             catch (ServingCliException e)
@@ -43,7 +43,24 @@ internal static class ServingControl
         });
     }
 
-    /// <summary>Sends a request; returns the JSON body or throws with the API's error.</summary>
+    /// <summary>
+    /// A client for the control API at <paramref name="url"/>. The API answers only to a loopback Host (against DNS
+    /// rebinding) and listens on loopback anyway, so a URL naming it otherwise (an /etc/hosts alias, say) gets
+    /// <c>Host: localhost:PORT</c>.
+    /// </summary>
+    internal static HttpClient CreateClient(string url)
+    {
+        var baseAddress = new Uri(url.EndsWith('/') ? url : url + "/");
+        var http = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromMinutes(2) };
+        if (!ControlApi.IsLoopbackHost(baseAddress.Host))
+        {
+            http.DefaultRequestHeaders.Host = $"localhost:{baseAddress.Port}";
+        }
+
+        return http;
+    }
+
+    /// <summary>Sends a request (a body as <c>application/json</c>, which the API requires); returns the JSON body or throws with the API's error.</summary>
     public static async Task<JsonNode?> SendAsync(HttpClient http, HttpMethod method, string path, JsonObject? body, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
