@@ -7,7 +7,8 @@ namespace Morphisms.Serving.Runtime;
 
 /// <summary>
 /// A local process running one instance: <c>morph-init</c> (confidential) or the app itself (<c>tee: none</c>).
-/// Its output goes to a bounded ring. A confidential instance is ready when the agent reported its cold start
+/// Its output goes to a bounded ring, read through <see cref="BoundedLineSplitter"/> so that no line, however long,
+/// is ever held whole. A confidential instance is ready when the agent reported its cold start
 /// (the <c>cold_start</c> log event, or the report POSTed to the control API) and its TLS port accepts; a plain one
 /// when its app port accepts. The runtime is untrusted: readiness is about availability, never about trust —
 /// clients still verify the instance's attested certificate themselves.
@@ -17,6 +18,9 @@ public sealed class ProcessInstance : IInstanceProcess
     /// <summary>How often a starting instance's port is probed.</summary>
     internal static readonly TimeSpan ReadyPollInterval = TimeSpan.FromMilliseconds(2);
 
+    /// <summary>The longest output line kept (characters); longer ones are cut and marked with '…'. The agent's cold_start line is ~700.</summary>
+    internal const int MaxLineLength = 4096;
+
     private readonly Process _process;
     private readonly TimeProvider _time;
     private readonly long _spawnedAt;
@@ -25,6 +29,7 @@ public sealed class ProcessInstance : IInstanceProcess
     private readonly TaskCompletionSource<JsonObject> _report = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _gone = new();
+    private readonly TaskCompletionSource<Task> _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action<string>? _onExit;
 
     internal ProcessInstance(string id, ProcessStartInfo info, IPEndPoint? tls, IPEndPoint app, LogRing logs, TimeProvider time, bool sandboxed, Action<string>? onExit)
@@ -42,14 +47,14 @@ public sealed class ProcessInstance : IInstanceProcess
         info.UseShellExecute = false;
         _spawnedAt = time.GetTimestamp();
         _process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        _process.OutputDataReceived += (_, e) => OnLine("stdout", e.Data);
-        _process.ErrorDataReceived += (_, e) => OnLine("stderr", e.Data);
-        _process.Exited += (_, _) => OnExited();
+        _process.Exited += (_, _) => _ = OnExitedAsync();
         // Not from this (possibly thread-pool) thread: a sandboxed instance dies with the thread that forked it.
         SpawnThread.Start(_process);
         Pid = _process.Id;
-        _process.BeginOutputReadLine();
-        _process.BeginErrorReadLine();
+        // Not BeginOutputReadLine: it holds a whole line before handing it on, however long the line grows.
+        _drained.SetResult(Task.WhenAll(
+            PumpAsync(_process.StandardOutput, "stdout"),
+            PumpAsync(_process.StandardError, "stderr")));
         Ready = WaitReadyAsync(_gone.Token);
     }
 
@@ -118,15 +123,30 @@ public sealed class ProcessInstance : IInstanceProcess
         _process.Dispose();
     }
 
-    private void OnLine(string stream, string? line)
+    private async Task PumpAsync(StreamReader reader, string stream)
     {
-        if (line is null)
+        var splitter = new BoundedLineSplitter(MaxLineLength, (line, cut) => OnLine(stream, line, cut));
+        var buffer = new char[4096];
+        try
         {
-            return;
+            int read;
+            while ((read = await reader.ReadAsync(buffer.AsMemory()).ConfigureAwait(false)) > 0)
+            {
+                splitter.Feed(buffer.AsSpan(0, read));
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The pipe broke or the process was disposed: what was read is kept.
         }
 
-        Logs.Add(_time.GetUtcNow(), stream, line);
-        if (_confidential && stream == "stderr" && line.Contains("\"event\":\"cold_start\"", StringComparison.Ordinal))
+        splitter.Complete();
+    }
+
+    private void OnLine(string stream, string line, bool cut)
+    {
+        Logs.Add(_time.GetUtcNow(), stream, cut ? line + "…" : line);
+        if (!cut && _confidential && stream == "stderr" && line.Contains("\"event\":\"cold_start\"", StringComparison.Ordinal))
         {
             try
             {
@@ -141,10 +161,18 @@ public sealed class ProcessInstance : IInstanceProcess
         }
     }
 
-    private void OnExited()
+    private async Task OnExitedAsync()
     {
         // Exited fires before the redirected streams are drained; wait for them so the last lines are kept.
-        _process.WaitForExit();
+        try
+        {
+            await (await _drained.Task.ConfigureAwait(false)).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Logs.Add(_time.GetUtcNow(), "runtime", $"reading the output failed: {e.Message}");
+        }
+
         var code = _process.ExitCode;
         Logs.Add(_time.GetUtcNow(), "runtime", $"exited with code {code}");
         _gone.Cancel();

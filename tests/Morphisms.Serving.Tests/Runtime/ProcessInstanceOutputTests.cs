@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Morphisms.Serving.Runtime;
+
+namespace Morphisms.Serving.Tests;
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class AllocationMeasuringCollection
+{
+    public const string Name = "allocation measuring (runs alone)";
+}
+
+/// <summary>
+/// An instance's output must not be able to grow the serving host's memory: 50 MB without a newline used to be
+/// held whole by the line reader before the log ring cut it to 4096 characters.
+/// </summary>
+[Collection(AllocationMeasuringCollection.Name)]
+public sealed class ProcessInstanceOutputTests
+{
+    private const int Flood = 50_000_000;
+
+    [Fact]
+    public async Task A_flood_without_newlines_is_cut_and_read_in_bounded_memory_and_normal_lines_still_arrive()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-flood-").FullName;
+        var go = Path.Combine(dir, "go");
+        using var tls = new TcpListener(IPAddress.Loopback, 0);
+        tls.Start();
+        var coldStart = """{"event":"cold_start","phases_ms":{"keygen":1,"login":2,"secrets":3,"app_ready":4},"total_ms":10}""";
+        var info = new ProcessStartInfo("/bin/sh")
+        {
+            ArgumentList =
+            {
+                "-c",
+                // stderr: a flood, then the agent's cold_start line, which must still be recognised; then, once the
+                // instance is ready, stdout: a flood, a normal line, and an exit that must not lose it.
+                $"""
+                head -c {Flood} /dev/zero | tr '\0' 'y' >&2; printf '\n%s\n' "$COLD" >&2
+                while [ ! -e "$GO" ]; do sleep 0.02; done
+                head -c {Flood} /dev/zero | tr '\0' 'x'; printf '\nafter the flood\n'
+                """,
+            },
+            Environment = { ["COLD"] = coldStart, ["GO"] = go },
+        };
+
+        GC.Collect();
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        var logs = new LogRing(100);
+        var instance = new ProcessInstance("flood-1", info, (IPEndPoint)tls.LocalEndpoint, new IPEndPoint(IPAddress.Loopback, 1), logs, TimeProvider.System, sandboxed: false, onExit: null);
+        try
+        {
+            await instance.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(3, instance.ColdStart!.AttestationMs);
+            Assert.Equal(3, instance.ColdStart.SecretsMs);
+
+            await File.WriteAllTextAsync(go, "");
+            Assert.Equal(0, await instance.Exited.WaitAsync(TimeSpan.FromSeconds(60)));
+            var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+
+            // Exited completes only once both streams are drained, so the last line is already there.
+            var lines = logs.Snapshot();
+            var stdout = lines.Where(l => l.Stream == "stdout").Select(l => l.Text).ToList();
+            var stderr = lines.Where(l => l.Stream == "stderr").Select(l => l.Text).ToList();
+            Assert.Equal([new string('x', ProcessInstance.MaxLineLength) + "…", "after the flood"], stdout);
+            Assert.Equal([new string('y', ProcessInstance.MaxLineLength) + "…", coldStart], stderr);
+
+            // 2 × 50 M characters went through; a reader holding the line would have allocated > 200 MB per stream.
+            Assert.True(allocated < 32 * 1024 * 1024, $"{allocated / (1024 * 1024)} MB allocated while reading {2 * Flood / 1_000_000} MB of output");
+        }
+        finally
+        {
+            await instance.DisposeAsync();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Exited_waits_until_the_output_is_drained_even_past_the_process_itself()
+    {
+        // The shell exits at once; a child it left behind holds the pipes and writes its lines later.
+        var info = new ProcessStartInfo("/bin/sh")
+        {
+            ArgumentList = { "-c", "echo first; (sleep 0.5; echo late; echo late-err >&2; printf 'no line end') & exit 3" },
+        };
+        var logs = new LogRing(100);
+        var instance = new ProcessInstance("drain-1", info, null, new IPEndPoint(IPAddress.Loopback, 1), logs, TimeProvider.System, sandboxed: false, onExit: null);
+        try
+        {
+            Assert.Equal(3, await instance.Exited.WaitAsync(TimeSpan.FromSeconds(30)));
+            var lines = logs.Snapshot();
+            Assert.Equal(["first", "late", "no line end"], lines.Where(l => l.Stream == "stdout").Select(l => l.Text));
+            Assert.Equal(["late-err"], lines.Where(l => l.Stream == "stderr").Select(l => l.Text));
+            Assert.Equal("exited with code 3", lines[^1].Text);
+            await Assert.ThrowsAsync<InvalidOperationException>(() => instance.Ready);
+        }
+        finally
+        {
+            await instance.DisposeAsync();
+        }
+    }
+}
