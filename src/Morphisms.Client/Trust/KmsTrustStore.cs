@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 
 namespace Morphisms.Client.Trust;
@@ -13,30 +14,34 @@ public sealed class KmsTrustStore(string path)
     /// <summary>The store file.</summary>
     public string Path { get; } = path;
 
+    /// <summary>How long <see cref="Save"/> waits for another process's save to finish before giving up.</summary>
+    public static TimeSpan LockTimeout { get; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Chooses the temporary file's name instead of a random one (tests plant a file there first).</summary>
+    internal Func<string>? TempPathForTests { get; set; }
+
     /// <summary>The record for <paramref name="kmsUrl"/>, or null when that KMS is not trusted.</summary>
     public KmsTrustRecord? Find(string kmsUrl) => Load().GetValueOrDefault(Normalize(kmsUrl));
 
     /// <summary>All trusted KMSs.</summary>
     public IReadOnlyCollection<KmsTrustRecord> All() => Load().Values;
 
-    /// <summary>Adds or replaces the record of its KMS, atomically.</summary>
+    /// <summary>
+    /// Adds or replaces the record of its KMS, atomically. Concurrent savers (<c>morph up</c> and <c>morph kms trust</c>
+    /// at once, in any processes) are serialised on <c>PATH.lock</c>, so neither loses the other's record.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The existing file is not a trust store (it is left as it is).</exception>
+    /// <exception cref="IOException">The file cannot be written, or another process held the lock for longer than <see cref="LockTimeout"/>.</exception>
     public void Save(KmsTrustRecord record)
     {
-        var records = Load();
-        records[Normalize(record.KmsUrl)] = record;
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!);
-        var temp = Path + ".tmp";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
+        using (AcquireLock())
         {
-            if (!OperatingSystem.IsWindows())
-            {
-                File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            }
-
-            JsonSerializer.Serialize(stream, records, Json);
+            // Read under the lock: a record another process saved since we last looked is kept.
+            var records = Load();
+            records[Normalize(record.KmsUrl)] = record;
+            Replace(records);
         }
-
-        File.Move(temp, Path, overwrite: true);
     }
 
     /// <summary>The canonical form of a KMS URL used as the key: scheme and host lowercased, no trailing slash.</summary>
@@ -44,6 +49,81 @@ public sealed class KmsTrustStore(string path)
     {
         var uri = new Uri(kmsUrl, UriKind.Absolute);
         return $"{uri.Scheme}://{uri.Authority}{uri.AbsolutePath.TrimEnd('/')}".ToLowerInvariant();
+    }
+
+    /// <summary>
+    /// Writes the whole store to a new file and renames it over <see cref="Path"/>. The temporary name is random and
+    /// created exclusively (<c>O_CREAT|O_EXCL</c>, which never follows a symlink planted there) with mode 0600 from the
+    /// start, so other users never read it and nobody sees it half-written; it is flushed to disk before the rename, so
+    /// a crash leaves the old store or the new one, never a truncated file.
+    /// </summary>
+    private void Replace(Dictionary<string, KmsTrustRecord> records)
+    {
+        var temp = TempPathForTests?.Invoke() ?? $"{Path}.{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.tmp";
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (var stream = new FileStream(temp, options))
+        {
+            try
+            {
+                JsonSerializer.Serialize(stream, records, Json);
+                stream.Flush(flushToDisk: true);
+            }
+            catch
+            {
+                stream.Dispose();
+                File.Delete(temp);
+                throw;
+            }
+        }
+
+        try
+        {
+            File.Move(temp, Path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Takes the store's lock: <c>PATH.lock</c> opened with <see cref="FileShare.None"/>, which .NET maps to an exclusive
+    /// <c>flock</c> on Unix. The kernel drops it when the holder exits, so a crashed process never leaves the store
+    /// locked; the file itself stays (deleting it would let two processes lock two different files).
+    /// </summary>
+    private FileStream AcquireLock()
+    {
+        var lockPath = Path + ".lock";
+        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        var deadline = DateTime.UtcNow + LockTimeout;
+        while (true)
+        {
+            try
+            {
+                return new FileStream(lockPath, options);
+            }
+            catch (IOException e) when (e is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException))
+            {
+                // Held by another save: they take milliseconds, so poll briefly until the deadline.
+                if (DateTime.UtcNow >= deadline)
+                {
+                    throw new IOException($"{Path}: could not lock it through {lockPath} within {LockTimeout.TotalSeconds:0} s ({e.Message}); another morph may be saving a trust record, try again", e);
+                }
+
+                Thread.Sleep(Random.Shared.Next(5, 20));
+            }
+        }
     }
 
     private Dictionary<string, KmsTrustRecord> Load()

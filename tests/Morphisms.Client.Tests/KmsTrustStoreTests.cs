@@ -1,0 +1,82 @@
+using Morphisms.Client.Trust;
+
+namespace Morphisms.Client.Tests;
+
+/// <summary>The trust file: written without following planted symlinks, and concurrent saves losing nothing.</summary>
+public sealed class KmsTrustStoreTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("morph-trust-").FullName;
+
+    private string StorePath => Path.Combine(_dir, "kms-trust.json");
+
+    [Fact]
+    public void A_symlink_at_the_old_fixed_temp_name_is_not_followed()
+    {
+        var victim = Path.Combine(_dir, "victim");
+        File.WriteAllText(victim, "precious");
+        File.CreateSymbolicLink(StorePath + ".tmp", victim);
+
+        new KmsTrustStore(StorePath).Save(Record("https://kms-a:8200"));
+
+        Assert.Equal("precious", File.ReadAllText(victim));
+        Assert.Null(new FileInfo(StorePath).LinkTarget);
+        Assert.NotNull(new KmsTrustStore(StorePath).Find("https://kms-a:8200"));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(StorePath));
+    }
+
+    [Fact]
+    public void A_symlink_planted_at_the_chosen_temp_name_makes_the_save_fail_without_touching_its_target()
+    {
+        var store = new KmsTrustStore(StorePath);
+        store.Save(Record("https://kms-a:8200"));
+        var before = File.ReadAllText(StorePath);
+        var victim = Path.Combine(_dir, "victim");
+        File.WriteAllText(victim, "precious");
+        var planted = StorePath + ".planted.tmp";
+        File.CreateSymbolicLink(planted, victim);
+        store.TempPathForTests = () => planted;
+
+        Assert.ThrowsAny<IOException>(() => store.Save(Record("https://kms-b:8200")));
+
+        Assert.Equal("precious", File.ReadAllText(victim));
+        Assert.Equal(before, File.ReadAllText(StorePath));
+        Assert.Equal(victim, new FileInfo(planted).LinkTarget);
+    }
+
+    [Fact]
+    public async Task Concurrent_saves_of_different_records_all_survive()
+    {
+        // Two writers (morph up and morph kms trust, say), each saving its own records as fast as it can: without the
+        // lock one read-modify-write overwrites the other's and records vanish.
+        const int perWriter = 60;
+        using var start = new Barrier(2);
+        var writers = Enumerable.Range(0, 2).Select(w => Task.Factory.StartNew(() =>
+        {
+            var store = new KmsTrustStore(StorePath);
+            start.SignalAndWait();
+            for (var i = 0; i < perWriter; i++)
+            {
+                store.Save(Record($"https://kms-{w}-{i}:8200"));
+            }
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        await Task.WhenAll(writers);
+
+        var all = new KmsTrustStore(StorePath).All();
+        Assert.Equal(2 * perWriter, all.Count);
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static KmsTrustRecord Record(string url) => new()
+    {
+        KmsUrl = url,
+        RootCaPem = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        RootCaSha256 = new string('a', 64),
+        TlsSpkiSha256 = new string('b', 64),
+        Tee = "simulated",
+        Measurement = new string('0', 96),
+        Simulated = true,
+        VerifiedAt = DateTimeOffset.UnixEpoch,
+    };
+}
