@@ -139,7 +139,7 @@ public sealed class KmsTrustStore(string path)
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{Path}: not a Morphisms trust store ({e.Message}); fix or remove it, then run 'morph kms trust' again", e);
+            throw new InvalidDataException($"{Path}: not a Morphisms trust store ({e.Message}); fix it, or remove it and trust the KMSs again", e);
         }
     }
 }

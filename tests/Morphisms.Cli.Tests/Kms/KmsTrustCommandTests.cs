@@ -57,6 +57,48 @@ public sealed class KmsTrustCommandTests
     }
 }
 
+/// <summary>A trust store that cannot be read: <c>morph kms trust</c> names it and pins nothing, without a stack trace.</summary>
+[Collection(MorphismsHomeCollection.Name)]
+public sealed class KmsTrustCorruptStoreTests
+{
+    [Fact]
+    public async Task A_corrupt_trust_file_is_named_and_left_alone()
+    {
+        var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
+        var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
+        Environment.SetEnvironmentVariable("MORPHISMS_HOME", home);
+        try
+        {
+            using var tee = SimulatedTeeAuthority.LoadOrCreate(Path.Combine(home, "data", "simulated-tee"), TimeProvider.System);
+            await using var kms = new KmsServer(new KmsServerOptions
+            {
+                Listen = "127.0.0.1:0",
+                Storage = "inmem",
+                Dev = true,
+                Tls = KmsTlsOptions.SelfSigned,
+                WarningWriter = TextWriter.Null,
+                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true },
+            });
+            await kms.StartAsync();
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(trustFile)!);
+            await File.WriteAllTextAsync(trustFile, "{\"half-written");
+
+            var outcome = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
+
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains($"NOT pinned: {trustFile}: not a Morphisms trust store", outcome.Stderr);
+            ErrorPathTests.AssertNoStackTrace(outcome);
+            Assert.Equal("{\"half-written", await File.ReadAllTextAsync(trustFile));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("MORPHISMS_HOME", previous);
+            Directory.Delete(home, recursive: true);
+        }
+    }
+}
+
 /// <summary>Tests that set MORPHISMS_HOME (process-wide) run one at a time.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MorphismsHomeCollection

@@ -31,7 +31,10 @@ public sealed class MorphProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
-    public static MorphProcess Start(string home, params string[] args)
+    public static MorphProcess Start(string home, params string[] args) => Start(home, new Dictionary<string, string>(), args);
+
+    /// <summary>Starts morph with <paramref name="environment"/> added to its environment (this process's is left alone).</summary>
+    public static MorphProcess Start(string home, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var info = new ProcessStartInfo(TestProcesses.DotnetHost)
         {
@@ -46,6 +49,10 @@ public sealed class MorphProcess : IAsyncDisposable
         }
 
         info.Environment["MORPHISMS_HOME"] = home;
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
         var process = new Process { StartInfo = info };
         var morph = new MorphProcess(process);
         process.OutputDataReceived += (_, e) => morph.Append(morph._stdout, e.Data);

@@ -33,6 +33,13 @@ internal static class KmsAction
                 await stderr.WriteLineAsync($"morph: {e.Message}");
                 return e.ExitCode;
             }
+            catch (InvalidOperationException e)
+            {
+                // A reply field of the wrong JSON type (JsonNode.GetValue and AsArray throw this): not a KMS this morph
+                // understands. The message names the types, never a value, so no token or key is printed.
+                await stderr.WriteLineAsync($"morph: the KMS's reply is not in the expected form: {e.Message}");
+                return ExitCodes.Rejected;
+            }
         });
     }
 

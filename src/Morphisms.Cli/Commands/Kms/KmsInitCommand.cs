@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace Morphisms.Cli.Commands.Kms;
@@ -21,14 +22,14 @@ public static class KmsInitCommand
             // The file is created before the KMS is initialised: keys that cannot be saved must never be generated.
             var file = parse.GetValue(output);
             await using var writer = file is null ? null : CreatePrivate(file.FullName);
-            JsonObject body;
+            KmsReply reply;
             try
             {
-                body = (await kms.SendAsync("PUT", "sys/init", new JsonObject
+                reply = await kms.SendAsync("PUT", "sys/init", new JsonObject
                 {
                     ["secret_shares"] = parse.GetValue(shares),
                     ["secret_threshold"] = parse.GetValue(threshold),
-                }, ct, authenticated: false)).Body ?? [];
+                }, ct, authenticated: false);
             }
             catch (KmsCliException) when (file is not null)
             {
@@ -37,32 +38,65 @@ public static class KmsInitCommand
                 throw;
             }
 
+            // The reply is the only copy of the unseal keys and the root token: it is saved or printed as received, and only
+            // looked at in ways that cannot throw, so a reply in an unexpected form is never lost to a parse error.
+            var (keys, rootToken) = Read(reply.Body);
             if (writer is not null)
             {
-                await writer.WriteAsync(body.ToJsonString());
+                await writer.WriteAsync(reply.Raw);
                 await writer.FlushAsync(ct);
-                await stdout.WriteLineAsync($"initialised: {body["keys"]?.AsArray().Count ?? 0} unseal key shares and the root token written to {file!.FullName}");
+                if (keys is null || rootToken is null)
+                {
+                    await stderr.WriteLineAsync($"morph: the KMS's init reply is not in the expected form (keys_base64, root_token); it was written as received to {file!.FullName}: keep it, it may hold the only copy of the keys");
+                    return ExitCodes.Rejected;
+                }
+
+                await stdout.WriteLineAsync($"initialised: {keys.Count} unseal key shares and the root token written to {file!.FullName}");
                 return ExitCodes.Ok;
             }
 
-            if (json)
+            if (json || keys is null || rootToken is null)
             {
-                await KmsAction.PrintJsonAsync(stdout, body);
+                if (json && reply.Body is not null)
+                {
+                    await KmsAction.PrintJsonAsync(stdout, reply.Body);
+                }
+                else
+                {
+                    await stdout.WriteLineAsync(reply.Raw);
+                }
+
+                if (keys is null || rootToken is null)
+                {
+                    await stderr.WriteLineAsync("morph: the KMS's init reply is not in the expected form (keys_base64, root_token); it is printed above as received: keep it, it may hold the only copy of the keys");
+                    return ExitCodes.Rejected;
+                }
+
                 return ExitCodes.Ok;
             }
 
             var i = 1;
-            foreach (var key in body["keys_base64"]?.AsArray() ?? [])
+            foreach (var key in keys)
             {
                 await stdout.WriteLineAsync($"Unseal Key {i++}: {key}");
             }
 
-            await stdout.WriteLineAsync($"Root Token: {body["root_token"]}");
+            await stdout.WriteLineAsync($"Root Token: {rootToken}");
             await stdout.WriteLineAsync();
             await stdout.WriteLineAsync($"Store the keys apart; {parse.GetValue(threshold)} of them unseal the KMS (morph kms unseal reads them from stdin or --key-file).");
             return ExitCodes.Ok;
         }, needsToken: false);
         return command;
+    }
+
+    /// <summary>The key shares (base64) and root token of an init reply; null for either when it is missing or not a string.</summary>
+    private static (IReadOnlyList<string>? Keys, string? RootToken) Read(JsonObject? body)
+    {
+        var keys = body?["keys_base64"] is JsonArray list && list.All(k => k is JsonValue v && v.GetValueKind() == JsonValueKind.String)
+            ? list.Select(k => k!.GetValue<string>()).ToList()
+            : null;
+        var rootToken = body?["root_token"] is JsonValue token && token.GetValueKind() == JsonValueKind.String ? token.GetValue<string>() : null;
+        return (keys, rootToken);
     }
 
     private static StreamWriter CreatePrivate(string path)

@@ -74,7 +74,17 @@ public static class KmsTrustCommand
 
                 var record = outcome.Record!;
                 var store = new KmsTrustStore(Path.Combine(paths.ConfigDirectory, TrustFileName));
-                store.Save(record);
+                try
+                {
+                    store.Save(record);
+                }
+                catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+                {
+                    // The KMS passed, but a store that cannot be read back or written is the user's to fix: left as it is.
+                    await stderr.WriteLineAsync($"morph: the KMS's evidence verified, but it was NOT pinned: {e.Message}");
+                    return ExitCodes.UsageOrInput;
+                }
+
                 if (parse.GetValue(json))
                 {
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(record, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));

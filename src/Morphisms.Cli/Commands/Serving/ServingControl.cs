@@ -9,11 +9,14 @@ namespace Morphisms.Cli.Commands.Serving;
 
 /// <summary>
 /// Finds the serving host's control API (<c>--control URL</c>, else the state file the host wrote under the data
-/// directory) and runs a command against it, turning failures into a message and exit code 1.
+/// directory) and runs a command against it, turning failures into a message and exit code 1 (2 for an unusable URL).
 /// </summary>
 internal static class ServingControl
 {
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    // How long a control request may take: a deploy waits for the first instances to be ready.
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromMinutes(2);
 
     /// <summary>Adds <c>--control</c> and <c>--json</c> to <paramref name="command"/> and sets its action.</summary>
     public static void Set(Command command, TextWriter stdout, TextWriter stderr, Func<ParseResult, HttpClient, bool, CancellationToken, Task<int>> action)
@@ -24,34 +27,49 @@ internal static class ServingControl
         command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
+            Uri? address = null;
             try
             {
-                var url = parse.GetValue(control) ?? FromStateFile();
-                using var http = CreateClient(url);
+                address = ControlAddress(parse.GetValue(control));
+                using var http = CreateClient(address);
                 return await action(parse, http, parse.GetValue(json), ct);
             }
             catch (ServingCliException e)
             {
                 await stderr.WriteLineAsync($"morph: {e.Message}");
-                return ExitCodes.Rejected;
+                return e.ExitCode;
             }
             catch (HttpRequestException e)
             {
                 await stderr.WriteLineAsync($"morph: the serving host does not answer: {e.Message}");
                 return ExitCodes.Rejected;
             }
+            catch (TaskCanceledException) when (!ct.IsCancellationRequested)
+            {
+                // HttpClient's own timeout, not Ctrl-C (which cancels ct and ends the command as usual).
+                await stderr.WriteLineAsync($"morph: the serving host at {address} did not answer within {RequestTimeout.TotalMinutes:0} minutes");
+                return ExitCodes.Rejected;
+            }
+            catch (InvalidOperationException e)
+            {
+                // A field of the wrong JSON type in a reply (JsonNode.GetValue and AsArray throw this).
+                await stderr.WriteLineAsync($"morph: the serving host at {address} answered in an unexpected form: {e.Message}");
+                return ExitCodes.Rejected;
+            }
         });
     }
 
     /// <summary>
-    /// A client for the control API at <paramref name="url"/>. The API answers only to a loopback Host (against DNS
-    /// rebinding) and listens on loopback anyway, so a URL naming it otherwise (an /etc/hosts alias, say) gets
+    /// A client for the control API at <paramref name="url"/>. The API answers only to a loopback Host (against
+    /// DNS rebinding) and listens on loopback anyway, so a URL naming it otherwise (an /etc/hosts alias, say) gets
     /// <c>Host: localhost:PORT</c>.
     /// </summary>
-    internal static HttpClient CreateClient(string url)
+    internal static HttpClient CreateClient(string url) => CreateClient(new Uri(url.EndsWith('/') ? url : url + "/"));
+
+    /// <inheritdoc cref="CreateClient(string)"/>
+    internal static HttpClient CreateClient(Uri baseAddress)
     {
-        var baseAddress = new Uri(url.EndsWith('/') ? url : url + "/");
-        var http = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromMinutes(2) };
+        var http = new HttpClient { BaseAddress = baseAddress, Timeout = RequestTimeout };
         if (!ControlApi.IsLoopbackHost(baseAddress.Host))
         {
             http.DefaultRequestHeaders.Host = $"localhost:{baseAddress.Port}";
@@ -61,12 +79,25 @@ internal static class ServingControl
     }
 
     /// <summary>Sends a request (a body as <c>application/json</c>, which the API requires); returns the JSON body or throws with the API's error.</summary>
+    /// <exception cref="ServingCliException">The API refused the request, or answered with something that is not JSON.</exception>
     public static async Task<JsonNode?> SendAsync(HttpClient http, HttpMethod method, string path, JsonObject? body, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
         using var response = await http.SendAsync(request, ct);
         var text = await response.Content.ReadAsStringAsync(ct);
-        var node = text.Length == 0 ? null : JsonNode.Parse(text);
+        JsonNode? node;
+        try
+        {
+            node = text.Length == 0 ? null : JsonNode.Parse(text);
+        }
+        catch (JsonException)
+        {
+            // Not the control API (another service on that port, a proxy's error page): say so rather than crash. The
+            // control API carries no secrets, so the start of what came back helps find out what answered.
+            var start = text.Length > 200 ? text[..200] + "…" : text;
+            throw new ServingCliException($"{http.BaseAddress} answered {(int)response.StatusCode} with a body that is not JSON (is it the serving host's control API?): {start}");
+        }
+
         if (!response.IsSuccessStatusCode)
         {
             var errors = node?["errors"] is JsonArray list ? string.Join("; ", list.Select(e => e?.ToString())) : text;
@@ -90,13 +121,33 @@ internal static class ServingControl
         }
     }
 
-    private static string FromStateFile()
+    /// <summary>The control API's base URL from <c>--control</c>, else from the serving host's state file.</summary>
+    /// <exception cref="ServingCliException">No host is found, or the URL is not an absolute http(s) URL (exit 2).</exception>
+    private static Uri ControlAddress(string? option)
+    {
+        var (text, source) = option is not null ? (option, "--control") : FromStateFile();
+        if (!Uri.TryCreate(text.EndsWith('/') ? text : text + "/", UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+        {
+            throw new ServingCliException($"{source}: not an http(s) URL: {text}", ExitCodes.UsageOrInput);
+        }
+
+        return url;
+    }
+
+    private static (string Url, string Source) FromStateFile()
     {
         var path = Path.Combine(MorphPaths.FromEnvironment().DataDirectory, ServingStateFile.FileName);
-        return ServingStateFile.Read(path)?.Control
+        var control = ServingStateFile.Read(path)?.Control
             ?? throw new ServingCliException($"no serving host found ({path} is missing): start one, or pass --control URL");
+        return (control, path);
     }
 }
 
 /// <summary>A serving command failed; the message is for the user.</summary>
-internal sealed class ServingCliException(string message) : Exception(message);
+/// <param name="message">What went wrong.</param>
+/// <param name="exitCode">The exit code it maps to (<see cref="ExitCodes"/>); a refusal or failure unless said otherwise.</param>
+internal sealed class ServingCliException(string message, int exitCode = ExitCodes.Rejected) : Exception(message)
+{
+    /// <summary>The process exit code.</summary>
+    public int ExitCode { get; } = exitCode;
+}

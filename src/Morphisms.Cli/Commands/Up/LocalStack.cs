@@ -63,6 +63,12 @@ public sealed class LocalStack : IAsyncDisposable
             await stack.StartCoreAsync(log, ct);
             return stack;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Writing the state, certificate or token file under the data directory (the message names the file).
+            await stack.DisposeAsync();
+            throw new UpException(e.Message);
+        }
         catch
         {
             await stack.DisposeAsync();
@@ -113,7 +119,14 @@ public sealed class LocalStack : IAsyncDisposable
         }
 
         Trust = outcome.Record!;
-        new KmsTrustStore(TrustStorePath).Save(Trust);
+        try
+        {
+            new KmsTrustStore(TrustStorePath).Save(Trust);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            throw new UpException($"the KMS could not be pinned: {e.Message}");
+        }
 
         var caSha256 = Convert.ToHexStringLower(SHA256.HashData(_kms.TlsCertificate.RawData));
         _serving = new ServingHost(new ServingHostOptions
@@ -126,7 +139,15 @@ public sealed class LocalStack : IAsyncDisposable
             StateFile = Path.Combine(_paths.DataDirectory, ServingStateFile.FileName),
             Log = log,
         });
-        await _serving.StartAsync(ct);
+        try
+        {
+            await _serving.StartAsync(ct);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException or System.Net.Sockets.SocketException)
+        {
+            // A port taken, morph-init missing (MORPH_INIT), a required sandbox absent, the data directory unwritable.
+            throw new UpException($"serving could not start: {e.Message}");
+        }
 
         State = new UpStateFile(kmsUrl.ToString(), caFile, caSha256, tokenFile, _serving.GatewayEndPoint.ToString(), _serving.Options.Domain,
             _serving.ControlUrl.ToString(), Environment.ProcessId);

@@ -1,0 +1,99 @@
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Cli.Tests;
+
+/// <summary>
+/// Replies and inputs the real KMS and serving host never produce: each ends in a message naming what is wrong and an
+/// exit code, never in an unhandled exception's stack trace.
+/// </summary>
+public sealed class ErrorPathTests
+{
+    private static readonly IReadOnlyDictionary<string, string> JsonType = new Dictionary<string, string> { ["Content-Type"] = "application/json" };
+
+    [Theory]
+    [InlineData("http://[bad")]
+    [InlineData("not a url")]
+    [InlineData("ftp://127.0.0.1:1")]
+    public async Task A_malformed_control_url_is_a_usage_error(string url)
+    {
+        var outcome = await MorphRunner.RunAsync("ls", "--control", url);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains($"--control: not an http(s) URL: {url}", outcome.Stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(outcome);
+    }
+
+    [Theory]
+    [InlineData(200)]
+    [InlineData(502)]
+    public async Task A_control_reply_that_is_not_json_is_named(int status)
+    {
+        await using var server = new FakeHttpServer(_ => new(status, "<html>a proxy's page</html>"));
+        var outcome = await MorphRunner.RunAsync("ls", "--control", server.Address.ToString());
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains($"{server.Address} answered {status} with a body that is not JSON", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Contains("a proxy's page", outcome.Stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(outcome);
+    }
+
+    [Fact]
+    public async Task A_kms_reply_with_fields_of_the_wrong_type_is_named()
+    {
+        await using var server = new FakeHttpServer(_ => new(200, """{"initialized":"yes","sealed":"no","ha_enabled":1}""", JsonType));
+        var outcome = await MorphRunner.RunAsync("kms", "status", "--address", server.Address.ToString());
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("the KMS's reply is not in the expected form", outcome.Stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(outcome);
+    }
+
+    [Theory]
+    [InlineData("""{"keys":5,"keys_base64":"k1","root_token":"hvs.the-only-copy"}""")]
+    [InlineData("""keys: k1 k2 root_token: hvs.the-only-copy""")]
+    public async Task Kms_init_prints_a_malformed_reply_as_received_so_the_keys_survive(string reply)
+    {
+        await using var server = new FakeHttpServer(_ => new(200, reply, JsonType));
+        var outcome = await MorphRunner.RunAsync("kms", "init", "--address", server.Address.ToString());
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains(reply, outcome.Stdout, StringComparison.Ordinal);
+        Assert.Contains("not in the expected form", outcome.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("hvs.the-only-copy", outcome.Stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(outcome);
+
+        var json = await MorphRunner.RunAsync("kms", "init", "--address", server.Address.ToString(), "--json");
+        Assert.Equal(ExitCodes.Rejected, json.ExitCode);
+        Assert.Contains("hvs.the-only-copy", json.Stdout, StringComparison.Ordinal);
+
+        var dir = Directory.CreateTempSubdirectory("morph-init-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "init.json");
+            var saved = await MorphRunner.RunAsync("kms", "init", "--address", server.Address.ToString(), "--output", file);
+            Assert.Equal(ExitCodes.Rejected, saved.ExitCode);
+            Assert.Equal(reply, await File.ReadAllTextAsync(file));
+            Assert.Contains(file, saved.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("hvs.the-only-copy", saved.Stdout + saved.Stderr, StringComparison.Ordinal);
+            AssertNoStackTrace(saved);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Kms_init_still_prints_a_well_formed_reply()
+    {
+        await using var server = new FakeHttpServer(_ => new(200, """{"keys":["aa"],"keys_base64":["qg=="],"root_token":"hvs.root"}""", JsonType));
+        var outcome = await MorphRunner.RunAsync("kms", "init", "--address", server.Address.ToString(), "--key-shares", "1", "--key-threshold", "1");
+        Assert.Equal(ExitCodes.Ok, outcome.ExitCode);
+        Assert.Contains("Unseal Key 1: qg==", outcome.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Root Token: hvs.root", outcome.Stdout, StringComparison.Ordinal);
+        var sent = JsonNode.Parse(Assert.Single(server.Requests).Body)!;
+        Assert.Equal(1, sent["secret_shares"]!.GetValue<int>());
+    }
+
+    internal static void AssertNoStackTrace(MorphRunner.Outcome outcome)
+    {
+        Assert.DoesNotContain("Unhandled exception", outcome.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", outcome.Stderr, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,117 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Morphisms.Cli.Tests;
+
+/// <summary>
+/// A plain-HTTP server on loopback that answers every request with what <see cref="Respond"/> returns and records what
+/// it received: stands in for a KMS or serving host that misbehaves (bad JSON, redirects) in ways the real ones never do.
+/// One request per connection.
+/// </summary>
+public sealed class FakeHttpServer : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+
+    public FakeHttpServer(Func<Request, Response> respond)
+    {
+        Respond = respond;
+        _listener.Start();
+        _loop = Task.Run(AcceptAsync);
+    }
+
+    public sealed record Request(string Method, string Target, IReadOnlyDictionary<string, string> Headers, string Body);
+
+    public sealed record Response(int Status, string Body, IReadOnlyDictionary<string, string>? Headers = null);
+
+    public Func<Request, Response> Respond { get; }
+
+    /// <summary>Every request received, in order.</summary>
+    public ConcurrentQueue<Request> Requests { get; } = new();
+
+    public Uri Address => new($"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}/");
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        try
+        {
+            await _loop;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+
+            _ = Task.Run(() => ServeAsync(client));
+        }
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        using (client)
+        {
+            try
+            {
+                var stream = client.GetStream();
+                var reader = new StreamReader(stream, Encoding.ASCII);
+                if (await reader.ReadLineAsync(_stop.Token) is not { } first)
+                {
+                    return;
+                }
+
+                var requestLine = first.Split(' ');
+                var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+                while (await reader.ReadLineAsync(_stop.Token) is { Length: > 0 } line)
+                {
+                    var colon = line.IndexOf(':');
+                    headers[line[..colon].Trim()] = line[(colon + 1)..].Trim();
+                }
+
+                var body = new char[headers.TryGetValue("Content-Length", out var length) ? int.Parse(length, System.Globalization.CultureInfo.InvariantCulture) : 0];
+                var read = 0;
+                while (read < body.Length)
+                {
+                    read += await reader.ReadAsync(body.AsMemory(read), _stop.Token);
+                }
+
+                var request = new Request(requestLine[0], requestLine[1], headers, new string(body));
+                Requests.Enqueue(request);
+                var response = Respond(request);
+                var payload = Encoding.UTF8.GetBytes(response.Body);
+                var head = new StringBuilder($"HTTP/1.1 {response.Status} Fake\r\nContent-Length: {payload.Length}\r\nConnection: close\r\n");
+                foreach (var (name, value) in response.Headers ?? new Dictionary<string, string>())
+                {
+                    head.Append($"{name}: {value}\r\n");
+                }
+
+                await stream.WriteAsync(Encoding.ASCII.GetBytes(head.Append("\r\n").ToString()), _stop.Token);
+                await stream.WriteAsync(payload, _stop.Token);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException)
+            {
+                // The client went away or the server is stopping.
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+namespace Morphisms.Cli.Tests.Up;
+
+/// <summary>
+/// <c>morph up</c> (a real process, so nothing here touches this process's environment) failing to start: a corrupt
+/// trust store, then serving that cannot start. Each ends in one line naming the cause and exit 1, with nothing left
+/// running and no state file claiming otherwise.
+/// </summary>
+public sealed class UpStartFailureTests
+{
+    [Fact]
+    public async Task A_corrupt_trust_store_or_serving_failing_to_start_is_a_message_not_a_crash()
+    {
+        var home = Directory.CreateTempSubdirectory("morph-up-fail-").FullName;
+        try
+        {
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(trustFile)!);
+            await File.WriteAllTextAsync(trustFile, "[1, 2");
+            await using (var up = MorphProcess.Start(home, "up"))
+            {
+                Assert.Equal(ExitCodes.Rejected, await up.ExitAsync());
+                Assert.Contains($"morph: the KMS could not be pinned: {trustFile}: not a Morphisms trust store", up.Stderr);
+                AssertNoStackTrace(up.Stderr);
+                Assert.Equal("[1, 2", await File.ReadAllTextAsync(trustFile));
+                Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
+            }
+
+            File.Delete(trustFile);
+            var missing = Path.Combine(home, "no-such-morph-init");
+            await using (var up = MorphProcess.Start(home, new Dictionary<string, string> { ["MORPH_INIT"] = missing }, "up"))
+            {
+                Assert.Equal(ExitCodes.Rejected, await up.ExitAsync());
+                Assert.Contains($"morph: serving could not start: runtime: MORPH_INIT={missing}: no such file", up.Stderr);
+                AssertNoStackTrace(up.Stderr);
+                Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
+            }
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    private static void AssertNoStackTrace(string stderr)
+    {
+        Assert.DoesNotContain("Unhandled exception", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+    }
+}
