@@ -1,24 +1,29 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace Morphisms.Cli.Tests;
 
 /// <summary>
-/// A plain-HTTP server on loopback that answers every request with what <see cref="Respond"/> returns and records what
+/// An HTTP server (on loopback unless told otherwise; HTTPS when given a certificate) that answers every request with what <see cref="Respond"/> returns and records what
 /// it received: stands in for a KMS or serving host that misbehaves (bad JSON, redirects) in ways the real ones never do.
 /// One request per connection.
 /// </summary>
 public sealed class FakeHttpServer : IAsyncDisposable
 {
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly TcpListener _listener;
+    private readonly X509Certificate2? _certificate;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
 
-    public FakeHttpServer(Func<Request, Response> respond)
+    public FakeHttpServer(Func<Request, Response> respond, IPAddress? listen = null, X509Certificate2? certificate = null)
     {
         Respond = respond;
+        _certificate = certificate;
+        _listener = new TcpListener(listen ?? IPAddress.Loopback, 0);
         _listener.Start();
         _loop = Task.Run(AcceptAsync);
     }
@@ -32,7 +37,7 @@ public sealed class FakeHttpServer : IAsyncDisposable
     /// <summary>Every request received, in order.</summary>
     public ConcurrentQueue<Request> Requests { get; } = new();
 
-    public Uri Address => new($"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}/");
+    public Uri Address => new($"{(_certificate is null ? "http" : "https")}://{((IPEndPoint)_listener.LocalEndpoint).Address}:{((IPEndPoint)_listener.LocalEndpoint).Port}/");
 
     public async ValueTask DisposeAsync()
     {
@@ -73,7 +78,14 @@ public sealed class FakeHttpServer : IAsyncDisposable
         {
             try
             {
-                var stream = client.GetStream();
+                Stream stream = client.GetStream();
+                if (_certificate is not null)
+                {
+                    var ssl = new SslStream(stream);
+                    await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, _stop.Token);
+                    stream = ssl;
+                }
+
                 var reader = new StreamReader(stream, Encoding.ASCII);
                 if (await reader.ReadLineAsync(_stop.Token) is not { } first)
                 {
@@ -108,9 +120,9 @@ public sealed class FakeHttpServer : IAsyncDisposable
                 await stream.WriteAsync(Encoding.ASCII.GetBytes(head.Append("\r\n").ToString()), _stop.Token);
                 await stream.WriteAsync(payload, _stop.Token);
             }
-            catch (Exception e) when (e is IOException or OperationCanceledException)
+            catch (Exception e) when (e is IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
             {
-                // The client went away or the server is stopping.
+                // The client went away (or refused the certificate), or the server is stopping.
             }
         }
     }

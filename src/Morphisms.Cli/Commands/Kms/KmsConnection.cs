@@ -20,7 +20,7 @@ public sealed class KmsConnection
     /// <summary>The address used when neither <c>--address</c> nor <see cref="AddressVariable"/> is set.</summary>
     public const string DefaultAddress = "http://127.0.0.1:8200";
 
-    private readonly Option<string?> _address = new("--address") { Description = $"KMS URL (default: ${AddressVariable}, else a running morph up, else {DefaultAddress})." };
+    private readonly Option<string?> _address = new("--address") { Description = $"KMS URL: https, or http on loopback only (default: ${AddressVariable}, else a running morph up, else {DefaultAddress})." };
     private readonly Option<FileInfo?> _caCert = new("--ca-cert") { Description = $"PEM certificate(s) to trust for the KMS's TLS (default: ${CaCertVariable})." };
     private readonly Option<FileInfo?> _tokenFile = new("--token-file") { Description = $"File holding the token (default: ${TokenVariable})." };
     private readonly Option<bool> _json = new("--json") { Description = "Print the KMS's JSON response." };
@@ -38,7 +38,10 @@ public sealed class KmsConnection
     public bool Json(ParseResult parse) => parse.GetValue(_json);
 
     /// <summary>A client for the parsed options; <paramref name="needsToken"/> makes a missing token a usage error.</summary>
-    /// <exception cref="KmsCliException">The address, CA file or token file is unusable.</exception>
+    /// <exception cref="KmsCliException">
+    /// The address, CA file or token file is unusable, or the address is plain http to another machine (see
+    /// <see cref="KmsHttp.MayCarrySecrets"/>).
+    /// </exception>
     public KmsHttp Connect(ParseResult parse, bool needsToken = true)
     {
         var explicitAddress = parse.GetValue(_address) ?? NonEmpty(Environment.GetEnvironmentVariable(AddressVariable));

@@ -13,18 +13,34 @@ namespace Morphisms.Cli.Commands.Kms;
 /// Failures become <see cref="KmsCliException"/>s: a 400 is the user's input (exit 2), anything else a refusal or
 /// failure (exit 1).
 /// </summary>
+/// <remarks>
+/// Tokens, unseal key shares and secrets travel only where <see cref="MayCarrySecrets"/> allows: https, or plain http to
+/// this machine (a dev KMS). Redirects are not left to <see cref="HttpClient"/>, which would replay
+/// <c>X-Vault-Token</c> to wherever a <c>Location</c> points, http included: a 307 or 308 (an HA standby naming the
+/// active node) is followed here, at most <see cref="MaxRedirects"/> times, only to an address that passes the same
+/// check, through the same handler and so the same TLS trust (<c>--ca-cert</c>, the name checked against the new host).
+/// Any other redirect is reported, not followed.
+/// </remarks>
 public sealed class KmsHttp : IDisposable
 {
+    /// <summary>How many 307/308 redirects one request follows (a standby to the active node is one).</summary>
+    public const int MaxRedirects = 3;
+
     private readonly HttpClient _http;
     private readonly string? _token;
 
     /// <summary>Creates a client for <paramref name="address"/>; <paramref name="caFile"/> replaces the system trust for TLS.</summary>
-    /// <exception cref="KmsCliException">The CA file cannot be read.</exception>
+    /// <exception cref="KmsCliException">The address is plain http to another machine, or the CA file cannot be read.</exception>
     public KmsHttp(Uri address, string? token, string? caFile)
     {
+        if (!MayCarrySecrets(address))
+        {
+            throw KmsCliException.Usage($"the KMS address {address} is plain http to another machine: the token, unseal keys and secrets would cross the network in clear; use https (plain http is accepted on loopback only)");
+        }
+
         Address = address;
         _token = token;
-        var handler = new SocketsHttpHandler();
+        var handler = new SocketsHttpHandler { AllowAutoRedirect = false };
         if (caFile is not null)
         {
             var roots = LoadCertificates(caFile);
@@ -37,11 +53,58 @@ public sealed class KmsHttp : IDisposable
     /// <summary>The KMS base URL.</summary>
     public Uri Address { get; }
 
+    /// <summary>
+    /// Whether a token or key may be sent to <paramref name="address"/>: https anywhere, plain http only to a loopback
+    /// host (<c>localhost</c>, 127.0.0.0/8, ::1), where Vault-style dev setups listen and nothing crosses a network.
+    /// </summary>
+    public static bool MayCarrySecrets(Uri address) =>
+        address.IsAbsoluteUri && (address.Scheme == Uri.UriSchemeHttps || (address.Scheme == Uri.UriSchemeHttp && address.IsLoopback));
+
     /// <summary>Sends a request and returns the reply; statuses in <paramref name="accept"/> besides 2xx are not failures.</summary>
     /// <exception cref="KmsCliException">The KMS is unreachable, or answered with an error status.</exception>
     public async Task<KmsReply> SendAsync(string method, string path, JsonObject? body, CancellationToken ct, bool authenticated = true, params int[] accept)
     {
-        using var request = new HttpRequestMessage(new HttpMethod(method), "v1/" + path);
+        var target = new Uri(Address, "v1/" + path);
+        var redirects = 0;
+        while (true)
+        {
+            using var response = await SendOnceAsync(method, target, body, authenticated, ct).ConfigureAwait(false);
+            var status = (int)response.StatusCode;
+            if (status is 307 or 308 && !accept.Contains(status) && response.Headers.Location is { } location)
+            {
+                var next = location.IsAbsoluteUri ? location : new Uri(target, location);
+                if (!MayCarrySecrets(next))
+                {
+                    throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} redirected ({status}) to {next}: not followed, since that is plain http to another machine and the request would cross the network in clear; give the KMS nodes https --api-addr URLs, or send this to the active node directly");
+                }
+
+                if (++redirects > MaxRedirects)
+                {
+                    throw new KmsCliException(ExitCodes.Rejected, $"the KMS redirected more than {MaxRedirects} times (the last time to {next}): not followed");
+                }
+
+                target = next;
+                continue;
+            }
+
+            var raw = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
+            var json = Parse(raw);
+            if (status < 300 || accept.Contains(status))
+            {
+                return new KmsReply(status, json, raw);
+            }
+
+            var errors = json?["errors"] is JsonArray list ? string.Join("; ", list.Select(e => e?.ToString())) : "";
+            var redirect = status is >= 300 and < 400 && response.Headers.Location is { } other ? $" (a redirect to {other}, not followed)" : string.Empty;
+            var message = $"the KMS answered {status}{redirect}{(errors.Length > 0 ? ": " + errors : string.Empty)}";
+            throw new KmsCliException(status == 400 ? ExitCodes.UsageOrInput : ExitCodes.Rejected, message, raw.Length > 0 ? raw : null);
+        }
+    }
+
+    /// <summary>One request to <paramref name="target"/>, built anew for each hop (a request message cannot be resent).</summary>
+    private async Task<HttpResponseMessage> SendOnceAsync(string method, Uri target, JsonObject? body, bool authenticated, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), target);
         if (authenticated && _token is not null)
         {
             request.Headers.Add("X-Vault-Token", _token);
@@ -53,33 +116,17 @@ public sealed class KmsHttp : IDisposable
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         }
 
-        HttpResponseMessage response;
         try
         {
-            response = await _http.SendAsync(request, ct).ConfigureAwait(false);
+            return await _http.SendAsync(request, ct).ConfigureAwait(false);
         }
         catch (HttpRequestException e)
         {
-            throw new KmsCliException(ExitCodes.Rejected, $"cannot reach the KMS at {Address}: {e.Message}");
+            throw new KmsCliException(ExitCodes.Rejected, $"cannot reach the KMS at {target.GetLeftPart(UriPartial.Authority)}: {e.Message}");
         }
         catch (TaskCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {Address} did not answer in time");
-        }
-
-        using (response)
-        {
-            var raw = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
-            var status = (int)response.StatusCode;
-            var json = Parse(raw);
-            if (status < 300 || accept.Contains(status))
-            {
-                return new KmsReply(status, json, raw);
-            }
-
-            var errors = json?["errors"] is JsonArray list ? string.Join("; ", list.Select(e => e?.ToString())) : "";
-            var message = $"the KMS answered {status}{(errors.Length > 0 ? ": " + errors : string.Empty)}";
-            throw new KmsCliException(status == 400 ? ExitCodes.UsageOrInput : ExitCodes.Rejected, message, raw.Length > 0 ? raw : null);
+            throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} did not answer in time");
         }
     }
 
