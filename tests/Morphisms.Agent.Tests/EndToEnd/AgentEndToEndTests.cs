@@ -115,8 +115,8 @@ public sealed class AgentEndToEndTests
         });
 
         await kms.PutBundleAsync("rotor", Bundle("v2"));
-        await Until(() => { lock (responses) { return responses.Any(r => r.Contains("greeting=v2") && Field(r, "hups") == "1"); } }, "the app sees secret v2 after one SIGHUP");
-        await Until(() => agent.Maintainer!.Reattestations >= 1, "re-attestation before the token's max TTL");
+        await Eventually.Until(() => { lock (responses) { return responses.Any(r => r.Contains("greeting=v2") && Field(r, "hups") == "1"); } }, "the app sees secret v2 after one SIGHUP");
+        await Eventually.Until(() => agent.Maintainer!.Reattestations >= 1, "re-attestation before the token's max TTL");
 
         using var fresh = Client(Record);
         var after = await fresh.GetStringAsync(url);
@@ -138,15 +138,6 @@ public sealed class AgentEndToEndTests
     private static string Field(string body, string name) =>
         body.Split(';').Select(p => p.Split('=', 2)).First(p => p[0] == name)[1];
 
-    private static async Task Until(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for: {what}");
-            await Task.Delay(50);
-        }
-    }
 
     /// <summary>What a Morphisms client does: the served chain must end at the KMS root CA it pinned.</summary>
     private static bool ChainsTo(X509Certificate2 leaf, X509Chain? presented, X509Certificate2 root)

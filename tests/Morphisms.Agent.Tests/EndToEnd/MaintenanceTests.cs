@@ -26,17 +26,17 @@ public sealed class MaintenanceTests
 
         // Version 2 names a file outside the directory: refused as a whole, once.
         await kms.PutBundleAsync("keeper", new JsonObject { ["files"] = new JsonObject { ["../escaped"] = "x", ["greeting"] = "v2" } });
-        await Until(() => log.Text.Contains("\"event\":\"secrets_rejected\""), "the bad version is rejected");
+        await Eventually.Until(() => log.Text.Contains("\"event\":\"secrets_rejected\""), "the bad version is rejected");
         Assert.Equal("v1", File.ReadAllText(greeting));
         Assert.False(File.Exists(Path.Combine(Path.GetDirectoryName(harness.SecretsDir)!, "escaped")));
 
         // Version 3 is good again, and applied.
         await kms.PutBundleAsync("keeper", Bundle("v3"));
-        await Until(() => File.Exists(greeting) && File.ReadAllText(greeting) == "v3", "version 3 reaches the app");
+        await Eventually.Until(() => File.Exists(greeting) && File.ReadAllText(greeting) == "v3", "version 3 reaches the app");
 
         // The bundle's latest version deleted: the app keeps version 3.
         (await kms.Root.DeleteAsync("v1/secret/data/keeper")).EnsureSuccessStatusCode();
-        await Until(() => log.Text.Contains("\"event\":\"secrets_unavailable\""), "the deleted bundle is noticed");
+        await Eventually.Until(() => log.Text.Contains("\"event\":\"secrets_unavailable\""), "the deleted bundle is noticed");
         Assert.Equal("v3", File.ReadAllText(greeting));
 
         Assert.False(run.IsCompleted, log.Text);
@@ -70,14 +70,4 @@ public sealed class MaintenanceTests
     }
 
     private static int Count(string text, string what) => (text.Length - text.Replace(what, "", StringComparison.Ordinal).Length) / what.Length;
-
-    private static async Task Until(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for: {what}");
-            await Task.Delay(50);
-        }
-    }
 }
