@@ -1,4 +1,3 @@
-using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation;
@@ -158,18 +157,16 @@ internal sealed record LoginRequest
     {
         try
         {
-            // An EC key's curve is read from its parameters rather than by importing it: loading the CSR has just
-            // imported it once to check the signature, and an import re-validates the point (a scalar multiplication).
+            // Loading the CSR has just imported the key once to check its signature: the curve is read, not imported again.
             if (key.Oid.Value == PkiCertificates.EcPublicKeyOid)
             {
-                return key.EncodedParameters?.RawData is { } parameters
-                    && new AsnReader(parameters, AsnEncodingRules.DER).ReadObjectIdentifier() is PkiCertificates.P256CurveOid or PkiCertificates.P384CurveOid;
+                return PkiCertificates.NamedCurveOid(key) is PkiCertificates.P256CurveOid or PkiCertificates.P384CurveOid;
             }
 
             using var rsa = key.GetRSAPublicKey();
             return rsa is { KeySize: >= 2048 and <= 8192 };
         }
-        catch (Exception e) when (e is CryptographicException or AsnContentException)
+        catch (CryptographicException)
         {
             return false;
         }

@@ -1,4 +1,3 @@
-using System.Formats.Asn1;
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
@@ -136,18 +135,8 @@ internal sealed partial class PkiBackend
             throw KmsException.BadRequest("invalid 'csr': its key is neither EC nor RSA");
         }
 
-        // The curve is named by the key's parameters; explicit curve parameters (no name) are refused like unknown curves.
-        string? curve;
-        try
-        {
-            curve = key.EncodedParameters?.RawData is { } parameters ? new AsnReader(parameters, AsnEncodingRules.DER).ReadObjectIdentifier() : null;
-        }
-        catch (AsnContentException)
-        {
-            curve = null;
-        }
-
-        var curveBits = curve switch
+        // Explicit curve parameters (no name) are refused like unknown curves.
+        var curveBits = PkiCertificates.NamedCurveOid(key) switch
         {
             PkiCertificates.P224CurveOid => 224,
             PkiCertificates.P256CurveOid => 256,

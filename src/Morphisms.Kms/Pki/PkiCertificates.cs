@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -25,6 +26,22 @@ internal static class PkiCertificates
 
     /// <summary>OID of the NIST P-521 curve (secp521r1).</summary>
     public const string P521CurveOid = "1.3.132.0.35";
+
+    /// <summary>
+    /// The named curve of an EC public key, read from its parameters rather than by importing the key (an import
+    /// re-validates the point, a scalar multiplication); null for explicit curve parameters or unreadable ones.
+    /// </summary>
+    public static string? NamedCurveOid(PublicKey key)
+    {
+        try
+        {
+            return key.EncodedParameters?.RawData is { } parameters ? new AsnReader(parameters, AsnEncodingRules.DER).ReadObjectIdentifier() : null;
+        }
+        catch (AsnContentException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>Backdating of NotBefore, so a relying party whose clock is slightly behind accepts a fresh certificate.</summary>
     public static readonly TimeSpan Backdate = TimeSpan.FromSeconds(30);
