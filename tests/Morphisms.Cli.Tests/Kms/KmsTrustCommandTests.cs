@@ -9,25 +9,9 @@ namespace Morphisms.Cli.Tests.Kms;
 public sealed class KmsTrustCommandTests
 {
     [Fact]
-    public async Task Trust_verifies_the_kms_and_pins_its_root_ca_only_when_the_simulated_root_is_trusted()
-    {
-        var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
-        var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
-        Environment.SetEnvironmentVariable("MORPHISMS_HOME", home);
-        var teeDir = Path.Combine(home, "data", "simulated-tee");
-        try
+    public Task Trust_verifies_the_kms_and_pins_its_root_ca_only_when_the_simulated_root_is_trusted() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
         {
-            using var tee = SimulatedTeeAuthority.LoadOrCreate(teeDir, TimeProvider.System);
-            await using var kms = new KmsServer(new KmsServerOptions
-            {
-                Listen = "127.0.0.1:0",
-                Storage = "inmem",
-                Dev = true,
-                Tls = KmsTlsOptions.SelfSigned,
-                WarningWriter = TextWriter.Null,
-                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, SimulatedMeasurement = new byte[48] },
-            });
-            await kms.StartAsync();
             var url = kms.BaseAddress!.ToString();
             var trustFile = Path.Combine(home, "config", "kms-trust.json");
 
@@ -48,21 +32,30 @@ public sealed class KmsTrustCommandTests
             Assert.True(record.GetProperty("simulated").GetBoolean());
             Assert.True(File.Exists(trustFile));
             Assert.Contains(record.GetProperty("root_ca_sha256").GetString()!, await File.ReadAllTextAsync(trustFile));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("MORPHISMS_HOME", previous);
-            Directory.Delete(home, recursive: true);
-        }
-    }
-}
+        });
 
-/// <summary>A trust store that cannot be read: <c>morph kms trust</c> names it and pins nothing, without a stack trace.</summary>
-[Collection(MorphismsHomeCollection.Name)]
-public sealed class KmsTrustCorruptStoreTests
-{
+    /// <summary>A trust store that cannot be read: <c>morph kms trust</c> names it and pins nothing, without a stack trace.</summary>
     [Fact]
-    public async Task A_corrupt_trust_file_is_named_and_left_alone()
+    public Task A_corrupt_trust_file_is_named_and_left_alone() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(trustFile)!);
+            await File.WriteAllTextAsync(trustFile, "{\"half-written");
+
+            var outcome = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
+
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains($"NOT pinned: {trustFile}: not a Morphisms trust store", outcome.Stderr);
+            ErrorPathTests.AssertNoStackTrace(outcome);
+            Assert.Equal("{\"half-written", await File.ReadAllTextAsync(trustFile));
+        });
+
+    /// <summary>
+    /// Runs <paramref name="test"/> with MORPHISMS_HOME pointing at a fresh directory and a dev KMS on TLS whose
+    /// self-attestation is the installation's simulated TEE (launch measurement all zeros).
+    /// </summary>
+    private static async Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test)
     {
         var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
         var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
@@ -77,19 +70,10 @@ public sealed class KmsTrustCorruptStoreTests
                 Dev = true,
                 Tls = KmsTlsOptions.SelfSigned,
                 WarningWriter = TextWriter.Null,
-                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true },
+                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, SimulatedMeasurement = new byte[48] },
             });
             await kms.StartAsync();
-            var trustFile = Path.Combine(home, "config", "kms-trust.json");
-            Directory.CreateDirectory(Path.GetDirectoryName(trustFile)!);
-            await File.WriteAllTextAsync(trustFile, "{\"half-written");
-
-            var outcome = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
-
-            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
-            Assert.Contains($"NOT pinned: {trustFile}: not a Morphisms trust store", outcome.Stderr);
-            ErrorPathTests.AssertNoStackTrace(outcome);
-            Assert.Equal("{\"half-written", await File.ReadAllTextAsync(trustFile));
+            await test(home, kms);
         }
         finally
         {
