@@ -1,6 +1,4 @@
 using System.Net.Http.Headers;
-using System.Net.Security;
-using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json.Nodes;
 using Morphisms.Attestation.Trust;
@@ -33,17 +31,10 @@ public sealed class KmsClient : IDisposable
         _delay = retryDelay;
         var handler = new SocketsHttpHandler
         {
-            SslOptions = new SslClientAuthenticationOptions
-            {
-                RemoteCertificateValidationCallback = pin.Validate,
-
-                // The pin decides trust (KmsPin builds its own chain to the pinned CA); without this the platform
-                // would first build a chain against the system store, which is slow on a cold start and irrelevant.
-                CertificateChainPolicy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck },
-            },
             ConnectTimeout = TimeSpan.FromSeconds(10),
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
         };
+        pin.ApplyTo(handler.SslOptions);
         _http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
     }
 

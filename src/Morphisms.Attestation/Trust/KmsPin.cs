@@ -23,6 +23,24 @@ public sealed class KmsPin(byte[] sha256, TimeProvider time)
     /// <summary>The last rejection reason (for the error the agent exits with).</summary>
     public string? LastFailure { get; private set; }
 
+    /// <summary>
+    /// Makes <paramref name="options"/> check every handshake with this pin. The TLS stack builds a chain of its own
+    /// before the callback, whatever the callback decides: with no anchor, no revocation check and no downloads it stops
+    /// at the presented certificates, instead of loading the system store (slow on a cold start, and irrelevant) or
+    /// fetching from an address a certificate names.
+    /// </summary>
+    public void ApplyTo(SslClientAuthenticationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.RemoteCertificateValidationCallback = Validate;
+        options.CertificateChainPolicy = new X509ChainPolicy
+        {
+            TrustMode = X509ChainTrustMode.CustomRootTrust,
+            RevocationMode = X509RevocationMode.NoCheck,
+            DisableCertificateDownloads = true,
+        };
+    }
+
     /// <summary>A <see cref="RemoteCertificateValidationCallback"/> applying the pin.</summary>
     public bool Validate(object? sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {

@@ -1,5 +1,4 @@
 using System.Net.Http.Json;
-using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
 using Morphisms.Attestation.Trust;
 using Morphisms.Serving.Revisions;
@@ -28,13 +27,7 @@ public sealed class KmsRegistrar : IDisposable
         // connection carries a token that may write policies, so an impostor must not get as far as a request.
         _pin = new KmsPin(Convert.FromHexString(kms.CaSha256), time);
         var handler = new SocketsHttpHandler();
-        handler.SslOptions.RemoteCertificateValidationCallback = _pin.Validate;
-        handler.SslOptions.CertificateChainPolicy = new X509ChainPolicy
-        {
-            TrustMode = X509ChainTrustMode.CustomRootTrust,
-            RevocationMode = X509RevocationMode.NoCheck,
-            DisableCertificateDownloads = true,
-        };
+        _pin.ApplyTo(handler.SslOptions);
         _http = new HttpClient(handler) { BaseAddress = kms.Url, Timeout = TimeSpan.FromSeconds(15) };
         _http.DefaultRequestHeaders.Add("X-Vault-Token", kms.Token);
     }

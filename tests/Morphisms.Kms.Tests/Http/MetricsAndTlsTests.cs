@@ -165,7 +165,7 @@ public class MetricsAndTlsTests
     private static HttpClient Pinned(KmsServer server, KmsPin pin)
     {
         var handler = new SocketsHttpHandler();
-        handler.SslOptions.RemoteCertificateValidationCallback = pin.Validate;
+        pin.ApplyTo(handler.SslOptions);
         return new HttpClient(handler) { BaseAddress = server.BaseAddress };
     }
 
