@@ -31,6 +31,7 @@ internal static class BurstScenario
                 foreach (var flavour in flavours)
                 {
                     await env.DeployFromZeroAsync(flavour, ct);
+                    var chainBuildsBefore = Morphisms.Client.Functions.VerifiedChainCache.Shared.Misses;
                     var start = Stopwatch.GetTimestamp();
                     var samples = await Task.WhenAll(Enumerable.Range(0, size).Select(_ => Task.Run(() => env.SignAsync(flavour, ct), ct)));
                     var last = Stats.Ms(start);
@@ -47,6 +48,7 @@ internal static class BurstScenario
                         ["last_response_ms"] = Stats.Round(last),
                         ["latency"] = Stats.Summary(ok),
                         ["errors"] = errors,
+                        ["chain_builds"] = Morphisms.Client.Functions.VerifiedChainCache.Shared.Misses - chainBuildsBefore,
                         ["error_samples"] = new JsonArray([.. samples.Where(s => s.Status != 200).Select(s => s.Error).Distinct().Take(5).Select(e => (JsonNode?)e)]),
                         ["ready_instances_after"] = peak,
                     });
