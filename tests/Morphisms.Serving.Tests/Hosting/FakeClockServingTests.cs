@@ -80,18 +80,12 @@ public sealed class FakeClockServingTests
 
         launcher.Launched.Single().Crash();
         await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 0, "crashed instance unpublished");
-        await Task.Delay(100);
-        Assert.Single(launcher.Launched); // backoff 200 ms not yet passed on the fake clock
-        time.Advance(TimeSpan.FromMilliseconds(200));
-        await Eventually.True(() => launcher.Launched.Count == 2 && host.Instances.Ready(deployed.Revision).Count == 1, "replacement ready");
+        await AdvanceUntil(time, () => launcher.Launched.Count == 2, notBefore: TimeSpan.FromMilliseconds(200), "replacement launched after the 200 ms backoff");
+        await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 1, "replacement ready");
 
         launcher.Launched.Last().Crash();
         await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 0, "second crash unpublished");
-        time.Advance(TimeSpan.FromMilliseconds(200));
-        await Task.Delay(100);
-        Assert.Equal(2, launcher.Launched.Count); // the second consecutive crash waits 400 ms
-        time.Advance(TimeSpan.FromMilliseconds(200));
-        await Eventually.True(() => launcher.Launched.Count == 3, "replaced after the doubled backoff");
+        await AdvanceUntil(time, () => launcher.Launched.Count == 3, notBefore: TimeSpan.FromMilliseconds(400), "replaced after the doubled backoff");
         Assert.Equal(2, host.Supervisor(deployed.Revision)!.TotalCrashes);
     }
 
@@ -110,5 +104,27 @@ public sealed class FakeClockServingTests
         var target = await host.Resolver.ResolveAsync("warm.fn.morphisms.local", CancellationToken.None);
         Assert.Equal(standby.AppEndpoint, target!.Endpoint);
         await Eventually.True(() => launcher.Launched.Count == 2 && host.Supervisor(deployed.Revision)!.Counts()[Runtime.InstanceState.Standby] == 1, "the pool refilled");
+    }
+
+    /// <summary>
+    /// Moves the fake clock in 10 ms steps until <paramref name="done"/>, which must not hold before
+    /// <paramref name="notBefore"/> of fake time has passed. Stepping (rather than one jump) keeps the test right
+    /// whenever the supervisor arms its backoff timer: a timer armed after a single jump would be due a whole
+    /// backoff later and never fire.
+    /// </summary>
+    private static async Task AdvanceUntil(FakeTimeProvider time, Func<bool> done, TimeSpan notBefore, string what)
+    {
+        var step = TimeSpan.FromMilliseconds(10);
+        var elapsed = TimeSpan.Zero;
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!done())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{what}: not reached in 10 s (fake time advanced {elapsed.TotalMilliseconds} ms)");
+            time.Advance(step);
+            elapsed += step;
+            await Task.Delay(2);
+        }
+
+        Assert.True(elapsed >= notBefore, $"{what}: happened after {elapsed.TotalMilliseconds} ms of fake time, before {notBefore.TotalMilliseconds} ms");
     }
 }
