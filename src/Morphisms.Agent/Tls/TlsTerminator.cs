@@ -19,7 +19,7 @@ public sealed class TlsTerminator : IAsyncDisposable
 
     // Beyond this many open connections the terminator stops accepting (the kernel's backlog holds the rest), so a
     // crowd of idle or half-open clients cannot take every descriptor the agent needs for the KMS and its secrets.
-    private readonly SemaphoreSlim _slots = new(MaxConnections);
+    private readonly SemaphoreSlim _slots;
     private volatile SslStreamCertificateContext _context;
     private volatile bool _stopping;
     private Task _accepting = Task.CompletedTask;
@@ -28,8 +28,15 @@ public sealed class TlsTerminator : IAsyncDisposable
     public const int MaxConnections = 1024;
 
     /// <summary>Creates a terminator for <paramref name="address"/>:<paramref name="port"/> forwarding to <paramref name="appPort"/>.</summary>
-    public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate)
+    /// <param name="address">The address to listen on.</param>
+    /// <param name="port">The port to listen on (0 picks a free one).</param>
+    /// <param name="appPort">The app's plaintext port on loopback.</param>
+    /// <param name="certificate">The attested serving certificate.</param>
+    /// <param name="maxConnections">The most connections open at once (<see cref="MaxConnections"/> unless a test needs fewer).</param>
+    public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate, int maxConnections = MaxConnections)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxConnections, 1);
+        _slots = new SemaphoreSlim(maxConnections);
         _listener = new TcpListener(IPAddress.Parse(address), port);
         _appPort = appPort;
         _context = Context(certificate);

@@ -45,4 +45,30 @@ public sealed class TlsTerminatorTests
         Assert.Equal("hello", Encoding.ASCII.GetString(buffer));
         Assert.Equal(2, terminator.Accepted);
     }
+
+    [Fact]
+    public async Task BeyondTheConnectionCap_NothingMoreIsAccepted_UntilAConnectionCloses()
+    {
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        await using var terminator = new TlsTerminator("127.0.0.1", 0, appPort: 1, certificate, maxConnections: 2);
+        terminator.Start();
+
+        // Two clients that say nothing hold both slots for the handshake's 10 s.
+        using var first = new TcpClient();
+        await first.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        using var second = new TcpClient();
+        await second.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        await Eventually.Until(() => terminator.Accepted == 2, "the first two connections accepted");
+
+        // A third completes its TCP handshake in the kernel's backlog but is not taken up.
+        using var third = new TcpClient();
+        await third.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        await Task.Delay(300);
+        Assert.Equal(2, terminator.Accepted);
+
+        // One leaving frees its slot for the one waiting.
+        first.Close();
+        await Eventually.Until(() => terminator.Accepted == 3, "the waiting connection accepted once a slot was freed");
+    }
 }
