@@ -2,7 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Morphisms.Cli.Commands.Up;
@@ -21,6 +24,12 @@ internal enum Flavour
 
     /// <summary><c>tee: none</c> on an HTTP-mode host: the signer process alone, plain HTTP through the YARP gateway.</summary>
     Plain,
+
+    /// <summary>
+    /// <c>tee: none</c> on an HTTP-mode host that serves HTTPS (<c>--plain-https</c>): TLS ends at the gateway, as at the
+    /// ingress of an ordinary deployment, and every caller validates the gateway's certificate against its CA.
+    /// </summary>
+    PlainHttps,
 }
 
 /// <summary>One request's outcome: time to the response headers (first byte), to the end of the body, and the status.</summary>
@@ -40,6 +49,8 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
     private readonly StreamWriter _log;
     private LocalStack? _stack;
     private ServingHost? _plain;
+    private ServingHost? _plainHttps;
+    private X509Certificate2? _plainHttpsCa;
 
     private BenchEnvironment(string root, StreamWriter log, FunctionSpec spec)
     {
@@ -54,7 +65,15 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
 
     public LocalStack Stack => _stack!;
 
-    public ServingHost Host(Flavour flavour) => flavour == Flavour.Confidential ? _stack!.Serving : _plain!;
+    public ServingHost Host(Flavour flavour) => flavour switch
+    {
+        Flavour.Confidential => _stack!.Serving,
+        Flavour.Plain => _plain!,
+        _ => _plainHttps ?? throw new InvalidOperationException("the plain-https baseline runs only with --plain-https"),
+    };
+
+    /// <summary>The flavours this run compares: confidential and plain, and plain-https with <c>--plain-https</c>.</summary>
+    public Flavour[] Flavours => _plainHttps is null ? [Flavour.Confidential, Flavour.Plain] : [Flavour.Confidential, Flavour.Plain, Flavour.PlainHttps];
 
     /// <summary>How instances are built and started in this run (recorded with every result).</summary>
     public JsonObject Setup { get; private set; } = [];
@@ -117,12 +136,52 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
             Log = writer,
         });
         await env._plain.StartAsync(ct);
+        if (options.Get("plain-https") is "true")
+        {
+            await env.StartPlainHttpsAsync(writer, ct);
+        }
+
+        env.Setup["plain_https"] = env._plainHttps is not null;
         if (spec.Secrets is { } secrets)
         {
             await env.PutEmptyBundleAsync(secrets, ct);
         }
 
         return env;
+    }
+
+    // An ordinary deployment's HTTPS: a P-256 CA (as an operator's or a public CA's ECDSA issuer would be) and a leaf for
+    // the function's name at the HTTP-mode gateway; callers trust the CA and build the chain on every handshake, as any
+    // HTTPS client does.
+    private async Task StartPlainHttpsAsync(TextWriter log, CancellationToken ct)
+    {
+        const string domain = "plain.morphisms.local";
+        var now = DateTimeOffset.UtcNow;
+        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var caRequest = new CertificateRequest("CN=bench ingress CA", caKey, HashAlgorithmName.SHA256);
+        caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        using var ca = caRequest.CreateSelfSigned(now.AddMinutes(-5), now.AddDays(1));
+        _plainHttpsCa = X509CertificateLoader.LoadCertificate(ca.RawData);
+
+        using var leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var leafRequest = new CertificateRequest($"CN={Function}.{domain}", leafKey, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName($"{Function}.{domain}");
+        leafRequest.CertificateExtensions.Add(names.Build());
+        leafRequest.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        using var leaf = leafRequest.Create(ca, now.AddMinutes(-5), now.AddDays(1), RandomNumberGenerator.GetBytes(16));
+        var served = leaf.CopyWithPrivateKey(leafKey);
+
+        _plainHttps = new ServingHost(new ServingHostOptions
+        {
+            Mode = GatewayMode.Http,
+            Domain = domain,
+            HttpGatewayCertificate = served,
+            DataDirectory = Path.Combine(_root, "plain-https"),
+            Log = log,
+        });
+        await _plainHttps.StartAsync(ct);
     }
 
     // aot/r2r: `dotnet publish` NativeAOT/ReadyToRun into a per-user, per-checkout temp directory (incremental); jit: the
@@ -248,6 +307,17 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
                 AllowSimulated = trust.Simulated,
             });
         }
+        else if (flavour == Flavour.PlainHttps)
+        {
+            var policy = new X509ChainPolicy
+            {
+                TrustMode = X509ChainTrustMode.CustomRootTrust,
+                RevocationMode = X509RevocationMode.NoCheck,
+                DisableCertificateDownloads = true,
+            };
+            policy.CustomTrustStore.Add(_plainHttpsCa!);
+            handler = new SocketsHttpHandler { SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = policy } };
+        }
         else
         {
             handler = new SocketsHttpHandler();
@@ -277,7 +347,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
     public async Task<Sample> SignAsync(Flavour flavour, CancellationToken ct)
     {
         using var http = Client(flavour);
-        var scheme = flavour == Flavour.Confidential ? "https" : "http";
+        var scheme = flavour == Flavour.Plain ? "http" : "https";
         using var request = new HttpRequestMessage(HttpMethod.Post, $"{scheme}://{HostName(flavour)}/sign") { Content = new ByteArrayContent(Message) };
         var start = Stopwatch.GetTimestamp();
         try
@@ -331,6 +401,12 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_plainHttps is not null)
+        {
+            await _plainHttps.DisposeAsync();
+        }
+
+        _plainHttpsCa?.Dispose();
         if (_plain is not null)
         {
             await _plain.DisposeAsync();

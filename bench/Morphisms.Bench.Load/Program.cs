@@ -21,6 +21,7 @@ public static class Program
           kms [--seconds S=5] [--warmup S=10] [--rates 200] [--concurrency C=16] [--ops login,login-fresh,read,sign]
                                                       KMS login, secret read, CSR signing: closed-loop max rate, then fixed rates;
                                                       each run from a kms-client process (own warm-up), KMS and client CPU apart
+        coldstart, burst: [--plain-https]           add a third flavour, tee none behind a gateway serving HTTPS (TLS at the ingress)
         common: [--signer DIR=samples/signer] [--out DIR=bench/results] [--app aot|r2r] [--app-start early|after-secrets] [--morph-init aot|r2r|jit|PATH]
         """;
 

@@ -61,10 +61,17 @@ public sealed class HttpModeGateway : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var warnings = _options.Warnings ?? Console.Error;
-        await warnings.WriteLineAsync($"WARNING! {WarningText}: the gateway terminates plain HTTP and forwards plaintext to the apps; for development only.").ConfigureAwait(false);
+        var terminates = _options.Certificate is null ? "plain HTTP" : "HTTPS with its own certificate";
+        await warnings.WriteLineAsync($"WARNING! {WarningText}: the gateway terminates {terminates} and forwards plaintext to the apps; for development only.").ConfigureAwait(false);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Morphisms.Serving.HttpGateway", ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(_options.Listen));
+        builder.WebHost.ConfigureKestrel(k => k.Listen(_options.Listen, listen =>
+        {
+            if (_options.Certificate is { } certificate)
+            {
+                listen.UseHttps(certificate);
+            }
+        }));
         builder.Services.AddHttpForwarder();
         _app = builder.Build();
         var forwarder = _app.Services.GetRequiredService<IHttpForwarder>();

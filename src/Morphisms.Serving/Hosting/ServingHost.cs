@@ -94,7 +94,7 @@ public sealed partial class ServingHost : IAsyncDisposable
         }
         else
         {
-            _http = new HttpModeGateway(new HttpGatewayOptions { Listen = _options.GatewayListen, Warnings = _log }, Resolver, Concurrency, observer);
+            _http = new HttpModeGateway(new HttpGatewayOptions { Listen = _options.GatewayListen, Certificate = _options.HttpGatewayCertificate, Warnings = _log }, Resolver, Concurrency, observer);
             await _http.StartAsync(ct).ConfigureAwait(false);
             Log($"gateway: HTTP MODE, NOT CONFIDENTIAL, on {_http.LocalEndPoint}");
         }

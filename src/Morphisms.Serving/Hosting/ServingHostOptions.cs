@@ -19,6 +19,12 @@ public sealed record ServingHostOptions
     /// <summary>The gateway's address (port 0 picks one).</summary>
     public IPEndPoint GatewayListen { get; init; } = new(IPAddress.Loopback, 0);
 
+    /// <summary>
+    /// HTTP mode only: serve HTTPS at the gateway with this certificate, as a non-confidential deployment's ingress
+    /// would (see <see cref="Gateway.HttpGatewayOptions.Certificate"/>); null serves plain HTTP.
+    /// </summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? HttpGatewayCertificate { get; init; }
+
     /// <summary>The control API's address: loopback only (port 0 picks one).</summary>
     public IPEndPoint ControlListen { get; init; } = new(IPAddress.Loopback, 0);
 

@@ -1,5 +1,8 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Morphisms.Serving.Activation;
 using Morphisms.Serving.Gateway;
 using Morphisms.Serving.Hosting;
@@ -32,6 +35,51 @@ public sealed class HttpModeAndOverloadTests
         unknown.Headers.Host = "nobody.fn.morphisms.local";
         Assert.Equal(HttpStatusCode.NotFound, (await client.SendAsync(unknown)).StatusCode);
         Assert.Contains("morph_requests_total{function=\"plain\",revision=\"plain-00001\",outcome=\"forwarded\"} 1", host.Metrics.Render());
+    }
+
+    [Fact]
+    public async Task HttpMode_WithACertificate_ServesHttpsWithIt_AndRefusesPlainHttp()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=tls.fn.morphisms.local", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName("tls.fn.morphisms.local");
+        request.CertificateExtensions.Add(names.Build());
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, httpsCertificate: certificate);
+        Assert.Contains("terminates HTTPS with its own certificate", functions.Log.ToString());
+        await host.DeployAsync(functions.Spec("tls", "t", FunctionTee.None, FromZero), CancellationToken.None);
+
+        byte[]? presented = null;
+        using var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, ct) =>
+            {
+                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+                await socket.ConnectAsync(host.GatewayEndPoint, ct);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, served, _, _) =>
+                {
+                    presented = served?.GetRawCertData();
+                    return true;
+                },
+            },
+        };
+        using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(30) };
+        using var response = await client.GetAsync("https://tls.fn.morphisms.local/");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("rev=t;", await response.Content.ReadAsStringAsync());
+        Assert.Equal(certificate.RawData, presented);
+        Assert.Equal(HttpModeGateway.WarningText, response.Headers.GetValues(HttpModeGateway.WarningHeader).Single());
+
+        using var plain = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        using var plainRequest = new HttpRequestMessage(HttpMethod.Get, $"http://{host.GatewayEndPoint}/");
+        plainRequest.Headers.Host = "tls.fn.morphisms.local";
+        await Assert.ThrowsAsync<HttpRequestException>(() => plain.SendAsync(plainRequest));
     }
 
     [Fact]

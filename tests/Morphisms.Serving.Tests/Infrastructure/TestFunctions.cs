@@ -43,11 +43,12 @@ internal sealed class TestFunctions : IDisposable
 
     /// <summary>A started host.</summary>
     public async Task<ServingHost> HostAsync(GatewayMode mode, KmsConnection? kms = null, string? simDir = null, IInstanceLauncher? launcher = null,
-        Morphisms.Serving.Activation.ActivatorOptions? activator = null, TimeProvider? time = null)
+        Morphisms.Serving.Activation.ActivatorOptions? activator = null, TimeProvider? time = null, X509Certificate2? httpsCertificate = null)
     {
         var host = new ServingHost(new ServingHostOptions
         {
             Mode = mode,
+            HttpGatewayCertificate = httpsCertificate,
             DataDirectory = DataDir,
             Kms = kms,
             SimulatedTeeDirectory = simDir,
