@@ -33,8 +33,12 @@ public sealed record KmsAttestationOptions
     /// <summary>How long an attestation challenge nonce stays valid.</summary>
     public TimeSpan NonceTtl { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>The most challenge nonces outstanding at once (issued, unspent, unexpired); beyond it challenges get 429.</summary>
-    public int MaxOutstandingNonces { get; init; } = 4096;
+    /// <summary>
+    /// The most spent, unexpired challenge nonces remembered (to refuse their replay); beyond it logins get 429 until
+    /// some expire. Issuing challenges is not limited: it keeps no state. Keeping the set full takes this many logins
+    /// with genuine nonces per <see cref="NonceTtl"/>; each entry costs about 90-130 bytes.
+    /// </summary>
+    public int MaxSpentNonces { get; init; } = 200_000;
 
     /// <summary>
     /// Where the KMS's own evidence comes from (a hardware provider in a real TEE). Null means: simulated evidence

@@ -222,7 +222,7 @@ public sealed class KmsServer : IAsyncDisposable
         builder.Services.AddSingleton(_core);
         builder.Services.AddSingleton(_metrics);
         builder.Services.AddSingleton(new KmsIdentity(TlsCertificate, EvidenceProviderOf(attestation)));
-        builder.Services.AddSingleton(new ChallengeStore(_options.TimeProvider, attestation.NonceTtl, attestation.MaxOutstandingNonces));
+        builder.Services.AddSingleton(new ChallengeStore(_options.TimeProvider, attestation.NonceTtl, attestation.MaxSpentNonces));
         builder.Services.AddSingleton(new LoginAppraiser(attestation, _options.TimeProvider));
         builder.Services.AddSingleton<IFunctionCertificateIssuer, Pki.FunctionCertificateIssuer>();
         builder.Services.AddSingleton<Updates.IFunctionCertificateRevoker, Updates.IndexedCertificateRevoker>();
@@ -272,9 +272,9 @@ public sealed class KmsServer : IAsyncDisposable
             throw new ArgumentException("the challenge nonce TTL must be between 1 second and 1 hour", nameof(attestation));
         }
 
-        if (attestation.MaxOutstandingNonces is < 1 or > 1_000_000)
+        if (attestation.MaxSpentNonces is < 1 or > 1_000_000)
         {
-            throw new ArgumentException("the outstanding challenge limit must be between 1 and 1000000", nameof(attestation));
+            throw new ArgumentException("the spent challenge nonce limit must be between 1 and 1000000", nameof(attestation));
         }
 
         if (attestation.SimulatedMeasurement is { Length: not 48 })

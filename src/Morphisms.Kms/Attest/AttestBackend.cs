@@ -52,25 +52,15 @@ internal sealed class AttestBackend : ILogicalBackend
             throw KmsException.BadRequest("invalid value for parameter 'function': expected a function name (1-63 lowercase letters, digits and '-')");
         }
 
-        // 404 rather than a nonce: the agent learns at once that nothing will accept it, and no nonce is held for
-        // nothing. Function names are not secret (they are DNS names in certificates), so this reveals nothing.
+        // 404 rather than a nonce: the agent learns at once that nothing will accept it. Function names are not secret (they are DNS names in certificates), so this reveals nothing.
         if (await request.RequireState().Functions.GetAsync(name, ct).ConfigureAwait(false) is null)
         {
             _metrics.ObserveChallenge("refused");
             throw new KmsException(404, $"function {name} is not registered");
         }
 
-        (byte[] Nonce, DateTimeOffset ExpiresAt) issued;
-        try
-        {
-            issued = _challenges.Issue(name);
-        }
-        catch (KmsException)
-        {
-            _metrics.ObserveChallenge("refused");
-            throw;
-        }
-
+        // Nothing is held per challenge (ChallengeStore), so there is nothing to cap here.
+        var issued = _challenges.Issue(name);
         _metrics.ObserveChallenge("issued");
         return KmsResponse.WithData(new JsonObject
         {
@@ -118,6 +108,11 @@ internal sealed class AttestBackend : ILogicalBackend
             _metrics.ObserveLogin(tee, "invalid");
             throw;
         }
+        catch (KmsException e) when (e.StatusCode == 429)
+        {
+            _metrics.ObserveLogin(tee, "busy");
+            throw;
+        }
     }
 
     private async Task<KmsResponse> AuthenticateAsync(KmsRequest request, LoginRequest login, CancellationToken ct)
@@ -126,6 +121,12 @@ internal sealed class AttestBackend : ILogicalBackend
 
         // The nonce is spent before anything else is looked at, so a refused attempt cannot be retried with it.
         var nonce = _challenges.Consume(login.Nonce, login.Function);
+        if (nonce == NonceCheck.Busy)
+        {
+            // Not a refusal: nothing was judged and the nonce is unspent, so the same request may come again.
+            throw new KmsException(429, "too many attestation logins within one challenge lifetime: retry shortly");
+        }
+
         if (nonce != NonceCheck.Valid)
         {
             throw Refused(nonce switch
@@ -133,7 +134,7 @@ internal sealed class AttestBackend : ILogicalBackend
                 NonceCheck.Expired => "nonce expired",
                 NonceCheck.AlreadyUsed => "nonce already used",
                 NonceCheck.OtherFunction => "nonce was issued for another function",
-                _ => "nonce unknown: not issued by this KMS, or expired and forgotten",
+                _ => "nonce unknown: not issued by this KMS since its start, or altered",
             });
         }
 

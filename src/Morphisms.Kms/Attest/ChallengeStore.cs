@@ -1,128 +1,149 @@
+using System.Buffers.Binary;
 using System.Security.Cryptography;
-using Morphisms.Kms.Http;
+using System.Text;
 
 namespace Morphisms.Kms.Attest;
 
 /// <summary>
-/// Challenge nonces of <c>auth/attest</c>: 32 random bytes, single use, bound to one function, expiring after a
-/// TTL. Kept in memory only: a restart forgets them, which costs an agent one retry and never lets a nonce be used
-/// twice.
+/// Challenge nonces of <c>auth/attest</c>: single use, bound to one function, expiring after a TTL. Issuing one keeps
+/// no state: the nonce authenticates itself under keys that exist only in this process's memory, so unauthenticated
+/// callers can ask for as many as they like without crowding out anyone else's. Only spending one is remembered.
 /// </summary>
 /// <remarks>
-/// The cap applies to nonces issued and not yet spent, so unauthenticated callers cannot grow memory without bound,
-/// while a spent nonce frees its slot at once: the sustainable login rate is not tied to cap ÷ TTL. Spent nonces are
-/// remembered separately (up to four times the cap, oldest forgotten first) only so that a replay is reported as
-/// such; one forgotten early is reported as unknown, which is refused all the same. Every nonce has the same TTL, so
-/// issue order is expiry order and purging walks a queue from its head instead of scanning.
+/// <para>
+/// Wire format, 56 bytes (base64 in JSON): <c>random (16) ‖ expiry (8) ‖ function tag (16) ‖ issuer tag (16)</c>,
+/// where expiry is big-endian 100 ns ticks of this process's monotonic clock (a wall-clock step can neither revive a
+/// spent nonce nor expire one early), function tag = HMAC-SHA256(function key, random ‖ expiry ‖ UTF-8 function
+/// name) and issuer tag = HMAC-SHA256(issuer key, random ‖ expiry ‖ function tag), both cut to 128 bits. The issuer
+/// tag covers everything before it, so a changed bit anywhere makes the nonce unknown; the separate function tag is
+/// what lets a genuine nonce presented for another function be told apart from a forgery. Both keys are random at
+/// start: a restart, or another KMS node, does not know this process's nonces (in HA only the active node serves
+/// <c>auth/attest</c>; standbys redirect both requests to it).
+/// </para>
+/// <para>
+/// Spent nonces are remembered until their expiry (after which they are refused as expired anyway), at most
+/// <c>maxSpent</c> of them. The set grows only through login requests carrying a genuine, unexpired, unspent nonce,
+/// so keeping it full takes <c>maxSpent</c> ÷ TTL such logins a second — with the defaults 200,000 ÷ 60 s ≈ 3,300 a
+/// second, sustained. An entry costs about 90 bytes (about 130 with the collections' growth slack, which stays
+/// allocated after a peak): 18–26 MB at the default cap, measured. When the set is full a login is answered 429
+/// before anything is judged and its nonce stays unspent, so the agent's retry of the same request succeeds once
+/// older entries expire; forgetting an unexpired entry instead would let its nonce be replayed.
+/// </para>
 /// </remarks>
-internal sealed class ChallengeStore(TimeProvider time, TimeSpan ttl, int capacity)
+internal sealed class ChallengeStore
 {
-    private readonly Lock _lock = new();
-    private readonly Dictionary<string, Challenge> _pending = new(StringComparer.Ordinal);
-    private readonly Queue<(string Key, DateTimeOffset ExpiresAt)> _pendingOrder = new();
-    private readonly Dictionary<string, DateTimeOffset> _spent = new(StringComparer.Ordinal);
-    private readonly Queue<(string Key, DateTimeOffset ExpiresAt)> _spentOrder = new();
+    /// <summary>The length of a nonce on the wire.</summary>
+    public const int NonceBytes = RandomBytes + ExpiryBytes + 2 * TagBytes;
 
-    /// <summary>Nonces issued and neither spent nor expired: the figure the cap applies to.</summary>
-    public int Outstanding
+    private const int RandomBytes = 16;
+    private const int ExpiryBytes = 8;
+    private const int TagBytes = 16;
+    private const int FunctionTagAt = RandomBytes + ExpiryBytes;
+    private const int IssuerTagAt = FunctionTagAt + TagBytes;
+
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _ttl;
+    private readonly int _maxSpent;
+    private readonly long _started;
+    private readonly byte[] _functionKey = RandomNumberGenerator.GetBytes(32);
+    private readonly byte[] _issuerKey = RandomNumberGenerator.GetBytes(32);
+    private readonly Lock _lock = new();
+    private readonly Dictionary<UInt128, long> _spent = [];
+    private readonly PriorityQueue<UInt128, long> _spentByExpiry = new();
+
+    /// <summary>Creates a store with fresh keys: nonces of any other instance are unknown to it.</summary>
+    public ChallengeStore(TimeProvider time, TimeSpan ttl, int maxSpent)
+    {
+        _time = time;
+        _ttl = ttl;
+        _maxSpent = maxSpent;
+        _started = time.GetTimestamp();
+    }
+
+    /// <summary>Spent nonces remembered (spent and not yet expired): the figure the cap applies to.</summary>
+    public int Spent
     {
         get
         {
             lock (_lock)
             {
-                Purge(time.GetUtcNow());
-                return _pending.Count;
+                Purge(Now());
+                return _spent.Count;
             }
         }
     }
 
-    /// <summary>Issues a nonce for <paramref name="function"/>.</summary>
-    /// <exception cref="KmsException">429 when the capacity is reached by unspent, unexpired nonces.</exception>
+    /// <summary>Issues a nonce for <paramref name="function"/>; nothing is stored.</summary>
     public (byte[] Nonce, DateTimeOffset ExpiresAt) Issue(string function)
     {
-        var now = time.GetUtcNow();
-        var nonce = RandomNumberGenerator.GetBytes(32);
-        var key = Convert.ToBase64String(nonce);
-        var expires = now + ttl;
-        lock (_lock)
-        {
-            Purge(now);
-            if (_pending.Count >= capacity)
-            {
-                throw new KmsException(429, "too many outstanding attestation challenges: try again once some have expired");
-            }
-
-            _pending[key] = new Challenge(function, expires);
-            _pendingOrder.Enqueue((key, expires));
-        }
-
-        return (nonce, expires);
+        var nonce = new byte[NonceBytes];
+        RandomNumberGenerator.Fill(nonce.AsSpan(0, RandomBytes));
+        BinaryPrimitives.WriteInt64BigEndian(nonce.AsSpan(RandomBytes, ExpiryBytes), Now() + _ttl.Ticks);
+        FunctionTag(nonce, function).CopyTo(nonce, FunctionTagAt);
+        IssuerTag(nonce).CopyTo(nonce, IssuerTagAt);
+        return (nonce, _time.GetUtcNow() + _ttl);
     }
 
     /// <summary>
-    /// Spends a nonce. Whatever the outcome, the nonce cannot succeed afterwards: a failed login must not leave a
-    /// nonce that a second attempt (with other evidence) could use.
+    /// Spends a nonce. Whatever the outcome, the nonce cannot succeed afterwards — a failed login must not leave a
+    /// nonce that a second attempt (with other evidence) could use — except <see cref="NonceCheck.Busy"/>, which
+    /// judged nothing.
     /// </summary>
     public NonceCheck Consume(byte[] nonce, string function)
     {
-        var key = Convert.ToBase64String(nonce);
-        var now = time.GetUtcNow();
+        if (nonce.Length != NonceBytes || !CryptographicOperations.FixedTimeEquals(IssuerTag(nonce), nonce.AsSpan(IssuerTagAt)))
+        {
+            return NonceCheck.Unknown;
+        }
+
+        var now = Now();
+        var expiry = BinaryPrimitives.ReadInt64BigEndian(nonce.AsSpan(RandomBytes, ExpiryBytes));
+        if (expiry <= now)
+        {
+            return NonceCheck.Expired;
+        }
+
+        var id = BinaryPrimitives.ReadUInt128BigEndian(nonce.AsSpan(0, RandomBytes));
         lock (_lock)
         {
-            if (_pending.Remove(key, out var challenge))
+            Purge(now);
+            if (_spent.ContainsKey(id))
             {
-                if (challenge.ExpiresAt <= now)
-                {
-                    return NonceCheck.Expired;
-                }
-
-                RememberSpent(key, challenge.ExpiresAt);
-                return challenge.Function == function ? NonceCheck.Valid : NonceCheck.OtherFunction;
+                return NonceCheck.AlreadyUsed;
             }
 
-            return _spent.TryGetValue(key, out var expiresAt) && expiresAt > now ? NonceCheck.AlreadyUsed : NonceCheck.Unknown;
-        }
-    }
-
-    private void RememberSpent(string key, DateTimeOffset expiresAt)
-    {
-        _spent[key] = expiresAt;
-        _spentOrder.Enqueue((key, expiresAt));
-        while (_spentOrder.Count > capacity * 4L)
-        {
-            _spent.Remove(_spentOrder.Dequeue().Key);
-        }
-    }
-
-    private void Purge(DateTimeOffset now)
-    {
-        // A queue entry whose nonce was spent meanwhile is skipped: the dictionaries are the truth, the queues only
-        // say what to look at next.
-        while (_pendingOrder.TryPeek(out var head) && head.ExpiresAt <= now)
-        {
-            _pendingOrder.Dequeue();
-            _pending.Remove(head.Key);
-        }
-
-        if (_pendingOrder.Count > 2 * Math.Max(_pending.Count, capacity))
-        {
-            // Spent nonces leave their queue entries behind; when they dominate, rebuild from the dictionary.
-            var live = _pendingOrder.Where(e => _pending.ContainsKey(e.Key)).ToList();
-            _pendingOrder.Clear();
-            foreach (var entry in live)
+            if (_spent.Count >= _maxSpent)
             {
-                _pendingOrder.Enqueue(entry);
+                return NonceCheck.Busy;
             }
+
+            _spent.Add(id, expiry);
+            _spentByExpiry.Enqueue(id, expiry);
         }
 
-        while (_spentOrder.TryPeek(out var head) && head.ExpiresAt <= now)
-        {
-            _spentOrder.Dequeue();
-            _spent.Remove(head.Key);
-        }
+        return CryptographicOperations.FixedTimeEquals(FunctionTag(nonce, function), nonce.AsSpan(FunctionTagAt, TagBytes))
+            ? NonceCheck.Valid
+            : NonceCheck.OtherFunction;
     }
 
-    private sealed record Challenge(string Function, DateTimeOffset ExpiresAt);
+    /// <summary>Ticks since this store was created, on the monotonic clock.</summary>
+    private long Now() => _time.GetElapsedTime(_started).Ticks;
+
+    private byte[] FunctionTag(byte[] nonce, string function) =>
+        Tag(_functionKey, [.. nonce.AsSpan(0, FunctionTagAt), .. Encoding.UTF8.GetBytes(function)]);
+
+    private byte[] IssuerTag(byte[] nonce) => Tag(_issuerKey, nonce.AsSpan(0, IssuerTagAt));
+
+    private static byte[] Tag(byte[] key, ReadOnlySpan<byte> data) => HMACSHA256.HashData(key, data)[..TagBytes];
+
+    private void Purge(long now)
+    {
+        while (_spentByExpiry.TryPeek(out var id, out var expiry) && expiry <= now)
+        {
+            _spentByExpiry.Dequeue();
+            _spent.Remove(id);
+        }
+    }
 }
 
 /// <summary>The outcome of spending a nonce.</summary>
@@ -131,7 +152,7 @@ internal enum NonceCheck
     /// <summary>Issued for this function, unexpired, unused: now used.</summary>
     Valid,
 
-    /// <summary>Never issued by this KMS process, or expired and purged, or spent so long ago it was forgotten.</summary>
+    /// <summary>Not issued by this KMS process (another node, an earlier run, a forgery), or altered.</summary>
     Unknown,
 
     /// <summary>Past its expiry.</summary>
@@ -142,4 +163,7 @@ internal enum NonceCheck
 
     /// <summary>Issued for another function (now spent).</summary>
     OtherFunction,
+
+    /// <summary>Genuine and unused, but the spent set is full: not spent, not judged; the login may be retried.</summary>
+    Busy,
 }

@@ -35,7 +35,7 @@ internal sealed record LoginRequest
     /// <summary>SGX/TDX: the collateral bundle sent as endorsements, or null.</summary>
     public DcapCollateral? Collateral { get; init; }
 
-    /// <summary>The challenge nonce, 32 bytes.</summary>
+    /// <summary>The challenge nonce, <see cref="ChallengeStore.NonceBytes"/> bytes (not yet authenticated).</summary>
     public required byte[] Nonce { get; init; }
 
     /// <summary>The CSR for the key generated in the TEE (its self-signature verified).</summary>
@@ -80,9 +80,9 @@ internal sealed record LoginRequest
         var endorsements = Base64(f, "endorsements", MaxEndorsementBytes);
         var (snpEndorsements, collateral) = endorsements is null ? (null, null) : ParseEndorsements(tee, endorsements);
         var nonce = Base64(f, "nonce", 64) ?? throw KmsException.BadRequest("missing required parameter 'nonce'");
-        if (nonce.Length != 32)
+        if (nonce.Length != ChallengeStore.NonceBytes)
         {
-            throw Invalid("nonce", "the 32-byte nonce from auth/attest/challenge, base64");
+            throw Invalid("nonce", $"the {ChallengeStore.NonceBytes}-byte nonce from auth/attest/challenge, base64");
         }
 
         var csr = ParseCsr(f.RequiredString("csr"));

@@ -25,7 +25,7 @@ internal sealed class KmsMetrics
         _latency.GetOrAdd(pathClass, _ => new Histogram()).Observe(elapsed.TotalSeconds);
     }
 
-    /// <summary>Counts one attestation login by TEE type (<c>snp</c>, <c>sgx</c>, <c>tdx</c>, <c>unknown</c>) and outcome (<c>accepted</c>, <c>refused</c>, <c>invalid</c>).</summary>
+    /// <summary>Counts one attestation login by TEE type (<c>snp</c>, <c>sgx</c>, <c>tdx</c>, <c>unknown</c>) and outcome (<c>accepted</c>, <c>refused</c>, <c>invalid</c>, <c>busy</c>).</summary>
     public void ObserveLogin(string tee, string outcome) => _logins.GetOrAdd((tee, outcome), _ => new Counter()).Increment();
 
     /// <summary>
@@ -38,11 +38,11 @@ internal sealed class KmsMetrics
         _committedTransactions.Add(transactions);
     }
 
-    /// <summary>Counts one challenge request by outcome (<c>issued</c>, <c>refused</c>).</summary>
+    /// <summary>Counts one challenge request by outcome (<c>issued</c>, <c>refused</c> for an unregistered function).</summary>
     public void ObserveChallenge(string outcome) => _challenges.GetOrAdd(outcome, _ => new Counter()).Increment();
 
-    /// <summary>The exposition text; seal state and outstanding nonces come from the caller at scrape time.</summary>
-    public string Render(bool initialized, bool isSealed, int unsealProgress, int outstandingNonces)
+    /// <summary>The exposition text; seal state and spent nonces come from the caller at scrape time.</summary>
+    public string Render(bool initialized, bool isSealed, int unsealProgress, int spentNonces)
     {
         var sb = new StringBuilder();
         sb.AppendLine("# HELP kms_http_requests_total HTTP requests handled, by route class, method and status code.");
@@ -89,9 +89,9 @@ internal sealed class KmsMetrics
             sb.Append(CultureInfo.InvariantCulture, $"kms_attest_challenges_total{{outcome=\"{outcome}\"}} {counter.Value}\n");
         }
 
-        sb.AppendLine("# HELP kms_attest_outstanding_nonces Challenge nonces issued and neither spent nor expired.");
-        sb.AppendLine("# TYPE kms_attest_outstanding_nonces gauge");
-        sb.Append(CultureInfo.InvariantCulture, $"kms_attest_outstanding_nonces {outstandingNonces}\n");
+        sb.AppendLine("# HELP kms_attest_spent_nonces Challenge nonces spent by a login and not yet expired (the set that refuses replays).");
+        sb.AppendLine("# TYPE kms_attest_spent_nonces gauge");
+        sb.Append(CultureInfo.InvariantCulture, $"kms_attest_spent_nonces {spentNonces}\n");
         return sb.ToString();
     }
 

@@ -22,7 +22,7 @@ internal static class MetricsRoutes
                 return Task.FromResult<KmsResponse?>(new KmsResponse
                 {
                     ContentType = "text/plain; version=0.0.4; charset=utf-8",
-                    TextBody = metrics.Render(core.Initialized, core.Sealed, core.UnsealProgressCount, challenges.Outstanding),
+                    TextBody = metrics.Render(core.Initialized, core.Sealed, core.UnsealProgressCount, challenges.Spent),
                 });
             }));
     }

@@ -60,25 +60,40 @@ public sealed class AttestInputTests : IDisposable
     }
 
     [Fact]
-    public async Task Challenge_input_is_checked_and_outstanding_nonces_are_capped()
+    public async Task Challenge_input_is_checked_and_a_flood_of_challenges_does_not_stop_a_real_login()
     {
         await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with
         {
-            Attestation = SimulatedTees.TrustingSimulated(o).Attestation with { MaxOutstandingNonces = 2 },
+            Attestation = SimulatedTees.TrustingSimulated(o).Attestation with { MaxSpentNonces = 2 },
         });
         await AttestFlow.RegisterSignerAsync(kms.Client);
         Assert.Contains("'function'", (await kms.Client.PostAsync("auth/attest/challenge", new { }, token: "")).Expect(400).Errors.Single(), StringComparison.Ordinal);
         Assert.Contains("'function'", (await kms.Client.PostAsync("auth/attest/challenge", new { function = "../sys" }, token: "")).Expect(400).Errors.Single(), StringComparison.Ordinal);
 
         var data = (await kms.Client.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(200).Data;
-        Assert.Equal(32, Convert.FromBase64String(data["nonce"]!.GetValue<string>()).Length);
+        Assert.Equal(56, Convert.FromBase64String(data["nonce"]!.GetValue<string>()).Length);
         Assert.Equal("2026-11-22T12:01:00.0000000Z", data["expires_at"]!.GetValue<string>());
-        await AttestFlow.ChallengeAsync(kms.Client);
-        (await kms.Client.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(429);
 
-        // Expired nonces make room again.
-        kms.Time.Advance(TimeSpan.FromSeconds(61));
-        await AttestFlow.ChallengeAsync(kms.Client);
+        // Ten times the limit in unspent challenges: nothing is held for them, so the real instance still logs in.
+        for (var i = 0; i < 20; i++)
+        {
+            await AttestFlow.ChallengeAsync(kms.Client);
+        }
+
+        using var instance = new FunctionInstance();
+        (await LoginAsync(kms, instance, await AttestFlow.ChallengeAsync(kms.Client))).Expect(200);
+        (await LoginAsync(kms, instance, await AttestFlow.ChallengeAsync(kms.Client))).Expect(200);
+
+        // Two spent nonces fill the set: the next login waits (429, its nonce unspent) until they expire.
+        kms.Time.Advance(TimeSpan.FromSeconds(30));
+        var waiting = await AttestFlow.ChallengeAsync(kms.Client);
+        var busy = (await LoginAsync(kms, instance, waiting)).Expect(429);
+        Assert.Contains("retry", busy.Errors.Single(), StringComparison.Ordinal);
+        kms.Time.Advance(TimeSpan.FromSeconds(31));
+        (await LoginAsync(kms, instance, waiting)).Expect(200);
+        var metrics = (await kms.Client.GetAsync("sys/metrics?format=prometheus")).Expect(200).Raw;
+        Assert.Contains("kms_attest_logins_total{tee=\"snp\",outcome=\"busy\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("kms_attest_spent_nonces 1", metrics, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -99,7 +114,7 @@ public sealed class AttestInputTests : IDisposable
         Assert.Contains("kms_attest_logins_total{tee=\"snp\",outcome=\"refused\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("kms_attest_logins_total{tee=\"tdx\",outcome=\"invalid\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("kms_attest_challenges_total{outcome=\"issued\"} 1", metrics, StringComparison.Ordinal);
-        Assert.Contains("kms_attest_outstanding_nonces 0", metrics, StringComparison.Ordinal); // the one nonce was spent
+        Assert.Contains("kms_attest_spent_nonces 1", metrics, StringComparison.Ordinal); // the replay added nothing
 
         var log = await File.ReadAllTextAsync(audit);
         Assert.Contains("\"type\":\"attest-login\"", log, StringComparison.Ordinal);
@@ -116,6 +131,9 @@ public sealed class AttestInputTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static Task<VaultResult> LoginAsync(TestKms kms, FunctionInstance instance, byte[] nonce) =>
+        AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem);
 
     /// <summary>The CSR with one base64 character of its signature changed: still PEM and DER, no longer signed.</summary>
     private static string EcCsr(ECCurve curve)

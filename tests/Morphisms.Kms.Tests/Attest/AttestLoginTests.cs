@@ -91,10 +91,28 @@ public class AttestLoginTests
     {
         await using var kms = await StartWithSignerAsync();
         using var instance = new FunctionInstance();
-        var nonce = RandomNumberGenerator.GetBytes(32);
+        var nonce = RandomNumberGenerator.GetBytes(56);
 
         var refused = (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(403);
         Assert.Contains("nonce unknown", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)] // random part
+    [InlineData(20)] // expiry
+    [InlineData(30)] // function tag
+    [InlineData(55)] // issuer tag
+    public async Task A_nonce_altered_in_one_bit_gets_the_uniform_refusal_and_the_real_one_still_works(int at)
+    {
+        await using var kms = await StartWithSignerAsync();
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+        var altered = (byte[])nonce.Clone();
+        altered[at] ^= 0x01;
+
+        var refused = (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(altered), altered, instance.CsrPem)).Expect(403);
+        Assert.Equal("attestation refused: nonce unknown: not issued by this KMS since its start, or altered", refused.Errors.Single());
+        (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(200);
     }
 
     [Fact]

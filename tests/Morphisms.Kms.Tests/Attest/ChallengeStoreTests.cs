@@ -1,80 +1,141 @@
+using System.Buffers.Binary;
 using Microsoft.Extensions.Time.Testing;
 using Morphisms.Kms.Attest;
-using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Tests.Attest;
 
 public class ChallengeStoreTests
 {
+    private static readonly TimeSpan Ttl = TimeSpan.FromSeconds(60);
     private readonly FakeTimeProvider _time = new(SimulatedTees.Epoch);
 
     [Fact]
     public void A_nonce_is_good_once_for_its_function_until_it_expires()
     {
-        var store = new ChallengeStore(_time, TimeSpan.FromSeconds(60), 10);
+        var store = new ChallengeStore(_time, Ttl, 10);
         var (nonce, expires) = store.Issue("signer");
-        Assert.Equal(32, nonce.Length);
+        Assert.Equal(56, nonce.Length);
         Assert.Equal(SimulatedTees.Epoch.AddSeconds(60), expires);
 
         Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
         Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(nonce, "signer"));
 
+        // Presented for another function it is refused, and spent all the same.
         var other = store.Issue("signer").Nonce;
         Assert.Equal(NonceCheck.OtherFunction, store.Consume(other, "verifier"));
         Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(other, "signer"));
 
         var late = store.Issue("signer").Nonce;
-        _time.Advance(TimeSpan.FromSeconds(60));
+        _time.Advance(Ttl);
         Assert.Equal(NonceCheck.Expired, store.Consume(late, "signer"));
-        Assert.Equal(NonceCheck.Unknown, store.Consume(late, "signer"));
+        Assert.Equal(NonceCheck.Expired, store.Consume(late, "signer"));
+        Assert.Equal(NonceCheck.Unknown, store.Consume(new byte[56], "signer"));
         Assert.Equal(NonceCheck.Unknown, store.Consume(new byte[32], "signer"));
     }
 
     [Fact]
-    public void Outstanding_nonces_are_capped_and_expired_ones_make_room()
+    public void Issuing_ten_times_the_old_capacity_of_challenges_does_not_stop_a_real_login()
     {
-        var store = new ChallengeStore(_time, TimeSpan.FromSeconds(60), 3);
-        for (var i = 0; i < 3; i++)
+        // The old store refused challenges once 4096 were outstanding: a loop of unauthenticated requests locked
+        // every function out. Issuing now keeps nothing, so a flood leaves room for the real instance.
+        var store = new ChallengeStore(_time, Ttl, 4096);
+        for (var i = 0; i < 10 * 4096; i++)
         {
             store.Issue("signer");
         }
 
-        Assert.Equal(429, Assert.Throws<KmsException>(() => store.Issue("signer")).StatusCode);
-        _time.Advance(TimeSpan.FromSeconds(30));
-        Assert.Equal(429, Assert.Throws<KmsException>(() => store.Issue("signer")).StatusCode);
-        _time.Advance(TimeSpan.FromSeconds(31));
-        store.Issue("signer");
-        Assert.Equal(1, store.Outstanding);
+        var (nonce, _) = store.Issue("signer");
+        Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
     }
 
     [Fact]
-    public void Spent_nonces_free_their_slot_at_once_and_a_replay_is_still_refused()
+    public void A_nonce_with_any_one_bit_flipped_is_unknown_and_leaves_the_real_one_usable()
     {
-        // A cap of 3 must not limit logins to 3 a TTL: spending a nonce makes room immediately.
-        var store = new ChallengeStore(_time, TimeSpan.FromSeconds(60), 3);
+        var store = new ChallengeStore(_time, Ttl, 10);
+        var nonce = store.Issue("signer").Nonce;
+        for (var bit = 0; bit < nonce.Length * 8; bit++)
+        {
+            var altered = (byte[])nonce.Clone();
+            altered[bit / 8] ^= (byte)(1 << (bit % 8));
+            Assert.Equal(NonceCheck.Unknown, store.Consume(altered, "signer"));
+        }
+
+        Assert.Equal(0, store.Spent);
+        Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
+    }
+
+    [Fact]
+    public void A_later_expiry_cannot_be_written_into_a_nonce()
+    {
+        var store = new ChallengeStore(_time, Ttl, 10);
+        var nonce = store.Issue("signer").Nonce;
+        var expiry = nonce.AsSpan(16, 8);
+        BinaryPrimitives.WriteInt64BigEndian(expiry, BinaryPrimitives.ReadInt64BigEndian(expiry) + TimeSpan.FromHours(1).Ticks);
+        _time.Advance(Ttl);
+
+        Assert.Equal(NonceCheck.Unknown, store.Consume(nonce, "signer"));
+    }
+
+    [Fact]
+    public void A_nonce_from_another_kms_instance_is_unknown()
+    {
+        var issuer = new ChallengeStore(_time, Ttl, 10);
+        var other = new ChallengeStore(_time, Ttl, 10);
+        var nonce = issuer.Issue("signer").Nonce;
+
+        Assert.Equal(NonceCheck.Unknown, other.Consume(nonce, "signer"));
+        Assert.Equal(NonceCheck.Valid, issuer.Consume(nonce, "signer"));
+    }
+
+    [Fact]
+    public void Spent_nonces_are_remembered_until_they_expire_then_purged()
+    {
+        var store = new ChallengeStore(_time, Ttl, 10);
+        var first = store.Issue("signer").Nonce;
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var second = store.Issue("signer").Nonce;
+        Assert.Equal(NonceCheck.Valid, store.Consume(second, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Consume(first, "signer"));
+        Assert.Equal(2, store.Spent);
+
+        // Just before the first expires it is still a replay; at its expiry it leaves the set, the second stays.
+        _time.Advance(TimeSpan.FromSeconds(30) - TimeSpan.FromTicks(1));
+        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(first, "signer"));
+        Assert.Equal(2, store.Spent);
+        _time.Advance(TimeSpan.FromTicks(1));
+        Assert.Equal(1, store.Spent);
+        Assert.Equal(NonceCheck.Expired, store.Consume(first, "signer"));
+        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(second, "signer"));
+        _time.Advance(TimeSpan.FromSeconds(30));
+        Assert.Equal(0, store.Spent);
+    }
+
+    [Fact]
+    public void A_full_spent_set_makes_logins_wait_without_spending_or_forgetting()
+    {
+        var store = new ChallengeStore(_time, Ttl, 3);
         var spent = new List<byte[]>();
-        for (var i = 0; i < 50; i++)
+        for (var i = 0; i < 3; i++)
         {
             var nonce = store.Issue("signer").Nonce;
             Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
             spent.Add(nonce);
         }
 
-        Assert.Equal(0, store.Outstanding);
+        // Challenges are still issued; logins wait. No remembered nonce is dropped to make room (it would become
+        // replayable), and the waiting nonce stays unspent.
+        _time.Advance(TimeSpan.FromSeconds(10));
+        var waiting = store.Issue("signer").Nonce;
+        Assert.Equal(NonceCheck.Busy, store.Consume(waiting, "signer"));
+        Assert.Equal(NonceCheck.Busy, store.Consume(waiting, "verifier"));
+        Assert.All(spent, n => Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(n, "signer")));
+        Assert.Equal(3, store.Spent);
 
-        // The last 4 × cap spent nonces are reported as replays; older ones are forgotten, and refused as unknown.
-        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(spent[^1], "signer"));
-        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(spent[^12], "signer"));
-        Assert.Equal(NonceCheck.Unknown, store.Consume(spent[0], "signer"));
-        Assert.All(spent, n => Assert.NotEqual(NonceCheck.Valid, store.Consume(n, "signer")));
+        // Forgeries, expired and replayed nonces are answered as such, full or not.
+        Assert.Equal(NonceCheck.Unknown, store.Consume(new byte[56], "signer"));
 
-        // Unspent ones still count against the cap.
-        for (var i = 0; i < 3; i++)
-        {
-            store.Issue("signer");
-        }
-
-        Assert.Equal(429, Assert.Throws<KmsException>(() => store.Issue("signer")).StatusCode);
-        Assert.Equal(3, store.Outstanding);
+        _time.Advance(TimeSpan.FromSeconds(50));
+        Assert.Equal(NonceCheck.Valid, store.Consume(waiting, "signer"));
+        Assert.Equal(1, store.Spent);
     }
 }
