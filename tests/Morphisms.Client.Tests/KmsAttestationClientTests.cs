@@ -45,22 +45,71 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
 
     private string Url => _kms.BaseAddress!.ToString();
 
+    private KmsTrustOptions SimulatedRootTrusted => new() { Anchors = _tee.TrustedWith(TrustAnchors.Vendor) };
+
     [Fact]
     public async Task A_kms_whose_evidence_binds_its_tls_key_and_root_ca_is_pinned()
     {
-        var outcome = await KmsAttestationClient.VerifyAsync(Url, new KmsTrustOptions { Anchors = _tee.TrustedWith(TrustAnchors.Vendor), ExpectedMeasurement = KmsMeasurement });
+        var outcome = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [KmsMeasurement] });
         Assert.True(outcome.Trusted, string.Join("; ", outcome.Failures));
         var record = outcome.Record!;
         Assert.True(record.Simulated);
         Assert.Equal(Convert.ToHexStringLower(KmsMeasurement), record.Measurement);
+        Assert.Equal([Convert.ToHexStringLower(KmsMeasurement)], record.ExpectedMeasurements);
+        Assert.False(record.AnyMeasurement);
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(_kms.TlsCertificate!.PublicKey.ExportSubjectPublicKeyInfo())), record.TlsSpkiSha256);
         Assert.Contains("BEGIN CERTIFICATE", record.RootCaPem);
+    }
+
+    /// <summary>Genuine evidence alone proves only "some TEE": without a measurement to expect, nothing is even asked.</summary>
+    [Fact]
+    public async Task Without_an_expected_measurement_the_kms_is_refused_before_it_is_asked()
+    {
+        var outcome = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted);
+        Assert.False(outcome.Trusted);
+        Assert.Null(outcome.Attestation);
+        Assert.Contains("measurement: no expected KMS measurement", Assert.Single(outcome.Failures));
+    }
+
+    [Theory]
+    [InlineData(true, 48)]
+    [InlineData(false, 47)]
+    [InlineData(false, 0)]
+    public async Task A_contradicting_or_malformed_measurement_policy_is_refused_before_the_kms_is_asked(bool anyMeasurement, int length)
+    {
+        var outcome = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [new byte[length]], AnyMeasurement = anyMeasurement });
+        Assert.False(outcome.Trusted);
+        Assert.Null(outcome.Attestation);
+        Assert.StartsWith("measurement: ", Assert.Single(outcome.Failures));
+    }
+
+    [Fact]
+    public async Task One_of_several_expected_measurements_is_enough_and_the_old_single_value_still_counts()
+    {
+        var other = SHA384.HashData("the next KMS build"u8);
+        var set = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [other, KmsMeasurement] });
+        Assert.True(set.Trusted, string.Join("; ", set.Failures));
+        Assert.Equal([Convert.ToHexStringLower(other), Convert.ToHexStringLower(KmsMeasurement)], set.Record!.ExpectedMeasurements);
+
+        var single = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurement = KmsMeasurement });
+        Assert.True(single.Trusted, string.Join("; ", single.Failures));
+        var wrongSingle = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurement = other });
+        Assert.False(wrongSingle.Trusted);
+    }
+
+    [Fact]
+    public async Task Any_measurement_is_an_explicit_choice_kept_in_the_record()
+    {
+        var outcome = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { AnyMeasurement = true });
+        Assert.True(outcome.Trusted, string.Join("; ", outcome.Failures));
+        Assert.True(outcome.Record!.AnyMeasurement);
+        Assert.Empty(outcome.Record.ExpectedMeasurements);
     }
 
     [Fact]
     public async Task Vendor_roots_alone_refuse_a_simulated_kms()
     {
-        var outcome = await KmsAttestationClient.VerifyAsync(Url, new KmsTrustOptions());
+        var outcome = await KmsAttestationClient.VerifyAsync(Url, new KmsTrustOptions { ExpectedMeasurements = [KmsMeasurement] });
         Assert.False(outcome.Trusted);
         Assert.Contains(outcome.Failures, f => f.StartsWith("snp.chain", StringComparison.Ordinal));
     }
@@ -68,16 +117,18 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
     [Fact]
     public async Task Another_measurement_is_refused()
     {
-        var outcome = await KmsAttestationClient.VerifyAsync(Url, new KmsTrustOptions { Anchors = _tee.TrustedWith(TrustAnchors.Vendor), ExpectedMeasurement = new byte[48] });
+        var outcome = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [new byte[48], new byte[32]] });
         Assert.False(outcome.Trusted);
-        Assert.Contains(outcome.Failures, f => f.Contains("measurement", StringComparison.Ordinal));
+        Assert.Null(outcome.Record);
+        Assert.Contains($"measurement: the KMS attests {Convert.ToHexStringLower(KmsMeasurement)}, which is not one of the expected", Assert.Single(outcome.Failures));
     }
 
     [Fact]
     public async Task Plain_http_and_unreachable_kms_are_refused_with_a_reason()
     {
-        Assert.Contains("https", (await KmsAttestationClient.VerifyAsync("http://127.0.0.1:1", new KmsTrustOptions())).Failures[0]);
-        var unreachable = await KmsAttestationClient.VerifyAsync("https://127.0.0.1:1", new KmsTrustOptions { Timeout = TimeSpan.FromSeconds(5) });
+        var options = new KmsTrustOptions { ExpectedMeasurements = [KmsMeasurement], Timeout = TimeSpan.FromSeconds(5) };
+        Assert.Contains("https", (await KmsAttestationClient.VerifyAsync("http://127.0.0.1:1", options)).Failures[0]);
+        var unreachable = await KmsAttestationClient.VerifyAsync("https://127.0.0.1:1", options);
         Assert.False(unreachable.Trusted);
         Assert.Contains("could not get", unreachable.Failures[0]);
     }
@@ -105,6 +156,15 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
             Assert.Equal("11", store.Find("https://kms.example:8200")!.Measurement);
             Assert.Single(store.All());
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(store.Path));
+
+            // A record written before the measurement policy was recorded still reads, with neither set.
+            var before = File.ReadAllText(store.Path).Replace("\"expected_measurements\": [],", "").Replace("\"any_measurement\": false,", "");
+            Assert.DoesNotContain("measurements", before);
+            Assert.DoesNotContain("any_measurement", before);
+            File.WriteAllText(store.Path, before);
+            var old = store.Find("https://kms.example:8200")!;
+            Assert.Empty(old.ExpectedMeasurements);
+            Assert.False(old.AnyMeasurement);
         }
         finally
         {

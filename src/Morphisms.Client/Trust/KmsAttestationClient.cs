@@ -9,15 +9,23 @@ namespace Morphisms.Client.Trust;
 /// <summary>
 /// Verifies a KMS before anything is sent to it (DESIGN.md §3): asks for its evidence with a fresh
 /// nonce, and recomputes REPORT_DATA from the TLS certificate this connection actually saw and the
-/// root CA the KMS serves. Only when the evidence is genuine, passes the policy and binds exactly
-/// those does the client pin the root CA — never on first use.
+/// root CA the KMS serves. Only when the evidence is genuine, shows one of the expected measurements,
+/// passes the policy and binds exactly those does the client pin the root CA — never on first use.
 /// </summary>
 public static class KmsAttestationClient
 {
-    /// <summary>Verifies the KMS at <paramref name="kmsUrl"/> (an https URL).</summary>
+    /// <summary>
+    /// Verifies the KMS at <paramref name="kmsUrl"/> (an https URL). Refused without contacting it when
+    /// <paramref name="options"/> says no measurement to expect (see <see cref="KmsTrustOptions.MeasurementPolicyProblem"/>).
+    /// </summary>
     public static async Task<KmsTrustOutcome> VerifyAsync(string kmsUrl, KmsTrustOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.MeasurementPolicyProblem() is { } policyProblem)
+        {
+            return Refused($"measurement: {policyProblem}");
+        }
+
         if (!Uri.TryCreate(kmsUrl, UriKind.Absolute, out var baseUri) || baseUri.Scheme != Uri.UriSchemeHttps)
         {
             return Refused($"{kmsUrl}: a KMS can only be attested over https — its evidence binds the TLS key");
@@ -78,7 +86,7 @@ public static class KmsAttestationClient
                 Collateral = options.Collateral,
                 Anchors = options.Anchors,
                 Time = options.Time,
-                ExpectedMeasurement = options.ExpectedMeasurement,
+                // The measurement is checked below, against a set, rather than by the verifier's single value.
                 ExpectedReportData = binding,
             }, cancellationToken).ConfigureAwait(false);
         }
@@ -87,7 +95,14 @@ public static class KmsAttestationClient
             return Refused($"the KMS's evidence is malformed: {e.Message}");
         }
 
+        var expected = options.AcceptedMeasurements;
         var failures = result.Failures.Select(f => f.ToString()).ToList();
+        if (!options.AnyMeasurement && !expected.Any(m => result.Claims.Measurement.Span.SequenceEqual(m)))
+        {
+            failures.Add($"measurement: the KMS attests {Hex.Of(result.Claims.Measurement)}, which is not "
+                + (expected.Count == 1 ? $"the expected {Hex.Of(expected[0])}" : $"one of the expected {string.Join(", ", expected.Select(m => Hex.Of(m)))}"));
+        }
+
         if (!IsCertificateAuthority(root))
         {
             failures.Add("root_ca: the certificate the KMS serves as its root CA is not a self-signed CA certificate");
@@ -106,6 +121,8 @@ public static class KmsAttestationClient
             TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo())),
             Tee = tee.ToWireName(),
             Measurement = Hex.Of(result.Claims.Measurement),
+            ExpectedMeasurements = [.. expected.Select(m => Hex.Of(m))],
+            AnyMeasurement = options.AnyMeasurement,
             Simulated = result.Simulated,
             VerifiedAt = options.Time.GetUtcNow(),
         };

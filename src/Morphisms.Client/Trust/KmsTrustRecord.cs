@@ -24,6 +24,19 @@ public sealed record KmsTrustRecord
     /// <summary>The KMS's measurement, lowercase hex.</summary>
     public required string Measurement { get; init; }
 
+    /// <summary>
+    /// The measurements the KMS had to show to be pinned, lowercase hex (empty with <see cref="AnyMeasurement"/>),
+    /// so a re-trust or a KMS upgrade is checked against an explicit, recorded choice.
+    /// </summary>
+    public IReadOnlyList<string> ExpectedMeasurements { get; init; } = [];
+
+    /// <summary>
+    /// True when the KMS was pinned without a measurement check (<c>--any-measurement</c>). A record written before
+    /// the policy was recorded has neither this nor <see cref="ExpectedMeasurements"/>: whether its measurement was
+    /// checked is unknown, and trusting the KMS again records it.
+    /// </summary>
+    public bool AnyMeasurement { get; init; }
+
     /// <summary>True when the KMS attested with the simulated TEE: the pin then proves nothing about hardware.</summary>
     public required bool Simulated { get; init; }
 

@@ -6,6 +6,7 @@ using Morphisms.Cli.Commands.Kms;
 using Morphisms.Cli.Paths;
 using Morphisms.Client.Trust;
 using Morphisms.Kms;
+using Morphisms.Kms.SelfAttestation;
 using Morphisms.Serving.Hosting;
 using ServingKms = Morphisms.Serving.Hosting.KmsConnection;
 
@@ -85,6 +86,7 @@ public sealed class LocalStack : IAsyncDisposable
 
         Directory.CreateDirectory(KmsDirectory);
         _tee = SimulatedTeeAuthority.LoadOrCreate(_paths.SimulatedTeeDirectory, TimeProvider.System);
+        var kmsMeasurement = KmsMeasurement.Simulated;
         _kms = new KmsServer(new KmsServerOptions
         {
             Listen = "127.0.0.1:0",
@@ -92,7 +94,7 @@ public sealed class LocalStack : IAsyncDisposable
             Dev = true,
             Tls = KmsTlsOptions.SelfSigned,
             AuditLogPath = Path.Combine(KmsDirectory, "audit.log"),
-            Attestation = new KmsAttestationOptions { SimulatedTee = _tee, TrustSimulatedTee = true },
+            Attestation = new KmsAttestationOptions { SimulatedTee = _tee, TrustSimulatedTee = true, SimulatedMeasurement = kmsMeasurement },
             WarningWriter = log,
         });
         try
@@ -111,8 +113,10 @@ public sealed class LocalStack : IAsyncDisposable
         PrivateFile.Write(tokenFile, _kms.DevCredentials!.RootToken + "\n");
 
         // Pin the KMS the way any client must: through its evidence, bound to this TLS key and root CA with a fresh
-        // nonce. Only the simulated TEE of this installation is added to the vendor roots.
-        var outcome = await KmsAttestationClient.VerifyAsync(kmsUrl.ToString(), new KmsTrustOptions { Anchors = _tee.TrustedWith(TrustAnchors.Vendor) }, ct);
+        // nonce, showing the measurement of the KMS this process started. Only the simulated TEE of this installation
+        // is added to the vendor roots.
+        var trustOptions = new KmsTrustOptions { Anchors = _tee.TrustedWith(TrustAnchors.Vendor), ExpectedMeasurements = [kmsMeasurement] };
+        var outcome = await KmsAttestationClient.VerifyAsync(kmsUrl.ToString(), trustOptions, ct);
         if (!outcome.Trusted)
         {
             throw new UpException("the KMS's own attestation failed: " + string.Join("; ", outcome.Failures));
