@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Kms;
+using Morphisms.Kms.SelfAttestation;
 
 namespace Morphisms.Cli.Tests.Kms;
 
@@ -8,6 +9,9 @@ namespace Morphisms.Cli.Tests.Kms;
 [Collection(MorphismsHomeCollection.Name)]
 public sealed class KmsTrustCommandTests
 {
+    /// <summary>The measurement the test KMS reports unless told otherwise.</summary>
+    private static readonly string ZeroMeasurement = new('0', 96);
+
     [Fact]
     public Task Trust_verifies_the_kms_and_pins_its_root_ca_only_when_the_simulated_root_is_trusted() =>
         WithHomeAndKmsAsync(async (home, kms) =>
@@ -15,7 +19,7 @@ public sealed class KmsTrustCommandTests
             var url = kms.BaseAddress!.ToString();
             var trustFile = Path.Combine(home, "config", "kms-trust.json");
 
-            var refused = await MorphRunner.RunAsync("kms", "trust", url);
+            var refused = await MorphRunner.RunAsync("kms", "trust", url, "--expect-measurement", ZeroMeasurement);
             Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
             Assert.Contains("NOT trusted", refused.Stderr);
             Assert.Contains("snp.chain", refused.Stderr);
@@ -23,16 +27,100 @@ public sealed class KmsTrustCommandTests
 
             var wrongMeasurement = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", new string('1', 96));
             Assert.Equal(ExitCodes.Rejected, wrongMeasurement.ExitCode);
+            Assert.Contains($"measurement: the KMS attests {ZeroMeasurement}, which is not the expected {new string('1', 96)}", wrongMeasurement.Stderr);
             Assert.False(File.Exists(trustFile));
 
-            var trusted = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", new string('0', 96), "--json");
+            var trusted = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroMeasurement, "--json");
             Assert.Equal(ExitCodes.Ok, trusted.ExitCode);
             Assert.Contains("simulated TEE", trusted.Stderr);
+            Assert.DoesNotContain("--any-measurement", trusted.Stderr);
             var record = JsonDocument.Parse(trusted.Stdout).RootElement;
             Assert.True(record.GetProperty("simulated").GetBoolean());
+            Assert.Equal([ZeroMeasurement], record.GetProperty("expected_measurements").EnumerateArray().Select(m => m.GetString()));
+            Assert.False(record.GetProperty("any_measurement").GetBoolean());
             Assert.True(File.Exists(trustFile));
             Assert.Contains(record.GetProperty("root_ca_sha256").GetString()!, await File.ReadAllTextAsync(trustFile));
+
+            // Several measurements (a KMS upgrade): showing one of them is enough, and the record keeps them all.
+            var upgrade = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", new string('1', 96), "--expect-measurement", ZeroMeasurement);
+            Assert.True(upgrade.ExitCode == ExitCodes.Ok, upgrade.Stderr);
+            Assert.Contains($"required     {new string('1', 96)} or {ZeroMeasurement}", upgrade.Stdout);
+            Assert.Contains(new string('1', 96), await File.ReadAllTextAsync(trustFile));
         });
+
+    /// <summary>
+    /// Genuine evidence without a measurement check proves only "some TEE": refused before the KMS is asked, nothing
+    /// pinned, and the message says where the measurement comes from and how to opt out. Contradicting or malformed
+    /// measurement flags are usage errors that pin nothing either.
+    /// </summary>
+    [Fact]
+    public Task Without_an_expected_measurement_nothing_is_pinned_and_the_user_is_told_where_to_find_one() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var url = kms.BaseAddress!.ToString();
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+
+            var refused = await MorphRunner.RunAsync("kms", "trust", url);
+            Assert.Equal(ExitCodes.UsageOrInput, refused.ExitCode);
+            Assert.Contains("--expect-measurement HEX is required", refused.Stderr);
+            Assert.Contains("published with the KMS image", refused.Stderr);
+            Assert.Contains("--any-measurement", refused.Stderr);
+            Assert.Contains("Nothing was pinned", refused.Stderr);
+            Assert.False(File.Exists(trustFile));
+
+            var both = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--any-measurement", "--expect-measurement", ZeroMeasurement);
+            Assert.Equal(ExitCodes.UsageOrInput, both.ExitCode);
+            Assert.Contains("contradict each other", both.Stderr);
+
+            var tooShort = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", "0011");
+            Assert.Equal(ExitCodes.UsageOrInput, tooShort.ExitCode);
+            Assert.Contains("--expect-measurement: an expected measurement of 2 bytes", tooShort.Stderr);
+
+            var notHex = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", "xyz");
+            Assert.Equal(ExitCodes.UsageOrInput, notHex.ExitCode);
+            Assert.Contains("--expect-measurement: not a hexadecimal string", notHex.Stderr);
+            Assert.False(File.Exists(trustFile));
+        });
+
+    /// <summary>The explicit opt-out pins whatever the measurement, saying loudly what is not checked, and records it.</summary>
+    [Fact]
+    public Task Any_measurement_pins_with_a_loud_warning_and_is_recorded() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var trusted = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev", "--any-measurement", "--json");
+
+            Assert.True(trusted.ExitCode == ExitCodes.Ok, trusted.Stderr);
+            Assert.Contains("WARNING! --any-measurement: the KMS's measurement is NOT checked", trusted.Stderr);
+            Assert.Contains("SOME genuine TEE", trusted.Stderr);
+            var record = JsonDocument.Parse(trusted.Stdout).RootElement;
+            Assert.True(record.GetProperty("any_measurement").GetBoolean());
+            Assert.Empty(record.GetProperty("expected_measurements").EnumerateArray());
+            Assert.Contains("\"any_measurement\": true", await File.ReadAllTextAsync(Path.Combine(home, "config", "kms-trust.json")));
+        });
+
+    /// <summary>
+    /// <c>--dev</c> alone expects this build's dev KMS measurement: a dev KMS of this installation is pinned without
+    /// typing one, and a KMS showing another measurement is not (--dev is no way around the check).
+    /// </summary>
+    [Fact]
+    public async Task Dev_expects_this_installations_kms_measurement_by_itself()
+    {
+        await WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var trusted = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
+            Assert.True(trusted.ExitCode == ExitCodes.Ok, trusted.Stderr);
+            Assert.Contains($"expecting this installation's dev KMS measurement {Convert.ToHexStringLower(KmsMeasurement.Simulated)}", trusted.Stderr);
+            Assert.Contains($"required     {Convert.ToHexStringLower(KmsMeasurement.Simulated)}", trusted.Stdout);
+        }, simulatedMeasurement: null);
+
+        await WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var refused = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
+            Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+            Assert.Contains($"measurement: the KMS attests {ZeroMeasurement}", refused.Stderr);
+            Assert.False(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
+        });
+    }
 
     /// <summary>A trust store that cannot be read: <c>morph kms trust</c> names it and pins nothing, without a stack trace.</summary>
     [Fact]
@@ -43,7 +131,7 @@ public sealed class KmsTrustCommandTests
             Directory.CreateDirectory(Path.GetDirectoryName(trustFile)!);
             await File.WriteAllTextAsync(trustFile, "{\"half-written");
 
-            var outcome = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
+            var outcome = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev", "--expect-measurement", ZeroMeasurement);
 
             Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
             Assert.Contains($"NOT pinned: {trustFile}: not a Morphisms trust store", outcome.Stderr);
@@ -51,11 +139,15 @@ public sealed class KmsTrustCommandTests
             Assert.Equal("{\"half-written", await File.ReadAllTextAsync(trustFile));
         });
 
+    /// <summary>Runs <paramref name="test"/> against a dev KMS whose measurement is all zeros.</summary>
+    private static Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test) => WithHomeAndKmsAsync(test, new byte[48]);
+
     /// <summary>
     /// Runs <paramref name="test"/> with MORPHISMS_HOME pointing at a fresh directory and a dev KMS on TLS whose
-    /// self-attestation is the installation's simulated TEE (launch measurement all zeros).
+    /// self-attestation is the installation's simulated TEE, with <paramref name="simulatedMeasurement"/> as its launch
+    /// measurement (all zeros unless told; null is this build's own, as <c>morph kms server --dev</c> reports).
     /// </summary>
-    private static async Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test)
+    private static async Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test, byte[]? simulatedMeasurement)
     {
         var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
         var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
@@ -70,7 +162,7 @@ public sealed class KmsTrustCommandTests
                 Dev = true,
                 Tls = KmsTlsOptions.SelfSigned,
                 WarningWriter = TextWriter.Null,
-                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, SimulatedMeasurement = new byte[48] },
+                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, SimulatedMeasurement = simulatedMeasurement },
             });
             await kms.StartAsync();
             await test(home, kms);

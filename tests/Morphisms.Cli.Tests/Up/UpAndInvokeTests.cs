@@ -24,6 +24,16 @@ public sealed class UpAndInvokeTests
                 Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(home, "data", "kms", "token")));
                 Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(home, "data", "up.json")));
 
+                // The dev flow types no measurement: `morph up` pinned its KMS expecting the measurement of the KMS it
+                // started, and `morph kms trust --dev` expects this installation's dev KMS by itself.
+                var kmsMeasurement = Convert.ToHexStringLower(Morphisms.Kms.SelfAttestation.KmsMeasurement.Simulated);
+                var upRecord = await File.ReadAllTextAsync(Path.Combine(home, "config", "kms-trust.json"));
+                Assert.Matches($"\"expected_measurements\": \\[\\s*\"{kmsMeasurement}\"", upRecord);
+                var kmsUrl = QuickstartTests.Field(up.Stdout, @"^KMS +(\S+) ");
+                var retrusted = await MorphRunner.RunAsync("kms", "trust", kmsUrl, "--dev");
+                Assert.True(retrusted.ExitCode == 0, retrusted.Stderr);
+                Assert.Contains($"required     {kmsMeasurement}", retrusted.Stdout);
+
                 // No flags anywhere: the KMS commands and the serving commands find `morph up` through its state files.
                 var bundle = Path.Combine(home, "bundle.json");
                 await File.WriteAllTextAsync(bundle, """{"files":{}}""");

@@ -5,28 +5,43 @@ using Morphisms.Attestation.Simulated;
 using Morphisms.Attestation.Trust;
 using Morphisms.Cli.Paths;
 using Morphisms.Client.Trust;
+using Morphisms.Kms.SelfAttestation;
 
 namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
-/// <c>morph kms trust URL</c>: fetch the KMS's evidence with a fresh nonce, verify it and its binding
-/// to the TLS key and root CA, and pin the root CA under the user's config directory. Nothing is
-/// trusted on first use: a KMS whose evidence fails is not pinned.
+/// <c>morph kms trust URL</c>: fetch the KMS's evidence with a fresh nonce, verify it, its measurement and its binding
+/// to the TLS key and root CA, and pin the root CA under the user's config directory. Nothing is trusted on first use:
+/// a KMS whose evidence fails is not pinned, and neither is one whose measurement the user did not name — genuine
+/// evidence alone proves only that some TEE holds the keys, and anyone can rent a TEE to run a look-alike KMS in.
 /// </summary>
 public static class KmsTrustCommand
 {
     /// <summary>The trust store file under the config directory.</summary>
     public const string TrustFileName = "kms-trust.json";
 
+    /// <summary>What <c>morph kms trust</c> says when no measurement is given, and how to get one.</summary>
+    internal const string MissingMeasurement =
+        "--expect-measurement HEX is required: without it, genuine evidence proves only that some TEE holds the KMS's keys, "
+        + "not that it runs the Morphisms KMS (anyone can rent a TEE and run their own KMS there). Give the measurement "
+        + "published with the KMS image you run (SNP MEASUREMENT or TDX MRTD, 96 hex digits; SGX MRENCLAVE, 64), and repeat "
+        + "the option to accept several, e.g. during a KMS upgrade. --dev expects this installation's dev KMS by itself; "
+        + "--any-measurement skips the check (insecure). Nothing was pinned.";
+
     /// <summary>Creates the command.</summary>
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var url = new Argument<string>("url") { Description = "The KMS base URL (https)." };
-        var measurement = new Option<string?>("--expect-measurement") { Description = "Required KMS measurement, hex." };
+        var measurement = new Option<string[]>("--expect-measurement")
+        {
+            Description = "The KMS measurement to require, hex (repeatable: any of them, e.g. during an upgrade). Required unless --dev or --any-measurement.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var anyMeasurement = new Option<bool>("--any-measurement") { Description = "INSECURE: pin a KMS whatever its measurement (any genuine TEE passes); says so loudly." };
         var dev = new Option<bool>("--dev") { Description = "Also trust this installation's simulated TEE (development only; says so loudly)." };
         var simulated = new Option<DirectoryInfo?>("--trust-simulated-tee") { Description = "Also trust the simulated TEE in DIR (development only)." };
         var json = new Option<bool>("--json") { Description = "Print the pinned record as JSON." };
-        var command = new Command("trust", "Attest a KMS and pin its root CA for this user.") { url, measurement, dev, simulated, json };
+        var command = new Command("trust", "Attest a KMS, check its measurement and pin its root CA for this user.") { url, measurement, anyMeasurement, dev, simulated, json };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var paths = MorphPaths.FromEnvironment();
@@ -34,18 +49,31 @@ public static class KmsTrustCommand
             SimulatedTeeAuthority? tee = null;
             try
             {
-                var expected = parse.GetValue(measurement) is { } hex ? Hex.Parse(hex, "--expect-measurement") : null;
+                // Every flag is checked before the simulated TEE is loaded: a usage error changes nothing.
+                var expected = (parse.GetValue(measurement) ?? []).Select(hex => Hex.Parse(hex, "--expect-measurement")).ToList();
                 var simulatedDir = parse.GetValue(simulated)?.FullName ?? (parse.GetValue(dev) ? paths.SimulatedTeeDirectory : null);
+                options = new KmsTrustOptions { ExpectedMeasurements = expected, AnyMeasurement = parse.GetValue(anyMeasurement) };
+                if (MeasurementUsageProblem(options, simulatedDir is not null) is { } usage)
+                {
+                    await stderr.WriteLineAsync($"morph: {usage}");
+                    return ExitCodes.UsageOrInput;
+                }
+
+                if (!options.AnyMeasurement && expected.Count == 0)
+                {
+                    // A dev KMS (`morph kms server --dev`, `morph up`) of this installation is this very build, so its
+                    // measurement is known here. Expecting it keeps --dev from accepting ANY genuine hardware KMS (the
+                    // vendor roots stay trusted beside the simulated one) while the dev flow needs no typing.
+                    options = options with { ExpectedMeasurements = [KmsMeasurement.Simulated] };
+                    await stderr.WriteLineAsync($"note: expecting this installation's dev KMS measurement {Hex.Of(options.ExpectedMeasurements[0])} (a KMS of another build needs --expect-measurement)");
+                }
+
                 if (simulatedDir is not null)
                 {
                     tee = SimulatedTeeAuthority.Load(simulatedDir);
                 }
 
-                options = new KmsTrustOptions
-                {
-                    Anchors = tee?.TrustedWith(TrustAnchors.Vendor) ?? TrustAnchors.Vendor,
-                    ExpectedMeasurement = expected,
-                };
+                options = options with { Anchors = tee?.TrustedWith(TrustAnchors.Vendor) ?? TrustAnchors.Vendor };
             }
             catch (Exception e) when (e is FormatException or FileNotFoundException or InvalidDataException)
             {
@@ -58,6 +86,11 @@ public static class KmsTrustCommand
                 if (tee is not null)
                 {
                     await stderr.WriteLineAsync($"warning: trusting the simulated TEE (root sha256 {tee.Fingerprint[..16]}…): a simulated KMS proves nothing about hardware");
+                }
+
+                if (options.AnyMeasurement)
+                {
+                    await stderr.WriteLineAsync(AnyMeasurementWarning);
                 }
 
                 var outcome = await KmsAttestationClient.VerifyAsync(parse.GetValue(url)!, options, cancellationToken);
@@ -94,6 +127,9 @@ public static class KmsTrustCommand
                     await stdout.WriteLineAsync($"trusted {record.KmsUrl}{(record.Simulated ? " (SIMULATED TEE)" : string.Empty)}");
                     await stdout.WriteLineAsync($"  evidence     {record.Tee}, {outcome.Attestation!.Status.ToWireName()}, bound to this TLS key and root CA with a fresh nonce");
                     await stdout.WriteLineAsync($"  measurement  {record.Measurement}");
+                    await stdout.WriteLineAsync(record.AnyMeasurement
+                        ? "  required     ANY measurement (--any-measurement: NOT checked)"
+                        : $"  required     {string.Join(" or ", record.ExpectedMeasurements)}");
                     await stdout.WriteLineAsync($"  root CA      sha256 {record.RootCaSha256} (pinned)");
                     await stdout.WriteLineAsync($"  TLS key      sha256 {record.TlsSpkiSha256}");
                     await stdout.WriteLineAsync($"  stored in    {store.Path}");
@@ -104,4 +140,29 @@ public static class KmsTrustCommand
         });
         return command;
     }
+
+    /// <summary>
+    /// Why the measurement flags cannot be used, or null: none given outside dev mode (where the measurement of this
+    /// build's KMS is expected instead), both a measurement and <c>--any-measurement</c>, or a value no TEE measures.
+    /// </summary>
+    private static string? MeasurementUsageProblem(KmsTrustOptions options, bool simulatedTee)
+    {
+        if (options.AnyMeasurement && options.ExpectedMeasurements.Count > 0)
+        {
+            return "--any-measurement and --expect-measurement contradict each other: give one or the other";
+        }
+
+        if (options.AnyMeasurement || options.ExpectedMeasurements.Count > 0)
+        {
+            return options.MeasurementPolicyProblem() is { } problem ? $"--expect-measurement: {problem}" : null;
+        }
+
+        return simulatedTee ? null : MissingMeasurement;
+    }
+
+    /// <summary>What <c>--any-measurement</c> gives up, printed every time it is used.</summary>
+    internal const string AnyMeasurementWarning =
+        "WARNING! --any-measurement: the KMS's measurement is NOT checked. The evidence then proves only that SOME genuine TEE "
+        + "holds this TLS key and root CA, not that it runs the Morphisms KMS: anyone who rents a TEE can run their own KMS "
+        + "there, and every function certificate it issues would be accepted. Pin with --expect-measurement instead.";
 }
