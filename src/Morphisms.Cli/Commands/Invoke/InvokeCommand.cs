@@ -40,7 +40,7 @@ public static class InvokeCommand
                 var up = UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, UpStateFile.FileName));
                 var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new InvokeUsageException("no running morph up found: start one, or pass --kms URL --gateway IP:PORT");
                 var store = new KmsTrustStore(Path.Combine(paths.ConfigDirectory, KmsTrustCommand.TrustFileName));
-                trust = store.Find(kmsUrl) ?? throw new InvokeUsageException($"the KMS {kmsUrl} is not trusted: run 'morph kms trust {kmsUrl}' first");
+                trust = store.Find(kmsUrl) ?? throw new InvokeUsageException($"the KMS {kmsUrl} is not trusted: run 'morph kms trust {kmsUrl} --expect-measurement HEX' first (the KMS image's published measurement)");
                 var gatewayText = parse.GetValue(gateway) ?? up?.Gateway ?? throw new InvokeUsageException("--gateway IP:PORT is needed without a running morph up");
                 if (!IPEndPoint.TryParse(gatewayText, out var endPoint) || endPoint.Port == 0)
                 {
