@@ -23,7 +23,11 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     /// <summary>SNP guest policy used unless a request says otherwise: ABI 0.0, SMT allowed, reserved bit 17 set, no debug, no migration agent.</summary>
     public const ulong DefaultSnpPolicy = 0x30000;
 
-    private const string FileName = "simulated-tee.json";
+    /// <summary>
+    /// The file, in the state directory, that holds the keys and certificates: all a process needs to load the simulated
+    /// TEE (the serving sandbox shows instances this file and not the rest of the directory).
+    /// </summary>
+    public const string StateFileName = "simulated-tee.json";
     private static readonly byte[] QeVendorId = Convert.FromHexString("939A7233F79C4CA9940A0DB3957F0607");
 
     private readonly State _state;
@@ -74,7 +78,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     public static SimulatedTeeAuthority Create(TimeProvider time) => new(State.Generate(time.GetUtcNow()));
 
     /// <summary>True when <paramref name="directory"/> holds a simulated TEE.</summary>
-    public static bool Exists(string directory) => File.Exists(Path.Combine(directory, FileName));
+    public static bool Exists(string directory) => File.Exists(Path.Combine(directory, StateFileName));
 
     /// <summary>
     /// Loads an existing simulated TEE; unlike <see cref="LoadOrCreate"/> it never creates one, so
@@ -83,7 +87,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     /// <exception cref="FileNotFoundException">No simulated TEE in <paramref name="directory"/>.</exception>
     public static SimulatedTeeAuthority Load(string directory)
     {
-        var path = Path.Combine(directory, FileName);
+        var path = Path.Combine(directory, StateFileName);
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"no simulated TEE in {directory}", path);
@@ -105,7 +109,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
             return Load(directory);
         }
 
-        var path = Path.Combine(directory, FileName);
+        var path = Path.Combine(directory, StateFileName);
         Directory.CreateDirectory(directory);
         var created = State.Generate(time.GetUtcNow());
         var temp = path + ".tmp";

@@ -3,10 +3,13 @@ using System.Diagnostics;
 namespace Morphisms.Serving.Runtime;
 
 /// <summary>
-/// Bubblewrap isolation for instances: read-only root, private <c>/tmp</c>, fresh <c>/proc</c> and <c>/dev</c>,
-/// private PID, IPC and UTS namespaces, and the sandbox dies with the runtime. The network namespace is shared:
-/// bubblewrap alone cannot give an instance a private network that still exposes its port to the gateway (that needs
-/// a veth pair or slirp4netns), so instances can reach the host's network — a known gap, reported in the log.
+/// Bubblewrap isolation for instances. The sandbox's file system is an allowlist built in an empty root: the system
+/// (<see cref="SandboxSystemView"/>: programs, libraries, the needed parts of <c>/etc</c>, <c>/sys</c>) and the paths
+/// the caller names, read-only, plus the paths it names writable; a private <c>/tmp</c>, a fresh <c>/proc</c> and
+/// <c>/dev</c>; the root itself is read-only. Home directories, data directories and other instances' paths are not
+/// there at all. Private PID, IPC and UTS namespaces, and the sandbox dies with the runtime. The network namespace is
+/// shared: bubblewrap alone cannot give an instance a private network that still exposes its port to the gateway
+/// (that needs a veth pair or slirp4netns), so instances can reach the host's network — a known gap, reported in the log.
 /// </summary>
 public sealed class Bubblewrap
 {
@@ -43,7 +46,7 @@ public sealed class Bubblewrap
         }
 
         // Installed is not enough: unprivileged user namespaces may be disabled, so try the real flags once.
-        var (probe, error) = Run(path, [.. CommonArguments(), "--", "/bin/true"]);
+        var (probe, error) = Run(path, [.. CommonArguments(), "--remount-ro", "/", "--", "/bin/true"]);
         if (probe != 0)
         {
             reason = $"bwrap cannot create its namespaces here: {error.Trim()}";
@@ -55,8 +58,9 @@ public sealed class Bubblewrap
     }
 
     /// <summary>
-    /// The command line (bwrap first) that runs <paramref name="command"/> with <paramref name="writable"/> bound read-write
-    /// and <paramref name="readable"/> re-bound read-only (paths under <c>/tmp</c> would otherwise be hidden by the private tmpfs).
+    /// The command line (bwrap first) that runs <paramref name="command"/> seeing the system view,
+    /// <paramref name="readable"/> read-only and <paramref name="writable"/> read-write, each at its own path, and nothing
+    /// else of the host. Readable paths that do not exist are left out; a writable one must exist.
     /// </summary>
     public IReadOnlyList<string> Wrap(IReadOnlyList<string> command, IEnumerable<string> readable, IEnumerable<string> writable)
     {
@@ -71,14 +75,16 @@ public sealed class Bubblewrap
             args.AddRange(["--bind", path, path]);
         }
 
-        args.Add("--");
+        // Last: bubblewrap creates the mount points of the paths above in the empty root, which then becomes read-only.
+        args.AddRange(["--remount-ro", "/", "--"]);
         args.AddRange(command);
         return args;
     }
 
+    // Wrap's paths come after these, so one under /tmp is bound on top of the private tmpfs rather than hidden by it.
     private static string[] CommonArguments() =>
     [
-        "--die-with-parent", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
+        "--die-with-parent", .. SandboxSystemView.Arguments(), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts",
     ];
 

@@ -2,8 +2,8 @@ using System.Runtime.InteropServices;
 
 namespace Morphisms.Serving.Runtime;
 
-/// <summary>The one POSIX call the runtime needs: sending a signal (SIGTERM for a graceful drain).</summary>
-internal static class Posix
+/// <summary>The POSIX calls the runtime needs: sending a signal (SIGTERM for a graceful drain), resolving a path.</summary>
+internal static partial class Posix
 {
     public const int SigTerm = 15;
 
@@ -61,6 +61,32 @@ internal static class Posix
 
         return result;
     }
+
+    /// <summary>
+    /// <paramref name="path"/> with every symlink and <c>..</c> resolved, as the kernel and the .NET host see it
+    /// (realpath(3)), or null when it does not exist.
+    /// </summary>
+    public static string? RealPath(string path)
+    {
+        var resolved = RealPath(path, 0);
+        if (resolved == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            return Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            // realpath mallocs its answer; FreeHGlobal is free(3) on Unix.
+            Marshal.FreeHGlobal(resolved);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "realpath", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint RealPath(string path, nint resolved);
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using Morphisms.Attestation.Simulated;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Spec;
 
@@ -46,7 +47,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
             log(_bwrap is null
                 ? $"runtime: {reason}: instances run as PLAIN PROCESSES, not sandboxed"
-                : $"runtime: {_bwrap.Version}: instances run with a read-only root, private /tmp, PID/IPC/UTS namespaces and die-with-parent; the network namespace is shared (the instance port must stay reachable)");
+                : $"runtime: {_bwrap.Version}: instances see only the system, the programs they run and their own paths (no home, no data directory), with a private /tmp, PID/IPC/UTS namespaces and die-with-parent; the network namespace is shared (the instance port must stay reachable)");
         }
 
         log(options.MemoryLimitBytes > 0 || options.PidsLimit > 0
@@ -78,24 +79,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             command = [.. app];
         }
 
-        if (_bwrap is not null)
-        {
-            // Paths under /tmp vanish behind the private tmpfs unless bound again.
-            var readable = new List<string> { spec.Bundle };
-            readable.AddRange(command.Where(Path.IsPathRooted).Select(a => File.Exists(a) ? Path.GetDirectoryName(a)! : a));
-            if (_options.SimulatedTeeDirectory is { } sim)
-            {
-                readable.Add(sim);
-            }
-
-            command = [.. _bwrap.Wrap(command, readable, [dir])];
-        }
-
-        var info = new ProcessStartInfo(command[0]) { WorkingDirectory = spec.Bundle };
-        foreach (var arg in command.Skip(1))
-        {
-            info.ArgumentList.Add(arg);
-        }
+        var info = new ProcessStartInfo { WorkingDirectory = spec.Bundle };
 
         // The spec's env is measured and non-secret; secrets reach the app only through the agent.
         foreach (var (name, value) in spec.Env)
@@ -115,6 +99,17 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             info.Environment["PORT"] = appPort.ToString(CultureInfo.InvariantCulture);
         }
 
+        if (_bwrap is not null)
+        {
+            command = [.. _bwrap.Wrap(command, Readable(spec, app, confidential, info.Environment), [dir])];
+        }
+
+        info.FileName = command[0];
+        foreach (var arg in command.Skip(1))
+        {
+            info.ArgumentList.Add(arg);
+        }
+
         var logs = new LogRing(_options.LogLines);
         var instance = new ProcessInstance(
             instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
@@ -129,6 +124,29 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         }
 
         return instance;
+    }
+
+    // What an instance reads besides the system view and its own directory (bound writable: its launch configuration and
+    // secrets): its bundle, the programs it runs and the .NET runtime they need, found through the environment the
+    // instance gets. Of the simulated TEE's state only what morph-init loads: the keys it signs evidence with and the
+    // digests recorded for this bundle — not the other bundles' records. The agent's other arguments are not shown:
+    // --sim-dir names that whole directory, and the secrets and launch configuration are in the instance's own.
+    private List<string> Readable(FunctionSpec spec, IReadOnlyList<string> app, bool confidential, IDictionary<string, string?> environment)
+    {
+        var searchPath = environment.TryGetValue("PATH", out var path) ? path : null;
+        List<string> readable = [spec.Bundle, .. ProgramLocations.ForCommand(app, searchPath), .. ProgramLocations.DotnetRoots(environment)];
+        if (confidential)
+        {
+            readable.AddRange(ProgramLocations.ForCommand(_morphInit, searchPath));
+        }
+
+        if (confidential && spec.Tee == FunctionTee.Sim && _options.SimulatedTeeDirectory is { } sim)
+        {
+            readable.Add(Path.Combine(sim, SimulatedTeeAuthority.StateFileName));
+            readable.Add(SimulatedMeasurementCache.RecordPath(sim, spec.Bundle));
+        }
+
+        return readable;
     }
 
     private List<string> AgentArguments(Revision revision, string instanceId, string dir, string launchConfig, int tlsPort, int appPort)

@@ -1,0 +1,178 @@
+using System.Security.Cryptography;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Serving.Revisions;
+using Morphisms.Serving.Runtime;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Tests;
+
+/// <summary>
+/// What a sandboxed instance sees of the host: the system and its own paths, not the serving data directory, the user's
+/// home, other instances' directories or the simulated TEE's state beyond what morph-init loads. The host paths live
+/// under /var/tmp, not /tmp: the sandbox's private /tmp would hide those whatever the view.
+/// </summary>
+public sealed class SandboxViewTests : IDisposable
+{
+    private const string Secret = "planted-secret-4f1c";
+    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-sandbox-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
+
+    private string Data => Path.Combine(_root, "data");
+
+    [BubblewrapFact]
+    public async Task An_instance_reads_its_bundle_and_writes_its_own_directory_but_not_the_data_directory_home_or_other_instances()
+    {
+        var planted = Plant(Path.Combine(Data, "kms", "token"));
+        var other = Plant(Path.Combine(Data, "instances", "other-1", "secrets", "greeting"));
+        var home = Plant(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".morph-sandbox-probe-" + Path.GetFileName(_root)));
+        try
+        {
+            var spec = Spec(FunctionTee.None, ["/bin/sh", "-c", """
+                for f in "$DATA_FILE" "$OTHER_FILE" "$HOME_FILE"; do
+                  if cat "$f" 2>/dev/null; then echo "read $f"; else echo "hidden $f"; fi
+                done
+                cat app.txt
+                echo mine > "$OWN/written" && echo "wrote own"
+                touch "$DATA_DIR/escape" 2>/dev/null && echo "wrote data"
+                echo done
+                """]) with
+            {
+                Env = new Dictionary<string, string>
+                {
+                    ["DATA_FILE"] = planted, ["OTHER_FILE"] = other, ["HOME_FILE"] = home, ["DATA_DIR"] = Data,
+                    ["OWN"] = Path.Combine(Data, "instances", "probe-1"),
+                },
+            };
+
+            var output = await RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
+
+            Assert.Equal([$"hidden {planted}", $"hidden {other}", $"hidden {home}", "the bundle", "wrote own", "done"], output);
+            Assert.Equal("mine\n", File.ReadAllText(Path.Combine(Data, "instances", "probe-1", "written")));
+            Assert.False(File.Exists(Path.Combine(Data, "escape")));
+        }
+        finally
+        {
+            File.Delete(home);
+        }
+    }
+
+    [BubblewrapFact]
+    public async Task Morph_init_sees_the_simulated_TEE_keys_and_its_bundles_record_and_nothing_else_of_that_directory()
+    {
+        var sim = Path.Combine(_root, "simulated-tee");
+        var spec = Spec(FunctionTee.Sim, ["/bin/true"]);
+        var keys = Plant(Path.Combine(sim, SimulatedTeeAuthority.StateFileName));
+        var record = Plant(SimulatedMeasurementCache.RecordPath(sim, spec.Bundle));
+        Plant(SimulatedMeasurementCache.RecordPath(sim, Path.Combine(_root, "another-bundle")));
+        Plant(Path.Combine(sim, "stray"));
+
+        // A stand-in for morph-init that lists what it can see of the directory its --sim-dir names.
+        var options = new RuntimeOptions
+        {
+            DataDirectory = Data,
+            Sandbox = SandboxMode.Required,
+            KmsUrl = new Uri("https://127.0.0.1:1/"),
+            SimulatedTeeDirectory = sim,
+            MorphInit = ["/bin/sh", "-c", """
+                while [ $# -gt 0 ]; do [ "$1" = --sim-dir ] && sim=$2; shift; done
+                find "$sim" -type f | sort
+                cat "$sim/simulated-tee.json"
+                """, "morph-init"],
+        };
+
+        var output = await RunAsync(options, spec);
+
+        Assert.Equal([.. new[] { keys, record }.Order(StringComparer.Ordinal), Secret], output);
+    }
+
+    [BubblewrapFact]
+    public async Task A_program_found_on_PATH_outside_the_system_runs_through_its_symlink()
+    {
+        // Like dotnet in ~/.dotnet, linked from a bin directory on PATH.
+        var real = Path.Combine(_root, "install", "probe.sh");
+        Directory.CreateDirectory(Path.GetDirectoryName(real)!);
+        File.WriteAllText(real, "#!/bin/sh\necho \"probe ran as $0\"\n");
+        File.SetUnixFileMode(real, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var bin = Directory.CreateDirectory(Path.Combine(_root, "bin")).FullName;
+        File.CreateSymbolicLink(Path.Combine(bin, "probe"), real);
+        var spec = Spec(FunctionTee.None, ["probe"]) with
+        {
+            Env = new Dictionary<string, string> { ["PATH"] = $"/nonexistent:{bin}:/usr/bin:/bin" },
+        };
+
+        var output = await RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
+
+        Assert.Equal([$"probe ran as {bin}/probe"], output);
+    }
+
+    [Fact]
+    public void A_bare_program_is_found_on_PATH_with_the_directory_its_symlink_leads_to_and_rooted_arguments_their_directories()
+    {
+        var real = Path.Combine(_root, "dotnet-install", "dotnet");
+        Directory.CreateDirectory(Path.GetDirectoryName(real)!);
+        File.WriteAllText(real, "");
+        var bin = Directory.CreateDirectory(Path.Combine(_root, "bin")).FullName;
+        File.CreateSymbolicLink(Path.Combine(bin, "dotnet"), real);
+        var dll = Path.Combine(_root, "app", "app.dll");
+        Plant(dll);
+
+        var paths = ProgramLocations.ForCommand(["dotnet", dll, "--flag", Path.Combine(_root, "missing")], $"relative:/nonexistent:{bin}").ToList();
+
+        Assert.Equal([bin, Path.GetDirectoryName(real)!, Path.GetDirectoryName(dll)!, Path.Combine(_root, "missing")], paths);
+        Assert.Empty(ProgramLocations.ForCommand(["./Signer"], $"{bin}"));
+    }
+
+    [Fact]
+    public void The_dotnet_roots_come_from_the_instances_environment()
+    {
+        var arch = System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToUpperInvariant();
+        var roots = ProgramLocations.DotnetRoots(new Dictionary<string, string?>
+        {
+            ["DOTNET_ROOT"] = "/home/u/.dotnet", [$"DOTNET_ROOT_{arch}"] = "/opt/dotnet-arch", ["PATH"] = "/usr/bin",
+        }).ToList();
+
+        Assert.Equal(["/opt/dotnet-arch", "/home/u/.dotnet"], roots.Take(2));
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static string Plant(string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.WriteAllText(path, Secret + "\n");
+        return path;
+    }
+
+    private FunctionSpec Spec(FunctionTee tee, IReadOnlyList<string> command)
+    {
+        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        File.WriteAllText(Path.Combine(bundle, "app.txt"), "the bundle\n");
+        return new FunctionSpec { Name = "probe", Tee = tee, Bundle = bundle, Command = command };
+    }
+
+    // Runs one instance to its end and returns what it printed (stdout).
+    private static async Task<List<string>> RunAsync(RuntimeOptions options, FunctionSpec spec)
+    {
+        var launcher = new ProcessInstanceLauncher(options, TimeProvider.System, _ => { });
+        var instance = launcher.Launch(new Revision("probe-00001", 1, spec, [], "", DateTimeOffset.UtcNow), "probe-1");
+        try
+        {
+            var code = await instance.Exited.WaitAsync(TimeSpan.FromSeconds(30));
+            var lines = instance.Logs.Snapshot();
+            Assert.True(code == 0, $"exit {code}: {string.Join('\n', lines.Select(l => $"{l.Stream}: {l.Text}"))}");
+            return [.. lines.Where(l => l.Stream == "stdout").Select(l => l.Text)];
+        }
+        finally
+        {
+            await instance.DisposeAsync();
+        }
+    }
+}
