@@ -12,7 +12,7 @@ namespace Morphisms.Attestation.Simulated;
 /// </summary>
 /// <remarks>
 /// The host records digests when it measures a revision at deploy (<see cref="Save"/>); an instance only reads them,
-/// from a directory its sandbox mounts read-only. Whoever can write this file can make the simulated TEE report the
+/// from its bundle's record, which its sandbox mounts read-only (and no other bundle's). Whoever can write this file can make the simulated TEE report the
 /// digest of their choice — as whoever can read the directory can sign any evidence with the keys beside it: the
 /// simulated TEE proves nothing against the host, and a real TEE measures in hardware.
 /// </remarks>
