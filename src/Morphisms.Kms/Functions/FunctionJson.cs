@@ -40,6 +40,11 @@ internal static class FunctionJson
         data["pending_updates"] = new JsonArray([.. record.Updates.Where(u => u.Status == Updates.UpdateStatus.Pending).Select(u => (JsonNode)u.Id)]);
         data["created_time"] = Timestamps.Rfc3339(record.CreatedTime);
         data["updated_time"] = Timestamps.Rfc3339(record.UpdatedTime);
+        if (record.DeletedTime is { } deleted)
+        {
+            data["deleted_time"] = Timestamps.Rfc3339(deleted);
+        }
+
         return data;
     }
 

@@ -5,7 +5,9 @@ namespace Morphisms.Kms.Functions;
 /// <summary>
 /// One registered function, stored under the barrier at <c>morphisms/functions/NAME</c>. Reference values are
 /// kept as numbered revisions rather than overwritten, so the later update flow (owner approval of new values,
-/// retiring a revision) can add states without migrating stored records.
+/// retiring a revision) can add states without migrating stored records. A deleted function that required owner
+/// approval leaves the same record, with <see cref="DeletedTime"/> set, at <c>morphisms/tombstones/NAME</c>: its
+/// owners still decide what may be registered under the name (see <c>FunctionRegistry.Tombstones.cs</c>).
 /// </summary>
 internal sealed record FunctionRecord
 {
@@ -47,6 +49,13 @@ internal sealed record FunctionRecord
 
     /// <summary>When it last changed.</summary>
     public DateTimeOffset UpdatedTime { get; init; }
+
+    /// <summary>When the function was deleted, on a tombstone; null on a registered function.</summary>
+    public DateTimeOffset? DeletedTime { get; init; }
+
+    /// <summary>Whether this is a deleted function's tombstone (never accepted at login).</summary>
+    [JsonIgnore]
+    public bool IsTombstone => DeletedTime is not null;
 
     /// <summary>Revisions whose reference values are accepted at login.</summary>
     [JsonIgnore]

@@ -5,8 +5,9 @@ using Morphisms.Kms.Updates;
 namespace Morphisms.Kms.Functions;
 
 /// <summary>
-/// The registered functions under the barrier at <c>morphisms/functions/NAME</c>. Writes are serialised so that
-/// revision numbers are never handed out twice.
+/// The registered functions under the barrier at <c>morphisms/functions/NAME</c> (and the tombstones of deleted
+/// ones that required owner approval at <c>morphisms/tombstones/NAME</c>). Writes are serialised so that revision
+/// numbers are never handed out twice.
 /// </summary>
 internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvider time)
 {
@@ -28,43 +29,30 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
             ? name
             : throw KmsException.BadRequest("invalid function name: use 1-63 lowercase letters, digits and '-' (a DNS label)");
 
-    /// <summary>The function, or null.</summary>
+    /// <summary>The registered function, or null (a tombstone is not a registered function: see <see cref="GetTombstoneAsync"/>).</summary>
     public Task<FunctionRecord?> GetAsync(string name, CancellationToken ct) =>
         storage.GetJsonAsync<FunctionRecord>(Prefix + name, ct);
 
     /// <summary>Every registered name, sorted.</summary>
     public Task<IReadOnlyList<string>> ListAsync(CancellationToken ct) => storage.ListAsync(Prefix, ct);
 
-    /// <summary>Removes a function.</summary>
-    public async Task DeleteAsync(string name, CancellationToken ct)
-    {
-        await _writes.WaitAsync(ct).ConfigureAwait(false);
-        try
-        {
-            await storage.DeleteAsync(Prefix + name, ct).ConfigureAwait(false);
-        }
-        finally
-        {
-            _writes.Release();
-        }
-    }
-
     /// <summary>
     /// Creates or updates a function. Fields the spec leaves out keep their value; new reference values that differ
     /// from the current revision's become a new active revision and the older ones are superseded. When the function
     /// requires owner approval, changes to reference values, owners or the threshold become a pending update instead
-    /// (returned as the second value) and only the other fields change now.
+    /// and only the other fields change now. A tombstoned name is the deleted function: a write that changes none of
+    /// the gated fields registers it again at once, any other becomes a pending <see cref="UpdateKind.Restore"/>.
     /// </summary>
     /// <param name="name">A name already checked by <see cref="ValidName"/>.</param>
     /// <param name="spec">The validated write.</param>
     /// <param name="maxTokenTtl">The KMS-wide token lifetime cap; a registration may not exceed it.</param>
     /// <param name="ct">Cancellation.</param>
-    public async Task<(FunctionRecord Record, PendingUpdate? Proposed)> PutAsync(string name, FunctionSpec spec, TimeSpan maxTokenTtl, CancellationToken ct)
+    public async Task<FunctionWrite> PutAsync(string name, FunctionSpec spec, TimeSpan maxTokenTtl, CancellationToken ct)
     {
         await _writes.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var existing = await GetAsync(name, ct).ConfigureAwait(false);
+            var existing = await GetOrTombstoneAsync(name, ct).ConfigureAwait(false);
             var now = time.GetUtcNow();
             var ttl = spec.TokenTtl ?? (existing is null ? DefaultTokenTtl : TimeSpan.FromSeconds(existing.TokenTtl));
             var maxTtl = spec.TokenMaxTtl ?? (existing is null ? DefaultTokenMaxTtl : TimeSpan.FromSeconds(existing.TokenMaxTtl));
@@ -87,6 +75,11 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
             }
 
             var proposed = existing is { ApprovalsRequired: > 0 } gated ? Propose(gated, spec, now) : null;
+            if (proposed is not null && existing!.IsTombstone)
+            {
+                proposed = proposed with { Kind = UpdateKind.Restore };
+            }
+
             var record = new FunctionRecord
             {
                 Name = name,
@@ -101,9 +94,20 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 NextUpdateId = (existing?.NextUpdateId ?? 1) + (proposed is null ? 0 : 1),
                 CreatedTime = existing?.CreatedTime ?? now,
                 UpdatedTime = now,
+
+                // Stays a tombstone while the change waits for the owners; comes back when nothing gated changes.
+                DeletedTime = proposed is null ? null : existing?.DeletedTime,
             };
-            await storage.PutJsonAsync(Prefix + name, record, ct).ConfigureAwait(false);
-            return (record, proposed);
+            List<int> cancelled = [];
+            var restored = existing is { IsTombstone: true } && !record.IsTombstone;
+            if (restored)
+            {
+                (record, cancelled) = CancelPending(record, now);
+                record = record with { Updates = KeepRecent(record.Updates) };
+            }
+
+            await SaveAsync(record, existing?.IsTombstone == true, ct).ConfigureAwait(false);
+            return new FunctionWrite(record, proposed, restored, cancelled);
         }
         finally
         {
@@ -139,6 +143,19 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
         return revisions.Count > MaxRevisionsKept ? revisions.GetRange(revisions.Count - MaxRevisionsKept, MaxRevisionsKept) : revisions;
     }
 
+    /// <summary>Writes <paramref name="record"/> where it belongs; a tombstone that comes back moves in one transaction.</summary>
+    private Task SaveAsync(FunctionRecord record, bool wasTombstone, CancellationToken ct) =>
+        record.IsTombstone ? storage.PutJsonAsync(TombstonePrefix + record.Name, record, ct)
+        : wasTombstone ? storage.TransactAsync([(Prefix + record.Name, SecureStorageJson.ToJson(record)), (TombstonePrefix + record.Name, null)], ct)
+        : storage.PutJsonAsync(Prefix + record.Name, record, ct);
+
     private static bool SameValues(ReferenceValues a, ReferenceValues b) =>
         SecureStorageJson.ToJson(a).AsSpan().SequenceEqual(SecureStorageJson.ToJson(b));
 }
+
+/// <summary>What a registry write did.</summary>
+/// <param name="Record">The record as stored (a tombstone when <paramref name="Proposed"/> restores a deleted function).</param>
+/// <param name="Proposed">The pending update the write became, or null when it took effect.</param>
+/// <param name="Restored">Whether the write registered a tombstoned function again.</param>
+/// <param name="CancelledUpdates">Pending updates of the tombstone cancelled because it came back.</param>
+internal sealed record FunctionWrite(FunctionRecord Record, PendingUpdate? Proposed, bool Restored, IReadOnlyList<int> CancelledUpdates);

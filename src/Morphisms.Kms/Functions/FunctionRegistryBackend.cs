@@ -6,7 +6,8 @@ namespace Morphisms.Kms.Functions;
 /// <summary>
 /// The function registry at <c>morphisms/functions/</c>: LIST, and GET/PUT/DELETE of <c>morphisms/functions/NAME</c>.
 /// Every route is root-protected (the ACL must grant <c>sudo</c>), because whoever writes reference values decides
-/// which code receives the function's secrets.
+/// which code receives the function's secrets. LIST and GET show registered functions only; a deleted function's
+/// tombstone is read at <c>NAME/tombstone</c> (see <see cref="Updates.Tombstones"/>).
 /// </summary>
 internal sealed class FunctionRegistryBackend : ILogicalBackend
 {
@@ -21,6 +22,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             (Operation.Update, (r, m, ct) => WriteAsync(r, m, core.Options.MaxTokenTtl, ct)),
             (Operation.Delete, (r, m, ct) => DeleteAsync(r, m, retirement, ct)));
         Updates.UpdateRoutes.Register(Routes, retirement);
+        Updates.Tombstones.Register(Routes);
     }
 
     /// <inheritdoc />
@@ -42,9 +44,17 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
 
     private static async Task<KmsResponse?> ReadAsync(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
-        var record = await request.RequireState().Functions.GetAsync(FunctionRegistry.ValidName(match["name"]), ct).ConfigureAwait(false)
-            ?? throw KmsException.NotFound();
-        return KmsResponse.WithData(FunctionJson.Of(record));
+        var name = FunctionRegistry.ValidName(match["name"]);
+        var functions = request.RequireState().Functions;
+        if (await functions.GetAsync(name, ct).ConfigureAwait(false) is { } record)
+        {
+            return KmsResponse.WithData(FunctionJson.Of(record));
+        }
+
+        // Still a 404 (it is not a function anyone can log in as), but one that says why the name is not free.
+        throw await functions.GetTombstoneAsync(name, ct).ConfigureAwait(false) is { } tombstone
+            ? new KmsException(404, $"function {name} was deleted; its name is kept for its {tombstone.Owners.Count} owners (GET morphisms/functions/{name}/tombstone)")
+            : KmsException.NotFound();
     }
 
     private static async Task<KmsResponse?> WriteAsync(KmsRequest request, RouteMatch match, TimeSpan maxTokenTtl, CancellationToken ct)
@@ -52,8 +62,16 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         var name = FunctionRegistry.ValidName(match["name"]);
         var spec = FunctionSpec.Parse(request.Fields);
         var state = request.RequireState();
-        var (record, proposed) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
+        var (record, proposed, restored, cancelled) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
         var data = FunctionJson.Of(record);
+        if (restored)
+        {
+            state.Audit?.Event("function-restored", request, Updates.Tombstones.RestoredDetails(record, null, cancelled));
+            var restoredResponse = KmsResponse.WithData(data);
+            restoredResponse.Warnings.Add($"function {name} was deleted and is registered again with the reference values, owners and threshold its owners approved");
+            return restoredResponse;
+        }
+
         if (proposed is null)
         {
             return KmsResponse.WithData(data);
@@ -63,6 +81,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         {
             ["function"] = name,
             ["update"] = proposed.Id,
+            ["kind"] = proposed.Kind,
             ["reference_values"] = proposed.ReferenceValues is not null,
             ["owners"] = proposed.Owners is null ? null : JsonValues.Strings(proposed.Owners),
             ["new_approvals_required"] = proposed.ApprovalsRequired,
@@ -70,8 +89,11 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         });
         data["pending_update"] = Updates.UpdateJson.Of(record, proposed);
         var response = KmsResponse.WithData(data);
-        response.Warnings.Add($"function {name} requires {record.ApprovalsRequired} owner approvals: the new reference values, owners or threshold are pending update {proposed.Id} "
-            + $"(POST morphisms/functions/{name}/updates/{proposed.Id}/approve)");
+        response.Warnings.Add(record.IsTombstone
+            ? $"function {name} was deleted and requires {record.ApprovalsRequired} owner approvals: registering it again with other reference values, owners or threshold "
+                + $"is pending update {proposed.Id}, and no instance can log in as {name} until it is approved (POST morphisms/functions/{name}/updates/{proposed.Id}/approve)"
+            : $"function {name} requires {record.ApprovalsRequired} owner approvals: the new reference values, owners or threshold are pending update {proposed.Id} "
+                + $"(POST morphisms/functions/{name}/updates/{proposed.Id}/approve)");
         return response;
     }
 
@@ -79,13 +101,37 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
     {
         var name = FunctionRegistry.ValidName(match["name"]);
         var state = request.RequireState();
-        if (await state.Functions.GetAsync(name, ct).ConfigureAwait(false) is { } record)
+
+        // Deleted (or tombstoned) first so no new login can succeed, then whatever was issued goes too.
+        if (await state.Functions.DeleteAsync(name, ct).ConfigureAwait(false) is not { } deletion)
         {
-            // Deleted first so no new login can succeed, then whatever was issued goes too.
-            await state.Functions.DeleteAsync(name, ct).ConfigureAwait(false);
-            await retirement.RevokeAllAsync(state, record, ct).ConfigureAwait(false);
+            return null;
         }
 
-        return null;
+        await retirement.RevokeAllAsync(state, deletion.Record, ct).ConfigureAwait(false);
+        if (deletion.Tombstone is not { } tombstone)
+        {
+            return null;
+        }
+
+        state.Audit?.Event("function-tombstoned", request, new JsonObject
+        {
+            ["function"] = name,
+            ["owners"] = JsonValues.Strings(tombstone.Owners),
+            ["approvals_required"] = tombstone.ApprovalsRequired,
+            ["current_revision"] = tombstone.Current?.Revision ?? 0,
+            ["cancelled_updates"] = new JsonArray([.. deletion.CancelledUpdates.Select(id => (JsonNode)id)]),
+        });
+        var response = KmsResponse.WithData(new JsonObject
+        {
+            ["name"] = name,
+            ["tombstone"] = true,
+            ["owners"] = JsonValues.Strings(tombstone.Owners),
+            ["approvals_required"] = tombstone.ApprovalsRequired,
+            ["cancelled_updates"] = new JsonArray([.. deletion.CancelledUpdates.Select(id => (JsonNode)id)]),
+        });
+        response.Warnings.Add($"function {name} is deleted, but its name stays with its owners: registering it again with other reference values, owners or threshold "
+            + $"needs {tombstone.ApprovalsRequired} of them to approve (DELETE morphisms/functions/{name}/tombstone proposes releasing the name)");
+        return response;
     }
 }

@@ -4,7 +4,10 @@ using Morphisms.Kms.Updates;
 
 namespace Morphisms.Kms.Functions;
 
-/// <summary>The update flow's registry operations: propose, approve, cancel, retire. Each is one write under the lock.</summary>
+/// <summary>
+/// The update flow's registry operations: propose, approve, cancel, retire. Each is one write under the lock, and
+/// each works on a deleted function's tombstone as on a registered function.
+/// </summary>
 internal sealed partial class FunctionRegistry
 {
     /// <summary>Pending updates one function may have at once; more is a 400 (cancel or approve some first).</summary>
@@ -12,9 +15,12 @@ internal sealed partial class FunctionRegistry
 
     private const int MaxResolvedUpdatesKept = 32;
 
-    /// <summary>Records an owner's approval; applies the update when it has enough.</summary>
+    /// <summary>
+    /// Records an owner's approval; applies the update when it has enough. Also answers the other pending updates the
+    /// application cancelled (a restore cancels those proposed for the deleted function).
+    /// </summary>
     /// <exception cref="KmsException">404 unknown function or update, 403 not an owner, 400 not pending or already approved by this owner.</exception>
-    public Task<(FunctionRecord Record, PendingUpdate Update)> ApproveAsync(string name, int id, string owner, CancellationToken ct) =>
+    public Task<(FunctionRecord Record, PendingUpdate Update, IReadOnlyList<int> Cancelled)> ApproveAsync(string name, int id, string owner, CancellationToken ct) =>
         ChangeUpdateAsync(name, id, (record, update, now) =>
         {
             if (!record.Owners.Contains(owner, StringComparer.Ordinal))
@@ -32,17 +38,20 @@ internal sealed partial class FunctionRegistry
         }, ct);
 
     /// <summary>Withdraws a pending update.</summary>
-    public Task<(FunctionRecord Record, PendingUpdate Update)> CancelAsync(string name, int id, CancellationToken ct) =>
+    public Task<(FunctionRecord Record, PendingUpdate Update, IReadOnlyList<int> Cancelled)> CancelAsync(string name, int id, CancellationToken ct) =>
         ChangeUpdateAsync(name, id, (record, update, now) => (record, update with { Status = UpdateStatus.Cancelled, ResolvedTime = now }), ct);
 
-    /// <summary>Marks a revision retired (idempotent, so a sweep interrupted by a crash can be re-run).</summary>
+    /// <summary>
+    /// Marks a revision retired (idempotent, so a sweep interrupted by a crash can be re-run). On a tombstone it
+    /// keeps those values from being registered again without the owners.
+    /// </summary>
     /// <exception cref="KmsException">404 unknown function or revision.</exception>
     public async Task<FunctionRecord> RetireAsync(string name, int revision, CancellationToken ct)
     {
         await _writes.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var record = await GetAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+            var record = await GetOrTombstoneAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
             var index = record.Revisions.FindIndex(r => r.Revision == revision);
             if (index < 0)
             {
@@ -58,7 +67,7 @@ internal sealed partial class FunctionRegistry
             var revisions = record.Revisions.ToList();
             revisions[index] = revisions[index] with { Status = RevisionStatus.Retired, RetiredTime = now };
             var updated = record with { Revisions = revisions, UpdatedTime = now };
-            await storage.PutJsonAsync(Prefix + name, updated, ct).ConfigureAwait(false);
+            await SaveAsync(updated, record.IsTombstone, ct).ConfigureAwait(false);
             return updated;
         }
         finally
@@ -101,9 +110,20 @@ internal sealed partial class FunctionRegistry
         };
     }
 
-    /// <summary>Puts an approved update into effect: a new active revision, new owners or threshold.</summary>
+    /// <summary>
+    /// Puts an approved update into effect: a new active revision, new owners or threshold; a restore also brings the
+    /// tombstone back as the function (its other pending updates were proposed for the deleted one and are
+    /// cancelled), and a purge marks the tombstone for removal.
+    /// </summary>
     private static (FunctionRecord, PendingUpdate) Apply(FunctionRecord record, PendingUpdate update, DateTimeOffset now)
     {
+        if (update.Kind == UpdateKind.Purge)
+        {
+            return record.IsTombstone
+                ? (record, update with { Status = UpdateStatus.Applied, ResolvedTime = now })
+                : throw KmsException.BadRequest($"function {record.Name} is registered again: a purge only removes a tombstone (cancel update {update.Id})");
+        }
+
         var revisions = update.ReferenceValues is { } values ? Revise(record, values, now) : record.Revisions;
         var applied = update with
         {
@@ -111,21 +131,23 @@ internal sealed partial class FunctionRegistry
             ResolvedTime = now,
             AppliedRevision = update.ReferenceValues is null ? null : revisions[^1].Revision,
         };
-        return (record with
+        var changed = record with
         {
             Revisions = revisions,
             Owners = update.Owners ?? record.Owners,
             ApprovalsRequired = update.ApprovalsRequired ?? record.ApprovalsRequired,
-        }, applied);
+            DeletedTime = update.Kind == UpdateKind.Restore ? null : record.DeletedTime,
+        };
+        return (update.Kind == UpdateKind.Restore ? CancelPending(changed, now, except: update.Id).Record : changed, applied);
     }
 
-    private async Task<(FunctionRecord, PendingUpdate)> ChangeUpdateAsync(
+    private async Task<(FunctionRecord, PendingUpdate, IReadOnlyList<int>)> ChangeUpdateAsync(
         string name, int id, Func<FunctionRecord, PendingUpdate, DateTimeOffset, (FunctionRecord, PendingUpdate)> change, CancellationToken ct)
     {
         await _writes.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var record = await GetAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+            var record = await GetOrTombstoneAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
             var index = record.Updates.FindIndex(u => u.Id == id);
             if (index < 0)
             {
@@ -141,9 +163,20 @@ internal sealed partial class FunctionRegistry
             var (changed, update) = change(record, record.Updates[index], now);
             var updates = changed.Updates.ToList();
             updates[index] = update;
+
+            // A change keeps the list's order and length (see CancelPending), so positions still match.
+            List<int> cancelled = [.. updates.Where((u, i) => i != index && u.Status == UpdateStatus.Cancelled && record.Updates[i].Status == UpdateStatus.Pending).Select(u => u.Id)];
             changed = changed with { Updates = KeepRecent(updates), UpdatedTime = now };
-            await storage.PutJsonAsync(Prefix + name, changed, ct).ConfigureAwait(false);
-            return (changed, update);
+            if (update is { Kind: UpdateKind.Purge, Status: UpdateStatus.Applied })
+            {
+                await storage.DeleteAsync(TombstonePrefix + name, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                await SaveAsync(changed, record.IsTombstone, ct).ConfigureAwait(false);
+            }
+
+            return (changed, update, cancelled);
         }
         finally
         {

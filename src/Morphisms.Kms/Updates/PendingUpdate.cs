@@ -15,6 +15,9 @@ internal sealed record PendingUpdate
     /// <summary>See <see cref="UpdateStatus"/>.</summary>
     public required string Status { get; init; }
 
+    /// <summary>See <see cref="UpdateKind"/>; records written before kinds existed read as a change.</summary>
+    public string Kind { get; init; } = UpdateKind.Change;
+
     /// <summary>When it was proposed.</summary>
     public required DateTimeOffset CreatedTime { get; init; }
 
@@ -53,4 +56,17 @@ internal static class UpdateStatus
 
     /// <summary>Withdrawn before it was applied.</summary>
     public const string Cancelled = "cancelled";
+}
+
+/// <summary>What an update does once applied.</summary>
+internal static class UpdateKind
+{
+    /// <summary>Changes a registered function's reference values, owners or threshold.</summary>
+    public const string Change = "change";
+
+    /// <summary>Registers a deleted function again (its tombstone becomes the function) with the proposed values.</summary>
+    public const string Restore = "restore";
+
+    /// <summary>Removes a deleted function's tombstone: the owners release the name, and anyone may register it afresh.</summary>
+    public const string Purge = "purge";
 }

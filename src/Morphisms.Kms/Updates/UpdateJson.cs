@@ -14,6 +14,8 @@ internal static class UpdateJson
         {
             ["id"] = update.Id,
             ["function"] = record.Name,
+            ["function_deleted"] = record.IsTombstone,
+            ["kind"] = update.Kind,
             ["status"] = update.Status,
             ["created_time"] = Timestamps.Rfc3339(update.CreatedTime),
             ["resolved_time"] = update.ResolvedTime is { } t ? Timestamps.Rfc3339(t) : null,

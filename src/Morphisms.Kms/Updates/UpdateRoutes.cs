@@ -10,7 +10,8 @@ namespace Morphisms.Kms.Updates;
 /// cancel), <c>updates/ID/approve</c> (POST) and <c>revisions/N/retire</c> (POST). These routes are not
 /// root-protected, so owners need no sudo: the ACL must grant the path, and approving additionally requires the
 /// caller's token to name an owner in its <c>morphisms_owner</c> metadata (which only a root token can set, see
-/// <see cref="OwnerIdentity"/>). Cancelling and retiring are for an owner or a caller with sudo on the path.
+/// <see cref="OwnerIdentity"/>). Cancelling and retiring are for an owner or a caller with sudo on the path. They
+/// act on a deleted function's tombstone as on a registered function (<see cref="Tombstones"/>).
 /// </summary>
 internal static class UpdateRoutes
 {
@@ -58,11 +59,19 @@ internal static class UpdateRoutes
         var owner = OwnerIdentity.Of(request.Token!)
             ?? throw new KmsException(403, "approving needs a token naming its owner: its metadata morphisms_owner (set by a root token) is missing");
         var state = request.RequireState();
-        var (record, update) = await state.Functions.ApproveAsync(name, id, owner, ct).ConfigureAwait(false);
+        var (record, update, cancelled) = await state.Functions.ApproveAsync(name, id, owner, ct).ConfigureAwait(false);
         state.Audit?.Event("function-update-approved", request, Details(record, update, owner));
         if (update.Status == UpdateStatus.Applied)
         {
             state.Audit?.Event("function-update-applied", request, Details(record, update, owner));
+            if (update.Kind == UpdateKind.Restore)
+            {
+                state.Audit?.Event("function-restored", request, Tombstones.RestoredDetails(record, update, cancelled));
+            }
+            else if (update.Kind == UpdateKind.Purge)
+            {
+                state.Audit?.Event("function-tombstone-purged", request, Details(record, update, owner));
+            }
         }
 
         return KmsResponse.WithData(UpdateJson.Of(record, update));
@@ -74,7 +83,7 @@ internal static class UpdateRoutes
         var id = Number(match["id"], "update id");
         await RequireOwnerOrSudoAsync(request, name, ct).ConfigureAwait(false);
         var state = request.RequireState();
-        var (record, update) = await state.Functions.CancelAsync(name, id, ct).ConfigureAwait(false);
+        var (record, update, _) = await state.Functions.CancelAsync(name, id, ct).ConfigureAwait(false);
         state.Audit?.Event("function-update-cancelled", request, Details(record, update, OwnerIdentity.Of(request.Token!)));
         return KmsResponse.WithData(UpdateJson.Of(record, update));
     }
@@ -106,17 +115,19 @@ internal static class UpdateRoutes
     }
 
     private static async Task<FunctionRecord> LoadAsync(KmsRequest request, RouteMatch match, CancellationToken ct) =>
-        await request.RequireState().Functions.GetAsync(FunctionRegistry.ValidName(match["name"]), ct).ConfigureAwait(false)
+        await request.RequireState().Functions.GetOrTombstoneAsync(FunctionRegistry.ValidName(match["name"]), ct).ConfigureAwait(false)
             ?? throw KmsException.NotFound();
 
-    private static async Task RequireOwnerOrSudoAsync(KmsRequest request, string name, CancellationToken ct)
+    /// <summary>Lets the call through for a caller with sudo on the path or an owner of the function (or of its tombstone).</summary>
+    /// <exception cref="KmsException">404 no such function or tombstone, 403 neither.</exception>
+    internal static async Task RequireOwnerOrSudoAsync(KmsRequest request, string name, CancellationToken ct)
     {
         if (request.Acl!.Allows(request.Operation, request.Path, sudo: true))
         {
             return;
         }
 
-        var record = await request.RequireState().Functions.GetAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        var record = await request.RequireState().Functions.GetOrTombstoneAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
         if (OwnerIdentity.Of(request.Token!) is not { } owner || !record.Owners.Contains(owner, StringComparer.Ordinal))
         {
             throw new KmsException(403, $"only an owner of function {name} or a caller with sudo on this path may do this");
@@ -127,6 +138,7 @@ internal static class UpdateRoutes
     {
         ["function"] = record.Name,
         ["update"] = update.Id,
+        ["kind"] = update.Kind,
         ["status"] = update.Status,
         ["owner"] = owner,
         ["approvals"] = JsonValues.Strings(update.Approvals.Select(a => a.Owner)),

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Morphisms.Attestation;
 
@@ -7,7 +6,6 @@ namespace Morphisms.Kms.Tests.Updates;
 /// <summary>M-of-N owner approval of new reference values, and retiring revisions.</summary>
 public sealed class UpdateFlowTests : IDisposable
 {
-    private static readonly byte[] NewSnp = SHA384.HashData("morphisms test function signer v2"u8);
     private readonly string _dir = Directory.CreateTempSubdirectory("kms-updates-").FullName;
 
     [Fact]
@@ -15,13 +13,13 @@ public sealed class UpdateFlowTests : IDisposable
     {
         await using var kms = await StartAsync();
         var c = kms.Client;
-        await RegisterGatedAsync(c);
-        var alice = await OwnerTokenAsync(c, "alice");
-        var bob = await OwnerTokenAsync(c, "bob");
-        var mallory = await OwnerTokenAsync(c, "mallory");
+        await OwnedFunction.RegisterAsync(c);
+        var alice = await OwnedFunction.OwnerTokenAsync(c, "alice");
+        var bob = await OwnedFunction.OwnerTokenAsync(c, "bob");
+        var mallory = await OwnedFunction.OwnerTokenAsync(c, "mallory");
 
         // A new measurement becomes pending update 1; revision 1 stays the only one.
-        var write = (await c.PutAsync("morphisms/functions/signer", Values(NewSnp))).Expect(200);
+        var write = (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp))).Expect(200);
         Assert.Equal(1, write.Data["pending_update"]!["id"]!.GetValue<int>());
         Assert.Equal(1, write.Data["current_revision"]!.GetValue<int>());
         Assert.Contains(write.Body!["warnings"]!.AsArray(), w => w!.GetValue<string>().Contains("pending update 1", StringComparison.Ordinal));
@@ -30,17 +28,17 @@ public sealed class UpdateFlowTests : IDisposable
 
         // The new measurement cannot log in yet.
         using var instance = new FunctionInstance();
-        (await LoginAsync(c, instance, NewSnp)).Expect(403);
+        (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(403);
 
         // Non-owners, tokens without an owner name, and a second approval by the same owner do not count.
         var refused = (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, mallory)).Expect(403);
         Assert.Contains("not an owner", refused.Errors[0], StringComparison.Ordinal);
-        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, await PlainTokenAsync(c))).Expect(403);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, await OwnedFunction.PlainTokenAsync(c))).Expect(403);
         var first = (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200).Data;
         Assert.Equal("pending", first["status"]!.GetValue<string>());
         Assert.Equal(1, first["approvals_remaining"]!.GetValue<int>());
         Assert.Contains("already approved", (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(400).Errors[0], StringComparison.Ordinal);
-        (await LoginAsync(c, instance, NewSnp)).Expect(403);
+        (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(403);
 
         // The second distinct owner applies it: revision 2 is active, revision 1 superseded.
         var applied = (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200).Data;
@@ -50,7 +48,7 @@ public sealed class UpdateFlowTests : IDisposable
         Assert.Equal(2, function["current_revision"]!.GetValue<int>());
         Assert.Empty(function["pending_updates"]!.AsArray());
         Assert.Equal(["superseded", "active"], function["revisions"]!.AsArray().Select(r => r!["status"]!.GetValue<string>()));
-        Assert.Equal(2, (await LoginAsync(c, instance, NewSnp)).Expect(200).Data["revision"]!.GetValue<int>());
+        Assert.Equal(2, (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(200).Data["revision"]!.GetValue<int>());
 
         // Resolved updates cannot be approved or cancelled again.
         (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, mallory)).Expect(400);
@@ -69,8 +67,8 @@ public sealed class UpdateFlowTests : IDisposable
     {
         await using var kms = await StartAsync();
         var c = kms.Client;
-        await RegisterGatedAsync(c);
-        var alice = await OwnerTokenAsync(c, "alice");
+        await OwnedFunction.RegisterAsync(c);
+        var alice = await OwnedFunction.OwnerTokenAsync(c, "alice");
 
         // Lowering the threshold is itself an update; token_ttl is not gated and changes at once.
         var write = (await c.PutAsync("morphisms/functions/signer", new { approvals_required = 0, token_ttl = "45s" })).Expect(200).Data;
@@ -79,7 +77,7 @@ public sealed class UpdateFlowTests : IDisposable
         Assert.Equal(0, write["pending_update"]!["new_approvals_required"]!.GetValue<int>());
 
         // An owner cancels it; a plain token cannot.
-        (await c.DeleteAsync("morphisms/functions/signer/updates/1", await PlainTokenAsync(c))).Expect(403);
+        (await c.DeleteAsync("morphisms/functions/signer/updates/1", await OwnedFunction.PlainTokenAsync(c))).Expect(403);
         Assert.Equal("cancelled", (await c.DeleteAsync("morphisms/functions/signer/updates/1", alice)).Expect(200).Data["status"]!.GetValue<string>());
         Assert.Equal("cancelled", (await c.GetAsync("morphisms/functions/signer/updates/1", alice)).Expect(200).Data["status"]!.GetValue<string>());
 
@@ -88,7 +86,7 @@ public sealed class UpdateFlowTests : IDisposable
         (await c.PostAsync("auth/token/create", new { meta = new { morphisms_owner = "alice" } }, admin)).Expect(403);
 
         // Bad input: 400 naming the field, nothing written.
-        Assert.Contains("approvals_required", (await c.PutAsync("morphisms/functions/other", new { owners = new[] { "a" }, approvals_required = 2, simulated = new { snp = new[] { Hex.Of(NewSnp) } } })).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.Contains("approvals_required", (await c.PutAsync("morphisms/functions/other", new { owners = new[] { "a" }, approvals_required = 2, simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } } })).Expect(400).Errors[0], StringComparison.Ordinal);
         (await c.GetAsync("morphisms/functions/other")).Expect(404);
         Assert.Contains("approvals_required", (await c.PutAsync("morphisms/functions/signer", new { approvals_required = "two" })).Expect(400).Errors[0], StringComparison.Ordinal);
         Assert.Contains("approvals_required", (await c.PutAsync("morphisms/functions/signer", new { approvals_required = -1 })).Expect(400).Errors[0], StringComparison.Ordinal);
@@ -109,15 +107,15 @@ public sealed class UpdateFlowTests : IDisposable
         (await c.PostAsync("secret/data/signer", new { data = new { key = "s3cret" } })).Expect(200);
 
         using var instance = new FunctionInstance();
-        var login = (await LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200);
+        var login = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200);
         var token = login.Auth["client_token"]!.GetValue<string>();
         var serial = SerialOf(login.Data["certificate"]!.GetValue<string>());
         (await c.GetAsync("secret/data/signer", token)).Expect(200);
         Assert.Equal(0, (await c.GetAsync("pki/cert/" + serial)).Expect(200).Data["revocation_time"]!.GetValue<long>());
 
         // Revision 2 (new measurement), then retire revision 1.
-        (await c.PutAsync("morphisms/functions/signer", Values(NewSnp))).Expect(200);
-        var survivor = (await LoginAsync(c, instance, NewSnp)).Expect(200).Auth["client_token"]!.GetValue<string>();
+        (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp))).Expect(200);
+        var survivor = (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(200).Auth["client_token"]!.GetValue<string>();
         var retired = (await c.PostAsync("morphisms/functions/signer/revisions/1/retire")).Expect(200).Data;
         Assert.Equal(1, retired["tokens_revoked"]!.GetValue<int>());
         Assert.Equal(1, retired["certificates_revoked"]!.GetValue<int>());
@@ -128,7 +126,7 @@ public sealed class UpdateFlowTests : IDisposable
         Assert.Contains(serial.Replace(":", "", StringComparison.Ordinal), await CrlSerialsAsync(c));
 
         // The old measurement is refused, saying why.
-        var refused = (await LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(403);
+        var refused = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(403);
         Assert.Contains("revision retired", refused.Errors[0], StringComparison.Ordinal);
         var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
         Assert.Equal("retired", function["revisions"]![0]!["status"]!.GetValue<string>());
@@ -145,7 +143,7 @@ public sealed class UpdateFlowTests : IDisposable
         var c = kms.Client;
         await AttestFlow.RegisterSignerAsync(c);
         using var instance = new FunctionInstance();
-        var token = (await LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Auth["client_token"]!.GetValue<string>();
+        var token = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Auth["client_token"]!.GetValue<string>();
         (await c.DeleteAsync("morphisms/functions/signer")).Expect(204);
         (await c.PostAsync("auth/token/lookup", new { token })).Expect(403);
     }
@@ -154,33 +152,6 @@ public sealed class UpdateFlowTests : IDisposable
 
     private Task<TestKms> StartAsync() =>
         TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { AuditLogPath = Path.Combine(_dir, "audit.log") });
-
-    private static async Task RegisterGatedAsync(VaultHttp c)
-    {
-        (await c.PutAsync("sys/policies/acl/signer-read", new { policy = """path "secret/data/signer" { capabilities = ["read"] }""" })).Expect(204);
-        (await c.PutAsync("sys/policies/acl/owners", new { policy = """path "morphisms/functions/+/updates*" { capabilities = ["read", "list", "update", "delete"] }""" })).Expect(204);
-        (await c.PutAsync("morphisms/functions/signer", new
-        {
-            owners = new[] { "alice", "bob", "mallory-not" },
-            approvals_required = 2,
-            policies = new[] { "signer-read" },
-            simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } },
-        })).Expect(200);
-    }
-
-    private static object Values(byte[] snp) => new { simulated = new { snp = new[] { Hex.Of(snp) } } };
-
-    private static async Task<string> OwnerTokenAsync(VaultHttp c, string owner) =>
-        (await c.PostAsync("auth/token/create", new { policies = new[] { "owners" }, meta = new { morphisms_owner = owner } })).Expect(200).Auth["client_token"]!.GetValue<string>();
-
-    private static async Task<string> PlainTokenAsync(VaultHttp c) =>
-        (await c.PostAsync("auth/token/create", new { policies = new[] { "owners" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
-
-    private static async Task<VaultResult> LoginAsync(VaultHttp c, FunctionInstance instance, byte[] measurement)
-    {
-        var nonce = await AttestFlow.ChallengeAsync(c);
-        return await AttestFlow.LoginAsync(c, "snp", instance.SnpReport(nonce, measurement), nonce, instance.CsrPem);
-    }
 
     private static List<string> Keys(VaultResult result) => [.. result.Data["keys"]!.AsArray().Select(k => k!.GetValue<string>())];
 
