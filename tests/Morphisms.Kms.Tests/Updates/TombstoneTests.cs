@@ -25,9 +25,11 @@ public sealed class TombstoneTests : IDisposable
         Assert.Contains("was deleted", (await c.GetAsync("morphisms/functions/signer", host)).Expect(404).Errors[0], StringComparison.Ordinal);
         (await c.ListAsync("morphisms/functions", host)).Expect(404);
 
-        // Registering the name again with new code is a pending restore, not a registration.
+        // Registering the name again with new code is a pending restore, not a registration: nothing can log in as signer.
         var write = (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp), host)).Expect(200);
-        var pending = write.Data["pending_update"]!;
+        (await c.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(404);
+        var pending = write.Data["pending_update"];
+        Assert.NotNull(pending);
         Assert.Equal("restore", pending["kind"]!.GetValue<string>());
         Assert.Contains(write.Body!["warnings"]!.AsArray(), w => w!.GetValue<string>().Contains("no instance can log in", StringComparison.Ordinal));
         var id = pending["id"]!.GetValue<int>();
@@ -35,10 +37,6 @@ public sealed class TombstoneTests : IDisposable
         var tombstone = (await c.GetAsync("morphisms/functions/signer/tombstone", host)).Expect(200).Data;
         Assert.Equal([id], tombstone["pending_updates"]!.AsArray().Select(n => n!.GetValue<int>()));
         Assert.Equal(["alice", "bob", "mallory-not"], tombstone["owners"]!.AsArray().Select(n => n!.GetValue<string>()));
-
-        // No login as signer, with the new measurement or the old one.
-        using var instance = new FunctionInstance();
-        (await c.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(404);
 
         // The host cannot approve; one owner is not enough; the second applies it.
         (await c.PostAsync($"morphisms/functions/signer/updates/{id}/approve", null, host)).Expect(403);
@@ -48,6 +46,7 @@ public sealed class TombstoneTests : IDisposable
         Assert.Equal("applied", applied["status"]!.GetValue<string>());
         Assert.Equal(2, applied["applied_revision"]!.GetValue<int>());
 
+        using var instance = new FunctionInstance();
         var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
         Assert.Equal(2, function["current_revision"]!.GetValue<int>());
         Assert.Null(function["deleted_time"]);
@@ -131,6 +130,7 @@ public sealed class TombstoneTests : IDisposable
         await kms.UnsealAsync();
 
         var write = (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp))).Expect(200).Data;
+        Assert.NotNull(write["pending_update"]);
         Assert.Equal("restore", write["pending_update"]!["kind"]!.GetValue<string>());
         Assert.Equal(2, (await c.GetAsync("morphisms/functions/signer/tombstone")).Expect(200).Data["approvals_required"]!.GetValue<int>());
         (await c.GetAsync("morphisms/functions/signer")).Expect(404);
