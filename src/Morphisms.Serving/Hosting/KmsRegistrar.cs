@@ -66,14 +66,33 @@ public sealed class KmsRegistrar : IDisposable
             ["secret_path"] = secretPath,
             ["simulated"] = new JsonObject { ["snp"] = new JsonArray([.. simulated.Select(m => JsonValue.Create(m))]) },
         }, ct).ConfigureAwait(false);
-        return body?["data"]?["proposed"] is not null || body?["data"]?["update"] is not null
-            ? "registered as a proposed update: the function's owners must approve it before instances can log in"
-            : $"registered {simulated.Count} simulated measurement(s) with the KMS";
+        return Note(latest.Name, body?["data"] as JsonObject) ?? $"registered {simulated.Count} simulated measurement(s) with the KMS";
     }
 
-    /// <summary>Deletes the function from the registry, so its instances can no longer log in.</summary>
-    public async Task UnregisterAsync(string function, CancellationToken ct) =>
-        await SendAsync(HttpMethod.Delete, $"v1/morphisms/functions/{function}", null, ct).ConfigureAwait(false);
+    /// <summary>
+    /// Deletes the function from the registry, so its instances can no longer log in; returns the KMS's note when it
+    /// keeps the name for the function's owners (a tombstone), else null.
+    /// </summary>
+    public async Task<string?> UnregisterAsync(string function, CancellationToken ct)
+    {
+        var body = await SendAsync(HttpMethod.Delete, $"v1/morphisms/functions/{function}", null, ct).ConfigureAwait(false);
+        return body?["data"]?["tombstone"] is JsonValue tombstone && tombstone.TryGetValue<bool>(out var kept) && kept
+            ? $"the KMS keeps the name {function} for its owners: deploying other code under it needs their approval"
+            : null;
+    }
+
+    /// <summary>The deploy note when the KMS made the registration a pending update (owners must approve it), else null.</summary>
+    private static string? Note(string function, JsonObject? data)
+    {
+        if (data?["pending_update"]?["id"] is not JsonValue update)
+        {
+            return null;
+        }
+
+        var id = update.ToJsonString();
+        var what = data["deleted_time"] is null ? "registered as" : $"{function} was deleted and its owners keep the name: registering it again is";
+        return $"{what} proposed update {id}: the function's owners must approve it (morphisms/functions/{function}/updates/{id}/approve) before instances can log in";
+    }
 
     /// <inheritdoc />
     public void Dispose() => _http.Dispose();

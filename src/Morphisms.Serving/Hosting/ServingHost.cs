@@ -189,11 +189,12 @@ public sealed partial class ServingHost : IAsyncDisposable
             }
 
             _functions.TryRemove(function, out _);
+            string? note = null;
             if (_registrar is not null && entry.History.Latest?.Spec.Tee is not (null or FunctionTee.None))
             {
                 try
                 {
-                    await _registrar.UnregisterAsync(function, ct).ConfigureAwait(false);
+                    note = await _registrar.UnregisterAsync(function, ct).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is InvalidOperationException or HttpRequestException || (e is TaskCanceledException && !ct.IsCancellationRequested))
                 {
@@ -202,7 +203,7 @@ public sealed partial class ServingHost : IAsyncDisposable
                 }
             }
 
-            Log($"rm {function}");
+            Log(note is null ? $"rm {function}" : $"rm {function}; {note}");
         }
         finally
         {

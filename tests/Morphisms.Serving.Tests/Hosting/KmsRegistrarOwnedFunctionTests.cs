@@ -1,0 +1,60 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Revisions;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Tests.Hosting;
+
+/// <summary>
+/// Deploying a function whose owners gate its updates: the registrar reports the KMS's pending update instead of a
+/// registration, also after the function was removed (the KMS keeps the name for its owners).
+/// </summary>
+public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixture<ServingKms>
+{
+    [Fact]
+    public async Task RedeployingARemovedOwnedFunction_WithOtherCode_IsAProposedUpdate_AndTheApprovedCodeComesBack()
+    {
+        using var registrar = new KmsRegistrar(kms.Connection, TimeProvider.System);
+        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("owned", 'a')], CancellationToken.None), StringComparison.Ordinal);
+        using (var owners = await kms.Root.PutAsync("v1/morphisms/functions/owned", JsonContent.Create(new JsonObject
+        {
+            ["owners"] = new JsonArray("alice", "bob"),
+            ["approvals_required"] = 2,
+        })))
+        {
+            owners.EnsureSuccessStatusCode();
+        }
+
+        // While registered: new code is an update for the owners.
+        var changed = await registrar.RegisterAsync([SimRevision("owned", 'b')], CancellationToken.None);
+        Assert.StartsWith("registered as proposed update 1:", changed, StringComparison.Ordinal);
+
+        // Removed, then deployed again with new code: still theirs to approve.
+        Assert.Contains("keeps the name owned for its owners", await registrar.UnregisterAsync("owned", CancellationToken.None), StringComparison.Ordinal);
+        var redeployed = await registrar.RegisterAsync([SimRevision("owned", 'b')], CancellationToken.None);
+        Assert.Contains("owned was deleted", redeployed, StringComparison.Ordinal);
+        Assert.Contains("proposed update 2:", redeployed, StringComparison.Ordinal);
+
+        // The code the owners approved registers again at once.
+        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("owned", 'a')], CancellationToken.None), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RemovingAFunctionWithoutOwners_SaysNothingMore()
+    {
+        using var registrar = new KmsRegistrar(kms.Connection, TimeProvider.System);
+        await registrar.RegisterAsync([SimRevision("unowned", 'c')], CancellationToken.None);
+
+        Assert.Null(await registrar.UnregisterAsync("unowned", CancellationToken.None));
+        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("unowned", 'd')], CancellationToken.None), StringComparison.Ordinal);
+    }
+
+    private static Revision SimRevision(string function, char measurement) => new(
+        function + "-00001",
+        1,
+        new FunctionSpec { Name = function, Bundle = "/nonexistent", Command = ["./app"] },
+        [],
+        new string(measurement, 96),
+        DateTimeOffset.UnixEpoch);
+}
