@@ -125,6 +125,28 @@ public class KmsClientCommandTests
     }
 
     [Fact]
+    public async Task Deleting_an_owned_function_says_its_name_stays_with_the_owners_and_a_new_registration_waits_for_them()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var spec = Path.Combine(kms.Directory, "owned.json");
+        await File.WriteAllTextAsync(spec, """{"owners":["alice","bob"],"approvals_required":2}""");
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("function", "register", "owned", "--file", spec, "--sim-snp", new string('a', 96))).ExitCode);
+
+        var deleted = await kms.RunAsync("function", "delete", "owned");
+        Assert.Equal(ExitCodes.Ok, deleted.ExitCode);
+        Assert.Contains("its name stays with its owners (alice, bob)", deleted.Stdout, StringComparison.Ordinal);
+        Assert.Contains("needs 2 of them", deleted.Stdout, StringComparison.Ordinal);
+        Assert.Contains("was deleted", (await kms.RunAsync("function", "get", "owned")).Stderr, StringComparison.Ordinal);
+
+        var registered = await kms.RunAsync("function", "register", "owned", "--sim-snp", new string('b', 96));
+        Assert.Equal(ExitCodes.Ok, registered.ExitCode);
+        Assert.Contains("registering the deleted function again is pending update 1, awaiting 2 owner approval(s)", registered.Stdout, StringComparison.Ordinal);
+
+        // Nothing registered under the name: a second delete leaves the tombstone and says nothing of it.
+        Assert.False(JsonNode.Parse((await kms.RunAsync("function", "delete", "owned", "--json")).Stdout)!["tombstone"]!.GetValue<bool>());
+    }
+
+    [Fact]
     public async Task Connection_problems_are_named()
     {
         await using var kms = await CliKms.StartDevAsync();

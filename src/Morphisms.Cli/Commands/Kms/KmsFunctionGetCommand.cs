@@ -17,7 +17,9 @@ public static class KmsFunctionGetCommand
             var reply = await kms.SendAsync("GET", "morphisms/functions/" + Uri.EscapeDataString(functionName), null, ct, true, 404);
             if (reply.Status == 404)
             {
-                throw new KmsCliException(ExitCodes.Rejected, $"function {functionName} is not registered", reply.Raw.Length > 0 ? reply.Raw : null);
+                // The KMS says why when it has a reason (a deleted function whose name its owners keep).
+                var reason = reply.Body?["errors"] is JsonArray { Count: > 0 } errors && errors[0] is JsonValue first && first.TryGetValue<string>(out var text) ? text : null;
+                throw new KmsCliException(ExitCodes.Rejected, reason ?? $"function {functionName} is not registered", reply.Raw.Length > 0 ? reply.Raw : null);
             }
 
             if (json)

@@ -61,6 +61,13 @@ public static class KmsFunctionRegisterCommand
             {
                 await KmsAction.PrintJsonAsync(stdout, reply.Data);
             }
+            else if (reply.Data["pending_update"] is JsonObject pending)
+            {
+                // The KMS answers 200 with the record as it stands: nothing gated changed yet, so say what did happen.
+                var what = reply.Data["deleted_time"] is null ? "the change" : "registering the deleted function again";
+                await stdout.WriteLineAsync($"function {functionName}: {what} is pending update {pending["id"]}, awaiting {pending["approvals_remaining"]} owner approval(s) "
+                    + $"(morphisms/functions/{functionName}/updates/{pending["id"]}/approve)");
+            }
             else
             {
                 await stdout.WriteLineAsync($"function {functionName} registered: revision {reply.Data["current_revision"]} active");
