@@ -17,19 +17,8 @@ public sealed record ServingStateFile(string Control, string Gateway, string Mod
 
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
-    /// <summary>Writes the file (mode 0600).</summary>
-    public void Write(string path)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(this, Json));
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-
-        File.Move(temp, path, overwrite: true);
-    }
+    /// <summary>Writes the file atomically, mode 0600 (see <see cref="PrivateFile"/>).</summary>
+    public void Write(string path) => PrivateFile.Write(path, JsonSerializer.Serialize(this, Json));
 
     /// <summary>Reads the file, or null when absent or unreadable.</summary>
     public static ServingStateFile? Read(string path)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Morphisms.Serving.Hosting;
 
 namespace Morphisms.Cli.Commands.Up;
 
@@ -50,30 +51,5 @@ public sealed record UpStateFile(string KmsUrl, string KmsCaFile, string KmsCaSh
         {
             return false;
         }
-    }
-}
-
-/// <summary>Files only this user may read: written to a temporary name with mode 0600 first, then renamed.</summary>
-internal static class PrivateFile
-{
-    /// <summary>Writes <paramref name="text"/> to <paramref name="path"/> with mode 0600 from the first byte on.</summary>
-    public static void Write(string path, string text)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var temp = path + ".tmp";
-        File.Delete(temp);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        using (var stream = new FileStream(temp, options))
-        using (var writer = new StreamWriter(stream))
-        {
-            writer.Write(text);
-        }
-
-        File.Move(temp, path, overwrite: true);
     }
 }
