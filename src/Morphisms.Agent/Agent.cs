@@ -164,7 +164,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         if (options.ReportUrl is { } url)
         {
             // After readiness and off the request path: the log line above already carries the same report.
-            _ = ColdStartReport.PostAsync(url, ColdStart, log, stop);
+            _ = ColdStartReport.PostAsync(url, options.ReportToken, ColdStart, log, stop);
         }
 
         using var maintainerStop = CancellationTokenSource.CreateLinkedTokenSource(stop);

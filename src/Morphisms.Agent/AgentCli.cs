@@ -87,6 +87,7 @@ public static class AgentCli
                 ReloadCommand = parsed.GetValue(reload),
                 SecretsPollInterval = TimeSpan.FromSeconds(parsed.GetValue(poll)),
                 ReportUrl = parsed.GetValue(reportUrl) is { } report ? Url(report, "--report-url") : null,
+                ReportToken = TakeReportToken(),
                 KmsAttempts = parsed.GetValue(attempts),
                 AppStart = ParseAppStart(parsed.GetValue(appStart)!),
                 Simulated = new SimulatedTeeOptions
@@ -105,6 +106,17 @@ public static class AgentCli
             await stderr.WriteLineAsync($"morph-init: {e.Message}");
             return e.ExitCode;
         }
+    }
+
+    /// <summary>
+    /// The report token from <see cref="AgentOptions.ReportTokenVariable"/>, removed from this process's environment so
+    /// that the app and the reload command, which inherit it, never get it.
+    /// </summary>
+    internal static string? TakeReportToken()
+    {
+        var token = Environment.GetEnvironmentVariable(AgentOptions.ReportTokenVariable);
+        Environment.SetEnvironmentVariable(AgentOptions.ReportTokenVariable, null);
+        return string.IsNullOrWhiteSpace(token) ? null : token.Trim();
     }
 
     /// <summary>

@@ -55,6 +55,15 @@ public sealed record AgentOptions
     /// <summary>Where the cold-start report is POSTed (optional).</summary>
     public Uri? ReportUrl { get; init; }
 
+    /// <summary>
+    /// The bearer token the report is POSTed with: this instance's own, good for its own report only. The serving host
+    /// hands it over in <see cref="ReportTokenVariable"/>, never on the command line, which every local user can read.
+    /// </summary>
+    public string? ReportToken { get; init; }
+
+    /// <summary>The environment variable <c>morph-init</c> takes <see cref="ReportToken"/> from (and removes, so the app does not inherit it).</summary>
+    public const string ReportTokenVariable = "MORPH_REPORT_TOKEN";
+
     /// <summary>Simulated TEE settings (<c>--tee sim</c>).</summary>
     public SimulatedTeeOptions Simulated { get; init; } = new();
 

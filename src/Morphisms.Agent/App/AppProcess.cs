@@ -63,6 +63,10 @@ public sealed class AppProcess : IDisposable
             info.Environment[name] = value;
         }
 
+        // The agent's report token is for its own report: not the app's, even when the agent was started without
+        // AgentCli (which removes it from the environment the app would inherit).
+        info.Environment.Remove(AgentOptions.ReportTokenVariable);
+
         // The agent's own contract with the app: where secrets are and which loopback port to serve plain HTTP on.
         info.Environment["MORPH_SECRETS_DIR"] = secretsDir;
         info.Environment["PORT"] = appPort.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -217,8 +217,10 @@ public sealed class SessionMaintainer(
         {
             var info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command }, UseShellExecute = false };
 
-            // The reload command acts for the app, so it sees the OS trust store the app sees, not the agent's empty one.
+            // The reload command acts for the app, so it sees the OS trust store the app sees, not the agent's empty one,
+            // and not the agent's report token.
             Tls.SystemTrustStore.RestoreFor(info);
+            info.Environment.Remove(AgentOptions.ReportTokenVariable);
             using var process = Process.Start(info);
             if (process is not null)
             {

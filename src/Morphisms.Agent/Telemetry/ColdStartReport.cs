@@ -54,15 +54,26 @@ public sealed class ColdStartReport(TimeProvider time)
         };
     }
 
-    /// <summary>POSTs the report (best effort: the serving layer is untrusted and the report holds no secrets).</summary>
-    public static async Task PostAsync(Uri url, JsonObject report, AgentLog log, CancellationToken ct)
+    /// <summary>
+    /// POSTs the report with <paramref name="token"/> as its bearer token, when there is one (best effort: the serving
+    /// layer is untrusted and the report holds no secrets; the token opens this instance's report route and no other).
+    /// </summary>
+    public static async Task PostAsync(Uri url, string? token, JsonObject report, AgentLog log, CancellationToken ct)
     {
         try
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
             // Serialised by the JSON DOM itself: no reflection-based serializer (trimming/NativeAOT friendly, less JIT).
-            using var content = new StringContent(report.ToJsonString(), System.Text.Encoding.UTF8, "application/json");
-            using var response = await http.PostAsync(url, content, ct).ConfigureAwait(false);
+            using var request = new HttpRequestMessage(HttpMethod.Post, url)
+            {
+                Content = new StringContent(report.ToJsonString(), System.Text.Encoding.UTF8, "application/json"),
+            };
+            if (token is not null)
+            {
+                request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            }
+
+            using var response = await http.SendAsync(request, ct).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {
                 log.Warn("cold_start_report", $"report POST to {url} answered {(int)response.StatusCode}");

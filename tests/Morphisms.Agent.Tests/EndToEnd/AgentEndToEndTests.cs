@@ -26,7 +26,8 @@ public sealed class AgentEndToEndTests
         await kms.PutBundleAsync("greeter", Bundle("v1"));
         var log = new LogSink();
         using var reports = new ReportCollector();
-        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { ReportUrl = reports.Url }, harness.LaunchConfig);
+        var reportToken = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { ReportUrl = reports.Url, ReportToken = reportToken }, harness.LaunchConfig);
         using var stop = new CancellationTokenSource();
         var run = agent.RunAsync(stop.Token);
         await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
@@ -52,6 +53,8 @@ public sealed class AgentEndToEndTests
         var posted = await reports.Received.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal("greeter", posted["function"]!.GetValue<string>());
         Assert.True(posted["phases_ms"]!["login"]!.GetValue<double>() > 0);
+        Assert.Equal($"Bearer {reportToken}", reports.Authorization);
+        Assert.DoesNotContain(reportToken, log.Text);
 
         await stop.CancelAsync();
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));

@@ -25,6 +25,11 @@ public sealed partial class ProcessTests
         info.Environment["SSL_CERT_FILE"] = "/etc/app-trust/ca.pem";
         info.Environment.Remove("SSL_CERT_DIR");
         info.Environment["TEST_APP_ENV_REPORT"] = envReport;
+
+        // The report token comes in the environment (never the command line), goes out in the report's header only.
+        var reportToken = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        info.Environment[AgentOptions.ReportTokenVariable] = reportToken;
+        using var reports = new ReportCollector();
         string[] args =
         [
             Path.Combine(AppContext.BaseDirectory, "morph-init.dll"),
@@ -32,6 +37,7 @@ public sealed partial class ProcessTests
             "--tee", "sim", "--sim-dir", harness.SimDir, "--bundle", harness.BundleDir, "--launch-config", launchConfig,
             "--port", TestProcesses.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture), "--listen-address", "127.0.0.1",
             "--app-port", options.AppPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--secrets-dir", harness.SecretsDir,
+            "--report-url", reports.Url.ToString(),
             "--", .. options.App,
         ];
         foreach (var arg in args)
@@ -64,7 +70,9 @@ public sealed partial class ProcessTests
         {
             await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
             Assert.True(File.Exists(harness.Marker));
-            Assert.Equal("SSL_CERT_FILE=/etc/app-trust/ca.pem\nSSL_CERT_DIR=(unset)", await File.ReadAllTextAsync(envReport));
+            Assert.Equal("SSL_CERT_FILE=/etc/app-trust/ca.pem\nSSL_CERT_DIR=(unset)\nMORPH_REPORT_TOKEN=(unset)", await File.ReadAllTextAsync(envReport));
+            await reports.Received.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal($"Bearer {reportToken}", reports.Authorization);
 
             Assert.Equal(0, Kill(agent.Id, 15));
             await agent.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
@@ -73,6 +81,7 @@ public sealed partial class ProcessTests
             {
                 Assert.Contains(lines, l => l.Contains("\"event\":\"exit\"") && l.Contains("drained"));
                 Assert.All(lines, l => JsonNode.Parse(l));
+                Assert.DoesNotContain(lines, l => l.Contains(reportToken, StringComparison.Ordinal));
             }
         }
         finally

@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 
 namespace Morphisms.Agent.Tests;
 
-/// <summary>Stands in for the serving layer's cold-start report endpoint: captures the first POSTed report.</summary>
+/// <summary>Stands in for the serving layer's cold-start report endpoint: captures the first POSTed report and its <c>Authorization</c>.</summary>
 public sealed class ReportCollector : IDisposable
 {
     private readonly HttpListener _listener = new();
@@ -25,11 +25,15 @@ public sealed class ReportCollector : IDisposable
     /// <summary>The first report.</summary>
     public Task<JsonObject> Received => _received.Task;
 
+    /// <summary>The first report's <c>Authorization</c> header (null when it had none), set before <see cref="Received"/> completes.</summary>
+    public string? Authorization { get; private set; }
+
     private async Task ServeAsync()
     {
         try
         {
             var context = await _listener.GetContextAsync();
+            Authorization = context.Request.Headers["Authorization"];
             using var reader = new StreamReader(context.Request.InputStream);
             _received.TrySetResult(JsonNode.Parse(await reader.ReadToEndAsync())!.AsObject());
             context.Response.StatusCode = 204;

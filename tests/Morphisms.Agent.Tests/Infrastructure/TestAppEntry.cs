@@ -31,10 +31,11 @@ public static class TestAppEntry
             return 2;
         }
 
-        // What the agent passed on of the OS trust-store variables (it hides them from itself, not from the app).
+        // What the agent passed on of the OS trust-store variables (it hides them from itself, not from the app), and
+        // whether its report token reached the app (it must not).
         if (Environment.GetEnvironmentVariable("TEST_APP_ENV_REPORT") is { Length: > 0 } report)
         {
-            await File.WriteAllTextAsync(report, $"SSL_CERT_FILE={Environment.GetEnvironmentVariable("SSL_CERT_FILE") ?? "(unset)"}\nSSL_CERT_DIR={Environment.GetEnvironmentVariable("SSL_CERT_DIR") ?? "(unset)"}");
+            await File.WriteAllTextAsync(report, $"SSL_CERT_FILE={Environment.GetEnvironmentVariable("SSL_CERT_FILE") ?? "(unset)"}\nSSL_CERT_DIR={Environment.GetEnvironmentVariable("SSL_CERT_DIR") ?? "(unset)"}\nMORPH_REPORT_TOKEN={Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN") ?? "(unset)"}");
         }
 
         var marker = Array.IndexOf(args, "--marker") is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
