@@ -27,12 +27,26 @@ public sealed class ErrorPathTests
     [InlineData(502)]
     public async Task A_control_reply_that_is_not_json_is_named(int status)
     {
+        using var token = new ControlTokenFile();
         await using var server = new FakeHttpServer(_ => new(status, "<html>a proxy's page</html>"));
-        var outcome = await MorphRunner.RunAsync("ls", "--control", server.Address.ToString());
+        var outcome = await MorphRunner.RunAsync("ls", "--control", server.Address.ToString(), "--control-token-file", token.Path);
         Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
         Assert.Contains($"{server.Address} answered {status} with a body that is not JSON", outcome.Stderr, StringComparison.Ordinal);
         Assert.Contains("a proxy's page", outcome.Stderr, StringComparison.Ordinal);
         AssertNoStackTrace(outcome);
+    }
+
+    [Theory]
+    [InlineData("<html>you sent {0}</html>")]
+    [InlineData("""{{"errors": ["you sent {0}"]}}""")]
+    public async Task A_control_reply_that_echoes_the_token_is_shown_without_it(string format)
+    {
+        using var token = new ControlTokenFile();
+        await using var server = new FakeHttpServer(request => new(400, string.Format(System.Globalization.CultureInfo.InvariantCulture, format, request.Headers["Authorization"]), JsonType));
+        var outcome = await MorphRunner.RunAsync("ls", "--control", server.Address.ToString(), "--control-token-file", token.Path);
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("you sent Bearer [control token]", outcome.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(token.Token.Value, outcome.Stdout + outcome.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -96,4 +110,22 @@ public sealed class ErrorPathTests
         Assert.DoesNotContain("Unhandled exception", outcome.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", outcome.Stderr, StringComparison.Ordinal);
     }
+}
+
+/// <summary>A control token in a file of its own, for commands given <c>--control</c> and <c>--control-token-file</c>.</summary>
+internal sealed class ControlTokenFile : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("morph-token-").FullName;
+
+    public ControlTokenFile()
+    {
+        Path = System.IO.Path.Combine(_dir, "serving-control-token");
+        Token.WriteFile(Path);
+    }
+
+    public Morphisms.Serving.Hosting.BearerToken Token { get; } = Morphisms.Serving.Hosting.BearerToken.New();
+
+    public string Path { get; }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
 }

@@ -13,8 +13,8 @@ using Morphisms.Serving.Spec;
 namespace Morphisms.Serving.Hosting;
 
 /// <summary>
-/// The control API (JSON, loopback only): what <c>morph deploy|ls|revisions|traffic|logs|rm</c> call, the
-/// Prometheus metrics, and the endpoint agents POST their cold-start reports to.
+/// The control API (JSON, loopback only, bearer token): what <c>morph deploy|ls|revisions|traffic|logs|rm</c> call,
+/// the Prometheus metrics, and the endpoint agents POST their cold-start reports to.
 /// <code>
 /// POST   /v1/functions                      {"path": "/abs/dir-or-function.yaml"}  → deploy
 /// GET    /v1/functions                                                             → ls
@@ -25,11 +25,17 @@ namespace Morphisms.Serving.Hosting;
 /// POST   /v1/instances/{id}/cold-start      (the agent's report)
 /// GET    /metrics                           (Prometheus text)
 /// </code>
-/// Loopback only because it has no authentication: anyone who can reach it can deploy. It never handles secrets.
-/// A web page in the user's browser can reach loopback too, so every request must name a loopback host
-/// (<see cref="IsLoopbackHost"/>: no DNS rebinding) and every POST/PUT/PATCH must be <c>application/json</c> (a
-/// browser sends that cross-origin only after a CORS preflight, which this API never answers); anything else gets a
-/// 4xx <c>{"errors": […]}</c> before it reaches a route.
+/// Loopback is not a boundary on its own: other users of the machine reach it, and so does every instance, which shares
+/// the host's network namespace (see <see cref="Runtime.Bubblewrap"/>) and runs code the operator did not write. So
+/// every route needs <c>Authorization: Bearer CONTROL-TOKEN</c> (<see cref="ServingHost.ControlToken"/>, in the 0600
+/// <see cref="ServingHostOptions.ControlTokenFile"/> that sandboxed instances never see), compared in constant time;
+/// the one exception is an instance's cold-start report, which carries that instance's own report token instead
+/// (its agent runs beside the function's code, so it never gets the control token). A web page in the user's
+/// browser can reach loopback too, so every request must also name a loopback host (<see cref="IsLoopbackHost"/>: no
+/// DNS rebinding) and every POST/PUT/PATCH must be <c>application/json</c> (a browser sends that cross-origin only
+/// after a CORS preflight, which this API never answers). A request failing a check gets a 4xx
+/// <c>{"errors": […]}</c> (421, then 401, then 415) before any handler runs; a report's own token is checked by its
+/// handler, before the body is read. It never handles secrets besides these tokens.
 /// </summary>
 public sealed class ControlApi : IAsyncDisposable
 {
@@ -45,20 +51,20 @@ public sealed class ControlApi : IAsyncDisposable
     /// <summary>The base URL.</summary>
     public Uri Url { get; }
 
-    /// <summary>Starts the API for <paramref name="host"/>.</summary>
+    /// <summary>Starts the API for <paramref name="host"/>; every route but the instances' reports needs <paramref name="token"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="listen"/> is not a loopback address.</exception>
-    public static async Task<ControlApi> StartAsync(ServingHost host, IPEndPoint listen, CancellationToken ct)
+    public static async Task<ControlApi> StartAsync(ServingHost host, IPEndPoint listen, BearerToken token, CancellationToken ct)
     {
         if (!IPAddress.IsLoopback(listen.Address))
         {
-            throw new ArgumentException($"the control API has no authentication and listens on loopback only, not {listen}", nameof(listen));
+            throw new ArgumentException($"the control API listens on loopback only (it speaks plain HTTP), not {listen}", nameof(listen));
         }
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Morphisms.Serving.Control", ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(listen));
         var app = builder.Build();
-        Map(app, host);
+        Map(app, host, token);
         await app.StartAsync(ct).ConfigureAwait(false);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new ControlApi(app, new Uri($"http://{listen.Address}:{new Uri(address).Port}/"));
@@ -93,14 +99,24 @@ public sealed class ControlApi : IAsyncDisposable
             && IPAddress.IsLoopback(address);
     }
 
-    // Before routing: a request from a browser page (another Host after DNS rebinding, or a "simple" cross-origin
-    // POST as text/plain or a form) never reaches a handler.
-    private static async Task GuardAsync(HttpContext context, Func<Task> next)
+    // After matching a route, before its handler: a request from a browser page (another Host after DNS rebinding, or a
+    // "simple" cross-origin POST as text/plain or a form) or from a local process without the token never reaches one.
+    private static async Task GuardAsync(HttpContext context, BearerToken token, Func<Task> next)
     {
         var request = context.Request;
         if (!request.Host.HasValue || !IsLoopbackHost(request.Host.Host))
         {
             await RefuseAsync(context, StatusCodes.Status421MisdirectedRequest, $"the control API answers only to a loopback Host (localhost, 127.0.0.1, [::1]), not '{request.Host}'");
+            return;
+        }
+
+        // An unknown path needs the token too: without it, nothing about the API can be learnt.
+        var byInstance = context.GetEndpoint()?.Metadata.GetMetadata<InstanceReportRoute>() is not null;
+        if (!byInstance && !token.MatchesAuthorization(request.Headers.Authorization))
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await RefuseAsync(context, StatusCodes.Status401Unauthorized,
+                $"the control API needs 'Authorization: Bearer <control token>'; the serving host writes its token to its control token file (morph up: {ServingStateFile.ControlTokenFileName} in the data directory)");
             return;
         }
 
@@ -124,9 +140,11 @@ public sealed class ControlApi : IAsyncDisposable
         await context.Response.WriteAsJsonAsync(new { errors = new[] { error } }, Json, context.RequestAborted);
     }
 
-    private static void Map(WebApplication app, ServingHost host)
+    private static void Map(WebApplication app, ServingHost host, BearerToken token)
     {
-        app.Use(GuardAsync);
+        // Routing first, so the guard knows which route (and so which token) a request is for.
+        app.UseRouting();
+        app.Use((context, next) => GuardAsync(context, token, next));
         app.MapPost("/v1/functions", (HttpContext c) => Handle(c, async () =>
         {
             var body = await ReadAsync(c);
@@ -164,10 +182,24 @@ public sealed class ControlApi : IAsyncDisposable
         }));
         app.MapPost("/v1/instances/{id}/cold-start", async (HttpContext c, string id) =>
         {
-            var report = await ReadAsync(c);
-            c.Response.StatusCode = host.AcceptColdStartReport(id, report) ? 204 : 404;
-        });
+            // Authenticated before the body is read: only the instance's own token opens its own report.
+            if (host.ReportingInstance(id, c.Request.Headers.Authorization) is not { } instance)
+            {
+                c.Response.Headers.WWWAuthenticate = "Bearer";
+                await RefuseAsync(c, StatusCodes.Status401Unauthorized, $"a cold-start report needs the report token of instance {id}, which this host gave that instance's agent");
+                return;
+            }
+
+            instance.AcceptReport(await ReadAsync(c));
+            c.Response.StatusCode = 204;
+        }).WithMetadata(InstanceReportRoute.Instance);
         app.MapGet("/metrics", () => Results.Text(host.Metrics.Render(), "text/plain; version=0.0.4"));
+    }
+
+    // Marks the route that an instance's report token opens instead of the control token.
+    private sealed class InstanceReportRoute
+    {
+        public static readonly InstanceReportRoute Instance = new();
     }
 
     private static Task Handle<T>(HttpContext context, Func<T> action) => Handle(context, () => Task.FromResult(action()));

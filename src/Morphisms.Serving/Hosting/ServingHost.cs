@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Text.Json.Nodes;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Serving.Activation;
 using Morphisms.Serving.Autoscaling;
@@ -69,15 +68,28 @@ public sealed partial class ServingHost : IAsyncDisposable
     /// <summary>The control API's base URL.</summary>
     public Uri ControlUrl => _control?.Url ?? throw new InvalidOperationException("not started");
 
+    /// <summary>
+    /// The control API's bearer token, new for every host (so at every start): in-process callers take it from here, local ones from
+    /// <see cref="ServingHostOptions.ControlTokenFile"/>. Whoever holds this host can deploy through it anyway.
+    /// </summary>
+    public BearerToken ControlToken { get; } = BearerToken.New();
+
     /// <summary>The options.</summary>
     public ServingHostOptions Options => _options;
 
-    /// <summary>Starts the control API, the runtime and the gateway, then writes the state file.</summary>
+    /// <summary>Writes the control token file, starts the control API, the runtime and the gateway, then writes the state file.</summary>
     public async Task StartAsync(CancellationToken ct)
     {
-        _control = await ControlApi.StartAsync(this, _options.ControlListen, ct).ConfigureAwait(false);
+        // Before the API listens: a token file that cannot be written stops the start with nothing left running.
+        if (_options.ControlTokenFile is { } tokenFile)
+        {
+            ControlToken.WriteFile(tokenFile);
+        }
+
+        _control = await ControlApi.StartAsync(this, _options.ControlListen, ControlToken, ct).ConfigureAwait(false);
         _registrar = _options.Kms is { } kms ? new KmsRegistrar(kms, _options.Time) : null;
-        _launcher = _options.Launcher ?? new ProcessInstanceLauncher((_options.Runtime ?? new RuntimeOptions { DataDirectory = _options.DataDirectory }) with
+        var runtime = _options.Runtime ?? new RuntimeOptions { DataDirectory = _options.DataDirectory };
+        _launcher = _options.Launcher ?? new ProcessInstanceLauncher(runtime with
         {
             DataDirectory = _options.DataDirectory,
             KmsUrl = _options.Kms?.Url,
@@ -102,7 +114,8 @@ public sealed partial class ServingHost : IAsyncDisposable
         Log($"control API on {_control.Url}");
         if (_options.StateFile is { } stateFile)
         {
-            new ServingStateFile(_control.Url.ToString(), GatewayEndPoint.ToString(), _options.Mode == GatewayMode.Confidential ? "confidential" : "http", Environment.ProcessId).Write(stateFile);
+            new ServingStateFile(_control.Url.ToString(), GatewayEndPoint.ToString(), _options.Mode == GatewayMode.Confidential ? "confidential" : "http", Environment.ProcessId,
+                _options.ControlTokenFile is { } written ? Path.GetFullPath(written) : null).Write(stateFile);
         }
     }
 
@@ -262,8 +275,12 @@ public sealed partial class ServingHost : IAsyncDisposable
         return lines.OrderBy(l => l.Item2.Time).TakeLast(Math.Max(1, max)).ToList();
     }
 
-    /// <summary>Accepts an agent's cold-start report (POSTed to the control API): one more readiness signal for that instance.</summary>
-    public bool AcceptColdStartReport(string instanceId, JsonObject report)
+    /// <summary>
+    /// The running local instance <paramref name="instanceId"/>, when <paramref name="authorization"/> (an
+    /// <c>Authorization</c> header) carries that instance's own report token; null for an unknown instance, a missing
+    /// token, or another instance's. Its agent POSTs its cold-start report with it (one more readiness signal).
+    /// </summary>
+    internal ProcessInstance? ReportingInstance(string instanceId, string? authorization)
     {
         foreach (var run in _running.Values)
         {
@@ -271,13 +288,12 @@ public sealed partial class ServingHost : IAsyncDisposable
             {
                 if (process.Id == instanceId && process is ProcessInstance local)
                 {
-                    local.AcceptReport(report);
-                    return true;
+                    return local.IsReportAuthorized(authorization) ? local : null;
                 }
             }
         }
 
-        return false;
+        return null;
     }
 
     /// <summary>The autoscaler loop of a running revision (tests drive it with a fake clock).</summary>
@@ -315,7 +331,30 @@ public sealed partial class ServingHost : IAsyncDisposable
             File.Delete(stateFile);
         }
 
+        DeleteControlTokenFile();
+
         _changes.Dispose();
+    }
+
+    // Only while it still holds this host's token: another host started since on the same data directory owns it now.
+    private void DeleteControlTokenFile()
+    {
+        if (_options.ControlTokenFile is not { } tokenFile)
+        {
+            return;
+        }
+
+        try
+        {
+            if (File.Exists(tokenFile) && ControlToken.Matches(File.ReadAllText(tokenFile).Trim()))
+            {
+                File.Delete(tokenFile);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log($"the control token file {tokenFile} could not be removed: {e.Message}");
+        }
     }
 
     private async Task ApplyTrafficAsync(FunctionEntry entry, IReadOnlyList<TrafficSpec> traffic)

@@ -49,6 +49,13 @@ public sealed record ServingHostOptions
     /// <summary>Where the state file for the CLI is written; null writes none.</summary>
     public string? StateFile { get; init; }
 
+    /// <summary>
+    /// Where the control API's bearer token is written at start (mode 0600, replaced atomically; removed at stop), for
+    /// the CLI and other local clients of this user. Null keeps it in memory only (<see cref="ServingHost.ControlToken"/>,
+    /// for in-process callers). Either way every control route needs it, and sandboxed instances never see the file.
+    /// </summary>
+    public string? ControlTokenFile { get; init; }
+
     /// <summary>The clock of the autoscaler loops and the runtime.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 

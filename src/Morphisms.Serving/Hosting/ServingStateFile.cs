@@ -3,17 +3,21 @@ using System.Text.Json;
 namespace Morphisms.Serving.Hosting;
 
 /// <summary>
-/// Where a running serving host can be found: written by the host, read by <c>morph deploy|ls|...</c>.
-/// It holds addresses only (no token: the control API is loopback-only and the file is 0600).
+/// Where a running serving host can be found: written by the host, read by <c>morph deploy|ls|...</c>. It holds
+/// addresses and the path of the control token file, never the token itself, so printing or copying it leaks nothing.
 /// </summary>
 /// <param name="Control">The control API's base URL.</param>
 /// <param name="Gateway">The gateway's address (<c>host:port</c>).</param>
 /// <param name="Mode"><c>confidential</c> or <c>http</c>.</param>
 /// <param name="Pid">The host's process id.</param>
-public sealed record ServingStateFile(string Control, string Gateway, string Mode, int Pid)
+/// <param name="ControlTokenFile">The file (mode 0600) holding the control API's bearer token; null when the host keeps it in memory only.</param>
+public sealed record ServingStateFile(string Control, string Gateway, string Mode, int Pid, string? ControlTokenFile = null)
 {
     /// <summary>The file name under the data directory.</summary>
     public const string FileName = "serving.json";
+
+    /// <summary>The control token file's name beside the state file, where <c>morph up</c> puts it.</summary>
+    public const string ControlTokenFileName = "serving-control-token";
 
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Morphisms.Serving.Hosting;
 
 namespace Morphisms.Serving.Runtime;
 
@@ -82,7 +83,17 @@ public sealed class ProcessInstance : IInstanceProcess
     /// <inheritdoc />
     public LogRing Logs { get; }
 
-    /// <summary>Accepts the agent's cold-start report POSTed to the control API (the same JSON the agent logs).</summary>
+    /// <summary>
+    /// The bearer token of this instance's own cold-start report (its agent has it in its environment), or null when
+    /// it reports only through its log. It authenticates that report and nothing else: the function's code beside the
+    /// agent may read it, and can then at most report this instance's cold start itself.
+    /// </summary>
+    internal BearerToken? ReportToken { get; init; }
+
+    /// <summary>True when <paramref name="authorization"/> (an <c>Authorization</c> header) carries this instance's report token.</summary>
+    internal bool IsReportAuthorized(string? authorization) => ReportToken?.MatchesAuthorization(authorization) == true;
+
+    /// <summary>Accepts the agent's cold-start report POSTed to the control API (the same JSON the agent logs), once <see cref="IsReportAuthorized"/>.</summary>
     public void AcceptReport(JsonObject report) => _report.TrySetResult(report);
 
     /// <inheritdoc />

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using Morphisms.Attestation.Simulated;
+using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Spec;
 
@@ -16,6 +17,12 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 {
     /// <summary>The variable naming the morph-init to run when <see cref="RuntimeOptions.MorphInit"/> is not set.</summary>
     public const string MorphInitVariable = "MORPH_INIT";
+
+    /// <summary>
+    /// The variable that hands a confidential instance's agent its report token: the bearer token of its own cold-start
+    /// report, and of nothing else. The environment, not the command line, which every local user can read.
+    /// </summary>
+    public const string ReportTokenVariable = "MORPH_REPORT_TOKEN";
 
     private readonly RuntimeOptions _options;
     private readonly TimeProvider _time;
@@ -99,6 +106,17 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             info.Environment["PORT"] = appPort.ToString(CultureInfo.InvariantCulture);
         }
 
+        // Set last, so no spec or agent variable can replace it; only agents report, so a plain app gets none.
+        var reportToken = confidential && _options.ReportUrl is not null ? BearerToken.New() : null;
+        if (reportToken is not null)
+        {
+            info.Environment[ReportTokenVariable] = reportToken.Value;
+        }
+        else
+        {
+            info.Environment.Remove(ReportTokenVariable);
+        }
+
         if (_bwrap is not null)
         {
             command = [.. _bwrap.Wrap(command, Readable(spec, app, confidential, info.Environment), [dir])];
@@ -113,7 +131,10 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         var logs = new LogRing(_options.LogLines);
         var instance = new ProcessInstance(
             instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
-            logs, _time, _bwrap is not null, id => _cgroups.Remove(id));
+            logs, _time, _bwrap is not null, id => _cgroups.Remove(id))
+        {
+            ReportToken = reportToken,
+        };
         logs.Add(_time.GetUtcNow(), "runtime", $"started {(confidential ? "morph-init" : "app")} pid {instance.Pid}{(_bwrap is null ? " (not sandboxed)" : " under bubblewrap")}");
         if (_options.MemoryLimitBytes > 0 || _options.PidsLimit > 0)
         {

@@ -22,7 +22,10 @@ public sealed record RuntimeOptions
     /// <summary>The simulated TEE's state directory (<c>tee: sim</c>).</summary>
     public string? SimulatedTeeDirectory { get; init; }
 
-    /// <summary>Where agents POST their cold-start report (the control API), or null.</summary>
+    /// <summary>
+    /// Where agents POST their cold-start report (the control API), or null. Each confidential instance gets its own
+    /// report token for it (<see cref="ProcessInstanceLauncher.ReportTokenVariable"/>), good for its own report only.
+    /// </summary>
     public Uri? ReportUrl { get; init; }
 
     /// <summary>Sandbox with bubblewrap: <c>auto</c> (when present and working), <c>off</c>, or <c>required</c>.</summary>

@@ -1,20 +1,44 @@
 using Morphisms.Cli.Commands.Serving;
+using Morphisms.Cli.Tests.Kms;
+using Morphisms.Serving.Hosting;
 
 namespace Morphisms.Cli.Tests.Serving;
 
-/// <summary>The serving commands' client must pass the control API's Host check (loopback names only).</summary>
-public sealed class ServingControlTests
+/// <summary>
+/// The serving commands' client must pass the control API's Host check (loopback names only), send the control token
+/// from the token file, and send it nowhere but this machine.
+/// </summary>
+[Collection(MorphismsHomeCollection.Name)]
+public sealed class ServingControlTests : IDisposable
 {
+    private const string JsonType = "application/json";
+    private readonly string _home = Directory.CreateTempSubdirectory("morph-control-").FullName;
+    private readonly string? _previousHome = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
+    private readonly BearerToken _token = BearerToken.New();
+
+    public ServingControlTests()
+    {
+        Environment.SetEnvironmentVariable("MORPHISMS_HOME", _home);
+        Directory.CreateDirectory(DataDir);
+        _token.WriteFile(TokenFile);
+    }
+
+    private string DataDir => Path.Combine(_home, "data");
+
+    private string TokenFile => Path.Combine(DataDir, ServingStateFile.ControlTokenFileName);
+
     [Theory]
     [InlineData("http://127.0.0.1:4100")]
     [InlineData("http://127.0.0.1:4100/")]
     [InlineData("http://localhost:4100")]
     [InlineData("http://[::1]:4100")]
-    public void ALoopbackControlUrl_KeepsItsOwnHost(string url)
+    public void ALoopbackControlUrl_KeepsItsOwnHost_AndCarriesTheToken(string url)
     {
-        using var http = ServingControl.CreateClient(url);
+        using var http = ServingControl.CreateClient(url, _token);
         Assert.Null(http.DefaultRequestHeaders.Host);
         Assert.EndsWith("/", http.BaseAddress!.ToString());
+        Assert.Equal("Bearer", http.DefaultRequestHeaders.Authorization!.Scheme);
+        Assert.Equal(_token.Value, http.DefaultRequestHeaders.Authorization.Parameter);
     }
 
     [Theory]
@@ -22,7 +46,92 @@ public sealed class ServingControlTests
     [InlineData("http://serving.local:4200/", "localhost:4200")]
     public void AnotherNameForTheControlApi_SendsHostLocalhost(string url, string expected)
     {
-        using var http = ServingControl.CreateClient(url);
+        using var http = ServingControl.CreateClient(url, _token);
         Assert.Equal(expected, http.DefaultRequestHeaders.Host);
     }
+
+    [Fact]
+    public async Task TheStateFilesTokenFile_IsReadAndSent_AndTheTokenIsPrintedNowhere()
+    {
+        await using var host = new FakeHttpServer(_ => new(200, "[]", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+        WriteState(host.Address, TokenFile);
+
+        var outcome = await MorphRunner.RunAsync("ls");
+
+        Assert.True(outcome.ExitCode == 0, outcome.Stderr);
+        var request = Assert.Single(host.Requests);
+        Assert.Equal($"Bearer {_token.Value}", request.Headers["Authorization"]);
+        Assert.DoesNotContain(_token.Value, outcome.Stdout + outcome.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMissingTokenFile_IsNamed_AndNothingIsSent()
+    {
+        await using var host = new FakeHttpServer(_ => new(200, "[]"));
+        var missing = Path.Combine(DataDir, "gone-token");
+        WriteState(host.Address, missing);
+
+        var outcome = await MorphRunner.RunAsync("ls");
+
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains($"the control token file {missing} does not exist", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Empty(host.Requests);
+    }
+
+    [Fact]
+    public async Task ATokenFileWithoutAToken_IsNamed_AndItsContentIsNotShown()
+    {
+        await using var host = new FakeHttpServer(_ => new(200, "[]"));
+        var bad = Path.Combine(DataDir, "bad-token");
+        await File.WriteAllTextAsync(bad, "not-a-token-but-maybe-a-secret");
+
+        var outcome = await MorphRunner.RunAsync("ls", "--control", host.Address.ToString(), "--control-token-file", bad);
+
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains($"cannot read the control token from {bad}", outcome.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("maybe-a-secret", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Empty(host.Requests);
+    }
+
+    [Fact]
+    public async Task AControlUrlWithoutAStateFile_AsksForTheTokenFile()
+    {
+        var outcome = await MorphRunner.RunAsync("ls", "--control", "http://127.0.0.1:9/");
+
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("pass --control-token-file FILE", outcome.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ARefusedToken_ShowsTheApisError()
+    {
+        await using var host = new FakeHttpServer(_ => new(401, """{"errors": ["the control API needs 'Authorization: Bearer <control token>'"]}""", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+
+        var outcome = await MorphRunner.RunAsync("ls", "--control", host.Address.ToString(), "--control-token-file", TokenFile);
+
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("401: the control API needs", outcome.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(_token.Value, outcome.Stderr, StringComparison.Ordinal);
+    }
+
+    [NonLoopbackFact]
+    public async Task AControlUrlOffThisMachine_NeverGetsTheToken()
+    {
+        await using var elsewhere = new FakeHttpServer(_ => new(200, "[]", new Dictionary<string, string> { ["Content-Type"] = JsonType }), KmsTransportTests.NonLoopbackAddress()!);
+
+        var outcome = await MorphRunner.RunAsync("ls", "--control", elsewhere.Address.ToString(), "--control-token-file", TokenFile);
+
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("is not a loopback address", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Empty(elsewhere.Requests);
+    }
+
+    public void Dispose()
+    {
+        Environment.SetEnvironmentVariable("MORPHISMS_HOME", _previousHome);
+        Directory.Delete(_home, recursive: true);
+    }
+
+    private void WriteState(Uri control, string tokenFile) =>
+        new ServingStateFile(control.ToString(), "127.0.0.1:1", "http", Environment.ProcessId, tokenFile).Write(Path.Combine(DataDir, ServingStateFile.FileName));
 }

@@ -23,6 +23,18 @@ public sealed class UpAndInvokeTests
                 Assert.DoesNotContain(await File.ReadAllTextAsync(Path.Combine(home, "data", "kms", "token")), up.Stdout + up.Stderr);
                 Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(home, "data", "kms", "token")));
                 Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(home, "data", "up.json")));
+                var controlTokenFile = Path.Combine(home, "data", "serving-control-token");
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(controlTokenFile));
+                Assert.Contains($"token      in {controlTokenFile}", up.Stdout);
+                Assert.DoesNotContain((await File.ReadAllTextAsync(controlTokenFile)).Trim(), up.Stdout + up.Stderr);
+
+                // The control API wants its token: loopback alone is not enough.
+                var control = QuickstartTests.Field(up.Stdout, @"control API  (\S+)");
+                using (var anonymous = new HttpClient())
+                using (var refused = await anonymous.GetAsync(new Uri(new Uri(control), "v1/functions")))
+                {
+                    Assert.Equal(System.Net.HttpStatusCode.Unauthorized, refused.StatusCode);
+                }
 
                 // The dev flow types no measurement: `morph up` pinned its KMS expecting the measurement of the KMS it
                 // started, and `morph kms trust --dev` expects this installation's dev KMS by itself.
@@ -43,6 +55,9 @@ public sealed class UpAndInvokeTests
                 var deploy = await MorphRunner.RunAsync("deploy", signerDir);
                 Assert.True(deploy.ExitCode == 0, deploy.Stderr);
                 var measurement = QuickstartTests.Field(deploy.Stdout, "  measurement  ([0-9a-f]{96})");
+                var listed = await MorphRunner.RunAsync("ls");
+                Assert.True(listed.ExitCode == 0, listed.Stderr);
+                Assert.Contains("signer", listed.Stdout);
 
                 var shown = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key", "--show-attestation", "--expect-measurement", measurement);
                 Assert.True(shown.ExitCode == 0, shown.Stderr);
@@ -68,6 +83,7 @@ public sealed class UpAndInvokeTests
                 Assert.Contains("stopped", up.Stdout);
                 Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
                 Assert.False(File.Exists(Path.Combine(home, "data", "serving.json")));
+                Assert.False(File.Exists(controlTokenFile));
                 Assert.Contains("draining", up.Stderr);
             }
 

@@ -71,6 +71,10 @@ public sealed class ConfidentialServingTests(ServingKms kms) : IClassFixture<Ser
         var process = Assert.Single(host.Supervisor(deployed.Revision)!.Snapshot()).Process;
         await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 0 && process.Exited.IsCompleted, "scaled back to zero", seconds: 25);
         Assert.Equal(0, await process.Exited);
+
+        // The agent POSTed its report with its own report token, long before it was stopped, and it was taken: a refused
+        // or failed POST would be a cold_start_report warning in its output.
+        Assert.DoesNotContain(process.Logs.Snapshot(), l => l.Text.Contains("cold_start_report", StringComparison.Ordinal));
     }
 
     [Fact]

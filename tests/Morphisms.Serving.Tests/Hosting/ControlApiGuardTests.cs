@@ -7,9 +7,9 @@ using Morphisms.Serving.Hosting;
 namespace Morphisms.Serving.Tests.Hosting;
 
 /// <summary>
-/// The control API has no authentication and trusts loopback, so a page in the user's browser must not be able to
-/// use it: not by a "simple" cross-origin POST (text/plain or a form, no CORS preflight), not by DNS rebinding (a
-/// name of the attacker's that resolves to 127.0.0.1, sent as the Host).
+/// The control API listens on loopback, so a page in the user's browser must not be able to use it: not by a "simple"
+/// cross-origin POST (text/plain or a form, no CORS preflight), not by DNS rebinding (a name of the attacker's that
+/// resolves to 127.0.0.1, sent as the Host). These checks hold even for a request that carries the control token.
 /// </summary>
 public sealed class ControlApiGuardTests
 {
@@ -24,7 +24,7 @@ public sealed class ControlApiGuardTests
         using var functions = new TestFunctions();
         await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
         var dir = FunctionDirectory();
-        using var http = new HttpClient { BaseAddress = host.ControlUrl };
+        using var http = TestFunctions.ControlClient(host);
 
         using var content = new ByteArrayContent(Encoding.UTF8.GetBytes($$"""{"path": "{{dir}}"}"""));
         if (contentType is not null)
@@ -51,15 +51,16 @@ public sealed class ControlApiGuardTests
     {
         using var functions = new TestFunctions();
         await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
-        using var http = new HttpClient { BaseAddress = host.ControlUrl };
+        using var http = TestFunctions.ControlClient(host);
 
         using var plain = new StringContent("{}", Encoding.UTF8, "text/plain");
         using var refused = await http.PostAsync("v1/instances/unknown/cold-start", plain);
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, refused.StatusCode);
 
+        // No instance of that name, so no report token can open its route (the control token does not either).
         using var json = new StringContent("{}", Encoding.UTF8, "application/json");
         using var unknown = await http.PostAsync("v1/instances/unknown/cold-start", json);
-        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, unknown.StatusCode);
     }
 
     [Theory]
@@ -73,7 +74,7 @@ public sealed class ControlApiGuardTests
         using var functions = new TestFunctions();
         await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
         var dir = FunctionDirectory();
-        using var http = new HttpClient { BaseAddress = host.ControlUrl };
+        using var http = TestFunctions.ControlClient(host);
 
         using (var list = new HttpRequestMessage(HttpMethod.Get, "v1/functions"))
         {
@@ -112,7 +113,7 @@ public sealed class ControlApiGuardTests
     {
         using var functions = new TestFunctions();
         await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
-        using var http = new HttpClient { BaseAddress = host.ControlUrl };
+        using var http = TestFunctions.ControlClient(host);
 
         foreach (var value in new[] { name, $"{name}:{host.ControlUrl.Port}" })
         {
@@ -131,18 +132,19 @@ public sealed class ControlApiGuardTests
         await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher);
         var dir = FunctionDirectory();
 
-        var (code, output) = await Morph("deploy", dir, "--control", host.ControlUrl.ToString());
+        string[] control = ["--control", host.ControlUrl.ToString(), "--control-token-file", functions.ControlTokenFile];
+        var (code, output) = await Morph(["deploy", dir, .. control]);
         Assert.True(code == 0, output);
         Assert.Contains("echo: revision echo-00001 created", output);
 
-        (code, output) = await Morph("traffic", "echo", "echo-00001=100", "--control", host.ControlUrl.ToString());
+        (code, output) = await Morph(["traffic", "echo", "echo-00001=100", .. control]);
         Assert.True(code == 0, output);
 
-        (code, output) = await Morph("ls", "--control", host.ControlUrl.ToString());
+        (code, output) = await Morph(["ls", .. control]);
         Assert.True(code == 0, output);
         Assert.Contains("echo", output);
 
-        (code, output) = await Morph("rm", "echo", "--control", host.ControlUrl.ToString());
+        (code, output) = await Morph(["rm", "echo", .. control]);
         Assert.True(code == 0, output);
         Assert.Empty(host.List());
         Directory.Delete(dir, recursive: true);

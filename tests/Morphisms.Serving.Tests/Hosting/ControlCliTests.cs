@@ -23,41 +23,43 @@ public sealed class ControlCliTests
             scale: { min: 1 }
             """);
         var control = host.ControlUrl.ToString();
+        var tokenFile = functions.ControlTokenFile;
 
-        var (code, output) = await Morph("deploy", dir, "--control", control);
+        var (code, output) = await Morph("deploy", dir, "--control", control, "--control-token-file", tokenFile);
         Assert.True(code == 0, output);
         Assert.Contains("echo: revision echo-00001 created", output);
         Assert.Contains("echo.fn.morphisms.local", output);
 
         await File.WriteAllTextAsync(Path.Combine(dir, "function.yaml"), (await File.ReadAllTextAsync(Path.Combine(dir, "function.yaml"))).Replace("REV: \"1\"", "REV: \"2\"", StringComparison.Ordinal));
-        (code, output) = await Morph("deploy", dir, "--control", control);
+        (code, output) = await Morph("deploy", dir, "--control", control, "--control-token-file", tokenFile);
         Assert.Contains("echo-00002 created", output);
 
-        (code, output) = await Morph("traffic", "echo", "echo-00001=80", "echo-00002=20", "--tag", "echo-00002=canary", "--control", control);
+        (code, output) = await Morph("traffic", "echo", "echo-00001=80", "echo-00002=20", "--tag", "echo-00002=canary", "--control", control, "--control-token-file", tokenFile);
         Assert.True(code == 0, output);
         Assert.Contains("canary-echo.fn.morphisms.local", output);
 
-        (code, output) = await Morph("ls", "--control", control);
+        (code, output) = await Morph("ls", "--control", control, "--control-token-file", tokenFile);
         Assert.Contains("echo-00001", output);
         Assert.Contains("80%", output);
 
-        (code, output) = await Morph("revisions", "echo", "--control", control);
+        (code, output) = await Morph("revisions", "echo", "--control", control, "--control-token-file", tokenFile);
         Assert.Contains("echo-00002", output);
         Assert.Contains("canary", output);
 
-        (code, output) = await Morph("traffic", "echo", "echo-00001=50", "--control", control);
+        (code, output) = await Morph("traffic", "echo", "echo-00001=50", "--control", control, "--control-token-file", tokenFile);
         Assert.Equal(ExitCodes.Rejected, code);
         Assert.Contains("sum to 50", output);
 
-        (code, output) = await Morph("logs", "echo", "--control", control);
+        (code, output) = await Morph("logs", "echo", "--control", control, "--control-token-file", tokenFile);
         Assert.True(code == 0, output);
         Assert.Contains("starting", output);
 
-        var metrics = await new HttpClient().GetStringAsync(new Uri(host.ControlUrl, "metrics"));
+        using var scraper = TestFunctions.ControlClient(host);
+        var metrics = await scraper.GetStringAsync("metrics");
         Assert.Contains("morph_revision_instances{function=\"echo\",revision=\"echo-00001\",state=\"ready\"} 1", metrics);
         Assert.Contains("morph_cold_start_phase_seconds_count{function=\"echo\",revision=\"echo-00001\",phase=\"attestation\"} 2", metrics); // started, stopped by the 100 % deploy of 00002, started again by the split
 
-        (code, output) = await Morph("rm", "echo", "--control", control);
+        (code, output) = await Morph("rm", "echo", "--control", control, "--control-token-file", tokenFile);
         Assert.True(code == 0, output);
         Assert.Empty(host.List());
         Assert.All(launcher.Launched, i => Assert.True(i.Stopped));

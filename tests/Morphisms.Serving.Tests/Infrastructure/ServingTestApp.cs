@@ -9,7 +9,8 @@ namespace Morphisms.Serving.Tests;
 /// The test assembly's own entry point: the function app instances run (<c>dotnet Morphisms.Serving.Tests.dll app</c>),
 /// so only the SDK the tests already need is assumed. Plain HTTP/1.1 keep-alive on <c>127.0.0.1:$PORT</c>; every
 /// answer names the revision (<c>REV</c>, from the measured env) and the pid. <c>/crash</c> answers and then exits
-/// with code 3 (crash recovery tests); <c>/slow</c> answers after 1.5 s. The xunit runner never calls it.
+/// with code 3 (crash recovery tests); <c>/slow</c> answers after 1.5 s. <c>agent</c> stands in for morph-init (see
+/// <see cref="FakeAgentAsync"/>). The xunit runner never calls it.
 /// </summary>
 public static class ServingTestApp
 {
@@ -19,9 +20,14 @@ public static class ServingTestApp
     /// <summary>Runs the app until SIGTERM.</summary>
     public static async Task<int> Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "agent")
+        {
+            return await FakeAgentAsync(args);
+        }
+
         if (args.Length == 0 || args[0] != "app")
         {
-            await Console.Error.WriteLineAsync("usage: app");
+            await Console.Error.WriteLineAsync("usage: app | agent MORPH-INIT-ARGS");
             return 2;
         }
 
@@ -45,6 +51,46 @@ public static class ServingTestApp
 
         listener.Stop();
         Console.WriteLine("app drained");
+        return 0;
+    }
+
+    /// <summary>
+    /// morph-init's part the serving host sees, and no more: it accepts connections on <c>--port</c> (the TLS port the
+    /// readiness probe tries) and POSTs a cold-start report (attestation phases adding up to 1234 ms) to
+    /// <c>--report-url</c> with the token in <c>MORPH_REPORT_TOKEN</c>, unless <c>FAKE_AGENT_SILENT=1</c>. It never
+    /// prints the <c>cold_start</c> log event, so the instance is ready only once its report was accepted.
+    /// </summary>
+    private static async Task<int> FakeAgentAsync(string[] args)
+    {
+        string Arg(string name) => args[Array.IndexOf(args, name) + 1];
+        using var stop = new CancellationTokenSource();
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        var listener = new TcpListener(IPAddress.Loopback, int.Parse(Arg("--port"), System.Globalization.CultureInfo.InvariantCulture));
+        listener.Start();
+        if (Environment.GetEnvironmentVariable("FAKE_AGENT_SILENT") != "1")
+        {
+            using var http = new HttpClient();
+            using var request = new HttpRequestMessage(HttpMethod.Post, Arg("--report-url"))
+            {
+                Content = new StringContent("""{"phases_ms": {"keygen": 1000, "evidence": 234}, "total_ms": 1300}""", Encoding.UTF8, "application/json"),
+            };
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN"));
+            using var response = await http.SendAsync(request);
+            Console.WriteLine($"fake agent: report answered {(int)response.StatusCode}");
+        }
+
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                (await listener.AcceptTcpClientAsync(stop.Token)).Dispose();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        listener.Stop();
         return 0;
     }
 

@@ -17,9 +17,16 @@ internal sealed class TestFunctions : IDisposable
 
     public StringWriter Log { get; } = new();
 
+    /// <summary>Where <see cref="HostAsync"/>'s host writes its control token (what <c>--control-token-file</c> names).</summary>
+    public string ControlTokenFile => Path.Combine(_root, "control-token");
+
     /// <summary>The test app (this assembly) as a function command.</summary>
     public static IReadOnlyList<string> AppCommand =>
         [TestProcesses.DotnetHost, typeof(ServingTestApp).Assembly.Location, "app"];
+
+    /// <summary>A stand-in for morph-init (<see cref="ServingTestApp"/>'s <c>agent</c> mode) that reports only through the control API.</summary>
+    public static IReadOnlyList<string> FakeAgent =>
+        [TestProcesses.DotnetHost, typeof(ServingTestApp).Assembly.Location, "agent"];
 
     /// <summary>morph-init, copied beside the tests by the project reference.</summary>
     public static IReadOnlyList<string> MorphInit =>
@@ -43,7 +50,7 @@ internal sealed class TestFunctions : IDisposable
 
     /// <summary>A started host.</summary>
     public async Task<ServingHost> HostAsync(GatewayMode mode, KmsConnection? kms = null, string? simDir = null, IInstanceLauncher? launcher = null,
-        Morphisms.Serving.Activation.ActivatorOptions? activator = null, TimeProvider? time = null, X509Certificate2? httpsCertificate = null)
+        Morphisms.Serving.Activation.ActivatorOptions? activator = null, TimeProvider? time = null, X509Certificate2? httpsCertificate = null, IReadOnlyList<string>? morphInit = null)
     {
         var host = new ServingHost(new ServingHostOptions
         {
@@ -53,14 +60,23 @@ internal sealed class TestFunctions : IDisposable
             Kms = kms,
             SimulatedTeeDirectory = simDir,
             Launcher = launcher,
-            Runtime = new RuntimeOptions { DataDirectory = DataDir, MorphInit = MorphInit },
+            Runtime = new RuntimeOptions { DataDirectory = DataDir, MorphInit = morphInit ?? MorphInit },
             Supervisor = new SupervisorOptions { DrainTimeout = TimeSpan.FromSeconds(2), RestartBackoff = TimeSpan.FromMilliseconds(200) },
             Activator = activator ?? new Morphisms.Serving.Activation.ActivatorOptions { QueueTimeout = TimeSpan.FromSeconds(40) },
             Time = time ?? TimeProvider.System,
             Log = TextWriter.Synchronized(Log),
+            ControlTokenFile = ControlTokenFile,
         });
         await host.StartAsync(CancellationToken.None);
         return host;
+    }
+
+    /// <summary>A client for <paramref name="host"/>'s control API that sends its control token.</summary>
+    public static HttpClient ControlClient(ServingHost host)
+    {
+        var http = new HttpClient { BaseAddress = host.ControlUrl };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", host.ControlToken.Value);
+        return http;
     }
 
     /// <summary>

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.Net;
+using System.Net.Sockets;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -9,7 +11,9 @@ namespace Morphisms.Cli.Commands.Serving;
 
 /// <summary>
 /// Finds the serving host's control API (<c>--control URL</c>, else the state file the host wrote under the data
-/// directory) and runs a command against it, turning failures into a message and exit code 1 (2 for an unusable URL).
+/// directory) and its control token (<c>--control-token-file FILE</c>, else the file the state file names), and runs a
+/// command against it, turning failures into a message and exit code 1 (2 for an unusable URL). The token goes in the
+/// <c>Authorization</c> header only: never on a command line, in a URL or in a message.
 /// </summary>
 internal static class ServingControl
 {
@@ -18,12 +22,14 @@ internal static class ServingControl
     // How long a control request may take: a deploy waits for the first instances to be ready.
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromMinutes(2);
 
-    /// <summary>Adds <c>--control</c> and <c>--json</c> to <paramref name="command"/> and sets its action.</summary>
+    /// <summary>Adds <c>--control</c>, <c>--control-token-file</c> and <c>--json</c> to <paramref name="command"/> and sets its action.</summary>
     public static void Set(Command command, TextWriter stdout, TextWriter stderr, Func<ParseResult, HttpClient, bool, CancellationToken, Task<int>> action)
     {
         var control = new Option<string?>("--control") { Description = "Control API of the serving host (default: from the state file in the data directory)." };
+        var tokenFile = new Option<string?>("--control-token-file") { Description = "File holding the control API's token (default: the one the state file in the data directory names)." };
         var json = new Option<bool>("--json") { Description = "Print the API's JSON." };
         command.Options.Add(control);
+        command.Options.Add(tokenFile);
         command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
@@ -31,7 +37,7 @@ internal static class ServingControl
             try
             {
                 address = ControlAddress(parse.GetValue(control));
-                using var http = CreateClient(address);
+                using var http = CreateClient(address, ReadToken(ControlTokenFile(parse.GetValue(tokenFile))));
                 return await action(parse, http, parse.GetValue(json), ct);
             }
             catch (ServingCliException e)
@@ -60,22 +66,66 @@ internal static class ServingControl
     }
 
     /// <summary>
-    /// A client for the control API at <paramref name="url"/>. The API answers only to a loopback Host (against
-    /// DNS rebinding) and listens on loopback anyway, so a URL naming it otherwise (an /etc/hosts alias, say) gets
-    /// <c>Host: localhost:PORT</c>.
+    /// A client for the control API at <paramref name="url"/> that sends <paramref name="token"/> with every request.
+    /// The API answers only to a loopback Host (against DNS rebinding) and listens on loopback anyway, so a URL naming
+    /// it otherwise (an /etc/hosts alias, say) gets <c>Host: localhost:PORT</c>. It connects to loopback addresses
+    /// only, whatever the name resolves to, and follows no redirect: the token in plain HTTP never leaves the machine.
     /// </summary>
-    internal static HttpClient CreateClient(string url) => CreateClient(new Uri(url.EndsWith('/') ? url : url + "/"));
+    internal static HttpClient CreateClient(string url, BearerToken token) => CreateClient(new Uri(url.EndsWith('/') ? url : url + "/"), token);
 
-    /// <inheritdoc cref="CreateClient(string)"/>
-    internal static HttpClient CreateClient(Uri baseAddress)
+    /// <inheritdoc cref="CreateClient(string, BearerToken)"/>
+    internal static HttpClient CreateClient(Uri baseAddress, BearerToken token)
     {
-        var http = new HttpClient { BaseAddress = baseAddress, Timeout = RequestTimeout };
+        var handler = new SocketsHttpHandler { AllowAutoRedirect = false, ConnectCallback = ConnectToLoopbackAsync };
+        var http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = RequestTimeout };
         if (!ControlApi.IsLoopbackHost(baseAddress.Host))
         {
             http.DefaultRequestHeaders.Host = $"localhost:{baseAddress.Port}";
         }
 
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token.Value);
         return http;
+    }
+
+    private static async ValueTask<Stream> ConnectToLoopbackAsync(SocketsHttpConnectionContext context, CancellationToken ct)
+    {
+        var host = context.DnsEndPoint.Host.Trim('[', ']');
+        var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, ct);
+        var loopback = addresses.Where(IPAddress.IsLoopback).ToArray();
+        if (loopback.Length == 0)
+        {
+            throw new HttpRequestException($"{host} is not a loopback address: the control API listens on loopback, and its token is sent nowhere else");
+        }
+
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(loopback, context.DnsEndPoint.Port, ct);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The control token in <paramref name="path"/>.</summary>
+    /// <exception cref="ServingCliException">The file is missing, unreadable or holds no token (the message names the file, never its content).</exception>
+    internal static BearerToken ReadToken(string path)
+    {
+        try
+        {
+            return BearerToken.ReadFile(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new ServingCliException($"the control token file {path} does not exist: is the serving host running (it writes a new one at every start)? Or pass --control-token-file FILE");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw new ServingCliException($"cannot read the control token from {path}: {e.Message} (the file is the serving host's user's only, mode 0600)");
+        }
     }
 
     /// <summary>Sends a request (a body as <c>application/json</c>, which the API requires); returns the JSON body or throws with the API's error.</summary>
@@ -84,7 +134,9 @@ internal static class ServingControl
     {
         using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
         using var response = await http.SendAsync(request, ct);
-        var text = await response.Content.ReadAsStringAsync(ct);
+        // Whatever answered may echo the request (a debugging proxy, another service on that port): its text reaches the
+        // user's terminal only without the token.
+        var text = Redact(await response.Content.ReadAsStringAsync(ct), http.DefaultRequestHeaders.Authorization?.Parameter);
         JsonNode? node;
         try
         {
@@ -93,7 +145,7 @@ internal static class ServingControl
         catch (JsonException)
         {
             // Not the control API (another service on that port, a proxy's error page): say so rather than crash. The
-            // control API carries no secrets, so the start of what came back helps find out what answered.
+            // control API's replies carry no secrets, so the start of what came back helps find out what answered.
             var start = text.Length > 200 ? text[..200] + "…" : text;
             throw new ServingCliException($"{http.BaseAddress} answered {(int)response.StatusCode} with a body that is not JSON (is it the serving host's control API?): {start}");
         }
@@ -106,6 +158,9 @@ internal static class ServingControl
 
         return node;
     }
+
+    private static string Redact(string text, string? token) =>
+        string.IsNullOrEmpty(token) ? text : text.Replace(token, "[control token]", StringComparison.Ordinal);
 
     /// <summary>Prints JSON indented.</summary>
     public static Task PrintJsonAsync(TextWriter stdout, JsonNode? node) => stdout.WriteLineAsync(node?.ToJsonString(Indented) ?? "null");
@@ -134,9 +189,27 @@ internal static class ServingControl
         return url;
     }
 
+    /// <summary>The control token file from <c>--control-token-file</c>, else the one the serving host's state file names.</summary>
+    /// <exception cref="ServingCliException">Neither names one.</exception>
+    private static string ControlTokenFile(string? option)
+    {
+        if (option is not null)
+        {
+            return option;
+        }
+
+        var path = StateFilePath();
+        return ServingStateFile.Read(path)?.ControlTokenFile
+            ?? throw new ServingCliException(File.Exists(path)
+                ? $"{path} names no control token file (the host keeps its token in memory): pass --control-token-file FILE"
+                : $"no control token file: {path} is missing, so pass --control-token-file FILE with --control");
+    }
+
+    private static string StateFilePath() => Path.Combine(MorphPaths.FromEnvironment().DataDirectory, ServingStateFile.FileName);
+
     private static (string Url, string Source) FromStateFile()
     {
-        var path = Path.Combine(MorphPaths.FromEnvironment().DataDirectory, ServingStateFile.FileName);
+        var path = StateFilePath();
         var control = ServingStateFile.Read(path)?.Control
             ?? throw new ServingCliException($"no serving host found ({path} is missing): start one, or pass --control URL");
         return (control, path);

@@ -48,6 +48,9 @@ public sealed class LocalStack : IAsyncDisposable
     /// <summary>The state file's path.</summary>
     public string StateFilePath => Path.Combine(_paths.DataDirectory, UpStateFile.FileName);
 
+    /// <summary>The file holding the serving control API's token (mode 0600, new at every start): what <c>morph deploy|ls|...</c> send.</summary>
+    public string ControlTokenFile => Path.Combine(_paths.DataDirectory, ServingStateFile.ControlTokenFileName);
+
     /// <summary>The trust store the KMS was pinned in.</summary>
     public string TrustStorePath => Path.Combine(_paths.ConfigDirectory, KmsTrustCommand.TrustFileName);
 
@@ -141,6 +144,7 @@ public sealed class LocalStack : IAsyncDisposable
             Kms = new ServingKms { Url = kmsUrl, CaSha256 = caSha256, Token = _kms.DevCredentials.RootToken },
             SimulatedTeeDirectory = _paths.SimulatedTeeDirectory,
             StateFile = Path.Combine(_paths.DataDirectory, ServingStateFile.FileName),
+            ControlTokenFile = ControlTokenFile,
             Log = log,
         });
         try

@@ -1,0 +1,93 @@
+using System.Net;
+using System.Text;
+using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Runtime;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Tests.Hosting;
+
+/// <summary>
+/// An instance's cold-start report is authenticated by that instance's own report token, handed to its agent in the
+/// environment at launch: not by the control token (the agent runs beside the function's code), and never by another
+/// instance's. The agent here is <see cref="TestFunctions.FakeAgent"/>, which reports only through the control API, so
+/// an instance is ready exactly when its report was accepted.
+/// </summary>
+public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<ServingKms>
+{
+    [Fact]
+    public async Task AnAgentsReport_WithItsOwnToken_IsRecorded()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms.Connection, kms.SimDir, morphInit: TestFunctions.FakeAgent);
+        var deployed = await host.DeployAsync(functions.Spec("reporter", "a", scale: new ScaleSpec { Min = 1 }), CancellationToken.None);
+
+        await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 1, "ready through its report", seconds: 30);
+        var process = Assert.Single(host.Supervisor(deployed.Revision)!.Snapshot()).Process;
+        Assert.Equal(1234, process.ColdStart!.AttestationMs);
+        Assert.Contains(process.Logs.Snapshot(), l => l.Text == "fake agent: report answered 204");
+
+        // The token reached the agent through its environment, not its command line (which every local user can read).
+        var token = ((ProcessInstance)process).ReportToken!.Value;
+        Assert.DoesNotContain(host.Logs("reporter", 1000), l => l.Line.Text.Contains(token, StringComparison.Ordinal));
+        Assert.DoesNotContain(token, functions.Log.ToString());
+    }
+
+    [Fact]
+    public async Task AReport_WithoutItsInstancesToken_Is401_AndNotRecorded()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms.Connection, kms.SimDir, morphInit: TestFunctions.FakeAgent);
+        var silent = functions.Spec("silent", "a", scale: new ScaleSpec { Min = 2 });
+        var spec = silent with { Env = new Dictionary<string, string>(silent.Env) { ["FAKE_AGENT_SILENT"] = "1" } };
+        var deployed = await host.DeployAsync(spec, CancellationToken.None);
+        await Eventually.True(() => host.Supervisor(deployed.Revision)!.Snapshot().Count == 2, "two instances launched", seconds: 30);
+        var instances = host.Supervisor(deployed.Revision)!.Snapshot().Select(p => (ProcessInstance)p.Process).ToList();
+        var (target, neighbour) = (instances[0], instances[1]);
+        using var http = new HttpClient { BaseAddress = host.ControlUrl };
+
+        foreach (var authorization in new[]
+        {
+            null,
+            "Bearer " + new string('0', 2 * BearerToken.Bytes),
+            neighbour.ReportToken!.AuthorizationValue,
+            host.ControlToken.AuthorizationValue,
+            "Basic " + target.ReportToken!.Value,
+        })
+        {
+            using var refused = await ReportAsync(http, target.Id, authorization);
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            Assert.DoesNotContain(target.ReportToken!.Value, await refused.Content.ReadAsStringAsync());
+        }
+
+        // An instance's token is no control token either.
+        using (var list = new HttpRequestMessage(HttpMethod.Get, "v1/functions"))
+        {
+            list.Headers.TryAddWithoutValidation("Authorization", target.ReportToken!.AuthorizationValue);
+            using var response = await http.SendAsync(list);
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        }
+
+        Assert.False(target.Ready.IsCompleted);
+        Assert.Null(target.ColdStart);
+
+        using var accepted = await ReportAsync(http, target.Id, target.ReportToken!.AuthorizationValue);
+        Assert.Equal(HttpStatusCode.NoContent, accepted.StatusCode);
+        await target.Ready.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1234, target.ColdStart!.AttestationMs);
+        Assert.False(neighbour.Ready.IsCompleted);
+    }
+
+    private static async Task<HttpResponseMessage> ReportAsync(HttpClient http, string instance, string? authorization)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"v1/instances/{instance}/cold-start")
+        {
+            Content = new StringContent("""{"phases_ms": {"keygen": 1000, "evidence": 234}, "total_ms": 1300}""", Encoding.UTF8, "application/json"),
+        };
+        if (authorization is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", authorization);
+        }
+
+        return await http.SendAsync(request);
+    }
+}
