@@ -190,7 +190,18 @@ public sealed class ControlApi : IAsyncDisposable
                 return;
             }
 
-            instance.AcceptReport(await ReadAsync(c));
+            JsonObject report;
+            try
+            {
+                report = await ReadAsync(c);
+            }
+            catch (ServingException e)
+            {
+                await RefuseAsync(c, StatusCodes.Status400BadRequest, $"cold-start report: {e.Message}");
+                return;
+            }
+
+            instance.AcceptReport(report);
             c.Response.StatusCode = 204;
         }).WithMetadata(InstanceReportRoute.Instance);
         app.MapGet("/metrics", () => Results.Text(host.Metrics.Render(), "text/plain; version=0.0.4"));

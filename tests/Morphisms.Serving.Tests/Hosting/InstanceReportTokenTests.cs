@@ -24,7 +24,9 @@ public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<Ser
         await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 1, "ready through its report", seconds: 30);
         var process = Assert.Single(host.Supervisor(deployed.Revision)!.Snapshot()).Process;
         Assert.Equal(1234, process.ColdStart!.AttestationMs);
-        Assert.Contains(process.Logs.Snapshot(), l => l.Text == "fake agent: report answered 204");
+
+        // The agent prints the answer after the host has already acted on its report.
+        await Eventually.True(() => process.Logs.Snapshot().Any(l => l.Text == "fake agent: report answered 204"), "the agent saw its report answered 204");
 
         // The token reached the agent through its environment, not its command line (which every local user can read).
         var token = ((ProcessInstance)process).ReportToken!.Value;
@@ -67,6 +69,14 @@ public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<Ser
             Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         }
 
+        // The right token with a body that is no report: a 400 naming the problem, and still nothing recorded.
+        foreach (var body in new[] { "not json", "[1, 2]", "" })
+        {
+            using var malformed = await ReportAsync(http, target.Id, target.ReportToken!.AuthorizationValue, body);
+            Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);
+            Assert.Contains("cold-start report: the body", await malformed.Content.ReadAsStringAsync());
+        }
+
         Assert.False(target.Ready.IsCompleted);
         Assert.Null(target.ColdStart);
 
@@ -77,11 +87,13 @@ public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<Ser
         Assert.False(neighbour.Ready.IsCompleted);
     }
 
-    private static async Task<HttpResponseMessage> ReportAsync(HttpClient http, string instance, string? authorization)
+    private const string Report = """{"phases_ms": {"keygen": 1000, "evidence": 234}, "total_ms": 1300}""";
+
+    private static async Task<HttpResponseMessage> ReportAsync(HttpClient http, string instance, string? authorization, string body = Report)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"v1/instances/{instance}/cold-start")
         {
-            Content = new StringContent("""{"phases_ms": {"keygen": 1000, "evidence": 234}, "total_ms": 1300}""", Encoding.UTF8, "application/json"),
+            Content = new StringContent(body, Encoding.UTF8, "application/json"),
         };
         if (authorization is not null)
         {
