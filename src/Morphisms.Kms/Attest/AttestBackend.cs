@@ -115,27 +115,25 @@ internal sealed class AttestBackend : ILogicalBackend
         }
     }
 
+    private static string NonceRefusal(NonceCheck check) => check switch
+    {
+        NonceCheck.Expired => "nonce expired",
+        NonceCheck.AlreadyUsed => "nonce already used",
+        NonceCheck.OtherFunction => "nonce was issued for another function",
+        _ => "nonce unknown: not issued by this KMS since its start, or altered",
+    };
+
     private async Task<KmsResponse> AuthenticateAsync(KmsRequest request, LoginRequest login, CancellationToken ct)
     {
         var state = request.RequireState();
 
-        // The nonce is spent before anything else is looked at, so a refused attempt cannot be retried with it.
-        var nonce = _challenges.Consume(login.Nonce, login.Function);
-        if (nonce == NonceCheck.Busy)
-        {
-            // Not a refusal: nothing was judged and the nonce is unspent, so the same request may come again.
-            throw new KmsException(429, "too many attestation logins within one challenge lifetime: retry shortly");
-        }
-
+        // The nonce is judged first and spent only once the evidence is accepted: a refused attempt, forged evidence
+        // included, leaves nothing behind, so refusals cannot fill the spent set (a retry with the same nonce needs
+        // genuine evidence bound to it, which is what a new challenge would need too).
+        var nonce = _challenges.Check(login.Nonce, login.Function);
         if (nonce != NonceCheck.Valid)
         {
-            throw Refused(nonce switch
-            {
-                NonceCheck.Expired => "nonce expired",
-                NonceCheck.AlreadyUsed => "nonce already used",
-                NonceCheck.OtherFunction => "nonce was issued for another function",
-                _ => "nonce unknown: not issued by this KMS since its start, or altered",
-            });
+            throw Refused(NonceRefusal(nonce));
         }
 
         // 403, not 404: login answers every refusal alike (DESIGN.md §3), and a function deleted between challenge
@@ -148,6 +146,17 @@ internal sealed class AttestBackend : ILogicalBackend
         if (!result.Accepted || appraisal.Revision is not { } revision)
         {
             throw Refused(string.Join("; ", result.Failures.Select(f => f.ToString())));
+        }
+
+        switch (_challenges.Spend(login.Nonce))
+        {
+            case NonceCheck.Valid:
+                break;
+            case NonceCheck.Busy:
+                // Not a refusal: the nonce is unspent, so the same request may come again.
+                throw new KmsException(429, "too many attestation logins within one challenge lifetime: retry shortly");
+            case var spent:
+                throw Refused(NonceRefusal(spent)); // a concurrent login with the same nonce won, or it expired meanwhile
         }
 
         var evidenceHash = SHA256.HashData(login.Evidence);

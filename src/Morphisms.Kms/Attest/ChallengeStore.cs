@@ -22,9 +22,9 @@ namespace Morphisms.Kms.Attest;
 /// </para>
 /// <para>
 /// Spent nonces are remembered until their expiry (after which they are refused as expired anyway), at most
-/// <c>maxSpent</c> of them. The set grows only through login requests carrying a genuine, unexpired, unspent nonce,
-/// so keeping it full takes <c>maxSpent</c> ÷ TTL such logins a second — with the defaults 200,000 ÷ 60 s ≈ 3,300 a
-/// second, sustained. An entry costs about 90 bytes (about 130 with the collections' growth slack, which stays
+/// <c>maxSpent</c> of them. A nonce is spent only by an accepted login, so the set grows only through logins that a
+/// genuine TEE running a registered function's measured code made — and even those would need <c>maxSpent</c> ÷ TTL a
+/// second to keep it full (with the defaults 200,000 ÷ 60 s ≈ 3,300 a second, sustained). An entry costs about 90 bytes (about 130 with the collections' growth slack, which stays
 /// allocated after a peak): 18–26 MB at the default cap, measured. When the set is full a login is answered 429
 /// before anything is judged and its nonce stays unspent, so the agent's retry of the same request succeeds once
 /// older entries expire; forgetting an unexpired entry instead would let its nonce be replayed.
@@ -85,25 +85,59 @@ internal sealed class ChallengeStore
     }
 
     /// <summary>
-    /// Spends a nonce. Whatever the outcome, the nonce cannot succeed afterwards — a failed login must not leave a
-    /// nonce that a second attempt (with other evidence) could use — except <see cref="NonceCheck.Busy"/>, which
-    /// judged nothing.
+    /// Judges a nonce without spending it: forged or altered (unknown), expired, already spent, or issued for another
+    /// function. A login spends its nonce only once its evidence was accepted (<see cref="Spend"/>), so the spent set
+    /// grows only through logins that a genuine TEE running a registered function made: refused attempts, forged
+    /// evidence included, cannot fill it and lock real instances out.
     /// </summary>
-    public NonceCheck Consume(byte[] nonce, string function)
+    public NonceCheck Check(byte[] nonce, string function)
     {
-        if (nonce.Length != NonceBytes || !CryptographicOperations.FixedTimeEquals(IssuerTag(nonce), nonce.AsSpan(IssuerTagAt)))
+        if (!Authentic(nonce))
         {
             return NonceCheck.Unknown;
         }
 
         var now = Now();
-        var expiry = BinaryPrimitives.ReadInt64BigEndian(nonce.AsSpan(RandomBytes, ExpiryBytes));
+        if (ExpiryOf(nonce) <= now)
+        {
+            return NonceCheck.Expired;
+        }
+
+        lock (_lock)
+        {
+            Purge(now);
+            if (_spent.ContainsKey(IdOf(nonce)))
+            {
+                return NonceCheck.AlreadyUsed;
+            }
+        }
+
+        return CryptographicOperations.FixedTimeEquals(FunctionTag(nonce, function), nonce.AsSpan(FunctionTagAt, TagBytes))
+            ? NonceCheck.Valid
+            : NonceCheck.OtherFunction;
+    }
+
+    /// <summary>
+    /// Spends a nonce that <see cref="Check"/> found valid, for an accepted login: <see cref="NonceCheck.Valid"/> the
+    /// first time, <see cref="NonceCheck.AlreadyUsed"/> when a concurrent login with the same nonce spent it first,
+    /// <see cref="NonceCheck.Expired"/> when it expired meanwhile, and <see cref="NonceCheck.Busy"/> (nothing spent:
+    /// the login may be retried) when the spent set is full.
+    /// </summary>
+    public NonceCheck Spend(byte[] nonce)
+    {
+        if (!Authentic(nonce))
+        {
+            return NonceCheck.Unknown;
+        }
+
+        var now = Now();
+        var expiry = ExpiryOf(nonce);
         if (expiry <= now)
         {
             return NonceCheck.Expired;
         }
 
-        var id = BinaryPrimitives.ReadUInt128BigEndian(nonce.AsSpan(0, RandomBytes));
+        var id = IdOf(nonce);
         lock (_lock)
         {
             Purge(now);
@@ -121,10 +155,15 @@ internal sealed class ChallengeStore
             _spentByExpiry.Enqueue(id, expiry);
         }
 
-        return CryptographicOperations.FixedTimeEquals(FunctionTag(nonce, function), nonce.AsSpan(FunctionTagAt, TagBytes))
-            ? NonceCheck.Valid
-            : NonceCheck.OtherFunction;
+        return NonceCheck.Valid;
     }
+
+    private bool Authentic(byte[] nonce) =>
+        nonce.Length == NonceBytes && CryptographicOperations.FixedTimeEquals(IssuerTag(nonce), nonce.AsSpan(IssuerTagAt));
+
+    private static long ExpiryOf(byte[] nonce) => BinaryPrimitives.ReadInt64BigEndian(nonce.AsSpan(RandomBytes, ExpiryBytes));
+
+    private static UInt128 IdOf(byte[] nonce) => BinaryPrimitives.ReadUInt128BigEndian(nonce.AsSpan(0, RandomBytes));
 
     /// <summary>Ticks since this store was created, on the monotonic clock.</summary>
     private long Now() => _time.GetElapsedTime(_started).Ticks;
@@ -164,6 +203,6 @@ internal enum NonceCheck
     /// <summary>Issued for another function (now spent).</summary>
     OtherFunction,
 
-    /// <summary>Genuine and unused, but the spent set is full: not spent, not judged; the login may be retried.</summary>
+    /// <summary>Genuine and unused, but the spent set is full: not spent; the login may be retried.</summary>
     Busy,
 }

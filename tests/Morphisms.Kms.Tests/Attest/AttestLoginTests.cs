@@ -141,16 +141,41 @@ public class AttestLoginTests
     }
 
     [Fact]
-    public async Task A_refused_login_spends_its_nonce()
+    public async Task A_refused_login_spends_nothing_and_its_nonce_still_serves_one_accepted_login()
     {
         await using var kms = await StartWithSignerAsync();
         using var instance = new FunctionInstance();
         using var other = new FunctionInstance();
         var nonce = await AttestFlow.ChallengeAsync(kms.Client);
 
+        // Evidence bound to another key: refused, and nothing is spent (a refusal must not fill the spent set).
         (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, other.CsrPem)).Expect(403);
-        var retry = (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(403);
-        Assert.Equal("attestation refused: nonce already used", retry.Errors.Single());
+        (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(200);
+        var replay = (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(403);
+        Assert.Equal("attestation refused: nonce already used", replay.Errors.Single());
+    }
+
+    [Fact]
+    public async Task Forged_evidence_with_genuine_nonces_cannot_fill_the_spent_set()
+    {
+        // With room for two spent nonces, three logins with genuine nonces and a forged report (a byte changed after
+        // signing, so its signature fails) used to fill the set and lock the real instance out with 429s.
+        await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with
+        {
+            Attestation = SimulatedTees.TrustingSimulated(o).Attestation with { MaxSpentNonces = 2 },
+        });
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        using var instance = new FunctionInstance();
+        for (var i = 0; i < 3; i++)
+        {
+            var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+            var forged = instance.SnpReport(nonce);
+            forged[0x50] ^= 1; // REPORT_DATA: still well-formed, no longer what was signed
+            (await AttestFlow.LoginAsync(kms.Client, "snp", forged, nonce, instance.CsrPem)).Expect(403);
+        }
+
+        var real = await AttestFlow.ChallengeAsync(kms.Client);
+        (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(real), real, instance.CsrPem)).Expect(200);
     }
 
     [Fact]

@@ -17,20 +17,23 @@ public class ChallengeStoreTests
         Assert.Equal(56, nonce.Length);
         Assert.Equal(SimulatedTees.Epoch.AddSeconds(60), expires);
 
-        Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
-        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(nonce, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Check(nonce, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Spend(nonce));
+        Assert.Equal(NonceCheck.AlreadyUsed, store.Check(nonce, "signer"));
+        Assert.Equal(NonceCheck.AlreadyUsed, store.Spend(nonce));
 
-        // Presented for another function it is refused, and spent all the same.
+        // Presented for another function it is refused; only an accepted login spends it.
         var other = store.Issue("signer").Nonce;
-        Assert.Equal(NonceCheck.OtherFunction, store.Consume(other, "verifier"));
-        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(other, "signer"));
+        Assert.Equal(NonceCheck.OtherFunction, store.Check(other, "verifier"));
+        Assert.Equal(NonceCheck.Valid, store.Check(other, "signer"));
 
         var late = store.Issue("signer").Nonce;
         _time.Advance(Ttl);
-        Assert.Equal(NonceCheck.Expired, store.Consume(late, "signer"));
-        Assert.Equal(NonceCheck.Expired, store.Consume(late, "signer"));
-        Assert.Equal(NonceCheck.Unknown, store.Consume(new byte[56], "signer"));
-        Assert.Equal(NonceCheck.Unknown, store.Consume(new byte[32], "signer"));
+        Assert.Equal(NonceCheck.Expired, store.Check(late, "signer"));
+        Assert.Equal(NonceCheck.Expired, store.Spend(late));
+        Assert.Equal(NonceCheck.Unknown, store.Check(new byte[56], "signer"));
+        Assert.Equal(NonceCheck.Unknown, store.Check(new byte[32], "signer"));
+        Assert.Equal(NonceCheck.Unknown, store.Spend(new byte[56]));
     }
 
     [Fact]
@@ -45,7 +48,8 @@ public class ChallengeStoreTests
         }
 
         var (nonce, _) = store.Issue("signer");
-        Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Check(nonce, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Spend(nonce));
     }
 
     [Fact]
@@ -57,11 +61,12 @@ public class ChallengeStoreTests
         {
             var altered = (byte[])nonce.Clone();
             altered[bit / 8] ^= (byte)(1 << (bit % 8));
-            Assert.Equal(NonceCheck.Unknown, store.Consume(altered, "signer"));
+            Assert.Equal(NonceCheck.Unknown, store.Check(altered, "signer"));
+            Assert.Equal(NonceCheck.Unknown, store.Spend(altered));
         }
 
         Assert.Equal(0, store.Spent);
-        Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Spend(nonce));
     }
 
     [Fact]
@@ -73,7 +78,7 @@ public class ChallengeStoreTests
         BinaryPrimitives.WriteInt64BigEndian(expiry, BinaryPrimitives.ReadInt64BigEndian(expiry) + TimeSpan.FromHours(1).Ticks);
         _time.Advance(Ttl);
 
-        Assert.Equal(NonceCheck.Unknown, store.Consume(nonce, "signer"));
+        Assert.Equal(NonceCheck.Unknown, store.Check(nonce, "signer"));
     }
 
     [Fact]
@@ -83,8 +88,9 @@ public class ChallengeStoreTests
         var other = new ChallengeStore(_time, Ttl, 10);
         var nonce = issuer.Issue("signer").Nonce;
 
-        Assert.Equal(NonceCheck.Unknown, other.Consume(nonce, "signer"));
-        Assert.Equal(NonceCheck.Valid, issuer.Consume(nonce, "signer"));
+        Assert.Equal(NonceCheck.Unknown, other.Check(nonce, "signer"));
+        Assert.Equal(NonceCheck.Unknown, other.Spend(nonce));
+        Assert.Equal(NonceCheck.Valid, issuer.Check(nonce, "signer"));
     }
 
     [Fact]
@@ -94,18 +100,18 @@ public class ChallengeStoreTests
         var first = store.Issue("signer").Nonce;
         _time.Advance(TimeSpan.FromSeconds(30));
         var second = store.Issue("signer").Nonce;
-        Assert.Equal(NonceCheck.Valid, store.Consume(second, "signer"));
-        Assert.Equal(NonceCheck.Valid, store.Consume(first, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Spend(second));
+        Assert.Equal(NonceCheck.Valid, store.Spend(first));
         Assert.Equal(2, store.Spent);
 
         // Just before the first expires it is still a replay; at its expiry it leaves the set, the second stays.
         _time.Advance(TimeSpan.FromSeconds(30) - TimeSpan.FromTicks(1));
-        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(first, "signer"));
+        Assert.Equal(NonceCheck.AlreadyUsed, store.Check(first, "signer"));
         Assert.Equal(2, store.Spent);
         _time.Advance(TimeSpan.FromTicks(1));
         Assert.Equal(1, store.Spent);
-        Assert.Equal(NonceCheck.Expired, store.Consume(first, "signer"));
-        Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(second, "signer"));
+        Assert.Equal(NonceCheck.Expired, store.Check(first, "signer"));
+        Assert.Equal(NonceCheck.AlreadyUsed, store.Check(second, "signer"));
         _time.Advance(TimeSpan.FromSeconds(30));
         Assert.Equal(0, store.Spent);
     }
@@ -118,7 +124,7 @@ public class ChallengeStoreTests
         for (var i = 0; i < 3; i++)
         {
             var nonce = store.Issue("signer").Nonce;
-            Assert.Equal(NonceCheck.Valid, store.Consume(nonce, "signer"));
+            Assert.Equal(NonceCheck.Valid, store.Spend(nonce));
             spent.Add(nonce);
         }
 
@@ -126,16 +132,35 @@ public class ChallengeStoreTests
         // replayable), and the waiting nonce stays unspent.
         _time.Advance(TimeSpan.FromSeconds(10));
         var waiting = store.Issue("signer").Nonce;
-        Assert.Equal(NonceCheck.Busy, store.Consume(waiting, "signer"));
-        Assert.Equal(NonceCheck.Busy, store.Consume(waiting, "verifier"));
-        Assert.All(spent, n => Assert.Equal(NonceCheck.AlreadyUsed, store.Consume(n, "signer")));
+        Assert.Equal(NonceCheck.Valid, store.Check(waiting, "signer"));
+        Assert.Equal(NonceCheck.Busy, store.Spend(waiting));
+        Assert.All(spent, n => Assert.Equal(NonceCheck.AlreadyUsed, store.Spend(n)));
         Assert.Equal(3, store.Spent);
 
-        // Forgeries, expired and replayed nonces are answered as such, full or not.
-        Assert.Equal(NonceCheck.Unknown, store.Consume(new byte[56], "signer"));
+        // Forgeries, other functions' and replayed nonces are answered as such, full or not.
+        Assert.Equal(NonceCheck.Unknown, store.Check(new byte[56], "signer"));
+        Assert.Equal(NonceCheck.OtherFunction, store.Check(waiting, "verifier"));
+        Assert.All(spent, n => Assert.Equal(NonceCheck.AlreadyUsed, store.Check(n, "signer")));
 
         _time.Advance(TimeSpan.FromSeconds(50));
-        Assert.Equal(NonceCheck.Valid, store.Consume(waiting, "signer"));
+        Assert.Equal(NonceCheck.Valid, store.Spend(waiting));
         Assert.Equal(1, store.Spent);
+    }
+
+    [Fact]
+    public void Judging_a_nonce_spends_nothing_so_refused_logins_cannot_fill_the_set()
+    {
+        // Only an accepted login spends: any number of refused ones (forged evidence, wrong binding, wrong function)
+        // with genuine nonces leave the set empty and every nonce usable by the login it was issued for.
+        var store = new ChallengeStore(_time, Ttl, 2);
+        var nonces = Enumerable.Range(0, 10).Select(_ => store.Issue("signer").Nonce).ToList();
+        foreach (var nonce in nonces)
+        {
+            Assert.Equal(NonceCheck.Valid, store.Check(nonce, "signer"));
+            Assert.Equal(NonceCheck.OtherFunction, store.Check(nonce, "verifier"));
+        }
+
+        Assert.Equal(0, store.Spent);
+        Assert.Equal(NonceCheck.Valid, store.Spend(nonces[^1]));
     }
 }
