@@ -62,7 +62,8 @@ public sealed class ColdStartReport(TimeProvider time)
     {
         try
         {
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+            // Straight to the host, never through an inherited HTTP_PROXY: the request carries the report token.
+            using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false }) { Timeout = TimeSpan.FromSeconds(5) };
             // Serialised by the JSON DOM itself: no reflection-based serializer (trimming/NativeAOT friendly, less JIT).
             using var request = new HttpRequestMessage(HttpMethod.Post, url)
             {

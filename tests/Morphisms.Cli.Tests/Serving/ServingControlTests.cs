@@ -114,6 +114,23 @@ public sealed class ServingControlTests : IDisposable
         Assert.DoesNotContain(_token.Value, outcome.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task AnotherControlUrl_DoesNotGetTheStateFilesToken()
+    {
+        await using var host = new FakeHttpServer(_ => new(200, "[]", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+        await using var other = new FakeHttpServer(_ => new(200, "[]", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+        WriteState(host.Address, TokenFile);
+
+        var outcome = await MorphRunner.RunAsync("ls", "--control", other.Address.ToString());
+
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("its token is not sent elsewhere; pass --control-token-file FILE", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Empty(other.Requests);
+
+        // Its own URL given explicitly is fine.
+        Assert.Equal(0, (await MorphRunner.RunAsync("ls", "--control", host.Address.ToString())).ExitCode);
+    }
+
     [NonLoopbackFact]
     public async Task AControlUrlOffThisMachine_NeverGetsTheToken()
     {

@@ -37,7 +37,7 @@ internal static class ServingControl
             try
             {
                 address = ControlAddress(parse.GetValue(control));
-                using var http = CreateClient(address, ReadToken(ControlTokenFile(parse.GetValue(tokenFile))));
+                using var http = CreateClient(address, ReadToken(ControlTokenFile(parse.GetValue(tokenFile), address)));
                 return await action(parse, http, parse.GetValue(json), ct);
             }
             catch (ServingCliException e)
@@ -76,7 +76,8 @@ internal static class ServingControl
     /// <inheritdoc cref="CreateClient(string, BearerToken)"/>
     internal static HttpClient CreateClient(Uri baseAddress, BearerToken token)
     {
-        var handler = new SocketsHttpHandler { AllowAutoRedirect = false, ConnectCallback = ConnectToLoopbackAsync };
+        // No proxy either: HTTP_PROXY would receive the token in plain text.
+        var handler = new SocketsHttpHandler { AllowAutoRedirect = false, UseProxy = false, ConnectCallback = ConnectToLoopbackAsync };
         var http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = RequestTimeout };
         if (!ControlApi.IsLoopbackHost(baseAddress.Host))
         {
@@ -189,9 +190,12 @@ internal static class ServingControl
         return url;
     }
 
-    /// <summary>The control token file from <c>--control-token-file</c>, else the one the serving host's state file names.</summary>
-    /// <exception cref="ServingCliException">Neither names one.</exception>
-    private static string ControlTokenFile(string? option)
+    /// <summary>
+    /// The control token file from <c>--control-token-file</c>, else the one the serving host's state file names — and
+    /// that one only for the control API the same state file names: the local host's token is not sent to another port.
+    /// </summary>
+    /// <exception cref="ServingCliException">Neither names one, or <paramref name="address"/> is another API's.</exception>
+    private static string ControlTokenFile(string? option, Uri address)
     {
         if (option is not null)
         {
@@ -199,7 +203,13 @@ internal static class ServingControl
         }
 
         var path = StateFilePath();
-        return ServingStateFile.Read(path)?.ControlTokenFile
+        var state = ServingStateFile.Read(path);
+        if (state?.ControlTokenFile is not null && Uri.TryCreate(state.Control.EndsWith('/') ? state.Control : state.Control + "/", UriKind.Absolute, out var own) && own != address)
+        {
+            throw new ServingCliException($"--control {address} is not the serving host {path} names ({own}): its token is not sent elsewhere; pass --control-token-file FILE for that host");
+        }
+
+        return state?.ControlTokenFile
             ?? throw new ServingCliException(File.Exists(path)
                 ? $"{path} names no control token file (the host keeps its token in memory): pass --control-token-file FILE"
                 : $"no control token file: {path} is missing, so pass --control-token-file FILE with --control");
