@@ -96,6 +96,9 @@ public sealed partial class ServingHost : IAsyncDisposable
             KmsCaSha256 = _options.Kms?.CaSha256,
             SimulatedTeeDirectory = _options.SimulatedTeeDirectory,
             ReportUrl = _control.Url,
+
+            // Instances share the host's network: the control token is all that keeps their code from deploying.
+            ProtectedPaths = _options.ControlTokenFile is { } token ? [.. runtime.ProtectedPaths, Path.GetDirectoryName(Path.GetFullPath(token))!] : runtime.ProtectedPaths,
         }, _options.Time, Log);
         var observer = new Observer(Metrics);
         if (_options.Mode == GatewayMode.Confidential)

@@ -88,6 +88,13 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
         var info = new ProcessStartInfo { WorkingDirectory = spec.Bundle };
 
+        // ProcessStartInfo starts from the whole environment of the serving process, which may hold the operator's tokens.
+        info.Environment.Clear();
+        foreach (var (name, value) in InstanceEnvironment.Inherited(Environment.GetEnvironmentVariables()))
+        {
+            info.Environment[name] = value;
+        }
+
         // The spec's env is measured and non-secret; secrets reach the app only through the agent.
         foreach (var (name, value) in spec.Env)
         {
@@ -119,7 +126,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
         if (_bwrap is not null)
         {
-            command = [.. _bwrap.Wrap(command, Readable(spec, app, confidential, info.Environment), [dir])];
+            command = [.. _bwrap.Wrap(command, Readable(spec, app, confidential, info.Environment, instanceId), [dir])];
         }
 
         info.FileName = command[0];
@@ -149,16 +156,29 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
     // What an instance reads besides the system view and its own directory (bound writable: its launch configuration and
     // secrets): its bundle, the programs it runs and the .NET runtime they need, found through the environment the
-    // instance gets. Of the simulated TEE's state only what morph-init loads: the keys it signs evidence with and the
-    // digests recorded for this bundle — not the other bundles' records. The agent's other arguments are not shown:
-    // --sim-dir names that whole directory, and the secrets and launch configuration are in the instance's own.
-    private List<string> Readable(FunctionSpec spec, IReadOnlyList<string> app, bool confidential, IDictionary<string, string?> environment)
+    // instance gets. Those come from the spec, the bundle and the environment, so each is bound at its real path and
+    // vetted (SandboxPaths): none may show the whole host, its /dev or /proc, or the host's own state — the data
+    // directory, the simulated TEE, the control token's directory. Of the simulated TEE's state only what morph-init
+    // loads, chosen here: the keys it signs evidence with and the digests recorded for this bundle — not the other
+    // bundles' records. The agent's other arguments are not shown: --sim-dir names that whole directory, and the secrets
+    // and launch configuration are in the instance's own.
+    private List<string> Readable(FunctionSpec spec, IReadOnlyList<string> app, bool confidential, IDictionary<string, string?> environment, string instanceId)
     {
         var searchPath = environment.TryGetValue("PATH", out var path) ? path : null;
-        List<string> readable = [spec.Bundle, .. ProgramLocations.ForCommand(app, searchPath), .. ProgramLocations.DotnetRoots(environment)];
+        List<string> derived = [spec.Bundle, .. ProgramLocations.ForCommand(app, searchPath), .. ProgramLocations.DotnetRoots(environment)];
         if (confidential)
         {
-            readable.AddRange(ProgramLocations.ForCommand(_morphInit, searchPath));
+            derived.AddRange(ProgramLocations.ForCommand(_morphInit, searchPath));
+        }
+
+        List<string> readable;
+        try
+        {
+            readable = [.. SandboxPaths.Resolve(derived, ProtectedPaths())];
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidOperationException($"runtime: {spec.Name} ({instanceId}): {e.Message}", e);
         }
 
         if (confidential && spec.Tee == FunctionTee.Sim && _options.SimulatedTeeDirectory is { } sim)
@@ -169,6 +189,9 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
         return readable;
     }
+
+    private List<string> ProtectedPaths() =>
+        [_options.DataDirectory, .. _options.SimulatedTeeDirectory is { } sim ? [sim] : Array.Empty<string>(), .. _options.ProtectedPaths];
 
     private List<string> AgentArguments(Revision revision, string instanceId, string dir, string launchConfig, int tlsPort, int appPort)
     {

@@ -40,6 +40,13 @@ public sealed record RuntimeOptions
     /// <summary>Lines of stdout/stderr kept per instance.</summary>
     public int LogLines { get; init; } = 500;
 
+    /// <summary>
+    /// Paths no instance's sandbox may show, nor any directory containing them, beside <see cref="DataDirectory"/> and
+    /// <see cref="SimulatedTeeDirectory"/> (always protected): the serving host's own state, such as the directory of its
+    /// control token. A launch whose bundle, programs or .NET root would expose one is refused.
+    /// </summary>
+    public IReadOnlyList<string> ProtectedPaths { get; init; } = [];
+
     /// <summary>Extra environment for every agent process (not the app's: the app's env comes from the spec and its bundle).</summary>
     public IReadOnlyDictionary<string, string> AgentEnvironment { get; init; } = new Dictionary<string, string>();
 }

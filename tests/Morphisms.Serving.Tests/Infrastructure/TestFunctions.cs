@@ -18,7 +18,8 @@ internal sealed class TestFunctions : IDisposable
     public StringWriter Log { get; } = new();
 
     /// <summary>Where <see cref="HostAsync"/>'s host writes its control token (what <c>--control-token-file</c> names).</summary>
-    public string ControlTokenFile => Path.Combine(_root, "control-token");
+    // Its own directory: the host protects that directory from every sandbox, and the bundles are beside it.
+    public string ControlTokenFile => Path.Combine(_root, "control", "control-token");
 
     /// <summary>The test app (this assembly) as a function command.</summary>
     public static IReadOnlyList<string> AppCommand =>

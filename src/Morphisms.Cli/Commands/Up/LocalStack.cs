@@ -8,6 +8,7 @@ using Morphisms.Client.Trust;
 using Morphisms.Kms;
 using Morphisms.Kms.SelfAttestation;
 using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Runtime;
 using ServingKms = Morphisms.Serving.Hosting.KmsConnection;
 
 namespace Morphisms.Cli.Commands.Up;
@@ -145,6 +146,9 @@ public sealed class LocalStack : IAsyncDisposable
             SimulatedTeeDirectory = _paths.SimulatedTeeDirectory,
             StateFile = Path.Combine(_paths.DataDirectory, ServingStateFile.FileName),
             ControlTokenFile = ControlTokenFile,
+
+            // The KMS's sealed state, its root token and the CA key live in the data directory, credentials in the config one.
+            Runtime = new RuntimeOptions { DataDirectory = Path.Combine(_paths.DataDirectory, "serving"), ProtectedPaths = [_paths.DataDirectory, _paths.ConfigDirectory] },
             Log = log,
         });
         try
