@@ -89,7 +89,7 @@ public sealed class SandboxEscapeTests : IDisposable
             Env = new Dictionary<string, string> { ["DOTNET_ROOT"] = root, ["KEY"] = key },
         };
 
-        var output = await RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
+        var output = await SandboxProbe.RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
 
         Assert.Equal([Secret, "hidden key"], output);
     }
@@ -106,7 +106,7 @@ public sealed class SandboxEscapeTests : IDisposable
                 Env = new Dictionary<string, string> { ["REV"] = "7" },
             };
 
-            var output = await RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Off }, spec);
+            var output = await SandboxProbe.RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Off }, spec);
 
             Assert.Equal(["leak=", "path=set", "rev=7"], output);
         }
@@ -142,22 +142,6 @@ public sealed class SandboxEscapeTests : IDisposable
         return new FunctionSpec { Name = "probe", Tee = FunctionTee.None, Bundle = bundle, Command = command };
     }
 
-    private static async Task<List<string>> RunAsync(RuntimeOptions options, FunctionSpec spec)
-    {
-        var launcher = new ProcessInstanceLauncher(options, TimeProvider.System, _ => { });
-        var instance = launcher.Launch(new Revision("probe-00001", 1, spec, [], "", DateTimeOffset.UtcNow), "probe-1");
-        try
-        {
-            var code = await instance.Exited.WaitAsync(TimeSpan.FromSeconds(30));
-            var lines = instance.Logs.Snapshot();
-            Assert.True(code == 0, $"exit {code}: {string.Join('\n', lines.Select(l => $"{l.Stream}: {l.Text}"))}");
-            return [.. lines.Where(l => l.Stream == "stdout").Select(l => l.Text)];
-        }
-        finally
-        {
-            await instance.DisposeAsync();
-        }
-    }
 }
 
 /// <summary>A theory skipped, with the reason, where bubblewrap is missing or cannot create its namespaces.</summary>

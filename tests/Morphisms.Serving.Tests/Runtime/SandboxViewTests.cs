@@ -43,7 +43,7 @@ public sealed class SandboxViewTests : IDisposable
                 },
             };
 
-            var output = await RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
+            var output = await SandboxProbe.RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
 
             Assert.Equal([$"hidden {planted}", $"hidden {other}", $"hidden {home}", "the bundle", "wrote own", "done"], output);
             Assert.Equal("mine\n", File.ReadAllText(Path.Combine(Data, "instances", "probe-1", "written")));
@@ -79,7 +79,7 @@ public sealed class SandboxViewTests : IDisposable
                 """, "morph-init"],
         };
 
-        var output = await RunAsync(options, spec);
+        var output = await SandboxProbe.RunAsync(options, spec);
 
         Assert.Equal([.. new[] { keys, record }.Order(StringComparer.Ordinal), Secret], output);
     }
@@ -99,7 +99,7 @@ public sealed class SandboxViewTests : IDisposable
             Env = new Dictionary<string, string> { ["PATH"] = $"/nonexistent:{bin}:/usr/bin:/bin" },
         };
 
-        var output = await RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
+        var output = await SandboxProbe.RunAsync(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Required }, spec);
 
         Assert.Equal([$"probe ran as {bin}/probe"], output);
     }
@@ -156,23 +156,5 @@ public sealed class SandboxViewTests : IDisposable
         var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
         File.WriteAllText(Path.Combine(bundle, "app.txt"), "the bundle\n");
         return new FunctionSpec { Name = "probe", Tee = tee, Bundle = bundle, Command = command };
-    }
-
-    // Runs one instance to its end and returns what it printed (stdout).
-    private static async Task<List<string>> RunAsync(RuntimeOptions options, FunctionSpec spec)
-    {
-        var launcher = new ProcessInstanceLauncher(options, TimeProvider.System, _ => { });
-        var instance = launcher.Launch(new Revision("probe-00001", 1, spec, [], "", DateTimeOffset.UtcNow), "probe-1");
-        try
-        {
-            var code = await instance.Exited.WaitAsync(TimeSpan.FromSeconds(30));
-            var lines = instance.Logs.Snapshot();
-            Assert.True(code == 0, $"exit {code}: {string.Join('\n', lines.Select(l => $"{l.Stream}: {l.Text}"))}");
-            return [.. lines.Where(l => l.Stream == "stdout").Select(l => l.Text)];
-        }
-        finally
-        {
-            await instance.DisposeAsync();
-        }
     }
 }
