@@ -92,23 +92,11 @@ internal sealed class ChallengeStore
     /// </summary>
     public NonceCheck Check(byte[] nonce, string function)
     {
-        if (!Authentic(nonce))
-        {
-            return NonceCheck.Unknown;
-        }
-
-        var now = Now();
-        if (ExpiryOf(nonce) <= now)
-        {
-            return NonceCheck.Expired;
-        }
-
         lock (_lock)
         {
-            Purge(now);
-            if (_spent.ContainsKey(IdOf(nonce)))
+            if (Unspent(nonce) is var unspent && unspent != NonceCheck.Valid)
             {
-                return NonceCheck.AlreadyUsed;
+                return unspent;
             }
         }
 
@@ -125,25 +113,11 @@ internal sealed class ChallengeStore
     /// </summary>
     public NonceCheck Spend(byte[] nonce)
     {
-        if (!Authentic(nonce))
-        {
-            return NonceCheck.Unknown;
-        }
-
-        var now = Now();
-        var expiry = ExpiryOf(nonce);
-        if (expiry <= now)
-        {
-            return NonceCheck.Expired;
-        }
-
-        var id = IdOf(nonce);
         lock (_lock)
         {
-            Purge(now);
-            if (_spent.ContainsKey(id))
+            if (Unspent(nonce) is var unspent && unspent != NonceCheck.Valid)
             {
-                return NonceCheck.AlreadyUsed;
+                return unspent;
             }
 
             if (_spent.Count >= _maxSpent)
@@ -151,6 +125,8 @@ internal sealed class ChallengeStore
                 return NonceCheck.Busy;
             }
 
+            var id = IdOf(nonce);
+            var expiry = ExpiryOf(nonce);
             _spent.Add(id, expiry);
             _spentByExpiry.Enqueue(id, expiry);
         }
@@ -158,8 +134,23 @@ internal sealed class ChallengeStore
         return NonceCheck.Valid;
     }
 
-    private bool Authentic(byte[] nonce) =>
-        nonce.Length == NonceBytes && CryptographicOperations.FixedTimeEquals(IssuerTag(nonce), nonce.AsSpan(IssuerTagAt));
+    // What Check and Spend both ask first (under the lock): issued here and unaltered, unexpired, not yet spent.
+    private NonceCheck Unspent(byte[] nonce)
+    {
+        if (nonce.Length != NonceBytes || !CryptographicOperations.FixedTimeEquals(IssuerTag(nonce), nonce.AsSpan(IssuerTagAt)))
+        {
+            return NonceCheck.Unknown;
+        }
+
+        var now = Now();
+        if (ExpiryOf(nonce) <= now)
+        {
+            return NonceCheck.Expired;
+        }
+
+        Purge(now);
+        return _spent.ContainsKey(IdOf(nonce)) ? NonceCheck.AlreadyUsed : NonceCheck.Valid;
+    }
 
     private static long ExpiryOf(byte[] nonce) => BinaryPrimitives.ReadInt64BigEndian(nonce.AsSpan(RandomBytes, ExpiryBytes));
 
