@@ -2,6 +2,7 @@ using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation.Trust;
+using Morphisms.Testing;
 
 namespace Morphisms.Attestation.Tests.Trust;
 
@@ -11,7 +12,7 @@ public sealed class KmsPinTests
     [Fact]
     public void AcceptsAChainThroughThePinnedCa_RejectsOthers()
     {
-        using var ca = Ca("CN=Test KMS Root");
+        using var ca = TestCertificates.Ca("CN=Test KMS Root");
         using var leaf = Leaf(ca);
         using var chain = Presented(ca);
 
@@ -31,10 +32,10 @@ public sealed class KmsPinTests
     [Fact]
     public void ACopyOfThePinnedCa_DoesNotVouchForALeafItDidNotSign()
     {
-        using var ca = Ca("CN=Test KMS Root");
+        using var ca = TestCertificates.Ca("CN=Test KMS Root");
 
         // Same issuer name, and the pinned CA's key identifier: only the signature is wrong.
-        using var impostor = Ca("CN=Test KMS Root");
+        using var impostor = TestCertificates.Ca("CN=Test KMS Root");
         using var forged = Leaf(impostor, named: ca);
         using var chain = Presented(ca);
 
@@ -47,8 +48,8 @@ public sealed class KmsPinTests
     public void ACaIssuedChain_CanBePinnedAtTheCertificatesItServes()
     {
         // TLS servers leave a self-signed root out, so the client sees leaf and intermediate only.
-        using var root = Ca("CN=Test Enterprise Root");
-        using var intermediate = Ca("CN=Test KMS CA", issuer: root);
+        using var root = TestCertificates.Ca("CN=Test Enterprise Root");
+        using var intermediate = TestCertificates.Ca("CN=Test KMS CA", issuer: root);
         using var leaf = Leaf(intermediate);
         using var chain = Presented(intermediate);
 
@@ -67,9 +68,9 @@ public sealed class KmsPinTests
     [Fact]
     public void APinnedIntermediate_DoesNotVouchForALeafItDidNotSign_NorWhenExpired()
     {
-        using var root = Ca("CN=Test Enterprise Root");
-        using var intermediate = Ca("CN=Test KMS CA", issuer: root);
-        using var impostor = Ca("CN=Test KMS CA");
+        using var root = TestCertificates.Ca("CN=Test Enterprise Root");
+        using var intermediate = TestCertificates.Ca("CN=Test KMS CA", issuer: root);
+        using var impostor = TestCertificates.Ca("CN=Test KMS CA");
         using var forged = Leaf(impostor, named: intermediate);
         using var chain = Presented(intermediate);
         var pin = new KmsPin(SHA256.HashData(intermediate.RawData), TimeProvider.System);
@@ -87,7 +88,7 @@ public sealed class KmsPinTests
     [Fact]
     public void AnExpiredLeaf_IsRefused_ByThePinsClock()
     {
-        using var ca = Ca("CN=Test KMS Root");
+        using var ca = TestCertificates.Ca("CN=Test KMS Root");
         using var leaf = Leaf(ca);
         using var chain = Presented(ca);
 
@@ -99,7 +100,7 @@ public sealed class KmsPinTests
     [Fact]
     public void Validate_RecordsTheLastRefusal_AndClearsItOnSuccess()
     {
-        using var ca = Ca("CN=Test KMS Root");
+        using var ca = TestCertificates.Ca("CN=Test KMS Root");
         using var leaf = Leaf(ca);
         using var chain = Presented(ca);
         var pin = new KmsPin(SHA256.HashData(ca.RawData), TimeProvider.System);
@@ -109,22 +110,6 @@ public sealed class KmsPinTests
         Assert.True(pin.Validate(null, leaf, chain, SslPolicyErrors.RemoteCertificateChainErrors));
         Assert.Null(pin.LastFailure);
         Assert.Throws<ArgumentException>(() => new KmsPin(new byte[20], TimeProvider.System));
-    }
-
-    private static X509Certificate2 Ca(string name, X509Certificate2? issuer = null)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest(name, key, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
-        if (issuer is null)
-        {
-            return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
-        }
-
-        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
-        using var issued = request.Create(issuer, DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow.AddHours(2), RandomNumberGenerator.GetBytes(8));
-        return issued.CopyWithPrivateKey(key);
     }
 
     private static X509Certificate2 Leaf(X509Certificate2 signer, X509Certificate2? named = null)

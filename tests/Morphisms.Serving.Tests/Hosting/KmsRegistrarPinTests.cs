@@ -8,6 +8,7 @@ using System.Text;
 using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Spec;
+using Morphisms.Testing;
 
 namespace Morphisms.Serving.Tests.Hosting;
 
@@ -38,8 +39,8 @@ public sealed class KmsRegistrarPinTests
     public async Task ACaIssuedCertificate_PinnedAtItsIssuingCa_GetsTheRequest()
     {
         // A KMS started with --tls-cert from an enterprise CA: the server sends leaf and intermediate, never the root.
-        using var root = Ca("CN=Test Enterprise Root", issuer: null);
-        using var intermediate = Ca("CN=Test KMS CA", issuer: root);
+        using var root = TestCertificates.Ca("CN=Test Enterprise Root", issuer: null);
+        using var intermediate = TestCertificates.Ca("CN=Test KMS CA", issuer: root);
         using var leaf = Leaf("127.0.0.1", signer: intermediate, named: intermediate);
         await using var kms = new FakeKms(leaf, intermediate, root);
 
@@ -60,12 +61,12 @@ public sealed class KmsRegistrarPinTests
     public async Task ACopyOfThePinnedCaBesideAForgedLeaf_IsRefused_BeforeTheTokenIsSent()
     {
         // An intermediate as the pinned CA, so that the server sends it (TLS servers leave a self-signed root out).
-        using var root = Ca("CN=Test Root", issuer: null);
-        using var pinned = Ca("CN=Test KMS CA", issuer: root);
+        using var root = TestCertificates.Ca("CN=Test Root", issuer: null);
+        using var pinned = TestCertificates.Ca("CN=Test KMS CA", issuer: root);
 
         // The impostor's CA has the same name, and its leaf names the pinned CA's key as its issuer: only the
         // signature tells them apart. The host used to accept this chain because the pinned certificate was in it.
-        using var impostor = Ca("CN=Test KMS CA", issuer: null);
+        using var impostor = TestCertificates.Ca("CN=Test KMS CA", issuer: null);
         using var forged = Leaf("127.0.0.1", signer: impostor, named: pinned);
         await using var kms = new FakeKms(forged, pinned);
 
@@ -149,21 +150,6 @@ public sealed class KmsRegistrarPinTests
         CaSha256 = Convert.ToHexStringLower(SHA256.HashData(pinned.RawData)),
         Token = Token,
     }, TimeProvider.System);
-
-    private static X509Certificate2 Ca(string name, X509Certificate2? issuer)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest(name, key, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
-        if (issuer is null)
-        {
-            return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
-        }
-
-        using var issued = request.Create(issuer, DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow.AddHours(2), RandomNumberGenerator.GetBytes(8));
-        return issued.CopyWithPrivateKey(key);
-    }
 
     private static X509Certificate2 SelfSigned(string host)
     {
