@@ -79,11 +79,18 @@ public sealed class TlsTerminator : IAsyncDisposable
                 return;
             }
 
+            // StopAsync stops the listener before it cancels: a slot freed by a draining connection must not reach
+            // AcceptSocketAsync on a listener that is no longer listening.
+            if (_stopping)
+            {
+                return;
+            }
+
             try
             {
                 client = await _listener.AcceptSocketAsync(_stop.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || (e is SocketException && _stopping))
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || (e is SocketException or InvalidOperationException && _stopping))
             {
                 return;
             }

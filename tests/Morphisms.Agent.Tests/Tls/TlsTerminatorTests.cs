@@ -71,4 +71,25 @@ public sealed class TlsTerminatorTests
         first.Close();
         await Eventually.Until(() => terminator.Accepted == 3, "the waiting connection accepted once a slot was freed");
     }
+
+    [Fact]
+    public async Task ASlotFreedWhileDraining_DoesNotAcceptOnTheStoppedListener()
+    {
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        var terminator = new TlsTerminator("127.0.0.1", 0, appPort: 1, certificate, maxConnections: 2);
+        terminator.Start();
+        using var first = new TcpClient();
+        await first.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        using var second = new TcpClient();
+        await second.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        await Eventually.Until(() => terminator.Accepted == 2, "both slots taken");
+
+        // The second client keeps the drain waiting while the first one's slot comes free.
+        var stopping = terminator.StopAsync(TimeSpan.FromSeconds(1));
+        first.Close();
+        await stopping;
+        await terminator.DisposeAsync();
+        Assert.Equal(2, terminator.Accepted);
+    }
 }
