@@ -23,14 +23,15 @@ namespace Morphisms.Serving.Hosting;
 /// GET    /v1/functions/{fn}/logs?lines=N
 /// DELETE /v1/functions/{fn}
 /// POST   /v1/instances/{id}/cold-start      (the agent's report)
-/// GET    /metrics                           (Prometheus text)
+/// GET    /metrics                           (Prometheus text; the metrics token opens it too)
 /// </code>
 /// Loopback is not a boundary on its own: other users of the machine reach it, and so does every instance, which shares
 /// the host's network namespace (see <see cref="Runtime.Bubblewrap"/>) and runs code the operator did not write. So
 /// every route needs <c>Authorization: Bearer CONTROL-TOKEN</c> (<see cref="ServingHost.ControlToken"/>, in the 0600
 /// <see cref="ServingHostOptions.ControlTokenFile"/> that sandboxed instances never see), compared in constant time;
-/// the one exception is an instance's cold-start report, which carries that instance's own report token instead
-/// (its agent runs beside the function's code, so it never gets the control token). A web page in the user's
+/// the exceptions are an instance's cold-start report, which carries that instance's own report token instead
+/// (its agent runs beside the function's code, so it never gets the control token), and the metrics, which the
+/// metrics token (<see cref="ServingHost.MetricsToken"/>) opens as well, so that a scraper never holds the control token. A web page in the user's
 /// browser can reach loopback too, so every request must also name a loopback host (<see cref="IsLoopbackHost"/>: no
 /// DNS rebinding) and every POST/PUT/PATCH must be <c>application/json</c> (a browser sends that cross-origin only
 /// after a CORS preflight, which this API never answers). A request failing a check gets a 4xx
@@ -51,9 +52,9 @@ public sealed class ControlApi : IAsyncDisposable
     /// <summary>The base URL.</summary>
     public Uri Url { get; }
 
-    /// <summary>Starts the API for <paramref name="host"/>; every route but the instances' reports needs <paramref name="token"/>.</summary>
+    /// <summary>Starts the API for <paramref name="host"/>; every route but the instances' reports needs the control token, or for the metrics the metrics token.</summary>
     /// <exception cref="ArgumentException"><paramref name="listen"/> is not a loopback address.</exception>
-    public static async Task<ControlApi> StartAsync(ServingHost host, IPEndPoint listen, BearerToken token, CancellationToken ct)
+    public static async Task<ControlApi> StartAsync(ServingHost host, IPEndPoint listen, ControlApiTokens tokens, CancellationToken ct)
     {
         if (!IPAddress.IsLoopback(listen.Address))
         {
@@ -64,7 +65,7 @@ public sealed class ControlApi : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(listen));
         var app = builder.Build();
-        Map(app, host, token);
+        Map(app, host, tokens);
         await app.StartAsync(ct).ConfigureAwait(false);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new ControlApi(app, new Uri($"http://{listen.Address}:{new Uri(address).Port}/"));
@@ -101,7 +102,7 @@ public sealed class ControlApi : IAsyncDisposable
 
     // After matching a route, before its handler: a request from a browser page (another Host after DNS rebinding, or a
     // "simple" cross-origin POST as text/plain or a form) or from a local process without the token never reaches one.
-    private static async Task GuardAsync(HttpContext context, BearerToken token, Func<Task> next)
+    private static async Task GuardAsync(HttpContext context, ControlApiTokens tokens, Func<Task> next)
     {
         var request = context.Request;
         if (!request.Host.HasValue || !IsLoopbackHost(request.Host.Host))
@@ -111,12 +112,16 @@ public sealed class ControlApi : IAsyncDisposable
         }
 
         // An unknown path needs the token too: without it, nothing about the API can be learnt.
-        var byInstance = context.GetEndpoint()?.Metadata.GetMetadata<InstanceReportRoute>() is not null;
-        if (!byInstance && !token.MatchesAuthorization(request.Headers.Authorization))
+        var metadata = context.GetEndpoint()?.Metadata;
+        var byInstance = metadata?.GetMetadata<InstanceReportRoute>() is not null;
+        var authorization = request.Headers.Authorization.ToString();
+        var metricsRoute = metadata?.GetMetadata<MetricsRoute>() is not null;
+        if (!byInstance && !tokens.Control.MatchesAuthorization(authorization) && !(metricsRoute && tokens.Metrics.MatchesAuthorization(authorization)))
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
-            await RefuseAsync(context, StatusCodes.Status401Unauthorized,
-                $"the control API needs 'Authorization: Bearer <control token>'; the serving host writes its token to its control token file (morph up: {ServingStateFile.ControlTokenFileName} in the data directory)");
+            await RefuseAsync(context, StatusCodes.Status401Unauthorized, tokens.Metrics.MatchesAuthorization(authorization)
+                ? "the metrics token opens GET /metrics only; this route needs the control token"
+                : $"the control API needs 'Authorization: Bearer <control token>'; the serving host writes its token to its control token file (morph up: {ServingStateFile.ControlTokenFileName} in the data directory)");
             return;
         }
 
@@ -140,11 +145,11 @@ public sealed class ControlApi : IAsyncDisposable
         await context.Response.WriteAsJsonAsync(new { errors = new[] { error } }, Json, context.RequestAborted);
     }
 
-    private static void Map(WebApplication app, ServingHost host, BearerToken token)
+    private static void Map(WebApplication app, ServingHost host, ControlApiTokens tokens)
     {
         // Routing first, so the guard knows which route (and so which token) a request is for.
         app.UseRouting();
-        app.Use((context, next) => GuardAsync(context, token, next));
+        app.Use((context, next) => GuardAsync(context, tokens, next));
         app.MapPost("/v1/functions", (HttpContext c) => Handle(c, async () =>
         {
             var body = await ReadAsync(c);
@@ -204,7 +209,13 @@ public sealed class ControlApi : IAsyncDisposable
             instance.AcceptReport(report);
             c.Response.StatusCode = 204;
         }).WithMetadata(InstanceReportRoute.Instance);
-        app.MapGet("/metrics", () => Results.Text(host.Metrics.Render(), "text/plain; version=0.0.4"));
+        app.MapGet("/metrics", () => Results.Text(host.Metrics.Render(), "text/plain; version=0.0.4")).WithMetadata(MetricsRoute.Instance);
+    }
+
+    // Marks the route that the metrics token opens besides the control token.
+    private sealed class MetricsRoute
+    {
+        public static readonly MetricsRoute Instance = new();
     }
 
     // Marks the route that an instance's report token opens instead of the control token.
@@ -242,3 +253,8 @@ public sealed class ControlApi : IAsyncDisposable
         }
     }
 }
+
+/// <summary>The tokens the control API accepts: <paramref name="Control"/> on every route, <paramref name="Metrics"/> on <c>GET /metrics</c> only.</summary>
+/// <param name="Control">The control token.</param>
+/// <param name="Metrics">The metrics token.</param>
+public sealed record ControlApiTokens(BearerToken Control, BearerToken Metrics);

@@ -74,6 +74,12 @@ public sealed partial class ServingHost : IAsyncDisposable
     /// </summary>
     public BearerToken ControlToken { get; } = BearerToken.New();
 
+    /// <summary>
+    /// The token that opens <c>GET /metrics</c> only (as does <see cref="ControlToken"/>), new for every host; local
+    /// scrapers read it from <see cref="ServingHostOptions.MetricsTokenFile"/>.
+    /// </summary>
+    public BearerToken MetricsToken { get; } = BearerToken.New();
+
     /// <summary>The options.</summary>
     public ServingHostOptions Options => _options;
 
@@ -86,7 +92,12 @@ public sealed partial class ServingHost : IAsyncDisposable
             ControlToken.WriteFile(tokenFile);
         }
 
-        _control = await ControlApi.StartAsync(this, _options.ControlListen, ControlToken, ct).ConfigureAwait(false);
+        if (_options.MetricsTokenFile is { } metricsFile)
+        {
+            MetricsToken.WriteFile(metricsFile);
+        }
+
+        _control = await ControlApi.StartAsync(this, _options.ControlListen, new ControlApiTokens(ControlToken, MetricsToken), ct).ConfigureAwait(false);
         _registrar = _options.Kms is { } kms ? new KmsRegistrar(kms, _options.Time) : null;
         var runtime = _options.Runtime ?? new RuntimeOptions { DataDirectory = _options.DataDirectory };
         _launcher = _options.Launcher ?? new ProcessInstanceLauncher(runtime with
@@ -97,8 +108,7 @@ public sealed partial class ServingHost : IAsyncDisposable
             SimulatedTeeDirectory = _options.SimulatedTeeDirectory,
             ReportUrl = _control.Url,
 
-            // Instances share the host's network: the control token is all that keeps their code from deploying.
-            ProtectedPaths = _options.ControlTokenFile is { } token ? [.. runtime.ProtectedPaths, Path.GetDirectoryName(Path.GetFullPath(token))!] : runtime.ProtectedPaths,
+            ProtectedPaths = [.. runtime.ProtectedPaths, .. TokenDirectories()],
         }, _options.Time, Log);
         var observer = new Observer(Metrics);
         if (_options.Mode == GatewayMode.Confidential)
@@ -118,7 +128,8 @@ public sealed partial class ServingHost : IAsyncDisposable
         if (_options.StateFile is { } stateFile)
         {
             new ServingStateFile(_control.Url.ToString(), GatewayEndPoint.ToString(), _options.Mode == GatewayMode.Confidential ? "confidential" : "http", Environment.ProcessId,
-                _options.ControlTokenFile is { } written ? Path.GetFullPath(written) : null).Write(stateFile);
+                _options.ControlTokenFile is { } written ? Path.GetFullPath(written) : null,
+                _options.MetricsTokenFile is { } metrics ? Path.GetFullPath(metrics) : null).Write(stateFile);
         }
     }
 
@@ -334,29 +345,35 @@ public sealed partial class ServingHost : IAsyncDisposable
             File.Delete(stateFile);
         }
 
-        DeleteControlTokenFile();
+        DeleteTokenFile(_options.ControlTokenFile, ControlToken);
+        DeleteTokenFile(_options.MetricsTokenFile, MetricsToken);
 
         _changes.Dispose();
     }
 
+    // The directories of the token files, which no instance may mount: instances share the host's network, and these
+    // tokens are all that keeps their code from deploying through (or scraping) the control API.
+    private IEnumerable<string> TokenDirectories() =>
+        new[] { _options.ControlTokenFile, _options.MetricsTokenFile }.OfType<string>().Select(file => Path.GetDirectoryName(Path.GetFullPath(file))!).Distinct(StringComparer.Ordinal);
+
     // Only while it still holds this host's token: another host started since on the same data directory owns it now.
-    private void DeleteControlTokenFile()
+    private void DeleteTokenFile(string? tokenFile, BearerToken token)
     {
-        if (_options.ControlTokenFile is not { } tokenFile)
+        if (tokenFile is null)
         {
             return;
         }
 
         try
         {
-            if (File.Exists(tokenFile) && ControlToken.Matches(File.ReadAllText(tokenFile).Trim()))
+            if (File.Exists(tokenFile) && token.Matches(File.ReadAllText(tokenFile).Trim()))
             {
                 File.Delete(tokenFile);
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            Log($"the control token file {tokenFile} could not be removed: {e.Message}");
+            Log($"the token file {tokenFile} could not be removed: {e.Message}");
         }
     }
 

@@ -56,6 +56,13 @@ public sealed record ServingHostOptions
     /// </summary>
     public string? ControlTokenFile { get; init; }
 
+    /// <summary>
+    /// Where the metrics token is written at start (mode 0600, like <see cref="ControlTokenFile"/>): the token that opens
+    /// <c>GET /metrics</c> and nothing else, for a Prometheus scraper, which then never holds the control token. Null
+    /// writes none (<see cref="ServingHost.MetricsToken"/> still opens the route for in-process callers).
+    /// </summary>
+    public string? MetricsTokenFile { get; init; }
+
     /// <summary>The clock of the autoscaler loops and the runtime.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 

@@ -11,13 +11,17 @@ namespace Morphisms.Serving.Hosting;
 /// <param name="Mode"><c>confidential</c> or <c>http</c>.</param>
 /// <param name="Pid">The host's process id.</param>
 /// <param name="ControlTokenFile">The file (mode 0600) holding the control API's bearer token; null when the host keeps it in memory only.</param>
-public sealed record ServingStateFile(string Control, string Gateway, string Mode, int Pid, string? ControlTokenFile = null)
+/// <param name="MetricsTokenFile">The file (mode 0600) holding the token that opens <c>GET /metrics</c> only; null when none is written.</param>
+public sealed record ServingStateFile(string Control, string Gateway, string Mode, int Pid, string? ControlTokenFile = null, string? MetricsTokenFile = null)
 {
     /// <summary>The file name under the data directory.</summary>
     public const string FileName = "serving.json";
 
     /// <summary>The control token file's name beside the state file, where <c>morph up</c> puts it.</summary>
     public const string ControlTokenFileName = "serving-control-token";
+
+    /// <summary>The metrics token file's name beside the state file, where <c>morph up</c> puts it.</summary>
+    public const string MetricsTokenFileName = "serving-metrics-token";
 
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 

@@ -131,4 +131,78 @@ public sealed class ControlApiAuthenticationTests
         using var response = await http.GetAsync("v1/functions");
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
     }
+
+    [Fact]
+    public async Task TheMetricsToken_OpensTheMetrics_AndNoOtherRoute()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        await host.DeployAsync(functions.Spec("kept", "a", FunctionTee.None, new ScaleSpec { Min = 1 }), CancellationToken.None);
+        var other = functions.Spec("planted", "b", FunctionTee.None);
+        var metricsToken = BearerToken.ReadFile(functions.MetricsTokenFile);
+        Assert.False(metricsToken.Matches(host.ControlToken.Value));
+        using var http = new HttpClient { BaseAddress = host.ControlUrl };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", metricsToken.Value);
+
+        using (var metrics = await http.GetAsync("metrics"))
+        {
+            Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
+            Assert.Contains("# TYPE", await metrics.Content.ReadAsStringAsync());
+        }
+
+        (HttpMethod Method, string Path, string? Body)[] requests =
+        [
+            (HttpMethod.Post, "v1/functions", $$"""{"path": "{{other.Bundle}}"}"""),
+            (HttpMethod.Get, "v1/functions", null),
+            (HttpMethod.Get, "v1/functions/kept/logs", null),
+            (HttpMethod.Put, "v1/functions/kept/traffic", """{"traffic": [{"revision": "kept-00001", "percent": 100, "tag": "planted"}]}"""),
+            (HttpMethod.Delete, "v1/functions/kept", null),
+            (HttpMethod.Post, "v1/instances/any/cold-start", "{}"),
+        ];
+        foreach (var (method, path, body) in requests)
+        {
+            using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : new StringContent(body, Encoding.UTF8, "application/json") };
+            using var response = await http.SendAsync(request);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.Unauthorized, $"{method} {path} answered {(int)response.StatusCode} {text}");
+            Assert.DoesNotContain(metricsToken.Value, text);
+        }
+
+        using (var refused = await http.GetAsync("v1/functions"))
+        {
+            Assert.Contains("the metrics token opens GET /metrics only", await refused.Content.ReadAsStringAsync());
+        }
+
+        var kept = Assert.Single(host.List());
+        Assert.Null(Assert.Single(kept.Traffic).Tag);
+        Assert.DoesNotContain(metricsToken.Value, functions.Log.ToString());
+    }
+
+    [Fact]
+    public async Task TheMetricsTokenFile_IsPrivate_NamedInTheStateFile_AndRemovedAtStop()
+    {
+        using var functions = new TestFunctions();
+        var stateFile = Path.Combine(functions.DataDir, ServingStateFile.FileName);
+        var options = new ServingHostOptions
+        {
+            Mode = GatewayMode.Http,
+            DataDirectory = functions.DataDir,
+            Launcher = new FakeLauncher(),
+            StateFile = stateFile,
+            ControlTokenFile = functions.ControlTokenFile,
+            MetricsTokenFile = functions.MetricsTokenFile,
+            Log = TextWriter.Null,
+        };
+        await using (var host = new ServingHost(options))
+        {
+            await host.StartAsync(CancellationToken.None);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(functions.MetricsTokenFile));
+            Assert.True(host.MetricsToken.Matches(BearerToken.ReadFile(functions.MetricsTokenFile).Value));
+            var state = ServingStateFile.Read(stateFile)!;
+            Assert.Equal(Path.GetFullPath(functions.MetricsTokenFile), state.MetricsTokenFile);
+            Assert.DoesNotContain(host.MetricsToken.Value, await File.ReadAllTextAsync(stateFile));
+        }
+
+        Assert.False(File.Exists(functions.MetricsTokenFile));
+    }
 }

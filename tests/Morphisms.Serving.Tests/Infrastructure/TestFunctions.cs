@@ -21,6 +21,9 @@ internal sealed class TestFunctions : IDisposable
     // Its own directory: the host protects that directory from every sandbox, and the bundles are beside it.
     public string ControlTokenFile => Path.Combine(_root, "control", "control-token");
 
+    /// <summary>Where <see cref="HostAsync"/>'s host writes its metrics token, beside the control token.</summary>
+    public string MetricsTokenFile => Path.Combine(_root, "control", "metrics-token");
+
     /// <summary>The test app (this assembly) as a function command.</summary>
     public static IReadOnlyList<string> AppCommand =>
         [TestProcesses.DotnetHost, typeof(ServingTestApp).Assembly.Location, "app"];
@@ -67,6 +70,7 @@ internal sealed class TestFunctions : IDisposable
             Time = time ?? TimeProvider.System,
             Log = TextWriter.Synchronized(Log),
             ControlTokenFile = ControlTokenFile,
+            MetricsTokenFile = MetricsTokenFile,
         });
         await host.StartAsync(CancellationToken.None);
         return host;

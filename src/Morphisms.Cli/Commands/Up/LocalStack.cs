@@ -52,6 +52,9 @@ public sealed class LocalStack : IAsyncDisposable
     /// <summary>The file holding the serving control API's token (mode 0600, new at every start): what <c>morph deploy|ls|...</c> send.</summary>
     public string ControlTokenFile => Path.Combine(_paths.DataDirectory, ServingStateFile.ControlTokenFileName);
 
+    /// <summary>The file holding the token that opens the control API's <c>GET /metrics</c> only (mode 0600, new at every start): what Prometheus sends.</summary>
+    public string MetricsTokenFile => Path.Combine(_paths.DataDirectory, ServingStateFile.MetricsTokenFileName);
+
     /// <summary>The trust store the KMS was pinned in.</summary>
     public string TrustStorePath => Path.Combine(_paths.ConfigDirectory, KmsTrustCommand.TrustFileName);
 
@@ -146,6 +149,7 @@ public sealed class LocalStack : IAsyncDisposable
             SimulatedTeeDirectory = _paths.SimulatedTeeDirectory,
             StateFile = Path.Combine(_paths.DataDirectory, ServingStateFile.FileName),
             ControlTokenFile = ControlTokenFile,
+            MetricsTokenFile = MetricsTokenFile,
 
             // The KMS's sealed state, its root token and the CA key live in the data directory, credentials in the config one.
             Runtime = new RuntimeOptions { DataDirectory = Path.Combine(_paths.DataDirectory, "serving"), ProtectedPaths = [_paths.DataDirectory, _paths.ConfigDirectory] },

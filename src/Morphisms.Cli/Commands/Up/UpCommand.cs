@@ -61,6 +61,7 @@ public static class UpCommand
         await stdout.WriteLineAsync($"  functions  https://NAME.{state.Domain} (morph invoke NAME)");
         await stdout.WriteLineAsync($"control API  {state.Control}");
         await stdout.WriteLineAsync($"  token      in {stack.ControlTokenFile} (mode 0600; morph deploy|ls|... send it)");
+        await stdout.WriteLineAsync($"  metrics    GET {state.Control}metrics with the token in {stack.MetricsTokenFile} (opens nothing else)");
         await stdout.WriteLineAsync($"data dir     {stack.Paths.DataDirectory}");
         await stdout.WriteLineAsync($"config dir   {stack.Paths.ConfigDirectory}");
     }
