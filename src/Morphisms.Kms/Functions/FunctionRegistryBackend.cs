@@ -7,7 +7,8 @@ namespace Morphisms.Kms.Functions;
 /// The function registry at <c>morphisms/functions/</c>: LIST, and GET/PUT/DELETE of <c>morphisms/functions/NAME</c>.
 /// Every route is root-protected (the ACL must grant <c>sudo</c>), because whoever writes reference values decides
 /// which code receives the function's secrets. LIST and GET show registered functions only; a deleted function's
-/// tombstone is read at <c>NAME/tombstone</c> (see <see cref="Updates.Tombstones"/>).
+/// tombstone is read at <c>NAME/tombstone</c> (see <see cref="Updates.Tombstones"/>), but for the ACL's create/update
+/// distinction a tombstoned name exists.
 /// </summary>
 internal sealed class FunctionRegistryBackend : ILogicalBackend
 {
@@ -31,8 +32,10 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
     /// <inheritdoc />
     public RouteTable Routes { get; } = new();
 
+    // A tombstone counts: writing to its name updates (or restores) the deleted function, so the ACL must grant
+    // update there, not merely create.
     private static async Task<bool> ExistsAsync(KmsRequest request, RouteMatch match, CancellationToken ct) =>
-        await request.RequireState().Functions.GetAsync(FunctionRegistry.ValidName(match["name"]), ct).ConfigureAwait(false) is not null;
+        await request.RequireState().Functions.GetOrTombstoneAsync(FunctionRegistry.ValidName(match["name"]), ct).ConfigureAwait(false) is not null;
 
     private static async Task<KmsResponse?> ListAsync(KmsRequest request, RouteMatch match, CancellationToken ct)
     {

@@ -165,7 +165,38 @@ public sealed class TombstoneTests : IDisposable
         Assert.Contains("\"type\":\"function-tombstone-purged\"", await File.ReadAllTextAsync(Path.Combine(_dir, "audit.log")), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Writing_to_a_tombstoned_name_needs_update_not_create()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await OwnedFunction.RegisterAsync(c);
+        (await c.DeleteAsync("morphisms/functions/signer")).Expect(200);
+        var creator = await TokenAsync(c, "creator", "create");
+        var updater = await TokenAsync(c, "updater", "update");
+
+        // The tombstoned name exists for the ACL: a token that may only create gets no further than 403, and the
+        // tombstone is left as it was.
+        (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp), creator)).Expect(403);
+        Assert.Empty((await c.GetAsync("morphisms/functions/signer/tombstone")).Expect(200).Data["pending_updates"]!.AsArray());
+        var write = (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp), updater)).Expect(200).Data;
+        Assert.Equal("restore", write["pending_update"]!["kind"]!.GetValue<string>());
+
+        // A free name is still a create, and a registered one an update.
+        (await c.PutAsync("morphisms/functions/fresh", OwnedFunction.Values(OwnedFunction.NewSnp), updater)).Expect(403);
+        (await c.PutAsync("morphisms/functions/fresh", OwnedFunction.Values(OwnedFunction.NewSnp), creator)).Expect(200);
+        (await c.PutAsync("morphisms/functions/fresh", OwnedFunction.Values(FunctionInstance.SnpMeasurement), creator)).Expect(403);
+        (await c.PutAsync("morphisms/functions/fresh", OwnedFunction.Values(FunctionInstance.SnpMeasurement), updater)).Expect(200);
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A token whose only capability on the registry's names, besides sudo, is <paramref name="capability"/>.</summary>
+    private static async Task<string> TokenAsync(VaultHttp c, string policy, string capability)
+    {
+        (await c.PutAsync("sys/policies/acl/" + policy, new { policy = $$"""path "morphisms/functions/*" { capabilities = ["{{capability}}", "sudo"] }""" })).Expect(204);
+        return (await c.PostAsync("auth/token/create", new { policies = new[] { policy } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+    }
 
     private Task<TestKms> StartAsync() =>
         TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { AuditLogPath = Path.Combine(_dir, "audit.log") });
