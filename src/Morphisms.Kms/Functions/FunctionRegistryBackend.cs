@@ -8,10 +8,16 @@ namespace Morphisms.Kms.Functions;
 /// Every route is root-protected (the ACL must grant <c>sudo</c>), because whoever writes reference values decides
 /// which code receives the function's secrets. LIST and GET show registered functions only; a deleted function's
 /// tombstone is read at <c>NAME/tombstone</c> (see <see cref="Updates.Tombstones"/>), but for the ACL's create/update
-/// distinction a tombstoned name exists.
+/// distinction a tombstoned name exists. DELETE revokes everything issued under the name, also when nothing is
+/// registered any more, so a DELETE again finishes a deletion whose revocation was interrupted.
 /// </summary>
 internal sealed class FunctionRegistryBackend : ILogicalBackend
 {
+    // Once a deletion is committed, revoking what the function was issued no longer stops when the caller goes away
+    // (the function would be gone with its tokens and certificates still valid). This bound only keeps a stuck store
+    // from holding the request for ever; a DELETE again finishes whatever is left.
+    private static readonly TimeSpan RevocationTimeout = TimeSpan.FromMinutes(5);
+
     public FunctionRegistryBackend(KmsCore core, Updates.FunctionRetirement retirement)
     {
         Routes.Add(
@@ -21,7 +27,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             new Route("morphisms/functions/name", "functions/(?<name>[^/]+)") { Sudo = true, Existence = ExistsAsync },
             (Operation.Read, ReadAsync),
             (Operation.Update, (r, m, ct) => WriteAsync(r, m, core.Options.MaxTokenTtl, ct)),
-            (Operation.Delete, (r, m, ct) => DeleteAsync(r, m, retirement, ct)));
+            (Operation.Delete, (r, m, ct) => DeleteAsync(r, m, retirement, core.Options.TimeProvider, ct)));
         Updates.UpdateRoutes.Register(Routes, retirement);
         Updates.Tombstones.Register(Routes);
     }
@@ -100,7 +106,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         return response;
     }
 
-    private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, Updates.FunctionRetirement retirement, CancellationToken ct)
+    private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, Updates.FunctionRetirement retirement, TimeProvider time, CancellationToken ct)
     {
         var name = FunctionRegistry.ValidName(match["name"]);
         var state = request.RequireState();
@@ -108,10 +114,25 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         // Deleted (or tombstoned) first so no new login can succeed, then whatever was issued goes too.
         if (await state.Functions.DeleteAsync(name, ct).ConfigureAwait(false) is not { } deletion)
         {
+            // Nothing registered, but a deletion before may have committed and stopped before its revocation finished
+            // (the node stopped or lost its lock): DELETE is idempotent as in Vault, so this one finishes the job.
+            var left = await state.Functions.GetTombstoneAsync(name, ct).ConfigureAwait(false);
+            var (tokens, certificates) = await RevokeAllAsync(state, retirement, name, left, time).ConfigureAwait(false);
+            if (tokens + certificates > 0)
+            {
+                state.Audit?.Event("function-revocation-completed", request, new JsonObject
+                {
+                    ["function"] = name,
+                    ["tombstone"] = left is not null,
+                    ["tokens_revoked"] = tokens,
+                    ["certificates_revoked"] = certificates,
+                });
+            }
+
             return null;
         }
 
-        await retirement.RevokeAllAsync(state, deletion.Record, ct).ConfigureAwait(false);
+        await RevokeAllAsync(state, retirement, name, deletion.Record, time).ConfigureAwait(false);
         if (deletion.Tombstone is not { } tombstone)
         {
             return null;
@@ -136,5 +157,24 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         response.Warnings.Add($"function {name} is deleted, but its name stays with its owners: registering it again with other reference values, owners or threshold "
             + $"needs {tombstone.ApprovalsRequired} of them to approve (DELETE morphisms/functions/{name}/tombstone proposes releasing the name)");
         return response;
+    }
+
+    /// <summary>
+    /// Revokes what <paramref name="name"/> was issued with a token of its own, not the request's: see
+    /// <see cref="RevocationTimeout"/>.
+    /// </summary>
+    /// <exception cref="KmsException">503 when the revocation did not finish in time.</exception>
+    private static async Task<(int Tokens, int Certificates)> RevokeAllAsync(UnsealedState state, Updates.FunctionRetirement retirement, string name, FunctionRecord? record, TimeProvider time)
+    {
+        using var bounded = new CancellationTokenSource(RevocationTimeout, time);
+        try
+        {
+            return await retirement.RevokeAllAsync(state, name, record, bounded.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (bounded.IsCancellationRequested)
+        {
+            throw new KmsException(503, $"function {name} is deleted, but revoking its tokens and certificates did not finish within "
+                + $"{Durations.ToGoString(RevocationTimeout)}: DELETE morphisms/functions/{name} again to finish it");
+        }
     }
 }

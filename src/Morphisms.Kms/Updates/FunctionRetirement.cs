@@ -28,13 +28,25 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
         return (record, tokens, certs);
     }
 
-    /// <summary>Revokes what every revision of a function was issued (the function is being deleted).</summary>
-    public async Task RevokeAllAsync(UnsealedState state, FunctionRecord record, CancellationToken ct)
+    /// <summary>
+    /// Revokes what every revision of <paramref name="function"/> was issued (it is being, or was, deleted); returns
+    /// how many tokens and certificates went. The revisions come from the issued index, which outlives the record, so
+    /// this also finishes a deletion whose revocation was interrupted (the function, or its tombstone, is then
+    /// <paramref name="record"/>, or null when nothing is left of it); with <paramref name="record"/> its revisions are
+    /// walked too, for a certificate revoker that tracks serials itself. Idempotent: revoked entries leave the index,
+    /// so with nothing left and no record it costs one listing.
+    /// </summary>
+    public async Task<(int Tokens, int Certificates)> RevokeAllAsync(UnsealedState state, string function, FunctionRecord? record, CancellationToken ct)
     {
-        foreach (var revision in record.Revisions)
+        var revisions = await IssuedCredentials.RevisionsAsync(state.Barrier, function, ct).ConfigureAwait(false);
+        var (tokens, certs) = (0, 0);
+        foreach (var revision in revisions.Union(record?.Revisions.Select(r => r.Revision) ?? []).Order())
         {
-            await RevokeCredentialsAsync(state, record.Name, revision.Revision, ct).ConfigureAwait(false);
+            var (t, c) = await RevokeCredentialsAsync(state, function, revision, ct).ConfigureAwait(false);
+            (tokens, certs) = (tokens + t, certs + c);
         }
+
+        return (tokens, certs);
     }
 
     /// <summary>

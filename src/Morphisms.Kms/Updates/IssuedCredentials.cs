@@ -39,6 +39,15 @@ internal static class IssuedCredentials
         }
     }
 
+    /// <summary>
+    /// The revisions of <paramref name="function"/> with index entries left, whether or not the function is still
+    /// registered: the index is keyed by name, so what a deleted function was issued can still be found and revoked.
+    /// </summary>
+    public static async Task<List<int>> RevisionsAsync(ISecureStorage storage, string function, CancellationToken ct) =>
+        [.. (await storage.ListAsync(Prefix + function + "/", ct).ConfigureAwait(false))
+            .Select(k => int.TryParse(k.AsSpan().TrimEnd('/'), NumberStyles.None, CultureInfo.InvariantCulture, out var revision) ? revision : 0)
+            .Where(revision => revision > 0)];
+
     /// <summary>The revision's indexed tokens: (index entry name, token hash).</summary>
     public static async Task<List<(string Key, string Hash)>> TokenEntriesAsync(ISecureStorage storage, string function, int revision, CancellationToken ct) =>
         [.. (await storage.ListAsync(TokensOf(function, revision), ct).ConfigureAwait(false))

@@ -1,0 +1,192 @@
+using System.Security.Cryptography.X509Certificates;
+using Morphisms.Kms.Storage;
+
+namespace Morphisms.Kms.Tests.Updates;
+
+/// <summary>
+/// Deleting a function commits the deletion, then revokes what the function was issued. That revocation must not be
+/// lost between the two: it goes on when the caller goes away, and when it did not finish (the node stopped) a DELETE
+/// again finishes it, although no function is registered any more.
+/// </summary>
+public sealed class DeletionRevocationTests : IDisposable
+{
+    private const string Index = "morphisms/issued/signer/";
+    private readonly string _dir = Directory.CreateTempSubdirectory("kms-deletion-").FullName;
+
+    [Fact]
+    public async Task A_delete_whose_caller_goes_away_after_the_commit_still_revokes_everything()
+    {
+        var storage = new FaultStorage();
+        await using var kms = await StartAsync(storage);
+        var c = kms.Client;
+        await AttestFlow.RegisterSignerAsync(c);
+        var (token, serial) = await LoginAsync(c);
+
+        // The caller gives up once the deletion is committed and the revocation has begun.
+        storage.HoldRevocationUntilTheCallerGoes();
+        using var request = new HttpRequestMessage(HttpMethod.Delete, "/v1/morphisms/functions/signer");
+        request.Headers.Add("X-Vault-Token", kms.RootToken);
+        using var caller = new CancellationTokenSource();
+        var delete = c.Http.SendAsync(request, caller.Token);
+        await storage.RevocationReached.WaitAsync(TimeSpan.FromSeconds(30));
+        await caller.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => delete);
+
+        // The server saw the caller go (else this test would prove nothing), and the revocation went on regardless.
+        Assert.True(await storage.CallerWentAway.WaitAsync(TimeSpan.FromSeconds(30)));
+        await EventuallyAsync(async () => (await c.PostAsync("auth/token/lookup", new { token })).Status == 403);
+        (await c.GetAsync("morphisms/functions/signer")).Expect(404);
+        Assert.True((await c.GetAsync("pki/cert/" + serial)).Expect(200).Data["revocation_time"]!.GetValue<long>() > 0);
+        Assert.Empty(await storage.Inner.ListAsync(Index));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_delete_again_finishes_a_revocation_the_first_did_not(bool owned)
+    {
+        var storage = new FaultStorage();
+        await using var kms = await StartAsync(storage);
+        var c = kms.Client;
+        if (owned)
+        {
+            await OwnedFunction.RegisterAsync(c);
+        }
+        else
+        {
+            await AttestFlow.RegisterSignerAsync(c);
+        }
+
+        var (token, serial) = await LoginAsync(c);
+
+        // The node stops between committing the deletion and revoking: the function is gone, its credentials are not.
+        storage.FailRevocationOnce();
+        Assert.Equal(500, (await c.DeleteAsync("morphisms/functions/signer")).Status);
+        (await c.GetAsync("morphisms/functions/signer")).Expect(404);
+        (await c.GetAsync("morphisms/functions/signer/tombstone")).Expect(owned ? 200 : 404);
+        (await c.PostAsync("auth/token/lookup", new { token })).Expect(200);
+
+        // A DELETE again finds nothing registered, and finishes the job (audited, as it revoked something).
+        (await c.DeleteAsync("morphisms/functions/signer")).Expect(204);
+        (await c.PostAsync("auth/token/lookup", new { token })).Expect(403);
+        Assert.True((await c.GetAsync("pki/cert/" + serial)).Expect(200).Data["revocation_time"]!.GetValue<long>() > 0);
+        Assert.Empty(await storage.Inner.ListAsync(Index));
+
+        // Once more there is nothing left to do: still 204, and no second event.
+        (await c.DeleteAsync("morphisms/functions/signer")).Expect(204);
+        (await c.DeleteAsync("morphisms/functions/nobody")).Expect(204);
+        var events = (await File.ReadAllLinesAsync(Path.Combine(_dir, "audit.log"))).Where(l => l.Contains("\"type\":\"function-revocation-completed\"", StringComparison.Ordinal)).ToList();
+        var completed = Assert.Single(events);
+        Assert.Contains("\"tokens_revoked\":1", completed, StringComparison.Ordinal);
+        Assert.Contains("\"certificates_revoked\":1", completed, StringComparison.Ordinal);
+        Assert.Contains($"\"tombstone\":{(owned ? "true" : "false")}", completed, StringComparison.Ordinal);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private Task<TestKms> StartAsync(FaultStorage storage) =>
+        TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { AuditLogPath = Path.Combine(_dir, "audit.log") }, physical: storage);
+
+    /// <summary>Logs in as signer: the token and the certificate's serial.</summary>
+    private static async Task<(string Token, string Serial)> LoginAsync(VaultHttp c)
+    {
+        using var instance = new FunctionInstance();
+        var login = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200);
+        using var certificate = X509Certificate2.CreateFromPem(login.Data["certificate"]!.GetValue<string>());
+        return (login.Auth["client_token"]!.GetValue<string>(), certificate.SerialNumber.ToLowerInvariant());
+    }
+
+    private static async Task EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "not revoked in 10 s");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>
+    /// In-memory storage that stops the first listing of signer's issued index after the deletion's commit: by failing
+    /// it (the node stopped), or by holding it until the request that committed the deletion is aborted and then
+    /// honouring the listing's own cancellation token (so a revocation on the request's token is abandoned).
+    /// </summary>
+    private sealed class FaultStorage : IPhysicalStorage
+    {
+        private const string FunctionKey = "morphisms/functions/signer";
+        private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource<bool> _callerGone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _mode;
+        private CancellationToken _commitToken;
+
+        public InMemoryStorage Inner { get; } = new();
+
+        /// <summary>Completes when the held listing is reached.</summary>
+        public Task RevocationReached => _reached.Task;
+
+        /// <summary>Whether the request that committed the deletion was aborted while the listing was held.</summary>
+        public Task<bool> CallerWentAway => _callerGone.Task;
+
+        public void FailRevocationOnce() => _mode = 1;
+
+        public void HoldRevocationUntilTheCallerGoes() => _mode = 2;
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
+
+        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => Inner.PutAsync(key, value, cancellationToken);
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default)
+        {
+            Committing([key], cancellationToken);
+            return Inner.DeleteAsync(key, cancellationToken);
+        }
+
+        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        {
+            Committing([.. operations.Where(o => o.Value is null).Select(o => o.Key)], cancellationToken);
+            return Inner.TransactAsync(operations, cancellationToken);
+        }
+
+        public async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+        {
+            if (prefix.StartsWith(Index, StringComparison.Ordinal) && _commitToken.CanBeCanceled)
+            {
+                var mode = Interlocked.Exchange(ref _mode, 0);
+                if (mode == 1)
+                {
+                    throw new IOException("simulated: the node stopped");
+                }
+
+                if (mode == 2)
+                {
+                    _reached.TrySetResult();
+                    try
+                    {
+                        await Task.Delay(TimeSpan.FromSeconds(20), _commitToken);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+
+                    _callerGone.TrySetResult(_commitToken.IsCancellationRequested);
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+            }
+
+            return await Inner.ListAsync(prefix, cancellationToken);
+        }
+
+        public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+
+        // The deletion's commit runs on the request's token: remember it, to see when the caller goes away.
+        private void Committing(IEnumerable<string> deleted, CancellationToken cancellationToken)
+        {
+            if (_mode != 0 && deleted.Contains(FunctionKey))
+            {
+                _commitToken = cancellationToken;
+            }
+        }
+    }
+}
