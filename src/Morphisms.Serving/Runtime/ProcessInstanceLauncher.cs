@@ -68,8 +68,39 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     /// <inheritdoc />
     public IInstanceProcess Launch(Revision revision, string instanceId)
     {
+        // A refused launch is retried under a new id, so a directory it leaves behind would pile up with each retry; only
+        // one this launch made is removed, though: an existing directory is not its to delete.
+        var path = Path.Combine(_options.DataDirectory, "instances", instanceId);
+        var created = !Directory.Exists(path);
+        var dir = Directory.CreateDirectory(path).FullName;
+        ProcessInstance instance;
+        try
+        {
+            instance = Start(revision, instanceId, dir);
+        }
+        catch when (created)
+        {
+            RemoveRefused(dir);
+            throw;
+        }
+
+        var logs = instance.Logs;
+        logs.Add(_time.GetUtcNow(), "runtime", $"started {(instance.TlsEndpoint is not null ? "morph-init" : "app")} pid {instance.Pid}{(_bwrap is null ? " (not sandboxed)" : " under bubblewrap")}");
+        if (_options.MemoryLimitBytes > 0 || _options.PidsLimit > 0)
+        {
+            foreach (var note in _cgroups.Apply(instanceId, instance.Pid, _options.MemoryLimitBytes, _options.PidsLimit))
+            {
+                logs.Add(_time.GetUtcNow(), "runtime", note);
+            }
+        }
+
+        return instance;
+    }
+
+    // Everything up to the process's start: whatever throws here leaves no process behind.
+    private ProcessInstance Start(Revision revision, string instanceId, string dir)
+    {
         var spec = revision.Spec;
-        var dir = Directory.CreateDirectory(Path.Combine(_options.DataDirectory, "instances", instanceId)).FullName;
         var appPort = Ports.Free();
         var confidential = spec.Tee != FunctionTee.None;
         var tlsPort = confidential ? Ports.Free() : 0;
@@ -136,22 +167,25 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         }
 
         var logs = new LogRing(_options.LogLines);
-        var instance = new ProcessInstance(
+        return new ProcessInstance(
             instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
             logs, _time, _bwrap is not null, id => _cgroups.Remove(id))
         {
             ReportToken = reportToken,
         };
-        logs.Add(_time.GetUtcNow(), "runtime", $"started {(confidential ? "morph-init" : "app")} pid {instance.Pid}{(_bwrap is null ? " (not sandboxed)" : " under bubblewrap")}");
-        if (_options.MemoryLimitBytes > 0 || _options.PidsLimit > 0)
-        {
-            foreach (var note in _cgroups.Apply(instanceId, instance.Pid, _options.MemoryLimitBytes, _options.PidsLimit))
-            {
-                logs.Add(_time.GetUtcNow(), "runtime", note);
-            }
-        }
+    }
 
-        return instance;
+    private void RemoveRefused(string dir)
+    {
+        try
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The refusal is what the caller must hear about; a directory left behind is only untidy.
+            _log($"runtime: could not remove {dir} after a refused launch: {e.Message}");
+        }
     }
 
     // What an instance reads besides the system view and its own directory (bound writable: its launch configuration and

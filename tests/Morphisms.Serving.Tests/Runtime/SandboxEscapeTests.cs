@@ -54,6 +54,7 @@ public sealed class SandboxEscapeTests : IDisposable
         var error = Assert.Throws<InvalidOperationException>(() => launcher.Launch(new Revision("probe-00001", 1, spec, [], "", DateTimeOffset.UtcNow), "probe-1"));
 
         Assert.Contains("refusing to start", error.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(Data, "instances", "probe-1")), "the refused launch left its instance directory");
     }
 
     [BubblewrapFact]
