@@ -6,14 +6,16 @@ namespace Morphisms.Serving.Runtime;
 /// Bubblewrap isolation for instances. The sandbox's file system is an allowlist built in an empty root: the system
 /// (<see cref="SandboxSystemView"/>: programs, libraries, the needed parts of <c>/etc</c>, <c>/sys</c>) and the paths
 /// the caller names, read-only, plus the paths it names writable; a private <c>/tmp</c>, a fresh <c>/proc</c> and
-/// <c>/dev</c>; the root itself is read-only. Home directories, data directories and other instances' paths are not
+/// <c>/dev</c>, into which the caller may put a real TEE's guest interfaces (<see cref="SandboxMount"/>); the root
+/// itself is read-only. Home directories, data directories and other instances' paths are not
 /// there at all. Private PID, IPC and UTS namespaces, and the sandbox dies with the runtime. The network namespace is
 /// shared: bubblewrap alone cannot give an instance a private network that still exposes its port to the gateway
 /// (that needs a veth pair or slirp4netns), so instances can reach the host's network — a known gap, reported in the log.
 /// </summary>
 public sealed class Bubblewrap
 {
-    private Bubblewrap(string path, string version)
+    // Internal, not private: argument-level tests build command lines without a working bwrap.
+    internal Bubblewrap(string path, string version)
     {
         Path = path;
         Version = version;
@@ -60,9 +62,10 @@ public sealed class Bubblewrap
     /// <summary>
     /// The command line (bwrap first) that runs <paramref name="command"/> seeing the system view,
     /// <paramref name="readable"/> read-only and <paramref name="writable"/> read-write, each at its own path, and nothing
-    /// else of the host. Readable paths that do not exist are left out; a writable one must exist.
+    /// else of the host, plus <paramref name="mounts"/> (a TEE's guest interfaces) each at its own target. Readable paths
+    /// that do not exist are left out; a writable one and a mount's source must exist.
     /// </summary>
-    public IReadOnlyList<string> Wrap(IReadOnlyList<string> command, IEnumerable<string> readable, IEnumerable<string> writable)
+    public IReadOnlyList<string> Wrap(IReadOnlyList<string> command, IEnumerable<string> readable, IEnumerable<string> writable, IEnumerable<SandboxMount>? mounts = null)
     {
         List<string> args = [Path, .. CommonArguments()];
         foreach (var path in readable.Where(p => Directory.Exists(p) || File.Exists(p)).Distinct(StringComparer.Ordinal))
@@ -73,6 +76,19 @@ public sealed class Bubblewrap
         foreach (var path in writable.Distinct(StringComparer.Ordinal))
         {
             args.AddRange(["--bind", path, path]);
+        }
+
+        // After --dev and the system view's /sys, so a device lands in the fresh /dev and configfs-tsm on top of the
+        // read-only /sys.
+        foreach (var mount in mounts ?? [])
+        {
+            var flag = mount.Kind switch
+            {
+                SandboxMountKind.Device => "--dev-bind",
+                SandboxMountKind.ReadWrite => "--bind",
+                _ => "--ro-bind",
+            };
+            args.AddRange([flag, mount.Source, mount.Target]);
         }
 
         // Last: bubblewrap creates the mount points of the paths above in the empty root, which then becomes read-only.

@@ -11,7 +11,9 @@ namespace Morphisms.Serving.Runtime;
 /// <summary>
 /// Starts instances as local processes: confidential ones through <c>morph-init</c> (which attests, fetches
 /// secrets, terminates TLS and starts the app), <c>tee: none</c> ones as the app itself. Under bubblewrap where
-/// it works (see <see cref="Bubblewrap"/>), plain processes otherwise — said once in the log at start.
+/// it works (see <see cref="Bubblewrap"/>), plain processes otherwise — said once in the log at start. A sandboxed
+/// instance of a real TEE (<c>snp</c>, <c>tdx</c>, <c>sgx</c>) also sees that TEE's guest interfaces present on the
+/// host (<see cref="TeeInterfaces"/>); a host without them is said once in the log, and in each such instance's log.
 /// </summary>
 public sealed class ProcessInstanceLauncher : IInstanceLauncher
 {
@@ -30,6 +32,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     private readonly Bubblewrap? _bwrap;
     private readonly CgroupLimits _cgroups = new();
     private readonly IReadOnlyList<string> _morphInit;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<FunctionTee, bool> _teeWarned = new();
 
     /// <summary>Probes bubblewrap and logs how instances will be isolated.</summary>
     /// <exception cref="InvalidOperationException">The sandbox is required but unavailable, or morph-init cannot be found.</exception>
@@ -101,6 +104,12 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     private ProcessInstance Start(Revision revision, string instanceId, string dir)
     {
         var spec = revision.Spec;
+        var tee = TeeSandboxPlan.For(spec.Tee, _options.TeeInterfaces);
+        if (tee.Missing is { } missing && _teeWarned.TryAdd(spec.Tee, true))
+        {
+            _log($"runtime: tee: {spec.Tee.ToString().ToLowerInvariant()} functions cannot obtain evidence on this host (first: {spec.Name}): {missing} (logged once per TEE)");
+        }
+
         var appPort = Ports.Free();
         var confidential = spec.Tee != FunctionTee.None;
         var tlsPort = confidential ? Ports.Free() : 0;
@@ -157,7 +166,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
         if (_bwrap is not null)
         {
-            command = [.. _bwrap.Wrap(command, Readable(spec, app, confidential, info.Environment, instanceId), [dir])];
+            command = [.. _bwrap.Wrap(command, Readable(spec, app, confidential, info.Environment, instanceId), [dir], tee.Mounts)];
         }
 
         info.FileName = command[0];
@@ -167,6 +176,12 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         }
 
         var logs = new LogRing(_options.LogLines);
+        if (tee.Missing is not null)
+        {
+            // The host log says it once; each instance's own log says it too, beside the agent's evidence error.
+            logs.Add(_time.GetUtcNow(), "runtime", $"no usable tee: {spec.Tee.ToString().ToLowerInvariant()} interface on this host: {tee.Missing}");
+        }
+
         return new ProcessInstance(
             instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
             logs, _time, _bwrap is not null, id => _cgroups.Remove(id))

@@ -47,6 +47,12 @@ public sealed record RuntimeOptions
     /// </summary>
     public IReadOnlyList<string> ProtectedPaths { get; init; } = [];
 
+    /// <summary>
+    /// The host's TEE guest interfaces. A sandboxed instance of a <c>tee: snp</c>, <c>tdx</c> or <c>sgx</c> function sees
+    /// those of its TEE that exist here (<c>sim</c> and <c>none</c> see none); the defaults are the standard paths.
+    /// </summary>
+    public TeeInterfaces TeeInterfaces { get; init; } = new();
+
     /// <summary>Extra environment for every agent process (not the app's: the app's env comes from the spec and its bundle).</summary>
     public IReadOnlyDictionary<string, string> AgentEnvironment { get; init; } = new Dictionary<string, string>();
 }
