@@ -33,6 +33,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     private readonly CgroupLimits _cgroups = new();
     private readonly IReadOnlyList<string> _morphInit;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<FunctionTee, bool> _teeWarned = new();
+    private readonly InstanceDirectories _directories;
 
     /// <summary>Probes bubblewrap and logs how instances will be isolated.</summary>
     /// <exception cref="InvalidOperationException">The sandbox is required but unavailable, or morph-init cannot be found.</exception>
@@ -41,6 +42,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         _options = options;
         _time = time;
         _log = log;
+        _directories = new InstanceDirectories(options.DataDirectory, log);
         _morphInit = options.MorphInit ?? DefaultMorphInit();
         log($"runtime: confidential instances start with {string.Join(' ', _morphInit)}");
         if (options.Sandbox == SandboxMode.Off)
@@ -71,19 +73,17 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     /// <inheritdoc />
     public IInstanceProcess Launch(Revision revision, string instanceId)
     {
-        // A refused launch is retried under a new id, so a directory it leaves behind would pile up with each retry; only
-        // one this launch made is removed, though: an existing directory is not its to delete.
-        var path = Path.Combine(_options.DataDirectory, "instances", instanceId);
-        var created = !Directory.Exists(path);
-        var dir = Directory.CreateDirectory(path).FullName;
+        // Removed when the process exits, or at once when the launch is refused (it is retried under a new id, so a
+        // directory left by each refusal would pile up).
+        var directory = _directories.Acquire(instanceId);
         ProcessInstance instance;
         try
         {
-            instance = Start(revision, instanceId, dir);
+            instance = Start(revision, instanceId, directory);
         }
-        catch when (created)
+        catch
         {
-            RemoveRefused(dir);
+            directory.Release();
             throw;
         }
 
@@ -101,8 +101,9 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     }
 
     // Everything up to the process's start: whatever throws here leaves no process behind.
-    private ProcessInstance Start(Revision revision, string instanceId, string dir)
+    private ProcessInstance Start(Revision revision, string instanceId, InstanceDirectories.Lease directory)
     {
+        var dir = directory.Path;
         var spec = revision.Spec;
         var tee = TeeSandboxPlan.For(spec.Tee, _options.TeeInterfaces);
         if (tee.Missing is { } missing && _teeWarned.TryAdd(spec.Tee, true))
@@ -184,23 +185,14 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
         return new ProcessInstance(
             instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
-            logs, _time, _bwrap is not null, id => _cgroups.Remove(id))
+            logs, _time, _bwrap is not null, id =>
+            {
+                _cgroups.Remove(id);
+                directory.Release();
+            })
         {
             ReportToken = reportToken,
         };
-    }
-
-    private void RemoveRefused(string dir)
-    {
-        try
-        {
-            Directory.Delete(dir, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The refusal is what the caller must hear about; a directory left behind is only untidy.
-            _log($"runtime: could not remove {dir} after a refused launch: {e.Message}");
-        }
     }
 
     // What an instance reads besides the system view and its own directory (bound writable: its launch configuration and

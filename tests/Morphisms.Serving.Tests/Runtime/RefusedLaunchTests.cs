@@ -7,8 +7,10 @@ using Morphisms.Serving.Spec;
 namespace Morphisms.Serving.Tests;
 
 /// <summary>
-/// A launch refused before its process starts leaves nothing behind: the supervisor retries under a new instance id, so
-/// each refusal's directory (with the launch configuration already written into it) would otherwise pile up.
+/// An instance's directory lives exactly as long as the instance: a launch refused before its process starts leaves
+/// nothing behind (the supervisor retries under a new instance id, so each refusal's directory would otherwise pile up),
+/// an exited instance's goes with it (an agent that was killed could not wipe its secrets), and what an earlier run of
+/// the host left under a reused id is cleared first.
 /// </summary>
 public sealed class RefusedLaunchTests : IDisposable
 {
@@ -48,15 +50,56 @@ public sealed class RefusedLaunchTests : IDisposable
     }
 
     [Fact]
-    public void A_refused_launch_keeps_an_instance_directory_that_was_there_before_it()
+    public async Task An_instances_directory_goes_when_its_process_exits()
     {
-        var earlier = Path.Combine(Directory.CreateDirectory(InstanceDirectory).FullName, "earlier");
-        File.WriteAllText(earlier, "kept");
-        var launcher = Launcher(new RuntimeOptions { DataDirectory = Data, Sandbox = SandboxMode.Off, MorphInit = ["/bin/true"] });
+        var launcher = Launcher(new RuntimeOptions
+        {
+            DataDirectory = Data,
+            Sandbox = SandboxMode.Off,
+            KmsUrl = new Uri("https://127.0.0.1:1/"),
+            SimulatedTeeDirectory = Path.Combine(_root, "simulated-tee"),
 
-        Assert.Throws<InvalidOperationException>(() => launcher.Launch(Revision(), "probe-1"));
+            // A stand-in for an agent killed before it could wipe its secrets: it writes one and exits.
+            MorphInit = ["/bin/sh", "-c", "mkdir -p \"$1\" && echo s3cret > \"$1/key\" && exit 9", "agent", InstanceDirectory + "/secrets"],
+        });
 
-        Assert.Equal("kept", File.ReadAllText(earlier));
+        await using var instance = launcher.Launch(Revision(), "probe-1");
+        Assert.Equal(9, await instance.Exited.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        await Eventually.True(() => !Directory.Exists(InstanceDirectory), "the exited instance's directory removed", seconds: 10);
+    }
+
+    [Fact]
+    public void A_directory_left_by_an_earlier_run_is_cleared_before_the_instance_gets_it()
+    {
+        // Instance ids repeat across runs of the host; what a killed one left (its secrets, say) is not the new one's.
+        var earlier = Path.Combine(Directory.CreateDirectory(Path.Combine(InstanceDirectory, "secrets")).FullName, "key");
+        File.WriteAllText(earlier, "the earlier instance's secret");
+        var directories = new InstanceDirectories(Data, _ => { });
+
+        var lease = directories.Acquire("probe-1");
+
+        Assert.Equal(Path.GetFullPath(InstanceDirectory), lease.Path);
+        Assert.True(Directory.Exists(InstanceDirectory));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(InstanceDirectory));
+    }
+
+    [Fact]
+    public void An_instance_that_exits_late_does_not_remove_the_directory_a_new_instance_holds_under_the_same_id()
+    {
+        var directories = new InstanceDirectories(Data, _ => { });
+        var old = directories.Acquire("probe-1");
+        Assert.Throws<InvalidOperationException>(() => directories.Acquire("probe-1"));
+        old.Release();
+        Assert.False(Directory.Exists(InstanceDirectory));
+
+        var current = directories.Acquire("probe-1");
+        File.WriteAllText(Path.Combine(current.Path, "launch.json"), "{}");
+        old.Release();
+
+        Assert.True(File.Exists(Path.Combine(current.Path, "launch.json")));
+        current.Release();
+        Assert.False(Directory.Exists(InstanceDirectory));
     }
 
     public void Dispose()
