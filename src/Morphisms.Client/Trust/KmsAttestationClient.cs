@@ -8,9 +8,10 @@ namespace Morphisms.Client.Trust;
 
 /// <summary>
 /// Verifies a KMS before anything is sent to it (DESIGN.md §3): asks for its evidence with a fresh
-/// nonce, and recomputes REPORT_DATA from the TLS certificate this connection actually saw and the
-/// root CA the KMS serves. Only when the evidence is genuine, shows one of the expected measurements,
-/// passes the policy and binds exactly those does the client pin the root CA — never on first use.
+/// nonce, and recomputes REPORT_DATA from the TLS certificate this connection actually saw and the root CA the KMS
+/// serves. Only when the evidence is genuine, shows one of the expected measurements (of its TEE, every component
+/// equal: for TDX, MRTD and RTMR0–3), passes the policy and binds exactly those does the client pin the root CA —
+/// never on first use.
 /// </summary>
 public static class KmsAttestationClient
 {
@@ -95,12 +96,10 @@ public static class KmsAttestationClient
             return Refused($"the KMS's evidence is malformed: {e.Message}");
         }
 
-        var expected = options.AcceptedMeasurements;
         var failures = result.Failures.Select(f => f.ToString()).ToList();
-        if (!options.AnyMeasurement && !expected.Any(m => result.Claims.Measurement.Span.SequenceEqual(m)))
+        if (options.MeasurementFailure(result.Claims) is { } measurementFailure)
         {
-            failures.Add($"measurement: the KMS attests {Hex.Of(result.Claims.Measurement)}, which is not "
-                + (expected.Count == 1 ? $"the expected {Hex.Of(expected[0])}" : $"one of the expected {string.Join(", ", expected.Select(m => Hex.Of(m)))}"));
+            failures.Add($"measurement: {measurementFailure}");
         }
 
         if (!IsCertificateAuthority(root))
@@ -120,8 +119,8 @@ public static class KmsAttestationClient
             RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(root.RawData)),
             TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo())),
             Tee = tee.ToWireName(),
-            Measurement = Hex.Of(result.Claims.Measurement),
-            ExpectedMeasurements = [.. expected.Select(m => Hex.Of(m))],
+            Measurement = KmsMeasurementPin.Of(result.Claims).ToString(),
+            ExpectedMeasurements = [.. options.AcceptedMeasurements.Select(m => m.ToString())],
             AnyMeasurement = options.AnyMeasurement,
             Simulated = result.Simulated,
             VerifiedAt = options.Time.GetUtcNow(),

@@ -1,3 +1,4 @@
+using Morphisms.Attestation;
 using Morphisms.Attestation.Collateral;
 using Morphisms.Attestation.Trust;
 
@@ -15,13 +16,14 @@ public sealed record KmsTrustOptions
     public TrustAnchors Anchors { get; init; } = TrustAnchors.Vendor;
 
     /// <summary>
-    /// The KMS measurements to accept (SNP MEASUREMENT or TDX MRTD, 48 bytes; SGX MRENCLAVE, 32 bytes): the KMS must
-    /// attest one of them. Several are for an upgrade, while old and new KMS builds both run.
+    /// The KMS measurements to accept, each tied to its TEE (<see cref="KmsMeasurementPin"/>: SNP MEASUREMENT, SGX
+    /// MRENCLAVE, or TDX MRTD with RTMR0–3): the KMS must attest one of them. Several are for an upgrade, while old and
+    /// new KMS builds both run.
     /// </summary>
-    public IReadOnlyList<byte[]> ExpectedMeasurements { get; init; } = [];
+    public IReadOnlyList<KmsMeasurementPin> ExpectedMeasurements { get; init; } = [];
 
     /// <summary>One measurement to accept, added to <see cref="ExpectedMeasurements"/> (kept for callers from before sets).</summary>
-    public byte[]? ExpectedMeasurement { get; init; }
+    public KmsMeasurementPin? ExpectedMeasurement { get; init; }
 
     /// <summary>
     /// Accept a KMS whatever its measurement. INSECURE: the evidence then proves only that some genuine TEE (or the
@@ -40,12 +42,13 @@ public sealed record KmsTrustOptions
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Every measurement to accept: <see cref="ExpectedMeasurements"/> and <see cref="ExpectedMeasurement"/>.</summary>
-    public IReadOnlyList<byte[]> AcceptedMeasurements =>
+    public IReadOnlyList<KmsMeasurementPin> AcceptedMeasurements =>
         ExpectedMeasurement is { } one ? [.. ExpectedMeasurements, one] : ExpectedMeasurements;
 
     /// <summary>
-    /// Why the measurement policy cannot be used (none given, both a set and <see cref="AnyMeasurement"/>, or a value
-    /// no TEE measures), or null when it can. <see cref="KmsAttestationClient.VerifyAsync"/> refuses on it.
+    /// Why the measurement policy cannot be used (none given, or both a set and <see cref="AnyMeasurement"/>), or null
+    /// when it can. <see cref="KmsAttestationClient.VerifyAsync"/> refuses on it. Each <see cref="KmsMeasurementPin"/>
+    /// is complete by construction (a TDX one cannot be built from MRTD alone).
     /// </summary>
     public string? MeasurementPolicyProblem()
     {
@@ -60,14 +63,35 @@ public sealed record KmsTrustOptions
             return "no expected KMS measurement: evidence without one proves only that some TEE holds the KMS's keys, not that it runs the KMS";
         }
 
-        foreach (var measurement in accepted)
+        return accepted.Any(m => m is null) ? "an expected measurement is null" : null;
+    }
+
+    /// <summary>
+    /// Why a KMS attesting <paramref name="claims"/> does not show an accepted measurement, or null when it does (or
+    /// when <see cref="AnyMeasurement"/> is set). The KMS's TEE must be the pin's and every component equal.
+    /// </summary>
+    public string? MeasurementFailure(EvidenceClaims claims)
+    {
+        ArgumentNullException.ThrowIfNull(claims);
+        var expected = AcceptedMeasurements;
+        if (AnyMeasurement || expected.Any(m => m.Matches(claims)))
         {
-            if (measurement is not { Length: 32 or 48 })
-            {
-                return $"an expected measurement of {measurement?.Length ?? 0} bytes: a KMS measurement is 48 bytes (SNP MEASUREMENT, TDX MRTD) or 32 (SGX MRENCLAVE)";
-            }
+            return null;
         }
 
-        return null;
+        var attested = KmsMeasurementPin.Of(claims);
+        var tee = claims.Tee.ToWireName();
+        var ofThisTee = expected.Where(m => m.Tee == claims.Tee).ToList();
+        if (ofThisTee.Count == 0)
+        {
+            // Said plainly: an untyped 96-digit value is an SNP MEASUREMENT, so a TDX KMS pinned by its MRTD ends here.
+            return $"the KMS attests with {tee} ({attested}), but no expected measurement is for {tee}: "
+                + $"expected {string.Join(", ", expected)}. A {tee} KMS is pinned with {KmsMeasurementPin.SyntaxFor(claims.Tee)}";
+        }
+
+        return $"the KMS attests {attested}, which is not "
+            + (ofThisTee.Count == 1
+                ? $"the expected {ofThisTee[0]} ({ofThisTee[0].Mismatch(claims)})"
+                : $"one of the expected {string.Join(", ", ofThisTee.Select(m => $"{m} ({m.Mismatch(claims)})"))}");
     }
 }

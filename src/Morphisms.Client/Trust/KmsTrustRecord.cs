@@ -21,12 +21,17 @@ public sealed record KmsTrustRecord
     /// <summary>The KMS's TEE type.</summary>
     public required string Tee { get; init; }
 
-    /// <summary>The KMS's measurement, lowercase hex.</summary>
+    /// <summary>
+    /// What the KMS attested, in the typed form of <see cref="KmsMeasurementPin"/> (<c>snp:…</c>, <c>sgx:…</c>,
+    /// <c>tdx:MRTD/RTMR0/RTMR1/RTMR2/RTMR3</c>); a record from before that form holds bare hex of the SNP MEASUREMENT,
+    /// SGX MRENCLAVE or TDX MRTD.
+    /// </summary>
     public required string Measurement { get; init; }
 
     /// <summary>
-    /// The measurements the KMS had to show to be pinned, lowercase hex (empty with <see cref="AnyMeasurement"/>),
-    /// so a re-trust or a KMS upgrade is checked against an explicit, recorded choice.
+    /// The measurements the KMS had to show to be pinned, in the typed form of <see cref="KmsMeasurementPin"/> (empty
+    /// with <see cref="AnyMeasurement"/>), so a re-trust or a KMS upgrade is checked against an explicit, recorded
+    /// choice. A record from before that form holds bare hex, read as <see cref="KmsMeasurementPin.Parse"/> reads it.
     /// </summary>
     public IReadOnlyList<string> ExpectedMeasurements { get; init; } = [];
 

@@ -12,6 +12,11 @@ public sealed class KmsTrustCommandTests
     /// <summary>The measurement the test KMS reports unless told otherwise.</summary>
     private static readonly string ZeroMeasurement = new('0', 96);
 
+    /// <summary>The same, typed: the dev KMS's simulated evidence is SNP-format.</summary>
+    private static readonly string ZeroPin = "snp:" + ZeroMeasurement;
+
+    private static readonly string OnePin = "snp:" + new string('1', 96);
+
     [Fact]
     public Task Trust_verifies_the_kms_and_pins_its_root_ca_only_when_the_simulated_root_is_trusted() =>
         WithHomeAndKmsAsync(async (home, kms) =>
@@ -25,27 +30,28 @@ public sealed class KmsTrustCommandTests
             Assert.Contains("snp.chain", refused.Stderr);
             Assert.False(File.Exists(trustFile));
 
-            var wrongMeasurement = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", new string('1', 96));
+            var wrongMeasurement = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", OnePin);
             Assert.Equal(ExitCodes.Rejected, wrongMeasurement.ExitCode);
-            Assert.Contains($"measurement: the KMS attests {ZeroMeasurement}, which is not the expected {new string('1', 96)}", wrongMeasurement.Stderr);
+            Assert.Contains($"measurement: the KMS attests {ZeroPin}, which is not the expected {OnePin} (differs)", wrongMeasurement.Stderr);
             Assert.False(File.Exists(trustFile));
 
-            var trusted = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroMeasurement, "--json");
+            var trusted = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--json");
             Assert.Equal(ExitCodes.Ok, trusted.ExitCode);
             Assert.Contains("simulated TEE", trusted.Stderr);
             Assert.DoesNotContain("--any-measurement", trusted.Stderr);
             var record = JsonDocument.Parse(trusted.Stdout).RootElement;
             Assert.True(record.GetProperty("simulated").GetBoolean());
-            Assert.Equal([ZeroMeasurement], record.GetProperty("expected_measurements").EnumerateArray().Select(m => m.GetString()));
+            Assert.Equal([ZeroPin], record.GetProperty("expected_measurements").EnumerateArray().Select(m => m.GetString()));
+            Assert.Equal(ZeroPin, record.GetProperty("measurement").GetString());
             Assert.False(record.GetProperty("any_measurement").GetBoolean());
             Assert.True(File.Exists(trustFile));
             Assert.Contains(record.GetProperty("root_ca_sha256").GetString()!, await File.ReadAllTextAsync(trustFile));
 
             // Several measurements (a KMS upgrade): showing one of them is enough, and the record keeps them all.
-            var upgrade = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", new string('1', 96), "--expect-measurement", ZeroMeasurement);
+            var upgrade = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", OnePin, "--expect-measurement", ZeroPin);
             Assert.True(upgrade.ExitCode == ExitCodes.Ok, upgrade.Stderr);
-            Assert.Contains($"required     {new string('1', 96)} or {ZeroMeasurement}", upgrade.Stdout);
-            Assert.Contains(new string('1', 96), await File.ReadAllTextAsync(trustFile));
+            Assert.Contains($"required     {OnePin} or {ZeroPin}", upgrade.Stdout);
+            Assert.Contains(OnePin, await File.ReadAllTextAsync(trustFile));
         });
 
     /// <summary>
@@ -62,19 +68,20 @@ public sealed class KmsTrustCommandTests
 
             var refused = await MorphRunner.RunAsync("kms", "trust", url);
             Assert.Equal(ExitCodes.UsageOrInput, refused.ExitCode);
-            Assert.Contains("--expect-measurement HEX is required", refused.Stderr);
+            Assert.Contains("--expect-measurement TEE:HEX is required", refused.Stderr);
+            Assert.Contains("tdx:MRTD/RTMR0/RTMR1/RTMR2/RTMR3", refused.Stderr);
             Assert.Contains("published with the KMS image", refused.Stderr);
             Assert.Contains("--any-measurement", refused.Stderr);
             Assert.Contains("Nothing was pinned", refused.Stderr);
             Assert.False(File.Exists(trustFile));
 
-            var both = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--any-measurement", "--expect-measurement", ZeroMeasurement);
+            var both = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--any-measurement", "--expect-measurement", ZeroPin);
             Assert.Equal(ExitCodes.UsageOrInput, both.ExitCode);
             Assert.Contains("contradict each other", both.Stderr);
 
             var tooShort = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", "0011");
             Assert.Equal(ExitCodes.UsageOrInput, tooShort.ExitCode);
-            Assert.Contains("--expect-measurement: an expected measurement of 2 bytes", tooShort.Stderr);
+            Assert.Contains("--expect-measurement: an untyped measurement of 2 bytes", tooShort.Stderr);
 
             var notHex = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", "xyz");
             Assert.Equal(ExitCodes.UsageOrInput, notHex.ExitCode);
@@ -109,15 +116,15 @@ public sealed class KmsTrustCommandTests
         {
             var trusted = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
             Assert.True(trusted.ExitCode == ExitCodes.Ok, trusted.Stderr);
-            Assert.Contains($"expecting this installation's dev KMS measurement {Convert.ToHexStringLower(KmsMeasurement.Simulated)}", trusted.Stderr);
-            Assert.Contains($"required     {Convert.ToHexStringLower(KmsMeasurement.Simulated)}", trusted.Stdout);
+            Assert.Contains($"expecting this installation's dev KMS measurement snp:{Convert.ToHexStringLower(KmsMeasurement.Simulated)}", trusted.Stderr);
+            Assert.Contains($"required     snp:{Convert.ToHexStringLower(KmsMeasurement.Simulated)}", trusted.Stdout);
         }, simulatedMeasurement: null);
 
         await WithHomeAndKmsAsync(async (home, kms) =>
         {
             var refused = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev");
             Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
-            Assert.Contains($"measurement: the KMS attests {ZeroMeasurement}", refused.Stderr);
+            Assert.Contains($"measurement: the KMS attests {ZeroPin}", refused.Stderr);
             Assert.False(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
         });
     }
@@ -131,12 +138,50 @@ public sealed class KmsTrustCommandTests
             Directory.CreateDirectory(Path.GetDirectoryName(trustFile)!);
             await File.WriteAllTextAsync(trustFile, "{\"half-written");
 
-            var outcome = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev", "--expect-measurement", ZeroMeasurement);
+            var outcome = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev", "--expect-measurement", ZeroPin);
 
             Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
             Assert.Contains($"NOT pinned: {trustFile}: not a Morphisms trust store", outcome.Stderr);
             ErrorPathTests.AssertNoStackTrace(outcome);
             Assert.Equal("{\"half-written", await File.ReadAllTextAsync(trustFile));
+        });
+
+    /// <summary>
+    /// A TDX measurement is MRTD and RTMR0–3: MRTD alone (the firmware) is refused before the KMS is asked, naming the
+    /// registers that are missing, and nothing is pinned.
+    /// </summary>
+    [Fact]
+    public Task A_tdx_measurement_of_mrtd_alone_is_refused_naming_the_missing_registers() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var refused = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev", "--expect-measurement", "tdx:" + ZeroMeasurement);
+
+            Assert.Equal(ExitCodes.UsageOrInput, refused.ExitCode);
+            Assert.Contains("--expect-measurement: tdx: MRTD alone is not a KMS measurement", refused.Stderr);
+            Assert.Contains("Missing: RTMR0, RTMR1, RTMR2, RTMR3", refused.Stderr);
+            Assert.DoesNotContain("NOT trusted", refused.Stderr);
+            Assert.False(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
+        });
+
+    /// <summary>
+    /// A bare 96-digit value keeps working for an SNP KMS (it is read as snp:, and the note says so), and a full tdx:
+    /// measurement does not pin an SNP KMS: the refusal says the KMS is SNP and how an SNP KMS is pinned.
+    /// </summary>
+    [Fact]
+    public Task Bare_hex_is_read_as_snp_and_a_tdx_measurement_does_not_pin_an_snp_kms() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var url = kms.BaseAddress!.ToString();
+            var tdx = "tdx:" + string.Join('/', Enumerable.Repeat(ZeroMeasurement, 5));
+            var wrongTee = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", tdx);
+            Assert.Equal(ExitCodes.Rejected, wrongTee.ExitCode);
+            Assert.Contains($"measurement: the KMS attests with snp ({ZeroPin}), but no expected measurement is for snp", wrongTee.Stderr);
+            Assert.False(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
+
+            var bare = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroMeasurement);
+            Assert.True(bare.ExitCode == ExitCodes.Ok, bare.Stderr);
+            Assert.Contains($"note: --expect-measurement {ZeroMeasurement} has no TEE: read as {ZeroPin}", bare.Stderr);
+            Assert.Contains($"required     {ZeroPin}", bare.Stdout);
         });
 
     /// <summary>Runs <paramref name="test"/> against a dev KMS whose measurement is all zeros.</summary>

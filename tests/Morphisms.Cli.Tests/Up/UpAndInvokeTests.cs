@@ -38,7 +38,7 @@ public sealed class UpAndInvokeTests
 
                 // The dev flow types no measurement: `morph up` pinned its KMS expecting the measurement of the KMS it
                 // started, and `morph kms trust --dev` expects this installation's dev KMS by itself.
-                var kmsMeasurement = Convert.ToHexStringLower(Morphisms.Kms.SelfAttestation.KmsMeasurement.Simulated);
+                var kmsMeasurement = "snp:" + Convert.ToHexStringLower(Morphisms.Kms.SelfAttestation.KmsMeasurement.Simulated);
                 var upRecord = await File.ReadAllTextAsync(Path.Combine(home, "config", "kms-trust.json"));
                 Assert.Matches($"\"expected_measurements\": \\[\\s*\"{kmsMeasurement}\"", upRecord);
                 var kmsUrl = QuickstartTests.Field(up.Stdout, @"^KMS +(\S+) ");

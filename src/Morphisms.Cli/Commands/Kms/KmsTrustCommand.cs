@@ -22,11 +22,17 @@ public static class KmsTrustCommand
 
     /// <summary>What <c>morph kms trust</c> says when no measurement is given, and how to get one.</summary>
     internal const string MissingMeasurement =
-        "--expect-measurement HEX is required: without it, genuine evidence proves only that some TEE holds the KMS's keys, "
+        "--expect-measurement TEE:HEX is required: without it, genuine evidence proves only that some TEE holds the KMS's keys, "
         + "not that it runs the Morphisms KMS (anyone can rent a TEE and run their own KMS there). Give the measurement "
-        + "published with the KMS image you run (SNP MEASUREMENT or TDX MRTD, 96 hex digits; SGX MRENCLAVE, 64), and repeat "
-        + "the option to accept several, e.g. during a KMS upgrade. --dev expects this installation's dev KMS by itself; "
+        + "published with the KMS image you run, as " + KmsMeasurementPin.Syntax + ", and repeat the option to accept "
+        + "several, e.g. during a KMS upgrade. --dev expects this installation's dev KMS by itself; "
         + "--any-measurement skips the check (insecure). Nothing was pinned.";
+
+    /// <summary>
+    /// The pin of a dev KMS (<c>morph kms server --dev</c>, <c>morph up</c>) reporting <paramref name="measurement"/>:
+    /// its simulated evidence is SNP-format (<c>SimulatedKmsEvidenceProvider</c>), so the measurement is an SNP one.
+    /// </summary>
+    internal static KmsMeasurementPin DevKmsPin(byte[] measurement) => KmsMeasurementPin.Snp(measurement);
 
     /// <summary>Creates the command.</summary>
     public static Command Create(TextWriter stdout, TextWriter stderr)
@@ -34,8 +40,11 @@ public static class KmsTrustCommand
         var url = new Argument<string>("url") { Description = "The KMS base URL (https)." };
         var measurement = new Option<string[]>("--expect-measurement")
         {
-            Description = "The KMS measurement to require, hex (repeatable: any of them, e.g. during an upgrade). Required unless --dev or --any-measurement.",
+            Description = "The KMS measurement to require, tied to its TEE: " + KmsMeasurementPin.Syntax
+                + " (repeatable: any of them, e.g. during an upgrade; bare hex is read as sgx: for 64 digits, snp: for 96, never tdx:). "
+                + "Required unless --dev or --any-measurement.",
             AllowMultipleArgumentsPerToken = false,
+            HelpName = "TEE:HEX",
         };
         var anyMeasurement = new Option<bool>("--any-measurement") { Description = "INSECURE: pin a KMS whatever its measurement (any genuine TEE passes); says so loudly." };
         var dev = new Option<bool>("--dev") { Description = "Also trust this installation's simulated TEE (development only; says so loudly)." };
@@ -50,7 +59,8 @@ public static class KmsTrustCommand
             try
             {
                 // Every flag is checked before the simulated TEE is loaded: a usage error changes nothing.
-                var expected = (parse.GetValue(measurement) ?? []).Select(hex => Hex.Parse(hex, "--expect-measurement")).ToList();
+                var given = parse.GetValue(measurement) ?? [];
+                var expected = given.Select(ParseExpected).ToList();
                 var simulatedDir = parse.GetValue(simulated)?.FullName ?? (parse.GetValue(dev) ? paths.SimulatedTeeDirectory : null);
                 options = new KmsTrustOptions { ExpectedMeasurements = expected, AnyMeasurement = parse.GetValue(anyMeasurement) };
                 if (MeasurementUsageProblem(options, simulatedDir is not null) is { } usage)
@@ -64,8 +74,15 @@ public static class KmsTrustCommand
                     // A dev KMS (`morph kms server --dev`, `morph up`) of this installation is this very build, so its
                     // measurement is known here. Expecting it keeps --dev from accepting ANY genuine hardware KMS (the
                     // vendor roots stay trusted beside the simulated one) while the dev flow needs no typing.
-                    options = options with { ExpectedMeasurements = [KmsMeasurement.Simulated] };
-                    await stderr.WriteLineAsync($"note: expecting this installation's dev KMS measurement {Hex.Of(options.ExpectedMeasurements[0])} (a KMS of another build needs --expect-measurement)");
+                    options = options with { ExpectedMeasurements = [DevKmsPin(KmsMeasurement.Simulated)] };
+                    await stderr.WriteLineAsync($"note: expecting this installation's dev KMS measurement {options.ExpectedMeasurements[0]} (a KMS of another build needs --expect-measurement)");
+                }
+
+                foreach (var untyped in given.Where(g => !KmsMeasurementPin.IsTyped(g)))
+                {
+                    // Kept working for SNP and SGX, whose single value is a complete pin; said, so a TDX MRTD given bare
+                    // is recognisable in the refusal that follows.
+                    await stderr.WriteLineAsync($"note: --expect-measurement {untyped.Trim()} has no TEE: read as {KmsMeasurementPin.Parse(untyped)} (a TDX KMS needs {KmsMeasurementPin.SyntaxFor(TeeType.Tdx)})");
                 }
 
                 if (simulatedDir is not null)
@@ -141,9 +158,22 @@ public static class KmsTrustCommand
         return command;
     }
 
+    /// <summary>Parses one <c>--expect-measurement</c>; a <see cref="FormatException"/> names the option and what is wrong.</summary>
+    private static KmsMeasurementPin ParseExpected(string text)
+    {
+        try
+        {
+            return KmsMeasurementPin.Parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new FormatException($"--expect-measurement: {e.Message}", e);
+        }
+    }
+
     /// <summary>
     /// Why the measurement flags cannot be used, or null: none given outside dev mode (where the measurement of this
-    /// build's KMS is expected instead), both a measurement and <c>--any-measurement</c>, or a value no TEE measures.
+    /// build's KMS is expected instead), or both a measurement and <c>--any-measurement</c>.
     /// </summary>
     private static string? MeasurementUsageProblem(KmsTrustOptions options, bool simulatedTee)
     {

@@ -122,7 +122,7 @@ public sealed class LocalStack : IAsyncDisposable
         // Pin the KMS the way any client must: through its evidence, bound to this TLS key and root CA with a fresh
         // nonce, showing the measurement of the KMS this process started. Only the simulated TEE of this installation
         // is added to the vendor roots.
-        var trustOptions = new KmsTrustOptions { Anchors = _tee.TrustedWith(TrustAnchors.Vendor), ExpectedMeasurements = [kmsMeasurement] };
+        var trustOptions = new KmsTrustOptions { Anchors = _tee.TrustedWith(TrustAnchors.Vendor), ExpectedMeasurements = [KmsTrustCommand.DevKmsPin(kmsMeasurement)] };
         var outcome = await KmsAttestationClient.VerifyAsync(kmsUrl.ToString(), trustOptions, ct);
         if (!outcome.Trusted)
         {
