@@ -107,7 +107,8 @@ public sealed class FunctionHttpHandlerTests : IDisposable
             RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(_pki.Root.RawData)),
             TlsSpkiSha256 = new string('0', 64),
             Tee = "snp",
-            Measurement = new string('0', 96),
+            Measurement = "snp:" + new string('0', 96),
+            ExpectedMeasurements = ["snp:" + new string('0', 96)],
             Simulated = true,
             VerifiedAt = DateTimeOffset.UtcNow,
         };

@@ -60,6 +60,7 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
         Assert.Equal("snp:" + Convert.ToHexStringLower(KmsMeasurement), record.Measurement);
         Assert.Equal(["snp:" + Convert.ToHexStringLower(KmsMeasurement)], record.ExpectedMeasurements);
         Assert.False(record.AnyMeasurement);
+        Assert.Null(record.UsabilityProblem());
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(_kms.TlsCertificate!.PublicKey.ExportSubjectPublicKeyInfo())), record.TlsSpkiSha256);
         Assert.Contains("BEGIN CERTIFICATE", record.RootCaPem);
     }
@@ -159,7 +160,7 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
             Assert.Single(store.All());
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(store.Path));
 
-            // A record written before the measurement policy was recorded still reads, with neither set.
+            // A record written before the measurement policy was recorded still reads, with neither set, and is refused for use.
             var before = File.ReadAllText(store.Path).Replace("\"expected_measurements\": [],", "").Replace("\"any_measurement\": false,", "");
             Assert.DoesNotContain("measurements", before);
             Assert.DoesNotContain("any_measurement", before);
@@ -167,6 +168,7 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
             var old = store.Find("https://kms.example:8200")!;
             Assert.Empty(old.ExpectedMeasurements);
             Assert.False(old.AnyMeasurement);
+            Assert.Contains("written before KMS measurements were required", old.UsabilityProblem());
         }
         finally
         {

@@ -20,10 +20,22 @@ public static class FunctionHttpHandler
     /// <param name="onVerified">Called with the attested identity of each accepted connection.</param>
     /// <param name="onRejected">Called with the failures of each refused connection.</param>
     /// <param name="chainCache">Chains already built to the pinned root (default: <see cref="VerifiedChainCache.Shared"/>).</param>
+    /// <exception cref="InvalidOperationException">
+    /// <paramref name="trust"/> must not be used (<see cref="KmsTrustRecord.UsabilityProblem"/>: no measurement policy,
+    /// or a TDX KMS pinned by MRTD alone); the message says how to trust the KMS again.
+    /// </exception>
     public static SocketsHttpHandler Create(KmsTrustRecord trust, FunctionExpectation expectation, TimeProvider? time = null,
         Action<AttestedIdentityExtension>? onVerified = null, Action<IReadOnlyList<string>>? onRejected = null,
         VerifiedChainCache? chainCache = null)
     {
+        ArgumentNullException.ThrowIfNull(trust);
+
+        // A root CA pinned without a known measurement check is no better than one learned on first use.
+        if (trust.UsabilityProblem() is { } problem)
+        {
+            throw new InvalidOperationException(problem);
+        }
+
         var root = X509Certificate2.CreateFromPem(trust.RootCaPem);
         var clock = time ?? TimeProvider.System;
         var cache = chainCache ?? VerifiedChainCache.Shared;

@@ -1,3 +1,5 @@
+using Morphisms.Attestation;
+
 namespace Morphisms.Client.Trust;
 
 /// <summary>
@@ -38,7 +40,7 @@ public sealed record KmsTrustRecord
     /// <summary>
     /// True when the KMS was pinned without a measurement check (<c>--any-measurement</c>). A record written before
     /// the policy was recorded has neither this nor <see cref="ExpectedMeasurements"/>: whether its measurement was
-    /// checked is unknown, and trusting the KMS again records it.
+    /// checked is unknown, so <see cref="UsabilityProblem"/> refuses it until the KMS is trusted again.
     /// </summary>
     public bool AnyMeasurement { get; init; }
 
@@ -47,4 +49,56 @@ public sealed record KmsTrustRecord
 
     /// <summary>When the evidence was verified.</summary>
     public required DateTimeOffset VerifiedAt { get; init; }
+
+    /// <summary>
+    /// Why this record must not be used to trust the KMS, or null when it may: it names no measurement policy (written
+    /// before measurements were required, so whether one was checked is unknown), or none of its expected measurements
+    /// is a complete one for the KMS's TEE (a TDX KMS pinned by MRTD alone, which any TD with that firmware shows).
+    /// The message says how to trust the KMS again.
+    /// </summary>
+    public string? UsabilityProblem()
+    {
+        var retrust = $"trust it again: morph kms trust {KmsUrl} " + (TeeTypes.TryParse(Tee, out var tee)
+            ? $"--expect-measurement {KmsMeasurementPin.SyntaxFor(tee)}"
+            : "--expect-measurement TEE:HEX")
+            + (Simulated ? ", or --dev for this installation's dev KMS" : ", the measurement published with the KMS image");
+        if (AnyMeasurement)
+        {
+            return ExpectedMeasurements.Count > 0 ? $"the trust record for {KmsUrl} both expects measurements and accepts any: {retrust}" : null;
+        }
+
+        if (ExpectedMeasurements.Count == 0)
+        {
+            return $"the trust record for {KmsUrl} was written before KMS measurements were required: whether the KMS's measurement "
+                + $"was checked is unknown, so it is not used; {retrust}";
+        }
+
+        var pins = new List<KmsMeasurementPin>();
+        foreach (var expected in ExpectedMeasurements)
+        {
+            try
+            {
+                pins.Add(KmsMeasurementPin.Parse(expected ?? string.Empty));
+            }
+            catch (FormatException e)
+            {
+                return $"the trust record for {KmsUrl} holds an expected measurement that is not one ({e.Message}); {retrust}";
+            }
+        }
+
+        if (!TeeTypes.TryParse(Tee, out _))
+        {
+            return $"the trust record for {KmsUrl} names no known TEE ('{Tee}'); {retrust}";
+        }
+
+        if (!pins.Any(p => p.Tee == tee))
+        {
+            return tee == TeeType.Tdx
+                ? $"the trust record for {KmsUrl} pinned a TDX KMS by MRTD alone, which measures only the TD firmware: any TD booted "
+                    + $"with that firmware shows it whatever it runs, so it is not used; {retrust}"
+                : $"the trust record for {KmsUrl} expects no {Tee} measurement, but the KMS attested with {Tee}; {retrust}";
+        }
+
+        return null;
+    }
 }

@@ -40,7 +40,12 @@ public static class InvokeCommand
                 var up = UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, UpStateFile.FileName));
                 var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new InvokeUsageException("no running morph up found: start one, or pass --kms URL --gateway IP:PORT");
                 var store = new KmsTrustStore(Path.Combine(paths.ConfigDirectory, KmsTrustCommand.TrustFileName));
-                trust = store.Find(kmsUrl) ?? throw new InvokeUsageException($"the KMS {kmsUrl} is not trusted: run 'morph kms trust {kmsUrl} --expect-measurement HEX' first (the KMS image's published measurement)");
+                trust = store.Find(kmsUrl) ?? throw new InvokeUsageException($"the KMS {kmsUrl} is not trusted: run 'morph kms trust {kmsUrl} --expect-measurement TEE:HEX' first (the KMS image's published measurement: {KmsMeasurementPin.Syntax})");
+                if (trust.UsabilityProblem() is { } stale)
+                {
+                    throw new InvokeUsageException(stale);
+                }
+
                 var gatewayText = parse.GetValue(gateway) ?? up?.Gateway ?? throw new InvokeUsageException("--gateway IP:PORT is needed without a running morph up");
                 if (!IPEndPoint.TryParse(gatewayText, out var endPoint) || endPoint.Port == 0)
                 {
