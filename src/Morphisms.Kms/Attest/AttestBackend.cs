@@ -222,8 +222,13 @@ internal sealed class AttestBackend : ILogicalBackend
                 ["attestation"] = Summary(result, evidenceHash),
                 ["certificate"] = certificate.Certificate,
                 ["ca_chain"] = JsonValues.Strings(certificate.CaChain),
+
+                // Where the agent reads its bundle (null: its default, secret/data/FUNCTION). The registry's path,
+                // so for an owned function the one its owners approved.
+                ["secret_path"] = function.SecretPath,
             },
         };
+
         response.Warnings.AddRange(result.Warnings);
         response.Warnings.AddRange(warnings);
         return response;

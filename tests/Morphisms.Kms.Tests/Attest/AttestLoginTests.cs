@@ -36,6 +36,7 @@ public class AttestLoginTests
         Assert.Equal(1, data["revision"]!.GetValue<int>());
         Assert.StartsWith("-----BEGIN CERTIFICATE-----", data["certificate"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(2, data["ca_chain"]!.AsArray().Count);
+        Assert.Equal("secret/data/signer", data["secret_path"]!.GetValue<string>()); // where the agent reads its bundle
         Assert.True(data["attestation"]!["simulated"]!.GetValue<bool>());
         Assert.Equal("warning", data["attestation"]!["status"]!.GetValue<string>());
         Assert.Contains(login.Body!["warnings"]!.AsArray(), w => w!.GetValue<string>().Contains("simulated", StringComparison.Ordinal));
