@@ -39,9 +39,10 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
     /// <summary>
     /// Creates or updates a function. Fields the spec leaves out keep their value; new reference values that differ
     /// from the current revision's become a new active revision and the older ones are superseded. When the function
-    /// requires owner approval, changes to reference values, owners or the threshold become a pending update instead
-    /// and only the other fields change now. A tombstoned name is the deleted function: a write that changes none of
-    /// the gated fields registers it again at once, any other becomes a pending <see cref="UpdateKind.Restore"/>.
+    /// requires owner approval, changes to reference values, owners, the threshold or the secret path become a pending
+    /// update instead and only the other fields (policies, TTLs) change now. A tombstoned name is the deleted function:
+    /// a write that changes none of the gated fields registers it again at once, any other becomes a pending
+    /// <see cref="UpdateKind.Restore"/>.
     /// </summary>
     /// <param name="name">A name already checked by <see cref="ValidName"/>.</param>
     /// <param name="spec">The validated write.</param>
@@ -88,7 +89,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 Policies = spec.Policies ?? existing?.Policies ?? [],
                 TokenTtl = (long)ttl.TotalSeconds,
                 TokenMaxTtl = (long)maxTtl.TotalSeconds,
-                SecretPath = spec.SecretPath ?? existing?.SecretPath,
+                SecretPath = existing is { ApprovalsRequired: > 0 } ? existing.SecretPath : spec.SecretPath ?? existing?.SecretPath,
                 Revisions = existing is { ApprovalsRequired: > 0 } ? existing.Revisions : Revise(existing, spec.ReferenceValues, now),
                 Updates = proposed is null ? existing?.Updates ?? [] : KeepRecent([.. existing!.Updates, proposed]),
                 NextUpdateId = (existing?.NextUpdateId ?? 1) + (proposed is null ? 0 : 1),

@@ -77,7 +77,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         {
             state.Audit?.Event("function-restored", request, Updates.Tombstones.RestoredDetails(record, null, cancelled));
             var restoredResponse = KmsResponse.WithData(data);
-            restoredResponse.Warnings.Add($"function {name} was deleted and is registered again with the reference values, owners and threshold its owners approved");
+            restoredResponse.Warnings.Add($"function {name} was deleted and is registered again with the reference values, owners, threshold and secret path its owners approved");
             return restoredResponse;
         }
 
@@ -94,17 +94,27 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             ["reference_values"] = proposed.ReferenceValues is not null,
             ["owners"] = proposed.Owners is null ? null : JsonValues.Strings(proposed.Owners),
             ["new_approvals_required"] = proposed.ApprovalsRequired,
+            ["secret_path"] = proposed.SecretPath,
             ["approvals_required"] = record.ApprovalsRequired,
         });
         data["pending_update"] = Updates.UpdateJson.Of(record, proposed);
         var response = KmsResponse.WithData(data);
         response.Warnings.Add(record.IsTombstone
-            ? $"function {name} was deleted and requires {record.ApprovalsRequired} owner approvals: registering it again with other reference values, owners or threshold "
+            ? $"function {name} was deleted and requires {record.ApprovalsRequired} owner approvals: registering it again with other reference values, owners, threshold or secret path "
                 + $"is pending update {proposed.Id}, and no instance can log in as {name} until it is approved (POST morphisms/functions/{name}/updates/{proposed.Id}/approve)"
-            : $"function {name} requires {record.ApprovalsRequired} owner approvals: the new reference values, owners or threshold are pending update {proposed.Id} "
+            : $"function {name} requires {record.ApprovalsRequired} owner approvals: pending update {proposed.Id} holds the new {Changes(proposed)}, not applied yet "
                 + $"(POST morphisms/functions/{name}/updates/{proposed.Id}/approve)");
         return response;
     }
+
+    /// <summary>What a pending update changes, for its warning (the host's deploy output shows it).</summary>
+    private static string Changes(Updates.PendingUpdate update) => string.Join(", ", new[]
+    {
+        update.ReferenceValues is null ? null : "reference values",
+        update.Owners is null ? null : "owners",
+        update.ApprovalsRequired is null ? null : "approval threshold",
+        update.SecretPath is null ? null : "secret path",
+    }.OfType<string>());
 
     private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, Updates.FunctionRetirement retirement, TimeProvider time, CancellationToken ct)
     {
@@ -154,7 +164,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             ["approvals_required"] = tombstone.ApprovalsRequired,
             ["cancelled_updates"] = new JsonArray([.. deletion.CancelledUpdates.Select(id => (JsonNode)id)]),
         });
-        response.Warnings.Add($"function {name} is deleted, but its name stays with its owners: registering it again with other reference values, owners or threshold "
+        response.Warnings.Add($"function {name} is deleted, but its name stays with its owners: registering it again with other reference values, owners, threshold or secret path "
             + $"needs {tombstone.ApprovalsRequired} of them to approve (DELETE morphisms/functions/{name}/tombstone proposes releasing the name)");
         return response;
     }

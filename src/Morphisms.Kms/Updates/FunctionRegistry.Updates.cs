@@ -83,7 +83,10 @@ internal sealed partial class FunctionRegistry
         var values = spec.ReferenceValues is { } v && (current is null || !SameValues(current.ReferenceValues, v)) ? v : null;
         var owners = spec.Owners is { } o && !o.Order(StringComparer.Ordinal).SequenceEqual(existing.Owners.Order(StringComparer.Ordinal)) ? o : null;
         int? approvals = spec.ApprovalsRequired is { } m && m != existing.ApprovalsRequired ? m : null;
-        if (values is null && owners is null && approvals is null)
+
+        // The host re-sends the path at every deploy: only a different one is a change (the spec's path is normalised).
+        var secretPath = spec.SecretPath is { } p && !string.Equals(p, existing.SecretPath, StringComparison.Ordinal) ? p : null;
+        if (values is null && owners is null && approvals is null && secretPath is null)
         {
             return null;
         }
@@ -107,13 +110,14 @@ internal sealed partial class FunctionRegistry
             ReferenceValues = values,
             Owners = owners,
             ApprovalsRequired = approvals,
+            SecretPath = secretPath,
         };
     }
 
     /// <summary>
-    /// Puts an approved update into effect: a new active revision, new owners or threshold; a restore also brings the
-    /// tombstone back as the function (its other pending updates were proposed for the deleted one and are
-    /// cancelled), and a purge marks the tombstone for removal.
+    /// Puts an approved update into effect: a new active revision, new owners, threshold or secret path; a restore
+    /// also brings the tombstone back as the function (its other pending updates were proposed for the deleted one and
+    /// are cancelled), and a purge marks the tombstone for removal.
     /// </summary>
     private static (FunctionRecord, PendingUpdate) Apply(FunctionRecord record, PendingUpdate update, DateTimeOffset now)
     {
@@ -136,6 +140,7 @@ internal sealed partial class FunctionRegistry
             Revisions = revisions,
             Owners = update.Owners ?? record.Owners,
             ApprovalsRequired = update.ApprovalsRequired ?? record.ApprovalsRequired,
+            SecretPath = update.SecretPath ?? record.SecretPath,
             DeletedTime = update.Kind == UpdateKind.Restore ? null : record.DeletedTime,
         };
         return (update.Kind == UpdateKind.Restore ? CancelPending(changed, now, except: update.Id).Record : changed, applied);

@@ -3,9 +3,9 @@ using Morphisms.Kms.Functions;
 namespace Morphisms.Kms.Updates;
 
 /// <summary>
-/// A change to what a function trusts (reference values, owners, the approval threshold) proposed for a function
-/// whose <see cref="FunctionRecord.ApprovalsRequired"/> is above zero. Stored inside the function's record, so a
-/// proposal, an approval and its application are each one write under the registry's lock.
+/// A change to what a function trusts (reference values, owners, the approval threshold, the secret bundle's path)
+/// proposed for a function whose <see cref="FunctionRecord.ApprovalsRequired"/> is above zero. Stored inside the
+/// function's record, so a proposal, an approval and its application are each one write under the registry's lock.
 /// </summary>
 internal sealed record PendingUpdate
 {
@@ -32,6 +32,12 @@ internal sealed record PendingUpdate
 
     /// <summary>New approval threshold, or null to keep it.</summary>
     public int? ApprovalsRequired { get; init; }
+
+    /// <summary>
+    /// New KV path of the secret bundle, or null to keep it: gated because the path decides which secrets the attested
+    /// code is handed as its own (a path the proposer can write would feed it keys the proposer knows).
+    /// </summary>
+    public string? SecretPath { get; init; }
 
     /// <summary>Owners who approved, in order.</summary>
     public List<UpdateApproval> Approvals { get; init; } = [];
@@ -61,7 +67,7 @@ internal static class UpdateStatus
 /// <summary>What an update does once applied.</summary>
 internal static class UpdateKind
 {
-    /// <summary>Changes a registered function's reference values, owners or threshold.</summary>
+    /// <summary>Changes a registered function's reference values, owners, threshold or secret path.</summary>
     public const string Change = "change";
 
     /// <summary>Registers a deleted function again (its tombstone becomes the function) with the proposed values.</summary>

@@ -24,6 +24,7 @@ internal static class UpdateJson
             ["approvals_remaining"] = update.Status == UpdateStatus.Pending ? Math.Max(0, record.ApprovalsRequired - update.Approvals.Count) : 0,
             ["owners"] = update.Owners is null ? null : JsonValues.Strings(update.Owners),
             ["new_approvals_required"] = update.ApprovalsRequired,
+            ["secret_path"] = update.SecretPath,
             ["reference_values"] = update.ReferenceValues is null ? null : FunctionJson.ValuesOf(update.ReferenceValues),
             ["applied_revision"] = update.AppliedRevision,
         };

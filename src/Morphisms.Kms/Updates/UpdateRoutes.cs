@@ -144,6 +144,7 @@ internal static class UpdateRoutes
         ["approvals"] = JsonValues.Strings(update.Approvals.Select(a => a.Owner)),
         ["approvals_required"] = record.ApprovalsRequired,
         ["applied_revision"] = update.AppliedRevision,
+        ["secret_path"] = update.SecretPath,
     };
 
     private static int Number(string text, string what) =>

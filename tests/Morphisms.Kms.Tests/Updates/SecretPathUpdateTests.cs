@@ -1,0 +1,177 @@
+using System.Text.Json.Nodes;
+using Morphisms.Attestation;
+
+namespace Morphisms.Kms.Tests.Updates;
+
+/// <summary>
+/// An owned function's secret path is gated like its reference values: the path decides which secrets the attested
+/// code receives as its own, so a registry writer who is not an owner (the serving host) must not be able to point it
+/// at a path it can write.
+/// </summary>
+public sealed class SecretPathUpdateTests : IDisposable
+{
+    private const string Approved = "secret/data/signer";
+    private const string HostChosen = "secret/data/host-chosen";
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("kms-secret-path-").FullName;
+
+    [Fact]
+    public async Task A_host_pointing_an_owned_function_at_another_path_proposes_an_update_and_logins_keep_the_approved_path()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await OwnedFunction.HostTokenAsync(c);
+        var alice = await OwnedFunction.OwnerTokenAsync(c, "alice");
+        var bob = await OwnedFunction.OwnerTokenAsync(c, "bob");
+
+        // What the serving host sends at a deploy, with the same code but a path whose contents it chose.
+        var write = (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
+        Assert.Equal(Approved, write.Data["secret_path"]!.GetValue<string>());
+        var pending = write.Data["pending_update"]!;
+        Assert.Equal(HostChosen, pending["secret_path"]!.GetValue<string>());
+        Assert.Null(pending["reference_values"]);
+        Assert.Contains(write.Body!["warnings"]!.AsArray(), w => w!.GetValue<string>().Contains("pending update 1 holds the new secret path", StringComparison.Ordinal));
+        var function = (await c.GetAsync("morphisms/functions/signer", host)).Expect(200).Data;
+        Assert.Equal(Approved, function["secret_path"]!.GetValue<string>());
+        Assert.Equal([1], function["pending_updates"]!.AsArray().Select(n => n!.GetValue<int>()));
+
+        // A login is still told the approved path, and its token reads the approved bundle there.
+        using var instance = new FunctionInstance();
+        var login = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200);
+        Assert.Equal(Approved, login.Data["secret_path"]!.GetValue<string>());
+        var token = login.Auth["client_token"]!.GetValue<string>();
+        Assert.Equal("approved", (await c.GetAsync(Approved, token)).Expect(200).Data["data"]!["key"]!.GetValue<string>());
+
+        // The host cannot approve, one owner is not enough, the second applies it.
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, host)).Expect(403);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
+        Assert.Equal(Approved, (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Data["secret_path"]!.GetValue<string>());
+        var applied = (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200).Data;
+        Assert.Equal("applied", applied["status"]!.GetValue<string>());
+        Assert.Null(applied["applied_revision"]);
+        function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(HostChosen, function["secret_path"]!.GetValue<string>());
+        Assert.Equal(1, function["current_revision"]!.GetValue<int>());
+        Assert.Equal(HostChosen, (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Data["secret_path"]!.GetValue<string>());
+
+        // The audit trail names the path that was proposed and applied.
+        var events = AuditEvents();
+        Assert.Equal(HostChosen, events.Single(e => e["type"]!.GetValue<string>() == "function-update-proposed")["secret_path"]!.GetValue<string>());
+        Assert.Equal(HostChosen, events.Single(e => e["type"]!.GetValue<string>() == "function-update-applied")["secret_path"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_redeploy_that_repeats_or_omits_the_approved_path_proposes_nothing()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await OwnedFunction.HostTokenAsync(c);
+        (await c.PutAsync("sys/policies/acl/morph-fn-signer", new { policy = $$"""path "{{Approved}}" { capabilities = ["read"] }""" })).Expect(204);
+
+        // The host's deploy re-sends the spec; the ungated policies change at once, the path is the approved one.
+        var redeploy = (await c.PutAsync("morphisms/functions/signer", HostSpec(Approved, "morph-fn-signer"), host)).Expect(200);
+        Assert.Null(redeploy.Data["pending_update"]);
+        Assert.Null(redeploy.Body!["warnings"]);
+        Assert.Equal(["morph-fn-signer"], redeploy.Data["policies"]!.AsArray().Select(n => n!.GetValue<string>()));
+
+        // The same path written with slashes around it, or none at all, is no change either.
+        Assert.Null((await c.PutAsync("morphisms/functions/signer", HostSpec("/" + Approved + "/", "morph-fn-signer"), host)).Expect(200).Data["pending_update"]);
+        var ttl = (await c.PutAsync("morphisms/functions/signer", new { token_ttl = "45s" }, host)).Expect(200).Data;
+        Assert.Null(ttl["pending_update"]);
+        Assert.Equal(45, ttl["token_ttl"]!.GetValue<long>());
+
+        var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(Approved, function["secret_path"]!.GetValue<string>());
+        Assert.Empty(function["pending_updates"]!.AsArray());
+        Assert.DoesNotContain(AuditEvents(), e => e["type"]!.GetValue<string>() == "function-update-proposed");
+    }
+
+    [Fact]
+    public async Task A_function_without_required_approvals_takes_a_new_path_at_once()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 0);
+        var host = await OwnedFunction.HostTokenAsync(c);
+
+        var write = (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200).Data;
+        Assert.Null(write["pending_update"]);
+        Assert.Equal(HostChosen, write["secret_path"]!.GetValue<string>());
+
+        using var instance = new FunctionInstance();
+        var login = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200);
+        Assert.Equal(HostChosen, login.Data["secret_path"]!.GetValue<string>());
+        Assert.Equal("host's", (await c.GetAsync(HostChosen, login.Auth["client_token"]!.GetValue<string>())).Expect(200).Data["data"]!["key"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Registering_a_deleted_owned_function_again_keeps_its_approved_path()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await OwnedFunction.HostTokenAsync(c);
+        (await c.DeleteAsync("morphisms/functions/signer", host)).Expect(200);
+
+        // The approved code with another path is a pending restore: the name stays deleted.
+        var other = (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200).Data;
+        Assert.Equal("restore", other["pending_update"]!["kind"]!.GetValue<string>());
+        Assert.Equal(HostChosen, other["pending_update"]!["secret_path"]!.GetValue<string>());
+        Assert.Equal(Approved, other["secret_path"]!.GetValue<string>());
+        (await c.PostAsync("auth/attest/challenge", new { function = "signer" }, token: "")).Expect(404);
+
+        // The approved path, or none, restores it at once with that path.
+        var restored = (await c.PutAsync("morphisms/functions/signer", HostSpec(Approved), host)).Expect(200).Data;
+        Assert.Null(restored["pending_update"]);
+        Assert.Equal(Approved, restored["secret_path"]!.GetValue<string>());
+        (await c.DeleteAsync("morphisms/functions/signer", host)).Expect(200);
+        Assert.Equal(Approved, (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(FunctionInstance.SnpMeasurement), host)).Expect(200).Data["secret_path"]!.GetValue<string>());
+
+        using var instance = new FunctionInstance();
+        Assert.Equal(Approved, (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Data["secret_path"]!.GetValue<string>());
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>
+    /// Registers <c>signer</c> at <see cref="Approved"/>, with a policy that could read both bundles (policies are not
+    /// gated: a host that may write them could grant this), and writes both bundles.
+    /// </summary>
+    private static async Task RegisterAsync(VaultHttp c, int approvalsRequired)
+    {
+        (await c.PutAsync("sys/policies/acl/signer-read", new
+        {
+            policy = $$"""
+                path "{{Approved}}" { capabilities = ["read"] }
+                path "{{HostChosen}}" { capabilities = ["read"] }
+                """,
+        })).Expect(204);
+        (await c.PutAsync("sys/policies/acl/owners", new { policy = """path "morphisms/functions/+/updates*" { capabilities = ["read", "list", "update", "delete"] }""" })).Expect(204);
+        (await c.PutAsync("morphisms/functions/signer", new
+        {
+            owners = new[] { "alice", "bob", "mallory-not" },
+            approvals_required = approvalsRequired,
+            policies = new[] { "signer-read" },
+            secret_path = Approved,
+            simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } },
+        })).Expect(200);
+        (await c.PostAsync(Approved, new { data = new { key = "approved" } })).Expect(200);
+        (await c.PostAsync(HostChosen, new { data = new { key = "host's" } })).Expect(200);
+    }
+
+    /// <summary>The body the serving host's <c>KmsRegistrar</c> sends at a deploy of the unchanged code.</summary>
+    private static object HostSpec(string secretPath, string policy = "signer-read") => new
+    {
+        policies = new[] { policy },
+        secret_path = secretPath,
+        simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } },
+    };
+
+    private Task<TestKms> StartAsync() =>
+        TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { AuditLogPath = Path.Combine(_dir, "audit.log") });
+
+    private List<JsonObject> AuditEvents() =>
+        [.. File.ReadAllLines(Path.Combine(_dir, "audit.log")).Select(l => JsonNode.Parse(l) as JsonObject).OfType<JsonObject>().Where(e => e["type"] is not null)];
+}
