@@ -90,8 +90,16 @@ public sealed class KmsRegistrar : IDisposable
         }
 
         var id = update.ToJsonString();
+        var approve = $"morphisms/functions/{function}/updates/{id}/approve";
+        if (data["deleted_time"] is null && data["pending_update"]?["reference_values"] is null && data["pending_update"]?["secret_path"] is JsonValue path)
+        {
+            // The code is the approved one, so its instances still log in: only the path the KMS names them waits.
+            return $"the new secret path {path.GetValue<string>()} is proposed update {id}: the function's owners must approve it ({approve}); "
+                + $"until then the KMS names the approved path ({data["secret_path"]?.GetValue<string>() ?? "none"}) at login";
+        }
+
         var what = data["deleted_time"] is null ? "registered as" : $"{function} was deleted and its owners keep the name: registering it again is";
-        return $"{what} proposed update {id}: the function's owners must approve it (morphisms/functions/{function}/updates/{id}/approve) before instances can log in";
+        return $"{what} proposed update {id}: the function's owners must approve it ({approve}) before instances can log in";
     }
 
     /// <inheritdoc />

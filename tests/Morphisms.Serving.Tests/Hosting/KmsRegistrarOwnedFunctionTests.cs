@@ -41,6 +41,31 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
     }
 
     [Fact]
+    public async Task RedeployingAnOwnedFunction_WithAnotherSecretPath_IsAProposedUpdate_AndTheSamePathIsNot()
+    {
+        using var registrar = new KmsRegistrar(kms.Connection, TimeProvider.System);
+        await registrar.RegisterAsync([SimRevision("owned-path", 'e')], CancellationToken.None);
+        using (var owners = await kms.Root.PutAsync("v1/morphisms/functions/owned-path", JsonContent.Create(new JsonObject
+        {
+            ["owners"] = new JsonArray("alice", "bob"),
+            ["approvals_required"] = 2,
+        })))
+        {
+            owners.EnsureSuccessStatusCode();
+        }
+
+        // The same spec again (every deploy re-sends it): nothing for the owners.
+        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("owned-path", 'e')], CancellationToken.None), StringComparison.Ordinal);
+
+        // The same code reading its secrets elsewhere: the path waits for the owners, the code still logs in.
+        var moved = await registrar.RegisterAsync([SimRevision("owned-path", 'e', "secret/data/elsewhere")], CancellationToken.None);
+        Assert.StartsWith("the new secret path secret/data/elsewhere is proposed update 1:", moved, StringComparison.Ordinal);
+        Assert.Contains("the KMS names the approved path (secret/data/owned-path)", moved, StringComparison.Ordinal);
+        var function = await kms.Root.GetFromJsonAsync<JsonObject>("v1/morphisms/functions/owned-path");
+        Assert.Equal("secret/data/owned-path", function!["data"]!["secret_path"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task RemovingAFunctionWithoutOwners_SaysNothingMore()
     {
         using var registrar = new KmsRegistrar(kms.Connection, TimeProvider.System);
@@ -50,10 +75,10 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
         Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("unowned", 'd')], CancellationToken.None), StringComparison.Ordinal);
     }
 
-    private static Revision SimRevision(string function, char measurement) => new(
+    private static Revision SimRevision(string function, char measurement, string? secrets = null) => new(
         function + "-00001",
         1,
-        new FunctionSpec { Name = function, Bundle = "/nonexistent", Command = ["./app"] },
+        new FunctionSpec { Name = function, Bundle = "/nonexistent", Command = ["./app"], Secrets = secrets },
         [],
         new string(measurement, 96),
         DateTimeOffset.UnixEpoch);
