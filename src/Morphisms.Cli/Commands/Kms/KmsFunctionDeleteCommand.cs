@@ -27,7 +27,7 @@ public static class KmsFunctionDeleteCommand
             else if (tombstone)
             {
                 await stdout.WriteLineAsync($"function {functionName} deleted; its name stays with its owners ({KmsAction.Text(reply.Data["owners"])}): "
-                    + $"registering it again with other reference values, owners or threshold needs {reply.Data["approvals_required"]} of them to approve");
+                    + $"registering it again with other reference values, owners, threshold or secret path needs {reply.Data["approvals_required"]} of them to approve");
             }
             else
             {
