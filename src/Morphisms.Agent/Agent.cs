@@ -131,6 +131,10 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             ["revision"] = attestation.Login.Revision,
             ["certificate"] = attestation.Certificate.Issued ? "kms-issued" : "self-signed (the KMS issued none)",
         });
+        if (options.IgnoredSecretPath(attestation.Login) is { } ignored)
+        {
+            log.Warn("secret_path_ignored", ignored);
+        }
 
         // The terminator needs only the certificate: its start (the chain context, the listener) runs beside the
         // secrets and the app's release, and only "cold_start" waits for it. Nothing reaches it before then: serving

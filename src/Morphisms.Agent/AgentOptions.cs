@@ -43,7 +43,10 @@ public sealed record AgentOptions
     /// <summary>Where secret files go (a tmpfs inside the TEE); created 0700, files 0400.</summary>
     public string SecretsDir { get; init; } = "/run/morph/secrets";
 
-    /// <summary>The KV v2 path of the secret bundle; defaults to <c>secret/data/FUNCTION</c>.</summary>
+    /// <summary>
+    /// The KV v2 path of the secret bundle when the KMS names none at login; defaults to <c>secret/data/FUNCTION</c>.
+    /// It comes from the command line, which the host writes and nothing measures, so it never overrides the KMS.
+    /// </summary>
     public string? SecretPath { get; init; }
 
     /// <summary>A command run (instead of SIGHUP) after new secrets are written.</summary>
@@ -95,10 +98,18 @@ public sealed record AgentOptions
     public TextWriter? Log { get; init; }
 
     /// <summary>
-    /// The KV path of the bundle: <see cref="SecretPath"/> when given explicitly, else the path the KMS named at login
-    /// (<c>data.secret_path</c>: it knows what the function's policy grants), else <c>secret/data/FUNCTION</c>.
+    /// The KV path of the bundle: the path the KMS named at login (<c>data.secret_path</c>, the registered one, which an
+    /// owned function's owners approve), else <see cref="SecretPath"/>, else <c>secret/data/FUNCTION</c>. The KMS's
+    /// comes first because the command line is the host's: a host that could choose the path could feed the attested
+    /// code secrets of its own (a signing key it knows).
     /// </summary>
-    public string SecretPathFor(Kms.LoginResult login) => SecretPath ?? login.SecretPath ?? $"secret/data/{Function}";
+    public string SecretPathFor(Kms.LoginResult login) => login.SecretPath ?? SecretPath ?? $"secret/data/{Function}";
+
+    /// <summary>Why <see cref="SecretPath"/> is not used (the KMS named another path), or null when it is or none was given.</summary>
+    public string? IgnoredSecretPath(Kms.LoginResult login) =>
+        SecretPath is { } given && login.SecretPath is { } named && !string.Equals(given.Trim('/'), named.Trim('/'), StringComparison.Ordinal)
+            ? $"--secret-path {given} is not the function's registered secret path; reading {named}, which the KMS named"
+            : null;
 }
 
 /// <summary>The installation's simulated TEE, for machines without TEE hardware.</summary>

@@ -223,9 +223,10 @@ internal sealed class AttestBackend : ILogicalBackend
                 ["certificate"] = certificate.Certificate,
                 ["ca_chain"] = JsonValues.Strings(certificate.CaChain),
 
-                // Where the agent reads its bundle (null: its default, secret/data/FUNCTION). The registry's path,
-                // so for an owned function the one its owners approved.
-                ["secret_path"] = function.SecretPath,
+                // Where the agent reads its bundle: the registry's path (for an owned function the one its owners
+                // approved), else the default, named too — the agent takes a path from its command line, which the
+                // host writes, only when the KMS names none.
+                ["secret_path"] = function.SecretPath ?? $"secret/data/{function.Name}",
             },
         };
 

@@ -78,7 +78,15 @@ public sealed class PinTests
         var named = LoginResult.Parse(Body("kv/data/teams/greeter"));
         Assert.Equal("kv/data/teams/greeter", named.SecretPath);
         Assert.Equal("kv/data/teams/greeter", options.SecretPathFor(named));
-        Assert.Equal("secret/data/explicit", (options with { SecretPath = "secret/data/explicit" }).SecretPathFor(named));
+
+        // The command line is the host's: it fills in only where the KMS names nothing, and a different one is reported.
+        var explicitPath = options with { SecretPath = "secret/data/explicit" };
+        Assert.Equal("kv/data/teams/greeter", explicitPath.SecretPathFor(named));
+        Assert.Contains("--secret-path secret/data/explicit is not the function's registered secret path; reading kv/data/teams/greeter", explicitPath.IgnoredSecretPath(named));
+        Assert.Equal("secret/data/explicit", explicitPath.SecretPathFor(without));
+        Assert.Null(explicitPath.IgnoredSecretPath(without));
+        Assert.Null((options with { SecretPath = "kv/data/teams/greeter/" }).IgnoredSecretPath(named));
+        Assert.Null(options.IgnoredSecretPath(named));
 
         foreach (var bad in new[] { "../sys/seal", "/secret/data/x", "secret/data/x?version=1", "secret//x", "single" })
         {

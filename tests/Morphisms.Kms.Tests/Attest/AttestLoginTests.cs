@@ -10,6 +10,26 @@ public class AttestLoginTests
     private const ulong DebugPolicy = SimulatedTeeAuthority.DefaultSnpPolicy | (1UL << 19);
 
     [Fact]
+    public async Task A_function_registered_without_a_secret_path_is_told_the_default_one()
+    {
+        // Named rather than left to the agent, whose fallback is its command line: the host's to write.
+        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
+        var c = kms.Client;
+        (await c.PutAsync("sys/policies/acl/signer-read", new { policy = """path "secret/data/signer" { capabilities = ["read"] }""" })).Expect(204);
+        (await c.PutAsync("morphisms/functions/signer", new
+        {
+            policies = new[] { "signer-read" },
+            simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } },
+        })).Expect(200);
+
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(c);
+        var login = (await AttestFlow.LoginAsync(c, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(200);
+
+        Assert.Equal("secret/data/signer", login.Data["secret_path"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task Snp_format_simulated_evidence_logs_in_with_only_the_functions_policies()
     {
         await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
