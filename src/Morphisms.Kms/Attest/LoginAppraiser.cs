@@ -24,6 +24,12 @@ internal sealed class LoginAppraiser
     /// <summary>Check name: no active revision registers the evidence's measurement.</summary>
     public const string ReferenceValuesCheck = "reference_values";
 
+    /// <summary>
+    /// Check name: the matching revision was stored before registrations had to bind the workload (SNP HOST_DATA, TDX
+    /// RTMR1/RTMR2/MRCONFIGID), so its measurement admits any guest of the same image; see <see cref="WorkloadBinding"/>.
+    /// </summary>
+    public const string WorkloadBindingCheck = "workload_binding";
+
     /// <summary>Check name: REPORT_DATA is not the binding of this nonce and this CSR key.</summary>
     public const string BindingCheck = "binding";
 
@@ -99,6 +105,14 @@ internal sealed class LoginAppraiser
             }
 
             var outcome = appraise();
+
+            // Registration refuses such values, but a revision stored (or an update proposed) before that rule would
+            // still let every guest of a shared image in.
+            if (Unbound(revision.ReferenceValues, claims) is { } missing)
+            {
+                outcome.Fail(WorkloadBindingCheck, missing.ToLoginRefusal(function.Name, revision.Revision));
+            }
+
             if (outcome.Passed)
             {
                 log.Append(outcome);
@@ -145,6 +159,14 @@ internal sealed class LoginAppraiser
             _ => null,
         };
     }
+
+    private static MissingBinding? Unbound(ReferenceValues values, EvidenceClaims claims) => claims switch
+    {
+        _ when claims.Simulated => null,
+        SnpClaims => values.Snp is { } r ? WorkloadBinding.Check(r) : null,
+        TdxClaims => values.Tdx is { } r ? WorkloadBinding.Check(r) : null,
+        _ => null,
+    };
 
     private static bool Registers(SgxReference r, SgxClaims claims) =>
         (r.MrEnclaves is null || r.MrEnclaves.Contains(Hex.Of(claims.MrEnclave)))

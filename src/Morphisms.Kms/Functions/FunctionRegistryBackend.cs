@@ -73,6 +73,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         var state = request.RequireState();
         var (record, proposed, restored, cancelled) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
         var data = FunctionJson.Of(record);
+        AuditOptIn(request, state, name, record, proposed, spec.ReferenceValues is not null || restored);
         if (restored)
         {
             state.Audit?.Event("function-restored", request, Updates.Tombstones.RestoredDetails(record, null, cancelled));
@@ -115,6 +116,28 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         update.ApprovalsRequired is null ? null : "approval threshold",
         update.SecretPath is null ? null : "secret path",
     }.OfType<string>());
+
+    /// <summary>
+    /// Records, in plain text, that the reference values this write registered or proposed rely on the registrant's
+    /// word that the launch measurement binds the function (<see cref="WorkloadBinding"/>): the request's own audit
+    /// entry shows only HMACs of its values.
+    /// </summary>
+    private static void AuditOptIn(KmsRequest request, UnsealedState state, string name, FunctionRecord record, Updates.PendingUpdate? proposed, bool registered)
+    {
+        var values = proposed is not null ? proposed.ReferenceValues : registered ? record.Current?.ReferenceValues : null;
+        if (WorkloadBinding.OptedIn(values) is not { Count: > 0 } tees)
+        {
+            return;
+        }
+
+        state.Audit?.Event("function-launch-measurement-binds-workload", request, new JsonObject
+        {
+            ["function"] = name,
+            ["tees"] = JsonValues.Strings(tees),
+            ["revision"] = proposed is null ? record.Current?.Revision : null,
+            ["update"] = proposed?.Id,
+        });
+    }
 
     private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, Updates.FunctionRetirement retirement, TimeProvider time, CancellationToken ct)
     {

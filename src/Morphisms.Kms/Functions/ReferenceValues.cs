@@ -31,8 +31,17 @@ internal sealed record SnpReference
     /// <summary>Accepted MEASUREMENT values (48 bytes, hex).</summary>
     public List<string> Measurements { get; init; } = [];
 
-    /// <summary>Required HOST_DATA (32 bytes, hex), or null for any.</summary>
+    /// <summary>
+    /// Required HOST_DATA (32 bytes, hex): what binds the function when the launch measurement covers only a shared
+    /// guest image (Kata). Null only with <see cref="LaunchMeasurementBindsWorkload"/> (see <see cref="WorkloadBinding"/>).
+    /// </summary>
     public string? HostData { get; init; }
+
+    /// <summary>
+    /// The registrant's statement that the function is built into the measured guest image, so the launch measurement
+    /// alone identifies it and HOST_DATA may be left out. Kept with the revision so a read and the audit show it.
+    /// </summary>
+    public bool LaunchMeasurementBindsWorkload { get; init; }
 
     /// <summary>Minimum reported, committed and launch TCB, or null for any.</summary>
     public SnpMinimumTcb? MinimumTcb { get; init; }
@@ -92,18 +101,24 @@ internal sealed record TdxReference
     /// <summary>Required RTMR0 (48 bytes, hex), or null.</summary>
     public string? Rtmr0 { get; init; }
 
-    /// <summary>Required RTMR1, or null.</summary>
+    /// <summary>Required RTMR1 (the guest kernel and boot loader); a registration must set it (see <see cref="WorkloadBinding"/>).</summary>
     public string? Rtmr1 { get; init; }
 
-    /// <summary>Required RTMR2, or null.</summary>
+    /// <summary>Required RTMR2 (the kernel command line and initrd); a registration must set it.</summary>
     public string? Rtmr2 { get; init; }
 
     /// <summary>Required RTMR3, or null.</summary>
     public string? Rtmr3 { get; init; }
 
-    /// <summary>Required MRCONFIGID, or null.</summary>
+    /// <summary>
+    /// Required MRCONFIGID: what binds the function on a shared guest image (with Kata, SHA-384 of the initdata
+    /// document). Null only with <see cref="LaunchMeasurementBindsWorkload"/>.
+    /// </summary>
     [JsonPropertyName("mrconfigid")]
     public string? MrConfigId { get; init; }
+
+    /// <summary>As <see cref="SnpReference.LaunchMeasurementBindsWorkload"/>: the function is in the image RTMR1/RTMR2 measure.</summary>
+    public bool LaunchMeasurementBindsWorkload { get; init; }
 
     /// <summary>Intel TCB statuses accepted.</summary>
     public List<string> AcceptedTcbStatuses { get; init; } = [];

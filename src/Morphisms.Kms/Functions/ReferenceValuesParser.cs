@@ -29,11 +29,12 @@ internal static class ReferenceValuesParser
 
     private static SnpReference Snp(StrictObject o)
     {
-        o.RejectUnknown("measurements", "host_data", "minimum_tcb", "allow_migration_agent", "require_smt_disabled", "require_single_socket", "max_vmpl", "min_guest_svn");
-        return new SnpReference
+        o.RejectUnknown("measurements", "host_data", WorkloadBinding.OptIn, "minimum_tcb", "allow_migration_agent", "require_smt_disabled", "require_single_socket", "max_vmpl", "min_guest_svn");
+        var reference = new SnpReference
         {
             Measurements = o.HexList("measurements", 48) ?? throw StrictObject.Invalid("snp.measurements", "a list of 48-byte launch measurements (required)"),
             HostData = o.Hex("host_data", 32),
+            LaunchMeasurementBindsWorkload = o.Bool(WorkloadBinding.OptIn) ?? false,
             MinimumTcb = o.Object("minimum_tcb") is { } tcb ? MinimumTcb(tcb) : null,
             AllowMigrationAgent = o.Bool("allow_migration_agent") ?? false,
             RequireSmtDisabled = o.Bool("require_smt_disabled") ?? false,
@@ -41,6 +42,7 @@ internal static class ReferenceValuesParser
             MaxVmpl = (uint?)o.Int("max_vmpl", 0, 3),
             MinGuestSvn = (uint?)o.Int("min_guest_svn", 0, uint.MaxValue),
         };
+        return WorkloadBinding.Check(reference) is { } missing ? throw missing.ToBadRequest() : reference;
     }
 
     private static SnpMinimumTcb MinimumTcb(StrictObject o)
@@ -82,8 +84,8 @@ internal static class ReferenceValuesParser
 
     private static TdxReference Tdx(StrictObject o)
     {
-        o.RejectUnknown("mrtds", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", "accepted_tcb_statuses");
-        return new TdxReference
+        o.RejectUnknown("mrtds", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", WorkloadBinding.OptIn, "accepted_tcb_statuses");
+        var reference = new TdxReference
         {
             MrTds = o.HexList("mrtds", 48) ?? throw StrictObject.Invalid("tdx.mrtds", "a list of 48-byte MRTD values (required)"),
             Rtmr0 = o.Hex("rtmr0", 48),
@@ -91,8 +93,10 @@ internal static class ReferenceValuesParser
             Rtmr2 = o.Hex("rtmr2", 48),
             Rtmr3 = o.Hex("rtmr3", 48),
             MrConfigId = o.Hex("mrconfigid", 48),
+            LaunchMeasurementBindsWorkload = o.Bool(WorkloadBinding.OptIn) ?? false,
             AcceptedTcbStatuses = o.OneOf("accepted_tcb_statuses", TcbStatuses) ?? [TcbStatus.UpToDate],
         };
+        return WorkloadBinding.Check(reference) is { } missing ? throw missing.ToBadRequest() : reference;
     }
 
     private static SimulatedReference Simulated(StrictObject o)

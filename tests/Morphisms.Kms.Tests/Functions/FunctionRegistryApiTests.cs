@@ -28,7 +28,7 @@ public class FunctionRegistryApiTests
                 min_guest_svn = 1,
             },
             sgx = new { mrsigner = Sgx32, isv_prod_id = 7, min_isv_svn = 2, accepted_tcb_statuses = new[] { "uptodate", "SWHardeningNeeded" } },
-            tdx = new { mrtds = new[] { Snp48 }, rtmr0 = new string('d', 96) },
+            tdx = new { mrtds = new[] { Snp48 }, rtmr0 = new string('d', 96), rtmr1 = new string('1', 96), rtmr2 = new string('2', 96), mrconfigid = new string('e', 96) },
             simulated = new { snp = new[] { Snp48 } },
         })).Expect(200).Data;
         Assert.Equal(1, written["current_revision"]!.GetValue<int>());
@@ -44,7 +44,7 @@ public class FunctionRegistryApiTests
         Assert.Equal(Sgx32, read["sgx"]!["mrsigner"]!.GetValue<string>());
         Assert.Equal(["UpToDate", "SWHardeningNeeded"], Strings(read["sgx"]!["accepted_tcb_statuses"]));
         Assert.Equal(["UpToDate"], Strings(read["tdx"]!["accepted_tcb_statuses"]));
-        Assert.Null(read["tdx"]!["rtmr1"]);
+        Assert.Null(read["tdx"]!["rtmr3"]);
         Assert.Equal("active", read["revisions"]![0]!["status"]!.GetValue<string>());
         Assert.Equal(["signer"], Strings((await c.ListAsync("morphisms/functions")).Expect(200).Data["keys"]));
 
