@@ -84,6 +84,10 @@ public sealed class KnativeExportTests : IDisposable
         var digest = tee == ExportTee.Snp ? SHA256.HashData(Encoding.UTF8.GetBytes(document)) : SHA384.HashData(Encoding.UTF8.GetBytes(document));
         Assert.Equal(digestLength, digest.Length);
         Assert.Contains(Convert.ToHexStringLower(digest), result.Measured[0]);
+
+        // What to register: the digest, and the guest image's values the KMS requires beside it.
+        var fields = tee == ExportTee.Snp ? new[] { "snp.host_data", "snp.measurements" } : ["tdx.mrconfigid", "tdx.mrtds", "tdx.rtmr1", "tdx.rtmr2"];
+        Assert.All(fields, f => Assert.Contains(f, result.Measured[1], StringComparison.Ordinal));
     }
 
     [Theory]

@@ -106,7 +106,10 @@ public static class KnativeExporter
         var measured = new List<string>
         {
             $"{field} (initdata {(request.Tee == ExportTee.Snp ? "sha256" : "sha384")}): {Convert.ToHexStringLower(digest)}",
-            $"register with the KMS as {(request.Tee == ExportTee.Snp ? "snp.host_data" : "tdx.mrconfigid")}, alongside the Kata guest's launch measurement",
+            // The guest image's own values are the same for every pod on the runtime class: this digest is what names the function.
+            request.Tee == ExportTee.Snp
+                ? "register with the KMS as snp.host_data, alongside the Kata guest's launch measurement (snp.measurements)"
+                : "register with the KMS as tdx.mrconfigid, alongside the Kata guest's tdx.mrtds, tdx.rtmr1 (kernel) and tdx.rtmr2 (command line and initrd)",
         };
         return new ExportResult(files, measured);
     }
