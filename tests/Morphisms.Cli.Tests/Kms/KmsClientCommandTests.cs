@@ -125,6 +125,40 @@ public class KmsClientCommandTests
     }
 
     [Fact]
+    public async Task Tdx_registers_and_the_workload_opt_in_are_written_from_flags()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var mrtd = new string('a', 96);
+        var rtmr1 = new string('1', 96);
+        var rtmr2 = new string('2', 96);
+        var configId = new string('e', 96);
+
+        // MRTD alone is only the TD firmware: the KMS refuses it, naming the register that is missing.
+        var bare = await kms.RunAsync("function", "register", "bare", "--tdx-mrtd", mrtd);
+        Assert.Equal(ExitCodes.UsageOrInput, bare.ExitCode);
+        Assert.Contains("'tdx.rtmr1' is missing", bare.Stderr, StringComparison.Ordinal);
+
+        var td = await kms.RunAsync("function", "register", "td", "--tdx-mrtd", mrtd, "--tdx-rtmr1", rtmr1, "--tdx-rtmr2", rtmr2, "--tdx-mrconfigid", configId);
+        Assert.Equal(ExitCodes.Ok, td.ExitCode);
+        var tdx = JsonNode.Parse((await kms.RunAsync("function", "get", "td", "--json")).Stdout)!["tdx"]!;
+        Assert.Equal([rtmr1, rtmr2, configId], new[] { "rtmr1", "rtmr2", "mrconfigid" }.Select(f => tdx[f]!.GetValue<string>()));
+        Assert.False(tdx["launch_measurement_binds_workload"]!.GetValue<bool>());
+
+        Assert.Contains("'snp.host_data' is missing", (await kms.RunAsync("function", "register", "unbound", "--snp-measurement", mrtd)).Stderr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("function", "register", "image", "--snp-measurement", mrtd, "--launch-measurement-binds-workload")).ExitCode);
+        var image = JsonNode.Parse((await kms.RunAsync("function", "get", "image", "--json")).Stdout)!;
+        Assert.True(image["snp"]!["launch_measurement_binds_workload"]!.GetValue<bool>());
+
+        var stray = await kms.RunAsync("function", "register", "stray", "--sim-snp", mrtd, "--tdx-mrconfigid", configId);
+        Assert.Equal(ExitCodes.UsageOrInput, stray.ExitCode);
+        Assert.Contains("--tdx-mrconfigid needs --tdx-mrtd", stray.Stderr, StringComparison.Ordinal);
+        var nowhere = await kms.RunAsync("function", "register", "stray", "--sim-snp", mrtd, "--launch-measurement-binds-workload");
+        Assert.Equal(ExitCodes.UsageOrInput, nowhere.ExitCode);
+        Assert.Contains("needs an snp or tdx section", nowhere.Stderr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Rejected, (await kms.RunAsync("function", "get", "stray")).ExitCode);
+    }
+
+    [Fact]
     public async Task Deleting_an_owned_function_says_its_name_stays_with_the_owners_and_a_new_registration_waits_for_them()
     {
         await using var kms = await CliKms.StartDevAsync();

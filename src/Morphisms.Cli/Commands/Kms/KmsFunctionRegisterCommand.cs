@@ -25,11 +25,18 @@ public static class KmsFunctionRegisterCommand
         var hostData = new Option<string?>("--snp-host-data") { Description = "Required SEV-SNP HOST_DATA, 32 bytes hex." };
         var sgx = Many("--sgx-mrenclave", "SGX MRENCLAVE, 32 bytes hex (repeatable).");
         var tdx = Many("--tdx-mrtd", "TDX MRTD, 48 bytes hex (repeatable).");
+        var rtmr1 = new Option<string?>("--tdx-rtmr1") { Description = "Required TDX RTMR1 (the guest kernel), 48 bytes hex." };
+        var rtmr2 = new Option<string?>("--tdx-rtmr2") { Description = "Required TDX RTMR2 (the kernel command line and initrd), 48 bytes hex." };
+        var mrConfigId = new Option<string?>("--tdx-mrconfigid") { Description = "Required TDX MRCONFIGID (with Kata: SHA-384 of the initdata document), 48 bytes hex." };
+        var bindsWorkload = new Option<bool>("--launch-measurement-binds-workload")
+        {
+            Description = "State that the function is built into the measured image, so the snp/tdx sections need no host_data/mrconfigid (stored and audited).",
+        };
         var simSnp = Many("--sim-snp", "Simulated TEE measurement in SNP format, 48 bytes hex (repeatable).");
         var simSgx = Many("--sim-sgx", "Simulated TEE measurement in SGX format, 32 bytes hex (repeatable).");
         var command = new Command("register", "Create or update a function's registration.")
         {
-            name, file, owners, policies, ttl, maxTtl, secretPath, snp, hostData, sgx, tdx, simSnp, simSgx,
+            name, file, owners, policies, ttl, maxTtl, secretPath, snp, hostData, sgx, tdx, rtmr1, rtmr2, mrConfigId, bindsWorkload, simSnp, simSgx,
         };
         KmsAction.Set(command, stdout, stderr, async (parse, kms, json, ct) =>
         {
@@ -51,7 +58,30 @@ public static class KmsFunctionRegisterCommand
             }
 
             SetList(parse.GetValue(sgx) is { Length: > 0 } ? Section(spec, "sgx") : null, "mrenclaves", parse.GetValue(sgx));
-            SetList(parse.GetValue(tdx) is { Length: > 0 } ? Section(spec, "tdx") : null, "mrtds", parse.GetValue(tdx));
+            if (parse.GetValue(tdx) is { Length: > 0 } mrtds)
+            {
+                var section = Section(spec, "tdx");
+                SetList(section, "mrtds", mrtds);
+                SetString(section, "rtmr1", parse.GetValue(rtmr1));
+                SetString(section, "rtmr2", parse.GetValue(rtmr2));
+                SetString(section, "mrconfigid", parse.GetValue(mrConfigId));
+            }
+            else if (new[] { ("--tdx-rtmr1", rtmr1), ("--tdx-rtmr2", rtmr2), ("--tdx-mrconfigid", mrConfigId) }.FirstOrDefault(o => parse.GetValue(o.Item2) is not null) is (string flag, _))
+            {
+                throw KmsCliException.Usage($"{flag} needs --tdx-mrtd");
+            }
+
+            if (parse.GetValue(bindsWorkload))
+            {
+                // Only where it means something: the KMS would refuse it anywhere else as an unknown parameter.
+                var sections = new[] { "snp", "tdx" }.Where(s => spec[s] is JsonObject).ToList();
+                if (sections.Count == 0)
+                {
+                    throw KmsCliException.Usage("--launch-measurement-binds-workload needs an snp or tdx section (--snp-measurement, --tdx-mrtd or --file)");
+                }
+
+                sections.ForEach(s => spec[s]![WorkloadOptIn] = true);
+            }
             SetList(parse.GetValue(simSnp) is { Length: > 0 } ? Section(spec, "simulated") : null, "snp", parse.GetValue(simSnp));
             SetList(parse.GetValue(simSgx) is { Length: > 0 } ? Section(spec, "simulated") : null, "sgx", parse.GetValue(simSgx));
 
@@ -77,6 +107,8 @@ public static class KmsFunctionRegisterCommand
         });
         return command;
     }
+
+    private const string WorkloadOptIn = "launch_measurement_binds_workload";
 
     private static Option<string[]> Many(string name, string description) => new(name) { Description = description, AllowMultipleArgumentsPerToken = true };
 
