@@ -226,7 +226,7 @@ internal sealed class AttestBackend : ILogicalBackend
                 // Where the agent reads its bundle: the registry's path (for an owned function the one its owners
                 // approved), else the default, named too — the agent takes a path from its command line, which the
                 // host writes, only when the KMS names none.
-                ["secret_path"] = function.SecretPath ?? $"secret/data/{function.Name}",
+                ["secret_path"] = function.EffectiveSecretPath,
             },
         };
 

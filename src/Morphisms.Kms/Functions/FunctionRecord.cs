@@ -41,6 +41,10 @@ internal sealed record FunctionRecord
     /// <summary>The KV path of the function's secret bundle (<c>MOUNT/PATH</c>), or null.</summary>
     public string? SecretPath { get; init; }
 
+    /// <summary>The KV path the function's instances read their bundle from: <see cref="SecretPath"/>, else <c>secret/data/NAME</c>.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string EffectiveSecretPath => SecretPath ?? $"secret/data/{Name}";
+
     /// <summary>Reference value revisions, oldest first.</summary>
     public List<FunctionRevision> Revisions { get; init; } = [];
 

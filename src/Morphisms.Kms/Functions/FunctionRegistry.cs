@@ -76,10 +76,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
             }
 
             var proposed = existing is { ApprovalsRequired: > 0 } gated ? Propose(gated, spec, now) : null;
-            if (proposed is not null && existing!.IsTombstone)
-            {
-                proposed = proposed with { Kind = UpdateKind.Restore };
-            }
+            var repeated = proposed is not null && proposed.Id < existing!.NextUpdateId;
 
             var record = new FunctionRecord
             {
@@ -91,8 +88,8 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 TokenMaxTtl = (long)maxTtl.TotalSeconds,
                 SecretPath = existing is { ApprovalsRequired: > 0 } ? existing.SecretPath : spec.SecretPath ?? existing?.SecretPath,
                 Revisions = existing is { ApprovalsRequired: > 0 } ? existing.Revisions : Revise(existing, spec.ReferenceValues, now),
-                Updates = proposed is null ? existing?.Updates ?? [] : KeepRecent([.. existing!.Updates, proposed]),
-                NextUpdateId = (existing?.NextUpdateId ?? 1) + (proposed is null ? 0 : 1),
+                Updates = proposed is null || repeated ? existing?.Updates ?? [] : KeepRecent([.. existing!.Updates, proposed]),
+                NextUpdateId = (existing?.NextUpdateId ?? 1) + (proposed is null || repeated ? 0 : 1),
                 CreatedTime = existing?.CreatedTime ?? now,
                 UpdatedTime = now,
 
@@ -108,7 +105,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
             }
 
             await SaveAsync(record, existing?.IsTombstone == true, ct).ConfigureAwait(false);
-            return new FunctionWrite(record, proposed, restored, cancelled);
+            return new FunctionWrite(record, proposed, restored, cancelled, repeated);
         }
         finally
         {
@@ -159,4 +156,5 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
 /// <param name="Proposed">The pending update the write became, or null when it took effect.</param>
 /// <param name="Restored">Whether the write registered a tombstoned function again.</param>
 /// <param name="CancelledUpdates">Pending updates of the tombstone cancelled because it came back.</param>
-internal sealed record FunctionWrite(FunctionRecord Record, PendingUpdate? Proposed, bool Restored, IReadOnlyList<int> CancelledUpdates);
+/// <param name="Repeated">Whether <paramref name="Proposed"/> was already pending (the write repeated it).</param>
+internal sealed record FunctionWrite(FunctionRecord Record, PendingUpdate? Proposed, bool Restored, IReadOnlyList<int> CancelledUpdates, bool Repeated = false);

@@ -71,9 +71,13 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         var name = FunctionRegistry.ValidName(match["name"]);
         var spec = FunctionSpec.Parse(request.Fields);
         var state = request.RequireState();
-        var (record, proposed, restored, cancelled) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
+        var (record, proposed, restored, cancelled, repeated) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
         var data = FunctionJson.Of(record);
-        AuditOptIn(request, state, name, record, proposed, spec.ReferenceValues is not null || restored);
+        if (!repeated)
+        {
+            AuditOptIn(request, state, name, record, proposed, spec.ReferenceValues is not null || restored);
+        }
+
         if (restored)
         {
             state.Audit?.Event("function-restored", request, Updates.Tombstones.RestoredDetails(record, null, cancelled));
@@ -87,17 +91,21 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             return KmsResponse.WithData(data);
         }
 
-        state.Audit?.Event("function-update-proposed", request, new JsonObject
+        if (!repeated)
         {
-            ["function"] = name,
-            ["update"] = proposed.Id,
-            ["kind"] = proposed.Kind,
-            ["reference_values"] = proposed.ReferenceValues is not null,
-            ["owners"] = proposed.Owners is null ? null : JsonValues.Strings(proposed.Owners),
-            ["new_approvals_required"] = proposed.ApprovalsRequired,
-            ["secret_path"] = proposed.SecretPath,
-            ["approvals_required"] = record.ApprovalsRequired,
-        });
+            state.Audit?.Event("function-update-proposed", request, new JsonObject
+            {
+                ["function"] = name,
+                ["update"] = proposed.Id,
+                ["kind"] = proposed.Kind,
+                ["reference_values"] = proposed.ReferenceValues is not null,
+                ["owners"] = proposed.Owners is null ? null : JsonValues.Strings(proposed.Owners),
+                ["new_approvals_required"] = proposed.ApprovalsRequired,
+                ["secret_path"] = proposed.SecretPath,
+                ["approvals_required"] = record.ApprovalsRequired,
+            });
+        }
+
         data["pending_update"] = Updates.UpdateJson.Of(record, proposed);
         var response = KmsResponse.WithData(data);
         response.Warnings.Add(record.IsTombstone

@@ -76,7 +76,11 @@ internal sealed partial class FunctionRegistry
         }
     }
 
-    /// <summary>The gated part of a write to a function that requires approval, as a pending update; null when it changes none of it.</summary>
+    /// <summary>
+    /// The gated part of a write to a function that requires approval, as a pending update; null when it changes none of
+    /// it. A write repeating a proposal still pending gets that update back, not a second one: the host re-sends the
+    /// same spec at every deploy.
+    /// </summary>
     private static PendingUpdate? Propose(FunctionRecord existing, FunctionSpec spec, DateTimeOffset now)
     {
         var current = existing.Current is { Status: not RevisionStatus.Retired } c ? c : null;
@@ -84,8 +88,9 @@ internal sealed partial class FunctionRegistry
         var owners = spec.Owners is { } o && !o.Order(StringComparer.Ordinal).SequenceEqual(existing.Owners.Order(StringComparer.Ordinal)) ? o : null;
         int? approvals = spec.ApprovalsRequired is { } m && m != existing.ApprovalsRequired ? m : null;
 
-        // The host re-sends the path at every deploy: only a different one is a change (the spec's path is normalised).
-        var secretPath = spec.SecretPath is { } p && !string.Equals(p, existing.SecretPath, StringComparison.Ordinal) ? p : null;
+        // The host re-sends the path at every deploy: only a different one is a change (the spec's path is normalised),
+        // judged against the path in force, which a function registered without one has too.
+        var secretPath = spec.SecretPath is { } p && !string.Equals(p, existing.EffectiveSecretPath, StringComparison.Ordinal) ? p : null;
         if (values is null && owners is null && approvals is null && secretPath is null)
         {
             return null;
@@ -97,14 +102,10 @@ internal sealed partial class FunctionRegistry
             throw StrictObject.Invalid(approvals is not null ? "approvals_required" : "owners", $"approvals_required not above the number of owners ({resultingOwners})");
         }
 
-        if (existing.Updates.Count(u => u.Status == UpdateStatus.Pending) >= MaxPendingUpdates)
-        {
-            throw KmsException.BadRequest($"function {existing.Name} already has {MaxPendingUpdates} pending updates: approve or cancel some first");
-        }
-
-        return new PendingUpdate
+        var proposal = new PendingUpdate
         {
             Id = existing.NextUpdateId,
+            Kind = existing.IsTombstone ? UpdateKind.Restore : UpdateKind.Change,
             Status = UpdateStatus.Pending,
             CreatedTime = now,
             ReferenceValues = values,
@@ -112,7 +113,25 @@ internal sealed partial class FunctionRegistry
             ApprovalsRequired = approvals,
             SecretPath = secretPath,
         };
+        if (existing.Updates.Find(u => u.Status == UpdateStatus.Pending && SameProposal(u, proposal)) is { } pending)
+        {
+            return pending;
+        }
+
+        if (existing.Updates.Count(u => u.Status == UpdateStatus.Pending) >= MaxPendingUpdates)
+        {
+            throw KmsException.BadRequest($"function {existing.Name} already has {MaxPendingUpdates} pending updates: approve or cancel some first");
+        }
+
+        return proposal;
     }
+
+    private static bool SameProposal(PendingUpdate a, PendingUpdate b) =>
+        a.Kind == b.Kind
+        && (a.ReferenceValues is null ? b.ReferenceValues is null : b.ReferenceValues is not null && SameValues(a.ReferenceValues, b.ReferenceValues))
+        && (a.Owners is null ? b.Owners is null : b.Owners is not null && a.Owners.Order(StringComparer.Ordinal).SequenceEqual(b.Owners.Order(StringComparer.Ordinal)))
+        && a.ApprovalsRequired == b.ApprovalsRequired
+        && string.Equals(a.SecretPath, b.SecretPath, StringComparison.Ordinal);
 
     /// <summary>
     /// Puts an approved update into effect: a new active revision, new owners, threshold or secret path; a restore

@@ -89,6 +89,45 @@ public sealed class SecretPathUpdateTests : IDisposable
     }
 
     [Fact]
+    public async Task A_redeploy_naming_the_default_path_of_a_function_registered_without_one_proposes_nothing()
+    {
+        // The path in force is secret/data/NAME, which is what the serving host sends: no change, at every deploy.
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2, secretPath: null);
+        var host = await OwnedFunction.HostTokenAsync(c);
+
+        for (var deploy = 0; deploy < 3; deploy++)
+        {
+            var write = (await c.PutAsync("morphisms/functions/signer", HostSpec(Approved), host)).Expect(200);
+            Assert.Null(write.Data["pending_update"]);
+        }
+
+        Assert.Empty((await c.GetAsync("morphisms/functions/signer")).Expect(200).Data["pending_updates"]!.AsArray());
+    }
+
+    [Fact]
+    public async Task A_redeploy_repeating_a_pending_proposal_gets_that_update_back_not_another()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await OwnedFunction.HostTokenAsync(c);
+
+        for (var deploy = 0; deploy < 20; deploy++)
+        {
+            var write = (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
+            Assert.Equal(1, write.Data["pending_update"]!["id"]!.GetValue<int>());
+        }
+
+        // A different proposal is a new update.
+        var other = (await c.PutAsync("morphisms/functions/signer", HostSpec("secret/data/third"), host)).Expect(200);
+        Assert.Equal(2, other.Data["pending_update"]!["id"]!.GetValue<int>());
+        Assert.Equal([1, 2], (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data["pending_updates"]!.AsArray().Select(n => n!.GetValue<int>()));
+        Assert.Equal(2, AuditEvents().Count(e => e["type"]!.GetValue<string>() == "function-update-proposed"));
+    }
+
+    [Fact]
     public async Task A_function_without_required_approvals_takes_a_new_path_at_once()
     {
         await using var kms = await StartAsync();
@@ -139,7 +178,7 @@ public sealed class SecretPathUpdateTests : IDisposable
     /// Registers <c>signer</c> at <see cref="Approved"/>, with a policy that could read both bundles (policies are not
     /// gated: a host that may write them could grant this), and writes both bundles.
     /// </summary>
-    private static async Task RegisterAsync(VaultHttp c, int approvalsRequired)
+    private static async Task RegisterAsync(VaultHttp c, int approvalsRequired, string? secretPath = Approved)
     {
         (await c.PutAsync("sys/policies/acl/signer-read", new
         {
@@ -154,7 +193,7 @@ public sealed class SecretPathUpdateTests : IDisposable
             owners = new[] { "alice", "bob", "mallory-not" },
             approvals_required = approvalsRequired,
             policies = new[] { "signer-read" },
-            secret_path = Approved,
+            secret_path = secretPath,
             simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } },
         })).Expect(200);
         (await c.PostAsync(Approved, new { data = new { key = "approved" } })).Expect(200);
