@@ -110,6 +110,7 @@ public static class KnativeExporter
             request.Tee == ExportTee.Snp
                 ? "register with the KMS as snp.host_data, alongside the Kata guest's launch measurement (snp.measurements)"
                 : "register with the KMS as tdx.mrconfigid, alongside the Kata guest's tdx.mrtds, tdx.rtmr1 (kernel) and tdx.rtmr2 (command line and initrd)",
+            SecretPathLine(request.Function),
         };
         return new ExportResult(files, measured);
     }
@@ -148,9 +149,16 @@ public static class KnativeExporter
         {
             "MRENCLAVE: covers the manifest, including loader.env.MORPH_KMS_CA_SHA256 and loader.argv",
             $"build the image, then run `morph measure sgx --sigstruct {name}.sig --json` and register the sgx section",
+            SecretPathLine(request.Function),
         };
         return new ExportResult(files, measured);
     }
+
+    // The agent reads its bundle where the KMS says at login (its --secret-path is only a fallback, since whoever runs
+    // the pod writes its arguments), so a custom path works only once it is registered.
+    private static string SecretPathLine(FunctionSpec spec) => spec.Secrets is { } path
+        ? $"register secret_path {path} too (morph kms function register --secret-path {path}): instances read their bundle where the KMS names, secret/data/{spec.Name} when none is registered"
+        : $"secret bundle: secret/data/{spec.Name} (the KMS's default; register secret_path to read another)";
 
     private static OrderedDictionary<string, object?> Service(ExportRequest request, OrderedDictionary<string, object?> annotations, OrderedDictionary<string, object?> podSpec)
     {

@@ -51,11 +51,23 @@ public sealed class KmsRegistrar : IDisposable
         var simulated = revisions.Where(r => r.Spec.Tee == FunctionTee.Sim).Select(r => r.Measurement).Distinct().ToList();
         if (simulated.Count == 0)
         {
-            return $"{latest.Tee.ToString().ToLowerInvariant()}: register the hardware reference values with 'morph kms function register'";
+            // The agent reads where the KMS names at login, so a custom path must be in the registration too.
+            return $"{latest.Tee.ToString().ToLowerInvariant()}: register the hardware reference values with 'morph kms function register'"
+                + (latest.Secrets is { } custom ? $", with --secret-path {custom} (instances read their bundle where the KMS names)" : "");
         }
 
-        var policy = $$"""
-            path "{{secretPath}}" { capabilities = ["read"] }
+        // An owned function keeps the path its owners approved until they approve another, and the KMS names that one at
+        // login meanwhile: the policy must let the running code read it, or a proposed move would cut it off its bundle.
+        var readable = new List<string> { secretPath };
+        if (await ApprovedPathAsync(latest.Name, ct).ConfigureAwait(false) is { } approved && approved != secretPath)
+        {
+            readable.Add(approved);
+        }
+
+        var policy = string.Concat(readable.Select(path => $$"""
+            path "{{path}}" { capabilities = ["read"] }
+
+            """)) + """
             path "auth/token/renew-self" { capabilities = ["update"] }
             path "auth/token/lookup-self" { capabilities = ["read"] }
             """;
@@ -67,6 +79,24 @@ public sealed class KmsRegistrar : IDisposable
             ["simulated"] = new JsonObject { ["snp"] = new JsonArray([.. simulated.Select(m => JsonValue.Create(m))]) },
         }, ct).ConfigureAwait(false);
         return Note(latest.Name, body?["data"] as JsonObject) ?? $"registered {simulated.Count} simulated measurement(s) with the KMS";
+    }
+
+    /// <summary>
+    /// The path an owned function's registration holds (its instances are told it at login), when it differs from what
+    /// a write would make it; null for a new function or one without owner approvals, whose path a write replaces at once.
+    /// </summary>
+    private async Task<string?> ApprovedPathAsync(string function, CancellationToken ct)
+    {
+        var data = (await SendAsync(HttpMethod.Get, $"v1/morphisms/functions/{function}", null, ct, notFoundIsNull: true).ConfigureAwait(false))?["data"];
+        if (data?["approvals_required"] is not JsonValue approvals || !approvals.TryGetValue<int>(out var required) || required == 0)
+        {
+            return null;
+        }
+
+        var path = data["secret_path"] is JsonValue named && named.TryGetValue<string>(out var value) ? value : $"secret/data/{function}";
+
+        // Pasted into the policy text like the spec's path, so held to the same form.
+        return KvSecretPath.IsValid(path) ? path : throw new InvalidOperationException($"the KMS holds a secret path for {function} that is not {KvSecretPath.Description}: '{path}'");
     }
 
     /// <summary>
@@ -105,7 +135,7 @@ public sealed class KmsRegistrar : IDisposable
     /// <inheritdoc />
     public void Dispose() => _http.Dispose();
 
-    private async Task<JsonObject?> SendAsync(HttpMethod method, string path, JsonObject? body, CancellationToken ct)
+    private async Task<JsonObject?> SendAsync(HttpMethod method, string path, JsonObject? body, CancellationToken ct, bool notFoundIsNull = false)
     {
         using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
         HttpResponseMessage sent;
@@ -119,6 +149,11 @@ public sealed class KmsRegistrar : IDisposable
         }
 
         using var response = sent;
+        if (notFoundIsNull && response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+
         var text = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {

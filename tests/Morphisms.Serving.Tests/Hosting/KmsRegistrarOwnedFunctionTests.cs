@@ -63,6 +63,24 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
         Assert.Contains("the KMS names the approved path (secret/data/owned-path)", moved, StringComparison.Ordinal);
         var function = await kms.Root.GetFromJsonAsync<JsonObject>("v1/morphisms/functions/owned-path");
         Assert.Equal("secret/data/owned-path", function!["data"]!["secret_path"]!.GetValue<string>());
+
+        // The approved instances must still read their bundle there: the function's policy keeps the approved path
+        // beside the proposed one while the owners decide.
+        foreach (var path in new[] { "secret/data/owned-path", "secret/data/elsewhere" })
+        {
+            using var written = await kms.Root.PostAsync($"v1/{path}", JsonContent.Create(new JsonObject { ["data"] = new JsonObject { ["key"] = path } }));
+            written.EnsureSuccessStatusCode();
+        }
+
+        using var created = await kms.Root.PostAsync("v1/auth/token/create", JsonContent.Create(new JsonObject { ["policies"] = new JsonArray(KmsRegistrar.PolicyName("owned-path")) }));
+        var token = (await created.EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonObject>())!["auth"]!["client_token"]!.GetValue<string>();
+        foreach (var path in new[] { "secret/data/owned-path", "secret/data/elsewhere" })
+        {
+            using var read = new HttpRequestMessage(HttpMethod.Get, $"v1/{path}");
+            read.Headers.Add("X-Vault-Token", token);
+            using var response = await kms.Root.SendAsync(read);
+            Assert.True(response.IsSuccessStatusCode, $"{path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
     }
 
     [Fact]
@@ -75,10 +93,22 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
         Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("unowned", 'd')], CancellationToken.None), StringComparison.Ordinal);
     }
 
-    private static Revision SimRevision(string function, char measurement, string? secrets = null) => new(
+    [Fact]
+    public async Task AHardwareFunctionWithItsOwnSecretPath_IsToldToRegisterThatPath()
+    {
+        // Nothing is registered for hardware TEEs here; the note must name the path, which the agent takes from the KMS.
+        using var registrar = new KmsRegistrar(kms.Connection, TimeProvider.System);
+
+        var note = await registrar.RegisterAsync([SimRevision("on-snp", 'f', "secret/data/teams/on-snp", FunctionTee.Snp)], CancellationToken.None);
+
+        Assert.Contains("with --secret-path secret/data/teams/on-snp", note, StringComparison.Ordinal);
+        Assert.DoesNotContain("--secret-path", await registrar.RegisterAsync([SimRevision("on-snp", 'f', tee: FunctionTee.Snp)], CancellationToken.None), StringComparison.Ordinal);
+    }
+
+    private static Revision SimRevision(string function, char measurement, string? secrets = null, FunctionTee tee = FunctionTee.Sim) => new(
         function + "-00001",
         1,
-        new FunctionSpec { Name = function, Bundle = "/nonexistent", Command = ["./app"], Secrets = secrets },
+        new FunctionSpec { Name = function, Tee = tee, Bundle = "/nonexistent", Command = ["./app"], Secrets = secrets },
         [],
         new string(measurement, 96),
         DateTimeOffset.UnixEpoch);
