@@ -133,6 +133,23 @@ public sealed partial class ServingHost : IAsyncDisposable
         }
     }
 
+    // SNP and TDX attest the whole confidential VM this host runs in: every instance in it gets evidence with the same
+    // launch measurement and HOST_DATA / MRCONFIGID, so one function's code could log in as another and receive its
+    // secrets and certificate. So a VM serves one such function (its revisions); SGX enclaves are measured one by one.
+    private void RefuseASecondConfidentialVmFunction(FunctionSpec spec)
+    {
+        if (spec.Tee is not (FunctionTee.Snp or FunctionTee.Tdx))
+        {
+            return;
+        }
+
+        if (_functions.Values.Select(e => e.History.Latest?.Spec).FirstOrDefault(s => s is { Tee: FunctionTee.Snp or FunctionTee.Tdx } && s.Name != spec.Name) is { } other)
+        {
+            throw new ServingException($"{spec.Name}: this host already serves {other.Name} with tee: {other.Tee.ToString().ToLowerInvariant()}, and an SNP or TDX report "
+                + "describes the whole confidential VM, so the two could not be told apart: serve each such function from a confidential VM of its own");
+        }
+    }
+
     /// <summary>Applies a spec: a new revision when it changed, KMS registration, routes and instances.</summary>
     /// <exception cref="ServingException">The spec cannot be served (e.g. <c>tee: none</c> in confidential mode, bad traffic).</exception>
     public async Task<DeployResult> DeployAsync(FunctionSpec spec, CancellationToken ct)
@@ -150,6 +167,7 @@ public sealed partial class ServingHost : IAsyncDisposable
         await _changes.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            RefuseASecondConfidentialVmFunction(spec);
             var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
             // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
             // records spares the revision's instances from digesting it again at launch (they only read it).
