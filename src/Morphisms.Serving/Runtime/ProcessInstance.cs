@@ -187,8 +187,15 @@ public sealed class ProcessInstance : IInstanceProcess
         var code = _process.ExitCode;
         Logs.Add(_time.GetUtcNow(), "runtime", $"exited with code {code}");
         _gone.Cancel();
-        _exited.TrySetResult(code);
-        _onExit?.Invoke(Id);
+        try
+        {
+            // Before Exited completes: a host that stops once its instances have exited must find them cleaned up.
+            _onExit?.Invoke(Id);
+        }
+        finally
+        {
+            _exited.TrySetResult(code);
+        }
     }
 
     private async Task WaitReadyAsync(CancellationToken gone)
