@@ -110,16 +110,7 @@ public sealed class ControlApiAuthenticationTests
 
         Assert.False(File.Exists(functions.ControlTokenFile));
 
-        var options = new ServingHostOptions
-        {
-            Mode = GatewayMode.Http,
-            DataDirectory = functions.DataDir,
-            Launcher = new FakeLauncher(),
-            StateFile = stateFile,
-            ControlTokenFile = functions.ControlTokenFile,
-            Log = TextWriter.Null,
-        };
-        await using var second = new ServingHost(options);
+        await using var second = new ServingHost(TokenFileOptions(functions, stateFile));
         await second.StartAsync(CancellationToken.None);
         Assert.Equal(Path.GetFullPath(functions.ControlTokenFile), ServingStateFile.Read(stateFile)!.ControlTokenFile);
         Assert.DoesNotContain(second.ControlToken.Value, await File.ReadAllTextAsync(stateFile));
@@ -183,17 +174,7 @@ public sealed class ControlApiAuthenticationTests
     {
         using var functions = new TestFunctions();
         var stateFile = Path.Combine(functions.DataDir, ServingStateFile.FileName);
-        var options = new ServingHostOptions
-        {
-            Mode = GatewayMode.Http,
-            DataDirectory = functions.DataDir,
-            Launcher = new FakeLauncher(),
-            StateFile = stateFile,
-            ControlTokenFile = functions.ControlTokenFile,
-            MetricsTokenFile = functions.MetricsTokenFile,
-            Log = TextWriter.Null,
-        };
-        await using (var host = new ServingHost(options))
+        await using (var host = new ServingHost(TokenFileOptions(functions, stateFile) with { MetricsTokenFile = functions.MetricsTokenFile }))
         {
             await host.StartAsync(CancellationToken.None);
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(functions.MetricsTokenFile));
@@ -205,4 +186,14 @@ public sealed class ControlApiAuthenticationTests
 
         Assert.False(File.Exists(functions.MetricsTokenFile));
     }
+
+    private static ServingHostOptions TokenFileOptions(TestFunctions functions, string stateFile) => new()
+    {
+        Mode = GatewayMode.Http,
+        DataDirectory = functions.DataDir,
+        Launcher = new FakeLauncher(),
+        StateFile = stateFile,
+        ControlTokenFile = functions.ControlTokenFile,
+        Log = TextWriter.Null,
+    };
 }
