@@ -87,7 +87,8 @@ public sealed class KmsRegistrar : IDisposable
     /// </summary>
     private async Task<string?> ApprovedPathAsync(string function, CancellationToken ct)
     {
-        var data = (await SendAsync(HttpMethod.Get, $"v1/morphisms/functions/{function}", null, ct, notFoundIsNull: true).ConfigureAwait(false))?["data"];
+        // A token that may write the registry but not read it learns nothing here, and the policy grants the spec's path only.
+        var data = (await SendAsync(HttpMethod.Get, $"v1/morphisms/functions/{function}", null, ct, absentOrForbiddenIsNull: true).ConfigureAwait(false))?["data"];
         if (data?["approvals_required"] is not JsonValue approvals || !approvals.TryGetValue<int>(out var required) || required == 0)
         {
             return null;
@@ -95,8 +96,8 @@ public sealed class KmsRegistrar : IDisposable
 
         var path = data["secret_path"] is JsonValue named && named.TryGetValue<string>(out var value) ? value : $"secret/data/{function}";
 
-        // Pasted into the policy text like the spec's path, so held to the same form.
-        return KvSecretPath.IsValid(path) ? path : throw new InvalidOperationException($"the KMS holds a secret path for {function} that is not {KvSecretPath.Description}: '{path}'");
+        // Pasted into the policy text like the spec's path, so held to the same form; one in another form is not granted.
+        return KvSecretPath.IsValid(path) ? path : null;
     }
 
     /// <summary>
@@ -135,7 +136,7 @@ public sealed class KmsRegistrar : IDisposable
     /// <inheritdoc />
     public void Dispose() => _http.Dispose();
 
-    private async Task<JsonObject?> SendAsync(HttpMethod method, string path, JsonObject? body, CancellationToken ct, bool notFoundIsNull = false)
+    private async Task<JsonObject?> SendAsync(HttpMethod method, string path, JsonObject? body, CancellationToken ct, bool absentOrForbiddenIsNull = false)
     {
         using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
         HttpResponseMessage sent;
@@ -149,7 +150,7 @@ public sealed class KmsRegistrar : IDisposable
         }
 
         using var response = sent;
-        if (notFoundIsNull && response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        if (absentOrForbiddenIsNull && response.StatusCode is System.Net.HttpStatusCode.NotFound or System.Net.HttpStatusCode.Forbidden)
         {
             return null;
         }

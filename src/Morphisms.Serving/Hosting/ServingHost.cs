@@ -143,7 +143,8 @@ public sealed partial class ServingHost : IAsyncDisposable
             return;
         }
 
-        if (_functions.Values.Select(e => e.History.Latest?.Spec).FirstOrDefault(s => s is { Tee: FunctionTee.Snp or FunctionTee.Tdx } && s.Name != spec.Name) is { } other)
+        // Any revision, not only the latest: an earlier one may still serve a traffic share or drain.
+        if (_functions.Values.SelectMany(e => e.History.Revisions).Select(r => r.Spec).FirstOrDefault(s => s.Tee is (FunctionTee.Snp or FunctionTee.Tdx) && s.Name != spec.Name) is { } other)
         {
             throw new ServingException($"{spec.Name}: this host already serves {other.Name} with tee: {other.Tee.ToString().ToLowerInvariant()}, and an SNP or TDX report "
                 + "describes the whole confidential VM, so the two could not be told apart: serve each such function from a confidential VM of its own");

@@ -29,7 +29,19 @@ internal sealed class InstanceDirectories
 
         // No instance of this runtime exists yet, and instances die with the host that started them (die-with-parent).
         var left = 0;
-        foreach (var entry in instances.EnumerateFileSystemInfos())
+        FileSystemInfo[] entries;
+        try
+        {
+            entries = instances.GetFileSystemInfos();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Each launch still clears its own directory, or refuses to start.
+            log($"runtime: could not list {instances.FullName} to remove what an earlier run left: {e.Message}");
+            return;
+        }
+
+        foreach (var entry in entries)
         {
             try
             {

@@ -29,6 +29,20 @@ public sealed class ConfidentialVmFunctionTests
     }
 
     [Fact]
+    public async Task An_earlier_revision_on_the_VM_counts_too()
+    {
+        // alpha's snp revision may still serve a traffic share or drain after alpha moved to an enclave.
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms: Kms, launcher: new FakeLauncher());
+        await host.DeployAsync(functions.Spec("alpha", "a", FunctionTee.Snp), CancellationToken.None);
+        await host.DeployAsync(functions.Spec("alpha", "b", FunctionTee.Sgx), CancellationToken.None);
+
+        var error = await Assert.ThrowsAsync<ServingException>(() => host.DeployAsync(functions.Spec("beta", "a", FunctionTee.Snp), CancellationToken.None));
+
+        Assert.Contains("already serves alpha with tee: snp", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_same_functions_next_revision_and_other_TEEs_are_served_beside_it()
     {
         using var functions = new TestFunctions();
