@@ -116,10 +116,11 @@ public sealed class ControlApi : IAsyncDisposable
         var byInstance = metadata?.GetMetadata<InstanceReportRoute>() is not null;
         var authorization = request.Headers.Authorization.ToString();
         var metricsRoute = metadata?.GetMetadata<MetricsRoute>() is not null;
-        if (!byInstance && !tokens.Control.MatchesAuthorization(authorization) && !(metricsRoute && tokens.Metrics.MatchesAuthorization(authorization)))
+        var metricsToken = tokens.Metrics.MatchesAuthorization(authorization);
+        if (!byInstance && !tokens.Control.MatchesAuthorization(authorization) && !(metricsRoute && metricsToken))
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
-            await RefuseAsync(context, StatusCodes.Status401Unauthorized, tokens.Metrics.MatchesAuthorization(authorization)
+            await RefuseAsync(context, StatusCodes.Status401Unauthorized, metricsToken
                 ? "the metrics token opens GET /metrics only; this route needs the control token"
                 : $"the control API needs 'Authorization: Bearer <control token>'; the serving host writes its token to its control token file (morph up: {ServingStateFile.ControlTokenFileName} in the data directory)");
             return;

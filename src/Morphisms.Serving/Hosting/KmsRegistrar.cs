@@ -40,7 +40,7 @@ public sealed class KmsRegistrar : IDisposable
     public async Task<string> RegisterAsync(IReadOnlyList<Revision> revisions, CancellationToken ct)
     {
         var latest = revisions[^1].Spec;
-        var secretPath = latest.Secrets ?? $"secret/data/{latest.Name}";
+        var secretPath = latest.Secrets ?? DefaultSecretPath(latest.Name);
         if (!KvSecretPath.IsValid(secretPath))
         {
             // The loader already refuses such a spec; this guards specs built in code, since the path is pasted into
@@ -81,6 +81,9 @@ public sealed class KmsRegistrar : IDisposable
         return Note(latest.Name, body?["data"] as JsonObject) ?? $"registered {simulated.Count} simulated measurement(s) with the KMS";
     }
 
+    // Where a function without a secrets path reads its bundle: the agent's default, and the KMS's for a registration without one.
+    private static string DefaultSecretPath(string function) => $"secret/data/{function}";
+
     /// <summary>
     /// The path an owned function's registration holds (its instances are told it at login), when it differs from what
     /// a write would make it; null for a new function or one without owner approvals, whose path a write replaces at once.
@@ -94,7 +97,7 @@ public sealed class KmsRegistrar : IDisposable
             return null;
         }
 
-        var path = data["secret_path"] is JsonValue named && named.TryGetValue<string>(out var value) ? value : $"secret/data/{function}";
+        var path = data["secret_path"] is JsonValue named && named.TryGetValue<string>(out var value) ? value : DefaultSecretPath(function);
 
         // Pasted into the policy text like the spec's path, so held to the same form; one in another form is not granted.
         return KvSecretPath.IsValid(path) ? path : null;
