@@ -11,6 +11,9 @@ namespace Morphisms.Bench.Load;
 /// </summary>
 internal static class KmsClientProcess
 {
+    /// <summary>The KMS target's p99 bound: an open loop's calls at or over it are placed in time (<see cref="TailShape"/>).</summary>
+    public const double TailThresholdMs = 20;
+
     public static async Task<KmsRun> RunAsync(KmsClientInput input, KmsMeasurement measurement, StorageCommits commits, string workDirectory, CancellationToken ct)
     {
         var output = Path.Combine(workDirectory, "kms-client.json");
@@ -59,6 +62,9 @@ internal static class KmsClientProcess
             result["first_failure"]?.GetValue<string>())
         {
             Commits = committed,
+            KmsGc = window.Gc,
+            ClientGc = GcCounts.FromJson(result["gc"]),
+            Tail = measurement.Rate is null ? null : TailShape.Of(TailShape.Parse(result["timeline"]), TailThresholdMs),
         };
     }
 
@@ -91,6 +97,9 @@ internal static class KmsClientProcess
         /// <summary>The storage-commit histogram at the window's end (set before <see cref="Completion"/> succeeds).</summary>
         public Task<SortedDictionary<double, long>>? CommitsAtEnd { get; private set; }
 
+        /// <summary>This process's garbage collections over the window (set before <see cref="Completion"/> succeeds).</summary>
+        public GcCounts? Gc { get; private set; }
+
         public static WindowCpu Follow(Process child, Func<Task<SortedDictionary<double, long>>> commits)
         {
             var window = new WindowCpu(commits);
@@ -102,6 +111,7 @@ internal static class KmsClientProcess
         {
             TimeSpan? start = null;
             TimeSpan? end = null;
+            GcWindow? gc = null;
             try
             {
                 while (stdout.ReadLine() is { } line)
@@ -109,11 +119,13 @@ internal static class KmsClientProcess
                     if (line == KmsLoadClient.Measuring)
                     {
                         start = Environment.CpuUsage.TotalTime;
+                        gc = GcWindow.Start();
                         CommitsAtStart = commits();
                     }
                     else if (line == KmsLoadClient.Done)
                     {
                         end = Environment.CpuUsage.TotalTime;
+                        Gc = gc?.Stop();
                         CommitsAtEnd = commits();
                     }
                 }
@@ -140,6 +152,15 @@ internal sealed record KmsRun(
 {
     /// <summary>The KMS's storage commits in the measured window.</summary>
     public CommitCounts? Commits { get; init; }
+
+    /// <summary>The KMS process's garbage collections in the measured window.</summary>
+    public GcCounts? KmsGc { get; init; }
+
+    /// <summary>The client process's garbage collections in the measured window.</summary>
+    public GcCounts? ClientGc { get; init; }
+
+    /// <summary>Where an open loop's slow calls sit in time (null for a closed loop).</summary>
+    public TailShape? Tail { get; init; }
 
     /// <summary>The calls per second the KMS's CPU alone allows on this machine's cores, were the clients elsewhere.</summary>
     public double KmsCapacityPerSecond => 1000.0 * Environment.ProcessorCount / KmsCpuMsPerCall;

@@ -58,6 +58,7 @@ internal static class KmsLoadClient
         await Task.Delay(Settle);
         calls.RecordPhases = true;
         var cpu = Environment.CpuUsage.TotalTime;
+        var gc = GcWindow.Start();
         Console.WriteLine(Measuring);
         var start = Stopwatch.GetTimestamp();
         var (latencies, failures) = measurement.Rate is { } rate
@@ -66,6 +67,7 @@ internal static class KmsLoadClient
         var seconds = Stats.Ms(start) / 1000;
         Console.WriteLine(Done);
         var cpuMs = (Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds;
+        var gcJson = gc.Stop().ToJson();
         calls.RecordPhases = false;
 
         var result = new JsonObject
@@ -77,6 +79,8 @@ internal static class KmsLoadClient
             ["first_failure"] = calls.FirstFailure,
             ["cpu_ms"] = cpuMs,
             ["phases_ms"] = calls.PhasesJson(),
+            ["gc"] = gcJson,
+            ["timeline"] = calls.TimelineJson(),
         };
         await File.WriteAllTextAsync(output, result.ToJsonString());
         return 0;
@@ -119,7 +123,9 @@ internal static class KmsLoadClient
                     // How late this process starts a call (its thread pool, on cores shared with the KMS): latency counts
                     // from the schedule, so the load generator's own lateness is shown apart.
                     calls.AddPhase(KmsCalls.StartLag, Stats.Ms(scheduled));
-                    tally.Add(await calls.MeasureAsync(call, scheduled));
+                    var latency = await calls.MeasureAsync(call, scheduled);
+                    tally.Add(latency);
+                    calls.AddToTimeline(Stopwatch.GetElapsedTime(t0, scheduled).TotalMilliseconds, latency);
                 }));
             }
         })
@@ -159,6 +165,7 @@ internal static class KmsLoadClient
     private sealed class KmsCalls(KmsAgentSide agent, KmsClientInput input)
     {
         private readonly ConcurrentDictionary<string, ConcurrentBag<double>> _phases = new(StringComparer.Ordinal);
+        private readonly ConcurrentBag<(double StartMs, double? LatencyMs)> _timeline = [];
         private readonly Attestor _attestor = agent.Attestor(agent.Client);
         private int _csrIndex;
         private string? _firstFailure;
@@ -208,6 +215,16 @@ internal static class KmsLoadClient
                 return null;
             }
         }
+
+        /// <summary>
+        /// Adds an open-loop call's scheduled start (ms into the window) and latency (null: failed), so slow calls can be
+        /// placed in time: bunched together they point at a stall (a GC, a slow fsync), spread out at CPU queueing.
+        /// </summary>
+        public void AddToTimeline(double startMs, double? latencyMs) => _timeline.Add((startMs, latencyMs));
+
+        /// <summary>The timeline as [start_ms, latency_ms] pairs in start order (latency -1 for a failure).</summary>
+        public JsonArray TimelineJson() => new([.. _timeline.OrderBy(t => t.StartMs)
+            .Select(t => (JsonNode)new JsonArray(Math.Round(t.StartMs, 2), Math.Round(t.LatencyMs ?? -1, 2)))]);
 
         public JsonObject PhasesJson() => new([.. _phases.OrderBy(p => p.Key, StringComparer.Ordinal)
             .Select(p => KeyValuePair.Create(p.Key, (JsonNode?)new JsonArray([.. p.Value.Select(ms => (JsonNode)ms)])))]);

@@ -179,6 +179,18 @@ internal static class KmsScenario
             runJson["storage_commits"] = commits.ToJson();
         }
 
+        if (run.KmsGc is { } kmsGc && run.ClientGc is { } clientGc)
+        {
+            Console.WriteLine($"  garbage collections in the window: KMS process {kmsGc}; client {clientGc}");
+            runJson["gc"] = new JsonObject { ["kms_process"] = kmsGc.ToJson(), ["client"] = clientGc.ToJson() };
+        }
+
+        if (run.Tail is { } tail)
+        {
+            Console.WriteLine($"  tail: {tail}");
+            runJson["tail"] = tail.ToJson();
+        }
+
         if (run.Phases.Count == 0)
         {
             return;
