@@ -35,21 +35,39 @@ public static class Hex
     public static string Of(ReadOnlyMemory<byte> bytes) => Convert.ToHexStringLower(bytes.Span);
 
     /// <summary>Parses hex (either case, optional <c>0x</c>); throws <see cref="FormatException"/> naming <paramref name="what"/>.</summary>
-    public static byte[] Parse(string text, string what)
+    public static byte[] Parse(string text, string what) =>
+        TryParse(text, out var bytes) ? bytes : throw new FormatException($"{what}: not a hexadecimal string");
+
+    /// <summary>
+    /// Parses hex as <see cref="Parse"/> does (either case, optional <c>0x</c>, surrounding white space ignored); false,
+    /// and no bytes, for anything else — for callers that word their own error.
+    /// </summary>
+    public static bool TryParse(string? text, out byte[] bytes)
     {
-        var s = text.Trim();
+        bytes = [];
+        if (text is null)
+        {
+            return false;
+        }
+
+        var s = text.AsSpan().Trim();
         if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
         {
             s = s[2..];
         }
 
-        try
+        if (s.Length % 2 != 0)
         {
-            return Convert.FromHexString(s);
+            return false;
         }
-        catch (FormatException)
+
+        var parsed = new byte[s.Length / 2];
+        if (Convert.FromHexString(s, parsed, out _, out _) != System.Buffers.OperationStatus.Done)
         {
-            throw new FormatException($"{what}: not a hexadecimal string");
+            return false;
         }
+
+        bytes = parsed;
+        return true;
     }
 }
