@@ -1,6 +1,7 @@
 using Morphisms.Attestation;
 using Morphisms.Attestation.Abi.Dcap;
 using Morphisms.Attestation.Abi.Snp;
+using static Morphisms.Client.Trust.MeasurementText;
 
 namespace Morphisms.Client.Trust;
 
@@ -24,8 +25,7 @@ public sealed class KmsMeasurementPin : IEquatable<KmsMeasurementPin>
     /// <summary>The typed forms, for help and error messages.</summary>
     public const string Syntax = "snp:MEASUREMENT (96 hex digits), sgx:MRENCLAVE (64) or tdx:MRTD/RTMR0/RTMR1/RTMR2/RTMR3 (96 each)";
 
-    private const int Sha384Length = 48;
-    private const int MrEnclaveLength = 32;
+    private const string Kind = "a KMS measurement";
     private static readonly string[] TdxNames = ["MRTD", "RTMR0", "RTMR1", "RTMR2", "RTMR3"];
 
     private readonly byte[][] _components;
@@ -78,18 +78,10 @@ public sealed class KmsMeasurementPin : IEquatable<KmsMeasurementPin>
     public static KmsMeasurementPin Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var value = text.Trim();
-        var colon = value.IndexOf(':', StringComparison.Ordinal);
-        if (colon < 0)
+        if (!TrySplitTyped(text.Trim(), Kind, Syntax, out var tee, out var body))
         {
-            return ParseUntyped(value);
-        }
-
-        var teeName = value[..colon];
-        var body = value[(colon + 1)..];
-        if (!TeeTypes.TryParse(teeName, out var tee))
-        {
-            throw new FormatException($"'{teeName}:' is not a TEE: a KMS measurement is {Syntax}");
+            var (untypedTee, value) = Untyped(body, Kind, Syntax);
+            return untypedTee == TeeType.Sgx ? Sgx(value) : Snp(value);
         }
 
         return tee switch
@@ -145,24 +137,6 @@ public sealed class KmsMeasurementPin : IEquatable<KmsMeasurementPin>
     /// <inheritdoc />
     public override int GetHashCode() => StringComparer.Ordinal.GetHashCode(ToString());
 
-    private static KmsMeasurementPin ParseUntyped(string value)
-    {
-        var hex = value.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? value[2..] : value;
-        if (hex.Length % 2 != 0 || !hex.All(char.IsAsciiHexDigit))
-        {
-            throw new FormatException($"not a hexadecimal string: a KMS measurement is {Syntax}");
-        }
-
-        var bytes = Convert.FromHexString(hex);
-        return bytes.Length switch
-        {
-            MrEnclaveLength => Sgx(bytes),
-            Sha384Length => Snp(bytes),
-            _ => throw new FormatException(
-                $"an untyped measurement of {bytes.Length} bytes: a KMS measurement is {Syntax}"),
-        };
-    }
-
     private static KmsMeasurementPin ParseTdx(string body)
     {
         var parts = body.Split('/');
@@ -189,23 +163,4 @@ public sealed class KmsMeasurementPin : IEquatable<KmsMeasurementPin>
         var values = parts.Select((p, i) => Component(p, Sha384Length, $"tdx: {TdxNames[i]}")).ToArray();
         return Tdx(values[0], values[1], values[2], values[3], values[4]);
     }
-
-    private static byte[] Component(string hex, int length, string what)
-    {
-        var value = hex.Trim();
-        if (!value.All(char.IsAsciiHexDigit))
-        {
-            throw new FormatException($"{what} is not hexadecimal");
-        }
-
-        if (value.Length != 2 * length)
-        {
-            throw new FormatException($"{what} must be {2 * length} hex digits, not {value.Length}");
-        }
-
-        return Convert.FromHexString(value);
-    }
-
-    private static byte[] Exactly(ReadOnlySpan<byte> value, int length, string what) =>
-        value.Length == length ? value.ToArray() : throw new ArgumentException($"{what} is {length} bytes, not {value.Length}");
 }
