@@ -12,14 +12,14 @@ public sealed class FunctionCertificateValidatorTests : IDisposable
 
     public void Dispose() => _pki.Dispose();
 
-    private FunctionExpectation Expect(bool allowSimulated = true, byte[]? measurement = null) =>
+    private FunctionExpectation Expect(bool allowSimulated = true, FunctionMeasurementPin? measurement = null) =>
         new() { Function = "signer", Host = Host, AllowSimulated = allowSimulated, Measurement = measurement };
 
     [Fact]
     public void A_certificate_from_attest_login_chaining_to_the_pinned_root_is_accepted()
     {
         using var leaf = _pki.Leaf("signer", Host, _measurement);
-        var failures = FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, Expect(measurement: _measurement), DateTimeOffset.UtcNow, out var identity);
+        var failures = FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, Expect(measurement: FunctionMeasurementPin.Snp(_measurement)), DateTimeOffset.UtcNow, out var identity);
         Assert.Empty(failures);
         Assert.Equal("signer", identity!.Function);
         Assert.Equal(_measurement, identity.Measurement);
@@ -59,7 +59,7 @@ public sealed class FunctionCertificateValidatorTests : IDisposable
             f => f.StartsWith("host:", StringComparison.Ordinal));
 
         using var leaf = _pki.Leaf("signer", Host, _measurement);
-        Assert.Contains(FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, Expect(measurement: new byte[48]), DateTimeOffset.UtcNow, out _),
+        Assert.Contains(FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, Expect(measurement: FunctionMeasurementPin.Snp(new byte[48])), DateTimeOffset.UtcNow, out _),
             f => f.Contains("not the expected", StringComparison.Ordinal));
         Assert.Contains(FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, Expect(allowSimulated: false), DateTimeOffset.UtcNow, out _),
             f => f.Contains("simulated", StringComparison.Ordinal));

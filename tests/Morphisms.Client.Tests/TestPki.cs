@@ -42,7 +42,7 @@ internal sealed class TestPki : IDisposable
     }
 
     /// <summary>A function certificate with its private key, as attest-login would issue it.</summary>
-    public X509Certificate2 Leaf(string function, string host, byte[] measurement, bool simulated = true, bool withIdentity = true, TimeSpan? lifetime = null)
+    public X509Certificate2 Leaf(string function, string host, byte[] measurement, bool simulated = true, bool withIdentity = true, TimeSpan? lifetime = null, string tee = "snp")
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest($"CN={host}", key, HashAlgorithmName.SHA256);
@@ -52,7 +52,7 @@ internal sealed class TestPki : IDisposable
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
         if (withIdentity)
         {
-            request.CertificateExtensions.Add(new AttestedIdentityExtension("snp", measurement, function, 1, SHA256.HashData(measurement), simulated).ToExtension());
+            request.CertificateExtensions.Add(new AttestedIdentityExtension(tee, measurement, function, 1, SHA256.HashData(measurement), simulated).ToExtension());
         }
 
         var now = DateTimeOffset.UtcNow;

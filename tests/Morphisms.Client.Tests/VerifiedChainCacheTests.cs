@@ -15,7 +15,7 @@ public sealed class VerifiedChainCacheTests : IDisposable
 
     public void Dispose() => _pki.Dispose();
 
-    private FunctionExpectation Expect(string function = "signer", byte[]? measurement = null) =>
+    private FunctionExpectation Expect(string function = "signer", FunctionMeasurementPin? measurement = null) =>
         new() { Function = function, Host = Host, AllowSimulated = true, Measurement = measurement };
 
     private IReadOnlyList<string> Validate(X509Certificate2 leaf, VerifiedChainCache cache, DateTimeOffset? at = null,
@@ -44,7 +44,7 @@ public sealed class VerifiedChainCacheTests : IDisposable
         Assert.Empty(Validate(leaf, cache));
 
         Assert.Contains(Validate(leaf, cache, expectation: Expect(function: "hello")), f => f.Contains("belongs to function 'signer'", StringComparison.Ordinal));
-        Assert.Contains(Validate(leaf, cache, expectation: Expect(measurement: new byte[48])), f => f.Contains("not the expected", StringComparison.Ordinal));
+        Assert.Contains(Validate(leaf, cache, expectation: Expect(measurement: FunctionMeasurementPin.Snp(new byte[48]))), f => f.Contains("not the expected", StringComparison.Ordinal));
         Assert.Contains(Validate(leaf, cache, expectation: Expect() with { Host = "evil.example" }), f => f.StartsWith("host:", StringComparison.Ordinal));
         Assert.Equal(3, cache.Hits);
     }

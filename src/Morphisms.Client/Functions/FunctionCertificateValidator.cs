@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Morphisms.Attestation;
 using Morphisms.Attestation.Identity;
 
 namespace Morphisms.Client.Functions;
@@ -9,7 +8,7 @@ namespace Morphisms.Client.Functions;
 /// Checks a function's TLS certificate the way DESIGN.md §2 asks of a client: it chains to the KMS
 /// root CA the client pinned after attesting the KMS (any intermediate the KMS rotated to is fine,
 /// because it chains to the same root), names the host, and carries the attested identity of the
-/// expected function — and, optionally, of an expected measurement.
+/// expected function — and, optionally, an expected measurement of an expected TEE.
 /// </summary>
 public static class FunctionCertificateValidator
 {
@@ -134,9 +133,9 @@ public static class FunctionCertificateValidator
             failures.Add($"identity: the certificate belongs to function '{identity.Function}', not '{expectation.Function}'");
         }
 
-        if (expectation.Measurement is { } measurement && !identity.Measurement.AsSpan().SequenceEqual(measurement))
+        if (expectation.Measurement?.Mismatch(identity) is { } mismatch)
         {
-            failures.Add($"identity: measurement {Hex.Of(identity.Measurement)} is not the expected {Hex.Of(measurement)}");
+            failures.Add($"identity: {mismatch}");
         }
 
         if (identity.Simulated && !expectation.AllowSimulated)

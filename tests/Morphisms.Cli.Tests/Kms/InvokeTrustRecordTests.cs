@@ -47,7 +47,8 @@ public sealed class InvokeTrustRecordTests
             Assert.Equal(ExitCodes.Rejected, outcome.ExitCode); // nothing listens at the gateway
         });
 
-    private static async Task WithRecordAsync(string fields, Action<MorphRunner.Outcome> check)
+    /// <summary>Runs <c>morph invoke signer</c> (plus <paramref name="extra"/>) under a trust record with <paramref name="fields"/>.</summary>
+    internal static async Task WithRecordAsync(string fields, Action<MorphRunner.Outcome> check, params string[] extra)
     {
         var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
         var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
@@ -63,7 +64,7 @@ public sealed class InvokeTrustRecordTests
                 """);
 
             // Port 9 (discard) on loopback: nothing answers, so only the trust decision is under test.
-            check(await MorphRunner.RunAsync("invoke", "signer", "--kms", KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example"));
+            check(await MorphRunner.RunAsync(["invoke", "signer", "--kms", KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", .. extra]));
         }
         finally
         {

@@ -78,6 +78,16 @@ public sealed class UpAndInvokeTests
                 Assert.Contains("is not the expected", wrong.Stderr);
                 Assert.DoesNotContain("signature", wrong.Stdout);
 
+                // The pin names its TEE: the simulated function attests in SNP's format, so its value typed as snp:
+                // passes and the very same bytes typed as tdx: (an MRTD) are refused.
+                var typed = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key", "--expect-measurement", "snp:" + measurement);
+                Assert.True(typed.ExitCode == 0, typed.Stderr);
+                var otherTee = await MorphRunner.RunAsync("invoke", "signer", "--path", "/sign", "--data", "abc", "--expect-measurement", "tdx:" + measurement);
+                Assert.Equal(ExitCodes.Rejected, otherTee.ExitCode);
+                Assert.Contains("certificate REFUSED", otherTee.Stderr);
+                Assert.Contains($"the instance was attested by snp (measurement snp:{measurement}), and the expected tdx:{measurement} is a tdx measurement", otherTee.Stderr);
+                Assert.DoesNotContain("signature", otherTee.Stdout);
+
                 up.Interrupt();
                 Assert.Equal(0, await up.ExitAsync());
                 Assert.Contains("stopped", up.Stdout);

@@ -16,8 +16,8 @@ namespace Morphisms.Cli.Commands.Invoke;
 /// <param name="Gateway">Where to connect (the gateway routes by SNI alone).</param>
 /// <param name="Path">The request path.</param>
 /// <param name="Data">The POST body, or null for a GET.</param>
-/// <param name="ExpectedMeasurement">When set, the attested measurement must equal it.</param>
-internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, byte[]? ExpectedMeasurement);
+/// <param name="ExpectedMeasurement">When set, the attested TEE and measurement must be this pin's.</param>
+internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, FunctionMeasurementPin? ExpectedMeasurement);
 
 /// <summary>What came back: the response, or the reasons the function's certificate was refused.</summary>
 internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, AttestedIdentityExtension? Identity, IReadOnlyList<X509Certificate2> Chain, IReadOnlyList<string> Refusals);

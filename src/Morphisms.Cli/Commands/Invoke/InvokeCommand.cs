@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Net;
-using Morphisms.Attestation;
 using Morphisms.Cli.Commands.Kms;
 using Morphisms.Cli.Commands.Up;
 using Morphisms.Cli.Paths;
+using Morphisms.Client.Functions;
 using Morphisms.Client.Trust;
 
 namespace Morphisms.Cli.Commands.Invoke;
@@ -22,7 +22,12 @@ public static class InvokeCommand
         var data = new Option<string?>("--data") { Description = "POST this body (STRING, or @FILE for a file's bytes); without it, GET." };
         var path = new Option<string>("--path") { Description = "The request path.", DefaultValueFactory = _ => "/" };
         var show = new Option<bool>("--show-attestation") { Description = "Also print the function's attested identity and certificate chain." };
-        var measurement = new Option<string?>("--expect-measurement") { Description = "Refuse unless the attested measurement is this (hex)." };
+        var measurement = new Option<string?>("--expect-measurement")
+        {
+            Description = "Refuse unless the function's instance was attested by this TEE with this measurement: " + FunctionMeasurementPin.Syntax
+                + " (a TDX function's certificate carries only MRTD, the TD firmware; bare hex is read as sgx: for 64 digits, snp: for 96, never tdx:).",
+            HelpName = "TEE:HEX",
+        };
         var kms = new Option<string?>("--kms") { Description = "The pinned KMS whose root CA the function must chain to (default: morph up's)." };
         var gateway = new Option<string?>("--gateway") { Description = "The gateway's IP:PORT (default: morph up's)." };
         var domain = new Option<string?>("--domain") { Description = "The serving domain (default: morph up's)." };
@@ -36,6 +41,15 @@ public static class InvokeCommand
             InvokeRequest request;
             try
             {
+                // Parsed first: a malformed pin is a usage error whatever the state of morph up or the trust store.
+                var pinText = parse.GetValue(measurement);
+                var pin = pinText is null ? null : ParsePin(pinText);
+                if (pinText is not null && !FunctionMeasurementPin.IsTyped(pinText))
+                {
+                    // Kept working for SNP and SGX scripts; said, so a refusal that follows for a TDX function is understood.
+                    await stderr.WriteLineAsync($"note: --expect-measurement {pinText.Trim()} has no TEE: read as {pin} (a TDX function needs tdx:MRTD)");
+                }
+
                 var paths = MorphPaths.FromEnvironment();
                 var up = UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, UpStateFile.FileName));
                 var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new InvokeUsageException("no running morph up found: start one, or pass --kms URL --gateway IP:PORT");
@@ -59,7 +73,7 @@ public static class InvokeCommand
                     endPoint,
                     requestPath.StartsWith('/') ? requestPath : "/" + requestPath,
                     parse.GetValue(data) is { } text ? Body(text) : null,
-                    parse.GetValue(measurement) is { } hex ? Hex.Parse(hex, "--expect-measurement") : null);
+                    pin);
             }
             catch (Exception e) when (e is InvokeUsageException or FormatException or IOException or UnauthorizedAccessException or InvalidDataException)
             {
@@ -131,6 +145,19 @@ public static class InvokeCommand
         }
 
         return System.Text.Encoding.UTF8.GetBytes(data);
+    }
+
+    /// <summary>Parses <c>--expect-measurement</c>; a <see cref="FormatException"/> names the option and what is wrong.</summary>
+    private static FunctionMeasurementPin ParsePin(string text)
+    {
+        try
+        {
+            return FunctionMeasurementPin.Parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new FormatException($"--expect-measurement: {e.Message}", e);
+        }
     }
 
     private sealed class InvokeUsageException(string message) : Exception(message);
