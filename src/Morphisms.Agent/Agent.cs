@@ -68,6 +68,12 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
     {
         var time = options.Time;
         var report = new ColdStartReport(time);
+        if (options.DumpableFailure is { } failure)
+        {
+            // Not fatal (see the README's "What the app can read of the agent"): the TEE keeps the host out either way,
+            // and a platform without the call (a library OS, a seccomp filter) would otherwise not run at all.
+            log.Warn("still_dumpable", $"morph-init could not make itself non-dumpable ({failure}): the app, which runs as the same user, can read this process's environment and memory (the instance's TLS key, KMS token and report token) through /proc or ptrace");
+        }
 
         // "launch": what a TEE does before any guest code runs (the simulated TEE measures the bundle here), so an
         // app started early below runs exactly what was measured.

@@ -12,8 +12,11 @@ namespace Morphisms.Agent;
 /// </summary>
 public static class AgentCli
 {
-    /// <summary>Parses and runs; usage errors return <see cref="AgentExitCodes.Usage"/>.</summary>
-    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken stop)
+    /// <summary>
+    /// Parses and runs; usage errors return <see cref="AgentExitCodes.Usage"/>. <paramref name="dumpableFailure"/> is
+    /// what the entry point reports of making the process non-dumpable (null: done), logged once the log exists.
+    /// </summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken stop, string? dumpableFailure = null)
     {
         var kms = new Option<string>("--kms") { Description = "KMS base address (https).", Required = true };
         var kmsCa = new Option<FileInfo?>("--kms-ca") { Description = "PEM of the KMS root CA to pin." };
@@ -88,6 +91,7 @@ public static class AgentCli
                 SecretsPollInterval = TimeSpan.FromSeconds(parsed.GetValue(poll)),
                 ReportUrl = parsed.GetValue(reportUrl) is { } report ? Url(report, "--report-url") : null,
                 ReportToken = TakeReportToken(),
+                DumpableFailure = dumpableFailure,
                 KmsAttempts = parsed.GetValue(attempts),
                 AppStart = ParseAppStart(parsed.GetValue(appStart)!),
                 Simulated = new SimulatedTeeOptions

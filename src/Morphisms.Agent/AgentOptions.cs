@@ -67,6 +67,13 @@ public sealed record AgentOptions
     /// <summary>The environment variable <c>morph-init</c> takes <see cref="ReportToken"/> from (and removes, so the app does not inherit it).</summary>
     public const string ReportTokenVariable = "MORPH_REPORT_TOKEN";
 
+    /// <summary>
+    /// Why <c>morph-init</c> could not make itself non-dumpable (<see cref="App.NonDumpable"/>), logged as a
+    /// <c>still_dumpable</c> warning before anything else; null when it could, or when the agent runs inside another
+    /// process (tests), which the entry point's protection does not concern.
+    /// </summary>
+    public string? DumpableFailure { get; init; }
+
     /// <summary>Simulated TEE settings (<c>--tee sim</c>).</summary>
     public SimulatedTeeOptions Simulated { get; init; } = new();
 

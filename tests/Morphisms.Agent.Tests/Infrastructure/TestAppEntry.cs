@@ -12,6 +12,7 @@ namespace Morphisms.Agent.Tests;
 /// <c>127.0.0.1:$PORT</c> and answers every request with what it was provisioned: the <c>greeting</c> secret file
 /// (read per request), the <c>GREETING</c> env var, its argv and how many SIGHUPs it got. The xunit runner never calls it.
 /// <c>trust-probe [--hide]</c> prints the size of the OS trust store, with or without <c>SystemTrustStore.Hide</c>.
+/// With <c>TEST_APP_PARENT_REPORT=FILE</c> the app first writes there what it can read of its parent, the agent.
 /// </summary>
 public static class TestAppEntry
 {
@@ -36,6 +37,13 @@ public static class TestAppEntry
         if (Environment.GetEnvironmentVariable("TEST_APP_ENV_REPORT") is { Length: > 0 } report)
         {
             await File.WriteAllTextAsync(report, $"SSL_CERT_FILE={Environment.GetEnvironmentVariable("SSL_CERT_FILE") ?? "(unset)"}\nSSL_CERT_DIR={Environment.GetEnvironmentVariable("SSL_CERT_DIR") ?? "(unset)"}\nMORPH_REPORT_TOKEN={Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN") ?? "(unset)"}");
+        }
+
+        // What the app, running as the agent's own user, can read of the agent (its parent): it must not get at the
+        // agent's environment or memory, while it is itself dumpable as usual.
+        if (Environment.GetEnvironmentVariable("TEST_APP_PARENT_REPORT") is { Length: > 0 } parentReport)
+        {
+            await File.WriteAllTextAsync(parentReport, ProbeParent());
         }
 
         var marker = Array.IndexOf(args, "--marker") is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : null;
@@ -87,6 +95,42 @@ public static class TestAppEntry
 
         listener.Stop();
         return 0;
+    }
+
+    /// <summary>
+    /// <c>environ=…;mem=…;self_dumpable=N</c>: whether this process can read its parent's <c>/proc/PID/environ</c> (and
+    /// whether the report token is in it) and open its <c>/proc/PID/mem</c>, and its own dumpable flag.
+    /// </summary>
+    private static string ProbeParent()
+    {
+        // /proc/self/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after the last ')'.
+        var stat = File.ReadAllText("/proc/self/stat");
+        var parent = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        var environ = Probe(() => Encoding.UTF8.GetString(File.ReadAllBytes($"/proc/{parent}/environ")).Contains("MORPH_REPORT_TOKEN=", StringComparison.Ordinal)
+            ? "readable (MORPH_REPORT_TOKEN in it)"
+            : "readable");
+        var mem = Probe(() =>
+        {
+            using var _ = File.OpenRead($"/proc/{parent}/mem");
+            return "openable";
+        });
+        return $"environ={environ};mem={mem};self_dumpable={Morphisms.Agent.App.Posix.Prctl(Morphisms.Agent.App.Posix.PrGetDumpable, 0)}";
+
+        static string Probe(Func<string> read)
+        {
+            try
+            {
+                return read();
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return "denied";
+            }
+            catch (IOException e)
+            {
+                return $"error ({e.Message})";
+            }
+        }
     }
 
     /// <summary>Prints how many CA certificates the OS trust store gives this process, after hiding it or not.</summary>
