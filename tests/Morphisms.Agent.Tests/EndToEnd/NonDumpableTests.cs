@@ -12,8 +12,9 @@ public sealed class NonDumpableTests
 {
     // Capabilities pass the kernel's check whatever the flag says (CAP_SYS_PTRACE; for /proc/PID/environ, on Linux 6.18,
     // CAP_SYS_ADMIN and CAP_PERFMON too), and root holds them all. So when this test process has any (CI runs as root),
-    // the instance runs with none, as an unprivileged serving user's does: the kernel then decides for the app exactly
-    // as for an unprivileged one, by the uid they share and whether the agent is dumpable.
+    // the instance runs with none (setpriv, from util-linux, which every Debian has), as an unprivileged serving user's
+    // does: the kernel then decides for the app exactly as for an unprivileged one, by the uid they share and whether
+    // the agent is dumpable.
     [Fact]
     public async Task The_app_cannot_read_the_agents_environment_or_memory_but_stays_dumpable_itself()
     {
