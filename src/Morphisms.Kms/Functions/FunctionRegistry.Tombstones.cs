@@ -14,6 +14,7 @@ namespace Morphisms.Kms.Functions;
 internal sealed partial class FunctionRegistry
 {
     private const string TombstonePrefix = "morphisms/tombstones/";
+    private const string DeletedPrefix = "morphisms/deleted/";
 
     /// <summary>A deleted function's tombstone, or null.</summary>
     public Task<FunctionRecord?> GetTombstoneAsync(string name, CancellationToken ct) =>
@@ -25,31 +26,47 @@ internal sealed partial class FunctionRegistry
 
     /// <summary>
     /// Removes a registered function; one that requires owner approval becomes a tombstone in the same transaction,
-    /// with its pending updates cancelled (they were proposed for the function that is gone). Null when there was no
-    /// registered function (a tombstone is left alone: only its owners can release the name).
+    /// with its pending updates cancelled (they were proposed for the function that is gone). The same transaction
+    /// records the last revision number the name reached (<see cref="DeletedName"/>), so that a later registration of
+    /// the name numbers its revisions after it and what is revoked for this deletion can be told from what a later
+    /// registration is issued. With no registered function (a tombstone is left alone: only its owners can release the
+    /// name) nothing is removed, and the answer still carries that number, for a DELETE again to finish revoking.
     /// </summary>
-    public async Task<FunctionDeletion?> DeleteAsync(string name, CancellationToken ct)
+    public async Task<FunctionDeletion> DeleteAsync(string name, CancellationToken ct)
     {
         await _writes.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             var record = await GetAsync(name, ct).ConfigureAwait(false);
+            var marked = await storage.GetJsonAsync<DeletedName>(DeletedPrefix + name, ct).ConfigureAwait(false);
+            var now = time.GetUtcNow();
             if (record is null)
             {
-                return null;
+                var left = await GetTombstoneAsync(name, ct).ConfigureAwait(false);
+                var reached = await LastRevisionAsync(name, marked, left, ct).ConfigureAwait(false);
+
+                // Only a deletion from before these marks were kept gets here with more than its mark says: recorded now,
+                // under the lock, so no registration can take one of those numbers while this DELETE revokes them.
+                if (reached > (marked?.LastRevision ?? 0))
+                {
+                    await storage.PutJsonAsync(DeletedPrefix + name, new DeletedName { LastRevision = reached, DeletedTime = left?.DeletedTime ?? now }, ct).ConfigureAwait(false);
+                }
+
+                return new FunctionDeletion(null, left, [], reached);
             }
 
+            var last = await LastRevisionAsync(name, marked, record, ct).ConfigureAwait(false);
+            var mark = (DeletedPrefix + name, (byte[]?)SecureStorageJson.ToJson(new DeletedName { LastRevision = last, DeletedTime = now }));
             if (record.ApprovalsRequired == 0)
             {
-                await storage.DeleteAsync(Prefix + name, ct).ConfigureAwait(false);
-                return new FunctionDeletion(record, null, []);
+                await storage.TransactAsync([(Prefix + name, null), mark], ct).ConfigureAwait(false);
+                return new FunctionDeletion(record, null, [], last);
             }
 
-            var now = time.GetUtcNow();
             var (tombstone, cancelled) = CancelPending(record with { DeletedTime = now, UpdatedTime = now }, now);
             tombstone = tombstone with { Updates = KeepRecent(tombstone.Updates) };
-            await storage.TransactAsync([(Prefix + name, null), (TombstonePrefix + name, SecureStorageJson.ToJson(tombstone))], ct).ConfigureAwait(false);
-            return new FunctionDeletion(record, tombstone, cancelled);
+            await storage.TransactAsync([(Prefix + name, null), (TombstonePrefix + name, SecureStorageJson.ToJson(tombstone)), mark], ct).ConfigureAwait(false);
+            return new FunctionDeletion(record, tombstone, cancelled, last);
         }
         finally
         {
@@ -92,6 +109,42 @@ internal sealed partial class FunctionRegistry
     }
 
     /// <summary>
+    /// The highest revision number <paramref name="name"/> has reached: its mark and <paramref name="record"/> (the
+    /// function or its tombstone), and without a mark the issued index, for a function deleted before marks were kept
+    /// (a mark covers the index: a login indexes the revision it matched, which the deletion's mark counts). 0 for a
+    /// name never registered.
+    /// </summary>
+    private async Task<int> LastRevisionAsync(string name, DeletedName? marked, FunctionRecord? record, CancellationToken ct)
+    {
+        var last = Math.Max(marked?.LastRevision ?? 0, record?.Revisions.Max(r => (int?)r.Revision) ?? 0);
+        if (marked is not null)
+        {
+            return last;
+        }
+
+        var issued = await IssuedCredentials.RevisionsAsync(storage, name, ct).ConfigureAwait(false);
+        return issued.Count == 0 ? last : Math.Max(last, issued.Max());
+    }
+
+    /// <summary>
+    /// The number a fresh registration of <paramref name="name"/> (no record, no tombstone) numbers its revisions
+    /// after: never one a deleted function of the same name had, so <c>morphisms/issued/NAME/N/</c> is never shared
+    /// and revoking what a deletion left behind cannot reach the new function.
+    /// </summary>
+    private async Task<int> LastDeletedRevisionAsync(string name, CancellationToken ct) =>
+        await LastRevisionAsync(name, await storage.GetJsonAsync<DeletedName>(DeletedPrefix + name, ct).ConfigureAwait(false), null, ct).ConfigureAwait(false);
+
+    /// <summary>The purge of <paramref name="tombstone"/>: gone, with its last revision kept in the name's mark (a tombstone from before marks were kept has none).</summary>
+    private async Task PurgeAsync(FunctionRecord tombstone, CancellationToken ct)
+    {
+        var marked = await storage.GetJsonAsync<DeletedName>(DeletedPrefix + tombstone.Name, ct).ConfigureAwait(false);
+        var last = Math.Max(marked?.LastRevision ?? 0, tombstone.Revisions.Max(r => (int?)r.Revision) ?? 0);
+        var mark = marked is not null && marked.LastRevision >= last ? null
+            : SecureStorageJson.ToJson(new DeletedName { LastRevision = last, DeletedTime = tombstone.DeletedTime ?? time.GetUtcNow() });
+        await storage.TransactAsync(mark is null ? [(TombstonePrefix + tombstone.Name, null)] : [(TombstonePrefix + tombstone.Name, null), (DeletedPrefix + tombstone.Name, mark)], ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Cancels every pending update of <paramref name="record"/> but <paramref name="except"/>; returns the ids
     /// cancelled. The list keeps its order and length, so a caller holding an index into it may still use it.
     /// </summary>
@@ -105,7 +158,24 @@ internal sealed partial class FunctionRegistry
 }
 
 /// <summary>What deleting a function did.</summary>
-/// <param name="Record">The function as it was.</param>
-/// <param name="Tombstone">The tombstone it left (it required owner approval), or null.</param>
+/// <param name="Record">The function as it was, or null when none was registered (nothing was deleted).</param>
+/// <param name="Tombstone">The tombstone it left (it required owner approval), or, with no <paramref name="Record"/>, the one left before; else null.</param>
 /// <param name="CancelledUpdates">Its pending updates, cancelled by the delete.</param>
-internal sealed record FunctionDeletion(FunctionRecord Record, FunctionRecord? Tombstone, IReadOnlyList<int> CancelledUpdates);
+/// <param name="LastRevision">
+/// The highest revision number the name reached before this deletion (0 if none): revoking for it goes up to this
+/// number and no further, because a later registration of the name numbers its revisions after it.
+/// </param>
+internal sealed record FunctionDeletion(FunctionRecord? Record, FunctionRecord? Tombstone, IReadOnlyList<int> CancelledUpdates, int LastRevision);
+
+/// <summary>
+/// What stays of a deleted name at <c>morphisms/deleted/NAME</c>, written in the transaction that deletes the
+/// function and kept for good (one small record per name ever deleted): the last revision number it reached.
+/// </summary>
+internal sealed record DeletedName
+{
+    /// <summary>The highest revision number of the name when it was last deleted.</summary>
+    public required int LastRevision { get; init; }
+
+    /// <summary>When that was.</summary>
+    public DateTimeOffset DeletedTime { get; init; }
+}

@@ -6,8 +6,9 @@ namespace Morphisms.Kms.Functions;
 
 /// <summary>
 /// The registered functions under the barrier at <c>morphisms/functions/NAME</c> (and the tombstones of deleted
-/// ones that required owner approval at <c>morphisms/tombstones/NAME</c>). Writes are serialised so that revision
-/// numbers are never handed out twice.
+/// ones that required owner approval at <c>morphisms/tombstones/NAME</c>, and the last revision number of every deleted
+/// name at <c>morphisms/deleted/NAME</c>). Writes are serialised so that revision numbers are never handed out twice,
+/// not even to a function registered afresh under a deleted function's name.
 /// </summary>
 internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvider time)
 {
@@ -55,6 +56,9 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
         {
             var existing = await GetOrTombstoneAsync(name, ct).ConfigureAwait(false);
             var now = time.GetUtcNow();
+
+            // A fresh registration of a deleted name is another function: it continues the name's numbering.
+            var after = existing is null ? await LastDeletedRevisionAsync(name, ct).ConfigureAwait(false) : 0;
             var ttl = spec.TokenTtl ?? (existing is null ? DefaultTokenTtl : TimeSpan.FromSeconds(existing.TokenTtl));
             var maxTtl = spec.TokenMaxTtl ?? (existing is null ? DefaultTokenMaxTtl : TimeSpan.FromSeconds(existing.TokenMaxTtl));
             if (maxTtl > maxTokenTtl)
@@ -87,7 +91,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 TokenTtl = (long)ttl.TotalSeconds,
                 TokenMaxTtl = (long)maxTtl.TotalSeconds,
                 SecretPath = existing is { ApprovalsRequired: > 0 } ? existing.SecretPath : spec.SecretPath ?? existing?.SecretPath,
-                Revisions = existing is { ApprovalsRequired: > 0 } ? existing.Revisions : Revise(existing, spec.ReferenceValues, now),
+                Revisions = existing is { ApprovalsRequired: > 0 } ? existing.Revisions : Revise(existing, spec.ReferenceValues, now, after),
                 Updates = proposed is null || repeated ? existing?.Updates ?? [] : KeepRecent([.. existing!.Updates, proposed]),
                 NextUpdateId = (existing?.NextUpdateId ?? 1) + (proposed is null || repeated ? 0 : 1),
                 CreatedTime = existing?.CreatedTime ?? now,
@@ -113,7 +117,11 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
         }
     }
 
-    private static List<FunctionRevision> Revise(FunctionRecord? existing, ReferenceValues? values, DateTimeOffset now)
+    /// <summary>
+    /// The revisions after a write of <paramref name="values"/>; a new one is numbered after the current one, or for a
+    /// function without revisions after <paramref name="after"/> (the name's last deleted revision).
+    /// </summary>
+    private static List<FunctionRevision> Revise(FunctionRecord? existing, ReferenceValues? values, DateTimeOffset now, int after = 0)
     {
         var revisions = existing?.Revisions.ToList() ?? [];
         if (values is null)
@@ -133,7 +141,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
         revisions = [.. revisions.Select(r => r.Status == RevisionStatus.Active ? r with { Status = RevisionStatus.Superseded } : r)];
         revisions.Add(new FunctionRevision
         {
-            Revision = (current?.Revision ?? 0) + 1,
+            Revision = (current?.Revision ?? after) + 1,
             Status = RevisionStatus.Active,
             CreatedTime = now,
             ReferenceValues = values,

@@ -8,8 +8,10 @@ namespace Morphisms.Kms.Functions;
 /// Every route is root-protected (the ACL must grant <c>sudo</c>), because whoever writes reference values decides
 /// which code receives the function's secrets. LIST and GET show registered functions only; a deleted function's
 /// tombstone is read at <c>NAME/tombstone</c> (see <see cref="Updates.Tombstones"/>), but for the ACL's create/update
-/// distinction a tombstoned name exists. DELETE revokes everything issued under the name, also when nothing is
-/// registered any more, so a DELETE again finishes a deletion whose revocation was interrupted.
+/// distinction a tombstoned name exists. DELETE revokes everything issued under the name up to the last revision the
+/// deleted function reached, also when nothing is registered any more, so a DELETE again finishes a deletion whose
+/// revocation was interrupted without reaching a function registered afresh under the name since (its revisions are
+/// numbered after that one).
 /// </summary>
 internal sealed class FunctionRegistryBackend : ILogicalBackend
 {
@@ -152,19 +154,22 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         var name = FunctionRegistry.ValidName(match["name"]);
         var state = request.RequireState();
 
-        // Deleted (or tombstoned) first so no new login can succeed, then whatever was issued goes too.
-        if (await state.Functions.DeleteAsync(name, ct).ConfigureAwait(false) is not { } deletion)
+        // Deleted (or tombstoned) first so no new login can succeed, then whatever was issued goes too — up to the last
+        // revision the deleted function reached: the name may be registered afresh meanwhile, numbering after it.
+        var deletion = await state.Functions.DeleteAsync(name, ct).ConfigureAwait(false);
+        if (deletion.Record is null)
         {
             // Nothing registered, but a deletion before may have committed and stopped before its revocation finished
             // (the node stopped or lost its lock): DELETE is idempotent as in Vault, so this one finishes the job.
-            var left = await state.Functions.GetTombstoneAsync(name, ct).ConfigureAwait(false);
-            var (tokens, certificates) = await RevokeAllAsync(state, retirement, name, left, time).ConfigureAwait(false);
+            var left = deletion.Tombstone;
+            var (tokens, certificates) = await RevokeAllAsync(state, retirement, name, left, deletion.LastRevision, time).ConfigureAwait(false);
             if (tokens + certificates > 0)
             {
                 state.Audit?.Event("function-revocation-completed", request, new JsonObject
                 {
                     ["function"] = name,
                     ["tombstone"] = left is not null,
+                    ["last_revision"] = deletion.LastRevision,
                     ["tokens_revoked"] = tokens,
                     ["certificates_revoked"] = certificates,
                 });
@@ -173,7 +178,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             return null;
         }
 
-        await RevokeAllAsync(state, retirement, name, deletion.Record, time).ConfigureAwait(false);
+        await RevokeAllAsync(state, retirement, name, deletion.Record, deletion.LastRevision, time).ConfigureAwait(false);
         if (deletion.Tombstone is not { } tombstone)
         {
             return null;
@@ -205,12 +210,12 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
     /// <see cref="RevocationTimeout"/>.
     /// </summary>
     /// <exception cref="KmsException">503 when the revocation did not finish in time.</exception>
-    private static async Task<(int Tokens, int Certificates)> RevokeAllAsync(UnsealedState state, Updates.FunctionRetirement retirement, string name, FunctionRecord? record, TimeProvider time)
+    private static async Task<(int Tokens, int Certificates)> RevokeAllAsync(UnsealedState state, Updates.FunctionRetirement retirement, string name, FunctionRecord? record, int lastRevision, TimeProvider time)
     {
         using var bounded = new CancellationTokenSource(RevocationTimeout, time);
         try
         {
-            return await retirement.RevokeAllAsync(state, name, record, bounded.Token).ConfigureAwait(false);
+            return await retirement.RevokeAllAsync(state, name, record, lastRevision, bounded.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (bounded.IsCancellationRequested)
         {

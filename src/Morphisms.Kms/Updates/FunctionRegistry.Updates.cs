@@ -193,7 +193,7 @@ internal sealed partial class FunctionRegistry
             changed = changed with { Updates = KeepRecent(updates), UpdatedTime = now };
             if (update is { Kind: UpdateKind.Purge, Status: UpdateStatus.Applied })
             {
-                await storage.DeleteAsync(TombstonePrefix + name, ct).ConfigureAwait(false);
+                await PurgeAsync(changed, ct).ConfigureAwait(false);
             }
             else
             {

@@ -29,18 +29,20 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
     }
 
     /// <summary>
-    /// Revokes what every revision of <paramref name="function"/> was issued (it is being, or was, deleted); returns
-    /// how many tokens and certificates went. The revisions come from the issued index, which outlives the record, so
-    /// this also finishes a deletion whose revocation was interrupted (the function, or its tombstone, is then
-    /// <paramref name="record"/>, or null when nothing is left of it); with <paramref name="record"/> its revisions are
-    /// walked too, for a certificate revoker that tracks serials itself. Idempotent: revoked entries leave the index,
-    /// so with nothing left and no record it costs one listing.
+    /// Revokes what every revision of <paramref name="function"/> up to <paramref name="lastRevision"/> was issued (it
+    /// is being, or was, deleted); returns how many tokens and certificates went. The revisions come from the issued
+    /// index, which outlives the record, so this also finishes a deletion whose revocation was interrupted (the
+    /// function, or its tombstone, is then <paramref name="record"/>, or null when nothing is left of it); with
+    /// <paramref name="record"/> its revisions are walked too, for a certificate revoker that tracks serials itself.
+    /// Revisions above <paramref name="lastRevision"/> belong to a registration of the name after the deletion (it
+    /// numbers after the deleted function's last revision), and are left alone however the two interleave.
+    /// Idempotent: revoked entries leave the index, so with nothing left and no record it costs one listing.
     /// </summary>
-    public async Task<(int Tokens, int Certificates)> RevokeAllAsync(UnsealedState state, string function, FunctionRecord? record, CancellationToken ct)
+    public async Task<(int Tokens, int Certificates)> RevokeAllAsync(UnsealedState state, string function, FunctionRecord? record, int lastRevision, CancellationToken ct)
     {
         var revisions = await IssuedCredentials.RevisionsAsync(state.Barrier, function, ct).ConfigureAwait(false);
         var (tokens, certs) = (0, 0);
-        foreach (var revision in revisions.Union(record?.Revisions.Select(r => r.Revision) ?? []).Order())
+        foreach (var revision in revisions.Union(record?.Revisions.Select(r => r.Revision) ?? []).Where(r => r <= lastRevision).Order())
         {
             var (t, c) = await RevokeCredentialsAsync(state, function, revision, ct).ConfigureAwait(false);
             (tokens, certs) = (tokens + t, certs + c);

@@ -112,10 +112,13 @@ public sealed class TombstoneTests : IDisposable
         (await c.GetAsync("morphisms/functions/signer/tombstone", host)).Expect(404);
         var write = (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp), host)).Expect(200).Data;
         Assert.Null(write["pending_update"]);
-        Assert.Equal(1, write["current_revision"]!.GetValue<int>());
+
+        // Another function, but its revisions number on from the deleted one's (revision 1), never sharing theirs.
+        Assert.Equal(2, write["current_revision"]!.GetValue<int>());
+        Assert.Empty(write["owners"]!.AsArray());
 
         using var instance = new FunctionInstance();
-        Assert.Equal(1, (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(200).Data["revision"]!.GetValue<int>());
+        Assert.Equal(2, (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(200).Data["revision"]!.GetValue<int>());
     }
 
     [Fact]
@@ -162,6 +165,7 @@ public sealed class TombstoneTests : IDisposable
         var write = (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp), host)).Expect(200).Data;
         Assert.Null(write["pending_update"]);
         Assert.Empty(write["owners"]!.AsArray());
+        Assert.Equal(2, write["current_revision"]!.GetValue<int>());
         Assert.Contains("\"type\":\"function-tombstone-purged\"", await File.ReadAllTextAsync(Path.Combine(_dir, "audit.log")), StringComparison.Ordinal);
     }
 
