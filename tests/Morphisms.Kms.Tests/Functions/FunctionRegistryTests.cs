@@ -13,10 +13,69 @@ public class FunctionRegistryTests
     private readonly FakeTimeProvider _time = new(SimulatedTees.Epoch);
     private readonly FunctionRegistry _registry;
     private readonly InMemoryStorage _physical = new();
+    private readonly BarrierStorage _barrier;
 
     public FunctionRegistryTests()
     {
-        _registry = new FunctionRegistry(new BarrierStorage(_physical, Keyring.Create(SimulatedTees.Epoch)), _time);
+        _barrier = new BarrierStorage(_physical, Keyring.Create(SimulatedTees.Epoch));
+        _registry = new FunctionRegistry(_barrier, _time);
+    }
+
+    [Fact]
+    public async Task A_name_registered_afresh_after_a_delete_numbers_its_revisions_on_from_the_deleted_function()
+    {
+        await _registry.PutAsync("signer", Spec("""{"simulated":{"snp":["A48"]}}"""), KmsMax, default);
+        await _registry.PutAsync("signer", Spec("""{"simulated":{"snp":["B48"]}}"""), KmsMax, default);
+        var deleted = await _registry.DeleteAsync("signer", default);
+        Assert.NotNull(deleted.Record);
+        Assert.Equal(2, deleted.LastRevision);
+
+        // Nothing registered: nothing deleted, and the number is still known (what a DELETE again revokes up to).
+        var again = await _registry.DeleteAsync("signer", default);
+        Assert.Null(again.Record);
+        Assert.Equal(2, again.LastRevision);
+
+        // The mark is durable: a registry over the same storage (a restart, another HA node) numbers on from it too.
+        var restarted = new FunctionRegistry(_barrier, _time);
+        var fresh = (await restarted.PutAsync("signer", Spec("""{"simulated":{"snp":["A48"]}}"""), KmsMax, default)).Record;
+        Assert.Equal([3], fresh.Revisions.Select(r => r.Revision));
+        Assert.Equal(3, (await restarted.DeleteAsync("signer", default)).LastRevision);
+        Assert.Equal(4, (await restarted.PutAsync("signer", Spec("""{"simulated":{"snp":["A48"]}}"""), KmsMax, default)).Record.Current!.Revision);
+
+        // A name never deleted starts at 1.
+        Assert.Equal(1, (await restarted.PutAsync("other", Spec("""{"simulated":{"snp":["A48"]}}"""), KmsMax, default)).Record.Current!.Revision);
+        Assert.Equal(0, (await restarted.DeleteAsync("nobody", default)).LastRevision);
+    }
+
+    [Fact]
+    public async Task Purging_a_tombstone_from_before_marks_were_kept_keeps_its_last_revision()
+    {
+        await _registry.PutAsync("signer", Spec("""{"owners":["alice"],"approvals_required":1,"simulated":{"snp":["A48"]}}"""), KmsMax, default);
+        Assert.NotNull((await _registry.DeleteAsync("signer", default)).Tombstone);
+        await _barrier.DeleteAsync("morphisms/deleted/signer");
+
+        var (_, purge, _) = await _registry.ProposePurgeAsync("signer", default);
+        await _registry.ApproveAsync("signer", purge.Id, "alice", default);
+        Assert.Null(await _registry.GetTombstoneAsync("signer", default));
+        Assert.Equal(2, (await _registry.PutAsync("signer", Spec("""{"simulated":{"snp":["B48"]}}"""), KmsMax, default)).Record.Current!.Revision);
+    }
+
+    [Fact]
+    public async Task A_deletion_from_before_marks_were_kept_is_numbered_past_by_what_it_left_in_the_issued_index()
+    {
+        // A function deleted by an earlier version left credentials indexed under revision 4 and no mark.
+        const string Left = "morphisms/issued/signer/4/certs/0a";
+        await _barrier.PutAsync(Left, "{}"u8.ToArray());
+        Assert.Equal(5, (await _registry.PutAsync("signer", Spec("""{"simulated":{"snp":["A48"]}}"""), KmsMax, default)).Record.Current!.Revision);
+        await _registry.DeleteAsync("signer", default);
+        await _barrier.DeleteAsync(Left);
+
+        // A DELETE again of such a name records the number at once: once its revocation empties the index, a fresh
+        // registration still numbers past it.
+        await _barrier.PutAsync("morphisms/issued/legacy/7/certs/0a", "{}"u8.ToArray());
+        Assert.Equal(7, (await _registry.DeleteAsync("legacy", default)).LastRevision);
+        await _barrier.DeleteAsync("morphisms/issued/legacy/7/certs/0a");
+        Assert.Equal(8, (await _registry.PutAsync("legacy", Spec("""{"simulated":{"snp":["A48"]}}"""), KmsMax, default)).Record.Current!.Revision);
     }
 
     [Fact]

@@ -6,7 +6,8 @@ namespace Morphisms.Kms.Tests.Updates;
 /// <summary>
 /// Deleting a function commits the deletion, then revokes what the function was issued. That revocation must not be
 /// lost between the two: it goes on when the caller goes away, and when it did not finish (the node stopped) a DELETE
-/// again finishes it, although no function is registered any more.
+/// again finishes it, although no function is registered any more. Neither reaches a function registered afresh under
+/// the name meanwhile.
 /// </summary>
 public sealed class DeletionRevocationTests : IDisposable
 {
@@ -80,6 +81,50 @@ public sealed class DeletionRevocationTests : IDisposable
         Assert.Contains("\"tokens_revoked\":1", completed, StringComparison.Ordinal);
         Assert.Contains("\"certificates_revoked\":1", completed, StringComparison.Ordinal);
         Assert.Contains($"\"tombstone\":{(owned ? "true" : "false")}", completed, StringComparison.Ordinal);
+        Assert.Contains("\"last_revision\":1", completed, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The name is registered afresh and an instance logs in while a deletion's revocation walks the issued index: the
+    /// deletion's own (<paramref name="retry"/> false) or a DELETE again finishing one that was cut short (true). The
+    /// walk revokes what the deleted function was issued and nothing of the new function's.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_revocation_racing_a_fresh_registration_of_the_name_leaves_the_new_functions_credentials_alone(bool retry)
+    {
+        var storage = new FaultStorage();
+        await using var kms = await StartAsync(storage);
+        var c = kms.Client;
+        await AttestFlow.RegisterSignerAsync(c);
+        var (oldToken, oldSerial) = await LoginAsync(c);
+
+        if (retry)
+        {
+            storage.FailRevocationOnce();
+            Assert.Equal(500, (await c.DeleteAsync("morphisms/functions/signer")).Status);
+            (await c.PostAsync("auth/token/lookup", new { token = oldToken })).Expect(200);
+        }
+
+        storage.HoldRevocation(afterDelete: !retry);
+        var delete = c.DeleteAsync("morphisms/functions/signer");
+        await storage.RevocationReached.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // Meanwhile: the same name, registered afresh (nothing left of the old function stops that), and a login.
+        (await c.GetAsync("morphisms/functions/signer")).Expect(404);
+        Assert.Equal(2, (await c.PutAsync("morphisms/functions/signer", AttestFlow.SignerRegistration())).Expect(200).Data["current_revision"]!.GetValue<int>());
+        var (newToken, newSerial) = await LoginAsync(c);
+        storage.ReleaseRevocation();
+        (await delete).Expect(204);
+
+        // The deleted function's credentials are gone; the new function's work, and its registration stands.
+        (await c.PostAsync("auth/token/lookup", new { token = oldToken })).Expect(403);
+        Assert.True((await c.GetAsync("pki/cert/" + oldSerial)).Expect(200).Data["revocation_time"]!.GetValue<long>() > 0);
+        Assert.Equal("signer", (await c.PostAsync("auth/token/lookup", new { token = newToken })).Expect(200).Data["meta"]!["function"]!.GetValue<string>());
+        Assert.Equal(0, (await c.GetAsync("pki/cert/" + newSerial)).Expect(200).Data["revocation_time"]!.GetValue<long>());
+        Assert.Equal(["2/"], await storage.Inner.ListAsync(Index));
+        (await c.GetAsync("morphisms/functions/signer")).Expect(200);
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -116,7 +161,9 @@ public sealed class DeletionRevocationTests : IDisposable
         private const string FunctionKey = "morphisms/functions/signer";
         private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource<bool> _callerGone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int _mode;
+        private bool _holdAfterDelete;
         private CancellationToken _commitToken;
 
         public InMemoryStorage Inner { get; } = new();
@@ -130,6 +177,20 @@ public sealed class DeletionRevocationTests : IDisposable
         public void FailRevocationOnce() => _mode = 1;
 
         public void HoldRevocationUntilTheCallerGoes() => _mode = 2;
+
+        /// <summary>
+        /// Holds the next listing of the whole index until <see cref="ReleaseRevocation"/>: with
+        /// <paramref name="afterDelete"/>, the next one after the deletion's commit (the deletion itself may list the
+        /// index first, under the registry's lock); without, the next one at all (a DELETE of a name with a mark lists
+        /// it only to revoke).
+        /// </summary>
+        public void HoldRevocation(bool afterDelete)
+        {
+            _holdAfterDelete = afterDelete;
+            _mode = 3;
+        }
+
+        public void ReleaseRevocation() => _release.TrySetResult();
 
         public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
 
@@ -149,7 +210,13 @@ public sealed class DeletionRevocationTests : IDisposable
 
         public async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
         {
-            if (prefix.StartsWith(Index, StringComparison.Ordinal) && _commitToken.CanBeCanceled)
+            if (prefix == Index && _mode == 3 && (!_holdAfterDelete || _commitToken.CanBeCanceled) && Interlocked.Exchange(ref _mode, 0) == 3)
+            {
+                _reached.TrySetResult();
+                await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            }
+
+            if (prefix.StartsWith(Index, StringComparison.Ordinal) && _commitToken.CanBeCanceled && _mode is 1 or 2)
             {
                 var mode = Interlocked.Exchange(ref _mode, 0);
                 if (mode == 1)
