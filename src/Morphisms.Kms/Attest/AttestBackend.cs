@@ -204,6 +204,11 @@ internal sealed class AttestBackend : ILogicalBackend
             ["function"] = function.Name,
             ["revision"] = revision.Revision,
             ["tee"] = result.Tee.ToWireName(),
+
+            // Whether this login's tie to the function rests on the registrant's word that the launch measurement
+            // binds the workload rather than on HOST_DATA / MRCONFIGID (simulated evidence is appraised against the
+            // simulated measurements, which the opt-in does not concern).
+            ["launch_measurement_binds_workload"] = !result.Simulated && WorkloadBinding.OptedIn(revision.ReferenceValues).Contains(result.Tee.ToWireName()),
             ["measurement"] = measurement,
             ["simulated"] = result.Simulated,
             ["status"] = result.Status.ToWireName(),
