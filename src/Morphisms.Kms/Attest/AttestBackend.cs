@@ -205,9 +205,9 @@ internal sealed class AttestBackend : ILogicalBackend
             ["revision"] = revision.Revision,
             ["tee"] = result.Tee.ToWireName(),
 
-            // Whether this login's tie to the function rests on the registrant's word that the launch measurement
-            // binds the workload rather than on HOST_DATA / MRCONFIGID (simulated evidence is appraised against the
-            // simulated measurements, which the opt-in does not concern).
+            // Whether the matched revision takes the registrant's word that the launch measurement binds the workload
+            // for this TEE (the flag GET shows, which lets HOST_DATA / MRCONFIGID go unset), so such logins can be
+            // found. Simulated evidence is appraised against the simulated measurements, which the flag does not concern.
             ["launch_measurement_binds_workload"] = !result.Simulated && WorkloadBinding.OptedIn(revision.ReferenceValues).Contains(result.Tee.ToWireName()),
             ["measurement"] = measurement,
             ["simulated"] = result.Simulated,
