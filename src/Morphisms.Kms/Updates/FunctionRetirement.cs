@@ -64,7 +64,8 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
 
     /// <summary>
     /// Called by attest-login once its credentials and their index entries are committed: refuses the login (revoking
-    /// what it was issued) if the revision was retired or the function deleted meanwhile. A retirement marks the
+    /// what it was issued) if the revision was retired or the function deleted meanwhile, also when the name was
+    /// registered afresh since. A retirement marks the
     /// revision before it walks the index, and the login commits its index entries before this check, so either the
     /// retirement's walk finds them or this check finds the mark.
     /// </summary>
@@ -72,13 +73,16 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
     public async Task RefuseIfRetiredAsync(UnsealedState state, string function, int revision, CancellationToken ct)
     {
         var record = await state.Functions.GetAsync(function, ct).ConfigureAwait(false);
-        if (record?.Revisions.Find(r => r.Revision == revision) is { Status: not RevisionStatus.Retired })
+        var matched = record?.Revisions.Find(r => r.Revision == revision);
+        if (matched is { Status: not RevisionStatus.Retired })
         {
             return;
         }
 
+        // No such revision: the function whose values matched was deleted and the name registered afresh since (a
+        // fresh registration numbers after the deleted function's revisions, so it cannot have this one).
         await RevokeCredentialsAsync(state, function, revision, ct).ConfigureAwait(false);
-        throw Retired(function, revision, record is null);
+        throw Retired(function, revision, matched is null);
     }
 
     /// <summary>Whether this login should also prune the revision's expired index entries (at most once per minute per revision).</summary>

@@ -127,6 +127,37 @@ public sealed class DeletionRevocationTests : IDisposable
         (await c.GetAsync("morphisms/functions/signer")).Expect(200);
     }
 
+    /// <summary>
+    /// A login matched the function's values, and before it commits what it issued the function is deleted and the
+    /// name registered afresh: the deletion's walk cannot see the login's credentials yet, and the new function has no
+    /// revision 1 to accept them under, so the login revokes them itself and is refused.
+    /// </summary>
+    [Fact]
+    public async Task A_login_that_matched_the_deleted_function_is_refused_although_the_name_is_registered_again()
+    {
+        var storage = new FaultStorage();
+        await using var kms = await StartAsync(storage);
+        var c = kms.Client;
+        await AttestFlow.RegisterSignerAsync(c);
+
+        storage.HoldLoginCommit();
+        using var instance = new FunctionInstance();
+        var login = OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement);
+        await storage.RevocationReached.WaitAsync(TimeSpan.FromSeconds(30));
+        (await c.DeleteAsync("morphisms/functions/signer")).Expect(204);
+        (await c.PutAsync("morphisms/functions/signer", AttestFlow.SignerRegistration())).Expect(200);
+        storage.ReleaseRevocation();
+
+        var refused = await login;
+        Assert.Equal(403, refused.Status);
+        Assert.Contains("attestation refused: function signer was deleted", refused.Raw, StringComparison.Ordinal);
+        Assert.Empty(await storage.Inner.ListAsync(Index + "1/"));
+
+        // The function registered again is not affected: its own logins work, under its own revision.
+        using var next = new FunctionInstance();
+        Assert.Equal(2, (await OwnedFunction.LoginAsync(c, next, FunctionInstance.SnpMeasurement)).Expect(200).Data["revision"]!.GetValue<int>());
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     private Task<TestKms> StartAsync(FaultStorage storage) =>
@@ -154,7 +185,8 @@ public sealed class DeletionRevocationTests : IDisposable
     /// <summary>
     /// In-memory storage that stops the first listing of signer's issued index after the deletion's commit: by failing
     /// it (the node stopped), or by holding it until the request that committed the deletion is aborted and then
-    /// honouring the listing's own cancellation token (so a revocation on the request's token is abandoned).
+    /// honouring the listing's own cancellation token (so a revocation on the request's token is abandoned). It can also
+    /// hold a revocation's listing, or a login's commit, until the test has done what races with it.
     /// </summary>
     private sealed class FaultStorage : IPhysicalStorage
     {
@@ -192,6 +224,9 @@ public sealed class DeletionRevocationTests : IDisposable
 
         public void ReleaseRevocation() => _release.TrySetResult();
 
+        /// <summary>Holds the next commit of a login's index entries for revision 1 until <see cref="ReleaseRevocation"/>.</summary>
+        public void HoldLoginCommit() => _mode = 4;
+
         public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
 
         public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => Inner.PutAsync(key, value, cancellationToken);
@@ -202,10 +237,16 @@ public sealed class DeletionRevocationTests : IDisposable
             return Inner.DeleteAsync(key, cancellationToken);
         }
 
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
         {
+            if (_mode == 4 && operations.Any(o => o.Key.StartsWith(Index + "1/tokens/", StringComparison.Ordinal)) && Interlocked.Exchange(ref _mode, 0) == 4)
+            {
+                _reached.TrySetResult();
+                await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            }
+
             Committing([.. operations.Where(o => o.Value is null).Select(o => o.Key)], cancellationToken);
-            return Inner.TransactAsync(operations, cancellationToken);
+            await Inner.TransactAsync(operations, cancellationToken);
         }
 
         public async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
