@@ -176,6 +176,6 @@ internal sealed record DeletedName
     /// <summary>The highest revision number of the name when it was last deleted.</summary>
     public required int LastRevision { get; init; }
 
-    /// <summary>When that was.</summary>
+    /// <summary>When that was (for a deletion from before marks were kept, when a DELETE again or a purge recorded it).</summary>
     public DateTimeOffset DeletedTime { get; init; }
 }
