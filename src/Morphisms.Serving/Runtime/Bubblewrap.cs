@@ -7,8 +7,10 @@ namespace Morphisms.Serving.Runtime;
 /// (<see cref="SandboxSystemView"/>: programs, libraries, the needed parts of <c>/etc</c>, <c>/sys</c>) and the paths
 /// the caller names, read-only, plus the paths it names writable; a private <c>/tmp</c>, a fresh <c>/proc</c> and
 /// <c>/dev</c>, into which the caller may put a real TEE's guest interfaces (<see cref="SandboxMount"/>); the root
-/// itself is read-only. Home directories, data directories and other instances' paths are not
-/// there at all. Private PID, IPC and UTS namespaces, and the sandbox dies with the runtime. The network namespace is
+/// itself is read-only. Home directories, data directories and other instances' paths are not there at all. Private
+/// PID, IPC and UTS namespaces, and the sandbox dies with the runtime. No capabilities, even when the runtime runs as
+/// root (<c>--cap-drop ALL</c>; bubblewrap's <c>no_new_privs</c> keeps an exec, of a setuid program too, from giving
+/// any back), so what an instance may open is decided by its uid and the files' modes alone. The network namespace is
 /// shared: bubblewrap alone cannot give an instance a private network that still exposes its port to the gateway
 /// (that needs a veth pair or slirp4netns), so instances can reach the host's network — a known gap, reported in the log.
 /// </summary>
@@ -98,10 +100,15 @@ public sealed class Bubblewrap
     }
 
     // Wrap's paths come after these, so one under /tmp is bound on top of the private tmpfs rather than hidden by it.
+    // --cap-drop ALL: bubblewrap run by root keeps every capability in the sandbox unless told otherwise, and a serving
+    // host often runs as root (CI, containers); CAP_SYS_ADMIN, CAP_SYS_PTRACE or CAP_DAC_OVERRIDE would let an instance
+    // remount its root writable, read any file it is shown and read the non-dumpable morph-init through /proc. For any
+    // other caller bwrap leaves none anyway and accepts the flag (0.8 unprivileged and setuid alike: only --cap-add is
+    // refused in setuid mode), so it is passed always, and Probe's trial run fails on a bwrap that does not know it.
     private static string[] CommonArguments() =>
     [
         "--die-with-parent", .. SandboxSystemView.Arguments(), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
-        "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL",
     ];
 
     private static (int Code, string Output) Run(string program, IReadOnlyList<string> args)

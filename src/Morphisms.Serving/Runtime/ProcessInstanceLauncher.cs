@@ -59,7 +59,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
             log(_bwrap is null
                 ? $"runtime: {reason}: instances run as PLAIN PROCESSES, not sandboxed"
-                : $"runtime: {_bwrap.Version}: instances see only the system, the programs they run and their own paths (no home, no data directory), with a private /tmp, PID/IPC/UTS namespaces and die-with-parent; the network namespace is shared (the instance port must stay reachable)");
+                : $"runtime: {_bwrap.Version}: instances see only the system, the programs they run and their own paths (no home, no data directory), with a private /tmp, PID/IPC/UTS namespaces, no capabilities (even as root) and die-with-parent; the network namespace is shared (the instance port must stay reachable)");
         }
 
         log(options.MemoryLimitBytes > 0 || options.PidsLimit > 0

@@ -1,0 +1,112 @@
+using System.Security.Cryptography;
+using Morphisms.Serving.Runtime;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Tests;
+
+/// <summary>
+/// bubblewrap leaves a root caller every capability unless told otherwise, and a serving host often runs as root (CI,
+/// containers): its instances would then hold <c>CAP_SYS_ADMIN</c>, <c>CAP_SYS_PTRACE</c>, <c>CAP_DAC_OVERRIDE</c> and
+/// the rest inside the sandbox, enough to remount its read-only root, read files whatever their mode and read the
+/// non-dumpable morph-init's <c>/proc</c> entries. So every instance runs with none, whoever runs the host; and what an
+/// instance needs (its devices, its directories) stays reachable by file permissions alone. Host paths live under
+/// /var/tmp: the sandbox's private /tmp would hide anything under /tmp.
+/// </summary>
+public sealed class SandboxCapabilityTests : IDisposable
+{
+    // The shell's own status (a redirection, not a child process), then what the missing capabilities keep it from:
+    // reading a file its mode closes to everyone (CAP_DAC_OVERRIDE) and making the root writable (CAP_SYS_ADMIN).
+    private const string Probe = """
+        while IFS= read -r line; do
+          case "$line" in CapInh:*|CapPrm:*|CapEff:*|CapAmb:*|NoNewPrivs:*) echo "$line" ;; esac
+        done < /proc/self/status
+        if cat "$LOCKED" >/dev/null 2>&1; then echo "read locked"; else echo "locked denied"; fi
+        if mount -o remount,rw / 2>/dev/null; then echo "remounted"; else echo "remount denied"; fi
+        """;
+
+    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-caps-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
+
+    public static TheoryData<FunctionTee> Tees => new() { FunctionTee.None, FunctionTee.Sim };
+
+    [BubblewrapTheory]
+    [MemberData(nameof(Tees))]
+    public async Task An_instance_holds_no_capability_and_cannot_regain_one_even_when_the_host_runs_as_root(FunctionTee tee)
+    {
+        var spec = Spec(tee, ["/bin/sh", "-c", Probe]);
+        var locked = Path.Combine(spec.Bundle, "locked");
+        File.WriteAllText(locked, "closed to all\n");
+        File.SetUnixFileMode(locked, UnixFileMode.None);
+        spec = spec with { Env = new Dictionary<string, string> { ["LOCKED"] = locked } };
+
+        // For sim, a stand-in for morph-init that hands over to the app the way the agent does (the app is what runs the
+        // function's code), so the probe runs as the app under it.
+        var output = await SandboxProbe.RunAsync(Options(["/bin/sh", "-c", """
+            while [ $# -gt 0 ] && [ "$1" != -- ]; do shift; done
+            shift
+            exec "$@"
+            """, "morph-init"]), spec);
+
+        const string None = "0000000000000000";
+        Assert.Equal(
+            [$"CapInh:\t{None}", $"CapPrm:\t{None}", $"CapEff:\t{None}", $"CapAmb:\t{None}", "NoNewPrivs:\t1", "locked denied", "remount denied"],
+            output);
+    }
+
+    [BubblewrapFact]
+    public async Task A_TEE_device_open_to_its_owner_alone_still_opens_read_write()
+    {
+        // As on a guest, where /dev/sev-guest and /dev/tdx_guest are rw for root only and the serving host runs as root:
+        // the owner's permission bits need no capability (CAP_DAC_OVERRIDE is for files the mode closes to the caller).
+        var device = Path.Combine(Directory.CreateDirectory(Path.Combine(_root, "dev")).FullName, "sev-guest");
+        File.WriteAllText(device, "");
+        File.SetUnixFileMode(device, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var options = Options(["/bin/sh", "-c", """
+            grep CapEff /proc/self/status
+            echo request >> /dev/sev-guest && cat /dev/sev-guest
+            """, "morph-init"]) with
+        {
+            // No stand-in for configfs-tsm: bubblewrap cannot make its mount point in a read-only /sys that lacks it.
+            TeeInterfaces = new TeeInterfaces { SevGuest = device, ConfigFsTsmReport = Path.Combine(_root, "absent") },
+        };
+
+        var output = await SandboxProbe.RunAsync(options, Spec(FunctionTee.Snp, ["/bin/true"]));
+
+        Assert.Equal(["CapEff:\t0000000000000000", "request"], output);
+    }
+
+    [Fact]
+    public void The_command_line_drops_every_capability_before_the_command()
+    {
+        var args = new Bubblewrap("/usr/bin/bwrap", "bubblewrap (test)").Wrap(["/bin/true"], [], []).ToList();
+
+        var drop = Enumerable.Range(0, args.Count - 1).Single(i => args[i] == "--cap-drop");
+        Assert.Equal("ALL", args[drop + 1]);
+        Assert.True(drop < args.IndexOf("--"), string.Join(' ', args));
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private RuntimeOptions Options(IReadOnlyList<string> morphInit) => new()
+    {
+        DataDirectory = Path.Combine(_root, "data"),
+        Sandbox = SandboxMode.Required,
+        KmsUrl = new Uri("https://127.0.0.1:1/"),
+        SimulatedTeeDirectory = Path.Combine(_root, "simulated-tee"),
+        MorphInit = morphInit,
+    };
+
+    private FunctionSpec Spec(FunctionTee tee, IReadOnlyList<string> command)
+    {
+        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        return new FunctionSpec { Name = "probe", Tee = tee, Bundle = bundle, Command = command };
+    }
+}
