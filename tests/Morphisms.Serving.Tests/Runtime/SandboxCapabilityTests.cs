@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Runtime;
 using Morphisms.Serving.Spec;
 
@@ -12,7 +13,7 @@ namespace Morphisms.Serving.Tests;
 /// instance needs (its devices, its directories) stays reachable by file permissions alone. Host paths live under
 /// /var/tmp: the sandbox's private /tmp would hide anything under /tmp.
 /// </summary>
-public sealed class SandboxCapabilityTests : IDisposable
+public sealed class SandboxCapabilityTests(ServingKms kms) : IClassFixture<ServingKms>, IDisposable
 {
     // The shell's own status (a redirection, not a child process), then what the missing capabilities keep it from:
     // reading a file its mode closes to everyone (CAP_DAC_OVERRIDE) and making the root writable (CAP_SYS_ADMIN).
@@ -38,8 +39,9 @@ public sealed class SandboxCapabilityTests : IDisposable
         File.SetUnixFileMode(locked, UnixFileMode.None);
         spec = spec with { Env = new Dictionary<string, string> { ["LOCKED"] = locked } };
 
-        // For sim, a stand-in for morph-init that hands over to the app the way the agent does (the app is what runs the
-        // function's code), so the probe runs as the app under it.
+        // For sim, a stand-in for morph-init that runs the app (its command after --), so the probe is the function's code
+        // started by the agent. No CapBnd: bubblewrap empties the bounding set only in a user namespace, so as root it
+        // stays full; no_new_privs is what keeps an exec (a setuid mount too) from taking anything from it.
         var output = await SandboxProbe.RunAsync(Options(["/bin/sh", "-c", """
             while [ $# -gt 0 ] && [ "$1" != -- ]; do shift; done
             shift
@@ -50,6 +52,30 @@ public sealed class SandboxCapabilityTests : IDisposable
         Assert.Equal(
             [$"CapInh:\t{None}", $"CapPrm:\t{None}", $"CapEff:\t{None}", $"CapAmb:\t{None}", "NoNewPrivs:\t1", "locked denied", "remount denied"],
             output);
+    }
+
+    [BubblewrapFact]
+    public async Task The_app_cannot_read_the_real_morph_inits_environment_even_when_the_host_runs_as_root()
+    {
+        // The agent is non-dumpable, so its /proc/PID/environ (which keeps the report token it was given) is refused to
+        // the app beside it; CAP_SYS_PTRACE would override that, and root's bubblewrap sandbox used to keep it.
+        using var functions = new TestFunctions();
+        await kms.PutBundleAsync("guarded");
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms.Connection, kms.SimDir);
+        var spec = functions.Spec("guarded", "a", scale: new ScaleSpec { Min = 1 }) with
+        {
+            Command = ["/bin/sh", "-c", """
+                if cat /proc/self/environ >/dev/null 2>&1; then echo "own environ: read"; else echo "own environ: denied"; fi
+                if cat /proc/$PPID/environ >/dev/null 2>&1; then echo "agent environ: read"; else echo "agent environ: denied"; fi
+                exec sleep 60
+                """],
+        };
+
+        await host.DeployAsync(spec, CancellationToken.None);
+
+        await Eventually.True(() => host.Logs("guarded", 200).Any(l => l.Line.Text.StartsWith("agent environ:", StringComparison.Ordinal)), "the app probed its agent", seconds: 40);
+        var probes = host.Logs("guarded", 200).Select(l => l.Line.Text).Where(t => t.Contains(" environ: ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["own environ: read", "agent environ: denied"], probes.Take(2));
     }
 
     [BubblewrapFact]
