@@ -208,7 +208,7 @@ internal sealed class AttestBackend : ILogicalBackend
             // Whether the matched revision takes the registrant's word that the launch measurement binds the workload
             // for this TEE (the flag GET shows, which lets HOST_DATA / MRCONFIGID go unset), so such logins can be
             // found. Simulated evidence is appraised against the simulated measurements, which the flag does not concern.
-            ["launch_measurement_binds_workload"] = !result.Simulated && WorkloadBinding.OptedIn(revision.ReferenceValues).Contains(result.Tee.ToWireName()),
+            ["launch_measurement_binds_workload"] = !result.Simulated && WorkloadBinding.ReliedOn(revision.ReferenceValues).Contains(result.Tee.ToWireName()),
             ["measurement"] = measurement,
             ["simulated"] = result.Simulated,
             ["status"] = result.Status.ToWireName(),

@@ -135,7 +135,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
     private static void AuditOptIn(KmsRequest request, UnsealedState state, string name, FunctionRecord record, Updates.PendingUpdate? proposed, bool registered)
     {
         var values = proposed is not null ? proposed.ReferenceValues : registered ? record.Current?.ReferenceValues : null;
-        if (WorkloadBinding.OptedIn(values) is not { Count: > 0 } tees)
+        if (WorkloadBinding.ReliedOn(values) is not { Count: > 0 } tees)
         {
             return;
         }

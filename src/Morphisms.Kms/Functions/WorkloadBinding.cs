@@ -54,16 +54,20 @@ internal static class WorkloadBinding
             + $"Set tdx.{OptIn} to true instead only if the function is built into the measured image");
     }
 
-    /// <summary>The TEEs whose reference in <paramref name="values"/> relies on the opt-in.</summary>
-    public static List<string> OptedIn(ReferenceValues? values)
+    /// <summary>
+    /// The TEEs whose reference in <paramref name="values"/> relies on the opt-in: it is set and the field that would
+    /// bind the workload is not. An opt-in beside a HOST_DATA or MRCONFIGID binds nothing the field does not already
+    /// bind, so it is left out: the audit marks only logins that rest on the registrant's word.
+    /// </summary>
+    public static List<string> ReliedOn(ReferenceValues? values)
     {
         var tees = new List<string>();
-        if (values?.Snp is { LaunchMeasurementBindsWorkload: true })
+        if (values?.Snp is { LaunchMeasurementBindsWorkload: true } snp && !IsSet(snp.HostData))
         {
             tees.Add("snp");
         }
 
-        if (values?.Tdx is { LaunchMeasurementBindsWorkload: true })
+        if (values?.Tdx is { LaunchMeasurementBindsWorkload: true } tdx && !IsSet(tdx.MrConfigId))
         {
             tees.Add("tdx");
         }

@@ -33,8 +33,11 @@ public sealed class WorkloadBindingAuditTests : IDisposable
         (await c.PutAsync("morphisms/functions/opted-in", new { snp = new { measurements = new[] { measurement }, launch_measurement_binds_workload = true } })).Expect(200);
         (await c.PutAsync("morphisms/functions/bound", new { snp = new { measurements = new[] { measurement }, host_data = Hex.Of(hostData) } })).Expect(200);
 
+        // The opt-in beside HOST_DATA: the field binds the function, so this login rests on no one's word.
+        (await c.PutAsync("morphisms/functions/both", new { snp = new { measurements = new[] { measurement }, host_data = Hex.Of(hostData), launch_measurement_binds_workload = true } })).Expect(200);
+
         using var instance = new FunctionInstance();
-        foreach (var (function, data) in new[] { ("opted-in", new byte[32]), ("bound", hostData) })
+        foreach (var (function, data) in new[] { ("opted-in", new byte[32]), ("bound", hostData), ("both", hostData) })
         {
             var nonce = await AttestFlow.ChallengeAsync(c, function);
             var report = SimulatedTees.Trusted.CreateSnpReport(new SimulatedSnpReportRequest { ReportData = instance.Binding(nonce), Measurement = FunctionInstance.SnpMeasurement, HostData = data });
@@ -45,6 +48,7 @@ public sealed class WorkloadBindingAuditTests : IDisposable
         var entries = await AcceptedLoginsAsync(audit);
         Assert.True(entries["opted-in"]["launch_measurement_binds_workload"]!.GetValue<bool>());
         Assert.False(entries["bound"]["launch_measurement_binds_workload"]!.GetValue<bool>());
+        Assert.False(entries["both"]["launch_measurement_binds_workload"]!.GetValue<bool>());
     }
 
     [Fact]

@@ -90,6 +90,31 @@ public sealed class WorkloadBindingTests : IDisposable
     }
 
     [Fact]
+    public async Task An_opt_in_beside_the_binding_field_relies_on_nothing_and_is_not_audited_as_relied_on()
+    {
+        await using var kms = await StartAsync();
+        (await kms.Client.PutAsync("morphisms/functions/signer", new
+        {
+            snp = new { measurements = new[] { M48 }, host_data = HostData, launch_measurement_binds_workload = true },
+            tdx = new { mrtds = new[] { M48 }, rtmr1 = Rtmr1, rtmr2 = Rtmr2, mrconfigid = ConfigId, launch_measurement_binds_workload = true },
+        })).Expect(200);
+
+        // Stored and shown as written; but HOST_DATA and MRCONFIGID bind the function, so no login rests on the word.
+        var read = (await kms.Client.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.True(read["snp"]!["launch_measurement_binds_workload"]!.GetValue<bool>());
+        Assert.Empty(Events(await AuditAsync(), "function-launch-measurement-binds-workload"));
+
+        // Only the TEE without its binding field is recorded.
+        (await kms.Client.PutAsync("morphisms/functions/signer", new
+        {
+            snp = new { measurements = new[] { M48 }, host_data = HostData, launch_measurement_binds_workload = true },
+            tdx = new { mrtds = new[] { M48 }, rtmr1 = Rtmr1, rtmr2 = Rtmr2, launch_measurement_binds_workload = true },
+        })).Expect(200);
+        var recorded = Assert.Single(Events(await AuditAsync(), "function-launch-measurement-binds-workload"));
+        Assert.Equal(["tdx"], recorded["tees"]!.AsArray().Select(t => t!.GetValue<string>()));
+    }
+
+    [Fact]
     public async Task An_opt_in_proposed_to_owners_is_audited_with_its_update()
     {
         await using var kms = await StartAsync();
