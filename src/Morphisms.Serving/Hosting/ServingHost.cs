@@ -197,7 +197,9 @@ public sealed partial class ServingHost : IAsyncDisposable
 
             await ApplyTrafficAsync(entry, spec.Traffic).ConfigureAwait(false);
             Log($"deploy {spec.Name}: {revision.Name}{(created ? " (new)" : " (unchanged)")}; {note}");
-            return new DeployResult(spec.Name, revision.Name, created, HostOf(spec.Name), revision.Measurement, note);
+            // The simulated TEE's evidence is SNP-format: its instances' certificates carry "snp" and this digest.
+            var expect = spec.Tee == FunctionTee.Sim ? "snp:" + revision.Measurement : null;
+            return new DeployResult(spec.Name, revision.Name, created, HostOf(spec.Name), revision.Measurement, note, expect);
         }
         finally
         {

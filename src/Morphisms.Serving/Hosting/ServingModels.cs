@@ -7,7 +7,13 @@ namespace Morphisms.Serving.Hosting;
 /// <param name="Host">The function's host name.</param>
 /// <param name="Measurement">The revision's measurement (hex).</param>
 /// <param name="Kms">What happened at the KMS registry.</param>
-public sealed record DeployResult(string Function, string Revision, bool Created, string Host, string Measurement, string Kms);
+/// <param name="ExpectMeasurement">
+/// What a client passes to <c>morph invoke --expect-measurement</c> to accept only this revision's instances
+/// (<c>snp:HEX</c>, the TEE and value their certificates carry), or null when the host cannot know it: a plain function
+/// has no certificate to check, and a hardware TEE's measurement is the one the hardware reports, not the simulated
+/// digest in <paramref name="Measurement"/>.
+/// </param>
+public sealed record DeployResult(string Function, string Revision, bool Created, string Host, string Measurement, string Kms, string? ExpectMeasurement);
 
 /// <summary>One function in <c>morph ls</c>.</summary>
 /// <param name="Name">The function.</param>

@@ -26,7 +26,7 @@ public sealed partial class QuickstartTests
             var pinnedRoot = Field(stdout, @"root CA    sha256 ([0-9a-f]{64})");
             Assert.Contains($"(pinned KMS root CA sha256 {pinnedRoot})", stdout);
             Assert.Contains("[pinned root]", stdout);
-            Assert.Matches(@"  measurement  [0-9a-f]{96}", stdout);
+            Assert.Matches(@"  measurement  snp:[0-9a-f]{96}", stdout);
             Assert.Contains("4. stopping", stdout);
 
             // The signature checks out with the public key the function printed, over exactly the message sent.

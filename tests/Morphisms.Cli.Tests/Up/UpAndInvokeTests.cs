@@ -54,14 +54,15 @@ public sealed class UpAndInvokeTests
                 var signerDir = Path.Combine(Path.GetDirectoryName(MorphProcess.MorphDll)!, "samples", "signer");
                 var deploy = await MorphRunner.RunAsync("deploy", signerDir);
                 Assert.True(deploy.ExitCode == 0, deploy.Stderr);
-                var measurement = QuickstartTests.Field(deploy.Stdout, "  measurement  ([0-9a-f]{96})");
+                // Printed typed, as `--expect-measurement` takes it: the simulated TEE attests in SNP's format.
+                var measurement = QuickstartTests.Field(deploy.Stdout, "  measurement  snp:([0-9a-f]{96})");
                 var listed = await MorphRunner.RunAsync("ls");
                 Assert.True(listed.ExitCode == 0, listed.Stderr);
                 Assert.Contains("signer", listed.Stdout);
 
-                var shown = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key", "--show-attestation", "--expect-measurement", measurement);
+                var shown = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key", "--show-attestation", "--expect-measurement", "snp:" + measurement);
                 Assert.True(shown.ExitCode == 0, shown.Stderr);
-                Assert.Contains($"  measurement  {measurement}", shown.Stdout);
+                Assert.Contains($"  measurement  snp:{measurement}", shown.Stdout);
                 Assert.Contains("  simulated    true", shown.Stdout);
                 Assert.Contains("[pinned root]", shown.Stdout);
                 Assert.Contains("\"algorithm\":\"ed25519\"", shown.Stdout);

@@ -61,6 +61,7 @@ public sealed class ConfidentialServingTests(ServingKms kms) : IClassFixture<Ser
         Assert.Equal("coldfn", identity.Function);
         Assert.True(identity.Simulated);
         Assert.Equal(deployed.Measurement, Convert.ToHexStringLower(identity.Measurement));
+        Assert.Equal($"{identity.Tee}:{deployed.Measurement}", deployed.ExpectMeasurement); // what --expect-measurement takes
         Assert.Contains("phase=\"attestation\"", host.Metrics.Render());
 
         // The splice relay hands its first-byte time to the thread pool rather than run the observer on its loop, so

@@ -102,7 +102,8 @@ internal static class FunctionInvoker
         await stdout.WriteLineAsync($"  revision     {identity.Revision}");
         await stdout.WriteLineAsync($"  tee          {identity.Tee}{(identity.Simulated ? " (SIMULATED: accepted only because the pinned KMS is itself simulated; proves nothing about hardware)" : string.Empty)}");
         await stdout.WriteLineAsync($"  simulated    {(identity.Simulated ? "true" : "false")}");
-        await stdout.WriteLineAsync($"  measurement  {Hex.Of(identity.Measurement)}");
+        // TEE-typed, as the certificate carries it: what `--expect-measurement` takes to pin this function.
+        await stdout.WriteLineAsync($"  measurement  {identity.Tee}:{Hex.Of(identity.Measurement)}");
         await stdout.WriteLineAsync($"  evidence     sha256 {Hex.Of(identity.EvidenceSha256)}");
         await stdout.WriteLineAsync($"  chain        (pinned KMS root CA sha256 {trust.RootCaSha256})");
         using var root = X509Certificate2.CreateFromPem(trust.RootCaPem);

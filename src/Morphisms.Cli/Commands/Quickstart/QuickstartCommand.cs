@@ -95,7 +95,7 @@ public static class QuickstartCommand
             return ExitCodes.Rejected;
         }
 
-        await stdout.WriteLineAsync($"   revision {deployed.Revision}, measurement {deployed.Measurement}");
+        await stdout.WriteLineAsync($"   revision {deployed.Revision}, measurement {deployed.ExpectMeasurement ?? deployed.Measurement}");
         await stdout.WriteLineAsync($"   kms      {deployed.Kms}");
 
         await stdout.WriteLineAsync($"3. invoking POST https://{deployed.Host}/sign through the gateway (cold start: attest, then serve)");

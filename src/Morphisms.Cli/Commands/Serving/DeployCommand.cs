@@ -24,7 +24,8 @@ public static class DeployCommand
             var created = result?["created"]?.GetValue<bool>() == true;
             await stdout.WriteLineAsync($"{result?["function"]}: revision {result?["revision"]}{(created ? " created" : " unchanged")}");
             await stdout.WriteLineAsync($"  host         {result?["host"]}");
-            await stdout.WriteLineAsync($"  measurement  {result?["measurement"]}");
+            // The typed form, where the host knows it, is what `morph invoke --expect-measurement` takes as is.
+            await stdout.WriteLineAsync($"  measurement  {result?["expect_measurement"] ?? result?["measurement"]}");
             await stdout.WriteLineAsync($"  kms          {result?["kms"]}");
             return ExitCodes.Ok;
         });
