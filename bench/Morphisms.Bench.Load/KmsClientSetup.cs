@@ -71,7 +71,7 @@ internal sealed record KmsClientInput(
 /// with <paramref name="Concurrency"/> workers or, with a <paramref name="Rate"/>, an open loop at that rate, for
 /// <paramref name="Seconds"/> after 20 calls and a <paramref name="Warmup"/>-second closed loop of warm-up.
 /// </summary>
-internal sealed record KmsMeasurement(string Operation, int Seconds, int Warmup, int Concurrency, int? Rate)
+internal sealed record KmsMeasurement(string Operation, int Seconds, int Warmup, int Concurrency, int? Rate, string? Cpus = null)
 {
     public string Label => Rate is { } rate ? $"{Operation}: open, {rate}/s" : $"{Operation}: closed, {Concurrency} workers";
 
@@ -82,7 +82,8 @@ internal sealed record KmsMeasurement(string Operation, int Seconds, int Warmup,
             "--op", Operation, "--seconds", Seconds.ToString(CultureInfo.InvariantCulture),
             "--warmup", Warmup.ToString(CultureInfo.InvariantCulture), "--concurrency", Concurrency.ToString(CultureInfo.InvariantCulture),
         ];
-        return Rate is { } rate ? [.. common, "--rate", rate.ToString(CultureInfo.InvariantCulture)] : common;
+        string[] cpus = Cpus is null ? [] : ["--cpus", Cpus];
+        return Rate is { } rate ? [.. common, .. cpus, "--rate", rate.ToString(CultureInfo.InvariantCulture)] : [.. common, .. cpus];
     }
 
     public static KmsMeasurement Parse(Options options) => new(
@@ -90,7 +91,8 @@ internal sealed record KmsMeasurement(string Operation, int Seconds, int Warmup,
         options.Int("seconds", 5),
         options.Int("warmup", 10),
         options.Int("concurrency", 16),
-        options.Get("rate") is { } rate ? int.Parse(rate, CultureInfo.InvariantCulture) : null);
+        options.Get("rate") is { } rate ? int.Parse(rate, CultureInfo.InvariantCulture) : null,
+        options.Get("cpus"));
 }
 
 /// <summary>

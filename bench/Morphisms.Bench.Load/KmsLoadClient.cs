@@ -33,6 +33,11 @@ internal static class KmsLoadClient
     {
         var options = Options.Parse(args.Skip(1));
         var measurement = KmsMeasurement.Parse(options);
+        if (measurement.Cpus is { } cpus)
+        {
+            CpuAffinity.ConfineProcess(CpuAffinity.ParseList(cpus));
+        }
+
         var output = options.Get("out") ?? throw new ArgumentException("--out FILE is required");
         var input = KmsClientInput.Parse(JsonNode.Parse(await Console.In.ReadToEndAsync())?.AsObject()
             ?? throw new InvalidDataException("kms-client: no input on stdin"));

@@ -34,6 +34,12 @@ internal static class KmsScenario
     public static async Task<JsonObject> RunAsync(BenchEnvironment env, KmsRunOptions options, CancellationToken ct)
     {
         var (seconds, warmup, rates, concurrency, operations) = options;
+        if (options.Split is { } split)
+        {
+            // Before any call: every thread this process has (the KMS's, the idle hosts') moves, later ones are born there.
+            CpuAffinity.ConfineProcess(split.Kms);
+        }
+
         var deployed = await env.Stack.Serving.DeployAsync(env.Spec(Flavour.Confidential), ct);
         var input = new KmsClientInput(
             env.Stack.Kms.BaseAddress!,
@@ -70,10 +76,16 @@ internal static class KmsScenario
             ["concurrency"] = concurrency,
             ["client"] = "separate process per run (kms-client): 20 calls, a closed-loop warm-up and a 1 s pause, then the one measured run",
             ["cores"] = cores,
+            ["cpu_split"] = options.Split?.ToString(),
         };
         var results = new JsonObject();
         Console.WriteLine();
         Console.WriteLine($"KMS round trips, {seconds} s per run, each from a kms-client process after its own 20 calls + {warmup} s closed-loop warm-up + 1 s pause; closed loop with {concurrency} workers, then fixed rates. load = 1-min load average at the end of the run");
+        if (options.Split is { } confined)
+        {
+            Console.WriteLine($"cores split: {confined} (the clients' CPU kept off the KMS's core, as with the clients on other hosts); kms cap/s still counts all {cores} cores");
+        }
+
         Console.WriteLine($"kms cpu = this process's CPU ms per call in the measured window (the KMS, plus its idle serving hosts: see the last line); client cpu = the kms-client's; kms cap/s = 1000 x {cores} cores / kms cpu");
         Console.WriteLine($"{"run",-34} {"per s",7} {"n",6} {"p50 ms",8} {"p99 ms",8} {"max ms",8} {"fail",5} {"kms cpu",7} {"client cpu",10} {"kms cap/s",9} {"load",5}  target");
         var work = Directory.CreateTempSubdirectory("morph-bench-kms-").FullName;
@@ -88,7 +100,7 @@ internal static class KmsScenario
                 {
                     // Function tokens live 30 s by default: each read run gets a fresh one that outlives the child.
                     var runInput = name == "read" ? input with { FunctionToken = await FunctionTokenAsync(agent, TimeSpan.FromSeconds(warmup + seconds + 60), ct) } : input;
-                    var measurement = new KmsMeasurement(name, seconds, warmup, concurrency, rate);
+                    var measurement = new KmsMeasurement(name, seconds, warmup, concurrency, rate, options.Split?.ClientList);
                     var run = await KmsClientProcess.RunAsync(runInput, measurement, commits, work, ct);
                     if (run.FirstFailure is { } failure)
                     {
@@ -239,4 +251,37 @@ internal static class KmsScenario
 }
 
 /// <summary>What the KMS scenario runs: seconds per run, warm-up seconds before each run (in its kms-client), open-loop rates, closed-loop workers, operations.</summary>
-internal sealed record KmsRunOptions(int Seconds, int Warmup, int[] Rates, int Concurrency, string? Operations);
+internal sealed record KmsRunOptions(int Seconds, int Warmup, int[] Rates, int Concurrency, string? Operations)
+{
+    /// <summary>The CPUs the KMS's process and its load generator are confined to (<c>--kms-cpus</c>, <c>--client-cpus</c>), or null to share all.</summary>
+    public CpuSplit? Split { get; init; }
+}
+
+/// <summary>Disjoint CPU sets for the KMS's process and the load generator (<see cref="CpuAffinity"/>).</summary>
+internal sealed record CpuSplit(IReadOnlyList<int> Kms, IReadOnlyList<int> Client)
+{
+    /// <summary>Both options or neither; the sets must not overlap.</summary>
+    /// <exception cref="ArgumentException">One without the other, a bad list, or an overlap.</exception>
+    public static CpuSplit? Parse(string? kms, string? client)
+    {
+        if (kms is null && client is null)
+        {
+            return null;
+        }
+
+        if (kms is null || client is null)
+        {
+            throw new ArgumentException("--kms-cpus and --client-cpus go together");
+        }
+
+        var split = new CpuSplit(CpuAffinity.ParseList(kms), CpuAffinity.ParseList(client));
+        return split.Kms.Intersect(split.Client).Any()
+            ? throw new ArgumentException($"--kms-cpus {kms} and --client-cpus {client} overlap: the point is that they do not share a core")
+            : split;
+    }
+
+    /// <summary>The client's set as <c>--cpus</c> takes it.</summary>
+    public string ClientList => string.Join(',', Client);
+
+    public override string ToString() => $"KMS process on CPU {string.Join(',', Kms)}, kms-client on CPU {ClientList}";
+}

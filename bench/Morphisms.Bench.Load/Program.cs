@@ -21,6 +21,7 @@ public static class Program
           kms [--seconds S=5] [--warmup S=10] [--rates 200] [--concurrency C=16] [--ops login,login-fresh,read,sign]
                                                       KMS login, secret read, CSR signing: closed-loop max rate, then fixed rates;
                                                       each run from a kms-client process (own warm-up), KMS and client CPU apart
+              [--kms-cpus 0 --client-cpus 1]            confine the KMS's process and the kms-client to CPUs of their own
         coldstart, burst: [--plain-https]           add a third flavour, tee none behind a gateway serving HTTPS (TLS at the ingress)
         common: [--signer DIR=samples/signer] [--out DIR=bench/results] [--app aot|r2r] [--app-start early|after-secrets] [--morph-init aot|r2r|jit|PATH]
         """;
@@ -53,7 +54,10 @@ public static class Program
                 "coldstart" => await ColdStartScenario.RunAsync(env, options.Int("starts", 30), cts.Token),
                 "burst" => await BurstScenario.RunAsync(env, options.Ints("sizes", [25, 50, 75]), options.Int("reps", 1), cts.Token),
                 "gateway" => await GatewayScenario.RunAsync(env, options, cts.Token),
-                "kms" => await KmsScenario.RunAsync(env, new KmsRunOptions(options.Int("seconds", 5), options.Int("warmup", 10), options.Ints("rates", [200]), options.Int("concurrency", 16), options.Get("ops")), cts.Token),
+                "kms" => await KmsScenario.RunAsync(env, new KmsRunOptions(options.Int("seconds", 5), options.Int("warmup", 10), options.Ints("rates", [200]), options.Int("concurrency", 16), options.Get("ops"))
+                {
+                    Split = CpuSplit.Parse(options.Get("kms-cpus"), options.Get("client-cpus")),
+                }, cts.Token),
                 _ => throw new ArgumentException($"unknown scenario {args[0]}\n{Usage}"),
             };
         }
