@@ -18,6 +18,19 @@ public static class AgentCli
     /// </summary>
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken stop, string? dumpableFailure = null)
     {
+        // Before anything else, a usage error included: the token's file is deleted (and both variables removed) however
+        // the agent ends, so neither an app started later nor a file left behind holds it.
+        string? reportToken;
+        try
+        {
+            reportToken = Telemetry.ReportTokenHandOver.Take();
+        }
+        catch (AgentException e)
+        {
+            await stderr.WriteLineAsync($"morph-init: {e.Message}");
+            return e.ExitCode;
+        }
+
         var kms = new Option<string>("--kms") { Description = "KMS base address (https).", Required = true };
         var kmsCa = new Option<FileInfo?>("--kms-ca") { Description = "PEM of the KMS root CA to pin." };
         var kmsCaSha = new Option<string?>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the KMS root CA certificate DER to pin." };
@@ -90,7 +103,7 @@ public static class AgentCli
                 ReloadCommand = parsed.GetValue(reload),
                 SecretsPollInterval = TimeSpan.FromSeconds(parsed.GetValue(poll)),
                 ReportUrl = parsed.GetValue(reportUrl) is { } report ? Url(report, "--report-url") : null,
-                ReportToken = TakeReportToken(),
+                ReportToken = reportToken,
                 DumpableFailure = dumpableFailure,
                 KmsAttempts = parsed.GetValue(attempts),
                 AppStart = ParseAppStart(parsed.GetValue(appStart)!),
@@ -110,17 +123,6 @@ public static class AgentCli
             await stderr.WriteLineAsync($"morph-init: {e.Message}");
             return e.ExitCode;
         }
-    }
-
-    /// <summary>
-    /// The report token from <see cref="AgentOptions.ReportTokenVariable"/>, removed from this process's environment so
-    /// that the app and the reload command, which inherit it, never get it.
-    /// </summary>
-    internal static string? TakeReportToken()
-    {
-        var token = Environment.GetEnvironmentVariable(AgentOptions.ReportTokenVariable);
-        Environment.SetEnvironmentVariable(AgentOptions.ReportTokenVariable, null);
-        return string.IsNullOrWhiteSpace(token) ? null : token.Trim();
     }
 
     /// <summary>

@@ -60,12 +60,23 @@ public sealed record AgentOptions
 
     /// <summary>
     /// The bearer token the report is POSTed with: this instance's own, good for its own report only. The serving host
-    /// hands it over in <see cref="ReportTokenVariable"/>, never on the command line, which every local user can read.
+    /// hands it over in a file named by <see cref="ReportTokenFileVariable"/>, never on the command line (which every
+    /// local user can read) nor in the environment (which the sandbox's PID 1 keeps where the app can read it).
     /// </summary>
     public string? ReportToken { get; init; }
 
-    /// <summary>The environment variable <c>morph-init</c> takes <see cref="ReportToken"/> from (and removes, so the app does not inherit it).</summary>
+    /// <summary>
+    /// The environment variable <c>morph-init</c> may take <see cref="ReportToken"/> from (and removes, so the app does
+    /// not inherit it), for an agent started without the serving host; the serving host uses
+    /// <see cref="ReportTokenFileVariable"/>.
+    /// </summary>
     public const string ReportTokenVariable = "MORPH_REPORT_TOKEN";
+
+    /// <summary>
+    /// The environment variable naming the file <c>morph-init</c> reads <see cref="ReportToken"/> from and deletes before
+    /// it starts anything (see <see cref="Telemetry.ReportTokenHandOver"/>); removed like <see cref="ReportTokenVariable"/>.
+    /// </summary>
+    public const string ReportTokenFileVariable = "MORPH_REPORT_TOKEN_FILE";
 
     /// <summary>
     /// Why <c>morph-init</c> could not make itself non-dumpable (<see cref="App.NonDumpable"/>), logged as a

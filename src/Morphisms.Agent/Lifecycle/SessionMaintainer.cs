@@ -221,6 +221,7 @@ public sealed class SessionMaintainer(
             // and not the agent's report token.
             Tls.SystemTrustStore.RestoreFor(info);
             info.Environment.Remove(AgentOptions.ReportTokenVariable);
+            info.Environment.Remove(AgentOptions.ReportTokenFileVariable);
             using var process = Process.Start(info);
             if (process is not null)
             {

@@ -26,9 +26,13 @@ public sealed partial class ProcessTests
         info.Environment.Remove("SSL_CERT_DIR");
         info.Environment["TEST_APP_ENV_REPORT"] = envReport;
 
-        // The report token comes in the environment (never the command line), goes out in the report's header only.
+        // The report token comes as the serving host hands it over, in a file named in the environment (never the token
+        // on the command line or in the environment), goes out in the report's header only, and the file is gone.
         var reportToken = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        info.Environment[AgentOptions.ReportTokenVariable] = reportToken;
+        var tokenFile = harness.SecretsDir + "-report-token";
+        await File.WriteAllTextAsync(tokenFile, reportToken);
+        info.Environment.Remove(AgentOptions.ReportTokenVariable);
+        info.Environment[AgentOptions.ReportTokenFileVariable] = tokenFile;
         using var reports = new ReportCollector();
         string[] args =
         [
@@ -70,7 +74,8 @@ public sealed partial class ProcessTests
         {
             await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
             Assert.True(File.Exists(harness.Marker));
-            Assert.Equal("SSL_CERT_FILE=/etc/app-trust/ca.pem\nSSL_CERT_DIR=(unset)\nMORPH_REPORT_TOKEN=(unset)", await File.ReadAllTextAsync(envReport));
+            Assert.Equal("SSL_CERT_FILE=/etc/app-trust/ca.pem\nSSL_CERT_DIR=(unset)\nMORPH_REPORT_TOKEN=(unset)\nMORPH_REPORT_TOKEN_FILE=(unset)", await File.ReadAllTextAsync(envReport));
+            Assert.False(File.Exists(tokenFile), "the report token file outlived the agent's start");
             await reports.Received.WaitAsync(TimeSpan.FromSeconds(10));
             Assert.Equal($"Bearer {reportToken}", reports.Authorization);
 
@@ -91,6 +96,38 @@ public sealed partial class ProcessTests
                 agent.Kill(entireProcessTree: true);
             }
         }
+    }
+
+    [Fact]
+    public async Task MorphInit_WithAReportTokenFileItCannotRead_ExitsTwo_BeforeStartingEvenAnEarlyApp()
+    {
+        using var harness = new AgentHarness("tokenless");
+        var options = harness.Options(new Uri("https://127.0.0.1:9/"), new byte[32], TextWriter.Null);
+        var missing = harness.SecretsDir + "-no-report-token";
+        var info = new ProcessStartInfo(TestProcesses.DotnetHost) { RedirectStandardError = true, UseShellExecute = false };
+        info.Environment.Remove(AgentOptions.ReportTokenVariable);
+        info.Environment[AgentOptions.ReportTokenFileVariable] = missing;
+        string[] args =
+        [
+            Path.Combine(AppContext.BaseDirectory, "morph-init.dll"),
+            "--kms", "https://127.0.0.1:9/", "--kms-ca-sha256", new string('a', 64), "--function", "tokenless",
+            "--tee", "sim", "--sim-dir", harness.SimDir, "--bundle", harness.BundleDir, "--app-start", "early",
+            "--port", TestProcesses.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture), "--listen-address", "127.0.0.1",
+            "--app-port", options.AppPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--secrets-dir", harness.SecretsDir,
+            "--", .. options.App,
+        ];
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var agent = Process.Start(info)!;
+        var stderr = await agent.StandardError.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        await agent.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(AgentExitCodes.Usage, agent.ExitCode);
+        Assert.StartsWith($"morph-init: cannot read the report token file {missing} ({AgentOptions.ReportTokenFileVariable})", stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(harness.Marker), "the app started");
     }
 
     [LibraryImport("libc", EntryPoint = "kill")]

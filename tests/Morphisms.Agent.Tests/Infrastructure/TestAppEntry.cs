@@ -36,7 +36,7 @@ public static class TestAppEntry
         // whether its report token reached the app (it must not).
         if (Environment.GetEnvironmentVariable("TEST_APP_ENV_REPORT") is { Length: > 0 } report)
         {
-            await File.WriteAllTextAsync(report, $"SSL_CERT_FILE={Environment.GetEnvironmentVariable("SSL_CERT_FILE") ?? "(unset)"}\nSSL_CERT_DIR={Environment.GetEnvironmentVariable("SSL_CERT_DIR") ?? "(unset)"}\nMORPH_REPORT_TOKEN={Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN") ?? "(unset)"}");
+            await File.WriteAllTextAsync(report, $"SSL_CERT_FILE={Environment.GetEnvironmentVariable("SSL_CERT_FILE") ?? "(unset)"}\nSSL_CERT_DIR={Environment.GetEnvironmentVariable("SSL_CERT_DIR") ?? "(unset)"}\nMORPH_REPORT_TOKEN={Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN") ?? "(unset)"}\nMORPH_REPORT_TOKEN_FILE={Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN_FILE") ?? "(unset)"}");
         }
 
         // What the app, running as the agent's own user, can read of the agent (its parent): it must not get at the
