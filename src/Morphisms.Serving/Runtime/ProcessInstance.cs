@@ -28,6 +28,7 @@ public sealed class ProcessInstance : IInstanceProcess
     private readonly bool _confidential;
     private readonly bool _sandboxed;
     private readonly TaskCompletionSource<JsonObject> _report = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _posted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _gone = new();
     private readonly TaskCompletionSource<Task> _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -84,7 +85,7 @@ public sealed class ProcessInstance : IInstanceProcess
     public LogRing Logs { get; }
 
     /// <summary>
-    /// The bearer token of this instance's own cold-start report (its agent has it in its environment), or null when
+    /// The bearer token of this instance's own cold-start report (its agent reads it from a file of its directory), or null when
     /// it reports only through its log. It authenticates that report and nothing else: the function's code beside the
     /// agent may read it, and can then at most report this instance's cold start itself.
     /// </summary>
@@ -94,7 +95,17 @@ public sealed class ProcessInstance : IInstanceProcess
     internal bool IsReportAuthorized(string? authorization) => ReportToken?.MatchesAuthorization(authorization) == true;
 
     /// <summary>Accepts the agent's cold-start report POSTed to the control API (the same JSON the agent logs), once <see cref="IsReportAuthorized"/>.</summary>
-    public void AcceptReport(JsonObject report) => _report.TrySetResult(report);
+    public void AcceptReport(JsonObject report)
+    {
+        _report.TrySetResult(report);
+        _posted.TrySetResult();
+    }
+
+    /// <summary>
+    /// Completes once a report POSTed with <see cref="ReportToken"/> was accepted: readiness also takes the agent's
+    /// <c>cold_start</c> log event, which usually comes first, so only this says the token reached the agent intact.
+    /// </summary>
+    internal Task ReportPosted => _posted.Task;
 
     /// <inheritdoc />
     public async Task StopAsync(TimeSpan drain)

@@ -21,8 +21,20 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     public const string MorphInitVariable = "MORPH_INIT";
 
     /// <summary>
-    /// The variable that hands a confidential instance's agent its report token: the bearer token of its own cold-start
-    /// report, and of nothing else. The environment, not the command line, which every local user can read.
+    /// The variable that names, to a confidential instance's agent, the file holding its report token (the bearer token
+    /// of its own cold-start report, and of nothing else): <see cref="ReportTokenFileName"/> in the instance's own
+    /// directory, 0600, which the agent deletes once read, before it starts the app. Not the token itself: under
+    /// bubblewrap the sandbox's PID 1 (bubblewrap's init, dumpable, under the app's uid) keeps the environment it was
+    /// started with in <c>/proc/1/environ</c> for the instance's life, and a command line is readable by anyone.
+    /// </summary>
+    public const string ReportTokenFileVariable = "MORPH_REPORT_TOKEN_FILE";
+
+    /// <summary>The name of the report token's file in the instance's directory (<see cref="ReportTokenFileVariable"/>).</summary>
+    public const string ReportTokenFileName = "report-token";
+
+    /// <summary>
+    /// The variable an agent started by hand may take its report token from. The launcher never sets it, and removes
+    /// it from every instance's environment: set by a spec, it would sit in the sandbox's <c>/proc/1/environ</c>.
     /// </summary>
     public const string ReportTokenVariable = "MORPH_REPORT_TOKEN";
 
@@ -156,13 +168,14 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
         // Set last, so no spec or agent variable can replace it; only agents report, so a plain app gets none.
         var reportToken = confidential && _options.ReportUrl is not null ? BearerToken.New() : null;
+        info.Environment.Remove(ReportTokenVariable);
         if (reportToken is not null)
         {
-            info.Environment[ReportTokenVariable] = reportToken.Value;
+            info.Environment[ReportTokenFileVariable] = WriteReportToken(dir, reportToken);
         }
         else
         {
-            info.Environment.Remove(ReportTokenVariable);
+            info.Environment.Remove(ReportTokenFileVariable);
         }
 
         if (_bwrap is not null)
@@ -193,6 +206,27 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         {
             ReportToken = reportToken,
         };
+    }
+
+    // In the instance's directory, the one place of the host its sandbox shows that no other instance sees; created
+    // new (never a file or symlink already there) and 0600 from the start, so it is never open to anyone else. Nothing
+    // runs in the sandbox yet, and the agent deletes the file before it starts anything; the directory goes with the
+    // instance in any case.
+    private static string WriteReportToken(string dir, BearerToken token)
+    {
+        var path = Path.Combine(dir, ReportTokenFileName);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (var file = new FileStream(path, options))
+        {
+            file.Write(System.Text.Encoding.ASCII.GetBytes(token.Value));
+        }
+
+        return path;
     }
 
     // What an instance reads besides the system view and its own directory (bound writable: its launch configuration and

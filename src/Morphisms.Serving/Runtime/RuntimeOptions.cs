@@ -24,7 +24,7 @@ public sealed record RuntimeOptions
 
     /// <summary>
     /// Where agents POST their cold-start report (the control API), or null. Each confidential instance gets its own
-    /// report token for it (<see cref="ProcessInstanceLauncher.ReportTokenVariable"/>), good for its own report only.
+    /// report token for it (in the file <see cref="ProcessInstanceLauncher.ReportTokenFileVariable"/> names), good for its own report only.
     /// </summary>
     public Uri? ReportUrl { get; init; }
 

@@ -57,7 +57,7 @@ public static class ServingTestApp
     /// <summary>
     /// morph-init's part the serving host sees, and no more: it accepts connections on <c>--port</c> (the TLS port the
     /// readiness probe tries) and POSTs a cold-start report (attestation phases adding up to 1234 ms) to
-    /// <c>--report-url</c> with the token in <c>MORPH_REPORT_TOKEN</c>, unless <c>FAKE_AGENT_SILENT=1</c>. It never
+    /// <c>--report-url</c> with the token in the file <c>MORPH_REPORT_TOKEN_FILE</c> names (deleted once read, as morph-init does), unless <c>FAKE_AGENT_SILENT=1</c>. It never
     /// prints the <c>cold_start</c> log event, so the instance is ready only once its report was accepted.
     /// </summary>
     private static async Task<int> FakeAgentAsync(string[] args)
@@ -67,6 +67,13 @@ public static class ServingTestApp
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         var listener = new TcpListener(IPAddress.Loopback, int.Parse(Arg("--port"), System.Globalization.CultureInfo.InvariantCulture));
         listener.Start();
+        var tokenFile = Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN_FILE");
+        var token = tokenFile is { Length: > 0 } ? File.ReadAllText(tokenFile).Trim() : null;
+        if (tokenFile is { Length: > 0 })
+        {
+            File.Delete(tokenFile);
+        }
+
         if (Environment.GetEnvironmentVariable("FAKE_AGENT_SILENT") != "1")
         {
             using var http = new HttpClient();
@@ -74,7 +81,7 @@ public static class ServingTestApp
             {
                 Content = new StringContent("""{"phases_ms": {"keygen": 1000, "evidence": 234}, "total_ms": 1300}""", Encoding.UTF8, "application/json"),
             };
-            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN"));
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
             using var response = await http.SendAsync(request);
             Console.WriteLine($"fake agent: report answered {(int)response.StatusCode}");
         }
