@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Runtime;
 using Morphisms.Serving.Spec;
@@ -37,6 +38,54 @@ public sealed class SandboxReportTokenTests(ServingKms kms) : IClassFixture<Serv
         echo "probe done"
         exec "$@"
         """;
+
+    [Fact]
+    public async Task The_token_file_is_the_instances_alone_from_the_start_and_no_spec_can_redirect_or_preempt_it()
+    {
+        var root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-report-token-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
+        try
+        {
+            var data = Path.Combine(root, "data");
+            var options = new RuntimeOptions
+            {
+                DataDirectory = data,
+                Sandbox = SandboxMode.Off,
+                KmsUrl = new Uri("https://127.0.0.1:1/"),
+                ReportUrl = new Uri("http://127.0.0.1:1/"),
+                SimulatedTeeDirectory = Path.Combine(root, "simulated-tee"),
+                MorphInit = ["/bin/sh", "-c", """
+                    echo "file: $MORPH_REPORT_TOKEN_FILE"
+                    echo "mode: $(stat -c %a "$MORPH_REPORT_TOKEN_FILE")"
+                    echo "token: ${MORPH_REPORT_TOKEN-unset}"
+                    """, "morph-init"],
+            };
+            var bundle = Directory.CreateDirectory(Path.Combine(root, "bundle")).FullName;
+
+            // A spec's env is the function author's, and is set before the launcher's own variables.
+            var spec = new FunctionSpec
+            {
+                Name = "probe",
+                Tee = FunctionTee.Sim,
+                Bundle = bundle,
+                Command = ["/bin/true"],
+                Env = new Dictionary<string, string>
+                {
+                    [ProcessInstanceLauncher.ReportTokenVariable] = "planted",
+                    [ProcessInstanceLauncher.ReportTokenFileVariable] = Path.Combine(bundle, "elsewhere"),
+                },
+            };
+
+            var output = await SandboxProbe.RunAsync(options, spec);
+
+            Assert.Equal(
+                [$"file: {Path.Combine(data, "instances", "probe-1", ProcessInstanceLauncher.ReportTokenFileName)}", "mode: 600", "token: unset"],
+                output);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
 
     public static TheoryData<string> AppStarts => new() { "after-secrets", "early" };
 
