@@ -10,7 +10,7 @@ namespace Morphisms.Serving.Tests;
 /// so only the SDK the tests already need is assumed. Plain HTTP/1.1 keep-alive on <c>127.0.0.1:$PORT</c>; every
 /// answer names the revision (<c>REV</c>, from the measured env) and the pid. <c>/crash</c> answers and then exits
 /// with code 3 (crash recovery tests); <c>/slow</c> answers after 1.5 s. <c>agent</c> stands in for morph-init (see
-/// <see cref="FakeAgentAsync"/>). The xunit runner never calls it.
+/// <see cref="FakeAgentAsync"/>); <c>caps-probe</c> is <see cref="CapabilityProbe"/>. The xunit runner never calls it.
 /// </summary>
 public static class ServingTestApp
 {
@@ -25,9 +25,14 @@ public static class ServingTestApp
             return await FakeAgentAsync(args);
         }
 
+        if (args is ["caps-probe", var locked])
+        {
+            return CapabilityProbe.Run(locked);
+        }
+
         if (args.Length == 0 || args[0] != "app")
         {
-            await Console.Error.WriteLineAsync("usage: app | agent MORPH-INIT-ARGS");
+            await Console.Error.WriteLineAsync("usage: app | agent MORPH-INIT-ARGS | caps-probe FILE");
             return 2;
         }
 
