@@ -4,9 +4,10 @@ namespace Morphisms.Agent.App;
 
 /// <summary>
 /// Keeps the app out of morph-init's memory. The app is the agent's child under the same uid, and for the same uid the
-/// kernel lets one process read another's <c>/proc/PID/environ</c> (where <c>MORPH_REPORT_TOKEN</c> stays: taking it
-/// out of the environment does not erase the copy the kernel made at execve), open its <c>/proc/PID/mem</c> and ptrace
-/// it; that is the instance's TLS private key, its KMS token and its report token, which are the agent's alone. A
+/// kernel lets one process read another's <c>/proc/PID/environ</c> (where a <c>MORPH_REPORT_TOKEN</c> given by hand
+/// stays: taking it out of the environment does not erase the copy the kernel made at execve; the serving host passes
+/// the token in a file instead, see <see cref="Telemetry.ReportTokenHandOver"/>), open its <c>/proc/PID/mem</c> and
+/// ptrace it; that is the instance's TLS private key, its KMS token and its report token, which are the agent's alone. A
 /// process that is not dumpable is exempt from all three unless the reader holds a capability that overrides the check
 /// (<c>CAP_SYS_PTRACE</c>; for <c>environ</c> also <c>CAP_SYS_ADMIN</c> or <c>CAP_PERFMON</c>), its <c>/proc/PID</c>
 /// files belong to root, and it leaves no core dump. Its own <c>/proc/self</c> stays readable to it.

@@ -7,9 +7,9 @@ using Morphisms.Serving.Spec;
 namespace Morphisms.Serving.Tests.Hosting;
 
 /// <summary>
-/// An instance's cold-start report is authenticated by that instance's own report token, handed to its agent in the
-/// environment at launch: not by the control token (the agent runs beside the function's code), and never by another
-/// instance's. The agent here is <see cref="TestFunctions.FakeAgent"/>, which reports only through the control API, so
+/// An instance's cold-start report is authenticated by that instance's own report token, handed to its agent at
+/// launch in a 0600 file its environment names: not by the control token (the agent runs beside the function's code),
+/// and never by another instance's. The agent here is <see cref="TestFunctions.FakeAgent"/>, which reports only through the control API, so
 /// an instance is ready exactly when its report was accepted.
 /// </summary>
 public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<ServingKms>
@@ -28,7 +28,7 @@ public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<Ser
         // The agent prints the answer after the host has already acted on its report.
         await Eventually.True(() => process.Logs.Snapshot().Any(l => l.Text == "fake agent: report answered 204"), "the agent saw its report answered 204");
 
-        // The token reached the agent through its environment, not its command line (which every local user can read).
+        // The token reached the agent through its file, never a command line (which every local user can read) or a log.
         var token = ((ProcessInstance)process).ReportToken!.Value;
         Assert.DoesNotContain(host.Logs("reporter", 1000), l => l.Line.Text.Contains(token, StringComparison.Ordinal));
         Assert.DoesNotContain(token, functions.Log.ToString());
