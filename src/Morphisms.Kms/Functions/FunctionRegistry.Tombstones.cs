@@ -20,6 +20,13 @@ internal sealed partial class FunctionRegistry
     public Task<FunctionRecord?> GetTombstoneAsync(string name, CancellationToken ct) =>
         storage.GetJsonAsync<FunctionRecord>(TombstonePrefix + name, ct);
 
+    /// <summary>
+    /// The last revision number <paramref name="name"/> had when it was last deleted (its mark), or 0 when it never was
+    /// since marks are kept: a revision at or below it that the registered function lacks was the deleted function's.
+    /// </summary>
+    public async Task<int> DeletedUpToAsync(string name, CancellationToken ct) =>
+        (await storage.GetJsonAsync<DeletedName>(DeletedPrefix + name, ct).ConfigureAwait(false))?.LastRevision ?? 0;
+
     /// <summary>The registered function or else its tombstone: what registering and the update routes act on.</summary>
     public async Task<FunctionRecord?> GetOrTombstoneAsync(string name, CancellationToken ct) =>
         await GetAsync(name, ct).ConfigureAwait(false) ?? await GetTombstoneAsync(name, ct).ConfigureAwait(false);

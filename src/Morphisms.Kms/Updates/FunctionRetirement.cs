@@ -79,10 +79,13 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
             return;
         }
 
-        // No such revision: the function whose values matched was deleted and the name registered afresh since (a
-        // fresh registration numbers after the deleted function's revisions, so it cannot have this one).
+        // No such revision: either the function whose values matched was deleted (and the name maybe registered afresh
+        // since, numbering after the deleted function's revisions, as the name's mark records), or the revision left a
+        // long history (the registry keeps the newest revisions only) and is no more accepted than a retired one.
+        var deleted = matched is null
+            && (record is null || revision <= await state.Functions.DeletedUpToAsync(function, ct).ConfigureAwait(false));
         await RevokeCredentialsAsync(state, function, revision, ct).ConfigureAwait(false);
-        throw Retired(function, revision, matched is null);
+        throw Retired(function, revision, deleted);
     }
 
     /// <summary>Whether this login should also prune the revision's expired index entries (at most once per minute per revision).</summary>

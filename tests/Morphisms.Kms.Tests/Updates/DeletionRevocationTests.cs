@@ -1,4 +1,6 @@
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation;
 using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Tests.Updates;
@@ -156,6 +158,45 @@ public sealed class DeletionRevocationTests : IDisposable
         // The function registered again is not affected: its own logins work, under its own revision.
         using var next = new FunctionInstance();
         Assert.Equal(2, (await OwnedFunction.LoginAsync(c, next, FunctionInstance.SnpMeasurement)).Expect(200).Data["revision"]!.GetValue<int>());
+    }
+
+    /// <summary>
+    /// A login matched revision 1, and before it commits a hundred newer revisions push revision 1 out of the history
+    /// the registry keeps: no deletion happened, so the refusal says the revision is gone, not the function.
+    /// </summary>
+    [Fact]
+    public async Task A_login_whose_revision_left_the_kept_history_meanwhile_is_refused_as_retired_not_deleted()
+    {
+        var storage = new FaultStorage();
+        await using var kms = await StartAsync(storage);
+        var c = kms.Client;
+        await AttestFlow.RegisterSignerAsync(c);
+
+        storage.HoldLoginCommit();
+        using var instance = new FunctionInstance();
+        var login = OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement);
+        await storage.RevocationReached.WaitAsync(TimeSpan.FromSeconds(30));
+        for (var i = 1; i <= 100; i++)
+        {
+            var another = Hex.Of(SHA384.HashData(BitConverter.GetBytes(i)));
+            (await c.PutAsync("morphisms/functions/signer", new
+            {
+                owners = new[] { "alice@example.com" },
+                policies = new[] { "signer-read" },
+                secret_path = "secret/data/signer",
+                simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement), another } },
+            })).Expect(200);
+        }
+
+        var revisions = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data["revisions"]!.AsArray();
+        Assert.DoesNotContain(revisions, r => r!["revision"]!.GetValue<int>() == 1);
+        storage.ReleaseRevocation();
+
+        var refused = await login;
+        Assert.Equal(403, refused.Status);
+        Assert.Contains("revision 1 of function signer was retired", refused.Raw, StringComparison.Ordinal);
+        Assert.DoesNotContain("was deleted", refused.Raw, StringComparison.Ordinal);
+        Assert.Empty(await storage.Inner.ListAsync(Index + "1/"));
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
