@@ -33,6 +33,25 @@ public class EvidenceVerifyCommandTests
     }
 
     [VectorFact]
+    public async Task Expected_measurement_may_be_typed_as_other_commands_print_it_and_its_tee_must_be_the_evidence_s()
+    {
+        const string Measured = "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c";
+        string[] args = ["evidence", "verify", "--tee", "snp", "--evidence", V("snp", "trustee_milan_v2_report.bin"), "--vcek", V("snp", "trustee_milan_vcek.der")];
+
+        Assert.Equal(ExitCodes.Ok, (await MorphRunner.RunAsync([.. args, "--expect-measurement", "snp:" + Measured])).ExitCode);
+        Assert.Equal(ExitCodes.Rejected, (await MorphRunner.RunAsync([.. args, "--expect-measurement", "snp:" + new string('0', 96)])).ExitCode);
+
+        // The same bytes typed for another TEE: a usage error naming both, before anything is verified.
+        var otherTee = await MorphRunner.RunAsync([.. args, "--expect-measurement", "tdx:" + Measured]);
+        Assert.Equal(ExitCodes.UsageOrInput, otherTee.ExitCode);
+        Assert.Contains("--expect-measurement is a tdx measurement, but --tee is snp", otherTee.Stderr);
+
+        var notATee = await MorphRunner.RunAsync([.. args, "--expect-measurement", "tpm:" + Measured]);
+        Assert.Equal(ExitCodes.UsageOrInput, notATee.ExitCode);
+        Assert.Contains("'tpm:' is not a TEE", notATee.Stderr);
+    }
+
+    [VectorFact]
     public async Task Debug_policy_is_rejected_unless_allowed_loudly()
     {
         string[] args = ["evidence", "verify", "--tee", "snp", "--evidence", V("snp", "gosevguest_milan_v2_report.bin"), "--vcek", V("snp", "gosevguest_milan_vcek.der")];

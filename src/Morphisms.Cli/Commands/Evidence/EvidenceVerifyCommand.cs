@@ -23,7 +23,7 @@ public static class EvidenceVerifyCommand
         var crl = new Option<FileInfo?>("--crl") { Description = "SNP: AMD CRL (DER or PEM) to check the chain against." };
         var collateral = new Option<string?>("--collateral") { Description = "SGX/TDX: collateral bundle file or directory (see docs/collateral.md)." };
         var time = new Option<string?>("--time") { Description = "Evaluation time, ISO 8601 (default: now). Intel collateral is valid for about 30 days." };
-        var measurement = new Option<string?>("--expect-measurement") { Description = "Expected measurement (SNP MEASUREMENT, SGX MRENCLAVE, TDX MRTD), hex." };
+        var measurement = new Option<string?>("--expect-measurement") { Description = "Expected measurement (SNP MEASUREMENT, SGX MRENCLAVE, TDX MRTD): hex, or TEE:HEX as other commands print it (its TEE must be --tee's)." };
         var reportData = new Option<string?>("--expect-report-data") { Description = "Expected REPORT_DATA, hex (64 bytes)." };
         var acceptTcb = new Option<string[]>("--accept-tcb") { Description = "SGX/TDX TCB status to accept (repeatable), e.g. SWHardeningNeeded. Default: UpToDate only; any other accepted status makes the result a warning.", AllowMultipleArgumentsPerToken = true };
         var allowDebug = new Option<bool>("--allow-debug") { Description = "Accept a TEE that allows debugging (insecure)." };
@@ -49,7 +49,7 @@ public static class EvidenceVerifyCommand
                     SnpCrl = parse.GetValue(crl) is { } c ? ReadInput(c, "--crl") : null,
                     Collateral = parse.GetValue(collateral) is { } path ? OpenCollateral(path) : null,
                     EvaluationTime = parse.GetValue(time) is { } t ? ParseTime(t) : null,
-                    ExpectedMeasurement = parse.GetValue(measurement) is { } m ? Hex.Parse(m, "--expect-measurement") : null,
+                    ExpectedMeasurement = parse.GetValue(measurement) is { } m ? ParseMeasurement(m, teeType) : null,
                     ExpectedReportData = parse.GetValue(reportData) is { } r ? Hex.Parse(r, "--expect-report-data") : null,
                     AcceptedTcbStatuses = parse.GetValue(acceptTcb) is { Length: > 0 } statuses ? statuses : null,
                     AllowDebug = parse.GetValue(allowDebug),
@@ -97,6 +97,31 @@ public static class EvidenceVerifyCommand
         }
 
         return File.ReadAllBytes(file.FullName);
+    }
+
+    // Bare hex, or typed as `morph deploy` and `morph invoke --show-attestation` print it: --tee already names the TEE,
+    // so a typed value naming another one is a mix-up to report, not a prefix to drop.
+    private static byte[] ParseMeasurement(string text, TeeType tee)
+    {
+        var value = text.Trim();
+        var colon = value.IndexOf(':', StringComparison.Ordinal);
+        if (colon >= 0)
+        {
+            var named = value[..colon];
+            if (!TeeTypes.TryParse(named, out var typed))
+            {
+                throw new FormatException($"--expect-measurement: '{named}:' is not a TEE (snp, sgx or tdx)");
+            }
+
+            if (typed != tee)
+            {
+                throw new FormatException($"--expect-measurement is a {typed.ToWireName()} measurement, but --tee is {tee.ToWireName()}");
+            }
+
+            value = value[(colon + 1)..];
+        }
+
+        return Hex.Parse(value, "--expect-measurement");
     }
 
     private static ICollateralSource OpenCollateral(string path)
