@@ -91,6 +91,13 @@ public sealed class ProcessInstance : IInstanceProcess
     /// </summary>
     internal BearerToken? ReportToken { get; init; }
 
+    /// <summary>
+    /// The file <see cref="ReportToken"/> was handed over in (the agent deletes it once read), or null. Checked when the
+    /// agent says it is ready: an agent that left it there (one built before the hand-over, through <c>MORPH_INIT</c>)
+    /// would leave the token in a directory its app can read.
+    /// </summary>
+    internal string? ReportTokenFile { get; init; }
+
     /// <summary>True when <paramref name="authorization"/> (an <c>Authorization</c> header) carries this instance's report token.</summary>
     internal bool IsReportAuthorized(string? authorization) => ReportToken?.MatchesAuthorization(authorization) == true;
 
@@ -217,6 +224,7 @@ public sealed class ProcessInstance : IInstanceProcess
             if (_confidential)
             {
                 report = await _report.Task.WaitAsync(gone).ConfigureAwait(false);
+                RemoveReportTokenFileLeftBehind();
             }
 
             var probe = TlsEndpoint ?? AppEndpoint;
@@ -231,6 +239,24 @@ public sealed class ProcessInstance : IInstanceProcess
         catch (OperationCanceledException) when (gone.IsCancellationRequested)
         {
             throw new InvalidOperationException($"instance {Id} exited before it was ready (code {(Exited.IsCompleted ? Exited.Result.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")})");
+        }
+    }
+
+    private void RemoveReportTokenFileLeftBehind()
+    {
+        if (ReportTokenFile is not { } file || !File.Exists(file))
+        {
+            return;
+        }
+
+        try
+        {
+            File.Delete(file);
+            Logs.Add(_time.GetUtcNow(), "runtime", "the agent left its report token file in the instance's directory (a morph-init older than this host?): deleted now; the app may have read it until then");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Logs.Add(_time.GetUtcNow(), "runtime", $"the agent left its report token file in the instance's directory and it could not be deleted: {e.Message}");
         }
     }
 

@@ -205,6 +205,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             })
         {
             ReportToken = reportToken,
+            ReportTokenFile = reportToken is null ? null : Path.Combine(dir, ReportTokenFileName),
         };
     }
 

@@ -24,6 +24,7 @@ public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<Ser
         await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 1, "ready through its report", seconds: 30);
         var process = Assert.Single(host.Supervisor(deployed.Revision)!.Snapshot()).Process;
         Assert.Equal(1234, process.ColdStart!.AttestationMs);
+        Assert.DoesNotContain(process.Logs.Snapshot(), l => l.Text.StartsWith("the agent left its report token file", StringComparison.Ordinal));
 
         // The agent prints the answer after the host has already acted on its report.
         await Eventually.True(() => process.Logs.Snapshot().Any(l => l.Text == "fake agent: report answered 204"), "the agent saw its report answered 204");
@@ -32,6 +33,21 @@ public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<Ser
         var token = ((ProcessInstance)process).ReportToken!.Value;
         Assert.DoesNotContain(host.Logs("reporter", 1000), l => l.Line.Text.Contains(token, StringComparison.Ordinal));
         Assert.DoesNotContain(token, functions.Log.ToString());
+    }
+
+    [Fact]
+    public async Task AReportTokenFile_TheAgentLeftBehind_IsDeletedWhenItIsReady_AndSaidInItsLog()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms.Connection, kms.SimDir, morphInit: TestFunctions.FakeAgent);
+        var spec = functions.Spec("keeper", "a", scale: new ScaleSpec { Min = 1 });
+        var deployed = await host.DeployAsync(spec with { Env = new Dictionary<string, string>(spec.Env) { ["FAKE_AGENT_KEEPS_TOKEN_FILE"] = "1" } }, CancellationToken.None);
+
+        await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 1, "ready through its report", seconds: 30);
+        var process = (ProcessInstance)Assert.Single(host.Supervisor(deployed.Revision)!.Snapshot()).Process;
+        Assert.NotNull(process.ReportTokenFile);
+        Assert.False(File.Exists(process.ReportTokenFile), "the token file left behind is gone once the instance is ready");
+        Assert.Contains(process.Logs.Snapshot(), l => l.Text.StartsWith("the agent left its report token file", StringComparison.Ordinal));
     }
 
     [Fact]

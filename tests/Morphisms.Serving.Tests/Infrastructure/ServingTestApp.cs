@@ -62,7 +62,7 @@ public static class ServingTestApp
     /// <summary>
     /// morph-init's part the serving host sees, and no more: it accepts connections on <c>--port</c> (the TLS port the
     /// readiness probe tries) and POSTs a cold-start report (attestation phases adding up to 1234 ms) to
-    /// <c>--report-url</c> with the token in the file <c>MORPH_REPORT_TOKEN_FILE</c> names (deleted once read, as morph-init does), unless <c>FAKE_AGENT_SILENT=1</c>. It never
+    /// <c>--report-url</c> with the token in the file <c>MORPH_REPORT_TOKEN_FILE</c> names (deleted once read, as morph-init does, unless <c>FAKE_AGENT_KEEPS_TOKEN_FILE=1</c>: an agent older than the hand-over), unless <c>FAKE_AGENT_SILENT=1</c>. It never
     /// prints the <c>cold_start</c> log event, so the instance is ready only once its report was accepted.
     /// </summary>
     private static async Task<int> FakeAgentAsync(string[] args)
@@ -74,7 +74,7 @@ public static class ServingTestApp
         listener.Start();
         var tokenFile = Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN_FILE");
         var token = tokenFile is { Length: > 0 } ? File.ReadAllText(tokenFile).Trim() : null;
-        if (tokenFile is { Length: > 0 })
+        if (tokenFile is { Length: > 0 } && Environment.GetEnvironmentVariable("FAKE_AGENT_KEEPS_TOKEN_FILE") != "1")
         {
             File.Delete(tokenFile);
         }

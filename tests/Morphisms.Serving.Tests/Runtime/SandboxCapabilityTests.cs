@@ -52,8 +52,9 @@ public sealed class SandboxCapabilityTests(ServingKms kms) : IClassFixture<Servi
     [BubblewrapFact]
     public async Task The_app_cannot_read_the_real_morph_inits_environment_even_when_the_host_runs_as_root()
     {
-        // The agent is non-dumpable, so its /proc/PID/environ (which keeps the report token it was given) is refused to
-        // the app beside it; CAP_SYS_PTRACE would override that, and root's bubblewrap sandbox used to keep it.
+        // The agent is non-dumpable, so its /proc/PID/environ (the environment it started with: an agent started by hand
+        // may hold its report token there) is refused to the app beside it; CAP_SYS_PTRACE would override that, and
+        // root's bubblewrap sandbox used to keep it.
         using var functions = new TestFunctions();
         await kms.PutBundleAsync("guarded");
         await using var host = await functions.HostAsync(GatewayMode.Confidential, kms.Connection, kms.SimDir);
