@@ -12,7 +12,8 @@ namespace Morphisms.Bench.Load;
 /// Affinity is per thread on Linux, and a thread inherits its creator's: every thread that exists is moved (the list is
 /// read again until a pass finds no new one), and any thread started after that is born confined. The runtime sized
 /// itself at start-up (<see cref="Environment.ProcessorCount"/>, the thread pool's minimum) for all the machine's CPUs;
-/// the scenario reports the confined count beside its figures.
+/// a child started from a confined process is sized for its parent's set, so the KMS scenario tells the kms-client's
+/// runtime its own count (<c>DOTNET_PROCESSOR_COUNT</c>) before it moves.
 /// </remarks>
 internal static class CpuAffinity
 {
@@ -67,6 +68,13 @@ internal static class CpuAffinity
                 .ToList();
             if (pending.Count == 0)
             {
+                // The kernel drops CPUs outside the container's set without a word: read back what it applied.
+                ulong applied = 0;
+                if (sched_getaffinity(0, sizeof(ulong), ref applied) != 0 || applied != mask)
+                {
+                    throw new InvalidOperationException($"CPUs {string.Join(',', cpus)} were not all applied (the kernel kept mask 0x{applied:x}): is each in this machine's or container's set?");
+                }
+
                 return cpus.Count;
             }
 
@@ -87,4 +95,7 @@ internal static class CpuAffinity
 
     [DllImport("libc", SetLastError = true)]
     private static extern int sched_setaffinity(int pid, nint cpusetsize, ref ulong mask);
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int sched_getaffinity(int pid, nint cpusetsize, ref ulong mask);
 }

@@ -20,6 +20,11 @@ internal static class KmsClientProcess
         File.Delete(output);
         var info = Machine.ChildStartInfo([KmsLoadClient.Command, .. measurement.Arguments(), "--out", output]);
         info.RedirectStandardInput = true; // the tokens travel on stdin
+        if (measurement.Cpus is { } cpus)
+        {
+            // Born on this process's CPUs, it would size its runtime (GC, thread pool) for those before moving to its own.
+            info.Environment["DOTNET_PROCESSOR_COUNT"] = CpuAffinity.ParseList(cpus).Count.ToString(CultureInfo.InvariantCulture);
+        }
 
         using var process = Process.Start(info) ?? throw new InvalidOperationException("kms-client did not start");
         using var kill = ct.Register(() => Kill(process));
