@@ -140,12 +140,8 @@ public sealed class DeletionRevocationTests : IDisposable
         var storage = new FaultStorage();
         await using var kms = await StartAsync(storage);
         var c = kms.Client;
-        await AttestFlow.RegisterSignerAsync(c);
-
-        storage.HoldLoginCommit();
         using var instance = new FunctionInstance();
-        var login = OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement);
-        await storage.RevocationReached.WaitAsync(TimeSpan.FromSeconds(30));
+        var login = await LoginHeldBeforeItsCommitAsync(c, storage, instance);
         (await c.DeleteAsync("morphisms/functions/signer")).Expect(204);
         (await c.PutAsync("morphisms/functions/signer", AttestFlow.SignerRegistration())).Expect(200);
         storage.ReleaseRevocation();
@@ -170,12 +166,8 @@ public sealed class DeletionRevocationTests : IDisposable
         var storage = new FaultStorage();
         await using var kms = await StartAsync(storage);
         var c = kms.Client;
-        await AttestFlow.RegisterSignerAsync(c);
-
-        storage.HoldLoginCommit();
         using var instance = new FunctionInstance();
-        var login = OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement);
-        await storage.RevocationReached.WaitAsync(TimeSpan.FromSeconds(30));
+        var login = await LoginHeldBeforeItsCommitAsync(c, storage, instance);
         for (var i = 1; i <= 100; i++)
         {
             var another = Hex.Of(SHA384.HashData(BitConverter.GetBytes(i)));
@@ -200,6 +192,16 @@ public sealed class DeletionRevocationTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>Registers signer and starts a login as it, held once it matched revision 1 and before it commits.</summary>
+    private static async Task<Task<VaultResult>> LoginHeldBeforeItsCommitAsync(VaultHttp c, FaultStorage storage, FunctionInstance instance)
+    {
+        await AttestFlow.RegisterSignerAsync(c);
+        storage.HoldLoginCommit();
+        var login = OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement);
+        await storage.RevocationReached.WaitAsync(TimeSpan.FromSeconds(30));
+        return login;
+    }
 
     private Task<TestKms> StartAsync(FaultStorage storage) =>
         TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { AuditLogPath = Path.Combine(_dir, "audit.log") }, physical: storage);
