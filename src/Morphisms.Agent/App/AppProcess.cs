@@ -65,8 +65,7 @@ public sealed class AppProcess : IDisposable
 
         // The agent's report token is for its own report: not the app's, even when the agent was started without
         // AgentCli (which removes it from the environment the app would inherit).
-        info.Environment.Remove(AgentOptions.ReportTokenVariable);
-        info.Environment.Remove(AgentOptions.ReportTokenFileVariable);
+        Telemetry.ReportTokenHandOver.RemoveFrom(info.Environment);
 
         // The agent's own contract with the app: where secrets are and which loopback port to serve plain HTTP on.
         info.Environment["MORPH_SECRETS_DIR"] = secretsDir;

@@ -220,8 +220,7 @@ public sealed class SessionMaintainer(
             // The reload command acts for the app, so it sees the OS trust store the app sees, not the agent's empty one,
             // and not the agent's report token.
             Tls.SystemTrustStore.RestoreFor(info);
-            info.Environment.Remove(AgentOptions.ReportTokenVariable);
-            info.Environment.Remove(AgentOptions.ReportTokenFileVariable);
+            Telemetry.ReportTokenHandOver.RemoveFrom(info.Environment);
             using var process = Process.Start(info);
             if (process is not null)
             {

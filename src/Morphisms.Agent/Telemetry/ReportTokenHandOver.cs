@@ -13,6 +13,18 @@ namespace Morphisms.Agent.Telemetry;
 /// </summary>
 internal static class ReportTokenHandOver
 {
+    /// <summary>The variables that hand a token over: neither is for any process the agent starts.</summary>
+    private static readonly string[] Variables = [AgentOptions.ReportTokenVariable, AgentOptions.ReportTokenFileVariable];
+
+    /// <summary>Keeps the hand-over from a child's <paramref name="environment"/> (the app, the reload command).</summary>
+    public static void RemoveFrom(IDictionary<string, string?> environment)
+    {
+        foreach (var name in Variables)
+        {
+            environment.Remove(name);
+        }
+    }
+
     /// <summary>
     /// Takes the token from this process's environment (removing both variables, so no child inherits them) or from the
     /// file it names (deleted once read). Null when neither is given.
@@ -28,8 +40,10 @@ internal static class ReportTokenHandOver
         var file = read(AgentOptions.ReportTokenFileVariable);
 
         // Removed first: whatever fails below, the app must not inherit either.
-        remove(AgentOptions.ReportTokenVariable);
-        remove(AgentOptions.ReportTokenFileVariable);
+        foreach (var name in Variables)
+        {
+            remove(name);
+        }
 
         if (string.IsNullOrWhiteSpace(file))
         {

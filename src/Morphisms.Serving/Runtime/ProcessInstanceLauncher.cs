@@ -168,10 +168,11 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
 
         // Set last, so no spec or agent variable can replace it; only agents report, so a plain app gets none.
         var reportToken = confidential && _options.ReportUrl is not null ? BearerToken.New() : null;
+        var reportTokenFile = reportToken is null ? null : WriteReportToken(dir, reportToken);
         info.Environment.Remove(ReportTokenVariable);
-        if (reportToken is not null)
+        if (reportTokenFile is not null)
         {
-            info.Environment[ReportTokenFileVariable] = WriteReportToken(dir, reportToken);
+            info.Environment[ReportTokenFileVariable] = reportTokenFile;
         }
         else
         {
@@ -205,7 +206,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             })
         {
             ReportToken = reportToken,
-            ReportTokenFile = reportToken is null ? null : Path.Combine(dir, ReportTokenFileName),
+            ReportTokenFile = reportTokenFile,
         };
     }
 
