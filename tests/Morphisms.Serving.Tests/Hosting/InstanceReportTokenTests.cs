@@ -61,6 +61,10 @@ public sealed class InstanceReportTokenTests(ServingKms kms) : IClassFixture<Ser
         await Eventually.True(() => host.Supervisor(deployed.Revision)!.Snapshot().Count == 2, "two instances launched", seconds: 30);
         var instances = host.Supervisor(deployed.Revision)!.Snapshot().Select(p => (ProcessInstance)p.Process).ToList();
         var (target, neighbour) = (instances[0], instances[1]);
+
+        // Only once each agent has taken its token file: a report accepted earlier marks the file as left behind and
+        // the host deletes it, which would leave an agent still starting up without its token.
+        await Eventually.True(() => instances.All(i => !File.Exists(i.ReportTokenFile)), "both agents took their token files", seconds: 30);
         using var http = new HttpClient { BaseAddress = host.ControlUrl };
 
         foreach (var authorization in new[]

@@ -73,6 +73,13 @@ public static class ServingTestApp
         var listener = new TcpListener(IPAddress.Loopback, int.Parse(Arg("--port"), System.Globalization.CultureInfo.InvariantCulture));
         listener.Start();
         var tokenFile = Environment.GetEnvironmentVariable("MORPH_REPORT_TOKEN_FILE");
+        if (tokenFile is { Length: > 0 } && !File.Exists(tokenFile))
+        {
+            // As morph-init refuses: said in the instance's log rather than an unhandled exception's abort (exit 134).
+            Console.Error.WriteLine($"fake agent: the report token file {tokenFile} is gone");
+            return 2;
+        }
+
         var token = tokenFile is { Length: > 0 } ? File.ReadAllText(tokenFile).Trim() : null;
         if (tokenFile is { Length: > 0 } && Environment.GetEnvironmentVariable("FAKE_AGENT_KEEPS_TOKEN_FILE") != "1")
         {
