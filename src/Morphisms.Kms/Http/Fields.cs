@@ -134,6 +134,12 @@ internal sealed class Fields(JsonObject data)
         throw Invalid(name, "a duration such as 3600, \"60s\" or \"1h\"");
     }
 
+    /// <summary>
+    /// A duration parameter where zero means "not given", as Vault reads a <c>ttl</c> of <c>0</c> or <c>""</c>: the
+    /// default applies, not a lifetime of nothing.
+    /// </summary>
+    public TimeSpan? DurationUnlessZero(string name) => Duration(name) is { } value && value > TimeSpan.Zero ? value : null;
+
     /// <summary>A list of strings (a JSON array of strings, or one comma-separated string).</summary>
     public List<string>? StringList(string name)
     {

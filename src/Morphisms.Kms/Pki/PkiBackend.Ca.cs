@@ -36,7 +36,7 @@ internal sealed partial class PkiBackend
         RefuseOnKmsRoot("root/generate");
         var f = request.Fields;
         var commonName = f.RequiredString("common_name");
-        var ttl = f.Duration("ttl") ?? DefaultRootTtl;
+        var ttl = f.DurationUnlessZero("ttl") ?? DefaultRootTtl;
         var bits = CaKeyBits(f);
         PkiRole.RejectUnknown(f, ["common_name", "ttl", "key_type", "key_bits"]);
         using var key = PkiCertificates.NewCaKey(bits);
@@ -118,7 +118,7 @@ internal sealed partial class PkiBackend
         var csr = ParseCsr(f.RequiredString("csr"), "csr");
         CheckCsrKey(csr.PublicKey, null);
         var commonName = f.String("common_name");
-        var ttl = f.Duration("ttl") ?? DefaultIntermediateTtl;
+        var ttl = f.DurationUnlessZero("ttl") ?? DefaultIntermediateTtl;
         PkiRole.RejectUnknown(f, ["csr", "common_name", "ttl", "format"]);
         var (signerId, parents) = await RootSignerAsync(ct).ConfigureAwait(false);
         using var signer = await LoadKeyAsync(signerId, ct).ConfigureAwait(false);
@@ -127,7 +127,7 @@ internal sealed partial class PkiBackend
         var serial = PkiCertificates.NewSerial();
         var request2 = new CertificateRequest(subject, csr.PublicKey, signer.Hash);
         PkiCertificates.AddCaExtensions(request2, signer.Certificate, root: false);
-        using var certificate = PkiCertificates.Sign(request2, signer, now - PkiCertificates.Backdate, now + ttl, serial);
+        using var certificate = PkiCertificates.Sign(request2, signer, now, ttl, serial);
         var pem = PkiCertificates.Pem(certificate);
         await _storage.PutJsonAsync("certs/" + PkiCertificates.SerialKey(serial), new CertRecord { Certificate = pem, IssuerId = signerId }, ct).ConfigureAwait(false);
         var signerPem = PkiCertificates.Pem(signer.Certificate);
@@ -197,10 +197,10 @@ internal sealed partial class PkiBackend
     {
         var f = request.Fields;
         var commonName = f.String("common_name");
-        var ttl = f.Duration("ttl");
+        var ttl = f.DurationUnlessZero("ttl");
         var bits = CaKeyBits(f, DefaultIntermediateKeyBits);
         PkiRole.RejectUnknown(f, ["common_name", "ttl", "key_type", "key_bits"]);
-        var (issuer, previous) = await RotateIntermediateAsync(new IntermediateSpec(commonName, ttl, bits), onlyIfMissing: false, ct).ConfigureAwait(false);
+        var (issuer, previous) = await RotateIntermediateAsync(new IntermediateSpec(commonName, ttl, bits), onlyIf: null, ct).ConfigureAwait(false);
         return KmsResponse.WithData(new JsonObject
         {
             ["issuer_id"] = issuer.Id,
@@ -215,7 +215,7 @@ internal sealed partial class PkiBackend
     /// retiring, so leaves it signed keep validating against <c>ca_chain</c> until they expire. Issuance never
     /// waits on this: it reads whichever default is current.
     /// </summary>
-    private async Task<(IssuerRecord Issuer, string? Previous)> RotateIntermediateAsync(IntermediateSpec spec, bool onlyIfMissing, CancellationToken ct)
+    private async Task<(IssuerRecord Issuer, string? Previous)> RotateIntermediateAsync(IntermediateSpec spec, ExpectedDefault? onlyIf, CancellationToken ct)
     {
         var (signerId, parents) = await RootSignerAsync(ct).ConfigureAwait(false);
         using var signer = await LoadKeyAsync(signerId, ct).ConfigureAwait(false);
@@ -224,7 +224,7 @@ internal sealed partial class PkiBackend
         var name = spec.CommonName ?? "Morphisms Functions Intermediate CA " + now.ToString("yyyy-MM-dd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
         var csr = new CertificateRequest(PkiCertificates.Subject(name), key, spec.KeyBits == 384 ? HashAlgorithmName.SHA384 : HashAlgorithmName.SHA256);
         PkiCertificates.AddCaExtensions(csr, signer.Certificate, root: false);
-        using var certificate = PkiCertificates.Sign(csr, signer, now - PkiCertificates.Backdate, now + (spec.Ttl ?? DefaultIntermediateTtl), PkiCertificates.NewSerial());
+        using var certificate = PkiCertificates.Sign(csr, signer, now, spec.Ttl ?? DefaultIntermediateTtl, PkiCertificates.NewSerial());
         var issuer = new IssuerRecord
         {
             Id = NewIssuerId(),
@@ -233,21 +233,68 @@ internal sealed partial class PkiBackend
             PrivateKey = key.ExportPkcs8PrivateKeyPem(),
             CreatedAt = now,
         };
-        var previous = await InstallIssuerAsync(issuer, [], ct, onlyIfMissing).ConfigureAwait(false);
+        var previous = await InstallIssuerAsync(issuer, [], ct, onlyIf).ConfigureAwait(false);
         return (issuer, previous);
     }
 
-    /// <summary>Stores <paramref name="issuer"/> as the new default in one transaction and retires the old default.</summary>
-    private async Task<string?> InstallIssuerAsync(IssuerRecord issuer, List<(string, byte[]?)> extra, CancellationToken ct, bool onlyIfMissing = false)
+    /// <summary>
+    /// The default issuer for a new leaf. On a KMS-rooted mount the KMS makes and keeps the intermediates itself and
+    /// nobody has to rotate them by hand, so one with less than a third of its lifetime left (or expired) is replaced
+    /// here first, by a new intermediate of the same lifetime and key size: a year after initialisation attest-logins
+    /// still get certificates, not a clipped or refused one. On other mounts the operator rotates, and an expired
+    /// default is refused by <see cref="PkiCertificates.Sign"/>. The signer comes rented: give it back to <c>_signers</c>.
+    /// </summary>
+    private async Task<(IssuerRecord Issuer, CaKey Signer)> IssuingIssuerAsync(DateTimeOffset now, CancellationToken ct)
+    {
+        var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
+        var signer = _signers.Rent(issuer);
+        if (!_kmsRoot || !RenewalDue(signer.Certificate, now))
+        {
+            return (issuer, signer);
+        }
+
+        var certificate = signer.Certificate;
+        var lifetime = certificate.NotAfter.ToUniversalTime() - certificate.NotBefore.ToUniversalTime() - PkiCertificates.Backdate;
+        using (var publicKey = certificate.GetECDsaPublicKey())
+        {
+            var spec = new IntermediateSpec(null, lifetime, publicKey?.KeySize ?? DefaultIntermediateKeyBits);
+            _signers.Return(issuer, signer);
+
+            // Concurrent logins that all found it due make one successor: the install only happens while this one is
+            // still the default.
+            await RotateIntermediateAsync(spec, new ExpectedDefault(issuer.Id), ct).ConfigureAwait(false);
+        }
+
+        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
+        issuer = await LoadIssuerAsync(config.Default!, ct).ConfigureAwait(false) ?? throw new InvalidOperationException("the new issuer vanished");
+        return (issuer, _signers.Rent(issuer));
+    }
+
+    /// <summary>True when <paramref name="certificate"/> has less than a third of its lifetime left at <paramref name="now"/>.</summary>
+    private static bool RenewalDue(X509Certificate2 certificate, DateTimeOffset now)
+    {
+        var notBefore = new DateTimeOffset(certificate.NotBefore.ToUniversalTime());
+        var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
+        return (notAfter - now) * 3 < notAfter - notBefore;
+    }
+
+    /// <summary>An install that happens only while the mount's default issuer is still <paramref name="Id"/> (null: while it has none).</summary>
+    private sealed record ExpectedDefault(string? Id);
+
+    /// <summary>
+    /// Stores <paramref name="issuer"/> as the new default in one transaction and retires the old default; with
+    /// <paramref name="onlyIf"/>, only while the default is still the one expected (returning the current default otherwise).
+    /// </summary>
+    private async Task<string?> InstallIssuerAsync(IssuerRecord issuer, List<(string, byte[]?)> extra, CancellationToken ct, ExpectedDefault? onlyIf = null)
     {
         await _writes.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             var config = await LoadConfigAsync(ct).ConfigureAwait(false);
             var previousId = config.Default;
-            if (onlyIfMissing && previousId is not null)
+            if (onlyIf is not null && previousId != onlyIf.Id)
             {
-                // Another request created the first intermediate meanwhile; one is enough.
+                // Another request created the first intermediate, or replaced the one due, meanwhile; one is enough.
                 return previousId;
             }
 

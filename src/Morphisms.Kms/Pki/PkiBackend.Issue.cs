@@ -174,7 +174,7 @@ internal sealed partial class PkiBackend
         var commonName = f.RequiredString("common_name");
         var altNames = f.StringList("alt_names") ?? [];
         var ipTexts = f.StringList("ip_sans") ?? [];
-        var ttl = role.Validity(f.Duration("ttl"));
+        var ttl = role.Validity(f.DurationUnlessZero("ttl"));
         var format = f.String("format") ?? "pem";
         var excludeCn = f.Bool("exclude_cn_from_sans") ?? false;
         var keyFormat = f.String("private_key_format") ?? "pkcs8";
@@ -214,8 +214,8 @@ internal sealed partial class PkiBackend
     /// </summary>
     private async Task<(JsonObject Data, IssuerRecord Issuer)> SignLeafAsync(LeafRequest leaf, CancellationToken ct)
     {
-        var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
         var now = _time.GetUtcNow();
+        var (issuer, signer) = await IssuingIssuerAsync(now, ct).ConfigureAwait(false);
         var serial = PkiCertificates.NewSerial();
         string pem;
         DateTimeOffset notAfter;
@@ -223,7 +223,6 @@ internal sealed partial class PkiBackend
         // The loaded key goes back to the pool as soon as it has signed, not after the commit: held across the fsync,
         // as many keys are out as logins wait on the disk, more than the pool keeps, and each extra one is a P-384
         // import, dearer than the signature.
-        var signer = _signers.Rent(issuer);
         try
         {
             var request = new CertificateRequest(leaf.Subject, leaf.PublicKey, signer.Hash);
@@ -233,7 +232,7 @@ internal sealed partial class PkiBackend
                 request.CertificateExtensions.Add(leaf.Extra);
             }
 
-            using var certificate = PkiCertificates.Sign(request, signer, now - PkiCertificates.Backdate, now + leaf.Ttl, serial);
+            using var certificate = PkiCertificates.Sign(request, signer, now, leaf.Ttl, serial);
             pem = PkiCertificates.Pem(certificate);
             notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
         }

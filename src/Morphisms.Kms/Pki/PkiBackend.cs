@@ -134,7 +134,7 @@ internal sealed partial class PkiBackend : ILogicalBackend
             throw KmsException.BadRequest("this mount has no issuer yet: generate a root or set a signed intermediate first");
         }
 
-        await RotateIntermediateAsync(new IntermediateSpec(null, null, DefaultIntermediateKeyBits), onlyIfMissing: true, ct).ConfigureAwait(false);
+        await RotateIntermediateAsync(new IntermediateSpec(null, null, DefaultIntermediateKeyBits), new ExpectedDefault(null), ct).ConfigureAwait(false);
         config = await LoadConfigAsync(ct).ConfigureAwait(false);
         return await LoadIssuerAsync(config.Default!, ct).ConfigureAwait(false) ?? throw new InvalidOperationException("the new issuer vanished");
     }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Pki;
 
@@ -143,16 +144,28 @@ internal static class PkiCertificates
         }
     }
 
-    /// <summary>Signs <paramref name="request"/> with <paramref name="issuer"/>; the validity is clipped to the issuer's.</summary>
-    public static X509Certificate2 Sign(CertificateRequest request, CaKey issuer, DateTimeOffset notBefore, DateTimeOffset notAfter, byte[] serial)
+    /// <summary>
+    /// Signs <paramref name="request"/> with <paramref name="issuer"/>, valid from <see cref="Backdate"/> before
+    /// <paramref name="now"/> for <paramref name="lifetime"/>, clipped to the issuer's validity. An issuer that has
+    /// expired is refused (a 400 naming it) rather than signing a certificate that is dead on arrival.
+    /// </summary>
+    public static X509Certificate2 Sign(CertificateRequest request, CaKey issuer, DateTimeOffset now, TimeSpan lifetime, byte[] serial)
     {
         var issuerNotAfter = new DateTimeOffset(issuer.Certificate.NotAfter.ToUniversalTime());
+        var notAfter = now + lifetime;
+        if (issuerNotAfter <= now)
+        {
+            throw KmsException.BadRequest(
+                $"issuer '{issuer.Id}' expired at {issuerNotAfter.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture)}: " +
+                "make another issuer the mount's default (root/generate, intermediate/set-signed or intermediate/rotate)");
+        }
+
         if (notAfter > issuerNotAfter)
         {
             notAfter = issuerNotAfter;
         }
 
-        return request.Create(issuer.Certificate.SubjectName, issuer.Generator, notBefore, notAfter, serial);
+        return request.Create(issuer.Certificate.SubjectName, issuer.Generator, now - Backdate, notAfter, serial);
     }
 
     /// <summary>PEM of a certificate.</summary>
