@@ -15,7 +15,8 @@ internal sealed class Route
     public Route(string name, [StringSyntax(StringSyntaxAttribute.Regex)] string pattern)
     {
         Name = name;
-        Pattern = new Regex("^" + pattern + "$", RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture, TimeSpan.FromMilliseconds(100));
+        // \z, not $: $ also matches before a final newline.
+        Pattern = new Regex("^" + pattern + "\\z", RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture, TimeSpan.FromMilliseconds(100));
     }
 
     /// <summary>A stable label, used as the metrics path class (never contains client-chosen text).</summary>

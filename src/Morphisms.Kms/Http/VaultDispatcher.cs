@@ -68,12 +68,29 @@ internal sealed partial class VaultDispatcher(
         }
     }
 
+    /// <summary>
+    /// Kestrel decodes percent-escapes in the path, so <c>%0A</c> arrives as a newline. No Vault path has a control
+    /// character, and one must never reach routing or the ACL: a route's pattern could match around it while the ACL
+    /// looks up a path no rule names (a trailing newline once walked past an exact deny to a wildcard's grant).
+    /// </summary>
+    private static void RefuseControlCharacters(string path)
+    {
+        foreach (var c in path)
+        {
+            if (char.IsControl(c))
+            {
+                throw KmsException.BadRequest($"invalid path: it contains the control character U+{(int)c:X4}");
+            }
+        }
+    }
+
     private async Task<string> DispatchAsync(HttpContext context, string requestId, bool head)
     {
         var http = context.Request;
         // The route matches a bare "/v1" too, which has no "/v1/" to cut: it is the empty path, which no backend serves (404).
         var raw = http.Path.Value ?? "";
         var path = raw.Length > "/v1/".Length ? raw["/v1/".Length..] : "";
+        RefuseControlCharacters(path);
         var operation = OperationFor(http);
 
         if (http.Headers.ContainsKey("X-Vault-Wrap-TTL"))

@@ -106,4 +106,41 @@ public class PolicyApiTests
         (await c.GetAsync("sys/internal/ui/mounts/transit/keys/k")).Expect(200);
         Assert.Contains("no mount", (await c.GetAsync("sys/internal/ui/mounts/nothing/here")).Expect(400).Errors.Single(), StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("%0A", true)]
+    [InlineData("%0D%0A", true)]
+    [InlineData("%0D", true)]
+    [InlineData("%00", false)]
+    [InlineData("%09", true)]
+    [InlineData("%7F", true)]
+    public async Task A_control_character_in_the_path_is_a_400_and_never_reaches_the_acl_as_another_path(string control, bool reachesTheKms)
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/admin", new { data = new { password = "hunter2" } })).Expect(200);
+        (await c.PutAsync("sys/policies/acl/reader", new
+        {
+            policy = """
+                path "secret/data/*" { capabilities = ["read"] }
+                path "secret/data/admin" { capabilities = ["deny"] }
+                """,
+        })).Expect(204);
+        var reader = (await c.PostAsync("auth/token/create", new { policies = new[] { "reader" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        (await c.GetAsync("secret/data/admin", reader)).Expect(403);
+
+        // Before the fix a trailing %0A matched the KV route (a regex's $ also matches before a final newline) while the
+        // ACL looked up "secret/data/admin\n", which the deny does not name and the wildcard grants. Kestrel itself
+        // refuses a NUL; the other characters reach the KMS decoded.
+        var refused = (await c.GetAsync("secret/data/admin" + control, reader)).Expect(400);
+        if (reachesTheKms)
+        {
+            Assert.Contains("control character", Assert.Single(refused.Errors), StringComparison.Ordinal);
+        }
+
+        Assert.DoesNotContain("hunter2", refused.Raw, StringComparison.Ordinal);
+        (await c.GetAsync("secret/data/admin" + control)).Expect(400);
+        (await c.PostAsync("secret/data/other" + control, new { data = new { a = "b" } })).Expect(400);
+        (await c.GetAsync("secret/data/other")).Expect(404);
+    }
 }
