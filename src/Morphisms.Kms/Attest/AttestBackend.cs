@@ -17,6 +17,12 @@ namespace Morphisms.Kms.Attest;
 /// </summary>
 internal sealed class AttestBackend : ILogicalBackend
 {
+    /// <summary>The path that creates an instance's token: a token's <c>path</c> says it came from an attested login.</summary>
+    public const string LoginPath = "auth/attest/login";
+
+    /// <summary>The token metadata naming the function the instance attested as.</summary>
+    public const string FunctionMetadataKey = "function";
+
     private readonly KmsMetrics _metrics;
     private readonly ChallengeStore _challenges;
     private readonly LoginAppraiser _appraiser;
@@ -172,7 +178,7 @@ internal sealed class AttestBackend : ILogicalBackend
                 Policies = function.Policies,
                 Meta = new Dictionary<string, string>
                 {
-                    ["function"] = function.Name,
+                    [FunctionMetadataKey] = function.Name,
                     ["tee"] = result.Tee.ToWireName(),
                     ["measurement"] = measurement,
                     ["simulated"] = simulated,
@@ -182,7 +188,7 @@ internal sealed class AttestBackend : ILogicalBackend
                 ExplicitMaxTtl = TimeSpan.FromSeconds(function.TokenMaxTtl),
                 Renewable = true,
                 DisplayName = "attest-" + function.Name,
-                Path = request.Path,
+                Path = LoginPath,
                 InternalData = new JsonObject
                 {
                     ["evidence_sha256"] = Convert.ToHexStringLower(evidenceHash),

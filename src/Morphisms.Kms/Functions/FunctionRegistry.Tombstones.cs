@@ -77,6 +77,7 @@ internal sealed partial class FunctionRegistry
         }
         finally
         {
+            RegistryChanged();
             _writes.Release();
         }
     }
@@ -111,6 +112,7 @@ internal sealed partial class FunctionRegistry
         }
         finally
         {
+            RegistryChanged();
             _writes.Release();
         }
     }

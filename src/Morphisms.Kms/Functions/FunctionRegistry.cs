@@ -113,6 +113,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
         }
         finally
         {
+            RegistryChanged();
             _writes.Release();
         }
     }

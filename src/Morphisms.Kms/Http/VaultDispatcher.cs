@@ -144,7 +144,7 @@ internal sealed partial class VaultDispatcher(
             }
 
             var audit = route.AllowWhenSealed ? null : state?.Audit;
-            var response = await AuthorizeAndHandleAsync(request, route, match, audit, context.RequestAborted).ConfigureAwait(false);
+            var response = await AuthorizeAndHandleAsync(request, backend, route, match, audit, context.RequestAborted).ConfigureAwait(false);
             await VaultEnvelope.WriteAsync(context, requestId, response, backend.Type, head).ConfigureAwait(false);
             return route.Name;
         }
@@ -185,7 +185,7 @@ internal sealed partial class VaultDispatcher(
         return true;
     }
 
-    private static async Task<KmsResponse?> AuthorizeAndHandleAsync(KmsRequest request, Route route, RouteMatch match, AuditRecorder? audit, CancellationToken ct)
+    private static async Task<KmsResponse?> AuthorizeAndHandleAsync(KmsRequest request, ILogicalBackend backend, Route route, RouteMatch match, AuditRecorder? audit, CancellationToken ct)
     {
         if (!route.Unauthenticated)
         {
@@ -209,6 +209,16 @@ internal sealed partial class VaultDispatcher(
             {
                 audit?.Request(request, "permission denied");
                 throw KmsException.PermissionDenied();
+            }
+
+            try
+            {
+                await Functions.OwnedBundleGuard.CheckAsync(request, backend, ct).ConfigureAwait(false);
+            }
+            catch (KmsException e)
+            {
+                audit?.Request(request, string.Join("; ", e.Errors));
+                throw;
             }
         }
 

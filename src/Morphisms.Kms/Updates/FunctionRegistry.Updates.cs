@@ -72,6 +72,7 @@ internal sealed partial class FunctionRegistry
         }
         finally
         {
+            RegistryChanged();
             _writes.Release();
         }
     }
@@ -204,6 +205,7 @@ internal sealed partial class FunctionRegistry
         }
         finally
         {
+            RegistryChanged();
             _writes.Release();
         }
     }

@@ -65,21 +65,20 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
         Assert.Equal("secret/data/owned-path", function!["data"]!["secret_path"]!.GetValue<string>());
 
         // The approved instances must still read their bundle there: the function's policy keeps the approved path
-        // beside the proposed one while the owners decide.
-        foreach (var path in new[] { "secret/data/owned-path", "secret/data/elsewhere" })
-        {
-            using var written = await kms.Root.PostAsync($"v1/{path}", JsonContent.Create(new JsonObject { ["data"] = new JsonObject { ["key"] = path } }));
-            written.EnsureSuccessStatusCode();
-        }
-
+        // beside the proposed one while the owners decide. (Only the function's attest-login tokens get past the KMS's
+        // guard of an owned bundle, so the policy is checked by its capabilities, not by reading with a token made here.)
         using var created = await kms.Root.PostAsync("v1/auth/token/create", JsonContent.Create(new JsonObject { ["policies"] = new JsonArray(KmsRegistrar.PolicyName("owned-path")) }));
         var token = (await created.EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonObject>())!["auth"]!["client_token"]!.GetValue<string>();
+        using var capabilities = new HttpRequestMessage(HttpMethod.Post, "v1/sys/capabilities-self")
+        {
+            Content = JsonContent.Create(new JsonObject { ["paths"] = new JsonArray("secret/data/owned-path", "secret/data/elsewhere") }),
+        };
+        capabilities.Headers.Add("X-Vault-Token", token);
+        using var answer = await kms.Root.SendAsync(capabilities);
+        var granted = (await answer.EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonObject>())!["data"]!;
         foreach (var path in new[] { "secret/data/owned-path", "secret/data/elsewhere" })
         {
-            using var read = new HttpRequestMessage(HttpMethod.Get, $"v1/{path}");
-            read.Headers.Add("X-Vault-Token", token);
-            using var response = await kms.Root.SendAsync(read);
-            Assert.True(response.IsSuccessStatusCode, $"{path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            Assert.Contains("read", granted[path]!.AsArray().Select(n => n!.GetValue<string>()));
         }
     }
 
