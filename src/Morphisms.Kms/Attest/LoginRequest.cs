@@ -137,10 +137,11 @@ internal sealed record LoginRequest
         CertificateRequest csr;
         try
         {
-            // Loading checks the CSR's self-signature: proof that the requester holds the private key.
+            // Loading checks the CSR's self-signature: proof that the requester holds the private key. A key on a
+            // curve the platform does not know fails the import with PlatformNotSupportedException.
             csr = CertificateRequest.LoadSigningRequestPem(pem, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.Default);
         }
-        catch (Exception e) when (e is CryptographicException or ArgumentException or FormatException)
+        catch (Exception e) when (e is CryptographicException or ArgumentException or FormatException or PlatformNotSupportedException)
         {
             throw Invalid("csr", "a PEM PKCS#10 certificate request with a valid signature");
         }

@@ -1,8 +1,10 @@
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Time.Testing;
 using Morphisms.Attestation.Abi.Dcap;
 using Morphisms.Attestation.Collateral;
 using Morphisms.Attestation.Trust;
 using Morphisms.Attestation.Verify.Dcap;
+using Morphisms.Testing;
 
 namespace Morphisms.Attestation.Tests.Dcap;
 
@@ -133,6 +135,22 @@ public class ChainTrustTests
         var forged = good with { PckCrl = other.Crl(null, At.AddDays(-1)) };
         verification = await Verify(pki.Build(), pki.SimulatedAnchors, forged);
         Assert.Contains(verification.Log.Failures, f => f.Check == CollateralVerifier.PckCrlCheck && f.Reason.Contains("not signed by this quote's PCK CA"));
+    }
+
+    [VectorFact]
+    public async Task A_pck_certificate_or_ca_on_a_curve_no_library_knows_fails_the_chain_instead_of_throwing()
+    {
+        using var pki = new SyntheticQuote();
+        using var leaf = X509CertificateLoader.LoadCertificate(TestCertificates.OnUnknownCurve(pki.Leaf.RawData));
+        var verification = await Verify(pki.Build([leaf, pki.Ca, pki.Root]), pki.SimulatedAnchors);
+
+        Assert.Contains(verification.Log.Failures, f => f.Check == PckChainVerifier.Check && f.Reason.Contains("not ECDSA P-256"));
+        Assert.Contains(verification.Log.Failures, f => f.Check == QuoteSignatureVerifier.QeReportSignatureCheck);
+
+        using var ca = X509CertificateLoader.LoadCertificate(TestCertificates.OnUnknownCurve(pki.Ca.RawData));
+        verification = await Verify(pki.Build([pki.Leaf, ca, pki.Root]), pki.SimulatedAnchors);
+
+        Assert.Contains(verification.Log.Failures, f => f.Check == PckChainVerifier.Check && f.Reason.Contains("signature"));
     }
 
     private static ValueTask<DcapVerification> Verify(byte[] quote, TrustAnchors anchors, DcapCollateral? collateral = null) =>

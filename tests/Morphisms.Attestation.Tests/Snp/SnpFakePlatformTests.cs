@@ -4,6 +4,7 @@ using Microsoft.Extensions.Time.Testing;
 using Morphisms.Attestation.Abi.Snp;
 using Morphisms.Attestation.Verify;
 using Morphisms.Attestation.Verify.Snp;
+using Morphisms.Testing;
 
 namespace Morphisms.Attestation.Tests.Snp;
 
@@ -183,6 +184,26 @@ public class SnpFakePlatformTests
 
         Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.Signature && f.Reason.Contains("P-384"));
         Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.KeyExtensions);
+    }
+
+    [Fact]
+    public void Key_on_a_curve_no_library_knows_fails_the_checks_instead_of_throwing()
+    {
+        using var vcek = X509CertificateLoader.LoadCertificate(TestCertificates.OnUnknownCurve(Milan.Vcek.RawData));
+
+        var result = Verifier(Milan).Verify(Milan.Report(), new SnpEndorsements(vcek));
+
+        Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.Signature && f.Reason.Contains("P-384"));
+        Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.Chain);
+
+        // Every certificate supplied with the evidence is read the same way, not only the VCEK.
+        using var p384 = ECDsa.Create(ECCurve.NamedCurves.nistP384);
+        using var root = new CertificateRequest("CN=ARK-Milan, O=Test AMD", p384, HashAlgorithmName.SHA384).CreateSelfSigned(FakeAmd.Now.AddDays(-1), FakeAmd.Now.AddDays(1));
+        using var unreadableRoot = X509CertificateLoader.LoadCertificate(TestCertificates.OnUnknownCurve(root.RawData));
+
+        result = Verifier(Milan).Verify(Milan.Report(), new SnpEndorsements(Milan.Vcek, [unreadableRoot]));
+
+        Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.Chain);
     }
 
     private static SnpVerifier Verifier(FakeAmd platform, byte[]? crl = null) =>

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation;
+using Morphisms.Testing;
 
 namespace Morphisms.Kms.Tests.Attest;
 
@@ -43,6 +44,7 @@ public sealed class AttestInputTests : IDisposable
             ("csr", EcCsr(ECCurve.NamedCurves.nistP521), "'csr'"),
             ("csr", EcCsr(ECCurve.CreateFromFriendlyName("secp256k1")), "'csr'"),
             ("csr", RsaCsr(1024), "'csr'"),
+            ("csr", UnknownCurveCsr(), "'csr'"),
             ("endorsements", Convert.ToBase64String("not a certificate"u8.ToArray()), "'endorsements'"),
         };
         foreach (var (field, value, named) in cases)
@@ -135,7 +137,6 @@ public sealed class AttestInputTests : IDisposable
     private static Task<VaultResult> LoginAsync(TestKms kms, FunctionInstance instance, byte[] nonce) =>
         AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem);
 
-    /// <summary>The CSR with one base64 character of its signature changed: still PEM and DER, no longer signed.</summary>
     private static string EcCsr(ECCurve curve)
     {
         using var key = ECDsa.Create(curve);
@@ -148,6 +149,15 @@ public sealed class AttestInputTests : IDisposable
         return new CertificateRequest("CN=signer", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1).CreateSigningRequestPem();
     }
 
+    /// <summary>A valid P-256 CSR with its curve renamed to one no library knows: loading it fails on the key, not the signature.</summary>
+    private static string UnknownCurveCsr()
+    {
+        var pem = EcCsr(ECCurve.NamedCurves.nistP256);
+        var der = Convert.FromBase64String(pem[PemEncoding.Find(pem).Base64Data]);
+        return PemEncoding.WriteString("CERTIFICATE REQUEST", TestCertificates.OnUnknownCurve(der));
+    }
+
+    /// <summary>The CSR with one base64 character of its signature changed: still PEM and DER, no longer signed.</summary>
     private static string TamperedCsr(string pem)
     {
         var lines = pem.Split('\n');

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Morphisms.Attestation;
 using Morphisms.Attestation.Simulated;
+using Morphisms.Testing;
 
 namespace Morphisms.Kms.Tests.Attest;
 
@@ -269,6 +270,18 @@ public class AttestLoginTests
 
         var refused = (await AttestFlow.LoginAsync(kms.Client, "snp", foreign, nonce, instance.CsrPem, endorsements: SimulatedTees.Untrusted.Vcek.RawData)).Expect(403);
         Assert.Contains("snp.chain", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_vcek_whose_key_is_on_a_curve_no_library_knows_is_refused_not_an_internal_error()
+    {
+        await using var kms = await StartWithSignerAsync();
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+        var vcek = TestCertificates.OnUnknownCurve(SimulatedTees.Trusted.Vcek.RawData);
+
+        var refused = (await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem, endorsements: vcek)).Expect(403);
+        Assert.Contains("snp.signature", refused.Errors.Single(), StringComparison.Ordinal);
     }
 
     [Fact]

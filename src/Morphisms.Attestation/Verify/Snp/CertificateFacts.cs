@@ -35,7 +35,7 @@ internal sealed class CertificateFacts
         IsSelfIssued = SubjectName.AsSpan().SequenceEqual(IssuerName);
         (Extensions, ExtensionsError) = ReadExtensions(certificate);
 
-        var ecdsa = certificate.GetECDsaPublicKey();
+        var ecdsa = ReadEcdsaKey(certificate);
         if (ecdsa is not null && IsP384(ecdsa))
         {
             _ecPublicKeyInfo = PublicKeyInfo;
@@ -119,6 +119,22 @@ internal sealed class CertificateFacts
     }
 
     public bool IsValidAt(DateTimeOffset time) => time >= NotBefore && time <= NotAfter;
+
+    /// <summary>
+    /// The certificate's ECDSA key, or null when it has none or it cannot be imported (a curve the crypto library does
+    /// not know): a supplied certificate is untrusted input, so such a key fails the checks that need it rather than throwing.
+    /// </summary>
+    private static ECDsa? ReadEcdsaKey(X509Certificate2 certificate)
+    {
+        try
+        {
+            return certificate.GetECDsaPublicKey();
+        }
+        catch (Exception e) when (e is CryptographicException or PlatformNotSupportedException)
+        {
+            return null;
+        }
+    }
 
     private static bool IsP384(ECDsa key)
     {
