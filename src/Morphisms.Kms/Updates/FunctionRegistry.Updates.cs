@@ -16,8 +16,9 @@ internal sealed partial class FunctionRegistry
     private const int MaxResolvedUpdatesKept = 32;
 
     /// <summary>
-    /// Records an owner's approval; applies the update when it has enough. Also answers the other pending updates the
-    /// application cancelled (a restore cancels those proposed for the deleted function).
+    /// Records an owner's approval; applies the update once enough of the current owners approved it (see
+    /// <see cref="PendingUpdate.ApprovalsBy"/>). Also answers the other pending updates the application cancelled (a
+    /// restore cancels those proposed for the deleted function).
     /// </summary>
     /// <exception cref="KmsException">404 unknown function or update, 403 not an owner, 400 not pending or already approved by this owner.</exception>
     public Task<(FunctionRecord Record, PendingUpdate Update, IReadOnlyList<int> Cancelled)> ApproveAsync(string name, int id, string owner, CancellationToken ct) =>
@@ -34,7 +35,7 @@ internal sealed partial class FunctionRegistry
             }
 
             var approved = update with { Approvals = [.. update.Approvals, new UpdateApproval(owner, now)] };
-            return approved.Approvals.Count >= record.ApprovalsRequired ? Apply(record, approved, now) : (record, approved);
+            return approved.ApprovalsBy(record.Owners) >= record.ApprovalsRequired ? Apply(record, approved, now) : (record, approved);
         }, ct);
 
     /// <summary>Withdraws a pending update.</summary>

@@ -42,6 +42,13 @@ internal sealed record PendingUpdate
     /// <summary>Owners who approved, in order.</summary>
     public List<UpdateApproval> Approvals { get; init; } = [];
 
+    /// <summary>
+    /// The approvals that count towards the threshold: those by owners in <paramref name="owners"/>, the function's
+    /// owners now. Approvals are kept as given, but one by an owner a later update removed no longer counts: else a
+    /// replaced owner's earlier approval would let fewer current owners than required put an update into effect.
+    /// </summary>
+    public int ApprovalsBy(IReadOnlyList<string> owners) => Approvals.Count(a => owners.Contains(a.Owner, StringComparer.Ordinal));
+
     /// <summary>The revision the update created when applied with new reference values.</summary>
     public int? AppliedRevision { get; init; }
 }

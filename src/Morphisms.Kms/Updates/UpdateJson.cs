@@ -21,7 +21,7 @@ internal static class UpdateJson
             ["resolved_time"] = update.ResolvedTime is { } t ? Timestamps.Rfc3339(t) : null,
             ["approvals"] = new JsonArray([.. update.Approvals.Select(a => new JsonObject { ["owner"] = a.Owner, ["time"] = Timestamps.Rfc3339(a.Time) })]),
             ["approvals_required"] = record.ApprovalsRequired,
-            ["approvals_remaining"] = update.Status == UpdateStatus.Pending ? Math.Max(0, record.ApprovalsRequired - update.Approvals.Count) : 0,
+            ["approvals_remaining"] = update.Status == UpdateStatus.Pending ? Math.Max(0, record.ApprovalsRequired - update.ApprovalsBy(record.Owners)) : 0,
             ["owners"] = update.Owners is null ? null : JsonValues.Strings(update.Owners),
             ["new_approvals_required"] = update.ApprovalsRequired,
             ["secret_path"] = update.SecretPath,

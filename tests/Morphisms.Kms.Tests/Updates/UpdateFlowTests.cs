@@ -63,6 +63,39 @@ public sealed class UpdateFlowTests : IDisposable
     }
 
     [Fact]
+    public async Task Approvals_by_owners_who_were_removed_stop_counting()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await OwnedFunction.RegisterAsync(c);
+        var alice = await OwnedFunction.OwnerTokenAsync(c, "alice");
+        var bob = await OwnedFunction.OwnerTokenAsync(c, "bob");
+        var notMallory = await OwnedFunction.OwnerTokenAsync(c, "mallory-not");
+        var dave = await OwnedFunction.OwnerTokenAsync(c, "dave");
+
+        // Update 1 (new code) has alice's approval when update 2 replaces alice by dave.
+        (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp))).Expect(200);
+        Assert.Equal("pending", (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200).Data["status"]!.GetValue<string>());
+        Assert.Equal(2, (await c.PutAsync("morphisms/functions/signer", new { owners = new[] { "bob", "mallory-not", "dave" } })).Expect(200).Data["pending_update"]!["id"]!.GetValue<int>());
+        (await c.PostAsync("morphisms/functions/signer/updates/2/approve", null, bob)).Expect(200);
+        Assert.Equal("applied", (await c.PostAsync("morphisms/functions/signer/updates/2/approve", null, notMallory)).Expect(200).Data["status"]!.GetValue<string>());
+
+        // Dave alone is one current owner of two required: alice's approval no longer counts.
+        var afterDave = (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, dave)).Expect(200).Data;
+        Assert.Equal("pending", afterDave["status"]!.GetValue<string>());
+        Assert.Equal(1, (await c.GetAsync("morphisms/functions/signer/updates/1", dave)).Expect(200).Data["approvals_remaining"]!.GetValue<int>());
+        using var instance = new FunctionInstance();
+        (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(403);
+        Assert.Equal(1, (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data["current_revision"]!.GetValue<int>());
+
+        // A second current owner applies it.
+        var applied = (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200).Data;
+        Assert.Equal("applied", applied["status"]!.GetValue<string>());
+        Assert.Equal(2, applied["applied_revision"]!.GetValue<int>());
+        Assert.Equal(2, (await OwnedFunction.LoginAsync(c, instance, OwnedFunction.NewSnp)).Expect(200).Data["revision"]!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task Owners_and_the_threshold_are_gated_too_and_updates_can_be_cancelled()
     {
         await using var kms = await StartAsync();
