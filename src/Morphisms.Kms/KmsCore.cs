@@ -20,7 +20,6 @@ namespace Morphisms.Kms;
 /// </summary>
 internal sealed partial class KmsCore : IAsyncDisposable
 {
-    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
     private readonly IPhysicalStorage _physical;
     private readonly SemaphoreSlim _transition = new(1, 1);
     private readonly UnsealProgress _progress = new();
@@ -267,7 +266,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
         var state = Interlocked.Exchange(ref _active, null);
         if (state is not null)
         {
-            _closing = state.CloseAsync(DrainTimeout);
+            _closing = state.CloseAsync();
         }
 
         if (held is not null)
@@ -309,7 +308,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
                 if (Election is { IsActive: false })
                 {
                     // Deposed while loading: never serve.
-                    _closing = state.CloseAsync(DrainTimeout);
+                    _closing = state.CloseAsync();
                     return false;
                 }
 
@@ -354,7 +353,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
         var state = Interlocked.Exchange(ref _active, null);
         if (state is not null)
         {
-            _closing = state.CloseAsync(DrainTimeout);
+            _closing = state.CloseAsync();
         }
     }
 

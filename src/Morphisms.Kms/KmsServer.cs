@@ -60,6 +60,11 @@ public sealed class KmsServer : IAsyncDisposable
             throw new ArgumentException("the request body limit must be between 1 KiB and 64 MiB", nameof(options));
         }
 
+        if (options.SealDrainTimeout < TimeSpan.Zero)
+        {
+            throw new ArgumentException("the seal drain timeout must not be negative", nameof(options));
+        }
+
         ValidateAttestation(options.Attestation);
         ValidateApiAddress(options);
 

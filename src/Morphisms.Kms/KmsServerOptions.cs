@@ -52,6 +52,13 @@ public sealed record KmsServerOptions
     /// <summary>The clock for token TTLs, KV timestamps and the audit log.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>
+    /// How long a seal (also an HA step-down or a snapshot restore) waits for in-flight requests before it wipes the
+    /// keys anyway, on <see cref="TimeProvider"/>. A request still running then fails with 503 "Vault is sealed";
+    /// nothing it does afterwards uses the wiped keys.
+    /// </summary>
+    public TimeSpan SealDrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Where warnings for the operator go (dev mode, plain HTTP); standard error by default.</summary>
     public TextWriter? WarningWriter { get; init; }
 

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using Morphisms.Kms.Audit;
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Functions;
+using Morphisms.Kms.Http;
 using Morphisms.Kms.Pki;
 using Morphisms.Kms.Policies;
 using Morphisms.Kms.Storage;
@@ -12,8 +13,9 @@ namespace Morphisms.Kms;
 
 /// <summary>
 /// Everything that exists only while the KMS is unsealed: the barrier and the stores behind it. Requests hold a
-/// lease on it; sealing waits for the leases to end before the keys are overwritten, so no request ever runs
-/// against zeroed keys.
+/// lease on it; sealing waits for the leases to end before the keys are overwritten. The wait is bounded
+/// (<see cref="KmsServerOptions.SealDrainTimeout"/>): a request still running after it finds the keys wiped and
+/// fails as sealed (<see cref="BarrierStorage.Wiped"/>) — nothing is ever encrypted, wrapped or MACed under zeros.
 /// </summary>
 internal sealed class UnsealedState
 {
@@ -23,11 +25,13 @@ internal sealed class UnsealedState
     private readonly Lock _lock = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly byte[] _rootKey;
+    private readonly KmsServerOptions _options;
     private int _leases;
     private bool _closing;
 
-    private UnsealedState(byte[] rootKey, BarrierStorage barrier, TokenStore tokens, PolicyStore policies, MountTable mounts, AuditKeys auditKeys, AuditRecorder? audit, ClusterInfo cluster, FunctionRegistry functions, KmsRootCa rootCa)
+    private UnsealedState(KmsServerOptions options, byte[] rootKey, BarrierStorage barrier, TokenStore tokens, PolicyStore policies, MountTable mounts, AuditKeys auditKeys, AuditRecorder? audit, ClusterInfo cluster, FunctionRegistry functions, KmsRootCa rootCa)
     {
+        _options = options;
         Functions = functions;
         RootCa = rootCa;
         _rootKey = rootKey;
@@ -86,27 +90,44 @@ internal sealed class UnsealedState
         var audit = options.AuditLogPath is { } path ? new AuditRecorder(AuditLog.Open(path, auditKeys, options.TimeProvider), auditKeys) : null;
         var tokens = new TokenStore(barrier, salt, options.TimeProvider, new TokenStoreOptions(options.DefaultTokenTtl, options.MaxTokenTtl));
         var functions = new FunctionRegistry(barrier, options.TimeProvider);
-        return new UnsealedState(rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
+        return new UnsealedState(options, rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
     }
 
     /// <summary>Rotates the barrier keyring (<c>sys/rotate</c>).</summary>
     public Task<Keyring> RotateAsync(DateTimeOffset now, CancellationToken ct) => Barrier.RotateAsync(_rootKey, now, ct);
 
     /// <summary>A key derived from the root key for one purpose (<see cref="RootSubkeys"/>); the root key itself never leaves.</summary>
-    public byte[] DeriveRootSubkey(string purpose) => RootSubkeys.Derive(_rootKey, purpose);
+    /// <exception cref="KmsException">503: the KMS sealed and the root key may have been zeroed under the derivation.</exception>
+    public byte[] DeriveRootSubkey(string purpose)
+    {
+        var key = RootSubkeys.Derive(_rootKey, purpose);
+
+        // The root key is zeroed only after the barrier's flag is set (CloseAsync), so checking it after use suffices.
+        if (Barrier.Wiped)
+        {
+            CryptographicOperations.ZeroMemory(key);
+            throw KmsException.Sealed();
+        }
+
+        return key;
+    }
 
     /// <summary>Whether <paramref name="ciphertext"/> (made for <paramref name="path"/>) was encrypted under this root key.</summary>
+    /// <exception cref="KmsException">503: the KMS sealed, so a "no" could come from a zeroed root key.</exception>
     public bool RootKeyOpens(string path, byte[] ciphertext)
     {
+        bool opens;
         try
         {
             CryptographicOperations.ZeroMemory(AesGcmEnvelope.Open(_rootKey, path, ciphertext));
-            return true;
+            opens = true;
         }
         catch (BarrierException)
         {
-            return false;
+            opens = false;
         }
+
+        return Barrier.Wiped ? throw KmsException.Sealed() : opens;
     }
 
     /// <summary>Takes a lease for one request; false once sealing has begun.</summary>
@@ -136,8 +157,11 @@ internal sealed class UnsealedState
         }
     }
 
-    /// <summary>Refuses new leases, waits for current ones (bounded), then wipes the keys.</summary>
-    public async Task CloseAsync(TimeSpan drainTimeout)
+    /// <summary>
+    /// Refuses new leases, waits for current ones (at most <see cref="KmsServerOptions.SealDrainTimeout"/>), then
+    /// wipes the keys. Never faults: unseals wait for this task, and the keys go whatever the audit device does.
+    /// </summary>
+    public async Task CloseAsync()
     {
         lock (_lock)
         {
@@ -150,13 +174,35 @@ internal sealed class UnsealedState
 
         // Long-poll reads would otherwise hold their leases (and the seal) until their wait ends.
         Mounts.KvWatch.Close();
-        await Task.WhenAny(_drained.Task, Task.Delay(drainTimeout)).ConfigureAwait(false);
-        Audit?.Notice("sealed");
-        Audit?.Dispose();
-        Barrier.Keyring.Zero();
+        await Task.WhenAny(_drained.Task, Task.Delay(_options.SealDrainTimeout, _options.TimeProvider)).ConfigureAwait(false);
+        string? auditFailure = null;
+        try
+        {
+            try
+            {
+                Audit?.Notice("sealed");
+            }
+            finally
+            {
+                Audit?.Dispose();
+            }
+        }
+        catch (Exception e)
+        {
+            // A full disk or a failed audit device must not keep the keys in memory, nor fault this task: every
+            // later unseal awaits it.
+            auditFailure = $"{e.GetType().Name}: {e.Message}";
+        }
+
+        // The barrier's flag first: requests still running check it after each key use (see BarrierStorage.Wiped).
+        Barrier.Wipe();
         AuditKeys.Zero();
         RootCa.Dispose();
         CryptographicOperations.ZeroMemory(_rootKey);
+        if (auditFailure is not null)
+        {
+            await (_options.WarningWriter ?? Console.Error).WriteLineAsync($"WARNING! the audit device could not record the seal (the keys were wiped): {auditFailure}").ConfigureAwait(false);
+        }
     }
 }
 

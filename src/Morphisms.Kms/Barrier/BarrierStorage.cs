@@ -1,3 +1,4 @@
+using Morphisms.Kms.Http;
 using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Barrier;
@@ -17,6 +18,7 @@ internal sealed class BarrierStorage : ISecureStorage
     // would orphan every value already written under the first. Rotations therefore run one at a time.
     private readonly SemaphoreSlim _rotation = new(1, 1);
     private Keyring _keyring;
+    private volatile bool _wiped;
 
     public BarrierStorage(IPhysicalStorage physical, Keyring keyring)
     {
@@ -26,6 +28,20 @@ internal sealed class BarrierStorage : ISecureStorage
 
     /// <summary>The keyring in use.</summary>
     public Keyring Keyring => Volatile.Read(ref _keyring);
+
+    /// <summary>
+    /// Whether <see cref="Wipe"/> has begun. Key users read it after using a key: seen false, the wipe had not
+    /// started when the use ended, so the key was still whole; seen true, what they computed may involve zeros.
+    /// </summary>
+    public bool Wiped
+    {
+        get
+        {
+            // The fence keeps the key reads of the use before this read (Wipe fences the other way).
+            Interlocked.MemoryBarrier();
+            return _wiped;
+        }
+    }
 
     /// <summary>Encrypts the keyring under the root key for <see cref="KeyringPath"/>.</summary>
     public static byte[] WrapKeyring(ReadOnlySpan<byte> rootKey, Keyring keyring) =>
@@ -45,14 +61,45 @@ internal sealed class BarrierStorage : ISecureStorage
         try
         {
             var next = Keyring.Rotate(now);
-            await _physical.PutAsync(KeyringPath, WrapKeyring(rootKey, next), ct).ConfigureAwait(false);
+            var wrapped = WrapKeyring(rootKey, next);
+            if (Wiped)
+            {
+                // A rotation the seal stopped waiting for: its keyring copies wiped terms and may be wrapped under a
+                // wiped root key; stored, it would leave the store unopenable and its keys readable from the disk.
+                next.Zero();
+                throw KmsException.Sealed();
+            }
+
+            await _physical.PutAsync(KeyringPath, wrapped, ct).ConfigureAwait(false);
             Volatile.Write(ref _keyring, next);
+            if (Wiped)
+            {
+                // Stored intact, but a wipe running meanwhile may have zeroed the keyring this one replaced and not
+                // its new term: zero it here (the next unseal reads it from storage).
+                next.Zero();
+            }
+
             return next;
         }
         finally
         {
             _rotation.Release();
         }
+    }
+
+    /// <summary>
+    /// Zeroes the keyring when the KMS seals. Requests the seal stopped waiting for may still run: every key use
+    /// checks <see cref="Wiped"/> afterwards and fails as sealed (503) instead of storing or serving what zeroed
+    /// keys made.
+    /// </summary>
+    public void Wipe()
+    {
+        _wiped = true;
+
+        // Pairs with the fence in Wiped: no zeroing happens before the flag is visible, and a rotation that
+        // installed its keyring without seeing the flag has it zeroed here.
+        Interlocked.MemoryBarrier();
+        Keyring.Zero();
     }
 
     public async Task<byte[]?> GetAsync(string key, CancellationToken ct = default)
@@ -64,7 +111,15 @@ internal sealed class BarrierStorage : ISecureStorage
         }
 
         var keyring = Keyring;
-        return AesGcmEnvelope.Open(keyring.Key(AesGcmEnvelope.ReadTerm(ciphertext)), key, ciphertext);
+        try
+        {
+            return AesGcmEnvelope.Open(keyring.Key(AesGcmEnvelope.ReadTerm(ciphertext)), key, ciphertext);
+        }
+        catch (BarrierException) when (Wiped)
+        {
+            // The key was zeroed under this read, the data is fine: the KMS sealed.
+            throw KmsException.Sealed();
+        }
     }
 
     public Task PutAsync(string key, byte[] value, CancellationToken ct = default) =>
@@ -82,6 +137,9 @@ internal sealed class BarrierStorage : ISecureStorage
     private byte[] Encrypt(string key, byte[] value)
     {
         var keyring = Keyring;
-        return AesGcmEnvelope.Seal(keyring.Key(keyring.ActiveTerm), keyring.ActiveTerm, key, value);
+        var ciphertext = AesGcmEnvelope.Seal(keyring.Key(keyring.ActiveTerm), keyring.ActiveTerm, key, value);
+
+        // Checked after use: a value sealed while the key was being zeroed must never reach storage.
+        return Wiped ? throw KmsException.Sealed() : ciphertext;
     }
 }

@@ -72,7 +72,7 @@ internal sealed partial class KmsCore
 
     private async Task ReplaceStoreAsync(UnsealedState previous, StorageSnapshot snapshot, bool verified)
     {
-        await previous.CloseAsync(DrainTimeout).ConfigureAwait(false);
+        await previous.CloseAsync().ConfigureAwait(false);
         try
         {
             var incoming = snapshot.Entries.Select(e => e.Key).ToHashSet(StringComparer.Ordinal);
