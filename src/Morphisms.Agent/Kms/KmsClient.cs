@@ -49,10 +49,15 @@ public sealed class KmsClient : IDisposable
             : throw new InvalidDataException("challenge response: data.nonce is not base64");
     }
 
-    /// <summary>Logs in with evidence; a refusal surfaces as a 403 <see cref="KmsCallException"/> (never retried).</summary>
+    /// <summary>
+    /// Logs in with evidence, sending the request exactly once; a refusal surfaces as a 403 <see cref="KmsCallException"/>.
+    /// A transient failure is not retried here: the KMS spends the nonce before it commits the login, so a login whose
+    /// answer was lost may have used the nonce up, and the same body again would be refused as a replay. The caller
+    /// retries the whole round with a fresh challenge (<see cref="RetryAsync{T}"/>).
+    /// </summary>
     public async Task<LoginResult> LoginAsync(JsonObject request, CancellationToken ct)
     {
-        var body = await SendAsync(HttpMethod.Post, "auth/attest/login", request, null, ct).ConfigureAwait(false);
+        var body = await SendOnceAsync(HttpMethod.Post, "auth/attest/login", request, null, ct).ConfigureAwait(false);
         return LoginResult.Parse(body);
     }
 
@@ -75,26 +80,34 @@ public sealed class KmsClient : IDisposable
     }
 
     /// <summary>Sends one request with the bounded retry; returns the response JSON (empty for 204).</summary>
-    public async Task<JsonObject> SendAsync(HttpMethod method, string path, JsonObject? body, string? token, CancellationToken ct)
+    public Task<JsonObject> SendAsync(HttpMethod method, string path, JsonObject? body, string? token, CancellationToken ct) =>
+        RetryAsync(path, () => SendOnceAsync(method, path, body, token, ct), ct);
+
+    /// <summary>
+    /// Runs <paramref name="attempt"/> with the bounded retry: again after a doubling delay when it fails with a
+    /// transport error, a timeout, 429 or 5xx; never after a 4xx or a pin mismatch. <paramref name="what"/> names it in
+    /// the error once the attempts are spent.
+    /// </summary>
+    public async Task<T> RetryAsync<T>(string what, Func<Task<T>> attempt, CancellationToken ct)
     {
-        for (var attempt = 1; ; attempt++)
+        for (var number = 1; ; number++)
         {
             try
             {
-                return await SendOnceAsync(method, path, body, token, ct).ConfigureAwait(false);
+                return await attempt().ConfigureAwait(false);
             }
             catch (HttpRequestException e) when (_pin.LastFailure is { } pinFailure)
             {
                 // A pin mismatch is not transient: retrying would only ask the same impostor again.
                 throw new AgentException(AgentExitCodes.KmsUnavailable, $"refusing the KMS at {_http.BaseAddress}: {pinFailure}", e);
             }
-            catch (Exception e) when (attempt < _attempts && IsTransient(e, ct))
+            catch (Exception e) when (number < _attempts && IsTransient(e, ct))
             {
-                await Task.Delay(_delay * Math.Pow(2, attempt - 1), _time, ct).ConfigureAwait(false);
+                await Task.Delay(_delay * Math.Pow(2, number - 1), _time, ct).ConfigureAwait(false);
             }
             catch (Exception e) when (IsTransient(e, ct))
             {
-                throw new AgentException(AgentExitCodes.KmsUnavailable, $"KMS {_http.BaseAddress} unreachable after {_attempts} attempts ({path}): {e.Message}", e);
+                throw new AgentException(AgentExitCodes.KmsUnavailable, $"KMS {_http.BaseAddress} unreachable after {_attempts} attempts ({what}): {e.Message}", e);
             }
         }
     }

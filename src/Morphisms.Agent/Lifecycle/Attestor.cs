@@ -16,53 +16,9 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
         var identity = report.Time("keygen", () => new InstanceIdentity(function));
         try
         {
-            // At a cold start this round trip also carries the agent's first TLS handshake with the KMS.
-            byte[] nonce;
-            try
-            {
-                nonce = await report.TimeAsync("challenge", () => kms.ChallengeAsync(function, ct)).ConfigureAwait(false);
-            }
-            catch (InvalidDataException e)
-            {
-                throw Malformed("challenge", e);
-            }
-
-            TeeEvidence tee;
-            try
-            {
-                tee = await report.TimeAsync("evidence", () => evidence.GetEvidenceAsync(identity.ReportData(nonce), ct)).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is EvidenceException or IOException or UnauthorizedAccessException)
-            {
-                throw new AgentException(AgentExitCodes.Evidence, $"no evidence from {evidence.Name}: {e.Message}", e);
-            }
-
-            var request = new JsonObject
-            {
-                ["function"] = function,
-                ["tee"] = tee.Tee,
-                ["evidence"] = Convert.ToBase64String(tee.Evidence),
-                ["nonce"] = Convert.ToBase64String(nonce),
-                ["csr"] = identity.CsrPem,
-            };
-            if (tee.Endorsements is { } endorsements)
-            {
-                request["endorsements"] = Convert.ToBase64String(endorsements);
-            }
-
-            LoginResult login;
-            try
-            {
-                login = await report.TimeAsync("login", () => kms.LoginAsync(request, ct)).ConfigureAwait(false);
-            }
-            catch (KmsCallException e) when (e.Status is 400 or 403 or 404)
-            {
-                throw new AgentException(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
-            }
-            catch (InvalidDataException e)
-            {
-                throw Malformed("login", e);
-            }
+            // A login is never sent twice (KmsClient.LoginAsync): a transient failure of it starts the round again, with
+            // a new challenge and evidence bound to the new nonce, within the KMS client's retry budget.
+            var (login, tee) = await kms.RetryAsync("auth/attest/login", () => LoginRoundAsync(identity, report, ct), ct).ConfigureAwait(false);
 
             ServingCertificate certificate;
             try
@@ -80,6 +36,58 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
         {
             identity.Dispose();
             throw;
+        }
+    }
+
+    // One challenge, evidence bound to its nonce and this key, one login. A transient failure of the login (5xx, 429, a
+    // dropped connection, a timeout) propagates for the caller to retry the round; a refusal or a malformed answer does not.
+    private async Task<(LoginResult Login, TeeEvidence Tee)> LoginRoundAsync(InstanceIdentity identity, ColdStartReport report, CancellationToken ct)
+    {
+        // At a cold start this round trip also carries the agent's first TLS handshake with the KMS.
+        byte[] nonce;
+        try
+        {
+            nonce = await report.TimeAsync("challenge", () => kms.ChallengeAsync(function, ct)).ConfigureAwait(false);
+        }
+        catch (InvalidDataException e)
+        {
+            throw Malformed("challenge", e);
+        }
+
+        TeeEvidence tee;
+        try
+        {
+            tee = await report.TimeAsync("evidence", () => evidence.GetEvidenceAsync(identity.ReportData(nonce), ct)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is EvidenceException or IOException or UnauthorizedAccessException)
+        {
+            throw new AgentException(AgentExitCodes.Evidence, $"no evidence from {evidence.Name}: {e.Message}", e);
+        }
+
+        var request = new JsonObject
+        {
+            ["function"] = function,
+            ["tee"] = tee.Tee,
+            ["evidence"] = Convert.ToBase64String(tee.Evidence),
+            ["nonce"] = Convert.ToBase64String(nonce),
+            ["csr"] = identity.CsrPem,
+        };
+        if (tee.Endorsements is { } endorsements)
+        {
+            request["endorsements"] = Convert.ToBase64String(endorsements);
+        }
+
+        try
+        {
+            return (await report.TimeAsync("login", () => kms.LoginAsync(request, ct)).ConfigureAwait(false), tee);
+        }
+        catch (KmsCallException e) when (e.Status is 400 or 403 or 404)
+        {
+            throw new AgentException(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
+        }
+        catch (InvalidDataException e)
+        {
+            throw Malformed("login", e);
         }
     }
 
