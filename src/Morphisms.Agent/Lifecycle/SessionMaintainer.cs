@@ -20,8 +20,10 @@ public sealed class SessionMaintainer(
 {
     private Attestation _current = null!;
     private DateTimeOffset _tokenExpires;
+    // KV versions count per path, and a re-attestation may name another path: a version means something only with its path.
+    private string _secretPath = null!;
     private int _secretVersion;
-    private int _rejectedVersion;
+    private (string Path, int Version)? _rejected;
 
     /// <summary>The attestation (token, key, certificate) in use.</summary>
     public Attestation Current => _current;
@@ -40,6 +42,7 @@ public sealed class SessionMaintainer(
     {
         _current = attestation;
         _tokenExpires = attestation.At + attestation.Login.LeaseDuration;
+        _secretPath = options.SecretPathFor(attestation.Login);
         _secretVersion = secretVersion;
     }
 
@@ -142,17 +145,18 @@ public sealed class SessionMaintainer(
         KvSecret secret;
         try
         {
-            secret = await ReadSecretsAsync(path, ct).ConfigureAwait(false);
+            (path, secret) = await ReadSecretsAsync(path, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is KmsCallException { Status: 404 } or InvalidDataException)
         {
             // Deleted (or its latest version deleted): what the app has stays until someone writes a new version or
             // takes the instance's access away.
-            log.Warn("secrets_unavailable", $"the secret bundle at {path} cannot be read ({e.Message}): the app keeps version {_secretVersion}");
+            log.Warn("secrets_unavailable", $"the secret bundle at {options.SecretPathFor(_current.Login)} cannot be read ({e.Message}): the app keeps version {_secretVersion}");
             return;
         }
 
-        if (secret.Version <= _secretVersion || secret.Version == _rejectedVersion)
+        // A bundle at another path than the app's is new whatever its version.
+        if ((path == _secretPath && secret.Version <= _secretVersion) || _rejected == (path, secret.Version))
         {
             return;
         }
@@ -166,7 +170,7 @@ public sealed class SessionMaintainer(
         }
         catch (InvalidDataException e)
         {
-            _rejectedVersion = secret.Version;
+            _rejected = (path, secret.Version);
             log.Warn("secrets_rejected", $"secret bundle version {secret.Version} is not usable ({e.Message}): the app keeps version {_secretVersion}");
             return;
         }
@@ -177,10 +181,12 @@ public sealed class SessionMaintainer(
             return;
         }
 
+        _secretPath = path;
         _secretVersion = secret.Version;
         SecretUpdates++;
-        log.Info("secrets_updated", $"secret bundle version {secret.Version} applied", new JsonObject
+        log.Info("secrets_updated", $"secret bundle version {secret.Version} at {path} applied", new JsonObject
         {
+            ["path"] = path,
             ["version"] = secret.Version,
             ["files_changed"] = changed,
             ["note"] = bundle.Env.Count > 0 || bundle.Argv.Count > 0 ? "env/argv changes apply at the next instance start" : null,
@@ -189,21 +195,23 @@ public sealed class SessionMaintainer(
     }
 
     // A refusal may be this token's alone (revoked, or its policies changed): one fresh attestation, then the verdict
-    // stands. A login the KMS refuses ends the loop from inside ReattestAsync.
-    private async Task<KvSecret> ReadSecretsAsync(string path, CancellationToken ct)
+    // stands. A login the KMS refuses ends the loop from inside ReattestAsync. Returns the path read: the fresh login
+    // may name another.
+    private async Task<(string Path, KvSecret Secret)> ReadSecretsAsync(string path, CancellationToken ct)
     {
         try
         {
-            return await kms.ReadKvAsync(path, _current.Login.Token, ct).ConfigureAwait(false);
+            return (path, await kms.ReadKvAsync(path, _current.Login.Token, ct).ConfigureAwait(false));
         }
         catch (KmsCallException e) when (e.Status is 401 or 403)
         {
             await ReattestAsync($"secret read refused ({e.Errors})", ct).ConfigureAwait(false);
         }
 
+        path = options.SecretPathFor(_current.Login);
         try
         {
-            return await kms.ReadKvAsync(options.SecretPathFor(_current.Login), _current.Login.Token, ct).ConfigureAwait(false);
+            return (path, await kms.ReadKvAsync(path, _current.Login.Token, ct).ConfigureAwait(false));
         }
         catch (KmsCallException e) when (e.Status is 401 or 403)
         {

@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 
 namespace Morphisms.Agent.Tests.EndToEnd;
@@ -67,6 +68,45 @@ public sealed class MaintenanceTests
         Assert.Contains("re-attested: secret read refused", log.Text);
         Assert.Equal(1, agent.Maintainer!.Reattestations);
         Assert.False(Directory.Exists(harness.SecretsDir));
+    }
+
+    [Fact]
+    public async Task ASecretPathMovedAtReattestation_IsApplied_ThoughItsVersionIsLower()
+    {
+        // Versions count per path: the bundle at the new path is at version 3, the one the app has at version 5.
+        using var harness = new AgentHarness("mover");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        const string moved = "secret/data/mover-moved";
+
+        // A token that cannot be renewed to its full TTL: the agent re-attests every second and learns the path anew.
+        await kms.RegisterAsync("mover", harness.Measurement, tokenTtl: "2s", tokenMaxTtl: "2s");
+        for (var v = 1; v <= 5; v++)
+        {
+            await kms.PutBundleAsync("mover", Bundle($"a{v}"));
+        }
+
+        for (var v = 1; v <= 3; v++)
+        {
+            await kms.PutBundleAsync("mover", Bundle($"b{v}"), moved);
+        }
+
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        var greeting = Path.Combine(harness.SecretsDir, "greeting");
+        Assert.Equal("a5", File.ReadAllText(greeting));
+
+        await kms.RegisterAsync("mover", harness.Measurement, tokenTtl: "2s", tokenMaxTtl: "2s", secretPath: moved);
+        var function = await kms.Root.GetFromJsonAsync<JsonObject>("v1/morphisms/functions/mover");
+        Assert.Equal(moved, function!["data"]!["secret_path"]!.GetValue<string>());
+        await Eventually.Until(() => File.ReadAllText(greeting) == "b3", "the bundle at the moved path reaches the app");
+        Assert.Contains("\"event\":\"reattested\"", log.Text);
+
+        Assert.False(run.IsCompleted, log.Text);
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
     }
 
     private static int Count(string text, string what) => (text.Length - text.Replace(what, "", StringComparison.Ordinal).Length) / what.Length;

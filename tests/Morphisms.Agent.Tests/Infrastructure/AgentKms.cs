@@ -57,11 +57,16 @@ public sealed class AgentKms : IAsyncDisposable
         return new AgentKms(server, tee, simDir, root);
     }
 
-    /// <summary>Registers <paramref name="function"/> with a simulated SNP measurement and a policy for its secrets and renew-self.</summary>
-    public async Task RegisterAsync(string function, byte[] snpMeasurement, string tokenTtl = "30s", string tokenMaxTtl = "1h")
+    /// <summary>
+    /// Registers <paramref name="function"/> (again: changes it) with a simulated SNP measurement, its secret path
+    /// (<c>secret/data/FUNCTION</c> unless given) and a policy for its secrets and renew-self.
+    /// </summary>
+    public async Task RegisterAsync(string function, byte[] snpMeasurement, string tokenTtl = "30s", string tokenMaxTtl = "1h", string? secretPath = null)
     {
+        secretPath ??= $"secret/data/{function}";
         var policy = $$"""
             path "secret/data/{{function}}" { capabilities = ["read"] }
+            path "{{secretPath}}" { capabilities = ["read"] }
             path "auth/token/renew-self" { capabilities = ["update"] }
             """;
         await Expect(await Root.PutAsJsonAsync($"v1/sys/policies/acl/{function}", new { policy }));
@@ -69,16 +74,16 @@ public sealed class AgentKms : IAsyncDisposable
         {
             owners = new[] { "alice@example.com" },
             policies = new[] { function },
-            secret_path = $"secret/data/{function}",
+            secret_path = secretPath,
             token_ttl = tokenTtl,
             token_max_ttl = tokenMaxTtl,
             simulated = new { snp = new[] { Convert.ToHexStringLower(snpMeasurement) } },
         }));
     }
 
-    /// <summary>Writes a new version of a function's secret bundle.</summary>
-    public async Task PutBundleAsync(string function, JsonObject bundle) =>
-        await Expect(await Root.PostAsync($"v1/secret/data/{function}", JsonContent.Create(new JsonObject { ["data"] = bundle })));
+    /// <summary>Writes a new version of a function's secret bundle (at <c>secret/data/FUNCTION</c> unless <paramref name="path"/> is given).</summary>
+    public async Task PutBundleAsync(string function, JsonObject bundle, string? path = null) =>
+        await Expect(await Root.PostAsync($"v1/{path ?? $"secret/data/{function}"}", JsonContent.Create(new JsonObject { ["data"] = bundle })));
 
     /// <summary>The KMS root CA (PEM) as served by <c>sys/attestation</c>.</summary>
     public async Task<string> RootCaPemAsync()
