@@ -115,9 +115,16 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
 
             return await ServeAsync(log, report, kms, attestor, secrets, stop).ConfigureAwait(false);
         }
-        catch when (_app is { } unready && !_ready.Task.IsCompleted)
+        catch when (!_ready.Task.IsCompleted)
         {
-            await unready.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+            if (_app is { } unready)
+            {
+                await unready.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+            }
+
+            // Provisioned secrets outlive a cold start that failed after them (the app never ready, the terminator
+            // unable to listen) no more than they outlive a stopped app.
+            WipeSecrets(secrets, log);
             throw;
         }
         finally

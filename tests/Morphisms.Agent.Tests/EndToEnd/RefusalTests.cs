@@ -39,6 +39,24 @@ public sealed class RefusalTests
     }
 
     [Fact]
+    public async Task AnAppThatNeverGetsReady_ExitsSeven_AndItsSecretsAreWiped()
+    {
+        using var harness = new AgentHarness("quitter");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("quitter", harness.Measurement);
+        await kms.PutBundleAsync("quitter", new() { ["files"] = new System.Text.Json.Nodes.JsonObject { ["greeting"] = "provisioned" } });
+        var log = new LogSink();
+
+        // Provisioned, then the app exits at once: the cold start fails after the secrets were written.
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { App = ["/bin/sh", "-c", "exit 1"] };
+        var code = await new Agent(options, harness.LaunchConfig).RunAsync(default).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(AgentExitCodes.AppNotReady, code);
+        Assert.Contains("the app exited with code 1 before answering", log.Text);
+        Assert.False(Directory.Exists(harness.SecretsDir), "the secrets outlived the failed cold start");
+    }
+
+    [Fact]
     public async Task UnreachableKms_RetriesBoundedThenExits_AppNeverStarts()
     {
         using var harness = new AgentHarness("lonely");
