@@ -85,7 +85,7 @@ public static class AgentCli
 
         try
         {
-            var config = parsed.GetValue(launchConfig) is { } file ? await File.ReadAllBytesAsync(file.FullName, stop) : [];
+            var config = parsed.GetValue(launchConfig) is { } file ? await ReadLaunchConfigAsync(file, stop) : [];
             var options = new AgentOptions
             {
                 Kms = Url(parsed.GetValue(kms)!, "--kms"),
@@ -138,11 +138,32 @@ public static class AgentCli
 
         if (caFile is not null)
         {
-            using var ca = X509Certificate2.CreateFromPemFile(caFile.FullName);
-            return SHA256.HashData(ca.RawData);
+            try
+            {
+                using var ca = X509Certificate2.CreateFromPemFile(caFile.FullName);
+                return SHA256.HashData(ca.RawData);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+            {
+                // A usage error like any other bad argument: one line naming the file, not a crash with a stack trace.
+                throw new AgentException(AgentExitCodes.Usage, $"--kms-ca {caFile.FullName}: cannot read a PEM certificate from it ({e.Message})", e);
+            }
         }
 
         return sha256Hex is null ? null : ParseHex(sha256Hex, "--kms-ca-sha256");
+    }
+
+    // An unreadable file is a usage error naming it (its content, malformed or not, is judged by the simulated TEE).
+    private static async Task<byte[]> ReadLaunchConfigAsync(FileInfo file, CancellationToken stop)
+    {
+        try
+        {
+            return await File.ReadAllBytesAsync(file.FullName, stop).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new AgentException(AgentExitCodes.Usage, $"--launch-config {file.FullName}: cannot read it ({e.Message})", e);
+        }
     }
 
     // The default comes from MORPH_APP_START (the function spec's measured env), which the parser does not validate.

@@ -18,6 +18,20 @@ public sealed class CliTests
         Assert.StartsWith("morph-init:", stderr.ToString());
     }
 
+    [Theory]
+    [InlineData("--kms-ca", "/nonexistent/kms-ca.pem")]
+    [InlineData("--kms-ca", "/dev/null")]
+    [InlineData("--launch-config", "/nonexistent/launch.json")]
+    public async Task AnUnreadableFileArgument_ExitsTwo_NamingTheFile(string option, string file)
+    {
+        // A usage error, not a crash: one line naming the option and the file.
+        var stderr = new StringWriter();
+        var code = await AgentCli.RunAsync(
+            ["--kms", "https://127.0.0.1:1", "--function", "f", "--tee", "sim", option, file, "--", "app"], TextWriter.Null, stderr, default);
+        Assert.Equal(AgentExitCodes.Usage, code);
+        Assert.StartsWith($"morph-init: {option} {file}:", stderr.ToString());
+    }
+
     [Fact]
     public async Task TeeSimWithoutItsState_IsAUsageError()
     {
