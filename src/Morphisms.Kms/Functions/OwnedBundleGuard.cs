@@ -33,7 +33,7 @@ internal static class OwnedBundleGuard
             return;
         }
 
-        if (OwnerIdentity.Of(token) is { } owner && function.Owners.Contains(owner, StringComparer.Ordinal))
+        if (OwnerIdentity.Owns(token, function))
         {
             return;
         }

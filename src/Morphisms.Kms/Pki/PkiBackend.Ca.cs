@@ -255,18 +255,20 @@ internal sealed partial class PkiBackend
 
         var certificate = signer.Certificate;
         var lifetime = certificate.NotAfter.ToUniversalTime() - certificate.NotBefore.ToUniversalTime() - PkiCertificates.Backdate;
+        int keyBits;
         using (var publicKey = certificate.GetECDsaPublicKey())
         {
-            var spec = new IntermediateSpec(null, lifetime, publicKey?.KeySize ?? DefaultIntermediateKeyBits);
-            _signers.Return(issuer, signer);
-
-            // Concurrent logins that all found it due make one successor: the install only happens while this one is
-            // still the default.
-            await RotateIntermediateAsync(spec, new ExpectedDefault(issuer.Id), ct).ConfigureAwait(false);
+            keyBits = publicKey?.KeySize ?? DefaultIntermediateKeyBits;
         }
 
-        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
-        issuer = await LoadIssuerAsync(config.Default!, ct).ConfigureAwait(false) ?? throw new InvalidOperationException("the new issuer vanished");
+        _signers.Return(issuer, signer);
+
+        // Concurrent logins that all found it due make one successor: the install only happens while this one is
+        // still the default.
+        await RotateIntermediateAsync(new IntermediateSpec(null, lifetime, keyBits), new ExpectedDefault(issuer.Id), ct).ConfigureAwait(false);
+
+        // The successor, this call's or a concurrent one's.
+        issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
         return (issuer, _signers.Rent(issuer));
     }
 

@@ -16,4 +16,8 @@ internal static class OwnerIdentity
     /// <summary>The owner the token speaks for, or null.</summary>
     public static string? Of(TokenEntry token) =>
         token.Meta.TryGetValue(MetadataKey, out var owner) && owner.Length > 0 ? owner : null;
+
+    /// <summary>Whether the token speaks for one of <paramref name="function"/>'s owners.</summary>
+    public static bool Owns(TokenEntry token, Functions.FunctionRecord function) =>
+        Of(token) is { } owner && function.Owners.Contains(owner, StringComparer.Ordinal);
 }

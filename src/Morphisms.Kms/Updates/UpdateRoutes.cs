@@ -128,7 +128,7 @@ internal static class UpdateRoutes
         }
 
         var record = await request.RequireState().Functions.GetOrTombstoneAsync(name, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
-        if (OwnerIdentity.Of(request.Token!) is not { } owner || !record.Owners.Contains(owner, StringComparer.Ordinal))
+        if (!OwnerIdentity.Owns(request.Token!, record))
         {
             throw new KmsException(403, $"only an owner of function {name} or a caller with sudo on this path may do this");
         }
