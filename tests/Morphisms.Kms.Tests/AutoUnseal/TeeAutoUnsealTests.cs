@@ -1,4 +1,5 @@
 using Morphisms.Kms.AutoUnseal;
+using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Tests.AutoUnseal;
 
@@ -60,6 +61,40 @@ public sealed class TeeAutoUnsealTests : IDisposable
     }
 
     [Fact]
+    public async Task An_auto_unseal_failing_after_init_committed_still_answers_the_shares_and_root_token()
+    {
+        // The wrapped root key cannot be stored (a disk error): init has committed by then, so the reply is the only
+        // copy of the shares and the root token and must reach the operator, saying the KMS stayed sealed and why.
+        var storage = new FailingAutoUnsealStorage();
+        var warnings = new StringWriter();
+        await using var kms = await TestKms.StartAsync(
+            o => o with { AutoUnseal = new TeeSealingKeyWrapper(SimulatedTeeSealingKeyProvider.LoadOrCreate(_dir, [0xA1])), WarningWriter = warnings },
+            physical: storage);
+
+        var init = (await kms.Client.PutAsync("sys/init", new { secret_shares = 3, secret_threshold = 2 })).Expect(200).Body!;
+        var keys = init["keys"]!.AsArray().Select(k => k!.GetValue<string>()).ToList();
+        Assert.Equal(3, keys.Count);
+        Assert.Equal(3, init["keys_base64"]!.AsArray().Count);
+        var root = init["root_token"]!.GetValue<string>();
+        Assert.True(init["sealed"]!.GetValue<bool>());
+        var warning = Assert.Single(init["warnings"]!.AsArray())!.GetValue<string>();
+        Assert.Contains("sealed", warning, StringComparison.Ordinal);
+        Assert.Contains("disk on fire", warning, StringComparison.Ordinal);
+        Assert.DoesNotContain(root, warning, StringComparison.Ordinal);
+        Assert.All(keys, k => Assert.DoesNotContain(k, warning, StringComparison.Ordinal));
+        Assert.Contains("disk on fire", warnings.ToString(), StringComparison.Ordinal);
+        Assert.True(kms.Server.Sealed);
+
+        // Initialised for good: a second init is refused, and the shares it returned unseal it (wrapping the root key now).
+        (await kms.Client.PutAsync("sys/init", new { secret_shares = 1, secret_threshold = 1 })).Expect(400);
+        storage.Fail = false;
+        kms.Keys.AddRange(keys);
+        await kms.UnsealAsync();
+        Assert.NotNull(await storage.GetAsync(AutoUnsealPaths.WrappedRootKey));
+        (await kms.Client.PutAsync("secret/data/app", new { data = new { v = "1" } }, root)).Expect(200);
+    }
+
+    [Fact]
     public void The_simulated_provider_refuses_a_bad_secret_file()
     {
         Assert.Throws<ArgumentException>(() => SimulatedTeeSealingKeyProvider.LoadOrCreate(_dir, []));
@@ -68,4 +103,25 @@ public sealed class TeeAutoUnsealTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>In-memory storage whose put of the wrapped root key fails while <see cref="Fail"/> is set.</summary>
+    private sealed class FailingAutoUnsealStorage : IPhysicalStorage
+    {
+        private readonly InMemoryStorage _inner = new();
+
+        public volatile bool Fail = true;
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
+
+        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
+            Fail && key == AutoUnsealPaths.WrappedRootKey ? throw new IOException("disk on fire") : _inner.PutAsync(key, value, cancellationToken);
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
+
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
+
+        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => _inner.TransactAsync(operations, cancellationToken);
+
+        public ValueTask DisposeAsync() => _inner.DisposeAsync();
+    }
 }
