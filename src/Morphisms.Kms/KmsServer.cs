@@ -91,6 +91,9 @@ public sealed class KmsServer : IAsyncDisposable
     /// <summary>Whether the KMS is sealed (or not yet initialised).</summary>
     public bool Sealed => _core.Sealed;
 
+    /// <summary>The wipe of the last unsealed state, complete once its requests drained (tests wait for a seal's wipe).</summary>
+    internal Task SealClosing => _core.Closing;
+
     /// <summary>Long-poll KV reads parked right now (tests wait for a read to park before writing).</summary>
     internal int KvWaiters
     {

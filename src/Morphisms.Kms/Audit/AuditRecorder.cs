@@ -32,7 +32,7 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
             entry["error"] = error;
         }
 
-        log.Append(entry);
+        Append(entry);
     }
 
     /// <summary>Records the response (or the error) of a request.</summary>
@@ -75,7 +75,7 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
             entry["error"] = error;
         }
 
-        log.Append(entry);
+        Append(entry);
     }
 
     /// <summary>
@@ -100,11 +100,11 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
             entry[key] = value?.DeepClone();
         }
 
-        log.Append(entry);
+        Append(entry);
     }
 
     /// <summary>Records a free-form notice (seal, rotation).</summary>
-    public void Notice(string notice) => log.Append(new JsonObject { ["type"] = "notice", ["notice"] = notice });
+    public void Notice(string notice) => Append(new JsonObject { ["type"] = "notice", ["notice"] = notice });
 
     /// <summary>Closes the log file.</summary>
     public void Dispose() => log.Dispose();
@@ -119,6 +119,22 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
         JsonValue v => keys.Hash(v.ToJsonString()),
         _ => null,
     };
+
+    /// <summary>Appends one entry; a closed log means the KMS sealed, so the request fails as sealed.</summary>
+    /// <exception cref="KmsException">503: the log was closed by a seal (or an HA step-down, or a restore).</exception>
+    private void Append(JsonObject entry)
+    {
+        try
+        {
+            log.Append(entry);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Only the unsealed state's close disposes the log, just before it wipes the keys. A request the seal
+            // stopped waiting for must then fail as sealed (503) like its key uses do, not as an internal error.
+            throw KmsException.Sealed();
+        }
+    }
 
     private JsonObject RequestOf(KmsRequest request)
     {

@@ -109,6 +109,35 @@ public class SealWipeTests
         }
     }
 
+    [Fact]
+    public async Task A_read_outliving_the_seal_drain_with_an_audit_log_fails_as_sealed_not_as_an_internal_error()
+    {
+        var dir = Directory.CreateTempSubdirectory("kms-seal-wipe-").FullName;
+        try
+        {
+            var storage = new HoldingStorage();
+            await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = Path.Combine(dir, "audit.log"), SealDrainTimeout = TimeSpan.FromSeconds(5) }, physical: storage);
+            (await kms.Client.PutAsync("secret/data/wipe-audit", new { data = new { v = "1" } })).Expect(200);
+
+            // The read stops in storage holding its lease; the seal gives up waiting for it and wipes the keys (and
+            // closes the audit log) before the read decrypts and audits its answer.
+            storage.HoldGet("wipe-audit");
+            var read = kms.Client.GetAsync("secret/data/wipe-audit");
+            await storage.Reached.WaitAsync(TimeSpan.FromSeconds(30));
+            (await kms.Client.PutAsync("sys/seal")).Expect(204);
+            kms.Time.Advance(TimeSpan.FromSeconds(5));
+            await kms.Server.SealClosing.WaitAsync(TimeSpan.FromSeconds(30));
+            storage.Release();
+
+            var refused = (await read.WaitAsync(TimeSpan.FromSeconds(30))).Expect(503);
+            Assert.Equal(["Vault is sealed"], refused.Errors);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static async Task<(KmsCore Core, FakeTimeProvider Time, byte[] Key)> StartAsync(IPhysicalStorage storage, string? auditLogPath = null)
     {
         var time = new FakeTimeProvider(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
@@ -120,13 +149,14 @@ public class SealWipeTests
         return (core, time, init.Keys[0]);
     }
 
-    /// <summary>In-memory storage that can hold the next put of one key, or the next full read, until released.</summary>
+    /// <summary>In-memory storage that can hold the next put of one key, the next read of one, or the next full read, until released.</summary>
     private sealed class HoldingStorage : IPhysicalStorage
     {
         private readonly InMemoryStorage _inner = new();
         private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private string? _heldPut;
+        private string? _heldGet;
         private bool _holdReadAll;
         private int _keyringWrites;
 
@@ -139,9 +169,21 @@ public class SealWipeTests
 
         public void HoldReadAll() => _holdReadAll = true;
 
+        /// <summary>Holds the next read of a key containing <paramref name="part"/>.</summary>
+        public void HoldGet(string part) => _heldGet = part;
+
         public void Release() => _release.TrySetResult();
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
+        public async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
+        {
+            if (_heldGet is { } part && key.Contains(part, StringComparison.Ordinal) && Interlocked.Exchange(ref _heldGet, null) is not null)
+            {
+                _reached.TrySetResult();
+                await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            }
+
+            return await _inner.GetAsync(key, cancellationToken);
+        }
 
         public async Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
         {
