@@ -24,6 +24,7 @@ internal sealed class AuditLog : IDisposable
     private string _prevHash = AuditChain.Genesis;
     private string _prevMac = "";
     private ArrayBufferWriter<byte> _line = new(InitialLineBytes);
+    private bool _disposed;
 
     // Not validating: the body is deliberately left open (the chain suffix closes it), and its shape is fixed here.
     private readonly Utf8JsonWriter _writer = new(Stream.Null, new JsonWriterOptions { SkipValidation = true });
@@ -69,10 +70,13 @@ internal sealed class AuditLog : IDisposable
     }
 
     /// <summary>Appends one entry; <paramref name="fields"/> must not contain <c>seq</c>, <c>prev</c>, <c>hash</c> or <c>mac</c>.</summary>
+    /// <exception cref="ObjectDisposedException">The log was closed (the KMS sealed).</exception>
     public void Append(JsonObject fields)
     {
         lock (_lock)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+
             // Every request writes two or three entries, so the line is built as UTF-8 in one buffer reused under
             // the lock; building it as strings was most of the KMS's garbage under login load. The bytes are those
             // the verifier hashes: it re-encodes the body it reads, and Utf8JsonWriter escapes as the serialiser does.
@@ -113,11 +117,22 @@ internal sealed class AuditLog : IDisposable
         }
     }
 
-    /// <summary>Closes the file.</summary>
+    /// <summary>Closes the file once any append in progress has written its whole line; later appends throw.</summary>
     public void Dispose()
     {
-        _writer.Dispose();
-        _file.Dispose();
+        // Under the append lock: a seal closing the log while a request appends must not close the file (or the
+        // writer) under that write, which failed the request with a 500 and could leave a torn line.
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _writer.Dispose();
+            _file.Dispose();
+        }
     }
 
     private void Recover()

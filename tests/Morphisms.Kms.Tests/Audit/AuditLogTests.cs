@@ -157,6 +157,32 @@ public sealed class AuditLogTests : IDisposable
     }
 
     [Fact]
+    public async Task A_dispose_racing_an_append_waits_for_it_and_later_appends_fail_as_disposed()
+    {
+        var time = new HoldingTime(_time);
+        var log = AuditLog.Open(LogPath, _keys, time);
+        log.Append(new JsonObject { ["type"] = "before" });
+
+        // The append stops inside its lock (reading the clock), before it writes; the seal's Dispose arrives then.
+        time.HoldNext();
+        var append = Task.Run(() => log.Append(new JsonObject { ["type"] = "racing" }));
+        Assert.True(time.Reached.Wait(TimeSpan.FromSeconds(30)));
+        var dispose = Task.Run(log.Dispose);
+
+        // Dispose cannot finish while the append holds the lock (before, it closed the file under the append at once).
+        await Task.WhenAny(dispose, Task.Delay(TimeSpan.FromMilliseconds(200)));
+        Assert.False(dispose.IsCompleted);
+        time.Release();
+        await append.WaitAsync(TimeSpan.FromSeconds(30));
+        await dispose.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Throws<ObjectDisposedException>(() => log.Append(new JsonObject { ["type"] = "after" }));
+        var result = AuditLogVerifier.Verify(LogPath, _keys.ChainKey);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(2, result.Entries);
+    }
+
+    [Fact]
     public void Values_are_hashed_with_the_value_key_in_vault_notation()
     {
         var hash = _keys.Hash("s3cr3t");
@@ -166,6 +192,30 @@ public sealed class AuditLogTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A clock whose next read blocks, once held, until released (the log reads it inside its append lock).</summary>
+    private sealed class HoldingTime(TimeProvider inner) : TimeProvider
+    {
+        private readonly ManualResetEventSlim _release = new();
+        private int _hold;
+
+        public ManualResetEventSlim Reached { get; } = new();
+
+        public void HoldNext() => Volatile.Write(ref _hold, 1);
+
+        public void Release() => _release.Set();
+
+        public override DateTimeOffset GetUtcNow()
+        {
+            if (Interlocked.Exchange(ref _hold, 0) == 1)
+            {
+                Reached.Set();
+                _release.Wait(TimeSpan.FromSeconds(30));
+            }
+
+            return inner.GetUtcNow();
+        }
+    }
 
     private void Write(int count)
     {
