@@ -85,6 +85,9 @@ internal sealed partial class KmsCore : IAsyncDisposable
     /// <summary>The unsealed state's cluster identity, or null while sealed.</summary>
     public ClusterInfo? Cluster => Volatile.Read(ref _active)?.Cluster;
 
+    /// <summary>The KMS root CA's fingerprint (<see cref="Pki.KmsRootCa.Sha256"/>) while an unsealed state is served, else null.</summary>
+    public string? RootCaSha256 => Volatile.Read(ref _active)?.RootCa.Sha256;
+
     /// <summary>Reads the seal configuration from storage (at start).</summary>
     public async Task LoadAsync(CancellationToken ct)
     {

@@ -126,6 +126,51 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
             Assert.Single(outcome.Failures));
     }
 
+    /// <summary>
+    /// A measurement names the code, not the operator: with the root CA fingerprint the operator published, only that
+    /// root is pinned (hex in either case, colons allowed), and another root is refused naming both fingerprints.
+    /// </summary>
+    [Fact]
+    public async Task An_expected_root_ca_fingerprint_pins_that_root_and_refuses_any_other()
+    {
+        var presented = (await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [KmsPin] })).Record!.RootCaSha256;
+        var colons = string.Join(':', Convert.FromHexString(presented).Select(b => b.ToString("X2")));
+
+        var matching = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [KmsPin], ExpectedRootCaSha256 = colons });
+        Assert.True(matching.Trusted, string.Join("; ", matching.Failures));
+        Assert.Equal(presented, matching.Record!.RootCaSha256);
+
+        var other = Convert.ToHexStringLower(SHA256.HashData("another KMS's root"u8));
+        var mismatching = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [KmsPin], ExpectedRootCaSha256 = other });
+        Assert.False(mismatching.Trusted);
+        Assert.Null(mismatching.Record);
+        Assert.NotNull(mismatching.Attestation);
+        Assert.StartsWith($"root_ca: the KMS presents the root CA sha256 {presented}, not the expected {other}", Assert.Single(mismatching.Failures));
+    }
+
+    /// <summary>A malformed fingerprint is refused before the KMS is asked, saying what a fingerprint is.</summary>
+    [Theory]
+    [InlineData("")]
+    [InlineData("00")]
+    [InlineData("not hex at all")]
+    [InlineData("0011223344556677889900112233445566778899001122334455667788990011223344556677889900112233445566778899")]
+    public async Task A_malformed_root_ca_fingerprint_is_refused_before_the_kms_is_asked(string fingerprint)
+    {
+        var outcome = await KmsAttestationClient.VerifyAsync(Url, SimulatedRootTrusted with { ExpectedMeasurements = [KmsPin], ExpectedRootCaSha256 = fingerprint });
+        Assert.False(outcome.Trusted);
+        Assert.Null(outcome.Attestation);
+        Assert.Contains("is not a SHA-256 fingerprint", Assert.Single(outcome.Failures));
+        Assert.Throws<FormatException>(() => KmsTrustOptions.ParseRootCaSha256(fingerprint));
+    }
+
+    [Fact]
+    public void A_root_ca_fingerprint_reads_in_either_case_with_or_without_colons()
+    {
+        var hex = Convert.ToHexStringLower(SHA256.HashData("root"u8));
+        Assert.Equal(hex, KmsTrustOptions.ParseRootCaSha256(hex.ToUpperInvariant()));
+        Assert.Equal(hex, KmsTrustOptions.ParseRootCaSha256(" " + string.Join(':', Enumerable.Range(0, 32).Select(i => hex.Substring(i * 2, 2))) + "\n"));
+    }
+
     [Fact]
     public async Task Plain_http_and_unreachable_kms_are_refused_with_a_reason()
     {

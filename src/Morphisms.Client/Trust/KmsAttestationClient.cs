@@ -10,8 +10,10 @@ namespace Morphisms.Client.Trust;
 /// Verifies a KMS before anything is sent to it (DESIGN.md §3): asks for its evidence with a fresh
 /// nonce, and recomputes REPORT_DATA from the TLS certificate this connection actually saw and the root CA the KMS
 /// serves. Only when the evidence is genuine, shows one of the expected measurements (of its TEE, every component
-/// equal: for TDX, MRTD and RTMR0–3), passes the policy and binds exactly those does the client pin the root CA —
-/// never on first use.
+/// equal: for TDX, MRTD and RTMR0–3), passes the policy, binds exactly those and — when
+/// <see cref="KmsTrustOptions.ExpectedRootCaSha256"/> is given — the root CA is the one the operator published does the
+/// client pin the root CA. Without that fingerprint the root is whichever the answering KMS holds (trust on first use
+/// of the operator; the measurement pins only the code).
 /// </summary>
 public static class KmsAttestationClient
 {
@@ -27,6 +29,19 @@ public static class KmsAttestationClient
             return Refused($"measurement: {policyProblem}");
         }
 
+        string? expectedRoot = null;
+        if (options.ExpectedRootCaSha256 is { } expectedText)
+        {
+            try
+            {
+                expectedRoot = KmsTrustOptions.ParseRootCaSha256(expectedText);
+            }
+            catch (FormatException e)
+            {
+                return Refused($"root_ca: expected root CA: {e.Message}");
+            }
+        }
+
         if (!Uri.TryCreate(kmsUrl, UriKind.Absolute, out var baseUri) || baseUri.Scheme != Uri.UriSchemeHttps)
         {
             return Refused($"{kmsUrl}: a KMS can only be attested over https — its evidence binds the TLS key");
@@ -34,7 +49,9 @@ public static class KmsAttestationClient
 
         var nonce = RandomNumberGenerator.GetBytes(32);
         X509Certificate2? presented = null;
-        using var handler = new SocketsHttpHandler();
+        // No redirect is followed: the evidence must come from the address being pinned, not from wherever a
+        // Location header (which anyone on the path can write) points.
+        using var handler = new SocketsHttpHandler { AllowAutoRedirect = false };
         // Any certificate is accepted for this one request: nothing secret is sent, and the evidence
         // below decides whether the certificate seen here belongs to an attested KMS.
         handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
@@ -49,6 +66,14 @@ public static class KmsAttestationClient
         {
             var url = new Uri(baseUri, $"v1/sys/attestation?nonce={Convert.ToHexStringLower(nonce)}");
             using var response = await http.GetAsync(url, cancellationToken).ConfigureAwait(false);
+            if ((int)response.StatusCode is >= 300 and < 400)
+            {
+                // An HA standby sends 307 to its active node: that node is to be trusted by its own address.
+                var location = response.Headers.Location is { } l ? $" to {(l.IsAbsoluteUri ? l : new Uri(url, l))}" : string.Empty;
+                return Refused($"the KMS at {baseUri.GetLeftPart(UriPartial.Authority)} redirected ({(int)response.StatusCode}){location}: not followed, "
+                    + "since the evidence must come from the address being pinned; if that is your KMS (an HA standby names its active node), trust it by that address");
+            }
+
             using var body = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false), cancellationToken: cancellationToken).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {
@@ -107,6 +132,15 @@ public static class KmsAttestationClient
             failures.Add("root_ca: the certificate the KMS serves as its root CA is not a self-signed CA certificate");
         }
 
+        var rootSha256 = Convert.ToHexStringLower(SHA256.HashData(root.RawData));
+        if (expectedRoot is not null && rootSha256 != expectedRoot)
+        {
+            // The evidence binds the root it serves, so a KMS cannot show one root and pin another: a mismatch is another
+            // KMS than the operator's (the same image in someone else's TEE passes the measurement check) or another installation.
+            failures.Add($"root_ca: the KMS presents the root CA sha256 {rootSha256}, not the expected {expectedRoot}: "
+                + "it is not the KMS whose operator published that fingerprint");
+        }
+
         if (failures.Count > 0)
         {
             return new KmsTrustOutcome(null, result, failures);
@@ -116,7 +150,7 @@ public static class KmsAttestationClient
         {
             KmsUrl = KmsTrustStore.Normalize(kmsUrl),
             RootCaPem = root.ExportCertificatePem(),
-            RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(root.RawData)),
+            RootCaSha256 = rootSha256,
             TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo())),
             Tee = tee.ToWireName(),
             Measurement = KmsMeasurementPin.Of(result.Claims).ToString(),

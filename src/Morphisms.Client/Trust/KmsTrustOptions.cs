@@ -32,6 +32,15 @@ public sealed record KmsTrustOptions
     /// </summary>
     public bool AnyMeasurement { get; init; }
 
+    /// <summary>
+    /// The SHA-256 of the KMS root CA certificate (DER) that the KMS's operator publishes, as hex (either case, colons
+    /// between bytes allowed, as <c>openssl x509 -fingerprint -sha256</c> prints it). When set, the KMS is pinned only
+    /// if the root CA its evidence binds has this hash. When null the pin is trust on first use of whoever answers: a
+    /// measurement names the code, not who runs it, so anyone on the network path can start the published KMS image
+    /// in a TEE of their own and answer with a root CA of their own, which the measurement check passes.
+    /// </summary>
+    public string? ExpectedRootCaSha256 { get; init; }
+
     /// <summary>Collateral for an SGX/TDX KMS (an SNP KMS sends its VCEK).</summary>
     public ICollateralSource? Collateral { get; init; }
 
@@ -64,6 +73,23 @@ public sealed record KmsTrustOptions
         }
 
         return accepted.Any(m => m is null) ? "an expected measurement is null" : null;
+    }
+
+    /// <summary>
+    /// Reads a root CA fingerprint as <see cref="ExpectedRootCaSha256"/> takes it: 32 bytes of hex, either case,
+    /// colons allowed (<c>AB:CD:…</c>); returns the 64 lowercase digits <see cref="KmsTrustRecord.RootCaSha256"/> holds.
+    /// </summary>
+    /// <exception cref="FormatException">Not hex, or not 32 bytes; the message says what is expected.</exception>
+    public static string ParseRootCaSha256(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var trimmed = text.Trim();
+        if (!Hex.TryParse(trimmed.Replace(":", string.Empty, StringComparison.Ordinal), out var bytes) || bytes.Length != 32)
+        {
+            throw new FormatException($"'{trimmed}' is not a SHA-256 fingerprint: give the 64 hex digits of the SHA-256 of the KMS root CA certificate (DER), colons between bytes allowed");
+        }
+
+        return Convert.ToHexStringLower(bytes);
     }
 
     /// <summary>

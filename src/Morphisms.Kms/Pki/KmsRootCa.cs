@@ -20,10 +20,17 @@ internal sealed class KmsRootCa : IDisposable
     private KmsRootCa(X509Certificate2 certificate)
     {
         Certificate = certificate;
+        Sha256 = Convert.ToHexStringLower(SHA256.HashData(certificate.RawData));
     }
 
     /// <summary>The self-signed CA certificate (public part only).</summary>
     public X509Certificate2 Certificate { get; }
+
+    /// <summary>
+    /// Lowercase hex SHA-256 of the certificate's DER: the fingerprint an operator publishes for
+    /// <c>morph kms trust --expect-root-ca</c>. Kept as text so it can be read after the certificate is disposed.
+    /// </summary>
+    public string Sha256 { get; }
 
     /// <summary>The certificate in PEM.</summary>
     public string CertificatePem => Certificate.ExportCertificatePem();

@@ -82,6 +82,13 @@ internal static class SealRoutes
             status["cluster_id"] = cluster.Id;
         }
 
+        if (core.RootCaSha256 is { } rootCa)
+        {
+            // Not Vault's: the fingerprint an operator publishes so clients pin this KMS's root and no other
+            // (`morph kms trust --expect-root-ca`). Public: sys/attestation serves the certificate itself to anyone.
+            status["root_ca_sha256"] = rootCa;
+        }
+
         return status;
     }
 

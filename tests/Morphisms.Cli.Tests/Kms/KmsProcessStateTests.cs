@@ -67,6 +67,9 @@ public class KmsProcessStateTests
         Assert.Contains("1/2", partial.Stdout, StringComparison.Ordinal);
         var unsealed = await WithStdinAsync($"# shares\n{second}\n", () => kms.RunAsync("unseal", "--key-file", "-"));
         Assert.Equal(ExitCodes.Ok, unsealed.ExitCode);
+        // The root CA exists from the first unseal: its fingerprint, for the operator to publish, is shown from then on.
+        Assert.Matches(@"root ca sha256\s+[0-9a-f]{64}", unsealed.Stdout);
+        Assert.DoesNotContain("root ca", partial.Stdout, StringComparison.Ordinal);
         Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("status")).ExitCode);
         Assert.Equal(ExitCodes.UsageOrInput, (await WithStdinAsync("", () => kms.RunAsync("unseal"))).ExitCode);
     }

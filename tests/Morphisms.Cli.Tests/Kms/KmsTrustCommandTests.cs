@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Kms;
 using Morphisms.Kms.SelfAttestation;
@@ -182,6 +183,88 @@ public sealed class KmsTrustCommandTests
             Assert.True(bare.ExitCode == ExitCodes.Ok, bare.Stderr);
             Assert.Contains($"note: --expect-measurement {ZeroMeasurement} has no TEE: read as {ZeroPin}", bare.Stderr);
             Assert.Contains($"required     {ZeroPin}", bare.Stdout);
+        });
+
+    /// <summary>
+    /// The operator's flow: <c>morph kms status</c> on the KMS shows the root CA fingerprint, and a user who gives it
+    /// with <c>--expect-root-ca</c> (any case, colons allowed) pins that root without the first-use warning. Another
+    /// fingerprint — a look-alike KMS, the same image in someone else's TEE — is refused naming both and pins nothing;
+    /// a malformed one is a usage error before the KMS is asked.
+    /// </summary>
+    [Fact]
+    public Task An_expected_root_ca_pins_only_the_root_the_operator_published() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var url = kms.BaseAddress!.ToString();
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+            var caFile = Path.Combine(home, "kms-tls.pem");
+            await File.WriteAllTextAsync(caFile, kms.TlsCertificate!.ExportCertificatePem());
+
+            var status = await MorphRunner.RunAsync("kms", "status", "--address", url, "--ca-cert", caFile);
+            Assert.True(status.ExitCode == ExitCodes.Ok, status.Stderr);
+            var published = Regex.Match(status.Stdout, @"root ca sha256\s+([0-9a-f]{64})").Groups[1].Value;
+            Assert.Equal(64, published.Length);
+            var statusJson = await MorphRunner.RunAsync("kms", "status", "--address", url, "--ca-cert", caFile, "--json");
+            Assert.Equal(published, JsonDocument.Parse(statusJson.Stdout).RootElement.GetProperty("root_ca_sha256").GetString());
+
+            var other = new string('a', 64);
+            var refused = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--expect-root-ca", other);
+            Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+            Assert.Contains("NOT trusted; nothing was pinned", refused.Stderr);
+            Assert.Contains($"root_ca: the KMS presents the root CA sha256 {published}, not the expected {other}", refused.Stderr);
+            Assert.False(File.Exists(trustFile));
+
+            var malformed = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--expect-root-ca", published[..62]);
+            Assert.Equal(ExitCodes.UsageOrInput, malformed.ExitCode);
+            Assert.Contains("--expect-root-ca: ", malformed.Stderr);
+            Assert.Contains("is not a SHA-256 fingerprint", malformed.Stderr);
+            Assert.DoesNotContain("NOT trusted", malformed.Stderr);
+            var notHex = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--expect-root-ca", new string('z', 64));
+            Assert.Equal(ExitCodes.UsageOrInput, notHex.ExitCode);
+            Assert.False(File.Exists(trustFile));
+
+            // As openssl prints it: uppercase, colons between bytes.
+            var openssl = string.Join(':', Enumerable.Range(0, 32).Select(i => published.Substring(i * 2, 2).ToUpperInvariant()));
+            var pinned = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--expect-root-ca", openssl);
+            Assert.True(pinned.ExitCode == ExitCodes.Ok, pinned.Stderr);
+            Assert.Contains($"root CA      sha256 {published} (pinned, the one expected)", pinned.Stdout);
+            Assert.DoesNotContain("on first use", pinned.Stderr);
+            Assert.Contains(published, await File.ReadAllTextAsync(trustFile));
+        });
+
+    /// <summary>Without <c>--expect-root-ca</c> the root is pinned as today, with a warning that says so and shows its fingerprint.</summary>
+    [Fact]
+    public Task Without_an_expected_root_ca_the_pin_warns_that_it_is_trust_on_first_use() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var trusted = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev", "--expect-measurement", ZeroPin, "--json");
+
+            Assert.True(trusted.ExitCode == ExitCodes.Ok, trusted.Stderr);
+            var root = JsonDocument.Parse(trusted.Stdout).RootElement.GetProperty("root_ca_sha256").GetString()!;
+            Assert.Contains($"warning: the root CA was pinned on first use: root CA sha256 {root}", trusted.Stderr);
+            Assert.Contains("--expect-root-ca", trusted.Stderr);
+            Assert.True(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
+        });
+
+    /// <summary>
+    /// A redirect during trust is not followed, to another host least of all: the evidence must come from the address
+    /// pinned, and a Location header is anyone's to write. Nothing is pinned, and the message names where it pointed.
+    /// </summary>
+    [Fact]
+    public Task A_redirect_to_another_host_is_not_followed_and_nothing_is_pinned() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var elsewhere = $"https://localhost:{kms.BaseAddress!.Port}/";
+            await using var redirector = new FakeHttpServer(
+                request => new FakeHttpServer.Response(307, "", new Dictionary<string, string> { ["Location"] = elsewhere + request.Target.TrimStart('/') }),
+                certificate: kms.TlsCertificate);
+
+            var outcome = await MorphRunner.RunAsync("kms", "trust", redirector.Address.ToString(), "--dev", "--expect-measurement", ZeroPin);
+
+            Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+            Assert.Contains($"redirected (307) to {elsewhere}v1/sys/attestation", outcome.Stderr);
+            Assert.Contains("not followed", outcome.Stderr);
+            Assert.False(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
         });
 
     /// <summary>Runs <paramref name="test"/> against a dev KMS whose measurement is all zeros.</summary>

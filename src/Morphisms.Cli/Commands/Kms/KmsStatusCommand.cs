@@ -60,8 +60,22 @@ public static class KmsStatusCommand
         };
     }
 
-    /// <summary>Prints a seal-status object for humans.</summary>
-    internal static Task PrintAsync(TextWriter stdout, JsonObject status) => KmsAction.PrintFieldsAsync(stdout, new JsonObject
+    /// <summary>
+    /// Prints a seal-status object for humans; an unsealed active KMS adds its root CA fingerprint, which the operator
+    /// publishes for <c>morph kms trust --expect-root-ca</c>.
+    /// </summary>
+    internal static Task PrintAsync(TextWriter stdout, JsonObject status)
+    {
+        var fields = Fields(status);
+        if (status["root_ca_sha256"] is { } rootCa)
+        {
+            fields["root ca sha256"] = rootCa.DeepClone();
+        }
+
+        return KmsAction.PrintFieldsAsync(stdout, fields);
+    }
+
+    private static JsonObject Fields(JsonObject status) => new()
     {
         ["initialized"] = status["initialized"]?.ToString(),
         ["sealed"] = status["sealed"]?.ToString(),
@@ -71,5 +85,5 @@ public static class KmsStatusCommand
         ["version"] = status["version"]?.ToString(),
         ["storage"] = status["storage_type"]?.ToString(),
         ["cluster"] = status["cluster_name"]?.ToString(),
-    });
+    };
 }

@@ -11,9 +11,12 @@ namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
 /// <c>morph kms trust URL</c>: fetch the KMS's evidence with a fresh nonce, verify it, its measurement and its binding
-/// to the TLS key and root CA, and pin the root CA under the user's config directory. Nothing is trusted on first use:
-/// a KMS whose evidence fails is not pinned, and neither is one whose measurement the user did not name — genuine
-/// evidence alone proves only that some TEE holds the keys, and anyone can rent a TEE to run a look-alike KMS in.
+/// to the TLS key and root CA, and pin the root CA under the user's config directory. A KMS whose evidence fails is not
+/// pinned, and neither is one whose measurement the user did not name — genuine evidence alone proves only that some
+/// TEE holds the keys, and anyone can rent a TEE to run a look-alike KMS in. The measurement names the code, not the
+/// operator: the published KMS image run in someone else's TEE passes it with a root CA of their own. So
+/// <c>--expect-root-ca</c> takes the root CA fingerprint the operator publishes and refuses any other root; without it
+/// the root is pinned on first use, with a warning that shows its fingerprint to compare.
 /// </summary>
 public static class KmsTrustCommand
 {
@@ -46,11 +49,17 @@ public static class KmsTrustCommand
             AllowMultipleArgumentsPerToken = false,
             HelpName = "TEE:HEX",
         };
+        var rootCa = new Option<string?>("--expect-root-ca")
+        {
+            Description = "The SHA-256 of the KMS root CA certificate (DER) its operator publishes (`morph kms status` on the KMS shows it), "
+                + "64 hex digits, colons allowed: any other root is refused. Without it the root is pinned on first use (with a warning).",
+            HelpName = "SHA256",
+        };
         var anyMeasurement = new Option<bool>("--any-measurement") { Description = "INSECURE: pin a KMS whatever its measurement (any genuine TEE passes); says so loudly." };
         var dev = new Option<bool>("--dev") { Description = "Also trust this installation's simulated TEE (development only; says so loudly)." };
         var simulated = new Option<DirectoryInfo?>("--trust-simulated-tee") { Description = "Also trust the simulated TEE in DIR (development only)." };
         var json = new Option<bool>("--json") { Description = "Print the pinned record as JSON." };
-        var command = new Command("trust", "Attest a KMS, check its measurement and pin its root CA for this user.") { url, measurement, anyMeasurement, dev, simulated, json };
+        var command = new Command("trust", "Attest a KMS, check its measurement and pin its root CA for this user.") { url, measurement, rootCa, anyMeasurement, dev, simulated, json };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var paths = MorphPaths.FromEnvironment();
@@ -62,7 +71,8 @@ public static class KmsTrustCommand
                 var given = parse.GetValue(measurement) ?? [];
                 var expected = given.Select(ParseExpected).ToList();
                 var simulatedDir = parse.GetValue(simulated)?.FullName ?? (parse.GetValue(dev) ? paths.SimulatedTeeDirectory : null);
-                options = new KmsTrustOptions { ExpectedMeasurements = expected, AnyMeasurement = parse.GetValue(anyMeasurement) };
+                var expectedRoot = parse.GetValue(rootCa) is { } root ? ParseExpectedRootCa(root) : null;
+                options = new KmsTrustOptions { ExpectedMeasurements = expected, AnyMeasurement = parse.GetValue(anyMeasurement), ExpectedRootCaSha256 = expectedRoot };
                 if (MeasurementUsageProblem(options, simulatedDir is not null) is { } usage)
                 {
                     await stderr.WriteLineAsync($"morph: {usage}");
@@ -135,6 +145,11 @@ public static class KmsTrustCommand
                     return ExitCodes.UsageOrInput;
                 }
 
+                if (options.ExpectedRootCaSha256 is null)
+                {
+                    await stderr.WriteLineAsync(FirstUseWarning(record.RootCaSha256));
+                }
+
                 if (parse.GetValue(json))
                 {
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(record, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
@@ -147,7 +162,7 @@ public static class KmsTrustCommand
                     await stdout.WriteLineAsync(record.AnyMeasurement
                         ? "  required     ANY measurement (--any-measurement: NOT checked)"
                         : $"  required     {string.Join(" or ", record.ExpectedMeasurements)}");
-                    await stdout.WriteLineAsync($"  root CA      sha256 {record.RootCaSha256} (pinned)");
+                    await stdout.WriteLineAsync($"  root CA      sha256 {record.RootCaSha256} (pinned{(options.ExpectedRootCaSha256 is null ? ", on first use" : ", the one expected")})");
                     await stdout.WriteLineAsync($"  TLS key      sha256 {record.TlsSpkiSha256}");
                     await stdout.WriteLineAsync($"  stored in    {store.Path}");
                 }
@@ -170,6 +185,29 @@ public static class KmsTrustCommand
             throw new FormatException($"--expect-measurement: {e.Message}", e);
         }
     }
+
+    /// <summary>Parses <c>--expect-root-ca</c>; a <see cref="FormatException"/> names the option and what is wrong.</summary>
+    private static string ParseExpectedRootCa(string text)
+    {
+        try
+        {
+            return KmsTrustOptions.ParseRootCaSha256(text);
+        }
+        catch (FormatException e)
+        {
+            throw new FormatException($"--expect-root-ca: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// What a pin without <c>--expect-root-ca</c> leaves open, printed every time with the fingerprint to compare: the
+    /// checks passed say which code answered, not whose KMS it is.
+    /// </summary>
+    internal static string FirstUseWarning(string rootCaSha256) =>
+        $"warning: the root CA was pinned on first use: root CA sha256 {rootCaSha256}. The evidence shows which code the KMS "
+        + "runs, not who runs it: anyone on the network path could run the same KMS image in a TEE of their own and answer "
+        + "with their own root CA. Compare this fingerprint with the one the KMS's operator publishes (`morph kms status` "
+        + "on the KMS shows it), and give it with --expect-root-ca to have any other root refused.";
 
     /// <summary>
     /// Why the measurement flags cannot be used, or null: none given outside dev mode (where the measurement of this
