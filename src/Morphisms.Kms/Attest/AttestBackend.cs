@@ -199,7 +199,7 @@ internal sealed class AttestBackend : ILogicalBackend
             writes);
         var certificate = await _issuer.IssueAsync(
             new FunctionCertificateRequest(state, function, revision.Revision, login.Csr, result, evidenceHash), writes, ct).ConfigureAwait(false);
-        await _retirement.IndexLoginAsync(state, function.Name, revision.Revision, entry, certificate.Serial, writes, ct).ConfigureAwait(false);
+        await _retirement.IndexLoginAsync(state, function.Name, revision.Revision, entry, certificate.Serial, certificate.NotAfter, writes, ct).ConfigureAwait(false);
         await writes.CommitAsync(ct).ConfigureAwait(false);
 
         // Refuses (revoking both) if the revision was retired while this login ran.

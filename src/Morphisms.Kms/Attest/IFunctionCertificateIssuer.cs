@@ -31,7 +31,8 @@ internal sealed record FunctionCertificateRequest(
 /// <param name="Certificate">The leaf, or empty.</param>
 /// <param name="CaChain">Issuer certificates up to the root.</param>
 /// <param name="Serial">The leaf's serial number, lower-case hex without separators (the retirement index's key), or empty.</param>
-internal sealed record IssuedCertificate(string Certificate, IReadOnlyList<string> CaChain, string Serial = "");
+/// <param name="NotAfter">The leaf's expiry (in the retirement index's key, so expired entries are pruned from a listing).</param>
+internal sealed record IssuedCertificate(string Certificate, IReadOnlyList<string> CaChain, string Serial = "", DateTimeOffset NotAfter = default);
 
 /// <summary>The issuer until the PKI engine exists: no certificate.</summary>
 internal sealed class NoCertificateIssuer : IFunctionCertificateIssuer

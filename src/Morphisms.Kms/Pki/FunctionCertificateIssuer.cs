@@ -31,8 +31,8 @@ internal sealed class FunctionCertificateIssuer : IFunctionCertificateIssuer
             request.Revision,
             request.EvidenceSha256,
             request.Attestation.Simulated);
-        var (certificate, chain, serial) = await pki.IssueFunctionCertificateAsync(
+        var (certificate, chain, serial, notAfter) = await pki.IssueFunctionCertificateAsync(
             new FunctionLeaf(request.Function.Name, request.Revision, request.Csr.PublicKey, TimeSpan.FromSeconds(request.Function.TokenMaxTtl), identity), writes, ct).ConfigureAwait(false);
-        return new IssuedCertificate(certificate, chain, serial);
+        return new IssuedCertificate(certificate, chain, serial, notAfter);
     }
 }

@@ -156,7 +156,7 @@ internal sealed partial class PkiBackend
     /// extension, and the validity given (the token's max TTL). The certificate's record is added to
     /// <paramref name="writes"/>, for the login to commit with its token and retirement index.
     /// </summary>
-    public async Task<(string Certificate, List<string> Chain, string Serial)> IssueFunctionCertificateAsync(
+    public async Task<(string Certificate, List<string> Chain, string Serial, DateTimeOffset NotAfter)> IssueFunctionCertificateAsync(
         FunctionLeaf leaf, WriteSet writes, CancellationToken ct)
     {
         var config = await LoadConfigAsync(ct).ConfigureAwait(false);
@@ -166,7 +166,8 @@ internal sealed partial class PkiBackend
         var subject = PkiCertificates.Subject(name, "Morphisms function");
         var (data, issuer) = await SignLeafAsync(
             new LeafRequest(leaf.PublicKey, subject, names, [], leaf.Validity, Server: true, Client: true, Rsa: false, leaf.Identity.ToExtension(), writes), ct).ConfigureAwait(false);
-        return (data["certificate"]!.GetValue<string>(), ChainOf(issuer), data["serial_number"]!.GetValue<string>().Replace(":", "", StringComparison.Ordinal));
+        return (data["certificate"]!.GetValue<string>(), ChainOf(issuer), data["serial_number"]!.GetValue<string>().Replace(":", "", StringComparison.Ordinal),
+            DateTimeOffset.FromUnixTimeSeconds(data["expiration"]!.GetValue<long>()));
     }
 
     private static (X500DistinguishedName Subject, List<string> Names, List<IPAddress> Ips, TimeSpan Ttl) ParseIssueFields(Fields f, PkiRole role, params string[] extra)

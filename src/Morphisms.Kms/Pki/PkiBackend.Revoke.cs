@@ -12,6 +12,18 @@ internal sealed partial class PkiBackend
     /// <summary>CRL lifetime: Vault's default expiry (72 h); the CRL is rebuilt on every read.</summary>
     private static readonly TimeSpan CrlLifetime = TimeSpan.FromHours(72);
 
+    /// <summary>
+    /// How long past its NotAfter a revoked certificate stays on the CRL: one CRL lifetime, so a CRL issued after the
+    /// certificate expired still lists it and no relying party holding a current CRL is without the revocation (RFC 5280
+    /// §3.3; Vault's <c>pki/tidy</c> keeps entries for the same 72 h <c>safety_buffer</c>). After that the entry is
+    /// dropped, since an expired certificate is refused for its expiry alone; otherwise every revocation stayed on every
+    /// CRL for good. Revoking such a certificate then has no effect, so the retirement index forgets it too.
+    /// </summary>
+    internal static TimeSpan ExpiredRetention => CrlLifetime;
+
+    /// <summary>Whether a certificate expiring at <paramref name="notAfter"/> is past <see cref="ExpiredRetention"/> at <paramref name="now"/>.</summary>
+    internal static bool PastRetention(DateTimeOffset notAfter, DateTimeOffset now) => notAfter + ExpiredRetention < now;
+
     private async Task<KmsResponse?> Revoke(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
         var f = request.Fields;
@@ -39,6 +51,10 @@ internal sealed partial class PkiBackend
             record.RevokedAt = now;
             var crl = await LoadCrlAsync(ct).ConfigureAwait(false);
             crl.Revoked.Add(new RevokedEntry(key, record.IssuerId, now, new DateTimeOffset(certificate.NotAfter.ToUniversalTime())));
+
+            // The stored list sheds its expired entries with the write that adds one, in the same transaction, so it
+            // is bounded by the revocations of the last certificate lifetime (plus the margin), not by all of them.
+            crl.Revoked.RemoveAll(e => PastRetention(e.NotAfter, now));
             crl.Number++;
             await _storage.TransactAsync(
             [
@@ -56,18 +72,20 @@ internal sealed partial class PkiBackend
     private async Task<CrlState> LoadCrlAsync(CancellationToken ct) =>
         await _storage.GetJsonAsync<CrlState>(CrlKey, ct).ConfigureAwait(false) ?? new CrlState();
 
-    /// <summary>The DER CRL of issuer <paramref name="issuerId"/>: the revoked certificates it signed.</summary>
+    /// <summary>The DER CRL of issuer <paramref name="issuerId"/>: the revoked certificates it signed, but for those past <see cref="ExpiredRetention"/>.</summary>
     private async Task<byte[]> BuildCrlAsync(string issuerId, CancellationToken ct)
     {
         var crl = await LoadCrlAsync(ct).ConfigureAwait(false);
         using var signer = await LoadKeyAsync(issuerId, ct).ConfigureAwait(false);
         var builder = new CertificateRevocationListBuilder();
-        foreach (var entry in crl.Revoked.Where(e => e.IssuerId == issuerId))
+        var now = _time.GetUtcNow();
+
+        // Entries past retention may still be stored (they go with the next revocation); they are not listed.
+        foreach (var entry in crl.Revoked.Where(e => e.IssuerId == issuerId && !PastRetention(e.NotAfter, now)))
         {
             builder.AddEntry(Convert.FromHexString(entry.Serial), entry.RevokedAt);
         }
 
-        var now = _time.GetUtcNow();
         return builder.Build(
             signer.Certificate.SubjectName,
             signer.Generator,

@@ -56,10 +56,11 @@ internal sealed class FunctionRetirement(IFunctionCertificateRevoker certificate
     /// <paramref name="writes"/>, the transaction that creates both, so no credential exists unindexed and the index
     /// names none that does not exist.
     /// </summary>
-    public Task IndexLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificateSerial, WriteSet writes, CancellationToken ct)
+    public Task IndexLoginAsync(UnsealedState state, string function, int revision, TokenEntry token, string certificateSerial, DateTimeOffset certificateNotAfter, WriteSet writes, CancellationToken ct)
     {
         var maxExpiry = token.CreationTime + (token.ExplicitMaxTtl > 0 ? TimeSpan.FromSeconds(token.ExplicitMaxTtl) : state.Tokens.Options.MaxTtl);
-        return IssuedCredentials.AddAsync(state.Barrier, new IssuedLogin(function, revision, token.Hash, maxExpiry, certificateSerial), token.CreationTime, PruneDue(function, revision, token.CreationTime), writes, ct);
+        var login = new IssuedLogin(function, revision, token.Hash, maxExpiry, certificateSerial, certificateNotAfter);
+        return IssuedCredentials.AddAsync(state.Barrier, login, token.CreationTime, PruneDue(function, revision, token.CreationTime), writes, ct);
     }
 
     /// <summary>

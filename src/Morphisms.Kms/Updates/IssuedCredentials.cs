@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Pki;
 
 namespace Morphisms.Kms.Updates;
 
@@ -8,8 +9,9 @@ namespace Morphisms.Kms.Updates;
 /// The index of what attest-login issued per function revision, under the barrier:
 /// <c>morphisms/issued/FUNCTION/REVISION/tokens/EXPIRY-HASH</c> (the token's storage hash; the unix time after
 /// which even renewals cannot keep it alive is in the key, so expired entries are pruned from a listing alone)
-/// and <c>morphisms/issued/FUNCTION/REVISION/certs/SERIAL</c>. Retiring a revision walks these instead of every
-/// token in the KMS.
+/// and <c>morphisms/issued/FUNCTION/REVISION/certs/EXPIRY-SERIAL</c> (the certificate's NotAfter, likewise; entries
+/// written before it was there are plain <c>SERIAL</c> and are kept until a retirement revokes them). Retiring a
+/// revision walks these instead of every token in the KMS.
 /// </summary>
 internal static class IssuedCredentials
 {
@@ -17,14 +19,15 @@ internal static class IssuedCredentials
 
     /// <summary>
     /// Adds a login's index entries to <paramref name="writes"/> (committed by the caller with the token and the
-    /// certificate they name); with <paramref name="prune"/>, also the deletion of the revision's expired token entries.
+    /// certificate they name); with <paramref name="prune"/>, also the deletion of the revision's expired token entries
+    /// and of its certificate entries past the CRL's retention (revoking those could no longer change any CRL).
     /// </summary>
     public static async Task AddAsync(ISecureStorage storage, IssuedLogin login, DateTimeOffset now, bool prune, WriteSet writes, CancellationToken ct)
     {
         writes.Add(storage, TokensOf(login.Function, login.Revision) + login.MaxExpiry.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture) + "-" + login.TokenHash, "{}"u8.ToArray());
         if (login.CertificateSerial.Length > 0)
         {
-            writes.Add(storage, CertsOf(login.Function, login.Revision) + login.CertificateSerial, "{}"u8.ToArray());
+            writes.Add(storage, CertsOf(login.Function, login.Revision) + login.CertificateNotAfter.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture) + "-" + login.CertificateSerial, "{}"u8.ToArray());
         }
 
         if (prune)
@@ -34,6 +37,14 @@ internal static class IssuedCredentials
                 if (ExpiryOf(key) is { } expiry && expiry < now.ToUnixTimeSeconds())
                 {
                     writes.Add(storage, TokensOf(login.Function, login.Revision) + key, null);
+                }
+            }
+
+            foreach (var entry in await CertEntriesAsync(storage, login.Function, login.Revision, ct).ConfigureAwait(false))
+            {
+                if (entry.NotAfter is { } notAfter && PkiBackend.PastRetention(notAfter, now))
+                {
+                    writes.Add(storage, CertsOf(login.Function, login.Revision) + entry.Key, null);
                 }
             }
         }
@@ -53,15 +64,16 @@ internal static class IssuedCredentials
         [.. (await storage.ListAsync(TokensOf(function, revision), ct).ConfigureAwait(false))
             .Select(k => (k, k[(k.IndexOf('-', StringComparison.Ordinal) + 1)..]))];
 
-    /// <summary>The revision's certificate serials (lowercase hex).</summary>
-    public static Task<IReadOnlyList<string>> SerialsAsync(ISecureStorage storage, string function, int revision, CancellationToken ct) =>
-        storage.ListAsync(CertsOf(function, revision), ct);
+    /// <summary>The revision's indexed certificates: (index entry name, serial in lowercase hex, NotAfter or null for an entry from before it was recorded).</summary>
+    public static async Task<List<(string Key, string Serial, DateTimeOffset? NotAfter)>> CertEntriesAsync(ISecureStorage storage, string function, int revision, CancellationToken ct) =>
+        [.. (await storage.ListAsync(CertsOf(function, revision), ct).ConfigureAwait(false))
+            .Select(k => (k, k[(k.IndexOf('-', StringComparison.Ordinal) + 1)..], ExpiryOf(k) is { } s ? DateTimeOffset.FromUnixTimeSeconds(s) : (DateTimeOffset?)null))];
 
     /// <summary>The storage key of a token entry.</summary>
     public static string TokenKey(string function, int revision, string entry) => TokensOf(function, revision) + entry;
 
     /// <summary>The storage key of a certificate entry.</summary>
-    public static string CertKey(string function, int revision, string serial) => CertsOf(function, revision) + serial;
+    public static string CertKey(string function, int revision, string entry) => CertsOf(function, revision) + entry;
 
     private static string Base(string function, int revision) => Prefix + function + "/" + revision.ToString(CultureInfo.InvariantCulture) + "/";
 
@@ -79,4 +91,5 @@ internal static class IssuedCredentials
 /// <param name="TokenHash">The token's storage hash.</param>
 /// <param name="MaxExpiry">When even renewals can no longer keep the token alive.</param>
 /// <param name="CertificateSerial">The certificate's serial (lowercase hex), or empty when none was issued.</param>
-internal sealed record IssuedLogin(string Function, int Revision, string TokenHash, DateTimeOffset MaxExpiry, string CertificateSerial);
+/// <param name="CertificateNotAfter">The certificate's expiry.</param>
+internal sealed record IssuedLogin(string Function, int Revision, string TokenHash, DateTimeOffset MaxExpiry, string CertificateSerial, DateTimeOffset CertificateNotAfter = default);

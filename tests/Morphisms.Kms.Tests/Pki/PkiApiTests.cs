@@ -105,6 +105,48 @@ public sealed class PkiApiTests
     }
 
     [Fact]
+    public async Task Revoked_certificates_leave_the_crl_one_crl_lifetime_after_they_expire()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true, max_ttl = "720h" })).Expect(204);
+        async Task<X509Certificate2> IssueAndRevokeAsync(string name, string ttl)
+        {
+            var issued = (await c.PostAsync("pki/issue/svc", new { common_name = name, ttl })).Expect(200).Data;
+            (await c.PostAsync("pki/revoke", new { serial_number = issued["serial_number"]!.GetValue<string>() })).Expect(200);
+            return X509Certificate2.CreateFromPem(issued["certificate"]!.GetValue<string>());
+        }
+
+        async Task<CertificateRevocationList> CrlAsync() =>
+            CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes((await c.GetAsync("pki/crl/pem")).Expect(200).Raw));
+
+        int StoredCrlSize() => kms.Storage!.Snapshot().Single(e => e.Key.EndsWith("/crl/state", StringComparison.Ordinal)).Value.Length;
+
+        using var shortLived = await IssueAndRevokeAsync("a.svc.local", "1h");
+        using var longLived = await IssueAndRevokeAsync("b.svc.local", "240h");
+        var twoEntries = StoredCrlSize();
+
+        // Expired, but not yet by the CRL's own lifetime (72 h): still listed, as RFC 5280 wants after expiry.
+        kms.Time.SetUtcNow(new DateTimeOffset(shortLived.NotAfter.ToUniversalTime()) + TimeSpan.FromHours(72) - TimeSpan.FromMinutes(1));
+        var crl = await CrlAsync();
+        Assert.True(crl.IsRevoked(shortLived));
+        Assert.True(crl.IsRevoked(longLived));
+
+        // Past that: off the CRL; the unexpired one stays.
+        kms.Time.Advance(TimeSpan.FromMinutes(2));
+        crl = await CrlAsync();
+        Assert.False(crl.IsRevoked(shortLived));
+        Assert.True(crl.IsRevoked(longLived));
+        Assert.Equal(1, crl.RevokedCount);
+
+        // The next revocation drops it from the stored list too, in the same write: two entries again, not three
+        // (one entry is some 150 bytes of JSON).
+        using var third = await IssueAndRevokeAsync("c.svc.local", "1h");
+        Assert.Equal(2, (await CrlAsync()).RevokedCount);
+        Assert.InRange(StoredCrlSize(), twoEntries - 40, twoEntries + 40);
+    }
+
+    [Fact]
     public async Task Bad_input_is_a_400_naming_the_field_and_writes_nothing()
     {
         await using var kms = await TestKms.StartUnsealedAsync();

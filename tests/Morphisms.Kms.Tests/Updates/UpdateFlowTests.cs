@@ -170,6 +170,36 @@ public sealed class UpdateFlowTests : IDisposable
     }
 
     [Fact]
+    public async Task Retiring_a_revision_skips_certificates_past_the_crl_retention_and_revokes_the_rest()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        (await c.PutAsync("morphisms/functions/signer", AttestFlow.SignerRegistration())).Expect(200);
+        using var instance = new FunctionInstance();
+        var old = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Data["certificate"]!.GetValue<string>();
+        kms.Time.Advance(TimeSpan.FromMinutes(30));
+        var recent = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Data["certificate"]!.GetValue<string>();
+
+        // Past the old certificate's expiry plus the CRL's lifetime (72 h), the recent one expired but within it.
+        using (var oldCert = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(old))
+        {
+            kms.Time.SetUtcNow(new DateTimeOffset(oldCert.NotAfter.ToUniversalTime()) + TimeSpan.FromHours(72) + TimeSpan.FromMinutes(1));
+        }
+
+        (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp))).Expect(200);
+        var retired = (await c.PostAsync("morphisms/functions/signer/revisions/1/retire")).Expect(200).Data;
+        Assert.Equal(1, retired["certificates_revoked"]!.GetValue<int>());
+        Assert.Equal(0, (await c.GetAsync("pki/cert/" + SerialOf(old))).Expect(200).Data["revocation_time"]!.GetValue<long>());
+        Assert.True((await c.GetAsync("pki/cert/" + SerialOf(recent))).Expect(200).Data["revocation_time"]!.GetValue<long>() > 0);
+        var crl = await CrlSerialsAsync(c);
+        Assert.Contains(SerialOf(recent).Replace(":", "", StringComparison.Ordinal), crl);
+        Assert.DoesNotContain(SerialOf(old).Replace(":", "", StringComparison.Ordinal), crl);
+
+        // Its index entry went too: retiring again revokes nothing.
+        Assert.Equal(0, (await c.PostAsync("morphisms/functions/signer/revisions/1/retire")).Expect(200).Data["certificates_revoked"]!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task Deleting_a_function_revokes_its_tokens()
     {
         await using var kms = await StartAsync();
