@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
@@ -41,7 +42,7 @@ internal sealed class KvV2Backend : ILogicalBackend
         Routes.Add(
             new Route("kv/metadata", "metadata(/(?<path>.*))?") { Existence = (_, m, ct) => ExistsAsync(m["path"], ct) },
             (Operation.Read, ReadMetadata), (Operation.List, ListMetadata), (Operation.Create, WriteMetadata), (Operation.Update, WriteMetadata),
-            (Operation.Patch, WriteMetadata), (Operation.Delete, DeleteMetadata));
+            (Operation.Patch, PatchMetadata), (Operation.Delete, DeleteMetadata));
     }
 
     /// <inheritdoc />
@@ -167,11 +168,7 @@ internal sealed class KvV2Backend : ILogicalBackend
 
     private Task<KmsResponse?> PatchData(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
-        if (!string.Equals(request.ContentType?.Split(';')[0].Trim(), "application/merge-patch+json", StringComparison.OrdinalIgnoreCase))
-        {
-            throw new KmsException(415, "PATCH requires Content-Type application/merge-patch+json");
-        }
-
+        RequireMergePatch(request);
         var path = ValidKey(match["path"]);
         var patch = request.Fields.Object("data") ?? throw KmsException.BadRequest("no data provided");
         var options = request.Fields.Object("options");
@@ -324,28 +321,65 @@ internal sealed class KvV2Backend : ILogicalBackend
         return KmsResponse.WithData(new JsonObject { ["keys"] = JsonValues.Strings(keys) });
     }
 
-    private async Task<KmsResponse?> WriteMetadata(KmsRequest request, RouteMatch match, CancellationToken ct)
+    private Task<KmsResponse?> WriteMetadata(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
         var path = ValidKey(match["path"]);
+        var custom = request.Fields.StringMap("custom_metadata");
+        return WriteMetadataAsync(path, request.Fields, current => custom ?? current, create: true, ct);
+    }
+
+    /// <summary>
+    /// Vault's metadata PATCH: the key must exist (404, nothing created), the settings it names are set, and
+    /// <c>custom_metadata</c> is a JSON merge patch (RFC 7386) of the stored map: a key with a string value is set, a
+    /// key with null removed, the others kept; <c>custom_metadata: null</c> removes them all. POST replaces the map.
+    /// </summary>
+    private Task<KmsResponse?> PatchMetadata(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        RequireMergePatch(request);
+        var path = ValidKey(match["path"]);
         var f = request.Fields;
+        Func<Dictionary<string, string>?, Dictionary<string, string>?> custom = current => current;
+        if (f.Data.ContainsKey("custom_metadata"))
+        {
+            var patch = f.Object("custom_metadata");
+            if (patch is not null && patch.Any(p => p.Value is not null && p.Value.GetValueKind() != JsonValueKind.String))
+            {
+                throw KmsException.BadRequest("invalid value for parameter 'custom_metadata': expected a map of strings (null removes a key)");
+            }
+
+            custom = current => patch is null ? null : MergeCustomMetadata(current, patch);
+        }
+
+        return WriteMetadataAsync(path, f, custom, create: false, ct);
+    }
+
+    /// <summary>
+    /// Sets the settings <paramref name="f"/> names and the custom metadata <paramref name="custom"/> makes of the
+    /// stored map, in one transaction; a bad value is a 400 before anything is written. Without
+    /// <paramref name="create"/> an absent key is a 404.
+    /// </summary>
+    private async Task<KmsResponse?> WriteMetadataAsync(
+        string path, Fields f, Func<Dictionary<string, string>?, Dictionary<string, string>?> custom, bool create, CancellationToken ct)
+    {
         var maxVersions = f.NonNegativeInt("max_versions");
         var casRequired = f.Bool("cas_required");
         var deleteAfter = f.Duration("delete_version_after");
-        var custom = f.StringMap("custom_metadata");
-        if (custom is not null)
-        {
-            ValidateCustomMetadata(custom);
-        }
-
         await _writes.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             var now = _time.GetUtcNow();
-            var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false) ?? new KvKeyMetadata { CreatedTime = now };
+            var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false)
+                ?? (create ? new KvKeyMetadata { CreatedTime = now } : throw KmsException.NotFound());
+            var customMetadata = custom(meta.CustomMetadata);
+            if (customMetadata is not null)
+            {
+                ValidateCustomMetadata(customMetadata);
+            }
+
             meta.MaxVersions = maxVersions ?? meta.MaxVersions;
             meta.CasRequired = casRequired ?? meta.CasRequired;
             meta.DeleteVersionAfter = deleteAfter is { } d ? (long)d.TotalSeconds : meta.DeleteVersionAfter;
-            meta.CustomMetadata = custom ?? meta.CustomMetadata;
+            meta.CustomMetadata = customMetadata;
             meta.UpdatedTime = now;
 
             var ops = new List<(string, byte[]?)>();
@@ -429,6 +463,34 @@ internal sealed class KvV2Backend : ILogicalBackend
         }
 
         return result;
+    }
+
+    /// <summary><paramref name="current"/> with <paramref name="patch"/> merged in (RFC 7386: null removes a key); null when nothing is left.</summary>
+    private static Dictionary<string, string>? MergeCustomMetadata(Dictionary<string, string>? current, JsonObject patch)
+    {
+        var merged = new Dictionary<string, string>(current ?? [], StringComparer.Ordinal);
+        foreach (var (key, value) in patch)
+        {
+            if (value is null)
+            {
+                merged.Remove(key);
+            }
+            else
+            {
+                merged[key] = value.GetValue<string>();
+            }
+        }
+
+        return merged.Count == 0 ? null : merged;
+    }
+
+    /// <summary>Vault answers a PATCH without the merge-patch content type 415 in its HTTP layer, before the backend.</summary>
+    private static void RequireMergePatch(KmsRequest request)
+    {
+        if (!string.Equals(request.ContentType?.Split(';')[0].Trim(), "application/merge-patch+json", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new KmsException(415, "PATCH requires Content-Type application/merge-patch+json");
+        }
     }
 
     private static void ValidateCustomMetadata(Dictionary<string, string> custom)

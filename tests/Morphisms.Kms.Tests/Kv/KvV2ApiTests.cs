@@ -191,6 +191,52 @@ public class KvV2ApiTests
     }
 
     [Fact]
+    public async Task Metadata_patch_merges_custom_metadata_into_an_existing_key_only()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        const string MergePatch = "application/merge-patch+json";
+        (await c.PostAsync("secret/data/app", new { data = new { x = "1" } })).Expect(200);
+        (await c.PostAsync("secret/metadata/app", new { custom_metadata = new { owner = "ops", team = "a", stale = "yes" }, max_versions = 5 })).Expect(204);
+        async Task<JsonObject> MetaAsync() => (await c.GetAsync("secret/metadata/app")).Expect(200).Data;
+
+        // RFC 7386: named keys are set, a null removes one, the rest stay; settings it does not name stay too.
+        var patch = new Dictionary<string, string?> { ["team"] = "b", ["stale"] = null, ["added"] = "new" };
+        (await c.SendAsync("PATCH", "secret/metadata/app", new { custom_metadata = patch, cas_required = true }, contentType: MergePatch)).Expect(204);
+        var meta = await MetaAsync();
+        Assert.Equal("""{"added":"new","owner":"ops","team":"b"}""", meta["custom_metadata"]!.ToJsonString());
+        Assert.Equal(5, meta["max_versions"]!.GetValue<long>());
+        Assert.True(meta["cas_required"]!.GetValue<bool>());
+
+        // Without custom_metadata the map is left alone.
+        (await c.SendAsync("PATCH", "secret/metadata/app", new { max_versions = 3 }, contentType: MergePatch)).Expect(204);
+        meta = await MetaAsync();
+        Assert.Equal("""{"added":"new","owner":"ops","team":"b"}""", meta["custom_metadata"]!.ToJsonString());
+        Assert.Equal(3, meta["max_versions"]!.GetValue<long>());
+
+        // A key that does not exist is a 404, as in Vault, and nothing is created.
+        (await c.SendAsync("PATCH", "secret/metadata/never", new { custom_metadata = new { owner = "ops" } }, contentType: MergePatch)).Expect(404);
+        (await c.GetAsync("secret/metadata/never")).Expect(404);
+        Assert.DoesNotContain("never", (await c.ListAsync("secret/metadata/")).Expect(200).Data["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
+
+        // Bad input names the problem and writes nothing.
+        Assert.Contains("Content-Type", (await c.SendAsync("PATCH", "secret/metadata/app", new { custom_metadata = new { owner = "x" } })).Expect(415).Errors[0], StringComparison.Ordinal);
+        Assert.Contains("'custom_metadata'", (await c.SendAsync("PATCH", "secret/metadata/app", new { custom_metadata = "owner=x" }, contentType: MergePatch)).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.Contains("'custom_metadata'", (await c.SendAsync("PATCH", "secret/metadata/app", new { custom_metadata = new { owner = 5 }, max_versions = 1 }, contentType: MergePatch)).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.Contains("custom_metadata", (await c.SendAsync("PATCH", "secret/metadata/app", new { custom_metadata = new { owner = new string('x', 600) }, max_versions = 1 }, contentType: MergePatch)).Expect(400).Errors[0], StringComparison.Ordinal);
+        meta = await MetaAsync();
+        Assert.Equal("""{"added":"new","owner":"ops","team":"b"}""", meta["custom_metadata"]!.ToJsonString());
+        Assert.Equal(3, meta["max_versions"]!.GetValue<long>());
+
+        // custom_metadata: null removes them all; POST still replaces the map whole.
+        (await c.SendAsync("PATCH", "secret/metadata/app", new { custom_metadata = (object?)null }, contentType: MergePatch)).Expect(204);
+        Assert.Null((await MetaAsync())["custom_metadata"]);
+        (await c.PostAsync("secret/metadata/app", new { custom_metadata = new { only = "this" } })).Expect(204);
+        (await c.PostAsync("secret/metadata/app", new { max_versions = 4 })).Expect(204);
+        Assert.Equal("""{"only":"this"}""", (await MetaAsync())["custom_metadata"]!.ToJsonString());
+    }
+
+    [Fact]
     public async Task Invalid_paths_and_bodies_are_refused()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
