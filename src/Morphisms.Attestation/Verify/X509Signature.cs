@@ -16,6 +16,7 @@ public static class X509Signature
     private const string RsaSha256 = "1.2.840.113549.1.1.11";
     private const string RsaSha384 = "1.2.840.113549.1.1.12";
     private const string RsaPss = "1.2.840.113549.1.1.10";
+    private const string Mgf1 = "1.2.840.113549.1.1.8";
 
     /// <summary>
     /// Returns true when <paramref name="signature"/> (a BIT STRING's contents) over
@@ -60,7 +61,7 @@ public static class X509Signature
                 case RsaPss:
                 {
                     using var rsa = issuer.GetRSAPublicKey();
-                    if (rsa is null || !TryReadPssHash(seq, out var hash, out var saltLength))
+                    if (rsa is null || !TryReadPssParameters(seq, out var hash, out var saltLength))
                     {
                         return false;
                     }
@@ -84,40 +85,99 @@ public static class X509Signature
         }
     }
 
-    private static bool TryReadPssHash(AsnReader algorithmSequence, out HashAlgorithmName hash, out int saltLength)
+    /// <summary>
+    /// Reads RSASSA-PSS-params (RFC 4055). Every value comes from the certificate or CRL under
+    /// verification, so nothing here may throw anything but <see cref="AsnContentException"/>:
+    /// an out-of-range salt or a stray tag must read as "not a signature we verify".
+    /// </summary>
+    private static bool TryReadPssParameters(AsnReader algorithmSequence, out HashAlgorithmName hash, out int saltLength)
     {
-        // RFC 4055 defaults are SHA-1 / salt 20, which we do not accept.
+        // RFC 4055 defaults are SHA-1, MGF1 with SHA-1, salt 20 and trailer 1; SHA-1 we do not accept.
         hash = HashAlgorithmName.SHA1;
         saltLength = 20;
+        HashAlgorithmName? mgfHash = HashAlgorithmName.SHA1;
         if (!algorithmSequence.HasData)
         {
             return false;
         }
 
         var parameters = algorithmSequence.ReadSequence();
+        algorithmSequence.ThrowIfNotEmpty();
+        var previous = -1;
         while (parameters.HasData)
         {
+            // A universal tag here would make ReadSequence(tag) throw ArgumentException, and DER wants
+            // each explicitly tagged field at most once, in order.
             var tag = parameters.PeekTag();
+            if (tag.TagClass != TagClass.ContextSpecific || tag.TagValue <= previous || tag.TagValue > 3)
+            {
+                return false;
+            }
+
+            previous = tag.TagValue;
             var field = parameters.ReadSequence(tag);
             switch (tag.TagValue)
             {
                 case 0:
-                    var hashOid = field.ReadSequence().ReadObjectIdentifier();
-                    hash = hashOid switch
+                    if (ReadHashAlgorithm(field.ReadSequence()) is not { } h)
                     {
-                        "2.16.840.1.101.3.4.2.1" => HashAlgorithmName.SHA256,
-                        "2.16.840.1.101.3.4.2.2" => HashAlgorithmName.SHA384,
-                        "2.16.840.1.101.3.4.2.3" => HashAlgorithmName.SHA512,
-                        _ => HashAlgorithmName.SHA1,
-                    };
+                        return false;
+                    }
+
+                    hash = h;
+                    break;
+                case 1:
+                    var mgf = field.ReadSequence();
+                    if (mgf.ReadObjectIdentifier() != Mgf1)
+                    {
+                        return false;
+                    }
+
+                    mgfHash = ReadHashAlgorithm(mgf.ReadSequence());
+                    mgf.ThrowIfNotEmpty();
                     break;
                 case 2:
-                    saltLength = (int)field.ReadInteger();
+                    // INTEGER is unbounded: a salt of 2^40 must not become an OverflowException.
+                    if (!field.TryReadInt32(out saltLength) || saltLength < 0)
+                    {
+                        return false;
+                    }
+
+                    break;
+                case 3:
+                    // trailerFieldBC (1) is the only trailer RFC 4055 defines, and the only one .NET verifies.
+                    if (!field.TryReadInt32(out var trailer) || trailer != 1)
+                    {
+                        return false;
+                    }
+
                     break;
             }
+
+            field.ThrowIfNotEmpty();
         }
 
-        return hash != HashAlgorithmName.SHA1;
+        // .NET's PSS padding uses MGF1 with the message hash; a different mask hash is a signature we cannot check.
+        return hash != HashAlgorithmName.SHA1 && mgfHash == hash;
+    }
+
+    /// <summary>The hash an AlgorithmIdentifier names (parameters absent or NULL, RFC 4055 §2.1), or null if unsupported.</summary>
+    private static HashAlgorithmName? ReadHashAlgorithm(AsnReader algorithm)
+    {
+        var oid = algorithm.ReadObjectIdentifier();
+        if (algorithm.HasData)
+        {
+            algorithm.ReadNull();
+        }
+
+        algorithm.ThrowIfNotEmpty();
+        return oid switch
+        {
+            "2.16.840.1.101.3.4.2.1" => HashAlgorithmName.SHA256,
+            "2.16.840.1.101.3.4.2.2" => HashAlgorithmName.SHA384,
+            "2.16.840.1.101.3.4.2.3" => HashAlgorithmName.SHA512,
+            _ => null,
+        };
     }
 
     private static int HashLength(HashAlgorithmName hash) =>

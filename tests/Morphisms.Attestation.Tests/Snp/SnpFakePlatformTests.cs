@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Time.Testing;
@@ -174,6 +175,19 @@ public class SnpFakePlatformTests
     }
 
     [Fact]
+    public void Vcek_whose_pss_salt_overflows_an_int_fails_the_chain_instead_of_throwing()
+    {
+        // Issued under the ASK's name with an RSA-PSS algorithm, so the verifier reads the PSS parameters.
+        using var vcek = X509CertificateLoader.LoadCertificate(WithSignatureAlgorithm(Milan.Vcek, X509SignatureTests.HugeSaltSha384()));
+
+        var result = Verifier(Milan).Verify(Milan.Report(), new SnpEndorsements(vcek));
+
+        var failure = Assert.Single(result.Log.Failures);
+        Assert.Equal(SnpChecks.Chain, failure.Check);
+        Assert.Contains("signature does not verify", failure.Reason);
+    }
+
+    [Fact]
     public void Key_that_is_not_p384_fails_the_signature()
     {
         using var p256 = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -204,6 +218,22 @@ public class SnpFakePlatformTests
         result = Verifier(Milan).Verify(Milan.Report(), new SnpEndorsements(Milan.Vcek, [unreadableRoot]));
 
         Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.Chain);
+    }
+
+    /// <summary>The certificate with its outer signatureAlgorithm replaced (the TBS and signature kept).</summary>
+    private static byte[] WithSignatureAlgorithm(X509Certificate2 certificate, byte[] algorithm)
+    {
+        var reader = new AsnReader(certificate.RawData, AsnEncodingRules.DER).ReadSequence();
+        var tbs = reader.ReadEncodedValue();
+        reader.ReadEncodedValue();
+        var signature = reader.ReadBitString(out _);
+        var writer = new AsnWriter(AsnEncodingRules.DER);
+        writer.PushSequence();
+        writer.WriteEncodedValue(tbs.Span);
+        writer.WriteEncodedValue(algorithm);
+        writer.WriteBitString(signature);
+        writer.PopSequence();
+        return writer.Encode();
     }
 
     private static SnpVerifier Verifier(FakeAmd platform, byte[]? crl = null) =>
