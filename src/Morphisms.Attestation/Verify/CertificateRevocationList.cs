@@ -50,8 +50,13 @@ public sealed class CertificateRevocationList
         var der = derOrPem;
         if (derOrPem.Length > 0 && derOrPem[0] == (byte)'-')
         {
+            // The bytes come with the evidence: "-" alone must read as a bad CRL, not PemEncoding's ArgumentException.
             var text = System.Text.Encoding.ASCII.GetString(derOrPem);
-            var fields = System.Security.Cryptography.PemEncoding.Find(text);
+            if (!System.Security.Cryptography.PemEncoding.TryFind(text, out var fields))
+            {
+                throw new EvidenceFormatException("crl", "starts with '-' but holds no PEM block");
+            }
+
             der = Convert.FromBase64String(text[fields.Base64Data]);
         }
 

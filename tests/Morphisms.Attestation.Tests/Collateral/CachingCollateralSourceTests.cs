@@ -105,4 +105,19 @@ public class CachingCollateralSourceTests
         await cache.GetDcapCollateralAsync(Request);
         Assert.Equal(4, inner.Calls);
     }
+
+    [Fact]
+    public async Task Unreadable_crls_are_returned_and_cached_for_the_max_age()
+    {
+        // "-" passed for PEM: the verifier will refuse it with a reason, the cache must not throw.
+        var collateral = new DcapCollateral { PckCrl = "-"u8.ToArray(), RootCaCrl = "-----BEGIN X509 CRL-----"u8.ToArray() };
+        var inner = new CountingSource(() => collateral);
+        var clock = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var cache = new CachingCollateralSource(inner, clock);
+
+        Assert.Same(collateral, await cache.GetDcapCollateralAsync(Request));
+        clock.Advance(TimeSpan.FromMinutes(59));
+        Assert.Same(collateral, await cache.GetDcapCollateralAsync(Request));
+        Assert.Equal(1, inner.Calls);
+    }
 }

@@ -167,6 +167,21 @@ public class CollateralVerifierTests
     }
 
     [Fact]
+    public void Crls_that_start_like_pem_but_are_not_are_refused_by_their_checks()
+    {
+        var log = new CheckLog();
+
+        var verified = CollateralVerifier.Verify(
+            new DcapCollateral { RootCaCrl = "-"u8.ToArray(), PckCrl = "-----BEGIN X509 CRL-----"u8.ToArray() },
+            TeeType.Sgx, TrustAnchors.Vendor, GatheredAt, log);
+
+        Assert.Null(verified.RootCaCrl);
+        Assert.Null(verified.PckCrl);
+        Assert.Contains(log.Failures, f => f.Check == CollateralVerifier.RootCrlCheck && f.Reason.StartsWith("root CA CRL is malformed: crl:"));
+        Assert.Contains(log.Failures, f => f.Check == CollateralVerifier.PckCrlCheck && f.Reason.StartsWith("PCK CRL is malformed: crl:"));
+    }
+
+    [Fact]
     public void Collateral_signed_by_an_untrusted_key_is_refused_even_with_its_own_chain()
     {
         // A forger's own "root" and "TCB Signing" certificate: trusted only if it were an anchor.

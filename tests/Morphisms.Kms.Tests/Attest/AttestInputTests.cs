@@ -62,6 +62,20 @@ public sealed class AttestInputTests : IDisposable
     }
 
     [Fact]
+    public async Task A_dcap_crl_that_only_starts_like_pem_is_a_failed_check_not_a_500()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+
+        // "LQ==" is "-": the CRL parser used to hand PemEncoding's ArgumentException to the KMS.
+        var endorsements = """{"root_ca_crl":"LQ=="}"""u8.ToArray();
+        var refused = (await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: endorsements)).Expect(403);
+        Assert.Contains("root CA CRL is malformed", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Challenge_input_is_checked_and_a_flood_of_challenges_does_not_stop_a_real_login()
     {
         await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with
