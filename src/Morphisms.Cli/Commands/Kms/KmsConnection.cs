@@ -4,7 +4,8 @@ namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
 /// The options every client command shares: where the KMS is, which CA to trust, where the token comes from, and
-/// <c>--json</c>. A token is never an option value: argv is visible to every process on the machine.
+/// <c>--json</c>. A token is never an option value: argv is visible to every process on the machine. When
+/// <c>morph kms trust</c> pinned the address, the pin (<see cref="KmsTlsPin"/>) decides TLS trust instead of the system roots.
 /// </summary>
 public sealed class KmsConnection
 {
@@ -21,7 +22,7 @@ public sealed class KmsConnection
     public const string DefaultAddress = "http://127.0.0.1:8200";
 
     private readonly Option<string?> _address = new("--address") { Description = $"KMS URL: https, or http on loopback only (default: ${AddressVariable}, else a running morph up, else {DefaultAddress})." };
-    private readonly Option<FileInfo?> _caCert = new("--ca-cert") { Description = $"PEM certificate(s) to trust for the KMS's TLS (default: ${CaCertVariable})." };
+    private readonly Option<FileInfo?> _caCert = new("--ca-cert") { Description = $"PEM certificate(s) to trust for the KMS's TLS (default: ${CaCertVariable}); a KMS pinned by `morph kms trust` must show its attested TLS key as well." };
     private readonly Option<FileInfo?> _tokenFile = new("--token-file") { Description = $"File holding the token (default: ${TokenVariable})." };
     private readonly Option<bool> _json = new("--json") { Description = "Print the KMS's JSON response." };
 
@@ -45,10 +46,11 @@ public sealed class KmsConnection
     public KmsHttp Connect(ParseResult parse, bool needsToken = true)
     {
         var explicitAddress = parse.GetValue(_address) ?? NonEmpty(Environment.GetEnvironmentVariable(AddressVariable));
+        var paths = Paths.MorphPaths.FromEnvironment();
 
         // Without an address, a running `morph up` is the KMS meant: its address, TLS certificate and token file.
         var up = explicitAddress is null
-            ? Up.UpStateFile.ReadLive(Path.Combine(Paths.MorphPaths.FromEnvironment().DataDirectory, Up.UpStateFile.FileName))
+            ? Up.UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, Up.UpStateFile.FileName))
             : null;
         var text = explicitAddress ?? up?.KmsUrl ?? DefaultAddress;
         if (!Uri.TryCreate(text, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
@@ -63,7 +65,24 @@ public sealed class KmsConnection
             throw KmsCliException.Usage($"no token: set {TokenVariable} or pass --token-file FILE");
         }
 
-        return new KmsHttp(address, token, caFile);
+        return new KmsHttp(address, token, caFile, Pin(paths, address));
+    }
+
+    /// <summary>
+    /// The TLS pin of <paramref name="address"/> from the user's <c>morph kms trust</c> records, or null when it has none. A
+    /// store that cannot be read is an error rather than no pin: it may hold one.
+    /// </summary>
+    private static KmsTlsPin? Pin(Paths.MorphPaths paths, Uri address)
+    {
+        var store = new Client.Trust.KmsTrustStore(Path.Combine(paths.ConfigDirectory, KmsTrustCommand.TrustFileName));
+        try
+        {
+            return KmsTlsPin.For(store, address);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            throw KmsCliException.Usage($"the KMS trust records cannot be read, so whether {address.GetLeftPart(UriPartial.Authority)} is pinned is unknown: {e.Message}");
+        }
     }
 
     private string? Token(ParseResult parse) =>

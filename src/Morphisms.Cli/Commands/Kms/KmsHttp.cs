@@ -20,6 +20,13 @@ namespace Morphisms.Cli.Commands.Kms;
 /// active node) is followed here, at most <see cref="MaxRedirects"/> times, only to an address that passes the same
 /// check, through the same handler and so the same TLS trust (<c>--ca-cert</c>, the name checked against the new host).
 /// Any other redirect is reported, not followed.
+/// <para>
+/// When <c>morph kms trust</c> pinned the address (a <see cref="KmsTlsPin"/>), that pin decides TLS trust instead of the
+/// system roots, on top of <c>--ca-cert</c> when one is given, for the first request and every redirect target alike:
+/// a standby's <c>Location</c> is read from storage the KMS does not trust, so a target that is not an attested node of
+/// the pinned KMS is refused in the handshake, before the token is sent. Without a record and without <c>--ca-cert</c>
+/// the system roots decide, as for any https client.
+/// </para>
 /// </remarks>
 public sealed class KmsHttp : IDisposable
 {
@@ -28,10 +35,14 @@ public sealed class KmsHttp : IDisposable
 
     private readonly HttpClient _http;
     private readonly string? _token;
+    private readonly KmsTlsPin? _pin;
 
-    /// <summary>Creates a client for <paramref name="address"/>; <paramref name="caFile"/> replaces the system trust for TLS.</summary>
+    /// <summary>
+    /// Creates a client for <paramref name="address"/>; <paramref name="caFile"/> replaces the system trust for TLS, and
+    /// <paramref name="pin"/> (the address's <c>morph kms trust</c> record) replaces it too, on top of the file.
+    /// </summary>
     /// <exception cref="KmsCliException">The address is plain http to another machine, or the CA file cannot be read.</exception>
-    public KmsHttp(Uri address, string? token, string? caFile)
+    public KmsHttp(Uri address, string? token, string? caFile, KmsTlsPin? pin = null)
     {
         if (!MayCarrySecrets(address))
         {
@@ -40,10 +51,17 @@ public sealed class KmsHttp : IDisposable
 
         Address = address;
         _token = token;
+        _pin = pin;
         var handler = new SocketsHttpHandler { AllowAutoRedirect = false };
-        if (caFile is not null)
+        var roots = caFile is null ? null : LoadCertificates(caFile);
+        if (pin is not null)
         {
-            var roots = LoadCertificates(caFile);
+            handler.SslOptions.CertificateChainPolicy = KmsTlsPin.ChainPolicy();
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+                pin.Validate(certificate, errors) && (roots is null || Trusted(certificate, errors, roots));
+        }
+        else if (roots is not null)
+        {
             handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) => Trusted(certificate, errors, roots);
         }
 
@@ -66,9 +84,10 @@ public sealed class KmsHttp : IDisposable
     {
         var target = new Uri(Address, "v1/" + path);
         var redirects = 0;
+        Uri? from = null;
         while (true)
         {
-            using var response = await SendOnceAsync(method, target, body, authenticated, ct).ConfigureAwait(false);
+            using var response = await SendOnceAsync(method, target, from, body, authenticated, ct).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status is 307 or 308 && !accept.Contains(status) && response.Headers.Location is { } location)
             {
@@ -78,11 +97,18 @@ public sealed class KmsHttp : IDisposable
                     throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} redirected ({status}) to {next}: not followed, since that is plain http to another machine and the request would cross the network in clear; give the KMS nodes https --api-addr URLs, or send this to the active node directly");
                 }
 
+                if (_pin is not null && next.Scheme != Uri.UriSchemeHttps)
+                {
+                    // Loopback http carries no TLS key to check against the pin.
+                    throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} redirected ({status}) to {next}: not followed, since {_pin.Record.KmsUrl} is pinned (morph kms trust) and plain http cannot show a pinned TLS key");
+                }
+
                 if (++redirects > MaxRedirects)
                 {
                     throw new KmsCliException(ExitCodes.Rejected, $"the KMS redirected more than {MaxRedirects} times (the last time to {next}): not followed");
                 }
 
+                from = target;
                 target = next;
                 continue;
             }
@@ -101,8 +127,11 @@ public sealed class KmsHttp : IDisposable
         }
     }
 
-    /// <summary>One request to <paramref name="target"/>, built anew for each hop (a request message cannot be resent).</summary>
-    private async Task<HttpResponseMessage> SendOnceAsync(string method, Uri target, JsonObject? body, bool authenticated, CancellationToken ct)
+    /// <summary>
+    /// One request to <paramref name="target"/> (redirected there from <paramref name="from"/>, if not null), built anew
+    /// for each hop (a request message cannot be resent).
+    /// </summary>
+    private async Task<HttpResponseMessage> SendOnceAsync(string method, Uri target, Uri? from, JsonObject? body, bool authenticated, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(new HttpMethod(method), target);
         if (authenticated && _token is not null)
@@ -118,7 +147,18 @@ public sealed class KmsHttp : IDisposable
 
         try
         {
+            _pin?.Reset();
             return await _http.SendAsync(request, ct).ConfigureAwait(false);
+        }
+        catch (HttpRequestException) when (_pin?.LastFailure is { } refused)
+        {
+            // Refused in the handshake: no byte of the request, the token least of all, went there.
+            var authority = target.GetLeftPart(UriPartial.Authority);
+            throw new KmsCliException(ExitCodes.Rejected, from is null
+                ? $"the KMS at {authority} is not the one pinned for {_pin.Record.KmsUrl}: {refused}; nothing was sent. If its TLS key changed "
+                    + $"(a new certificate key, or a restart with a self-signed one), trust it again: morph kms trust {authority}"
+                : $"the KMS at {from.GetLeftPart(UriPartial.Authority)} redirected to {authority}, which is not a node of the KMS pinned for {_pin.Record.KmsUrl}: "
+                    + $"{refused}; not followed, the token was not sent. If it is a node of your KMS, trust it by its address while it is active (morph kms trust {authority}) and retry");
         }
         catch (HttpRequestException e)
         {
