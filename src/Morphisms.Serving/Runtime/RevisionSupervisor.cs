@@ -181,23 +181,30 @@ public sealed class RevisionSupervisor : IAsyncDisposable
                 standbys--;
             }
 
-            var now = _time.GetUtcNow();
-            if (now < _launchNotBefore && (active < _desired || standbys < WarmPool))
+            if (_time.GetUtcNow() < _launchNotBefore && (active < _desired || standbys < WarmPool))
             {
                 // Crash backoff: try again when it expires.
-                _retry?.Dispose();
-                _retry = _time.CreateTimer(_ => Reconcile(), null, _launchNotBefore - now, Timeout.InfiniteTimeSpan);
+                RetryAfterBackoffLocked();
             }
             else
             {
-                for (; active < _desired; active++)
+                var launched = true;
+                for (; launched && active < _desired; active++)
                 {
-                    LaunchLocked(InstanceState.Starting);
+                    launched = LaunchLocked(InstanceState.Starting);
                 }
 
-                for (; standbys < WarmPool; standbys++)
+                for (; launched && standbys < WarmPool; standbys++)
                 {
-                    LaunchLocked(InstanceState.StandbyStarting);
+                    launched = LaunchLocked(InstanceState.StandbyStarting);
+                }
+
+                if (!launched)
+                {
+                    // A refused launch (fork EAGAIN, a full disk, ...) is retried like a crash: nothing else would ask
+                    // again, since the autoscaler re-asks only when its count changes. The rest wait for the retry too,
+                    // rather than each doubling the backoff in this one pass.
+                    RetryAfterBackoffLocked();
                 }
             }
         }
@@ -205,7 +212,14 @@ public sealed class RevisionSupervisor : IAsyncDisposable
         Publish();
     }
 
-    private void LaunchLocked(InstanceState state)
+    private void RetryAfterBackoffLocked()
+    {
+        _retry?.Dispose();
+        _retry = _time.CreateTimer(_ => Reconcile(), null, TimeSpan.FromTicks(Math.Max(0, (_launchNotBefore - _time.GetUtcNow()).Ticks)), Timeout.InfiniteTimeSpan);
+    }
+
+    /// <returns>False when the launch was refused (noted, and the backoff set).</returns>
+    private bool LaunchLocked(InstanceState state)
     {
         var id = $"{_revision.Name}-{++_sequence:D3}";
         IInstanceProcess process;
@@ -213,17 +227,21 @@ public sealed class RevisionSupervisor : IAsyncDisposable
         {
             process = _launcher.Launch(_revision, id);
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        catch (Exception e)
         {
+            // Whatever the launcher throws (UnauthorizedAccessException from a directory, a socket error from a port,
+            // a refusal) is this revision's failure, retried after the backoff: thrown on, it would reach the
+            // autoscaler's or the retry's timer callback and take the whole host down.
             Note($"{id}: could not start: {e.Message}");
             BackoffLocked();
-            return;
+            return false;
         }
 
         var managed = new Managed(process, state, _sequence);
         _managed.Add(managed);
         Note($"{id}: starting{(state == InstanceState.StandbyStarting ? " (warm pool)" : "")}");
         _ = WatchAsync(managed);
+        return true;
     }
 
     private async Task WatchAsync(Managed managed)

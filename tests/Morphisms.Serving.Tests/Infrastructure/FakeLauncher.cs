@@ -8,12 +8,26 @@ namespace Morphisms.Serving.Tests;
 /// <summary>An in-memory runtime: instances become ready when the test says (or at once), and "exit" on demand.</summary>
 internal sealed class FakeLauncher(bool readyAtOnce = true) : IInstanceLauncher
 {
+    private int _attempts;
+
     public ConcurrentQueue<FakeInstance> Launched { get; } = new();
 
     public IEnumerable<FakeInstance> Alive => Launched.Where(i => !i.Exited.IsCompleted);
 
+    /// <summary>Exceptions the next launches throw, one each, before any instance is made (a refused spawn).</summary>
+    public ConcurrentQueue<Exception> Refusals { get; } = new();
+
+    /// <summary>Launches asked for, refused ones included.</summary>
+    public int Attempts => Volatile.Read(ref _attempts);
+
     public IInstanceProcess Launch(Revision revision, string instanceId)
     {
+        Interlocked.Increment(ref _attempts);
+        if (Refusals.TryDequeue(out var refusal))
+        {
+            throw refusal;
+        }
+
         var instance = new FakeInstance(instanceId, Launched.Count + 1);
         Launched.Enqueue(instance);
         if (readyAtOnce)
