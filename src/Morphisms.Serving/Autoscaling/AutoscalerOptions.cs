@@ -7,6 +7,15 @@ namespace Morphisms.Serving.Autoscaling;
 /// </summary>
 public sealed record AutoscalerOptions
 {
+    /// <summary>The shortest stable window (Knative's bound).</summary>
+    public static readonly TimeSpan MinStableWindow = TimeSpan.FromSeconds(6);
+
+    /// <summary>The longest stable window (Knative's bound).</summary>
+    public static readonly TimeSpan MaxStableWindow = TimeSpan.FromHours(1);
+
+    /// <summary>The longest scale-to-zero grace period: a revision meant to stay up is what <see cref="MinScale"/> is for.</summary>
+    public static readonly TimeSpan MaxScaleToZeroGracePeriod = TimeSpan.FromHours(1);
+
     /// <summary>Window over which the stable (non-panic) average concurrency is taken.</summary>
     public TimeSpan StableWindow { get; init; } = TimeSpan.FromSeconds(60);
 
@@ -48,14 +57,14 @@ public sealed record AutoscalerOptions
 
     /// <summary>Checks the settings; returns the first problem, naming the field, or null.</summary>
     public string? Validate() =>
-        StableWindow < TimeSpan.FromSeconds(6) || StableWindow > TimeSpan.FromHours(1) ? "stable window must be between 6s and 1h"
+        StableWindow < MinStableWindow || StableWindow > MaxStableWindow ? "stable window must be between 6s and 1h"
         : PanicWindowPercentage is < 1 or > 100 ? "panic window percentage must be between 1 and 100"
         : PanicThresholdPercentage is < 110 or > 1000 ? "panic threshold percentage must be between 110 and 1000"
-        : TargetConcurrency <= 0 ? "target concurrency must be positive"
-        : TargetUtilization is <= 0 or > 1 ? "target utilization must be in (0, 1]"
+        : !(TargetConcurrency > 0) || double.IsInfinity(TargetConcurrency) ? "target concurrency must be positive and finite"
+        : !(TargetUtilization is > 0 and <= 1) ? "target utilization must be in (0, 1]"
         : MaxScaleUpRate <= 1 ? "max scale-up rate must be greater than 1"
         : MaxScaleDownRate <= 1 ? "max scale-down rate must be greater than 1"
-        : ScaleToZeroGracePeriod < TimeSpan.Zero ? "scale-to-zero grace period must not be negative"
+        : ScaleToZeroGracePeriod < TimeSpan.Zero || ScaleToZeroGracePeriod > MaxScaleToZeroGracePeriod ? "scale-to-zero grace period must be between 0s and 1h"
         : MinScale < 0 ? "min scale must not be negative"
         : MaxScale < 0 ? "max scale must not be negative"
         : MaxScale > 0 && MinScale > MaxScale ? "min scale must not exceed max scale"

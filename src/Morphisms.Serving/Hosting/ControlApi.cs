@@ -154,7 +154,7 @@ public sealed class ControlApi : IAsyncDisposable
         app.MapPost("/v1/functions", (HttpContext c) => Handle(c, async () =>
         {
             var body = await ReadAsync(c);
-            var path = body["path"]?.GetValue<string>() ?? throw new ServingException("path: required");
+            var path = String(body["path"], "path") ?? throw new ServingException("path: required");
             FunctionSpec spec;
             try
             {
@@ -172,10 +172,14 @@ public sealed class ControlApi : IAsyncDisposable
         app.MapPut("/v1/functions/{fn}/traffic", (HttpContext c, string fn) => Handle(c, async () =>
         {
             var body = await ReadAsync(c);
-            var traffic = (body["traffic"] as JsonArray ?? throw new ServingException("traffic: required")).Select((t, i) => new TrafficSpec(
-                t?["revision"]?.GetValue<string>() ?? throw new ServingException($"traffic[{i}].revision: required"),
-                t["percent"]?.GetValue<int>() ?? 0,
-                t["tag"]?.GetValue<string>())).ToList();
+            var traffic = (body["traffic"] as JsonArray ?? throw new ServingException("traffic: required, an array")).Select((node, i) =>
+            {
+                var t = node as JsonObject ?? throw new ServingException($"traffic[{i}]: must be an object");
+                return new TrafficSpec(
+                    String(t["revision"], $"traffic[{i}].revision") ?? throw new ServingException($"traffic[{i}].revision: required"),
+                    Int(t["percent"], $"traffic[{i}].percent") ?? 0,
+                    String(t["tag"], $"traffic[{i}].tag"));
+            }).ToList();
             await host.SetTrafficAsync(fn, traffic, c.RequestAborted);
             return host.List().First(f => f.Name == fn);
         }));
@@ -240,6 +244,17 @@ public sealed class ControlApi : IAsyncDisposable
             await context.Response.WriteAsJsonAsync(new { errors = new[] { e.Message } }, Json, context.RequestAborted);
         }
     }
+
+    // A field of the wrong JSON type is the client's mistake (400), not the InvalidOperationException (500) of GetValue.
+    private static string? String(JsonNode? node, string field) =>
+        node is null ? null
+        : node is JsonValue value && value.TryGetValue<string>(out var text) ? text
+        : throw new ServingException($"{field}: must be a string, not a JSON {node.GetValueKind().ToString().ToLowerInvariant()}");
+
+    private static int? Int(JsonNode? node, string field) =>
+        node is null ? null
+        : node is JsonValue value && value.TryGetValue<int>(out var number) ? number
+        : throw new ServingException($"{field}: must be a whole number, not a JSON {(node.GetValueKind() == JsonValueKind.Number ? "fraction or out-of-range number" : node.GetValueKind().ToString().ToLowerInvariant())}");
 
     private static async Task<JsonObject> ReadAsync(HttpContext context)
     {

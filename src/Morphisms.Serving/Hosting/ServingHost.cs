@@ -152,7 +152,7 @@ public sealed partial class ServingHost : IAsyncDisposable
     }
 
     /// <summary>Applies a spec: a new revision when it changed, KMS registration, routes and instances.</summary>
-    /// <exception cref="ServingException">The spec cannot be served (e.g. <c>tee: none</c> in confidential mode, bad traffic).</exception>
+    /// <exception cref="ServingException">The spec cannot be served (e.g. <c>tee: none</c> in confidential mode, a scale block the autoscaler refuses, bad traffic).</exception>
     public async Task<DeployResult> DeployAsync(FunctionSpec spec, CancellationToken ct)
     {
         if (spec.Tee == FunctionTee.None && _options.Mode == GatewayMode.Confidential)
@@ -163,6 +163,12 @@ public sealed partial class ServingHost : IAsyncDisposable
         if (spec.Tee != FunctionTee.None && _options.Kms is null)
         {
             throw new ServingException($"tee: {spec.Tee.ToString().ToLowerInvariant()} needs a KMS; this host has none configured");
+        }
+
+        // Before the revision is made and registered: the autoscaler would refuse it only once its revision starts.
+        if (AutoscalerLoop.OptionsFor(spec.Scale).Validate() is { } problem)
+        {
+            throw new ServingException($"scale: {problem}");
         }
 
         await _changes.WaitAsync(ct).ConfigureAwait(false);

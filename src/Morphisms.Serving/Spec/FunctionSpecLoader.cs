@@ -1,4 +1,5 @@
 using System.Globalization;
+using Morphisms.Serving.Autoscaling;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
 using YamlDotNet.Serialization.NamingConventions;
@@ -13,6 +14,8 @@ public static class FunctionSpecLoader
 {
     /// <summary>The file name <c>morph deploy DIR</c> looks for.</summary>
     public const string FileName = "function.yaml";
+
+    private const double MaxDurationSeconds = 366 * 24 * 3600;
 
     private static readonly IDeserializer Yaml = new DeserializerBuilder()
         .WithNamingConvention(CamelCaseNamingConvention.Instance)
@@ -81,11 +84,13 @@ public static class FunctionSpecLoader
                 Min = NonNegative(scale.Min, "scale.min") ?? 0,
                 Max = NonNegative(scale.Max, "scale.max") ?? 0,
                 Initial = NonNegative(scale.Initial, "scale.initial") ?? 1,
-                Target = scale.Target is { } target and <= 0 ? throw new FunctionSpecException("scale.target: must be positive") : scale.Target ?? 100,
-                TargetUtilization = scale.TargetUtilization is { } u and (<= 0 or > 1) ? throw new FunctionSpecException("scale.targetUtilization: must be in (0, 1]") : scale.TargetUtilization ?? 0.7,
+                // Negated, so that YAML's .nan fails too (it compares false with everything).
+                Target = scale.Target is { } target && !(target > 0 && double.IsFinite(target)) ? throw new FunctionSpecException("scale.target: must be a positive number") : scale.Target ?? 100,
+                TargetUtilization = scale.TargetUtilization is { } u && !(u is > 0 and <= 1) ? throw new FunctionSpecException("scale.targetUtilization: must be in (0, 1]") : scale.TargetUtilization ?? 0.7,
                 ContainerConcurrency = NonNegative(scale.ContainerConcurrency, "scale.containerConcurrency") ?? 0,
-                StableWindow = Duration(scale.StableWindow, "scale.stableWindow") ?? TimeSpan.FromSeconds(60),
-                ScaleToZeroGracePeriod = Duration(scale.ScaleToZeroGracePeriod, "scale.scaleToZeroGracePeriod") ?? TimeSpan.FromSeconds(30),
+                // The autoscaler's own bounds, checked here so that a spec it would refuse is refused before anything is deployed.
+                StableWindow = Duration(scale.StableWindow, "scale.stableWindow", AutoscalerOptions.MinStableWindow, AutoscalerOptions.MaxStableWindow) ?? TimeSpan.FromSeconds(60),
+                ScaleToZeroGracePeriod = Duration(scale.ScaleToZeroGracePeriod, "scale.scaleToZeroGracePeriod", TimeSpan.Zero, AutoscalerOptions.MaxScaleToZeroGracePeriod) ?? TimeSpan.FromSeconds(30),
                 WarmPool = NonNegative(scale.WarmPool, "scale.warmPool") ?? 0,
             },
             Traffic = (document.Traffic ?? []).Select((t, i) => new TrafficSpec(
@@ -98,10 +103,19 @@ public static class FunctionSpecLoader
             throw new FunctionSpecException($"scale.min ({spec.Scale.Min}) exceeds scale.max ({spec.Scale.Max})");
         }
 
+        // Whatever the checks above miss, the autoscaler would refuse at deploy, after the revision was made.
+        if (AutoscalerLoop.OptionsFor(spec.Scale).Validate() is { } problem)
+        {
+            throw new FunctionSpecException($"scale: {problem}");
+        }
+
         return spec;
     }
 
-    /// <summary>Parses durations like <c>500ms</c>, <c>30s</c>, <c>5m</c>, <c>1h</c>.</summary>
+    /// <summary>
+    /// Parses durations like <c>500ms</c>, <c>30s</c>, <c>5m</c>, <c>1h</c>, up to <see cref="MaxDuration"/>; false for
+    /// anything else (<c>1e400s</c> is infinite and would overflow a <see cref="TimeSpan"/>).
+    /// </summary>
     public static bool TryParseDuration(string text, out TimeSpan duration)
     {
         duration = default;
@@ -110,7 +124,7 @@ public static class FunctionSpecLoader
         {
             if (text.EndsWith(suffix, StringComparison.Ordinal)
                 && double.TryParse(text[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out var value)
-                && value >= 0 && (suffix != "m" || !text.EndsWith("ms", StringComparison.Ordinal)))
+                && value * seconds is >= 0 and <= MaxDurationSeconds && (suffix != "m" || !text.EndsWith("ms", StringComparison.Ordinal)))
             {
                 duration = TimeSpan.FromSeconds(value * seconds);
                 return true;
@@ -119,6 +133,9 @@ public static class FunctionSpecLoader
 
         return false;
     }
+
+    /// <summary>The longest duration <see cref="TryParseDuration"/> accepts (a year; no setting needs more).</summary>
+    public static TimeSpan MaxDuration => TimeSpan.FromSeconds(MaxDurationSeconds);
 
     private static FunctionTee ParseTee(string? tee) => tee?.ToLowerInvariant() switch
     {
@@ -152,10 +169,14 @@ public static class FunctionSpecLoader
     private static int? NonNegative(int? value, string field) =>
         value is < 0 ? throw new FunctionSpecException($"{field}: must not be negative") : value;
 
-    private static TimeSpan? Duration(string? text, string field) =>
+    private static TimeSpan? Duration(string? text, string field, TimeSpan min, TimeSpan max) =>
         text is null ? null
-        : TryParseDuration(text, out var duration) ? duration
-        : throw new FunctionSpecException($"{field}: '{text}' is not a duration like 30s, 5m or 500ms");
+        : !TryParseDuration(text, out var duration) ? throw new FunctionSpecException($"{field}: '{text}' is not a duration like 30s, 5m or 500ms")
+        : duration < min || duration > max ? throw new FunctionSpecException($"{field}: '{text}' is not between {Format(min)} and {Format(max)}")
+        : duration;
+
+    private static string Format(TimeSpan duration) =>
+        duration.TotalHours >= 1 && duration.TotalHours % 1 == 0 ? $"{duration.TotalHours:0}h" : $"{duration.TotalSeconds:0.###}s";
 
     private static Exception Innermost(Exception e) => e.InnerException is { } inner ? Innermost(inner) : e;
 

@@ -1,0 +1,101 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Tests.Hosting;
+
+/// <summary>
+/// A spec or body the host cannot serve is a 400 naming the field, with nothing deployed: a scale block the autoscaler
+/// refuses is caught before the revision is made (and registered with the KMS), and a JSON field of the wrong type is
+/// the client's mistake, not a 500.
+/// </summary>
+public sealed class ControlApiValidationTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("morph-validation-fn-").FullName;
+
+    public ControlApiValidationTests() => Directory.CreateDirectory(Path.Combine(_dir, "bundle"));
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Theory]
+    [InlineData("stableWindow: 5s", "scale.stableWindow: '5s' is not between 6s and 1h")]
+    [InlineData("stableWindow: 1e400s", "scale.stableWindow: '1e400s' is not a duration")]
+    [InlineData("scaleToZeroGracePeriod: 1e15h", "scale.scaleToZeroGracePeriod: '1e15h' is not a duration")]
+    public async Task A_scale_block_the_autoscaler_refuses_is_a_400_and_deploys_nothing(string scale, string expected)
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        using var http = TestFunctions.ControlClient(host);
+        File.WriteAllText(Path.Combine(_dir, "function.yaml"), $$"""
+            name: echo
+            tee: none
+            bundle: bundle
+            command: ["dotnet", "app.dll"]
+            scale: { min: 1, {{scale}} }
+            """);
+
+        using var response = await http.PostAsync("v1/functions", Json($$"""{"path": "{{_dir}}"}"""));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith(expected, Assert.Single(await ErrorsAsync(response)), StringComparison.Ordinal);
+        Assert.Equal("[]", await http.GetStringAsync("v1/functions"));
+    }
+
+    [Fact]
+    public async Task A_spec_built_in_code_with_a_scale_block_the_autoscaler_refuses_is_refused_before_a_revision_is_made()
+    {
+        using var functions = new TestFunctions();
+        var launcher = new FakeLauncher();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher);
+
+        var error = await Assert.ThrowsAsync<ServingException>(() => host.DeployAsync(
+            functions.Spec("echo", "a", FunctionTee.None, new ScaleSpec { StableWindow = TimeSpan.FromSeconds(5) }), CancellationToken.None));
+
+        Assert.Equal("scale: stable window must be between 6s and 1h", error.Message);
+        Assert.Empty(host.List());
+        Assert.Equal(0, launcher.Attempts);
+    }
+
+    [Theory]
+    [InlineData("""{"path": 5}""", "path: must be a string")]
+    [InlineData("""{"path": ["a"]}""", "path: must be a string")]
+    public async Task A_deploy_body_field_of_the_wrong_type_is_a_400(string body, string expected)
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        using var http = TestFunctions.ControlClient(host);
+
+        using var response = await http.PostAsync("v1/functions", Json(body));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith(expected, Assert.Single(await ErrorsAsync(response)), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"traffic": [{"revision": "latest", "percent": "50"}]}""", "traffic[0].percent: must be a whole number")]
+    [InlineData("""{"traffic": [{"revision": "latest", "percent": 50.5}]}""", "traffic[0].percent: must be a whole number")]
+    [InlineData("""{"traffic": [{"revision": "latest", "percent": 1e10}]}""", "traffic[0].percent: must be a whole number")]
+    [InlineData("""{"traffic": [{"revision": 1, "percent": 100}]}""", "traffic[0].revision: must be a string")]
+    [InlineData("""{"traffic": [{"revision": "latest", "percent": 100, "tag": true}]}""", "traffic[0].tag: must be a string")]
+    [InlineData("""{"traffic": [5]}""", "traffic[0]: must be an object")]
+    [InlineData("""{"traffic": {"revision": "latest"}}""", "traffic: required")]
+    public async Task A_traffic_body_field_of_the_wrong_type_is_a_400(string body, string expected)
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        await host.DeployAsync(functions.Spec("echo", "a", FunctionTee.None), CancellationToken.None);
+        using var http = TestFunctions.ControlClient(host);
+
+        using var response = await http.PutAsync("v1/functions/echo/traffic", Json(body));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith(expected, Assert.Single(await ErrorsAsync(response)), StringComparison.Ordinal);
+    }
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    private static async Task<List<string>> ErrorsAsync(HttpResponseMessage response) =>
+        JsonNode.Parse(await response.Content.ReadAsStringAsync())!["errors"]!.AsArray().Select(e => e!.GetValue<string>()).ToList();
+}
