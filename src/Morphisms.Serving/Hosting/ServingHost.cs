@@ -151,6 +151,20 @@ public sealed partial class ServingHost : IAsyncDisposable
         }
     }
 
+    // Before anything is made or registered. Tag hosts are TAG-FN.DOMAIN, so one function's tag host can be another's
+    // own host (function api's tag canary and the function canary-api) or tag host; the route table refuses a route
+    // claiming one, but only after its revisions were started.
+    private void RefuseClaimedHosts(string function, IEnumerable<string?> tags)
+    {
+        foreach (var host in tags.OfType<string>().Select(tag => $"{tag}-{HostOf(function)}").Prepend(HostOf(function)))
+        {
+            if (Routes.ClaimedBy(host, function) is { } other)
+            {
+                throw new ServingException($"{function}: the host {host} is already function {other}'s (its own host or a tag's, TAG-FUNCTION.{_options.Domain}): choose another tag or function name");
+            }
+        }
+    }
+
     /// <summary>Applies a spec: a new revision when it changed, KMS registration, routes and instances.</summary>
     /// <exception cref="ServingException">The spec cannot be served (e.g. <c>tee: none</c> in confidential mode, a scale block the autoscaler refuses, bad traffic).</exception>
     public async Task<DeployResult> DeployAsync(FunctionSpec spec, CancellationToken ct)
@@ -175,6 +189,7 @@ public sealed partial class ServingHost : IAsyncDisposable
         try
         {
             RefuseASecondConfidentialVmFunction(spec);
+            RefuseClaimedHosts(spec.Name, spec.Traffic.Select(t => t.Tag));
             var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
             // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
             // records spares the revision's instances from digesting it again at launch (they only read it).
@@ -422,6 +437,8 @@ public sealed partial class ServingHost : IAsyncDisposable
         {
             throw new ServingException(e.Message);
         }
+
+        RefuseClaimedHosts(entry.History.Function, targets.Select(t => t.Tag));
 
         // Instances first, then the route: a request routed to a new revision finds its autoscaler ready to poke.
         var wanted = targets.Where(t => t.Percent > 0 || t.Tag is not null).Select(t => t.Revision).ToHashSet(StringComparer.Ordinal);

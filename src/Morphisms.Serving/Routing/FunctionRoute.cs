@@ -44,6 +44,9 @@ public sealed class FunctionRoute
     /// <summary>The host name of a tag.</summary>
     public string TagHost(string tag) => $"{tag}-{Function}.{Domain}";
 
+    /// <summary>Every host name the route answers: <see cref="Host"/> and its tags' hosts.</summary>
+    public IEnumerable<string> Hosts => Targets.Where(t => t.Tag is not null).Select(t => TagHost(t.Tag!)).Prepend(Host);
+
     /// <summary>Builds a route after checking the traffic block; throws naming the problem.</summary>
     /// <exception cref="ArgumentException">Percentages do not sum to 100, a percentage or tag is invalid, or a tag repeats.</exception>
     public static FunctionRoute Create(string function, string domain, IReadOnlyList<TrafficTarget> targets)

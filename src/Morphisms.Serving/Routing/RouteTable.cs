@@ -2,7 +2,11 @@ using System.Collections.Concurrent;
 
 namespace Morphisms.Serving.Routing;
 
-/// <summary>All functions' routes, looked up by host name; replaced atomically per function.</summary>
+/// <summary>
+/// All functions' routes, looked up by host name; replaced atomically per function. A host name belongs to one function:
+/// tag hosts are <c>TAG-FN.DOMAIN</c>, so function <c>api</c>'s tag <c>canary</c> and the function <c>canary-api</c>
+/// would both answer <c>canary-api.DOMAIN</c>, and a route that claims another function's host is refused.
+/// </summary>
 public sealed class RouteTable
 {
     private readonly ConcurrentDictionary<string, FunctionRoute> _byFunction = new(StringComparer.Ordinal);
@@ -10,14 +14,24 @@ public sealed class RouteTable
     private readonly object _write = new();
 
     /// <summary>Sets (or replaces) a function's route.</summary>
+    /// <exception cref="InvalidOperationException">One of its host names is another function's.</exception>
     public void Set(FunctionRoute route)
     {
         lock (_write)
         {
+            if (route.Hosts.Select(h => (Host: h, By: ClaimedBy(h, route.Function))).FirstOrDefault(c => c.By is not null) is { By: { } other } clash)
+            {
+                throw new InvalidOperationException($"{clash.Host} is already a host of function {other}");
+            }
+
             _byFunction[route.Function] = route;
             Rebuild();
         }
     }
+
+    /// <summary>The function other than <paramref name="function"/> whose route answers <paramref name="host"/>, or null.</summary>
+    public string? ClaimedBy(string host, string function) =>
+        _byHost.TryGetValue(host, out var route) && !string.Equals(route.Function, function, StringComparison.Ordinal) ? route.Function : null;
 
     /// <summary>Removes a function's route.</summary>
     public void Remove(string function)

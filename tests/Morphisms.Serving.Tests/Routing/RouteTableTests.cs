@@ -49,6 +49,39 @@ public class RouteTableTests
     }
 
     [Fact]
+    public void A_tag_host_that_is_another_functions_host_is_refused_and_the_first_claim_stays()
+    {
+        var table = new RouteTable();
+        table.Set(FunctionRoute.Create("canary-api", "d", [new("canary-api-00001", 100)]));
+
+        var error = Assert.Throws<InvalidOperationException>(() => table.Set(FunctionRoute.Create("api", "d", [new("api-00001", 100), new("api-00002", 0, "canary")])));
+
+        Assert.Equal("canary-api.d is already a host of function canary-api", error.Message);
+        Assert.Equal("canary-api-00001", table.Resolve("canary-api.d"));
+        Assert.Null(table.Resolve("api.d"));
+    }
+
+    [Fact]
+    public void A_function_whose_host_is_another_functions_tag_host_is_refused_and_the_first_claim_stays()
+    {
+        var table = new RouteTable();
+        table.Set(FunctionRoute.Create("api", "d", [new("api-00001", 100), new("api-00002", 0, "canary")]));
+
+        var error = Assert.Throws<InvalidOperationException>(() => table.Set(FunctionRoute.Create("canary-api", "d", [new("canary-api-00001", 100)])));
+
+        Assert.Equal("canary-api.d is already a host of function api", error.Message);
+        Assert.Equal("api-00002", table.Resolve("CANARY-api.d"));
+
+        // Tag hosts clash with tag hosts too: b-c-a.d is tag b-c of a and tag b of c-a.
+        table.Set(FunctionRoute.Create("a", "d", [new("a-1", 100, "b-c")]));
+        Assert.Throws<InvalidOperationException>(() => table.Set(FunctionRoute.Create("c-a", "d", [new("c-a-1", 100, "b")])));
+
+        // A function's own route may be replaced (its hosts are its own).
+        table.Set(FunctionRoute.Create("api", "d", [new("api-00002", 100, "canary")]));
+        Assert.Equal("api-00002", table.Resolve("api.d"));
+    }
+
+    [Fact]
     public void A_repeated_tag_is_refused()
     {
         var error = Assert.Throws<ArgumentException>(() =>
