@@ -20,6 +20,23 @@ public enum ClientHelloStatus
 }
 
 /// <summary>
+/// How far <see cref="ClientHelloParser.TryReadServerName(ReadOnlySpan{byte}, ref ClientHelloScan, out string?)"/> got
+/// through a connection's first bytes: the next call resumes at the first record not yet complete instead of starting
+/// over, so reading a ClientHello that arrives a byte at a time costs time linear in its length.
+/// </summary>
+public struct ClientHelloScan
+{
+    // Where the first record not yet scanned starts.
+    internal int Offset;
+
+    // The handshake bytes in the complete records scanned.
+    internal int Handshake;
+
+    // The handshake message's first four bytes (type, 24-bit length), gathered as they arrive: a record may hold fewer.
+    internal uint Header;
+}
+
+/// <summary>
 /// Reads the SNI host name from a TLS ClientHello without terminating TLS: the gateway is untrusted
 /// (DESIGN.md §1), so it may look only at the one cleartext field it needs to route, and then
 /// splice the bytes to the instance, where TLS ends inside the TEE. The ClientHello may span several
@@ -38,14 +55,24 @@ public static class ClientHelloParser
     /// <summary>Looks for the server name in <paramref name="data"/>, the bytes received so far.</summary>
     public static ClientHelloStatus TryReadServerName(ReadOnlySpan<byte> data, out string? serverName)
     {
-        serverName = null;
-        var handshake = new byte[Math.Min(data.Length, MaxClientHelloBytes + 4)];
-        var handshakeLength = 0;
-        var offset = 0;
+        var scan = default(ClientHelloScan);
+        return TryReadServerName(data, ref scan, out serverName);
+    }
 
-        // Collect handshake fragments from consecutive handshake records until the ClientHello is whole.
+    /// <summary>
+    /// Looks for the server name in <paramref name="data"/>, the bytes received so far, resuming where the previous call
+    /// with the same <paramref name="scan"/> (and a prefix of the same bytes) left off. Nothing is allocated until the
+    /// records holding the whole ClientHello have arrived, and then at most one buffer, for a ClientHello split over
+    /// several records: a client sending its hello a byte at a time must not cost the gateway a copy per byte.
+    /// </summary>
+    public static ClientHelloStatus TryReadServerName(ReadOnlySpan<byte> data, ref ClientHelloScan scan, out string? serverName)
+    {
+        serverName = null;
+
+        // Walk the consecutive handshake records that have arrived whole, until they hold the whole ClientHello.
         while (true)
         {
+            var offset = scan.Offset;
             if (data.Length - offset < 5)
             {
                 return ClientHelloStatus.NeedMoreData;
@@ -68,34 +95,57 @@ public static class ClientHelloParser
             }
 
             var fragment = data.Slice(offset + 5, recordLength);
-            if (handshakeLength + fragment.Length > handshake.Length)
+            for (var i = 0; i < fragment.Length && scan.Handshake + i < 4; i++)
             {
-                return handshake.Length >= MaxClientHelloBytes ? ClientHelloStatus.Invalid : ClientHelloStatus.NeedMoreData;
+                scan.Header = (scan.Header << 8) | fragment[i];
             }
 
-            fragment.CopyTo(handshake.AsSpan(handshakeLength));
-            handshakeLength += fragment.Length;
-            offset += 5 + recordLength;
+            scan.Offset += 5 + recordLength;
+            scan.Handshake += recordLength;
 
-            if (handshakeLength >= 4)
+            if (scan.Handshake >= 4)
             {
-                if (handshake[0] != ClientHelloMessage)
+                if (scan.Header >> 24 != ClientHelloMessage)
                 {
                     return ClientHelloStatus.Invalid;
                 }
 
-                var messageLength = (handshake[1] << 16) | (handshake[2] << 8) | handshake[3];
+                var messageLength = (int)(scan.Header & 0xFFFFFF);
                 if (messageLength > MaxClientHelloBytes)
                 {
                     return ClientHelloStatus.Invalid;
                 }
 
-                if (handshakeLength >= 4 + messageLength)
+                if (scan.Handshake >= 4 + messageLength)
                 {
-                    return ParseClientHello(handshake.AsSpan(4, messageLength), out serverName);
+                    return Assemble(data[..scan.Offset], messageLength, out serverName);
                 }
             }
         }
+    }
+
+    // Parses the ClientHello out of the records that hold it: in place when the first holds it all (the usual case),
+    // else from one copy of the handshake bytes.
+    private static ClientHelloStatus Assemble(ReadOnlySpan<byte> records, int messageLength, out string? serverName)
+    {
+        if (BinaryPrimitives.ReadUInt16BigEndian(records[3..]) >= 4 + messageLength)
+        {
+            return ParseClientHello(records.Slice(5 + 4, messageLength), out serverName);
+        }
+
+        var handshake = new byte[4 + messageLength];
+        var copied = 0;
+        var offset = 0;
+        while (copied < handshake.Length)
+        {
+            var length = BinaryPrimitives.ReadUInt16BigEndian(records[(offset + 3)..]);
+            var take = Math.Min(length, handshake.Length - copied);
+            records.Slice(offset + 5, take).CopyTo(handshake.AsSpan(copied));
+            copied += take;
+            offset += 5 + length;
+        }
+
+        return ParseClientHello(handshake.AsSpan(4), out serverName);
     }
 
     private static ClientHelloStatus ParseClientHello(ReadOnlySpan<byte> hello, out string? serverName)

@@ -243,6 +243,7 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         timeout.CancelAfter(_options.ClientHelloTimeout);
         var length = 0;
+        var scan = default(ClientHelloScan);
         try
         {
             while (true)
@@ -270,7 +271,8 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
                 }
 
                 length += read;
-                var status = ClientHelloParser.TryReadServerName(buffer.AsSpan(0, length), out var serverName);
+                // Resumed where the last call stopped: nothing is parsed or copied until the records holding the hello are whole.
+                var status = ClientHelloParser.TryReadServerName(buffer.AsSpan(0, length), ref scan, out var serverName);
                 if (status != ClientHelloStatus.NeedMoreData)
                 {
                     return (status, serverName, buffer, length);
