@@ -2,6 +2,7 @@ using System.Diagnostics;
 using k8s;
 using k8s.Models;
 using Morphisms.Deploy.Kms;
+using Morphisms.Deploy.Knative;
 
 namespace Morphisms.Deploy.Tests;
 
@@ -16,7 +17,7 @@ public sealed class KmsExportTests : IDisposable
     [Fact]
     public void PlainYamlParsesIntoADeploymentAndService()
     {
-        var files = KmsExporter.Export(new KmsExportRequest { Image = Image, Replicas = 3, Namespace = "morph" });
+        var files = KmsExporter.Export(new KmsExportRequest { Image = Image, Replicas = 3, Namespace = "morph", Tee = ExportTee.Snp }).Files;
         var objects = KubernetesYaml.LoadAllFromString(files.Single(f => f.Path == "kms.yaml").Content);
         var deployment = Assert.IsType<V1Deployment>(objects[0]);
         var service = Assert.IsType<V1Service>(objects[1]);
@@ -41,17 +42,100 @@ public sealed class KmsExportTests : IDisposable
         Assert.Equal(8200, Assert.Single(service.Spec.Ports).Port);
     }
 
+    [Theory]
+    [InlineData(ExportTee.Snp, null, "kata-qemu-snp", 32)]
+    [InlineData(ExportTee.Tdx, null, "kata-qemu-tdx", 48)]
+    [InlineData(ExportTee.Snp, "kata-snp-custom", "kata-snp-custom", 32)]
+    public void InATeeTheKmsRunsUnderKataWithAMeasuredPolicyAndMakesItsOwnTlsKey(ExportTee tee, string? runtimeClass, string expectedClass, int digestLength)
+    {
+        var result = KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = tee, RuntimeClass = runtimeClass });
+        var yaml = result.Files.Single(f => f.Path == "kms.yaml").Content;
+        var deployment = Assert.IsType<V1Deployment>(KubernetesYaml.LoadAllFromString(yaml)[0]);
+        var pod = deployment.Spec.Template.Spec;
+        Assert.Equal(expectedClass, pod.RuntimeClassName);
+
+        // No key from the cluster: no Secret volume, no mounted key file; the KMS makes its key in the TEE.
+        Assert.Null(pod.Volumes);
+        Assert.DoesNotContain("morph-kms-tls", yaml, StringComparison.Ordinal);
+        var container = Assert.Single(pod.Containers);
+        Assert.Null(container.VolumeMounts);
+        Assert.Contains("--tls-self", container.Args);
+        Assert.DoesNotContain(container.Args, a => a.StartsWith("--tls-cert", StringComparison.Ordinal) || a.StartsWith("--tls-key", StringComparison.Ordinal));
+        Assert.False(pod.AutomountServiceAccountToken);
+
+        // Initdata with the agent policy pinning this image and argv; its digest is the launch field printed.
+        var document = Initdata.Decode(deployment.Spec.Template.Metadata.Annotations[Initdata.Annotation]);
+        Assert.Equal(result.Files.Single(f => f.Path == "initdata.toml").Content, document);
+        Assert.Contains($"\"{Initdata.PolicyEntry}\" = '''", document, StringComparison.Ordinal);
+        Assert.Contains($"\"image\": \"{Image}\"", document, StringComparison.Ordinal);
+        Assert.Equal([KmsExportRequest.DefaultCommand], container.Command);
+        var pinned = PolicyData.Containers(document).GetProperty(KmsExporter.ContainerName);
+        Assert.Equal(Image, pinned.GetProperty("image").GetString());
+        Assert.Equal([.. container.Command, .. container.Args], pinned.GetProperty("args").EnumerateArray().Select(a => a.GetString()!));
+        Assert.Contains("default ExecProcessRequest := false", document, StringComparison.Ordinal);
+        var digest = Initdata.Digest(document, tee);
+        Assert.Equal(digestLength, digest.Length);
+        Assert.Contains(Convert.ToHexStringLower(digest), result.Measured[0], StringComparison.Ordinal);
+        Assert.Contains(Convert.ToHexStringLower(digest), yaml, StringComparison.Ordinal);
+        Assert.Contains("GAP", result.Measured[2], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void InsecureNoTeeKeepsTheSecretAndSaysSo()
+    {
+        var result = KmsExporter.Export(new KmsExportRequest { Image = Image, InsecureNoTee = true });
+        var yaml = result.Files.Single(f => f.Path == "kms.yaml").Content;
+        Assert.StartsWith("# Generated", yaml, StringComparison.Ordinal);
+        Assert.Contains("# INSECURE (--insecure-no-tee)", yaml, StringComparison.Ordinal);
+        var deployment = Assert.IsType<V1Deployment>(KubernetesYaml.LoadAllFromString(yaml)[0]);
+        var pod = deployment.Spec.Template.Spec;
+        Assert.Null(pod.RuntimeClassName);
+        Assert.Equal("morph-kms-tls", Assert.Single(pod.Volumes).Secret.SecretName);
+        Assert.Equal(["--tls-cert", "/etc/morph/tls/tls.crt", "--tls-key", "/etc/morph/tls/tls.key"], Assert.Single(pod.Containers).Args.TakeLast(4));
+        Assert.DoesNotContain(result.Files, f => f.Path == "initdata.toml");
+        Assert.StartsWith("INSECURE", Assert.Single(result.Measured), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void RejectsBadRequests()
     {
-        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Replicas = 0 }));
-        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = "morph:latest" }));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, Replicas = 0 }));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = "morph:latest", Tee = ExportTee.Snp }));
+        Assert.Contains("--insecure-no-tee", Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image })).Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, InsecureNoTee = true }));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Sgx }));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, RuntimeClass = "Kata QEMU" }));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, Command = "morph" }));
+    }
+
+    [Fact]
+    public async Task CliNeedsATeeOrALoudInsecureFlag()
+    {
+        var (missing, _, missingErr) = await SigStructTests.Run("export", "kms", "--image", Image, "-o", _dir);
+        Assert.Equal(2, missing);
+        Assert.Contains("--tee snp|tdx", missingErr, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFiles(_dir));
+
+        var (tlsSecret, _, tlsSecretErr) = await SigStructTests.Run("export", "kms", "--image", Image, "--tee", "snp", "--tls-secret", "s", "-o", _dir);
+        Assert.Equal(2, tlsSecret);
+        Assert.Contains("--insecure-no-tee", tlsSecretErr, StringComparison.Ordinal);
+
+        var (tee, teeOut, teeErr) = await SigStructTests.Run("export", "kms", "--image", Image, "--tee", "tdx", "-o", _dir);
+        Assert.True(tee == 0, teeErr);
+        Assert.Equal("", teeErr);
+        Assert.Contains("MRCONFIGID", teeOut, StringComparison.Ordinal);
+        Assert.Contains("kata-qemu-tdx", await File.ReadAllTextAsync(Path.Combine(_dir, "deployment.yaml")));
+
+        var (insecure, _, insecureErr) = await SigStructTests.Run("export", "kms", "--image", Image, "--insecure-no-tee", "-o", _dir);
+        Assert.True(insecure == 0, insecureErr);
+        Assert.Contains("WARNING: --insecure-no-tee", insecureErr, StringComparison.Ordinal);
+        Assert.Contains("# INSECURE", await File.ReadAllTextAsync(Path.Combine(_dir, "kms.yaml")));
     }
 
     [KubectlFact]
     public async Task KustomizationBuildsOfflineWithKubectl()
     {
-        var (code, _, stderr) = await SigStructTests.Run("export", "kms", "--image", Image, "--replicas", "2", "--namespace", "morph", "-o", _dir);
+        var (code, _, stderr) = await SigStructTests.Run("export", "kms", "--image", Image, "--tee", "snp", "--replicas", "2", "--namespace", "morph", "-o", _dir);
         Assert.True(code == 0, stderr);
         var start = new ProcessStartInfo(Kubectl) { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add("kustomize");

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using k8s;
 using k8s.Models;
 using Morphisms.Deploy.Knative;
@@ -111,6 +112,74 @@ public sealed class KnativeExportTests : IDisposable
         Assert.Equal(Image, initdata.Image);
     }
 
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    public void KataInitdataCarriesAnAgentPolicyPinningTheFunctionsImageArgsAndEnv(ExportTee tee)
+    {
+        var result = KnativeExporter.Export(Request(tee));
+        var service = KubernetesYaml.Deserialize<KnativeService>(result.Files.Single(f => f.Path == "service.yaml").Content);
+        var container = Assert.Single(service.Spec.Template.Spec.Containers);
+        var document = Initdata.Decode(service.Spec.Template.Metadata.Annotations[Initdata.Annotation]);
+
+        // The policy pins exactly what the Service asks the agent to run: image digest, command + args, the spec's env.
+        var function = PolicyData.Containers(document).GetProperty(KnativeExporter.ContainerName);
+        Assert.Equal(Image, function.GetProperty("image").GetString());
+        Assert.Equal([.. container.Command, .. container.Args], function.GetProperty("args").EnumerateArray().Select(a => a.GetString()!));
+        Assert.Equal("prod", function.GetProperty("env").GetProperty("MODE").GetString());
+        Assert.False(function.GetProperty("any_env").GetBoolean());
+        Assert.Contains(KnativeExporter.InitdataVariable, function.GetProperty("env_names").EnumerateArray().Select(n => n.GetString()));
+        Assert.Equal(KnativeExporter.SecretsDirectory, Assert.Single(function.GetProperty("memory_volumes").EnumerateArray()).GetProperty("destination").GetString());
+        Assert.False(service.Spec.Template.Spec.AutomountServiceAccountToken);
+
+        // The host gets no shell, no stdin, no new policy; copies and containers only through the rules.
+        var policy = PolicyData.Policy(document);
+        Assert.StartsWith("package agent_policy\n", policy, StringComparison.Ordinal);
+        foreach (var denied in new[] { "ExecProcessRequest", "WriteStreamRequest", "SetPolicyRequest", "CopyFileRequest", "CreateContainerRequest", "SetGuestDateTimeRequest" })
+        {
+            Assert.Contains($"default {denied} := false\n", policy, StringComparison.Ordinal);
+            Assert.DoesNotContain($"default {denied} := true", policy, StringComparison.Ordinal);
+        }
+
+        // Without --queue-proxy-image Knative's container is admitted with any image, and the export says so.
+        Assert.Equal(JsonValueKind.Null, PolicyData.Containers(document).GetProperty(KnativeExporter.QueueProxyName).GetProperty("image").ValueKind);
+        Assert.Contains(result.Measured, l => l.StartsWith("WARNING: queue-proxy's image is not pinned", StringComparison.Ordinal));
+        const string QueueProxy = "gcr.io/knative-releases/queue@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        var pinned = KnativeExporter.Export(Request(tee) with { QueueProxyImage = QueueProxy });
+        var pinnedDocument = pinned.Files.Single(f => f.Path == "initdata.toml").Content;
+        Assert.Equal(QueueProxy, PolicyData.Containers(pinnedDocument).GetProperty(KnativeExporter.QueueProxyName).GetProperty("image").GetString());
+        Assert.DoesNotContain(pinned.Measured, l => l.StartsWith("WARNING", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    public void TheLaunchDigestChangesWithThePolicyAlone(ExportTee tee)
+    {
+        (string Morph, string Digest) Launch(ExportResult result)
+        {
+            var document = result.Files.Single(f => f.Path == "initdata.toml").Content;
+            var morph = PolicyData.Entry(document, Initdata.MorphEntry);
+            return (morph, Convert.ToHexStringLower(Initdata.Digest(document, tee)));
+        }
+
+        var baseline = Launch(KnativeExporter.Export(Request(tee)));
+        var spec = FunctionSpecLoader.Load(_dir);
+        var changes = new[]
+        {
+            // The env only reaches the policy (morph.toml does not carry it): a different value is a different report.
+            Request(tee) with { Function = spec with { Env = new Dictionary<string, string> { ["MODE"] = "debug" } } },
+            Request(tee) with { Function = spec with { Command = [.. spec.Command, "--verbose"] } },
+            Request(tee) with { QueueProxyImage = "gcr.io/knative-releases/queue@sha256:2222222222222222222222222222222222222222222222222222222222222222" },
+        };
+        foreach (var change in changes)
+        {
+            var changed = Launch(KnativeExporter.Export(change));
+            Assert.Equal(baseline.Morph, changed.Morph);
+            Assert.NotEqual(baseline.Digest, changed.Digest);
+        }
+    }
+
     [Fact]
     public void SgxExportHasDevicesAesmdAndAMeasuredGramineManifest()
     {
@@ -162,6 +231,9 @@ public sealed class KnativeExportTests : IDisposable
         var (badPin, _, pinErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", "abcd", "--image", Image);
         Assert.Equal(2, badPin);
         Assert.Contains("64 hex digits", pinErr);
+        var (badQueue, _, queueErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "--queue-proxy-image", "queue:latest");
+        Assert.Equal(2, badQueue);
+        Assert.Contains("queue-proxy image must be pinned by digest", queueErr);
         var (plain, _, plainErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "http://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image);
         Assert.Equal(2, plain);
         Assert.Contains("https", plainErr);
@@ -215,6 +287,7 @@ internal static class KnativeSchema
         "spec", "spec.template", "spec.template.metadata", "spec.template.metadata.labels", "spec.template.metadata.labels.*",
         "spec.template.metadata.annotations", "spec.template.metadata.annotations.*",
         "spec.template.spec", "spec.template.spec.runtimeClassName", "spec.template.spec.containerConcurrency", "spec.template.spec.enableServiceLinks",
+        "spec.template.spec.automountServiceAccountToken",
         "spec.template.spec.containers", "spec.template.spec.containers[]", "spec.template.spec.volumes", "spec.template.spec.volumes[]",
         "spec.template.spec.volumes[].name", "spec.template.spec.volumes[].emptyDir", "spec.template.spec.volumes[].emptyDir.medium",
         "spec.template.spec.volumes[].emptyDir.sizeLimit", "spec.template.spec.volumes[].hostPath", "spec.template.spec.volumes[].hostPath.path",

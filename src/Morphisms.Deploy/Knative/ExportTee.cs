@@ -33,6 +33,13 @@ public sealed record ExportRequest
 
     /// <summary>Kubernetes namespace, or null for the one kubectl applies to.</summary>
     public string? Namespace { get; init; }
+
+    /// <summary>
+    /// SNP/TDX: Knative's queue-proxy image (<c>queue-sidecar-image</c> in the <c>config-deployment</c> ConfigMap of
+    /// <c>knative-serving</c>), pinned by digest. Knative adds that container to every pod, inside the same TEE and
+    /// network namespace; the agent policy pins its image only when this is given.
+    /// </summary>
+    public string? QueueProxyImage { get; init; }
 }
 
 /// <summary>One generated file, relative to the output directory.</summary>

@@ -18,20 +18,50 @@ public static class Initdata
     /// <summary>The <c>[data]</c> entry that carries Morphisms' launch configuration.</summary>
     public const string MorphEntry = "morph.toml";
 
-    /// <summary>Builds the TOML document. Values are ours (validated URL, hex, DNS label, digest-pinned image).</summary>
-    public static string Document(ExportRequest request)
+    /// <summary>The <c>[data]</c> entry that carries the Kata agent policy (<see cref="AgentPolicy"/>), which the agent enforces.</summary>
+    public const string PolicyEntry = "policy.rego";
+
+    /// <summary>
+    /// Builds a function's TOML document: its launch configuration (<see cref="MorphEntry"/>) and the agent policy
+    /// <paramref name="policy"/> (<see cref="PolicyEntry"/>). Values are ours (validated URL, hex, DNS label, digest-pinned image).
+    /// </summary>
+    /// <exception cref="ArgumentException">The policy holds something a TOML literal string cannot carry.</exception>
+    public static string Document(ExportRequest request, string policy)
     {
-        var algorithm = request.Tee == ExportTee.Tdx ? "sha384" : "sha256";
+        var morph = new StringBuilder();
+        morph.Append("function = ").Append(Toml(request.Function.Name)).Append('\n');
+        morph.Append("kms_url = ").Append(Toml(request.Kms.AbsoluteUri)).Append('\n');
+        morph.Append("kms_ca_sha256 = ").Append(Toml(Convert.ToHexStringLower(request.KmsCaSha256))).Append('\n');
+        morph.Append("image = ").Append(Toml(request.Image)).Append('\n');
+        return Document(request.Tee, [(MorphEntry, morph.ToString()), (PolicyEntry, policy)]);
+    }
+
+    /// <summary>
+    /// Builds a TOML document whose <c>[data]</c> table holds <paramref name="entries"/> (name, text) as multi-line
+    /// literal strings, hashed with SHA-384 for TDX and SHA-256 otherwise.
+    /// </summary>
+    /// <exception cref="ArgumentException">An entry holds <c>'''</c> or a control character a TOML literal string cannot carry.</exception>
+    public static string Document(ExportTee tee, IReadOnlyList<(string Name, string Content)> entries)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        var algorithm = tee == ExportTee.Tdx ? "sha384" : "sha256";
         var text = new StringBuilder();
         text.Append("version = \"0.1.0\"\n");
         text.Append("algorithm = \"").Append(algorithm).Append("\"\n\n");
         text.Append("[data]\n");
-        text.Append('"').Append(MorphEntry).Append("\" = '''\n");
-        text.Append("function = ").Append(Toml(request.Function.Name)).Append('\n');
-        text.Append("kms_url = ").Append(Toml(request.Kms.AbsoluteUri)).Append('\n');
-        text.Append("kms_ca_sha256 = ").Append(Toml(Convert.ToHexStringLower(request.KmsCaSha256))).Append('\n');
-        text.Append("image = ").Append(Toml(request.Image)).Append('\n');
-        text.Append("'''\n");
+        foreach (var (name, content) in entries)
+        {
+            // A literal string ends at the first ''' and admits no control character but tab and newline: refuse rather
+            // than write a document that parses into something else.
+            if (content.Contains("'''", StringComparison.Ordinal) || content.Any(c => char.IsControl(c) && c is not ('\t' or '\n')))
+            {
+                throw new ArgumentException($"initdata entry {name}: a value holds ''' or a control character, which initdata cannot carry");
+            }
+
+            text.Append(Toml(name)).Append(" = '''\n").Append(content);
+            text.Append(content.EndsWith('\n') ? "" : "\n").Append("'''\n");
+        }
+
         return text.ToString();
     }
 

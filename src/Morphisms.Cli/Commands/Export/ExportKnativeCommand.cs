@@ -17,8 +17,9 @@ public static class ExportKnativeCommand
         var pin = new Option<string>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the KMS root CA certificate: the measured pin.", Required = true };
         var image = new Option<string>("--image") { Description = "Container image pinned by digest (name@sha256:...).", Required = true };
         var ns = new Option<string?>("--namespace") { Description = "Kubernetes namespace for the Service." };
+        var queueProxy = new Option<string?>("--queue-proxy-image") { Description = "SNP/TDX: Knative's queue-proxy image pinned by digest (config-deployment's queue-sidecar-image); the agent policy pins it." };
         var output = new Option<DirectoryInfo>("--output", "-o") { Description = "Directory to write into.", DefaultValueFactory = _ => new DirectoryInfo(".") };
-        var command = new Command("knative", "Generate a Knative Service running the function under morph-init.") { path, tee, kms, pin, image, ns, output };
+        var command = new Command("knative", "Generate a Knative Service running the function under morph-init.") { path, tee, kms, pin, image, ns, queueProxy, output };
         command.SetAction(async (parse, ct) =>
         {
             try
@@ -40,6 +41,7 @@ public static class ExportKnativeCommand
                     KmsCaSha256 = pinHex.Length == 64 && pinHex.All(char.IsAsciiHexDigit) ? Convert.FromHexString(pinHex) : throw new ArgumentException("--kms-ca-sha256: expected 64 hex digits"),
                     Image = parse.GetValue(image)!,
                     Namespace = parse.GetValue(ns),
+                    QueueProxyImage = parse.GetValue(queueProxy),
                 };
                 var result = KnativeExporter.Export(request);
                 var directory = parse.GetValue(output)!;
