@@ -190,6 +190,7 @@ public sealed partial class ServingHost : IAsyncDisposable
         {
             RefuseASecondConfidentialVmFunction(spec);
             RefuseClaimedHosts(spec.Name, spec.Traffic.Select(t => t.Tag));
+            RefuseBadTraffic(spec, _functions.TryGetValue(spec.Name, out var known) ? known.History : null);
             var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
             // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
             // records spares the revision's instances from digesting it again at launch (they only read it).
@@ -416,6 +417,36 @@ public sealed partial class ServingHost : IAsyncDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             Log($"the token file {tokenFile} could not be removed: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Checks a deploy's traffic block before its revision is made and registered with the KMS, so a refused block
+    /// leaves nothing behind; <see cref="ApplyTrafficAsync"/> checks again against the revisions as they then are.
+    /// </summary>
+    private void RefuseBadTraffic(FunctionSpec spec, RevisionHistory? history)
+    {
+        if (spec.Traffic.Count == 0)
+        {
+            return;
+        }
+
+        var next = history?.NextName ?? new RevisionHistory(spec.Name).NextName;
+        foreach (var target in spec.Traffic.Where(t => t.Revision != "latest" && t.Revision != next))
+        {
+            if (history?.Find(target.Revision) is null)
+            {
+                throw new ServingException($"traffic: {spec.Name} has no revision {target.Revision}", notFound: true);
+            }
+        }
+
+        try
+        {
+            FunctionRoute.Create(spec.Name, _options.Domain, [.. spec.Traffic.Select(t => new TrafficTarget(t.Revision, t.Percent, t.Tag))]);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ServingException(e.Message);
         }
     }
 

@@ -48,10 +48,13 @@ public sealed class RevisionHistory(string function)
         }
 
         var generation = _revisions.Count + 1;
-        var revision = new Revision($"{Function}-{generation:D5}", generation, spec, launchConfig, measurement, now);
+        var revision = new Revision(NextName, generation, spec, launchConfig, measurement, now);
         _revisions.Add((revision, identity));
         return (revision, true);
     }
+
+    /// <summary>The name <see cref="Apply"/> gives the next revision it creates.</summary>
+    public string NextName => $"{Function}-{_revisions.Count + 1:D5}";
 
     /// <summary>Finds a revision by name.</summary>
     public Revision? Find(string name) => _revisions.Select(r => r.Revision).FirstOrDefault(r => r.Name == name);

@@ -1,0 +1,53 @@
+using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Spec;
+
+namespace Morphisms.Serving.Tests.Hosting;
+
+/// <summary>
+/// A deploy whose traffic block is refused makes no revision and launches nothing: the block is checked before the
+/// revision is created (and, with a KMS, registered), not only when it is applied.
+/// </summary>
+public sealed class DeployTrafficTests
+{
+    public static TheoryData<string, TrafficSpec[]> BadBlocks => new()
+    {
+        { "percentages sum to 90", [new TrafficSpec("latest", 90, null)] },
+        { "tag 'Not_A_Label' is not a DNS label", [new TrafficSpec("latest", 100, "Not_A_Label")] },
+        { "tag 'x' is used twice", [new TrafficSpec("latest", 50, "x"), new TrafficSpec("fn-00001", 50, "x")] },
+        { "fn has no revision fn-00007", [new TrafficSpec("latest", 50, null), new TrafficSpec("fn-00007", 50, null)] },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadBlocks))]
+    public async Task A_refused_traffic_block_leaves_the_function_as_it_was(string problem, TrafficSpec[] traffic)
+    {
+        using var functions = new TestFunctions();
+        var launcher = new FakeLauncher();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher);
+        var first = await host.DeployAsync(functions.Spec("fn", "a", FunctionTee.None), CancellationToken.None);
+        var launched = launcher.Attempts;
+
+        var error = await Assert.ThrowsAsync<ServingException>(() => host.DeployAsync(
+            functions.Spec("fn", "b", FunctionTee.None) with { Traffic = traffic }, CancellationToken.None));
+
+        Assert.Contains(problem, error.Message, StringComparison.Ordinal);
+        Assert.Equal([first.Revision], host.Revisions("fn").Select(r => r.Name));
+        Assert.Equal(launched, launcher.Attempts);
+    }
+
+    [Fact]
+    public async Task A_block_may_name_the_revision_the_deploy_creates()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        var first = await host.DeployAsync(functions.Spec("fn", "a", FunctionTee.None), CancellationToken.None);
+
+        var second = await host.DeployAsync(functions.Spec("fn", "b", FunctionTee.None) with
+        {
+            Traffic = [new TrafficSpec(first.Revision, 50, null), new TrafficSpec("fn-00002", 50, "next")],
+        }, CancellationToken.None);
+
+        Assert.Equal("fn-00002", second.Revision);
+        Assert.Equal(["fn-00001", "fn-00002"], host.List().Single().Traffic.Select(t => t.Revision));
+    }
+}
