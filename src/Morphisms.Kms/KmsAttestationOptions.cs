@@ -27,8 +27,23 @@ public sealed record KmsAttestationOptions
     /// <summary>The hardware vendor roots (AMD ARKs, Intel SGX root); the embedded ones by default.</summary>
     public TrustAnchors VendorAnchors { get; init; } = TrustAnchors.Vendor;
 
-    /// <summary>SGX/TDX collateral used when a login brings none (an offline store or a cached PCS source).</summary>
+    /// <summary>
+    /// The KMS's own SGX/TDX collateral (an offline store, or a cached Intel PCS / PCCS source). When set, collateral a
+    /// login sends as endorsements is used only item by item where it is at least as new as the KMS's own for the same
+    /// platform (<see cref="OfferedCollateralSource"/>), so an instance cannot pick collateral from before a TCB recovery
+    /// or a revocation. When null, a login's collateral is used as sent, within its signed validity, and the server warns
+    /// at start.
+    /// </summary>
     public ICollateralSource? Collateral { get; init; }
+
+    /// <summary>
+    /// Minimum <c>tcbEvaluationDataNumber</c> (Intel's TCB recovery number) of the collateral an SGX login's TCB status is
+    /// computed from; null (the default) accepts any. Refused logins fail the <c>tcb.evaluation_data_number</c> check.
+    /// </summary>
+    public int? MinimumSgxTcbEvaluationDataNumber { get; init; }
+
+    /// <summary>As <see cref="MinimumSgxTcbEvaluationDataNumber"/>, for TDX logins.</summary>
+    public int? MinimumTdxTcbEvaluationDataNumber { get; init; }
 
     /// <summary>How long an attestation challenge nonce stays valid.</summary>
     public TimeSpan NonceTtl { get; init; } = TimeSpan.FromSeconds(60);

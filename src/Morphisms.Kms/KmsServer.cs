@@ -153,6 +153,14 @@ public sealed class KmsServer : IAsyncDisposable
                 + "prove nothing about TEE hardware, and their tokens say simulated=true. Never trust a simulated TEE in production.").ConfigureAwait(false);
         }
 
+        if (_options.Attestation.Collateral is null)
+        {
+            await _warnings.WriteLineAsync(
+                "WARNING! the KMS has no DCAP collateral of its own (morph kms server --dcap-collateral DIR or --dcap-pcs URL): SGX and TDX "
+                + "logins are judged with the Intel collateral the instance sends, and any still within its validity is accepted — for about "
+                + "30 days after a TCB recovery or a PCK revocation, an out-of-date or revoked platform can still log in.").ConfigureAwait(false);
+        }
+
         if (_options.Tls.Mode == KmsTlsMode.Disabled)
         {
             await _warnings.WriteLineAsync($"WARNING! the KMS serves plain HTTP on {_options.Listen} (loopback only); use TLS for anything but local development.").ConfigureAwait(false);
@@ -283,6 +291,11 @@ public sealed class KmsServer : IAsyncDisposable
         if (attestation.MaxSpentNonces is < 1 or > 1_000_000)
         {
             throw new ArgumentException("the spent challenge nonce limit must be between 1 and 1000000", nameof(attestation));
+        }
+
+        if (attestation.MinimumSgxTcbEvaluationDataNumber < 0 || attestation.MinimumTdxTcbEvaluationDataNumber < 0)
+        {
+            throw new ArgumentException("a minimum tcbEvaluationDataNumber must not be negative", nameof(attestation));
         }
 
         if (attestation.SimulatedMeasurement is { Length: not 48 })

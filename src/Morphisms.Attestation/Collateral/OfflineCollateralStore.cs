@@ -26,6 +26,9 @@ public sealed class OfflineCollateralStore : ICollateralSource
     /// <summary>The directory or file(s) this store reads.</summary>
     public string Origin { get; }
 
+    /// <summary>True for a directory with no collateral file in it: the store answers nothing, which a caller may want to refuse.</summary>
+    public bool IsEmpty { get; private init; }
+
     /// <summary>Opens a directory (every collateral file in it, not recursive) or a single bundle/document file.</summary>
     /// <exception cref="FileNotFoundException">Nothing exists at <paramref name="path"/>.</exception>
     /// <exception cref="EvidenceFormatException">A collateral file is malformed; the message names the file and the field.</exception>
@@ -100,7 +103,7 @@ public sealed class OfflineCollateralStore : ICollateralSource
             }
         }
 
-        return new OfflineCollateralStore(directory, request => catalog.Select(request, directory));
+        return new OfflineCollateralStore(directory, request => catalog.Select(request, directory)) { IsEmpty = catalog.IsEmpty };
     }
 
     private static void AddJsonFile(CollateralCatalog catalog, string file)

@@ -230,15 +230,17 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
 
     /// <summary>
     /// Signed collateral for the simulated SGX platform, in Intel's formats (TCB info v3, QE identity v2,
-    /// CRLs), valid from <paramref name="now"/> for 30 days.
+    /// CRLs), valid from <paramref name="now"/> for 30 days. <paramref name="platformStatus"/> and
+    /// <paramref name="tcbEvaluationDataNumber"/> play a TCB recovery: the collateral from before it (a lower
+    /// number, the platform UpToDate) and from after it (a higher number, the platform OutOfDate).
     /// </summary>
-    public DcapCollateral CreateSgxCollateral(DateTimeOffset now)
+    public DcapCollateral CreateSgxCollateral(DateTimeOffset now, string platformStatus = TcbStatus.UpToDate, int tcbEvaluationDataNumber = 17)
     {
         var issue = now.AddMinutes(-1);
         var next = now.AddDays(30);
         using var signingKey = _keys.TcbSigningKey();
-        var tcbInfo = TcbInfoJson(issue, next);
-        var qeIdentity = QeIdentityJson(issue, next);
+        var tcbInfo = TcbInfoJson(issue, next, platformStatus, tcbEvaluationDataNumber);
+        var qeIdentity = QeIdentityJson(issue, next, tcbEvaluationDataNumber);
         using var rootWithKey = _keys.SgxRoot.CopyWithPrivateKey(_keys.SgxRootKey());
         using var pckCaWithKey = _keys.PckCa.CopyWithPrivateKey(_keys.PckCaKey());
         return new DcapCollateral
@@ -275,7 +277,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
         return body;
     }
 
-    private static byte[] TcbInfoJson(DateTimeOffset issue, DateTimeOffset next)
+    private static byte[] TcbInfoJson(DateTimeOffset issue, DateTimeOffset next, string platformStatus, int tcbEvaluationDataNumber)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -288,7 +290,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
             json.WriteString("fmspc", Convert.ToHexStringLower(Platform.Fmspc));
             json.WriteString("pceId", Convert.ToHexStringLower(Platform.PceId));
             json.WriteNumber("tcbType", 0);
-            json.WriteNumber("tcbEvaluationDataNumber", 17);
+            json.WriteNumber("tcbEvaluationDataNumber", tcbEvaluationDataNumber);
             json.WriteStartArray("tcbLevels");
             json.WriteStartObject();
             json.WriteStartObject("tcb");
@@ -304,7 +306,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
             json.WriteNumber("pcesvn", Platform.PceSvn);
             json.WriteEndObject();
             json.WriteString("tcbDate", IntelTime(issue.AddDays(-1)));
-            json.WriteString("tcbStatus", "UpToDate");
+            json.WriteString("tcbStatus", platformStatus);
             json.WriteEndObject();
             json.WriteEndArray();
             json.WriteEndObject();
@@ -313,7 +315,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
         return buffer.ToArray();
     }
 
-    private static byte[] QeIdentityJson(DateTimeOffset issue, DateTimeOffset next)
+    private static byte[] QeIdentityJson(DateTimeOffset issue, DateTimeOffset next, int tcbEvaluationDataNumber)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -323,7 +325,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
             json.WriteNumber("version", 2);
             json.WriteString("issueDate", IntelTime(issue));
             json.WriteString("nextUpdate", IntelTime(next));
-            json.WriteNumber("tcbEvaluationDataNumber", 17);
+            json.WriteNumber("tcbEvaluationDataNumber", tcbEvaluationDataNumber);
             json.WriteString("miscselect", "00000000");
             json.WriteString("miscselectMask", "FFFFFFFF");
             json.WriteString("attributes", "11000000000000000000000000000000");

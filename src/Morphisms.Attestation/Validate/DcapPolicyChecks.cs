@@ -45,6 +45,9 @@ public static class DcapPolicyChecks
     /// <summary>An advisory applies that the policy does not accept.</summary>
     public const string TcbAdvisory = "tcb.advisory";
 
+    /// <summary>The collateral's tcbEvaluationDataNumber is unknown or below the policy's minimum.</summary>
+    public const string TcbEvaluationDataNumber = "tcb.evaluation_data_number";
+
     /// <summary>The check name for RTMR<paramref name="index"/> (0–3) not matching: <c>tdx.rtmr0</c> … <c>tdx.rtmr3</c>.</summary>
     public static string Rtmr(int index) => $"tdx.rtmr{index}";
 }

@@ -8,8 +8,23 @@ internal static class DcapTcbPolicy
 {
     public static readonly IReadOnlyCollection<string> DefaultStatuses = [TcbStatus.UpToDate];
 
-    public static void Check(TcbEvaluation? tcb, IReadOnlyCollection<string> acceptedStatuses, IReadOnlyCollection<string>? acceptedAdvisories, CheckLog log)
+    public static void Check(TcbEvaluation? tcb, IReadOnlyCollection<string> acceptedStatuses, IReadOnlyCollection<string>? acceptedAdvisories, int? minimumEvaluationDataNumber, CheckLog log)
     {
+        // Checked apart from the status: collateral from before a TCB recovery can rate the platform UpToDate.
+        if (minimumEvaluationDataNumber is { } minimum)
+        {
+            if (tcb?.TcbEvaluationDataNumber is not { } number)
+            {
+                log.Fail(DcapPolicyChecks.TcbEvaluationDataNumber,
+                    $"the collateral's tcbEvaluationDataNumber is unknown (no verified TCB info or QE identity), so the policy minimum {minimum} cannot be met");
+            }
+            else if (number < minimum)
+            {
+                log.Fail(DcapPolicyChecks.TcbEvaluationDataNumber,
+                    $"the collateral's tcbEvaluationDataNumber {number} is below the policy minimum {minimum}: it predates a TCB recovery the policy requires");
+            }
+        }
+
         if (tcb?.Status is not { } status)
         {
             log.Fail(DcapPolicyChecks.TcbStatus, "the TCB status is unknown (no collateral, or no matching TCB level), so no status can be accepted");

@@ -52,7 +52,7 @@ public static class SgxValidator
                 $"REPORTDATA {Hex.Of(claims.ReportData)} is not the expected {Hex.Of(reportData)}");
         }
 
-        DcapTcbPolicy.Check(tcb, policy.AcceptedTcbStatuses, policy.AcceptedAdvisoryIds, log);
+        DcapTcbPolicy.Check(tcb, policy.AcceptedTcbStatuses, policy.AcceptedAdvisoryIds, policy.MinimumTcbEvaluationDataNumber, log);
         return log;
     }
 }

@@ -49,6 +49,14 @@ public sealed record TdxPolicy
     /// <summary>When set, every advisory ID of the matched TCB levels must be in this list; null accepts any.</summary>
     public IReadOnlyCollection<string>? AcceptedAdvisoryIds { get; init; }
 
+    /// <summary>
+    /// Minimum <c>tcbEvaluationDataNumber</c> of the collateral the TCB status was computed from (the lower of the TCB
+    /// info's and the QE identity's, <see cref="Verify.Dcap.TcbEvaluation.TcbEvaluationDataNumber"/>); null accepts any.
+    /// Intel raises the number with each TCB recovery; older collateral, still within its nextUpdate for about 30 days,
+    /// can rate a platform the recovery made OutOfDate as UpToDate. Set it to the number of the recovery you require.
+    /// </summary>
+    public int? MinimumTcbEvaluationDataNumber { get; init; }
+
     /// <summary>The expected RTMRs in index order (null entries accept any).</summary>
     internal IReadOnlyList<byte[]?> Rtmrs => [Rtmr0, Rtmr1, Rtmr2, Rtmr3];
 }

@@ -49,7 +49,7 @@ public static class TdxValidator
                 $"REPORTDATA {Hex.Of(claims.ReportData)} is not the expected {Hex.Of(reportData)}");
         }
 
-        DcapTcbPolicy.Check(tcb, policy.AcceptedTcbStatuses, policy.AcceptedAdvisoryIds, log);
+        DcapTcbPolicy.Check(tcb, policy.AcceptedTcbStatuses, policy.AcceptedAdvisoryIds, policy.MinimumTcbEvaluationDataNumber, log);
         return log;
     }
 

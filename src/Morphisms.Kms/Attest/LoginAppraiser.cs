@@ -37,13 +37,16 @@ internal sealed class LoginAppraiser
     private readonly ICollateralSource? _collateral;
     private readonly SimulatedTeeAuthority? _trustedSimulated;
     private readonly TimeProvider _time;
+    private readonly EvaluationMinimums _minimums;
 
     public LoginAppraiser(KmsAttestationOptions options, TimeProvider time)
     {
         _time = time;
         _trustedSimulated = options.TrustSimulatedTee ? options.SimulatedTee : null;
         _anchors = _trustedSimulated?.TrustedWith(options.VendorAnchors) ?? options.VendorAnchors;
-        _collateral = _trustedSimulated is null ? options.Collateral : new SimulatedCollateralSource(_trustedSimulated, time, options.Collateral);
+        var own = options.Collateral is { } configured ? new GuardedCollateralSource(configured) : null;
+        _collateral = _trustedSimulated is null ? own : new SimulatedCollateralSource(_trustedSimulated, time, own);
+        _minimums = new(options.MinimumSgxTcbEvaluationDataNumber, options.MinimumTdxTcbEvaluationDataNumber);
     }
 
     /// <summary>Verifies and appraises <paramref name="login"/>'s evidence for <paramref name="function"/>.</summary>
@@ -51,7 +54,7 @@ internal sealed class LoginAppraiser
     {
         var log = new CheckLog();
         var (claims, tcb) = login.Tee == TeeType.Snp ? VerifySnp(login, log) : await VerifyDcapAsync(login, log, ct).ConfigureAwait(false);
-        var revision = AppraiseReferenceValues(function, claims, tcb, log);
+        var revision = AppraiseReferenceValues(function, claims, tcb, _minimums, log);
         var expected = ReportDataBinding.ForFunction(login.Nonce, login.CsrSpki);
         log.Require(ReportDataBinding.Matches(claims.ReportData.Span, expected), BindingCheck,
             "REPORT_DATA is not SHA-512(\"morphisms/attest/v1\" ‖ nonce ‖ SHA-256(CSR public key)) for this nonce and this CSR");
@@ -79,7 +82,15 @@ internal sealed class LoginAppraiser
 
     private async Task<(EvidenceClaims, TcbEvaluation?)> VerifyDcapAsync(LoginRequest login, CheckLog log, CancellationToken ct)
     {
-        var options = new DcapVerifyOptions { Anchors = _anchors, Time = _time, Collateral = login.Collateral, CollateralSource = _collateral };
+        // With collateral of its own the KMS decides what is current: a login's collateral is used only where it is at
+        // least as new, so an instance cannot pick the TCB info from before a TCB recovery or a CRL from before a
+        // revocation. Without, the login's collateral is all there is (the server warned at start).
+        var (collateral, source) = (login.Collateral, _collateral) switch
+        {
+            ({ } offered, { } own) => (null, new OfferedCollateralSource(own, offered)),
+            var (offered, own) => (offered, own),
+        };
+        var options = new DcapVerifyOptions { Anchors = _anchors, Time = _time, Collateral = collateral, CollateralSource = source };
         DcapVerification verification;
         try
         {
@@ -94,12 +105,12 @@ internal sealed class LoginAppraiser
         return (verification.Claims, verification.Tcb);
     }
 
-    private static FunctionRevision? AppraiseReferenceValues(FunctionRecord function, EvidenceClaims claims, TcbEvaluation? tcb, CheckLog log)
+    private static FunctionRevision? AppraiseReferenceValues(FunctionRecord function, EvidenceClaims claims, TcbEvaluation? tcb, EvaluationMinimums minimums, CheckLog log)
     {
         (FunctionRevision Revision, CheckLog Log)? first = null;
         foreach (var revision in function.ActiveRevisions)
         {
-            if (Appraiser(revision.ReferenceValues, claims, tcb) is not { } appraise)
+            if (Appraiser(revision.ReferenceValues, claims, tcb, minimums) is not { } appraise)
             {
                 continue;
             }
@@ -129,7 +140,7 @@ internal sealed class LoginAppraiser
         }
 
         // Said plainly, so the operator of a retired build learns why it stopped working rather than "not registered".
-        if (function.Revisions.LastOrDefault(r => r.Status == RevisionStatus.Retired && Appraiser(r.ReferenceValues, claims, tcb) is not null) is { } retired)
+        if (function.Revisions.LastOrDefault(r => r.Status == RevisionStatus.Retired && Appraiser(r.ReferenceValues, claims, tcb, minimums) is not null) is { } retired)
         {
             log.Fail(ReferenceValuesCheck, $"revision retired: measurement {Hex.Of(claims.Measurement)} is registered only by revision {retired.Revision} of function {function.Name}, which was retired");
             return null;
@@ -141,7 +152,7 @@ internal sealed class LoginAppraiser
     }
 
     /// <summary>The appraisal of one revision, or null when the revision does not register this evidence's identity.</summary>
-    private static Func<CheckLog>? Appraiser(ReferenceValues values, EvidenceClaims claims, TcbEvaluation? tcb)
+    private static Func<CheckLog>? Appraiser(ReferenceValues values, EvidenceClaims claims, TcbEvaluation? tcb, EvaluationMinimums minimums)
     {
         var measurement = Hex.Of(claims.Measurement);
         return claims switch
@@ -149,13 +160,13 @@ internal sealed class LoginAppraiser
             SnpClaims snp when claims.Simulated => values.Simulated?.Snp?.Contains(measurement) == true
                 ? () => SnpValidator.Validate(snp, ReferencePolicies.SimulatedSnp(measurement)) : null,
             SgxClaims sgx when claims.Simulated => values.Simulated?.Sgx?.Contains(measurement) == true
-                ? () => SgxValidator.Validate(sgx, tcb, ReferencePolicies.SimulatedSgx(measurement)) : null,
+                ? () => SgxValidator.Validate(sgx, tcb, ReferencePolicies.SimulatedSgx(measurement) with { MinimumTcbEvaluationDataNumber = minimums.Sgx }) : null,
             SnpClaims snp => values.Snp is { } r && r.Measurements.Contains(measurement)
                 ? () => SnpValidator.Validate(snp, ReferencePolicies.Snp(r)) : null,
             SgxClaims sgx => values.Sgx is { } r && Registers(r, sgx)
-                ? () => SgxValidator.Validate(sgx, tcb, ReferencePolicies.Sgx(r)) : null,
+                ? () => SgxValidator.Validate(sgx, tcb, ReferencePolicies.Sgx(r) with { MinimumTcbEvaluationDataNumber = minimums.Sgx }) : null,
             TdxClaims tdx when !claims.Simulated => values.Tdx is { } r && r.MrTds.Contains(measurement)
-                ? () => TdxValidator.Validate(tdx, tcb, ReferencePolicies.Tdx(r)) : null,
+                ? () => TdxValidator.Validate(tdx, tcb, ReferencePolicies.Tdx(r) with { MinimumTcbEvaluationDataNumber = minimums.Tdx }) : null,
             _ => null,
         };
     }
@@ -171,6 +182,31 @@ internal sealed class LoginAppraiser
     private static bool Registers(SgxReference r, SgxClaims claims) =>
         (r.MrEnclaves is null || r.MrEnclaves.Contains(Hex.Of(claims.MrEnclave)))
         && (r.MrSigner is null || (r.MrSigner == Hex.Of(claims.MrSigner) && r.IsvProdId == claims.IsvProdId));
+}
+
+/// <summary>The operator's minimum tcbEvaluationDataNumber per DCAP TEE (null: any).</summary>
+internal readonly record struct EvaluationMinimums(int? Sgx, int? Tdx);
+
+/// <summary>
+/// The operator's collateral source, with its failures (Intel PCS or a PCCS unreachable, or answering something that
+/// is not collateral) made a 503 naming the source's problem: not the instance's fault, and not a reason to fall back
+/// on the instance's own collateral, which is exactly what the source is there to check.
+/// </summary>
+internal sealed class GuardedCollateralSource(ICollateralSource inner) : ICollateralSource
+{
+    /// <inheritdoc />
+    public async ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await inner.GetDcapCollateralAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or EvidenceFormatException
+            || (e is TaskCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            throw new KmsException(503, $"the KMS's DCAP collateral source is unavailable, retry later: {e.Message}");
+        }
+    }
 }
 
 /// <summary>The verdict on login evidence and the revision it was appraised against (null when none registers it).</summary>

@@ -52,6 +52,12 @@ public class KmsServerAndAuditCommandTests
     [InlineData("--storage", "redis:x", "--listen", "127.0.0.1:0")]
     [InlineData("--dev", "--listen", "example.org:0")]
     [InlineData("--dev", "--trust-simulated-tee", "/nonexistent-simulated-tee")]
+    [InlineData("--dev", "--dcap-collateral", "/nonexistent-collateral")]
+    [InlineData("--dev", "--dcap-collateral", "/tmp", "--dcap-pcs", "https://api.trustedservices.intel.com/")]
+    [InlineData("--dev", "--dcap-pcs", "ftp://pccs.internal/")]
+    [InlineData("--dev", "--dcap-min-tcb-evaluation-data-number", "snp=17")]
+    [InlineData("--dev", "--dcap-min-tcb-evaluation-data-number", "sgx=-1")]
+    [InlineData("--dev", "--dcap-min-tcb-evaluation-data-number", "sgx=17", "--dcap-min-tcb-evaluation-data-number", "sgx=18")]
     public async Task Server_options_are_checked_before_anything_starts(params string[] args)
     {
         var outcome = await MorphRunner.RunAsync(["kms", "server", .. args]);
@@ -69,6 +75,23 @@ public class KmsServerAndAuditCommandTests
             Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
             Assert.Contains("no simulated TEE", outcome.Stderr, StringComparison.Ordinal);
             Assert.Empty(Directory.EnumerateFileSystemEntries(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_collateral_directory_without_collateral_is_refused()
+    {
+        // An empty store would answer nothing, leaving every login's collateral unchecked while looking configured.
+        var dir = Directory.CreateTempSubdirectory("morph-kms-no-collateral-").FullName;
+        try
+        {
+            var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--dcap-collateral", dir);
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains($"--dcap-collateral: no collateral files in {dir}", outcome.Stderr, StringComparison.Ordinal);
         }
         finally
         {

@@ -55,4 +55,12 @@ public sealed record TcbEvaluation
 
     /// <summary>Id of the TDX module identity used (<c>TDX_01</c>, <c>TDX_03</c>, …); null for SGX and for module major version 0.</summary>
     public string? TdxModuleIdentityId { get; init; }
+
+    /// <summary>
+    /// The TCB recovery event the collateral reflects: the lower <c>tcbEvaluationDataNumber</c> of the verified TCB
+    /// info and QE identity (Intel's QVL reports the same as <c>tcb_eval_ref_num</c>); null when neither verified.
+    /// A status computed from collateral older than a TCB recovery can say UpToDate for a platform the recovery made
+    /// OutOfDate, so a policy can require a minimum (<c>MinimumTcbEvaluationDataNumber</c>).
+    /// </summary>
+    public int? TcbEvaluationDataNumber { get; init; }
 }

@@ -35,6 +35,18 @@ public static class TcbEvaluator
         ArgumentNullException.ThrowIfNull(collateral);
         ArgumentNullException.ThrowIfNull(log);
         ValidateInputs(platform, tdx, qe);
+        return EvaluateLevels(collateral, platform, tdx, qe, log) with { TcbEvaluationDataNumber = EvaluationDataNumber(collateral) };
+    }
+
+    private static int? EvaluationDataNumber(VerifiedCollateral collateral) =>
+        (collateral.TcbInfo?.TcbEvaluationDataNumber, collateral.QeIdentity?.TcbEvaluationDataNumber) switch
+        {
+            ({ } tcb, { } qe) => Math.Min(tcb, qe),
+            (var tcb, var qe) => tcb ?? qe,
+        };
+
+    private static TcbEvaluation EvaluateLevels(VerifiedCollateral collateral, PlatformTcb platform, TdxTcb? tdx, QeReportIdentity qe, CheckLog log)
+    {
         var isTdx = tdx is not null;
 
         var qeResult = EvaluateQe(collateral.QeIdentity, qe, isTdx, log);

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Morphisms.Attestation;
+using Morphisms.Attestation.Collateral;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Cli.Paths;
 using Morphisms.Kms;
@@ -37,14 +39,27 @@ public static class KmsServerCommand
         var pkcs11Key = new Option<string>("--pkcs11-key") { Description = "With --seal pkcs11: the AES key's label (created on first init).", DefaultValueFactory = _ => "morphisms-kms-root" };
         var pkcs11PinFile = new Option<string?>("--pkcs11-pin-file") { Description = "With --seal pkcs11: a file holding the user PIN." };
         var pkcs11PinEnv = new Option<string?>("--pkcs11-pin-env") { Description = "With --seal pkcs11: an environment variable holding the user PIN (never pass the PIN itself)." };
+        var dcapCollateral = new Option<string?>("--dcap-collateral")
+        {
+            Description = "SGX/TDX: the KMS's own Intel collateral, a directory or bundle file (docs/collateral.md), read at start. "
+                + "A login's collateral is then used only where it is at least as new.",
+        };
+        var dcapPcs = new Option<string?>("--dcap-pcs") { Description = "SGX/TDX: fetch the KMS's own collateral from Intel PCS or a PCCS at this URL (cached), instead of --dcap-collateral." };
+        var dcapMinimum = new Option<string[]>("--dcap-min-tcb-evaluation-data-number")
+        {
+            Description = "TEE=N (sgx or tdx, repeatable): refuse logins whose collateral's tcbEvaluationDataNumber (Intel's TCB recovery number) is below N.",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var command = new Command("server", "Run a KMS (Vault-compatible API under /v1/) until interrupted.")
         {
             listen, storage, apiAddr, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated, seal, pkcs11Lib, pkcs11Token, pkcs11Slot, pkcs11Key, pkcs11PinFile, pkcs11PinEnv,
+            dcapCollateral, dcapPcs, dcapMinimum,
         };
         command.SetAction(async (parse, ct) =>
         {
             KmsServerOptions options;
             SimulatedTeeAuthority? tee = null;
+            HttpClient? pcsHttp = null;
             try
             {
                 // Every flag is checked before the simulated TEE is loaded (or created): a usage error changes nothing.
@@ -68,6 +83,8 @@ public static class KmsServerCommand
                     }),
                     var other => throw KmsCliException.Usage($"--seal: expected shamir or pkcs11, got '{other}'"),
                 };
+                var minimums = EvaluationMinimums(parse.GetValue(dcapMinimum) ?? []);
+                var collateral = Collateral(parse.GetValue(dcapCollateral), parse.GetValue(dcapPcs), out pcsHttp);
                 if (trustDir is not null && !SimulatedTeeAuthority.Exists(trustDir.FullName))
                 {
                     throw KmsCliException.Usage($"--trust-simulated-tee: no simulated TEE at {trustDir.FullName}");
@@ -85,7 +102,14 @@ public static class KmsServerCommand
                     Tls = tls,
                     Dev = isDev,
                     AuditLogPath = parse.GetValue(audit)?.FullName,
-                    Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = isDev || trustDir is not null },
+                    Attestation = new KmsAttestationOptions
+                    {
+                        SimulatedTee = tee,
+                        TrustSimulatedTee = isDev || trustDir is not null,
+                        Collateral = collateral,
+                        MinimumSgxTcbEvaluationDataNumber = minimums.Sgx,
+                        MinimumTdxTcbEvaluationDataNumber = minimums.Tdx,
+                    },
                     WarningWriter = stderr,
                     AutoUnseal = autoUnseal,
                 };
@@ -93,11 +117,13 @@ public static class KmsServerCommand
             catch (Exception e) when (e is KmsCliException or IOException or UnauthorizedAccessException or InvalidDataException or System.Text.Json.JsonException)
             {
                 tee?.Dispose();
+                pcsHttp?.Dispose();
                 await stderr.WriteLineAsync($"morph: {e.Message}");
                 return e is KmsCliException k ? k.ExitCode : ExitCodes.UsageOrInput;
             }
 
             using (tee)
+            using (pcsHttp)
             {
                 return await RunAsync(options, stdout, stderr, ct);
             }
@@ -150,6 +176,76 @@ public static class KmsServerCommand
         }
 
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// The KMS's own DCAP collateral: without it, a login's collateral is taken as sent, and an instance can choose
+    /// collateral from before a TCB recovery or a revocation (the server warns at start).
+    /// </summary>
+    private static ICollateralSource? Collateral(string? path, string? pcs, out HttpClient? http)
+    {
+        http = null;
+        if (path is not null && pcs is not null)
+        {
+            throw KmsCliException.Usage("--dcap-collateral and --dcap-pcs are alternatives: give one");
+        }
+
+        if (path is not null)
+        {
+            OfflineCollateralStore store;
+            try
+            {
+                store = OfflineCollateralStore.Open(path);
+            }
+            catch (EvidenceFormatException e)
+            {
+                throw KmsCliException.Usage($"--dcap-collateral: {e.Message}");
+            }
+            catch (FileNotFoundException)
+            {
+                throw KmsCliException.Usage($"--dcap-collateral: no such file or directory: {path}");
+            }
+
+            return store.IsEmpty ? throw KmsCliException.Usage($"--dcap-collateral: no collateral files in {path} (docs/collateral.md lists the layouts)") : store;
+        }
+
+        if (pcs is null)
+        {
+            return null;
+        }
+
+        if (!Uri.TryCreate(pcs, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https")
+            || address.Query.Length > 0 || address.Fragment.Length > 0 || address.UserInfo.Length > 0)
+        {
+            throw KmsCliException.Usage($"--dcap-pcs: expected an http(s) URL such as https://api.trustedservices.intel.com/, got '{pcs}'");
+        }
+
+        // PCS paths are resolved against the base, which keeps its last segment only with a trailing slash (a PCCS under /pccs).
+        var baseAddress = address.AbsolutePath.EndsWith('/') ? address : new Uri(address.AbsoluteUri + "/");
+        http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        return new CachingCollateralSource(new IntelPcsCollateralSource(http, new IntelPcsOptions { BaseAddress = baseAddress }), TimeProvider.System);
+    }
+
+    private static (int? Sgx, int? Tdx) EvaluationMinimums(string[] values)
+    {
+        var minimums = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var value in values)
+        {
+            var equals = value.IndexOf('=', StringComparison.Ordinal);
+            var tee = equals > 0 ? value[..equals].Trim().ToLowerInvariant() : "";
+            if (tee is not ("sgx" or "tdx")
+                || !int.TryParse(value.AsSpan(equals + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number))
+            {
+                throw KmsCliException.Usage($"--dcap-min-tcb-evaluation-data-number: expected sgx=N or tdx=N, got '{value}'");
+            }
+
+            if (!minimums.TryAdd(tee, number))
+            {
+                throw KmsCliException.Usage($"--dcap-min-tcb-evaluation-data-number: {tee} is given twice");
+            }
+        }
+
+        return (minimums.TryGetValue("sgx", out var sgx) ? sgx : null, minimums.TryGetValue("tdx", out var tdx) ? tdx : null);
     }
 
     private static Pkcs11RootKeyWrapper Pkcs11(Pkcs11SealOptions options) =>

@@ -1,0 +1,141 @@
+using System.Text;
+using Morphisms.Attestation.Collateral;
+using Morphisms.Attestation.Simulated;
+
+namespace Morphisms.Kms.Tests.Attest;
+
+/// <summary>
+/// Which DCAP collateral an SGX login is judged with, played as a TCB recovery on the simulated SGX platform: Intel's
+/// collateral from before it rates the platform UpToDate (tcbEvaluationDataNumber 17), from after it OutOfDate (18).
+/// Both are genuinely signed and both within their validity, so only the KMS's choice tells them apart.
+/// </summary>
+public class DcapCollateralFreshnessTests
+{
+    private static readonly DateTimeOffset Now = SimulatedTees.Epoch;
+
+    private static SimulatedTeeAuthority Tee => SimulatedTees.Trusted;
+
+    private static DcapCollateral BeforeRecovery => Tee.CreateSgxCollateral(Now.AddHours(-12), TcbStatus.UpToDate, 17);
+
+    private static DcapCollateral AfterRecovery => Tee.CreateSgxCollateral(Now, TcbStatus.OutOfDate, 18);
+
+    [Fact]
+    public async Task A_login_sending_collateral_older_than_the_kmss_own_is_judged_with_the_kmss()
+    {
+        await using var kms = await StartAsync(own: AfterRecovery);
+
+        var refused = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(403);
+
+        Assert.Contains("tcb.status: TCB status OutOfDate is not accepted", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_login_sending_collateral_newer_than_the_kmss_own_is_judged_with_the_newer()
+    {
+        // The KMS's directory predates the recovery; the instance brings Intel's newer documents, which it cannot forge.
+        await using var kms = await StartAsync(own: BeforeRecovery);
+
+        var refused = (await LoginAsync(kms, endorsements: AfterRecovery)).Expect(403);
+
+        Assert.Contains("tcb.status: TCB status OutOfDate is not accepted", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_login_without_collateral_is_judged_with_the_kmss_own()
+    {
+        await using var kms = await StartAsync(own: BeforeRecovery);
+
+        var login = (await LoginAsync(kms, endorsements: null)).Expect(200);
+
+        Assert.Equal("UpToDate", login.Data["attestation"]!["tcb_status"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Without_collateral_of_its_own_the_kms_takes_the_logins_as_sent_and_warns_at_start()
+    {
+        var warnings = new StringWriter();
+        await using var kms = await StartAsync(own: null, warnings: warnings);
+
+        var login = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(200);
+
+        Assert.Equal("UpToDate", login.Data["attestation"]!["tcb_status"]!.GetValue<string>());
+        Assert.Contains("WARNING! the KMS has no DCAP collateral of its own", warnings.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_kms_with_collateral_of_its_own_does_not_warn_about_it()
+    {
+        var warnings = new StringWriter();
+        await using var kms = await StartAsync(own: AfterRecovery, warnings: warnings);
+
+        Assert.DoesNotContain("DCAP collateral", warnings.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_minimum_tcb_evaluation_data_number_refuses_older_collateral_naming_the_check()
+    {
+        await using var kms = await StartAsync(own: null, minimumSgx: 18);
+
+        var refused = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(403);
+
+        Assert.Contains(
+            "tcb.evaluation_data_number: the collateral's tcbEvaluationDataNumber 17 is below the policy minimum 18",
+            refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_minimum_the_collateral_meets_changes_nothing()
+    {
+        await using var kms = await StartAsync(own: null, minimumSgx: 17, minimumTdx: 99);
+
+        var login = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(200);
+
+        Assert.Equal("UpToDate", login.Data["attestation"]!["tcb_status"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task A_collateral_source_that_fails_is_a_503_not_a_fallback_to_the_logins_collateral()
+    {
+        await using var kms = await StartAsync(own: null, source: new FailingSource());
+
+        var unavailable = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(503);
+
+        Assert.Contains("DCAP collateral source is unavailable", unavailable.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A KMS that trusts the simulated Intel root as a vendor root, not through <c>TrustSimulatedTee</c>: then it makes
+    /// no simulated collateral of its own, and what it has is exactly <paramref name="own"/>.
+    /// </summary>
+    private static async Task<TestKms> StartAsync(
+        DcapCollateral? own, TextWriter? warnings = null, int? minimumSgx = null, int? minimumTdx = null, ICollateralSource? source = null)
+    {
+        var kms = await TestKms.StartUnsealedAsync(o => o with
+        {
+            WarningWriter = warnings ?? TextWriter.Null,
+            Attestation = new KmsAttestationOptions
+            {
+                VendorAnchors = Tee.TrustedWith(Morphisms.Attestation.Trust.TrustAnchors.Vendor),
+                Collateral = source ?? (own is null ? null : new FixedCollateralSource(own)),
+                MinimumSgxTcbEvaluationDataNumber = minimumSgx,
+                MinimumTdxTcbEvaluationDataNumber = minimumTdx,
+            },
+        });
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        return kms;
+    }
+
+    private static async Task<VaultResult> LoginAsync(TestKms kms, DcapCollateral? endorsements)
+    {
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+        var bundle = endorsements is null ? null : Encoding.UTF8.GetBytes(CollateralBundle.ToJson(endorsements));
+        return await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: bundle);
+    }
+
+    private sealed class FailingSource : ICollateralSource
+    {
+        public ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default) =>
+            throw new HttpRequestException("PCS answered 500 for https://pcs.example/sgx/certification/v4/tcb");
+    }
+}
