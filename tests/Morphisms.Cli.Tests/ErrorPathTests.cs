@@ -105,6 +105,40 @@ public sealed class ErrorPathTests
         Assert.Equal(1, sent["secret_shares"]!.GetValue<int>());
     }
 
+    /// <summary>
+    /// The KMS is initialised, then the keys cannot be saved (the directory of <c>--output</c> turned into a regular file
+    /// meanwhile, which fails even for root): they are printed rather than lost, with a message saying they are the only copy.
+    /// </summary>
+    [Fact]
+    public async Task Kms_init_prints_the_keys_when_the_output_file_cannot_be_written_after_init()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-init-").FullName;
+        var keysDir = Path.Combine(dir, "keys");
+        Directory.CreateDirectory(keysDir);
+        var file = Path.Combine(keysDir, "init.json");
+        try
+        {
+            await using var server = new FakeHttpServer(_ =>
+            {
+                Directory.Delete(keysDir, recursive: true);
+                File.WriteAllText(keysDir, "not a directory");
+                return new(200, """{"keys":["aa"],"keys_base64":["qg=="],"root_token":"hvs.the-only-copy"}""", JsonType);
+            });
+            var outcome = await MorphRunner.RunAsync("kms", "init", "--address", server.Address.ToString(), "--key-shares", "1", "--key-threshold", "1", "--output", file);
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains("Unseal Key 1: qg==", outcome.Stdout, StringComparison.Ordinal);
+            Assert.Contains("Root Token: hvs.the-only-copy", outcome.Stdout, StringComparison.Ordinal);
+            Assert.Contains($"the KMS is initialised, but {file} could not be written", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Contains("ONLY copy of the unseal keys and the root token", outcome.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("hvs.the-only-copy", outcome.Stderr, StringComparison.Ordinal);
+            AssertNoStackTrace(outcome);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     internal static void AssertNoStackTrace(MorphRunner.Outcome outcome)
     {
         Assert.DoesNotContain("Unhandled exception", outcome.Stderr, StringComparison.Ordinal);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Morphisms.Serving.Hosting;
 
 namespace Morphisms.Cli.Commands.Kms;
 
@@ -19,9 +20,13 @@ public static class KmsInitCommand
         var command = new Command("init", "Initialise the KMS: generate the unseal key shares and the root token.") { shares, threshold, output };
         KmsAction.Set(command, stdout, stderr, async (parse, kms, json, ct) =>
         {
-            // The file is created before the KMS is initialised: keys that cannot be saved must never be generated.
+            // The file's name is taken before the KMS is initialised: keys that cannot be saved must never be generated.
             var file = parse.GetValue(output);
-            await using var writer = file is null ? null : CreatePrivate(file.FullName);
+            if (file is not null)
+            {
+                Reserve(file.FullName);
+            }
+
             KmsReply reply;
             try
             {
@@ -31,60 +36,44 @@ public static class KmsInitCommand
                     ["secret_threshold"] = parse.GetValue(threshold),
                 }, ct, authenticated: false);
             }
-            catch (KmsCliException) when (file is not null)
+            catch when (file is not null)
             {
-                await writer!.DisposeAsync();
-                File.Delete(file.FullName);
+                // Still empty: nothing was generated, or nothing came back to save.
+                TryDelete(file.FullName);
                 throw;
             }
 
             // The reply is the only copy of the unseal keys and the root token: it is saved or printed as received, and only
             // looked at in ways that cannot throw, so a reply in an unexpected form is never lost to a parse error.
             var (keys, rootToken) = Read(reply.Body);
-            if (writer is not null)
+            if (file is not null)
             {
-                await writer.WriteAsync(reply.Raw);
-                await writer.FlushAsync(ct);
-                if (keys is null || rootToken is null)
+                try
                 {
-                    await stderr.WriteLineAsync($"morph: the KMS's init reply is not in the expected form (keys_base64, root_token); it was written as received to {file!.FullName}: keep it, it may hold the only copy of the keys");
-                    return ExitCodes.Rejected;
+                    // Atomic (0600 temporary file, fsync, rename over the reserved name) and not cancellable: once the KMS is
+                    // initialised, neither a full disk nor Ctrl-C may leave the keys half written or nowhere.
+                    PrivateFile.Write(file.FullName, reply.Raw);
                 }
-
-                await stdout.WriteLineAsync($"initialised: {keys.Count} unseal key shares and the root token written to {file!.FullName}");
-                return ExitCodes.Ok;
-            }
-
-            if (json || keys is null || rootToken is null)
-            {
-                if (json && reply.Body is not null)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    await KmsAction.PrintJsonAsync(stdout, reply.Body);
-                }
-                else
-                {
-                    await stdout.WriteLineAsync(reply.Raw);
+                    // Printed instead: the KMS is initialised and will never show these again.
+                    TryDelete(file.FullName);
+                    await stderr.WriteLineAsync($"morph: the KMS is initialised, but {file.FullName} could not be written ({e.Message}): its reply is printed below instead, and it is the ONLY copy of the unseal keys and the root token: keep it");
+                    await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold));
+                    return ExitCodes.UsageOrInput;
                 }
 
                 if (keys is null || rootToken is null)
                 {
-                    await stderr.WriteLineAsync("morph: the KMS's init reply is not in the expected form (keys_base64, root_token); it is printed above as received: keep it, it may hold the only copy of the keys");
+                    await stderr.WriteLineAsync($"morph: the KMS's init reply is not in the expected form (keys_base64, root_token); it was written as received to {file.FullName}: keep it, it may hold the only copy of the keys");
                     return ExitCodes.Rejected;
                 }
 
+                await stdout.WriteLineAsync($"initialised: {keys.Count} unseal key shares and the root token written to {file.FullName}");
                 return ExitCodes.Ok;
             }
 
-            var i = 1;
-            foreach (var key in keys)
-            {
-                await stdout.WriteLineAsync($"Unseal Key {i++}: {key}");
-            }
-
-            await stdout.WriteLineAsync($"Root Token: {rootToken}");
-            await stdout.WriteLineAsync();
-            await stdout.WriteLineAsync($"Store the keys apart; {parse.GetValue(threshold)} of them unseal the KMS (morph kms unseal reads them from stdin or --key-file).");
-            return ExitCodes.Ok;
+            return await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold));
         }, needsToken: false);
         return command;
     }
@@ -99,7 +88,46 @@ public static class KmsInitCommand
         return (keys, rootToken);
     }
 
-    private static StreamWriter CreatePrivate(string path)
+    /// <summary>Prints the reply: the keys and root token, the JSON under <c>--json</c>, or the reply as received when malformed.</summary>
+    private static async Task<int> PrintAsync(TextWriter stdout, TextWriter stderr, KmsReply reply, IReadOnlyList<string>? keys, string? rootToken, bool json, int threshold)
+    {
+        if (json || keys is null || rootToken is null)
+        {
+            if (json && reply.Body is not null)
+            {
+                await KmsAction.PrintJsonAsync(stdout, reply.Body);
+            }
+            else
+            {
+                await stdout.WriteLineAsync(reply.Raw);
+            }
+
+            if (keys is null || rootToken is null)
+            {
+                await stderr.WriteLineAsync("morph: the KMS's init reply is not in the expected form (keys_base64, root_token); it is printed above as received: keep it, it may hold the only copy of the keys");
+                return ExitCodes.Rejected;
+            }
+
+            return ExitCodes.Ok;
+        }
+
+        var i = 1;
+        foreach (var key in keys)
+        {
+            await stdout.WriteLineAsync($"Unseal Key {i++}: {key}");
+        }
+
+        await stdout.WriteLineAsync($"Root Token: {rootToken}");
+        await stdout.WriteLineAsync();
+        await stdout.WriteLineAsync($"Store the keys apart; {threshold} of them unseal the KMS (morph kms unseal reads them from stdin or --key-file).");
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Creates <paramref name="path"/> empty, exclusively and mode 0600, before anything is generated: an existing file or
+    /// a directory this user cannot write stops the command while the KMS is still uninitialised.
+    /// </summary>
+    private static void Reserve(string path)
     {
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
@@ -109,11 +137,23 @@ public static class KmsInitCommand
 
         try
         {
-            return new StreamWriter(path, new System.Text.UTF8Encoding(false), options);
+            new FileStream(path, options).Dispose();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw KmsCliException.Usage($"--output: {e.Message}");
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The failure being reported matters more than an empty file left behind.
         }
     }
 }
