@@ -7,7 +7,7 @@ namespace Morphisms.Cli.Tests.Kms;
 [Collection(MorphismsHomeCollection.Name)]
 public sealed class InvokeTrustRecordTests
 {
-    private const string KmsUrl = "https://kms.example:8200";
+    internal const string KmsUrl = "https://kms.example:8200";
 
     private static readonly string Mrtd = new('a', 96);
 
@@ -48,7 +48,12 @@ public sealed class InvokeTrustRecordTests
         });
 
     /// <summary>Runs <c>morph invoke signer</c> (plus <paramref name="extra"/>) under a trust record with <paramref name="fields"/>.</summary>
-    internal static async Task WithRecordAsync(string fields, Action<MorphRunner.Outcome> check, params string[] extra)
+    internal static async Task WithRecordAsync(string fields, Action<MorphRunner.Outcome> check, params string[] extra) =>
+        // Port 9 (discard) on loopback: nothing answers, so only the trust decision is under test.
+        check(await RunWithRecordAsync(fields, ["invoke", "signer", "--kms", KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", .. extra]));
+
+    /// <summary>Runs <c>morph ARGS</c> under a trust record for <see cref="KmsUrl"/> with <paramref name="fields"/>.</summary>
+    internal static async Task<MorphRunner.Outcome> RunWithRecordAsync(string fields, params string[] args)
     {
         var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
         var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
@@ -63,8 +68,7 @@ public sealed class InvokeTrustRecordTests
                   {{fields}}, "verified_at": "2025-01-01T00:00:00+00:00" } }
                 """);
 
-            // Port 9 (discard) on loopback: nothing answers, so only the trust decision is under test.
-            check(await MorphRunner.RunAsync(["invoke", "signer", "--kms", KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", .. extra]));
+            return await MorphRunner.RunAsync(args);
         }
         finally
         {

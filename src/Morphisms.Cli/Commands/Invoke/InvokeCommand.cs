@@ -50,6 +50,12 @@ public static class InvokeCommand
                     await stderr.WriteLineAsync($"note: --expect-measurement {pinText.Trim()} has no TEE: read as {pin} (a TDX function needs tdx:MRTD)");
                 }
 
+                var name = parse.GetValue(function)!;
+                if (!IsDnsLabel(name))
+                {
+                    throw new InvokeUsageException($"'{name}' is not a function name: a function is deployed under a DNS label (lowercase letters, digits, '-'), served at NAME.DOMAIN");
+                }
+
                 var paths = MorphPaths.FromEnvironment();
                 var up = UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, UpStateFile.FileName));
                 var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new InvokeUsageException("no running morph up found: start one, or pass --kms URL --gateway IP:PORT");
@@ -66,10 +72,16 @@ public static class InvokeCommand
                     throw new InvokeUsageException($"--gateway: expected IP:PORT, got '{gatewayText}'");
                 }
 
+                var serving = parse.GetValue(domain) ?? up?.Domain ?? "fn.morphisms.local";
+                if (!IsDomain(serving))
+                {
+                    throw new InvokeUsageException($"--domain: '{serving}' is not a DNS domain (dot-separated labels of letters, digits, '-')");
+                }
+
                 var requestPath = parse.GetValue(path)!;
                 request = new InvokeRequest(
-                    parse.GetValue(function)!,
-                    parse.GetValue(domain) ?? up?.Domain ?? "fn.morphisms.local",
+                    name,
+                    serving,
                     endPoint,
                     requestPath.StartsWith('/') ? requestPath : "/" + requestPath,
                     parse.GetValue(data) is { } text ? Body(text) : null,
@@ -146,6 +158,19 @@ public static class InvokeCommand
 
         return System.Text.Encoding.UTF8.GetBytes(data);
     }
+
+    /// <summary>
+    /// True for what a function may be named (the spec's rule): 1–63 of a–z, 0–9 and '-', not starting or ending with
+    /// '-'. Checked here because the name becomes the request's host name, and anything else is no function to call.
+    /// </summary>
+    private static bool IsDnsLabel(string label) =>
+        label.Length is > 0 and <= 63
+        && label.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-')
+        && label[0] != '-' && label[^1] != '-';
+
+    /// <summary>True for a DNS domain (labels as <see cref="IsDnsLabel"/>, any case) that leaves room for a function name in a host name.</summary>
+    private static bool IsDomain(string domain) =>
+        domain.Length <= 253 - 64 && domain.Split('.').All(l => IsDnsLabel(l.ToLowerInvariant()));
 
     /// <summary>Parses <c>--expect-measurement</c>; a <see cref="FormatException"/> names the option and what is wrong.</summary>
     private static FunctionMeasurementPin ParsePin(string text)

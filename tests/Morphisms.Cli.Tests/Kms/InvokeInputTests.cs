@@ -1,0 +1,54 @@
+namespace Morphisms.Cli.Tests.Kms;
+
+/// <summary>
+/// <c>morph invoke</c> with a function name or <c>--domain</c> that cannot make a host name: a usage error (exit 2)
+/// naming the problem, before anything is sent, never an unhandled <see cref="UriFormatException"/>.
+/// </summary>
+[Collection(MorphismsHomeCollection.Name)]
+public sealed class InvokeInputTests
+{
+    private const string SnpRecord = """
+        "tee": "snp", "measurement": "00", "expected_measurements": ["snp:000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"], "any_measurement": false, "simulated": false
+        """;
+
+    [Theory]
+    [InlineData("x:y")]
+    [InlineData("a b")]
+    [InlineData("a/b")]
+    [InlineData("Signer")]
+    [InlineData("-signer")]
+    public async Task A_function_name_that_is_not_a_dns_label_is_a_usage_error(string function)
+    {
+        var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", function, "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example");
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains($"'{function}' is not a function name", outcome.Stderr, StringComparison.Ordinal);
+        ErrorPathTests.AssertNoStackTrace(outcome);
+    }
+
+    [Theory]
+    [InlineData("x:y")]
+    [InlineData("bad domain")]
+    [InlineData("[")]
+    [InlineData("a/b")]
+    [InlineData("")]
+    [InlineData("fn..example")]
+    public async Task A_domain_that_is_not_a_dns_name_is_a_usage_error(string domain)
+    {
+        var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", domain);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains($"--domain: '{domain}' is not a DNS domain", outcome.Stderr, StringComparison.Ordinal);
+        ErrorPathTests.AssertNoStackTrace(outcome);
+    }
+
+    /// <summary>A valid name and domain in any case go on to connect (nothing listens at the gateway).</summary>
+    [Theory]
+    [InlineData("signer", "FN.Example")]
+    [InlineData("canary-signer2", "localhost")]
+    public async Task A_valid_name_and_domain_go_on_to_connect(string function, string domain)
+    {
+        var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", function, "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", domain);
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains($"morph: {function}: ", outcome.Stderr, StringComparison.Ordinal);
+        ErrorPathTests.AssertNoStackTrace(outcome);
+    }
+}
