@@ -23,6 +23,23 @@ public sealed class ErrorPathTests
     }
 
     [Theory]
+    [InlineData("bad", "'bad' is not REVISION=PERCENT")]
+    [InlineData("v1=", "'v1=' is not REVISION=PERCENT")]
+    [InlineData("v1=half", "'v1=half': the percent is not a whole number")]
+    [InlineData("v1=-5", "'v1=-5': the percent is not a whole number")]
+    [InlineData("v1=100 --tag v1", "'v1' is not REVISION=TAG")]
+    public async Task A_malformed_traffic_split_is_a_usage_error_and_nothing_is_sent(string split, string message)
+    {
+        using var token = new ControlTokenFile();
+        await using var server = new FakeHttpServer(_ => new(200, """{"traffic":[]}""", JsonType));
+        var outcome = await MorphRunner.RunAsync(["traffic", "fn", .. split.Split(' '), "--control", server.Address.ToString(), "--control-token-file", token.Path]);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains($"morph: {message}", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Empty(server.Requests);
+        AssertNoStackTrace(outcome);
+    }
+
+    [Theory]
     [InlineData(200)]
     [InlineData(502)]
     public async Task A_control_reply_that_is_not_json_is_named(int status)

@@ -12,7 +12,7 @@ namespace Morphisms.Cli.Commands.Serving;
 /// <summary>
 /// Finds the serving host's control API (<c>--control URL</c>, else the state file the host wrote under the data
 /// directory) and its control token (<c>--control-token-file FILE</c>, else the file the state file names), and runs a
-/// command against it, turning failures into a message and exit code 1 (2 for an unusable URL). The token goes in the
+/// command against it, turning failures into a message and exit code 1 (2 for an unusable URL or a malformed argument). The token goes in the
 /// <c>Authorization</c> header only: never on a command line, in a URL or in a message.
 /// </summary>
 internal static class ServingControl

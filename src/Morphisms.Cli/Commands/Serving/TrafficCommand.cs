@@ -22,7 +22,7 @@ public static class TrafficCommand
                 var (revision, value) = Split(pair, "REVISION=PERCENT");
                 if (!int.TryParse(value.TrimEnd('%'), NumberStyles.None, CultureInfo.InvariantCulture, out var percent))
                 {
-                    throw new ServingCliException($"'{pair}': the percent is not a whole number");
+                    throw new ServingCliException($"'{pair}': the percent is not a whole number", ExitCodes.UsageOrInput);
                 }
 
                 entries.Add((revision, percent, null));
@@ -63,9 +63,10 @@ public static class TrafficCommand
         return command;
     }
 
+    /// <summary>Splits <c>LEFT=RIGHT</c>; anything else is a usage error (exit 2) naming the argument and its form.</summary>
     private static (string Left, string Right) Split(string pair, string form)
     {
         var at = pair.IndexOf('=', StringComparison.Ordinal);
-        return at > 0 && at < pair.Length - 1 ? (pair[..at], pair[(at + 1)..]) : throw new ServingCliException($"'{pair}' is not {form}");
+        return at > 0 && at < pair.Length - 1 ? (pair[..at], pair[(at + 1)..]) : throw new ServingCliException($"'{pair}' is not {form}", ExitCodes.UsageOrInput);
     }
 }
