@@ -156,6 +156,31 @@ public sealed class ErrorPathTests
         }
     }
 
+    /// <summary>A corrupt simulated TEE state is a usage error naming the file, found before the KMS is asked anything.</summary>
+    [Theory]
+    [InlineData("{not json")]
+    [InlineData("{}")]
+    [InlineData("""{"ArkKey":"x","Ark":"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"}""")]
+    public async Task Kms_trust_with_a_corrupt_simulated_tee_names_the_file(string content)
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-sim-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "simulated-tee.json");
+            await File.WriteAllTextAsync(file, content);
+            await using var server = new FakeHttpServer(_ => new(500, "{}", JsonType));
+            var outcome = await MorphRunner.RunAsync("kms", "trust", server.Address.ToString(), "--trust-simulated-tee", dir, "--expect-measurement", "snp:" + new string('0', 96));
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains($"morph: {file}: not a simulated TEE's state file", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Empty(server.Requests);
+            AssertNoStackTrace(outcome);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     internal static void AssertNoStackTrace(MorphRunner.Outcome outcome)
     {
         Assert.DoesNotContain("Unhandled exception", outcome.Stderr, StringComparison.Ordinal);

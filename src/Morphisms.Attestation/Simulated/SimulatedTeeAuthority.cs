@@ -74,6 +74,13 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     /// <summary>The trust anchors to use in dev mode: the real vendor roots plus this simulated TEE's.</summary>
     public TrustAnchors TrustedWith(TrustAnchors vendor) => vendor.WithSimulated(AmdRoots, IntelRoot);
 
+    /// <summary>Parses every certificate and the chip ID of the state, throwing when one is malformed.</summary>
+    private void CheckCertificates()
+    {
+        _ = ChipId;
+        _ = (_keys.Ark, _keys.Ask, _keys.Vcek, _keys.SgxRoot, _keys.PckCa, _keys.Pck, _keys.TcbSigning);
+    }
+
     /// <summary>Creates a new simulated TEE with fresh keys. Certificates are valid from <paramref name="time"/>'s now for ten years.</summary>
     public static SimulatedTeeAuthority Create(TimeProvider time) => new(State.Generate(time.GetUtcNow()));
 
@@ -85,6 +92,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     /// trusting a directory can never mint a fresh root by accident.
     /// </summary>
     /// <exception cref="FileNotFoundException">No simulated TEE in <paramref name="directory"/>.</exception>
+    /// <exception cref="InvalidDataException">The state file is not a simulated TEE's (corrupt JSON, a missing or malformed field); the message names it.</exception>
     public static SimulatedTeeAuthority Load(string directory)
     {
         var path = Path.Combine(directory, StateFileName);
@@ -93,9 +101,23 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
             throw new FileNotFoundException($"no simulated TEE in {directory}", path);
         }
 
-        var state = JsonSerializer.Deserialize(File.ReadAllBytes(path), StateJson.Default.State)
-            ?? throw new InvalidDataException($"{path}: empty simulated TEE state");
-        return new SimulatedTeeAuthority(state);
+        var bytes = File.ReadAllBytes(path);
+        SimulatedTeeAuthority? authority = null;
+        try
+        {
+            var state = JsonSerializer.Deserialize(bytes, StateJson.Default.State)
+                ?? throw new InvalidDataException($"{path}: empty simulated TEE state");
+            authority = new SimulatedTeeAuthority(state);
+            // The certificates are otherwise parsed on first use: a broken file is reported here, naming it, rather than
+            // as a bare parse error from whatever first needs a root.
+            authority.CheckCertificates();
+            return authority;
+        }
+        catch (Exception e) when (e is JsonException or CryptographicException or ArgumentException or FormatException)
+        {
+            authority?.Dispose();
+            throw new InvalidDataException($"{path}: not a simulated TEE's state file ({e.Message})", e);
+        }
     }
 
     /// <summary>

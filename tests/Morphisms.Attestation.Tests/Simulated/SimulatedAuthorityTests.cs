@@ -56,4 +56,23 @@ public sealed class SimulatedAuthorityLoadTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Theory]
+    [InlineData("{not json")]
+    [InlineData("{}")]
+    public void Load_of_a_corrupt_state_file_names_it(string content)
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-sim-corrupt-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, SimulatedTeeAuthority.StateFileName);
+            File.WriteAllText(file, content);
+            var error = Assert.Throws<InvalidDataException>(() => SimulatedTeeAuthority.Load(dir));
+            Assert.StartsWith($"{file}: not a simulated TEE's state file", error.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
