@@ -181,6 +181,32 @@ public sealed class ErrorPathTests
         }
     }
 
+    /// <summary>A token file that cannot be a header value is a usage error naming the file and not its content; nothing is sent.</summary>
+    [Theory]
+    [InlineData("hvs.first\nhvs.second")]
+    [InlineData("hvs.t\u0000ken")]
+    [InlineData("hvs.tökén")]
+    public async Task A_kms_token_that_cannot_be_sent_is_a_usage_error(string token)
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-token-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "token");
+            await File.WriteAllTextAsync(file, token + "\n");
+            await using var server = new FakeHttpServer(_ => new(200, """{"data":{"keys":[]}}""", JsonType));
+            var outcome = await MorphRunner.RunAsync("kms", "kv", "list", "secret/", "--address", server.Address.ToString(), "--token-file", file);
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains($"morph: --token-file: {file}: not a token (a token is one line of printable ASCII)", outcome.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("hvs.", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Empty(server.Requests);
+            AssertNoStackTrace(outcome);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     internal static void AssertNoStackTrace(MorphRunner.Outcome outcome)
     {
         Assert.DoesNotContain("Unhandled exception", outcome.Stderr, StringComparison.Ordinal);

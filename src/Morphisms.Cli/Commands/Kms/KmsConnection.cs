@@ -88,20 +88,30 @@ public sealed class KmsConnection
     private string? Token(ParseResult parse) =>
         parse.GetValue(_tokenFile) is { } file
             ? ReadTokenFile(file.FullName, "--token-file")
-            : NonEmpty(Environment.GetEnvironmentVariable(TokenVariable)?.Trim());
+            : NonEmpty(Environment.GetEnvironmentVariable(TokenVariable)?.Trim()) is { } token ? Checked(token, $"${TokenVariable}") : null;
 
     private static string ReadTokenFile(string path, string what)
     {
         try
         {
             var token = File.ReadAllText(path).Trim();
-            return token.Length > 0 ? token : throw KmsCliException.Usage($"{what}: {path} is empty");
+            return token.Length > 0 ? Checked(token, $"{what}: {path}") : throw KmsCliException.Usage($"{what}: {path} is empty");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw KmsCliException.Usage($"{what}: {e.Message}");
         }
     }
+
+    /// <summary>
+    /// The token, when it can go in an HTTP header: printable ASCII only. Anything else (two lines, a stray control
+    /// character, non-ASCII) is a usage error naming where it came from — never the token — rather than a header
+    /// exception or a misleading "cannot reach the KMS".
+    /// </summary>
+    private static string Checked(string token, string source) =>
+        token.All(c => c is >= ' ' and <= '~')
+            ? token
+            : throw KmsCliException.Usage($"{source}: not a token (a token is one line of printable ASCII)");
 
     private static string? NonEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 }
