@@ -25,7 +25,10 @@ public static class MorphCli
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var root = CreateRootCommand(stdout, stderr);
-        var parsed = root.Parse(args);
+        // No response files: System.CommandLine would otherwise expand any @TOKEN into the file's words before parsing,
+        // which breaks `morph invoke --data @FILE` (a file's bytes, not its words) and crashes the process outright when
+        // the token names a directory.
+        var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (parsed.Errors.Count > 0)
         {
             foreach (var error in parsed.Errors)

@@ -51,4 +51,45 @@ public sealed class InvokeInputTests
         Assert.Contains($"morph: {function}: ", outcome.Stderr, StringComparison.Ordinal);
         ErrorPathTests.AssertNoStackTrace(outcome);
     }
+
+    /// <summary>
+    /// <c>--data @FILE</c> is the file's bytes, not a response file whose words System.CommandLine would splice into the
+    /// command line: a body of several words and lines goes on to connect.
+    /// </summary>
+    [Fact]
+    public async Task Data_from_a_file_is_its_bytes_not_a_response_file()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-data-").FullName;
+        try
+        {
+            var body = Path.Combine(dir, "body.txt");
+            await File.WriteAllTextAsync(body, "two words\n--and a line\n");
+            var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", "--data", "@" + body);
+            Assert.Equal(ExitCodes.Rejected, outcome.ExitCode); // nothing listens at the gateway
+            Assert.Contains("morph: signer: ", outcome.Stderr, StringComparison.Ordinal);
+            ErrorPathTests.AssertNoStackTrace(outcome);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>An unreadable <c>--data @FILE</c> (here a directory) is a usage error naming the option.</summary>
+    [Fact]
+    public async Task Unreadable_data_is_a_usage_error_naming_the_option()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-data-").FullName;
+        try
+        {
+            var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", "--data", "@" + dir);
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains("morph: --data: ", outcome.Stderr, StringComparison.Ordinal);
+            ErrorPathTests.AssertNoStackTrace(outcome);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

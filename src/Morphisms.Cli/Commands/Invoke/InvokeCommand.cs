@@ -153,7 +153,14 @@ public static class InvokeCommand
     {
         if (data.StartsWith('@'))
         {
-            return File.ReadAllBytes(data[1..]);
+            try
+            {
+                return File.ReadAllBytes(data[1..]);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new InvokeUsageException($"--data: {e.Message}");
+            }
         }
 
         return System.Text.Encoding.UTF8.GetBytes(data);
