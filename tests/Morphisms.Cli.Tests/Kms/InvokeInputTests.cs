@@ -40,6 +40,17 @@ public sealed class InvokeInputTests
         ErrorPathTests.AssertNoStackTrace(outcome);
     }
 
+    [Theory]
+    [InlineData("not a url")]
+    [InlineData("http://[bad")]
+    public async Task A_kms_that_is_not_a_url_is_a_usage_error_naming_the_option(string kms)
+    {
+        var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--kms", kms, "--gateway", "127.0.0.1:9", "--domain", "fn.example");
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains($"morph: --kms: not a URL: {kms}", outcome.Stderr, StringComparison.Ordinal);
+        ErrorPathTests.AssertNoStackTrace(outcome);
+    }
+
     /// <summary>A valid name and domain in any case go on to connect (nothing listens at the gateway).</summary>
     [Theory]
     [InlineData("signer", "FN.Example")]

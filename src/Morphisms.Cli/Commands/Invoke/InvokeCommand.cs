@@ -59,6 +59,12 @@ public static class InvokeCommand
                 var paths = MorphPaths.FromEnvironment();
                 var up = UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, UpStateFile.FileName));
                 var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new InvokeUsageException("no running morph up found: start one, or pass --kms URL --gateway IP:PORT");
+                if (!Uri.TryCreate(kmsUrl, UriKind.Absolute, out _))
+                {
+                    // Else the trust store's lookup fails with a bare "Invalid URI".
+                    throw new InvokeUsageException($"--kms: not a URL: {kmsUrl}");
+                }
+
                 var store = new KmsTrustStore(Path.Combine(paths.ConfigDirectory, KmsTrustCommand.TrustFileName));
                 trust = store.Find(kmsUrl) ?? throw new InvokeUsageException($"the KMS {kmsUrl} is not trusted: run 'morph kms trust {kmsUrl} --expect-measurement TEE:HEX' first (the KMS image's published measurement: {KmsMeasurementPin.Syntax})");
                 if (trust.UsabilityProblem() is { } stale)
