@@ -41,6 +41,28 @@ public sealed class UpStartFailureTests
         }
     }
 
+    [Fact]
+    public async Task A_corrupt_simulated_tee_is_a_message_naming_it_not_a_crash()
+    {
+        var home = Directory.CreateTempSubdirectory("morph-up-fail-").FullName;
+        try
+        {
+            var teeFile = Path.Combine(home, "data", "simulated-tee", "simulated-tee.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(teeFile)!);
+            await File.WriteAllTextAsync(teeFile, "{not json");
+            await using var up = MorphProcess.Start(home, "up");
+            Assert.Equal(ExitCodes.Rejected, await up.ExitAsync());
+            Assert.Contains($"morph: the installation's simulated TEE cannot be loaded: {teeFile}: not a simulated TEE's state file", up.Stderr);
+            AssertNoStackTrace(up.Stderr);
+            Assert.Equal("{not json", await File.ReadAllTextAsync(teeFile));
+            Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
     private static void AssertNoStackTrace(string stderr)
     {
         Assert.DoesNotContain("Unhandled exception", stderr, StringComparison.Ordinal);

@@ -25,8 +25,24 @@ public static class EvidenceDemoCommand
         var command = new Command("demo", "Attest with the simulated TEE, verify, and show what is refused; verify real vectors when present.") { vectors };
         command.SetAction(async (parse, cancellationToken) =>
         {
+            var paths = MorphPaths.FromEnvironment();
+            SimulatedTeeAuthority tee;
+            try
+            {
+                tee = SimulatedTeeAuthority.LoadOrCreate(paths.SimulatedTeeDirectory, TimeProvider.System);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                await stderr.WriteLineAsync($"morph: the installation's simulated TEE cannot be loaded: {e.Message}");
+                return ExitCodes.UsageOrInput;
+            }
+
             var demo = new Demo(stdout);
-            await demo.RunSimulatedAsync(MorphPaths.FromEnvironment(), cancellationToken);
+            using (tee)
+            {
+                await demo.RunSimulatedAsync(paths.SimulatedTeeDirectory, tee, cancellationToken);
+            }
+
             var vectorsDirectory = parse.GetValue(vectors)?.FullName ?? LocateVectors();
             if (vectorsDirectory is null)
             {
@@ -71,10 +87,9 @@ public static class EvidenceDemoCommand
 
         public int Failed { get; private set; }
 
-        public async Task RunSimulatedAsync(MorphPaths paths, CancellationToken cancellationToken)
+        public async Task RunSimulatedAsync(string teeDirectory, SimulatedTeeAuthority tee, CancellationToken cancellationToken)
         {
-            using var tee = SimulatedTeeAuthority.LoadOrCreate(paths.SimulatedTeeDirectory, TimeProvider.System);
-            await stdout.WriteLineAsync($"simulated TEE: {paths.SimulatedTeeDirectory} (root sha256 {tee.Fingerprint[..16]}…)");
+            await stdout.WriteLineAsync($"simulated TEE: {teeDirectory} (root sha256 {tee.Fingerprint[..16]}…)");
 
             // What a function instance does: generate a key inside the TEE, bind it and the KMS's nonce into evidence.
             using var teeKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);

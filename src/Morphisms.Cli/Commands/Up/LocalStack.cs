@@ -92,7 +92,15 @@ public sealed class LocalStack : IAsyncDisposable
         }
 
         Directory.CreateDirectory(KmsDirectory);
-        _tee = SimulatedTeeAuthority.LoadOrCreate(_paths.SimulatedTeeDirectory, TimeProvider.System);
+        try
+        {
+            _tee = SimulatedTeeAuthority.LoadOrCreate(_paths.SimulatedTeeDirectory, TimeProvider.System);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            throw new UpException($"the installation's simulated TEE cannot be loaded: {e.Message}");
+        }
+
         var kmsMeasurement = KmsMeasurement.Simulated;
         _kms = new KmsServer(new KmsServerOptions
         {
