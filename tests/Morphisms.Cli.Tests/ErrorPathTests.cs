@@ -122,6 +122,45 @@ public sealed class ErrorPathTests
         Assert.Equal(1, sent["secret_shares"]!.GetValue<int>());
     }
 
+    /// <summary>A "." or ".." segment would be folded away by the URL: refused before anything is sent.</summary>
+    [Theory]
+    [InlineData("policy", "delete", "..")]
+    [InlineData("policy", "read", ".")]
+    [InlineData("function", "get", "..")]
+    public async Task Kms_paths_with_dot_segments_are_refused_before_sending(params string[] args)
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-token-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "token");
+            await File.WriteAllTextAsync(file, "hvs.t\n");
+            await using var server = new FakeHttpServer(_ => new(200, "{}", JsonType));
+            var outcome = await MorphRunner.RunAsync(["kms", .. args, "--address", server.Address.ToString(), "--token-file", file]);
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains("segment: name the path without it", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Empty(server.Requests);
+            AssertNoStackTrace(outcome);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>An init whose auto-unseal failed answers the keys with a warning and <c>sealed</c>: both reach stderr.</summary>
+    [Fact]
+    public async Task Kms_init_shows_the_kms_warnings_and_that_it_stayed_sealed()
+    {
+        await using var server = new FakeHttpServer(_ => new(200,
+            """{"keys":["aa"],"keys_base64":["qg=="],"root_token":"hvs.root","sealed":true,"warnings":["the auto-unseal that follows init failed (disk full)"]}""", JsonType));
+        var outcome = await MorphRunner.RunAsync("kms", "init", "--address", server.Address.ToString(), "--key-shares", "1", "--key-threshold", "1");
+        Assert.Equal(ExitCodes.Ok, outcome.ExitCode);
+        Assert.Contains("Root Token: hvs.root", outcome.Stdout, StringComparison.Ordinal);
+        Assert.Contains("morph: warning from the KMS: the auto-unseal that follows init failed (disk full)", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Contains("initialised but sealed", outcome.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("hvs.root", outcome.Stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>
     /// The KMS is initialised, then the keys cannot be saved (the directory of <c>--output</c> turned into a regular file
     /// meanwhile, which fails even for root): they are printed rather than lost, with a message saying they are the only copy.

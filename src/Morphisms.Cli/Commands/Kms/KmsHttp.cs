@@ -82,6 +82,14 @@ public sealed class KmsHttp : IDisposable
     /// <exception cref="KmsCliException">The KMS is unreachable, or answered with an error status.</exception>
     public async Task<KmsReply> SendAsync(string method, string path, JsonObject? body, CancellationToken ct, bool authenticated = true, params int[] accept)
     {
+        // A "." or ".." segment (a policy named "..", a KV path "a/../b") would be folded away by Uri, sending the request
+        // to another path than the one named; the KMS refuses such names anyway, so they stop here, before anything is sent.
+        var segments = path.Split('?', 2)[0].Split('/');
+        if (segments.FirstOrDefault(s => s is "." or ".." || Uri.UnescapeDataString(s) is "." or "..") is { } dots)
+        {
+            throw KmsCliException.Usage($"'{path}' has a '{dots}' segment: name the path without it");
+        }
+
         var target = new Uri(Address, "v1/" + path);
         var redirects = 0;
         Uri? from = null;

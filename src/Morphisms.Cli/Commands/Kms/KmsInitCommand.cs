@@ -46,6 +46,7 @@ public static class KmsInitCommand
             // The reply is the only copy of the unseal keys and the root token: it is saved or printed as received, and only
             // looked at in ways that cannot throw, so a reply in an unexpected form is never lost to a parse error.
             var (keys, rootToken) = Read(reply.Body);
+            await WarnAsync(stderr, reply.Body);
             if (file is not null)
             {
                 try
@@ -86,6 +87,26 @@ public static class KmsInitCommand
             : null;
         var rootToken = body?["root_token"] is JsonValue token && token.GetValueKind() == JsonValueKind.String ? token.GetValue<string>() : null;
         return (keys, rootToken);
+    }
+
+    /// <summary>
+    /// The KMS's <c>warnings</c>, on stderr whatever else is printed: with auto-unseal, an init whose unseal then failed
+    /// still answers the keys, and says here that the KMS stayed sealed (<c>sealed: true</c>).
+    /// </summary>
+    private static async Task WarnAsync(TextWriter stderr, JsonObject? body)
+    {
+        if (body?["warnings"] is JsonArray warnings)
+        {
+            foreach (var warning in warnings.OfType<JsonValue>().Where(w => w.GetValueKind() == JsonValueKind.String))
+            {
+                await stderr.WriteLineAsync($"morph: warning from the KMS: {warning.GetValue<string>()}");
+            }
+        }
+
+        if (body?["sealed"] is JsonValue sealedValue && sealedValue.GetValueKind() == JsonValueKind.True)
+        {
+            await stderr.WriteLineAsync("morph: the KMS is initialised but sealed: unseal it with a threshold of the key shares (morph kms unseal)");
+        }
     }
 
     /// <summary>Prints the reply: the keys and root token, the JSON under <c>--json</c>, or the reply as received when malformed.</summary>
