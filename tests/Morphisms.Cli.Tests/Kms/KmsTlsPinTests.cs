@@ -109,6 +109,27 @@ public sealed class KmsTlsPinTests : IDisposable
         Assert.Equal(Token, Assert.Single(active.Requests).Headers["X-Vault-Token"]);
     }
 
+    /// <summary>
+    /// A record made with <c>--any-measurement</c> may bind the (public) root CA beside any server's key: it does not
+    /// widen the pin of an address trusted with a measurement, so a redirect to that server gets no token.
+    /// </summary>
+    [Fact]
+    public async Task A_record_trusted_without_a_measurement_does_not_widen_a_stricter_pin()
+    {
+        using var labCertificate = SelfSigned();
+        using var productionCertificate = SelfSigned();
+        await using var lab = new FakeHttpServer(_ => new(200, """{"data":{"keys":["default"]}}""", JsonType), certificate: labCertificate);
+        await using var production = new FakeHttpServer(r => new(307, "", new Dictionary<string, string> { ["Location"] = new Uri(lab.Address, r.Target).ToString() }), certificate: productionCertificate);
+        Pin(production.Address, productionCertificate);
+        Pin(lab.Address, labCertificate, anyMeasurement: true);
+
+        var outcome = await MorphRunner.RunAsync("kms", "policy", "list", "--address", production.Address.ToString(), "--token-file", TokenFile);
+
+        Assert.NotEqual(ExitCodes.Ok, outcome.ExitCode);
+        Assert.Empty(lab.Requests);
+        Assert.DoesNotContain(Token, outcome.Stdout + outcome.Stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>Plain http shows no TLS key: from a pinned KMS, a redirect there is refused even on loopback.</summary>
     [Fact]
     public async Task A_redirect_from_a_pinned_kms_to_loopback_http_is_not_followed()
@@ -175,7 +196,7 @@ public sealed class KmsTlsPinTests : IDisposable
     }
 
     /// <summary>Stores a trust record for <paramref name="url"/> as <c>morph kms trust</c> would, attesting <paramref name="tls"/>'s key.</summary>
-    private void Pin(Uri url, X509Certificate2 tls, string root = RootSha256)
+    private void Pin(Uri url, X509Certificate2 tls, string root = RootSha256, bool anyMeasurement = false)
     {
         using var ca = TestCertificates.Ca("CN=test KMS root");
         Store.Save(new KmsTrustRecord
@@ -186,7 +207,8 @@ public sealed class KmsTlsPinTests : IDisposable
             TlsSpkiSha256 = Spki(tls),
             Tee = "snp",
             Measurement = "snp:" + new string('0', 96),
-            ExpectedMeasurements = ["snp:" + new string('0', 96)],
+            ExpectedMeasurements = anyMeasurement ? [] : ["snp:" + new string('0', 96)],
+            AnyMeasurement = anyMeasurement,
             Simulated = true,
             VerifiedAt = DateTimeOffset.UtcNow,
         });

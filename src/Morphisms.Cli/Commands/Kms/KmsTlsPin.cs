@@ -37,7 +37,8 @@ public sealed class KmsTlsPin
 
     /// <summary>
     /// The pin for <paramref name="address"/>, or null when <paramref name="store"/> holds no record for it: the TLS keys of
-    /// every record with the same root CA as the address's.
+    /// its record and of every record with the same root CA that was checked at least as strictly (not with
+    /// <c>--any-measurement</c> or a simulated TEE unless the address's own record was).
     /// </summary>
     /// <exception cref="InvalidDataException">The store is not a trust store.</exception>
     public static KmsTlsPin? For(KmsTrustStore store, Uri address)
@@ -48,11 +49,19 @@ public sealed class KmsTlsPin
             return null;
         }
 
+        // Another address's key counts only if its record was checked at least as strictly: the root CA is public, so a
+        // record made with --any-measurement (or of a simulated TEE) may bind it beside a key of a server that is no node
+        // of this KMS, and must not widen a stricter record's pin.
         var keys = store.All()
             .Where(r => string.Equals(r.RootCaSha256, record.RootCaSha256, StringComparison.OrdinalIgnoreCase))
-            .Select(r => r.TlsSpkiSha256);
+            .Where(r => r == record || AtLeastAsStrict(r, record))
+            .Select(r => r.TlsSpkiSha256)
+            .Append(record.TlsSpkiSha256);
         return new KmsTlsPin(record, keys);
     }
+
+    private static bool AtLeastAsStrict(KmsTrustRecord other, KmsTrustRecord record) =>
+        (!other.AnyMeasurement || record.AnyMeasurement) && (!other.Simulated || record.Simulated);
 
     /// <summary>Forgets the last failure (before a request, so a pooled connection's earlier refusal is not reported).</summary>
     public void Reset() => LastFailure = null;
