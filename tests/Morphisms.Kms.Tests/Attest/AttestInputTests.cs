@@ -61,8 +61,13 @@ public sealed class AttestInputTests : IDisposable
         (await kms.Client.SendAsync("POST", "auth/attest/login", good, token: "")).Expect(200);
     }
 
+    /// <summary>
+    /// A CRL that only starts like PEM is never a 500. This KMS has collateral of its own (the simulated TEE's), which an
+    /// unreadable offered item cannot outrank, so the login goes through on the KMS's CRL; a KMS without its own takes the
+    /// offered item as it is, and the verifier's failed check for it is tested in CollateralVerifierTests.
+    /// </summary>
     [Fact]
-    public async Task A_dcap_crl_that_only_starts_like_pem_is_a_failed_check_not_a_500()
+    public async Task A_dcap_crl_that_only_starts_like_pem_is_not_a_500_and_loses_to_the_kms_own_collateral()
     {
         await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
         await AttestFlow.RegisterSignerAsync(kms.Client);
@@ -71,8 +76,7 @@ public sealed class AttestInputTests : IDisposable
 
         // "LQ==" is "-": the CRL parser used to hand PemEncoding's ArgumentException to the KMS.
         var endorsements = """{"root_ca_crl":"LQ=="}"""u8.ToArray();
-        var refused = (await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: endorsements)).Expect(403);
-        Assert.Contains("root CA CRL is malformed", refused.Errors.Single(), StringComparison.Ordinal);
+        (await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: endorsements)).Expect(200);
     }
 
     [Fact]
