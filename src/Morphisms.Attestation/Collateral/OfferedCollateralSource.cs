@@ -29,12 +29,43 @@ public sealed class OfferedCollateralSource : ICollateralSource
         _offered = offered ?? throw new ArgumentNullException(nameof(offered));
     }
 
+    /// <summary>
+    /// The items (<c>tcb_info</c>, <c>qe_identity</c>, <c>pck_crl</c>, <c>root_ca_crl</c>) taken from the offered collateral
+    /// in the last answer because the own source had none to compare them with: their freshness went unchecked, which a
+    /// relying party should say (an operator's collateral directory may lack a TEE or an FMSPC).
+    /// </summary>
+    public IReadOnlyList<string> Unchecked { get; private set; } = [];
+
     /// <inheritdoc />
     public async ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         var own = await _own.GetDcapCollateralAsync(request, cancellationToken).ConfigureAwait(false);
+        Unchecked = [.. Missing(own, _offered)];
         return own is null ? _offered : Newest(request, own, _offered);
+    }
+
+    private static IEnumerable<string> Missing(DcapCollateral? own, DcapCollateral offered)
+    {
+        if (own?.TcbInfo is null && offered.TcbInfo is not null)
+        {
+            yield return "tcb_info";
+        }
+
+        if (own?.QeIdentity is null && offered.QeIdentity is not null)
+        {
+            yield return "qe_identity";
+        }
+
+        if (own?.PckCrl is null && offered.PckCrl is not null)
+        {
+            yield return "pck_crl";
+        }
+
+        if (own?.RootCaCrl is null && offered.RootCaCrl is not null)
+        {
+            yield return "root_ca_crl";
+        }
     }
 
     /// <summary>

@@ -102,6 +102,11 @@ internal sealed class LoginAppraiser
         }
 
         log.Append(verification.Log);
+        if (source is OfferedCollateralSource { Unchecked.Count: > 0 } offeredSource)
+        {
+            log.Warn($"the KMS has no collateral of its own for {string.Join(", ", offeredSource.Unchecked)} of this platform: the instance's was used as sent, its freshness unchecked");
+        }
+
         return (verification.Claims, verification.Tcb);
     }
 

@@ -50,6 +50,23 @@ public class DcapCollateralFreshnessTests
         Assert.Equal("UpToDate", login.Data["attestation"]!["tcb_status"]!.GetValue<string>());
     }
 
+    /// <summary>
+    /// An own collateral directory that lacks items for a platform (here: only its CRLs) cannot judge the offered ones'
+    /// age: they are used, and the login's attestation result says which went unchecked.
+    /// </summary>
+    [Fact]
+    public async Task Items_the_kmss_own_collateral_lacks_are_taken_from_the_login_with_a_warning_naming_them()
+    {
+        var crlsOnly = AfterRecovery with { TcbInfo = null, QeIdentity = null };
+        await using var kms = await StartAsync(own: crlsOnly);
+
+        var login = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(200);
+
+        var warnings = login.Data["attestation"]!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ToList();
+        Assert.Contains(warnings, w => w.StartsWith("the KMS has no collateral of its own for tcb_info, qe_identity of this platform", StringComparison.Ordinal));
+        Assert.DoesNotContain(warnings, w => w.Contains("pck_crl", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task Without_collateral_of_its_own_the_kms_takes_the_logins_as_sent_and_warns_at_start()
     {
