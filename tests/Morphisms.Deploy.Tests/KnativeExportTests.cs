@@ -12,6 +12,7 @@ namespace Morphisms.Deploy.Tests;
 public sealed class KnativeExportTests : IDisposable
 {
     private const string Image = "registry.example/fn@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    private const string QueueProxyImage = "gcr.io/knative-releases/queue@sha256:1111111111111111111111111111111111111111111111111111111111111111";
     private static readonly byte[] Pin = SHA256.HashData("kms-ca"u8);
     private readonly string _dir = Directory.CreateTempSubdirectory("morph-export-").FullName;
 
@@ -178,6 +179,70 @@ public sealed class KnativeExportTests : IDisposable
             Assert.Equal(baseline.Morph, changed.Morph);
             Assert.NotEqual(baseline.Digest, changed.Digest);
         }
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    public void ThePolicyLetsTheHostRunNoProgramOfItsOwnInTheTee(ExportTee tee)
+    {
+        var document = KnativeExporter.Export(Request(tee) with { QueueProxyImage = QueueProxyImage }).Files.Single(f => f.Path == "initdata.toml").Content;
+        var policy = PolicyData.Policy(document);
+
+        // The pause container runs the pause binary alone, with no variable but PATH and HOSTNAME: not a copied file
+        // named as its argv (it shares the pod's loopback, and with it the attestation agent's local API).
+        var pause = PolicyData.Rule(policy, "CreateContainerRequest", "== \"sandbox\"");
+        Assert.Contains("\n    input.OCI.Process.Args == [\"/pause\"]\n", pause, StringComparison.Ordinal);
+        Assert.Contains("\n    morph_env(morph_pause, morph_list(object.get(input.OCI.Process, \"Env\", null)))\n", pause, StringComparison.Ordinal);
+        Assert.Contains("morph_pause := {\"env\": {}, \"env_names\": [\"HOSTNAME\", \"PATH\"], \"env_patterns\": [], \"any_env\": false}\n", policy, StringComparison.Ordinal);
+
+        // Its copied files (resolv.conf) only read-only and noexec, as containerd mounts them; no other container's
+        // copied-file mount is the pause container's.
+        Assert.Contains("\n        morph_pause_mount(m)\n", pause, StringComparison.Ordinal);
+        Assert.DoesNotContain("morph_mount_common(m)\n    }", pause, StringComparison.Ordinal);
+        var pauseMounts = PolicyData.Rule(policy, "morph_pause_mount", "morph_copied_mount(m)");
+        Assert.Contains("\n    \"ro\" in m.options\n", pauseMounts, StringComparison.Ordinal);
+        Assert.Contains("\n    \"noexec\" in m.options\n", pauseMounts, StringComparison.Ordinal);
+        Assert.DoesNotContain("morph_copied_file", PolicyData.Rule(policy, "morph_mount_common"), StringComparison.Ordinal);
+
+        // A copied file can never be executed: no execute bit for anyone (0111).
+        var copy = PolicyData.Rule(policy, "CopyFileRequest");
+        Assert.Contains("\n    bits.and(input.file_mode, 73) == 0\n", copy, StringComparison.Ordinal);
+        Assert.Equal(73, Convert.ToInt32("111", 8)); // 0111 in decimal, as Rego has no octal literal
+
+        // Every container's argv is pinned, queue-proxy's to its image's entrypoint (Knative gives it no command).
+        Assert.DoesNotContain("is_null(c.args)", policy, StringComparison.Ordinal);
+        Assert.Contains("\n    morph_args(c, input.OCI.Process.Args)\n", PolicyData.Rule(policy, "CreateContainerRequest", "== \"container\""), StringComparison.Ordinal);
+        var containers = PolicyData.Containers(document);
+        Assert.Equal(["/ko-app/queue"], containers.GetProperty(KnativeExporter.QueueProxyName).GetProperty("args").EnumerateArray().Select(a => a.GetString()));
+        Assert.All(containers.EnumerateObject(), c => Assert.True(c.Value.GetProperty("args").GetArrayLength() > 0, $"{c.Name}'s argv is not pinned"));
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    public void ThePolicyKeepsLoopbackOutOfTheHostsReach(ExportTee tee)
+    {
+        var policy = PolicyData.Policy(KnativeExporter.Export(Request(tee)).Files.Single(f => f.Path == "initdata.toml").Content);
+
+        // The agent finds the link by hardware address: lo's (all zeros) or none selects lo whatever the name.
+        var update = PolicyData.Rule(policy, "UpdateInterfaceRequest");
+        Assert.Contains("\n    input.interface.name != \"lo\"\n", update, StringComparison.Ordinal);
+        Assert.Contains("\n    regex.match(\"[1-9A-Fa-f]\", input.interface.hwAddr)\n", update, StringComparison.Ordinal);
+        Assert.Contains("not regex.match(morph_loopback, ip.address)", update, StringComparison.Ordinal);
+        var routes = PolicyData.Rule(policy, "UpdateRoutesRequest");
+        Assert.Contains("route.device != \"lo\"", routes, StringComparison.Ordinal);
+        Assert.Contains("every field in [\"dest\", \"gateway\", \"source\"]", routes, StringComparison.Ordinal);
+        Assert.Contains("not regex.match(morph_loopback, object.get(route, field, \"\"))", routes, StringComparison.Ordinal);
+
+        // The Rego string, unescaped, is the regular expression the agent applies: it must know loopback when it sees it.
+        const string Marker = "morph_loopback := \"";
+        var at = policy.IndexOf(Marker, StringComparison.Ordinal);
+        Assert.True(at > 0, "the policy has no morph_loopback");
+        var literal = policy[(at + Marker.Length)..policy.IndexOf('\n', at)].TrimEnd('"');
+        var loopback = new System.Text.RegularExpressions.Regex(literal.Replace("\\\\", "\\", StringComparison.Ordinal));
+        Assert.All(["127.0.0.1", "127.1.2.3", "127.0.0.0/8", "::1", "::1/128", "0:0:0:0:0:0:0:1", "::0001", "::FFFF:127.0.0.1"], a => Assert.Matches(loopback, a));
+        Assert.All(["10.0.0.1", "0.0.0.0/0", "fe80::1", "::10", "2001:db8::1", "", "::"], a => Assert.DoesNotMatch(loopback, a));
     }
 
     [Fact]

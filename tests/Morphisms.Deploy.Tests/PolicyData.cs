@@ -18,6 +18,33 @@ internal static class PolicyData
     public static string Entry(string initdata, string name) =>
         Assert.IsType<string>(Assert.IsType<TomlTable>(TomlSerializer.Deserialize<TomlTable>(initdata)!["data"])[name]);
 
+    /// <summary>
+    /// The text of every definition of <paramref name="head"/> (a rule or function name: <c>CopyFileRequest</c>,
+    /// <c>morph_mount</c>) that contains <paramref name="containing"/>, each from its first line to its closing brace.
+    /// </summary>
+    public static string Rule(string policy, string head, string containing = "")
+    {
+        var rules = new List<string>();
+        var lines = policy.Split('\n');
+        for (var i = 0; i < lines.Length; i++)
+        {
+            if (!lines[i].StartsWith(head + " ", StringComparison.Ordinal) && !lines[i].StartsWith(head + "(", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var end = Array.FindIndex(lines, i, l => l == "}");
+            var rule = string.Join('\n', lines[i..(end + 1)]);
+            if (rule.Contains(containing, StringComparison.Ordinal))
+            {
+                rules.Add(rule);
+            }
+        }
+
+        Assert.True(rules.Count > 0, $"the policy has no {head} containing '{containing}'");
+        return string.Join("\n\n", rules);
+    }
+
     /// <summary>The policy's <c>morph_containers</c> object: container name → what is pinned.</summary>
     public static JsonElement Containers(string initdata)
     {

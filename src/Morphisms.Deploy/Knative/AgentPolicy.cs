@@ -15,8 +15,12 @@ public sealed record PolicyContainer
     /// <summary>The image the agent must pull for it (the guest-pull storage's source), pinned by digest; null pins nothing.</summary>
     public string? Image { get; init; }
 
-    /// <summary>The process's whole argv (the pod's <c>command</c> followed by its <c>args</c>); null pins nothing.</summary>
-    public IReadOnlyList<string>? Args { get; init; }
+    /// <summary>
+    /// The process's whole argv as the agent receives it: the pod's <c>command</c> followed by its <c>args</c>, or the
+    /// image's entrypoint and cmd where the pod names none (containerd resolves them before the agent sees the spec).
+    /// Always pinned: a container whose argv the host chose could run a file the host copied in.
+    /// </summary>
+    public required IReadOnlyList<string> Args { get; init; }
 
     /// <summary>
     /// Arguments Kubernetes expands before the agent sees them (<c>$(POD_IP)</c>): the literal argument in
@@ -77,7 +81,7 @@ public static class AgentPolicy
             data[container.Name] = new JsonObject
             {
                 ["image"] = container.Image,
-                ["args"] = container.Args is null ? null : new JsonArray([.. container.Args.Select(a => (JsonNode?)a)]),
+                ["args"] = new JsonArray([.. container.Args.Select(a => (JsonNode?)a)]),
                 ["expansions"] = Object(container.Expansions),
                 ["env"] = Object(container.Env),
                 ["env_names"] = new JsonArray([.. container.EnvNames.Order(StringComparer.Ordinal).Select(n => (JsonNode?)n)]),
@@ -167,7 +171,7 @@ public static class AgentPolicy
         default UpdateEphemeralMountsRequest := false
         default WriteStreamRequest := false
 
-        # The containers this pod may run, by name, and what is pinned about each (null: not pinned).
+        # The containers this pod may run, by name, and what is pinned about each (a null image: not pinned).
 
         """;
 
@@ -196,6 +200,13 @@ public static class AgentPolicy
 
         morph_copied_mounts := {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log"}
 
+        # The pause container's variables: PATH from the pause image's config (its value does not matter: the argv is
+        # an absolute path) and HOSTNAME; nothing else, in the shape of a container entry for morph_env.
+        morph_pause := {"env": {}, "env_names": ["HOSTNAME", "PATH"], "env_patterns": [], "any_env": false}
+
+        # An address on the loopback network (127.0.0.0/8, ::1, IPv4-mapped 127/8), optionally with a prefix length.
+        morph_loopback := "(?i)^(127\\.|::ffff:127\\.|[0:]*:0{0,3}1(/[0-9]+)?$)"
+
         morph_list(x) := x if {
             is_array(x)
         }
@@ -222,15 +233,19 @@ public static class AgentPolicy
         }
 
         # The pause container: guest-pulled storage marked as the sandbox's, so the agent runs the pause bundle of the
-        # measured guest image, whatever image the host names.
+        # measured guest image, whatever image the host names; and its process is the pause binary alone (Kubernetes'
+        # pause image's entrypoint, as genpolicy pins it), with only the variables containerd gives it. Not every agent
+        # replaces the host's process with the bundle's, and one the host chose would share the pod's loopback.
         CreateContainerRequest if {
             input.OCI.Annotations["io.kubernetes.cri.container-type"] == "sandbox"
             morph_common
             count(morph_image_pulls) == 1
             count(morph_storages) == 1
             morph_pause_pull(morph_image_pulls[0])
+            input.OCI.Process.Args == ["/pause"]
+            morph_env(morph_pause, morph_list(object.get(input.OCI.Process, "Env", null)))
             every m in morph_list(object.get(input.OCI, "Mounts", null)) {
-                morph_mount_common(m)
+                morph_pause_mount(m)
             }
         }
 
@@ -326,10 +341,7 @@ public static class AgentPolicy
             s.mount_point == concat("", ["/run/kata-containers/sandbox/ephemeral/", v.volume])
         }
 
-        morph_args(c, args) if {
-            is_null(c.args)
-        }
-
+        # Every container's argv is pinned: none may run what the host names.
         morph_args(c, args) if {
             count(args) == count(c.args)
             every i, arg in args {
@@ -390,6 +402,12 @@ public static class AgentPolicy
             morph_mount_common(m)
         }
 
+        # containerd mounts a container's copied files read-write and without noexec (genpolicy pins the same options),
+        # so they are not refused here: CopyFileRequest keeps execute bits off the files themselves.
+        morph_mount(c, m) if {
+            morph_copied_mount(m)
+        }
+
         morph_mount(c, m) if {
             some v in c.memory_volumes
             m.destination == v.destination
@@ -415,7 +433,19 @@ public static class AgentPolicy
             m.source == "shm"
         }
 
-        morph_mount_common(m) if {
+        # The pause container's copied files (its /etc/resolv.conf) only read-only and noexec, as containerd mounts
+        # them and genpolicy requires.
+        morph_pause_mount(m) if {
+            morph_mount_common(m)
+        }
+
+        morph_pause_mount(m) if {
+            morph_copied_mount(m)
+            "ro" in m.options
+            "noexec" in m.options
+        }
+
+        morph_copied_mount(m) if {
             m.destination in morph_copied_mounts
             m.type_ == "bind"
             regex.match(morph_copied_file, m.source)
@@ -430,10 +460,12 @@ public static class AgentPolicy
         }
 
         # Only regular files, only where Kata puts a container's copied files: no symlink (a mount would follow it into
-        # another container's memory-backed volume), no directory tree.
+        # another container's memory-backed volume), no directory tree, and no execute bit (0111) for anyone: a copied
+        # file is data (hosts, resolv.conf, ...), and one that could be executed would be a program of the host's.
         CopyFileRequest if {
             regex.match(morph_copied_file, input.path)
             morph_regular_file
+            bits.and(input.file_mode, 73) == 0
         }
 
         morph_regular_file if {
@@ -445,14 +477,23 @@ public static class AgentPolicy
             bits.and(input.file_mode, 61440) == 32768
         }
 
-        # Loopback stays the guest's: morph-init hands plaintext to the app over it.
+        # Loopback stays the guest's: morph-init hands plaintext to the app over it. The agent finds the link to change
+        # by its hardware address, not its name, and lo's is all zeros: an empty or all-zero hwAddr is refused whatever
+        # the name, and so is any loopback address or route.
         UpdateInterfaceRequest if {
             input.interface.name != "lo"
+            regex.match("[1-9A-Fa-f]", input.interface.hwAddr)
+            every ip in morph_list(object.get(input.interface, "IPAddresses", null)) {
+                not regex.match(morph_loopback, ip.address)
+            }
         }
 
         UpdateRoutesRequest if {
             every route in morph_list(object.get(input.routes, "Routes", null)) {
                 route.device != "lo"
+                every field in ["dest", "gateway", "source"] {
+                    not regex.match(morph_loopback, object.get(route, field, ""))
+                }
             }
         }
 

@@ -35,6 +35,12 @@ public static class KnativeExporter
     /// <summary>The name of the container Knative adds to every pod.</summary>
     public const string QueueProxyName = "queue-proxy";
 
+    /// <summary>
+    /// queue-proxy's argv as the agent receives it: Knative gives the container no command or args, so containerd runs
+    /// the image's entrypoint, which ko (Knative's image builder) sets to <c>/ko-app/</c> and the binary's name.
+    /// </summary>
+    public static readonly IReadOnlyList<string> QueueProxyArgs = ["/ko-app/queue"];
+
     /// <summary>Variables Knative sets in the function's container (values it chooses per revision).</summary>
     public static readonly IReadOnlyList<string> KnativeVariables = ["PORT", "K_REVISION", "K_CONFIGURATION", "K_SERVICE"];
 
@@ -89,8 +95,8 @@ public static class KnativeExporter
 
     /// <summary>
     /// The Kata agent policy for <paramref name="request"/>'s pod: the function's container with its image, argv and
-    /// environment pinned, and Knative's queue-proxy with its image pinned when <see cref="ExportRequest.QueueProxyImage"/>
-    /// is given (its argv and environment are Knative's, per revision).
+    /// environment pinned, and Knative's queue-proxy with its argv pinned (<see cref="QueueProxyArgs"/>) and its image
+    /// when <see cref="ExportRequest.QueueProxyImage"/> is given (its environment is Knative's, per revision).
     /// </summary>
     public static string Policy(ExportRequest request)
     {
@@ -105,7 +111,7 @@ public static class KnativeExporter
             EnvNames = [.. AgentPolicy.RuntimeVariables, .. KnativeVariables, InitdataVariable],
             MemoryVolumes = [(SecretsDirectory, SecretsVolume)],
         };
-        var queueProxy = new PolicyContainer { Name = QueueProxyName, Image = request.QueueProxyImage, AnyEnv = true };
+        var queueProxy = new PolicyContainer { Name = QueueProxyName, Image = request.QueueProxyImage, Args = QueueProxyArgs, AnyEnv = true };
         return AgentPolicy.Rego($"function {request.Function.Name} (Knative Service, TEE {teeFlag})", [function, queueProxy]);
     }
 
