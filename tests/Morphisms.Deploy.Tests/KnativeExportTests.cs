@@ -205,10 +205,10 @@ public sealed class KnativeExportTests : IDisposable
         Assert.Contains("\n    \"noexec\" in m.options\n", pauseMounts, StringComparison.Ordinal);
         Assert.DoesNotContain("morph_copied_file", PolicyData.Rule(policy, "morph_mount_common"), StringComparison.Ordinal);
 
-        // A copied file can never be executed: no execute bit for anyone (0111).
+        // A copied file can never be executed: no execute bit for anyone, no setuid or setgid (06111).
         var copy = PolicyData.Rule(policy, "CopyFileRequest");
-        Assert.Contains("\n    bits.and(input.file_mode, 73) == 0\n", copy, StringComparison.Ordinal);
-        Assert.Equal(73, Convert.ToInt32("111", 8)); // 0111 in decimal, as Rego has no octal literal
+        Assert.Contains("\n    bits.and(input.file_mode, 3145) == 0\n", copy, StringComparison.Ordinal);
+        Assert.Equal(3145, Convert.ToInt32("6111", 8)); // 06111 in decimal, as Rego has no octal literal
 
         // Every container's argv is pinned, queue-proxy's to its image's entrypoint (Knative gives it no command).
         Assert.DoesNotContain("is_null(c.args)", policy, StringComparison.Ordinal);

@@ -460,12 +460,12 @@ public static class AgentPolicy
         }
 
         # Only regular files, only where Kata puts a container's copied files: no symlink (a mount would follow it into
-        # another container's memory-backed volume), no directory tree, and no execute bit (0111) for anyone: a copied
-        # file is data (hosts, resolv.conf, ...), and one that could be executed would be a program of the host's.
+        # another container's memory-backed volume), no directory tree, and no execute, setuid or setgid bit (06111): a
+        # copied file is data (hosts, resolv.conf, ...), and one that could be executed would be a program of the host's.
         CopyFileRequest if {
             regex.match(morph_copied_file, input.path)
             morph_regular_file
-            bits.and(input.file_mode, 73) == 0
+            bits.and(input.file_mode, 3145) == 0
         }
 
         morph_regular_file if {
