@@ -37,6 +37,13 @@ internal sealed class TokenBackend : ILogicalBackend
     {
         var state = request.RequireState();
         var parent = request.Token!;
+
+        // As in Vault: a use-limited token (its count, or -1 on its last use) must not turn itself into an unlimited one.
+        if (parent.NumUses != 0)
+        {
+            throw KmsException.BadRequest("restricted use token cannot generate child tokens");
+        }
+
         var f = request.Fields;
         var privileged = parent.IsRoot || request.Acl!.Allows(Operation.Update, request.Path, sudo: true);
 

@@ -238,7 +238,14 @@ internal sealed class TokenStore
                 throw KmsException.BadRequest("lease is not renewable");
             }
 
+            // The caller found the token valid before waiting for the lock; it may have expired meanwhile, and an
+            // expired token stays expired.
             var now = _time.GetUtcNow();
+            if (entry.ExpireTime <= now)
+            {
+                throw new KmsException(403, "bad token");
+            }
+
             var ttl = entry.Period > 0 ? TimeSpan.FromSeconds(entry.Period)
                 : increment > TimeSpan.Zero ? increment : TimeSpan.FromSeconds(entry.CreationTtl);
             var maxEnd = MaxEnd(entry);

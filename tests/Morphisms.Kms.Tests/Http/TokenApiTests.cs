@@ -71,6 +71,23 @@ public class TokenApiTests
         (await c.GetAsync("auth/token/lookup-self", "")).Expect(403);
     }
 
+    /// <summary>
+    /// As in Vault, a use-limited token cannot create tokens: a one-time root token would otherwise spend its one use on
+    /// an unlimited, non-expiring root token. Its last use included (its count is then spent).
+    /// </summary>
+    [Fact]
+    public async Task A_use_limited_token_cannot_create_child_or_orphan_tokens()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        var twoUses = await Create(c, new { policies = new[] { "root" }, num_uses = 2 });
+
+        var refused = (await c.PostAsync("auth/token/create-orphan", new { policies = new[] { "root" } }, twoUses)).Expect(400);
+        Assert.Equal("restricted use token cannot generate child tokens", refused.Errors.Single());
+        (await c.PostAsync("auth/token/create", new { }, twoUses)).Expect(400); // its last use
+        (await c.GetAsync("auth/token/lookup-self", twoUses)).Expect(403);
+    }
+
     [Fact]
     public async Task Revoking_a_parent_revokes_children_and_orphans_survive()
     {

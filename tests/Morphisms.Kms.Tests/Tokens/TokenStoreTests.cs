@@ -78,6 +78,18 @@ public class TokenStoreTests
         Assert.Null(await _store.UseAsync(token, default));
     }
 
+    /// <summary>A renewal that reaches the store after the token expired (it waited for the lock) does not revive it.</summary>
+    [Fact]
+    public async Task An_expired_token_is_not_renewed()
+    {
+        var (token, entry, _) = await Create(ttl: TimeSpan.FromMinutes(5));
+        _time.Advance(TimeSpan.FromMinutes(5));
+
+        var e = await Assert.ThrowsAsync<KmsException>(() => _store.RenewAsync(entry.Hash, TimeSpan.Zero, default));
+        Assert.Equal(403, e.StatusCode);
+        Assert.Null(await _store.UseAsync(token, default));
+    }
+
     [Fact]
     public async Task Non_renewable_tokens_cannot_be_renewed()
     {
