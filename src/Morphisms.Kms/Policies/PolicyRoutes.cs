@@ -45,11 +45,29 @@ internal static class PolicyRoutes
         return new KmsResponse { Data = new JsonObject { ["keys"] = JsonValues.Strings(names), ["policies"] = JsonValues.Strings(names) }, MergeDataToTopLevel = true };
     }
 
+    /// <summary>
+    /// The policy a request names, normalised as Vault does (<c>Team-A</c> is <c>team-a</c>). The ACL judged the path as
+    /// sent, so when normalising changes the name the ACL must also allow the path of the policy actually touched: an
+    /// exact deny on <c>sys/policies/acl/admin</c> is not escaped by writing <c>ADMIN</c> or <c> admin</c>.
+    /// </summary>
+    private static string Name(KmsRequest request, RouteMatch match)
+    {
+        var sent = match["name"];
+        var name = PolicyStore.NormalizeName(sent);
+        if (sent != name && request.Acl is { } acl
+            && (!request.Path.EndsWith(sent, StringComparison.Ordinal) || !acl.Allows(request.Operation, request.Path[..^sent.Length] + name)))
+        {
+            throw KmsException.PermissionDenied();
+        }
+
+        return name;
+    }
+
     private static async Task<bool> ExistsAsync(KmsRequest request, RouteMatch match, CancellationToken ct) =>
         await request.RequireState().Policies.GetAsync(PolicyStore.NormalizeName(match["name"]), ct).ConfigureAwait(false) is not null;
 
     private static async Task<Policy> GetAsync(KmsRequest request, RouteMatch match, CancellationToken ct) =>
-        await request.RequireState().Policies.GetAsync(PolicyStore.NormalizeName(match["name"]), ct).ConfigureAwait(false)
+        await request.RequireState().Policies.GetAsync(Name(request, match), ct).ConfigureAwait(false)
         ?? throw KmsException.NotFound();
 
     private static async Task<KmsResponse?> PutAsync(KmsRequest request, RouteMatch match, string? text, CancellationToken ct)
@@ -59,13 +77,13 @@ internal static class PolicyRoutes
             throw KmsException.BadRequest("missing required parameter 'policy'");
         }
 
-        await request.RequireState().Policies.PutAsync(PolicyStore.NormalizeName(match["name"]), text, ct).ConfigureAwait(false);
+        await request.RequireState().Policies.PutAsync(Name(request, match), text, ct).ConfigureAwait(false);
         return null;
     }
 
     private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
-        await request.RequireState().Policies.DeleteAsync(PolicyStore.NormalizeName(match["name"]), ct).ConfigureAwait(false);
+        await request.RequireState().Policies.DeleteAsync(Name(request, match), ct).ConfigureAwait(false);
         return null;
     }
 }

@@ -143,4 +143,37 @@ public class PolicyApiTests
         (await c.PostAsync("secret/data/other" + control, new { data = new { a = "b" } })).Expect(400);
         (await c.GetAsync("secret/data/other")).Expect(404);
     }
+
+    /// <summary>
+    /// Policy names are normalised as in Vault (<c>ADMIN</c> is <c>admin</c>), but an exact deny on the normalised name
+    /// still stops a token whose wildcard grants the name as sent.
+    /// </summary>
+    [Theory]
+    [InlineData("ADMIN")]
+    [InlineData("Admin")]
+    [InlineData("%20admin")]
+    public async Task An_exact_deny_on_a_policy_name_is_not_escaped_by_its_case_or_spaces(string sent)
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        const string admin = "path \"secret/*\" { capabilities = [\"read\"] }";
+        (await c.PutAsync("sys/policies/acl/admin", new { policy = admin })).Expect(204);
+        (await c.PutAsync("sys/policies/acl/policy-writer", new
+        {
+            policy = """
+                path "sys/policies/acl/*" { capabilities = ["create", "read", "update", "delete"] }
+                path "sys/policies/acl/admin" { capabilities = ["deny"] }
+                """,
+        })).Expect(204);
+        var writer = (await c.PostAsync("auth/token/create", new { policies = new[] { "policy-writer" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+        (await c.PutAsync("sys/policies/acl/" + sent, new { policy = "path \"*\" { capabilities = [\"sudo\"] }" }, writer)).Expect(403);
+        (await c.DeleteAsync("sys/policies/acl/" + sent, writer)).Expect(403);
+        (await c.GetAsync("sys/policies/acl/" + sent, writer)).Expect(403);
+        Assert.Equal(admin, (await c.GetAsync("sys/policies/acl/admin")).Expect(200).Data["policy"]!.GetValue<string>());
+
+        // What the wildcard grants still works, normalised: Team-B is team-b.
+        (await c.PutAsync("sys/policies/acl/Team-B", new { policy = admin }, writer)).Expect(204);
+        (await c.GetAsync("sys/policies/acl/team-b", writer)).Expect(200);
+    }
 }
