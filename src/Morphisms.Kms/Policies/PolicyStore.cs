@@ -11,6 +11,12 @@ internal sealed class PolicyStore(ISecureStorage storage)
     private static readonly Policy RootPolicy = new(BuiltinPolicies.Root, "", []);
     private readonly ConcurrentDictionary<string, Policy> _cache = new(StringComparer.Ordinal);
 
+    // Writes are serialised so the cache ends in the order storage did; a read fills the cache only if no write happened
+    // since it began, or it could put back a policy a concurrent write just replaced or deleted (until the next seal).
+    private readonly SemaphoreSlim _writes = new(1, 1);
+    private readonly Lock _gate = new();
+    private long _generation;
+
     /// <summary>The storage write that creates the default policy at init.</summary>
     public static (string Key, byte[] Value) DefaultPolicyRecord() =>
         (Prefix + BuiltinPolicies.Default, SecureStorageJson.ToJson(new StoredPolicy(BuiltinPolicies.Default, BuiltinPolicies.DefaultText)));
@@ -41,6 +47,7 @@ internal sealed class PolicyStore(ISecureStorage storage)
             return cached;
         }
 
+        var generation = Interlocked.Read(ref _generation);
         var stored = await storage.GetJsonAsync<StoredPolicy>(Prefix + name, ct).ConfigureAwait(false);
         if (stored is null)
         {
@@ -48,7 +55,14 @@ internal sealed class PolicyStore(ISecureStorage storage)
         }
 
         var policy = PolicyParser.Parse(stored.Name, stored.Policy);
-        _cache[name] = policy;
+        lock (_gate)
+        {
+            if (_generation == generation)
+            {
+                _cache.TryAdd(name, policy);
+            }
+        }
+
         return policy;
     }
 
@@ -80,8 +94,16 @@ internal sealed class PolicyStore(ISecureStorage storage)
             throw KmsException.BadRequest($"failed to parse policy: {e.Message}");
         }
 
-        await storage.PutJsonAsync(Prefix + name, new StoredPolicy(name, text), ct).ConfigureAwait(false);
-        _cache[name] = policy;
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await storage.PutJsonAsync(Prefix + name, new StoredPolicy(name, text), ct).ConfigureAwait(false);
+            Changed(name, policy);
+        }
+        finally
+        {
+            _writes.Release();
+        }
     }
 
     /// <summary>Deletes a policy; <c>root</c> and <c>default</c> cannot be deleted.</summary>
@@ -92,8 +114,32 @@ internal sealed class PolicyStore(ISecureStorage storage)
             throw KmsException.BadRequest($"cannot delete \"{name}\" policy");
         }
 
-        await storage.DeleteAsync(Prefix + name, ct).ConfigureAwait(false);
-        _cache.TryRemove(name, out _);
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await storage.DeleteAsync(Prefix + name, ct).ConfigureAwait(false);
+            Changed(name, null);
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private void Changed(string name, Policy? policy)
+    {
+        lock (_gate)
+        {
+            _generation++;
+            if (policy is null)
+            {
+                _cache.TryRemove(name, out _);
+            }
+            else
+            {
+                _cache[name] = policy;
+            }
+        }
     }
 
     /// <summary>The ACL of a set of policy names; names that no longer exist grant nothing.</summary>
