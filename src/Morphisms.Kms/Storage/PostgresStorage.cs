@@ -43,6 +43,9 @@ public sealed class PostgresStorage : IPhysicalStorage
     /// <summary>Host, port, database and user: what errors may name (never the password).</summary>
     public string Description { get; }
 
+    /// <summary>The pooled connections every read and write uses.</summary>
+    internal NpgsqlDataSource Pool => _pool;
+
     /// <summary>Unpooled connections for long-lived sessions (the leadership lock).</summary>
     internal NpgsqlDataSource SessionSource { get; }
 
@@ -69,7 +72,15 @@ public sealed class PostgresStorage : IPhysicalStorage
         settings.ApplicationName ??= "morphisms-kms";
         var password = settings.Password;
         var description = $"host {settings.Host ?? "localhost"} port {settings.Port} database {settings.Database ?? settings.Username ?? "(default)"} user {settings.Username ?? "(default)"}";
-        var pool = new NpgsqlDataSourceBuilder(settings.ConnectionString).Build();
+        var pooled = new NpgsqlConnectionStringBuilder(settings.ConnectionString)
+        {
+            // A write holds the leader row FOR SHARE until its COMMIT, so a node whose host vanishes between the two
+            // would block its successor's epoch UPDATE until TCP keepalive ends the session (two hours by default).
+            // A write is idle in its transaction for one round trip at most; the server ends it after 10 s instead.
+            // Settings the user gave come after these, so theirs win.
+            Options = ("-c idle_in_transaction_session_timeout=10000 " + settings.Options).TrimEnd(),
+        };
+        var pool = new NpgsqlDataSourceBuilder(pooled.ConnectionString).Build();
         var session = new NpgsqlConnectionStringBuilder(settings.ConnectionString)
         {
             Pooling = false,

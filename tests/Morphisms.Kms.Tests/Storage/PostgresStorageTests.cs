@@ -139,5 +139,65 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         Assert.Equal("new"u8.ToArray(), await oldNode.GetAsync("k"));
     }
 
+    [Fact]
+    public async Task A_write_transaction_left_open_by_a_vanished_node_does_not_block_its_successor()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        await using var oldNode = PostgresStorage.Open(connectionString);
+        await using var newNode = PostgresStorage.Open(connectionString);
+        await using var oldLock = new PostgresLeaderLock(oldNode);
+        await using var newLock = new PostgresLeaderLock(newNode);
+        Assert.NotNull(await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", default));
+
+        // The old node's host dies between a write's batch and its COMMIT: its pooled session sits idle in a
+        // transaction holding the leader row FOR SHARE, and nothing on that side will ever end it.
+        var stuck = await oldNode.Pool.OpenConnectionAsync();
+        var tx = await stuck.BeginTransactionAsync();
+        await using (var share = new NpgsqlCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR SHARE", stuck, tx))
+        {
+            await share.ExecuteScalarAsync();
+        }
+
+        var stuckPid = stuck.ProcessID;
+        await oldLock.DisposeAsync();
+
+        // The successor retries as the election does (its epoch UPDATE times out after 5 s while the row is locked):
+        // the server must end the idle transaction well before TCP keepalive would (two hours by default).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(25);
+        long? newEpoch = null;
+        while (newEpoch is null && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                newEpoch = await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", default);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.QueryCanceled)
+            {
+                await newLock.ReleaseAsync();
+            }
+
+            if (newEpoch is null)
+            {
+                await Task.Delay(200);
+            }
+        }
+
+        Assert.NotNull(newEpoch);
+        await using (var check = newNode.Pool.CreateCommand("SELECT count(*) FROM pg_stat_activity WHERE pid = $1"))
+        {
+            check.Parameters.Add(new NpgsqlParameter { Value = stuckPid });
+            Assert.Equal(0L, await check.ExecuteScalarAsync());
+        }
+
+        try
+        {
+            await stuck.DisposeAsync();
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // Terminated by the server, as intended.
+        }
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
