@@ -282,20 +282,25 @@ internal sealed partial class KmsCore : IAsyncDisposable
 
     /// <summary>
     /// HA: this node just won the leadership lock; loads everything from storage (the previous active node may have
-    /// changed any of it) before serving. False when the held root key no longer opens the store (restored from
-    /// another cluster, say): the node seals itself.
+    /// changed any of it) before serving, and only then allows writes under <paramref name="epoch"/>. False when
+    /// deposed meanwhile, or when the held root key no longer opens the store (restored from another cluster, say):
+    /// the node seals itself.
     /// </summary>
-    public async Task<bool> PromoteAsync(CancellationToken ct)
+    public async Task<bool> PromoteAsync(long epoch, CancellationToken ct)
     {
         await _transition.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             StepDown();
             await _closing.ConfigureAwait(false);
-            if (Volatile.Read(ref _heldRootKey) is not { } held)
+            if (Volatile.Read(ref _heldRootKey) is not { } held || Election is { IsActive: false })
             {
                 return false;
             }
+
+            // Only now, with the previous term's state drained: a request still running on it would otherwise write
+            // its stale view (a keyring from before another node's rotation, say) under this new epoch.
+            ((PostgresStorage)_physical).FenceAsLeader(epoch);
 
             var rootKey = held.ToArray();
             Keyring? keyring = null;
@@ -310,7 +315,8 @@ internal sealed partial class KmsCore : IAsyncDisposable
                 var state = await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false);
                 if (Election is { IsActive: false })
                 {
-                    // Deposed while loading: never serve.
+                    // Deposed while loading: never serve. The step-down may have shut the fence before it was opened.
+                    ((PostgresStorage)_physical).FenceAsStandby();
                     _closing = state.CloseAsync();
                     return false;
                 }
@@ -318,7 +324,8 @@ internal sealed partial class KmsCore : IAsyncDisposable
                 Volatile.Write(ref _active, state);
                 if (Election is { IsActive: false })
                 {
-                    // Deposed between the check above and now: the step-down may have missed this state.
+                    // Deposed between the check above and now: the step-down may have missed this state (and the fence).
+                    ((PostgresStorage)_physical).FenceAsStandby();
                     StepDown();
                     return false;
                 }

@@ -201,6 +201,7 @@ internal sealed class LeaderElection : IAsyncDisposable
     private async Task RoundAsync(CancellationToken ct)
     {
         bool promote;
+        long epoch = 0;
         await _gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
@@ -234,9 +235,10 @@ internal sealed class LeaderElection : IAsyncDisposable
                 return;
             }
 
-            if (await _lock.TryAcquireAsync(NodeId, _address, ct).ConfigureAwait(false) is { } epoch)
+            if (await _lock.TryAcquireAsync(NodeId, _address, ct).ConfigureAwait(false) is { } won)
             {
-                _storage.FenceAsLeader(epoch);
+                // The fence stays shut until the promotion has drained the previous term's state (KmsCore.PromoteAsync).
+                epoch = won;
                 _activeSince = _time.GetUtcNow();
                 Volatile.Write(ref _leader, new LeaderRecord(NodeId, new Uri(_address), _activeSince));
                 Volatile.Write(ref _active, 1);
@@ -256,7 +258,7 @@ internal sealed class LeaderElection : IAsyncDisposable
         // Outside the gate: loading state takes the core's transition lock, which sys/init holds while it waits for the gate.
         if (promote)
         {
-            if (await _core.PromoteAsync(ct).ConfigureAwait(false))
+            if (await _core.PromoteAsync(epoch, ct).ConfigureAwait(false))
             {
                 await _log.WriteLineAsync($"KMS HA: this node ({_address}) is now the active node").ConfigureAwait(false);
             }
