@@ -32,15 +32,18 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
     public async Task<long?> TryAcquireAsync(string nodeId, string address, CancellationToken ct)
     {
         var session = await SessionAsync(ct).ConfigureAwait(false);
-        await using (var take = new NpgsqlCommand($"SELECT pg_try_advisory_lock({PostgresStorage.LeaderLockKey})", session))
+
+        // Advisory locks stack: taking it again while held would need two unlocks, and one release would keep it.
+        if (!Held)
         {
+            await using var take = new NpgsqlCommand($"SELECT pg_try_advisory_lock({PostgresStorage.LeaderLockKey})", session);
             if (await take.ExecuteScalarAsync(ct).ConfigureAwait(false) is not true)
             {
                 return null;
             }
-        }
 
-        Held = true;
+            Held = true;
+        }
 
         // The UPDATE waits for the previous active node's in-flight write transactions (they hold the row FOR SHARE)
         // and makes all its later ones fail their epoch check: see PostgresStorage.TransactAsync.

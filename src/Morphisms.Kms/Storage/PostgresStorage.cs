@@ -224,8 +224,14 @@ public sealed class PostgresStorage : IPhysicalStorage
         if (fence != Unfenced && current != fence)
         {
             await tx.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
-            FenceAsStandby();
-            LeadershipLost?.Invoke();
+
+            // Step down only if the fence is still the term this write ran in: the node may have won a newer one
+            // since (whose epoch this write found), and that term is not this write's to end.
+            if (Interlocked.CompareExchange(ref _fenceEpoch, NotLeader, fence) == fence)
+            {
+                LeadershipLost?.Invoke();
+            }
+
             throw new HighAvailability.StandbyWriteException();
         }
 

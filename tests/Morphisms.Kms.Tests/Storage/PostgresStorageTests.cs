@@ -199,5 +199,59 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         }
     }
 
+    [Fact]
+    public async Task A_stale_write_failing_after_the_node_won_a_newer_epoch_does_not_step_the_new_term_down()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        await using var node = PostgresStorage.Open(connectionString);
+        await using var leaderLock = new PostgresLeaderLock(node);
+        var lost = 0;
+        node.LeadershipLost += () => Interlocked.Increment(ref lost);
+        var first = (await leaderLock.TryAcquireAsync("n", "http://127.0.0.1:1", default))!.Value;
+        node.FenceAsLeader(first);
+
+        // A write of the first term waits for the leader row while the epoch is being bumped (the node's next term).
+        await using var bump = await node.Pool.OpenConnectionAsync();
+        await using var tx = await bump.BeginTransactionAsync();
+        await using (var update = new NpgsqlCommand("UPDATE kms_ha_leader SET epoch = epoch + 1 WHERE id = 1", bump, tx))
+        {
+            await update.ExecuteNonQueryAsync();
+        }
+
+        var stale = node.PutAsync("k", "stale"u8.ToArray());
+        await using (var waiting = node.Pool.CreateCommand("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"))
+        {
+            while ((long)(await waiting.ExecuteScalarAsync())! == 0)
+            {
+                await Task.Delay(10);
+            }
+        }
+
+        node.FenceAsLeader(first + 1);
+        await tx.CommitAsync();
+
+        // The stale write fails, but the term the node has since won is not given up.
+        await Assert.ThrowsAsync<StandbyWriteException>(() => stale);
+        Assert.Equal(0, lost);
+        await node.PutAsync("k", "new term"u8.ToArray());
+        Assert.Equal("new term"u8.ToArray(), await node.GetAsync("k"));
+    }
+
+    [Fact]
+    public async Task Acquiring_the_leader_lock_it_already_holds_does_not_stack_it()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        await using var node = PostgresStorage.Open(connectionString);
+        await using var other = PostgresStorage.Open(connectionString);
+        await using var nodeLock = new PostgresLeaderLock(node);
+        await using var otherLock = new PostgresLeaderLock(other);
+        Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", default));
+        Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", default));
+
+        // Advisory locks count: had the second call taken it again, one unlock would leave it held.
+        await nodeLock.ReleaseAsync();
+        Assert.NotNull(await otherLock.TryAcquireAsync("o", "http://127.0.0.1:2", default));
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
