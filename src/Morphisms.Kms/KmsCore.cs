@@ -434,22 +434,24 @@ internal sealed partial class KmsCore : IAsyncDisposable
             return;
         }
 
+        Keyring? keyring = null;
         try
         {
             await CheckRestoredSnapshotAsync(rootKey, ct).ConfigureAwait(false);
+            var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
+                ?? throw new BarrierException("the keyring is missing from storage");
+            keyring = BarrierStorage.UnwrapKeyring(rootKey, keyringBytes);
+            await RefreshAutoUnsealAsync(rootKey, ct).ConfigureAwait(false);
+            var state = await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false);
+            Volatile.Write(ref _active, state);
         }
         catch
         {
+            // Still sealed: no state owns the keys, so nothing else will wipe them.
             CryptographicOperations.ZeroMemory(rootKey);
+            keyring?.Zero();
             throw;
         }
-
-        var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
-            ?? throw new BarrierException("the keyring is missing from storage");
-        var keyring = BarrierStorage.UnwrapKeyring(rootKey, keyringBytes);
-        await RefreshAutoUnsealAsync(rootKey, ct).ConfigureAwait(false);
-        var state = await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false);
-        Volatile.Write(ref _active, state);
     }
 }
 
