@@ -79,6 +79,11 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         // app started early below runs exactly what was measured.
         IDisposable? owned = null;
         var provider = report.Time("launch", () => EvidenceProviders.Create(options, launchConfig, out owned));
+        if (options.WrapEvidence is { } wrap)
+        {
+            provider = wrap(provider);
+        }
+
         using var _ = owned;
 
         var secrets = new SecretDirectory(options.SecretsDir);

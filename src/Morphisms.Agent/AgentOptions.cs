@@ -91,6 +91,9 @@ public sealed record AgentOptions
     /// <summary>Device roots, overridable so tests drive the providers with fake device trees.</summary>
     public DeviceRoots Devices { get; init; } = new();
 
+    /// <summary>Wraps the evidence provider <c>--tee</c> chose, so tests can make it fail at a chosen moment; null in production.</summary>
+    internal Func<Evidence.IEvidenceProvider, Evidence.IEvidenceProvider>? WrapEvidence { get; init; }
+
     /// <summary>Attempts per KMS call before giving up on transport failures.</summary>
     public int KmsAttempts { get; init; } = 5;
 

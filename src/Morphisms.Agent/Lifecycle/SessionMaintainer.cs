@@ -12,8 +12,9 @@ namespace Morphisms.Agent.Lifecycle;
 /// Keeps a running instance provisioned: renews the token at half its TTL, re-attests (new key, token and
 /// certificate, hot-swapped into the terminator) when renewal hits the max TTL or fails, or when the certificate is
 /// two thirds through its life, and applies new secret versions to the running app. A KMS that is away, a bundle
-/// version that cannot be used, or a deleted bundle leave the app serving what it has (logged); a KMS that refuses
-/// the instance even after a fresh attestation ends the loop, and the agent stops the app.
+/// version that cannot be used, a deleted bundle, or TEE evidence that cannot be had for a moment leave the app
+/// serving what it has (logged and retried); a KMS that refuses the instance even after a fresh attestation ends the
+/// loop, and the agent stops the app.
 /// </summary>
 public sealed class SessionMaintainer(
     AgentOptions options, KmsClient kms, Attestor attestor, TlsTerminator terminator, SecretDirectory secrets, AgentLog log)
@@ -46,7 +47,7 @@ public sealed class SessionMaintainer(
         _secretVersion = secretVersion;
     }
 
-    /// <summary>Runs until cancelled; KMS outages are logged and retried, refusals end the loop with an exception.</summary>
+    /// <summary>Runs until cancelled; KMS outages and evidence failures are logged and retried, refusals end the loop with an exception.</summary>
     public async Task RunAsync(CancellationToken ct)
     {
         var time = options.Time;
@@ -87,11 +88,13 @@ public sealed class SessionMaintainer(
                     nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
                 }
             }
-            catch (Exception e) when (e is AgentException { ExitCode: AgentExitCodes.KmsUnavailable } or KmsCallException or InvalidDataException)
+            catch (Exception e) when (e is AgentException { ExitCode: AgentExitCodes.KmsUnavailable or AgentExitCodes.Evidence } or KmsCallException or InvalidDataException)
             {
                 // The app keeps serving with what it has; the next round tries again. (A KmsCallException here is a
                 // status no step expects, e.g. a 404 on renew-self; InvalidDataException a malformed renewal answer.)
-                log.Warn("kms_unavailable", e.Message);
+                // Evidence that fails during a re-attestation (a busy SNP firmware, a configfs-tsm entry in use) is as
+                // transient as a KMS outage and no verdict on the instance; only a cold start fails fast on it.
+                log.Warn(e is AgentException { ExitCode: AgentExitCodes.Evidence } ? "evidence_unavailable" : "kms_unavailable", e.Message);
                 nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
                 await Task.Delay(options.KmsRetryDelay, time, ct).ConfigureAwait(false);
             }

@@ -1,5 +1,6 @@
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Morphisms.Agent.Evidence;
 
 namespace Morphisms.Agent.Tests.EndToEnd;
 
@@ -107,6 +108,57 @@ public sealed class MaintenanceTests
         Assert.False(run.IsCompleted, log.Text);
         await stop.CancelAsync();
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task EvidenceFailingOnceAtReattestation_IsRetried_AndTheAppKeepsServing()
+    {
+        using var harness = new AgentHarness("flaky");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+
+        // A token that cannot be renewed to its full TTL: the agent re-attests about every second.
+        await kms.RegisterAsync("flaky", harness.Measurement, tokenTtl: "2s", tokenMaxTtl: "2s");
+        await kms.PutBundleAsync("flaky", Bundle("v1"));
+        var log = new LogSink();
+        FlakyEvidence? flaky = null;
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with { WrapEvidence = p => flaky = new FlakyEvidence(p, failCall: 2) }, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        // The first re-attestation finds the firmware busy; the next round gets evidence and re-attests.
+        await Eventually.Until(() => agent.Maintainer!.Reattestations >= 1 || run.IsCompleted, "a re-attestation after the failed one");
+        Assert.False(run.IsCompleted, log.Text);
+        Assert.True(flaky!.Failed, "the provider failed once");
+        Assert.Contains("\"event\":\"evidence_unavailable\"", log.Text);
+        Assert.DoesNotContain("\"event\":\"deprovisioned\"", log.Text);
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    // Fails the failCall-th evidence request as a busy SNP firmware would, and passes every other one (and the measured
+    // pin) through.
+    private sealed class FlakyEvidence(IEvidenceProvider inner, int failCall) : IEvidenceProvider, IMeasuredPinSource
+    {
+        private int _calls;
+
+        public bool Failed { get; private set; }
+
+        public string Name => inner.Name;
+
+        public Task<TeeEvidence> GetEvidenceAsync(ReadOnlyMemory<byte> reportData, CancellationToken ct)
+        {
+            if (Interlocked.Increment(ref _calls) == failCall)
+            {
+                Failed = true;
+                throw new EvidenceException("SNP_GET_REPORT: firmware busy");
+            }
+
+            return inner.GetEvidenceAsync(reportData, ct);
+        }
+
+        public Task<MeasuredPin> ReadKmsCaPinAsync(CancellationToken ct) =>
+            ((IMeasuredPinSource)inner).ReadKmsCaPinAsync(ct);
     }
 
     private static int Count(string text, string what) => (text.Length - text.Replace(what, "", StringComparison.Ordinal).Length) / what.Length;
