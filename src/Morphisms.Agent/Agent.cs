@@ -199,6 +199,11 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             log.Error("deprovisioned", $"stopping the app: {refused.Message}");
         }
 
+        // Stop accepting before the app gets SIGTERM: a client that comes now is refused at TCP, which it can safely
+        // retry elsewhere, instead of completing a handshake and then being reset by an app on its way out. (A handshake
+        // still in progress ends too; its client sent no request.) Connections already through to the app drain with
+        // it, and whatever is still open once it has gone gets a second more, as before.
+        await terminator.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
         var code = await running.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
         await terminator.StopAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
         WipeSecrets(secrets, log);

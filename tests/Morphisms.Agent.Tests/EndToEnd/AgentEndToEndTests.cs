@@ -138,6 +138,36 @@ public sealed class AgentEndToEndTests
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
     }
 
+    [Fact]
+    public async Task Stop_RefusesNewConnectionsBeforeTheAppIsSignalled_WhileOpenOnesDrain()
+    {
+        using var harness = new AgentHarness("drainer");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("drainer", harness.Measurement);
+        await kms.PutBundleAsync("drainer", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "v1" } });
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, new LogSink());
+        var agent = new Agent(options with { App = [.. options.App, "--linger-ms", "2000"] }, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        var url = $"https://localhost:{agent.Port}/";
+        using var open = Client((_, _) => true);
+        Assert.Contains("greeting=v1", await open.GetStringAsync(url));
+
+        await stop.CancelAsync();
+        await Eventually.Until(() => File.ReadAllText(harness.Marker).Contains(";draining", StringComparison.Ordinal), "the app got SIGTERM");
+
+        // The app drains for 2 s: a new client is refused at TCP (safe to retry elsewhere), not handshaken and then reset.
+        using var late = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        var refused = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(() => late.ConnectAsync(System.Net.IPAddress.Loopback, agent.Port));
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionRefused, refused.SocketErrorCode);
+
+        // A connection opened before the stop is still served while the app drains.
+        Assert.Contains("greeting=v1", await open.GetStringAsync(url));
+        Assert.False(run.IsCompleted);
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
     private static string Field(string body, string name) =>
         body.Split(';').Select(p => p.Split('=', 2)).First(p => p[0] == name)[1];
 

@@ -11,7 +11,7 @@ namespace Morphisms.Agent.Tests;
 /// may lack; only the SDK the tests already need is assumed. It serves plain HTTP/1.1 (keep-alive) on
 /// <c>127.0.0.1:$PORT</c> and answers every request with what it was provisioned: the <c>greeting</c> secret file
 /// (read per request), the <c>GREETING</c> env var, its argv and how many SIGHUPs it got. The xunit runner never calls it.
-/// <c>trust-probe [--hide]</c> prints the size of the OS trust store, with or without <c>SystemTrustStore.Hide</c>.
+/// With <c>--linger-ms N</c> it drains for N ms after SIGTERM. <c>trust-probe [--hide]</c> prints the size of the OS trust store, with or without <c>SystemTrustStore.Hide</c>.
 /// With <c>TEST_APP_PARENT_REPORT=FILE</c> the app first writes there what it can read of its parent, the agent.
 /// </summary>
 public static class TestAppEntry
@@ -94,6 +94,19 @@ public static class TestAppEntry
         }
 
         listener.Stop();
+
+        // --linger-ms N: an app that drains for a while after SIGTERM (new connections refused, open ones still served),
+        // recording in the marker that it got the signal.
+        if (Array.IndexOf(args, "--linger-ms") is var l and >= 0 && l + 1 < args.Length)
+        {
+            if (marker is not null)
+            {
+                await File.AppendAllTextAsync(marker, ";draining");
+            }
+
+            await Task.Delay(int.Parse(args[l + 1], System.Globalization.CultureInfo.InvariantCulture));
+        }
+
         return 0;
     }
 
