@@ -269,6 +269,12 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
     private async Task<AppProcess> StartAppAsync(AgentLog log, ColdStartReport report, SecretBundle bundle, SecretDirectory secrets, CancellationToken stop)
     {
         var time = options.Time;
+        if (bundle.Argv.Count > 0)
+        {
+            // The count only: the values are what the warning is about.
+            log.Warn("bundle_argv_visible", $"the secret bundle sets {bundle.Argv.Count} argv entries: they go on the app's command line, which every local user can read in /proc/PID/cmdline, so they must not be secrets (put those in files or env)", new JsonObject { ["argv_count"] = bundle.Argv.Count });
+        }
+
         if (_app is { } early && (bundle.Env.Count > 0 || bundle.Argv.Count > 0))
         {
             // Env and argv can only be given at exec: the early app never had them, so it is replaced (slower, still right).

@@ -10,7 +10,7 @@ namespace Morphisms.Agent.Secrets;
 /// <param name="Version">The KV version it came from.</param>
 /// <param name="Env">Environment variables for the app.</param>
 /// <param name="Files">File name → content.</param>
-/// <param name="Argv">Arguments appended to the app's command line.</param>
+/// <param name="Argv">Arguments appended to the app's command line: not secret, since every local user reads /proc/PID/cmdline.</param>
 public sealed record SecretBundle(int Version, IReadOnlyDictionary<string, string> Env, IReadOnlyDictionary<string, byte[]> Files, IReadOnlyList<string> Argv)
 {
     /// <summary>Parses a bundle; errors name the field, never a value.</summary>

@@ -168,6 +168,36 @@ public sealed class AgentEndToEndTests
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
     }
 
+    [Fact]
+    public async Task ABundleWithArgv_IsWarnedAbout_ByCountNeverByValue()
+    {
+        using var harness = new AgentHarness("argver");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("argver", harness.Measurement);
+        await kms.PutBundleAsync("argver", new JsonObject
+        {
+            ["files"] = new JsonObject { ["greeting"] = "v1" },
+            ["argv"] = new JsonArray("--api-key", "argv-value-7f3c"),
+        });
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        // The app still gets them; /proc/PID/cmdline shows them to every local user, so the operator is told, by count.
+        using var client = Client((_, _) => true);
+        Assert.Contains("argv-value-7f3c", await client.GetStringAsync($"https://localhost:{agent.Port}/"));
+        var warning = log.Text.Split('\n').Single(l => l.Contains("\"event\":\"bundle_argv_visible\"", StringComparison.Ordinal));
+        Assert.Equal(2, JsonNode.Parse(warning)!["argv_count"]!.GetValue<int>());
+        Assert.Contains("/proc/PID/cmdline", warning);
+
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.DoesNotContain("argv-value-7f3c", log.Text);
+        Assert.DoesNotContain("--api-key", log.Text);
+    }
+
     private static string Field(string body, string name) =>
         body.Split(';').Select(p => p.Split('=', 2)).First(p => p[0] == name)[1];
 
