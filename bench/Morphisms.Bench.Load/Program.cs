@@ -44,8 +44,26 @@ public static class Program
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
 
+        if (args[0] is not ("coldstart" or "burst" or "gateway" or "kms"))
+        {
+            await Console.Error.WriteLineAsync($"bench: unknown scenario {args[0]}\n{Usage}");
+            return 2;
+        }
+
+        BenchEnvironment started;
+        try
+        {
+            started = await BenchEnvironment.StartAsync(signerDir, options, cts.Token);
+        }
+        catch (InvalidOperationException e)
+        {
+            // A missing prerequisite (a bundle not built, a tool not installed): its message says what to run.
+            await Console.Error.WriteLineAsync($"bench: {e.Message}");
+            return 2;
+        }
+
         JsonObject result;
-        await using (var env = await BenchEnvironment.StartAsync(signerDir, options, cts.Token))
+        await using (var env = started)
         {
             Console.WriteLine($"# machine: {Machine.Describe()}");
             Console.WriteLine($"# log: {env.LogPath}");
