@@ -1,8 +1,10 @@
 // The smallest Morphisms function: GET / answers "hello from <function> (<revision>)".
-// Listens on 127.0.0.1:$PORT in plain HTTP; morph-init terminates the attested TLS in front of it.
+// Listens on 127.0.0.1:$PORT in plain HTTP (on the UNIX domain socket $MORPH_APP_SOCKET instead when morph-init names
+// one, as it does under Gramine); morph-init terminates the attested TLS in front of it.
 using System.Globalization;
 using System.Net;
 
+var socket = Environment.GetEnvironmentVariable("MORPH_APP_SOCKET") is { Length: > 0 } socketPath ? socketPath : null;
 var portText = Environment.GetEnvironmentVariable("PORT");
 var port = 8080;
 if (!string.IsNullOrEmpty(portText)
@@ -26,22 +28,30 @@ builder.WebHost.ConfigureKestrel(kestrel =>
 {
     kestrel.AddServerHeader = false;
     kestrel.Limits.MaxRequestBodySize = 64 * 1024;
-    kestrel.Listen(IPAddress.Loopback, port);
+    if (socket is not null)
+    {
+        kestrel.ListenUnixSocket(socket);
+    }
+    else
+    {
+        kestrel.Listen(IPAddress.Loopback, port);
+    }
 });
+var endpoint = socket is not null ? $"unix:{socket}" : $"127.0.0.1:{port}";
 
 var app = builder.Build();
 app.MapGet("/", () => greeting);
 app.MapGet("/healthz", () => "ok");
 
-app.Lifetime.ApplicationStarted.Register(() => Console.Error.WriteLine($"hello: listening on http://127.0.0.1:{port}"));
+app.Lifetime.ApplicationStarted.Register(() => Console.Error.WriteLine($"hello: listening on http://{endpoint}"));
 try
 {
     await app.RunAsync();
 }
 catch (IOException e)
 {
-    // Most often the port is taken.
-    Console.Error.WriteLine($"hello: cannot listen on 127.0.0.1:{port}: {e.Message}");
+    // Most often the port (or socket path) is taken.
+    Console.Error.WriteLine($"hello: cannot listen on {endpoint}: {e.Message}");
     return 1;
 }
 

@@ -1,5 +1,6 @@
 // The Morphisms benchmark function: signs every message POSTed to it with Ed25519.
-// Listens on 127.0.0.1:$PORT in plain HTTP; morph-init terminates the attested TLS in front of it.
+// Listens on 127.0.0.1:$PORT in plain HTTP (on the UNIX domain socket $MORPH_APP_SOCKET instead when morph-init names
+// one, as it does under Gramine); morph-init terminates the attested TLS in front of it.
 using System.Globalization;
 using System.Net;
 using System.Runtime.InteropServices;
@@ -14,6 +15,9 @@ if (!TryPort(Environment.GetEnvironmentVariable("PORT"), out var port))
     Console.Error.WriteLine("signer: PORT must be a TCP port (1-65535)");
     return 2;
 }
+
+var socket = Environment.GetEnvironmentVariable("MORPH_APP_SOCKET") is { Length: > 0 } socketPath ? socketPath : null;
+var endpoint = socket is not null ? $"unix:{socket}" : $"127.0.0.1:{port}";
 
 var maxMessageBytes = 1024 * 1024;
 if (Environment.GetEnvironmentVariable("SIGNER_MAX_MESSAGE_BYTES") is { Length: > 0 } limitText
@@ -49,7 +53,14 @@ builder.WebHost.ConfigureKestrel(kestrel =>
 {
     kestrel.AddServerHeader = false;
     kestrel.Limits.MaxRequestBodySize = maxMessageBytes;
-    kestrel.Listen(IPAddress.Loopback, port);
+    if (socket is not null)
+    {
+        kestrel.ListenUnixSocket(socket);
+    }
+    else
+    {
+        kestrel.Listen(IPAddress.Loopback, port);
+    }
 });
 
 var app = builder.Build();
@@ -126,7 +137,7 @@ if (early)
 
     // Kestrel's start (~9 ms of the NativeAOT build's cold start on 2 cores) is off the path too: the port opens now,
     // and the gate above holds every request until the key is loaded.
-    if (!await TryStartAsync(app, port))
+    if (!await TryStartAsync(app, endpoint))
     {
         return 1;
     }
@@ -165,7 +176,7 @@ using var reload = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
 });
 
 released.SetResult(true);
-var listening = $"signer: listening on http://127.0.0.1:{port} (key: {keys.Current.Source}, public key {keys.Current.PublicKeyBase64})";
+var listening = $"signer: listening on http://{endpoint} (key: {keys.Current.Source}, public key {keys.Current.PublicKeyBase64})";
 if (early)
 {
     Console.Error.WriteLine(listening);
@@ -174,7 +185,7 @@ if (early)
 }
 
 app.Lifetime.ApplicationStarted.Register(() => Console.Error.WriteLine(listening));
-if (!await TryStartAsync(app, port))
+if (!await TryStartAsync(app, endpoint))
 {
     return 1;
 }
@@ -182,7 +193,7 @@ if (!await TryStartAsync(app, port))
 await app.WaitForShutdownAsync();
 return 0;
 
-static async Task<bool> TryStartAsync(WebApplication app, int port)
+static async Task<bool> TryStartAsync(WebApplication app, string endpoint)
 {
     try
     {
@@ -191,8 +202,8 @@ static async Task<bool> TryStartAsync(WebApplication app, int port)
     }
     catch (IOException e)
     {
-        // Most often the port is taken.
-        Console.Error.WriteLine($"signer: cannot listen on 127.0.0.1:{port}: {e.Message}");
+        // Most often the port (or socket path) is taken.
+        Console.Error.WriteLine($"signer: cannot listen on {endpoint}: {e.Message}");
         return false;
     }
 }

@@ -85,6 +85,11 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         }
 
         using var _ = owned;
+        if (provider.Name == "gramine" && options.AppSocket is null)
+        {
+            // Gramine has no network stack: loopback TCP is the host kernel's, which would read every decrypted request.
+            throw new AgentException(AgentExitCodes.Usage, $"under Gramine the app cannot be served on TCP port {options.AppPort}: loopback TCP runs through the untrusted host kernel, which would see and could change every decrypted request; give --app-socket PATH (a UNIX domain socket, which Gramine encrypts between its processes)");
+        }
 
         var secrets = new SecretDirectory(options.SecretsDir);
         try
@@ -94,7 +99,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
                 // The app's start-up overlaps the pin and attestation; it gets no secret and no connection until
                 // ReleaseSecrets, and it is stopped if either fails.
                 secrets.Create();
-                _app = report.Time("app_spawn", () => AppProcess.StartEarly(options.App, secrets.Path, options.AppPort));
+                _app = report.Time("app_spawn", () => AppProcess.StartEarly(options.App, secrets.Path, options.AppPort, options.AppSocket));
             }
 
             // The pin is settled before the first byte goes to the KMS: a KMS the instance cannot pin must learn nothing.
@@ -289,21 +294,21 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             var app = _app;
             if (app is null)
             {
-                _app = app = AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort);
+                _app = app = AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort, options.AppSocket);
             }
             else
             {
                 app.ReleaseSecrets();
             }
 
-            await app.WaitReadyAsync(options.AppPort, options.AppReadyTimeout, time, stop).ConfigureAwait(false);
+            await app.WaitReadyAsync(options.AppEndPoint, options.AppReadyTimeout, time, stop).ConfigureAwait(false);
             return app;
         }).ConfigureAwait(false);
     }
 
     private async Task<TlsTerminator> StartTerminatorAsync(Identity.ServingCertificate certificate)
     {
-        var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppPort, certificate);
+        var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppEndPoint, certificate);
         try
         {
             terminator.Start();

@@ -42,6 +42,7 @@ public static class AgentCli
         var port = new Option<int>("--port") { Description = "TLS port of the instance.", DefaultValueFactory = _ => 8443 };
         var listen = new Option<string>("--listen-address") { Description = "Address the TLS terminator binds.", DefaultValueFactory = _ => "0.0.0.0" };
         var appPort = new Option<int>("--app-port") { Description = "The app's plain-HTTP port on loopback.", DefaultValueFactory = _ => 8080 };
+        var appSocket = new Option<string?>("--app-socket") { Description = "The app's UNIX domain socket (given to it as MORPH_APP_SOCKET) instead of --app-port; required under --tee gramine." };
         var secretsDir = new Option<string>("--secrets-dir") { Description = "Private directory (tmpfs) for secret files.", DefaultValueFactory = _ => "/run/morph/secrets" };
         var secretPath = new Option<string?>("--secret-path") { Description = "KV v2 path of the secret bundle (default secret/data/FUNCTION)." };
         var reload = new Option<string?>("--reload-command") { Description = "Shell command run after new secrets are written (default: SIGHUP the app)." };
@@ -64,7 +65,7 @@ public static class AgentCli
 
         var root = new RootCommand("morph-init: attest to the KMS, provision secrets, then run the app behind attested TLS.")
         {
-            kms, kmsCa, kmsCaSha, initdata, allowUnmeasured, function, tee, port, listen, appPort, secretsDir, secretPath, reload, poll, reportUrl,
+            kms, kmsCa, kmsCaSha, initdata, allowUnmeasured, function, tee, port, listen, appPort, appSocket, secretsDir, secretPath, reload, poll, reportUrl,
             simDir, bundleDir, launchConfig, simHostData, simFormat, attempts, appStart, app,
         };
         var parsed = root.Parse(args);
@@ -98,6 +99,7 @@ public static class AgentCli
                 Port = parsed.GetValue(port),
                 ListenAddress = parsed.GetValue(listen)!,
                 AppPort = parsed.GetValue(appPort),
+                AppSocket = parsed.GetValue(appSocket),
                 SecretsDir = parsed.GetValue(secretsDir)!,
                 SecretPath = parsed.GetValue(secretPath),
                 ReloadCommand = parsed.GetValue(reload),

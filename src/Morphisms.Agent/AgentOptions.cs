@@ -40,6 +40,23 @@ public sealed record AgentOptions
     /// <summary>The app's plain-HTTP port on loopback.</summary>
     public int AppPort { get; init; } = 8080;
 
+    /// <summary>
+    /// The app's UNIX domain socket (<c>--app-socket</c>), or null for loopback TCP on <see cref="AppPort"/>. When set,
+    /// the app is told it in <see cref="AppSocketVariable"/> (and gets no <c>PORT</c>), and the TLS terminator and the
+    /// readiness probe reach the app there. Required under Gramine: Gramine has no network stack of its own, so TCP,
+    /// loopback included, runs through the host kernel, which would see and could change every decrypted request;
+    /// UNIX domain sockets between processes of one Gramine instance are pipes it encrypts (TLS-PSK).
+    /// </summary>
+    public string? AppSocket { get; init; }
+
+    /// <summary>The environment variable that tells the app the UNIX domain socket to serve plain HTTP on.</summary>
+    public const string AppSocketVariable = "MORPH_APP_SOCKET";
+
+    /// <summary>Where the app serves plain HTTP: <see cref="AppSocket"/> when set, else loopback TCP on <see cref="AppPort"/>.</summary>
+    public System.Net.EndPoint AppEndPoint => AppSocket is { } socket
+        ? new System.Net.Sockets.UnixDomainSocketEndPoint(socket)
+        : new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, AppPort);
+
     /// <summary>Where secret files go (a tmpfs inside the TEE); created 0700, files 0400.</summary>
     public string SecretsDir { get; init; } = "/run/morph/secrets";
 

@@ -272,6 +272,10 @@ public sealed class KnativeExportTests : IDisposable
         Assert.Equal($"\"{Convert.ToHexStringLower(Pin)}\"", manifest["loader.env.MORPH_KMS_CA_SHA256"]);
         Assert.Equal("\"https://kms.morph.svc:8200/\"", manifest["loader.env.MORPH_KMS_URL"]);
         Assert.Contains("\"--tee\", \"gramine\"", manifest["loader.argv"]);
+
+        // Gramine's TCP is the host's: the app is reached on a UNIX domain socket (encrypted between its processes).
+        Assert.Contains("\"--app-socket\", \"/run/morph/app.sock\"", manifest["loader.argv"]);
+        Assert.DoesNotContain("--app-port", manifest["loader.argv"]);
         Assert.Contains("type = \"tmpfs\", path = \"/run/morph/secrets\"", manifest["fs.mounts"]);
         Assert.DoesNotContain(result.Files.Single(f => f.Path == "hello.manifest.template").Content.Split('\n'), l => !l.StartsWith('#') && l.Contains("passthrough", StringComparison.Ordinal));
         Assert.Contains("ENTRYPOINT [\"gramine-sgx\", \"hello\"]", result.Files.Single(f => f.Path == "Dockerfile").Content);

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 
 namespace Morphisms.Samples.Tests;
 
@@ -29,5 +30,57 @@ public sealed class HelloTests
         Assert.Equal("hello from hello (unknown)\n", await bare.Client.GetStringAsync(""));
         using var missing = await bare.Client.GetAsync("nope");
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("Hello", "")]
+    [InlineData("Signer", "healthz")]
+    public async Task With_MORPH_APP_SOCKET_it_serves_on_that_unix_socket_and_not_on_PORT(string sample, string path)
+    {
+        // As morph-init starts it under Gramine: no TCP (the host's), a UNIX domain socket instead.
+        var dir = Directory.CreateTempSubdirectory("morph-sock-").FullName;
+        try
+        {
+            var socket = Path.Combine(dir, "app.sock");
+            await using var app = SampleProcess.Launch(sample, new Dictionary<string, string>
+            {
+                ["MORPH_APP_SOCKET"] = socket,
+                ["SIGNER_GENERATE_KEY"] = "true",
+            });
+            using var http = new HttpClient(new SocketsHttpHandler
+            {
+                ConnectCallback = async (_, ct) =>
+                {
+                    var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct);
+                    return new NetworkStream(s, ownsSocket: true);
+                },
+            }) { BaseAddress = new Uri("http://localhost/") };
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            HttpResponseMessage? response = null;
+            while (response is null)
+            {
+                Assert.False(app.HasExited, app.Stderr);
+                try
+                {
+                    response = await http.GetAsync(path, timeout.Token);
+                }
+                catch (HttpRequestException)
+                {
+                    await Task.Delay(25, timeout.Token);
+                }
+            }
+
+            using (response)
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+
+            await Assert.ThrowsAnyAsync<HttpRequestException>(() => app.Client.GetAsync(path));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 }

@@ -25,6 +25,9 @@ internal sealed partial class SampleProcess : IAsyncDisposable
 
     public HttpClient Client { get; }
 
+    /// <summary>Whether the sample has exited.</summary>
+    public bool HasExited => _process.HasExited;
+
     public int Pid => _process.Id;
 
     /// <summary>The process's standard input (only when launched with <c>redirectInput</c>).</summary>
@@ -67,7 +70,7 @@ internal sealed partial class SampleProcess : IAsyncDisposable
         };
         info.ArgumentList.Add(dll);
         info.Environment["PORT"] = chosen.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        foreach (var name in new[] { "MORPH_SECRETS_DIR", "MORPH_FUNCTION", "MORPH_REVISION", "K_SERVICE", "K_REVISION", "LOG_LEVEL", "SIGNER_MAX_MESSAGE_BYTES", "MORPH_SECRETS_READY" })
+        foreach (var name in new[] { "MORPH_SECRETS_DIR", "MORPH_FUNCTION", "MORPH_REVISION", "K_SERVICE", "K_REVISION", "LOG_LEVEL", "SIGNER_MAX_MESSAGE_BYTES", "MORPH_SECRETS_READY", "SIGNER_GENERATE_KEY", "MORPH_APP_SOCKET" })
         {
             info.Environment.Remove(name);
         }

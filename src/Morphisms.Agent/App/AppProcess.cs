@@ -22,15 +22,15 @@ public sealed class AppProcess : IDisposable
     private StreamWriter? _stdin;
 
     /// <summary>Starts <paramref name="command"/> plus the bundle's argv, with the bundle's env and the agent's variables.</summary>
-    public static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort) =>
-        Start(command, bundle, secretsDir, appPort, early: false);
+    public static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort, string? appSocket = null) =>
+        Start(command, bundle, secretsDir, appPort, appSocket, early: false);
 
     /// <summary>
     /// Starts the app before attestation (<see cref="AppStart.Early"/>): no bundle env or argv (there is no bundle yet),
     /// <c>MORPH_SECRETS_READY=stdin</c>, and standard input a pipe on which <see cref="ReleaseSecrets"/> writes <c>ready</c>.
     /// </summary>
-    public static AppProcess StartEarly(IReadOnlyList<string> command, string secretsDir, int appPort) =>
-        Start(command, new SecretBundle(0, new Dictionary<string, string>(), new Dictionary<string, byte[]>(), []), secretsDir, appPort, early: true);
+    public static AppProcess StartEarly(IReadOnlyList<string> command, string secretsDir, int appPort, string? appSocket = null) =>
+        Start(command, new SecretBundle(0, new Dictionary<string, string>(), new Dictionary<string, byte[]>(), []), secretsDir, appPort, appSocket, early: true);
 
     /// <summary>Tells an early-started app that its secrets are in place (one line, then end of input).</summary>
     public void ReleaseSecrets()
@@ -49,7 +49,7 @@ public sealed class AppProcess : IDisposable
         }
     }
 
-    private static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort, bool early)
+    private static AppProcess Start(IReadOnlyList<string> command, SecretBundle bundle, string secretsDir, int appPort, string? appSocket, bool early)
     {
         var info = new ProcessStartInfo(command[0]) { UseShellExecute = false, RedirectStandardInput = early };
         foreach (var arg in command.Skip(1).Concat(bundle.Argv))
@@ -69,7 +69,17 @@ public sealed class AppProcess : IDisposable
 
         // The agent's own contract with the app: where secrets are and which loopback port to serve plain HTTP on.
         info.Environment["MORPH_SECRETS_DIR"] = secretsDir;
-        info.Environment["PORT"] = appPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // A socket replaces the port (AgentOptions.AppSocket): no PORT, so the app cannot serve on TCP by mistake.
+        if (appSocket is not null)
+        {
+            info.Environment[AgentOptions.AppSocketVariable] = appSocket;
+            info.Environment.Remove("PORT");
+        }
+        else
+        {
+            info.Environment["PORT"] = appPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            info.Environment.Remove(AgentOptions.AppSocketVariable);
+        }
         if (early)
         {
             info.Environment["MORPH_SECRETS_READY"] = "stdin";
@@ -90,25 +100,47 @@ public sealed class AppProcess : IDisposable
     internal static readonly TimeSpan ReadyPollInterval = TimeSpan.FromMilliseconds(2);
 
     /// <summary>Waits until the app accepts an HTTP request on loopback, or fails when it exits or the timeout passes.</summary>
-    public async Task WaitReadyAsync(int port, TimeSpan timeout, TimeProvider time, CancellationToken ct)
+    public Task WaitReadyAsync(int port, TimeSpan timeout, TimeProvider time, CancellationToken ct) =>
+        WaitReadyAsync(new IPEndPoint(IPAddress.Loopback, port), timeout, time, ct);
+
+    /// <summary>Waits until the app accepts an HTTP request at <paramref name="app"/> (loopback TCP or a UNIX domain socket).</summary>
+    public async Task WaitReadyAsync(EndPoint app, TimeSpan timeout, TimeProvider time, CancellationToken ct)
     {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var where = app is IPEndPoint tcp ? $"127.0.0.1:{tcp.Port}" : $"unix:{app}";
+        using var http = new HttpClient(new SocketsHttpHandler
+        {
+            // The request goes where the app serves, whatever the URL's host says.
+            ConnectCallback = async (_, token) =>
+            {
+                var socket = Tls.TlsTerminator.AppSocket(app);
+                try
+                {
+                    await socket.ConnectAsync(app, token).ConfigureAwait(false);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            },
+        }) { Timeout = TimeSpan.FromSeconds(2) };
         var deadline = time.GetUtcNow() + timeout;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
             if (Exited.IsCompleted)
             {
-                throw new AgentException(AgentExitCodes.AppNotReady, $"the app exited with code {await Exited.ConfigureAwait(false)} before answering on port {port}");
+                throw new AgentException(AgentExitCodes.AppNotReady, $"the app exited with code {await Exited.ConfigureAwait(false)} before answering on {where}");
             }
 
             // A bare connect until the port accepts (cheap enough to repeat every few milliseconds), then one HTTP request.
-            if (await AcceptsAsync(port, ct).ConfigureAwait(false))
+            if (await AcceptsAsync(app, ct).ConfigureAwait(false))
             {
                 try
                 {
                     // Any HTTP answer counts: readiness means "serving", not "healthy by some app-specific rule".
-                    using var response = await http.GetAsync($"http://127.0.0.1:{port}/", ct).ConfigureAwait(false);
+                    using var response = await http.GetAsync("http://localhost/", ct).ConfigureAwait(false);
                     return;
                 }
                 catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
@@ -119,23 +151,23 @@ public sealed class AppProcess : IDisposable
 
             if (time.GetUtcNow() > deadline)
             {
-                throw new AgentException(AgentExitCodes.AppNotReady, $"the app did not answer on 127.0.0.1:{port} within {timeout.TotalSeconds:0}s");
+                throw new AgentException(AgentExitCodes.AppNotReady, $"the app did not answer on {where} within {timeout.TotalSeconds:0}s");
             }
 
             await Task.Delay(ReadyPollInterval, time, ct).ConfigureAwait(false);
         }
     }
 
-    private static async Task<bool> AcceptsAsync(int port, CancellationToken ct)
+    private static async Task<bool> AcceptsAsync(EndPoint app, CancellationToken ct)
     {
-        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var probe = Tls.TlsTerminator.AppSocket(app);
         try
         {
-            await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct).ConfigureAwait(false);
+            await probe.ConnectAsync(app, ct).ConfigureAwait(false);
 
             // A connect given the probed port as its source connects to itself, not to the app; the HTTP request
             // would fail anyway, but this way the probe says what it means.
-            return !(probe.LocalEndPoint is IPEndPoint local && local.Port == port);
+            return !(app is IPEndPoint target && probe.LocalEndPoint is IPEndPoint local && local.Port == target.Port);
         }
         catch (SocketException)
         {

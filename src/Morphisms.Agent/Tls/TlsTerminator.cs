@@ -6,14 +6,15 @@ using Morphisms.Agent.Identity;
 namespace Morphisms.Agent.Tls;
 
 /// <summary>
-/// Terminates TLS on the instance port with the attested certificate and pipes plaintext to the app on loopback.
+/// Terminates TLS on the instance port with the attested certificate and pipes plaintext to the app: on loopback TCP,
+/// or on a UNIX domain socket where the loopback is not the TEE's own (under Gramine, TCP is the host kernel's).
 /// The certificate lives in a volatile field read per handshake, so a rollover reaches new connections at once while
 /// open connections keep the certificate they were made with and are never dropped.
 /// </summary>
 public sealed class TlsTerminator : IAsyncDisposable
 {
     private readonly TcpListener _listener;
-    private readonly int _appPort;
+    private readonly EndPoint _app;
     private readonly CancellationTokenSource _stop = new();
     private readonly HashSet<Task> _connections = [];
 
@@ -34,11 +35,22 @@ public sealed class TlsTerminator : IAsyncDisposable
     /// <param name="certificate">The attested serving certificate.</param>
     /// <param name="maxConnections">The most connections open at once (<see cref="MaxConnections"/> unless a test needs fewer).</param>
     public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate, int maxConnections = MaxConnections)
+        : this(address, port, new IPEndPoint(IPAddress.Loopback, appPort), certificate, maxConnections)
+    {
+    }
+
+    /// <summary>Creates a terminator for <paramref name="address"/>:<paramref name="port"/> forwarding to <paramref name="app"/>.</summary>
+    /// <param name="address">The address to listen on.</param>
+    /// <param name="port">The port to listen on (0 picks a free one).</param>
+    /// <param name="app">The app's plaintext endpoint: loopback TCP, or a <see cref="UnixDomainSocketEndPoint"/>.</param>
+    /// <param name="certificate">The attested serving certificate.</param>
+    /// <param name="maxConnections">The most connections open at once (<see cref="MaxConnections"/> unless a test needs fewer).</param>
+    public TlsTerminator(string address, int port, EndPoint app, ServingCertificate certificate, int maxConnections = MaxConnections)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxConnections, 1);
         _slots = new SemaphoreSlim(maxConnections);
         _listener = new TcpListener(IPAddress.Parse(address), port);
-        _appPort = appPort;
+        _app = app;
         _context = Context(certificate);
     }
 
@@ -145,8 +157,8 @@ public sealed class TlsTerminator : IAsyncDisposable
             await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = _context }, handshake.Token).ConfigureAwait(false);
 
             // Only a client that completed the handshake costs a second descriptor.
-            using var app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            await app.ConnectAsync(IPAddress.Loopback, _appPort).ConfigureAwait(false);
+            using var app = AppSocket(_app);
+            await app.ConnectAsync(_app).ConfigureAwait(false);
             await using var plain = new NetworkStream(app, ownsSocket: false);
 
             // Either side closing ends the pair; a half-close is forwarded so request/response bodies finish.
@@ -160,6 +172,11 @@ public sealed class TlsTerminator : IAsyncDisposable
             // A client that goes away or fails the handshake affects only its own connection.
         }
     }
+
+    /// <summary>A stream socket for <paramref name="app"/>: TCP without Nagle, or a UNIX domain socket (which has none).</summary>
+    internal static Socket AppSocket(EndPoint app) => app is UnixDomainSocketEndPoint
+        ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+        : new Socket(app.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
 
     private static async Task PumpAsync(Stream from, Stream to, Action close)
     {

@@ -29,6 +29,14 @@ public static class KnativeExporter
     /// <summary>The private (memory-backed) directory for provisioned secrets.</summary>
     public const string SecretsDirectory = "/run/morph/secrets";
 
+    /// <summary>
+    /// The app's UNIX domain socket under SGX (morph-init's <c>--app-socket</c>). Gramine has no network stack of its
+    /// own, so loopback TCP would carry the decrypted requests through the host kernel; a UNIX domain socket between
+    /// two processes of one Gramine instance is a pipe Gramine encrypts. Gramine keeps named sockets off the host's
+    /// file system, so the path is only a name inside the instance.
+    /// </summary>
+    public const string AppSocket = "/run/morph/app.sock";
+
     /// <summary>The name of the function's container (the agent policy admits containers by name).</summary>
     public const string ContainerName = "function";
 
@@ -74,9 +82,11 @@ public static class KnativeExporter
         {
             "--kms", request.Kms.AbsoluteUri, "--function", spec.Name, "--tee", teeFlag,
             "--port", AgentPort.ToString(CultureInfo.InvariantCulture),
-            "--app-port", spec.Port.ToString(CultureInfo.InvariantCulture),
             "--secrets-dir", SecretsDirectory,
         };
+        args.InsertRange(args.IndexOf("--secrets-dir"), teeFlag == "gramine"
+            ? ["--app-socket", AppSocket]
+            : ["--app-port", spec.Port.ToString(CultureInfo.InvariantCulture)]);
         if (spec.Secrets is { } secrets)
         {
             args.AddRange(["--secret-path", secrets]);

@@ -20,6 +20,32 @@ public sealed class RefusalTests
         Assert.False(File.Exists(harness.Marker));
     }
 
+    [Theory]
+    [InlineData(AppStart.AfterSecrets)]
+    [InlineData(AppStart.Early)]
+    public async Task UnderGramine_ATcpAppPort_IsAUsageError_NothingStartsOrReachesTheKms(AppStart start)
+    {
+        // Gramine has no network stack: loopback TCP to the app would be the host kernel's, carrying every decrypted
+        // request past the enclave. Only a UNIX domain socket (encrypted between Gramine processes) is accepted.
+        using var harness = new AgentHarness("enclaved");
+        using var device = new Evidence.FakeDeviceTree();
+        device.Write("attestation_type", "dcap\n");
+        var log = new LogSink();
+        var options = harness.Options(new Uri("https://127.0.0.1:9/"), RandomNumberGenerator.GetBytes(32), log) with
+        {
+            Tee = "gramine",
+            Devices = new DeviceRoots { Gramine = device.Root },
+            AppStart = start,
+        };
+        var code = await new Agent(options, harness.LaunchConfig).RunAsync(default).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(AgentExitCodes.Usage, code);
+        Assert.Contains("under Gramine the app cannot be served on TCP port", log.Text);
+        Assert.Contains("--app-socket", log.Text);
+        Assert.DoesNotContain("attesting", log.Text);
+        Assert.False(File.Exists(harness.Marker));
+    }
+
     [Fact]
     public async Task UnregisteredMeasurement_IsRefused_AppNeverStarts()
     {

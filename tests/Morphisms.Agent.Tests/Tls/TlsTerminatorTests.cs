@@ -47,6 +47,53 @@ public sealed class TlsTerminatorTests
     }
 
     [Fact]
+    public async Task AnAppOnAUnixDomainSocket_GetsTheRequestAndItsAnswerGoesBack()
+    {
+        // The Gramine path: the app listens on a UNIX domain socket (an encrypted pipe inside the enclave instance),
+        // not on loopback TCP, which under Gramine is the host kernel's.
+        var dir = Directory.CreateTempSubdirectory("morph-uds-").FullName;
+        try
+        {
+            var path = Path.Combine(dir, "app.sock");
+            using var app = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            app.Bind(new UnixDomainSocketEndPoint(path));
+            app.Listen();
+            var served = Task.Run(async () =>
+            {
+                using var connection = await app.AcceptAsync();
+                await using var stream = new NetworkStream(connection);
+                var request = new byte[5];
+                await stream.ReadExactlyAsync(request);
+                await stream.WriteAsync(Encoding.ASCII.GetBytes("echo:" + Encoding.ASCII.GetString(request)));
+                connection.Shutdown(SocketShutdown.Send);
+            });
+
+            using var identity = new InstanceIdentity("term");
+            var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+            await using var terminator = new TlsTerminator("127.0.0.1", 0, new UnixDomainSocketEndPoint(path), certificate);
+            terminator.Start();
+
+            using var client = new TcpClient();
+            await client.ConnectAsync(IPAddress.Loopback, terminator.Port);
+            await using var tls = new SslStream(client.GetStream());
+            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = "term",
+                RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && presented.GetCertHashString(HashAlgorithmName.SHA256) == certificate.Certificate.GetCertHashString(HashAlgorithmName.SHA256),
+            });
+            await tls.WriteAsync("hello"u8.ToArray());
+            var answer = new byte[10];
+            await tls.ReadExactlyAsync(answer).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal("echo:hello", Encoding.ASCII.GetString(answer));
+            await served.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task BeyondTheConnectionCap_NothingMoreIsAccepted_UntilAConnectionCloses()
     {
         using var identity = new InstanceIdentity("term");
