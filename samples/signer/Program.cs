@@ -27,6 +27,14 @@ if (Environment.GetEnvironmentVariable("SIGNER_MAX_MESSAGE_BYTES") is { Length: 
     return 2;
 }
 
+// Under morph-init a missing signing-key is an error unless the function opts into a generated key.
+var generateKey = Environment.GetEnvironmentVariable("SIGNER_GENERATE_KEY");
+if (generateKey is { Length: > 0 } and not ("true" or "false"))
+{
+    Console.Error.WriteLine($"signer: SIGNER_GENERATE_KEY must be 'true' or 'false' (or unset), not '{generateKey}'");
+    return 2;
+}
+
 // Started early by morph-init (`MORPH_SECRETS_READY=stdin`, function.yaml env MORPH_APP_START=early): the runtime
 // start-up, the app build and Kestrel's start below overlap attestation, but no secret is read and no request
 // answered until morph-init writes "ready" on standard input. Without the variable, the secrets are already in place.
@@ -159,7 +167,7 @@ if (early)
 
 try
 {
-    keys = SigningKeyStore.Create(Environment.GetEnvironmentVariable("MORPH_SECRETS_DIR"));
+    keys = SigningKeyStore.Create(Environment.GetEnvironmentVariable("MORPH_SECRETS_DIR"), generateIfMissing: generateKey == "true");
 }
 catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
 {

@@ -11,8 +11,9 @@ internal sealed record SigningIdentity(Key Key, byte[] PublicKey, string Source)
 }
 
 /// <summary>
-/// Holds the signing key: generated at start, or read from <c>$MORPH_SECRETS_DIR/signing-key</c> (written by
-/// <c>morph-init</c> from the KMS secret bundle) and re-read on <see cref="Reload"/> (SIGHUP) without a restart.
+/// Holds the signing key: read from <c>$MORPH_SECRETS_DIR/signing-key</c> (written by <c>morph-init</c> from the KMS
+/// secret bundle) and re-read on <see cref="Reload"/> (SIGHUP) without a restart, or generated at start when there is
+/// no secrets directory (run outside morph-init) or the function opted in (<c>SIGNER_GENERATE_KEY=true</c>).
 /// Requests read <see cref="Current"/> once, so a swap never mixes two keys in one response.
 /// </summary>
 internal sealed class SigningKeyStore
@@ -41,12 +42,23 @@ internal sealed class SigningKeyStore
 
     /// <summary>
     /// Uses the key file when it exists (an unreadable or malformed one is an error: a function configured with a
-    /// key must not silently sign with another), else generates a fresh key pair.
+    /// key must not silently sign with another). Without one, a fresh key pair is generated only outside morph-init
+    /// (no <paramref name="secretsDirectory"/>) or when <paramref name="generateIfMissing"/>: under morph-init a missing
+    /// key means the secrets did not arrive (an empty bundle, or a directory the app cannot see), and signing with a
+    /// random key would hide that behind answers no one can verify against the expected public key.
     /// </summary>
     /// <exception cref="FormatException">The key file is malformed.</exception>
-    public static SigningKeyStore Create(string? secretsDirectory)
+    /// <exception cref="FileNotFoundException">The secrets directory has no key file and generating one was not asked for.</exception>
+    public static SigningKeyStore Create(string? secretsDirectory, bool generateIfMissing = false)
     {
         var keyFile = string.IsNullOrEmpty(secretsDirectory) ? null : Path.Combine(secretsDirectory, FileName);
+        if (keyFile is not null && !File.Exists(keyFile) && !generateIfMissing)
+        {
+            throw new FileNotFoundException(
+                $"no {FileName} in {secretsDirectory}: the secret bundle has none, or its files do not reach this process; "
+                + "put one in the bundle, or set SIGNER_GENERATE_KEY=true to sign with a key generated per instance", keyFile);
+        }
+
         var initial = keyFile is not null && File.Exists(keyFile) ? Load(keyFile) : Generate();
         return new SigningKeyStore(keyFile, initial);
     }

@@ -276,7 +276,11 @@ public sealed class KnativeExportTests : IDisposable
         // Gramine's TCP is the host's: the app is reached on a UNIX domain socket (encrypted between its processes).
         Assert.Contains("\"--app-socket\", \"/run/morph/app.sock\"", manifest["loader.argv"]);
         Assert.DoesNotContain("--app-port", manifest["loader.argv"]);
-        Assert.Contains("type = \"tmpfs\", path = \"/run/morph/secrets\"", manifest["fs.mounts"]);
+        // The agent writes the secrets and the app (another Gramine process) reads them: Gramine's tmpfs is private
+        // to each process, so the directory must be an encrypted mount sealed to this enclave.
+        Assert.DoesNotContain("type = \"tmpfs\", path = \"/run/morph/secrets\"", manifest["fs.mounts"]);
+        Assert.Contains("{ type = \"encrypted\", path = \"/run/morph/secrets\", uri = \"file:/run/morph/secrets\", key_name = \"_sgx_mrenclave\" }", manifest["fs.mounts"]);
+        Assert.DoesNotContain("fs.insecure__keys", result.Files.Single(f => f.Path == "hello.manifest.template").Content);
         Assert.DoesNotContain(result.Files.Single(f => f.Path == "hello.manifest.template").Content.Split('\n'), l => !l.StartsWith('#') && l.Contains("passthrough", StringComparison.Ordinal));
         Assert.Contains("ENTRYPOINT [\"gramine-sgx\", \"hello\"]", result.Files.Single(f => f.Path == "Dockerfile").Content);
     }

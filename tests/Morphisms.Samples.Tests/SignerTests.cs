@@ -162,10 +162,25 @@ public sealed class SignerTests : IDisposable
     }
 
     [Fact]
-    public async Task An_empty_secrets_directory_means_a_generated_key()
+    public async Task Under_morph_init_a_missing_key_stops_the_signer_instead_of_a_silent_fresh_key()
     {
-        await using var signer = await SampleProcess.StartAsync("Signer", Env());
+        // MORPH_SECRETS_DIR says the key was to come from the KMS: its absence (an empty bundle, or files that never
+        // reached the app, as under Gramine's per-process tmpfs) must not turn into a random key.
+        await using var signer = SampleProcess.Launch("Signer", Env());
+        Assert.Equal(1, await signer.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("no signing-key in", signer.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("listening on", signer.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_empty_secrets_directory_means_a_generated_key_only_when_the_function_asks_for_one()
+    {
+        await using var signer = await SampleProcess.StartAsync("Signer", new Dictionary<string, string>(Env()) { ["SIGNER_GENERATE_KEY"] = "true" });
         Assert.Equal("generated", (await PublicKeyAsync(signer)).Source);
+
+        await using var bad = SampleProcess.Launch("Signer", new Dictionary<string, string>(Env()) { ["SIGNER_GENERATE_KEY"] = "yes" });
+        Assert.Equal(2, await bad.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("SIGNER_GENERATE_KEY must be", bad.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

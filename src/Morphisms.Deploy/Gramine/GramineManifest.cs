@@ -52,8 +52,12 @@ public static class GramineManifest
         text.Append("  { path = \"/etc/ssl\", uri = \"file:/etc/ssl\" },\n");
         text.Append("  { path = \"/morph\", uri = \"file:/morph\" },\n");
         text.Append("  { path = ").Append(Str(KnativeExporter.AppDirectory)).Append(", uri = ").Append(Str("file:" + KnativeExporter.AppDirectory)).Append(" },\n");
-        // Secrets stay in enclave memory: Gramine's tmpfs is never written to the host.
-        text.Append("  { type = \"tmpfs\", path = ").Append(Str(KnativeExporter.SecretsDirectory)).Append(" },\n");
+        // Not tmpfs: Gramine's tmpfs is private to each process, so the app (a child, its own enclave) would find the
+        // directory the agent filled empty. An encrypted mount is shared through the host's file (here the pod's
+        // memory-backed emptyDir), sealed with the MRENCLAVE key: only this enclave on this CPU can read or forge it.
+        // It is not fresh: the host can put back an older file this enclave wrote (see docs/kubernetes.md).
+        text.Append("  { type = \"encrypted\", path = ").Append(Str(KnativeExporter.SecretsDirectory))
+            .Append(", uri = ").Append(Str("file:" + KnativeExporter.SecretsDirectory)).Append(", key_name = \"_sgx_mrenclave\" },\n");
         text.Append("  { type = \"tmpfs\", path = \"/tmp\" },\n");
         text.Append("]\n\n");
         text.Append("sgx.debug = false\n");
