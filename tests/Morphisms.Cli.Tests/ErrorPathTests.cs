@@ -22,6 +22,19 @@ public sealed class ErrorPathTests
         AssertNoStackTrace(outcome);
     }
 
+    /// <summary>A KMS URL that is not https cannot be attested: a usage error before anything is sent.</summary>
+    [Theory]
+    [InlineData("not a url")]
+    [InlineData("ftp://127.0.0.1:1")]
+    [InlineData("http://127.0.0.1:1")]
+    public async Task Kms_trust_with_a_url_that_is_not_https_is_a_usage_error(string url)
+    {
+        var outcome = await MorphRunner.RunAsync("kms", "trust", url, "--any-measurement");
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains($"morph: {url}: not an https URL", outcome.Stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(outcome);
+    }
+
     [Theory]
     [InlineData("bad", "'bad' is not REVISION=PERCENT")]
     [InlineData("v1=", "'v1=' is not REVISION=PERCENT")]
@@ -207,7 +220,10 @@ public sealed class ErrorPathTests
         {
             var file = Path.Combine(dir, "simulated-tee.json");
             await File.WriteAllTextAsync(file, content);
-            await using var server = new FakeHttpServer(_ => new(500, "{}", JsonType));
+            using var key = System.Security.Cryptography.ECDsa.Create();
+            using var certificate = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=127.0.0.1", key, System.Security.Cryptography.HashAlgorithmName.SHA256)
+                .CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+            await using var server = new FakeHttpServer(_ => new(500, "{}", JsonType), certificate: certificate);
             var outcome = await MorphRunner.RunAsync("kms", "trust", server.Address.ToString(), "--trust-simulated-tee", dir, "--expect-measurement", "snp:" + new string('0', 96));
             Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
             Assert.Contains($"morph: {file}: not a simulated TEE's state file", outcome.Stderr, StringComparison.Ordinal);

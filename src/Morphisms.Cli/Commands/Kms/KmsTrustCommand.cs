@@ -68,6 +68,13 @@ public static class KmsTrustCommand
             try
             {
                 // Every flag is checked before the simulated TEE is loaded: a usage error changes nothing.
+                var address = parse.GetValue(url)!;
+                if (!Uri.TryCreate(address, UriKind.Absolute, out var parsed) || parsed.Scheme != Uri.UriSchemeHttps)
+                {
+                    await stderr.WriteLineAsync($"morph: {address}: not an https URL (a KMS can only be attested over https: its evidence binds the TLS key)");
+                    return ExitCodes.UsageOrInput;
+                }
+
                 var given = parse.GetValue(measurement) ?? [];
                 var expected = given.Select(ParseExpected).ToList();
                 var simulatedDir = parse.GetValue(simulated)?.FullName ?? (parse.GetValue(dev) ? paths.SimulatedTeeDirectory : null);
