@@ -106,6 +106,9 @@ public sealed class KmsExportTests : IDisposable
         Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Sgx }));
         Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, RuntimeClass = "Kata QEMU" }));
         Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, Command = "morph" }));
+        Assert.Contains("--namespace must be a DNS label", Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, Namespace = "Bad NS" })).Message, StringComparison.Ordinal);
+        Assert.Contains("--db-secret must be a DNS subdomain", Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, DatabaseSecret = "pg secret" })).Message, StringComparison.Ordinal);
+        Assert.Contains("--tls-secret must be a DNS subdomain", Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, InsecureNoTee = true, TlsSecret = "TLS" })).Message, StringComparison.Ordinal);
     }
 
     [Fact]

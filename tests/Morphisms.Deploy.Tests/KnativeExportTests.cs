@@ -286,6 +286,13 @@ public sealed class KnativeExportTests : IDisposable
     }
 
     [Theory]
+    [InlineData("Bad NS")]
+    [InlineData("-ns")]
+    [InlineData("a.b")]
+    public void TheNamespaceMustBeADnsLabel(string ns) =>
+        Assert.Contains("--namespace must be a DNS label", Assert.Throws<ArgumentException>(() => KnativeExporter.Export(Request(ExportTee.Snp) with { Namespace = ns })).Message);
+
+    [Theory]
     [InlineData("registry.example/fn:latest")]
     [InlineData("registry.example/fn@sha256:abc")]
     public void ImagesMustBePinnedByDigest(string image) =>

@@ -197,6 +197,10 @@ public static class KmsExporter
                 : $"the runtime class must be a DNS subdomain name (lowercase letters, digits, '-' and '.'), got '{runtimeClass}'");
         }
 
+        KubernetesNames.RequireLabel(request.Namespace, "--namespace");
+        KubernetesNames.RequireSubdomain(request.DatabaseSecret, "--db-secret");
+        KubernetesNames.RequireSubdomain(request.TlsSecret, "--tls-secret");
+
         if (!request.Command.StartsWith('/') || request.Command.Any(char.IsControl))
         {
             throw new ArgumentException($"the command must be an absolute path in the image, got '{request.Command}'");

@@ -308,6 +308,8 @@ public static class KnativeExporter
             throw new ArgumentException("the KMS CA pin must be a SHA-256 (32 bytes, 64 hex digits)");
         }
 
+        KubernetesNames.RequireLabel(request.Namespace, "--namespace");
+
         if (request.Kms.Scheme != Uri.UriSchemeHttps)
         {
             throw new ArgumentException($"the KMS address must be https, got '{request.Kms}'");
