@@ -77,7 +77,9 @@ public sealed class PostgresStorage : IPhysicalStorage
             // A write holds the leader row FOR SHARE until its COMMIT, so a node whose host vanishes between the two
             // would block its successor's epoch UPDATE until TCP keepalive ends the session (two hours by default).
             // A write is idle in its transaction for one round trip at most; the server ends it after 10 s instead.
-            // Settings the user gave come after these, so theirs win.
+            // A startup option, not a SET: Npgsql's reset of a pooled connection (DISCARD ALL) would undo a SET.
+            // Settings the user gave come after these, so theirs win. A pooler in front of PostgreSQL must accept the
+            // `options` startup parameter (PgBouncer refuses it by default); docs/operations.md says so.
             Options = ("-c idle_in_transaction_session_timeout=10000 " + settings.Options).TrimEnd(),
         };
         var pool = new NpgsqlDataSourceBuilder(pooled.ConnectionString).Build();
@@ -186,13 +188,11 @@ public sealed class PostgresStorage : IPhysicalStorage
         await using var connection = await _pool.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var tx = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
 
-        // One round trip: the fence check and every write; the check's answer decides commit or rollback.
+        // One round trip: every write, then the fence check, whose answer decides commit or rollback. The check comes
+        // last: the server runs each command as it arrives, and a batch larger than a network write arrives in pieces,
+        // so a check sent first would hold the leader row while the rest is still on its way, where no idle timeout
+        // applies (a host that died mid-batch would block the successor until TCP keepalive gave up).
         await using var batch = new NpgsqlBatch(connection, tx);
-        if (fence != Unfenced)
-        {
-            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR SHARE"));
-        }
-
         foreach (var op in operations)
         {
             var command = new NpgsqlBatchCommand(op.Value is null
@@ -207,18 +207,23 @@ public sealed class PostgresStorage : IPhysicalStorage
             batch.BatchCommands.Add(command);
         }
 
+        if (fence != Unfenced)
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR SHARE"));
+        }
+
         long? current = null;
         await using (var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
-            if (fence != Unfenced && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            // Every statement must have run before the commit; only the fence check returns a row.
+            do
             {
-                current = reader.GetInt64(0);
+                if (reader.FieldCount == 1 && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    current = reader.GetInt64(0);
+                }
             }
-
-            while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false))
-            {
-                // Drain: every statement must have run before the commit.
-            }
+            while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
         }
 
         if (fence != Unfenced && current != fence)
