@@ -434,6 +434,15 @@ internal sealed partial class KmsCore : IAsyncDisposable
             return;
         }
 
+        await OpenWithoutHaAsync(rootKey, refreshAutoUnseal: true, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Opens the barrier with a root key just recovered (from shares, or by auto-unseal) on a node without HA. On any
+    /// failure the KMS stays sealed and the root key and keyring are wiped: no state owns them, so nothing else would.
+    /// </summary>
+    private async Task OpenWithoutHaAsync(byte[] rootKey, bool refreshAutoUnseal, CancellationToken ct)
+    {
         Keyring? keyring = null;
         try
         {
@@ -441,13 +450,16 @@ internal sealed partial class KmsCore : IAsyncDisposable
             var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
                 ?? throw new BarrierException("the keyring is missing from storage");
             keyring = BarrierStorage.UnwrapKeyring(rootKey, keyringBytes);
-            await RefreshAutoUnsealAsync(rootKey, ct).ConfigureAwait(false);
+            if (refreshAutoUnseal)
+            {
+                await RefreshAutoUnsealAsync(rootKey, ct).ConfigureAwait(false);
+            }
+
             var state = await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false);
             Volatile.Write(ref _active, state);
         }
         catch
         {
-            // Still sealed: no state owns the keys, so nothing else will wipe them.
             CryptographicOperations.ZeroMemory(rootKey);
             keyring?.Zero();
             throw;

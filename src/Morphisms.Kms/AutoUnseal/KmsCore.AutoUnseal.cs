@@ -57,23 +57,8 @@ internal sealed partial class KmsCore
                 return null;
             }
 
-            Keyring? keyring = null;
-            try
-            {
-                await CheckRestoredSnapshotAsync(rootKey, ct).ConfigureAwait(false);
-                var keyringBytes = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
-                    ?? throw new BarrierException("the keyring is missing from storage");
-                keyring = BarrierStorage.UnwrapKeyring(rootKey, keyringBytes);
-                Volatile.Write(ref _active, await UnsealedState.OpenAsync(_physical, rootKey, keyring, Options, ct).ConfigureAwait(false));
-                return null;
-            }
-            catch
-            {
-                // Still sealed: no state owns the keys, so nothing else will wipe them.
-                CryptographicOperations.ZeroMemory(rootKey);
-                keyring?.Zero();
-                throw;
-            }
+            await OpenWithoutHaAsync(rootKey, refreshAutoUnseal: false, ct).ConfigureAwait(false);
+            return null;
         }
         finally
         {
