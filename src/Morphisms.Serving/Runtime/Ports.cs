@@ -25,7 +25,13 @@ internal static class Ports
             await client.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
             return !IsSelfConnected(client.Client);
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException && !ct.IsCancellationRequested)
+        catch (SocketException)
+        {
+            // Refused: not listening (yet). Also when the instance is gone meanwhile: the caller's next wait on `ct`
+            // reports that, as a cancellation, and a refused connect must not surface in its place.
+            return false;
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             return false;
         }
