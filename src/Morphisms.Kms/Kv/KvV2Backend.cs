@@ -465,23 +465,12 @@ internal sealed class KvV2Backend : ILogicalBackend
         return result;
     }
 
-    /// <summary><paramref name="current"/> with <paramref name="patch"/> merged in (RFC 7386: null removes a key); null when nothing is left.</summary>
+    /// <summary><paramref name="current"/> with <paramref name="patch"/> merged in by <see cref="MergePatch"/>; null when nothing is left.</summary>
     private static Dictionary<string, string>? MergeCustomMetadata(Dictionary<string, string>? current, JsonObject patch)
     {
-        var merged = new Dictionary<string, string>(current ?? [], StringComparer.Ordinal);
-        foreach (var (key, value) in patch)
-        {
-            if (value is null)
-            {
-                merged.Remove(key);
-            }
-            else
-            {
-                merged[key] = value.GetValue<string>();
-            }
-        }
-
-        return merged.Count == 0 ? null : merged;
+        var stored = new JsonObject((current ?? []).Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
+        var merged = MergePatch(stored, patch);
+        return merged.Count == 0 ? null : merged.ToDictionary(p => p.Key, p => p.Value!.GetValue<string>(), StringComparer.Ordinal);
     }
 
     /// <summary>Vault answers a PATCH without the merge-patch content type 415 in its HTTP layer, before the backend.</summary>
