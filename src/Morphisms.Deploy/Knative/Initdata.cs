@@ -44,10 +44,9 @@ public static class Initdata
     public static string Document(ExportTee tee, IReadOnlyList<(string Name, string Content)> entries)
     {
         ArgumentNullException.ThrowIfNull(entries);
-        var algorithm = tee == ExportTee.Tdx ? "sha384" : "sha256";
         var text = new StringBuilder();
         text.Append("version = \"0.1.0\"\n");
-        text.Append("algorithm = \"").Append(algorithm).Append("\"\n\n");
+        text.Append("algorithm = \"").Append(Algorithm(tee)).Append("\"\n\n");
         text.Append("[data]\n");
         foreach (var (name, content) in entries)
         {
@@ -64,6 +63,12 @@ public static class Initdata
 
         return text.ToString();
     }
+
+    /// <summary>The initdata hash algorithm for <paramref name="tee"/>, as the document names it: <c>sha384</c> for TDX, else <c>sha256</c>.</summary>
+    public static string Algorithm(ExportTee tee) => tee == ExportTee.Tdx ? "sha384" : "sha256";
+
+    /// <summary>The report field Kata puts the initdata digest in: <c>MRCONFIGID</c> for TDX, else SNP's <c>HOST_DATA</c>.</summary>
+    public static string LaunchField(ExportTee tee) => tee == ExportTee.Tdx ? "MRCONFIGID" : "HOST_DATA";
 
     /// <summary>The digest the report carries: SHA-256 (SNP HOST_DATA) or SHA-384 (TDX MRCONFIGID) of the document's UTF-8 bytes.</summary>
     public static byte[] Digest(string document, ExportTee tee)

@@ -129,7 +129,7 @@ public static class KnativeExporter
     {
         var document = Initdata.Document(request, Policy(request));
         var digest = Initdata.Digest(document, request.Tee);
-        var field = request.Tee == ExportTee.Snp ? "HOST_DATA" : "MRCONFIGID";
+        var field = Initdata.LaunchField(request.Tee);
         var annotations = Autoscaling(request.Function.Scale);
         annotations.Add(Initdata.Annotation, Initdata.Encode(document));
         var container = Container(request, [AgentPath], AgentArguments(request, request.Tee == ExportTee.Snp ? "snp" : "tdx"), resources: null);
@@ -167,7 +167,7 @@ public static class KnativeExporter
         };
         var measured = new List<string>
         {
-            $"{field} (initdata {(request.Tee == ExportTee.Snp ? "sha256" : "sha384")}): {Convert.ToHexStringLower(digest)}",
+            $"{field} (initdata {Initdata.Algorithm(request.Tee)}): {Convert.ToHexStringLower(digest)}",
             // The guest image's own values are the same for every pod on the runtime class: this digest is what names the function.
             request.Tee == ExportTee.Snp
                 ? "register with the KMS as snp.host_data, alongside the Kata guest's launch measurement (snp.measurements)"
