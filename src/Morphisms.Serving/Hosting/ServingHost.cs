@@ -440,9 +440,15 @@ public sealed partial class ServingHost : IAsyncDisposable
             }
         }
 
+        RouteOf(spec.Name, [.. spec.Traffic.Select(t => new TrafficTarget(t.Revision, t.Percent, t.Tag))]);
+    }
+
+    /// <summary>The route of <paramref name="function"/>'s <paramref name="targets"/>; a split it refuses is a 400.</summary>
+    private FunctionRoute RouteOf(string function, IReadOnlyList<TrafficTarget> targets)
+    {
         try
         {
-            FunctionRoute.Create(spec.Name, _options.Domain, [.. spec.Traffic.Select(t => new TrafficTarget(t.Revision, t.Percent, t.Tag))]);
+            return FunctionRoute.Create(function, _options.Domain, targets);
         }
         catch (ArgumentException e)
         {
@@ -459,15 +465,7 @@ public sealed partial class ServingHost : IAsyncDisposable
                 t.Revision == "latest" ? latest.Name
                 : entry.History.Find(t.Revision)?.Name ?? throw new ServingException($"traffic: {entry.History.Function} has no revision {t.Revision}", notFound: true),
                 t.Percent, t.Tag)).ToList();
-        FunctionRoute route;
-        try
-        {
-            route = FunctionRoute.Create(entry.History.Function, _options.Domain, targets);
-        }
-        catch (ArgumentException e)
-        {
-            throw new ServingException(e.Message);
-        }
+        var route = RouteOf(entry.History.Function, targets);
 
         RefuseClaimedHosts(entry.History.Function, targets.Select(t => t.Tag));
 
