@@ -33,13 +33,20 @@ public sealed class KmsPin(byte[] sha256, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.RemoteCertificateValidationCallback = Validate;
-        options.CertificateChainPolicy = new X509ChainPolicy
-        {
-            TrustMode = X509ChainTrustMode.CustomRootTrust,
-            RevocationMode = X509RevocationMode.NoCheck,
-            DisableCertificateDownloads = true,
-        };
+        options.CertificateChainPolicy = HandshakeChainPolicy();
     }
+
+    /// <summary>
+    /// The chain policy for the TLS stack's own build when a pin decides trust instead: no anchor, no revocation check
+    /// and no downloads, so the build stops at the presented certificates and a certificate cannot make the client
+    /// fetch from an address it names.
+    /// </summary>
+    public static X509ChainPolicy HandshakeChainPolicy() => new()
+    {
+        TrustMode = X509ChainTrustMode.CustomRootTrust,
+        RevocationMode = X509RevocationMode.NoCheck,
+        DisableCertificateDownloads = true,
+    };
 
     /// <summary>A <see cref="RemoteCertificateValidationCallback"/> applying the pin.</summary>
     public bool Validate(object? sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)

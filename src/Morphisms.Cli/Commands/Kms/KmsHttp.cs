@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Cli.Commands.Kms;
 
@@ -56,7 +57,7 @@ public sealed class KmsHttp : IDisposable
         var roots = caFile is null ? null : LoadCertificates(caFile);
         if (pin is not null)
         {
-            handler.SslOptions.CertificateChainPolicy = KmsTlsPin.ChainPolicy();
+            handler.SslOptions.CertificateChainPolicy = KmsPin.HandshakeChainPolicy();
             handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
                 pin.Validate(certificate, errors) && (roots is null || Trusted(certificate, errors, roots));
         }

@@ -93,15 +93,4 @@ public sealed class KmsTlsPin
         LastFailure = null;
         return true;
     }
-
-    /// <summary>
-    /// The chain policy of the TLS stack's own build, whose verdict the pin ignores: no anchor, no revocation check and
-    /// no downloads, so a certificate cannot make <c>morph</c> fetch from an address it names.
-    /// </summary>
-    internal static X509ChainPolicy ChainPolicy() => new()
-    {
-        TrustMode = X509ChainTrustMode.CustomRootTrust,
-        RevocationMode = X509RevocationMode.NoCheck,
-        DisableCertificateDownloads = true,
-    };
 }
