@@ -249,6 +249,32 @@ internal sealed partial class VaultDispatcher(
         return response;
     }
 
+    /// <summary>
+    /// Authorises an authenticated request again, as if it had just arrived, for a handler that answers long after
+    /// dispatch (a KV long-poll read parks for up to five minutes): its token must still be valid (not revoked, expired
+    /// or used up; no further use is counted), and the token's policies as they are now, and the owned-bundle guard,
+    /// must still allow the operation on the path. Only for routes that need no <c>sudo</c>.
+    /// </summary>
+    /// <exception cref="KmsException">403, as a fresh request would get.</exception>
+    internal static async Task ReauthorizeAsync(KmsRequest request, ILogicalBackend backend, CancellationToken ct)
+    {
+        var state = request.RequireState();
+        var token = request.Token is { } t ? await state.Tokens.LookupValidAsync(t.Hash, ct).ConfigureAwait(false) : null;
+        if (token is null)
+        {
+            throw KmsException.PermissionDenied();
+        }
+
+        request.Token = token;
+        request.Acl = await state.Policies.AclAsync(token.Policies, ct).ConfigureAwait(false);
+        if (!request.Acl.Allows(request.Operation, request.Path))
+        {
+            throw KmsException.PermissionDenied();
+        }
+
+        await Functions.OwnedBundleGuard.CheckAsync(request, backend, ct).ConfigureAwait(false);
+    }
+
     private (ILogicalBackend Backend, string MountPoint) Resolve(string path, UnsealedState? state)
     {
         if (path.StartsWith("sys/", StringComparison.Ordinal))

@@ -109,20 +109,32 @@ internal sealed class KvV2Backend : ILogicalBackend
         }
 
         // A missing key counts as version 0, so an agent can wait for its bundle to be written; at the end it is a 404.
+        var reads = 0;
         var result = await _watch.WaitAsync(
             _watchPrefix + path,
             after.Value,
             wait ?? KvWatch.DefaultWait,
             async () =>
             {
+                KmsResponse? read;
                 try
                 {
-                    return await ReadVersionAsync(path, 0, ct).ConfigureAwait(false);
+                    read = await ReadVersionAsync(path, 0, ct).ConfigureAwait(false);
                 }
                 catch (KmsException e) when (e.StatusCode == 404)
                 {
-                    return null;
+                    read = null;
                 }
+
+                // The dispatcher authorised what was there when the request came; anything read after parking may be
+                // newer (a rotated bundle), and the token may have been revoked meanwhile (a retired revision's
+                // instance), so it is authorised again, after the read, as a fresh request would be.
+                if (reads++ > 0)
+                {
+                    await VaultDispatcher.ReauthorizeAsync(request, this, ct).ConfigureAwait(false);
+                }
+
+                return read;
             },
             r => r?.Data?["metadata"]?["version"]?.GetValue<long>() ?? 0,
             ct).ConfigureAwait(false);

@@ -65,6 +65,39 @@ public sealed class KvLongPollTests
         Assert.True(kms.Server.Sealed);
     }
 
+    [Fact]
+    public async Task A_parked_read_is_authorised_again_before_it_answers_with_what_was_written_while_it_waited()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("sys/policies/acl/app", new { policy = """path "secret/data/app" { capabilities = ["read"] }""" })).Expect(204);
+        (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
+
+        // Still allowed: the new version comes back, and the re-check spends none of a limited token's uses.
+        var twoUses = await TokenAsync(c, new { policies = new[] { "app" }, num_uses = 2 });
+        var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=60s", twoUses);
+        await WaitForWaitersAsync(kms, 1);
+        (await c.PostAsync("secret/data/app", new { data = new { v = "2" } })).Expect(200);
+        Assert.Equal("2", (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(200).Data["data"]!["v"]!.GetValue<string>());
+        (await c.GetAsync("secret/data/app", twoUses)).Expect(200);
+
+        // Revoked while parked (a retired revision's instance): the rotated secret is not handed over.
+        var revoked = await TokenAsync(c, new { policies = new[] { "app" } });
+        parked = c.GetAsync("secret/data/app?wait_version_gt=2&wait=60s", revoked);
+        await WaitForWaitersAsync(kms, 1);
+        (await c.PostAsync("auth/token/revoke", new { token = revoked })).Expect(204);
+        (await c.PostAsync("secret/data/app", new { data = new { v = "3" } })).Expect(200);
+        Assert.Equal(["permission denied"], (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(403).Errors);
+
+        // The policy no longer grants the path: the same.
+        var narrowed = await TokenAsync(c, new { policies = new[] { "app" } });
+        parked = c.GetAsync("secret/data/app?wait_version_gt=3&wait=60s", narrowed);
+        await WaitForWaitersAsync(kms, 1);
+        (await c.PutAsync("sys/policies/acl/app", new { policy = """path "secret/data/other" { capabilities = ["read"] }""" })).Expect(204);
+        (await c.PostAsync("secret/data/app", new { data = new { v = "4" } })).Expect(200);
+        Assert.Equal(["permission denied"], (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(403).Errors);
+    }
+
     [Theory]
     [InlineData("wait=10s", "wait")]
     [InlineData("wait_version_gt=1&wait=10m", "wait")]
@@ -98,6 +131,9 @@ public sealed class KvLongPollTests
 
         return await request;
     }
+
+    private static async Task<string> TokenAsync(VaultHttp c, object request) =>
+        (await c.PostAsync("auth/token/create", request)).Expect(200).Auth["client_token"]!.GetValue<string>();
 
     private static async Task WaitForWaitersAsync(TestKms kms, int count)
     {
