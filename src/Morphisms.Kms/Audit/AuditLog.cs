@@ -39,6 +39,21 @@ internal sealed class AuditLog : IDisposable
     /// <summary>The log file path.</summary>
     public string Path => _file.Name;
 
+    /// <summary>
+    /// The sequence number and hash of the last entry in the log: the last this KMS appended, or the file's last at
+    /// open. Every entry up to it is on disk, so a log file without it was cut or replaced under the running KMS.
+    /// </summary>
+    public (long Sequence, string Hash) Head
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return (_seq, _prevHash);
+            }
+        }
+    }
+
     /// <summary>Opens (creating if needed) the log and positions after its last complete entry.</summary>
     public static AuditLog Open(string path, AuditKeys keys, TimeProvider time)
     {

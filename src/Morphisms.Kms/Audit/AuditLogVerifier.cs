@@ -10,7 +10,8 @@ namespace Morphisms.Kms.Audit;
 /// edited, inserted, reordered or removed entry unless the whole tail after it was recomputed. With the chain key
 /// (held by the KMS under its barrier; <c>sys/audit-verify</c> runs this inside the KMS) it also checks each MAC,
 /// which nobody without the key can recompute. Truncating the tail is only visible against a previously recorded
-/// <see cref="AuditVerification.LastHash"/>, passed back as the expected last hash.
+/// <see cref="AuditVerification.LastHash"/>, passed back as the expected last hash, or (inside the running KMS) against
+/// the last entry the KMS itself wrote.
 /// </summary>
 public static class AuditLogVerifier
 {
@@ -18,7 +19,15 @@ public static class AuditLogVerifier
     /// <param name="path">The audit log file.</param>
     /// <param name="chainKey">The chain key (<see cref="AuditKeys.ChainKey"/>), or null to check hashes only.</param>
     /// <param name="expectedLastHash">A hash recorded earlier that must still be in the log, or null.</param>
-    public static AuditVerification Verify(string path, byte[]? chainKey = null, string? expectedLastHash = null)
+    public static AuditVerification Verify(string path, byte[]? chainKey = null, string? expectedLastHash = null) =>
+        Verify(path, chainKey, expectedLastHash, writtenHead: null);
+
+    /// <summary>
+    /// Verifies the log at <paramref name="path"/> and, with <paramref name="writtenHead"/> (the last entry the running
+    /// KMS wrote, <see cref="AuditLog.Head"/>), that the file still holds that entry: a cut tail or a file replaced by
+    /// another chain (even one that chains and has valid MACs, such as a shorter copy of the log) lacks it.
+    /// </summary>
+    internal static AuditVerification Verify(string path, byte[]? chainKey, string? expectedLastHash, (long Sequence, string Hash)? writtenHead)
     {
         var problems = new List<string>();
         var previousHash = AuditChain.Genesis;
@@ -26,6 +35,7 @@ public static class AuditLogVerifier
         long entries = 0;
         long lastSeq = 0;
         var sawExpected = expectedLastHash is null;
+        var sawHead = writtenHead is not { Sequence: > 0 };
         var lineNumber = 0;
         foreach (var line in File.ReadLines(path, Encoding.UTF8))
         {
@@ -70,11 +80,27 @@ public static class AuditLogVerifier
                 problems.Add(Line(lineNumber, "has an invalid MAC (forged or re-chained without the key)"));
             }
 
+            if (writtenHead is { } head && seq == head.Sequence)
+            {
+                sawHead = true;
+                if (!FixedEquals(hash, head.Hash))
+                {
+                    problems.Add(Line(lineNumber, $"is not the entry {seq} the KMS wrote (its hash differs): the log was replaced"));
+                }
+            }
+
             sawExpected |= hash == expectedLastHash;
             previousHash = hash;
             previousMac = mac;
             lastSeq = seq;
             entries++;
+        }
+
+        if (!sawHead)
+        {
+            problems.Add(string.Create(
+                CultureInfo.InvariantCulture,
+                $"the log has no entry {writtenHead!.Value.Sequence}, the last the KMS wrote (its last is {lastSeq}): the log was truncated or replaced"));
         }
 
         if (!sawExpected)

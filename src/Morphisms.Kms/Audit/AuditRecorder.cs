@@ -15,6 +15,9 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
     /// <summary>The file device's path, for sys/audit.</summary>
     public string FilePath => log.Path;
 
+    /// <summary>The log's last entry (see <see cref="AuditLog.Head"/>), for <c>sys/audit-verify</c>.</summary>
+    public (long Sequence, string Hash) Head => log.Head;
+
     /// <summary>The value-hashing keys.</summary>
     public AuditKeys Keys => keys;
 

@@ -1,6 +1,6 @@
 namespace Morphisms.Kms.Audit;
 
-/// <summary>The outcome of <see cref="AuditLogVerifier.Verify"/>.</summary>
+/// <summary>The outcome of <see cref="AuditLogVerifier.Verify(string, byte[], string)"/>.</summary>
 /// <param name="Valid">True when no problem was found.</param>
 /// <param name="Entries">How many well-formed entries were read.</param>
 /// <param name="LastSequence">The last entry's sequence number (0 for an empty log).</param>

@@ -62,5 +62,43 @@ public sealed class AuditIntegrationTests : IDisposable
         Assert.Contains("\"notice\":\"sealed\"", await File.ReadAllTextAsync(log), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_running_KMS_reports_a_log_cut_or_replaced_under_it(bool inPlace)
+    {
+        var log = Path.Combine(_dir, "audit.log");
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = log });
+        var c = kms.Client;
+        for (var i = 0; i < 3; i++)
+        {
+            (await c.PostAsync("secret/data/db", new { data = new { n = i } })).Expect(200);
+        }
+
+        var intact = (await c.PostAsync("sys/audit-verify")).Expect(200).Data;
+        Assert.True(intact["valid"]!.GetValue<bool>(), intact.ToJsonString());
+
+        // The last four entries go: a shorter copy moved over the file chains and its MACs check, but it lacks what the
+        // KMS wrote since; a file cut in place is the same once the KMS writes on past the cut.
+        var lines = await File.ReadAllLinesAsync(log);
+        var kept = lines[..^4];
+        if (inPlace)
+        {
+            await using var file = new FileStream(log, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+            file.SetLength(kept.Sum(l => System.Text.Encoding.UTF8.GetByteCount(l) + 1));
+        }
+        else
+        {
+            var copy = Path.Combine(_dir, "copy.log");
+            await File.WriteAllLinesAsync(copy, kept);
+            File.Move(copy, log, overwrite: true);
+            Assert.True(AuditLogVerifier.Verify(log).Valid);
+        }
+
+        var cut = (await c.PostAsync("sys/audit-verify")).Expect(200).Data;
+        Assert.False(cut["valid"]!.GetValue<bool>(), cut.ToJsonString());
+        Assert.Contains(cut["problems"]!.AsArray(), p => p!.GetValue<string>().Contains("truncated or replaced", StringComparison.Ordinal));
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }

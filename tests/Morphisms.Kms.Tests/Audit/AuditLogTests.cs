@@ -106,6 +106,32 @@ public sealed class AuditLogTests : IDisposable
     }
 
     [Fact]
+    public void Against_the_head_the_writer_holds_a_cut_tail_or_another_chain_is_reported()
+    {
+        Write(2);
+        var earlier = Head();
+        Write(1);
+        var head = Head();
+        Assert.Equal((2L, 3L), (earlier.Sequence, head.Sequence));
+        Assert.True(AuditLogVerifier.Verify(LogPath, _keys.ChainKey, null, head).Valid);
+
+        // Entries after the head (appended while the file is read) are fine: only the head must be there.
+        Assert.True(AuditLogVerifier.Verify(LogPath, _keys.ChainKey, null, earlier).Valid);
+
+        File.WriteAllLines(LogPath, File.ReadAllLines(LogPath)[..2]);
+        Assert.True(AuditLogVerifier.Verify(LogPath, _keys.ChainKey).Valid);
+        var cut = AuditLogVerifier.Verify(LogPath, _keys.ChainKey, null, head);
+        Assert.False(cut.Valid);
+        Assert.Contains(cut.Problems, p => p.Contains("has no entry 3, the last the KMS wrote (its last is 2)", StringComparison.Ordinal));
+
+        File.Delete(LogPath);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Write(3);
+        var other = AuditLogVerifier.Verify(LogPath, _keys.ChainKey, null, head);
+        Assert.Equal(["line 3 is not the entry 3 the KMS wrote (its hash differs): the log was replaced"], other.Problems);
+    }
+
+    [Fact]
     public void Reopening_continues_the_chain_and_a_torn_tail_is_cut_and_noted()
     {
         Write(2);
@@ -215,6 +241,12 @@ public sealed class AuditLogTests : IDisposable
 
             return inner.GetUtcNow();
         }
+    }
+
+    private (long Sequence, string Hash) Head()
+    {
+        using var log = AuditLog.Open(LogPath, _keys, _time);
+        return log.Head;
     }
 
     private void Write(int count)
