@@ -66,6 +66,28 @@ public sealed class KmsTrustStoreTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));
     }
 
+    [Fact]
+    public void Keeping_the_pinned_root_refuses_another_root_for_the_same_kms_and_writes_nothing()
+    {
+        var store = new KmsTrustStore(StorePath);
+        Assert.Null(store.Save(Record("https://kms-a:8200"), keepPinnedRoot: true));
+        var before = File.ReadAllText(StorePath);
+        var rootB = Record("https://KMS-A:8200/") with { RootCaSha256 = new string('c', 64) };
+
+        var refused = Assert.Throws<KmsRootChangedException>(() => store.Save(rootB, keepPinnedRoot: true));
+
+        Assert.Equal(new string('a', 64), refused.Pinned.RootCaSha256);
+        Assert.Equal(new string('c', 64), refused.Presented.RootCaSha256);
+        Assert.Contains($"pinned to root CA sha256 {new string('a', 64)}, but the KMS now presents root CA sha256 {new string('c', 64)}", refused.Message);
+        Assert.Equal(before, File.ReadAllText(StorePath));
+
+        // The same root (a new measurement, say) is saved; another KMS's record is not compared; without the flag the root is replaced.
+        Assert.NotNull(store.Save(Record("https://kms-a:8200") with { Measurement = new string('1', 96) }, keepPinnedRoot: true));
+        Assert.Null(store.Save(rootB with { KmsUrl = "https://kms-b:8200" }, keepPinnedRoot: true));
+        Assert.Equal(new string('a', 64), store.Save(rootB)!.RootCaSha256);
+        Assert.Equal(new string('c', 64), store.Find("https://kms-a:8200")!.RootCaSha256);
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     private static KmsTrustRecord Record(string url) => new()

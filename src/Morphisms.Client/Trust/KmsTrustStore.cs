@@ -30,17 +30,32 @@ public sealed class KmsTrustStore(string path)
     /// Adds or replaces the record of its KMS, atomically. Concurrent savers (<c>morph up</c> and <c>morph kms trust</c>
     /// at once, in any processes) are serialised on <c>PATH.lock</c>, so neither loses the other's record.
     /// </summary>
+    /// <param name="record">The record to store.</param>
+    /// <param name="keepPinnedRoot">
+    /// Refuse to replace a record for the same KMS that pins another root CA. The comparison is made under the lock, so
+    /// a concurrent save cannot slip a root in between the check and the write.
+    /// </param>
+    /// <returns>The record this one replaced, or null when the KMS had none.</returns>
+    /// <exception cref="KmsRootChangedException"><paramref name="keepPinnedRoot"/>, and the stored record pins another root CA (nothing is written).</exception>
     /// <exception cref="InvalidDataException">The existing file is not a trust store (it is left as it is).</exception>
     /// <exception cref="IOException">The file cannot be written, or another process held the lock for longer than <see cref="LockTimeout"/>.</exception>
-    public void Save(KmsTrustRecord record)
+    public KmsTrustRecord? Save(KmsTrustRecord record, bool keepPinnedRoot = false)
     {
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!);
         using (AcquireLock())
         {
-            // Read under the lock: a record another process saved since we last looked is kept.
+            // Read under the lock: a record another process saved since we last looked is kept, and is the one compared.
             var records = Load();
-            records[Normalize(record.KmsUrl)] = record;
+            var key = Normalize(record.KmsUrl);
+            var previous = records.GetValueOrDefault(key);
+            if (keepPinnedRoot && previous is not null && !string.Equals(previous.RootCaSha256, record.RootCaSha256, StringComparison.OrdinalIgnoreCase))
+            {
+                throw new KmsRootChangedException(previous, record);
+            }
+
+            records[key] = record;
             Replace(records);
+            return previous;
         }
     }
 

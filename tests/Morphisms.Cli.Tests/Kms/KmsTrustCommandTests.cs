@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Morphisms.Attestation.Simulated;
+using Morphisms.Client.Trust;
 using Morphisms.Kms;
 using Morphisms.Kms.SelfAttestation;
 
@@ -244,6 +245,55 @@ public sealed class KmsTrustCommandTests
             Assert.Contains($"warning: the root CA was pinned on first use: root CA sha256 {root}", trusted.Stderr);
             Assert.Contains("--expect-root-ca", trusted.Stderr);
             Assert.True(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
+        });
+
+    /// <summary>
+    /// Trusting a pinned address again keeps its root CA: a KMS presenting another root (root A pinned, this KMS shows
+    /// B) is refused naming both, and the record stays as it was. <c>--replace-root</c> replaces it with a loud warning
+    /// naming both, and <c>--expect-root-ca B</c> replaces it because the user named B. The same root (a measurement
+    /// upgrade) still goes through without either.
+    /// </summary>
+    [Fact]
+    public Task Trusting_again_refuses_a_different_root_ca_unless_it_is_expected_or_replace_root_is_given() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var url = kms.BaseAddress!.ToString();
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+            var store = new KmsTrustStore(trustFile);
+            var first = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--json");
+            Assert.True(first.ExitCode == ExitCodes.Ok, first.Stderr);
+            var rootB = JsonDocument.Parse(first.Stdout).RootElement.GetProperty("root_ca_sha256").GetString()!;
+
+            var sameRoot = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", OnePin, "--expect-measurement", ZeroPin);
+            Assert.True(sameRoot.ExitCode == ExitCodes.Ok, sameRoot.Stderr);
+            Assert.DoesNotContain("replace", sameRoot.Stderr, StringComparison.OrdinalIgnoreCase);
+
+            var rootA = new string('a', 64);
+            void SeedRootA() => store.Save(store.Find(url)! with { RootCaSha256 = rootA });
+            SeedRootA();
+            var seeded = await File.ReadAllTextAsync(trustFile);
+
+            var refused = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin);
+            Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+            Assert.Contains($"is pinned to root CA sha256 {rootA}, but the KMS now presents root CA sha256 {rootB}", refused.Stderr);
+            Assert.Contains("Nothing was written", refused.Stderr);
+            Assert.Contains($"--expect-root-ca {rootB}", refused.Stderr);
+            Assert.Contains("--replace-root", refused.Stderr);
+            Assert.Equal(string.Empty, refused.Stdout);
+            ErrorPathTests.AssertNoStackTrace(refused);
+            Assert.Equal(seeded, await File.ReadAllTextAsync(trustFile));
+
+            var replaced = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--replace-root");
+            Assert.True(replaced.ExitCode == ExitCodes.Ok, replaced.Stderr);
+            Assert.Contains($"WARNING! --replace-root: the pinned root CA sha256 {rootA} was REPLACED by root CA sha256 {rootB}", replaced.Stderr);
+            Assert.Equal(rootB, store.Find(url)!.RootCaSha256);
+
+            SeedRootA();
+            var expected = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--expect-root-ca", rootB);
+            Assert.True(expected.ExitCode == ExitCodes.Ok, expected.Stderr);
+            Assert.Contains($"replaced the pinned root CA sha256 {rootA} with root CA sha256 {rootB}, the one expected", expected.Stderr);
+            Assert.DoesNotContain("WARNING", expected.Stderr);
+            Assert.Equal(rootB, store.Find(url)!.RootCaSha256);
         });
 
     /// <summary>

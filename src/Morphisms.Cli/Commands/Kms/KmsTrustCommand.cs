@@ -16,7 +16,9 @@ namespace Morphisms.Cli.Commands.Kms;
 /// TEE holds the keys, and anyone can rent a TEE to run a look-alike KMS in. The measurement names the code, not the
 /// operator: the published KMS image run in someone else's TEE passes it with a root CA of their own. So
 /// <c>--expect-root-ca</c> takes the root CA fingerprint the operator publishes and refuses any other root; without it
-/// the root is pinned on first use, with a warning that shows its fingerprint to compare.
+/// the root is pinned on first use, with a warning that shows its fingerprint to compare. Trusting a pinned KMS again
+/// (a measurement upgrade) keeps its root: a different one is refused unless <c>--expect-root-ca</c> names it or
+/// <c>--replace-root</c> is given, or every re-trust would be a fresh first use.
 /// </summary>
 public static class KmsTrustCommand
 {
@@ -55,11 +57,16 @@ public static class KmsTrustCommand
                 + "64 hex digits, colons allowed: any other root is refused. Without it the root is pinned on first use (with a warning).",
             HelpName = "SHA256",
         };
+        var replaceRoot = new Option<bool>("--replace-root")
+        {
+            Description = "Replace the root CA already pinned for this address with the one the KMS presents now, without --expect-root-ca "
+                + "naming it (says so loudly). Without either, a different root is refused.",
+        };
         var anyMeasurement = new Option<bool>("--any-measurement") { Description = "INSECURE: pin a KMS whatever its measurement (any genuine TEE passes); says so loudly." };
         var dev = new Option<bool>("--dev") { Description = "Also trust this installation's simulated TEE (development only; says so loudly)." };
         var simulated = new Option<DirectoryInfo?>("--trust-simulated-tee") { Description = "Also trust the simulated TEE in DIR (development only)." };
         var json = new Option<bool>("--json") { Description = "Print the pinned record as JSON." };
-        var command = new Command("trust", "Attest a KMS, check its measurement and pin its root CA for this user.") { url, measurement, rootCa, anyMeasurement, dev, simulated, json };
+        var command = new Command("trust", "Attest a KMS, check its measurement and pin its root CA for this user.") { url, measurement, rootCa, replaceRoot, anyMeasurement, dev, simulated, json };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var paths = MorphPaths.FromEnvironment();
@@ -141,15 +148,31 @@ public static class KmsTrustCommand
 
                 var record = outcome.Record!;
                 var store = new KmsTrustStore(Path.Combine(paths.ConfigDirectory, TrustFileName));
+                KmsTrustRecord? previous;
                 try
                 {
-                    store.Save(record);
+                    // A KMS keeps its root CA across restarts and upgrades; one that shows another is another KMS (the
+                    // published image run by someone on the network path, say), so it replaces the pin only when the
+                    // user named that root or asked for the replacement. The store compares under its lock.
+                    previous = store.Save(record, keepPinnedRoot: options.ExpectedRootCaSha256 is null && !parse.GetValue(replaceRoot));
+                }
+                catch (KmsRootChangedException e)
+                {
+                    await stderr.WriteLineAsync(RootChangedRefusal(e.Pinned, e.Presented));
+                    return ExitCodes.Rejected;
                 }
                 catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
                 {
                     // The KMS passed, but a store that cannot be read back or written is the user's to fix: left as it is.
                     await stderr.WriteLineAsync($"morph: the KMS's evidence verified, but it was NOT pinned: {e.Message}");
                     return ExitCodes.UsageOrInput;
+                }
+
+                if (previous is not null && !string.Equals(previous.RootCaSha256, record.RootCaSha256, StringComparison.OrdinalIgnoreCase))
+                {
+                    await stderr.WriteLineAsync(options.ExpectedRootCaSha256 is null
+                        ? RootReplacedWarning(previous.RootCaSha256, record.RootCaSha256)
+                        : $"note: replaced the pinned root CA sha256 {previous.RootCaSha256} with root CA sha256 {record.RootCaSha256}, the one expected");
                 }
 
                 if (options.ExpectedRootCaSha256 is null)
@@ -215,6 +238,23 @@ public static class KmsTrustCommand
         + "runs, not who runs it: anyone on the network path could run the same KMS image in a TEE of their own and answer "
         + "with their own root CA. Compare this fingerprint with the one the KMS's operator publishes (`morph kms status` "
         + "on the KMS shows it), and give it with --expect-root-ca to have any other root refused.";
+
+    /// <summary>
+    /// What <c>morph kms trust</c> says when the KMS at a pinned address presents another root CA and neither
+    /// <c>--expect-root-ca</c> nor <c>--replace-root</c> was given: both fingerprints, and that nothing changed.
+    /// </summary>
+    internal static string RootChangedRefusal(KmsTrustRecord pinned, KmsTrustRecord presented) =>
+        $"morph: KMS NOT pinned: {pinned.KmsUrl} is pinned to root CA sha256 {pinned.RootCaSha256}, but the KMS now presents "
+        + $"root CA sha256 {presented.RootCaSha256}. A KMS keeps its root CA across restarts and upgrades: another root means "
+        + "another KMS, which may be the same image run in someone else's TEE on the network path. Nothing was written. If the "
+        + $"KMS's operator publishes the new root, trust it with --expect-root-ca {presented.RootCaSha256}; --replace-root "
+        + "replaces the pin without that check.";
+
+    /// <summary>What <c>--replace-root</c> did without <c>--expect-root-ca</c>, naming both roots.</summary>
+    internal static string RootReplacedWarning(string pinned, string presented) =>
+        $"WARNING! --replace-root: the pinned root CA sha256 {pinned} was REPLACED by root CA sha256 {presented}, which nobody "
+        + "checked: every function certificate it issues is now accepted, and `morph kms` follows this record's TLS pin. "
+        + "Compare it with the fingerprint the KMS's operator publishes.";
 
     /// <summary>
     /// Why the measurement flags cannot be used, or null: none given outside dev mode (where the measurement of this
