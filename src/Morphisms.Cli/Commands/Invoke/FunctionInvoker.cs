@@ -19,13 +19,14 @@ namespace Morphisms.Cli.Commands.Invoke;
 /// <param name="ExpectedMeasurement">When set, the attested TEE and measurement must be this pin's.</param>
 internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, FunctionMeasurementPin? ExpectedMeasurement);
 
-/// <summary>What came back: the response, or the reasons the function's certificate was refused.</summary>
-internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, AttestedIdentityExtension? Identity, IReadOnlyList<X509Certificate2> Chain, IReadOnlyList<string> Refusals);
+/// <summary>What came back: the response (with its <c>Location</c>, a redirect not being followed), or the reasons the function's certificate was refused.</summary>
+internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, AttestedIdentityExtension? Identity, IReadOnlyList<X509Certificate2> Chain, IReadOnlyList<string> Refusals, Uri? Location = null);
 
 /// <summary>
 /// Calls a function through the confidential gateway with <see cref="FunctionHttpHandler"/>: the TLS session ends
 /// in the instance, whose certificate must chain to the pinned KMS root CA and carry the function's attested
-/// identity. Nothing is sent on a connection whose certificate fails.
+/// identity. Nothing is sent on a connection whose certificate fails. A redirect is not followed: the request already
+/// went to the verified function, and its answer (a 3xx with a <c>Location</c>) is what the caller reports.
 /// </summary>
 internal static class FunctionInvoker
 {
@@ -57,6 +58,10 @@ internal static class FunctionInvoker
 
             return verify(sender, certificate, presented, errors);
         };
+        // A redirect is the function's answer, not an address to send the body to again: following it would open a
+        // second connection (to the gateway, whatever the Location says) that the validator, fixed to this function's
+        // host, refuses, and that refusal would then read as if the verified function had received nothing.
+        handler.AllowAutoRedirect = false;
         handler.ConnectCallback = async (_, token) =>
         {
             var socket = new Socket(request.Gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -85,7 +90,7 @@ internal static class FunctionInvoker
         {
             using var response = await http.SendAsync(message, ct);
             var body = await response.Content.ReadAsByteArrayAsync(ct);
-            return new InvokeResult(response.StatusCode, body, identity, chain, []);
+            return new InvokeResult(response.StatusCode, body, identity, chain, [], response.Headers.Location);
         }
         catch (HttpRequestException) when (refusals.Count > 0)
         {

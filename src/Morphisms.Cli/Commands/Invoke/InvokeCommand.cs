@@ -104,7 +104,7 @@ public static class InvokeCommand
         return command;
     }
 
-    /// <summary>Invokes and prints; 0 for a 2xx answer from a verified function, 1 otherwise.</summary>
+    /// <summary>Invokes and prints; 0 for a 2xx answer from a verified function, 1 otherwise (a 3xx included: it is not followed).</summary>
     internal static async Task<int> RunAsync(KmsTrustRecord trust, InvokeRequest request, bool showAttestation, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         InvokeResult result;
@@ -142,7 +142,8 @@ public static class InvokeCommand
         var ok = (int)result.Status!.Value is >= 200 and < 300;
         if (!ok)
         {
-            await stderr.WriteLineAsync($"morph: {request.Function} answered {(int)result.Status}");
+            await stderr.WriteLineAsync($"morph: {request.Function} answered {(int)result.Status}"
+                + (result.Location is { } location ? $", redirecting to {location} (not followed)" : string.Empty));
         }
 
         var body = System.Text.Encoding.UTF8.GetString(result.Body);
