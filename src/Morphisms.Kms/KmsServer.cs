@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Attest;
 using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
@@ -34,6 +35,7 @@ public sealed class KmsServer : IAsyncDisposable
     private readonly KmsMetrics _metrics = new();
     private readonly WebApplication _app;
     private readonly TextWriter _warnings;
+    private readonly string? _tlsChainWarning;
     private bool _started;
 
     /// <summary>Validates the options, opens storage and builds (but does not start) the web application.</summary>
@@ -69,6 +71,7 @@ public sealed class KmsServer : IAsyncDisposable
         ValidateApiAddress(options);
 
         TlsCertificate = LoadCertificate(options.Tls, address, options.TimeProvider, out var chain);
+        _tlsChainWarning = PkiCaInTlsChain(chain);
         var physical = storage ?? StorageSpec.Open(options.Storage);
         if (physical is SqliteStorage sqlite)
         {
@@ -164,6 +167,11 @@ public sealed class KmsServer : IAsyncDisposable
         if (_options.Tls.Mode == KmsTlsMode.Disabled)
         {
             await _warnings.WriteLineAsync($"WARNING! the KMS serves plain HTTP on {_options.Listen} (loopback only); use TLS for anything but local development.").ConfigureAwait(false);
+        }
+
+        if (_tlsChainWarning is not null)
+        {
+            await _warnings.WriteLineAsync(_tlsChainWarning).ConfigureAwait(false);
         }
 
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -325,6 +333,21 @@ public sealed class KmsServer : IAsyncDisposable
         return IPAddress.TryParse(host, out var address)
             ? (address, port)
             : throw new ArgumentException($"invalid listen host '{host}': use an IP address or localhost", nameof(listen));
+    }
+
+    /// <summary>
+    /// The warning for a TLS chain (from the certificate file) that holds a KMS PKI root or an intermediate of it, or
+    /// null: the operator issued the KMS's TLS certificate from <c>pki/</c>, whose CA also signs function and role
+    /// certificates, so agents and serving hosts refuse a pin at it. Seen by the marker, which works while sealed; a
+    /// chain issued from a root made before the marker existed goes unnoticed.
+    /// </summary>
+    private static string? PkiCaInTlsChain(X509Certificate2Collection? chain)
+    {
+        var marked = chain?.FirstOrDefault(KmsPkiCaMarker.IsOn);
+        return marked is null ? null :
+            $"WARNING! the KMS's TLS certificate chain contains '{marked.Subject}', a KMS PKI root CA or an intermediate of it: "
+            + "that CA also signs function and pki/ role certificates, so it cannot identify the KMS, and agents and serving hosts "
+            + "refuse a pin at it. Issue the KMS's TLS certificate from a CA of its own (or use the self-signed one) and pin that CA.";
     }
 
     private static X509Certificate2? LoadCertificate(KmsTlsOptions tls, IPAddress address, TimeProvider time, out X509Certificate2Collection? chain)

@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Identity;
 
 namespace Morphisms.Attestation.Trust;
 
@@ -11,7 +12,9 @@ namespace Morphisms.Attestation.Trust;
 /// the leaf validates up to it, every signature included: the CA certificate is public, so finding it among the
 /// presented ones proves nothing by itself. The pinned certificate may be a self-signed root (the KMS's own
 /// self-signed TLS certificate is pinned this way), an intermediate, or the leaf. Nothing is trusted on first use,
-/// and the system trust store plays no part.
+/// and the system trust store plays no part. It is never the KMS's PKI root CA (<c>root_ca_sha256</c>) or one of its
+/// intermediates: they sign function and <c>pki/</c> role certificates, so a chain through one that carries
+/// <see cref="KmsPkiCaMarker"/> is refused even when it validates.
 /// </summary>
 public sealed class KmsPin(byte[] sha256, TimeProvider time)
 {
@@ -118,6 +121,22 @@ public sealed class KmsPin(byte[] sha256, TimeProvider time)
             reason = "the KMS TLS chain does not validate to the pinned CA: it does not reach the pinned certificate ("
                 + string.Join("; ", build.ChainStatus.Select(s => s.StatusInformation.Trim())) + ")";
             return false;
+        }
+
+        // The KMS's PKI root also signs function certificates and pki/ role leaves for any name a role allows: pinned
+        // there (or with the KMS's TLS certificate issued from pki/), anyone allowed to issue from a role could pass
+        // for the KMS. Its root and intermediates carry the marker; the leaf is checked too, which costs nothing.
+        // The pinned certificate is looked at first: that is the mistake to name.
+        for (var i = reached; i >= 0; i--)
+        {
+            if (KmsPkiCaMarker.IsOn(elements[i].Certificate))
+            {
+                var which = i == reached ? "the pinned certificate" : $"'{elements[i].Certificate.Subject}' in the KMS TLS chain";
+                reason = $"{which} is the KMS's PKI root CA or an intermediate of it (it carries the KMS PKI CA marker {KmsPkiCaMarker.Oid}): "
+                    + "that CA also signs function and pki/ role certificates, so it cannot identify the KMS. Pin the CA that issued "
+                    + "the KMS's TLS certificate, or that certificate (never root_ca_sha256), and issue the KMS's TLS certificate from a CA of its own";
+                return false;
+            }
         }
 
         var problems = elements.Take(reached + 1)

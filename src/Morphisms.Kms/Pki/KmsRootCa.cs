@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Barrier;
 
 namespace Morphisms.Kms.Pki;
@@ -75,6 +76,9 @@ internal sealed class KmsRootCa : IDisposable
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, critical: true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
+
+        // So a KMS pin set to this root (which also signs function and pki/ role certificates) is refused, not trusted.
+        request.CertificateExtensions.Add(KmsPkiCaMarker.ToExtension());
         using var certificate = request.CreateSelfSigned(now.AddHours(-1), now + Validity);
         return new StoredCa(certificate.ExportCertificatePem(), key.ExportPkcs8PrivateKeyPem());
     }

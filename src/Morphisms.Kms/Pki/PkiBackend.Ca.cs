@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
 
@@ -224,6 +225,13 @@ internal sealed partial class PkiBackend
         var name = spec.CommonName ?? "Morphisms Functions Intermediate CA " + now.ToString("yyyy-MM-dd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
         var csr = new CertificateRequest(PkiCertificates.Subject(name), key, spec.KeyBits == 384 ? HashAlgorithmName.SHA384 : HashAlgorithmName.SHA256);
         PkiCertificates.AddCaExtensions(csr, signer.Certificate, root: false);
+        if (_kmsRoot)
+        {
+            // Marked like the KMS root, so a KMS pin at it (or a KMS TLS certificate issued here) is refused. Other
+            // mounts' CAs are the operator's own and may well issue the KMS's TLS certificate.
+            csr.CertificateExtensions.Add(KmsPkiCaMarker.ToExtension());
+        }
+
         using var certificate = PkiCertificates.Sign(csr, signer, now, spec.Ttl ?? DefaultIntermediateTtl, PkiCertificates.NewSerial());
         var issuer = new IssuerRecord
         {

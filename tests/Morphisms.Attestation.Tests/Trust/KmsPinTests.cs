@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Identity;
 using Morphisms.Attestation.Trust;
 using Morphisms.Testing;
 
@@ -98,6 +99,41 @@ public sealed class KmsPinTests
     }
 
     [Fact]
+    public void TheKmsPkiRoot_OrAChainThroughOneOfItsIntermediates_IsRefused_EvenWhenItValidates()
+    {
+        // The KMS's PKI root and its intermediates also sign role leaves for any name a role allows.
+        using var pkiRoot = MarkedCa("CN=Morphisms KMS Root CA", issuer: null);
+        using var pkiIntermediate = MarkedCa("CN=Morphisms Functions Intermediate CA", pkiRoot);
+        using var roleLeaf = Leaf(pkiIntermediate);
+        using var chain = Presented(pkiIntermediate);
+        chain.ChainPolicy.ExtraStore.Add(pkiRoot);
+
+        foreach (var pinned in new[] { pkiRoot, pkiIntermediate })
+        {
+            Assert.False(new KmsPin(SHA256.HashData(pinned.RawData), TimeProvider.System).Check(roleLeaf, chain, SslPolicyErrors.RemoteCertificateChainErrors, out var reason));
+            Assert.Contains("the pinned certificate is the KMS's PKI root CA or an intermediate of it", reason);
+            Assert.Contains("Pin the CA that issued the KMS's TLS certificate", reason);
+        }
+
+        // A root from before the marker existed (unmarked) is still refused through a marked intermediate.
+        using var legacyRoot = TestCertificates.Ca("CN=Morphisms KMS Root CA");
+        using var newIntermediate = MarkedCa("CN=Morphisms Functions Intermediate CA", legacyRoot);
+        using var leaf = Leaf(newIntermediate);
+        using var legacyChain = Presented(newIntermediate);
+        legacyChain.ChainPolicy.ExtraStore.Add(legacyRoot);
+        Assert.False(new KmsPin(SHA256.HashData(legacyRoot.RawData), TimeProvider.System).Check(leaf, legacyChain, SslPolicyErrors.RemoteCertificateChainErrors, out var legacyReason));
+        Assert.Contains("'CN=Morphisms Functions Intermediate CA' in the KMS TLS chain is the KMS's PKI root CA", legacyReason);
+
+        // The same shape without the marker (an operator's CA) is accepted.
+        using var operatorRoot = TestCertificates.Ca("CN=Operator Root");
+        using var operatorCa = TestCertificates.Ca("CN=Operator KMS CA", operatorRoot);
+        using var kmsLeaf = Leaf(operatorCa);
+        using var operatorChain = Presented(operatorCa);
+        operatorChain.ChainPolicy.ExtraStore.Add(operatorRoot);
+        Assert.True(new KmsPin(SHA256.HashData(operatorRoot.RawData), TimeProvider.System).Check(kmsLeaf, operatorChain, SslPolicyErrors.RemoteCertificateChainErrors, out var accepted), accepted);
+    }
+
+    [Fact]
     public void Validate_RecordsTheLastRefusal_AndClearsItOnSuccess()
     {
         using var ca = TestCertificates.Ca("CN=Test KMS Root");
@@ -118,6 +154,24 @@ public sealed class KmsPinTests
         var request = new CertificateRequest("CN=kms", key, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(named ?? signer, true, false));
         return request.Create(signer, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddHours(1), RandomNumberGenerator.GetBytes(8));
+    }
+
+    /// <summary>A CA carrying the KMS PKI CA marker, self-signed or issued by <paramref name="issuer"/>.</summary>
+    private static X509Certificate2 MarkedCa(string name, X509Certificate2? issuer)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(name, key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        request.CertificateExtensions.Add(KmsPkiCaMarker.ToExtension());
+        if (issuer is null)
+        {
+            return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        }
+
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        using var issued = request.Create(issuer, DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow.AddHours(2), RandomNumberGenerator.GetBytes(8));
+        return issued.CopyWithPrivateKey(key);
     }
 
     /// <summary>What a TLS stack hands the callback: the server's extra certificates in the chain policy's extra store.</summary>

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation.Identity;
 using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Kms.Tests.Http;
@@ -155,6 +156,43 @@ public class MetricsAndTlsTests
                 await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("/v1/sys/health"));
                 Assert.Contains("pinned SHA-256", atRoot.LastFailure);
             }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Tls_issued_under_a_kms_pki_ca_is_warned_about_at_start()
+    {
+        var dir = Directory.CreateTempSubdirectory("kms-tls-pki-").FullName;
+        try
+        {
+            // A CA marked like the KMS's PKI root (what pki/issue's ca_chain holds), and a KMS certificate from it.
+            using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var caRequest = new CertificateRequest("CN=Morphisms KMS Root CA", caKey, HashAlgorithmName.SHA256);
+            caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            caRequest.CertificateExtensions.Add(KmsPkiCaMarker.ToExtension());
+            using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var leaf = new CertificateRequest("CN=kms.test", key, HashAlgorithmName.SHA256).Create(ca, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddHours(12), RandomNumberGenerator.GetBytes(8));
+            var certFile = Path.Combine(dir, "kms.pem");
+            var keyFile = Path.Combine(dir, "kms.key");
+            await File.WriteAllTextAsync(keyFile, key.ExportPkcs8PrivateKeyPem());
+
+            async Task<string> WarningsWith(string pem)
+            {
+                await File.WriteAllTextAsync(certFile, pem);
+                using var warnings = new StringWriter();
+                await using var server = new KmsServer(new KmsServerOptions { Listen = "127.0.0.1:0", Storage = "inmem", Tls = KmsTlsOptions.FromFiles(certFile, keyFile), WarningWriter = warnings });
+                await server.StartAsync();
+                return warnings.ToString();
+            }
+
+            var warned = await WarningsWith(leaf.ExportCertificatePem() + "\n" + ca.ExportCertificatePem());
+            Assert.Contains("WARNING! the KMS's TLS certificate chain contains 'CN=Morphisms KMS Root CA', a KMS PKI root CA", warned, StringComparison.Ordinal);
+            Assert.DoesNotContain("KMS PKI root CA", await WarningsWith(leaf.ExportCertificatePem()), StringComparison.Ordinal);
         }
         finally
         {

@@ -1,6 +1,8 @@
+using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation.Identity;
+using Morphisms.Attestation.Trust;
 
 namespace Morphisms.Kms.Tests.Pki;
 
@@ -117,6 +119,51 @@ public sealed class KmsRootCaBoundaryTests
             var body = new Dictionary<string, object> { ["allowed_domains"] = "fn.morphisms.local", [field] = "2.25.1" };
             Assert.Contains($"'{field}'", (await c.PostAsync("pki/roles/wide", body)).Expect(400).Errors.Single(), StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public async Task A_role_leaf_naming_the_kms_does_not_pass_a_kms_pin_at_the_pki_root_or_its_intermediates()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+
+        // What anyone with pki/roles and pki/issue rights can get: a server certificate for the KMS's host name.
+        (await c.PostAsync("pki/roles/x", new { allowed_domains = "kms.example", allow_bare_domains = true })).Expect(204);
+        var issued = (await c.PostAsync("pki/issue/x", new { common_name = "kms.example" })).Expect(200).Data;
+        using var leaf = X509Certificate2.CreateFromPem(issued["certificate"]!.GetValue<string>());
+        var caChain = PkiAssert.Certificates(issued["ca_chain"]!.AsArray().Select(n => n!.GetValue<string>()));
+        var root = caChain[^1];
+        Assert.Equal("Morphisms KMS Root CA", root.GetNameInfo(X509NameType.SimpleName, false));
+
+        // The root (root_ca_sha256) and the KMS-made intermediates carry the marker, rotated ones too.
+        var rotated = (await c.PostAsync("pki/intermediate/rotate", new { })).Expect(200).Data;
+        using var next = X509Certificate2.CreateFromPem(rotated["certificate"]!.GetValue<string>());
+        Assert.All(caChain.Append(next), ca => Assert.False(Assert.Single(ca.Extensions, e => e.Oid!.Value == KmsPkiCaMarker.Oid).Critical));
+        Assert.False(KmsPkiCaMarker.IsOn(leaf));
+
+        // The attacker's server presents the whole chain; it validates, names the host, and is still refused.
+        using var presented = new X509Chain();
+        presented.ChainPolicy.ExtraStore.AddRange(caChain.ToArray());
+        foreach (var pinned in caChain)
+        {
+            var pin = new KmsPin(SHA256.HashData(pinned.RawData), kms.Time);
+            Assert.False(pin.Check(leaf, presented, SslPolicyErrors.RemoteCertificateChainErrors, out var reason));
+            Assert.Contains("the pinned certificate is the KMS's PKI root CA or an intermediate of it", reason, StringComparison.Ordinal);
+            Assert.Contains("never root_ca_sha256", reason, StringComparison.Ordinal);
+        }
+
+        // An operator's own CA (a separate pki mount) is unmarked, and a KMS certificate from it passes a pin at its root.
+        (await c.PostAsync("sys/mounts/ca", new { type = "pki" })).Expect(204);
+        using var operatorRoot = X509Certificate2.CreateFromPem((await c.PostAsync("ca/root/generate/internal", new { common_name = "Operator Root" })).Expect(200).Data["certificate"]!.GetValue<string>());
+        (await c.PostAsync("ca/roles/kms", new { allowed_domains = "kms.example", allow_bare_domains = true })).Expect(204);
+        var own = (await c.PostAsync("ca/issue/kms", new { common_name = "kms.example" })).Expect(200).Data;
+        using var ownLeaf = X509Certificate2.CreateFromPem(own["certificate"]!.GetValue<string>());
+        Assert.False(KmsPkiCaMarker.IsOn(operatorRoot));
+        using var ownChain = new X509Chain();
+        ownChain.ChainPolicy.ExtraStore.Add(operatorRoot);
+        Assert.True(new KmsPin(SHA256.HashData(operatorRoot.RawData), kms.Time).Check(ownLeaf, ownChain, SslPolicyErrors.RemoteCertificateChainErrors, out var accepted), accepted);
+        using var ownIntermediate = X509Certificate2.CreateFromPem((await c.PostAsync("ca/intermediate/rotate", new { })).Expect(200).Data["certificate"]!.GetValue<string>());
+        Assert.False(KmsPkiCaMarker.IsOn(ownIntermediate));
     }
 
     [Fact]
