@@ -32,8 +32,8 @@ public static class AgentCli
         }
 
         var kms = new Option<string>("--kms") { Description = "KMS base address (https).", Required = true };
-        var kmsCa = new Option<FileInfo?>("--kms-ca") { Description = "PEM of the KMS root CA to pin." };
-        var kmsCaSha = new Option<string?>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the KMS root CA certificate DER to pin." };
+        var kmsCa = new Option<FileInfo?>("--kms-ca") { Description = "PEM of the CA that issued the KMS's TLS certificate (or that certificate) to pin; never the KMS PKI root (root_ca_sha256)." };
+        var kmsCaSha = new Option<string?>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the DER of the CA that issued the KMS's TLS certificate (or of that certificate) to pin; never the KMS PKI root (root_ca_sha256)." };
         var initdata = new Option<string?>("--initdata") { Description = "Kata initdata document (env:NAME or a file; base64+gzip or TOML) whose digest the TEE measured; its morph.toml carries the KMS CA pin." };
         var allowUnmeasured = new Option<bool>("--allow-unmeasured-pin") { Description = "Use the command-line pin when the launch configuration measured none (the host then chooses the KMS)." };
         var function = new Option<string>("--function") { Description = "The function this instance runs.", Required = true };

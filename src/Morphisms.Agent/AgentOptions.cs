@@ -7,7 +7,8 @@ public sealed record AgentOptions
     public required Uri Kms { get; init; }
 
     /// <summary>
-    /// The KMS CA pin given on the command line (SHA-256 of the CA certificate DER). It is not measured: the pin the
+    /// The KMS CA pin given on the command line (SHA-256 of the DER of the CA that issued the KMS's TLS certificate, or of
+    /// that certificate; never the KMS PKI root, whose role leaves may name the KMS's host). It is not measured: the pin the
     /// agent uses comes from the TEE's measured launch configuration, and this one must agree with it. It is used on its
     /// own only with <see cref="AllowUnmeasuredPin"/> (or on the simulated TEE). See <see cref="Kms.PinResolver"/>.
     /// </summary>

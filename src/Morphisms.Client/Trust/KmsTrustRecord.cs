@@ -14,7 +14,10 @@ public sealed record KmsTrustRecord
     /// <summary>The KMS root CA certificate, PEM.</summary>
     public required string RootCaPem { get; init; }
 
-    /// <summary>Lowercase hex SHA-256 of the root CA certificate DER (the pin the agent uses too).</summary>
+    /// <summary>
+    /// Lowercase hex SHA-256 of the root CA certificate DER: the anchor of function certificates. Not the agent's KMS
+    /// TLS pin, which is the CA that issued the KMS's TLS certificate (this root also signs <c>pki/</c> role leaves).
+    /// </summary>
     public required string RootCaSha256 { get; init; }
 
     /// <summary>Lowercase hex SHA-256 of the KMS TLS certificate's SubjectPublicKeyInfo, bound into the evidence.</summary>

@@ -25,7 +25,11 @@ public sealed record ExportRequest
     /// <summary>The KMS base address the agent attests to (https).</summary>
     public required Uri Kms { get; init; }
 
-    /// <summary>SHA-256 of the KMS root CA certificate (DER), 32 bytes: the pin that goes into measured launch data.</summary>
+    /// <summary>
+    /// SHA-256 (DER) of the CA that issued the KMS's TLS certificate, or of that certificate, 32 bytes: the pin that goes
+    /// into measured launch data. Never the KMS PKI root (<c>root_ca_sha256</c>), which also signs <c>pki/</c> role
+    /// certificates for any name a role allows (<c>docs/operations.md</c>).
+    /// </summary>
     public required byte[] KmsCaSha256 { get; init; }
 
     /// <summary>The container image, pinned by digest (<c>repo@sha256:…</c>).</summary>

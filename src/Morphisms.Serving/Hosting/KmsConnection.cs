@@ -7,8 +7,10 @@ public sealed record KmsConnection
     public required Uri Url { get; init; }
 
     /// <summary>
-    /// Hex SHA-256 of the KMS CA certificate: the pin agents use (written into every measured launch configuration)
-    /// and the host uses for its own calls (the presented chain must contain a certificate with this hash).
+    /// Hex SHA-256 of the CA certificate that issued the KMS's TLS certificate (or of that certificate, when self-signed):
+    /// the pin agents use (written into every measured launch configuration) and the host uses for its own calls (the
+    /// presented chain must validate up to a certificate with this hash). Never the KMS PKI root (<c>root_ca_sha256</c>):
+    /// it also signs <c>pki/</c> role certificates for any name a role allows, so <c>KmsPin</c> refuses it.
     /// </summary>
     public required string CaSha256 { get; init; }
 

@@ -16,7 +16,10 @@ public sealed record RuntimeOptions
     /// <summary>The KMS the agents attest to (https).</summary>
     public Uri? KmsUrl { get; init; }
 
-    /// <summary>The KMS CA pin (hex SHA-256) the agents use; also written into every launch configuration.</summary>
+    /// <summary>
+    /// The KMS CA pin (hex SHA-256 of the CA that issued the KMS's TLS certificate, or of that certificate) the agents
+    /// use; also written into every launch configuration.
+    /// </summary>
     public string? KmsCaSha256 { get; init; }
 
     /// <summary>The simulated TEE's state directory (<c>tee: sim</c>).</summary>

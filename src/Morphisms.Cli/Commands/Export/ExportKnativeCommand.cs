@@ -14,7 +14,7 @@ public static class ExportKnativeCommand
         var tee = new Option<string?>("--tee") { Description = "snp, tdx or sgx; defaults to the spec's tee when that is one of them." };
         tee.AcceptOnlyFromAmong("snp", "tdx", "sgx");
         var kms = new Option<string>("--kms") { Description = "KMS base address (https) the function attests to.", Required = true };
-        var pin = new Option<string>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the KMS root CA certificate: the measured pin.", Required = true };
+        var pin = new Option<string>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the CA that issued the KMS's TLS certificate (or of that certificate): the measured pin. Never the KMS PKI root (root_ca_sha256), which also signs pki/ role certificates.", Required = true };
         var image = new Option<string>("--image") { Description = "Container image pinned by digest (name@sha256:...).", Required = true };
         var ns = new Option<string?>("--namespace") { Description = "Kubernetes namespace for the Service." };
         var queueProxy = new Option<string?>("--queue-proxy-image") { Description = "SNP/TDX: Knative's queue-proxy image pinned by digest (config-deployment's queue-sidecar-image); the agent policy pins it." };
