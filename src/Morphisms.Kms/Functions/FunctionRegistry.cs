@@ -100,6 +100,16 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 // Stays a tombstone while the change waits for the owners; comes back when nothing gated changes.
                 DeletedTime = proposed is null ? null : existing?.DeletedTime,
             };
+            if (Claims(existing, record) is { } claimed)
+            {
+                await RequireUnheldAsync(name, claimed, ct).ConfigureAwait(false);
+            }
+
+            if (proposed is { SecretPath: { } proposedPath } && !repeated)
+            {
+                await RequireUnheldAsync(name, proposedPath, ct).ConfigureAwait(false);
+            }
+
             List<int> cancelled = [];
             var restored = existing is { IsTombstone: true } && !record.IsTombstone;
             if (restored)

@@ -13,7 +13,7 @@ namespace Morphisms.Kms.Functions;
 /// function runs but not what it is given. So, on KV requests that are not root's, the approved path of an owned
 /// function (and every KV route of that key: data, metadata, delete, undelete, destroy) is reachable only by that
 /// function's own attest-login tokens, to read its data, and by its owners' tokens (<c>morphisms_owner</c>), to manage
-/// it. A path held by several owned functions belongs to the one registered first.
+/// it. The registry never gives an owned function a path another holds (<c>FunctionRegistry.RequireUnheldAsync</c>).
 /// </summary>
 internal static class OwnedBundleGuard
 {

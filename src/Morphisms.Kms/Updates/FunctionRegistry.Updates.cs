@@ -187,6 +187,11 @@ internal sealed partial class FunctionRegistry
 
             var now = time.GetUtcNow();
             var (changed, update) = change(record, record.Updates[index], now);
+            if (Claims(record, changed) is { } claimed)
+            {
+                await RequireUnheldAsync(name, claimed, ct).ConfigureAwait(false);
+            }
+
             var updates = changed.Updates.ToList();
             updates[index] = update;
 

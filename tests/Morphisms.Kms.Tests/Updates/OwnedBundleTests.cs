@@ -51,7 +51,7 @@ public sealed class OwnedBundleTests
     }
 
     [Fact]
-    public async Task The_functions_own_instances_only_read_it_its_owners_manage_it_and_a_later_owned_function_naming_the_path_gets_nothing()
+    public async Task The_functions_own_instances_only_read_it_its_owners_manage_it_and_a_later_owned_function_may_not_name_the_path()
     {
         await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
         var c = kms.Client;
@@ -77,21 +77,90 @@ public sealed class OwnedBundleTests
         Assert.Equal("from-alice", (await c.GetAsync(Bundle, signer)).Expect(200).Data["data"]!["key"]!.GetValue<string>());
         (await c.PostAsync(Bundle, new { data = new { key = "from-the-instance" } }, signer)).Expect(403);
 
-        // A second owned function the host registers naming the same path, with owners of its own, does not share it.
+        // A second owned function the host registers naming the same path, with owners of its own, is refused; the
+        // same function without owners may name it, and does not share it.
         (await c.PutAsync("sys/policies/acl/morph-fn-twin", new { policy = $$"""path "{{Bundle}}" { capabilities = ["read"] }""" }, host)).Expect(204);
-        (await c.PutAsync("morphisms/functions/twin", new
-        {
-            owners = new[] { "mallory" },
-            approvals_required = 1,
-            secret_path = Bundle,
-            policies = new[] { "morph-fn-twin" },
-            simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } },
-        }, host)).Expect(200);
+        var twinSpec = new { policies = new[] { "morph-fn-twin" }, secret_path = Bundle, simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } } };
+        var owned = (await c.PutAsync("morphisms/functions/twin", new { twinSpec.policies, twinSpec.secret_path, twinSpec.simulated, owners = new[] { "mallory" }, approvals_required = 1 }, host)).Expect(400);
+        Assert.Contains("'secret_path': secret/data/signer is the secret bundle of function 'signer'", Assert.Single(owned.Errors), StringComparison.Ordinal);
+        (await c.PutAsync("morphisms/functions/twin", twinSpec, host)).Expect(200);
         var twin = await LoginAsync(c, instance, "twin", OwnedFunction.NewSnp);
         Assert.Contains("secret bundle of function 'signer'", Assert.Single((await c.GetAsync(Bundle, twin)).Expect(403).Errors), StringComparison.Ordinal);
 
         // Root reaches everything, as everywhere.
         Assert.Equal("from-alice", (await c.GetAsync(Bundle)).Expect(200).Data["data"]!["key"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task An_older_function_without_owners_that_the_host_makes_owned_cannot_take_the_bundle_over()
+    {
+        // The host registered its decoy before signer existed: registered first, but it never held the path.
+        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
+        var c = kms.Client;
+        var host = await HostWritingPoliciesAsync(c);
+        (await c.PutAsync("morphisms/functions/aaa", new { simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } } }, host)).Expect(200);
+        kms.Time.Advance(TimeSpan.FromMinutes(1));
+        await OwnedFunction.RegisterAsync(c);
+        (await c.PostAsync(Bundle, new { data = new { key = "approved" } })).Expect(200);
+
+        // One write that would apply at once (aaa requires no approvals yet): owners of the host's choosing, signer's
+        // path, a policy reading it. Refused, naming the field and the holder, and nothing of it is written.
+        (await c.PutAsync("sys/policies/acl/morph-fn-aaa", new { policy = $$"""path "{{Bundle}}" { capabilities = ["read"] }""" }, host)).Expect(204);
+        var takeover = (await c.PutAsync("morphisms/functions/aaa", new
+        {
+            owners = new[] { "x" },
+            approvals_required = 1,
+            secret_path = Bundle,
+            policies = new[] { "morph-fn-aaa" },
+            simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } },
+        }, host)).Expect(400);
+        Assert.Contains("'secret_path': secret/data/signer is the secret bundle of function 'signer'", Assert.Single(takeover.Errors), StringComparison.Ordinal);
+        var aaa = (await c.GetAsync("morphisms/functions/aaa")).Expect(200).Data;
+        Assert.Equal(0, aaa["approvals_required"]!.GetValue<int>());
+        Assert.Null(aaa["secret_path"]);
+        Assert.Empty(aaa["policies"]!.AsArray());
+
+        // signer's instance still reads its bundle; an instance of aaa given a policy on it (policies are not gated) does not.
+        using var instance = new FunctionInstance();
+        var signer = await LoginAsync(c, instance, "signer", FunctionInstance.SnpMeasurement);
+        Assert.Equal("approved", (await c.GetAsync(Bundle, signer)).Expect(200).Data["data"]!["key"]!.GetValue<string>());
+        (await c.PutAsync("morphisms/functions/aaa", new { policies = new[] { "morph-fn-aaa" } }, host)).Expect(200);
+        var decoy = await LoginAsync(c, instance, "aaa", OwnedFunction.NewSnp);
+        Assert.Contains("secret bundle of function 'signer'", Assert.Single((await c.GetAsync(Bundle, decoy)).Expect(403).Errors), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_approved_update_cannot_move_an_older_owned_function_onto_another_ones_bundle()
+    {
+        // Owners who collude with the host approve whatever it proposes: still not another function's bundle.
+        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
+        var c = kms.Client;
+        var host = await HostWritingPoliciesAsync(c);
+        (await c.PutAsync("morphisms/functions/old", new { owners = new[] { "x" }, approvals_required = 1, simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } } }, host)).Expect(200);
+        kms.Time.Advance(TimeSpan.FromMinutes(1));
+        await OwnedFunction.RegisterAsync(c);
+        (await c.PostAsync(Bundle, new { data = new { key = "approved" } })).Expect(200);
+
+        var proposal = (await c.PutAsync("morphisms/functions/old", new { secret_path = Bundle }, host)).Expect(400);
+        Assert.Contains("'secret_path': secret/data/signer is the secret bundle of function 'signer'", Assert.Single(proposal.Errors), StringComparison.Ordinal);
+        var old = (await c.GetAsync("morphisms/functions/old")).Expect(200).Data;
+        Assert.Null(old["secret_path"]);
+        Assert.Empty(old["pending_updates"]!.AsArray());
+
+        // A move proposed before the path was claimed is refused when it would apply, approval and all.
+        const string Later = "secret/data/later";
+        var pending = (await c.PutAsync("morphisms/functions/old", new { secret_path = Later }, host)).Expect(200).Data["pending_update"]!["id"]!.GetValue<int>();
+        (await c.PutAsync("morphisms/functions/later", new { owners = new[] { "alice" }, approvals_required = 1, secret_path = Later, simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } } })).Expect(200);
+        var x = await OwnedFunction.OwnerTokenAsync(c, "x");
+        var approve = (await c.PostAsync($"morphisms/functions/old/updates/{pending}/approve", null, x)).Expect(400);
+        Assert.Contains("'secret_path': secret/data/later is the secret bundle of function 'later'", Assert.Single(approve.Errors), StringComparison.Ordinal);
+        old = (await c.GetAsync("morphisms/functions/old")).Expect(200).Data;
+        Assert.Null(old["secret_path"]);
+        Assert.Equal([pending], old["pending_updates"]!.AsArray().Select(n => n!.GetValue<int>()));
+
+        using var instance = new FunctionInstance();
+        var signer = await LoginAsync(c, instance, "signer", FunctionInstance.SnpMeasurement);
+        Assert.Equal("approved", (await c.GetAsync(Bundle, signer)).Expect(200).Data["data"]!["key"]!.GetValue<string>());
     }
 
     [Fact]
