@@ -89,7 +89,7 @@ internal sealed class UnsealedState
         var rootCa = await KmsRootCa.LoadOrCreateAsync(barrier, cluster.Name, options.TimeProvider, ct).ConfigureAwait(false);
         var audit = options.AuditLogPath is { } path ? new AuditRecorder(AuditLog.Open(path, auditKeys, options.TimeProvider), auditKeys) : null;
         var tokens = new TokenStore(barrier, salt, options.TimeProvider, new TokenStoreOptions(options.DefaultTokenTtl, options.MaxTokenTtl));
-        var functions = new FunctionRegistry(barrier, options.TimeProvider);
+        var functions = new FunctionRegistry(barrier, options.TimeProvider, mounts.KvKeyExistsAsync);
         return new UnsealedState(options, rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
     }
 

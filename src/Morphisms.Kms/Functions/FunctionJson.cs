@@ -27,6 +27,11 @@ internal static class FunctionJson
             ["token_max_ttl"] = record.TokenMaxTtl,
             ["secret_path"] = record.SecretPath,
         };
+        if (record.FormerSecretPaths.Count > 0)
+        {
+            data["former_secret_paths"] = JsonValues.Strings(record.FormerSecretPaths);
+        }
+
         if (record.Current is { } current)
         {
             foreach (var (key, value) in ValuesOf(current.ReferenceValues))

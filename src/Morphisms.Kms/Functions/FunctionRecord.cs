@@ -45,6 +45,14 @@ internal sealed record FunctionRecord
     [System.Text.Json.Serialization.JsonIgnore]
     public string EffectiveSecretPath => SecretPath ?? $"secret/data/{Name}";
 
+    /// <summary>
+    /// The secret paths an owned function's applied updates moved it away from, oldest first. Each stays the
+    /// function's (<see cref="OwnedBundleGuard"/>: its instances read, its owners manage) for as long as the function or
+    /// its tombstone is owned: its stored versions are the function's secrets, which a policy the host writes must
+    /// not reach once the function reads elsewhere. Moving back takes a path off the list.
+    /// </summary>
+    public List<string> FormerSecretPaths { get; init; } = [];
+
     /// <summary>Reference value revisions, oldest first.</summary>
     public List<FunctionRevision> Revisions { get; init; } = [];
 

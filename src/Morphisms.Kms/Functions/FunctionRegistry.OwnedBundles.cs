@@ -1,5 +1,6 @@
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
+using Morphisms.Kms.Updates;
 
 namespace Morphisms.Kms.Functions;
 
@@ -10,9 +11,12 @@ internal sealed partial class FunctionRegistry
     private OwnedBundles? _owned;
 
     /// <summary>
-    /// Every approved secret path of a function (or tombstone) whose owners approve its changes, mapped to the function
-    /// that holds it. A write never gives an owned function a path another one holds (<see cref="RequireUnheldAsync"/>),
-    /// so several hold one only in a registry written before that was checked: then the one registered first. Read on
+    /// Every secret path a function (or tombstone) whose owners approve its changes holds, mapped to that function: its
+    /// approved path, the paths it moved away from (<see cref="FunctionRecord.FormerSecretPaths"/>) and the paths its
+    /// pending updates would move it to — held from the proposal on, so that nobody but its owners (and root) can
+    /// write there before the move applies (<see cref="RequireEmptyAsync"/>). A write never gives an owned function a
+    /// path another one holds (<see cref="RequireUnheldAsync"/>), so several hold one only in a registry written
+    /// before that was checked: then a held path beats a pending one, and the function registered first wins. Read on
     /// every KV request that is not root's, so it is kept in memory and read again from storage only after a registry
     /// write.
     /// </summary>
@@ -26,7 +30,7 @@ internal sealed partial class FunctionRegistry
             return cached.Holders;
         }
 
-        var holders = new Dictionary<string, FunctionRecord>(StringComparer.Ordinal);
+        var claims = new Dictionary<string, (bool Pending, FunctionRecord Record)>(StringComparer.Ordinal);
         foreach (var prefix in new[] { Prefix, TombstonePrefix })
         {
             foreach (var name in await storage.ListAsync(prefix, ct).ConfigureAwait(false))
@@ -36,18 +40,25 @@ internal sealed partial class FunctionRegistry
                     continue;
                 }
 
-                var path = record.EffectiveSecretPath;
-                if (!holders.TryGetValue(path, out var holder)
-                    || (record.CreatedTime, record.Name).CompareTo((holder.CreatedTime, holder.Name)) < 0)
+                foreach (var (path, pending) in PathsHeldBy(record))
                 {
-                    holders[path] = record;
+                    if (!claims.TryGetValue(path, out var claim)
+                        || (pending, record.CreatedTime, record.Name).CompareTo((claim.Pending, claim.Record.CreatedTime, claim.Record.Name)) < 0)
+                    {
+                        claims[path] = (pending, record);
+                    }
                 }
             }
         }
 
+        var holders = claims.ToDictionary(c => c.Key, c => c.Value.Record, StringComparer.Ordinal);
         Volatile.Write(ref _owned, new OwnedBundles(generation, holders));
         return holders;
     }
+
+    private static IEnumerable<(string Path, bool Pending)> PathsHeldBy(FunctionRecord record) =>
+        record.FormerSecretPaths.Prepend(record.EffectiveSecretPath).Select(p => (p, false))
+            .Concat(record.Updates.Where(u => u.Status == UpdateStatus.Pending && u.SecretPath is not null).Select(u => (u.SecretPath!, true)));
 
     /// <summary>
     /// The secret path <paramref name="after"/> claims as an owned function's that <paramref name="before"/> (the same
@@ -73,6 +84,24 @@ internal sealed partial class FunctionRegistry
             throw KmsException.BadRequest($"invalid value for parameter 'secret_path': {path} is the secret bundle of function '{holder.Name}'"
                 + (holder.IsTombstone ? " (deleted; its tombstone keeps the path)" : "")
                 + ", whose owners approve its changes: another owned function may not name it");
+        }
+    }
+
+    /// <summary>
+    /// Refuses (400, nothing written) to propose or apply moving an owned function to <paramref name="path"/> while a
+    /// KV key is there, even a deleted or destroyed one (its metadata still exists). Whoever wrote there chose what the
+    /// approved code would take as its own secrets, and an unowned path is writable by anyone the policies let, the
+    /// serving host among them. Checked at the proposal and again when the move applies: from the proposal on the path
+    /// is held (<see cref="OwnedBundlesAsync"/>), so only the owners or root could have written there since, yet a
+    /// write racing the proposal could have landed after its check. The owners write the bundle once the move applies.
+    /// </summary>
+    private async Task RequireEmptyAsync(string path, CancellationToken ct)
+    {
+        if (await kvKeyExists(path, ct).ConfigureAwait(false))
+        {
+            throw KmsException.BadRequest($"invalid value for parameter 'secret_path': {path} already holds a KV key: an owned function moves its secret bundle only "
+                + "to an empty path (no metadata), checked when the move is proposed and again when it applies, since whoever wrote there chose its contents; "
+                + "remove the key's metadata (DELETE on its metadata/ path) or choose another path, and write the bundle there once the move applies");
         }
     }
 

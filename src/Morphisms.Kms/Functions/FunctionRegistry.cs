@@ -10,7 +10,10 @@ namespace Morphisms.Kms.Functions;
 /// name at <c>morphisms/deleted/NAME</c>). Writes are serialised so that revision numbers are never handed out twice,
 /// not even to a function registered afresh under a deleted function's name.
 /// </summary>
-internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvider time)
+/// <param name="storage">The barrier.</param>
+/// <param name="time">The clock.</param>
+/// <param name="kvKeyExists">Whether a KV data path holds a key (<c>MountTable.KvKeyExistsAsync</c>): an owned function moves only to an empty path.</param>
+internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvider time, Func<string, CancellationToken, Task<bool>> kvKeyExists)
 {
     /// <summary>A login token's TTL when the registration does not say (DESIGN.md §3).</summary>
     public static readonly TimeSpan DefaultTokenTtl = TimeSpan.FromSeconds(30);
@@ -91,6 +94,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 TokenTtl = (long)ttl.TotalSeconds,
                 TokenMaxTtl = (long)maxTtl.TotalSeconds,
                 SecretPath = existing is { ApprovalsRequired: > 0 } ? existing.SecretPath : spec.SecretPath ?? existing?.SecretPath,
+                FormerSecretPaths = existing?.FormerSecretPaths ?? [],
                 Revisions = existing is { ApprovalsRequired: > 0 } ? existing.Revisions : Revise(existing, spec.ReferenceValues, now, after),
                 Updates = proposed is null || repeated ? existing?.Updates ?? [] : KeepRecent([.. existing!.Updates, proposed]),
                 NextUpdateId = (existing?.NextUpdateId ?? 1) + (proposed is null || repeated ? 0 : 1),
@@ -108,6 +112,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
             if (proposed is { SecretPath: { } proposedPath } && !repeated)
             {
                 await RequireUnheldAsync(name, proposedPath, ct).ConfigureAwait(false);
+                await RequireEmptyAsync(proposedPath, ct).ConfigureAwait(false);
             }
 
             List<int> cancelled = [];

@@ -11,7 +11,7 @@ namespace Morphisms.Kms.Functions;
 internal sealed record FunctionSpec
 {
     private static readonly string[] Writable = ["owners", "approvals_required", "policies", "token_ttl", "token_max_ttl", "secret_path", "snp", "sgx", "tdx", "simulated"];
-    private static readonly string[] ReadOnly = ["name", "revisions", "current_revision", "created_time", "updated_time", "pending_updates", "deleted_time"];
+    private static readonly string[] ReadOnly = ["name", "revisions", "current_revision", "created_time", "updated_time", "pending_updates", "deleted_time", "former_secret_paths"];
 
     /// <summary>Owners.</summary>
     public List<string>? Owners { get; init; }

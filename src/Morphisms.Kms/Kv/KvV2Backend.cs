@@ -51,6 +51,9 @@ internal sealed class KvV2Backend : ILogicalBackend
     /// <inheritdoc />
     public RouteTable Routes { get; } = new();
 
+    /// <summary>Whether <paramref name="path"/> is a key with metadata: written once and not removed since (versions deleted or destroyed still count).</summary>
+    public Task<bool> KeyExistsAsync(string path, CancellationToken ct) => ExistsAsync(path, ct);
+
     private async Task<bool> ExistsAsync(string path, CancellationToken ct) =>
         IsValidKey(path) && await _storage.GetAsync(MetadataKey(path), ct).ConfigureAwait(false) is not null;
 

@@ -92,6 +92,15 @@ internal sealed class MountTable
         return best;
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/>, a KV v2 data path (<c>MOUNT/data/KEY</c>), names a key with metadata; false for
+    /// a path no KV mount serves as data, where nothing can be written.
+    /// </summary>
+    public Task<bool> KvKeyExistsAsync(string path, CancellationToken ct) =>
+        Resolve(path) is ({ } entry, KvV2Backend kv) && path.StartsWith(entry.Path + "data/", StringComparison.Ordinal)
+            ? kv.KeyExistsAsync(path[(entry.Path.Length + "data/".Length)..], ct)
+            : Task.FromResult(false);
+
     /// <summary>The mount at exactly <paramref name="path"/>, or null.</summary>
     public MountEntry? Get(string path) => _mounts.TryGetValue(NormalizePath(path), out var m) ? m.Entry : null;
 

@@ -136,7 +136,8 @@ internal sealed partial class FunctionRegistry
         && string.Equals(a.SecretPath, b.SecretPath, StringComparison.Ordinal);
 
     /// <summary>
-    /// Puts an approved update into effect: a new active revision, new owners, threshold or secret path; a restore
+    /// Puts an approved update into effect: a new active revision, new owners, threshold or secret path (the path it
+    /// leaves stays the function's, see <see cref="FunctionRecord.FormerSecretPaths"/>); a restore
     /// also brings the tombstone back as the function (its other pending updates were proposed for the deleted one and
     /// are cancelled), and a purge marks the tombstone for removal.
     /// </summary>
@@ -156,12 +157,14 @@ internal sealed partial class FunctionRegistry
             ResolvedTime = now,
             AppliedRevision = update.ReferenceValues is null ? null : revisions[^1].Revision,
         };
+        var moves = update.SecretPath is { } path && path != record.EffectiveSecretPath;
         var changed = record with
         {
             Revisions = revisions,
             Owners = update.Owners ?? record.Owners,
             ApprovalsRequired = update.ApprovalsRequired ?? record.ApprovalsRequired,
             SecretPath = update.SecretPath ?? record.SecretPath,
+            FormerSecretPaths = moves ? [.. record.FormerSecretPaths.Where(p => p != update.SecretPath).Append(record.EffectiveSecretPath).Distinct()] : record.FormerSecretPaths,
             DeletedTime = update.Kind == UpdateKind.Restore ? null : record.DeletedTime,
         };
         return (update.Kind == UpdateKind.Restore ? CancelPending(changed, now, except: update.Id).Record : changed, applied);
@@ -190,6 +193,11 @@ internal sealed partial class FunctionRegistry
             if (Claims(record, changed) is { } claimed)
             {
                 await RequireUnheldAsync(name, claimed, ct).ConfigureAwait(false);
+            }
+
+            if (update.Status == UpdateStatus.Applied && update.SecretPath is { } moved && moved != record.EffectiveSecretPath)
+            {
+                await RequireEmptyAsync(moved, ct).ConfigureAwait(false);
             }
 
             var updates = changed.Updates.ToList();

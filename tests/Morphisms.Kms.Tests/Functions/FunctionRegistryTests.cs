@@ -4,6 +4,7 @@ using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Storage;
+using Morphisms.Kms.Updates;
 
 namespace Morphisms.Kms.Tests.Functions;
 
@@ -18,7 +19,7 @@ public class FunctionRegistryTests
     public FunctionRegistryTests()
     {
         _barrier = new BarrierStorage(_physical, Keyring.Create(SimulatedTees.Epoch));
-        _registry = new FunctionRegistry(_barrier, _time);
+        _registry = new FunctionRegistry(_barrier, _time, NoKvKeys);
     }
 
     [Fact]
@@ -36,7 +37,7 @@ public class FunctionRegistryTests
         Assert.Equal(2, again.LastRevision);
 
         // The mark is durable: a registry over the same storage (a restart, another HA node) numbers on from it too.
-        var restarted = new FunctionRegistry(_barrier, _time);
+        var restarted = new FunctionRegistry(_barrier, _time, NoKvKeys);
         var fresh = (await restarted.PutAsync("signer", Spec("""{"simulated":{"snp":["A48"]}}"""), KmsMax, default)).Record;
         Assert.Equal([3], fresh.Revisions.Select(r => r.Revision));
         Assert.Equal(3, (await restarted.DeleteAsync("signer", default)).LastRevision);
@@ -116,6 +117,27 @@ public class FunctionRegistryTests
         Assert.Contains("'token_max_ttl'", error.Message, StringComparison.Ordinal);
         Assert.Equal(600, (await _registry.GetAsync("signer", default))!.TokenMaxTtl);
     }
+
+    [Fact]
+    public async Task A_move_applies_only_while_no_other_owned_function_holds_the_path_even_in_a_registry_stored_before_claims_were_checked()
+    {
+        await _registry.PutAsync("old", Spec("""{"owners":["x"],"approvals_required":1,"simulated":{"snp":["A48"]}}"""), KmsMax, default);
+        var move = (await _registry.PutAsync("old", Spec("""{"secret_path":"secret/data/later"}"""), KmsMax, default)).Proposed!;
+
+        // Written directly, as an earlier version could have: another owned function holds the path the move names.
+        await _barrier.PutJsonAsync("morphisms/functions/later", new FunctionRecord { Name = "later", Owners = ["alice"], ApprovalsRequired = 1, SecretPath = "secret/data/later" });
+
+        var refused = await Assert.ThrowsAsync<KmsException>(() => _registry.ApproveAsync("old", move.Id, "x", default));
+        Assert.Equal(400, refused.StatusCode);
+        Assert.Contains("'secret_path': secret/data/later is the secret bundle of function 'later'", Assert.Single(refused.Errors), StringComparison.Ordinal);
+        var old = (await _registry.GetAsync("old", default))!;
+        Assert.Null(old.SecretPath);
+        Assert.Equal(UpdateStatus.Pending, Assert.Single(old.Updates).Status);
+        Assert.Equal("later", (await _registry.OwnedBundlesAsync(default))["secret/data/later"].Name);
+    }
+
+    /// <summary>The KV probe of a registry without KV mounts: no path holds a key.</summary>
+    private static Task<bool> NoKvKeys(string path, CancellationToken ct) => Task.FromResult(false);
 
     private static FunctionSpec Spec(string json) =>
         FunctionSpec.Parse(new Fields(JsonNode.Parse(json.Replace("A48", new string('a', 96), StringComparison.Ordinal).Replace("B48", new string('b', 96), StringComparison.Ordinal))!.AsObject()));

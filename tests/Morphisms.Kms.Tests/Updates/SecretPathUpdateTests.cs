@@ -133,6 +133,7 @@ public sealed class SecretPathUpdateTests : IDisposable
         await using var kms = await StartAsync();
         var c = kms.Client;
         await RegisterAsync(c, approvalsRequired: 0);
+        (await c.PostAsync(HostChosen, new { data = new { key = "host's" } })).Expect(200);
         var host = await OwnedFunction.HostTokenAsync(c);
 
         var write = (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200).Data;
@@ -172,11 +173,119 @@ public sealed class SecretPathUpdateTests : IDisposable
         Assert.Equal(Approved, (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Data["secret_path"]!.GetValue<string>());
     }
 
+    [Fact]
+    public async Task A_move_to_a_path_that_already_holds_a_key_is_refused_when_proposed()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await HostWritingKvAsync(c);
+
+        // The host writes the path first, then points the function at it: whatever it wrote, the approved code would take as its own.
+        (await c.PostAsync(HostChosen, new { data = new { key = "host's" } }, host)).Expect(200);
+        var refused = (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(400);
+        Assert.Contains("'secret_path': secret/data/host-chosen already holds a KV key: an owned function moves its secret bundle only to an empty path", Assert.Single(refused.Errors), StringComparison.Ordinal);
+
+        // A destroyed version still counts (its metadata is there, and a later write would be version 2 of that key).
+        (await c.PostAsync("secret/destroy/host-chosen", new { versions = new[] { 1 } }, host)).Expect(204);
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(400);
+        var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(Approved, function["secret_path"]!.GetValue<string>());
+        Assert.Empty(function["pending_updates"]!.AsArray());
+        Assert.DoesNotContain(AuditEvents(), e => e["type"]!.GetValue<string>() == "function-update-proposed");
+
+        // Once the key is gone the move may be proposed.
+        (await c.DeleteAsync("secret/metadata/host-chosen", host)).Expect(204);
+        Assert.Equal(1, (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200).Data["pending_update"]!["id"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task A_pending_move_holds_its_path_and_applies_only_while_the_path_is_still_empty()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await HostWritingKvAsync(c);
+        var alice = await OwnerWritingKvAsync(c, "alice");
+        var bob = await OwnerWritingKvAsync(c, "bob");
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
+
+        // From the proposal on only the owners (and root) reach the path: the host's write is refused.
+        var hostWrite = (await c.PostAsync(HostChosen, new { data = new { key = "host's" } }, host)).Expect(403);
+        Assert.Contains("secret bundle of function 'signer'", Assert.Single(hostWrite.Errors), StringComparison.Ordinal);
+
+        // Something there when the move would apply (a write that raced the proposal, say) refuses it; the update stays pending.
+        (await c.PostAsync(HostChosen, new { data = new { key = "raced" } })).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
+        var refused = (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(400);
+        Assert.Contains("'secret_path': secret/data/host-chosen already holds a KV key", Assert.Single(refused.Errors), StringComparison.Ordinal);
+        var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(Approved, function["secret_path"]!.GetValue<string>());
+        Assert.Equal([1], function["pending_updates"]!.AsArray().Select(n => n!.GetValue<int>()));
+
+        // The owners clear it, the move applies, and then they write the bundle the instances read.
+        (await c.DeleteAsync("secret/metadata/host-chosen", alice)).Expect(204);
+        Assert.Equal("applied", (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200).Data["status"]!.GetValue<string>());
+        (await c.PostAsync(HostChosen, new { data = new { key = "owners'" } }, host)).Expect(403);
+        (await c.PostAsync(HostChosen, new { data = new { key = "owners'" } }, alice)).Expect(200);
+        using var instance = new FunctionInstance();
+        var login = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200);
+        Assert.Equal(HostChosen, login.Data["secret_path"]!.GetValue<string>());
+        Assert.Equal("owners'", (await c.GetAsync(HostChosen, login.Auth["client_token"]!.GetValue<string>())).Expect(200).Data["data"]!["key"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task The_path_a_move_leaves_stays_the_functions()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await HostWritingKvAsync(c);
+        var alice = await OwnerWritingKvAsync(c, "alice");
+        var bob = await OwnerWritingKvAsync(c, "bob");
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200);
+        var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(HostChosen, function["secret_path"]!.GetValue<string>());
+        Assert.Equal([Approved], function["former_secret_paths"]!.AsArray().Select(n => n!.GetValue<string>()));
+
+        // Its stored versions are the function's secrets: a policy the host holds does not reach them now it reads
+        // elsewhere, also after the host's next deploy writes the function again.
+        Assert.Null((await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200).Data["pending_update"]);
+        foreach (var refused in new[]
+        {
+            await c.GetAsync(Approved, host),
+            await c.GetAsync("secret/metadata/signer", host),
+            await c.PostAsync(Approved, new { data = new { key = "host's" } }, host),
+            await c.DeleteAsync("secret/metadata/signer", host),
+        })
+        {
+            refused.Expect(403);
+            Assert.Contains("secret bundle of function 'signer'", Assert.Single(refused.Errors), StringComparison.Ordinal);
+        }
+
+        // The owners still manage it, and a write cannot set the list.
+        Assert.Equal("approved", (await c.GetAsync(Approved, alice)).Expect(200).Data["data"]!["key"]!.GetValue<string>());
+        Assert.Contains("'former_secret_paths' is read-only", Assert.Single((await c.PutAsync("morphisms/functions/signer", new { former_secret_paths = Array.Empty<string>() }, host)).Expect(400).Errors), StringComparison.Ordinal);
+
+        // Moving back takes it off the list (it must be empty again first) and lists the path it leaves.
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(Approved), host)).Expect(400);
+        (await c.DeleteAsync("secret/metadata/signer", alice)).Expect(204);
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(Approved), host)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/2/approve", null, alice)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/2/approve", null, bob)).Expect(200);
+        function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(Approved, function["secret_path"]!.GetValue<string>());
+        Assert.Equal([HostChosen], function["former_secret_paths"]!.AsArray().Select(n => n!.GetValue<string>()));
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>
     /// Registers <c>signer</c> at <see cref="Approved"/>, with a policy that could read both bundles (policies are not
-    /// gated: a host that may write them could grant this), and writes both bundles.
+    /// gated: a host that may write them could grant this), and writes its bundle (<see cref="HostChosen"/> stays empty:
+    /// an owned function moves only to an empty path).
     /// </summary>
     private static async Task RegisterAsync(VaultHttp c, int approvalsRequired, string? secretPath = Approved)
     {
@@ -197,8 +306,19 @@ public sealed class SecretPathUpdateTests : IDisposable
             simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } },
         })).Expect(200);
         (await c.PostAsync(Approved, new { data = new { key = "approved" } })).Expect(200);
-        (await c.PostAsync(HostChosen, new { data = new { key = "host's" } })).Expect(200);
     }
+
+    /// <summary>The serving host's token with a policy on all of <c>secret/</c> too, which a host writing policies could grant itself.</summary>
+    private static async Task<string> HostWritingKvAsync(VaultHttp c)
+    {
+        await OwnedFunction.HostTokenAsync(c);
+        (await c.PutAsync("sys/policies/acl/kv-admin", new { policy = """path "secret/*" { capabilities = ["create", "read", "update", "delete", "list"] }""" })).Expect(204);
+        return (await c.PostAsync("auth/token/create", new { policies = new[] { "serving-host", "kv-admin" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+    }
+
+    /// <summary>An owner's token allowed the update routes and KV (after <see cref="HostWritingKvAsync"/>, which writes the KV policy).</summary>
+    private static async Task<string> OwnerWritingKvAsync(VaultHttp c, string owner) =>
+        (await c.PostAsync("auth/token/create", new { policies = new[] { "owners", "kv-admin" }, meta = new { morphisms_owner = owner } })).Expect(200).Auth["client_token"]!.GetValue<string>();
 
     /// <summary>The body the serving host's <c>KmsRegistrar</c> sends at a deploy of the unchanged code.</summary>
     private static object HostSpec(string secretPath, string policy = "signer-read") => new
