@@ -22,6 +22,12 @@ public sealed class ProcessInstance : IInstanceProcess
     /// <summary>The longest output line kept (characters); longer ones are cut and marked with '…'. The agent's cold_start line is ~700.</summary>
     internal const int MaxLineLength = 4096;
 
+    /// <summary>
+    /// How long, once the process has exited, its output is still read before it counts as exited: the pipes stay open as
+    /// long as anything that inherited them lives (a child the app left behind, an app that outlived a killed morph-init).
+    /// </summary>
+    internal static readonly TimeSpan OutputGrace = TimeSpan.FromSeconds(2);
+
     private readonly Process _process;
     private readonly TimeProvider _time;
     private readonly long _spawnedAt;
@@ -192,10 +198,16 @@ public sealed class ProcessInstance : IInstanceProcess
 
     private async Task OnExitedAsync()
     {
-        // Exited fires before the redirected streams are drained; wait for them so the last lines are kept.
+        // Exited fires before the redirected streams are drained; wait for them so the last lines are kept. Only for a
+        // while: a process that inherited them may keep them open for ever, and until this instance counts as exited it
+        // stays routed and holds up whoever stops it. The reading goes on; later lines still reach the log.
         try
         {
-            await (await _drained.Task.ConfigureAwait(false)).ConfigureAwait(false);
+            await (await _drained.Task.ConfigureAwait(false)).WaitAsync(OutputGrace, _time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            Logs.Add(_time.GetUtcNow(), "runtime", $"its output is still open {OutputGrace.TotalSeconds:0.#}s after it exited (held by a process it left behind): not waiting for it");
         }
         catch (Exception e)
         {

@@ -99,4 +99,42 @@ public sealed class ProcessInstanceOutputTests
             await instance.DisposeAsync();
         }
     }
+
+    [Fact]
+    public async Task Exited_completes_soon_after_the_process_even_when_a_child_it_left_holds_the_output_open()
+    {
+        // A tee: none app that runs `worker & exec server`, or a morph-init killed while its app shares its stderr:
+        // the output stays open as long as the child lives, and an instance that never counts as exited stays routed
+        // and holds up every stop (and the deploy lock with it).
+        var info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", "sleep 1000 & echo $!; exit 3" } };
+        var logs = new LogRing(100);
+        var instance = new ProcessInstance("orphan-1", info, null, new IPEndPoint(IPAddress.Loopback, 1), logs, TimeProvider.System, sandboxed: false, onExit: null);
+        try
+        {
+            Assert.Equal(3, await instance.Exited.WaitAsync(ProcessInstance.OutputGrace + TimeSpan.FromSeconds(8)));
+            Assert.Equal("exited with code 3", logs.Snapshot()[^1].Text);
+            Assert.Contains(logs.Snapshot(), l => l.Stream == "runtime" && l.Text.Contains("still open", StringComparison.Ordinal));
+            await instance.StopAsync(TimeSpan.FromSeconds(1)).WaitAsync(TimeSpan.FromSeconds(5));
+        }
+        finally
+        {
+            // The orphaned sleep, by the pid it printed.
+            foreach (var line in logs.Snapshot().Where(l => l.Stream == "stdout"))
+            {
+                if (int.TryParse(line.Text, out var pid))
+                {
+                    try
+                    {
+                        using var orphan = Process.GetProcessById(pid);
+                        orphan.Kill();
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+                    {
+                    }
+                }
+            }
+
+            await instance.DisposeAsync();
+        }
+    }
 }
