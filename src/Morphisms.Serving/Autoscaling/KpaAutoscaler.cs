@@ -6,7 +6,8 @@ namespace Morphisms.Serving.Autoscaling;
 /// (10 % of it) to react to bursts. When the panic-window demand reaches the panic threshold
 /// (200 % of the ready instances) it enters panic mode, in which it only scales up, until a whole
 /// stable window passes without another panic condition. Scale-downs are rate limited, and the
-/// last instance goes only after the stable average has been zero for the grace period.
+/// last instance goes only after the stable average has been zero for the grace period. As in Knative, the initial
+/// scale holds until that many instances have been ready once, whatever the load.
 /// Not thread-safe: one autoscaler is driven by one loop.
 /// </summary>
 public sealed class KpaAutoscaler
@@ -17,6 +18,8 @@ public sealed class KpaAutoscaler
     private DateTimeOffset? _panicSince;
     private int _maxPanicInstances;
     private DateTimeOffset? _idleSince;
+    private bool _initialReached;
+    private int _lastDesired;
 
     /// <summary>Creates an autoscaler.</summary>
     /// <exception cref="ArgumentException">The options are invalid; the message names the field.</exception>
@@ -37,6 +40,22 @@ public sealed class KpaAutoscaler
 
     /// <summary>Decides how many instances the revision should have, given how many are ready now.</summary>
     public ScaleDecision Decide(int readyInstances)
+    {
+        // Until the initial scale has been ready once, what is not ready yet is still starting (attesting, for seconds):
+        // without traffic the first decision would otherwise see none ready and drain them before they ever served.
+        var initial = Clamp(_options.InitialScale);
+        _initialReached |= readyInstances >= initial;
+        var decision = DecideOnLoad(readyInstances);
+        if (!_initialReached && decision.DesiredInstances < initial)
+        {
+            decision = decision with { DesiredInstances = initial, Reason = $"initial scale {initial} not reached yet ({readyInstances} ready)" };
+        }
+
+        _lastDesired = decision.DesiredInstances;
+        return decision;
+    }
+
+    private ScaleDecision DecideOnLoad(int readyInstances)
     {
         var now = _time.GetUtcNow();
         var stable = _window.Average(now, _options.StableWindow);
@@ -81,10 +100,13 @@ public sealed class KpaAutoscaler
 
         if (desired == 0)
         {
-            _idleSince ??= now;
+            // The idle time counts from when the initial instances are up, so they get a whole grace period too.
+            _idleSince = _initialReached ? _idleSince ?? now : now;
             if (now - _idleSince.Value < _options.ScaleToZeroGracePeriod)
             {
-                desired = Math.Min(1, readyInstances);
+                // Nor below the last decision: an instance asked for then may be starting (a crashed one's replacement),
+                // and not being ready yet does not make it surplus.
+                desired = Math.Min(1, Math.Max(readyInstances, _lastDesired));
                 reason = $"idle, scale-to-zero grace period until {(_idleSince.Value + _options.ScaleToZeroGracePeriod):HH:mm:ss}";
             }
             else

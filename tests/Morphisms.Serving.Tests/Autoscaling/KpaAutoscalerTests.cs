@@ -136,6 +136,69 @@ public class KpaAutoscalerTests
         Assert.Null(decision.StableConcurrency);
     }
 
+    [Fact]
+    public void Without_traffic_the_initial_scale_holds_while_its_instances_are_still_starting()
+    {
+        // The loop's first decision comes 2 s after the revision starts, long before an attesting instance is ready.
+        var autoscaler = Create(new AutoscalerOptions { InitialScale = 1 });
+        autoscaler.Record(0);
+        _clock.Advance(TimeSpan.FromSeconds(1));
+        autoscaler.Record(0);
+        _clock.Advance(TimeSpan.FromSeconds(1));
+        var decision = autoscaler.Decide(0);
+        Assert.Equal(1, decision.DesiredInstances);
+        Assert.Contains("initial scale", decision.Reason);
+    }
+
+    [Fact]
+    public void The_initial_scale_holds_until_reached_once_then_the_load_decides()
+    {
+        var autoscaler = Create(new AutoscalerOptions { InitialScale = 3 });
+        Assert.Equal(3, autoscaler.Decide(0).DesiredInstances);
+        for (var ready = 0; ready < 3; ready++)
+        {
+            autoscaler.Record(0);
+            _clock.Advance(TimeSpan.FromSeconds(1));
+            Assert.Equal(3, autoscaler.Decide(ready).DesiredInstances);
+        }
+
+        // Reached: from now on the (idle) load decides, at most halving per decision.
+        autoscaler.Record(0);
+        Assert.Equal(1, autoscaler.Decide(3).DesiredInstances);
+    }
+
+    [Fact]
+    public void An_instance_slower_to_start_than_the_grace_period_still_gets_its_grace_period()
+    {
+        var autoscaler = Create(new AutoscalerOptions { ScaleToZeroGracePeriod = TimeSpan.FromSeconds(30) });
+        for (var second = 0; second < 40; second++)
+        {
+            autoscaler.Record(0);
+            _clock.Advance(TimeSpan.FromSeconds(1));
+            Assert.Equal(1, autoscaler.Decide(0).DesiredInstances);
+        }
+
+        // Ready at last, and idle: the grace period counts from about now, not from the first decision.
+        Assert.Equal(1, autoscaler.Decide(1).DesiredInstances);
+        _clock.Advance(TimeSpan.FromSeconds(25));
+        Assert.Equal(1, autoscaler.Decide(1).DesiredInstances);
+        _clock.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, autoscaler.Decide(1).DesiredInstances);
+    }
+
+    [Fact]
+    public void During_the_grace_period_an_instance_that_is_not_ready_yet_is_not_taken_away()
+    {
+        // Reached once, idle, in the grace period: the instance crashes and its replacement is starting.
+        var autoscaler = Create(new AutoscalerOptions { ScaleToZeroGracePeriod = TimeSpan.FromSeconds(30) });
+        var ready = 1;
+        Run(autoscaler, 0, 10, ref ready);
+        Assert.Equal(1, ready);
+        var decision = autoscaler.Decide(0);
+        Assert.Equal(1, decision.DesiredInstances);
+        Assert.Contains("grace", decision.Reason);
+    }
+
     [Theory]
     [InlineData("stable window")]
     [InlineData("panic threshold")]
