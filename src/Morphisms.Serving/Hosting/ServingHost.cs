@@ -31,6 +31,7 @@ public sealed partial class ServingHost : IAsyncDisposable
     private SniPassthroughGateway? _sni;
     private HttpModeGateway? _http;
     private ControlApi? _control;
+    private int _stopping;
 
     /// <summary>Creates the host; <see cref="StartAsync"/> brings it up.</summary>
     public ServingHost(ServingHostOptions options)
@@ -185,7 +186,7 @@ public sealed partial class ServingHost : IAsyncDisposable
             throw new ServingException($"scale: {problem}");
         }
 
-        await _changes.WaitAsync(ct).ConfigureAwait(false);
+        await EnterChangeAsync(ct).ConfigureAwait(false);
         try
         {
             RefuseASecondConfidentialVmFunction(spec);
@@ -233,7 +234,7 @@ public sealed partial class ServingHost : IAsyncDisposable
     /// <exception cref="ServingException">Unknown function or revision, or an invalid split.</exception>
     public async Task SetTrafficAsync(string function, IReadOnlyList<TrafficSpec> traffic, CancellationToken ct)
     {
-        await _changes.WaitAsync(ct).ConfigureAwait(false);
+        await EnterChangeAsync(ct).ConfigureAwait(false);
         try
         {
             await ApplyTrafficAsync(Entry(function), traffic).ConfigureAwait(false);
@@ -248,7 +249,7 @@ public sealed partial class ServingHost : IAsyncDisposable
     /// <exception cref="ServingException">Unknown function.</exception>
     public async Task RemoveAsync(string function, CancellationToken ct)
     {
-        await _changes.WaitAsync(ct).ConfigureAwait(false);
+        await EnterChangeAsync(ct).ConfigureAwait(false);
         try
         {
             var entry = Entry(function);
@@ -359,9 +360,23 @@ public sealed partial class ServingHost : IAsyncDisposable
     /// <summary>The supervisor of a running revision.</summary>
     public RevisionSupervisor? Supervisor(string revision) => _running.TryGetValue(revision, out var run) ? run.Supervisor : null;
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Stops the host: the control API first (no new deploys, traffic changes or removals), then the gateways; then it
+    /// waits for a change under way to finish and stops every revision. A change that comes after is refused
+    /// (<see cref="ServingException.Unavailable"/>), so nothing is started once the revisions were stopped.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _stopping, 1) != 0)
+        {
+            return;
+        }
+
+        if (_control is not null)
+        {
+            await _control.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_sni is not null)
         {
             await _sni.DisposeAsync().ConfigureAwait(false);
@@ -372,14 +387,19 @@ public sealed partial class ServingHost : IAsyncDisposable
             await _http.DisposeAsync().ConfigureAwait(false);
         }
 
-        foreach (var revision in _running.Keys.ToList())
+        // Under the lock: a deploy under way would otherwise start its revision after the ones running now were stopped,
+        // and plain-process instances outlive the host.
+        await _changes.WaitAsync().ConfigureAwait(false);
+        try
         {
-            await StopRevisionAsync(revision).ConfigureAwait(false);
+            foreach (var revision in _running.Keys.ToList())
+            {
+                await StopRevisionAsync(revision).ConfigureAwait(false);
+            }
         }
-
-        if (_control is not null)
+        finally
         {
-            await _control.DisposeAsync().ConfigureAwait(false);
+            _changes.Release();
         }
 
         _registrar?.Dispose();
@@ -391,7 +411,18 @@ public sealed partial class ServingHost : IAsyncDisposable
         DeleteTokenFile(_options.ControlTokenFile, ControlToken);
         DeleteTokenFile(_options.MetricsTokenFile, MetricsToken);
 
-        _changes.Dispose();
+        // _changes is not disposed: a change still waiting for it must get the refusal below, not an ObjectDisposedException.
+    }
+
+    /// <summary>Takes the lock every change of functions holds; refused once the host is stopping.</summary>
+    private async Task EnterChangeAsync(CancellationToken ct)
+    {
+        await _changes.WaitAsync(ct).ConfigureAwait(false);
+        if (Volatile.Read(ref _stopping) != 0)
+        {
+            _changes.Release();
+            throw new ServingException("the serving host is stopping: nothing is deployed, changed or removed any more") { Unavailable = true };
+        }
     }
 
     // The directories of the token files, which no instance may mount: instances share the host's network, and these
