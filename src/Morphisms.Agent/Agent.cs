@@ -16,6 +16,13 @@ namespace Morphisms.Agent;
 /// </summary>
 public sealed class Agent(AgentOptions options, byte[] launchConfig)
 {
+    /// <summary>
+    /// How long connections still open once the app has stopped get before the agent closes them and wipes the secrets.
+    /// The host's drain timeout (Morphisms.Serving's <c>SupervisorOptions.DrainTimeout</c>) must exceed
+    /// <see cref="AgentOptions.DrainTimeout"/> plus this, or it kills the agent before the wipe.
+    /// </summary>
+    public static readonly TimeSpan ConnectionDrain = TimeSpan.FromSeconds(1);
+
     /// <summary>The TLS port once serving (0 before).</summary>
     public int Port { get; private set; }
 
@@ -210,7 +217,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         // it, and whatever is still open once it has gone gets a second more, as before.
         await terminator.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
         var code = await running.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
-        await terminator.StopAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        await terminator.StopAsync(ConnectionDrain).ConfigureAwait(false);
         WipeSecrets(secrets, log);
         try
         {

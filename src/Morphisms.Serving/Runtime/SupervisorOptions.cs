@@ -9,8 +9,12 @@ public sealed record SupervisorOptions
     /// <summary>How long an instance may take to become ready before it is stopped and counted as a crash.</summary>
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>How long a stopped instance may drain after SIGTERM before SIGKILL.</summary>
-    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How long a stopped instance may drain after SIGTERM before SIGKILL. Longer than morph-init's own drain (its app's
+    /// 10 s, then 1 s for the connections still open, then the wipe of its secrets) with a margin: at the same 10 s the
+    /// kill could cut the wipe short.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>Delay before the first restart after a crash; it doubles per consecutive crash.</summary>
     public TimeSpan RestartBackoff { get; init; } = TimeSpan.FromMilliseconds(500);
