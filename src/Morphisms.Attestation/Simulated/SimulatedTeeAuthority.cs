@@ -88,7 +88,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     public static bool Exists(string directory) => File.Exists(Path.Combine(directory, StateFileName));
 
     /// <summary>
-    /// Loads an existing simulated TEE; unlike <see cref="LoadOrCreate"/> it never creates one, so
+    /// Loads an existing simulated TEE; unlike <see cref="LoadOrCreate(string, TimeProvider)"/> it never creates one, so
     /// trusting a directory can never mint a fresh root by accident.
     /// </summary>
     /// <exception cref="FileNotFoundException">No simulated TEE in <paramref name="directory"/>.</exception>
@@ -121,34 +121,42 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     }
 
     /// <summary>
-    /// Loads the installation's simulated TEE from <paramref name="directory"/>, creating it (mode 0600)
-    /// on first use so that every process of one installation shares one simulated root.
+    /// Loads the installation's simulated TEE from <paramref name="directory"/>, creating it (mode 0600 from its first
+    /// byte, see <see cref="PrivateFile.TryCreate"/>) on first use so that every process of one installation shares one
+    /// simulated root. Processes creating it at once (<c>morph up</c> beside <c>morph kms server --dev</c> on a fresh
+    /// install) each generate a root, but only one file is published and the others load it: were each to keep its
+    /// own, the KMS would trust one root while instances sign under another.
     /// </summary>
-    public static SimulatedTeeAuthority LoadOrCreate(string directory, TimeProvider time)
+    public static SimulatedTeeAuthority LoadOrCreate(string directory, TimeProvider time) => LoadOrCreate(directory, () => Create(time));
+
+    /// <summary>
+    /// <see cref="LoadOrCreate(string, TimeProvider)"/> with the new simulated TEE made by <paramref name="create"/>, so
+    /// that tests can race many creators over a few roots generated beforehand (RSA key generation is the slow part).
+    /// </summary>
+    internal static SimulatedTeeAuthority LoadOrCreate(string directory, Func<SimulatedTeeAuthority> create)
     {
         if (Exists(directory))
         {
             return Load(directory);
         }
 
-        var path = Path.Combine(directory, StateFileName);
-        Directory.CreateDirectory(directory);
-        var created = State.Generate(time.GetUtcNow());
-        var temp = path + ".tmp";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
+        var created = create();
+        try
         {
-            // Restrict the file before the private keys are written into it.
-            if (!OperatingSystem.IsWindows())
+            if (PrivateFile.TryCreate(Path.Combine(directory, StateFileName), JsonSerializer.SerializeToUtf8Bytes(created._state, StateJson.Default.State)))
             {
-                File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                return created;
             }
-
-            JsonSerializer.Serialize(stream, created, StateJson.Default.State);
-            stream.Flush(flushToDisk: true);
+        }
+        catch
+        {
+            created.Dispose();
+            throw;
         }
 
-        File.Move(temp, path, overwrite: false);
-        return new SimulatedTeeAuthority(created);
+        // Another process published its root first: use that one, as every other process of the installation will.
+        created.Dispose();
+        return Load(directory);
     }
 
     /// <summary>Produces a 1184-byte SEV-SNP attestation report (version 3) signed by the simulated VCEK.</summary>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Morphisms.Attestation;
 
 namespace Morphisms.Serving.Hosting;
 

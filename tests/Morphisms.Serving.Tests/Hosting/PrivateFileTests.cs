@@ -1,3 +1,4 @@
+using Morphisms.Attestation;
 using Morphisms.Serving.Hosting;
 
 namespace Morphisms.Serving.Tests.Hosting;
@@ -72,6 +73,42 @@ public sealed class PrivateFileTests : IDisposable
         Assert.ThrowsAny<IOException>(() => PrivateFile.Write(Target, "into a directory"));
 
         Assert.Empty(Directory.GetFiles(_dir));
+    }
+
+    [Fact]
+    public void TryCreate_LeavesAFileThatIsThere_AndNoTemporaryFile()
+    {
+        File.WriteAllText(Target, "theirs");
+
+        Assert.False(PrivateFile.TryCreate(Target, "mine"u8));
+
+        Assert.Equal("theirs", File.ReadAllText(Target));
+        Assert.Equal([Target], Directory.GetFiles(_dir));
+    }
+
+    [Fact]
+    public void TryCreate_ConcurrentCreators_ExactlyOneWins_AndEveryoneFindsItsFileWhole()
+    {
+        const int Creators = 8;
+        for (var round = 0; round < 50; round++)
+        {
+            var target = Path.Combine(_dir, $"state-{round}.json");
+            var contents = Enumerable.Range(0, Creators).Select(i => new string((char)('a' + i), 100_000)).ToArray();
+            var created = new bool[Creators];
+            using var start = new Barrier(Creators);
+
+            Parallel.For(0, Creators, new ParallelOptions { MaxDegreeOfParallelism = Creators }, i =>
+            {
+                start.SignalAndWait();
+                created[i] = PrivateFile.TryCreate(target, System.Text.Encoding.UTF8.GetBytes(contents[i]));
+            });
+
+            var winner = Assert.Single(Enumerable.Range(0, Creators), i => created[i]);
+            Assert.Equal(contents[winner], File.ReadAllText(target));
+            Assert.Equal(OwnerOnly, File.GetUnixFileMode(target));
+        }
+
+        Assert.Equal(50, Directory.GetFiles(_dir).Length);
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Morphisms.Serving.Hosting;
+using Morphisms.Attestation;
 
 namespace Morphisms.Cli.Commands.Kms;
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography;
+using Morphisms.Attestation;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Attestation.Trust;
 using Morphisms.Cli.Commands.Kms;

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Morphisms.Serving.Hosting;
+using Morphisms.Attestation;
 
 namespace Morphisms.Cli.Commands.Up;
 
