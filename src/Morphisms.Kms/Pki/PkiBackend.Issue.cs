@@ -192,6 +192,8 @@ internal sealed partial class PkiBackend
 
         role.CheckNames([commonName], "common_name");
         role.CheckNames(altNames, "alt_names");
+        PkiCertificates.CheckDnsNames(excludeCn ? [] : [commonName.ToLowerInvariant()], "common_name");
+        PkiCertificates.CheckDnsNames(altNames.Select(n => n.ToLowerInvariant()), "alt_names");
         var ips = new List<IPAddress>();
         foreach (var text in ipTexts)
         {

@@ -47,6 +47,8 @@ internal static class PkiCertificates
     /// <summary>Backdating of NotBefore, so a relying party whose clock is slightly behind accepts a fresh certificate.</summary>
     public static readonly TimeSpan Backdate = TimeSpan.FromSeconds(30);
 
+    private static readonly System.Globalization.IdnMapping Idn = new();
+
     /// <summary>A random positive 16-byte serial with a non-zero top byte, so its DER encoding is exactly 16 bytes.</summary>
     public static byte[] NewSerial()
     {
@@ -100,6 +102,28 @@ internal static class PkiCertificates
         if (issuer is not null)
         {
             request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        }
+    }
+
+    /// <summary>
+    /// Throws a 400 naming <paramref name="field"/> and the first name a DNS SAN cannot carry: an empty label, a label
+    /// over 63 characters, control characters and the like. <see cref="SubjectAlternativeNameBuilder.AddDnsName"/>
+    /// maps each name through IDNA and throws on these; a role without <c>enforce_hostnames</c> checks only the
+    /// suffix, so without this they reached it at signing time and were a 500.
+    /// </summary>
+    public static void CheckDnsNames(IEnumerable<string> names, string field)
+    {
+        foreach (var name in names)
+        {
+            try
+            {
+                // The mapping AddDnsName applies (default options).
+                Idn.GetAscii(name);
+            }
+            catch (ArgumentException)
+            {
+                throw KmsException.BadRequest($"invalid '{field}': \"{PkiRole.Printable(name)}\" is not a valid DNS name");
+            }
         }
     }
 

@@ -205,6 +205,28 @@ public sealed class PkiApiTests
     }
 
     [Fact]
+    public async Task Names_a_role_without_enforce_hostnames_passes_but_no_certificate_can_carry_are_a_400_naming_the_field_and_name()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/loose", new { allowed_domains = "example.com", allow_subdomains = true, enforce_hostnames = false })).Expect(204);
+        var longLabel = new string('a', 64);
+
+        // An empty label and a label over 63 characters pass the role's suffix check but cannot go into a SAN.
+        var error = (await c.PostAsync("pki/issue/loose", new { common_name = "a..example.com" })).Expect(400).Errors.Single();
+        Assert.Contains("'common_name'", error, StringComparison.Ordinal);
+        Assert.Contains("a..example.com", error, StringComparison.Ordinal);
+        error = (await c.PostAsync("pki/issue/loose", new { common_name = "a.example.com", alt_names = longLabel + ".example.com" })).Expect(400).Errors.Single();
+        Assert.Contains("'alt_names'", error, StringComparison.Ordinal);
+        Assert.Contains(longLabel, error, StringComparison.Ordinal);
+        Assert.Contains("'common_name'", (await c.PostAsync("pki/sign/loose", new { csr = EcCsr(ECCurve.NamedCurves.nistP256), common_name = "a..example.com" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+
+        // Nothing was issued; a name that is merely not a strict host name still is.
+        (await c.ListAsync("pki/certs")).Expect(404);
+        (await c.PostAsync("pki/issue/loose", new { common_name = "under_score.example.com" })).Expect(200);
+    }
+
+    [Fact]
     public async Task Sign_refuses_csr_keys_smaller_than_or_on_another_curve_than_the_role_names()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
