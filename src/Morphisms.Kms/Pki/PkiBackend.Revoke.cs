@@ -54,8 +54,9 @@ internal sealed partial class PkiBackend
 
             // The stored list sheds its expired entries with the write that adds one, in the same transaction, so it
             // is bounded by the revocations of the last certificate lifetime (plus the margin), not by all of them.
-            crl.Revoked.RemoveAll(e => PastRetention(e.NotAfter, now));
-            crl.Number++;
+            // The stored number takes over the count CrlNumber added for them, so the served number still grows.
+            var pruned = crl.Revoked.RemoveAll(e => PastRetention(e.NotAfter, now));
+            crl.Number += 1 + pruned;
             await _storage.TransactAsync(
             [
                 ("certs/" + key, SecureStorageJson.ToJson(record)),
@@ -71,6 +72,19 @@ internal sealed partial class PkiBackend
 
     private async Task<CrlState> LoadCrlAsync(CancellationToken ct) =>
         await _storage.GetJsonAsync<CrlState>(CrlKey, ct).ConfigureAwait(false) ?? new CrlState();
+
+    /// <summary>
+    /// The CRL number at <paramref name="now"/>: the stored number plus the stored entries that have aged out since
+    /// the last revocation. The CRL is rebuilt on every read, and its contents change in two ways: a revocation
+    /// (which bumps the stored number and folds the aged entries it prunes into it) and an entry passing
+    /// <see cref="ExpiredRetention"/> (which writes nothing). Counting the aged entries makes the number grow with
+    /// each of them too, so two CRLs with different contents never share a number (RFC 5280 §5.2.3), without a read
+    /// having to write, or to take the mount's write lock, and without relying on the clock beyond what the aging
+    /// itself does (a number taken from thisUpdate would jump back after a failover to a node whose clock is behind).
+    /// The count is mount-wide, like the stored number: another issuer's entry ageing out bumps it too, harmlessly.
+    /// </summary>
+    private static long CrlNumber(CrlState crl, DateTimeOffset now) =>
+        crl.Number + crl.Revoked.Count(e => PastRetention(e.NotAfter, now));
 
     /// <summary>The DER CRL of issuer <paramref name="issuerId"/>: the revoked certificates it signed, but for those past <see cref="ExpiredRetention"/>.</summary>
     private async Task<byte[]> BuildCrlAsync(string issuerId, CancellationToken ct)
@@ -89,7 +103,7 @@ internal sealed partial class PkiBackend
         return builder.Build(
             signer.Certificate.SubjectName,
             signer.Generator,
-            new BigInteger(crl.Number),
+            new BigInteger(CrlNumber(crl, now)),
             now + CrlLifetime,
             signer.Hash,
             X509AuthorityKeyIdentifierExtension.CreateFromCertificate(signer.Certificate, true, false),

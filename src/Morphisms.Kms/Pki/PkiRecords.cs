@@ -74,7 +74,10 @@ internal sealed class CrlState
     /// <summary>Revoked certificates.</summary>
     public List<RevokedEntry> Revoked { get; set; } = [];
 
-    /// <summary>Incremented with every revocation (RFC 5280 §5.2.3: monotonically increasing).</summary>
+    /// <summary>
+    /// Incremented with every revocation, and by the aged entries it prunes; the served number adds the entries aged
+    /// since (<c>PkiBackend.CrlNumber</c>), so it grows whenever the contents change (RFC 5280 §5.2.3).
+    /// </summary>
     public long Number { get; set; } = 1;
 }
 

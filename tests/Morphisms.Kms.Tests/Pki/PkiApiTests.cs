@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation.Verify;
+using Morphisms.Kms.Pki;
 
 namespace Morphisms.Kms.Tests.Pki;
 
@@ -144,6 +145,49 @@ public sealed class PkiApiTests
         using var third = await IssueAndRevokeAsync("c.svc.local", "1h");
         Assert.Equal(2, (await CrlAsync()).RevokedCount);
         Assert.InRange(StoredCrlSize(), twoEntries - 40, twoEntries + 40);
+    }
+
+    [Fact]
+    public async Task The_crl_number_grows_when_an_entry_ages_out_and_only_when_the_contents_change()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true, max_ttl = "720h" })).Expect(204);
+        async Task<X509Certificate2> IssueAndRevokeAsync(string name, string ttl)
+        {
+            var issued = (await c.PostAsync("pki/issue/svc", new { common_name = name, ttl })).Expect(200).Data;
+            (await c.PostAsync("pki/revoke", new { serial_number = issued["serial_number"]!.GetValue<string>() })).Expect(200);
+            return X509Certificate2.CreateFromPem(issued["certificate"]!.GetValue<string>());
+        }
+
+        async Task<(System.Numerics.BigInteger Number, int Entries)> CrlAsync()
+        {
+            var pem = (await c.GetAsync("pki/crl/pem")).Expect(200).Raw;
+            CertificateRevocationListBuilder.LoadPem(pem, out var number);
+            return (number, CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(pem)).RevokedCount);
+        }
+
+        using var shortLived = await IssueAndRevokeAsync("a.svc.local", "1h");
+        using var longLived = await IssueAndRevokeAsync("b.svc.local", "240h");
+        var (first, firstEntries) = await CrlAsync();
+        Assert.Equal(2, firstEntries);
+
+        // Same contents, same number, however often it is rebuilt.
+        kms.Time.Advance(TimeSpan.FromMinutes(5));
+        Assert.Equal((first, 2), await CrlAsync());
+
+        // The short-lived entry ages out with no revocation: fewer entries, so a larger number.
+        kms.Time.SetUtcNow(new DateTimeOffset(shortLived.NotAfter.ToUniversalTime()) + PkiBackend.ExpiredRetention + TimeSpan.FromMinutes(1));
+        var (aged, agedEntries) = await CrlAsync();
+        Assert.Equal(1, agedEntries);
+        Assert.True(aged > first, $"CRL number {aged} after an entry aged out, {first} before");
+        Assert.Equal((aged, 1), await CrlAsync());
+
+        // The next revocation drops the aged entry from the stored list; the number still only grows.
+        using var third = await IssueAndRevokeAsync("c.svc.local", "1h");
+        var (next, nextEntries) = await CrlAsync();
+        Assert.Equal(2, nextEntries);
+        Assert.True(next > aged, $"CRL number {next} after a revocation, {aged} before");
     }
 
     [Fact]
