@@ -31,6 +31,8 @@ public sealed class MorphProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
+    public bool HasExited => _process.HasExited;
+
     public static MorphProcess Start(string home, params string[] args) => Start(home, new Dictionary<string, string>(), args);
 
     /// <summary>Starts morph with <paramref name="environment"/> added to its environment (this process's is left alone).</summary>

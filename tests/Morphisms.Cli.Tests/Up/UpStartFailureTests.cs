@@ -3,7 +3,8 @@ namespace Morphisms.Cli.Tests.Up;
 /// <summary>
 /// <c>morph up</c> (a real process, so nothing here touches this process's environment) failing to start: a corrupt
 /// trust store, then serving that cannot start. Each ends in one line naming the cause and exit 1, with nothing left
-/// running and no state file claiming otherwise.
+/// running and no state file claiming otherwise; and a second stack started at the same moment on the same data
+/// directory, refused.
 /// </summary>
 public sealed class UpStartFailureTests
 {
@@ -61,6 +62,47 @@ public sealed class UpStartFailureTests
         {
             Directory.Delete(home, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task Two_stacks_started_together_on_one_data_directory_one_runs_and_the_other_is_refused()
+    {
+        // Both start on an empty data directory at the same moment: without the lock both find no up.json (it is
+        // written only once everything runs) and both initialise the KMS, the second overwriting the first's keys.
+        var home = Directory.CreateTempSubdirectory("morph-up-twice-").FullName;
+        try
+        {
+            await using var first = MorphProcess.Start(home, "up");
+            await using var second = MorphProcess.Start(home, "up");
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!(Started(first) && Started(second)))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"neither ran nor stopped in 60 s:\n{first.Stdout}{first.Stderr}\n{second.Stdout}{second.Stderr}");
+                await Task.Delay(50);
+            }
+
+            var (winner, loser) = first.HasExited ? (second, first) : (first, second);
+            Assert.False(winner.HasExited, $"both stopped:\n{first.Stderr}\n{second.Stderr}");
+            Assert.True(loser.HasExited, $"both run on one data directory:\n{first.Stdout}\n{second.Stdout}");
+            Assert.Equal(ExitCodes.Rejected, await loser.ExitAsync());
+            Assert.Contains($"morph: morph up or morph quickstart is already running on the data directory {Path.Combine(home, "data")}", loser.Stderr);
+            AssertNoStackTrace(loser.Stderr);
+            Assert.DoesNotContain("running;", loser.Stdout);
+
+            // The refused one touched nothing the running one owns: it stops cleanly, and the lock goes with it.
+            winner.Interrupt();
+            Assert.Equal(0, await winner.ExitAsync());
+            await using var again = MorphProcess.Start(home, "up");
+            await again.WaitForAsync("running;");
+            again.Interrupt();
+            Assert.Equal(0, await again.ExitAsync());
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+
+        static bool Started(MorphProcess morph) => morph.HasExited || morph.Stdout.Contains("running;", StringComparison.Ordinal);
     }
 
     private static void AssertNoStackTrace(string stderr)

@@ -23,6 +23,7 @@ namespace Morphisms.Cli.Commands.Up;
 public sealed class LocalStack : IAsyncDisposable
 {
     private readonly MorphPaths _paths;
+    private FileStream? _lock;
     private SimulatedTeeAuthority? _tee;
     private KmsServer? _kms;
     private ServingHost? _serving;
@@ -50,6 +51,9 @@ public sealed class LocalStack : IAsyncDisposable
     /// <summary>The state file's path.</summary>
     public string StateFilePath => Path.Combine(_paths.DataDirectory, UpStateFile.FileName);
 
+    /// <summary>The file a running stack holds locked, so that only one runs per data directory.</summary>
+    public string LockFilePath => Path.Combine(_paths.DataDirectory, "up.lock");
+
     /// <summary>The file holding the serving control API's token (mode 0600, new at every start): what <c>morph deploy|ls|...</c> send.</summary>
     public string ControlTokenFile => Path.Combine(_paths.DataDirectory, ServingStateFile.ControlTokenFileName);
 
@@ -63,7 +67,7 @@ public sealed class LocalStack : IAsyncDisposable
     /// Starts the KMS, attests it and pins its root CA for this user, then starts serving against it.
     /// Warnings (dev mode, simulated TEE) and the serving log go to <paramref name="log"/>.
     /// </summary>
-    /// <exception cref="UpException">Another <c>morph up</c> is running on this data directory, or a part failed to start.</exception>
+    /// <exception cref="UpException">Another <c>morph up</c> or <c>morph quickstart</c> is running on this data directory, or a part failed to start.</exception>
     public static async Task<LocalStack> StartAsync(MorphPaths paths, TextWriter log, CancellationToken ct)
     {
         var stack = new LocalStack(paths);
@@ -87,9 +91,15 @@ public sealed class LocalStack : IAsyncDisposable
 
     private async Task StartCoreAsync(TextWriter log, CancellationToken ct)
     {
-        if (UpStateFile.ReadLive(StateFilePath) is { } running)
+        // Locked before anything is read or written: up.json appears only once everything has started, so two stacks
+        // started together would both find none and both initialise the KMS, the second overwriting the first's keys.
+        Directory.CreateDirectory(_paths.DataDirectory);
+        _lock = TryLock(LockFilePath);
+        var running = UpStateFile.ReadLive(StateFilePath);
+        if (_lock is null || running is not null)
         {
-            throw new UpException($"morph up is already running (pid {running.Pid}, gateway {running.Gateway}); stop it first");
+            var holder = running is null ? "" : $" (pid {running.Pid}, gateway {running.Gateway})";
+            throw new UpException($"morph up or morph quickstart is already running on the data directory {_paths.DataDirectory}{holder}; stop it first");
         }
 
         Directory.CreateDirectory(KmsDirectory);
@@ -201,6 +211,34 @@ public sealed class LocalStack : IAsyncDisposable
 
         _tee?.Dispose();
         _tee = null;
+
+        // Last: the next stack may start only once this one's KMS is sealed and its files are released.
+        _lock?.Dispose();
+        _lock = null;
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> with <see cref="FileShare.None"/> (an exclusive <c>flock</c> on Unix, as
+    /// <see cref="KmsTrustStore"/> locks its file), or returns null when another process holds it. The kernel drops the
+    /// lock when its holder exits, so a crashed stack never blocks the next; the file itself stays (deleting it would
+    /// let two stacks lock two different files).
+    /// </summary>
+    private static FileStream? TryLock(string path)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        try
+        {
+            return new FileStream(path, options);
+        }
+        catch (IOException e) when (e is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException))
+        {
+            return null;
+        }
     }
 }
 
