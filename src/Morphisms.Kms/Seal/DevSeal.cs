@@ -1,5 +1,7 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Seal;
 
@@ -9,6 +11,8 @@ namespace Morphisms.Kms.Seal;
 /// </summary>
 internal static class DevSeal
 {
+    private const string StartAfresh = "restore it, or remove it and the storage beside it to start a new dev KMS (its secrets are lost)";
+
     /// <summary>Initialises if needed, then unseals; returns the credentials.</summary>
     public static async Task<KmsDevCredentials> StartAsync(KmsCore core, string? keyFile, CancellationToken ct)
     {
@@ -19,14 +23,7 @@ internal static class DevSeal
             credentials = new KmsDevCredentials(Convert.ToBase64String(result.Keys[0]), result.RootToken, keyFile);
             if (keyFile is not null)
             {
-                var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-                if (!OperatingSystem.IsWindows())
-                {
-                    options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-                }
-
-                await using var file = new FileStream(keyFile, options);
-                await JsonSerializer.SerializeAsync(file, new DevKeyFile(credentials.UnsealKey, credentials.RootToken), cancellationToken: ct).ConfigureAwait(false);
+                Write(keyFile, new DevKeyFile(credentials.UnsealKey, credentials.RootToken));
             }
         }
         else
@@ -36,13 +33,83 @@ internal static class DevSeal
                 throw new InvalidOperationException($"dev mode: the storage is already initialised but the dev key file '{keyFile}' is missing; unseal it with its real keys instead");
             }
 
-            var stored = JsonSerializer.Deserialize<DevKeyFile>(await File.ReadAllBytesAsync(keyFile, ct).ConfigureAwait(false))
-                ?? throw new InvalidOperationException($"dev mode: the dev key file '{keyFile}' is empty");
-            credentials = new KmsDevCredentials(stored.UnsealKey, stored.RootToken, keyFile);
+            credentials = Read(keyFile, await File.ReadAllBytesAsync(keyFile, ct).ConfigureAwait(false));
         }
 
-        await core.SubmitUnsealKeyAsync(Convert.FromBase64String(credentials.UnsealKey), ct).ConfigureAwait(false);
+        try
+        {
+            await core.SubmitUnsealKeyAsync(Convert.FromBase64String(credentials.UnsealKey), ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FormatException or KmsException)
+        {
+            // Not base64, not a key, or another storage's: reported naming the file, as a missing one is.
+            throw new InvalidOperationException($"dev mode: the dev key file '{keyFile}' does not unseal this storage ({e.Message}); {StartAfresh}", e);
+        }
+
         return credentials;
+    }
+
+    private static KmsDevCredentials Read(string keyFile, byte[] content)
+    {
+        DevKeyFile? stored;
+        try
+        {
+            stored = JsonSerializer.Deserialize<DevKeyFile>(content);
+        }
+        catch (JsonException e)
+        {
+            // Truncated or hand-edited: reported naming the file, as a missing one is.
+            throw new InvalidOperationException($"dev mode: the dev key file '{keyFile}' is not JSON ({e.Message}); {StartAfresh}", e);
+        }
+
+        if (stored is null || stored.UnsealKey is null || stored.RootToken is null)
+        {
+            throw new InvalidOperationException($"dev mode: the dev key file '{keyFile}' is empty or lacks unseal_key_base64 or root_token; {StartAfresh}");
+        }
+
+        return new KmsDevCredentials(stored.UnsealKey, stored.RootToken, keyFile);
+    }
+
+    /// <summary>
+    /// Writes the key file to a new file and renames it over <paramref name="path"/>: a random name created
+    /// exclusively (<c>O_CREAT|O_EXCL</c>, never another file or a symlink planted there) with mode 0600 from the
+    /// start, so a file left with another mode keeps nothing of it; flushed to disk first and not cancellable, since the
+    /// storage is already initialised with this key and a crash or a Ctrl-C must leave the whole file or none.
+    /// </summary>
+    private static void Write(string path, DevKeyFile content)
+    {
+        var temp = $"{path}.{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.tmp";
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        // Outside the try: when the name exists already, it is not ours to delete.
+        var stream = new FileStream(temp, options);
+        try
+        {
+            using (stream)
+            {
+                JsonSerializer.Serialize(stream, content);
+                stream.Flush(flushToDisk: true);
+            }
+
+            File.Move(temp, path, overwrite: true);
+        }
+        catch
+        {
+            // Ours alone (created exclusively above); the write's own error is the one to report.
+            try
+            {
+                File.Delete(temp);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+
+            throw;
+        }
     }
 
     private sealed record DevKeyFile(

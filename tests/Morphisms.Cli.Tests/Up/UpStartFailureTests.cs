@@ -2,9 +2,9 @@ namespace Morphisms.Cli.Tests.Up;
 
 /// <summary>
 /// <c>morph up</c> (a real process, so nothing here touches this process's environment) failing to start: a corrupt
-/// trust store, then serving that cannot start. Each ends in one line naming the cause and exit 1, with nothing left
-/// running and no state file claiming otherwise; and a second stack started at the same moment on the same data
-/// directory, refused.
+/// trust store, serving that cannot start, a corrupt simulated TEE or dev key file. Each ends in one line naming the
+/// cause and exit 1, with nothing left running and no state file claiming otherwise. And a second stack started at the
+/// same moment on the same data directory, refused.
 /// </summary>
 public sealed class UpStartFailureTests
 {
@@ -56,6 +56,34 @@ public sealed class UpStartFailureTests
             Assert.Contains($"morph: the installation's simulated TEE cannot be loaded: {teeFile}: not a simulated TEE's state file", up.Stderr);
             AssertNoStackTrace(up.Stderr);
             Assert.Equal("{not json", await File.ReadAllTextAsync(teeFile));
+            Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_corrupt_dev_key_file_is_a_message_naming_it_not_a_crash()
+    {
+        var home = Directory.CreateTempSubdirectory("morph-up-fail-").FullName;
+        try
+        {
+            await using (var first = MorphProcess.Start(home, "up"))
+            {
+                await first.WaitForAsync("running;");
+                first.Interrupt();
+                Assert.Equal(0, await first.ExitAsync());
+            }
+
+            var keyFile = Path.Combine(home, "data", "kms", "kms.db.dev-keys.json");
+            await File.WriteAllTextAsync(keyFile, "{");
+            await using var up = MorphProcess.Start(home, "up");
+            Assert.Equal(ExitCodes.Rejected, await up.ExitAsync());
+            Assert.Contains($"morph: the KMS could not start: dev mode: the dev key file '{keyFile}' is not JSON", up.Stderr);
+            AssertNoStackTrace(up.Stderr);
+            Assert.Equal("{", await File.ReadAllTextAsync(keyFile));
             Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
         }
         finally
