@@ -81,7 +81,22 @@ public static class QuickstartCommand
         {
             // The agent refuses to start an app without its secret bundle; the signer needs no key in it (it
             // generates one inside the instance), so an empty bundle is what a first deploy gets.
-            await PutEmptyBundleAsync(stack, secrets, ct);
+            string? refused;
+            try
+            {
+                refused = await PutEmptyBundleAsync(stack, secrets, ct);
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+            {
+                refused = e.Message;
+            }
+
+            if (refused is not null)
+            {
+                // Typically a path outside the dev KMS's KV mount (it mounts secret/, pki/ and transit/ only).
+                await stderr.WriteLineAsync($"morph: deploy: the secret bundle '{secrets}' could not be created in the dev KMS: {refused} (the dev KMS keeps bundles under its KV v2 mount: secrets: secret/data/{spec.Name})");
+                return ExitCodes.Rejected;
+            }
         }
 
         DeployResult deployed;
@@ -124,7 +139,23 @@ public static class QuickstartCommand
             return ExitCodes.Rejected;
         }
 
-        var reply = JsonNode.Parse(result.Body)!;
+        JsonObject? reply;
+        try
+        {
+            reply = JsonNode.Parse(result.Body) as JsonObject;
+        }
+        catch (JsonException)
+        {
+            reply = null;
+        }
+
+        if (reply is null)
+        {
+            // Another function than the signer (--function-dir), or a broken one: its answer is not the signer's.
+            await stderr.WriteLineAsync($"morph: {spec.Name} answered 200 without the signer's JSON object: {System.Text.Encoding.UTF8.GetString(result.Body)}");
+            return ExitCodes.Rejected;
+        }
+
         await stdout.WriteLineAsync($"signed       {JsonSerializer.Serialize(message)}");
         await stdout.WriteLineAsync($"  algorithm    {reply["algorithm"]}");
         await stdout.WriteLineAsync($"  signature    {reply["signature"]}");
@@ -134,7 +165,8 @@ public static class QuickstartCommand
         return ExitCodes.Ok;
     }
 
-    private static async Task PutEmptyBundleAsync(LocalStack stack, string secretPath, CancellationToken ct)
+    /// <summary>Creates an empty secret bundle at <paramref name="secretPath"/> unless one is there; returns null, or why the KMS refused.</summary>
+    private static async Task<string?> PutEmptyBundleAsync(LocalStack stack, string secretPath, CancellationToken ct)
     {
         var certificate = stack.Kms.TlsCertificate!.RawData;
         using var handler = new SocketsHttpHandler();
@@ -144,10 +176,26 @@ public static class QuickstartCommand
         using var existing = await http.GetAsync($"v1/{secretPath}", ct);
         if (existing.IsSuccessStatusCode)
         {
-            return; // a second quickstart keeps whatever the user put there (e.g. a signing-key)
+            return null; // a second quickstart keeps whatever the user put there (e.g. a signing-key)
         }
 
         using var response = await http.PostAsync($"v1/{secretPath}", JsonContent.Create(new JsonObject { ["data"] = new JsonObject { ["files"] = new JsonObject() } }), ct);
-        response.EnsureSuccessStatusCode();
+        if (response.IsSuccessStatusCode)
+        {
+            return null;
+        }
+
+        var text = await response.Content.ReadAsStringAsync(ct);
+        string? errors = null;
+        try
+        {
+            errors = (JsonNode.Parse(text) as JsonObject)?["errors"] is JsonArray list ? string.Join("; ", list.Select(e => e?.ToString())) : null;
+        }
+        catch (JsonException)
+        {
+            // Not the KMS's error format: the status alone says enough.
+        }
+
+        return $"{(int)response.StatusCode} {errors ?? response.ReasonPhrase}";
     }
 }
