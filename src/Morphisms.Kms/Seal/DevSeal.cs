@@ -1,6 +1,6 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Morphisms.Attestation;
 using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Seal;
@@ -71,46 +71,12 @@ internal static class DevSeal
     }
 
     /// <summary>
-    /// Writes the key file to a new file and renames it over <paramref name="path"/>: a random name created
-    /// exclusively (<c>O_CREAT|O_EXCL</c>, never another file or a symlink planted there) with mode 0600 from the
-    /// start, so a file left with another mode keeps nothing of it; flushed to disk first and not cancellable, since the
-    /// storage is already initialised with this key and a crash or a Ctrl-C must leave the whole file or none.
+    /// Writes the key file through <see cref="PrivateFile"/> (a fresh 0600 file flushed to disk, then renamed over
+    /// <paramref name="path"/>), never cancellable: the storage is already initialised with this key, so a crash or a
+    /// Ctrl-C must leave the whole file or none.
     /// </summary>
-    private static void Write(string path, DevKeyFile content)
-    {
-        var temp = $"{path}.{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.tmp";
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        // Outside the try: when the name exists already, it is not ours to delete.
-        var stream = new FileStream(temp, options);
-        try
-        {
-            using (stream)
-            {
-                JsonSerializer.Serialize(stream, content);
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temp, path, overwrite: true);
-        }
-        catch
-        {
-            // Ours alone (created exclusively above); the write's own error is the one to report.
-            try
-            {
-                File.Delete(temp);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-            }
-
-            throw;
-        }
-    }
+    private static void Write(string path, DevKeyFile content) =>
+        PrivateFile.Write(path, JsonSerializer.SerializeToUtf8Bytes(content));
 
     private sealed record DevKeyFile(
         [property: JsonPropertyName("unseal_key_base64")] string UnsealKey,
