@@ -259,12 +259,30 @@ internal sealed partial class KmsCore : IAsyncDisposable
         }
     }
 
+    /// <summary><c>sys/seal</c>: <see cref="BeginSeal"/> once no unseal, rekey or restore is half-way through.</summary>
+    public async Task BeginSealAsync(CancellationToken ct)
+    {
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            BeginSeal();
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
     /// <summary>
     /// Seals now: new requests see a sealed KMS at once; in-flight ones finish before the keys are wiped.
-    /// Returns without waiting so the request that asked for the seal can complete.
+    /// Returns without waiting so the request that asked for the seal can complete. Callers hold the transition
+    /// lock (the rekey attempt's shares are wiped here, and a rekey update uses them under that lock).
     /// </summary>
     public void BeginSeal()
     {
+        // As in Vault, a seal ends the rekey attempt: the current shares it collected must not outlive the keys
+        // they open, nor let the next unseal's holders finish a rekey they never saw started.
+        Interlocked.Exchange(ref _rekey, null)?.Shares.Reset();
         var held = Interlocked.Exchange(ref _heldRootKey, null);
         var state = Interlocked.Exchange(ref _active, null);
         if (state is not null)

@@ -29,11 +29,11 @@ internal static class SealRoutes
             (Operation.Read, async (_, _, ct) => core.Sealed ? throw KmsException.Sealed() : new KmsResponse { RawBody = await LeaderAsync(core, ct).ConfigureAwait(false) }));
         routes.Add(
             new Route("sys/seal", "seal") { Sudo = true },
-            (Operation.Update, (r, _, _) =>
+            (Operation.Update, async (r, _, ct) =>
             {
                 r.RequireState().Audit?.Notice("seal requested");
-                core.BeginSeal();
-                return Task.FromResult<KmsResponse?>(null);
+                await core.BeginSealAsync(ct).ConfigureAwait(false);
+                return null;
             }));
         routes.Add(
             new Route("sys/rotate", "rotate") { Sudo = true },

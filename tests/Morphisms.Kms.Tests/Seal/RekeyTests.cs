@@ -72,6 +72,39 @@ public class RekeyTests
     }
 
     [Fact]
+    public async Task A_seal_abandons_the_rekey_attempt_and_wipes_the_shares_it_collected()
+    {
+        // Through sys/seal: the attempt and its progress are gone once unsealed again.
+        await using var kms = await TestKms.StartUnsealedAsync(shares: 3, threshold: 3);
+        var c = kms.Client;
+        var nonce = (await c.PutAsync("sys/rekey/init", new { secret_shares = 1, secret_threshold = 1 })).Expect(200).Body!["nonce"]!.GetValue<string>();
+        Assert.Equal(1, (await c.PutAsync("sys/rekey/update", new { key = kms.Keys[0], nonce })).Expect(200).Body!["progress"]!.GetValue<int>());
+        (await c.PutAsync("sys/seal")).Expect(204);
+        await kms.Server.SealClosing.WaitAsync(TimeSpan.FromSeconds(30));
+        await kms.UnsealAsync();
+        Assert.False((await c.GetAsync("sys/rekey/init")).Expect(200).Body!["started"]!.GetValue<bool>());
+        Assert.Contains("no rekey in progress", (await c.PutAsync("sys/rekey/update", new { key = kms.Keys[1], nonce })).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        // Through SealAsync (shutdown): the collected share is zeroed in memory, not just forgotten.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
+        await using var core = new KmsCore(new Morphisms.Kms.Storage.InMemoryStorage(), new KmsServerOptions { Storage = "inmem", TimeProvider = time, WarningWriter = TextWriter.Null });
+        var init = await core.InitializeAsync(3, 3, CancellationToken.None);
+        foreach (var key in init.Keys)
+        {
+            await core.SubmitUnsealKeyAsync(key.ToArray(), CancellationToken.None);
+        }
+
+        var attempt = await core.RekeyInitAsync(1, 1, CancellationToken.None);
+        var share = init.Keys[0].ToArray();
+        Assert.Null(await core.RekeyUpdateAsync(share, attempt.Nonce, CancellationToken.None));
+        Assert.Equal(1, attempt.Shares.Count);
+        await core.SealAsync();
+        Assert.Null(core.Rekey);
+        Assert.Equal(0, attempt.Shares.Count);
+        Assert.All(share, b => Assert.Equal(0, b));
+    }
+
+    [Fact]
     public async Task Rekey_needs_an_unsealed_kms()
     {
         await using var kms = await TestKms.StartUnsealedAsync(shares: 1, threshold: 1);
