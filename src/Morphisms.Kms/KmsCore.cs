@@ -282,7 +282,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
     {
         // As in Vault, a seal ends the rekey attempt: the current shares it collected must not outlive the keys
         // they open, nor let the next unseal's holders finish a rekey they never saw started.
-        Interlocked.Exchange(ref _rekey, null)?.Shares.Reset();
+        Interlocked.Exchange(ref _rekey, null)?.Wipe();
         var held = Interlocked.Exchange(ref _heldRootKey, null);
         var state = Interlocked.Exchange(ref _active, null);
         if (state is not null)

@@ -10,7 +10,8 @@ namespace Morphisms.Kms;
 /// <summary>
 /// Rekey (Vault's <c>sys/rekey/*</c>): a threshold of the current shares reconstructs the unseal key, which must
 /// open the root key; the root key is then re-encrypted under a fresh unseal key split into the new layout. The
-/// root key, keyring and data are untouched, so nothing else changes; the old shares stop working at once.
+/// root key, keyring and data are untouched, so nothing else changes; the old shares stop working at once — or,
+/// with <c>require_verification</c>, only once a threshold of the new shares came back (<c>sys/rekey/verify</c>).
 /// </summary>
 internal sealed partial class KmsCore
 {
@@ -19,9 +20,26 @@ internal sealed partial class KmsCore
     /// <summary>The rekey attempt in progress, or null.</summary>
     public RekeyProgress? Rekey => Volatile.Read(ref _rekey);
 
+    /// <summary>
+    /// Picks up a rekey waiting for verification from storage when none is in memory: a seal (or restart) ends the
+    /// attempt and wipes the shares it collected, but the new shares were handed out and can still be verified.
+    /// </summary>
+    public async Task LoadPendingRekeyAsync(UnsealedState state, CancellationToken ct)
+    {
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
     /// <summary>Starts a rekey attempt with the new layout.</summary>
-    /// <exception cref="KmsException">Bad layout, not initialised, or an attempt is already running.</exception>
-    public async Task<RekeyProgress> RekeyInitAsync(int shares, int threshold, CancellationToken ct)
+    /// <exception cref="KmsException">Bad layout, not initialised, or an attempt is already running (or waiting for verification).</exception>
+    public async Task<RekeyProgress> RekeyInitAsync(int shares, int threshold, bool requireVerification, UnsealedState state, CancellationToken ct)
     {
         if (SealConfig.Validate(shares, threshold) is { } problem)
         {
@@ -32,12 +50,13 @@ internal sealed partial class KmsCore
         try
         {
             _ = SealConfig ?? throw KmsException.BadRequest("Vault is not initialized");
+            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
             if (Rekey is not null)
             {
                 throw KmsException.BadRequest("rekey already in progress");
             }
 
-            var attempt = new RekeyProgress(shares, threshold);
+            var attempt = new RekeyProgress(shares, threshold, requireVerification);
             Volatile.Write(ref _rekey, attempt);
             return attempt;
         }
@@ -47,13 +66,15 @@ internal sealed partial class KmsCore
         }
     }
 
-    /// <summary>Cancels the rekey attempt, wiping the shares it collected.</summary>
+    /// <summary>Cancels the rekey attempt, wiping the shares it collected; new shares waiting for verification will never unseal.</summary>
     public async Task RekeyCancelAsync(CancellationToken ct)
     {
         await _transition.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            Interlocked.Exchange(ref _rekey, null)?.Shares.Reset();
+            // First: should the delete fail, the attempt stays as it was and the cancel can be retried.
+            await _physical.DeleteAsync(PendingRekey.StoragePath, ct).ConfigureAwait(false);
+            Interlocked.Exchange(ref _rekey, null)?.Wipe();
         }
         finally
         {
@@ -62,16 +83,18 @@ internal sealed partial class KmsCore
     }
 
     /// <summary>
-    /// Adds one current share to the attempt; at the threshold, writes the new root-key wrapping and seal config in
-    /// one transaction and returns the new shares (the only time they exist outside their holders).
+    /// Adds one current share to the attempt; at the threshold, returns the new shares (the only time they exist
+    /// outside their holders). Without verification, the new root-key wrapping and seal config are written in one
+    /// transaction first; with it, they are stored pending (<see cref="PendingRekey"/>) and the current ones stay.
     /// </summary>
-    /// <exception cref="KmsException">No attempt, wrong nonce, malformed share, or shares that do not open the root key (the attempt's progress resets).</exception>
-    public async Task<IReadOnlyList<byte[]>?> RekeyUpdateAsync(byte[] share, string nonce, CancellationToken ct)
+    /// <exception cref="KmsException">No attempt, one waiting for verification, wrong nonce, malformed share, or shares that do not open the root key (the attempt's progress resets).</exception>
+    public async Task<RekeyResult?> RekeyUpdateAsync(byte[] share, string nonce, UnsealedState state, CancellationToken ct)
     {
         await _transition.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             var config = SealConfig ?? throw KmsException.BadRequest("Vault is not initialized");
+            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
             var attempt = Rekey;
             if (attempt is null)
             {
@@ -79,7 +102,13 @@ internal sealed partial class KmsCore
                 throw KmsException.BadRequest("no rekey in progress");
             }
 
-            if (!CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(nonce), System.Text.Encoding.UTF8.GetBytes(attempt.Nonce)))
+            if (attempt.Verification is not null)
+            {
+                CryptographicOperations.ZeroMemory(share);
+                throw KmsException.BadRequest("the rekey is waiting for verification: submit a threshold of the new shares to sys/rekey/verify, or cancel it (DELETE sys/rekey/init)");
+            }
+
+            if (!NonceMatches(nonce, attempt.Nonce))
             {
                 CryptographicOperations.ZeroMemory(share);
                 throw KmsException.BadRequest($"invalid 'nonce': the current rekey nonce is {attempt.Nonce}");
@@ -115,7 +144,7 @@ internal sealed partial class KmsCore
 
             try
             {
-                return await CommitRekeyAsync(oldKey, attempt, ct).ConfigureAwait(false);
+                return await CommitRekeyAsync(oldKey, attempt, state, ct).ConfigureAwait(false);
             }
             finally
             {
@@ -128,7 +157,103 @@ internal sealed partial class KmsCore
         }
     }
 
-    private async Task<IReadOnlyList<byte[]>> CommitRekeyAsync(byte[] oldKey, RekeyProgress attempt, CancellationToken ct)
+    /// <summary>
+    /// Adds one new share to the verification; at the new threshold, the shares must open the pending root-key
+    /// wrapping, which then replaces the current one together with the seal config, in one transaction. True once
+    /// that happened: the old shares no longer unseal.
+    /// </summary>
+    /// <exception cref="KmsException">No verification in progress, wrong nonce, malformed share, or new shares that do not open the pending root key (progress resets; nothing changes).</exception>
+    public async Task<bool> RekeyVerifyAsync(byte[] share, string nonce, UnsealedState state, CancellationToken ct)
+    {
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
+            var attempt = Rekey;
+            if (attempt?.Verification is not { } verification)
+            {
+                CryptographicOperations.ZeroMemory(share);
+                throw KmsException.BadRequest("no rekey verification in progress");
+            }
+
+            if (!NonceMatches(nonce, verification.Nonce))
+            {
+                CryptographicOperations.ZeroMemory(share);
+                throw KmsException.BadRequest($"invalid 'nonce': the current verification nonce is {verification.Nonce}");
+            }
+
+            var expected = attempt.NewShares == 1 ? 32 : 33;
+            if (share.Length != expected)
+            {
+                CryptographicOperations.ZeroMemory(share);
+                throw KmsException.BadRequest($"invalid 'key': a new unseal key is {expected} bytes, hex or base64 encoded");
+            }
+
+            verification.Shares.Add(share);
+            if (verification.Shares.Count < attempt.NewThreshold)
+            {
+                return false;
+            }
+
+            byte[] newKey;
+            try
+            {
+                newKey = attempt.NewShares == 1 ? verification.Shares.Parts[0].ToArray() : Shamir.Combine(verification.Shares.Parts);
+            }
+            catch (ArgumentException e)
+            {
+                throw KmsException.BadRequest($"rekey verification failed: {e.Message}; progress was reset");
+            }
+            finally
+            {
+                verification.Shares.Reset();
+            }
+
+            try
+            {
+                await CommitVerifiedRekeyAsync(newKey, state, ct).ConfigureAwait(false);
+                return true;
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(newKey);
+            }
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
+    /// <summary>Restarts the verification (<c>DELETE sys/rekey/verify</c>): its new shares are wiped and it gets a fresh nonce; the rekey itself stays.</summary>
+    /// <exception cref="KmsException">No verification in progress.</exception>
+    public async Task RekeyVerifyRestartAsync(UnsealedState state, CancellationToken ct)
+    {
+        await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
+            var verification = Rekey?.Verification ?? throw KmsException.BadRequest("no rekey verification in progress");
+            verification.Restart();
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
+    private static bool NonceMatches(string given, string expected) =>
+        CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(expected));
+
+    private async Task LoadPendingRekeyLockedAsync(UnsealedState state, CancellationToken ct)
+    {
+        if (Rekey is null && await state.Barrier.GetJsonAsync<PendingRekey>(PendingRekey.StoragePath, ct).ConfigureAwait(false) is { } pending)
+        {
+            Volatile.Write(ref _rekey, RekeyProgress.Verifying(pending));
+        }
+    }
+
+    private async Task<RekeyResult> CommitRekeyAsync(byte[] oldKey, RekeyProgress attempt, UnsealedState state, CancellationToken ct)
     {
         var wrapped = await _physical.GetAsync(SealConfig.RootKeyPath, ct).ConfigureAwait(false)
             ?? throw new BarrierException("the root key is missing from storage");
@@ -146,12 +271,22 @@ internal sealed partial class KmsCore
         try
         {
             var shares = attempt.NewShares == 1 ? [newKey.ToArray()] : Shamir.Split(newKey, attempt.NewShares, attempt.NewThreshold);
+            var newWrapping = AesGcmEnvelope.Seal(newKey, 0, SealConfig.RootKeyPath, rootKey);
+            if (attempt.RequireVerification)
+            {
+                // The new shares exist only in the reply until their holders send them back: keep the current ones
+                // in force, so a reply lost on the way costs a new rekey, not the KMS.
+                await state.Barrier.PutJsonAsync(PendingRekey.StoragePath, new PendingRekey(attempt.Nonce, attempt.NewShares, attempt.NewThreshold, newWrapping), ct).ConfigureAwait(false);
+                attempt.BeginVerification();
+                return new RekeyResult(shares, attempt.Nonce, attempt.Verification!.Nonce);
+            }
+
             var config = new SealConfig("shamir", attempt.NewShares, attempt.NewThreshold);
 
             // Both records in one transaction: a crash leaves either the old shares or the new ones working, never neither.
             await _physical.TransactAsync(
                 [
-                    StorageOperation.Put(SealConfig.RootKeyPath, AesGcmEnvelope.Seal(newKey, 0, SealConfig.RootKeyPath, rootKey)),
+                    StorageOperation.Put(SealConfig.RootKeyPath, newWrapping),
                     StorageOperation.Put(SealConfig.StoragePath, JsonSerializer.SerializeToUtf8Bytes(config)),
                 ],
                 ct).ConfigureAwait(false);
@@ -160,12 +295,66 @@ internal sealed partial class KmsCore
 
             // Shares of the old layout collected for an unseal are meaningless now.
             _progress.Reset();
-            return shares;
+            return new RekeyResult(shares, attempt.Nonce, null);
         }
         finally
         {
             CryptographicOperations.ZeroMemory(newKey);
             CryptographicOperations.ZeroMemory(rootKey);
         }
+    }
+
+    private async Task CommitVerifiedRekeyAsync(byte[] newKey, UnsealedState state, CancellationToken ct)
+    {
+        if (await state.Barrier.GetJsonAsync<PendingRekey>(PendingRekey.StoragePath, ct).ConfigureAwait(false) is not { } pending)
+        {
+            // Cancelled or replaced by a restore since this attempt was loaded.
+            Interlocked.Exchange(ref _rekey, null)?.Wipe();
+            throw KmsException.BadRequest("no rekey verification in progress: the pending rekey is gone");
+        }
+
+        byte[] rootKey;
+        try
+        {
+            rootKey = AesGcmEnvelope.Open(newKey, SealConfig.RootKeyPath, pending.RootKey);
+        }
+        catch (BarrierException)
+        {
+            throw KmsException.BadRequest("rekey verification failed: the new key shares do not decrypt the pending root key; progress was reset");
+        }
+
+        try
+        {
+            // The wrapping must hold this store's root key (the one that opens the keyring), or the switch would
+            // leave shares that open nothing.
+            var keyring = await _physical.GetAsync(BarrierStorage.KeyringPath, ct).ConfigureAwait(false)
+                ?? throw new BarrierException("the keyring is missing from storage");
+            try
+            {
+                BarrierStorage.UnwrapKeyring(rootKey, keyring).Zero();
+            }
+            catch (BarrierException)
+            {
+                throw KmsException.BadRequest("rekey verification failed: the pending root key is not this KMS's; cancel the rekey (DELETE sys/rekey/init)");
+            }
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(rootKey);
+        }
+
+        var config = new SealConfig("shamir", pending.SecretShares, pending.SecretThreshold);
+
+        // One transaction: a crash leaves either the old shares working (and the rekey still pending) or the new ones.
+        await _physical.TransactAsync(
+            [
+                StorageOperation.Put(SealConfig.RootKeyPath, pending.RootKey),
+                StorageOperation.Put(SealConfig.StoragePath, JsonSerializer.SerializeToUtf8Bytes(config)),
+                StorageOperation.Delete(PendingRekey.StoragePath),
+            ],
+            ct).ConfigureAwait(false);
+        Volatile.Write(ref _sealConfig, config);
+        Volatile.Write(ref _rekey, null);
+        _progress.Reset();
     }
 }

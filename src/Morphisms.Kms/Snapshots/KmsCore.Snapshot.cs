@@ -53,7 +53,7 @@ internal sealed partial class KmsCore
                 throw KmsException.Sealed();
             }
 
-            Interlocked.Exchange(ref _rekey, null)?.Shares.Reset();
+            Interlocked.Exchange(ref _rekey, null)?.Wipe();
             _progress.Reset();
             _closing = ReplaceStoreAsync(active, snapshot, verified);
 

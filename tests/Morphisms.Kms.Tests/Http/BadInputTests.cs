@@ -16,7 +16,7 @@ public class BadInputTests
         ("POST", "auth/token/revoke"), ("POST", "auth/token/revoke-self"), ("POST", "auth/token/revoke-accessor"), ("POST", "auth/token/revoke-orphan"),
         ("POST", "secret/config"), ("POST", "secret/data/fuzz"), ("PATCH", "secret/data/fuzz"), ("POST", "secret/metadata/fuzz"),
         ("POST", "secret/delete/fuzz"), ("POST", "secret/undelete/fuzz"), ("POST", "secret/destroy/fuzz"),
-        ("PUT", "sys/rekey/init"), ("PUT", "sys/rekey/update"), ("POST", "sys/storage/snapshot"),
+        ("PUT", "sys/rekey/init"), ("PUT", "sys/rekey/update"), ("PUT", "sys/rekey/verify"), ("POST", "sys/storage/snapshot"),
     ];
 
     private static readonly byte[][] MalformedBodies =
@@ -81,6 +81,8 @@ public class BadInputTests
             ("PUT", "sys/rekey/init", """{"secret_shares":-1,"secret_threshold":1}""", "secret_shares"),
             ("PUT", "sys/rekey/update", """{"key":[1],"nonce":"n"}""", "key"),
             ("PUT", "sys/rekey/update", """{"key":"00","nonce":{"a":1}}""", "nonce"),
+            ("PUT", "sys/rekey/init", """{"secret_shares":1,"secret_threshold":1,"require_verification":"maybe"}""", "require_verification"),
+            ("PUT", "sys/rekey/verify", """{"key":[1],"nonce":"n"}""", "key"),
             ("POST", "sys/storage/snapshot", """{"format":1}""", "format"),
             ("POST", "sys/storage/snapshot", """{"format":"morphisms-kms-snapshot/1","created_at":"x","entries":[{"key":"a"}],"sha256":"00","hmac":"00"}""", "entries[0]"),
         };
