@@ -12,6 +12,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Attest;
+using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Metrics;
@@ -134,7 +135,7 @@ public sealed class KmsServer : IAsyncDisposable
     {
         await _core.LoadAsync(cancellationToken).ConfigureAwait(false);
         if (!_options.Dev && _options.AutoUnseal is not null && _core.Initialized
-            && await _core.TryAutoUnsealAsync(cancellationToken).ConfigureAwait(false) is { } notUnsealed)
+            && await TryAutoUnsealAsync(cancellationToken).ConfigureAwait(false) is { } notUnsealed)
         {
             await _warnings.WriteLineAsync($"WARNING! the KMS is still sealed: {notUnsealed}").ConfigureAwait(false);
         }
@@ -187,6 +188,23 @@ public sealed class KmsServer : IAsyncDisposable
 
             // After listening: once active, the node serves at once; a lone node is active when this returns.
             await election.StartAsync(_options.ApiAddress ?? BaseAddress, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Start-up auto-unseal: null once unsealed, else why not.</summary>
+    private async Task<string?> TryAutoUnsealAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _core.TryAutoUnsealAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is BarrierException or KmsException)
+        {
+            // The root key unwrapped but the store does not open with it (keyring missing or damaged, an altered
+            // restored snapshot). Stay up and sealed, as for any other auto-unseal failure: the operator needs
+            // seal-status, the reason, and the server to unseal or restore into; a crash at start gives none of them.
+            var reason = e is KmsException k ? string.Join("; ", k.Errors) : e.Message;
+            return $"{_options.AutoUnseal!.Type} auto-unseal could not open the store: {reason}";
         }
     }
 

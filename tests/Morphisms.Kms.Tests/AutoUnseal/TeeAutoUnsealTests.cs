@@ -1,4 +1,5 @@
 using Morphisms.Kms.AutoUnseal;
+using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Tests.AutoUnseal;
@@ -92,6 +93,29 @@ public sealed class TeeAutoUnsealTests : IDisposable
         await kms.UnsealAsync();
         Assert.NotNull(await storage.GetAsync(AutoUnsealPaths.WrappedRootKey));
         (await kms.Client.PutAsync("secret/data/app", new { data = new { v = "1" } }, root)).Expect(200);
+    }
+
+    [Fact]
+    public async Task A_damaged_store_leaves_the_kms_listening_and_sealed_with_a_warning_instead_of_failing_to_start()
+    {
+        var storage = new InMemoryStorage();
+        KmsServerOptions With(KmsServerOptions o) => o with { AutoUnseal = new TeeSealingKeyWrapper(SimulatedTeeSealingKeyProvider.LoadOrCreate(_dir, [0xA1])) };
+        await using (var kms = await TestKms.StartAsync(With, physical: storage))
+        {
+            await kms.InitAsync(1, 1);
+            Assert.False(kms.Server.Sealed);
+        }
+
+        // The root key still unwraps, but the keyring it should open is gone.
+        await storage.DeleteAsync(BarrierStorage.KeyringPath);
+        var warnings = new StringWriter();
+        await using var damaged = await TestKms.StartAsync(o => With(o) with { WarningWriter = warnings }, physical: storage);
+        Assert.True(damaged.Server.Sealed);
+        Assert.Contains("WARNING! the KMS is still sealed", warnings.ToString(), StringComparison.Ordinal);
+        Assert.Contains("the keyring is missing from storage", warnings.ToString(), StringComparison.Ordinal);
+        var status = (await damaged.Client.GetAsync("sys/seal-status")).Expect(200).Body!;
+        Assert.True(status["initialized"]!.GetValue<bool>());
+        Assert.True(status["sealed"]!.GetValue<bool>());
     }
 
     [Fact]
