@@ -102,8 +102,13 @@ internal sealed partial class KmsCore : IAsyncDisposable
         return state is not null && state.TryAcquire() ? state : null;
     }
 
-    /// <summary>Initialises the KMS: new keys, shares, root token, default policy and the <c>secret/</c> mount.</summary>
-    public async Task<InitResult> InitializeAsync(int shares, int threshold, CancellationToken ct)
+    /// <summary>
+    /// Initialises the KMS: new keys, shares, root token, default policy and the <c>secret/</c> mount. With
+    /// <paramref name="unseal"/> (auto-unseal), then unseals with the new unseal key before anyone else may touch
+    /// the seal: a share sent to the public <c>sys/unseal</c> meanwhile waits, and finds the KMS unsealed.
+    /// </summary>
+    /// <returns>The shares and root token; a failure of the unseal (init has committed) is returned in it, not thrown.</returns>
+    public async Task<InitResult> InitializeAsync(int shares, int threshold, bool unseal, CancellationToken ct)
     {
         if (SealConfig.Validate(shares, threshold) is { } problem)
         {
@@ -111,6 +116,39 @@ internal sealed partial class KmsCore : IAsyncDisposable
         }
 
         await _transition.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var (result, unsealKey) = await InitializeLockedAsync(shares, threshold, unseal, ct).ConfigureAwait(false);
+            if (unsealKey is null)
+            {
+                return result;
+            }
+
+            try
+            {
+                await UnsealWithKeyAsync(unsealKey, ct).ConfigureAwait(false);
+                return result;
+            }
+            catch (Exception e) when (!ct.IsCancellationRequested)
+            {
+                // The reply is the only copy of the shares and the root token: it must carry them and say why the
+                // KMS stayed sealed, never turn into an error.
+                return result with { UnsealFailure = e };
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(unsealKey);
+            }
+        }
+        finally
+        {
+            _transition.Release();
+        }
+    }
+
+    /// <summary>Init's keys and single transaction, under the transition lock; returns a copy of the unseal key when asked for (the caller wipes it).</summary>
+    private async Task<(InitResult Result, byte[]? UnsealKey)> InitializeLockedAsync(int shares, int threshold, bool keepUnsealKey, CancellationToken ct)
+    {
         IAsyncDisposable? haHold = null;
         try
         {
@@ -163,7 +201,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
                 ops.Add(StorageOperation.Put(SealConfig.StoragePath, JsonSerializer.SerializeToUtf8Bytes(config)));
                 await _physical.TransactAsync(ops, ct).ConfigureAwait(false);
                 Volatile.Write(ref _sealConfig, config);
-                return new InitResult(keys, rootToken);
+                return (new InitResult(keys, rootToken), keepUnsealKey ? unsealKey.ToArray() : null);
             }
             finally
             {
@@ -174,12 +212,11 @@ internal sealed partial class KmsCore : IAsyncDisposable
         }
         finally
         {
+            // Released before any unseal: an HA node then competes for the lock like any unsealed node.
             if (haHold is not null)
             {
                 await haHold.DisposeAsync().ConfigureAwait(false);
             }
-
-            _transition.Release();
         }
     }
 
@@ -488,4 +525,5 @@ internal sealed partial class KmsCore : IAsyncDisposable
 /// <summary>What <c>sys/init</c> returns once.</summary>
 /// <param name="Keys">The unseal key shares.</param>
 /// <param name="RootToken">The initial root token.</param>
-internal sealed record InitResult(IReadOnlyList<byte[]> Keys, string RootToken);
+/// <param name="UnsealFailure">Why the unseal that follows init (auto-unseal) failed, leaving the KMS initialised and sealed; else null.</param>
+internal sealed record InitResult(IReadOnlyList<byte[]> Keys, string RootToken, Exception? UnsealFailure = null);

@@ -95,6 +95,9 @@ public sealed class KmsServer : IAsyncDisposable
     /// <summary>Whether the KMS is sealed (or not yet initialised).</summary>
     public bool Sealed => _core.Sealed;
 
+    /// <summary>The seal state machine (tests drive it directly, in between the steps of a request).</summary>
+    internal KmsCore Core => _core;
+
     /// <summary>The wipe of the last unsealed state, complete once its requests drained (tests wait for a seal's wipe).</summary>
     internal Task SealClosing => _core.Closing;
 

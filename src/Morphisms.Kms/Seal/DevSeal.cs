@@ -19,7 +19,7 @@ internal static class DevSeal
         KmsDevCredentials credentials;
         if (!core.Initialized)
         {
-            var result = await core.InitializeAsync(1, 1, ct).ConfigureAwait(false);
+            var result = await core.InitializeAsync(1, 1, unseal: false, ct).ConfigureAwait(false);
             credentials = new KmsDevCredentials(Convert.ToBase64String(result.Keys[0]), result.RootToken, keyFile);
             if (keyFile is not null)
             {

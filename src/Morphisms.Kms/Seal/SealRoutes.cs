@@ -107,34 +107,26 @@ internal static class SealRoutes
             throw KmsException.BadRequest("invalid seal configuration: secret_shares and secret_threshold must be small positive integers");
         }
 
-        var result = await core.InitializeAsync((int)shares, (int)threshold, ct).ConfigureAwait(false);
+        // Auto-unseal starts unsealed, as in Vault: init opens it with the new unseal key before releasing the seal
+        // to anyone else (a public sys/unseal share in between would otherwise mix into the replayed ones).
+        var autoUnseal = core.Options.AutoUnseal is not null && !core.Options.Dev;
+        var result = await core.InitializeAsync((int)shares, (int)threshold, autoUnseal, ct).ConfigureAwait(false);
         var body = new JsonObject
         {
             ["keys"] = JsonValues.Strings(result.Keys.Select(Convert.ToHexStringLower)),
             ["keys_base64"] = JsonValues.Strings(result.Keys.Select(k => Convert.ToBase64String(k))),
             ["root_token"] = result.RootToken,
         };
-        if (core.Options.AutoUnseal is { } wrapper && !core.Options.Dev)
+        if (result.UnsealFailure is { } e)
         {
-            // Auto-unseal starts unsealed, as in Vault: the fresh shares open it once, which also wraps the root key.
-            try
-            {
-                foreach (var key in result.Keys.Take((int)threshold))
-                {
-                    await core.SubmitUnsealKeyAsync(key.ToArray(), ct).ConfigureAwait(false);
-                }
-            }
-            catch (Exception e) when (!ct.IsCancellationRequested)
-            {
-                // Init has committed: this reply is the only copy of the shares and the root token, so a failure to
-                // unseal must not turn it into an error. The KMS is initialised and sealed; the shares unseal it
-                // (and wrap the root key) once the cause is fixed. Exception messages carry no key material.
-                var reason = e is KmsException k ? string.Join("; ", k.Errors) : $"{e.GetType().Name}: {e.Message}";
-                var warning = $"the KMS is initialised but still sealed: the {wrapper.Type} auto-unseal that follows init failed ({reason}); keep these keys and unseal with a threshold of them (sys/unseal)";
-                await (core.Options.WarningWriter ?? Console.Error).WriteLineAsync("WARNING! " + warning).ConfigureAwait(false);
-                body["sealed"] = true;
-                body["warnings"] = JsonValues.Strings([warning]);
-            }
+            // Init has committed: this reply is the only copy of the shares and the root token, so a failure to
+            // unseal must not turn it into an error. The KMS is initialised and sealed; the shares unseal it
+            // (and wrap the root key) once the cause is fixed. Exception messages carry no key material.
+            var reason = e is KmsException k ? string.Join("; ", k.Errors) : $"{e.GetType().Name}: {e.Message}";
+            var warning = $"the KMS is initialised but still sealed: the {core.Options.AutoUnseal!.Type} auto-unseal that follows init failed ({reason}); keep these keys and unseal with a threshold of them (sys/unseal)";
+            await (core.Options.WarningWriter ?? Console.Error).WriteLineAsync("WARNING! " + warning).ConfigureAwait(false);
+            body["sealed"] = true;
+            body["warnings"] = JsonValues.Strings([warning]);
         }
 
         return new KmsResponse { RawBody = body };

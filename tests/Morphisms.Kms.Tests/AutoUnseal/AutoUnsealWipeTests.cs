@@ -13,7 +13,7 @@ public sealed class AutoUnsealWipeTests
         var storage = new InMemoryStorage();
         var wrapper = new RecordingWrapper();
         await using var core = new KmsCore(storage, new KmsServerOptions { Storage = "inmem", AutoUnseal = wrapper, WarningWriter = TextWriter.Null });
-        var init = await core.InitializeAsync(1, 1, CancellationToken.None);
+        var init = await core.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
         await core.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
         await core.SealAsync();
 

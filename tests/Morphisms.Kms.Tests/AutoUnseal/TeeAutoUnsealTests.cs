@@ -119,6 +119,29 @@ public sealed class TeeAutoUnsealTests : IDisposable
     }
 
     [Fact]
+    public async Task A_bogus_unseal_share_sent_while_init_commits_cannot_keep_the_auto_unsealed_kms_sealed()
+    {
+        // sys/unseal is public: a share sent the moment init commits must not mix into the auto-unseal that follows.
+        var storage = new InitHookStorage();
+        await using var kms = await TestKms.StartAsync(
+            o => o with { AutoUnseal = new TeeSealingKeyWrapper(SimulatedTeeSealingKeyProvider.LoadOrCreate(_dir, [0xA1])) },
+            physical: storage);
+        Task? bogus = null;
+
+        // Called while init still holds the transition lock: the bogus share queues for it ahead of anything else.
+        storage.AfterInitCommit = () => bogus = kms.Server.Core.SubmitUnsealKeyAsync([.. Enumerable.Repeat((byte)0x5A, 32), 7], CancellationToken.None);
+        var init = (await kms.Client.PutAsync("sys/init", new { secret_shares = 3, secret_threshold = 2 })).Expect(200).Body!;
+        Assert.Null(init["sealed"]);
+        Assert.Null(init["warnings"]);
+        Assert.False(kms.Server.Sealed);
+        Assert.NotNull(bogus);
+        await bogus.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(kms.Server.Sealed);
+        Assert.Equal(0, (await kms.Client.GetAsync("sys/seal-status")).Body!["progress"]!.GetValue<int>());
+        Assert.NotNull(await storage.GetAsync(AutoUnsealPaths.WrappedRootKey));
+    }
+
+    [Fact]
     public void The_simulated_provider_refuses_a_bad_secret_file()
     {
         Assert.Throws<ArgumentException>(() => SimulatedTeeSealingKeyProvider.LoadOrCreate(_dir, []));
@@ -127,6 +150,33 @@ public sealed class TeeAutoUnsealTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>In-memory storage that calls <see cref="AfterInitCommit"/> once init's transaction (the one writing the seal config) committed.</summary>
+    private sealed class InitHookStorage : IPhysicalStorage
+    {
+        private readonly InMemoryStorage _inner = new();
+
+        public Action? AfterInitCommit { get; set; }
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
+
+        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => _inner.PutAsync(key, value, cancellationToken);
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
+
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
+
+        public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        {
+            await _inner.TransactAsync(operations, cancellationToken);
+            if (operations.Any(o => o.Key == Morphisms.Kms.Seal.SealConfig.StoragePath))
+            {
+                AfterInitCommit?.Invoke();
+            }
+        }
+
+        public ValueTask DisposeAsync() => _inner.DisposeAsync();
+    }
 
     /// <summary>In-memory storage whose put of the wrapped root key fails while <see cref="Fail"/> is set.</summary>
     private sealed class FailingAutoUnsealStorage : IPhysicalStorage

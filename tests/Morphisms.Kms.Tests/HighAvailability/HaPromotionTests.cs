@@ -18,7 +18,7 @@ public sealed class HaPromotionTests(PostgresFixture postgres) : IClassFixture<P
         var connectionString = await postgres.Server.CreateDatabaseAsync();
         var options = new KmsServerOptions { Storage = "postgres", WarningWriter = TextWriter.Null };
         await using var core = new KmsCore(PostgresStorage.Open(connectionString), options);
-        var init = await core.InitializeAsync(1, 1, CancellationToken.None);
+        var init = await core.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
         await core.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
         await core.Election!.StartAsync(new Uri("http://127.0.0.1:1"), CancellationToken.None);
         Assert.True(core.Serving);

@@ -222,7 +222,7 @@ public class RekeyTests
         // Through SealAsync (shutdown): the collected share is zeroed in memory, not just forgotten.
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
         await using var core = new KmsCore(new Morphisms.Kms.Storage.InMemoryStorage(), new KmsServerOptions { Storage = "inmem", TimeProvider = time, WarningWriter = TextWriter.Null });
-        var init = await core.InitializeAsync(3, 3, CancellationToken.None);
+        var init = await core.InitializeAsync(3, 3, unseal: false, CancellationToken.None);
         foreach (var key in init.Keys)
         {
             await core.SubmitUnsealKeyAsync(key.ToArray(), CancellationToken.None);

@@ -143,7 +143,7 @@ public class SealWipeTests
         var time = new FakeTimeProvider(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
         var options = new KmsServerOptions { Storage = "inmem", TimeProvider = time, WarningWriter = TextWriter.Null, AuditLogPath = auditLogPath };
         var core = new KmsCore(storage, options);
-        var init = await core.InitializeAsync(1, 1, CancellationToken.None);
+        var init = await core.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
         await core.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
         Assert.False(core.Sealed);
         return (core, time, init.Keys[0]);
