@@ -40,7 +40,7 @@ public sealed class KmsServer : IAsyncDisposable
     private bool _started;
 
     /// <summary>Validates the options, opens storage and builds (but does not start) the web application.</summary>
-    /// <exception cref="ArgumentException">The listen address, storage or TLS options are invalid.</exception>
+    /// <exception cref="ArgumentException">The listen address, storage, TLS or TTL options are invalid.</exception>
     public KmsServer(KmsServerOptions options)
         : this(options, null)
     {
@@ -66,6 +66,11 @@ public sealed class KmsServer : IAsyncDisposable
         if (options.SealDrainTimeout < TimeSpan.Zero)
         {
             throw new ArgumentException("the seal drain timeout must not be negative", nameof(options));
+        }
+
+        if (KmsServerOptions.FunctionCertificateMaxTtlProblem(options.FunctionCertificateMaxTtl, options.MaxTokenTtl) is { } certificateTtlProblem)
+        {
+            throw new ArgumentException(certificateTtlProblem, nameof(options));
         }
 
         ValidateAttestation(options.Attestation);

@@ -40,8 +40,32 @@ public sealed record KmsServerOptions
     /// <summary>TTL of a token created without one (Vault's default 768h).</summary>
     public TimeSpan DefaultTokenTtl { get; init; } = TimeSpan.FromHours(768);
 
+    /// <summary>The default of <see cref="MaxTokenTtl"/>: Vault's 768h.</summary>
+    public static readonly TimeSpan DefaultMaxTokenTtl = TimeSpan.FromHours(768);
+
     /// <summary>The longest any token may live from creation (Vault's default 768h).</summary>
-    public TimeSpan MaxTokenTtl { get; init; } = TimeSpan.FromHours(768);
+    public TimeSpan MaxTokenTtl { get; init; } = DefaultMaxTokenTtl;
+
+    /// <summary>The default of <see cref="FunctionCertificateMaxTtl"/>.</summary>
+    public static readonly TimeSpan DefaultFunctionCertificateMaxTtl = TimeSpan.FromMinutes(15);
+
+    /// <summary>
+    /// The longest a function certificate lives: attest-login issues it for the function's token max TTL, or this,
+    /// whichever is shorter. Clients do not fetch CRLs, so this bounds how long after a revision is retired (its
+    /// certificates revoked) a client may still accept an instance of it that the KMS can no longer reach. Positive and
+    /// at most <see cref="MaxTokenTtl"/>; the agent re-attests two thirds through a certificate's life.
+    /// </summary>
+    public TimeSpan FunctionCertificateMaxTtl { get; init; } = DefaultFunctionCertificateMaxTtl;
+
+    /// <summary>
+    /// Why <paramref name="functionCertificateMaxTtl"/> cannot be <see cref="FunctionCertificateMaxTtl"/> beside a
+    /// <see cref="MaxTokenTtl"/> of <paramref name="maxTokenTtl"/>, or null when it can.
+    /// </summary>
+    public static string? FunctionCertificateMaxTtlProblem(TimeSpan functionCertificateMaxTtl, TimeSpan maxTokenTtl) =>
+        functionCertificateMaxTtl <= TimeSpan.Zero ? "the function certificate max TTL must be positive"
+        : functionCertificateMaxTtl > maxTokenTtl
+            ? $"the function certificate max TTL ({Http.Durations.ToGoString(functionCertificateMaxTtl)}) must not exceed the max token TTL ({Http.Durations.ToGoString(maxTokenTtl)})"
+        : null;
 
     /// <summary>Serve <c>sys/metrics</c> without a token (Vault's <c>unauthenticated_metrics_access</c>).</summary>
     public bool UnauthenticatedMetrics { get; init; }

@@ -23,7 +23,9 @@ public static class FunctionCertificateValidator
         {
             TrustMode = X509ChainTrustMode.CustomRootTrust,
 
-            // Function certificates live minutes, not years: expiry is the revocation that matters here.
+            // Function certificates live minutes, not years (the KMS caps them, 15 minutes by default: --function-cert-ttl),
+            // and the client fetches no CRL: expiry is the revocation that matters here, so a retired revision's
+            // instance is refused at most that long after the retirement revoked its certificate.
             RevocationMode = X509RevocationMode.NoCheck,
             DisableCertificateDownloads = true,
         };

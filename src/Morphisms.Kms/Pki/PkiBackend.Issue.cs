@@ -153,8 +153,9 @@ internal sealed partial class PkiBackend
     /// <summary>
     /// Signs a function certificate at attest-login under the function's derived role: SANs
     /// <c>FUNCTION.DOMAIN</c> and <c>REVISION.FUNCTION.DOMAIN</c>, client and server use, the attested-identity
-    /// extension, and the validity given (the token's max TTL). The certificate's record is added to
-    /// <paramref name="writes"/>, for the login to commit with its token and retirement index.
+    /// extension, and the validity given (the token's max TTL, at most <see cref="KmsServerOptions.FunctionCertificateMaxTtl"/>).
+    /// The certificate's record is added to <paramref name="writes"/>, for the login to commit with its token and
+    /// retirement index.
     /// </summary>
     public async Task<(string Certificate, List<string> Chain, string Serial, DateTimeOffset NotAfter)> IssueFunctionCertificateAsync(
         FunctionLeaf leaf, WriteSet writes, CancellationToken ct)

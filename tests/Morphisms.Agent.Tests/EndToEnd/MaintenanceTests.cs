@@ -49,6 +49,34 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task ACertificateCappedBelowTheTokenMaxTtl_IsRolledOverBeforeItExpires()
+    {
+        // The KMS caps the certificate at 30 s (60 s of life with its 30 s backdate) while the token may live an hour:
+        // the agent must re-attest on the certificate's schedule (two thirds through), not wait for the token's.
+        using var harness = new AgentHarness("capped");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir, functionCertificateMaxTtl: TimeSpan.FromSeconds(30));
+        await kms.RegisterAsync("capped", harness.Measurement, tokenTtl: "30s", tokenMaxTtl: "1h");
+        await kms.PutBundleAsync("capped", Bundle("v1"));
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        var first = agent.Maintainer!.Current.Certificate.Certificate;
+        Assert.Equal(TimeSpan.FromSeconds(60), first.NotAfter - first.NotBefore);
+        var (firstExpires, firstBytes) = (first.NotAfter.ToUniversalTime(), first.RawData);
+
+        await Eventually.Until(() => agent.Maintainer.Reattestations >= 1, "a certificate rollover");
+        Assert.Contains("re-attested: certificate rollover", log.Text);
+        Assert.True(DateTime.UtcNow < firstExpires, "rolled over before the old certificate expired");
+        Assert.NotEqual(firstBytes, agent.Maintainer.Current.Certificate.Certificate.RawData);
+
+        Assert.False(run.IsCompleted, log.Text);
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task AccessTakenAway_DeprovisionsAfterOneFreshAttestation_AndWipesTheSecrets()
     {
         using var harness = new AgentHarness("revoked");

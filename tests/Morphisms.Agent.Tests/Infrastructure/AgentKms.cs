@@ -35,8 +35,8 @@ public sealed class AgentKms : IAsyncDisposable
     /// <summary>SHA-256 of the KMS TLS certificate: the pin while the KMS certificate is self-signed.</summary>
     public byte[] Pin => SHA256.HashData(Server.TlsCertificate!.RawData);
 
-    /// <summary>Starts one.</summary>
-    public static async Task<AgentKms> StartAsync(string simDir)
+    /// <summary>Starts one; <paramref name="functionCertificateMaxTtl"/> caps function certificates below the KMS default.</summary>
+    public static async Task<AgentKms> StartAsync(string simDir, TimeSpan? functionCertificateMaxTtl = null)
     {
         var tee = SimulatedTeeAuthority.LoadOrCreate(simDir, TimeProvider.System);
         var server = new KmsServer(new KmsServerOptions
@@ -47,6 +47,7 @@ public sealed class AgentKms : IAsyncDisposable
             Tls = KmsTlsOptions.SelfSigned,
             WarningWriter = TextWriter.Null,
             Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true },
+            FunctionCertificateMaxTtl = functionCertificateMaxTtl ?? KmsServerOptions.DefaultFunctionCertificateMaxTtl,
         });
         await server.StartAsync();
         var thumbprint = server.TlsCertificate!.RawData;

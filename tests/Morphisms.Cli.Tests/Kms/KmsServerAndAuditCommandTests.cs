@@ -65,6 +65,19 @@ public class KmsServerAndAuditCommandTests
         Assert.StartsWith("morph: ", outcome.Stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("15", "expected a duration such as 15m")]
+    [InlineData("-5m", "expected a duration such as 15m")]
+    [InlineData("0s", "must be positive")]
+    [InlineData("769h", "must not exceed the max token TTL (768h0m0s)")]
+    public async Task A_bad_function_certificate_ttl_is_a_usage_error_naming_the_flag(string value, string problem)
+    {
+        var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--function-cert-ttl", value);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.StartsWith("morph: --function-cert-ttl: ", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Contains(problem, outcome.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Trusting_a_directory_without_a_simulated_tee_is_refused_and_creates_nothing()
     {

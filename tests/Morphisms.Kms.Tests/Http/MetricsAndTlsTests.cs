@@ -216,4 +216,16 @@ public class MetricsAndTlsTests
         Assert.Contains("unsupported storage", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Storage = "redis:x" })).Message, StringComparison.Ordinal);
         Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Storage = "inmem", Tls = new KmsTlsOptions(KmsTlsMode.Files) }));
     }
+
+    [Theory]
+    [InlineData(0, "must be positive")]
+    [InlineData(-60, "must be positive")]
+    [InlineData(7200, "(2h0m0s) must not exceed the max token TTL (1h0m0s)")]
+    public void A_function_certificate_max_ttl_that_is_not_positive_or_exceeds_the_max_token_ttl_is_refused(int seconds, string problem)
+    {
+        var options = new KmsServerOptions { Storage = "inmem", MaxTokenTtl = TimeSpan.FromHours(1), FunctionCertificateMaxTtl = TimeSpan.FromSeconds(seconds) };
+        var error = Assert.Throws<ArgumentException>(() => new KmsServer(options));
+        Assert.Contains("function certificate max TTL", error.Message, StringComparison.Ordinal);
+        Assert.Contains(problem, error.Message, StringComparison.Ordinal);
+    }
 }

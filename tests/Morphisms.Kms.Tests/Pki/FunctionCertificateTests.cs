@@ -33,7 +33,8 @@ public sealed class FunctionCertificateTests
         Assert.Equal(instance.Spki, leaf.PublicKey.ExportSubjectPublicKeyInfo());
         var names = leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateDnsNames().ToList();
         Assert.Equal(["signer.fn.morphisms.local", "1.signer.fn.morphisms.local"], names);
-        Assert.Equal(TimeSpan.FromSeconds(3600 + 30), leaf.NotAfter - leaf.NotBefore);
+        // The token may live 60 minutes (the default max TTL), the certificate only the KMS's 15 (plus the 30 s backdate).
+        Assert.Equal(TimeSpan.FromSeconds(900 + 30), leaf.NotAfter - leaf.NotBefore);
 
         var identity = AttestedIdentityExtension.FromCertificate(leaf)!;
         Assert.Equal("snp", identity.Tee);
@@ -56,6 +57,35 @@ public sealed class FunctionCertificateTests
         var second = (await AttestFlow.LoginAsync(c, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(200).Data;
         using var secondLeaf = X509Certificate2.CreateFromPem(second["certificate"]!.GetValue<string>());
         Assert.Contains("signer.functions.example.org", secondLeaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateDnsNames());
+    }
+
+    [Theory]
+    [InlineData(24 * 3600, null, 15 * 60)]
+    [InlineData(24 * 3600, 2 * 3600, 2 * 3600)]
+    [InlineData(10 * 60, null, 10 * 60)]
+    public async Task The_certificate_lives_the_shorter_of_the_token_max_ttl_and_the_kms_cap(int tokenMaxTtl, int? cap, int expected)
+    {
+        // Clients fetch no CRL: a retired revision's instance cut off from the KMS is refused only once its certificate
+        // expires, so that must come within the cap however long the function's tokens may live.
+        await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with
+        {
+            FunctionCertificateMaxTtl = cap is { } seconds ? TimeSpan.FromSeconds(seconds) : o.FunctionCertificateMaxTtl,
+        });
+        var c = kms.Client;
+        await AttestFlow.RegisterSignerAsync(c);
+        var registration = System.Text.Json.JsonSerializer.SerializeToNode(AttestFlow.SignerRegistration())!.AsObject();
+        registration["token_max_ttl"] = tokenMaxTtl;
+        (await c.PutAsync("morphisms/functions/signer", registration)).Expect(200);
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(c);
+        var login = (await AttestFlow.LoginAsync(c, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(200);
+
+        using var leaf = X509Certificate2.CreateFromPem(login.Data["certificate"]!.GetValue<string>());
+        Assert.Equal(TimeSpan.FromSeconds(expected + 30), leaf.NotAfter - leaf.NotBefore);
+
+        // The token keeps the function's own max TTL: only the certificate is capped.
+        var token = login.Auth["client_token"]!.GetValue<string>();
+        Assert.Equal(tokenMaxTtl, (await c.PostAsync("auth/token/lookup", new { token })).Expect(200).Data["explicit_max_ttl"]!.GetValue<long>());
     }
 
     [Fact]

@@ -50,10 +50,15 @@ public static class KmsServerCommand
             Description = "TEE=N (sgx or tdx, repeatable): refuse logins whose collateral's tcbEvaluationDataNumber (Intel's TCB recovery number) is below N.",
             AllowMultipleArgumentsPerToken = true,
         };
+        var functionCertTtl = new Option<string?>("--function-cert-ttl")
+        {
+            Description = "The longest a function certificate lives, e.g. 15m (the default) or 1h; a function's token max TTL shortens it. "
+                + "Clients do not fetch CRLs: this is how long a retired revision's instance may still be accepted.",
+        };
         var command = new Command("server", "Run a KMS (Vault-compatible API under /v1/) until interrupted.")
         {
             listen, storage, apiAddr, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated, seal, pkcs11Lib, pkcs11Token, pkcs11Slot, pkcs11Key, pkcs11PinFile, pkcs11PinEnv,
-            dcapCollateral, dcapPcs, dcapMinimum,
+            dcapCollateral, dcapPcs, dcapMinimum, functionCertTtl,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -83,6 +88,7 @@ public static class KmsServerCommand
                     }),
                     var other => throw KmsCliException.Usage($"--seal: expected shamir or pkcs11, got '{other}'"),
                 };
+                var certificateTtl = FunctionCertificateTtl(parse.GetValue(functionCertTtl));
                 var minimums = EvaluationMinimums(parse.GetValue(dcapMinimum) ?? []);
                 var collateral = Collateral(parse.GetValue(dcapCollateral), parse.GetValue(dcapPcs), out pcsHttp);
                 if (trustDir is not null && !SimulatedTeeAuthority.Exists(trustDir.FullName))
@@ -112,6 +118,7 @@ public static class KmsServerCommand
                     },
                     WarningWriter = stderr,
                     AutoUnseal = autoUnseal,
+                    FunctionCertificateMaxTtl = certificateTtl,
                 };
             }
             catch (Exception e) when (e is KmsCliException or IOException or UnauthorizedAccessException or InvalidDataException or System.Text.Json.JsonException)
@@ -224,6 +231,24 @@ public static class KmsServerCommand
         var baseAddress = address.AbsolutePath.EndsWith('/') ? address : new Uri(address.AbsoluteUri + "/");
         http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
         return new CachingCollateralSource(new IntelPcsCollateralSource(http, new IntelPcsOptions { BaseAddress = baseAddress }), TimeProvider.System);
+    }
+
+    private static TimeSpan FunctionCertificateTtl(string? text)
+    {
+        if (text is null)
+        {
+            return KmsServerOptions.DefaultFunctionCertificateMaxTtl;
+        }
+
+        if (!Morphisms.Serving.Spec.FunctionSpecLoader.TryParseDuration(text, out var ttl))
+        {
+            throw KmsCliException.Usage($"--function-cert-ttl: expected a duration such as 15m, 900s or 1h, got '{text}'");
+        }
+
+        // Checked as the server will check it (the CLI keeps the default max token TTL), before anything is loaded or created.
+        return KmsServerOptions.FunctionCertificateMaxTtlProblem(ttl, KmsServerOptions.DefaultMaxTokenTtl) is { } problem
+            ? throw KmsCliException.Usage($"--function-cert-ttl: {problem}")
+            : ttl;
     }
 
     private static (int? Sgx, int? Tdx) EvaluationMinimums(string[] values)
