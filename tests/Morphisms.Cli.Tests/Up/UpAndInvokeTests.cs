@@ -36,6 +36,15 @@ public sealed class UpAndInvokeTests
                     Assert.Equal(System.Net.HttpStatusCode.Unauthorized, refused.StatusCode);
                 }
 
+                // A quickstart on the same data directory is refused by the running stack's lock, and leaves the log
+                // of the quickstart that ran before as it was (it used to truncate it before finding the lock taken).
+                var quickstartLog = Path.Combine(home, "data", "quickstart.log");
+                await File.WriteAllTextAsync(quickstartLog, "an earlier quickstart's line\n");
+                var refusedQuickstart = await MorphRunner.RunAsync("quickstart", "--function-dir", Path.Combine(Path.GetDirectoryName(MorphProcess.MorphDll)!, "samples", "signer"));
+                Assert.NotEqual(0, refusedQuickstart.ExitCode);
+                Assert.Contains("already running", refusedQuickstart.Stderr);
+                Assert.StartsWith("an earlier quickstart's line\n", await File.ReadAllTextAsync(quickstartLog));
+
                 // The dev flow types no measurement: `morph up` pinned its KMS expecting the measurement of the KMS it
                 // started, and `morph kms trust --dev` expects this installation's dev KMS by itself.
                 var kmsMeasurement = "snp:" + Convert.ToHexStringLower(Morphisms.Kms.SelfAttestation.KmsMeasurement.Simulated);

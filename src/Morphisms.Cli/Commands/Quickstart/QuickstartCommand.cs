@@ -49,8 +49,11 @@ public static class QuickstartCommand
 
             Directory.CreateDirectory(paths.DataDirectory);
             var logPath = Path.Combine(paths.DataDirectory, "quickstart.log");
-            await using var logFile = new StreamWriter(logPath, append: false) { AutoFlush = true };
+            // Appended to, not truncated: a second quickstart refused by the running one's lock on the data directory
+            // must not wipe that one's log.
+            await using var logFile = new StreamWriter(logPath, append: true) { AutoFlush = true };
             var log = TextWriter.Synchronized(logFile);
+            await log.WriteLineAsync($"--- morph quickstart, pid {Environment.ProcessId}, {TimeProvider.System.GetUtcNow():O} ---");
             await stdout.WriteLineAsync("1. starting the KMS and confidential serving (morph up, in this process)");
             LocalStack stack;
             try
