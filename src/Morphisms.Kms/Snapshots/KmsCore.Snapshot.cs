@@ -16,7 +16,7 @@ internal sealed partial class KmsCore
         var key = state.DeriveRootSubkey(RootSubkeys.Snapshot);
         try
         {
-            return StorageSnapshot.Create(entries, key);
+            return StorageSnapshot.Create(entries, Time.GetUtcNow(), key);
         }
         finally
         {
@@ -28,9 +28,10 @@ internal sealed partial class KmsCore
     /// Seals and replaces the whole store with <paramref name="snapshot"/> (already parsed and checked). The write
     /// happens after in-flight requests drain — so none of them can write old-keyring ciphertext into the restored
     /// store — in one transaction; the next unseal (which waits for it) needs the snapshot's shares. A snapshot this
-    /// KMS's root key did not make (another cluster) leaves a marker checked at that unseal.
+    /// KMS's root key did not make (another cluster) leaves a marker checked at that unseal. Returns whether the
+    /// snapshot's HMAC (and so its <c>created_at</c>) verified now, rather than at that unseal.
     /// </summary>
-    public async Task RestoreAsync(UnsealedState state, StorageSnapshot snapshot, CancellationToken ct)
+    public async Task<bool> RestoreAsync(UnsealedState state, StorageSnapshot snapshot, CancellationToken ct)
     {
         var key = state.DeriveRootSubkey(RootSubkeys.Snapshot);
         var verified = snapshot.Verifies(key);
@@ -68,6 +69,8 @@ internal sealed partial class KmsCore
         {
             _transition.Release();
         }
+
+        return verified;
     }
 
     private async Task ReplaceStoreAsync(UnsealedState previous, StorageSnapshot snapshot, bool verified)
@@ -81,7 +84,7 @@ internal sealed partial class KmsCore
                 .Select(e => StorageOperation.Delete(e.Key))
                 .Concat(snapshot.Entries.Select(e => StorageOperation.Put(e.Key, e.Value)))
                 .ToList();
-            ops.Add(verified ? StorageOperation.Delete(StorageSnapshot.PendingHmacPath) : StorageOperation.Put(StorageSnapshot.PendingHmacPath, snapshot.Hmac));
+            ops.Add(verified ? StorageOperation.Delete(StorageSnapshot.PendingHmacPath) : StorageOperation.Put(StorageSnapshot.PendingHmacPath, snapshot.PendingMarker()));
             await _physical.TransactAsync(ops).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or System.Data.Common.DbException)
@@ -99,8 +102,8 @@ internal sealed partial class KmsCore
     /// </summary>
     private async Task CheckRestoredSnapshotAsync(byte[] rootKey, CancellationToken ct)
     {
-        var hmac = await _physical.GetAsync(StorageSnapshot.PendingHmacPath, ct).ConfigureAwait(false);
-        if (hmac is null)
+        var marker = await _physical.GetAsync(StorageSnapshot.PendingHmacPath, ct).ConfigureAwait(false);
+        if (marker is null)
         {
             return;
         }
@@ -108,7 +111,7 @@ internal sealed partial class KmsCore
         var key = RootSubkeys.Derive(rootKey, RootSubkeys.Snapshot);
         try
         {
-            if (!StorageSnapshot.VerifyHmac(await _physical.ReadAllAsync(ct).ConfigureAwait(false), hmac, key))
+            if (!StorageSnapshot.VerifyPending(await _physical.ReadAllAsync(ct).ConfigureAwait(false), marker, key))
             {
                 throw KmsException.BadRequest("unseal refused: the restored snapshot does not authenticate under its own root key (it was altered); restore an intact snapshot into fresh storage");
             }

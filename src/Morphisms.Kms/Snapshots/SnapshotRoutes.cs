@@ -5,7 +5,9 @@ namespace Morphisms.Kms.Snapshots;
 /// <summary>
 /// <c>sys/storage/snapshot</c> (sudo): GET returns a <see cref="StorageSnapshot"/> document, POST with that document
 /// as the body restores it and seals the KMS (unseal with the snapshot's shares). Vault's raft snapshot moves an
-/// opaque binary; this one is JSON so it travels through the normal JSON pipeline and body limit.
+/// opaque binary; this one is JSON so it travels through the normal JSON pipeline and body limit. A restore answers
+/// with a warning that everything newer than the snapshot's <c>created_at</c> is rolled back: Vault's restore does
+/// the same silently, and here that includes revocations, which an operator must then repeat.
 /// </summary>
 internal static class SnapshotRoutes
 {
@@ -17,16 +19,32 @@ internal static class SnapshotRoutes
             {
                 var snapshot = await core.TakeSnapshotAsync(r.RequireState(), ct).ConfigureAwait(false);
                 r.RequireState().Audit?.Notice($"snapshot taken: {snapshot.Entries.Count} entries");
-                return new KmsResponse { RawBody = snapshot.ToJson(core.Time.GetUtcNow()) };
+                return new KmsResponse { RawBody = snapshot.ToJson() };
             }),
             (Operation.Update, async (r, _, ct) =>
             {
                 // Everything is checked before the KMS seals: a bad snapshot is a 400 that changes nothing.
                 var snapshot = StorageSnapshot.Parse(r.Data);
+
+                // Parse refuses unknown fields, so every field left was used: no "ignored parameters" warning.
+                foreach (var name in r.Data.Select(p => p.Key))
+                {
+                    r.Fields.Has(name);
+                }
+
                 var state = r.RequireState();
-                state.Audit?.Notice($"snapshot restore: {snapshot.Entries.Count} entries; sealing");
-                await core.RestoreAsync(state, snapshot, ct).ConfigureAwait(false);
-                return null;
+                state.Audit?.Notice($"snapshot restore: {snapshot.Entries.Count} entries, created_at {snapshot.CreatedAt}; sealing");
+                var verified = await core.RestoreAsync(state, snapshot, ct).ConfigureAwait(false);
+                var response = new KmsResponse();
+                response.Warnings.Add($"the store was replaced by the snapshot created_at {snapshot.CreatedAt}: everything written after that is rolled back, "
+                    + "including token revocations, retired revisions, revoked certificates, barrier and transit key rotations and secret writes; "
+                    + "revoke, retire and rotate again whatever was revoked, retired or rotated since");
+                if (!verified)
+                {
+                    response.Warnings.Add("the snapshot comes from another root key: its hmac, which covers created_at, is checked at the first unseal with its shares");
+                }
+
+                return response;
             }));
     }
 }

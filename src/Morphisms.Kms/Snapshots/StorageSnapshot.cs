@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -12,12 +13,22 @@ namespace Morphisms.Kms.Snapshots;
 /// wrapped by the unseal key, the public seal config — so it is useless without the unseal shares. Shape:
 /// <c>{"format","created_at","entries":[{"key","value"(base64)}],"sha256","hmac"}</c>. <c>sha256</c> over the
 /// canonical encoding catches truncation and corruption without any key; <c>hmac</c> (keyed by a root-key subkey)
-/// catches deliberate edits — dropped entries, stale ciphertexts spliced in — which a recomputed hash would not.
+/// catches deliberate edits — dropped entries, stale ciphertexts spliced in, a later <c>created_at</c> on an old
+/// snapshot — which a recomputed hash would not. Both cover the format tag and <c>created_at</c> as well as the entries.
 /// </summary>
 internal sealed class StorageSnapshot
 {
     /// <summary>The format tag, part of the canonical encoding.</summary>
-    public const string Format = "morphisms-kms-snapshot/1";
+    public const string Format = "morphisms-kms-snapshot/2";
+
+    /// <summary>
+    /// The previous format, whose <c>created_at</c> was outside the hash and HMAC: refused, since nothing shows its
+    /// date is the one it was taken at (the project is pre-release; a new snapshot is one GET away).
+    /// </summary>
+    public const string PreviousFormat = "morphisms-kms-snapshot/1";
+
+    // created_at exactly as the KMS writes it (Timestamps.Rfc3339), so the MACed text has one spelling.
+    private const string CreatedAtFormat = "yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'";
 
     /// <summary>
     /// Plaintext marker written by a restore whose HMAC this KMS could not check (another root key): the first
@@ -25,11 +36,15 @@ internal sealed class StorageSnapshot
     /// </summary>
     public const string PendingHmacPath = "core/snapshot-hmac";
 
-    private StorageSnapshot(IReadOnlyList<KeyValuePair<string, byte[]>> entries, byte[] hmac)
+    private StorageSnapshot(string createdAt, IReadOnlyList<KeyValuePair<string, byte[]>> entries, byte[] hmac)
     {
+        CreatedAt = createdAt;
         Entries = entries;
         Hmac = hmac;
     }
+
+    /// <summary>When the snapshot was taken (RFC 3339, UTC), authenticated with the entries.</summary>
+    public string CreatedAt { get; }
 
     /// <summary>The entries, ordinally sorted by key.</summary>
     public IReadOnlyList<KeyValuePair<string, byte[]>> Entries { get; }
@@ -37,27 +52,47 @@ internal sealed class StorageSnapshot
     /// <summary>HMAC-SHA256 of the canonical encoding under the snapshot subkey of the root key.</summary>
     public byte[] Hmac { get; }
 
-    /// <summary>Builds a snapshot of <paramref name="entries"/>, authenticated with <paramref name="macKey"/>.</summary>
-    public static StorageSnapshot Create(IReadOnlyList<KeyValuePair<string, byte[]>> entries, ReadOnlySpan<byte> macKey)
+    /// <summary>
+    /// Builds a snapshot of <paramref name="entries"/> taken at <paramref name="createdAt"/>, authenticated with
+    /// <paramref name="macKey"/>.
+    /// </summary>
+    public static StorageSnapshot Create(IReadOnlyList<KeyValuePair<string, byte[]>> entries, DateTimeOffset createdAt, ReadOnlySpan<byte> macKey)
     {
         var kept = entries.Where(e => e.Key != PendingHmacPath).OrderBy(e => e.Key, StringComparer.Ordinal).ToList();
-        return new StorageSnapshot(kept, HMACSHA256.HashData(macKey, Canonical(kept)));
+        var at = Timestamps.Rfc3339(createdAt);
+        return new StorageSnapshot(at, kept, HMACSHA256.HashData(macKey, Canonical(at, kept)));
     }
 
     /// <summary>Whether the snapshot authenticates under <paramref name="macKey"/>.</summary>
-    public bool Verifies(ReadOnlySpan<byte> macKey) => VerifyHmac(Entries, Hmac, macKey);
+    public bool Verifies(ReadOnlySpan<byte> macKey) =>
+        CryptographicOperations.FixedTimeEquals(HMACSHA256.HashData(macKey, Canonical(CreatedAt, Entries)), Hmac);
 
-    /// <summary>Checks a stored set of entries against an HMAC in constant time.</summary>
-    public static bool VerifyHmac(IReadOnlyList<KeyValuePair<string, byte[]>> entries, ReadOnlySpan<byte> hmac, ReadOnlySpan<byte> macKey) =>
-        CryptographicOperations.FixedTimeEquals(HMACSHA256.HashData(macKey, Canonical(entries.Where(e => e.Key != PendingHmacPath).OrderBy(e => e.Key, StringComparer.Ordinal).ToList())), hmac);
+    /// <summary>
+    /// The value of <see cref="PendingHmacPath"/> for a restore checked at the next unseal: the HMAC (32 bytes) then
+    /// <c>created_at</c> (UTF-8), which the HMAC covers but the restored entries do not hold.
+    /// </summary>
+    public byte[] PendingMarker() => [.. Hmac, .. Encoding.UTF8.GetBytes(CreatedAt)];
+
+    /// <summary>Checks a stored set of entries against a <see cref="PendingMarker"/> in constant time.</summary>
+    public static bool VerifyPending(IReadOnlyList<KeyValuePair<string, byte[]>> entries, byte[] marker, ReadOnlySpan<byte> macKey)
+    {
+        if (marker.Length < 32)
+        {
+            return false;
+        }
+
+        var kept = entries.Where(e => e.Key != PendingHmacPath).OrderBy(e => e.Key, StringComparer.Ordinal).ToList();
+        var createdAt = Encoding.UTF8.GetString(marker, 32, marker.Length - 32);
+        return CryptographicOperations.FixedTimeEquals(HMACSHA256.HashData(macKey, Canonical(createdAt, kept)), marker.AsSpan(0, 32));
+    }
 
     /// <summary>The JSON document.</summary>
-    public JsonObject ToJson(DateTimeOffset now) => new()
+    public JsonObject ToJson() => new()
     {
         ["format"] = Format,
-        ["created_at"] = Timestamps.Rfc3339(now),
+        ["created_at"] = CreatedAt,
         ["entries"] = new JsonArray([.. Entries.Select(e => (JsonNode)new JsonObject { ["key"] = e.Key, ["value"] = Convert.ToBase64String(e.Value) })]),
-        ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(Canonical(Entries))),
+        ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(Canonical(CreatedAt, Entries))),
         ["hmac"] = Convert.ToHexStringLower(Hmac),
     };
 
@@ -72,12 +107,22 @@ internal sealed class StorageSnapshot
             }
         }
 
-        if (Text(doc, "format") != Format)
+        var format = Text(doc, "format");
+        if (format == PreviousFormat)
+        {
+            throw Bad($"'format': \"{PreviousFormat}\" is no longer restorable (its created_at is not authenticated, so it could pass an old snapshot off as a recent one); take a new snapshot");
+        }
+
+        if (format != Format)
         {
             throw Bad($"'format': expected \"{Format}\"");
         }
 
-        _ = Text(doc, "created_at");
+        var createdAt = Text(doc, "created_at");
+        if (!DateTimeOffset.TryParseExact(createdAt, CreatedAtFormat, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _))
+        {
+            throw Bad("'created_at': expected an RFC 3339 UTC time as the KMS writes it (yyyy-MM-ddTHH:mm:ss.fffffffZ)");
+        }
         if (doc["entries"] is not JsonArray array)
         {
             throw Bad("'entries': expected an array");
@@ -110,7 +155,7 @@ internal sealed class StorageSnapshot
 
         entries.Sort((a, b) => string.CompareOrdinal(a.Key, b.Key));
         var sha = Hex(doc, "sha256");
-        if (!CryptographicOperations.FixedTimeEquals(sha, SHA256.HashData(Canonical(entries))))
+        if (!CryptographicOperations.FixedTimeEquals(sha, SHA256.HashData(Canonical(createdAt, entries))))
         {
             throw Bad("'sha256': does not match the entries (the snapshot is truncated or corrupted)");
         }
@@ -138,15 +183,22 @@ internal sealed class StorageSnapshot
             throw Bad($"'entries': '{SealConfig.StoragePath}' is not a valid seal configuration");
         }
 
-        return new StorageSnapshot(entries, hmac);
+        return new StorageSnapshot(createdAt, entries, hmac);
     }
 
-    /// <summary>format ‖ for each entry: u32 BE key length ‖ key (UTF-8) ‖ u32 BE value length ‖ value.</summary>
-    private static byte[] Canonical(IReadOnlyList<KeyValuePair<string, byte[]>> entries)
+    /// <summary>
+    /// format ‖ u32 BE created_at length ‖ created_at (UTF-8) ‖ for each entry: u32 BE key length ‖ key (UTF-8) ‖
+    /// u32 BE value length ‖ value.
+    /// </summary>
+    private static byte[] Canonical(string createdAt, IReadOnlyList<KeyValuePair<string, byte[]>> entries)
     {
         using var stream = new MemoryStream();
         stream.Write(Encoding.UTF8.GetBytes(Format));
         Span<byte> length = stackalloc byte[4];
+        var at = Encoding.UTF8.GetBytes(createdAt);
+        BinaryPrimitives.WriteUInt32BigEndian(length, (uint)at.Length);
+        stream.Write(length);
+        stream.Write(at);
         foreach (var (key, value) in entries)
         {
             var k = Encoding.UTF8.GetBytes(key);

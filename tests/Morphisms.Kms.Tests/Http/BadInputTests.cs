@@ -84,7 +84,7 @@ public class BadInputTests
             ("PUT", "sys/rekey/init", """{"secret_shares":1,"secret_threshold":1,"require_verification":"maybe"}""", "require_verification"),
             ("PUT", "sys/rekey/verify", """{"key":[1],"nonce":"n"}""", "key"),
             ("POST", "sys/storage/snapshot", """{"format":1}""", "format"),
-            ("POST", "sys/storage/snapshot", """{"format":"morphisms-kms-snapshot/1","created_at":"x","entries":[{"key":"a"}],"sha256":"00","hmac":"00"}""", "entries[0]"),
+            ("POST", "sys/storage/snapshot", """{"format":"morphisms-kms-snapshot/2","created_at":"2025-01-01T00:00:00.0000000Z","entries":[{"key":"a"}],"sha256":"00","hmac":"00"}""", "entries[0]"),
         };
         foreach (var (method, path, body, field) in cases)
         {

@@ -31,7 +31,8 @@ public class SnapshotTests
         Assert.DoesNotContain(SecondPassword, string.Concat(entries.Select(e => System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(e!["value"]!.GetValue<string>())))), StringComparison.Ordinal);
 
         await using var target = await TestKms.StartUnsealedAsync();
-        (await target.Client.PostAsync("sys/storage/snapshot", snapshot.ToJsonString())).Expect(204);
+        var restored = (await target.Client.PostAsync("sys/storage/snapshot", snapshot.ToJsonString())).Expect(200).Body!;
+        Assert.Contains(restored["warnings"]!.AsArray(), w => w!.GetValue<string>().Contains("another root key", StringComparison.Ordinal));
         (await target.Client.GetAsync("secret/data/db")).Expect(503);
 
         // Sealed now; only the snapshot's shares open it.
@@ -88,8 +89,12 @@ public class SnapshotTests
         Assert.Equal(before.Keys.Order(), kms.Storage.Snapshot().Keys.Order());
         Assert.Equal("p2", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
 
-        // The intact one restores into the same KMS (rolling back to p1) with the same shares.
-        (await c.PostAsync("sys/storage/snapshot", good.ToJsonString())).Expect(204);
+        // The intact one restores into the same KMS (rolling back to p1) with the same shares, and says what it rolled back.
+        var warnings = (await c.PostAsync("sys/storage/snapshot", good.ToJsonString())).Expect(200).Body!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ToList();
+        var warning = Assert.Single(warnings);
+        Assert.Contains($"created_at {good["created_at"]!.GetValue<string>()}", warning, StringComparison.Ordinal);
+        Assert.Contains("rolled back", warning, StringComparison.Ordinal);
+        Assert.Contains("token revocations", warning, StringComparison.Ordinal);
         await kms.UnsealAsync();
         Assert.Equal("p1", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
     }
@@ -105,9 +110,49 @@ public class SnapshotTests
         var forged = Clone(snapshot);
         var kept = forged["entries"]!.AsArray().Where(e => !e!["key"]!.GetValue<string>().StartsWith("sys/policy/", StringComparison.Ordinal)).Select(e => e!.DeepClone()).ToList();
         forged["entries"] = new JsonArray([.. kept]);
-        forged["sha256"] = Sha(kept);
-        (await target.Client.PostAsync("sys/storage/snapshot", forged.ToJsonString())).Expect(204);
+        forged["sha256"] = Sha(forged["created_at"]!.GetValue<string>(), kept);
+        (await target.Client.PostAsync("sys/storage/snapshot", forged.ToJsonString())).Expect(200);
         Assert.Contains("does not authenticate", (await target.Client.PutAsync("sys/unseal", new { key = source.Keys[0] })).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.True((await target.Client.GetAsync("sys/seal-status")).Body!["sealed"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task An_edited_created_at_is_refused_and_changes_nothing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p1" } })).Expect(200);
+        var old = (await c.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        Assert.Equal("morphisms-kms-snapshot/2", old["format"]!.GetValue<string>());
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p2" } })).Expect(200);
+        var before = kms.Storage!.Snapshot();
+
+        // Dating an old snapshot later, to pass it off as the newest: the keyless hash catches a plain edit, the HMAC
+        // one whose hash was recomputed.
+        var later = Timestamps(DateTimeOffset.Parse(old["created_at"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture).AddDays(30));
+        var edited = Clone(old);
+        edited["created_at"] = later;
+        Assert.Contains("'sha256'", (await c.PostAsync("sys/storage/snapshot", edited.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+        edited["sha256"] = Sha(later, [.. edited["entries"]!.AsArray().Select(e => e!)]);
+        Assert.Contains("'hmac'", (await c.PostAsync("sys/storage/snapshot", edited.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        // Another spelling of the same instant would be another MACed text: only the KMS's own form is accepted.
+        var respelled = Clone(old);
+        respelled["created_at"] = "2030-01-01T00:00:00+00:00";
+        Assert.Contains("'created_at'", (await c.PostAsync("sys/storage/snapshot", respelled.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        // The previous format did not authenticate created_at: refused, asking for a new snapshot.
+        var previous = Clone(old);
+        previous["format"] = "morphisms-kms-snapshot/1";
+        Assert.Contains("take a new snapshot", (await c.PostAsync("sys/storage/snapshot", previous.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        Assert.Equal(before.OrderBy(e => e.Key).Select(e => e.Key + Convert.ToHexString(e.Value)), kms.Storage.Snapshot().OrderBy(e => e.Key).Select(e => e.Key + Convert.ToHexString(e.Value)));
+        Assert.Equal("p2", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+
+        // From another root key the HMAC waits for the snapshot's shares; the first unseal then refuses the new date.
+        await using var target = await TestKms.StartUnsealedAsync();
+        (await target.Client.PostAsync("sys/storage/snapshot", edited.ToJsonString())).Expect(200);
+        Assert.Contains("does not authenticate", (await target.Client.PutAsync("sys/unseal", new { key = kms.Keys[0] })).Expect(400).Errors[0], StringComparison.Ordinal);
         Assert.True((await target.Client.GetAsync("sys/seal-status")).Body!["sealed"]!.GetValue<bool>());
     }
 
@@ -131,10 +176,16 @@ public class SnapshotTests
         return body.ToJsonString();
     }
 
-    private static string Sha(List<JsonNode> entries)
+    private static string Timestamps(DateTimeOffset t) =>
+        t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string Sha(string createdAt, List<JsonNode> entries)
     {
         using var stream = new MemoryStream();
-        stream.Write("morphisms-kms-snapshot/1"u8);
+        stream.Write("morphisms-kms-snapshot/2"u8);
+        var at = System.Text.Encoding.UTF8.GetBytes(createdAt);
+        stream.Write(BigEndian(at.Length));
+        stream.Write(at);
         var sorted = entries.Select(e => (Key: e["key"]!.GetValue<string>(), Value: Convert.FromBase64String(e["value"]!.GetValue<string>()))).OrderBy(e => e.Key, StringComparer.Ordinal);
         foreach (var (key, value) in sorted)
         {
