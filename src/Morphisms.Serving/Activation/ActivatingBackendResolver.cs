@@ -11,7 +11,7 @@ namespace Morphisms.Serving.Activation;
 public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstances instances, IScaleFromZeroTrigger trigger, ActivatorOptions options) : IBackendResolver
 {
     /// <inheritdoc />
-    /// <exception cref="ActivatorOverloadedException">The revision's queue is full, or no instance became ready in time.</exception>
+    /// <exception cref="ActivatorOverloadedException">The revision's queue is full, no instance became ready in time, or the revision stopped.</exception>
     public async ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken)
     {
         if (routes.Resolve(serverName) is not { } revision)

@@ -1,7 +1,8 @@
 namespace Morphisms.Serving.Activation;
 
 /// <summary>
-/// Thrown when a request cannot be held: the revision's queue is full or the wait timed out.
+/// Thrown when a request cannot be held: the revision's queue is full, the wait timed out, or the revision was
+/// stopped (its function removed, its traffic moved, the host stopping) before an instance was ready.
 /// HTTP mode answers 503 with Retry-After; confidential mode closes the connection.
 /// </summary>
 public sealed class ActivatorOverloadedException(string revision, string reason, TimeSpan retryAfter)

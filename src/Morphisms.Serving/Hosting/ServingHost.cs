@@ -24,6 +24,9 @@ public sealed partial class ServingHost : IAsyncDisposable
     private readonly SemaphoreSlim _changes = new(1, 1);
     private readonly ConcurrentDictionary<string, FunctionEntry> _functions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
+    // The last revision number of each removed function, so a redeploy numbers on (as Knative never reuses a revision
+    // name): a name then always means one code, in logs, metrics and whatever still holds it. An int per name removed.
+    private readonly ConcurrentDictionary<string, int> _removedGenerations = new(StringComparer.Ordinal);
     private readonly TextWriter _log;
     private readonly Lock _logGate = new();
     private IInstanceLauncher? _launcher;
@@ -192,7 +195,7 @@ public sealed partial class ServingHost : IAsyncDisposable
             RefuseASecondConfidentialVmFunction(spec);
             RefuseClaimedHosts(spec.Name, spec.Traffic.Select(t => t.Tag));
             RefuseBadTraffic(spec, _functions.TryGetValue(spec.Name, out var known) ? known.History : null);
-            var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(new RevisionHistory(name)));
+            var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(NewHistory(name)));
             // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
             // records spares the revision's instances from digesting it again at launch (they only read it).
             var measured = spec.Tee == FunctionTee.Sim && _options.SimulatedTeeDirectory is { } simulated
@@ -256,9 +259,10 @@ public sealed partial class ServingHost : IAsyncDisposable
             Routes.Remove(function);
             foreach (var revision in entry.History.Revisions)
             {
-                await StopRevisionAsync(revision.Name).ConfigureAwait(false);
+                await StopRevisionAsync(revision.Name, $"function {function} was removed").ConfigureAwait(false);
             }
 
+            _removedGenerations[function] = entry.History.Latest?.Generation ?? _removedGenerations.GetValueOrDefault(function);
             _functions.TryRemove(function, out _);
             string? note = null;
             if (_registrar is not null && entry.History.Latest?.Spec.Tee is not (null or FunctionTee.None))
@@ -394,7 +398,7 @@ public sealed partial class ServingHost : IAsyncDisposable
         {
             foreach (var revision in _running.Keys.ToList())
             {
-                await StopRevisionAsync(revision).ConfigureAwait(false);
+                await StopRevisionAsync(revision, "the serving host is stopping").ConfigureAwait(false);
             }
         }
         finally
@@ -462,7 +466,7 @@ public sealed partial class ServingHost : IAsyncDisposable
             return;
         }
 
-        var next = history?.NextName ?? new RevisionHistory(spec.Name).NextName;
+        var next = (history ?? NewHistory(spec.Name)).NextName;
         foreach (var target in spec.Traffic.Where(t => t.Revision != "latest" && t.Revision != next))
         {
             if (history?.Find(target.Revision) is null)
@@ -511,22 +515,29 @@ public sealed partial class ServingHost : IAsyncDisposable
         Routes.Set(route);
         foreach (var revision in entry.History.Revisions.Where(r => !wanted.Contains(r.Name)))
         {
-            await StopRevisionAsync(revision.Name).ConfigureAwait(false);
+            await StopRevisionAsync(revision.Name, "it no longer has traffic or a tag, and was stopped").ConfigureAwait(false);
         }
     }
+
+    private RevisionHistory NewHistory(string function) => new(function, _removedGenerations.GetValueOrDefault(function));
 
     private void StartRevision(Revision revision)
     {
         var supervisor = new RevisionSupervisor(revision, _launcher!, Instances,
             _options.Supervisor with { PublishTlsEndpoints = _options.Mode == GatewayMode.Confidential }, _options.Time, Log, OnReady);
         var loop = new AutoscalerLoop(AutoscalerLoop.OptionsFor(revision.Spec.Scale), Concurrency, Instances, supervisor, _options.Time);
+        // A fresh set of instances and held requests: those of an earlier run were failed when it stopped.
+        Instances.Open(revision.Name);
         _running[revision.Name] = new Running(supervisor, loop);
     }
 
-    private async Task StopRevisionAsync(string revision)
+    private async Task StopRevisionAsync(string revision, string why)
     {
         if (_running.TryRemove(revision, out var run))
         {
+            // Before the drain (up to DrainTimeout per revision): its held requests fail now, with why, rather than
+            // wait out the activator's timeout for an instance that will not come.
+            Instances.Close(revision, why);
             await run.Loop.DisposeAsync().ConfigureAwait(false);
             await run.Supervisor.DisposeAsync().ConfigureAwait(false);
         }

@@ -4,7 +4,7 @@ namespace Morphisms.Serving.Revisions;
 
 /// <summary>An immutable snapshot of a function: what runs, how it is launched, and its measurement.</summary>
 /// <param name="Name">Revision name, <c>&lt;function&gt;-&lt;generation, 5 digits&gt;</c>.</param>
-/// <param name="Generation">1 for the first revision, then increasing.</param>
+/// <param name="Generation">1 for the first revision, then increasing, also across a removal of the function.</param>
 /// <param name="Spec">The spec the revision was made from.</param>
 /// <param name="LaunchConfig">The canonical launch configuration (see <see cref="Revisions.LaunchConfig"/>).</param>
 /// <param name="Measurement">Lowercase hex: the hash of bundle and launch config (48 bytes; 32 for SGX).</param>

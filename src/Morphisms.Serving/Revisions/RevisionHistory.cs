@@ -9,9 +9,11 @@ namespace Morphisms.Serving.Revisions;
 /// <summary>
 /// A function's revisions. Applying a spec creates a new revision when anything but the traffic
 /// block changed — the code in the bundle, the launch configuration or the scale settings — and
-/// otherwise keeps the latest, as Knative does. Revisions are never modified.
+/// otherwise keeps the latest, as Knative does. Revisions are never modified. Numbering starts after
+/// <paramref name="previousGeneration"/>: the last revision number of a removed function of the same name, so a name
+/// is never given to two codes.
 /// </summary>
-public sealed class RevisionHistory(string function)
+public sealed class RevisionHistory(string function, int previousGeneration = 0)
 {
     private readonly List<(Revision Revision, string Identity)> _revisions = [];
 
@@ -47,14 +49,15 @@ public sealed class RevisionHistory(string function)
             return (_revisions[^1].Revision, false);
         }
 
-        var generation = _revisions.Count + 1;
-        var revision = new Revision(NextName, generation, spec, launchConfig, measurement, now);
+        var revision = new Revision(NextName, NextGeneration, spec, launchConfig, measurement, now);
         _revisions.Add((revision, identity));
         return (revision, true);
     }
 
     /// <summary>The name <see cref="Apply"/> gives the next revision it creates.</summary>
-    public string NextName => $"{Function}-{_revisions.Count + 1:D5}";
+    public string NextName => $"{Function}-{NextGeneration:D5}";
+
+    private int NextGeneration => previousGeneration + _revisions.Count + 1;
 
     /// <summary>Finds a revision by name.</summary>
     public Revision? Find(string name) => _revisions.Select(r => r.Revision).FirstOrDefault(r => r.Name == name);

@@ -112,4 +112,33 @@ public class ActivatorTests
         await Assert.ThrowsAnyAsync<Exception>(() => TlsTestPeers.AskAsync(gateway.LocalEndPoint, "hello.fn.morphisms.local", certificate, "x"));
         Assert.Equal(1, gateway.RefusedForBackend);
     }
+
+    [Fact]
+    public async Task Closing_a_revision_fails_its_held_requests_at_once_and_a_namesake_starts_afresh()
+    {
+        var instances = new RevisionInstances();
+        var resolver = new ActivatingBackendResolver(Routes(), instances, new RecordingTrigger(), new ActivatorOptions { QueueTimeout = TimeSpan.FromSeconds(30) });
+        var held = resolver.ResolveAsync("hello.fn.morphisms.local", CancellationToken.None).AsTask();
+        await Eventually.True(() => instances.Queued("hello-00001") == 1, "request queued");
+
+        instances.Close("hello-00001", "function hello was removed");
+        var refused = await Assert.ThrowsAsync<ActivatorOverloadedException>(() => held.WaitAsync(TimeSpan.FromSeconds(10))); // not after the 30 s timeout
+        Assert.Equal("revision hello-00001: function hello was removed", refused.Message);
+        Assert.Equal(0, instances.Queued("hello-00001"));
+
+        // A request that read the route before the close and asks after it is refused too, not held for the timeout,
+        // and what the stopped revision's supervisor still publishes is not handed out.
+        instances.SetReady("hello-00001", [new IPEndPoint(IPAddress.Loopback, 1)]);
+        Assert.Null(instances.TryPick("hello-00001"));
+        var late = await Assert.ThrowsAsync<ActivatorOverloadedException>(() => resolver.ResolveAsync("hello.fn.morphisms.local", CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains("was removed", late.Message);
+
+        // The revision runs again (a traffic change back to it): a fresh set, whose instances only its own requests get.
+        instances.Open("hello-00001");
+        var again = resolver.ResolveAsync("hello.fn.morphisms.local", CancellationToken.None).AsTask();
+        await Eventually.True(() => instances.Queued("hello-00001") == 1, "request queued again");
+        var endpoint = new IPEndPoint(IPAddress.Loopback, 2);
+        instances.SetReady("hello-00001", [endpoint]);
+        Assert.Equal(endpoint, (await again.WaitAsync(TimeSpan.FromSeconds(10)))!.Endpoint);
+    }
 }

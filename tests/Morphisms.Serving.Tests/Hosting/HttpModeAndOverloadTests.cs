@@ -138,6 +138,60 @@ public sealed class HttpModeAndOverloadTests
         Assert.Equal(1, gateway.RefusedForBackend);
     }
 
+    [Fact]
+    public async Task HttpMode_ARequestHeldWhenItsFunctionIsRemoved_Gets503AtOnce()
+    {
+        using var functions = new TestFunctions();
+        var launcher = new FakeLauncher(readyAtOnce: false);
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher, activator: new ActivatorOptions { QueueTimeout = TimeSpan.FromSeconds(30) });
+        await host.DeployAsync(functions.Spec("gone", "old", FunctionTee.None, FromZero), CancellationToken.None);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        var held = client.SendAsync(HostRequest(host, "gone"));
+        await Eventually.True(() => host.Instances.Queued("gone-00001") == 1, "request held");
+
+        await host.RemoveAsync("gone", CancellationToken.None);
+        using var refused = await held.WaitAsync(TimeSpan.FromSeconds(10)); // not after the activator's 30 s
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Contains("revision gone-00001: function gone was removed", await refused.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task HttpMode_ARequestHeldForARemovedFunction_IsNeverGivenToItsRedeployedCode()
+    {
+        using var functions = new TestFunctions();
+        var launcher = new FakeLauncher(readyAtOnce: false);
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher, activator: new ActivatorOptions { QueueTimeout = TimeSpan.FromSeconds(30) });
+        await host.DeployAsync(functions.Spec("reborn", "old", FunctionTee.None, FromZero), CancellationToken.None);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        var held = client.SendAsync(HostRequest(host, "reborn"));
+        await Eventually.True(() => host.Instances.Queued("reborn-00001") == 1, "request held");
+
+        await host.RemoveAsync("reborn", CancellationToken.None);
+        var redeployed = await host.DeployAsync(functions.Spec("reborn", "new", FunctionTee.None, FromZero), CancellationToken.None);
+        var poke = client.SendAsync(HostRequest(host, "reborn")); // asks the new revision for an instance
+        await Eventually.True(() => launcher.Alive.Any(), "new code launched");
+        foreach (var instance in launcher.Alive)
+        {
+            instance.MarkReady();
+        }
+
+        // The old request was meant for the old code: refused, not proxied to the new code's instance (the fake
+        // instance has no server, so being proxied there would answer 502).
+        using var refused = await held.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Contains("revision reborn-00001: function reborn was removed", await refused.Content.ReadAsStringAsync());
+        using var served = await poke.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(HttpStatusCode.BadGateway, served.StatusCode);
+        Assert.Equal("reborn-00002", redeployed.Revision); // numbering goes on across rm: a name never means two codes
+    }
+
+    private static HttpRequestMessage HostRequest(ServingHost host, string function)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, $"http://{host.GatewayEndPoint}/");
+        request.Headers.Host = $"{function}.fn.morphisms.local";
+        return request;
+    }
+
     private static async Task<TcpClient> SendHelloAsync(IPEndPoint gateway)
     {
         var client = new TcpClient();
