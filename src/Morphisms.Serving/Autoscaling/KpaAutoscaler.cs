@@ -8,6 +8,8 @@ namespace Morphisms.Serving.Autoscaling;
 /// stable window passes without another panic condition. Scale-downs are rate limited, and the
 /// last instance goes only after the stable average has been zero for the grace period. As in Knative, the initial
 /// scale holds until that many instances have been ready once, whatever the load.
+/// Its windows and periods run on the monotonic clock (<see cref="TimeProvider.GetTimestamp"/>): a wall clock set back
+/// by NTP under load emptied the window, halved the scale and then swung through panic.
 /// Not thread-safe: one autoscaler is driven by one loop.
 /// </summary>
 public sealed class KpaAutoscaler
@@ -15,9 +17,10 @@ public sealed class KpaAutoscaler
     private readonly AutoscalerOptions _options;
     private readonly TimeProvider _time;
     private readonly ConcurrencyWindow _window;
-    private DateTimeOffset? _panicSince;
+    private readonly long _started;
+    private TimeSpan? _panicSince;
     private int _maxPanicInstances;
-    private DateTimeOffset? _idleSince;
+    private TimeSpan? _idleSince;
     private bool _initialReached;
     private int _lastDesired;
 
@@ -33,10 +36,11 @@ public sealed class KpaAutoscaler
         _options = options;
         _time = time;
         _window = new ConcurrencyWindow(options.StableWindow);
+        _started = time.GetTimestamp();
     }
 
     /// <summary>Records the revision's current concurrency (requests in flight, including queued ones at the activator).</summary>
-    public void Record(double concurrency) => _window.Record(_time.GetUtcNow(), Math.Max(0, concurrency));
+    public void Record(double concurrency) => _window.Record(Now, Math.Max(0, concurrency));
 
     /// <summary>Decides how many instances the revision should have, given how many are ready now.</summary>
     public ScaleDecision Decide(int readyInstances)
@@ -57,7 +61,7 @@ public sealed class KpaAutoscaler
 
     private ScaleDecision DecideOnLoad(int readyInstances)
     {
-        var now = _time.GetUtcNow();
+        var now = Now;
         var stable = _window.Average(now, _options.StableWindow);
         var panic = _window.Average(now, _options.PanicWindow);
         if (stable is null || panic is null)
@@ -107,7 +111,7 @@ public sealed class KpaAutoscaler
                 // Nor below the last decision: an instance asked for then may be starting (a crashed one's replacement),
                 // and not being ready yet does not make it surplus.
                 desired = Math.Min(1, Math.Max(readyInstances, _lastDesired));
-                reason = $"idle, scale-to-zero grace period until {(_idleSince.Value + _options.ScaleToZeroGracePeriod):HH:mm:ss}";
+                reason = $"idle, scale-to-zero grace period until {_time.GetUtcNow() + (_idleSince.Value + _options.ScaleToZeroGracePeriod - now):HH:mm:ss}";
             }
             else
             {
@@ -121,6 +125,9 @@ public sealed class KpaAutoscaler
 
         return new ScaleDecision(Clamp(desired), _panicSince is not null, stable, panic, reason);
     }
+
+    // Monotonic: time elapsed since this autoscaler was made.
+    private TimeSpan Now => _time.GetElapsedTime(_started);
 
     private int Clamp(int desired)
     {

@@ -4,7 +4,8 @@ namespace Morphisms.Serving.Tests.Autoscaling;
 
 public class ConcurrencyWindowTests
 {
-    private static readonly DateTimeOffset Start = DateTimeOffset.Parse("2026-11-22T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
+    // A position on a monotonic clock (time since some fixed start).
+    private static readonly TimeSpan Start = TimeSpan.FromSeconds(1000);
 
     [Fact]
     public void Averages_per_second_buckets_and_counts_silent_seconds_as_zero()
@@ -12,11 +13,11 @@ public class ConcurrencyWindowTests
         var window = new ConcurrencyWindow(TimeSpan.FromSeconds(60));
         Assert.Null(window.Average(Start, TimeSpan.FromSeconds(6)));
         window.Record(Start, 10);
-        window.Record(Start.AddMilliseconds(500), 20); // same second: averaged to 15
-        window.Record(Start.AddSeconds(2), 30);
+        window.Record(Start + TimeSpan.FromMilliseconds(500), 20); // same second: averaged to 15
+        window.Record(Start + TimeSpan.FromSeconds(2), 30);
         Assert.Equal(15, window.Average(Start, TimeSpan.FromSeconds(6)));
-        Assert.Equal((15 + 0 + 30) / 3.0, window.Average(Start.AddSeconds(2), TimeSpan.FromSeconds(6))!.Value, 6);
-        Assert.Equal((0 + 30 + 0 + 0 + 0 + 0) / 6.0, window.Average(Start.AddSeconds(6), TimeSpan.FromSeconds(6))!.Value, 6);
+        Assert.Equal((15 + 0 + 30) / 3.0, window.Average(Start + TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(6))!.Value, 6);
+        Assert.Equal((0 + 30 + 0 + 0 + 0 + 0) / 6.0, window.Average(Start + TimeSpan.FromSeconds(6), TimeSpan.FromSeconds(6))!.Value, 6);
     }
 
     [Fact]
@@ -24,6 +25,6 @@ public class ConcurrencyWindowTests
     {
         var window = new ConcurrencyWindow(TimeSpan.FromSeconds(10));
         window.Record(Start, 100);
-        Assert.Equal(0, window.Average(Start.AddSeconds(30), TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, window.Average(Start + TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10)));
     }
 }

@@ -216,4 +216,49 @@ public class KpaAutoscalerTests
         var error = Assert.Throws<ArgumentException>(() => new KpaAutoscaler(options, _clock));
         Assert.Contains(expected, error.Message);
     }
+
+    [Fact]
+    public void A_wall_clock_stepped_back_changes_no_decision()
+    {
+        // Two autoscalers under the same load; at 90 s an NTP step sets the second one's wall clock back 5 minutes
+        // while the monotonic clock goes on (a FakeTimeProvider's own wall clock cannot go back).
+        var steady = Create(new AutoscalerOptions { ScaleToZeroGracePeriod = TimeSpan.FromSeconds(30) });
+        var stepped = new SteppedBackClock(_clock);
+        var kpa = new KpaAutoscaler(new AutoscalerOptions { ScaleToZeroGracePeriod = TimeSpan.FromSeconds(30) }, stepped);
+        int readySteady = 1, readyStepped = 1;
+        for (var second = 0; second < 300; second++)
+        {
+            if (second == 90)
+            {
+                stepped.StepBack = TimeSpan.FromMinutes(5);
+            }
+
+            // Steady load, a burst (panic), then none (panic ends, grace period, zero).
+            var load = second < 120 ? 350 : second < 126 ? 1400 : 0;
+            steady.Record(load);
+            kpa.Record(load);
+            var expected = steady.Decide(readySteady);
+            var actual = kpa.Decide(readyStepped);
+            Assert.True((expected.DesiredInstances, expected.Panicking, expected.StableConcurrency, expected.PanicConcurrency)
+                == (actual.DesiredInstances, actual.Panicking, actual.StableConcurrency, actual.PanicConcurrency),
+                $"at {second} s: {expected} but with the clock stepped back {actual}");
+            readySteady = expected.DesiredInstances;
+            readyStepped = actual.DesiredInstances;
+            _clock.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        Assert.Equal(0, readyStepped);
+    }
+
+    /// <summary>A wall clock <see cref="StepBack"/> behind <paramref name="inner"/>'s, whose timestamps it keeps.</summary>
+    private sealed class SteppedBackClock(FakeTimeProvider inner) : TimeProvider
+    {
+        public TimeSpan StepBack { get; set; }
+
+        public override DateTimeOffset GetUtcNow() => inner.GetUtcNow() - StepBack;
+
+        public override long GetTimestamp() => inner.GetTimestamp();
+
+        public override long TimestampFrequency => inner.TimestampFrequency;
+    }
 }
