@@ -46,8 +46,18 @@ public sealed class Pkcs11RootKeyWrapper : IRootKeyWrapper
         {
             var iv = RandomNumberGenerator.GetBytes(IvBytes);
             var mechanism = Gcm(factories, iv);
-            var sealedKey = session.Encrypt(mechanism, key, rootKey.ToArray());
-            return [Version, .. iv, .. sealedKey];
+
+            // Pkcs11Interop takes arrays only: the root key's copy is zeroed once the token has it.
+            var plaintext = rootKey.ToArray();
+            try
+            {
+                var sealedKey = session.Encrypt(mechanism, key, plaintext);
+                return [Version, .. iv, .. sealedKey];
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(plaintext);
+            }
         }, cancellationToken);
 
     /// <inheritdoc />

@@ -56,20 +56,32 @@ internal static class AesGcmEnvelope
     public static byte[] Open(ReadOnlySpan<byte> key, string path, ReadOnlySpan<byte> ciphertext)
     {
         _ = ReadTerm(ciphertext);
+        var plaintext = new byte[ciphertext.Length - Overhead];
+        Open(key, path, ciphertext, plaintext);
+        return plaintext;
+    }
+
+    /// <summary>
+    /// Decrypts into <paramref name="plaintext"/>, a buffer the caller owns (and can zero), of at least the
+    /// ciphertext's length minus <see cref="Overhead"/>; returns the plaintext's length.
+    /// </summary>
+    /// <exception cref="BarrierException">The ciphertext is malformed, was made for another path, or was altered.</exception>
+    public static int Open(ReadOnlySpan<byte> key, string path, ReadOnlySpan<byte> ciphertext, Span<byte> plaintext)
+    {
+        _ = ReadTerm(ciphertext);
         var nonce = ciphertext.Slice(HeaderSize, NonceSize);
         var body = ciphertext[(HeaderSize + NonceSize)..^TagSize];
         var tag = ciphertext[^TagSize..];
-        var plaintext = new byte[body.Length];
         try
         {
             using var aes = new AesGcm(key, TagSize);
-            aes.Decrypt(nonce, body, tag, plaintext, Encoding.UTF8.GetBytes(path));
+            aes.Decrypt(nonce, body, tag, plaintext[..body.Length], Encoding.UTF8.GetBytes(path));
         }
         catch (AuthenticationTagMismatchException)
         {
             throw new BarrierException($"ciphertext at '{path}' failed authentication");
         }
 
-        return plaintext;
+        return body.Length;
     }
 }

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Storage;
 
@@ -44,12 +45,39 @@ internal sealed class BarrierStorage : ISecureStorage
     }
 
     /// <summary>Encrypts the keyring under the root key for <see cref="KeyringPath"/>.</summary>
-    public static byte[] WrapKeyring(ReadOnlySpan<byte> rootKey, Keyring keyring) =>
-        AesGcmEnvelope.Seal(rootKey, 0, KeyringPath, keyring.Serialize());
+    public static byte[] WrapKeyring(ReadOnlySpan<byte> rootKey, Keyring keyring) => WrapKeyring(rootKey, keyring, new byte[4096]);
+
+    /// <summary>
+    /// <see cref="WrapKeyring(ReadOnlySpan{byte}, Keyring)"/> with the plaintext keyring written to
+    /// <paramref name="scratch"/> (and larger arrays if it does not fit), all zeroed before returning.
+    /// </summary>
+    internal static byte[] WrapKeyring(ReadOnlySpan<byte> rootKey, Keyring keyring, byte[] scratch)
+    {
+        using var plaintext = new SensitiveBufferWriter(scratch);
+        keyring.Serialize(plaintext);
+        return AesGcmEnvelope.Seal(rootKey, 0, KeyringPath, plaintext.WrittenSpan);
+    }
 
     /// <summary>Decrypts the keyring stored at <see cref="KeyringPath"/>.</summary>
     public static Keyring UnwrapKeyring(ReadOnlySpan<byte> rootKey, ReadOnlySpan<byte> ciphertext) =>
-        Keyring.Deserialize(AesGcmEnvelope.Open(rootKey, KeyringPath, ciphertext));
+        UnwrapKeyring(rootKey, ciphertext, new byte[Math.Max(0, ciphertext.Length - AesGcmEnvelope.Overhead)]);
+
+    /// <summary>
+    /// <see cref="UnwrapKeyring(ReadOnlySpan{byte}, ReadOnlySpan{byte})"/> decrypting into <paramref name="scratch"/>
+    /// (at least the plaintext's length), zeroed before returning: only the keyring's own key arrays remain.
+    /// </summary>
+    internal static Keyring UnwrapKeyring(ReadOnlySpan<byte> rootKey, ReadOnlySpan<byte> ciphertext, byte[] scratch)
+    {
+        try
+        {
+            var length = AesGcmEnvelope.Open(rootKey, KeyringPath, ciphertext, scratch);
+            return Keyring.Deserialize(scratch.AsSpan(0, length));
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(scratch);
+        }
+    }
 
     /// <summary>
     /// Adds a keyring term and makes it active. The new keyring is durable before it is used, so no ciphertext

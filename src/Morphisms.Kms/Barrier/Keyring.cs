@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -41,9 +42,15 @@ internal sealed class Keyring
         return new Keyring(terms, next);
     }
 
-    /// <summary>The serialised keyring (encrypted under the root key before it is stored).</summary>
-    public byte[] Serialize() => JsonSerializer.SerializeToUtf8Bytes(
-        new KeyringDocument(ActiveTerm, [.. Terms.Select(t => new KeyringDocumentTerm(t.Term, t.Key, t.InstallTime))]));
+    /// <summary>
+    /// Writes the serialised keyring (encrypted under the root key before it is stored) to <paramref name="output"/>.
+    /// It goes straight there: <c>SerializeToUtf8Bytes</c> would leave the keys in pooled buffers no one zeroes.
+    /// </summary>
+    public void Serialize(IBufferWriter<byte> output)
+    {
+        using var writer = new Utf8JsonWriter(output);
+        JsonSerializer.Serialize(writer, new KeyringDocument(ActiveTerm, [.. Terms.Select(t => new KeyringDocumentTerm(t.Term, t.Key, t.InstallTime))]));
+    }
 
     /// <summary>Reads a keyring written by <see cref="Serialize"/>.</summary>
     public static Keyring Deserialize(ReadOnlySpan<byte> json)

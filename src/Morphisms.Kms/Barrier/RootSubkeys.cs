@@ -10,6 +10,11 @@ internal static class RootSubkeys
     public const string Snapshot = "morphisms/kms/snapshot/v1";
 
     /// <summary>HKDF-SHA256(root key, info = <paramref name="purpose"/>), 32 bytes.</summary>
-    public static byte[] Derive(ReadOnlySpan<byte> rootKey, string purpose) =>
-        HKDF.DeriveKey(HashAlgorithmName.SHA256, rootKey.ToArray(), 32, salt: [], info: Encoding.UTF8.GetBytes(purpose));
+    public static byte[] Derive(ReadOnlySpan<byte> rootKey, string purpose)
+    {
+        // The span overload: the byte[] one would need a copy of the root key that nothing zeroes.
+        var key = new byte[32];
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, rootKey, key, salt: [], info: Encoding.UTF8.GetBytes(purpose));
+        return key;
+    }
 }

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using Morphisms.Kms.Http;
 
@@ -157,17 +158,29 @@ internal static class SealRoutes
     }
 
     /// <summary>Unseal keys come hex-encoded (as <c>keys</c>) or base64-encoded (as <c>keys_base64</c>).</summary>
-    internal static byte[] DecodeKey(string key)
+    internal static byte[] DecodeKey(string key) => DecodeKey(key, new byte[key.Length]);
+
+    /// <summary>
+    /// <see cref="DecodeKey(string)"/> decoding base64 into <paramref name="scratch"/> (at least
+    /// <c>key.Length</c> bytes), zeroed before returning: the share lives on only in the array returned.
+    /// </summary>
+    internal static byte[] DecodeKey(string key, byte[] scratch)
     {
         if (key.Length % 2 == 0 && key.All(char.IsAsciiHexDigit))
         {
             return Convert.FromHexString(key);
         }
 
-        var buffer = new byte[key.Length];
-        return Convert.TryFromBase64String(key, buffer, out var written)
-            ? buffer[..written]
-            : throw KmsException.BadRequest("'key' must be a valid hex or base64 string");
+        try
+        {
+            return Convert.TryFromBase64String(key, scratch, out var written)
+                ? scratch[..written]
+                : throw KmsException.BadRequest("'key' must be a valid hex or base64 string");
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(scratch);
+        }
     }
 
     private static KmsResponse Health(KmsCore core, KmsRequest request)
