@@ -3,7 +3,8 @@ namespace Morphisms.Serving.Autoscaling;
 /// <summary>
 /// Knative KPA settings for one revision. Defaults are Knative's: a 60 s stable window, a panic
 /// window of 10 % of it, a 200 % panic threshold, a concurrency target of 100 used at 70 %, scale
-/// up at most 1000× and down at most 2× per decision, and a 30 s grace period before scaling to zero.
+/// up at most 1000× and down at most 2× per decision, a 30 s grace period before scaling to zero, and a 10 min
+/// progress deadline for the initial scale.
 /// </summary>
 public sealed record AutoscalerOptions
 {
@@ -49,6 +50,13 @@ public sealed record AutoscalerOptions
     /// <summary>Instances to start with when the revision is created.</summary>
     public int InitialScale { get; init; } = 1;
 
+    /// <summary>
+    /// How long, from the revision's first decision, <see cref="InitialScale"/> holds while its instances have not all been
+    /// ready once (Knative's progress-deadline, 600 s). After it the load decides as usual, scale to zero included, so a
+    /// revision that never gets ready (its app exits at once, its login is refused) stops crash-looping.
+    /// </summary>
+    public TimeSpan ProgressDeadline { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>The panic window's length.</summary>
     public TimeSpan PanicWindow => TimeSpan.FromTicks((long)(StableWindow.Ticks * PanicWindowPercentage / 100));
 
@@ -69,5 +77,6 @@ public sealed record AutoscalerOptions
         : MaxScale < 0 ? "max scale must not be negative"
         : MaxScale > 0 && MinScale > MaxScale ? "min scale must not exceed max scale"
         : InitialScale < 0 ? "initial scale must not be negative"
+        : ProgressDeadline <= TimeSpan.Zero ? "progress deadline must be positive"
         : null;
 }

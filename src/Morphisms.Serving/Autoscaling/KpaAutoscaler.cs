@@ -7,7 +7,8 @@ namespace Morphisms.Serving.Autoscaling;
 /// (200 % of the ready instances) it enters panic mode, in which it only scales up, until a whole
 /// stable window passes without another panic condition. Scale-downs are rate limited, and the
 /// last instance goes only after the stable average has been zero for the grace period. As in Knative, the initial
-/// scale holds until that many instances have been ready once, whatever the load.
+/// scale holds until that many instances have been ready once, whatever the load, or until the progress deadline
+/// (<see cref="AutoscalerOptions.ProgressDeadline"/>) has passed since the first decision.
 /// Its windows and periods run on the monotonic clock (<see cref="TimeProvider.GetTimestamp"/>): a wall clock set back
 /// by NTP under load emptied the window, halved the scale and then swung through panic.
 /// Not thread-safe: one autoscaler is driven by one loop.
@@ -21,6 +22,7 @@ public sealed class KpaAutoscaler
     private TimeSpan? _panicSince;
     private int _maxPanicInstances;
     private TimeSpan? _idleSince;
+    private TimeSpan? _firstDecision;
     private bool _initialReached;
     private int _lastDesired;
 
@@ -47,8 +49,11 @@ public sealed class KpaAutoscaler
     {
         // Until the initial scale has been ready once, what is not ready yet is still starting (attesting, for seconds):
         // without traffic the first decision would otherwise see none ready and drain them before they ever served.
+        // A revision that never gets there (its app exits at once, its login is refused) would otherwise crash-loop,
+        // attesting each time, until it is removed: past the progress deadline the initial scale counts as reached.
         var initial = Clamp(_options.InitialScale);
-        _initialReached |= readyInstances >= initial;
+        _firstDecision ??= Now;
+        _initialReached |= readyInstances >= initial || Now - _firstDecision.Value >= _options.ProgressDeadline;
         var decision = DecideOnLoad(readyInstances);
         if (!_initialReached && decision.DesiredInstances < initial)
         {

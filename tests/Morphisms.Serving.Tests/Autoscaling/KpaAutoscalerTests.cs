@@ -168,6 +168,28 @@ public class KpaAutoscalerTests
     }
 
     [Fact]
+    public void A_revision_never_ready_goes_to_zero_after_the_progress_deadline()
+    {
+        // Its app exits at once, so no instance is ever ready: the initial scale holds for the 10 min deadline only,
+        // then the idle load and the grace period decide, instead of a crash loop until the revision is removed.
+        var autoscaler = Create(new AutoscalerOptions { InitialScale = 1 });
+        var decision = autoscaler.Decide(0);
+        Assert.Equal(1, decision.DesiredInstances);
+        for (var elapsed = TimeSpan.Zero; elapsed < TimeSpan.FromMinutes(11); elapsed += TimeSpan.FromSeconds(2))
+        {
+            autoscaler.Record(0);
+            _clock.Advance(TimeSpan.FromSeconds(2));
+            decision = autoscaler.Decide(0);
+            if (elapsed + TimeSpan.FromSeconds(2) < TimeSpan.FromMinutes(10))
+            {
+                Assert.Equal(1, decision.DesiredInstances);
+            }
+        }
+
+        Assert.Equal(0, decision.DesiredInstances);
+    }
+
+    [Fact]
     public void An_instance_slower_to_start_than_the_grace_period_still_gets_its_grace_period()
     {
         var autoscaler = Create(new AutoscalerOptions { ScaleToZeroGracePeriod = TimeSpan.FromSeconds(30) });
@@ -204,6 +226,7 @@ public class KpaAutoscalerTests
     [InlineData("panic threshold")]
     [InlineData("target utilization")]
     [InlineData("min scale must not exceed")]
+    [InlineData("progress deadline")]
     public void Invalid_options_are_refused_naming_the_field(string expected)
     {
         var options = expected switch
@@ -211,6 +234,7 @@ public class KpaAutoscalerTests
             "stable window" => new AutoscalerOptions { StableWindow = TimeSpan.FromSeconds(1) },
             "panic threshold" => new AutoscalerOptions { PanicThresholdPercentage = 100 },
             "target utilization" => new AutoscalerOptions { TargetUtilization = 1.5 },
+            "progress deadline" => new AutoscalerOptions { ProgressDeadline = TimeSpan.Zero },
             _ => new AutoscalerOptions { MinScale = 5, MaxScale = 2 },
         };
         var error = Assert.Throws<ArgumentException>(() => new KpaAutoscaler(options, _clock));
