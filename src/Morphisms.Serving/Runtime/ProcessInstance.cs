@@ -39,6 +39,7 @@ public sealed class ProcessInstance : IInstanceProcess
     private readonly CancellationTokenSource _gone = new();
     private readonly TaskCompletionSource<Task> _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Action<string>? _onExit;
+    private readonly bool _ownGroup;
 
     internal ProcessInstance(string id, ProcessStartInfo info, IPEndPoint? tls, IPEndPoint app, LogRing logs, TimeProvider time, bool sandboxed, Action<string>? onExit)
     {
@@ -53,6 +54,7 @@ public sealed class ProcessInstance : IInstanceProcess
         info.RedirectStandardOutput = true;
         info.RedirectStandardError = true;
         info.UseShellExecute = false;
+        _ownGroup = !sandboxed && LeadOwnGroup(info);
         _spawnedAt = time.GetTimestamp();
         _process = new Process { StartInfo = info, EnableRaisingEvents = true };
         _process.Exited += (_, _) => _ = OnExitedAsync();
@@ -198,6 +200,15 @@ public sealed class ProcessInstance : IInstanceProcess
 
     private async Task OnExitedAsync()
     {
+        // Nothing of an exited instance lives on: what it left behind (`sh -c 'worker & exec server'`'s worker, an app
+        // whose morph-init was OOM-killed) would run unsupervised, still holding the output, after `rm` too. Linux does
+        // not reuse a pid while a process group still bears it, so this reaches the instance's own; an empty group's pid
+        // may be reused, but only a process that made itself a group leader in the moment since would be hit.
+        if (_ownGroup && Posix.SignalGroup(Pid, Posix.SigKill))
+        {
+            Logs.Add(_time.GetUtcNow(), "runtime", "killed what it left running (its process group)");
+        }
+
         // Exited fires before the redirected streams are drained; wait for them so the last lines are kept. Only for a
         // while: a process that inherited them may keep them open for ever, and until this instance counts as exited it
         // stays routed and holds up whoever stops it. The reading goes on; later lines still reach the log.
@@ -226,6 +237,25 @@ public sealed class ProcessInstance : IInstanceProcess
         {
             _exited.TrySetResult(code);
         }
+    }
+
+    // A plain instance starts through setsid(1), which makes it the leader of a process group (and session) of its own
+    // and execs it in place: the same pid, forked from the spawn thread as before. .NET cannot do this itself on Unix
+    // (CreateNewProcessGroup is Windows-only), and its children and theirs stay in that group unless they leave it on
+    // purpose. A sandboxed instance needs none of this: bubblewrap's PID namespace goes with it. The program is looked up
+    // here as Process.Start would, and one it would not find is left to it, so a program that cannot start still fails
+    // the launch rather than setsid. Without setsid on the host the instance shares the host's group as before.
+    private static bool LeadOwnGroup(ProcessStartInfo info)
+    {
+        if (Posix.Setsid is not { } setsid || info.Arguments.Length > 0 || Posix.FindProgram(info.FileName) is not { } program)
+        {
+            return false;
+        }
+
+        info.ArgumentList.Insert(0, program);
+        info.ArgumentList.Insert(0, "--");
+        info.FileName = setsid;
+        return true;
     }
 
     private async Task WaitReadyAsync(CancellationToken gone)

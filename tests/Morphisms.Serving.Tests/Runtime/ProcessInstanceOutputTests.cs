@@ -20,6 +20,10 @@ public sealed class ProcessInstanceOutputTests
 {
     private const int Flood = 50_000_000;
 
+    // Shell: waits until the last background child ($!) has left the instance's process group for a session of its own
+    // (/proc/PID/stat's sixth field), so the group kill when the shell exits misses it whatever the timing.
+    private const string UntilOwnSession = "until [ \"$(cut -d' ' -f6 /proc/$!/stat)\" = $! ]; do sleep 0.01; done";
+
     [Fact]
     public async Task A_flood_without_newlines_is_cut_and_read_in_bounded_memory_and_normal_lines_still_arrive()
     {
@@ -78,10 +82,11 @@ public sealed class ProcessInstanceOutputTests
     [Fact]
     public async Task Exited_waits_until_the_output_is_drained_even_past_the_process_itself()
     {
-        // The shell exits at once; a child it left behind holds the pipes and writes its lines later.
+        // The shell exits at once; a child it left behind holds the pipes and writes its lines later. In the instance's
+        // process group it would be killed when the shell exits, so it leaves the group first (as a daemon would).
         var info = new ProcessStartInfo("/bin/sh")
         {
-            ArgumentList = { "-c", "echo first; (sleep 0.5; echo late; echo late-err >&2; printf 'no line end') & exit 3" },
+            ArgumentList = { "-c", $"echo first; setsid sh -c 'sleep 0.5; echo late; echo late-err >&2; printf \"no line end\"' & {UntilOwnSession}; exit 3" },
         };
         var logs = new LogRing(100);
         var instance = new ProcessInstance("drain-1", info, null, new IPEndPoint(IPAddress.Loopback, 1), logs, TimeProvider.System, sandboxed: false, onExit: null);
@@ -101,12 +106,53 @@ public sealed class ProcessInstanceOutputTests
     }
 
     [Fact]
+    public async Task What_an_exited_instance_left_running_is_killed_with_it()
+    {
+        // A tee: none app that runs `worker & exec server` and dies, or an app whose morph-init was OOM-killed (no
+        // bubblewrap, whose PID namespace would take it along): the child ran on unsupervised, after `rm` too.
+        var info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", "sleep 1000 & echo $!; exit 3" } };
+        var logs = new LogRing(100);
+        var instance = new ProcessInstance("leftover-1", info, null, new IPEndPoint(IPAddress.Loopback, 1), logs, TimeProvider.System, sandboxed: false, onExit: null);
+        var child = 0;
+        try
+        {
+            Assert.Equal(3, await instance.Exited.WaitAsync(TimeSpan.FromSeconds(10)));
+            child = logs.Snapshot().Where(l => l.Stream == "stdout").Select(l => int.TryParse(l.Text, out var pid) ? pid : 0).Single(pid => pid > 0);
+            await Eventually.True(() => !Alive(child), $"the sleep {child} the instance left is gone", seconds: 5);
+        }
+        finally
+        {
+            if (child > 0 && Alive(child))
+            {
+                using var leftover = Process.GetProcessById(child);
+                leftover.Kill();
+            }
+
+            await instance.DisposeAsync();
+        }
+    }
+
+    // Running, as opposed to gone or a zombie its new parent has not reaped yet (/proc/PID/stat: "pid (comm) state ...").
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')')..] is not [')', ' ', 'Z' or 'X', ..];
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
     public async Task Exited_completes_soon_after_the_process_even_when_a_child_it_left_holds_the_output_open()
     {
-        // A tee: none app that runs `worker & exec server`, or a morph-init killed while its app shares its stderr:
-        // the output stays open as long as the child lives, and an instance that never counts as exited stays routed
-        // and holds up every stop (and the deploy lock with it).
-        var info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", "sleep 1000 & echo $!; exit 3" } };
+        // A child that left the instance's process group (so the group kill at exit misses it) keeps the output open as
+        // long as it lives, and an instance that never counts as exited stays routed and holds up every stop (and the
+        // deploy lock with it).
+        var info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", $"setsid sleep 1000 & echo $!; {UntilOwnSession}; exit 3" } };
         var logs = new LogRing(100);
         var instance = new ProcessInstance("orphan-1", info, null, new IPEndPoint(IPAddress.Loopback, 1), logs, TimeProvider.System, sandboxed: false, onExit: null);
         try
