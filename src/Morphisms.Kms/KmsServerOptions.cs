@@ -50,10 +50,17 @@ public sealed record KmsServerOptions
     public static readonly TimeSpan DefaultFunctionCertificateMaxTtl = TimeSpan.FromMinutes(15);
 
     /// <summary>
+    /// The least <see cref="FunctionCertificateMaxTtl"/> may be: the agent re-attests two thirds through a certificate's
+    /// life, so a cap of seconds would have every instance log in again every few seconds.
+    /// </summary>
+    public static readonly TimeSpan MinFunctionCertificateMaxTtl = TimeSpan.FromMinutes(1);
+
+    /// <summary>
     /// The longest a function certificate lives: attest-login issues it for the function's token max TTL, or this,
     /// whichever is shorter. Clients do not fetch CRLs, so this bounds how long after a revision is retired (its
-    /// certificates revoked) a client may still accept an instance of it that the KMS can no longer reach. Positive and
-    /// at most <see cref="MaxTokenTtl"/>; the agent re-attests two thirds through a certificate's life.
+    /// certificates revoked) a client may still accept an instance of it that the KMS can no longer reach. At least
+    /// <see cref="MinFunctionCertificateMaxTtl"/> and at most <see cref="MaxTokenTtl"/>; the agent re-attests two thirds
+    /// through a certificate's life.
     /// </summary>
     public TimeSpan FunctionCertificateMaxTtl { get; init; } = DefaultFunctionCertificateMaxTtl;
 
@@ -63,6 +70,9 @@ public sealed record KmsServerOptions
     /// </summary>
     public static string? FunctionCertificateMaxTtlProblem(TimeSpan functionCertificateMaxTtl, TimeSpan maxTokenTtl) =>
         functionCertificateMaxTtl <= TimeSpan.Zero ? "the function certificate max TTL must be positive"
+        : functionCertificateMaxTtl < MinFunctionCertificateMaxTtl
+            ? $"the function certificate max TTL must be at least {Http.Durations.ToGoString(MinFunctionCertificateMaxTtl)}: "
+                + "every instance re-attests two thirds through its certificate's life, so a shorter one has each log in again every few seconds"
         : functionCertificateMaxTtl > maxTokenTtl
             ? $"the function certificate max TTL ({Http.Durations.ToGoString(functionCertificateMaxTtl)}) must not exceed the max token TTL ({Http.Durations.ToGoString(maxTokenTtl)})"
         : null;

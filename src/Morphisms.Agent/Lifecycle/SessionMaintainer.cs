@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
 using Morphisms.Agent.App;
 using Morphisms.Agent.Kms;
@@ -11,7 +12,7 @@ namespace Morphisms.Agent.Lifecycle;
 /// <summary>
 /// Keeps a running instance provisioned: renews the token at half its TTL, re-attests (new key, token and
 /// certificate, hot-swapped into the terminator) when renewal hits the max TTL or fails, or when the certificate is
-/// two thirds through its life, and applies new secret versions to the running app. A KMS that is away, a bundle
+/// two thirds through the life it had left when it came, and applies new secret versions to the running app. A KMS that is away, a bundle
 /// version that cannot be used, a deleted bundle, or TEE evidence that cannot be had for a moment leave the app
 /// serving what it has (logged and retried); a KMS that refuses the instance even after a fresh attestation ends the
 /// loop, and the agent stops the app.
@@ -57,9 +58,7 @@ public sealed class SessionMaintainer(
         {
             var now = time.GetUtcNow();
             var renewAt = _tokenExpires - (_current.Login.LeaseDuration / 2);
-            var certificate = _current.Certificate.Certificate;
-            var certLife = certificate.NotAfter.ToUniversalTime() - certificate.NotBefore.ToUniversalTime();
-            var rotateCertAt = new DateTimeOffset(certificate.NotBefore.ToUniversalTime()) + (certLife * 2 / 3);
+            var rotateCertAt = CertificateRolloverAt(_current.Certificate.Certificate, _current.At);
 
             // A round that moved nothing forward (a token without a lease, a certificate already two thirds through its
             // life by a clock running ahead) must not become a loop of logins against the KMS.
@@ -99,6 +98,21 @@ public sealed class SessionMaintainer(
                 await Task.Delay(options.KmsRetryDelay, time, ct).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// When to replace <paramref name="certificate"/>, received at <paramref name="receivedAt"/>: two thirds through the
+    /// life it had left then. Not two thirds from its NotBefore: the KMS backdates that by 30 s for clock skew, which
+    /// would bring every rollover 20 s early (after 30 s of a 1 minute certificate's 60, and at once for one of 15 s or
+    /// less). A NotBefore later than the receipt (this clock behind the KMS's) counts from the NotBefore instead; a
+    /// certificate already expired by this clock is due at once (the KMS retry delay paces such rounds).
+    /// </summary>
+    internal static DateTimeOffset CertificateRolloverAt(X509Certificate2 certificate, DateTimeOffset receivedAt)
+    {
+        var notBefore = new DateTimeOffset(certificate.NotBefore.ToUniversalTime());
+        var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
+        var from = receivedAt > notBefore ? receivedAt : notBefore;
+        return from + ((notAfter - from) * 2 / 3);
     }
 
     private async Task RenewAsync(CancellationToken ct)

@@ -1,6 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Morphisms.Agent.Evidence;
+using Morphisms.Kms;
 
 namespace Morphisms.Agent.Tests.EndToEnd;
 
@@ -51,10 +52,11 @@ public sealed class MaintenanceTests
     [Fact]
     public async Task ACertificateCappedBelowTheTokenMaxTtl_IsRolledOverBeforeItExpires()
     {
-        // The KMS caps the certificate at 30 s (60 s of life with its 30 s backdate) while the token may live an hour:
-        // the agent must re-attest on the certificate's schedule (two thirds through), not wait for the token's.
+        // The KMS caps the certificate at its least, 1 minute (90 s of life with its 30 s backdate), while the token may
+        // live an hour: the agent must re-attest on the certificate's schedule, not wait for the token's. Two thirds
+        // through the minute it had left on arrival (40 s), not through its backdated 90 s (30 s after arrival).
         using var harness = new AgentHarness("capped");
-        await using var kms = await AgentKms.StartAsync(harness.SimDir, functionCertificateMaxTtl: TimeSpan.FromSeconds(30));
+        await using var kms = await AgentKms.StartAsync(harness.SimDir, functionCertificateMaxTtl: KmsServerOptions.MinFunctionCertificateMaxTtl);
         await kms.RegisterAsync("capped", harness.Measurement, tokenTtl: "30s", tokenMaxTtl: "1h");
         await kms.PutBundleAsync("capped", Bundle("v1"));
         var log = new LogSink();
@@ -63,11 +65,12 @@ public sealed class MaintenanceTests
         var run = agent.RunAsync(stop.Token);
         await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
         var first = agent.Maintainer!.Current.Certificate.Certificate;
-        Assert.Equal(TimeSpan.FromSeconds(60), first.NotAfter - first.NotBefore);
-        var (firstExpires, firstBytes) = (first.NotAfter.ToUniversalTime(), first.RawData);
+        Assert.Equal(TimeSpan.FromSeconds(90), first.NotAfter - first.NotBefore);
+        var (firstExpires, firstBytes, received) = (first.NotAfter.ToUniversalTime(), first.RawData, agent.Maintainer.Current.At);
 
-        await Eventually.Until(() => agent.Maintainer.Reattestations >= 1, "a certificate rollover");
+        await Eventually.Until(() => agent.Maintainer.Reattestations >= 1, "a certificate rollover", TimeSpan.FromSeconds(75));
         Assert.Contains("re-attested: certificate rollover", log.Text);
+        Assert.True(DateTimeOffset.UtcNow >= received + TimeSpan.FromSeconds(35), "rolled over two thirds through the life left, not the backdated one");
         Assert.True(DateTime.UtcNow < firstExpires, "rolled over before the old certificate expired");
         Assert.NotEqual(firstBytes, agent.Maintainer.Current.Certificate.Certificate.RawData);
 

@@ -70,9 +70,12 @@ public class KmsServerAndAuditCommandTests
     [InlineData("-5m", "expected a duration such as 15m")]
     [InlineData("0s", "must be positive")]
     [InlineData("769h", "must not exceed the max token TTL (768h0m0s)")]
+    [InlineData("10s", "must be at least 1m0s: every instance re-attests")]
+    [InlineData("500ms", "must be at least 1m0s")]
     public async Task A_bad_function_certificate_ttl_is_a_usage_error_naming_the_flag(string value, string problem)
     {
-        var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--function-cert-ttl", value);
+        // Bounded: a value wrongly accepted starts a server that runs until stopped.
+        var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--function-cert-ttl", value).WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
         Assert.StartsWith("morph: --function-cert-ttl: ", outcome.Stderr, StringComparison.Ordinal);
         Assert.Contains(problem, outcome.Stderr, StringComparison.Ordinal);

@@ -220,8 +220,9 @@ public class MetricsAndTlsTests
     [Theory]
     [InlineData(0, "must be positive")]
     [InlineData(-60, "must be positive")]
+    [InlineData(30, "must be at least 1m0s: every instance re-attests")]
     [InlineData(7200, "(2h0m0s) must not exceed the max token TTL (1h0m0s)")]
-    public void A_function_certificate_max_ttl_that_is_not_positive_or_exceeds_the_max_token_ttl_is_refused(int seconds, string problem)
+    public void A_function_certificate_max_ttl_under_a_minute_or_over_the_max_token_ttl_is_refused(int seconds, string problem)
     {
         var options = new KmsServerOptions { Storage = "inmem", MaxTokenTtl = TimeSpan.FromHours(1), FunctionCertificateMaxTtl = TimeSpan.FromSeconds(seconds) };
         var error = Assert.Throws<ArgumentException>(() => new KmsServer(options));
