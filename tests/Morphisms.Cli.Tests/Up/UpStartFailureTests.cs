@@ -1,10 +1,12 @@
+using Morphisms.Cli.Commands.Up;
+
 namespace Morphisms.Cli.Tests.Up;
 
 /// <summary>
 /// <c>morph up</c> (a real process, so nothing here touches this process's environment) failing to start: a corrupt
 /// trust store, serving that cannot start, a corrupt simulated TEE or dev key file. Each ends in one line naming the
 /// cause and exit 1, with nothing left running and no state file claiming otherwise. And a second stack started at the
-/// same moment on the same data directory, refused.
+/// same moment on the same data directory, refused; the lock, not a stale state file, says whether one runs.
 /// </summary>
 public sealed class UpStartFailureTests
 {
@@ -131,6 +133,59 @@ public sealed class UpStartFailureTests
         }
 
         static bool Started(MorphProcess morph) => morph.HasExited || morph.Stdout.Contains("running;", StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_stale_state_file_naming_a_live_pid_does_not_block_a_start_once_the_lock_is_taken()
+    {
+        // A stack that died left up.json behind, and the system has since given its pid to another live process: the lock
+        // is free, so nothing runs on this data directory and the start goes ahead, overwriting the stale file.
+        var home = Directory.CreateTempSubdirectory("morph-up-stale-").FullName;
+        using var sleeper = System.Diagnostics.Process.Start("sleep", "300");
+        try
+        {
+            var stateFile = Path.Combine(home, "data", "up.json");
+            Directory.CreateDirectory(Path.GetDirectoryName(stateFile)!);
+            new UpStateFile("https://127.0.0.1:1/", "ca.pem", new string('0', 64), "token", "127.0.0.1:2", "localhost", "http://127.0.0.1:3/", sleeper.Id)
+                .Write(stateFile);
+
+            await using var up = MorphProcess.Start(home, "up");
+            await up.WaitForAsync("running;");
+            Assert.Contains($"\"pid\": {up.Pid}", await File.ReadAllTextAsync(stateFile));
+            up.Interrupt();
+            Assert.Equal(0, await up.ExitAsync());
+            Assert.False(File.Exists(stateFile));
+        }
+        finally
+        {
+            sleeper.Kill();
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_lock_file_that_cannot_be_opened_is_said_as_such_not_as_a_stack_already_running()
+    {
+        // Only a lock held by another process means another stack; any other failure to open the file (here a symlink
+        // loop, ELOOP, as a read-only file system or a full disk would fail) is named with the path and the error.
+        var home = Directory.CreateTempSubdirectory("morph-up-lockfail-").FullName;
+        try
+        {
+            var lockFile = Path.Combine(home, "data", "up.lock");
+            Directory.CreateDirectory(Path.GetDirectoryName(lockFile)!);
+            File.CreateSymbolicLink(lockFile, lockFile);
+
+            await using var up = MorphProcess.Start(home, "up");
+            Assert.Equal(ExitCodes.Rejected, await up.ExitAsync());
+            Assert.Contains($"morph: the lock file {lockFile} cannot be opened: ", up.Stderr);
+            Assert.DoesNotContain("already running", up.Stderr);
+            AssertNoStackTrace(up.Stderr);
+            Assert.False(File.Exists(Path.Combine(home, "data", "up.json")));
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
     }
 
     private static void AssertNoStackTrace(string stderr)

@@ -94,10 +94,13 @@ public sealed class LocalStack : IAsyncDisposable
         // Locked before anything is read or written: up.json appears only once everything has started, so two stacks
         // started together would both find none and both initialise the KMS, the second overwriting the first's keys.
         Directory.CreateDirectory(_paths.DataDirectory);
+        // The lock alone decides: an up.json left by a stack that is gone may name a pid the system has since given to
+        // another live process, so with the lock taken it is stale and is overwritten once this stack runs. Without the
+        // lock it only says who holds it.
         _lock = TryLock(LockFilePath);
-        var running = UpStateFile.ReadLive(StateFilePath);
-        if (_lock is null || running is not null)
+        if (_lock is null)
         {
+            var running = UpStateFile.ReadLive(StateFilePath);
             var holder = running is null ? "" : $" (pid {running.Pid}, gateway {running.Gateway})";
             throw new UpException($"morph up or morph quickstart is already running on the data directory {_paths.DataDirectory}{holder}; stop it first");
         }
@@ -223,6 +226,7 @@ public sealed class LocalStack : IAsyncDisposable
     /// lock when its holder exits, so a crashed stack never blocks the next; the file itself stays (deleting it would
     /// let two stacks lock two different files).
     /// </summary>
+    /// <exception cref="UpException">The file cannot be opened for another reason (a read-only file system, a full disk).</exception>
     private static FileStream? TryLock(string path)
     {
         var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
@@ -235,11 +239,23 @@ public sealed class LocalStack : IAsyncDisposable
         {
             return new FileStream(path, options);
         }
-        catch (IOException e) when (e is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException))
+        catch (IOException e) when (IsHeldElsewhere(e))
         {
             return null;
         }
+        catch (IOException e)
+        {
+            throw new UpException($"the lock file {path} cannot be opened: {e.Message}");
+        }
     }
+
+    // .NET reports a lock held by another process as an IOException whose HResult is the raw errno on Unix (EWOULDBLOCK
+    // from flock: 11 on Linux, 35 on macOS and the BSDs), and ERROR_SHARING_VIOLATION or ERROR_LOCK_VIOLATION as an
+    // HRESULT on Windows. Anything else (EROFS, ENOSPC, ELOOP, EIO) is no other stack, and is said as what it is.
+    private static bool IsHeldElsewhere(IOException e) =>
+        e.GetType() == typeof(IOException) && (OperatingSystem.IsWindows()
+            ? e.HResult is unchecked((int)0x80070020) or unchecked((int)0x80070021)
+            : e.HResult == (OperatingSystem.IsLinux() ? 11 : 35));
 }
 
 /// <summary><c>morph up</c> could not start; the message is for the user.</summary>
