@@ -248,6 +248,30 @@ public sealed class KmsTrustCommandTests
         });
 
     /// <summary>
+    /// A first use happens once per address: trusting it again with the root it already pins (a measurement upgrade)
+    /// says the root is unchanged from that record, not that it was pinned on first use.
+    /// </summary>
+    [Fact]
+    public Task Trusting_again_with_the_same_root_is_not_a_new_first_use() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var url = kms.BaseAddress!.ToString();
+            var first = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin);
+            Assert.True(first.ExitCode == ExitCodes.Ok, first.Stderr);
+            Assert.Contains("pinned on first use", first.Stderr);
+            Assert.Contains("(pinned, on first use)", first.Stdout);
+            var made = new KmsTrustStore(Path.Combine(home, "config", "kms-trust.json")).Find(url)!.VerifiedAt.ToUniversalTime();
+
+            var again = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin);
+            Assert.True(again.ExitCode == ExitCodes.Ok, again.Stderr);
+            Assert.DoesNotContain("first use", again.Stderr);
+            Assert.DoesNotContain("first use", again.Stdout);
+            var root = Regex.Match(again.Stdout, @"root CA +sha256 ([0-9a-f]{64})").Groups[1].Value;
+            Assert.Contains($"note: root CA sha256 {root} unchanged from the record made {made:yyyy-MM-ddTHH:mm:ssZ}", again.Stderr);
+            Assert.Contains($"(pinned, unchanged from the record made {made:yyyy-MM-ddTHH:mm:ssZ})", again.Stdout);
+        });
+
+    /// <summary>
     /// Trusting a pinned address again keeps its root CA: a KMS presenting another root (root A pinned, this KMS shows
     /// B) is refused naming both, and the record stays as it was. <c>--replace-root</c> replaces it with a loud warning
     /// naming both, and <c>--expect-root-ca B</c> replaces it because the user named B. The same root (a measurement

@@ -168,16 +168,26 @@ public static class KmsTrustCommand
                     return ExitCodes.UsageOrInput;
                 }
 
-                if (previous is not null && !string.Equals(previous.RootCaSha256, record.RootCaSha256, StringComparison.OrdinalIgnoreCase))
+                var sameRoot = previous is not null && string.Equals(previous.RootCaSha256, record.RootCaSha256, StringComparison.OrdinalIgnoreCase);
+                if (previous is not null && !sameRoot)
                 {
                     await stderr.WriteLineAsync(options.ExpectedRootCaSha256 is null
                         ? RootReplacedWarning(previous.RootCaSha256, record.RootCaSha256)
                         : $"note: replaced the pinned root CA sha256 {previous.RootCaSha256} with root CA sha256 {record.RootCaSha256}, the one expected");
                 }
 
-                if (options.ExpectedRootCaSha256 is null)
+                // A first use happens once per address: trusting it again with the root it already pins is no new one.
+                var pinnedHow = options.ExpectedRootCaSha256 is not null ? "the one expected"
+                    : previous is null ? "on first use"
+                    : sameRoot ? $"unchanged from the record made {previous.VerifiedAt.ToUniversalTime():yyyy-MM-ddTHH:mm:ssZ}"
+                    : "REPLACED, unchecked";
+                if (options.ExpectedRootCaSha256 is null && previous is null)
                 {
                     await stderr.WriteLineAsync(FirstUseWarning(record.RootCaSha256));
+                }
+                else if (options.ExpectedRootCaSha256 is null && sameRoot)
+                {
+                    await stderr.WriteLineAsync($"note: root CA sha256 {record.RootCaSha256} {pinnedHow}: the pin for this address was kept");
                 }
 
                 if (parse.GetValue(json))
@@ -192,7 +202,7 @@ public static class KmsTrustCommand
                     await stdout.WriteLineAsync(record.AnyMeasurement
                         ? "  required     ANY measurement (--any-measurement: NOT checked)"
                         : $"  required     {string.Join(" or ", record.ExpectedMeasurements)}");
-                    await stdout.WriteLineAsync($"  root CA      sha256 {record.RootCaSha256} (pinned{(options.ExpectedRootCaSha256 is null ? ", on first use" : ", the one expected")})");
+                    await stdout.WriteLineAsync($"  root CA      sha256 {record.RootCaSha256} (pinned, {pinnedHow})");
                     await stdout.WriteLineAsync($"  TLS key      sha256 {record.TlsSpkiSha256}");
                     await stdout.WriteLineAsync($"  stored in    {store.Path}");
                 }
@@ -230,8 +240,8 @@ public static class KmsTrustCommand
     }
 
     /// <summary>
-    /// What a pin without <c>--expect-root-ca</c> leaves open, printed every time with the fingerprint to compare: the
-    /// checks passed say which code answered, not whose KMS it is.
+    /// What a pin without <c>--expect-root-ca</c> leaves open, printed when an address is first pinned, with the
+    /// fingerprint to compare: the checks passed say which code answered, not whose KMS it is.
     /// </summary>
     internal static string FirstUseWarning(string rootCaSha256) =>
         $"warning: the root CA was pinned on first use: root CA sha256 {rootCaSha256}. The evidence shows which code the KMS "
