@@ -11,4 +11,11 @@ public sealed record CachingCollateralOptions
 
     /// <summary>How long a "no collateral" answer is kept, so an unknown FMSPC does not hammer the inner source.</summary>
     public TimeSpan MissingAge { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Most (TEE, FMSPC, PCK CA) entries kept. When a new entry would exceed it, expired entries go first,
+    /// then the oldest stored, so memory stays bounded whatever platforms are asked about. Intel's platforms
+    /// number in the hundreds, so the default only bites under abuse.
+    /// </summary>
+    public int MaxEntries { get; init; } = 1024;
 }

@@ -7,6 +7,8 @@ namespace Morphisms.Attestation.Collateral;
 /// earliest nextUpdate of the TCB info, QE identity and CRLs in it, and never longer than
 /// <see cref="CachingCollateralOptions.MaxAge"/>. Collateral that is already past its nextUpdate when
 /// fetched is returned but not cached, so the next request asks again. Errors are never cached.
+/// At most <see cref="CachingCollateralOptions.MaxEntries"/> entries are kept: each store drops the
+/// expired ones, and when still full, the oldest stored.
 /// </summary>
 public sealed class CachingCollateralSource : ICollateralSource
 {
@@ -14,6 +16,8 @@ public sealed class CachingCollateralSource : ICollateralSource
     private readonly TimeProvider _time;
     private readonly CachingCollateralOptions _options;
     private readonly ConcurrentDictionary<(TeeType Tee, string Fmspc, PckCaType Ca), Entry> _entries = new();
+    private readonly Lock _store = new();
+    private long _stored;
 
     /// <summary>Wraps <paramref name="inner"/>; <paramref name="time"/> decides expiry (tests pass a fake clock).</summary>
     public CachingCollateralSource(ICollateralSource inner, TimeProvider time, CachingCollateralOptions? options = null)
@@ -21,7 +25,11 @@ public sealed class CachingCollateralSource : ICollateralSource
         _inner = inner ?? throw new ArgumentNullException(nameof(inner));
         _time = time ?? throw new ArgumentNullException(nameof(time));
         _options = options ?? new CachingCollateralOptions();
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.MaxEntries, 1, nameof(options));
     }
+
+    /// <summary>How many entries are held (expired ones included until the next store drops them).</summary>
+    internal int Count => _entries.Count;
 
     /// <inheritdoc />
     public async ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default)
@@ -36,16 +44,41 @@ public sealed class CachingCollateralSource : ICollateralSource
 
         var fresh = await _inner.GetDcapCollateralAsync(request, cancellationToken).ConfigureAwait(false);
         var expires = fresh is null ? now + _options.MissingAge : ExpiryOf(fresh, now);
-        if (expires > now)
+        lock (_store)
         {
-            _entries[key] = new Entry(fresh, expires);
-        }
-        else
-        {
-            _entries.TryRemove(key, out _);
+            if (expires > now)
+            {
+                MakeRoomFor(key, now);
+                _entries[key] = new Entry(fresh, expires, ++_stored);
+            }
+            else
+            {
+                _entries.TryRemove(key, out _);
+            }
         }
 
         return fresh;
+    }
+
+    /// <summary>
+    /// Drops expired entries, then, while still full, the oldest stored. Runs under the store lock after a
+    /// fetch from the inner source, which costs far more than scanning at most <see cref="CachingCollateralOptions.MaxEntries"/> entries.
+    /// </summary>
+    private void MakeRoomFor((TeeType, string, PckCaType) key, DateTimeOffset now)
+    {
+        foreach (var (other, entry) in _entries)
+        {
+            if (now >= entry.Expires)
+            {
+                _entries.TryRemove(other, out _);
+            }
+        }
+
+        while (!_entries.ContainsKey(key) && _entries.Count >= _options.MaxEntries)
+        {
+            var oldest = _entries.MinBy(e => e.Value.Sequence);
+            _entries.TryRemove(oldest.Key, out _);
+        }
     }
 
     private DateTimeOffset ExpiryOf(DcapCollateral collateral, DateTimeOffset now)
@@ -90,5 +123,5 @@ public sealed class CachingCollateralSource : ICollateralSource
         }
     }
 
-    private sealed record Entry(DcapCollateral? Collateral, DateTimeOffset Expires);
+    private sealed record Entry(DcapCollateral? Collateral, DateTimeOffset Expires, long Sequence);
 }

@@ -120,4 +120,42 @@ public class CachingCollateralSourceTests
         Assert.Same(collateral, await cache.GetDcapCollateralAsync(Request));
         Assert.Equal(1, inner.Calls);
     }
+
+    [Fact]
+    public async Task The_cache_holds_at_most_max_entries_however_many_platforms_are_asked_about()
+    {
+        var inner = new CountingSource(() => null);
+        var clock = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var cache = new CachingCollateralSource(inner, clock, new CachingCollateralOptions { MaxEntries = 8 });
+
+        for (var i = 0; i < 100; i++)
+        {
+            await cache.GetDcapCollateralAsync(Request with { Fmspc = $"{i:x12}" });
+            Assert.True(cache.Count <= 8, $"{cache.Count} entries after {i + 1} platforms");
+        }
+
+        // The newest are kept, the oldest went.
+        await cache.GetDcapCollateralAsync(Request with { Fmspc = $"{99:x12}" });
+        Assert.Equal(100, inner.Calls);
+        await cache.GetDcapCollateralAsync(Request with { Fmspc = $"{0:x12}" });
+        Assert.Equal(101, inner.Calls);
+    }
+
+    [Fact]
+    public async Task Expired_entries_are_dropped_before_the_oldest_live_one()
+    {
+        var inner = new CountingSource(() => new DcapCollateral());
+        var clock = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var cache = new CachingCollateralSource(inner, clock, new CachingCollateralOptions { MaxEntries = 2, MaxAge = TimeSpan.FromHours(1), MissingAge = TimeSpan.FromMinutes(5) });
+
+        await cache.GetDcapCollateralAsync(Request);                                   // kept an hour
+        inner.Answer = () => null;
+        await cache.GetDcapCollateralAsync(Request with { Fmspc = "00906ed50000" }); // kept 5 minutes
+        clock.Advance(TimeSpan.FromMinutes(6));
+        await cache.GetDcapCollateralAsync(Request with { Fmspc = "00a06d080000" });
+        Assert.Equal(2, cache.Count);
+
+        await cache.GetDcapCollateralAsync(Request);
+        Assert.Equal(3, inner.Calls);
+    }
 }

@@ -153,6 +153,44 @@ public class ChainTrustTests
         Assert.Contains(verification.Log.Failures, f => f.Check == PckChainVerifier.Check && f.Reason.Contains("signature"));
     }
 
+    [VectorFact]
+    public async Task No_collateral_is_fetched_for_a_chain_that_does_not_reach_a_trusted_root()
+    {
+        // The leaf's FMSPC is whatever its maker wrote; asking Intel PCS about it would let anyone drive fetches.
+        using var pki = new SyntheticQuote();
+        var source = new CountingSource();
+        var verification = await DcapVerifier.VerifyAsync(pki.Build(), new DcapVerifyOptions { Anchors = TrustAnchors.Vendor, Time = new FakeTimeProvider(At), CollateralSource = source });
+
+        Assert.Equal(0, source.Calls);
+        Assert.Equal(PckChainVerifier.Check, verification.Log.Failures[0].Check);
+        Assert.Contains("is not issued by a trusted Intel root", verification.Log.Failures[0].Reason);
+        Assert.Contains(verification.Log.Failures, f => f.Check == "dcap.collateral" && f.Reason.Contains("does not verify to a trusted Intel root"));
+        Assert.Null(verification.Collateral);
+
+        // A trusted PCK CA with a leaf it did not sign is no better.
+        using var forger = new SyntheticQuote();
+        verification = await DcapVerifier.VerifyAsync(pki.Build([forger.Leaf, pki.Ca]), new DcapVerifyOptions { Anchors = pki.SimulatedAnchors, Time = new FakeTimeProvider(At), CollateralSource = source });
+
+        Assert.Equal(0, source.Calls);
+        Assert.NotNull(verification.PckChain.Root);
+        Assert.Contains(verification.Log.Failures, f => f.Check == PckChainVerifier.Check && f.Reason.Contains("signature"));
+
+        // The same quote under an anchor that trusts its root is asked about.
+        await DcapVerifier.VerifyAsync(pki.Build(), new DcapVerifyOptions { Anchors = pki.SimulatedAnchors, Time = new FakeTimeProvider(At), CollateralSource = source });
+        Assert.Equal(1, source.Calls);
+    }
+
+    private sealed class CountingSource : ICollateralSource
+    {
+        public int Calls { get; private set; }
+
+        public ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default)
+        {
+            Calls++;
+            return ValueTask.FromResult<DcapCollateral?>(null);
+        }
+    }
+
     private static ValueTask<DcapVerification> Verify(byte[] quote, TrustAnchors anchors, DcapCollateral? collateral = null) =>
         DcapVerifier.VerifyAsync(quote, new DcapVerifyOptions { Anchors = anchors, Time = new FakeTimeProvider(At), Collateral = collateral });
 }

@@ -14,7 +14,8 @@ namespace Morphisms.Attestation.Verify.Dcap;
 /// Results that do not depend on the quote's signatures are cached (PCK chain checks by chain bytes
 /// and anchors; collateral checks by content, anchors and time window; key imports; TCB evaluations),
 /// so a repeat quote from a known platform costs two ECDSA verifications and some hashing.
-/// Collateral objects are treated as immutable once passed in.
+/// Collateral objects are treated as immutable once passed in. A collateral source is asked only when
+/// the PCK chain verified to a trusted root, so a made-up FMSPC never causes a fetch.
 /// </remarks>
 public static class DcapVerifier
 {
@@ -50,7 +51,13 @@ public static class DcapVerifier
         DcapQuote quote, PckChain chain, DcapVerifyOptions options, DateTimeOffset time, CheckLog log, CancellationToken cancellationToken)
     {
         DcapCollateral? collateral = null;
-        if (chain.Extensions is null || chain.CaType is null)
+        if (!chain.ReachesTrustedRoot)
+        {
+            // Anyone can make a chain whose leaf names any FMSPC; fetching for it would let an unauthenticated
+            // caller drive requests to Intel PCS (and fill the source's cache) with made-up platforms.
+            log.Fail("dcap.collateral", $"collateral not fetched: the PCK chain does not verify to a trusted Intel root (see {PckChainVerifier.Check})");
+        }
+        else if (chain.Extensions is null || chain.CaType is null)
         {
             log.Fail("dcap.collateral", "cannot ask the collateral source: the PCK certificate's FMSPC or issuing CA is unknown");
         }

@@ -27,6 +27,14 @@ public sealed record PckChain
     /// <summary>Which PCK CA issued the leaf.</summary>
     public PckCaType? CaType { get; init; }
 
+    /// <summary>
+    /// True when the chain was read and every signature from the PCK certificate up to a trusted anchor
+    /// verified, with nothing else in the chain refused (the validity windows, which depend on the time of
+    /// the check, aside). Only then are <see cref="Extensions"/> and <see cref="CaType"/> Intel's word
+    /// rather than the quote's, and worth asking a collateral source about.
+    /// </summary>
+    public bool ReachesTrustedRoot { get; init; }
+
     /// <summary>True when the chain ends at a simulated root.</summary>
     public bool Simulated => Root?.Simulated ?? false;
 

@@ -116,6 +116,7 @@ public static class PckChainVerifier
             Extensions = extensions,
             CaType = caType,
             LeafKey = leafKey,
+            ReachesTrustedRoot = root is not null && log.Failures.All(f => f.Check != Check),
         };
         return new Entry(chain, log.Failures, validity);
     }
