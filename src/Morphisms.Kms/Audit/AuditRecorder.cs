@@ -9,6 +9,7 @@ namespace Morphisms.Kms.Audit;
 /// Turns requests and responses into audit entries shaped like Vault's file audit device. Every value in
 /// request and response data, and every token and accessor, is replaced by its <c>hmac-sha256:</c> hash;
 /// field names, paths, policies, status codes and error messages (which never carry secrets) stay readable.
+/// Data with more than <see cref="MaxHashedLeaves"/> values is not hashed value by value (see <see cref="AddData"/>).
 /// </summary>
 internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
 {
@@ -44,7 +45,7 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
         var body = new JsonObject { ["status"] = status };
         if (response?.Data is { } data)
         {
-            body["data"] = HashStructure(data);
+            AddData(body, data);
         }
 
         if (response?.Auth is { } auth)
@@ -123,6 +124,66 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
         _ => null,
     };
 
+    /// <summary>
+    /// How many values a request's or response's data may have and still be hashed one by one. Each value becomes a
+    /// 76-character HMAC whatever its size, so without a bound a 1 MiB body of <c>0,0,0,…</c> (about 500,000 values,
+    /// sent without a token: it is audited before the token check) wrote some 40 MB per entry, twice per request.
+    /// 1,000 values keep an entry's hashes under about 80 KB; ordinary requests and responses have far fewer.
+    /// </summary>
+    internal const int MaxHashedLeaves = 1000;
+
+    /// <summary>The text whose HMAC stands for data too large to hash value by value: compact JSON, as <c>jq -c</c> prints it.</summary>
+    private static readonly JsonSerializerOptions CompactJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>
+    /// Sets <c>data</c> on an entry's request or response object: the data with each value hashed, or, past
+    /// <see cref="MaxHashedLeaves"/> values, <c>data_truncated: true</c> and <c>data_hash</c>, the HMAC of the whole
+    /// data as compact JSON, so an entry stays about as large as the data itself and an auditor can still check a
+    /// known body with <c>sys/audit-hash</c>.
+    /// </summary>
+    private void AddData(JsonObject target, JsonObject data)
+    {
+        var budget = MaxHashedLeaves;
+        if (WithinLeaves(data, ref budget))
+        {
+            target["data"] = HashStructure(data);
+            return;
+        }
+
+        target["data_truncated"] = true;
+        target["data_hash"] = keys.Hash(data.ToJsonString(CompactJson));
+    }
+
+    /// <summary>Whether <paramref name="node"/> has at most <paramref name="budget"/> leaf values; stops counting once over.</summary>
+    private static bool WithinLeaves(JsonNode? node, ref int budget)
+    {
+        switch (node)
+        {
+            case JsonObject obj:
+                foreach (var (_, value) in obj)
+                {
+                    if (!WithinLeaves(value, ref budget))
+                    {
+                        return false;
+                    }
+                }
+
+                return true;
+            case JsonArray arr:
+                foreach (var value in arr)
+                {
+                    if (!WithinLeaves(value, ref budget))
+                    {
+                        return false;
+                    }
+                }
+
+                return true;
+            default:
+                return --budget >= 0;
+        }
+    }
+
     /// <summary>Appends one entry; a closed log means the KMS sealed, so the request fails as sealed.</summary>
     /// <exception cref="KmsException">503: the log was closed by a seal (or an HA step-down, or a restore).</exception>
     private void Append(JsonObject entry)
@@ -161,7 +222,7 @@ internal sealed class AuditRecorder(AuditLog log, AuditKeys keys) : IDisposable
 
         if (request.Data.Count > 0)
         {
-            r["data"] = HashStructure(request.Data);
+            AddData(r, request.Data);
         }
 
         return r;

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Morphisms.Kms.Audit;
 
 namespace Morphisms.Kms.Tests.Audit;
@@ -99,6 +100,64 @@ public sealed class AuditIntegrationTests : IDisposable
         Assert.False(cut["valid"]!.GetValue<bool>(), cut.ToJsonString());
         Assert.Contains(cut["problems"]!.AsArray(), p => p!.GetValue<string>().Contains("truncated or replaced", StringComparison.Ordinal));
     }
+
+    [Theory]
+    [InlineData("auth/attest/challenge")]
+    [InlineData("secret/data/x")]
+    public async Task A_body_of_many_small_values_without_a_token_does_not_blow_up_the_log(string path)
+    {
+        var log = Path.Combine(_dir, "audit.log");
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = log });
+        var c = kms.Client;
+
+        // Just under the 1 MiB body limit: about 520,000 values, each of which used to become a 76-character HMAC
+        // in the request entry and again in the response entry (some 80 MB), before any token is looked at.
+        var root = c.Token;
+        var big = Zeros((1024 * 1024 - 16) / 2);
+        var before = new FileInfo(log).Length;
+        c.Token = null;
+        var status = (await c.SendAsync("POST", path, big)).Status;
+        Assert.True(status is 400 or 403 or 404, $"status {status}");
+        var grown = new FileInfo(log).Length - before;
+        Assert.True(grown < 1024 * 1024, $"the log grew by {grown} bytes");
+
+        // Such entries say the data was cut and carry one HMAC of the whole body, which an auditor can check (with a
+        // body small enough to be sent to sys/audit-hash as a value).
+        var small = Zeros(AuditRecorder.MaxHashedLeaves + 1);
+        await c.SendAsync("POST", path, small);
+        c.Token = root;
+        var hash = (await c.PostAsync("sys/audit-hash/file", new { input = small })).Expect(200).Data["hash"]!.GetValue<string>();
+        var entries = (await File.ReadAllLinesAsync(log)).Select(l => JsonNode.Parse(l)!).Where(e => (string?)e["request"]?["path"] == path).ToList();
+        Assert.NotEmpty(entries);
+        Assert.All(entries, e =>
+        {
+            Assert.Null(e["request"]!["data"]);
+            Assert.True(e["request"]!["data_truncated"]!.GetValue<bool>());
+            Assert.StartsWith("hmac-sha256:", e["request"]!["data_hash"]!.GetValue<string>(), StringComparison.Ordinal);
+        });
+        Assert.Equal(hash, entries[^1]["request"]!["data_hash"]!.GetValue<string>());
+        Assert.True(AuditLogVerifier.Verify(log).Valid);
+    }
+
+    [Fact]
+    public async Task Ordinary_data_is_still_hashed_value_by_value()
+    {
+        var log = Path.Combine(_dir, "audit.log");
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = log });
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/db", new { data = new { password = "pw", n = 7, list = Enumerable.Range(0, AuditRecorder.MaxHashedLeaves - 3) } })).Expect(200);
+
+        var hash = async (string v) => (await c.PostAsync("sys/audit-hash/file", new { input = v })).Expect(200).Data["hash"]!.GetValue<string>();
+        var entry = (await File.ReadAllLinesAsync(log)).Select(l => JsonNode.Parse(l)!).First(e => (string?)e["type"] == "request" && (string?)e["request"]?["path"] == "secret/data/db");
+        var data = entry["request"]!["data"]!["data"]!;
+        Assert.Equal(await hash("pw"), data["password"]!.GetValue<string>());
+        Assert.Equal(await hash("7"), data["n"]!.GetValue<string>());
+        Assert.Equal(await hash("996"), data["list"]![AuditRecorder.MaxHashedLeaves - 4]!.GetValue<string>());
+        Assert.Null(entry["request"]!["data_truncated"]);
+    }
+
+    /// <summary>A body <c>{"a":[0,0,…]}</c> with <paramref name="count"/> zeros, compact as a client would send it.</summary>
+    private static string Zeros(int count) => "{\"a\":[" + string.Join(",", Enumerable.Repeat("0", count)) + "]}";
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
