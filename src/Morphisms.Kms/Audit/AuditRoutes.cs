@@ -55,8 +55,23 @@ internal static class AuditRoutes
             }));
     }
 
-    private static AuditRecorder Device(KmsRequest request, string name) =>
-        name.TrimEnd('/') == "file" && request.RequireState().Audit is { } audit
-            ? audit
-            : throw KmsException.BadRequest($"no audit device named '{name}'");
+    /// <summary>
+    /// The audit device a request names; <c>file/</c> is <c>file</c>. The ACL judged the path as sent, so for
+    /// <c>sys/audit-hash/file/</c> it must also allow <c>sys/audit-hash/file</c>: an exact deny there is not escaped
+    /// by a trailing slash.
+    /// </summary>
+    private static AuditRecorder Device(KmsRequest request, string name)
+    {
+        if (name.TrimEnd('/') != "file" || request.RequireState().Audit is not { } audit)
+        {
+            throw KmsException.BadRequest($"no audit device named '{name}'");
+        }
+
+        if (name != "file" && request.Acl is { } acl && !acl.Allows(request.Operation, "sys/audit-hash/file"))
+        {
+            throw KmsException.PermissionDenied();
+        }
+
+        return audit;
+    }
 }

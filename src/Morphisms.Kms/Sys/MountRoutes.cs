@@ -35,7 +35,7 @@ internal static class MountRoutes
             new Route("sys/mounts/path", "mounts/(?<path>.+)"),
             (Operation.Read, (r, m, _) =>
             {
-                var entry = r.RequireState().Mounts.Get(m["path"]) ?? throw KmsException.BadRequest("no mount at this path");
+                var entry = r.RequireState().Mounts.Get(MountPath(r, m)) ?? throw KmsException.BadRequest("no mount at this path");
                 return Task.FromResult<KmsResponse?>(KmsResponse.WithData(entry.ToJson()));
             }),
             (Operation.Update, async (r, m, ct) =>
@@ -44,12 +44,12 @@ internal static class MountRoutes
                 var type = f.RequiredString("type");
                 var options = f.StringMap("options") ?? [];
                 _ = f.Object("config");
-                await r.RequireState().Mounts.MountAsync(m["path"], type, f.String("description") ?? "", options, ct).ConfigureAwait(false);
+                await r.RequireState().Mounts.MountAsync(MountPath(r, m), type, f.String("description") ?? "", options, ct).ConfigureAwait(false);
                 return null;
             }),
             (Operation.Delete, async (r, m, ct) =>
             {
-                await r.RequireState().Mounts.UnmountAsync(m["path"], ct).ConfigureAwait(false);
+                await r.RequireState().Mounts.UnmountAsync(MountPath(r, m), ct).ConfigureAwait(false);
                 return null;
             }));
         routes.Add(
@@ -101,6 +101,25 @@ internal static class MountRoutes
                 data["path"] = resolved.Entry.Path;
                 return Task.FromResult<KmsResponse?>(KmsResponse.WithData(data));
             }));
+    }
+
+    /// <summary>
+    /// The mount a <c>sys/mounts/PATH</c> request names, normalised (<c>/secret/</c> and <c>secret</c> are <c>secret/</c>).
+    /// The ACL judged the path as sent, so when that is not the canonical <c>sys/mounts/secret</c> the ACL must also
+    /// allow the operation there: an exact rule on <c>sys/mounts/secret</c> (a deny, or fewer capabilities than a
+    /// <c>sys/mounts/*</c> beside it) is not escaped by <c>sys/mounts/secret/</c> or <c>sys/mounts//secret</c>. A trailing
+    /// slash, as Vault's CLI sends, is still accepted where the canonical path is allowed.
+    /// </summary>
+    private static string MountPath(KmsRequest request, RouteMatch match)
+    {
+        var path = MountTable.NormalizePath(match["path"]);
+        var canonical = "sys/mounts/" + path[..^1];
+        if (request.Path != canonical && request.Acl is { } acl && !acl.Allows(request.Operation, canonical))
+        {
+            throw KmsException.PermissionDenied();
+        }
+
+        return path;
     }
 
     private static KmsException Denied() =>

@@ -176,4 +176,66 @@ public class PolicyApiTests
         (await c.PutAsync("sys/policies/acl/Team-B", new { policy = admin }, writer)).Expect(204);
         (await c.GetAsync("sys/policies/acl/team-b", writer)).Expect(200);
     }
+
+    /// <summary>
+    /// The ACL judges the path as sent while the mount handler trims slashes: <c>sys/mounts/secret/</c> and
+    /// <c>sys/mounts//secret</c> matched only the wildcard, and unmounted <c>secret/</c> with its data.
+    /// </summary>
+    [Theory]
+    [InlineData("secret/")]
+    [InlineData("/secret")]
+    [InlineData("/secret/")]
+    [InlineData("secret//")]
+    public async Task An_exact_deny_on_a_mount_is_not_escaped_by_slashes(string sent)
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/db", new { data = new { password = "pw" } })).Expect(200);
+        (await c.PutAsync("sys/policies/acl/mount-admin", new
+        {
+            policy = """
+                path "sys/mounts/*" { capabilities = ["create", "read", "update", "delete"] }
+                path "sys/mounts/secret" { capabilities = ["deny"] }
+                """,
+        })).Expect(204);
+        var admin = (await c.PostAsync("auth/token/create", new { policies = new[] { "mount-admin" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+        (await c.DeleteAsync("sys/mounts/" + sent, admin)).Expect(403);
+        (await c.PostAsync("sys/mounts/" + sent, new { type = "transit" }, admin)).Expect(403);
+        (await c.GetAsync("sys/mounts/" + sent, admin)).Expect(403);
+        Assert.Equal("pw", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+
+        // What the wildcard grants still works, with the trailing slash Vault's CLI sends.
+        (await c.PostAsync("sys/mounts/other/", new { type = "kv", options = new { version = "2" } }, admin)).Expect(204);
+        (await c.GetAsync("sys/mounts/other/", admin)).Expect(200);
+        (await c.DeleteAsync("sys/mounts/other/", admin)).Expect(204);
+    }
+
+    [Fact]
+    public async Task An_exact_deny_on_the_audit_hash_is_not_escaped_by_a_trailing_slash()
+    {
+        var dir = Directory.CreateTempSubdirectory("kms-audit-acl-").FullName;
+        try
+        {
+            await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = Path.Combine(dir, "audit.log") });
+            var c = kms.Client;
+            (await c.PutAsync("sys/policies/acl/hasher", new
+            {
+                policy = """
+                    path "sys/audit-hash/*" { capabilities = ["update"] }
+                    path "sys/audit-hash/file" { capabilities = ["deny"] }
+                    """,
+            })).Expect(204);
+            var token = (await c.PostAsync("auth/token/create", new { policies = new[] { "hasher" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+            (await c.PostAsync("sys/audit-hash/file", new { input = "x" }, token)).Expect(403);
+            (await c.PostAsync("sys/audit-hash/file/", new { input = "x" }, token)).Expect(403);
+            (await c.PostAsync("sys/audit-hash/file//", new { input = "x" }, token)).Expect(403);
+            (await c.PostAsync("sys/audit-hash/file/", new { input = "x" })).Expect(200);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
