@@ -105,7 +105,7 @@ public static class KmsExporter
             files.Add(new("initdata.toml", document!));
             measured.Add($"{Initdata.LaunchField(measuredTee)} (initdata {Initdata.Algorithm(measuredTee)}): {digest}");
             measured.Add("pin it beside the Kata guest's launch values when verifying this KMS: they are the same for every pod of the runtime class");
-            measured.Add("GAP: the KMS has no hardware self-attestation yet, and agents pinned at its root CA refuse its self-signed certificate (docs/kubernetes.md)");
+            measured.Add("GAP: the KMS has no hardware self-attestation yet, and its self-signed certificate chains to no CA an agent can pin (docs/kubernetes.md)");
         }
         else
         {
@@ -152,7 +152,7 @@ public static class KmsExporter
         $"{Initdata.LaunchField(tee)} = {digest}.",
         "GAPS (docs/kubernetes.md): `morph kms server` has no hardware self-attestation yet (sys/attestation serves simulated",
         "evidence, which no client trusts), and its self-signed certificate differs per replica and restart, names only",
-        "localhost and is not issued by the KMS root CA, so agents whose initdata pins that root CA refuse it.",
+        "localhost and chains to no CA an agent's initdata can pin, so agents refuse it.",
     ];
 
     private static IEnumerable<string> InsecureHeader(KmsExportRequest request) =>

@@ -54,7 +54,8 @@ public static class KmsTrustCommand
         var rootCa = new Option<string?>("--expect-root-ca")
         {
             Description = "The SHA-256 of the KMS root CA certificate (DER) its operator publishes (`morph kms status` on the KMS shows it), "
-                + "64 hex digits, colons allowed: any other root is refused. Without it the root is pinned on first use (with a warning).",
+                + "64 hex digits, colons allowed: any other root is refused. Without it the first trust of an address pins the root it shows (with a warning), "
+                + "and a later one keeps that root and refuses another unless --replace-root is given.",
             HelpName = "SHA256",
         };
         var replaceRoot = new Option<bool>("--replace-root")
