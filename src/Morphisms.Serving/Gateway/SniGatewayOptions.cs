@@ -14,7 +14,10 @@ public sealed record SniGatewayOptions
     /// <summary>How long to wait for the backend: resolving (which may include a scale from zero) and connecting.</summary>
     public TimeSpan BackendTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Connections served at once; further ones are refused so memory stays bounded.</summary>
+    /// <summary>
+    /// Connections served at once; further ones are refused so memory stays bounded. The gateway serves fewer when the
+    /// process's descriptor limit would not hold this many (see <see cref="SniPassthroughGateway.MaxConnections"/>).
+    /// </summary>
     public int MaxConnections { get; init; } = 4096;
 
     /// <summary>
@@ -25,4 +28,10 @@ public sealed record SniGatewayOptions
 
     /// <summary>Relay threads when <see cref="UseSpliceRelay"/>; 0 picks one per machine up to 3 cores, two from 4.</summary>
     public int SpliceRelayThreads { get; init; }
+
+    /// <summary>The clock of the pause before accepting again after a failed accept.</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Where the gateway says that accepting fails (out of descriptors) or serves fewer connections than asked; null says nothing.</summary>
+    public Action<string>? Log { get; init; }
 }

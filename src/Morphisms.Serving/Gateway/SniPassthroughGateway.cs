@@ -19,6 +19,13 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     // The ClientHello is at most MaxClientHelloBytes split over records with 5-byte headers; the pool rounds up.
     private const int MaxClientHelloBuffer = ClientHelloParser.MaxClientHelloBytes + (5 * 8);
 
+    // A relayed connection holds six descriptors: client, backend and two pipes. The headroom is for the rest of the
+    // host: the listener, the relay's epoll, the control API, the instances' output pipes, the KMS.
+    private const int DescriptorsPerConnection = 6;
+    private const int DescriptorHeadroom = 256;
+
+    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
+
     // TLS alert record: fatal (2), unrecognized_name (112).
     private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
 
@@ -29,24 +36,40 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     private readonly TcpListener _listener;
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _slots;
+    private readonly Func<TcpListener, CancellationToken, ValueTask<Socket>> _accept;
     private SpliceRelay? _relay;
     private Task? _acceptLoop;
 
     /// <summary>Creates the gateway; call <see cref="Start"/> to listen. <paramref name="observer"/> receives per-connection events for metrics.</summary>
     public SniPassthroughGateway(SniGatewayOptions options, IBackendResolver resolver, RevisionConcurrency concurrency, IGatewayObserver? observer = null)
+        : this(options, resolver, concurrency, observer, static (listener, ct) => listener.AcceptSocketAsync(ct))
+    {
+    }
+
+    /// <summary>Creates the gateway with <paramref name="accept"/> in place of the listener's own accept (tests make it fail).</summary>
+    internal SniPassthroughGateway(SniGatewayOptions options, IBackendResolver resolver, RevisionConcurrency concurrency, IGatewayObserver? observer,
+        Func<TcpListener, CancellationToken, ValueTask<Socket>> accept)
     {
         _observer = observer;
         _options = options;
         _resolver = resolver;
         _concurrency = concurrency;
+        _accept = accept;
         _listener = new TcpListener(options.Listen);
-        _slots = new SemaphoreSlim(options.MaxConnections);
+        MaxConnections = ConnectionLimit(options.MaxConnections, SpliceInterop.OpenFileLimit());
+        _slots = new SemaphoreSlim(MaxConnections);
     }
+
+    /// <summary>
+    /// Connections served at once: <see cref="SniGatewayOptions.MaxConnections"/>, or fewer when the process's
+    /// descriptor limit (RLIMIT_NOFILE) would not hold that many relayed connections besides the host's own descriptors.
+    /// </summary>
+    public int MaxConnections { get; }
 
     /// <summary>The bound address (after <see cref="Start"/>).</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndpoint;
 
-    /// <summary>Connections refused because <see cref="SniGatewayOptions.MaxConnections"/> were busy.</summary>
+    /// <summary>Connections refused because <see cref="MaxConnections"/> were busy.</summary>
     public long RefusedForCapacity => Interlocked.Read(ref _refusedForCapacity);
 
     private long _refusedForCapacity;
@@ -63,6 +86,12 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     public void Start()
     {
         _listener.Start();
+        if (MaxConnections < _options.MaxConnections)
+        {
+            _options.Log?.Invoke($"gateway: at most {MaxConnections} connections at once, not {_options.MaxConnections}: the process may open "
+                + $"{SpliceInterop.OpenFileLimit()} descriptors (ulimit -n) and a relayed connection holds {DescriptorsPerConnection}");
+        }
+
         if (_options.UseSpliceRelay)
         {
             // Null off Linux or without epoll: the connections then go through the async pumps.
@@ -89,18 +118,55 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
         _slots.Dispose();
     }
 
+    /// <summary>
+    /// <paramref name="configured"/>, lowered to what <paramref name="openFileLimit"/> descriptors hold: past that,
+    /// accepts fail with EMFILE instead of being refused, and the host's own descriptors run out with them.
+    /// </summary>
+    internal static int ConnectionLimit(int configured, long? openFileLimit) =>
+        openFileLimit is { } limit
+            ? (int)Math.Min(configured, Math.Max(1, (limit - DescriptorHeadroom) / DescriptorsPerConnection))
+            : configured;
+
     private async Task AcceptLoopAsync(CancellationToken stopping)
     {
+        var failures = 0;
         while (!stopping.IsCancellationRequested)
         {
             Socket client;
             try
             {
-                client = await _listener.AcceptSocketAsync(stopping).ConfigureAwait(false);
+                client = await _accept(_listener, stopping).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || (e is SocketException or InvalidOperationException && stopping.IsCancellationRequested))
             {
                 return;
+            }
+            catch (SocketException e)
+            {
+                // Out of descriptors (EMFILE, ENFILE) or buffers: the listener is still good, and connections closing
+                // free what it needs. Giving up here would leave clients connecting into the backlog and hanging until
+                // the host restarts. The pause keeps a backlog accept keeps failing on from spinning the loop.
+                if (failures++ == 0)
+                {
+                    _options.Log?.Invoke($"gateway: accepting failed ({e.SocketErrorCode}: {e.Message}); retrying every {AcceptRetryDelay.TotalMilliseconds:0} ms");
+                }
+
+                try
+                {
+                    await Task.Delay(AcceptRetryDelay, _options.Time, stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (failures > 0)
+            {
+                _options.Log?.Invoke($"gateway: accepting again after {failures} failed accepts");
+                failures = 0;
             }
 
             if (!_slots.Wait(0))

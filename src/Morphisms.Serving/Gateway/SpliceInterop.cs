@@ -5,8 +5,8 @@ namespace Morphisms.Serving.Gateway;
 
 /// <summary>
 /// The few Linux calls the splice relay makes: epoll, pipes, splice(2), an eventfd to wake the relay thread, a
-/// non-blocking connect, and shutdown/close. Constants are the Linux values (the same on x86-64 and arm64, the only architectures the relay
-/// runs on; see <see cref="EventSize"/>).
+/// non-blocking connect, and shutdown/close; and getrlimit, for the gateway's bound on connections. Constants are the
+/// Linux values (the same on x86-64 and arm64, the only architectures the relay runs on; see <see cref="EventSize"/>).
 /// </summary>
 internal static unsafe partial class SpliceInterop
 {
@@ -29,6 +29,8 @@ internal static unsafe partial class SpliceInterop
     public const uint SpliceNonBlock = 2;
 
     public const int ShutWrite = 1;
+
+    public const int RLimitNoFile = 7;
 
     public const int EIntr = 4;
     public const int EAgain = 11;
@@ -60,6 +62,21 @@ internal static unsafe partial class SpliceInterop
         return EpollCtl(epoll, operation, fd, ev);
     }
 
+    /// <summary>
+    /// The soft limit on this process's open descriptors (getrlimit(RLIMIT_NOFILE)), or null where it is unknown (off
+    /// <see cref="Supported"/>, or a failed call) or unlimited.
+    /// </summary>
+    public static long? OpenFileLimit()
+    {
+        if (!Supported)
+        {
+            return null;
+        }
+
+        var limits = stackalloc ulong[2]; // struct rlimit { rlim_t rlim_cur, rlim_max; }, 64-bit on both architectures
+        return GetRLimit(RLimitNoFile, limits) == 0 && limits[0] <= long.MaxValue ? (long)limits[0] : null;
+    }
+
     /// <summary>Closes <paramref name="fd"/> once: close(2) is not retried on EINTR on Linux (the descriptor is gone either way).</summary>
     public static void CloseQuietly(int fd)
     {
@@ -89,6 +106,9 @@ internal static unsafe partial class SpliceInterop
 
     [LibraryImport("libc", EntryPoint = "shutdown", SetLastError = true)]
     public static partial int Shutdown(int fd, int how);
+
+    [LibraryImport("libc", EntryPoint = "getrlimit", SetLastError = true)]
+    private static partial int GetRLimit(int resource, ulong* limits);
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);

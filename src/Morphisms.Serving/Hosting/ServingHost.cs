@@ -117,7 +117,7 @@ public sealed partial class ServingHost : IAsyncDisposable
         var observer = new Observer(Metrics);
         if (_options.Mode == GatewayMode.Confidential)
         {
-            _sni = new SniPassthroughGateway(new SniGatewayOptions { Listen = _options.GatewayListen }, Resolver, Concurrency, observer);
+            _sni = new SniPassthroughGateway(new SniGatewayOptions { Listen = _options.GatewayListen, Time = _options.Time, Log = Log }, Resolver, Concurrency, observer);
             _sni.Start();
             Log($"gateway: confidential (SNI passthrough, no certificate, no key) on {_sni.LocalEndPoint}");
         }

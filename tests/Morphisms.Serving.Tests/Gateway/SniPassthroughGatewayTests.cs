@@ -1,4 +1,7 @@
+using System.Collections.Concurrent;
+using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Time.Testing;
 using Morphisms.Serving.Gateway;
 
 namespace Morphisms.Serving.Tests.Gateway;
@@ -65,4 +68,42 @@ public class SniPassthroughGatewayTests
         var read = await silent.GetStream().ReadAsync(new byte[1]).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(0, read);
     }
+
+    [Fact]
+    public async Task A_failed_accept_such_as_out_of_descriptors_is_retried_and_the_gateway_keeps_serving()
+    {
+        const string host = "hello.fn.morphisms.local";
+        var hello = await TlsTestPeers.CaptureClientHelloAsync(host);
+        using var backend = new TcpListener(IPAddress.Loopback, 0);
+        backend.Start();
+        var time = new FakeTimeProvider();
+        var log = new ConcurrentQueue<string>();
+        var accepts = 0;
+        await using var gateway = new SniPassthroughGateway(new SniGatewayOptions { Time = time, Log = log.Enqueue },
+            new MapResolver(new() { [host] = new("hello-00001", (IPEndPoint)backend.LocalEndpoint) }), new RevisionConcurrency(), null,
+            (listener, ct) => Interlocked.Increment(ref accepts) == 1
+                ? ValueTask.FromException<Socket>(new SocketException((int)SocketError.TooManyOpenSockets)) // EMFILE
+                : listener.AcceptSocketAsync(ct));
+        gateway.Start(); // the first accept fails at once: the loop now waits out its pause on the fake clock
+
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(gateway.LocalEndPoint); // into the backlog, as while descriptors are short
+        await client.SendAsync(hello);
+        client.Shutdown(SocketShutdown.Send);
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        using var forwarded = await backend.AcceptSocketAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(hello, await SocketTestIo.ReadToEndAsync(forwarded).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains(log, line => line.Contains("accepting failed (TooManyOpenSockets", StringComparison.Ordinal));
+        Assert.Contains(log, line => line.Contains("accepting again after 1 failed accepts", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(4096, null, 4096)] // limit unknown or unlimited
+    [InlineData(4096, 1_048_576L, 4096)]
+    [InlineData(4096, 4096L, 640)] // (4096 - 256 headroom) / 6 descriptors per relayed connection
+    [InlineData(4096, 1024L, 128)]
+    [InlineData(4096, 100L, 1)]
+    public void The_connection_bound_fits_the_descriptor_limit(int configured, long? openFileLimit, int expected) =>
+        Assert.Equal(expected, SniPassthroughGateway.ConnectionLimit(configured, openFileLimit));
 }
