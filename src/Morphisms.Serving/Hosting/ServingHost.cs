@@ -195,13 +195,27 @@ public sealed partial class ServingHost : IAsyncDisposable
             RefuseASecondConfidentialVmFunction(spec);
             RefuseClaimedHosts(spec.Name, spec.Traffic.Select(t => t.Tag));
             RefuseBadTraffic(spec, _functions.TryGetValue(spec.Name, out var known) ? known.History : null);
-            var entry = _functions.GetOrAdd(spec.Name, name => new FunctionEntry(NewHistory(name)));
+            var entry = known ?? new FunctionEntry(NewHistory(spec.Name));
             // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
             // records spares the revision's instances from digesting it again at launch (they only read it).
             var measured = spec.Tee == FunctionTee.Sim && _options.SimulatedTeeDirectory is { } simulated
                 ? SimulatedMeasurementCache.Open(simulated, spec.Bundle)
                 : null;
-            var (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256, measured);
+            Revision revision;
+            bool created;
+            try
+            {
+                (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256, measured);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Measuring reads every file of the bundle: one that cannot be read (a dangling symlink, no permission,
+                // changed while it was read) is the spec's problem, and the message names the file.
+                throw new ServingException($"bundle: {e.Message}");
+            }
+
+            // Only now that it has a revision: an entry without one cannot be listed, so GET /v1/functions would fail.
+            _functions[spec.Name] = entry;
             if (measured?.Save() == false)
             {
                 Log("the simulated TEE's measurement cache could not be written: instances will digest their bundle at every launch");

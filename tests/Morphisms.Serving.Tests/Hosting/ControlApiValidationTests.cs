@@ -94,6 +94,54 @@ public sealed class ControlApiValidationTests : IDisposable
         Assert.StartsWith(expected, Assert.Single(await ErrorsAsync(response)), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_bundle_file_that_cannot_be_measured_is_a_400_naming_it_and_changes_nothing()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        using var http = TestFunctions.ControlClient(host);
+        var served = WriteFunction("served");
+        using (var first = await http.PostAsync("v1/functions", Json($$"""{"path": "{{served}}"}""")))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        }
+
+        // A dangling symlink: measuring the bundle reads every file, and this one cannot be opened.
+        File.CreateSymbolicLink(Path.Combine(served, "bundle", "dangling"), "/nonexistent");
+        var fresh = WriteFunction("fresh");
+        File.CreateSymbolicLink(Path.Combine(fresh, "bundle", "dangling"), "/nonexistent");
+
+        foreach (var path in new[] { served, fresh })
+        {
+            using var response = await http.PostAsync("v1/functions", Json($$"""{"path": "{{path}}"}"""));
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var error = Assert.Single(await ErrorsAsync(response));
+            Assert.StartsWith("bundle: ", error, StringComparison.Ordinal);
+            Assert.Contains(Path.Combine(path, "bundle", "dangling"), error, StringComparison.Ordinal);
+        }
+
+        // The new function left no entry behind (listing it threw for want of a revision), and the served one kept its revision.
+        using var list = await http.GetAsync("v1/functions");
+        Assert.Equal(HttpStatusCode.OK, list.StatusCode);
+        var listed = Assert.Single(JsonNode.Parse(await list.Content.ReadAsStringAsync())!.AsArray())!;
+        Assert.Equal("served", listed["name"]!.GetValue<string>());
+        Assert.Equal("served-00001", Assert.Single(host.Revisions("served")).Name);
+    }
+
+    private string WriteFunction(string name)
+    {
+        var directory = Directory.CreateDirectory(Path.Combine(_dir, name)).FullName;
+        Directory.CreateDirectory(Path.Combine(directory, "bundle"));
+        File.WriteAllText(Path.Combine(directory, "bundle", "app.txt"), name);
+        File.WriteAllText(Path.Combine(directory, "function.yaml"), $$"""
+            name: {{name}}
+            tee: none
+            bundle: bundle
+            command: ["dotnet", "app.dll"]
+            """);
+        return directory;
+    }
+
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     private static async Task<List<string>> ErrorsAsync(HttpResponseMessage response) =>
