@@ -41,6 +41,10 @@ namespace Morphisms.Serving.Hosting;
 public sealed class ControlApi : IAsyncDisposable
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    // A body naming a property twice is refused at parsing: JsonObject's indexer would otherwise throw ArgumentException
+    // (a 500) on the first lookup, and which of the two values counts is anybody's guess.
+    private static readonly JsonDocumentOptions RefuseDuplicates = new() { AllowDuplicateProperties = false };
     private readonly WebApplication _app;
 
     private ControlApi(WebApplication app, Uri url)
@@ -260,12 +264,12 @@ public sealed class ControlApi : IAsyncDisposable
     {
         try
         {
-            return await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted) as JsonObject
+            return await JsonNode.ParseAsync(context.Request.Body, documentOptions: RefuseDuplicates, cancellationToken: context.RequestAborted) as JsonObject
                 ?? throw new ServingException("the body must be a JSON object");
         }
         catch (JsonException e)
         {
-            throw new ServingException($"the body is not JSON: {e.Message}");
+            throw new ServingException($"the body is not JSON (or repeats a property): {e.Message}");
         }
     }
 }

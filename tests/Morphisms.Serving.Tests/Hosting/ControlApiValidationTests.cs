@@ -81,6 +81,8 @@ public sealed class ControlApiValidationTests : IDisposable
     [InlineData("""{"traffic": [{"revision": "latest", "percent": 100, "tag": true}]}""", "traffic[0].tag: must be a string")]
     [InlineData("""{"traffic": [5]}""", "traffic[0]: must be an object")]
     [InlineData("""{"traffic": {"revision": "latest"}}""", "traffic: required")]
+    [InlineData("""{"traffic": [], "traffic": []}""", "the body is not JSON (or repeats a property): Duplicate property 'traffic'")]
+    [InlineData("""{"traffic": [{"revision": "latest", "percent": 100, "percent": 0}]}""", "the body is not JSON (or repeats a property): Duplicate property 'percent'")]
     public async Task A_traffic_body_field_of_the_wrong_type_is_a_400(string body, string expected)
     {
         using var functions = new TestFunctions();
