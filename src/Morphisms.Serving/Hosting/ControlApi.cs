@@ -184,8 +184,8 @@ public sealed class ControlApi : IAsyncDisposable
                     Int(t["percent"], $"traffic[{i}].percent") ?? 0,
                     String(t["tag"], $"traffic[{i}].tag"));
             }).ToList();
-            await host.SetTrafficAsync(fn, traffic, c.RequestAborted);
-            return host.List().First(f => f.Name == fn);
+            // The status as the change left it: looked up afterwards, the function may already be gone (an rm since).
+            return await host.SetTrafficAsync(fn, traffic, c.RequestAborted);
         }));
         app.MapGet("/v1/functions/{fn}/logs", (HttpContext c, string fn, int? lines) => Handle(c, () =>
             host.Logs(fn, lines ?? 200).Select(l => new { time = l.Line.Time, source = l.Source, stream = l.Line.Stream, text = l.Line.Text }).ToList()));

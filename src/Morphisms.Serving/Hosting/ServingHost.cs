@@ -247,20 +247,34 @@ public sealed partial class ServingHost : IAsyncDisposable
         }
     }
 
-    /// <summary>Replaces a function's traffic block.</summary>
+    /// <summary>Replaces a function's traffic block; returns the function's status as the change left it.</summary>
     /// <exception cref="ServingException">Unknown function or revision, or an invalid split.</exception>
-    public async Task SetTrafficAsync(string function, IReadOnlyList<TrafficSpec> traffic, CancellationToken ct)
+    public async Task<FunctionStatus> SetTrafficAsync(string function, IReadOnlyList<TrafficSpec> traffic, CancellationToken ct)
     {
         await EnterChangeAsync(ct).ConfigureAwait(false);
+        FunctionStatus status;
         try
         {
-            await ApplyTrafficAsync(Entry(function), traffic).ConfigureAwait(false);
+            var entry = Entry(function);
+            await ApplyTrafficAsync(entry, traffic).ConfigureAwait(false);
+            // Under the lock: once it is released, an rm may remove the function before the caller could look it up.
+            status = Status(entry);
         }
         finally
         {
             _changes.Release();
         }
+
+        if (AfterTrafficChangeForTests is { } after)
+        {
+            await after(function).ConfigureAwait(false);
+        }
+
+        return status;
     }
+
+    /// <summary>Runs once a traffic change released the lock, before it returns: a test removes the function there.</summary>
+    internal Func<string, Task>? AfterTrafficChangeForTests { get; set; }
 
     /// <summary>Removes a function: route, instances and its KMS registration.</summary>
     /// <exception cref="ServingException">Unknown function.</exception>
@@ -302,18 +316,20 @@ public sealed partial class ServingHost : IAsyncDisposable
 
     /// <summary>All functions.</summary>
     public IReadOnlyList<FunctionStatus> List() =>
-        _functions.Values.OrderBy(e => e.History.Function, StringComparer.Ordinal).Select(e =>
-        {
-            var latest = e.History.Latest!;
-            return new FunctionStatus(e.History.Function, HostOf(e.History.Function), latest.Spec.Tee.ToString().ToLowerInvariant(), latest.Name,
-                e.Traffic.Select(t =>
-                {
-                    _running.TryGetValue(t.Revision, out var run);
-                    var counts = run?.Supervisor.Counts();
-                    return new TrafficStatus(t.Revision, t.Percent, t.Tag, t.Tag is null ? null : $"{t.Tag}-{HostOf(e.History.Function)}",
-                        counts?[InstanceState.Ready] ?? 0, run?.Supervisor.Desired ?? 0, counts?[InstanceState.Standby] ?? 0, run?.Loop.Last?.Reason);
-                }).ToList());
-        }).ToList();
+        _functions.Values.OrderBy(e => e.History.Function, StringComparer.Ordinal).Select(Status).ToList();
+
+    private FunctionStatus Status(FunctionEntry e)
+    {
+        var latest = e.History.Latest!;
+        return new FunctionStatus(e.History.Function, HostOf(e.History.Function), latest.Spec.Tee.ToString().ToLowerInvariant(), latest.Name,
+            e.Traffic.Select(t =>
+            {
+                _running.TryGetValue(t.Revision, out var run);
+                var counts = run?.Supervisor.Counts();
+                return new TrafficStatus(t.Revision, t.Percent, t.Tag, t.Tag is null ? null : $"{t.Tag}-{HostOf(e.History.Function)}",
+                    counts?[InstanceState.Ready] ?? 0, run?.Supervisor.Desired ?? 0, counts?[InstanceState.Standby] ?? 0, run?.Loop.Last?.Reason);
+            }).ToList());
+    }
 
     /// <summary>A function's revisions, oldest first.</summary>
     /// <exception cref="ServingException">Unknown function.</exception>

@@ -1,3 +1,6 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
 using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Spec;
 
@@ -49,5 +52,25 @@ public sealed class DeployTrafficTests
 
         Assert.Equal("fn-00002", second.Revision);
         Assert.Equal(["fn-00001", "fn-00002"], host.List().Single().Traffic.Select(t => t.Revision));
+    }
+
+    [Fact]
+    public async Task A_traffic_change_answers_the_status_it_made_even_when_an_rm_comes_right_after()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        await host.DeployAsync(functions.Spec("fn", "a", FunctionTee.None), CancellationToken.None);
+        // An rm between the change releasing the lock and the answer: the answer used to look the function up again (a 500).
+        host.AfterTrafficChangeForTests = function => host.RemoveAsync(function, CancellationToken.None);
+        using var http = TestFunctions.ControlClient(host);
+
+        using var response = await http.PutAsync("v1/functions/fn/traffic",
+            new StringContent("""{"traffic": [{"revision": "latest", "percent": 100, "tag": "blue"}]}""", Encoding.UTF8, "application/json"));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var status = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("fn", status["name"]!.GetValue<string>());
+        Assert.Equal("blue", Assert.Single(status["traffic"]!.AsArray())!["tag"]!.GetValue<string>());
+        Assert.Empty(host.List());
     }
 }
