@@ -61,29 +61,52 @@ internal sealed partial class FunctionRegistry
             .Concat(record.Updates.Where(u => u.Status == UpdateStatus.Pending && u.SecretPath is not null).Select(u => (u.SecretPath!, true)));
 
     /// <summary>
-    /// The secret path <paramref name="after"/> claims as an owned function's that <paramref name="before"/> (the same
-    /// function before a write, or null) did not: its path when it becomes owned or, owned, moves; else null.
+    /// The secret paths <paramref name="after"/>, an owned function after a write, holds that <paramref name="before"/>
+    /// (the same function before it, or null) did not hold at least as firmly (a held path beats a pending one), each
+    /// with how it holds it: every path <see cref="PathsHeldBy"/> names, not only the approved one. A function that
+    /// becomes owned again holds anew the paths it moved away from and those of its pending moves, which it released
+    /// while unowned and another owned function may have claimed since.
     /// </summary>
-    private static string? Claims(FunctionRecord? before, FunctionRecord after) =>
-        after.ApprovalsRequired > 0 && (before is not { ApprovalsRequired: > 0 } || before.EffectiveSecretPath != after.EffectiveSecretPath)
-            ? after.EffectiveSecretPath
-            : null;
+    private static IEnumerable<(string Path, string? How)> Claims(FunctionRecord? before, FunctionRecord after)
+    {
+        if (after.ApprovalsRequired <= 0)
+        {
+            return [];
+        }
+
+        List<(string Path, bool Pending)> had = before is { ApprovalsRequired: > 0 } ? [.. PathsHeldBy(before)] : [];
+        return PathsHeldBy(after)
+            .Where(c => !had.Exists(h => h.Path == c.Path && (!h.Pending || c.Pending)))
+            .Select(c => (c.Path, c.Pending ? "the path of a move proposed for it" : c.Path == after.EffectiveSecretPath ? null : "a path it moved away from, which it holds again once owned"))
+            .DistinctBy(c => c.Path);
+    }
+
+    /// <summary>Refuses (<see cref="RequireUnheldAsync"/>) every path <see cref="Claims"/> finds.</summary>
+    private async Task RequireClaimsUnheldAsync(FunctionRecord? before, FunctionRecord after, CancellationToken ct)
+    {
+        foreach (var (path, how) in Claims(before, after))
+        {
+            await RequireUnheldAsync(after.Name, path, how, ct).ConfigureAwait(false);
+        }
+    }
 
     /// <summary>
     /// Refuses (400, nothing written) to let function <paramref name="name"/> claim <paramref name="path"/> as an owned
-    /// function's bundle while another owned function or tombstone holds it. Called under the registry lock, so no
+    /// function's bundle while another owned function or tombstone holds it; <paramref name="how"/> says how the
+    /// function would hold it when that is not as its approved path. Called under the registry lock, so no
     /// other write can claim the path in between. A bundle is its first claimant's for good: were it given to the
     /// function registered first instead, whoever may write functions with no approvals required (the serving host)
     /// could register a decoy early and later, in one write that applies at once, make it owned with that path and a
     /// measurement of its own, and read the bundle from the decoy's instance while the real function's were refused.
     /// </summary>
-    private async Task RequireUnheldAsync(string name, string path, CancellationToken ct)
+    private async Task RequireUnheldAsync(string name, string path, string? how, CancellationToken ct)
     {
         if ((await OwnedBundlesAsync(ct).ConfigureAwait(false)).TryGetValue(path, out var holder) && holder.Name != name)
         {
             throw KmsException.BadRequest($"invalid value for parameter 'secret_path': {path} is the secret bundle of function '{holder.Name}'"
                 + (holder.IsTombstone ? " (deleted; its tombstone keeps the path)" : "")
-                + ", whose owners approve its changes: another owned function may not name it");
+                + ", whose owners approve its changes: another owned function may not name it"
+                + (how is null ? "" : $" (for function '{name}' it is {how})"));
         }
     }
 

@@ -104,23 +104,20 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 // Stays a tombstone while the change waits for the owners; comes back when nothing gated changes.
                 DeletedTime = proposed is null ? null : existing?.DeletedTime,
             };
-            if (Claims(existing, record) is { } claimed)
-            {
-                await RequireUnheldAsync(name, claimed, ct).ConfigureAwait(false);
-            }
-
-            if (proposed is { SecretPath: { } proposedPath } && !repeated)
-            {
-                await RequireUnheldAsync(name, proposedPath, ct).ConfigureAwait(false);
-                await RequireEmptyAsync(proposedPath, ct).ConfigureAwait(false);
-            }
-
             List<int> cancelled = [];
             var restored = existing is { IsTombstone: true } && !record.IsTombstone;
             if (restored)
             {
                 (record, cancelled) = CancelPending(record, now);
                 record = record with { Updates = KeepRecent(record.Updates) };
+            }
+
+            // Every path the record as stored holds anew, not only its approved one: a proposed move's, and, for a
+            // function made owned again, the paths it moved away from and its pending moves, released while unowned.
+            await RequireClaimsUnheldAsync(existing, record, ct).ConfigureAwait(false);
+            if (proposed is { SecretPath: { } proposedPath } && !repeated)
+            {
+                await RequireEmptyAsync(proposedPath, ct).ConfigureAwait(false);
             }
 
             await SaveAsync(record, existing?.IsTombstone == true, ct).ConfigureAwait(false);

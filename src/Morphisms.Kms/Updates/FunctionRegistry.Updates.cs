@@ -190,22 +190,20 @@ internal sealed partial class FunctionRegistry
 
             var now = time.GetUtcNow();
             var (changed, update) = change(record, record.Updates[index], now);
-            if (Claims(record, changed) is { } claimed)
-            {
-                await RequireUnheldAsync(name, claimed, ct).ConfigureAwait(false);
-            }
-
-            if (update.Status == UpdateStatus.Applied && update.SecretPath is { } moved && moved != record.EffectiveSecretPath)
-            {
-                await RequireEmptyAsync(moved, ct).ConfigureAwait(false);
-            }
-
             var updates = changed.Updates.ToList();
             updates[index] = update;
 
             // A change keeps the list's order and length (see CancelPending), so positions still match.
             List<int> cancelled = [.. updates.Where((u, i) => i != index && u.Status == UpdateStatus.Cancelled && record.Updates[i].Status == UpdateStatus.Pending).Select(u => u.Id)];
             changed = changed with { Updates = KeepRecent(updates), UpdatedTime = now };
+
+            // Every path the record as stored holds anew (an update raising the threshold from 0 makes the function
+            // hold the paths it moved away from and its other pending moves again), not only its approved one.
+            await RequireClaimsUnheldAsync(record, changed, ct).ConfigureAwait(false);
+            if (update.Status == UpdateStatus.Applied && update.SecretPath is { } moved && moved != record.EffectiveSecretPath)
+            {
+                await RequireEmptyAsync(moved, ct).ConfigureAwait(false);
+            }
             if (update is { Kind: UpdateKind.Purge, Status: UpdateStatus.Applied })
             {
                 await PurgeAsync(changed, ct).ConfigureAwait(false);

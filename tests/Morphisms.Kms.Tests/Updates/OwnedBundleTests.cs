@@ -161,6 +161,49 @@ public sealed class OwnedBundleTests
     }
 
     [Fact]
+    public async Task A_function_made_owned_again_cannot_take_back_a_path_it_left_that_another_owned_function_holds_now()
+    {
+        // signer moves off its bundle (the path it leaves stays its own), then its owners drop the approvals: unowned, it
+        // holds nothing, so another owned function may be registered at the path it left.
+        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
+        var c = kms.Client;
+        await OwnedFunction.RegisterAsync(c);
+        var host = await HostWritingPoliciesAsync(c);
+        var alice = await OwnedFunction.OwnerTokenAsync(c, "alice");
+        var bob = await OwnedFunction.OwnerTokenAsync(c, "bob");
+        (await c.PutAsync("morphisms/functions/signer", new { secret_path = "secret/data/moved" }, host)).Expect(200);
+        (await c.PutAsync("morphisms/functions/signer", new { approvals_required = 0 }, host)).Expect(200);
+        foreach (var update in new[] { 1, 2 })
+        {
+            (await c.PostAsync($"morphisms/functions/signer/updates/{update}/approve", null, alice)).Expect(200);
+            Assert.Equal("applied", (await c.PostAsync($"morphisms/functions/signer/updates/{update}/approve", null, bob)).Expect(200).Data["status"]!.GetValue<string>());
+        }
+
+        var signer = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(0, signer["approvals_required"]!.GetValue<int>());
+        Assert.Equal([Bundle], signer["former_secret_paths"]!.AsArray().Select(n => n!.GetValue<string>()));
+        kms.Time.Advance(TimeSpan.FromMinutes(1));
+        (await c.PutAsync("morphisms/functions/victim", new { owners = new[] { "carol" }, approvals_required = 1, secret_path = Bundle, simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } } })).Expect(200);
+        (await c.PostAsync(Bundle, new { data = new { key = "victim's" } })).Expect(200);
+
+        // One write that applies at once (signer requires no approvals now): owners and code of the host's choosing.
+        // Owned again, signer would hold the path it left as well as its own, and, registered first, win it.
+        var takeover = (await c.PutAsync("morphisms/functions/signer", new
+        {
+            owners = new[] { "mallory" },
+            approvals_required = 1,
+            simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } },
+        }, host)).Expect(400);
+        Assert.Contains("'secret_path': secret/data/signer is the secret bundle of function 'victim'", Assert.Single(takeover.Errors), StringComparison.Ordinal);
+        Assert.Contains("(for function 'signer' it is a path it moved away from", takeover.Errors[0], StringComparison.Ordinal);
+        Assert.Equal(0, (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data["approvals_required"]!.GetValue<int>());
+
+        using var instance = new FunctionInstance();
+        var decoy = await LoginAsync(c, instance, "signer", FunctionInstance.SnpMeasurement);
+        Assert.Contains("secret bundle of function 'victim'", Assert.Single((await c.GetAsync(Bundle, decoy)).Expect(403).Errors), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_function_without_owner_approval_keeps_plain_acl_semantics()
     {
         await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
