@@ -348,6 +348,11 @@ internal sealed partial class KmsCore : IAsyncDisposable
         {
             StepDown();
             await _closing.ConfigureAwait(false);
+
+            // A term starts without a rekey attempt: the last one belonged to an earlier term, and the active node
+            // since may have rekeyed or stored a pending rekey of its own, which this node's would hide (it reads
+            // core/rekey-pending only when it has none) and, completed, overwrite. A stored one is reloaded on demand.
+            Interlocked.Exchange(ref _rekey, null)?.Wipe();
             if (Volatile.Read(ref _heldRootKey) is not { } held || Election is { IsActive: false })
             {
                 return false;
@@ -419,6 +424,10 @@ internal sealed partial class KmsCore : IAsyncDisposable
         if (state is not null)
         {
             _closing = state.CloseAsync();
+
+            // The rekey attempt ends with the term (another node may rekey meanwhile); its shares are wiped as soon
+            // as no rekey request holds the transition lock.
+            _ = EndStaleRekeyAsync();
         }
     }
 

@@ -56,7 +56,7 @@ internal sealed partial class KmsCore
                 throw KmsException.BadRequest("rekey already in progress");
             }
 
-            var attempt = new RekeyProgress(shares, threshold, requireVerification);
+            var attempt = new RekeyProgress(state, shares, threshold, requireVerification);
             Volatile.Write(ref _rekey, attempt);
             return attempt;
         }
@@ -94,7 +94,7 @@ internal sealed partial class KmsCore
         try
         {
             var config = SealConfig ?? throw KmsException.BadRequest("Vault is not initialized");
-            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
+            await LoadPendingRekeyZeroingAsync(state, share, ct).ConfigureAwait(false);
             var attempt = Rekey;
             if (attempt is null)
             {
@@ -168,7 +168,7 @@ internal sealed partial class KmsCore
         await _transition.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
+            await LoadPendingRekeyZeroingAsync(state, share, ct).ConfigureAwait(false);
             var attempt = Rekey;
             if (attempt?.Verification is not { } verification)
             {
@@ -245,11 +245,65 @@ internal sealed partial class KmsCore
     private static bool NonceMatches(string given, string expected) =>
         CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(expected));
 
+    /// <summary>
+    /// Ends an attempt started or loaded under another state than the one served now (see
+    /// <see cref="RekeyProgress.State"/>), then picks up a rekey waiting for verification from
+    /// <paramref name="state"/>'s store. A request still running on a state no longer served (sealed, restored,
+    /// stepped down) is answered as sealed: it would load the store a restore replaces, or one another node writes.
+    /// Callers hold the transition lock.
+    /// </summary>
     private async Task LoadPendingRekeyLockedAsync(UnsealedState state, CancellationToken ct)
     {
+        EndStaleRekeyLocked();
+        if (!ReferenceEquals(state, Volatile.Read(ref _active)))
+        {
+            throw KmsException.Sealed();
+        }
+
         if (Rekey is null && await state.Barrier.GetJsonAsync<PendingRekey>(PendingRekey.StoragePath, ct).ConfigureAwait(false) is { } pending)
         {
-            Volatile.Write(ref _rekey, RekeyProgress.Verifying(pending));
+            Volatile.Write(ref _rekey, RekeyProgress.Verifying(pending, state));
+        }
+    }
+
+    /// <summary><see cref="LoadPendingRekeyLockedAsync"/>, zeroing <paramref name="share"/> when it fails (the caller never gets to use it).</summary>
+    private async Task LoadPendingRekeyZeroingAsync(UnsealedState state, byte[] share, CancellationToken ct)
+    {
+        try
+        {
+            await LoadPendingRekeyLockedAsync(state, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            CryptographicOperations.ZeroMemory(share);
+            throw;
+        }
+    }
+
+    /// <summary>Ends (and wipes) the attempt when the state it belongs to is no longer the one served. Callers hold the transition lock.</summary>
+    private void EndStaleRekeyLocked()
+    {
+        if (Rekey is { } attempt && !ReferenceEquals(attempt.State, Volatile.Read(ref _active)))
+        {
+            Volatile.Write(ref _rekey, null);
+            attempt.Wipe();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="EndStaleRekeyLocked"/> once the transition lock is free: an HA step-down stops serving at once and
+    /// cannot wait for it, and a rekey update uses the attempt's shares under it.
+    /// </summary>
+    private async Task EndStaleRekeyAsync()
+    {
+        await _transition.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            EndStaleRekeyLocked();
+        }
+        finally
+        {
+            _transition.Release();
         }
     }
 

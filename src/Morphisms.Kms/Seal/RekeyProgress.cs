@@ -5,8 +5,15 @@ namespace Morphisms.Kms.Seal;
 /// far, in memory only. The nonce binds every <c>sys/rekey/update</c> to this attempt, so a share holder cannot
 /// be tricked into feeding a different one.
 /// </summary>
-internal sealed class RekeyProgress(int newShares, int newThreshold, bool requireVerification, string? nonce = null)
+internal sealed class RekeyProgress(UnsealedState state, int newShares, int newThreshold, bool requireVerification, string? nonce = null)
 {
+    /// <summary>
+    /// The unsealed state the attempt was started or loaded under. The attempt ends once another state is served (a
+    /// seal, a restore, an HA step-down or promotion): meanwhile another node may have rekeyed or stored its own
+    /// pending rekey, or a restore replaced the store, and this attempt would hide or overwrite what is stored now.
+    /// </summary>
+    public UnsealedState State { get; } = state;
+
     /// <summary>The attempt's nonce.</summary>
     public string Nonce { get; } = nonce ?? Guid.NewGuid().ToString();
 
@@ -26,9 +33,9 @@ internal sealed class RekeyProgress(int newShares, int newThreshold, bool requir
     public RekeyVerification? Verification { get; private set; }
 
     /// <summary>An attempt whose new shares were handed out: it waits for them (a stored <see cref="PendingRekey"/> reloaded after a seal or restart).</summary>
-    public static RekeyProgress Verifying(PendingRekey pending)
+    public static RekeyProgress Verifying(PendingRekey pending, UnsealedState state)
     {
-        var attempt = new RekeyProgress(pending.SecretShares, pending.SecretThreshold, requireVerification: true, pending.Nonce);
+        var attempt = new RekeyProgress(state, pending.SecretShares, pending.SecretThreshold, requireVerification: true, pending.Nonce);
         attempt.BeginVerification();
         return attempt;
     }

@@ -55,6 +55,54 @@ public sealed class HaPromotionTests(PostgresFixture postgres) : IClassFixture<P
         }
     }
 
+    [Fact]
+    public async Task A_rekey_attempt_ends_with_the_term_it_was_started_in_and_its_shares_are_wiped()
+    {
+        // Another node may rekey (and store core/rekey-pending) while this one is standby: an attempt kept in memory
+        // across the change of leader would hide that record and, finished later, overwrite it.
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var options = new KmsServerOptions { Storage = "postgres", WarningWriter = TextWriter.Null };
+        await using var core = new KmsCore(PostgresStorage.Open(connectionString), options);
+        var init = await core.InitializeAsync(3, 2, unseal: false, CancellationToken.None);
+        await core.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        await core.SubmitUnsealKeyAsync(init.Keys[1].ToArray(), CancellationToken.None);
+        await core.Election!.StartAsync(new Uri("http://127.0.0.1:1"), CancellationToken.None);
+        Assert.True(core.Serving);
+
+        var state = core.Acquire()!;
+        var attempt = await core.RekeyInitAsync(1, 1, requireVerification: true, state, CancellationToken.None);
+        Assert.Null(await core.RekeyUpdateAsync(init.Keys[0].ToArray(), attempt.Nonce, state, CancellationToken.None));
+        state.Release();
+        Assert.Equal(1, attempt.Shares.Count);
+
+        await using (var db = new NpgsqlConnection(connectionString))
+        {
+            await db.OpenAsync();
+            await using var kill = new NpgsqlCommand(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                db);
+            Assert.Equal(1L, await kill.ExecuteScalarAsync());
+        }
+
+        await WaitUntilAsync(() => !core.Election.IsActive);
+        await WaitUntilAsync(() => core.Election.IsActive && core.Serving);
+
+        // The new term starts with no attempt (GET sys/rekey/init: started false) and the share collected is zeroed.
+        state = core.Acquire()!;
+        try
+        {
+            await core.LoadPendingRekeyAsync(state, CancellationToken.None);
+            Assert.Null(core.Rekey);
+            Assert.Equal(0, attempt.Shares.Count);
+            Assert.Contains("no rekey in progress", (await Assert.ThrowsAsync<Morphisms.Kms.Http.KmsException>(
+                () => core.RekeyUpdateAsync(init.Keys[1].ToArray(), attempt.Nonce, state, CancellationToken.None))).Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            state.Release();
+        }
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + Patience;

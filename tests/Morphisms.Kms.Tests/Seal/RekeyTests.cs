@@ -241,6 +241,37 @@ public class RekeyTests
     }
 
     [Fact]
+    public async Task A_rekey_status_read_racing_a_restore_does_not_bring_back_the_old_stores_pending_rekey()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
+        await using var core = new KmsCore(new Morphisms.Kms.Storage.InMemoryStorage(), new KmsServerOptions { Storage = "inmem", TimeProvider = time, WarningWriter = TextWriter.Null });
+        var init = await core.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
+        await core.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+
+        // A snapshot without a pending rekey; then a rekey waits for verification in the store it will replace.
+        var state = core.Acquire()!;
+        var snapshot = await core.TakeSnapshotAsync(state, CancellationToken.None);
+        var attempt = await core.RekeyInitAsync(1, 1, requireVerification: true, state, CancellationToken.None);
+        Assert.NotNull((await core.RekeyUpdateAsync(init.Keys[0].ToArray(), attempt.Nonce, state, CancellationToken.None))!.VerificationNonce);
+
+        // A GET sys/rekey/init still running on the old state (its lease holds the store's replacement back) after
+        // the restore ended the attempt: it is answered as sealed and loads nothing.
+        Assert.True(await core.RestoreAsync(state, snapshot, CancellationToken.None));
+        var refused = await Record.ExceptionAsync(() => core.LoadPendingRekeyAsync(state, CancellationToken.None));
+        var loaded = core.Rekey;
+        state.Release();
+        await core.Closing.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Null(loaded);
+        Assert.Equal(503, Assert.IsType<Morphisms.Kms.Http.KmsException>(refused).StatusCode);
+
+        await core.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        state = core.Acquire()!;
+        await core.LoadPendingRekeyAsync(state, CancellationToken.None);
+        Assert.Null(core.Rekey);
+        state.Release();
+    }
+
+    [Fact]
     public async Task Rekey_needs_an_unsealed_kms()
     {
         await using var kms = await TestKms.StartUnsealedAsync(shares: 1, threshold: 1);
