@@ -9,14 +9,21 @@ namespace Morphisms.Kms;
 /// <summary>Backup and restore of the whole store (<c>sys/storage/snapshot</c>).</summary>
 internal sealed partial class KmsCore
 {
-    /// <summary>A consistent snapshot of every physical entry, authenticated with the root key's snapshot subkey.</summary>
+    /// <summary>
+    /// A consistent snapshot of every physical entry, authenticated with the root key's snapshot subkey, dated when
+    /// the read began.
+    /// </summary>
     public async Task<StorageSnapshot> TakeSnapshotAsync(UnsealedState state, CancellationToken ct)
     {
+        // Before the read: a write committed while a long read runs may be missing from it, and a restore tells the
+        // operator to redo what happened after created_at, so that write must not be dated before it. What the read
+        // does include from after this instant is only redone twice.
+        var createdAt = Time.GetUtcNow();
         var entries = await _physical.ReadAllAsync(ct).ConfigureAwait(false);
         var key = state.DeriveRootSubkey(RootSubkeys.Snapshot);
         try
         {
-            return StorageSnapshot.Create(entries, Time.GetUtcNow(), key);
+            return StorageSnapshot.Create(entries, createdAt, key);
         }
         finally
         {

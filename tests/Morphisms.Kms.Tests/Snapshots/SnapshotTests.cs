@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Time.Testing;
+using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Tests.Snapshots;
 
@@ -157,6 +159,29 @@ public class SnapshotTests
     }
 
     [Fact]
+    public async Task Created_at_is_no_later_than_the_start_of_the_read_so_nothing_written_before_it_is_missing()
+    {
+        // A long read (a big store): whatever was written while it ran may be missing, so created_at must not date
+        // the snapshot after those writes, or the restore warning would tell the operator they survived.
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 11, 22, 12, 0, 0, TimeSpan.Zero));
+        var storage = new SlowReadStorage(time);
+        await using var core = new KmsCore(storage, new KmsServerOptions { Storage = "inmem", TimeProvider = time, WarningWriter = TextWriter.Null });
+        var init = await core.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
+        await core.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        var state = core.Acquire()!;
+        try
+        {
+            var snapshot = await core.TakeSnapshotAsync(state, CancellationToken.None);
+            var createdAt = DateTimeOffset.Parse(snapshot.CreatedAt, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(createdAt <= storage.ReadStarted, $"created_at {snapshot.CreatedAt} is after the read started ({storage.ReadStarted:O})");
+        }
+        finally
+        {
+            state.Release();
+        }
+    }
+
+    [Fact]
     public async Task Snapshot_needs_sudo()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
@@ -204,5 +229,34 @@ public class SnapshotTests
         var b = new byte[4];
         System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(b, n);
         return b;
+    }
+
+    /// <summary>In-memory storage whose full read takes a minute of <paramref name="time"/>.</summary>
+    private sealed class SlowReadStorage(FakeTimeProvider time) : IPhysicalStorage
+    {
+        private readonly InMemoryStorage _inner = new();
+
+        /// <summary>When the last full read began.</summary>
+        public DateTimeOffset ReadStarted { get; private set; }
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
+
+        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => _inner.PutAsync(key, value, cancellationToken);
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
+
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
+
+        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => _inner.TransactAsync(operations, cancellationToken);
+
+        public async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
+        {
+            ReadStarted = time.GetUtcNow();
+            var entries = await ((IPhysicalStorage)_inner).ReadAllAsync(cancellationToken);
+            time.Advance(TimeSpan.FromMinutes(1));
+            return entries;
+        }
+
+        public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }
 }
