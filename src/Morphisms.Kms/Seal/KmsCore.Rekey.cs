@@ -108,38 +108,9 @@ internal sealed partial class KmsCore
                 throw KmsException.BadRequest("the rekey is waiting for verification: submit a threshold of the new shares to sys/rekey/verify, or cancel it (DELETE sys/rekey/init)");
             }
 
-            if (!NonceMatches(nonce, attempt.Nonce))
-            {
-                CryptographicOperations.ZeroMemory(share);
-                throw KmsException.BadRequest($"invalid 'nonce': the current rekey nonce is {attempt.Nonce}");
-            }
-
-            var expected = config.SecretShares == 1 ? 32 : 33;
-            if (share.Length != expected)
-            {
-                CryptographicOperations.ZeroMemory(share);
-                throw KmsException.BadRequest($"invalid 'key': an unseal key is {expected} bytes, hex or base64 encoded");
-            }
-
-            attempt.Shares.Add(share);
-            if (attempt.Shares.Count < config.SecretThreshold)
+            if (CollectShare(attempt.Shares, share, nonce, new ShareRound("rekey", attempt.Nonce, config.SecretShares, config.SecretThreshold)) is not { } oldKey)
             {
                 return null;
-            }
-
-            byte[] oldKey;
-            try
-            {
-                oldKey = config.SecretShares == 1 ? attempt.Shares.Parts[0].ToArray() : Shamir.Combine(attempt.Shares.Parts);
-            }
-            catch (ArgumentException e)
-            {
-                attempt.Shares.Reset();
-                throw KmsException.BadRequest($"rekey failed: {e.Message}; progress was reset");
-            }
-            finally
-            {
-                attempt.Shares.Reset();
             }
 
             try
@@ -176,37 +147,9 @@ internal sealed partial class KmsCore
                 throw KmsException.BadRequest("no rekey verification in progress");
             }
 
-            if (!NonceMatches(nonce, verification.Nonce))
-            {
-                CryptographicOperations.ZeroMemory(share);
-                throw KmsException.BadRequest($"invalid 'nonce': the current verification nonce is {verification.Nonce}");
-            }
-
-            var expected = attempt.NewShares == 1 ? 32 : 33;
-            if (share.Length != expected)
-            {
-                CryptographicOperations.ZeroMemory(share);
-                throw KmsException.BadRequest($"invalid 'key': a new unseal key is {expected} bytes, hex or base64 encoded");
-            }
-
-            verification.Shares.Add(share);
-            if (verification.Shares.Count < attempt.NewThreshold)
+            if (CollectShare(verification.Shares, share, nonce, new ShareRound("rekey verification", verification.Nonce, attempt.NewShares, attempt.NewThreshold)) is not { } newKey)
             {
                 return false;
-            }
-
-            byte[] newKey;
-            try
-            {
-                newKey = attempt.NewShares == 1 ? verification.Shares.Parts[0].ToArray() : Shamir.Combine(verification.Shares.Parts);
-            }
-            catch (ArgumentException e)
-            {
-                throw KmsException.BadRequest($"rekey verification failed: {e.Message}; progress was reset");
-            }
-            finally
-            {
-                verification.Shares.Reset();
             }
 
             try
@@ -241,6 +184,49 @@ internal sealed partial class KmsCore
             _transition.Release();
         }
     }
+
+    /// <summary>
+    /// Checks one share of a round against its nonce and the key layout, adds it to <paramref name="progress"/>, and at
+    /// the threshold combines the collected shares into the key they split; the progress resets either way. Null below
+    /// the threshold. A refused share is zeroed; an accepted one belongs to <paramref name="progress"/>.
+    /// </summary>
+    private static byte[]? CollectShare(UnsealProgress progress, byte[] share, string nonce, ShareRound round)
+    {
+        if (!NonceMatches(nonce, round.Nonce))
+        {
+            CryptographicOperations.ZeroMemory(share);
+            throw KmsException.BadRequest($"invalid 'nonce': the current {round.Name} nonce is {round.Nonce}");
+        }
+
+        var expected = round.Shares == 1 ? 32 : 33;
+        if (share.Length != expected)
+        {
+            CryptographicOperations.ZeroMemory(share);
+            throw KmsException.BadRequest($"invalid 'key': a share for this {round.Name} is {expected} bytes, hex or base64 encoded");
+        }
+
+        progress.Add(share);
+        if (progress.Count < round.Threshold)
+        {
+            return null;
+        }
+
+        try
+        {
+            return round.Shares == 1 ? progress.Parts[0].ToArray() : Shamir.Combine(progress.Parts);
+        }
+        catch (ArgumentException e)
+        {
+            throw KmsException.BadRequest($"{round.Name} failed: {e.Message}; progress was reset");
+        }
+        finally
+        {
+            progress.Reset();
+        }
+    }
+
+    /// <summary>One round of share collection: the current shares for a rekey, the new ones for its verification.</summary>
+    private readonly record struct ShareRound(string Name, string Nonce, int Shares, int Threshold);
 
     private static bool NonceMatches(string given, string expected) =>
         CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(expected));
