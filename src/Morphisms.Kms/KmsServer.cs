@@ -304,7 +304,7 @@ public sealed class KmsServer : IAsyncDisposable
             throw new ArgumentException("an API address is only used for HA, with PostgreSQL storage", nameof(options));
         }
 
-        if (!api.IsAbsoluteUri || api.Scheme is not ("http" or "https") || api.AbsolutePath != "/" || api.Query.Length > 0 || api.Fragment.Length > 0 || api.UserInfo.Length > 0)
+        if (!HighAvailability.LeaderRecord.IsApiAddress(api))
         {
             throw new ArgumentException($"invalid API address '{api}': use http(s)://HOST:PORT", nameof(options));
         }

@@ -97,8 +97,14 @@ internal sealed class LeaderElection : IAsyncDisposable
     }
 
     /// <summary>Publishes <paramref name="address"/>, runs one election round (so a lone node is active on return) and starts the loop.</summary>
+    /// <exception cref="ArgumentException"><paramref name="address"/> has more than scheme, host and port: standbys would redirect elsewhere than the path asked for.</exception>
     public async Task StartAsync(Uri address, CancellationToken ct)
     {
+        if (!LeaderRecord.IsApiAddress(address))
+        {
+            throw new ArgumentException($"invalid API address '{address}': use http(s)://HOST:PORT", nameof(address));
+        }
+
         _address = address.AbsoluteUri.TrimEnd('/');
         try
         {

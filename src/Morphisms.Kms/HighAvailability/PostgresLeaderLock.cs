@@ -116,7 +116,8 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
             return null;
         }
 
-        return Uri.TryCreate(reader.GetString(1), UriKind.Absolute, out var address)
+        // api_addr is untrusted storage: one with a path, query or fragment is no active node known (503), as an empty one is.
+        return LeaderRecord.ParseStoredApiAddress(reader.GetString(1)) is { } address
             ? new LeaderRecord(reader.GetString(0), address, reader.GetFieldValue<DateTimeOffset>(2))
             : null;
     }

@@ -72,6 +72,29 @@ public sealed class KmsTransportTests : IDisposable
         Assert.Contains("secret/data/app", JsonNode.Parse(request.Body)!["policy"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("v1/sys/policies/acl/x")]
+    [InlineData("v1/sys/policies/acl/x#")]
+    [InlineData("v1/sys/policies/acl/ops-admin?x=1")]
+    [InlineData("v1/sys/policies/acl/ops-admin/")]
+    public async Task A_redirect_that_changes_the_path_or_query_is_not_followed(string elsewhere)
+    {
+        // A standby builds Location from the api_addr in storage, which whoever controls the database can set to
+        // https://node2:8200/v1/sys/policies/acl/x#: the request must not land, token and body, on another path of a real node.
+        await using var active = new FakeHttpServer(_ => new(204, ""));
+        await using var standby = new FakeHttpServer(_ => new(307, "", new Dictionary<string, string> { ["Location"] = active.Address.AbsoluteUri + elsewhere }));
+        var policy = Path.Combine(_dir, "ops-admin.hcl");
+        await File.WriteAllTextAsync(policy, """path "sys/*" { capabilities = ["sudo"] }""");
+
+        var outcome = await MorphRunner.RunAsync("kms", "policy", "write", "ops-admin", policy, "--address", standby.Address.ToString(), "--token-file", TokenFile);
+
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("not followed", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Contains("/v1/sys/policies/acl/ops-admin", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Empty(active.Requests);
+        Assert.DoesNotContain(Token, outcome.Stdout + outcome.Stderr, StringComparison.Ordinal);
+    }
+
     [NonLoopbackFact]
     public async Task A_redirect_to_plain_http_on_another_machine_is_reported_and_the_token_never_goes_there()
     {

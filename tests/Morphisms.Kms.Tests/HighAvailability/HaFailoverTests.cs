@@ -70,6 +70,42 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task A_stored_api_addr_with_a_path_is_not_redirected_to()
+    {
+        var storage = await NewDatabaseAsync();
+        var a = await StartAsync(storage);
+        using var ca = Client(a);
+        var (key, root) = await InitAsync(ca);
+        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(ca, 200);
+        var b = await StartAsync(storage);
+        using var cb = Client(b);
+        cb.Token = root;
+        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(cb, 429);
+        Assert.Equal(Origin(a) + "/v1/sys/policies/acl/ops-admin", await RedirectAsync(cb, HttpMethod.Post, "sys/policies/acl/ops-admin"));
+
+        // Whoever can write the database points api_addr at a real node with a path: the fragment would swallow the
+        // path a standby appends, turning a write of policy ops-admin into one of policy x.
+        await using (var db = new Npgsql.NpgsqlConnection(await File.ReadAllTextAsync(storage["postgres:file=".Length..])))
+        {
+            await db.OpenAsync();
+            await using var tamper = new Npgsql.NpgsqlCommand("UPDATE kms_ha_leader SET api_addr = $1 WHERE id = 1", db);
+            tamper.Parameters.Add(new Npgsql.NpgsqlParameter { Value = Origin(a) + "/v1/sys/policies/acl/x#" });
+            Assert.Equal(1, await tamper.ExecuteNonQueryAsync());
+        }
+
+        // The standby knows no usable active node, as when api_addr is empty: 503, no Location.
+        await WaitForLeaderAsync(cb, "");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/sys/policies/acl/ops-admin") { Content = new StringContent("""{"policy":""}""") };
+        request.Headers.Add("X-Vault-Token", root);
+        using var response = await cb.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Null(response.Headers.Location);
+        Assert.Equal(200, (await ca.GetAsync("sys/health")).Status);
+    }
+
+    [Fact]
     public async Task Killing_the_active_node_fails_over_within_seconds_and_loses_no_acknowledged_write()
     {
         var storage = await NewDatabaseAsync();

@@ -19,8 +19,9 @@ namespace Morphisms.Cli.Commands.Kms;
 /// this machine (a dev KMS). Redirects are not left to <see cref="HttpClient"/>, which would replay
 /// <c>X-Vault-Token</c> to wherever a <c>Location</c> points, http included: a 307 or 308 (an HA standby naming the
 /// active node) is followed here, at most <see cref="MaxRedirects"/> times, only to an address that passes the same
-/// check, through the same handler and so the same TLS trust (<c>--ca-cert</c>, the name checked against the new host).
-/// Any other redirect is reported, not followed.
+/// check and names the same path and query (only scheme, host and port may change), through the same handler and so
+/// the same TLS trust (<c>--ca-cert</c>, the name checked against the new host). Any other redirect is reported, not
+/// followed.
 /// <para>
 /// When <c>morph kms trust</c> pinned the address (a <see cref="KmsTlsPin"/>), that pin decides TLS trust instead of the
 /// system roots, on top of <c>--ca-cert</c> when one is given, for the first request and every redirect target alike:
@@ -104,6 +105,14 @@ public sealed class KmsHttp : IDisposable
                 if (!MayCarrySecrets(next))
                 {
                     throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} redirected ({status}) to {next}: not followed, since that is plain http to another machine and the request would cross the network in clear; give the KMS nodes https --api-addr URLs, or send this to the active node directly");
+                }
+
+                if (next.PathAndQuery != target.PathAndQuery || next.UserInfo.Length > 0 || next.Fragment.Length > 0)
+                {
+                    // A standby builds Location from the api_addr in storage the KMS does not trust: one with a path
+                    // ("https://node2:8200/v1/sys/policies/acl/x#") would land this request, token and body, on another path of
+                    // a real, pinned node. An active node is the same API elsewhere, so only scheme, host and port may change.
+                    throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} redirected ({status}) to {next}: not followed, since it names another path than {target.PathAndQuery} (a standby redirects to the same path on the active node); check the nodes' --api-addr, or send this to the active node directly");
                 }
 
                 if (_pin is not null && next.Scheme != Uri.UriSchemeHttps)
