@@ -189,11 +189,7 @@ public sealed class ControlApi : IAsyncDisposable
         }));
         app.MapGet("/v1/functions/{fn}/logs", (HttpContext c, string fn, int? lines) => Handle(c, () =>
             host.Logs(fn, lines ?? 200).Select(l => new { time = l.Line.Time, source = l.Source, stream = l.Line.Stream, text = l.Line.Text }).ToList()));
-        app.MapDelete("/v1/functions/{fn}", (HttpContext c, string fn) => Handle(c, async () =>
-        {
-            await host.RemoveAsync(fn, c.RequestAborted);
-            return new { removed = fn };
-        }));
+        app.MapDelete("/v1/functions/{fn}", (HttpContext c, string fn) => Handle(c, () => host.RemoveAsync(fn, c.RequestAborted)));
         app.MapPost("/v1/instances/{id}/cold-start", async (HttpContext c, string id) =>
         {
             // Authenticated before the body is read: only the instance's own token opens its own report.

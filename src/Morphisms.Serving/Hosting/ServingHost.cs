@@ -276,9 +276,12 @@ public sealed partial class ServingHost : IAsyncDisposable
     /// <summary>Runs once a traffic change released the lock, before it returns: a test removes the function there.</summary>
     internal Func<string, Task>? AfterTrafficChangeForTests { get; set; }
 
-    /// <summary>Removes a function: route, instances and its KMS registration.</summary>
+    /// <summary>
+    /// Removes a function: route, instances and its KMS registration. A registration the KMS did not delete does not
+    /// undo the rest; the result says why, so the caller can delete it later.
+    /// </summary>
     /// <exception cref="ServingException">Unknown function.</exception>
-    public async Task RemoveAsync(string function, CancellationToken ct)
+    public async Task<RemoveResult> RemoveAsync(string function, CancellationToken ct)
     {
         await EnterChangeAsync(ct).ConfigureAwait(false);
         try
@@ -293,6 +296,7 @@ public sealed partial class ServingHost : IAsyncDisposable
             _removedGenerations[function] = entry.History.Latest?.Generation ?? _removedGenerations.GetValueOrDefault(function);
             _functions.TryRemove(function, out _);
             string? note = null;
+            string? error = null;
             if (_registrar is not null && entry.History.Latest?.Spec.Tee is not (null or FunctionTee.None))
             {
                 try
@@ -301,12 +305,15 @@ public sealed partial class ServingHost : IAsyncDisposable
                 }
                 catch (Exception e) when (e is InvalidOperationException or HttpRequestException || (e is TaskCanceledException && !ct.IsCancellationRequested))
                 {
-                    // The route and instances are already gone; a slow KMS must not turn rm into an error.
-                    Log($"rm {function}: KMS unregistration failed: {e.Message}");
+                    // The route and instances are already gone, so this is no failed request; but the registration still
+                    // lets the function's code log in, which the caller must hear about, not only this log.
+                    error = $"KMS unregistration failed: {e.Message}";
+                    Log($"rm {function}: {error}");
                 }
             }
 
             Log(note is null ? $"rm {function}" : $"rm {function}; {note}");
+            return new RemoveResult(function, note, error);
         }
         finally
         {

@@ -15,6 +15,15 @@ namespace Morphisms.Serving.Hosting;
 /// </param>
 public sealed record DeployResult(string Function, string Revision, bool Created, string Host, string Measurement, string Kms, string? ExpectMeasurement);
 
+/// <summary>The outcome of a removal (<c>morph rm</c>).</summary>
+/// <param name="Removed">The function, gone from this host: its route and instances.</param>
+/// <param name="KmsNote">The KMS's note when it keeps the name for the function's owners (a tombstone), else null.</param>
+/// <param name="KmsError">
+/// Why the KMS registration could not be deleted (KMS sealed, unreachable, the token refused), else null: the function's
+/// code can then still log in wherever it runs, until someone deletes the registration.
+/// </param>
+public sealed record RemoveResult(string Removed, string? KmsNote, string? KmsError);
+
 /// <summary>One function in <c>morph ls</c>.</summary>
 /// <param name="Name">The function.</param>
 /// <param name="Host">Its host name.</param>

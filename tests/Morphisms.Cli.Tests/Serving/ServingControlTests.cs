@@ -131,6 +131,34 @@ public sealed class ServingControlTests : IDisposable
         Assert.Equal(0, (await MorphRunner.RunAsync("ls", "--control", host.Address.ToString())).ExitCode);
     }
 
+    [Fact]
+    public async Task Rm_WhenTheHostCouldNotDeleteTheKmsRegistration_NamesTheErrorAndWhatToRun_AndExits1()
+    {
+        await using var host = new FakeHttpServer(_ => new(200, """{"removed":"fn","kms_note":null,"kms_error":"KMS unregistration failed: KMS DELETE v1/morphisms/functions/fn: 503 sealed"}""", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+
+        foreach (var json in new[] { false, true })
+        {
+            var outcome = await MorphRunner.RunAsync(["rm", "fn", "--control", host.Address.ToString(), "--control-token-file", TokenFile, .. json ? new[] { "--json" } : []]);
+
+            Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+            Assert.Contains("503 sealed", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Contains("morph kms function delete fn", outcome.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("removed fn", outcome.Stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Rm_PrintsTheKmsNote_AndSucceeds()
+    {
+        await using var host = new FakeHttpServer(_ => new(200, """{"removed":"fn","kms_note":"the KMS keeps the name fn for its owners","kms_error":null}""", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+
+        var outcome = await MorphRunner.RunAsync("rm", "fn", "--control", host.Address.ToString(), "--control-token-file", TokenFile);
+
+        Assert.True(outcome.ExitCode == ExitCodes.Ok, outcome.Stderr);
+        Assert.Contains("removed fn", outcome.Stdout, StringComparison.Ordinal);
+        Assert.Contains("the KMS keeps the name fn for its owners", outcome.Stdout + outcome.Stderr, StringComparison.Ordinal);
+    }
+
     [NonLoopbackFact]
     public async Task AControlUrlOffThisMachine_NeverGetsTheToken()
     {

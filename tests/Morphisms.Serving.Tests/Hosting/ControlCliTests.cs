@@ -1,5 +1,6 @@
 using Morphisms.Cli;
 using Morphisms.Serving.Hosting;
+using Morphisms.Serving.Spec;
 
 namespace Morphisms.Serving.Tests.Hosting;
 
@@ -64,6 +65,37 @@ public sealed class ControlCliTests
         Assert.Empty(host.List());
         Assert.All(launcher.Launched, i => Assert.True(i.Stopped));
         Directory.Delete(dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task Rm_WhoseKmsRegistrationWasNotDeleted_SaysSoAndExits1()
+    {
+        // The host registers nothing for a hardware TEE but deletes its registration on rm: the DELETE finds no KMS here.
+        using var functions = new TestFunctions();
+        var unreachable = new KmsConnection { Url = new Uri("https://127.0.0.1:1/"), CaSha256 = new string('0', 64), Token = "unused" };
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms: unreachable, launcher: new FakeLauncher());
+        await host.DeployAsync(functions.Spec("vault", "a", FunctionTee.Snp), CancellationToken.None);
+        var control = host.ControlUrl.ToString();
+
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var code = await MorphCli.RunAsync(["rm", "vault", "--control", control, "--control-token-file", functions.ControlTokenFile], stdout, stderr);
+
+        // Gone from the host, but its instances elsewhere may still log in: the command says so, and what to run.
+        Assert.Equal(ExitCodes.Rejected, code);
+        Assert.Empty(host.List());
+        Assert.Contains("its KMS registration was not deleted", stderr.ToString(), StringComparison.Ordinal);
+        Assert.Contains("morph kms function delete vault", stderr.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("removed vault", stdout.ToString(), StringComparison.Ordinal);
+
+        // The control API's reply carries the failure for other clients.
+        await host.DeployAsync(functions.Spec("vault", "b", FunctionTee.Snp), CancellationToken.None);
+        using var client = TestFunctions.ControlClient(host);
+        using var reply = await client.DeleteAsync("v1/functions/vault");
+        Assert.Equal(System.Net.HttpStatusCode.OK, reply.StatusCode);
+        var body = System.Text.Json.Nodes.JsonNode.Parse(await reply.Content.ReadAsStringAsync())!;
+        Assert.Equal("vault", body["removed"]!.GetValue<string>());
+        Assert.Contains("KMS", body["kms_error"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
     private static async Task<(int Code, string Output)> Morph(params string[] args)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 
 namespace Morphisms.Cli.Commands.Serving;
 
@@ -12,18 +13,34 @@ public static class RmCommand
         var command = new Command("rm", "Remove a function: route, instances (drained) and its KMS function registration.") { function };
         ServingControl.Set(command, stdout, stderr, async (parse, http, json, ct) =>
         {
-            var result = await ServingControl.SendAsync(http, HttpMethod.Delete, $"v1/functions/{Uri.EscapeDataString(parse.GetValue(function)!)}", null, ct);
+            var name = parse.GetValue(function)!;
+            var result = await ServingControl.SendAsync(http, HttpMethod.Delete, $"v1/functions/{Uri.EscapeDataString(name)}", null, ct);
+            var kmsError = Text(result?["kms_error"]);
+            var kmsNote = Text(result?["kms_note"]);
             if (json)
             {
                 await ServingControl.PrintJsonAsync(stdout, result);
             }
-            else
+            else if (kmsError is null)
             {
-                await stdout.WriteLineAsync($"removed {parse.GetValue(function)}");
+                await stdout.WriteLineAsync(kmsNote is null ? $"removed {name}" : $"removed {name}; {kmsNote}");
+            }
+
+            if (kmsError is not null)
+            {
+                // The host is rid of it, but the registration still lets the function's code log in wherever it runs:
+                // not the "removed" the user asked for, and the host will not retry (the function is gone from it).
+                await stderr.WriteLineAsync(
+                    $"morph: {name} was removed from the serving host, but its KMS registration was not deleted ({kmsError}); "
+                    + $"its code can still log in to the KMS. Delete it once the KMS answers (unsealed, reachable, a token allowed to): morph kms function delete {name}");
+                return ExitCodes.Rejected;
             }
 
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    private static string? Text(JsonNode? node) =>
+        node is JsonValue value && value.TryGetValue<string>(out var text) && text.Length > 0 ? text : null;
 }
