@@ -60,6 +60,26 @@ public class KmsClientCommandTests
     }
 
     [Fact]
+    public async Task A_token_lookup_never_prints_the_token_itself_json_included()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var created = JsonNode.Parse((await kms.RunAsync("token", "create", "--policy", "default", "--json")).Stdout)!["auth"]!;
+        var token = created["client_token"]!.GetValue<string>();
+        var accessor = created["accessor"]!.GetValue<string>();
+
+        foreach (var args in new[] { new[] { "token", "lookup", "--json" }, ["token", "lookup", "--accessor", accessor, "--json"] })
+        {
+            var lookup = await kms.RunAsync(args);
+            Assert.Equal(ExitCodes.Ok, lookup.ExitCode);
+            var data = JsonNode.Parse(lookup.Stdout)!.AsObject();
+            Assert.NotNull(data["policies"]);
+            Assert.False(data.ContainsKey("id"), lookup.Stdout);
+            Assert.DoesNotContain(kms.Server.DevCredentials!.RootToken, lookup.Stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain(token, lookup.Stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task Kv_secrets_come_from_files_and_round_trip()
     {
         await using var kms = await CliKms.StartDevAsync();

@@ -16,15 +16,17 @@ public static class KmsTokenLookupCommand
         {
             var (path, body) = target.Resolve(parse, "lookup", selfIsGet: true);
             var reply = await kms.SendAsync(body is null ? "GET" : "POST", path, body, ct);
+
+            // The token itself is not echoed, --json included: a lookup is for reading properties, and its output ends up
+            // in terminals, logs and scripts' files where a live token must not.
+            var data = (JsonObject)reply.Data.DeepClone();
+            data.Remove("id");
             if (json)
             {
-                await KmsAction.PrintJsonAsync(stdout, reply.Data);
+                await KmsAction.PrintJsonAsync(stdout, data);
                 return ExitCodes.Ok;
             }
 
-            // The token itself is not echoed: a lookup is for reading properties.
-            var data = (JsonObject)reply.Data.DeepClone();
-            data.Remove("id");
             data["ttl"] = KmsAction.Seconds(data["ttl"]);
             await KmsAction.PrintFieldsAsync(stdout, data);
             return ExitCodes.Ok;
