@@ -47,6 +47,17 @@ public class KmsProcessStateTests
     }
 
     [Fact]
+    public async Task Standard_input_over_the_cap_is_refused_with_exit_2()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+
+        var put = await WithStdinAsync("{\"v\":\"" + new string('x', 2 * 1024 * 1024) + "\"}", () => kms.RunAsync("kv", "put", "secret/stdin"));
+
+        Assert.Equal(ExitCodes.UsageOrInput, put.ExitCode);
+        Assert.Contains("--data-file: standard input is larger than 1 MiB", put.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Init_writes_the_keys_privately_and_unseal_reads_them_from_stdin()
     {
         await using var kms = await CliKms.StartFreshAsync();

@@ -94,7 +94,7 @@ public sealed class KmsConnection
     {
         try
         {
-            var token = File.ReadAllText(path).Trim();
+            var token = BoundedInput.ReadFile(path, BoundedInput.SecretLimit).Trim();
             return token.Length > 0 ? Checked(token, $"{what}: {path}") : throw KmsCliException.Usage($"{what}: {path} is empty");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

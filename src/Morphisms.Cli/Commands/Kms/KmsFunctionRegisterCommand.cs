@@ -116,7 +116,7 @@ public static class KmsFunctionRegisterCommand
     {
         try
         {
-            return JsonNode.Parse(File.ReadAllText(file.FullName)) as JsonObject ?? throw KmsCliException.Usage($"--file: {file.FullName} is not a JSON object");
+            return JsonNode.Parse(BoundedInput.ReadFile(file.FullName, BoundedInput.DataLimit)) as JsonObject ?? throw KmsCliException.Usage($"--file: {file.FullName} is not a JSON object");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
         {

@@ -24,7 +24,7 @@ public static class KmsUnsealCommand
             }
             else
             {
-                var keys = SecretInput.Lines(SecretInput.Read(parse.GetValue(keyFile), "--key-file"));
+                var keys = SecretInput.Lines(SecretInput.Read(parse.GetValue(keyFile), "--key-file", BoundedInput.SecretLimit));
                 if (keys.Count == 0)
                 {
                     throw KmsCliException.Usage("no unseal key shares given: one per line on standard input or in --key-file");

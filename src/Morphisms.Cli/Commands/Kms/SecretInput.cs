@@ -6,18 +6,16 @@ namespace Morphisms.Cli.Commands.Kms;
 /// </summary>
 internal static class SecretInput
 {
-    /// <summary>The text of <paramref name="path"/>, or of standard input when it is null or <c>-</c>.</summary>
-    /// <exception cref="KmsCliException">The file cannot be read (exit 2).</exception>
-    public static string Read(string? path, string option)
+    /// <summary>
+    /// The text of <paramref name="path"/>, or of standard input when it is null or <c>-</c>, at most
+    /// <paramref name="limit"/> characters (<see cref="BoundedInput"/>).
+    /// </summary>
+    /// <exception cref="KmsCliException">The file cannot be read, or is larger than the limit (exit 2).</exception>
+    public static string Read(string? path, string option, int limit = BoundedInput.DataLimit)
     {
-        if (path is null or "-")
-        {
-            return Console.In.ReadToEnd();
-        }
-
         try
         {
-            return File.ReadAllText(path);
+            return path is null or "-" ? BoundedInput.Read(Console.In, "standard input", limit) : BoundedInput.ReadFile(path, limit);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -1,0 +1,52 @@
+using System.Text;
+
+namespace Morphisms.Cli.Commands;
+
+/// <summary>
+/// Reads a text input the user names (a file, or standard input) up to a cap. <see cref="File.ReadAllText(string)"/>
+/// reads until the end, so <c>--data-file /dev/zero</c> (or a multi-gigabyte file named by mistake) ran the command out
+/// of memory and crashed it; here it is an <see cref="IOException"/> naming the input, which the commands already
+/// turn into a usage error (exit 2).
+/// </summary>
+/// <remarks>
+/// Pipes stay allowed (standard input, <c>--key-file &lt;(…)</c>), so the size is learnt by reading: at most one
+/// character over the cap is read, from any kind of file.
+/// </remarks>
+internal static class BoundedInput
+{
+    /// <summary>Secret data, policies, function specs: the KMS's default request body limit.</summary>
+    public const int DataLimit = 1024 * 1024;
+
+    /// <summary>Tokens and unseal key shares (255 shares of a 32-byte key fill about 23 KiB).</summary>
+    public const int SecretLimit = 64 * 1024;
+
+    /// <summary>The text of the file at <paramref name="path"/> (UTF-8 unless a byte order mark says otherwise).</summary>
+    /// <exception cref="IOException">The file cannot be read, or holds more than <paramref name="limit"/> characters.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file cannot be opened.</exception>
+    public static string ReadFile(string path, int limit)
+    {
+        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        return Read(reader, path, limit);
+    }
+
+    /// <summary>The text of <paramref name="reader"/>, named <paramref name="name"/> in the error.</summary>
+    /// <exception cref="IOException">It holds more than <paramref name="limit"/> characters.</exception>
+    public static string Read(TextReader reader, string name, int limit)
+    {
+        var buffer = new char[Math.Min(limit + 1, 64 * 1024)];
+        var text = new StringBuilder();
+        int read;
+        while ((read = reader.Read(buffer, 0, Math.Min(buffer.Length, limit + 1 - text.Length))) > 0)
+        {
+            text.Append(buffer, 0, read);
+            if (text.Length > limit)
+            {
+                throw new IOException($"{name} is larger than {Describe(limit)}");
+            }
+        }
+
+        return text.ToString();
+    }
+
+    private static string Describe(int limit) => limit % (1024 * 1024) == 0 ? $"{limit / (1024 * 1024)} MiB" : $"{limit / 1024} KiB";
+}
