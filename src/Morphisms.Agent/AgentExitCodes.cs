@@ -9,7 +9,7 @@ public static class AgentExitCodes
     /// <summary>Usage error or unreadable configuration.</summary>
     public const int Usage = 2;
 
-    /// <summary>The KMS refused the attestation (unregistered measurement, bad binding, expired nonce, ...).</summary>
+    /// <summary>The KMS refused the attestation (unregistered function or measurement, bad binding, expired nonce, ...).</summary>
     public const int AttestationRefused = 3;
 
     /// <summary>The KMS could not be reached, or failed the pin check, within the bounded retries.</summary>

@@ -49,6 +49,13 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
         {
             nonce = await report.TimeAsync("challenge", () => kms.ChallengeAsync(function, ct)).ConfigureAwait(false);
         }
+        catch (KmsCallException e) when (e.Status is 400 or 403 or 404)
+        {
+            // A verdict like a refused login: 404 is a function the KMS does not know (never registered, or deleted
+            // while this instance ran), which no retry will change. At a cold start it exits 3; while running it
+            // deprovisions, as a refused login does.
+            throw Refused(e);
+        }
         catch (InvalidDataException e)
         {
             throw Malformed("challenge", e);
@@ -83,13 +90,16 @@ public sealed class Attestor(KmsClient kms, IEvidenceProvider evidence, string f
         }
         catch (KmsCallException e) when (e.Status is 400 or 403 or 404)
         {
-            throw new AgentException(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
+            throw Refused(e);
         }
         catch (InvalidDataException e)
         {
             throw Malformed("login", e);
         }
     }
+
+    private AgentException Refused(KmsCallException e) =>
+        new(AgentExitCodes.AttestationRefused, $"the KMS refused attestation of '{function}' ({e.Status}): {e.Errors}", e);
 
     // The pinned KMS sent something the agent cannot use: not a refusal of this instance, so the maintainer retries it
     // like an outage, and a cold start exits as if the KMS were unreachable.

@@ -103,6 +103,29 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task TheFunctionDeleted_DeprovisionsWithExitThree_AndWipesTheSecrets()
+    {
+        // DELETE revokes the instance's token; the fresh attestation that follows the refused secret read is then refused
+        // at the challenge (404: no such function). That is a verdict like a refused login, not a KMS outage to retry.
+        using var harness = new AgentHarness("doomed");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("doomed", harness.Measurement);
+        await kms.PutBundleAsync("doomed", Bundle("v1"));
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        var run = agent.RunAsync(default);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(File.Exists(Path.Combine(harness.SecretsDir, "greeting")));
+
+        (await kms.Root.DeleteAsync("v1/morphisms/functions/doomed")).EnsureSuccessStatusCode();
+
+        Assert.Equal(AgentExitCodes.AttestationRefused, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("\"event\":\"deprovisioned\"", log.Text);
+        Assert.Contains("function doomed is not registered", log.Text);
+        Assert.False(Directory.Exists(harness.SecretsDir));
+    }
+
+    [Fact]
     public async Task ASecretPathMovedAtReattestation_IsApplied_ThoughItsVersionIsLower()
     {
         // Versions count per path: the bundle at the new path is at version 3, the one the app has at version 5.

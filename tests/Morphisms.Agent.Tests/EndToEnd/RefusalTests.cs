@@ -65,6 +65,21 @@ public sealed class RefusalTests
     }
 
     [Fact]
+    public async Task AnUnregisteredFunction_IsRefusedAtTheChallenge_ExitsThree()
+    {
+        // The KMS answers the challenge for a function it does not know with 404: a verdict, not an internal error.
+        using var harness = new AgentHarness("stranger");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        var log = new LogSink();
+        var code = await new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig).RunAsync(default).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(AgentExitCodes.AttestationRefused, code);
+        Assert.Contains("function stranger is not registered", log.Text);
+        Assert.DoesNotContain("internal error", log.Text);
+        Assert.False(File.Exists(harness.Marker));
+    }
+
+    [Fact]
     public async Task AnAppThatNeverGetsReady_ExitsSeven_AndItsSecretsAreWiped()
     {
         using var harness = new AgentHarness("quitter");
