@@ -70,6 +70,12 @@ public sealed record AgentOptions
     /// <summary>A command run (instead of SIGHUP) after new secrets are written.</summary>
     public string? ReloadCommand { get; init; }
 
+    /// <summary>
+    /// How long <see cref="ReloadCommand"/> may run before it is killed (its whole process tree) and logged as
+    /// <c>reload_failed</c>: the maintenance loop waits for it, and renewal and rollover must not wait forever.
+    /// </summary>
+    public TimeSpan ReloadTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How often the secret bundle is checked for a new version.</summary>
     public TimeSpan SecretsPollInterval { get; init; } = TimeSpan.FromSeconds(10);
 

@@ -249,7 +249,22 @@ public sealed class SessionMaintainer(
             using var process = Process.Start(info);
             if (process is not null)
             {
-                await process.WaitForExitAsync(ct).ConfigureAwait(false);
+                // The loop that renews the token and rolls the certificate over waits here: a command that hangs must
+                // not stop them, so it gets ReloadTimeout, and is killed (with whatever it started) on the way out.
+                using var timeout = new CancellationTokenSource(options.ReloadTimeout, options.Time);
+                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+                try
+                {
+                    await process.WaitForExitAsync(waiting.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    process.Kill(entireProcessTree: true);
+                    ct.ThrowIfCancellationRequested();
+                    log.Warn("reload_failed", $"reload command still running after {options.ReloadTimeout.TotalSeconds:0.###} s: killed");
+                    return;
+                }
+
                 if (process.ExitCode != 0)
                 {
                     log.Warn("reload_failed", $"reload command exited with {process.ExitCode}");

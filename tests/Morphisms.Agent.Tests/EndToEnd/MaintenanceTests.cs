@@ -126,6 +126,41 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task AReloadCommandThatHangs_IsKilledAfterItsTimeout_AndRenewalGoesOn()
+    {
+        // The maintenance loop waits for the reload command: one that never ends must not stop renewal and rollover.
+        using var harness = new AgentHarness("hung");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("hung", harness.Measurement, tokenTtl: "4s", tokenMaxTtl: "1h");
+        await kms.PutBundleAsync("hung", Bundle("v1"));
+        var log = new LogSink();
+        var pidFile = Path.Combine(Path.GetDirectoryName(harness.SecretsDir)!, "reload.pid");
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with
+        {
+            ReloadCommand = $"echo $$ > '{pidFile}'; exec sleep 3600",
+            ReloadTimeout = TimeSpan.FromSeconds(1),
+        };
+        var agent = new Agent(options, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        await kms.PutBundleAsync("hung", Bundle("v2"));
+        await Eventually.Until(() => log.Text.Contains("\"event\":\"reload_failed\""), "the hung reload command is given up on", TimeSpan.FromSeconds(20));
+        Assert.Contains("still running after 1 s: killed", log.Text);
+        var afterReload = log.Text.Length;
+        await Eventually.Until(() => log.Text[afterReload..].Contains("\"event\":\"token_renewed\""), "a renewal after the hung reload", TimeSpan.FromSeconds(20));
+
+        // The command's process (the shell exec'd into sleep) was killed, not left behind.
+        var pid = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        await Eventually.Until(() => Gone(pid), "the reload command is gone");
+
+        Assert.False(run.IsCompleted, log.Text);
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task ASecretPathMovedAtReattestation_IsApplied_ThoughItsVersionIsLower()
     {
         // Versions count per path: the bundle at the new path is at version 3, the one the app has at version 5.
@@ -213,6 +248,19 @@ public sealed class MaintenanceTests
 
         public Task<MeasuredPin> ReadKmsCaPinAsync(CancellationToken ct) =>
             ((IMeasuredPinSource)inner).ReadKmsCaPinAsync(ct);
+    }
+
+    // Reaped, or a zombie: either way it runs no more.
+    private static bool Gone(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return true;
+        }
     }
 
     private static int Count(string text, string what) => (text.Length - text.Replace(what, "", StringComparison.Ordinal).Length) / what.Length;
