@@ -81,9 +81,16 @@ public sealed record SecretBundle(int Version, IReadOnlyDictionary<string, strin
     // Only plain names: a bundle must not be able to write outside the secrets directory or over the temp files.
     private static string CheckFileName(string name)
     {
-        if (name.Length is 0 or > 255 || name is "." or ".." || name.StartsWith('.') || name.IndexOfAny(['/', '\\', '\0']) >= 0)
+        if (name.Length == 0 || name is "." or ".." || name.StartsWith('.') || name.IndexOfAny(['/', '\\', '\0']) >= 0)
         {
             throw new InvalidDataException($"secret bundle: file name '{Safe(name)}' must be a plain name (no '/', not starting with '.')");
+        }
+
+        // The file system's limit (NAME_MAX) is 255 bytes of the name as written, UTF-8, not 255 chars: a longer name
+        // could never be written, and would fail every poll (secrets_not_applied) instead of being refused once.
+        if (Encoding.UTF8.GetByteCount(name) is var bytes and > 255)
+        {
+            throw new InvalidDataException($"secret bundle: file name '{Safe(name)}' is {bytes} bytes in UTF-8; a name is at most 255 bytes");
         }
 
         return name;

@@ -40,7 +40,7 @@ public sealed class SecretDirectory(string path)
 
                 if (!Unchanged(target, content))
                 {
-                    staged.Add((Stage(name, content), target));
+                    staged.Add((Stage(content), target));
                 }
             }
         }
@@ -91,9 +91,10 @@ public sealed class SecretDirectory(string path)
             && File.ReadAllBytes(target).AsSpan().SequenceEqual(content);
     }
 
-    private string Stage(string name, byte[] content)
+    private string Stage(byte[] content)
     {
-        var temp = System.IO.Path.Combine(Path, $".{name}.{Guid.NewGuid():N}.tmp");
+        // Not named after the secret: the name may already be as long as the file system allows (255 bytes).
+        var temp = System.IO.Path.Combine(Path, $".{Guid.NewGuid():N}.tmp");
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite };
         try
         {

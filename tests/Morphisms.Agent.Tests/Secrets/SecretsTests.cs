@@ -32,6 +32,32 @@ public sealed class SecretsTests : IDisposable
         Assert.Contains(expected, e.Message);
     }
 
+    [Theory]
+    [InlineData(230)]
+    [InlineData(255)]
+    public void ALongName_WithinTheFileSystemsLimit_Applies(int length)
+    {
+        // The temporary file beside it must not be longer than the name: NAME_MAX is 255 bytes for both.
+        var name = new string('k', length);
+        var bundle = SecretBundle.Parse(1, new JsonObject { ["files"] = new JsonObject { [name] = "x" } });
+        var dir = new SecretDirectory(_dir);
+        dir.Create();
+
+        Assert.True(dir.Apply(bundle.Files));
+        Assert.Equal("x", File.ReadAllText(Path.Combine(_dir, name)));
+        Assert.Single(Directory.EnumerateFileSystemEntries(_dir));
+    }
+
+    [Fact]
+    public void ANameOverTwoHundredFiftyFiveUtf8Bytes_IsRejected_ThoughItHasFewerChars()
+    {
+        // 150 UTF-16 chars, 300 UTF-8 bytes: no Linux file system can hold the name, so the bundle is refused as such
+        // (secrets_rejected, once) rather than failing every write (secrets_not_applied, every poll).
+        var name = new string('é', 150);
+        var e = Assert.Throws<InvalidDataException>(() => SecretBundle.Parse(1, new JsonObject { ["files"] = new JsonObject { [name] = "x" } }));
+        Assert.Contains("at most 255 bytes", e.Message);
+    }
+
     [Fact]
     public void Directory_IsPrivate_FilesReadOnly_UpdatesReplaceAndRemove()
     {
