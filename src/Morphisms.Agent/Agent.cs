@@ -315,7 +315,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
 
     private async Task<TlsTerminator> StartTerminatorAsync(Identity.ServingCertificate certificate)
     {
-        var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppEndPoint, certificate);
+        var terminator = new TlsTerminator(options.ListenAddress, options.Port, options.AppEndPoint, certificate, idleTimeout: options.ConnectionIdleTimeout, time: options.Time);
         try
         {
             terminator.Start();

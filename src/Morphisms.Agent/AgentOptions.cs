@@ -130,6 +130,12 @@ public sealed record AgentOptions
     /// </summary>
     public AppStart AppStart { get; init; } = AppStart.AfterSecrets;
 
+    /// <summary>
+    /// How long a client's connection through the TLS terminator may move no byte either way before it is closed
+    /// (<see cref="Tls.TlsTerminator.DefaultIdleTimeout"/>, 5 minutes; <see cref="Timeout.InfiniteTimeSpan"/>: never).
+    /// </summary>
+    public TimeSpan ConnectionIdleTimeout { get; init; } = Tls.TlsTerminator.DefaultIdleTimeout;
+
     /// <summary>How long the app has to answer on its port.</summary>
     public TimeSpan AppReadyTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -9,7 +10,9 @@ namespace Morphisms.Agent.Tls;
 /// Terminates TLS on the instance port with the attested certificate and pipes plaintext to the app: on loopback TCP,
 /// or on a UNIX domain socket where the loopback is not the TEE's own (under Gramine, TCP is the host kernel's).
 /// The certificate lives in a volatile field read per handshake, so a rollover reaches new connections at once while
-/// open connections keep the certificate they were made with and are never dropped.
+/// open connections keep the certificate they were made with and are never dropped. A connection through to the app
+/// that moves no byte either way for the idle timeout is closed, so clients that handshake and then say nothing cannot
+/// hold every slot.
 /// </summary>
 public sealed class TlsTerminator : IAsyncDisposable
 {
@@ -21,6 +24,8 @@ public sealed class TlsTerminator : IAsyncDisposable
     // Beyond this many open connections the terminator stops accepting (the kernel's backlog holds the rest), so a
     // crowd of idle or half-open clients cannot take every descriptor the agent needs for the KMS and its secrets.
     private readonly SemaphoreSlim _slots;
+    private readonly TimeSpan _idleTimeout;
+    private readonly TimeProvider _time;
     private volatile SslStreamCertificateContext _context;
     private volatile bool _stopping;
     private Task _accepting = Task.CompletedTask;
@@ -28,14 +33,26 @@ public sealed class TlsTerminator : IAsyncDisposable
     /// <summary>The most connections open at once.</summary>
     public const int MaxConnections = 1024;
 
+    /// <summary>
+    /// How long a connection through to the app may move no byte in either direction before it is closed: 5 minutes,
+    /// longer than any request/response pause an HTTP client expects (YARP's activity timeout is 100 s) and short
+    /// enough that idle clients give their slots back. Long-lived idle streams (WebSockets) must ping more often.
+    /// </summary>
+    public static readonly TimeSpan DefaultIdleTimeout = TimeSpan.FromMinutes(5);
+
+    // Bytes per read, as Stream.CopyToAsync uses (a TLS record is at most 16 KiB; the app's side may give more).
+    private const int CopyBufferSize = 81_920;
+
     /// <summary>Creates a terminator for <paramref name="address"/>:<paramref name="port"/> forwarding to <paramref name="appPort"/>.</summary>
     /// <param name="address">The address to listen on.</param>
     /// <param name="port">The port to listen on (0 picks a free one).</param>
     /// <param name="appPort">The app's plaintext port on loopback.</param>
     /// <param name="certificate">The attested serving certificate.</param>
     /// <param name="maxConnections">The most connections open at once (<see cref="MaxConnections"/> unless a test needs fewer).</param>
-    public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate, int maxConnections = MaxConnections)
-        : this(address, port, new IPEndPoint(IPAddress.Loopback, appPort), certificate, maxConnections)
+    /// <param name="idleTimeout">How long a connection may be silent both ways (<see cref="DefaultIdleTimeout"/> unless given; <see cref="Timeout.InfiniteTimeSpan"/>: never closed for it).</param>
+    /// <param name="time">The clock for the idle timeout (the system's unless given).</param>
+    public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate, int maxConnections = MaxConnections, TimeSpan? idleTimeout = null, TimeProvider? time = null)
+        : this(address, port, new IPEndPoint(IPAddress.Loopback, appPort), certificate, maxConnections, idleTimeout, time)
     {
     }
 
@@ -45,9 +62,18 @@ public sealed class TlsTerminator : IAsyncDisposable
     /// <param name="app">The app's plaintext endpoint: loopback TCP, or a <see cref="UnixDomainSocketEndPoint"/>.</param>
     /// <param name="certificate">The attested serving certificate.</param>
     /// <param name="maxConnections">The most connections open at once (<see cref="MaxConnections"/> unless a test needs fewer).</param>
-    public TlsTerminator(string address, int port, EndPoint app, ServingCertificate certificate, int maxConnections = MaxConnections)
+    /// <param name="idleTimeout">How long a connection may be silent both ways (<see cref="DefaultIdleTimeout"/> unless given; <see cref="Timeout.InfiniteTimeSpan"/>: never closed for it).</param>
+    /// <param name="time">The clock for the idle timeout (the system's unless given).</param>
+    public TlsTerminator(string address, int port, EndPoint app, ServingCertificate certificate, int maxConnections = MaxConnections, TimeSpan? idleTimeout = null, TimeProvider? time = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxConnections, 1);
+        _idleTimeout = idleTimeout ?? DefaultIdleTimeout;
+        if (_idleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(_idleTimeout, TimeSpan.Zero, nameof(idleTimeout));
+        }
+
+        _time = time ?? TimeProvider.System;
         _slots = new SemaphoreSlim(maxConnections);
         _listener = new TcpListener(IPAddress.Parse(address), port);
         _app = app;
@@ -161,9 +187,11 @@ public sealed class TlsTerminator : IAsyncDisposable
             await app.ConnectAsync(_app).ConfigureAwait(false);
             await using var plain = new NetworkStream(app, ownsSocket: false);
 
-            // Either side closing ends the pair; a half-close is forwarded so request/response bodies finish.
-            var up = PumpAsync(tls, plain, () => app.Shutdown(SocketShutdown.Send));
-            var down = PumpAsync(plain, tls, () => tls.ShutdownAsync().GetAwaiter().GetResult());
+            // Either side closing ends the pair; a half-close is forwarded so request/response bodies finish. Silence
+            // both ways for the idle timeout ends it too: a slot held by a client that sends nothing is a slot lost.
+            using var idle = new Inactivity(_idleTimeout, _time);
+            var up = PumpAsync(tls, plain, () => app.Shutdown(SocketShutdown.Send), idle);
+            var down = PumpAsync(plain, tls, () => tls.ShutdownAsync().GetAwaiter().GetResult(), idle);
             await Task.WhenAny(up, down).ConfigureAwait(false);
             await Task.WhenAll(up, down).WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         }
@@ -178,16 +206,84 @@ public sealed class TlsTerminator : IAsyncDisposable
         ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
         : new Socket(app.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
 
-    private static async Task PumpAsync(Stream from, Stream to, Action close)
+    private static async Task PumpAsync(Stream from, Stream to, Action close, Inactivity idle)
     {
+        var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
         try
         {
-            await from.CopyToAsync(to).ConfigureAwait(false);
+            int read;
+            while ((read = await from.ReadAsync(buffer, idle.Token).ConfigureAwait(false)) > 0)
+            {
+                idle.Touch();
+                await to.WriteAsync(buffer.AsMemory(0, read), idle.Token).ConfigureAwait(false);
+
+                // A write that completes is progress too: a slow reader is not an idle one.
+                idle.Touch();
+            }
+
             close();
         }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {
-            // The other direction ends the connection.
+            // The other direction ends the connection (an idle timeout ends both).
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    // Cancels Token once no byte has moved either way for the timeout. One timer per connection, re-armed only when it
+    // fires (for what is left of the timeout since the last byte), so a busy connection pays a timestamp per read.
+    private sealed class Inactivity : IDisposable
+    {
+        private readonly CancellationTokenSource _expired = new();
+        private readonly TimeSpan _timeout;
+        private readonly TimeProvider _time;
+        private readonly ITimer? _timer;
+        private long _last;
+
+        public Inactivity(TimeSpan timeout, TimeProvider time)
+        {
+            _timeout = timeout;
+            _time = time;
+            _last = time.GetTimestamp();
+            if (timeout != Timeout.InfiniteTimeSpan)
+            {
+                // Armed only once assigned, so the first callback sees it.
+                _timer = time.CreateTimer(_ => Check(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                _timer.Change(timeout, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        public CancellationToken Token => _expired.Token;
+
+        public void Touch() => Volatile.Write(ref _last, _time.GetTimestamp());
+
+        private void Check()
+        {
+            try
+            {
+                var quiet = _time.GetElapsedTime(Volatile.Read(ref _last));
+                if (quiet >= _timeout)
+                {
+                    _expired.Cancel();
+                }
+                else
+                {
+                    _timer!.Change(_timeout - quiet, Timeout.InfiniteTimeSpan);
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                // The connection ended while the timer fired.
+            }
+        }
+
+        public void Dispose()
+        {
+            _timer?.Dispose();
+            _expired.Dispose();
         }
     }
 

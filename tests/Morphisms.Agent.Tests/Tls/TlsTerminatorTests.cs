@@ -120,6 +120,101 @@ public sealed class TlsTerminatorTests
     }
 
     [Fact]
+    public async Task AConnectionSilentBothWaysForTheIdleTimeout_IsClosed_FreeingItsSlot()
+    {
+        // Clients that complete the handshake and then say nothing would otherwise hold every slot for good, in front
+        // of an app with no idle timeout of its own (this one never closes anything).
+        using var app = new TcpListener(IPAddress.Loopback, 0);
+        app.Start();
+        var appSide = new List<TcpClient>();
+        var accepting = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var accepted = await app.AcceptTcpClientAsync();
+                lock (appSide)
+                {
+                    appSide.Add(accepted);
+                }
+            }
+        });
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        await using var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)app.LocalEndpoint).Port, certificate, maxConnections: 2, time: time);
+        terminator.Start();
+
+        var (talker, talkerTls) = await HandshakeAsync(terminator.Port, certificate);
+        var (silent, silentTls) = await HandshakeAsync(terminator.Port, certificate);
+        await Eventually.Until(() => { lock (appSide) { return appSide.Count == 2; } }, "both connections through to the app");
+        using var third = new TcpClient();
+        await third.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        await Task.Delay(300);
+        Assert.Equal(2, terminator.Accepted);
+
+        // Four minutes on, one of them sends a byte; two more, the other has been silent for six and is closed. The
+        // timeout counts from the last byte, not from the connection's start.
+        time.Advance(TimeSpan.FromMinutes(4));
+        await talkerTls.WriteAsync("x"u8.ToArray());
+        await Eventually.Until(() => { lock (appSide) { return appSide.Any(c => c.Available > 0); } }, "the talker's byte reaches the app");
+        TcpClient talkerAtApp;
+        lock (appSide)
+        {
+            talkerAtApp = appSide.Single(c => c.Available > 0);
+        }
+
+        time.Advance(TimeSpan.FromMinutes(2));
+        Assert.True(await ClosedAsync(silentTls), "the silent connection was closed");
+        await Eventually.Until(() => terminator.Accepted == 3, "the waiting connection accepted in the freed slot");
+        await talkerTls.WriteAsync("y"u8.ToArray());
+        await Eventually.Until(() => talkerAtApp.Available == 2, "the talker, still open, gets its next byte through");
+
+        // Five silent minutes later, the talker goes too.
+        time.Advance(TimeSpan.FromMinutes(5));
+        Assert.True(await ClosedAsync(talkerTls), "the talker, once silent, was closed");
+        await talkerTls.DisposeAsync();
+        await silentTls.DisposeAsync();
+        talker.Dispose();
+        silent.Dispose();
+        app.Stop();
+        await Assert.ThrowsAnyAsync<Exception>(() => accepting);
+        lock (appSide)
+        {
+            appSide.ForEach(c => c.Dispose());
+        }
+    }
+
+    private static async Task<(TcpClient Client, SslStream Tls)> HandshakeAsync(int port, ServingCertificate certificate)
+    {
+        var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port);
+        var tls = new SslStream(client.GetStream());
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "term",
+            RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && presented.GetCertHashString(HashAlgorithmName.SHA256) == certificate.Certificate.GetCertHashString(HashAlgorithmName.SHA256),
+        });
+        return (client, tls);
+    }
+
+    // The terminator closed it: end of stream, or a reset.
+    private static async Task<bool> ClosedAsync(SslStream tls)
+    {
+        try
+        {
+            return await tls.ReadAsync(new byte[1]).AsTask().WaitAsync(TimeSpan.FromSeconds(10)) == 0;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
     public async Task ASlotFreedWhileDraining_DoesNotAcceptOnTheStoppedListener()
     {
         using var identity = new InstanceIdentity("term");
