@@ -218,7 +218,10 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         await terminator.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
         var code = await running.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
         await terminator.StopAsync(ConnectionDrain).ConfigureAwait(false);
-        WipeSecrets(secrets, log);
+
+        // The maintainer was cancelled, but may still be inside a secret update (Apply does not stop halfway): wipe
+        // only once it has ended, or a file it writes could outlive the wipe.
+        int? deprovisioned = null;
         try
         {
             await maintaining.ConfigureAwait(false);
@@ -228,7 +231,17 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         }
         catch (AgentException e)
         {
-            return e.ExitCode;
+            deprovisioned = e.ExitCode;
+        }
+        finally
+        {
+            // Whatever ended the maintainer (a bug included), the secrets do not outlive the app.
+            WipeSecrets(secrets, log);
+        }
+
+        if (deprovisioned is { } refusal)
+        {
+            return refusal;
         }
 
         log.Info("exit", first == running.Exited ? "the app exited" : "stopped: app drained", new JsonObject { ["exit_code"] = code });

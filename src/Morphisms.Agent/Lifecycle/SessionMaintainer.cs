@@ -39,6 +39,9 @@ public sealed class SessionMaintainer(
     /// <summary>How many secret versions have been applied after start.</summary>
     public int SecretUpdates { get; private set; }
 
+    /// <summary>Runs just before a new version's files are written, so a test can hold the maintainer inside an apply.</summary>
+    internal Action? BeforeApplyForTests { get; set; }
+
     /// <summary>Starts from the cold-start attestation and bundle version.</summary>
     public void Begin(Attestation attestation, int secretVersion)
     {
@@ -183,6 +186,10 @@ public sealed class SessionMaintainer(
         try
         {
             bundle = SecretBundle.Parse(secret.Version, secret.Data);
+
+            // Stopping: the agent wipes the directory once this loop has ended, and nothing is written after that.
+            ct.ThrowIfCancellationRequested();
+            BeforeApplyForTests?.Invoke();
             changed = secrets.Apply(bundle.Files);
         }
         catch (InvalidDataException e)
@@ -238,6 +245,8 @@ public sealed class SessionMaintainer(
 
     private async Task ReloadAsync(CancellationToken ct)
     {
+        // Stopping: the app is on its way out (or gone, its pid free for another process to take), so no signal.
+        ct.ThrowIfCancellationRequested();
         if (options.ReloadCommand is { } command)
         {
             var info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command }, UseShellExecute = false };

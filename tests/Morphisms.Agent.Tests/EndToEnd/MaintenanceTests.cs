@@ -161,6 +161,42 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task AStopDuringASecretUpdate_WipesTheSecretsOnlyOnceTheUpdateHasEnded()
+    {
+        using var harness = new AgentHarness("midway");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("midway", harness.Measurement);
+        await kms.PutBundleAsync("midway", Bundle("v1"));
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        // The maintainer is held inside the update to version 2 when the stop comes.
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        agent.Maintainer!.BeforeApplyForTests = () =>
+        {
+            entered.Set();
+            release.Wait(TimeSpan.FromSeconds(30));
+        };
+        await kms.PutBundleAsync("midway", Bundle("v2"));
+        await Eventually.Until(() => entered.IsSet, "the maintainer about to write version 2");
+        await stop.CancelAsync();
+
+        // The app drains and the listener closes; the wipe waits for the update, which would otherwise write after it.
+        await agent.Maintainer.App!.Exited.WaitAsync(TimeSpan.FromSeconds(30));
+        await Task.Delay(Agent.ConnectionDrain + TimeSpan.FromMilliseconds(500));
+        Assert.False(run.IsCompleted, log.Text);
+        Assert.True(Directory.Exists(harness.SecretsDir), "the secrets were wiped while an update was still writing them");
+
+        release.Set();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.False(Directory.Exists(harness.SecretsDir), "the secrets are wiped once the update has ended");
+    }
+
+    [Fact]
     public async Task ASecretPathMovedAtReattestation_IsApplied_ThoughItsVersionIsLower()
     {
         // Versions count per path: the bundle at the new path is at version 3, the one the app has at version 5.
