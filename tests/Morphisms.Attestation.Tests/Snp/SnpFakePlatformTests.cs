@@ -220,6 +220,26 @@ public class SnpFakePlatformTests
         Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.Chain);
     }
 
+    [Fact]
+    public void Key_on_explicit_curve_parameters_fails_the_signature_instead_of_throwing()
+    {
+        // P-384's field and order with another generator: the library imports it, but it is no named curve (no OID).
+        var curve = ECDsa.Create(ECCurve.NamedCurves.nistP384).ExportExplicitParameters(false).Curve;
+        using (var other = ECDsa.Create(ECCurve.NamedCurves.nistP384))
+        {
+            curve.G = other.ExportParameters(false).Q;
+        }
+
+        using var key = ECDsa.Create(curve);
+        using var issuerKey = ECDsa.Create(ECCurve.NamedCurves.nistP384);
+        var request = new CertificateRequest(new X500DistinguishedName("CN=SEV-VCEK"), PublicKey.CreateFromSubjectPublicKeyInfo(key.ExportSubjectPublicKeyInfo(), out _), HashAlgorithmName.SHA384);
+        using var vcek = request.Create(Milan.Ask.SubjectName, X509SignatureGenerator.CreateForECDsa(issuerKey), FakeAmd.Now.AddDays(-1), FakeAmd.Now.AddDays(1), [1]);
+
+        var result = Verifier(Milan).Verify(Milan.Report(), new SnpEndorsements(vcek));
+
+        Assert.Contains(result.Log.Failures, f => f.Check == SnpChecks.Signature && f.Reason.Contains("P-384"));
+    }
+
     /// <summary>The certificate with its outer signatureAlgorithm replaced (the TBS and signature kept).</summary>
     private static byte[] WithSignatureAlgorithm(X509Certificate2 certificate, byte[] algorithm)
     {

@@ -138,8 +138,10 @@ internal sealed class CertificateFacts
 
     private static bool IsP384(ECDsa key)
     {
+        // A key on explicit curve parameters (from a supplied certificate) has no OID: it is not P-384, not a crash.
         var curve = key.ExportParameters(false).Curve;
-        return curve.Oid.Value == P384Oid || curve.Oid.FriendlyName is "nistP384" or "ECDSA_P384" or "secp384r1";
+        return curve.IsNamed
+            && (curve.Oid?.Value == P384Oid || curve.Oid?.FriendlyName is "nistP384" or "ECDSA_P384" or "secp384r1");
     }
 
     private static (SnpKeyCertificateExtensions?, string?) ReadExtensions(X509Certificate2 certificate)
