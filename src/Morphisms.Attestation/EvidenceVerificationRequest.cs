@@ -41,6 +41,12 @@ public sealed record EvidenceVerificationRequest
     /// <summary>When set, REPORT_DATA must equal it.</summary>
     public byte[]? ExpectedReportData { get; init; }
 
+    /// <summary>
+    /// SNP only: the least privileged VMPL the report may come from, or null for any. A caller that trusts REPORT_DATA
+    /// should say 0: under a paravisor or SVSM a less privileged VMPL gets reports with the VMPL 0 MEASUREMENT.
+    /// </summary>
+    public uint? MaximumSnpVmpl { get; init; }
+
     /// <summary>Accept evidence from a TEE that allows debugging. Off by default: a debuggable TEE protects nothing.</summary>
     public bool AllowDebug { get; init; }
 

@@ -95,6 +95,7 @@ public static class EvidenceVerifier
         {
             Measurements = request.ExpectedMeasurement is { } measurement ? [measurement] : null,
             ReportData = request.ExpectedReportData,
+            MaximumVmpl = request.MaximumSnpVmpl,
             AllowDebug = request.AllowDebug,
         };
         if (request.SnpCertificate is null)

@@ -112,6 +112,7 @@ public static class KmsAttestationClient
                 Collateral = options.Collateral,
                 Anchors = options.Anchors,
                 Time = options.Time,
+                MaximumSnpVmpl = options.MaximumSnpVmpl,
                 // The measurement is checked below, against a set, rather than by the verifier's single value.
                 ExpectedReportData = binding,
             }, cancellationToken).ConfigureAwait(false);

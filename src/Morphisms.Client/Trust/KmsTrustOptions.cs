@@ -41,6 +41,13 @@ public sealed record KmsTrustOptions
     /// </summary>
     public string? ExpectedRootCaSha256 { get; init; }
 
+    /// <summary>
+    /// SNP: the least privileged VMPL the KMS's report may come from. 0 by default: under a paravisor or SVSM a less
+    /// privileged VMPL can get reports carrying the VMPL 0 image's MEASUREMENT beside REPORT_DATA of its own choosing.
+    /// Raise it only for a KMS that really runs above VMPL 0; 3 accepts any VMPL.
+    /// </summary>
+    public uint MaximumSnpVmpl { get; init; }
+
     /// <summary>Collateral for an SGX/TDX KMS (an SNP KMS sends its VCEK).</summary>
     public ICollateralSource? Collateral { get; init; }
 

@@ -19,7 +19,9 @@ internal static class ReferencePolicies
         AllowMigrationAgent = r.AllowMigrationAgent,
         RequireSmtDisabled = r.RequireSmtDisabled,
         RequireSingleSocket = r.RequireSingleSocket,
-        MaximumVmpl = r.MaxVmpl,
+        // VMPL 0 unless the registration says otherwise: under a paravisor or SVSM a less privileged VMPL can get
+        // reports carrying the VMPL 0 image's MEASUREMENT beside REPORT_DATA of its own choosing.
+        MaximumVmpl = r.MaxVmpl ?? 0,
         MinimumGuestSvn = r.MinGuestSvn,
         AllowDebug = false,
     };

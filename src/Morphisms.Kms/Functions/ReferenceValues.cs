@@ -55,7 +55,10 @@ internal sealed record SnpReference
     /// <summary>Require the guest policy to pin the guest to one socket.</summary>
     public bool RequireSingleSocket { get; init; }
 
-    /// <summary>The least privileged VMPL a report may come from, or null for any.</summary>
+    /// <summary>
+    /// The least privileged VMPL a report may come from; null (not given) means 0, the only VMPL whose REPORT_DATA the
+    /// measured image alone controls. 3 accepts any VMPL.
+    /// </summary>
     public uint? MaxVmpl { get; init; }
 
     /// <summary>Minimum GUEST_SVN, or null.</summary>

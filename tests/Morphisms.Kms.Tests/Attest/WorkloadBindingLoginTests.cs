@@ -68,6 +68,27 @@ public class WorkloadBindingLoginTests
         Assert.Contains($"{LoginAppraiser.BindingCheck}: REPORT_DATA", control, StringComparison.Ordinal);
     }
 
+    [VectorFact]
+    public async Task A_vmpl_1_report_is_refused_unless_the_registration_allows_that_vmpl()
+    {
+        // The VLEK vector comes from VMPL 1: without max_vmpl a registration accepts VMPL 0 only.
+        var report = TestVectors.Read("snp", "trustee_milan_vlek_v3_report.bin");
+        var claims = (SnpClaims)EvidenceVerifier.Parse(TeeType.Snp, report);
+        Assert.Equal(1u, claims.Vmpl);
+        await using var kms = await TestKms.StartUnsealedAsync();
+        object Registration(int? maxVmpl) => maxVmpl is { } max
+            ? new { snp = new { measurements = new[] { Hex.Of(claims.Measurement) }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true, max_vmpl = max } }
+            : new { snp = new { measurements = new[] { Hex.Of(claims.Measurement) }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true } };
+        var vlek = TestVectors.Read("snp", "trustee_milan_vlek.der");
+
+        var refused = await LoginAsync(kms, "signer", "snp", report, vlek, Registration(null));
+        Assert.Contains($"{SnpPolicyChecks.Vmpl}: the report comes from VMPL 1, above the maximum 0", refused, StringComparison.Ordinal);
+
+        var allowed = await LoginAsync(kms, "other", "snp", report, vlek, Registration(1));
+        Assert.DoesNotContain(SnpPolicyChecks.Vmpl, allowed, StringComparison.Ordinal);
+        Assert.Contains($"{LoginAppraiser.BindingCheck}: REPORT_DATA", allowed, StringComparison.Ordinal);
+    }
+
     /// <summary>Values written before registration refused them (or proposed then and approved later) are refused at login.</summary>
     [VectorTheory]
     [InlineData("snp", false, "snp.host_data is missing")]
