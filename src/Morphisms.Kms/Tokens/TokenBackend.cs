@@ -100,13 +100,16 @@ internal sealed class TokenBackend : ILogicalBackend
                 throw KmsException.BadRequest("root tokens may not be created from a non-root token");
             }
 
-            if (!privileged && !requested.Where(p => p != BuiltinPolicies.Default).All(parent.Policies.Contains))
+            // As in Vault, `default` counts in the subset check and is added only when the parent has it (or the
+            // caller is root/sudo): a token without it (every function token) must not gain it through a child,
+            // since an operator-edited `default` could grant more than the parent holds.
+            if (!privileged && !requested.All(parent.Policies.Contains))
             {
                 throw KmsException.BadRequest("child policies must be subset of parent");
             }
 
             policies = requested;
-            if (!policies.Contains(BuiltinPolicies.Root))
+            if (!policies.Contains(BuiltinPolicies.Root) && (privileged || parent.Policies.Contains(BuiltinPolicies.Default)))
             {
                 policies.Add(BuiltinPolicies.Default);
             }

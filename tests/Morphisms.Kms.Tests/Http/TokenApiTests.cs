@@ -126,6 +126,14 @@ public class TokenApiTests
         var noDefault = (await c.PostAsync("auth/token/create", new { policies = new[] { "creator" }, no_default_policy = true }, creator)).Expect(200);
         Assert.Equal(["creator"], noDefault.Auth["policies"]!.AsArray().Select(p => p!.GetValue<string>()));
 
+        // A parent without `default` (like every function token) neither hands it on nor may request it.
+        var withoutDefault = noDefault.Auth["client_token"]!.GetValue<string>();
+        var child = (await c.PostAsync("auth/token/create", new { policies = new[] { "creator" } }, withoutDefault)).Expect(200);
+        Assert.Equal(["creator"], child.Auth["policies"]!.AsArray().Select(p => p!.GetValue<string>()));
+        var inheritedWithout = (await c.PostAsync("auth/token/create", new { }, withoutDefault)).Expect(200);
+        Assert.Equal(["creator"], inheritedWithout.Auth["policies"]!.AsArray().Select(p => p!.GetValue<string>()));
+        Assert.Equal(["child policies must be subset of parent"], (await c.PostAsync("auth/token/create", new { policies = new[] { "creator", "default" } }, withoutDefault)).Expect(400).Errors);
+
         (await c.PostAsync("auth/token/create", new { policies = new[] { "other" } }, sudoer)).Expect(200);
         var custom = (await c.PostAsync("auth/token/create", new { id = "my-custom-token", policies = new[] { "other" } })).Expect(200);
         Assert.Equal("my-custom-token", custom.Auth["client_token"]!.GetValue<string>());
