@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 using Morphisms.Attestation;
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Functions;
@@ -15,7 +16,7 @@ namespace Morphisms.Kms.Attest;
 /// nonce, <c>login</c> exchanges evidence that binds that nonce and a TEE-generated key for a token carrying only
 /// the function's policies. Both are unauthenticated: the evidence is the credential.
 /// </summary>
-internal sealed class AttestBackend : ILogicalBackend
+internal sealed partial class AttestBackend : ILogicalBackend
 {
     /// <summary>The path that creates an instance's token: a token's <c>path</c> says it came from an attested login.</summary>
     public const string LoginPath = "auth/attest/login";
@@ -28,9 +29,12 @@ internal sealed class AttestBackend : ILogicalBackend
     private readonly LoginAppraiser _appraiser;
     private readonly IFunctionCertificateIssuer _issuer;
     private readonly Updates.FunctionRetirement _retirement;
+    private readonly ILogger<AttestBackend> _logger;
 
-    public AttestBackend(KmsMetrics metrics, ChallengeStore challenges, LoginAppraiser appraiser, IFunctionCertificateIssuer issuer, Updates.FunctionRetirement retirement)
+    public AttestBackend(
+        KmsMetrics metrics, ChallengeStore challenges, LoginAppraiser appraiser, IFunctionCertificateIssuer issuer, Updates.FunctionRetirement retirement, ILogger<AttestBackend> logger)
     {
+        _logger = logger;
         _metrics = metrics;
         _challenges = challenges;
         _appraiser = appraiser;
@@ -223,6 +227,14 @@ internal sealed class AttestBackend : ILogicalBackend
             ["policies"] = JsonValues.Strings(entry.Policies),
         });
 
+        // Without a minimum TCB the SNP validator checks no firmware/microcode version, so a platform with known-bad
+        // firmware is accepted too; SGX/TDX default to UpToDate. Not refused, so revisions stored without one keep
+        // working, but said on every such login (docs/trust-model.md).
+        if (!result.Simulated && result.Tee == TeeType.Snp && revision.ReferenceValues.Snp is { MinimumTcb: null })
+        {
+            LogSnpWithoutMinimumTcb(_logger, function.Name, revision.Revision);
+        }
+
         var response = new KmsResponse
         {
             Auth = TokenResponses.Auth(token, entry, state.Tokens.RemainingSeconds(entry)),
@@ -259,4 +271,7 @@ internal sealed class AttestBackend : ILogicalBackend
     };
 
     private static KmsException Refused(string reason) => new(403, "attestation refused: " + reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "accepted SEV-SNP login for function {Function} revision {Revision} without snp.minimum_tcb: any firmware and microcode version is accepted")]
+    private static partial void LogSnpWithoutMinimumTcb(ILogger logger, string function, int revision);
 }

@@ -88,9 +88,20 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             return restoredResponse;
         }
 
+        // SNP has no TCB default (its SPL values differ by CPU generation), unlike SGX/TDX's UpToDate: say so when the
+        // written values leave it unchecked.
+        var snpWarning = spec.ReferenceValues?.Snp is { MinimumTcb: null }
+            ? $"function {name}: snp.minimum_tcb is not set, so SEV-SNP evidence from any firmware and microcode version is accepted"
+            : null;
         if (proposed is null)
         {
-            return KmsResponse.WithData(data);
+            var written = KmsResponse.WithData(data);
+            if (snpWarning is not null)
+            {
+                written.Warnings.Add(snpWarning);
+            }
+
+            return written;
         }
 
         if (!repeated)
@@ -115,6 +126,11 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
                 + $"is pending update {proposed.Id}, and no instance can log in as {name} until it is approved (POST morphisms/functions/{name}/updates/{proposed.Id}/approve)"
             : $"function {name} requires {record.ApprovalsRequired} owner approvals: pending update {proposed.Id} holds the new {Changes(proposed)}, not applied yet "
                 + $"(POST morphisms/functions/{name}/updates/{proposed.Id}/approve)");
+        if (snpWarning is not null)
+        {
+            response.Warnings.Add(snpWarning);
+        }
+
         return response;
     }
 
