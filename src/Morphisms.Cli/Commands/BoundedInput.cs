@@ -3,14 +3,15 @@ using System.Text;
 namespace Morphisms.Cli.Commands;
 
 /// <summary>
-/// Reads a text input the user names (a file, or standard input) up to a cap. <see cref="File.ReadAllText(string)"/>
-/// reads until the end, so <c>--data-file /dev/zero</c> (or a multi-gigabyte file named by mistake) ran the command out
-/// of memory and crashed it; here it is an <see cref="IOException"/> naming the input, which the commands already
-/// turn into a usage error (exit 2).
+/// Reads an input the user names (a file, or standard input), as text or bytes, up to a cap.
+/// <see cref="File.ReadAllText(string)"/> and <see cref="File.ReadAllBytes(string)"/> read until the end, so
+/// <c>--data-file /dev/zero</c> (or a multi-gigabyte file named by mistake) ran the command out of memory and crashed
+/// it; here it is an <see cref="IOException"/> naming the input, which the commands already turn into a usage error
+/// (exit 2).
 /// </summary>
 /// <remarks>
 /// Pipes stay allowed (standard input, <c>--key-file &lt;(…)</c>), so the size is learnt by reading: at most one
-/// character over the cap is read, from any kind of file.
+/// character (or byte) over the cap is read, from any kind of file.
 /// </remarks>
 internal static class BoundedInput
 {
@@ -20,6 +21,19 @@ internal static class BoundedInput
     /// <summary>Tokens and unseal key shares (255 shares of a 32-byte key fill about 23 KiB).</summary>
     public const int SecretLimit = 64 * 1024;
 
+    /// <summary>
+    /// Evidence, certificates and CRLs for <c>morph evidence</c>, a SIGSTRUCT for <c>morph measure</c>: a few KiB each
+    /// (a quote with its PCK chain is about 5 KiB, a SIGSTRUCT 1 808 bytes), so 4 MiB is ample.
+    /// </summary>
+    public const int EvidenceLimit = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// A <c>morph invoke --data @FILE</c> body, held in memory to be sent. The SNI gateway and the instance's TLS
+    /// terminator relay bytes without a body limit of their own (the app may set one), so this only keeps a file named
+    /// by mistake from exhausting memory.
+    /// </summary>
+    public const int BodyLimit = 64 * 1024 * 1024;
+
     /// <summary>The text of the file at <paramref name="path"/> (UTF-8 unless a byte order mark says otherwise).</summary>
     /// <exception cref="IOException">The file cannot be read, or holds more than <paramref name="limit"/> characters.</exception>
     /// <exception cref="UnauthorizedAccessException">The file cannot be opened.</exception>
@@ -27,6 +41,28 @@ internal static class BoundedInput
     {
         using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
         return Read(reader, path, limit);
+    }
+
+    /// <summary>The bytes of the file at <paramref name="path"/>.</summary>
+    /// <exception cref="IOException">The file cannot be read, or holds more than <paramref name="limit"/> bytes.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file cannot be opened.</exception>
+    public static byte[] ReadFileBytes(string path, int limit)
+    {
+        // The file's length is not trusted: /dev/zero, a pipe or a FIFO says 0 and never ends.
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+        var buffer = new byte[Math.Min(limit + 1, 64 * 1024)];
+        using var bytes = new MemoryStream();
+        int read;
+        while ((read = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, limit + 1 - bytes.Length))) > 0)
+        {
+            bytes.Write(buffer, 0, read);
+            if (bytes.Length > limit)
+            {
+                throw new IOException($"{path} is larger than {Describe(limit)}");
+            }
+        }
+
+        return bytes.ToArray();
     }
 
     /// <summary>The text of <paramref name="reader"/>, named <paramref name="name"/> in the error.</summary>

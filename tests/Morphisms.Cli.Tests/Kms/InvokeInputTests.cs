@@ -86,6 +86,16 @@ public sealed class InvokeInputTests
         }
     }
 
+    /// <summary>An endless <c>--data @FILE</c> is refused at its cap (exit 2 naming it), not read until memory runs out.</summary>
+    [Fact]
+    public async Task Endless_data_is_a_usage_error_naming_the_file()
+    {
+        var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", "--data", "@/dev/zero");
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains("morph: --data: /dev/zero is larger than 64 MiB", outcome.Stderr, StringComparison.Ordinal);
+        ErrorPathTests.AssertNoStackTrace(outcome);
+    }
+
     /// <summary>An unreadable <c>--data @FILE</c> (here a directory) is a usage error naming the option.</summary>
     [Fact]
     public async Task Unreadable_data_is_a_usage_error_naming_the_option()

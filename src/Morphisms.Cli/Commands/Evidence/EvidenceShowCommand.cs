@@ -21,7 +21,7 @@ public static class EvidenceShowCommand
             var file = parse.GetValue(evidence)!;
             try
             {
-                var claims = EvidenceVerifier.Parse(teeType, File.ReadAllBytes(file.FullName));
+                var claims = EvidenceVerifier.Parse(teeType, BoundedInput.ReadFileBytes(file.FullName, BoundedInput.EvidenceLimit));
                 await stdout.WriteAsync(parse.GetValue(json) ? ClaimFields.ToJson(claims) + Environment.NewLine : ClaimFields.ToText(claims));
                 return ExitCodes.Ok;
             }

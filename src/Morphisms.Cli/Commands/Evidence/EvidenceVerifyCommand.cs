@@ -96,7 +96,7 @@ public static class EvidenceVerifyCommand
             throw new FileNotFoundException($"{option}: file not found: {file.FullName}");
         }
 
-        return File.ReadAllBytes(file.FullName);
+        return BoundedInput.ReadFileBytes(file.FullName, BoundedInput.EvidenceLimit);
     }
 
     // Bare hex, or typed as `morph deploy` and `morph invoke --show-attestation` print it: --tee already names the TEE,

@@ -162,7 +162,7 @@ public static class InvokeCommand
         {
             try
             {
-                return File.ReadAllBytes(data[1..]);
+                return BoundedInput.ReadFileBytes(data[1..], BoundedInput.BodyLimit);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

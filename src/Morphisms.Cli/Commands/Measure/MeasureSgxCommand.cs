@@ -19,7 +19,7 @@ public static class MeasureSgxCommand
             SigStruct sig;
             try
             {
-                sig = SigStruct.Parse(File.ReadAllBytes(parse.GetValue(sigstruct)!.FullName));
+                sig = SigStruct.Parse(BoundedInput.ReadFileBytes(parse.GetValue(sigstruct)!.FullName, BoundedInput.EvidenceLimit));
             }
             catch (Exception e) when (e is SigStructFormatException or IOException or UnauthorizedAccessException)
             {
