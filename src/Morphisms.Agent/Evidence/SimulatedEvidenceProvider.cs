@@ -71,7 +71,8 @@ public sealed class SimulatedEvidenceProvider(
         string? hex;
         try
         {
-            hex = JsonNode.Parse(launchConfig)?["kms_ca_sha256"]?.GetValue<string>();
+            // Duplicates refused while parsing: the lazily built object would throw ArgumentException at the lookup.
+            hex = JsonNode.Parse(launchConfig, documentOptions: new System.Text.Json.JsonDocumentOptions { AllowDuplicateProperties = false })?["kms_ca_sha256"]?.GetValue<string>();
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
         {

@@ -139,7 +139,12 @@ public sealed class KmsClient : IDisposable
         JsonObject? json = null;
         try
         {
-            json = text.Length == 0 ? null : JsonNode.Parse(text) as JsonObject;
+            json = text.Length == 0 ? null : KmsJson.Parse(text) as JsonObject;
+        }
+        catch (System.Text.Json.JsonException e) when (response.IsSuccessStatusCode)
+        {
+            // An answer no field can be read from: malformed, as a missing or mistyped field is.
+            throw new InvalidDataException($"the KMS's answer to {path} is not valid JSON: {e.Message}", e);
         }
         catch (System.Text.Json.JsonException)
         {

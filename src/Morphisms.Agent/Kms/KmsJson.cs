@@ -9,6 +9,29 @@ namespace Morphisms.Agent.Kms;
 /// </summary>
 internal static class KmsJson
 {
+    private static readonly JsonDocumentOptions Strict = new() { AllowDuplicateProperties = false };
+
+    /// <summary>
+    /// Parses a KMS answer and decodes every key and string in it at once. <see cref="JsonNode.Parse(string, JsonNodeOptions?, JsonDocumentOptions)"/>
+    /// decodes lazily, so a lone surrogate escape (<c>{"\ud800":1}</c>) or a repeated key would otherwise throw
+    /// <see cref="InvalidOperationException"/> or <see cref="ArgumentException"/> at whichever later read first touched
+    /// it, past every handler of a malformed answer, and end the agent as an internal error.
+    /// </summary>
+    /// <exception cref="JsonException">Not JSON, a key repeated, or a key or string that does not decode.</exception>
+    public static JsonNode? Parse(string text)
+    {
+        try
+        {
+            var node = JsonNode.Parse(text, documentOptions: Strict);
+            Decode(node);
+            return node;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new JsonException(e.Message, e);
+        }
+    }
+
     /// <summary>The string at <paramref name="node"/>, null when absent or JSON null.</summary>
     public static string? OptionalString(JsonNode? node, string field) => node switch
     {
@@ -32,4 +55,28 @@ internal static class KmsJson
         JsonValue value when value.GetValueKind() is JsonValueKind.True or JsonValueKind.False => value.GetValue<bool>(),
         _ => throw new InvalidDataException($"{field} is not a boolean"),
     };
+
+    private static void Decode(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject value:
+                foreach (var (_, item) in value)
+                {
+                    Decode(item);
+                }
+
+                break;
+            case JsonArray value:
+                foreach (var item in value)
+                {
+                    Decode(item);
+                }
+
+                break;
+            case JsonValue value when value.GetValueKind() == JsonValueKind.String:
+                _ = value.GetValue<string>();
+                break;
+        }
+    }
 }

@@ -168,4 +168,17 @@ public sealed class MeasuredPinTests
         Assert.Null(none.Sha256);
         Assert.True(none.Simulated);
     }
+
+    /// <summary>A launch configuration System.Text.Json parses but cannot read is a usage error, never an internal one.</summary>
+    [Theory]
+    [InlineData("""{"kms_ca_sha256":"\ud800"}""")]
+    [InlineData("""{"\ud800":1}""")]
+    [InlineData("""{"kms_ca_sha256":"00","kms_ca_sha256":"11"}""")]
+    [InlineData("""[1]""")]
+    public void Simulated_AnUnreadableLaunchConfig_IsAUsageError(string config)
+    {
+        var e = Assert.Throws<AgentException>(() => SimulatedEvidenceProvider.LaunchConfigPin(Encoding.UTF8.GetBytes(config)));
+        Assert.Equal(AgentExitCodes.Usage, e.ExitCode);
+        Assert.Contains("the launch configuration is not JSON", e.Message);
+    }
 }

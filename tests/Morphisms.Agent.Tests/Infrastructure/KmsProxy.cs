@@ -21,6 +21,15 @@ public enum ProxyFault
 
     /// <summary>Drops the connection instead.</summary>
     Drop,
+
+    /// <summary>
+    /// Answers 200 <c>{"\ud800":1}</c> instead: well-formed JSON whose key escapes a lone surrogate, which
+    /// System.Text.Json parses but cannot decode to a string.
+    /// </summary>
+    LoneSurrogateKey,
+
+    /// <summary>Relays it with every <see cref="KmsProxy.LoneSurrogateMarker"/> in it turned into the escape <c>\ud800</c>.</summary>
+    LoneSurrogateMarked,
 }
 
 /// <summary>
@@ -38,6 +47,9 @@ public sealed class KmsProxy : IAsyncDisposable
         _app = app;
         _upstream = upstream;
     }
+
+    /// <summary>What <see cref="ProxyFault.LoneSurrogateMarked"/> replaces with a lone surrogate escape.</summary>
+    public const string LoneSurrogateMarker = "LONE_SURROGATE";
 
     /// <summary>The proxy's address.</summary>
     public Uri BaseAddress { get; private set; } = null!;
@@ -93,6 +105,15 @@ public sealed class KmsProxy : IAsyncDisposable
                     context.Response.StatusCode = 503;
                     context.Response.ContentType = "application/json";
                     await context.Response.WriteAsync("""{"errors":["proxy: the upstream answer was lost"]}""");
+                    return;
+                case ProxyFault.LoneSurrogateKey:
+                    context.Response.ContentType = "application/json";
+                    await context.Response.WriteAsync("""{"\ud800":1}""");
+                    return;
+                case ProxyFault.LoneSurrogateMarked:
+                    context.Response.StatusCode = (int)response.StatusCode;
+                    context.Response.ContentType = response.Content.Headers.ContentType?.ToString();
+                    await context.Response.WriteAsync(System.Text.Encoding.UTF8.GetString(answer).Replace(LoneSurrogateMarker, "\\ud800", StringComparison.Ordinal));
                     return;
                 default:
                     context.Response.StatusCode = (int)response.StatusCode;
