@@ -50,7 +50,7 @@ public sealed class TlsTerminator : IAsyncDisposable
     /// <param name="certificate">The attested serving certificate.</param>
     /// <param name="maxConnections">The most connections open at once (<see cref="MaxConnections"/> unless a test needs fewer).</param>
     /// <param name="idleTimeout">How long a connection may be silent both ways (<see cref="DefaultIdleTimeout"/> unless given; <see cref="Timeout.InfiniteTimeSpan"/>: never closed for it).</param>
-    /// <param name="time">The clock for the idle timeout (the system's unless given).</param>
+    /// <param name="time">The clock for its timeouts: handshake, idle and drain (the system's unless given).</param>
     public TlsTerminator(string address, int port, int appPort, ServingCertificate certificate, int maxConnections = MaxConnections, TimeSpan? idleTimeout = null, TimeProvider? time = null)
         : this(address, port, new IPEndPoint(IPAddress.Loopback, appPort), certificate, maxConnections, idleTimeout, time)
     {
@@ -63,7 +63,7 @@ public sealed class TlsTerminator : IAsyncDisposable
     /// <param name="certificate">The attested serving certificate.</param>
     /// <param name="maxConnections">The most connections open at once (<see cref="MaxConnections"/> unless a test needs fewer).</param>
     /// <param name="idleTimeout">How long a connection may be silent both ways (<see cref="DefaultIdleTimeout"/> unless given; <see cref="Timeout.InfiniteTimeSpan"/>: never closed for it).</param>
-    /// <param name="time">The clock for the idle timeout (the system's unless given).</param>
+    /// <param name="time">The clock for its timeouts: handshake, idle and drain (the system's unless given).</param>
     public TlsTerminator(string address, int port, EndPoint app, ServingCertificate certificate, int maxConnections = MaxConnections, TimeSpan? idleTimeout = null, TimeProvider? time = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxConnections, 1);
@@ -89,6 +89,9 @@ public sealed class TlsTerminator : IAsyncDisposable
     private long _accepted;
 
     private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>How long a client has to complete the TLS handshake.</summary>
+    private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Starts accepting.</summary>
     public void Start()
@@ -139,7 +142,7 @@ public sealed class TlsTerminator : IAsyncDisposable
                 _slots.Release();
                 try
                 {
-                    await Task.Delay(AcceptRetryDelay, _stop.Token).ConfigureAwait(false);
+                    await Task.Delay(AcceptRetryDelay, _time, _stop.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -178,8 +181,9 @@ public sealed class TlsTerminator : IAsyncDisposable
         await using var tls = new SslStream(new NetworkStream(client, ownsSocket: false));
         try
         {
-            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-            handshake.CancelAfter(TimeSpan.FromSeconds(10));
+            // On the injected clock, as the idle timeout is (CancelAfter would use the real one).
+            using var handshakeTimer = new CancellationTokenSource(HandshakeTimeout, _time);
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, handshakeTimer.Token);
             await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = _context }, handshake.Token).ConfigureAwait(false);
 
             // Only a client that completed the handshake costs a second descriptor.
@@ -193,7 +197,7 @@ public sealed class TlsTerminator : IAsyncDisposable
             var up = PumpAsync(tls, plain, () => app.Shutdown(SocketShutdown.Send), idle);
             var down = PumpAsync(plain, tls, () => tls.ShutdownAsync().GetAwaiter().GetResult(), idle);
             await Task.WhenAny(up, down).ConfigureAwait(false);
-            await Task.WhenAll(up, down).WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            await Task.WhenAll(up, down).WaitAsync(TimeSpan.FromSeconds(30), _time).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or TimeoutException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
         {
@@ -298,7 +302,7 @@ public sealed class TlsTerminator : IAsyncDisposable
             open = [.. _connections];
         }
 
-        await Task.WhenAll(open).WaitAsync(drain).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        await Task.WhenAll(open).WaitAsync(drain, _time).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
         await _stop.CancelAsync().ConfigureAwait(false);
         await _accepting.ConfigureAwait(false);
     }

@@ -29,7 +29,7 @@ public sealed record SniGatewayOptions
     /// <summary>Relay threads when <see cref="UseSpliceRelay"/>; 0 picks one per machine up to 3 cores, two from 4.</summary>
     public int SpliceRelayThreads { get; init; }
 
-    /// <summary>The clock of the pause before accepting again after a failed accept.</summary>
+    /// <summary>The clock of <see cref="ClientHelloTimeout"/>, <see cref="BackendTimeout"/> and the pause before accepting again after a failed accept.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
     /// <summary>Where the gateway says that accepting fails (out of descriptors) or serves fewer connections than asked; null says nothing.</summary>

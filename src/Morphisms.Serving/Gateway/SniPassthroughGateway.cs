@@ -221,8 +221,9 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
                 return;
             }
 
-            using var backendTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-            backendTimeout.CancelAfter(_options.BackendTimeout);
+            // On the options' clock (CancelAfter would use the real one), linked to the gateway's stop.
+            using var backendTimer = new CancellationTokenSource(_options.BackendTimeout, _options.Time);
+            using var backendTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, backendTimer.Token);
             BackendTarget? target;
             Socket? connecting = null;
             try
@@ -306,8 +307,8 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     /// </summary>
     private async Task<(ClientHelloStatus Status, string? ServerName, byte[] Buffer, int Length)> ReadClientHelloAsync(Socket client, byte[] buffer, CancellationToken stopping)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        timeout.CancelAfter(_options.ClientHelloTimeout);
+        using var timer = new CancellationTokenSource(_options.ClientHelloTimeout, _options.Time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, timer.Token);
         var length = 0;
         var scan = default(ClientHelloScan);
         try

@@ -120,6 +120,30 @@ public sealed class TlsTerminatorTests
     }
 
     [Fact]
+    public async Task TheHandshakeTimeout_RunsOnTheInjectedClock()
+    {
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        await using var terminator = new TlsTerminator("127.0.0.1", 0, appPort: 1, certificate, time: time);
+        terminator.Start();
+
+        using var silent = new TcpClient();
+        await silent.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        await Eventually.Until(() => terminator.Accepted == 1, "the silent connection accepted");
+        var read = silent.GetStream().ReadAsync(new byte[1]).AsTask();
+
+        // The 10 s pass on the fake clock, within a second or two of real time (the real clock would take 10 s).
+        for (var i = 0; i < 20 && !read.IsCompleted; i++)
+        {
+            time.Advance(TimeSpan.FromSeconds(10));
+            await Task.WhenAny(read, Task.Delay(100));
+        }
+
+        Assert.Equal(0, await read.WaitAsync(TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
     public async Task AConnectionSilentBothWaysForTheIdleTimeout_IsClosed_FreeingItsSlot()
     {
         // Clients that complete the handshake and then say nothing would otherwise hold every slot for good, in front

@@ -69,6 +69,63 @@ public class SniPassthroughGatewayTests
         Assert.Equal(0, read);
     }
 
+    /// <summary>The ClientHello and backend timeouts run on the options' clock: a fake one cuts them only when advanced.</summary>
+    [Fact]
+    public async Task The_client_hello_timeout_runs_on_the_options_clock()
+    {
+        var time = new FakeTimeProvider();
+        await using var gateway = new SniPassthroughGateway(new SniGatewayOptions { Time = time, ClientHelloTimeout = TimeSpan.FromMinutes(1) },
+            new MapResolver([]), new RevisionConcurrency());
+        gateway.Start();
+        using var silent = new TcpClient();
+        await silent.ConnectAsync(gateway.LocalEndPoint);
+        var read = silent.GetStream().ReadAsync(new byte[1]).AsTask();
+
+        Assert.Equal(0, await AdvanceUntilAsync(time, read));
+    }
+
+    [Fact]
+    public async Task The_backend_timeout_runs_on_the_options_clock()
+    {
+        const string host = "hello.fn.morphisms.local";
+        var hello = await TlsTestPeers.CaptureClientHelloAsync(host);
+        var time = new FakeTimeProvider();
+        await using var gateway = new SniPassthroughGateway(new SniGatewayOptions { Time = time, BackendTimeout = TimeSpan.FromMinutes(1) },
+            new NeverResolver(), new RevisionConcurrency());
+        gateway.Start();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(gateway.LocalEndPoint);
+        await client.SendAsync(hello);
+        var read = client.ReceiveAsync(new byte[1], SocketFlags.None);
+
+        Assert.Equal(0, await AdvanceUntilAsync(time, read));
+        Assert.Equal(1, gateway.RefusedForBackend);
+    }
+
+    // Not cut by the real clock in the first half second; then advanced a minute at a time until it completes (the
+    // gateway may start its timer after the first advance).
+    private static async Task<int> AdvanceUntilAsync(FakeTimeProvider time, Task<int> read)
+    {
+        await Task.Delay(500);
+        Assert.False(read.IsCompleted, "cut before the fake clock moved");
+        for (var i = 0; i < 100 && !read.IsCompleted; i++)
+        {
+            time.Advance(TimeSpan.FromMinutes(1));
+            await Task.WhenAny(read, Task.Delay(100));
+        }
+
+        return await read.WaitAsync(TimeSpan.FromSeconds(1));
+    }
+
+    private sealed class NeverResolver : IBackendResolver
+    {
+        public async ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            return null;
+        }
+    }
+
     [Fact]
     public async Task A_failed_accept_such_as_out_of_descriptors_is_retried_and_the_gateway_keeps_serving()
     {
