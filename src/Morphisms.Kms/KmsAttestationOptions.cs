@@ -1,6 +1,7 @@
 using Morphisms.Attestation.Collateral;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Attestation.Trust;
+using Morphisms.Kms.Attest;
 using Morphisms.Kms.SelfAttestation;
 
 namespace Morphisms.Kms;
@@ -35,6 +36,13 @@ public sealed record KmsAttestationOptions
     /// at start.
     /// </summary>
     public ICollateralSource? Collateral { get; init; }
+
+    /// <summary>
+    /// The operator's AMD CRLs (<c>--snp-crl</c>): an SNP login whose VCEK/VLEK chains to a product they cover is refused
+    /// (check <c>snp.crl</c>) when its ASK/ASVK or key is revoked or a CRL is not current. When null, AMD revocation is
+    /// not checked and the server warns at start.
+    /// </summary>
+    public SnpRevocationLists? SnpCrls { get; init; }
 
     /// <summary>
     /// Minimum <c>tcbEvaluationDataNumber</c> (Intel's TCB recovery number) of the collateral an SGX login's TCB status is

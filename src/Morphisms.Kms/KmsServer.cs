@@ -173,6 +173,13 @@ public sealed class KmsServer : IAsyncDisposable
                 + "30 days after a TCB recovery or a PCK revocation, an out-of-date or revoked platform can still log in.").ConfigureAwait(false);
         }
 
+        if (_options.Attestation.SnpCrls is null)
+        {
+            await _warnings.WriteLineAsync(
+                "WARNING! the KMS has no AMD CRLs (morph kms server --snp-crl FILE): SEV-SNP logins are not checked for revocation, "
+                + "and a revoked VCEK, VLEK, ASK or ASVK is accepted until its certificate expires.").ConfigureAwait(false);
+        }
+
         if (_options.Tls.Mode == KmsTlsMode.Disabled)
         {
             await _warnings.WriteLineAsync($"WARNING! the KMS serves plain HTTP on {_options.Listen} (loopback only); use TLS for anything but local development.").ConfigureAwait(false);

@@ -200,6 +200,24 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
     }
 
     /// <summary>
+    /// An AMD-format CRL (DER) signed by the simulated ARK, listing the simulated VCEK when <paramref name="revokeVcek"/>:
+    /// revocation cannot be exercised with AMD's own CRLs, which only AMD can sign.
+    /// </summary>
+    public byte[] CreateSnpCrl(DateTimeOffset thisUpdate, DateTimeOffset nextUpdate, bool revokeVcek = false)
+    {
+        using var arkKey = RSA.Create();
+        arkKey.ImportFromPem(_state.ArkKey);
+        using var ark = _keys.Ark.CopyWithPrivateKey(arkKey);
+        var builder = new CertificateRevocationListBuilder();
+        if (revokeVcek)
+        {
+            builder.AddEntry(_keys.Vcek, thisUpdate);
+        }
+
+        return builder.Build(ark, 1, nextUpdate, HashAlgorithmName.SHA384, RSASignaturePadding.Pss, thisUpdate);
+    }
+
+    /// <summary>
     /// Produces an SGX DCAP quote (version 3, ECDSA P-256) over an enclave report, with a QE report
     /// signed by the simulated PCK key and the PCK certificate chain embedded (certification data type 5).
     /// </summary>

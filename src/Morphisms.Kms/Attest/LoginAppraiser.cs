@@ -38,6 +38,7 @@ internal sealed class LoginAppraiser
     private readonly SimulatedTeeAuthority? _trustedSimulated;
     private readonly TimeProvider _time;
     private readonly EvaluationMinimums _minimums;
+    private readonly SnpRevocationLists? _snpCrls;
 
     public LoginAppraiser(KmsAttestationOptions options, TimeProvider time)
     {
@@ -46,6 +47,7 @@ internal sealed class LoginAppraiser
         _anchors = _trustedSimulated?.TrustedWith(options.VendorAnchors) ?? options.VendorAnchors;
         var own = options.Collateral is { } configured ? new GuardedCollateralSource(configured) : null;
         _collateral = _trustedSimulated is null ? own : new SimulatedCollateralSource(_trustedSimulated, time, own);
+        _snpCrls = options.SnpCrls;
         _minimums = new(options.MinimumSgxTcbEvaluationDataNumber, options.MinimumTdxTcbEvaluationDataNumber);
     }
 
@@ -71,7 +73,16 @@ internal sealed class LoginAppraiser
             return (new SnpClaims(report), null);
         }
 
-        var verification = new SnpVerifier(new SnpVerifyOptions { Anchors = _anchors, Time = _time }).Verify(report, endorsements);
+        var options = new SnpVerifyOptions { Anchors = _anchors, Time = _time };
+        if (_snpCrls?.For(endorsements.KeyCertificate) is [var first, ..] crls)
+        {
+            // The verifier takes one CRL in its options and one with the endorsements (a login cannot send one), which
+            // fits AMD's two per product: the VCEK (ASK) and the VLEK (ASVK) CRL.
+            options = options with { Crl = first.RawData, CheckCrl = true };
+            endorsements = crls.Count > 1 ? new SnpEndorsements(endorsements.KeyCertificate, endorsements.Chain, crls[1]) : endorsements;
+        }
+
+        var verification = new SnpVerifier(options).Verify(report, endorsements);
         log.Append(verification.Log);
         return (verification.Claims, null);
     }

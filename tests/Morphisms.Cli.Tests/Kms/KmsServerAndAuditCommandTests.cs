@@ -116,6 +116,28 @@ public class KmsServerAndAuditCommandTests
     }
 
     [Fact]
+    public async Task A_bad_snp_crl_file_is_a_usage_error_naming_it()
+    {
+        var dir = Directory.CreateTempSubdirectory("morph-kms-snp-crl-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "milan.crl");
+            await File.WriteAllTextAsync(file, "not a crl");
+            var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--snp-crl", file).WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.StartsWith($"morph: --snp-crl: {file}: not an X.509 CRL", outcome.Stderr, StringComparison.Ordinal);
+
+            outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--snp-crl", Path.Combine(dir, "missing.crl")).WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+            Assert.Contains("--snp-crl: no such file or directory", outcome.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Audit_verify_checks_the_chain_offline()
     {
         string log;

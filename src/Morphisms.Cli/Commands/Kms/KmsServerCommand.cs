@@ -2,8 +2,10 @@ using System.CommandLine;
 using Morphisms.Attestation;
 using Morphisms.Attestation.Collateral;
 using Morphisms.Attestation.Simulated;
+using Morphisms.Attestation.Trust;
 using Morphisms.Cli.Paths;
 using Morphisms.Kms;
+using Morphisms.Kms.Attest;
 using Morphisms.Kms.AutoUnseal;
 
 namespace Morphisms.Cli.Commands.Kms;
@@ -50,6 +52,12 @@ public static class KmsServerCommand
             Description = "TEE=N (sgx or tdx, repeatable): refuse logins whose collateral's tcbEvaluationDataNumber (Intel's TCB recovery number) is below N.",
             AllowMultipleArgumentsPerToken = true,
         };
+        var snpCrl = new Option<string[]>("--snp-crl")
+        {
+            Description = "SEV-SNP: an AMD CRL file (KDS /vcek|vlek/v1/PRODUCT/crl, DER or PEM) or a directory of them (repeatable), read at start. "
+                + "Logins from the products they cover are refused when revoked or when a CRL is past its next update.",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var functionCertTtl = new Option<string?>("--function-cert-ttl")
         {
             Description = "The longest a function certificate lives, e.g. 15m (the default) or 1h, at least 1m; a function's token max TTL shortens it. "
@@ -58,7 +66,7 @@ public static class KmsServerCommand
         var command = new Command("server", "Run a KMS (Vault-compatible API under /v1/) until interrupted.")
         {
             listen, storage, apiAddr, tlsCert, tlsKey, tlsSelf, dev, audit, trustSimulated, seal, pkcs11Lib, pkcs11Token, pkcs11Slot, pkcs11Key, pkcs11PinFile, pkcs11PinEnv,
-            dcapCollateral, dcapPcs, dcapMinimum, functionCertTtl,
+            dcapCollateral, dcapPcs, dcapMinimum, snpCrl, functionCertTtl,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -90,6 +98,7 @@ public static class KmsServerCommand
                 };
                 var certificateTtl = FunctionCertificateTtl(parse.GetValue(functionCertTtl));
                 var minimums = EvaluationMinimums(parse.GetValue(dcapMinimum) ?? []);
+                var snpCrls = SnpCrls(parse.GetValue(snpCrl) ?? []);
                 var collateral = Collateral(parse.GetValue(dcapCollateral), parse.GetValue(dcapPcs), out pcsHttp);
                 if (trustDir is not null && !SimulatedTeeAuthority.Exists(trustDir.FullName))
                 {
@@ -113,6 +122,7 @@ public static class KmsServerCommand
                         SimulatedTee = tee,
                         TrustSimulatedTee = isDev || trustDir is not null,
                         Collateral = collateral,
+                        SnpCrls = snpCrls,
                         MinimumSgxTcbEvaluationDataNumber = minimums.Sgx,
                         MinimumTdxTcbEvaluationDataNumber = minimums.Tdx,
                     },
@@ -183,6 +193,41 @@ public static class KmsServerCommand
         }
 
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// The operator's AMD CRLs, each checked at start to be signed by a vendor AMD root (never the simulated one, which
+    /// is loaded later): without them SNP logins are not checked for revocation (the server warns at start).
+    /// </summary>
+    private static SnpRevocationLists? SnpCrls(string[] paths)
+    {
+        if (paths.Length == 0)
+        {
+            return null;
+        }
+
+        var files = new List<(string, byte[])>();
+        foreach (var path in paths)
+        {
+            var names = Directory.Exists(path) ? Directory.GetFiles(path).Order(StringComparer.Ordinal).ToArray()
+                : File.Exists(path) ? [path]
+                : throw KmsCliException.Usage($"--snp-crl: no such file or directory: {path}");
+            files.AddRange(names.Select(name => (name, File.ReadAllBytes(name))));
+        }
+
+        if (files.Count == 0)
+        {
+            throw KmsCliException.Usage($"--snp-crl: no CRL files in {string.Join(", ", paths)}");
+        }
+
+        try
+        {
+            return SnpRevocationLists.Load(files, TrustAnchors.Vendor);
+        }
+        catch (ArgumentException e)
+        {
+            throw KmsCliException.Usage($"--snp-crl: {e.Message}");
+        }
     }
 
     /// <summary>

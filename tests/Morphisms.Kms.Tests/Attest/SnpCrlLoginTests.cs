@@ -1,0 +1,65 @@
+using Morphisms.Attestation.Trust;
+using Morphisms.Kms.Attest;
+
+namespace Morphisms.Kms.Tests.Attest;
+
+/// <summary>SNP logins against the operator's AMD CRLs (<c>--snp-crl</c>), signed here by the simulated ARK.</summary>
+public class SnpCrlLoginTests
+{
+    private static readonly TrustAnchors Anchors = SimulatedTees.Trusted.TrustedWith(TrustAnchors.Vendor);
+
+    [Fact]
+    public async Task A_revoked_vcek_is_refused_by_the_crl_check()
+    {
+        var crl = SimulatedTees.Trusted.CreateSnpCrl(SimulatedTees.Epoch.AddDays(-1), SimulatedTees.Epoch.AddDays(7), revokeVcek: true);
+        var refused = (await LoginAsync(crl)).Expect(403);
+
+        Assert.Contains("snp.crl", refused.Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("is revoked", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_current_crl_that_lists_neither_the_ask_nor_the_vcek_lets_the_login_in()
+    {
+        var crl = SimulatedTees.Trusted.CreateSnpCrl(SimulatedTees.Epoch.AddDays(-1), SimulatedTees.Epoch.AddDays(7));
+        (await LoginAsync(crl)).Expect(200);
+    }
+
+    [Fact]
+    public async Task A_crl_past_its_next_update_refuses_the_login()
+    {
+        // A stale CRL could hide a revocation made since: fail closed rather than skip it.
+        var crl = SimulatedTees.Trusted.CreateSnpCrl(SimulatedTees.Epoch.AddDays(-8), SimulatedTees.Epoch.AddDays(-1));
+        var refused = (await LoginAsync(crl)).Expect(403);
+
+        Assert.Contains("snp.crl", refused.Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("not current", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_crl_no_trusted_amd_root_signed_is_refused_at_load_naming_the_file()
+    {
+        var crl = SimulatedTees.Untrusted.CreateSnpCrl(SimulatedTees.Epoch.AddDays(-1), SimulatedTees.Epoch.AddDays(7));
+
+        var e = Assert.Throws<ArgumentException>(() => SnpRevocationLists.Load([("other.crl", crl)], Anchors));
+        Assert.StartsWith("other.crl: ", e.Message, StringComparison.Ordinal);
+        Assert.Contains("not signed by any trusted AMD root", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bytes_that_are_no_crl_are_refused_at_load_naming_the_file()
+    {
+        var e = Assert.Throws<ArgumentException>(() => SnpRevocationLists.Load([("junk.crl", "not a crl"u8.ToArray())], Anchors));
+        Assert.StartsWith("junk.crl: not an X.509 CRL", e.Message, StringComparison.Ordinal);
+    }
+
+    private static async Task<VaultResult> LoginAsync(byte[] crl)
+    {
+        var crls = SnpRevocationLists.Load([("simulated.crl", crl)], Anchors);
+        await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { Attestation = SimulatedTees.TrustingSimulated(o).Attestation with { SnpCrls = crls } });
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+        return await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem);
+    }
+}
