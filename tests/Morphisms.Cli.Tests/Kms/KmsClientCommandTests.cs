@@ -145,6 +145,37 @@ public class KmsClientCommandTests
     }
 
     [Fact]
+    public async Task Snp_minimum_tcb_is_written_from_a_flag_and_its_absence_is_warned()
+    {
+        await using var kms = await CliKms.StartDevAsync();
+        var measurement = new string('a', 96);
+        var hostData = new string('c', 64);
+
+        var loose = await kms.RunAsync("function", "register", "loose", "--snp-measurement", measurement, "--snp-host-data", hostData);
+        Assert.Equal(ExitCodes.Ok, loose.ExitCode);
+        Assert.Contains("snp.minimum_tcb is not set", loose.Stderr, StringComparison.Ordinal);
+
+        var pinned = await kms.RunAsync("function", "register", "pinned", "--snp-measurement", measurement, "--snp-host-data", hostData,
+            "--snp-minimum-tcb", "bootloader=3,tee=0,snp=8,microcode=115");
+        Assert.Equal(ExitCodes.Ok, pinned.ExitCode);
+        Assert.DoesNotContain("warning", pinned.Stderr, StringComparison.OrdinalIgnoreCase);
+        var tcb = JsonNode.Parse((await kms.RunAsync("function", "get", "pinned", "--json")).Stdout)!["snp"]!["minimum_tcb"]!;
+        Assert.Equal([3, 0, 8, 115], new[] { "bootloader", "tee", "snp", "microcode" }.Select(f => tcb[f]!.GetValue<int>()));
+
+        foreach (var bad in new[] { "bootloader=3,tee=0,snp=8", "bootloader=3,tee=0,snp=8,microcode=256", "bootloader=3,tee=0,snp=8,microcode=1,ucode=2", "0x0300000000000873", "bootloader=3,bootloader=4,tee=0,snp=8,microcode=1" })
+        {
+            var refused = await kms.RunAsync("function", "register", "bad", "--snp-measurement", measurement, "--snp-host-data", hostData, "--snp-minimum-tcb", bad);
+            Assert.Equal(ExitCodes.UsageOrInput, refused.ExitCode);
+            Assert.Contains("--snp-minimum-tcb", refused.Stderr, StringComparison.Ordinal);
+        }
+
+        var alone = await kms.RunAsync("function", "register", "bad", "--sim-snp", measurement, "--snp-minimum-tcb", "bootloader=3,tee=0,snp=8,microcode=115");
+        Assert.Equal(ExitCodes.UsageOrInput, alone.ExitCode);
+        Assert.Contains("--snp-minimum-tcb needs --snp-measurement", alone.Stderr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Rejected, (await kms.RunAsync("function", "get", "bad")).ExitCode);
+    }
+
+    [Fact]
     public async Task Tdx_registers_and_the_workload_opt_in_are_written_from_flags()
     {
         await using var kms = await CliKms.StartDevAsync();

@@ -23,6 +23,10 @@ public static class KmsFunctionRegisterCommand
         var secretPath = new Option<string?>("--secret-path") { Description = "KV path of the function's secret bundle, e.g. secret/data/NAME." };
         var snp = Many("--snp-measurement", "SEV-SNP launch measurement, 48 bytes hex (repeatable).");
         var hostData = new Option<string?>("--snp-host-data") { Description = "Required SEV-SNP HOST_DATA, 32 bytes hex." };
+        var minimumTcb = new Option<string?>("--snp-minimum-tcb")
+        {
+            Description = "Minimum SEV-SNP TCB (snp.minimum_tcb), SPL values 0-255: bootloader=N,tee=N,snp=N,microcode=N[,fmc=N].",
+        };
         var sgx = Many("--sgx-mrenclave", "SGX MRENCLAVE, 32 bytes hex (repeatable).");
         var tdx = Many("--tdx-mrtd", "TDX MRTD, 48 bytes hex (repeatable).");
         var rtmr1 = new Option<string?>("--tdx-rtmr1") { Description = "Required TDX RTMR1 (the guest kernel), 48 bytes hex." };
@@ -36,7 +40,7 @@ public static class KmsFunctionRegisterCommand
         var simSgx = Many("--sim-sgx", "Simulated TEE measurement in SGX format, 32 bytes hex (repeatable).");
         var command = new Command("register", "Create or update a function's registration.")
         {
-            name, file, owners, policies, ttl, maxTtl, secretPath, snp, hostData, sgx, tdx, rtmr1, rtmr2, mrConfigId, bindsWorkload, simSnp, simSgx,
+            name, file, owners, policies, ttl, maxTtl, secretPath, snp, hostData, minimumTcb, sgx, tdx, rtmr1, rtmr2, mrConfigId, bindsWorkload, simSnp, simSgx,
         };
         KmsAction.Set(command, stdout, stderr, async (parse, kms, json, ct) =>
         {
@@ -51,10 +55,14 @@ public static class KmsFunctionRegisterCommand
                 var section = Section(spec, "snp");
                 SetList(section, "measurements", measurements);
                 SetString(section, "host_data", parse.GetValue(hostData));
+                if (parse.GetValue(minimumTcb) is { } tcb)
+                {
+                    section["minimum_tcb"] = MinimumTcb(tcb);
+                }
             }
-            else if (parse.GetValue(hostData) is not null)
+            else if (new[] { ("--snp-host-data", hostData), ("--snp-minimum-tcb", minimumTcb) }.FirstOrDefault(o => parse.GetValue(o.Item2) is not null) is (string flag, _))
             {
-                throw KmsCliException.Usage("--snp-host-data needs --snp-measurement");
+                throw KmsCliException.Usage($"{flag} needs --snp-measurement");
             }
 
             SetList(parse.GetValue(sgx) is { Length: > 0 } ? Section(spec, "sgx") : null, "mrenclaves", parse.GetValue(sgx));
@@ -103,12 +111,47 @@ public static class KmsFunctionRegisterCommand
                 await stdout.WriteLineAsync($"function {functionName} registered: revision {reply.Data["current_revision"]} active");
             }
 
+            // On stderr whatever else is printed: e.g. an snp section without minimum_tcb checks no firmware version.
+            foreach (var warning in (reply.Body?["warnings"] as JsonArray ?? []).OfType<JsonValue>().Where(w => w.GetValueKind() == JsonValueKind.String))
+            {
+                await stderr.WriteLineAsync($"morph: warning from the KMS: {warning.GetValue<string>()}");
+            }
+
             return ExitCodes.Ok;
         });
         return command;
     }
 
     private const string WorkloadOptIn = "launch_measurement_binds_workload";
+
+    /// <summary>The SPL fields of <c>snp.minimum_tcb</c>; fmc (Turin and later) is the only optional one.</summary>
+    private static readonly string[] TcbRequired = ["bootloader", "tee", "snp", "microcode"];
+
+    /// <summary>
+    /// <c>bootloader=3,tee=0,snp=8,microcode=115[,fmc=N]</c> to the KMS's <c>minimum_tcb</c> object. All four SPLs are
+    /// required here although the KMS reads a missing one as 0: a forgotten component would silently check nothing.
+    /// </summary>
+    private static JsonObject MinimumTcb(string value)
+    {
+        const string Shape = "bootloader=N,tee=N,snp=N,microcode=N[,fmc=N], each N 0-255";
+        var tcb = new JsonObject();
+        foreach (var part in value.Split(','))
+        {
+            var pair = part.Split('=', 2);
+            var key = pair[0].Trim().ToLowerInvariant();
+            if (pair.Length != 2 || !(TcbRequired.Contains(key) || key == "fmc") || tcb.ContainsKey(key)
+                || !byte.TryParse(pair[1].Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var spl))
+            {
+                throw KmsCliException.Usage($"--snp-minimum-tcb: '{part}' is not valid: expected {Shape}");
+            }
+
+            tcb[key] = spl;
+        }
+
+        return TcbRequired.FirstOrDefault(k => !tcb.ContainsKey(k)) is { } missing
+            ? throw KmsCliException.Usage($"--snp-minimum-tcb: {missing} is missing: expected {Shape}")
+            : tcb;
+    }
 
     private static Option<string[]> Many(string name, string description) => new(name) { Description = description, AllowMultipleArgumentsPerToken = true };
 
