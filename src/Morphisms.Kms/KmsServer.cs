@@ -179,6 +179,13 @@ public sealed class KmsServer : IAsyncDisposable
                 "WARNING! the KMS has no AMD CRLs (morph kms server --snp-crl FILE): SEV-SNP logins are not checked for revocation, "
                 + "and a revoked VCEK, VLEK, ASK or ASVK is accepted until its certificate expires.").ConfigureAwait(false);
         }
+        else if (_options.Attestation.VendorAnchors.Amd.Select(r => r.Product).Except(_options.Attestation.SnpCrls.Products).ToList() is { Count: > 0 } uncovered)
+        {
+            // A product line without a CRL is not checked at all; say which, rather than let one CRL look like coverage.
+            await _warnings.WriteLineAsync(
+                $"WARNING! no AMD CRL was given for {string.Join(", ", uncovered)} (morph kms server --snp-crl FILE): SEV-SNP logins on "
+                + "those product lines are not checked for revocation.").ConfigureAwait(false);
+        }
 
         if (_options.Tls.Mode == KmsTlsMode.Disabled)
         {

@@ -53,6 +53,31 @@ public class SnpCrlLoginTests
         Assert.StartsWith("junk.crl: not an X.509 CRL", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_server_names_at_start_the_product_lines_no_crl_covers()
+    {
+        // One CRL must not look like coverage: the trusted AMD roots it does not belong to are not checked at all.
+        var crls = SnpRevocationLists.Load([("simulated.crl", SimulatedTees.Trusted.CreateSnpCrl(SimulatedTees.Epoch.AddDays(-1), SimulatedTees.Epoch.AddDays(7)))], Anchors);
+        using var warnings = new StringWriter();
+        await using (var server = new KmsServer(new KmsServerOptions
+        {
+            Listen = "127.0.0.1:0",
+            Storage = "inmem",
+            Tls = KmsTlsOptions.SelfSigned,
+            WarningWriter = warnings,
+            Attestation = new KmsAttestationOptions { VendorAnchors = Anchors, SnpCrls = crls },
+        }))
+        {
+            await server.StartAsync();
+        }
+
+        var uncovered = Anchors.Amd.Select(r => r.Product).Except(crls.Products).ToList();
+        Assert.NotEmpty(uncovered);
+        var line = Assert.Single(warnings.ToString().Split('\n'), l => l.Contains("no AMD CRL was given for", StringComparison.Ordinal));
+        Assert.All(uncovered, product => Assert.Contains(product, line, StringComparison.Ordinal));
+        Assert.All(crls.Products, product => Assert.DoesNotContain(product + ",", line + ",", StringComparison.Ordinal));
+    }
+
     private static async Task<VaultResult> LoginAsync(byte[] crl)
     {
         var crls = SnpRevocationLists.Load([("simulated.crl", crl)], Anchors);
