@@ -195,21 +195,9 @@ public sealed class OfflineCollateralStore : ICollateralSource
             throw new EvidenceFormatException(file, $"{info.Length} bytes is too large for a collateral file (limit {MaxFileBytes})");
         }
 
-        // The length is not the whole story: /dev/zero, a pipe or a FIFO says 0 and never ends, and File.ReadAllBytes
-        // would read it until memory ran out. At most one byte over the limit is read.
-        using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-        var buffer = new byte[64 * 1024];
-        using var bytes = new MemoryStream();
-        int read;
-        while ((read = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, MaxFileBytes + 1 - bytes.Length))) > 0)
-        {
-            bytes.Write(buffer, 0, read);
-            if (bytes.Length > MaxFileBytes)
-            {
-                throw new EvidenceFormatException(file, $"more than {MaxFileBytes} bytes is too large for a collateral file (limit {MaxFileBytes})");
-            }
-        }
-
-        return bytes.ToArray();
+        // The length is not the whole story: /dev/zero, a pipe or a FIFO says 0 and never ends.
+        return BoundedFile.TryReadAllBytes(file, MaxFileBytes, out var bytes)
+            ? bytes
+            : throw new EvidenceFormatException(file, $"more than {MaxFileBytes} bytes is too large for a collateral file (limit {MaxFileBytes})");
     }
 }

@@ -1,4 +1,5 @@
 using System.Text;
+using Morphisms.Attestation;
 
 namespace Morphisms.Cli.Commands;
 
@@ -46,24 +47,8 @@ internal static class BoundedInput
     /// <summary>The bytes of the file at <paramref name="path"/>.</summary>
     /// <exception cref="IOException">The file cannot be read, or holds more than <paramref name="limit"/> bytes.</exception>
     /// <exception cref="UnauthorizedAccessException">The file cannot be opened.</exception>
-    public static byte[] ReadFileBytes(string path, int limit)
-    {
-        // The file's length is not trusted: /dev/zero, a pipe or a FIFO says 0 and never ends.
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-        var buffer = new byte[Math.Min(limit + 1, 64 * 1024)];
-        using var bytes = new MemoryStream();
-        int read;
-        while ((read = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, limit + 1 - bytes.Length))) > 0)
-        {
-            bytes.Write(buffer, 0, read);
-            if (bytes.Length > limit)
-            {
-                throw new IOException($"{path} is larger than {Describe(limit)}");
-            }
-        }
-
-        return bytes.ToArray();
-    }
+    public static byte[] ReadFileBytes(string path, int limit) =>
+        BoundedFile.TryReadAllBytes(path, limit, out var bytes) ? bytes : throw new IOException($"{path} is larger than {Describe(limit)}");
 
     /// <summary>The text of <paramref name="reader"/>, named <paramref name="name"/> in the error.</summary>
     /// <exception cref="IOException">It holds more than <paramref name="limit"/> characters.</exception>
