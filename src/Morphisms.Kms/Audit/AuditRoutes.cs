@@ -67,9 +67,9 @@ internal static class AuditRoutes
             throw KmsException.BadRequest($"no audit device named '{name}'");
         }
 
-        if (name != "file" && request.Acl is { } acl && !acl.Allows(request.Operation, "sys/audit-hash/file"))
+        if (name != "file")
         {
-            throw KmsException.PermissionDenied();
+            request.RequireAllowedAsWell("sys/audit-hash/file");
         }
 
         return audit;

@@ -48,4 +48,19 @@ internal sealed class KmsRequest
 
     /// <summary>The unsealed state, or a 503 when sealed.</summary>
     public UnsealedState RequireState() => State ?? throw KmsException.Sealed();
+
+    /// <summary>
+    /// For a handler that acts on a normalised form of the path it was sent (<c>sys/mounts/secret/</c> as
+    /// <c>sys/mounts/secret</c>, a policy name lowercased): the ACL judged the path as sent, so it must also allow
+    /// <paramref name="canonicalPath"/>, or an exact rule there (a deny, fewer capabilities than a glob beside it) would be
+    /// escaped by another spelling. Nothing to check when the two are the same, or for a route without an ACL.
+    /// </summary>
+    /// <exception cref="KmsException">403: the ACL does not allow the operation on <paramref name="canonicalPath"/>.</exception>
+    public void RequireAllowedAsWell(string canonicalPath)
+    {
+        if (canonicalPath != Path && Acl is { } acl && !acl.Allows(Operation, canonicalPath))
+        {
+            throw KmsException.PermissionDenied();
+        }
+    }
 }

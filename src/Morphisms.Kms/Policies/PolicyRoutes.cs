@@ -54,10 +54,15 @@ internal static class PolicyRoutes
     {
         var sent = match["name"];
         var name = PolicyStore.NormalizeName(sent);
-        if (sent != name && request.Acl is { } acl
-            && (!request.Path.EndsWith(sent, StringComparison.Ordinal) || !acl.Allows(request.Operation, request.Path[..^sent.Length] + name)))
+        if (sent != name && request.Acl is not null)
         {
-            throw KmsException.PermissionDenied();
+            // The route took the name from the end of the path; a path that does not end with it is refused, not guessed at.
+            if (!request.Path.EndsWith(sent, StringComparison.Ordinal))
+            {
+                throw KmsException.PermissionDenied();
+            }
+
+            request.RequireAllowedAsWell(request.Path[..^sent.Length] + name);
         }
 
         return name;

@@ -113,12 +113,7 @@ internal static class MountRoutes
     private static string MountPath(KmsRequest request, RouteMatch match)
     {
         var path = MountTable.NormalizePath(match["path"]);
-        var canonical = "sys/mounts/" + path[..^1];
-        if (request.Path != canonical && request.Acl is { } acl && !acl.Allows(request.Operation, canonical))
-        {
-            throw KmsException.PermissionDenied();
-        }
-
+        request.RequireAllowedAsWell("sys/mounts/" + path[..^1]);
         return path;
     }
 
