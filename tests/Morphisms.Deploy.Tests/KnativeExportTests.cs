@@ -88,7 +88,7 @@ public sealed class KnativeExportTests : IDisposable
         Assert.Contains(Convert.ToHexStringLower(digest), result.Measured[0]);
 
         // What to register: the digest, and the guest image's values the KMS requires beside it.
-        var fields = tee == ExportTee.Snp ? new[] { "snp.host_data", "snp.measurements" } : ["tdx.mrconfigid", "tdx.mrtds", "tdx.rtmr1", "tdx.rtmr2"];
+        var fields = tee == ExportTee.Snp ? new[] { "snp.host_data", "snp.measurements", "snp.minimum_tcb" } : ["tdx.mrconfigid", "tdx.mrtds", "tdx.rtmr1", "tdx.rtmr2"];
         Assert.All(fields, f => Assert.Contains(f, result.Measured[1], StringComparison.Ordinal));
 
         // The agent reads where the KMS names at login, so the spec's own path must be registered too.

@@ -170,7 +170,7 @@ public static class KnativeExporter
             $"{field} (initdata {Initdata.Algorithm(request.Tee)}): {Convert.ToHexStringLower(digest)}",
             // The guest image's own values are the same for every pod on the runtime class: this digest is what names the function.
             request.Tee == ExportTee.Snp
-                ? "register with the KMS as snp.host_data, alongside the Kata guest's launch measurement (snp.measurements)"
+                ? "register with the KMS as snp.host_data, alongside the Kata guest's launch measurement (snp.measurements) and the platform firmware's floor (snp.minimum_tcb)"
                 : "register with the KMS as tdx.mrconfigid, alongside the Kata guest's tdx.mrtds, tdx.rtmr1 (kernel) and tdx.rtmr2 (command line and initrd)",
             SecretPathLine(request.Function),
             $"agent policy ({Initdata.PolicyEntry} in initdata): image, argv and env of container {ContainerName} pinned; exec and stdin refused",

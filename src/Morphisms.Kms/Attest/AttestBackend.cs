@@ -228,9 +228,10 @@ internal sealed partial class AttestBackend : ILogicalBackend
         });
 
         // Without a minimum TCB the SNP validator checks no firmware/microcode version, so a platform with known-bad
-        // firmware is accepted too; SGX/TDX default to UpToDate. Not refused, so revisions stored without one keep
-        // working, but said on every such login (docs/trust-model.md).
-        if (!result.Simulated && result.Tee == TeeType.Snp && revision.ReferenceValues.Snp is { MinimumTcb: null })
+        // firmware is accepted too; SGX/TDX default to UpToDate. A registration gets there only by opting out
+        // (snp.allow_any_tcb) or by having been stored before a floor was required, which keeps working: either way
+        // it is said on every such login (docs/trust-model.md).
+        if (!result.Simulated && result.Tee == TeeType.Snp && SnpTcbFloor.Unchecked(revision.ReferenceValues))
         {
             LogSnpWithoutMinimumTcb(_logger, function.Name, revision.Revision);
         }

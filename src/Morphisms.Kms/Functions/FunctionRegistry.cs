@@ -104,6 +104,16 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 // Stays a tombstone while the change waits for the owners; comes back when nothing gated changes.
                 DeletedTime = proposed is null ? null : existing?.DeletedTime,
             };
+
+            // Only values this write puts into a new revision or a new proposal must set an SNP TCB floor: re-sending
+            // what the registry already holds (the host does at every deploy) or repeating a pending proposal adds
+            // nothing, and values stored before the floor was required keep working as they are.
+            var introduced = proposed is not null ? !repeated && proposed.ReferenceValues is not null : record.Current?.Revision != existing?.Current?.Revision;
+            if (introduced && SnpTcbFloor.Check(spec.ReferenceValues) is { } missingFloor)
+            {
+                throw missingFloor;
+            }
+
             List<int> cancelled = [];
             var restored = existing is { IsTombstone: true } && !record.IsTombstone;
             if (restored)

@@ -89,10 +89,8 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         }
 
         // SNP has no TCB default (its SPL values differ by CPU generation), unlike SGX/TDX's UpToDate: say so when the
-        // written values leave it unchecked.
-        var snpWarning = spec.ReferenceValues?.Snp is { MinimumTcb: null }
-            ? $"function {name}: snp.minimum_tcb is not set, so SEV-SNP evidence from any firmware and microcode version is accepted"
-            : null;
+        // written values leave it unchecked (opted out, or re-sent as stored before a floor was required).
+        var snpWarning = SnpTcbFloor.Unchecked(spec.ReferenceValues) ? SnpTcbFloor.Warning(name) : null;
         if (proposed is null)
         {
             var written = KmsResponse.WithData(data);
@@ -145,24 +143,33 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
 
     /// <summary>
     /// Records, in plain text, that the reference values this write registered or proposed rely on the registrant's
-    /// word that the launch measurement binds the function (<see cref="WorkloadBinding"/>): the request's own audit
-    /// entry shows only HMACs of its values.
+    /// word that the launch measurement binds the function (<see cref="WorkloadBinding"/>), or accept SEV-SNP evidence
+    /// from any TCB by the registrant's choice (<see cref="SnpTcbFloor"/>): the request's own audit entry shows only
+    /// HMACs of its values.
     /// </summary>
     private static void AuditOptIn(KmsRequest request, UnsealedState state, string name, FunctionRecord record, Updates.PendingUpdate? proposed, bool registered)
     {
         var values = proposed is not null ? proposed.ReferenceValues : registered ? record.Current?.ReferenceValues : null;
-        if (WorkloadBinding.ReliedOn(values) is not { Count: > 0 } tees)
+        if (WorkloadBinding.ReliedOn(values) is { Count: > 0 } tees)
         {
-            return;
+            state.Audit?.Event("function-launch-measurement-binds-workload", request, new JsonObject
+            {
+                ["function"] = name,
+                ["tees"] = JsonValues.Strings(tees),
+                ["revision"] = proposed is null ? record.Current?.Revision : null,
+                ["update"] = proposed?.Id,
+            });
         }
 
-        state.Audit?.Event("function-launch-measurement-binds-workload", request, new JsonObject
+        if (SnpTcbFloor.OptedOut(values))
         {
-            ["function"] = name,
-            ["tees"] = JsonValues.Strings(tees),
-            ["revision"] = proposed is null ? record.Current?.Revision : null,
-            ["update"] = proposed?.Id,
-        });
+            state.Audit?.Event("function-snp-allow-any-tcb", request, new JsonObject
+            {
+                ["function"] = name,
+                ["revision"] = proposed is null ? record.Current?.Revision : null,
+                ["update"] = proposed?.Id,
+            });
+        }
     }
 
     private static async Task<KmsResponse?> DeleteAsync(KmsRequest request, RouteMatch match, Updates.FunctionRetirement retirement, TimeProvider time, CancellationToken ct)

@@ -43,8 +43,19 @@ internal sealed record SnpReference
     /// </summary>
     public bool LaunchMeasurementBindsWorkload { get; init; }
 
-    /// <summary>Minimum reported, committed and launch TCB, or null for any.</summary>
+    /// <summary>
+    /// Minimum reported, committed and launch TCB, or null for any: then only with <see cref="AllowAnyTcb"/> in a new
+    /// write, or in a revision stored before a floor was required (see <see cref="SnpTcbFloor"/>).
+    /// </summary>
     public SnpMinimumTcb? MinimumTcb { get; init; }
+
+    /// <summary>
+    /// The registrant's explicit choice to accept SEV-SNP evidence from any firmware and microcode version (no
+    /// <see cref="MinimumTcb"/>). Kept with the revision so a read and the audit show it; left out of the JSON when
+    /// false, so values stored before the field existed serialise, and compare, as they did.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool AllowAnyTcb { get; init; }
 
     /// <summary>Accept a guest policy that allows a migration agent.</summary>
     public bool AllowMigrationAgent { get; init; }

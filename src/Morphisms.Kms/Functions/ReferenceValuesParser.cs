@@ -29,19 +29,28 @@ internal static class ReferenceValuesParser
 
     private static SnpReference Snp(StrictObject o)
     {
-        o.RejectUnknown("measurements", "host_data", WorkloadBinding.OptIn, "minimum_tcb", "allow_migration_agent", "require_smt_disabled", "require_single_socket", "max_vmpl", "min_guest_svn");
+        o.RejectUnknown("measurements", "host_data", WorkloadBinding.OptIn, "minimum_tcb", SnpTcbFloor.OptOut, "allow_migration_agent", "require_smt_disabled", "require_single_socket", "max_vmpl", "min_guest_svn");
         var reference = new SnpReference
         {
             Measurements = o.HexList("measurements", 48) ?? throw StrictObject.Invalid("snp.measurements", "a list of 48-byte launch measurements (required)"),
             HostData = o.Hex("host_data", 32),
             LaunchMeasurementBindsWorkload = o.Bool(WorkloadBinding.OptIn) ?? false,
             MinimumTcb = o.Object("minimum_tcb") is { } tcb ? MinimumTcb(tcb) : null,
+            AllowAnyTcb = o.Bool(SnpTcbFloor.OptOut) ?? false,
             AllowMigrationAgent = o.Bool("allow_migration_agent") ?? false,
             RequireSmtDisabled = o.Bool("require_smt_disabled") ?? false,
             RequireSingleSocket = o.Bool("require_single_socket") ?? false,
             MaxVmpl = (uint?)o.Int("max_vmpl", 0, 3),
             MinGuestSvn = (uint?)o.Int("min_guest_svn", 0, uint.MaxValue),
         };
+
+        // A floor and "any" at once is a contradiction, not something to pick one side of. A missing floor is refused
+        // by the registry, not here: re-sending values it already holds without one is still a valid write.
+        if (reference is { AllowAnyTcb: true, MinimumTcb: not null })
+        {
+            throw StrictObject.Invalid($"snp.{SnpTcbFloor.OptOut}", "false or absent when snp.minimum_tcb is set");
+        }
+
         return WorkloadBinding.Check(reference) is { } missing ? throw missing.ToBadRequest() : reference;
     }
 

@@ -123,7 +123,7 @@ public class KmsClientCommandTests
         Assert.Contains("revision 1", registered.Stdout, StringComparison.Ordinal);
 
         var spec = Path.Combine(kms.Directory, "verifier.json");
-        await File.WriteAllTextAsync(spec, $$$"""{"policies":["v"],"snp":{"measurements":["{{{snp}}}"],"min_guest_svn":2}}""");
+        await File.WriteAllTextAsync(spec, $$$"""{"policies":["v"],"snp":{"measurements":["{{{snp}}}"],"minimum_tcb":{"bootloader":3,"tee":0,"snp":8,"microcode":115},"min_guest_svn":2}}""");
         Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("function", "register", "verifier", "--file", spec, "--snp-host-data", new string('c', 64), "--snp-measurement", snp)).ExitCode);
 
         var get = JsonNode.Parse((await kms.RunAsync("function", "get", "signer", "--json")).Stdout)!;
@@ -145,15 +145,28 @@ public class KmsClientCommandTests
     }
 
     [Fact]
-    public async Task Snp_minimum_tcb_is_written_from_a_flag_and_its_absence_is_warned()
+    public async Task Snp_minimum_tcb_is_written_from_a_flag_required_by_the_kms_and_any_is_an_explicit_warned_opt_out()
     {
         await using var kms = await CliKms.StartDevAsync();
         var measurement = new string('a', 96);
         var hostData = new string('c', 64);
 
+        // Without a floor the KMS refuses the registration, and says how to opt out.
         var loose = await kms.RunAsync("function", "register", "loose", "--snp-measurement", measurement, "--snp-host-data", hostData);
-        Assert.Equal(ExitCodes.Ok, loose.ExitCode);
-        Assert.Contains("snp.minimum_tcb is not set", loose.Stderr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.UsageOrInput, loose.ExitCode);
+        Assert.Contains("'snp.minimum_tcb' is missing", loose.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--snp-minimum-tcb any", loose.Stderr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Rejected, (await kms.RunAsync("function", "get", "loose")).ExitCode);
+
+        // "any" is the opt-out: written, stored, and warned about on stderr; it replaces a floor from --file.
+        var spec = Path.Combine(kms.Directory, "any.json");
+        await File.WriteAllTextAsync(spec, """{"snp":{"minimum_tcb":{"bootloader":3,"tee":0,"snp":8,"microcode":115}}}""");
+        var any = await kms.RunAsync("function", "register", "any", "--file", spec, "--snp-measurement", measurement, "--snp-host-data", hostData, "--snp-minimum-tcb", "any");
+        Assert.Equal(ExitCodes.Ok, any.ExitCode);
+        Assert.Contains("snp.minimum_tcb is not set", any.Stderr, StringComparison.Ordinal);
+        var anySnp = JsonNode.Parse((await kms.RunAsync("function", "get", "any", "--json")).Stdout)!["snp"]!;
+        Assert.True(anySnp["allow_any_tcb"]!.GetValue<bool>());
+        Assert.Null(anySnp["minimum_tcb"]);
 
         var pinned = await kms.RunAsync("function", "register", "pinned", "--snp-measurement", measurement, "--snp-host-data", hostData,
             "--snp-minimum-tcb", "bootloader=3,tee=0,snp=8,microcode=115");
@@ -196,7 +209,7 @@ public class KmsClientCommandTests
         Assert.False(tdx["launch_measurement_binds_workload"]!.GetValue<bool>());
 
         Assert.Contains("'snp.host_data' is missing", (await kms.RunAsync("function", "register", "unbound", "--snp-measurement", mrtd)).Stderr, StringComparison.Ordinal);
-        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("function", "register", "image", "--snp-measurement", mrtd, "--launch-measurement-binds-workload")).ExitCode);
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("function", "register", "image", "--snp-measurement", mrtd, "--launch-measurement-binds-workload", "--snp-minimum-tcb", "bootloader=3,tee=0,snp=8,microcode=115")).ExitCode);
         var image = JsonNode.Parse((await kms.RunAsync("function", "get", "image", "--json")).Stdout)!;
         Assert.True(image["snp"]!["launch_measurement_binds_workload"]!.GetValue<bool>());
 

@@ -13,6 +13,15 @@ namespace Morphisms.Kms.Tests.Attest;
 /// </summary>
 public sealed class WorkloadBindingAuditTests : IDisposable
 {
+    // The simulated platform's own TCB as the floor: these logins are accepted, and are about something else.
+    private static readonly object Floor = new
+    {
+        bootloader = SimulatedTees.Trusted.SnpTcb.Bootloader,
+        tee = SimulatedTees.Trusted.SnpTcb.Tee,
+        snp = SimulatedTees.Trusted.SnpTcb.Snp,
+        microcode = SimulatedTees.Trusted.SnpTcb.Microcode,
+    };
+
     private readonly string _dir = Directory.CreateTempSubdirectory("kms-binding-audit-").FullName;
 
     [Fact]
@@ -30,11 +39,11 @@ public sealed class WorkloadBindingAuditTests : IDisposable
         var c = kms.Client;
         var measurement = Hex.Of(FunctionInstance.SnpMeasurement);
         var hostData = SHA256.HashData("initdata of bound"u8);
-        (await c.PutAsync("morphisms/functions/opted-in", new { snp = new { measurements = new[] { measurement }, launch_measurement_binds_workload = true } })).Expect(200);
-        (await c.PutAsync("morphisms/functions/bound", new { snp = new { measurements = new[] { measurement }, host_data = Hex.Of(hostData) } })).Expect(200);
+        (await c.PutAsync("morphisms/functions/opted-in", new { snp = new { measurements = new[] { measurement }, minimum_tcb = Floor, launch_measurement_binds_workload = true } })).Expect(200);
+        (await c.PutAsync("morphisms/functions/bound", new { snp = new { measurements = new[] { measurement }, minimum_tcb = Floor, host_data = Hex.Of(hostData) } })).Expect(200);
 
         // The opt-in beside HOST_DATA: the field binds the function, so this login rests on no one's word.
-        (await c.PutAsync("morphisms/functions/both", new { snp = new { measurements = new[] { measurement }, host_data = Hex.Of(hostData), launch_measurement_binds_workload = true } })).Expect(200);
+        (await c.PutAsync("morphisms/functions/both", new { snp = new { measurements = new[] { measurement }, minimum_tcb = Floor, host_data = Hex.Of(hostData), launch_measurement_binds_workload = true } })).Expect(200);
 
         using var instance = new FunctionInstance();
         foreach (var (function, data) in new[] { ("opted-in", new byte[32]), ("bound", hostData), ("both", hostData) })
@@ -60,7 +69,7 @@ public sealed class WorkloadBindingAuditTests : IDisposable
         var measurement = Hex.Of(FunctionInstance.SnpMeasurement);
         (await c.PutAsync("morphisms/functions/signer", new
         {
-            snp = new { measurements = new[] { measurement }, launch_measurement_binds_workload = true },
+            snp = new { measurements = new[] { measurement }, minimum_tcb = Floor, launch_measurement_binds_workload = true },
             simulated = new { snp = new[] { measurement } },
         })).Expect(200);
 

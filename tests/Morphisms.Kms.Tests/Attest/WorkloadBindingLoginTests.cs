@@ -33,14 +33,14 @@ public class WorkloadBindingLoginTests
         await using var kms = await TestKms.StartUnsealedAsync();
 
         var wrong = new string('c', 64);
-        var refused = await LoginAsync(kms, "signer", "snp", report, TestVectors.Read("snp", SnpVcekFile), new { snp = new { measurements = new[] { measurement }, host_data = wrong } });
+        var refused = await LoginAsync(kms, "signer", "snp", report, TestVectors.Read("snp", SnpVcekFile), new { snp = new { measurements = new[] { measurement }, host_data = wrong, minimum_tcb = Floor(claims) } });
         Assert.Contains($"{SnpPolicyChecks.HostData}: HOST_DATA {Hex.Of(claims.HostData)} is not the expected {wrong}", refused, StringComparison.Ordinal);
 
         // The same report against its own HOST_DATA (all zeros: registered only beside the opt-in): that check passes,
         // so the refusal above was the comparison, not the report.
         var control = await LoginAsync(kms, "other", "snp", report, TestVectors.Read("snp", SnpVcekFile), new
         {
-            snp = new { measurements = new[] { measurement }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true },
+            snp = new { measurements = new[] { measurement }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true, minimum_tcb = Floor(claims) },
         });
         Assert.DoesNotContain(SnpPolicyChecks.HostData, control, StringComparison.Ordinal);
         Assert.DoesNotContain("not registered", control, StringComparison.Ordinal);
@@ -77,8 +77,8 @@ public class WorkloadBindingLoginTests
         Assert.Equal(1u, claims.Vmpl);
         await using var kms = await TestKms.StartUnsealedAsync();
         object Registration(int? maxVmpl) => maxVmpl is { } max
-            ? new { snp = new { measurements = new[] { Hex.Of(claims.Measurement) }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true, max_vmpl = max } }
-            : new { snp = new { measurements = new[] { Hex.Of(claims.Measurement) }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true } };
+            ? new { snp = new { measurements = new[] { Hex.Of(claims.Measurement) }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true, minimum_tcb = Floor(claims), max_vmpl = max } }
+            : new { snp = new { measurements = new[] { Hex.Of(claims.Measurement) }, host_data = Hex.Of(claims.HostData), launch_measurement_binds_workload = true, minimum_tcb = Floor(claims) } };
         var vlek = TestVectors.Read("snp", "trustee_milan_vlek.der");
 
         var refused = await LoginAsync(kms, "signer", "snp", report, vlek, Registration(null));
@@ -146,5 +146,15 @@ public class WorkloadBindingLoginTests
         var nonce = await AttestFlow.ChallengeAsync(kms.Client, function);
         using var instance = new FunctionInstance();
         return Assert.Single((await AttestFlow.LoginAsync(kms.Client, tee, evidence, nonce, instance.CsrPem, function, endorsements)).Expect(403).Errors);
+    }
+
+    /// <summary>
+    /// The report's own TCB as the registration's floor (per component, the lowest of its reported, committed and launch
+    /// TCB), so these tests are about what they name, not the platform's firmware.
+    /// </summary>
+    private static object Floor(SnpClaims claims)
+    {
+        TcbVersion[] tcbs = [claims.ReportedTcb, claims.CommittedTcb, claims.LaunchTcb];
+        return new { bootloader = tcbs.Min(t => t.Bootloader), tee = tcbs.Min(t => t.Tee), snp = tcbs.Min(t => t.Snp), microcode = tcbs.Min(t => t.Microcode) };
     }
 }

@@ -114,21 +114,6 @@ public class FunctionRegistryApiTests
     }
 
     [Fact]
-    public async Task An_snp_section_without_minimum_tcb_is_written_with_a_warning()
-    {
-        await using var kms = await TestKms.StartUnsealedAsync();
-        var c = kms.Client;
-        var loose = (await c.PutAsync("morphisms/functions/loose", new { snp = new { measurements = new[] { Snp48 }, host_data = new string('c', 64) } })).Expect(200);
-        Assert.Contains(Strings(loose.Body!["warnings"]), w => w.Contains("snp.minimum_tcb is not set", StringComparison.Ordinal));
-
-        var pinned = (await c.PutAsync("morphisms/functions/pinned", new
-        {
-            snp = new { measurements = new[] { Snp48 }, host_data = new string('c', 64), minimum_tcb = new { bootloader = 3, tee = 0, snp = 20, microcode = 200 } },
-        })).Expect(200);
-        Assert.DoesNotContain(pinned.Body!["warnings"] is { } warnings ? Strings(warnings) : [], w => w.Contains("minimum_tcb", StringComparison.Ordinal));
-    }
-
-    [Fact]
     public async Task The_registry_needs_root_or_sudo()
     {
         await using var kms = await TestKms.StartUnsealedAsync();

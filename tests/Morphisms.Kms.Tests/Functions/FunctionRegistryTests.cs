@@ -136,6 +136,65 @@ public class FunctionRegistryTests
         Assert.Equal("later", (await _registry.OwnedBundlesAsync(default))["secret/data/later"].Name);
     }
 
+    [Fact]
+    public async Task Snp_values_stored_before_a_tcb_floor_was_required_keep_working_and_may_be_re_sent_but_not_changed()
+    {
+        // As an earlier version stored them: an snp section with neither minimum_tcb nor allow_any_tcb.
+        await _barrier.PutJsonAsync("morphisms/functions/legacy", new FunctionRecord
+        {
+            Name = "legacy",
+            TokenTtl = 30,
+            TokenMaxTtl = 3600,
+            Revisions = [new FunctionRevision { Revision = 1, Status = RevisionStatus.Active, CreatedTime = SimulatedTees.Epoch, ReferenceValues = LegacySnp('a') }],
+        });
+        Assert.DoesNotContain("allow_any_tcb", System.Text.Encoding.UTF8.GetString((await _barrier.GetAsync("morphisms/functions/legacy"))!), StringComparison.Ordinal);
+
+        // The host re-sends what is registered at every deploy: no new revision, so nothing newly unchecked.
+        var resent = await _registry.PutAsync("legacy", Spec(LegacySnpJson('a')), KmsMax, default);
+        Assert.Equal([1], resent.Record.Revisions.Select(r => r.Revision));
+
+        // New values without a floor are a new registration: refused, naming the field, and nothing written.
+        var refused = await Assert.ThrowsAsync<KmsException>(() => _registry.PutAsync("legacy", Spec(LegacySnpJson('b')), KmsMax, default));
+        Assert.Equal(400, refused.StatusCode);
+        Assert.Contains("'snp.minimum_tcb' is missing", Assert.Single(refused.Errors), StringComparison.Ordinal);
+        var stored = (await _registry.GetAsync("legacy", default))!;
+        Assert.Equal(new string('a', 96), Assert.Single(Assert.Single(stored.Revisions).ReferenceValues.Snp!.Measurements));
+        Assert.Equal(SimulatedTees.Epoch, stored.UpdatedTime);
+    }
+
+    [Fact]
+    public async Task An_owned_function_may_re_send_its_stored_snp_values_or_a_pending_proposal_of_them_without_a_tcb_floor()
+    {
+        await _barrier.PutJsonAsync("morphisms/functions/owned", new FunctionRecord
+        {
+            Name = "owned",
+            Owners = ["alice"],
+            ApprovalsRequired = 1,
+            TokenTtl = 30,
+            TokenMaxTtl = 3600,
+            Revisions = [new FunctionRevision { Revision = 1, Status = RevisionStatus.Active, CreatedTime = SimulatedTees.Epoch, ReferenceValues = LegacySnp('a') }],
+            Updates = [new PendingUpdate { Id = 1, Status = UpdateStatus.Pending, CreatedTime = SimulatedTees.Epoch, ReferenceValues = LegacySnp('b') }],
+            NextUpdateId = 2,
+        });
+
+        Assert.Null((await _registry.PutAsync("owned", Spec(LegacySnpJson('a')), KmsMax, default)).Proposed);
+        var repeated = await _registry.PutAsync("owned", Spec(LegacySnpJson('b')), KmsMax, default);
+        Assert.True(repeated.Repeated);
+        Assert.Equal(1, repeated.Proposed!.Id);
+
+        var refused = await Assert.ThrowsAsync<KmsException>(() => _registry.PutAsync("owned", Spec(LegacySnpJson('c')), KmsMax, default));
+        Assert.Contains("'snp.minimum_tcb' is missing", Assert.Single(refused.Errors), StringComparison.Ordinal);
+        var stored = (await _registry.GetAsync("owned", default))!;
+        Assert.Equal([1], stored.Updates.Select(u => u.Id));
+        Assert.Equal(2, stored.NextUpdateId);
+    }
+
+    /// <summary>SNP reference values without a TCB floor or the opt-out, as stored before a floor was required.</summary>
+    private static ReferenceValues LegacySnp(char measurement) =>
+        new() { Snp = new SnpReference { Measurements = [new string(measurement, 96)], HostData = new string('c', 64) } };
+
+    private static string LegacySnpJson(char measurement) => $$$"""{"snp":{"measurements":["{{{new string(measurement, 96)}}}"],"host_data":"{{{new string('c', 64)}}}"}}""";
+
     /// <summary>The KV probe of a registry without KV mounts: no path holds a key.</summary>
     private static Task<bool> NoKvKeys(string path, CancellationToken ct) => Task.FromResult(false);
 

@@ -15,6 +15,7 @@ public sealed class WorkloadBindingTests : IDisposable
     private static readonly string Rtmr1 = new('1', 96);
     private static readonly string Rtmr2 = new('2', 96);
     private static readonly string ConfigId = new('e', 96);
+    private static readonly object Tcb = new { bootloader = 3, tee = 0, snp = 20, microcode = 200 };
 
     private readonly string _dir = Directory.CreateTempSubdirectory("kms-binding-").FullName;
 
@@ -51,7 +52,7 @@ public sealed class WorkloadBindingTests : IDisposable
         await using var kms = await StartAsync();
         (await kms.Client.PutAsync("morphisms/functions/signer", new
         {
-            snp = new { measurements = new[] { M48 }, host_data = HostData },
+            snp = new { measurements = new[] { M48 }, minimum_tcb = Tcb, host_data = HostData },
             tdx = new { mrtds = new[] { M48 }, rtmr1 = Rtmr1, rtmr2 = Rtmr2, mrconfigid = ConfigId },
         })).Expect(200);
 
@@ -69,7 +70,7 @@ public sealed class WorkloadBindingTests : IDisposable
         await using var kms = await StartAsync();
         (await kms.Client.PutAsync("morphisms/functions/signer", new
         {
-            snp = new { measurements = new[] { M48 }, launch_measurement_binds_workload = true },
+            snp = new { measurements = new[] { M48 }, minimum_tcb = Tcb, launch_measurement_binds_workload = true },
             tdx = new { mrtds = new[] { M48 }, rtmr1 = Rtmr1, rtmr2 = Rtmr2, launch_measurement_binds_workload = true },
         })).Expect(200);
 
@@ -95,7 +96,7 @@ public sealed class WorkloadBindingTests : IDisposable
         await using var kms = await StartAsync();
         (await kms.Client.PutAsync("morphisms/functions/signer", new
         {
-            snp = new { measurements = new[] { M48 }, host_data = HostData, launch_measurement_binds_workload = true },
+            snp = new { measurements = new[] { M48 }, minimum_tcb = Tcb, host_data = HostData, launch_measurement_binds_workload = true },
             tdx = new { mrtds = new[] { M48 }, rtmr1 = Rtmr1, rtmr2 = Rtmr2, mrconfigid = ConfigId, launch_measurement_binds_workload = true },
         })).Expect(200);
 
@@ -107,7 +108,7 @@ public sealed class WorkloadBindingTests : IDisposable
         // Only the TEE without its binding field is recorded.
         (await kms.Client.PutAsync("morphisms/functions/signer", new
         {
-            snp = new { measurements = new[] { M48 }, host_data = HostData, launch_measurement_binds_workload = true },
+            snp = new { measurements = new[] { M48 }, minimum_tcb = Tcb, host_data = HostData, launch_measurement_binds_workload = true },
             tdx = new { mrtds = new[] { M48 }, rtmr1 = Rtmr1, rtmr2 = Rtmr2, launch_measurement_binds_workload = true },
         })).Expect(200);
         var recorded = Assert.Single(Events(await AuditAsync(), "function-launch-measurement-binds-workload"));
@@ -122,11 +123,11 @@ public sealed class WorkloadBindingTests : IDisposable
         {
             owners = new[] { "alice", "bob" },
             approvals_required = 1,
-            snp = new { measurements = new[] { M48 }, host_data = HostData },
+            snp = new { measurements = new[] { M48 }, minimum_tcb = Tcb, host_data = HostData },
         })).Expect(200);
         var written = (await kms.Client.PutAsync("morphisms/functions/signer", new
         {
-            snp = new { measurements = new[] { M48 }, launch_measurement_binds_workload = true },
+            snp = new { measurements = new[] { M48 }, minimum_tcb = Tcb, launch_measurement_binds_workload = true },
         })).Expect(200).Data;
 
         var id = written["pending_update"]!["id"]!.GetValue<int>();

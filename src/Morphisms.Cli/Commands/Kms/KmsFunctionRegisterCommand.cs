@@ -25,7 +25,8 @@ public static class KmsFunctionRegisterCommand
         var hostData = new Option<string?>("--snp-host-data") { Description = "Required SEV-SNP HOST_DATA, 32 bytes hex." };
         var minimumTcb = new Option<string?>("--snp-minimum-tcb")
         {
-            Description = "Minimum SEV-SNP TCB (snp.minimum_tcb), SPL values 0-255: bootloader=N,tee=N,snp=N,microcode=N[,fmc=N].",
+            Description = "Minimum SEV-SNP TCB (snp.minimum_tcb), SPL values 0-255: bootloader=N,tee=N,snp=N,microcode=N[,fmc=N]; "
+                + "required by the KMS for new snp values, or 'any' to accept any firmware and microcode (snp.allow_any_tcb, stored, audited and warned about).",
         };
         var sgx = Many("--sgx-mrenclave", "SGX MRENCLAVE, 32 bytes hex (repeatable).");
         var tdx = Many("--tdx-mrtd", "TDX MRTD, 48 bytes hex (repeatable).");
@@ -57,7 +58,17 @@ public static class KmsFunctionRegisterCommand
                 SetString(section, "host_data", parse.GetValue(hostData));
                 if (parse.GetValue(minimumTcb) is { } tcb)
                 {
-                    section["minimum_tcb"] = MinimumTcb(tcb);
+                    // The flag overrides the file's choice either way: the KMS refuses a section with both.
+                    if (string.Equals(tcb.Trim(), AnyTcb, StringComparison.OrdinalIgnoreCase))
+                    {
+                        section.Remove("minimum_tcb");
+                        section[AnyTcbOptOut] = true;
+                    }
+                    else
+                    {
+                        section.Remove(AnyTcbOptOut);
+                        section["minimum_tcb"] = MinimumTcb(tcb);
+                    }
                 }
             }
             else if (new[] { ("--snp-host-data", hostData), ("--snp-minimum-tcb", minimumTcb) }.FirstOrDefault(o => parse.GetValue(o.Item2) is not null) is (string flag, _))
@@ -111,7 +122,7 @@ public static class KmsFunctionRegisterCommand
                 await stdout.WriteLineAsync($"function {functionName} registered: revision {reply.Data["current_revision"]} active");
             }
 
-            // On stderr whatever else is printed: e.g. an snp section without minimum_tcb checks no firmware version.
+            // On stderr whatever else is printed: e.g. an snp section with allow_any_tcb checks no firmware version.
             foreach (var warning in (reply.Body?["warnings"] as JsonArray ?? []).OfType<JsonValue>().Where(w => w.GetValueKind() == JsonValueKind.String))
             {
                 await stderr.WriteLineAsync($"morph: warning from the KMS: {warning.GetValue<string>()}");
@@ -124,6 +135,11 @@ public static class KmsFunctionRegisterCommand
 
     private const string WorkloadOptIn = "launch_measurement_binds_workload";
 
+    /// <summary>The <c>--snp-minimum-tcb</c> value that sets <see cref="AnyTcbOptOut"/> instead of a floor.</summary>
+    private const string AnyTcb = "any";
+
+    private const string AnyTcbOptOut = "allow_any_tcb";
+
     /// <summary>The SPL fields of <c>snp.minimum_tcb</c>; fmc (Turin and later) is the only optional one.</summary>
     private static readonly string[] TcbRequired = ["bootloader", "tee", "snp", "microcode"];
 
@@ -133,7 +149,7 @@ public static class KmsFunctionRegisterCommand
     /// </summary>
     private static JsonObject MinimumTcb(string value)
     {
-        const string Shape = "bootloader=N,tee=N,snp=N,microcode=N[,fmc=N], each N 0-255";
+        const string Shape = "bootloader=N,tee=N,snp=N,microcode=N[,fmc=N], each N 0-255, or any";
         var tcb = new JsonObject();
         foreach (var part in value.Split(','))
         {
