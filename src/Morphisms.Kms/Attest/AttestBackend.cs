@@ -219,6 +219,10 @@ internal sealed partial class AttestBackend : ILogicalBackend
             // for this TEE (the flag GET shows, which lets HOST_DATA / MRCONFIGID go unset), so such logins can be
             // found. Simulated evidence is appraised against the simulated measurements, which the flag does not concern.
             ["launch_measurement_binds_workload"] = !result.Simulated && WorkloadBinding.ReliedOn(revision.ReferenceValues).Contains(result.Tee.ToWireName()),
+
+            // Likewise whether hardware SNP evidence was accepted with no firmware/microcode floor (snp.allow_any_tcb, or
+            // a revision stored before a floor was required), so an auditor can find the logins no TCB check covered.
+            ["snp_tcb_unchecked"] = !result.Simulated && result.Tee == TeeType.Snp && SnpTcbFloor.Unchecked(revision.ReferenceValues),
             ["measurement"] = measurement,
             ["simulated"] = result.Simulated,
             ["status"] = result.Status.ToWireName(),

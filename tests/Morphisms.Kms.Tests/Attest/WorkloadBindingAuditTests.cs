@@ -44,9 +44,10 @@ public sealed class WorkloadBindingAuditTests : IDisposable
 
         // The opt-in beside HOST_DATA: the field binds the function, so this login rests on no one's word.
         (await c.PutAsync("morphisms/functions/both", new { snp = new { measurements = new[] { measurement }, minimum_tcb = Floor, host_data = Hex.Of(hostData), launch_measurement_binds_workload = true } })).Expect(200);
+        (await c.PutAsync("morphisms/functions/any-tcb", new { snp = new { measurements = new[] { measurement }, allow_any_tcb = true, host_data = Hex.Of(hostData) } })).Expect(200);
 
         using var instance = new FunctionInstance();
-        foreach (var (function, data) in new[] { ("opted-in", new byte[32]), ("bound", hostData), ("both", hostData) })
+        foreach (var (function, data) in new[] { ("opted-in", new byte[32]), ("bound", hostData), ("both", hostData), ("any-tcb", hostData) })
         {
             var nonce = await AttestFlow.ChallengeAsync(c, function);
             var report = SimulatedTees.Trusted.CreateSnpReport(new SimulatedSnpReportRequest { ReportData = instance.Binding(nonce), Measurement = FunctionInstance.SnpMeasurement, HostData = data });
@@ -58,6 +59,10 @@ public sealed class WorkloadBindingAuditTests : IDisposable
         Assert.True(entries["opted-in"]["launch_measurement_binds_workload"]!.GetValue<bool>());
         Assert.False(entries["bound"]["launch_measurement_binds_workload"]!.GetValue<bool>());
         Assert.False(entries["both"]["launch_measurement_binds_workload"]!.GetValue<bool>());
+
+        // The TCB floor's opt-out is found the same way.
+        Assert.True(entries["any-tcb"]["snp_tcb_unchecked"]!.GetValue<bool>());
+        Assert.False(entries["bound"]["snp_tcb_unchecked"]!.GetValue<bool>());
     }
 
     [Fact]
@@ -77,7 +82,9 @@ public sealed class WorkloadBindingAuditTests : IDisposable
         var nonce = await AttestFlow.ChallengeAsync(c);
         (await AttestFlow.LoginAsync(c, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem)).Expect(200);
 
-        Assert.False((await AcceptedLoginsAsync(audit))["signer"]["launch_measurement_binds_workload"]!.GetValue<bool>());
+        var simulated = (await AcceptedLoginsAsync(audit))["signer"];
+        Assert.False(simulated["launch_measurement_binds_workload"]!.GetValue<bool>());
+        Assert.False(simulated["snp_tcb_unchecked"]!.GetValue<bool>());
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);

@@ -43,6 +43,29 @@ public sealed class SnpTcbFloorTests : IDisposable
         (await kms.Client.GetAsync("morphisms/functions/signer")).Expect(404);
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData(0)]
+    public async Task An_all_zero_floor_checks_nothing_and_is_a_400(int? fmc)
+    {
+        await using var kms = await StartAsync();
+        object zero = fmc is null
+            ? new { bootloader = 0, tee = 0, snp = 0, microcode = 0 }
+            : new { bootloader = 0, tee = 0, snp = 0, microcode = 0, fmc };
+        var result = (await kms.Client.PutAsync("morphisms/functions/signer", new
+        {
+            snp = new { measurements = new[] { M48 }, host_data = HostData, minimum_tcb = zero },
+        })).Expect(400);
+        Assert.Contains("'snp.minimum_tcb' is all zeros", Assert.Single(result.Errors), StringComparison.Ordinal);
+        (await kms.Client.GetAsync("morphisms/functions/signer")).Expect(404);
+
+        // One non-zero SPL is a floor.
+        (await kms.Client.PutAsync("morphisms/functions/signer", new
+        {
+            snp = new { measurements = new[] { M48 }, host_data = HostData, minimum_tcb = new { bootloader = 0, tee = 0, snp = 0, microcode = 1 } },
+        })).Expect(200);
+    }
+
     [Fact]
     public async Task New_values_without_a_floor_leave_a_registered_function_as_it_was()
     {
