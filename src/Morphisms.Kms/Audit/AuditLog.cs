@@ -9,14 +9,17 @@ namespace Morphisms.Kms.Audit;
 /// <summary>
 /// The append-only audit file. Each line carries a sequence number and chains to the previous line (see
 /// <see cref="AuditChain"/>); after a restart it continues from the last complete line. A line torn by a crash
-/// is cut off and the cut is itself recorded as a notice entry, so the chain stays verifiable.
+/// is cut off and the cut is itself recorded as a notice entry, so the chain stays verifiable. A line whose write
+/// fails (a full disk) is cut off at once, so the next entry takes its sequence number and chains as if it had never
+/// been written; if that cut fails too, the log refuses every later append until it is opened again.
 /// </summary>
 internal sealed class AuditLog : IDisposable
 {
     private const int InitialLineBytes = 4096;
     private const int RetainedLineBytes = 256 * 1024;
 
-    private readonly FileStream _file;
+    private readonly Stream _file;
+    private readonly string _path;
     private readonly AuditKeys _keys;
     private readonly TimeProvider _time;
     private readonly Lock _lock = new();
@@ -26,18 +29,26 @@ internal sealed class AuditLog : IDisposable
     private ArrayBufferWriter<byte> _line = new(InitialLineBytes);
     private bool _disposed;
 
+    // Where the last complete line ends: a failed write is cut back to here.
+    private long _end;
+
+    // Set when a failed write could not be cut back: the file then ends in part of a line (or a whole line the
+    // chain state does not know), and any entry written after it would read as a gap or a forgery.
+    private string? _failed;
+
     // Not validating: the body is deliberately left open (the chain suffix closes it), and its shape is fixed here.
     private readonly Utf8JsonWriter _writer = new(Stream.Null, new JsonWriterOptions { SkipValidation = true });
 
-    private AuditLog(FileStream file, AuditKeys keys, TimeProvider time)
+    private AuditLog(Stream file, string path, AuditKeys keys, TimeProvider time)
     {
         _file = file;
+        _path = path;
         _keys = keys;
         _time = time;
     }
 
     /// <summary>The log file path.</summary>
-    public string Path => _file.Name;
+    public string Path => _path;
 
     /// <summary>
     /// The sequence number and hash of the last entry in the log: the last this KMS appended, or the file's last at
@@ -55,22 +66,30 @@ internal sealed class AuditLog : IDisposable
     }
 
     /// <summary>Opens (creating if needed) the log and positions after its last complete entry.</summary>
-    public static AuditLog Open(string path, AuditKeys keys, TimeProvider time)
+    public static AuditLog Open(string path, AuditKeys keys, TimeProvider time) =>
+        Open(path, keys, time, static (p, options) => new FileStream(p, options));
+
+    /// <summary>As <see cref="Open(string, AuditKeys, TimeProvider)"/>, opening the file through <paramref name="openFile"/> (tests wrap it in a failing stream).</summary>
+    internal static AuditLog Open(string path, AuditKeys keys, TimeProvider time, Func<string, FileStreamOptions, Stream> openFile)
     {
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+        var fullPath = System.IO.Path.GetFullPath(path);
+        var dir = System.IO.Path.GetDirectoryName(fullPath);
         if (!string.IsNullOrEmpty(dir))
         {
             Directory.CreateDirectory(dir);
         }
 
-        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.Read };
+        // Unbuffered: FileStream's buffer is cleared only by a write that succeeds, so a line whose flush failed
+        // stayed in it and went out ahead of the next entry, under the same sequence number (a false tampering alarm);
+        // and cutting a failed line back (SetLength) would first try to write that buffer again, on a disk still full.
+        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.Read, BufferSize = 0 };
         if (!OperatingSystem.IsWindows())
         {
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         }
 
-        var file = new FileStream(path, options);
-        var log = new AuditLog(file, keys, time);
+        var file = openFile(fullPath, options);
+        var log = new AuditLog(file, fullPath, keys, time);
         try
         {
             log.Recover();
@@ -91,6 +110,10 @@ internal sealed class AuditLog : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_failed is not null)
+            {
+                throw new IOException(_failed);
+            }
 
             // Every request writes two or three entries, so the line is built as UTF-8 in one buffer reused under
             // the lock; building it as strings was most of the KMS's garbage under login load. The bytes are those
@@ -119,8 +142,19 @@ internal sealed class AuditLog : IDisposable
             var hash = AuditChain.HashBody(_line.WrittenSpan);
             var mac = AuditChain.Mac(_keys.ChainKey, _prevMac, hash);
             Encoding.UTF8.GetBytes(AuditChain.Suffix(hash, mac) + "\n", _line);
-            _file.Write(_line.WrittenSpan);
-            _file.Flush();
+            try
+            {
+                // One write of the whole line: a failure leaves at most this line's bytes after _end.
+                _file.Write(_line.WrittenSpan);
+                _file.Flush();
+            }
+            catch
+            {
+                CutBack();
+                throw;
+            }
+
+            _end += _line.WrittenCount;
             _seq = seq;
             _prevHash = hash;
             _prevMac = mac;
@@ -150,6 +184,25 @@ internal sealed class AuditLog : IDisposable
         }
     }
 
+    /// <summary>
+    /// Cuts the file back to the end of the last complete line after a failed write, so the next entry (which reuses
+    /// the sequence number) follows it directly; if that fails, marks the log failed instead of writing after the rest.
+    /// </summary>
+    private void CutBack()
+    {
+        try
+        {
+            _file.SetLength(_end);
+            _file.Position = _end;
+        }
+        catch (Exception e)
+        {
+            // Opening the log again (unsealing, or restarting the KMS) recovers: it cuts a torn line and notes it, or
+            // continues the chain from a whole line that was written although its write reported a failure.
+            _failed = $"the audit log {_path} refuses appends: a failed write could not be cut back ({e.Message}); seal and unseal or restart the KMS to reopen it";
+        }
+    }
+
     private void Recover()
     {
         var length = _file.Length;
@@ -165,7 +218,7 @@ internal sealed class AuditLog : IDisposable
             _file.SetLength(lastLineEnd);
         }
 
-        _file.Seek(0, SeekOrigin.End);
+        _end = _file.Seek(0, SeekOrigin.End);
         var notice = (string?)null;
         if (lastLine is not null && AuditChain.TrySplit(lastLine, out var body, out var hash, out var mac))
         {

@@ -208,6 +208,59 @@ public sealed class AuditLogTests : IDisposable
         Assert.Equal(2, result.Entries);
     }
 
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    public void A_failed_write_leaves_nothing_behind_and_the_next_entry_continues_the_chain(bool buffered, bool partial)
+    {
+        // A full disk: one write fails (after writing part of the line, or inside a 4 KiB buffer that, like
+        // FileStream's own, keeps the failed bytes); the entries before and after it must still verify.
+        ThrowOnceStream? failing = null;
+        using (var log = AuditLog.Open(LogPath, _keys, _time, (path, options) =>
+        {
+            failing = new ThrowOnceStream(new FileStream(path, options), partial);
+            return buffered ? new BufferedStream(failing, 4096) : failing;
+        }))
+        {
+            log.Append(new JsonObject { ["type"] = "request", ["n"] = 1 });
+            failing!.FailNext = true;
+            Assert.Throws<IOException>(() => log.Append(new JsonObject { ["type"] = "request", ["n"] = 2 }));
+            log.Append(new JsonObject { ["type"] = "request", ["n"] = 3 });
+            var head = log.Head;
+            Assert.Equal(2, head.Sequence);
+
+            var result = AuditLogVerifier.Verify(LogPath, _keys.ChainKey, null, head);
+            Assert.True(result.Valid, string.Join("; ", result.Problems));
+            Assert.Equal(2, result.Entries);
+        }
+
+        Assert.DoesNotContain("\"n\":2", File.ReadAllText(LogPath), StringComparison.Ordinal);
+        Assert.True(AuditLogVerifier.Verify(LogPath, _keys.ChainKey).Valid);
+    }
+
+    [Fact]
+    public void A_failed_write_that_cannot_be_cut_back_fails_every_later_append_until_reopened()
+    {
+        ThrowOnceStream? failing = null;
+        using (var log = AuditLog.Open(LogPath, _keys, _time, (path, options) => failing = new ThrowOnceStream(new FileStream(path, options), partial: true)))
+        {
+            log.Append(new JsonObject { ["type"] = "request", ["n"] = 1 });
+            failing!.FailNext = true;
+            failing.FailSetLength = true;
+            Assert.Throws<IOException>(() => log.Append(new JsonObject { ["type"] = "request", ["n"] = 2 }));
+            var refused = Assert.Throws<IOException>(() => log.Append(new JsonObject { ["type"] = "request", ["n"] = 3 }));
+            Assert.Contains("refuses appends", refused.Message, StringComparison.Ordinal);
+        }
+
+        // Reopening cuts the torn half line and notes it; the chain verifies.
+        Write(1);
+        var result = AuditLogVerifier.Verify(LogPath, _keys.ChainKey);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(3, result.Entries);
+        Assert.Contains("removed a torn entry", File.ReadAllText(LogPath), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Values_are_hashed_with_the_value_key_in_vault_notation()
     {
@@ -240,6 +293,72 @@ public sealed class AuditLogTests : IDisposable
             }
 
             return inner.GetUtcNow();
+        }
+    }
+
+    /// <summary>A file stream whose next write, once armed, fails like a full disk (after writing half, if partial).</summary>
+    private sealed class ThrowOnceStream(FileStream inner, bool partial) : Stream
+    {
+        public bool FailNext { get; set; }
+
+        public bool FailSetLength { get; set; }
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => true;
+
+        public override bool CanWrite => true;
+
+        public override long Length => inner.Length;
+
+        public override long Position
+        {
+            get => inner.Position;
+            set => inner.Position = value;
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            if (FailNext)
+            {
+                FailNext = false;
+                if (partial)
+                {
+                    inner.Write(buffer[..(buffer.Length / 2)]);
+                }
+
+                throw new IOException("No space left on device");
+            }
+
+            inner.Write(buffer);
+        }
+
+        public override void SetLength(long value)
+        {
+            if (FailSetLength)
+            {
+                throw new IOException("Input/output error");
+            }
+
+            inner.SetLength(value);
+        }
+
+        public override void Flush() => inner.Flush();
+
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+        public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+            }
+
+            base.Dispose(disposing);
         }
     }
 
