@@ -25,25 +25,6 @@ public sealed class KmsTrustStoreTests : IDisposable
     }
 
     [Fact]
-    public void A_symlink_planted_at_the_chosen_temp_name_makes_the_save_fail_without_touching_its_target()
-    {
-        var store = new KmsTrustStore(StorePath);
-        store.Save(Record("https://kms-a:8200"));
-        var before = File.ReadAllText(StorePath);
-        var victim = Path.Combine(_dir, "victim");
-        File.WriteAllText(victim, "precious");
-        var planted = StorePath + ".planted.tmp";
-        File.CreateSymbolicLink(planted, victim);
-        store.TempPathForTests = () => planted;
-
-        Assert.ThrowsAny<IOException>(() => store.Save(Record("https://kms-b:8200")));
-
-        Assert.Equal("precious", File.ReadAllText(victim));
-        Assert.Equal(before, File.ReadAllText(StorePath));
-        Assert.Equal(victim, new FileInfo(planted).LinkTarget);
-    }
-
-    [Fact]
     public async Task Concurrent_saves_of_different_records_all_survive()
     {
         // Two writers (morph up and morph kms trust, say), each saving its own records as fast as it can: without the

@@ -122,7 +122,7 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
 
     /// <summary>
     /// Loads the installation's simulated TEE from <paramref name="directory"/>, creating it (mode 0600 from its first
-    /// byte, see <see cref="PrivateFile.TryCreate"/>) on first use so that every process of one installation shares one
+    /// byte, see <see cref="PrivateFile.TryCreate(string, ReadOnlySpan{byte})"/>) on first use so that every process of one installation shares one
     /// simulated root. Processes creating it at once (<c>morph up</c> beside <c>morph kms server --dev</c> on a fresh
     /// install) each generate a root, but only one file is published and the others load it: were each to keep its
     /// own, the KMS would trust one root while instances sign under another.

@@ -1,5 +1,5 @@
-using System.Security.Cryptography;
 using System.Text.Json;
+using Morphisms.Attestation;
 
 namespace Morphisms.Client.Trust;
 
@@ -16,9 +16,6 @@ public sealed class KmsTrustStore(string path)
 
     /// <summary>How long <see cref="Save"/> waits for another process's save to finish before giving up.</summary>
     public static TimeSpan LockTimeout { get; } = TimeSpan.FromSeconds(10);
-
-    /// <summary>Chooses the temporary file's name instead of a random one (tests plant a file there first).</summary>
-    internal Func<string>? TempPathForTests { get; set; }
 
     /// <summary>The record for <paramref name="kmsUrl"/>, or null when that KMS is not trusted.</summary>
     public KmsTrustRecord? Find(string kmsUrl) => Load().GetValueOrDefault(Normalize(kmsUrl));
@@ -38,6 +35,7 @@ public sealed class KmsTrustStore(string path)
     /// <returns>The record this one replaced, or null when the KMS had none.</returns>
     /// <exception cref="KmsRootChangedException"><paramref name="keepPinnedRoot"/>, and the stored record pins another root CA (nothing is written).</exception>
     /// <exception cref="InvalidDataException">The existing file is not a trust store (it is left as it is).</exception>
+    /// <exception cref="FileNotDurableException">The store was written, but its directory could not be flushed to disk: a crash may still lose the record.</exception>
     /// <exception cref="IOException">The file cannot be written, or another process held the lock for longer than <see cref="LockTimeout"/>.</exception>
     public KmsTrustRecord? Save(KmsTrustRecord record, bool keepPinnedRoot = false)
     {
@@ -54,7 +52,11 @@ public sealed class KmsTrustStore(string path)
             }
 
             records[key] = record;
-            Replace(records);
+
+            // The whole store, replaced atomically (PrivateFile: an exclusively created 0600 temporary file that never
+            // follows a planted symlink, flushed, renamed over the store, then the directory flushed): a crash leaves
+            // the old store or the new one, never a truncated file.
+            PrivateFile.Write(Path, JsonSerializer.SerializeToUtf8Bytes(records, Json));
             return previous;
         }
     }
@@ -64,47 +66,6 @@ public sealed class KmsTrustStore(string path)
     {
         var uri = new Uri(kmsUrl, UriKind.Absolute);
         return $"{uri.Scheme}://{uri.Authority}{uri.AbsolutePath.TrimEnd('/')}".ToLowerInvariant();
-    }
-
-    /// <summary>
-    /// Writes the whole store to a new file and renames it over <see cref="Path"/>. The temporary name is random and
-    /// created exclusively (<c>O_CREAT|O_EXCL</c>, which never follows a symlink planted there) with mode 0600 from the
-    /// start, so other users never read it and nobody sees it half-written; it is flushed to disk before the rename, so
-    /// a crash leaves the old store or the new one, never a truncated file.
-    /// </summary>
-    private void Replace(Dictionary<string, KmsTrustRecord> records)
-    {
-        var temp = TempPathForTests?.Invoke() ?? $"{Path}.{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}.tmp";
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        using (var stream = new FileStream(temp, options))
-        {
-            try
-            {
-                JsonSerializer.Serialize(stream, records, Json);
-                stream.Flush(flushToDisk: true);
-            }
-            catch
-            {
-                stream.Dispose();
-                File.Delete(temp);
-                throw;
-            }
-        }
-
-        try
-        {
-            File.Move(temp, Path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
     }
 
     /// <summary>

@@ -55,6 +55,13 @@ public static class KmsInitCommand
                     // initialised, neither a full disk nor Ctrl-C may leave the keys half written or nowhere.
                     PrivateFile.Write(file.FullName, reply.Raw);
                 }
+                catch (FileNotDurableException e)
+                {
+                    // Written, but a power cut may still lose the name: the file stays, and the reply is printed too.
+                    await stderr.WriteLineAsync($"morph: the KMS is initialised and {e.Message}: its reply is printed below as well: keep it, should the file be lost it is the ONLY copy of the unseal keys and the root token");
+                    await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold));
+                    return ExitCodes.UsageOrInput;
+                }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     // Printed instead: the KMS is initialised and will never show these again.

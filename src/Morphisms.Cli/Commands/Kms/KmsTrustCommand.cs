@@ -162,6 +162,12 @@ public static class KmsTrustCommand
                     await stderr.WriteLineAsync(RootChangedRefusal(e.Pinned, e.Presented));
                     return ExitCodes.Rejected;
                 }
+                catch (FileNotDurableException e)
+                {
+                    // In place, but a crash may still lose it: trusting again re-writes the same record and flushes again.
+                    await stderr.WriteLineAsync($"morph: the KMS's evidence verified and it was pinned, but {e.Message}; run this command again to be sure the pin is kept");
+                    return ExitCodes.UsageOrInput;
+                }
                 catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
                 {
                     // The KMS passed, but a store that cannot be read back or written is the user's to fix: left as it is.
