@@ -6,8 +6,11 @@ namespace Morphisms.Attestation.Collateral;
 /// <summary>
 /// Fetches DCAP collateral from Intel PCS (API v4) or a PCCS that mirrors it: TCB info, QE or TD QE
 /// identity, the PCK CRL and the root CA CRL, with the TCB-signing chain from the response headers.
-/// Nothing fetched is trusted here — <c>CollateralVerifier</c> checks every signature — so plain
-/// HTTP to a PCCS loses availability at worst, not integrity. Wrap it in a
+/// Nothing fetched is trusted here — <c>CollateralVerifier</c> checks every signature — but a signature
+/// does not make a document current or prove one is absent: whoever answers in place of PCS can replay
+/// an older document Intel signed (each stays valid for about 30 days, so a TCB info from before a TCB
+/// recovery or a PCK CRL from before a revocation) or answer 404, which leaves the item missing. Reach
+/// PCS or a PCCS over HTTPS (plain HTTP only on loopback). Wrap it in a
 /// <see cref="CachingCollateralSource"/>: Intel rate-limits PCS.
 /// </summary>
 public sealed class IntelPcsCollateralSource : ICollateralSource
@@ -80,7 +83,10 @@ public sealed class IntelPcsCollateralSource : ICollateralSource
 
     private Uri Relative(string pathAndQuery) => new(_options.BaseAddress, pathAndQuery);
 
-    /// <summary>Returns null for 404: PCS says "no such FMSPC" that way, and the verifier then names the missing item.</summary>
+    /// <summary>
+    /// Returns null for 404: PCS says "no such FMSPC" that way, and the verifier then names the missing item. A caller
+    /// that also takes collateral from elsewhere must not fill that gap unchecked (the KMS refuses the login instead).
+    /// </summary>
     private async Task<Fetched?> FetchAsync(Uri uri, CancellationToken cancellationToken)
     {
         using var response = await _http.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);

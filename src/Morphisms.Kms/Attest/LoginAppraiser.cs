@@ -95,7 +95,7 @@ internal sealed class LoginAppraiser
     {
         // With collateral of its own the KMS decides what is current: a login's collateral is used only where it is at
         // least as new, so an instance cannot pick the TCB info from before a TCB recovery or a CRL from before a
-        // revocation. Without, the login's collateral is all there is (the server warned at start).
+        // revocation. Without, the login's collateral is all there is (the server warned at start, and the result says so).
         var (collateral, source) = (login.Collateral, _collateral) switch
         {
             ({ } offered, { } own) => (null, new OfferedCollateralSource(own, offered)),
@@ -113,8 +113,15 @@ internal sealed class LoginAppraiser
         }
 
         log.Append(verification.Log);
-        if (source is OfferedCollateralSource { Unchecked.Count: > 0 } offeredSource)
+        if (collateral is not null)
         {
+            // Said on every such login, not only at start: this verdict rests on collateral the instance chose.
+            log.Warn("the KMS has no DCAP collateral of its own: the instance's was used as sent, its freshness unchecked (it may predate a TCB recovery or a revocation)");
+        }
+        else if (source is OfferedCollateralSource { Unchecked.Count: > 0 } offeredSource)
+        {
+            // Only without an operator's source (which refuses what it lacks, GuardedCollateralSource): the trusted
+            // simulated TEE makes collateral for its own platform and none for any other.
             log.Warn($"the KMS has no collateral of its own for {string.Join(", ", offeredSource.Unchecked)} of this platform: the instance's was used as sent, its freshness unchecked");
         }
 
@@ -206,22 +213,45 @@ internal readonly record struct EvaluationMinimums(int? Sgx, int? Tdx);
 /// <summary>
 /// The operator's collateral source, with its failures (Intel PCS or a PCCS unreachable, or answering something that
 /// is not collateral) made a 503 naming the source's problem: not the instance's fault, and not a reason to fall back
-/// on the instance's own collateral, which is exactly what the source is there to check.
+/// on the instance's own collateral, which is exactly what the source is there to check. An item the source lacks for
+/// the platform (a 404 from PCS, a file missing from the operator's directory) is refused the same way: whoever sits
+/// between the KMS and a PCCS could answer 404 for the PCK CRL, and taking the instance's item in its place would let
+/// a revoked or out-of-date platform choose its own.
 /// </summary>
 internal sealed class GuardedCollateralSource(ICollateralSource inner) : ICollateralSource
 {
     /// <inheritdoc />
     public async ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default)
     {
+        DcapCollateral? own;
         try
         {
-            return await inner.GetDcapCollateralAsync(request, cancellationToken).ConfigureAwait(false);
+            own = await inner.GetDcapCollateralAsync(request, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is HttpRequestException or EvidenceFormatException
             || (e is TaskCanceledException && !cancellationToken.IsCancellationRequested))
         {
             throw new KmsException(503, $"the KMS's DCAP collateral source is unavailable, retry later: {e.Message}");
         }
+
+        // The verifier needs all four: an item the source lacks could only come, unchecked, from the instance.
+        string?[] missing =
+        [
+            own?.TcbInfo is null ? "tcb_info" : null,
+            own?.QeIdentity is null ? "qe_identity" : null,
+            own?.PckCrl is null ? "pck_crl" : null,
+            own?.RootCaCrl is null ? "root_ca_crl" : null,
+        ];
+        if (missing.OfType<string>().ToList() is { Count: > 0 } lacking)
+        {
+            var ca = request.CaType == PckCaType.Processor ? "processor" : "platform";
+            throw new KmsException(503,
+                $"the KMS's DCAP collateral source has no {string.Join(", ", lacking)} for this platform ({request.Tee.ToWireName()}, FMSPC "
+                + $"{request.Fmspc.ToUpperInvariant()}, PCK {ca} CA{(own?.Origin is { } origin ? $", from {origin}" : "")}): Intel PCS or the PCCS "
+                + "answered 404, or the collateral directory lacks it; the instance's collateral is not used in its place");
+        }
+
+        return own;
     }
 }
 

@@ -81,6 +81,32 @@ public class KmsServerAndAuditCommandTests
         Assert.Contains(problem, outcome.Stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("http://pccs.internal:8081/")]
+    [InlineData("http://10.0.0.5:8081/")]
+    [InlineData("http://localhost.example/")]
+    public async Task Dcap_pcs_over_plain_http_to_another_machine_is_a_usage_error_naming_the_flag(string url)
+    {
+        // Whoever answers in the PCCS's place could send older Intel collateral or a 404 for the PCK CRL. Bounded: a
+        // value wrongly accepted starts a server that runs until stopped.
+        var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--dcap-pcs", url).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.StartsWith($"morph: --dcap-pcs: {url} is plain http to another machine", outcome.Stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:8081/")]
+    [InlineData("http://localhost:8081/pccs/")]
+    [InlineData("http://[::1]:8081/")]
+    [InlineData("https://pccs.internal:8081/")]
+    public async Task Dcap_pcs_over_https_or_loopback_http_passes_its_check(string url)
+    {
+        // A flag checked after --dcap-pcs stops the start, so reaching it shows the URL was accepted.
+        var outcome = await MorphRunner.RunAsync("kms", "server", "--dev", "--listen", "127.0.0.1:0", "--dcap-pcs", url, "--trust-simulated-tee", "/nonexistent-simulated-tee");
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.StartsWith("morph: --trust-simulated-tee: no simulated TEE", outcome.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Trusting_a_directory_without_a_simulated_tee_is_refused_and_creates_nothing()
     {

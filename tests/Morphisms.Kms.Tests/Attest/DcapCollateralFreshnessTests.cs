@@ -52,23 +52,61 @@ public class DcapCollateralFreshnessTests
 
     /// <summary>
     /// An own collateral directory that lacks items for a platform (here: only its CRLs) cannot judge the offered ones'
-    /// age: they are used, and the login's attestation result says which went unchecked.
+    /// age, so it does not take them: the login is refused, naming what the KMS lacks.
     /// </summary>
     [Fact]
-    public async Task Items_the_kmss_own_collateral_lacks_are_taken_from_the_login_with_a_warning_naming_them()
+    public async Task Items_the_kmss_own_collateral_lacks_are_a_503_naming_them_not_taken_from_the_login()
     {
         var crlsOnly = AfterRecovery with { TcbInfo = null, QeIdentity = null };
         await using var kms = await StartAsync(own: crlsOnly);
 
-        var login = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(200);
+        var unavailable = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(503);
 
-        var warnings = login.Data["attestation"]!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()).ToList();
-        Assert.Contains(warnings, w => w.StartsWith("the KMS has no collateral of its own for tcb_info, qe_identity of this platform", StringComparison.Ordinal));
-        Assert.DoesNotContain(warnings, w => w.Contains("pck_crl", StringComparison.Ordinal));
+        Assert.StartsWith("the KMS's DCAP collateral source has no tcb_info, qe_identity for this platform (sgx, FMSPC ", unavailable.Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("the instance's collateral is not used in its place", unavailable.Errors.Single(), StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task Without_collateral_of_its_own_the_kms_takes_the_logins_as_sent_and_warns_at_start()
+    public async Task An_own_source_with_nothing_for_the_platform_is_a_503_not_the_logins_collateral()
+    {
+        await using var kms = await StartAsync(own: null, source: new EmptySource());
+
+        var unavailable = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(503);
+
+        Assert.Contains("has no tcb_info, qe_identity, pck_crl, root_ca_crl for this platform", unavailable.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Whoever sits between the KMS and a PCCS can answer 404 for the PCK CRL: with the instance's CRL (from before its
+    /// PCK was revoked) used in its place, a revoked platform would log in.
+    /// </summary>
+    [Fact]
+    public async Task A_404_from_the_kmss_pccs_refuses_the_login_rather_than_take_the_instances_item()
+    {
+        var pccs = new FakePccs(AfterRecovery) { Missing = "/sgx/certification/v4/pckcrl" };
+        await using var kms = await StartAsync(own: null, source: pccs.Source);
+
+        var unavailable = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(503);
+
+        Assert.StartsWith("the KMS's DCAP collateral source has no pck_crl for this platform (sgx, FMSPC ", unavailable.Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains($"from {FakePccs.Address}", unavailable.Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("/sgx/certification/v4/pckcrl", pccs.Requested);
+    }
+
+    [Fact]
+    public async Task A_pccs_answering_every_item_judges_the_login_with_its_collateral()
+    {
+        // The same fake as above, with nothing missing: what refused the login there was the 404 alone.
+        var pccs = new FakePccs(AfterRecovery);
+        await using var kms = await StartAsync(own: null, source: pccs.Source);
+
+        var refused = (await LoginAsync(kms, endorsements: BeforeRecovery)).Expect(403);
+
+        Assert.Contains("tcb.status: TCB status OutOfDate is not accepted", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Without_collateral_of_its_own_the_kms_takes_the_logins_as_sent_and_warns_at_start_and_per_login()
     {
         var warnings = new StringWriter();
         await using var kms = await StartAsync(own: null, warnings: warnings);
@@ -77,6 +115,9 @@ public class DcapCollateralFreshnessTests
 
         Assert.Equal("UpToDate", login.Data["attestation"]!["tcb_status"]!.GetValue<string>());
         Assert.Contains("WARNING! the KMS has no DCAP collateral of its own", warnings.ToString(), StringComparison.Ordinal);
+        Assert.Contains(
+            login.Data["attestation"]!["warnings"]!.AsArray().Select(w => w!.GetValue<string>()),
+            w => w.StartsWith("the KMS has no DCAP collateral of its own: the instance's was used as sent", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -148,6 +189,50 @@ public class DcapCollateralFreshnessTests
         var nonce = await AttestFlow.ChallengeAsync(kms.Client);
         var bundle = endorsements is null ? null : Encoding.UTF8.GetBytes(CollateralBundle.ToJson(endorsements));
         return await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: bundle);
+    }
+
+    private sealed class EmptySource : ICollateralSource
+    {
+        public ValueTask<DcapCollateral?> GetDcapCollateralAsync(DcapCollateralRequest request, CancellationToken cancellationToken = default) =>
+            ValueTask.FromResult<DcapCollateral?>(null);
+    }
+
+    /// <summary>
+    /// A PCCS on loopback plain http (as <c>--dcap-pcs</c> allows) serving <paramref name="collateral"/> in PCS's
+    /// formats, with <see cref="Missing"/> answered 404; it never touches a network.
+    /// </summary>
+    private sealed class FakePccs(DcapCollateral collateral) : HttpMessageHandler
+    {
+        public static readonly Uri Address = new("http://127.0.0.1:8081/");
+
+        public string? Missing { get; init; }
+
+        public List<string> Requested { get; } = [];
+
+        public ICollateralSource Source => new IntelPcsCollateralSource(
+            new HttpClient(this), new IntelPcsOptions { BaseAddress = Address, RootCaCrlAddress = new Uri(Address, "IntelSGXRootCA.der") });
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var path = request.RequestUri!.AbsolutePath;
+            Requested.Add(path);
+            var chain = Uri.EscapeDataString(string.Concat(collateral.TcbSigningCertificates.Select(c => c.ExportCertificatePem() + "\n")));
+            HttpResponseMessage response = path == Missing ? new(System.Net.HttpStatusCode.NotFound)
+                : path.EndsWith("/tcb", StringComparison.Ordinal) ? Document("tcbInfo", collateral.TcbInfo!, ("TCB-Info-Issuer-Chain", chain))
+                : path.EndsWith("/qe/identity", StringComparison.Ordinal) ? Document("enclaveIdentity", collateral.QeIdentity!, ("SGX-Enclave-Identity-Issuer-Chain", chain))
+                : path.EndsWith("/pckcrl", StringComparison.Ordinal) ? new() { Content = new ByteArrayContent(collateral.PckCrl!) }
+                : path.EndsWith("/IntelSGXRootCA.der", StringComparison.Ordinal) ? new() { Content = new ByteArrayContent(collateral.RootCaCrl!) }
+                : new(System.Net.HttpStatusCode.NotFound);
+            return Task.FromResult(response);
+        }
+
+        private static HttpResponseMessage Document(string name, SignedCollateralJson document, (string Name, string Value) header)
+        {
+            var json = $"{{\"{name}\":{Encoding.UTF8.GetString(document.Body)},\"signature\":\"{Convert.ToHexStringLower(document.Signature)}\"}}";
+            var response = new HttpResponseMessage { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+            response.Headers.TryAddWithoutValidation(header.Name, header.Value);
+            return response;
+        }
     }
 
     private sealed class FailingSource : ICollateralSource

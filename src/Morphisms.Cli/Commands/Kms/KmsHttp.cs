@@ -76,6 +76,7 @@ public sealed class KmsHttp : IDisposable
     /// <summary>
     /// Whether a token or key may be sent to <paramref name="address"/>: https anywhere, plain http only to a loopback
     /// host (<c>localhost</c>, 127.0.0.0/8, ::1), where Vault-style dev setups listen and nothing crosses a network.
+    /// <c>kms server --dcap-pcs</c> applies the same rule to the PCCS the KMS trusts for current collateral.
     /// </summary>
     public static bool MayCarrySecrets(Uri address) =>
         address.IsAbsoluteUri && (address.Scheme == Uri.UriSchemeHttps || (address.Scheme == Uri.UriSchemeHttp && address.IsLoopback));

@@ -46,7 +46,7 @@ public static class KmsServerCommand
             Description = "SGX/TDX: the KMS's own Intel collateral, a directory or bundle file (docs/collateral.md), read at start. "
                 + "A login's collateral is then used only where it is at least as new.",
         };
-        var dcapPcs = new Option<string?>("--dcap-pcs") { Description = "SGX/TDX: fetch the KMS's own collateral from Intel PCS or a PCCS at this URL (cached), instead of --dcap-collateral." };
+        var dcapPcs = new Option<string?>("--dcap-pcs") { Description = "SGX/TDX: fetch the KMS's own collateral from Intel PCS or a PCCS at this https URL (plain http on loopback only; cached), instead of --dcap-collateral." };
         var dcapMinimum = new Option<string[]>("--dcap-min-tcb-evaluation-data-number")
         {
             Description = "TEE=N (sgx or tdx, repeatable): refuse logins whose collateral's tcbEvaluationDataNumber (Intel's TCB recovery number) is below N.",
@@ -270,6 +270,13 @@ public static class KmsServerCommand
             || address.Query.Length > 0 || address.Fragment.Length > 0 || address.UserInfo.Length > 0)
         {
             throw KmsCliException.Usage($"--dcap-pcs: expected an http(s) URL such as https://api.trustedservices.intel.com/, got '{pcs}'");
+        }
+
+        // Intel signs the collateral, but not which version is current nor that an item exists: whoever answers in
+        // place of the PCCS could replay an older document or a 404 and let a revoked or out-of-date platform in.
+        if (!KmsHttp.MayCarrySecrets(address))
+        {
+            throw KmsCliException.Usage($"--dcap-pcs: {pcs} is plain http to another machine: whoever is on the path could answer older Intel collateral or a 404 for the PCK CRL, letting a revoked or out-of-date platform log in; use https (plain http is accepted on loopback only)");
         }
 
         // PCS paths are resolved against the base, which keeps its last segment only with a trailing slash (a PCCS under /pccs).
