@@ -74,16 +74,29 @@ internal sealed class LoginAppraiser
         }
 
         var options = new SnpVerifyOptions { Anchors = _anchors, Time = _time };
+        var revocationChecked = false;
         if (_snpCrls?.For(endorsements.KeyCertificate) is [var first, ..] crls)
         {
             // The verifier takes one CRL in its options and one with the endorsements (a login cannot send one), which
             // fits AMD's two per product: the VCEK (ASK) and the VLEK (ASVK) CRL.
             options = options with { Crl = first.RawData, CheckCrl = true };
             endorsements = crls.Count > 1 ? new SnpEndorsements(endorsements.KeyCertificate, endorsements.Chain, crls[1]) : endorsements;
+            revocationChecked = true;
         }
 
         var verification = new SnpVerifier(options).Verify(report, endorsements);
         log.Append(verification.Log);
+
+        // Said on every login it applies to, not only at start, so the result shows what was not checked. A VCEK the KMS
+        // supplied itself (its own simulated TEE's) has nothing to revoke.
+        if (!revocationChecked && login.SnpEndorsements is not null)
+        {
+            var product = (verification.Claims as SnpClaims)?.Product ?? "its product line";
+            log.Warn(_snpCrls is null
+                ? "the KMS has no AMD CRLs: this login's VCEK/VLEK and the ASK/ASVK that issued it were not checked for revocation"
+                : $"the KMS has no AMD CRL for {product}: this login's VCEK/VLEK and the ASK/ASVK that issued it were not checked for revocation");
+        }
+
         return (verification.Claims, null);
     }
 

@@ -22,7 +22,30 @@ public class SnpCrlLoginTests
     public async Task A_current_crl_that_lists_neither_the_ask_nor_the_vcek_lets_the_login_in()
     {
         var crl = SimulatedTees.Trusted.CreateSnpCrl(SimulatedTees.Epoch.AddDays(-1), SimulatedTees.Epoch.AddDays(7));
-        (await LoginAsync(crl)).Expect(200);
+        var login = (await LoginAsync(Lists(crl), endorsements: SimulatedTees.Trusted.Vcek.RawData)).Expect(200);
+
+        Assert.DoesNotContain(Warnings(login), w => w.Contains("revocation", StringComparison.Ordinal));
+    }
+
+    /// <summary>The start-up warning alone is easy to miss: each login that was not checked for revocation says so.</summary>
+    [Fact]
+    public async Task A_login_no_crl_covers_says_it_was_not_checked_for_revocation()
+    {
+        var noCrls = (await LoginAsync(crls: null, endorsements: SimulatedTees.Trusted.Vcek.RawData)).Expect(200);
+        var uncovered = (await LoginAsync(Lists(), endorsements: SimulatedTees.Trusted.Vcek.RawData)).Expect(200);
+
+        Assert.Contains(Warnings(noCrls), w => w.StartsWith("the KMS has no AMD CRLs: this login's VCEK/VLEK", StringComparison.Ordinal));
+        var product = Anchors.Amd.Single(r => r.Simulated).Product;
+        Assert.Contains(Warnings(uncovered), w => w.StartsWith($"the KMS has no AMD CRL for {product}: ", StringComparison.Ordinal)
+            && w.Contains("not checked for revocation", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_simulated_vcek_the_kms_supplies_itself_has_no_revocation_warning()
+    {
+        var login = (await LoginAsync(crls: null)).Expect(200);
+
+        Assert.DoesNotContain(Warnings(login), w => w.Contains("revocation", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -78,13 +101,21 @@ public class SnpCrlLoginTests
         Assert.All(crls.Products, product => Assert.DoesNotContain(product + ",", line + ",", StringComparison.Ordinal));
     }
 
-    private static async Task<VaultResult> LoginAsync(byte[] crl)
+    private static Task<VaultResult> LoginAsync(byte[] crl) => LoginAsync(Lists(crl));
+
+    private static SnpRevocationLists Lists(params byte[][] crls) =>
+        SnpRevocationLists.Load(crls.Select(c => ("simulated.crl", c)), Anchors);
+
+    private static List<string> Warnings(VaultResult login) =>
+        [.. login.Data["attestation"]!["warnings"]!.AsArray().Select(w => w!.GetValue<string>())];
+
+    /// <summary>Without <paramref name="endorsements"/> the KMS supplies its simulated TEE's VCEK itself.</summary>
+    private static async Task<VaultResult> LoginAsync(SnpRevocationLists? crls, byte[]? endorsements = null)
     {
-        var crls = SnpRevocationLists.Load([("simulated.crl", crl)], Anchors);
         await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { Attestation = SimulatedTees.TrustingSimulated(o).Attestation with { SnpCrls = crls } });
         await AttestFlow.RegisterSignerAsync(kms.Client);
         using var instance = new FunctionInstance();
         var nonce = await AttestFlow.ChallengeAsync(kms.Client);
-        return await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem);
+        return await AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem, endorsements: endorsements);
     }
 }
