@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace Morphisms.Agent;
 
 /// <summary>Everything <c>morph-init</c> needs; the command line maps onto this.</summary>
@@ -161,6 +163,25 @@ public sealed record AgentOptions
         SecretPath is { } given && login.SecretPath is { } named && !string.Equals(given.Trim('/'), named.Trim('/'), StringComparison.Ordinal)
             ? $"--secret-path {given} is not the function's registered secret path; reading {named}, which the KMS named"
             : null;
+
+    // A record's ToString prints every public property: this prints them all as the compiler would, but the report
+    // token only as whether there is one, so it stays out of log lines, exception messages and debugger displays. A
+    // property added above and not here is only missing from the text, never leaked.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append("Kms = ").Append(Kms).Append(", KmsCaSha256 = ").Append(KmsCaSha256).Append(", Initdata = ").Append(Initdata)
+            .Append(", AllowUnmeasuredPin = ").Append(AllowUnmeasuredPin).Append(", Function = ").Append(Function).Append(", App = ").Append(App)
+            .Append(", Tee = ").Append(Tee).Append(", Port = ").Append(Port).Append(", ListenAddress = ").Append(ListenAddress)
+            .Append(", AppPort = ").Append(AppPort).Append(", AppSocket = ").Append(AppSocket).Append(", AppEndPoint = ").Append(AppEndPoint)
+            .Append(", SecretsDir = ").Append(SecretsDir).Append(", SecretPath = ").Append(SecretPath).Append(", ReloadCommand = ").Append(ReloadCommand)
+            .Append(", ReloadTimeout = ").Append(ReloadTimeout).Append(", SecretsPollInterval = ").Append(SecretsPollInterval)
+            .Append(", ReportUrl = ").Append(ReportUrl).Append(", ReportToken = ").Append(ReportToken is null ? "" : "[redacted]")
+            .Append(", DumpableFailure = ").Append(DumpableFailure).Append(", Simulated = ").Append(Simulated).Append(", Devices = ").Append(Devices)
+            .Append(", KmsAttempts = ").Append(KmsAttempts).Append(", KmsRetryDelay = ").Append(KmsRetryDelay).Append(", AppStart = ").Append(AppStart)
+            .Append(", ConnectionIdleTimeout = ").Append(ConnectionIdleTimeout).Append(", AppReadyTimeout = ").Append(AppReadyTimeout)
+            .Append(", DrainTimeout = ").Append(DrainTimeout).Append(", Time = ").Append(Time).Append(", Log = ").Append(Log);
+        return true;
+    }
 }
 
 /// <summary>The installation's simulated TEE, for machines without TEE hardware.</summary>

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Morphisms.Kms.Audit;
 using Morphisms.Kms.Barrier;
@@ -535,4 +536,13 @@ internal sealed partial class KmsCore : IAsyncDisposable
 /// <param name="Keys">The unseal key shares.</param>
 /// <param name="RootToken">The initial root token.</param>
 /// <param name="UnsealFailure">Why the unseal that follows init (auto-unseal) failed, leaving the KMS initialised and sealed; else null.</param>
-internal sealed record InitResult(IReadOnlyList<byte[]> Keys, string RootToken, Exception? UnsealFailure = null);
+internal sealed record InitResult(IReadOnlyList<byte[]> Keys, string RootToken, Exception? UnsealFailure = null)
+{
+    // A record's ToString prints every property: the shares and the root token stay out of log lines, exception
+    // messages and debugger displays.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append("Keys = [redacted], RootToken = [redacted], UnsealFailure = ").Append(UnsealFailure);
+        return true;
+    }
+}

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json.Nodes;
 
 namespace Morphisms.Agent.Kms;
@@ -53,6 +54,16 @@ public sealed record LoginResult(
             secretPath);
     }
 
+    // A record's ToString prints every property: the token stays out of log lines, exception messages and debugger
+    // displays (Attestation prints this record too), and the rest stays there to debug with.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append("Token = [redacted], LeaseDuration = ").Append(LeaseDuration).Append(", Renewable = ").Append(Renewable)
+            .Append(", CertificatePem = ").Append(CertificatePem).Append(", CaChainPem = ").Append(CaChainPem)
+            .Append(", Revision = ").Append(Revision).Append(", Measurement = ").Append(Measurement).Append(", SecretPath = ").Append(SecretPath);
+        return true;
+    }
+
     private static bool IsKvPath(string path) =>
         path.Split('/') is var segments && segments.Length >= 2
         && segments.All(s => s.Length > 0 && s != "." && s != ".." && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'));
@@ -61,4 +72,12 @@ public sealed record LoginResult(
 /// <summary>One version of the secret bundle as read from KV v2.</summary>
 /// <param name="Version">The KV version.</param>
 /// <param name="Data">The version's data object (JSON).</param>
-public sealed record KvSecret(int Version, System.Text.Json.Nodes.JsonObject Data);
+public sealed record KvSecret(int Version, JsonObject Data)
+{
+    // A JsonObject prints as its JSON, which here is the secret values themselves: keep them out of ToString.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append("Version = ").Append(Version).Append(", Data = [redacted]");
+        return true;
+    }
+}

@@ -475,6 +475,16 @@ public sealed partial class SimulatedTeeAuthority : IDisposable
                 pckKey.ExportPkcs8PrivateKeyPem(), pck.ExportCertificatePem(),
                 tcbKey.ExportPkcs8PrivateKeyPem(), tcbSigning.ExportCertificatePem());
         }
+
+        // A record's ToString prints every property: the private keys stay out of it, the certificates stay in.
+        private bool PrintMembers(StringBuilder builder)
+        {
+            builder.Append("ArkKey = [redacted], Ark = ").Append(Ark).Append(", AskKey = [redacted], Ask = ").Append(Ask)
+                .Append(", VcekKey = [redacted], Vcek = ").Append(Vcek).Append(", ChipId = ").Append(ChipId)
+                .Append(", SgxRootKey = [redacted], SgxRoot = ").Append(SgxRoot).Append(", PckCaKey = [redacted], PckCa = ").Append(PckCa)
+                .Append(", PckKey = [redacted], Pck = ").Append(Pck).Append(", TcbSigningKey = [redacted], TcbSigning = ").Append(TcbSigning);
+            return true;
+        }
     }
 
     /// <summary>Parsed certificates of the state; private keys are re-imported per use and disposed.</summary>

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text;
 
 namespace Morphisms.Kms.Pki;
 
@@ -51,5 +52,12 @@ internal sealed class CaKeyPool : IDisposable
     private sealed record Entry(string Pem)
     {
         public ConcurrentBag<CaKey> Idle { get; } = [];
+
+        // A record's ToString prints every property: the issuer's private key (the PEM) stays out of it.
+        private bool PrintMembers(StringBuilder builder)
+        {
+            builder.Append("Pem = [redacted], Idle = ").Append(Idle.Count);
+            return true;
+        }
     }
 }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using Morphisms.Attestation.Identity;
 using Morphisms.Kms.Barrier;
 
@@ -84,5 +85,13 @@ internal sealed class KmsRootCa : IDisposable
     }
 
     /// <summary>The stored form: PEM certificate and PKCS#8 PEM key.</summary>
-    private sealed record StoredCa(string Certificate, string PrivateKey);
+    private sealed record StoredCa(string Certificate, string PrivateKey)
+    {
+        // A record's ToString prints every property: the CA's private key stays out of it.
+        private bool PrintMembers(StringBuilder builder)
+        {
+            builder.Append("Certificate = ").Append(Certificate).Append(", PrivateKey = [redacted]");
+            return true;
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Morphisms.Attestation;
@@ -80,5 +81,13 @@ internal static class DevSeal
 
     private sealed record DevKeyFile(
         [property: JsonPropertyName("unseal_key_base64")] string UnsealKey,
-        [property: JsonPropertyName("root_token")] string RootToken);
+        [property: JsonPropertyName("root_token")] string RootToken)
+    {
+        // A record's ToString prints every property: the unseal key and root token stay out of it.
+        private bool PrintMembers(StringBuilder builder)
+        {
+            builder.Append("UnsealKey = [redacted], RootToken = [redacted]");
+            return true;
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json.Nodes;
 
 namespace Morphisms.Kms.Tokens;
@@ -40,4 +41,16 @@ internal sealed record TokenCreateRequest
 
     /// <summary>Data kept with the token and never returned.</summary>
     public JsonObject? InternalData { get; init; }
+
+    // A record's ToString prints every property: a chosen token value stays out of log lines, exception messages and
+    // debugger displays (only whether there is one shows), the rest stays there to debug with.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append("Policies = ").Append(Policies).Append(", Meta = ").Append(Meta).Append(", ParentHash = ").Append(ParentHash)
+            .Append(", Ttl = ").Append(Ttl).Append(", ExplicitMaxTtl = ").Append(ExplicitMaxTtl).Append(", Period = ").Append(Period)
+            .Append(", Renewable = ").Append(Renewable).Append(", NumUses = ").Append(NumUses).Append(", DisplayName = ").Append(DisplayName)
+            .Append(", Path = ").Append(Path).Append(", CustomId = ").Append(CustomId is null ? "" : "[redacted]")
+            .Append(", InternalData = ").Append(InternalData);
+        return true;
+    }
 }

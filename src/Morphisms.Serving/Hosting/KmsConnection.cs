@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace Morphisms.Serving.Hosting;
 
 /// <summary>The KMS the serving host registers revisions with and points its agents at.</summary>
@@ -16,4 +18,12 @@ public sealed record KmsConnection
 
     /// <summary>A token allowed to write ACL policies and the function registry (sudo on <c>morphisms/functions</c>).</summary>
     public required string Token { get; init; }
+
+    // A record's ToString prints every property: the token stays out of log lines, exception messages and debugger
+    // displays (ServingHostOptions prints this record too), and the rest stays there to debug with.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append("Url = ").Append(Url).Append(", CaSha256 = ").Append(CaSha256).Append(", Token = [redacted]");
+        return true;
+    }
 }

@@ -243,4 +243,12 @@ public sealed record KmsReply(int Status, JsonObject? Body, string Raw)
 {
     /// <summary>The envelope's <c>data</c> object (empty when absent).</summary>
     public JsonObject Data => Body?["data"] as JsonObject ?? [];
+
+    // A record's ToString prints every property, and a JsonObject prints as its JSON: a reply's body may hold a token,
+    // unseal keys or secret values, so only the status shows in log lines, exception messages and debugger displays.
+    private bool PrintMembers(StringBuilder builder)
+    {
+        builder.Append("Status = ").Append(Status).Append(", Body = [redacted], Raw = [redacted]");
+        return true;
+    }
 }
