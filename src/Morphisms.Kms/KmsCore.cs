@@ -461,6 +461,29 @@ internal sealed partial class KmsCore : IAsyncDisposable
         await _physical.DisposeAsync().ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// HA: a key derived from the root key an unsealed node holds (<see cref="RootSubkeys"/>) — a standby has no
+    /// unsealed state, but the same root key as the active node — or null while sealed. The caller zeroes it.
+    /// </summary>
+    public byte[]? DeriveFromHeldRootKey(string purpose)
+    {
+        if (Volatile.Read(ref _heldRootKey) is not { } held)
+        {
+            return null;
+        }
+
+        var key = RootSubkeys.Derive(held, purpose);
+
+        // A held root key is zeroed only after it was swapped out (seal, restore, failed promotion): still held, still whole.
+        if (!ReferenceEquals(Volatile.Read(ref _heldRootKey), held))
+        {
+            CryptographicOperations.ZeroMemory(key);
+            return null;
+        }
+
+        return key;
+    }
+
     /// <summary>HA: an unsealed node keeps the root key and competes for the lock; its state loads once it wins.</summary>
     private void HoldForLeadership(byte[] rootKey)
     {

@@ -322,6 +322,13 @@ public sealed class KmsServer : IAsyncDisposable
         {
             throw new ArgumentException($"invalid API address '{api}': use http(s)://HOST:PORT", nameof(options));
         }
+
+        if (api.Scheme == Uri.UriSchemeHttp && options.Tls.Mode != KmsTlsMode.Disabled)
+        {
+            // Standbys redirect clients, token and request body included, to this address: a TLS node must not be
+            // reached in clear, and an unpinned client follows a redirect to plain http.
+            throw new ArgumentException($"invalid API address '{api}': this node serves TLS, so its API address must be https://HOST:PORT", nameof(options));
+        }
     }
 
     private static void ValidateAttestation(KmsAttestationOptions attestation)

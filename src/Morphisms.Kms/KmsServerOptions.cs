@@ -15,7 +15,8 @@ public sealed record KmsServerOptions
 
     /// <summary>
     /// HA (PostgreSQL storage): the address clients reach this node at (Vault's <c>api_addr</c>), published while it
-    /// is active so standbys can name and redirect to it. Defaults to the bound listen address.
+    /// is active so standbys can name and redirect to it: <c>http(s)://HOST:PORT</c>, https when this node serves TLS.
+    /// Defaults to the bound listen address.
     /// </summary>
     public Uri? ApiAddress { get; init; }
 

@@ -9,6 +9,9 @@ internal static class RootSubkeys
     /// <summary>Authenticates storage snapshots (<c>sys/storage/snapshot</c>).</summary>
     public const string Snapshot = "morphisms/kms/snapshot/v1";
 
+    /// <summary>Authenticates the active node's leader row in PostgreSQL (<c>kms_ha_leader.api_addr_mac</c>), which standbys redirect to.</summary>
+    public const string HaLeader = "morphisms/kms/ha-leader/v1";
+
     /// <summary>HKDF-SHA256(root key, info = <paramref name="purpose"/>), 32 bytes.</summary>
     public static byte[] Derive(ReadOnlySpan<byte> rootKey, string purpose)
     {

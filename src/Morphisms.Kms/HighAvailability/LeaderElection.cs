@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.HighAvailability;
@@ -32,6 +34,8 @@ internal sealed class LeaderElection : IAsyncDisposable
     private Task _loop = Task.CompletedTask;
     private string _address = "";
     private LeaderRecord? _leader;
+    private long _epoch;
+    private long _warnedEpoch = -1;
     private int _active;
     private DateTimeOffset _activeSince;
 
@@ -71,7 +75,7 @@ internal sealed class LeaderElection : IAsyncDisposable
     {
         if (IsActive)
         {
-            return new LeaderRecord(NodeId, new Uri(_address), _activeSince);
+            return new LeaderRecord(NodeId, new Uri(_address), _activeSince, _epoch);
         }
 
         if (Leader is { } known)
@@ -82,9 +86,7 @@ internal sealed class LeaderElection : IAsyncDisposable
         await _gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var fresh = await _lock.ReadLeaderAsync(ct).ConfigureAwait(false);
-            Volatile.Write(ref _leader, fresh);
-            return fresh;
+            return await RefreshLeaderAsync(ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is Npgsql.NpgsqlException or IOException or TimeoutException)
         {
@@ -143,7 +145,7 @@ internal sealed class LeaderElection : IAsyncDisposable
             var deadline = _time.GetUtcNow() + InitLockWait;
             while (true)
             {
-                if (await _lock.TryAcquireAsync(NodeId, "", ct).ConfigureAwait(false) is { } epoch)
+                if (await _lock.TryAcquireAsync(NodeId, "", null, ct).ConfigureAwait(false) is { } epoch)
                 {
                     _storage.FenceAsLeader(epoch);
                     return new InitHold(this);
@@ -241,18 +243,33 @@ internal sealed class LeaderElection : IAsyncDisposable
                 return;
             }
 
-            if (await _lock.TryAcquireAsync(NodeId, _address, ct).ConfigureAwait(false) is { } won)
+            long? won;
+            var macKey = _core.DeriveFromHeldRootKey(RootSubkeys.HaLeader);
+            try
+            {
+                won = await _lock.TryAcquireAsync(NodeId, _address, macKey, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (macKey is not null)
+                {
+                    CryptographicOperations.ZeroMemory(macKey);
+                }
+            }
+
+            if (won is { } term)
             {
                 // The fence stays shut until the promotion has drained the previous term's state (KmsCore.PromoteAsync).
-                epoch = won;
+                epoch = term;
+                _epoch = term;
                 _activeSince = _time.GetUtcNow();
-                Volatile.Write(ref _leader, new LeaderRecord(NodeId, new Uri(_address), _activeSince));
+                Volatile.Write(ref _leader, new LeaderRecord(NodeId, new Uri(_address), _activeSince, term));
                 Volatile.Write(ref _active, 1);
                 promote = true;
             }
             else
             {
-                Volatile.Write(ref _leader, await _lock.ReadLeaderAsync(ct).ConfigureAwait(false));
+                await RefreshLeaderAsync(ct).ConfigureAwait(false);
                 promote = false;
             }
         }
@@ -273,6 +290,43 @@ internal sealed class LeaderElection : IAsyncDisposable
                 await StepDownAsync("this node could not load its state").ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// Reads the active node (under the gate) as a standby sees it: its address authenticated with the key derived
+    /// from this node's root key. Warns once per term whose address fails, since then this node answers 503.
+    /// </summary>
+    private async Task<LeaderRecord?> RefreshLeaderAsync(CancellationToken ct)
+    {
+        var macKey = _core.DeriveFromHeldRootKey(RootSubkeys.HaLeader);
+        LeaderRecord? leader;
+        try
+        {
+            leader = await _lock.ReadLeaderAsync(macKey, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (macKey is not null)
+            {
+                CryptographicOperations.ZeroMemory(macKey);
+            }
+        }
+
+        Volatile.Write(ref _leader, leader);
+        if (leader is { Address: null } && macKey is not null && leader.Epoch != _warnedEpoch)
+        {
+            // Only the epoch is quoted: node_id and api_addr are whatever the database holds, newlines included.
+            _warnedEpoch = leader.Epoch;
+            await _log.WriteLineAsync(
+                $"WARNING! KMS HA: the active node's address in storage failed authentication (leader epoch {leader.Epoch}): this standby answers 503 instead of redirecting. "
+                + "The kms_ha_leader row was altered by someone with write access to the database, or written by a KMS version without this check (a node rewrites it when it next becomes active).").ConfigureAwait(false);
+        }
+        else if (leader is { Address: not null })
+        {
+            _warnedEpoch = -1;
+        }
+
+        return leader;
     }
 
     private async Task StepDownAsync(string why)

@@ -1,10 +1,18 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+
 namespace Morphisms.Kms.HighAvailability;
 
 /// <summary>The active node as the leader row and the lock table describe it (what a standby redirects to).</summary>
 /// <param name="NodeId">The active node's random id (new every process start).</param>
-/// <param name="Address">Its advertised API address (<c>--api-addr</c>).</param>
+/// <param name="Address">
+/// Its advertised API address (<c>--api-addr</c>), or null when the address read back from storage failed
+/// authentication (<see cref="Authenticate"/>): a node holds the lock, but a standby must not send clients there.
+/// </param>
 /// <param name="ActiveSince">When it became active.</param>
-internal sealed record LeaderRecord(string NodeId, Uri Address, DateTimeOffset ActiveSince)
+/// <param name="Epoch">The leader epoch of its term (<c>kms_ha_leader.epoch</c>).</param>
+internal sealed record LeaderRecord(string NodeId, Uri? Address, DateTimeOffset ActiveSince, long Epoch)
 {
     /// <summary>
     /// Whether <paramref name="address"/> is fit to publish and to redirect to: absolute http(s), and nothing but
@@ -20,10 +28,33 @@ internal sealed record LeaderRecord(string NodeId, Uri Address, DateTimeOffset A
             && address.Query.Length == 0 && address.Fragment.Length == 0 && address.UserInfo.Length == 0;
 
     /// <summary>
-    /// Parses an <c>api_addr</c> read back from storage, which the KMS does not trust (whoever can write the database
-    /// can write it): null unless <see cref="IsApiAddress"/> holds, so a standby then knows no active node (503) instead
-    /// of redirecting there.
+    /// The MAC the active node stores beside its leader row (<c>api_addr_mac</c>): HMAC-SHA256 under
+    /// <paramref name="key"/> (<see cref="Barrier.RootSubkeys.HaLeader"/>) over the epoch, node id and address, each
+    /// length-prefixed so no two rows encode alike.
     /// </summary>
-    public static Uri? ParseStoredApiAddress(string stored) =>
-        Uri.TryCreate(stored, UriKind.Absolute, out var address) && IsApiAddress(address) ? address : null;
+    public static byte[] Mac(ReadOnlySpan<byte> key, long epoch, string nodeId, string apiAddr)
+    {
+        var id = Encoding.UTF8.GetBytes(nodeId);
+        var address = Encoding.UTF8.GetBytes(apiAddr);
+        var message = new byte[8 + 4 + id.Length + 4 + address.Length];
+        BinaryPrimitives.WriteInt64BigEndian(message, epoch);
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(8), id.Length);
+        id.CopyTo(message, 12);
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(12 + id.Length), address.Length);
+        address.CopyTo(message, 16 + id.Length);
+        return HMACSHA256.HashData(key, message);
+    }
+
+    /// <summary>
+    /// The <c>api_addr</c> read back from storage, which the KMS does not trust (whoever can write the database can
+    /// write it), if the active node wrote it: its <paramref name="mac"/> verifies under <paramref name="key"/> (so
+    /// only a node holding this cluster's root key wrote it, for this epoch and node id) and it is only scheme, host and
+    /// port (<see cref="IsApiAddress"/>). Null otherwise — an altered row, or one from a KMS version without the MAC —
+    /// so a standby then answers 503 instead of sending clients, their tokens and request bodies there.
+    /// </summary>
+    public static Uri? Authenticate(ReadOnlySpan<byte> key, long epoch, string nodeId, string stored, byte[]? mac) =>
+        mac is not null && CryptographicOperations.FixedTimeEquals(mac, Mac(key, epoch, nodeId, stored))
+            && Uri.TryCreate(stored, UriKind.Absolute, out var address) && IsApiAddress(address)
+                ? address
+                : null;
 }

@@ -26,10 +26,11 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
     public bool Held { get; private set; }
 
     /// <summary>
-    /// Takes the lock if free and, holding it, bumps the leader epoch and publishes <paramref name="address"/>.
-    /// Returns the new epoch, or null when another session holds the lock.
+    /// Takes the lock if free and, holding it, bumps the leader epoch and publishes <paramref name="address"/>,
+    /// authenticated under <paramref name="macKey"/> (<see cref="LeaderRecord.Mac"/>; none without a key, as for
+    /// init's empty address). Returns the new epoch, or null when another session holds the lock.
     /// </summary>
-    public async Task<long?> TryAcquireAsync(string nodeId, string address, CancellationToken ct)
+    public async Task<long?> TryAcquireAsync(string nodeId, string address, byte[]? macKey, CancellationToken ct)
     {
         var session = await SessionAsync(ct).ConfigureAwait(false);
 
@@ -46,13 +47,29 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
         }
 
         // The UPDATE waits for the previous active node's in-flight write transactions (they hold the row FOR SHARE)
-        // and makes all its later ones fail their epoch check: see PostgresStorage.TransactAsync.
-        await using var bump = new NpgsqlCommand(
-            "UPDATE kms_ha_leader SET epoch = epoch + 1, node_id = $1, api_addr = $2, active_since = now() WHERE id = 1 RETURNING epoch",
-            session);
-        bump.Parameters.Add(new NpgsqlParameter { Value = nodeId });
-        bump.Parameters.Add(new NpgsqlParameter { Value = address });
-        return (long)(await bump.ExecuteScalarAsync(ct).ConfigureAwait(false))!;
+        // and makes all its later ones fail their epoch check: see PostgresStorage.TransactAsync. The MAC covers the
+        // new epoch, known only once bumped; one transaction, so a standby never reads the row without its MAC.
+        await using var tx = await session.BeginTransactionAsync(ct).ConfigureAwait(false);
+        long epoch;
+        await using (var bump = new NpgsqlCommand(
+            "UPDATE kms_ha_leader SET epoch = epoch + 1, node_id = $1, api_addr = $2, api_addr_mac = NULL, active_since = now() WHERE id = 1 RETURNING epoch",
+            session,
+            tx))
+        {
+            bump.Parameters.Add(new NpgsqlParameter { Value = nodeId });
+            bump.Parameters.Add(new NpgsqlParameter { Value = address });
+            epoch = (long)(await bump.ExecuteScalarAsync(ct).ConfigureAwait(false))!;
+        }
+
+        if (macKey is not null)
+        {
+            await using var sign = new NpgsqlCommand("UPDATE kms_ha_leader SET api_addr_mac = $1 WHERE id = 1", session, tx);
+            sign.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea, Value = LeaderRecord.Mac(macKey, epoch, nodeId, address) });
+            await sign.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return epoch;
     }
 
     /// <summary>Whether the session is alive and still holds the lock; false (and the session dropped) on any failure.</summary>
@@ -103,23 +120,27 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
         }
     }
 
-    /// <summary>The active node, or null when no session holds the lock right now.</summary>
-    public async Task<LeaderRecord?> ReadLeaderAsync(CancellationToken ct)
+    /// <summary>
+    /// The active node, or null when no session holds the lock right now (or it published no address: init). Its
+    /// address is null unless it authenticates under <paramref name="macKey"/> (<see cref="LeaderRecord.Authenticate"/>).
+    /// </summary>
+    public async Task<LeaderRecord?> ReadLeaderAsync(byte[]? macKey, CancellationToken ct)
     {
         var session = await SessionAsync(ct).ConfigureAwait(false);
         await using var read = new NpgsqlCommand(
-            $"SELECT node_id, api_addr, active_since FROM kms_ha_leader WHERE id = 1 AND EXISTS (SELECT 1 FROM pg_locks WHERE {LockFilter})",
+            $"SELECT epoch, node_id, api_addr, api_addr_mac, active_since FROM kms_ha_leader WHERE id = 1 AND EXISTS (SELECT 1 FROM pg_locks WHERE {LockFilter})",
             session);
         await using var reader = await read.ExecuteReaderAsync(ct).ConfigureAwait(false);
-        if (!await reader.ReadAsync(ct).ConfigureAwait(false) || reader.IsDBNull(2))
+        if (!await reader.ReadAsync(ct).ConfigureAwait(false) || reader.IsDBNull(4) || reader.GetString(2).Length == 0)
         {
             return null;
         }
 
-        // api_addr is untrusted storage: one with a path, query or fragment is no active node known (503), as an empty one is.
-        return LeaderRecord.ParseStoredApiAddress(reader.GetString(1)) is { } address
-            ? new LeaderRecord(reader.GetString(0), address, reader.GetFieldValue<DateTimeOffset>(2))
-            : null;
+        // api_addr is untrusted storage: only the active node, which holds the root key, can write a MAC that verifies.
+        var (epoch, nodeId, stored) = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2));
+        var mac = reader.IsDBNull(3) ? null : reader.GetFieldValue<byte[]>(3);
+        var address = macKey is null ? null : LeaderRecord.Authenticate(macKey, epoch, nodeId, stored, mac);
+        return new LeaderRecord(nodeId, address, reader.GetFieldValue<DateTimeOffset>(4), epoch);
     }
 
     /// <inheritdoc />

@@ -237,7 +237,7 @@ internal static class SealRoutes
             ["ha_enabled"] = election is not null,
             ["is_self"] = self,
             ["active_time"] = self ? Timestamps.Rfc3339(election!.ActiveSince) : "0001-01-01T00:00:00Z",
-            ["leader_address"] = self ? election!.Address : leader?.Address.AbsoluteUri.TrimEnd('/') ?? "",
+            ["leader_address"] = self ? election!.Address : leader?.Address?.AbsoluteUri.TrimEnd('/') ?? "",
             ["leader_cluster_address"] = "",
             ["performance_standby"] = false,
             ["performance_standby_last_remote_wal"] = 0,

@@ -272,6 +272,9 @@ public sealed class PostgresStorage : IPhysicalStorage
             }
         }
 
+        // api_addr_mac came later: a database from before gets the column (its row has no MAC, so standbys answer 503
+        // until a node next becomes active and writes one). Added only if missing: ALTER TABLE locks the table
+        // exclusively, which would queue the active node's fence checks behind every node's start.
         using var tx = connection.BeginTransaction();
         using var cmd = new NpgsqlCommand(
             $"""
@@ -282,8 +285,14 @@ public sealed class PostgresStorage : IPhysicalStorage
                 epoch bigint NOT NULL,
                 node_id text NOT NULL,
                 api_addr text NOT NULL,
-                active_since timestamptz);
+                active_since timestamptz,
+                api_addr_mac bytea);
             INSERT INTO kms_ha_leader (id, epoch, node_id, api_addr) VALUES (1, 0, '', '') ON CONFLICT (id) DO NOTHING;
+            DO $$ BEGIN
+                IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'kms_ha_leader'::regclass AND attname = 'api_addr_mac' AND NOT attisdropped) THEN
+                    ALTER TABLE kms_ha_leader ADD COLUMN api_addr_mac bytea;
+                END IF;
+            END $$;
             """,
             connection,
             tx);

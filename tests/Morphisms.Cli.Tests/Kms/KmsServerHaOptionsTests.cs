@@ -21,4 +21,14 @@ public class KmsServerHaOptionsTests
             Assert.DoesNotContain("hunter2-secret", outcome.Stderr, StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public async Task A_plain_http_api_address_is_refused_on_a_node_that_serves_tls()
+    {
+        // Standbys redirect clients, token and body included, to this address: in clear, from a node that serves TLS.
+        var outcome = await MorphRunner.RunAsync(["kms", "server", "--listen", "127.0.0.1:0", "--storage", "postgres", "--tls-self", "--api-addr", "http://kms-1:8200"]);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.StartsWith("morph: --api-addr: ", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Contains("https://", outcome.Stderr, StringComparison.Ordinal);
+    }
 }

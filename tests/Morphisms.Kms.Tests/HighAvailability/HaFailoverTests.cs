@@ -106,6 +106,70 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task A_stored_api_addr_that_fails_authentication_is_answered_503_not_redirected_to()
+    {
+        var storage = await NewDatabaseAsync();
+        var a = await StartAsync(storage);
+        using var ca = Client(a);
+        var (key, root) = await InitAsync(ca);
+        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(ca, 200);
+        var b = await StartAsync(storage);
+        using var cb = Client(b);
+        cb.Token = root;
+        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(cb, 429);
+        Assert.Equal(Origin(a) + "/v1/secret/data/app/db", await RedirectAsync(cb, HttpMethod.Post, "secret/data/app/db"));
+
+        await using var db = new Npgsql.NpgsqlConnection(await File.ReadAllTextAsync(storage["postgres:file=".Length..]));
+        await db.OpenAsync();
+        async Task SetAsync(string assignment, object? value = null)
+        {
+            await using var tamper = new Npgsql.NpgsqlCommand($"UPDATE kms_ha_leader SET {assignment} WHERE id = 1", db);
+            if (value is not null)
+            {
+                tamper.Parameters.Add(new Npgsql.NpgsqlParameter { Value = value });
+            }
+
+            Assert.Equal(1, await tamper.ExecuteNonQueryAsync());
+        }
+
+        async Task ExpectRefusedAsync()
+        {
+            await WaitForLeaderAsync(cb, "");
+            var refused = await cb.PostAsync("secret/data/app/db", new { data = new { password = "p1" } });
+            Assert.Equal(503, refused.Status);
+            Assert.Contains("the active node's address in storage failed authentication", Assert.Single(refused.Errors), StringComparison.Ordinal);
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/sys/mounts");
+            request.Headers.Add("X-Vault-Token", root);
+            using var response = await cb.Http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Null(response.Headers.Location);
+        }
+
+        byte[] mac;
+        await using (var read = new Npgsql.NpgsqlCommand("SELECT api_addr_mac FROM kms_ha_leader WHERE id = 1", db))
+        {
+            mac = (byte[])(await read.ExecuteScalarAsync())!;
+        }
+
+        // Whoever can write the database points api_addr at a host of theirs, well-formed: an unpinned client
+        // following the 307 would re-send its token and the secret there.
+        await SetAsync("api_addr = $1", "https://evil.example:8200");
+        await ExpectRefusedAsync();
+
+        // The real address without its MAC (as an older KMS version wrote the row): refused too.
+        await SetAsync("api_addr = $1, api_addr_mac = NULL", Origin(a));
+        await ExpectRefusedAsync();
+
+        // Untampered again: redirected as before.
+        await SetAsync("api_addr_mac = $1", mac);
+        await WaitForLeaderAsync(cb, Origin(a));
+        Assert.Equal(Origin(a) + "/v1/secret/data/app/db", await RedirectAsync(cb, HttpMethod.Post, "secret/data/app/db"));
+        Assert.Equal(200, (await ca.GetAsync("sys/health")).Status);
+    }
+
+    [Fact]
     public async Task Killing_the_active_node_fails_over_within_seconds_and_loses_no_acknowledged_write()
     {
         var storage = await NewDatabaseAsync();

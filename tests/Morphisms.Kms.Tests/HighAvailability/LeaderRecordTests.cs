@@ -4,10 +4,13 @@ namespace Morphisms.Kms.Tests.HighAvailability;
 
 /// <summary>
 /// Which API addresses a node publishes and a standby redirects to: scheme, host and port only, since the standby
-/// appends the request's path and <c>api_addr</c> comes back from storage the KMS does not trust.
+/// appends the request's path, and only with a MAC under the cluster's key, since <c>api_addr</c> comes back from
+/// storage the KMS does not trust.
 /// </summary>
 public sealed class LeaderRecordTests
 {
+    private static readonly byte[] Key = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray();
+
     [Theory]
     [InlineData("https://kms-1.internal:8200")]
     [InlineData("https://kms-1.internal:8200/")]
@@ -16,7 +19,7 @@ public sealed class LeaderRecordTests
     public void An_address_of_scheme_host_and_port_is_used(string stored)
     {
         Assert.True(LeaderRecord.IsApiAddress(new Uri(stored)));
-        Assert.Equal(new Uri(stored), LeaderRecord.ParseStoredApiAddress(stored));
+        Assert.Equal(new Uri(stored), LeaderRecord.Authenticate(Key, 3, "node", stored, LeaderRecord.Mac(Key, 3, "node", stored)));
     }
 
     [Theory]
@@ -31,12 +34,30 @@ public sealed class LeaderRecordTests
     [InlineData("ftp://node2:8200/")]
     [InlineData("")]
     [InlineData("node2:8200")]
-    public void An_address_with_more_is_refused_and_reads_back_as_no_active_node(string stored)
+    public void An_address_with_more_is_refused_and_reads_back_as_no_address_even_with_a_valid_mac(string stored)
     {
-        Assert.Null(LeaderRecord.ParseStoredApiAddress(stored));
+        Assert.Null(LeaderRecord.Authenticate(Key, 3, "node", stored, LeaderRecord.Mac(Key, 3, "node", stored)));
         if (Uri.TryCreate(stored, UriKind.Absolute, out var address))
         {
             Assert.False(LeaderRecord.IsApiAddress(address));
         }
+    }
+
+    [Fact]
+    public void An_address_whose_mac_does_not_verify_reads_back_as_no_address()
+    {
+        const string Stored = "https://kms-1.internal:8200";
+        var mac = LeaderRecord.Mac(Key, 3, "node", Stored);
+        var otherKey = Key.Select(b => (byte)(b ^ 1)).ToArray();
+
+        Assert.Null(LeaderRecord.Authenticate(Key, 3, "node", "https://evil.example:8200", mac));
+        Assert.Null(LeaderRecord.Authenticate(Key, 4, "node", Stored, mac));
+        Assert.Null(LeaderRecord.Authenticate(Key, 3, "other", Stored, mac));
+        Assert.Null(LeaderRecord.Authenticate(otherKey, 3, "node", Stored, mac));
+        Assert.Null(LeaderRecord.Authenticate(Key, 3, "node", Stored, null));
+        Assert.Null(LeaderRecord.Authenticate(Key, 3, "node", Stored, mac[..16]));
+
+        // Length-prefixed fields: moving bytes from the node id into the address changes the MAC.
+        Assert.NotEqual(mac, LeaderRecord.Mac(Key, 3, "nodeh", "ttps://kms-1.internal:8200"));
     }
 }

@@ -215,6 +215,14 @@ public class MetricsAndTlsTests
         Assert.Contains("IP address", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Listen = "example.org:8200", Storage = "inmem" })).Message, StringComparison.Ordinal);
         Assert.Contains("unsupported storage", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Storage = "redis:x" })).Message, StringComparison.Ordinal);
         Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions { Storage = "inmem", Tls = new KmsTlsOptions(KmsTlsMode.Files) }));
+
+        // Standbys redirect clients to the API address: a node that serves TLS is not to be reached in clear.
+        Assert.Contains("must be https", Assert.Throws<ArgumentException>(() => new KmsServer(new KmsServerOptions
+        {
+            Storage = "postgres",
+            Tls = KmsTlsOptions.SelfSigned,
+            ApiAddress = new Uri("http://kms-1:8200"),
+        })).Message, StringComparison.Ordinal);
     }
 
     [Theory]

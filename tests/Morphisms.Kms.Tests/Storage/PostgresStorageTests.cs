@@ -7,6 +7,7 @@ namespace Morphisms.Kms.Tests.Storage;
 /// <summary>What only the PostgreSQL store does: atomic rollback, secret-safe errors, connection string sources and write fencing.</summary>
 public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixture<PostgresFixture>, IDisposable
 {
+    private static readonly byte[] MacKey = Enumerable.Range(1, 32).Select(i => (byte)i).ToArray();
     private readonly string _dir = Directory.CreateTempSubdirectory("kms-pg-spec-").FullName;
 
     [Fact]
@@ -102,13 +103,13 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         oldNode.FenceAsStandby();
         await Assert.ThrowsAsync<StandbyWriteException>(() => oldNode.PutAsync("k", "standby"u8.ToArray()));
 
-        var oldEpoch = await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", default);
+        var oldEpoch = await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", MacKey, default);
         Assert.NotNull(oldEpoch);
-        Assert.Null(await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", default));
+        Assert.Null(await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", MacKey, default));
         oldNode.FenceAsLeader(oldEpoch.Value);
         await oldNode.PutAsync("k", "old"u8.ToArray());
         Assert.True(await oldLock.StillHeldAsync(default));
-        Assert.Equal("http://127.0.0.1:1/", (await newLock.ReadLeaderAsync(default))?.Address.AbsoluteUri);
+        Assert.Equal("http://127.0.0.1:1/", (await newLock.ReadLeaderAsync(MacKey, default))?.Address?.AbsoluteUri);
 
         // The old node's lock session ends (as when its connection breaks) but it has not noticed yet: the new node
         // takes over, and the old node's next write must fail rather than overwrite the new node's data.
@@ -118,7 +119,7 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         long? newEpoch = null;
         for (var attempt = 0; newEpoch is null && attempt < 200; attempt++)
         {
-            newEpoch = await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", default);
+            newEpoch = await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", MacKey, default);
             if (newEpoch is null)
             {
                 await Task.Delay(50);
@@ -147,7 +148,7 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         await using var newNode = PostgresStorage.Open(connectionString);
         await using var oldLock = new PostgresLeaderLock(oldNode);
         await using var newLock = new PostgresLeaderLock(newNode);
-        Assert.NotNull(await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", default));
+        Assert.NotNull(await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", MacKey, default));
 
         // The old node's host dies between a write's batch and its COMMIT: its pooled session sits idle in a
         // transaction holding the leader row FOR SHARE, and nothing on that side will ever end it.
@@ -169,7 +170,7 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         {
             try
             {
-                newEpoch = await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", default);
+                newEpoch = await newLock.TryAcquireAsync("new", "http://127.0.0.1:2", MacKey, default);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.QueryCanceled)
             {
@@ -207,7 +208,7 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         await using var leaderLock = new PostgresLeaderLock(node);
         var lost = 0;
         node.LeadershipLost += () => Interlocked.Increment(ref lost);
-        var first = (await leaderLock.TryAcquireAsync("n", "http://127.0.0.1:1", default))!.Value;
+        var first = (await leaderLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default))!.Value;
         node.FenceAsLeader(first);
 
         // A write of the first term waits for the leader row while the epoch is being bumped (the node's next term).
@@ -245,12 +246,97 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         await using var other = PostgresStorage.Open(connectionString);
         await using var nodeLock = new PostgresLeaderLock(node);
         await using var otherLock = new PostgresLeaderLock(other);
-        Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", default));
-        Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", default));
+        Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default));
+        Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default));
 
         // Advisory locks count: had the second call taken it again, one unlock would leave it held.
         await nodeLock.ReleaseAsync();
-        Assert.NotNull(await otherLock.TryAcquireAsync("o", "http://127.0.0.1:2", default));
+        Assert.NotNull(await otherLock.TryAcquireAsync("o", "http://127.0.0.1:2", MacKey, default));
+    }
+
+    [Fact]
+    public async Task The_published_address_reads_back_only_while_its_mac_verifies()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        await using var active = PostgresStorage.Open(connectionString);
+        await using var standby = PostgresStorage.Open(connectionString);
+        await using var activeLock = new PostgresLeaderLock(active);
+        await using var standbyLock = new PostgresLeaderLock(standby);
+        var epoch = (await activeLock.TryAcquireAsync("n", "https://kms-1.internal:8200", MacKey, default))!.Value;
+
+        var leader = (await standbyLock.ReadLeaderAsync(MacKey, default))!;
+        Assert.Equal(new Uri("https://kms-1.internal:8200"), leader.Address);
+        Assert.Equal(("n", epoch), (leader.NodeId, leader.Epoch));
+
+        // Another cluster's key (another root key) does not verify it.
+        var otherKey = MacKey.Select(b => (byte)(b ^ 0xFF)).ToArray();
+        Assert.Null((await standbyLock.ReadLeaderAsync(otherKey, default))!.Address);
+
+        // Whoever can write the database changes the address, or any field the MAC covers: a node holds the lock, no
+        // address. The active node's next acquire (a new term) writes a row that verifies again.
+        foreach (var tamper in new[] { "api_addr = 'https://evil.example:8200'", "node_id = 'm'", "epoch = epoch + 1", "api_addr_mac = NULL", "api_addr_mac = decode(repeat('00', 32), 'hex')" })
+        {
+            await using (var update = standby.Pool.CreateCommand($"UPDATE kms_ha_leader SET {tamper} WHERE id = 1"))
+            {
+                Assert.Equal(1, await update.ExecuteNonQueryAsync());
+            }
+
+            var read = await standbyLock.ReadLeaderAsync(MacKey, default);
+            Assert.NotNull(read);
+            Assert.Null(read.Address);
+
+            Assert.NotNull(await activeLock.TryAcquireAsync("n", "https://kms-1.internal:8200", MacKey, default));
+            Assert.Equal(new Uri("https://kms-1.internal:8200"), (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+        }
+    }
+
+    [Fact]
+    public async Task A_leader_table_from_before_the_mac_gains_the_column_and_its_row_authenticates_once_rewritten()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        await using (var db = new NpgsqlConnection(connectionString))
+        {
+            await db.OpenAsync();
+            await using var old = new NpgsqlCommand(
+                """
+                CREATE TABLE kms_ha_leader (id int PRIMARY KEY CHECK (id = 1), epoch bigint NOT NULL, node_id text NOT NULL, api_addr text NOT NULL, active_since timestamptz);
+                INSERT INTO kms_ha_leader VALUES (1, 7, 'old-node', 'https://kms-1.internal:8200', now());
+                """,
+                db);
+            await old.ExecuteNonQueryAsync();
+        }
+
+        await using var node = PostgresStorage.Open(connectionString);
+        await using var other = PostgresStorage.Open(connectionString);
+        await using var nodeLock = new PostgresLeaderLock(node);
+        await using var otherLock = new PostgresLeaderLock(other);
+
+        // An older KMS holds the lock and wrote no MAC: a node holds it, but its address is not to be trusted.
+        await using (var olderKms = await other.SessionSource.OpenConnectionAsync())
+        {
+            await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({PostgresStorage.LeaderLockKey})", olderKms))
+            {
+                await take.ExecuteScalarAsync();
+            }
+
+            var leader = (await otherLock.ReadLeaderAsync(MacKey, default))!;
+            Assert.Equal((7L, "old-node"), (leader.Epoch, leader.NodeId));
+            Assert.Null(leader.Address);
+        }
+
+        // The session ended, so the lock is free once the server notices: the next active node rewrites the row.
+        long? epoch = null;
+        for (var attempt = 0; epoch is null && attempt < 200; attempt++)
+        {
+            epoch = await nodeLock.TryAcquireAsync("n", "https://kms-2.internal:8200", MacKey, default);
+            if (epoch is null)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        Assert.Equal(8L, epoch);
+        Assert.Equal(new Uri("https://kms-2.internal:8200"), (await otherLock.ReadLeaderAsync(MacKey, default))!.Address);
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);

@@ -80,8 +80,8 @@ public static class KmsServerCommand
                 var trustDir = parse.GetValue(trustSimulated);
                 var listenAddress = Listen(parse.GetValue(listen)!);
                 var storageSpec = Storage(parse.GetValue(storage), isDev);
-                var apiAddress = ApiAddress(parse.GetValue(apiAddr), storageSpec);
                 var tls = Tls(parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsSelf));
+                var apiAddress = ApiAddress(parse.GetValue(apiAddr), storageSpec, tls);
                 var autoUnseal = parse.GetValue(seal) switch
                 {
                     "shamir" => null,
@@ -354,7 +354,7 @@ public static class KmsServerCommand
         _ => throw KmsCliException.Usage($"--storage: expected sqlite:PATH, inmem, postgres or postgres:file=PATH, got '{storage}'"),
     };
 
-    private static Uri? ApiAddress(string? apiAddr, string storage)
+    private static Uri? ApiAddress(string? apiAddr, string storage, KmsTlsOptions tls)
     {
         if (apiAddr is null)
         {
@@ -366,10 +366,16 @@ public static class KmsServerCommand
             throw KmsCliException.Usage("--api-addr is for HA, with --storage postgres or postgres:file=PATH");
         }
 
-        return Uri.TryCreate(apiAddr, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"
-            && uri.Query.Length == 0 && uri.Fragment.Length == 0 && uri.UserInfo.Length == 0
-                ? uri
-                : throw KmsCliException.Usage($"--api-addr: expected http(s)://HOST:PORT, got '{apiAddr}'");
+        if (!(Uri.TryCreate(apiAddr, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/"
+            && uri.Query.Length == 0 && uri.Fragment.Length == 0 && uri.UserInfo.Length == 0))
+        {
+            throw KmsCliException.Usage($"--api-addr: expected http(s)://HOST:PORT, got '{apiAddr}'");
+        }
+
+        // Standbys redirect clients, token and body included, to this address; a node that serves TLS is not reached in clear.
+        return uri.Scheme == Uri.UriSchemeHttp && tls.Mode != KmsTlsMode.Disabled
+            ? throw KmsCliException.Usage($"--api-addr: this node serves TLS (--tls-cert or --tls-self), so use https://HOST:PORT, not '{apiAddr}'")
+            : uri;
     }
 
     private static KmsTlsOptions Tls(FileInfo? certificate, FileInfo? key, bool selfSigned)
