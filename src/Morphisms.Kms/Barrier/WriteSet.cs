@@ -9,6 +9,7 @@ internal sealed class WriteSet
 {
     private readonly Lock _lock = new();
     private readonly List<(string Key, byte[]? Value)> _operations = [];
+    private readonly HashSet<PrefixedStorage> _views = [];
     private ISecureStorage? _store;
     private bool _committed;
 
@@ -28,18 +29,20 @@ internal sealed class WriteSet
     /// <exception cref="InvalidOperationException">The set was committed, or <paramref name="view"/> sits on another store than earlier writes.</exception>
     public void Add(ISecureStorage view, string key, byte[]? value)
     {
-        // A mount's view only prefixes keys, so its write is the same write on the store beneath, under the full key.
-        while (view is PrefixedStorage prefixed)
-        {
-            key = prefixed.Prefix + key;
-            view = prefixed.Inner;
-        }
-
         lock (_lock)
         {
             if (_committed)
             {
                 throw new InvalidOperationException("write set already committed");
+            }
+
+            // A mount's view only prefixes keys, so its write is the same write on the store beneath, under the full
+            // key; the view is remembered so that the commit is refused once its mount is being unmounted.
+            while (view is PrefixedStorage prefixed)
+            {
+                key = prefixed.Prefix + key;
+                view = prefixed.Inner;
+                _views.Add(prefixed);
             }
 
             if (_store is not null && !ReferenceEquals(_store, view))
@@ -52,11 +55,16 @@ internal sealed class WriteSet
         }
     }
 
-    /// <summary>Commits every gathered write in one transaction; nothing to do when there are none.</summary>
-    public Task CommitAsync(CancellationToken ct)
+    /// <summary>
+    /// Commits every gathered write in one transaction; nothing to do when there are none. The transaction runs as an
+    /// operation of every mount view a write came through (<see cref="PrefixedStorage.Enter"/>), so an unmount waits
+    /// for it, or it is refused (503) when the unmount began first.
+    /// </summary>
+    public async Task CommitAsync(CancellationToken ct)
     {
         ISecureStorage? store;
         List<(string Key, byte[]? Value)> operations;
+        PrefixedStorage[] views;
         lock (_lock)
         {
             if (_committed)
@@ -67,8 +75,27 @@ internal sealed class WriteSet
             _committed = true;
             store = _store;
             operations = [.. _operations];
+            views = [.. _views];
         }
 
-        return store is null ? Task.CompletedTask : store.TransactAsync(operations, ct);
+        if (store is null)
+        {
+            return;
+        }
+
+        var entered = new List<PrefixedStorage.InFlight>(views.Length);
+        try
+        {
+            foreach (var view in views)
+            {
+                entered.Add(view.Enter());
+            }
+
+            await store.TransactAsync(operations, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            entered.ForEach(e => e.Dispose());
+        }
     }
 }

@@ -51,6 +51,15 @@ internal sealed class KvV2Backend : ILogicalBackend
     /// <inheritdoc />
     public RouteTable Routes { get; } = new();
 
+    /// <summary>Test hook: awaited by a data write just before its storage transaction.</summary>
+    internal Func<Task>? BeforeWriteTransactionForTests { get; set; }
+
+    /// <summary>
+    /// Wakes every long-poll read parked on this mount, so that it reads again: the mount is being unmounted, its
+    /// storage view is closed, and the read ends with that 503 instead of holding its request until its wait ends.
+    /// </summary>
+    public void WakeWaiters() => _watch.NotifyAll(_watchPrefix);
+
     /// <summary>Whether <paramref name="path"/> is a key with metadata: written once and not removed since (versions deleted or destroyed still count).</summary>
     public Task<bool> KeyExistsAsync(string path, CancellationToken ct) => ExistsAsync(path, ct);
 
@@ -228,6 +237,11 @@ internal sealed class KvV2Backend : ILogicalBackend
             var ops = new List<(string, byte[]?)> { (VersionKey(path, version), Encoding.UTF8.GetBytes(data.ToJsonString())) };
             Prune(path, meta, meta.MaxVersions > 0 ? meta.MaxVersions : config.MaxVersions > 0 ? config.MaxVersions : DefaultMaxVersions, ops);
             ops.Add((MetadataKey(path), SecureStorageJson.ToJson(meta)));
+            if (BeforeWriteTransactionForTests is { } hook)
+            {
+                await hook().ConfigureAwait(false);
+            }
+
             await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
             _watch.Notify(_watchPrefix + path);
             return KmsResponse.WithData(meta.VersionJson(version));

@@ -111,6 +111,22 @@ internal sealed class KvWatch(int maxWaiters, TimeProvider time) : IDisposable
         }
     }
 
+    /// <summary>Wakes the readers of every key that starts with <paramref name="prefix"/> (a mount being unmounted).</summary>
+    public void NotifyAll(string prefix)
+    {
+        lock (_lock)
+        {
+            foreach (var (key, slot) in _slots)
+            {
+                if (key.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    slot.Signal.TrySetResult();
+                    slot.Signal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                }
+            }
+        }
+    }
+
     /// <summary>Wakes every reader for good (the KMS is sealing).</summary>
     public void Close() => _closing.Cancel();
 

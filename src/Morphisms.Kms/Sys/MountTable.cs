@@ -41,7 +41,7 @@ internal sealed class MountTable
     private readonly ISecureStorage _storage;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _lock = new(1, 1);
-    private ImmutableDictionary<string, (MountEntry Entry, ILogicalBackend Backend)> _mounts = ImmutableDictionary<string, (MountEntry, ILogicalBackend)>.Empty;
+    private ImmutableDictionary<string, Mounted> _mounts = ImmutableDictionary<string, Mounted>.Empty;
 
     public MountTable(ISecureStorage storage, TimeProvider time, KvWatch? kvWatch = null)
     {
@@ -71,7 +71,7 @@ internal sealed class MountTable
     public async Task LoadAsync(CancellationToken ct)
     {
         var entries = await _storage.GetJsonAsync<List<MountEntry>>(StoragePath, ct).ConfigureAwait(false) ?? [];
-        _mounts = entries.ToImmutableDictionary(e => e.Path, e => (e, CreateBackend(e)), StringComparer.Ordinal);
+        _mounts = entries.ToImmutableDictionary(e => e.Path, Mount, StringComparer.Ordinal);
     }
 
     /// <summary>The engine serving <paramref name="path"/> and its mount path, by longest prefix.</summary>
@@ -143,7 +143,7 @@ internal sealed class MountTable
             {
                 Options = version is not null ? new() { ["version"] = version } : [],
             };
-            var next = _mounts.Add(path, (entry, CreateBackend(entry)));
+            var next = _mounts.Add(path, Mount(entry));
             await _storage.PutJsonAsync(StoragePath, next.Values.Select(m => m.Entry).ToList(), ct).ConfigureAwait(false);
             _mounts = next;
         }
@@ -153,7 +153,13 @@ internal sealed class MountTable
         }
     }
 
-    /// <summary>Unmounts an engine and deletes all of its data in the same transaction.</summary>
+    /// <summary>
+    /// Unmounts an engine and deletes all of its data in the same transaction. Requests already dispatched to the mount
+    /// hold its backend and storage view, so the view is closed first (their later storage operations, and new ones,
+    /// get a 503 naming the mount; its parked long-poll reads are woken to get it too) and the operations under way
+    /// are waited for (as long as <paramref name="ct"/> allows; the view is reopened if it ends the wait): only then
+    /// are the keys listed, so no write can land under the prefix after the listing and outlive the mount.
+    /// </summary>
     public async Task UnmountAsync(string path, CancellationToken ct)
     {
         path = NormalizePath(path);
@@ -165,12 +171,23 @@ internal sealed class MountTable
                 return;
             }
 
-            var next = _mounts.Remove(path);
-            var prefix = StoragePrefix(m.Entry);
-            var ops = (await _storage.ListRecursiveAsync(prefix, ct).ConfigureAwait(false)).Select(k => (prefix + k, (byte[]?)null)).ToList();
-            ops.Add((StoragePath, SecureStorageJson.ToJson(next.Values.Select(v => v.Entry).ToList())));
-            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
-            _mounts = next;
+            await m.View.CloseAsync($"the mount at '{path}' is being disabled (DELETE sys/mounts/{path[..^1]}): its data is deleted and nothing more is read or written there", ct).ConfigureAwait(false);
+            try
+            {
+                (m.Backend as KvV2Backend)?.WakeWaiters();
+                var next = _mounts.Remove(path);
+                var prefix = StoragePrefix(m.Entry);
+                var ops = (await _storage.ListRecursiveAsync(prefix, ct).ConfigureAwait(false)).Select(k => (prefix + k, (byte[]?)null)).ToList();
+                ops.Add((StoragePath, SecureStorageJson.ToJson(next.Values.Select(v => v.Entry).ToList())));
+                await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+                _mounts = next;
+            }
+            catch
+            {
+                // Still mounted: serve it again.
+                m.View.Reopen();
+                throw;
+            }
         }
         finally
         {
@@ -191,12 +208,17 @@ internal sealed class MountTable
         return p + "/";
     }
 
-    private ILogicalBackend CreateBackend(MountEntry entry) => entry.Type switch
+    private Mounted Mount(MountEntry entry)
     {
-        "pki" => new Pki.PkiBackend(new PrefixedStorage(_storage, StoragePrefix(entry)), _storage, entry.Options.GetValueOrDefault(Pki.PkiBackend.KmsRootOption) == "true", _time),
-        "transit" => new Transit.TransitBackend(new PrefixedStorage(_storage, StoragePrefix(entry)), _time),
-        _ => new KvV2Backend(new PrefixedStorage(_storage, StoragePrefix(entry)), _time, KvWatch),
-    };
+        var view = new PrefixedStorage(_storage, StoragePrefix(entry));
+        ILogicalBackend backend = entry.Type switch
+        {
+            "pki" => new Pki.PkiBackend(view, _storage, entry.Options.GetValueOrDefault(Pki.PkiBackend.KmsRootOption) == "true", _time),
+            "transit" => new Transit.TransitBackend(view, _time),
+            _ => new KvV2Backend(view, _time, KvWatch),
+        };
+        return new Mounted(entry, backend, view);
+    }
 
     private static string StoragePrefix(MountEntry entry) => "logical/" + entry.Uuid + "/";
 
@@ -207,4 +229,7 @@ internal sealed class MountTable
         type + "_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4)),
         description,
         new() { ["version"] = "2" });
+
+    /// <summary>A mounted engine: its entry, its backend and the storage view the backend writes through.</summary>
+    private sealed record Mounted(MountEntry Entry, ILogicalBackend Backend, PrefixedStorage View);
 }

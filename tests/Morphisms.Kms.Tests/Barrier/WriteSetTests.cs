@@ -1,4 +1,5 @@
 using Morphisms.Kms.Barrier;
+using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Tests.Barrier;
 
@@ -48,9 +49,56 @@ public sealed class WriteSetTests
         Assert.Contains("two stores", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_set_with_a_write_through_a_closed_mount_view_commits_nothing()
+    {
+        // Attest-login gathers a certificate record through the pki mount's view and commits later: an unmount that
+        // began meanwhile has listed the mount's keys, so the record would be left under a prefix nothing references.
+        var store = new RecordingSecureStorage();
+        var mount = new PrefixedStorage(store, "logical/abc/");
+        var writes = new WriteSet();
+        writes.Add(store, "sys/token/id/h", [1]);
+        writes.Add(mount, "certs/01", [2]);
+        await mount.CloseAsync("the mount at 'pki/' is being disabled", default);
+
+        var e = await Assert.ThrowsAsync<KmsException>(() => writes.CommitAsync(default));
+        Assert.Equal(503, e.StatusCode);
+        Assert.Contains("'pki/' is being disabled", e.Message, StringComparison.Ordinal);
+        Assert.Empty(store.Transactions);
+    }
+
+    [Fact]
+    public async Task Closing_a_view_waits_for_a_commit_under_way_through_it_unless_cancelled()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var store = new RecordingSecureStorage { Gate = gate.Task };
+        var mount = new PrefixedStorage(store, "logical/abc/");
+        var writes = new WriteSet();
+        writes.Add(mount, "certs/01", [2]);
+        var commit = writes.CommitAsync(default);
+
+        // Cancelled while the commit runs: the unmount gives up and the mount serves again.
+        using var cancelled = new CancellationTokenSource();
+        var giveUp = mount.CloseAsync("closing", cancelled.Token);
+        await cancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => giveUp);
+        mount.Enter().Dispose();
+
+        var close = mount.CloseAsync("closing", default);
+        await Task.Delay(50);
+        Assert.False(close.IsCompleted);
+        gate.SetResult();
+        await commit;
+        await close.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Single(store.Transactions);
+        Assert.Equal(503, Assert.Throws<KmsException>(() => mount.Enter()).StatusCode);
+    }
+
     private sealed class RecordingSecureStorage : ISecureStorage
     {
         public List<List<(string Key, byte[]? Value)>> Transactions { get; } = [];
+
+        public Task? Gate { get; init; }
 
         public Task<byte[]?> GetAsync(string key, CancellationToken ct = default) => Task.FromResult<byte[]?>(null);
 
@@ -60,10 +108,14 @@ public sealed class WriteSetTests
 
         public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken ct = default) => Task.FromResult<IReadOnlyList<string>>([]);
 
-        public Task TransactAsync(IReadOnlyList<(string Key, byte[]? Value)> operations, CancellationToken ct = default)
+        public async Task TransactAsync(IReadOnlyList<(string Key, byte[]? Value)> operations, CancellationToken ct = default)
         {
+            if (Gate is { } gate)
+            {
+                await gate;
+            }
+
             Transactions.Add([.. operations]);
-            return Task.CompletedTask;
         }
     }
 }
