@@ -93,7 +93,7 @@ internal static class CollateralEncoding
             {
                 try
                 {
-                    certificates.Add(X509CertificateLoader.LoadCertificate(Convert.FromBase64String(remaining[fields.Base64Data].ToString())));
+                    certificates.Add(UntrustedCertificate.Load(Convert.FromBase64String(remaining[fields.Base64Data].ToString())));
                 }
                 catch (Exception e) when (e is CryptographicException or FormatException)
                 {
@@ -119,7 +119,7 @@ internal static class CollateralEncoding
         {
             try
             {
-                return [X509CertificateLoader.LoadCertificate(content)];
+                return [UntrustedCertificate.Load(content)];
             }
             catch (CryptographicException e)
             {

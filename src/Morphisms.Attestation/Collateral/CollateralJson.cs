@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace Morphisms.Attestation.Collateral;
 
@@ -23,9 +24,16 @@ internal static class CollateralJson
 
     public static JsonDocument Parse(ReadOnlyMemory<byte> utf8, string what)
     {
+        // JsonDocument checks the UTF-8 of strings only when one is read, and then throws InvalidOperationException.
+        var json = StripBom(utf8);
+        if (!Utf8.IsValid(json.Span))
+        {
+            throw new EvidenceFormatException(what, "malformed JSON (not valid UTF-8)");
+        }
+
         try
         {
-            return JsonDocument.Parse(StripBom(utf8), Options);
+            return JsonDocument.Parse(json, Options);
         }
         catch (JsonException e)
         {

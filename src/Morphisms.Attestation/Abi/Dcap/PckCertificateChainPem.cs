@@ -37,7 +37,7 @@ public static class PckCertificateChainPem
 
                 try
                 {
-                    certificates.Add(X509CertificateLoader.LoadCertificate(der));
+                    certificates.Add(UntrustedCertificate.Load(der));
                 }
                 catch (CryptographicException e)
                 {

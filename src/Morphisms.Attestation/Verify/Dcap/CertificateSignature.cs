@@ -1,4 +1,5 @@
 using System.Formats.Asn1;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Morphisms.Attestation.Verify.Dcap;
@@ -32,6 +33,16 @@ internal static class CertificateSignature
         }
     }
 
-    public static bool IsCertificateAuthority(X509Certificate2 certificate) =>
-        certificate.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is { CertificateAuthority: true };
+    public static bool IsCertificateAuthority(X509Certificate2 certificate)
+    {
+        try
+        {
+            return certificate.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is { CertificateAuthority: true };
+        }
+        catch (CryptographicException)
+        {
+            // .NET decodes the extension only here; one that does not decode does not make its certificate a CA.
+            return false;
+        }
+    }
 }

@@ -32,7 +32,7 @@ public sealed class AmdKdsCertificateSource : ISnpCertificateSource
         var body = await GetAsync(url, cancellationToken).ConfigureAwait(false);
         try
         {
-            return X509CertificateLoader.LoadCertificate(body);
+            return UntrustedCertificate.Load(body);
         }
         catch (CryptographicException e)
         {

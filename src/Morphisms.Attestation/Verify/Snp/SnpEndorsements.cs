@@ -76,7 +76,7 @@ public sealed class SnpEndorsements
                 return [.. collection];
             }
 
-            return [X509CertificateLoader.LoadCertificate(bytes)];
+            return [UntrustedCertificate.Load(bytes)];
         }
         catch (CryptographicException e)
         {
