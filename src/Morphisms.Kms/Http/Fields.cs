@@ -25,6 +25,19 @@ internal sealed class Fields(JsonObject data)
         return data[name] is not null;
     }
 
+    /// <summary>
+    /// Whether the parameter is present with a value: not null, <c>""</c> or <c>[]</c>. Clients send those for
+    /// "unset" (Go's encoder writes a field without omitempty as <c>""</c>), and Vault reads them as not given, so
+    /// a parameter the KMS does not support is refused only when this is true.
+    /// </summary>
+    public bool HasValue(string name) => Get(name) switch
+    {
+        null => false,
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>().Length > 0,
+        JsonArray a => a.Count > 0,
+        _ => true,
+    };
+
     /// <summary>A string parameter; numbers and booleans are accepted as their text.</summary>
     public string? String(string name)
     {

@@ -5,12 +5,12 @@ using Microsoft.AspNetCore.Http;
 
 namespace Morphisms.Kms.Http;
 
-/// <summary>Reads and validates a request body: size-limited, JSON, an object, no duplicate keys.</summary>
+/// <summary>Reads and validates a request body: size-limited, JSON, an object (or <c>null</c>, read as none), no duplicate keys.</summary>
 internal static class RequestBody
 {
     private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64, AllowDuplicateProperties = false };
 
-    /// <summary>The body as an object (empty when there is no body).</summary>
+    /// <summary>The body as an object (empty when there is no body, or it is a JSON <c>null</c>).</summary>
     /// <exception cref="KmsException">413 when too large, 400 when not a JSON object.</exception>
     public static async Task<JsonObject> ReadAsync(HttpRequest request, long limit, CancellationToken ct)
     {
@@ -74,6 +74,13 @@ internal static class RequestBody
         try
         {
             using var doc = JsonDocument.Parse(trimmed.ToArray(), ParseOptions);
+
+            // Go's client.Logical().Write(path, nil) sends `null`, which Vault decodes as no data: an empty body.
+            if (doc.RootElement.ValueKind == JsonValueKind.Null)
+            {
+                return [];
+            }
+
             node = doc.RootElement.ValueKind == JsonValueKind.Object ? JsonObject.Create(doc.RootElement.Clone()) : null;
             if (node is null)
             {

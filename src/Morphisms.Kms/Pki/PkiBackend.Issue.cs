@@ -15,7 +15,13 @@ internal sealed partial class PkiBackend
     // Vault's floor for RSA keys, whatever the role says.
     private const int MinimumRsaBits = 2048;
 
-    private static readonly string[] IssueFields = ["common_name", "alt_names", "ip_sans", "ttl", "format", "exclude_cn_from_sans", "private_key_format"];
+    // Vault's issue/sign fields. cert-manager's Vault issuer sends uri_sans (usually "") with every signing, and Vault
+    // clients send the others at their defaults; a value the KMS cannot honour is a 400 naming the field, never ignored.
+    private static readonly string[] IssueFields =
+    [
+        "common_name", "alt_names", "ip_sans", "uri_sans", "other_sans", "ttl", "not_after", "format", "exclude_cn_from_sans",
+        "private_key_format", "remove_roots_from_chain",
+    ];
 
     private async Task<KmsResponse?> ListRoles(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
@@ -86,7 +92,8 @@ internal sealed partial class PkiBackend
         CheckCsrKey(csr.PublicKey, role);
 
         var fields = request.Fields;
-        if (!fields.Has("common_name") && csr.SubjectName.Name.Length > 0)
+        // As Vault's use_csr_common_name (on by default for sign): a missing or empty common_name is the CSR's.
+        if (!fields.HasValue("common_name") && csr.SubjectName.Name.Length > 0)
         {
             fields.Data["common_name"] = CommonNameOf(csr.SubjectName);
         }
@@ -177,18 +184,40 @@ internal sealed partial class PkiBackend
         var altNames = f.StringList("alt_names") ?? [];
         var ipTexts = f.StringList("ip_sans") ?? [];
         var ttl = role.Validity(f.DurationUnlessZero("ttl"));
-        var format = f.String("format") ?? "pem";
+        var format = f.String("format") is { Length: > 0 } givenFormat ? givenFormat : "pem";
         var excludeCn = f.Bool("exclude_cn_from_sans") ?? false;
-        var keyFormat = f.String("private_key_format") ?? "pkcs8";
+        var keyFormat = f.String("private_key_format") ?? "";
+        var removeRoots = f.Bool("remove_roots_from_chain") ?? false;
         PkiRole.RejectUnknown(f, [.. IssueFields, .. extra]);
         if (format != "pem")
         {
-            throw KmsException.BadRequest("invalid 'format': only \"pem\" is supported");
+            throw KmsException.BadRequest($"invalid 'format': \"{PkiRole.Printable(format)}\" is not supported; use \"pem\"");
         }
 
-        if (keyFormat is not ("pkcs8" or "der" or "pem"))
+        // Vault's default is "der" (in the response's format); whichever is asked, the key is returned as PKCS#8 PEM.
+        if (keyFormat is not ("" or "der" or "pem" or "pkcs8"))
         {
-            throw KmsException.BadRequest("invalid 'private_key_format': only \"pkcs8\" is supported");
+            throw KmsException.BadRequest($"invalid 'private_key_format': \"{PkiRole.Printable(keyFormat)}\" is not supported; use \"der\", \"pem\" or \"pkcs8\"");
+        }
+
+        if (f.HasValue("uri_sans"))
+        {
+            throw KmsException.BadRequest("invalid 'uri_sans': URI SANs are not supported");
+        }
+
+        if (f.HasValue("other_sans"))
+        {
+            throw KmsException.BadRequest("invalid 'other_sans': other SANs are not supported");
+        }
+
+        if (f.HasValue("not_after"))
+        {
+            throw KmsException.BadRequest("invalid 'not_after': a fixed expiry is not supported; use 'ttl'");
+        }
+
+        if (removeRoots)
+        {
+            throw KmsException.BadRequest("invalid 'remove_roots_from_chain': removing the root from ca_chain is not supported");
         }
 
         role.CheckNames([commonName], "common_name");

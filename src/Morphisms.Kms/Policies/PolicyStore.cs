@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text;
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
 
@@ -9,6 +10,7 @@ internal sealed class PolicyStore(ISecureStorage storage)
 {
     private const string Prefix = "sys/policy/";
     private static readonly Policy RootPolicy = new(BuiltinPolicies.Root, "", []);
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private readonly ConcurrentDictionary<string, Policy> _cache = new(StringComparer.Ordinal);
 
     // Writes are serialised so the cache ends in the order storage did; a read fills the cache only if no write happened
@@ -75,7 +77,7 @@ internal sealed class PolicyStore(ISecureStorage storage)
         return names;
     }
 
-    /// <summary>Parses and stores a policy.</summary>
+    /// <summary>Parses and stores a policy (decoded first when it is base64, as Vault does; see <see cref="DecodeIfBase64"/>).</summary>
     /// <exception cref="KmsException">The name is reserved or the text does not parse (400).</exception>
     public async Task PutAsync(string name, string text, CancellationToken ct)
     {
@@ -83,6 +85,8 @@ internal sealed class PolicyStore(ISecureStorage storage)
         {
             throw KmsException.BadRequest("cannot update \"root\" policy");
         }
+
+        text = DecodeIfBase64(text);
 
         Policy policy;
         try
@@ -103,6 +107,38 @@ internal sealed class PolicyStore(ISecureStorage storage)
         finally
         {
             _writes.Release();
+        }
+    }
+
+    /// <summary>
+    /// The policy a client sent, as Vault reads it: Vault first tries Go's standard base64 decoding and, when that
+    /// succeeds, stores the decoded text, so clients may send a policy encoded. Here the value must be wholly standard
+    /// base64 (padded; line breaks ignored, as Go's decoder ignores them) and decode to valid UTF-8; anything else is
+    /// the policy itself. No policy text is valid base64 (its blocks need quotes and braces), so none is misread.
+    /// </summary>
+    public static string DecodeIfBase64(string text)
+    {
+        var compact = text.Replace("\r", "", StringComparison.Ordinal).Replace("\n", "", StringComparison.Ordinal);
+        var unpadded = compact.TrimEnd('=');
+        if (compact.Length == 0 || compact.Length % 4 != 0 || compact.Length - unpadded.Length > 2
+            || !unpadded.All(c => char.IsAsciiLetterOrDigit(c) || c is '+' or '/'))
+        {
+            return text;
+        }
+
+        var bytes = new byte[compact.Length / 4 * 3];
+        if (!Convert.TryFromBase64String(compact, bytes, out var written))
+        {
+            return text;
+        }
+
+        try
+        {
+            return StrictUtf8.GetString(bytes, 0, written);
+        }
+        catch (DecoderFallbackException)
+        {
+            return text;
         }
     }
 

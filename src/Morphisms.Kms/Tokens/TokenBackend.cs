@@ -47,9 +47,11 @@ internal sealed class TokenBackend : ILogicalBackend
         var f = request.Fields;
         var privileged = parent.IsRoot || request.Acl!.Allows(Operation.Update, request.Path, sudo: true);
 
+        // Go's api.TokenCreateRequest (the vault CLI, api.Auth().Token().Create) always sends entity_alias, as "" when
+        // unset; Vault reads "" as not given, so only a value is refused.
         foreach (var unsupported in new[] { "role_name", "entity_alias", "bound_cidrs" })
         {
-            if (f.Has(unsupported))
+            if (f.HasValue(unsupported))
             {
                 throw KmsException.BadRequest($"parameter '{unsupported}' is not supported");
             }
@@ -66,7 +68,8 @@ internal sealed class TokenBackend : ILogicalBackend
             throw KmsException.BadRequest("root or sudo privileges required to create orphan token");
         }
 
-        var customId = f.String("id");
+        // As in Vault, an empty id is no custom id (a client may send "id":"" for "generate one").
+        var customId = f.String("id") is { Length: > 0 } id ? id : null;
         if (customId is not null)
         {
             if (!privileged)
@@ -74,7 +77,7 @@ internal sealed class TokenBackend : ILogicalBackend
                 throw KmsException.BadRequest("root or sudo privileges required to specify token id");
             }
 
-            if (customId.Length is 0 or > 256 || !customId.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_'))
+            if (customId.Length > 256 || !customId.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_'))
             {
                 throw KmsException.BadRequest("invalid token id: use 1-256 letters, digits, '.', '-' and '_'");
             }

@@ -159,15 +159,19 @@ internal sealed partial class TransitBackend
     }
 
     /// <summary>
-    /// Runs <paramref name="one"/> on the request itself, or on each item of <c>batch_input</c>. A failing item
-    /// reports its error in its result and makes the response a 400 (Vault's partial-failure default).
+    /// Runs <paramref name="one"/> on the request itself, or on each item of <c>batch_input</c>. As in Vault, each
+    /// result carries its item's <c>reference</c> ("" when none), and a failing item reports its error in its result
+    /// and makes the response a 400, or <c>partial_failure_response_code</c> when other items succeeded.
     /// </summary>
     private static KmsResponse Batch(Fields f, string[] itemFields, Func<Fields, JsonObject> one)
     {
+        var partialFailureCode = PartialFailureCode(f);
         if (!f.Has("batch_input"))
         {
+            // Vault takes a top-level reference too, and echoes it nowhere.
             var result = one(f);
-            PkiRole.RejectUnknown(f, itemFields);
+            f.String("reference");
+            PkiRole.RejectUnknown(f, [.. itemFields, "reference", "partial_failure_response_code"]);
             return KmsResponse.WithData(result);
         }
 
@@ -176,27 +180,49 @@ internal sealed partial class TransitBackend
             throw KmsException.BadRequest($"invalid 'batch_input': an array of 1 to {MaxBatch} objects");
         }
 
-        PkiRole.RejectUnknown(f, ["batch_input"]);
+        PkiRole.RejectUnknown(f, ["batch_input", "partial_failure_response_code", "reference"]);
         var results = new JsonArray();
         var errors = new List<string>();
         for (var i = 0; i < items.Count; i++)
         {
             var itemFields2 = new Fields(items[i]!.AsObject());
+            var reference = "";
+            JsonObject result;
             try
             {
-                var result = one(itemFields2);
-                PkiRole.RejectUnknown(itemFields2, itemFields);
-                results.Add(result);
+                reference = itemFields2.String("reference") ?? "";
+                result = one(itemFields2);
+                PkiRole.RejectUnknown(itemFields2, [.. itemFields, "reference"]);
             }
             catch (KmsException e)
             {
                 var message = $"batch_input[{i}]: {string.Join("; ", e.Errors)}";
                 errors.Add(message);
-                results.Add(new JsonObject { ["error"] = message });
+                result = new JsonObject { ["error"] = message };
             }
+
+            // Clients match results to inputs by it, so it is echoed for failed items too.
+            result["reference"] = reference;
+            results.Add(result);
         }
 
         var data = new JsonObject { ["batch_results"] = results };
-        return errors.Count == 0 ? KmsResponse.WithData(data) : new KmsResponse { StatusCode = 400, Data = data, Errors = errors };
+        if (errors.Count == 0)
+        {
+            return KmsResponse.WithData(data);
+        }
+
+        return new KmsResponse { StatusCode = errors.Count < items.Count ? partialFailureCode ?? 400 : 400, Data = data, Errors = errors };
+    }
+
+    /// <summary>
+    /// <c>partial_failure_response_code</c>: the status of a batch in which some items failed and some succeeded.
+    /// A status that cannot be a final response (below 200, or not HTTP's) is refused rather than ignored.
+    /// </summary>
+    private static int? PartialFailureCode(Fields f)
+    {
+        var code = f.Int("partial_failure_response_code");
+        return code is null or (>= 200 and <= 599) ? (int?)code
+            : throw KmsException.BadRequest("invalid value for parameter 'partial_failure_response_code': expected an HTTP status between 200 and 599");
     }
 }

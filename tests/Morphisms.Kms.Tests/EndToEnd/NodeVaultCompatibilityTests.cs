@@ -48,6 +48,8 @@ public class NodeVaultCompatibilityTests
         Assert.Contains("secret/data/app/*", Ok("policy_read")["rules"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Contains("app", Ok("policies")["policies"]!.AsArray().Select(p => p!.GetValue<string>()));
         Assert.Contains("invalid capability \"fly\"", Failed("policy_bad", 400)["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Ok("policy_write_base64");
+        Assert.Equal(Ok("policy_read")["rules"]!.GetValue<string>(), Ok("policy_read_base64")["rules"]!.GetValue<string>());
 
         var auth = Ok("token_create")["auth"]!;
         Assert.Equal(["app", "default"], auth["policies"]!.AsArray().Select(p => p!.GetValue<string>()));

@@ -32,6 +32,35 @@ public class PolicyApiTests
         Assert.Equal(["cannot update \"root\" policy"], (await c.PutAsync("sys/policy/root", new { policy = text })).Expect(400).Errors);
     }
 
+    /// <summary>
+    /// Vault base64-decodes a policy that is valid standard base64, so clients may send it encoded; the decoded text
+    /// is what is stored and read back. Line breaks in the encoding are ignored, as Go's decoder does (base64 wraps).
+    /// </summary>
+    [Fact]
+    public async Task A_base64_encoded_policy_is_stored_decoded_as_in_vault()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        const string text = "path \"secret/data/a/*\" {\n  capabilities = [\"read\"]\n}\n";
+        var encoded = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(text));
+        (await c.PutAsync("sys/policies/acl/encoded", new { policy = encoded })).Expect(204);
+        Assert.Equal(text, (await c.GetAsync("sys/policies/acl/encoded")).Expect(200).Data["policy"]!.GetValue<string>());
+
+        var wrapped = string.Join("\n", encoded.Chunk(20).Select(chunk => new string(chunk))) + "\n";
+        (await c.PutAsync("sys/policy/wrapped", new { rules = wrapped })).Expect(204);
+        Assert.Equal(text, (await c.GetAsync("sys/policy/wrapped")).Expect(200).Body!["rules"]!.GetValue<string>());
+
+        var token = (await c.PostAsync("auth/token/create", new { policies = new[] { "encoded" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        var capabilities = (await c.PostAsync("sys/capabilities", new { token, paths = new[] { "secret/data/a/x" } })).Expect(200).Data;
+        Assert.Equal(["read"], capabilities["secret/data/a/x"]!.AsArray().Select(x => x!.GetValue<string>()));
+
+        // Base64 of a bad policy fails on the decoded text; base64 of bytes that are not UTF-8 is parsed as it came.
+        var bad = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes("path \"a\" {\n  capabilities = [\"fly\"]\n}"));
+        Assert.Equal(["failed to parse policy: line 2: path \"a\": invalid capability \"fly\""], (await c.PutAsync("sys/policies/acl/bad", new { policy = bad })).Expect(400).Errors);
+        Assert.StartsWith("failed to parse policy", (await c.PutAsync("sys/policies/acl/bad", new { policy = "/+/+" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        (await c.GetAsync("sys/policies/acl/bad")).Expect(404);
+    }
+
     [Fact]
     public async Task Invalid_policies_are_refused_with_the_line_and_nothing_is_stored()
     {

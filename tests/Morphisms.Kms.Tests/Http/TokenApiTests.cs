@@ -141,6 +141,34 @@ public class TokenApiTests
         Assert.Contains("already in use", (await c.PostAsync("auth/token/create", new { id = "my-custom-token" })).Expect(400).Errors[0], StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Go's api.TokenCreateRequest (the vault CLI's `token create`, api.Auth().Token().Create) always sends
+    /// display_name, num_uses, type and entity_alias, unset as "" or 0; Vault reads "" (and an empty list) as not
+    /// given, and so does the KMS, for the root and for a token without sudo alike. Only a real value is refused.
+    /// </summary>
+    [Fact]
+    public async Task Empty_values_of_unsupported_fields_as_go_clients_send_them_are_not_given()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("sys/policy/app", new { policy = AppPolicy })).Expect(204);
+        (await c.PutAsync("sys/policy/creator", new { policy = """path "auth/token/create" { capabilities = ["update"] }""" })).Expect(204);
+        const string GoBody = """{"policies":["app"],"entity_alias":"","type":"","id":""}""";
+        var created = (await c.PostAsync("auth/token/create", GoBody)).Expect(200).Auth;
+        Assert.Equal(["app", "default"], created["policies"]!.AsArray().Select(p => p!.GetValue<string>()));
+        Assert.StartsWith("hvs.", created["client_token"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        var creator = await Create(c, new { policies = new[] { "creator" } });
+        const string GoDefaults = """{"display_name":"","num_uses":0,"type":"","entity_alias":"","id":"","role_name":"","bound_cidrs":[]}""";
+        var child = (await c.PostAsync("auth/token/create", GoDefaults, creator)).Expect(200).Auth;
+        Assert.Equal(["creator", "default"], child["policies"]!.AsArray().Select(p => p!.GetValue<string>()));
+
+        Assert.Equal(["parameter 'entity_alias' is not supported"], (await c.PostAsync("auth/token/create", new { entity_alias = "alias" })).Expect(400).Errors);
+        Assert.Equal(["parameter 'role_name' is not supported"], (await c.PostAsync("auth/token/create", new { role_name = "r" })).Expect(400).Errors);
+        Assert.Equal(["parameter 'bound_cidrs' is not supported"], (await c.PostAsync("auth/token/create", new { bound_cidrs = new[] { "10.0.0.0/8" } })).Expect(400).Errors);
+        Assert.Contains("token id", (await c.PostAsync("auth/token/create", new { id = "custom" }, creator)).Expect(400).Errors[0], StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Accessors_look_up_renew_revoke_and_list()
     {

@@ -299,6 +299,72 @@ public sealed class PkiApiTests
         Assert.Equal(2, (await c.ListAsync("pki/certs")).Expect(200).Data["keys"]!.AsArray().Count);
     }
 
+    /// <summary>
+    /// cert-manager's Vault issuer posts every field to sign/ROLE as a string, unset ones empty: common_name and
+    /// alt_names from the CSR, ip_sans and uri_sans (usually ""), ttl as Go prints it, exclude_cn_from_sans "true".
+    /// Vault's defaults of the other sign/issue fields are accepted too; values the KMS cannot honour are 400s naming
+    /// the field, and nothing is issued for them.
+    /// </summary>
+    [Fact]
+    public async Task Sign_and_issue_accept_what_cert_manager_and_vault_clients_send_and_name_what_they_cannot_honour()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/web", new { allowed_domains = "example.com", allow_subdomains = true, allow_ip_sans = true })).Expect(204);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName("a.example.com");
+        san.AddDnsName("b.example.com");
+        var request = new CertificateRequest("CN=a.example.com", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(san.Build());
+        var csr = request.CreateSigningRequestPem();
+
+        var certManager = new Dictionary<string, string>
+        {
+            ["common_name"] = "a.example.com", ["alt_names"] = "a.example.com,b.example.com", ["ip_sans"] = "", ["uri_sans"] = "",
+            ["ttl"] = "24h0m0s", ["csr"] = csr, ["exclude_cn_from_sans"] = "true",
+        };
+        var signed = (await c.PostAsync("pki/sign/web", certManager)).Expect(200).Data;
+        using (var leaf = X509Certificate2.CreateFromPem(signed["certificate"]!.GetValue<string>()))
+        {
+            Assert.Equal(["a.example.com", "b.example.com"], leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateDnsNames());
+            Assert.Equal(TimeSpan.FromHours(24), leaf.NotAfter - leaf.NotBefore - TimeSpan.FromSeconds(30));
+        }
+
+        // An empty common_name takes the CSR's, as Vault's use_csr_common_name (on by default for sign) does.
+        using (var leaf = X509Certificate2.CreateFromPem((await c.PostAsync("pki/sign/web", new { csr, common_name = "" })).Expect(200).Data["certificate"]!.GetValue<string>()))
+        {
+            Assert.Equal("a.example.com", leaf.GetNameInfo(X509NameType.SimpleName, false));
+        }
+
+        var defaults = new
+        {
+            common_name = "c.example.com", alt_names = "", ip_sans = "", uri_sans = "", other_sans = "", ttl = "", format = "pem",
+            private_key_format = "der", exclude_cn_from_sans = false, not_after = "", remove_roots_from_chain = false,
+        };
+        (await c.PostAsync("pki/issue/web", defaults)).Expect(200);
+        (await c.PostAsync("pki/issue/web", new { common_name = "c.example.com", format = "", private_key_format = "" })).Expect(200);
+        var issued = (await c.ListAsync("pki/certs")).Expect(200).Data["keys"]!.AsArray().Count;
+
+        var refused = new (object Body, string Named)[]
+        {
+            (new { csr, uri_sans = "spiffe://example.com/app" }, "'uri_sans'"),
+            (new { csr, other_sans = "1.3.6.1.4.1.311.20.2.3;UTF8:devops@example.com" }, "'other_sans'"),
+            (new { csr, not_after = "2030-01-01T00:00:00Z" }, "'not_after'"),
+            (new { csr, remove_roots_from_chain = true }, "'remove_roots_from_chain'"),
+            (new { csr, format = "pem_bundle" }, "'format'"),
+        };
+        foreach (var (body, named) in refused)
+        {
+            var error = (await c.PostAsync("pki/sign/web", body)).Expect(400).Errors.Single();
+            Assert.Contains(named, error, StringComparison.Ordinal);
+            Assert.Contains("not supported", error, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("'uri_sans'", (await c.PostAsync("pki/issue/web", new { common_name = "c.example.com", uri_sans = "spiffe://example.com/app" })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        Assert.Equal(issued, (await c.ListAsync("pki/certs")).Expect(200).Data["keys"]!.AsArray().Count);
+    }
+
     private static async Task<string> SignError(VaultHttp c, string path, string csr)
     {
         var errors = (await c.PostAsync(path, new { csr })).Expect(400).Errors;

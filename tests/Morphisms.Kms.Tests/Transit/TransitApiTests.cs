@@ -105,6 +105,46 @@ public sealed class TransitApiTests
         Assert.Contains("does not support encryption", (await c.PostAsync("transit/encrypt/signer", new { plaintext = input })).Expect(400).Errors.Single(), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// As in Vault: each batch item's <c>reference</c> comes back in its result (failed ones too, "" when none was
+    /// given), and <c>partial_failure_response_code</c> is the status when some items fail and some succeed; when all
+    /// fail it is still a 400.
+    /// </summary>
+    [Fact]
+    public async Task Batches_echo_each_items_reference_and_honour_partial_failure_response_code()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("transit/keys/k")).Expect(204);
+        var encrypted = (await c.PostAsync("transit/encrypt/k", new { batch_input = new object[] { new { plaintext = B64("a"), reference = "first" }, new { plaintext = B64("b") } } }))
+            .Expect(200).Data["batch_results"]!.AsArray();
+        Assert.Equal(["first", ""], encrypted.Select(r => r!["reference"]!.GetValue<string>()));
+        var good = encrypted[0]!["ciphertext"]!.GetValue<string>();
+        const string Bad = "vault:v1:AAAA";
+
+        object Items(params string[] ciphertexts) => ciphertexts.Select((ct, i) => new { ciphertext = ct, reference = "r" + i }).ToArray();
+        var partial = (await c.PostAsync("transit/decrypt/k", new { batch_input = Items(good, Bad) })).Expect(400).Data["batch_results"]!.AsArray();
+        Assert.Equal(["r0", "r1"], partial.Select(r => r!["reference"]!.GetValue<string>()));
+        Assert.Equal(B64("a"), partial[0]!["plaintext"]!.GetValue<string>());
+        Assert.NotNull(partial[1]!["error"]);
+
+        var overridden = (await c.PostAsync("transit/decrypt/k", new { batch_input = Items(good, Bad), partial_failure_response_code = 207 })).Expect(207).Data["batch_results"]!.AsArray();
+        Assert.Equal(["r0", "r1"], overridden.Select(r => r!["reference"]!.GetValue<string>()));
+        (await c.PostAsync("transit/decrypt/k", new { batch_input = Items(Bad, Bad), partial_failure_response_code = 207 })).Expect(400);
+        (await c.PostAsync("transit/decrypt/k", new { batch_input = Items(good, good), partial_failure_response_code = "207" })).Expect(200);
+        var rewrapped = (await c.PostAsync("transit/rewrap/k", new { batch_input = Items(good, Bad), partial_failure_response_code = 200 })).Expect(200).Data["batch_results"]!.AsArray();
+        Assert.Equal(["r0", "r1"], rewrapped.Select(r => r!["reference"]!.GetValue<string>()));
+
+        // Outside a batch both are accepted and change nothing.
+        var single = (await c.PostAsync("transit/decrypt/k", new { ciphertext = good, reference = "x", partial_failure_response_code = 207 })).Expect(200).Data;
+        Assert.Equal(B64("a"), single["plaintext"]!.GetValue<string>());
+
+        foreach (var code in new object[] { 99, 600, "soon" })
+        {
+            Assert.Contains("'partial_failure_response_code'", (await c.PostAsync("transit/decrypt/k", new { batch_input = Items(good), partial_failure_response_code = code })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task Bad_input_is_a_400_naming_the_field_and_writes_nothing()
     {

@@ -43,6 +43,9 @@ async function main() {
   await attempt('policy_read', () => vault.getPolicy({ name: 'app' }));
   await attempt('policies', () => vault.policies());
   await attempt('policy_bad', () => vault.addPolicy({ name: 'broken', rules: 'path "x" { capabilities = ["fly"] }' }));
+  // Vault accepts a policy sent base64-encoded and stores it decoded.
+  await attempt('policy_write_base64', () => vault.addPolicy({ name: 'encoded', rules: Buffer.from(rules).toString('base64') }));
+  await attempt('policy_read_base64', () => vault.getPolicy({ name: 'encoded' }));
 
   const created = await attempt('token_create', () =>
     vault.tokenCreate({ policies: ['app'], ttl: '1h', meta: { team: 'blue' }, display_name: 'app' }));
