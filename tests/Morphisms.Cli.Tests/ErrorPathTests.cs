@@ -131,8 +131,27 @@ public sealed class ErrorPathTests
         Assert.Equal(ExitCodes.Ok, outcome.ExitCode);
         Assert.Contains("Unseal Key 1: qg==", outcome.Stdout, StringComparison.Ordinal);
         Assert.Contains("Root Token: hvs.root", outcome.Stdout, StringComparison.Ordinal);
-        var sent = JsonNode.Parse(Assert.Single(server.Requests).Body)!;
+        var sent = JsonNode.Parse(Assert.Single(server.Requests, r => r.Method == "PUT").Body)!;
         Assert.Equal(1, sent["secret_shares"]!.GetValue<int>());
+        Assert.Null(sent["recovery_shares"]);
+    }
+
+    /// <summary>A KMS with auto-unseal says <c>recovery_seal</c>: init asks for the shares as recovery keys, as Vault's init takes them.</summary>
+    [Fact]
+    public async Task Kms_init_asks_an_auto_unseal_kms_for_recovery_keys()
+    {
+        await using var server = new FakeHttpServer(r => r.Method == "GET"
+            ? new(200, """{"type":"pkcs11","initialized":false,"sealed":true,"recovery_seal":true}""", JsonType)
+            : new(200, """{"keys":["aa"],"keys_base64":["qg=="],"recovery_keys":["aa"],"recovery_keys_base64":["qg=="],"root_token":"hvs.root"}""", JsonType));
+        var outcome = await MorphRunner.RunAsync("kms", "init", "--address", server.Address.ToString(), "--key-shares", "1", "--key-threshold", "1");
+        Assert.Equal(ExitCodes.Ok, outcome.ExitCode);
+        Assert.Contains("Recovery Key 1: qg==", outcome.Stdout, StringComparison.Ordinal);
+        Assert.Contains("the pkcs11 seal unseals the KMS at each start", outcome.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Root Token: hvs.root", outcome.Stdout, StringComparison.Ordinal);
+        var sent = JsonNode.Parse(Assert.Single(server.Requests, r => r.Method == "PUT").Body)!;
+        Assert.Equal(1, sent["recovery_shares"]!.GetValue<int>());
+        Assert.Equal(1, sent["recovery_threshold"]!.GetValue<int>());
+        Assert.Null(sent["secret_shares"]);
     }
 
     /// <summary>A "." or ".." segment would be folded away by the URL: refused before anything is sent.</summary>
@@ -187,8 +206,14 @@ public sealed class ErrorPathTests
         var file = Path.Combine(keysDir, "init.json");
         try
         {
-            await using var server = new FakeHttpServer(_ =>
+            await using var server = new FakeHttpServer(r =>
             {
+                if (r.Method == "GET")
+                {
+                    // sys/seal-status, asked first: a Shamir KMS.
+                    return new(200, """{"type":"shamir","initialized":false,"sealed":true,"recovery_seal":false}""", JsonType);
+                }
+
                 Directory.Delete(keysDir, recursive: true);
                 File.WriteAllText(keysDir, "not a directory");
                 return new(200, """{"keys":["aa"],"keys_base64":["qg=="],"root_token":"hvs.the-only-copy"}""", JsonType);

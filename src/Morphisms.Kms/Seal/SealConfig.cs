@@ -17,15 +17,18 @@ internal sealed record SealConfig(
     /// <summary>Where the root key is kept, encrypted under the key the shares reconstruct.</summary>
     public const string RootKeyPath = "core/root-key";
 
-    /// <summary>Checks the parameters as Vault does, returning the problem or null.</summary>
-    public static string? Validate(int shares, int threshold) => (shares, threshold) switch
+    /// <summary>
+    /// Checks the parameters as Vault does, returning the problem or null. The problem names the request's parameters:
+    /// <c>secret_*</c> by default, <c>recovery_*</c> when init took them (auto-unseal).
+    /// </summary>
+    public static string? Validate(int shares, int threshold, string sharesName = "secret_shares", string thresholdName = "secret_threshold") => (shares, threshold) switch
     {
-        (< 1, _) => "invalid seal configuration: secret_shares must be at least one",
-        (_, < 1) => "invalid seal configuration: secret_threshold must be at least one",
-        ( > Shamir.MaxShares, _) => $"invalid seal configuration: secret_shares cannot exceed {Shamir.MaxShares}",
-        var (s, t) when t > s => "invalid seal configuration: secret_threshold cannot be larger than secret_shares",
-        ( > 1, 1) => "invalid seal configuration: secret_threshold must be greater than one for multiple shares",
-        (1, > 1) => "invalid seal configuration: secret_threshold cannot be larger than secret_shares",
+        (< 1, _) => $"invalid seal configuration: {sharesName} must be at least one",
+        (_, < 1) => $"invalid seal configuration: {thresholdName} must be at least one",
+        ( > Shamir.MaxShares, _) => $"invalid seal configuration: {sharesName} cannot exceed {Shamir.MaxShares}",
+        var (s, t) when t > s => $"invalid seal configuration: {thresholdName} cannot be larger than {sharesName}",
+        ( > 1, 1) => $"invalid seal configuration: {thresholdName} must be greater than one for multiple shares",
+        (1, > 1) => $"invalid seal configuration: {thresholdName} cannot be larger than {sharesName}",
         _ => null,
     };
 }

@@ -96,28 +96,51 @@ internal static class SealRoutes
     private static async Task<KmsResponse?> InitAsync(KmsCore core, KmsRequest request, CancellationToken ct)
     {
         var f = request.Fields;
-        if (f.StringList("pgp_keys") is { Count: > 0 } || f.String("root_token_pgp_key") is { Length: > 0 })
+        var seal = core.Options.AutoUnseal;
+        if (f.StringList("pgp_keys") is { Count: > 0 } || f.String("root_token_pgp_key") is { Length: > 0 }
+            || (seal is not null && f.StringList("recovery_pgp_keys") is { Count: > 0 }))
         {
             throw KmsException.BadRequest("PGP-encrypted key shares are not supported");
         }
 
-        var shares = f.Int("secret_shares") ?? throw KmsException.BadRequest("missing required parameter 'secret_shares'");
-        var threshold = f.Int("secret_threshold") ?? throw KmsException.BadRequest("missing required parameter 'secret_threshold'");
+        // With auto-unseal (seal-status says recovery_seal), Vault's init takes recovery_shares/recovery_threshold and
+        // refuses the Shamir pair; `vault operator init` sends both pairs, the unused one as zeros, so zero is absence.
+        // The Shamir seal's init stays as it was: the Shamir pair, recovery parameters ignored.
+        var (sharesName, thresholdName) = seal is null ? ("secret_shares", "secret_threshold") : ("recovery_shares", "recovery_threshold");
+        if (seal is not null && new[] { "secret_shares", "secret_threshold" }.Where(n => f.Int(n) is not (null or 0)).ToList() is { Count: > 0 } misplaced)
+        {
+            throw KmsException.BadRequest($"parameters {string.Join(",", misplaced)} not applicable to seal type {seal.Type}: with auto-unseal, init takes recovery_shares and recovery_threshold");
+        }
+
+        var shares = f.Int(sharesName) ?? throw KmsException.BadRequest($"missing required parameter '{sharesName}'");
+        var threshold = f.Int(thresholdName) ?? throw KmsException.BadRequest($"missing required parameter '{thresholdName}'");
         if (shares is < 0 or > int.MaxValue || threshold is < 0 or > int.MaxValue)
         {
-            throw KmsException.BadRequest("invalid seal configuration: secret_shares and secret_threshold must be small positive integers");
+            throw KmsException.BadRequest($"invalid seal configuration: {sharesName} and {thresholdName} must be small positive integers");
+        }
+
+        if (SealConfig.Validate((int)shares, (int)threshold, sharesName, thresholdName) is { } problem)
+        {
+            throw KmsException.BadRequest(problem);
         }
 
         // Auto-unseal starts unsealed, as in Vault: init opens it with the new unseal key before releasing the seal
         // to anyone else (a public sys/unseal share in between would otherwise mix into the replayed ones).
-        var autoUnseal = core.Options.AutoUnseal is not null && !core.Options.Dev;
+        var autoUnseal = seal is not null && !core.Options.Dev;
         var result = await core.InitializeAsync((int)shares, (int)threshold, autoUnseal, ct).ConfigureAwait(false);
-        var body = new JsonObject
+        var hex = JsonValues.Strings(result.Keys.Select(Convert.ToHexStringLower));
+        var base64 = JsonValues.Strings(result.Keys.Select(k => Convert.ToBase64String(k)));
+        var body = new JsonObject { ["keys"] = hex, ["keys_base64"] = base64 };
+        if (seal is not null)
         {
-            ["keys"] = JsonValues.Strings(result.Keys.Select(Convert.ToHexStringLower)),
-            ["keys_base64"] = JsonValues.Strings(result.Keys.Select(k => Convert.ToBase64String(k))),
-            ["root_token"] = result.RootToken,
-        };
+            // Vault's clients read the shares of an auto-unseal init as recovery keys, and they are: they authorise a
+            // rekey. Unlike Vault's they also open the root key without the seal (sys/unseal when the HSM key is lost
+            // or refuses), so they are unseal keys too and stay in `keys`: the same shares, under both names.
+            body["recovery_keys"] = hex.DeepClone();
+            body["recovery_keys_base64"] = base64.DeepClone();
+        }
+
+        body["root_token"] = result.RootToken;
         if (result.UnsealFailure is { } e)
         {
             // Init has committed: this reply is the only copy of the shares and the root token, so a failure to

@@ -45,6 +45,60 @@ public sealed class Pkcs11AutoUnsealTests : IDisposable
     }
 
     [Fact]
+    public async Task Vault_style_init_takes_recovery_shares_and_answers_recovery_keys_that_also_unseal()
+    {
+        await using var kms = await StartAsync(_hsm.Options());
+
+        // As `vault operator init -recovery-shares=3 -recovery-threshold=2` sends it: the unused Shamir pair as zeros.
+        var init = (await kms.Client.PutAsync("sys/init", new { secret_shares = 0, secret_threshold = 0, recovery_shares = 3, recovery_threshold = 2 })).Expect(200).Body!;
+        var recovery = init["recovery_keys"]!.AsArray().Select(k => k!.GetValue<string>()).ToList();
+        Assert.Equal(3, recovery.Count);
+        Assert.Equal(recovery.Select(k => Convert.ToBase64String(Convert.FromHexString(k))), init["recovery_keys_base64"]!.AsArray().Select(k => k!.GetValue<string>()));
+        var root = init["root_token"]!.GetValue<string>();
+        Assert.StartsWith("hvs.", root, StringComparison.Ordinal);
+
+        // The same shares are unseal keys too (they decrypt the root key without the HSM), so `keys` says so.
+        Assert.Equal(recovery, init["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
+        Assert.Equal(3, init["keys_base64"]!.AsArray().Count);
+        Assert.False(kms.Server.Sealed);
+        var status = (await kms.Client.GetAsync("sys/seal-status")).Expect(200).Body!;
+        Assert.True(status["recovery_seal"]!.GetValue<bool>());
+        Assert.Equal(2, status["t"]!.GetValue<int>());
+        Assert.Equal(3, status["n"]!.GetValue<int>());
+
+        (await kms.Client.PutAsync("sys/seal", new { }, root)).Expect(204);
+        Assert.True(kms.Server.Sealed);
+        kms.Keys.AddRange(recovery.Skip(1));
+        await kms.UnsealAsync();
+        (await kms.Client.PutAsync("secret/data/app", new { data = new { v = "1" } }, root)).Expect(200);
+    }
+
+    [Fact]
+    public async Task Init_with_auto_unseal_refuses_the_shamir_parameters_as_vault_does_and_writes_nothing()
+    {
+        await using var kms = await StartAsync(_hsm.Options());
+        var c = kms.Client;
+        Assert.Equal(
+            ["parameters secret_shares,secret_threshold not applicable to seal type pkcs11: with auto-unseal, init takes recovery_shares and recovery_threshold"],
+            (await c.PutAsync("sys/init", new { secret_shares = 3, secret_threshold = 2 })).Expect(400).Errors);
+
+        // hvac's initialize() sends its default secret_shares=5, secret_threshold=3 beside the recovery pair.
+        Assert.StartsWith(
+            "parameters secret_shares,secret_threshold not applicable to seal type pkcs11",
+            (await c.PutAsync("sys/init", new { secret_shares = 5, secret_threshold = 3, recovery_shares = 5, recovery_threshold = 3 })).Expect(400).Errors[0],
+            StringComparison.Ordinal);
+        Assert.StartsWith("parameters secret_threshold not applicable", (await c.PutAsync("sys/init", new { secret_threshold = 2, recovery_shares = 3, recovery_threshold = 2 })).Expect(400).Errors[0], StringComparison.Ordinal);
+        Assert.Equal(["missing required parameter 'recovery_shares'"], (await c.PutAsync("sys/init", new { })).Expect(400).Errors);
+        Assert.Equal(["missing required parameter 'recovery_threshold'"], (await c.PutAsync("sys/init", new { recovery_shares = 3 })).Expect(400).Errors);
+        Assert.Equal(["invalid seal configuration: recovery_threshold cannot be larger than recovery_shares"], (await c.PutAsync("sys/init", new { recovery_shares = 2, recovery_threshold = 3 })).Expect(400).Errors);
+        Assert.Equal(["invalid seal configuration: recovery_shares must be at least one"], (await c.PutAsync("sys/init", new { recovery_shares = 0, recovery_threshold = 0 })).Expect(400).Errors);
+        Assert.Contains("PGP", (await c.PutAsync("sys/init", new { recovery_shares = 1, recovery_threshold = 1, recovery_pgp_keys = new[] { "a" } })).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        Assert.False((await c.GetAsync("sys/init")).Expect(200).Body!["initialized"]!.GetValue<bool>());
+        (await c.PutAsync("sys/init", new { recovery_shares = 1, recovery_threshold = 1 })).Expect(200);
+    }
+
+    [Fact]
     public async Task A_wrong_pin_leaves_the_kms_sealed_with_a_clear_reason_and_the_shares_still_unseal()
     {
         List<string> keys;

@@ -72,7 +72,7 @@ public sealed class TeeAutoUnsealTests : IDisposable
             o => o with { AutoUnseal = new TeeSealingKeyWrapper(SimulatedTeeSealingKeyProvider.LoadOrCreate(_dir, [0xA1])), WarningWriter = warnings },
             physical: storage);
 
-        var init = (await kms.Client.PutAsync("sys/init", new { secret_shares = 3, secret_threshold = 2 })).Expect(200).Body!;
+        var init = (await kms.Client.PutAsync("sys/init", new { recovery_shares = 3, recovery_threshold = 2 })).Expect(200).Body!;
         var keys = init["keys"]!.AsArray().Select(k => k!.GetValue<string>()).ToList();
         Assert.Equal(3, keys.Count);
         Assert.Equal(3, init["keys_base64"]!.AsArray().Count);
@@ -87,7 +87,7 @@ public sealed class TeeAutoUnsealTests : IDisposable
         Assert.True(kms.Server.Sealed);
 
         // Initialised for good: a second init is refused, and the shares it returned unseal it (wrapping the root key now).
-        (await kms.Client.PutAsync("sys/init", new { secret_shares = 1, secret_threshold = 1 })).Expect(400);
+        (await kms.Client.PutAsync("sys/init", new { recovery_shares = 1, recovery_threshold = 1 })).Expect(400);
         storage.Fail = false;
         kms.Keys.AddRange(keys);
         await kms.UnsealAsync();
@@ -130,7 +130,7 @@ public sealed class TeeAutoUnsealTests : IDisposable
 
         // Called while init still holds the transition lock: the bogus share queues for it ahead of anything else.
         storage.AfterInitCommit = () => bogus = kms.Server.Core.SubmitUnsealKeyAsync([.. Enumerable.Repeat((byte)0x5A, 32), 7], CancellationToken.None);
-        var init = (await kms.Client.PutAsync("sys/init", new { secret_shares = 3, secret_threshold = 2 })).Expect(200).Body!;
+        var init = (await kms.Client.PutAsync("sys/init", new { recovery_shares = 3, recovery_threshold = 2 })).Expect(200).Body!;
         Assert.Null(init["sealed"]);
         Assert.Null(init["warnings"]);
         Assert.False(kms.Server.Sealed);

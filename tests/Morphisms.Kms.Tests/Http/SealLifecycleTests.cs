@@ -20,10 +20,16 @@ public class SealLifecycleTests
         Assert.Contains("greater than one", (await c.PutAsync("sys/init", new { secret_shares = 3, secret_threshold = 1 })).Expect(400).Errors[0], StringComparison.Ordinal);
         Assert.Contains("secret_shares", (await c.PutAsync("sys/init", new { secret_threshold = 3 })).Expect(400).Errors[0], StringComparison.Ordinal);
 
-        await kms.InitAsync(5, 3);
+        // The Shamir seal takes the Shamir pair only; recovery parameters stay ignored, and the reply has no recovery keys.
+        var init = (await c.PutAsync("sys/init", new { secret_shares = 5, secret_threshold = 3, recovery_shares = 0, recovery_threshold = 0 })).Expect(200).Body!;
+        Assert.Null(init["recovery_keys"]);
+        Assert.Null(init["recovery_keys_base64"]);
+        Assert.Equal(5, init["keys_base64"]!.AsArray().Count);
+        kms.Keys.AddRange(init["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
+        kms.Client.Token = init["root_token"]!.GetValue<string>();
         Assert.Equal(5, kms.Keys.Count);
         Assert.All(kms.Keys, k => Assert.Equal(66, k.Length));
-        Assert.StartsWith("hvs.", kms.RootToken, StringComparison.Ordinal);
+        Assert.StartsWith("hvs.", kms.Client.Token, StringComparison.Ordinal);
         Assert.Equal(["Vault is already initialized"], (await c.PutAsync("sys/init", new { secret_shares = 1, secret_threshold = 1 })).Expect(400).Errors);
 
         // Initialised but still sealed until enough shares arrive.

@@ -57,10 +57,13 @@ public sealed class TestKms : IAsyncDisposable
         return kms;
     }
 
-    /// <summary>Runs sys/init.</summary>
+    /// <summary>Runs sys/init (with auto-unseal, as Vault's clients do: the shares asked for as recovery keys).</summary>
     public async Task InitAsync(int shares, int threshold)
     {
-        var init = (await Client.PutAsync("sys/init", new { secret_shares = shares, secret_threshold = threshold })).Expect(200);
+        object body = _server.Core.Options.AutoUnseal is null
+            ? new { secret_shares = shares, secret_threshold = threshold }
+            : new { recovery_shares = shares, recovery_threshold = threshold };
+        var init = (await Client.PutAsync("sys/init", body)).Expect(200);
         Keys.AddRange(init.Body!["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
         RootToken = init.Body["root_token"]!.GetValue<string>();
         Client.Token = RootToken;

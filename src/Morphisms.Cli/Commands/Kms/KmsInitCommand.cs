@@ -7,14 +7,15 @@ namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
 /// <c>morph kms init</c>: initialises a new KMS (<c>sys/init</c>) and shows the unseal key shares and the root token
-/// once, or writes them to a new file readable only by the user.
+/// once, or writes them to a new file readable only by the user. A KMS with auto-unseal (<c>recovery_seal</c> in
+/// <c>sys/seal-status</c>) is asked for the shares as recovery keys, as Vault's init takes them there.
 /// </summary>
 public static class KmsInitCommand
 {
     /// <summary>Creates the command.</summary>
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var shares = new Option<int>("--key-shares") { Description = "Number of unseal key shares.", DefaultValueFactory = _ => 5 };
+        var shares = new Option<int>("--key-shares") { Description = "Number of unseal key shares (recovery key shares when the KMS auto-unseals).", DefaultValueFactory = _ => 5 };
         var threshold = new Option<int>("--key-threshold") { Description = "Shares needed to unseal.", DefaultValueFactory = _ => 3 };
         var output = new Option<FileInfo?>("--output") { Description = "Write the keys and root token to this new file (mode 0600) instead of printing them." };
         var command = new Command("init", "Initialise the KMS: generate the unseal key shares and the root token.") { shares, threshold, output };
@@ -28,12 +29,16 @@ public static class KmsInitCommand
             }
 
             KmsReply reply;
+            string? recoverySeal;
             try
             {
+                // With auto-unseal the KMS takes recovery_shares/recovery_threshold and refuses the Shamir pair, as Vault does.
+                recoverySeal = RecoverySeal((await kms.SendAsync("GET", "sys/seal-status", null, ct, authenticated: false)).Body);
+                var (sharesName, thresholdName) = recoverySeal is null ? ("secret_shares", "secret_threshold") : ("recovery_shares", "recovery_threshold");
                 reply = await kms.SendAsync("PUT", "sys/init", new JsonObject
                 {
-                    ["secret_shares"] = parse.GetValue(shares),
-                    ["secret_threshold"] = parse.GetValue(threshold),
+                    [sharesName] = parse.GetValue(shares),
+                    [thresholdName] = parse.GetValue(threshold),
                 }, ct, authenticated: false);
             }
             catch when (file is not null)
@@ -59,7 +64,7 @@ public static class KmsInitCommand
                 {
                     // Written, but a power cut may still lose the name: the file stays, and the reply is printed too.
                     await stderr.WriteLineAsync($"morph: the KMS is initialised and {e.Message}: its reply is printed below as well: keep it, should the file be lost it is the ONLY copy of the unseal keys and the root token");
-                    await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold));
+                    await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold), recoverySeal);
                     return ExitCodes.UsageOrInput;
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -67,7 +72,7 @@ public static class KmsInitCommand
                     // Printed instead: the KMS is initialised and will never show these again.
                     TryDelete(file.FullName);
                     await stderr.WriteLineAsync($"morph: the KMS is initialised, but {file.FullName} could not be written ({e.Message}): its reply is printed below instead, and it is the ONLY copy of the unseal keys and the root token: keep it");
-                    await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold));
+                    await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold), recoverySeal);
                     return ExitCodes.UsageOrInput;
                 }
 
@@ -77,14 +82,20 @@ public static class KmsInitCommand
                     return ExitCodes.Rejected;
                 }
 
-                await stdout.WriteLineAsync($"initialised: {keys.Count} unseal key shares and the root token written to {file.FullName}");
+                await stdout.WriteLineAsync($"initialised: {keys.Count} {(recoverySeal is null ? "unseal" : "recovery")} key shares and the root token written to {file.FullName}");
                 return ExitCodes.Ok;
             }
 
-            return await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold));
+            return await PrintAsync(stdout, stderr, reply, keys, rootToken, json, parse.GetValue(threshold), recoverySeal);
         }, needsToken: false);
         return command;
     }
+
+    /// <summary>The seal type when <c>sys/seal-status</c> says <c>recovery_seal</c> (auto-unseal), else null.</summary>
+    private static string? RecoverySeal(JsonObject? status) =>
+        status?["recovery_seal"] is JsonValue recovery && recovery.GetValueKind() == JsonValueKind.True
+            ? status["type"] is JsonValue type && type.GetValueKind() == JsonValueKind.String ? type.GetValue<string>() : "auto-unseal"
+            : null;
 
     /// <summary>The key shares (base64) and root token of an init reply; null for either when it is missing or not a string.</summary>
     private static (IReadOnlyList<string>? Keys, string? RootToken) Read(JsonObject? body)
@@ -117,7 +128,7 @@ public static class KmsInitCommand
     }
 
     /// <summary>Prints the reply: the keys and root token, the JSON under <c>--json</c>, or the reply as received when malformed.</summary>
-    private static async Task<int> PrintAsync(TextWriter stdout, TextWriter stderr, KmsReply reply, IReadOnlyList<string>? keys, string? rootToken, bool json, int threshold)
+    private static async Task<int> PrintAsync(TextWriter stdout, TextWriter stderr, KmsReply reply, IReadOnlyList<string>? keys, string? rootToken, bool json, int threshold, string? recoverySeal)
     {
         if (json || keys is null || rootToken is null)
         {
@@ -142,12 +153,14 @@ public static class KmsInitCommand
         var i = 1;
         foreach (var key in keys)
         {
-            await stdout.WriteLineAsync($"Unseal Key {i++}: {key}");
+            await stdout.WriteLineAsync($"{(recoverySeal is null ? "Unseal" : "Recovery")} Key {i++}: {key}");
         }
 
         await stdout.WriteLineAsync($"Root Token: {rootToken}");
         await stdout.WriteLineAsync();
-        await stdout.WriteLineAsync($"Store the keys apart; {threshold} of them unseal the KMS (morph kms unseal reads them from stdin or --key-file).");
+        await stdout.WriteLineAsync(recoverySeal is null
+            ? $"Store the keys apart; {threshold} of them unseal the KMS (morph kms unseal reads them from stdin or --key-file)."
+            : $"Store the keys apart, as carefully as unseal keys: the {recoverySeal} seal unseals the KMS at each start, but {threshold} of these keys unseal it without the seal (morph kms unseal), should it fail or its key be lost, and authorise a rekey.");
         return ExitCodes.Ok;
     }
 
