@@ -16,6 +16,19 @@ public class KmsClientCommandTests
     }
 
     [Fact]
+    public async Task Status_reports_an_uninitialised_sealed_kms_with_exit_1()
+    {
+        await using var kms = await CliKms.StartFreshAsync();
+        var text = await kms.RunAsync("status");
+        Assert.Equal(ExitCodes.Rejected, text.ExitCode);
+        Assert.Contains("initialized", text.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("503", text.Stderr, StringComparison.Ordinal);
+        var json = JsonNode.Parse((await kms.RunAsync("status", "--json")).Stdout)!;
+        Assert.False(json["initialized"]!.GetValue<bool>());
+        Assert.True(json["sealed"]!.GetValue<bool>());
+    }
+
+    [Fact]
     public async Task Policies_are_written_read_listed_and_deleted()
     {
         await using var kms = await CliKms.StartDevAsync();

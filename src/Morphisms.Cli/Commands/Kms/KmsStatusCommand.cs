@@ -16,7 +16,9 @@ public static class KmsStatusCommand
         KmsAction.Set(command, stdout, stderr, async (parse, kms, json, ct) =>
         {
             var status = (await kms.SendAsync("GET", "sys/seal-status", null, ct, authenticated: false)).Body ?? [];
-            var ha = HighAvailability((await kms.SendAsync("GET", "sys/leader", null, ct, authenticated: false)).Body);
+            // A sealed or uninitialised node answers sys/leader with 503 (as Vault does): it takes no part in HA, and the
+            // seal status above is still the answer.
+            var ha = HighAvailability((await kms.SendAsync("GET", "sys/leader", null, ct, authenticated: false, 503)).Body);
             if (json)
             {
                 if (ha is not null)
