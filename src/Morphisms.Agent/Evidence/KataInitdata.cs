@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using System.Text;
 using Tomlyn;
 using Tomlyn.Model;
+using Tomlyn.Parsing;
+using Tomlyn.Syntax;
 
 namespace Morphisms.Agent.Evidence;
 
@@ -241,12 +243,29 @@ public sealed class KataInitdata
 
         try
         {
+            // The serializer builds the table without TOML's semantic checks: a key defined twice (two `image =` lines, a
+            // second [data] header, a dotted key redefining a table) keeps one of the values. The document is measured and
+            // read by other parsers too (Kata's agent refuses duplicates), so first-wins against last-wins would be a
+            // differential; the syntax parser's validation refuses every redefinition. Syntax-level, so no reflection.
+            var syntax = SyntaxParser.Parse(text, what, validate: true);
+            if (syntax.Diagnostics.FirstOrDefault(d => d.Kind == DiagnosticMessageKind.Error) is { } error)
+            {
+                throw new EvidenceException($"initdata: {what} is not valid TOML: {Brief(error.ToString())}");
+            }
+
             return TomlSerializer.Deserialize(text, InitdataToml.Default.TomlTable) ?? throw new EvidenceException($"initdata: {what} is empty");
         }
         catch (TomlException e)
         {
-            throw new EvidenceException($"initdata: {what} is not valid TOML: {e.Message}", e);
+            throw new EvidenceException($"initdata: {what} is not valid TOML: {Brief(e.Message)}", e);
         }
+    }
+
+    // Tomlyn quotes the earlier definition of a redefined key, which may be a whole table: keep the message a line.
+    private static string Brief(string message)
+    {
+        var line = message.ReplaceLineEndings(" ");
+        return line.Length <= 240 ? line : line[..240] + "…";
     }
 
     private static string RequiredString(TomlTable table, string key, string where) =>

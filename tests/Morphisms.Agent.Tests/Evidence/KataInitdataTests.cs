@@ -169,6 +169,43 @@ public sealed class KataInitdataTests
         Assert.Contains("kms_ca_sha256 is not 64 hex digits", Assert.Throws<EvidenceException>(() => KataInitdata.Parse(Encoding.UTF8.GetBytes(shortPin))).Message);
     }
 
+    /// <summary>Documents defining a key twice (directly, by a second table header, through a dotted key), each with the key the refusal must name.</summary>
+    public static TheoryData<string, string> DuplicateKeyDocuments()
+    {
+        var pin = RandomNumberGenerator.GetBytes(32);
+        var standard = Document(pin);
+        var data = standard[standard.IndexOf("[data]", StringComparison.Ordinal)..];
+        return new()
+        {
+            { "version = \"0.1.0\"\nversion = \"0.1.0\"\nalgorithm = \"sha256\"\n\n" + data, "version" },
+            { "version = \"0.1.0\"\nalgorithm = \"sha512\"\nalgorithm = \"sha256\"\n\n" + data, "algorithm" },
+            { standard + "[data]\n\"x.toml\" = \"\"\n", "data" },
+            { "version = \"0.1.0\"\nalgorithm = \"sha256\"\ndata.\"morph.toml\" = \"function = 'evil'\"\n\n" + data, "data" },
+            { Document(pin, extra: $"image = \"r/evil@sha256:{new string('1', 64)}\"\n"), "image" },
+            { Document(pin, extra: $"kms_ca_sha256 = \"{new string('e', 64)}\"\n"), "kms_ca_sha256" },
+            { standard + "[x]\na = 1\n[x]\nb = 2\n", "x" },
+            { "version = \"0.1.0\"\nalgorithm = \"sha256\"\nx = { a = 1 }\nx.b = 2\n\n" + data, "x" },
+        };
+    }
+
+    /// <summary>
+    /// TOML forbids defining a key twice. The document is measured and read by more than one parser (Kata's agent reads
+    /// the outer document too): one that kept the first of two values and one that kept the last would disagree about
+    /// what was measured, so a duplicate is refused, not resolved.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DuplicateKeyDocuments))]
+    public void DuplicateKeys_AreRefusedNamingTheKey(string document, string key)
+    {
+        var e = Assert.Throws<EvidenceException>(() => KataInitdata.Parse(Encoding.UTF8.GetBytes(document)));
+        Assert.Contains("not valid TOML", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"The key `{key}` is already defined", e.Message, StringComparison.Ordinal);
+
+        // Tomlyn quotes the first definition, which for [data] is the whole table: the refusal stays a short line.
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.True(e.Message.Length <= 300, e.Message);
+    }
+
     [Fact]
     public void Sources_MissingVariable_BadGzip_AndInflationBombs_FailCleanly()
     {
