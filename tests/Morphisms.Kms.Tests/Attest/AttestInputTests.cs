@@ -46,6 +46,7 @@ public sealed class AttestInputTests : IDisposable
             ("csr", RsaCsr(1024), "'csr'"),
             ("csr", UnknownCurveCsr(), "'csr'"),
             ("endorsements", Convert.ToBase64String("not a certificate"u8.ToArray()), "'endorsements'"),
+            ("endorsements", ManyCertificatesPem(9), "more than 8 certificates"),
         };
         foreach (var (field, value, named) in cases)
         {
@@ -154,6 +155,14 @@ public sealed class AttestInputTests : IDisposable
 
     private static Task<VaultResult> LoginAsync(TestKms kms, FunctionInstance instance, byte[] nonce) =>
         AttestFlow.LoginAsync(kms.Client, "snp", instance.SnpReport(nonce), nonce, instance.CsrPem);
+
+    /// <summary>Base64 of a PEM holding <paramref name="count"/> copies of one self-signed certificate.</summary>
+    private static string ManyCertificatesPem(int count)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var certificate = new CertificateRequest("CN=many", key, HashAlgorithmName.SHA256).CreateSelfSigned(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch.AddYears(100));
+        return Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat(certificate.ExportCertificatePem() + "\n", count))));
+    }
 
     private static string EcCsr(ECCurve curve)
     {

@@ -11,6 +11,12 @@ namespace Morphisms.Attestation.Verify.Snp;
 /// </summary>
 public sealed class SnpEndorsements
 {
+    /// <summary>
+    /// Upper bound on the certificates one PEM may hold (a chain is three: VCEK or VLEK, ASK or ASVK, ARK), so a hostile
+    /// login cannot make the KMS parse thousands.
+    /// </summary>
+    public const int MaxCertificates = 8;
+
     /// <summary>Creates endorsements from certificates already loaded.</summary>
     /// <param name="keyCertificate">The VCEK or VLEK certificate.</param>
     /// <param name="chain">Other certificates supplied with the evidence (ASK/ASVK, ARK), in any order.</param>
@@ -66,14 +72,26 @@ public sealed class SnpEndorsements
         {
             if (LooksLikePem(bytes))
             {
-                var collection = new X509Certificate2Collection();
-                collection.ImportFromPem(Encoding.ASCII.GetString(bytes));
-                if (collection.Count == 0)
+                var certificates = new List<X509Certificate2>();
+                var rest = Encoding.ASCII.GetString(bytes).AsSpan();
+                while (PemEncoding.TryFind(rest, out var fields))
                 {
-                    throw new EvidenceFormatException(what, "the PEM holds no CERTIFICATE block");
+                    if (rest[fields.Label].SequenceEqual("CERTIFICATE"))
+                    {
+                        // Counted before each is parsed, so the bound holds on the work, not just on what is kept.
+                        if (certificates.Count == MaxCertificates)
+                        {
+                            throw new EvidenceFormatException(what, $"the PEM holds more than {MaxCertificates} certificates (a chain is VCEK or VLEK, ASK or ASVK, ARK)");
+                        }
+
+                        // TryFind accepted the block, so its base64 decodes.
+                        certificates.Add(UntrustedCertificate.Load(Convert.FromBase64String(rest[fields.Base64Data].ToString())));
+                    }
+
+                    rest = rest[fields.Location.End..];
                 }
 
-                return [.. collection];
+                return certificates.Count > 0 ? certificates : throw new EvidenceFormatException(what, "the PEM holds no CERTIFICATE block");
             }
 
             return [UntrustedCertificate.Load(bytes)];
