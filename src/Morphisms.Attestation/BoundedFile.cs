@@ -9,11 +9,11 @@ public static class BoundedFile
 {
     /// <summary>Reads the whole file at <paramref name="path"/> when it holds at most <paramref name="limit"/> bytes.</summary>
     /// <returns>False (and <paramref name="bytes"/> empty) when the file holds more than <paramref name="limit"/> bytes.</returns>
-    /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="IOException">The file cannot be read, or <paramref name="path"/> is a directory.</exception>
     /// <exception cref="UnauthorizedAccessException">The file cannot be opened.</exception>
     public static bool TryReadAllBytes(string path, int limit, out byte[] bytes)
     {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+        using var stream = OpenRead(path);
         var buffer = new byte[Math.Min(limit + 1, 64 * 1024)];
         using var content = new MemoryStream();
         int read;
@@ -30,4 +30,23 @@ public static class BoundedFile
         bytes = content.ToArray();
         return true;
     }
+
+    /// <summary>Opens the file at <paramref name="path"/> for reading, with no buffer of its own (callers read in blocks).</summary>
+    /// <exception cref="IOException">The file cannot be opened, or <paramref name="path"/> is a directory.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file cannot be opened by this user.</exception>
+    public static FileStream OpenRead(string path)
+    {
+        try
+        {
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+        }
+        catch (UnauthorizedAccessException) when (Directory.Exists(path))
+        {
+            // Opening a directory is "access denied" to .NET, which sends the user to check permissions, not the path.
+            throw new IOException(NotAFile(path));
+        }
+    }
+
+    /// <summary>The message for a directory named where a file is expected: "PATH is a directory, not a file".</summary>
+    public static string NotAFile(string path) => $"{path} is a directory, not a file";
 }

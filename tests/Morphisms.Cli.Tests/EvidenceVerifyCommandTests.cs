@@ -161,6 +161,32 @@ public class EvidenceVerifyCommandTests
         }
     }
 
+    /// <summary>A bad --crl or --vcek file is the user's to fix by that option: the error names it and the file, not the evidence.</summary>
+    [VectorFact]
+    public async Task An_unreadable_crl_or_vcek_file_is_named_by_its_option()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(file, "not a CRL\n");
+            string[] args = ["evidence", "verify", "--tee", "snp", "--evidence", V("snp", "trustee_milan_v2_report.bin")];
+
+            var crl = await MorphRunner.RunAsync([.. args, "--vcek", V("snp", "trustee_milan_vcek.der"), "--crl", file]);
+            Assert.Equal(ExitCodes.UsageOrInput, crl.ExitCode);
+            Assert.Contains($"morph: --crl {file}: not a DER X.509 CRL", crl.Stderr);
+            Assert.DoesNotContain("evidence", crl.Stderr);
+
+            var vcek = await MorphRunner.RunAsync([.. args, "--vcek", file, "--json"]);
+            Assert.Equal(ExitCodes.UsageOrInput, vcek.ExitCode);
+            Assert.Contains($"morph: --vcek {file}: not a DER or PEM X.509 certificate", vcek.Stderr);
+            Assert.StartsWith($"--vcek {file}: ", JsonDocument.Parse(vcek.Stdout).RootElement.GetProperty("error").GetString());
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     [VectorFact]
     public async Task Show_prints_every_field_without_verifying()
     {

@@ -36,16 +36,16 @@ internal static class BoundedInput
     public const int BodyLimit = 64 * 1024 * 1024;
 
     /// <summary>The text of the file at <paramref name="path"/> (UTF-8 unless a byte order mark says otherwise).</summary>
-    /// <exception cref="IOException">The file cannot be read, or holds more than <paramref name="limit"/> characters.</exception>
+    /// <exception cref="IOException">The file cannot be read, is a directory, or holds more than <paramref name="limit"/> characters.</exception>
     /// <exception cref="UnauthorizedAccessException">The file cannot be opened.</exception>
     public static string ReadFile(string path, int limit)
     {
-        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        using var reader = new StreamReader(BoundedFile.OpenRead(path), Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
         return Read(reader, path, limit);
     }
 
     /// <summary>The bytes of the file at <paramref name="path"/>.</summary>
-    /// <exception cref="IOException">The file cannot be read, or holds more than <paramref name="limit"/> bytes.</exception>
+    /// <exception cref="IOException">The file cannot be read, is a directory, or holds more than <paramref name="limit"/> bytes.</exception>
     /// <exception cref="UnauthorizedAccessException">The file cannot be opened.</exception>
     public static byte[] ReadFileBytes(string path, int limit) =>
         BoundedFile.TryReadAllBytes(path, limit, out var bytes) ? bytes : throw new IOException($"{path} is larger than {Describe(limit)}");

@@ -105,7 +105,7 @@ public sealed class InvokeInputTests
         {
             var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", "--data", "@" + dir);
             Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
-            Assert.Contains("morph: --data: ", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Contains($"morph: --data: {dir} is a directory, not a file", outcome.Stderr, StringComparison.Ordinal);
             ErrorPathTests.AssertNoStackTrace(outcome);
         }
         finally

@@ -120,6 +120,7 @@ public class KmsClientCommandTests
         await File.WriteAllTextAsync(data, "{not json");
         var bad = await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data);
         Assert.Equal(ExitCodes.UsageOrInput, bad.ExitCode);
+        Assert.Contains($"morph: --data-file {data}: not JSON", bad.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("not json", bad.Stderr, StringComparison.Ordinal);
         Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("kv", "get", "secret")).ExitCode);
         Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("kv", "get", "sys/health")).ExitCode);

@@ -54,7 +54,23 @@ public class KmsProcessStateTests
         var put = await WithStdinAsync("{\"v\":\"" + new string('x', 2 * 1024 * 1024) + "\"}", () => kms.RunAsync("kv", "put", "secret/stdin"));
 
         Assert.Equal(ExitCodes.UsageOrInput, put.ExitCode);
-        Assert.Contains("--data-file: standard input is larger than 1 MiB", put.Stderr, StringComparison.Ordinal);
+        Assert.Contains("morph: standard input is larger than 1 MiB", put.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("--data-file", put.Stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>Without --data-file the secret is read from standard input, so an error names standard input, not the option.</summary>
+    [Theory]
+    [InlineData("hello\n", "standard input: not JSON (line 1, byte 1)")]
+    [InlineData("[1]", "standard input: expected a JSON object of the secret's fields")]
+    public async Task Bad_secret_data_on_standard_input_is_named_as_standard_input(string input, string message)
+    {
+        await using var kms = await CliKms.StartDevAsync();
+
+        var put = await WithStdinAsync(input, () => kms.RunAsync("kv", "put", "secret/stdin"));
+
+        Assert.Equal(ExitCodes.UsageOrInput, put.ExitCode);
+        Assert.Contains($"morph: {message}", put.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("--data-file", put.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

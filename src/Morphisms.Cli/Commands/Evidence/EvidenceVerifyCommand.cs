@@ -67,7 +67,7 @@ public static class EvidenceVerifyCommand
             }
             catch (EvidenceFormatException e)
             {
-                return InputError($"unreadable evidence: {e.Message}", asJson, stdout, stderr);
+                return InputError(Unreadable(e, parse.GetValue(vcek), parse.GetValue(crl)), asJson, stdout, stderr);
             }
 
             if (request.AllowDebug)
@@ -91,12 +91,38 @@ public static class EvidenceVerifyCommand
 
     private static byte[] ReadInput(FileInfo file, string option)
     {
-        if (!file.Exists)
+        // FileInfo.Exists is false for a directory as well, which is not "not found": reading it says what it is.
+        if (!file.Exists && !Directory.Exists(file.FullName))
         {
             throw new FileNotFoundException($"{option}: file not found: {file.FullName}");
         }
 
-        return BoundedInput.ReadFileBytes(file.FullName, BoundedInput.EvidenceLimit);
+        try
+        {
+            return BoundedInput.ReadFileBytes(file.FullName, BoundedInput.EvidenceLimit);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{option}: {e.Message}", e);
+        }
+    }
+
+    // The verifier names the structure it could not read; a certificate or CRL the user passed is not evidence, and the
+    // user fixes it by the option and the file, so those are what the message names.
+    private static string Unreadable(EvidenceFormatException e, FileInfo? vcek, FileInfo? crl)
+    {
+        var (field, option, file) = e.Field.StartsWith("vcek", StringComparison.Ordinal) && vcek is not null ? ("vcek", "--vcek", vcek)
+            : e.Field == "crl" && crl is not null ? ("crl", "--crl", crl)
+            : (null, null, null);
+        if (file is null)
+        {
+            return $"unreadable evidence: {e.Message}";
+        }
+
+        // "crl: not a DER X.509 CRL (…)" reads as "--crl FILE: not a DER X.509 CRL (…)"; a sub-field ("vcek extension
+        // hwID: …") keeps its name.
+        var detail = e.Field == field ? e.Message[(field!.Length + 2)..] : e.Message;
+        return $"{option} {file.FullName}: {detail}";
     }
 
     // Bare hex, or typed as `morph deploy` and `morph invoke --show-attestation` print it: --tee already names the TEE,
@@ -133,6 +159,10 @@ public static class EvidenceVerifyCommand
         catch (EvidenceFormatException e)
         {
             throw new FormatException($"--collateral: {e.Message}");
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new FileNotFoundException($"--collateral: no such file or directory: {e.FileName ?? path}", e.FileName ?? path, e);
         }
     }
 

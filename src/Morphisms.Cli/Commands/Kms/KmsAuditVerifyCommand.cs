@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation;
 using Morphisms.Kms.Audit;
 
 namespace Morphisms.Cli.Commands.Kms;
@@ -28,7 +29,8 @@ public static class KmsAuditVerifyCommand
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                await stderr.WriteLineAsync($"morph: {e.Message}");
+                // A directory is "access denied" to .NET, which sends the user to check permissions, not the path.
+                await stderr.WriteLineAsync($"morph: {(Directory.Exists(log.FullName) ? BoundedFile.NotAFile(log.FullName) : e.Message)}");
                 return ExitCodes.UsageOrInput;
             }
 

@@ -182,7 +182,8 @@ public static class KmsInitCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw KmsCliException.Usage($"--output: {e.Message}");
+            // A directory is "already exists" to CreateNew, which hides what is wrong with the path.
+            throw KmsCliException.Usage($"--output: {(Directory.Exists(path) ? BoundedFile.NotAFile(path) : e.Message)}");
         }
     }
 

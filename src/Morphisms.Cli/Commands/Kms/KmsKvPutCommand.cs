@@ -19,7 +19,8 @@ public static class KmsKvPutCommand
         var command = new Command("put", "Write a new version of a secret (JSON object from --data-file or standard input).") { path, dataFile, cas };
         KmsAction.Set(command, stdout, stderr, async (parse, kms, json, ct) =>
         {
-            var data = ParseObject(SecretInput.Read(parse.GetValue(dataFile), "--data-file"));
+            var file = parse.GetValue(dataFile);
+            var data = ParseObject(SecretInput.Read(file, "--data-file"), SecretInput.IsStandardInput(file) ? SecretInput.StandardInput : $"--data-file {file}");
             var kv = await KvPath.ResolveAsync(kms, parse.GetValue(path)!, allowEmptyKey: false, ct);
             var body = new JsonObject { ["data"] = data };
             if (parse.GetValue(cas) is { } version)
@@ -42,16 +43,17 @@ public static class KmsKvPutCommand
         return command;
     }
 
-    private static JsonObject ParseObject(string text)
+    /// <summary>The secret's fields in <paramref name="text"/>, read from <paramref name="source"/> (which the errors name).</summary>
+    private static JsonObject ParseObject(string text, string source)
     {
         try
         {
             // The error never quotes the input: it is a secret.
-            return JsonNode.Parse(text) as JsonObject ?? throw KmsCliException.Usage("--data-file: expected a JSON object of the secret's fields");
+            return JsonNode.Parse(text) as JsonObject ?? throw KmsCliException.Usage($"{source}: expected a JSON object of the secret's fields");
         }
         catch (JsonException e)
         {
-            throw KmsCliException.Usage($"--data-file: not JSON (line {(e.LineNumber ?? 0) + 1}, byte {(e.BytePositionInLine ?? 0) + 1})");
+            throw KmsCliException.Usage($"{source}: not JSON (line {(e.LineNumber ?? 0) + 1}, byte {(e.BytePositionInLine ?? 0) + 1})");
         }
     }
 }

@@ -394,7 +394,8 @@ public static class KmsServerCommand
         {
             if (file is { Exists: false })
             {
-                throw KmsCliException.Usage($"{(file == certificate ? "--tls-cert" : "--tls-key")}: file not found: {file.FullName}");
+                // FileInfo.Exists is false for a directory too, which is not "not found".
+                throw KmsCliException.Usage($"{(file == certificate ? "--tls-cert" : "--tls-key")}: {(Directory.Exists(file.FullName) ? BoundedFile.NotAFile(file.FullName) : $"file not found: {file.FullName}")}");
             }
         }
 

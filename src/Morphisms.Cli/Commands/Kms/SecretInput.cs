@@ -1,3 +1,5 @@
+using System.Diagnostics.CodeAnalysis;
+
 namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
@@ -6,6 +8,9 @@ namespace Morphisms.Cli.Commands.Kms;
 /// </summary>
 internal static class SecretInput
 {
+    /// <summary>How messages name standard input.</summary>
+    public const string StandardInput = "standard input";
+
     /// <summary>
     /// The text of <paramref name="path"/>, or of standard input when it is null or <c>-</c>, at most
     /// <paramref name="limit"/> characters (<see cref="BoundedInput"/>).
@@ -15,13 +20,17 @@ internal static class SecretInput
     {
         try
         {
-            return path is null or "-" ? BoundedInput.Read(Console.In, "standard input", limit) : BoundedInput.ReadFile(path, limit);
+            return IsStandardInput(path) ? BoundedInput.Read(Console.In, StandardInput, limit) : BoundedInput.ReadFile(path, limit);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw KmsCliException.Usage($"{option}: {e.Message}");
+            // Standard input is read when the option is absent, so the message names it alone, not an option never given.
+            throw KmsCliException.Usage(IsStandardInput(path) ? e.Message : $"{option}: {e.Message}");
         }
     }
+
+    /// <summary>Whether <see cref="Read"/> reads standard input for <paramref name="path"/> (null or <c>-</c>).</summary>
+    public static bool IsStandardInput([NotNullWhen(false)] string? path) => path is null or "-";
 
     /// <summary>The non-empty, non-comment lines of <paramref name="text"/>, trimmed.</summary>
     public static List<string> Lines(string text) =>
