@@ -112,7 +112,14 @@ internal sealed class AuditLog : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_failed is not null)
             {
-                throw new IOException(_failed);
+                // Try the cut again: once the disk is back this clears the failure. Waiting for a reopen would not do,
+                // since sys/seal is audited itself and so could never get through to close the log.
+                _failed = null;
+                CutBack();
+                if (_failed is not null)
+                {
+                    throw new IOException(_failed);
+                }
             }
 
             // Every request writes two or three entries, so the line is built as UTF-8 in one buffer reused under
@@ -186,7 +193,8 @@ internal sealed class AuditLog : IDisposable
 
     /// <summary>
     /// Cuts the file back to the end of the last complete line after a failed write, so the next entry (which reuses
-    /// the sequence number) follows it directly; if that fails, marks the log failed instead of writing after the rest.
+    /// the sequence number) follows it directly; if that fails, marks the log failed instead of writing after the rest
+    /// (the next append tries again).
     /// </summary>
     private void CutBack()
     {
@@ -199,7 +207,7 @@ internal sealed class AuditLog : IDisposable
         {
             // Opening the log again (unsealing, or restarting the KMS) recovers: it cuts a torn line and notes it, or
             // continues the chain from a whole line that was written although its write reported a failure.
-            _failed = $"the audit log {_path} refuses appends: a failed write could not be cut back ({e.Message}); seal and unseal or restart the KMS to reopen it";
+            _failed = $"the audit log {_path} refuses appends: a failed write could not be cut back ({e.Message}); every request tries the cut again, and restarting the KMS reopens the log";
         }
     }
 
