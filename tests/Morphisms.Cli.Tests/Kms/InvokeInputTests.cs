@@ -59,7 +59,7 @@ public sealed class InvokeInputTests
     {
         var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", function, "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", domain);
         Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
-        Assert.Contains($"morph: {function}: ", outcome.Stderr, StringComparison.Ordinal);
+        Assert.Contains("morph: cannot reach the gateway at 127.0.0.1:9: ", outcome.Stderr, StringComparison.Ordinal);
         ErrorPathTests.AssertNoStackTrace(outcome);
     }
 
@@ -77,7 +77,7 @@ public sealed class InvokeInputTests
             await File.WriteAllTextAsync(body, "two words\n--and a line\n");
             var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example", "--data", "@" + body);
             Assert.Equal(ExitCodes.Rejected, outcome.ExitCode); // nothing listens at the gateway
-            Assert.Contains("morph: signer: ", outcome.Stderr, StringComparison.Ordinal);
+            Assert.Contains("morph: cannot reach the gateway at 127.0.0.1:9: ", outcome.Stderr, StringComparison.Ordinal);
             ErrorPathTests.AssertNoStackTrace(outcome);
         }
         finally

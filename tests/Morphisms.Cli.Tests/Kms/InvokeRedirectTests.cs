@@ -51,7 +51,7 @@ public sealed class InvokeRedirectTests
     }
 
     /// <summary>A function certificate as attest-login issues it, straight under <paramref name="root"/>, with its key.</summary>
-    private static X509Certificate2 FunctionLeaf(X509Certificate2 root, string function, string host)
+    internal static X509Certificate2 FunctionLeaf(X509Certificate2 root, string function, string host)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest($"CN={host}", key, HashAlgorithmName.SHA256);

@@ -181,6 +181,11 @@ public sealed class KmsTlsPinTests : IDisposable
 
         var unpinned = await MorphRunner.RunAsync("kms", "status", "--address", url);
         Assert.Equal(ExitCodes.Rejected, unpinned.ExitCode); // a self-signed certificate: the system roots refuse it
+        // Said with its cause and the command that fixes it (run next), not .NET's "see inner exception".
+        var authority = kms.BaseAddress.GetLeftPart(UriPartial.Authority);
+        Assert.Contains($"morph: the KMS's certificate at {authority} is not trusted (", unpinned.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"Run `morph kms trust {authority}` first (--dev for a dev KMS of this installation", unpinned.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("see inner exception", unpinned.Stderr, StringComparison.Ordinal);
 
         var trusted = await MorphRunner.RunAsync("kms", "trust", url, "--dev");
         Assert.True(trusted.ExitCode == ExitCodes.Ok, trusted.Stderr);

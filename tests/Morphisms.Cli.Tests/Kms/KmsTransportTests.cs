@@ -132,7 +132,7 @@ public sealed class KmsTransportTests : IDisposable
         await using var misleading = new FakeHttpServer(r => new(307, "", new Dictionary<string, string> { ["Location"] = new Uri(impostor.Address, r.Target).ToString() }));
         var refused = await MorphRunner.RunAsync("kms", "policy", "list", "--address", misleading.Address.ToString(), "--token-file", TokenFile, "--ca-cert", caFile);
         Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
-        Assert.Contains($"cannot reach the KMS at {impostor.Address.GetLeftPart(UriPartial.Authority)}", refused.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"the KMS's certificate at {impostor.Address.GetLeftPart(UriPartial.Authority)} is not trusted: it does not chain to a certificate in {caFile}", refused.Stderr, StringComparison.Ordinal);
         Assert.Empty(impostor.Requests);
     }
 

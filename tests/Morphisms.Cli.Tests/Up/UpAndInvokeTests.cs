@@ -88,6 +88,15 @@ public sealed class UpAndInvokeTests
                 Assert.Contains("is not the expected", wrong.Stderr);
                 Assert.DoesNotContain("signature", wrong.Stdout);
 
+                // No such function: the gateway answers unrecognized_name, and the control API, asked only after that
+                // failure, tells a function served under another domain from one not deployed at all.
+                var missing = await MorphRunner.RunAsync("invoke", "nosuch");
+                Assert.Equal(ExitCodes.Rejected, missing.ExitCode);
+                Assert.Contains("morph: no function nosuch is deployed (see `morph ls`)", missing.Stderr);
+                var otherDomain = await MorphRunner.RunAsync("invoke", "signer", "--domain", "other.example");
+                Assert.Equal(ExitCodes.Rejected, otherDomain.ExitCode);
+                Assert.Contains("morph: signer is served at signer.fn.morphisms.local, not signer.other.example: pass --domain fn.morphisms.local", otherDomain.Stderr);
+
                 // The pin names its TEE: the simulated function attests in SNP's format, so its value typed as snp:
                 // passes and the very same bytes typed as tdx: (an MRTD) are refused.
                 var typed = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key", "--expect-measurement", "snp:" + measurement);
@@ -109,7 +118,8 @@ public sealed class UpAndInvokeTests
 
             // Gone: commands say so instead of guessing.
             var noHost = await MorphRunner.RunAsync("invoke", "signer");
-            Assert.Equal(ExitCodes.UsageOrInput, noHost.ExitCode);
+            Assert.Equal(ExitCodes.Rejected, noHost.ExitCode);
+            Assert.Contains("no `morph up` is running", noHost.Stderr);
 
             await using (var again = MorphProcess.Start(home, "up"))
             {

@@ -30,6 +30,9 @@ internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, Atteste
 /// </summary>
 internal static class FunctionInvoker
 {
+    /// <summary>How long a call may take: scale-from-zero holds the first request while an instance starts and attests.</summary>
+    public static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
+
     public static async Task<InvokeResult> InvokeAsync(KmsTrustRecord trust, InvokeRequest request, CancellationToken ct)
     {
         var host = $"{request.Function}.{request.Domain}";
@@ -77,8 +80,7 @@ internal static class FunctionInvoker
             }
         };
 
-        // Scale-from-zero holds the first request while an instance starts and attests.
-        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromMinutes(2) };
+        using var http = new HttpClient(handler) { Timeout = Timeout };
         using var message = new HttpRequestMessage(request.Data is null ? HttpMethod.Get : HttpMethod.Post, $"https://{host}{request.Path}");
         if (request.Data is not null)
         {

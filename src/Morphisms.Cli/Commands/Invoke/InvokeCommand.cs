@@ -1,10 +1,13 @@
 using System.CommandLine;
 using System.Net;
+using System.Text.Json.Nodes;
 using Morphisms.Cli.Commands.Kms;
+using Morphisms.Cli.Commands.Serving;
 using Morphisms.Cli.Commands.Up;
 using Morphisms.Cli.Paths;
 using Morphisms.Client.Functions;
 using Morphisms.Client.Trust;
+using Morphisms.Serving.Hosting;
 
 namespace Morphisms.Cli.Commands.Invoke;
 
@@ -15,6 +18,9 @@ namespace Morphisms.Cli.Commands.Invoke;
 /// </summary>
 public static class InvokeCommand
 {
+    // How long the control API may take to list the functions after a call failed: it only sharpens the message.
+    private static readonly TimeSpan ListTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>Creates the command.</summary>
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
@@ -39,6 +45,7 @@ public static class InvokeCommand
         {
             KmsTrustRecord trust;
             InvokeRequest request;
+            Func<CancellationToken, Task<JsonArray?>>? listDeployed;
             try
             {
                 // Parsed first: a malformed pin is a usage error whatever the state of morph up or the trust store.
@@ -58,7 +65,8 @@ public static class InvokeCommand
 
                 var paths = MorphPaths.FromEnvironment();
                 var up = UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, UpStateFile.FileName));
-                var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new InvokeUsageException("no running morph up found: start one, or pass --kms URL --gateway IP:PORT");
+                // Nothing to talk to is a failure (exit 1), as for `morph ls` and `morph kms`, not a usage error.
+                var kmsUrl = parse.GetValue(kms) ?? up?.KmsUrl ?? throw new NoMorphUpException(NoUp(paths, "--kms URL --gateway IP:PORT"));
                 if (!Uri.TryCreate(kmsUrl, UriKind.Absolute, out _))
                 {
                     // Else the trust store's lookup fails with a bare "Invalid URI".
@@ -72,7 +80,7 @@ public static class InvokeCommand
                     throw new InvokeUsageException(stale);
                 }
 
-                var gatewayText = parse.GetValue(gateway) ?? up?.Gateway ?? throw new InvokeUsageException("--gateway IP:PORT is needed without a running morph up");
+                var gatewayText = parse.GetValue(gateway) ?? up?.Gateway ?? throw new NoMorphUpException(NoUp(paths, "--gateway IP:PORT"));
                 if (!IPEndPoint.TryParse(gatewayText, out var endPoint) || endPoint.Port == 0)
                 {
                     throw new InvokeUsageException($"--gateway: expected IP:PORT, got '{gatewayText}'");
@@ -92,6 +100,12 @@ public static class InvokeCommand
                     requestPath.StartsWith('/') ? requestPath : "/" + requestPath,
                     parse.GetValue(data) is { } text ? Body(text) : null,
                     pin);
+                listDeployed = DeployedLister(paths, endPoint);
+            }
+            catch (NoMorphUpException e)
+            {
+                await stderr.WriteLineAsync($"morph: {e.Message}");
+                return ExitCodes.Rejected;
             }
             catch (Exception e) when (e is InvokeUsageException or FormatException or IOException or UnauthorizedAccessException or InvalidDataException)
             {
@@ -99,13 +113,18 @@ public static class InvokeCommand
                 return ExitCodes.UsageOrInput;
             }
 
-            return await RunAsync(trust, request, parse.GetValue(show), stdout, stderr, ct);
+            return await RunAsync(trust, request, parse.GetValue(show), stdout, stderr, ct, listDeployed);
         });
         return command;
     }
 
-    /// <summary>Invokes and prints; 0 for a 2xx answer from a verified function, 1 otherwise (a 3xx included: it is not followed).</summary>
-    internal static async Task<int> RunAsync(KmsTrustRecord trust, InvokeRequest request, bool showAttestation, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    /// <summary>
+    /// Invokes and prints; 0 for a 2xx answer from a verified function, 1 otherwise (a 3xx included: it is not followed).
+    /// After a failed call, <paramref name="listDeployed"/> (when given) lists the serving host's functions, to tell a
+    /// function that is not deployed from one with no ready instance: a call that works costs no extra round trip.
+    /// </summary>
+    internal static async Task<int> RunAsync(KmsTrustRecord trust, InvokeRequest request, bool showAttestation, TextWriter stdout, TextWriter stderr, CancellationToken ct,
+        Func<CancellationToken, Task<JsonArray?>>? listDeployed = null)
     {
         InvokeResult result;
         try
@@ -114,7 +133,8 @@ public static class InvokeCommand
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
         {
-            await stderr.WriteLineAsync($"morph: {request.Function}: {e.Message}");
+            var deployed = listDeployed is null ? null : await listDeployed(ct);
+            await stderr.WriteLineAsync($"morph: {InvokeFailure.Describe(e, request, deployed, FunctionInvoker.Timeout)}");
             return ExitCodes.Rejected;
         }
 
@@ -199,5 +219,52 @@ public static class InvokeCommand
         }
     }
 
+    /// <summary>Why there is nothing to talk to: no live <c>DATA/up.json</c>, and the options that would do without it.</summary>
+    private static string NoUp(MorphPaths paths, string options)
+    {
+        var file = Path.Combine(paths.DataDirectory, UpStateFile.FileName);
+        return $"no `morph up` is running ({(File.Exists(file) ? $"{file} is left from one that stopped" : $"no {file}")}): start one, or pass {options}";
+    }
+
+    /// <summary>
+    /// Lists the functions of the serving host whose gateway is <paramref name="gateway"/> (found through its state file),
+    /// or null when there is none or another gateway was given: its list says nothing about that one. Any failure of the
+    /// listing is null too, since it only sharpens the message of a call that already failed.
+    /// </summary>
+    private static Func<CancellationToken, Task<JsonArray?>>? DeployedLister(MorphPaths paths, IPEndPoint gateway)
+    {
+        ServingStateFile? state;
+        try
+        {
+            state = ServingStateFile.Read(Path.Combine(paths.DataDirectory, ServingStateFile.FileName));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+
+        if (state?.ControlTokenFile is not { } tokenFile || !IPEndPoint.TryParse(state.Gateway, out var own) || !own.Equals(gateway))
+        {
+            return null;
+        }
+
+        return async ct =>
+        {
+            try
+            {
+                using var http = ServingControl.CreateClient(state.Control, ServingControl.ReadToken(tokenFile));
+                http.Timeout = ListTimeout;
+                return await ServingControl.SendAsync(http, HttpMethod.Get, "v1/functions", null, ct) as JsonArray;
+            }
+            catch (Exception e) when (e is ServingCliException or HttpRequestException or TaskCanceledException or InvalidOperationException or UriFormatException or System.Text.Json.JsonException)
+            {
+                return null;
+            }
+        };
+    }
+
     private sealed class InvokeUsageException(string message) : Exception(message);
+
+    /// <summary>No <c>morph up</c> and no option standing in for it: an operational failure (exit 1).</summary>
+    private sealed class NoMorphUpException(string message) : Exception(message);
 }

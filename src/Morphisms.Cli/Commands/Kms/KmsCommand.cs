@@ -4,7 +4,7 @@ namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
 /// <c>morph kms</c>: run and administer the KMS. Client commands take <c>--address</c> (default
-/// <c>$MORPH_KMS_ADDR</c>, then http://127.0.0.1:8200) and the token from <c>$MORPH_KMS_TOKEN</c> or
+/// <c>$MORPH_KMS_ADDR</c>, then the running <c>morph up</c>'s KMS) and the token from <c>$MORPH_KMS_TOKEN</c> or
 /// <c>--token-file</c>; secrets (tokens, unseal keys, secret values) are never read from the command line.
 /// </summary>
 public static class KmsCommand

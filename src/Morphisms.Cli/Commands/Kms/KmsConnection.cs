@@ -18,10 +18,7 @@ public sealed class KmsConnection
     /// <summary>Environment variable with a PEM file of certificates to trust for the KMS's TLS.</summary>
     public const string CaCertVariable = "MORPH_KMS_CACERT";
 
-    /// <summary>The address used when neither <c>--address</c> nor <see cref="AddressVariable"/> is set.</summary>
-    public const string DefaultAddress = "http://127.0.0.1:8200";
-
-    private readonly Option<string?> _address = new("--address") { Description = $"KMS URL: https, or http on loopback only (default: ${AddressVariable}, else a running morph up, else {DefaultAddress})." };
+    private readonly Option<string?> _address = new("--address") { Description = $"KMS URL: https, or http on loopback only (default: ${AddressVariable}, else the running morph up's)." };
     private readonly Option<FileInfo?> _caCert = new("--ca-cert") { Description = $"PEM certificate(s) to trust for the KMS's TLS (default: ${CaCertVariable}); a KMS pinned by `morph kms trust` must show its attested TLS key as well." };
     private readonly Option<FileInfo?> _tokenFile = new("--token-file") { Description = $"File holding the token (default: ${TokenVariable})." };
     private readonly Option<bool> _json = new("--json") { Description = "Print the KMS's JSON response." };
@@ -48,11 +45,18 @@ public sealed class KmsConnection
         var explicitAddress = parse.GetValue(_address) ?? NonEmpty(Environment.GetEnvironmentVariable(AddressVariable));
         var paths = Paths.MorphPaths.FromEnvironment();
 
-        // Without an address, a running `morph up` is the KMS meant: its address, TLS certificate and token file.
-        var up = explicitAddress is null
-            ? Up.UpStateFile.ReadLive(Path.Combine(paths.DataDirectory, Up.UpStateFile.FileName))
-            : null;
-        var text = explicitAddress ?? up?.KmsUrl ?? DefaultAddress;
+        // Without an address, a running `morph up` is the KMS meant: its address, TLS certificate and token file. Without
+        // one either there is no KMS to guess at: a default address would only fail later with a transport error that
+        // names neither `morph up` nor the options (exit 1, as for `morph invoke` and `morph ls` without a `morph up`).
+        var upFile = Path.Combine(paths.DataDirectory, Up.UpStateFile.FileName);
+        var up = explicitAddress is null ? Up.UpStateFile.ReadLive(upFile) : null;
+        if (explicitAddress is null && up is null)
+        {
+            throw new KmsCliException(ExitCodes.Rejected, $"no `morph up` is running ({(File.Exists(upFile) ? $"{upFile} is left from one that stopped" : $"no {upFile}")}): "
+                + $"start one, or give the KMS's address with --address URL or {AddressVariable}");
+        }
+
+        var text = explicitAddress ?? up!.KmsUrl;
         if (!Uri.TryCreate(text, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
         {
             throw KmsCliException.Usage($"--address: not an http(s) URL: {text}");
@@ -95,7 +99,7 @@ public sealed class KmsConnection
         try
         {
             var token = BoundedInput.ReadFile(path, BoundedInput.SecretLimit).Trim();
-            return token.Length > 0 ? Checked(token, $"{what}: {path}") : throw KmsCliException.Usage($"{what}: {path} is empty");
+            return token.Length > 0 ? Checked(token, $"{what}: {path}", path) : throw KmsCliException.Usage($"{what}: {path} is empty");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -106,12 +110,17 @@ public sealed class KmsConnection
     /// <summary>
     /// The token, when it can go in an HTTP header: printable ASCII only. Anything else (two lines, a stray control
     /// character, non-ASCII) is a usage error naming where it came from — never the token — rather than a header
-    /// exception or a misleading "cannot reach the KMS".
+    /// exception or a misleading "cannot reach the KMS". A JSON object is not a token either: it is the dev KMS's key file
+    /// (<c>PATH.dev-keys.json</c>) or <c>morph kms init</c>'s output, whose unseal keys would otherwise be sent as the
+    /// token (and refused with a bare 403); the message says how to take the root token out of it.
     /// </summary>
-    private static string Checked(string token, string source) =>
-        token.All(c => c is >= ' ' and <= '~')
-            ? token
-            : throw KmsCliException.Usage($"{source}: not a token (a token is one line of printable ASCII)");
+    private static string Checked(string token, string source, string? file = null) =>
+        token.StartsWith('{')
+            ? throw KmsCliException.Usage($"{source}: JSON, not a token (a dev KMS's PATH.dev-keys.json and `morph kms init`'s output hold the root token as root_token, "
+                + $"beside the unseal keys): put the token alone in a file of its own, e.g. (umask 077; jq -r .root_token {file ?? "FILE"} > token), and pass --token-file token")
+            : token.All(c => c is >= ' ' and <= '~')
+                ? token
+                : throw KmsCliException.Usage($"{source}: not a token (a token is one line of printable ASCII)");
 
     private static string? NonEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 }

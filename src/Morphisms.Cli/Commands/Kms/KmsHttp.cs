@@ -1,5 +1,7 @@
 using System.Net.Http.Headers;
 using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -38,6 +40,7 @@ public sealed class KmsHttp : IDisposable
     private readonly HttpClient _http;
     private readonly string? _token;
     private readonly KmsTlsPin? _pin;
+    private readonly string? _caFile;
 
     /// <summary>
     /// Creates a client for <paramref name="address"/>; <paramref name="caFile"/> replaces the system trust for TLS, and
@@ -54,6 +57,7 @@ public sealed class KmsHttp : IDisposable
         Address = address;
         _token = token;
         _pin = pin;
+        _caFile = caFile;
         var handler = new SocketsHttpHandler { AllowAutoRedirect = false };
         var roots = caFile is null ? null : LoadCertificates(caFile);
         if (pin is not null)
@@ -181,7 +185,7 @@ public sealed class KmsHttp : IDisposable
         }
         catch (HttpRequestException e)
         {
-            throw new KmsCliException(ExitCodes.Rejected, $"cannot reach the KMS at {target.GetLeftPart(UriPartial.Authority)}: {e.Message}");
+            throw new KmsCliException(ExitCodes.Rejected, await UnreachableAsync(target, e, ct).ConfigureAwait(false));
         }
         catch (TaskCanceledException) when (!ct.IsCancellationRequested)
         {
@@ -191,6 +195,73 @@ public sealed class KmsHttp : IDisposable
 
     /// <inheritdoc />
     public void Dispose() => _http.Dispose();
+
+    /// <summary>
+    /// Why <paramref name="target"/> could not be reached, from the causes inside <paramref name="failure"/> (its own
+    /// message, "The SSL connection could not be established, see inner exception" or "An error occurred while sending the
+    /// request", names none), with what to do about it.
+    /// </summary>
+    private async Task<string> UnreachableAsync(Uri target, HttpRequestException failure, CancellationToken ct)
+    {
+        var authority = target.GetLeftPart(UriPartial.Authority);
+        var causes = new List<Exception>();
+        for (Exception? e = failure; e is not null; e = e.InnerException)
+        {
+            causes.Add(e);
+        }
+
+        var cause = (causes.Select(e => e.Message).LastOrDefault(m => !m.Contains("see inner exception", StringComparison.OrdinalIgnoreCase)) ?? failure.Message).TrimEnd('.');
+        if (causes.OfType<AuthenticationException>().Any() && causes.Any(e => e.Message.Contains("certificate", StringComparison.OrdinalIgnoreCase)))
+        {
+            // Refused in the handshake, before the request: without a pin or a CA file the system roots decided, and a
+            // KMS's self-signed or private certificate is in none of them.
+            return _caFile is not null
+                ? $"the KMS's certificate at {authority} is not trusted: it does not chain to a certificate in {_caFile} (--ca-cert, ${KmsConnection.CaCertVariable} or morph up's), or does not name {target.Host}; nothing was sent"
+                : $"the KMS's certificate at {authority} is not trusted ({cause}); nothing was sent. Run `morph kms trust {authority}` first "
+                    + "(--dev for a dev KMS of this installation, else --expect-measurement TEE:HEX), or give its CA with --ca-cert FILE";
+        }
+
+        if (target.Scheme == Uri.UriSchemeHttp && failure.HttpRequestError is HttpRequestError.ResponseEnded or HttpRequestError.InvalidResponse
+            && await AnswersTlsAsync(target, ct).ConfigureAwait(false))
+        {
+            return $"the KMS at {authority} answered TLS, but this address is http://: use https://{target.Authority}"
+                + (_pin is null ? $" (and `morph kms trust https://{target.Authority}` first, --dev for a dev KMS of this installation)" : string.Empty);
+        }
+
+        return $"cannot reach the KMS at {authority}: {cause}";
+    }
+
+    /// <summary>
+    /// Whether the server at <paramref name="target"/> (plain http, loopback) presents a TLS certificate: a KMS started with
+    /// TLS closes a plain HTTP request without an answer, which says nothing by itself. Asked only after such a failure;
+    /// the handshake is abandoned at the certificate, so nothing is sent.
+    /// </summary>
+    private static async Task<bool> AnswersTlsAsync(Uri target, CancellationToken ct)
+    {
+        var presented = false;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            using var tcp = new TcpClient();
+            await tcp.ConnectAsync(target.DnsSafeHost, target.Port, timeout.Token).ConfigureAwait(false);
+            await using var tls = new SslStream(tcp.GetStream());
+            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = target.DnsSafeHost,
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    presented = certificate is not null;
+                    return false;
+                },
+            }, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or SocketException or OperationCanceledException)
+        {
+        }
+
+        return presented;
+    }
 
     private static JsonObject? Parse(string raw)
     {

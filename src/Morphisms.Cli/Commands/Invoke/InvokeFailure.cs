@@ -1,0 +1,115 @@
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Text.Json.Nodes;
+
+namespace Morphisms.Cli.Commands.Invoke;
+
+/// <summary>
+/// Says why a call through the gateway failed, from the exception's causes rather than its outermost message (.NET's
+/// "The SSL connection could not be established, see inner exception" names no cause, and "Connection refused
+/// (NAME.DOMAIN:443)" names a host and port that were never dialled: the connection goes to the gateway).
+/// </summary>
+/// <remarks>
+/// The confidential gateway reads only the ClientHello's server name. For a host with no route it answers the TLS alert
+/// <c>unrecognized_name</c> (112); when no instance of a routed function is ready within its wait, or it is full, it
+/// closes the connection before any TLS answer. A refusal of the certificate comes only after the instance presented
+/// one, so it is recognised first and never reported as one of those: a verification failure is never softened into
+/// "not deployed".
+/// </remarks>
+internal static class InvokeFailure
+{
+    /// <summary>
+    /// The message for <paramref name="failure"/>, a failed call of <paramref name="request"/>. <paramref name="deployed"/>
+    /// is what the serving host's control API lists (<c>GET /v1/functions</c>), asked only after the failure and only of the
+    /// host whose gateway was dialled, or null when it could not be asked.
+    /// </summary>
+    public static string Describe(Exception failure, InvokeRequest request, JsonArray? deployed, TimeSpan timeout)
+    {
+        var host = $"{request.Function}.{request.Domain}";
+        var gateway = request.Gateway.ToString();
+        var causes = Causes(failure).ToList();
+        var cause = Innermost(causes);
+
+        if (failure is TaskCanceledException)
+        {
+            return $"{host} did not answer within {timeout.TotalMinutes:0} minutes through the gateway at {gateway}: see `morph logs {request.Function}`";
+        }
+
+        if (causes.OfType<HttpRequestException>().FirstOrDefault()?.HttpRequestError == HttpRequestError.ConnectionError)
+        {
+            var reason = causes.OfType<SocketException>().FirstOrDefault()?.Message ?? cause;
+            return $"cannot reach the gateway at {gateway}: {reason}; nothing was sent (is `morph up` running, and is {gateway} its gateway? --gateway names another)";
+        }
+
+        if (causes.OfType<AuthenticationException>().Any() && causes.Any(e => e.Message.Contains("certificate", StringComparison.OrdinalIgnoreCase)))
+        {
+            // The instance presented a certificate and it was not accepted: whatever the control API says, that is the answer.
+            return $"{host}: certificate REFUSED, nothing was sent: {cause}";
+        }
+
+        if (causes.Any(e => e.Message.Contains("unrecognized name", StringComparison.OrdinalIgnoreCase)))
+        {
+            // The gateway's unrecognized_name alert: its route table has no entry for the host.
+            return NotRouted(request, host, gateway, deployed);
+        }
+
+        if (causes.OfType<HttpRequestException>().FirstOrDefault()?.HttpRequestError == HttpRequestError.SecureConnectionError
+            && !causes.OfType<AuthenticationException>().Any() && causes.OfType<IOException>().Any())
+        {
+            // Closed (or reset) before any TLS answer: the gateway's way of saying no instance came in time.
+            return Listed(deployed, request, host) is false
+                ? NotRouted(request, host, gateway, deployed)
+                : $"no instance of {request.Function} was ready in time: the gateway at {gateway} closed the connection before one answered "
+                    + $"(an instance that keeps crashing never becomes ready; the gateway waits 30 s by default): see `morph logs {request.Function}`"
+                    + (deployed is null ? $", and `morph ls` for whether {request.Function} is deployed" : string.Empty);
+        }
+
+        if (causes.OfType<AuthenticationException>().Any())
+        {
+            return $"the TLS handshake with {host} through the gateway at {gateway} failed: {cause}; nothing was sent";
+        }
+
+        return cause == failure.Message.TrimEnd('.') ? $"{request.Function}: {cause}" : $"{request.Function}: {failure.Message.TrimEnd('.')}: {cause}";
+    }
+
+    /// <summary>The message when the gateway has no route for <paramref name="host"/>, sharpened by the control API's list when there is one.</summary>
+    private static string NotRouted(InvokeRequest request, string host, string gateway, JsonArray? deployed)
+    {
+        if (Listed(deployed, request, host) is true)
+        {
+            // Listed, yet not routed: deployed or removed a moment ago, or --domain names a host the list does not.
+            return $"the gateway at {gateway} has no route for {host}, although the serving host lists {request.Function}: retry, or see `morph ls`";
+        }
+
+        var elsewhere = deployed?.FirstOrDefault(f => f?["name"]?.ToString() == request.Function)?["host"]?.ToString();
+        return elsewhere is not null
+            ? $"{request.Function} is served at {elsewhere}, not {host}"
+                + (elsewhere.StartsWith(request.Function + ".", StringComparison.OrdinalIgnoreCase) ? $": pass --domain {elsewhere[(request.Function.Length + 1)..]}" : string.Empty)
+            : $"no function {request.Function} is deployed (see `morph ls`): the gateway at {gateway} has no route for {host}";
+    }
+
+    /// <summary>Whether the control API's list serves <paramref name="host"/> (as a function's host or a tag's), or null without a list.</summary>
+    private static bool? Listed(JsonArray? deployed, InvokeRequest request, string host)
+    {
+        if (deployed is null)
+        {
+            return null;
+        }
+
+        return deployed.Any(f =>
+            string.Equals(f?["host"]?.ToString(), host, StringComparison.OrdinalIgnoreCase)
+            || (f?["traffic"] as JsonArray ?? []).Any(t => string.Equals(t?["tag_host"]?.ToString(), host, StringComparison.OrdinalIgnoreCase)));
+    }
+
+    private static IEnumerable<Exception> Causes(Exception failure)
+    {
+        for (var e = failure; e is not null; e = e.InnerException)
+        {
+            yield return e;
+        }
+    }
+
+    /// <summary>The deepest message that says something (not .NET's "see inner exception").</summary>
+    private static string Innermost(List<Exception> causes) =>
+        (causes.Select(e => e.Message).LastOrDefault(m => !m.Contains("see inner exception", StringComparison.OrdinalIgnoreCase)) ?? causes[^1].Message).TrimEnd('.');
+}
