@@ -59,16 +59,20 @@ internal sealed partial class PkiBackend : ILogicalBackend
         Routes.Add(new Route("pki/intermediate/generate", "intermediate/generate/(?<type>internal|exported)"), (Operation.Update, GenerateIntermediate));
         Routes.Add(new Route("pki/intermediate/set-signed", "intermediate/set-signed"), (Operation.Update, SetSigned));
         Routes.Add(new Route("pki/intermediate/rotate", "intermediate/rotate"), (Operation.Update, Rotate));
-        Routes.Add(new Route("pki/issuers", "issuers/?"), (Operation.List, ListIssuers), (Operation.Read, ListIssuers));
-        Routes.Add(new Route("pki/issuer/crl", "issuer/(?<ref>[A-Za-z0-9_-]{1,64})/crl(?<pem>/pem)?"), (Operation.Read, ReadIssuerCrl));
+
+        // Served without a token, as Vault serves them (its PKI engine's unauthenticated paths): a CRL is signed and
+        // public by nature, and clients fetch it on their own to refuse revoked function certificates (Morphisms.Client's
+        // FunctionCrlCache); the issuer list tells them which issuer's CRL to read after intermediate/rotate.
+        Routes.Add(new Route("pki/issuers", "issuers/?") { Unauthenticated = true }, (Operation.List, ListIssuers), (Operation.Read, ListIssuers));
+        Routes.Add(new Route("pki/issuer/crl", "issuer/(?<ref>[A-Za-z0-9_-]{1,64})/crl(?<pem>/pem)?") { Unauthenticated = true }, (Operation.Read, ReadIssuerCrl));
         Routes.Add(new Route("pki/issuer", "issuer/(?<ref>[A-Za-z0-9_-]{1,64})"), (Operation.Read, ReadIssuer));
         Routes.Add(new Route("pki/roles/list", "roles/?"), (Operation.List, ListRoles));
         Routes.Add(new Route("pki/roles", "roles/" + Name), (Operation.Read, ReadRole), (Operation.Update, WriteRole), (Operation.Delete, DeleteRole));
         Routes.Add(new Route("pki/issue", "issue/" + Name), (Operation.Update, Issue));
         Routes.Add(new Route("pki/sign", "sign/" + Name), (Operation.Update, Sign));
         Routes.Add(new Route("pki/revoke", "revoke"), (Operation.Update, Revoke));
-        Routes.Add(new Route("pki/crl", "(crl|cert/crl)"), (Operation.Read, ReadCrlJson));
-        Routes.Add(new Route("pki/crl/pem", "crl/pem"), (Operation.Read, ReadCrlPem));
+        Routes.Add(new Route("pki/crl", "(crl|cert/crl)") { Unauthenticated = true }, (Operation.Read, ReadCrlJson));
+        Routes.Add(new Route("pki/crl/pem", "crl/pem") { Unauthenticated = true }, (Operation.Read, ReadCrlPem));
         Routes.Add(new Route("pki/ca_chain", "ca_chain"), (Operation.Read, ReadCaChainPem));
         Routes.Add(new Route("pki/cert/ca_chain", "cert/ca_chain"), (Operation.Read, ReadCaChainJson));
         Routes.Add(new Route("pki/ca/pem", "ca/pem"), (Operation.Read, ReadCaPem));

@@ -105,6 +105,37 @@ public sealed class PkiApiTests
         Assert.Equal(revoked["revocation_time"]!.GetValue<long>(), (await c.PostAsync("pki/revoke", new { serial_number = serial })).Expect(200).Data["revocation_time"]!.GetValue<long>());
     }
 
+    /// <summary>
+    /// As in Vault, CRLs and the issuer list need no token: clients fetch the CRL themselves to refuse a revoked function
+    /// certificate (Morphisms.Client's FunctionCrlCache), and find a rotated-out issuer's CRL through the list.
+    /// </summary>
+    [Fact]
+    public async Task Crls_and_the_issuer_list_are_served_without_a_token_and_nothing_else_is()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true })).Expect(204);
+        var issued = (await c.PostAsync("pki/issue/svc", new { common_name = "a.svc.local" })).Expect(200).Data;
+        (await c.PostAsync("pki/revoke", new { serial_number = issued["serial_number"]!.GetValue<string>() })).Expect(200);
+        using var certificate = X509Certificate2.CreateFromPem(issued["certificate"]!.GetValue<string>());
+
+        var pem = (await c.GetAsync("pki/crl/pem", token: "")).Expect(200).Raw;
+        Assert.True(CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(pem)).IsRevoked(certificate));
+        Assert.Contains("BEGIN X509 CRL", (await c.GetAsync("pki/crl", token: "")).Expect(200).Data["certificate"]!.GetValue<string>());
+        Assert.Contains("BEGIN X509 CRL", (await c.GetAsync("pki/cert/crl", token: "")).Expect(200).Data["certificate"]!.GetValue<string>());
+        var issuers = (await c.ListAsync("pki/issuers", token: "")).Expect(200).Data;
+        var id = issuers["default"]!.GetValue<string>();
+        Assert.Contains(id, issuers["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
+        var byIssuer = (await c.GetAsync($"pki/issuer/{id}/crl/pem", token: "")).Expect(200).Raw;
+        Assert.True(CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(byIssuer)).IsRevoked(certificate));
+        Assert.Contains("BEGIN X509 CRL", (await c.GetAsync($"pki/issuer/{id}/crl", token: "")).Expect(200).Data["crl"]!.GetValue<string>());
+
+        // The rest of the mount still wants a token.
+        (await c.GetAsync($"pki/issuer/{id}", token: "")).Expect(403);
+        (await c.GetAsync("pki/roles/svc", token: "")).Expect(403);
+        (await c.PostAsync("pki/revoke", new { serial_number = issued["serial_number"]!.GetValue<string>() }, token: "")).Expect(403);
+    }
+
     [Fact]
     public async Task Revoked_certificates_leave_the_crl_one_crl_lifetime_after_they_expire()
     {
