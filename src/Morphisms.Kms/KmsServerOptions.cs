@@ -58,8 +58,9 @@ public sealed record KmsServerOptions
 
     /// <summary>
     /// The longest a function certificate lives: attest-login issues it for the function's token max TTL, or this,
-    /// whichever is shorter. Clients do not fetch CRLs, so this bounds how long after a revision is retired (its
-    /// certificates revoked) a client may still accept an instance of it that the KMS can no longer reach. At least
+    /// whichever is shorter. A client that checks no revocation (Morphisms.Client's <c>RevocationCheck.Off</c>) reads no
+    /// CRL, so this bounds how long after a revision is retired (its certificates revoked) such a client may still accept
+    /// an instance of it that the KMS can no longer reach; one that checks refuses it within its CRL max age. At least
     /// <see cref="MinFunctionCertificateMaxTtl"/> and at most <see cref="MaxTokenTtl"/>; the agent re-attests two thirds
     /// through a certificate's life.
     /// </summary>

@@ -98,7 +98,8 @@ public sealed class FunctionHttpHandlerTests : IDisposable
         Assert.Equal(3, server.RequestsServed);
     }
 
-    private HttpClient Client(FunctionExpectation expectation, int port, Action<AttestedIdentityExtension>? verified = null, Action<IReadOnlyList<string>>? rejected = null, TimeProvider? time = null, VerifiedChainCache? cache = null)
+    private HttpClient Client(FunctionExpectation expectation, int port, Action<AttestedIdentityExtension>? verified = null, Action<IReadOnlyList<string>>? rejected = null, TimeProvider? time = null, VerifiedChainCache? cache = null,
+        FunctionRevocationOptions? revocation = null)
     {
         var trust = new KmsTrustRecord
         {
@@ -112,7 +113,9 @@ public sealed class FunctionHttpHandlerTests : IDisposable
             Simulated = true,
             VerifiedAt = DateTimeOffset.UtcNow,
         };
-        var handler = FunctionHttpHandler.Create(trust, expectation, time, onVerified: verified, onRejected: rejected, chainCache: cache ?? new VerifiedChainCache());
+        // The KMS here is a name only: its CRL (revoking nothing) comes from the test PKI; FunctionRevocationTests fetch real ones.
+        revocation ??= new FunctionRevocationOptions { Source = new StaticCrlSource(_pki.Crl()), Cache = new FunctionCrlCache() };
+        var handler = FunctionHttpHandler.Create(trust, expectation, time, onVerified: verified, onRejected: rejected, chainCache: cache ?? new VerifiedChainCache(), revocation: revocation);
         // The host name is a function's, not a DNS entry: connect to the test server whatever it resolves to.
         handler.ConnectCallback = async (_, ct) =>
         {

@@ -61,6 +61,29 @@ internal sealed class TestPki : IDisposable
         return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
     }
 
+    /// <summary>
+    /// A CRL of the current intermediate listing <paramref name="revoked"/>, as the KMS's <c>pki/</c> mount builds it:
+    /// thisUpdate 30 s back, nextUpdate 72 h on unless given; <paramref name="signer"/> signs instead of the intermediate's key.
+    /// </summary>
+    public byte[] Crl(IEnumerable<X509Certificate2>? revoked = null, DateTimeOffset? thisUpdate = null, DateTimeOffset? nextUpdate = null, ECDsa? signer = null)
+    {
+        var builder = new CertificateRevocationListBuilder();
+        foreach (var certificate in revoked ?? [])
+        {
+            builder.AddEntry(certificate, DateTimeOffset.UtcNow.AddMinutes(-1));
+        }
+
+        var from = thisUpdate ?? DateTimeOffset.UtcNow.AddSeconds(-30);
+        return builder.Build(
+            Intermediate.SubjectName,
+            X509SignatureGenerator.CreateForECDsa(signer ?? IntermediateKey),
+            System.Numerics.BigInteger.One,
+            nextUpdate ?? from.AddHours(72),
+            HashAlgorithmName.SHA384,
+            X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Intermediate, includeKeyIdentifier: false, includeIssuerAndSerial: true),
+            from);
+    }
+
     public void Dispose()
     {
         Root.Dispose();

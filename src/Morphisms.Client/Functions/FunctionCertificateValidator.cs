@@ -8,7 +8,9 @@ namespace Morphisms.Client.Functions;
 /// Checks a function's TLS certificate the way DESIGN.md §2 asks of a client: it chains to the KMS
 /// root CA the client pinned after attesting the KMS (any intermediate the KMS rotated to is fine,
 /// because it chains to the same root), names the host, and carries the attested identity of the
-/// expected function — and, optionally, an expected measurement of an expected TEE.
+/// expected function — and, optionally, an expected measurement of an expected TEE. Revocation is checked by
+/// <see cref="FunctionHttpHandler"/>, which has the KMS to fetch CRLs from (<see cref="FunctionRevocationOptions"/>): these
+/// public overloads check no revocation.
 /// </summary>
 public static class FunctionCertificateValidator
 {
@@ -23,9 +25,9 @@ public static class FunctionCertificateValidator
         {
             TrustMode = X509ChainTrustMode.CustomRootTrust,
 
-            // Function certificates live minutes, not years (the KMS caps them, 15 minutes by default: --function-cert-ttl),
-            // and the client fetches no CRL: expiry is the revocation that matters here, so a retired revision's
-            // instance is refused at most that long after the retirement revoked its certificate.
+            // The platform's revocation check would fetch from the addresses a certificate names, and a chain verdict
+            // that depends on a CRL could not be cached: the leaf is looked up in the KMS's CRL after the build, from
+            // the pinned KMS (FunctionCrlCache), on every handshake.
             RevocationMode = X509RevocationMode.NoCheck,
             DisableCertificateDownloads = true,
         };
@@ -55,23 +57,48 @@ public static class FunctionCertificateValidator
         FunctionExpectation expectation,
         DateTimeOffset now,
         VerifiedChainCache? chainCache,
+        out AttestedIdentityExtension? identity) =>
+        Validate(leaf, presentedCertificates, pinnedRoot, expectation, now, chainCache, revocation: null, out identity);
+
+    /// <summary>
+    /// Validates as the public overloads do and then, when <paramref name="revocation"/> is given and nothing else failed,
+    /// looks the leaf up in the CRL of the CA that issued it (a cache hit included: the chain cache remembers that CA).
+    /// </summary>
+    internal static IReadOnlyList<string> Validate(
+        X509Certificate2 leaf,
+        IReadOnlyList<X509Certificate2> presentedCertificates,
+        X509Certificate2 pinnedRoot,
+        FunctionExpectation expectation,
+        DateTimeOffset now,
+        VerifiedChainCache? chainCache,
+        FunctionRevocationChecker? revocation,
         out AttestedIdentityExtension? identity)
     {
         var failures = new List<string>();
-        if (CheckChain(leaf, presentedCertificates, pinnedRoot, now, chainCache) is { } chainFailure)
+        if (CheckChain(leaf, presentedCertificates, pinnedRoot, now, chainCache, out var issuingCa) is { } chainFailure)
         {
             failures.Add(chainFailure);
         }
 
         CheckHostAndIdentity(leaf, expectation, failures, out identity);
+
+        // Last, and only for a certificate accepted otherwise: it may wait for a fetch from the KMS.
+        if (failures.Count == 0 && revocation is not null && revocation.Check(leaf, issuingCa!, now) is { } revoked)
+        {
+            failures.Add(revoked);
+        }
+
         return failures;
     }
 
-    private static string? CheckChain(X509Certificate2 leaf, IReadOnlyList<X509Certificate2> presented, X509Certificate2 pinnedRoot, DateTimeOffset now, VerifiedChainCache? cache)
+    private static string? CheckChain(X509Certificate2 leaf, IReadOnlyList<X509Certificate2> presented, X509Certificate2 pinnedRoot, DateTimeOffset now, VerifiedChainCache? cache,
+        out X509Certificate2? issuingCa)
     {
+        issuingCa = null;
         var key = cache is null ? null : VerifiedChainCache.KeyOf(pinnedRoot, leaf, presented);
-        if (key is not null && cache!.TryHit(key, now))
+        if (key is not null && cache!.TryHit(key, now, out var cachedIssuer))
         {
+            issuingCa = cachedIssuer < 0 ? pinnedRoot : presented[cachedIssuer];
             return null;
         }
 
@@ -96,9 +123,24 @@ public static class FunctionCertificateValidator
             return "chain: the chain does not run from this certificate to the pinned KMS root CA";
         }
 
+        if (chain.ChainElements.Count < 2)
+        {
+            return "chain: the certificate is the pinned KMS root CA itself, not one issued under it";
+        }
+
+        // The leaf's issuer is one of the caller's certificates (downloads are off): that one is kept, not the chain's
+        // copy, which goes with the chain.
+        var issuer = chain.ChainElements[1].Certificate.RawData;
+        var index = -1;
+        for (var i = 0; i < presented.Count && index < 0; i++)
+        {
+            index = presented[i].RawData.AsSpan().SequenceEqual(issuer) ? i : -1;
+        }
+
+        issuingCa = index < 0 ? pinnedRoot : presented[index];
         if (key is not null)
         {
-            cache!.Add(key, chain, now);
+            cache!.Add(key, chain, now, index);
         }
 
         return null;

@@ -9,7 +9,10 @@ namespace Morphisms.Client.Functions;
 /// An <see cref="HttpMessageHandler"/> for talking to one function: every TLS handshake is checked
 /// with <see cref="FunctionCertificateValidator"/> against the pinned KMS root CA — so a certificate
 /// from a rotated KMS intermediate or a new function revision is verified again on its own merits,
-/// and a connection whose certificate fails is never used.
+/// and a connection whose certificate fails is never used. Unless <see cref="FunctionRevocationOptions"/> turns it off, each
+/// handshake's certificate is also looked up in a current CRL of the CA that issued it, fetched from the pinned KMS (at
+/// most every <see cref="FunctionRevocationOptions.CrlMaxAge"/>, 30 s by default), and refused when listed or when no
+/// valid CRL can be had.
 /// </summary>
 public static class FunctionHttpHandler
 {
@@ -20,15 +23,22 @@ public static class FunctionHttpHandler
     /// <param name="onVerified">Called with the attested identity of each accepted connection.</param>
     /// <param name="onRejected">Called with the failures of each refused connection.</param>
     /// <param name="chainCache">Chains already built to the pinned root (default: <see cref="VerifiedChainCache.Shared"/>).</param>
+    /// <param name="revocation">
+    /// How revocation is checked (default: required, against CRLs from <paramref name="trust"/>'s KMS, kept in
+    /// <see cref="FunctionCrlCache.Shared"/> for 30 s). <see cref="RevocationCheck.Off"/> is insecure and warns.
+    /// </param>
     /// <exception cref="InvalidOperationException">
     /// <paramref name="trust"/> must not be used (<see cref="KmsTrustRecord.UsabilityProblem"/>: no measurement policy,
     /// or a TDX KMS pinned by MRTD alone); the message says how to trust the KMS again.
     /// </exception>
     public static SocketsHttpHandler Create(KmsTrustRecord trust, FunctionExpectation expectation, TimeProvider? time = null,
         Action<AttestedIdentityExtension>? onVerified = null, Action<IReadOnlyList<string>>? onRejected = null,
-        VerifiedChainCache? chainCache = null)
+        VerifiedChainCache? chainCache = null, FunctionRevocationOptions? revocation = null)
     {
         ArgumentNullException.ThrowIfNull(trust);
+        revocation ??= new FunctionRevocationOptions();
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(revocation.CrlMaxAge, TimeSpan.Zero, nameof(revocation));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(revocation.FetchTimeout, TimeSpan.Zero, nameof(revocation));
 
         // A root CA pinned without a known measurement check is no better than one learned on first use.
         if (trust.UsabilityProblem() is { } problem)
@@ -39,6 +49,19 @@ public static class FunctionHttpHandler
         var root = X509Certificate2.CreateFromPem(trust.RootCaPem);
         var clock = time ?? TimeProvider.System;
         var cache = chainCache ?? VerifiedChainCache.Shared;
+        FunctionRevocationChecker? revocationChecker = null;
+        if (revocation.Check == RevocationCheck.Off)
+        {
+            (revocation.OnWarning ?? Console.Error.WriteLine)(FunctionRevocationOptions.OffWarning);
+        }
+        else
+        {
+            revocationChecker = new FunctionRevocationChecker(
+                revocation.Cache ?? FunctionCrlCache.Shared,
+                revocation.Source ?? new KmsCrlSource(trust, revocation.FetchTimeout),
+                revocation.CrlMaxAge);
+        }
+
         var handler = new SocketsHttpHandler
         {
             // A pooled connection keeps the certificate it was verified with; a short lifetime makes
@@ -65,7 +88,7 @@ public static class FunctionHttpHandler
 
                 // The certificates the server sent besides its leaf, in the order it sent them.
                 var presented = chain?.ChainPolicy.ExtraStore.Cast<X509Certificate2>().ToList() ?? [];
-                var failures = FunctionCertificateValidator.Validate(leaf, presented, root, expectation, clock.GetUtcNow(), cache, out var identity);
+                var failures = FunctionCertificateValidator.Validate(leaf, presented, root, expectation, clock.GetUtcNow(), cache, revocationChecker, out var identity);
                 if (failures.Count > 0)
                 {
                     onRejected?.Invoke(failures);

@@ -15,7 +15,9 @@ namespace Morphisms.Client.Functions;
 /// presented, in order. Building that input under the validator's policy (the pinned root as the only anchor) gives the
 /// same result at any time inside the validity of every certificate in the chain, so a hit also requires the time
 /// of use to fall inside that window. Only successful builds are stored; the per-connection checks (host, attested
-/// identity, measurement) are never cached. Shared by every handler of a process unless one is given its own.
+/// identity, measurement, revocation) are never cached: an entry also remembers which certificate of its input issued
+/// the leaf, so that the revocation check (<see cref="FunctionCrlCache"/>) runs on a hit as on a build. Shared by every
+/// handler of a process unless one is given its own.
 /// </remarks>
 public sealed class VerifiedChainCache
 {
@@ -65,21 +67,29 @@ public sealed class VerifiedChainCache
         hash.AppendData(der);
     }
 
-    /// <summary>True when the chain with this key was built before and <paramref name="now"/> is inside its validity.</summary>
-    internal bool TryHit(string key, DateTimeOffset now)
+    /// <summary>
+    /// True when the chain with this key was built before and <paramref name="now"/> is inside its validity;
+    /// <paramref name="issuer"/> is then where the leaf's issuing CA is in that input (see <see cref="Add"/>).
+    /// </summary>
+    internal bool TryHit(string key, DateTimeOffset now, out int issuer)
     {
         if (_entries.TryGetValue(key, out var validity) && validity.Contains(now))
         {
             Interlocked.Increment(ref _hits);
+            issuer = validity.Issuer;
             return true;
         }
 
         Interlocked.Increment(ref _misses);
+        issuer = 0;
         return false;
     }
 
-    /// <summary>Remembers a chain that was just built to the pinned root.</summary>
-    internal void Add(string key, X509Chain built, DateTimeOffset now)
+    /// <summary>
+    /// Remembers a chain that was just built to the pinned root, whose leaf was issued by the presented certificate at
+    /// index <paramref name="issuer"/>, or by the pinned root when it is -1.
+    /// </summary>
+    internal void Add(string key, X509Chain built, DateTimeOffset now, int issuer)
     {
         var notBefore = DateTimeOffset.MinValue;
         var notAfter = DateTimeOffset.MaxValue;
@@ -97,7 +107,7 @@ public sealed class VerifiedChainCache
             Trim(now);
         }
 
-        _entries[key] = new Validity(notBefore, notAfter);
+        _entries[key] = new Validity(notBefore, notAfter, issuer);
     }
 
     // Expired chains go first; if the cache is still full (a client talking to more live instances than it holds),
@@ -118,7 +128,7 @@ public sealed class VerifiedChainCache
         }
     }
 
-    private readonly record struct Validity(DateTimeOffset NotBefore, DateTimeOffset NotAfter)
+    private readonly record struct Validity(DateTimeOffset NotBefore, DateTimeOffset NotAfter, int Issuer)
     {
         public bool Contains(DateTimeOffset now) => now >= NotBefore && now <= NotAfter;
     }

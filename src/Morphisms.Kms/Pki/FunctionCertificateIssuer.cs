@@ -34,8 +34,8 @@ internal sealed class FunctionCertificateIssuer(KmsCore core) : IFunctionCertifi
             request.EvidenceSha256,
             request.Attestation.Simulated);
 
-        // Clients do not fetch CRLs: expiry is what ends a retired revision's certificate for them, so it must come
-        // soon whatever the token may live (the agent re-attests two thirds through the certificate's life).
+        // Clients that check no CRL (RevocationCheck.Off) have only expiry to end a retired revision's certificate, so
+        // it must come soon whatever the token may live (the agent re-attests two thirds through the certificate's life).
         var validity = TimeSpan.FromSeconds(request.Function.TokenMaxTtl);
         if (validity > core.Options.FunctionCertificateMaxTtl)
         {

@@ -2,7 +2,7 @@ namespace Morphisms.Cli.Tests.Up;
 
 /// <summary>
 /// <c>morph up</c> as a real process, other commands (run in-process) finding it without flags, <c>morph invoke</c>
-/// accepting and refusing function certificates, Ctrl-C stopping it cleanly, and a second start reusing the state.
+/// accepting and refusing function certificates (a revoked one too), Ctrl-C stopping it cleanly, and a second start reusing the state.
 /// </summary>
 [Collection(Kms.MorphismsHomeCollection.Name)]
 public sealed class UpAndInvokeTests
@@ -106,6 +106,19 @@ public sealed class UpAndInvokeTests
                 Assert.Contains("certificate REFUSED", otherTee.Stderr);
                 Assert.Contains($"the instance was attested by snp (measurement snp:{measurement}), and the expected tdx:{measurement} is a tdx measurement", otherTee.Stderr);
                 Assert.DoesNotContain("signature", otherTee.Stdout);
+
+                // Deleting the function revokes its certificates into the KMS's CRL, which invoke fetches from the pinned
+                // KMS: the still-running instance is refused at once, and is reached only with the check turned off, loudly.
+                var deleted = await MorphRunner.RunAsync("kms", "function", "delete", "signer");
+                Assert.True(deleted.ExitCode == 0, deleted.Stderr);
+                var revoked = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key");
+                Assert.Equal(ExitCodes.Rejected, revoked.ExitCode);
+                Assert.Contains("certificate REFUSED", revoked.Stderr);
+                Assert.Contains("is revoked on the KMS's CRL: its revision was retired or its function deleted", revoked.Stderr);
+                var unchecked_ = await MorphRunner.RunAsync("invoke", "signer", "--path", "/public-key", "--no-revocation-check");
+                Assert.True(unchecked_.ExitCode == 0, unchecked_.Stderr);
+                Assert.Contains("WARNING: revocation checking of function certificates is OFF", unchecked_.Stderr);
+                Assert.Contains("\"algorithm\":\"ed25519\"", unchecked_.Stdout);
 
                 up.Interrupt();
                 Assert.Equal(0, await up.ExitAsync());

@@ -65,7 +65,7 @@ public sealed class FunctionCertificateTests
     [InlineData(10 * 60, null, 10 * 60)]
     public async Task The_certificate_lives_the_shorter_of_the_token_max_ttl_and_the_kms_cap(int tokenMaxTtl, int? cap, int expected)
     {
-        // Clients fetch no CRL: a retired revision's instance cut off from the KMS is refused only once its certificate
+        // A client that checks no CRL refuses a retired revision's instance cut off from the KMS only once its certificate
         // expires, so that must come within the cap however long the function's tokens may live.
         await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with
         {

@@ -17,7 +17,12 @@ namespace Morphisms.Cli.Commands.Invoke;
 /// <param name="Path">The request path.</param>
 /// <param name="Data">The POST body, or null for a GET.</param>
 /// <param name="ExpectedMeasurement">When set, the attested TEE and measurement must be this pin's.</param>
-internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, FunctionMeasurementPin? ExpectedMeasurement);
+/// <param name="NoRevocationCheck">
+/// INSECURE (<c>--no-revocation-check</c>): fetch no CRL from the KMS, so a retired revision's instance is accepted until its
+/// certificate expires; a warning is printed.
+/// </param>
+internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, FunctionMeasurementPin? ExpectedMeasurement,
+    bool NoRevocationCheck = false);
 
 /// <summary>What came back: the response (with its <c>Location</c>, a redirect not being followed), or the reasons the function's certificate was refused.</summary>
 internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, AttestedIdentityExtension? Identity, IReadOnlyList<X509Certificate2> Chain, IReadOnlyList<string> Refusals, Uri? Location = null);
@@ -25,7 +30,9 @@ internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, Atteste
 /// <summary>
 /// Calls a function through the confidential gateway with <see cref="FunctionHttpHandler"/>: the TLS session ends
 /// in the instance, whose certificate must chain to the pinned KMS root CA and carry the function's attested
-/// identity. Nothing is sent on a connection whose certificate fails. A redirect is not followed: the request already
+/// identity, and must not be on a current CRL of its issuing CA from the pinned KMS (unless the request says
+/// <see cref="InvokeRequest.NoRevocationCheck"/>). Nothing is sent on a connection whose certificate fails. A redirect is
+/// not followed: the request already
 /// went to the verified function, and its answer (a 3xx with a <c>Location</c>) is what the caller reports.
 /// </summary>
 internal static class FunctionInvoker
@@ -33,7 +40,8 @@ internal static class FunctionInvoker
     /// <summary>How long a call may take: scale-from-zero holds the first request while an instance starts and attests.</summary>
     public static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
 
-    public static async Task<InvokeResult> InvokeAsync(KmsTrustRecord trust, InvokeRequest request, CancellationToken ct)
+    /// <summary>Sends <paramref name="request"/>; the warning of <see cref="InvokeRequest.NoRevocationCheck"/> goes to <paramref name="warnings"/> (default: standard error).</summary>
+    public static async Task<InvokeResult> InvokeAsync(KmsTrustRecord trust, InvokeRequest request, CancellationToken ct, TextWriter? warnings = null)
     {
         var host = $"{request.Function}.{request.Domain}";
         var expectation = new FunctionExpectation
@@ -48,7 +56,15 @@ internal static class FunctionInvoker
         AttestedIdentityExtension? identity = null;
         IReadOnlyList<string> refusals = [];
         List<X509Certificate2> chain = [];
-        using var handler = FunctionHttpHandler.Create(trust, expectation, onVerified: i => identity = i, onRejected: f => refusals = f);
+        // A CRL cache of its own: one invocation is one process's worth of connections, as from the command line, so a
+        // revocation made since an earlier call in the same process (tests, quickstart) is seen at once.
+        var revocation = new FunctionRevocationOptions
+        {
+            Check = request.NoRevocationCheck ? RevocationCheck.Off : RevocationCheck.Required,
+            Cache = new FunctionCrlCache(),
+            OnWarning = (warnings ?? Console.Error).WriteLine,
+        };
+        using var handler = FunctionHttpHandler.Create(trust, expectation, onVerified: i => identity = i, onRejected: f => refusals = f, revocation: revocation);
         var verify = handler.SslOptions.RemoteCertificateValidationCallback!;
         handler.SslOptions.RemoteCertificateValidationCallback = (sender, certificate, presented, errors) =>
         {

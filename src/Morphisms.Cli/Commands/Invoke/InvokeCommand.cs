@@ -37,9 +37,14 @@ public static class InvokeCommand
         var kms = new Option<string?>("--kms") { Description = "The pinned KMS whose root CA the function must chain to (default: morph up's)." };
         var gateway = new Option<string?>("--gateway") { Description = "The gateway's IP:PORT (default: morph up's)." };
         var domain = new Option<string?>("--domain") { Description = "The serving domain (default: morph up's)." };
+        var noRevocationCheck = new Option<bool>("--no-revocation-check")
+        {
+            Description = "INSECURE: do not check the function's certificate against the KMS's CRL (fetched from the pinned KMS, required by default, "
+                + "so a retired revision's instance is refused within 30 s); it is then accepted until its certificate expires. Prints a warning.",
+        };
         var command = new Command("invoke", "Call a function over attested TLS through the gateway and print the response.")
         {
-            function, data, path, show, measurement, kms, gateway, domain,
+            function, data, path, show, measurement, kms, gateway, domain, noRevocationCheck,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -99,7 +104,8 @@ public static class InvokeCommand
                     endPoint,
                     requestPath.StartsWith('/') ? requestPath : "/" + requestPath,
                     parse.GetValue(data) is { } text ? Body(text) : null,
-                    pin);
+                    pin,
+                    parse.GetValue(noRevocationCheck));
                 listDeployed = DeployedLister(paths, endPoint);
             }
             catch (NoMorphUpException e)
@@ -129,7 +135,7 @@ public static class InvokeCommand
         InvokeResult result;
         try
         {
-            result = await FunctionInvoker.InvokeAsync(trust, request, ct);
+            result = await FunctionInvoker.InvokeAsync(trust, request, ct, stderr);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
         {

@@ -61,7 +61,8 @@ public static class KmsServerCommand
         var functionCertTtl = new Option<string?>("--function-cert-ttl")
         {
             Description = "The longest a function certificate lives, e.g. 15m (the default) or 1h, at least 1m; a function's token max TTL shortens it. "
-                + "Clients do not fetch CRLs: this is how long a retired revision's instance may still be accepted.",
+                + "Clients that check the KMS's CRL (the default) refuse a retired revision's instance within 30 s; to one that does not, "
+                + "this is how long it may still be accepted.",
         };
         var command = new Command("server", "Run a KMS (Vault-compatible API under /v1/) until interrupted.")
         {

@@ -1,0 +1,224 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Morphisms.Attestation;
+using Morphisms.Attestation.Verify;
+
+namespace Morphisms.Client.Functions;
+
+/// <summary>
+/// CRLs of the CAs that issue function certificates, fetched from the KMS and kept per issuing CA (keyed by the SHA-256
+/// of its SubjectPublicKeyInfo), so that a revocation check costs a set lookup on all but one handshake per
+/// <see cref="FunctionRevocationOptions.CrlMaxAge"/>. A CRL is kept only after its issuer name and signature were checked
+/// against the issuing CA of a chain already verified to the pinned KMS root, and only while it is younger than the
+/// max age and before its <c>nextUpdate</c>. One fetch runs at a time per CA: handshakes that need the same CRL meanwhile
+/// (a burst of connections) wait for that fetch and share its outcome, success or failure.
+/// </summary>
+public sealed class FunctionCrlCache
+{
+    private readonly ConcurrentDictionary<string, Slot> _slots = new(StringComparer.Ordinal);
+    private readonly int _capacity;
+    private long _fetches;
+
+    /// <summary>Creates a cache holding the CRLs of at most <paramref name="capacity"/> issuing CAs.</summary>
+    public FunctionCrlCache(int capacity = 64)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        _capacity = capacity;
+    }
+
+    /// <summary>The process-wide cache <see cref="FunctionHttpHandler"/> uses by default.</summary>
+    public static FunctionCrlCache Shared { get; } = new();
+
+    /// <summary>CRL fetches started (successful or not).</summary>
+    public long Fetches => Interlocked.Read(ref _fetches);
+
+    /// <summary>Issuing CAs with a slot (a CRL, or a fetch under way).</summary>
+    public int Count => _slots.Count;
+
+    /// <summary>
+    /// Why <paramref name="leaf"/> must be refused — it is listed, or no valid CRL of <paramref name="issuingCa"/> could be
+    /// had from <paramref name="source"/> — or null when a current CRL of that CA does not list it. Blocks while a fetch
+    /// runs: the TLS certificate callback this serves is synchronous.
+    /// </summary>
+    internal string? Check(X509Certificate2 leaf, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan maxAge, IFunctionCrlSource source)
+    {
+        var key = Convert.ToHexStringLower(SHA256.HashData(issuingCa.PublicKey.ExportSubjectPublicKeyInfo()));
+        var slot = SlotFor(key, now, maxAge);
+        Task<Outcome> pending;
+        TaskCompletionSource<Outcome>? fetch = null;
+        lock (slot)
+        {
+            if (slot.Current is { } current && IsFresh(current, issuingCa, now, maxAge))
+            {
+                return Verdict(current.Crl, leaf);
+            }
+
+            if (slot.InFlight is { } inFlight)
+            {
+                pending = inFlight;
+            }
+            else
+            {
+                fetch = new TaskCompletionSource<Outcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+                pending = slot.InFlight = fetch.Task;
+            }
+        }
+
+        if (fetch is not null)
+        {
+            Interlocked.Increment(ref _fetches);
+            var outcome = new Outcome(null, "the fetch ended unexpectedly");
+            try
+            {
+                outcome = Fetch(issuingCa, now, source);
+            }
+            finally
+            {
+                // Whatever happened, the handshakes waiting on this fetch must be released with its outcome.
+                lock (slot)
+                {
+                    if (outcome.Entry is { } entry)
+                    {
+                        slot.Current = entry;
+                    }
+
+                    slot.InFlight = null;
+                }
+
+                fetch.SetResult(outcome);
+            }
+        }
+
+        var result = pending.GetAwaiter().GetResult();
+        return result.Entry is { } fetched
+            ? Verdict(fetched.Crl, leaf)
+            : $"revocation: no valid CRL for the issuing CA '{issuingCa.Subject}' could be had from {source.Name}: {result.Failure}; "
+                + "the certificate is refused, as its revocation cannot be checked";
+    }
+
+    private static Outcome Fetch(X509Certificate2 issuingCa, DateTimeOffset now, IFunctionCrlSource source)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = source.Fetch(issuingCa);
+        }
+        catch (CrlFetchException e)
+        {
+            return new Outcome(null, e.Message);
+        }
+
+        CertificateRevocationList crl;
+        try
+        {
+            crl = CertificateRevocationList.Parse(bytes);
+        }
+        catch (EvidenceFormatException e)
+        {
+            return new Outcome(null, $"what it served is not a CRL ({e.Message})");
+        }
+
+        return Problem(crl, issuingCa, now) is { } problem ? new Outcome(null, problem) : new Outcome(new Entry(crl, now), null);
+    }
+
+    /// <summary>Why <paramref name="crl"/> cannot stand for <paramref name="issuingCa"/>'s revocations at <paramref name="now"/>, or null.</summary>
+    internal static string? Problem(CertificateRevocationList crl, X509Certificate2 issuingCa, DateTimeOffset now)
+    {
+        if (!crl.Issuer.RawData.AsSpan().SequenceEqual(issuingCa.SubjectName.RawData))
+        {
+            return $"the CRL's issuer '{crl.Issuer.Name}' is not the issuing CA";
+        }
+
+        // The issuing CA is the one the chain to the pinned KMS root verified, so only the KMS's CA key passes this.
+        if (!crl.VerifySignature(issuingCa))
+        {
+            return "the CRL's signature does not verify with the issuing CA's key: the KMS's CA did not sign it";
+        }
+
+        if (crl.NextUpdate is not { } nextUpdate)
+        {
+            return "the CRL has no nextUpdate, so whether it is current cannot be told";
+        }
+
+        if (now < crl.ThisUpdate)
+        {
+            return $"the CRL is not valid yet (thisUpdate {crl.ThisUpdate.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ} is after this client's clock, {now.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ})";
+        }
+
+        if (now >= nextUpdate)
+        {
+            return $"the CRL is stale (its nextUpdate {nextUpdate.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ} has passed)";
+        }
+
+        return null;
+    }
+
+    private static bool IsFresh(Entry entry, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan maxAge) =>
+        now >= entry.FetchedAt && now - entry.FetchedAt < maxAge
+        && now >= entry.Crl.ThisUpdate && now < entry.Crl.NextUpdate
+        // Same key, another name (a CA certificate re-issued for the key): checked again against that certificate.
+        && entry.Crl.Issuer.RawData.AsSpan().SequenceEqual(issuingCa.SubjectName.RawData);
+
+    private static string? Verdict(CertificateRevocationList crl, X509Certificate2 leaf) =>
+        crl.IsRevoked(leaf)
+            ? $"revocation: the certificate (serial {leaf.SerialNumber.ToLowerInvariant()}) is revoked on the KMS's CRL: "
+                + "its revision was retired or its function deleted"
+            : null;
+
+    private Slot SlotFor(string key, DateTimeOffset now, TimeSpan maxAge)
+    {
+        if (_slots.TryGetValue(key, out var slot))
+        {
+            return slot;
+        }
+
+        if (_slots.Count >= _capacity)
+        {
+            Trim(now, maxAge);
+        }
+
+        return _slots.GetOrAdd(key, _ => new Slot());
+    }
+
+    // Slots whose CRL is past use go first; if the cache is still full (more issuing CAs than it holds), every slot
+    // without a fetch under way goes: a miss costs one fetch, and a bounded cache matters more than keeping each CRL.
+    private void Trim(DateTimeOffset now, TimeSpan maxAge)
+    {
+        foreach (var (key, slot) in _slots)
+        {
+            lock (slot)
+            {
+                if (slot.InFlight is null && (slot.Current is not { } entry || now - entry.FetchedAt >= maxAge || now >= entry.Crl.NextUpdate))
+                {
+                    _slots.TryRemove(key, out _);
+                }
+            }
+        }
+
+        if (_slots.Count >= _capacity)
+        {
+            foreach (var (key, slot) in _slots)
+            {
+                lock (slot)
+                {
+                    if (slot.InFlight is null)
+                    {
+                        _slots.TryRemove(key, out _);
+                    }
+                }
+            }
+        }
+    }
+
+    private sealed class Slot
+    {
+        public Entry? Current { get; set; }
+
+        public Task<Outcome>? InFlight { get; set; }
+    }
+
+    private sealed record Entry(CertificateRevocationList Crl, DateTimeOffset FetchedAt);
+
+    private sealed record Outcome(Entry? Entry, string? Failure);
+}

@@ -1,0 +1,302 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using Morphisms.Client.Functions;
+using Morphisms.Client.Trust;
+
+namespace Morphisms.Client.Tests;
+
+/// <summary>A CRL source that serves what the test says, counting fetches; a gate holds a fetch until the test opens it.</summary>
+internal sealed class StaticCrlSource(byte[] crl) : IFunctionCrlSource
+{
+    private int _calls;
+
+    public byte[] Crl { get; set; } = crl;
+
+    public string? Failure { get; set; }
+
+    public ManualResetEventSlim? Gate { get; init; }
+
+    public int Calls => Volatile.Read(ref _calls);
+
+    public string Name => "the KMS https://kms.test/";
+
+    public byte[] Fetch(X509Certificate2 issuingCa)
+    {
+        Interlocked.Increment(ref _calls);
+        Gate?.Wait(TimeSpan.FromSeconds(30));
+        return Failure is { } failure ? throw new CrlFetchException(failure) : Crl;
+    }
+}
+
+/// <summary>
+/// Function certificates are looked up in the KMS's CRL of the CA that issued them, on every handshake: a revoked one is
+/// refused, and so is every one when no valid CRL can be had (fail closed).
+/// </summary>
+public sealed class FunctionRevocationTests : IDisposable
+{
+    private const string Host = "signer.fn.morphisms.local";
+    private readonly TestPki _pki = new();
+    private readonly byte[] _measurement = SHA384.HashData("signer bundle"u8);
+
+    public void Dispose() => _pki.Dispose();
+
+    private FunctionExpectation Expect() => new() { Function = "signer", Host = Host, AllowSimulated = true };
+
+    private IReadOnlyList<string> Validate(X509Certificate2 leaf, IFunctionCrlSource source, FunctionCrlCache? cache = null, DateTimeOffset? now = null,
+        VerifiedChainCache? chainCache = null, TimeSpan? maxAge = null) =>
+        FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, Expect(), now ?? DateTimeOffset.UtcNow, chainCache ?? new VerifiedChainCache(),
+            new FunctionRevocationChecker(cache ?? new FunctionCrlCache(), source, maxAge ?? TimeSpan.FromSeconds(30)), out _);
+
+    [Fact]
+    public void A_revoked_certificate_is_refused()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var refused = Assert.Single(Validate(leaf, new StaticCrlSource(_pki.Crl([leaf]))));
+        Assert.Equal($"revocation: the certificate (serial {leaf.SerialNumber.ToLowerInvariant()}) is revoked on the KMS's CRL: its revision was retired or its function deleted", refused);
+    }
+
+    [Fact]
+    public void A_certificate_not_on_a_current_crl_passes()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        using var other = _pki.Leaf("signer", Host, _measurement);
+        Assert.Empty(Validate(leaf, new StaticCrlSource(_pki.Crl([other]))));
+    }
+
+    [Fact]
+    public void A_crl_signed_by_another_key_is_refused_naming_the_kms_and_the_reason()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        using var forger = ECDsa.Create(ECCurve.NamedCurves.nistP384);
+
+        // Same issuer name as the intermediate, another key: an empty CRL that would hide the revocation.
+        var refused = Assert.Single(Validate(leaf, new StaticCrlSource(_pki.Crl(signer: forger))));
+        Assert.StartsWith("revocation: no valid CRL for the issuing CA 'CN=Test KMS Intermediate 1' could be had from the KMS https://kms.test/: ", refused);
+        Assert.Contains("the CRL's signature does not verify with the issuing CA's key", refused);
+    }
+
+    [Fact]
+    public void A_crl_of_another_ca_is_refused()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var crl = _pki.Crl();
+        _pki.RotateIntermediate();
+        using var newer = _pki.Leaf("signer", Host, _measurement);
+
+        // The old intermediate's CRL for a certificate of the new one.
+        var refused = Assert.Single(FunctionCertificateValidator.Validate(newer, [_pki.Intermediate], _pki.Root, Expect(), DateTimeOffset.UtcNow, null,
+            new FunctionRevocationChecker(new FunctionCrlCache(), new StaticCrlSource(crl), TimeSpan.FromSeconds(30)), out _));
+        Assert.Contains("the CRL's issuer 'CN=Test KMS Intermediate 1' is not the issuing CA", refused);
+    }
+
+    [Fact]
+    public void A_stale_crl_is_refused()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var now = DateTimeOffset.UtcNow;
+        var refused = Assert.Single(Validate(leaf, new StaticCrlSource(_pki.Crl(thisUpdate: now.AddHours(-73), nextUpdate: now.AddHours(-1)))));
+        Assert.Contains("the CRL is stale (its nextUpdate", refused);
+
+        // Exactly at nextUpdate is past it.
+        var atNext = Assert.Single(Validate(leaf, new StaticCrlSource(_pki.Crl(thisUpdate: now.AddHours(-1), nextUpdate: now)), now: now));
+        Assert.Contains("the CRL is stale", atNext);
+
+        Assert.Contains("the CRL is not valid yet", Assert.Single(Validate(leaf, new StaticCrlSource(_pki.Crl(thisUpdate: now.AddMinutes(5))))));
+    }
+
+    [Fact]
+    public void What_is_not_a_crl_is_refused()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        Assert.Contains("what it served is not a CRL", Assert.Single(Validate(leaf, new StaticCrlSource("{\"errors\":[]}"u8.ToArray()))));
+    }
+
+    [Fact]
+    public void An_unreachable_kms_refuses_every_certificate_naming_it()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var closed = new TcpListener(IPAddress.Loopback, 0);
+        closed.Start();
+        var port = ((IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop();
+
+        var refused = Assert.Single(Validate(leaf, new KmsCrlSource(Record($"https://127.0.0.1:{port}/", new string('0', 64)), TimeSpan.FromSeconds(5))));
+        Assert.StartsWith($"revocation: no valid CRL for the issuing CA 'CN=Test KMS Intermediate 1' could be had from the KMS https://127.0.0.1:{port}/: it could not be reached (", refused);
+        Assert.EndsWith("the certificate is refused, as its revocation cannot be checked", refused);
+    }
+
+    [Fact]
+    public void A_fetch_failure_is_not_cached_and_the_next_handshake_fetches_again()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var source = new StaticCrlSource(_pki.Crl()) { Failure = "the KMS answered 503: Vault is sealed" };
+        var cache = new FunctionCrlCache();
+        Assert.Contains("Vault is sealed", Assert.Single(Validate(leaf, source, cache)));
+
+        source.Failure = null;
+        Assert.Empty(Validate(leaf, source, cache));
+        Assert.Equal(2, source.Calls);
+    }
+
+    [Fact]
+    public void The_crl_is_fetched_again_after_the_max_age_and_a_revocation_then_refuses()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var source = new StaticCrlSource(_pki.Crl());
+        var cache = new FunctionCrlCache();
+        var chains = new VerifiedChainCache();
+
+        Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow(), chains));
+        source.Crl = _pki.Crl([leaf]);
+
+        // Within the max age the CRL held is used: the revocation is not seen yet.
+        time.Advance(TimeSpan.FromSeconds(29));
+        Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow(), chains));
+        Assert.Equal(1, source.Calls);
+
+        // Past it the CRL is fetched again, and the check runs though the chain comes from the chain cache.
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Contains("is revoked on the KMS's CRL", Assert.Single(Validate(leaf, source, cache, time.GetUtcNow(), chains)));
+        Assert.Equal(2, source.Calls);
+        Assert.Equal(2, cache.Fetches);
+        Assert.Equal((1, 2), (chains.Misses, chains.Hits));
+    }
+
+    [Fact]
+    public void A_crl_past_its_next_update_is_fetched_again_within_the_max_age()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var source = new StaticCrlSource(_pki.Crl(nextUpdate: time.GetUtcNow().AddSeconds(10)));
+        var cache = new FunctionCrlCache();
+        Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow()));
+
+        time.Advance(TimeSpan.FromSeconds(11));
+        source.Crl = _pki.Crl();
+        Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow()));
+        Assert.Equal(2, source.Calls);
+    }
+
+    [Fact]
+    public async Task Concurrent_handshakes_wait_for_one_fetch_and_share_its_outcome()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        using var gate = new ManualResetEventSlim();
+        var source = new StaticCrlSource(_pki.Crl()) { Gate = gate };
+        var cache = new FunctionCrlCache();
+        var chains = new VerifiedChainCache();
+
+        var handshakes = await StartWaitingAsync(() => Validate(leaf, source, cache, chainCache: chains), source);
+        gate.Set();
+        Assert.All(await Task.WhenAll(handshakes), Assert.Empty);
+        Assert.Equal(1, source.Calls);
+        Assert.Equal(1, cache.Fetches);
+
+        // A failure is shared the same way: each waiting handshake is refused with it, after one fetch.
+        using var failing = new ManualResetEventSlim();
+        var down = new StaticCrlSource(_pki.Crl()) { Gate = failing, Failure = "it could not be reached (Connection refused)" };
+        var fresh = new FunctionCrlCache();
+        var refused = await StartWaitingAsync(() => Validate(leaf, down, fresh, chainCache: chains), down);
+        failing.Set();
+        Assert.All(await Task.WhenAll(refused), f => Assert.Contains("Connection refused", Assert.Single(f)));
+        Assert.Equal(1, down.Calls);
+    }
+
+    /// <summary>
+    /// Starts 20 handshakes at once, each on a thread of its own (as many as a burst's TLS callbacks, without waiting for
+    /// the thread pool to grow), and returns once all have begun and the first fetch is held at the source's gate.
+    /// </summary>
+    private static async Task<List<Task<IReadOnlyList<string>>>> StartWaitingAsync(Func<IReadOnlyList<string>> handshake, StaticCrlSource source)
+    {
+        var started = 0;
+        var handshakes = Enumerable.Range(0, 20).Select(_ => Task.Factory.StartNew(() =>
+        {
+            Interlocked.Increment(ref started);
+            return handshake();
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToList();
+        while (source.Calls == 0 || Volatile.Read(ref started) < handshakes.Count)
+        {
+            await Task.Delay(10);
+        }
+
+        // Long enough for each started handshake to reach the fetch under way and wait on it.
+        await Task.Delay(300);
+        return handshakes;
+    }
+
+    [Fact]
+    public void The_cache_is_bounded()
+    {
+        var cache = new FunctionCrlCache(capacity: 2);
+        for (var i = 0; i < 5; i++)
+        {
+            _pki.RotateIntermediate();
+            using var leaf = _pki.Leaf("signer", Host, _measurement);
+            Assert.Empty(Validate(leaf, new StaticCrlSource(_pki.Crl()), cache));
+            Assert.InRange(cache.Count, 1, 2);
+        }
+    }
+
+    [Fact]
+    public async Task Turned_off_no_crl_is_fetched_and_a_warning_says_so()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        await using var server = HttpsFunction(leaf);
+        var warnings = new List<string>();
+        var source = new StaticCrlSource(_pki.Crl([leaf]));
+        IReadOnlyList<string>? refused = null;
+
+        // Required (the default): the revoked certificate is refused and nothing is sent.
+        using (var checking = Client(server.Endpoint.Port, new FunctionRevocationOptions { Source = source, Cache = new FunctionCrlCache(), OnWarning = warnings.Add }, f => refused = f))
+        {
+            await Assert.ThrowsAsync<HttpRequestException>(() => checking.GetStringAsync($"https://{Host}/"));
+        }
+
+        Assert.Contains("is revoked on the KMS's CRL", Assert.Single(refused!));
+        Assert.Equal(0, server.RequestsServed);
+        Assert.Empty(warnings);
+
+        using (var unchecked_ = Client(server.Endpoint.Port, new FunctionRevocationOptions { Check = RevocationCheck.Off, Source = source, OnWarning = warnings.Add }))
+        {
+            Assert.Equal("signed", await unchecked_.GetStringAsync($"https://{Host}/"));
+        }
+
+        Assert.Equal(1, source.Calls);
+        Assert.StartsWith("WARNING: revocation checking of function certificates is OFF", Assert.Single(warnings));
+    }
+
+    private HttpClient Client(int port, FunctionRevocationOptions revocation, Action<IReadOnlyList<string>>? rejected = null)
+    {
+        var handler = FunctionHttpHandler.Create(Record("https://kms.test/", new string('0', 64)), Expect(), onRejected: rejected, chainCache: new VerifiedChainCache(), revocation: revocation);
+        handler.ConnectCallback = async (_, ct) =>
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct);
+            return new NetworkStream(socket, ownsSocket: true);
+        };
+        return new HttpClient(handler);
+    }
+
+    private TlsTestServer HttpsFunction(X509Certificate2 leaf) =>
+        new(SslStreamCertificateContext.Create(leaf, [_pki.Intermediate], offline: true),
+            _ => Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsigned"));
+
+    private KmsTrustRecord Record(string url, string tlsSpki) => new()
+    {
+        KmsUrl = url,
+        RootCaPem = _pki.Root.ExportCertificatePem(),
+        RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(_pki.Root.RawData)),
+        TlsSpkiSha256 = tlsSpki,
+        Tee = "snp",
+        Measurement = "snp:" + new string('0', 96),
+        ExpectedMeasurements = ["snp:" + new string('0', 96)],
+        Simulated = true,
+        VerifiedAt = DateTimeOffset.UtcNow,
+    };
+}
