@@ -129,7 +129,8 @@ public sealed class InvokeFailureTests
     {
         using var fallbackRoot = root is null ? TestCertificates.Ca("CN=test KMS root") : null;
         var trust = Trust(root ?? fallbackRoot!);
-        var request = new InvokeRequest(function, Domain, gateway, "/", null, null);
+        // These fakes have no KMS to serve a CRL; revocation is tested with a real KMS (FunctionRevocationEndToEndTests, UpAndInvokeTests).
+        var request = new InvokeRequest(function, Domain, gateway, "/", null, null, NoRevocationCheck: true);
         var stderr = new StringWriter();
         var listed = 0;
         Func<CancellationToken, Task<JsonArray?>>? list = deployed is null ? null : _ =>
