@@ -231,7 +231,7 @@ public sealed partial class ServingHost : IAsyncDisposable
                 catch (Exception e) when (e is InvalidOperationException or HttpRequestException || (e is TaskCanceledException && !ct.IsCancellationRequested))
                 {
                     // A KMS that times out is a failed registration, not a crash of the control API.
-                    throw new ServingException($"KMS registration failed: {e.Message}");
+                    throw new ServingException($"KMS registration failed: {e.Message}") { Upstream = true };
                 }
             }
 

@@ -55,7 +55,7 @@ public sealed record TrafficStatus(string Revision, int Percent, string? Tag, st
 /// <param name="Crashes">Instance crashes seen.</param>
 public sealed record RevisionStatus(string Name, int Generation, DateTimeOffset Created, string Measurement, string Tee, int Percent, IReadOnlyList<string> Tags, int Ready, int Crashes);
 
-/// <summary>A request that cannot be carried out (unknown function or revision, invalid traffic); the control API answers 400/404, or 503 when <see cref="Unavailable"/>.</summary>
+/// <summary>A request that cannot be carried out (unknown function or revision, invalid traffic); the control API answers 400/404, 503 when <see cref="Unavailable"/>, 502 when <see cref="Upstream"/>.</summary>
 public sealed class ServingException(string message, bool notFound = false) : Exception(message)
 {
     /// <summary>True when something named does not exist.</summary>
@@ -63,4 +63,7 @@ public sealed class ServingException(string message, bool notFound = false) : Ex
 
     /// <summary>True when the request was refused because the host is stopping, not because of anything in it.</summary>
     public bool Unavailable { get; init; }
+
+    /// <summary>True when a service the host relies on (the KMS) failed, not anything in the request: 502, not 400.</summary>
+    public bool Upstream { get; init; }
 }

@@ -1,6 +1,9 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Morphisms.Serving.Autoscaling;
+using Morphisms.Serving.Runtime;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.Serialization;
 using YamlDotNet.Serialization.NamingConventions;
 
@@ -25,13 +28,16 @@ public static class FunctionSpecLoader
     /// <exception cref="FunctionSpecException">The spec is missing or invalid.</exception>
     public static FunctionSpec Load(string path)
     {
-        var file = Directory.Exists(path) ? Path.Combine(path, FileName) : path;
-        if (!File.Exists(file))
-        {
-            throw new FunctionSpecException($"no function spec at {file}");
-        }
-
+        var file = Locate(path);
         return Parse(File.ReadAllText(file), Path.GetDirectoryName(Path.GetFullPath(file))!);
+    }
+
+    /// <summary>The spec file <see cref="Load"/> reads for <paramref name="path"/>, which must exist.</summary>
+    /// <exception cref="FunctionSpecException">There is none (the message names where it was looked for).</exception>
+    public static string Locate(string path)
+    {
+        var file = Directory.Exists(path) ? Path.Combine(path, FileName) : path;
+        return File.Exists(file) ? file : throw new FunctionSpecException($"no function spec at {file}");
     }
 
     /// <summary>Parses YAML; relative bundle paths are resolved against <paramref name="baseDirectory"/>.</summary>
@@ -45,7 +51,7 @@ public static class FunctionSpecLoader
         }
         catch (YamlException e)
         {
-            throw new FunctionSpecException($"line {e.Start.Line}: {Describe(Innermost(e))}");
+            throw new FunctionSpecException($"line {e.Start.Line}: {Describe(yaml, e)}");
         }
 
         var name = Required(document.Name, "name");
@@ -54,11 +60,7 @@ public static class FunctionSpecLoader
             throw new FunctionSpecException($"name: '{name}' is not a DNS label (lowercase letters, digits, '-')");
         }
 
-        var bundle = Path.GetFullPath(Path.Combine(baseDirectory, Required(document.Bundle, "bundle")));
-        if (!Directory.Exists(bundle))
-        {
-            throw new FunctionSpecException($"bundle: directory not found: {bundle}");
-        }
+        var bundle = Bundle(Path.GetFullPath(Path.Combine(baseDirectory, Required(document.Bundle, "bundle"))), baseDirectory);
 
         var command = document.Command ?? throw new FunctionSpecException("command: required");
         if (command.Count == 0 || command.Any(string.IsNullOrWhiteSpace))
@@ -178,13 +180,173 @@ public static class FunctionSpecLoader
     private static string Format(TimeSpan duration) =>
         duration.TotalHours >= 1 && duration.TotalHours % 1 == 0 ? $"{duration.TotalHours:0}h" : $"{duration.TotalSeconds:0.###}s";
 
+    /// <summary>
+    /// The bundle's real path: the sandbox binds real paths only, and what is measured, bound and run must be one
+    /// directory (a <c>bundle: ./publish</c> that is a symlink to the build output would otherwise be measured through
+    /// the link at deploy and not found inside the sandbox at launch). Its own symlinks must stay inside it (<see cref="BundleLinks"/>).
+    /// </summary>
+    private static string Bundle(string path, string baseDirectory)
+    {
+        if (Posix.RealPath(path) is not { } real || !Directory.Exists(real))
+        {
+            throw new FunctionSpecException($"bundle: directory not found: {path} ({BuildHint(baseDirectory)})");
+        }
+
+        string? problem;
+        try
+        {
+            problem = BundleLinks.Problem(real);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Changed or unreadable while it was walked: the spec's problem (a 400 naming it), not the host's.
+            problem = e.Message;
+        }
+
+        return problem is null ? real : throw new FunctionSpecException($"bundle: {problem}");
+    }
+
+    // A bundle is a build output; this repository's samples (samples/NAME/function.yaml) are all built by samples/build.sh.
+    private static string BuildHint(string baseDirectory) =>
+        Path.GetDirectoryName(baseDirectory) is { } parent && Path.GetFileName(parent) == "samples" && File.Exists(Path.Combine(parent, "build.sh"))
+            ? $"build it first: bash {Path.Combine(parent, "build.sh")}"
+            : "build the function first: bundle names its build output";
+
     private static Exception Innermost(Exception e) => e.InnerException is { } inner ? Innermost(inner) : e;
 
-    // YamlDotNet names our private DTO types; users need the field.
-    private static string Describe(Exception e) =>
-        System.Text.RegularExpressions.Regex.Match(e.Message, "Property '([^']+)' not found") is { Success: true } unknown
-            ? $"unknown field '{unknown.Groups[1].Value}'"
-            : e.Message;
+    // YamlDotNet's messages name our private DTO types and .NET's parse errors ("The input string 'eighty' was not in a
+    // correct format."); users need the field, what it takes and what they wrote.
+    private static string Describe(string yaml, YamlException e)
+    {
+        var innermost = Innermost(e);
+        if (Regex.Match(innermost.Message, "Property '([^']+)' not found") is { Success: true } unknown)
+        {
+            return $"unknown field '{unknown.Groups[1].Value}'";
+        }
+
+        if (e is SyntaxErrorException or SemanticErrorException)
+        {
+            // YamlDotNet's wording for the usual cause: a plain value such as `--flag: x` that YAML reads as a key.
+            var hint = e.Message.Contains("found invalid mapping", StringComparison.Ordinal) ? " (quote a value that holds ': ')" : "";
+            return $"not valid YAML{hint}: {e.Message}";
+        }
+
+        return FieldAt(yaml, e.Start) is var (field, got) && Expected(field) is { } expected
+            ? $"{(field.Length == 0 ? "the spec" : field)}: expected {expected}, got {got}"
+            : innermost.Message;
+    }
+
+    /// <summary>
+    /// The field (<c>scale.min</c>, <c>traffic[0].percent</c>) whose value starts at <paramref name="mark"/>, and what that
+    /// value is. Read from the parser's events with a stack of its own, not through a node tree: YamlDotNet builds
+    /// those recursively, and a spec nested a hundred thousand deep would end the host with a stack overflow.
+    /// </summary>
+    private static (string Field, string Got)? FieldAt(string yaml, Mark mark)
+    {
+        var open = new Stack<Container>();
+        try
+        {
+            var parser = new Parser(new StringReader(yaml));
+            while (parser.MoveNext())
+            {
+                if (parser.Current is MappingEnd or SequenceEnd)
+                {
+                    open.Pop();
+                    Completed(open);
+                    continue;
+                }
+
+                if (parser.Current is not NodeEvent node)
+                {
+                    continue;
+                }
+
+                var parent = open.Count > 0 ? open.Peek() : null;
+                var isKey = parent is { Mapping: true, ExpectKey: true };
+                var field = parent is null ? "" : parent.Mapping ? Join(parent.Field, parent.Key) : $"{parent.Field}[{parent.Index}]";
+                if (!isKey && node.Start.Index == mark.Index)
+                {
+                    return (field, Shown(node));
+                }
+
+                if (isKey)
+                {
+                    parent!.Key = (node as Scalar)?.Value ?? "?";
+                }
+
+                if (node is MappingStart or SequenceStart)
+                {
+                    open.Push(new Container(node is MappingStart, isKey ? "?" : field));
+                }
+                else
+                {
+                    Completed(open);
+                }
+            }
+        }
+        catch (YamlException)
+        {
+        }
+
+        return null;
+
+        // A key or value ended: a mapping waits for the other, a sequence for its next item.
+        static void Completed(Stack<Container> open)
+        {
+            if (open.TryPeek(out var parent))
+            {
+                parent.ExpectKey = parent.Mapping && !parent.ExpectKey;
+                parent.Index += parent.Mapping ? 0 : 1;
+            }
+        }
+
+        static string Join(string parent, string key) => parent.Length == 0 ? key : $"{parent}.{key}";
+    }
+
+    private static string? Expected(string field) => Regex.Replace(field, @"\[\d+\]", "[]") switch
+    {
+        "" => "a mapping of the spec's fields (name, bundle, command, …)",
+        "name" => "a DNS label (lowercase letters, digits, '-')",
+        "tee" => "one of sim, snp, sgx, tdx, none",
+        "bundle" => "a directory path",
+        "command" => "a list of strings (the program and its arguments)",
+        "port" => "an integer 1–65535",
+        "env" => "a mapping of variable names to strings",
+        "secrets" => KvSecretPath.Description,
+        "scale" => "a mapping (min, max, initial, target, …)",
+        "scale.min" or "scale.max" or "scale.initial" or "scale.containerConcurrency" or "scale.warmPool" => "a whole number, 0 or more",
+        "scale.target" => "a positive number",
+        "scale.targetUtilization" => "a number in (0, 1]",
+        "scale.stableWindow" or "scale.scaleToZeroGracePeriod" => "a duration like 30s, 5m or 500ms",
+        "traffic" => "a list of {revision, percent, tag}",
+        "traffic[]" => "a mapping with revision, percent and tag",
+        "traffic[].percent" => "a whole number 0–100",
+        "command[]" or "traffic[].revision" or "traffic[].tag" => "a string",
+        var other when other.StartsWith("env.", StringComparison.Ordinal) => "a string",
+        _ => null,
+    };
+
+    private static string Shown(NodeEvent node) => node switch
+    {
+        Scalar { Value: var value } => value.Length > 60 ? $"'{value[..60]}…'" : $"'{value}'",
+        SequenceStart => "a list",
+        MappingStart => "a mapping",
+        _ => "an alias",
+    };
+
+    // A mapping or sequence the parser is inside, for FieldAt.
+    private sealed class Container(bool mapping, string field)
+    {
+        public bool Mapping { get; } = mapping;
+
+        public string Field { get; } = field;
+
+        public bool ExpectKey { get; set; } = mapping;
+
+        public string Key { get; set; } = "";
+
+        public int Index { get; set; }
+    }
 
     // The YAML shape, kept apart from the validated spec so nothing unchecked leaks out.
     private sealed class Document

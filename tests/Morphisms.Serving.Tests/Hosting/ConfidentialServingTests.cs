@@ -128,6 +128,42 @@ public sealed class ConfidentialServingTests(ServingKms kms) : IClassFixture<Ser
         Assert.Contains(host.Logs("phoenix", 500), l => l.Line.Text.Contains("exited unexpectedly (code 3)", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task ASymlinkedBundle_IsMeasuredBoundAndRunAsTheDirectoryItLeadsTo()
+    {
+        using var functions = new TestFunctions();
+        await kms.PutBundleAsync("linked");
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms.Connection, kms.SimDir);
+        // function.yaml says bundle: ./publish, and publish is a symlink to the build output, as a build script may leave
+        // it. The sandbox binds real paths only, and morph-init measures its --bundle inside it.
+        var output = functions.Spec("linked", "a").Bundle;
+        var dir = Directory.CreateTempSubdirectory("morph-linked-").FullName;
+        try
+        {
+            Directory.CreateSymbolicLink(Path.Combine(dir, "publish"), output);
+            await File.WriteAllTextAsync(Path.Combine(dir, FunctionSpecLoader.FileName), $$"""
+                name: linked
+                tee: sim
+                bundle: ./publish
+                command: {{System.Text.Json.JsonSerializer.Serialize(TestFunctions.AppCommand)}}
+                env: { REV: a }
+                scale: { min: 1 }
+                """);
+
+            var deployed = await host.DeployAsync(FunctionSpecLoader.Load(dir), CancellationToken.None);
+            var supervisor = host.Supervisor(deployed.Revision)!;
+            await Eventually.True(() => host.Instances.Ready(deployed.Revision).Count == 1 || supervisor.TotalCrashes > 0, "an instance ready or crashed", seconds: 40);
+            Assert.True(supervisor.TotalCrashes == 0, string.Join('\n', host.Logs("linked", 50).Select(l => l.Line.Text)));
+
+            using var client = TestFunctions.SniClient(host.GatewayEndPoint, (_, _) => true);
+            Assert.StartsWith("rev=a;", await client.GetStringAsync($"https://linked.{Domain}/"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static void AssertHoldsNoTlsMaterial(SniPassthroughGateway gateway)
     {
         static bool IsTlsMaterial(Type t) =>

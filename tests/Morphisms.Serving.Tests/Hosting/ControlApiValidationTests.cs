@@ -108,7 +108,7 @@ public sealed class ControlApiValidationTests : IDisposable
             Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         }
 
-        // A dangling symlink: measuring the bundle reads every file, and this one cannot be opened.
+        // A dangling symlink: the loader refuses it, as measuring the bundle, which reads every file, could not open it.
         File.CreateSymbolicLink(Path.Combine(served, "bundle", "dangling"), "/nonexistent");
         var fresh = WriteFunction("fresh");
         File.CreateSymbolicLink(Path.Combine(fresh, "bundle", "dangling"), "/nonexistent");
