@@ -115,6 +115,40 @@ public sealed class ServingControlTests : IDisposable
     }
 
     [Fact]
+    public async Task InputTheApiRefuses_Exits2_WithTheApisMessageAlone_AndOtherRefusalsExit1WithTheStatus()
+    {
+        await using var host = new FakeHttpServer(request => request.Target.Contains("missing", StringComparison.Ordinal)
+            ? new(404, """{"errors": ["no function missing"]}""", new Dictionary<string, string> { ["Content-Type"] = JsonType })
+            : new(400, """{"errors": ["traffic: percentages sum to 50, not 100"]}""", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+
+        var refused = await MorphRunner.RunAsync("traffic", "fn", "fn-00001=50", "--control", host.Address.ToString(), "--control-token-file", TokenFile);
+        Assert.Equal(ExitCodes.UsageOrInput, refused.ExitCode);
+        Assert.Equal("morph: traffic: percentages sum to 50, not 100", refused.Stderr.Trim());
+
+        var unknown = await MorphRunner.RunAsync("revisions", "missing", "--control", host.Address.ToString(), "--control-token-file", TokenFile);
+        Assert.Equal(ExitCodes.Rejected, unknown.ExitCode);
+        Assert.Equal("morph: 404: no function missing", unknown.Stderr.Trim());
+    }
+
+    [Fact]
+    public async Task Deploy_OfAPathWithoutASpec_Exits2_WithoutAskingTheHost()
+    {
+        await using var host = new FakeHttpServer(_ => new(200, "{}", new Dictionary<string, string> { ["Content-Type"] = JsonType }));
+        WriteState(host.Address, TokenFile);
+        var missing = Path.Combine(_home, "nonexistent");
+
+        var outcome = await MorphRunner.RunAsync("deploy", missing);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Equal($"morph: no function spec at {missing}", outcome.Stderr.Trim());
+
+        // A directory without function.yaml names the file it looked for.
+        outcome = await MorphRunner.RunAsync("deploy", _home);
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Equal($"morph: no function spec at {Path.Combine(_home, "function.yaml")}", outcome.Stderr.Trim());
+        Assert.Empty(host.Requests);
+    }
+
+    [Fact]
     public async Task AnotherControlUrl_DoesNotGetTheStateFilesToken()
     {
         await using var host = new FakeHttpServer(_ => new(200, "[]", new Dictionary<string, string> { ["Content-Type"] = JsonType }));

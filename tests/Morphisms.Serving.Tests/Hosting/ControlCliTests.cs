@@ -48,7 +48,7 @@ public sealed class ControlCliTests
         Assert.Contains("canary", output);
 
         (code, output) = await Morph("traffic", "echo", "echo-00001=50", "--control", control, "--control-token-file", tokenFile);
-        Assert.Equal(ExitCodes.Rejected, code);
+        Assert.Equal(ExitCodes.UsageOrInput, code); // the API's 400: the input's fault
         Assert.Contains("sum to 50", output);
 
         (code, output) = await Morph("logs", "echo", "--control", control, "--control-token-file", tokenFile);
@@ -96,6 +96,53 @@ public sealed class ControlCliTests
         var body = System.Text.Json.Nodes.JsonNode.Parse(await reply.Content.ReadAsStringAsync())!;
         Assert.Equal("vault", body["removed"]!.GetValue<string>());
         Assert.Contains("KMS", body["kms_error"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Deploy_OfInputTheHostRefuses_Exits2_NamingTheField_AndAFailingKms_Exits1()
+    {
+        using var functions = new TestFunctions();
+        var unreachable = new KmsConnection { Url = new Uri("https://127.0.0.1:1/"), CaSha256 = new string('0', 64), Token = "unused" };
+        await using var host = await functions.HostAsync(GatewayMode.Confidential, kms: unreachable, launcher: new FakeLauncher());
+        var control = host.ControlUrl.ToString();
+        var dir = Directory.CreateTempSubdirectory("morph-cli-fn-").FullName;
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(dir, "bundle"));
+            var spec = """
+                name: echo
+                tee: sim
+                bundle: bundle
+                command: ["dotnet", "app.dll"]
+                port: eighty
+                """;
+            await File.WriteAllTextAsync(Path.Combine(dir, "function.yaml"), spec);
+
+            var (code, output) = await Morph("deploy", dir, "--control", control, "--control-token-file", functions.ControlTokenFile);
+            Assert.Equal(ExitCodes.UsageOrInput, code);
+            Assert.Equal("morph: line 5: port: expected an integer 1–65535, got 'eighty'", output.Trim());
+
+            // The bundle not built: the message says so.
+            await File.WriteAllTextAsync(Path.Combine(dir, "function.yaml"), spec.Replace("port: eighty", "port: 8080", StringComparison.Ordinal).Replace("bundle: bundle", "bundle: publish", StringComparison.Ordinal));
+            (code, output) = await Morph("deploy", dir, "--control", control, "--control-token-file", functions.ControlTokenFile);
+            Assert.Equal(ExitCodes.UsageOrInput, code);
+            Assert.Contains($"bundle: directory not found: {Path.Combine(dir, "publish")} (build the function first", output, StringComparison.Ordinal);
+
+            // No spec there at all.
+            (code, output) = await Morph("deploy", Path.Combine(dir, "nonexistent"), "--control", control, "--control-token-file", functions.ControlTokenFile);
+            Assert.Equal(ExitCodes.UsageOrInput, code);
+            Assert.Equal($"morph: no function spec at {Path.Combine(dir, "nonexistent")}", output.Trim());
+
+            // A valid spec the KMS cannot register is the KMS's failure, not the input's: 502, exit 1.
+            await File.WriteAllTextAsync(Path.Combine(dir, "function.yaml"), spec.Replace("port: eighty", "port: 8080", StringComparison.Ordinal));
+            (code, output) = await Morph("deploy", dir, "--control", control, "--control-token-file", functions.ControlTokenFile);
+            Assert.Equal(ExitCodes.Rejected, code);
+            Assert.StartsWith("morph: 502: KMS registration failed", output.Trim(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     private static async Task<(int Code, string Output)> Morph(params string[] args)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using Morphisms.Serving.Spec;
 
 namespace Morphisms.Cli.Commands.Serving;
 
@@ -28,7 +29,21 @@ public static class DeployCommand
             await stdout.WriteLineAsync($"  measurement  {result?["expect_measurement"] ?? result?["measurement"]}");
             await stdout.WriteLineAsync($"  kms          {result?["kms"]}");
             return ExitCodes.Ok;
-        });
+        }, parse => CheckSpecExists(parse.GetValue(path)!));
         return command;
+    }
+
+    // The host reads the spec itself and would refuse a missing one too, but that is the user's typo, not the host's
+    // answer: exit 2, and without a host running.
+    private static void CheckSpecExists(string path)
+    {
+        try
+        {
+            FunctionSpecLoader.Locate(path);
+        }
+        catch (FunctionSpecException e)
+        {
+            throw new ServingCliException(e.Message, ExitCodes.UsageOrInput);
+        }
     }
 }

@@ -12,7 +12,8 @@ namespace Morphisms.Cli.Commands.Serving;
 /// <summary>
 /// Finds the serving host's control API (<c>--control URL</c>, else the state file the host wrote under the data
 /// directory) and its control token (<c>--control-token-file FILE</c>, else the file the state file names), and runs a
-/// command against it, turning failures into a message and exit code 1 (2 for an unusable URL or a malformed argument). The token goes in the
+/// command against it, turning failures into a message and exit code 1 (2 for an unusable URL, a malformed argument or
+/// input the API refuses with 400). The token goes in the
 /// <c>Authorization</c> header only: never on a command line, in a URL or in a message.
 /// </summary>
 internal static class ServingControl
@@ -22,8 +23,12 @@ internal static class ServingControl
     // How long a control request may take: a deploy waits for the first instances to be ready.
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromMinutes(2);
 
-    /// <summary>Adds <c>--control</c>, <c>--control-token-file</c> and <c>--json</c> to <paramref name="command"/> and sets its action.</summary>
-    public static void Set(Command command, TextWriter stdout, TextWriter stderr, Func<ParseResult, HttpClient, bool, CancellationToken, Task<int>> action)
+    /// <summary>
+    /// Adds <c>--control</c>, <c>--control-token-file</c> and <c>--json</c> to <paramref name="command"/> and sets its
+    /// action. <paramref name="checkInput"/>, when given, runs first and throws <see cref="ServingCliException"/> for input
+    /// that is wrong whatever the host (exit 2), before a host is looked for.
+    /// </summary>
+    public static void Set(Command command, TextWriter stdout, TextWriter stderr, Func<ParseResult, HttpClient, bool, CancellationToken, Task<int>> action, Action<ParseResult>? checkInput = null)
     {
         var control = new Option<string?>("--control") { Description = "Control API of the serving host (default: from the state file in the data directory)." };
         var tokenFile = new Option<string?>("--control-token-file") { Description = "File holding the control API's token (default: the one the state file in the data directory names)." };
@@ -36,6 +41,7 @@ internal static class ServingControl
             Uri? address = null;
             try
             {
+                checkInput?.Invoke(parse);
                 address = ControlAddress(parse.GetValue(control));
                 using var http = CreateClient(address, ReadToken(ControlTokenFile(parse.GetValue(tokenFile), address)));
                 return await action(parse, http, parse.GetValue(json), ct);
@@ -154,7 +160,11 @@ internal static class ServingControl
         if (!response.IsSuccessStatusCode)
         {
             var errors = node?["errors"] is JsonArray list ? string.Join("; ", list.Select(e => e?.ToString())) : text;
-            throw new ServingCliException($"{(int)response.StatusCode}: {errors}");
+            // The control API's 400 is the input's fault (a spec it refuses, a traffic split that does not add up): a
+            // usage or input error, exit 2 as everywhere else, and its message names the field.
+            throw response.StatusCode == HttpStatusCode.BadRequest
+                ? new ServingCliException(errors, ExitCodes.UsageOrInput)
+                : new ServingCliException($"{(int)response.StatusCode}: {errors}");
         }
 
         return node;
