@@ -34,7 +34,7 @@ public static class KmsServerCommand
         var dev = new Option<bool>("--dev") { Description = "INSECURE: one unseal key kept beside the storage, auto-unseal, simulated TEE trusted." };
         var audit = new Option<FileInfo?>("--audit") { Description = "Append-only, hash-chained audit log file." };
         var trustSimulated = new Option<DirectoryInfo?>("--trust-simulated-tee") { Description = "Accept login evidence from the simulated TEE in DIR (insecure; --dev trusts the installation's)." };
-        var seal = new Option<string>("--seal") { Description = "shamir (default), or pkcs11: auto-unseal with an AES key in an HSM (the shares become recovery keys).", DefaultValueFactory = _ => "shamir" };
+        var seal = new Option<string>("--seal") { Description = "shamir (default), or pkcs11: auto-unseal with an AES key in an HSM (the shares are reported as recovery keys and still unseal without the HSM: guard them as unseal keys).", DefaultValueFactory = _ => "shamir" };
         var pkcs11Lib = new Option<string?>("--pkcs11-lib") { Description = "With --seal pkcs11: the PKCS#11 module (.so)." };
         var pkcs11Token = new Option<string?>("--pkcs11-token") { Description = "With --seal pkcs11: the token label." };
         var pkcs11Slot = new Option<ulong?>("--pkcs11-slot") { Description = "With --seal pkcs11: the slot id (instead of --pkcs11-token)." };
