@@ -25,7 +25,8 @@ public static class FunctionHttpHandler
     /// <param name="chainCache">Chains already built to the pinned root (default: <see cref="VerifiedChainCache.Shared"/>).</param>
     /// <param name="revocation">
     /// How revocation is checked (default: required, against CRLs from <paramref name="trust"/>'s KMS, kept in
-    /// <see cref="FunctionCrlCache.Shared"/> for 30 s). <see cref="RevocationCheck.Off"/> is insecure and warns.
+    /// <see cref="FunctionCrlCache.Shared"/> for 30 s, following an HA standby's redirect only with a
+    /// <see cref="FunctionRevocationOptions.TrustStore"/>). <see cref="RevocationCheck.Off"/> is insecure and warns.
     /// </param>
     /// <exception cref="InvalidOperationException">
     /// <paramref name="trust"/> must not be used (<see cref="KmsTrustRecord.UsabilityProblem"/>: no measurement policy,
@@ -58,7 +59,7 @@ public static class FunctionHttpHandler
         {
             revocationChecker = new FunctionRevocationChecker(
                 revocation.Cache ?? FunctionCrlCache.Shared,
-                revocation.Source ?? new KmsCrlSource(trust, revocation.FetchTimeout),
+                revocation.Source ?? new KmsCrlSource(trust, revocation.FetchTimeout, revocation.TrustStore),
                 revocation.CrlMaxAge);
         }
 

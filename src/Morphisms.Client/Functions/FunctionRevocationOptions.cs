@@ -1,3 +1,5 @@
+using Morphisms.Client.Trust;
+
 namespace Morphisms.Client.Functions;
 
 /// <summary>Whether a client checks function certificates against the KMS's CRL.</summary>
@@ -39,6 +41,14 @@ public sealed record FunctionRevocationOptions
 
     /// <summary>The CRLs already fetched (default: <see cref="FunctionCrlCache.Shared"/>, shared by every handler of the process).</summary>
     public FunctionCrlCache? Cache { get; init; }
+
+    /// <summary>
+    /// The trust store the trust record comes from (<c>morph kms trust</c>'s), or null. With a store, a CRL fetch that an HA
+    /// standby redirects (307/308) to its active node follows the redirect when that node presents a TLS key a record of
+    /// the store attests for the same root CA (as <c>morph kms</c> does, <see cref="KmsTlsPin"/>), so a failover does not
+    /// stop every call; without one, a redirect is not followed and the fetch, hence the call, fails.
+    /// </summary>
+    public KmsTrustStore? TrustStore { get; init; }
 
     /// <summary>
     /// Where the warning for <see cref="RevocationCheck.Off"/> goes, once per handler created (default: standard error).

@@ -1,6 +1,4 @@
-using System.Net.Security;
 using System.Security.Authentication;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Morphisms.Attestation;
@@ -28,10 +26,18 @@ internal sealed class CrlFetchException(string message) : Exception(message);
 /// certificates at attest-login, as Vault serves them without a token: <c>GET /v1/pki/crl/pem</c> (the default issuer's)
 /// and, for a certificate of an issuer rotated out by <c>intermediate/rotate</c> and not yet expired,
 /// <c>LIST /v1/pki/issuers</c> then <c>GET /v1/pki/issuer/ID/crl/pem</c>. The TLS connection must present the KMS TLS
-/// key the record's attestation bound (<see cref="KmsTrustRecord.TlsSpkiSha256"/>) and name the host; a redirect is not
-/// followed. Which CRL is the issuing CA's is told by its signature; <see cref="FunctionCrlCache"/> checks it again, with
-/// its freshness, before using it.
+/// key the record's attestation bound (<see cref="KmsTrustRecord.TlsSpkiSha256"/>) and name the host. Which CRL is the
+/// issuing CA's is told by its signature; <see cref="FunctionCrlCache"/> checks it again, with its freshness, before
+/// using it: that is the integrity check, and the pin keeps a network attacker from serving an old CRL that still
+/// verifies.
 /// </summary>
+/// <remarks>
+/// An HA standby answers every request with a 307 to the active node. With a trust store
+/// (<see cref="FunctionRevocationOptions.TrustStore"/>), a 307 or 308 is followed as <c>morph kms</c> follows it
+/// (<see cref="KmsTlsPin"/>): at most <see cref="KmsTlsPin.MaxRedirects"/> times, to https only, to the same path and query
+/// (only scheme, host and port change), and only to a server presenting a TLS key that a record of the store attests for
+/// the same root CA; the <c>Location</c> comes from storage the KMS does not trust. Without a store no redirect is followed.
+/// </remarks>
 internal sealed class KmsCrlSource : IFunctionCrlSource
 {
     /// <summary>A CRL lists revocations of the last certificate lifetime plus 72 h: far below this.</summary>
@@ -40,34 +46,23 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
     private readonly KmsTrustRecord _trust;
     private readonly Uri _base;
     private readonly TimeSpan _timeout;
+    private readonly KmsTrustStore? _store;
 
-    public KmsCrlSource(KmsTrustRecord trust, TimeSpan timeout)
+    /// <summary>A source for <paramref name="trust"/>'s KMS; <paramref name="store"/>, when given, vouches for the nodes a standby redirects to.</summary>
+    public KmsCrlSource(KmsTrustRecord trust, TimeSpan timeout, KmsTrustStore? store = null)
     {
         _trust = trust;
         _base = new Uri(trust.KmsUrl.TrimEnd('/') + "/");
         _timeout = timeout;
+        _store = store;
     }
 
     public string Name => $"the KMS {_trust.KmsUrl}";
 
     public byte[] Fetch(X509Certificate2 issuingCa)
     {
-        string? tlsFailure = null;
-        using var handler = new SocketsHttpHandler
-        {
-            // Standby nodes answer 307 to the active node, whose address comes from storage the KMS does not trust.
-            AllowAutoRedirect = false,
-            ConnectTimeout = _timeout,
-            UseProxy = false,
-        };
-        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-        {
-            tlsFailure = PinFailure(certificate, errors);
-            return tlsFailure is null;
-        };
-        using var http = new HttpClient(handler) { Timeout = _timeout, MaxResponseContentBufferSize = MaxResponseBytes };
-
-        var defaultCrl = Get(http, "v1/pki/crl/pem", () => tlsFailure);
+        using var kms = new Session(this);
+        var defaultCrl = kms.Get("v1/pki/crl/pem");
         if (SignedBy(defaultCrl, issuingCa))
         {
             return defaultCrl;
@@ -75,14 +70,14 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
 
         // A certificate of an issuer that intermediate/rotate retired lives on (at most the certificate TTL): its CRL is
         // that issuer's, which Vault serves by issuer ID only.
-        var list = Json(Get(http, "v1/pki/issuers?list=true", () => tlsFailure), "LIST pki/issuers");
+        var list = Json(kms.Get("v1/pki/issuers?list=true"), "LIST pki/issuers");
         var defaultId = list.TryGetProperty("default", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
         var ids = list.TryGetProperty("keys", out var keys) && keys.ValueKind == JsonValueKind.Array
             ? [.. keys.EnumerateArray().Where(k => k.ValueKind == JsonValueKind.String).Select(k => k.GetString()!)]
             : new List<string>();
         foreach (var id in ids.Where(i => i != defaultId && i.Length is > 0 and <= 64 && i.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
         {
-            var crl = Get(http, $"v1/pki/issuer/{id}/crl/pem", () => tlsFailure);
+            var crl = kms.Get($"v1/pki/issuer/{id}/crl/pem");
             if (SignedBy(crl, issuingCa))
             {
                 return crl;
@@ -92,67 +87,143 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
         throw new CrlFetchException($"it serves no CRL signed by this CA (the default issuer's and {ids.Count(i => i != defaultId)} other issuers' were checked)");
     }
 
-    /// <summary>Why the KMS's TLS certificate is not the attested one, or null: the record's TLS key, for the host asked for.</summary>
-    private string? PinFailure(X509Certificate? certificate, SslPolicyErrors errors)
+    /// <summary>The connections of one <see cref="Fetch"/>: its requests run one after another, so one pin serves them all.</summary>
+    private sealed class Session : IDisposable
     {
-        if (certificate is null)
-        {
-            return "it presented no TLS certificate";
-        }
+        private readonly KmsCrlSource _source;
+        private readonly HttpClient _http;
 
-        // The pin stands in for the trust store, not for the host name check.
-        if ((errors & (SslPolicyErrors.RemoteCertificateNameMismatch | SslPolicyErrors.RemoteCertificateNotAvailable)) != 0)
-        {
-            return $"its TLS certificate does not match the host name ({errors})";
-        }
+        // Until a standby redirects, only the record's own key passes, as without a store; the store's other nodes of this
+        // KMS are read, and let in, only for a redirect.
+        private KmsTlsPin _pin;
+        private bool _widened;
 
-        using var presented = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-        var key = Convert.ToHexStringLower(SHA256.HashData(presented.PublicKey.ExportSubjectPublicKeyInfo()));
-        return string.Equals(key, _trust.TlsSpkiSha256, StringComparison.OrdinalIgnoreCase)
-            ? null
-            : $"its TLS key (SPKI sha256 {key}) is not the one `morph kms trust` attested ({_trust.TlsSpkiSha256}): trust the KMS again if it changed its TLS key";
-    }
-
-    private byte[] Get(HttpClient http, string path, Func<string?> tlsFailure)
-    {
-        var url = new Uri(_base, path);
-        try
+        public Session(KmsCrlSource source)
         {
-            using var request = new HttpRequestMessage(HttpMethod.Get, url);
-            using var response = http.Send(request, HttpCompletionOption.ResponseContentRead);
-            using var stream = response.Content.ReadAsStream();
-            using var body = new MemoryStream();
-            stream.CopyTo(body);
-            var status = (int)response.StatusCode;
-            if (status is >= 300 and < 400)
+            _source = source;
+            _pin = KmsTlsPin.Of(source._trust);
+            var handler = new SocketsHttpHandler
             {
-                throw new CrlFetchException($"GET {url.AbsolutePath} was redirected ({status}{(response.Headers.Location is { } l ? $" to {l}" : string.Empty)}), "
-                    + "which is not followed: an HA standby redirects to its active node, so trust and use the active node's address");
+                // Standby nodes answer 307 to the active node, whose address comes from storage the KMS does not trust:
+                // followed (or not) by Get, under the pin.
+                AllowAutoRedirect = false,
+                ConnectTimeout = source._timeout,
+                UseProxy = false,
+            };
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) => _pin.Validate(certificate, errors);
+            _http = new HttpClient(handler) { Timeout = source._timeout, MaxResponseContentBufferSize = MaxResponseBytes };
+        }
+
+        public void Dispose() => _http.Dispose();
+
+        /// <summary>The body of a 200 to GET <paramref name="path"/>, following a standby's redirects the pin allows.</summary>
+        public byte[] Get(string path)
+        {
+            var target = new Uri(_source._base, path);
+            Uri? from = null;
+            var redirects = 0;
+            while (true)
+            {
+                var (status, location, body) = Send(target, from);
+                if (status is 307 or 308 && location is not null)
+                {
+                    var next = location.IsAbsoluteUri ? location : new Uri(target, location);
+                    Follow(status, target, next, ++redirects);
+                    from = target;
+                    target = next;
+                    continue;
+                }
+
+                if (status is >= 300 and < 400)
+                {
+                    throw new CrlFetchException($"GET {target.AbsolutePath} was redirected ({status}{(location is { } l ? $" to {l}" : string.Empty)}), which is not followed");
+                }
+
+                if (status != 200)
+                {
+                    throw new CrlFetchException($"GET {target.AbsolutePath}{(from is null ? string.Empty : $" at {Authority(target)}")} answered {status}{Errors(body)}");
+                }
+
+                return body;
+            }
+        }
+
+        /// <summary>Refuses the redirect from <paramref name="target"/> to <paramref name="next"/> unless it may be followed; widens the pin to the store's nodes.</summary>
+        private void Follow(int status, Uri target, Uri next, int redirects)
+        {
+            var redirected = $"GET {target.AbsolutePath} was redirected ({status}) by {Authority(target)} to {next}";
+            if (_source._store is not { } store)
+            {
+                throw new CrlFetchException($"{redirected}, which is not followed without a trust store to check the target against: an HA standby "
+                    + $"redirects to its active node, so trust and use the active node's address (morph kms trust {Authority(next)})");
             }
 
-            if (status != 200)
+            if (next.Scheme != Uri.UriSchemeHttps)
             {
-                throw new CrlFetchException($"GET {url.AbsolutePath} answered {status}{Errors(body.ToArray())}");
+                throw new CrlFetchException($"{redirected}: not followed, since plain http cannot show an attested TLS key; give the KMS nodes https --api-addr URLs");
             }
 
-            return body.ToArray();
+            if (!KmsTlsPin.RedirectKeepsRequest(target, next))
+            {
+                throw new CrlFetchException($"{redirected}: not followed, since it names another path than {target.PathAndQuery} (a standby redirects to the same path on the active node); check the nodes' --api-addr");
+            }
+
+            if (redirects > KmsTlsPin.MaxRedirects)
+            {
+                throw new CrlFetchException($"it redirected more than {KmsTlsPin.MaxRedirects} times (the last time to {next}): not followed");
+            }
+
+            if (!_widened)
+            {
+                try
+                {
+                    _pin = KmsTlsPin.For(_source._trust, store.All());
+                    _widened = true;
+                }
+                catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+                {
+                    throw new CrlFetchException($"{redirected}, which is not followed: the trust store that would say whether that is a node of this KMS cannot be read ({e.Message})");
+                }
+            }
         }
-        catch (HttpRequestException e) when (tlsFailure() is { } pin && e.InnerException is AuthenticationException)
+
+        /// <summary>One request to <paramref name="target"/> (redirected there from <paramref name="from"/>, if not null).</summary>
+        private (int Status, Uri? Location, byte[] Body) Send(Uri target, Uri? from)
         {
-            throw new CrlFetchException($"its TLS was refused: {pin}");
+            try
+            {
+                _pin.Reset();
+                using var request = new HttpRequestMessage(HttpMethod.Get, target);
+                using var response = _http.Send(request, HttpCompletionOption.ResponseContentRead);
+                using var stream = response.Content.ReadAsStream();
+                using var body = new MemoryStream();
+                stream.CopyTo(body);
+                return ((int)response.StatusCode, response.Headers.Location, body.ToArray());
+            }
+            catch (HttpRequestException e) when (_pin.LastFailure is { } refused && e.InnerException is AuthenticationException)
+            {
+                throw new CrlFetchException(from is null
+                    ? $"its TLS was refused: {refused}"
+                    : $"{Authority(from)} redirected GET {target.AbsolutePath} to {Authority(target)}, which is not a node of the KMS pinned for {_source._trust.KmsUrl}: "
+                        + $"{refused}; not followed. If it is a node of this KMS, trust it by its address while it is active (morph kms trust {Authority(target)}) and retry");
+            }
+            catch (HttpRequestException e)
+            {
+                throw new CrlFetchException(from is null
+                    ? $"it could not be reached ({Innermost(e).Message})"
+                    : $"{Authority(target)}, to which {Authority(from)} redirected, could not be reached ({Innermost(e).Message})");
+            }
+            catch (TaskCanceledException)
+            {
+                throw new CrlFetchException($"{(from is null ? "it" : Authority(target))} did not answer GET {target.AbsolutePath} within {_source._timeout.TotalSeconds:0.#} s");
+            }
+            catch (IOException e)
+            {
+                throw new CrlFetchException($"reading its answer failed ({e.Message})");
+            }
         }
-        catch (HttpRequestException e)
-        {
-            throw new CrlFetchException($"it could not be reached ({Innermost(e).Message})");
-        }
-        catch (TaskCanceledException)
-        {
-            throw new CrlFetchException($"it did not answer GET {url.AbsolutePath} within {_timeout.TotalSeconds:0.#} s");
-        }
-        catch (IOException e)
-        {
-            throw new CrlFetchException($"reading its answer failed ({e.Message})");
-        }
+
+        private static string Authority(Uri uri) => uri.GetLeftPart(UriPartial.Authority);
     }
 
     private static bool SignedBy(byte[] crlBytes, X509Certificate2 issuingCa)

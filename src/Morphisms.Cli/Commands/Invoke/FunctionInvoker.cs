@@ -21,8 +21,12 @@ namespace Morphisms.Cli.Commands.Invoke;
 /// INSECURE (<c>--no-revocation-check</c>): fetch no CRL from the KMS, so a retired revision's instance is accepted until its
 /// certificate expires; a warning is printed.
 /// </param>
+/// <param name="TrustStore">
+/// The trust store the KMS's record came from: a CRL fetch an HA standby redirects follows the redirect to a node this
+/// store attests for the same KMS (<see cref="FunctionRevocationOptions.TrustStore"/>); null follows none.
+/// </param>
 internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, FunctionMeasurementPin? ExpectedMeasurement,
-    bool NoRevocationCheck = false);
+    bool NoRevocationCheck = false, KmsTrustStore? TrustStore = null);
 
 /// <summary>What came back: the response (with its <c>Location</c>, a redirect not being followed), or the reasons the function's certificate was refused.</summary>
 internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, AttestedIdentityExtension? Identity, IReadOnlyList<X509Certificate2> Chain, IReadOnlyList<string> Refusals, Uri? Location = null);
@@ -63,6 +67,7 @@ internal static class FunctionInvoker
             Check = request.NoRevocationCheck ? RevocationCheck.Off : RevocationCheck.Required,
             Cache = new FunctionCrlCache(),
             OnWarning = (warnings ?? Console.Error).WriteLine,
+            TrustStore = request.TrustStore,
         };
         using var handler = FunctionHttpHandler.Create(trust, expectation, onVerified: i => identity = i, onRejected: f => refusals = f, revocation: revocation);
         var verify = handler.SslOptions.RemoteCertificateValidationCallback!;

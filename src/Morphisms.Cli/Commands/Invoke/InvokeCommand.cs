@@ -105,7 +105,8 @@ public static class InvokeCommand
                     requestPath.StartsWith('/') ? requestPath : "/" + requestPath,
                     parse.GetValue(data) is { } text ? Body(text) : null,
                     pin,
-                    parse.GetValue(noRevocationCheck));
+                    parse.GetValue(noRevocationCheck),
+                    store);
                 listDeployed = DeployedLister(paths, endPoint);
             }
             catch (NoMorphUpException e)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Morphisms.Client.Trust;
 
 namespace Morphisms.Cli.Commands.Kms;
 
@@ -78,7 +79,7 @@ public sealed class KmsConnection
     /// </summary>
     private static KmsTlsPin? Pin(Paths.MorphPaths paths, Uri address)
     {
-        var store = new Client.Trust.KmsTrustStore(Path.Combine(paths.ConfigDirectory, KmsTrustCommand.TrustFileName));
+        var store = new KmsTrustStore(Path.Combine(paths.ConfigDirectory, KmsTrustCommand.TrustFileName));
         try
         {
             return KmsTlsPin.For(store, address);

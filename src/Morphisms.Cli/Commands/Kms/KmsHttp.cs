@@ -8,6 +8,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Morphisms.Attestation.Trust;
+using Morphisms.Client.Trust;
 
 namespace Morphisms.Cli.Commands.Kms;
 
@@ -34,8 +35,8 @@ namespace Morphisms.Cli.Commands.Kms;
 /// </remarks>
 public sealed class KmsHttp : IDisposable
 {
-    /// <summary>How many 307/308 redirects one request follows (a standby to the active node is one).</summary>
-    public const int MaxRedirects = 3;
+    /// <summary>How many 307/308 redirects one request follows (a standby to the active node is one): <see cref="KmsTlsPin.MaxRedirects"/>.</summary>
+    public const int MaxRedirects = KmsTlsPin.MaxRedirects;
 
     private readonly HttpClient _http;
     private readonly string? _token;
@@ -112,11 +113,9 @@ public sealed class KmsHttp : IDisposable
                     throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} redirected ({status}) to {next}: not followed, since that is plain http to another machine and the request would cross the network in clear; give the KMS nodes https --api-addr URLs, or send this to the active node directly");
                 }
 
-                if (next.PathAndQuery != target.PathAndQuery || next.UserInfo.Length > 0 || next.Fragment.Length > 0)
+                if (!KmsTlsPin.RedirectKeepsRequest(target, next))
                 {
-                    // A standby builds Location from the api_addr in storage the KMS does not trust: one with a path
-                    // ("https://node2:8200/v1/sys/policies/acl/x#") would land this request, token and body, on another path of
-                    // a real, pinned node. An active node is the same API elsewhere, so only scheme, host and port may change.
+                    // A Location with a path would land this request, token and body, on another path of a real, pinned node.
                     throw new KmsCliException(ExitCodes.Rejected, $"the KMS at {target.GetLeftPart(UriPartial.Authority)} redirected ({status}) to {next}: not followed, since it names another path than {target.PathAndQuery} (a standby redirects to the same path on the active node); check the nodes' --api-addr, or send this to the active node directly");
                 }
 
