@@ -15,11 +15,15 @@ public sealed class NoMorphUpTests
     [InlineData("kms", "kv", "get", "secret/x")]
     [InlineData("kms", "status")]
     [InlineData("ls")]
-    [InlineData("deploy", ".")]
+    [InlineData("deploy", "FUNCTION_DIR")]
     public Task Every_command_exits_1_without_a_morph_up(params string[] args) =>
         InEmptyHomeAsync(async home =>
         {
-            var outcome = await MorphRunner.RunAsync(args);
+            // deploy refuses a directory without a spec first (exit 2), so it gets one to reach the missing morph up.
+            var function = Path.Combine(home, "function");
+            Directory.CreateDirectory(function);
+            await File.WriteAllTextAsync(Path.Combine(function, "function.yaml"), "name: hello\n");
+            var outcome = await MorphRunner.RunAsync([.. args.Select(a => a == "FUNCTION_DIR" ? function : a)]);
             Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
             ErrorPathTests.AssertNoStackTrace(outcome);
         });
