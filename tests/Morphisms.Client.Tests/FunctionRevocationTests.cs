@@ -61,6 +61,27 @@ public sealed class FunctionRevocationTests : IDisposable
     }
 
     [Fact]
+    public void A_leaf_sent_without_its_intermediate_is_refused_even_when_this_machine_holds_the_intermediate()
+    {
+        // The chain then builds through the user's CA store; checked against the root's CRL, the revoked leaf passed.
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        using var store = new X509Store(StoreName.CertificateAuthority, StoreLocation.CurrentUser);
+        store.Open(OpenFlags.ReadWrite);
+        store.Add(_pki.Intermediate);
+        try
+        {
+            var rootCrl = new CertificateRevocationListBuilder().Build(_pki.Root, System.Numerics.BigInteger.One, DateTimeOffset.UtcNow.AddHours(72), HashAlgorithmName.SHA384);
+            var failures = FunctionCertificateValidator.Validate(leaf, [], _pki.Root, Expect(), DateTimeOffset.UtcNow, new VerifiedChainCache(),
+                new FunctionRevocationChecker(new FunctionCrlCache(), new StaticCrlSource(rootCrl), TimeSpan.FromSeconds(30)), out _);
+            Assert.Contains("chain: the server did not send the CA that issued its certificate", Assert.Single(failures), StringComparison.Ordinal);
+        }
+        finally
+        {
+            store.Remove(_pki.Intermediate);
+        }
+    }
+
+    [Fact]
     public void A_certificate_not_on_a_current_crl_passes()
     {
         using var leaf = _pki.Leaf("signer", Host, _measurement);

@@ -137,6 +137,14 @@ public static class FunctionCertificateValidator
             index = presented[i].RawData.AsSpan().SequenceEqual(issuer) ? i : -1;
         }
 
+        // Not sent by the server, the issuer can only be the pinned root itself: .NET's chain builder also takes
+        // intermediates from this machine's certificate stores, and the CRL checked must be the one of the CA that
+        // really issued the leaf, not the root's (which lists intermediates only).
+        if (index < 0 && chain.ChainElements.Count > 2)
+        {
+            return "chain: the server did not send the CA that issued its certificate (it was found in this machine's certificate stores), so whose CRL lists its revocation cannot be told";
+        }
+
         issuingCa = index < 0 ? pinnedRoot : presented[index];
         if (key is not null)
         {
