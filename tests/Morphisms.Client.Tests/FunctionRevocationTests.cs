@@ -10,7 +10,10 @@ using Morphisms.Client.Trust;
 
 namespace Morphisms.Client.Tests;
 
-/// <summary>A CRL source that serves what the test says, counting fetches; a gate holds a fetch until the test opens it.</summary>
+/// <summary>
+/// A CRL source that serves what the test says, counting fetches; a gate holds a fetch until the test opens it, a delay
+/// answers after that long (<see cref="Timeout.InfiniteTimeSpan"/>: never, ignoring cancellation).
+/// </summary>
 internal sealed class StaticCrlSource(byte[] crl) : IFunctionCrlSource
 {
     private int _calls;
@@ -19,16 +22,27 @@ internal sealed class StaticCrlSource(byte[] crl) : IFunctionCrlSource
 
     public string? Failure { get; set; }
 
-    public ManualResetEventSlim? Gate { get; init; }
+    public ManualResetEventSlim? Gate { get; set; }
+
+    public TimeSpan? Delay { get; init; }
 
     public int Calls => Volatile.Read(ref _calls);
 
     public string Name => "the KMS https://kms.test/";
 
-    public byte[] Fetch(X509Certificate2 issuingCa)
+    public async Task<byte[]> FetchAsync(X509Certificate2 issuingCa, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _calls);
-        Gate?.Wait(TimeSpan.FromSeconds(30));
+        if (Gate is { } gate)
+        {
+            await Task.Factory.StartNew(() => gate.Wait(TimeSpan.FromSeconds(30)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+
+        if (Delay is { } delay)
+        {
+            await (delay == Timeout.InfiniteTimeSpan ? new TaskCompletionSource().Task : Task.Delay(delay, cancellationToken));
+        }
+
         return Failure is { } failure ? throw new CrlFetchException(failure) : Crl;
     }
 }
@@ -48,9 +62,9 @@ public sealed class FunctionRevocationTests : IDisposable
     private FunctionExpectation Expect() => new() { Function = "signer", Host = Host, AllowSimulated = true };
 
     private IReadOnlyList<string> Validate(X509Certificate2 leaf, IFunctionCrlSource source, FunctionCrlCache? cache = null, DateTimeOffset? now = null,
-        VerifiedChainCache? chainCache = null, TimeSpan? maxAge = null) =>
+        VerifiedChainCache? chainCache = null, TimeSpan? maxAge = null, TimeSpan? fetchTimeout = null) =>
         FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, Expect(), now ?? DateTimeOffset.UtcNow, chainCache ?? new VerifiedChainCache(),
-            new FunctionRevocationChecker(cache ?? new FunctionCrlCache(), source, maxAge ?? TimeSpan.FromSeconds(30)), out _);
+            new FunctionRevocationChecker(cache ?? new FunctionCrlCache(), source, maxAge ?? TimeSpan.FromSeconds(30), fetchTimeout), out _);
 
     [Fact]
     public void A_revoked_certificate_is_refused()
@@ -176,13 +190,13 @@ public sealed class FunctionRevocationTests : IDisposable
         Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow(), chains));
         source.Crl = _pki.Crl([leaf]);
 
-        // Within the max age the CRL held is used: the revocation is not seen yet.
-        time.Advance(TimeSpan.FromSeconds(29));
+        // Within half the max age the CRL held is used, and nothing is fetched: the revocation is not seen yet.
+        time.Advance(TimeSpan.FromSeconds(14));
         Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow(), chains));
         Assert.Equal(1, source.Calls);
 
-        // Past it the CRL is fetched again, and the check runs though the chain comes from the chain cache.
-        time.Advance(TimeSpan.FromSeconds(2));
+        // Past the max age the CRL is fetched again, and the check runs though the chain comes from the chain cache.
+        time.Advance(TimeSpan.FromSeconds(17));
         Assert.Contains("is revoked on the KMS's CRL", Assert.Single(Validate(leaf, source, cache, time.GetUtcNow(), chains)));
         Assert.Equal(2, source.Calls);
         Assert.Equal(2, cache.Fetches);
@@ -227,6 +241,62 @@ public sealed class FunctionRevocationTests : IDisposable
         failing.Set();
         Assert.All(await Task.WhenAll(refused), f => Assert.Contains("Connection refused", Assert.Single(f)));
         Assert.Equal(1, down.Calls);
+    }
+
+    [Fact]
+    public async Task A_kms_that_never_answers_refuses_within_the_fetch_timeout_and_the_next_handshake_fetches_again()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var source = new StaticCrlSource(_pki.Crl()) { Delay = Timeout.InfiniteTimeSpan };
+        var cache = new FunctionCrlCache();
+        var timeout = TimeSpan.FromMilliseconds(300);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        // The source ignores its token, as a hung KMS connection might: the wait itself is bounded.
+        var refused = Assert.Single(await Task.Run(() => Validate(leaf, source, cache, fetchTimeout: timeout)).WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.InRange(clock.Elapsed, timeout, TimeSpan.FromSeconds(3));
+        Assert.Equal("revocation: no CRL for the issuing CA 'CN=Test KMS Intermediate 1' came from the KMS https://kms.test/ within 0.3 s "
+            + "(FunctionRevocationOptions.FetchTimeout); the certificate is refused, as its revocation cannot be checked", refused);
+
+        // The hung fetch is let go: the next handshake starts another.
+        Assert.Single(await Task.Run(() => Validate(leaf, source, cache, fetchTimeout: timeout)).WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal(2, source.Calls);
+    }
+
+    [Fact]
+    public async Task Past_half_the_max_age_a_handshake_is_answered_from_the_crl_held_and_one_refresh_starts_in_the_background()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var source = new StaticCrlSource(_pki.Crl());
+        var cache = new FunctionCrlCache();
+        var chains = new VerifiedChainCache();
+        Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow(), chains));
+
+        // At 60 % of the max age, with the KMS holding its answer and the leaf now revoked: the handshakes are answered
+        // at once from the CRL held, and one fetch of its successor is under way.
+        using var gate = new ManualResetEventSlim();
+        source.Gate = gate;
+        source.Crl = _pki.Crl([leaf]);
+        time.Advance(TimeSpan.FromSeconds(18));
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Empty(Validate(leaf, source, cache, time.GetUtcNow(), chains));
+        }
+
+        Assert.Equal(2, source.Calls);
+        Assert.Equal(2, cache.Fetches);
+
+        // Once it lands, the refreshed CRL answers, with no further fetch.
+        gate.Set();
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (Validate(leaf, source, cache, time.GetUtcNow(), chains).Count == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Contains("is revoked on the KMS's CRL", Assert.Single(Validate(leaf, source, cache, time.GetUtcNow(), chains)));
+        Assert.Equal(2, source.Calls);
     }
 
     /// <summary>

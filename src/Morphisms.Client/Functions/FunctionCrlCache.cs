@@ -11,8 +11,10 @@ namespace Morphisms.Client.Functions;
 /// of its SubjectPublicKeyInfo), so that a revocation check costs a set lookup on all but one handshake per
 /// <see cref="FunctionRevocationOptions.CrlMaxAge"/>. A CRL is kept only after its issuer name and signature were checked
 /// against the issuing CA of a chain already verified to the pinned KMS root, and only while it is younger than the
-/// max age and before its <c>nextUpdate</c>. One fetch runs at a time per CA: handshakes that need the same CRL meanwhile
-/// (a burst of connections) wait for that fetch and share its outcome, success or failure.
+/// max age and before its <c>nextUpdate</c>. One fetch runs at a time per CA, asynchronously: handshakes that need the same
+/// CRL meanwhile (a burst of connections) wait for that fetch, at most <see cref="FunctionRevocationOptions.FetchTimeout"/>,
+/// and share its outcome, success or failure. A CRL past half the max age is refreshed in the background while it still
+/// answers, so only the first handshake per CA (or one after a pause longer than the max age) waits for the KMS.
 /// </summary>
 public sealed class FunctionCrlCache
 {
@@ -38,23 +40,33 @@ public sealed class FunctionCrlCache
 
     /// <summary>
     /// Why <paramref name="leaf"/> must be refused — it is listed, or no valid CRL of <paramref name="issuingCa"/> could be
-    /// had from <paramref name="source"/> — or null when a current CRL of that CA does not list it. Blocks while a fetch
-    /// runs: the TLS certificate callback this serves is synchronous.
+    /// had from <paramref name="source"/> within <paramref name="fetchTimeout"/> — or null when a current CRL of that CA
+    /// does not list it. Blocks while a fetch runs, at most <paramref name="fetchTimeout"/>: the TLS certificate callback
+    /// this serves is synchronous. A CRL older than half <paramref name="maxAge"/> still answers, and a fetch of its
+    /// successor starts in the background, so only a handshake that finds no CRL young enough waits.
     /// </summary>
-    internal string? Check(X509Certificate2 leaf, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan maxAge, IFunctionCrlSource source)
+    internal string? Check(X509Certificate2 leaf, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan maxAge, TimeSpan fetchTimeout, IFunctionCrlSource source)
     {
         var key = Convert.ToHexStringLower(SHA256.HashData(issuingCa.PublicKey.ExportSubjectPublicKeyInfo()));
         var slot = SlotFor(key, now, maxAge);
-        Task<Outcome> pending;
+        Task<Outcome>? pending = null;
         TaskCompletionSource<Outcome>? fetch = null;
+        string? verdict = null;
         lock (slot)
         {
             if (slot.Current is { } current && IsFresh(current, issuingCa, now, maxAge))
             {
-                return Verdict(current.Crl, leaf);
-            }
+                // Refresh ahead: past half the max age, one fetch per CA replaces the CRL in the background, so that under
+                // a steady stream of handshakes none waits for the KMS; this one is answered from the CRL held.
+                if (slot.InFlight is null && now - current.FetchedAt >= maxAge / 2)
+                {
+                    fetch = new TaskCompletionSource<Outcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    slot.InFlight = fetch.Task;
+                }
 
-            if (slot.InFlight is { } inFlight)
+                verdict = Verdict(current.Crl, leaf);
+            }
+            else if (slot.InFlight is { } inFlight)
             {
                 pending = inFlight;
             }
@@ -67,46 +79,88 @@ public sealed class FunctionCrlCache
 
         if (fetch is not null)
         {
-            Interlocked.Increment(ref _fetches);
-            var outcome = new Outcome(null, "the fetch ended unexpectedly");
-            try
-            {
-                outcome = Fetch(issuingCa, now, source);
-            }
-            finally
-            {
-                // Whatever happened, the handshakes waiting on this fetch must be released with its outcome.
-                lock (slot)
-                {
-                    if (outcome.Entry is { } entry)
-                    {
-                        slot.Current = entry;
-                    }
-
-                    slot.InFlight = null;
-                }
-
-                fetch.SetResult(outcome);
-            }
+            Start(fetch, slot, issuingCa, now, fetchTimeout, source);
         }
 
-        var result = pending.GetAwaiter().GetResult();
+        if (pending is null)
+        {
+            return verdict;
+        }
+
+        // Bounded: a KMS that does not answer refuses the handshake after the fetch timeout instead of holding its thread
+        // (and, through the thread pool, every other) for as long as the fetch hangs.
+        if (!pending.Wait(fetchTimeout))
+        {
+            // A fetch that outlived its time (a source deaf to its token) is let go, so the next handshake tries again.
+            lock (slot)
+            {
+                if (slot.InFlight == pending)
+                {
+                    slot.InFlight = null;
+                }
+            }
+
+            return $"revocation: no CRL for the issuing CA '{issuingCa.Subject}' came from {source.Name} within {fetchTimeout.TotalSeconds:0.#} s "
+                + "(FunctionRevocationOptions.FetchTimeout); the certificate is refused, as its revocation cannot be checked";
+        }
+
+        var result = pending.Result;
         return result.Entry is { } fetched
             ? Verdict(fetched.Crl, leaf)
             : $"revocation: no valid CRL for the issuing CA '{issuingCa.Subject}' could be had from {source.Name}: {result.Failure}; "
                 + "the certificate is refused, as its revocation cannot be checked";
     }
 
-    private static Outcome Fetch(X509Certificate2 issuingCa, DateTimeOffset now, IFunctionCrlSource source)
+    /// <summary>Runs the fetch <paramref name="fetch"/> stands for, without a thread of its own while the KMS answers.</summary>
+    private void Start(TaskCompletionSource<Outcome> fetch, Slot slot, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan fetchTimeout, IFunctionCrlSource source)
+    {
+        Interlocked.Increment(ref _fetches);
+        _ = RunAsync();
+
+        async Task RunAsync()
+        {
+            var outcome = new Outcome(null, "the fetch ended unexpectedly");
+            try
+            {
+                outcome = await FetchAsync(issuingCa, now, fetchTimeout, source).ConfigureAwait(false);
+            }
+            finally
+            {
+                // Whatever happened, the handshakes waiting on this fetch must be released with its outcome.
+                lock (slot)
+                {
+                    if (outcome.Entry is { } entry && (slot.Current is not { } held || held.FetchedAt <= entry.FetchedAt))
+                    {
+                        slot.Current = entry;
+                    }
+
+                    // Unless a waiter let this fetch go and another one runs now.
+                    if (slot.InFlight == fetch.Task)
+                    {
+                        slot.InFlight = null;
+                    }
+                }
+
+                fetch.SetResult(outcome);
+            }
+        }
+    }
+
+    private static async Task<Outcome> FetchAsync(X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan fetchTimeout, IFunctionCrlSource source)
     {
         byte[] bytes;
+        using var limit = new CancellationTokenSource(fetchTimeout);
         try
         {
-            bytes = source.Fetch(issuingCa);
+            bytes = await source.FetchAsync(issuingCa, limit.Token).ConfigureAwait(false);
         }
         catch (CrlFetchException e)
         {
             return new Outcome(null, e.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            return new Outcome(null, $"it did not serve the CRL within {fetchTimeout.TotalSeconds:0.#} s");
         }
 
         CertificateRevocationList crl;

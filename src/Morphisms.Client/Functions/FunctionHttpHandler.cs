@@ -60,7 +60,8 @@ public static class FunctionHttpHandler
             revocationChecker = new FunctionRevocationChecker(
                 revocation.Cache ?? FunctionCrlCache.Shared,
                 revocation.Source ?? new KmsCrlSource(trust, revocation.FetchTimeout, revocation.TrustStore),
-                revocation.CrlMaxAge);
+                revocation.CrlMaxAge,
+                revocation.FetchTimeout);
         }
 
         var handler = new SocketsHttpHandler

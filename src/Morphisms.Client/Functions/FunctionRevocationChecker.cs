@@ -2,10 +2,12 @@ using System.Security.Cryptography.X509Certificates;
 
 namespace Morphisms.Client.Functions;
 
-/// <summary>One handler's revocation check: its CRL source (the pinned KMS), the shared cache, and the max age.</summary>
-internal sealed class FunctionRevocationChecker(FunctionCrlCache cache, IFunctionCrlSource source, TimeSpan maxAge)
+/// <summary>One handler's revocation check: its CRL source (the pinned KMS), the shared cache, the max age and the fetch timeout.</summary>
+internal sealed class FunctionRevocationChecker(FunctionCrlCache cache, IFunctionCrlSource source, TimeSpan maxAge, TimeSpan? fetchTimeout = null)
 {
+    private readonly TimeSpan _fetchTimeout = fetchTimeout ?? FunctionRevocationOptions.DefaultFetchTimeout;
+
     /// <summary>Why <paramref name="leaf"/>, issued by <paramref name="issuingCa"/>, must be refused, or null.</summary>
     public string? Check(X509Certificate2 leaf, X509Certificate2 issuingCa, DateTimeOffset now) =>
-        cache.Check(leaf, issuingCa, now, maxAge, source);
+        cache.Check(leaf, issuingCa, now, maxAge, _fetchTimeout, source);
 }

@@ -30,14 +30,25 @@ public sealed record FunctionRevocationOptions
     /// <summary>Whether to check (<see cref="RevocationCheck.Required"/>, the default) or not (<see cref="RevocationCheck.Off"/>, insecure).</summary>
     public RevocationCheck Check { get; init; } = RevocationCheck.Required;
 
+    /// <summary>The default <see cref="FetchTimeout"/>.</summary>
+    internal static readonly TimeSpan DefaultFetchTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>
-    /// How old a fetched CRL may be before it is fetched again (30 s by default): the longest a client keeps trusting a
-    /// certificate after the KMS revoked it. A CRL past its <c>nextUpdate</c> is fetched again whatever its age.
+    /// How old a fetched CRL may be before it is no longer used (30 s by default): the longest a client keeps trusting a
+    /// certificate after the KMS revoked it. Past half this age, the next handshake that uses the CRL starts fetching its
+    /// successor in the background (one fetch per CA at a time) and is answered from the CRL held, so a steady stream of
+    /// handshakes never waits; only one that finds no CRL younger than this (the first per CA, or after a pause) waits for
+    /// a fetch. A CRL past its <c>nextUpdate</c> is fetched again whatever its age.
     /// </summary>
     public TimeSpan CrlMaxAge { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long one CRL fetch from the KMS may take before the handshakes waiting for it are refused (10 s by default).</summary>
-    public TimeSpan FetchTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How long one whole CRL fetch from the KMS may take (10 s by default): all its requests together — the default
+    /// issuer's CRL, then, for a rotated issuer, the issuer list and each issuer's CRL, each with up to
+    /// <see cref="KmsTlsPin.MaxRedirects"/> redirects — after which it fails. It also bounds how long a handshake waits for a
+    /// fetch under way: when it runs out, the handshake is refused (fail closed).
+    /// </summary>
+    public TimeSpan FetchTimeout { get; init; } = DefaultFetchTimeout;
 
     /// <summary>The CRLs already fetched (default: <see cref="FunctionCrlCache.Shared"/>, shared by every handler of the process).</summary>
     public FunctionCrlCache? Cache { get; init; }

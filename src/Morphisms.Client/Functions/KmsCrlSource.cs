@@ -13,9 +13,14 @@ internal interface IFunctionCrlSource
     /// <summary>Names the source in a refusal (<c>the KMS https://…</c>).</summary>
     string Name { get; }
 
-    /// <summary>The CRL (DER or PEM) of <paramref name="issuingCa"/>; synchronous, as the TLS callback it serves is.</summary>
-    /// <exception cref="CrlFetchException">No CRL could be had; the message says why.</exception>
-    byte[] Fetch(X509Certificate2 issuingCa);
+    /// <summary>
+    /// The CRL (DER or PEM) of <paramref name="issuingCa"/>. Asynchronous, so that the handshakes waiting for it hold no
+    /// thread it needs: the TLS callbacks that wait are synchronous and may fill the thread pool.
+    /// </summary>
+    /// <param name="issuingCa">The CA whose CRL is wanted.</param>
+    /// <param name="cancellationToken">Cancelled when the whole fetch has taken <see cref="FunctionRevocationOptions.FetchTimeout"/>.</param>
+    /// <exception cref="CrlFetchException">No CRL could be had (in time); the message says why.</exception>
+    Task<byte[]> FetchAsync(X509Certificate2 issuingCa, CancellationToken cancellationToken);
 }
 
 /// <summary>Why no CRL could be fetched, said for a person.</summary>
@@ -37,6 +42,11 @@ internal sealed class CrlFetchException(string message) : Exception(message);
 /// (<see cref="KmsTlsPin"/>): at most <see cref="KmsTlsPin.MaxRedirects"/> times, to https only, to the same path and query
 /// (only scheme, host and port change), and only to a server presenting a TLS key that a record of the store attests for
 /// the same root CA; the <c>Location</c> comes from storage the KMS does not trust. Without a store no redirect is followed.
+/// The requests to the record's own address go through one long-lived client whose TLS check is the record's key alone, so
+/// its connections are reused from one fetch to the next; a fetch that follows a redirect uses a client of its own, with the
+/// widened pin, disposed when the fetch ends, so no connection let in by the store serves a later fetch. The whole fetch
+/// (every request and redirect) has <see cref="FunctionRevocationOptions.FetchTimeout"/>, and fetches from one source run
+/// one at a time (one pin reports one handshake's failure).
 /// </remarks>
 internal sealed class KmsCrlSource : IFunctionCrlSource
 {
@@ -48,21 +58,56 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
     private readonly TimeSpan _timeout;
     private readonly KmsTrustStore? _store;
 
+    // The record's own key alone: the client below is kept for the source's life, and its pooled connections were all let
+    // in by this pin.
+    private readonly KmsTlsPin _pin;
+    private readonly HttpClient _http;
+    private readonly SemaphoreSlim _oneAtATime = new(1, 1);
+
     /// <summary>A source for <paramref name="trust"/>'s KMS; <paramref name="store"/>, when given, vouches for the nodes a standby redirects to.</summary>
+    /// <param name="trust">The pinned KMS.</param>
+    /// <param name="timeout">How long one whole fetch may take (<see cref="FunctionRevocationOptions.FetchTimeout"/>).</param>
+    /// <param name="store">The trust store, or null (no redirect is then followed).</param>
     public KmsCrlSource(KmsTrustRecord trust, TimeSpan timeout, KmsTrustStore? store = null)
     {
         _trust = trust;
         _base = new Uri(trust.KmsUrl.TrimEnd('/') + "/");
         _timeout = timeout;
         _store = store;
+        _pin = KmsTlsPin.Of(trust);
+        _http = Client(_pin, timeout);
     }
 
     public string Name => $"the KMS {_trust.KmsUrl}";
 
-    public byte[] Fetch(X509Certificate2 issuingCa)
+    public async Task<byte[]> FetchAsync(X509Certificate2 issuingCa, CancellationToken cancellationToken)
     {
-        using var kms = new Session(this);
-        var defaultCrl = kms.Get("v1/pki/crl/pem");
+        // One limit for the whole fetch, however many requests and redirects it makes.
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(_timeout);
+        try
+        {
+            await _oneAtATime.WaitAsync(limit.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new CrlFetchException($"another fetch from it did not end within {Seconds(_timeout)}");
+        }
+
+        try
+        {
+            using var kms = new Session(this, limit.Token);
+            return await FetchAsync(kms, issuingCa).ConfigureAwait(false);
+        }
+        finally
+        {
+            _oneAtATime.Release();
+        }
+    }
+
+    private static async Task<byte[]> FetchAsync(Session kms, X509Certificate2 issuingCa)
+    {
+        var defaultCrl = await kms.GetAsync("v1/pki/crl/pem").ConfigureAwait(false);
         if (SignedBy(defaultCrl, issuingCa))
         {
             return defaultCrl;
@@ -70,14 +115,14 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
 
         // A certificate of an issuer that intermediate/rotate retired lives on (at most the certificate TTL): its CRL is
         // that issuer's, which Vault serves by issuer ID only.
-        var list = Json(kms.Get("v1/pki/issuers?list=true"), "LIST pki/issuers");
+        var list = Json(await kms.GetAsync("v1/pki/issuers?list=true").ConfigureAwait(false), "LIST pki/issuers");
         var defaultId = list.TryGetProperty("default", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
         var ids = list.TryGetProperty("keys", out var keys) && keys.ValueKind == JsonValueKind.Array
             ? [.. keys.EnumerateArray().Where(k => k.ValueKind == JsonValueKind.String).Select(k => k.GetString()!)]
             : new List<string>();
         foreach (var id in ids.Where(i => i != defaultId && i.Length is > 0 and <= 64 && i.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
         {
-            var crl = kms.Get($"v1/pki/issuer/{id}/crl/pem");
+            var crl = await kms.GetAsync($"v1/pki/issuer/{id}/crl/pem").ConfigureAwait(false);
             if (SignedBy(crl, issuingCa))
             {
                 return crl;
@@ -87,44 +132,47 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
         throw new CrlFetchException($"it serves no CRL signed by this CA (the default issuer's and {ids.Count(i => i != defaultId)} other issuers' were checked)");
     }
 
-    /// <summary>The connections of one <see cref="Fetch"/>: its requests run one after another, so one pin serves them all.</summary>
-    private sealed class Session : IDisposable
+    /// <summary>A client whose TLS check is <paramref name="pin"/>; the fetch's token, not the client, bounds a request.</summary>
+    private static HttpClient Client(KmsTlsPin pin, TimeSpan connectTimeout)
     {
-        private readonly KmsCrlSource _source;
-        private readonly HttpClient _http;
-
-        // Until a standby redirects, only the record's own key passes, as without a store; the store's other nodes of this
-        // KMS are read, and let in, only for a redirect.
-        private KmsTlsPin _pin;
-        private bool _widened;
-
-        public Session(KmsCrlSource source)
+        var handler = new SocketsHttpHandler
         {
-            _source = source;
-            _pin = KmsTlsPin.Of(source._trust);
-            var handler = new SocketsHttpHandler
-            {
-                // Standby nodes answer 307 to the active node, whose address comes from storage the KMS does not trust:
-                // followed (or not) by Get, under the pin.
-                AllowAutoRedirect = false,
-                ConnectTimeout = source._timeout,
-                UseProxy = false,
-            };
-            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) => _pin.Validate(certificate, errors);
-            _http = new HttpClient(handler) { Timeout = source._timeout, MaxResponseContentBufferSize = MaxResponseBytes };
-        }
+            // Standby nodes answer 307 to the active node, whose address comes from storage the KMS does not trust:
+            // followed (or not) by GetAsync, under the pin.
+            AllowAutoRedirect = false,
+            ConnectTimeout = connectTimeout,
+            UseProxy = false,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        };
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) => pin.Validate(certificate, errors);
+        return new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan, MaxResponseContentBufferSize = MaxResponseBytes };
+    }
 
-        public void Dispose() => _http.Dispose();
+    private static string Seconds(TimeSpan timeout) => $"{timeout.TotalSeconds:0.#} s";
+
+    /// <summary>The requests of one fetch: they run one after another, so one pin serves them all.</summary>
+    private sealed class Session(KmsCrlSource source, CancellationToken cancellationToken) : IDisposable
+    {
+        private readonly KmsCrlSource _source = source;
+
+        // Until a standby redirects, only the record's own key passes, as without a store, on the source's long-lived
+        // client; the store's other nodes of this KMS are read, and let in, only for a redirect, on a client of this
+        // fetch alone.
+        private KmsTlsPin _pin = source._pin;
+        private HttpClient _http = source._http;
+        private HttpClient? _widened;
+
+        public void Dispose() => _widened?.Dispose();
 
         /// <summary>The body of a 200 to GET <paramref name="path"/>, following a standby's redirects the pin allows.</summary>
-        public byte[] Get(string path)
+        public async Task<byte[]> GetAsync(string path)
         {
             var target = new Uri(_source._base, path);
             Uri? from = null;
             var redirects = 0;
             while (true)
             {
-                var (status, location, body) = Send(target, from);
+                var (status, location, body) = await SendAsync(target, from).ConfigureAwait(false);
                 if (status is 307 or 308 && location is not null)
                 {
                     var next = location.IsAbsoluteUri ? location : new Uri(target, location);
@@ -173,12 +221,12 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
                 throw new CrlFetchException($"it redirected more than {KmsTlsPin.MaxRedirects} times (the last time to {next}): not followed");
             }
 
-            if (!_widened)
+            if (_widened is null)
             {
                 try
                 {
                     _pin = KmsTlsPin.For(_source._trust, store.All());
-                    _widened = true;
+                    _widened = _http = Client(_pin, _source._timeout);
                 }
                 catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
                 {
@@ -188,17 +236,15 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
         }
 
         /// <summary>One request to <paramref name="target"/> (redirected there from <paramref name="from"/>, if not null).</summary>
-        private (int Status, Uri? Location, byte[] Body) Send(Uri target, Uri? from)
+        private async Task<(int Status, Uri? Location, byte[] Body)> SendAsync(Uri target, Uri? from)
         {
             try
             {
                 _pin.Reset();
                 using var request = new HttpRequestMessage(HttpMethod.Get, target);
-                using var response = _http.Send(request, HttpCompletionOption.ResponseContentRead);
-                using var stream = response.Content.ReadAsStream();
-                using var body = new MemoryStream();
-                stream.CopyTo(body);
-                return ((int)response.StatusCode, response.Headers.Location, body.ToArray());
+                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
+                var body = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+                return ((int)response.StatusCode, response.Headers.Location, body);
             }
             catch (HttpRequestException e) when (_pin.LastFailure is { } refused && e.InnerException is AuthenticationException)
             {
@@ -213,9 +259,10 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
                     ? $"it could not be reached ({Innermost(e).Message})"
                     : $"{Authority(target)}, to which {Authority(from)} redirected, could not be reached ({Innermost(e).Message})");
             }
-            catch (TaskCanceledException)
+            catch (OperationCanceledException)
             {
-                throw new CrlFetchException($"{(from is null ? "it" : Authority(target))} did not answer GET {target.AbsolutePath} within {_source._timeout.TotalSeconds:0.#} s");
+                throw new CrlFetchException($"{(from is null ? "it" : Authority(target))} did not answer GET {target.AbsolutePath} before the fetch's time limit "
+                    + $"({Seconds(_source._timeout)} for all its requests) ran out");
             }
             catch (IOException e)
             {
