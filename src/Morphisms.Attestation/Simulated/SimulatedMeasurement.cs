@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Enumeration;
 using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 using System.Text;
@@ -44,7 +45,7 @@ public static class SimulatedMeasurement
         }
 
         var root = Path.GetFullPath(bundleDirectory);
-        var files = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
+        var files = BundlePaths(root, MaxDepth, MaxEntries)
             .Select(f => new BundleFile(f, Path.GetRelativePath(root, f).Replace('\\', '/')))
             .OrderBy(f => f.Relative, StringComparer.Ordinal)
             .ToArray();
@@ -69,6 +70,84 @@ public static class SimulatedMeasurement
         hash.AppendData(launchConfig);
         return hash.GetHashAndReset();
     }
+
+    /// <summary>How many directories deep a bundle may go: deeper than any real bundle, far below what PATH_MAX allows.</summary>
+    internal const int MaxDepth = 256;
+
+    /// <summary>How many files and directories a bundle may hold, counted as listed (through every directory link).</summary>
+    internal const int MaxEntries = 1_000_000;
+
+    /// <summary>
+    /// Every file under <paramref name="root"/>, as <see cref="Directory.EnumerateFiles(string, string, SearchOption)"/>
+    /// with <see cref="SearchOption.AllDirectories"/> lists them (directory links followed, file links listed), but
+    /// refusing a directory that is one of its own ancestors and a tree deeper or larger than the bounds.
+    /// </summary>
+    /// <remarks>
+    /// The bundle's links are vetted when its spec is loaded, but whoever can write to it can plant a loop
+    /// (<c>a/x -&gt; ..</c>, <c>a/y -&gt; ..</c>) after that: listed naively it never ends, and the host measures under its
+    /// change lock. Only ancestors count, by device and inode: two links to one directory (no loop) are listed through
+    /// both, as before, so every tree without a loop measures as it did.
+    /// </remarks>
+    /// <exception cref="IOException">A directory leads back to one that contains it, or the tree passes a bound.</exception>
+    internal static IEnumerable<string> BundlePaths(string root, int maxDepth, int maxEntries)
+    {
+        // Each directory entered, by full path: its identity, its parent and its depth (the root is 0).
+        // The enumerator names the root without a trailing separator (and each directory below it as root/…/name).
+        var top = Path.TrimEndingDirectorySeparator(root);
+        var entered = new Dictionary<string, Entered>(StringComparer.Ordinal) { [top] = new Entered(top, DirectoryIdentity(top), null, 0) };
+        var count = 0;
+        var paths = new FileSystemEnumerable<string>(
+            root,
+            (ref FileSystemEntry entry) => entry.ToSpecifiedFullPath(),
+            // As Directory.EnumerateFiles(…, AllDirectories) enumerates: hidden and system entries too, errors thrown.
+            new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = false })
+        {
+            ShouldIncludePredicate = (ref FileSystemEntry entry) => !entry.IsDirectory,
+            ShouldRecursePredicate = (ref FileSystemEntry entry) =>
+            {
+                var parent = entered[entry.Directory.ToString()];
+                var path = entry.ToFullPath();
+                if (parent.Depth + 1 > maxDepth)
+                {
+                    throw new IOException($"function bundle is more than {maxDepth} directories deep at {path}");
+                }
+
+                CountEntry(path);
+                var identity = DirectoryIdentity(path);
+                for (var ancestor = parent; identity is not null && ancestor is not null; ancestor = ancestor.Parent)
+                {
+                    if (ancestor.Identity == identity)
+                    {
+                        var target = new FileInfo(path).LinkTarget is { } link ? $" (a symlink to {link})" : "";
+                        throw new IOException(
+                            $"function bundle directory {path}{target} leads back to {ancestor.Path}, which contains it: measuring would list it over and over");
+                    }
+                }
+
+                entered[path] = new Entered(path, identity, parent, parent.Depth + 1);
+                return true;
+            },
+        };
+
+        foreach (var path in paths)
+        {
+            CountEntry(path);
+            yield return path;
+        }
+
+        void CountEntry(string path)
+        {
+            if (++count > maxEntries)
+            {
+                throw new IOException($"function bundle holds more than {maxEntries} files and directories (counted through its directory links), at {path}");
+            }
+        }
+    }
+
+    private static (ulong Device, ulong Inode)? DirectoryIdentity(string path) =>
+        FileIdentity.Of(path) is { } identity ? (identity.Device, identity.Inode) : null;
+
+    private sealed record Entered(string Path, (ulong Device, ulong Inode)? Identity, Entered? Parent, int Depth);
 
     /// <summary>Digests every file's content, the files in parallel: they are independent, and a bundle is megabytes.</summary>
     private static void DigestContents(BundleFile[] files, SimulatedMeasurementCache? cache)

@@ -111,6 +111,102 @@ public sealed class SimulatedMeasurementTests : IDisposable
     }
 
     [Fact]
+    public async Task A_directory_link_loop_planted_after_the_links_were_checked_fails_fast_naming_it()
+    {
+        // Two links back to the root: listed naively, every path through them is a new one, and measuring never ends
+        // (the serving host measures under its change lock). The spec loader refuses this, but only when it loads.
+        Directory.CreateDirectory(Path.Combine(_bundle, "a"));
+        Directory.CreateSymbolicLink(Path.Combine(_bundle, "a", "x"), "..");
+        Directory.CreateSymbolicLink(Path.Combine(_bundle, "a", "y"), "..");
+
+        var error = await Assert.ThrowsAsync<IOException>(
+            () => Task.Run(() => SimulatedMeasurement.ForSnp(_bundle, "{}"u8)).WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains(Path.Combine(_bundle, "a", "x"), error.Message);
+        Assert.Contains("leads back to", error.Message);
+    }
+
+    [Fact]
+    public async Task A_loop_through_two_directory_links_fails_fast()
+    {
+        Directory.CreateDirectory(Path.Combine(_bundle, "b"));
+        Directory.CreateSymbolicLink(Path.Combine(_bundle, "lib", "to-b"), "../b");
+        Directory.CreateSymbolicLink(Path.Combine(_bundle, "b", "to-lib"), "../lib");
+
+        var error = await Assert.ThrowsAsync<IOException>(
+            () => Task.Run(() => SimulatedMeasurement.ForSgx(_bundle, "{}"u8)).WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("leads back to", error.Message);
+    }
+
+    [Fact]
+    public void Links_to_one_directory_without_a_loop_and_a_deep_tree_measure_as_before()
+    {
+        // Two links to lib (no loop) are listed through both, and a tree deeper than any bundle is listed whole.
+        Directory.CreateSymbolicLink(Path.Combine(_bundle, "lib-a"), "lib");
+        Directory.CreateSymbolicLink(Path.Combine(_bundle, "lib-b"), Path.Combine(_bundle, "lib"));
+        var deep = _bundle;
+        for (var i = 0; i < 100; i++)
+        {
+            deep = Directory.CreateDirectory(Path.Combine(deep, "d")).FullName;
+        }
+
+        File.WriteAllText(Path.Combine(deep, "leaf.txt"), "deep");
+        Directory.CreateSymbolicLink(Path.Combine(deep, "up-to-lib"), Path.Combine(_bundle, "lib"));
+
+        var config = "{}"u8.ToArray();
+        Assert.Equal(Listed(HashAlgorithmName.SHA384, config), SimulatedMeasurement.ForSnp(_bundle, config));
+        Assert.Equal(Listed(HashAlgorithmName.SHA256, config), SimulatedMeasurement.ForSgx(_bundle, config));
+        // app.py, data.bin through lib, lib-a, lib-b and the deepest link, leaf.txt; the deepest link is 101 directories down.
+        Assert.Equal(6, SimulatedMeasurement.BundlePaths(_bundle, 101, 1000).Count());
+    }
+
+    [Fact]
+    public void A_tree_past_the_depth_or_entry_bound_is_refused_naming_the_bound()
+    {
+        var deep = _bundle;
+        for (var i = 0; i < 5; i++)
+        {
+            deep = Directory.CreateDirectory(Path.Combine(deep, "d")).FullName;
+        }
+
+        // app.py and lib/data.bin; lib and five nested directories, the deepest five down: eight entries.
+        Assert.Equal(2, SimulatedMeasurement.BundlePaths(_bundle, 5, 8).Count());
+        var tooDeep = Assert.Throws<IOException>(() => SimulatedMeasurement.BundlePaths(_bundle, 4, 1000).Count());
+        Assert.Contains("more than 4 directories deep", tooDeep.Message);
+        var tooMany = Assert.Throws<IOException>(() => SimulatedMeasurement.BundlePaths(_bundle, 5, 7).Count());
+        Assert.Contains("more than 7 files and directories", tooMany.Message);
+    }
+
+    /// <summary>The measurement as it was before the walk refused loops: Directory.EnumerateFiles and the pinned encoding.</summary>
+    private byte[] Listed(HashAlgorithmName algorithm, byte[] config)
+    {
+        using var expected = IncrementalHash.CreateHash(algorithm);
+        expected.AppendData("morphisms/sim-measurement/v2\0"u8);
+        foreach (var file in Directory.EnumerateFiles(_bundle, "*", SearchOption.AllDirectories)
+            .Select(f => (Full: f, Name: Path.GetRelativePath(_bundle, f)))
+            .OrderBy(f => f.Name, StringComparer.Ordinal))
+        {
+            var content = File.ReadAllBytes(file.Full);
+            AppendLength(expected, Encoding.UTF8.GetByteCount(file.Name));
+            expected.AppendData(Encoding.UTF8.GetBytes(file.Name));
+            expected.AppendData([(File.GetUnixFileMode(file.Full) & UnixFileMode.UserExecute) != 0 ? (byte)1 : (byte)0]);
+            AppendLength(expected, content.Length);
+            expected.AppendData(SHA256.HashData(content));
+        }
+
+        expected.AppendData("\0launch-config\0"u8);
+        AppendLength(expected, config.Length);
+        expected.AppendData(config);
+        return expected.GetHashAndReset();
+
+        static void AppendLength(IncrementalHash hash, long value)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(bytes, value);
+            hash.AppendData(bytes);
+        }
+    }
+
+    [Fact]
     public void Missing_bundle_is_a_clear_error()
     {
         var error = Assert.Throws<DirectoryNotFoundException>(() => SimulatedMeasurement.ForSnp(Path.Combine(_bundle, "nope"), "{}"u8));

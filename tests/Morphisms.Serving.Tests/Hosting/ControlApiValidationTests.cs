@@ -130,6 +130,30 @@ public sealed class ControlApiValidationTests : IDisposable
         Assert.Equal("served-00001", Assert.Single(host.Revisions("served")).Name);
     }
 
+    [Fact]
+    public async Task A_directory_link_loop_planted_after_the_spec_loaded_fails_the_deploy_fast_and_frees_the_lock()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        var path = WriteFunction("looped");
+        var spec = FunctionSpecLoader.Load(path);
+
+        // Between the loader's link check and the measurement under the change lock: a/x -> .., a/y -> ..
+        var a = Directory.CreateDirectory(Path.Combine(path, "bundle", "a")).FullName;
+        Directory.CreateSymbolicLink(Path.Combine(a, "x"), "..");
+        Directory.CreateSymbolicLink(Path.Combine(a, "y"), "..");
+
+        var error = await Assert.ThrowsAsync<ServingException>(
+            () => host.DeployAsync(spec, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.StartsWith("bundle: ", error.Message, StringComparison.Ordinal);
+        Assert.Contains("leads back to", error.Message, StringComparison.Ordinal);
+
+        // The lock is free again: the next deploy goes through.
+        Directory.Delete(a, recursive: true);
+        var deployed = await host.DeployAsync(spec, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal("looped-00001", deployed.Revision);
+    }
+
     private string WriteFunction(string name)
     {
         var directory = Directory.CreateDirectory(Path.Combine(_dir, name)).FullName;
