@@ -78,6 +78,8 @@ public sealed class FunctionRevocationTests : IDisposable
     public void A_leaf_sent_without_its_intermediate_is_refused_even_when_this_machine_holds_the_intermediate()
     {
         // The chain then builds through the user's CA store; checked against the root's CRL, the revoked leaf passed.
+        // The intermediate's name is this test's own: in the store, a shared name would shadow other tests' intermediates.
+        _pki.RotateIntermediate($"CN=store test intermediate {Guid.NewGuid():N}");
         using var leaf = _pki.Leaf("signer", Host, _measurement);
         using var store = new X509Store(StoreName.CertificateAuthority, StoreLocation.CurrentUser);
         store.Open(OpenFlags.ReadWrite);

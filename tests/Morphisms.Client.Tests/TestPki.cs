@@ -36,9 +36,9 @@ internal sealed class TestPki : IDisposable
         return (certificate, key);
     }
 
-    public void RotateIntermediate()
+    public void RotateIntermediate(string subject = "CN=Test KMS Intermediate 2")
     {
-        (Intermediate, IntermediateKey) = NewIntermediate("CN=Test KMS Intermediate 2");
+        (Intermediate, IntermediateKey) = NewIntermediate(subject);
     }
 
     /// <summary>A function certificate with its private key, as attest-login would issue it.</summary>
