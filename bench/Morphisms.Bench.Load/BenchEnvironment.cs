@@ -296,16 +296,32 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
     public HttpClient Client(Flavour flavour)
     {
         var gateway = Host(flavour).GatewayEndPoint;
+        async ValueTask<Stream> ConnectToGateway(SocketsHttpConnectionContext _, CancellationToken token)
+        {
+            var socket = new Socket(gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(gateway, token);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+
         SocketsHttpHandler handler;
         if (flavour == Flavour.Confidential)
         {
+            // Given to Create, not set on the handler: set there it would replace the CRL warm-up users get before connecting.
             var trust = _stack!.Trust;
             handler = FunctionHttpHandler.Create(trust, new FunctionExpectation
             {
                 Function = Function,
                 Host = HostName(flavour),
                 AllowSimulated = trust.Simulated,
-            });
+            }, connect: ConnectToGateway);
         }
         else if (flavour == Flavour.PlainHttps)
         {
@@ -323,20 +339,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
             handler = new SocketsHttpHandler();
         }
 
-        handler.ConnectCallback = async (_, token) =>
-        {
-            var socket = new Socket(gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(gateway, token);
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-        };
+        handler.ConnectCallback ??= ConnectToGateway;
         handler.PooledConnectionLifetime = TimeSpan.Zero;
         return new HttpClient(handler, disposeHandler: true) { Timeout = TimeSpan.FromMinutes(3) };
     }

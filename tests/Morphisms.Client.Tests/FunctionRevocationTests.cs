@@ -28,6 +28,15 @@ internal sealed class StaticCrlSource(byte[] crl) : IFunctionCrlSource
 
     public int Calls => Volatile.Read(ref _calls);
 
+    /// <summary>What the warm-up's fetch of the default issuer's CRL serves (default: <see cref="Crl"/>).</summary>
+    public byte[]? DefaultCrl { get; set; }
+
+    public string? DefaultFailure { get; set; }
+
+    public int DefaultCalls => Volatile.Read(ref _defaultCalls);
+
+    private int _defaultCalls;
+
     public string Name => "the KMS https://kms.test/";
 
     public async Task<byte[]> FetchAsync(X509Certificate2 issuingCa, CancellationToken cancellationToken)
@@ -44,6 +53,17 @@ internal sealed class StaticCrlSource(byte[] crl) : IFunctionCrlSource
         }
 
         return Failure is { } failure ? throw new CrlFetchException(failure) : Crl;
+    }
+
+    public async Task<byte[]> FetchDefaultAsync(CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _defaultCalls);
+        if (Delay is { } delay)
+        {
+            await (delay == Timeout.InfiniteTimeSpan ? new TaskCompletionSource().Task : Task.Delay(delay, cancellationToken));
+        }
+
+        return DefaultFailure is { } failure ? throw new CrlFetchException(failure) : DefaultCrl ?? Crl;
     }
 }
 
@@ -364,15 +384,92 @@ public sealed class FunctionRevocationTests : IDisposable
         Assert.StartsWith("WARNING: revocation checking of function certificates is OFF", Assert.Single(warnings));
     }
 
-    private HttpClient Client(int port, FunctionRevocationOptions revocation, Action<IReadOnlyList<string>>? rejected = null)
+    [Fact]
+    public async Task A_cold_burst_of_first_connections_waits_for_one_warm_up_fetch_before_connecting_and_every_handshake_passes()
     {
-        var handler = FunctionHttpHandler.Create(Record("https://kms.test/", new string('0', 64)), Expect(), onRejected: rejected, chainCache: new VerifiedChainCache(), revocation: revocation);
-        handler.ConnectCallback = async (_, ct) =>
+        // Each handshake that found no CRL would block a thread-pool thread in the synchronous TLS callback, and the fetch's
+        // own completions would queue behind them: the warm-up fetches before connecting, where waiting holds no thread.
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        await using var server = HttpsFunction(leaf);
+        var source = new StaticCrlSource(_pki.Crl()) { Delay = TimeSpan.FromMilliseconds(200) };
+        var refusals = new System.Collections.Concurrent.ConcurrentBag<IReadOnlyList<string>>();
+        using var http = Client(server.Endpoint.Port, new FunctionRevocationOptions { Source = source, Cache = new FunctionCrlCache(), FetchTimeout = TimeSpan.FromSeconds(5) },
+            refusals.Add, warmUp: true);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var bodies = await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(() => http.GetStringAsync($"https://{Host}/"))));
+
+        Assert.Empty(refusals);
+        Assert.All(bodies, b => Assert.Equal("signed", b));
+        Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(4));
+        Assert.Equal((1, 0), (source.DefaultCalls, source.Calls));
+
+        // Warm now: the next connection does not fetch again.
+        Assert.Equal("signed", await http.GetStringAsync($"https://{Host}/"));
+        Assert.Equal((1, 0), (source.DefaultCalls, source.Calls));
+    }
+
+    [Fact]
+    public async Task A_warmed_up_crl_of_another_ca_is_not_used_and_the_issuing_cas_crl_is_fetched()
+    {
+        // After a rotation the default issuer is another CA than the one that issued a live certificate.
+        using var other = new TestPki();
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var cache = new FunctionCrlCache();
+        var source = new StaticCrlSource(_pki.Crl([leaf])) { DefaultCrl = other.Crl() };
+        await cache.WarmAsync(source, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        Assert.Contains("is revoked on the KMS's CRL", Assert.Single(Validate(leaf, source, cache)));
+        Assert.Equal((1, 1), (source.DefaultCalls, source.Calls));
+    }
+
+    [Fact]
+    public async Task A_revoked_certificate_is_refused_when_its_crl_came_from_the_warm_up()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var cache = new FunctionCrlCache();
+        var source = new StaticCrlSource(_pki.Crl()) { DefaultCrl = _pki.Crl([leaf]) };
+        await cache.WarmAsync(source, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        Assert.Contains("is revoked on the KMS's CRL", Assert.Single(Validate(leaf, source, cache)));
+        Assert.Equal((1, 0), (source.DefaultCalls, source.Calls));
+    }
+
+    [Fact]
+    public async Task A_failed_warm_up_is_not_fatal_and_the_handshakes_own_fetch_decides()
+    {
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        var cache = new FunctionCrlCache();
+        var source = new StaticCrlSource(_pki.Crl()) { DefaultFailure = "GET /v1/pki/crl/pem answered 503", Failure = "it could not be reached (refused)" };
+        await cache.WarmAsync(source, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        // The handshake's fetch fails too: refused with its reason, as without a warm-up.
+        var refused = Assert.Single(Validate(leaf, source, cache));
+        Assert.Contains("could be had from the KMS https://kms.test/: it could not be reached (refused)", refused);
+
+        // The handshake's fetch succeeds: it passes.
+        source.Failure = null;
+        Assert.Empty(Validate(leaf, source, cache));
+        Assert.Equal((1, 2), (source.DefaultCalls, source.Calls));
+    }
+
+    private HttpClient Client(int port, FunctionRevocationOptions revocation, Action<IReadOnlyList<string>>? rejected = null, bool warmUp = false)
+    {
+        async ValueTask<Stream> Loopback(SocketsHttpConnectionContext _, CancellationToken ct)
         {
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
             await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct);
             return new NetworkStream(socket, ownsSocket: true);
-        };
+        }
+
+        // Given to Create, the connection is opened after the CRL warm-up; set on the handler, it replaces the warm-up.
+        var handler = FunctionHttpHandler.Create(Record("https://kms.test/", new string('0', 64)), Expect(), onRejected: rejected, chainCache: new VerifiedChainCache(), revocation: revocation,
+            connect: warmUp ? Loopback : null);
+        if (!warmUp)
+        {
+            handler.ConnectCallback = Loopback;
+        }
+
         return new HttpClient(handler);
     }
 

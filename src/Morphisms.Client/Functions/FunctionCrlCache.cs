@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation;
@@ -14,11 +15,16 @@ namespace Morphisms.Client.Functions;
 /// max age and before its <c>nextUpdate</c>. One fetch runs at a time per CA, asynchronously: handshakes that need the same
 /// CRL meanwhile (a burst of connections) wait for that fetch, at most <see cref="FunctionRevocationOptions.FetchTimeout"/>,
 /// and share its outcome, success or failure. A CRL past half the max age is refreshed in the background while it still
-/// answers, so only the first handshake per CA (or one after a pause longer than the max age) waits for the KMS.
+/// answers, so only the first handshake per CA (or one after a pause longer than the max age) waits for the KMS — unless
+/// <see cref="WarmAsync"/> fetched the default issuer's CRL before the connection, where waiting holds no thread: a
+/// handshake that finds no CRL of its CA uses that one when it passes the same checks as a fetched one.
 /// </summary>
 public sealed class FunctionCrlCache
 {
     private readonly ConcurrentDictionary<string, Slot> _slots = new(StringComparer.Ordinal);
+
+    // Per source (one per handler, unless a test shares one): the default issuer's CRL fetched ahead of handshakes.
+    private readonly ConditionalWeakTable<IFunctionCrlSource, Warmth> _warmth = new();
     private readonly int _capacity;
     private long _fetches;
 
@@ -70,6 +76,13 @@ public sealed class FunctionCrlCache
             {
                 pending = inFlight;
             }
+            else if (Prefetched(source, issuingCa, now, maxAge) is { } warmed)
+            {
+                // Fetched before the connection (WarmAsync) and checked now as a fetched CRL is, against this issuing CA:
+                // held as if this handshake had fetched it. A CRL of another CA (after a rotation) fails, and the fetch runs.
+                slot.Current = warmed;
+                verdict = Verdict(warmed.Crl, leaf);
+            }
             else
             {
                 fetch = new TaskCompletionSource<Outcome>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -111,6 +124,109 @@ public sealed class FunctionCrlCache
                 + "the certificate is refused, as its revocation cannot be checked";
     }
 
+    /// <summary>
+    /// Fetches the CRL of <paramref name="source"/>'s default issuer, unless one from it (or a CRL it served to a handshake)
+    /// is younger than half <paramref name="maxAge"/>, so that the handshake of the connection about to open finds it. Meant
+    /// to be awaited before connecting, where waiting holds no thread: a burst of first connections then waits here, for one
+    /// fetch per source, instead of each blocking a thread-pool thread in its TLS callback (which can starve the fetch's own
+    /// completions until every handshake is refused). Never fails: without a CRL from here, the handshake fetches its own
+    /// and refuses as it would have. Waits at most <paramref name="fetchTimeout"/>.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (the connection was given up).</exception>
+    internal async Task WarmAsync(IFunctionCrlSource source, DateTimeOffset now, TimeSpan maxAge, TimeSpan fetchTimeout, CancellationToken cancellationToken)
+    {
+        var warmth = _warmth.GetValue(source, _ => new Warmth());
+        TaskCompletionSource? started = null;
+        Task pending;
+        lock (warmth)
+        {
+            if (Young(warmth.Prefetched?.FetchedAt) || Young(warmth.VerifiedAt))
+            {
+                return;
+            }
+
+            if (warmth.InFlight is null)
+            {
+                started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                warmth.InFlight = started.Task;
+            }
+
+            pending = warmth.InFlight;
+        }
+
+        bool Young(DateTimeOffset? at) => at is { } t && now >= t && now - t < maxAge / 2;
+
+        if (started is not null)
+        {
+            Interlocked.Increment(ref _fetches);
+            _ = PrefetchAsync(warmth, started, source, now, fetchTimeout);
+        }
+
+        try
+        {
+            await pending.WaitAsync(fetchTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A source deaf to its token: let go, so the next connection tries again; this one's handshake fetches itself.
+            lock (warmth)
+            {
+                if (warmth.InFlight == pending)
+                {
+                    warmth.InFlight = null;
+                }
+            }
+        }
+    }
+
+    private static async Task PrefetchAsync(Warmth warmth, TaskCompletionSource done, IFunctionCrlSource source, DateTimeOffset now, TimeSpan fetchTimeout)
+    {
+        CertificateRevocationList? crl = null;
+        try
+        {
+            using var limit = new CancellationTokenSource(fetchTimeout);
+            crl = CertificateRevocationList.Parse(await source.FetchDefaultAsync(limit.Token).ConfigureAwait(false));
+        }
+        catch (Exception e) when (e is CrlFetchException or OperationCanceledException or EvidenceFormatException)
+        {
+            // Not fatal: a handshake that finds no CRL fetches the one it needs itself, and refuses with the reason if that fails.
+        }
+        finally
+        {
+            lock (warmth)
+            {
+                if (crl is not null && (warmth.Prefetched is not { } held || held.FetchedAt <= now))
+                {
+                    warmth.Prefetched = new Entry(crl, now);
+                }
+
+                if (warmth.InFlight == done.Task)
+                {
+                    warmth.InFlight = null;
+                }
+            }
+
+            done.SetResult();
+        }
+    }
+
+    /// <summary>The CRL prefetched from <paramref name="source"/>, if it is younger than <paramref name="maxAge"/> and stands for <paramref name="issuingCa"/> now.</summary>
+    private Entry? Prefetched(IFunctionCrlSource source, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan maxAge)
+    {
+        if (!_warmth.TryGetValue(source, out var warmth))
+        {
+            return null;
+        }
+
+        Entry? entry;
+        lock (warmth)
+        {
+            entry = warmth.Prefetched;
+        }
+
+        return entry is not null && now >= entry.FetchedAt && now - entry.FetchedAt < maxAge && Problem(entry.Crl, issuingCa, now) is null ? entry : null;
+    }
+
     /// <summary>Runs the fetch <paramref name="fetch"/> stands for, without a thread of its own while the KMS answers.</summary>
     private void Start(TaskCompletionSource<Outcome> fetch, Slot slot, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan fetchTimeout, IFunctionCrlSource source)
     {
@@ -132,6 +248,19 @@ public sealed class FunctionCrlCache
                     if (outcome.Entry is { } entry && (slot.Current is not { } held || held.FetchedAt <= entry.FetchedAt))
                     {
                         slot.Current = entry;
+                    }
+
+                    // The source serves current CRLs: the next connection through it need not warm the cache first.
+                    if (outcome.Entry is not null)
+                    {
+                        var warmth = _warmth.GetValue(source, _ => new Warmth());
+                        lock (warmth)
+                        {
+                            if (warmth.VerifiedAt is not { } at || at < now)
+                            {
+                                warmth.VerifiedAt = now;
+                            }
+                        }
                     }
 
                     // Unless a waiter let this fetch go and another one runs now.
@@ -273,6 +402,17 @@ public sealed class FunctionCrlCache
     }
 
     private sealed record Entry(CertificateRevocationList Crl, DateTimeOffset FetchedAt);
+
+    private sealed class Warmth
+    {
+        /// <summary>The default issuer's CRL, parsed but not yet checked: which CA's it is, a handshake tells.</summary>
+        public Entry? Prefetched { get; set; }
+
+        /// <summary>When a fetch started that last gave a handshake a valid CRL from this source.</summary>
+        public DateTimeOffset? VerifiedAt { get; set; }
+
+        public Task? InFlight { get; set; }
+    }
 
     private sealed record Outcome(Entry? Entry, string? Failure);
 }

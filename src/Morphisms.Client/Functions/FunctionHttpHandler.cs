@@ -1,4 +1,5 @@
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation.Identity;
 using Morphisms.Client.Trust;
@@ -12,7 +13,10 @@ namespace Morphisms.Client.Functions;
 /// and a connection whose certificate fails is never used. Unless <see cref="FunctionRevocationOptions"/> turns it off, each
 /// handshake's certificate is also looked up in a current CRL of the CA that issued it, fetched from the pinned KMS (at
 /// most every <see cref="FunctionRevocationOptions.CrlMaxAge"/>, 30 s by default), and refused when listed or when no
-/// valid CRL can be had.
+/// valid CRL can be had. Before a connection is opened, the CRL of the KMS's default issuer is fetched unless one is young
+/// enough, asynchronously: the TLS certificate callback is synchronous, so a burst of first connections that each waited
+/// there for the fetch would hold a thread-pool thread apiece and could starve the fetch itself; waiting before the
+/// connection holds none, and the handshakes then find the CRL (used only if it verifies as their issuing CA's).
 /// </summary>
 public static class FunctionHttpHandler
 {
@@ -28,13 +32,18 @@ public static class FunctionHttpHandler
     /// <see cref="FunctionCrlCache.Shared"/> for 30 s, following an HA standby's redirect only with a
     /// <see cref="FunctionRevocationOptions.TrustStore"/>). <see cref="RevocationCheck.Off"/> is insecure and warns.
     /// </param>
+    /// <param name="connect">
+    /// Opens the connection to the function (default: TCP to the request's host and port). Set it here rather than as the
+    /// handler's <see cref="SocketsHttpHandler.ConnectCallback"/>, which would replace the CRL warm-up that runs before it.
+    /// </param>
     /// <exception cref="InvalidOperationException">
     /// <paramref name="trust"/> must not be used (<see cref="KmsTrustRecord.UsabilityProblem"/>: no measurement policy,
     /// or a TDX KMS pinned by MRTD alone); the message says how to trust the KMS again.
     /// </exception>
     public static SocketsHttpHandler Create(KmsTrustRecord trust, FunctionExpectation expectation, TimeProvider? time = null,
         Action<AttestedIdentityExtension>? onVerified = null, Action<IReadOnlyList<string>>? onRejected = null,
-        VerifiedChainCache? chainCache = null, FunctionRevocationOptions? revocation = null)
+        VerifiedChainCache? chainCache = null, FunctionRevocationOptions? revocation = null,
+        Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>>? connect = null)
     {
         ArgumentNullException.ThrowIfNull(trust);
         revocation ??= new FunctionRevocationOptions();
@@ -70,6 +79,13 @@ public static class FunctionHttpHandler
             // a rotated certificate get verified again soon.
             PooledConnectionLifetime = TimeSpan.FromMinutes(1),
         };
+        var open = connect ?? ConnectAsync;
+        handler.ConnectCallback = revocationChecker is null ? connect : async (context, cancellationToken) =>
+        {
+            // Here waiting holds no thread, unlike in the certificate callback below (see the class summary).
+            await revocationChecker.WarmAsync(clock.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+            return await open(context, cancellationToken).ConfigureAwait(false);
+        };
         handler.SslOptions = new SslClientAuthenticationOptions
         {
             TargetHost = expectation.Host,
@@ -102,6 +118,22 @@ public static class FunctionHttpHandler
             },
         };
         return handler;
+    }
+
+    /// <summary>What <see cref="SocketsHttpHandler"/> does without a <see cref="SocketsHttpHandler.ConnectCallback"/>.</summary>
+    private static async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
     }
 
     private static X509ChainPolicy AnchorlessPolicy() => new()

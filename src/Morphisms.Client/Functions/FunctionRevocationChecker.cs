@@ -10,4 +10,8 @@ internal sealed class FunctionRevocationChecker(FunctionCrlCache cache, IFunctio
     /// <summary>Why <paramref name="leaf"/>, issued by <paramref name="issuingCa"/>, must be refused, or null.</summary>
     public string? Check(X509Certificate2 leaf, X509Certificate2 issuingCa, DateTimeOffset now) =>
         cache.Check(leaf, issuingCa, now, maxAge, _fetchTimeout, source);
+
+    /// <summary>Fetches the default issuer's CRL ahead of a handshake, unless one is young enough (<see cref="FunctionCrlCache.WarmAsync"/>).</summary>
+    public Task WarmAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
+        cache.WarmAsync(source, now, maxAge, _fetchTimeout, cancellationToken);
 }

@@ -21,6 +21,15 @@ internal interface IFunctionCrlSource
     /// <param name="cancellationToken">Cancelled when the whole fetch has taken <see cref="FunctionRevocationOptions.FetchTimeout"/>.</param>
     /// <exception cref="CrlFetchException">No CRL could be had (in time); the message says why.</exception>
     Task<byte[]> FetchAsync(X509Certificate2 issuingCa, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The CRL (DER or PEM) of the KMS's default issuer, the CA that signs new function certificates: fetched before a
+    /// connection's handshake, when no issuing CA is known yet, to warm <see cref="FunctionCrlCache"/>. Not checked here:
+    /// the handshake uses it only if it verifies as its issuing CA's.
+    /// </summary>
+    /// <param name="cancellationToken">Cancelled when the fetch has taken <see cref="FunctionRevocationOptions.FetchTimeout"/>.</param>
+    /// <exception cref="CrlFetchException">No CRL could be had (in time); the message says why.</exception>
+    Task<byte[]> FetchDefaultAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>Why no CRL could be fetched, said for a person.</summary>
@@ -80,7 +89,14 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
 
     public string Name => $"the KMS {_trust.KmsUrl}";
 
-    public async Task<byte[]> FetchAsync(X509Certificate2 issuingCa, CancellationToken cancellationToken)
+    public Task<byte[]> FetchAsync(X509Certificate2 issuingCa, CancellationToken cancellationToken) =>
+        RunAsync(kms => FetchAsync(kms, issuingCa), cancellationToken);
+
+    public Task<byte[]> FetchDefaultAsync(CancellationToken cancellationToken) =>
+        RunAsync(kms => kms.GetAsync("v1/pki/crl/pem"), cancellationToken);
+
+    /// <summary>Runs one fetch: alone on this source, under one time limit for all its requests and redirects.</summary>
+    private async Task<byte[]> RunAsync(Func<Session, Task<byte[]>> fetch, CancellationToken cancellationToken)
     {
         // One limit for the whole fetch, however many requests and redirects it makes.
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -97,7 +113,7 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
         try
         {
             using var kms = new Session(this, limit.Token);
-            return await FetchAsync(kms, issuingCa).ConfigureAwait(false);
+            return await fetch(kms).ConfigureAwait(false);
         }
         finally
         {
