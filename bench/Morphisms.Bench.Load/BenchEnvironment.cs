@@ -296,20 +296,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
     public HttpClient Client(Flavour flavour)
     {
         var gateway = Host(flavour).GatewayEndPoint;
-        async ValueTask<Stream> ConnectToGateway(SocketsHttpConnectionContext _, CancellationToken token)
-        {
-            var socket = new Socket(gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(gateway, token);
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-        }
+        var connectToGateway = FunctionHttpHandler.ConnectTo(gateway);
 
         SocketsHttpHandler handler;
         if (flavour == Flavour.Confidential)
@@ -321,7 +308,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
                 Function = Function,
                 Host = HostName(flavour),
                 AllowSimulated = trust.Simulated,
-            }, connect: ConnectToGateway);
+            }, connect: connectToGateway);
         }
         else if (flavour == Flavour.PlainHttps)
         {
@@ -339,7 +326,7 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
             handler = new SocketsHttpHandler();
         }
 
-        handler.ConnectCallback ??= ConnectToGateway;
+        handler.ConnectCallback ??= connectToGateway;
         handler.PooledConnectionLifetime = TimeSpan.Zero;
         return new HttpClient(handler, disposeHandler: true) { Timeout = TimeSpan.FromMinutes(3) };
     }

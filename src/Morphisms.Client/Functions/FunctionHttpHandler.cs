@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
@@ -120,13 +121,26 @@ public static class FunctionHttpHandler
         return handler;
     }
 
+    /// <summary>
+    /// A <c>connect</c> for <see cref="Create"/> that opens every connection to <paramref name="endPoint"/> (a gateway's
+    /// address) whatever the request's host names, which stays the TLS server name checked.
+    /// </summary>
+    public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectTo(EndPoint endPoint)
+    {
+        ArgumentNullException.ThrowIfNull(endPoint);
+        return (_, cancellationToken) => OpenAsync(endPoint, cancellationToken);
+    }
+
     /// <summary>What <see cref="SocketsHttpHandler"/> does without a <see cref="SocketsHttpHandler.ConnectCallback"/>.</summary>
-    private static async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    private static ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken) =>
+        OpenAsync(context.DnsEndPoint, cancellationToken);
+
+    private static async ValueTask<Stream> OpenAsync(EndPoint endPoint, CancellationToken cancellationToken)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
-            await socket.ConnectAsync(context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
+            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
             return new NetworkStream(socket, ownsSocket: true);
         }
         catch

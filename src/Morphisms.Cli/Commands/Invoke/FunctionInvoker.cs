@@ -69,7 +69,8 @@ internal static class FunctionInvoker
             OnWarning = (warnings ?? Console.Error).WriteLine,
             TrustStore = request.TrustStore,
         };
-        using var handler = FunctionHttpHandler.Create(trust, expectation, onVerified: i => identity = i, onRejected: f => refusals = f, revocation: revocation);
+        using var handler = FunctionHttpHandler.Create(trust, expectation, onVerified: i => identity = i, onRejected: f => refusals = f, revocation: revocation,
+            connect: FunctionHttpHandler.ConnectTo(request.Gateway));
         var verify = handler.SslOptions.RemoteCertificateValidationCallback!;
         handler.SslOptions.RemoteCertificateValidationCallback = (sender, certificate, presented, errors) =>
         {
@@ -86,20 +87,6 @@ internal static class FunctionInvoker
         // second connection (to the gateway, whatever the Location says) that the validator, fixed to this function's
         // host, refuses, and that refusal would then read as if the verified function had received nothing.
         handler.AllowAutoRedirect = false;
-        handler.ConnectCallback = async (_, token) =>
-        {
-            var socket = new Socket(request.Gateway.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await socket.ConnectAsync(request.Gateway, token);
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-        };
 
         using var http = new HttpClient(handler) { Timeout = Timeout };
         using var message = new HttpRequestMessage(request.Data is null ? HttpMethod.Get : HttpMethod.Post, $"https://{host}{request.Path}");
