@@ -424,6 +424,23 @@ public sealed class FunctionRevocationTests : IDisposable
     }
 
     [Fact]
+    public async Task Handlers_for_the_same_kms_share_one_warm_up()
+    {
+        // Every FunctionHttpHandler.Create makes its own source: a client making a handler per call (the load bench does)
+        // fetched a CRL before every connection, which doubled the time from readiness to the first byte.
+        var cache = new FunctionCrlCache();
+        var first = new StaticCrlSource(_pki.Crl());
+        var second = new StaticCrlSource(_pki.Crl());
+        await cache.WarmAsync(first, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(5), CancellationToken.None);
+        await cache.WarmAsync(second, DateTimeOffset.UtcNow, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        Assert.Equal((1, 0), (first.DefaultCalls, second.DefaultCalls));
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        Assert.Empty(Validate(leaf, second, cache));
+        Assert.Equal(0, second.Calls);
+    }
+
+    [Fact]
     public async Task A_revoked_certificate_is_refused_when_its_crl_came_from_the_warm_up()
     {
         using var leaf = _pki.Leaf("signer", Host, _measurement);

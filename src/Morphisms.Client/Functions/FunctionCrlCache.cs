@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Morphisms.Attestation;
@@ -24,7 +23,10 @@ public sealed class FunctionCrlCache
     private readonly ConcurrentDictionary<string, Slot> _slots = new(StringComparer.Ordinal);
 
     // Per source (one per handler, unless a test shares one): the default issuer's CRL fetched ahead of handshakes.
-    private readonly ConditionalWeakTable<IFunctionCrlSource, Warmth> _warmth = new();
+    // Keyed by the source's name (the KMS's address), not the source object: every FunctionHttpHandler.Create makes a
+    // source of its own, and a client that makes a handler per call must not fetch a CRL before every connection. Sharing
+    // is safe, as a prefetched CRL is used only once it verifies as the issuing CA's of the chain being checked.
+    private readonly ConcurrentDictionary<string, Warmth> _warmth = new(StringComparer.Ordinal);
     private readonly int _capacity;
     private long _fetches;
 
@@ -135,7 +137,7 @@ public sealed class FunctionCrlCache
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (the connection was given up).</exception>
     internal async Task WarmAsync(IFunctionCrlSource source, DateTimeOffset now, TimeSpan maxAge, TimeSpan fetchTimeout, CancellationToken cancellationToken)
     {
-        var warmth = _warmth.GetValue(source, _ => new Warmth());
+        var warmth = WarmthFor(source);
         TaskCompletionSource? started = null;
         Task pending;
         lock (warmth)
@@ -213,7 +215,7 @@ public sealed class FunctionCrlCache
     /// <summary>The CRL prefetched from <paramref name="source"/>, if it is younger than <paramref name="maxAge"/> and stands for <paramref name="issuingCa"/> now.</summary>
     private Entry? Prefetched(IFunctionCrlSource source, X509Certificate2 issuingCa, DateTimeOffset now, TimeSpan maxAge)
     {
-        if (!_warmth.TryGetValue(source, out var warmth))
+        if (!_warmth.TryGetValue(source.Name, out var warmth))
         {
             return null;
         }
@@ -253,7 +255,7 @@ public sealed class FunctionCrlCache
                     // The source serves current CRLs: the next connection through it need not warm the cache first.
                     if (outcome.Entry is not null)
                     {
-                        var warmth = _warmth.GetValue(source, _ => new Warmth());
+                        var warmth = WarmthFor(source);
                         lock (warmth)
                         {
                             if (warmth.VerifiedAt is not { } at || at < now)
@@ -402,6 +404,26 @@ public sealed class FunctionCrlCache
     }
 
     private sealed record Entry(CertificateRevocationList Crl, DateTimeOffset FetchedAt);
+
+    private Warmth WarmthFor(IFunctionCrlSource source)
+    {
+        if (_warmth.Count >= _capacity && !_warmth.ContainsKey(source.Name))
+        {
+            // Bounded like the slots: a miss costs one fetch.
+            foreach (var (name, held) in _warmth)
+            {
+                lock (held)
+                {
+                    if (held.InFlight is null)
+                    {
+                        _warmth.TryRemove(name, out _);
+                    }
+                }
+            }
+        }
+
+        return _warmth.GetOrAdd(source.Name, _ => new Warmth());
+    }
 
     private sealed class Warmth
     {
