@@ -171,12 +171,12 @@ internal sealed partial class KmsCore : IAsyncDisposable
             }
 
             var now = Time.GetUtcNow();
-            var unsealKey = RandomNumberGenerator.GetBytes(32);
+            var unsealKey = RandomNumberGenerator.GetBytes(UnsealShares.KeyLength);
             var rootKey = RandomNumberGenerator.GetBytes(32);
             var keyring = Keyring.Create(now);
             try
             {
-                var keys = shares == 1 ? [unsealKey.ToArray()] : Shamir.Split(unsealKey, shares, threshold);
+                var keys = UnsealShares.Split(unsealKey, shares, threshold);
 
                 // Build the initial contents through a barrier over scratch storage: ciphertexts are bound to their
                 // key path, not to the store, so they can be copied verbatim into one transaction.
@@ -243,7 +243,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
                 return;
             }
 
-            var expected = config.SecretShares == 1 ? 32 : 33;
+            var expected = UnsealShares.ShareLength(config.SecretShares);
             if (share.Length != expected)
             {
                 CryptographicOperations.ZeroMemory(share);
@@ -259,7 +259,7 @@ internal sealed partial class KmsCore : IAsyncDisposable
             byte[] unsealKey;
             try
             {
-                unsealKey = config.SecretShares == 1 ? _progress.Parts[0].ToArray() : Shamir.Combine(_progress.Parts);
+                unsealKey = UnsealShares.Combine(config.SecretShares, _progress.Parts);
             }
             catch (ArgumentException e)
             {

@@ -198,7 +198,7 @@ internal sealed partial class KmsCore
             throw KmsException.BadRequest($"invalid 'nonce': the current {round.Name} nonce is {round.Nonce}");
         }
 
-        var expected = round.Shares == 1 ? 32 : 33;
+        var expected = UnsealShares.ShareLength(round.Shares);
         if (share.Length != expected)
         {
             CryptographicOperations.ZeroMemory(share);
@@ -213,7 +213,7 @@ internal sealed partial class KmsCore
 
         try
         {
-            return round.Shares == 1 ? progress.Parts[0].ToArray() : Shamir.Combine(progress.Parts);
+            return UnsealShares.Combine(round.Shares, progress.Parts);
         }
         catch (ArgumentException e)
         {
@@ -307,10 +307,10 @@ internal sealed partial class KmsCore
             throw KmsException.BadRequest("rekey failed: the key shares do not decrypt the root key; progress was reset");
         }
 
-        var newKey = RandomNumberGenerator.GetBytes(32);
+        var newKey = RandomNumberGenerator.GetBytes(UnsealShares.KeyLength);
         try
         {
-            var shares = attempt.NewShares == 1 ? [newKey.ToArray()] : Shamir.Split(newKey, attempt.NewShares, attempt.NewThreshold);
+            var shares = UnsealShares.Split(newKey, attempt.NewShares, attempt.NewThreshold);
             var newWrapping = AesGcmEnvelope.Seal(newKey, 0, SealConfig.RootKeyPath, rootKey);
             if (attempt.RequireVerification)
             {
