@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Numerics;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
@@ -9,8 +10,14 @@ namespace Morphisms.Kms.Pki;
 /// <summary>Revocation, CRLs and certificate/chain reads.</summary>
 internal sealed partial class PkiBackend
 {
-    /// <summary>CRL lifetime: Vault's default expiry (72 h); the CRL is rebuilt on every read.</summary>
+    /// <summary>CRL lifetime: Vault's default expiry (72 h); a signed CRL is served for at most half of it (<see cref="CrlAsync"/>).</summary>
     private static readonly TimeSpan CrlLifetime = TimeSpan.FromHours(72);
+
+    /// <summary>How many issuers' signed CRLs are kept (<see cref="CrlAsync"/>).</summary>
+    private const int MaxCachedCrls = 16;
+
+    private readonly ConcurrentDictionary<string, SignedCrl> _crls = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _crlSigning = new(1, 1);
 
     /// <summary>
     /// How long past its NotAfter a revoked certificate stays on the CRL: one CRL lifetime, so a CRL issued after the
@@ -75,8 +82,9 @@ internal sealed partial class PkiBackend
 
     /// <summary>
     /// The CRL number at <paramref name="now"/>: the stored number plus the stored entries that have aged out since
-    /// the last revocation. The CRL is rebuilt on every read, and its contents change in two ways: a revocation
-    /// (which bumps the stored number and folds the aged entries it prunes into it) and an entry passing
+    /// the last revocation. A read builds the CRL from the stored state (or reuses the one it signed for the same
+    /// contents), and the contents change in two ways: a revocation (which bumps the stored number and folds the aged
+    /// entries it prunes into it) and an entry passing
     /// <see cref="ExpiredRetention"/> (which writes nothing). Counting the aged entries makes the number grow with
     /// each of them too, so two CRLs with different contents never share a number (RFC 5280 §5.2.3), without a read
     /// having to write, or to take the mount's write lock, and without relying on the clock beyond what the aging
@@ -86,53 +94,116 @@ internal sealed partial class PkiBackend
     private static long CrlNumber(CrlState crl, DateTimeOffset now) =>
         crl.Number + crl.Revoked.Count(e => PastRetention(e.NotAfter, now));
 
-    /// <summary>The DER CRL of issuer <paramref name="issuerId"/>: the revoked certificates it signed, but for those past <see cref="ExpiredRetention"/>.</summary>
-    private async Task<byte[]> BuildCrlAsync(string issuerId, CancellationToken ct)
+    /// <summary>
+    /// The DER CRL of <paramref name="issuer"/>: the revoked certificates it signed, but for those past
+    /// <see cref="ExpiredRetention"/>. The CRL routes need no token, so signing on every read would let anyone make the
+    /// KMS sign as fast as they can send (and hand out a different CRL under one number each time). The signed CRL is
+    /// kept and served again while what it lists is unchanged: the issuer's certificate, the number and the entries,
+    /// taken from the stored state on every read, so a revocation (this node's, or one another HA node wrote before a
+    /// failover) and an entry ageing out show on the next read. It is signed again once half its lifetime has passed,
+    /// so a served CRL always has at least 36 h left, and one signing at a time keeps a burst of reads to one signature.
+    /// </summary>
+    private async Task<byte[]> CrlAsync(IssuerRecord issuer, CancellationToken ct)
     {
         var crl = await LoadCrlAsync(ct).ConfigureAwait(false);
-        using var signer = await LoadKeyAsync(issuerId, ct).ConfigureAwait(false);
-        var builder = new CertificateRevocationListBuilder();
         var now = _time.GetUtcNow();
+        var number = CrlNumber(crl, now);
 
         // Entries past retention may still be stored (they go with the next revocation); they are not listed.
-        foreach (var entry in crl.Revoked.Where(e => e.IssuerId == issuerId && !PastRetention(e.NotAfter, now)))
+        RevokedEntry[] entries = [.. crl.Revoked.Where(e => e.IssuerId == issuer.Id && !PastRetention(e.NotAfter, now))];
+        if (ReusableCrl(issuer, number, entries, now) is { } der)
         {
-            builder.AddEntry(Convert.FromHexString(entry.Serial), entry.RevokedAt);
+            return der;
         }
 
-        return builder.Build(
-            signer.Certificate.SubjectName,
-            signer.Generator,
-            new BigInteger(CrlNumber(crl, now)),
-            now + CrlLifetime,
-            signer.Hash,
-            X509AuthorityKeyIdentifierExtension.CreateFromCertificate(signer.Certificate, true, false),
-            now - PkiCertificates.Backdate);
+        await _crlSigning.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            // A read that waited here finds what the one before it signed.
+            if (ReusableCrl(issuer, number, entries, now) is { } signed)
+            {
+                return signed;
+            }
+
+            var signer = _signers.Rent(issuer);
+            try
+            {
+                var builder = new CertificateRevocationListBuilder();
+                foreach (var entry in entries)
+                {
+                    builder.AddEntry(Convert.FromHexString(entry.Serial), entry.RevokedAt);
+                }
+
+                der = builder.Build(
+                    signer.Certificate.SubjectName,
+                    signer.Generator,
+                    new BigInteger(number),
+                    now + CrlLifetime,
+                    signer.Hash,
+                    X509AuthorityKeyIdentifierExtension.CreateFromCertificate(signer.Certificate, true, false),
+                    now - PkiCertificates.Backdate);
+            }
+            finally
+            {
+                _signers.Return(issuer, signer);
+            }
+
+            // One per issuer, and issuers are made only by token holders; the bound is against a mount rotated for years.
+            if (_crls.Count >= MaxCachedCrls && !_crls.ContainsKey(issuer.Id))
+            {
+                _crls.Clear();
+            }
+
+            _crls[issuer.Id] = new SignedCrl(issuer.Certificate, number, entries, now, der);
+            return der;
+        }
+        finally
+        {
+            _crlSigning.Release();
+        }
     }
+
+    /// <summary>The kept CRL of <paramref name="issuer"/> if it lists exactly this and is younger than half its lifetime (a clock gone back signs anew).</summary>
+    private byte[]? ReusableCrl(IssuerRecord issuer, long number, RevokedEntry[] entries, DateTimeOffset now) =>
+        _crls.TryGetValue(issuer.Id, out var kept)
+        && kept.IssuerCertificate == issuer.Certificate
+        && kept.Number == number
+        && kept.Entries.AsSpan().SequenceEqual(entries)
+        && now >= kept.SignedAt
+        && now - kept.SignedAt < CrlLifetime / 2
+            ? kept.Der
+            : null;
+
+    /// <summary>
+    /// The default issuer for a CRL read. The CRL routes need no token, so this never creates the first intermediate
+    /// (a new CA key and a storage write) as <see cref="DefaultIssuerAsync"/> does for issuance: a mount without an
+    /// issuer answers 400, as Vault does ("no default issuer currently configured"), and nothing is written.
+    /// </summary>
+    private async Task<IssuerRecord> CrlIssuerAsync(CancellationToken ct) =>
+        await StoredDefaultIssuerAsync(ct).ConfigureAwait(false) ?? throw KmsException.BadRequest(_kmsRoot
+            ? "no default issuer currently configured: the KMS makes this mount's first intermediate when it first issues a certificate, so it has no CRL yet"
+            : "no default issuer currently configured: generate a root or set a signed intermediate first");
 
     private async Task<KmsResponse?> ReadCrlJson(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
-        var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
-        var der = await BuildCrlAsync(issuer.Id, ct).ConfigureAwait(false);
+        var issuer = await CrlIssuerAsync(ct).ConfigureAwait(false);
+        var der = await CrlAsync(issuer, ct).ConfigureAwait(false);
         return KmsResponse.WithData(new JsonObject { ["certificate"] = PkiCertificates.Pem("X509 CRL", der), ["issuer_id"] = issuer.Id });
     }
 
     private async Task<KmsResponse?> ReadCrlPem(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
-        var issuer = await DefaultIssuerAsync(ct).ConfigureAwait(false);
-        return Text(PkiCertificates.Pem("X509 CRL", await BuildCrlAsync(issuer.Id, ct).ConfigureAwait(false)), "application/pem-file");
+        var issuer = await CrlIssuerAsync(ct).ConfigureAwait(false);
+        return Text(PkiCertificates.Pem("X509 CRL", await CrlAsync(issuer, ct).ConfigureAwait(false)), "application/pem-file");
     }
 
     private async Task<KmsResponse?> ReadIssuerCrl(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
-        var id = match["ref"] == "default" ? (await DefaultIssuerAsync(ct).ConfigureAwait(false)).Id : match["ref"];
-        if (await LoadIssuerAsync(id, ct).ConfigureAwait(false) is null)
-        {
-            throw KmsException.NotFound();
-        }
-
-        var pem = PkiCertificates.Pem("X509 CRL", await BuildCrlAsync(id, ct).ConfigureAwait(false));
-        return match["pem"].Length > 0 ? Text(pem, "application/pem-file") : KmsResponse.WithData(new JsonObject { ["crl"] = pem, ["issuer_id"] = id });
+        var issuer = match["ref"] == "default"
+            ? await CrlIssuerAsync(ct).ConfigureAwait(false)
+            : await LoadIssuerAsync(match["ref"], ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        var pem = PkiCertificates.Pem("X509 CRL", await CrlAsync(issuer, ct).ConfigureAwait(false));
+        return match["pem"].Length > 0 ? Text(pem, "application/pem-file") : KmsResponse.WithData(new JsonObject { ["crl"] = pem, ["issuer_id"] = issuer.Id });
     }
 
     /// <summary>
@@ -193,4 +264,7 @@ internal sealed partial class PkiBackend
             ? throw KmsException.NotFound()
             : KmsResponse.WithData(new JsonObject { ["keys"] = JsonValues.Strings(keys.Select(k => PkiCertificates.FormatSerial(Convert.FromHexString(k)))) });
     }
+
+    /// <summary>A signed CRL and what it was built from: the issuer's certificate, the number and the entries.</summary>
+    private sealed record SignedCrl(string IssuerCertificate, long Number, RevokedEntry[] Entries, DateTimeOffset SignedAt, byte[] Der);
 }

@@ -127,8 +127,7 @@ internal sealed partial class PkiBackend : ILogicalBackend
     /// <summary>The default issuer, creating the first intermediate under the KMS root when the mount has none yet.</summary>
     private async Task<IssuerRecord> DefaultIssuerAsync(CancellationToken ct)
     {
-        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
-        if (config.Default is { } id && await LoadIssuerAsync(id, ct).ConfigureAwait(false) is { } issuer)
+        if (await StoredDefaultIssuerAsync(ct).ConfigureAwait(false) is { } issuer)
         {
             return issuer;
         }
@@ -139,9 +138,13 @@ internal sealed partial class PkiBackend : ILogicalBackend
         }
 
         await RotateIntermediateAsync(new IntermediateSpec(null, null, DefaultIntermediateKeyBits), new ExpectedDefault(null), ct).ConfigureAwait(false);
-        config = await LoadConfigAsync(ct).ConfigureAwait(false);
+        var config = await LoadConfigAsync(ct).ConfigureAwait(false);
         return await LoadIssuerAsync(config.Default!, ct).ConfigureAwait(false) ?? throw new InvalidOperationException("the new issuer vanished");
     }
+
+    /// <summary>The default issuer if the mount has one; never creates it (see <see cref="DefaultIssuerAsync"/>).</summary>
+    private async Task<IssuerRecord?> StoredDefaultIssuerAsync(CancellationToken ct) =>
+        (await LoadConfigAsync(ct).ConfigureAwait(false)).Default is { } id ? await LoadIssuerAsync(id, ct).ConfigureAwait(false) : null;
 
     private static string NewIssuerId() => Guid.NewGuid().ToString();
 

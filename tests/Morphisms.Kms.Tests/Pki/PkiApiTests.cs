@@ -221,6 +221,114 @@ public sealed class PkiApiTests
         Assert.True(next > aged, $"CRL number {next} after a revocation, {aged} before");
     }
 
+    /// <summary>
+    /// The CRL routes need no token, so a read must not cost a signature each: the signed CRL is reused until its
+    /// contents change (a revocation shows on the very next read) or it is half its 72 h lifetime old.
+    /// </summary>
+    [Fact]
+    public async Task Crl_reads_reuse_one_signed_crl_until_its_contents_change_or_half_its_lifetime_passes()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true, max_ttl = "720h" })).Expect(204);
+        var first = (await c.PostAsync("pki/issue/svc", new { common_name = "a.svc.local", ttl = "240h" })).Expect(200).Data;
+        var second = (await c.PostAsync("pki/issue/svc", new { common_name = "b.svc.local", ttl = "240h" })).Expect(200).Data;
+        (await c.PostAsync("pki/revoke", new { serial_number = first["serial_number"]!.GetValue<string>() })).Expect(200);
+        using var secondCert = X509Certificate2.CreateFromPem(second["certificate"]!.GetValue<string>());
+        var id = first["issuer_id"]!.GetValue<string>();
+
+        async Task<string> PemAsync() => (await c.GetAsync("pki/crl/pem", token: "")).Expect(200).Raw;
+        static System.Numerics.BigInteger Number(string pem)
+        {
+            CertificateRevocationListBuilder.LoadPem(pem, out var number);
+            return number;
+        }
+
+        // The same bytes (an ECDSA signature is randomised, and thisUpdate would move) from every CRL route, minutes apart.
+        var cached = await PemAsync();
+        kms.Time.Advance(TimeSpan.FromMinutes(10));
+        Assert.Equal(cached, await PemAsync());
+        Assert.Equal(cached, (await c.GetAsync("pki/crl", token: "")).Expect(200).Data["certificate"]!.GetValue<string>());
+        Assert.Equal(cached, (await c.GetAsync("pki/cert/crl", token: "")).Expect(200).Data["certificate"]!.GetValue<string>());
+        Assert.Equal(cached, (await c.GetAsync($"pki/issuer/{id}/crl/pem", token: "")).Expect(200).Raw);
+        Assert.Equal(cached, (await c.GetAsync("pki/issuer/default/crl", token: "")).Expect(200).Data["crl"]!.GetValue<string>());
+
+        // A revocation is on the very next read, under a larger number.
+        (await c.PostAsync("pki/revoke", new { serial_number = second["serial_number"]!.GetValue<string>() })).Expect(200);
+        var revoked = await PemAsync();
+        Assert.True(CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(revoked)).IsRevoked(secondCert));
+        Assert.True(Number(revoked) > Number(cached));
+        Assert.Equal(revoked, await PemAsync());
+
+        // Half the lifetime on, a fresh signature: same contents and number, a later thisUpdate.
+        kms.Time.Advance(TimeSpan.FromHours(36));
+        var renewed = await PemAsync();
+        Assert.NotEqual(revoked, renewed);
+        Assert.Equal(Number(revoked), Number(renewed));
+        var before = CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(revoked));
+        var after = CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(renewed));
+        Assert.Equal(TimeSpan.FromHours(36), after.ThisUpdate - before.ThisUpdate);
+        Assert.Equal(2, after.RevokedCount);
+    }
+
+    /// <summary>
+    /// The cache is checked against the stored revocation state on every read, so a revocation written by another node
+    /// (an HA active node before a failover, storage changed underneath this one) is served at once, not the old CRL.
+    /// </summary>
+    [Fact]
+    public async Task A_crl_read_serves_a_revocation_another_node_wrote_to_the_shared_storage()
+    {
+        await using var a = await TestKms.StartUnsealedAsync();
+        await using var b = await TestKms.StartAsync(physical: a.Storage);
+        b.Keys.AddRange(a.Keys);
+        await b.UnsealAsync();
+        b.Client.Token = a.RootToken;
+        (await a.Client.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true })).Expect(204);
+        var issued = (await a.Client.PostAsync("pki/issue/svc", new { common_name = "a.svc.local" })).Expect(200).Data;
+        using var certificate = X509Certificate2.CreateFromPem(issued["certificate"]!.GetValue<string>());
+
+        async Task<CertificateRevocationList> CrlAsync(TestKms node) =>
+            CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes((await node.Client.GetAsync("pki/crl/pem", token: "")).Expect(200).Raw));
+
+        Assert.False((await CrlAsync(a)).IsRevoked(certificate));
+        (await b.Client.PostAsync("pki/revoke", new { serial_number = issued["serial_number"]!.GetValue<string>() })).Expect(200);
+        Assert.True((await CrlAsync(a)).IsRevoked(certificate));
+    }
+
+    /// <summary>
+    /// The CRL routes need no token, so on a mount with no CA yet they must not make one (the KMS-rooted <c>pki/</c>
+    /// creates its first intermediate on demand, a key and a storage write): they answer a 400 as Vault does and leave
+    /// storage as it was. Issuance still creates the intermediate, and its CRL is served from then on.
+    /// </summary>
+    [Fact]
+    public async Task An_anonymous_crl_read_on_a_mount_without_an_issuer_is_a_400_and_writes_nothing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("sys/mounts/own-ca", new { type = "pki" })).Expect(204);
+        var stored = kms.Storage!.Snapshot();
+        foreach (var mount in new[] { "pki", "own-ca" })
+        {
+            foreach (var path in new[] { "crl", "cert/crl", "crl/pem", "issuer/default/crl", "issuer/default/crl/pem" })
+            {
+                var answer = (await c.GetAsync($"{mount}/{path}", token: "")).Expect(400);
+                Assert.Contains("no default issuer", Assert.Single(answer.Errors), StringComparison.Ordinal);
+            }
+        }
+
+        var now = kms.Storage.Snapshot();
+        Assert.Equal(stored.Keys.Order(StringComparer.Ordinal), now.Keys.Order(StringComparer.Ordinal));
+        Assert.All(stored, e => Assert.Equal(e.Value, now[e.Key]));
+        Assert.Empty((await c.ListAsync("pki/issuers", token: "")).Expect(200).Data["keys"]!.AsArray());
+
+        // Issuing (as attest-login does through the same path) still makes the first intermediate, whose CRL is then served.
+        (await c.PostAsync("pki/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true })).Expect(204);
+        var issuer = (await c.PostAsync("pki/issue/svc", new { common_name = "a.svc.local" })).Expect(200).Data["issuing_ca"]!.GetValue<string>();
+        using var ca = X509Certificate2.CreateFromPem(issuer);
+        var crl = (await c.GetAsync("pki/crl/pem", token: "")).Expect(200).Raw;
+        Assert.True(CertificateRevocationList.Parse(System.Text.Encoding.ASCII.GetBytes(crl)).VerifySignature(ca));
+    }
+
     [Fact]
     public async Task Bad_input_is_a_400_naming_the_field_and_writes_nothing()
     {
