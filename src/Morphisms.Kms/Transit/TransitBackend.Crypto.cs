@@ -11,6 +11,12 @@ internal sealed partial class TransitBackend
 {
     private const int MaxBatch = 1000;
 
+    /// <summary>Verify's parameters that apply to the whole request, batch or not (Vault's too).</summary>
+    private static readonly string[] VerifyRequestFields = ["hash_algorithm", "marshaling_algorithm", "signature_algorithm"];
+
+    /// <summary>Sign's: verify's and the key version.</summary>
+    private static readonly string[] SignRequestFields = [.. VerifyRequestFields, "key_version"];
+
     private async Task<KmsResponse?> Encrypt(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
         var key = await RequireEncryptionKeyAsync(match["name"], ct).ConfigureAwait(false);
@@ -74,38 +80,51 @@ internal sealed partial class TransitBackend
     private async Task<KmsResponse?> Sign(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
         var f = request.Fields;
-        var input = TransitCiphertext.Base64(f.RequiredString("input"), "input");
         var (hash, jws) = SigningOptions(f, match["hash"]);
         var keyVersion = f.NonNegativeInt("key_version");
-        PkiRole.RejectUnknown(f, ["input", "hash_algorithm", "marshaling_algorithm", "key_version", "signature_algorithm"]);
         var key = await RequireSigningKeyAsync(match["name"], ct).ConfigureAwait(false);
         var (version, material) = key.ForEncryption(keyVersion);
-        var signature = TransitSigning.Sign(key.Type, material, input, hash, jws);
-        var text = jws ? Convert.ToBase64String(signature).TrimEnd('=').Replace('+', '-').Replace('/', '_') : Convert.ToBase64String(signature);
-        return KmsResponse.WithData(new JsonObject { ["signature"] = TransitCiphertext.Prefix(version) + text, ["key_version"] = version });
+
+        // As in Vault, the hash, marshaling and key version are the request's; a batch item carries only its input.
+        return Batch(f, ["input", "context"], item =>
+        {
+            var input = TransitCiphertext.Base64(item.RequiredString("input"), "input");
+            RejectContext(item, nonce: false);
+            var signature = TransitSigning.Sign(key.Type, material, input, hash, jws);
+            var text = jws ? Convert.ToBase64String(signature).TrimEnd('=').Replace('+', '-').Replace('/', '_') : Convert.ToBase64String(signature);
+            return new JsonObject { ["signature"] = TransitCiphertext.Prefix(version) + text, ["key_version"] = version };
+        }, SignRequestFields);
     }
 
     private async Task<KmsResponse?> Verify(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
         var f = request.Fields;
-        var input = TransitCiphertext.Base64(f.RequiredString("input"), "input");
-        var (version, signature) = TransitCiphertext.Parse(f.RequiredString("signature"), "signature");
         var (hash, jws) = SigningOptions(f, match["hash"]);
-        PkiRole.RejectUnknown(f, ["input", "signature", "hash_algorithm", "marshaling_algorithm", "signature_algorithm"]);
         var key = await RequireSigningKeyAsync(match["name"], ct).ConfigureAwait(false);
-        var material = key.ForDecryption(version, "signature");
-        bool valid;
-        try
+        return Batch(f, ["input", "signature", "context"], item =>
         {
-            valid = TransitSigning.Verify(key.Type, material, input, signature, hash, jws);
-        }
-        catch (Exception e) when (e is CryptographicException or ArgumentException or FormatException)
-        {
-            // A signature of the wrong length or shape is simply not valid, never a server error.
-            valid = false;
-        }
+            if (item.HasValue("hmac"))
+            {
+                throw KmsException.BadRequest("invalid 'hmac': this engine has no HMAC keys; verify takes a 'signature'");
+            }
 
-        return KmsResponse.WithData(new JsonObject { ["valid"] = valid });
+            var input = TransitCiphertext.Base64(item.RequiredString("input"), "input");
+            var (version, signature) = TransitCiphertext.Parse(item.RequiredString("signature"), "signature");
+            RejectContext(item, nonce: false);
+            var material = key.ForDecryption(version, "signature");
+            bool valid;
+            try
+            {
+                valid = TransitSigning.Verify(key.Type, material, input, signature, hash, jws);
+            }
+            catch (Exception e) when (e is CryptographicException or ArgumentException or FormatException)
+            {
+                // A signature of the wrong length or shape is simply not valid, never a server error.
+                valid = false;
+            }
+
+            return new JsonObject { ["valid"] = valid };
+        }, VerifyRequestFields);
     }
 
     private static (HashAlgorithmName Hash, bool Jws) SigningOptions(Fields f, string pathHash)
@@ -138,9 +157,10 @@ internal sealed partial class TransitBackend
         return TransitCiphertext.Decrypt(key.ForDecryption(version, "ciphertext"), blob, "ciphertext");
     }
 
-    private static void RejectContext(Fields f)
+    private static void RejectContext(Fields f, bool nonce = true)
     {
-        if (!string.IsNullOrEmpty(f.String("context")) || !string.IsNullOrEmpty(f.String("nonce")))
+        // Sign and verify have no nonce in Vault, so there it stays an unknown parameter.
+        if (!string.IsNullOrEmpty(f.String("context")) || (nonce && !string.IsNullOrEmpty(f.String("nonce"))))
         {
             throw KmsException.BadRequest("invalid 'context': key derivation is not supported (keys are not derived)");
         }
@@ -162,16 +182,19 @@ internal sealed partial class TransitBackend
     /// Runs <paramref name="one"/> on the request itself, or on each item of <c>batch_input</c>. As in Vault, each
     /// result carries its item's <c>reference</c> ("" when none), and a failing item reports its error in its result
     /// and makes the response a 400, or <c>partial_failure_response_code</c> when other items succeeded.
+    /// <paramref name="requestFields"/> are parameters the caller read from the request itself (sign's hash, say):
+    /// allowed beside <c>batch_input</c> too, where item fields are not.
     /// </summary>
-    private static KmsResponse Batch(Fields f, string[] itemFields, Func<Fields, JsonObject> one)
+    private static KmsResponse Batch(Fields f, string[] itemFields, Func<Fields, JsonObject> one, string[]? requestFields = null)
     {
+        requestFields ??= [];
         var partialFailureCode = PartialFailureCode(f);
         if (!f.Has("batch_input"))
         {
             // Vault takes a top-level reference too, and echoes it nowhere.
             var result = one(f);
             f.String("reference");
-            PkiRole.RejectUnknown(f, [.. itemFields, "reference", "partial_failure_response_code"]);
+            PkiRole.RejectUnknown(f, [.. itemFields, .. requestFields, "reference", "partial_failure_response_code"]);
             return KmsResponse.WithData(result);
         }
 
@@ -180,7 +203,7 @@ internal sealed partial class TransitBackend
             throw KmsException.BadRequest($"invalid 'batch_input': an array of 1 to {MaxBatch} objects");
         }
 
-        PkiRole.RejectUnknown(f, ["batch_input", "partial_failure_response_code", "reference"]);
+        PkiRole.RejectUnknown(f, [.. requestFields, "batch_input", "partial_failure_response_code", "reference"]);
         var results = new JsonArray();
         var errors = new List<string>();
         for (var i = 0; i < items.Count; i++)

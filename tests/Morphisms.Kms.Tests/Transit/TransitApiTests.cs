@@ -145,6 +145,99 @@ public sealed class TransitApiTests
         }
     }
 
+    /// <summary>
+    /// Sign and verify take <c>batch_input</c> as Vault does: sign's items carry <c>input</c>, verify's <c>input</c> and
+    /// <c>signature</c>; hash, marshaling and key version are the request's. Results come back in order with each
+    /// item's <c>reference</c> (sign's with <c>signature</c> and <c>key_version</c>, verify's with <c>valid</c>), and a
+    /// failing item is the same partial failure as in encrypt's batches.
+    /// </summary>
+    [Theory]
+    [InlineData("ecdsa-p256")]
+    [InlineData("ed25519")]
+    public async Task Sign_and_verify_take_batch_input_with_references_and_partial_failure(string type)
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("transit/keys/signer", new { type })).Expect(204);
+        (await c.PostAsync("transit/keys/signer/rotate")).Expect(200);
+        string[] inputs = [B64("first"), B64("second"), B64("third")];
+
+        var signed = (await c.PostAsync("transit/sign/signer", new
+        {
+            key_version = 1,
+            batch_input = new object[] { new { input = inputs[0], reference = "a" }, new { input = inputs[1] }, new { input = inputs[2], context = "", reference = "c" } },
+        })).Expect(200).Data["batch_results"]!.AsArray();
+        Assert.Equal(["a", "", "c"], signed.Select(r => r!["reference"]!.GetValue<string>()));
+        Assert.All(signed, r => Assert.Equal(1, r!["key_version"]!.GetValue<int>()));
+        Assert.All(signed, r => Assert.Null(r!["error"]));
+        var signatures = signed.Select(r => r!["signature"]!.GetValue<string>()).ToArray();
+        Assert.All(signatures, s => Assert.StartsWith("vault:v1:", s, StringComparison.Ordinal));
+
+        // Each signature is over its own item: it verifies alone, and the batch checks each against its input.
+        for (var i = 0; i < inputs.Length; i++)
+        {
+            Assert.True((await c.PostAsync("transit/verify/signer", new { input = inputs[i], signature = signatures[i] })).Expect(200).Data["valid"]!.GetValue<bool>());
+        }
+
+        var verified = (await c.PostAsync("transit/verify/signer", new
+        {
+            batch_input = new object[]
+            {
+                new { input = inputs[0], signature = signatures[0], reference = "ok" },
+                new { input = inputs[0], signature = signatures[1], reference = "swapped" },
+                new { input = inputs[2], signature = signatures[2] },
+            },
+        })).Expect(200).Data["batch_results"]!.AsArray();
+        Assert.Equal([true, false, true], verified.Select(r => r!["valid"]!.GetValue<bool>()));
+        Assert.Equal(["ok", "swapped", ""], verified.Select(r => r!["reference"]!.GetValue<string>()));
+
+        // Request-level options apply to every item (a JWS signature verifies only as JWS).
+        if (type == "ecdsa-p256")
+        {
+            var jws = (await c.PostAsync("transit/sign/signer/sha2-384", new { marshaling_algorithm = "jws", batch_input = new object[] { new { input = inputs[0] } } }))
+                .Expect(200).Data["batch_results"]![0]!;
+            Assert.Equal(2, jws["key_version"]!.GetValue<int>());
+            var jwsSignature = jws["signature"]!.GetValue<string>();
+            Assert.DoesNotContain('=', jwsSignature);
+            Assert.True((await c.PostAsync("transit/verify/signer/sha2-384", new { marshaling_algorithm = "jws", batch_input = new object[] { new { input = inputs[0], signature = jwsSignature } } }))
+                .Expect(200).Data["batch_results"]![0]!["valid"]!.GetValue<bool>());
+        }
+
+        // A bad item fails alone, with its reference; 400 unless partial_failure_response_code says otherwise.
+        var badSign = new object[] { new { input = inputs[0], reference = "good" }, new { input = "%%%", reference = "bad" } };
+        var partial = (await c.PostAsync("transit/sign/signer", new { batch_input = badSign })).Expect(400);
+        Assert.Equal(["good", "bad"], partial.Data["batch_results"]!.AsArray().Select(r => r!["reference"]!.GetValue<string>()));
+        Assert.NotNull(partial.Data["batch_results"]![0]!["signature"]);
+        Assert.StartsWith("batch_input[1]: invalid 'input'", partial.Data["batch_results"]![1]!["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        (await c.PostAsync("transit/sign/signer", new { batch_input = badSign, partial_failure_response_code = 207 })).Expect(207);
+
+        var badVerify = new object[] { new { input = inputs[0], signature = signatures[0] }, new { input = inputs[0] }, new { input = inputs[0], signature = "vault:v9:AAAA" } };
+        var failed = (await c.PostAsync("transit/verify/signer", new { batch_input = badVerify, partial_failure_response_code = 200 })).Expect(200);
+        Assert.True(failed.Data["batch_results"]![0]!["valid"]!.GetValue<bool>());
+        Assert.Contains("'signature'", failed.Data["batch_results"]![1]!["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("'signature'", failed.Data["batch_results"]![2]!["error"]!.GetValue<string>(), StringComparison.Ordinal);
+        (await c.PostAsync("transit/verify/signer", new { batch_input = new object[] { new { input = inputs[0] } }, partial_failure_response_code = 200 })).Expect(400);
+
+        // The batch's own shape and its request-level parameters are checked before any item is signed.
+        var cases = new (string Path, object Body, string Named)[]
+        {
+            ("transit/sign/signer", new { batch_input = Array.Empty<object>() }, "'batch_input'"),
+            ("transit/sign/signer", new { batch_input = new object[] { "text" } }, "'batch_input'"),
+            ("transit/sign/signer", new { input = inputs[0], batch_input = new object[] { new { input = inputs[0] } } }, "'input'"),
+            ("transit/sign/signer", new { key_version = 9, batch_input = new object[] { new { input = inputs[0] } } }, "'key_version'"),
+            ("transit/sign/signer", new { hash_algorithm = "md5", batch_input = new object[] { new { input = inputs[0] } } }, "'hash_algorithm'"),
+            ("transit/verify/signer", new { key_version = 1, input = inputs[0], signature = signatures[0] }, "'key_version'"),
+            ("transit/verify/signer", new { input = inputs[0], hmac = "vault:v1:AAAA" }, "'hmac'"),
+        };
+        foreach (var (path, body, named) in cases)
+        {
+            Assert.Contains(named, (await c.PostAsync(path, body)).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        }
+
+        var tooMany = Enumerable.Range(0, 1001).Select(_ => new { input = inputs[0] }).ToArray();
+        Assert.Contains("'batch_input'", (await c.PostAsync("transit/verify/signer", new { batch_input = tooMany })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Bad_input_is_a_400_naming_the_field_and_writes_nothing()
     {
