@@ -68,7 +68,10 @@ internal sealed partial class PkiBackend
             : (AsymmetricAlgorithm)ECDsa.Create(role.KeyBits == 384 ? ECCurve.NamedCurves.nistP384 : ECCurve.NamedCurves.nistP256);
         var publicKey = new PublicKey(key);
         var (data, _) = await SignLeafAsync(new LeafRequest(publicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, role.KeyType == "rsa"), ct).ConfigureAwait(false);
-        data["private_key"] = key.ExportPkcs8PrivateKeyPem();
+        // As in Vault, "pkcs8" is PKCS#8 and anything else ParseIssueFields let through ("", "der", "pem") the key's own
+        // form, SEC1 for EC and PKCS#1 for RSA, PEM-encoded since the response's format is pem.
+        data["private_key"] = request.Fields.String("private_key_format") == "pkcs8" ? key.ExportPkcs8PrivateKeyPem()
+            : key is RSA rsa ? rsa.ExportRSAPrivateKeyPem() : ((ECDsa)key).ExportECPrivateKeyPem();
         data["private_key_type"] = role.KeyType;
         return KmsResponse.WithData(data);
     }
@@ -194,7 +197,7 @@ internal sealed partial class PkiBackend
             throw KmsException.BadRequest($"invalid 'format': \"{PkiRole.Printable(format)}\" is not supported; use \"pem\"");
         }
 
-        // Vault's default is "der" (in the response's format); whichever is asked, the key is returned as PKCS#8 PEM.
+        // Vault's default is "der" (the key's own form, in the response's format); "pkcs8" asks for PKCS#8 (see Issue).
         if (keyFormat is not ("" or "der" or "pem" or "pkcs8"))
         {
             throw KmsException.BadRequest($"invalid 'private_key_format': \"{PkiRole.Printable(keyFormat)}\" is not supported; use \"der\", \"pem\" or \"pkcs8\"");

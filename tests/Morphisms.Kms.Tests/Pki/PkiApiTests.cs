@@ -30,7 +30,7 @@ public sealed class PkiApiTests
         (await c.PostAsync("int-ca/roles/web", new { allowed_domains = "example.com", allow_subdomains = true, max_ttl = "720h", key_type = "ec", key_bits = 384 })).Expect(204);
         var issued = (await c.PostAsync("int-ca/issue/web", new { common_name = "api.example.com", alt_names = "www.example.com", ttl = "24h" })).Expect(200).Data;
         var leafPem = issued["certificate"]!.GetValue<string>();
-        Assert.StartsWith("-----BEGIN PRIVATE KEY-----", issued["private_key"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.StartsWith("-----BEGIN EC PRIVATE KEY-----", issued["private_key"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal("ec", issued["private_key_type"]!.GetValue<string>());
 
         using var leaf = X509Certificate2.CreateFromPem(leafPem);
@@ -436,6 +436,63 @@ public sealed class PkiApiTests
 
         // Only the two accepted leaves were issued on pki/.
         Assert.Equal(2, (await c.ListAsync("pki/certs")).Expect(200).Data["keys"]!.AsArray().Count);
+    }
+
+    /// <summary>
+    /// As in Vault, <c>issue</c>'s <c>private_key</c> is the key in its own form unless <c>private_key_format</c> is
+    /// <c>pkcs8</c>: omitted, <c>""</c>, <c>der</c> and <c>pem</c> give SEC1 (<c>EC PRIVATE KEY</c>) or PKCS#1
+    /// (<c>RSA PRIVATE KEY</c>), PEM-encoded since <c>format</c> is pem; <c>pkcs8</c> gives <c>PRIVATE KEY</c>. Each
+    /// parses as what its label says and is the certificate's key.
+    /// </summary>
+    [Theory]
+    [InlineData("ec", 256)]
+    [InlineData("ec", 384)]
+    [InlineData("rsa", 2048)]
+    public async Task Issue_returns_the_private_key_in_the_form_private_key_format_names(string keyType, int keyBits)
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("pki/roles/web", new { allowed_domains = "example.com", allow_subdomains = true, key_type = keyType, key_bits = keyBits })).Expect(204);
+        var native = keyType == "ec" ? "EC PRIVATE KEY" : "RSA PRIVATE KEY";
+        foreach (var (format, label) in new (string? Format, string Label)[] { (null, native), ("", native), ("der", native), ("pem", native), ("pkcs8", "PRIVATE KEY") })
+        {
+            var body = new Dictionary<string, string> { ["common_name"] = "a.example.com" };
+            if (format is not null)
+            {
+                body["private_key_format"] = format;
+            }
+
+            var issued = (await c.PostAsync("pki/issue/web", body)).Expect(200).Data;
+            Assert.Equal(keyType, issued["private_key_type"]!.GetValue<string>());
+            var pem = issued["private_key"]!.GetValue<string>();
+            var fields = PemEncoding.Find(pem);
+            Assert.Equal(label, pem[fields.Label]);
+            var der = Convert.FromBase64String(pem[fields.Base64Data]);
+            using var certificate = X509Certificate2.CreateFromPem(issued["certificate"]!.GetValue<string>());
+            using AsymmetricAlgorithm key = keyType == "ec" ? ECDsa.Create() : RSA.Create();
+
+            // The DER is the structure the label names (each importer refuses the others), and ImportFromPem, which
+            // every .NET consumer uses, reads it too.
+            switch (key, label)
+            {
+                case (_, "PRIVATE KEY"):
+                    key.ImportPkcs8PrivateKey(der, out _);
+                    break;
+                case (ECDsa ec, _):
+                    ec.ImportECPrivateKey(der, out _);
+                    Assert.Equal(keyBits, ec.KeySize);
+                    break;
+                case (RSA rsa, _):
+                    rsa.ImportRSAPrivateKey(der, out _);
+                    Assert.Equal(keyBits, rsa.KeySize);
+                    break;
+            }
+
+            Assert.Equal(certificate.PublicKey.ExportSubjectPublicKeyInfo(), key.ExportSubjectPublicKeyInfo());
+            using AsymmetricAlgorithm fromPem = keyType == "ec" ? ECDsa.Create() : RSA.Create();
+            fromPem.ImportFromPem(pem);
+            Assert.Equal(certificate.PublicKey.ExportSubjectPublicKeyInfo(), fromPem.ExportSubjectPublicKeyInfo());
+        }
     }
 
     /// <summary>
