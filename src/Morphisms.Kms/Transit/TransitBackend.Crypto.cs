@@ -93,7 +93,7 @@ internal sealed partial class TransitBackend
             var signature = TransitSigning.Sign(key.Type, material, input, hash, jws);
             var text = jws ? Convert.ToBase64String(signature).TrimEnd('=').Replace('+', '-').Replace('/', '_') : Convert.ToBase64String(signature);
             return new JsonObject { ["signature"] = TransitCiphertext.Prefix(version) + text, ["key_version"] = version };
-        }, SignRequestFields);
+        }, SignRequestFields, failedItemsFailTheBatch: false);
     }
 
     private async Task<KmsResponse?> Verify(KmsRequest request, RouteMatch match, CancellationToken ct)
@@ -124,7 +124,7 @@ internal sealed partial class TransitBackend
             }
 
             return new JsonObject { ["valid"] = valid };
-        }, VerifyRequestFields);
+        }, VerifyRequestFields, failedItemsFailTheBatch: false);
     }
 
     private static (HashAlgorithmName Hash, bool Jws) SigningOptions(Fields f, string pathHash)
@@ -183,18 +183,22 @@ internal sealed partial class TransitBackend
     /// result carries its item's <c>reference</c> ("" when none), and a failing item reports its error in its result
     /// and makes the response a 400, or <c>partial_failure_response_code</c> when other items succeeded.
     /// <paramref name="requestFields"/> are parameters the caller read from the request itself (sign's hash, say):
-    /// allowed beside <c>batch_input</c> too, where item fields are not.
+    /// allowed beside <c>batch_input</c> too, where item fields are not. Without <paramref name="failedItemsFailTheBatch"/>
+    /// (sign and verify) a batch is a 200 whatever its items' outcome, as Vault answers them, and takes no
+    /// <c>partial_failure_response_code</c>: Vault clients read those results item by item, and a 400 would make most of
+    /// them throw away the signatures that did succeed.
     /// </summary>
-    private static KmsResponse Batch(Fields f, string[] itemFields, Func<Fields, JsonObject> one, string[]? requestFields = null)
+    private static KmsResponse Batch(Fields f, string[] itemFields, Func<Fields, JsonObject> one, string[]? requestFields = null, bool failedItemsFailTheBatch = true)
     {
         requestFields ??= [];
-        var partialFailureCode = PartialFailureCode(f);
+        string[] statusFields = failedItemsFailTheBatch ? ["partial_failure_response_code"] : [];
+        var partialFailureCode = failedItemsFailTheBatch ? PartialFailureCode(f) : null;
         if (!f.Has("batch_input"))
         {
             // Vault takes a top-level reference too, and echoes it nowhere.
             var result = one(f);
             f.String("reference");
-            PkiRole.RejectUnknown(f, [.. itemFields, .. requestFields, "reference", "partial_failure_response_code"]);
+            PkiRole.RejectUnknown(f, [.. itemFields, .. requestFields, .. statusFields, "reference"]);
             return KmsResponse.WithData(result);
         }
 
@@ -203,7 +207,7 @@ internal sealed partial class TransitBackend
             throw KmsException.BadRequest($"invalid 'batch_input': an array of 1 to {MaxBatch} objects");
         }
 
-        PkiRole.RejectUnknown(f, [.. requestFields, "batch_input", "partial_failure_response_code", "reference"]);
+        PkiRole.RejectUnknown(f, [.. requestFields, .. statusFields, "batch_input", "reference"]);
         var results = new JsonArray();
         var errors = new List<string>();
         for (var i = 0; i < items.Count; i++)
@@ -230,7 +234,7 @@ internal sealed partial class TransitBackend
         }
 
         var data = new JsonObject { ["batch_results"] = results };
-        if (errors.Count == 0)
+        if (errors.Count == 0 || !failedItemsFailTheBatch)
         {
             return KmsResponse.WithData(data);
         }
