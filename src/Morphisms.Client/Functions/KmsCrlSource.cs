@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
@@ -51,11 +52,12 @@ internal sealed class CrlFetchException(string message) : Exception(message);
 /// (<see cref="KmsTlsPin"/>): at most <see cref="KmsTlsPin.MaxRedirects"/> times, to https only, to the same path and query
 /// (only scheme, host and port change), and only to a server presenting a TLS key that a record of the store attests for
 /// the same root CA; the <c>Location</c> comes from storage the KMS does not trust. Without a store no redirect is followed.
-/// The requests to the record's own address go through one long-lived client whose TLS check is the record's key alone, so
-/// its connections are reused from one fetch to the next; a fetch that follows a redirect uses a client of its own, with the
-/// widened pin, disposed when the fetch ends, so no connection let in by the store serves a later fetch. The whole fetch
-/// (every request and redirect) has <see cref="FunctionRevocationOptions.FetchTimeout"/>, and fetches from one source run
-/// one at a time (one pin reports one handshake's failure).
+/// The requests to the record's own address go through one long-lived client whose TLS check is the record's key alone,
+/// shared by every source for the same address, key and fetch timeout, so its connections are reused from one fetch to the
+/// next, whichever handler fetches; a fetch that follows a redirect uses a client of its own, with the widened pin, disposed
+/// when the fetch ends, so no connection let in by the store serves a later fetch. The whole fetch (every request and
+/// redirect) has <see cref="FunctionRevocationOptions.FetchTimeout"/>, and fetches through one shared client run one at a
+/// time (one pin reports one handshake's failure).
 /// </remarks>
 internal sealed class KmsCrlSource : IFunctionCrlSource
 {
@@ -67,11 +69,14 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
     private readonly TimeSpan _timeout;
     private readonly KmsTrustStore? _store;
 
-    // The record's own key alone: the client below is kept for the source's life, and its pooled connections were all let
-    // in by this pin.
-    private readonly KmsTlsPin _pin;
-    private readonly HttpClient _http;
-    private readonly SemaphoreSlim _oneAtATime = new(1, 1);
+    // Every FunctionHttpHandler.Create makes a source, and a SocketsHttpHandler has nothing to dispose one with: a client per
+    // source left its pooled KMS connection open after each handler made per call (as the load bench and morph invoke make
+    // them). So the clients are shared per address, key and timeout, and never disposed: a handler disposed while a fetch
+    // it started still runs (a background refresh) cannot end that fetch, and an idle client's connections close on their
+    // own (PooledConnectionIdleTimeout). There are as many as the KMS keys and addresses this process has trusted.
+    private static readonly ConcurrentDictionary<string, Pinned> Clients = new(StringComparer.Ordinal);
+
+    private readonly Pinned _pinned;
 
     /// <summary>A source for <paramref name="trust"/>'s KMS; <paramref name="store"/>, when given, vouches for the nodes a standby redirects to.</summary>
     /// <param name="trust">The pinned KMS.</param>
@@ -83,8 +88,7 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
         _base = new Uri(trust.KmsUrl.TrimEnd('/') + "/");
         _timeout = timeout;
         _store = store;
-        _pin = KmsTlsPin.Of(trust);
-        _http = Client(_pin, timeout);
+        _pinned = Clients.GetOrAdd($"{_base.AbsoluteUri} {trust.TlsSpkiSha256.ToLowerInvariant()} {timeout.Ticks}", _ => new Pinned(trust, timeout));
     }
 
     public string Name => $"the KMS {_trust.KmsUrl}";
@@ -103,7 +107,7 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
         limit.CancelAfter(_timeout);
         try
         {
-            await _oneAtATime.WaitAsync(limit.Token).ConfigureAwait(false);
+            await _pinned.OneAtATime.WaitAsync(limit.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -117,7 +121,7 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
         }
         finally
         {
-            _oneAtATime.Release();
+            _pinned.OneAtATime.Release();
         }
     }
 
@@ -166,16 +170,33 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
 
     private static string Seconds(TimeSpan timeout) => $"{timeout.TotalSeconds:0.#} s";
 
+    /// <summary>The long-lived client for one KMS address and key: its pooled connections were all let in by the record's key alone.</summary>
+    private sealed class Pinned
+    {
+        public Pinned(KmsTrustRecord trust, TimeSpan timeout)
+        {
+            Pin = KmsTlsPin.Of(trust);
+            Http = Client(Pin, timeout);
+        }
+
+        public KmsTlsPin Pin { get; }
+
+        public HttpClient Http { get; }
+
+        /// <summary>One fetch at a time, whichever source runs it: the pin reports its one handshake's failure.</summary>
+        public SemaphoreSlim OneAtATime { get; } = new(1, 1);
+    }
+
     /// <summary>The requests of one fetch: they run one after another, so one pin serves them all.</summary>
     private sealed class Session(KmsCrlSource source, CancellationToken cancellationToken) : IDisposable
     {
         private readonly KmsCrlSource _source = source;
 
-        // Until a standby redirects, only the record's own key passes, as without a store, on the source's long-lived
+        // Until a standby redirects, only the record's own key passes, as without a store, on the shared long-lived
         // client; the store's other nodes of this KMS are read, and let in, only for a redirect, on a client of this
         // fetch alone.
-        private KmsTlsPin _pin = source._pin;
-        private HttpClient _http = source._http;
+        private KmsTlsPin _pin = source._pinned.Pin;
+        private HttpClient _http = source._pinned.Http;
         private HttpClient? _widened;
 
         public void Dispose() => _widened?.Dispose();
