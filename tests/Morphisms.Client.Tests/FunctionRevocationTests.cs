@@ -410,6 +410,48 @@ public sealed class FunctionRevocationTests : IDisposable
     }
 
     [Fact]
+    public async Task With_its_ConnectCallback_replaced_the_handshakes_fetch_the_crl_themselves_bounded_by_the_fetch_timeout_with_the_same_verdicts()
+    {
+        // Create returns a SocketsHttpHandler, whose ConnectCallback (the warm-up around Create's connect) a caller can
+        // replace. That skips the warm-up, not the check: each handshake that finds no CRL waits in its TLS callback for
+        // the fetch, at most FetchTimeout, and a burst shares one fetch.
+        using var leaf = _pki.Leaf("signer", Host, _measurement);
+        await using var server = HttpsFunction(leaf);
+        var source = new StaticCrlSource(_pki.Crl()) { Delay = TimeSpan.FromMilliseconds(200) };
+        var refusals = new System.Collections.Concurrent.ConcurrentBag<IReadOnlyList<string>>();
+        using (var http = Client(server.Endpoint.Port, new FunctionRevocationOptions { Source = source, Cache = new FunctionCrlCache(), FetchTimeout = TimeSpan.FromSeconds(5) }, refusals.Add))
+        {
+            var bodies = await Task.WhenAll(Enumerable.Range(0, 32).Select(_ => Task.Run(() => http.GetStringAsync($"https://{Host}/"))));
+            Assert.All(bodies, b => Assert.Equal("signed", b));
+        }
+
+        Assert.Empty(refusals);
+        Assert.Equal((0, 1), (source.DefaultCalls, source.Calls));
+
+        // A listed certificate is refused.
+        IReadOnlyList<string>? refused = null;
+        using (var http = Client(server.Endpoint.Port, new FunctionRevocationOptions { Source = new StaticCrlSource(_pki.Crl([leaf])), Cache = new FunctionCrlCache() }, f => refused = f))
+        {
+            await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync($"https://{Host}/"));
+        }
+
+        Assert.Contains("is revoked on the KMS's CRL", Assert.Single(refused!));
+
+        // A KMS that never answers: refused once the fetch timeout runs out, the handshake's thread let go.
+        refused = null;
+        var hung = new StaticCrlSource(_pki.Crl()) { Delay = Timeout.InfiniteTimeSpan };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using (var http = Client(server.Endpoint.Port, new FunctionRevocationOptions { Source = hung, Cache = new FunctionCrlCache(), FetchTimeout = TimeSpan.FromMilliseconds(300) }, f => refused = f))
+        {
+            await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync($"https://{Host}/").WaitAsync(TimeSpan.FromSeconds(10)));
+        }
+
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(300), TimeSpan.FromSeconds(3));
+        Assert.Contains("came from the KMS https://kms.test/ within 0.3 s", Assert.Single(refused!));
+        Assert.Equal(32, server.RequestsServed);
+    }
+
+    [Fact]
     public async Task A_warmed_up_crl_of_another_ca_is_not_used_and_the_issuing_cas_crl_is_fetched()
     {
         // After a rotation the default issuer is another CA than the one that issued a live certificate.

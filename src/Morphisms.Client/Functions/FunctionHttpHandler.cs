@@ -37,6 +37,13 @@ public static class FunctionHttpHandler
     /// Opens the connection to the function (default: TCP to the request's host and port). Set it here rather than as the
     /// handler's <see cref="SocketsHttpHandler.ConnectCallback"/>, which would replace the CRL warm-up that runs before it.
     /// </param>
+    /// <returns>
+    /// A handler whose <see cref="SocketsHttpHandler.ConnectCallback"/> runs the CRL warm-up (unless <see cref="RevocationCheck.Off"/>), then <paramref name="connect"/>.
+    /// Replacing that callback skips the warm-up, not the check: a handshake that finds no CRL then waits for its own
+    /// fetch in the synchronous TLS callback, at most <see cref="FunctionRevocationOptions.FetchTimeout"/>, with the same
+    /// verdicts, but holding a thread-pool thread meanwhile, one per connection of a cold burst, which can delay the fetch
+    /// until the handshakes are refused.
+    /// </returns>
     /// <exception cref="InvalidOperationException">
     /// <paramref name="trust"/> must not be used (<see cref="KmsTrustRecord.UsabilityProblem"/>: no measurement policy,
     /// or a TDX KMS pinned by MRTD alone); the message says how to trust the KMS again.
