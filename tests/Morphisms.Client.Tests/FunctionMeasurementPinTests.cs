@@ -22,7 +22,7 @@ public sealed class FunctionMeasurementPinTests : IDisposable
     {
         using var leaf = _pki.Leaf("signer", Host, measurement, tee: tee);
         var expectation = new FunctionExpectation { Function = "signer", Host = Host, AllowSimulated = true, Measurement = FunctionMeasurementPin.Parse(pin) };
-        return FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, expectation, DateTimeOffset.UtcNow, out _);
+        return FunctionCertificateValidator.Validate(leaf, [_pki.Intermediate], _pki.Root, expectation, DateTimeOffset.UtcNow, chainCache: null, revocation: null, out _);
     }
 
     private static string Hex(byte[] value) => Convert.ToHexStringLower(value);

@@ -21,7 +21,7 @@ public sealed class VerifiedChainCacheTests : IDisposable
     private IReadOnlyList<string> Validate(X509Certificate2 leaf, VerifiedChainCache cache, DateTimeOffset? at = null,
         FunctionExpectation? expectation = null, X509Certificate2? root = null, IReadOnlyList<X509Certificate2>? presented = null) =>
         FunctionCertificateValidator.Validate(leaf, presented ?? [_pki.Intermediate], root ?? _pki.Root, expectation ?? Expect(),
-            at ?? DateTimeOffset.UtcNow, cache, out _);
+            at ?? DateTimeOffset.UtcNow, cache, revocation: null, out _);
 
     [Fact]
     public void A_chain_is_built_once_then_answered_from_the_cache()

@@ -8,11 +8,12 @@ namespace Morphisms.Client.Functions;
 /// Checks a function's TLS certificate the way DESIGN.md §2 asks of a client: it chains to the KMS
 /// root CA the client pinned after attesting the KMS (any intermediate the KMS rotated to is fine,
 /// because it chains to the same root), names the host, and carries the attested identity of the
-/// expected function — and, optionally, an expected measurement of an expected TEE. Revocation is checked by
-/// <see cref="FunctionHttpHandler"/>, which has the KMS to fetch CRLs from (<see cref="FunctionRevocationOptions"/>): these
-/// public overloads check no revocation.
+/// expected function — and, optionally, an expected measurement of an expected TEE — and is not on its issuing CA's CRL.
+/// Internal, with the revocation check a required argument: outside this library, a function certificate is checked
+/// only through <see cref="FunctionHttpHandler"/>, which has the KMS to fetch CRLs from (<see cref="FunctionRevocationOptions"/>),
+/// so no caller gets a check weaker than <c>morph invoke</c>'s by calling a validation that skips revocation.
 /// </summary>
-public static class FunctionCertificateValidator
+internal static class FunctionCertificateValidator
 {
     /// <summary>
     /// The chain policy a function's certificate is built under: the pinned KMS root as the only trust anchor, no
@@ -35,34 +36,12 @@ public static class FunctionCertificateValidator
         return policy;
     }
 
-    /// <summary>Validates <paramref name="leaf"/>; returns every failure (empty when valid) and the identity it carries.</summary>
-    public static IReadOnlyList<string> Validate(
-        X509Certificate2 leaf,
-        IReadOnlyList<X509Certificate2> presentedCertificates,
-        X509Certificate2 pinnedRoot,
-        FunctionExpectation expectation,
-        DateTimeOffset now,
-        out AttestedIdentityExtension? identity) =>
-        Validate(leaf, presentedCertificates, pinnedRoot, expectation, now, chainCache: null, out identity);
-
     /// <summary>
-    /// Validates <paramref name="leaf"/> as <see cref="Validate(X509Certificate2, IReadOnlyList{X509Certificate2}, X509Certificate2, FunctionExpectation, DateTimeOffset, out AttestedIdentityExtension?)"/>
-    /// does, taking the chain's verdict from <paramref name="chainCache"/> when these exact certificates were built to
-    /// this root before (and adding it when they build now).
-    /// </summary>
-    public static IReadOnlyList<string> Validate(
-        X509Certificate2 leaf,
-        IReadOnlyList<X509Certificate2> presentedCertificates,
-        X509Certificate2 pinnedRoot,
-        FunctionExpectation expectation,
-        DateTimeOffset now,
-        VerifiedChainCache? chainCache,
-        out AttestedIdentityExtension? identity) =>
-        Validate(leaf, presentedCertificates, pinnedRoot, expectation, now, chainCache, revocation: null, out identity);
-
-    /// <summary>
-    /// Validates as the public overloads do and then, when <paramref name="revocation"/> is given and nothing else failed,
-    /// looks the leaf up in the CRL of the CA that issued it (a cache hit included: the chain cache remembers that CA).
+    /// Validates <paramref name="leaf"/>; returns every failure (empty when valid) and the identity it carries. The chain's
+    /// verdict comes from <paramref name="chainCache"/> when these exact certificates were built to this root before (and
+    /// is added when they build now). Then, when nothing else failed, the leaf is looked up in the CRL of the CA that
+    /// issued it (a cache hit included: the chain cache remembers that CA), unless <paramref name="revocation"/> is null:
+    /// explicitly no revocation check (<see cref="RevocationCheck.Off"/>).
     /// </summary>
     internal static IReadOnlyList<string> Validate(
         X509Certificate2 leaf,

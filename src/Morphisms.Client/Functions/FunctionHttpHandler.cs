@@ -8,8 +8,9 @@ using Morphisms.Client.Trust;
 namespace Morphisms.Client.Functions;
 
 /// <summary>
-/// An <see cref="HttpMessageHandler"/> for talking to one function: every TLS handshake is checked
-/// with <see cref="FunctionCertificateValidator"/> against the pinned KMS root CA — so a certificate
+/// An <see cref="HttpMessageHandler"/> for talking to one function, and the public way to check a function's certificate:
+/// every TLS handshake is checked against the pinned KMS root CA, the host and the expected function's attested identity
+/// (<see cref="FunctionExpectation"/>) — so a certificate
 /// from a rotated KMS intermediate or a new function revision is verified again on its own merits,
 /// and a connection whose certificate fails is never used. Unless <see cref="FunctionRevocationOptions"/> turns it off, each
 /// handshake's certificate is also looked up in a current CRL of the CA that issued it, fetched from the pinned KMS (at
