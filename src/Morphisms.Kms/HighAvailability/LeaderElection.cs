@@ -42,7 +42,7 @@ internal sealed class LeaderElection : IAsyncDisposable
     public LeaderElection(PostgresStorage storage, KmsCore core, TimeProvider time, TextWriter log)
     {
         _storage = storage;
-        _lock = new PostgresLeaderLock(storage);
+        _lock = new PostgresLeaderLock(storage, time);
         _core = core;
         _time = time;
         _log = log;
@@ -69,7 +69,8 @@ internal sealed class LeaderElection : IAsyncDisposable
 
     /// <summary>
     /// The active node: this one, the view refreshed every <see cref="Interval"/>, or — for a standby with no view
-    /// yet (just unsealed) — a fresh read. Null when no node holds the lock or PostgreSQL cannot be asked.
+    /// yet (just unsealed), or one whose lease has run out (the rounds failing) — a fresh read. Null when no node
+    /// holds the lock or PostgreSQL cannot be asked.
     /// </summary>
     public async Task<LeaderRecord?> CurrentLeaderAsync(CancellationToken ct)
     {
@@ -78,7 +79,7 @@ internal sealed class LeaderElection : IAsyncDisposable
             return new LeaderRecord(NodeId, new Uri(_address), _activeSince, _epoch);
         }
 
-        if (Leader is { } known)
+        if (Leader is { } known && (known.Address is null || _time.GetUtcNow() <= known.LeaseUntil))
         {
             return known;
         }
@@ -225,6 +226,11 @@ internal sealed class LeaderElection : IAsyncDisposable
                 {
                     await GiveUpAsync("the leadership lock was lost").ConfigureAwait(false);
                 }
+                else if (!await RenewLeaseAsync(ct).ConfigureAwait(false))
+                {
+                    // Rewritten behind this node's back (an earlier term's row written back, say): a new term rewrites it.
+                    await GiveUpAsync("the leader row in storage no longer carries this node's term").ConfigureAwait(false);
+                }
 
                 return;
             }
@@ -293,8 +299,31 @@ internal sealed class LeaderElection : IAsyncDisposable
     }
 
     /// <summary>
+    /// Renews the lease on this active node's published address when due (under the gate), so standbys keep
+    /// redirecting to it; false when the leader row no longer carries this node's epoch.
+    /// </summary>
+    private async Task<bool> RenewLeaseAsync(CancellationToken ct)
+    {
+        // Null only while a seal swaps the root key out: the next round hands the lock over.
+        if (_core.DeriveFromHeldRootKey(RootSubkeys.HaLeader) is not { } macKey)
+        {
+            return true;
+        }
+
+        try
+        {
+            return await _lock.RenewAsync(NodeId, _address, _epoch, macKey, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(macKey);
+        }
+    }
+
+    /// <summary>
     /// Reads the active node (under the gate) as a standby sees it: its address authenticated with the key derived
-    /// from this node's root key. Warns once per term whose address fails, since then this node answers 503.
+    /// from this node's root key, and fresh. Warns once per term whose address is refused, since then this node
+    /// answers 503.
     /// </summary>
     private async Task<LeaderRecord?> RefreshLeaderAsync(CancellationToken ct)
     {
@@ -318,8 +347,9 @@ internal sealed class LeaderElection : IAsyncDisposable
             // Only the epoch is quoted: node_id and api_addr are whatever the database holds, newlines included.
             _warnedEpoch = leader.Epoch;
             await _log.WriteLineAsync(
-                $"WARNING! KMS HA: the active node's address in storage failed authentication (leader epoch {leader.Epoch}): this standby answers 503 instead of redirecting. "
-                + "The kms_ha_leader row was altered by someone with write access to the database, or written by a KMS version without this check (a node rewrites it when it next becomes active).").ConfigureAwait(false);
+                $"WARNING! KMS HA: the active node's address in storage {leader.Refusal} (leader epoch {leader.Epoch}): this standby answers 503 instead of redirecting. "
+                + "The kms_ha_leader row was altered, or an earlier one written back, by someone with write access to the database; or written by a KMS version without this check "
+                + "(a node rewrites it when it next becomes active); or the active node stopped renewing its lease, or its clock is behind this node's by more than the lease allows.").ConfigureAwait(false);
         }
         else if (leader is { Address: not null })
         {

@@ -10,10 +10,30 @@ namespace Morphisms.Kms.HighAvailability;
 /// broke, or keepalives found the client gone — so the lock is exactly "this node's session is alive".
 /// Not thread-safe: <see cref="LeaderElection"/> serialises every call.
 /// </summary>
-internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDisposable
+/// <remarks>
+/// The leader row it publishes and reads is untrusted storage, so a row is used only when it is authenticated and
+/// fresh: its MAC verifies, its lease (which the active node renews every <see cref="LeaseRenewal"/>) has not
+/// expired by this node's clock (<paramref name="time"/>), and its epoch is not below the highest this node has won
+/// or accepted. Without the last two, whoever controls PostgreSQL could write an earlier term's row back — say a
+/// decommissioned node's, whose address someone else now holds — and standbys would redirect clients there.
+/// </remarks>
+internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider time) : IAsyncDisposable
 {
     /// <summary>How long one check of the lock may take before the node gives up being active.</summary>
     public static readonly TimeSpan CheckTimeout = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// How long a published address stays usable after the active node wrote it: the replay window of a row written
+    /// back to a node that has seen no later term, plus however far that node's clock lags the active node's.
+    /// </summary>
+    public static readonly TimeSpan Lease = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// How often the active node renews its lease (a third of it, as Vault's PostgreSQL lock), on the first round once
+    /// due: the row in storage keeps at least <see cref="Lease"/> minus this and a round (about 9 s) to run, which is
+    /// how far ahead of the active node's a standby's clock may be before it refuses even a fresh row.
+    /// </summary>
+    public static readonly TimeSpan LeaseRenewal = TimeSpan.FromSeconds(5);
 
     // pg_locks shows a bigint advisory key as two oids: the high and the low 32 bits (objsubid 1).
     private static readonly string LockFilter = string.Create(
@@ -22,13 +42,17 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
 
     private NpgsqlConnection? _session;
 
+    // The highest epoch this node has won or accepted from an authenticated, unexpired row: lower ones are replays.
+    private long _highestEpoch;
+    private DateTimeOffset _renewAt = DateTimeOffset.MinValue;
+
     /// <summary>Whether this session holds the lock (as far as this side knows).</summary>
     public bool Held { get; private set; }
 
     /// <summary>
-    /// Takes the lock if free and, holding it, bumps the leader epoch and publishes <paramref name="address"/>,
-    /// authenticated under <paramref name="macKey"/> (<see cref="LeaderRecord.Mac"/>; none without a key, as for
-    /// init's empty address). Returns the new epoch, or null when another session holds the lock.
+    /// Takes the lock if free and, holding it, bumps the leader epoch and publishes <paramref name="address"/> with a
+    /// lease, authenticated under <paramref name="macKey"/> (<see cref="LeaderRecord.Mac"/>; none without a key, as
+    /// for init's empty address). Returns the new epoch, or null when another session holds the lock.
     /// </summary>
     public async Task<long?> TryAcquireAsync(string nodeId, string address, byte[]? macKey, CancellationToken ct)
     {
@@ -49,27 +73,48 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
         // The UPDATE waits for the previous active node's in-flight write transactions (they hold the row FOR SHARE)
         // and makes all its later ones fail their epoch check: see PostgresStorage.TransactAsync. The MAC covers the
         // new epoch, known only once bumped; one transaction, so a standby never reads the row without its MAC.
+        // The epoch rises above any this node has seen: a row written back (an epoch rolled back) would otherwise
+        // have the new term reuse epochs that nodes which saw the later ones refuse.
         await using var tx = await session.BeginTransactionAsync(ct).ConfigureAwait(false);
         long epoch;
         await using (var bump = new NpgsqlCommand(
-            "UPDATE kms_ha_leader SET epoch = epoch + 1, node_id = $1, api_addr = $2, api_addr_mac = NULL, active_since = now() WHERE id = 1 RETURNING epoch",
+            "UPDATE kms_ha_leader SET epoch = GREATEST(epoch, $3) + 1, node_id = $1, api_addr = $2, api_addr_mac = NULL, lease_until = NULL, active_since = now() WHERE id = 1 RETURNING epoch",
             session,
             tx))
         {
             bump.Parameters.Add(new NpgsqlParameter { Value = nodeId });
             bump.Parameters.Add(new NpgsqlParameter { Value = address });
+            bump.Parameters.Add(new NpgsqlParameter { Value = _highestEpoch });
             epoch = (long)(await bump.ExecuteScalarAsync(ct).ConfigureAwait(false))!;
         }
 
-        if (macKey is not null)
+        var renewAt = macKey is null ? null : await SignAsync(session, tx, nodeId, address, epoch, macKey, ct).ConfigureAwait(false);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        _highestEpoch = Math.Max(_highestEpoch, epoch);
+        _renewAt = renewAt ?? DateTimeOffset.MinValue;
+        return epoch;
+    }
+
+    /// <summary>
+    /// Renews the lease on the address this node published for <paramref name="epoch"/>, once
+    /// <see cref="LeaseRenewal"/> has passed since it last wrote it. False when the row no longer carries that epoch:
+    /// it was rewritten behind this node's back (the writes of its term fail their fence check as well).
+    /// </summary>
+    public async Task<bool> RenewAsync(string nodeId, string address, long epoch, byte[] macKey, CancellationToken ct)
+    {
+        if (time.GetUtcNow() < _renewAt)
         {
-            await using var sign = new NpgsqlCommand("UPDATE kms_ha_leader SET api_addr_mac = $1 WHERE id = 1", session, tx);
-            sign.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea, Value = LeaderRecord.Mac(macKey, epoch, nodeId, address) });
-            await sign.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            return true;
         }
 
-        await tx.CommitAsync(ct).ConfigureAwait(false);
-        return epoch;
+        var session = await SessionAsync(ct).ConfigureAwait(false);
+        if (await SignAsync(session, null, nodeId, address, epoch, macKey, ct).ConfigureAwait(false) is not { } renewAt)
+        {
+            return false;
+        }
+
+        _renewAt = renewAt;
+        return true;
     }
 
     /// <summary>Whether the session is alive and still holds the lock; false (and the session dropped) on any failure.</summary>
@@ -122,13 +167,14 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
 
     /// <summary>
     /// The active node, or null when no session holds the lock right now (or it published no address: init). Its
-    /// address is null unless it authenticates under <paramref name="macKey"/> (<see cref="LeaderRecord.Authenticate"/>).
+    /// address is null unless it authenticates under <paramref name="macKey"/> (<see cref="LeaderRecord.Authenticate"/>)
+    /// and is fresh: its lease has not expired and its epoch is not below the highest this node has seen.
     /// </summary>
     public async Task<LeaderRecord?> ReadLeaderAsync(byte[]? macKey, CancellationToken ct)
     {
         var session = await SessionAsync(ct).ConfigureAwait(false);
         await using var read = new NpgsqlCommand(
-            $"SELECT epoch, node_id, api_addr, api_addr_mac, active_since FROM kms_ha_leader WHERE id = 1 AND EXISTS (SELECT 1 FROM pg_locks WHERE {LockFilter})",
+            $"SELECT epoch, node_id, api_addr, api_addr_mac, active_since, lease_until FROM kms_ha_leader WHERE id = 1 AND EXISTS (SELECT 1 FROM pg_locks WHERE {LockFilter})",
             session);
         await using var reader = await read.ExecuteReaderAsync(ct).ConfigureAwait(false);
         if (!await reader.ReadAsync(ct).ConfigureAwait(false) || reader.IsDBNull(4) || reader.GetString(2).Length == 0)
@@ -139,12 +185,48 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage) : IAsyncDispos
         // api_addr is untrusted storage: only the active node, which holds the root key, can write a MAC that verifies.
         var (epoch, nodeId, stored) = (reader.GetInt64(0), reader.GetString(1), reader.GetString(2));
         var mac = reader.IsDBNull(3) ? null : reader.GetFieldValue<byte[]>(3);
-        var address = macKey is null ? null : LeaderRecord.Authenticate(macKey, epoch, nodeId, stored, mac);
-        return new LeaderRecord(nodeId, address, reader.GetFieldValue<DateTimeOffset>(4), epoch);
+        DateTimeOffset? lease = reader.IsDBNull(5) ? null : reader.GetFieldValue<DateTimeOffset>(5);
+        var address = macKey is null ? null : LeaderRecord.Authenticate(macKey, epoch, nodeId, stored, lease, mac);
+        var leader = new LeaderRecord(nodeId, address, reader.GetFieldValue<DateTimeOffset>(4), epoch) { LeaseUntil = lease ?? DateTimeOffset.MinValue };
+        if (address is null)
+        {
+            return leader with { Refusal = "failed authentication" };
+        }
+
+        // Authentic is not enough: the MAC has no notion of time, and whoever controls PostgreSQL can write back an
+        // earlier term's row (kept, MAC and all). A node that saw a later term refuses it at once; any other (just
+        // started) once its lease has run out.
+        if (epoch < _highestEpoch)
+        {
+            return leader with { Address = null, Refusal = $"is from an earlier leader term than epoch {_highestEpoch}, which this node has seen" };
+        }
+
+        if (time.GetUtcNow() > leader.LeaseUntil)
+        {
+            return leader with { Address = null, Refusal = $"has a lease that expired at {leader.LeaseUntil:O} by this node's clock" };
+        }
+
+        _highestEpoch = epoch;
+        return leader;
     }
 
     /// <inheritdoc />
     public ValueTask DisposeAsync() => DropSessionAsync();
+
+    /// <summary>
+    /// Writes a new lease on the row of <paramref name="epoch"/> and the MAC over it (whole milliseconds, as the MAC
+    /// encodes them). Returns when to renew it, or null when the row carries another epoch.
+    /// </summary>
+    private async Task<DateTimeOffset?> SignAsync(NpgsqlConnection session, NpgsqlTransaction? tx, string nodeId, string address, long epoch, byte[] macKey, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var lease = DateTimeOffset.FromUnixTimeMilliseconds((now + Lease).ToUnixTimeMilliseconds());
+        await using var sign = new NpgsqlCommand("UPDATE kms_ha_leader SET lease_until = $1, api_addr_mac = $2 WHERE id = 1 AND epoch = $3", session, tx);
+        sign.Parameters.Add(new NpgsqlParameter { Value = lease });
+        sign.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea, Value = LeaderRecord.Mac(macKey, epoch, nodeId, address, lease) });
+        sign.Parameters.Add(new NpgsqlParameter { Value = epoch });
+        return await sign.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 1 ? now + LeaseRenewal : null;
+    }
 
     private async Task<NpgsqlConnection> SessionAsync(CancellationToken ct)
     {

@@ -181,7 +181,7 @@ internal sealed partial class VaultDispatcher(
         // The address comes from PostgreSQL, which the KMS does not trust: the client would re-send its token and body there.
         var address = leader.Address ?? throw new KmsException(
             503,
-            "this node is a standby and the active node's address in storage failed authentication: not redirecting there (the kms_ha_leader row was altered, or written by an older KMS version); send this to the active node directly, or retry once a node has become active again");
+            "this node is a standby and the active node's address in storage failed authentication or is stale: not redirecting there (the kms_ha_leader row was altered or an earlier one written back, it was written by an older KMS version, or the active node's lease lapsed); send this to the active node directly, or retry once a node has become active again");
         var http = context.Request;
         context.Response.StatusCode = StatusCodes.Status307TemporaryRedirect;
         context.Response.Headers.Location = address.AbsoluteUri.TrimEnd('/') + http.PathBase.ToUriComponent() + http.Path.ToUriComponent() + http.QueryString.ToUriComponent();

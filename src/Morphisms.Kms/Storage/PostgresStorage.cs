@@ -272,9 +272,10 @@ public sealed class PostgresStorage : IPhysicalStorage
             }
         }
 
-        // api_addr_mac came later: a database from before gets the column (its row has no MAC, so standbys answer 503
-        // until a node next becomes active and writes one). Added only if missing: ALTER TABLE locks the table
-        // exclusively, which would queue the active node's fence checks behind every node's start.
+        // api_addr_mac and lease_until came later: a database from before gets the columns (its row has no MAC, or
+        // one without a lease, so standbys answer 503 until a node of this version next becomes active and writes
+        // one). Added only if missing: ALTER TABLE locks the table exclusively, which would queue the active node's
+        // fence checks behind every node's start.
         using var tx = connection.BeginTransaction();
         using var cmd = new NpgsqlCommand(
             $"""
@@ -286,11 +287,15 @@ public sealed class PostgresStorage : IPhysicalStorage
                 node_id text NOT NULL,
                 api_addr text NOT NULL,
                 active_since timestamptz,
-                api_addr_mac bytea);
+                api_addr_mac bytea,
+                lease_until timestamptz);
             INSERT INTO kms_ha_leader (id, epoch, node_id, api_addr) VALUES (1, 0, '', '') ON CONFLICT (id) DO NOTHING;
             DO $$ BEGIN
                 IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'kms_ha_leader'::regclass AND attname = 'api_addr_mac' AND NOT attisdropped) THEN
                     ALTER TABLE kms_ha_leader ADD COLUMN api_addr_mac bytea;
+                END IF;
+                IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'kms_ha_leader'::regclass AND attname = 'lease_until' AND NOT attisdropped) THEN
+                    ALTER TABLE kms_ha_leader ADD COLUMN lease_until timestamptz;
                 END IF;
             END $$;
             """,

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using Morphisms.Kms.HighAvailability;
 using Morphisms.Kms.Storage;
@@ -6,8 +7,8 @@ namespace Morphisms.Kms.Tests.HighAvailability;
 
 /// <summary>
 /// A standby's view of the active node's address, read from PostgreSQL (untrusted storage): used only while its MAC
-/// verifies under the key both nodes derive from the root key, and a failure is logged once per leader term, not
-/// once per read.
+/// verifies under the key both nodes derive from the root key and the row is fresh (no earlier term's row written
+/// back), and a refusal is logged once per leader term, not once per read.
 /// </summary>
 public sealed class HaLeaderAddressTests(PostgresFixture postgres) : IClassFixture<PostgresFixture>
 {
@@ -48,12 +49,109 @@ public sealed class HaLeaderAddressTests(PostgresFixture postgres) : IClassFixtu
         var warning = Assert.Single(Warnings());
         Assert.DoesNotContain("evil", warning, StringComparison.Ordinal);
 
-        // The row as the active node wrote it verifies again; altered once more, it is warned about once more.
+        // The row as the active node wrote it verifies again; altered once more, it is warned about once more. (Not
+        // the MAC: the active node rewrites that with every lease renewal.)
         await SetAsync("api_addr = 'https://kms-1.internal:8200'");
         await WaitUntilAsync(() => standby.Election.Leader?.Address == new Uri("https://kms-1.internal:8200"));
-        await SetAsync("api_addr_mac = NULL");
+        await SetAsync("node_id = 'someone-else'");
         await WaitUntilAsync(() => standby.Election.Leader is { Address: null });
         await WaitUntilAsync(() => Warnings().Count == 2);
+        Assert.True(active.Serving);
+    }
+
+    [Fact]
+    public async Task A_standby_does_not_redirect_to_an_earlier_terms_row_written_back()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var options = new KmsServerOptions { Storage = "postgres", WarningWriter = TextWriter.Null };
+        var decommissioned = new Uri("https://kms-old.internal:8200");
+        var old = new KmsCore(PostgresStorage.Open(connectionString), options);
+        var init = await old.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
+        await old.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        await old.Election!.StartAsync(decommissioned, CancellationToken.None);
+        Assert.True(old.Serving);
+
+        // Whoever can read the database keeps the row of this term, MAC and all...
+        await using var db = new NpgsqlConnection(connectionString);
+        await db.OpenAsync();
+        async Task RunAsync(string sql)
+        {
+            await using var command = new NpgsqlCommand(sql, db);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await RunAsync("CREATE TABLE captured AS SELECT * FROM kms_ha_leader");
+
+        // ... the node is decommissioned (its address may now be anyone's), and two others carry on.
+        await old.DisposeAsync();
+        await using var b = new KmsCore(PostgresStorage.Open(connectionString), options);
+        var log = new StringWriter();
+        await using var c = new KmsCore(PostgresStorage.Open(connectionString), options with { WarningWriter = TextWriter.Synchronized(log) });
+        await b.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        await b.Election!.StartAsync(new Uri("https://kms-b.internal:8200"), CancellationToken.None);
+        Assert.True(b.Serving);
+        await c.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        await c.Election!.StartAsync(new Uri("https://kms-c.internal:8200"), CancellationToken.None);
+        await WaitUntilAsync(() => c.Election.Leader?.Address == new Uri("https://kms-b.internal:8200"));
+
+        // The old row, written back while b holds the lock, verifies under the cluster's key: no standby may use it.
+        await RunAsync("DELETE FROM kms_ha_leader; INSERT INTO kms_ha_leader SELECT * FROM captured");
+        var until = DateTime.UtcNow + PostgresLeaderLock.LeaseRenewal + LeaderElection.Interval * 3;
+        while (DateTime.UtcNow < until)
+        {
+            foreach (var node in new[] { b, c }.Where(n => !n.Election!.IsActive))
+            {
+                Assert.NotEqual(decommissioned, (await node.Election!.CurrentLeaderAsync(CancellationToken.None))?.Address);
+            }
+
+            await Task.Delay(10);
+        }
+
+        Assert.Contains("earlier leader term", log.ToString(), StringComparison.Ordinal);
+
+        // The active node's next renewal finds the row is not its term's and it is elected anew: redirects resume.
+        await WaitUntilAsync(() => b.Election.IsActive != c.Election.IsActive
+            && (b.Election.IsActive ? c : b).Election!.Leader?.Address == new Uri(b.Election.IsActive ? "https://kms-b.internal:8200" : "https://kms-c.internal:8200"));
+    }
+
+    [Fact]
+    public async Task The_active_node_renews_its_lease_so_standbys_keep_redirecting_past_it()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var options = new KmsServerOptions { Storage = "postgres", WarningWriter = TextWriter.Null, TimeProvider = time };
+        await using var active = new KmsCore(PostgresStorage.Open(connectionString), options);
+        await using var standby = new KmsCore(PostgresStorage.Open(connectionString), options);
+        var init = await active.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
+        await active.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        await active.Election!.StartAsync(new Uri("https://kms-1.internal:8200"), CancellationToken.None);
+        await standby.SubmitUnsealKeyAsync(init.Keys[0].ToArray(), CancellationToken.None);
+        await standby.Election!.StartAsync(new Uri("https://kms-2.internal:8200"), CancellationToken.None);
+        await WaitUntilAsync(() => standby.Election.Leader?.Address == new Uri("https://kms-1.internal:8200"));
+
+        await using var db = new NpgsqlConnection(connectionString);
+        await db.OpenAsync();
+        async Task<DateTime> LeaseAsync()
+        {
+            await using var read = new NpgsqlCommand("SELECT lease_until FROM kms_ha_leader WHERE id = 1", db);
+            return (DateTime)(await read.ExecuteScalarAsync())!;
+        }
+
+        // Three leases' worth of time: each renewal keeps the address usable.
+        for (var renewed = 0; renewed < 3 * PostgresLeaderLock.Lease / PostgresLeaderLock.LeaseRenewal; renewed++)
+        {
+            var lease = await LeaseAsync();
+            time.Advance(PostgresLeaderLock.LeaseRenewal);
+            var deadline = DateTime.UtcNow + Patience;
+            while (await LeaseAsync() == lease)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the active node did not renew its lease");
+                await Task.Delay(10);
+            }
+
+            Assert.Equal(new Uri("https://kms-1.internal:8200"), (await standby.Election.CurrentLeaderAsync(CancellationToken.None))?.Address);
+        }
+
         Assert.True(active.Serving);
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using Morphisms.Kms.HighAvailability;
 using Morphisms.Kms.Storage;
 using Npgsql;
@@ -94,8 +95,8 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         var connectionString = await postgres.Server.CreateDatabaseAsync();
         await using var oldNode = PostgresStorage.Open(connectionString);
         await using var newNode = PostgresStorage.Open(connectionString);
-        await using var oldLock = new PostgresLeaderLock(oldNode);
-        await using var newLock = new PostgresLeaderLock(newNode);
+        await using var oldLock = new PostgresLeaderLock(oldNode, TimeProvider.System);
+        await using var newLock = new PostgresLeaderLock(newNode, TimeProvider.System);
         var lost = 0;
         oldNode.LeadershipLost += () => Interlocked.Increment(ref lost);
 
@@ -146,8 +147,8 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         var connectionString = await postgres.Server.CreateDatabaseAsync();
         await using var oldNode = PostgresStorage.Open(connectionString);
         await using var newNode = PostgresStorage.Open(connectionString);
-        await using var oldLock = new PostgresLeaderLock(oldNode);
-        await using var newLock = new PostgresLeaderLock(newNode);
+        await using var oldLock = new PostgresLeaderLock(oldNode, TimeProvider.System);
+        await using var newLock = new PostgresLeaderLock(newNode, TimeProvider.System);
         Assert.NotNull(await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", MacKey, default));
 
         // The old node's host dies between a write's batch and its COMMIT: its pooled session sits idle in a
@@ -205,7 +206,7 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
     {
         var connectionString = await postgres.Server.CreateDatabaseAsync();
         await using var node = PostgresStorage.Open(connectionString);
-        await using var leaderLock = new PostgresLeaderLock(node);
+        await using var leaderLock = new PostgresLeaderLock(node, TimeProvider.System);
         var lost = 0;
         node.LeadershipLost += () => Interlocked.Increment(ref lost);
         var first = (await leaderLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default))!.Value;
@@ -244,8 +245,8 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         var connectionString = await postgres.Server.CreateDatabaseAsync();
         await using var node = PostgresStorage.Open(connectionString);
         await using var other = PostgresStorage.Open(connectionString);
-        await using var nodeLock = new PostgresLeaderLock(node);
-        await using var otherLock = new PostgresLeaderLock(other);
+        await using var nodeLock = new PostgresLeaderLock(node, TimeProvider.System);
+        await using var otherLock = new PostgresLeaderLock(other, TimeProvider.System);
         Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default));
         Assert.NotNull(await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default));
 
@@ -260,8 +261,8 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         var connectionString = await postgres.Server.CreateDatabaseAsync();
         await using var active = PostgresStorage.Open(connectionString);
         await using var standby = PostgresStorage.Open(connectionString);
-        await using var activeLock = new PostgresLeaderLock(active);
-        await using var standbyLock = new PostgresLeaderLock(standby);
+        await using var activeLock = new PostgresLeaderLock(active, TimeProvider.System);
+        await using var standbyLock = new PostgresLeaderLock(standby, TimeProvider.System);
         var epoch = (await activeLock.TryAcquireAsync("n", "https://kms-1.internal:8200", MacKey, default))!.Value;
 
         var leader = (await standbyLock.ReadLeaderAsync(MacKey, default))!;
@@ -274,7 +275,7 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
 
         // Whoever can write the database changes the address, or any field the MAC covers: a node holds the lock, no
         // address. The active node's next acquire (a new term) writes a row that verifies again.
-        foreach (var tamper in new[] { "api_addr = 'https://evil.example:8200'", "node_id = 'm'", "epoch = epoch + 1", "api_addr_mac = NULL", "api_addr_mac = decode(repeat('00', 32), 'hex')" })
+        foreach (var tamper in new[] { "api_addr = 'https://evil.example:8200'", "node_id = 'm'", "epoch = epoch + 1", "lease_until = lease_until + interval '1 hour'", "lease_until = NULL", "api_addr_mac = NULL", "api_addr_mac = decode(repeat('00', 32), 'hex')" })
         {
             await using (var update = standby.Pool.CreateCommand($"UPDATE kms_ha_leader SET {tamper} WHERE id = 1"))
             {
@@ -288,6 +289,92 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
             Assert.NotNull(await activeLock.TryAcquireAsync("n", "https://kms-1.internal:8200", MacKey, default));
             Assert.Equal(new Uri("https://kms-1.internal:8200"), (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
         }
+    }
+
+    [Fact]
+    public async Task A_standby_refuses_the_address_once_its_lease_lapses_and_the_active_node_renews_it()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var active = PostgresStorage.Open(connectionString);
+        await using var standby = PostgresStorage.Open(connectionString);
+        await using var activeLock = new PostgresLeaderLock(active, time);
+        await using var standbyLock = new PostgresLeaderLock(standby, time);
+        var address = new Uri("https://kms-1.internal:8200");
+        var epoch = (await activeLock.TryAcquireAsync("n", address.OriginalString, MacKey, default))!.Value;
+        Assert.Equal(address, (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+
+        // Not due yet: nothing written. Due: a new lease (and MAC) a standby accepts for another Lease.
+        time.Advance(PostgresLeaderLock.LeaseRenewal - TimeSpan.FromMilliseconds(1));
+        var lease = await LeaseAsync(active);
+        Assert.True(await activeLock.RenewAsync("n", address.OriginalString, epoch, MacKey, default));
+        Assert.Equal(lease, await LeaseAsync(active));
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.True(await activeLock.RenewAsync("n", address.OriginalString, epoch, MacKey, default));
+        Assert.True(await LeaseAsync(active) > lease);
+        time.Advance(PostgresLeaderLock.Lease - TimeSpan.FromSeconds(1));
+        Assert.Equal(address, (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+
+        // The active node stopped renewing (hung, cut off, or its clock far behind): the lease runs out, no redirect.
+        time.Advance(TimeSpan.FromSeconds(1) + TimeSpan.FromMilliseconds(1));
+        var lapsed = (await standbyLock.ReadLeaderAsync(MacKey, default))!;
+        Assert.Null(lapsed.Address);
+        Assert.Contains("lease that expired", lapsed.Refusal, StringComparison.Ordinal);
+        Assert.True(await activeLock.RenewAsync("n", address.OriginalString, epoch, MacKey, default));
+        Assert.Equal(address, (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+    }
+
+    [Fact]
+    public async Task An_earlier_terms_row_written_back_is_refused_by_a_node_that_saw_a_later_term_and_by_all_once_its_lease_lapses()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var first = PostgresStorage.Open(connectionString);
+        await using var second = PostgresStorage.Open(connectionString);
+        await using var standby = PostgresStorage.Open(connectionString);
+        await using var firstLock = new PostgresLeaderLock(first, time);
+        await using var secondLock = new PostgresLeaderLock(second, time);
+        await using var standbyLock = new PostgresLeaderLock(standby, time);
+        var decommissioned = new Uri("https://kms-1.internal:8200");
+        var earlier = (await firstLock.TryAcquireAsync("n1", decommissioned.OriginalString, MacKey, default))!.Value;
+        Assert.Equal(decommissioned, (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+
+        // Whoever can read the database keeps the row; the node goes, another takes over.
+        async Task RunAsync(string sql)
+        {
+            await using var command = standby.Pool.CreateCommand(sql);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await RunAsync("CREATE TABLE captured AS SELECT * FROM kms_ha_leader");
+        await firstLock.ReleaseAsync();
+        var later = (await secondLock.TryAcquireAsync("n2", "https://kms-2.internal:8200", MacKey, default))!.Value;
+        Assert.Equal(new Uri("https://kms-2.internal:8200"), (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+
+        // Written back while the new node holds the lock: its MAC verifies, but a node that saw the later term refuses it.
+        await RunAsync("DELETE FROM kms_ha_leader; INSERT INTO kms_ha_leader SELECT * FROM captured");
+        var replayed = (await standbyLock.ReadLeaderAsync(MacKey, default))!;
+        Assert.Equal(earlier, replayed.Epoch);
+        Assert.Null(replayed.Address);
+        Assert.Contains("earlier leader term", replayed.Refusal, StringComparison.Ordinal);
+
+        // A node that saw no later term (just started) has only the lease to go by: the bound is Lease after the write.
+        await using var fresh = PostgresStorage.Open(connectionString);
+        await using var freshLock = new PostgresLeaderLock(fresh, time);
+        Assert.Equal(decommissioned, (await freshLock.ReadLeaderAsync(MacKey, default))!.Address);
+        time.Advance(PostgresLeaderLock.Lease + TimeSpan.FromMilliseconds(1));
+        Assert.Null((await freshLock.ReadLeaderAsync(MacKey, default))!.Address);
+
+        // The active node's renewal finds another term's row: it gives up, and its next term rises above both epochs.
+        Assert.False(await secondLock.RenewAsync("n2", "https://kms-2.internal:8200", later, MacKey, default));
+        Assert.Equal(later + 1, await secondLock.TryAcquireAsync("n2", "https://kms-2.internal:8200", MacKey, default));
+        Assert.Equal(new Uri("https://kms-2.internal:8200"), (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+    }
+
+    private static async Task<DateTime> LeaseAsync(PostgresStorage storage)
+    {
+        await using var read = storage.Pool.CreateCommand("SELECT lease_until FROM kms_ha_leader WHERE id = 1");
+        return (DateTime)(await read.ExecuteScalarAsync())!;
     }
 
     [Fact]
@@ -308,8 +395,8 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
 
         await using var node = PostgresStorage.Open(connectionString);
         await using var other = PostgresStorage.Open(connectionString);
-        await using var nodeLock = new PostgresLeaderLock(node);
-        await using var otherLock = new PostgresLeaderLock(other);
+        await using var nodeLock = new PostgresLeaderLock(node, TimeProvider.System);
+        await using var otherLock = new PostgresLeaderLock(other, TimeProvider.System);
 
         // An older KMS holds the lock and wrote no MAC: a node holds it, but its address is not to be trusted.
         await using (var olderKms = await other.SessionSource.OpenConnectionAsync())
