@@ -12,7 +12,8 @@ namespace Morphisms.Agent.Tls;
 /// The certificate lives in a volatile field read per handshake, so a rollover reaches new connections at once while
 /// open connections keep the certificate they were made with and are never dropped. A connection through to the app
 /// that moves no byte either way for the idle timeout is closed, so clients that handshake and then say nothing cannot
-/// hold every slot.
+/// hold every slot; a half-close is forwarded and the other direction goes on under the same timeout alone, while a
+/// direction that fails ends both.
 /// </summary>
 public sealed class TlsTerminator : IAsyncDisposable
 {
@@ -191,15 +192,25 @@ public sealed class TlsTerminator : IAsyncDisposable
             await app.ConnectAsync(_app).ConfigureAwait(false);
             await using var plain = new NetworkStream(app, ownsSocket: false);
 
-            // Either side closing ends the pair; a half-close is forwarded so request/response bodies finish. Silence
-            // both ways for the idle timeout ends it too: a slot held by a client that sends nothing is a slot lost.
+            // A side that ends cleanly has its half-close forwarded, and the other direction runs on for as long as it
+            // moves bytes: a client that sent its request and close_notify still reads a long response to its end. A
+            // direction that fails (a reset, a write refused) leaves nothing for the other to carry, so it ends both.
+            // Silence both ways for the idle timeout ends the pair too: a slot held by a client that sends nothing is a
+            // slot lost.
             using var idle = new Inactivity(_idleTimeout, _time);
             var up = PumpAsync(tls, plain, () => app.Shutdown(SocketShutdown.Send), idle);
             var down = PumpAsync(plain, tls, () => tls.ShutdownAsync().GetAwaiter().GetResult(), idle);
-            await Task.WhenAny(up, down).ConfigureAwait(false);
-            await Task.WhenAll(up, down).WaitAsync(TimeSpan.FromSeconds(30), _time).ConfigureAwait(false);
+            if (!await (await Task.WhenAny(up, down).ConfigureAwait(false)).ConfigureAwait(false))
+            {
+                idle.End();
+            }
+
+            // No fixed cap on the rest, which would cut a busy direction: the idle timeout (or a failure) bounds it.
+            // The wait still ends on that token rather than on the pumps, because a pump can be stuck where no token
+            // reaches it (sending close_notify to a peer that reads nothing); leaving closes the sockets under it.
+            await Task.WhenAll(up, down).WaitAsync(idle.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or TimeoutException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
         {
             // A client that goes away or fails the handshake affects only its own connection.
         }
@@ -210,7 +221,8 @@ public sealed class TlsTerminator : IAsyncDisposable
         ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
         : new Socket(app.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
 
-    private static async Task PumpAsync(Stream from, Stream to, Action close, Inactivity idle)
+    // Copies until the end of `from`, then forwards the half-close: true. False when the direction failed or timed out.
+    private static async Task<bool> PumpAsync(Stream from, Stream to, Action close, Inactivity idle)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
         try
@@ -226,10 +238,12 @@ public sealed class TlsTerminator : IAsyncDisposable
             }
 
             close();
+            return true;
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {
-            // The other direction ends the connection (an idle timeout ends both).
+            // The caller ends the other direction too (an idle timeout has ended both already).
+            return false;
         }
         finally
         {
@@ -263,6 +277,9 @@ public sealed class TlsTerminator : IAsyncDisposable
         public CancellationToken Token => _expired.Token;
 
         public void Touch() => Volatile.Write(ref _last, _time.GetTimestamp());
+
+        // Ends the connection now, as the timeout would: one direction failed.
+        public void End() => _expired.Cancel();
 
         private void Check()
         {

@@ -208,6 +208,71 @@ public sealed class TlsTerminatorTests
         }
     }
 
+    [Fact]
+    public async Task AClientThatHalfClosesAfterItsRequest_ReadsALongResponseToItsEnd()
+    {
+        // The client sends its request and close_notify, then reads a response that streams for a minute (on the fake
+        // clock): the request direction has ended, but the response is moving, so only the idle timeout may end it.
+        using var app = new TcpListener(IPAddress.Loopback, 0);
+        app.Start();
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        await using var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)app.LocalEndpoint).Port, certificate, time: time);
+        terminator.Start();
+
+        var (client, tls) = await HandshakeAsync(terminator.Port, certificate);
+        using var _ = client;
+        await using var __ = tls;
+        await tls.WriteAsync("request"u8.ToArray());
+        await tls.ShutdownAsync();
+        using var appSide = await app.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        var appStream = appSide.GetStream();
+        using var request = new MemoryStream();
+        await appStream.CopyToAsync(request).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal("request", Encoding.ASCII.GetString(request.ToArray()));
+
+        // A chunk every 10 s for a minute, each read by the client before the clock moves on.
+        var chunk = new byte[1];
+        for (var i = 0; i < 6; i++)
+        {
+            await appStream.WriteAsync(new[] { (byte)('0' + i) });
+            Assert.Equal(1, await tls.ReadAsync(chunk).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+            Assert.Equal((byte)('0' + i), chunk[0]);
+            time.Advance(TimeSpan.FromSeconds(10));
+            await Task.Delay(50);
+        }
+
+        // The app ends its response; the client reads the end of it.
+        appSide.Client.Shutdown(SocketShutdown.Send);
+        Assert.True(await ClosedAsync(tls), "the response ends when the app ends it");
+    }
+
+    [Fact]
+    public async Task AClientThatResets_EndsItsConnectionAtOnce_FreeingItsSlot()
+    {
+        // A direction that fails leaves nothing for the other to carry: the connection ends, and its slot comes free,
+        // without waiting for any timeout (the fake clock never moves) though the app says nothing.
+        using var app = new TcpListener(IPAddress.Loopback, 0);
+        app.Start();
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        await using var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)app.LocalEndpoint).Port, certificate, maxConnections: 1, time: time);
+        terminator.Start();
+
+        var (client, tls) = await HandshakeAsync(terminator.Port, certificate);
+        await tls.WriteAsync("x"u8.ToArray());
+        using var appSide = await app.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, await appSide.GetStream().ReadAsync(new byte[1]).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+
+        using var waiting = new TcpClient();
+        await waiting.ConnectAsync(IPAddress.Loopback, terminator.Port);
+        client.Client.Close(0);
+        await Eventually.Until(() => terminator.Accepted == 2, "the reset connection's slot freed for the one waiting", TimeSpan.FromSeconds(5));
+        await tls.DisposeAsync();
+    }
+
     private static async Task<(TcpClient Client, SslStream Tls)> HandshakeAsync(int port, ServingCertificate certificate)
     {
         var client = new TcpClient();
