@@ -42,7 +42,7 @@ public sealed class KmsClient : IDisposable
     public async Task<byte[]> ChallengeAsync(string function, CancellationToken ct)
     {
         var data = await SendAsync(HttpMethod.Post, "auth/attest/challenge", new JsonObject { ["function"] = function }, null, ct).ConfigureAwait(false);
-        var nonce = KmsJson.OptionalString(data["data"]?["nonce"], "data.nonce") ?? throw new InvalidDataException("challenge response without data.nonce");
+        var nonce = KmsJson.OptionalString(KmsJson.OptionalObject(data["data"], "data")?["nonce"], "data.nonce") ?? throw new InvalidDataException("challenge response without data.nonce");
         var bytes = new byte[nonce.Length];
         return Convert.TryFromBase64String(nonce, bytes, out var length) && length > 0
             ? bytes[..length]
@@ -65,7 +65,7 @@ public sealed class KmsClient : IDisposable
     public async Task<TimeSpan> RenewSelfAsync(string token, TimeSpan increment, CancellationToken ct)
     {
         var body = await SendAsync(HttpMethod.Post, "auth/token/renew-self", new JsonObject { ["increment"] = $"{(long)increment.TotalSeconds}s" }, token, ct).ConfigureAwait(false);
-        var seconds = KmsJson.OptionalInteger(body["auth"]?["lease_duration"], "auth.lease_duration") ?? 0;
+        var seconds = KmsJson.OptionalInteger(KmsJson.OptionalObject(body["auth"], "auth")?["lease_duration"], "auth.lease_duration") ?? 0;
         return seconds is >= 0 and <= 10 * 365 * 86_400L ? TimeSpan.FromSeconds(seconds) : throw new InvalidDataException($"auth.lease_duration {seconds} is out of range");
     }
 
@@ -74,7 +74,7 @@ public sealed class KmsClient : IDisposable
     {
         var body = await SendAsync(HttpMethod.Get, path, null, token, ct).ConfigureAwait(false);
         var data = body["data"] as JsonObject ?? throw new InvalidDataException($"KV response for {path} without data");
-        var version = KmsJson.OptionalInteger(data["metadata"]?["version"], "data.metadata.version") is { } v and >= 0 and <= int.MaxValue ? (int)v : 0;
+        var version = KmsJson.OptionalInteger(KmsJson.OptionalObject(data["metadata"], "data.metadata")?["version"], "data.metadata.version") is { } v and >= 0 and <= int.MaxValue ? (int)v : 0;
         var values = data["data"] as JsonObject ?? throw new InvalidDataException($"KV secret {path} has no data (deleted or destroyed)");
         return new KvSecret(version, (JsonObject)values.DeepClone());
     }

@@ -32,6 +32,18 @@ internal static class KmsJson
         }
     }
 
+    /// <summary>
+    /// The object at <paramref name="node"/>, null when absent or JSON null. Read nested fields through this rather than
+    /// <c>node?["name"]</c>: that indexer throws <see cref="InvalidOperationException"/> on an array or a value, which
+    /// no handler of a malformed answer catches.
+    /// </summary>
+    public static JsonObject? OptionalObject(JsonNode? node, string field) => node switch
+    {
+        null => null,
+        JsonObject value => value,
+        _ => throw new InvalidDataException($"{field} is not an object"),
+    };
+
     /// <summary>The string at <paramref name="node"/>, null when absent or JSON null.</summary>
     public static string? OptionalString(JsonNode? node, string field) => node switch
     {

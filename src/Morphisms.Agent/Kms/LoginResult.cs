@@ -20,15 +20,18 @@ public sealed record LoginResult(
     /// Parses an attest-login response body. <c>data.secret_path</c> is optional (older KMS versions omit it); when
     /// present it must be a plain relative KV path, because it is spliced into the request URL.
     /// </summary>
+    /// <exception cref="InvalidDataException">A field missing, of the wrong type, or a secret path that is not a KV path.</exception>
     public static LoginResult Parse(JsonObject body)
     {
         var auth = body["auth"] as JsonObject ?? throw new InvalidDataException("login response without auth");
-        var data = body["data"] as JsonObject;
-        var metadata = auth["metadata"] as JsonObject;
+        var data = KmsJson.OptionalObject(body["data"], "data");
+        var metadata = KmsJson.OptionalObject(auth["metadata"], "auth.metadata");
         var secretPath = KmsJson.OptionalString(data?["secret_path"], "data.secret_path") is { Length: > 0 } text ? text : null;
         if (secretPath is not null && !IsKvPath(secretPath))
         {
-            throw new AgentException(AgentExitCodes.Secrets, $"the KMS named a secret path that is not a KV path: '{secretPath}'");
+            // A malformed answer like any other (the KMS itself registers only KV paths), not a verdict on this
+            // instance: a re-attestation logs it and tries again, the app keeps serving; a cold start exits 4.
+            throw new InvalidDataException($"the KMS named a secret path that is not a KV path: '{secretPath}'");
         }
 
         var chain = data?["ca_chain"] switch

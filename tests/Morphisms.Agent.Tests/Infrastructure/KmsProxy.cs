@@ -59,9 +59,11 @@ public sealed class KmsProxy : IAsyncDisposable
 
     /// <summary>
     /// Starts one; <paramref name="fault"/> is asked, after each forwarded request, with its path (e.g.
-    /// <c>/v1/auth/attest/login</c>) and how many requests to that path came before it.
+    /// <c>/v1/auth/attest/login</c>) and how many requests to that path came before it. <paramref name="rewrite"/>, when
+    /// given, is asked the same with the KMS's answer too, for an answer it relays (<see cref="ProxyFault.None"/>): the
+    /// text it returns goes to the agent instead, with the KMS's status; null relays the answer as it is.
     /// </summary>
-    public static async Task<KmsProxy> StartAsync(AgentKms kms, Func<string, int, ProxyFault> fault)
+    public static async Task<KmsProxy> StartAsync(AgentKms kms, Func<string, int, ProxyFault> fault, Func<string, int, string, string?>? rewrite = null)
     {
         var certificate = kms.Server.TlsCertificate!;
         var handler = new SocketsHttpHandler();
@@ -118,6 +120,13 @@ public sealed class KmsProxy : IAsyncDisposable
                 default:
                     context.Response.StatusCode = (int)response.StatusCode;
                     context.Response.ContentType = response.Content.Headers.ContentType?.ToString();
+                    if (rewrite?.Invoke(path, before, System.Text.Encoding.UTF8.GetString(answer)) is { } text)
+                    {
+                        context.Response.ContentType = "application/json";
+                        await context.Response.WriteAsync(text);
+                        return;
+                    }
+
                     await context.Response.Body.WriteAsync(answer);
                     return;
             }

@@ -16,6 +16,9 @@ public sealed class LoginResultTests
     [InlineData("""{"auth":{"client_token":"t"},"data":{"ca_chain":"pem"}}""", "data.ca_chain is not an array")]
     [InlineData("""{"auth":{"client_token":"t"},"data":{"secret_path":1}}""", "data.secret_path is not a string")]
     [InlineData("""{"data":{}}""", "without auth")]
+    [InlineData("""{"auth":{"client_token":"t"},"data":[]}""", "data is not an object")]
+    [InlineData("""{"auth":{"client_token":"t","metadata":"m"}}""", "auth.metadata is not an object")]
+    [InlineData("""{"auth":{"client_token":"t"},"data":{"secret_path":"../sys/seal"}}""", "not a KV path")]
     public void MalformedFields_AreNamed(string json, string expected)
     {
         var e = Assert.Throws<InvalidDataException>(() => LoginResult.Parse(JsonNode.Parse(json)!.AsObject()));
