@@ -139,8 +139,11 @@ internal sealed record FunctionSpec
 
     private static string SecretPathOf(string path)
     {
+        // At least a mount and a name: the agent reads the bundle with KV's API under a mount and refuses a KMS that
+        // names a path of one segment, so a registration with one would start no instance.
         var p = path.Trim('/');
-        if (p.Length is 0 or > 512 || p.Split('/').Any(s => s is "" or "." or "..")
+        var segments = p.Split('/');
+        if (p.Length is 0 or > 512 || segments.Length < 2 || segments.Any(s => s is "" or "." or "..")
             || !p.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/'))
         {
             throw StrictObject.Invalid("secret_path", "a KV path such as secret/data/NAME (letters, digits, '-', '_', '.', '/' segments)");

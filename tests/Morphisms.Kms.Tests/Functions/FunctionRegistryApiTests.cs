@@ -90,6 +90,7 @@ public class FunctionRegistryApiTests
     [InlineData("""{"simulated":{"snp":["SNP48"]},"policies":["root"]}""", "'policies[0]'")]
     [InlineData("""{"simulated":{"snp":["SNP48"]},"policies":["a","default"]}""", "'policies[1]'")]
     [InlineData("""{"simulated":{"snp":["SNP48"]},"secret_path":"secret/../sys"}""", "'secret_path'")]
+    [InlineData("""{"simulated":{"snp":["SNP48"]},"secret_path":"/bundle/"}""", "'secret_path'")]
     [InlineData("""{"simulated":{"snp":["SNP48"]},"revisions":[]}""", "'revisions'")]
     [InlineData("""{"simulated":{"snp":["SNP48"]},"colour":"blue"}""", "'colour'")]
     public async Task Bad_registrations_are_400s_naming_the_field_and_write_nothing(string body, string named)
