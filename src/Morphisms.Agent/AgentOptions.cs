@@ -1,4 +1,5 @@
 using System.Text;
+using Morphisms.Agent.Evidence;
 
 namespace Morphisms.Agent;
 
@@ -220,6 +221,12 @@ public sealed record DeviceRoots
 
     /// <summary>The SEV-SNP guest device.</summary>
     public string SevGuest { get; init; } = "/dev/sev-guest";
+
+    /// <summary>The TDX guest device, whose TDREPORT (not a quote) gives MRCONFIGID when the sysfs file below is absent.</summary>
+    public string TdxGuest { get; init; } = TdxGuestDevice.DefaultPath;
+
+    /// <summary>The kernel's MRCONFIGID measurement file (Linux 6.16 and later), read in preference to the device.</summary>
+    public string TdxMrConfigId { get; init; } = TdxMrConfigIdReader.DefaultMeasurementFile;
 }
 
 /// <summary>When <c>morph-init</c> starts the app.</summary>

@@ -7,8 +7,9 @@ namespace Morphisms.Agent.Evidence;
 /// Linux configfs-tsm (<c>/sys/kernel/config/tsm/report</c>) for SEV-SNP (<c>sev_guest</c>) and TDX (<c>tdx_guest</c>):
 /// make a report entry, write <c>inblob</c>, read <c>outblob</c> (and SNP's <c>auxblob</c> certificate table). The
 /// kernel bumps <c>generation</c> on every write; if it changed between our write and our read, another process
-/// wrote the same entry and the outblob may be theirs, so the evidence is rejected. The measured KMS CA pin comes from
-/// a report of the same interface: SNP HOST_DATA or TDX MRCONFIGID.
+/// wrote the same entry and the outblob may be theirs, so the evidence is rejected. The measured KMS CA pin is SNP
+/// HOST_DATA of a report of this interface (the PSP's, over the kernel's encrypted channel), but TDX MRCONFIGID of the
+/// TD's own report (<see cref="TdxMrConfigId"/>): a TDX outblob is the host's quoting service's answer, unverified.
 /// </summary>
 public sealed class ConfigFsTsmEvidenceProvider(string root, string expectedProvider) : IEvidenceProvider, IMeasuredPinSource
 {
@@ -27,6 +28,12 @@ public sealed class ConfigFsTsmEvidenceProvider(string root, string expectedProv
     /// <summary>Remove the entry afterwards (the kernel frees its memory on rmdir).</summary>
     public bool RemoveEntry { get; init; } = true;
 
+    /// <summary>
+    /// Where a TDX guest reads MRCONFIGID for the pin; by default the kernel's sysfs measurement, else <c>/dev/tdx_guest</c>.
+    /// </summary>
+    public TdxMrConfigIdReader TdxMrConfigId { get; init; } =
+        new(TdxMrConfigIdReader.DefaultMeasurementFile, new TdxGuestDevice(TdxGuestDevice.DefaultPath));
+
     /// <summary>True when configfs-tsm is mounted at <paramref name="root"/>.</summary>
     public static bool IsPresent(string root) => Directory.Exists(root);
 
@@ -41,10 +48,20 @@ public sealed class ConfigFsTsmEvidenceProvider(string root, string expectedProv
     /// <inheritdoc />
     public async Task<MeasuredPin> ReadKmsCaPinAsync(CancellationToken ct)
     {
-        // HOST_DATA and MRCONFIGID are fixed for the life of the guest, so any report of ours carries them: the report
-        // data is irrelevant here (zeros), and a report answering someone else's request would carry the same values.
+        if (expectedProvider != SevGuest)
+        {
+            // Not from a quote: the host's quoting service makes it from our TDREPORT and the kernel returns whatever it
+            // answers, so its MRCONFIGID (the pin, or the initdata digest) would be the host's choice. The TD's own
+            // report comes from the TDX module inside the guest, and costs no round trip to the host either.
+            var (configId, source) = TdxMrConfigId.Read();
+            return MeasuredPin.FromTdxMrConfigId(configId, source);
+        }
+
+        // HOST_DATA is fixed for the life of the guest, so any report of ours carries it: the report data is irrelevant
+        // here (zeros), and a report answering someone else's request would carry the same value. The report comes
+        // from the PSP over the kernel's VMPCK-encrypted channel, which the host cannot forge.
         var (outblob, _) = await ReportAsync(new byte[64], ct).ConfigureAwait(false);
-        return expectedProvider == SevGuest ? MeasuredPin.FromSnpReport(outblob, "configfs-tsm") : MeasuredPin.FromTdxQuote(outblob, "configfs-tsm");
+        return MeasuredPin.FromSnpReport(outblob, "configfs-tsm");
     }
 
     private async Task<(byte[] Outblob, byte[] Auxblob)> ReportAsync(ReadOnlyMemory<byte> reportData, CancellationToken ct)

@@ -15,7 +15,7 @@ public static class EvidenceProviders
         {
             // Gramine first: inside an enclave the configfs and /dev/sev-guest paths of the host are not ours.
             tee = GramineEvidenceProvider.IsPresent(devices.Gramine) ? "gramine"
-                : File.Exists("/dev/tdx_guest") ? "tdx"
+                : File.Exists(devices.TdxGuest) ? "tdx"
                 : SevGuestEvidenceProvider.IsPresent(devices.SevGuest) ? "snp"
                 : throw new AgentException(AgentExitCodes.Evidence, "no TEE found (no /dev/attestation, /dev/tdx_guest or /dev/sev-guest); on a machine without TEE hardware use --tee sim");
         }
@@ -62,8 +62,11 @@ public static class EvidenceProviders
         }
     }
 
-    private static ConfigFsTsmEvidenceProvider ConfigFsTsm(DeviceRoots devices, string provider) =>
-        devices.ConfigFsTsmEntry is { } entry
-            ? new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, provider) { EntryName = entry, RemoveEntry = false }
-            : new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, provider);
+    private static ConfigFsTsmEvidenceProvider ConfigFsTsm(DeviceRoots devices, string provider)
+    {
+        var tdx = new TdxMrConfigIdReader(devices.TdxMrConfigId, new TdxGuestDevice(devices.TdxGuest));
+        return devices.ConfigFsTsmEntry is { } entry
+            ? new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, provider) { EntryName = entry, RemoveEntry = false, TdxMrConfigId = tdx }
+            : new ConfigFsTsmEvidenceProvider(devices.ConfigFsTsm, provider) { TdxMrConfigId = tdx };
+    }
 }

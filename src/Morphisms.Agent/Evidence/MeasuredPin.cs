@@ -1,4 +1,3 @@
-using Morphisms.Attestation.Abi.Dcap;
 using Morphisms.Attestation.Abi.Snp;
 
 namespace Morphisms.Agent.Evidence;
@@ -50,20 +49,11 @@ public sealed record MeasuredPin(byte[]? Sha256, string Source, bool Simulated =
     /// TDX: MRCONFIGID is 48 bytes the host sets at TD creation and the TD report covers. Morphisms puts the 32-byte
     /// pin in bytes 0..31 and requires bytes 32..47 to be zero: anything else there means the field carries some other
     /// scheme's value (a 48-byte hash, say), and reading its prefix as a pin would trust an accident.
+    /// <paramref name="configId"/> must come from the TD's own report (<see cref="TdxMrConfigIdReader"/>), never from
+    /// a quote: the host's quoting service makes the quote and could put its own pin there.
     /// </summary>
-    public static MeasuredPin FromTdxQuote(ReadOnlySpan<byte> quote, string source)
+    public static MeasuredPin FromTdxMrConfigId(ReadOnlySpan<byte> configId, string source)
     {
-        TdReportBody body;
-        try
-        {
-            body = DcapQuote.Parse(quote).TdBody ?? throw new InvalidDataException("not a TDX quote (no TD report body)");
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            throw new EvidenceException($"{source}: the TDX quote does not parse: {e.Message}", e);
-        }
-
-        var configId = body.MrConfigId.Span;
         var field = new LaunchField("TDX MRCONFIGID", configId.ToArray());
         if (!configId.ContainsAnyExcept((byte)0))
         {

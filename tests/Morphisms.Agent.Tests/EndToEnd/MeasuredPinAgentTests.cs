@@ -7,7 +7,8 @@ namespace Morphisms.Agent.Tests.EndToEnd;
 
 /// <summary>
 /// The whole agent taking its KMS CA pin from the measured launch configuration: an SNP guest on a fake configfs-tsm
-/// tree (refusals happen before the KMS is contacted), and a full cold start whose only pin is simulated HOST_DATA.
+/// tree (refusals happen before the KMS is contacted), a TDX guest whose host rewrote the quote's MRCONFIGID, and a
+/// full cold start whose only pin is simulated HOST_DATA.
 /// </summary>
 public sealed class MeasuredPinAgentTests
 {
@@ -19,6 +20,42 @@ public sealed class MeasuredPinAgentTests
             Tee = "snp",
             Devices = new DeviceRoots { ConfigFsTsm = tree.Root, ConfigFsTsmEntry = Entry, SevGuest = "/nonexistent" },
         };
+
+    private static AgentOptions TdxOptions(AgentHarness harness, FakeDeviceTree tree, string mrConfigIdFile, LogSink log) =>
+        harness.Options(new Uri($"https://127.0.0.1:{TestProcesses.FreePort()}"), null, log) with
+        {
+            Tee = "tdx",
+            Devices = new DeviceRoots { ConfigFsTsm = tree.Root, ConfigFsTsmEntry = Entry, TdxGuest = "/nonexistent/tdx_guest", TdxMrConfigId = mrConfigIdFile },
+        };
+
+    [VectorFact]
+    public async Task Tdx_AHostsQuoteWithItsOwnPin_NeverChoosesTheKms()
+    {
+        using var harness = new AgentHarness("tdx-pin");
+        var hostsPin = RandomNumberGenerator.GetBytes(32);
+        var quote = MeasuredPinTests.WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), [.. hostsPin, .. new byte[16]]);
+        using var tree = MeasuredPinTests.ConfigFsTree("tdx_guest", quote, Entry);
+
+        // The TD's own MRCONFIGID (the kernel's sysfs measurement) holds the real pin: that one is used.
+        var pin = RandomNumberGenerator.GetBytes(32);
+        var file = tree.Write("measurements/mrconfigid", [.. pin, .. new byte[16]]);
+        var log = new LogSink();
+        var code = await new Agent(TdxOptions(harness, tree, file, log), harness.LaunchConfig).RunAsync(default);
+        Assert.Equal(AgentExitCodes.KmsUnavailable, code);
+        var start = log.Text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!).Single(l => l["event"]!.GetValue<string>() == "start");
+        Assert.Equal(Convert.ToHexStringLower(pin), start["kms_ca_sha256"]!.GetValue<string>());
+        Assert.Equal($"TD report ({file}) TDX MRCONFIGID", start["kms_ca_pin_source"]!.GetValue<string>());
+        Assert.DoesNotContain(Convert.ToHexStringLower(hostsPin), log.Text);
+
+        // Without the TD's own report the agent refuses before the KMS rather than believe the quote.
+        var refused = new LogSink();
+        code = await new Agent(TdxOptions(harness, tree, "/nonexistent/mrconfigid", refused), harness.LaunchConfig).RunAsync(default);
+        Assert.Equal(AgentExitCodes.Evidence, code);
+        Assert.Contains("neither /nonexistent/mrconfigid nor /nonexistent/tdx_guest exists", refused.Text);
+        Assert.DoesNotContain(Convert.ToHexStringLower(hostsPin), refused.Text);
+        Assert.DoesNotContain("unreachable", refused.Text);
+        Assert.False(File.Exists(harness.Marker));
+    }
 
     [VectorFact]
     public async Task Snp_ZeroHostData_RefusesTheCommandLinePin_WithoutContactingTheKms()

@@ -68,7 +68,7 @@ public sealed class KataInitdataTests
         }
     }
 
-    [VectorTheory]
+    [Theory]
     [InlineData("sha384")]
     [InlineData("sha256")]
     public void Tdx_MrConfigIdHoldingTheDigest_YieldsItsPin(string algorithm)
@@ -77,17 +77,37 @@ public sealed class KataInitdataTests
         var document = Encoding.UTF8.GetBytes(Document(pin, algorithm));
         var field = new byte[48];
         (algorithm == "sha384" ? SHA384.HashData(document) : SHA256.HashData(document)).CopyTo(field, 0);
-        var quote = MeasuredPinTests.WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), field);
-        var measured = MeasuredPin.FromTdxQuote(quote, "configfs-tsm");
+        var (configId, source) = TdxGuestTests.Reader(field).Read();
+        var measured = MeasuredPin.FromTdxMrConfigId(configId, source);
 
         Assert.Equal(pin, PinResolver.Resolve(measured, Request(KataInitdata.Parse(document)), _ => { }).Pin);
     }
 
     [VectorFact]
+    public async Task Tdx_AQuoteCommittingToTheHostsDocument_DoesNotMakeItMeasured()
+    {
+        // The host writes its own initdata (its KMS, its pin) and answers the quote request with that document's digest
+        // in MRCONFIGID; the TD was created with the real document's.
+        var real = Encoding.UTF8.GetBytes(Document(RandomNumberGenerator.GetBytes(32), "sha384"));
+        var hosts = Encoding.UTF8.GetBytes(Document(RandomNumberGenerator.GetBytes(32), "sha384"));
+        using var tree = MeasuredPinTests.ConfigFsTree("tdx_guest", MeasuredPinTests.WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), SHA384.HashData(hosts)));
+        var provider = new ConfigFsTsmEvidenceProvider(tree.Root, ConfigFsTsmEvidenceProvider.TdxGuest)
+        {
+            EntryName = "entry0",
+            RemoveEntry = false,
+            TdxMrConfigId = TdxGuestTests.Reader(SHA384.HashData(real)),
+        };
+
+        var e = await Assert.ThrowsAsync<AgentException>(() => PinResolver.ResolveAsync(provider, Request(KataInitdata.Parse(hosts)), _ => { }, default));
+        Assert.Equal(AgentExitCodes.Evidence, e.ExitCode);
+        Assert.Contains("not the one this TEE was launched with", e.Message);
+    }
+
+    [Fact]
     public void Tdx_DigestInMrConfigId_WithoutTheDocument_IsRefusedAndSaysWhy()
     {
-        var quote = MeasuredPinTests.WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), SHA384.HashData("initdata"u8));
-        var measured = MeasuredPin.FromTdxQuote(quote, "configfs-tsm");
+        var (configId, source) = TdxGuestTests.Reader(SHA384.HashData("initdata"u8)).Read();
+        var measured = MeasuredPin.FromTdxMrConfigId(configId, source);
 
         var e = Assert.Throws<AgentException>(() => PinResolver.Resolve(measured, new PinRequest { Unmeasured = RandomNumberGenerator.GetBytes(32), AllowUnmeasured = true }, _ => { }));
         Assert.Equal(AgentExitCodes.Evidence, e.ExitCode);

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Morphisms.Agent.Evidence;
+using Morphisms.Agent.Kms;
 using Morphisms.Attestation.Abi.Dcap;
 using Morphisms.Attestation.Abi.Snp;
 using Morphisms.Attestation.Simulated;
@@ -8,9 +9,9 @@ using Morphisms.Attestation.Simulated;
 namespace Morphisms.Agent.Tests.Evidence;
 
 /// <summary>
-/// The measured KMS CA pin as each provider reads it: SNP HOST_DATA and TDX MRCONFIGID from fake configfs-tsm trees
-/// (real captured reports, which carry none, and synthetic ones that do), the Gramine manifest variable, and the
-/// simulated TEE.
+/// The measured KMS CA pin as each provider reads it: SNP HOST_DATA from fake configfs-tsm trees (real captured reports,
+/// which carry none, and synthetic ones that do), TDX MRCONFIGID from the TD's own report and never from the quote a
+/// configfs-tsm tree answers with, the Gramine manifest variable, and the simulated TEE.
 /// </summary>
 public sealed class MeasuredPinTests
 {
@@ -38,7 +39,10 @@ public sealed class MeasuredPinTests
         return tree;
     }
 
-    /// <summary>A copy of a real TDX quote with MRCONFIGID replaced (the quote signature no longer verifies; the agent never checks it).</summary>
+    /// <summary>
+    /// A copy of a real TDX quote with MRCONFIGID replaced, as a hostile host's quoting service could answer (the
+    /// signature no longer verifies; the agent never checks it, which is why the pin must not come from a quote).
+    /// </summary>
     public static byte[] WithMrConfigId(byte[] quote, byte[] mrConfigId)
     {
         // Header 48 bytes, then (v5 only) body type u16 + body size u32; MRCONFIGID follows TEE_TCB_SVN, MRSEAM,
@@ -50,8 +54,10 @@ public sealed class MeasuredPinTests
         return copy;
     }
 
-    private static ConfigFsTsmEvidenceProvider Provider(FakeDeviceTree tree, string provider) =>
-        new(tree.Root, provider) { EntryName = Entry, RemoveEntry = false };
+    private static ConfigFsTsmEvidenceProvider Provider(FakeDeviceTree tree, string provider, TdxMrConfigIdReader? tdx = null) =>
+        tdx is null
+            ? new(tree.Root, provider) { EntryName = Entry, RemoveEntry = false }
+            : new(tree.Root, provider) { EntryName = Entry, RemoveEntry = false, TdxMrConfigId = tdx };
 
     [Fact]
     public async Task Snp_HostDataIsThePin()
@@ -87,30 +93,50 @@ public sealed class MeasuredPinTests
     [VectorTheory]
     [InlineData("trustee_emr_90c06f000000_v5_quote.bin")]
     [InlineData("gotdxguest_gcp_spr_00806f050000_v4_quote_8000.bin")]
-    public async Task Tdx_MrConfigIdPrefixIsThePin_RealQuotesCarryNone(string vector)
+    public async Task Tdx_ThePinIsTheTdsOwnMrConfigId_NeverTheQuotes(string vector)
     {
-        var quote = TestVectors.Read("tdx", vector);
-        using (var real = ConfigFsTree("tdx_guest", quote))
-        {
-            var none = await Provider(real, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default);
-            Assert.Null(none.Sha256);
-            Assert.Contains("MRCONFIGID is all zeros", none.Source);
-        }
+        // The quote comes from the host's quoting service: a hostile one answers with its own pin in MRCONFIGID.
+        var hostsPin = RandomNumberGenerator.GetBytes(32);
+        using var tree = ConfigFsTree("tdx_guest", WithMrConfigId(TestVectors.Read("tdx", vector), [.. hostsPin, .. new byte[16]]));
 
         var pin = RandomNumberGenerator.GetBytes(32);
-        using var tree = ConfigFsTree("tdx_guest", WithMrConfigId(quote, [.. pin, .. new byte[16]]));
-        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default);
+        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest, TdxGuestTests.Reader([.. pin, .. new byte[16]])).ReadKmsCaPinAsync(default);
         Assert.Equal(pin, measured.Sha256);
-        Assert.Contains("TDX MRCONFIGID", measured.Source);
+        Assert.Equal("TD report (fake-tdx-guest) TDX MRCONFIGID", measured.Source);
+
+        // A TD created without a pin has none, whatever the quote says.
+        var none = await Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest, TdxGuestTests.Reader(null)).ReadKmsCaPinAsync(default);
+        Assert.Null(none.Sha256);
+        Assert.Contains("MRCONFIGID is all zeros", none.Source);
+
+        // The quote is not even asked for: reading the pin needs nothing from the host.
+        Assert.False(File.Exists(Path.Combine(tree.Root, Entry, "inblob")));
     }
 
     [VectorFact]
+    public async Task Tdx_WithoutTheTdsOwnReport_AHostsQuoteIsRefusedAsAPinSource()
+    {
+        var hostsPin = RandomNumberGenerator.GetBytes(32);
+        using var tree = ConfigFsTree("tdx_guest", WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), [.. hostsPin, .. new byte[16]]));
+        var provider = Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest,
+            new TdxMrConfigIdReader("/nonexistent/mrconfigid", new TdxGuestTests.FakeTdReport(null, present: false)));
+
+        var e = await Assert.ThrowsAsync<EvidenceException>(() => provider.ReadKmsCaPinAsync(default));
+        Assert.Contains("cannot be read from the TD's own report", e.Message);
+
+        // Through the resolver: exit 6 (evidence), even with a command-line pin and --allow-unmeasured-pin.
+        var refused = await Assert.ThrowsAsync<AgentException>(() => PinResolver.ResolveAsync(
+            provider, new PinRequest { Unmeasured = hostsPin, AllowUnmeasured = true }, _ => Assert.Fail("no fallback expected"), default));
+        Assert.Equal(AgentExitCodes.Evidence, refused.ExitCode);
+        Assert.DoesNotContain(Convert.ToHexStringLower(hostsPin), refused.Message);
+    }
+
+    [Fact]
     public async Task Tdx_MrConfigIdWithANonZeroTail_IsNotAPin()
     {
         // A full 48-byte value (another scheme's SHA-384, say): taking its first 32 bytes as a pin would trust an accident.
-        var quote = WithMrConfigId(TestVectors.Read("tdx", "trustee_emr_90c06f000000_v5_quote.bin"), SHA384.HashData("initdata"u8));
-        using var tree = ConfigFsTree("tdx_guest", quote);
-        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest).ReadKmsCaPinAsync(default);
+        using var tree = ConfigFsTree("tdx_guest", []);
+        var measured = await Provider(tree, ConfigFsTsmEvidenceProvider.TdxGuest, TdxGuestTests.Reader(SHA384.HashData("initdata"u8))).ReadKmsCaPinAsync(default);
         Assert.Null(measured.Sha256);
         Assert.Contains("not a Morphisms KMS CA pin", measured.NotAPin);
         Assert.Equal(SHA384.HashData("initdata"u8), measured.Field!.Value);
