@@ -15,8 +15,12 @@ public sealed record TeeInterfaces
     /// <summary>The TDX guest device (<c>tee: tdx</c>).</summary>
     public string TdxGuest { get; init; } = "/dev/tdx_guest";
 
-    /// <summary>The TDX guest device's name in kernels before it was renamed (<c>tee: tdx</c>).</summary>
-    public string TdxGuestLegacy { get; init; } = "/dev/tdx-guest";
+    /// <summary>
+    /// The kernel's TDX MRCONFIGID measurement (<c>tee: tdx</c>, Linux 6.16 and later), which morph-init reads its KMS pin
+    /// from before the TDX guest device. The sandbox's read-only <c>/sys</c> shows it already; it is looked for here only
+    /// to tell whether an instance can read its pin at all.
+    /// </summary>
+    public string TdxMrConfigId { get; init; } = "/sys/class/misc/tdx_guest/measurements/mrconfigid";
 
     /// <summary>The configfs-tsm report directory (<c>tee: snp</c> and <c>tdx</c>); shown writable, since a report is a directory made in it.</summary>
     public string ConfigFsTsmReport { get; init; } = "/sys/kernel/config/tsm/report";
@@ -80,13 +84,16 @@ internal sealed record TeeSandboxPlan(IReadOnlyList<SandboxMount> Mounts, string
 
             case FunctionTee.Tdx:
                 {
-                    var mounts = Present(
-                        new SandboxMount(SandboxMountKind.Device, host.TdxGuest, Standard.TdxGuest),
-                        new SandboxMount(SandboxMountKind.Device, host.TdxGuestLegacy, Standard.TdxGuestLegacy),
-                        tsm);
+                    var device = new SandboxMount(SandboxMountKind.Device, host.TdxGuest, Standard.TdxGuest);
+                    var mounts = Present(device, tsm);
 
-                    // morph-init reads TDX quotes through configfs-tsm only; the device alone is not enough.
-                    return new(mounts, mounts.Contains(tsm) ? null : $"{host.ConfigFsTsmReport} does not exist (morph-init reads TDX quotes through configfs-tsm)");
+                    // morph-init reads TDX quotes through configfs-tsm only, and its KMS pin (MRCONFIGID) from the TD's
+                    // own report: the kernel's measurement file, else the device's TDREPORT, never the host-made quote.
+                    // The older /dev/tdx-guest offers neither, so it is not shown.
+                    string? missing = !mounts.Contains(tsm) ? $"{host.ConfigFsTsmReport} does not exist (morph-init reads TDX quotes through configfs-tsm)"
+                        : !mounts.Contains(device) && !File.Exists(host.TdxMrConfigId) ? $"neither {host.TdxGuest} nor {host.TdxMrConfigId} exists (morph-init reads its KMS pin, MRCONFIGID, from the TD's own report)"
+                        : null;
+                    return new(mounts, missing);
                 }
 
             case FunctionTee.Sgx:

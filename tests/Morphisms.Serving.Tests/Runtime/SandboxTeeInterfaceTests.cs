@@ -36,7 +36,7 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
     }
 
     [Fact]
-    public void A_tdx_instance_gets_both_device_names_and_configfs_tsm_and_an_sgx_one_what_gramine_sgx_needs()
+    public void A_tdx_instance_gets_the_tdx_guest_device_and_configfs_tsm_and_an_sgx_one_what_gramine_sgx_needs()
     {
         var host = AllPresent();
 
@@ -46,7 +46,6 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
         Assert.Equal(
             [
                 new SandboxMount(SandboxMountKind.Device, host.TdxGuest, "/dev/tdx_guest"),
-                new SandboxMount(SandboxMountKind.Device, host.TdxGuestLegacy, "/dev/tdx-guest"),
                 new SandboxMount(SandboxMountKind.ReadWrite, host.ConfigFsTsmReport, Tsm),
             ],
             tdx.Mounts);
@@ -85,7 +84,9 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
 
         var snpWithoutTsm = TeeSandboxPlan.For(FunctionTee.Snp, host with { ConfigFsTsmReport = absent });
         var snpWithNothing = TeeSandboxPlan.For(FunctionTee.Snp, host with { ConfigFsTsmReport = absent, SevGuest = absent + "-dev" });
-        var tdxWithoutTsm = TeeSandboxPlan.For(FunctionTee.Tdx, host with { ConfigFsTsmReport = absent, TdxGuestLegacy = absent + "-dev" });
+        var tdxWithoutTsm = TeeSandboxPlan.For(FunctionTee.Tdx, host with { ConfigFsTsmReport = absent });
+        var tdxWithoutDevice = TeeSandboxPlan.For(FunctionTee.Tdx, host with { TdxGuest = absent + "-dev" });
+        var tdxWithoutPinSource = TeeSandboxPlan.For(FunctionTee.Tdx, host with { TdxGuest = absent + "-dev", TdxMrConfigId = absent + "-mr" });
         var sgxWithoutAesm = TeeSandboxPlan.For(FunctionTee.Sgx, host with { AesmDirectory = absent });
 
         // The ioctl device alone is enough for SNP: morph-init falls back to it.
@@ -98,6 +99,12 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
 
         Assert.Equal([new SandboxMount(SandboxMountKind.Device, host.TdxGuest, "/dev/tdx_guest")], tdxWithoutTsm.Mounts);
         Assert.StartsWith($"{absent} does not exist", tdxWithoutTsm.Missing, StringComparison.Ordinal);
+
+        // The pin is read from the TD's own report: the kernel's measurement file is enough without the device, and
+        // neither is a host whose instances could not pin their KMS.
+        Assert.Equal([new SandboxMount(SandboxMountKind.ReadWrite, host.ConfigFsTsmReport, Tsm)], tdxWithoutDevice.Mounts);
+        Assert.Null(tdxWithoutDevice.Missing);
+        Assert.Equal($"neither {absent}-dev nor {absent}-mr exists (morph-init reads its KMS pin, MRCONFIGID, from the TD's own report)", tdxWithoutPinSource.Missing);
 
         Assert.Equal([host.SgxEnclave, host.SgxProvision], sgxWithoutAesm.Mounts.Select(m => m.Source));
         Assert.StartsWith($"{absent} does not exist", sgxWithoutAesm.Missing, StringComparison.Ordinal);
@@ -196,7 +203,7 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
         {
             SevGuest = File("sev-guest"),
             TdxGuest = File("tdx_guest"),
-            TdxGuestLegacy = File("tdx-guest"),
+            TdxMrConfigId = File("mrconfigid"),
             SgxEnclave = File("sgx_enclave"),
             SgxProvision = File("sgx_provision"),
             ConfigFsTsmReport = Directory.CreateDirectory(Path.Combine(_root, "tsm", "report")).FullName,
