@@ -28,6 +28,7 @@ internal sealed class UnsealedState
     private readonly KmsServerOptions _options;
     private int _leases;
     private bool _closing;
+    private TaskCompletionSource? _othersDrained;
 
     private UnsealedState(KmsServerOptions options, byte[] rootKey, BarrierStorage barrier, TokenStore tokens, PolicyStore policies, MountTable mounts, AuditKeys auditKeys, AuditRecorder? audit, ClusterInfo cluster, FunctionRegistry functions, KmsRootCa rootCa)
     {
@@ -150,11 +151,33 @@ internal sealed class UnsealedState
     {
         lock (_lock)
         {
-            if (--_leases == 0 && _closing)
+            if (--_leases <= 1 && _closing)
             {
-                _drained.TrySetResult();
+                _othersDrained?.TrySetResult();
+                if (_leases == 0)
+                {
+                    _drained.TrySetResult();
+                }
             }
         }
+    }
+
+    /// <summary>
+    /// For a restore, which answers with the outcome of its replacement and so cannot wait for its own lease: refuses
+    /// new leases and waits until the caller's lease is the only one left, at most
+    /// <see cref="KmsServerOptions.SealDrainTimeout"/>. Wipes nothing: <see cref="CloseAsync"/> still follows.
+    /// </summary>
+    public async Task DrainOthersAsync()
+    {
+        Task others;
+        lock (_lock)
+        {
+            _closing = true;
+            others = _leases <= 1 ? Task.CompletedTask : (_othersDrained ??= new(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+
+        Mounts.KvWatch.Close();
+        await Task.WhenAny(others, Task.Delay(_options.SealDrainTimeout, _options.TimeProvider)).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
+using System.Text.Json;
 using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
+using Morphisms.Kms.Seal;
 using Morphisms.Kms.Snapshots;
 using Morphisms.Kms.Storage;
 
@@ -32,12 +34,18 @@ internal sealed partial class KmsCore
     }
 
     /// <summary>
-    /// Seals and replaces the whole store with <paramref name="snapshot"/> (already parsed and checked). The write
-    /// happens after in-flight requests drain — so none of them can write old-keyring ciphertext into the restored
-    /// store — in one transaction; the next unseal (which waits for it) needs the snapshot's shares. A snapshot this
-    /// KMS's root key did not make (another cluster) leaves a marker checked at that unseal. Returns whether the
-    /// snapshot's HMAC (and so its <c>created_at</c>) verified now, rather than at that unseal.
+    /// Seals and replaces the whole store with <paramref name="snapshot"/> (already parsed and checked), returning
+    /// once the replacement is written, so that the restore's reply tells its outcome. The write happens after the
+    /// other in-flight requests drain and the barrier's keys are wiped — so none of them can write old-keyring
+    /// ciphertext into the restored store — in one transaction; the next unseal (which waits for it) needs the
+    /// snapshot's shares. A snapshot this KMS's root key did not make (another cluster) leaves a marker checked at that
+    /// unseal. Returns whether the snapshot's HMAC (and so its <c>created_at</c>) verified now, rather than at that
+    /// unseal. The caller holds a lease on <paramref name="state"/>, the one lease the drain does not wait for.
     /// </summary>
+    /// <exception cref="KmsException">
+    /// 400 for an altered snapshot of this KMS; 503 when already sealed; 500 naming the failure when the replacement
+    /// failed, the KMS then sealed over the previous store, which its own shares still open.
+    /// </exception>
     public async Task<bool> RestoreAsync(UnsealedState state, StorageSnapshot snapshot, CancellationToken ct)
     {
         var key = state.DeriveRootSubkey(RootSubkeys.Snapshot);
@@ -52,6 +60,7 @@ internal sealed partial class KmsCore
             throw KmsException.BadRequest("invalid snapshot: 'hmac': does not verify under this KMS's root key (the snapshot was altered)");
         }
 
+        Task replacement;
         await _transition.WaitAsync(ct).ConfigureAwait(false);
         try
         {
@@ -63,7 +72,11 @@ internal sealed partial class KmsCore
 
             Interlocked.Exchange(ref _rekey, null)?.Wipe();
             _progress.Reset();
-            _closing = ReplaceStoreAsync(active, snapshot, verified);
+
+            // The replacement cannot wait for the restore's own lease (it ends with the reply, which reports the
+            // outcome); the rest of the wipe can, and does, so the reply is still audited.
+            replacement = ReplaceStoreAsync(active, snapshot, verified);
+            _closing = CloseAfterAsync(replacement, active);
 
             // HA: the restored store needs its own shares; the lock is handed over once the replacement is written.
             if (Interlocked.Exchange(ref _heldRootKey, null) is { } held)
@@ -77,14 +90,22 @@ internal sealed partial class KmsCore
             _transition.Release();
         }
 
+        await replacement.ConfigureAwait(false);
         return verified;
     }
 
+    /// <summary>
+    /// Waits for the requests other than the restore, wipes the barrier's keyring (a request still running then fails
+    /// as sealed at its next key use instead of storing old-keyring ciphertext), and writes the snapshot in one
+    /// transaction.
+    /// </summary>
+    /// <exception cref="KmsException">500 naming whatever failed; the transaction did not apply.</exception>
     private async Task ReplaceStoreAsync(UnsealedState previous, StorageSnapshot snapshot, bool verified)
     {
-        await previous.CloseAsync().ConfigureAwait(false);
         try
         {
+            await previous.DrainOthersAsync().ConfigureAwait(false);
+            previous.Barrier.Wipe();
             var incoming = snapshot.Entries.Select(e => e.Key).ToHashSet(StringComparer.Ordinal);
             var ops = (await _physical.ReadAllAsync().ConfigureAwait(false))
                 .Where(e => !incoming.Contains(e.Key))
@@ -93,14 +114,45 @@ internal sealed partial class KmsCore
                 .ToList();
             ops.Add(verified ? StorageOperation.Delete(StorageSnapshot.PendingHmacPath) : StorageOperation.Put(StorageSnapshot.PendingHmacPath, snapshot.PendingMarker()));
             await _physical.TransactAsync(ops).ConfigureAwait(false);
+
+            // The snapshot's seal config (Parse checked it), as LoadAsync would read it back: no read left to fail
+            // once the store is replaced.
+            Volatile.Write(ref _sealConfig, JsonSerializer.Deserialize<SealConfig>(snapshot.Entries.First(e => e.Key == SealConfig.StoragePath).Value));
         }
-        catch (Exception e) when (e is IOException or System.Data.Common.DbException)
+        catch (Exception e)
         {
-            // The transaction did not apply: the old store is intact and its own shares still unseal it.
-            await (Options.WarningWriter ?? Console.Error).WriteLineAsync($"ERROR: snapshot restore failed, the previous store is unchanged: {e.Message}").ConfigureAwait(false);
+            // Whatever failed — the storage refusing the transaction, a full disk, a lost HA lock, a bug — the old
+            // store is intact and its own shares still unseal it. The failure is the restore's answer (and logged);
+            // it never faults the wipe that follows, which every unseal awaits.
+            var message = $"snapshot restore failed, the previous store is unchanged; the KMS is sealed: unseal it with its current shares ({e.GetType().Name}: {e.Message})";
+            await (Options.WarningWriter ?? Console.Error).WriteLineAsync("ERROR: " + message).ConfigureAwait(false);
+            try
+            {
+                // A commit whose acknowledgement was lost did apply: the store as it is decides the shares' layout.
+                await LoadAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception reload) when (reload is IOException or System.Data.Common.DbException)
+            {
+                // The cached config stays, as before the restore.
+            }
+
+            throw new KmsException(500, message);
+        }
+    }
+
+    /// <summary>The wipe after a restore: the previous state closes once the replacement is over, never faulting.</summary>
+    private static async Task CloseAfterAsync(Task replacement, UnsealedState previous)
+    {
+        try
+        {
+            await replacement.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The restore's reply carried it; unseals await this task, so nothing may fault it.
         }
 
-        await LoadAsync(CancellationToken.None).ConfigureAwait(false);
+        await previous.CloseAsync().ConfigureAwait(false);
     }
 
     /// <summary>

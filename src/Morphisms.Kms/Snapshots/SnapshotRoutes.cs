@@ -6,7 +6,7 @@ namespace Morphisms.Kms.Snapshots;
 /// <c>sys/storage/snapshot</c> (sudo): GET returns a <see cref="StorageSnapshot"/> document, POST with that document
 /// as the body restores it and seals the KMS (unseal with the snapshot's shares). Vault's raft snapshot moves an
 /// opaque binary; this one is JSON so it travels through the normal JSON pipeline and body limit. A restore answers
-/// with a warning that everything newer than the snapshot's <c>created_at</c> is rolled back: Vault's restore does
+/// once the store is replaced (the other requests drained first), or with the error that stopped it, and its 200 carries a warning that everything newer than the snapshot's <c>created_at</c> is rolled back: Vault's restore does
 /// the same silently, and here that includes revocations, which an operator must then repeat.
 /// </summary>
 internal static class SnapshotRoutes
@@ -34,6 +34,7 @@ internal static class SnapshotRoutes
 
                 var state = r.RequireState();
                 state.Audit?.Notice($"snapshot restore: {snapshot.Entries.Count} entries, created_at {snapshot.CreatedAt}; sealing");
+                // Returns once the store is replaced; a failed replacement is this request's error.
                 var verified = await core.RestoreAsync(state, snapshot, ct).ConfigureAwait(false);
                 var response = new KmsResponse();
                 response.Warnings.Add($"the store was replaced by the snapshot created_at {snapshot.CreatedAt}: everything written after that is rolled back, "

@@ -27,6 +27,13 @@ internal sealed class StorageSnapshot
     /// </summary>
     public const string PreviousFormat = "morphisms-kms-snapshot/1";
 
+    /// <summary>
+    /// The longest key a snapshot may hold, in UTF-8 bytes. PostgreSQL's primary-key index refuses an entry over 2704
+    /// bytes, which an incompressible key reaches at 2693; the margin keeps that true whatever the server's build. Only
+    /// a store that already holds a longer key (a KV path that long, which SQLite takes) makes a snapshot refused here.
+    /// </summary>
+    public const int MaxKeyBytes = 2048;
+
     // created_at exactly as the KMS writes it (Timestamps.Rfc3339), so the MACed text has one spelling.
     private const string CreatedAtFormat = "yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'";
 
@@ -139,6 +146,12 @@ internal sealed class StorageSnapshot
                 throw Bad($"'entries[{i}]': expected {{\"key\": non-empty string, \"value\": base64 string}}");
             }
 
+            // Checked here, not left to the storage: its refusal would come only after the KMS had sealed.
+            if (KeyProblem(key) is { } problem)
+            {
+                throw Bad($"'entries[{i}].key': {problem}");
+            }
+
             if (!seen.Add(key) || key == PendingHmacPath)
             {
                 throw Bad($"'entries[{i}].key': '{key}' is duplicated or reserved");
@@ -211,6 +224,18 @@ internal sealed class StorageSnapshot
         }
 
         return stream.ToArray();
+    }
+
+    /// <summary>Why a storage could not hold <paramref name="key"/> as it is, or null when every one can.</summary>
+    private static string? KeyProblem(string key)
+    {
+        if (key.Contains('\0', StringComparison.Ordinal))
+        {
+            return "contains U+0000, which PostgreSQL cannot store in a key";
+        }
+
+        var length = Encoding.UTF8.GetByteCount(key);
+        return length > MaxKeyBytes ? $"is {length} bytes of UTF-8, over the {MaxKeyBytes} a stored key may have (PostgreSQL's index holds no more)" : null;
     }
 
     private static string Text(JsonObject doc, string name) =>

@@ -192,6 +192,61 @@ public class SnapshotTests
         (await c.PostAsync("sys/storage/snapshot", new { }, token)).Expect(403);
     }
 
+    [Theory]
+    [InlineData("nul\u0000key", "U+0000")]
+    [InlineData(null, "2048")]
+    public async Task Entries_whose_keys_storage_cannot_hold_are_refused_naming_the_entry_and_change_nothing(string? key, string expected)
+    {
+        await using var source = await TestKms.StartUnsealedAsync();
+        var snapshot = (await source.Client.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        await using var target = await TestKms.StartUnsealedAsync();
+        var before = target.Storage!.Snapshot();
+
+        // PostgreSQL's text cannot hold U+0000 and its primary-key index refuses a key over 2704 bytes: the snapshot's
+        // hash is recomputed, so only the key itself is wrong (from another root key, its HMAC waits for the unseal).
+        key ??= "logical/" + string.Concat(Enumerable.Range(0, 2049 - "logical/".Length).Select(i => (char)('a' + (i * 7 % 26))));
+        var entries = snapshot["entries"]!.AsArray().Select(e => e!.DeepClone()).ToList();
+        entries.Add(new JsonObject { ["key"] = key, ["value"] = Convert.ToBase64String([1, 2, 3]) });
+        var forged = Clone(snapshot);
+        forged["entries"] = new JsonArray([.. entries]);
+        forged["sha256"] = Sha(forged["created_at"]!.GetValue<string>(), entries);
+        var error = (await target.Client.PostAsync("sys/storage/snapshot", forged.ToJsonString())).Expect(400).Errors[0];
+        Assert.Contains($"'entries[{entries.Count - 1}].key'", error, StringComparison.Ordinal);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+
+        // Nothing happened: still unsealed, the same store.
+        (await target.Client.GetAsync("sys/key-status")).Expect(200);
+        Assert.Equal(before.OrderBy(e => e.Key).Select(e => e.Key + Convert.ToHexString(e.Value)), target.Storage.Snapshot().OrderBy(e => e.Key).Select(e => e.Key + Convert.ToHexString(e.Value)));
+    }
+
+    [Theory]
+    [InlineData(typeof(InvalidOperationException))]
+    [InlineData(typeof(IOException))]
+    public async Task A_replacement_that_fails_is_the_restores_answer_and_the_old_shares_still_unseal(Type failure)
+    {
+        var storage = new GatedStorage();
+        await using var kms = await TestKms.StartUnsealedAsync(physical: storage);
+        var c = kms.Client;
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p1" } })).Expect(200);
+        var snapshot = (await c.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p2" } })).Expect(200);
+
+        // A disk that fills, a lost HA lock, or a bug: the replacement's transaction throws.
+        storage.FailNextTransaction((Exception)Activator.CreateInstance(failure, "disk on fire")!);
+        var answer = await c.PostAsync("sys/storage/snapshot", snapshot.ToJsonString());
+        Assert.NotEqual(200, answer.Status);
+        var error = Assert.Single(answer.Errors);
+        Assert.Contains("restore failed", error, StringComparison.Ordinal);
+        Assert.Contains("disk on fire", error, StringComparison.Ordinal);
+        Assert.Contains("unchanged", error, StringComparison.Ordinal);
+
+        // Sealed, with the old store, which its own shares open (not a 500 from a faulted seal).
+        await kms.Server.SealClosing.WaitAsync(TimeSpan.FromSeconds(30));
+        (await c.GetAsync("secret/data/db")).Expect(503);
+        await kms.UnsealAsync();
+        Assert.Equal("p2", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+    }
+
     private static JsonObject Clone(JsonObject o) => (JsonObject)o.DeepClone();
 
     private static string Stable(VaultResult r)
@@ -229,6 +284,40 @@ public class SnapshotTests
         var b = new byte[4];
         System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(b, n);
         return b;
+    }
+
+    /// <summary>In-memory storage that can fail its next transaction.</summary>
+    private sealed class GatedStorage : IPhysicalStorage
+    {
+        private Exception? _failure;
+
+        public InMemoryStorage Inner { get; } = new();
+
+        public void FailNextTransaction(Exception failure) => _failure = failure;
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
+
+        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
+            TransactAsync([StorageOperation.Put(key, value)], cancellationToken);
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) =>
+            TransactAsync([StorageOperation.Delete(key)], cancellationToken);
+
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => Inner.ListAsync(prefix, cancellationToken);
+
+        public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        {
+            if (Interlocked.Exchange(ref _failure, null) is { } failure)
+            {
+                throw failure;
+            }
+
+            await Inner.TransactAsync(operations, cancellationToken);
+        }
+
+        public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => ((IPhysicalStorage)Inner).ReadAllAsync(cancellationToken);
+
+        public ValueTask DisposeAsync() => Inner.DisposeAsync();
     }
 
     /// <summary>In-memory storage whose full read takes a minute of <paramref name="time"/>.</summary>

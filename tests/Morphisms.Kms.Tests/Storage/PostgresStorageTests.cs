@@ -27,6 +27,19 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_key_as_long_as_a_snapshot_may_hold_is_stored_and_a_much_longer_one_is_not()
+    {
+        await using var storage = PostgresStorage.Open(await postgres.Server.CreateDatabaseAsync());
+
+        // Random hex does not compress, so the primary-key index sees every byte (it refuses entries over 2704).
+        string Key(int length) => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(length / 2));
+        var longest = Key(Morphisms.Kms.Snapshots.StorageSnapshot.MaxKeyBytes);
+        await storage.PutAsync(longest, "1"u8.ToArray());
+        Assert.Equal("1"u8.ToArray(), await storage.GetAsync(longest));
+        await Assert.ThrowsAnyAsync<Npgsql.PostgresException>(() => storage.PutAsync(Key(2720), "2"u8.ToArray()));
+    }
+
+    [Fact]
     public async Task Opening_twice_creates_the_schema_once_and_shares_the_data()
     {
         var connectionString = await postgres.Server.CreateDatabaseAsync();
