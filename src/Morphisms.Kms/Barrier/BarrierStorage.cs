@@ -18,6 +18,11 @@ internal sealed class BarrierStorage : ISecureStorage
     // Two rotations computed from the same keyring would both mint term N+1 with different keys; the second put
     // would orphan every value already written under the first. Rotations therefore run one at a time.
     private readonly SemaphoreSlim _rotation = new(1, 1);
+
+    // Writes under way (WriteScope), so a restore can wait for those that began before the wipe (WritesFinishedAsync).
+    private readonly Lock _writesLock = new();
+    private int _writes;
+    private TaskCompletionSource? _writesFinished;
     private Keyring _keyring;
     private volatile bool _wiped;
 
@@ -88,6 +93,7 @@ internal sealed class BarrierStorage : ISecureStorage
         await _rotation.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            using var write = BeginWrite();
             var next = Keyring.Rotate(now);
             var wrapped = WrapKeyring(rootKey, next);
             if (Wiped)
@@ -130,6 +136,19 @@ internal sealed class BarrierStorage : ISecureStorage
         Keyring.Zero();
     }
 
+    /// <summary>
+    /// After <see cref="Wipe"/>: completes once every write that began before it has ended. Those still to encrypt
+    /// fail as sealed; those past encryption reach storage — a restore waits for them, or they would land in the
+    /// restored store, under a keyring it does not have.
+    /// </summary>
+    public Task WritesFinishedAsync()
+    {
+        lock (_writesLock)
+        {
+            return _writes == 0 ? Task.CompletedTask : (_writesFinished ??= new(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+    }
+
     public async Task<byte[]?> GetAsync(string key, CancellationToken ct = default)
     {
         var ciphertext = await _physical.GetAsync(key, ct).ConfigureAwait(false);
@@ -150,17 +169,57 @@ internal sealed class BarrierStorage : ISecureStorage
         }
     }
 
-    public Task PutAsync(string key, byte[] value, CancellationToken ct = default) =>
-        _physical.PutAsync(key, Encrypt(key, value), ct);
+    public async Task PutAsync(string key, byte[] value, CancellationToken ct = default)
+    {
+        using var write = BeginWrite();
+        await _physical.PutAsync(key, Encrypt(key, value), ct).ConfigureAwait(false);
+    }
 
-    public Task DeleteAsync(string key, CancellationToken ct = default) => _physical.DeleteAsync(key, ct);
+    public async Task DeleteAsync(string key, CancellationToken ct = default)
+    {
+        // Refused once wiped like a put: no key use would stop it, and after a restore it would delete restored data.
+        using var write = BeginWrite();
+        await _physical.DeleteAsync(key, ct).ConfigureAwait(false);
+    }
 
     public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken ct = default) => _physical.ListAsync(prefix, ct);
 
-    public Task TransactAsync(IReadOnlyList<(string Key, byte[]? Value)> operations, CancellationToken ct = default) =>
-        _physical.TransactAsync(
+    public async Task TransactAsync(IReadOnlyList<(string Key, byte[]? Value)> operations, CancellationToken ct = default)
+    {
+        using var write = BeginWrite();
+        await _physical.TransactAsync(
             [.. operations.Select(op => op.Value is null ? StorageOperation.Delete(op.Key) : StorageOperation.Put(op.Key, Encrypt(op.Key, op.Value)))],
-            ct);
+            ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Starts a write, to be disposed when it has ended.</summary>
+    /// <exception cref="KmsException">503: wiped, so the write began after the seal gave up waiting.</exception>
+    private WriteScope BeginWrite()
+    {
+        lock (_writesLock)
+        {
+            // Read under the lock: a write counted here is one WritesFinishedAsync (which locks after Wipe) waits for.
+            if (_wiped)
+            {
+                throw KmsException.Sealed();
+            }
+
+            _writes++;
+            return new WriteScope(this);
+        }
+    }
+
+    private void EndWrite()
+    {
+        lock (_writesLock)
+        {
+            if (--_writes == 0 && _writesFinished is { } finished)
+            {
+                _writesFinished = null;
+                finished.TrySetResult();
+            }
+        }
+    }
 
     private byte[] Encrypt(string key, byte[] value)
     {
@@ -169,5 +228,12 @@ internal sealed class BarrierStorage : ISecureStorage
 
         // Checked after use: a value sealed while the key was being zeroed must never reach storage.
         return Wiped ? throw KmsException.Sealed() : ciphertext;
+    }
+
+    /// <summary>One write under way (<see cref="BeginWrite"/>).</summary>
+    private readonly struct WriteScope(BarrierStorage barrier) : IDisposable
+    {
+        /// <inheritdoc />
+        public void Dispose() => barrier.EndWrite();
     }
 }

@@ -96,8 +96,8 @@ internal sealed partial class KmsCore
 
     /// <summary>
     /// Waits for the requests other than the restore, wipes the barrier's keyring (a request still running then fails
-    /// as sealed at its next key use instead of storing old-keyring ciphertext), and writes the snapshot in one
-    /// transaction.
+    /// as sealed at its next key use or write instead of storing old-keyring ciphertext), waits for the writes already
+    /// past encryption, and writes the snapshot in one transaction.
     /// </summary>
     /// <exception cref="KmsException">500 naming whatever failed; the transaction did not apply.</exception>
     private async Task ReplaceStoreAsync(UnsealedState previous, StorageSnapshot snapshot, bool verified)
@@ -106,6 +106,11 @@ internal sealed partial class KmsCore
         {
             await previous.DrainOthersAsync().ConfigureAwait(false);
             previous.Barrier.Wipe();
+
+            // A write the drain gave up on may have encrypted before the wipe and still be on its way to storage:
+            // after the transaction it would leave old-keyring ciphertext in the restored store (and break the
+            // pending HMAC check, so the snapshot's shares could not unseal). Once wiped, writes fail fast.
+            await previous.Barrier.WritesFinishedAsync().ConfigureAwait(false);
             var incoming = snapshot.Entries.Select(e => e.Key).ToHashSet(StringComparer.Ordinal);
             var ops = (await _physical.ReadAllAsync().ConfigureAwait(false))
                 .Where(e => !incoming.Contains(e.Key))

@@ -107,4 +107,69 @@ public class BarrierTests
         Assert.Equal(["logical/abc/metadata/a", "logical/abc/metadata/b/c"], physical.Snapshot().Keys.Order(StringComparer.Ordinal));
         Assert.Equal(["a", "b/"], await view.ListAsync("metadata/"));
     }
+
+    [Fact]
+    public async Task Once_wiped_deletes_are_refused_as_sealed_like_puts_and_nothing_is_deleted()
+    {
+        var physical = new InMemoryStorage();
+        var barrier = new BarrierStorage(physical, Keyring.Create(Now));
+        await barrier.PutAsync("a", [1]);
+        await barrier.PutAsync("b", [2]);
+        barrier.Wipe();
+
+        // No key use stops a delete; after a restore it would delete the restored store's entry.
+        foreach (var delete in new Func<Task>[] { () => barrier.DeleteAsync("a"), () => barrier.TransactAsync([("b", null)]), () => barrier.PutAsync("c", [3]) })
+        {
+            var refused = await Assert.ThrowsAsync<Morphisms.Kms.Http.KmsException>(delete);
+            Assert.Equal(503, refused.StatusCode);
+        }
+
+        Assert.Equal(["a", "b"], physical.Snapshot().Keys.Order(StringComparer.Ordinal));
+        Assert.True(barrier.WritesFinishedAsync().IsCompleted);
+    }
+
+    [Fact]
+    public async Task A_write_past_encryption_when_the_barrier_is_wiped_is_waited_for()
+    {
+        var physical = new HeldPutStorage();
+        var barrier = new BarrierStorage(physical, Keyring.Create(Now));
+        var put = barrier.PutAsync("late", [1]);
+        await physical.Reached.WaitAsync(TimeSpan.FromSeconds(30));
+        barrier.Wipe();
+
+        var finished = barrier.WritesFinishedAsync();
+        Assert.False(finished.IsCompleted);
+        physical.Release();
+        await put.WaitAsync(TimeSpan.FromSeconds(30));
+        await finished.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>In-memory storage whose first put waits until released.</summary>
+    private sealed class HeldPutStorage : IPhysicalStorage
+    {
+        private readonly InMemoryStorage _inner = new();
+        private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Reached => _reached.Task;
+
+        public void Release() => _release.TrySetResult();
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
+
+        public async Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
+        {
+            _reached.TrySetResult();
+            await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+            await _inner.PutAsync(key, value, cancellationToken);
+        }
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
+
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
+
+        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => _inner.TransactAsync(operations, cancellationToken);
+
+        public ValueTask DisposeAsync() => _inner.DisposeAsync();
+    }
 }

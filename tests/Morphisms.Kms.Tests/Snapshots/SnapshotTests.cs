@@ -247,6 +247,46 @@ public class SnapshotTests
         Assert.Equal("p2", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
     }
 
+    [Fact]
+    public async Task A_write_outliving_the_restores_drain_never_lands_in_the_restored_store()
+    {
+        await using var source = await TestKms.StartUnsealedAsync();
+        (await source.Client.PutAsync("secret/data/db", new { data = new { password = "restored" } })).Expect(200);
+        var snapshot = (await source.Client.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+
+        var storage = new GatedStorage();
+        await using var target = await TestKms.StartUnsealedAsync(physical: storage);
+        var state = target.Server.Core.Acquire()!;
+        state.Release();
+
+        // A KV write encrypted under the target's keyring stops on its way to storage, holding its lease past the
+        // seal's drain.
+        storage.HoldNextWrite("logical/");
+        var write = target.Client.PutAsync("secret/data/straggler", new { data = new { v = "late" } });
+        await storage.Reached.WaitAsync(TimeSpan.FromSeconds(30));
+        var restore = target.Client.PostAsync("sys/storage/snapshot", snapshot.ToJsonString());
+        for (var i = 0; i < 600 && !state.Barrier.Wiped; i++)
+        {
+            target.Time.Advance(target.Server.Core.Options.SealDrainTimeout);
+            await Task.Delay(50);
+        }
+
+        Assert.True(state.Barrier.Wiped);
+        await Task.Delay(200);
+        storage.Release();
+        await write.WaitAsync(TimeSpan.FromSeconds(30));
+        (await restore.WaitAsync(TimeSpan.FromSeconds(30))).Expect(200);
+        await target.Server.SealClosing.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // Exactly the snapshot's entries: the late write is not there, so the snapshot's HMAC check at unseal passes.
+        Assert.DoesNotContain(storage.HeldKeys, k => storage.Inner.Snapshot().ContainsKey(k));
+        var t = target.Client;
+        (await t.PutAsync("sys/unseal", new { key = source.Keys[0] })).Expect(200);
+        t.Token = source.RootToken;
+        Assert.Equal("restored", (await t.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+        (await t.GetAsync("secret/data/straggler")).Expect(404);
+    }
+
     private static JsonObject Clone(JsonObject o) => (JsonObject)o.DeepClone();
 
     private static string Stable(VaultResult r)
@@ -286,14 +326,26 @@ public class SnapshotTests
         return b;
     }
 
-    /// <summary>In-memory storage that can fail its next transaction.</summary>
+    /// <summary>In-memory storage that can hold its next write under a prefix until released, or fail its next transaction.</summary>
     private sealed class GatedStorage : IPhysicalStorage
     {
+        private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private string? _held;
         private Exception? _failure;
 
         public InMemoryStorage Inner { get; } = new();
 
+        public Task Reached => _reached.Task;
+
+        /// <summary>The keys of the held write.</summary>
+        public IReadOnlyList<string> HeldKeys { get; private set; } = [];
+
+        public void HoldNextWrite(string prefix) => _held = prefix;
+
         public void FailNextTransaction(Exception failure) => _failure = failure;
+
+        public void Release() => _release.TrySetResult();
 
         public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
 
@@ -310,6 +362,13 @@ public class SnapshotTests
             if (Interlocked.Exchange(ref _failure, null) is { } failure)
             {
                 throw failure;
+            }
+
+            if (_held is { } prefix && operations.Any(o => o.Key.StartsWith(prefix, StringComparison.Ordinal)) && Interlocked.Exchange(ref _held, null) is not null)
+            {
+                HeldKeys = [.. operations.Select(o => o.Key)];
+                _reached.TrySetResult();
+                await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
             }
 
             await Inner.TransactAsync(operations, cancellationToken);
