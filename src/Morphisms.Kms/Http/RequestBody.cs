@@ -98,6 +98,11 @@ internal static class RequestBody
         {
             throw KmsException.BadRequest("failed to parse JSON input: duplicate key");
         }
+        catch (InvalidOperationException)
+        {
+            // Touch reads every name and string: only an escape no UTF-16 string can hold gets here.
+            throw KmsException.BadRequest("failed to parse JSON input: a string or name has an unpaired surrogate escape (\\uD800-\\uDFFF)");
+        }
 
         return (JsonObject)node;
     }
@@ -129,6 +134,7 @@ internal static class RequestBody
         }
     }
 
+    /// <summary>Materialises every name and string, so that whatever cannot be read fails here.</summary>
     private static void Touch(JsonNode? node)
     {
         switch (node)
@@ -146,6 +152,11 @@ internal static class RequestBody
                     Touch(item);
                 }
 
+                break;
+            case JsonValue value when value.GetValueKind() == JsonValueKind.String:
+                // JSON allows "\uD800" alone, but no .NET string holds it: reading it later, mid-handler, threw
+                // InvalidOperationException (a 500). Read once here, where it is a 400.
+                value.GetValue<string>();
                 break;
         }
     }

@@ -26,6 +26,10 @@ public class BadInputTests
         "{\"a\":}"u8.ToArray(), "{\"a\" 1}"u8.ToArray(), "{'a': 1}"u8.ToArray(), "{\"a\":1,}"u8.ToArray(), "{\"a\":1}{"u8.ToArray(),
         "{\"a\":1,\"a\":2}"u8.ToArray(), [0xFF, 0xFE, 0x7B], "{\"a\":\"\\uD800\"x}"u8.ToArray(), "\u0000"u8.ToArray(),
         Encoding.UTF8.GetBytes(new string('[', 5000)), Encoding.UTF8.GetBytes("{\"a\":" + new string('[', 200) + new string(']', 200) + "}"),
+
+        // Well-formed JSON, but a lone surrogate has no UTF-16 string to read: in a value, deep down, or in a name.
+        "{\"format\":\"\\uD800\",\"policy\":\"\\uD800\",\"key\":\"\\uDC00x\",\"data\":{\"a\":[\"\\uD800\"]}}"u8.ToArray(),
+        "{\"\\uDC00\":1}"u8.ToArray(),
     ];
 
     [Fact]
