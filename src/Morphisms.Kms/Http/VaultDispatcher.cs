@@ -73,6 +73,23 @@ internal sealed partial class VaultDispatcher(
     /// character, and one must never reach routing or the ACL: a route's pattern could match around it while the ACL
     /// looks up a path no rule names (a trailing newline once walked past an exact deny to a wildcard's grant).
     /// </summary>
+    /// <summary>The longest request path (after <c>/v1/</c>), in UTF-8 bytes.</summary>
+    public const int MaxPathBytes = 1024;
+
+    /// <summary>
+    /// Paths become storage keys under a mount's prefix, and PostgreSQL's primary-key index refuses a key of about
+    /// 2.7 KB, which a long KV path reached as a 500 after the request was authorised. Capped well below that, with
+    /// room for the prefix, so every backend stores what it accepts.
+    /// </summary>
+    private static void RefuseLongPaths(string path)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetByteCount(path);
+        if (bytes > MaxPathBytes)
+        {
+            throw KmsException.BadRequest($"invalid path: {bytes} bytes long, over the limit of {MaxPathBytes}");
+        }
+    }
+
     private static void RefuseControlCharacters(string path)
     {
         foreach (var c in path)
@@ -91,6 +108,7 @@ internal sealed partial class VaultDispatcher(
         var raw = http.Path.Value ?? "";
         var path = raw.Length > "/v1/".Length ? raw["/v1/".Length..] : "";
         RefuseControlCharacters(path);
+        RefuseLongPaths(path);
         var operation = OperationFor(http);
 
         if (http.Headers.ContainsKey("X-Vault-Wrap-TTL"))

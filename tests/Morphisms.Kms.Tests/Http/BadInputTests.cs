@@ -1,5 +1,6 @@
 using System.Net.Http.Headers;
 using System.Text;
+using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Tests.Http;
 
@@ -136,6 +137,23 @@ public class BadInputTests
 
         // Without Content-Length (chunked), the limit still holds.
         Assert.Equal(413, await PostRawAsync(kms, "secret/data/big", big, chunked: true));
+        Assert.Equal(before, Snapshot(kms));
+    }
+
+    [Fact]
+    public async Task A_path_over_the_limit_is_a_400_naming_it_and_writes_nothing()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+
+        // Counted in UTF-8 bytes after "/v1/": "secret/data/" is 12, each "é" two. PostgreSQL's index once refused
+        // such keys only at the write, a 500.
+        var longest = "secret/data/" + new string('a', VaultDispatcher.MaxPathBytes - 12);
+        (await c.PostAsync(longest, new { data = new { v = "1" } })).Expect(200);
+        var before = Snapshot(kms);
+        var over = "secret/data/" + new string('a', VaultDispatcher.MaxPathBytes - 13) + "é";
+        Assert.Contains($"{VaultDispatcher.MaxPathBytes + 1} bytes long, over the limit of {VaultDispatcher.MaxPathBytes}", (await c.PostAsync(over, new { data = new { v = "1" } })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        (await c.GetAsync(over)).Expect(400);
         Assert.Equal(before, Snapshot(kms));
     }
 
