@@ -178,6 +178,12 @@ public sealed partial class ServingHost : IAsyncDisposable
             throw new ServingException("tee: none has no TLS terminator; serve it with the HTTP-mode gateway (development only)");
         }
 
+        if (spec.Tee == FunctionTee.Sgx && _options.Mode == GatewayMode.Http)
+        {
+            // Gramine's TCP is the host's, so the app serves on a UNIX socket inside the instance: no plain port to proxy to.
+            throw new ServingException("tee: sgx serves its app on a UNIX socket inside the enclave, which the HTTP-mode gateway cannot reach; serve it with the confidential gateway");
+        }
+
         if (spec.Tee != FunctionTee.None && _options.Kms is null)
         {
             throw new ServingException($"tee: {spec.Tee.ToString().ToLowerInvariant()} needs a KMS; this host has none configured");

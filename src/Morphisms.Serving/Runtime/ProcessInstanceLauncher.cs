@@ -33,6 +33,13 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
     public const string ReportTokenFileName = "report-token";
 
     /// <summary>
+    /// The name of the UNIX domain socket, in the instance's directory, on which a <c>tee: sgx</c> app serves plain HTTP
+    /// (morph-init's <c>--app-socket</c>, given to the app as <c>MORPH_APP_SOCKET</c>): under Gramine the agent refuses
+    /// loopback TCP, which is the host kernel's.
+    /// </summary>
+    public const string AppSocketFileName = "app.sock";
+
+    /// <summary>
     /// The variable an agent started by hand may take its report token from. The launcher never sets it, and removes
     /// it from every instance's environment: set by a spec, it would sit in the sandbox's <c>/proc/1/environ</c>.
     /// </summary>
@@ -278,7 +285,9 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         [
             "--kms", kms.ToString(), "--function", spec.Name, "--tee", AgentTee(spec.Tee),
             "--port", tlsPort.ToString(CultureInfo.InvariantCulture), "--listen-address", "127.0.0.1",
-            "--app-port", appPort.ToString(CultureInfo.InvariantCulture),
+            .. spec.Tee == FunctionTee.Sgx
+                ? new[] { "--app-socket", AppSocket(spec, instanceId, dir) }
+                : new[] { "--app-port", appPort.ToString(CultureInfo.InvariantCulture) },
             "--secrets-dir", Path.Combine(dir, "secrets"), "--launch-config", launchConfig,
         ];
         if (spec.Secrets is { } secrets)
@@ -298,6 +307,20 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         }
 
         return args;
+    }
+
+    // Under Gramine the agent refuses to serve its app on TCP (exit 2): Gramine has no network stack, so loopback TCP is
+    // the untrusted host kernel's and would carry every decrypted request; a UNIX domain socket between the enclave's
+    // processes is a pipe Gramine encrypts. It goes in the instance's own directory, the one writable place its sandbox
+    // shows to both morph-init and the app, and no other instance sees. sockaddr_un holds 107 bytes and a NUL: a longer
+    // path could not be bound, so the launch is refused naming it rather than leaving the agent to fail at each start.
+    private static string AppSocket(FunctionSpec spec, string instanceId, string dir)
+    {
+        const int maxUnixSocketPath = 107;
+        var path = Path.Combine(dir, AppSocketFileName);
+        return System.Text.Encoding.UTF8.GetByteCount(path) <= maxUnixSocketPath
+            ? path
+            : throw new InvalidOperationException($"runtime: {spec.Name} ({instanceId}): the app's socket {path} is longer than a UNIX socket path may be ({maxUnixSocketPath} bytes); use a shorter data directory");
     }
 
     private static string AgentTee(FunctionTee tee) => tee switch
