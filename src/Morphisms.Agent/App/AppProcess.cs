@@ -135,18 +135,12 @@ public sealed class AppProcess : IDisposable
             }
 
             // A bare connect until the port accepts (cheap enough to repeat every few milliseconds), then one HTTP request.
-            if (await AcceptsAsync(app, ct).ConfigureAwait(false))
+            // An answer says something serves there, not that it is the app (AppListener): the terminator would send it
+            // every decrypted request.
+            if (await AcceptsAsync(app, ct).ConfigureAwait(false) && await AnswersAsync(http, ct).ConfigureAwait(false)
+                && (app is not IPEndPoint tcpApp || IsOwnListener(tcpApp.Port, where)))
             {
-                try
-                {
-                    // Any HTTP answer counts: readiness means "serving", not "healthy by some app-specific rule".
-                    using var response = await http.GetAsync("http://localhost/", ct).ConfigureAwait(false);
-                    return;
-                }
-                catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
-                {
-                    // Listening but not answering HTTP yet: probe again.
-                }
+                return;
             }
 
             if (time.GetUtcNow() > deadline)
@@ -156,6 +150,45 @@ public sealed class AppProcess : IDisposable
 
             await Task.Delay(ReadyPollInterval, time, ct).ConfigureAwait(false);
         }
+    }
+
+    private static async Task<bool> AnswersAsync(HttpClient http, CancellationToken ct)
+    {
+        try
+        {
+            // Any HTTP answer counts: readiness means "serving", not "healthy by some app-specific rule".
+            using var response = await http.GetAsync("http://localhost/", ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+        {
+            // Listening but not answering HTTP yet: probe again.
+            return false;
+        }
+    }
+
+    // True when every socket that takes 127.0.0.1:port is the app's or its children's; false when none listens any more
+    // (probe again). A UNIX socket needs no such check: it is a path in the instance's own directory.
+    private bool IsOwnListener(int port, string where)
+    {
+        AppListener.Verdict verdict;
+        IReadOnlyList<ulong> foreign;
+        try
+        {
+            verdict = AppListener.Check(port, _process.Id, out foreign);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Fail closed: an unchecked listener may be anyone's.
+            throw new AgentException(AgentExitCodes.AppNotReady, $"cannot tell whether the app is what answers on {where}: {e.Message}");
+        }
+
+        return verdict switch
+        {
+            AppListener.Verdict.Owned => true,
+            AppListener.Verdict.NotListening => false,
+            _ => throw new AgentException(AgentExitCodes.AppNotReady, $"something other than the app (pid {_process.Id}) or its children listens on {where} (socket inode {string.Join(", ", foreign)}): another process took the app's port and would be sent every decrypted request; not serving"),
+        };
     }
 
     private static async Task<bool> AcceptsAsync(EndPoint app, CancellationToken ct)

@@ -11,7 +11,8 @@ namespace Morphisms.Agent.Tests;
 /// may lack; only the SDK the tests already need is assumed. It serves plain HTTP/1.1 (keep-alive) on
 /// <c>127.0.0.1:$PORT</c> and answers every request with what it was provisioned: the <c>greeting</c> secret file
 /// (read per request), the <c>GREETING</c> env var, its argv and how many SIGHUPs it got. The xunit runner never calls it.
-/// With <c>--linger-ms N</c> it drains for N ms after SIGTERM. <c>trust-probe [--hide]</c> prints the size of the OS trust store, with or without <c>SystemTrustStore.Hide</c>.
+/// With <c>--linger-ms N</c> it drains for N ms after SIGTERM. With <c>--hang-up N</c> it closes its first N connections
+/// unanswered, as a server still wiring up its HTTP pipeline can, and appends <c>;hung-up N</c> to the marker. <c>trust-probe [--hide]</c> prints the size of the OS trust store, with or without <c>SystemTrustStore.Hide</c>.
 /// With <c>TEST_APP_PARENT_REPORT=FILE</c> the app first writes there what it can read of its parent, the agent.
 /// </summary>
 public static class TestAppEntry
@@ -81,11 +82,24 @@ public static class TestAppEntry
         var port = int.Parse(Environment.GetEnvironmentVariable("PORT")!, System.Globalization.CultureInfo.InvariantCulture);
         var listener = new TcpListener(IPAddress.Loopback, port);
         listener.Start();
+        var hangUps = Array.IndexOf(args, "--hang-up") is var h and >= 0 && h + 1 < args.Length ? int.Parse(args[h + 1], System.Globalization.CultureInfo.InvariantCulture) : 0;
+        var hungUp = hangUps;
         try
         {
             while (!stop.IsCancellationRequested)
             {
                 var client = await listener.AcceptTcpClientAsync(stop.Token);
+                if (hangUps > 0)
+                {
+                    client.Dispose();
+                    if (--hangUps == 0 && marker is not null)
+                    {
+                        await File.AppendAllTextAsync(marker, $";hung-up {hungUp}");
+                    }
+
+                    continue;
+                }
+
                 _ = ServeAsync(client, args);
             }
         }

@@ -1,0 +1,316 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Globalization;
+using System.IO.Enumeration;
+using System.Net;
+using System.Runtime.InteropServices;
+
+namespace Morphisms.Agent.App;
+
+/// <summary>
+/// Who listens on the app's loopback port, on Linux: the listening TCP sockets that would take a connection to
+/// <c>127.0.0.1:PORT</c>, each of which must be open in the app or a process it started. The port is chosen before the
+/// app starts and bound only once the secrets are in place, and a serving host's instances share one network namespace:
+/// another function's instance could bind it first, answer the readiness probe and be sent every decrypted request.
+/// Sockets are matched by inode, the one name both the kernel's socket lists and <c>/proc/PID/fd</c> give them.
+/// </summary>
+internal static partial class AppListener
+{
+    /// <summary>What <see cref="Check"/> found.</summary>
+    internal enum Verdict
+    {
+        /// <summary>Every listener that could take the connection is the app's (or its descendants').</summary>
+        Owned,
+
+        /// <summary>Nothing listens there (any more): probe again.</summary>
+        NotListening,
+
+        /// <summary>A listener that could take the connection is in no descriptor of the app or its descendants.</summary>
+        Foreign,
+    }
+
+    // The st column of a listening socket in /proc/net/tcp (TCP_LISTEN).
+    private const string Listen = "0A";
+
+    private const byte AfInet = 2;
+    private const byte AfInet6 = 10;
+
+    /// <summary>
+    /// Whether the sockets listening where a connection to 127.0.0.1:<paramref name="port"/> would go belong to
+    /// <paramref name="appPid"/> or its descendants; <paramref name="foreign"/> names the inodes that do not.
+    /// </summary>
+    /// <exception cref="IOException">The socket lists or the app's descriptors cannot be read (the caller fails closed).</exception>
+    /// <exception cref="UnauthorizedAccessException">The same, for want of permission (an app that made itself non-dumpable).</exception>
+    public static Verdict Check(int port, int appPid, out IReadOnlyList<ulong> foreign) =>
+        Owner(DiagListeners(port) ?? TableListeners("/proc", port), appPid, "/proc", out foreign);
+
+    /// <summary>Which of <paramref name="listening"/> are open in no descriptor of <paramref name="appPid"/> or its descendants.</summary>
+    internal static Verdict Owner(HashSet<ulong> listening, int appPid, string proc, out IReadOnlyList<ulong> foreign)
+    {
+        foreign = [];
+        if (listening.Count == 0)
+        {
+            return Verdict.NotListening;
+        }
+
+        // The app's own descriptors first: the usual server holds its listener itself.
+        var missing = new HashSet<ulong>(listening);
+        RemoveOwned(proc, appPid, missing, required: true);
+        if (missing.Count > 0)
+        {
+            // A launcher (a shell without exec, a supervisor with workers) may leave the listener to a child.
+            foreach (var child in Descendants(proc, appPid))
+            {
+                RemoveOwned(proc, child, missing, required: false);
+                if (missing.Count == 0)
+                {
+                    break;
+                }
+            }
+        }
+
+        foreign = [.. missing.Order()];
+        return missing.Count == 0 ? Verdict.Owned : Verdict.Foreign;
+    }
+
+    // NETLINK_SOCK_DIAG, as ss(8) asks: for TCP_LISTEN alone the kernel walks only its listening hash, where reading
+    // /proc/net/tcp and tcp6 walks every bucket of the established hash too, tens of milliseconds per file on a large
+    // one. Null where the kernel has no inet_diag (or a filter forbids netlink): the tables are read instead.
+    internal static HashSet<ulong>? DiagListeners(int port)
+    {
+        const int afNetlink = 16, sockDgram = 2, sockCloexec = 0x80000, netlinkSockDiag = 4;
+        var fd = SocketNative(afNetlink, sockDgram | sockCloexec, netlinkSockDiag);
+        if (fd < 0)
+        {
+            return null;
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent(32 * 1024);
+        try
+        {
+            var found = new HashSet<ulong>();
+            return Dump(fd, AfInet, port, found, buffer) && Dump(fd, AfInet6, port, found, buffer) ? found : null;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            _ = CloseNative(fd);
+        }
+    }
+
+    // One SOCK_DIAG_BY_FAMILY dump of the family's listening TCP sockets (linux/inet_diag.h); false on any error.
+    private static bool Dump(int fd, byte family, int port, HashSet<ulong> found, byte[] buffer)
+    {
+        const ushort sockDiagByFamily = 20, nlmsgError = 2, nlmsgDone = 3, nlmFRequestDump = 0x301;
+        const int header = 16, request = header + 56, diagMessage = 72, tcpListen = 10, ipprotoTcp = 6;
+
+        // nlmsghdr (host order), then inet_diag_req_v2: family, protocol, no extensions, the states wanted, a zero socket id.
+        Span<byte> message = stackalloc byte[request];
+        message.Clear();
+        MemoryMarshal.Write(message, (uint)request);
+        MemoryMarshal.Write(message[4..], sockDiagByFamily);
+        MemoryMarshal.Write(message[6..], nlmFRequestDump);
+        MemoryMarshal.Write(message[8..], 1u);
+        message[header] = family;
+        message[header + 1] = ipprotoTcp;
+        MemoryMarshal.Write(message[(header + 4)..], 1u << tcpListen);
+        if (SendNative(fd, message, (nuint)request, 0) != request)
+        {
+            return false;
+        }
+
+        while (true)
+        {
+            var received = (int)ReceiveNative(fd, buffer, (nuint)buffer.Length, 0);
+            if (received <= 0)
+            {
+                return false;
+            }
+
+            for (var at = 0; at + header <= received;)
+            {
+                var length = (int)MemoryMarshal.Read<uint>(buffer.AsSpan(at));
+                var type = MemoryMarshal.Read<ushort>(buffer.AsSpan(at + 4));
+                if (length < header || at + length > received || type == nlmsgError)
+                {
+                    return false;
+                }
+
+                if (type == nlmsgDone)
+                {
+                    return true;
+                }
+
+                // inet_diag_msg: family, state, timer, retrans, then the socket id (sport and dport big-endian, src, dst,
+                // interface, cookie), expires, rqueue, wqueue, uid, inode.
+                var diag = buffer.AsSpan(at + header, length - header);
+                if (diag.Length >= diagMessage && BinaryPrimitives.ReadUInt16BigEndian(diag[4..]) == port
+                    && TakesLoopback(new IPAddress(diag.Slice(8, diag[0] == AfInet ? 4 : 16))))
+                {
+                    found.Add(MemoryMarshal.Read<uint>(diag[68..]));
+                }
+
+                at += (length + 3) & ~3;
+            }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
+    private static partial int SocketNative(int domain, int type, int protocol);
+
+    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
+    private static partial nint SendNative(int fd, ReadOnlySpan<byte> buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
+    private static partial nint ReceiveNative(int fd, Span<byte> buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int CloseNative(int fd);
+
+    /// <summary>The listeners of <c>PROC/net/tcp</c> and <c>tcp6</c> that take 127.0.0.1:<paramref name="port"/>.</summary>
+    internal static HashSet<ulong> TableListeners(string proc, int port)
+    {
+        var listening = new HashSet<ulong>();
+        Listeners(Path.Combine(proc, "net", "tcp"), port, listening, required: true);
+        Listeners(Path.Combine(proc, "net", "tcp6"), port, listening, required: false);
+        return listening;
+    }
+
+    // Lines: "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...", addresses as hex words in the
+    // kernel's byte order.
+    private static void Listeners(string table, int port, HashSet<ulong> inodes, bool required)
+    {
+        if (!required && !File.Exists(table))
+        {
+            return; // no IPv6
+        }
+
+        using var reader = new StreamReader(table);
+        reader.ReadLine(); // header
+        while (reader.ReadLine() is { } line)
+        {
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length < 10 || fields[3] != Listen)
+            {
+                continue;
+            }
+
+            var local = fields[1].Split(':');
+            if (local.Length == 2 && int.Parse(local[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture) == port
+                && TakesLoopback(Address(local[0])))
+            {
+                inodes.Add(ulong.Parse(fields[9], CultureInfo.InvariantCulture));
+            }
+        }
+    }
+
+    // 127.0.0.1 itself, the IPv4 wildcard, and the IPv6 wildcard (dual-stack unless IPV6_V6ONLY, which the table does
+    // not show: counted, so a doubt refuses rather than serves).
+    private static bool TakesLoopback(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        return address.Equals(IPAddress.Loopback) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+    }
+
+    // Each 32-bit word is printed as the kernel holds it in memory, so its bytes are in host order.
+    private static IPAddress Address(string hex)
+    {
+        var bytes = new byte[hex.Length / 2];
+        for (var word = 0; word < bytes.Length / 4; word++)
+        {
+            var value = uint.Parse(hex.AsSpan(word * 8, 8), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            BitConverter.TryWriteBytes(bytes.AsSpan(word * 4, 4), value);
+        }
+
+        return new IPAddress(bytes);
+    }
+
+    // Removes from `missing` the sockets open in a process: its fd links read "socket:[INODE]". Listing the directory
+    // costs what it costs (the kernel makes an entry per descriptor, some 5 µs each in a small VM); the links are read
+    // from the highest descriptor down and only until all are found, since a server opens its listener after the
+    // runtime's own descriptors (a .NET app: its ~150th of ~155), so a few reads, not one per descriptor.
+    private static void RemoveOwned(string proc, int pid, HashSet<ulong> missing, bool required)
+    {
+        var directory = Path.Combine(proc, pid.ToString(CultureInfo.InvariantCulture), "fd");
+        List<int> fds;
+        try
+        {
+            fds = [.. new FileSystemEnumerable<int>(directory, static (ref FileSystemEntry entry) =>
+                int.TryParse(entry.FileName, NumberStyles.None, CultureInfo.InvariantCulture, out var fd) ? fd : -1)];
+        }
+        catch (Exception e) when (!required && e is IOException or UnauthorizedAccessException)
+        {
+            return; // a child that exited meanwhile
+        }
+
+        fds.Sort();
+        for (var i = fds.Count - 1; i >= 0 && missing.Count > 0; i--)
+        {
+            string? target;
+            try
+            {
+                target = new FileInfo(Path.Combine(directory, fds[i].ToString(CultureInfo.InvariantCulture))).LinkTarget;
+            }
+            catch (IOException)
+            {
+                continue; // closed meanwhile
+            }
+
+            if (target is not null && target.StartsWith("socket:[", StringComparison.Ordinal) && target.EndsWith(']')
+                && ulong.TryParse(target.AsSpan(8, target.Length - 9), NumberStyles.None, CultureInfo.InvariantCulture, out var inode))
+            {
+                missing.Remove(inode);
+            }
+        }
+    }
+
+    // One scan of /proc for each process's parent, then the app's subtree.
+    private static List<int> Descendants(string proc, int root)
+    {
+        var children = new Dictionary<int, List<int>>();
+        foreach (var dir in Directory.EnumerateDirectories(proc))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            {
+                continue;
+            }
+
+            string stat;
+            try
+            {
+                stat = File.ReadAllText(Path.Combine(dir, "stat"));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue; // exited meanwhile
+            }
+
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so the fields start after the last ')'.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            if (fields.Length > 1 && int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out var parent))
+            {
+                (children.TryGetValue(parent, out var list) ? list : children[parent] = []).Add(pid);
+            }
+        }
+
+        var found = new List<int>();
+        var pending = new Stack<int>([root]);
+        while (pending.TryPop(out var pid))
+        {
+            if (children.TryGetValue(pid, out var list))
+            {
+                foreach (var child in list)
+                {
+                    found.Add(child);
+                    pending.Push(child);
+                }
+            }
+        }
+
+        return found;
+    }
+}

@@ -1,0 +1,138 @@
+using System.Net;
+using System.Net.Sockets;
+using Morphisms.Agent.App;
+
+namespace Morphisms.Agent.Tests.App;
+
+/// <summary>
+/// Reading who listens on the app's port from a stand-in <c>/proc</c>: the listeners that would take 127.0.0.1:PORT
+/// (127.0.0.1, 0.0.0.0, :: and ::ffff:127.0.0.1) must all be open in the app or a descendant; others do not count.
+/// </summary>
+public sealed class AppListenerTests : IDisposable
+{
+    private const int App = 100;
+    private const int Port = 0x9C40; // 40000
+    private const string Header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+    private readonly string _proc = Directory.CreateTempSubdirectory("morph-proc-").FullName;
+
+    [Fact]
+    public void The_apps_own_listener_on_loopback_is_owned()
+    {
+        Tcp(Listening("0100007F", Port, 501), Listening("0100007F", 8080, 999));
+        Process(App, parent: 1, sockets: [777, 501]);
+
+        Assert.Equal(AppListener.Verdict.Owned, AppListener.Owner(AppListener.TableListeners(_proc, Port), App, _proc, out var foreign));
+        Assert.Empty(foreign);
+    }
+
+    [Fact]
+    public void A_wildcard_listener_of_another_process_is_foreign_even_beside_the_apps_own()
+    {
+        Tcp(Listening("0100007F", Port, 501));
+        Tcp6(Listening("00000000000000000000000000000000", Port, 602));
+        Process(App, parent: 1, sockets: [501]);
+        Process(300, parent: 1, sockets: [602]);
+
+        Assert.Equal(AppListener.Verdict.Foreign, AppListener.Owner(AppListener.TableListeners(_proc, Port), App, _proc, out var foreign));
+        Assert.Equal([602UL], foreign);
+    }
+
+    [Theory]
+    [InlineData("00000000", false)] // 0.0.0.0
+    [InlineData("0200007F", true)] // 127.0.0.2 takes no connection to 127.0.0.1
+    public void An_IPv4_listener_counts_only_where_it_would_take_127_0_0_1(string address, bool ignored)
+    {
+        Tcp(Listening(address, Port, 701));
+        Process(App, parent: 1, sockets: []);
+
+        Assert.Equal(ignored ? AppListener.Verdict.NotListening : AppListener.Verdict.Foreign, AppListener.Owner(AppListener.TableListeners(_proc, Port), App, _proc, out _));
+    }
+
+    [Fact]
+    public void An_IPv4_mapped_loopback_listener_in_tcp6_counts()
+    {
+        Tcp();
+        Tcp6(Listening("0000000000000000FFFF00000100007F", Port, 801));
+        Process(App, parent: 1, sockets: []);
+
+        Assert.Equal(AppListener.Verdict.Foreign, AppListener.Owner(AppListener.TableListeners(_proc, Port), App, _proc, out var foreign));
+        Assert.Equal([801UL], foreign);
+    }
+
+    [Fact]
+    public void A_listener_held_by_a_grandchild_of_the_app_is_owned()
+    {
+        Tcp(Listening("0100007F", Port, 901));
+        Process(App, parent: 1, sockets: []);
+        Process(App + 1, parent: App, sockets: []);
+        Process(App + 2, parent: App + 1, sockets: [901]);
+
+        Assert.Equal(AppListener.Verdict.Owned, AppListener.Owner(AppListener.TableListeners(_proc, Port), App, _proc, out _));
+    }
+
+    [Fact]
+    public void Nothing_listening_on_the_port_asks_for_another_probe()
+    {
+        Tcp(Listening("0100007F", Port + 1, 1001));
+        Process(App, parent: 1, sockets: [1001]);
+
+        Assert.Equal(AppListener.Verdict.NotListening, AppListener.Owner(AppListener.TableListeners(_proc, Port), App, _proc, out _));
+    }
+
+    /// <summary>The kernel's own answer (sock_diag, or the tables without it) for a real listener of this process and of another.</summary>
+    [Fact]
+    public async Task A_real_listener_is_this_processs_own_and_not_a_childs()
+    {
+        using var listener = new TcpListener(IPAddress.Any, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+
+        var diag = AppListener.DiagListeners(port);
+        Assert.NotNull(diag);
+        Assert.Equal(AppListener.TableListeners("/proc", port), diag);
+        Assert.Single(diag);
+        Assert.Equal(AppListener.Verdict.Owned, AppListener.Check(port, Environment.ProcessId, out _));
+
+        using var sleeper = System.Diagnostics.Process.Start("sleep", "30");
+        try
+        {
+            Assert.Equal(AppListener.Verdict.Foreign, AppListener.Check(port, sleeper.Id, out var foreign));
+            Assert.Equal(diag.Order(), foreign);
+        }
+        finally
+        {
+            sleeper.Kill();
+            await sleeper.WaitForExitAsync();
+        }
+
+        listener.Stop();
+        Assert.Equal(AppListener.Verdict.NotListening, AppListener.Check(port, Environment.ProcessId, out _));
+    }
+
+    public void Dispose() => Directory.Delete(_proc, recursive: true);
+
+    private static string Listening(string address, int port, ulong inode) =>
+        $"   0: {address}:{port:X4} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {inode} 1 0000000000000000 100 0 0 10 0";
+
+    private void Tcp(params string[] lines) => Table("tcp", lines);
+
+    private void Tcp6(params string[] lines) => Table("tcp6", lines);
+
+    private void Table(string name, string[] lines)
+    {
+        Directory.CreateDirectory(Path.Combine(_proc, "net"));
+        File.WriteAllLines(Path.Combine(_proc, "net", name), [Header, .. lines]);
+    }
+
+    private void Process(int pid, int parent, ulong[] sockets)
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(_proc, pid.ToString(System.Globalization.CultureInfo.InvariantCulture))).FullName;
+        File.WriteAllText(Path.Combine(dir, "stat"), $"{pid} (a (b) c) S {parent} {pid} {pid} 0 -1");
+        var fd = Directory.CreateDirectory(Path.Combine(dir, "fd")).FullName;
+        File.CreateSymbolicLink(Path.Combine(fd, "0"), "/dev/null");
+        for (var i = 0; i < sockets.Length; i++)
+        {
+            File.CreateSymbolicLink(Path.Combine(fd, (i + 3).ToString(System.Globalization.CultureInfo.InvariantCulture)), $"socket:[{sockets[i]}]");
+        }
+    }
+}
