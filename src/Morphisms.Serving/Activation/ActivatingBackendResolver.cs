@@ -1,3 +1,4 @@
+using System.Net;
 using Morphisms.Serving.Gateway;
 using Morphisms.Serving.Routing;
 
@@ -12,14 +13,26 @@ public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstanc
 {
     /// <inheritdoc />
     /// <exception cref="ActivatorOverloadedException">The revision's queue is full, no instance became ready in time, or the revision stopped.</exception>
-    public async ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken)
+    public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken) =>
+        ResolveCoreAsync(serverName, null, cancellationToken);
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Another ready instance when there is one; otherwise the request is held as for a revision with none ready, until
+    /// an instance not refused is (the replacement of one that crashed, say).
+    /// </remarks>
+    /// <exception cref="ActivatorOverloadedException">The revision's queue is full, no instance became ready in time, or the revision stopped.</exception>
+    public ValueTask<BackendTarget?> ResolveAsync(string serverName, IReadOnlyCollection<IPEndPoint> refused, CancellationToken cancellationToken) =>
+        ResolveCoreAsync(serverName, refused, cancellationToken);
+
+    private async ValueTask<BackendTarget?> ResolveCoreAsync(string serverName, IReadOnlyCollection<IPEndPoint>? refused, CancellationToken cancellationToken)
     {
         if (routes.Resolve(serverName) is not { } revision)
         {
             return null;
         }
 
-        if (instances.TryPick(revision) is { } ready)
+        if (instances.TryPick(revision, refused) is { } ready)
         {
             return new BackendTarget(revision, ready);
         }
@@ -29,7 +42,7 @@ public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstanc
         timeout.CancelAfter(options.QueueTimeout);
         try
         {
-            var endpoint = await instances.WaitAsync(revision, options.MaxQueuedPerRevision, options.RetryAfter, timeout.Token).ConfigureAwait(false);
+            var endpoint = await instances.WaitAsync(revision, options.MaxQueuedPerRevision, options.RetryAfter, timeout.Token, refused).ConfigureAwait(false);
             return new BackendTarget(revision, endpoint, Held: true);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)

@@ -21,14 +21,20 @@ public sealed class RevisionInstances
     /// <summary>Requests currently held for <paramref name="revision"/>.</summary>
     public int Queued(string revision) => State(revision).QueuedCount;
 
-    /// <summary>Picks a ready instance round-robin, or null when there is none.</summary>
-    public IPEndPoint? TryPick(string revision) => State(revision).TryPick();
+    /// <summary>
+    /// Picks a ready instance round-robin, or null when there is none; never one of <paramref name="exclude"/> (instances
+    /// that refused a connection: stopping, or gone before the runtime noticed).
+    /// </summary>
+    public IPEndPoint? TryPick(string revision, IReadOnlyCollection<IPEndPoint>? exclude = null) => State(revision).TryPick(exclude);
 
-    /// <summary>Waits for a ready instance of <paramref name="revision"/>, holding at most <paramref name="maxQueued"/> requests.</summary>
+    /// <summary>
+    /// Waits for a ready instance of <paramref name="revision"/> other than <paramref name="exclude"/>, holding at most
+    /// <paramref name="maxQueued"/> requests.
+    /// </summary>
     /// <exception cref="ActivatorOverloadedException">The queue is full, or the revision was <see cref="Close"/>d.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first.</exception>
-    public Task<IPEndPoint> WaitAsync(string revision, int maxQueued, TimeSpan retryAfter, CancellationToken cancellationToken) =>
-        State(revision).WaitAsync(revision, maxQueued, retryAfter, cancellationToken);
+    public Task<IPEndPoint> WaitAsync(string revision, int maxQueued, TimeSpan retryAfter, CancellationToken cancellationToken, IReadOnlyCollection<IPEndPoint>? exclude = null) =>
+        State(revision).WaitAsync(revision, maxQueued, retryAfter, exclude, cancellationToken);
 
     /// <summary>
     /// Gives <paramref name="revision"/> a fresh set as it starts to run, replacing one <see cref="Close"/>d when it
@@ -50,8 +56,8 @@ public sealed class RevisionInstances
     private sealed class RevisionState
     {
         private readonly object _gate = new();
-        // A null result: the set was closed while the request waited.
-        private readonly LinkedList<TaskCompletionSource<IPEndPoint?>> _waiters = new();
+        // A null result: the set was closed while the request waited. Each waiter with the instances it must not get.
+        private readonly LinkedList<Waiter> _waiters = new();
         private IPEndPoint[] _endpoints = [];
         private int _next;
         private string? _closed;
@@ -100,10 +106,17 @@ public sealed class RevisionInstances
                 }
 
                 _endpoints = [.. endpoints];
-                while (_endpoints.Length > 0 && _waiters.First is { } first)
+                for (var node = _waiters.First; node is not null && _endpoints.Length > 0;)
                 {
-                    _waiters.RemoveFirst();
-                    release.Add((first.Value, PickLocked()));
+                    var next = node.Next;
+                    // A waiter that excludes every ready instance keeps waiting, for one it may have.
+                    if (PickLocked(node.Value.Exclude) is { } endpoint)
+                    {
+                        _waiters.Remove(node);
+                        release.Add((node.Value.Completion, endpoint));
+                    }
+
+                    node = next;
                 }
             }
 
@@ -121,7 +134,7 @@ public sealed class RevisionInstances
             {
                 _closed ??= reason;
                 _endpoints = [];
-                fail = [.. _waiters];
+                fail = [.. _waiters.Select(w => w.Completion)];
                 _waiters.Clear();
             }
 
@@ -131,18 +144,18 @@ public sealed class RevisionInstances
             }
         }
 
-        public IPEndPoint? TryPick()
+        public IPEndPoint? TryPick(IReadOnlyCollection<IPEndPoint>? exclude)
         {
             lock (_gate)
             {
-                return _endpoints.Length == 0 ? null : PickLocked();
+                return PickLocked(exclude);
             }
         }
 
-        public async Task<IPEndPoint> WaitAsync(string revision, int maxQueued, TimeSpan retryAfter, CancellationToken cancellationToken)
+        public async Task<IPEndPoint> WaitAsync(string revision, int maxQueued, TimeSpan retryAfter, IReadOnlyCollection<IPEndPoint>? exclude, CancellationToken cancellationToken)
         {
             TaskCompletionSource<IPEndPoint?> waiter;
-            LinkedListNode<TaskCompletionSource<IPEndPoint?>> node;
+            LinkedListNode<Waiter> node;
             lock (_gate)
             {
                 if (_closed is not null)
@@ -150,9 +163,9 @@ public sealed class RevisionInstances
                     throw new ActivatorOverloadedException(revision, _closed, retryAfter);
                 }
 
-                if (_endpoints.Length > 0)
+                if (PickLocked(exclude) is { } ready)
                 {
-                    return PickLocked();
+                    return ready;
                 }
 
                 if (_waiters.Count >= maxQueued)
@@ -161,7 +174,7 @@ public sealed class RevisionInstances
                 }
 
                 waiter = new TaskCompletionSource<IPEndPoint?>(TaskCreationOptions.RunContinuationsAsynchronously);
-                node = _waiters.AddLast(waiter);
+                node = _waiters.AddLast(new Waiter(waiter, exclude));
             }
 
             await using var registration = cancellationToken.Register(() =>
@@ -187,11 +200,22 @@ public sealed class RevisionInstances
             }
         }
 
-        private IPEndPoint PickLocked()
+        // The next ready instance round-robin that is not excluded, or null.
+        private IPEndPoint? PickLocked(IReadOnlyCollection<IPEndPoint>? exclude)
         {
-            var endpoint = _endpoints[_next % _endpoints.Length];
-            _next = (_next + 1) % _endpoints.Length;
-            return endpoint;
+            for (var tried = 0; tried < _endpoints.Length; tried++)
+            {
+                var endpoint = _endpoints[_next % _endpoints.Length];
+                _next = (_next + 1) % _endpoints.Length;
+                if (exclude is null || !exclude.Contains(endpoint))
+                {
+                    return endpoint;
+                }
+            }
+
+            return null;
         }
     }
+
+    private sealed record Waiter(TaskCompletionSource<IPEndPoint?> Completion, IReadOnlyCollection<IPEndPoint>? Exclude);
 }

@@ -16,4 +16,13 @@ public interface IBackendResolver
 {
     /// <summary>Resolves <paramref name="serverName"/> (lowercase SNI) to an instance, or null when no route matches.</summary>
     ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Resolves <paramref name="serverName"/> again after a connect to each of <paramref name="refused"/> was refused,
+    /// before any byte reached it: an instance stopping (its agent stops accepting before it drains, so that the client
+    /// can go elsewhere) or gone before the runtime noticed. An implementation that knows its instances picks another,
+    /// or waits for one; this default asks again, and the gateway gives up if the answer is one already refused.
+    /// </summary>
+    ValueTask<BackendTarget?> ResolveAsync(string serverName, IReadOnlyCollection<IPEndPoint> refused, CancellationToken cancellationToken) =>
+        ResolveAsync(serverName, cancellationToken);
 }

@@ -98,43 +98,96 @@ public sealed class HttpModeGateway : IAsyncDisposable
         var arrived = Stopwatch.GetTimestamp();
         context.Response.Headers[WarningHeader] = WarningText;
         var host = context.Request.Host.Host.ToLowerInvariant();
-        BackendTarget? target;
-        try
+        List<IPEndPoint>? refused = null;
+        BackendTarget? held = null;
+        while (true)
         {
-            target = await _resolver.ResolveAsync(host, context.RequestAborted).ConfigureAwait(false);
-        }
-        catch (ActivatorOverloadedException e)
-        {
-            _observer?.Refused(host, e.Revision);
-            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(e.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            await context.Response.WriteAsync($"{e.Message}\n", context.RequestAborted).ConfigureAwait(false);
-            return;
-        }
-
-        if (target is null)
-        {
-            context.Response.StatusCode = StatusCodes.Status404NotFound;
-            await context.Response.WriteAsync($"no function at {host}\n", context.RequestAborted).ConfigureAwait(false);
-            return;
-        }
-
-        using var inFlight = _concurrency.Begin(target.Revision);
-        _observer?.Forwarded(target);
-        if (target.Held && _observer is { } observer)
-        {
-            context.Response.OnStarting(() =>
+            BackendTarget? target;
+            try
             {
-                observer.FirstByte(target, Stopwatch.GetElapsedTime(arrived));
-                return Task.CompletedTask;
-            });
+                target = await (refused is null
+                    ? _resolver.ResolveAsync(host, context.RequestAborted)
+                    : _resolver.ResolveAsync(host, refused, context.RequestAborted)).ConfigureAwait(false);
+            }
+            catch (ActivatorOverloadedException e)
+            {
+                _observer?.Refused(host, e.Revision);
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(e.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+                await context.Response.WriteAsync($"{e.Message}\n", context.RequestAborted).ConfigureAwait(false);
+                return;
+            }
+
+            if (target is null)
+            {
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+                await context.Response.WriteAsync($"no function at {host}\n", context.RequestAborted).ConfigureAwait(false);
+                return;
+            }
+
+            if (refused?.Contains(target.Endpoint) == true)
+            {
+                // A resolver that cannot leave it out has nothing else.
+                context.Response.StatusCode = StatusCodes.Status502BadGateway;
+                context.Response.Headers.RetryAfter = "1";
+                return;
+            }
+
+            if (target.Held && held is null && _observer is { } observer)
+            {
+                // Once per request: the response starts once, whichever attempt it comes from.
+                held = target;
+                context.Response.OnStarting(() =>
+                {
+                    observer.FirstByte(held, Stopwatch.GetElapsedTime(arrived));
+                    return Task.CompletedTask;
+                });
+            }
+
+            if (await ForwardAsync(context, forwarder, target).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            (refused ??= []).Add(target.Endpoint);
+        }
+    }
+
+    // False when the instance refused the connection, so that nothing of the request was sent, and the response is as it
+    // was for another attempt: an instance stopping refuses at TCP before it drains so that its clients go elsewhere, and
+    // one that died does until the runtime notices.
+    private async Task<bool> ForwardAsync(HttpContext context, IHttpForwarder forwarder, BackendTarget target)
+    {
+        using var inFlight = _concurrency.Begin(target.Revision);
+        var error = await forwarder.SendAsync(context, $"http://{target.Endpoint}", _client, new ForwarderRequestConfig { ActivityTimeout = _options.ActivityTimeout }).ConfigureAwait(false);
+        if (error == ForwarderError.Request && !context.Response.HasStarted && ConnectionRefused(context.Features.Get<IForwarderErrorFeature>()?.Exception))
+        {
+            // YARP set its 502 and its error; it forwards only a response still untouched.
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            context.Features.Set<IForwarderErrorFeature>(null);
+            return false;
         }
 
-        var error = await forwarder.SendAsync(context, $"http://{target.Endpoint}", _client, new ForwarderRequestConfig { ActivityTimeout = _options.ActivityTimeout }).ConfigureAwait(false);
+        _observer?.Forwarded(target);
         if (error != ForwarderError.None && !context.Response.HasStarted)
         {
             context.Response.StatusCode = StatusCodes.Status502BadGateway;
             context.Response.Headers.RetryAfter = "1";
         }
+
+        return true;
+    }
+
+    private static bool ConnectionRefused(Exception? error)
+    {
+        for (var e = error; e is not null; e = e.InnerException)
+        {
+            if (e is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused })
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

@@ -226,19 +226,44 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
             using var backendTimeout = CancellationTokenSource.CreateLinkedTokenSource(stopping, backendTimer.Token);
             BackendTarget? target;
             Socket? connecting = null;
+            List<IPEndPoint>? refused = null;
             try
             {
-                target = await _resolver.ResolveAsync(serverName, backendTimeout.Token).ConfigureAwait(false);
-                if (target is null)
+                while (true)
                 {
-                    await TrySendAsync(client, UnrecognizedNameAlert).ConfigureAwait(false);
-                    return;
-                }
+                    target = await (refused is null
+                        ? _resolver.ResolveAsync(serverName, backendTimeout.Token)
+                        : _resolver.ResolveAsync(serverName, refused, backendTimeout.Token)).ConfigureAwait(false);
+                    if (target is null)
+                    {
+                        await TrySendAsync(client, UnrecognizedNameAlert).ConfigureAwait(false);
+                        return;
+                    }
 
-                connecting = new Socket(target.Endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                await (_relay is { } relay
-                    ? relay.ConnectAsync(connecting, target.Endpoint, backendTimeout.Token)
-                    : connecting.ConnectAsync(target.Endpoint, backendTimeout.Token)).ConfigureAwait(false);
+                    if (refused?.Contains(target.Endpoint) == true)
+                    {
+                        // A resolver that cannot leave it out has nothing else.
+                        throw new SocketException((int)SocketError.ConnectionRefused);
+                    }
+
+                    connecting = new Socket(target.Endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                    try
+                    {
+                        await (_relay is { } relay
+                            ? relay.ConnectAsync(connecting, target.Endpoint, backendTimeout.Token)
+                            : connecting.ConnectAsync(target.Endpoint, backendTimeout.Token)).ConfigureAwait(false);
+                        break;
+                    }
+                    catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && !backendTimeout.IsCancellationRequested)
+                    {
+                        // An instance stopping refuses at TCP before it drains, so that its clients go elsewhere, and one
+                        // that died does until the runtime notices: nothing was sent, so another instance can take the
+                        // connection, within the same backend timeout.
+                        connecting.Dispose();
+                        connecting = null;
+                        (refused ??= []).Add(target.Endpoint);
+                    }
+                }
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or Activation.ActivatorOverloadedException)
             {

@@ -141,4 +141,33 @@ public class ActivatorTests
         instances.SetReady("hello-00001", [endpoint]);
         Assert.Equal(endpoint, (await again.WaitAsync(TimeSpan.FromSeconds(10)))!.Endpoint);
     }
+
+    [Fact]
+    public async Task A_refused_instance_is_left_out_and_with_none_other_ready_the_request_is_held_for_one()
+    {
+        var instances = new RevisionInstances();
+        var resolver = new ActivatingBackendResolver(Routes(), instances, new RecordingTrigger(), new ActivatorOptions { QueueTimeout = TimeSpan.FromSeconds(30) });
+        var stopping = new IPEndPoint(IPAddress.Loopback, 1);
+        var other = new IPEndPoint(IPAddress.Loopback, 2);
+        instances.SetReady("hello-00001", [stopping, other]);
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(new BackendTarget("hello-00001", other), await resolver.ResolveAsync("hello.fn.morphisms.local", [stopping], CancellationToken.None));
+        }
+
+        // Only the refused one ready (it died; the runtime has not noticed): held, as for a revision with none, until
+        // another is ready, while a request that refused nothing still gets it.
+        instances.SetReady("hello-00001", [stopping]);
+        var held = resolver.ResolveAsync("hello.fn.morphisms.local", [stopping], CancellationToken.None).AsTask();
+        await Eventually.True(() => instances.Queued("hello-00001") == 1, "request queued");
+        Assert.Equal(stopping, (await resolver.ResolveAsync("hello.fn.morphisms.local", CancellationToken.None))!.Endpoint);
+        instances.SetReady("hello-00001", [stopping]);
+        Assert.False(held.IsCompleted);
+
+        var replacement = new IPEndPoint(IPAddress.Loopback, 3);
+        instances.SetReady("hello-00001", [stopping, replacement]);
+        Assert.Equal(new BackendTarget("hello-00001", replacement, Held: true), await held.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, instances.Queued("hello-00001"));
+    }
 }

@@ -30,6 +30,59 @@ public class SniPassthroughGatewayTests
         await Eventually.True(() => concurrency.Current("hello-00001") == 0, "in-flight count back to zero");
     }
 
+    /// <summary>
+    /// An instance stopping refuses at TCP before it drains, so that its clients go elsewhere: nothing was forwarded yet,
+    /// so the gateway asks again without it and the client never sees the refusal.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_refused_backend_connect_goes_to_another_instance(bool spliceRelay)
+    {
+        using var certificate = TlsTestPeers.SelfSigned("hello.fn.morphisms.local");
+        await using var backend = TlsTestPeers.Backend(certificate, "instance");
+        var dead = new IPEndPoint(IPAddress.Loopback, TestProcesses.FreePort());
+        var resolver = new RefusedFirst(new("hello-00001", dead), new("hello-00001", backend.Endpoint));
+        await using var gateway = new SniPassthroughGateway(new SniGatewayOptions { UseSpliceRelay = spliceRelay }, resolver, new RevisionConcurrency());
+        gateway.Start();
+
+        var reply = await TlsTestPeers.AskAsync(gateway.LocalEndPoint, "hello.fn.morphisms.local", certificate, "ping");
+
+        Assert.Equal("instance: ping", reply);
+        Assert.Equal([dead], Assert.Single(resolver.Refused));
+        Assert.Equal(0, gateway.RefusedForBackend);
+    }
+
+    [Fact]
+    public async Task A_resolver_that_names_the_refused_instance_again_ends_the_connection()
+    {
+        var dead = new IPEndPoint(IPAddress.Loopback, TestProcesses.FreePort());
+        var hello = await TlsTestPeers.CaptureClientHelloAsync("hello.fn.morphisms.local");
+        await using var gateway = new SniPassthroughGateway(new SniGatewayOptions(),
+            new MapResolver(new() { ["hello.fn.morphisms.local"] = new("hello-00001", dead) }), new RevisionConcurrency());
+        gateway.Start();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(gateway.LocalEndPoint);
+        await client.SendAsync(hello);
+
+        Assert.Equal(0, await client.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(1, gateway.RefusedForBackend);
+    }
+
+    /// <summary>Names <paramref name="first"/>, then, asked again without what was refused, <paramref name="then"/>.</summary>
+    private sealed class RefusedFirst(BackendTarget first, BackendTarget then) : IBackendResolver
+    {
+        public ConcurrentQueue<IPEndPoint[]> Refused { get; } = new();
+
+        public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken) => ValueTask.FromResult<BackendTarget?>(first);
+
+        public ValueTask<BackendTarget?> ResolveAsync(string serverName, IReadOnlyCollection<IPEndPoint> refused, CancellationToken cancellationToken)
+        {
+            Refused.Enqueue([.. refused]);
+            return ValueTask.FromResult<BackendTarget?>(refused.Contains(then.Endpoint) ? null : then);
+        }
+    }
+
     [Fact]
     public async Task An_unknown_host_gets_an_alert_and_no_connection()
     {

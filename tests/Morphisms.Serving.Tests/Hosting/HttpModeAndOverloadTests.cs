@@ -87,7 +87,8 @@ public sealed class HttpModeAndOverloadTests
     public async Task HttpMode_QueueFull_Answers503WithRetryAfter()
     {
         using var functions = new TestFunctions();
-        var launcher = new FakeLauncher(readyAtOnce: false); // instances never become ready: requests pile up
+        await using var app = new HangUpServer();
+        var launcher = new FakeLauncher(readyAtOnce: false) { AppEndpoint = app.Endpoint }; // instances never become ready: requests pile up
         await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher,
             activator: new ActivatorOptions { MaxQueuedPerRevision = 1, QueueTimeout = TimeSpan.FromSeconds(20), RetryAfter = TimeSpan.FromSeconds(3) });
         await host.DeployAsync(functions.Spec("jam", "j", FunctionTee.None, FromZero), CancellationToken.None);
@@ -106,7 +107,7 @@ public sealed class HttpModeAndOverloadTests
         Assert.Equal(TimeSpan.FromSeconds(3), refused.Headers.RetryAfter!.Delta);
         Assert.Contains("activator_queue_depth{function=\"jam\",revision=\"jam-00001\"} 1", host.Metrics.Render());
 
-        // The held one is released when an instance becomes ready (the fake one has no server: the proxy answers 502).
+        // The held one is released when an instance becomes ready (the fake one's app hangs up: the proxy answers 502).
         launcher.Launched.First().MarkReady();
         using var released = await held.WaitAsync(TimeSpan.FromSeconds(20));
         Assert.Equal(HttpStatusCode.BadGateway, released.StatusCode);
@@ -159,7 +160,8 @@ public sealed class HttpModeAndOverloadTests
     public async Task HttpMode_ARequestHeldForARemovedFunction_IsNeverGivenToItsRedeployedCode()
     {
         using var functions = new TestFunctions();
-        var launcher = new FakeLauncher(readyAtOnce: false);
+        await using var app = new HangUpServer();
+        var launcher = new FakeLauncher(readyAtOnce: false) { AppEndpoint = app.Endpoint };
         await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher, activator: new ActivatorOptions { QueueTimeout = TimeSpan.FromSeconds(30) });
         await host.DeployAsync(functions.Spec("reborn", "old", FunctionTee.None, FromZero), CancellationToken.None);
         using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
@@ -176,7 +178,7 @@ public sealed class HttpModeAndOverloadTests
         }
 
         // The old request was meant for the old code: refused, not proxied to the new code's instance (the fake
-        // instance has no server, so being proxied there would answer 502).
+        // instance's app hangs up, so being proxied there would answer 502).
         using var refused = await held.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.Contains("revision reborn-00001: function reborn was removed", await refused.Content.ReadAsStringAsync());

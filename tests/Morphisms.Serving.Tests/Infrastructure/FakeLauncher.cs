@@ -17,6 +17,12 @@ internal sealed class FakeLauncher(bool readyAtOnce = true) : IInstanceLauncher
     /// <summary>Exceptions the next launches throw, one each, before any instance is made (a refused spawn).</summary>
     public ConcurrentQueue<Exception> Refusals { get; } = new();
 
+    /// <summary>
+    /// Where every instance's app listens, when the test runs a server there (see <see cref="HangUpServer"/>); by default
+    /// a port nobody listens on, which the gateways take for an instance gone and ask for another.
+    /// </summary>
+    public IPEndPoint? AppEndpoint { get; init; }
+
     /// <summary>Launches asked for, refused ones included.</summary>
     public int Attempts => Volatile.Read(ref _attempts);
 
@@ -28,7 +34,7 @@ internal sealed class FakeLauncher(bool readyAtOnce = true) : IInstanceLauncher
             throw refusal;
         }
 
-        var instance = new FakeInstance(instanceId, Launched.Count + 1);
+        var instance = new FakeInstance(instanceId, Launched.Count + 1, AppEndpoint);
         Launched.Enqueue(instance);
         if (readyAtOnce)
         {
@@ -39,7 +45,7 @@ internal sealed class FakeLauncher(bool readyAtOnce = true) : IInstanceLauncher
     }
 }
 
-internal sealed class FakeInstance(string id, int n) : IInstanceProcess
+internal sealed class FakeInstance(string id, int n, IPEndPoint? appEndpoint = null) : IInstanceProcess
 {
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -48,7 +54,7 @@ internal sealed class FakeInstance(string id, int n) : IInstanceProcess
 
     public IPEndPoint? TlsEndpoint { get; } = new(IPAddress.Loopback, 40000 + n);
 
-    public IPEndPoint AppEndpoint { get; } = new(IPAddress.Loopback, 50000 + n);
+    public IPEndPoint AppEndpoint { get; } = appEndpoint ?? new(IPAddress.Loopback, 50000 + n);
 
     public Task Ready => _ready.Task;
 
@@ -77,4 +83,39 @@ internal sealed class FakeInstance(string id, int n) : IInstanceProcess
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>An app that accepts each connection and closes it unanswered: a request proxied there fails after connecting (502).</summary>
+internal sealed class HangUpServer : IAsyncDisposable
+{
+    private readonly System.Net.Sockets.TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly Task _accepting;
+
+    public HangUpServer()
+    {
+        _listener.Start();
+        _accepting = AcceptAsync();
+    }
+
+    public IPEndPoint Endpoint => (IPEndPoint)_listener.LocalEndpoint;
+
+    public async ValueTask DisposeAsync()
+    {
+        _listener.Stop();
+        await _accepting;
+    }
+
+    private async Task AcceptAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                (await _listener.AcceptTcpClientAsync()).Dispose();
+            }
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+        }
+    }
 }
