@@ -25,11 +25,23 @@ public static class FunctionSpecLoader
         .Build();
 
     /// <summary>Loads <paramref name="path"/>: a spec file, or a directory holding <see cref="FileName"/>.</summary>
-    /// <exception cref="FunctionSpecException">The spec is missing or invalid.</exception>
+    /// <exception cref="FunctionSpecException">The spec is missing, unreadable or invalid.</exception>
     public static FunctionSpec Load(string path)
     {
         var file = Locate(path);
-        return Parse(File.ReadAllText(file), Path.GetDirectoryName(Path.GetFullPath(file))!);
+        string yaml;
+        try
+        {
+            yaml = File.ReadAllText(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // No permission, a socket or device in its place, an I/O error: the caller named a file that is not a spec
+            // it can have, which the control API answers 400 (and the CLI exit 2), not as its own failure.
+            throw new FunctionSpecException($"cannot read the function spec {file}: {e.Message}");
+        }
+
+        return Parse(yaml, Path.GetDirectoryName(Path.GetFullPath(file))!);
     }
 
     /// <summary>The spec file <see cref="Load"/> reads for <paramref name="path"/>, which must exist.</summary>

@@ -73,6 +73,42 @@ public sealed class ControlApiValidationTests : IDisposable
         Assert.StartsWith(expected, Assert.Single(await ErrorsAsync(response)), StringComparison.Ordinal);
     }
 
+    /// <summary>A spec path that exists but cannot be read is the client's mistake, named: not a bare 500.</summary>
+    [Fact]
+    public async Task A_spec_file_that_cannot_be_read_is_a_400_naming_it()
+    {
+        // A UNIX socket cannot be opened as a file, even by root (the tests' CI user).
+        var spec = Path.Combine(_dir, "function.yaml");
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        socket.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(spec));
+
+        await AssertRefusedAsync(_dir, $"cannot read the function spec {spec}: ");
+        await AssertRefusedAsync(spec, $"cannot read the function spec {spec}: ");
+    }
+
+    [NotRootFact]
+    public async Task A_spec_file_without_read_permission_is_a_400_naming_it()
+    {
+        var spec = Path.Combine(WriteFunction("closed"), "function.yaml");
+        File.SetUnixFileMode(spec, UnixFileMode.None);
+
+        await AssertRefusedAsync(spec, $"cannot read the function spec {spec}: ");
+    }
+
+    private static async Task AssertRefusedAsync(string path, string expected)
+    {
+        using var functions = new TestFunctions();
+        var launcher = new FakeLauncher();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher);
+        using var http = TestFunctions.ControlClient(host);
+
+        using var response = await http.PostAsync("v1/functions", Json(System.Text.Json.JsonSerializer.Serialize(new { path })));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith(expected, Assert.Single(await ErrorsAsync(response)), StringComparison.Ordinal);
+        Assert.Equal(0, launcher.Attempts);
+    }
+
     [Theory]
     [InlineData("""{"traffic": [{"revision": "latest", "percent": "50"}]}""", "traffic[0].percent: must be a whole number")]
     [InlineData("""{"traffic": [{"revision": "latest", "percent": 50.5}]}""", "traffic[0].percent: must be a whole number")]
