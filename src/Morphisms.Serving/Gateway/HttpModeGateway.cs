@@ -171,7 +171,13 @@ public sealed class HttpModeGateway : IAsyncDisposable
         _observer?.Forwarded(target);
         if (error != ForwarderError.None && !context.Response.HasStarted)
         {
-            context.Response.StatusCode = StatusCodes.Status502BadGateway;
+            // YARP sets the status it knows the cause of (504 for an instance slower than the activity timeout, 502 for one
+            // that failed); 502 only where it set none.
+            if (context.Response.StatusCode < StatusCodes.Status400BadRequest)
+            {
+                context.Response.StatusCode = StatusCodes.Status502BadGateway;
+            }
+
             context.Response.Headers.RetryAfter = "1";
         }
 

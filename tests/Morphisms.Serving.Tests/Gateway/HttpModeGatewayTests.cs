@@ -41,6 +41,18 @@ public sealed class HttpModeGatewayTests
         Assert.Equal("1", response.Headers.RetryAfter?.ToString());
     }
 
+    [Fact]
+    public async Task An_app_slower_than_the_activity_timeout_is_a_504_not_a_502()
+    {
+        await using var app = new PlainApp(TimeSpan.FromSeconds(5));
+        await using var gateway = await StartAsync(new Fixed(new("hello-00001", app.Endpoint)), activityTimeout: TimeSpan.FromMilliseconds(300));
+
+        using var response = await SendAsync(gateway, "GET", null);
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal(HttpModeGateway.WarningText, response.Headers.GetValues(HttpModeGateway.WarningHeader).Single());
+    }
+
     private static async Task<HttpModeGateway> StartAsync(IBackendResolver resolver, TimeSpan? activityTimeout = null)
     {
         var gateway = new HttpModeGateway(new HttpGatewayOptions { Warnings = TextWriter.Null, ActivityTimeout = activityTimeout ?? TimeSpan.FromSeconds(100) },
