@@ -36,6 +36,15 @@ public static class DcapPolicyChecks
     /// <summary>The TD runs in debug mode and the policy does not allow it.</summary>
     public const string TdxDebug = "tdx.debug";
 
+    /// <summary>
+    /// A TUD bit of TD_ATTRIBUTES other than DEBUG is set (bits 7:1: the host profiles the TD, or a debug mode this code does
+    /// not know): the TDX module deems such a TD untrusted, and no policy accepts it.
+    /// </summary>
+    public const string TdxUnderDebug = "tdx.td_under_debug";
+
+    /// <summary>The TD is migratable (TD_ATTRIBUTES.MIGRATABLE) and the policy does not allow it.</summary>
+    public const string TdxMigratable = "tdx.migratable";
+
     /// <summary>The TDX REPORTDATA is not the expected value.</summary>
     public const string TdxReportData = "tdx.report_data";
 

@@ -2,12 +2,12 @@ namespace Morphisms.Attestation.Validate;
 
 /// <summary>
 /// What a TDX trust domain must be for a relying party to accept it (appraisal, after the quote was
-/// verified authentic). Unset expectations are not checked. The defaults refuse a debug TD and accept
-/// only an UpToDate TCB.
+/// verified authentic). Unset expectations are not checked. The defaults refuse a debug or profiled TD (any TUD bit of
+/// TD_ATTRIBUTES) and a migratable one, and accept only an UpToDate TCB.
 /// </summary>
 public sealed record TdxPolicy
 {
-    /// <summary>The default policy: debug refused, UpToDate TCB only, no reference values.</summary>
+    /// <summary>The default policy: debug, profiling and migration refused, UpToDate TCB only, no reference values.</summary>
     public static TdxPolicy Default { get; } = new();
 
     /// <summary>Acceptable MRTD values (48 bytes each); null accepts any.</summary>
@@ -37,8 +37,18 @@ public sealed record TdxPolicy
     /// <summary>Expected REPORTDATA (up to 64 bytes; a shorter value must be followed by zeros); null accepts any.</summary>
     public byte[]? ReportData { get; init; }
 
-    /// <summary>Accept a TD with TD_ATTRIBUTES.DEBUG set. Off by default: the host can read a debug TD's state.</summary>
+    /// <summary>
+    /// Accept a TD with TD_ATTRIBUTES.DEBUG (bit 0) set. Off by default: the host can read a debug TD's state. The other TUD
+    /// bits (7:1, the host's profiling of the TD among them) are refused whatever this says.
+    /// </summary>
     public bool AllowDebug { get; init; }
+
+    /// <summary>
+    /// Accept a TD with TD_ATTRIBUTES.MIGRATABLE (bit 29) set. Off by default: such a TD can be exported by a migration TD
+    /// the host chooses (its MRTD and RTMRs are no part of this TD's report), as SNP's
+    /// <see cref="SnpPolicy.AllowMigrationAgent"/>. When the opt-out is relied on, the result carries a warning.
+    /// </summary>
+    public bool AllowMigratable { get; init; }
 
     /// <summary>
     /// TCB statuses to accept (Intel's names, see <see cref="Collateral.TcbStatus"/>). Default: UpToDate only.

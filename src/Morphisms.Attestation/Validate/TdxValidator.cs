@@ -21,6 +21,7 @@ public static class TdxValidator
 
         log.Require(policy.AllowDebug || !claims.DebugAllowed, DcapPolicyChecks.TdxDebug,
             $"the TD runs in debug mode (TD_ATTRIBUTES {Hex.Of(claims.TdAttributes)}): its state is readable by the host");
+        CheckAttributes(claims, policy, log);
 
         if (policy.MrTds is { } mrTds)
         {
@@ -51,6 +52,36 @@ public static class TdxValidator
 
         DcapTcbPolicy.Check(tcb, policy.AcceptedTcbStatuses, policy.AcceptedAdvisoryIds, policy.MinimumTcbEvaluationDataNumber, log);
         return log;
+    }
+
+    /// <summary>
+    /// TD_ATTRIBUTES beyond DEBUG. Only what weakens the TD is refused; other bits (SEPT_VE_DISABLE, PKS, KL, LASS, PERFMON…)
+    /// are configuration: the measured guest decides whether it runs with them (a Linux guest refuses to boot without
+    /// SEPT_VE_DISABLE unless it can turn #VE off itself, when the attribute no longer says how it runs).
+    /// </summary>
+    private static void CheckAttributes(TdxClaims claims, TdxPolicy policy, CheckLog log)
+    {
+        var attributes = claims.Report.Attributes;
+
+        // The ABI's own rule for the group: any bit set makes the TD untrusted. DEBUG has its named opt-out above; the
+        // rest (host profiling: HGS_PLUS_PROF 4, PERF_PROF 5, PMT_PROF 6; reserved bits) have none.
+        var underDebug = attributes & TdReportBody.UnderDebugMask & ~(ulong)TdReportBody.DebugFlag;
+        log.Require(underDebug == 0, DcapPolicyChecks.TdxUnderDebug,
+            $"TD_ATTRIBUTES {Hex.Of(claims.TdAttributes)} sets TUD bits 0x{underDebug:x2} besides DEBUG (such as the host's "
+            + "profiling of the TD): the TDX module deems a TD with any TUD bit untrusted");
+
+        if (claims.Report.Migratable)
+        {
+            if (policy.AllowMigratable)
+            {
+                log.Warn($"MIGRATABLE accepted by policy (TD_ATTRIBUTES {Hex.Of(claims.TdAttributes)}): a migration TD the host chooses may export this TD's state");
+            }
+            else
+            {
+                log.Fail(DcapPolicyChecks.TdxMigratable,
+                    $"the TD is migratable (TD_ATTRIBUTES {Hex.Of(claims.TdAttributes)}, bit 29): a migration TD the host chooses may export its state");
+            }
+        }
     }
 
     private static void Exact(ReadOnlyMemory<byte> actual, byte[]? expected, string check, string name, CheckLog log)

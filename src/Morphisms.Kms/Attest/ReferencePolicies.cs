@@ -6,7 +6,8 @@ namespace Morphisms.Kms.Attest;
 
 /// <summary>
 /// Turns registered reference values into the attestation library's policies. Debug is never allowed: a function
-/// whose TEE the host can debug has no confidentiality, so no registration can ask for it.
+/// whose TEE the host can debug has no confidentiality, so no registration can ask for it (nor, for TDX, any other TUD
+/// bit, which the library refuses without an opt-out).
 /// </summary>
 internal static class ReferencePolicies
 {
@@ -47,6 +48,7 @@ internal static class ReferencePolicies
         Rtmr3 = Bytes(r.Rtmr3),
         MrConfigId = Bytes(r.MrConfigId),
         AcceptedTcbStatuses = r.AcceptedTcbStatuses,
+        AllowMigratable = r.AllowMigratable,
         AllowDebug = false,
     };
 

@@ -134,6 +134,14 @@ internal sealed record TdxReference
     /// <summary>As <see cref="SnpReference.LaunchMeasurementBindsWorkload"/>: the function is in the image RTMR1/RTMR2 measure.</summary>
     public bool LaunchMeasurementBindsWorkload { get; init; }
 
+    /// <summary>
+    /// Accept a TD whose TD_ATTRIBUTES.MIGRATABLE is set (a migration TD the host chooses may export it), as
+    /// <see cref="SnpReference.AllowMigrationAgent"/>; refused by default. Left out of the JSON when false, so values
+    /// stored before the field existed serialise, and compare, as they did.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool AllowMigratable { get; init; }
+
     /// <summary>Intel TCB statuses accepted.</summary>
     public List<string> AcceptedTcbStatuses { get; init; } = [];
 }

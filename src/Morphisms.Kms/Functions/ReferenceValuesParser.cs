@@ -93,7 +93,7 @@ internal static class ReferenceValuesParser
 
     private static TdxReference Tdx(StrictObject o)
     {
-        o.RejectUnknown("mrtds", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", WorkloadBinding.OptIn, "accepted_tcb_statuses");
+        o.RejectUnknown("mrtds", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid", WorkloadBinding.OptIn, "accepted_tcb_statuses", "allow_migratable");
         var reference = new TdxReference
         {
             MrTds = o.HexList("mrtds", 48) ?? throw StrictObject.Invalid("tdx.mrtds", "a list of 48-byte MRTD values (required)"),
@@ -104,6 +104,7 @@ internal static class ReferenceValuesParser
             MrConfigId = o.Hex("mrconfigid", 48),
             LaunchMeasurementBindsWorkload = o.Bool(WorkloadBinding.OptIn) ?? false,
             AcceptedTcbStatuses = o.OneOf("accepted_tcb_statuses", TcbStatuses) ?? [TcbStatus.UpToDate],
+            AllowMigratable = o.Bool("allow_migratable") ?? false,
         };
         return WorkloadBinding.Check(reference) is { } missing ? throw missing.ToBadRequest() : reference;
     }

@@ -139,6 +139,72 @@ public class PolicyTests
     }
 
     [VectorFact]
+    public void The_real_tds_set_sept_ve_disable_or_pks_and_nothing_the_policy_refuses()
+    {
+        // TD_ATTRIBUTES as the ABI numbers them: most real TDs set only SEPT_VE_DISABLE (bit 28), go-tdx-guest's SPR TD
+        // only PKS (bit 30), the Azure TD none; so the default policy must not require SEPT_VE_DISABLE.
+        Assert.Equal(TdReportBody.SeptVeDisableFlag, Tdx("automata_alibaba_emr_90c06f000000_v5_quote.bin").Report.Attributes);
+        Assert.Equal(TdReportBody.SeptVeDisableFlag, Tdx("gotdxguest_emr_90c06f000000_v5_quote.bin").Report.Attributes);
+        Assert.Equal(1UL << 30, Tdx("gotdxguest_spr_50806f000000_v4_quote_trailing39.bin").Report.Attributes);
+        Assert.Equal(0UL, Tdx("trustee_azure_spr_00806f050000_v4_quote.bin").Report.Attributes);
+        foreach (var file in new[] { "gotdxguest_emr_90c06f000000_v5_quote.bin", "gotdxguest_spr_50806f000000_v4_quote_trailing39.bin", "trustee_azure_spr_00806f050000_v4_quote.bin" })
+        {
+            Assert.True(TdxValidator.Validate(Tdx(file), UpToDate).Passed, file);
+        }
+
+        // Bits outside TUD and MIGRATABLE do not weaken the TD: SEPT_VE_DISABLE, LASS, PKS, KL, PERFMON.
+        var production = Tdx("trustee_azure_spr_00806f050000_v4_quote.bin");
+        foreach (var bit in new[] { 16, 27, 28, 30, 31, 63 })
+        {
+            Assert.True(TdxValidator.Validate(WithTdAttribute(production, bit), UpToDate).Passed, $"bit {bit}");
+        }
+    }
+
+    [VectorTheory]
+    [InlineData(1)]
+    [InlineData(4)] // HGS_PLUS_PROF
+    [InlineData(5)] // PERF_PROF
+    [InlineData(6)] // PMT_PROF
+    [InlineData(7)]
+    public void A_td_with_any_other_tud_bit_is_refused_even_where_debug_is_allowed(int bit)
+    {
+        var flipped = WithTdAttribute(Tdx("gotdxguest_emr_90c06f000000_v5_quote.bin"), bit);
+        Assert.False(flipped.DebugAllowed);
+
+        var log = TdxValidator.Validate(flipped, UpToDate);
+        Assert.Equal([DcapPolicyChecks.TdxUnderDebug], Checks(log));
+        Assert.Contains($"bits 0x{1 << bit:x2}", log.Failures[0].Reason, StringComparison.Ordinal);
+        Assert.Equal([DcapPolicyChecks.TdxUnderDebug], Checks(TdxValidator.Validate(flipped, UpToDate, new TdxPolicy { AllowDebug = true })));
+
+        // DEBUG beside it: each is named, and allowing debug lifts only DEBUG's check.
+        var both = WithTdAttribute(flipped, 0);
+        Assert.Equal([DcapPolicyChecks.TdxDebug, DcapPolicyChecks.TdxUnderDebug], Checks(TdxValidator.Validate(both, UpToDate)));
+        Assert.Equal([DcapPolicyChecks.TdxUnderDebug], Checks(TdxValidator.Validate(both, UpToDate, new TdxPolicy { AllowDebug = true })));
+    }
+
+    [VectorFact]
+    public void A_migratable_td_is_refused_unless_allowed_and_then_warned_about()
+    {
+        var production = Tdx("gotdxguest_emr_90c06f000000_v5_quote.bin");
+        var migratable = WithTdAttribute(production, 29);
+        Assert.True(migratable.Report.Migratable);
+        Assert.False(production.Report.Migratable);
+
+        var refused = TdxValidator.Validate(migratable, UpToDate);
+        Assert.Equal([DcapPolicyChecks.TdxMigratable], Checks(refused));
+        Assert.Contains("migration TD", refused.Failures[0].Reason, StringComparison.Ordinal);
+
+        var allowed = TdxValidator.Validate(migratable, UpToDate, new TdxPolicy { AllowMigratable = true });
+        Assert.True(allowed.Passed);
+        Assert.Contains(allowed.Warnings, w => w.Contains("MIGRATABLE accepted by policy", StringComparison.Ordinal));
+
+        // The opt-out says nothing where it is not relied on.
+        var unused = TdxValidator.Validate(production, UpToDate, new TdxPolicy { AllowMigratable = true });
+        Assert.True(unused.Passed);
+        Assert.Empty(unused.Warnings);
+    }
+
+    [VectorFact]
     public void Tdx_reference_values_each_fail_on_their_own()
     {
         var claims = Tdx("trustee_gnr_00a06d080000_v4_quote.bin"); // non-zero MRCONFIGID and RTMR0-2
@@ -185,6 +251,17 @@ public class PolicyTests
     private static SgxClaims Sgx(string file) => (SgxClaims)DcapClaims.FromQuote(DcapQuote.Parse(TestVectors.Read("sgx", file)));
 
     private static TdxClaims Tdx(string file) => (TdxClaims)DcapClaims.FromQuote(DcapQuote.Parse(TestVectors.Read("tdx", file)));
+
+    /// <summary>
+    /// The claims with TD_ATTRIBUTES bit <paramref name="bit"/> set in the body bytes (TD_ATTRIBUTES is at offset 120 of the
+    /// body), parsed again, so the test covers where the parser reads the field too.
+    /// </summary>
+    private static TdxClaims WithTdAttribute(TdxClaims claims, int bit)
+    {
+        var body = claims.Report.Raw.ToArray();
+        body[120 + (bit / 8)] |= (byte)(1 << (bit % 8));
+        return claims with { Report = TdReportBody.Parse(body) };
+    }
 
     private static string[] Checks(CheckLog log) => [.. log.Failures.Select(f => f.Check)];
 

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace Morphisms.Attestation.Abi.Dcap;
 
 /// <summary>
@@ -14,6 +16,19 @@ public sealed record TdReportBody
 
     /// <summary>TD_ATTRIBUTES bit 0 (TUD.DEBUG): the TD runs in debug mode and the host can read its state.</summary>
     public const byte DebugFlag = 0x1;
+
+    /// <summary>
+    /// TD_ATTRIBUTES bits 7:0, the TUD ("TD under debug") group of the TDX module ABI: if any is set the TD is untrusted.
+    /// Bit 0 is DEBUG; later modules put the host's profiling of the TD here too (HGS_PLUS_PROF 4, PERF_PROF 5, PMT_PROF 6),
+    /// and the other bits are reserved for more of the same.
+    /// </summary>
+    public const ulong UnderDebugMask = 0xFF;
+
+    /// <summary>TD_ATTRIBUTES bit 28 (SEPT_VE_DISABLE): an access to a PENDING page exits to the host instead of raising #VE in the TD.</summary>
+    public const ulong SeptVeDisableFlag = 1UL << 28;
+
+    /// <summary>TD_ATTRIBUTES bit 29 (MIGRATABLE): a migration TD the host chooses may export the TD's state to another platform.</summary>
+    public const ulong MigratableFlag = 1UL << 29;
 
     /// <summary>Layout version.</summary>
     public required TdReportVersion Version { get; init; }
@@ -33,7 +48,7 @@ public sealed record TdReportBody
     /// <summary>SEAMATTRIBUTES, 8 bytes.</summary>
     public required ReadOnlyMemory<byte> SeamAttributes { get; init; }
 
-    /// <summary>TD_ATTRIBUTES, 8 bytes (little-endian; bit 0 = DEBUG).</summary>
+    /// <summary>TD_ATTRIBUTES, 8 bytes (little-endian; bit 0 = DEBUG, see <see cref="Attributes"/>).</summary>
     public required ReadOnlyMemory<byte> TdAttributes { get; init; }
 
     /// <summary>XFAM, 8 bytes.</summary>
@@ -77,6 +92,12 @@ public sealed record TdReportBody
 
     /// <summary>True when TD_ATTRIBUTES.DEBUG is set.</summary>
     public bool Debug => (TdAttributes.Span[0] & DebugFlag) != 0;
+
+    /// <summary>TD_ATTRIBUTES as the 64-bit value the TDX module ABI numbers its bits in.</summary>
+    public ulong Attributes => BinaryPrimitives.ReadUInt64LittleEndian(TdAttributes.Span);
+
+    /// <summary>True when TD_ATTRIBUTES.MIGRATABLE is set.</summary>
+    public bool Migratable => (Attributes & MigratableFlag) != 0;
 
     /// <summary>Parses a TDX 1.0 (584-byte) or TDX 1.5 (648-byte) body.</summary>
     /// <exception cref="EvidenceFormatException">The input has neither size.</exception>
