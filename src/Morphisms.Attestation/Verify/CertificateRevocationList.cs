@@ -1,5 +1,6 @@
 using System.Formats.Asn1;
 using System.Numerics;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Morphisms.Attestation.Verify;
@@ -103,7 +104,7 @@ public sealed class CertificateRevocationList
         }
 
         tbsReader.ReadEncodedValue(); // inner signature algorithm, must equal the outer one
-        var issuer = new X500DistinguishedName(tbsReader.ReadEncodedValue().Span);
+        var issuer = ReadName(tbsReader.ReadEncodedValue().Span);
         var thisUpdate = ReadTime(tbsReader);
         DateTimeOffset? nextUpdate = null;
         if (tbsReader.HasData && IsTime(tbsReader.PeekTag()))
@@ -123,6 +124,27 @@ public sealed class CertificateRevocationList
         }
 
         return new CertificateRevocationList(der, tbs, algorithm, signature, issuer, thisUpdate, nextUpdate, revoked);
+    }
+
+    /// <summary>
+    /// Decodes the issuer now. <see cref="X500DistinguishedName"/> only keeps the bytes and decodes them when read: on
+    /// Linux its <c>Name</c> of a malformed name is an empty string and enumerating its RDNs throws
+    /// <see cref="CryptographicException"/>, so a CRL whose issuer is not a Name (an INTEGER, say) parsed, and whoever read
+    /// the name later (the verifiers' failure messages, the collateral catalog's filing) got "" or an exception that is
+    /// not a format error. Refused here, it is one, named.
+    /// </summary>
+    private static X500DistinguishedName ReadName(ReadOnlySpan<byte> der)
+    {
+        try
+        {
+            var name = new X500DistinguishedName(der);
+            _ = name.EnumerateRelativeDistinguishedNames().Count();
+            return name;
+        }
+        catch (CryptographicException e)
+        {
+            throw new EvidenceFormatException("crl", $"the issuer is not an X.500 name ({e.Message})");
+        }
     }
 
     private static bool IsTime(Asn1Tag tag) =>

@@ -182,6 +182,35 @@ public class CollateralVerifierTests
     }
 
     [Fact]
+    public void A_root_crl_whose_issuer_is_not_a_name_is_refused_as_malformed()
+    {
+        // Its issuer is "02 01 00", an INTEGER: before the name was decoded at parse, the failure message's issuer name
+        // threw a CryptographicException out of the verifier.
+        var crl = CertificateRevocationListTests.WithIssuer([0x02, 0x01, 0x00]);
+        var log = new CheckLog();
+
+        var verified = CollateralVerifier.Verify(new DcapCollateral { RootCaCrl = crl }, TeeType.Sgx, TrustAnchors.Vendor, GatheredAt, log);
+
+        Assert.Null(verified.RootCaCrl);
+        Assert.Contains(log.Failures, f => f.Check == CollateralVerifier.RootCrlCheck && f.Reason.StartsWith("root CA CRL is malformed: crl: the issuer", StringComparison.Ordinal));
+    }
+
+    [VectorFact]
+    public async Task A_pck_crl_whose_issuer_is_not_a_name_is_refused_as_malformed_by_the_whole_verifier()
+    {
+        // A real quote with its real collateral but that PCK CRL: the revocation check read the issuer's name too.
+        var set = CollateralVectors.Get("tdx-emr-automata-2025-06");
+        var collateral = set.Load() with { PckCrl = CertificateRevocationListTests.WithIssuer([0x02, 0x01, 0x00]) };
+        var options = new DcapVerifyOptions { Time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(set.At), Collateral = collateral };
+
+        var verification = await DcapVerifier.VerifyAsync(TestVectors.Read("tdx", "automata_alibaba_emr_90c06f000000_v5_quote.bin"), options);
+
+        var failure = Assert.Single(verification.Log.Failures);
+        Assert.Equal(CollateralVerifier.PckCrlCheck, failure.Check);
+        Assert.StartsWith("PCK CRL is malformed: crl: the issuer", failure.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Collateral_signed_by_an_untrusted_key_is_refused_even_with_its_own_chain()
     {
         // A forger's own "root" and "TCB Signing" certificate: trusted only if it were an anchor.

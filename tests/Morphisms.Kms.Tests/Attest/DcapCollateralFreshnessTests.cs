@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Text;
 using Morphisms.Attestation.Collateral;
 using Morphisms.Attestation.Simulated;
@@ -162,6 +163,20 @@ public class DcapCollateralFreshnessTests
     }
 
     /// <summary>
+    /// A CRL whose issuer is "02 01 00" (an INTEGER, not a Name) parsed, and the verifier's message then rendered the
+    /// name as it decoded lazily; it is now a format failure of the CRL, named, and the login a 403 like any bad CRL.
+    /// </summary>
+    [Fact]
+    public async Task A_login_whose_crl_issuer_is_not_a_name_is_refused_naming_the_malformed_crl()
+    {
+        await using var kms = await StartAsync(own: null);
+
+        var refused = (await LoginAsync(kms, endorsements: BeforeRecovery with { RootCaCrl = CrlWithIssuer([0x02, 0x01, 0x00]) })).Expect(403);
+
+        Assert.Contains("dcap.collateral.root_crl: root CA CRL is malformed: crl: the issuer is not an X.500 name", refused.Errors.Single(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// A KMS that trusts the simulated Intel root as a vendor root, not through <c>TrustSimulatedTee</c>: then it makes
     /// no simulated collateral of its own, and what it has is exactly <paramref name="own"/>.
     /// </summary>
@@ -189,6 +204,36 @@ public class DcapCollateralFreshnessTests
         var nonce = await AttestFlow.ChallengeAsync(kms.Client);
         var bundle = endorsements is null ? null : Encoding.UTF8.GetBytes(CollateralBundle.ToJson(endorsements));
         return await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: bundle);
+    }
+
+    /// <summary>An unsigned CRL with <paramref name="issuer"/>, encoded as given, as its issuer.</summary>
+    private static byte[] CrlWithIssuer(byte[] issuer)
+    {
+        var writer = new AsnWriter(AsnEncodingRules.DER);
+        using (writer.PushSequence())
+        {
+            using (writer.PushSequence())
+            {
+                writer.WriteInteger(1);
+                using (writer.PushSequence())
+                {
+                    writer.WriteObjectIdentifier("1.2.840.10045.4.3.2");
+                }
+
+                writer.WriteEncodedValue(issuer);
+                writer.WriteUtcTime(Now.AddDays(-1));
+                writer.WriteUtcTime(Now.AddDays(29));
+            }
+
+            using (writer.PushSequence())
+            {
+                writer.WriteObjectIdentifier("1.2.840.10045.4.3.2");
+            }
+
+            writer.WriteBitString(new byte[8]);
+        }
+
+        return writer.Encode();
     }
 
     private sealed class EmptySource : ICollateralSource
