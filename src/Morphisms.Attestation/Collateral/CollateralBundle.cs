@@ -15,6 +15,14 @@ public static class CollateralBundle
     /// <summary>The value of the <c>format</c> field this library writes.</summary>
     public const string FormatName = "morphisms-dcap-collateral/v1";
 
+    /// <summary>
+    /// Upper bound on the certificates one bundle's chains may hold together, as for a quote's PCK chain and SNP
+    /// endorsements: a bundle can come with a login, and each certificate is parsed and may cost the verifier a signature
+    /// check, so a hostile megabyte of them must not. Real bundles hold four at most (the TCB signing certificate and
+    /// the root, once per chain field).
+    /// </summary>
+    public const int MaxCertificates = 8;
+
     private static readonly string[] ChainKeys =
     [
         "tcb_signing_chain", "tcb_info_issuer_chain", "qe_identity_issuer_chain", "tcb_info_and_qe_identity_issuer_chain",
@@ -91,7 +99,8 @@ public static class CollateralBundle
         {
             if (TryText(root, key, out var pem))
             {
-                certificates.AddRange(CollateralEncoding.ParsePemCertificates(pem, key));
+                certificates.AddRange(CollateralEncoding.ParsePemCertificates(pem, key, MaxCertificates - certificates.Count,
+                    $"the bundle's chains hold more than {MaxCertificates} certificates (CollateralBundle.MaxCertificates; a chain is the TCB signing certificate and the root)"));
             }
         }
 

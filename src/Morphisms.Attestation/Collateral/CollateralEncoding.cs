@@ -76,7 +76,14 @@ internal static class CollateralEncoding
     }
 
     /// <summary>Parses every certificate in concatenated PEM text (URL-decoding it first when needed).</summary>
-    public static List<X509Certificate2> ParsePemCertificates(string text, string what)
+    public static List<X509Certificate2> ParsePemCertificates(string text, string what) =>
+        ParsePemCertificates(text, what, int.MaxValue, "");
+
+    /// <summary>
+    /// As <see cref="ParsePemCertificates(string, string)"/>, refusing (<see cref="EvidenceFormatException"/> with
+    /// <paramref name="tooMany"/>) text with more than <paramref name="max"/> certificates before it parses one more.
+    /// </summary>
+    public static List<X509Certificate2> ParsePemCertificates(string text, string what, int max, string tooMany)
     {
         // Intel PCS sends chains URL-encoded ("-----BEGIN%20CERTIFICATE-----%0A…"); '%' never occurs in PEM.
         if (text.Contains('%'))
@@ -91,6 +98,12 @@ internal static class CollateralEncoding
             var label = remaining[fields.Label];
             if (label.SequenceEqual("CERTIFICATE"))
             {
+                // Counted before each is parsed, so the bound holds on the work, not just on what is kept.
+                if (certificates.Count >= max)
+                {
+                    throw new EvidenceFormatException(what, tooMany);
+                }
+
                 try
                 {
                     certificates.Add(UntrustedCertificate.Load(Convert.FromBase64String(remaining[fields.Base64Data].ToString())));

@@ -218,6 +218,41 @@ public class CollateralParsingTests
         Assert.Contains(collateral.TcbSigningCertificates, c => c.NotAfter.Year == 2032);
     }
 
+    /// <summary>
+    /// A bundle comes with a login: its chains are capped as the PCK chain and SNP endorsements are, counted across the
+    /// chain fields and before each certificate is parsed, since each one parsed may also cost the verifier a signature
+    /// check (1,500 in a megabyte did).
+    /// </summary>
+    [Fact]
+    public void A_bundle_with_more_than_eight_certificates_is_refused_naming_the_limit()
+    {
+        var certificates = Enumerable.Range(1, CollateralBundle.MaxCertificates).Select(SelfSigned).ToList();
+        string Bundle(string first, string second) =>
+            System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string> { ["tcb_info_issuer_chain"] = first, ["qe_identity_issuer_chain"] = second, ["pck_crl"] = "" });
+        var firstFive = string.Concat(certificates.Take(5));
+        var lastThree = string.Concat(certificates.Skip(5));
+
+        // Eight, split over two fields, are all kept.
+        Assert.Equal(8, CollateralBundle.Parse(Encoding.UTF8.GetBytes(Bundle(firstFive, lastThree))).TcbSigningCertificates.Count);
+
+        // A ninth is refused before it is parsed: one that would not even decode is refused for the count, not its bytes.
+        const string Garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        foreach (var ninth in new[] { SelfSigned(9), Garbage })
+        {
+            var e = Assert.Throws<EvidenceFormatException>(() => CollateralBundle.Parse(Encoding.UTF8.GetBytes(Bundle(firstFive, lastThree + ninth))));
+            Assert.Equal("qe_identity_issuer_chain", e.Field);
+            Assert.Contains("more than 8 certificates (CollateralBundle.MaxCertificates", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    private static string SelfSigned(int serial)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN=Intel SGX TCB Signing {serial}", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch.AddYears(100));
+        return certificate.ExportCertificatePem() + "\n";
+    }
+
     private static string ReplaceFirst(string text, string find, string replace)
     {
         var i = text.IndexOf(find, StringComparison.Ordinal);

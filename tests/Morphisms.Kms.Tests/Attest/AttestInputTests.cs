@@ -80,6 +80,31 @@ public sealed class AttestInputTests : IDisposable
         (await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: endorsements)).Expect(200);
     }
 
+    /// <summary>
+    /// A DCAP collateral bundle's chains are capped as SNP endorsements are: without, a megabyte of forged "TCB Signing"
+    /// certificates cost the KMS a parse and a signature check each, per login.
+    /// </summary>
+    [Fact]
+    public async Task A_dcap_bundle_with_more_than_eight_certificates_is_a_400_naming_the_limit()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(SimulatedTees.TrustingSimulated);
+        await AttestFlow.RegisterSignerAsync(kms.Client);
+        using var instance = new FunctionInstance();
+        var nonce = await AttestFlow.ChallengeAsync(kms.Client);
+        byte[] Bundle(int count) => System.Text.Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["root_ca_crl"] = "",
+            ["tcb_signing_chain"] = System.Text.Encoding.ASCII.GetString(Convert.FromBase64String(ManyCertificatesPem(count))),
+        }));
+
+        var refused = (await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: Bundle(9))).Expect(400);
+        Assert.Contains("'endorsements'", refused.Errors.Single(), StringComparison.Ordinal);
+        Assert.Contains("tcb_signing_chain: the bundle's chains hold more than 8 certificates (CollateralBundle.MaxCertificates", refused.Errors.Single(), StringComparison.Ordinal);
+
+        // Eight are read (the same one eight times, here), and the nonce was not spent by the refusal.
+        (await AttestFlow.LoginAsync(kms.Client, "sgx", instance.SgxQuote(nonce), nonce, instance.CsrPem, endorsements: Bundle(8))).Expect(200);
+    }
+
     [Fact]
     public async Task Challenge_input_is_checked_and_a_flood_of_challenges_does_not_stop_a_real_login()
     {
