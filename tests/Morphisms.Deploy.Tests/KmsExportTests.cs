@@ -54,11 +54,10 @@ public sealed class KmsExportTests : IDisposable
         var pod = deployment.Spec.Template.Spec;
         Assert.Equal(expectedClass, pod.RuntimeClassName);
 
-        // No key from the cluster: no Secret volume, no mounted key file; the KMS makes its key in the TEE.
-        Assert.Null(pod.Volumes);
+        // No key from the cluster: no Secret volume, only memory-backed ones; the KMS makes its key in the TEE.
+        Assert.All(pod.Volumes, v => Assert.Equal("Memory", v.EmptyDir.Medium));
         Assert.DoesNotContain("morph-kms-tls", yaml, StringComparison.Ordinal);
         var container = Assert.Single(pod.Containers);
-        Assert.Null(container.VolumeMounts);
         Assert.Contains("--tls-self", container.Args);
         Assert.DoesNotContain(container.Args, a => a.StartsWith("--tls-cert", StringComparison.Ordinal) || a.StartsWith("--tls-key", StringComparison.Ordinal));
         Assert.False(pod.AutomountServiceAccountToken);
@@ -90,10 +89,59 @@ public sealed class KmsExportTests : IDisposable
         var deployment = Assert.IsType<V1Deployment>(KubernetesYaml.LoadAllFromString(yaml)[0]);
         var pod = deployment.Spec.Template.Spec;
         Assert.Null(pod.RuntimeClassName);
-        Assert.Equal("morph-kms-tls", Assert.Single(pod.Volumes).Secret.SecretName);
+        Assert.Equal("morph-kms-tls", Assert.Single(pod.Volumes, v => v.Secret is not null).Secret.SecretName);
         Assert.Equal(["--tls-cert", "/etc/morph/tls/tls.crt", "--tls-key", "/etc/morph/tls/tls.key"], Assert.Single(pod.Containers).Args.TakeLast(4));
         Assert.DoesNotContain(result.Files, f => f.Path == "initdata.toml");
         Assert.StartsWith("INSECURE", Assert.Single(result.Measured), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheKmsRunsAsANonRootUserWithNoPrivilegesAndAReadOnlyRoot(bool insecure)
+    {
+        var result = KmsExporter.Export(insecure ? new KmsExportRequest { Image = Image, InsecureNoTee = true } : new KmsExportRequest { Image = Image, Tee = ExportTee.Snp });
+        var deployment = Assert.IsType<V1Deployment>(KubernetesYaml.LoadAllFromString(result.Files.Single(f => f.Path == "kms.yaml").Content)[0]);
+        var pod = deployment.Spec.Template.Spec;
+
+        // No Kubernetes API token in any mode: the KMS never calls the API.
+        Assert.False(pod.AutomountServiceAccountToken);
+
+        // A fixed non-root uid and gid (.NET images' `app`), whatever USER the image names; its volumes are group-writable to it.
+        Assert.True(pod.SecurityContext.RunAsNonRoot);
+        Assert.Equal(1654, pod.SecurityContext.RunAsUser);
+        Assert.Equal(1654, pod.SecurityContext.RunAsGroup);
+        Assert.Equal(1654, pod.SecurityContext.FsGroup);
+        var container = Assert.Single(pod.Containers);
+        var security = container.SecurityContext;
+        Assert.False(security.AllowPrivilegeEscalation);
+        Assert.Null(security.Privileged);
+        Assert.Equal(["ALL"], security.Capabilities.Drop);
+        Assert.Null(security.Capabilities.Add);
+        Assert.Equal("RuntimeDefault", security.SeccompProfile.Type);
+        Assert.True(security.ReadOnlyRootFilesystem);
+
+        // The root is read-only, so what the KMS writes, MORPHISMS_HOME (the simulated TEE it makes at its first start)
+        // and temporary files, is in memory-backed emptyDirs; no diagnostics socket.
+        var home = container.Env.Single(e => e.Name == "MORPHISMS_HOME").Value;
+        Assert.StartsWith("/", home, StringComparison.Ordinal);
+        Assert.Equal("0", container.Env.Single(e => e.Name == "DOTNET_EnableDiagnostics").Value);
+        var writable = container.VolumeMounts.Where(m => m.ReadOnlyProperty != true).ToList();
+        Assert.Equal(new[] { home, "/tmp" }.Order(StringComparer.Ordinal), writable.Select(m => m.MountPath).Order(StringComparer.Ordinal));
+        Assert.All(writable, m => Assert.Equal("Memory", pod.Volumes.Single(v => v.Name == m.Name).EmptyDir.Medium));
+        if (insecure)
+        {
+            Assert.Equal("/etc/morph/tls", Assert.Single(container.VolumeMounts, m => m.ReadOnlyProperty == true).MountPath);
+            return;
+        }
+
+        // In a TEE the agent policy admits exactly those volumes as memory-backed, and pins the two variables' values.
+        var pinned = PolicyData.Containers(result.Files.Single(f => f.Path == "initdata.toml").Content).GetProperty(KmsExporter.ContainerName);
+        Assert.Equal(
+            writable.Select(m => (m.MountPath, m.Name)).Order(),
+            pinned.GetProperty("memory_volumes").EnumerateArray().Select(v => (v.GetProperty("destination").GetString()!, v.GetProperty("volume").GetString()!)).Order());
+        Assert.Equal(home, pinned.GetProperty("env").GetProperty("MORPHISMS_HOME").GetString());
+        Assert.Equal("0", pinned.GetProperty("env").GetProperty("DOTNET_EnableDiagnostics").GetString());
     }
 
     [Fact]

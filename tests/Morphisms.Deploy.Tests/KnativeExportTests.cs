@@ -130,7 +130,9 @@ public sealed class KnativeExportTests : IDisposable
         Assert.Equal("prod", function.GetProperty("env").GetProperty("MODE").GetString());
         Assert.False(function.GetProperty("any_env").GetBoolean());
         Assert.Contains(KnativeExporter.InitdataVariable, function.GetProperty("env_names").EnumerateArray().Select(n => n.GetString()));
-        Assert.Equal(KnativeExporter.SecretsDirectory, Assert.Single(function.GetProperty("memory_volumes").EnumerateArray()).GetProperty("destination").GetString());
+        Assert.Equal(
+            [KnativeExporter.SecretsDirectory, "/tmp"],
+            function.GetProperty("memory_volumes").EnumerateArray().Select(v => v.GetProperty("destination").GetString()).Order(StringComparer.Ordinal));
         Assert.False(service.Spec.Template.Spec.AutomountServiceAccountToken);
 
         // The host gets no shell, no stdin, no new policy; copies and containers only through the rules.
@@ -243,6 +245,46 @@ public sealed class KnativeExportTests : IDisposable
         var loopback = new System.Text.RegularExpressions.Regex(literal.Replace("\\\\", "\\", StringComparison.Ordinal));
         Assert.All(["127.0.0.1", "127.1.2.3", "127.0.0.0/8", "::1", "::1/128", "0:0:0:0:0:0:0:1", "::0001", "::FFFF:127.0.0.1"], a => Assert.Matches(loopback, a));
         Assert.All(["10.0.0.1", "0.0.0.0/0", "fe80::1", "::10", "2001:db8::1", "", "::"], a => Assert.DoesNotMatch(loopback, a));
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    [InlineData(ExportTee.Sgx)]
+    public void TheFunctionRunsWithNoPrivilegesAndNoServiceAccountToken(ExportTee tee)
+    {
+        var result = KnativeExporter.Export(Request(tee));
+        var yaml = result.Files.Single(f => f.Path == "service.yaml").Content;
+        KnativeSchema.Check(yaml);
+        var spec = KubernetesYaml.Deserialize<KnativeService>(yaml).Spec.Template.Spec;
+        Assert.False(spec.AutomountServiceAccountToken);
+
+        // All in the container's securityContext: Knative takes a pod's only with its podspec-securitycontext flag.
+        Assert.Null(spec.SecurityContext);
+        var container = Assert.Single(spec.Containers);
+        var security = container.SecurityContext;
+        Assert.False(security.AllowPrivilegeEscalation);
+        Assert.Equal(["ALL"], security.Capabilities.Drop);
+        Assert.Null(security.Capabilities.Add);
+        Assert.Equal("RuntimeDefault", security.SeccompProfile.Type);
+
+        // morph-init gets its evidence from the guest's interfaces (configfs-tsm, /dev/sgx_enclave), which are root's:
+        // root without capabilities, said explicitly so that Knative's secure-pod-defaults cannot make it non-root.
+        Assert.False(security.RunAsNonRoot);
+        Assert.Null(security.RunAsUser);
+        if (tee == ExportTee.Sgx)
+        {
+            // Gramine confines the enclave's files itself (its /tmp is in the enclave); the root is left as it is.
+            Assert.Null(security.ReadOnlyRootFilesystem);
+            return;
+        }
+
+        // Under Kata, as on a serving host: a read-only root, /tmp and the secrets in memory, both admitted by the policy.
+        Assert.True(security.ReadOnlyRootFilesystem);
+        var tmp = container.VolumeMounts.Single(m => m.MountPath == "/tmp");
+        Assert.Equal("Memory", spec.Volumes.Single(v => v.Name == tmp.Name).EmptyDir.Medium);
+        var pinned = PolicyData.Containers(result.Files.Single(f => f.Path == "initdata.toml").Content).GetProperty(KnativeExporter.ContainerName);
+        Assert.Contains(pinned.GetProperty("memory_volumes").EnumerateArray(), v => v.GetProperty("destination").GetString() == "/tmp" && v.GetProperty("volume").GetString() == tmp.Name);
     }
 
     [Fact]
@@ -375,7 +417,9 @@ internal static class KnativeSchema
         "spec.traffic", "spec.traffic[]", "spec.traffic[].latestRevision", "spec.traffic[].revisionName", "spec.traffic[].percent", "spec.traffic[].tag",
         .. new[] { "name", "image", "command", "command[]", "args", "args[]", "ports", "ports[]", "ports[].name", "ports[].containerPort", "env", "env[]",
             "env[].name", "env[].value", "env[].valueFrom", "env[].valueFrom.fieldRef", "env[].valueFrom.fieldRef.fieldPath", "resources", "resources.limits", "resources.limits.*", "volumeMounts", "volumeMounts[]", "volumeMounts[].name",
-            "volumeMounts[].mountPath" }.Select(p => "spec.template.spec.containers[]." + p),
+            "volumeMounts[].mountPath", "securityContext", "securityContext.runAsNonRoot", "securityContext.allowPrivilegeEscalation",
+            "securityContext.readOnlyRootFilesystem", "securityContext.capabilities", "securityContext.capabilities.drop", "securityContext.capabilities.drop[]",
+            "securityContext.seccompProfile", "securityContext.seccompProfile.type" }.Select(p => "spec.template.spec.containers[]." + p),
     ];
 
     private static readonly HashSet<string> Required = ["apiVersion", "kind", "metadata.name", "spec.template.spec.containers[].image"];

@@ -55,7 +55,9 @@ public sealed record KmsExportRequest
 /// from a Secret, as plain YAML (<c>kms.yaml</c>) and as a kustomization (<c>kustomization.yaml</c> over <c>deployment.yaml</c>
 /// and <c>service.yaml</c>). With a TEE the pods run in a Kata confidential VM, with initdata holding a Kata agent policy
 /// that pins the image and argv, and the KMS makes its TLS key itself; <see cref="KmsExportRequest.InsecureNoTee"/> keeps
-/// an ordinary pod with the key in a Secret, and says so.
+/// an ordinary pod with the key in a Secret, and says so. Either way the pod is hardened as the systemd unit is: a
+/// non-root user (<see cref="RunAsUser"/>), no capabilities or way to gain any, a read-only root with memory-backed
+/// <see cref="HomeDirectory"/> and <c>/tmp</c>, and no service account token.
 /// </summary>
 public static class KmsExporter
 {
@@ -70,6 +72,33 @@ public static class KmsExporter
 
     /// <summary>The KMS container's name (the agent policy admits containers by name).</summary>
     public const string ContainerName = "kms";
+
+    /// <summary>
+    /// The uid, gid and fsGroup the KMS runs as: the non-root <c>app</c> user of .NET's container images (<c>APP_UID</c>).
+    /// Numeric and set by the pod, it overrides the image's <c>USER</c> (under guest pull the host cannot read the image
+    /// to resolve a name), so any image works whose <see cref="KmsExportRequest.Command"/> others may read and execute.
+    /// </summary>
+    public const int RunAsUser = 1654;
+
+    /// <summary>
+    /// The KMS's <c>MORPHISMS_HOME</c>: the one directory it writes, for the simulated TEE it attests itself with (made at
+    /// its first start; the systemd unit keeps it in its state directory). A memory-backed volume, as the root is read-only.
+    /// </summary>
+    public const string HomeDirectory = "/var/lib/morph-kms";
+
+    private const string HomeVariable = "MORPHISMS_HOME";
+
+    // Writable, memory-backed volumes (mount path, volume name): in a TEE they are in its memory, and the agent policy
+    // admits no other kind. `morph kms server` starts with /tmp read-only as well; it is there for a library that wants it.
+    private static readonly IReadOnlyList<(string Destination, string Volume)> MemoryVolumes = [(HomeDirectory, "home"), ("/tmp", "tmp")];
+
+    // Pinned in the policy with these values. No diagnostics socket, as in the systemd unit: a debugger or dotnet-dump
+    // of the same user would read the process's memory, keys included, through it.
+    private static readonly IReadOnlyDictionary<string, string> FixedEnvironment = new Dictionary<string, string>
+    {
+        [HomeVariable] = HomeDirectory,
+        ["DOTNET_EnableDiagnostics"] = "0",
+    };
 
     /// <summary>Generates the files, and the launch value a verifier pins for a KMS in a TEE.</summary>
     /// <exception cref="ArgumentException">
@@ -117,7 +146,8 @@ public static class KmsExporter
 
     /// <summary>
     /// The Kata agent policy for a KMS pod: the <c>morph</c> image, its argv (with the pod IP Kubernetes expands into
-    /// <c>--api-addr</c>) and no variables but the database connection string, the pod IP and the runtime's own.
+    /// <c>--api-addr</c>), <c>MORPHISMS_HOME</c> and <c>DOTNET_EnableDiagnostics</c> with their values, no other
+    /// variables but the database connection string, the pod IP and the runtime's own, and its memory-backed volumes.
     /// </summary>
     public static string Policy(KmsExportRequest request, ExportTee tee) => AgentPolicy.Rego(
         $"the KMS {request.Name} (TEE {tee.ToString().ToLowerInvariant()})",
@@ -128,7 +158,9 @@ public static class KmsExporter
                 Image = request.Image,
                 Args = [request.Command, .. Arguments(request)],
                 Expansions = new Dictionary<string, string> { [ApiAddress] = $"^https://[0-9a-f.:]+:{Port}$" },
+                Env = FixedEnvironment,
                 EnvNames = [.. AgentPolicy.RuntimeVariables, DatabaseEnvironmentVariable, PodIpVariable],
+                MemoryVolumes = MemoryVolumes,
             },
         ]);
 
@@ -213,6 +245,22 @@ public static class KmsExporter
         var readiness = Probe("/v1/sys/health", period: 5);
         // Liveness: a sealed or uninitialised KMS is alive and waits for an operator; restarting it would not unseal it.
         var liveness = Probe("/v1/sys/health?standbyok=true&sealedcode=200&uninitcode=200", period: 15);
+        var env = new List<object>
+        {
+            Map.Of(("name", DatabaseEnvironmentVariable), ("valueFrom", Map.Of(("secretKeyRef", Map.Of(("name", request.DatabaseSecret), ("key", request.DatabaseSecretKey)))))),
+            Map.Of(("name", PodIpVariable), ("valueFrom", Map.Of(("fieldRef", Map.Of(("fieldPath", "status.podIP")))))),
+        };
+        env.AddRange(FixedEnvironment.OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => Map.Of(("name", e.Key), ("value", e.Value))));
+        var mounts = new List<object>();
+        var volumes = new List<object>();
+        if (request.InsecureNoTee)
+        {
+            mounts.Add(Map.Of(("name", "tls"), ("mountPath", "/etc/morph/tls"), ("readOnly", true)));
+            volumes.Add(Map.Of(("name", "tls"), ("secret", Map.Of(("secretName", request.TlsSecret)))));
+        }
+
+        mounts.AddRange(MemoryVolumes.Select(v => Map.Of(("name", v.Volume), ("mountPath", v.Destination))));
+        volumes.AddRange(MemoryVolumes.Select(v => ContainerSecurity.MemoryVolume(v.Volume, "16Mi")));
         var container = Map.Of(
             ("name", ContainerName),
             ("image", request.Image),
@@ -220,14 +268,11 @@ public static class KmsExporter
             ("command", request.InsecureNoTee ? null : new List<object> { request.Command }),
             ("args", Arguments(request).Cast<object>().ToList()),
             ("ports", new List<object> { Map.Of(("name", "https"), ("containerPort", Port)) }),
-            ("env", new List<object>
-            {
-                Map.Of(("name", DatabaseEnvironmentVariable), ("valueFrom", Map.Of(("secretKeyRef", Map.Of(("name", request.DatabaseSecret), ("key", request.DatabaseSecretKey)))))),
-                Map.Of(("name", PodIpVariable), ("valueFrom", Map.Of(("fieldRef", Map.Of(("fieldPath", "status.podIP")))))),
-            }),
+            ("env", env),
             ("readinessProbe", readiness),
             ("livenessProbe", liveness),
-            ("volumeMounts", request.InsecureNoTee ? new List<object> { Map.Of(("name", "tls"), ("mountPath", "/etc/morph/tls"), ("readOnly", true)) } : null));
+            ("securityContext", ContainerSecurity.Restricted(runAsNonRoot: null, readOnlyRoot: true)),
+            ("volumeMounts", mounts));
         OrderedDictionary<string, object?>? annotations = null;
         document = null;
         if (request.Tee is { } tee)
@@ -247,11 +292,17 @@ public static class KmsExporter
                     ("metadata", Map.Of(("labels", Labels(request)), ("annotations", annotations))),
                     ("spec", Map.Of(
                         ("runtimeClassName", request.Tee is { } t ? RuntimeClassOf(request, t) : null),
-                        // The policy refuses the service account token's mount: the KMS needs no Kubernetes API.
-                        ("automountServiceAccountToken", request.InsecureNoTee ? null : false),
+                        // The KMS needs no Kubernetes API, in a TEE or not (and in one the policy refuses the token's mount).
+                        ("automountServiceAccountToken", false),
                         ("enableServiceLinks", false),
+                        // fsGroup makes the memory-backed volumes the KMS's group's, writable by it whatever the runtime mounts them as.
+                        ("securityContext", Map.Of(
+                            ("runAsNonRoot", true),
+                            ("runAsUser", RunAsUser),
+                            ("runAsGroup", RunAsUser),
+                            ("fsGroup", RunAsUser))),
                         ("containers", new List<object> { container }),
-                        ("volumes", request.InsecureNoTee ? new List<object> { Map.Of(("name", "tls"), ("secret", Map.Of(("secretName", request.TlsSecret)))) } : null))))))));
+                        ("volumes", volumes))))))));
     }
 
     private static OrderedDictionary<string, object?> Service(KmsExportRequest request) => Map.Of(

@@ -55,6 +55,12 @@ public static class KnativeExporter
     // The memory-backed volume for SecretsDirectory.
     private const string SecretsVolume = "morph-secrets";
 
+    // Under Kata the root is read-only and /tmp a private tmpfs, as on a serving host (Bubblewrap), with no size limit
+    // but the pod's memory.
+    private const string TempDirectory = "/tmp";
+
+    private const string TempVolume = "tmp";
+
     /// <summary>Generates the files for <paramref name="request"/>.</summary>
     /// <exception cref="ArgumentException">The request is unusable (image not pinned by digest, pin not 32 bytes, KMS not https).</exception>
     public static ExportResult Export(ExportRequest request)
@@ -119,7 +125,7 @@ public static class KnativeExporter
             Env = request.Function.Env,
             // MORPH_INITDATA carries this very document, so it cannot be pinned here: morph-init checks it against the report.
             EnvNames = [.. AgentPolicy.RuntimeVariables, .. KnativeVariables, InitdataVariable],
-            MemoryVolumes = [(SecretsDirectory, SecretsVolume)],
+            MemoryVolumes = [(SecretsDirectory, SecretsVolume), (TempDirectory, TempVolume)],
         };
         var queueProxy = new PolicyContainer { Name = QueueProxyName, Image = request.QueueProxyImage, Args = QueueProxyArgs, AnyEnv = true };
         return AgentPolicy.Rego($"function {request.Function.Name} (Knative Service, TEE {teeFlag})", [function, queueProxy]);
@@ -137,11 +143,8 @@ public static class KnativeExporter
             ("name", InitdataVariable),
             ("valueFrom", Map.Of(("fieldRef", Map.Of(("fieldPath", $"metadata.annotations['{Initdata.Annotation}']"))))));
         container["env"] = (container["env"] as List<object> ?? []).Prepend(initdataFromAnnotation).ToList();
-        var podSpec = PodSpec(request, RuntimeClass(request.Tee), container, extraVolumes: []);
-
-        // The policy refuses the service account token's mount: the function needs no Kubernetes API, and a directory
-        // of host-written files is one more place a program could be found.
-        podSpec["automountServiceAccountToken"] = false;
+        ((List<object>)container["volumeMounts"]!).Add(Map.Of(("name", TempVolume), ("mountPath", TempDirectory)));
+        var podSpec = PodSpec(request, RuntimeClass(request.Tee), container, [ContainerSecurity.MemoryVolume(TempVolume, sizeLimit: null)]);
         var queueProxyLine = request.QueueProxyImage is null
             ? "NOT pinned: the queue-proxy container's image (pass --queue-proxy-image with the digest from Knative's config-deployment)."
             : $"queue-proxy's image is pinned to {request.QueueProxyImage} (Knative's config-deployment must name the same digest).";
@@ -266,11 +269,14 @@ public static class KnativeExporter
     private static OrderedDictionary<string, object?> PodSpec(ExportRequest request, string? runtimeClassName, OrderedDictionary<string, object?> container, List<object> extraVolumes)
     {
         // Secrets live in memory only: an emptyDir with medium Memory is a tmpfs inside the TEE's memory.
-        var volumes = new List<object> { Map.Of(("name", SecretsVolume), ("emptyDir", Map.Of(("medium", "Memory"), ("sizeLimit", "16Mi")))) };
+        var volumes = new List<object> { ContainerSecurity.MemoryVolume(SecretsVolume, "16Mi") };
         volumes.AddRange(extraVolumes);
         return Map.Of(
             ("runtimeClassName", runtimeClassName),
             ("containerConcurrency", request.Function.Scale.ContainerConcurrency),
+            // The function needs no Kubernetes API, and under Kata the policy refuses the token's mount (a directory of
+            // host-written files is one more place a program could be found).
+            ("automountServiceAccountToken", false),
             ("enableServiceLinks", false),
             ("containers", new List<object> { container }),
             ("volumes", volumes));
@@ -290,6 +296,12 @@ public static class KnativeExporter
             ("ports", new List<object> { Map.Of(("name", "http1"), ("containerPort", AgentPort)) }),
             ("env", env.Count > 0 ? env : null),
             ("resources", resources),
+            // Root, but with no capabilities: morph-init gets its evidence from the guest's interfaces (configfs-tsm,
+            // /dev/sev-guest, /dev/tdx_guest, SGX's device nodes), which are root's. Said explicitly, so that Knative's
+            // secure-pod-defaults cannot make the container non-root. Without CAP_SYS_PTRACE the app, root too, cannot
+            // read the non-dumpable morph-init. Under SGX Gramine confines the enclave's files itself (its /tmp is inside
+            // the enclave), so the root file system is left as the runtime makes it.
+            ("securityContext", ContainerSecurity.Restricted(runAsNonRoot: false, readOnlyRoot: request.Tee != ExportTee.Sgx)),
             ("volumeMounts", new List<object> { Map.Of(("name", SecretsVolume), ("mountPath", SecretsDirectory)) }));
     }
 
