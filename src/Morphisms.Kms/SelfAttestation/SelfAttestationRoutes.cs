@@ -2,14 +2,18 @@ using System.Text.Json.Nodes;
 using Morphisms.Attestation;
 using Morphisms.Attestation.Binding;
 using Morphisms.Kms.Http;
+using Morphisms.Kms.Pki;
 
 namespace Morphisms.Kms.SelfAttestation;
 
 /// <summary>
 /// <c>GET sys/attestation?nonce=HEX</c>: the KMS's own evidence, with REPORT_DATA =
-/// SHA-512("morphisms/kms/v1" ‖ nonce ‖ SHA-256(TLS certificate SPKI) ‖ SHA-256(root CA certificate DER)).
-/// A client that checks the evidence, recomputes the binding from the certificate it saw on the connection and
-/// the root CA served here, can then pin that CA without trusting anything on first use.
+/// SHA-512("morphisms/kms/v1" ‖ nonce ‖ SHA-256(TLS certificate SPKI) ‖ SHA-256(root CA certificate DER)), and
+/// <c>root_ca_proof</c>: the root CA key's signature over the same nonce, TLS key and root
+/// (<see cref="KmsRootCaProof"/>). A client that checks the evidence, recomputes the binding from the certificate it
+/// saw on the connection and the root CA served here, and verifies the proof with that root's key, can then pin that
+/// CA without trusting anything on first use. Only an unsealed node that serves answers: the root CA and its key are
+/// behind the barrier, so a sealed node answers 503 (and an HA standby redirects), presenting no root to prove.
 /// </summary>
 internal static class SelfAttestationRoutes
 {
@@ -40,6 +44,15 @@ internal static class SelfAttestationRoutes
         var rootCa = state.RootCa.Certificate;
         var tlsSpki = tls.PublicKey.ExportSubjectPublicKeyInfo();
         var reportData = ReportDataBinding.ForKms(nonce, tlsSpki, rootCa.RawData);
+
+        // The certificate is public, so binding it proves nothing about who holds its key: the signature does. The key
+        // is read from the barrier for this one signature, as every use of it is, rather than kept in memory.
+        byte[] rootCaProof;
+        using (var signer = await KmsRootCa.LoadSignerAsync(state.Barrier, ct).ConfigureAwait(false))
+        {
+            rootCaProof = KmsRootCaProof.Sign(signer.Key, nonce, tlsSpki, rootCa.RawData);
+        }
+
         var evidence = await provider.GetEvidenceAsync(reportData, ct).ConfigureAwait(false);
         var response = KmsResponse.WithData(new JsonObject
         {
@@ -53,6 +66,8 @@ internal static class SelfAttestationRoutes
             ["root_ca"] = state.RootCa.CertificatePem,
             ["tls_certificate"] = tls.ExportCertificatePem(),
             ["binding"] = "SHA-512(\"morphisms/kms/v1\" ‖ nonce ‖ SHA-256(TLS certificate SPKI) ‖ SHA-256(root CA certificate DER))",
+            ["root_ca_proof"] = Convert.ToBase64String(rootCaProof),
+            ["root_ca_proof_binding"] = KmsRootCaProof.Description,
         });
         if (evidence.Simulated)
         {

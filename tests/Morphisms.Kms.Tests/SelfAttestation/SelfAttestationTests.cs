@@ -56,6 +56,38 @@ public class SelfAttestationTests
         Assert.False(vendorOnly.Accepted);
     }
 
+    /// <summary>
+    /// The root certificate is public, so binding it proves nothing about who holds its key: the KMS signs the nonce, its
+    /// TLS key and the root with the root's key (<see cref="KmsRootCaProof"/>), and that signature verifies with the
+    /// served root's public key for this nonce and this TLS key only. Sealed, the KMS has neither root nor key to show:
+    /// it answers 503 and presents no root, so there is nothing to prove.
+    /// </summary>
+    [Fact]
+    public async Task The_kms_proves_it_holds_the_root_ca_key_over_the_nonce_and_its_tls_key_and_presents_no_root_while_sealed()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o with { Tls = KmsTlsOptions.SelfSigned }));
+        var nonce = RandomNumberGenerator.GetBytes(32);
+        var tlsSpki = kms.Server.TlsCertificate!.PublicKey.ExportSubjectPublicKeyInfo();
+
+        var data = (await kms.Client.GetAsync($"sys/attestation?nonce={Convert.ToHexStringLower(nonce)}", "")).Expect(200).Data;
+        using var rootCa = X509Certificate2.CreateFromPem(data["root_ca"]!.GetValue<string>());
+        var proof = Convert.FromBase64String(data["root_ca_proof"]!.GetValue<string>());
+        Assert.Equal(KmsRootCaProof.Description, data["root_ca_proof_binding"]!.GetValue<string>());
+        Assert.True(KmsRootCaProof.Verify(rootCa, nonce, tlsSpki, proof));
+        using var p384 = rootCa.GetECDsaPublicKey()!;
+        Assert.True(p384.VerifyData(KmsRootCaProof.Statement(nonce, tlsSpki, rootCa.RawData), proof, HashAlgorithmName.SHA384, DSASignatureFormat.Rfc3279DerSequence));
+
+        // Bound to this nonce and this TLS key: a relay's own key, or another request's nonce, does not verify.
+        using var relayKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Assert.False(KmsRootCaProof.Verify(rootCa, nonce, relayKey.ExportSubjectPublicKeyInfo(), proof));
+        Assert.False(KmsRootCaProof.Verify(rootCa, RandomNumberGenerator.GetBytes(32), tlsSpki, proof));
+
+        (await kms.Client.PutAsync("sys/seal")).Expect(204);
+        var sealedAnswer = (await kms.Client.GetAsync($"sys/attestation?nonce={Convert.ToHexStringLower(nonce)}", "")).Expect(503);
+        Assert.DoesNotContain("root_ca", sealedAnswer.Raw, StringComparison.Ordinal);
+        Assert.DoesNotContain("BEGIN CERTIFICATE", sealedAnswer.Raw, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task The_root_ca_survives_a_restart_of_the_kms()
     {
