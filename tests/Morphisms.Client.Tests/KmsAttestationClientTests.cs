@@ -60,6 +60,7 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
         Assert.Equal("snp:" + Convert.ToHexStringLower(KmsMeasurement), record.Measurement);
         Assert.Equal(["snp:" + Convert.ToHexStringLower(KmsMeasurement)], record.ExpectedMeasurements);
         Assert.False(record.AnyMeasurement);
+        Assert.True(record.RootCaKeyProven);
         Assert.Null(record.UsabilityProblem());
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(_kms.TlsCertificate!.PublicKey.ExportSubjectPublicKeyInfo())), record.TlsSpkiSha256);
         Assert.Contains("BEGIN CERTIFICATE", record.RootCaPem);

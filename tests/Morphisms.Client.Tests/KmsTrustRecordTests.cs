@@ -61,7 +61,23 @@ public sealed class KmsTrustRecordTests
         var tdx = "tdx:" + string.Join('/', Enumerable.Repeat(Mrtd, 5));
         Assert.Null((Record("tdx") with { ExpectedMeasurements = [tdx] }).UsabilityProblem());
         Assert.Null((Record("snp") with { ExpectedMeasurements = ["snp:" + Mrtd] }).UsabilityProblem());
-        Assert.Null((Record("snp") with { AnyMeasurement = true }).UsabilityProblem());
+        Assert.Null((Record("snp") with { AnyMeasurement = true, RootCaKeyProven = true }).UsabilityProblem());
+    }
+
+    /// <summary>
+    /// Before a KMS had to prove it holds its root CA's key, a record made with --any-measurement may pin an impostor's
+    /// TLS key beside the real KMS's public root: it is refused, with how to trust again. With a measurement pin the
+    /// measured KMS code vouched for the root (a genuine KMS presents only its own), so such a record is still used.
+    /// </summary>
+    [Fact]
+    public void An_any_measurement_record_from_before_the_root_ca_proof_is_refused()
+    {
+        var problem = (Record("snp") with { AnyMeasurement = true }).UsabilityProblem();
+
+        Assert.NotNull(problem);
+        Assert.Contains("accepted any KMS measurement before a KMS had to prove it holds its root CA's key", problem);
+        Assert.Contains("morph kms trust https://kms.example:8200 --expect-measurement snp:MEASUREMENT", problem);
+        Assert.Null((Record("snp") with { ExpectedMeasurements = ["snp:" + Mrtd] }).UsabilityProblem());
     }
 
     [Fact]

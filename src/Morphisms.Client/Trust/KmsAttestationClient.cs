@@ -10,10 +10,11 @@ namespace Morphisms.Client.Trust;
 /// Verifies a KMS before anything is sent to it (DESIGN.md §3): asks for its evidence with a fresh
 /// nonce, and recomputes REPORT_DATA from the TLS certificate this connection actually saw and the root CA the KMS
 /// serves. Only when the evidence is genuine, shows one of the expected measurements (of its TEE, every component
-/// equal: for TDX, MRTD and RTMR0–3), passes the policy, binds exactly those and — when
-/// <see cref="KmsTrustOptions.ExpectedRootCaSha256"/> is given — the root CA is the one the operator published does the
-/// client pin the root CA. Without that fingerprint the root is whichever the answering KMS holds (trust on first use
-/// of the operator; the measurement pins only the code).
+/// equal: for TDX, MRTD and RTMR0–3), passes the policy, binds exactly those, the KMS proves it holds the root CA's
+/// key (<see cref="KmsRootCaProof"/>: the root certificate is public, so binding it alone lets any attested server
+/// present another KMS's root beside its own TLS key) and — when <see cref="KmsTrustOptions.ExpectedRootCaSha256"/> is
+/// given — the root CA is the one the operator published does the client pin the root CA. Without that fingerprint
+/// the root is whichever the answering KMS holds (trust on first use of the operator; the measurement pins only the code).
 /// </summary>
 public static class KmsAttestationClient
 {
@@ -94,13 +95,14 @@ public static class KmsAttestationClient
         }
 
         using var tlsCertificate = presented;
-        if (!TryRead(data, out var tee, out var evidence, out var snpCertificate, out var rootCa, out var problem))
+        if (!TryRead(data, out var tee, out var evidence, out var snpCertificate, out var rootCa, out var rootCaProof, out var problem))
         {
             return Refused($"the KMS's attestation response is malformed: {problem}");
         }
 
         using var root = rootCa;
-        var binding = ReportDataBinding.ForKms(nonce, tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo(), root.RawData);
+        var tlsSpki = tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo();
+        var binding = ReportDataBinding.ForKms(nonce, tlsSpki, root.RawData);
         AttestationResult result;
         try
         {
@@ -134,6 +136,11 @@ public static class KmsAttestationClient
         }
 
         var rootSha256 = Convert.ToHexStringLower(SHA256.HashData(root.RawData));
+        if (RootCaProofFailure(root, rootSha256, nonce, tlsSpki, rootCaProof) is { } proofFailure)
+        {
+            failures.Add(proofFailure);
+        }
+
         if (expectedRoot is not null && rootSha256 != expectedRoot)
         {
             // The evidence binds the root it serves, so a KMS cannot show one root and pin another: a mismatch is another
@@ -152,23 +159,47 @@ public static class KmsAttestationClient
             KmsUrl = KmsTrustStore.Normalize(kmsUrl),
             RootCaPem = root.ExportCertificatePem(),
             RootCaSha256 = rootSha256,
-            TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(tlsCertificate.PublicKey.ExportSubjectPublicKeyInfo())),
+            TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(tlsSpki)),
             Tee = tee.ToWireName(),
             Measurement = KmsMeasurementPin.Of(result.Claims).ToString(),
             ExpectedMeasurements = [.. options.AcceptedMeasurements.Select(m => m.ToString())],
             AnyMeasurement = options.AnyMeasurement,
             Simulated = result.Simulated,
+            RootCaKeyProven = true,
             VerifiedAt = options.Time.GetUtcNow(),
         };
         return new KmsTrustOutcome(record, result, []);
     }
 
-    private static bool TryRead(JsonElement data, out TeeType tee, out byte[] evidence, out byte[]? snpCertificate, out X509Certificate2 rootCa, out string problem)
+    /// <summary>
+    /// Why the KMS has not shown it holds <paramref name="root"/>'s private key, or null when <paramref name="proof"/> is
+    /// that key's signature over this nonce, this connection's TLS key and the root (<see cref="KmsRootCaProof"/>).
+    /// Without it the evidence shows only that the answering TEE holds the TLS key and knows the root's certificate,
+    /// which anyone can fetch from the real KMS: with <c>--any-measurement</c>, any TEE could pass for that KMS.
+    /// </summary>
+    private static string? RootCaProofFailure(X509Certificate2 root, string rootSha256, byte[] nonce, byte[] tlsSpki, byte[]? proof)
+    {
+        var failed = $"root_ca: the KMS did not prove it holds root CA sha256 {rootSha256}";
+        if (proof is null)
+        {
+            return $"{failed}: its attestation carries no root_ca_proof (a signature by that root's key over this nonce and TLS key). "
+                + "The root certificate is public, so binding it proves nothing about who holds its key; a KMS from before the proof "
+                + "sends none, and must be upgraded to be trusted";
+        }
+
+        return KmsRootCaProof.Verify(root, nonce, tlsSpki, proof)
+            ? null
+            : $"{failed}: its root_ca_proof does not verify with that root's key over this nonce and TLS key. The root certificate "
+                + "is public: a server that copied it (from the real KMS's sys/attestation, say) cannot sign with its key";
+    }
+
+    private static bool TryRead(JsonElement data, out TeeType tee, out byte[] evidence, out byte[]? snpCertificate, out X509Certificate2 rootCa, out byte[]? rootCaProof, out string problem)
     {
         tee = default;
         evidence = [];
         snpCertificate = null;
         rootCa = null!;
+        rootCaProof = null;
         problem = string.Empty;
         try
         {
@@ -182,6 +213,11 @@ public static class KmsAttestationClient
             if (data.TryGetProperty("vcek", out var vcek) && vcek.ValueKind == JsonValueKind.String)
             {
                 snpCertificate = System.Text.Encoding.ASCII.GetBytes(vcek.GetString()!);
+            }
+
+            if (data.TryGetProperty("root_ca_proof", out var proof) && proof.ValueKind == JsonValueKind.String)
+            {
+                rootCaProof = Convert.FromBase64String(proof.GetString()!);
             }
 
             rootCa = X509Certificate2.CreateFromPem(data.GetProperty("root_ca").GetString() ?? string.Empty);

@@ -8,10 +8,11 @@ namespace Morphisms.Client.Trust;
 /// The TLS trust a client takes from a <c>morph kms trust</c> record when it talks to the KMS itself (<c>morph kms</c>,
 /// and the CRL fetch of <see cref="Functions.FunctionHttpHandler"/>): the server must present a TLS key that
 /// <c>morph kms trust</c> attested (<see cref="KmsTrustRecord.TlsSpkiSha256"/>, the key the KMS's evidence binds) for a
-/// KMS holding the same root CA, with a certificate that names the host. That covers the address itself and the other
-/// nodes of an HA cluster the user trusted by their own addresses (they share the root CA, which lives behind their
-/// common barrier), and nothing else: a standby's <c>Location</c> comes from the database, which is not trusted, so a
-/// redirect whose target passes only the system roots gets no request and no token.
+/// KMS holding the same root CA and running code this record accepts, with a certificate that names the host. That
+/// covers the address itself and the other nodes of an HA cluster the user trusted by their own addresses (they share
+/// the root CA, which lives behind their common barrier, and run the same or an accepted KMS build), and nothing else:
+/// a standby's <c>Location</c> comes from the database, which is not trusted, so a redirect whose target passes only
+/// the system roots gets no request and no token.
 /// </summary>
 /// <remarks>
 /// The record's root CA itself is no TLS anchor: a KMS's TLS certificate is self-signed or the operator's, not issued
@@ -56,19 +57,22 @@ public sealed class KmsTlsPin
     /// <summary>
     /// The pin of <paramref name="record"/>: its TLS key and those of the <paramref name="records"/> with the same root CA
     /// that were checked at least as strictly (not with <c>--any-measurement</c> or a simulated TEE unless
-    /// <paramref name="record"/> was, and usable: <see cref="KmsTrustRecord.UsabilityProblem"/>).
+    /// <paramref name="record"/> was, and usable: <see cref="KmsTrustRecord.UsabilityProblem"/>) and attested a
+    /// measurement <paramref name="record"/> expects (any, when it was made with <c>--any-measurement</c>).
     /// </summary>
     public static KmsTlsPin For(KmsTrustRecord record, IEnumerable<KmsTrustRecord> records)
     {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentNullException.ThrowIfNull(records);
 
-        // Another address's key counts only if its record was checked at least as strictly: the root CA is public, so a
-        // record made with --any-measurement (or of a simulated TEE, or before measurements were recorded) may bind it
-        // beside a key of a server that is no node of this KMS, and must not widen a stricter record's pin.
+        // Another address's key counts only if its record was checked at least as strictly and its server ran code this
+        // record accepts: the root CA is public, so a record made with --any-measurement (or of a simulated TEE, or before
+        // measurements were recorded, or of another KMS build this user trusts elsewhere, which may present any root) may
+        // bind it beside a key of a server that is no node of this KMS, and must not widen this record's pin. Each node
+        // is still trusted by its own address: this only lets a standby's redirect reach it.
         var keys = records
             .Where(r => string.Equals(r.RootCaSha256, record.RootCaSha256, StringComparison.OrdinalIgnoreCase))
-            .Where(r => r == record || AtLeastAsStrict(r, record))
+            .Where(r => r == record || (AtLeastAsStrict(r, record) && AttestedAnAcceptedMeasurement(r, record)))
             .Select(r => r.TlsSpkiSha256)
             .Append(record.TlsSpkiSha256);
         return new KmsTlsPin(record, keys, recordAlone: false);
@@ -93,6 +97,37 @@ public sealed class KmsTlsPin
 
     private static bool AtLeastAsStrict(KmsTrustRecord other, KmsTrustRecord record) =>
         other.UsabilityProblem() is null && (!other.AnyMeasurement || record.AnyMeasurement) && (!other.Simulated || record.Simulated);
+
+    /// <summary>
+    /// Whether <paramref name="other"/>'s server attested one of the measurements <paramref name="record"/> expects
+    /// (every component, of the same TEE), or <paramref name="record"/> accepts any. A value that does not parse matches nothing.
+    /// </summary>
+    private static bool AttestedAnAcceptedMeasurement(KmsTrustRecord other, KmsTrustRecord record)
+    {
+        if (record.AnyMeasurement)
+        {
+            return true;
+        }
+
+        if (TryParse(other.Measurement) is not { } attested)
+        {
+            return false;
+        }
+
+        return record.ExpectedMeasurements.Any(expected => attested.Equals(TryParse(expected)));
+
+        static KmsMeasurementPin? TryParse(string? text)
+        {
+            try
+            {
+                return text is null ? null : KmsMeasurementPin.Parse(text);
+            }
+            catch (FormatException)
+            {
+                return null;
+            }
+        }
+    }
 
     /// <summary>Forgets the last failure (before a request, so a pooled connection's earlier refusal is not reported).</summary>
     public void Reset() => LastFailure = null;

@@ -50,13 +50,23 @@ public sealed record KmsTrustRecord
     /// <summary>True when the KMS attested with the simulated TEE: the pin then proves nothing about hardware.</summary>
     public required bool Simulated { get; init; }
 
+    /// <summary>
+    /// True when the KMS proved it holds the root CA's private key (<see cref="Attestation.Binding.KmsRootCaProof"/>),
+    /// as every KMS <see cref="KmsAttestationClient"/> trusts now must. A record written before that proof existed has
+    /// false: its root was only bound, and the root certificate is public. With a measurement pin the measured KMS code
+    /// vouches for the root (a genuine KMS presents only its own), so such a record stays usable; with
+    /// <see cref="AnyMeasurement"/> nothing does, and <see cref="UsabilityProblem"/> refuses it.
+    /// </summary>
+    public bool RootCaKeyProven { get; init; }
+
     /// <summary>When the evidence was verified.</summary>
     public required DateTimeOffset VerifiedAt { get; init; }
 
     /// <summary>
     /// Why this record must not be used to trust the KMS, or null when it may: it names no measurement policy (written
     /// before measurements were required, so whether one was checked is unknown), or none of its expected measurements
-    /// is a complete one for the KMS's TEE (a TDX KMS pinned by MRTD alone, which any TD with that firmware shows).
+    /// is a complete one for the KMS's TEE (a TDX KMS pinned by MRTD alone, which any TD with that firmware shows), or it
+    /// accepted any measurement before the KMS had to prove it holds the root CA's key (<see cref="RootCaKeyProven"/>).
     /// The message says how to trust the KMS again.
     /// </summary>
     public string? UsabilityProblem()
@@ -67,7 +77,17 @@ public sealed record KmsTrustRecord
             + (Simulated ? ", or --dev for this installation's dev KMS" : ", the measurement published with the KMS image");
         if (AnyMeasurement)
         {
-            return ExpectedMeasurements.Count > 0 ? $"the trust record for {KmsUrl} both expects measurements and accepts any: {retrust}" : null;
+            if (ExpectedMeasurements.Count > 0)
+            {
+                return $"the trust record for {KmsUrl} both expects measurements and accepts any: {retrust}";
+            }
+
+            // Such a record may be an impostor's: any attested server could bind the real KMS's public root certificate
+            // beside its own TLS key, and no measured code vouched for the root instead.
+            return RootCaKeyProven ? null
+                : $"the trust record for {KmsUrl} accepted any KMS measurement before a KMS had to prove it holds its root CA's key: "
+                    + $"the root certificate is public, so the server pinned may not hold it; {retrust} (or with --any-measurement again, "
+                    + "which now requires the proof)";
         }
 
         if (ExpectedMeasurements.Count == 0)

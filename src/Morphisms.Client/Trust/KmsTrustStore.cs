@@ -30,7 +30,9 @@ public sealed class KmsTrustStore(string path)
     /// <param name="record">The record to store.</param>
     /// <param name="keepPinnedRoot">
     /// Refuse to replace a record for the same KMS that pins another root CA. The comparison is made under the lock, so
-    /// a concurrent save cannot slip a root in between the check and the write.
+    /// a concurrent save cannot slip a root in between the check and the write. A record with the same root replaces the
+    /// TLS key pinned for the address: a record <see cref="KmsAttestationClient"/> made shows that its KMS proved it holds
+    /// that root's key (<see cref="KmsTrustRecord.RootCaKeyProven"/>), which the public root certificate alone would not.
     /// </param>
     /// <returns>The record this one replaced, or null when the KMS had none.</returns>
     /// <exception cref="KmsRootChangedException"><paramref name="keepPinnedRoot"/>, and the stored record pins another root CA (nothing is written).</exception>

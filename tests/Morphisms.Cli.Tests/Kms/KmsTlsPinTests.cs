@@ -130,6 +130,36 @@ public sealed class KmsTlsPinTests : IDisposable
         Assert.DoesNotContain(Token, outcome.Stdout + outcome.Stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A record with the same root CA, checked as strictly, but whose server attested a measurement the address's own
+    /// record does not expect (another KMS build the user trusts elsewhere, which may present any root) does not widen the
+    /// pin either: a redirect to that server gets no token. One that attested an expected measurement does.
+    /// </summary>
+    [Fact]
+    public async Task A_record_of_a_measurement_the_pinned_record_does_not_expect_does_not_widen_its_pin()
+    {
+        using var otherBuildCertificate = SelfSigned();
+        using var productionCertificate = SelfSigned();
+        await using var otherBuild = new FakeHttpServer(_ => new(200, """{"data":{"keys":["default"]}}""", JsonType), certificate: otherBuildCertificate);
+        await using var production = new FakeHttpServer(r => new(307, "", new Dictionary<string, string> { ["Location"] = new Uri(otherBuild.Address, r.Target).ToString() }), certificate: productionCertificate);
+        Pin(production.Address, productionCertificate);
+        var otherMeasurement = "snp:" + new string('9', 96);
+        Pin(otherBuild.Address, otherBuildCertificate, measurement: otherMeasurement);
+
+        var refused = await MorphRunner.RunAsync("kms", "policy", "list", "--address", production.Address.ToString(), "--token-file", TokenFile);
+
+        Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+        Assert.Contains($"redirected to {Authority(otherBuild.Address)}, which is not a node of the KMS pinned for {Authority(production.Address)}", refused.Stderr, StringComparison.Ordinal);
+        Assert.Empty(otherBuild.Requests);
+        Assert.DoesNotContain(Token, refused.Stdout + refused.Stderr, StringComparison.Ordinal);
+
+        // The production record expecting that build too (an upgrade in progress) makes the node one of its KMS.
+        Pin(production.Address, productionCertificate, expected: ["snp:" + new string('0', 96), otherMeasurement]);
+        var followed = await MorphRunner.RunAsync("kms", "policy", "list", "--address", production.Address.ToString(), "--token-file", TokenFile);
+        Assert.True(followed.ExitCode == ExitCodes.Ok, followed.Stderr);
+        Assert.Equal(Token, Assert.Single(otherBuild.Requests).Headers["X-Vault-Token"]);
+    }
+
     /// <summary>Plain http shows no TLS key: from a pinned KMS, a redirect there is refused even on loopback.</summary>
     [Fact]
     public async Task A_redirect_from_a_pinned_kms_to_loopback_http_is_not_followed()
@@ -201,9 +231,14 @@ public sealed class KmsTlsPinTests : IDisposable
     }
 
     /// <summary>Stores a trust record for <paramref name="url"/> as <c>morph kms trust</c> would, attesting <paramref name="tls"/>'s key.</summary>
-    private void Pin(Uri url, X509Certificate2 tls, string root = RootSha256, bool anyMeasurement = false)
+    /// <remarks>
+    /// Its server attested <paramref name="measurement"/> (all zeros unless told), and the record expects
+    /// <paramref name="expected"/> (that measurement unless told), or any with <paramref name="anyMeasurement"/>.
+    /// </remarks>
+    private void Pin(Uri url, X509Certificate2 tls, string root = RootSha256, bool anyMeasurement = false, string? measurement = null, string[]? expected = null)
     {
         using var ca = TestCertificates.Ca("CN=test KMS root");
+        var attested = measurement ?? "snp:" + new string('0', 96);
         Store.Save(new KmsTrustRecord
         {
             KmsUrl = KmsTrustStore.Normalize(url.ToString()),
@@ -211,10 +246,11 @@ public sealed class KmsTlsPinTests : IDisposable
             RootCaSha256 = root,
             TlsSpkiSha256 = Spki(tls),
             Tee = "snp",
-            Measurement = "snp:" + new string('0', 96),
-            ExpectedMeasurements = anyMeasurement ? [] : ["snp:" + new string('0', 96)],
+            Measurement = attested,
+            ExpectedMeasurements = anyMeasurement ? [] : expected ?? [attested],
             AnyMeasurement = anyMeasurement,
             Simulated = true,
+            RootCaKeyProven = true,
             VerifiedAt = DateTimeOffset.UtcNow,
         });
     }

@@ -1,5 +1,8 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Morphisms.Attestation.Binding;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Client.Trust;
 using Morphisms.Kms;
@@ -321,6 +324,81 @@ public sealed class KmsTrustCommandTests
         });
 
     /// <summary>
+    /// The root CA is public: a server at a pinned address that presents it, bound by genuine evidence (the same
+    /// simulated TEE) to a TLS key of its own, but cannot sign with its key, is refused with <c>--any-measurement</c>, with
+    /// or without <c>--expect-root-ca</c> naming that root, and the pinned TLS key (which <c>morph kms</c> sends tokens to)
+    /// stays as it was. Without the proof the root looked "unchanged" and the stand-in's key replaced the KMS's.
+    /// </summary>
+    [Fact]
+    public Task A_server_presenting_the_pinned_root_without_its_key_does_not_replace_the_pinned_tls_key() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var trustFile = Path.Combine(home, "config", "kms-trust.json");
+            var store = new KmsTrustStore(trustFile);
+            var trusted = await MorphRunner.RunAsync("kms", "trust", kms.BaseAddress!.ToString(), "--dev", "--expect-measurement", ZeroPin);
+            Assert.True(trusted.ExitCode == ExitCodes.Ok, trusted.Stderr);
+            var genuine = store.Find(kms.BaseAddress.ToString())!;
+
+            using var tee = SimulatedTeeAuthority.Load(Path.Combine(home, "data", "simulated-tee"));
+            using var standInTls = SelfSigned();
+            var standInSpki = standInTls.PublicKey.ExportSubjectPublicKeyInfo();
+            using var root = X509Certificate2.CreateFromPem(genuine.RootCaPem);
+            await using var standIn = new FakeHttpServer(request =>
+            {
+                var nonce = Convert.FromHexString(request.Target[(request.Target.IndexOf("nonce=", StringComparison.Ordinal) + "nonce=".Length)..]);
+                var report = tee.CreateSnpReport(new SimulatedSnpReportRequest { ReportData = ReportDataBinding.ForKms(nonce, standInSpki, root.RawData), Measurement = new byte[48] });
+                return new FakeHttpServer.Response(200, JsonSerializer.Serialize(new
+                {
+                    data = new { tee = "snp", evidence = Convert.ToBase64String(report), vcek = tee.Vcek.ExportCertificatePem(), root_ca = genuine.RootCaPem },
+                }));
+            }, certificate: standInTls);
+
+            // The user trusted the genuine KMS at this address; the stand-in now answers there.
+            var address = standIn.Address.ToString();
+            store.Save(genuine with { KmsUrl = KmsTrustStore.Normalize(address) });
+            var pinned = await File.ReadAllTextAsync(trustFile);
+
+            string[][] rootFlagsToTry = [[], ["--expect-root-ca", genuine.RootCaSha256]];
+            foreach (var rootFlags in rootFlagsToTry)
+            {
+                var refused = await MorphRunner.RunAsync(["kms", "trust", address, "--dev", "--any-measurement", .. rootFlags]);
+
+                Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+                Assert.Contains("NOT trusted; nothing was pinned", refused.Stderr);
+                Assert.Contains($"root_ca: the KMS did not prove it holds root CA sha256 {genuine.RootCaSha256}", refused.Stderr);
+                Assert.DoesNotContain("unchanged", refused.Stderr);
+                Assert.Equal(pinned, await File.ReadAllTextAsync(trustFile));
+            }
+
+            Assert.Equal(genuine.TlsSpkiSha256, store.Find(address)!.TlsSpkiSha256);
+        });
+
+    /// <summary>
+    /// A KMS that changed its TLS key (a new certificate) under the root already pinned proves it holds that root's key,
+    /// so trusting it again replaces the pinned TLS key, and says so naming both keys.
+    /// </summary>
+    [Fact]
+    public Task A_new_tls_key_under_the_pinned_root_is_pinned_once_the_kms_proves_the_root_and_the_change_is_said() =>
+        WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var url = kms.BaseAddress!.ToString();
+            var store = new KmsTrustStore(Path.Combine(home, "config", "kms-trust.json"));
+            Assert.Equal(ExitCodes.Ok, (await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin)).ExitCode);
+            var current = store.Find(url)!;
+            var earlier = new string('e', 64);
+            store.Save(current with { TlsSpkiSha256 = earlier });
+
+            var again = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin);
+
+            Assert.True(again.ExitCode == ExitCodes.Ok, again.Stderr);
+            Assert.Contains($"note: root CA sha256 {current.RootCaSha256} unchanged", again.Stderr);
+            Assert.Contains($"note: the TLS key pinned for this address changed from sha256 {earlier} to sha256 {current.TlsSpkiSha256}; "
+                + $"the KMS proved it holds the key of root CA sha256 {current.RootCaSha256} over it", again.Stderr);
+            Assert.Equal(current.TlsSpkiSha256, store.Find(url)!.TlsSpkiSha256);
+            Assert.True(store.Find(url)!.RootCaKeyProven);
+        });
+
+    /// <summary>
     /// A redirect during trust is not followed, to another host least of all: the evidence must come from the address
     /// pinned, and a Location header is anyone's to write. Nothing is pinned, and the message names where it pointed.
     /// </summary>
@@ -340,6 +418,13 @@ public sealed class KmsTrustCommandTests
             Assert.Contains("not followed", outcome.Stderr);
             Assert.False(File.Exists(Path.Combine(home, "config", "kms-trust.json")));
         });
+
+    /// <summary>A self-signed certificate for a stand-in server (trust takes any: the evidence decides).</summary>
+    private static X509Certificate2 SelfSigned()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        return new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256).CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+    }
 
     /// <summary>Runs <paramref name="test"/> against a dev KMS whose measurement is all zeros.</summary>
     private static Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test) => WithHomeAndKmsAsync(test, new byte[48]);

@@ -18,7 +18,8 @@ namespace Morphisms.Cli.Commands.Kms;
 /// <c>--expect-root-ca</c> takes the root CA fingerprint the operator publishes and refuses any other root; without it
 /// the root is pinned on first use, with a warning that shows its fingerprint to compare. Trusting a pinned KMS again
 /// (a measurement upgrade) keeps its root: a different one is refused unless <c>--expect-root-ca</c> names it or
-/// <c>--replace-root</c> is given, or every re-trust would be a fresh first use.
+/// <c>--replace-root</c> is given, or every re-trust would be a fresh first use. The KMS must prove it holds the root's
+/// key (the root certificate is public), so a re-trust under the same root may replace the TLS key pinned for the address.
 /// </summary>
 public static class KmsTrustCommand
 {
@@ -195,6 +196,13 @@ public static class KmsTrustCommand
                 else if (options.ExpectedRootCaSha256 is null && sameRoot)
                 {
                     await stderr.WriteLineAsync($"note: root CA sha256 {record.RootCaSha256} {pinnedHow}: the pin for this address was kept");
+                }
+
+                if (sameRoot && !string.Equals(previous!.TlsSpkiSha256, record.TlsSpkiSha256, StringComparison.OrdinalIgnoreCase))
+                {
+                    // `morph kms` follows this key from now on: said, with why it is the KMS's (the root is public, its key is not).
+                    await stderr.WriteLineAsync($"note: the TLS key pinned for this address changed from sha256 {previous.TlsSpkiSha256} to sha256 {record.TlsSpkiSha256}; "
+                        + $"the KMS proved it holds the key of root CA sha256 {record.RootCaSha256} over it");
                 }
 
                 if (parse.GetValue(json))
