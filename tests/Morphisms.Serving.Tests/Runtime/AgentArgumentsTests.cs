@@ -106,7 +106,7 @@ public sealed class AgentArgumentsTests : IDisposable
         // No TEE interface is needed to see the arguments; none is shown.
         TeeInterfaces = new TeeInterfaces
         {
-            SevGuest = Path.Combine(_root, "absent"), TdxGuest = Path.Combine(_root, "absent"), TdxGuestLegacy = Path.Combine(_root, "absent"),
+            SevGuest = Path.Combine(_root, "absent"), TdxGuest = Path.Combine(_root, "absent"), TdxMrConfigId = Path.Combine(_root, "absent"),
             SgxEnclave = Path.Combine(_root, "absent"), SgxProvision = Path.Combine(_root, "absent"),
             ConfigFsTsmReport = Path.Combine(_root, "absent"), AesmDirectory = Path.Combine(_root, "absent"),
         },
