@@ -6,7 +6,10 @@ public sealed record FunctionExpectation
     /// <summary>The function name the certificate's attested identity must carry.</summary>
     public required string Function { get; init; }
 
-    /// <summary>The host name the client connects to (the TLS SNI); the certificate must name it.</summary>
+    /// <summary>
+    /// The host name the certificate must name: the one the client connects to (the TLS SNI, the request's host), or,
+    /// when that is a traffic tag's <c>TAG-FUNCTION.DOMAIN</c> (which no function certificate names), <c>FUNCTION.DOMAIN</c>.
+    /// </summary>
     public required string Host { get; init; }
 
     /// <summary>

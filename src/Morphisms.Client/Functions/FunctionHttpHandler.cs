@@ -131,7 +131,9 @@ public static class FunctionHttpHandler
 
     /// <summary>
     /// A <c>connect</c> for <see cref="Create"/> that opens every connection to <paramref name="endPoint"/> (a gateway's
-    /// address) whatever the request's host names, which stays the TLS server name checked.
+    /// address) whatever the request's host names. That host stays the TLS server name sent, which the gateway routes by
+    /// (a traffic tag's <c>TAG-FUNCTION.DOMAIN</c> reaches the tagged revision); the certificate is checked against the
+    /// expectation's <see cref="FunctionExpectation.Host"/>, which for a tag is still <c>FUNCTION.DOMAIN</c>.
     /// </summary>
     public static Func<SocketsHttpConnectionContext, CancellationToken, ValueTask<Stream>> ConnectTo(EndPoint endPoint)
     {

@@ -51,6 +51,29 @@ public sealed class InvokeInputTests
         ErrorPathTests.AssertNoStackTrace(outcome);
     }
 
+    /// <summary>A tag makes the host name's first label with the function's name (TAG-NAME), so both must make a DNS label.</summary>
+    [Theory]
+    [InlineData("Canary")]
+    [InlineData("can.ary")]
+    [InlineData("-canary")]
+    [InlineData("a123456789a123456789a123456789a123456789a123456789a123456")]
+    public async Task A_tag_that_cannot_make_a_host_name_is_a_usage_error(string tag)
+    {
+        var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--tag", tag, "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example");
+        Assert.Equal(ExitCodes.UsageOrInput, outcome.ExitCode);
+        Assert.Contains($"morph: --tag: '{tag}' is not a tag of signer", outcome.Stderr, StringComparison.Ordinal);
+        ErrorPathTests.AssertNoStackTrace(outcome);
+    }
+
+    /// <summary>A valid tag goes on to connect, to the gateway as ever (nothing listens there).</summary>
+    [Fact]
+    public async Task A_valid_tag_goes_on_to_connect()
+    {
+        var outcome = await InvokeTrustRecordTests.RunWithRecordAsync(SnpRecord, "invoke", "signer", "--tag", "canary", "--kms", InvokeTrustRecordTests.KmsUrl, "--gateway", "127.0.0.1:9", "--domain", "fn.example");
+        Assert.Equal(ExitCodes.Rejected, outcome.ExitCode);
+        Assert.Contains("morph: cannot reach the gateway at 127.0.0.1:9: ", outcome.Stderr, StringComparison.Ordinal);
+    }
+
     /// <summary>A valid name and domain in any case go on to connect (nothing listens at the gateway).</summary>
     [Theory]
     [InlineData("signer", "FN.Example")]

@@ -142,7 +142,7 @@ public sealed class InvokeFailureTests
         return (exit, stderr.ToString(), listed);
     }
 
-    private static KmsTrustRecord Trust(System.Security.Cryptography.X509Certificates.X509Certificate2 root) => new()
+    internal static KmsTrustRecord Trust(System.Security.Cryptography.X509Certificates.X509Certificate2 root) => new()
     {
         KmsUrl = "https://kms.test",
         RootCaPem = root.ExportCertificatePem(),

@@ -11,7 +11,7 @@ using Morphisms.Client.Trust;
 namespace Morphisms.Cli.Commands.Invoke;
 
 /// <summary>What <see cref="FunctionInvoker"/> sends.</summary>
-/// <param name="Function">The function name; the request goes to <c>FUNCTION.DOMAIN</c>.</param>
+/// <param name="Function">The function name; the request goes to <c>FUNCTION.DOMAIN</c> (<see cref="Host"/>).</param>
 /// <param name="Domain">The serving domain.</param>
 /// <param name="Gateway">Where to connect (the gateway routes by SNI alone).</param>
 /// <param name="Path">The request path.</param>
@@ -25,8 +25,22 @@ namespace Morphisms.Cli.Commands.Invoke;
 /// The trust store the KMS's record came from: a CRL fetch an HA standby redirects follows the redirect to a node this
 /// store attests for the same KMS (<see cref="FunctionRevocationOptions.TrustStore"/>); null follows none.
 /// </param>
+/// <param name="Tag">
+/// A traffic tag (<c>morph traffic --tag</c>): the request goes to <c>TAG-FUNCTION.DOMAIN</c>, which the gateway routes to the
+/// tagged revision, while the certificate is still checked as <see cref="Function"/>'s (<see cref="FunctionHost"/>).
+/// </param>
 internal sealed record InvokeRequest(string Function, string Domain, IPEndPoint Gateway, string Path, byte[]? Data, FunctionMeasurementPin? ExpectedMeasurement,
-    bool NoRevocationCheck = false, KmsTrustStore? TrustStore = null);
+    bool NoRevocationCheck = false, KmsTrustStore? TrustStore = null, string? Tag = null)
+{
+    /// <summary>The function's own host name, <c>FUNCTION.DOMAIN</c>: the name its certificate must carry.</summary>
+    public string FunctionHost => $"{Function}.{Domain}";
+
+    /// <summary>
+    /// The host the request is sent to, and so the TLS server name the gateway routes by: <see cref="FunctionHost"/>, or the
+    /// tag's host <c>TAG-FUNCTION.DOMAIN</c> (the serving host's naming, <c>FunctionRoute.TagHost</c>).
+    /// </summary>
+    public string Host => Tag is null ? FunctionHost : $"{Tag}-{Function}.{Domain}";
+}
 
 /// <summary>What came back: the response (with its <c>Location</c>, a redirect not being followed), or the reasons the function's certificate was refused.</summary>
 internal sealed record InvokeResult(HttpStatusCode? Status, byte[] Body, AttestedIdentityExtension? Identity, IReadOnlyList<X509Certificate2> Chain, IReadOnlyList<string> Refusals, Uri? Location = null);
@@ -47,11 +61,12 @@ internal static class FunctionInvoker
     /// <summary>Sends <paramref name="request"/>; the warning of <see cref="InvokeRequest.NoRevocationCheck"/> goes to <paramref name="warnings"/> (default: standard error).</summary>
     public static async Task<InvokeResult> InvokeAsync(KmsTrustRecord trust, InvokeRequest request, CancellationToken ct, TextWriter? warnings = null)
     {
-        var host = $"{request.Function}.{request.Domain}";
         var expectation = new FunctionExpectation
         {
             Function = request.Function,
-            Host = host,
+            // The function's name even for a tag: its certificate names FUNCTION.DOMAIN and REVISION.FUNCTION.DOMAIN, never a
+            // tag's host, and a tagged revision is still this function, attested as such.
+            Host = request.FunctionHost,
             Measurement = request.ExpectedMeasurement,
             // A simulated identity proves nothing about hardware; it is acceptable only from a KMS that is itself
             // simulated, i.e. a development installation the user already chose to trust as such.
@@ -89,7 +104,9 @@ internal static class FunctionInvoker
         handler.AllowAutoRedirect = false;
 
         using var http = new HttpClient(handler) { Timeout = Timeout };
-        using var message = new HttpRequestMessage(request.Data is null ? HttpMethod.Get : HttpMethod.Post, $"https://{host}{request.Path}");
+        // The request's host is the TLS server name SocketsHttpHandler sends (and the Host header): for a tag, its host, which
+        // the gateway routes to the tagged revision; the certificate is checked against the expectation above regardless.
+        using var message = new HttpRequestMessage(request.Data is null ? HttpMethod.Get : HttpMethod.Post, $"https://{request.Host}{request.Path}");
         if (request.Data is not null)
         {
             message.Content = new ByteArrayContent(request.Data);

@@ -14,7 +14,8 @@ namespace Morphisms.Cli.Commands.Invoke;
 /// <summary>
 /// <c>morph invoke FN</c>: calls a function over TLS through the gateway, verifying its certificate against the KMS
 /// root CA pinned by <c>morph kms trust</c> (or by <c>morph up</c> through the same attestation) and the function's
-/// attested identity, then prints the response.
+/// attested identity, then prints the response. With <c>--tag TAG</c> it calls the revision tagged so
+/// (<c>morph traffic --tag</c>) at <c>TAG-FN.DOMAIN</c>, still verifying the certificate as FN's.
 /// </summary>
 public static class InvokeCommand
 {
@@ -37,6 +38,11 @@ public static class InvokeCommand
         var kms = new Option<string?>("--kms") { Description = "The pinned KMS whose root CA the function must chain to (default: morph up's)." };
         var gateway = new Option<string?>("--gateway") { Description = "The gateway's IP:PORT (default: morph up's)." };
         var domain = new Option<string?>("--domain") { Description = "The serving domain (default: morph up's)." };
+        var tag = new Option<string?>("--tag")
+        {
+            Description = "Call the revision tagged TAG (morph traffic --tag REV=TAG) at TAG-FUNCTION.DOMAIN; its certificate is verified as FUNCTION's, as without a tag.",
+            HelpName = "TAG",
+        };
         var noRevocationCheck = new Option<bool>("--no-revocation-check")
         {
             Description = "INSECURE: do not check the function's certificate against the KMS's CRL (fetched from the pinned KMS, required by default, "
@@ -44,7 +50,7 @@ public static class InvokeCommand
         };
         var command = new Command("invoke", "Call a function over attested TLS through the gateway and print the response.")
         {
-            function, data, path, show, measurement, kms, gateway, domain, noRevocationCheck,
+            function, data, path, show, measurement, kms, gateway, domain, tag, noRevocationCheck,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -66,6 +72,13 @@ public static class InvokeCommand
                 if (!IsDnsLabel(name))
                 {
                     throw new InvokeUsageException($"'{name}' is not a function name: a function is deployed under a DNS label (lowercase letters, digits, '-'), served at NAME.DOMAIN");
+                }
+
+                var tagName = parse.GetValue(tag);
+                if (tagName is not null && (!IsDnsLabel(tagName) || tagName.Length + 1 + name.Length > 63))
+                {
+                    // The tag and the name make one DNS label of the host name, TAG-NAME.
+                    throw new InvokeUsageException($"--tag: '{tagName}' is not a tag of {name}: a tag is a DNS label (lowercase letters, digits, '-'), and TAG-{name} must be one too (at most 63 characters)");
                 }
 
                 var paths = MorphPaths.FromEnvironment();
@@ -106,7 +119,8 @@ public static class InvokeCommand
                     parse.GetValue(data) is { } text ? Body(text) : null,
                     pin,
                     parse.GetValue(noRevocationCheck),
-                    store);
+                    store,
+                    tagName);
                 listDeployed = DeployedLister(paths, endPoint);
             }
             catch (NoMorphUpException e)

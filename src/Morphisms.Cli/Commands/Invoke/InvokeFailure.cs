@@ -25,7 +25,8 @@ internal static class InvokeFailure
     /// </summary>
     public static string Describe(Exception failure, InvokeRequest request, JsonArray? deployed, TimeSpan timeout)
     {
-        var host = $"{request.Function}.{request.Domain}";
+        // The host dialled, a tag's included: the one the gateway had no route for.
+        var host = request.Host;
         var gateway = request.Gateway.ToString();
         var causes = Causes(failure).ToList();
         var cause = Innermost(causes);
@@ -79,6 +80,12 @@ internal static class InvokeFailure
         {
             // Listed, yet not routed: deployed or removed a moment ago, or --domain names a host the list does not.
             return $"the gateway at {gateway} has no route for {host}, although the serving host lists {request.Function}: retry, or see `morph ls`";
+        }
+
+        if (request.Tag is { } tag)
+        {
+            // The function may well be deployed: it is the tag's host that has no route.
+            return $"no revision of {request.Function} is tagged {tag} (see `morph ls`, and `morph traffic --tag`): the gateway at {gateway} has no route for {host}";
         }
 
         var elsewhere = deployed?.FirstOrDefault(f => f?["name"]?.ToString() == request.Function)?["host"]?.ToString();

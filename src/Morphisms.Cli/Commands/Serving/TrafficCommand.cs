@@ -12,7 +12,7 @@ public static class TrafficCommand
     {
         var function = new Argument<string>("function") { Description = "The function." };
         var split = new Argument<string[]>("split") { Description = "REVISION=PERCENT pairs summing to 100 (REVISION may be 'latest').", Arity = ArgumentArity.OneOrMore };
-        var tags = new Option<string[]>("--tag") { Description = "REVISION=TAG: the revision also answers at TAG-FUNCTION.DOMAIN.", AllowMultipleArgumentsPerToken = false };
+        var tags = new Option<string[]>("--tag") { Description = "REVISION=TAG: the revision also answers at TAG-FUNCTION.DOMAIN (morph invoke FUNCTION --tag TAG).", AllowMultipleArgumentsPerToken = false };
         var command = new Command("traffic", "Split a function's traffic across revisions, and tag revisions with their own host names.") { function, split, tags };
         ServingControl.Set(command, stdout, stderr, async (parse, http, json, ct) =>
         {
