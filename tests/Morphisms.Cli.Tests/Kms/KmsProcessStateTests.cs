@@ -89,13 +89,21 @@ public class KmsProcessStateTests
 
         var first = keys["keys"]![0]!.GetValue<string>();
         var second = keys["keys_base64"]![1]!.GetValue<string>();
+        // A share taken is a success for its holder, who is told how many more are needed; so is a reset.
         var partial = await WithStdinAsync(first + "\n", () => kms.RunAsync("unseal"));
-        Assert.Equal(ExitCodes.Rejected, partial.ExitCode);
+        Assert.Equal(ExitCodes.Ok, partial.ExitCode);
         Assert.Contains("1/2", partial.Stdout, StringComparison.Ordinal);
+        Assert.Contains("still sealed: 1 of 2 shares; 1 more needed to unseal", partial.Stdout, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Rejected, (await kms.RunAsync("status")).ExitCode);
+        var reset = await kms.RunAsync("unseal", "--reset");
+        Assert.Equal(ExitCodes.Ok, reset.ExitCode);
+        Assert.Contains("still sealed: 0 of 2 shares; 2 more needed to unseal", reset.Stdout, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Ok, (await WithStdinAsync(first + "\n", () => kms.RunAsync("unseal"))).ExitCode);
         var unsealed = await WithStdinAsync($"# shares\n{second}\n", () => kms.RunAsync("unseal", "--key-file", "-"));
         Assert.Equal(ExitCodes.Ok, unsealed.ExitCode);
         // The root CA exists from the first unseal: its fingerprint, for the operator to publish, is shown from then on.
         Assert.Matches(@"root ca sha256\s+[0-9a-f]{64}", unsealed.Stdout);
+        Assert.DoesNotContain("still sealed", unsealed.Stdout, StringComparison.Ordinal);
         Assert.DoesNotContain("root ca", partial.Stdout, StringComparison.Ordinal);
         Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("status")).ExitCode);
         Assert.Equal(ExitCodes.UsageOrInput, (await WithStdinAsync("", () => kms.RunAsync("unseal"))).ExitCode);

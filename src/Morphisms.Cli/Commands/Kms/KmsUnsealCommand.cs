@@ -5,7 +5,10 @@ namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
 /// <c>morph kms unseal</c>: submits unseal key shares, one per line, from <c>--key-file</c> or standard input (never
-/// from the command line), until the KMS is unsealed. Exit 0 when unsealed, 1 when more shares are needed.
+/// from the command line), until the KMS is unsealed. Exit 0 when the KMS took them — unsealed, or still sealed with the
+/// progress and how many more shares are needed printed — and when <c>--reset</c> discarded the progress: each of the
+/// threshold's holders in turn unseals with their own share, and only a refusal is a failure. Whether the KMS is
+/// unsealed is <c>morph kms status</c>'s exit code.
 /// </summary>
 public static class KmsUnsealCommand
 {
@@ -49,10 +52,32 @@ public static class KmsUnsealCommand
             else
             {
                 await KmsStatusCommand.PrintAsync(stdout, status);
+                if (Progress(status) is { } progress)
+                {
+                    await stdout.WriteLineAsync(progress);
+                }
             }
 
-            return status["sealed"]?.GetValue<bool>() == false ? ExitCodes.Ok : ExitCodes.Rejected;
+            // A share the KMS refuses (malformed, or a threshold that does not open the root key) is an error reply, and has
+            // already left through KmsCliException: reaching here, every share was taken.
+            return ExitCodes.Ok;
         }, needsToken: false);
         return command;
+    }
+
+    /// <summary>
+    /// While the KMS is sealed, how far unsealing has come (<c>2 of 3 shares; 1 more needed</c>), so a share holder who is
+    /// not the last sees that their share counted; null once unsealed, or when the reply does not say.
+    /// </summary>
+    private static string? Progress(JsonObject status)
+    {
+        if (status["sealed"] is not JsonValue sealedValue || !sealedValue.TryGetValue<bool>(out var isSealed) || !isSealed
+            || status["progress"] is not JsonValue progressValue || !progressValue.TryGetValue<int>(out var progress)
+            || status["t"] is not JsonValue thresholdValue || !thresholdValue.TryGetValue<int>(out var threshold))
+        {
+            return null;
+        }
+
+        return $"still sealed: {progress} of {threshold} shares; {threshold - progress} more needed to unseal";
     }
 }
