@@ -109,6 +109,37 @@ public class KmsProcessStateTests
         Assert.Equal(ExitCodes.UsageOrInput, (await WithStdinAsync("", () => kms.RunAsync("unseal"))).ExitCode);
     }
 
+    /// <summary>
+    /// <c>morph kms init --output</c>'s file (or a dev KMS's key file) is not a file of shares: sent whole it would be one
+    /// malformed share and a bare 400; it is refused before anything is sent, saying how to take the shares out of it.
+    /// </summary>
+    [Fact]
+    public async Task Unseal_refuses_inits_json_output_with_the_command_that_takes_the_shares_out()
+    {
+        await using var kms = await CliKms.StartFreshAsync();
+        var output = Path.Combine(kms.Directory, "init.json");
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("init", "--key-shares", "3", "--key-threshold", "2", "--output", output)).ExitCode);
+        var keys = JsonNode.Parse(await File.ReadAllTextAsync(output))!["keys_base64"]!.AsArray();
+
+        var file = await kms.RunAsync("unseal", "--key-file", output);
+        Assert.Equal(ExitCodes.UsageOrInput, file.ExitCode);
+        Assert.Contains($"morph: --key-file {output}: JSON, not unseal key shares", file.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"jq -r '.keys_base64[]' {output}", file.Stderr, StringComparison.Ordinal);
+        var piped = await WithStdinAsync(await File.ReadAllTextAsync(output), () => kms.RunAsync("unseal"));
+        Assert.Equal(ExitCodes.UsageOrInput, piped.ExitCode);
+        Assert.Contains("morph: standard input: JSON, not unseal key shares", piped.Stderr, StringComparison.Ordinal);
+        foreach (var refused in new[] { file, piped })
+        {
+            Assert.DoesNotContain(keys[0]!.GetValue<string>(), refused.Stderr + refused.Stdout, StringComparison.Ordinal);
+        }
+
+        // Nothing was submitted: the KMS's progress is untouched, and the shares themselves still unseal.
+        Assert.Contains("0/2", (await kms.RunAsync("status")).Stdout, StringComparison.Ordinal);
+        var shares = string.Join('\n', keys.Select(k => k!.GetValue<string>()));
+        Assert.Equal(ExitCodes.Ok, (await WithStdinAsync(shares, () => kms.RunAsync("unseal"))).ExitCode);
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("status")).ExitCode);
+    }
+
     private static async Task<MorphRunner.Outcome> WithStdinAsync(string input, Func<Task<MorphRunner.Outcome>> run)
     {
         var previous = Console.In;

@@ -27,7 +27,14 @@ public static class KmsUnsealCommand
             }
             else
             {
-                var keys = SecretInput.Lines(SecretInput.Read(parse.GetValue(keyFile), "--key-file", BoundedInput.SecretLimit));
+                var file = parse.GetValue(keyFile);
+                var text = SecretInput.Read(file, "--key-file", BoundedInput.SecretLimit);
+                if (text.TrimStart().StartsWith('{'))
+                {
+                    throw NotShares(SecretInput.IsStandardInput(file) ? SecretInput.StandardInput : $"--key-file {file}", file);
+                }
+
+                var keys = SecretInput.Lines(text);
                 if (keys.Count == 0)
                 {
                     throw KmsCliException.Usage("no unseal key shares given: one per line on standard input or in --key-file");
@@ -63,6 +70,19 @@ public static class KmsUnsealCommand
             return ExitCodes.Ok;
         }, needsToken: false);
         return command;
+    }
+
+    /// <summary>
+    /// The refusal of a JSON object given as the shares: <c>morph kms init --output</c>'s file (<c>keys_base64</c>) or a dev
+    /// KMS's key file (<c>unseal_key_base64</c>), whose lines would otherwise go to the KMS as shares, to be refused with a
+    /// bare 400. It says how to take the shares out, never quoting the input.
+    /// </summary>
+    private static KmsCliException NotShares(string source, string? file)
+    {
+        var name = SecretInput.IsStandardInput(file) ? "init.json" : file;
+        return KmsCliException.Usage($"{source}: JSON, not unseal key shares (`morph kms init --output` writes the shares as keys_base64, "
+            + $"beside the root token): give the shares one per line, e.g. (umask 077; jq -r '.keys_base64[]' {name} > shares.txt) for all of them, "
+            + $"or jq -r '.keys_base64[0]' {name} for the first holder's alone (a dev KMS's key file: jq -r .unseal_key_base64), on standard input or with --key-file");
     }
 
     /// <summary>
