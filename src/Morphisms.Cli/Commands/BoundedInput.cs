@@ -69,5 +69,6 @@ internal static class BoundedInput
         return text.ToString();
     }
 
-    private static string Describe(int limit) => limit % (1024 * 1024) == 0 ? $"{limit / (1024 * 1024)} MiB" : $"{limit / 1024} KiB";
+    /// <summary>A limit as the errors name it (<c>64 KiB</c>, <c>1 MiB</c>).</summary>
+    internal static string Describe(int limit) => limit % (1024 * 1024) == 0 ? $"{limit / (1024 * 1024)} MiB" : $"{limit / 1024} KiB";
 }

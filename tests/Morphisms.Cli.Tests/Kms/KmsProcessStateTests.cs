@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Morphisms.Cli.Commands.Kms;
 
 namespace Morphisms.Cli.Tests.Kms;
 
@@ -140,10 +141,82 @@ public class KmsProcessStateTests
         Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("status")).ExitCode);
     }
 
-    private static async Task<MorphRunner.Outcome> WithStdinAsync(string input, Func<Task<MorphRunner.Outcome>> run)
+    /// <summary>
+    /// At a terminal a secret is read without echo after a prompt on standard error: the prompt never shows what was
+    /// typed, Backspace edits, Enter ends a share or token and Ctrl-D ends secret data; a file is read as ever.
+    /// </summary>
+    [Fact]
+    public async Task At_a_terminal_secrets_are_read_without_echo_after_a_prompt()
+    {
+        await using var fresh = await CliKms.StartFreshAsync();
+        var output = Path.Combine(fresh.Directory, "init.json");
+        Assert.Equal(ExitCodes.Ok, (await fresh.RunAsync("init", "--key-shares", "3", "--key-threshold", "2", "--output", output)).ExitCode);
+        var share = JsonNode.Parse(await File.ReadAllTextAsync(output))!["keys_base64"]![0]!.GetValue<string>();
+
+        // A typo corrected with Backspace, then Enter: one share, its text never written anywhere.
+        var (unseal, prompts) = await AtTerminalAsync(share[..5] + "x\b" + share[5..] + "\r", () => fresh.RunAsync("unseal"));
+        Assert.True(unseal.ExitCode == ExitCodes.Ok, unseal.Stderr);
+        Assert.Contains("still sealed: 1 of 2 shares", unseal.Stdout, StringComparison.Ordinal);
+        Assert.Equal("Unseal key share (input hidden): \n", prompts.ReplaceLineEndings("\n"));
+        Assert.DoesNotContain(share[..5], prompts + unseal.Stdout + unseal.Stderr, StringComparison.Ordinal);
+
+        // A file is a file, terminal or not: no prompt.
+        var shares = Path.Combine(fresh.Directory, "share-2");
+        await File.WriteAllTextAsync(shares, JsonNode.Parse(await File.ReadAllTextAsync(output))!["keys_base64"]![1]!.GetValue<string>());
+        var (fromFile, none) = await AtTerminalAsync("", () => fresh.RunAsync("unseal", "--key-file", shares));
+        Assert.Equal(ExitCodes.Ok, fromFile.ExitCode);
+        Assert.Equal("", none);
+
+        // Secret data runs over lines until Ctrl-D.
+        await using var kms = await CliKms.StartDevAsync();
+        var (put, dataPrompt) = await AtTerminalAsync("{\"api_key\":\r\"typed\"}\u0004", () => kms.RunAsync("kv", "put", "secret/typed"));
+        Assert.True(put.ExitCode == ExitCodes.Ok, put.Stderr);
+        Assert.Equal("Secret data, a JSON object (input hidden; end with Ctrl-D): \n", dataPrompt.ReplaceLineEndings("\n"));
+        Assert.Equal("typed", (await kms.RunAsync("kv", "get", "secret/typed", "--field", "api_key")).Stdout.Trim());
+    }
+
+    /// <summary>
+    /// Runs with standard input a terminal on which <paramref name="typed"/> is typed (\r Enter, \b Backspace, \u0004
+    /// Ctrl-D), returning what was prompted; <see cref="Console.In"/> is empty meanwhile, so reading it instead reads nothing.
+    /// </summary>
+    private static async Task<(MorphRunner.Outcome Outcome, string Prompts)> AtTerminalAsync(string typed, Func<Task<MorphRunner.Outcome>> run)
+    {
+        var keys = new Queue<char>(typed);
+        using var prompts = new StringWriter();
+        var previous = SecretInput.Terminal;
+        SecretInput.Terminal = new SecretTerminal(() => true, () => Key(keys.Dequeue()), () => prompts);
+        try
+        {
+            return (await WithStdinAsync("", run, terminal: true), prompts.ToString());
+        }
+        finally
+        {
+            SecretInput.Terminal = previous;
+        }
+    }
+
+    private static ConsoleKeyInfo Key(char c) => c switch
+    {
+        '\r' => new ConsoleKeyInfo(c, ConsoleKey.Enter, false, false, false),
+        '\b' => new ConsoleKeyInfo(c, ConsoleKey.Backspace, false, false, false),
+        '\u0004' => new ConsoleKeyInfo(c, ConsoleKey.D, false, false, control: true),
+        _ => new ConsoleKeyInfo(c, 0, false, false, false),
+    };
+
+    /// <summary>
+    /// Runs with <paramref name="input"/> as standard input, a pipe unless <paramref name="terminal"/> (whatever the test
+    /// host's own standard input is: run from a terminal, it would be one).
+    /// </summary>
+    private static async Task<MorphRunner.Outcome> WithStdinAsync(string input, Func<Task<MorphRunner.Outcome>> run, bool terminal = false)
     {
         var previous = Console.In;
+        var previousTerminal = SecretInput.Terminal;
         Console.SetIn(new StringReader(input));
+        if (!terminal)
+        {
+            SecretInput.Terminal = previousTerminal with { IsTerminal = () => false };
+        }
+
         try
         {
             return await run();
@@ -151,6 +224,7 @@ public class KmsProcessStateTests
         finally
         {
             Console.SetIn(previous);
+            SecretInput.Terminal = previousTerminal;
         }
     }
 

@@ -20,7 +20,7 @@ public static class KmsKvPutCommand
         KmsAction.Set(command, stdout, stderr, async (parse, kms, json, ct) =>
         {
             var file = parse.GetValue(dataFile);
-            var data = ParseObject(SecretInput.Read(file, "--data-file"), SecretInput.IsStandardInput(file) ? SecretInput.StandardInput : $"--data-file {file}");
+            var data = ParseObject(SecretInput.Read(file, "--data-file", prompt: new HiddenPrompt("Secret data, a JSON object", OneLine: false)), SecretInput.IsStandardInput(file) ? SecretInput.StandardInput : $"--data-file {file}");
             var kv = await KvPath.ResolveAsync(kms, parse.GetValue(path)!, allowEmptyKey: false, ct);
             var body = new JsonObject { ["data"] = data };
             if (parse.GetValue(cas) is { } version)

@@ -28,7 +28,7 @@ public static class KmsUnsealCommand
             else
             {
                 var file = parse.GetValue(keyFile);
-                var text = SecretInput.Read(file, "--key-file", BoundedInput.SecretLimit);
+                var text = SecretInput.Read(file, "--key-file", BoundedInput.SecretLimit, new HiddenPrompt("Unseal key share", OneLine: true));
                 if (text.TrimStart().StartsWith('{'))
                 {
                     throw NotShares(SecretInput.IsStandardInput(file) ? SecretInput.StandardInput : $"--key-file {file}", file);

@@ -36,7 +36,7 @@ internal sealed class TokenTarget
 
         if (fromStdin)
         {
-            var token = SecretInput.Lines(SecretInput.Read(null, "--stdin", BoundedInput.SecretLimit)).FirstOrDefault()
+            var token = SecretInput.Lines(SecretInput.Read(null, "--stdin", BoundedInput.SecretLimit, new HiddenPrompt("Token", OneLine: true))).FirstOrDefault()
                 ?? throw KmsCliException.Usage("--stdin: no token on standard input");
             return ($"auth/token/{operation}", new JsonObject { ["token"] = token });
         }
