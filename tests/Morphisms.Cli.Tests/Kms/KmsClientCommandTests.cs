@@ -65,7 +65,8 @@ public class KmsClientCommandTests
         // Revoking needs an explicit target; the caller's own token is never revoked by default.
         Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("token", "revoke")).ExitCode);
         Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("token", "revoke", "--accessor", accessor)).ExitCode);
-        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("token", "lookup", "--accessor", accessor)).ExitCode);
+        // A revoked accessor is well-formed: the KMS refuses it as it stands now (exit 1), not the command line.
+        Assert.Equal(ExitCodes.Rejected, (await kms.RunAsync("token", "lookup", "--accessor", accessor)).ExitCode);
 
         var self = await kms.RunAsync("token", "lookup");
         Assert.Contains("root", self.Stdout, StringComparison.Ordinal);
@@ -108,7 +109,10 @@ public class KmsClientCommandTests
         Assert.Equal("app/", (await kms.RunAsync("kv", "list", "secret")).Stdout.Trim());
 
         await File.WriteAllTextAsync(data, """{"password":"new"}""");
-        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data, "--cas", "0")).ExitCode);
+        // Check-and-set lost to the write before: a refusal (exit 1), not a usage error.
+        var conflict = await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data, "--cas", "0");
+        Assert.Equal(ExitCodes.Rejected, conflict.ExitCode);
+        Assert.Contains("check-and-set parameter did not match the current version", conflict.Stderr, StringComparison.Ordinal);
         Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data, "--cas", "1")).ExitCode);
         Assert.Equal("correct-horse", (await kms.RunAsync("kv", "get", "secret/app/db", "--version", "1", "--field", "password")).Stdout.Trim());
 

@@ -86,7 +86,11 @@ public class KmsProcessStateTests
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(output));
         var keys = JsonNode.Parse(await File.ReadAllTextAsync(output))!;
         Assert.DoesNotContain(keys["root_token"]!.GetValue<string>(), init.Stdout, StringComparison.Ordinal);
+        // Initialised already: the KMS's refusal (exit 1); the existing --output file stops it first (exit 2).
         Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("init", "--output", output)).ExitCode);
+        var again = await kms.RunAsync("init");
+        Assert.Equal(ExitCodes.Rejected, again.ExitCode);
+        Assert.Contains("Vault is already initialized", again.Stderr, StringComparison.Ordinal);
 
         var first = keys["keys"]![0]!.GetValue<string>();
         var second = keys["keys_base64"]![1]!.GetValue<string>();
@@ -108,6 +112,30 @@ public class KmsProcessStateTests
         Assert.DoesNotContain("root ca", partial.Stdout, StringComparison.Ordinal);
         Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("status")).ExitCode);
         Assert.Equal(ExitCodes.UsageOrInput, (await WithStdinAsync("", () => kms.RunAsync("unseal"))).ExitCode);
+    }
+
+    /// <summary>
+    /// Shares that do not unseal are the KMS refusing them (exit 1, its message, the progress restarted); a share that is
+    /// not one at all (not hex or base64) is the user's input (exit 2).
+    /// </summary>
+    [Fact]
+    public async Task Shares_that_do_not_unseal_exit_1_and_a_malformed_share_exits_2()
+    {
+        await using var kms = await CliKms.StartFreshAsync();
+        var output = Path.Combine(kms.Directory, "init.json");
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("init", "--key-shares", "3", "--key-threshold", "2", "--output", output)).ExitCode);
+        var keys = JsonNode.Parse(await File.ReadAllTextAsync(output))!["keys_base64"]!.AsArray().Select(k => k!.GetValue<string>()).ToList();
+        var wrong = Convert.FromBase64String(keys[1]);
+        wrong[^1] ^= 0x5a;
+
+        var refused = await WithStdinAsync($"{keys[0]}\n{Convert.ToBase64String(wrong)}\n", () => kms.RunAsync("unseal"));
+        Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+        Assert.Contains("unseal failed", refused.Stderr, StringComparison.Ordinal);
+        Assert.Contains("0/2", (await kms.RunAsync("status")).Stdout, StringComparison.Ordinal);
+
+        var malformed = await WithStdinAsync("not a share!\n", () => kms.RunAsync("unseal"));
+        Assert.Equal(ExitCodes.UsageOrInput, malformed.ExitCode);
+        Assert.Contains("the KMS answered 400", malformed.Stderr, StringComparison.Ordinal);
     }
 
     /// <summary>

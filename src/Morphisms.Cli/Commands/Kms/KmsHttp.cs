@@ -14,8 +14,9 @@ namespace Morphisms.Cli.Commands.Kms;
 
 /// <summary>
 /// A small Vault-API client for <c>morph kms</c>: JSON in, status and JSON out, the token in <c>X-Vault-Token</c>.
-/// Failures become <see cref="KmsCliException"/>s: a 400 is the user's input (exit 2), anything else a refusal or
-/// failure (exit 1).
+/// Failures become <see cref="KmsCliException"/>s: a 400 naming the request's input is the user's input (exit 2), and
+/// anything else — a 400 that refuses a well-formed request in the KMS's current state (<see cref="StateRefusals"/>)
+/// included — a refusal or failure (exit 1).
 /// </summary>
 /// <remarks>
 /// Tokens, unseal key shares and secrets travel only where <see cref="MayCarrySecrets"/> allows: https, or plain http to
@@ -37,6 +38,34 @@ public sealed class KmsHttp : IDisposable
 {
     /// <summary>How many 307/308 redirects one request follows (a standby to the active node is one): <see cref="KmsTlsPin.MaxRedirects"/>.</summary>
     public const int MaxRedirects = KmsTlsPin.MaxRedirects;
+
+    /// <summary>
+    /// How the errors of a 400 that refuses a well-formed request in the KMS's current state begin: Vault answers these
+    /// with 400 as it does malformed input, told apart only by the message (which Vault clients match as well). They are
+    /// refusals (exit 1), as a 403 or 404 is: the same command line succeeds against another state, so it is no usage error.
+    /// </summary>
+    internal static readonly string[] StateRefusals =
+    [
+        // init on an initialised KMS, unseal of an uninitialised one.
+        "Vault is already initialized",
+        "Vault is not initialized",
+
+        // A threshold of shares that does not open the root key (the progress restarts).
+        "unseal failed:",
+
+        // kv put --cas N after another write.
+        "check-and-set parameter did not match the current version",
+
+        // token lookup/renew/revoke of a token or accessor revoked or expired since.
+        "invalid accessor",
+        "token not found",
+        "lease is not renewable",
+
+        // token create beyond what the caller's token may grant.
+        "root or sudo privileges required",
+        "root tokens may not be created from a non-root token",
+        "child policies must be subset of parent",
+    ];
 
     private readonly HttpClient _http;
     private readonly string? _token;
@@ -142,10 +171,12 @@ public sealed class KmsHttp : IDisposable
                 return new KmsReply(status, json, raw);
             }
 
-            var errors = json?["errors"] is JsonArray list ? string.Join("; ", list.Select(e => e?.ToString())) : "";
+            var list = json?["errors"] is JsonArray array ? array.Select(e => e?.ToString() ?? string.Empty).ToList() : [];
+            var errors = string.Join("; ", list);
             var redirect = status is >= 300 and < 400 && response.Headers.Location is { } other ? $" (a redirect to {other}, not followed)" : string.Empty;
             var message = $"the KMS answered {status}{redirect}{(errors.Length > 0 ? ": " + errors : string.Empty)}";
-            throw new KmsCliException(status == 400 ? ExitCodes.UsageOrInput : ExitCodes.Rejected, message, raw.Length > 0 ? raw : null);
+            var input = status == 400 && !list.Any(e => StateRefusals.Any(r => e.StartsWith(r, StringComparison.Ordinal)));
+            throw new KmsCliException(input ? ExitCodes.UsageOrInput : ExitCodes.Rejected, message, raw.Length > 0 ? raw : null);
         }
     }
 
