@@ -121,6 +121,14 @@ public class KmsClientCommandTests
         Assert.Equal(ExitCodes.Rejected, gone.ExitCode);
         Assert.Contains("deleted at", gone.Stderr, StringComparison.Ordinal);
 
+        // What delete's help promises: undelete brings a soft-deleted version back, named by its number.
+        Assert.Equal(ExitCodes.UsageOrInput, (await kms.RunAsync("kv", "undelete", "secret/app/db")).ExitCode);
+        var undeleted = await kms.RunAsync("kv", "undelete", "secret/app/db", "--versions", "2");
+        Assert.Equal(ExitCodes.Ok, undeleted.ExitCode);
+        Assert.Equal("secret/app/db: version 2 undeleted", undeleted.Stdout.Trim());
+        Assert.Equal("new", (await kms.RunAsync("kv", "get", "secret/app/db", "--field", "password")).Stdout.Trim());
+        Assert.Equal(ExitCodes.Ok, (await kms.RunAsync("kv", "delete", "secret/app/db")).ExitCode);
+
         await File.WriteAllTextAsync(data, "{not json");
         var bad = await kms.RunAsync("kv", "put", "secret/app/db", "--data-file", data);
         Assert.Equal(ExitCodes.UsageOrInput, bad.ExitCode);
