@@ -24,15 +24,20 @@ public class KmsServerAndAuditCommandTests
 
             var listening = await stdout.WaitForAsync("listening ", TimeSpan.FromSeconds(60));
             var address = listening["listening ".Length..];
-            var token = (await stdout.WaitForAsync("dev mode: root token ", TimeSpan.FromSeconds(10))).Split(' ')[4];
-            var tokenFile = Path.Combine(dir, "token");
-            await File.WriteAllTextAsync(tokenFile, token);
+            // In memory only, the root token is in a 0600 file whose name is printed, never the token itself (stdout goes to
+            // journald and CI logs).
+            var line = await stdout.WaitForAsync("dev mode: the root token is in ", TimeSpan.FromSeconds(10));
+            var tokenFile = line["dev mode: the root token is in ".Length..].Split(' ')[0];
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(tokenFile));
+            Assert.DoesNotContain((await File.ReadAllTextAsync(tokenFile)).Trim(), stdout.All, StringComparison.Ordinal);
 
             Assert.Equal(ExitCodes.Ok, (await MorphRunner.RunAsync("kms", "status", "--address", address)).ExitCode);
             Assert.Equal(ExitCodes.Ok, (await MorphRunner.RunAsync("kms", "function", "list", "--address", address, "--token-file", tokenFile)).ExitCode);
 
             await cts.CancelAsync();
             Assert.Equal(ExitCodes.Ok, await run);
+            // The token dies with the in-memory KMS, and so does its file.
+            Assert.False(File.Exists(tokenFile));
             var warnings = stderr.ToString();
             Assert.Contains("dev mode is enabled", warnings, StringComparison.Ordinal);
             Assert.Contains("simulated TEE", warnings, StringComparison.Ordinal);
@@ -204,7 +209,20 @@ public class KmsServerAndAuditCommandTests
     {
         private readonly BlockingCollection<string> _lines = [];
         private readonly StringBuilder _current = new();
+        private readonly StringBuilder _all = new();
         private readonly Lock _lock = new();
+
+        /// <summary>Everything written so far, consumed lines included.</summary>
+        public string All
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _all.ToString();
+                }
+            }
+        }
 
         public override Encoding Encoding => Encoding.UTF8;
 
@@ -212,6 +230,7 @@ public class KmsServerAndAuditCommandTests
         {
             lock (_lock)
             {
+                _all.Append(value);
                 if (value == '\n')
                 {
                     _lines.Add(_current.ToString().TrimEnd('\r'));

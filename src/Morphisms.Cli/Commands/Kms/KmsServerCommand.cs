@@ -175,25 +175,81 @@ public static class KmsServerCommand
             }
 
             await stdout.WriteLineAsync($"listening {server.BaseAddress}");
-            if (server.DevCredentials is { } credentials)
-            {
-                await stdout.WriteLineAsync(credentials.KeyFile is { } file
-                    ? $"dev mode: the unseal key and root token are in {file}"
-                    : $"dev mode: root token {credentials.RootToken} (in memory only; export it as {KmsConnection.TokenVariable})");
-            }
-
-            await stdout.FlushAsync(CancellationToken.None);
+            DirectoryInfo? tokenDirectory = null;
             try
             {
-                await Task.Delay(Timeout.Infinite, ct);
+                if (server.DevCredentials is { } credentials)
+                {
+                    if (credentials.KeyFile is { } file)
+                    {
+                        await stdout.WriteLineAsync($"dev mode: the unseal key and root token are in {file}");
+                    }
+                    else
+                    {
+                        // Only the path is printed: stdout ends up in journald, CI logs and scrollback, where a root token
+                        // would outlive the KMS. The file goes with the KMS, whose token it is (in memory only).
+                        (tokenDirectory, var tokenFile) = WriteRootToken(credentials.RootToken);
+                        await stdout.WriteLineAsync($"dev mode: the root token is in {tokenFile} (mode 0600, removed when the KMS stops): pass --token-file {tokenFile}");
+                    }
+                }
+
+                await stdout.FlushAsync(CancellationToken.None);
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Interrupted: dispose seals the KMS (wiping keys) and stops listening.
+                }
             }
-            catch (OperationCanceledException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // Interrupted: dispose seals the KMS (wiping keys) and stops listening.
+                await stderr.WriteLineAsync($"morph: dev mode: the root token could not be written to a file: {e.Message}");
+                return ExitCodes.Rejected;
+            }
+            finally
+            {
+                try
+                {
+                    tokenDirectory?.Delete(recursive: true);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    await stderr.WriteLineAsync($"morph: dev mode: could not remove {tokenDirectory!.FullName}: {e.Message}");
+                }
             }
         }
 
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Writes a dev KMS's root token to <c>root-token</c> (mode 0600, <see cref="PrivateFile"/>) in a new directory only
+    /// this user may enter, under the temporary directory, and returns both.
+    /// </summary>
+    private static (DirectoryInfo Directory, string File) WriteRootToken(string rootToken)
+    {
+        var directory = Directory.CreateTempSubdirectory("morph-kms-dev-");
+        try
+        {
+            var file = Path.Combine(directory.FullName, "root-token");
+            try
+            {
+                PrivateFile.Write(file, rootToken + "\n");
+            }
+            catch (FileNotDurableException)
+            {
+                // Written; whether its name would survive a power cut does not matter for a token that dies with this process.
+            }
+
+            return (directory, file);
+        }
+        catch
+        {
+            directory.Delete(recursive: true);
+            throw;
+        }
     }
 
     /// <summary>
