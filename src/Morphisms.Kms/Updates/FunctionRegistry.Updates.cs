@@ -141,6 +141,10 @@ internal sealed partial class FunctionRegistry
     /// also brings the tombstone back as the function (its other pending updates were proposed for the deleted one and
     /// are cancelled), and a purge marks the tombstone for removal.
     /// </summary>
+    /// <exception cref="KmsException">
+    /// 400 when the owners and threshold it would leave require more approvals than there are owners (nothing is
+    /// written; the update stays pending).
+    /// </exception>
     private static (FunctionRecord, PendingUpdate) Apply(FunctionRecord record, PendingUpdate update, DateTimeOffset now)
     {
         if (update.Kind == UpdateKind.Purge)
@@ -148,6 +152,19 @@ internal sealed partial class FunctionRegistry
             return record.IsTombstone
                 ? (record, update with { Status = UpdateStatus.Applied, ResolvedTime = now })
                 : throw KmsException.BadRequest($"function {record.Name} is registered again: a purge only removes a tombstone (cancel update {update.Id})");
+        }
+
+        // A proposal was checked against the owners and threshold in force when it was made, and another update applied
+        // since may have changed either (owners A, B, C with M = 2: one update drops C, another raises M to 3). Applied
+        // both, M would exceed the owners, and no update — not even one lowering M — could gather M approvals again.
+        var owners = update.Owners ?? record.Owners;
+        var required = update.ApprovalsRequired ?? record.ApprovalsRequired;
+        if (required > owners.Count)
+        {
+            throw StrictObject.Invalid(update.ApprovalsRequired is not null ? "approvals_required" : "owners",
+                $"approvals_required not above the number of owners: applying update {update.Id} now would require {required} approvals of {owners.Count} owners, "
+                + $"since an update applied after it was proposed changed the {(update.ApprovalsRequired is not null ? "owners" : "threshold")}; it stays pending, unapplied "
+                + $"(cancel it: DELETE morphisms/functions/{record.Name}/updates/{update.Id})");
         }
 
         var revisions = update.ReferenceValues is { } values ? Revise(record, values, now) : record.Revisions;
@@ -161,8 +178,8 @@ internal sealed partial class FunctionRegistry
         var changed = record with
         {
             Revisions = revisions,
-            Owners = update.Owners ?? record.Owners,
-            ApprovalsRequired = update.ApprovalsRequired ?? record.ApprovalsRequired,
+            Owners = owners,
+            ApprovalsRequired = required,
             SecretPath = update.SecretPath ?? record.SecretPath,
             FormerSecretPaths = moves ? [.. record.FormerSecretPaths.Where(p => p != update.SecretPath).Append(record.EffectiveSecretPath).Distinct()] : record.FormerSecretPaths,
             DeletedTime = update.Kind == UpdateKind.Restore ? null : record.DeletedTime,

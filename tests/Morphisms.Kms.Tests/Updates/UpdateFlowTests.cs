@@ -131,6 +131,40 @@ public sealed class UpdateFlowTests : IDisposable
     }
 
     [Fact]
+    public async Task Two_updates_each_valid_alone_cannot_leave_more_approvals_required_than_owners()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await OwnedFunction.RegisterAsync(c);
+        var alice = await OwnedFunction.OwnerTokenAsync(c, "alice");
+        var bob = await OwnedFunction.OwnerTokenAsync(c, "bob");
+
+        // Each checked against three owners and M = 2 when proposed: update 1 drops an owner, update 2 raises M to 3.
+        Assert.Equal(1, (await c.PutAsync("morphisms/functions/signer", new { owners = new[] { "alice", "bob" } })).Expect(200).Data["pending_update"]!["id"]!.GetValue<int>());
+        Assert.Equal(2, (await c.PutAsync("morphisms/functions/signer", new { approvals_required = 3 })).Expect(200).Data["pending_update"]!["id"]!.GetValue<int>());
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
+        Assert.Equal("applied", (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200).Data["status"]!.GetValue<string>());
+
+        // Applying update 2 now would need 3 approvals of 2 owners for good: refused, naming the field, nothing written.
+        (await c.PostAsync("morphisms/functions/signer/updates/2/approve", null, alice)).Expect(200);
+        var refused = (await c.PostAsync("morphisms/functions/signer/updates/2/approve", null, bob)).Expect(400);
+        Assert.Contains("'approvals_required'", refused.Errors[0], StringComparison.Ordinal);
+        Assert.Contains("3 approvals of 2 owners", refused.Errors[0], StringComparison.Ordinal);
+        var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
+        Assert.Equal(2, function["approvals_required"]!.GetValue<int>());
+        Assert.Equal(["alice", "bob"], function["owners"]!.AsArray().Select(o => o!.GetValue<string>()));
+        var update = (await c.GetAsync("morphisms/functions/signer/updates/2", alice)).Expect(200).Data;
+        Assert.Equal("pending", update["status"]!.GetValue<string>());
+        Assert.Equal(["alice"], update["approvals"]!.AsArray().Select(a => a!["owner"]!.GetValue<string>()));
+
+        // The owners still govern the function: they cancel it, and another change gathers their two approvals.
+        Assert.Equal("cancelled", (await c.DeleteAsync("morphisms/functions/signer/updates/2", alice)).Expect(200).Data["status"]!.GetValue<string>());
+        (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp))).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/3/approve", null, alice)).Expect(200);
+        Assert.Equal("applied", (await c.PostAsync("morphisms/functions/signer/updates/3/approve", null, bob)).Expect(200).Data["status"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task Retiring_a_revision_revokes_its_tokens_and_certificates_and_refuses_its_measurement()
     {
         await using var kms = await StartAsync();
