@@ -86,7 +86,7 @@ internal sealed partial class FunctionRegistry
     /// Proposes removing a tombstone for good (M of its owners must approve); answers the purge already pending
     /// instead of proposing a second one.
     /// </summary>
-    /// <exception cref="KmsException">404 no tombstone, 400 too many pending updates.</exception>
+    /// <exception cref="KmsException">404 no tombstone, 400 too many pending updates or a path it holds not empty (<see cref="RequireReleasedPathsEmptyAsync"/>).</exception>
     public async Task<(FunctionRecord Tombstone, PendingUpdate Update, bool Proposed)> ProposePurgeAsync(string name, CancellationToken ct)
     {
         await _writes.WaitAsync(ct).ConfigureAwait(false);
@@ -104,6 +104,7 @@ internal sealed partial class FunctionRegistry
                 throw KmsException.BadRequest($"function {name} already has {MaxPendingUpdates} pending updates: approve or cancel some first");
             }
 
+            await RequireReleasedPathsEmptyAsync(tombstone, ct).ConfigureAwait(false);
             var now = time.GetUtcNow();
             var update = new PendingUpdate { Id = tombstone.NextUpdateId, Kind = UpdateKind.Purge, Status = UpdateStatus.Pending, CreatedTime = now };
             var changed = tombstone with { Updates = KeepRecent([.. tombstone.Updates, update]), NextUpdateId = tombstone.NextUpdateId + 1, UpdatedTime = now };
@@ -144,13 +145,45 @@ internal sealed partial class FunctionRegistry
         await LastRevisionAsync(name, await storage.GetJsonAsync<DeletedName>(DeletedPrefix + name, ct).ConfigureAwait(false), null, ct).ConfigureAwait(false);
 
     /// <summary>The purge of <paramref name="tombstone"/>: gone, with its last revision kept in the name's mark (a tombstone from before marks were kept has none).</summary>
+    /// <exception cref="KmsException">400 a path it holds is not empty (<see cref="RequireReleasedPathsEmptyAsync"/>), nothing written.</exception>
     private async Task PurgeAsync(FunctionRecord tombstone, CancellationToken ct)
     {
+        // Checked again as it applies: its owners (or root) may have written one of its paths since the proposal.
+        await RequireReleasedPathsEmptyAsync(tombstone, ct).ConfigureAwait(false);
         var marked = await storage.GetJsonAsync<DeletedName>(DeletedPrefix + tombstone.Name, ct).ConfigureAwait(false);
         var last = Math.Max(marked?.LastRevision ?? 0, tombstone.Revisions.Max(r => (int?)r.Revision) ?? 0);
         var mark = marked is not null && marked.LastRevision >= last ? null
             : SecureStorageJson.ToJson(new DeletedName { LastRevision = last, DeletedTime = tombstone.DeletedTime ?? time.GetUtcNow() });
         await storage.TransactAsync(mark is null ? [(TombstonePrefix + tombstone.Name, null)] : [(TombstonePrefix + tombstone.Name, null), (DeletedPrefix + tombstone.Name, mark)], ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Refuses (400 naming them, nothing written) to purge <paramref name="tombstone"/> while a path it holds — its
+    /// approved one, those it moved away from, those of its pending moves — has a KV key, even a deleted or destroyed one
+    /// (its metadata), as a move goes only to an empty path. The purge releases these paths: nothing guards them after
+    /// it, so the host could register the name afresh without owners, naming one, and its own code would read the
+    /// deleted function's secrets (or any policy it writes would). The owners, who manage them, delete the keys first.
+    /// A path another owned function holds (only in a registry written before paths were exclusive) stays guarded and
+    /// is not asked for.
+    /// </summary>
+    private async Task RequireReleasedPathsEmptyAsync(FunctionRecord tombstone, CancellationToken ct)
+    {
+        var holders = await OwnedBundlesAsync(ct).ConfigureAwait(false);
+        List<string> kept = [];
+        foreach (var path in PathsHeldBy(tombstone).Select(p => p.Path).Distinct(StringComparer.Ordinal))
+        {
+            if ((!holders.TryGetValue(path, out var holder) || holder.Name == tombstone.Name) && await kvKeyExists(path, ct).ConfigureAwait(false))
+            {
+                kept.Add(path);
+            }
+        }
+
+        if (kept.Count > 0)
+        {
+            throw KmsException.BadRequest($"function {tombstone.Name}'s tombstone still holds KV keys at {string.Join(", ", kept)}: a purge releases the paths, "
+                + "after which nothing keeps the deleted function's secrets from a function registered afresh under the name (or any policy); "
+                + "its owners delete each key's metadata first (DELETE on its metadata/ path), then the purge can be proposed or approved");
+        }
     }
 
     /// <summary>

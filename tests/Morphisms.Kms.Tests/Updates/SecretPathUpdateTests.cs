@@ -280,6 +280,50 @@ public sealed class SecretPathUpdateTests : IDisposable
         Assert.Equal([HostChosen], function["former_secret_paths"]!.AsArray().Select(n => n!.GetValue<string>()));
     }
 
+    [Fact]
+    public async Task A_purge_does_not_release_paths_that_still_hold_the_deleted_functions_secrets()
+    {
+        await using var kms = await StartAsync();
+        var c = kms.Client;
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await HostWritingKvAsync(c);
+        var alice = await OwnerWritingKvAsync(c, "alice");
+        var bob = await OwnerWritingKvAsync(c, "bob");
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200);
+        (await c.PostAsync(HostChosen, new { data = new { key = "moved" } }, alice)).Expect(200);
+        (await c.DeleteAsync("morphisms/functions/signer", host)).Expect(200);
+
+        // Both the bundle and the path it left hold secrets: no purge is proposed, and the tombstone stays.
+        var refused = Assert.Single((await c.DeleteAsync("morphisms/functions/signer/tombstone", host)).Expect(400).Errors);
+        Assert.Contains($"KV keys at {HostChosen}, {Approved}:", refused, StringComparison.Ordinal);
+        Assert.Empty((await c.GetAsync("morphisms/functions/signer/tombstone")).Expect(200).Data["pending_updates"]!.AsArray());
+
+        // The owners empty them and a purge is proposed; a key written again before it applies refuses the approval
+        // that would apply it (nothing written, the purge still pending).
+        (await c.DeleteAsync("secret/metadata/signer", alice)).Expect(204);
+        (await c.DeleteAsync("secret/metadata/host-chosen", alice)).Expect(204);
+        var purge = (await c.DeleteAsync("morphisms/functions/signer/tombstone", host)).Expect(200).Data["id"]!.GetValue<int>();
+        (await c.PostAsync(Approved, new { data = new { key = "approved" } }, alice)).Expect(200);
+        (await c.PostAsync($"morphisms/functions/signer/updates/{purge}/approve", null, alice)).Expect(200);
+        refused = Assert.Single((await c.PostAsync($"morphisms/functions/signer/updates/{purge}/approve", null, bob)).Expect(400).Errors);
+        Assert.Contains($"KV keys at {Approved}:", refused, StringComparison.Ordinal);
+        Assert.Equal("pending", (await c.GetAsync($"morphisms/functions/signer/updates/{purge}", alice)).Expect(200).Data["status"]!.GetValue<string>());
+        (await c.GetAsync("morphisms/functions/signer/tombstone")).Expect(200);
+
+        // Emptied again, the purge applies; the host registers the name afresh without owners at the old path, and its
+        // instance finds nothing there.
+        (await c.DeleteAsync("secret/metadata/signer", alice)).Expect(204);
+        Assert.Equal("applied", (await c.PostAsync($"morphisms/functions/signer/updates/{purge}/approve", null, bob)).Expect(200).Data["status"]!.GetValue<string>());
+        (await c.GetAsync("morphisms/functions/signer/tombstone")).Expect(404);
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(Approved), host)).Expect(200);
+        using var instance = new FunctionInstance();
+        var token = (await OwnedFunction.LoginAsync(c, instance, FunctionInstance.SnpMeasurement)).Expect(200).Auth["client_token"]!.GetValue<string>();
+        (await c.GetAsync(Approved, token)).Expect(404);
+        (await c.GetAsync(HostChosen, token)).Expect(404);
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>
