@@ -24,6 +24,9 @@ internal sealed partial class AttestBackend : ILogicalBackend
     /// <summary>The token metadata naming the function the instance attested as.</summary>
     public const string FunctionMetadataKey = "function";
 
+    /// <summary>The token metadata naming the revision whose reference values the instance matched.</summary>
+    public const string RevisionMetadataKey = "revision";
+
     private readonly KmsMetrics _metrics;
     private readonly ChallengeStore _challenges;
     private readonly LoginAppraiser _appraiser;
@@ -186,7 +189,7 @@ internal sealed partial class AttestBackend : ILogicalBackend
                     ["tee"] = result.Tee.ToWireName(),
                     ["measurement"] = measurement,
                     ["simulated"] = simulated,
-                    ["revision"] = revision.Revision.ToString(CultureInfo.InvariantCulture),
+                    [RevisionMetadataKey] = revision.Revision.ToString(CultureInfo.InvariantCulture),
                 },
                 Ttl = TimeSpan.FromSeconds(function.TokenTtl),
                 ExplicitMaxTtl = TimeSpan.FromSeconds(function.TokenMaxTtl),

@@ -44,7 +44,9 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
     /// Creates or updates a function. Fields the spec leaves out keep their value; new reference values that differ
     /// from the current revision's become a new active revision and the older ones are superseded. When the function
     /// requires owner approval, changes to reference values, owners, the threshold or the secret path become a pending
-    /// update instead and only the other fields (policies, TTLs) change now. A tombstoned name is the deleted function:
+    /// update instead and only the other fields (policies, TTLs) change now. A write that makes a function without
+    /// required approvals owned retires every revision but the one in force (see <see cref="FunctionWrite.Retired"/>).
+    /// A tombstoned name is the deleted function:
     /// a write that changes none of the gated fields registers it again at once, any other becomes a pending
     /// <see cref="UpdateKind.Restore"/>.
     /// </summary>
@@ -114,6 +116,18 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
                 throw missingFloor;
             }
 
+            // Made owned by this write, which applies at once (there is no one to ask yet): the revisions before the one
+            // in force were never the owners' to approve, and their instances (the host's own code, say) hold tokens
+            // that would read the bundle the owners write next. Retired here, in the same write; the caller revokes
+            // their credentials.
+            List<int> retired = [];
+            if (existing is { ApprovalsRequired: 0 } && record.ApprovalsRequired > 0)
+            {
+                var inForce = record.Current?.Revision;
+                retired = [.. record.Revisions.Where(r => r.Revision != inForce && r.Status != RevisionStatus.Retired).Select(r => r.Revision)];
+                record = record with { Revisions = [.. record.Revisions.Select(r => retired.Contains(r.Revision) ? r with { Status = RevisionStatus.Retired, RetiredTime = now } : r)] };
+            }
+
             List<int> cancelled = [];
             var restored = existing is { IsTombstone: true } && !record.IsTombstone;
             if (restored)
@@ -131,7 +145,7 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
             }
 
             await SaveAsync(record, existing?.IsTombstone == true, ct).ConfigureAwait(false);
-            return new FunctionWrite(record, proposed, restored, cancelled, repeated);
+            return new FunctionWrite(record, proposed, restored, cancelled, repeated, retired);
         }
         finally
         {
@@ -188,4 +202,8 @@ internal sealed partial class FunctionRegistry(ISecureStorage storage, TimeProvi
 /// <param name="Restored">Whether the write registered a tombstoned function again.</param>
 /// <param name="CancelledUpdates">Pending updates of the tombstone cancelled because it came back.</param>
 /// <param name="Repeated">Whether <paramref name="Proposed"/> was already pending (the write repeated it).</param>
-internal sealed record FunctionWrite(FunctionRecord Record, PendingUpdate? Proposed, bool Restored, IReadOnlyList<int> CancelledUpdates, bool Repeated = false);
+/// <param name="Retired">
+/// Revisions the write retired: it made the function owned, and those before the revision in force were never
+/// approved by its owners. Their tokens and certificates are still to be revoked.
+/// </param>
+internal sealed record FunctionWrite(FunctionRecord Record, PendingUpdate? Proposed, bool Restored, IReadOnlyList<int> CancelledUpdates, bool Repeated = false, IReadOnlyList<int>? Retired = null);

@@ -28,7 +28,7 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
         Routes.Add(
             new Route("morphisms/functions/name", "functions/(?<name>[^/]+)") { Sudo = true, Existence = ExistsAsync },
             (Operation.Read, ReadAsync),
-            (Operation.Update, (r, m, ct) => WriteAsync(r, m, core.Options.MaxTokenTtl, ct)),
+            (Operation.Update, (r, m, ct) => WriteAsync(r, m, retirement, core.Options.MaxTokenTtl, ct)),
             (Operation.Delete, (r, m, ct) => DeleteAsync(r, m, retirement, core.Options.TimeProvider, ct)));
         Updates.UpdateRoutes.Register(Routes, retirement);
         Updates.Tombstones.Register(Routes);
@@ -68,12 +68,29 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             : KmsException.NotFound();
     }
 
-    private static async Task<KmsResponse?> WriteAsync(KmsRequest request, RouteMatch match, TimeSpan maxTokenTtl, CancellationToken ct)
+    private static async Task<KmsResponse?> WriteAsync(KmsRequest request, RouteMatch match, Updates.FunctionRetirement retirement, TimeSpan maxTokenTtl, CancellationToken ct)
     {
         var name = FunctionRegistry.ValidName(match["name"]);
         var spec = FunctionSpec.Parse(request.Fields);
         var state = request.RequireState();
-        var (record, proposed, restored, cancelled, repeated) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
+        var (record, proposed, restored, cancelled, repeated, retired) = await state.Functions.PutAsync(name, spec, maxTokenTtl, ct).ConfigureAwait(false);
+
+        // The write made the function owned and retired the revisions its owners never approved: what they were issued
+        // goes, as for a retirement by the owners. Should this stop short, the bundle guard still refuses those tokens
+        // (their revision is retired), and retiring each again (revisions/N/retire) finishes it.
+        foreach (var revision in retired ?? [])
+        {
+            var (_, tokens, certificates) = await retirement.RetireAsync(state, name, revision, ct).ConfigureAwait(false);
+            state.Audit?.Event("function-revision-retired", request, new JsonObject
+            {
+                ["function"] = name,
+                ["revision"] = revision,
+                ["by_owner"] = null,
+                ["reason"] = "the function was made owned: its owners never approved this revision",
+                ["tokens_revoked"] = tokens,
+                ["certificates_revoked"] = certificates,
+            });
+        }
         var data = FunctionJson.Of(record);
         if (!repeated)
         {

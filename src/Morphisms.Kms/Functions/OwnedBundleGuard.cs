@@ -1,3 +1,4 @@
+using System.Globalization;
 using Morphisms.Kms.Attest;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Kv;
@@ -12,7 +13,7 @@ namespace Morphisms.Kms.Functions;
 /// bundle path, and read or overwrite that bundle from an instance it attests: owner approval would guard what a
 /// function runs but not what it is given. So, on KV requests that are not root's, the approved path of an owned
 /// function (and every KV route of that key: data, metadata, delete, undelete, destroy) is reachable only by that
-/// function's own attest-login tokens, to read its data, and by its owners' tokens (<c>morphisms_owner</c>), to manage
+/// function's own attest-login tokens of a revision it has not retired, to read its data, and by its owners' tokens (<c>morphisms_owner</c>), to manage
 /// it. The registry never gives an owned function a path another holds (<c>FunctionRegistry.RequireUnheldAsync</c>).
 /// </summary>
 internal static class OwnedBundleGuard
@@ -38,7 +39,12 @@ internal static class OwnedBundleGuard
             return;
         }
 
-        var ownInstance = token.Path == AttestBackend.LoginPath && token.Meta.TryGetValue(AttestBackend.FunctionMetadataKey, out var name) && name == function.Name;
+        // Of a revision the function holds and has not retired: retiring one revokes its tokens afterwards, and one
+        // retired as the function was made owned (approved by no owner) must not read what the owners write next,
+        // should that revocation stop short. A token of a deleted function of the same name matches no revision.
+        var ownInstance = token.Path == AttestBackend.LoginPath && token.Meta.TryGetValue(AttestBackend.FunctionMetadataKey, out var name) && name == function.Name
+            && token.Meta.TryGetValue(AttestBackend.RevisionMetadataKey, out var text) && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var revision)
+            && function.Revisions.Exists(r => r.Revision == revision && r.Status != RevisionStatus.Retired);
         if (ownInstance && request.Operation == Operation.Read && request.RelativePath.StartsWith("data/", StringComparison.Ordinal))
         {
             return;

@@ -1,4 +1,5 @@
 using Morphisms.Attestation;
+using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Tests.Updates;
 
@@ -220,6 +221,55 @@ public sealed class OwnedBundleTests
         (await c.GetAsync(Bundle, admin)).Expect(403);
     }
 
+    /// <summary>
+    /// The host registers signer without owners, with code of its own, keeps a token of its instance, then writes the
+    /// good values with owners, which applies at once: the earlier revision is retired and its token revoked — and
+    /// should that revocation stop short (<paramref name="revocationFails"/>), the bundle guard still refuses the token.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Instances_of_code_from_before_the_function_was_owned_do_not_read_the_bundle(bool revocationFails)
+    {
+        var audit = Path.Combine(Directory.CreateTempSubdirectory("kms-owned-bundle-").FullName, "audit.log");
+        var storage = new FailingIndexStorage();
+        await using var kms = await TestKms.StartUnsealedAsync(o => SimulatedTees.TrustingSimulated(o) with { AuditLogPath = audit }, physical: storage);
+        var c = kms.Client;
+        var host = await HostWritingPoliciesAsync(c);
+        (await c.PutAsync("sys/policies/acl/morph-fn-signer", new { policy = $$"""path "{{Bundle}}" { capabilities = ["read"] }""" }, host)).Expect(204);
+        (await c.PutAsync("morphisms/functions/signer", new { policies = new[] { "morph-fn-signer" }, simulated = new { snp = new[] { Hex.Of(OwnedFunction.NewSnp) } } }, host)).Expect(200);
+        using var instance = new FunctionInstance();
+        var early = await LoginAsync(c, instance, "signer", OwnedFunction.NewSnp);
+
+        storage.FailIndexListing = revocationFails;
+        var write = await c.PutAsync("morphisms/functions/signer", new
+        {
+            owners = new[] { "alice", "bob" },
+            approvals_required = 2,
+            simulated = new { snp = new[] { Hex.Of(FunctionInstance.SnpMeasurement) } },
+        }, host);
+        Assert.Equal(revocationFails ? 500 : 200, write.Status);
+        (await c.PostAsync(Bundle, new { data = new { key = "approved" } })).Expect(200);
+
+        var refused = Assert.Single((await c.GetAsync(Bundle, early)).Expect(403).Errors);
+        Assert.Equal(["retired", "active"], (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data["revisions"]!.AsArray().Select(r => r!["status"]!.GetValue<string>()));
+        if (revocationFails)
+        {
+            // The token is still valid, but its revision is retired: the guard refuses it; retiring again revokes it.
+            Assert.Contains("secret bundle of function 'signer'", refused, StringComparison.Ordinal);
+            (await c.PostAsync("auth/token/lookup", new { token = early })).Expect(200);
+            Assert.Equal(1, (await c.PostAsync("morphisms/functions/signer/revisions/1/retire")).Expect(200).Data["tokens_revoked"]!.GetValue<int>());
+        }
+
+        (await c.PostAsync("auth/token/lookup", new { token = early })).Expect(403);
+        var approved = await LoginAsync(c, instance, "signer", FunctionInstance.SnpMeasurement);
+        Assert.Equal("approved", (await c.GetAsync(Bundle, approved)).Expect(200).Data["data"]!["key"]!.GetValue<string>());
+        var nonce = await AttestFlow.ChallengeAsync(c, "signer");
+        Assert.Contains("revision retired", Assert.Single((await AttestFlow.LoginAsync(c, "snp", instance.SnpReport(nonce, OwnedFunction.NewSnp), nonce, instance.CsrPem, "signer")).Expect(403).Errors), StringComparison.Ordinal);
+        Assert.Contains("\"type\":\"function-revision-retired\"", await File.ReadAllTextAsync(audit), StringComparison.Ordinal);
+        Directory.Delete(Path.GetDirectoryName(audit)!, recursive: true);
+    }
+
     /// <summary>The serving host's token as a deploy needs it: the registry and the ACL policies it writes.</summary>
     private static async Task<string> HostWritingPoliciesAsync(VaultHttp c)
     {
@@ -239,5 +289,36 @@ public sealed class OwnedBundleTests
         var nonce = await AttestFlow.ChallengeAsync(c, function);
         var login = (await AttestFlow.LoginAsync(c, "snp", instance.SnpReport(nonce, measurement), nonce, instance.CsrPem, function)).Expect(200);
         return login.Auth["client_token"]!.GetValue<string>();
+    }
+
+    /// <summary>In-memory storage whose listings of signer's issued index fail while <see cref="FailIndexListing"/> is set (a revocation cut short).</summary>
+    private sealed class FailingIndexStorage : IPhysicalStorage
+    {
+        public InMemoryStorage Inner { get; } = new();
+
+        public bool FailIndexListing { get; set; }
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
+
+        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => Inner.PutAsync(key, value, cancellationToken);
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => Inner.DeleteAsync(key, cancellationToken);
+
+        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => Inner.TransactAsync(operations, cancellationToken);
+
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+        {
+            if (FailIndexListing && prefix.StartsWith("morphisms/issued/signer/", StringComparison.Ordinal))
+            {
+                FailIndexListing = false;
+                throw new IOException("simulated: the node stopped");
+            }
+
+            return Inner.ListAsync(prefix, cancellationToken);
+        }
+
+        public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }
