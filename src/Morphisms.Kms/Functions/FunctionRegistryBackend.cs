@@ -218,20 +218,27 @@ internal sealed class FunctionRegistryBackend : ILogicalBackend
             return null;
         }
 
+        // The tombstone is committed: audited before the revocation, which may fail (a 503 past its bound, a seal, a
+        // storage error) and be finished by a DELETE again — which finds no record to tombstone, so the event and the
+        // updates the deletion cancelled would be recorded nowhere.
+        if (deletion.Tombstone is { } committed)
+        {
+            state.Audit?.Event("function-tombstoned", request, new JsonObject
+            {
+                ["function"] = name,
+                ["owners"] = JsonValues.Strings(committed.Owners),
+                ["approvals_required"] = committed.ApprovalsRequired,
+                ["current_revision"] = committed.Current?.Revision ?? 0,
+                ["cancelled_updates"] = new JsonArray([.. deletion.CancelledUpdates.Select(id => (JsonNode)id)]),
+            });
+        }
+
         await RevokeAllAsync(state, retirement, name, deletion.Record, deletion.LastRevision, time).ConfigureAwait(false);
         if (deletion.Tombstone is not { } tombstone)
         {
             return null;
         }
 
-        state.Audit?.Event("function-tombstoned", request, new JsonObject
-        {
-            ["function"] = name,
-            ["owners"] = JsonValues.Strings(tombstone.Owners),
-            ["approvals_required"] = tombstone.ApprovalsRequired,
-            ["current_revision"] = tombstone.Current?.Revision ?? 0,
-            ["cancelled_updates"] = new JsonArray([.. deletion.CancelledUpdates.Select(id => (JsonNode)id)]),
-        });
         var response = KmsResponse.WithData(new JsonObject
         {
             ["name"] = name,

@@ -87,6 +87,31 @@ public sealed class DeletionRevocationTests : IDisposable
     }
 
     /// <summary>
+    /// An owned function's deletion commits its tombstone and then fails to revoke (the node stopped): the tombstone,
+    /// with the updates it cancelled, is audited all the same, and once — a DELETE again finds no record to tombstone.
+    /// </summary>
+    [Fact]
+    public async Task A_tombstone_is_audited_with_its_cancelled_updates_although_the_revocation_after_it_failed()
+    {
+        var storage = new FaultStorage();
+        await using var kms = await StartAsync(storage);
+        var c = kms.Client;
+        await OwnedFunction.RegisterAsync(c);
+        (await c.PutAsync("morphisms/functions/signer", OwnedFunction.Values(OwnedFunction.NewSnp))).Expect(200);
+        var (token, _) = await LoginAsync(c);
+
+        storage.FailRevocationOnce();
+        Assert.Equal(500, (await c.DeleteAsync("morphisms/functions/signer")).Status);
+        (await c.GetAsync("morphisms/functions/signer/tombstone")).Expect(200);
+        (await c.PostAsync("auth/token/lookup", new { token })).Expect(200);
+        (await c.DeleteAsync("morphisms/functions/signer")).Expect(204);
+        (await c.PostAsync("auth/token/lookup", new { token })).Expect(403);
+
+        var tombstoned = Assert.Single(await File.ReadAllLinesAsync(Path.Combine(_dir, "audit.log")), l => l.Contains("\"type\":\"function-tombstoned\"", StringComparison.Ordinal));
+        Assert.Contains("\"cancelled_updates\":[1]", tombstoned, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// The name is registered afresh and an instance logs in while a deletion's revocation walks the issued index: the
     /// deletion's own (<paramref name="retry"/> false) or a DELETE again finishing one that was cut short (true). The
     /// walk revokes what the deleted function was issued and nothing of the new function's.
