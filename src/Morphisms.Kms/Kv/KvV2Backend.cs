@@ -435,6 +435,9 @@ internal sealed class KvV2Backend : ILogicalBackend
                 var ops = meta.Versions.Keys.Select(v => (VersionKey(path, v), (byte[]?)null)).ToList();
                 ops.Add((MetadataKey(path), null));
                 await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+
+                // Parked readers end with a 404 now (KvWatch: the key's versions fell below what they first read).
+                _watch.Notify(_watchPrefix + path);
             }
 
             return null;

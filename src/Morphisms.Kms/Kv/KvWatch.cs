@@ -26,8 +26,9 @@ internal sealed class KvWatch(int maxWaiters, TimeProvider time) : IDisposable
 
     /// <summary>
     /// Runs <paramref name="read"/> until <paramref name="version"/> of its result exceeds <paramref name="after"/>,
-    /// re-reading after each write to <paramref name="key"/>; at the end of <paramref name="wait"/> (or on seal)
-    /// returns the last read as it is.
+    /// or falls below the first read's (the key's metadata was deleted: its numbering starts again, so waiting for
+    /// more would wait out the whole wait, and then answer what is there anyway), re-reading after each write to
+    /// <paramref name="key"/>; at the end of <paramref name="wait"/> (or on seal) returns the last read as it is.
     /// </summary>
     /// <exception cref="KmsException">429 when the KMS-wide limit of parked readers is reached.</exception>
     public async Task<T> WaitAsync<T>(string key, long after, TimeSpan wait, Func<Task<T>> read, Func<T, long> version, CancellationToken ct)
@@ -53,6 +54,7 @@ internal sealed class KvWatch(int maxWaiters, TimeProvider time) : IDisposable
         {
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _closing.Token);
             var deadline = time.GetUtcNow() + wait;
+            long? first = null;
             while (true)
             {
                 // Take the signal before reading: a write that commits after the read completes this very signal.
@@ -63,8 +65,10 @@ internal sealed class KvWatch(int maxWaiters, TimeProvider time) : IDisposable
                 }
 
                 var result = await read().ConfigureAwait(false);
+                var current = version(result);
+                first ??= current;
                 var left = deadline - time.GetUtcNow();
-                if (version(result) > after || left <= TimeSpan.Zero || linked.IsCancellationRequested)
+                if (current > after || current < first || left <= TimeSpan.Zero || linked.IsCancellationRequested)
                 {
                     return result;
                 }

@@ -50,6 +50,22 @@ public sealed class KvLongPollTests
     }
 
     [Fact]
+    public async Task Deleting_the_keys_metadata_answers_a_parked_read_with_a_404_at_once()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
+        var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=300s");
+        await WaitForWaitersAsync(kms, 1);
+
+        // Its versions are gone and a key written there again numbers from 1: waiting for more than 1 would wait out
+        // the whole 5 minutes. The clock does not move here, so only the delete can answer it.
+        (await c.DeleteAsync("secret/metadata/app")).Expect(204);
+        (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(404);
+        Assert.Equal(0, kms.Server.KvWaiters);
+    }
+
+    [Fact]
     public async Task The_number_of_waiters_is_bounded_and_sealing_wakes_them()
     {
         await using var kms = await TestKms.StartUnsealedAsync(o => o with { MaxKvWaiters = 1 });
