@@ -68,11 +68,6 @@ internal sealed partial class VaultDispatcher(
         }
     }
 
-    /// <summary>
-    /// Kestrel decodes percent-escapes in the path, so <c>%0A</c> arrives as a newline. No Vault path has a control
-    /// character, and one must never reach routing or the ACL: a route's pattern could match around it while the ACL
-    /// looks up a path no rule names (a trailing newline once walked past an exact deny to a wildcard's grant).
-    /// </summary>
     /// <summary>The longest request path (after <c>/v1/</c>), in UTF-8 bytes.</summary>
     public const int MaxPathBytes = 1024;
 
@@ -90,6 +85,11 @@ internal sealed partial class VaultDispatcher(
         }
     }
 
+    /// <summary>
+    /// Kestrel decodes percent-escapes in the path, so <c>%0A</c> arrives as a newline. No Vault path has a control
+    /// character, and one must never reach routing or the ACL: a route's pattern could match around it while the ACL
+    /// looks up a path no rule names (a trailing newline once walked past an exact deny to a wildcard's grant).
+    /// </summary>
     private static void RefuseControlCharacters(string path)
     {
         foreach (var c in path)
