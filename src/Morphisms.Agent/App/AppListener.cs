@@ -75,7 +75,7 @@ internal static partial class AppListener
 
     // NETLINK_SOCK_DIAG, as ss(8) asks: for TCP_LISTEN alone the kernel walks only its listening hash, where reading
     // /proc/net/tcp and tcp6 walks every bucket of the established hash too, tens of milliseconds per file on a large
-    // one. Null where the kernel has no inet_diag (or a filter forbids netlink): the tables are read instead.
+    // one. Null where the kernel has no inet_diag (or a filter forbids netlink), or a dump fails: the tables are read instead.
     internal static HashSet<ulong>? DiagListeners(int port)
     {
         const int afNetlink = 16, sockDgram = 2, sockCloexec = 0x80000, netlinkSockDiag = 4;
@@ -101,8 +101,8 @@ internal static partial class AppListener
     // One SOCK_DIAG_BY_FAMILY dump of the family's listening TCP sockets (linux/inet_diag.h); false on any error.
     private static bool Dump(int fd, byte family, int port, HashSet<ulong> found, byte[] buffer)
     {
-        const ushort sockDiagByFamily = 20, nlmsgError = 2, nlmsgDone = 3, nlmFRequestDump = 0x301;
-        const int header = 16, request = header + 56, diagMessage = 72, tcpListen = 10, ipprotoTcp = 6;
+        const ushort sockDiagByFamily = 20, nlmFRequestDump = 0x301;
+        const int header = 16, request = header + 56, tcpListen = 10, ipprotoTcp = 6;
 
         // nlmsghdr (host order), then inet_diag_req_v2: family, protocol, no extensions, the states wanted, a zero socket id.
         Span<byte> message = stackalloc byte[request];
@@ -127,32 +127,66 @@ internal static partial class AppListener
                 return false;
             }
 
-            for (var at = 0; at + header <= received;)
+            switch (Parse(buffer.AsSpan(0, received), port, found))
             {
-                var length = (int)MemoryMarshal.Read<uint>(buffer.AsSpan(at));
-                var type = MemoryMarshal.Read<ushort>(buffer.AsSpan(at + 4));
-                if (length < header || at + length > received || type == nlmsgError)
-                {
-                    return false;
-                }
-
-                if (type == nlmsgDone)
-                {
+                case Batch.Done:
                     return true;
-                }
-
-                // inet_diag_msg: family, state, timer, retrans, then the socket id (sport and dport big-endian, src, dst,
-                // interface, cookie), expires, rqueue, wqueue, uid, inode.
-                var diag = buffer.AsSpan(at + header, length - header);
-                if (diag.Length >= diagMessage && BinaryPrimitives.ReadUInt16BigEndian(diag[4..]) == port
-                    && TakesLoopback(new IPAddress(diag.Slice(8, diag[0] == AfInet ? 4 : 16))))
-                {
-                    found.Add(MemoryMarshal.Read<uint>(diag[68..]));
-                }
-
-                at += (length + 3) & ~3;
+                case Batch.Failed:
+                    return false;
             }
         }
+    }
+
+    /// <summary>Where one datagram of a dump leaves it.</summary>
+    internal enum Batch
+    {
+        /// <summary>More datagrams follow.</summary>
+        More,
+
+        /// <summary>The dump ended, complete.</summary>
+        Done,
+
+        /// <summary>The dump failed, or ended incomplete: its listeners cannot be trusted to be all of them.</summary>
+        Failed,
+    }
+
+    /// <summary>
+    /// Adds to <paramref name="found"/> the inodes of the listeners in one datagram of a SOCK_DIAG_BY_FAMILY dump that
+    /// take 127.0.0.1:<paramref name="port"/>.
+    /// </summary>
+    internal static Batch Parse(ReadOnlySpan<byte> received, int port, HashSet<ulong> found)
+    {
+        const ushort nlmsgError = 2, nlmsgDone = 3;
+        const int header = 16, diagMessage = 72;
+        for (var at = 0; at + header <= received.Length;)
+        {
+            var length = (int)MemoryMarshal.Read<uint>(received[at..]);
+            var type = MemoryMarshal.Read<ushort>(received[(at + 4)..]);
+            if (length < header || at + length > received.Length || type == nlmsgError)
+            {
+                return Batch.Failed;
+            }
+
+            if (type == nlmsgDone)
+            {
+                // NLMSG_DONE carries the dump's own result: a negative errno when it failed part way (a protocol whose
+                // diag module is missing answers -ENOENT), after which the listeners seen so far are not all of them.
+                return length >= header + 4 && MemoryMarshal.Read<int>(received[(at + header)..]) >= 0 ? Batch.Done : Batch.Failed;
+            }
+
+            // inet_diag_msg: family, state, timer, retrans, then the socket id (sport and dport big-endian, src, dst,
+            // interface, cookie), expires, rqueue, wqueue, uid, inode.
+            var diag = received.Slice(at + header, length - header);
+            if (diag.Length >= diagMessage && BinaryPrimitives.ReadUInt16BigEndian(diag[4..]) == port
+                && TakesLoopback(new IPAddress(diag.Slice(8, diag[0] == AfInet ? 4 : 16))))
+            {
+                found.Add(MemoryMarshal.Read<uint>(diag[68..]));
+            }
+
+            at += (length + 3) & ~3;
+        }
+
+        return Batch.More;
     }
 
     [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]

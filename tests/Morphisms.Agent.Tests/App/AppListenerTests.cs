@@ -109,6 +109,36 @@ public sealed class AppListenerTests : IDisposable
         Assert.Equal(AppListener.Verdict.NotListening, AppListener.Check(port, Environment.ProcessId, out _));
     }
 
+    /// <summary>
+    /// A dump's NLMSG_DONE carries its result: a negative errno (here -ENOENT, a missing tcp_diag) means the listeners
+    /// before it may not be all of them, so the dump is not used and the tables are read instead.
+    /// </summary>
+    [Theory]
+    [InlineData(0, true)]
+    [InlineData(-2, false)]
+    public void A_dump_that_ends_with_an_error_is_not_taken_as_complete(int result, bool complete)
+    {
+        var datagram = new byte[16 + 72 + 20];
+        var span = datagram.AsSpan();
+
+        // One inet_diag_msg: an IPv4 listener on 127.0.0.1:Port, inode 4242.
+        BitConverter.TryWriteBytes(span, 16 + 72);
+        BitConverter.TryWriteBytes(span[4..], (ushort)20);
+        span[16] = 2;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(span[20..], Port);
+        IPAddress.Loopback.TryWriteBytes(span[24..], out _);
+        BitConverter.TryWriteBytes(span[(16 + 68)..], 4242u);
+
+        // NLMSG_DONE and its int.
+        BitConverter.TryWriteBytes(span[88..], 20);
+        BitConverter.TryWriteBytes(span[92..], (ushort)3);
+        BitConverter.TryWriteBytes(span[104..], result);
+
+        var found = new HashSet<ulong>();
+        Assert.Equal(complete ? AppListener.Batch.Done : AppListener.Batch.Failed, AppListener.Parse(datagram, Port, found));
+        Assert.Equal([4242UL], found);
+    }
+
     public void Dispose() => Directory.Delete(_proc, recursive: true);
 
     private static string Listening(string address, int port, ulong inode) =>
