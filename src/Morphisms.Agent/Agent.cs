@@ -208,7 +208,8 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         await maintainerStop.CancelAsync().ConfigureAwait(false);
         if (first == maintaining && maintaining.Exception?.InnerException is AgentException refused)
         {
-            log.Error("deprovisioned", $"stopping the app: {refused.Message}");
+            // Exit 7 from a running instance: the check of the app's listener, run again after a reload, refused it.
+            log.Error(refused.ExitCode == AgentExitCodes.AppNotReady ? "app_listener_refused" : "deprovisioned", $"stopping the app: {refused.Message}");
         }
 
         // Stop accepting before the app gets SIGTERM: a client that comes now is refused at TCP, which it can safely

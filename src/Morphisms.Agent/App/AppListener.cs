@@ -12,7 +12,9 @@ namespace Morphisms.Agent.App;
 /// <c>127.0.0.1:PORT</c>, each of which must be open in the app or a process it started. The port is chosen before the
 /// app starts and bound only once the secrets are in place, and a serving host's instances share one network namespace:
 /// another function's instance could bind it first, answer the readiness probe and be sent every decrypted request.
-/// Sockets are matched by inode, the one name both the kernel's socket lists and <c>/proc/PID/fd</c> give them.
+/// Sockets are matched by inode, the one name both the kernel's socket lists and <c>/proc/PID/fd</c> give them. Owning
+/// the port now is not enough where a listener has <c>SO_REUSEPORT</c>: another process of the same user that sets it
+/// too may bind the port beside it later, and the kernel then spreads new connections across both.
 /// </summary>
 internal static partial class AppListener
 {
@@ -27,6 +29,12 @@ internal static partial class AppListener
 
         /// <summary>A listener that could take the connection is in no descriptor of the app or its descendants.</summary>
         Foreign,
+
+        /// <summary>
+        /// Every listener is the app's, but one has <c>SO_REUSEPORT</c> set: another process of the app's user could bind
+        /// the port beside it and take a share of the connections.
+        /// </summary>
+        Shared,
     }
 
     // The st column of a listening socket in /proc/net/tcp (TCP_LISTEN).
@@ -37,15 +45,23 @@ internal static partial class AppListener
 
     /// <summary>
     /// Whether the sockets listening where a connection to 127.0.0.1:<paramref name="port"/> would go belong to
-    /// <paramref name="appPid"/> or its descendants; <paramref name="foreign"/> names the inodes that do not.
+    /// <paramref name="appPid"/> or its descendants, and keep others from joining them; <paramref name="sockets"/> names
+    /// the inodes that do not belong (<see cref="Verdict.Foreign"/>) or let others join (<see cref="Verdict.Shared"/>).
     /// </summary>
-    /// <exception cref="IOException">The socket lists or the app's descriptors cannot be read (the caller fails closed).</exception>
+    /// <exception cref="IOException">The socket lists, the app's descriptors or its listeners' options cannot be read (the caller fails closed).</exception>
     /// <exception cref="UnauthorizedAccessException">The same, for want of permission (an app that made itself non-dumpable).</exception>
-    public static Verdict Check(int port, int appPid, out IReadOnlyList<ulong> foreign) =>
-        Owner(DiagListeners(port) ?? TableListeners("/proc", port), appPid, "/proc", out foreign);
+    public static Verdict Check(int port, int appPid, out IReadOnlyList<ulong> sockets)
+    {
+        var held = new Dictionary<ulong, (int Pid, int Fd)>();
+        var verdict = Owner(DiagListeners(port) ?? TableListeners("/proc", port), appPid, "/proc", out sockets, held);
+        return verdict == Verdict.Owned ? Sharing(port, held, out sockets) : verdict;
+    }
 
-    /// <summary>Which of <paramref name="listening"/> are open in no descriptor of <paramref name="appPid"/> or its descendants.</summary>
-    internal static Verdict Owner(HashSet<ulong> listening, int appPid, string proc, out IReadOnlyList<ulong> foreign)
+    /// <summary>
+    /// Which of <paramref name="listening"/> are open in no descriptor of <paramref name="appPid"/> or its descendants;
+    /// <paramref name="held"/>, when given, gets a process and descriptor holding each of the others.
+    /// </summary>
+    internal static Verdict Owner(HashSet<ulong> listening, int appPid, string proc, out IReadOnlyList<ulong> foreign, Dictionary<ulong, (int Pid, int Fd)>? held = null)
     {
         foreign = [];
         if (listening.Count == 0)
@@ -55,13 +71,13 @@ internal static partial class AppListener
 
         // The app's own descriptors first: the usual server holds its listener itself.
         var missing = new HashSet<ulong>(listening);
-        RemoveOwned(proc, appPid, missing, required: true);
+        RemoveOwned(proc, appPid, missing, held, required: true);
         if (missing.Count > 0)
         {
             // A launcher (a shell without exec, a supervisor with workers) may leave the listener to a child.
             foreach (var child in Descendants(proc, appPid))
             {
-                RemoveOwned(proc, child, missing, required: false);
+                RemoveOwned(proc, child, missing, held, required: false);
                 if (missing.Count == 0)
                 {
                     break;
@@ -201,6 +217,149 @@ internal static partial class AppListener
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     private static partial int CloseNative(int fd);
 
+    // SO_REUSEPORT lets a later socket of the same uid that sets it too bind the same address and port, whoever owns the
+    // port now. The flag is read off a duplicate of each of the app's listeners (pidfd_getfd, Linux 5.6): the agent is
+    // the app's ancestor under its uid and the app is dumpable after its exec, which is what the kernel's ptrace check
+    // asks (the agent's own non-dumpable flag guards it as a target, not as a caller). A seccomp filter may refuse the
+    // call even so (the container runtimes' default profile, which `morph export knative` asks for, allows it only with
+    // CAP_SYS_PTRACE), and so may Yama's ptrace_scope 2 or an app that gained capabilities: the kernel is then asked the
+    // same question by trying it (Joinable).
+    private static Verdict Sharing(int port, Dictionary<ulong, (int Pid, int Fd)> held, out IReadOnlyList<ulong> shared)
+    {
+        const int eperm = 1, esrch = 3, ebadf = 9, enosys = 38, enotsock = 88;
+        var found = new List<ulong>();
+        foreach (var (inode, (pid, fd)) in held)
+        {
+            switch (ReusePort(pid, fd, out var errno))
+            {
+                case true:
+                    found.Add(inode);
+                    break;
+                case false:
+                    break;
+                case null when errno is esrch or ebadf or enotsock:
+                    // The process or its descriptor went meanwhile: probe again.
+                    shared = [];
+                    return Verdict.NotListening;
+                case null when errno is eperm or enosys:
+                    shared = [.. held.Keys.Order()];
+                    return Joinable(port, errno) ? Verdict.Shared : Verdict.Owned;
+                default:
+                    throw new IOException($"cannot read SO_REUSEPORT of the app's listener (socket inode {inode}, pid {pid}, fd {fd}): {Marshal.GetPInvokeErrorMessage(errno)}");
+            }
+        }
+
+        shared = [.. found.Order()];
+        return found.Count == 0 ? Verdict.Owned : Verdict.Shared;
+    }
+
+    // SO_REUSEPORT of the socket at descriptor `fd` of `pid`, read off a duplicate closed at once; null and errno when
+    // it cannot be had.
+    private static bool? ReusePort(int pid, int fd, out int errno)
+    {
+        // The generic syscall numbers, the same on x86-64 and arm64 (every architecture since 5.1's renumbering).
+        const long pidfdOpen = 434, pidfdGetfd = 438;
+        const int solSocket = 1, soReusePort = 15;
+        var pidfd = (int)SyscallNative(pidfdOpen, pid, 0, 0);
+        if (pidfd < 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            return null;
+        }
+
+        int copy;
+        try
+        {
+            // Close-on-exec, as the kernel makes every descriptor pidfd_getfd returns.
+            copy = (int)SyscallNative(pidfdGetfd, pidfd, fd, 0);
+            errno = copy < 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
+        finally
+        {
+            _ = CloseNative(pidfd);
+        }
+
+        if (copy < 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            var value = 0;
+            var length = (uint)sizeof(int);
+            if (GetSockOptNative(copy, solSocket, soReusePort, ref value, ref length) != 0)
+            {
+                errno = Marshal.GetLastPInvokeError();
+                return null;
+            }
+
+            return value != 0;
+        }
+        finally
+        {
+            _ = CloseNative(copy);
+        }
+    }
+
+    /// <summary>
+    /// Whether another socket of this user could bind 127.0.0.1:<paramref name="port"/> with <c>SO_REUSEPORT</c> beside
+    /// the listeners there now, which the kernel allows only where every one of them has it too: tried, by a socket that
+    /// never listens (so takes no connection) and is closed at once. <paramref name="refused"/> is why the listeners'
+    /// own flags could not be read, for the message should this fail too.
+    /// </summary>
+    internal static bool Joinable(int port, int refused)
+    {
+        const int afInet = 2, sockStream = 1, sockCloexec = 0x80000, solSocket = 1, soReusePort = 15, eaddrinuse = 98;
+        var fd = SocketNative(afInet, sockStream | sockCloexec, 0);
+        var errno = Marshal.GetLastPInvokeError();
+        if (fd >= 0)
+        {
+            try
+            {
+                var one = 1;
+                Span<byte> address = stackalloc byte[16];
+                address.Clear();
+                MemoryMarshal.Write(address, (ushort)afInet);
+                BinaryPrimitives.WriteUInt16BigEndian(address[2..], (ushort)port);
+                IPAddress.Loopback.TryWriteBytes(address[4..], out _);
+                if (SetSockOptNative(fd, solSocket, soReusePort, ref one, sizeof(int)) == 0)
+                {
+                    if (BindNative(fd, address, (uint)address.Length) == 0)
+                    {
+                        return true;
+                    }
+
+                    if (Marshal.GetLastPInvokeError() == eaddrinuse)
+                    {
+                        return false;
+                    }
+                }
+
+                errno = Marshal.GetLastPInvokeError();
+            }
+            finally
+            {
+                _ = CloseNative(fd);
+            }
+        }
+
+        throw new IOException($"cannot tell whether the app's listener lets another process bind 127.0.0.1:{port} beside it: pidfd_getfd, to read its SO_REUSEPORT, was refused ({Marshal.GetPInvokeErrorMessage(refused)}), and a trial bind failed ({Marshal.GetPInvokeErrorMessage(errno)})");
+    }
+
+    // syscall(2) is variadic in libc; on x86-64 and arm64 Linux integer arguments travel the same way either way.
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long SyscallNative(long number, long arg1, long arg2, long arg3);
+
+    [LibraryImport("libc", EntryPoint = "getsockopt", SetLastError = true)]
+    private static partial int GetSockOptNative(int fd, int level, int name, ref int value, ref uint length);
+
+    [LibraryImport("libc", EntryPoint = "setsockopt", SetLastError = true)]
+    private static partial int SetSockOptNative(int fd, int level, int name, ref int value, uint length);
+
+    [LibraryImport("libc", EntryPoint = "bind", SetLastError = true)]
+    private static partial int BindNative(int fd, ReadOnlySpan<byte> address, uint length);
+
     /// <summary>The listeners of <c>PROC/net/tcp</c> and <c>tcp6</c> that take 127.0.0.1:<paramref name="port"/>.</summary>
     internal static HashSet<ulong> TableListeners(string proc, int port)
     {
@@ -267,7 +426,7 @@ internal static partial class AppListener
     // costs what it costs (the kernel makes an entry per descriptor, some 5 µs each in a small VM); the links are read
     // from the highest descriptor down and only until all are found, since a server opens its listener after the
     // runtime's own descriptors (a .NET app: its ~150th of ~155), so a few reads, not one per descriptor.
-    private static void RemoveOwned(string proc, int pid, HashSet<ulong> missing, bool required)
+    private static void RemoveOwned(string proc, int pid, HashSet<ulong> missing, Dictionary<ulong, (int Pid, int Fd)>? held, bool required)
     {
         var directory = Path.Combine(proc, pid.ToString(CultureInfo.InvariantCulture), "fd");
         List<int> fds;
@@ -297,7 +456,10 @@ internal static partial class AppListener
             if (target is not null && target.StartsWith("socket:[", StringComparison.Ordinal) && target.EndsWith(']')
                 && ulong.TryParse(target.AsSpan(8, target.Length - 9), NumberStyles.None, CultureInfo.InvariantCulture, out var inode))
             {
-                missing.Remove(inode);
+                if (missing.Remove(inode))
+                {
+                    held?.Add(inode, (pid, fds[i]));
+                }
             }
         }
     }

@@ -167,15 +167,25 @@ public sealed class AppProcess : IDisposable
         }
     }
 
-    // True when every socket that takes 127.0.0.1:port is the app's or its children's; false when none listens any more
-    // (probe again). A UNIX socket needs no such check: it is a path in the instance's own directory.
+    /// <summary>
+    /// The readiness check of who listens at <paramref name="app"/>, again: a reload may have made the app reopen its
+    /// listener, and what opens then is checked as at the start. False when nothing listens there now (or the app has
+    /// exited); true on a UNIX domain socket, which needs no check.
+    /// </summary>
+    /// <exception cref="AgentException">Something else listens there, the app's listener lets others join it, or neither can be told (exit 7).</exception>
+    public bool CheckListener(EndPoint app) =>
+        app is not IPEndPoint tcp || (!Exited.IsCompleted && IsOwnListener(tcp.Port, $"127.0.0.1:{tcp.Port}"));
+
+    // True when every socket that takes 127.0.0.1:port is the app's or its children's and none lets another process bind
+    // beside it; false when none listens any more (probe again). A UNIX socket needs no such check: it is a path in the
+    // instance's own directory.
     private bool IsOwnListener(int port, string where)
     {
         AppListener.Verdict verdict;
-        IReadOnlyList<ulong> foreign;
+        IReadOnlyList<ulong> sockets;
         try
         {
-            verdict = AppListener.Check(port, _process.Id, out foreign);
+            verdict = AppListener.Check(port, _process.Id, out sockets);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -187,7 +197,8 @@ public sealed class AppProcess : IDisposable
         {
             AppListener.Verdict.Owned => true,
             AppListener.Verdict.NotListening => false,
-            _ => throw new AgentException(AgentExitCodes.AppNotReady, $"something other than the app (pid {_process.Id}) or its children listens on {where} (socket inode {string.Join(", ", foreign)}): another process took the app's port and would be sent every decrypted request; not serving"),
+            AppListener.Verdict.Shared => throw new AgentException(AgentExitCodes.AppNotReady, $"the app's listener on {where} (socket inode {string.Join(", ", sockets)}) has SO_REUSEPORT set: another process of its user could bind the same port beside it, and the kernel would send it a share of the decrypted requests; not serving. Listen without SO_REUSEPORT (Envoy: enable_reuse_port: false on the listener; nginx: no reuseport on the listen directive; gunicorn: no --reuse-port)"),
+            _ => throw new AgentException(AgentExitCodes.AppNotReady, $"something other than the app (pid {_process.Id}) or its children listens on {where} (socket inode {string.Join(", ", sockets)}): another process took the app's port and would be sent every decrypted request; not serving"),
         };
     }
 

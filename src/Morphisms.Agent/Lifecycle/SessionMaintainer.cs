@@ -12,7 +12,8 @@ namespace Morphisms.Agent.Lifecycle;
 /// <summary>
 /// Keeps a running instance provisioned: renews the token at half its TTL, re-attests (new key, token and
 /// certificate, hot-swapped into the terminator) when renewal hits the max TTL or fails, or when the certificate is
-/// two thirds through the life it had left when it came, and applies new secret versions to the running app. A KMS that is away, a bundle
+/// two thirds through the life it had left when it came, applies new secret versions to the running app, and after each
+/// secret poll checks again who listens on the app's port (<see cref="AppProcess.CheckListener"/>). A KMS that is away, a bundle
 /// version that cannot be used, a deleted bundle, or TEE evidence that cannot be had for a moment leave the app
 /// serving what it has (logged and retried); a KMS that refuses the instance even after a fresh attestation ends the
 /// loop, and the agent stops the app.
@@ -87,6 +88,11 @@ public sealed class SessionMaintainer(
                 if (time.GetUtcNow() >= nextSecrets)
                 {
                     await RefreshSecretsAsync(ct).ConfigureAwait(false);
+
+                    // A reload may have the app reopen its listener, and answering a SIGHUP takes it a moment that no
+                    // signal reports: so the readiness check of who listens on its port runs again after each poll (its
+                    // reload included), not only at once. What it refuses ends the loop, and the agent stops the app.
+                    App?.CheckListener(options.AppEndPoint);
                     nextSecrets = time.GetUtcNow() + options.SecretsPollInterval;
                 }
             }

@@ -110,6 +110,30 @@ public sealed class AppListenerTests : IDisposable
     }
 
     /// <summary>
+    /// A listener of this process's own with SO_REUSEPORT is shared (its flag read off a pidfd_getfd duplicate), and the
+    /// trial bind used where that call is refused agrees: another socket could join it, and none could join one without.
+    /// </summary>
+    [Fact]
+    public void A_real_listener_with_SO_REUSEPORT_is_shared()
+    {
+        using var shared = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        shared.SetRawSocketOption(1, 15, BitConverter.GetBytes(1));
+        shared.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        shared.Listen();
+        var port = ((IPEndPoint)shared.LocalEndPoint!).Port;
+
+        Assert.Equal(AppListener.Verdict.Shared, AppListener.Check(port, Environment.ProcessId, out var sockets));
+        Assert.Equal(AppListener.DiagListeners(port)!.Order(), sockets);
+        Assert.True(AppListener.Joinable(port, refused: 1));
+
+        using var alone = new TcpListener(IPAddress.Loopback, 0);
+        alone.Start();
+        var alonePort = ((IPEndPoint)alone.LocalEndpoint).Port;
+        Assert.Equal(AppListener.Verdict.Owned, AppListener.Check(alonePort, Environment.ProcessId, out _));
+        Assert.False(AppListener.Joinable(alonePort, refused: 1));
+    }
+
+    /// <summary>
     /// A dump's NLMSG_DONE carries its result: a negative errno (here -ENOENT, a missing tcp_diag) means the listeners
     /// before it may not be all of them, so the dump is not used and the tables are read instead.
     /// </summary>

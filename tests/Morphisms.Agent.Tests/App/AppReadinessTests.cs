@@ -62,6 +62,29 @@ public sealed class AppReadinessTests
         }
     }
 
+    /// <summary>
+    /// A listener with SO_REUSEPORT is the app's now, but another process of its user (another function's instance on a
+    /// serving host) could bind the port beside it later and be sent a share of the decrypted requests.
+    /// </summary>
+    [Fact]
+    public async Task An_app_whose_listener_has_SO_REUSEPORT_is_refused_not_ready()
+    {
+        var port = FreePort();
+        using var app = AppProcess.Start(TestApp("--reuse-port"), NoSecrets, Path.GetTempPath(), port);
+        try
+        {
+            var refused = await Assert.ThrowsAsync<AgentException>(() => app.WaitReadyAsync(port, TimeSpan.FromSeconds(20), TimeProvider.System, CancellationToken.None));
+
+            Assert.Equal(AgentExitCodes.AppNotReady, refused.ExitCode);
+            Assert.Contains($"the app's listener on 127.0.0.1:{port}", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("has SO_REUSEPORT set", refused.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await app.StopAsync(TimeSpan.FromSeconds(2), TimeProvider.System);
+        }
+    }
+
     [Fact]
     public async Task A_listener_held_by_a_child_of_the_app_counts_as_the_apps()
     {

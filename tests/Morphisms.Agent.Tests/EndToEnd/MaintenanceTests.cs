@@ -126,6 +126,30 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task AListenerReopenedWithSoReusePortOnReload_StopsTheAppWithExitSeven_AndWipesTheSecrets()
+    {
+        // The readiness check passed, then the SIGHUP of a new secret version has the app reopen its listener with
+        // SO_REUSEPORT, which another process of its user could now join: the check runs again and stops the instance.
+        using var harness = new AgentHarness("reopened");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("reopened", harness.Measurement);
+        await kms.PutBundleAsync("reopened", Bundle("v1"));
+        var log = new LogSink();
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, log);
+        var agent = new Agent(options with { App = [.. options.App, "--reuse-port-after-hup"] }, harness.LaunchConfig);
+        var run = agent.RunAsync(default);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        await kms.PutBundleAsync("reopened", Bundle("v2"));
+
+        Assert.Equal(AgentExitCodes.AppNotReady, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("\"event\":\"app_listener_refused\"", log.Text);
+        Assert.Contains($"listener on 127.0.0.1:{options.AppPort} (socket inode", log.Text);
+        Assert.Contains("has SO_REUSEPORT set", log.Text);
+        Assert.False(Directory.Exists(harness.SecretsDir));
+    }
+
+    [Fact]
     public async Task AReloadCommandThatHangs_IsKilledAfterItsTimeout_AndRenewalGoesOn()
     {
         // The maintenance loop waits for the reload command: one that never ends must not stop renewal and rollover.

@@ -11,13 +11,17 @@ namespace Morphisms.Agent.Tests;
 /// may lack; only the SDK the tests already need is assumed. It serves plain HTTP/1.1 (keep-alive) on
 /// <c>127.0.0.1:$PORT</c> and answers every request with what it was provisioned: the <c>greeting</c> secret file
 /// (read per request), the <c>GREETING</c> env var, its argv and how many SIGHUPs it got. The xunit runner never calls it.
-/// With <c>--linger-ms N</c> it drains for N ms after SIGTERM. With <c>--hang-up N</c> it closes its first N connections
+/// With <c>--linger-ms N</c> it drains for N ms after SIGTERM. With <c>--reuse-port</c> its listener has SO_REUSEPORT; with
+/// <c>--reuse-port-after-hup</c> it gets it at the first SIGHUP, which reopens the listener, as a reload may. With <c>--hang-up N</c> it closes its first N connections
 /// unanswered, as a server still wiring up its HTTP pipeline can, and appends <c>;hung-up N</c> to the marker. <c>trust-probe [--hide]</c> prints the size of the OS trust store, with or without <c>SystemTrustStore.Hide</c>.
 /// With <c>TEST_APP_PARENT_REPORT=FILE</c> the app first writes there what it can read of its parent, the agent.
 /// </summary>
 public static class TestAppEntry
 {
     private static int _hups;
+
+    // What a SIGHUP does besides being counted (--reuse-port-after-hup).
+    private static Action? _onHup;
 
     /// <summary>Runs the app until SIGTERM.</summary>
     public static async Task<int> Main(string[] args)
@@ -54,7 +58,12 @@ public static class TestAppEntry
         }
 
         using var stop = new CancellationTokenSource();
-        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; Interlocked.Increment(ref _hups); });
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        {
+            c.Cancel = true;
+            Volatile.Read(ref _onHup)?.Invoke();
+            Interlocked.Increment(ref _hups);
+        });
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
 
         // Started early (AppStart.Early): no secret, no port until morph-init writes "ready"; the marker records
@@ -80,15 +89,35 @@ public static class TestAppEntry
         }
 
         var port = int.Parse(Environment.GetEnvironmentVariable("PORT")!, System.Globalization.CultureInfo.InvariantCulture);
-        var listener = new TcpListener(IPAddress.Loopback, port);
-        listener.Start();
+        var listener = Listen(port, reusePort: args.Contains("--reuse-port"));
+        if (args.Contains("--reuse-port-after-hup"))
+        {
+            Volatile.Write(ref _onHup, () =>
+            {
+                Interlocked.Exchange(ref _onHup, null);
+                listener.Stop();
+                listener = Listen(port, reusePort: true);
+            });
+        }
+
         var hangUps = Array.IndexOf(args, "--hang-up") is var h and >= 0 && h + 1 < args.Length ? int.Parse(args[h + 1], System.Globalization.CultureInfo.InvariantCulture) : 0;
         var hungUp = hangUps;
         try
         {
             while (!stop.IsCancellationRequested)
             {
-                var client = await listener.AcceptTcpClientAsync(stop.Token);
+                TcpClient client;
+                try
+                {
+                    client = await listener.AcceptTcpClientAsync(stop.Token);
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException && !stop.IsCancellationRequested)
+                {
+                    // Reopened by a SIGHUP: accept on the new listener.
+                    await Task.Delay(10);
+                    continue;
+                }
+
                 if (hangUps > 0)
                 {
                     client.Dispose();
@@ -122,6 +151,18 @@ public static class TestAppEntry
         }
 
         return 0;
+    }
+
+    private static TcpListener Listen(int port, bool reusePort)
+    {
+        var listener = new TcpListener(IPAddress.Loopback, port);
+        if (reusePort)
+        {
+            listener.Server.SetRawSocketOption(1, 15, BitConverter.GetBytes(1)); // SOL_SOCKET, SO_REUSEPORT
+        }
+
+        listener.Start();
+        return listener;
     }
 
     /// <summary>
