@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Morphisms.Attestation;
 
 /// <summary>
@@ -5,7 +7,7 @@ namespace Morphisms.Attestation;
 /// or a FIFO says 0 and never ends, and <see cref="File.ReadAllBytes(string)"/> would read it until memory ran out.
 /// At most one byte over the cap is read, from any kind of file.
 /// </summary>
-public static class BoundedFile
+public static partial class BoundedFile
 {
     /// <summary>Reads the whole file at <paramref name="path"/> when it holds at most <paramref name="limit"/> bytes.</summary>
     /// <returns>False (and <paramref name="bytes"/> empty) when the file holds more than <paramref name="limit"/> bytes.</returns>
@@ -46,6 +48,34 @@ public static class BoundedFile
             throw new IOException(NotAFile(path));
         }
     }
+
+    /// <summary>
+    /// Whether <paramref name="path"/> (symbolic links followed) is a regular file, asked without opening it: the open
+    /// itself of a FIFO waits until something writes to it, and a device such as <c>/dev/zero</c> never ends. Null where
+    /// the type cannot be had (off Linux, a path that does not resolve): opening it then says why.
+    /// </summary>
+    public static bool? IsRegularFile(string path)
+    {
+        const int atFdCwd = -100;
+        const uint statxType = 0x1;
+        const ushort typeMask = 0xF000, regular = 0x8000;
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+
+        // struct statx: stx_mask at 0, stx_mode at 28, the same on every architecture.
+        Span<byte> stat = stackalloc byte[256];
+        if (Statx(atFdCwd, path, 0, statxType, stat) != 0 || (MemoryMarshal.Read<uint>(stat) & statxType) == 0)
+        {
+            return null;
+        }
+
+        return (MemoryMarshal.Read<ushort>(stat[28..]) & typeMask) == regular;
+    }
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Statx(int dirfd, string path, int flags, uint mask, Span<byte> buffer);
 
     /// <summary>The message for a directory named where a file is expected: "PATH is a directory, not a file".</summary>
     public static string NotAFile(string path) => $"{path} is a directory, not a file";

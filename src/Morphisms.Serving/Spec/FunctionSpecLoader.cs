@@ -1,5 +1,7 @@
 using System.Globalization;
+using System.Text;
 using System.Text.RegularExpressions;
+using Morphisms.Attestation;
 using Morphisms.Serving.Autoscaling;
 using Morphisms.Serving.Runtime;
 using YamlDotNet.Core;
@@ -20,6 +22,9 @@ public static class FunctionSpecLoader
 
     private const double MaxDurationSeconds = 366 * 24 * 3600;
 
+    /// <summary>The largest spec read: a spec is a page of YAML, and the path comes from any control-API caller.</summary>
+    internal const int MaxSpecBytes = 1024 * 1024;
+
     private static readonly IDeserializer Yaml = new DeserializerBuilder()
         .WithNamingConvention(CamelCaseNamingConvention.Instance)
         .Build();
@@ -29,10 +34,25 @@ public static class FunctionSpecLoader
     public static FunctionSpec Load(string path)
     {
         var file = Locate(path);
+
+        // Not opened unless it is a regular file: the open of a FIFO waits for a writer (a control-API request would hang
+        // on it), and a device may never end (the bounded read below stops /dev/zero where this check cannot run).
+        if (BoundedFile.IsRegularFile(file) == false)
+        {
+            throw new FunctionSpecException($"cannot read the function spec {file}: not a regular file (a device, FIFO or socket)");
+        }
+
         string yaml;
         try
         {
-            yaml = File.ReadAllText(file);
+            if (!BoundedFile.TryReadAllBytes(file, MaxSpecBytes, out var bytes))
+            {
+                throw new FunctionSpecException($"cannot read the function spec {file}: larger than {MaxSpecBytes / (1024 * 1024)} MiB");
+            }
+
+            // As File.ReadAllText decoded it: UTF-8 unless a byte order mark names another encoding.
+            using var reader = new StreamReader(new MemoryStream(bytes), Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+            yaml = reader.ReadToEnd();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

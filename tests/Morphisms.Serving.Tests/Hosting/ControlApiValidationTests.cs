@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json.Nodes;
 using Morphisms.Serving.Hosting;
@@ -11,7 +12,7 @@ namespace Morphisms.Serving.Tests.Hosting;
 /// refuses is caught before the revision is made (and registered with the KMS), and a JSON field of the wrong type is
 /// the client's mistake, not a 500.
 /// </summary>
-public sealed class ControlApiValidationTests : IDisposable
+public sealed partial class ControlApiValidationTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("morph-validation-fn-").FullName;
 
@@ -85,6 +86,57 @@ public sealed class ControlApiValidationTests : IDisposable
         await AssertRefusedAsync(_dir, $"cannot read the function spec {spec}: ");
         await AssertRefusedAsync(spec, $"cannot read the function spec {spec}: ");
     }
+
+    /// <summary>
+    /// Any holder of the control token names the path: a device that never ends must not be read until memory runs out,
+    /// nor the open of a FIFO hold the request until something writes to it, nor a large file be taken whole.
+    /// </summary>
+    [Fact]
+    public async Task A_spec_path_that_is_a_device_a_FIFO_or_too_large_is_a_400_at_once()
+    {
+        var fifo = Path.Combine(_dir, "function.yaml");
+        Assert.Equal(0, MkFifo(fifo, Convert.ToUInt32("600", 8)));
+        var large = Path.Combine(_dir, "large.yaml");
+        File.WriteAllText(large, "name: echo\n" + new string('#', 1024 * 1024) + "\n");
+        using var functions = new TestFunctions();
+        var launcher = new FakeLauncher();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: launcher);
+        using var http = TestFunctions.ControlClient(host);
+
+        foreach (var (path, expected) in new[]
+        {
+            // Refused by its type, or (where that cannot be had) after its first MiB.
+            ("/dev/zero", "cannot read the function spec /dev/zero: "),
+            (fifo, $"cannot read the function spec {fifo}: not a regular file"),
+            (_dir, $"cannot read the function spec {fifo}: not a regular file"),
+            (large, $"cannot read the function spec {large}: larger than 1 MiB"),
+        })
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var request = http.PostAsync("v1/functions", Json(System.Text.Json.JsonSerializer.Serialize(new { path })));
+            try
+            {
+                using var response = await request.WaitAsync(TimeSpan.FromSeconds(5));
+
+                Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+                Assert.StartsWith(expected, Assert.Single(await ErrorsAsync(response)), StringComparison.Ordinal);
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"{path}: answered after {watch.Elapsed}");
+            }
+            finally
+            {
+                if (!request.IsCompleted && path != "/dev/zero")
+                {
+                    // A request stuck in the FIFO's open: a writer releases it, so the host can stop.
+                    await using var writer = new FileStream(fifo, FileMode.Open, FileAccess.Write);
+                }
+            }
+        }
+
+        Assert.Equal(0, launcher.Attempts);
+    }
+
+    [LibraryImport("libc", EntryPoint = "mkfifo", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int MkFifo(string path, uint mode);
 
     [NotRootFact]
     public async Task A_spec_file_without_read_permission_is_a_400_naming_it()
