@@ -239,13 +239,7 @@ public sealed class SecretPathUpdateTests : IDisposable
     {
         await using var kms = await StartAsync();
         var c = kms.Client;
-        await RegisterAsync(c, approvalsRequired: 2);
-        var host = await HostWritingKvAsync(c);
-        var alice = await OwnerWritingKvAsync(c, "alice");
-        var bob = await OwnerWritingKvAsync(c, "bob");
-        (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
-        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
-        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200);
+        var (host, alice, bob) = await MovedToHostChosenAsync(c);
         var function = (await c.GetAsync("morphisms/functions/signer")).Expect(200).Data;
         Assert.Equal(HostChosen, function["secret_path"]!.GetValue<string>());
         Assert.Equal([Approved], function["former_secret_paths"]!.AsArray().Select(n => n!.GetValue<string>()));
@@ -285,13 +279,7 @@ public sealed class SecretPathUpdateTests : IDisposable
     {
         await using var kms = await StartAsync();
         var c = kms.Client;
-        await RegisterAsync(c, approvalsRequired: 2);
-        var host = await HostWritingKvAsync(c);
-        var alice = await OwnerWritingKvAsync(c, "alice");
-        var bob = await OwnerWritingKvAsync(c, "bob");
-        (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
-        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
-        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200);
+        var (host, alice, bob) = await MovedToHostChosenAsync(c);
         (await c.PostAsync(HostChosen, new { data = new { key = "moved" } }, alice)).Expect(200);
         (await c.DeleteAsync("morphisms/functions/signer", host)).Expect(200);
 
@@ -358,6 +346,22 @@ public sealed class SecretPathUpdateTests : IDisposable
         await OwnedFunction.HostTokenAsync(c);
         (await c.PutAsync("sys/policies/acl/kv-admin", new { policy = """path "secret/*" { capabilities = ["create", "read", "update", "delete", "list"] }""" })).Expect(204);
         return (await c.PostAsync("auth/token/create", new { policies = new[] { "serving-host", "kv-admin" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+    }
+
+    /// <summary>
+    /// <see cref="RegisterAsync"/> with two approvals, then the host proposes the move to <see cref="HostChosen"/> and
+    /// alice and bob approve it (update 1): the function reads there and <see cref="Approved"/> is a path it left.
+    /// </summary>
+    private static async Task<(string Host, string Alice, string Bob)> MovedToHostChosenAsync(VaultHttp c)
+    {
+        await RegisterAsync(c, approvalsRequired: 2);
+        var host = await HostWritingKvAsync(c);
+        var alice = await OwnerWritingKvAsync(c, "alice");
+        var bob = await OwnerWritingKvAsync(c, "bob");
+        (await c.PutAsync("morphisms/functions/signer", HostSpec(HostChosen), host)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, alice)).Expect(200);
+        (await c.PostAsync("morphisms/functions/signer/updates/1/approve", null, bob)).Expect(200);
+        return (host, alice, bob);
     }
 
     /// <summary>An owner's token allowed the update routes and KV (after <see cref="HostWritingKvAsync"/>, which writes the KV policy).</summary>
