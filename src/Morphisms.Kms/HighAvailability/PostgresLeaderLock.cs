@@ -70,12 +70,18 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
             Held = true;
         }
 
-        // The UPDATE waits for the previous active node's in-flight write transactions (they hold the row FOR SHARE)
-        // and makes all its later ones fail their epoch check: see PostgresStorage.TransactAsync. The MAC covers the
-        // new epoch, known only once bumped; one transaction, so a standby never reads the row without its MAC.
-        // The epoch rises above any this node has seen: a row written back (an epoch rolled back) would otherwise
-        // have the new term reuse epochs that nodes which saw the later ones refuse.
+        // FOR UPDATE waits for the previous active node's in-flight write transactions (they hold the row FOR KEY
+        // SHARE, which only FOR UPDATE conflicts with: the UPDATE alone, changing no key column, would not wait) and
+        // makes all its later ones wait and then fail their epoch check: see PostgresStorage.TransactAsync. The MAC
+        // covers the new epoch, known only once bumped; one transaction, so a standby never reads the row without
+        // its MAC. The epoch rises above any this node has seen: a row written back (an epoch rolled back) would
+        // otherwise have the new term reuse epochs that nodes which saw the later ones refuse.
         await using var tx = await session.BeginTransactionAsync(ct).ConfigureAwait(false);
+        await using (var fence = new NpgsqlCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR UPDATE", session, tx))
+        {
+            await fence.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
         long epoch;
         await using (var bump = new NpgsqlCommand(
             "UPDATE kms_ha_leader SET epoch = GREATEST(epoch, $3) + 1, node_id = $1, api_addr = $2, api_addr_mac = NULL, lease_until = NULL, active_since = now() WHERE id = 1 RETURNING epoch",
@@ -217,6 +223,12 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
     /// Writes a new lease on the row of <paramref name="epoch"/> and the MAC over it (whole milliseconds, as the MAC
     /// encodes them). Returns when to renew it, or null when the row carries another epoch.
     /// </summary>
+    /// <remarks>
+    /// It sets no key column (the table's only unique index is its primary key, <c>id</c>), so its row lock is
+    /// <c>FOR NO KEY UPDATE</c>, which the fenced writes' <c>FOR KEY SHARE</c> does not block. Under a share lock
+    /// the renewal would wait for them, and new share lockers do not queue behind a waiting updater: a stream of
+    /// overlapping writes could hold it past the session's <c>statement_timeout</c> and step the node down.
+    /// </remarks>
     private async Task<DateTimeOffset?> SignAsync(NpgsqlConnection session, NpgsqlTransaction? tx, string nodeId, string address, long epoch, byte[] macKey, CancellationToken ct)
     {
         var now = time.GetUtcNow();

@@ -11,10 +11,11 @@ namespace Morphisms.Kms.Storage;
 /// leadership lock has its own unpooled session.
 /// </summary>
 /// <remarks>
-/// Writes can be fenced: once the HA layer installs a leader epoch, every write transaction first locks the
-/// leader row (<c>FOR SHARE</c>) and checks that the epoch is still this node's. A new active node bumps the epoch
-/// with an <c>UPDATE</c> of that row, which waits for the old node's in-flight writes and makes every later one fail,
-/// so no write of a deposed node can commit after its successor has loaded its state.
+/// Writes can be fenced: once the HA layer installs a leader epoch, every write transaction also locks the
+/// leader row (<c>FOR KEY SHARE</c>) and checks that the epoch is still this node's. A new active node locks that row
+/// <c>FOR UPDATE</c> and bumps the epoch, which waits for the old node's in-flight writes and makes every later one
+/// fail, so no write of a deposed node can commit after its successor has loaded its state. The active node's lease
+/// renewal (a non-key <c>UPDATE</c>) conflicts with neither, so writes never hold it up.
 /// </remarks>
 public sealed class PostgresStorage : IPhysicalStorage
 {
@@ -74,8 +75,8 @@ public sealed class PostgresStorage : IPhysicalStorage
         var description = $"host {settings.Host ?? "localhost"} port {settings.Port} database {settings.Database ?? settings.Username ?? "(default)"} user {settings.Username ?? "(default)"}";
         var pooled = new NpgsqlConnectionStringBuilder(settings.ConnectionString)
         {
-            // A write holds the leader row FOR SHARE until its COMMIT, so a node whose host vanishes between the two
-            // would block its successor's epoch UPDATE until TCP keepalive ends the session (two hours by default).
+            // A write holds the leader row FOR KEY SHARE until its COMMIT, so a node whose host vanishes between the
+            // two would block its successor's takeover (FOR UPDATE) until TCP keepalive ends the session (two hours by default).
             // A write is idle in its transaction for one round trip at most; the server ends it after 10 s instead.
             // A startup option, not a SET: Npgsql's reset of a pooled connection (DISCARD ALL) would undo a SET.
             // Settings the user gave come after these, so theirs win. A pooler in front of PostgreSQL must accept the
@@ -209,7 +210,11 @@ public sealed class PostgresStorage : IPhysicalStorage
 
         if (fence != Unfenced)
         {
-            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR SHARE"));
+            // KEY SHARE, the weakest row lock: only the takeover's FOR UPDATE conflicts with it (so the epoch cannot
+            // change until this commits), not the active node's lease renewal, a non-key UPDATE. Share lockers do not
+            // queue behind a waiting updater, so under the overlapping writes of hundreds of logins a second a
+            // renewal that had to wait for them could wait out its statement timeout and step the node down.
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR KEY SHARE"));
         }
 
         long? current = null;

@@ -165,10 +165,10 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         Assert.NotNull(await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", MacKey, default));
 
         // The old node's host dies between a write's batch and its COMMIT: its pooled session sits idle in a
-        // transaction holding the leader row FOR SHARE, and nothing on that side will ever end it.
+        // transaction holding the leader row FOR KEY SHARE, and nothing on that side will ever end it.
         var stuck = await oldNode.Pool.OpenConnectionAsync();
         var tx = await stuck.BeginTransactionAsync();
-        await using (var share = new NpgsqlCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR SHARE", stuck, tx))
+        await using (var share = new NpgsqlCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR KEY SHARE", stuck, tx))
         {
             await share.ExecuteScalarAsync();
         }
@@ -176,7 +176,7 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         var stuckPid = stuck.ProcessID;
         await oldLock.DisposeAsync();
 
-        // The successor retries as the election does (its epoch UPDATE times out after 5 s while the row is locked):
+        // The successor retries as the election does (its FOR UPDATE times out after 5 s while the row is locked):
         // the server must end the idle transaction well before TCP keepalive would (two hours by default).
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(25);
         long? newEpoch = null;
@@ -225,10 +225,11 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         var first = (await leaderLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default))!.Value;
         node.FenceAsLeader(first);
 
-        // A write of the first term waits for the leader row while the epoch is being bumped (the node's next term).
+        // A write of the first term waits for the leader row while the epoch is being bumped (the node's next term),
+        // locked FOR UPDATE first as TryAcquireAsync does.
         await using var bump = await node.Pool.OpenConnectionAsync();
         await using var tx = await bump.BeginTransactionAsync();
-        await using (var update = new NpgsqlCommand("UPDATE kms_ha_leader SET epoch = epoch + 1 WHERE id = 1", bump, tx))
+        await using (var update = new NpgsqlCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR UPDATE; UPDATE kms_ha_leader SET epoch = epoch + 1 WHERE id = 1", bump, tx))
         {
             await update.ExecuteNonQueryAsync();
         }
@@ -250,6 +251,121 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         Assert.Equal(0, lost);
         await node.PutAsync("k", "new term"u8.ToArray());
         Assert.Equal("new term"u8.ToArray(), await node.GetAsync("k"));
+    }
+
+    [Fact]
+    public async Task The_lease_renewal_does_not_wait_for_the_fenced_writes_in_flight()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var node = PostgresStorage.Open(connectionString);
+        await using var nodeLock = new PostgresLeaderLock(node, time);
+        var epoch = (await nodeLock.TryAcquireAsync("n", "http://127.0.0.1:1", MacKey, default))!.Value;
+        node.FenceAsLeader(epoch);
+
+        // A write of this term holds the leader row from its fence check to its COMMIT. Under hundreds of writes a
+        // second those spans overlap without a gap, so a renewal that waited for them could wait past the lock
+        // session's statement_timeout and step the node down: it must not wait for even one.
+        await using var hold = await HoldCommitsAsync(node);
+        var write = node.PutAsync("k", "v"u8.ToArray());
+        await hold.UntilOneWaitsAsync();
+        time.Advance(PostgresLeaderLock.LeaseRenewal);
+        var lease = await LeaseAsync(node);
+        using (var patience = new CancellationTokenSource(TimeSpan.FromSeconds(3)))
+        {
+            Assert.True(await nodeLock.RenewAsync("n", "http://127.0.0.1:1", epoch, MacKey, patience.Token));
+        }
+        Assert.True(await LeaseAsync(node) > lease);
+        Assert.False(write.IsCompleted);
+
+        // The renewal changes no epoch: the write still commits under the term it checked.
+        await hold.DisposeAsync();
+        await write;
+        Assert.Equal("v"u8.ToArray(), await node.GetAsync("k"));
+    }
+
+    [Fact]
+    public async Task A_takeover_waits_for_the_fenced_writes_in_flight_of_the_term_it_ends()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        await using var oldNode = PostgresStorage.Open(connectionString);
+        await using var newNode = PostgresStorage.Open(connectionString);
+        await using var oldLock = new PostgresLeaderLock(oldNode, TimeProvider.System);
+        await using var newLock = new PostgresLeaderLock(newNode, TimeProvider.System);
+        var oldEpoch = (await oldLock.TryAcquireAsync("old", "http://127.0.0.1:1", MacKey, default))!.Value;
+        oldNode.FenceAsLeader(oldEpoch);
+
+        // A write of the old term has passed its fence check but not committed when the old node's lock goes.
+        await using var hold = await HoldCommitsAsync(oldNode);
+        var write = oldNode.PutAsync("k", "old"u8.ToArray());
+        await hold.UntilOneWaitsAsync();
+        await oldLock.ReleaseAsync();
+
+        // The new term's epoch bump must wait for it: committed after the bump, it would land after the new node
+        // loaded its state, unseen by it.
+        var takeover = newLock.TryAcquireAsync("new", "http://127.0.0.1:2", MacKey, default);
+        await Task.WhenAny(takeover, Task.Delay(TimeSpan.FromSeconds(1)));
+        Assert.False(takeover.IsCompleted, "the takeover did not wait for a write of the term it ends");
+        await hold.DisposeAsync();
+        await write;
+        Assert.Equal(oldEpoch + 1, await takeover);
+
+        // Any write of the old term from now on fails its fence check.
+        await Assert.ThrowsAsync<StandbyWriteException>(() => oldNode.PutAsync("k", "stale"u8.ToArray()));
+        Assert.Equal("old"u8.ToArray(), await newNode.GetAsync("k"));
+    }
+
+    /// <summary>
+    /// Makes every write to <c>kms_entries</c> wait at its COMMIT — after its fence check, the leader row still locked
+    /// — until the returned hold is disposed: a deferred trigger waits for an advisory lock the hold keeps.
+    /// </summary>
+    private static async Task<CommitHold> HoldCommitsAsync(PostgresStorage storage)
+    {
+        var connection = await storage.Pool.OpenConnectionAsync();
+        await using var install = new NpgsqlCommand(
+            """
+            CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$;
+            CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT OR UPDATE ON kms_entries DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit();
+            SELECT pg_advisory_lock(4242);
+            """,
+            connection);
+        await install.ExecuteNonQueryAsync();
+        return new CommitHold(connection);
+    }
+
+    private sealed class CommitHold(NpgsqlConnection connection) : IAsyncDisposable
+    {
+        private bool _released;
+
+        /// <summary>Returns once a write waits at its COMMIT.</summary>
+        public async Task UntilOneWaitsAsync()
+        {
+            await using var waiting = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND datname = current_database()", connection);
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while ((long)(await waiting.ExecuteScalarAsync())! == 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "no write reached its commit");
+                await Task.Delay(10);
+            }
+        }
+
+        /// <summary>Lets the held writes commit, and later ones pass.</summary>
+        public async ValueTask DisposeAsync()
+        {
+            if (_released)
+            {
+                return;
+            }
+
+            _released = true;
+            // Unlocked first: DROP TRIGGER waits for the held writes' table locks, and they for the advisory lock.
+            await using (var release = new NpgsqlCommand("SELECT pg_advisory_unlock(4242); DROP TRIGGER hold_commit ON kms_entries", connection))
+            {
+                await release.ExecuteNonQueryAsync();
+            }
+
+            await connection.DisposeAsync();
+        }
     }
 
     [Fact]
