@@ -13,9 +13,12 @@ namespace Morphisms.Kms.HighAvailability;
 /// <remarks>
 /// The leader row it publishes and reads is untrusted storage, so a row is used only when it is authenticated and
 /// fresh: its MAC verifies, its lease (which the active node renews every <see cref="LeaseRenewal"/>) has not
-/// expired by this node's clock (<paramref name="time"/>), and its epoch is not below the highest this node has won
-/// or accepted. Without the last two, whoever controls PostgreSQL could write an earlier term's row back — say a
-/// decommissioned node's, whose address someone else now holds — and standbys would redirect clients there.
+/// expired by this node's clock (<paramref name="time"/>), and it is not from an earlier term than the last row this
+/// node won, renewed or accepted: a lower epoch with a lease no later than that row's. Without the last two, whoever
+/// controls PostgreSQL could write an earlier term's row back — say a decommissioned node's, whose address someone
+/// else now holds — and standbys would redirect clients there. A lower epoch with a later lease is not refused:
+/// PostgreSQL itself went back to an earlier state (restored from a backup, a lagging replica promoted), the epoch
+/// with it, and the row is the next term's; refused, standbys would answer 503 until restarted.
 /// </remarks>
 internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider time) : IAsyncDisposable
 {
@@ -42,8 +45,14 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
 
     private NpgsqlConnection? _session;
 
-    // The highest epoch this node has won or accepted from an authenticated, unexpired row: lower ones are replays.
+    // The highest epoch this node has won or accepted from an authenticated, unexpired row: a new term rises above it,
+    // so epochs are not reused after PostgreSQL went back to an earlier state (a deposed node's fence may hold them).
     private long _highestEpoch;
+
+    // The row this node last won, renewed or accepted: its epoch and lease. A lower epoch whose lease is no later is an
+    // earlier term's row written back; a later lease was written after it (a new term after a rollback).
+    private long _seenEpoch;
+    private DateTimeOffset _seenLease = DateTimeOffset.MinValue;
     private DateTimeOffset _renewAt = DateTimeOffset.MinValue;
 
     /// <summary>Whether this session holds the lock (as far as this side knows).</summary>
@@ -74,8 +83,8 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
         // SHARE, which only FOR UPDATE conflicts with: the UPDATE alone, changing no key column, would not wait) and
         // makes all its later ones wait and then fail their epoch check: see PostgresStorage.TransactAsync. The MAC
         // covers the new epoch, known only once bumped; one transaction, so a standby never reads the row without
-        // its MAC. The epoch rises above any this node has seen: a row written back (an epoch rolled back) would
-        // otherwise have the new term reuse epochs that nodes which saw the later ones refuse.
+        // its MAC. The epoch rises above any this node has seen: after the epoch went back (a row written back, a
+        // database restored), the new term would otherwise reuse an epoch a deposed node may still hold as its fence.
         await using var tx = await session.BeginTransactionAsync(ct).ConfigureAwait(false);
         await using (var fence = new NpgsqlCommand("SELECT epoch FROM kms_ha_leader WHERE id = 1 FOR UPDATE", session, tx))
         {
@@ -94,10 +103,15 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
             epoch = (long)(await bump.ExecuteScalarAsync(ct).ConfigureAwait(false))!;
         }
 
-        var renewAt = macKey is null ? null : await SignAsync(session, tx, nodeId, address, epoch, macKey, ct).ConfigureAwait(false);
+        var signed = macKey is null ? null : await SignAsync(session, tx, nodeId, address, epoch, macKey, ct).ConfigureAwait(false);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         _highestEpoch = Math.Max(_highestEpoch, epoch);
-        _renewAt = renewAt ?? DateTimeOffset.MinValue;
+        _renewAt = signed?.RenewAt ?? DateTimeOffset.MinValue;
+        if (signed is { } published)
+        {
+            Saw(epoch, published.Lease);
+        }
+
         return epoch;
     }
 
@@ -114,12 +128,13 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
         }
 
         var session = await SessionAsync(ct).ConfigureAwait(false);
-        if (await SignAsync(session, null, nodeId, address, epoch, macKey, ct).ConfigureAwait(false) is not { } renewAt)
+        if (await SignAsync(session, null, nodeId, address, epoch, macKey, ct).ConfigureAwait(false) is not { } signed)
         {
             return false;
         }
 
-        _renewAt = renewAt;
+        _renewAt = signed.RenewAt;
+        Saw(epoch, signed.Lease);
         return true;
     }
 
@@ -174,7 +189,8 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
     /// <summary>
     /// The active node, or null when no session holds the lock right now (or it published no address: init). Its
     /// address is null unless it authenticates under <paramref name="macKey"/> (<see cref="LeaderRecord.Authenticate"/>)
-    /// and is fresh: its lease has not expired and its epoch is not below the highest this node has seen.
+    /// and is fresh: its lease has not expired and it is not from an earlier term than the last row this node saw (a
+    /// lower epoch with a lease no later than that row's).
     /// </summary>
     public async Task<LeaderRecord?> ReadLeaderAsync(byte[]? macKey, CancellationToken ct)
     {
@@ -201,10 +217,11 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
 
         // Authentic is not enough: the MAC has no notion of time, and whoever controls PostgreSQL can write back an
         // earlier term's row (kept, MAC and all). A node that saw a later term refuses it at once; any other (just
-        // started) once its lease has run out.
-        if (epoch < _highestEpoch)
+        // started) once its lease has run out. Its lease tells it from a new term's row of a lower epoch (PostgreSQL
+        // rolled back, the epoch with it): that one's lease was written after every lease of the terms before.
+        if (epoch < _seenEpoch && leader.LeaseUntil <= _seenLease)
         {
-            return leader with { Address = null, Refusal = $"is from an earlier leader term than epoch {_highestEpoch}, which this node has seen" };
+            return leader with { Address = null, Refusal = $"is from an earlier leader term than epoch {_seenEpoch}, which this node has seen" };
         }
 
         if (time.GetUtcNow() > leader.LeaseUntil)
@@ -212,7 +229,8 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
             return leader with { Address = null, Refusal = $"has a lease that expired at {leader.LeaseUntil:O} by this node's clock" };
         }
 
-        _highestEpoch = epoch;
+        _highestEpoch = Math.Max(_highestEpoch, epoch);
+        Saw(epoch, leader.LeaseUntil);
         return leader;
     }
 
@@ -221,7 +239,7 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
 
     /// <summary>
     /// Writes a new lease on the row of <paramref name="epoch"/> and the MAC over it (whole milliseconds, as the MAC
-    /// encodes them). Returns when to renew it, or null when the row carries another epoch.
+    /// encodes them). Returns the lease and when to renew it, or null when the row carries another epoch.
     /// </summary>
     /// <remarks>
     /// It sets no key column (the table's only unique index is its primary key, <c>id</c>), so its row lock is
@@ -229,7 +247,7 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
     /// the renewal would wait for them, and new share lockers do not queue behind a waiting updater: a stream of
     /// overlapping writes could hold it past the session's <c>statement_timeout</c> and step the node down.
     /// </remarks>
-    private async Task<DateTimeOffset?> SignAsync(NpgsqlConnection session, NpgsqlTransaction? tx, string nodeId, string address, long epoch, byte[] macKey, CancellationToken ct)
+    private async Task<(DateTimeOffset Lease, DateTimeOffset RenewAt)?> SignAsync(NpgsqlConnection session, NpgsqlTransaction? tx, string nodeId, string address, long epoch, byte[] macKey, CancellationToken ct)
     {
         var now = time.GetUtcNow();
         var lease = DateTimeOffset.FromUnixTimeMilliseconds((now + Lease).ToUnixTimeMilliseconds());
@@ -237,7 +255,17 @@ internal sealed class PostgresLeaderLock(PostgresStorage storage, TimeProvider t
         sign.Parameters.Add(new NpgsqlParameter { Value = lease });
         sign.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea, Value = LeaderRecord.Mac(macKey, epoch, nodeId, address, lease) });
         sign.Parameters.Add(new NpgsqlParameter { Value = epoch });
-        return await sign.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 1 ? now + LeaseRenewal : null;
+        return await sign.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 1 ? (lease, now + LeaseRenewal) : null;
+    }
+
+    /// <summary>
+    /// Remembers the row of <paramref name="epoch"/> with <paramref name="lease"/> as the last this node saw: the
+    /// latest lease of its epoch, or the row of another epoch it won or accepted (a lower one only with a later lease).
+    /// </summary>
+    private void Saw(long epoch, DateTimeOffset lease)
+    {
+        _seenLease = epoch == _seenEpoch && lease < _seenLease ? _seenLease : lease;
+        _seenEpoch = epoch;
     }
 
     private async Task<NpgsqlConnection> SessionAsync(CancellationToken ct)

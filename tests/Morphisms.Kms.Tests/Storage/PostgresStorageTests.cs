@@ -500,6 +500,57 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         Assert.Equal(new Uri("https://kms-2.internal:8200"), (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
     }
 
+    [Fact]
+    public async Task A_standby_follows_the_next_term_after_postgres_went_back_to_a_lower_epoch()
+    {
+        var connectionString = await postgres.Server.CreateDatabaseAsync();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var old = PostgresStorage.Open(connectionString);
+        await using var standby = PostgresStorage.Open(connectionString);
+        var oldLock = new PostgresLeaderLock(old, time);
+        await using var standbyLock = new PostgresLeaderLock(standby, time);
+        long seen = 0;
+        for (var term = 0; term < 3; term++)
+        {
+            seen = (await oldLock.TryAcquireAsync("old", "https://kms-1.internal:8200", MacKey, default))!.Value;
+        }
+
+        Assert.Equal(3L, seen);
+        Assert.Equal(new Uri("https://kms-1.internal:8200"), (await standbyLock.ReadLeaderAsync(MacKey, default))!.Address);
+
+        // PostgreSQL goes back to an earlier state (a backup restored, a lagging replica promoted): the epoch with it,
+        // and the active node's session is gone. A node that never saw the later epochs begins the next term.
+        await using (var rollback = standby.Pool.CreateCommand("UPDATE kms_ha_leader SET epoch = 1 WHERE id = 1"))
+        {
+            await rollback.ExecuteNonQueryAsync();
+        }
+
+        await oldLock.DisposeAsync();
+        time.Advance(TimeSpan.FromSeconds(1));
+        await using var fresh = PostgresStorage.Open(connectionString);
+        await using var freshLock = new PostgresLeaderLock(fresh, time);
+        long? epoch = null;
+        for (var attempt = 0; epoch is null && attempt < 200; attempt++)
+        {
+            epoch = await freshLock.TryAcquireAsync("new", "https://kms-2.internal:8200", MacKey, default);
+            if (epoch is null)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        Assert.Equal(2L, epoch);
+
+        // Lower than the epoch the standby saw, but leased after it: the next term's row, not an earlier one's.
+        var leader = (await standbyLock.ReadLeaderAsync(MacKey, default))!;
+        Assert.Equal((new Uri("https://kms-2.internal:8200"), 2L), (leader.Address, leader.Epoch));
+        Assert.Null(leader.Refusal);
+
+        // Still, the standby's own next term rises above every epoch it saw: a deposed node's fence may hold one.
+        await freshLock.ReleaseAsync();
+        Assert.Equal(seen + 1, await standbyLock.TryAcquireAsync("standby", "https://kms-3.internal:8200", MacKey, default));
+    }
+
     private static async Task<DateTime> LeaseAsync(PostgresStorage storage)
     {
         await using var read = storage.Pool.CreateCommand("SELECT lease_until FROM kms_ha_leader WHERE id = 1");
