@@ -110,10 +110,22 @@ internal sealed class SigningKeyStore
     /// <c>openssl genpkey -algorithm ed25519</c>). Errors never include the file's content.
     /// </summary>
     /// <exception cref="FormatException">None of the accepted forms.</exception>
+    private static readonly System.Buffers.SearchValues<byte> Base64Characters =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \t\r\n"u8);
+
     internal static Key Import(ReadOnlySpan<byte> content)
     {
         if (content.Length == Ed25519.PrivateKeySize)
         {
+            // 32 printable characters are a text key of the wrong length (16 random bytes in hex, 24 in base64), not a
+            // seed: a random seed is all base64 characters about once in 10^19. Taking them as a seed would sign with a
+            // key its owner never meant.
+            if (content.IndexOfAnyExcept(Base64Characters) < 0)
+            {
+                throw new FormatException(
+                    "signing-key: 32 characters of text are not a key (64 hex digits or base64 of 32 bytes are); ship a raw seed through the bundle's {\"base64\": …} form");
+            }
+
             return Key.Import(Ed25519, content, KeyBlobFormat.RawPrivateKey);
         }
 

@@ -96,14 +96,21 @@ public sealed class SignerTests : IDisposable
         Assert.Equal(1, CountOccurrences(signer.Stderr, "listening on"));
     }
 
-    [Fact]
-    public async Task A_malformed_key_file_at_start_is_an_error_not_a_silent_fresh_key()
+    /// <summary>
+    /// The last two are 32 bytes of text (16 random bytes in hex, 24 in base64): the length of a raw seed, but a key
+    /// of the wrong length, once taken as a seed nobody meant.
+    /// </summary>
+    [Theory]
+    [InlineData("0123456789")]
+    [InlineData("3f9a0c1d5e7b2a4c6d8e0f1a2b3c4d5e")]
+    [InlineData("q83vEjRWeJq8T8kx7wN+dLqhy0Fp2Zcx")]
+    public async Task A_malformed_key_file_at_start_is_an_error_not_a_silent_fresh_key(string content)
     {
-        WriteKey("0123456789"u8.ToArray());
+        WriteKey(Encoding.ASCII.GetBytes(content));
         await using var signer = SampleProcess.Launch("Signer", Env());
         Assert.Equal(1, await signer.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("cannot use the signing key", signer.Stderr, StringComparison.Ordinal);
-        Assert.DoesNotContain("0123456789", signer.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(content, signer.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
