@@ -244,7 +244,9 @@ static LogLevel ParseLevel(string level) => level.ToLowerInvariant() switch
 // Reads at most `limit` bytes; Kestrel enforces the same limit for chunked bodies (413 BadHttpRequestException).
 static async Task<byte[]> ReadBodyAsync(HttpRequest request, int limit)
 {
-    using var buffer = new MemoryStream(request.ContentLength is { } length ? (int)length : 4096);
+    // Content-Length only sizes the first buffer, up to one chunk: a client that announces a large body and sends
+    // nothing must not make the signer reserve it (thousands of such connections would fill an enclave's fixed memory).
+    using var buffer = new MemoryStream(request.ContentLength is { } length ? (int)Math.Min(length, 16 * 1024) : 4096);
     var chunk = new byte[16 * 1024];
     int read;
     while ((read = await request.Body.ReadAsync(chunk, request.HttpContext.RequestAborted)) > 0)
