@@ -292,7 +292,8 @@ internal sealed partial class PkiBackend
     private sealed record ExpectedDefault(string? Id);
 
     /// <summary>
-    /// Stores <paramref name="issuer"/> as the new default in one transaction and retires the old default; with
+    /// Stores <paramref name="issuer"/> as the new default in one transaction and retires the old default (a root only
+    /// when the new issuer does not chain to it); with
     /// <paramref name="onlyIf"/>, only while the default is still the one expected (returning the current default otherwise).
     /// </summary>
     private async Task<string?> InstallIssuerAsync(IssuerRecord issuer, List<(string, byte[]?)> extra, CancellationToken ct, ExpectedDefault? onlyIf = null)
@@ -309,7 +310,10 @@ internal sealed partial class PkiBackend
             }
 
             var ops = new List<(string, byte[]?)>(extra) { ("issuers/" + issuer.Id, SecureStorageJson.ToJson(issuer)) };
-            if (previousId is not null && await LoadIssuerAsync(previousId, ct).ConfigureAwait(false) is { IsRoot: false } previous)
+            // A root stays one while the new issuer chains to it; one it does not (a rotation under a newer root, an
+            // intermediate signed elsewhere) retires like an intermediate, so its leaves stay in ca_chain until they expire.
+            if (previousId is not null && await LoadIssuerAsync(previousId, ct).ConfigureAwait(false) is { } previous
+                && (!previous.IsRoot || !issuer.Parents.Contains(previous.Certificate, StringComparer.Ordinal)))
             {
                 previous.RetiredAt = issuer.CreatedAt;
                 ops.Add(("issuers/" + previous.Id, SecureStorageJson.ToJson(previous)));

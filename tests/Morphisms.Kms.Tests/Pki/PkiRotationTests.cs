@@ -52,6 +52,48 @@ public sealed class PkiRotationTests
     }
 
     [Fact]
+    public async Task A_rotation_onto_a_newer_root_keeps_the_old_default_roots_leaves_validating_against_the_served_chain()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("sys/mounts/own-ca", new { type = "pki" })).Expect(204);
+        var rootA = (await c.PostAsync("own-ca/root/generate/internal", new { common_name = "Root A" })).Expect(200).Data["issuer_id"]!.GetValue<string>();
+        (await c.PostAsync("own-ca/roles/svc", new { allowed_domains = "svc.local", allow_subdomains = true })).Expect(204);
+        var before = (await c.PostAsync("own-ca/issue/svc", new { common_name = "old.svc.local", ttl = "48h" })).Expect(200).Data;
+        Assert.Equal(rootA, before["issuer_id"]!.GetValue<string>());
+
+        // A second root does not take over by itself; the rotation signs its intermediate under it (the newest root).
+        (await c.PostAsync("own-ca/root/generate/internal", new { common_name = "Root B" })).Expect(200);
+        Assert.Equal(rootA, (await c.ListAsync("own-ca/issuers")).Expect(200).Data["default"]!.GetValue<string>());
+        var rotated = (await c.PostAsync("own-ca/intermediate/rotate")).Expect(200).Data;
+        Assert.Equal(rootA, rotated["previous_issuer_id"]!.GetValue<string>());
+        var after = (await c.PostAsync("own-ca/issue/svc", new { common_name = "new.svc.local", ttl = "1h" })).Expect(200).Data;
+
+        // A client that takes its trust from the served bundle alone validates the leaf root A signed, and the new one.
+        var served = PkiAssert.Certificates([(await c.GetAsync("own-ca/ca_chain")).Expect(200).Raw]);
+        var at = kms.Time.GetUtcNow().AddMinutes(1);
+        foreach (var leafPem in new[] { before["certificate"]!.GetValue<string>(), after["certificate"]!.GetValue<string>() })
+        {
+            using var leaf = X509Certificate2.CreateFromPem(leafPem);
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.AddRange(served.Where(s => s.SubjectName.RawData.AsSpan().SequenceEqual(s.IssuerName.RawData)).ToArray());
+            chain.ChainPolicy.ExtraStore.AddRange(served.Where(s => !s.SubjectName.RawData.AsSpan().SequenceEqual(s.IssuerName.RawData)).ToArray());
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            chain.ChainPolicy.VerificationTime = at.UtcDateTime;
+            Assert.True(chain.Build(leaf), leaf.Subject + ": " + string.Join("; ", chain.ChainStatus.Select(s => s.Status + ": " + s.StatusInformation)));
+        }
+
+        Assert.Equal("retiring", (await c.GetAsync("own-ca/issuer/" + rootA)).Expect(200).Data["state"]!.GetValue<string>());
+
+        // Once root A's last leaf has expired it leaves the chain, and later rotations stay under root B.
+        kms.Time.Advance(TimeSpan.FromHours(49));
+        Assert.Equal("retired", (await c.GetAsync("own-ca/issuer/" + rootA)).Expect(200).Data["state"]!.GetValue<string>());
+        Assert.Equal(2, PkiAssert.Certificates([(await c.GetAsync("own-ca/ca_chain")).Expect(200).Raw]).Count);
+        (await c.PostAsync("own-ca/intermediate/rotate")).Expect(200);
+    }
+
+    [Fact]
     public async Task Function_intermediates_are_P256_under_the_P384_root_unless_a_rotation_asks_for_P384()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
