@@ -9,7 +9,7 @@ namespace Morphisms.Agent.Evidence;
 /// against devices that are not SNP guests (where it fails cleanly). The measured KMS CA pin is HOST_DATA of a plain
 /// report.
 /// </summary>
-public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 0) : IEvidenceProvider, IMeasuredPinSource
+public sealed class SevGuestEvidenceProvider(string device, uint vmpl = 0) : IEvidenceProvider, IMeasuredPinSource
 {
     private const int PageSize = 4096;
 
@@ -55,17 +55,7 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
         return Task.FromResult(MeasuredPin.FromSnpReport(report, "sev-guest"));
     }
 
-    private Microsoft.Win32.SafeHandles.SafeFileHandle Open()
-    {
-        try
-        {
-            return File.OpenHandle(device, FileMode.Open, FileAccess.ReadWrite);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new EvidenceException($"sev-guest: cannot open {device}: {e.Message}", e);
-        }
-    }
+    private Microsoft.Win32.SafeHandles.SafeFileHandle Open() => GuestDevice.Open(device, "sev-guest");
 
     private unsafe (byte[] Report, byte[] Certificates) ExtendedReport(int fd, ReadOnlySpan<byte> userData)
     {
@@ -79,7 +69,7 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
                 new Span<byte>(certs, certsLength).Clear();
                 var request = new SevGuestAbi.ExtReportRequest { Data = SevGuestAbi.Request(userData, vmpl), CertsAddress = (ulong)certs, CertsLength = (uint)certsLength };
                 var guest = new SevGuestAbi.GuestRequest { MsgVersion = SevGuestAbi.MessageVersion, ReqData = (ulong)&request, RespData = (ulong)response };
-                if (Ioctl(fd, SevGuestAbi.SnpGetExtReport, &guest) == 0)
+                if (GuestDevice.Ioctl(fd, SevGuestAbi.SnpGetExtReport, &guest) == 0)
                 {
                     var table = new Span<byte>(certs, (int)Math.Min(request.CertsLength == 0 ? certsLength : request.CertsLength, (uint)certsLength)).ToArray();
                     return (SevGuestAbi.ReportFromResponse(new ReadOnlySpan<byte>(response, SevGuestAbi.ResponseSize)), table);
@@ -109,7 +99,7 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
         var request = SevGuestAbi.Request(userData, vmpl);
         var response = stackalloc byte[SevGuestAbi.ResponseSize];
         var guest = new SevGuestAbi.GuestRequest { MsgVersion = SevGuestAbi.MessageVersion, ReqData = (ulong)&request, RespData = (ulong)response };
-        if (Ioctl(fd, SevGuestAbi.SnpGetReport, &guest) != 0)
+        if (GuestDevice.Ioctl(fd, SevGuestAbi.SnpGetReport, &guest) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             throw new EvidenceException($"sev-guest: SNP_GET_REPORT failed: errno {errno}, firmware error 0x{guest.FwError:x}, VMM error 0x{guest.VmmError:x}");
@@ -117,7 +107,4 @@ public sealed partial class SevGuestEvidenceProvider(string device, uint vmpl = 
 
         return SevGuestAbi.ReportFromResponse(new ReadOnlySpan<byte>(response, SevGuestAbi.ResponseSize));
     }
-
-    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
-    private static unsafe partial int Ioctl(int fd, ulong request, void* argument);
 }

@@ -24,7 +24,7 @@ public interface ITdReportSource
 /// number are unit-tested against the uapi, and the ioctl path is exercised only against devices that are not TDX
 /// guests (where it fails cleanly). The older out-of-tree <c>/dev/tdx-guest</c> has another ABI and is not used.
 /// </summary>
-public sealed partial class TdxGuestDevice(string device) : ITdReportSource
+public sealed class TdxGuestDevice(string device) : ITdReportSource
 {
     /// <summary>The device node the kernel's tdx-guest driver makes.</summary>
     public const string DefaultPath = "/dev/tdx_guest";
@@ -38,20 +38,10 @@ public sealed partial class TdxGuestDevice(string device) : ITdReportSource
     /// <inheritdoc />
     public unsafe byte[] GetReport(ReadOnlySpan<byte> reportData)
     {
-        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
-        try
-        {
-            handle = File.OpenHandle(device, FileMode.Open, FileAccess.ReadWrite);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new EvidenceException($"{device}: cannot open: {e.Message}", e);
-        }
-
-        using (handle)
+        using (var handle = GuestDevice.Open(device, "tdx-guest"))
         {
             var request = TdxGuestAbi.Request(reportData);
-            if (Ioctl((int)handle.DangerousGetHandle(), TdxGuestAbi.GetReport0, &request) != 0)
+            if (GuestDevice.Ioctl((int)handle.DangerousGetHandle(), TdxGuestAbi.GetReport0, &request) != 0)
             {
                 throw new EvidenceException($"{device}: TDX_CMD_GET_REPORT0 failed: errno {Marshal.GetLastPInvokeError()}");
             }
@@ -59,9 +49,6 @@ public sealed partial class TdxGuestDevice(string device) : ITdReportSource
             return TdxGuestAbi.Report(ref request);
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
-    private static unsafe partial int Ioctl(int fd, ulong request, void* argument);
 }
 
 /// <summary>
