@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Morphisms.Attestation;
 
 /// <summary>
@@ -7,7 +5,7 @@ namespace Morphisms.Attestation;
 /// or a FIFO says 0 and never ends, and <see cref="File.ReadAllBytes(string)"/> would read it until memory ran out.
 /// At most one byte over the cap is read, from any kind of file.
 /// </summary>
-public static partial class BoundedFile
+public static class BoundedFile
 {
     /// <summary>Reads the whole file at <paramref name="path"/> when it holds at most <paramref name="limit"/> bytes.</summary>
     /// <returns>False (and <paramref name="bytes"/> empty) when the file holds more than <paramref name="limit"/> bytes.</returns>
@@ -56,26 +54,11 @@ public static partial class BoundedFile
     /// </summary>
     public static bool? IsRegularFile(string path)
     {
-        const int atFdCwd = -100;
-        const uint statxType = 0x1;
         const ushort typeMask = 0xF000, regular = 0x8000;
-        if (!OperatingSystem.IsLinux())
-        {
-            return null;
-        }
-
-        // struct statx: stx_mask at 0, stx_mode at 28, the same on every architecture.
-        Span<byte> stat = stackalloc byte[256];
-        if (Statx(atFdCwd, path, 0, statxType, stat) != 0 || (MemoryMarshal.Read<uint>(stat) & statxType) == 0)
-        {
-            return null;
-        }
-
-        return (MemoryMarshal.Read<ushort>(stat[28..]) & typeMask) == regular;
+        return LinuxStat.TryStat(path, LinuxStat.Type, out var stat) && (stat.Mask & LinuxStat.Type) != 0
+            ? (stat.Mode & typeMask) == regular
+            : null;
     }
-
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Statx(int dirfd, string path, int flags, uint mask, Span<byte> buffer);
 
     /// <summary>The message for a directory named where a file is expected: "PATH is a directory, not a file".</summary>
     public static string NotAFile(string path) => $"{path} is a directory, not a file";

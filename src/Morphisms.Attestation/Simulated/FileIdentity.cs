@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Morphisms.Attestation.Simulated;
 
 /// <summary>
@@ -13,17 +11,12 @@ namespace Morphisms.Attestation.Simulated;
 /// <param name="Size">The size in bytes.</param>
 /// <param name="ModifiedNs">The modification time, nanoseconds since the epoch.</param>
 /// <param name="ChangedNs">The status-change time, nanoseconds since the epoch.</param>
-internal readonly partial record struct FileIdentity(ulong Device, ulong Inode, long Size, long ModifiedNs, long ChangedNs)
+internal readonly record struct FileIdentity(ulong Device, ulong Inode, long Size, long ModifiedNs, long ChangedNs)
 {
     /// <summary>The identity of the file <paramref name="path"/> names (symbolic links followed), or null off Linux or when it cannot be read.</summary>
     public static FileIdentity? Of(string path)
     {
-        if (!OperatingSystem.IsLinux())
-        {
-            return null;
-        }
-
-        if (Statx(AtFdCwd, path, 0, BasicStats, out var stat) != 0 || (stat.Mask & Needed) != Needed)
+        if (!LinuxStat.TryStat(path, LinuxStat.BasicStats, out var stat) || (stat.Mask & Needed) != Needed)
         {
             return null;
         }
@@ -36,44 +29,6 @@ internal readonly partial record struct FileIdentity(ulong Device, ulong Inode, 
             (stat.CtimeSec * 1_000_000_000L) + stat.CtimeNsec);
     }
 
-    private const int AtFdCwd = -100;
-    private const uint BasicStats = 0x7ff;
-
     // STATX_INO | STATX_SIZE | STATX_MTIME | STATX_CTIME: a file system that cannot give these gets no identity.
     private const uint Needed = 0x100 | 0x200 | 0x40 | 0x80;
-
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Statx(int dirfd, string path, int flags, uint mask, out StatxBuffer buffer);
-
-    // struct statx from <linux/stat.h>: the same layout on every architecture, 256 bytes.
-    [StructLayout(LayoutKind.Explicit, Size = 256)]
-    private struct StatxBuffer
-    {
-        [FieldOffset(0)]
-        public uint Mask;
-
-        [FieldOffset(32)]
-        public ulong Inode;
-
-        [FieldOffset(40)]
-        public ulong Size;
-
-        [FieldOffset(96)]
-        public long CtimeSec;
-
-        [FieldOffset(104)]
-        public uint CtimeNsec;
-
-        [FieldOffset(112)]
-        public long MtimeSec;
-
-        [FieldOffset(120)]
-        public uint MtimeNsec;
-
-        [FieldOffset(136)]
-        public uint DevMajor;
-
-        [FieldOffset(140)]
-        public uint DevMinor;
-    }
 }
