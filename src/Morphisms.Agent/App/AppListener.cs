@@ -4,6 +4,7 @@ using System.Globalization;
 using System.IO.Enumeration;
 using System.Net;
 using System.Runtime.InteropServices;
+using Morphisms.Attestation;
 
 namespace Morphisms.Agent.App;
 
@@ -75,7 +76,7 @@ internal static partial class AppListener
         if (missing.Count > 0)
         {
             // A launcher (a shell without exec, a supervisor with workers) may leave the listener to a child.
-            foreach (var child in Descendants(proc, appPid))
+            foreach (var child in ProcessTree.Descendants(appPid, proc))
             {
                 RemoveOwned(proc, child, missing, held, required: false);
                 if (missing.Count == 0)
@@ -462,51 +463,5 @@ internal static partial class AppListener
                 }
             }
         }
-    }
-
-    // One scan of /proc for each process's parent, then the app's subtree.
-    private static List<int> Descendants(string proc, int root)
-    {
-        var children = new Dictionary<int, List<int>>();
-        foreach (var dir in Directory.EnumerateDirectories(proc))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
-            {
-                continue;
-            }
-
-            string stat;
-            try
-            {
-                stat = File.ReadAllText(Path.Combine(dir, "stat"));
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                continue; // exited meanwhile
-            }
-
-            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so the fields start after the last ')'.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            if (fields.Length > 1 && int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out var parent))
-            {
-                (children.TryGetValue(parent, out var list) ? list : children[parent] = []).Add(pid);
-            }
-        }
-
-        var found = new List<int>();
-        var pending = new Stack<int>([root]);
-        while (pending.TryPop(out var pid))
-        {
-            if (children.TryGetValue(pid, out var list))
-            {
-                foreach (var child in list)
-                {
-                    found.Add(child);
-                    pending.Push(child);
-                }
-            }
-        }
-
-        return found;
     }
 }

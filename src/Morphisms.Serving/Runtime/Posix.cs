@@ -65,46 +65,6 @@ internal static partial class Posix
         }
     }
 
-    /// <summary>The live descendants of <paramref name="pid"/> (from /proc), nearest first, so a sandbox's inner processes can be signalled.</summary>
-    public static IReadOnlyList<int> Descendants(int pid)
-    {
-        var parents = new Dictionary<int, int>();
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out var child))
-            {
-                continue;
-            }
-
-            try
-            {
-                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may contain spaces, so parse after the last ')'.
-                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
-                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                parents[child] = int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
-            {
-            }
-        }
-
-        List<int> result = [];
-        var frontier = new Queue<int>([pid]);
-        while (frontier.TryDequeue(out var parent))
-        {
-            foreach (var (child, ppid) in parents)
-            {
-                if (ppid == parent)
-                {
-                    result.Add(child);
-                    frontier.Enqueue(child);
-                }
-            }
-        }
-
-        return result;
-    }
-
     /// <summary>
     /// <paramref name="path"/> with every symlink and <c>..</c> resolved, as the kernel and the .NET host see it
     /// (realpath(3)), or null when it does not exist.

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Morphisms.Attestation;
 using Morphisms.Serving.Hosting;
 
 namespace Morphisms.Serving.Runtime;
@@ -133,7 +134,7 @@ public sealed class ProcessInstance : IInstanceProcess
         // Under bubblewrap the spawned pid is bwrap, which neither forwards signals nor survives one
         // gracefully: signal the first process inside that is not bwrap (the agent, or a plain app),
         // which drains and exits, and bwrap then exits with its status.
-        var target = _sandboxed ? Posix.Descendants(Pid).FirstOrDefault(pid => Posix.CommandName(pid) is not (null or "bwrap")) : 0;
+        var target = _sandboxed ? ProcessTree.Descendants(Pid).FirstOrDefault(pid => Posix.CommandName(pid) is not (null or "bwrap")) : 0;
         Posix.Signal(target != 0 ? target : Pid, Posix.SigTerm);
 
         var finished = await Task.WhenAny(Exited, Task.Delay(drain, _time)).ConfigureAwait(false);
