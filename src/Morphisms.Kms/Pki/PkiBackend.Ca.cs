@@ -60,6 +60,7 @@ internal sealed partial class PkiBackend
         {
             var config = await LoadConfigAsync(ct).ConfigureAwait(false);
             config.Default ??= issuer.Id;
+            issuer.Sequence = ++config.LastIssuerSequence;
             await _storage.TransactAsync(
             [
                 ("issuers/" + issuer.Id, SecureStorageJson.ToJson(issuer)),
@@ -309,6 +310,7 @@ internal sealed partial class PkiBackend
                 return previousId;
             }
 
+            issuer.Sequence = ++config.LastIssuerSequence;
             var ops = new List<(string, byte[]?)>(extra) { ("issuers/" + issuer.Id, SecureStorageJson.ToJson(issuer)) };
             // A root stays one while the new issuer chains to it; one it does not (a rotation under a newer root, an
             // intermediate signed elsewhere) retires like an intermediate, so its leaves stay in ca_chain until they expire.

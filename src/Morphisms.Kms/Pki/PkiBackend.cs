@@ -106,7 +106,7 @@ internal sealed partial class PkiBackend : ILogicalBackend
             }
         }
 
-        return [.. list.OrderBy(i => i.CreatedAt)];
+        return [.. list.OrderBy(i => i.Sequence).ThenBy(i => i.CreatedAt)];
     }
 
     /// <summary>The signing key of issuer <paramref name="id"/> (the KMS root's comes from <c>core/root-ca</c>).</summary>

@@ -27,6 +27,13 @@ internal sealed class IssuerRecord
     /// <summary>When it was added.</summary>
     public DateTimeOffset CreatedAt { get; set; }
 
+    /// <summary>
+    /// Its place in the order the mount's issuers were stored (1, 2, …; 0 for issuers stored before the field
+    /// existed). "The newest root" must not depend on two issuers' creation times differing, nor on the order of
+    /// their random ids when they do not.
+    /// </summary>
+    public long Sequence { get; set; }
+
     /// <summary>The issuer's state at <paramref name="now"/>: active (default), retiring (leaves still valid), retired, or root.</summary>
     public string StateAt(DateTimeOffset now, string? defaultId) =>
         Id == defaultId ? "active"
@@ -43,6 +50,9 @@ internal sealed class IssuersConfig
 
     /// <summary>The domain of function certificates (<c>FUNCTION.DOMAIN</c>).</summary>
     public string? FunctionDomain { get; set; }
+
+    /// <summary>The last <see cref="IssuerRecord.Sequence"/> handed out.</summary>
+    public long LastIssuerSequence { get; set; }
 }
 
 /// <summary>A key made by <c>intermediate/generate/internal</c>, waiting for its signed certificate.</summary>

@@ -94,6 +94,28 @@ public sealed class PkiRotationTests
     }
 
     [Fact]
+    public async Task Roots_made_at_the_same_instant_keep_the_order_they_were_made_in_and_a_rotation_signs_under_the_last()
+    {
+        // The test clock stands still, so every root has the same creation time: only the order of making tells them apart.
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("sys/mounts/own-ca", new { type = "pki" })).Expect(204);
+        var roots = new List<string>();
+        for (var i = 0; i < 8; i++)
+        {
+            roots.Add((await c.PostAsync("own-ca/root/generate/internal", new { common_name = "Root " + i })).Expect(200).Data["issuer_id"]!.GetValue<string>());
+        }
+
+        var listed = (await c.ListAsync("own-ca/issuers")).Expect(200).Data["keys"]!.AsArray().Select(k => k!.GetValue<string>()).ToList();
+        Assert.Equal(roots, listed);
+
+        var rotated = (await c.PostAsync("own-ca/intermediate/rotate")).Expect(200).Data;
+        Assert.Equal(roots[0], rotated["previous_issuer_id"]!.GetValue<string>());
+        using var intermediate = X509Certificate2.CreateFromPem(rotated["certificate"]!.GetValue<string>());
+        Assert.Equal("CN=Root 7", intermediate.Issuer);
+    }
+
+    [Fact]
     public async Task Function_intermediates_are_P256_under_the_P384_root_unless_a_rotation_asks_for_P384()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
