@@ -61,11 +61,25 @@ public sealed class KvUnmountTests
         {
             await storage.Reached.Task.WaitAsync(TimeSpan.FromSeconds(10));
             unmount = c.DeleteAsync("sys/mounts/team");
+
+            // A request arriving meanwhile is refused, not served by a mount about to go. Until the unmount request has
+            // reached the server and closed the mount, a read still finds no version yet (404): polled, not slept on, as
+            // a loaded machine may deliver the unmount late; a mount that never refuses fails at the deadline.
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            VaultResult read;
+            while ((read = await c.GetAsync("team/data/x")).Status != 503)
+            {
+                read.Expect(404);
+                Assert.False(unmount.IsCompleted, $"the unmount ended ({unmount.Status}) before a read was refused");
+                Assert.True(DateTime.UtcNow < deadline, "a read during the unmount was never refused with a 503");
+                await Task.Delay(10);
+            }
+
+            Assert.Contains("'team/' is being disabled", read.Errors[0], StringComparison.Ordinal);
+
+            // The unmount is under way now: given time to finish, it must still wait for the held transaction.
             await Task.Delay(200);
             Assert.False(unmount.IsCompleted, "the unmount must wait for the transaction under way on the mount");
-
-            // A request arriving meanwhile is refused, not served by a mount about to go.
-            Assert.Contains("'team/' is being disabled", (await c.GetAsync("team/data/x")).Expect(503).Errors[0], StringComparison.Ordinal);
         }
         finally
         {
