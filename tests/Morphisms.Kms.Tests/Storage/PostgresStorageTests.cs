@@ -271,7 +271,9 @@ public sealed class PostgresStorageTests(PostgresFixture postgres) : IClassFixtu
         await hold.UntilOneWaitsAsync();
         time.Advance(PostgresLeaderLock.LeaseRenewal);
         var lease = await LeaseAsync(node);
-        using (var patience = new CancellationTokenSource(TimeSpan.FromSeconds(3)))
+        // Waiting for the held write, the renewal would never end, or fail at the lock session's 5 s statement_timeout:
+        // 10 s of patience catches both and leaves a loaded machine's round trips room.
+        using (var patience = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
         {
             Assert.True(await nodeLock.RenewAsync("n", "http://127.0.0.1:1", epoch, MacKey, patience.Token));
         }
