@@ -7,10 +7,13 @@ namespace Morphisms.Serving.Activation;
 /// <summary>
 /// The activator, as the gateway's resolver: host → revision through the route table, then a ready
 /// instance; when the revision has none (scaled to zero, or all starting), it pokes the autoscaler
-/// and holds the request in a bounded queue until an instance is ready or the wait times out.
+/// and holds the request in a bounded queue until an instance is ready or the wait times out (on
+/// <paramref name="time"/>, the system clock when not given).
 /// </summary>
-public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstances instances, IScaleFromZeroTrigger trigger, ActivatorOptions options) : IBackendResolver
+public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstances instances, IScaleFromZeroTrigger trigger, ActivatorOptions options, TimeProvider? time = null) : IBackendResolver
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
     /// <inheritdoc />
     /// <exception cref="ActivatorOverloadedException">The revision's queue is full, no instance became ready in time, or the revision stopped.</exception>
     public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken) =>
@@ -38,11 +41,11 @@ public sealed class ActivatingBackendResolver(RouteTable routes, RevisionInstanc
         }
 
         trigger.Poke(revision, instances.Queued(revision) + 1);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.QueueTimeout);
+        using var timeout = new CancellationTokenSource(options.QueueTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         try
         {
-            var endpoint = await instances.WaitAsync(revision, options.MaxQueuedPerRevision, options.RetryAfter, timeout.Token, refused).ConfigureAwait(false);
+            var endpoint = await instances.WaitAsync(revision, options.MaxQueuedPerRevision, options.RetryAfter, linked.Token, refused).ConfigureAwait(false);
             return new BackendTarget(revision, endpoint, Held: true);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)

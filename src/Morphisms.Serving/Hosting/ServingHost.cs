@@ -41,7 +41,7 @@ public sealed partial class ServingHost : IAsyncDisposable
     {
         _options = options;
         _log = options.Log ?? Console.Error;
-        Resolver = new ActivatingBackendResolver(Routes, Instances, new Trigger(this), options.Activator);
+        Resolver = new ActivatingBackendResolver(Routes, Instances, new Trigger(this), options.Activator, options.Time);
         Metrics.Gauges = Gauges;
     }
 

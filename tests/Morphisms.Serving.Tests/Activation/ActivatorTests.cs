@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using Microsoft.Extensions.Time.Testing;
 using Morphisms.Serving.Activation;
 using Morphisms.Serving.Gateway;
 using Morphisms.Serving.Routing;
@@ -50,10 +51,9 @@ public class ActivatorTests
     public async Task A_full_queue_refuses_at_once_and_a_wait_times_out()
     {
         var instances = new RevisionInstances();
-        // Real time (the activator takes no clock): the first request must still be queued when the second arrives, so
-        // the timeout leaves room for a loaded machine's stalls between the two.
-        var options = new ActivatorOptions { MaxQueuedPerRevision = 1, QueueTimeout = TimeSpan.FromSeconds(5) };
-        var resolver = new ActivatingBackendResolver(Routes(), instances, new RecordingTrigger(), options);
+        var time = new FakeTimeProvider();
+        var options = new ActivatorOptions { MaxQueuedPerRevision = 1, QueueTimeout = TimeSpan.FromSeconds(60) };
+        var resolver = new ActivatingBackendResolver(Routes(), instances, new RecordingTrigger(), options, time);
         var first = resolver.ResolveAsync("hello.fn.morphisms.local", CancellationToken.None).AsTask();
         await Eventually.True(() => instances.Queued("hello-00001") == 1, "request queued");
 
@@ -61,8 +61,12 @@ public class ActivatorTests
         Assert.Contains("already wait", full.Message);
         Assert.Equal(TimeSpan.FromSeconds(1), full.RetryAfter);
 
-        var timedOut = await Assert.ThrowsAsync<ActivatorOverloadedException>(() => first.WaitAsync(TimeSpan.FromSeconds(30)));
-        Assert.Contains("within 5s", timedOut.Message);
+        // The wait runs on the activator's clock: not a moment before the timeout, then refused.
+        time.Advance(TimeSpan.FromSeconds(59.9));
+        Assert.False(first.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(0.1));
+        var timedOut = await Assert.ThrowsAsync<ActivatorOverloadedException>(() => first.WaitAsync(TimeSpan.FromSeconds(20)));
+        Assert.Contains("within 60s", timedOut.Message);
         Assert.Equal(0, instances.Queued("hello-00001")); // the abandoned wait left the queue: memory stays bounded
     }
 
