@@ -249,7 +249,9 @@ public sealed class FunctionRevocationTests : IDisposable
         var cache = new FunctionCrlCache();
         var chains = new VerifiedChainCache();
 
-        var handshakes = await StartWaitingAsync(() => Validate(leaf, source, cache, chainCache: chains), source);
+        // A fetch timeout no slow machine reaches while the burst gathers: a waiter that gave up would let the fetch go.
+        var patient = TimeSpan.FromMinutes(1);
+        var handshakes = await StartWaitingAsync(() => Validate(leaf, source, cache, chainCache: chains, fetchTimeout: patient), source, cache);
         gate.Set();
         Assert.All(await Task.WhenAll(handshakes), Assert.Empty);
         Assert.Equal(1, source.Calls);
@@ -259,7 +261,7 @@ public sealed class FunctionRevocationTests : IDisposable
         using var failing = new ManualResetEventSlim();
         var down = new StaticCrlSource(_pki.Crl()) { Gate = failing, Failure = "it could not be reached (Connection refused)" };
         var fresh = new FunctionCrlCache();
-        var refused = await StartWaitingAsync(() => Validate(leaf, down, fresh, chainCache: chains), down);
+        var refused = await StartWaitingAsync(() => Validate(leaf, down, fresh, chainCache: chains, fetchTimeout: patient), down, fresh);
         failing.Set();
         Assert.All(await Task.WhenAll(refused), f => Assert.Contains("Connection refused", Assert.Single(f)));
         Assert.Equal(1, down.Calls);
@@ -323,23 +325,26 @@ public sealed class FunctionRevocationTests : IDisposable
 
     /// <summary>
     /// Starts 20 handshakes at once, each on a thread of its own (as many as a burst's TLS callbacks, without waiting for
-    /// the thread pool to grow), and returns once all have begun and the first fetch is held at the source's gate.
+    /// the thread pool to grow), and returns once every one of them waits in <paramref name="cache"/> on a fetch under way,
+    /// which the source's gate holds. Not after a guessed delay: the cache keeps no failure, so a handshake that arrived
+    /// only after a failed fetch was released would start a second one.
     /// </summary>
-    private static async Task<List<Task<IReadOnlyList<string>>>> StartWaitingAsync(Func<IReadOnlyList<string>> handshake, StaticCrlSource source)
+    private static async Task<List<Task<IReadOnlyList<string>>>> StartWaitingAsync(Func<IReadOnlyList<string>> handshake, StaticCrlSource source, FunctionCrlCache cache)
     {
-        var started = 0;
-        var handshakes = Enumerable.Range(0, 20).Select(_ => Task.Factory.StartNew(() =>
+        const int Burst = 20;
+        var handshakes = Enumerable.Range(0, Burst).Select(_ => Task.Factory.StartNew(handshake, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToList();
+
+        // Within the source's gate (30 s), after which the held fetch would go on by itself.
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (cache.Waiting < Burst)
         {
-            Interlocked.Increment(ref started);
-            return handshake();
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToList();
-        while (source.Calls == 0 || Volatile.Read(ref started) < handshakes.Count)
-        {
+            Assert.True(DateTime.UtcNow < deadline, $"only {cache.Waiting} of {Burst} handshakes wait on the fetch ({source.Calls} fetches started)");
+            Assert.DoesNotContain(handshakes, h => h.IsCompleted);
             await Task.Delay(10);
         }
 
-        // Long enough for each started handshake to reach the fetch under way and wait on it.
-        await Task.Delay(300);
+        // All held by the gate, so all wait on the one fetch: none can have started another.
+        Assert.Equal(1, source.Calls);
         return handshakes;
     }
 

@@ -29,6 +29,7 @@ public sealed class FunctionCrlCache
     private readonly ConcurrentDictionary<string, Warmth> _warmth = new(StringComparer.Ordinal);
     private readonly int _capacity;
     private long _fetches;
+    private int _waiting;
 
     /// <summary>Creates a cache holding the CRLs of at most <paramref name="capacity"/> issuing CAs.</summary>
     public FunctionCrlCache(int capacity = 64)
@@ -45,6 +46,12 @@ public sealed class FunctionCrlCache
 
     /// <summary>Issuing CAs with a slot (a CRL, or a fetch under way).</summary>
     public int Count => _slots.Count;
+
+    /// <summary>
+    /// Handshakes blocked in <see cref="Check"/> on a fetch under way right now: lets a test release a held fetch only once
+    /// every handshake of a burst waits on it, rather than after a guessed delay.
+    /// </summary>
+    internal int Waiting => Volatile.Read(ref _waiting);
 
     /// <summary>
     /// Why <paramref name="leaf"/> must be refused — it is listed, or no valid CRL of <paramref name="issuingCa"/> could be
@@ -104,7 +111,18 @@ public sealed class FunctionCrlCache
 
         // Bounded: a KMS that does not answer refuses the handshake after the fetch timeout instead of holding its thread
         // (and, through the thread pool, every other) for as long as the fetch hangs.
-        if (!pending.Wait(fetchTimeout))
+        bool landed;
+        Interlocked.Increment(ref _waiting);
+        try
+        {
+            landed = pending.Wait(fetchTimeout);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waiting);
+        }
+
+        if (!landed)
         {
             // A fetch that outlived its time (a source deaf to its token) is let go, so the next handshake tries again.
             lock (slot)
