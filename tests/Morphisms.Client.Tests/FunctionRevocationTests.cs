@@ -276,14 +276,15 @@ public sealed class FunctionRevocationTests : IDisposable
         var timeout = TimeSpan.FromMilliseconds(300);
         var clock = System.Diagnostics.Stopwatch.StartNew();
 
-        // The source ignores its token, as a hung KMS connection might: the wait itself is bounded.
-        var refused = Assert.Single(await Task.Run(() => Validate(leaf, source, cache, fetchTimeout: timeout)).WaitAsync(TimeSpan.FromSeconds(5)));
-        Assert.InRange(clock.Elapsed, timeout, TimeSpan.FromSeconds(3));
+        // The source ignores its token, as a hung KMS connection might: the wait itself is bounded. Which bound ran, the
+        // refusal says (0.3 s); the clock only shows it was waited for and ended, with room for a loaded machine.
+        var refused = Assert.Single(await Task.Run(() => Validate(leaf, source, cache, fetchTimeout: timeout)).WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.InRange(clock.Elapsed, timeout, TimeSpan.FromSeconds(30));
         Assert.Equal("revocation: no CRL for the issuing CA 'CN=Test KMS Intermediate 1' came from the KMS https://kms.test/ within 0.3 s "
             + "(FunctionRevocationOptions.FetchTimeout); the certificate is refused, as its revocation cannot be checked", refused);
 
         // The hung fetch is let go: the next handshake starts another.
-        Assert.Single(await Task.Run(() => Validate(leaf, source, cache, fetchTimeout: timeout)).WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Single(await Task.Run(() => Validate(leaf, source, cache, fetchTimeout: timeout)).WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Equal(2, source.Calls);
     }
 
@@ -313,7 +314,7 @@ public sealed class FunctionRevocationTests : IDisposable
 
         // Once it lands, the refreshed CRL answers, with no further fetch.
         gate.Set();
-        var deadline = DateTime.UtcNow.AddSeconds(5);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
         while (Validate(leaf, source, cache, time.GetUtcNow(), chains).Count == 0 && DateTime.UtcNow < deadline)
         {
             await Task.Delay(10);
@@ -406,7 +407,10 @@ public sealed class FunctionRevocationTests : IDisposable
 
         Assert.Empty(refusals);
         Assert.All(bodies, b => Assert.Equal("signed", b));
-        Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(4));
+
+        // What shows the burst waited for one fetch is the counts; the clock only catches a burst stuck far past the
+        // fetch's 0.2 s, with room for a loaded machine growing its thread pool.
+        Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(30));
         Assert.Equal((1, 0), (source.DefaultCalls, source.Calls));
 
         // Warm now: the next connection does not fetch again.
@@ -448,10 +452,11 @@ public sealed class FunctionRevocationTests : IDisposable
         var clock = System.Diagnostics.Stopwatch.StartNew();
         using (var http = Client(server.Endpoint.Port, new FunctionRevocationOptions { Source = hung, Cache = new FunctionCrlCache(), FetchTimeout = TimeSpan.FromMilliseconds(300) }, f => refused = f))
         {
-            await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync($"https://{Host}/").WaitAsync(TimeSpan.FromSeconds(10)));
+            await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync($"https://{Host}/").WaitAsync(TimeSpan.FromSeconds(30)));
         }
 
-        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(300), TimeSpan.FromSeconds(3));
+        // Which bound ran, the refusal says (0.3 s); the clock only shows the handshake was let go, with room for a loaded machine.
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(300), TimeSpan.FromSeconds(30));
         Assert.Contains("came from the KMS https://kms.test/ within 0.3 s", Assert.Single(refused!));
         Assert.Equal(32, server.RequestsServed);
     }
