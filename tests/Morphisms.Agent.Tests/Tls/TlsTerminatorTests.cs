@@ -176,9 +176,9 @@ public sealed class TlsTerminatorTests
         await Task.Delay(300);
         Assert.Equal(2, terminator.Accepted);
 
-        // Four minutes on, one of them sends a byte; two more, the other has been silent for six and is closed. The
-        // timeout counts from the last byte, not from the connection's start.
-        time.Advance(TimeSpan.FromMinutes(4));
+        // The talker's first byte, before the clock moves: once it reaches the app, the talker's pump runs and its idle
+        // timer counts from now. The silent one's may start later: the terminator arms it once its own connect to the app
+        // completes, which a busy thread pool can put off past a clock step, so no fixed step can say when it fires.
         await talkerTls.WriteAsync("x"u8.ToArray());
         await Eventually.Until(() => { lock (appSide) { return appSide.Any(c => c.Available > 0); } }, "the talker's byte reaches the app");
         TcpClient talkerAtApp;
@@ -187,11 +187,32 @@ public sealed class TlsTerminatorTests
             talkerAtApp = appSide.Single(c => c.Available > 0);
         }
 
-        time.Advance(TimeSpan.FromMinutes(2));
-        Assert.True(await ClosedAsync(silentTls), "the silent connection was closed");
+        var fromTalker = talkerAtApp.GetStream();
+        var received = new byte[1];
+        Assert.Equal(1, await fromTalker.ReadAsync(received).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+
+        // A minute at a time, the talker sends a byte that reaches the app, until the silent one is closed: not before
+        // five minutes (its timer started no earlier than the talker's), and within an hour on the fake clock, however
+        // late its timer started. The talker, open as long, is not closed meanwhile: the timeout counts from the last
+        // byte, not from the connection's start.
+        var silentEnd = silentTls.ReadAsync(new byte[1]).AsTask();
+        var minutes = 0;
+        while (!silentEnd.IsCompleted)
+        {
+            Assert.True(minutes < 60, "the silent connection was closed within an hour of silence on the fake clock");
+            time.Advance(TimeSpan.FromMinutes(1));
+            minutes++;
+            await talkerTls.WriteAsync("x"u8.ToArray());
+            Assert.Equal(1, await fromTalker.ReadAsync(received).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+            await Task.WhenAny(silentEnd, Task.Delay(200));
+        }
+
+        Assert.True(minutes >= 5, $"the silent connection was closed after {minutes} minutes, before its five idle minutes");
+        Assert.True(silentEnd.IsFaulted || await silentEnd == 0, "the silent connection's close was an end of stream or a reset, not data");
         await Eventually.Until(() => terminator.Accepted == 3, "the waiting connection accepted in the freed slot");
         await talkerTls.WriteAsync("y"u8.ToArray());
-        await Eventually.Until(() => talkerAtApp.Available == 2, "the talker, still open, gets its next byte through");
+        Assert.Equal(1, await fromTalker.ReadAsync(received).AsTask().WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal((byte)'y', received[0]);
 
         // Five silent minutes later, the talker goes too. The byte reaching the app does not mean its pump has also
         // marked the write done (its second Touch): should that land while Advance fires the timer, the silence starts
