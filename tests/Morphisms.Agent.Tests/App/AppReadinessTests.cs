@@ -17,7 +17,7 @@ public sealed class AppReadinessTests
     [Fact]
     public async Task A_port_that_accepts_but_does_not_answer_HTTP_is_not_ready_until_it_does()
     {
-        var port = FreePort();
+        var port = TestProcesses.FreePort();
         var marker = Path.Combine(Path.GetTempPath(), $"morph-ready-{Guid.NewGuid():N}");
         using var app = AppProcess.Start(TestApp("--marker", marker, "--hang-up", "5"), NoSecrets, Path.GetTempPath(), port);
         try
@@ -69,7 +69,7 @@ public sealed class AppReadinessTests
     [Fact]
     public async Task An_app_whose_listener_has_SO_REUSEPORT_is_refused_not_ready()
     {
-        var port = FreePort();
+        var port = TestProcesses.FreePort();
         using var app = AppProcess.Start(TestApp("--reuse-port"), NoSecrets, Path.GetTempPath(), port);
         try
         {
@@ -88,7 +88,7 @@ public sealed class AppReadinessTests
     [Fact]
     public async Task A_listener_held_by_a_child_of_the_app_counts_as_the_apps()
     {
-        var port = FreePort();
+        var port = TestProcesses.FreePort();
 
         // A launcher that does not exec its server: the listener is in the shell's child, not the process the agent started.
         using var app = AppProcess.Start(["/bin/sh", "-c", "\"$@\" & child=$!; trap 'kill $child' TERM; wait $child", "launcher", .. TestApp()], NoSecrets, Path.GetTempPath(), port);
@@ -101,7 +101,7 @@ public sealed class AppReadinessTests
     [Fact]
     public async Task An_app_that_never_listens_fails_after_the_timeout_and_one_that_exits_fails_at_once()
     {
-        var closedPort = FreePort();
+        var closedPort = TestProcesses.FreePort();
         using (var silent = AppProcess.Start(["sleep", "30"], NoSecrets, Path.GetTempPath(), closedPort))
         {
             var timedOut = await Assert.ThrowsAsync<AgentException>(() => silent.WaitReadyAsync(closedPort, TimeSpan.FromMilliseconds(200), TimeProvider.System, CancellationToken.None));
@@ -136,12 +136,5 @@ public sealed class AppReadinessTests
         catch (Exception e) when (e is OperationCanceledException or IOException or SocketException)
         {
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

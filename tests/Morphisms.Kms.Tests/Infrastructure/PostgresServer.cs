@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using Npgsql;
 
@@ -140,7 +138,7 @@ public sealed class PostgresServer
 
         var root = (await RunAsync("mktemp", "-d", Path.Combine(Path.GetTempPath(), "kms-pg-XXXXXXXX"))).Trim();
         var password = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
-        var port = FreePort();
+        var port = Morphisms.Testing.TestProcesses.FreePort();
         var server = new PostgresServer(root, bin, port, password);
 
         // Only if the run ends without releasing the server (a crash): a best effort, the host may not wait for it.
@@ -167,13 +165,6 @@ public sealed class PostgresServer
         }
 
         return server;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static async Task<string> RunAsync(string program, params string[] args)
