@@ -62,8 +62,12 @@ public sealed class HaLeaderAddressTests(PostgresFixture postgres) : IClassFixtu
     [Fact]
     public async Task A_standby_does_not_redirect_to_an_earlier_terms_row_written_back()
     {
+        // A fake clock for all three nodes: the active node's lease renewal (which finds the written-back row and
+        // starts a new term) is due only when the test advances it, so the standby reads that row however slowly it
+        // starts. (Rounds still run every LeaderElection.Interval of real time.)
         var connectionString = await postgres.Server.CreateDatabaseAsync();
-        var options = new KmsServerOptions { Storage = "postgres", WarningWriter = TextWriter.Null };
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var options = new KmsServerOptions { Storage = "postgres", WarningWriter = TextWriter.Null, TimeProvider = time };
         var decommissioned = new Uri("https://kms-old.internal:8200");
         var old = new KmsCore(PostgresStorage.Open(connectionString), options);
         var init = await old.InitializeAsync(1, 1, unseal: false, CancellationToken.None);
@@ -82,8 +86,10 @@ public sealed class HaLeaderAddressTests(PostgresFixture postgres) : IClassFixtu
 
         await RunAsync("CREATE TABLE captured AS SELECT * FROM kms_ha_leader");
 
-        // ... the node is decommissioned (its address may now be anyone's), and two others carry on.
+        // ... the node is decommissioned (its address may now be anyone's), and two others carry on, a little later
+        // (so the new term's lease ends after the captured one's, as it would by any clock).
         await old.DisposeAsync();
+        time.Advance(TimeSpan.FromSeconds(1));
         await using var b = new KmsCore(PostgresStorage.Open(connectionString), options);
         var log = new StringWriter();
         await using var c = new KmsCore(PostgresStorage.Open(connectionString), options with { WarningWriter = TextWriter.Synchronized(log) });
@@ -94,24 +100,42 @@ public sealed class HaLeaderAddressTests(PostgresFixture postgres) : IClassFixtu
         await c.Election!.StartAsync(new Uri("https://kms-c.internal:8200"), CancellationToken.None);
         await WaitUntilAsync(() => c.Election.Leader?.Address == new Uri("https://kms-b.internal:8200"));
 
-        // The old row, written back while b holds the lock, verifies under the cluster's key: no standby may use it.
+        // The old row, written back while b holds the lock, verifies under the cluster's key: the standby refuses it
+        // (warning that it is from an earlier term) and never redirects to it, round after round.
         await RunAsync("DELETE FROM kms_ha_leader; INSERT INTO kms_ha_leader SELECT * FROM captured");
-        var until = DateTime.UtcNow + PostgresLeaderLock.LeaseRenewal + LeaderElection.Interval * 3;
-        while (DateTime.UtcNow < until)
+        async Task NoRedirectToTheOldRowAsync()
         {
             foreach (var node in new[] { b, c }.Where(n => !n.Election!.IsActive))
             {
                 Assert.NotEqual(decommissioned, (await node.Election!.CurrentLeaderAsync(CancellationToken.None))?.Address);
             }
+        }
 
+        var deadline = DateTime.UtcNow + Patience;
+        while (!log.ToString().Contains("earlier leader term", StringComparison.Ordinal))
+        {
+            await NoRedirectToTheOldRowAsync();
+            Assert.True(DateTime.UtcNow < deadline, $"the standby never warned about the earlier term's row (b active: {b.Election.IsActive})");
             await Task.Delay(10);
         }
 
-        Assert.Contains("earlier leader term", log.ToString(), StringComparison.Ordinal);
+        var until = DateTime.UtcNow + LeaderElection.Interval * 3;
+        while (DateTime.UtcNow < until)
+        {
+            await NoRedirectToTheOldRowAsync();
+            await Task.Delay(10);
+        }
 
-        // The active node's next renewal finds the row is not its term's and it is elected anew: redirects resume.
-        await WaitUntilAsync(() => b.Election.IsActive != c.Election.IsActive
-            && (b.Election.IsActive ? c : b).Election!.Leader?.Address == new Uri(b.Election.IsActive ? "https://kms-b.internal:8200" : "https://kms-c.internal:8200"));
+        // The active node's renewal, due now, finds the row is not its term's and it is elected anew: redirects resume.
+        time.Advance(PostgresLeaderLock.LeaseRenewal);
+        deadline = DateTime.UtcNow + Patience;
+        while (!(b.Election.IsActive != c.Election.IsActive
+            && (b.Election.IsActive ? c : b).Election!.Leader?.Address == new Uri(b.Election.IsActive ? "https://kms-b.internal:8200" : "https://kms-c.internal:8200")))
+        {
+            await NoRedirectToTheOldRowAsync();
+            Assert.True(DateTime.UtcNow < deadline, "timed out");
+            await Task.Delay(10);
+        }
     }
 
     [Fact]
