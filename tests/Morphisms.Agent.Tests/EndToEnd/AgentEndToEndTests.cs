@@ -146,7 +146,10 @@ public sealed class AgentEndToEndTests
         await kms.RegisterAsync("drainer", harness.Measurement);
         await kms.PutBundleAsync("drainer", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "v1" } });
         var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, new LogSink());
-        var agent = new Agent(options with { App = [.. options.App, "--linger-ms", "2000"] }, harness.LaunchConfig);
+        // The app drains for 4 s after SIGTERM: the checks below (a poll of the marker, a refused connect, a request on
+        // the open connection) must fit in it on a loaded machine. The agent's drain timeout (AgentOptions' default
+        // 10 s, not the harness's 5 s) stays well above it, so the app exits by itself (code 0) rather than being killed.
+        var agent = new Agent(options with { App = [.. options.App, "--linger-ms", "4000"], DrainTimeout = TimeSpan.FromSeconds(10) }, harness.LaunchConfig);
         using var stop = new CancellationTokenSource();
         var run = agent.RunAsync(stop.Token);
         await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
@@ -157,7 +160,7 @@ public sealed class AgentEndToEndTests
         await stop.CancelAsync();
         await Eventually.Until(() => File.ReadAllText(harness.Marker).Contains(";draining", StringComparison.Ordinal), "the app got SIGTERM");
 
-        // The app drains for 2 s: a new client is refused at TCP (safe to retry elsewhere), not handshaken and then reset.
+        // While the app drains, a new client is refused at TCP (safe to retry elsewhere), not handshaken and then reset.
         using var late = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
         var refused = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(() => late.ConnectAsync(System.Net.IPAddress.Loopback, agent.Port));
         Assert.Equal(System.Net.Sockets.SocketError.ConnectionRefused, refused.SocketErrorCode);
