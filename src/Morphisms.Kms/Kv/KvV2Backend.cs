@@ -153,7 +153,33 @@ internal sealed class KvV2Backend : ILogicalBackend
         return result ?? throw KmsException.NotFound();
     }
 
+    /// <summary>
+    /// Reads a version and its metadata as one consistent state. Reads take no lock, so a write may commit between the
+    /// metadata read and the data read and remove the version the metadata named (a data write pruning it under
+    /// max_versions, a destroy, a metadata delete); that read is then done again under the mount's write lock, which
+    /// every write holds across its transaction (Vault holds the key's lock across both reads). Never a 404 for a key
+    /// that existed throughout, which a long-poll reader would take for its key's deletion.
+    /// </summary>
     private async Task<KmsResponse> ReadVersionAsync(string path, long requested, CancellationToken ct)
+    {
+        if (await TryReadVersionAsync(path, requested, ct).ConfigureAwait(false) is { } read)
+        {
+            return read;
+        }
+
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            return await TryReadVersionAsync(path, requested, ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    /// <summary>The read; null when the version the metadata named was gone by the time its data was read.</summary>
+    private async Task<KmsResponse?> TryReadVersionAsync(string path, long requested, CancellationToken ct)
     {
         var meta = await LoadMetadataAsync(path, ct).ConfigureAwait(false);
         if (meta is null)
@@ -173,7 +199,11 @@ internal sealed class KvV2Backend : ILogicalBackend
             return new KmsResponse { StatusCode = 404, Data = new JsonObject { ["data"] = null, ["metadata"] = meta.VersionJson(version) } };
         }
 
-        var stored = await _storage.GetAsync(VersionKey(path, version), ct).ConfigureAwait(false) ?? throw KmsException.NotFound();
+        if (await _storage.GetAsync(VersionKey(path, version), ct).ConfigureAwait(false) is not { } stored)
+        {
+            return null;
+        }
+
         return KmsResponse.WithData(new JsonObject
         {
             ["data"] = JsonNode.Parse(stored),
