@@ -441,10 +441,8 @@ internal sealed class KvV2Backend : ILogicalBackend
             meta.CustomMetadata = customMetadata;
             meta.UpdatedTime = now;
 
-            var ops = new List<(string, byte[]?)>();
-            Prune(path, meta, meta.MaxVersions > 0 ? meta.MaxVersions : long.MaxValue, ops);
-            ops.Add((MetadataKey(path), SecureStorageJson.ToJson(meta)));
-            await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+            // As Vault's metadata write, a lower max_versions deletes nothing here: the next data write trims to it.
+            await _storage.TransactAsync([(MetadataKey(path), SecureStorageJson.ToJson(meta))], ct).ConfigureAwait(false);
             return null;
         }
         finally

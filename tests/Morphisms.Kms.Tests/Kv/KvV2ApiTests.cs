@@ -82,6 +82,33 @@ public class KvV2ApiTests
     }
 
     [Fact]
+    public async Task Lowering_max_versions_in_the_metadata_trims_nothing_until_the_next_data_write()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        for (var i = 1; i <= 4; i++)
+        {
+            (await c.PostAsync("secret/data/t", new { data = new { i } })).Expect(200);
+        }
+
+        // As Vault's metadata write: the setting is stored, every version stays readable.
+        (await c.PostAsync("secret/metadata/t", new { max_versions = 2 })).Expect(204);
+        (await c.SendAsync("PATCH", "secret/metadata/t", new { max_versions = 1 }, contentType: "application/merge-patch+json")).Expect(204);
+        var meta = (await c.GetAsync("secret/metadata/t")).Expect(200).Data;
+        Assert.Equal(1, meta["max_versions"]!.GetValue<long>());
+        Assert.Equal(["1", "2", "3", "4"], meta["versions"]!.AsObject().Select(p => p.Key));
+        Assert.Equal(1, (await c.GetAsync("secret/data/t?version=1")).Expect(200).Data["data"]!["i"]!.GetValue<int>());
+
+        // The next data write trims to the setting, as Vault's does.
+        (await c.PostAsync("secret/data/t", new { data = new { i = 5 } })).Expect(200);
+        meta = (await c.GetAsync("secret/metadata/t")).Expect(200).Data;
+        Assert.Equal(["5"], meta["versions"]!.AsObject().Select(p => p.Key));
+        Assert.Equal(5, meta["oldest_version"]!.GetValue<int>());
+        (await c.GetAsync("secret/data/t?version=4")).Expect(404);
+        Assert.Equal(5, (await c.GetAsync("secret/data/t")).Expect(200).Data["data"]!["i"]!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task Delete_undelete_and_destroy_change_only_the_named_versions()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
