@@ -90,7 +90,7 @@ internal sealed class TokenBackend : ILogicalBackend
         }
 
         var noDefault = f.Bool("no_default_policy") ?? false;
-        var requested = f.StringList("policies")?.Select(p => p.Trim().ToLowerInvariant()).Where(p => p.Length > 0).ToHashSet(StringComparer.Ordinal);
+        var requested = RequestedPolicies(f.StringList("policies"));
         HashSet<string> policies;
         if (requested is null || requested.Count == 0)
         {
@@ -250,6 +250,39 @@ internal sealed class TokenBackend : ILogicalBackend
     private static async Task<TokenEntry> ByAccessorAsync(KmsRequest request, CancellationToken ct) =>
         await request.RequireState().Tokens.LookupByAccessorAsync(request.Fields.RequiredString("accessor"), ct).ConfigureAwait(false)
         ?? throw KmsException.BadRequest("invalid accessor");
+
+    /// <summary>
+    /// The policy names asked for, normalised as the policy store names them (<see cref="PolicyStore.NormalizeName"/>):
+    /// a name no policy can have (a control character, say, which PostgreSQL's <c>text</c> refuses, so every request
+    /// of such a token would fail on its policy read) is a 400 naming the entry. Empty entries are dropped, as Vault does.
+    /// </summary>
+    private static HashSet<string>? RequestedPolicies(List<string>? names)
+    {
+        if (names is null)
+        {
+            return null;
+        }
+
+        var result = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < names.Count; i++)
+        {
+            if (names[i].Trim().Length == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                result.Add(PolicyStore.NormalizeName(names[i]));
+            }
+            catch (KmsException)
+            {
+                throw KmsException.BadRequest($"invalid value for parameter 'policies[{i}]': expected a policy name of 1-128 letters, digits and -_./@+=");
+            }
+        }
+
+        return result;
+    }
 
     private static string Sanitize(string name) =>
         new([.. name.Take(64).Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '-')]);

@@ -204,6 +204,31 @@ public class TokenApiTests
         Assert.Contains("unrecognized parameters: [colour]", (await c.PostAsync("auth/token/create", new { colour = "red" })).Expect(200).Body!["warnings"]![0]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Requested_policy_names_are_validated_as_the_policy_store_names_them()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("sys/policies/acl/sudoer", new { policy = """path "auth/token/create" { capabilities = ["update", "sudo"] }""" })).Expect(204);
+        var sudoer = await Create(c, new { policies = new[] { "sudoer" } });
+
+        // A name no policy can have (a NUL, which PostgreSQL's text refuses, made every request of the token a 500 there).
+        foreach (var bad in new[] { "x\u0000", "../etc", "a b", new string('a', 129) })
+        {
+            foreach (var caller in new[] { kms.RootToken, sudoer })
+            {
+                var refused = (await c.PostAsync("auth/token/create", new { policies = new[] { "ok", bad } }, caller)).Expect(400);
+                Assert.Contains("'policies[1]'", Assert.Single(refused.Errors), StringComparison.Ordinal);
+            }
+        }
+
+        Assert.Contains("'policies[0]'", (await c.PostAsync("auth/token/create", new { policies = "x\u0001,ok" })).Expect(400).Errors[0], StringComparison.Ordinal);
+
+        // Names are normalised as the store names them; empty entries are dropped, as Vault does.
+        var created = (await c.PostAsync("auth/token/create", new { policies = new[] { " Team-A ", "", "ok" } }, sudoer)).Expect(200);
+        Assert.Equal(["default", "ok", "team-a"], created.Auth["policies"]!.AsArray().Select(p => p!.GetValue<string>()));
+    }
+
     private static async Task<string> Create(VaultHttp c, object body, string? as_ = null) =>
         (await c.PostAsync("auth/token/create", body, as_)).Expect(200).Auth["client_token"]!.GetValue<string>();
 }
