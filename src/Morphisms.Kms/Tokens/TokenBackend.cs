@@ -201,7 +201,11 @@ internal sealed class TokenBackend : ILogicalBackend
     {
         var state = request.RequireState();
         var increment = request.Fields.Duration("increment") ?? TimeSpan.Zero;
-        var (renewed, warnings) = await state.Tokens.RenewAsync(entry.Hash, increment, ct).ConfigureAwait(false);
+
+        // As Vault asks the issuing auth method: an attest-login token is renewed only while the function's registration
+        // still grants what it holds, and within the registration's TTLs as they are now.
+        var limits = await Attest.AttestRenewal.LimitsAsync(state.Functions, entry, ct).ConfigureAwait(false);
+        var (renewed, warnings) = await state.Tokens.RenewAsync(entry.Hash, increment, ct, limits).ConfigureAwait(false);
         var response = new KmsResponse { Auth = TokenResponses.Auth(token, renewed, state.Tokens.RemainingSeconds(renewed)) };
         response.Warnings.AddRange(warnings);
         return response;

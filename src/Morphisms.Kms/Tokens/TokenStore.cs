@@ -219,8 +219,12 @@ internal sealed class TokenStore
         }
     }
 
-    /// <summary>Extends a token's TTL by <paramref name="increment"/> (or its original TTL), capped by its max TTLs.</summary>
-    public async Task<(TokenEntry Entry, List<string> Warnings)> RenewAsync(string hash, TimeSpan increment, CancellationToken ct)
+    /// <summary>
+    /// Extends a token's TTL by <paramref name="increment"/> (or its original TTL, or <paramref name="limits"/>'
+    /// default), capped by its max TTLs and by <paramref name="limits"/>' end, which the issuing auth method sets from
+    /// what it grants now.
+    /// </summary>
+    public async Task<(TokenEntry Entry, List<string> Warnings)> RenewAsync(string hash, TimeSpan increment, CancellationToken ct, RenewalLimits? limits = null)
     {
         await _mutate.WaitAsync(ct).ConfigureAwait(false);
         try
@@ -247,8 +251,19 @@ internal sealed class TokenStore
             }
 
             var ttl = entry.Period > 0 ? TimeSpan.FromSeconds(entry.Period)
-                : increment > TimeSpan.Zero ? increment : TimeSpan.FromSeconds(entry.CreationTtl);
+                : increment > TimeSpan.Zero ? increment : limits?.DefaultTtl ?? TimeSpan.FromSeconds(entry.CreationTtl);
             var maxEnd = MaxEnd(entry);
+            if (limits is { MaxEnd: var authEnd } && (maxEnd is null || authEnd < maxEnd))
+            {
+                maxEnd = authEnd;
+            }
+
+            if (maxEnd <= now)
+            {
+                // The issuing auth method's max TTL shrank below the token's age: nothing is left to renew.
+                throw KmsException.BadRequest("the token has reached its max TTL, not renewing");
+            }
+
             var end = now + ttl;
             if (maxEnd is { } cap && end > cap)
             {
@@ -439,3 +454,8 @@ internal sealed class TokenStore
 
     private sealed record AccessorIndex(string TokenHash);
 }
+
+/// <summary>What the auth method that issued a token allows a renewal now.</summary>
+/// <param name="DefaultTtl">The TTL of a renewal that asks for no increment.</param>
+/// <param name="MaxEnd">The latest the token may be renewed to.</param>
+internal sealed record RenewalLimits(TimeSpan DefaultTtl, DateTimeOffset MaxEnd);
