@@ -95,6 +95,12 @@ public sealed record KmsServerOptions
     /// </summary>
     public TimeSpan SealDrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How often the node serving the unsealed state (the active node under HA) revokes the tokens that expired, on
+    /// <see cref="TimeProvider"/>; zero or less turns the sweep off (expired tokens are then removed only when presented).
+    /// </summary>
+    public TimeSpan TokenSweepInterval { get; init; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Where warnings for the operator go (dev mode, plain HTTP); standard error by default.</summary>
     public TextWriter? WarningWriter { get; init; }
 

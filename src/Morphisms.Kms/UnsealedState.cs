@@ -23,7 +23,11 @@ internal sealed class UnsealedState
     public const string ClusterPath = "core/cluster";
 
     private readonly Lock _lock = new();
+    /// <summary>Expired tokens revoked per transaction by the periodic sweep.</summary>
+    private const int TokenSweepBatch = 100;
+
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stopping = new();
     private readonly byte[] _rootKey;
     private readonly KmsServerOptions _options;
     private int _leases;
@@ -91,7 +95,66 @@ internal sealed class UnsealedState
         var audit = options.AuditLogPath is { } path ? new AuditRecorder(AuditLog.Open(path, auditKeys, options.TimeProvider), auditKeys) : null;
         var tokens = new TokenStore(barrier, salt, options.TimeProvider, new TokenStoreOptions(options.DefaultTokenTtl, options.MaxTokenTtl));
         var functions = new FunctionRegistry(barrier, options.TimeProvider, mounts.KvKeyExistsAsync);
-        return new UnsealedState(options, rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
+        var state = new UnsealedState(options, rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
+        if (options.TokenSweepInterval > TimeSpan.Zero)
+        {
+            // Runs for as long as this state serves: only an unsealed active node opens one (a standby loads nothing),
+            // and the sweep ends when it closes (seal, step-down, restore). Never faults: failures are warnings.
+            _ = state.SweepTokensAsync(options.TokenSweepInterval);
+        }
+
+        return state;
+    }
+
+    /// <summary>
+    /// Every <paramref name="interval"/>, revokes the tokens that expired (<see cref="TokenStore.SweepExpiredAsync"/>)
+    /// under a lease of its own, so a seal waits for (and cancels) a sweep under way like any request.
+    /// </summary>
+    private async Task SweepTokensAsync(TimeSpan interval)
+    {
+        var ct = _stopping.Token;
+        while (true)
+        {
+            try
+            {
+                await Task.Delay(interval, _options.TimeProvider, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            if (!TryAcquire())
+            {
+                return;
+            }
+
+            try
+            {
+                await Tokens.SweepExpiredAsync(TokenSweepBatch, ct).ConfigureAwait(false);
+            }
+            catch (Exception) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // A storage outage or a fenced write (this node lost the HA lock and is stepping down): the next round
+                // (or the next active node) tries again; expired tokens are refused meanwhile all the same.
+                try
+                {
+                    await (_options.WarningWriter ?? Console.Error).WriteLineAsync($"WARNING! the sweep of expired tokens failed, retrying in {interval}: {e.GetType().Name}: {e.Message}").ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // Nothing else to tell it to.
+                }
+            }
+            finally
+            {
+                Release();
+            }
+        }
     }
 
     /// <summary>Rotates the barrier keyring (<c>sys/rotate</c>).</summary>
@@ -176,6 +239,8 @@ internal sealed class UnsealedState
             others = _leases <= 1 ? Task.CompletedTask : (_othersDrained ??= new(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
         }
 
+        _stopping.Cancel();
+
         Mounts.KvWatch.Close();
         await Task.WhenAny(others, Task.Delay(_options.SealDrainTimeout, _options.TimeProvider)).ConfigureAwait(false);
     }
@@ -194,6 +259,9 @@ internal sealed class UnsealedState
                 _drained.TrySetResult();
             }
         }
+
+        // The token sweep stops between two storage operations rather than hold the seal up.
+        _stopping.Cancel();
 
         // Long-poll reads would otherwise hold their leases (and the seal) until their wait ends.
         Mounts.KvWatch.Close();

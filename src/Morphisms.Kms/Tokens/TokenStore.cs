@@ -10,7 +10,8 @@ namespace Morphisms.Kms.Tokens;
 /// Token lifecycle: create, validate (expiry, parent chain, use count), renew, revoke with children.
 /// Layout under the barrier: <c>sys/token/id/HASH</c> (entry), <c>sys/token/accessor/HMAC(accessor)</c>
 /// (index), <c>sys/token/parent/PARENT/CHILD</c> (tree), <c>sys/token/salt</c> (the HMAC key).
-/// Expired tokens are removed lazily, the first time they are presented.
+/// An expired token is refused (and removed) the first time it is presented, and removed with its children by
+/// <see cref="SweepExpiredAsync"/>, which the active node runs periodically, whether presented or not.
 /// </summary>
 internal sealed class TokenStore
 {
@@ -328,6 +329,62 @@ internal sealed class TokenStore
         }
     }
 
+    /// <summary>
+    /// Revokes every token that expired by now, with its children (as Vault's expiration manager revokes a token when
+    /// its TTL runs out): without it an expired token that is never presented again — every instance's last login —
+    /// would stay in storage, snapshots and the accessor listing for good. Reads without the store lock, then revokes
+    /// at most <paramref name="batch"/> expired tokens (and their trees) per transaction, taking the lock for one
+    /// batch at a time, so renewals, revocations and child creations wait for one small transaction at most.
+    /// </summary>
+    /// <returns>How many expired tokens were revoked (children not counted).</returns>
+    public async Task<int> SweepExpiredAsync(int batch, CancellationToken ct)
+    {
+        var now = _time.GetUtcNow();
+        var expired = new List<string>();
+        foreach (var key in await _storage.ListAsync(IdPrefix, ct).ConfigureAwait(false))
+        {
+            if (await ReadAsync(key, ct).ConfigureAwait(false) is { ExpireTime: { } end } && end <= now)
+            {
+                expired.Add(key);
+            }
+        }
+
+        var revoked = 0;
+        foreach (var chunk in expired.Chunk(batch))
+        {
+            await _mutate.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                var ops = new List<(string, byte[]?)>();
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var hash in chunk)
+                {
+                    // Read again under the lock: revoked meanwhile (or swept with an expired parent above), it is gone.
+                    // An expired token stays expired (RenewAsync refuses it), so the check only guards against a clock
+                    // that went back.
+                    if (seen.Contains(hash) || await ReadAsync(hash, ct).ConfigureAwait(false) is not { ExpireTime: { } end } || end > now)
+                    {
+                        continue;
+                    }
+
+                    await AddTreeDeletionsAsync(hash, ops, seen, ct).ConfigureAwait(false);
+                    revoked++;
+                }
+
+                if (ops.Count > 0)
+                {
+                    await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                _mutate.Release();
+            }
+        }
+
+        return revoked;
+    }
+
     /// <summary>Every valid token's accessor.</summary>
     public async Task<List<string>> ListAccessorsAsync(CancellationToken ct)
     {
@@ -407,8 +464,14 @@ internal sealed class TokenStore
     private async Task RevokeTreeLockedAsync(string hash, CancellationToken ct)
     {
         var ops = new List<(string, byte[]?)>();
+        await AddTreeDeletionsAsync(hash, ops, new HashSet<string>(StringComparer.Ordinal), ct).ConfigureAwait(false);
+        await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Adds the deletion of a token and every descendant not in <paramref name="seen"/> to <paramref name="ops"/>.</summary>
+    private async Task AddTreeDeletionsAsync(string hash, List<(string, byte[]?)> ops, HashSet<string> seen, CancellationToken ct)
+    {
         var pending = new Queue<string>([hash]);
-        var seen = new HashSet<string>(StringComparer.Ordinal);
         while (pending.TryDequeue(out var current))
         {
             if (!seen.Add(current))
@@ -431,8 +494,6 @@ internal sealed class TokenStore
                 pending.Enqueue(child);
             }
         }
-
-        await _storage.TransactAsync(ops, ct).ConfigureAwait(false);
     }
 
     private List<(string, byte[]?)> DeleteOps(TokenEntry entry)

@@ -205,6 +205,30 @@ public class TokenApiTests
     }
 
     [Fact]
+    public async Task The_active_node_revokes_expired_tokens_on_its_clock_though_nobody_presents_them()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { TokenSweepInterval = TimeSpan.FromMinutes(1) });
+        var c = kms.Client;
+        int Stored() => kms.Storage!.Snapshot().Keys.Count(k => k.StartsWith("sys/token/id/", StringComparison.Ordinal));
+        var before = Stored();
+        var shortLived = await Create(c, new { ttl = "30s" });
+        await Create(c, new { ttl = "10m" }, shortLived); // a child outliving its parent goes with it
+        var longLived = await Create(c, new { ttl = "1h" });
+        Assert.Equal(before + 3, Stored());
+
+        kms.Time.Advance(TimeSpan.FromMinutes(1));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (Stored() != before + 1 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(before + 1, Stored());
+        (await c.GetAsync("auth/token/lookup-self", longLived)).Expect(200);
+        Assert.Equal(before + 1, (await c.SendAsync("LIST", "auth/token/accessors")).Expect(200).Data["keys"]!.AsArray().Count);
+    }
+
+    [Fact]
     public async Task Requested_policy_names_are_validated_as_the_policy_store_names_them()
     {
         await using var kms = await TestKms.StartUnsealedAsync();

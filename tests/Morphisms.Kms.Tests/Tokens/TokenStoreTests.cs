@@ -157,6 +157,32 @@ public class TokenStoreTests
         Assert.NotNull(await _store.LookupAsync(token, default));
     }
 
+    [Fact]
+    public async Task The_sweep_revokes_expired_tokens_never_presented_with_their_children_in_batches()
+    {
+        var expired = new List<TokenEntry>();
+        for (var i = 0; i < 5; i++)
+        {
+            expired.Add((await Create(ttl: TimeSpan.FromMinutes(1))).Entry);
+        }
+
+        // A child that would outlive its parent goes with it, as a revocation of the parent takes it.
+        var child = (await Create(ttl: TimeSpan.FromMinutes(30), parent: expired[0].Hash)).Entry;
+        var alive = (await Create(ttl: TimeSpan.FromMinutes(30))).Entry;
+        var (_, root, _) = await _store.CreateAsync(new TokenCreateRequest { Policies = ["root"] }, default);
+
+        Assert.Equal(0, await _store.SweepExpiredAsync(batch: 2, default));
+        _time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(5, await _store.SweepExpiredAsync(batch: 2, default));
+
+        var keys = _physical.Snapshot().Keys.Where(k => k.StartsWith("sys/token/", StringComparison.Ordinal) && k != TokenStore.SaltPath).ToHashSet();
+        Assert.Equal(
+            new[] { alive, root }.SelectMany(e => new[] { "sys/token/id/" + e.Hash, "sys/token/accessor/" + _store.Hash(e.Accessor) }).ToHashSet(),
+            keys);
+        Assert.DoesNotContain("sys/token/id/" + child.Hash, keys);
+        Assert.Equal(0, await _store.SweepExpiredAsync(batch: 2, default));
+    }
+
     private Task<(string Token, TokenEntry Entry, List<string> Warnings)> Create(
         TimeSpan? ttl, TimeSpan explicitMax = default, string? parent = null, bool renewable = true, long numUses = 0) =>
         _store.CreateAsync(
