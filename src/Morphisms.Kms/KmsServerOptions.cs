@@ -116,6 +116,22 @@ public sealed record KmsServerOptions
     /// </summary>
     public AutoUnseal.IRootKeyWrapper? AutoUnseal { get; init; }
 
+    /// <summary>
+    /// The least <c>max_operations</c> <c>sys/rotate/config</c> accepts: Vault's 1,000,000. Lower only in tests, which
+    /// drive a rotation with a few writes; the API never lowers it.
+    /// </summary>
+    internal long MinRotateMaxOperations { get; init; } = Barrier.RotationConfig.MinMaxOperations;
+
+    /// <summary>
+    /// The barrier key's encryption count is persisted each time another half of this many encryptions was made
+    /// (and at most every <see cref="BarrierEncryptionsPersistInterval"/>, and at seal); loading a keyring assumes the
+    /// persisted count plus this many, more than a crash can leave unpersisted. Lower only in tests.
+    /// </summary>
+    internal long BarrierEncryptionsPersistEvery { get; init; } = 100_000;
+
+    /// <summary>How often, on <see cref="TimeProvider"/>, a changed encryption count is persisted without reaching a mark.</summary>
+    internal TimeSpan BarrierEncryptionsPersistInterval { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The default of <see cref="MaxKvWaiters"/>.</summary>
     public const int DefaultMaxKvWaiters = 1024;
 

@@ -34,8 +34,9 @@ internal sealed class UnsealedState
     private bool _closing;
     private TaskCompletionSource? _othersDrained;
 
-    private UnsealedState(KmsServerOptions options, byte[] rootKey, BarrierStorage barrier, TokenStore tokens, PolicyStore policies, MountTable mounts, AuditKeys auditKeys, AuditRecorder? audit, ClusterInfo cluster, FunctionRegistry functions, KmsRootCa rootCa)
+    private UnsealedState(KmsServerOptions options, byte[] rootKey, BarrierStorage barrier, BarrierKeyRotation rotation, TokenStore tokens, PolicyStore policies, MountTable mounts, AuditKeys auditKeys, AuditRecorder? audit, ClusterInfo cluster, FunctionRegistry functions, KmsRootCa rootCa)
     {
+        Rotation = rotation;
         _options = options;
         Functions = functions;
         RootCa = rootCa;
@@ -51,6 +52,9 @@ internal sealed class UnsealedState
 
     /// <summary>The barrier view of storage.</summary>
     public BarrierStorage Barrier { get; }
+
+    /// <summary>Automatic rotation of the barrier key: its policy (<c>sys/rotate/config</c>) and background loop.</summary>
+    public BarrierKeyRotation Rotation { get; }
 
     /// <summary>Tokens.</summary>
     public TokenStore Tokens { get; }
@@ -95,7 +99,10 @@ internal sealed class UnsealedState
         var audit = options.AuditLogPath is { } path ? new AuditRecorder(AuditLog.Open(path, auditKeys, options.TimeProvider), auditKeys) : null;
         var tokens = new TokenStore(barrier, salt, options.TimeProvider, new TokenStoreOptions(options.DefaultTokenTtl, options.MaxTokenTtl));
         var functions = new FunctionRegistry(barrier, options.TimeProvider, mounts.KvKeyExistsAsync);
-        var state = new UnsealedState(options, rootKey, barrier, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
+        var rotation = await BarrierKeyRotation.LoadAsync(
+            barrier, (term, now) => barrier.RotateFromAsync(rootKey, term, now, CancellationToken.None), audit, options, ct).ConfigureAwait(false);
+        var state = new UnsealedState(options, rootKey, barrier, rotation, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
+        rotation.Start();
         if (options.TokenSweepInterval > TimeSpan.Zero)
         {
             // Runs for as long as this state serves: only an unsealed active node opens one (a standby loads nothing),
@@ -243,6 +250,7 @@ internal sealed class UnsealedState
 
         Mounts.KvWatch.Close();
         await Task.WhenAny(others, Task.Delay(_options.SealDrainTimeout, _options.TimeProvider)).ConfigureAwait(false);
+        await Rotation.StopAsync(_options.SealDrainTimeout, persist: false).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -266,6 +274,9 @@ internal sealed class UnsealedState
         // Long-poll reads would otherwise hold their leases (and the seal) until their wait ends.
         Mounts.KvWatch.Close();
         await Task.WhenAny(_drained.Task, Task.Delay(_options.SealDrainTimeout, _options.TimeProvider)).ConfigureAwait(false);
+
+        // Requests have drained: the loop persists the final encryption count, before the keys go.
+        await Rotation.StopAsync(_options.SealDrainTimeout).ConfigureAwait(false);
         string? auditFailure = null;
         try
         {

@@ -26,6 +26,12 @@ internal sealed class BarrierStorage : ISecureStorage
     private Keyring _keyring;
     private volatile bool _wiped;
 
+    /// <summary>
+    /// Told of each encryption under the active term with that term's new count (<see cref="Keyring.CountEncryption"/>),
+    /// on the request's thread: it must be cheap (<see cref="BarrierKeyRotation"/> only compares and signals).
+    /// </summary>
+    public Action<long>? EncryptionCounted { get; set; }
+
     public BarrierStorage(IPhysicalStorage physical, Keyring keyring)
     {
         _physical = physical;
@@ -88,11 +94,26 @@ internal sealed class BarrierStorage : ISecureStorage
     /// Adds a keyring term and makes it active. The new keyring is durable before it is used, so no ciphertext
     /// is ever written under a term that a restart would not know.
     /// </summary>
-    public async Task<Keyring> RotateAsync(byte[] rootKey, DateTimeOffset now, CancellationToken ct)
+    public async Task<Keyring> RotateAsync(byte[] rootKey, DateTimeOffset now, CancellationToken ct) =>
+        (await RotateAsync(rootKey, null, now, ct).ConfigureAwait(false))!;
+
+    /// <summary>
+    /// <see cref="RotateAsync(byte[], DateTimeOffset, CancellationToken)"/> only while <paramref name="term"/> is still
+    /// the active term, else null: an automatic rotation racing another (or <c>sys/rotate</c>) makes one new term, not two.
+    /// </summary>
+    public Task<Keyring?> RotateFromAsync(byte[] rootKey, uint term, DateTimeOffset now, CancellationToken ct) =>
+        RotateAsync(rootKey, term, now, ct);
+
+    private async Task<Keyring?> RotateAsync(byte[] rootKey, uint? onlyFrom, DateTimeOffset now, CancellationToken ct)
     {
         await _rotation.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            if (onlyFrom is { } term && Keyring.ActiveTerm != term)
+            {
+                return null;
+            }
+
             using var write = BeginWrite();
             var next = Keyring.Rotate(now);
             var wrapped = WrapKeyring(rootKey, next);
@@ -225,6 +246,10 @@ internal sealed class BarrierStorage : ISecureStorage
     {
         var keyring = Keyring;
         var ciphertext = AesGcmEnvelope.Seal(keyring.Key(keyring.ActiveTerm), keyring.ActiveTerm, key, value);
+
+        // Counted per keyring object, so an encryption is counted under the term it used even across a rotation.
+        var count = keyring.CountEncryption();
+        EncryptionCounted?.Invoke(count);
 
         // Checked after use: a value sealed while the key was being zeroed must never reach storage.
         return Wiped ? throw KmsException.Sealed() : ciphertext;

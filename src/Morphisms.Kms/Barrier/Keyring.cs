@@ -13,6 +13,9 @@ internal sealed class Keyring
 {
     private readonly Dictionary<uint, KeyTerm> _terms;
 
+    // Encryptions under ActiveTerm by this keyring object. A rotation makes a new keyring, so the count is per term.
+    private long _encryptions;
+
     private Keyring(Dictionary<uint, KeyTerm> terms, uint activeTerm)
     {
         _terms = terms;
@@ -21,6 +24,12 @@ internal sealed class Keyring
 
     /// <summary>The term used for new ciphertexts.</summary>
     public uint ActiveTerm { get; }
+
+    /// <summary>
+    /// Encryptions counted under <see cref="ActiveTerm"/>: those of this process plus what it assumed at load
+    /// (<see cref="AssumeEncryptions"/>). NIST SP 800-38D allows 2^32 random-nonce AES-GCM encryptions per key.
+    /// </summary>
+    public long Encryptions => Interlocked.Read(ref _encryptions);
 
     /// <summary>Every term with its install time.</summary>
     public IEnumerable<KeyTerm> Terms => _terms.Values.OrderBy(t => t.Term);
@@ -34,7 +43,13 @@ internal sealed class Keyring
     public byte[] Key(uint term) =>
         _terms.TryGetValue(term, out var t) ? t.Key : throw new BarrierException($"no keyring term {term}");
 
-    /// <summary>A new keyring with one more term, which becomes active.</summary>
+    /// <summary>Counts one encryption under <see cref="ActiveTerm"/>; returns the new count.</summary>
+    public long CountEncryption() => Interlocked.Increment(ref _encryptions);
+
+    /// <summary>Adds encryptions made under <see cref="ActiveTerm"/> before this keyring was loaded (persisted, plus a margin).</summary>
+    public void AssumeEncryptions(long count) => Interlocked.Add(ref _encryptions, count);
+
+    /// <summary>A new keyring with one more term, which becomes active (its count starts at zero).</summary>
     public Keyring Rotate(DateTimeOffset now)
     {
         var next = ActiveTerm + 1;

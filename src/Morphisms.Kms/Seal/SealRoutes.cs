@@ -1,10 +1,11 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
+using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
 
 namespace Morphisms.Kms.Seal;
 
-/// <summary><c>sys/init</c>, <c>sys/unseal</c>, <c>sys/seal</c>, <c>sys/seal-status</c>, <c>sys/health</c>, <c>sys/leader</c>, <c>sys/rotate</c>, <c>sys/key-status</c>.</summary>
+/// <summary><c>sys/init</c>, <c>sys/unseal</c>, <c>sys/seal</c>, <c>sys/seal-status</c>, <c>sys/health</c>, <c>sys/leader</c>, <c>sys/rotate</c>, <c>sys/rotate/config</c>, <c>sys/key-status</c>.</summary>
 internal static class SealRoutes
 {
     /// <summary>The Vault version this KMS answers as (its API subset follows Vault 1.15).</summary>
@@ -44,6 +45,10 @@ internal static class SealRoutes
                 return null;
             }));
         routes.Add(
+            new Route("sys/rotate/config", "rotate/config") { Sudo = true },
+            (Operation.Read, (r, _, _) => Task.FromResult<KmsResponse?>(KmsResponse.WithData(RotateConfig(r.RequireState().Rotation.Config)))),
+            (Operation.Update, (r, _, ct) => UpdateRotateConfigAsync(core, r, ct)));
+        routes.Add(
             new Route("sys/key-status", "key-status"),
             (Operation.Read, (r, _, _) =>
             {
@@ -53,9 +58,45 @@ internal static class SealRoutes
                 {
                     ["term"] = active.Term,
                     ["install_time"] = Timestamps.Rfc3339(active.InstallTime),
+                    ["encryptions"] = keyring.Encryptions,
                     ["terms"] = keyring.Terms.Count(),
                 }));
             }));
+    }
+
+    private static JsonObject RotateConfig(RotationConfig config) => new()
+    {
+        ["max_operations"] = config.MaxOperations,
+        ["interval"] = Durations.ToGoString(config.Interval),
+        ["enabled"] = config.Enabled,
+    };
+
+    /// <summary>
+    /// <c>POST sys/rotate/config</c>: <c>max_operations</c>, <c>interval</c>, <c>enabled</c>; those absent keep their
+    /// value. Everything is checked before anything is stored (400 naming the field).
+    /// </summary>
+    private static async Task<KmsResponse?> UpdateRotateConfigAsync(KmsCore core, KmsRequest request, CancellationToken ct)
+    {
+        var f = request.Fields;
+        Pki.PkiRole.RejectUnknown(f, ["max_operations", "interval", "enabled"]);
+        var maxOperations = f.Int("max_operations");
+        var min = core.Options.MinRotateMaxOperations;
+        if (maxOperations is { } max && (max < min || max > RotationConfig.MaxOperationsLimit))
+        {
+            throw KmsException.BadRequest($"invalid 'max_operations': must be between {min} and {RotationConfig.MaxOperationsLimit} (NIST SP 800-38D allows 2^32 random-nonce AES-GCM encryptions per key)");
+        }
+
+        var interval = f.Duration("interval");
+        if (interval is { } i && i != TimeSpan.Zero && (i < RotationConfig.MinInterval || i > Durations.Max))
+        {
+            throw KmsException.BadRequest($"invalid 'interval': must be 0 (no time-based rotation) or between {Durations.ToGoString(RotationConfig.MinInterval)} and {Durations.ToGoString(Durations.Max)}");
+        }
+
+        var enabled = f.Bool("enabled");
+        var state = request.RequireState();
+        var config = await state.Rotation.UpdateConfigAsync(maxOperations, interval, enabled, ct).ConfigureAwait(false);
+        state.Audit?.Notice($"barrier key rotation config: max_operations {config.MaxOperations}, interval {Durations.ToGoString(config.Interval)}, enabled {(config.Enabled ? "true" : "false")}");
+        return null;
     }
 
     /// <summary>The seal-status object (also returned by sys/unseal).</summary>

@@ -293,6 +293,9 @@ public class SnapshotTests
     {
         var body = (JsonObject)r.Body!.DeepClone();
         body.Remove("request_id");
+
+        // sys/key-status: a store opened from storage assumes its persisted encryption count plus a safety margin.
+        (body["data"] as JsonObject)?.Remove("encryptions");
         return body.ToJsonString();
     }
 
