@@ -232,6 +232,9 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
             await Task.Delay(20);
         }
 
+        // The barrier key's encryption count must not go back across the failover (its nonces are random: the count
+        // bounds how many the term has used); the new active node loads what the old one persisted plus a margin.
+        var encryptionsBeforeKill = (await ca.GetAsync("sys/key-status")).Expect(200).Data["encryptions"]!.GetValue<long>();
         a.Kill();
         var sinceKill = Stopwatch.StartNew();
         await stop.CancelAsync();
@@ -284,6 +287,10 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
         {
             (await c.GetAsync("auth/token/lookup-self", token)).Expect(200);
         }
+
+        var status = (await c.GetAsync("sys/key-status")).Expect(200).Data;
+        Assert.Equal(1, status["term"]!.GetValue<int>());
+        Assert.True(status["encryptions"]!.GetValue<long>() > encryptionsBeforeKill, $"the encryption count went back from {encryptionsBeforeKill} to {status["encryptions"]}");
 
         // The new active node serves writes; the remaining standby redirects to it.
         (await c.PostAsync("secret/data/after", new { data = new { v = 1 } })).Expect(200);
