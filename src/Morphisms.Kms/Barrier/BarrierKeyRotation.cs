@@ -75,6 +75,11 @@ internal sealed class BarrierKeyRotation
         var persisted = stored is not null && stored.Term == keyring.ActiveTerm ? stored.Encryptions : 0;
         keyring.AssumeEncryptions(persisted + rotation._persistEvery);
         barrier.EncryptionCounted = rotation.OnEncryption;
+
+        // Stored before the state serves, not by the loop later: a crash before the loop's first write must not start
+        // the next unseal from the same record again (each start's margin would then cover less than both sessions
+        // made), and a request answered after the unseal sees the store as this write left it.
+        await rotation.PersistAsync(ct).ConfigureAwait(false);
         return rotation;
     }
 
@@ -246,7 +251,7 @@ internal sealed class BarrierKeyRotation
     }
 
     /// <summary>Stores the active term's count, when it changed since the last time.</summary>
-    private async Task PersistAsync()
+    private async Task PersistAsync(CancellationToken ct = default)
     {
         var keyring = _barrier.Keyring;
         var count = keyring.Encryptions;
@@ -257,7 +262,7 @@ internal sealed class BarrierKeyRotation
 
         // This write is itself an encryption under the term: stored as already made, so an idle KMS writes no more.
         var value = count + 1;
-        await _barrier.PutJsonAsync(EncryptionsPath, new EncryptionsDocument(keyring.ActiveTerm, value)).ConfigureAwait(false);
+        await _barrier.PutJsonAsync(EncryptionsPath, new EncryptionsDocument(keyring.ActiveTerm, value), ct).ConfigureAwait(false);
         (_persistedTerm, _persisted) = (keyring.ActiveTerm, value);
     }
 

@@ -58,11 +58,19 @@ public class AutoRotateTests
         Assert.True(before.Encryptions is > 0 and < max, $"{before.Encryptions}");
 
         // Writers race past the limit together; the first term's count crosses max_operations once, and one loop rotates.
+        // They write a fixed number of times, enough to pass the limit by well under another max_operations, so the new
+        // term cannot reach it too however late the rotation runs on a loaded machine.
+        (await c.PutAsync("secret/data/auto/probe", new { data = new { value = "p" } })).Expect(200);
+        var perWrite = (await KeyStatusAsync(kms)).Encryptions - before.Encryptions;
+        Assert.True(perWrite is > 0 and < 20, $"{perWrite} encryptions per KV write");
+        var current = (await KeyStatusAsync(kms)).Encryptions;
+        var writes = (int)((max - current + perWrite - 1) / perWrite) + 12;
+        Assert.True(current + writes * perWrite < 2 * max - 20, $"{writes} writes of {perWrite} from {current}");
         var written = new ConcurrentDictionary<string, string>();
-        using var rotated = new CancellationTokenSource();
+        var next = -1;
         async Task Writer(int w)
         {
-            for (var i = 0; !rotated.IsCancellationRequested; i++)
+            for (int i; (i = Interlocked.Increment(ref next)) < writes;)
             {
                 var (path, value) = ($"auto/w{w}/k{i}", $"v{w}-{i}");
                 (await c.PutAsync("secret/data/" + path, new { data = new { value } })).Expect(200);
@@ -70,10 +78,8 @@ public class AutoRotateTests
             }
         }
 
-        var writers = Enumerable.Range(0, 6).Select(Writer).ToList();
+        await Task.WhenAll(Enumerable.Range(0, 6).Select(Writer));
         await WaitForAsync(async () => (await KeyStatusAsync(kms)).Term > 1, "the automatic rotation");
-        await rotated.CancelAsync();
-        await Task.WhenAll(writers);
 
         var after = await KeyStatusAsync(kms);
         Assert.Equal(2u, after.Term);
