@@ -259,8 +259,23 @@ internal sealed partial class VaultDispatcher(
         }
         catch (BarrierException e)
         {
-            audit?.Response(request, 500, null, "stored data failed integrity checks");
+            RecordFailure(audit, request, 500, "stored data failed integrity checks");
             throw new InvalidOperationException("barrier failure", e);
+        }
+        catch (Exception e) when (audit is not null)
+        {
+            // Anything else (a storage error such as a full disk, a deposed HA node's refused write, a cancelled
+            // request) still gets its response line, as in Vault, so no request line is left without one. The error
+            // is generic: an exception's message may carry internals. The exception itself goes on to HandleAsync,
+            // which answers it as before.
+            var (status, error) = e switch
+            {
+                HighAvailability.StandbyWriteException => (503, "this KMS node is not the active node: the write was refused"),
+                OperationCanceledException when ct.IsCancellationRequested => (499, "the request was cancelled: the client went away"),
+                _ => (500, $"internal error (request id {request.Id})"),
+            };
+            RecordFailure(audit, request, status, error);
+            throw;
         }
 
         if (response is not null && request.Fields.Unused.ToList() is { Count: > 0 } unused && response.RawBody is null)
@@ -270,6 +285,23 @@ internal sealed partial class VaultDispatcher(
 
         audit?.Response(request, response?.StatusCode ?? 204, response, null);
         return response;
+    }
+
+    /// <summary>
+    /// Writes the response entry of a request whose handler threw something other than a <see cref="KmsException"/>.
+    /// If that write fails too (the disk that failed the handler is full, or a seal closed the log), the handler's own
+    /// failure is what the client gets: the write's exception is dropped rather than thrown in its place.
+    /// </summary>
+    private static void RecordFailure(AuditRecorder? audit, KmsRequest request, int status, string error)
+    {
+        try
+        {
+            audit?.Response(request, status, null, error);
+        }
+        catch (Exception)
+        {
+            // Dropped on purpose: see above.
+        }
     }
 
     /// <summary>

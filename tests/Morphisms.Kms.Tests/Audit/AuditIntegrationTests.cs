@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Morphisms.Kms.Audit;
+using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Tests.Audit;
 
@@ -154,6 +155,96 @@ public sealed class AuditIntegrationTests : IDisposable
         Assert.Equal(await hash("7"), data["n"]!.GetValue<string>());
         Assert.Equal(await hash("996"), data["list"]![AuditRecorder.MaxHashedLeaves - 4]!.GetValue<string>());
         Assert.Null(entry["request"]!["data_truncated"]);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_request_failed_by_storage_still_gets_its_response_entry(bool standby)
+    {
+        // A full disk (any unexpected exception) or a deposed HA node's refused write: the request line must be
+        // followed by a response line carrying a generic error, and the client's answer is what it was (500 or 503).
+        var log = Path.Combine(_dir, "audit.log");
+        var storage = new FailingStorage();
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = log }, physical: storage);
+        var c = kms.Client;
+        (await c.PostAsync("secret/data/ok", new { data = new { n = 1 } })).Expect(200);
+
+        storage.Fail = standby ? new Morphisms.Kms.HighAvailability.StandbyWriteException() : new IOException("No space left on device at /var/lib/kms/secret-path");
+        var status = (await c.PostAsync("secret/data/db", new { data = new { password = "pw" } })).Status;
+        storage.Fail = null;
+        Assert.Equal(standby ? 503 : 500, status);
+
+        var entries = (await File.ReadAllLinesAsync(log)).Select(l => JsonNode.Parse(l)!).Where(e => (string?)e["request"]?["path"] == "secret/data/db").ToList();
+        Assert.Equal(["request", "response"], entries.Select(e => (string?)e["type"]));
+        Assert.Equal(status, entries[1]["response"]!["status"]!.GetValue<int>());
+        var error = entries[1]["error"]!.GetValue<string>();
+        Assert.DoesNotContain("/var/lib", error, StringComparison.Ordinal);
+        Assert.Contains(standby ? "not the active node" : "internal error", error, StringComparison.Ordinal);
+        var verified = (await c.PostAsync("sys/audit-verify")).Expect(200).Data;
+        Assert.True(verified["valid"]!.GetValue<bool>(), verified.ToJsonString());
+    }
+
+    [Fact]
+    public async Task A_response_entry_that_cannot_be_written_does_not_mask_the_handlers_failure()
+    {
+        // The handler fails on storage and the audit log refuses the response line as well (it was closed under the
+        // request): the client still gets the handler's 500, not the log's failure (a 503 'sealed').
+        var log = Path.Combine(_dir, "audit.log");
+        var storage = new FailingStorage();
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = log }, physical: storage);
+        var c = kms.Client;
+        var state = kms.Server.Core.Acquire()!;
+        var audit = state.Audit!;
+        state.Release();
+        storage.Fail = new IOException("No space left on device");
+        storage.OnFail = audit.Dispose;
+        var response = await c.PostAsync("secret/data/db", new { data = new { password = "pw" } });
+        Assert.Equal(500, response.Status);
+        Assert.Contains("internal error", response.Body!.ToJsonString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>In-memory storage whose writes throw <see cref="Fail"/> while it is set (after running <see cref="OnFail"/>).</summary>
+    private sealed class FailingStorage : IPhysicalStorage
+    {
+        private readonly InMemoryStorage _inner = new();
+
+        public Exception? Fail { get; set; }
+
+        public Action? OnFail { get; set; }
+
+        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
+
+        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
+        {
+            Check();
+            return _inner.PutAsync(key, value, cancellationToken);
+        }
+
+        public Task DeleteAsync(string key, CancellationToken cancellationToken = default)
+        {
+            Check();
+            return _inner.DeleteAsync(key, cancellationToken);
+        }
+
+        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
+
+        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        {
+            Check();
+            return _inner.TransactAsync(operations, cancellationToken);
+        }
+
+        public ValueTask DisposeAsync() => _inner.DisposeAsync();
+
+        private void Check()
+        {
+            if (Fail is { } e)
+            {
+                OnFail?.Invoke();
+                throw e;
+            }
+        }
     }
 
     /// <summary>A body <c>{"a":[0,0,…]}</c> with <paramref name="count"/> zeros, compact as a client would send it.</summary>
