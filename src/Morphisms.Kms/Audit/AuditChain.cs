@@ -15,6 +15,12 @@ internal static partial class AuditChain
     /// <summary>The <c>prev</c> of the first entry.</summary>
     public static readonly string Genesis = new('0', 64);
 
+    /// <summary>
+    /// The field of the notice the KMS writes when it finds its log truncated under it (<see cref="AuditLog"/>): the
+    /// previous entry's <c>seq</c>, <c>hash</c> and <c>mac</c>, from which a file beginning with that notice is verified.
+    /// </summary>
+    public const string ContinuesField = "continues";
+
     /// <summary>The fixed-length tail of every line.</summary>
     public static readonly int SuffixLength = Suffix(Genesis, "hmac-sha256:" + Genesis).Length;
 

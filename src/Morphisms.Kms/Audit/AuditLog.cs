@@ -11,7 +11,9 @@ namespace Morphisms.Kms.Audit;
 /// <see cref="AuditChain"/>); after a restart it continues from the last complete line. A line torn by a crash
 /// is cut off and the cut is itself recorded as a notice entry, so the chain stays verifiable. A line whose write
 /// fails (a full disk) is cut off at once, so the next entry takes its sequence number and chains as if it had never
-/// been written; if that cut fails too, the log refuses every later append until it is opened again.
+/// been written; if that cut fails too, the log refuses every later append until it is opened again. A file found
+/// shorter than what was written (logrotate's copytruncate) is continued at its new end after a notice that names
+/// the previous entry. Lines are written but not fsync'd: durable against a process crash, not a power loss.
 /// </summary>
 internal sealed class AuditLog : IDisposable
 {
@@ -52,7 +54,9 @@ internal sealed class AuditLog : IDisposable
 
     /// <summary>
     /// The sequence number and hash of the last entry in the log: the last this KMS appended, or the file's last at
-    /// open. Every entry up to it is on disk, so a log file without it was cut or replaced under the running KMS.
+    /// open. Every entry up to it was written to the file (handed to the kernel with one <c>write</c>, not fsync'd, so
+    /// it survives a KMS crash but a power loss can lose it), so a log file without it was cut or replaced under the
+    /// running KMS.
     /// </summary>
     public (long Sequence, string Hash) Head
     {
@@ -122,54 +126,97 @@ internal sealed class AuditLog : IDisposable
                 }
             }
 
-            // Every request writes two or three entries, so the line is built as UTF-8 in one buffer reused under
-            // the lock; building it as strings was most of the KMS's garbage under login load. The bytes are those
-            // the verifier hashes: it re-encodes the body it reads, and Utf8JsonWriter escapes as the serialiser does.
-            var seq = _seq + 1;
-            _line.ResetWrittenCount();
-            _writer.Reset(_line);
-            _writer.WriteStartObject();
-            _writer.WriteNumber("seq", seq);
-            _writer.WriteString("time", Http.Timestamps.Rfc3339(_time.GetUtcNow()));
-            foreach (var (key, value) in fields)
+            // logrotate's copytruncate (or anyone) truncated the file under the KMS: the next line goes at the file's
+            // new end, not at the remembered offset behind a run of zero bytes, and a notice that chains to the last
+            // entry written first says so and carries what a verifier needs to check the file from there on.
+            var length = _file.Length;
+            if (length < _end)
             {
-                _writer.WritePropertyName(key);
-                if (value is null)
-                {
-                    _writer.WriteNullValue();
-                }
-                else
-                {
-                    value.WriteTo(_writer);
-                }
+                ContinueAfterTruncation(length);
             }
 
-            _writer.WriteString("prev", _prevHash);
-            _writer.Flush();
-            var hash = AuditChain.HashBody(_line.WrittenSpan);
-            var mac = AuditChain.Mac(_keys.ChainKey, _prevMac, hash);
-            Encoding.UTF8.GetBytes(AuditChain.Suffix(hash, mac) + "\n", _line);
-            try
-            {
-                // One write of the whole line: a failure leaves at most this line's bytes after _end.
-                _file.Write(_line.WrittenSpan);
-                _file.Flush();
-            }
-            catch
-            {
-                CutBack();
-                throw;
-            }
+            WriteEntry(fields);
+        }
+    }
 
-            _end += _line.WrittenCount;
-            _seq = seq;
-            _prevHash = hash;
-            _prevMac = mac;
-            if (_line.Capacity > RetainedLineBytes)
+    /// <summary>
+    /// Continues the chain at the end of a file found shorter than what the KMS wrote: a notice entry (the next
+    /// sequence number, <c>prev</c> the last hash as always) that also names the previous entry's sequence, hash and
+    /// MAC in <c>continues</c>, so <see cref="AuditLogVerifier"/> can verify a file that begins with it (a rotated
+    /// log's new file) with the MACs, and reports it as a truncation anywhere else.
+    /// </summary>
+    private void ContinueAfterTruncation(long length)
+    {
+        var from = _end;
+        _file.Position = length;
+        _end = length;
+        try
+        {
+            WriteEntry(new JsonObject
             {
-                // One huge entry (a large secret's hashed shape) should not pin its buffer for the process's life.
-                _line = new ArrayBufferWriter<byte>(InitialLineBytes);
+                ["type"] = "notice",
+                ["notice"] = string.Create(CultureInfo.InvariantCulture, $"the log was truncated under the running KMS (from {from} to {length} bytes: rotated with copytruncate, or cut); the chain continues from entry {_seq}"),
+                [AuditChain.ContinuesField] = new JsonObject { ["seq"] = _seq, ["hash"] = _prevHash, ["mac"] = _prevMac },
+            });
+        }
+        catch
+        {
+            // The next append finds the file short again and writes the notice then.
+            _end = from;
+            throw;
+        }
+    }
+
+    /// <summary>Builds and writes one entry after the last, under the lock.</summary>
+    private void WriteEntry(JsonObject fields)
+    {
+        // Every request writes two or three entries, so the line is built as UTF-8 in one buffer reused under
+        // the lock; building it as strings was most of the KMS's garbage under login load. The bytes are those
+        // the verifier hashes: it re-encodes the body it reads, and Utf8JsonWriter escapes as the serialiser does.
+        var seq = _seq + 1;
+        _line.ResetWrittenCount();
+        _writer.Reset(_line);
+        _writer.WriteStartObject();
+        _writer.WriteNumber("seq", seq);
+        _writer.WriteString("time", Http.Timestamps.Rfc3339(_time.GetUtcNow()));
+        foreach (var (key, value) in fields)
+        {
+            _writer.WritePropertyName(key);
+            if (value is null)
+            {
+                _writer.WriteNullValue();
             }
+            else
+            {
+                value.WriteTo(_writer);
+            }
+        }
+
+        _writer.WriteString("prev", _prevHash);
+        _writer.Flush();
+        var hash = AuditChain.HashBody(_line.WrittenSpan);
+        var mac = AuditChain.Mac(_keys.ChainKey, _prevMac, hash);
+        Encoding.UTF8.GetBytes(AuditChain.Suffix(hash, mac) + "\n", _line);
+        try
+        {
+            // One write of the whole line: a failure leaves at most this line's bytes after _end.
+            _file.Write(_line.WrittenSpan);
+            _file.Flush();
+        }
+        catch
+        {
+            CutBack();
+            throw;
+        }
+
+        _end += _line.WrittenCount;
+        _seq = seq;
+        _prevHash = hash;
+        _prevMac = mac;
+        if (_line.Capacity > RetainedLineBytes)
+        {
+            // One huge entry (a large secret's hashed shape) should not pin its buffer for the process's life.
+            _line = new ArrayBufferWriter<byte>(InitialLineBytes);
         }
     }
 

@@ -11,7 +11,10 @@ namespace Morphisms.Kms.Audit;
 /// (held by the KMS under its barrier; <c>sys/audit-verify</c> runs this inside the KMS) it also checks each MAC,
 /// which nobody without the key can recompute. Truncating the tail is only visible against a previously recorded
 /// <see cref="AuditVerification.LastHash"/>, passed back as the expected last hash, or (inside the running KMS) against
-/// the last entry the KMS itself wrote.
+/// the last entry the KMS itself wrote. A file may begin mid-chain only with the notice the KMS writes when it finds its
+/// log truncated under it (logrotate's <c>copytruncate</c>); that notice names the previous entry's hash and MAC, so the
+/// file verifies from there on (with the key, the notice's MAC too), and <see cref="AuditVerification.FirstSequence"/>
+/// says where it starts. Entries before it are in the rotated copy; a file cut anywhere else reports the cut.
 /// </summary>
 public static class AuditLogVerifier
 {
@@ -37,6 +40,7 @@ public static class AuditLogVerifier
         var sawExpected = expectedLastHash is null;
         var sawHead = writtenHead is not { Sequence: > 0 };
         var lineNumber = 0;
+        long firstSeq = 1;
         foreach (var line in File.ReadLines(path, Encoding.UTF8))
         {
             lineNumber++;
@@ -48,16 +52,39 @@ public static class AuditLogVerifier
 
             long seq;
             string? prev;
+            (long Seq, string Hash, string Mac)? continues = null;
             try
             {
                 using var doc = JsonDocument.Parse(body + "}");
                 seq = doc.RootElement.GetProperty("seq").GetInt64();
                 prev = doc.RootElement.GetProperty("prev").GetString();
+                if (doc.RootElement.TryGetProperty(AuditChain.ContinuesField, out var c) && c.ValueKind == JsonValueKind.Object
+                    && doc.RootElement.TryGetProperty("type", out var type) && type.ValueEquals("notice"))
+                {
+                    continues = (c.GetProperty("seq").GetInt64(), c.GetProperty("hash").GetString() ?? "", c.GetProperty("mac").GetString() ?? "");
+                }
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
             {
                 problems.Add(Line(lineNumber, "has a body that is not valid JSON with seq and prev"));
                 continue;
+            }
+
+            if (continues is { } from)
+            {
+                if (lineNumber == 1)
+                {
+                    // A file that begins where the KMS continued after a truncation (a log rotated with copytruncate):
+                    // checked from there on, the notice's own MAC against the previous MAC it names.
+                    lastSeq = from.Seq;
+                    previousHash = from.Hash;
+                    previousMac = from.Mac;
+                    firstSeq = from.Seq + 1;
+                }
+                else
+                {
+                    problems.Add(Line(lineNumber, $"is where the KMS found the log truncated or replaced under it and continued after entry {from.Seq}"));
+                }
             }
 
             if (seq != lastSeq + 1)
@@ -108,7 +135,7 @@ public static class AuditLogVerifier
             problems.Add("the expected last hash was not found: the log was truncated or replaced");
         }
 
-        return new AuditVerification(problems.Count == 0, entries, lastSeq, previousHash, chainKey is not null, problems);
+        return new AuditVerification(problems.Count == 0, entries, lastSeq, previousHash, chainKey is not null, problems, entries == 0 ? 0 : firstSeq);
     }
 
     private static string Line(int n, string what) => string.Create(CultureInfo.InvariantCulture, $"line {n} {what}");

@@ -42,11 +42,24 @@ internal static class AuditRoutes
                 var audit = Device(r, "file");
 
                 // The head is taken before the file is read: entries appended meanwhile only follow it.
-                var result = AuditLogVerifier.Verify(audit.FilePath, audit.Keys.ChainKey, r.Fields.String("expected_last_hash"), audit.Head);
+                AuditVerification result;
+                try
+                {
+                    result = AuditLogVerifier.Verify(audit.FilePath, audit.Keys.ChainKey, r.Fields.String("expected_last_hash"), audit.Head);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Moved away (logrotate without copytruncate: the KMS keeps writing to the file it opened, under its
+                    // new name, until it is unsealed again), removed, or not readable.
+                    throw KmsException.BadRequest($"the audit log {audit.FilePath} cannot be read ({e.GetType().Name}): it was moved, removed or made unreadable under the running KMS, which keeps writing to the file it opened until it is unsealed again; rotate it with copytruncate");
+                }
+
+
                 return Task.FromResult<KmsResponse?>(KmsResponse.WithData(new JsonObject
                 {
                     ["valid"] = result.Valid,
                     ["entries"] = result.Entries,
+                    ["first_sequence"] = result.FirstSequence,
                     ["last_sequence"] = result.LastSequence,
                     ["last_hash"] = result.LastHash,
                     ["macs_checked"] = result.MacsChecked,

@@ -7,4 +7,8 @@ namespace Morphisms.Kms.Audit;
 /// <param name="LastHash">The last entry's chain hash: record it elsewhere to detect a truncated tail later.</param>
 /// <param name="MacsChecked">Whether the chain MACs were checked (a chain key was given).</param>
 /// <param name="Problems">One message per problem, naming the line number.</param>
-public sealed record AuditVerification(bool Valid, long Entries, long LastSequence, string LastHash, bool MacsChecked, IReadOnlyList<string> Problems);
+/// <param name="FirstSequence">
+/// The first entry's sequence number: 1, or later for a file that begins with the KMS's notice of a truncation (a
+/// rotated log's new file); 0 for an empty log.
+/// </param>
+public sealed record AuditVerification(bool Valid, long Entries, long LastSequence, string LastHash, bool MacsChecked, IReadOnlyList<string> Problems, long FirstSequence = 1);

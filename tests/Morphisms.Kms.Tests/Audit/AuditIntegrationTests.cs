@@ -102,6 +102,20 @@ public sealed class AuditIntegrationTests : IDisposable
         Assert.Contains(cut["problems"]!.AsArray(), p => p!.GetValue<string>().Contains("truncated or replaced", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task Verifying_a_log_moved_away_under_the_running_kms_is_a_clear_400()
+    {
+        // logrotate without copytruncate renames the file; the KMS keeps writing to it under its new name.
+        var log = Path.Combine(_dir, "audit.log");
+        await using var kms = await TestKms.StartUnsealedAsync(o => o with { AuditLogPath = log });
+        var c = kms.Client;
+        File.Move(log, log + ".1");
+        var response = await c.PostAsync("sys/audit-verify");
+        Assert.Equal(400, response.Status);
+        Assert.Contains("cannot be read", response.Body!.ToJsonString(), StringComparison.Ordinal);
+        Assert.True(AuditLogVerifier.Verify(log + ".1").Valid);
+    }
+
     [Theory]
     [InlineData("auth/attest/challenge")]
     [InlineData("secret/data/x")]

@@ -275,6 +275,72 @@ public sealed class AuditLogTests : IDisposable
     }
 
     [Fact]
+    public void After_a_copytruncate_the_next_line_starts_the_file_and_it_verifies_from_the_kms_notice()
+    {
+        using var log = AuditLog.Open(LogPath, _keys, _time);
+        for (var i = 0; i < 3; i++)
+        {
+            log.Append(new JsonObject { ["type"] = "request", ["n"] = i });
+        }
+
+        // logrotate's copytruncate: copy, then truncate the file the KMS holds open.
+        var rotated = Path.Combine(_dir, "audit.log.1");
+        File.Copy(LogPath, rotated);
+        using (var file = new FileStream(LogPath, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            file.SetLength(0);
+        }
+
+        log.Append(new JsonObject { ["type"] = "request", ["n"] = 3 });
+        log.Append(new JsonObject { ["type"] = "request", ["n"] = 4 });
+
+        var bytes = File.ReadAllBytes(LogPath);
+        Assert.NotEqual((byte)0, bytes[0]);
+        Assert.DoesNotContain((byte)0, bytes);
+        var lines = File.ReadAllLines(LogPath);
+        Assert.Equal(3, lines.Length);
+        Assert.Contains("truncated under the running KMS", lines[0], StringComparison.Ordinal);
+
+        var result = AuditLogVerifier.Verify(LogPath, _keys.ChainKey, null, log.Head);
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.Equal(4, result.FirstSequence);
+        Assert.Equal(6, result.LastSequence);
+        var old = AuditLogVerifier.Verify(rotated, _keys.ChainKey);
+        Assert.True(old.Valid, string.Join("; ", old.Problems));
+        Assert.Equal(1, old.FirstSequence);
+        Assert.Equal(3, old.LastSequence);
+
+        // Only the KMS's notice may begin a file: one cut after it, or a notice with a forged MAC, is reported.
+        File.WriteAllLines(LogPath, lines[1..]);
+        Assert.Contains(AuditLogVerifier.Verify(LogPath, _keys.ChainKey).Problems, p => p.Contains("has sequence 5, expected 1", StringComparison.Ordinal));
+        var forged = lines[0][..^3] + (lines[0][^3] == '0' ? '1' : '0') + lines[0][^2..];
+        File.WriteAllLines(LogPath, [forged, .. lines[1..]]);
+        Assert.Contains(AuditLogVerifier.Verify(LogPath, _keys.ChainKey).Problems, p => p.StartsWith("line 1 has an invalid MAC", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_cut_under_the_running_kms_that_leaves_lines_is_reported_where_it_continues()
+    {
+        using var log = AuditLog.Open(LogPath, _keys, _time);
+        for (var i = 0; i < 4; i++)
+        {
+            log.Append(new JsonObject { ["type"] = "request", ["n"] = i });
+        }
+
+        var lines = File.ReadAllLines(LogPath);
+        using (var file = new FileStream(LogPath, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            file.SetLength(lines[..2].Sum(l => Encoding.UTF8.GetByteCount(l) + 1));
+        }
+
+        log.Append(new JsonObject { ["type"] = "request", ["n"] = 4 });
+        Assert.DoesNotContain((byte)0, File.ReadAllBytes(LogPath));
+        var result = AuditLogVerifier.Verify(LogPath, _keys.ChainKey, null, log.Head);
+        Assert.False(result.Valid);
+        Assert.Contains(result.Problems, p => p.StartsWith("line 3 is where the KMS found the log truncated or replaced", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Values_are_hashed_with_the_value_key_in_vault_notation()
     {
         var hash = _keys.Hash("s3cr3t");

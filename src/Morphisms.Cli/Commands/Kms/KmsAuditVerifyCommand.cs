@@ -40,6 +40,7 @@ public static class KmsAuditVerifyCommand
                 {
                     ["valid"] = result.Valid,
                     ["entries"] = result.Entries,
+                    ["first_sequence"] = result.FirstSequence,
                     ["last_sequence"] = result.LastSequence,
                     ["last_hash"] = result.LastHash,
                     ["macs_checked"] = result.MacsChecked,
