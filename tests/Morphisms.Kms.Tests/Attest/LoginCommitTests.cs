@@ -95,12 +95,10 @@ public sealed class LoginCommitTests
     }
 
     /// <summary>In-memory storage that records the keys of every transaction and can fail one on demand.</summary>
-    private sealed class RecordingStorage : IPhysicalStorage
+    private sealed class RecordingStorage : ForwardingStorage
     {
         private readonly Lock _lock = new();
         private (string KeyPrefix, Exception Failure)? _failNext;
-
-        public InMemoryStorage Inner { get; } = new();
 
         public List<List<string>> Transactions { get; } = [];
 
@@ -112,19 +110,15 @@ public sealed class LoginCommitTests
             }
         }
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
+        public override Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
             TransactAsync([StorageOperation.Put(key, value)], cancellationToken);
 
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) =>
+        public override Task DeleteAsync(string key, CancellationToken cancellationToken = default) =>
             TransactAsync([StorageOperation.Delete(key)], cancellationToken);
 
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => Inner.ListAsync(prefix, cancellationToken);
+        public override Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
 
-        public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        public override Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
         {
             lock (_lock)
             {
@@ -140,7 +134,5 @@ public sealed class LoginCommitTests
 
             return Inner.TransactAsync(operations, cancellationToken);
         }
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }

@@ -219,37 +219,29 @@ public sealed class AuditIntegrationTests : IDisposable
     }
 
     /// <summary>In-memory storage whose writes throw <see cref="Fail"/> while it is set (after running <see cref="OnFail"/>).</summary>
-    private sealed class FailingStorage : IPhysicalStorage
+    private sealed class FailingStorage : ForwardingStorage
     {
-        private readonly InMemoryStorage _inner = new();
-
         public Exception? Fail { get; set; }
 
         public Action? OnFail { get; set; }
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
+        public override Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
         {
             Check();
-            return _inner.PutAsync(key, value, cancellationToken);
+            return Inner.PutAsync(key, value, cancellationToken);
         }
 
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default)
+        public override Task DeleteAsync(string key, CancellationToken cancellationToken = default)
         {
             Check();
-            return _inner.DeleteAsync(key, cancellationToken);
+            return Inner.DeleteAsync(key, cancellationToken);
         }
 
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        public override Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
         {
             Check();
-            return _inner.TransactAsync(operations, cancellationToken);
+            return Inner.TransactAsync(operations, cancellationToken);
         }
-
-        public ValueTask DisposeAsync() => _inner.DisposeAsync();
 
         private void Check()
         {

@@ -152,50 +152,26 @@ public sealed class TeeAutoUnsealTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>In-memory storage that calls <see cref="AfterInitCommit"/> once init's transaction (the one writing the seal config) committed.</summary>
-    private sealed class InitHookStorage : IPhysicalStorage
+    private sealed class InitHookStorage : ForwardingStorage
     {
-        private readonly InMemoryStorage _inner = new();
-
         public Action? AfterInitCommit { get; set; }
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => _inner.PutAsync(key, value, cancellationToken);
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
-
-        public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        public override async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
         {
-            await _inner.TransactAsync(operations, cancellationToken);
+            await Inner.TransactAsync(operations, cancellationToken);
             if (operations.Any(o => o.Key == Morphisms.Kms.Seal.SealConfig.StoragePath))
             {
                 AfterInitCommit?.Invoke();
             }
         }
-
-        public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }
 
     /// <summary>In-memory storage whose put of the wrapped root key fails while <see cref="Fail"/> is set.</summary>
-    private sealed class FailingAutoUnsealStorage : IPhysicalStorage
+    private sealed class FailingAutoUnsealStorage : ForwardingStorage
     {
-        private readonly InMemoryStorage _inner = new();
-
         public volatile bool Fail = true;
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
-            Fail && key == AutoUnsealPaths.WrappedRootKey ? throw new IOException("disk on fire") : _inner.PutAsync(key, value, cancellationToken);
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => _inner.TransactAsync(operations, cancellationToken);
-
-        public ValueTask DisposeAsync() => _inner.DisposeAsync();
+        public override Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
+            Fail && key == AutoUnsealPaths.WrappedRootKey ? throw new IOException("disk on fire") : Inner.PutAsync(key, value, cancellationToken);
     }
 }

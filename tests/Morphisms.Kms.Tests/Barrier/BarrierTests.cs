@@ -145,9 +145,8 @@ public class BarrierTests
     }
 
     /// <summary>In-memory storage whose first put waits until released.</summary>
-    private sealed class HeldPutStorage : IPhysicalStorage
+    private sealed class HeldPutStorage : ForwardingStorage
     {
-        private readonly InMemoryStorage _inner = new();
         private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -155,21 +154,11 @@ public class BarrierTests
 
         public void Release() => _release.TrySetResult();
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
-
-        public async Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
+        public override async Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
         {
             _reached.TrySetResult();
             await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
-            await _inner.PutAsync(key, value, cancellationToken);
+            await Inner.PutAsync(key, value, cancellationToken);
         }
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => _inner.TransactAsync(operations, cancellationToken);
-
-        public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }
 }

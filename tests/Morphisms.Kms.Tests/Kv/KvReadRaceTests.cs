@@ -106,11 +106,9 @@ public sealed class KvReadRaceTests
         "/versions/" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(path))) + "/" + version;
 
     /// <summary>In-memory storage that holds the first read of a key ending in <see cref="HoldSuffix"/> until released.</summary>
-    private sealed class HoldingReadStorage : IPhysicalStorage
+    private sealed class HoldingReadStorage : ForwardingStorage
     {
         private int _held;
-
-        public InMemoryStorage Inner { get; } = new();
 
         public string? HoldSuffix { get; set; }
 
@@ -118,7 +116,7 @@ public sealed class KvReadRaceTests
 
         public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
+        public override async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
         {
             if (HoldSuffix is { } hold && key.EndsWith(hold, StringComparison.Ordinal) && Interlocked.Exchange(ref _held, 1) == 0)
             {
@@ -128,15 +126,5 @@ public sealed class KvReadRaceTests
 
             return await Inner.GetAsync(key, cancellationToken);
         }
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => Inner.PutAsync(key, value, cancellationToken);
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => Inner.DeleteAsync(key, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => Inner.ListAsync(prefix, cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => Inner.TransactAsync(operations, cancellationToken);
-
-        public ValueTask DisposeAsync() => Inner.DisposeAsync();
     }
 }

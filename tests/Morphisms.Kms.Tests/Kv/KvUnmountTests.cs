@@ -126,11 +126,9 @@ public sealed class KvUnmountTests
     }
 
     /// <summary>In-memory storage that holds the first transaction writing under <see cref="HoldPrefix"/> until released.</summary>
-    private sealed class HoldingStorage : IPhysicalStorage
+    private sealed class HoldingStorage : ForwardingStorage
     {
         private int _held;
-
-        public InMemoryStorage Inner { get; } = new();
 
         public string? HoldPrefix { get; set; }
 
@@ -138,15 +136,7 @@ public sealed class KvUnmountTests
 
         public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => Inner.PutAsync(key, value, cancellationToken);
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => Inner.DeleteAsync(key, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => Inner.ListAsync(prefix, cancellationToken);
-
-        public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        public override async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
         {
             if (HoldPrefix is { } hold && operations.Any(o => o.Key.StartsWith(hold, StringComparison.Ordinal) && o.Value is not null)
                 && Interlocked.Exchange(ref _held, 1) == 0)
@@ -157,7 +147,5 @@ public sealed class KvUnmountTests
 
             await Inner.TransactAsync(operations, cancellationToken);
         }
-
-        public ValueTask DisposeAsync() => Inner.DisposeAsync();
     }
 }

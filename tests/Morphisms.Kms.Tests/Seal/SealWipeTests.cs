@@ -150,9 +150,8 @@ public class SealWipeTests
     }
 
     /// <summary>In-memory storage that can hold the next put of one key, the next read of one, or the next full read, until released.</summary>
-    private sealed class HoldingStorage : IPhysicalStorage
+    private sealed class HoldingStorage : ForwardingStorage
     {
-        private readonly InMemoryStorage _inner = new();
         private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private string? _heldPut;
@@ -174,7 +173,7 @@ public class SealWipeTests
 
         public void Release() => _release.TrySetResult();
 
-        public async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
+        public override async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default)
         {
             if (_heldGet is { } part && key.Contains(part, StringComparison.Ordinal) && Interlocked.Exchange(ref _heldGet, null) is not null)
             {
@@ -182,10 +181,10 @@ public class SealWipeTests
                 await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
             }
 
-            return await _inner.GetAsync(key, cancellationToken);
+            return await Inner.GetAsync(key, cancellationToken);
         }
 
-        public async Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
+        public override async Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default)
         {
             if (key == BarrierStorage.KeyringPath)
             {
@@ -198,16 +197,10 @@ public class SealWipeTests
                 await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
             }
 
-            await _inner.PutAsync(key, value, cancellationToken);
+            await Inner.PutAsync(key, value, cancellationToken);
         }
 
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => _inner.TransactAsync(operations, cancellationToken);
-
-        public async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
+        public override async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
         {
             if (_holdReadAll)
             {
@@ -216,9 +209,7 @@ public class SealWipeTests
                 await _release.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
             }
 
-            return await ((IPhysicalStorage)_inner).ReadAllAsync(cancellationToken);
+            return await ((IPhysicalStorage)Inner).ReadAllAsync(cancellationToken);
         }
-
-        public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }
 }

@@ -330,14 +330,12 @@ public class SnapshotTests
     }
 
     /// <summary>In-memory storage that can hold its next write under a prefix until released, or fail its next transaction.</summary>
-    private sealed class GatedStorage : IPhysicalStorage
+    private sealed class GatedStorage : ForwardingStorage
     {
         private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private string? _held;
         private Exception? _failure;
-
-        public InMemoryStorage Inner { get; } = new();
 
         public Task Reached => _reached.Task;
 
@@ -350,17 +348,13 @@ public class SnapshotTests
 
         public void Release() => _release.TrySetResult();
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
+        public override Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) =>
             TransactAsync([StorageOperation.Put(key, value)], cancellationToken);
 
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) =>
+        public override Task DeleteAsync(string key, CancellationToken cancellationToken = default) =>
             TransactAsync([StorageOperation.Delete(key)], cancellationToken);
 
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => Inner.ListAsync(prefix, cancellationToken);
-
-        public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        public override async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
         {
             if (Interlocked.Exchange(ref _failure, null) is { } failure)
             {
@@ -377,37 +371,21 @@ public class SnapshotTests
             await Inner.TransactAsync(operations, cancellationToken);
         }
 
-        public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => ((IPhysicalStorage)Inner).ReadAllAsync(cancellationToken);
-
-        public ValueTask DisposeAsync() => Inner.DisposeAsync();
+        public override Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => ((IPhysicalStorage)Inner).ReadAllAsync(cancellationToken);
     }
 
     /// <summary>In-memory storage whose full read takes a minute of <paramref name="time"/>.</summary>
-    private sealed class SlowReadStorage(FakeTimeProvider time) : IPhysicalStorage
+    private sealed class SlowReadStorage(FakeTimeProvider time) : ForwardingStorage
     {
-        private readonly InMemoryStorage _inner = new();
-
         /// <summary>When the last full read began.</summary>
         public DateTimeOffset ReadStarted { get; private set; }
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => _inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => _inner.PutAsync(key, value, cancellationToken);
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => _inner.DeleteAsync(key, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default) => _inner.ListAsync(prefix, cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => _inner.TransactAsync(operations, cancellationToken);
-
-        public async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
+        public override async Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default)
         {
             ReadStarted = time.GetUtcNow();
-            var entries = await ((IPhysicalStorage)_inner).ReadAllAsync(cancellationToken);
+            var entries = await ((IPhysicalStorage)Inner).ReadAllAsync(cancellationToken);
             time.Advance(TimeSpan.FromMinutes(1));
             return entries;
         }
-
-        public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }
 }

@@ -256,7 +256,7 @@ public sealed class DeletionRevocationTests : IDisposable
     /// honouring the listing's own cancellation token (so a revocation on the request's token is abandoned). It can also
     /// hold a revocation's listing, or a login's commit, until the test has done what races with it.
     /// </summary>
-    private sealed class FaultStorage : IPhysicalStorage
+    private sealed class FaultStorage : ForwardingStorage
     {
         private const string FunctionKey = "morphisms/functions/signer";
         private readonly TaskCompletionSource _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -265,8 +265,6 @@ public sealed class DeletionRevocationTests : IDisposable
         private int _mode;
         private bool _holdAfterDelete;
         private CancellationToken _commitToken;
-
-        public InMemoryStorage Inner { get; } = new();
 
         /// <summary>Completes when the held listing is reached.</summary>
         public Task RevocationReached => _reached.Task;
@@ -295,17 +293,13 @@ public sealed class DeletionRevocationTests : IDisposable
         /// <summary>Holds the next commit of a login's index entries for revision 1 until <see cref="ReleaseRevocation"/>.</summary>
         public void HoldLoginCommit() => _mode = 4;
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => Inner.PutAsync(key, value, cancellationToken);
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default)
+        public override Task DeleteAsync(string key, CancellationToken cancellationToken = default)
         {
             Committing([key], cancellationToken);
             return Inner.DeleteAsync(key, cancellationToken);
         }
 
-        public async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
+        public override async Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default)
         {
             if (_mode == 4 && operations.Any(o => o.Key.StartsWith(Index + "1/tokens/", StringComparison.Ordinal)) && Interlocked.Exchange(ref _mode, 0) == 4)
             {
@@ -317,7 +311,7 @@ public sealed class DeletionRevocationTests : IDisposable
             await Inner.TransactAsync(operations, cancellationToken);
         }
 
-        public async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+        public override async Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
         {
             if (prefix == Index && _mode == 3 && (!_holdAfterDelete || _commitToken.CanBeCanceled) && Interlocked.Exchange(ref _mode, 0) == 3)
             {
@@ -352,9 +346,7 @@ public sealed class DeletionRevocationTests : IDisposable
             return await Inner.ListAsync(prefix, cancellationToken);
         }
 
-        public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        public override Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
 
         // The deletion's commit runs on the request's token: remember it, to see when the caller goes away.
         private void Committing(IEnumerable<string> deleted, CancellationToken cancellationToken)

@@ -292,21 +292,11 @@ public sealed class OwnedBundleTests
     }
 
     /// <summary>In-memory storage whose listings of signer's issued index fail while <see cref="FailIndexListing"/> is set (a revocation cut short).</summary>
-    private sealed class FailingIndexStorage : IPhysicalStorage
+    private sealed class FailingIndexStorage : ForwardingStorage
     {
-        public InMemoryStorage Inner { get; } = new();
-
         public bool FailIndexListing { get; set; }
 
-        public Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken = default) => Inner.GetAsync(key, cancellationToken);
-
-        public Task PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken = default) => Inner.PutAsync(key, value, cancellationToken);
-
-        public Task DeleteAsync(string key, CancellationToken cancellationToken = default) => Inner.DeleteAsync(key, cancellationToken);
-
-        public Task TransactAsync(IReadOnlyList<StorageOperation> operations, CancellationToken cancellationToken = default) => Inner.TransactAsync(operations, cancellationToken);
-
-        public Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
+        public override Task<IReadOnlyList<string>> ListAsync(string prefix, CancellationToken cancellationToken = default)
         {
             if (FailIndexListing && prefix.StartsWith("morphisms/issued/signer/", StringComparison.Ordinal))
             {
@@ -317,8 +307,6 @@ public sealed class OwnedBundleTests
             return Inner.ListAsync(prefix, cancellationToken);
         }
 
-        public Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        public override Task<IReadOnlyList<KeyValuePair<string, byte[]>>> ReadAllAsync(CancellationToken cancellationToken = default) => Inner.ReadAllAsync(cancellationToken);
     }
 }
