@@ -69,6 +69,17 @@ public sealed class TestKms : IAsyncDisposable
         Client.Token = RootToken;
     }
 
+    /// <summary>Waits (polling, 10 s at most) until exactly <paramref name="count"/> KV long-poll reads are parked.</summary>
+    public async Task WaitForKvWaitersAsync(int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (Server.KvWaiters != count)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"expected {count} parked readers, have {Server.KvWaiters}");
+            await Task.Delay(10);
+        }
+    }
+
     /// <summary>Submits threshold keys.</summary>
     public async Task UnsealAsync()
     {

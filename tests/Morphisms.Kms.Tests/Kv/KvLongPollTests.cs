@@ -15,7 +15,7 @@ public sealed class KvLongPollTests
         Assert.Equal(1, now["metadata"]!["version"]!.GetValue<long>());
 
         var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=60s");
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         Assert.False(parked.IsCompleted);
         (await c.PostAsync("secret/data/other", new { data = new { v = "x" } })).Expect(200);
         await Task.Delay(100);
@@ -35,17 +35,17 @@ public sealed class KvLongPollTests
         var c = kms.Client;
         (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
         var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=30s");
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         var timedOut = (await AdvancePastAsync(kms, parked, TimeSpan.FromSeconds(31))).Expect(200);
         Assert.Equal(1, timedOut.Data["metadata"]!["version"]!.GetValue<long>());
 
         var missing = c.GetAsync("secret/data/later?wait_version_gt=0");
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         (await c.PostAsync("secret/data/later", new { data = new { v = "now" } })).Expect(200);
         Assert.Equal("now", (await missing.WaitAsync(TimeSpan.FromSeconds(10))).Expect(200).Data["data"]!["v"]!.GetValue<string>());
 
         var never = c.GetAsync("secret/data/never?wait_version_gt=0&wait=5s");
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         (await AdvancePastAsync(kms, never, TimeSpan.FromSeconds(6))).Expect(404);
     }
 
@@ -56,7 +56,7 @@ public sealed class KvLongPollTests
         var c = kms.Client;
         (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
         var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=300s");
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
 
         // Its versions are gone and a key written there again numbers from 1: waiting for more than 1 would wait out
         // the whole 5 minutes. The clock does not move here, so only the delete can answer it.
@@ -72,7 +72,7 @@ public sealed class KvLongPollTests
         var c = kms.Client;
         (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
         var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=300s");
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         Assert.Contains("too many long-poll", (await c.GetAsync("secret/data/app?wait_version_gt=1")).Expect(429).Errors[0], StringComparison.Ordinal);
 
         // Sealing does not wait for the parked read: it answers with the current data and the seal completes.
@@ -92,7 +92,7 @@ public sealed class KvLongPollTests
         // Still allowed: the new version comes back, and the re-check spends none of a limited token's uses.
         var twoUses = await TokenAsync(c, new { policies = new[] { "app" }, num_uses = 2 });
         var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=60s", twoUses);
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         (await c.PostAsync("secret/data/app", new { data = new { v = "2" } })).Expect(200);
         Assert.Equal("2", (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(200).Data["data"]!["v"]!.GetValue<string>());
         (await c.GetAsync("secret/data/app", twoUses)).Expect(200);
@@ -100,7 +100,7 @@ public sealed class KvLongPollTests
         // Revoked while parked (a retired revision's instance): the rotated secret is not handed over.
         var revoked = await TokenAsync(c, new { policies = new[] { "app" } });
         parked = c.GetAsync("secret/data/app?wait_version_gt=2&wait=60s", revoked);
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         (await c.PostAsync("auth/token/revoke", new { token = revoked })).Expect(204);
         (await c.PostAsync("secret/data/app", new { data = new { v = "3" } })).Expect(200);
         Assert.Equal(["permission denied"], (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(403).Errors);
@@ -108,7 +108,7 @@ public sealed class KvLongPollTests
         // The policy no longer grants the path: the same.
         var narrowed = await TokenAsync(c, new { policies = new[] { "app" } });
         parked = c.GetAsync("secret/data/app?wait_version_gt=3&wait=60s", narrowed);
-        await WaitForWaitersAsync(kms, 1);
+        await kms.WaitForKvWaitersAsync(1);
         (await c.PutAsync("sys/policies/acl/app", new { policy = """path "secret/data/other" { capabilities = ["read"] }""" })).Expect(204);
         (await c.PostAsync("secret/data/app", new { data = new { v = "4" } })).Expect(200);
         Assert.Equal(["permission denied"], (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(403).Errors);
@@ -150,14 +150,4 @@ public sealed class KvLongPollTests
 
     private static async Task<string> TokenAsync(VaultHttp c, object request) =>
         (await c.PostAsync("auth/token/create", request)).Expect(200).Auth["client_token"]!.GetValue<string>();
-
-    private static async Task WaitForWaitersAsync(TestKms kms, int count)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (kms.Server.KvWaiters != count)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"expected {count} parked readers, have {kms.Server.KvWaiters}");
-            await Task.Delay(10);
-        }
-    }
 }

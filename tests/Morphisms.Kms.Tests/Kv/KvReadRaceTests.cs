@@ -47,12 +47,7 @@ public sealed class KvReadRaceTests
         (await c.PostAsync("secret/metadata/app", new { max_versions = 1 })).Expect(204);
         (await c.PostAsync("secret/data/app", new { data = new { v = "1" } })).Expect(200);
         var parked = c.GetAsync("secret/data/app?wait_version_gt=1&wait=300s");
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (kms.Server.KvWaiters != 1)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the read did not park");
-            await Task.Delay(10);
-        }
+        await kms.WaitForKvWaitersAsync(1);
 
         // Version 2 wakes the reader, which loads the metadata (current 2) and is held before reading version 2's data;
         // version 3 then prunes version 2. A 404 here read as version 0, below the first read's 1: the wait ended as if

@@ -99,12 +99,7 @@ public sealed class KvUnmountTests
         (await c.PostAsync("sys/mounts/team", new { type = "kv-v2" })).Expect(204);
         (await c.PostAsync("team/data/app", new { data = new { v = "1" } })).Expect(200);
         var parked = c.GetAsync("team/data/app?wait_version_gt=1&wait=300s");
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (kms.Server.KvWaiters != 1)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the read did not park");
-            await Task.Delay(10);
-        }
+        await kms.WaitForKvWaitersAsync(1);
 
         (await c.DeleteAsync("sys/mounts/team")).Expect(204);
         var ended = (await parked.WaitAsync(TimeSpan.FromSeconds(10))).Expect(503);
