@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Runtime;
@@ -11,11 +10,8 @@ namespace Morphisms.Serving.Tests;
 /// socket in the instance's own directory under Gramine (<c>tee: sgx</c>), where the agent refuses TCP — the host
 /// kernel's — and would exit with a usage error at every start. A stand-in morph-init prints its arguments.
 /// </summary>
-public sealed class AgentArgumentsTests : IDisposable
+public sealed class AgentArgumentsTests() : HostScratch("morph-agent-args-")
 {
-    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-agent-args-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
-
-    private string Data => Path.Combine(_root, "data");
 
     private string Socket => Path.Combine(Data, "instances", "probe-1", ProcessInstanceLauncher.AppSocketFileName);
 
@@ -57,7 +53,7 @@ public sealed class AgentArgumentsTests : IDisposable
     [Fact]
     public void A_socket_path_longer_than_a_UNIX_socket_may_be_refuses_the_launch_naming_it()
     {
-        var deep = Path.Combine(_root, new string('d', 100));
+        var deep = Path.Combine(Root, new string('d', 100));
         var launcher = new ProcessInstanceLauncher(Options(SandboxMode.Off, ["/bin/true"]) with { DataDirectory = deep }, TimeProvider.System, _ => { });
 
         var error = Assert.Throws<InvalidOperationException>(() => launcher.Launch(new Revision("probe-00001", 1, Spec(FunctionTee.Sgx), [], "", DateTimeOffset.UtcNow), "probe-1"));
@@ -79,17 +75,6 @@ public sealed class AgentArgumentsTests : IDisposable
         Assert.Equal(0, launcher.Attempts);
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-
     private async Task<List<string>> ArgumentsAsync(FunctionTee tee, SandboxMode sandbox) =>
         await SandboxProbe.RunAsync(Options(sandbox, ["/bin/sh", "-c", "printf '%s\\n' \"$@\"", "morph-init"]), Spec(tee));
 
@@ -101,20 +86,20 @@ public sealed class AgentArgumentsTests : IDisposable
         DataDirectory = Data,
         Sandbox = sandbox,
         KmsUrl = new Uri("https://127.0.0.1:1/"),
-        SimulatedTeeDirectory = Path.Combine(_root, "simulated-tee"),
+        SimulatedTeeDirectory = Path.Combine(Root, "simulated-tee"),
         MorphInit = morphInit,
         // No TEE interface is needed to see the arguments; none is shown.
         TeeInterfaces = new TeeInterfaces
         {
-            SevGuest = Path.Combine(_root, "absent"), TdxGuest = Path.Combine(_root, "absent"), TdxMrConfigId = Path.Combine(_root, "absent"),
-            SgxEnclave = Path.Combine(_root, "absent"), SgxProvision = Path.Combine(_root, "absent"),
-            ConfigFsTsmReport = Path.Combine(_root, "absent"), AesmDirectory = Path.Combine(_root, "absent"),
+            SevGuest = Path.Combine(Root, "absent"), TdxGuest = Path.Combine(Root, "absent"), TdxMrConfigId = Path.Combine(Root, "absent"),
+            SgxEnclave = Path.Combine(Root, "absent"), SgxProvision = Path.Combine(Root, "absent"),
+            ConfigFsTsmReport = Path.Combine(Root, "absent"), AesmDirectory = Path.Combine(Root, "absent"),
         },
     };
 
     private FunctionSpec Spec(FunctionTee tee)
     {
-        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        var bundle = Directory.CreateDirectory(Path.Combine(Root, "bundle")).FullName;
         return new FunctionSpec { Name = "probe", Tee = tee, Bundle = bundle, Command = ["/bin/true"] };
     }
 }

@@ -1,5 +1,4 @@
 using System.ComponentModel;
-using System.Security.Cryptography;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Runtime;
 using Morphisms.Serving.Spec;
@@ -12,11 +11,8 @@ namespace Morphisms.Serving.Tests;
 /// an exited instance's goes with it (an agent that was killed could not wipe its secrets), and what an earlier run of
 /// the host left under a reused id is cleared first.
 /// </summary>
-public sealed class RefusedLaunchTests : IDisposable
+public sealed class RefusedLaunchTests() : HostScratch("morph-refused-")
 {
-    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-refused-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
-
-    private string Data => Path.Combine(_root, "data");
 
     private string InstanceDirectory => Path.Combine(Data, "instances", "probe-1");
 
@@ -40,8 +36,8 @@ public sealed class RefusedLaunchTests : IDisposable
             DataDirectory = Data,
             Sandbox = SandboxMode.Off,
             KmsUrl = new Uri("https://127.0.0.1:1/"),
-            SimulatedTeeDirectory = Path.Combine(_root, "simulated-tee"),
-            MorphInit = [Path.Combine(_root, "no-such-morph-init")],
+            SimulatedTeeDirectory = Path.Combine(Root, "simulated-tee"),
+            MorphInit = [Path.Combine(Root, "no-such-morph-init")],
         });
 
         Assert.Throws<Win32Exception>(() => launcher.Launch(Revision(), "probe-1"));
@@ -57,7 +53,7 @@ public sealed class RefusedLaunchTests : IDisposable
             DataDirectory = Data,
             Sandbox = SandboxMode.Off,
             KmsUrl = new Uri("https://127.0.0.1:1/"),
-            SimulatedTeeDirectory = Path.Combine(_root, "simulated-tee"),
+            SimulatedTeeDirectory = Path.Combine(Root, "simulated-tee"),
 
             // A stand-in for an agent killed before it could wipe its secrets: it writes one and exits.
             MorphInit = ["/bin/sh", "-c", "mkdir -p \"$1\" && echo s3cret > \"$1/key\" && exit 9", "agent", InstanceDirectory + "/secrets"],
@@ -132,22 +128,11 @@ public sealed class RefusedLaunchTests : IDisposable
         Assert.False(Directory.Exists(InstanceDirectory));
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-
     private static ProcessInstanceLauncher Launcher(RuntimeOptions options) => new(options, TimeProvider.System, _ => { });
 
     private Revision Revision()
     {
-        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        var bundle = Directory.CreateDirectory(Path.Combine(Root, "bundle")).FullName;
         var spec = new FunctionSpec { Name = "probe", Tee = FunctionTee.Sim, Bundle = bundle, Command = ["/bin/true"] };
         return new Revision("probe-00001", 1, spec, [], "", DateTimeOffset.UtcNow);
     }

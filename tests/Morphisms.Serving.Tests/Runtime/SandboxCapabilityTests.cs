@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Runtime;
 using Morphisms.Serving.Spec;
@@ -13,15 +12,14 @@ namespace Morphisms.Serving.Tests;
 /// instance needs (its devices, its directories) stays reachable by file permissions alone. Host paths live under
 /// /var/tmp: the sandbox's private /tmp would hide anything under /tmp.
 /// </summary>
-public sealed class SandboxCapabilityTests(ServingKms kms) : IClassFixture<ServingKms>, IDisposable
+public sealed class SandboxCapabilityTests(ServingKms kms) : HostScratch("morph-caps-"), IClassFixture<ServingKms>
 {
-    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-caps-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
 
     public static TheoryData<FunctionTee> Tees => new() { FunctionTee.None, FunctionTee.Sim };
 
     [BubblewrapTheory]
     [MemberData(nameof(Tees))]
-    public async Task An_instance_holds_no_capability_and_cannot_regain_one_even_when_the_host_runs_as_root(FunctionTee tee)
+    public async Task An_instance_holds_no_capability_and_cannot_regain_one_even_when_the_host_runs_asRoot(FunctionTee tee)
     {
         // The probe (CapabilityProbe) prints its own status, then the kernel's errno for reading a file its mode closes
         // to everyone (CAP_DAC_OVERRIDE) and for making the root writable (CAP_SYS_ADMIN), having shown the file is there.
@@ -50,7 +48,7 @@ public sealed class SandboxCapabilityTests(ServingKms kms) : IClassFixture<Servi
     }
 
     [BubblewrapFact]
-    public async Task The_app_cannot_read_the_real_morph_inits_environment_even_when_the_host_runs_as_root()
+    public async Task The_app_cannot_read_the_real_morph_inits_environment_even_when_the_host_runs_asRoot()
     {
         // The agent is non-dumpable, so its /proc/PID/environ (the environment it started with: an agent started by hand
         // may hold its report token there) is refused to the app beside it; CAP_SYS_PTRACE would override that, and
@@ -79,7 +77,7 @@ public sealed class SandboxCapabilityTests(ServingKms kms) : IClassFixture<Servi
     {
         // As on a guest, where /dev/sev-guest and /dev/tdx_guest are rw for root only and the serving host runs as root:
         // the owner's permission bits need no capability (CAP_DAC_OVERRIDE is for files the mode closes to the caller).
-        var device = Path.Combine(Directory.CreateDirectory(Path.Combine(_root, "dev")).FullName, "sev-guest");
+        var device = Path.Combine(Directory.CreateDirectory(Path.Combine(Root, "dev")).FullName, "sev-guest");
         File.WriteAllText(device, "");
         File.SetUnixFileMode(device, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         var options = Options(["/bin/sh", "-c", """
@@ -88,7 +86,7 @@ public sealed class SandboxCapabilityTests(ServingKms kms) : IClassFixture<Servi
             """, "morph-init"]) with
         {
             // No stand-in for configfs-tsm: bubblewrap cannot make its mount point in a read-only /sys that lacks it.
-            TeeInterfaces = new TeeInterfaces { SevGuest = device, ConfigFsTsmReport = Path.Combine(_root, "absent") },
+            TeeInterfaces = new TeeInterfaces { SevGuest = device, ConfigFsTsmReport = Path.Combine(Root, "absent") },
         };
 
         var output = await SandboxProbe.RunAsync(options, Spec(FunctionTee.Snp, ["/bin/true"]));
@@ -106,29 +104,18 @@ public sealed class SandboxCapabilityTests(ServingKms kms) : IClassFixture<Servi
         Assert.True(drop < args.IndexOf("--"), string.Join(' ', args));
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-
     private RuntimeOptions Options(IReadOnlyList<string> morphInit) => new()
     {
-        DataDirectory = Path.Combine(_root, "data"),
+        DataDirectory = Path.Combine(Root, "data"),
         Sandbox = SandboxMode.Required,
         KmsUrl = new Uri("https://127.0.0.1:1/"),
-        SimulatedTeeDirectory = Path.Combine(_root, "simulated-tee"),
+        SimulatedTeeDirectory = Path.Combine(Root, "simulated-tee"),
         MorphInit = morphInit,
     };
 
     private FunctionSpec Spec(FunctionTee tee, IReadOnlyList<string> command)
     {
-        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        var bundle = Directory.CreateDirectory(Path.Combine(Root, "bundle")).FullName;
         return new FunctionSpec { Name = "probe", Tee = tee, Bundle = bundle, Command = command };
     }
 }

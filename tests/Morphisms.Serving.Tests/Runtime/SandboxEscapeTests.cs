@@ -11,11 +11,8 @@ namespace Morphisms.Serving.Tests;
 /// able to widen it to the host's state: each path is resolved and a launch that would show <c>/</c>, <c>/dev</c> or the
 /// data directory is refused. And the serving process's own variables (tokens it was given) do not reach instances.
 /// </summary>
-public sealed class SandboxEscapeTests : IDisposable
+public sealed class SandboxEscapeTests() : HostScratch("morph-escape-")
 {
-    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-escape-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
-
-    private string Data => Path.Combine(_root, "data");
 
     public static TheoryData<string> Escapes => new() { "dotnet-root", "data-argument", "bundle-symlink", "dev-argument", "root-bundle", "root-file" };
 
@@ -75,10 +72,10 @@ public sealed class SandboxEscapeTests : IDisposable
     }
 
     [BubblewrapFact]
-    public async Task A_dotnet_root_is_shown_without_its_certificate_store_or_tools()
+    public async Task A_dotnetRoot_is_shown_without_its_certificate_store_or_tools()
     {
         // A user's ~/.dotnet: the runtime beside corefx/cryptography/x509stores, which holds private keys.
-        var root = Path.Combine(_root, "dotnet-home");
+        var root = Path.Combine(Root, "dotnet-home");
         Plant(Path.Combine(root, "dotnet"));
         Plant(Path.Combine(root, "shared", "Microsoft.NETCore.App", "marker"));
         var key = Plant(Path.Combine(root, "corefx", "cryptography", "x509stores", "my", "key.pfx"));
@@ -117,17 +114,6 @@ public sealed class SandboxEscapeTests : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-
     private const string Secret = "planted-4b2e";
 
     private static string Plant(string path)
@@ -139,7 +125,7 @@ public sealed class SandboxEscapeTests : IDisposable
 
     private FunctionSpec Spec(IReadOnlyList<string> command)
     {
-        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        var bundle = Directory.CreateDirectory(Path.Combine(Root, "bundle")).FullName;
         return new FunctionSpec { Name = "probe", Tee = FunctionTee.None, Bundle = bundle, Command = command };
     }
 

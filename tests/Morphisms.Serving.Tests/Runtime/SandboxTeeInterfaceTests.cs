@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Runtime;
 using Morphisms.Serving.Spec;
@@ -10,10 +9,9 @@ namespace Morphisms.Serving.Tests;
 /// read-only /sys do not have: the sandbox shows exactly its own TEE's interfaces that exist on the host, at the
 /// standard paths, and nothing of them to <c>sim</c> or <c>none</c>. Temporary files stand in for the host's devices.
 /// </summary>
-public sealed class SandboxTeeInterfaceTests : IDisposable
+public sealed class SandboxTeeInterfaceTests() : HostScratch("morph-tee-")
 {
     private const string Tsm = "/sys/kernel/config/tsm/report";
-    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-tee-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
 
     public static TheoryData<FunctionTee> WithoutInterfaces => new() { FunctionTee.Sim, FunctionTee.None };
 
@@ -73,14 +71,14 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
         Assert.Empty(plan.Mounts);
         Assert.Null(plan.Missing);
         Assert.DoesNotContain("--dev-bind", args);
-        Assert.DoesNotContain(args, a => a.StartsWith(_root, StringComparison.Ordinal));
+        Assert.DoesNotContain(args, a => a.StartsWith(Root, StringComparison.Ordinal));
     }
 
     [Fact]
     public void Interfaces_missing_on_the_host_are_left_out_and_named_when_evidence_needs_them()
     {
         var host = AllPresent();
-        var absent = Path.Combine(_root, "absent");
+        var absent = Path.Combine(Root, "absent");
 
         var snpWithoutTsm = TeeSandboxPlan.For(FunctionTee.Snp, host with { ConfigFsTsmReport = absent });
         var snpWithNothing = TeeSandboxPlan.For(FunctionTee.Snp, host with { ConfigFsTsmReport = absent, SevGuest = absent + "-dev" });
@@ -113,7 +111,7 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
     [Fact]
     public async Task A_host_without_the_TEE_says_so_once_in_its_log_and_in_each_instances_log()
     {
-        var absent = Path.Combine(_root, "absent");
+        var absent = Path.Combine(Root, "absent");
         var log = new List<string>();
         var launcher = new ProcessInstanceLauncher(
             Options(SandboxMode.Off, new TeeInterfaces { SevGuest = absent, ConfigFsTsmReport = absent }, ["/bin/true"]),
@@ -143,28 +141,17 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
     [InlineData(FunctionTee.Sim, "no sev-guest")]
     public async Task A_stand_in_device_appears_at_dev_sev_guest_for_an_snp_instance_and_not_for_sim(FunctionTee tee, string expected)
     {
-        var device = Path.Combine(_root, "sev-guest");
+        var device = Path.Combine(Root, "sev-guest");
         File.WriteAllText(device, "stand-in sev-guest\n");
 
         // A stand-in for morph-init that reports what it finds where the SNP agent looks.
-        var options = Options(SandboxMode.Required, new TeeInterfaces { SevGuest = device, ConfigFsTsmReport = Path.Combine(_root, "absent") }, ["/bin/sh", "-c", """
+        var options = Options(SandboxMode.Required, new TeeInterfaces { SevGuest = device, ConfigFsTsmReport = Path.Combine(Root, "absent") }, ["/bin/sh", "-c", """
             if [ -e /dev/sev-guest ]; then cat /dev/sev-guest; else echo "no sev-guest"; fi
             """, "morph-init"]);
 
         var output = await SandboxProbe.RunAsync(options, Spec(tee));
 
         Assert.Equal([expected], output);
-    }
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
     }
 
     private static Revision Revision(FunctionSpec spec) => new("probe-00001", 1, spec, [], "", DateTimeOffset.UtcNow);
@@ -180,10 +167,10 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
 
     private RuntimeOptions Options(SandboxMode sandbox, TeeInterfaces tee, IReadOnlyList<string> morphInit) => new()
     {
-        DataDirectory = Path.Combine(_root, "data"),
+        DataDirectory = Path.Combine(Root, "data"),
         Sandbox = sandbox,
         KmsUrl = new Uri("https://127.0.0.1:1/"),
-        SimulatedTeeDirectory = Path.Combine(_root, "simulated-tee"),
+        SimulatedTeeDirectory = Path.Combine(Root, "simulated-tee"),
         MorphInit = morphInit,
         TeeInterfaces = tee,
     };
@@ -191,7 +178,7 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
     // Every interface stands in as a file or directory under the test's root.
     private TeeInterfaces AllPresent()
     {
-        var dev = Directory.CreateDirectory(Path.Combine(_root, "dev")).FullName;
+        var dev = Directory.CreateDirectory(Path.Combine(Root, "dev")).FullName;
         string File(string name)
         {
             var path = Path.Combine(dev, name);
@@ -206,14 +193,14 @@ public sealed class SandboxTeeInterfaceTests : IDisposable
             TdxMrConfigId = File("mrconfigid"),
             SgxEnclave = File("sgx_enclave"),
             SgxProvision = File("sgx_provision"),
-            ConfigFsTsmReport = Directory.CreateDirectory(Path.Combine(_root, "tsm", "report")).FullName,
-            AesmDirectory = Directory.CreateDirectory(Path.Combine(_root, "aesmd")).FullName,
+            ConfigFsTsmReport = Directory.CreateDirectory(Path.Combine(Root, "tsm", "report")).FullName,
+            AesmDirectory = Directory.CreateDirectory(Path.Combine(Root, "aesmd")).FullName,
         };
     }
 
     private FunctionSpec Spec(FunctionTee tee)
     {
-        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        var bundle = Directory.CreateDirectory(Path.Combine(Root, "bundle")).FullName;
         return new FunctionSpec { Name = "probe", Tee = tee, Bundle = bundle, Command = ["/bin/true"] };
     }
 }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Morphisms.Attestation.Simulated;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Runtime;
@@ -11,19 +10,16 @@ namespace Morphisms.Serving.Tests;
 /// home, other instances' directories or the simulated TEE's state beyond what morph-init loads. The host paths live
 /// under /var/tmp, not /tmp: the sandbox's private /tmp would hide those whatever the view.
 /// </summary>
-public sealed class SandboxViewTests : IDisposable
+public sealed class SandboxViewTests() : HostScratch("morph-sandbox-")
 {
     private const string Secret = "planted-secret-4f1c";
-    private readonly string _root = Directory.CreateDirectory(Path.Combine("/var/tmp", "morph-sandbox-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6)))).FullName;
-
-    private string Data => Path.Combine(_root, "data");
 
     [BubblewrapFact]
     public async Task An_instance_reads_its_bundle_and_writes_its_own_directory_but_not_the_data_directory_home_or_other_instances()
     {
         var planted = Plant(Path.Combine(Data, "kms", "token"));
         var other = Plant(Path.Combine(Data, "instances", "other-1", "secrets", "greeting"));
-        var home = Plant(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".morph-sandbox-probe-" + Path.GetFileName(_root)));
+        var home = Plant(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".morph-sandbox-probe-" + Path.GetFileName(Root)));
         try
         {
             var spec = Spec(FunctionTee.None, ["/bin/sh", "-c", """
@@ -57,11 +53,11 @@ public sealed class SandboxViewTests : IDisposable
     [BubblewrapFact]
     public async Task Morph_init_sees_the_simulated_TEE_keys_and_its_bundles_record_and_nothing_else_of_that_directory()
     {
-        var sim = Path.Combine(_root, "simulated-tee");
+        var sim = Path.Combine(Root, "simulated-tee");
         var spec = Spec(FunctionTee.Sim, ["/bin/true"]);
         var keys = Plant(Path.Combine(sim, SimulatedTeeAuthority.StateFileName));
         var record = Plant(SimulatedMeasurementCache.RecordPath(sim, spec.Bundle));
-        Plant(SimulatedMeasurementCache.RecordPath(sim, Path.Combine(_root, "another-bundle")));
+        Plant(SimulatedMeasurementCache.RecordPath(sim, Path.Combine(Root, "another-bundle")));
         Plant(Path.Combine(sim, "stray"));
 
         // A stand-in for morph-init that lists what it can see of the directory its --sim-dir names.
@@ -87,11 +83,11 @@ public sealed class SandboxViewTests : IDisposable
     public async Task A_program_found_on_PATH_outside_the_system_runs_through_its_symlink()
     {
         // Like dotnet in ~/.dotnet, linked from a bin directory on PATH.
-        var real = Path.Combine(_root, "install", "probe.sh");
+        var real = Path.Combine(Root, "install", "probe.sh");
         Directory.CreateDirectory(Path.GetDirectoryName(real)!);
         File.WriteAllText(real, "#!/bin/sh\necho \"probe ran as $0\"\n");
         File.SetUnixFileMode(real, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        var bin = Directory.CreateDirectory(Path.Combine(_root, "bin")).FullName;
+        var bin = Directory.CreateDirectory(Path.Combine(Root, "bin")).FullName;
         File.CreateSymbolicLink(Path.Combine(bin, "probe"), real);
         var spec = Spec(FunctionTee.None, ["probe"]) with
         {
@@ -104,24 +100,24 @@ public sealed class SandboxViewTests : IDisposable
     }
 
     [Fact]
-    public void A_bare_program_is_found_on_PATH_with_the_directory_its_symlink_leads_to_and_rooted_arguments_their_directories()
+    public void A_bare_program_is_found_on_PATH_with_the_directory_its_symlink_leads_to_andRooted_arguments_their_directories()
     {
-        var real = Path.Combine(_root, "dotnet-install", "dotnet");
+        var real = Path.Combine(Root, "dotnet-install", "dotnet");
         Directory.CreateDirectory(Path.GetDirectoryName(real)!);
         File.WriteAllText(real, "");
-        var bin = Directory.CreateDirectory(Path.Combine(_root, "bin")).FullName;
+        var bin = Directory.CreateDirectory(Path.Combine(Root, "bin")).FullName;
         File.CreateSymbolicLink(Path.Combine(bin, "dotnet"), real);
-        var dll = Path.Combine(_root, "app", "app.dll");
+        var dll = Path.Combine(Root, "app", "app.dll");
         Plant(dll);
 
-        var paths = ProgramLocations.ForCommand(["dotnet", dll, "--flag", Path.Combine(_root, "missing")], $"relative:/nonexistent:{bin}").ToList();
+        var paths = ProgramLocations.ForCommand(["dotnet", dll, "--flag", Path.Combine(Root, "missing")], $"relative:/nonexistent:{bin}").ToList();
 
-        Assert.Equal([bin, Path.GetDirectoryName(real)!, Path.GetDirectoryName(dll)!, Path.Combine(_root, "missing")], paths);
+        Assert.Equal([bin, Path.GetDirectoryName(real)!, Path.GetDirectoryName(dll)!, Path.Combine(Root, "missing")], paths);
         Assert.Empty(ProgramLocations.ForCommand(["./Signer"], $"{bin}"));
     }
 
     [Fact]
-    public void The_dotnet_roots_come_from_the_instances_environment()
+    public void The_dotnetRoots_come_from_the_instances_environment()
     {
         var arch = System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToUpperInvariant();
         var roots = ProgramLocations.DotnetRoots(new Dictionary<string, string?>
@@ -130,17 +126,6 @@ public sealed class SandboxViewTests : IDisposable
         }).ToList();
 
         Assert.Equal(["/opt/dotnet-arch", "/home/u/.dotnet"], roots.Take(2));
-    }
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
     }
 
     private static string Plant(string path)
@@ -152,7 +137,7 @@ public sealed class SandboxViewTests : IDisposable
 
     private FunctionSpec Spec(FunctionTee tee, IReadOnlyList<string> command)
     {
-        var bundle = Directory.CreateDirectory(Path.Combine(_root, "bundle")).FullName;
+        var bundle = Directory.CreateDirectory(Path.Combine(Root, "bundle")).FullName;
         File.WriteAllText(Path.Combine(bundle, "app.txt"), "the bundle\n");
         return new FunctionSpec { Name = "probe", Tee = tee, Bundle = bundle, Command = command };
     }
