@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -18,7 +17,7 @@ public sealed class HttpModeGatewayTests
     {
         await using var app = new PlainApp(TimeSpan.Zero);
         var dead = new IPEndPoint(IPAddress.Loopback, TestProcesses.FreePort());
-        var resolver = new RefusedFirst(new("hello-00001", dead), new("hello-00001", app.Endpoint));
+        var resolver = new RefusedFirstResolver(new("hello-00001", dead), new("hello-00001", app.Endpoint));
         await using var gateway = await StartAsync(resolver);
 
         using var response = await SendAsync(gateway, method, body);
@@ -77,20 +76,6 @@ public sealed class HttpModeGatewayTests
     private sealed class Fixed(BackendTarget target) : IBackendResolver
     {
         public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken) => ValueTask.FromResult<BackendTarget?>(target);
-    }
-
-    /// <summary>Names <paramref name="first"/>, then, asked again without what was refused, <paramref name="then"/>.</summary>
-    private sealed class RefusedFirst(BackendTarget first, BackendTarget then) : IBackendResolver
-    {
-        public ConcurrentQueue<IPEndPoint[]> Refused { get; } = new();
-
-        public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken) => ValueTask.FromResult<BackendTarget?>(first);
-
-        public ValueTask<BackendTarget?> ResolveAsync(string serverName, IReadOnlyCollection<IPEndPoint> refused, CancellationToken cancellationToken)
-        {
-            Refused.Enqueue([.. refused]);
-            return ValueTask.FromResult<BackendTarget?>(refused.Contains(then.Endpoint) ? null : then);
-        }
     }
 
     /// <summary>A plain-HTTP app that answers each request, after <paramref name="delay"/>, with its method and body.</summary>

@@ -42,7 +42,7 @@ public class SniPassthroughGatewayTests
         using var certificate = TlsTestPeers.SelfSigned("hello.fn.morphisms.local");
         await using var backend = TlsTestPeers.Backend(certificate, "instance");
         var dead = new IPEndPoint(IPAddress.Loopback, TestProcesses.FreePort());
-        var resolver = new RefusedFirst(new("hello-00001", dead), new("hello-00001", backend.Endpoint));
+        var resolver = new RefusedFirstResolver(new("hello-00001", dead), new("hello-00001", backend.Endpoint));
         await using var gateway = new SniPassthroughGateway(new SniGatewayOptions { UseSpliceRelay = spliceRelay }, resolver, new RevisionConcurrency());
         gateway.Start();
 
@@ -67,20 +67,6 @@ public class SniPassthroughGatewayTests
 
         Assert.Equal(0, await client.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(1, gateway.RefusedForBackend);
-    }
-
-    /// <summary>Names <paramref name="first"/>, then, asked again without what was refused, <paramref name="then"/>.</summary>
-    private sealed class RefusedFirst(BackendTarget first, BackendTarget then) : IBackendResolver
-    {
-        public ConcurrentQueue<IPEndPoint[]> Refused { get; } = new();
-
-        public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken) => ValueTask.FromResult<BackendTarget?>(first);
-
-        public ValueTask<BackendTarget?> ResolveAsync(string serverName, IReadOnlyCollection<IPEndPoint> refused, CancellationToken cancellationToken)
-        {
-            Refused.Enqueue([.. refused]);
-            return ValueTask.FromResult<BackendTarget?>(refused.Contains(then.Endpoint) ? null : then);
-        }
     }
 
     [Fact]
