@@ -5,6 +5,7 @@ using Morphisms.Kms.Functions;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Pki;
 using Morphisms.Kms.Policies;
+using Morphisms.Kms.Snapshots;
 using Morphisms.Kms.Storage;
 using Morphisms.Kms.Sys;
 using Morphisms.Kms.Tokens;
@@ -84,6 +85,7 @@ internal sealed class UnsealedState
     public static async Task<UnsealedState> OpenAsync(IPhysicalStorage physical, byte[] rootKey, Keyring keyring, KmsServerOptions options, CancellationToken ct)
     {
         var barrier = new BarrierStorage(physical, keyring);
+        var rotatedAfterRestore = await RotateAfterRestoreAsync(physical, barrier, rootKey, options.TimeProvider, ct).ConfigureAwait(false);
         var salt = await barrier.GetAsync(TokenStore.SaltPath, ct).ConfigureAwait(false)
             ?? throw new BarrierException("the token salt is missing from storage");
         var auditSecret = await barrier.GetAsync(AuditKeys.StoragePath, ct).ConfigureAwait(false)
@@ -101,6 +103,13 @@ internal sealed class UnsealedState
         var functions = new FunctionRegistry(barrier, options.TimeProvider, mounts.KvKeyExistsAsync);
         var rotation = await BarrierKeyRotation.LoadAsync(
             barrier, (term, now) => barrier.RotateFromAsync(rootKey, term, now, CancellationToken.None), audit, options, ct).ConfigureAwait(false);
+        if (rotatedAfterRestore is { } term)
+        {
+            var notice = $"barrier key rotated after a snapshot restore: term {term} installed before serving";
+            audit?.Notice(notice);
+            await (options.WarningWriter ?? Console.Error).WriteLineAsync("NOTICE: " + notice).ConfigureAwait(false);
+        }
+
         var state = new UnsealedState(options, rootKey, barrier, rotation, tokens, new PolicyStore(barrier), mounts, auditKeys, audit, cluster, functions, rootCa);
         rotation.Start();
         if (options.TokenSweepInterval > TimeSpan.Zero)
@@ -111,6 +120,24 @@ internal sealed class UnsealedState
         }
 
         return state;
+    }
+
+    /// <summary>
+    /// The first unseal after a snapshot restore adds a barrier key term before anything is read or written: the
+    /// restored active term may have made more encryptions after the snapshot than the restored count says, so only a
+    /// new term's count is known. The marker goes only once the new keyring is stored; a crash in between makes one
+    /// more term at the next unseal, which costs nothing. Returns the new term, or null when there was no restore.
+    /// </summary>
+    private static async Task<uint?> RotateAfterRestoreAsync(IPhysicalStorage physical, BarrierStorage barrier, byte[] rootKey, TimeProvider time, CancellationToken ct)
+    {
+        if (await physical.GetAsync(StorageSnapshot.RotatePendingPath, ct).ConfigureAwait(false) is null)
+        {
+            return null;
+        }
+
+        var rotated = await barrier.RotateAsync(rootKey, time.GetUtcNow(), ct).ConfigureAwait(false);
+        await physical.DeleteAsync(StorageSnapshot.RotatePendingPath, ct).ConfigureAwait(false);
+        return rotated.ActiveTerm;
     }
 
     /// <summary>

@@ -118,6 +118,7 @@ internal sealed partial class KmsCore
                 .Concat(snapshot.Entries.Select(e => StorageOperation.Put(e.Key, e.Value)))
                 .ToList();
             ops.Add(verified ? StorageOperation.Delete(StorageSnapshot.PendingHmacPath) : StorageOperation.Put(StorageSnapshot.PendingHmacPath, snapshot.PendingMarker()));
+            ops.Add(StorageOperation.Put(StorageSnapshot.RotatePendingPath, new byte[] { 1 }));
             await _physical.TransactAsync(ops).ConfigureAwait(false);
 
             // The snapshot's seal config (Parse checked it), as LoadAsync would read it back: no read left to fail

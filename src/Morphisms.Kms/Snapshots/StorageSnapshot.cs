@@ -43,6 +43,16 @@ internal sealed class StorageSnapshot
     /// </summary>
     public const string PendingHmacPath = "core/snapshot-hmac";
 
+    /// <summary>
+    /// Plaintext marker written by every restore: the first unseal after it adds a barrier key term before serving
+    /// anything. The snapshot's active term may have encrypted more, after the snapshot was taken, than the count the
+    /// snapshot holds, so its count can no longer bound that key's random-nonce encryptions; a new term starts at zero.
+    /// </summary>
+    public const string RotatePendingPath = "core/snapshot-rotate";
+
+    /// <summary>Whether <paramref name="key"/> is one of the restore's own markers, never part of a snapshot.</summary>
+    public static bool IsRestoreMarker(string key) => key is PendingHmacPath or RotatePendingPath;
+
     private StorageSnapshot(string createdAt, IReadOnlyList<KeyValuePair<string, byte[]>> entries, byte[] hmac)
     {
         CreatedAt = createdAt;
@@ -65,7 +75,7 @@ internal sealed class StorageSnapshot
     /// </summary>
     public static StorageSnapshot Create(IReadOnlyList<KeyValuePair<string, byte[]>> entries, DateTimeOffset createdAt, ReadOnlySpan<byte> macKey)
     {
-        var kept = entries.Where(e => e.Key != PendingHmacPath).OrderBy(e => e.Key, StringComparer.Ordinal).ToList();
+        var kept = entries.Where(e => !IsRestoreMarker(e.Key)).OrderBy(e => e.Key, StringComparer.Ordinal).ToList();
         var at = Timestamps.Rfc3339(createdAt);
         return new StorageSnapshot(at, kept, HMACSHA256.HashData(macKey, Canonical(at, kept)));
     }
@@ -88,7 +98,7 @@ internal sealed class StorageSnapshot
             return false;
         }
 
-        var kept = entries.Where(e => e.Key != PendingHmacPath).OrderBy(e => e.Key, StringComparer.Ordinal).ToList();
+        var kept = entries.Where(e => !IsRestoreMarker(e.Key)).OrderBy(e => e.Key, StringComparer.Ordinal).ToList();
         var createdAt = Encoding.UTF8.GetString(marker, 32, marker.Length - 32);
         return CryptographicOperations.FixedTimeEquals(HMACSHA256.HashData(macKey, Canonical(createdAt, kept)), marker.AsSpan(0, 32));
     }
@@ -152,7 +162,7 @@ internal sealed class StorageSnapshot
                 throw Bad($"'entries[{i}].key': {problem}");
             }
 
-            if (!seen.Add(key) || key == PendingHmacPath)
+            if (!seen.Add(key) || IsRestoreMarker(key))
             {
                 throw Bad($"'entries[{i}].key': '{key}' is duplicated or reserved");
             }

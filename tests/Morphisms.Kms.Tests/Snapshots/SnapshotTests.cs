@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Time.Testing;
+using Morphisms.Kms.Snapshots;
 using Morphisms.Kms.Storage;
 
 namespace Morphisms.Kms.Tests.Snapshots;
@@ -42,14 +43,54 @@ public class SnapshotTests
         (await t.PutAsync("sys/unseal", new { key = source.Keys[0] })).Expect(200);
         Assert.False((await t.PutAsync("sys/unseal", new { key = source.Keys[2] })).Expect(200).Body!["sealed"]!.GetValue<bool>());
         t.Token = source.RootToken;
-        foreach (var path in new[] { "secret/data/db", "secret/data/db?version=1", "secret/data/after-rotate", "sys/policies/acl/reader", "morphisms/functions/signer", "sys/key-status" })
+        foreach (var path in new[] { "secret/data/db", "secret/data/db?version=1", "secret/data/after-rotate", "sys/policies/acl/reader", "morphisms/functions/signer" })
         {
             Assert.Equal(Stable((await c.GetAsync(path)).Expect(200)), Stable((await t.GetAsync(path)).Expect(200)));
         }
 
+        // The unseal added a term to the restored keyring (see the next test).
+        Assert.Equal((await c.GetAsync("sys/key-status")).Expect(200).Data["term"]!.GetValue<int>() + 1, (await t.GetAsync("sys/key-status")).Expect(200).Data["term"]!.GetValue<int>());
+
         Assert.Equal(SecondPassword, (await t.GetAsync("secret/data/db", token)).Expect(200).Data["data"]!["password"]!.GetValue<string>());
         (await t.GetAsync("secret/data/db", target.RootToken)).Expect(403);
         (await t.PutAsync("secret/data/new", new { data = new { v = 1 } })).Expect(200);
+    }
+
+    [Fact]
+    public async Task The_first_unseal_after_a_restore_starts_a_new_barrier_key_term_before_serving_and_only_once()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("secret/data/db", new { data = new { password = "p1" } })).Expect(200);
+        var snapshot = (await c.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        var snapshotTerm = (await c.GetAsync("sys/key-status")).Expect(200).Data["term"]!.GetValue<int>();
+
+        // After the snapshot, its active term goes on encrypting: the snapshot's count knows nothing of these.
+        for (var i = 0; i < 5; i++)
+        {
+            (await c.PutAsync("secret/data/db", new { data = new { password = $"later-{i}" } })).Expect(200);
+        }
+
+        (await c.PostAsync("sys/storage/snapshot", snapshot.ToJsonString())).Expect(200);
+        Assert.Contains(StorageSnapshot.RotatePendingPath, kms.Storage!.Snapshot().Keys);
+        await kms.UnsealAsync();
+
+        var status = (await c.GetAsync("sys/key-status")).Expect(200).Data;
+        Assert.Equal(snapshotTerm + 1, status["term"]!.GetValue<int>());
+        Assert.DoesNotContain(StorageSnapshot.RotatePendingPath, kms.Storage.Snapshot().Keys);
+        Assert.Equal("p1", (await c.GetAsync("secret/data/db")).Expect(200).Data["data"]!["password"]!.GetValue<string>());
+
+        // The marker went with the rotation: another seal and unseal keeps the term.
+        (await c.PutAsync("sys/seal")).Expect(204);
+        await kms.UnsealAsync();
+        Assert.Equal(snapshotTerm + 1, (await c.GetAsync("sys/key-status")).Expect(200).Data["term"]!.GetValue<int>());
+
+        // A snapshot taken now does not carry a marker, and one that does is refused as reserved, changing nothing.
+        var next = (await c.GetAsync("sys/storage/snapshot")).Expect(200).Body!;
+        Assert.DoesNotContain(next["entries"]!.AsArray(), e => e!["key"]!.GetValue<string>() == StorageSnapshot.RotatePendingPath);
+        var smuggled = Clone(next);
+        smuggled["entries"]!.AsArray().Add(new JsonObject { ["key"] = StorageSnapshot.RotatePendingPath, ["value"] = "AQ==" });
+        Assert.Contains("reserved", (await c.PostAsync("sys/storage/snapshot", smuggled.ToJsonString())).Expect(400).Errors[0], StringComparison.Ordinal);
     }
 
     [Fact]
