@@ -96,8 +96,9 @@ public sealed class KpaAutoscaler
         string reason;
         if (_panicSince is not null)
         {
-            // In panic mode the revision never scales down.
-            _maxPanicInstances = Math.Max(_maxPanicInstances, Math.Max(panicWant, readyInstances));
+            // In panic mode the revision never scales down. The stable window counts too, as in Knative: demand from
+            // before the panic (instances lost since, say) can leave it above the panic window's.
+            _maxPanicInstances = Math.Max(_maxPanicInstances, Math.Max(Math.Max(panicWant, stableWant), readyInstances));
             desired = _maxPanicInstances;
             reason = $"panic: {panic.Value:0.##} concurrent over {_options.PanicWindow.TotalSeconds:0.#}s";
         }

@@ -58,6 +58,34 @@ public class KpaAutoscalerTests
     }
 
     [Fact]
+    public void Panic_provisions_for_the_stable_window_when_its_demand_is_the_larger()
+    {
+        var autoscaler = Create();
+
+        // A minute at 600 concurrent on 9 instances, then 300 for the panic window: no panic (300 / 70 → 5 of 9).
+        for (var i = 0; i < 60; i++)
+        {
+            autoscaler.Record(600);
+            Assert.False(autoscaler.Decide(9).Panicking);
+            _clock.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        for (var i = 0; i < 6; i++)
+        {
+            autoscaler.Record(300);
+            autoscaler.Decide(9);
+            _clock.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        // Seven instances die: 5 wanted by the panic window on 2 ready enters panic, but the stable window (about 565
+        // concurrent) still asks for 9, and panic takes the larger of the two.
+        autoscaler.Record(300);
+        var decision = autoscaler.Decide(2);
+        Assert.True(decision.Panicking);
+        Assert.Equal(9, decision.DesiredInstances);
+    }
+
+    [Fact]
     public void Scale_down_is_rate_limited_to_halving_per_decision()
     {
         var autoscaler = Create(new AutoscalerOptions { ScaleToZeroGracePeriod = TimeSpan.Zero });
