@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
@@ -16,7 +17,10 @@ internal static class UntrustedCertificate
     public static X509Certificate2 Load(ReadOnlySpan<byte> der) => RequireReadable(X509CertificateLoader.LoadCertificate(der));
 
     /// <summary>Reads what loading left undecoded and returns <paramref name="certificate"/>.</summary>
-    /// <exception cref="CryptographicException">Its validity (notBefore, notAfter) does not decode.</exception>
+    /// <exception cref="CryptographicException">
+    /// Its validity (notBefore, notAfter) does not decode, or its outer structure is not DER: OpenSSL loads BER lengths,
+    /// but the verifiers re-read the signed part (TBSCertificate) as DER, which X.509 requires.
+    /// </exception>
     public static X509Certificate2 RequireReadable(X509Certificate2 certificate)
     {
         try
@@ -27,6 +31,21 @@ internal static class UntrustedCertificate
         catch (CryptographicException e)
         {
             throw new CryptographicException($"the validity (notBefore, notAfter) of {certificate.Subject} does not decode", e);
+        }
+
+        try
+        {
+            var outer = new AsnReader(certificate.RawDataMemory, AsnEncodingRules.DER);
+            var parts = outer.ReadSequence();
+            outer.ThrowIfNotEmpty();
+            parts.ReadEncodedValue(); // tbsCertificate
+            parts.ReadEncodedValue(); // signatureAlgorithm
+            parts.ReadBitString(out _);
+            parts.ThrowIfNotEmpty();
+        }
+        catch (AsnContentException e)
+        {
+            throw new CryptographicException($"the certificate {certificate.Subject} is not DER-encoded ({e.Message})", e);
         }
 
         return certificate;

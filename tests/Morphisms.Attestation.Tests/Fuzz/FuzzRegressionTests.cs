@@ -36,6 +36,27 @@ public sealed class FuzzRegressionTests
     }
 
     /// <summary>
+    /// Found by review: a VCEK whose TBSCertificate length is not minimally encoded (BER, not DER) — OpenSSL loads it, and
+    /// the SNP verifier re-reads the signed part as DER and threw AsnContentException (a 500 at the KMS); such a certificate
+    /// is now refused where it is loaded.
+    /// </summary>
+    [VectorFact]
+    public void Certificate_with_a_non_minimal_tbs_length_is_refused_where_it_is_loaded()
+    {
+        var der = TestVectors.Read("snp", "trustee_milan_vcek.der");
+        Assert.Equal([0x30, 0x82, 0x30, 0x82], new[] { der[0], der[1], der[4], der[5] });
+        var ber = new byte[der.Length + 1];
+        var outer = ((der[2] << 8) | der[3]) + 1;
+        (ber[0], ber[1], ber[2], ber[3]) = (0x30, 0x82, (byte)(outer >> 8), (byte)outer);
+        (ber[4], ber[5], ber[6]) = (0x30, 0x83, 0x00);
+        der.AsSpan(6).CopyTo(ber.AsSpan(7));
+
+        Assert.Contains("not DER", Assert.Throws<EvidenceFormatException>(() => SnpEndorsements.Load(ber)).Message, StringComparison.Ordinal);
+        var pem = Encoding.ASCII.GetBytes(PemEncoding.WriteString("CERTIFICATE", ber) + "\n");
+        Assert.Throws<EvidenceFormatException>(() => PckCertificateChainPem.Parse(pem));
+    }
+
+    /// <summary>
     /// Found by Mutated_real_quote… (sgx-rocketlake-dcaprs, iteration 338) and the VCEK fuzz test: a certificate whose
     /// notBefore reads month 13 loads, and .NET throws only when the date is first read — inside the chain verifier.
     /// </summary>
