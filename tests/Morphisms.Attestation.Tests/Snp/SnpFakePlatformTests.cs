@@ -70,6 +70,17 @@ public class SnpFakePlatformTests
     }
 
     [Fact]
+    public void A_zero_chip_id_from_a_platform_with_mask_chip_id_verifies_under_its_vcek()
+    {
+        // MaskChipId is a platform setting the report does not show: CHIP_ID is zeros, MASK_CHIP_KEY stays clear.
+        var report = Milan.Report(edit: b => b.AsSpan(0x1A0, 64).Clear());
+
+        var result = Verifier(Milan).Verify(report, new SnpEndorsements(Milan.Vcek));
+
+        Assert.True(result.Passed, string.Join("\n", result.Log.Failures));
+    }
+
+    [Fact]
     public void Chip_id_other_than_the_hwid_fails()
     {
         var report = Milan.Report(edit: b => b[0x1A0] ^= 1);

@@ -350,8 +350,10 @@ public sealed class SnpVerifier
 
     private static void CheckChipId(SnpReport report, SnpKeyCertificateExtensions extensions, SnpSigningKey signer, CheckLog log)
     {
-        // A VLEK belongs to a cloud provider, not a chip; a masked CHIP_ID has nothing to compare.
-        if (signer != SnpSigningKey.Vcek || report.SignerInfo.MaskChipKey)
+        // A VLEK belongs to a cloud provider, not a chip. A platform with MaskChipId set (a firmware setting the report
+        // does not carry) reports CHIP_ID as zeros: nothing to compare, and the VCEK's signature still names the chip.
+        // MASK_CHIP_KEY means the VCEK did not sign at all, which the signature check refuses.
+        if (signer != SnpSigningKey.Vcek || report.SignerInfo.MaskChipKey || !report.ChipId.Span.ContainsAnyExcept((byte)0))
         {
             return;
         }
