@@ -63,7 +63,7 @@ internal sealed partial class PkiBackend
     private async Task<KmsResponse?> Issue(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
         var role = await LoadRoleAsync(match["name"], ct).ConfigureAwait(false) ?? throw KmsException.BadRequest($"unknown role '{match["name"]}'");
-        var (subject, names, ips, ttl) = ParseIssueFields(request.Fields, role);
+        var (subject, names, ips, ttl, ttlWarning) = ParseIssueFields(request.Fields, role);
         using var key = role.KeyType == "rsa" ? RSA.Create(role.KeyBits)
             : (AsymmetricAlgorithm)ECDsa.Create(role.KeyBits == 384 ? ECCurve.NamedCurves.nistP384 : ECCurve.NamedCurves.nistP256);
         var publicKey = new PublicKey(key);
@@ -73,7 +73,7 @@ internal sealed partial class PkiBackend
         data["private_key"] = request.Fields.String("private_key_format") == "pkcs8" ? key.ExportPkcs8PrivateKeyPem()
             : key is RSA rsa ? rsa.ExportRSAPrivateKeyPem() : ((ECDsa)key).ExportECPrivateKeyPem();
         data["private_key_type"] = role.KeyType;
-        return KmsResponse.WithData(data);
+        return WithWarning(KmsResponse.WithData(data), ttlWarning);
     }
 
     /// <summary><c>sign/ROLE</c>: signs a CSR whose signature verifies, keeping the CSR's key and the role's names.</summary>
@@ -101,9 +101,19 @@ internal sealed partial class PkiBackend
             fields.Data["common_name"] = CommonNameOf(csr.SubjectName);
         }
 
-        var (subject, names, ips, ttl) = ParseIssueFields(fields, role, "csr");
+        var (subject, names, ips, ttl, ttlWarning) = ParseIssueFields(fields, role, "csr");
         var (data, _) = await SignLeafAsync(new LeafRequest(csr.PublicKey, subject, names, ips, ttl, role.ServerFlag, role.ClientFlag, csrKeyType == "rsa"), ct).ConfigureAwait(false);
-        return KmsResponse.WithData(data);
+        return WithWarning(KmsResponse.WithData(data), ttlWarning);
+    }
+
+    private static KmsResponse WithWarning(KmsResponse response, string? warning)
+    {
+        if (warning is not null)
+        {
+            response.Warnings.Add(warning);
+        }
+
+        return response;
     }
 
     /// <summary>
@@ -181,12 +191,12 @@ internal sealed partial class PkiBackend
             DateTimeOffset.FromUnixTimeSeconds(data["expiration"]!.GetValue<long>()));
     }
 
-    private static (X500DistinguishedName Subject, List<string> Names, List<IPAddress> Ips, TimeSpan Ttl) ParseIssueFields(Fields f, PkiRole role, params string[] extra)
+    private static (X500DistinguishedName Subject, List<string> Names, List<IPAddress> Ips, TimeSpan Ttl, string? TtlWarning) ParseIssueFields(Fields f, PkiRole role, params string[] extra)
     {
         var commonName = f.RequiredString("common_name");
         var altNames = f.StringList("alt_names") ?? [];
         var ipTexts = f.StringList("ip_sans") ?? [];
-        var ttl = role.Validity(f.DurationUnlessZero("ttl"));
+        var ttl = role.Validity(f.DurationUnlessZero("ttl"), out var ttlWarning);
         var format = f.String("format") is { Length: > 0 } givenFormat ? givenFormat : "pem";
         var excludeCn = f.Bool("exclude_cn_from_sans") ?? false;
         var keyFormat = f.String("private_key_format") ?? "";
@@ -240,7 +250,7 @@ internal sealed partial class PkiBackend
             throw KmsException.BadRequest("invalid 'alt_names': at most 100 names");
         }
 
-        return (PkiCertificates.Subject(commonName), names, ips, ttl);
+        return (PkiCertificates.Subject(commonName), names, ips, ttl, ttlWarning);
     }
 
     /// <summary>

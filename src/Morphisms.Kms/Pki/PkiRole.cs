@@ -147,15 +147,20 @@ internal sealed class PkiRole
         }
     }
 
-    /// <summary>The validity for a request asking for <paramref name="requested"/>.</summary>
-    public TimeSpan Validity(TimeSpan? requested)
+    /// <summary>
+    /// The validity for a request asking for <paramref name="requested"/>, capped at the role's <c>max_ttl</c> as Vault
+    /// caps it: a longer request (cert-manager asks for 90 days by default) gets <c>max_ttl</c> and a
+    /// <paramref name="warning"/> saying so, not a refusal.
+    /// </summary>
+    public TimeSpan Validity(TimeSpan? requested, out string? warning)
     {
+        warning = null;
         var ttl = requested ?? (Ttl > 0 ? TimeSpan.FromSeconds(Ttl) : DefaultTtl);
         if (MaxTtl > 0 && ttl > TimeSpan.FromSeconds(MaxTtl))
         {
             if (requested is not null)
             {
-                throw KmsException.BadRequest("invalid 'ttl': it exceeds the role's max_ttl");
+                warning = $"TTL \"{Http.Durations.ToGoString(ttl)}\" is longer than permitted maxTTL \"{Http.Durations.ToGoString(TimeSpan.FromSeconds(MaxTtl))}\", so maxTTL is being used";
             }
 
             ttl = TimeSpan.FromSeconds(MaxTtl);
