@@ -43,10 +43,10 @@ internal sealed partial class KmsCore
     /// unseal. The caller holds a lease on <paramref name="state"/>, the one lease the drain does not wait for.
     /// </summary>
     /// <exception cref="KmsException">
-    /// 400 for an altered snapshot of this KMS; 503 when already sealed; 500 naming the failure when the replacement
+    /// 400 for an altered snapshot of this KMS, or for another KMS's unless <paramref name="allowForeign"/>; 503 when already sealed; 500 naming the failure when the replacement
     /// failed, the KMS then sealed over the previous store, which its own shares still open.
     /// </exception>
-    public async Task<bool> RestoreAsync(UnsealedState state, StorageSnapshot snapshot, CancellationToken ct)
+    public async Task<bool> RestoreAsync(UnsealedState state, StorageSnapshot snapshot, bool allowForeign, CancellationToken ct)
     {
         var key = state.DeriveRootSubkey(RootSubkeys.Snapshot);
         var verified = snapshot.Verifies(key);
@@ -58,6 +58,14 @@ internal sealed partial class KmsCore
         if (!verified && state.RootKeyOpens(BarrierStorage.KeyringPath, keyring))
         {
             throw KmsException.BadRequest("invalid snapshot: 'hmac': does not verify under this KMS's root key (the snapshot was altered)");
+        }
+
+        // Another KMS's snapshot brings its own root key, shares, root CA and secrets: whoever made it unseals this KMS
+        // afterwards and its attestation then vouches for their root CA. A sudo token alone must not do that by accident
+        // or theft through the everyday path; as Vault's snapshot-force, only the separate path does it.
+        if (!verified && !allowForeign)
+        {
+            throw KmsException.BadRequest("invalid snapshot: it was made by another KMS (its keyring does not open under this KMS's root key), and restoring it replaces this KMS's root key, shares and root CA; if that is intended, POST it to sys/storage/snapshot-force");
         }
 
         Task replacement;

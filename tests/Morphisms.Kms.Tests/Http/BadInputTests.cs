@@ -18,6 +18,7 @@ public class BadInputTests
         ("POST", "secret/config"), ("POST", "secret/data/fuzz"), ("PATCH", "secret/data/fuzz"), ("POST", "secret/metadata/fuzz"),
         ("POST", "secret/delete/fuzz"), ("POST", "secret/undelete/fuzz"), ("POST", "secret/destroy/fuzz"),
         ("PUT", "sys/rekey/init"), ("PUT", "sys/rekey/update"), ("PUT", "sys/rekey/verify"), ("POST", "sys/storage/snapshot"),
+        ("POST", "sys/storage/snapshot-force"),
     ];
 
     // A bare `null` is not here: Vault reads it as no data (A_json_null_body_is_no_data_as_in_vault).
@@ -90,6 +91,7 @@ public class BadInputTests
             ("PUT", "sys/rekey/init", """{"secret_shares":1,"secret_threshold":1,"require_verification":"maybe"}""", "require_verification"),
             ("PUT", "sys/rekey/verify", """{"key":[1],"nonce":"n"}""", "key"),
             ("POST", "sys/storage/snapshot", """{"format":1}""", "format"),
+            ("POST", "sys/storage/snapshot-force", """{"format":1}""", "format"),
             ("POST", "sys/storage/snapshot", """{"format":"morphisms-kms-snapshot/2","created_at":"2025-01-01T00:00:00.0000000Z","entries":[{"key":"a"}],"sha256":"00","hmac":"00"}""", "entries[0]"),
         };
         foreach (var (method, path, body, field) in cases)

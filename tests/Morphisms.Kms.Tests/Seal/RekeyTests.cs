@@ -256,7 +256,7 @@ public class RekeyTests
 
         // A GET sys/rekey/init still running on the old state (its lease holds the store's replacement back) after
         // the restore ended the attempt: it is answered as sealed and loads nothing.
-        Assert.True(await core.RestoreAsync(state, snapshot, CancellationToken.None));
+        Assert.True(await core.RestoreAsync(state, snapshot, allowForeign: false, CancellationToken.None));
         var refused = await Record.ExceptionAsync(() => core.LoadPendingRekeyAsync(state, CancellationToken.None));
         var loaded = core.Rekey;
         state.Release();

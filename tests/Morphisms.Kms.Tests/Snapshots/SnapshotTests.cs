@@ -34,7 +34,17 @@ public class SnapshotTests
         Assert.DoesNotContain(SecondPassword, string.Concat(entries.Select(e => System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(e!["value"]!.GetValue<string>())))), StringComparison.Ordinal);
 
         await using var target = await TestKms.StartUnsealedAsync();
-        var restored = (await target.Client.PostAsync("sys/storage/snapshot", snapshot.ToJsonString())).Expect(200).Body!;
+
+        // Another KMS's snapshot would replace this one's root key, shares and root CA: not through the everyday path.
+        var before = target.Storage!.Snapshot();
+        var refused = (await target.Client.PostAsync("sys/storage/snapshot", snapshot.ToJsonString())).Expect(400).Errors[0];
+        Assert.Contains("another KMS", refused, StringComparison.Ordinal);
+        Assert.Contains("sys/storage/snapshot-force", refused, StringComparison.Ordinal);
+        Assert.Equal(before.OrderBy(e => e.Key).Select(e => e.Key + Convert.ToHexString(e.Value)), target.Storage.Snapshot().OrderBy(e => e.Key).Select(e => e.Key + Convert.ToHexString(e.Value)));
+        (await target.Client.GetAsync("sys/key-status")).Expect(200);
+        (await target.Client.PostAsync("sys/storage/snapshot-force", snapshot.ToJsonString(), source.RootToken)).Expect(403);
+
+        var restored = (await target.Client.PostAsync("sys/storage/snapshot-force", snapshot.ToJsonString())).Expect(200).Body!;
         Assert.Contains(restored["warnings"]!.AsArray(), w => w!.GetValue<string>().Contains("another root key", StringComparison.Ordinal));
         (await target.Client.GetAsync("secret/data/db")).Expect(503);
 
@@ -154,7 +164,7 @@ public class SnapshotTests
         var kept = forged["entries"]!.AsArray().Where(e => !e!["key"]!.GetValue<string>().StartsWith("sys/policy/", StringComparison.Ordinal)).Select(e => e!.DeepClone()).ToList();
         forged["entries"] = new JsonArray([.. kept]);
         forged["sha256"] = Sha(forged["created_at"]!.GetValue<string>(), kept);
-        (await target.Client.PostAsync("sys/storage/snapshot", forged.ToJsonString())).Expect(200);
+        (await target.Client.PostAsync("sys/storage/snapshot-force", forged.ToJsonString())).Expect(200);
         Assert.Contains("does not authenticate", (await target.Client.PutAsync("sys/unseal", new { key = source.Keys[0] })).Expect(400).Errors[0], StringComparison.Ordinal);
         Assert.True((await target.Client.GetAsync("sys/seal-status")).Body!["sealed"]!.GetValue<bool>());
     }
@@ -194,7 +204,7 @@ public class SnapshotTests
 
         // From another root key the HMAC waits for the snapshot's shares; the first unseal then refuses the new date.
         await using var target = await TestKms.StartUnsealedAsync();
-        (await target.Client.PostAsync("sys/storage/snapshot", edited.ToJsonString())).Expect(200);
+        (await target.Client.PostAsync("sys/storage/snapshot-force", edited.ToJsonString())).Expect(200);
         Assert.Contains("does not authenticate", (await target.Client.PutAsync("sys/unseal", new { key = kms.Keys[0] })).Expect(400).Errors[0], StringComparison.Ordinal);
         Assert.True((await target.Client.GetAsync("sys/seal-status")).Body!["sealed"]!.GetValue<bool>());
     }
@@ -305,7 +315,7 @@ public class SnapshotTests
         storage.HoldNextWrite("logical/");
         var write = target.Client.PutAsync("secret/data/straggler", new { data = new { v = "late" } });
         await storage.Reached.WaitAsync(TimeSpan.FromSeconds(30));
-        var restore = target.Client.PostAsync("sys/storage/snapshot", snapshot.ToJsonString());
+        var restore = target.Client.PostAsync("sys/storage/snapshot-force", snapshot.ToJsonString());
         for (var i = 0; i < 600 && !state.Barrier.Wiped; i++)
         {
             target.Time.Advance(target.Server.Core.Options.SealDrainTimeout);
