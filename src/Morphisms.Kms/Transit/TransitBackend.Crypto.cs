@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Morphisms.Kms.Barrier;
 using Morphisms.Kms.Http;
 using Morphisms.Kms.Pki;
 
@@ -19,15 +20,62 @@ internal sealed partial class TransitBackend
 
     private async Task<KmsResponse?> Encrypt(KmsRequest request, RouteMatch match, CancellationToken ct)
     {
+        // Vault ignores 'type' when the key exists; it only shapes an upsert.
+        request.Fields.String("type");
         var key = await RequireEncryptionKeyAsync(match["name"], ct).ConfigureAwait(false);
-        return Batch(request.Fields, ["plaintext", "key_version", "context", "nonce"], item =>
+        return EncryptWith(key, request.Fields);
+    }
+
+    /// <summary>
+    /// <c>encrypt/NAME</c> for a key that does not exist yet, by a token with <c>create</c> on the path: Vault's upsert
+    /// makes the key (<c>type</c>, default and only choice <c>aes256-gcm96</c>) and encrypts with it. The request is
+    /// encrypted with the new key first and the key stored only if a ciphertext came out, so bad input stores nothing;
+    /// a key created meanwhile by another request is used instead.
+    /// </summary>
+    private async Task<KmsResponse?> EncryptUpsert(KmsRequest request, RouteMatch match, CancellationToken ct)
+    {
+        var type = request.Fields.String("type") ?? "aes256-gcm96";
+        if (type != "aes256-gcm96")
+        {
+            throw KmsException.BadRequest($"invalid 'type': encrypt creates only aes256-gcm96 keys (\"{PkiRole.Printable(type)}\" cannot encrypt here)");
+        }
+
+        await _writes.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (await LoadAsync(match["name"], ct).ConfigureAwait(false) is { } existing)
+            {
+                return EncryptWith(existing, request.Fields);
+            }
+
+            var created = TransitKey.Create(type, _time.GetUtcNow());
+            var response = EncryptWith(created, request.Fields);
+            if (ProducedCiphertext(response))
+            {
+                await _storage.PutJsonAsync("policy/" + match["name"], created, ct).ConfigureAwait(false);
+            }
+
+            return response;
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private static KmsResponse EncryptWith(TransitKey key, Fields fields) =>
+        Batch(fields, ["plaintext", "key_version", "context", "nonce"], item =>
         {
             var plaintext = TransitCiphertext.Base64(item.String("plaintext") ?? throw KmsException.BadRequest("missing required parameter 'plaintext'"), "plaintext");
             var (version, material) = key.ForEncryption(item.NonNegativeInt("key_version"));
             RejectContext(item);
             return new JsonObject { ["ciphertext"] = TransitCiphertext.Encrypt(material, version, plaintext), ["key_version"] = version };
-        });
-    }
+        }, requestFields: ["type"]);
+
+    // A batch answers 400 with the items that did succeed still in it: their ciphertexts need the key.
+    private static bool ProducedCiphertext(KmsResponse response) =>
+        response.Data is { } data && (data.ContainsKey("ciphertext")
+            || (data["batch_results"] as JsonArray)?.Any(r => r is JsonObject o && o.ContainsKey("ciphertext")) == true);
 
     private async Task<KmsResponse?> Decrypt(KmsRequest request, RouteMatch match, CancellationToken ct)
     {

@@ -28,7 +28,9 @@ internal sealed partial class TransitBackend : ILogicalBackend
         Routes.Add(new Route("transit/keys/rotate", "keys/" + Name + "/rotate"), (Operation.Update, RotateKey));
         Routes.Add(new Route("transit/keys/config", "keys/" + Name + "/config"), (Operation.Update, ConfigureKey));
         Routes.Add(new Route("transit/keys", "keys/" + Name), (Operation.Read, ReadKey), (Operation.Update, CreateKey), (Operation.Delete, DeleteKey));
-        Routes.Add(new Route("transit/encrypt", "encrypt/" + Name), (Operation.Update, Encrypt));
+        Routes.Add(
+            new Route("transit/encrypt", "encrypt/" + Name) { Existence = async (_, m, ct) => await LoadAsync(m["name"], ct).ConfigureAwait(false) is not null },
+            (Operation.Create, EncryptUpsert), (Operation.Update, Encrypt));
         Routes.Add(new Route("transit/decrypt", "decrypt/" + Name), (Operation.Update, Decrypt));
         Routes.Add(new Route("transit/rewrap", "rewrap/" + Name), (Operation.Update, Rewrap));
         Routes.Add(new Route("transit/datakey", "datakey/(?<kind>plaintext|wrapped)/" + Name), (Operation.Update, DataKey));

@@ -277,11 +277,43 @@ public sealed class TransitApiTests
             Assert.Contains(named, result.Errors.Single(), StringComparison.Ordinal);
         }
 
-        Assert.Contains("no transit key", (await c.PostAsync("transit/encrypt/missing", new { plaintext = B64("x") })).Expect(400).Errors.Single(), StringComparison.Ordinal);
+        // Encrypting under a key that does not exist would create it (Vault's upsert): bad input creates nothing.
+        foreach (var (body, named) in new (object, string)[] { (new { }, "'plaintext'"), (new { plaintext = "%%%" }, "'plaintext'"), (new { plaintext = B64("x"), type = "ed25519" }, "'type'"), (new { plaintext = B64("x"), colour = 1 }, "'colour'"), (new { batch_input = new[] { new { plaintext = "%%%" } } }, "'plaintext'") })
+        {
+            Assert.Contains(named, (await c.PostAsync("transit/encrypt/missing", body)).Expect(400).Raw, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("no transit key", (await c.PostAsync("transit/decrypt/missing", new { ciphertext = good })).Expect(400).Errors.Single(), StringComparison.Ordinal);
         var read = (await c.GetAsync("transit/keys/k")).Expect(200).Data;
         Assert.Equal(1, read["latest_version"]!.GetValue<int>());
         Assert.Equal(1, read["min_decryption_version"]!.GetValue<int>());
         Assert.False(read["deletion_allowed"]!.GetValue<bool>());
         Assert.Equal(["k"], (await c.ListAsync("transit/keys")).Expect(200).Data["keys"]!.AsArray().Select(k => k!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task Encrypting_under_a_missing_key_creates_it_with_create_capability_as_vaults_upsert()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PutAsync("sys/policies/acl/enc", new { policy = """path "transit/encrypt/*" { capabilities = ["update"] }""" })).Expect(204);
+        var upsertPolicy = """path "transit/encrypt/*" { capabilities = ["create", "update"] }""" + "\n" + """path "transit/decrypt/*" { capabilities = ["update"] }""";
+        (await c.PutAsync("sys/policies/acl/upsert", new { policy = upsertPolicy })).Expect(204);
+        var updateOnly = (await c.PostAsync("auth/token/create", new { policies = new[] { "enc" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        var upsert = (await c.PostAsync("auth/token/create", new { policies = new[] { "upsert" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+        // update alone does not create a key, as in Vault.
+        (await c.PostAsync("transit/encrypt/orders", new { plaintext = B64("x") }, updateOnly)).Expect(403);
+        (await c.ListAsync("transit/keys")).Expect(404);
+
+        var ciphertext = (await c.PostAsync("transit/encrypt/orders", new { plaintext = B64("secret") }, upsert)).Expect(200).Data["ciphertext"]!.GetValue<string>();
+        Assert.StartsWith("vault:v1:", ciphertext, StringComparison.Ordinal);
+        var key = (await c.GetAsync("transit/keys/orders")).Expect(200).Data;
+        Assert.Equal("aes256-gcm96", key["type"]!.GetValue<string>());
+        Assert.Equal(B64("secret"), (await c.PostAsync("transit/decrypt/orders", new { ciphertext }, upsert)).Expect(200).Data["plaintext"]!.GetValue<string>());
+
+        // Once it exists, update is enough and the same key encrypts.
+        var again = (await c.PostAsync("transit/encrypt/orders", new { plaintext = B64("more"), type = "aes256-gcm96" }, updateOnly)).Expect(200).Data;
+        Assert.Equal(1, again["key_version"]!.GetValue<int>());
     }
 }
