@@ -167,8 +167,9 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         }
 
         // The terminator needs only the certificate: its start (the chain context, the listener) runs beside the
-        // secrets and the app's release, and only "cold_start" waits for it. Nothing reaches it before then: serving
-        // routes after "cold_start".
+        // secrets and the app's release, and only "cold_start" waits for it. Serving routes after "cold_start", but the
+        // port is open before: a client that connects early may complete its handshake, and is held (not connected to
+        // the app) until the app's readiness check has confirmed that every listener on its port is the app's.
         var terminatorStart = Task.Run(() => StartTerminatorAsync(attestation.Certificate), CancellationToken.None);
 
         SecretBundle bundle;
@@ -188,6 +189,10 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         var terminator = await report.TimeAsync("terminator", () => terminatorStart).ConfigureAwait(false);
         await using var __ = terminator;
         Port = terminator.Port;
+
+        // StartAppAsync returned: WaitReadyAsync found the app, and only the app, listening on its endpoint. Before this,
+        // a process that took the app's port first would have been sent decrypted requests.
+        terminator.ForwardToApp();
 
         ColdStart = report.ToJson(options.Function, attestation.Tee, attestation.Simulated, attestation.Certificate.Issued);
         log.Info("cold_start", "ready", ColdStart);

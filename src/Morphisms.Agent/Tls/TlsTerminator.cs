@@ -13,7 +13,9 @@ namespace Morphisms.Agent.Tls;
 /// open connections keep the certificate they were made with and are never dropped. A connection through to the app
 /// that moves no byte either way for the idle timeout is closed, so clients that handshake and then say nothing cannot
 /// hold every slot; a half-close is forwarded and the other direction goes on under the same timeout alone, while a
-/// direction that fails ends both.
+/// direction that fails ends both. No connection reaches the app before <see cref="ForwardToApp"/>: until the agent has
+/// checked that what listens at the app's endpoint is the app, a client may complete its handshake, but its plaintext
+/// is held, and dropped unforwarded if the terminator stops first.
 /// </summary>
 public sealed class TlsTerminator : IAsyncDisposable
 {
@@ -30,6 +32,12 @@ public sealed class TlsTerminator : IAsyncDisposable
     private volatile SslStreamCertificateContext _context;
     private volatile bool _stopping;
     private Task _accepting = Task.CompletedTask;
+
+    // True once the agent has confirmed who listens at the app's endpoint, false if the terminator stops first. Another
+    // process may have bound the app's port before the app did (AppProcess.WaitReadyAsync refuses it): a connection
+    // made to the port before that check would hand it decrypted requests. Awaited per connection, after the handshake:
+    // once serving it is a completed task, so the normal path pays nothing for it.
+    private readonly TaskCompletionSource<bool> _appConfirmed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The most connections open at once.</summary>
     public const int MaxConnections = 1024;
@@ -100,6 +108,12 @@ public sealed class TlsTerminator : IAsyncDisposable
         _listener.Start();
         _accepting = AcceptLoopAsync();
     }
+
+    /// <summary>
+    /// Lets connections through to the app: call it once the app is known to own its endpoint. Connections whose
+    /// handshake completed before are forwarded now; those still held when the terminator stops are closed unforwarded.
+    /// </summary>
+    public void ForwardToApp() => _appConfirmed.TrySetResult(true);
 
     /// <summary>Swaps the certificate for new handshakes.</summary>
     public void Swap(ServingCertificate certificate) => _context = Context(certificate);
@@ -186,6 +200,13 @@ public sealed class TlsTerminator : IAsyncDisposable
             using var handshakeTimer = new CancellationTokenSource(HandshakeTimeout, _time);
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, handshakeTimer.Token);
             await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = _context }, handshake.Token).ConfigureAwait(false);
+
+            // Held, not forwarded, until the app's ownership of its endpoint is confirmed; refused (the terminator
+            // stopping before that) means whatever listens there may be a squatter, so the client is closed unanswered.
+            if (!await _appConfirmed.Task.ConfigureAwait(false))
+            {
+                return;
+            }
 
             // Only a client that completed the handshake costs a second descriptor.
             using var app = AppSocket(_app);
@@ -311,6 +332,8 @@ public sealed class TlsTerminator : IAsyncDisposable
     /// <summary>Stops accepting and waits up to <paramref name="drain"/> for open connections.</summary>
     public async Task StopAsync(TimeSpan drain)
     {
+        // Connections still held for the app's check end here, unforwarded: the app was never confirmed.
+        _appConfirmed.TrySetResult(false);
         _stopping = true;
         _listener.Stop();
         Task[] open;

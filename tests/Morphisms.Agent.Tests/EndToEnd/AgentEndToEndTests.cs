@@ -201,6 +201,83 @@ public sealed class AgentEndToEndTests
         Assert.DoesNotContain("--api-key", log.Text);
     }
 
+    /// <summary>
+    /// The terminator listens from just after attestation, before the app's readiness check has looked at who listens on
+    /// the app's port. A process that took that port first must get nothing: a client whose handshake completes in that
+    /// window is held, and closed unforwarded when the check fails.
+    /// </summary>
+    [Fact]
+    public async Task AProcessSquattingOnTheAppsPort_IsNeverSentARequest_EvenOneThatArrivesBeforeTheReadinessCheck()
+    {
+        using var harness = new AgentHarness("squatted");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("squatted", harness.Measurement);
+        await kms.PutBundleAsync("squatted", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "v1" } });
+
+        // The squatter takes the app's port and reads whatever comes, answering nothing, so the readiness check keeps
+        // probing until its timeout; the app itself never listens.
+        using var squatter = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        squatter.Start();
+        var received = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        using var squatting = new CancellationTokenSource();
+        var reading = Task.Run(async () =>
+        {
+            while (!squatting.IsCancellationRequested)
+            {
+                var connection = await squatter.AcceptTcpClientAsync(squatting.Token);
+                _ = Task.Run(async () =>
+                {
+                    using var _ = connection;
+                    var buffer = new byte[4096];
+                    int read;
+                    while ((read = await connection.GetStream().ReadAsync(buffer, squatting.Token)) > 0)
+                    {
+                        received.Enqueue(System.Text.Encoding.ASCII.GetString(buffer, 0, read));
+                    }
+                });
+            }
+        });
+
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, new LogSink()) with
+        {
+            App = ["sleep", "60"],
+            AppPort = ((System.Net.IPEndPoint)squatter.LocalEndpoint).Port,
+            Port = TestProcesses.FreePort(),
+            AppReadyTimeout = TimeSpan.FromSeconds(6),
+        };
+        var agent = new Agent(options, harness.LaunchConfig);
+        var run = agent.RunAsync(CancellationToken.None);
+
+        // As soon as the terminator listens (after attestation), a client completes a handshake and sends a request.
+        using var client = new System.Net.Sockets.TcpClient();
+        await Eventually.Until(() =>
+        {
+            try
+            {
+                client.Connect(System.Net.IPAddress.Loopback, options.Port);
+                return true;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                return false;
+            }
+        }, "the terminator listening", TimeSpan.FromSeconds(60));
+        await using var tls = new SslStream(client.GetStream());
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "squatted", RemoteCertificateValidationCallback = (_, _, _, _) => true });
+        Assert.False(run.IsCompleted, "the agent gave up before the request was sent: the test proves nothing");
+        await tls.WriteAsync("GET /private-request-7c1e HTTP/1.1\r\nHost: squatted\r\n\r\n"u8.ToArray());
+
+        Assert.Equal(AgentExitCodes.AppNotReady, await run.WaitAsync(TimeSpan.FromSeconds(60)));
+        var end = await Record.ExceptionAsync(async () => Assert.Equal(0, await tls.ReadAsync(new byte[1]).AsTask().WaitAsync(TimeSpan.FromSeconds(10))));
+        Assert.True(end is null or IOException, $"the held connection is closed unanswered ({end})");
+        await Task.Delay(300);
+        Assert.DoesNotContain(received, text => text.Contains("private-request-7c1e", StringComparison.Ordinal));
+        Assert.False(Directory.Exists(harness.SecretsDir));
+
+        await squatting.CancelAsync();
+        await Record.ExceptionAsync(() => reading);
+    }
+
     private static string Field(string body, string name) =>
         body.Split(';').Select(p => p.Split('=', 2)).First(p => p[0] == name)[1];
 

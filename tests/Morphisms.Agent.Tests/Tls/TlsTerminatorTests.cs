@@ -21,6 +21,7 @@ public sealed class TlsTerminatorTests
         var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
         await using var terminator = new TlsTerminator("127.0.0.1", 0, appPort, certificate);
         terminator.Start();
+        terminator.ForwardToApp();
 
         // A client that connects and says nothing: no connection reaches the app.
         using var silent = new TcpClient();
@@ -72,6 +73,7 @@ public sealed class TlsTerminatorTests
             var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
             await using var terminator = new TlsTerminator("127.0.0.1", 0, new UnixDomainSocketEndPoint(path), certificate);
             terminator.Start();
+            terminator.ForwardToApp();
 
             using var client = new TcpClient();
             await client.ConnectAsync(IPAddress.Loopback, terminator.Port);
@@ -167,6 +169,7 @@ public sealed class TlsTerminatorTests
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
         await using var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)app.LocalEndpoint).Port, certificate, maxConnections: 2, time: time);
         terminator.Start();
+        terminator.ForwardToApp();
 
         var (talker, talkerTls) = await HandshakeAsync(terminator.Port, certificate);
         var (silent, silentTls) = await HandshakeAsync(terminator.Port, certificate);
@@ -250,6 +253,7 @@ public sealed class TlsTerminatorTests
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
         await using var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)app.LocalEndpoint).Port, certificate, time: time);
         terminator.Start();
+        terminator.ForwardToApp();
 
         var (client, tls) = await HandshakeAsync(terminator.Port, certificate);
         using var _ = client;
@@ -290,6 +294,7 @@ public sealed class TlsTerminatorTests
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
         await using var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)app.LocalEndpoint).Port, certificate, maxConnections: 1, time: time);
         terminator.Start();
+        terminator.ForwardToApp();
 
         var (client, tls) = await HandshakeAsync(terminator.Port, certificate);
         await tls.WriteAsync("x"u8.ToArray());
@@ -352,5 +357,57 @@ public sealed class TlsTerminatorTests
         await stopping;
         await terminator.DisposeAsync();
         Assert.Equal(2, terminator.Accepted);
+    }
+
+    [Fact]
+    public async Task AHandshakeBeforeTheAppIsConfirmed_IsHeld_AndForwardedOnlyOnceItIs()
+    {
+        // Whatever listens on the app's port before the agent has checked who it is may be a squatter: a client that
+        // completes its handshake meanwhile gets no connection to it until ForwardToApp, and then its bytes go through.
+        using var app = new TcpListener(IPAddress.Loopback, 0);
+        app.Start();
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        await using var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)app.LocalEndpoint).Port, certificate);
+        terminator.Start();
+
+        var (client, tls) = await HandshakeAsync(terminator.Port, certificate);
+        using var _ = client;
+        await using var __ = tls;
+        await tls.WriteAsync("early"u8.ToArray());
+        var pending = app.AcceptTcpClientAsync();
+        await Task.Delay(300);
+        Assert.False(pending.IsCompleted, "a connection reached the app's port before the app was confirmed");
+
+        terminator.ForwardToApp();
+        using var accepted = await pending.WaitAsync(TimeSpan.FromSeconds(10));
+        var buffer = new byte[5];
+        await accepted.GetStream().ReadExactlyAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal("early", Encoding.ASCII.GetString(buffer));
+    }
+
+    [Fact]
+    public async Task AHandshakeHeldWhenTheTerminatorStops_IsClosed_AndNothingReachesTheAppsPort()
+    {
+        // The app's check failed (a squatter on its port): the agent stops the terminator without ForwardToApp, and the
+        // held client's request never reaches whoever listens there.
+        using var squatter = new TcpListener(IPAddress.Loopback, 0);
+        squatter.Start();
+        using var identity = new InstanceIdentity("term");
+        var certificate = identity.Certificate(new Morphisms.Agent.Kms.LoginResult("t", TimeSpan.FromMinutes(1), true, "", [], null, null), TimeProvider.System);
+        var terminator = new TlsTerminator("127.0.0.1", 0, ((IPEndPoint)squatter.LocalEndpoint).Port, certificate);
+        terminator.Start();
+
+        var (client, tls) = await HandshakeAsync(terminator.Port, certificate);
+        using var _ = client;
+        await using var __ = tls;
+        await tls.WriteAsync("GET /private HTTP/1.1\r\n\r\n"u8.ToArray());
+        await Task.Delay(200);
+
+        await terminator.DisposeAsync();
+        Assert.True(await ClosedAsync(tls), "the held connection is closed when the terminator stops");
+        var pending = squatter.AcceptTcpClientAsync();
+        await Task.Delay(300);
+        Assert.False(pending.IsCompleted, "the held connection was forwarded to the unconfirmed app port");
     }
 }
