@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using System.Diagnostics;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json.Nodes;
@@ -261,7 +262,21 @@ public sealed class SessionMaintainer(
             // and not the agent's report token.
             Tls.SystemTrustStore.RestoreFor(info);
             Telemetry.ReportTokenHandOver.RemoveFrom(info.Environment);
-            using var process = Process.Start(info);
+            Process? started;
+            try
+            {
+                started = Process.Start(info);
+            }
+            catch (Exception e) when (e is Win32Exception or InvalidOperationException or PlatformNotSupportedException)
+            {
+                // No shell, no memory to fork, a command too long to exec: the files are in place and the app keeps
+                // serving what it has, as with a command that fails. The message names /bin/sh, never the command,
+                // which is the operator's and may carry what the log should not.
+                log.Warn("reload_failed", $"reload command could not be started: {e.Message}");
+                return;
+            }
+
+            using var process = started;
             if (process is not null)
             {
                 // The loop that renews the token and rolls the certificate over waits here: a command that hangs must
@@ -274,7 +289,18 @@ public sealed class SessionMaintainer(
                 }
                 catch (OperationCanceledException)
                 {
-                    process.Kill(entireProcessTree: true);
+                    try
+                    {
+                        process.Kill(entireProcessTree: true);
+                    }
+                    catch (Exception e) when (e is AggregateException or Win32Exception or InvalidOperationException or NotSupportedException)
+                    {
+                        // Part of its tree may live on; the loop must not end over it (renewal and rollover still matter).
+                        ct.ThrowIfCancellationRequested();
+                        log.Warn("reload_failed", $"reload command still running after {options.ReloadTimeout.TotalSeconds:0.###} s and could not be killed: {e.Message}");
+                        return;
+                    }
+
                     ct.ThrowIfCancellationRequested();
                     log.Warn("reload_failed", $"reload command still running after {options.ReloadTimeout.TotalSeconds:0.###} s: killed");
                     return;

@@ -185,6 +185,39 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task AReloadCommandThatCannotBeStarted_IsLoggedAsFailed_AndTheAppKeepsServing()
+    {
+        // A single argument over the kernel's 128 KiB limit: execve fails with E2BIG, which Process.Start reports by
+        // throwing (as it does for a missing shell or a fork that runs out of memory).
+        using var harness = new AgentHarness("unstartable");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("unstartable", harness.Measurement);
+        await kms.PutBundleAsync("unstartable", Bundle("v1"));
+        var log = new LogSink();
+        var options = harness.Options(kms.Server.BaseAddress!, kms.Pin, log) with
+        {
+            ReloadCommand = "true # reload-command-5d2a " + new string('x', 200_000),
+        };
+        var agent = new Agent(options, harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+
+        await kms.PutBundleAsync("unstartable", Bundle("v2"));
+        await Eventually.Until(() => log.Text.Contains("\"event\":\"reload_failed\""), "the reload command that cannot start is reported");
+        Assert.Contains("reload command could not be started", log.Text);
+        Assert.DoesNotContain("reload-command-5d2a", log.Text);
+        Assert.Equal("v2", File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")));
+
+        // The instance goes on: the next version is applied (and its reload fails the same way), and a stop is clean.
+        await kms.PutBundleAsync("unstartable", Bundle("v3"));
+        await Eventually.Until(() => File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")) == "v3", "version 3 applied after the failed reload");
+        Assert.False(run.IsCompleted, log.Text);
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task AStopDuringASecretUpdate_WipesTheSecretsOnlyOnceTheUpdateHasEnded()
     {
         using var harness = new AgentHarness("midway");
