@@ -106,7 +106,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
                 // The app's start-up overlaps the pin and attestation; it gets no secret and no connection until
                 // ReleaseSecrets, and it is stopped if either fails.
                 secrets.Create();
-                _app = report.Time("app_spawn", () => AppProcess.StartEarly(options.App, secrets.Path, options.AppPort, options.AppSocket));
+                _app = report.Time("app_spawn", () => Track(AppProcess.StartEarly(options.App, secrets.Path, options.AppPort, options.AppSocket)));
             }
 
             // The pin is settled before the first byte goes to the KMS: a KMS the instance cannot pin must learn nothing.
@@ -134,14 +134,26 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         }
         catch when (!_ready.Task.IsCompleted)
         {
-            if (_app is { } unready)
+            try
             {
-                await unready.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+                if (_app is { } unready)
+                {
+                    await unready.StopAsync(TimeSpan.FromSeconds(2), time).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e)
+            {
+                // The cold start's own failure is what the agent exits with (its code says why the instance never
+                // served); a stop that failed as well is said beside it.
+                log.Error("app_stop_failed", $"the app could not be stopped: {e.GetType().Name}: {e.Message}");
+            }
+            finally
+            {
+                // Provisioned secrets outlive a cold start that failed after them (the app never ready, the terminator
+                // unable to listen) no more than they outlive a stopped app, whatever the stop did.
+                WipeSecrets(secrets, log);
             }
 
-            // Provisioned secrets outlive a cold start that failed after them (the app never ready, the terminator
-            // unable to listen) no more than they outlive a stopped app.
-            WipeSecrets(secrets, log);
             throw;
         }
         finally
@@ -221,9 +233,20 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
         // retry elsewhere, instead of completing a handshake and then being reset by an app on its way out. (A handshake
         // still in progress ends too; its client sent no request.) Connections already through to the app drain with
         // it, and whatever is still open once it has gone gets a second more, as before.
-        await terminator.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
-        var code = await running.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
-        await terminator.StopAsync(ConnectionDrain).ConfigureAwait(false);
+        var code = AgentExitCodes.Internal;
+        Exception? stopFailed = null;
+        try
+        {
+            await terminator.StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+            code = await running.StopAsync(options.DrainTimeout, time).ConfigureAwait(false);
+            await terminator.StopAsync(ConnectionDrain).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // A kill that failed (a process of the tree the agent may not signal, one gone between listing and kill):
+            // the wipe below must not depend on it. The terminator is disposed on the way out either way.
+            stopFailed = e;
+        }
 
         // The maintainer was cancelled, but may still be inside a secret update (Apply does not stop halfway): wipe
         // only once it has ended, or a file it writes could outlive the wipe.
@@ -245,13 +268,31 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             WipeSecrets(secrets, log);
         }
 
+        if (stopFailed is not null)
+        {
+            // The app's exit code is not known, and the app may still run (without its secret files): not a clean
+            // stop, so not 0. A deprovisioning is still the reason the instance ended, and its code says so.
+            log.Error("app_stop_failed", $"the app could not be stopped: {stopFailed.GetType().Name}: {stopFailed.Message}", new JsonObject { ["exit_code"] = deprovisioned ?? AgentExitCodes.Internal });
+        }
+
         if (deprovisioned is { } refusal)
         {
             return refusal;
         }
 
+        if (stopFailed is not null)
+        {
+            return AgentExitCodes.Internal;
+        }
+
         log.Info("exit", first == running.Exited ? "the app exited" : "stopped: app drained", new JsonObject { ["exit_code"] = code });
         return code;
+    }
+
+    private AppProcess Track(AppProcess app)
+    {
+        app.KillTreeForTests = options.KillAppForTests;
+        return app;
     }
 
     // The secrets outlive no app: on a TEE's tmpfs they would vanish with the instance, on a disk they would not.
@@ -320,7 +361,7 @@ public sealed class Agent(AgentOptions options, byte[] launchConfig)
             var app = _app;
             if (app is null)
             {
-                _app = app = AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort, options.AppSocket);
+                _app = app = Track(AppProcess.Start(options.App, bundle, secrets.Path, options.AppPort, options.AppSocket));
             }
             else
             {

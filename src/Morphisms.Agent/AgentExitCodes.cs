@@ -33,6 +33,9 @@ public static class AgentExitCodes
     /// <summary>The TLS terminator could not listen on <c>--port</c> (taken, or not an address of this machine).</summary>
     public const int ListenFailed = 9;
 
-    /// <summary>An unexpected error inside the agent (a bug): logged with its type and message; the app is stopped.</summary>
+    /// <summary>
+    /// An unexpected error inside the agent (a bug): logged with its type and message; the app is stopped. Also a ready
+    /// instance whose app could not be stopped (its kill failed: <c>app_stop_failed</c>), whose exit code is not known.
+    /// </summary>
     public const int Internal = 70;
 }

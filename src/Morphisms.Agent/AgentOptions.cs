@@ -121,6 +121,9 @@ public sealed record AgentOptions
     /// <summary>Wraps the evidence provider <c>--tee</c> chose, so tests can make it fail at a chosen moment; null in production.</summary>
     internal Func<Evidence.IEvidenceProvider, Evidence.IEvidenceProvider>? WrapEvidence { get; init; }
 
+    /// <summary>Replaces the kill that ends a stop of the app (given its pid), for tests of a kill that fails.</summary>
+    internal Action<int>? KillAppForTests { get; init; }
+
     /// <summary>Attempts per KMS call before giving up on transport failures.</summary>
     public int KmsAttempts { get; init; } = 5;
 

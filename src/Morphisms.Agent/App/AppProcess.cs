@@ -18,6 +18,9 @@ public sealed class AppProcess : IDisposable
     /// <summary>Completes with the exit code when the app exits.</summary>
     public Task<int> Exited { get; private set; } = Task.FromResult(0);
 
+    /// <summary>Replaces the kill of the app's process tree (given its pid) at the end of a stop, so a test can make it fail.</summary>
+    internal Action<int>? KillTreeForTests { get; set; }
+
     // An early-started app's standard input until ReleaseSecrets (null otherwise).
     private StreamWriter? _stdin;
 
@@ -231,7 +234,14 @@ public sealed class AppProcess : IDisposable
             var finished = await Task.WhenAny(Exited, Task.Delay(drain, time)).ConfigureAwait(false);
             if (finished != Exited)
             {
-                _process.Kill(entireProcessTree: true);
+                if (KillTreeForTests is { } kill)
+                {
+                    kill(_process.Id);
+                }
+                else
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
             }
         }
 
