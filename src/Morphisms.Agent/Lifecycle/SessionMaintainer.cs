@@ -41,6 +41,9 @@ public sealed class SessionMaintainer(
     /// <summary>How many secret versions have been applied after start.</summary>
     public int SecretUpdates { get; private set; }
 
+    /// <summary>The secret directory it writes (for tests to interfere with an update).</summary>
+    internal SecretDirectory Secrets => secrets;
+
     /// <summary>Runs just before a new version's files are written, so a test can hold the maintainer inside an apply.</summary>
     internal Action? BeforeApplyForTests { get; set; }
 
@@ -205,9 +208,22 @@ public sealed class SessionMaintainer(
             log.Warn("secrets_rejected", $"secret bundle version {secret.Version} is not usable ({e.Message}): the app keeps version {_secretVersion}");
             return;
         }
+        catch (SecretUpdateException e) when (e.Changed.Count > 0)
+        {
+            // Some files are the new version's, the rest the old one's: said as such, and the app is told to reload
+            // what changed. The version is not recorded as applied, so the next poll completes it (unchanged files
+            // are skipped).
+            log.Warn("secrets_partially_applied", $"secret bundle version {secret.Version} was applied only in part: {e.Message}; the next poll tries again", new JsonObject
+            {
+                ["version"] = secret.Version,
+                ["files_changed"] = new JsonArray([.. e.Changed.Select(name => (JsonNode?)JsonValue.Create(name))]),
+            });
+            await ReloadAsync(ct).ConfigureAwait(false);
+            return;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // Nothing was replaced (Apply stages every file first); the next poll tries again.
+            // Nothing was replaced (staging failed, or the first rename did); the next poll tries again.
             log.Warn("secrets_not_applied", $"secret bundle version {secret.Version} could not be written ({e.Message}): the app keeps version {_secretVersion}");
             return;
         }

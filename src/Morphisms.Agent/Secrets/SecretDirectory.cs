@@ -18,15 +18,21 @@ public sealed class SecretDirectory(string path)
         File.SetUnixFileMode(Path, DirectoryMode);
     }
 
+    /// <summary>Runs before each staged file is renamed over its target (given the secret's name), so a test can make that fail.</summary>
+    internal Action<string>? BeforeReplaceForTests { get; set; }
+
     /// <summary>
     /// Writes the bundle's files and removes files it no longer has; returns true when anything changed. Every new
     /// content is written to a temporary file first: if one cannot be written (a full tmpfs), the temporaries go and
-    /// no secret has changed.
+    /// no secret has changed. Then each is renamed over its file, one at a time: a rename that fails (the app, which
+    /// shares the directory's owner, put a directory under the name meanwhile) stops the update there, its temporaries
+    /// and those not yet renamed are removed, and the <see cref="SecretUpdateException"/> names what had changed.
     /// </summary>
-    /// <exception cref="IOException">A file could not be written; nothing was replaced.</exception>
+    /// <exception cref="SecretUpdateException">A file could not be replaced or removed; <see cref="SecretUpdateException.Changed"/> says which had been (none: nothing changed).</exception>
+    /// <exception cref="IOException">A file could not be staged; nothing was replaced.</exception>
     public bool Apply(IReadOnlyDictionary<string, byte[]> files)
     {
-        var staged = new List<(string Temp, string Target)>();
+        var staged = new List<(string Name, string Temp, string Target)>();
         try
         {
             foreach (var (name, content) in files)
@@ -40,37 +46,65 @@ public sealed class SecretDirectory(string path)
 
                 if (!Unchanged(target, content))
                 {
-                    staged.Add((Stage(content), target));
+                    staged.Add((name, Stage(content), target));
                 }
             }
         }
         catch
         {
-            foreach (var (temp, _) in staged)
-            {
-                File.Delete(temp);
-            }
-
+            RemoveTemporaries(staged);
             throw;
         }
 
-        foreach (var (temp, target) in staged)
+        // Several renames cannot be one atomic step without changing what the app sees (a symlinked directory
+        // swapped as a whole): a failure part-way leaves the files renamed so far, which the caller must be told of,
+        // so it neither reports the old version nor withholds the reload the app needs for the files that changed.
+        var changed = new List<string>();
+        var next = 0;
+        try
         {
-            File.Move(temp, target, overwrite: true);
-        }
-
-        var changed = staged.Count > 0;
-        foreach (var existing in Directory.EnumerateFiles(Path))
-        {
-            var name = System.IO.Path.GetFileName(existing);
-            if (!files.ContainsKey(name))
+            for (; next < staged.Count; next++)
             {
-                File.Delete(existing);
-                changed = true;
+                var (name, temp, target) = staged[next];
+                BeforeReplaceForTests?.Invoke(name);
+                File.Move(temp, target, overwrite: true);
+                changed.Add(name);
+            }
+
+            foreach (var existing in Directory.EnumerateFiles(Path))
+            {
+                var name = System.IO.Path.GetFileName(existing);
+                if (!files.ContainsKey(name))
+                {
+                    File.Delete(existing);
+                    changed.Add(name);
+                }
             }
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The temporary that failed to move and those after it: 0400 copies of secrets the app was not given.
+            RemoveTemporaries(staged.Skip(next));
+            var done = changed.Count == 0 ? "nothing was changed" : $"already changed: {string.Join(", ", changed.Select(n => $"'{n}'"))}";
+            throw new SecretUpdateException($"the secret files could not all be updated ({e.Message}); {done}", changed, e);
+        }
 
-        return changed;
+        return changed.Count > 0;
+    }
+
+    // Best effort: a temporary that cannot be deleted must not hide the failure that is being reported.
+    private static void RemoveTemporaries(IEnumerable<(string Name, string Temp, string Target)> staged)
+    {
+        foreach (var (_, temp, _) in staged)
+        {
+            try
+            {
+                File.Delete(temp);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
     }
 
     /// <summary>Deletes the secret files and the directory (the app has stopped: nothing may read them any more).</summary>
@@ -113,4 +147,14 @@ public sealed class SecretDirectory(string path)
             throw;
         }
     }
+}
+
+/// <summary>
+/// A secret update that stopped part-way: the files in <see cref="Changed"/> (by secret name, never content) were
+/// replaced or removed before the failure, the others are as they were, and no temporary is left behind.
+/// </summary>
+public sealed class SecretUpdateException(string message, IReadOnlyList<string> changed, Exception inner) : IOException(message, inner)
+{
+    /// <summary>The secret files replaced or removed before the failure (empty: no secret changed).</summary>
+    public IReadOnlyList<string> Changed { get; } = changed;
 }

@@ -218,6 +218,58 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task AnUpdateThatFailsPartWay_IsLoggedAsPartial_TheAppIsSignalled_AndTheNextPollCompletesIt()
+    {
+        using var harness = new AgentHarness("partial");
+        await using var kms = await AgentKms.StartAsync(harness.SimDir);
+        await kms.RegisterAsync("partial", harness.Measurement);
+        await kms.PutBundleAsync("partial", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "v1", ["second"] = "v1" } });
+        var log = new LogSink();
+        var agent = new Agent(harness.Options(kms.Server.BaseAddress!, kms.Pin, log), harness.LaunchConfig);
+        using var stop = new CancellationTokenSource();
+        var run = agent.RunAsync(stop.Token);
+        await agent.Ready.WaitAsync(TimeSpan.FromSeconds(60));
+        var second = Path.Combine(harness.SecretsDir, "second");
+
+        // Between the checks and the renames, a directory takes the place of "second": "greeting" is replaced, then the
+        // update stops.
+        var blocked = 0;
+        agent.Maintainer!.Secrets.BeforeReplaceForTests = name =>
+        {
+            if (name == "second" && Interlocked.Exchange(ref blocked, 1) == 0)
+            {
+                File.Delete(second);
+                Directory.CreateDirectory(Path.Combine(second, "sub"));
+            }
+        };
+        await kms.PutBundleAsync("partial", new JsonObject { ["files"] = new JsonObject { ["greeting"] = "v2", ["second"] = "v2" } });
+        await Eventually.Until(() => log.Text.Contains("\"event\":\"secrets_partially_applied\""), "the partial update is reported as partial");
+        var line = log.Text.Split('\n').First(l => l.Contains("\"event\":\"secrets_partially_applied\"", StringComparison.Ordinal));
+        Assert.Equal(["greeting"], JsonNode.Parse(line)!["files_changed"]!.AsArray().Select(n => n!.GetValue<string>()));
+        Assert.Equal("v2", File.ReadAllText(Path.Combine(harness.SecretsDir, "greeting")));
+        Assert.Empty(Directory.EnumerateFiles(harness.SecretsDir, "*.tmp"));
+        Assert.DoesNotContain("\"event\":\"secrets_not_applied\"", line);
+
+        // The app was told to reload what changed (the test app counts SIGHUPs).
+        using var client = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true } });
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while ((await client.GetStringAsync($"https://localhost:{agent.Port}/")).Contains("hups=0;", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the app got no SIGHUP for the files that changed");
+            await Task.Delay(50);
+        }
+
+        // Once the directory is gone, the next poll completes version 2.
+        Directory.Delete(second, recursive: true);
+        await Eventually.Until(() => File.Exists(second) && File.ReadAllText(second) == "v2", "the rest of version 2 applied");
+        Assert.Contains("\"event\":\"secrets_updated\"", log.Text);
+
+        Assert.False(run.IsCompleted, log.Text);
+        await stop.CancelAsync();
+        Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task AStopDuringASecretUpdate_WipesTheSecretsOnlyOnceTheUpdateHasEnded()
     {
         using var harness = new AgentHarness("midway");

@@ -100,6 +100,33 @@ public sealed class SecretsTests : IDisposable
     }
 
     [Fact]
+    public void AnUpdateThatFailsPartWay_NamesWhatItChanged_AndLeavesNoTemporary()
+    {
+        var dir = new SecretDirectory(_dir);
+        dir.Create();
+        dir.Apply(new Dictionary<string, byte[]> { ["a"] = [1], ["b"] = [2], ["c"] = [3] });
+
+        // After the up-front checks, the app (which shares the directory's owner) puts a directory where "b" goes:
+        // "a" has been replaced by then, "b" cannot be, and "c" is never reached.
+        var calls = 0;
+        dir.BeforeReplaceForTests = name =>
+        {
+            if (++calls == 2)
+            {
+                File.Delete(Path.Combine(_dir, name));
+                Directory.CreateDirectory(Path.Combine(_dir, name, "sub"));
+            }
+        };
+        var failed = Assert.Throws<SecretUpdateException>(() => dir.Apply(new Dictionary<string, byte[]> { ["a"] = [7], ["b"] = [8], ["c"] = [9] }));
+
+        Assert.Equal(["a"], failed.Changed);
+        Assert.Contains("already changed: 'a'", failed.Message, StringComparison.Ordinal);
+        Assert.Equal(new byte[] { 7 }, File.ReadAllBytes(Path.Combine(_dir, "a")));
+        Assert.Equal(new byte[] { 3 }, File.ReadAllBytes(Path.Combine(_dir, "c")));
+        Assert.Empty(Directory.EnumerateFiles(_dir, "*.tmp"));
+    }
+
+    [Fact]
     public void Wipe_RemovesTheDirectory()
     {
         var dir = new SecretDirectory(_dir);
