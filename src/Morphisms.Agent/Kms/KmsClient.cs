@@ -7,10 +7,35 @@ namespace Morphisms.Agent.Kms;
 
 /// <summary>
 /// The agent's Vault-API client: every connection goes through <see cref="KmsPin"/>, transport failures and
-/// transient statuses (429, 5xx) are retried a bounded number of times with doubling delays.
+/// transient statuses (429, 5xx) are retried a bounded number of times with doubling delays. An answer is read up to
+/// <see cref="MaxResponseBytes"/>.
 /// </summary>
+/// <remarks>
+/// Redirects are not left to <see cref="HttpClient"/>, which would re-send <c>X-Vault-Token</c> and a login's body to
+/// wherever a <c>Location</c> points, with another path or after turning a POST into a GET. An HA standby's 307 or 308
+/// (an agent given any node's address, or one that was active when the instance started) is followed here, at most
+/// <see cref="MaxRedirects"/> times, only to https and only to the same path and query (scheme, host and port may
+/// change), as <c>Morphisms.Client</c>'s <c>KmsTlsPin.RedirectKeepsRequest</c> allows. The standby's <c>Location</c>
+/// comes from storage the KMS does not trust; what makes a target safe is the pin, which the handler applies to every
+/// connection it makes, redirect targets included, with the host name checked against the target's: a host that is not
+/// the pinned KMS fails the handshake and never sees the request.
+/// </remarks>
 public sealed class KmsClient : IDisposable
 {
+    /// <summary>
+    /// The largest answer read from the KMS: 4 MiB. The largest it sends is a secret bundle, which the KMS's default
+    /// request limit (1 MiB) keeps well below that; a bundle written under a raised limit that makes a read answer
+    /// longer, or an answer from a KMS that is broken, is a malformed answer (<see cref="InvalidDataException"/>, or a <see cref="KmsCallException"/> for an error status),
+    /// not a buffer that grows until the instance runs out of memory.
+    /// </summary>
+    public const int MaxResponseBytes = 4 * 1024 * 1024;
+
+    /// <summary>How many 307/308 redirects one request follows (an HA standby to the active node is one).</summary>
+    public const int MaxRedirects = 3;
+
+    // For the whole exchange, the answer's body included (HttpClient's own timeout ends when the headers are in).
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
+
     private readonly HttpClient _http;
     private readonly KmsPin _pin;
     private readonly TimeProvider _time;
@@ -33,9 +58,10 @@ public sealed class KmsClient : IDisposable
         {
             ConnectTimeout = TimeSpan.FromSeconds(10),
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+            AllowAutoRedirect = false,
         };
         pin.ApplyTo(handler.SslOptions);
-        _http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        _http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = RequestTimeout };
     }
 
     /// <summary>Asks for a single-use nonce for <paramref name="function"/>.</summary>
@@ -122,20 +148,126 @@ public sealed class KmsClient : IDisposable
 
     private async Task<JsonObject> SendOnceAsync(HttpMethod method, string path, JsonObject? body, string? token, CancellationToken ct)
     {
-        using var request = new HttpRequestMessage(method, "v1/" + path.TrimStart('/'));
-        if (token is not null)
+        var target = new Uri(_http.BaseAddress!, "v1/" + path.TrimStart('/'));
+        for (var redirects = 0; ; redirects++)
         {
-            request.Headers.Add("X-Vault-Token", token);
+            // A request message cannot be sent twice: each hop builds its own, with the same method, token and body.
+            using var request = new HttpRequestMessage(method, target);
+            if (token is not null)
+            {
+                request.Headers.Add("X-Vault-Token", token);
+            }
+
+            if (body is not null)
+            {
+                request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8);
+                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            }
+
+            HttpResponseMessage response;
+            try
+            {
+                response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e) when (redirects > 0 && _pin.LastFailure is { } refused)
+            {
+                // Refused in the handshake: no byte of the request, the token least of all, went there.
+                throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS redirected {path} to {target.GetLeftPart(UriPartial.Authority)}, which is not the pinned KMS ({refused}): not followed, nothing was sent there", e);
+            }
+
+            using (response)
+            {
+                if ((int)response.StatusCode is >= 300 and < 400)
+                {
+                    target = Redirect(path, target, response, redirects);
+                    continue;
+                }
+
+                return Parse(path, response, await ReadAsync(path, response, ct).ConfigureAwait(false));
+            }
+        }
+    }
+
+    // The next hop of a redirect the agent may follow, or the AgentException (KMS unavailable: no verdict on the instance,
+    // retried while running) that says why it may not.
+    private static Uri Redirect(string path, Uri target, HttpResponseMessage response, int redirects)
+    {
+        var status = (int)response.StatusCode;
+        var from = target.GetLeftPart(UriPartial.Authority);
+        if (status is not (307 or 308) || response.Headers.Location is not { } location)
+        {
+            // 301/302/303 would turn a POST into a GET without its body: no standby sends them, and no request of the
+            // agent means that.
+            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} answered {path} with a redirect ({status}) that is not followed: only a 307 or 308 with a Location is (an HA standby naming the active node)");
         }
 
-        if (body is not null)
+        var next = location.IsAbsoluteUri ? location : new Uri(target, location);
+        if (next.Scheme != Uri.UriSchemeHttps)
         {
-            request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8);
-            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} redirected {path} ({status}) to {next.GetLeftPart(UriPartial.Authority)}: not followed, since only https can show the pinned certificate (and plain http would carry the token in clear); give the KMS nodes https --api-addr URLs");
         }
 
-        using var response = await _http.SendAsync(request, ct).ConfigureAwait(false);
-        var text = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
+        // The same request elsewhere, as KmsTlsPin.RedirectKeepsRequest allows: a Location with a path would land the
+        // token and body on another path of a real, pinned node.
+        if (next.PathAndQuery != target.PathAndQuery || next.UserInfo.Length != 0 || next.Fragment.Length != 0)
+        {
+            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} redirected {path} ({status}) to another path than {target.AbsolutePath}: not followed (a standby redirects to the same path on the active node); check the KMS nodes' --api-addr");
+        }
+
+        if (redirects + 1 > MaxRedirects)
+        {
+            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS redirected {path} more than {MaxRedirects} times (the last time to {next.GetLeftPart(UriPartial.Authority)}): not followed");
+        }
+
+        return next;
+    }
+
+    // The answer's body, at most MaxResponseBytes of it, within what is left of RequestTimeout.
+    private async Task<string> ReadAsync(string path, HttpResponseMessage response, CancellationToken ct)
+    {
+        if (response.Content.Headers.ContentLength is > MaxResponseBytes)
+        {
+            throw TooLarge(path, response);
+        }
+
+        using var timeout = new CancellationTokenSource(RequestTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+        try
+        {
+            await using var stream = await response.Content.ReadAsStreamAsync(linked.Token).ConfigureAwait(false);
+            using var answer = new MemoryStream();
+            var buffer = new byte[16 * 1024];
+            int read;
+            while ((read = await stream.ReadAsync(buffer, linked.Token).ConfigureAwait(false)) > 0)
+            {
+                if (answer.Length + read > MaxResponseBytes)
+                {
+                    throw TooLarge(path, response);
+                }
+
+                answer.Write(buffer, 0, read);
+            }
+
+            return Encoding.UTF8.GetString(answer.GetBuffer(), 0, (int)answer.Length);
+        }
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            // Transient, as HttpClient's own timeout is.
+            throw new TimeoutException($"the KMS's answer to {path} did not arrive within {RequestTimeout.TotalSeconds:0} s", e);
+        }
+    }
+
+    // A success that long is malformed; an error keeps its status, so a 5xx is still retried.
+    private static Exception TooLarge(string path, HttpResponseMessage response)
+    {
+        var what = $"an answer larger than {MaxResponseBytes} bytes (4 MiB, KmsClient.MaxResponseBytes), not read";
+        return response.IsSuccessStatusCode
+            ? new InvalidDataException($"the KMS's answer to {path} is {what}")
+            : new KmsCallException((int)response.StatusCode, path, what);
+    }
+
+    private static JsonObject Parse(string path, HttpResponseMessage response, string text)
+    {
         JsonObject? json = null;
         try
         {
