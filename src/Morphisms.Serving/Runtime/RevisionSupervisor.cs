@@ -6,7 +6,8 @@ namespace Morphisms.Serving.Runtime;
 /// <summary>
 /// Keeps a revision at the instance count the autoscaler asks for, plus its warm pool: starts instances,
 /// publishes the ready ones to <see cref="RevisionInstances"/> (which releases requests held by the activator),
-/// promotes pre-attested standbys first when scaling up, drains the surplus on scale-down (SIGTERM, wait, SIGKILL),
+/// promotes pre-attested standbys first when scaling up, drains the surplus on scale-down (unpublished first, then
+/// SIGTERM, wait, SIGKILL),
 /// and replaces crashed instances after an exponential backoff.
 /// </summary>
 public sealed class RevisionSupervisor : IAsyncDisposable
@@ -323,6 +324,11 @@ public sealed class RevisionSupervisor : IAsyncDisposable
     {
         managed.State = InstanceState.Draining;
         Note($"{managed.Process.Id}: draining ({why})");
+
+        // Out of the published set before it is signalled: a plain app (tee: none) may exit at SIGTERM at once, and
+        // every request the gateway still sent it meanwhile (a new one, or one on a pooled keep-alive connection) failed
+        // with a 502. The agent of a confidential instance drains in any case; it too gets no new connections this way.
+        PublishLocked();
         var stop = managed.Process.StopAsync(_options.DrainTimeout);
         _draining.Add(stop);
         _ = stop.ContinueWith(t =>
@@ -339,11 +345,14 @@ public sealed class RevisionSupervisor : IAsyncDisposable
         // Under the lock, so two publishes cannot overtake each other and leave a stale set of endpoints.
         lock (_gate)
         {
-            _instances.SetReady(_revision.Name, _managed.Where(m => m.State == InstanceState.Ready)
-                .Select(m => _options.PublishTlsEndpoints ? m.Process.TlsEndpoint ?? m.Process.AppEndpoint : m.Process.AppEndpoint)
-                .ToList());
+            PublishLocked();
         }
     }
+
+    private void PublishLocked() =>
+        _instances.SetReady(_revision.Name, _managed.Where(m => m.State == InstanceState.Ready)
+            .Select(m => _options.PublishTlsEndpoints ? m.Process.TlsEndpoint ?? m.Process.AppEndpoint : m.Process.AppEndpoint)
+            .ToList());
 
     private void Note(string text)
     {

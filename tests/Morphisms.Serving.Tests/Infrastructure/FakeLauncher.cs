@@ -66,6 +66,9 @@ internal sealed class FakeInstance(string id, int n, IPEndPoint? appEndpoint = n
 
     public bool Stopped { get; private set; }
 
+    /// <summary>Runs when the instance is signalled to stop, before it "exits": what the rest of the host shows then.</summary>
+    public Action? OnStop { get; set; }
+
     public void MarkReady() => _ready.TrySetResult();
 
     public void Crash()
@@ -76,6 +79,7 @@ internal sealed class FakeInstance(string id, int n, IPEndPoint? appEndpoint = n
 
     public Task StopAsync(TimeSpan drain)
     {
+        OnStop?.Invoke();
         Stopped = true;
         _ready.TrySetException(new InvalidOperationException("stopped"));
         _exited.TrySetResult(0);

@@ -70,6 +70,58 @@ public sealed class RevisionSupervisorTests
         await Eventually.True(() => supervisor.ReadyCount == 3, "all three ready");
     }
 
+    /// <summary>
+    /// A plain app (tee: none) may exit at SIGTERM at once: while its endpoint was still published, requests went on
+    /// reaching it (new ones, and ones on the gateway's pooled keep-alive connections) and failed with 502.
+    /// </summary>
+    [Fact]
+    public async Task A_scaled_down_instance_is_unpublished_before_it_is_signalled()
+    {
+        var time = new FakeTimeProvider();
+        var launcher = new FakeLauncher();
+        var instances = new RevisionInstances();
+        await using var supervisor = new RevisionSupervisor(Revision(), launcher, instances, Options with { PublishTlsEndpoints = false }, time, _ => { });
+        supervisor.ScaleTo(2);
+        await Eventually.True(() => instances.Ready(supervisor.Revision.Name).Count == 2, "both instances published");
+        var publishedAtStop = RecordPublishedAtStop(launcher, instances, supervisor.Revision.Name);
+
+        supervisor.ScaleTo(1);
+
+        var (stopped, published) = Assert.Single(publishedAtStop);
+        Assert.DoesNotContain(stopped, published);
+        Assert.Single(published);
+    }
+
+    [Fact]
+    public async Task Instances_drained_as_the_revision_goes_are_unpublished_before_they_are_signalled()
+    {
+        var time = new FakeTimeProvider();
+        var launcher = new FakeLauncher();
+        var instances = new RevisionInstances();
+        var supervisor = new RevisionSupervisor(Revision(), launcher, instances, Options with { PublishTlsEndpoints = false }, time, _ => { });
+        supervisor.ScaleTo(2);
+        await Eventually.True(() => instances.Ready(supervisor.Revision.Name).Count == 2, "both instances published");
+        var publishedAtStop = RecordPublishedAtStop(launcher, instances, supervisor.Revision.Name);
+
+        await supervisor.DisposeAsync();
+
+        Assert.Equal(2, publishedAtStop.Count);
+        Assert.All(publishedAtStop, stop => Assert.DoesNotContain(stop.Stopped, stop.Published));
+    }
+
+    // For each instance stopped: its endpoint, and the endpoints published when it was signalled.
+    private static System.Collections.Concurrent.ConcurrentQueue<(System.Net.IPEndPoint Stopped, IReadOnlyList<System.Net.IPEndPoint> Published)> RecordPublishedAtStop(
+        FakeLauncher launcher, RevisionInstances instances, string revision)
+    {
+        var stops = new System.Collections.Concurrent.ConcurrentQueue<(System.Net.IPEndPoint, IReadOnlyList<System.Net.IPEndPoint>)>();
+        foreach (var instance in launcher.Launched)
+        {
+            instance.OnStop = () => stops.Enqueue((instance.AppEndpoint, instances.Ready(revision)));
+        }
+
+        return stops;
+    }
+
     private static Revision Revision()
     {
         var spec = new FunctionSpec { Name = "refused", Tee = FunctionTee.None, Bundle = "/nonexistent", Command = ["/bin/true"] };
