@@ -6,7 +6,8 @@ namespace Morphisms.Serving.Autoscaling;
 
 /// <summary>
 /// Drives one revision's <see cref="KpaAutoscaler"/>: every <see cref="SampleInterval"/> it records the revision's
-/// concurrency (requests in flight at the gateway plus requests held by the activator), and every
+/// concurrency (requests in flight at the gateway, which in passthrough mode are the connections serving one now,
+/// see <see cref="RevisionConcurrency"/>, plus requests held by the activator), and every
 /// <see cref="DecideInterval"/> it decides and tells the <see cref="RevisionSupervisor"/>. A poke from the activator
 /// (a request for a revision with no ready instance) scales to one at once instead of waiting for the tick, and
 /// counts as demand at the next sample so the autoscaler does not take the instance straight away again.

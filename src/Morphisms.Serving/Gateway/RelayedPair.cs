@@ -20,15 +20,15 @@ internal sealed unsafe class RelayedPair : RelayEntry
     private uint _clientInterest;
     private uint _backendInterest;
 
-    private RelayedPair(SpliceRelayLoop loop, SafeSocketHandle client, SafeSocketHandle backend, int* pipes, Action<long>? firstBackendBytes)
+    private RelayedPair(SpliceRelayLoop loop, SafeSocketHandle client, SafeSocketHandle backend, int* pipes, Action<long>? firstBackendBytes, PassthroughConnection? activity)
         : base(loop)
     {
         _client = client;
         _backend = backend;
         ClientFd = (int)client.DangerousGetHandle();
         BackendFd = (int)backend.DangerousGetHandle();
-        _upstream = new Direction(ClientFd, BackendFd, pipes[0], pipes[1]);
-        _downstream = new Direction(BackendFd, ClientFd, pipes[2], pipes[3]);
+        _upstream = new Direction(ClientFd, BackendFd, pipes[0], pipes[1], activity, fromClient: true);
+        _downstream = new Direction(BackendFd, ClientFd, pipes[2], pipes[3], activity, fromClient: false);
         _firstBackendBytes = firstBackendBytes;
     }
 
@@ -44,7 +44,7 @@ internal sealed unsafe class RelayedPair : RelayEntry
     /// loop uses it) and makes the two pipes. Null when a pipe cannot be made (e.g. out of descriptors): the caller
     /// falls back to its async pumps. Throws <see cref="ObjectDisposedException"/> when a socket is already closed.
     /// </summary>
-    public static RelayedPair? TryCreate(SpliceRelayLoop loop, Socket client, Socket backend, Action<long>? firstBackendBytes)
+    public static RelayedPair? TryCreate(SpliceRelayLoop loop, Socket client, Socket backend, Action<long>? firstBackendBytes, PassthroughConnection? activity)
     {
         // splice(2) on a socket blocks unless the descriptor itself is O_NONBLOCK (SPLICE_F_NONBLOCK covers only the
         // pipe). The set-up calls made it so already (SpliceRelay's or .NET's async ones); then this costs no syscall.
@@ -66,7 +66,7 @@ internal sealed unsafe class RelayedPair : RelayEntry
             }
 
             created = true;
-            return new RelayedPair(loop, clientHandle, backendHandle, pipes, firstBackendBytes);
+            return new RelayedPair(loop, clientHandle, backendHandle, pipes, firstBackendBytes, activity);
         }
         finally
         {
@@ -195,8 +195,8 @@ internal sealed unsafe class RelayedPair : RelayEntry
         static uint Interest(Direction from, Direction to) => (from.WantsRead ? EpollIn : 0) | (to.WantsWrite ? EpollOut : 0);
     }
 
-    /// <summary>One direction: source socket → pipe → destination socket.</summary>
-    private sealed class Direction(int source, int destination, int pipeRead, int pipeWrite)
+    /// <summary>One direction: source socket → pipe → destination socket; each read is marked on <paramref name="activity"/>.</summary>
+    private sealed class Direction(int source, int destination, int pipeRead, int pipeWrite, PassthroughConnection? activity, bool fromClient)
     {
         // One pipe's default capacity; a read moves at most what the socket has queued.
         private const int ChunkBytes = 64 * 1024;
@@ -244,6 +244,16 @@ internal sealed unsafe class RelayedPair : RelayEntry
             {
                 _buffered += (int)moved;
                 Moved = true;
+
+                // Before the flush: once the bytes reach the other side, the mark is there for whoever then looks.
+                if (fromClient)
+                {
+                    activity?.ClientSent();
+                }
+                else
+                {
+                    activity?.InstanceSent();
+                }
             }
 
             return Flush();

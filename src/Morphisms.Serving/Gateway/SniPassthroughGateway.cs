@@ -275,7 +275,10 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
             }
 
             using var backend = connecting;
-            using var inFlight = _concurrency.Begin(target.Revision);
+
+            // Counted while it plausibly serves a request, not for its whole life: a pooled keep-alive connection would
+            // otherwise keep the revision from scaling to zero. Marked on every read, in both directions.
+            using var activity = _concurrency.BeginConnection(target.Revision, _options.Time);
             _observer?.Forwarded(target);
 
             // One registration per connection instead of a cancellable token on every receive and send: stopping
@@ -289,7 +292,7 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
             }
 
             var observer = target.Held ? _observer : null;
-            if (_relay?.TryStart(client, backend, observer is null ? null : at => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted, at))) is { } relayed)
+            if (_relay?.TryStart(client, backend, observer is null ? null : at => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted, at)), activity) is { } relayed)
             {
                 // Nothing is pending on either socket now (the hello's send completed), as the relay requires.
                 ArrayPool<byte>.Shared.Return(toBackendBuffer);
@@ -308,8 +311,8 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
             Action? firstByte = observer is null
                 ? null
                 : () => observer.FirstByte(target, System.Diagnostics.Stopwatch.GetElapsedTime(accepted));
-            var toBackend = PumpAsync(client, backend, toBackendBuffer, null);
-            var toClient = PumpAsync(backend, client, toClientBuffer, firstByte);
+            var toBackend = PumpAsync(client, backend, toBackendBuffer, null, activity, fromClient: true);
+            var toClient = PumpAsync(backend, client, toClientBuffer, firstByte, activity, fromClient: false);
             await Task.WhenAll(toBackend, toClient).ConfigureAwait(false);
         }
         finally
@@ -380,9 +383,9 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
     /// <summary>
     /// Copies one direction until its sender half-closes or either side fails, then half-closes the receiver, as TLS
     /// close_notify expects. Plain socket calls without a cancellation token: the per-connection registration closes
-    /// the sockets when the gateway stops.
+    /// the sockets when the gateway stops. Each read is marked on <paramref name="activity"/> before it is passed on.
     /// </summary>
-    private static async Task PumpAsync(Socket from, Socket to, byte[] buffer, Action? firstByte)
+    private static async Task PumpAsync(Socket from, Socket to, byte[] buffer, Action? firstByte, PassthroughConnection activity, bool fromClient)
     {
         try
         {
@@ -392,6 +395,15 @@ public sealed class SniPassthroughGateway : IAsyncDisposable
                 if (read == 0)
                 {
                     break;
+                }
+
+                if (fromClient)
+                {
+                    activity.ClientSent();
+                }
+                else
+                {
+                    activity.InstanceSent();
                 }
 
                 if (firstByte is not null)

@@ -74,11 +74,12 @@ internal sealed class SpliceRelay : IDisposable
     /// take the pair (no descriptors for the pipes, or shutting down): the caller copies the bytes itself.
     /// <paramref name="firstBackendBytes"/> is called once, on the thread pool, with the timestamp
     /// (<see cref="System.Diagnostics.Stopwatch.GetTimestamp"/>) at which the first bytes from the backend arrived.
+    /// Every read, in either direction, is marked on <paramref name="activity"/> before it is passed on.
     /// </summary>
-    public RelayedPair? TryStart(Socket client, Socket backend, Action<long>? firstBackendBytes)
+    public RelayedPair? TryStart(Socket client, Socket backend, Action<long>? firstBackendBytes, PassthroughConnection? activity)
     {
         var loop = NextLoop();
-        if (RelayedPair.TryCreate(loop, client, backend, firstBackendBytes) is not { } pair)
+        if (RelayedPair.TryCreate(loop, client, backend, firstBackendBytes, activity) is not { } pair)
         {
             return null;
         }

@@ -99,6 +99,73 @@ public class SpliceRelayTests(ITestOutputHelper output)
         await Eventually.True(() => (gateway.Relay?.Active ?? 0) == 0, "the relay let go of the pair");
     }
 
+    /// <summary>
+    /// The autoscaler's signal in passthrough mode: a connection counts while the client sent last (a request
+    /// outstanding, however long the instance computes) or bytes moved within the last second; a keep-alive connection
+    /// idle after a response does not, or pooled connections kept a revision from ever scaling to zero. The clock is
+    /// fake: every read is marked before the gateway passes it on, so once the peer has the bytes, the mark is there.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_connection_counts_while_a_request_is_outstanding_not_while_it_idles_after_a_response(bool relay)
+    {
+        var hello = await TlsTestPeers.CaptureClientHelloAsync(Host);
+        using var listener = Listen();
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var concurrency = new RevisionConcurrency();
+        await using var gateway = new SniPassthroughGateway(new SniGatewayOptions { UseSpliceRelay = relay, Time = time },
+            new OneRoute((IPEndPoint)listener.LocalEndpoint), concurrency);
+        gateway.Start();
+        Assert.Equal(relay, gateway.Relay is not null);
+
+        using var client = await ConnectAsync(gateway);
+        await client.SendAsync(hello);
+        using var backend = await listener.AcceptSocketAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(hello, await ReadExactlyAsync(backend, hello.Length));
+        Assert.Equal(1, concurrency.Current(Revision));
+
+        // The handshake's answer, then a minute with the instance's bytes last: an idle pooled connection.
+        time.Advance(TimeSpan.FromMilliseconds(10));
+        await backend.SendAsync("server hello"u8.ToArray());
+        await ReadExactlyAsync(client, 12);
+        Assert.Equal(1, concurrency.Current(Revision));
+        time.Advance(TimeSpan.FromMilliseconds(999));
+        Assert.Equal(1, concurrency.Current(Revision));
+        time.Advance(TimeSpan.FromMilliseconds(2));
+        Assert.Equal(0, concurrency.Current(Revision));
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(0, concurrency.Current(Revision));
+
+        // A request the instance takes a minute to answer, with no byte moving meanwhile.
+        await client.SendAsync("request"u8.ToArray());
+        await ReadExactlyAsync(backend, 7);
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(1, concurrency.Current(Revision));
+
+        time.Advance(TimeSpan.FromMilliseconds(10));
+        await backend.SendAsync("response"u8.ToArray());
+        await ReadExactlyAsync(client, 8);
+        Assert.Equal(1, concurrency.Current(Revision));
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(0, concurrency.Current(Revision));
+
+        // Another connection serving meanwhile counts on its own.
+        using var busy = await ConnectAsync(gateway);
+        await busy.SendAsync(hello);
+        using var busyBackend = await listener.AcceptSocketAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(hello, await ReadExactlyAsync(busyBackend, hello.Length));
+        time.Advance(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, concurrency.Current(Revision));
+
+        foreach (var socket in new[] { client, busy, backend, busyBackend })
+        {
+            socket.Dispose();
+        }
+
+        await Eventually.True(() => concurrency.Current(Revision) == 0, "both connections gone");
+    }
+
     [Fact]
     public async Task The_sockets_of_a_relayed_pair_are_watched_by_the_relay_alone()
     {
