@@ -82,7 +82,9 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         }
 
         log(options.MemoryLimitBytes > 0 || options.PidsLimit > 0
-            ? "runtime: cgroup v1 limits are applied per instance where writable (each outcome is logged)"
+            ? CgroupLimits.Shell is null
+                ? "runtime: cgroup v1 limits are applied per instance where writable (each outcome is logged), but there is no sh to join them before an instance's program starts: what it forks at once is outside them"
+                : "runtime: cgroup v1 limits are applied per instance where writable (each outcome is logged), joined before the instance's program starts"
             : "runtime: no cgroup limits configured");
     }
 
@@ -95,22 +97,36 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         // Removed when the process exits, or at once when the launch is refused (it is retried under a new id, so a
         // directory left by each refusal would pile up).
         var directory = _directories.Acquire(instanceId);
+
+        // The groups exist, limited, before the process does: it joins them itself before its program runs.
+        var cgroups = _options.MemoryLimitBytes > 0 || _options.PidsLimit > 0
+            ? _cgroups.Prepare(instanceId, _options.MemoryLimitBytes, _options.PidsLimit)
+            : CgroupPlan.None;
         ProcessInstance instance;
+        bool joined;
         try
         {
-            instance = Start(revision, instanceId, directory);
+            (instance, joined) = Start(revision, instanceId, directory, cgroups);
         }
         catch
         {
+            _cgroups.Remove(instanceId);
             directory.Release();
             throw;
         }
 
         var logs = instance.Logs;
         logs.Add(_time.GetUtcNow(), "runtime", $"started {(instance.TlsEndpoint is not null ? "morph-init" : "app")} pid {instance.Pid}{(_bwrap is null ? " (not sandboxed)" : " under bubblewrap")}");
-        if (_options.MemoryLimitBytes > 0 || _options.PidsLimit > 0)
+        foreach (var note in cgroups.Notes)
         {
-            foreach (var note in _cgroups.Apply(instanceId, instance.Pid, _options.MemoryLimitBytes, _options.PidsLimit))
+            logs.Add(_time.GetUtcNow(), "runtime", note);
+        }
+
+        if (cgroups.Join.Count > 0)
+        {
+            foreach (var note in joined
+                ? ["cgroup: joined before its program started, so everything it forks is inside the limits"]
+                : CgroupLimits.JoinRunning(cgroups, instance.Pid))
             {
                 logs.Add(_time.GetUtcNow(), "runtime", note);
             }
@@ -119,8 +135,9 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         return instance;
     }
 
-    // Everything up to the process's start: whatever throws here leaves no process behind.
-    private ProcessInstance Start(Revision revision, string instanceId, InstanceDirectories.Lease directory)
+    // Everything up to the process's start: whatever throws here leaves no process behind. Joined: the process joins
+    // the cgroups itself, before its program runs.
+    private (ProcessInstance Instance, bool Joined) Start(Revision revision, string instanceId, InstanceDirectories.Lease directory, CgroupPlan cgroups)
     {
         var dir = directory.Path;
         var spec = revision.Spec;
@@ -191,6 +208,11 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             command = [.. _bwrap.Wrap(command, Readable(spec, app, confidential, info.Environment, instanceId), [dir], tee.Mounts)];
         }
 
+        // Outermost, around bwrap too: bwrap clones the sandbox at once, and only a process already in the groups when
+        // it forks has its children start in them.
+        var joining = CgroupLimits.JoiningCommand(cgroups, command);
+        command = [.. joining ?? command];
+
         info.FileName = command[0];
         foreach (var arg in command.Skip(1))
         {
@@ -204,7 +226,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             logs.Add(_time.GetUtcNow(), "runtime", $"no usable tee: {spec.Tee.ToString().ToLowerInvariant()} interface on this host: {tee.Missing}");
         }
 
-        return new ProcessInstance(
+        var instance = new ProcessInstance(
             instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
             logs, _time, _bwrap is not null, id =>
             {
@@ -215,6 +237,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             ReportToken = reportToken,
             ReportTokenFile = reportTokenFile,
         };
+        return (instance, joining is not null && cgroups.Join.Count > 0);
     }
 
     // In the instance's directory, the one place of the host its sandbox shows that no other instance sees; created
