@@ -99,9 +99,44 @@ public sealed class CgroupLimits(string root = "/sys/fs/cgroup")
         return notes;
     }
 
-    /// <summary>Removes the instance's groups (after its processes exited, or when its launch was refused).</summary>
-    public void Remove(string instanceId)
+    /// <summary>
+    /// Removes the instance's groups (after its process exited, or when its launch was refused). A group that still
+    /// holds processes is tried again every <see cref="RemoveRetryInterval"/> for <see cref="RemoveRetryFor"/>, then
+    /// left and said in <paramref name="log"/>: bwrap exits as soon as the sandbox's init reports the app's status, while
+    /// that init and the rest of its PID namespace are still on their way out.
+    /// </summary>
+    public void Remove(string instanceId, TimeProvider time, Action<string>? log = null)
     {
+        if (!TryRemove(instanceId))
+        {
+            _ = RemoveLaterAsync(instanceId, time, log);
+        }
+    }
+
+    /// <summary>How often a group still busy is tried again.</summary>
+    internal static readonly TimeSpan RemoveRetryInterval = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>How long a group still busy is tried again before it is left in place.</summary>
+    internal static readonly TimeSpan RemoveRetryFor = TimeSpan.FromSeconds(10);
+
+    private async Task RemoveLaterAsync(string instanceId, TimeProvider time, Action<string>? log)
+    {
+        for (var waited = TimeSpan.Zero; waited < RemoveRetryFor; waited += RemoveRetryInterval)
+        {
+            await Task.Delay(RemoveRetryInterval, time).ConfigureAwait(false);
+            if (TryRemove(instanceId))
+            {
+                return;
+            }
+        }
+
+        log?.Invoke($"runtime: the cgroups of {instanceId} still hold processes {RemoveRetryFor.TotalSeconds:0}s after it exited; left in place");
+    }
+
+    // False while a group that exists still holds processes (rmdir says EBUSY); one that may not be removed counts as done.
+    private bool TryRemove(string instanceId)
+    {
+        var done = true;
         foreach (var controller in new[] { "memory", "pids" })
         {
             try
@@ -112,10 +147,16 @@ public sealed class CgroupLimits(string root = "/sys/fs/cgroup")
                     Directory.Delete(dir); // cgroup directories are removed with rmdir, never recursively
                 }
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (IOException)
+            {
+                done = false;
+            }
+            catch (UnauthorizedAccessException)
             {
             }
         }
+
+        return done;
     }
 
     private void PrepareGroup(string controller, string instanceId, string file, string value, List<string> notes, List<string> join)

@@ -110,7 +110,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
         }
         catch
         {
-            _cgroups.Remove(instanceId);
+            _cgroups.Remove(instanceId, _time, _log);
             directory.Release();
             throw;
         }
@@ -230,7 +230,7 @@ public sealed class ProcessInstanceLauncher : IInstanceLauncher
             instanceId, info, confidential ? new IPEndPoint(IPAddress.Loopback, tlsPort) : null, new IPEndPoint(IPAddress.Loopback, appPort),
             logs, _time, _bwrap is not null, id =>
             {
-                _cgroups.Remove(id);
+                _cgroups.Remove(id, _time, _log);
                 directory.Release();
             })
         {
