@@ -19,6 +19,8 @@ namespace Morphisms.Client.Functions;
 /// enough, asynchronously: the TLS certificate callback is synchronous, so a burst of first connections that each waited
 /// there for the fetch would hold a thread-pool thread apiece and could starve the fetch itself; waiting before the
 /// connection holds none, and the handshakes then find the CRL (used only if it verifies as their issuing CA's).
+/// Only https requests are sent: any other scheme has no certificate to check, so it is refused
+/// (<see cref="FunctionNotHttpsException"/>) before the warm-up and the connection, whatever the revocation setting.
 /// </summary>
 public static class FunctionHttpHandler
 {
@@ -39,7 +41,10 @@ public static class FunctionHttpHandler
     /// handler's <see cref="SocketsHttpHandler.ConnectCallback"/>, which would replace the CRL warm-up that runs before it.
     /// </param>
     /// <returns>
-    /// A handler whose <see cref="SocketsHttpHandler.ConnectCallback"/> runs the CRL warm-up (unless <see cref="RevocationCheck.Off"/>), then <paramref name="connect"/>.
+    /// A handler whose <see cref="SocketsHttpHandler.ConnectCallback"/> refuses a request that is not https, runs the CRL
+    /// warm-up (unless <see cref="RevocationCheck.Off"/>), then <paramref name="connect"/>; its
+    /// <see cref="SocketsHttpHandler.PlaintextStreamFilter"/> refuses a request that is not https again, once connected and
+    /// before the request is written, for a caller that replaced the connect callback.
     /// Replacing that callback skips the warm-up, not the check: a handshake that finds no CRL then waits for its own
     /// fetch in the synchronous TLS callback, at most <see cref="FunctionRevocationOptions.FetchTimeout"/>, with the same
     /// verdicts, but holding a thread-pool thread meanwhile, one per connection of a cold burst, which can delay the fetch
@@ -49,6 +54,11 @@ public static class FunctionHttpHandler
     /// <paramref name="trust"/> must not be used (<see cref="KmsTrustRecord.UsabilityProblem"/>: no measurement policy,
     /// or a TDX KMS pinned by MRTD alone); the message says how to trust the KMS again.
     /// </exception>
+    /// <remarks>
+    /// A request through the handler whose scheme is not https fails with an <see cref="HttpRequestException"/> whose inner
+    /// exception is a <see cref="FunctionNotHttpsException"/>: nothing is sent, no CRL is fetched, and neither
+    /// <paramref name="onVerified"/> nor <paramref name="onRejected"/> is called.
+    /// </remarks>
     public static SocketsHttpHandler Create(KmsTrustRecord trust, FunctionExpectation expectation, TimeProvider? time = null,
         Action<AttestedIdentityExtension>? onVerified = null, Action<IReadOnlyList<string>>? onRejected = null,
         VerifiedChainCache? chainCache = null, FunctionRevocationOptions? revocation = null,
@@ -89,11 +99,26 @@ public static class FunctionHttpHandler
             PooledConnectionLifetime = TimeSpan.FromMinutes(1),
         };
         var open = connect ?? ConnectAsync;
-        handler.ConnectCallback = revocationChecker is null ? connect : async (context, cancellationToken) =>
+        handler.ConnectCallback = async (context, cancellationToken) =>
         {
-            // Here waiting holds no thread, unlike in the certificate callback below (see the class summary).
-            await revocationChecker.WarmAsync(clock.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+            // First, before the CRL warm-up and the connection: an http request would get neither TLS nor a certificate
+            // check, so it would go out in clear to whatever answers, and onVerified would never fire.
+            RefuseUnlessHttps(context.InitialRequestMessage);
+            if (revocationChecker is not null)
+            {
+                // Here waiting holds no thread, unlike in the certificate callback below (see the class summary).
+                await revocationChecker.WarmAsync(clock.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+            }
+
             return await open(context, cancellationToken).ConfigureAwait(false);
+        };
+
+        // Again once connected, before the request is written: a caller that replaces the ConnectCallback (which the
+        // remarks above allow) removes the check there, and this one still keeps an http request from going out.
+        handler.PlaintextStreamFilter = (context, _) =>
+        {
+            RefuseUnlessHttps(context.InitialRequestMessage);
+            return ValueTask.FromResult(context.PlaintextStream);
         };
         handler.SslOptions = new SslClientAuthenticationOptions
         {
@@ -139,6 +164,20 @@ public static class FunctionHttpHandler
     {
         ArgumentNullException.ThrowIfNull(endPoint);
         return (_, cancellationToken) => OpenAsync(endPoint, cancellationToken);
+    }
+
+    /// <summary>
+    /// Throws unless <paramref name="request"/> is https: only a TLS handshake lets the handler check the function's
+    /// certificate, so a request in any other scheme would reach an unverified server in clear. Nothing is sent.
+    /// </summary>
+    /// <exception cref="FunctionNotHttpsException">The request's scheme is not https.</exception>
+    private static void RefuseUnlessHttps(HttpRequestMessage request)
+    {
+        var uri = request.RequestUri;
+        if (uri is null || !uri.IsAbsoluteUri || uri.Scheme != Uri.UriSchemeHttps)
+        {
+            throw new FunctionNotHttpsException(uri);
+        }
     }
 
     /// <summary>What <see cref="SocketsHttpHandler"/> does without a <see cref="SocketsHttpHandler.ConnectCallback"/>.</summary>
