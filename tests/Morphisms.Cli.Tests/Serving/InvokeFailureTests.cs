@@ -12,7 +12,7 @@ namespace Morphisms.Cli.Tests.Serving;
 
 /// <summary>
 /// <c>morph invoke</c> through the real confidential gateway says what happened — no such function, no ready instance,
-/// no gateway — instead of .NET's "The SSL connection could not be established, see inner exception" or a "Connection
+/// no gateway, a gateway that answers plain HTTP and so serves no attested function — instead of .NET's "The SSL connection could not be established, see inner exception" or a "Connection
 /// refused (NAME.DOMAIN:443)" naming an address it never dialled; a refused certificate stays a refusal whatever the
 /// control API lists; and the control API is asked only after a failure.
 /// </summary>
@@ -78,6 +78,54 @@ public sealed class InvokeFailureTests
         Assert.Equal(ExitCodes.Rejected, exit);
         Assert.Contains($"morph: cannot reach the gateway at {closed}: Connection refused", stderr);
         Assert.DoesNotContain($"signer.{Domain}:443", stderr);
+    }
+
+    /// <summary>
+    /// The development HTTP-mode gateway answers the ClientHello with a plain HTTP 400: that was reported as a TLS handshake
+    /// failing on "a corrupted frame". It is said to be a gateway whose functions are not attested, which morph invoke does
+    /// not call; nothing of the request reaches it, in clear or otherwise.
+    /// </summary>
+    [Fact]
+    public async Task A_gateway_that_answers_plain_http_is_said_to_serve_functions_that_are_not_attested()
+    {
+        var resolver = new NoRoute();
+        await using var gateway = new HttpModeGateway(new HttpGatewayOptions { Warnings = TextWriter.Null }, resolver, new RevisionConcurrency());
+        await gateway.StartAsync(CancellationToken.None);
+
+        var (exit, stderr, _) = await InvokeAsync("signer", gateway.LocalEndPoint, deployed: null);
+
+        Assert.Equal(ExitCodes.Rejected, exit);
+        Assert.Contains($"morph: the gateway at {gateway.LocalEndPoint} answered plain HTTP, not TLS", stderr);
+        Assert.Contains("functions (tee: none) are NOT attested; morph invoke calls only attested functions", stderr);
+        Assert.Contains($"curl -H 'Host: signer.{Domain}' http://{gateway.LocalEndPoint}/", stderr);
+        Assert.Equal(0, resolver.Asked);
+    }
+
+    /// <summary>A server that answers the ClientHello with anything else than HTTP is still a failed TLS handshake, not an HTTP-mode gateway.</summary>
+    [Fact]
+    public async Task A_server_that_answers_neither_tls_nor_http_is_a_failed_handshake()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var stop = new CancellationTokenSource();
+        var serving = Task.Run(async () =>
+        {
+            // The call's connection, then the probe's.
+            while (!stop.IsCancellationRequested)
+            {
+                using var client = await listener.AcceptTcpClientAsync(stop.Token);
+                _ = await client.GetStream().ReadAsync(new byte[4096]); // the ClientHello, or its first part
+                await client.GetStream().WriteAsync("SSH-2.0-OpenSSH_9.6\r\n"u8.ToArray());
+            }
+        });
+
+        var (exit, stderr, _) = await InvokeAsync("signer", (IPEndPoint)listener.LocalEndpoint, deployed: null);
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => serving);
+
+        Assert.Equal(ExitCodes.Rejected, exit);
+        Assert.Contains($"morph: the TLS handshake with signer.{Domain} through the gateway at {listener.LocalEndpoint} failed", stderr);
+        Assert.DoesNotContain("plain HTTP", stderr);
     }
 
     /// <summary>
@@ -182,7 +230,16 @@ public sealed class InvokeFailureTests
 
     private sealed class NoRoute : IBackendResolver
     {
-        public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken) => ValueTask.FromResult<BackendTarget?>(null);
+        private int _asked;
+
+        /// <summary>How many host names were looked up: a request that reached the gateway would be.</summary>
+        public int Asked => Volatile.Read(ref _asked);
+
+        public ValueTask<BackendTarget?> ResolveAsync(string serverName, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _asked);
+            return ValueTask.FromResult<BackendTarget?>(null);
+        }
     }
 
     /// <summary>A routed function whose instance never becomes ready: the activator holds the connection until the gateway's wait ends.</summary>

@@ -155,7 +155,9 @@ public static class InvokeCommand
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
         {
             var deployed = listDeployed is null ? null : await listDeployed(ct);
-            await stderr.WriteLineAsync($"morph: {InvokeFailure.Describe(e, request, deployed, FunctionInvoker.Timeout)}");
+            // A handshake answered with plain HTTP is a gateway whose functions are not attested: said so, never retried in clear.
+            var plainHttp = InvokeFailure.IsHandshakeFailure(e) && await InvokeFailure.AnswersPlainHttpAsync(request.Gateway, request.Host, ct);
+            await stderr.WriteLineAsync($"morph: {InvokeFailure.Describe(e, request, deployed, FunctionInvoker.Timeout, plainHttp)}");
             return ExitCodes.Rejected;
         }
 
