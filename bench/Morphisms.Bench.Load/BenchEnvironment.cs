@@ -323,6 +323,8 @@ internal sealed partial class BenchEnvironment : IAsyncDisposable
         }
         else
         {
+            // The plain baseline: tee none over plain HTTP, NOT attested, so a plain handler on purpose (FunctionHttpHandler
+            // refuses a request that is not https); only the gateway connect is borrowed.
             handler = new SocketsHttpHandler();
         }
 
