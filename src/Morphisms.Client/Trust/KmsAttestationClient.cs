@@ -19,6 +19,14 @@ namespace Morphisms.Client.Trust;
 public static class KmsAttestationClient
 {
     /// <summary>
+    /// The most of a KMS's attestation answer that is read: 1 MiB. The answer comes before the KMS is trusted, from whatever
+    /// answers at the address over a TLS connection whose certificate nothing vouches for yet, so it is bounded rather than
+    /// buffered up to .NET's default of 2 GiB; a genuine one (evidence, a VCEK or quote certification chain, the root CA
+    /// and its proof) is a few KiB to some tens of KiB. <c>KmsCrlSource</c> bounds a CRL, read from a pinned KMS, at 8 MiB.
+    /// </summary>
+    internal const int MaxResponseBytes = 1024 * 1024;
+
+    /// <summary>
     /// Verifies the KMS at <paramref name="kmsUrl"/> (an https URL). Refused without contacting it when
     /// <paramref name="options"/> says no measurement to expect (see <see cref="KmsTrustOptions.MeasurementPolicyProblem"/>).
     /// </summary>
@@ -60,7 +68,8 @@ public static class KmsAttestationClient
             presented = certificate is null ? null : new X509Certificate2(certificate);
             return certificate is not null;
         };
-        using var http = new HttpClient(handler) { Timeout = options.Timeout };
+        // GetAsync reads the whole body into a buffer before it returns, under the timeout: this caps that buffer.
+        using var http = new HttpClient(handler) { Timeout = options.Timeout, MaxResponseContentBufferSize = MaxResponseBytes };
 
         JsonElement data;
         try
@@ -83,6 +92,11 @@ public static class KmsAttestationClient
             }
 
             data = body.RootElement.GetProperty("data").Clone();
+        }
+        catch (HttpRequestException e) when (e.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+        {
+            return Refused($"the KMS's attestation response from {baseUri.GetLeftPart(UriPartial.Authority)} is larger than the {MaxResponseBytes}-byte (1 MiB) limit: "
+                + "not read further, since a genuine one is a few KiB; whatever answers there is not a KMS to trust");
         }
         catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException or TaskCanceledException)
         {
