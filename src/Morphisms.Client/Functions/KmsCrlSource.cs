@@ -290,6 +290,12 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
                     : $"{Authority(from)} redirected GET {target.AbsolutePath} to {Authority(target)}, which is not a node of the KMS pinned for {_source._trust.KmsUrl}: "
                         + $"{refused}; not followed. If it is a node of this KMS, trust it by its address while it is active (morph kms trust {Authority(target)}) and retry");
             }
+            catch (HttpRequestException e) when (e.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+            {
+                // The client's MaxResponseContentBufferSize: said as such, not as an unreachable KMS.
+                throw new CrlFetchException($"{(from is null ? "its" : $"{Authority(target)}'s")} answer to GET {target.AbsolutePath} is larger than the "
+                    + $"{MaxResponseBytes}-byte (8 MiB) limit, far above any CRL it should serve; not read further");
+            }
             catch (HttpRequestException e)
             {
                 throw new CrlFetchException(from is null
