@@ -42,13 +42,13 @@ public sealed class FunctionRoute
     public string Host => $"{Function}.{Domain}";
 
     /// <summary>The host name of a tag.</summary>
-    public string TagHost(string tag) => $"{tag}-{Function}.{Domain}";
+    public string TagHost(string tag) => $"{TagLabel(tag, Function)}.{Domain}";
 
     /// <summary>Every host name the route answers: <see cref="Host"/> and its tags' hosts.</summary>
     public IEnumerable<string> Hosts => Targets.Where(t => t.Tag is not null).Select(t => TagHost(t.Tag!)).Prepend(Host);
 
     /// <summary>Builds a route after checking the traffic block; throws naming the problem.</summary>
-    /// <exception cref="ArgumentException">Percentages do not sum to 100, a percentage or tag is invalid, or a tag repeats.</exception>
+    /// <exception cref="ArgumentException">Percentages do not sum to 100, a percentage or tag is invalid (a tag whose host label TAG-FUNCTION is over 63 characters too), or a tag repeats.</exception>
     public static FunctionRoute Create(string function, string domain, IReadOnlyList<TrafficTarget> targets)
     {
         if (targets.Count == 0)
@@ -73,6 +73,14 @@ public sealed class FunctionRoute
             throw new ArgumentException($"traffic: tag '{badTag}' is not a DNS label");
         }
 
+        // A tag is served at TAG-FUNCTION.DOMAIN, so the tag and the function name share one DNS label: each may fit 63
+        // characters alone and still make a host no resolver or SNI server_name takes.
+        if (tags.FirstOrDefault(t => TagLabel(t, function).Length > DnsLabel.MaxLength) is { } longTag)
+        {
+            throw new ArgumentException($"traffic: tag '{longTag}' makes the host label '{TagLabel(longTag, function)}' {TagLabel(longTag, function).Length} characters long, "
+                + $"over DNS's {DnsLabel.MaxLength} (a tag's host is TAG-FUNCTION.DOMAIN): use a tag of at most {Math.Max(0, DnsLabel.MaxLength - function.Length - 1)} characters");
+        }
+
         if (tags.GroupBy(t => t, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } repeated)
         {
             throw new ArgumentException($"traffic: tag '{repeated.Key}' is used twice");
@@ -80,6 +88,9 @@ public sealed class FunctionRoute
 
         return new FunctionRoute(function, domain.ToLowerInvariant(), targets);
     }
+
+    // The first label of a tag's host name.
+    private static string TagLabel(string tag, string function) => $"{tag}-{function}";
 
     /// <summary>
     /// The revision for a request to <paramref name="host"/>: the tagged revision for a tag host, a

@@ -18,6 +18,8 @@ public sealed class DeployTrafficTests
         { "tag 'Not_A_Label' is not a DNS label", [new TrafficSpec("latest", 100, "Not_A_Label")] },
         { "tag 'x' is used twice", [new TrafficSpec("latest", 50, "x"), new TrafficSpec("fn-00001", 50, "x")] },
         { "fn has no revision fn-00007", [new TrafficSpec("latest", 50, null), new TrafficSpec("fn-00007", 50, null)] },
+        // A valid DNS label alone, but its host label TAG-fn is 64 characters.
+        { $"tag '{new string('t', 61)}' makes the host label '{new string('t', 61)}-fn' 64 characters long, over DNS's 63", [new TrafficSpec("latest", 100, new string('t', 61))] },
     };
 
     [Theory]
@@ -36,6 +38,27 @@ public sealed class DeployTrafficTests
         Assert.Contains(problem, error.Message, StringComparison.Ordinal);
         Assert.Equal([first.Revision], host.Revisions("fn").Select(r => r.Name));
         Assert.Equal(launched, launcher.Attempts);
+    }
+
+    [Fact]
+    public async Task A_traffic_change_with_a_tag_too_long_for_its_host_label_is_a_400_and_changes_nothing()
+    {
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        var first = await host.DeployAsync(functions.Spec("fn", "a", FunctionTee.None), CancellationToken.None);
+        var before = host.List().Single().Traffic.Select(t => (t.Revision, t.Percent, t.Tag)).ToList();
+        using var http = TestFunctions.ControlClient(host);
+        var tag = new string('t', 61);
+
+        using var response = await http.PutAsync("v1/functions/fn/traffic",
+            new StringContent($$"""{"traffic": [{"revision": "latest", "percent": 100, "tag": "{{tag}}"}]}""", Encoding.UTF8, "application/json"));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["errors"]![0]!.GetValue<string>();
+        Assert.Contains($"tag '{tag}' makes the host label '{tag}-fn' 64 characters long, over DNS's 63", error, StringComparison.Ordinal);
+        Assert.Equal(before, host.List().Single().Traffic.Select(t => (t.Revision, t.Percent, t.Tag)));
+        Assert.Null(host.Routes.Resolve($"{tag}-fn.fn.morphisms.local"));
+        Assert.Equal(first.Revision, host.Routes.Resolve("fn.fn.morphisms.local"));
     }
 
     [Fact]

@@ -49,6 +49,22 @@ public class RouteTableTests
     }
 
     [Fact]
+    public void A_tag_whose_host_label_TAG_FUNCTION_is_over_63_characters_is_refused_naming_the_tag_and_the_limit()
+    {
+        // "signer" is 6 characters: a 56-character tag makes the 63-character label TAG-signer, one more is too long,
+        // though each tag alone is a valid DNS label.
+        var fits = new string('t', 56);
+        Assert.Equal($"{fits}-signer.d", FunctionRoute.Create("signer", "d", [new("a", 100, fits)]).TagHost(fits));
+
+        var tooLong = new string('t', 57);
+        var error = Assert.Throws<ArgumentException>(() => FunctionRoute.Create("signer", "d", [new("a", 100), new("b", 0, tooLong)]));
+
+        Assert.Contains($"tag '{tooLong}'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("64 characters long, over DNS's 63", error.Message, StringComparison.Ordinal);
+        Assert.Contains("at most 56 characters", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_tag_host_that_is_another_functions_host_is_refused_and_the_first_claim_stays()
     {
         var table = new RouteTable();
