@@ -72,6 +72,48 @@ public sealed class FakeHttpServer : IAsyncDisposable
         }
     }
 
+    private async Task<string> ReadExactlyAsync(StreamReader reader, int length)
+    {
+        var body = new char[length];
+        var read = 0;
+        while (read < body.Length)
+        {
+            var got = await reader.ReadAsync(body.AsMemory(read), _stop.Token);
+            if (got == 0)
+            {
+                throw new IOException("the client closed the connection within the body");
+            }
+
+            read += got;
+        }
+
+        return new string(body);
+    }
+
+    // JsonContent (what the serving commands send) has no length up front, so HttpClient sends it in chunks.
+    private async Task<string> ReadChunkedAsync(StreamReader reader)
+    {
+        var body = new StringBuilder();
+        while (await reader.ReadLineAsync(_stop.Token) is { } sizeLine)
+        {
+            var size = int.Parse(sizeLine.Split(';')[0].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+            if (size == 0)
+            {
+                while (await reader.ReadLineAsync(_stop.Token) is { Length: > 0 })
+                {
+                    // trailers
+                }
+
+                break;
+            }
+
+            body.Append(await ReadExactlyAsync(reader, size));
+            await reader.ReadLineAsync(_stop.Token); // the CRLF after the chunk
+        }
+
+        return body.ToString();
+    }
+
     private async Task ServeAsync(TcpClient client)
     {
         using (client)
@@ -100,14 +142,10 @@ public sealed class FakeHttpServer : IAsyncDisposable
                     headers[line[..colon].Trim()] = line[(colon + 1)..].Trim();
                 }
 
-                var body = new char[headers.TryGetValue("Content-Length", out var length) ? int.Parse(length, System.Globalization.CultureInfo.InvariantCulture) : 0];
-                var read = 0;
-                while (read < body.Length)
-                {
-                    read += await reader.ReadAsync(body.AsMemory(read), _stop.Token);
-                }
-
-                var request = new Request(requestLine[0], requestLine[1], headers, new string(body));
+                var body = headers.TryGetValue("Transfer-Encoding", out var encoding) && encoding.Contains("chunked", StringComparison.OrdinalIgnoreCase)
+                    ? await ReadChunkedAsync(reader)
+                    : await ReadExactlyAsync(reader, headers.TryGetValue("Content-Length", out var length) ? int.Parse(length, System.Globalization.CultureInfo.InvariantCulture) : 0);
+                var request = new Request(requestLine[0], requestLine[1], headers, body);
                 Requests.Enqueue(request);
                 var response = Respond(request);
                 var payload = Encoding.UTF8.GetBytes(response.Body);

@@ -62,6 +62,23 @@ public sealed class DeployTrafficTests
     }
 
     [Fact]
+    public async Task A_revision_may_carry_several_tags_one_per_traffic_entry_and_answers_at_each()
+    {
+        // What `morph traffic fn fn-00001=100 --tag fn-00001=a --tag fn-00001=b` sends.
+        using var functions = new TestFunctions();
+        await using var host = await functions.HostAsync(GatewayMode.Http, launcher: new FakeLauncher());
+        var first = await host.DeployAsync(functions.Spec("fn", "a", FunctionTee.None), CancellationToken.None);
+
+        await host.SetTrafficAsync("fn", [new TrafficSpec(first.Revision, 100, "a"), new TrafficSpec(first.Revision, 0, "b")], CancellationToken.None);
+
+        Assert.Equal(first.Revision, host.Routes.Resolve("a-fn.fn.morphisms.local"));
+        Assert.Equal(first.Revision, host.Routes.Resolve("b-fn.fn.morphisms.local"));
+        var revision = Assert.Single(host.Revisions("fn"));
+        Assert.Equal(["a", "b"], revision.Tags);
+        Assert.Equal(100, revision.Percent);
+    }
+
+    [Fact]
     public async Task A_block_may_name_the_revision_the_deploy_creates()
     {
         using var functions = new TestFunctions();

@@ -4,7 +4,11 @@ using System.Text.Json.Nodes;
 
 namespace Morphisms.Cli.Commands.Serving;
 
-/// <summary><c>morph traffic FN REV=PERCENT… [--tag REV=TAG]</c>: replace a function's traffic split.</summary>
+/// <summary>
+/// <c>morph traffic FN REV=PERCENT… [--tag REV=TAG]…</c>: replace a function's traffic split. A revision may have several
+/// tags: the first goes on its share's entry, each further one on an entry of its own at 0 % (Knative's model, one tag
+/// per traffic entry). A tag given twice is left to the host, which refuses it naming the tag.
+/// </summary>
 public static class TrafficCommand
 {
     /// <summary>Creates the command.</summary>
@@ -12,7 +16,7 @@ public static class TrafficCommand
     {
         var function = new Argument<string>("function") { Description = "The function." };
         var split = new Argument<string[]>("split") { Description = "REVISION=PERCENT pairs summing to 100 (REVISION may be 'latest').", Arity = ArgumentArity.OneOrMore };
-        var tags = new Option<string[]>("--tag") { Description = "REVISION=TAG: the revision also answers at TAG-FUNCTION.DOMAIN (morph invoke FUNCTION --tag TAG).", AllowMultipleArgumentsPerToken = false };
+        var tags = new Option<string[]>("--tag") { Description = "REVISION=TAG: the revision also answers at TAG-FUNCTION.DOMAIN (morph invoke FUNCTION --tag TAG); repeat it to give a revision several tags.", AllowMultipleArgumentsPerToken = false };
         var command = new Command("traffic", "Split a function's traffic across revisions, and tag revisions with their own host names.") { function, split, tags };
         ServingControl.Set(command, stdout, stderr, async (parse, http, json, ct) =>
         {
@@ -31,7 +35,9 @@ public static class TrafficCommand
             foreach (var pair in parse.GetValue(tags) ?? [])
             {
                 var (revision, tag) = Split(pair, "REVISION=TAG");
-                var index = entries.FindIndex(e => e.Revision == revision);
+                // The first tag of a revision goes on its share's entry; each further one is an entry of its own at 0 %,
+                // as in Knative (one tag per traffic entry): overwriting the entry's tag kept only the last one, silently.
+                var index = entries.FindIndex(e => e.Revision == revision && e.Tag is null);
                 if (index >= 0)
                 {
                     entries[index] = entries[index] with { Tag = tag };
