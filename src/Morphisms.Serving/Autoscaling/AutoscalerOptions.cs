@@ -57,6 +57,20 @@ public sealed record AutoscalerOptions
     /// </summary>
     public TimeSpan ProgressDeadline { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// The instances a new revision starts with: <see cref="InitialScale"/> within <see cref="MinScale"/> and
+    /// <see cref="MaxScale"/>, what <see cref="KpaAutoscaler"/> holds it at until they have been ready. Zero means the
+    /// revision starts with none (Knative's zero initial scale), so there is no first instance to wait for.
+    /// </summary>
+    public int InitialInstances
+    {
+        get
+        {
+            var atLeast = Math.Max(InitialScale, MinScale);
+            return MaxScale > 0 ? Math.Min(atLeast, MaxScale) : atLeast;
+        }
+    }
+
     /// <summary>The panic window's length.</summary>
     public TimeSpan PanicWindow => TimeSpan.FromTicks((long)(StableWindow.Ticks * PanicWindowPercentage / 100));
 

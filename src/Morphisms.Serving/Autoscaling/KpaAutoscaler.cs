@@ -51,7 +51,7 @@ public sealed class KpaAutoscaler
         // without traffic the first decision would otherwise see none ready and drain them before they ever served.
         // A revision that never gets there (its app exits at once, its login is refused) would otherwise crash-loop,
         // attesting each time, until it is removed: past the progress deadline the initial scale counts as reached.
-        var initial = Clamp(_options.InitialScale);
+        var initial = _options.InitialInstances;
         _firstDecision ??= Now;
         _initialReached |= readyInstances >= initial || Now - _firstDecision.Value >= _options.ProgressDeadline;
         var decision = DecideOnLoad(readyInstances);

@@ -240,7 +240,7 @@ public sealed class ControlApi : IAsyncDisposable
         }
         catch (ServingException e)
         {
-            context.Response.StatusCode = e.NotFound ? 404 : e.Unavailable ? 503 : e.Upstream ? 502 : 400;
+            context.Response.StatusCode = e.NotFound ? 404 : e.Unavailable ? 503 : e.Upstream ? 502 : e.NotReady ? 409 : 400;
             await context.Response.WriteAsJsonAsync(new { errors = new[] { e.Message } }, Json, context.RequestAborted);
         }
     }

@@ -24,6 +24,15 @@ public sealed partial class ServingHost : IAsyncDisposable
     private readonly SemaphoreSlim _changes = new(1, 1);
     private readonly ConcurrentDictionary<string, FunctionEntry> _functions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Running> _running = new(StringComparer.Ordinal);
+    // One per function name, taken before _changes and held by a deploy or traffic change until its route is decided,
+    // through the wait for a new revision's first ready instance (which _changes is not held for: every other function
+    // and rm go on meanwhile). So two changes of one function apply in the order they came, never interleaved into a
+    // route neither asked for. Never disposed: a SemaphoreSlim whose wait handle is never asked for holds nothing to free.
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _functionGates = new(StringComparer.Ordinal);
+    // Cancelled as the host starts stopping: a change waiting for a revision's first ready instance ends its wait then,
+    // so the control API's own stop does not wait out that request (up to the progress deadline). Never disposed: a
+    // waiting change may still link to it.
+    private readonly CancellationTokenSource _stoppingSource = new();
     // The last revision number of each removed function, so a redeploy numbers on (as Knative never reuses a revision
     // name): a name then always means one code, in logs, metrics and whatever still holds it. An int per name removed.
     private readonly ConcurrentDictionary<string, int> _removedGenerations = new(StringComparer.Ordinal);
@@ -195,20 +204,37 @@ public sealed partial class ServingHost : IAsyncDisposable
             throw new ServingException($"scale: {problem}");
         }
 
+        var gate = FunctionGate(spec.Name);
+        await gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            return await DeployUnderGateAsync(spec, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private async Task<DeployResult> DeployUnderGateAsync(FunctionSpec spec, CancellationToken ct)
+    {
+        FunctionEntry entry;
+        Revision revision;
+        bool created;
+        string note;
+        TrafficPlan plan;
         await EnterChangeAsync(ct).ConfigureAwait(false);
         try
         {
             RefuseASecondConfidentialVmFunction(spec);
             RefuseClaimedHosts(spec.Name, spec.Traffic.Select(t => t.Tag));
             RefuseBadTraffic(spec, _functions.TryGetValue(spec.Name, out var known) ? known.History : null);
-            var entry = known ?? new FunctionEntry(NewHistory(spec.Name));
+            entry = known ?? new FunctionEntry(NewHistory(spec.Name));
             // The simulated TEE's record of the bundle's file digests: a deploy measures the bundle anyway, and what it
             // records spares the revision's instances from digesting it again at launch (they only read it).
             var measured = spec.Tee == FunctionTee.Sim && _options.SimulatedTeeDirectory is { } simulated
                 ? SimulatedMeasurementCache.Open(simulated, spec.Bundle)
                 : null;
-            Revision revision;
-            bool created;
             try
             {
                 (revision, created) = entry.History.Apply(spec, _options.Time.GetUtcNow(), _options.Kms?.CaSha256, measured);
@@ -227,7 +253,7 @@ public sealed partial class ServingHost : IAsyncDisposable
                 Log("the simulated TEE's measurement cache could not be written: instances will digest their bundle at every launch");
             }
 
-            var note = "no KMS registration (tee: none)";
+            note = "no KMS registration (tee: none)";
             if (_registrar is not null && spec.Tee != FunctionTee.None)
             {
                 try
@@ -241,34 +267,54 @@ public sealed partial class ServingHost : IAsyncDisposable
                 }
             }
 
-            await ApplyTrafficAsync(entry, spec.Traffic).ConfigureAwait(false);
-            Log($"deploy {spec.Name}: {revision.Name}{(created ? " (new)" : " (unchanged)")}; {note}");
-            // The simulated TEE's evidence is SNP-format: its instances' certificates carry "snp" and this digest.
-            var expect = spec.Tee == FunctionTee.Sim ? "snp:" + revision.Measurement : null;
-            return new DeployResult(spec.Name, revision.Name, created, HostOf(spec.Name), revision.Measurement, note, expect);
+            plan = await BeginTrafficAsync(entry, spec.Traffic).ConfigureAwait(false);
         }
         finally
         {
             _changes.Release();
         }
+
+        // A new revision that failed to become ready stays in the history (and registered): deploying the same spec
+        // again, or `morph traffic`, tries it again.
+        Log($"deploy {spec.Name}: {revision.Name}{(created ? " (new)" : " (unchanged)")}; {note}");
+        var rollout = plan.Committed ? plan.Outcome : (await FinishTrafficAsync(entry, plan, ct).ConfigureAwait(false)).Rollout;
+        // The simulated TEE's evidence is SNP-format: its instances' certificates carry "snp" and this digest.
+        var expect = spec.Tee == FunctionTee.Sim ? "snp:" + revision.Measurement : null;
+        return new DeployResult(spec.Name, revision.Name, created, HostOf(spec.Name), revision.Measurement, note, expect, rollout);
     }
 
     /// <summary>Replaces a function's traffic block; returns the function's status as the change left it.</summary>
     /// <exception cref="ServingException">Unknown function or revision, or an invalid split.</exception>
     public async Task<FunctionStatus> SetTrafficAsync(string function, IReadOnlyList<TrafficSpec> traffic, CancellationToken ct)
     {
-        await EnterChangeAsync(ct).ConfigureAwait(false);
         FunctionStatus status;
+        var gate = FunctionGate(function);
+        await gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var entry = Entry(function);
-            await ApplyTrafficAsync(entry, traffic).ConfigureAwait(false);
-            // Under the lock: once it is released, an rm may remove the function before the caller could look it up.
-            status = Status(entry);
+            FunctionEntry entry;
+            TrafficPlan plan;
+            await EnterChangeAsync(ct).ConfigureAwait(false);
+            try
+            {
+                entry = Entry(function);
+                plan = await BeginTrafficAsync(entry, traffic).ConfigureAwait(false);
+                // Under the lock: once it is released, an rm may remove the function before the caller could look it up.
+                status = Status(entry);
+            }
+            finally
+            {
+                _changes.Release();
+            }
+
+            if (!plan.Committed)
+            {
+                (_, status) = await FinishTrafficAsync(entry, plan, ct).ConfigureAwait(false);
+            }
         }
         finally
         {
-            _changes.Release();
+            gate.Release();
         }
 
         if (AfterTrafficChangeForTests is { } after)
@@ -419,6 +465,8 @@ public sealed partial class ServingHost : IAsyncDisposable
             return;
         }
 
+        await _stoppingSource.CancelAsync().ConfigureAwait(false);
+
         if (_control is not null)
         {
             await _control.DisposeAsync().ConfigureAwait(false);
@@ -500,7 +548,7 @@ public sealed partial class ServingHost : IAsyncDisposable
 
     /// <summary>
     /// Checks a deploy's traffic block before its revision is made and registered with the KMS, so a refused block
-    /// leaves nothing behind; <see cref="ApplyTrafficAsync"/> checks again against the revisions as they then are.
+    /// leaves nothing behind; <see cref="BeginTrafficAsync"/> checks again against the revisions as they then are.
     /// </summary>
     private void RefuseBadTraffic(FunctionSpec spec, RevisionHistory? history)
     {
@@ -534,7 +582,13 @@ public sealed partial class ServingHost : IAsyncDisposable
         }
     }
 
-    private async Task ApplyTrafficAsync(FunctionEntry entry, IReadOnlyList<TrafficSpec> traffic)
+    /// <summary>
+    /// Under <see cref="_changes"/> and the function's gate: checks <paramref name="traffic"/>, starts the revisions it
+    /// gives a share or a tag, and routes at once unless it moves traffic to a revision that must first show a ready
+    /// instance (<see cref="RevisionsToWaitFor"/>); then the plan is left for <see cref="FinishTrafficAsync"/>, and the
+    /// function's route, its old revisions and their instances stay as they are.
+    /// </summary>
+    private async Task<TrafficPlan> BeginTrafficAsync(FunctionEntry entry, IReadOnlyList<TrafficSpec> traffic)
     {
         var latest = entry.History.Latest!;
         var targets = traffic.Count == 0
@@ -548,19 +602,200 @@ public sealed partial class ServingHost : IAsyncDisposable
         RefuseClaimedHosts(entry.History.Function, targets.Select(t => t.Tag));
 
         // Instances first, then the route: a request routed to a new revision finds its autoscaler ready to poke.
-        var wanted = targets.Where(t => t.Percent > 0 || t.Tag is not null).Select(t => t.Revision).ToHashSet(StringComparer.Ordinal);
-        foreach (var name in wanted.Where(n => !_running.ContainsKey(n)))
+        List<string> started = [];
+        foreach (var name in Wanted(targets).Where(n => !_running.ContainsKey(n)))
         {
             StartRevision(entry.History.Find(name)!);
+            started.Add(name);
         }
 
-        entry.Traffic = targets;
-        Routes.Set(route);
+        var plan = new TrafficPlan(targets, route, started, RevisionsToWaitFor(entry, targets));
+        if (plan.Waits.Count == 0)
+        {
+            var first = entry.Traffic.Count == 0;
+            await CommitTrafficAsync(entry, plan).ConfigureAwait(false);
+            plan.Committed = true;
+            plan.Outcome = first ? "routed at once (the function's first route)" : "routed at once";
+            return plan;
+        }
+
+        Log($"{entry.History.Function}: traffic moves to {string.Join(", ", plan.Waits.Select(w => w.Revision.Name))} once it has a ready instance; "
+            + $"until then it stays as it is ({Describe(entry.Traffic)})");
+        return plan;
+    }
+
+    /// <summary>
+    /// The revisions <paramref name="targets"/> would move traffic to that have not had a ready instance in their
+    /// current run, though they start with instances: a share of the main host that they did not have, or a tag that
+    /// pointed at another revision. Knative routes to a revision only once it is ready; until then the old route stays,
+    /// so a deploy never sends users through a cold start, and a revision that never gets ready (a crash loop, a refused
+    /// KMS login) never takes the function down. None for a function's first route (there is nothing to keep), for a
+    /// revision at <c>scale.initial: 0</c> (it has no instance to wait for, as Knative's zero initial scale: requests
+    /// wait at the activator), and for a new tag (its host answered nothing before).
+    /// </summary>
+    private List<(Revision Revision, Running Run)> RevisionsToWaitFor(FunctionEntry entry, IReadOnlyList<TrafficTarget> targets)
+    {
+        if (entry.Traffic.Count == 0)
+        {
+            return [];
+        }
+
+        var shared = entry.Traffic.Where(t => t.Percent > 0).Select(t => t.Revision).ToHashSet(StringComparer.Ordinal);
+        var tagged = entry.Traffic.Where(t => t.Tag is not null).ToDictionary(t => t.Tag!, t => t.Revision, StringComparer.Ordinal);
+        return targets
+            .Where(t => (t.Percent > 0 && !shared.Contains(t.Revision)) || (t.Tag is not null && tagged.TryGetValue(t.Tag, out var was) && was != t.Revision))
+            .Select(t => t.Revision)
+            .Distinct(StringComparer.Ordinal)
+            .Select(name => (Revision: entry.History.Find(name)!, Run: _running[name]))
+            .Where(w => AutoscalerLoop.OptionsFor(w.Revision.Spec.Scale).InitialInstances > 0 && !w.Run.Supervisor.FirstReady.IsCompletedSuccessfully)
+            .ToList();
+    }
+
+    /// <summary>
+    /// Under the function's gate, without <see cref="_changes"/>: waits for each revision of <paramref name="plan"/> to
+    /// have a ready instance, within its progress deadline (<see cref="AutoscalerOptions.ProgressDeadline"/>, from its
+    /// start, after which its autoscaler takes it to zero anyway), then routes. A revision that does not get there is
+    /// stopped again and the change refused (<see cref="ServingException.NotReady"/>, naming the revision and the route
+    /// that stayed); a caller that goes away (<paramref name="ct"/>) abandons the change the same way, so the route never
+    /// moves after its caller was told nothing.
+    /// </summary>
+    private async Task<(string Rollout, FunctionStatus Status)> FinishTrafficAsync(FunctionEntry entry, TrafficPlan plan, CancellationToken ct)
+    {
+        var function = entry.History.Function;
+        var waited = _options.Time.GetTimestamp();
+        string? failure = null;
+        using var waitOrStop = CancellationTokenSource.CreateLinkedTokenSource(ct, _stoppingSource.Token);
+        try
+        {
+            foreach (var (revision, run) in plan.Waits)
+            {
+                var deadline = AutoscalerLoop.OptionsFor(revision.Spec.Scale).ProgressDeadline;
+                var left = deadline - _options.Time.GetElapsedTime(run.Started);
+                bool ready;
+                try
+                {
+                    ready = left > TimeSpan.Zero && await run.Supervisor.FirstReady.WaitAsync(left, _options.Time, waitOrStop.Token).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    ready = false;
+                }
+
+                if (!ready)
+                {
+                    failure = run.Supervisor.FirstReady.IsCompleted
+                        ? $"revision {revision.Name} was stopped before it had a ready instance"
+                        : $"revision {revision.Name} did not become ready within its progress deadline ({deadline.TotalSeconds:0} s)";
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            await AbandonAsync(entry, plan, "the change that gave it traffic was cancelled before it became ready").ConfigureAwait(false);
+            throw;
+        }
+        catch (OperationCanceledException) when (_stoppingSource.IsCancellationRequested)
+        {
+            // The lock below then refuses the change (Unavailable); the host's stop stops the revision with the rest.
+            failure = "the serving host is stopping";
+        }
+
+        await EnterChangeAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            if (!_functions.TryGetValue(function, out var current) || !ReferenceEquals(current, entry))
+            {
+                // rm stopped the revisions, the waited one too: nothing is left to route or to stop.
+                throw new ServingException($"{function} was removed while {string.Join(", ", plan.Waits.Select(w => w.Revision.Name))} was starting: no traffic was moved", notFound: true);
+            }
+
+            if (failure is not null)
+            {
+                await StopUnroutedAsync(entry, plan, "it did not become ready, so traffic was not moved to it").ConfigureAwait(false);
+                Log($"{function}: {failure}: traffic stays as it was ({Describe(entry.Traffic)})");
+                throw new ServingException($"{function}: {failure}, so traffic was not moved to it and stays where it was ({Describe(entry.Traffic)}); "
+                    + $"its instances' output: morph logs {function}") { NotReady = true };
+            }
+
+            await CommitTrafficAsync(entry, plan).ConfigureAwait(false);
+            var rollout = $"routed once {string.Join(", ", plan.Waits.Select(w => w.Revision.Name))} had a ready instance ({_options.Time.GetElapsedTime(waited).TotalSeconds:0.#} s)";
+            Log($"{function}: {rollout}");
+            return (rollout, Status(entry));
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Under <see cref="_changes"/>: routes <paramref name="plan"/> and drains the revisions it leaves without a share or a tag.</summary>
+    private async Task CommitTrafficAsync(FunctionEntry entry, TrafficPlan plan)
+    {
+        try
+        {
+            // Again: while the change waited for a ready instance, another function may have taken one of its tag hosts.
+            RefuseClaimedHosts(entry.History.Function, plan.Targets.Select(t => t.Tag));
+        }
+        catch (ServingException)
+        {
+            await StopUnroutedAsync(entry, plan, "the traffic change that gave it traffic was refused").ConfigureAwait(false);
+            throw;
+        }
+
+        entry.Traffic = plan.Targets;
+        Routes.Set(plan.Route);
+        var wanted = Wanted(plan.Targets);
         foreach (var revision in entry.History.Revisions.Where(r => !wanted.Contains(r.Name)))
         {
             await StopRevisionAsync(revision.Name, "it no longer has traffic or a tag, and was stopped").ConfigureAwait(false);
         }
     }
+
+    /// <summary>Takes <see cref="_changes"/> to stop what a cancelled change started; the host stopping stops it anyway.</summary>
+    private async Task AbandonAsync(FunctionEntry entry, TrafficPlan plan, string why)
+    {
+        try
+        {
+            await EnterChangeAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (ServingException e) when (e.Unavailable)
+        {
+            return;
+        }
+
+        try
+        {
+            if (_functions.TryGetValue(entry.History.Function, out var current) && ReferenceEquals(current, entry))
+            {
+                await StopUnroutedAsync(entry, plan, why).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Under <see cref="_changes"/>: stops the revisions <paramref name="plan"/> started that the function's route does not use.</summary>
+    private async Task StopUnroutedAsync(FunctionEntry entry, TrafficPlan plan, string why)
+    {
+        var wanted = Wanted(entry.Traffic);
+        foreach (var name in plan.Started.Where(n => !wanted.Contains(n)))
+        {
+            await StopRevisionAsync(name, why).ConfigureAwait(false);
+        }
+    }
+
+    // The revisions a route runs: those with a share or a tag.
+    private static HashSet<string> Wanted(IEnumerable<TrafficTarget> targets) =>
+        targets.Where(t => t.Percent > 0 || t.Tag is not null).Select(t => t.Revision).ToHashSet(StringComparer.Ordinal);
+
+    // A traffic block for messages: "fn-00001 90 %, fn-00002 10 % (tag canary)".
+    private static string Describe(IReadOnlyList<TrafficTarget> targets) =>
+        targets.Count == 0 ? "no route" : string.Join(", ", targets.Select(t => $"{t.Revision} {t.Percent} %{(t.Tag is null ? "" : $" (tag {t.Tag})")}"));
+
+    private SemaphoreSlim FunctionGate(string function) => _functionGates.GetOrAdd(function, _ => new SemaphoreSlim(1, 1));
 
     private RevisionHistory NewHistory(string function) => new(function, _removedGenerations.GetValueOrDefault(function));
 
@@ -571,7 +806,7 @@ public sealed partial class ServingHost : IAsyncDisposable
         var loop = new AutoscalerLoop(AutoscalerLoop.OptionsFor(revision.Spec.Scale), Concurrency, Instances, supervisor, _options.Time);
         // A fresh set of instances and held requests: those of an earlier run were failed when it stopped.
         Instances.Open(revision.Name);
-        _running[revision.Name] = new Running(supervisor, loop);
+        _running[revision.Name] = new Running(supervisor, loop, _options.Time.GetTimestamp());
     }
 
     private async Task StopRevisionAsync(string revision, string why)
@@ -619,7 +854,25 @@ public sealed partial class ServingHost : IAsyncDisposable
         public IReadOnlyList<TrafficTarget> Traffic { get; set; } = [];
     }
 
-    private sealed record Running(RevisionSupervisor Supervisor, AutoscalerLoop Loop);
+    // Started: when this run began (monotonic), from which a revision's progress deadline counts.
+    private sealed record Running(RevisionSupervisor Supervisor, AutoscalerLoop Loop, long Started);
+
+    // A traffic change between its start and its route: what it routes, which revisions it started, and the ones whose
+    // first ready instance it waits for. Committed (with Outcome) once routed without a wait.
+    private sealed class TrafficPlan(IReadOnlyList<TrafficTarget> targets, FunctionRoute route, IReadOnlyList<string> started, IReadOnlyList<(Revision Revision, Running Run)> waits)
+    {
+        public IReadOnlyList<TrafficTarget> Targets { get; } = targets;
+
+        public FunctionRoute Route { get; } = route;
+
+        public IReadOnlyList<string> Started { get; } = started;
+
+        public IReadOnlyList<(Revision Revision, Running Run)> Waits { get; } = waits;
+
+        public bool Committed { get; set; }
+
+        public string Outcome { get; set; } = "";
+    }
 
     private sealed class Trigger(ServingHost host) : IScaleFromZeroTrigger
     {

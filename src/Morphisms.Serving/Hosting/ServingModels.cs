@@ -13,7 +13,12 @@ namespace Morphisms.Serving.Hosting;
 /// has no certificate to check, and a hardware TEE's measurement is the one the hardware reports, not the simulated
 /// digest in <paramref name="Measurement"/>.
 /// </param>
-public sealed record DeployResult(string Function, string Revision, bool Created, string Host, string Measurement, string Kms, string? ExpectMeasurement);
+/// <param name="Rollout">
+/// How the traffic moved: at once (the function's first route, a revision at <c>scale.initial: 0</c>, or nothing that
+/// needs a first instance), or once the revisions it moved to had a ready instance, with how long that took. A revision
+/// that did not get ready within its progress deadline is no result but a <see cref="ServingException.NotReady"/>.
+/// </param>
+public sealed record DeployResult(string Function, string Revision, bool Created, string Host, string Measurement, string Kms, string? ExpectMeasurement, string Rollout);
 
 /// <summary>The outcome of a removal (<c>morph rm</c>).</summary>
 /// <param name="Removed">The function, gone from this host: its route and instances.</param>
@@ -55,7 +60,7 @@ public sealed record TrafficStatus(string Revision, int Percent, string? Tag, st
 /// <param name="Crashes">Instance crashes seen.</param>
 public sealed record RevisionStatus(string Name, int Generation, DateTimeOffset Created, string Measurement, string Tee, int Percent, IReadOnlyList<string> Tags, int Ready, int Crashes);
 
-/// <summary>A request that cannot be carried out (unknown function or revision, invalid traffic); the control API answers 400/404, 503 when <see cref="Unavailable"/>, 502 when <see cref="Upstream"/>.</summary>
+/// <summary>A request that cannot be carried out (unknown function or revision, invalid traffic); the control API answers 400/404, 503 when <see cref="Unavailable"/>, 502 when <see cref="Upstream"/>, 409 when <see cref="NotReady"/>.</summary>
 public sealed class ServingException(string message, bool notFound = false) : Exception(message)
 {
     /// <summary>True when something named does not exist.</summary>
@@ -66,4 +71,11 @@ public sealed class ServingException(string message, bool notFound = false) : Ex
 
     /// <summary>True when a service the host relies on (the KMS) failed, not anything in the request: 502, not 400.</summary>
     public bool Upstream { get; init; }
+
+    /// <summary>
+    /// True when a deploy or traffic change would have moved traffic to a revision that did not get a ready instance
+    /// within its progress deadline: the route stayed as it was (the message says how), and a deploy's revision was made
+    /// and registered all the same. 409: the request was sound, the function's state refused it.
+    /// </summary>
+    public bool NotReady { get; init; }
 }

@@ -23,6 +23,7 @@ public sealed class RevisionSupervisor : IAsyncDisposable
     private readonly List<Managed> _managed = [];
     private readonly List<Task> _draining = [];
     private readonly LogRing _history;
+    private readonly TaskCompletionSource<bool> _firstReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _desired;
     private int _sequence;
     private int _crashes;
@@ -62,6 +63,14 @@ public sealed class RevisionSupervisor : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Completes with true once an instance of this run has first been ready and routed (started ready or promoted from
+    /// the warm pool), or with false when the supervisor is disposed before that. The host moves traffic to a new
+    /// revision only then (Knative routes to the latest ready revision), so a revision that never gets ready never
+    /// takes the function's traffic.
+    /// </summary>
+    public Task<bool> FirstReady => _firstReady.Task;
 
     /// <summary>Crashes since the supervisor started.</summary>
     public int TotalCrashes { get; private set; }
@@ -136,6 +145,8 @@ public sealed class RevisionSupervisor : IAsyncDisposable
             stopping = [.. _draining];
         }
 
+        // Whoever waits for the first ready instance hears that none will come from this run.
+        _firstReady.TrySetResult(false);
         Publish();
         await Task.WhenAll(stopping).ConfigureAwait(false);
     }
@@ -349,10 +360,20 @@ public sealed class RevisionSupervisor : IAsyncDisposable
         }
     }
 
-    private void PublishLocked() =>
-        _instances.SetReady(_revision.Name, _managed.Where(m => m.State == InstanceState.Ready)
+    private void PublishLocked()
+    {
+        var ready = _managed.Where(m => m.State == InstanceState.Ready)
             .Select(m => _options.PublishTlsEndpoints ? m.Process.TlsEndpoint ?? m.Process.AppEndpoint : m.Process.AppEndpoint)
-            .ToList());
+            .ToList();
+        _instances.SetReady(_revision.Name, ready);
+
+        // Every instance that becomes ready (started, or a standby promoted) is published here, after the endpoints:
+        // a route moved on this signal finds them. Not after disposal, which completed it with false already.
+        if (ready.Count > 0)
+        {
+            _firstReady.TrySetResult(true);
+        }
+    }
 
     private void Note(string text)
     {

@@ -41,6 +41,14 @@ public sealed class ServingControlTests : IDisposable
         Assert.Equal(_token.Value, http.DefaultRequestHeaders.Authorization.Parameter);
     }
 
+    [Fact]
+    public void A_deploy_or_traffic_change_waits_longer_than_the_progress_deadline_the_host_may_wait_for_a_ready_instance()
+    {
+        // The host answers a deploy once the new revision is ready or its progress deadline passed; a client giving up
+        // first (it did at 2 minutes) would tell the user nothing of how it went.
+        Assert.True(ServingControl.RolloutTimeout > new Morphisms.Serving.Autoscaling.AutoscalerOptions().ProgressDeadline);
+    }
+
     [Theory]
     [InlineData("http://vm:4100", "localhost:4100")]
     [InlineData("http://serving.local:4200/", "localhost:4200")]

@@ -30,10 +30,12 @@ public sealed class ControlCliTests
         Assert.True(code == 0, output);
         Assert.Contains("echo: revision echo-00001 created", output);
         Assert.Contains("echo.fn.morphisms.local", output);
+        Assert.Contains("traffic      routed at once (the function's first route)", output);
 
         await File.WriteAllTextAsync(Path.Combine(dir, "function.yaml"), (await File.ReadAllTextAsync(Path.Combine(dir, "function.yaml"))).Replace("REV: \"1\"", "REV: \"2\"", StringComparison.Ordinal));
         (code, output) = await Morph("deploy", dir, "--control", control, "--control-token-file", tokenFile);
         Assert.Contains("echo-00002 created", output);
+        Assert.Contains("traffic      routed", output); // the fake instance is ready as it starts: at once, or after it
 
         (code, output) = await Morph("traffic", "echo", "echo-00001=80", "echo-00002=20", "--tag", "echo-00002=canary", "--control", control, "--control-token-file", tokenFile);
         Assert.True(code == 0, output);

@@ -122,6 +122,33 @@ public sealed class RevisionSupervisorTests
         return stops;
     }
 
+    [Fact]
+    public async Task FirstReady_completes_true_when_an_instance_is_first_published_ready()
+    {
+        var launcher = new FakeLauncher(readyAtOnce: false);
+        var instances = new RevisionInstances();
+        await using var supervisor = new RevisionSupervisor(Revision(), launcher, instances, Options, new FakeTimeProvider(), _ => { });
+        supervisor.ScaleTo(1);
+        Assert.False(supervisor.FirstReady.IsCompleted);
+
+        Assert.Single(launcher.Launched).MarkReady();
+
+        Assert.True(await supervisor.FirstReady.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Single(instances.Ready(supervisor.Revision.Name)); // published before the signal: a route moved on it finds the instance
+    }
+
+    [Fact]
+    public async Task FirstReady_completes_false_when_the_supervisor_stops_before_any_instance_was_ready()
+    {
+        var launcher = new FakeLauncher(readyAtOnce: false);
+        var supervisor = new RevisionSupervisor(Revision(), launcher, new RevisionInstances(), Options, new FakeTimeProvider(), _ => { });
+        supervisor.ScaleTo(1);
+
+        await supervisor.DisposeAsync();
+
+        Assert.False(await supervisor.FirstReady.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
     private static Revision Revision()
     {
         var spec = new FunctionSpec { Name = "refused", Tee = FunctionTee.None, Bundle = "/nonexistent", Command = ["/bin/true"] };

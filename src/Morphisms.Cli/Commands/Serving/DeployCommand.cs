@@ -4,14 +4,18 @@ using Morphisms.Serving.Spec;
 
 namespace Morphisms.Cli.Commands.Serving;
 
-/// <summary><c>morph deploy DIR|SPEC</c>: apply a function spec (a new revision when anything but traffic changed).</summary>
+/// <summary>
+/// <c>morph deploy DIR|SPEC</c>: apply a function spec (a new revision when anything but traffic changed). When it moves
+/// traffic to a revision that starts with instances, the host answers once that revision has a ready instance; one that
+/// gets none within its progress deadline (10 min) leaves the traffic where it was, and the command says so and exits 1.
+/// </summary>
 public static class DeployCommand
 {
     /// <summary>Creates the command.</summary>
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var path = new Argument<string>("path") { Description = "A function directory (with function.yaml) or a spec file." };
-        var command = new Command("deploy", "Deploy a function: create a revision, register its measurement with the KMS, route traffic.") { path };
+        var command = new Command("deploy", "Deploy a function: create a revision, register its measurement with the KMS, move traffic to it once it has a ready instance (a first deploy or scale.initial 0: at once).") { path };
         ServingControl.Set(command, stdout, stderr, async (parse, http, json, ct) =>
         {
             // The host runs on this machine and reads the spec itself; send an absolute path so relative bundles resolve.
@@ -28,8 +32,9 @@ public static class DeployCommand
             // The typed form, where the host knows it, is what `morph invoke --expect-measurement` takes as is.
             await stdout.WriteLineAsync($"  measurement  {result?["expect_measurement"] ?? result?["measurement"]}");
             await stdout.WriteLineAsync($"  kms          {result?["kms"]}");
+            await stdout.WriteLineAsync($"  traffic      {result?["rollout"]}");
             return ExitCodes.Ok;
-        }, parse => CheckSpecExists(parse.GetValue(path)!));
+        }, parse => CheckSpecExists(parse.GetValue(path)!), ServingControl.RolloutTimeout);
         return command;
     }
 

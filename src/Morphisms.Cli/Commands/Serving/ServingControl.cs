@@ -20,16 +20,25 @@ internal static class ServingControl
 {
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    // How long a control request may take: a deploy waits for the first instances to be ready.
-    private static readonly TimeSpan RequestTimeout = TimeSpan.FromMinutes(2);
+    /// <summary>How long a control request may take, but for a deploy or traffic change (<see cref="RolloutTimeout"/>).</summary>
+    internal static readonly TimeSpan RequestTimeout = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// How long a deploy or traffic change may take: the host answers once the revision it moves traffic to has a ready
+    /// instance, or once the revision's progress deadline (10 min, Knative's) passed without one, and with a margin for
+    /// the KMS registration before; a client giving up first would leave the user without the outcome.
+    /// </summary>
+    internal static readonly TimeSpan RolloutTimeout = new Morphisms.Serving.Autoscaling.AutoscalerOptions().ProgressDeadline + TimeSpan.FromMinutes(2);
 
     /// <summary>
     /// Adds <c>--control</c>, <c>--control-token-file</c> and <c>--json</c> to <paramref name="command"/> and sets its
     /// action. <paramref name="checkInput"/>, when given, runs first and throws <see cref="ServingCliException"/> for input
-    /// that is wrong whatever the host (exit 2), before a host is looked for.
+    /// that is wrong whatever the host (exit 2), before a host is looked for. <paramref name="timeout"/> bounds each
+    /// request (<see cref="RequestTimeout"/> unless given).
     /// </summary>
-    public static void Set(Command command, TextWriter stdout, TextWriter stderr, Func<ParseResult, HttpClient, bool, CancellationToken, Task<int>> action, Action<ParseResult>? checkInput = null)
+    public static void Set(Command command, TextWriter stdout, TextWriter stderr, Func<ParseResult, HttpClient, bool, CancellationToken, Task<int>> action, Action<ParseResult>? checkInput = null, TimeSpan? timeout = null)
     {
+        var limit = timeout ?? RequestTimeout;
         var control = new Option<string?>("--control") { Description = "Control API of the serving host (default: from the state file in the data directory)." };
         var tokenFile = new Option<string?>("--control-token-file") { Description = "File holding the control API's token (default: the one the state file in the data directory names)." };
         var json = new Option<bool>("--json") { Description = "Print the API's JSON." };
@@ -44,6 +53,7 @@ internal static class ServingControl
                 checkInput?.Invoke(parse);
                 address = ControlAddress(parse.GetValue(control));
                 using var http = CreateClient(address, ReadToken(ControlTokenFile(parse.GetValue(tokenFile), address)));
+                http.Timeout = limit;
                 return await action(parse, http, parse.GetValue(json), ct);
             }
             catch (ServingCliException e)
@@ -59,7 +69,7 @@ internal static class ServingControl
             catch (TaskCanceledException) when (!ct.IsCancellationRequested)
             {
                 // HttpClient's own timeout, not Ctrl-C (which cancels ct and ends the command as usual).
-                await stderr.WriteLineAsync($"morph: the serving host at {address} did not answer within {RequestTimeout.TotalMinutes:0} minutes");
+                await stderr.WriteLineAsync($"morph: the serving host at {address} did not answer within {limit.TotalMinutes:0} minutes");
                 return ExitCodes.Rejected;
             }
             catch (InvalidOperationException e)

@@ -7,7 +7,9 @@ namespace Morphisms.Cli.Commands.Serving;
 /// <summary>
 /// <c>morph traffic FN REV=PERCENT… [--tag REV=TAG]…</c>: replace a function's traffic split. A revision may have several
 /// tags: the first goes on its share's entry, each further one on an entry of its own at 0 % (Knative's model, one tag
-/// per traffic entry). A tag given twice is left to the host, which refuses it naming the tag.
+/// per traffic entry). A tag given twice is left to the host, which refuses it naming the tag. Traffic moved to a
+/// revision that starts with instances moves once it has a ready instance, and not at all when it gets none within its
+/// progress deadline (the host's 409, exit 1).
 /// </summary>
 public static class TrafficCommand
 {
@@ -65,7 +67,7 @@ public static class TrafficCommand
             }
 
             return ExitCodes.Ok;
-        });
+        }, timeout: ServingControl.RolloutTimeout);
         return command;
     }
 
