@@ -647,7 +647,7 @@ public sealed partial class ServingHost : IAsyncDisposable
             .Select(t => t.Revision)
             .Distinct(StringComparer.Ordinal)
             .Select(name => (Revision: entry.History.Find(name)!, Run: _running[name]))
-            .Where(w => AutoscalerLoop.OptionsFor(w.Revision.Spec.Scale).InitialInstances > 0 && !w.Run.Supervisor.FirstReady.IsCompletedSuccessfully)
+            .Where(w => AutoscalerLoop.OptionsFor(w.Revision.Spec.Scale).InitialInstances > 0 && !HasBeenReady(w.Run))
             .ToList();
     }
 
@@ -794,6 +794,9 @@ public sealed partial class ServingHost : IAsyncDisposable
     // A traffic block for messages: "fn-00001 90 %, fn-00002 10 % (tag canary)".
     private static string Describe(IReadOnlyList<TrafficTarget> targets) =>
         targets.Count == 0 ? "no route" : string.Join(", ", targets.Select(t => $"{t.Revision} {t.Percent} %{(t.Tag is null ? "" : $" (tag {t.Tag})")}"));
+
+    // True once an instance of the run was ready (false as well when the run was stopped first).
+    private static bool HasBeenReady(Running run) => run.Supervisor.FirstReady is { IsCompletedSuccessfully: true, Result: true };
 
     private SemaphoreSlim FunctionGate(string function) => _functionGates.GetOrAdd(function, _ => new SemaphoreSlim(1, 1));
 
