@@ -37,7 +37,7 @@ public sealed class KmsRegistrar : IDisposable
 
     /// <summary>Registers <paramref name="revisions"/> (all of one function) and returns a note for the deploy output.</summary>
     /// <exception cref="InvalidOperationException">The secret path is not a plain KV v2 data path (nothing is sent), or the KMS refused; the message says which.</exception>
-    public async Task<string> RegisterAsync(IReadOnlyList<Revision> revisions, CancellationToken ct)
+    public async Task<KmsRegistration> RegisterAsync(IReadOnlyList<Revision> revisions, CancellationToken ct)
     {
         var latest = revisions[^1].Spec;
         var secretPath = latest.Secrets ?? DefaultSecretPath(latest.Name);
@@ -52,8 +52,8 @@ public sealed class KmsRegistrar : IDisposable
         if (simulated.Count == 0)
         {
             // The agent reads where the KMS names at login, so a custom path must be in the registration too.
-            return $"{latest.Tee.ToString().ToLowerInvariant()}: register the hardware reference values with 'morph kms function register'"
-                + (latest.Secrets is { } custom ? $", with --secret-path {custom} (instances read their bundle where the KMS names)" : "");
+            return new KmsRegistration($"{latest.Tee.ToString().ToLowerInvariant()}: register the hardware reference values with 'morph kms function register'"
+                + (latest.Secrets is { } custom ? $", with --secret-path {custom} (instances read their bundle where the KMS names)" : ""), LoginsAwaitApproval: false);
         }
 
         // An owned function keeps the path its owners approved until they approve another, and the KMS names that one at
@@ -78,7 +78,8 @@ public sealed class KmsRegistrar : IDisposable
             ["secret_path"] = secretPath,
             ["simulated"] = new JsonObject { ["snp"] = new JsonArray([.. simulated.Select(m => JsonValue.Create(m))]) },
         }, ct).ConfigureAwait(false);
-        return Note(latest.Name, body?["data"] as JsonObject) ?? $"registered {simulated.Count} simulated measurement(s) with the KMS";
+        var data = body?["data"] as JsonObject;
+        return new KmsRegistration(Note(latest.Name, data) ?? $"registered {simulated.Count} simulated measurement(s) with the KMS", LoginsAwaitApproval(data));
     }
 
     // Where a function without a secrets path reads its bundle: the agent's default, and the KMS's for a registration without one.
@@ -114,6 +115,15 @@ public sealed class KmsRegistrar : IDisposable
             ? $"the KMS keeps the name {function} for its owners: deploying other code under it needs their approval"
             : null;
     }
+
+    /// <summary>
+    /// Whether the KMS holds the new reference values as a pending update (or the name for a deleted function's owners),
+    /// so the new revision's instances cannot log in until the owners approve; a proposed secret path alone does not stop
+    /// the approved code from logging in.
+    /// </summary>
+    private static bool LoginsAwaitApproval(JsonObject? data) =>
+        data?["pending_update"]?["id"] is JsonValue
+        && (data["deleted_time"] is not null || data["pending_update"]?["reference_values"] is not null || data["pending_update"]?["secret_path"] is not JsonValue);
 
     /// <summary>The deploy note when the KMS made the registration a pending update (owners must approve it), else null.</summary>
     private static string? Note(string function, JsonObject? data)
@@ -167,3 +177,8 @@ public sealed class KmsRegistrar : IDisposable
         return text.Length == 0 ? null : JsonNode.Parse(text) as JsonObject;
     }
 }
+
+/// <summary>What registering a function's revisions with the KMS did.</summary>
+/// <param name="Note">One line for the deploy's answer and log.</param>
+/// <param name="LoginsAwaitApproval">The newest revision's instances cannot log in until the function's owners approve the update.</param>
+public sealed record KmsRegistration(string Note, bool LoginsAwaitApproval);

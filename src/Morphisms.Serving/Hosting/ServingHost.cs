@@ -254,11 +254,12 @@ public sealed partial class ServingHost : IAsyncDisposable
             }
 
             note = "no KMS registration (tee: none)";
+            var awaitsApproval = false;
             if (_registrar is not null && spec.Tee != FunctionTee.None)
             {
                 try
                 {
-                    note = await _registrar.RegisterAsync(entry.History.Revisions, ct).ConfigureAwait(false);
+                    (note, awaitsApproval) = await _registrar.RegisterAsync(entry.History.Revisions, ct).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is InvalidOperationException or HttpRequestException || (e is TaskCanceledException && !ct.IsCancellationRequested))
                 {
@@ -267,7 +268,9 @@ public sealed partial class ServingHost : IAsyncDisposable
                 }
             }
 
-            plan = await BeginTrafficAsync(entry, spec.Traffic).ConfigureAwait(false);
+            plan = awaitsApproval && entry.Traffic.Count > 0 && RoutesToLatest(spec.Traffic, revision)
+                ? KeepTrafficForApproval(entry, revision)
+                : await BeginTrafficAsync(entry, spec.Traffic).ConfigureAwait(false);
         }
         finally
         {
@@ -580,6 +583,26 @@ public sealed partial class ServingHost : IAsyncDisposable
         {
             throw new ServingException(e.Message);
         }
+    }
+
+    private static bool RoutesToLatest(IReadOnlyList<TrafficSpec> traffic, Revision latest) =>
+        traffic.Count == 0 || traffic.Any(t => t.Revision == "latest" || t.Revision == latest.Name);
+
+    /// <summary>
+    /// A deploy whose new revision cannot log in until the function's owners approve it: waiting for it to be ready would
+    /// wait for people, up to the progress deadline, and then give up. The route, its revisions and their instances stay
+    /// as they are, the new revision is not started, and the answer says how to move traffic once the update is approved.
+    /// </summary>
+    private TrafficPlan KeepTrafficForApproval(FunctionEntry entry, Revision latest)
+    {
+        var function = entry.History.Function;
+        Log($"{function}: traffic stays on {Describe(entry.Traffic)} until the owners approve {latest.Name}'s update");
+        return new TrafficPlan(entry.Traffic, RouteOf(function, entry.Traffic), [], [])
+        {
+            Committed = true,
+            Outcome = $"kept on {Describe(entry.Traffic)}: {latest.Name} cannot log in until the function's owners approve the update; "
+                + $"once they have, 'morph traffic {function} {latest.Name}=100' moves traffic to it when it is ready",
+        };
     }
 
     /// <summary>

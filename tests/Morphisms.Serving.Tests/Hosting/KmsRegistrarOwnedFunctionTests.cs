@@ -16,7 +16,9 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
     public async Task RedeployingARemovedOwnedFunction_WithOtherCode_IsAProposedUpdate_AndTheApprovedCodeComesBack()
     {
         using var registrar = new KmsRegistrar(kms.Connection, TimeProvider.System);
-        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("owned", 'a')], CancellationToken.None), StringComparison.Ordinal);
+        var first = await registrar.RegisterAsync([SimRevision("owned", 'a')], CancellationToken.None);
+        Assert.Contains("registered 1 simulated", first.Note, StringComparison.Ordinal);
+        Assert.False(first.LoginsAwaitApproval);
         using (var owners = await kms.Root.PutAsync("v1/morphisms/functions/owned", JsonContent.Create(new JsonObject
         {
             ["owners"] = new JsonArray("alice", "bob"),
@@ -28,16 +30,18 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
 
         // While registered: new code is an update for the owners.
         var changed = await registrar.RegisterAsync([SimRevision("owned", 'b')], CancellationToken.None);
-        Assert.StartsWith("registered as proposed update 1:", changed, StringComparison.Ordinal);
+        Assert.StartsWith("registered as proposed update 1:", changed.Note, StringComparison.Ordinal);
+        Assert.True(changed.LoginsAwaitApproval);
 
         // Removed, then deployed again with new code: still theirs to approve.
         Assert.Contains("keeps the name owned for its owners", await registrar.UnregisterAsync("owned", CancellationToken.None), StringComparison.Ordinal);
         var redeployed = await registrar.RegisterAsync([SimRevision("owned", 'b')], CancellationToken.None);
-        Assert.Contains("owned was deleted", redeployed, StringComparison.Ordinal);
-        Assert.Contains("proposed update 2:", redeployed, StringComparison.Ordinal);
+        Assert.Contains("owned was deleted", redeployed.Note, StringComparison.Ordinal);
+        Assert.Contains("proposed update 2:", redeployed.Note, StringComparison.Ordinal);
+        Assert.True(redeployed.LoginsAwaitApproval);
 
         // The code the owners approved registers again at once.
-        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("owned", 'a')], CancellationToken.None), StringComparison.Ordinal);
+        Assert.Contains("registered 1 simulated", (await registrar.RegisterAsync([SimRevision("owned", 'a')], CancellationToken.None)).Note, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -55,12 +59,14 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
         }
 
         // The same spec again (every deploy re-sends it): nothing for the owners.
-        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("owned-path", 'e')], CancellationToken.None), StringComparison.Ordinal);
+        Assert.Contains("registered 1 simulated", (await registrar.RegisterAsync([SimRevision("owned-path", 'e')], CancellationToken.None)).Note, StringComparison.Ordinal);
 
         // The same code reading its secrets elsewhere: the path waits for the owners, the code still logs in.
-        var moved = await registrar.RegisterAsync([SimRevision("owned-path", 'e', "secret/data/elsewhere")], CancellationToken.None);
+        var movedRegistration = await registrar.RegisterAsync([SimRevision("owned-path", 'e', "secret/data/elsewhere")], CancellationToken.None);
+        var moved = movedRegistration.Note;
         Assert.StartsWith("the new secret path secret/data/elsewhere is proposed update 1:", moved, StringComparison.Ordinal);
         Assert.Contains("the KMS names the approved path (secret/data/owned-path)", moved, StringComparison.Ordinal);
+        Assert.False(movedRegistration.LoginsAwaitApproval); // the approved code still logs in
         var function = await kms.Root.GetFromJsonAsync<JsonObject>("v1/morphisms/functions/owned-path");
         Assert.Equal("secret/data/owned-path", function!["data"]!["secret_path"]!.GetValue<string>());
 
@@ -89,7 +95,7 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
         await registrar.RegisterAsync([SimRevision("unowned", 'c')], CancellationToken.None);
 
         Assert.Null(await registrar.UnregisterAsync("unowned", CancellationToken.None));
-        Assert.Contains("registered 1 simulated", await registrar.RegisterAsync([SimRevision("unowned", 'd')], CancellationToken.None), StringComparison.Ordinal);
+        Assert.Contains("registered 1 simulated", (await registrar.RegisterAsync([SimRevision("unowned", 'd')], CancellationToken.None)).Note, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -98,10 +104,10 @@ public sealed class KmsRegistrarOwnedFunctionTests(ServingKms kms) : IClassFixtu
         // Nothing is registered for hardware TEEs here; the note must name the path, which the agent takes from the KMS.
         using var registrar = new KmsRegistrar(kms.Connection, TimeProvider.System);
 
-        var note = await registrar.RegisterAsync([SimRevision("on-snp", 'f', "secret/data/teams/on-snp", FunctionTee.Snp)], CancellationToken.None);
+        var note = (await registrar.RegisterAsync([SimRevision("on-snp", 'f', "secret/data/teams/on-snp", FunctionTee.Snp)], CancellationToken.None)).Note;
 
         Assert.Contains("with --secret-path secret/data/teams/on-snp", note, StringComparison.Ordinal);
-        Assert.DoesNotContain("--secret-path", await registrar.RegisterAsync([SimRevision("on-snp", 'f', tee: FunctionTee.Snp)], CancellationToken.None), StringComparison.Ordinal);
+        Assert.DoesNotContain("--secret-path", (await registrar.RegisterAsync([SimRevision("on-snp", 'f', tee: FunctionTee.Snp)], CancellationToken.None)).Note, StringComparison.Ordinal);
     }
 
     private static Revision SimRevision(string function, char measurement, string? secrets = null, FunctionTee tee = FunctionTee.Sim) => new(
