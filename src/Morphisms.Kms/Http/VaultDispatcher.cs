@@ -140,13 +140,30 @@ internal sealed partial class VaultDispatcher(
         try
         {
             request.State = state;
-            var (backend, mountPoint) = Resolve(path, state);
+            ILogicalBackend backend;
+            string mountPoint;
+            try
+            {
+                (backend, mountPoint) = Resolve(path, state);
+            }
+            catch (KmsException e) when (e.StatusCode == 404 && state is not null)
+            {
+                await RefuseUnlessPermittedAsync(request, state, context.RequestAborted).ConfigureAwait(false);
+                throw;
+            }
+
             request.MountPoint = mountPoint;
             request.RelativePath = path.Length >= mountPoint.Length ? path[mountPoint.Length..] : "";
             var found = backend.Routes.Find(request.RelativePath);
             if (found is not { } hit)
             {
-                throw state is null ? KmsException.Sealed() : KmsException.UnsupportedPath(path);
+                if (state is null)
+                {
+                    throw KmsException.Sealed();
+                }
+
+                await RefuseUnlessPermittedAsync(request, state, context.RequestAborted).ConfigureAwait(false);
+                throw KmsException.UnsupportedPath(path);
             }
 
             var (route, match) = hit;
@@ -158,6 +175,11 @@ internal sealed partial class VaultDispatcher(
             // POST/PUT reach a route that only creates (or only updates) as well: the existence check decides later.
             if (route.HandlerFor(operation) is null && (operation != Operation.Update || route.HandlerFor(Operation.Create) is null))
             {
+                if (state is not null && !route.Unauthenticated)
+                {
+                    await RefuseUnlessPermittedAsync(request, state, context.RequestAborted).ConfigureAwait(false);
+                }
+
                 throw KmsException.UnsupportedOperation(head ? "HEAD" : operation.Name(), path);
             }
 
@@ -206,6 +228,28 @@ internal sealed partial class VaultDispatcher(
         context.Response.Headers.CacheControl = "no-store";
         await context.Response.CompleteAsync().ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>
+    /// Before a 404 (no such route) or 405 (no such operation): as Vault, only a caller whose token grants the operation
+    /// on the path learns that it does not exist; anyone else gets the 403 they would get for an existing path, so the
+    /// difference between 404 and 405 does not tell an anonymous caller which mounts and paths exist. The token is
+    /// looked up, not used: a miss spends none of a use-limited token's uses.
+    /// </summary>
+    private static async Task RefuseUnlessPermittedAsync(KmsRequest request, UnsealedState state, CancellationToken ct)
+    {
+        var token = request.ClientToken is { } t ? await state.Tokens.LookupAsync(t, ct).ConfigureAwait(false) : null;
+        if (token is null)
+        {
+            throw KmsException.PermissionDenied();
+        }
+
+        var acl = await state.Policies.AclAsync(token.Policies, ct).ConfigureAwait(false);
+        var aclPath = request.Operation == Operation.List && !request.Path.EndsWith('/') ? request.Path + "/" : request.Path;
+        if (!acl.Allows(request.Operation, aclPath))
+        {
+            throw KmsException.PermissionDenied();
+        }
     }
 
     private static async Task<KmsResponse?> AuthorizeAndHandleAsync(KmsRequest request, ILogicalBackend backend, Route route, RouteMatch match, AuditRecorder? audit, CancellationToken ct)

@@ -197,6 +197,34 @@ public class BadInputTests
     }
 
     [Fact]
+    public async Task Only_a_caller_allowed_on_a_path_learns_that_it_does_not_exist()
+    {
+        await using var kms = await TestKms.StartUnsealedAsync();
+        var c = kms.Client;
+        (await c.PostAsync("sys/mounts/team-payments", new { type = "kv", options = new { version = "2" } })).Expect(204);
+        (await c.PutAsync("sys/policies/acl/payments", new { policy = """path "team-payments/*" { capabilities = ["read", "delete"] }""" })).Expect(204);
+        var payments = (await c.PostAsync("auth/token/create", new { policies = new[] { "payments" } })).Expect(200).Auth["client_token"]!.GetValue<string>();
+        var limited = (await c.PostAsync("auth/token/create", new { policies = new[] { "payments" }, num_uses = 1 })).Expect(200).Auth["client_token"]!.GetValue<string>();
+
+        // Without a token (or with one that grants nothing there) a missing mount and an existing one's unsupported
+        // operation look the same: 403, as Vault answers, so mount names cannot be enumerated.
+        foreach (var token in new[] { "", "not-a-token" })
+        {
+            (await c.GetAsync("nomount/x", token)).Expect(403);
+            (await c.GetAsync("team-payments/config-typo", token)).Expect(403);
+            (await c.DeleteAsync("team-payments/delete/x", token)).Expect(403);
+        }
+
+        (await c.GetAsync("nomount/x", payments)).Expect(403);
+
+        // A caller the ACL lets through learns the truth; a lookup for it spends none of a use-limited token's uses.
+        Assert.StartsWith("unsupported operation", (await c.DeleteAsync("team-payments/delete/x", payments)).Expect(405).Errors[0], StringComparison.Ordinal);
+        (await c.DeleteAsync("team-payments/delete/x", limited)).Expect(405);
+        (await c.GetAsync("auth/token/lookup-self", limited)).Expect(200);
+        Assert.StartsWith("no handler for route", (await c.GetAsync("nomount/x")).Expect(404).Errors[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Unknown_paths_methods_and_versions_are_4xx()
     {
         await using var kms = await TestKms.StartUnsealedAsync();
