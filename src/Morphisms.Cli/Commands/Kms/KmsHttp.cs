@@ -88,7 +88,7 @@ public sealed class KmsHttp : IDisposable
         _token = token;
         _pin = pin;
         _caFile = caFile;
-        var handler = new SocketsHttpHandler { AllowAutoRedirect = false };
+        var handler = NewHandler(address);
         var roots = caFile is null ? null : LoadCertificates(caFile);
         if (pin is not null)
         {
@@ -106,6 +106,14 @@ public sealed class KmsHttp : IDisposable
 
     /// <summary>The KMS base URL.</summary>
     public Uri Address { get; }
+
+    /// <summary>
+    /// The handler for <paramref name="address"/>: redirects are followed by hand, and plain http (loopback only) never
+    /// goes through HTTP_PROXY: .NET on Linux does not bypass a proxy for 127.0.0.1 unless NO_PROXY says so, and the
+    /// proxy would read the token, unseal keys and secrets in clear. Over https a proxy only tunnels the TLS connection.
+    /// </summary>
+    internal static SocketsHttpHandler NewHandler(Uri address) =>
+        new() { AllowAutoRedirect = false, UseProxy = address.Scheme == Uri.UriSchemeHttps };
 
     /// <summary>
     /// Whether a token or key may be sent to <paramref name="address"/>: https anywhere, plain http only to a loopback
@@ -176,7 +184,10 @@ public sealed class KmsHttp : IDisposable
             var redirect = status is >= 300 and < 400 && response.Headers.Location is { } other ? $" (a redirect to {other}, not followed)" : string.Empty;
             var message = $"the KMS answered {status}{redirect}{(errors.Length > 0 ? ": " + errors : string.Empty)}";
             var input = status == 400 && !list.Any(e => StateRefusals.Any(r => e.StartsWith(r, StringComparison.Ordinal)));
-            throw new KmsCliException(input ? ExitCodes.UsageOrInput : ExitCodes.Rejected, message, raw.Length > 0 ? raw : null);
+            // --json prints the body as is: whatever answered (an echoing proxy on a loopback port) must not print the token.
+            var shown = _token is { Length: > 0 } token ? raw.Replace(token, "[redacted]", StringComparison.Ordinal) : raw;
+            message = _token is { Length: > 0 } secret ? message.Replace(secret, "[redacted]", StringComparison.Ordinal) : message;
+            throw new KmsCliException(input ? ExitCodes.UsageOrInput : ExitCodes.Rejected, message, shown.Length > 0 ? shown : null);
         }
     }
 
