@@ -45,6 +45,27 @@ public sealed class UpStartFailureTests
     }
 
     [Fact]
+    public async Task A_quickstart_whose_data_directory_cannot_be_made_is_a_message_not_a_crash()
+    {
+        var home = Directory.CreateTempSubdirectory("morph-quickstart-fail-").FullName;
+        try
+        {
+            // A file where the data directory should be: refused even for root, unlike a read-only directory.
+            var data = Path.Combine(home, "data");
+            await File.WriteAllTextAsync(data, "not a directory");
+            await using var quickstart = MorphProcess.Start(home, "quickstart");
+            Assert.Equal(ExitCodes.UsageOrInput, await quickstart.ExitAsync());
+            Assert.Contains($"morph: cannot write the data directory {data}", quickstart.Stderr);
+            AssertNoStackTrace(quickstart.Stderr);
+            Assert.Equal("not a directory", await File.ReadAllTextAsync(data));
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_corrupt_simulated_tee_is_a_message_naming_it_not_a_crash()
     {
         var home = Directory.CreateTempSubdirectory("morph-up-fail-").FullName;

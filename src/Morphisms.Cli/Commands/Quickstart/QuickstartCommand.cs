@@ -47,11 +47,23 @@ public static class QuickstartCommand
                 return ExitCodes.UsageOrInput;
             }
 
-            Directory.CreateDirectory(paths.DataDirectory);
             var logPath = Path.Combine(paths.DataDirectory, "quickstart.log");
-            // Appended to, not truncated: a second quickstart refused by the running one's lock on the data directory
-            // must not wipe that one's log.
-            await using var logFile = new StreamWriter(logPath, append: true) { AutoFlush = true };
+            StreamWriter logFile;
+            try
+            {
+                Directory.CreateDirectory(paths.DataDirectory);
+
+                // Appended to, not truncated: a second quickstart refused by the running one's lock on the data directory
+                // must not wipe that one's log.
+                logFile = new StreamWriter(logPath, append: true) { AutoFlush = true };
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                await stderr.WriteLineAsync($"morph: cannot write the data directory {paths.DataDirectory} ({e.Message}); set MORPHISMS_HOME or XDG_DATA_HOME to a writable directory");
+                return ExitCodes.UsageOrInput;
+            }
+
+            await using var _ = logFile;
             var log = TextWriter.Synchronized(logFile);
             await log.WriteLineAsync($"--- morph quickstart, pid {Environment.ProcessId}, {TimeProvider.System.GetUtcNow():O} ---");
             await stdout.WriteLineAsync("1. starting the KMS and confidential serving (morph up, in this process)");
