@@ -18,7 +18,7 @@ public sealed class KmsCrlSourceConnectionTests : IDisposable
 {
     private const string Host = "signer.fn.morphisms.local";
     private readonly TestPki _pki = new();
-    private readonly X509Certificate2 _kmsTls = SelfSigned();
+    private readonly X509Certificate2 _kmsTls = LoopbackKms.SelfSignedTlsCertificate();
 
     public void Dispose()
     {
@@ -51,32 +51,7 @@ public sealed class KmsCrlSourceConnectionTests : IDisposable
         Assert.Equal((1, 1), (kms.Accepted, kms.Open));
     }
 
-    private KmsTrustRecord Record(int port) => new()
-    {
-        KmsUrl = $"https://127.0.0.1:{port}",
-        RootCaPem = _pki.Root.ExportCertificatePem(),
-        RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(_pki.Root.RawData)),
-        TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(_kmsTls.PublicKey.ExportSubjectPublicKeyInfo())),
-        Tee = "snp",
-        Measurement = "snp:" + new string('0', 96),
-        ExpectedMeasurements = ["snp:" + new string('0', 96)],
-        Simulated = true,
-        VerifiedAt = DateTimeOffset.UtcNow,
-    };
-
-    /// <summary>A self-signed certificate for 127.0.0.1, as a KMS node with <c>--tls-self</c> has.</summary>
-    private static X509Certificate2 SelfSigned()
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(names.Build());
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-
-        // Through PKCS#12, so SslStream can use the key as a server's.
-        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
-    }
+    private KmsTrustRecord Record(int port) => LoopbackKms.TrustRecord(new Uri($"https://127.0.0.1:{port}"), _pki.Root, _kmsTls);
 
     /// <summary>A KMS serving <c>crl</c> to every request, on connections it keeps open until the client closes them.</summary>
     private sealed class KeepAliveKms : IAsyncDisposable

@@ -15,7 +15,7 @@ namespace Morphisms.Client.Tests;
 public sealed class KmsCrlSourceLimitTests : IDisposable
 {
     private readonly TestPki _pki = new();
-    private readonly X509Certificate2 _tls = SelfSigned();
+    private readonly X509Certificate2 _tls = LoopbackKms.SelfSignedTlsCertificate();
 
     public void Dispose()
     {
@@ -36,30 +36,5 @@ public sealed class KmsCrlSourceLimitTests : IDisposable
         Assert.Equal("its answer to GET /v1/pki/crl/pem is larger than the 8388608-byte (8 MiB) limit, far above any CRL it should serve; not read further", refused.Message);
     }
 
-    private KmsTrustRecord Record(int port) => new()
-    {
-        KmsUrl = KmsTrustStore.Normalize($"https://127.0.0.1:{port}"),
-        RootCaPem = _pki.Root.ExportCertificatePem(),
-        RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(_pki.Root.RawData)),
-        TlsSpkiSha256 = Convert.ToHexStringLower(SHA256.HashData(_tls.PublicKey.ExportSubjectPublicKeyInfo())),
-        Tee = "snp",
-        Measurement = "snp:" + new string('0', 96),
-        ExpectedMeasurements = ["snp:" + new string('0', 96)],
-        Simulated = true,
-        VerifiedAt = DateTimeOffset.UtcNow,
-    };
-
-    /// <summary>A self-signed certificate for 127.0.0.1, as a KMS with <c>--tls-self</c> has.</summary>
-    private static X509Certificate2 SelfSigned()
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(names.Build());
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-
-        // Through PKCS#12, so SslStream can use the key as a server's.
-        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
-    }
+    private KmsTrustRecord Record(int port) => LoopbackKms.TrustRecord(new Uri($"https://127.0.0.1:{port}"), _pki.Root, _tls);
 }

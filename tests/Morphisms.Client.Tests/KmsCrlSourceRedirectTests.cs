@@ -21,8 +21,8 @@ public sealed class KmsCrlSourceRedirectTests : IDisposable
     private readonly TestPki _pki = new();
     private readonly byte[] _measurement = SHA384.HashData("signer bundle"u8);
     private readonly string _directory = Directory.CreateTempSubdirectory("morph-crl-redirect-").FullName;
-    private readonly X509Certificate2 _standbyTls = SelfSigned();
-    private readonly X509Certificate2 _activeTls = SelfSigned();
+    private readonly X509Certificate2 _standbyTls = LoopbackKms.SelfSignedTlsCertificate();
+    private readonly X509Certificate2 _activeTls = LoopbackKms.SelfSignedTlsCertificate();
 
     public void Dispose()
     {
@@ -184,32 +184,7 @@ public sealed class KmsCrlSourceRedirectTests : IDisposable
 
     private KmsTrustRecord Record(TlsTestServer server, X509Certificate2 tls) => Record(new Uri($"https://127.0.0.1:{server.Endpoint.Port}"), tls);
 
-    private KmsTrustRecord Record(Uri url, X509Certificate2 tls) => new()
-    {
-        KmsUrl = KmsTrustStore.Normalize(url.ToString()),
-        RootCaPem = _pki.Root.ExportCertificatePem(),
-        RootCaSha256 = Convert.ToHexStringLower(SHA256.HashData(_pki.Root.RawData)),
-        TlsSpkiSha256 = Spki(tls),
-        Tee = "snp",
-        Measurement = "snp:" + new string('0', 96),
-        ExpectedMeasurements = ["snp:" + new string('0', 96)],
-        Simulated = true,
-        VerifiedAt = DateTimeOffset.UtcNow,
-    };
+    private KmsTrustRecord Record(Uri url, X509Certificate2 tls) => LoopbackKms.TrustRecord(url, _pki.Root, tls);
 
     private static string Spki(X509Certificate2 certificate) => Convert.ToHexStringLower(SHA256.HashData(certificate.PublicKey.ExportSubjectPublicKeyInfo()));
-
-    /// <summary>A self-signed certificate for 127.0.0.1, as a KMS node with <c>--tls-self</c> or its own file has.</summary>
-    private static X509Certificate2 SelfSigned()
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(names.Build());
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-
-        // Through PKCS#12, so SslStream can use the key as a server's.
-        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
-    }
 }
