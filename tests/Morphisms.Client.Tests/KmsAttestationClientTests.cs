@@ -123,7 +123,7 @@ public sealed class KmsAttestationClientTests(DevKmsFixture fixture) : IClassFix
         Assert.False(outcome.Trusted);
         Assert.Null(outcome.Record);
         Assert.Equal(
-            $"measurement: the KMS attests {KmsPin}, which is not the expected snp:{new string('0', 96)} (differs)",
+            $"measurement: the KMS attests {KmsPin}, which is not the expected snp:{new string('0', 96)} (MEASUREMENT differs)",
             Assert.Single(outcome.Failures));
     }
 

@@ -55,17 +55,17 @@ public sealed class KmsMeasurementPinTests
         var pin = KmsMeasurementPin.Parse(TdxText(claims, flip: component));
 
         Assert.False(pin.Matches(claims));
-        Assert.Equal($"{name} differ", pin.Mismatch(claims));
+        Assert.Equal($"{name} differs", pin.Mismatch(claims));
         var failure = new KmsTrustOptions { ExpectedMeasurements = [pin] }.MeasurementFailure(claims);
         Assert.NotNull(failure);
-        Assert.Contains($"which is not the expected {pin} ({name} differ)", failure);
+        Assert.Contains($"which is not the expected {pin} ({name} differs)", failure);
     }
 
     [VectorFact]
     public void A_wrong_mrtd_is_refused_too()
     {
         var claims = Tdx();
-        Assert.Equal("MRTD differ", KmsMeasurementPin.Parse(TdxText(claims, flip: 0)).Mismatch(claims));
+        Assert.Equal("MRTD differs", KmsMeasurementPin.Parse(TdxText(claims, flip: 0)).Mismatch(claims));
     }
 
     /// <summary>The bare MRTD the pin used to be: refused as input, naming the registers that are missing.</summary>
@@ -133,7 +133,7 @@ public sealed class KmsMeasurementPinTests
         Assert.Equal(TeeType.Sgx, sgxPin.Tee);
         Assert.True(sgxPin.Matches(sgx));
         Assert.True(KmsMeasurementPin.Parse($"sgx:{Convert.ToHexStringLower(sgx.Measurement.Span)}").Matches(sgx));
-        Assert.Equal("differs", KmsMeasurementPin.Sgx(new byte[32]).Mismatch(sgx));
+        Assert.Equal("MRENCLAVE differs", KmsMeasurementPin.Sgx(new byte[32]).Mismatch(sgx));
     }
 
     [Theory]

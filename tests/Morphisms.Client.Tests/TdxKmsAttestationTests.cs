@@ -27,7 +27,7 @@ public sealed class TdxKmsAttestationTests
         var failures = await FailuresAsync(pin);
 
         var measurement = Assert.Single(failures, f => f.StartsWith("measurement:", StringComparison.Ordinal));
-        Assert.Contains("(RTMR2 differ)", measurement);
+        Assert.Contains("(RTMR2 differs)", measurement);
     }
 
     [VectorFact]

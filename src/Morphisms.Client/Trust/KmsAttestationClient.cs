@@ -182,7 +182,7 @@ public static class KmsAttestationClient
             RootCaKeyProven = true,
             VerifiedAt = options.Time.GetUtcNow(),
         };
-        return new KmsTrustOutcome(record, result, []);
+        return new KmsTrustOutcome(record, result, []) { Warnings = options.WorkloadWarning(result.Claims) is { } warning ? [warning] : [] };
     }
 
     /// <summary>

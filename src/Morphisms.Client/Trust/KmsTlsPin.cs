@@ -114,7 +114,9 @@ public sealed class KmsTlsPin
             return false;
         }
 
-        return record.ExpectedMeasurements.Any(expected => attested.Equals(TryParse(expected)));
+        // Accepts, not Equals: a node's record carries HOST_DATA / MRCONFIGID when its KMS attests one, which a pin made
+        // without them (before they were recorded) does not name, and it still accepts that node as it accepted this one.
+        return record.ExpectedMeasurements.Any(expected => TryParse(expected)?.Accepts(attested) == true);
 
         static KmsMeasurementPin? TryParse(string? text)
         {

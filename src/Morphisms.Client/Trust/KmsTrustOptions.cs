@@ -17,8 +17,8 @@ public sealed record KmsTrustOptions
 
     /// <summary>
     /// The KMS measurements to accept, each tied to its TEE (<see cref="KmsMeasurementPin"/>: SNP MEASUREMENT, SGX
-    /// MRENCLAVE, or TDX MRTD with RTMR0–3): the KMS must attest one of them. Several are for an upgrade, while old and
-    /// new KMS builds both run.
+    /// MRENCLAVE, or TDX MRTD with RTMR0–3, and for a KMS in a Kata VM its HOST_DATA / MRCONFIGID): the KMS must attest
+    /// one of them. Several are for an upgrade, while old and new KMS builds both run.
     /// </summary>
     public IReadOnlyList<KmsMeasurementPin> ExpectedMeasurements { get; init; } = [];
 
@@ -126,5 +126,40 @@ public sealed record KmsTrustOptions
             + (ofThisTee.Count == 1
                 ? $"the expected {ofThisTee[0]} ({ofThisTee[0].Mismatch(claims)})"
                 : $"one of the expected {string.Join(", ", ofThisTee.Select(m => $"{m} ({m.Mismatch(claims)})"))}");
+    }
+
+    /// <summary>
+    /// What the user must be told when the pin that accepted a KMS attesting <paramref name="claims"/> binds only its
+    /// launch image, or null. That is when the KMS's report carries a non-zero SNP HOST_DATA or TDX MRCONFIGID — the
+    /// digest of a Kata pod's initdata, which is what makes the pod the KMS — and no accepted pin it matches requires it.
+    /// Under Kata the launch values measure the guest image every pod of the runtime class boots, so such a pin is passed
+    /// by any of those pods, a fake KMS binding its own TLS key included. The KMS is not refused: pins and records from
+    /// before the field existed keep working. The message names the pin that binds the workload, to use instead.
+    /// </summary>
+    public string? WorkloadWarning(EvidenceClaims claims)
+    {
+        ArgumentNullException.ThrowIfNull(claims);
+        // --any-measurement has its own, louder warning; SGX has no such field (MRENCLAVE covers the enclave).
+        if (AnyMeasurement || KmsMeasurementPin.WorkloadFieldOf(claims.Tee) is not { } field)
+        {
+            return null;
+        }
+
+        var attested = KmsMeasurementPin.Of(claims);
+        var matching = AcceptedMeasurements.Where(m => m.Matches(claims)).ToList();
+        if (attested.Workload is not { } workload || matching.Count == 0 || matching.Any(m => m.BindsWorkload))
+        {
+            return null;
+        }
+
+        var image = claims.Tee == TeeType.Tdx
+            ? "TDX MRTD and RTMR0-3 measure the TD's firmware, kernel, command line and initrd"
+            : "SNP MEASUREMENT measures the VM's launch image";
+        return $"the pin {string.Join(" / ", matching)} accepted this KMS without its {field.Field}, so it does NOT bind the KMS "
+            + $"workload, only the guest image: {image}, and in a Kata confidential VM that is the guest image every pod of the "
+            + "runtime class boots, whatever container it runs. Any pod started from that image, a fake KMS whose report binds "
+            + $"its own TLS key included, passes this pin. This KMS's {field.Field} is {Convert.ToHexStringLower(workload.Span)} "
+            + "(the digest of its initdata, which pins its image and command): check it against the one `morph export kms` "
+            + $"printed for your KMS, and pin {attested} instead";
     }
 }

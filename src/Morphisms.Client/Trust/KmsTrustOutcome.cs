@@ -8,6 +8,13 @@ namespace Morphisms.Client.Trust;
 /// <param name="Failures">Every reason for refusal (empty when trusted).</param>
 public sealed record KmsTrustOutcome(KmsTrustRecord? Record, AttestationResult? Attestation, IReadOnlyList<string> Failures)
 {
+    /// <summary>
+    /// What the user must be told about a trusted KMS although it passed, e.g. that the pin which accepted it binds only
+    /// a Kata guest image, not the KMS (<see cref="KmsTrustOptions.WorkloadWarning"/>). Empty when refused or when
+    /// there is nothing to say.
+    /// </summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
     /// <summary>True when the KMS may be pinned.</summary>
     public bool Trusted => Record is not null && Failures.Count == 0;
 }

@@ -37,7 +37,7 @@ public sealed class KmsTrustCommandTests
 
             var wrongMeasurement = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", OnePin);
             Assert.Equal(ExitCodes.Rejected, wrongMeasurement.ExitCode);
-            Assert.Contains($"measurement: the KMS attests {ZeroPin}, which is not the expected {OnePin} (differs)", wrongMeasurement.Stderr);
+            Assert.Contains($"measurement: the KMS attests {ZeroPin}, which is not the expected {OnePin} (MEASUREMENT differs)", wrongMeasurement.Stderr);
             Assert.False(File.Exists(trustFile));
 
             var trusted = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin, "--json");
