@@ -134,6 +134,42 @@ public sealed class KmsTrustCommandTests
         });
     }
 
+    /// <summary>
+    /// A KMS in a Kata VM (HOST_DATA set) pinned by its guest image alone is still trusted — existing deployments keep
+    /// working — but <c>morph kms trust</c> warns that the pin binds no workload and shows the command with the full pin;
+    /// that pin trusts it without a warning, and one with other initdata is refused naming HOST_DATA.
+    /// </summary>
+    [Fact]
+    public Task A_guest_image_pin_of_a_kata_kms_is_trusted_with_a_warning_showing_the_full_pin()
+    {
+        var hostData = SHA256.HashData("the KMS's initdata.toml"u8);
+        var fullPin = $"{ZeroPin},host_data={Convert.ToHexStringLower(hostData)}";
+        return WithHomeAndKmsAsync(async (home, kms) =>
+        {
+            var url = kms.BaseAddress!.ToString();
+            var launchOnly = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", ZeroPin);
+            Assert.True(launchOnly.ExitCode == ExitCodes.Ok, launchOnly.Stderr);
+            Assert.Contains($"WARNING! the pin {ZeroPin} accepted this KMS without its HOST_DATA, so it does NOT bind the KMS workload", launchOnly.Stderr);
+            Assert.Contains($"--expect-measurement {fullPin}", launchOnly.Stderr);
+            Assert.Contains($"measurement  {fullPin}", launchOnly.Stdout);
+            Assert.Contains($"required     {ZeroPin}", launchOnly.Stdout);
+
+            var full = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", fullPin, "--json");
+            Assert.True(full.ExitCode == ExitCodes.Ok, full.Stderr);
+            Assert.DoesNotContain("WARNING", full.Stderr);
+            Assert.Equal([fullPin], JsonDocument.Parse(full.Stdout).RootElement.GetProperty("expected_measurements").EnumerateArray().Select(m => m.GetString()));
+
+            var other = $"{ZeroPin},host_data={new string('e', 64)}";
+            var refused = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", other);
+            Assert.Equal(ExitCodes.Rejected, refused.ExitCode);
+            Assert.Contains($"which is not the expected {other} (HOST_DATA differs)", refused.Stderr);
+
+            var malformed = await MorphRunner.RunAsync("kms", "trust", url, "--dev", "--expect-measurement", $"{ZeroPin},mrconfigid={new string('e', 96)}");
+            Assert.Equal(ExitCodes.UsageOrInput, malformed.ExitCode);
+            Assert.Contains("--expect-measurement: snp: mrconfigid is TDX's", malformed.Stderr);
+        }, new byte[48], hostData);
+    }
+
     /// <summary>A trust store that cannot be read: <c>morph kms trust</c> names it and pins nothing, without a stack trace.</summary>
     [Fact]
     public Task A_corrupt_trust_file_is_named_and_left_alone() =>
@@ -434,7 +470,14 @@ public sealed class KmsTrustCommandTests
     /// self-attestation is the installation's simulated TEE, with <paramref name="simulatedMeasurement"/> as its launch
     /// measurement (all zeros unless told; null is this build's own, as <c>morph kms server --dev</c> reports).
     /// </summary>
-    private static async Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test, byte[]? simulatedMeasurement)
+    private static Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test, byte[]? simulatedMeasurement) =>
+        WithHomeAndKmsAsync(test, simulatedMeasurement, hostData: null);
+
+    /// <summary>
+    /// As above; with <paramref name="hostData"/> the KMS's reports carry it as HOST_DATA, as a KMS in a Kata VM's carry
+    /// its initdata digest.
+    /// </summary>
+    private static async Task WithHomeAndKmsAsync(Func<string, KmsServer, Task> test, byte[]? simulatedMeasurement, byte[]? hostData)
     {
         var home = Directory.CreateTempSubdirectory("morph-home-").FullName;
         var previous = Environment.GetEnvironmentVariable("MORPHISMS_HOME");
@@ -449,7 +492,13 @@ public sealed class KmsTrustCommandTests
                 Dev = true,
                 Tls = KmsTlsOptions.SelfSigned,
                 WarningWriter = TextWriter.Null,
-                Attestation = new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, SimulatedMeasurement = simulatedMeasurement },
+                Attestation = new KmsAttestationOptions
+                {
+                    SimulatedTee = tee,
+                    TrustSimulatedTee = true,
+                    SimulatedMeasurement = simulatedMeasurement,
+                    EvidenceProvider = hostData is null ? null : new HostDataEvidence(tee, simulatedMeasurement ?? KmsMeasurement.Simulated, hostData),
+                },
             });
             await kms.StartAsync();
             await test(home, kms);
@@ -460,6 +509,15 @@ public sealed class KmsTrustCommandTests
             Directory.Delete(home, recursive: true);
         }
     }
+}
+
+/// <summary>Simulated SNP evidence with HOST_DATA set: a KMS in a Kata VM, whose initdata digest the host puts there.</summary>
+internal sealed class HostDataEvidence(SimulatedTeeAuthority tee, byte[] measurement, byte[] hostData) : IKmsEvidenceProvider
+{
+    public Task<KmsEvidence> GetEvidenceAsync(byte[] reportData, CancellationToken cancellationToken) =>
+        Task.FromResult(new KmsEvidence(Morphisms.Attestation.TeeType.Snp,
+            tee.CreateSnpReport(new SimulatedSnpReportRequest { ReportData = reportData, Measurement = measurement, HostData = hostData }),
+            tee.Vcek.RawData, Simulated: true));
 }
 
 /// <summary>Tests that set MORPHISMS_HOME (process-wide) run one at a time.</summary>

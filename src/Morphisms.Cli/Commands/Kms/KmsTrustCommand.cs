@@ -205,6 +205,13 @@ public static class KmsTrustCommand
                         + $"the KMS proved it holds the key of root CA sha256 {record.RootCaSha256} over it");
                 }
 
+                foreach (var warning in outcome.Warnings)
+                {
+                    // Whatever the output format: the KMS is pinned (existing deployments keep working), but by a pin an
+                    // impostor on the same Kata guest image passes too, so the command that binds the workload is shown.
+                    await stderr.WriteLineAsync($"WARNING! {warning}: morph kms trust {record.KmsUrl} --expect-measurement {record.Measurement}");
+                }
+
                 if (parse.GetValue(json))
                 {
                     await stdout.WriteLineAsync(JsonSerializer.Serialize(record, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
