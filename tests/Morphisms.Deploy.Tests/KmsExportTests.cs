@@ -1,6 +1,10 @@
 using System.Diagnostics;
+using System.Security.Cryptography;
 using k8s;
 using k8s.Models;
+using Morphisms.Attestation;
+using Morphisms.Attestation.Simulated;
+using Morphisms.Client.Trust;
 using Morphisms.Deploy.Kms;
 using Morphisms.Deploy.Knative;
 
@@ -77,6 +81,94 @@ public sealed class KmsExportTests : IDisposable
         Assert.Contains(Convert.ToHexStringLower(digest), result.Measured[0], StringComparison.Ordinal);
         Assert.Contains(Convert.ToHexStringLower(digest), yaml, StringComparison.Ordinal);
         Assert.Contains("GAP", result.Measured[2], StringComparison.Ordinal);
+
+        // The pin printed (and in the YAML header) carries that digest beside the guest image's launch values, named.
+        var (guest, key) = tee == ExportTee.Tdx ? ("MRTD/RTMR0/RTMR1/RTMR2/RTMR3", "mrconfigid") : ("MEASUREMENT", "host_data");
+        var pin = $"{tee.ToString().ToLowerInvariant()}:{guest},{key}={Convert.ToHexStringLower(digest)}";
+        Assert.StartsWith($"KMS pin (morph kms trust URL --expect-measurement PIN): {pin} — ", result.Measured[1], StringComparison.Ordinal);
+        Assert.Contains($"# morph kms trust URL --expect-measurement {pin}\n", yaml, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// With the Kata guest's launch values the printed pin is complete: it reads as a client KMS pin that a pod of that
+    /// guest image matches only with the initdata exported here (the impostor's pod on the same image, other initdata, does not).
+    /// </summary>
+    [Fact]
+    public void WithTheGuestLaunchValuesThePrintedSnpPinBindsTheExportedInitdata()
+    {
+        var guestImage = SHA384.HashData("the Kata guest image"u8);
+        var result = KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, GuestLaunchValues = [guestImage] });
+        var digest = Initdata.Digest(result.Files.Single(f => f.Path == "initdata.toml").Content, ExportTee.Snp);
+
+        var printed = result.Measured[1][(result.Measured[1].IndexOf("): ", StringComparison.Ordinal) + 3)..];
+        var pin = KmsMeasurementPin.Parse(printed);
+        Assert.Equal(KmsMeasurementPin.Snp(guestImage, digest), pin);
+        Assert.Contains($"# morph kms trust URL --expect-measurement {pin}\n", result.Files.Single(f => f.Path == "kms.yaml").Content, StringComparison.Ordinal);
+
+        using var tee = SimulatedTeeAuthority.Create(TimeProvider.System);
+        EvidenceClaims Pod(byte[] hostData) => EvidenceVerifier.Parse(TeeType.Snp,
+            tee.CreateSnpReport(new SimulatedSnpReportRequest { ReportData = new byte[64], Measurement = guestImage, HostData = hostData }));
+        Assert.True(pin.Matches(Pod(digest)));
+        Assert.Equal("HOST_DATA differs", pin.Mismatch(Pod(SHA256.HashData("an impostor's initdata"u8))));
+    }
+
+    [Fact]
+    public void WithTheGuestLaunchValuesThePrintedTdxPinCarriesTheMrConfigId()
+    {
+        var registers = Enumerable.Range(0, 5).Select(i => SHA384.HashData([(byte)i])).ToArray();
+        var result = KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Tdx, GuestLaunchValues = registers });
+        var digest = Initdata.Digest(result.Files.Single(f => f.Path == "initdata.toml").Content, ExportTee.Tdx);
+
+        var pin = KmsMeasurementPin.Parse(result.Measured[1][(result.Measured[1].IndexOf("): ", StringComparison.Ordinal) + 3)..]);
+        Assert.Equal(TeeType.Tdx, pin.Tee);
+        Assert.Equal(registers, pin.Components.Select(c => c.ToArray()));
+        Assert.Equal(digest, pin.Workload!.Value.ToArray());
+    }
+
+    [Fact]
+    public void GuestLaunchValuesOfTheWrongShapeAreRefused()
+    {
+        var value = new byte[48];
+        Assert.Contains("MEASUREMENT: 1 of 48 bytes", Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, GuestLaunchValues = [value, value] })).Message, StringComparison.Ordinal);
+        Assert.Contains("MRTD/RTMR0/RTMR1/RTMR2/RTMR3: 5 of 48 bytes", Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Tdx, GuestLaunchValues = [value] })).Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, Tee = ExportTee.Snp, GuestLaunchValues = [new byte[32]] }));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Export(new KmsExportRequest { Image = Image, InsecureNoTee = true, GuestLaunchValues = [value] }));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Pin(ExportTee.Snp, new byte[48], null));
+        Assert.Throws<ArgumentException>(() => KmsExporter.Pin(ExportTee.Sgx, new byte[32], null));
+    }
+
+    [Fact]
+    public async Task CliPrintsTheCompletePinWithGuestMeasurementAndRefusesAMismatchedOne()
+    {
+        var measurement = new string('a', 96);
+        var (code, stdout, stderr) = await SigStructTests.Run("export", "kms", "--image", Image, "--tee", "snp", "--guest-measurement", $"snp:{measurement}", "-o", _dir);
+        Assert.True(code == 0, stderr);
+        var digest = Convert.ToHexStringLower(Initdata.Digest(await File.ReadAllTextAsync(Path.Combine(_dir, "initdata.toml")), ExportTee.Snp));
+        // The whole pin, with no placeholder note after it.
+        Assert.Contains($"--expect-measurement PIN): snp:{measurement},host_data={digest}\n", stdout.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+
+        foreach (var (args, reason) in new[]
+        {
+            (new[] { "--tee", "tdx", "--guest-measurement", $"snp:{measurement}" }, "--tee tdx takes the guest's launch values as tdx:MRTD/RTMR0/RTMR1/RTMR2/RTMR3, not snp:"),
+            (new[] { "--tee", "snp", "--guest-measurement", measurement }, "with the TEE named"),
+            (new[] { "--tee", "snp", "--guest-measurement", $"snp:{measurement},host_data={digest}" }, "the export adds the host_data / mrconfigid"),
+            (new[] { "--tee", "snp", "--guest-measurement", "snp:00" }, "--guest-measurement: snp: MEASUREMENT must be 96 hex digits"),
+            (new[] { "--insecure-no-tee", "--guest-measurement", $"snp:{measurement}" }, "--guest-measurement is for a KMS in a TEE"),
+        })
+        {
+            var dir = Directory.CreateTempSubdirectory("morph-kms-export-refused-").FullName;
+            try
+            {
+                var (refused, _, refusedErr) = await SigStructTests.Run(["export", "kms", "--image", Image, .. args, "-o", dir]);
+                Assert.Equal(2, refused);
+                Assert.Contains(reason, refusedErr, StringComparison.Ordinal);
+                Assert.Empty(Directory.GetFiles(dir));
+            }
+            finally
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
     }
 
     [Fact]

@@ -46,6 +46,14 @@ public sealed record KmsExportRequest
     /// <summary>With <see cref="InsecureNoTee"/>: the Secret (type kubernetes.io/tls) holding the KMS's serving certificate and key.</summary>
     public string TlsSecret { get; init; } = "morph-kms-tls";
 
+    /// <summary>
+    /// With <see cref="Tee"/>: the launch values of the Kata guest image the runtime class boots, when known — SNP: its
+    /// MEASUREMENT (one value of 48 bytes); TDX: MRTD, RTMR0, RTMR1, RTMR2, RTMR3 (five of 48). They come from the Kata
+    /// install (firmware, kernel, initrd, vCPUs), not from anything exported here, and are the same for every pod of the
+    /// runtime class. Given, <see cref="KmsExporter.Pin"/> is complete; otherwise it names them as placeholders.
+    /// </summary>
+    public IReadOnlyList<byte[]>? GuestLaunchValues { get; init; }
+
     /// <summary>The default of <see cref="Command"/>, beside <c>morph-init</c> at <see cref="KnativeExporter.AgentPath"/>.</summary>
     public const string DefaultCommand = "/morph/morph";
 }
@@ -133,7 +141,8 @@ public static class KmsExporter
         {
             files.Add(new("initdata.toml", document!));
             measured.Add($"{Initdata.LaunchField(measuredTee)} (initdata {Initdata.Algorithm(measuredTee)}): {digest}");
-            measured.Add("pin it beside the Kata guest's launch values when verifying this KMS: they are the same for every pod of the runtime class");
+            measured.Add($"KMS pin (morph kms trust URL --expect-measurement PIN): {Pin(measuredTee, Convert.FromHexString(digest!), request.GuestLaunchValues)}"
+                + (request.GuestLaunchValues is null ? $" — {GuestPlaceholder(measuredTee)} are the Kata guest image's launch values, the same for every pod of the runtime class, so the {Initdata.LaunchField(measuredTee)} is what binds this KMS" : string.Empty));
             measured.Add("GAP: the KMS has no hardware self-attestation yet, and its self-signed certificate chains to no CA an agent can pin (docs/kubernetes.md)");
         }
         else
@@ -142,6 +151,37 @@ public static class KmsExporter
         }
 
         return new ExportResult(files, measured);
+    }
+
+    /// <summary>
+    /// The KMS pin a verifier gives <c>morph kms trust --expect-measurement</c> (the form of the client's
+    /// <c>KmsMeasurementPin</c>) for a KMS in <paramref name="tee"/> whose initdata digest is <paramref name="digest"/>:
+    /// <c>snp:MEASUREMENT,host_data=DIGEST</c> or <c>tdx:MRTD/RTMR0/RTMR1/RTMR2/RTMR3,mrconfigid=DIGEST</c>. Under Kata the
+    /// launch values measure the guest image every pod of the runtime class boots, so without the digest the pin would be
+    /// passed by any pod of it. <paramref name="guest"/> fills them in; null leaves their names as placeholders.
+    /// </summary>
+    /// <exception cref="ArgumentException">SGX, a digest or launch value of the wrong size, or the wrong number of launch values.</exception>
+    public static string Pin(ExportTee tee, ReadOnlySpan<byte> digest, IReadOnlyList<byte[]>? guest)
+    {
+        // SNP HOST_DATA holds the SHA-256 of the initdata, TDX MRCONFIGID its SHA-384 (Initdata.Digest).
+        var (count, key, digestLength) = tee switch
+        {
+            ExportTee.Snp => (1, "host_data", 32),
+            ExportTee.Tdx => (5, "mrconfigid", 48),
+            _ => throw new ArgumentException("the KMS runs in a Kata confidential VM: snp or tdx"),
+        };
+        if (digest.Length != digestLength)
+        {
+            throw new ArgumentException($"a {Initdata.LaunchField(tee)} initdata digest is {digestLength} bytes, not {digest.Length}");
+        }
+
+        if (guest is not null && (guest.Count != count || guest.Any(v => v is not { Length: 48 })))
+        {
+            throw new ArgumentException($"the Kata guest's launch values for {tee.ToString().ToLowerInvariant()} are {GuestPlaceholder(tee)}: {count} of 48 bytes");
+        }
+
+        var launch = guest is null ? GuestPlaceholder(tee) : string.Join('/', guest.Select(Convert.ToHexStringLower));
+        return $"{tee.ToString().ToLowerInvariant()}:{launch},{key}={Convert.ToHexStringLower(digest)}";
     }
 
     /// <summary>
@@ -174,6 +214,8 @@ public static class KmsExporter
         .. request.InsecureNoTee ? (string[])["--tls-cert", "/etc/morph/tls/tls.crt", "--tls-key", "/etc/morph/tls/tls.key"] : ["--tls-self"],
     ];
 
+    private static string GuestPlaceholder(ExportTee tee) => tee == ExportTee.Tdx ? "MRTD/RTMR0/RTMR1/RTMR2/RTMR3" : "MEASUREMENT";
+
     private static IEnumerable<string> TeeHeader(KmsExportRequest request, ExportTee tee, string digest) =>
     [
         $"TEE {tee.ToString().ToLowerInvariant()}: each replica runs in a Kata confidential VM (runtimeClassName {RuntimeClassOf(request, tee)}; the",
@@ -182,6 +224,8 @@ public static class KmsExporter
         $"Measured: the {Initdata.Annotation} annotation is initdata (gzip+base64 of initdata.toml); its {Initdata.PolicyEntry}",
         $"(Kata agent policy) pins this image, {request.Command} and its arguments, refuses exec, and Kata hashes it into",
         $"{Initdata.LaunchField(tee)} = {digest}.",
+        "The Kata guest image's launch values are the same for every pod of the runtime class, so a verifier pins both:",
+        $"morph kms trust URL --expect-measurement {Pin(tee, Convert.FromHexString(digest), request.GuestLaunchValues)}",
         "GAPS (docs/kubernetes.md): `morph kms server` has no hardware self-attestation yet (sys/attestation serves simulated",
         "evidence, which no client trusts), and its self-signed certificate differs per replica and restart, names only",
         "localhost and chains to no CA an agent's initdata can pin, so agents refuse it.",
@@ -218,6 +262,11 @@ public static class KmsExporter
                 throw new ArgumentException("--tee and --insecure-no-tee exclude each other");
             case ExportTee.Sgx:
                 throw new ArgumentException("the KMS runs in a Kata confidential VM: --tee snp or tdx (SGX is not offered for the KMS)");
+        }
+
+        if (request.GuestLaunchValues is not null && request.InsecureNoTee)
+        {
+            throw new ArgumentException("the Kata guest's launch values are for a KMS in a TEE, not with --insecure-no-tee");
         }
 
         if (request.RuntimeClass is not null && request.InsecureNoTee)

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Morphisms.Attestation;
+using Morphisms.Client.Trust;
 using Morphisms.Deploy.Kms;
 using Morphisms.Deploy.Knative;
 
@@ -20,6 +22,13 @@ public static class ExportKmsCommand
         tee.AcceptOnlyFromAmong("snp", "tdx");
         var runtimeClass = new Option<string?>("--runtime-class") { Description = "Runtime class, when the cluster's is not kata-qemu-snp / kata-qemu-tdx." };
         var executable = new Option<string>("--command") { Description = "Path of the morph executable in the image (the agent policy pins the whole argv).", DefaultValueFactory = _ => KmsExportRequest.DefaultCommand };
+        var guest = new Option<string?>("--guest-measurement")
+        {
+            Description = "The Kata guest image's launch values for --tee, from your Kata install (the same for every pod of the runtime class): "
+                + "snp:MEASUREMENT or tdx:MRTD/RTMR0/RTMR1/RTMR2/RTMR3. The KMS pin printed then is complete, with the initdata's host_data / mrconfigid "
+                + "that binds this KMS; without it the pin names them as placeholders.",
+            HelpName = "TEE:HEX",
+        };
         var insecure = new Option<bool>("--insecure-no-tee") { Description = "INSECURE, test clusters only: no TEE, TLS key from a Secret the cluster's administrators can read." };
         var replicas = new Option<int>("--replicas") { Description = "Number of KMS replicas.", DefaultValueFactory = _ => 3 };
         var ns = new Option<string?>("--namespace") { Description = "Kubernetes namespace." };
@@ -28,7 +37,7 @@ public static class ExportKmsCommand
         var output = new Option<DirectoryInfo>("--output", "-o") { Description = "Directory to write into.", DefaultValueFactory = _ => new DirectoryInfo(".") };
         var command = new Command("kms", "Generate a replicated KMS Deployment + Service (plain YAML and kustomization) running in a TEE.")
         {
-            image, tee, runtimeClass, executable, insecure, replicas, ns, dbSecret, tlsSecret, output,
+            image, tee, runtimeClass, executable, guest, insecure, replicas, ns, dbSecret, tlsSecret, output,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -40,10 +49,12 @@ public static class ExportKmsCommand
                     throw new ArgumentException("--tls-secret is for --insecure-no-tee: in a TEE the KMS makes its TLS key itself");
                 }
 
+                var exportTee = parse.GetValue(tee) is { } name ? Enum.Parse<ExportTee>(name, ignoreCase: true) : (ExportTee?)null;
                 var result = KmsExporter.Export(new KmsExportRequest
                 {
                     Image = parse.GetValue(image)!,
-                    Tee = parse.GetValue(tee) is { } name ? Enum.Parse<ExportTee>(name, ignoreCase: true) : null,
+                    Tee = exportTee,
+                    GuestLaunchValues = parse.GetValue(guest) is { } launch ? GuestLaunchValues(launch, exportTee) : null,
                     RuntimeClass = parse.GetValue(runtimeClass),
                     Command = parse.GetValue(executable)!,
                     InsecureNoTee = noTee,
@@ -73,12 +84,51 @@ public static class ExportKmsCommand
 
                 return ExitCodes.Ok;
             }
-            catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is ArgumentException or FormatException or IOException or UnauthorizedAccessException)
             {
                 await stderr.WriteLineAsync($"morph: {e.Message}");
                 return ExitCodes.UsageOrInput;
             }
         });
         return command;
+    }
+
+    /// <summary>
+    /// Reads <c>--guest-measurement</c> as a KMS pin of the guest image alone, of the TEE exported for: the export adds the
+    /// initdata digest itself, and a value of another TEE or one already carrying a digest would print a pin nothing matches.
+    /// </summary>
+    /// <exception cref="FormatException">Not such a pin, naming the option.</exception>
+    private static IReadOnlyList<byte[]> GuestLaunchValues(string text, ExportTee? tee)
+    {
+        KmsMeasurementPin pin;
+        try
+        {
+            pin = KmsMeasurementPin.Parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new FormatException($"--guest-measurement: {e.Message}", e);
+        }
+
+        var expected = tee switch { ExportTee.Snp => TeeType.Snp, ExportTee.Tdx => TeeType.Tdx, _ => (TeeType?)null };
+        if (expected is null)
+        {
+            throw new FormatException("--guest-measurement is for a KMS in a TEE: give --tee snp or tdx");
+        }
+
+        if (pin.Tee != expected || !KmsMeasurementPin.IsTyped(text))
+        {
+            // Typed, as --tee says which: a bare value would be read as SNP whatever the export is for.
+            throw new FormatException($"--guest-measurement: --tee {expected.Value.ToWireName()} takes the guest's launch values as "
+                + (expected == TeeType.Tdx ? "tdx:MRTD/RTMR0/RTMR1/RTMR2/RTMR3" : "snp:MEASUREMENT")
+                + (KmsMeasurementPin.IsTyped(text) ? $", not {pin.Tee.ToWireName()}:" : ", with the TEE named"));
+        }
+
+        if (pin.BindsWorkload)
+        {
+            throw new FormatException("--guest-measurement: give the guest image's launch values alone; the export adds the host_data / mrconfigid of the initdata it writes");
+        }
+
+        return [.. pin.Components.Select(c => c.ToArray())];
     }
 }
