@@ -142,7 +142,10 @@ public static class KmsExporter
             files.Add(new("initdata.toml", document!));
             measured.Add($"{Initdata.LaunchField(measuredTee)} (initdata {Initdata.Algorithm(measuredTee)}): {digest}");
             measured.Add($"KMS pin (morph kms trust URL --expect-measurement PIN): {Pin(measuredTee, Convert.FromHexString(digest!), request.GuestLaunchValues)}"
-                + (request.GuestLaunchValues is null ? $" — {GuestPlaceholder(measuredTee)} are the Kata guest image's launch values, the same for every pod of the runtime class, so the {Initdata.LaunchField(measuredTee)} is what binds this KMS" : string.Empty));
+                + (request.GuestLaunchValues is null
+                    ? $" — {GuestPlaceholder(measuredTee)}: the Kata guest image's launch {(measuredTee == ExportTee.Tdx ? "values" : "measurement")} (--guest-measurement), "
+                        + $"the same for every pod of the runtime class, so the {Initdata.LaunchField(measuredTee)} is what binds this KMS"
+                    : string.Empty));
             measured.Add("GAP: the KMS has no hardware self-attestation yet, and its self-signed certificate chains to no CA an agent can pin (docs/kubernetes.md)");
         }
         else
