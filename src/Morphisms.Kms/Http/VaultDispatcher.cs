@@ -196,7 +196,7 @@ internal sealed partial class VaultDispatcher(
 
     /// <summary>
     /// HA, on an unsealed node that is not serving: Vault's standby behaviour. Seal status, health, leader, unseal
-    /// and init are answered here; everything else is redirected (307, same path and query) to the active node.
+    /// and init are answered here; everything else is redirected (307, the path and query as sent) to the active node.
     /// </summary>
     private async Task<bool> RedirectedToActiveNodeAsync(HttpContext context, string path)
     {
@@ -222,12 +222,64 @@ internal sealed partial class VaultDispatcher(
         var address = leader.Address ?? throw new KmsException(
             503,
             "this node is a standby and the active node's address in storage failed authentication or is stale: not redirecting there (the kms_ha_leader row was altered or an earlier one written back, it was written by an older KMS version, or the active node's lease lapsed); send this to the active node directly, or retry once a node has become active again");
-        var http = context.Request;
+        var target = RedirectTarget(context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget)
+            ?? throw KmsException.BadRequest("this node is a standby and redirects a request only when its target is a path (origin-form, beginning with \"/\"), not an absolute URL or \"*\": send the path alone, or send the request to the active node directly");
         context.Response.StatusCode = StatusCodes.Status307TemporaryRedirect;
-        context.Response.Headers.Location = address.AbsoluteUri.TrimEnd('/') + http.PathBase.ToUriComponent() + http.Path.ToUriComponent() + http.QueryString.ToUriComponent();
+        context.Response.Headers.Location = address.AbsoluteUri.TrimEnd('/') + target;
         context.Response.Headers.CacheControl = "no-store";
         await context.Response.CompleteAsync().ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>
+    /// The path and query of a request to redirect, exactly as the client sent them (<paramref name="rawTarget"/>,
+    /// Kestrel's request target, still escaped), so the active node decodes the path the client named, once; null when
+    /// the target is not origin-form (a path beginning with "/"). The decoded <c>Path</c> cannot be escaped back:
+    /// <c>PathString</c> leaves a "%" (sent as "%25") bare when two hex digits follow, so <c>secret/data/a%2541</c>
+    /// (key <c>a%41</c>) went out as <c>a%41</c> and was written to key <c>aA</c>.
+    /// </summary>
+    internal static string? RedirectTarget(string? rawTarget)
+    {
+        // Appended to the active node's address, only a target that begins with "/" is sure to stay in its path:
+        // absolute-form ("GET http://host/v1/..."), which Kestrel accepts, would run into the authority, and Kestrel
+        // decoded its path by other rules (%2F too) than the active node decodes an origin-form one. Asterisk-form
+        // ("OPTIONS *") has no path to keep.
+        if (rawTarget is not ['/', ..])
+        {
+            return null;
+        }
+
+        // Kestrel refuses control characters, spaces and non-ASCII in an HTTP/1 request line, but an HTTP/2 :path is a
+        // header value that may hold them, and it takes a "#" as part of the path or query. Escaped (as UTF-8) they
+        // mean the same to the active node, and make a valid Location (Kestrel refuses to send a header value with a
+        // control character or non-ASCII: the redirect would be a 500) that no "#" cuts short as a fragment.
+        if (!rawTarget.Any(NeedsEscaping))
+        {
+            return rawTarget;
+        }
+
+        var escaped = new System.Text.StringBuilder(rawTarget.Length * 3);
+        Span<byte> utf8 = stackalloc byte[4];
+        for (var i = 0; i < rawTarget.Length; i++)
+        {
+            if (!NeedsEscaping(rawTarget[i]))
+            {
+                escaped.Append(rawTarget[i]);
+                continue;
+            }
+
+            var pair = char.IsHighSurrogate(rawTarget[i]) && i + 1 < rawTarget.Length && char.IsLowSurrogate(rawTarget[i + 1]);
+            var length = System.Text.Encoding.UTF8.GetBytes(rawTarget.AsSpan(i, pair ? 2 : 1), utf8);
+            i += pair ? 1 : 0;
+            foreach (var b in utf8[..length])
+            {
+                escaped.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+            }
+        }
+
+        return escaped.ToString();
+
+        static bool NeedsEscaping(char c) => c is <= ' ' or >= '\u007f' or '#';
     }
 
     /// <summary>

@@ -163,6 +163,89 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task A_standby_redirects_the_path_and_query_as_the_client_sent_them_so_an_escaped_key_is_the_key_written()
+    {
+        var storage = await NewDatabaseAsync();
+        var a = await StartAsync(storage);
+        using var ca = Client(a);
+        var (key, root) = await InitAsync(ca);
+        ca.Token = root;
+        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(ca, 200);
+        var b = await StartAsync(storage);
+        using var cb = Client(b);
+        cb.Token = root;
+        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(cb, 429);
+
+        // Key "k%41%2Fv%zz": "%25" is a literal "%", here once before two hex digits (decoded a second time, "%41" is
+        // "A"), once before none; "%2F" stays escaped in the path. The query carries escapes too.
+        const string named = "/v1/secret/data/k%2541%2Fv%25zz";
+        const string query = "?x=%2541&y=a%2Fb";
+        using (var request = new HttpRequestMessage(HttpMethod.Post, named + query) { Content = new StringContent("""{"data":{"v":"named"}}""") })
+        {
+            request.Headers.Add("X-Vault-Token", root);
+            using var redirect = await cb.Http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.TemporaryRedirect, redirect.StatusCode);
+            Assert.Equal(Origin(a) + named + query, redirect.Headers.Location!.OriginalString);
+
+            // Followed as HttpClient follows it: the same request, to the Location.
+            using var followed = new HttpRequestMessage(HttpMethod.Post, redirect.Headers.Location) { Content = new StringContent("""{"data":{"v":"named"}}""") };
+            followed.Headers.Add("X-Vault-Token", root);
+            using var written = await ca.Http.SendAsync(followed);
+            Assert.Equal(HttpStatusCode.OK, written.StatusCode);
+        }
+
+        // Written where the client named it, and nowhere else (the old Location, "k%41%2Fv%25zz", wrote key "kA%2Fv%zz").
+        Assert.Equal("named", (await ca.GetAsync(named["/v1/".Length..])).Expect(200).Data["data"]!["v"]!.GetValue<string>());
+        (await ca.GetAsync("secret/data/kA%2Fv%25zz")).Expect(404);
+        Assert.Equal("k%41%2Fv%zz", Assert.Single((await ca.ListAsync("secret/metadata/")).Expect(200).Data["keys"]!.AsArray())!.GetValue<string>());
+
+        // A client that follows redirects by itself reads it back through the standby, the query (version=1) kept.
+        using var following = new VaultHttp(new HttpClient { BaseAddress = b.BaseAddress, Timeout = TimeSpan.FromSeconds(10) }) { Token = root };
+        Assert.Equal("named", (await following.GetAsync(named["/v1/".Length..] + "?version=1")).Expect(200).Data["data"]!["v"]!.GetValue<string>());
+        (await following.GetAsync(named["/v1/".Length..] + "?version=2")).Expect(404);
+    }
+
+    [Fact]
+    public async Task A_standby_redirects_only_a_target_that_is_a_path_so_the_request_line_cannot_name_the_host()
+    {
+        var storage = await NewDatabaseAsync();
+        var a = await StartAsync(storage);
+        using var ca = Client(a);
+        var (key, root) = await InitAsync(ca);
+        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(ca, 200);
+        var b = await StartAsync(storage);
+        using var cb = Client(b);
+        cb.Token = root;
+        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(cb, 429);
+
+        // Absolute-form, which Kestrel accepts when Host agrees: appended to the active node's address, the target
+        // would run into its authority. Refused, not redirected anywhere.
+        foreach (var target in new[] { "http://evil.example:8200/v1/sys/mounts", "http://evil.example:8200/v1/secret/data/a%2541?x=1" })
+        {
+            var answer = await RawAsync(b, $"GET {target} HTTP/1.1", "evil.example:8200", root);
+            Assert.StartsWith("HTTP/1.1 400 ", answer, StringComparison.Ordinal);
+            Assert.DoesNotContain("Location:", answer, StringComparison.OrdinalIgnoreCase);
+            Assert.Contains("not an absolute URL", answer, StringComparison.Ordinal);
+        }
+
+        // Asterisk-form and a path that is not under /v1 reach no redirect.
+        foreach (var line in new[] { "OPTIONS * HTTP/1.1", "GET //evil.example:8200/v1/sys/mounts HTTP/1.1" })
+        {
+            Assert.DoesNotContain("Location:", await RawAsync(b, line, b.BaseAddress.Authority, root), StringComparison.OrdinalIgnoreCase);
+        }
+
+        // Kestrel takes a "#" in a request line as part of the path or query; escaped, it stays there on the active node
+        // too, rather than cutting the Location short as a fragment.
+        var redirected = await RawAsync(b, "GET /v1/secret/data/a#b?q=c#d HTTP/1.1", b.BaseAddress.Authority, root);
+        Assert.StartsWith("HTTP/1.1 307 ", redirected, StringComparison.Ordinal);
+        Assert.Contains($"Location: {Origin(a)}/v1/secret/data/a%23b?q=c%23d\r\n", redirected, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Killing_the_active_node_fails_over_within_seconds_and_loses_no_acknowledged_write()
     {
         var storage = await NewDatabaseAsync();
@@ -424,6 +507,18 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
         using var response = await standby.Http.SendAsync(request);
         Assert.Equal(HttpStatusCode.TemporaryRedirect, response.StatusCode);
         return response.Headers.Location!.OriginalString;
+    }
+
+    /// <summary>Sends one request line (with <paramref name="host"/> as Host) as bytes, and returns the whole answer.</summary>
+    private static async Task<string> RawAsync(KmsProcess node, string requestLine, string host, string token)
+    {
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(node.BaseAddress.Host, node.BaseAddress.Port);
+        var stream = tcp.GetStream();
+        var bytes = System.Text.Encoding.ASCII.GetBytes($"{requestLine}\r\nHost: {host}\r\nX-Vault-Token: {token}\r\nConnection: close\r\n\r\n");
+        await stream.WriteAsync(bytes);
+        using var reader = new StreamReader(stream);
+        return await reader.ReadToEndAsync();
     }
 
     private static async Task<(string Key, string Root)> InitAsync(VaultHttp client)
