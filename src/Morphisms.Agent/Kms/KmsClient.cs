@@ -208,7 +208,8 @@ public sealed class KmsClient : IDisposable
         }
 
         // The same request elsewhere, as KmsTlsPin.RedirectKeepsRequest allows: a Location with a path would land the
-        // token and body on another path of a real, pinned node.
+        // token and body on another path of a real, pinned node. PathAndQuery is what HttpClient sends, escapes kept as
+        // Uri normalises them, and the standby's Location carries the target as sent: equal means the same bytes.
         if (next.PathAndQuery != target.PathAndQuery || next.UserInfo.Length != 0 || next.Fragment.Length != 0)
         {
             throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} redirected {path} ({status}) to another path than {target.AbsolutePath}: not followed (a standby redirects to the same path on the active node); check the KMS nodes' --api-addr");

@@ -90,7 +90,9 @@ public sealed class KmsTlsPin
     /// same path and query, no user info or fragment. A standby builds its <c>Location</c> from the active node's
     /// <c>api_addr</c> in storage the KMS does not trust; one with a path (<c>https://node2:8200/v1/sys/policies/acl/x#</c>)
     /// would land the request on another path of a real, pinned node. An active node is the same API elsewhere, so only
-    /// scheme, host and port may change.
+    /// scheme, host and port may change. The standby sends the path and query back as the client sent them, still
+    /// escaped; both sides compare as <see cref="Uri"/> normalises them, which is what goes on the wire on each hop, so
+    /// a <c>Location</c> that decoded an escape (<c>%2541</c> as <c>%41</c>, another key) is another path.
     /// </summary>
     public static bool RedirectKeepsRequest(Uri target, Uri next) =>
         next.PathAndQuery == target.PathAndQuery && next.UserInfo.Length == 0 && next.Fragment.Length == 0;

@@ -105,6 +105,46 @@ public sealed class KmsClientTests : IDisposable
     }
 
     [Fact]
+    public async Task AStandbysRedirect_OfAnEscapedPathAndQuery_IsFollowedToTheSameRequestTarget()
+    {
+        // "%25" before hex digits, "%2F" and an escaped query: the KMS's standby sends the request target back as it
+        // came (VaultDispatcher.RedirectTarget), and the agent must take that for the same path, not refuse it.
+        const string path = "secret/data/k%2541%2Fv%25zz?x=%2541&y=a%2Fb";
+        var seen = new ConcurrentQueue<string>();
+        await using var active = await Stub.StartAsync(_kmsCertificate, context =>
+        {
+            seen.Enqueue(RawTarget(context));
+            return context.Response.WriteAsync("""{"data":{"data":{"v":"named"},"metadata":{"version":1}}}""");
+        });
+        await using var standby = await Stub.StartAsync(_kmsCertificate, RedirectTo(307, context => new Uri(active.BaseAddress.GetLeftPart(UriPartial.Authority) + RawTarget(context))));
+        using var client = Client(standby.BaseAddress);
+
+        Assert.Equal("named", (await client.ReadKvAsync(path, "token-1", CancellationToken.None)).Data["v"]!.GetValue<string>());
+
+        Assert.Equal(["/v1/" + path], seen);
+    }
+
+    [Fact]
+    public async Task ARedirectThatDecodedTheEscapedPath_IsNotFollowed()
+    {
+        // What a standby sent before it kept the request target: the decoded path escaped again, "%2541" as "%41",
+        // which the active node would read as key "kA...". Another path, so not followed.
+        var reached = 0;
+        await using var active = await Stub.StartAsync(_kmsCertificate, context =>
+        {
+            Interlocked.Increment(ref reached);
+            return context.Response.WriteAsync("{}");
+        });
+        await using var standby = await Stub.StartAsync(_kmsCertificate, RedirectTo(307, context => new Uri(active.BaseAddress.GetLeftPart(UriPartial.Authority) + context.Request.Path.ToUriComponent() + context.Request.QueryString.ToUriComponent())));
+        using var client = Client(standby.BaseAddress);
+
+        var refused = await Assert.ThrowsAsync<AgentException>(() => client.ReadKvAsync("secret/data/k%2541", "token-1", CancellationToken.None));
+
+        Assert.Contains("to another path than /v1/secret/data/k%2541", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(0, reached);
+    }
+
+    [Fact]
     public async Task ARedirectToPlainHttp_IsNotFollowed()
     {
         var reached = 0;
@@ -224,6 +264,8 @@ public sealed class KmsClientTests : IDisposable
         await stop.CancelAsync();
         Assert.Equal(0, await run.WaitAsync(TimeSpan.FromSeconds(30)));
     }
+
+    private static string RawTarget(HttpContext context) => context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()!.RawTarget;
 
     private static RequestDelegate RedirectTo(int status, Func<HttpContext, Uri> location) => context =>
     {
