@@ -15,7 +15,8 @@ namespace Morphisms.Agent.Kms;
 /// wherever a <c>Location</c> points, with another path or after turning a POST into a GET. An HA standby's 307 or 308
 /// (an agent given any node's address, or one that was active when the instance started) is followed here, at most
 /// <see cref="MaxRedirects"/> times, only to https and only to the same path and query (scheme, host and port may
-/// change), as <c>Morphisms.Client</c>'s <c>KmsTlsPin.RedirectKeepsRequest</c> allows. The standby's <c>Location</c>
+/// change), as <see cref="KmsRedirect"/> allows (the serving host's registrar and <c>Morphisms.Client</c>'s
+/// <c>KmsTlsPin.RedirectKeepsRequest</c> follow the same rule). The standby's <c>Location</c>
 /// comes from storage the KMS does not trust; what makes a target safe is the pin, which the handler applies to every
 /// connection it makes, redirect targets included, with the host name checked against the target's: a host that is not
 /// the pinned KMS fails the handshake and never sees the request.
@@ -31,7 +32,7 @@ public sealed class KmsClient : IDisposable
     public const int MaxResponseBytes = 4 * 1024 * 1024;
 
     /// <summary>How many 307/308 redirects one request follows (an HA standby to the active node is one).</summary>
-    public const int MaxRedirects = 3;
+    public const int MaxRedirects = KmsRedirect.MaxRedirects;
 
     // For the whole exchange, the answer's body included (HttpClient's own timeout ends when the headers are in).
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
@@ -194,33 +195,19 @@ public sealed class KmsClient : IDisposable
     {
         var status = (int)response.StatusCode;
         var from = target.GetLeftPart(UriPartial.Authority);
-        if (status is not (307 or 308) || response.Headers.Location is not { } location)
+        return KmsRedirect.Check(target, response, redirects, out var next) switch
         {
+            null => next!,
+
             // 301/302/303 would turn a POST into a GET without its body: no standby sends them, and no request of the
             // agent means that.
-            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} answered {path} with a redirect ({status}) that is not followed: only a 307 or 308 with a Location is (an HA standby naming the active node)");
-        }
+            KmsRedirectRefusal.NotAStandbysRedirect => throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} answered {path} with a redirect ({status}) that is not followed: only a 307 or 308 with a Location is (an HA standby naming the active node)"),
+            KmsRedirectRefusal.NotHttps => throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} redirected {path} ({status}) to {next!.GetLeftPart(UriPartial.Authority)}: not followed, since only https can show the pinned certificate (and plain http would carry the token in clear); give the KMS nodes https --api-addr URLs"),
 
-        var next = location.IsAbsoluteUri ? location : new Uri(target, location);
-        if (next.Scheme != Uri.UriSchemeHttps)
-        {
-            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} redirected {path} ({status}) to {next.GetLeftPart(UriPartial.Authority)}: not followed, since only https can show the pinned certificate (and plain http would carry the token in clear); give the KMS nodes https --api-addr URLs");
-        }
-
-        // The same request elsewhere, as KmsTlsPin.RedirectKeepsRequest allows: a Location with a path would land the
-        // token and body on another path of a real, pinned node. PathAndQuery is what HttpClient sends, escapes kept as
-        // Uri normalises them, and the standby's Location carries the target as sent: equal means the same bytes.
-        if (next.PathAndQuery != target.PathAndQuery || next.UserInfo.Length != 0 || next.Fragment.Length != 0)
-        {
-            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} redirected {path} ({status}) to another path than {target.AbsolutePath}: not followed (a standby redirects to the same path on the active node); check the KMS nodes' --api-addr");
-        }
-
-        if (redirects + 1 > MaxRedirects)
-        {
-            throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS redirected {path} more than {MaxRedirects} times (the last time to {next.GetLeftPart(UriPartial.Authority)}): not followed");
-        }
-
-        return next;
+            // A Location with a path would land the token and body on another path of a real, pinned node.
+            KmsRedirectRefusal.AnotherRequest => throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS at {from} redirected {path} ({status}) to another path than {target.AbsolutePath}: not followed (a standby redirects to the same path on the active node); check the KMS nodes' --api-addr"),
+            _ => throw new AgentException(AgentExitCodes.KmsUnavailable, $"the KMS redirected {path} more than {MaxRedirects} times (the last time to {next!.GetLeftPart(UriPartial.Authority)}): not followed"),
+        };
     }
 
     // The answer's body, at most MaxResponseBytes of it, within what is left of RequestTimeout.

@@ -25,7 +25,7 @@ namespace Morphisms.Client.Trust;
 public sealed class KmsTlsPin
 {
     /// <summary>How many 307/308 redirects one request follows (a standby to the active node is one).</summary>
-    public const int MaxRedirects = 3;
+    public const int MaxRedirects = Morphisms.Attestation.Trust.KmsRedirect.MaxRedirects;
 
     private readonly HashSet<string> _keys;
     private readonly bool _recordAlone;
@@ -87,15 +87,13 @@ public sealed class KmsTlsPin
 
     /// <summary>
     /// Whether a redirect from <paramref name="target"/> to <paramref name="next"/> asks for the same request elsewhere:
-    /// same path and query, no user info or fragment. A standby builds its <c>Location</c> from the active node's
+    /// same path and query, no user info or fragment (<see cref="Morphisms.Attestation.Trust.KmsRedirect.KeepsRequest"/>,
+    /// the agent's and the serving host's rule). A standby builds its <c>Location</c> from the active node's
     /// <c>api_addr</c> in storage the KMS does not trust; one with a path (<c>https://node2:8200/v1/sys/policies/acl/x#</c>)
     /// would land the request on another path of a real, pinned node. An active node is the same API elsewhere, so only
-    /// scheme, host and port may change. The standby sends the path and query back as the client sent them, still
-    /// escaped; both sides compare as <see cref="Uri"/> normalises them, which is what goes on the wire on each hop, so
-    /// a <c>Location</c> that decoded an escape (<c>%2541</c> as <c>%41</c>, another key) is another path.
+    /// scheme, host and port may change.
     /// </summary>
-    public static bool RedirectKeepsRequest(Uri target, Uri next) =>
-        next.PathAndQuery == target.PathAndQuery && next.UserInfo.Length == 0 && next.Fragment.Length == 0;
+    public static bool RedirectKeepsRequest(Uri target, Uri next) => Morphisms.Attestation.Trust.KmsRedirect.KeepsRequest(target, next);
 
     private static bool AtLeastAsStrict(KmsTrustRecord other, KmsTrustRecord record) =>
         other.UsabilityProblem() is null && (!other.AnyMeasurement || record.AnyMeasurement) && (!other.Simulated || record.Simulated);

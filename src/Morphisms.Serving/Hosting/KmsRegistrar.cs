@@ -26,7 +26,9 @@ public sealed class KmsRegistrar : IDisposable
         // The same check as the agents' (the chain must validate up to the pinned CA, and the name must match): this
         // connection carries a token that may write policies, so an impostor must not get as far as a request.
         _pin = new KmsPin(Convert.FromHexString(kms.CaSha256), time);
-        var handler = new SocketsHttpHandler();
+        // Redirects are followed in SendAsync, not by HttpClient: it would re-send X-Vault-Token (it strips only
+        // Authorization) to any path a Location names on a node the pin accepts, or turn a PUT into a GET.
+        var handler = new SocketsHttpHandler { AllowAutoRedirect = false };
         _pin.ApplyTo(handler.SslOptions);
         _http = new HttpClient(handler) { BaseAddress = kms.Url, Timeout = TimeSpan.FromSeconds(15) };
         _http.DefaultRequestHeaders.Add("X-Vault-Token", kms.Token);
@@ -151,15 +153,41 @@ public sealed class KmsRegistrar : IDisposable
 
     private async Task<JsonObject?> SendAsync(HttpMethod method, string path, JsonObject? body, CancellationToken ct, bool absentOrForbiddenIsNull = false)
     {
-        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+        var target = new Uri(_http.BaseAddress!, path);
         HttpResponseMessage sent;
-        try
+        for (var redirects = 0; ; redirects++)
         {
-            sent = await _http.SendAsync(request, ct).ConfigureAwait(false);
-        }
-        catch (HttpRequestException e) when (_pin.LastFailure is { } refused)
-        {
-            throw new InvalidOperationException($"refusing the KMS at {_http.BaseAddress}: {refused}", e);
+            // A request message cannot be sent twice: each hop builds its own, with the same method and body.
+            using var request = new HttpRequestMessage(method, target) { Content = body is null ? null : JsonContent.Create(body) };
+            try
+            {
+                sent = await _http.SendAsync(request, ct).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e) when (_pin.LastFailure is { } refused)
+            {
+                // Refused in the handshake: no byte of the request, the token least of all, went there.
+                throw new InvalidOperationException(redirects == 0
+                    ? $"refusing the KMS at {_http.BaseAddress}: {refused}"
+                    : $"the KMS redirected {method} {path} to {target.GetLeftPart(UriPartial.Authority)}, which is not the pinned KMS ({refused}): not followed, nothing was sent there", e);
+            }
+
+            if ((int)sent.StatusCode is not (>= 300 and < 400))
+            {
+                break;
+            }
+
+            // An HA standby's 307/308 to its active node, as the agent follows it (KmsRedirect); nothing else.
+            using var redirect = sent;
+            var from = target.GetLeftPart(UriPartial.Authority);
+            var status = (int)redirect.StatusCode;
+            target = KmsRedirect.Check(target, redirect, redirects, out var next) switch
+            {
+                null => next!,
+                KmsRedirectRefusal.NotAStandbysRedirect => throw new InvalidOperationException($"KMS {method} {path}: {from} answered with a redirect ({status}) that is not followed: only a 307 or 308 with a Location is (an HA standby naming the active node)"),
+                KmsRedirectRefusal.NotHttps => throw new InvalidOperationException($"KMS {method} {path}: {from} redirected ({status}) to {next!.GetLeftPart(UriPartial.Authority)}: not followed, since only https can show the pinned certificate (and plain http would carry the token in clear); give the KMS nodes https --api-addr URLs"),
+                KmsRedirectRefusal.AnotherRequest => throw new InvalidOperationException($"KMS {method} {path}: {from} redirected ({status}) to another path than {target.AbsolutePath}: not followed (a standby redirects to the same path on the active node); check the KMS nodes' --api-addr"),
+                _ => throw new InvalidOperationException($"KMS {method} {path}: redirected more than {KmsRedirect.MaxRedirects} times (the last time to {next!.GetLeftPart(UriPartial.Authority)}): not followed"),
+            };
         }
 
         using var response = sent;

@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using Morphisms.Attestation.Trust;
 using Morphisms.Serving.Hosting;
 using Morphisms.Serving.Revisions;
 using Morphisms.Serving.Spec;
@@ -14,8 +15,9 @@ namespace Morphisms.Serving.Tests.Hosting;
 
 /// <summary>
 /// The serving host sends a token that may write policies to the KMS, so its pin must hold against an impostor
-/// that presents a copy of the (public) pinned CA certificate beside a leaf of its own. And the policy it writes must
-/// never carry rules smuggled in through a function's secret path.
+/// that presents a copy of the (public) pinned CA certificate beside a leaf of its own, and it follows no redirect but
+/// an HA standby's to the same request on its active node. And the policy it writes must never carry rules smuggled
+/// in through a function's secret path.
 /// </summary>
 public sealed class KmsRegistrarPinTests
 {
@@ -104,6 +106,85 @@ public sealed class KmsRegistrarPinTests
     }
 
     [Theory]
+    [InlineData(307)]
+    [InlineData(308)]
+    public async Task AStandbysRedirect_ToTheSameRequestOnThePinnedActiveNode_IsFollowed(int status)
+    {
+        using var tls = SelfSigned("127.0.0.1");
+        await using var active = new FakeKms(tls);
+        await using var standby = new FakeKms(tls) { Answer = request => Redirect(status, $"https://127.0.0.1:{active.Port}{Target(request)}") };
+
+        using var registrar = Registrar(standby, tls);
+        await registrar.UnregisterAsync("greeter", CancellationToken.None);
+
+        Assert.Contains("DELETE /v1/morphisms/functions/greeter HTTP/1.1", active.Received);
+        Assert.Contains(Token, active.Received);
+    }
+
+    [Theory]
+    // Another path on a node the pin accepts: HttpClient's own redirects re-sent X-Vault-Token there (they strip only
+    // Authorization), turning an unregister into whatever the Location names.
+    [InlineData(307, "/v1/sys/policies/acl/root", "another path than /v1/morphisms/functions/greeter")]
+    [InlineData(307, "/v1/morphisms/functions/greeter?x=1", "another path than /v1/morphisms/functions/greeter")]
+    // 301/302/303 are no standby's (and would turn a PUT into a GET).
+    [InlineData(302, "/v1/morphisms/functions/greeter", "only a 307 or 308 with a Location is")]
+    [InlineData(301, "/v1/morphisms/functions/greeter", "only a 307 or 308 with a Location is")]
+    public async Task AnyOtherRedirect_IsNotFollowed_AndTheTokenGoesNowhere(int status, string path, string reason)
+    {
+        using var tls = SelfSigned("127.0.0.1");
+        await using var elsewhere = new FakeKms(tls);
+        await using var standby = new FakeKms(tls) { Answer = _ => Redirect(status, $"https://127.0.0.1:{elsewhere.Port}{path}") };
+
+        using var registrar = Registrar(standby, tls);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => registrar.UnregisterAsync("greeter", CancellationToken.None));
+
+        Assert.Contains(reason, refused.Message, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, elsewhere.Received);
+    }
+
+    [Fact]
+    public async Task ARedirectToPlainHttp_IsNotFollowed()
+    {
+        using var tls = SelfSigned("127.0.0.1");
+        await using var standby = new FakeKms(tls) { Answer = request => Redirect(307, $"http://127.0.0.1:1{Target(request)}") };
+
+        using var registrar = Registrar(standby, tls);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => registrar.UnregisterAsync("greeter", CancellationToken.None));
+
+        Assert.Contains("only https can show the pinned certificate", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ARedirectToAServerThePinRefuses_IsRefusedInItsHandshake_BeforeTheTokenIsSent()
+    {
+        using var tls = SelfSigned("127.0.0.1");
+        using var other = SelfSigned("127.0.0.1");
+        await using var impostor = new FakeKms(other);
+        await using var standby = new FakeKms(tls) { Answer = request => Redirect(307, $"https://127.0.0.1:{impostor.Port}{Target(request)}") };
+
+        using var registrar = Registrar(standby, tls);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => registrar.UnregisterAsync("greeter", CancellationToken.None));
+
+        Assert.Contains($"redirected DELETE v1/morphisms/functions/greeter to https://127.0.0.1:{impostor.Port}, which is not the pinned KMS", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, impostor.Received);
+    }
+
+    [Fact]
+    public async Task MoreThanThreeRedirects_AreNotFollowed()
+    {
+        using var tls = SelfSigned("127.0.0.1");
+        FakeKms? self = null;
+        await using var looping = new FakeKms(tls) { Answer = request => Redirect(307, $"https://127.0.0.1:{self!.Port}{Target(request)}") };
+        self = looping;
+
+        using var registrar = Registrar(looping, tls);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => registrar.UnregisterAsync("greeter", CancellationToken.None));
+
+        Assert.Contains($"redirected more than {KmsRedirect.MaxRedirects} times", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(KmsRedirect.MaxRedirects + 1, looping.Received.Split("DELETE ").Length - 1);
+    }
+
+    [Theory]
     [InlineData("secret/data/x\" { capabilities = [\"read\"] } path \"sys/*")]
     [InlineData("secret/data/*")]
     [InlineData("secret/data/+")]
@@ -143,6 +224,11 @@ public sealed class KmsRegistrarPinTests
         [],
         new string('0', 96),
         DateTimeOffset.UnixEpoch);
+
+    private static string Redirect(int status, string location) => $"HTTP/1.1 {status} Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+    // The request target of the request line, as sent.
+    private static string Target(string request) => request.Split(' ', 3)[1];
 
     private static KmsRegistrar Registrar(FakeKms kms, X509Certificate2 pinned) => new(new KmsConnection
     {
@@ -190,7 +276,7 @@ public sealed class KmsRegistrarPinTests
     // Round-trip through PKCS#12 so SslStream on Linux can use the private key.
     private static X509Certificate2 Usable(X509Certificate2 withKey) => X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
 
-    /// <summary>A TLS server that presents a given chain, records what it decrypts, and answers every request with 204.</summary>
+    /// <summary>A TLS server that presents a given chain, records what it decrypts, and answers every request with 204 (or <see cref="Answer"/>'s).</summary>
     private sealed class FakeKms : IAsyncDisposable
     {
         private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
@@ -208,6 +294,9 @@ public sealed class KmsRegistrarPinTests
         }
 
         public int Port { get; }
+
+        /// <summary>The whole HTTP answer to a request, given its text up to the end of its headers; null: 204.</summary>
+        public Func<string, string>? Answer { get; init; }
 
         public string Received
         {
@@ -272,7 +361,8 @@ public sealed class KmsRegistrarPinTests
                     }
                 }
 
-                await ssl.WriteAsync("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"u8.ToArray(), _stop.Token);
+                var answer = Answer?.Invoke(request.ToString()) ?? "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                await ssl.WriteAsync(Encoding.ASCII.GetBytes(answer), _stop.Token);
             }
             catch (Exception e) when (e is IOException or AuthenticationException or OperationCanceledException or SocketException)
             {
