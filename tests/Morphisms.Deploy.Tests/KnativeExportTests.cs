@@ -250,6 +250,51 @@ public sealed class KnativeExportTests : IDisposable
     [Theory]
     [InlineData(ExportTee.Snp)]
     [InlineData(ExportTee.Tdx)]
+    public void ThePolicyGivesNoContainerADeviceASysctlOrMknodOfTheHostsChoosing(ExportTee tee)
+    {
+        var result = KnativeExporter.Export(Request(tee) with { QueueProxyImage = QueueProxyImage });
+        var policy = PolicyData.Policy(result.Files.Single(f => f.Path == "initdata.toml").Content);
+        var common = PolicyData.Rule(policy, "morph_common");
+
+        // No device cgroup rule: with one (and a node) the host could open /dev/sev-guest or /dev/tdx_guest to a
+        // container and get reports carrying this pod's launch data. The Kata shim sends none; nodes stay refused too.
+        Assert.Contains("\n    count(morph_list(object.get(morph_object(object.get(input.OCI.Linux, \"Resources\", null)), \"Devices\", null))) == 0\n", common, StringComparison.Ordinal);
+        Assert.Contains("\n    count(morph_list(object.get(input.OCI.Linux, \"Devices\", null))) == 0\n", common, StringComparison.Ordinal);
+
+        // Sysctls: only containerd's two, each with containerd's value; route_localnet (loopback reachable from the
+        // network, where the app serves plaintext) or any other is refused.
+        Assert.Contains("\n    every name, value in morph_object(object.get(input.OCI.Linux, \"Sysctl\", null)) {\n        morph_sysctls[name] == value\n    }\n", common, StringComparison.Ordinal);
+        var sysctls = JsonSerializer.Deserialize<Dictionary<string, string>>(Definition(policy, "morph_sysctls"))!;
+        Assert.Equal(
+            new Dictionary<string, string> { ["net.ipv4.ip_unprivileged_port_start"] = "0", ["net.ipv4.ping_group_range"] = "0 2147483647" },
+            sysctls);
+        Assert.DoesNotContain(sysctls.Keys, k => k.Contains("route_localnet", StringComparison.Ordinal));
+
+        // MKNOD for no container of the pod, only for the pause container, which Kubernetes cannot take it from.
+        Assert.Contains("\n        every cap in morph_list(object.get(caps, kind, null)) {\n            morph_capability(cap) in capabilities\n", common, StringComparison.Ordinal);
+        var capabilities = JsonSerializer.Deserialize<string[]>("[" + Definition(policy, "morph_capabilities").Trim('{', '}') + "]")!;
+        Assert.DoesNotContain("MKNOD", capabilities);
+        Assert.DoesNotContain("SYS_ADMIN", capabilities);
+        Assert.Contains("NET_BIND_SERVICE", capabilities);
+        Assert.Equal("morph_capabilities | {\"MKNOD\"}", Definition(policy, "morph_pause_capabilities"));
+        Assert.Contains("\n    morph_common(morph_capabilities)\n", PolicyData.Rule(policy, "CreateContainerRequest", "== \"container\""), StringComparison.Ordinal);
+        Assert.Contains("\n    morph_common(morph_pause_capabilities)\n", PolicyData.Rule(policy, "CreateContainerRequest", "== \"sandbox\""), StringComparison.Ordinal);
+
+        // Consistent with the Service: the function drops every capability, so the policy's refusal costs it nothing.
+        var service = KubernetesYaml.Deserialize<KnativeService>(result.Files.Single(f => f.Path == "service.yaml").Content);
+        Assert.Equal(["ALL"], Assert.Single(service.Spec.Template.Spec.Containers).SecurityContext.Capabilities.Drop);
+    }
+
+    // The right-hand side of a one-line top-level definition `name := value` of the policy.
+    private static string Definition(string policy, string name)
+    {
+        var line = policy.Split('\n').Single(l => l.StartsWith(name + " := ", StringComparison.Ordinal));
+        return line[(name.Length + 4)..];
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
     [InlineData(ExportTee.Sgx)]
     public void TheFunctionRunsWithNoPrivilegesAndNoServiceAccountToken(ExportTee tee)
     {

@@ -177,8 +177,22 @@ public static class AgentPolicy
 
     private const string Rules = """
 
-        # containerd's default capabilities: none reaches another container's memory, the guest kernel or a device.
-        morph_capabilities := {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+        # containerd's default capabilities without MKNOD: none reaches another container's memory, the guest kernel or a
+        # device. MKNOD is refused because a device node is how a process would reach the guest's attestation device
+        # (/dev/sev-guest, /dev/tdx_guest) and get reports carrying this pod's HOST_DATA / MRCONFIGID; the exported
+        # containers drop every capability, and Knative's queue-proxy does too.
+        morph_capabilities := {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+
+        # The pause container keeps containerd's whole default set, MKNOD included: Kubernetes has no field to drop a
+        # sandbox's capabilities, so containerd always grants it its defaults (genpolicy allows the same). Its process is
+        # the pinned /pause, and with no device cgroup rule (morph_common) a node it made could not be opened.
+        morph_pause_capabilities := morph_capabilities | {"MKNOD"}
+
+        # The only sysctls a container may carry, with exactly these values: the two containerd adds to a pod's
+        # containers (by default from containerd 2.0; genpolicy allows the same). Any other is the host's choice, and some
+        # open the pod to the network: net.ipv4.conf.all.route_localnet=1 would route packets from outside to 127.0.0.1,
+        # where the app serves plaintext (CVE-2020-8558).
+        morph_sysctls := {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
 
         # Kernel file systems a container gets, by mount point: the allowed types (the source names the type too).
         morph_kernel_mounts := {
@@ -215,6 +229,14 @@ public static class AgentPolicy
             is_null(x)
         }
 
+        morph_object(x) := x if {
+            is_object(x)
+        }
+
+        morph_object(x) := {} if {
+            is_null(x)
+        }
+
         morph_storages := morph_list(object.get(input, "storages", null))
 
         morph_image_pulls := [s | some s in morph_storages; s.driver == "image_guest_pull"]
@@ -238,7 +260,7 @@ public static class AgentPolicy
         # replaces the host's process with the bundle's, and one the host chose would share the pod's loopback.
         CreateContainerRequest if {
             input.OCI.Annotations["io.kubernetes.cri.container-type"] == "sandbox"
-            morph_common
+            morph_common(morph_pause_capabilities)
             count(morph_image_pulls) == 1
             count(morph_storages) == 1
             morph_pause_pull(morph_image_pulls[0])
@@ -253,7 +275,7 @@ public static class AgentPolicy
         CreateContainerRequest if {
             input.OCI.Annotations["io.kubernetes.cri.container-type"] == "container"
             c := morph_containers[input.OCI.Annotations["io.kubernetes.cri.container-name"]]
-            morph_common
+            morph_common(morph_capabilities)
             count(morph_image_pulls) == 1
             morph_image(c, morph_image_pulls[0])
             every s in morph_storages {
@@ -268,14 +290,20 @@ public static class AgentPolicy
 
         # Whatever the container: its root is the image the agent pulled for it; its own mount namespace (and PID
         # namespace, see CreateSandboxRequest); no OCI hooks (they run programs in the guest outside any container); no
-        # devices; at most the default capabilities; /proc/sys and its kin read-only.
-        morph_common if {
+        # devices, neither nodes nor device cgroup rules (the Kata shim sends none: the agent's defaults let a container
+        # open only /dev/null and its kin, so a rule is how the host would open the attestation device to one); only the
+        # sysctls above; at most the given capabilities; /proc/sys and its kin read-only.
+        morph_common(capabilities) if {
             regex.match("^[A-Za-z0-9][A-Za-z0-9_.-]*$", input.container_id)
             morph_root(input.OCI.Root.Path)
             not input.sandbox_pidns
             is_null(object.get(input.OCI, "Hooks", null))
             count(morph_list(object.get(input.OCI.Linux, "Devices", null))) == 0
             count(morph_list(object.get(input, "devices", null))) == 0
+            count(morph_list(object.get(morph_object(object.get(input.OCI.Linux, "Resources", null)), "Devices", null))) == 0
+            every name, value in morph_object(object.get(input.OCI.Linux, "Sysctl", null)) {
+                morph_sysctls[name] == value
+            }
             some ns in input.OCI.Linux.Namespaces
             ns.Type in {"mount", "mnt"}
             object.get(ns, "Path", "") in {"", null}
@@ -285,7 +313,7 @@ public static class AgentPolicy
             caps := input.OCI.Process.Capabilities
             every kind in ["Ambient", "Bounding", "Effective", "Inheritable", "Permitted"] {
                 every cap in morph_list(object.get(caps, kind, null)) {
-                    morph_capability(cap) in morph_capabilities
+                    morph_capability(cap) in capabilities
                 }
             }
         }
