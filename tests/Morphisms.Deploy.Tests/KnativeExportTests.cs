@@ -38,6 +38,7 @@ public sealed class KnativeExportTests : IDisposable
     private ExportRequest Request(ExportTee tee) => new()
     {
         Function = FunctionSpecLoader.Load(_dir), Tee = tee, Kms = new Uri("https://kms.morph.svc:8200"), KmsCaSha256 = Pin, Image = Image,
+        QueueProxyImage = tee == ExportTee.Sgx ? null : QueueProxyImage,
     };
 
     [Theory]
@@ -144,14 +145,64 @@ public sealed class KnativeExportTests : IDisposable
             Assert.DoesNotContain($"default {denied} := true", policy, StringComparison.Ordinal);
         }
 
-        // Without --queue-proxy-image Knative's container is admitted with any image, and the export says so.
+        // Knative's queue-proxy, beside the function in its TEE: its image pinned, and nothing said to be insecure.
+        Assert.Equal(QueueProxyImage, PolicyData.Containers(document).GetProperty(KnativeExporter.QueueProxyName).GetProperty("image").GetString());
+        Assert.DoesNotContain(result.Measured, l => l.StartsWith("WARNING", StringComparison.Ordinal) || l.StartsWith("INSECURE", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    public void QueueProxyIsPinnedOrTheExportIsLoudlyInsecure(ExportTee tee)
+    {
+        // No image for the container Knative adds inside the TEE: no export, unless the insecure flag says so.
+        var refused = Assert.Throws<ArgumentException>(() => KnativeExporter.Export(Request(tee) with { QueueProxyImage = null }));
+        Assert.Contains("--queue-proxy-image", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("--insecure-unpinned-queue-proxy", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("exclude each other", Assert.Throws<ArgumentException>(() => KnativeExporter.Export(Request(tee) with { InsecureUnpinnedQueueProxy = true })).Message, StringComparison.Ordinal);
+
+        var insecure = KnativeExporter.Export(Request(tee) with { QueueProxyImage = null, InsecureUnpinnedQueueProxy = true });
+        var document = insecure.Files.Single(f => f.Path == "initdata.toml").Content;
         Assert.Equal(JsonValueKind.Null, PolicyData.Containers(document).GetProperty(KnativeExporter.QueueProxyName).GetProperty("image").ValueKind);
-        Assert.Contains(result.Measured, l => l.StartsWith("WARNING: queue-proxy's image is not pinned", StringComparison.Ordinal));
-        const string QueueProxy = "gcr.io/knative-releases/queue@sha256:1111111111111111111111111111111111111111111111111111111111111111";
-        var pinned = KnativeExporter.Export(Request(tee) with { QueueProxyImage = QueueProxy });
-        var pinnedDocument = pinned.Files.Single(f => f.Path == "initdata.toml").Content;
-        Assert.Equal(QueueProxy, PolicyData.Containers(pinnedDocument).GetProperty(KnativeExporter.QueueProxyName).GetProperty("image").GetString());
-        Assert.DoesNotContain(pinned.Measured, l => l.StartsWith("WARNING", StringComparison.Ordinal));
+        Assert.Contains(insecure.Measured, l => l.StartsWith("INSECURE (--insecure-unpinned-queue-proxy): queue-proxy's image is not pinned", StringComparison.Ordinal));
+        Assert.Contains("# INSECURE (--insecure-unpinned-queue-proxy)", insecure.Files.Single(f => f.Path == "service.yaml").Content, StringComparison.Ordinal);
+
+        // SGX pods have no agent policy to pin it in.
+        Assert.Throws<ArgumentException>(() => KnativeExporter.Export(Request(ExportTee.Sgx) with { InsecureUnpinnedQueueProxy = true }));
+        Assert.Throws<ArgumentException>(() => KnativeExporter.Export(Request(ExportTee.Sgx) with { QueueProxyImage = QueueProxyImage }));
+    }
+
+    [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    public void QueueProxyForwardsOnlyToMorphInitsTlsPort(ExportTee tee)
+    {
+        // The insecure export too: the image is a test cluster's choice, where requests go is not.
+        foreach (var request in new[] { Request(tee), Request(tee) with { QueueProxyImage = null, InsecureUnpinnedQueueProxy = true } })
+        {
+            var result = KnativeExporter.Export(request);
+            var queueProxy = PolicyData.Containers(result.Files.Single(f => f.Path == "initdata.toml").Content).GetProperty(KnativeExporter.QueueProxyName);
+
+            // USER_PORT is where queue-proxy sends requests: morph-init's TLS port, the function container's only port
+            // (Knative sets it from there), and never the app's plain port or CoCo's local API on loopback.
+            var service = KubernetesYaml.Deserialize<KnativeService>(result.Files.Single(f => f.Path == "service.yaml").Content);
+            var port = Assert.Single(Assert.Single(service.Spec.Template.Spec.Containers).Ports).ContainerPort;
+            Assert.Equal(port.ToString(System.Globalization.CultureInfo.InvariantCulture), queueProxy.GetProperty("env").GetProperty("USER_PORT").GetString());
+            Assert.Equal("8443", queueProxy.GetProperty("env").GetProperty("USER_PORT").GetString());
+            Assert.Single(queueProxy.GetProperty("env").EnumerateObject());
+
+            // Every other variable only by name, and only queue-proxy's own: no "any environment".
+            Assert.False(queueProxy.GetProperty("any_env").GetBoolean());
+            var names = queueProxy.GetProperty("env_names").EnumerateArray().Select(n => n.GetString()!).ToList();
+            Assert.DoesNotContain("USER_PORT", names);
+            Assert.All(["SERVING_REVISION", "QUEUE_SERVING_PORT", "CONTAINER_CONCURRENCY", "SERVING_READINESS_PROBE", "OBSERVABILITY_CONFIG", "KO_DATA_PATH", "PATH"], n => Assert.Contains(n, names));
+            Assert.All(["LD_PRELOAD", "MORPH_INITDATA", "PORT"], n => Assert.DoesNotContain(n, names));
+        }
+
+        // The policy refuses a pinned variable with another value, whatever the names allow.
+        var policy = PolicyData.Policy(KnativeExporter.Export(Request(tee)).Files.Single(f => f.Path == "initdata.toml").Content);
+        Assert.Contains("\n    not morph_pinned(c, name)\n    name in c.env_names\n", PolicyData.Rule(policy, "morph_variable_value", "c.env_names"), StringComparison.Ordinal);
+        Assert.Contains("\n    every name, value in c.env {\n        concat(\"=\", [name, value]) in env\n", PolicyData.Rule(policy, "morph_env"), StringComparison.Ordinal);
     }
 
     [Theory]
@@ -389,11 +440,22 @@ public sealed class KnativeExportTests : IDisposable
     public async Task CliWritesTheFilesAndRejectsBadInput()
     {
         var output = Path.Combine(_dir, "out");
-        var (code, stdout, stderr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "-o", output);
+        var (code, stdout, stderr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "--queue-proxy-image", QueueProxyImage, "-o", output);
         Assert.True(code == 0, stderr);
         Assert.Contains("HOST_DATA", stdout);
+        Assert.DoesNotContain("WARNING", stderr, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(output, "service.yaml")));
         Assert.True(File.Exists(Path.Combine(output, "initdata.toml")));
+
+        // No pinned queue-proxy: refused, naming both ways out; the insecure flag exports and warns.
+        var (unpinned, _, unpinnedErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "-o", output);
+        Assert.Equal(2, unpinned);
+        Assert.Contains("--queue-proxy-image", unpinnedErr);
+        Assert.Contains("--insecure-unpinned-queue-proxy", unpinnedErr);
+        var (insecure, insecureOut, insecureErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "--insecure-unpinned-queue-proxy", "-o", output);
+        Assert.True(insecure == 0, insecureErr);
+        Assert.Contains("morph: WARNING: --insecure-unpinned-queue-proxy", insecureErr);
+        Assert.Contains("INSECURE (--insecure-unpinned-queue-proxy)", insecureOut);
 
         var (badPin, _, pinErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", "abcd", "--image", Image);
         Assert.Equal(2, badPin);
@@ -401,7 +463,7 @@ public sealed class KnativeExportTests : IDisposable
         var (badQueue, _, queueErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "https://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "--queue-proxy-image", "queue:latest");
         Assert.Equal(2, badQueue);
         Assert.Contains("queue-proxy image must be pinned by digest", queueErr);
-        var (plain, _, plainErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "http://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image);
+        var (plain, _, plainErr) = await SigStructTests.Run("export", "knative", _dir, "--kms", "http://kms:8200", "--kms-ca-sha256", Convert.ToHexStringLower(Pin), "--image", Image, "--queue-proxy-image", QueueProxyImage);
         Assert.Equal(2, plain);
         Assert.Contains("https", plainErr);
     }

@@ -41,9 +41,15 @@ public sealed record ExportRequest
     /// <summary>
     /// SNP/TDX: Knative's queue-proxy image (<c>queue-sidecar-image</c> in the <c>config-deployment</c> ConfigMap of
     /// <c>knative-serving</c>), pinned by digest. Knative adds that container to every pod, inside the same TEE and
-    /// network namespace; the agent policy pins its image only when this is given.
+    /// network namespace, so the agent policy pins its image; required unless <see cref="InsecureUnpinnedQueueProxy"/>.
     /// </summary>
     public string? QueueProxyImage { get; init; }
+
+    /// <summary>
+    /// SNP/TDX, INSECURE, test clusters only: export without <see cref="QueueProxyImage"/>, so that the agent policy
+    /// admits any image as queue-proxy — a program of the host's choosing inside the function's TEE, on its loopback.
+    /// </summary>
+    public bool InsecureUnpinnedQueueProxy { get; init; }
 }
 
 /// <summary>One generated file, relative to the output directory.</summary>

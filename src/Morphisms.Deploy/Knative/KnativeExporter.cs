@@ -52,6 +52,32 @@ public static class KnativeExporter
     /// <summary>Variables Knative sets in the function's container (values it chooses per revision).</summary>
     public static readonly IReadOnlyList<string> KnativeVariables = ["PORT", "K_REVISION", "K_CONFIGURATION", "K_SERVICE"];
 
+    /// <summary>
+    /// The variable that tells queue-proxy where to forward requests (<c>http://127.0.0.1:USER_PORT</c>); Knative sets
+    /// it to the function container's port, <see cref="AgentPort"/>, and the agent policy pins that value: the app's
+    /// plain port or CoCo's local API on loopback would otherwise be one edit of the pod away.
+    /// </summary>
+    public const string QueueProxyUserPortVariable = "USER_PORT";
+
+    /// <summary>
+    /// The other variables queue-proxy may have, admitted by name with any value: the ones Knative gives it (its
+    /// revision's names, its own ports, timeouts, concurrency, logging, metrics, tracing and the readiness probe it
+    /// runs, from Knative 1.8 to today's <c>OBSERVABILITY_CONFIG</c>) and the ones its ko-built image sets. None names
+    /// where queue-proxy forwards requests.
+    /// </summary>
+    public static readonly IReadOnlyList<string> QueueProxyVariables =
+    [
+        "SERVING_NAMESPACE", "SERVING_SERVICE", "SERVING_CONFIGURATION", "SERVING_REVISION", "SERVING_POD", "SERVING_POD_IP",
+        "QUEUE_SERVING_PORT", "QUEUE_SERVING_TLS_PORT", "CONTAINER_CONCURRENCY", "REVISION_TIMEOUT_SECONDS",
+        "REVISION_RESPONSE_START_TIMEOUT_SECONDS", "REVISION_IDLE_TIMEOUT_SECONDS", "SERVING_LOGGING_CONFIG", "SERVING_LOGGING_LEVEL",
+        "SERVING_REQUEST_LOG_TEMPLATE", "SERVING_ENABLE_REQUEST_LOG", "SERVING_REQUEST_METRICS_BACKEND",
+        "SERVING_REQUEST_METRICS_REPORTING_PERIOD_SECONDS", "SERVING_ENABLE_PROBE_REQUEST_LOG", "SERVING_READINESS_PROBE",
+        "TRACING_CONFIG_BACKEND", "TRACING_CONFIG_ZIPKIN_ENDPOINT", "TRACING_CONFIG_DEBUG", "TRACING_CONFIG_SAMPLE_RATE",
+        "SYSTEM_NAMESPACE", "METRICS_DOMAIN", "METRICS_COLLECTOR_ADDRESS", "OBSERVABILITY_CONFIG", "ENABLE_PROFILING", "HOST_IP",
+        "ENABLE_HTTP2_AUTO_DETECTION", "ENABLE_HTTP_FULL_DUPLEX", "ENABLE_MULTI_CONTAINER_PROBES", "ROOT_CA",
+        "KO_DATA_PATH", "SSL_CERT_FILE",
+    ];
+
     // The memory-backed volume for SecretsDirectory.
     private const string SecretsVolume = "morph-secrets";
 
@@ -62,7 +88,7 @@ public static class KnativeExporter
     private const string TempVolume = "tmp";
 
     /// <summary>Generates the files for <paramref name="request"/>.</summary>
-    /// <exception cref="ArgumentException">The request is unusable (image not pinned by digest, pin not 32 bytes, KMS not https).</exception>
+    /// <exception cref="ArgumentException">The request is unusable (an image not pinned by digest, no queue-proxy image for SNP/TDX without the insecure flag, pin not 32 bytes, KMS not https).</exception>
     public static ExportResult Export(ExportRequest request)
     {
         Validate(request);
@@ -111,8 +137,9 @@ public static class KnativeExporter
 
     /// <summary>
     /// The Kata agent policy for <paramref name="request"/>'s pod: the function's container with its image, argv and
-    /// environment pinned, and Knative's queue-proxy with its argv pinned (<see cref="QueueProxyArgs"/>) and its image
-    /// when <see cref="ExportRequest.QueueProxyImage"/> is given (its environment is Knative's, per revision).
+    /// environment pinned, and Knative's queue-proxy with its argv (<see cref="QueueProxyArgs"/>), its image
+    /// (<see cref="ExportRequest.QueueProxyImage"/>, unless the export is insecure) and the port it forwards to
+    /// (<see cref="QueueProxyUserPortVariable"/>) pinned, its other variables admitted by name (<see cref="QueueProxyVariables"/>).
     /// </summary>
     public static string Policy(ExportRequest request)
     {
@@ -127,7 +154,14 @@ public static class KnativeExporter
             EnvNames = [.. AgentPolicy.RuntimeVariables, .. KnativeVariables, InitdataVariable],
             MemoryVolumes = [(SecretsDirectory, SecretsVolume), (TempDirectory, TempVolume)],
         };
-        var queueProxy = new PolicyContainer { Name = QueueProxyName, Image = request.QueueProxyImage, Args = QueueProxyArgs, AnyEnv = true };
+        var queueProxy = new PolicyContainer
+        {
+            Name = QueueProxyName,
+            Image = request.QueueProxyImage,
+            Args = QueueProxyArgs,
+            Env = new Dictionary<string, string> { [QueueProxyUserPortVariable] = AgentPort.ToString(CultureInfo.InvariantCulture) },
+            EnvNames = [.. AgentPolicy.RuntimeVariables, .. QueueProxyVariables],
+        };
         return AgentPolicy.Rego($"function {request.Function.Name} (Knative Service, TEE {teeFlag})", [function, queueProxy]);
     }
 
@@ -146,8 +180,9 @@ public static class KnativeExporter
         ((List<object>)container["volumeMounts"]!).Add(Map.Of(("name", TempVolume), ("mountPath", TempDirectory)));
         var podSpec = PodSpec(request, RuntimeClass(request.Tee), container, [ContainerSecurity.MemoryVolume(TempVolume, sizeLimit: null)]);
         var queueProxyLine = request.QueueProxyImage is null
-            ? "NOT pinned: the queue-proxy container's image (pass --queue-proxy-image with the digest from Knative's config-deployment)."
-            : $"queue-proxy's image is pinned to {request.QueueProxyImage} (Knative's config-deployment must name the same digest).";
+            ? "INSECURE (--insecure-unpinned-queue-proxy): the queue-proxy container's image is NOT pinned; the host may run any image in the function's TEE."
+            : $"queue-proxy's image is pinned to {request.QueueProxyImage} (Knative's config-deployment must name the same digest),";
+        var queueProxyPortLine = $"and the port it forwards to, {QueueProxyUserPortVariable}={AgentPort} (morph-init's TLS port); its other variables are Knative's, by name.";
         var header = new[]
         {
             $"Generated by `morph export knative` for function {request.Function.Name} (TEE {request.Tee.ToString().ToLowerInvariant()}).",
@@ -161,6 +196,7 @@ public static class KnativeExporter
             "refuses exec, stdin and a new policy, and confines mounts, copied files and capabilities. It needs guest image pull",
             "(CoCo with the nydus snapshotter) and containerd; editing this YAML's image, command, args or env makes the agent refuse the pod.",
             queueProxyLine,
+            queueProxyPortLine,
             "See docs/kubernetes.md for exactly what is pinned and what is not.",
         };
         var files = new List<GeneratedFile>
@@ -180,7 +216,7 @@ public static class KnativeExporter
         };
         if (request.QueueProxyImage is null)
         {
-            measured.Add("WARNING: queue-proxy's image is not pinned (--queue-proxy-image): the host may run any image beside the function in its TEE");
+            measured.Add("INSECURE (--insecure-unpinned-queue-proxy): queue-proxy's image is not pinned: the host may run any image beside the function in its TEE");
         }
 
         return new ExportResult(files, measured);
@@ -333,11 +369,40 @@ public static class KnativeExporter
             throw new ArgumentException($"the image must be pinned by digest (name@sha256:<64 hex>), got '{request.Image}'");
         }
 
-        if (request.QueueProxyImage is { } queueProxy && (!IsPinnedByDigest(queueProxy) || request.Tee == ExportTee.Sgx))
+        ValidateQueueProxy(request);
+    }
+
+    private static void ValidateQueueProxy(ExportRequest request)
+    {
+        if (request.Tee == ExportTee.Sgx)
         {
-            throw new ArgumentException(request.Tee == ExportTee.Sgx
-                ? "the queue-proxy image is pinned by the Kata agent policy, which SGX pods do not have"
-                : $"the queue-proxy image must be pinned by digest (name@sha256:<64 hex>), got '{queueProxy}'");
+            if (request.QueueProxyImage is not null || request.InsecureUnpinnedQueueProxy)
+            {
+                throw new ArgumentException("the queue-proxy image is pinned by the Kata agent policy, which SGX pods do not have");
+            }
+
+            return;
+        }
+
+        // queue-proxy runs inside the function's TEE, on its loopback: an image the host chose there is a program of the
+        // host's next to the app's plain port and CoCo's local API. Only a test cluster may do without the pin.
+        if (request.QueueProxyImage is { } queueProxy)
+        {
+            if (!IsPinnedByDigest(queueProxy))
+            {
+                throw new ArgumentException($"the queue-proxy image must be pinned by digest (name@sha256:<64 hex>), got '{queueProxy}'");
+            }
+
+            if (request.InsecureUnpinnedQueueProxy)
+            {
+                throw new ArgumentException("--queue-proxy-image and --insecure-unpinned-queue-proxy exclude each other");
+            }
+        }
+        else if (!request.InsecureUnpinnedQueueProxy)
+        {
+            throw new ArgumentException(
+                "the queue-proxy image must be pinned: pass --queue-proxy-image NAME@sha256:<64 hex> (queue-sidecar-image in Knative's "
+                + "config-deployment ConfigMap), or --insecure-unpinned-queue-proxy on a test cluster");
         }
     }
 

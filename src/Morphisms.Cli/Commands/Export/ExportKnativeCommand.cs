@@ -4,7 +4,11 @@ using Morphisms.Serving.Spec;
 
 namespace Morphisms.Cli.Commands.Export;
 
-/// <summary><c>morph export knative FN --tee snp|tdx|sgx</c>: a Knative Service (and Kata initdata or Gramine packaging) for a function.</summary>
+/// <summary>
+/// <c>morph export knative FN --tee snp|tdx|sgx</c>: a Knative Service (and Kata initdata or Gramine packaging) for a
+/// function. SNP/TDX need <c>--queue-proxy-image</c> pinned by digest; <c>--insecure-unpinned-queue-proxy</c> does
+/// without it, for test clusters, and warns.
+/// </summary>
 public static class ExportKnativeCommand
 {
     /// <summary>Creates the command.</summary>
@@ -17,9 +21,11 @@ public static class ExportKnativeCommand
         var pin = new Option<string>("--kms-ca-sha256") { Description = "SHA-256 (hex) of the CA that issued the KMS's TLS certificate (or of that certificate): the measured pin. Never the KMS PKI root (root_ca_sha256), which also signs pki/ role certificates.", Required = true };
         var image = new Option<string>("--image") { Description = "Container image pinned by digest (name@sha256:...).", Required = true };
         var ns = new Option<string?>("--namespace") { Description = "Kubernetes namespace for the Service." };
-        var queueProxy = new Option<string?>("--queue-proxy-image") { Description = "SNP/TDX: Knative's queue-proxy image pinned by digest (config-deployment's queue-sidecar-image); the agent policy pins it." };
+        var queueProxy = new Option<string?>("--queue-proxy-image") { Description = "SNP/TDX, required: Knative's queue-proxy image pinned by digest (config-deployment's queue-sidecar-image); the agent policy pins it." };
+        // Named like --insecure-no-tee: queue-proxy runs inside the function's TEE, so an unpinned one is a program of the host's there.
+        var insecureQueueProxy = new Option<bool>("--insecure-unpinned-queue-proxy") { Description = "INSECURE, test clusters only (SNP/TDX): no --queue-proxy-image; the host may run any image as queue-proxy inside the function's TEE." };
         var output = new Option<DirectoryInfo>("--output", "-o") { Description = "Directory to write into.", DefaultValueFactory = _ => new DirectoryInfo(".") };
-        var command = new Command("knative", "Generate a Knative Service running the function under morph-init.") { path, tee, kms, pin, image, ns, queueProxy, output };
+        var command = new Command("knative", "Generate a Knative Service running the function under morph-init.") { path, tee, kms, pin, image, ns, queueProxy, insecureQueueProxy, output };
         command.SetAction(async (parse, ct) =>
         {
             try
@@ -42,8 +48,15 @@ public static class ExportKnativeCommand
                     Image = parse.GetValue(image)!,
                     Namespace = parse.GetValue(ns),
                     QueueProxyImage = parse.GetValue(queueProxy),
+                    InsecureUnpinnedQueueProxy = parse.GetValue(insecureQueueProxy),
                 };
                 var result = KnativeExporter.Export(request);
+                if (request.InsecureUnpinnedQueueProxy)
+                {
+                    await stderr.WriteLineAsync("morph: WARNING: --insecure-unpinned-queue-proxy: the agent policy admits any image as queue-proxy, which runs "
+                        + "inside the function's TEE beside the app's plaintext port; the host can run its own program there. Use it on test clusters only.");
+                }
+
                 var directory = parse.GetValue(output)!;
                 directory.Create();
                 foreach (var file in result.Files)
