@@ -424,6 +424,36 @@ public sealed class KnativeExportTests : IDisposable
     }
 
     [Theory]
+    [InlineData("env", "{{ cycler.__init__.__globals__.os.popen('id').read() }}", "env.MODE")]
+    [InlineData("env", "before {% include '/etc/passwd' %} after", "env.MODE")]
+    [InlineData("env", "x{#comment#}", "env.MODE")]
+    [InlineData("command", "{{ 7 * 7 }}", "command[2]")]
+    public void TheGramineTemplateRefusesJinjaSyntaxInValuesItPastes(string where, string value, string field)
+    {
+        // gramine-manifest renders the template with Jinja2 during docker build: the value would be evaluated there.
+        var spec = FunctionSpecLoader.Load(_dir);
+        spec = where == "env"
+            ? spec with { Env = new Dictionary<string, string> { ["MODE"] = value } }
+            : spec with { Command = [spec.Command[0], spec.Command[1], value] };
+        var error = Assert.Throws<ArgumentException>(() => KnativeExporter.Export(Request(ExportTee.Sgx) with { Function = spec }));
+        Assert.StartsWith(field + ": ", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Jinja2", error.Message, StringComparison.Ordinal);
+
+        // Nothing to render under Kata: the same value is exported there.
+        KnativeExporter.Export(Request(ExportTee.Snp) with { Function = spec });
+    }
+
+    [Fact]
+    public void TheGramineTemplateKeepsBracesThatAreNotJinja()
+    {
+        var spec = FunctionSpecLoader.Load(_dir) with { Env = new Dictionary<string, string> { ["JSON"] = "{\"a\": {\"b\": 1}}", ["SHELL_VAR"] = "${HOME}" } };
+        var manifest = GramineToml.TopLevelKeys(KnativeExporter.Export(Request(ExportTee.Sgx) with { Function = spec }).Files.Single(f => f.Path == "hello.manifest.template").Content);
+        // The TOML strings (JSON escapes), read back, are the spec's values.
+        Assert.Equal(spec.Env["JSON"], JsonSerializer.Deserialize<string>(manifest["loader.env.JSON"]));
+        Assert.Equal(spec.Env["SHELL_VAR"], JsonSerializer.Deserialize<string>(manifest["loader.env.SHELL_VAR"]));
+    }
+
+    [Theory]
     [InlineData("Bad NS")]
     [InlineData("-ns")]
     [InlineData("a.b")]

@@ -18,9 +18,14 @@ public static class GramineManifest
         "fs.mounts", "sgx.debug", "sgx.remote_attestation", "sgx.trusted_files", "sgx.enclave_size", "sgx.max_threads",
     ];
 
+    // Jinja2's delimiters with its default settings, as gramine-manifest renders: an expression, a statement, a comment.
+    private static readonly string[] JinjaDelimiters = ["{{", "{%", "{#"];
+
     /// <summary>The manifest template (TOML with Gramine's Jinja placeholders, rendered by <c>gramine-manifest</c>).</summary>
+    /// <exception cref="ArgumentException">A value from the spec or the request contains Jinja2 syntax (<see cref="RequireLiteral"/>).</exception>
     public static string Template(ExportRequest request)
     {
+        RequireLiteral(request);
         var spec = request.Function;
         var argv = new List<string> { KnativeExporter.AgentPath };
         argv.AddRange(KnativeExporter.AgentArguments(request, "gramine"));
@@ -102,6 +107,46 @@ public static class GramineManifest
             """;
     }
 
-    // A TOML basic string (JSON's escapes are valid TOML escapes).
+    /// <summary>
+    /// Refuses the export when a value pasted into the template (the spec's command and env values, the KMS address)
+    /// contains <c>{{</c>, <c>{%</c> or <c>{#</c>. <c>gramine-manifest</c> renders the template with Jinja2, which is not
+    /// sandboxed: such text would be evaluated during <c>docker build</c> — code of whoever wrote the spec running on the
+    /// build machine, or a measured value (argv, env) silently rewritten into something other than what was reviewed.
+    /// Refused rather than wrapped in <c>{% raw %}</c>, which a value holding <c>{% endraw %}</c> would close.
+    /// </summary>
+    /// <exception cref="ArgumentException">Such a value, with the field that holds it.</exception>
+    public static void RequireLiteral(ExportRequest request)
+    {
+        var spec = request.Function;
+        for (var i = 0; i < spec.Command.Count; i++)
+        {
+            Literal($"command[{i}]", spec.Command[i]);
+        }
+
+        foreach (var (key, value) in spec.Env.OrderBy(e => e.Key, StringComparer.Ordinal))
+        {
+            Literal($"env.{key}", key);
+            Literal($"env.{key}", value);
+        }
+
+        Literal("--kms", request.Kms.AbsoluteUri);
+        foreach (var argument in KnativeExporter.AgentArguments(request, "gramine"))
+        {
+            // Everything else in argv is the exporter's own or validated (name, secrets path); checked all the same.
+            Literal("loader.argv", argument);
+        }
+    }
+
+    private static void Literal(string field, string value)
+    {
+        if (JinjaDelimiters.FirstOrDefault(d => value.Contains(d, StringComparison.Ordinal)) is { } delimiter)
+        {
+            throw new ArgumentException(
+                $"{field}: '{delimiter}' is Jinja2 syntax, which gramine-manifest would evaluate when the SGX image is built "
+                + "(running code during docker build, or changing a measured value); the SGX export refuses it, so write the value without it");
+        }
+    }
+
+    // A TOML basic string (JSON's escapes are valid TOML escapes, and add no brace).
     private static string Str(string value) => JsonSerializer.Serialize(value);
 }
