@@ -411,6 +411,10 @@ public sealed class KnativeExportTests : IDisposable
         Assert.Equal("\"https://kms.morph.svc:8200/\"", manifest["loader.env.MORPH_KMS_URL"]);
         Assert.Contains("\"--tee\", \"gramine\"", manifest["loader.argv"]);
 
+        // DNS: Gramine makes /etc/resolv.conf (from the host's, sanitized) only when asked; without it the KMS URL's
+        // name does not resolve in the enclave.
+        Assert.Equal("true", manifest["sys.enable_extra_runtime_domain_names_conf"]);
+
         // Gramine's TCP is the host's: the app is reached on a UNIX domain socket (encrypted between its processes).
         Assert.Contains("\"--app-socket\", \"/run/morph/app.sock\"", manifest["loader.argv"]);
         Assert.DoesNotContain("--app-port", manifest["loader.argv"]);

@@ -16,6 +16,7 @@ public static class GramineManifest
     [
         "libos.entrypoint", "loader.entrypoint.uri", "loader.argv", "loader.env.MORPH_KMS_URL", "loader.env.MORPH_KMS_CA_SHA256",
         "fs.mounts", "sgx.debug", "sgx.remote_attestation", "sgx.trusted_files", "sgx.enclave_size", "sgx.max_threads",
+        "sys.enable_extra_runtime_domain_names_conf",
     ];
 
     // Jinja2's delimiters with its default settings, as gramine-manifest renders: an expression, a statement, a comment.
@@ -50,6 +51,10 @@ public static class GramineManifest
         }
 
         text.Append('\n');
+        // Without it Gramine has no /etc/resolv.conf and names do not resolve: morph-init could reach the KMS only by IP.
+        // Gramine builds the file (and the hostname) from the host's, sanitized; the host chooses the DNS answers, as it
+        // carries the network anyway, and the KMS's TLS certificate must still chain to the measured pin.
+        text.Append("sys.enable_extra_runtime_domain_names_conf = true\n\n");
         text.Append("fs.mounts = [\n");
         text.Append("  { path = \"/lib\", uri = \"file:{{ gramine.runtimedir() }}\" },\n");
         text.Append("  { path = \"{{ arch_libdir }}\", uri = \"file:{{ arch_libdir }}\" },\n");
