@@ -458,6 +458,76 @@ public sealed class KnativeExportTests : IDisposable
     }
 
     [Theory]
+    [InlineData(ExportTee.Snp)]
+    [InlineData(ExportTee.Tdx)]
+    public void WhatTheKubeletExpandsIsWhatThePolicyPins(ExportTee tee)
+    {
+        // Text the kubelet would rewrite: a reference to a variable the container has, an escaped '$', a lone one.
+        var spec = FunctionSpecLoader.Load(_dir);
+        spec = spec with
+        {
+            Command = [.. spec.Command, "--price=$(MODE)", "$$", "cost$", "$(UNDEFINED)"],
+            Env = new Dictionary<string, string> { ["MODE"] = "prod", ["TEMPLATE"] = "$(MODE)-$$HOME" },
+        };
+        var result = KnativeExporter.Export(Request(tee) with { Function = spec });
+        var container = Assert.Single(KubernetesYaml.Deserialize<KnativeService>(result.Files.Single(f => f.Path == "service.yaml").Content).Spec.Template.Spec.Containers);
+        var pinned = PolicyData.Containers(result.Files.Single(f => f.Path == "initdata.toml").Content).GetProperty(KnativeExporter.ContainerName);
+
+        // The environment as the kubelet builds it (each value expanded against the variables before it), then the
+        // argv expanded against that: what the agent receives must be exactly what the policy pins.
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var variable in container.Env.Where(e => e.Value is not null))
+        {
+            environment[variable.Name] = KubeletExpand(variable.Value, environment);
+        }
+
+        Assert.Equal("prod", environment["MODE"]);
+        Assert.Equal("$(MODE)-$$HOME", environment["TEMPLATE"]);
+        Assert.Equal(spec.Env["TEMPLATE"], pinned.GetProperty("env").GetProperty("TEMPLATE").GetString());
+        var argv = container.Command.Concat(container.Args).Select(a => KubeletExpand(a, environment)).ToList();
+        Assert.Equal(pinned.GetProperty("args").EnumerateArray().Select(a => a.GetString()!), argv);
+        Assert.Equal(["--price=$(MODE)", "$$", "cost$", "$(UNDEFINED)"], argv.TakeLast(4));
+    }
+
+    // Kubernetes' expansion of $(NAME) in command, args and env values (k8s.io/kubernetes third_party/forked/golang/expansion):
+    // "$$" is "$", "$(NAME)" the variable's value or itself when undefined, any other '$' stays.
+    private static string KubeletExpand(string input, IReadOnlyDictionary<string, string> variables)
+    {
+        var output = new StringBuilder();
+        var checkpoint = 0;
+        for (var cursor = 0; cursor < input.Length; cursor++)
+        {
+            if (input[cursor] != '$' || cursor + 1 >= input.Length)
+            {
+                continue;
+            }
+
+            output.Append(input, checkpoint, cursor - checkpoint);
+            var rest = input[(cursor + 1)..];
+            var advance = 1;
+            switch (rest[0])
+            {
+                case '$':
+                    output.Append('$');
+                    break;
+                case '(' when rest.IndexOf(')', StringComparison.Ordinal) is var close and > 0:
+                    var name = rest[1..close];
+                    output.Append(variables.TryGetValue(name, out var value) ? value : $"$({name})");
+                    advance = close + 1;
+                    break;
+                default:
+                    output.Append('$').Append(rest[0]);
+                    break;
+            }
+
+            cursor += advance;
+            checkpoint = cursor + 1;
+        }
+
+        return output.Append(input, checkpoint, input.Length - checkpoint).ToString();
+    }
+
+    [Theory]
     [InlineData("Bad NS")]
     [InlineData("-ns")]
     [InlineData("a.b")]

@@ -321,12 +321,15 @@ public static class KnativeExporter
     private static OrderedDictionary<string, object?> Container(ExportRequest request, IReadOnlyList<string>? command, IReadOnlyList<string>? args, OrderedDictionary<string, object?>? resources)
     {
         var spec = request.Function;
-        var env = spec.Env.OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => (object)Map.Of(("name", e.Key), ("value", e.Value))).ToList();
+        // The kubelet expands $(NAME) and $$ in these fields; the policy pins the spec's text, so that is what must
+        // arrive: written escaped, a value such as "price=$(AMOUNT)" or "$$" reaches the process unchanged.
+        var env = spec.Env.OrderBy(e => e.Key, StringComparer.Ordinal)
+            .Select(e => (object)Map.Of(("name", e.Key), ("value", KubernetesExpansion.Literal(e.Value)))).ToList();
         return Map.Of(
             ("name", ContainerName),
             ("image", request.Image),
-            ("command", command?.Cast<object>().ToList()),
-            ("args", args?.Cast<object>().ToList()),
+            ("command", command?.Select(c => (object)KubernetesExpansion.Literal(c)).ToList()),
+            ("args", args?.Select(a => (object)KubernetesExpansion.Literal(a)).ToList()),
             // One port, as Knative requires: morph-init's TLS listener. queue-proxy's default readiness check is a TCP
             // connect, which TLS does not disturb.
             ("ports", new List<object> { Map.Of(("name", "http1"), ("containerPort", AgentPort)) }),
