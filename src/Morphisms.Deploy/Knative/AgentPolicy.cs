@@ -49,8 +49,9 @@ public sealed record PolicyContainer
 /// <para>
 /// Written in the manner of Kata's genpolicy rules (same request names and input fields), but far smaller: it knows the
 /// containers of one pod by name and pins their image, argv and environment, refuses exec, stdin, policy changes and
-/// the guest's clock and entropy, and confines mounts, storages, copied files, capabilities and namespaces to what a
-/// plain Kubernetes container needs. Exactly what is pinned and what is not: docs/kubernetes.md.
+/// the guest's clock and entropy, refuses devices, device cgroup rules and sysctls other than containerd's own, and
+/// confines mounts, storages, copied files, capabilities (no <c>MKNOD</c> but the pause container's) and namespaces to
+/// what a plain Kubernetes container needs. Exactly what is pinned and what is not: docs/kubernetes.md.
 /// </para>
 /// </summary>
 public static class AgentPolicy
