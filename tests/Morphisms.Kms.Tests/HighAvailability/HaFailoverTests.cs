@@ -72,17 +72,8 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
     [Fact]
     public async Task A_stored_api_addr_with_a_path_is_not_redirected_to()
     {
-        var storage = await NewDatabaseAsync();
-        var a = await StartAsync(storage);
-        using var ca = Client(a);
-        var (key, root) = await InitAsync(ca);
-        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(ca, 200);
-        var b = await StartAsync(storage);
-        using var cb = Client(b);
-        cb.Token = root;
-        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(cb, 429);
+        using var pair = await ActiveAndStandbyAsync();
+        var (storage, a, ca, b, cb, key, root) = pair;
         Assert.Equal(Origin(a) + "/v1/sys/policies/acl/ops-admin", await RedirectAsync(cb, HttpMethod.Post, "sys/policies/acl/ops-admin"));
 
         // Whoever can write the database points api_addr at a real node with a path: the fragment would swallow the
@@ -108,17 +99,8 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
     [Fact]
     public async Task A_stored_api_addr_that_fails_authentication_is_answered_503_not_redirected_to()
     {
-        var storage = await NewDatabaseAsync();
-        var a = await StartAsync(storage);
-        using var ca = Client(a);
-        var (key, root) = await InitAsync(ca);
-        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(ca, 200);
-        var b = await StartAsync(storage);
-        using var cb = Client(b);
-        cb.Token = root;
-        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(cb, 429);
+        using var pair = await ActiveAndStandbyAsync();
+        var (storage, a, ca, b, cb, key, root) = pair;
         Assert.Equal(Origin(a) + "/v1/secret/data/app/db", await RedirectAsync(cb, HttpMethod.Post, "secret/data/app/db"));
 
         await using var db = new Npgsql.NpgsqlConnection(await File.ReadAllTextAsync(storage["postgres:file=".Length..]));
@@ -165,18 +147,9 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
     [Fact]
     public async Task A_standby_redirects_the_path_and_query_as_the_client_sent_them_so_an_escaped_key_is_the_key_written()
     {
-        var storage = await NewDatabaseAsync();
-        var a = await StartAsync(storage);
-        using var ca = Client(a);
-        var (key, root) = await InitAsync(ca);
+        using var pair = await ActiveAndStandbyAsync();
+        var (storage, a, ca, b, cb, key, root) = pair;
         ca.Token = root;
-        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(ca, 200);
-        var b = await StartAsync(storage);
-        using var cb = Client(b);
-        cb.Token = root;
-        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(cb, 429);
 
         // Key "k%41%2Fv%zz": "%25" is a literal "%", here once before two hex digits (decoded a second time, "%41" is
         // "A"), once before none; "%2F" stays escaped in the path. The query carries escapes too.
@@ -210,17 +183,8 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
     [Fact]
     public async Task A_standby_redirects_only_a_target_that_is_a_path_so_the_request_line_cannot_name_the_host()
     {
-        var storage = await NewDatabaseAsync();
-        var a = await StartAsync(storage);
-        using var ca = Client(a);
-        var (key, root) = await InitAsync(ca);
-        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(ca, 200);
-        var b = await StartAsync(storage);
-        using var cb = Client(b);
-        cb.Token = root;
-        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
-        await WaitForAsync(cb, 429);
+        using var pair = await ActiveAndStandbyAsync();
+        var (storage, a, ca, b, cb, key, root) = pair;
 
         // Absolute-form, which Kestrel accepts when Host agrees: appended to the active node's address, the target
         // would run into its authority. Refused, not redirected anywhere.
@@ -599,6 +563,23 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
         return "postgres:file=" + file;
     }
 
+    /// <summary>Two nodes on a new database: the first initialised, unsealed and active, the second unsealed as its standby.</summary>
+    private async Task<ActiveAndStandby> ActiveAndStandbyAsync()
+    {
+        var storage = await NewDatabaseAsync();
+        var a = await StartAsync(storage);
+        var ca = Client(a);
+        var (key, root) = await InitAsync(ca);
+        (await ca.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(ca, 200);
+        var b = await StartAsync(storage);
+        var cb = Client(b);
+        cb.Token = root;
+        (await cb.PutAsync("sys/unseal", new { key })).Expect(200);
+        await WaitForAsync(cb, 429);
+        return new ActiveAndStandby(storage, a, ca, b, cb, key, root);
+    }
+
     private async Task<KmsProcess> StartAsync(string storage)
     {
         var node = await KmsProcess.StartAsync("--listen", "127.0.0.1:0", "--storage", storage);
@@ -608,5 +589,15 @@ public sealed class HaFailoverTests(PostgresFixture postgres, ITestOutputHelper 
         }
 
         return node;
+    }
+}
+
+/// <summary>The nodes (stopped with the test class) and the clients (disposed with this) of a two-node set-up.</summary>
+internal sealed record ActiveAndStandby(string Storage, KmsProcess A, VaultHttp Ca, KmsProcess B, VaultHttp Cb, string Key, string Root) : IDisposable
+{
+    public void Dispose()
+    {
+        Ca.Dispose();
+        Cb.Dispose();
     }
 }
