@@ -14,34 +14,10 @@ namespace Morphisms.Client.Tests;
 /// A KMS as it runs in a Kata confidential VM, simulated: its SNP-format report shows the guest image's MEASUREMENT,
 /// which every pod of the runtime class shares, and its initdata digest in HOST_DATA.
 /// </summary>
-public sealed class KataKmsFixture : IAsyncLifetime
+public sealed class KataKmsFixture() : SimulatedKmsFixture(tee => new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, EvidenceProvider = new KataEvidence(tee) })
 {
     public static readonly byte[] GuestImage = SHA384.HashData("the Kata guest image"u8);
     public static readonly byte[] Initdata = SHA256.HashData("the KMS's initdata.toml"u8);
-
-    public SimulatedTeeAuthority Tee { get; } = SimulatedTeeAuthority.Create(TimeProvider.System);
-
-    public KmsServer Kms { get; private set; } = null!;
-
-    public async Task InitializeAsync()
-    {
-        Kms = new KmsServer(new KmsServerOptions
-        {
-            Listen = "127.0.0.1:0",
-            Storage = "inmem",
-            Dev = true,
-            Tls = KmsTlsOptions.SelfSigned,
-            WarningWriter = TextWriter.Null,
-            Attestation = new KmsAttestationOptions { SimulatedTee = Tee, TrustSimulatedTee = true, EvidenceProvider = new KataEvidence(Tee) },
-        });
-        await Kms.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Kms.DisposeAsync();
-        Tee.Dispose();
-    }
 
     private sealed class KataEvidence(SimulatedTeeAuthority tee) : IKmsEvidenceProvider
     {

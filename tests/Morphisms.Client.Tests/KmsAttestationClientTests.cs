@@ -6,11 +6,12 @@ using Morphisms.Kms;
 
 namespace Morphisms.Client.Tests;
 
-/// <summary>One dev KMS (simulated TEE, TLS on loopback) shared by the tests: key generation is the slow part.</summary>
-public sealed class DevKmsFixture : IAsyncLifetime
+/// <summary>
+/// One dev KMS (simulated TEE, TLS on loopback) shared by a test class, attesting as <paramref name="attestation"/>
+/// configures it for the fixture's simulated TEE: key generation is the slow part.
+/// </summary>
+public abstract class SimulatedKmsFixture(Func<SimulatedTeeAuthority, KmsAttestationOptions> attestation) : IAsyncLifetime
 {
-    public static readonly byte[] KmsMeasurement = SHA384.HashData("the KMS's own build"u8);
-
     public SimulatedTeeAuthority Tee { get; } = SimulatedTeeAuthority.Create(TimeProvider.System);
 
     public KmsServer Kms { get; private set; } = null!;
@@ -24,7 +25,7 @@ public sealed class DevKmsFixture : IAsyncLifetime
             Dev = true,
             Tls = KmsTlsOptions.SelfSigned,
             WarningWriter = TextWriter.Null,
-            Attestation = new KmsAttestationOptions { SimulatedTee = Tee, TrustSimulatedTee = true, SimulatedMeasurement = KmsMeasurement },
+            Attestation = attestation(Tee),
         });
         await Kms.StartAsync();
     }
@@ -34,6 +35,12 @@ public sealed class DevKmsFixture : IAsyncLifetime
         await Kms.DisposeAsync();
         Tee.Dispose();
     }
+}
+
+/// <summary>The dev KMS whose simulated SNP evidence shows its own build's measurement.</summary>
+public sealed class DevKmsFixture() : SimulatedKmsFixture(tee => new KmsAttestationOptions { SimulatedTee = tee, TrustSimulatedTee = true, SimulatedMeasurement = KmsMeasurement })
+{
+    public static readonly byte[] KmsMeasurement = SHA384.HashData("the KMS's own build"u8);
 }
 
 /// <summary>Attesting a real KMS before trusting it.</summary>
