@@ -34,12 +34,21 @@ public static class KmsRedirect
     /// </summary>
     public static KmsRedirectRefusal? Check(Uri target, HttpResponseMessage response, int followed, out Uri? next)
     {
-        ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(response);
+        return Check(target, (int)response.StatusCode, response.Headers.Location, followed, out next);
+    }
+
+    /// <summary>
+    /// <see cref="Check(Uri, HttpResponseMessage, int, out Uri?)"/> for a response already read: its
+    /// <paramref name="status"/> and <c>Location</c> (<paramref name="location"/>, null when it had none).
+    /// </summary>
+    public static KmsRedirectRefusal? Check(Uri target, int status, Uri? location, int followed, out Uri? next)
+    {
+        ArgumentNullException.ThrowIfNull(target);
         next = null;
 
         // 301/302/303 would turn a POST into a GET without its body: no standby sends them.
-        if ((int)response.StatusCode is not (307 or 308) || response.Headers.Location is not { } location)
+        if (status is not (307 or 308) || location is null)
         {
             return KmsRedirectRefusal.NotAStandbysRedirect;
         }
@@ -60,7 +69,7 @@ public static class KmsRedirect
     }
 }
 
-/// <summary>Why <see cref="KmsRedirect.Check"/> does not follow a redirect.</summary>
+/// <summary>Why <see cref="KmsRedirect.Check(Uri, int, Uri?, int, out Uri?)"/> does not follow a redirect.</summary>
 public enum KmsRedirectRefusal
 {
     /// <summary>Not a 307 or 308 with a <c>Location</c>.</summary>

@@ -3,6 +3,7 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Morphisms.Attestation;
+using Morphisms.Attestation.Trust;
 using Morphisms.Attestation.Verify;
 using Morphisms.Client.Trust;
 
@@ -212,8 +213,7 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
                 var (status, location, body) = await SendAsync(target, from).ConfigureAwait(false);
                 if (status is 307 or 308 && location is not null)
                 {
-                    var next = location.IsAbsoluteUri ? location : new Uri(target, location);
-                    Follow(status, target, next, ++redirects);
+                    var next = Follow(status, target, location, redirects++);
                     from = target;
                     target = next;
                     continue;
@@ -233,9 +233,15 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
             }
         }
 
-        /// <summary>Refuses the redirect from <paramref name="target"/> to <paramref name="next"/> unless it may be followed; widens the pin to the store's nodes.</summary>
-        private void Follow(int status, Uri target, Uri next, int redirects)
+        /// <summary>
+        /// The next hop of the redirect from <paramref name="target"/> to <paramref name="location"/> after
+        /// <paramref name="followed"/> others, when it may be followed (<see cref="KmsRedirect"/>'s rule, and a trust store
+        /// to check the target against); widens the pin to the store's nodes.
+        /// </summary>
+        private Uri Follow(int status, Uri target, Uri location, int followed)
         {
+            var refusal = KmsRedirect.Check(target, status, location, followed, out var checkedNext);
+            var next = checkedNext!;
             var redirected = $"GET {target.AbsolutePath} was redirected ({status}) by {Authority(target)} to {next}";
             if (_source._store is not { } store)
             {
@@ -243,19 +249,14 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
                     + $"redirects to its active node, so trust and use the active node's address (morph kms trust {Authority(next)})");
             }
 
-            if (next.Scheme != Uri.UriSchemeHttps)
+            switch (refusal)
             {
-                throw new CrlFetchException($"{redirected}: not followed, since plain http cannot show an attested TLS key; give the KMS nodes https --api-addr URLs");
-            }
-
-            if (!KmsTlsPin.RedirectKeepsRequest(target, next))
-            {
-                throw new CrlFetchException($"{redirected}: not followed, since it names another path than {target.PathAndQuery} (a standby redirects to the same path on the active node); check the nodes' --api-addr");
-            }
-
-            if (redirects > KmsTlsPin.MaxRedirects)
-            {
-                throw new CrlFetchException($"it redirected more than {KmsTlsPin.MaxRedirects} times (the last time to {next}): not followed");
+                case KmsRedirectRefusal.NotHttps:
+                    throw new CrlFetchException($"{redirected}: not followed, since plain http cannot show an attested TLS key; give the KMS nodes https --api-addr URLs");
+                case KmsRedirectRefusal.AnotherRequest:
+                    throw new CrlFetchException($"{redirected}: not followed, since it names another path than {target.PathAndQuery} (a standby redirects to the same path on the active node); check the nodes' --api-addr");
+                case KmsRedirectRefusal.TooMany:
+                    throw new CrlFetchException($"it redirected more than {KmsTlsPin.MaxRedirects} times (the last time to {next}): not followed");
             }
 
             if (_widened is null)
@@ -270,6 +271,8 @@ internal sealed class KmsCrlSource : IFunctionCrlSource
                     throw new CrlFetchException($"{redirected}, which is not followed: the trust store that would say whether that is a node of this KMS cannot be read ({e.Message})");
                 }
             }
+
+            return next;
         }
 
         /// <summary>One request to <paramref name="target"/> (redirected there from <paramref name="from"/>, if not null).</summary>
