@@ -185,11 +185,13 @@ public sealed class KmsHttp : IDisposable
             var message = $"the KMS answered {status}{redirect}{(errors.Length > 0 ? ": " + errors : string.Empty)}";
             var input = status == 400 && !list.Any(e => StateRefusals.Any(r => e.StartsWith(r, StringComparison.Ordinal)));
             // --json prints the body as is: whatever answered (an echoing proxy on a loopback port) must not print the token.
-            var shown = _token is { Length: > 0 } token ? raw.Replace(token, "[redacted]", StringComparison.Ordinal) : raw;
-            message = _token is { Length: > 0 } secret ? message.Replace(secret, "[redacted]", StringComparison.Ordinal) : message;
-            throw new KmsCliException(input ? ExitCodes.UsageOrInput : ExitCodes.Rejected, message, shown.Length > 0 ? shown : null);
+            var shown = WithoutToken(raw);
+            throw new KmsCliException(input ? ExitCodes.UsageOrInput : ExitCodes.Rejected, WithoutToken(message), shown.Length > 0 ? shown : null);
         }
     }
+
+    private string WithoutToken(string text) =>
+        string.IsNullOrEmpty(_token) ? text : text.Replace(_token, "[redacted]", StringComparison.Ordinal);
 
     /// <summary>
     /// One request to <paramref name="target"/> (redirected there from <paramref name="from"/>, if not null), built anew
